@@ -1,0 +1,1080 @@
+//! The baseline manifest (contract in DESIGN.md): the desired state, as YAML.
+//!
+//! Parsing has two steps. Serde reads the YAML into [`Manifest`] (wrapped in
+//! `serde_path_to_error`, so a type error names its path, such as
+//! `roles.app_rw.grants[1].privileges[0]`); then [`Baseline::resolve`] checks
+//! what serde cannot (a table name must be schema-qualified, a privilege must
+//! apply to its object) and builds the typed [`Baseline`] the diff consumes.
+//! Every error names the file and the path inside it.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use globset::{Glob, GlobMatcher};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::{DefaultObjectType, ObjectClass, Privilege, RoleName};
+
+/// The manifest version this code reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The baseline file as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Declared roles, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleSpec>,
+    /// What PUBLIC may hold beyond PostgreSQL's built-in defaults.
+    #[serde(default, skip_serializing_if = "PublicSpec::is_empty")]
+    pub public: PublicSpec,
+    /// Globs of roles to leave alone; `!pattern` re-includes (last match wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_roles: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A declared role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// LOGIN.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub login: bool,
+    /// SUPERUSER.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub superuser: bool,
+    /// CREATEROLE.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub createrole: bool,
+    /// CREATEDB.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub createdb: bool,
+    /// REPLICATION.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replication: bool,
+    /// BYPASSRLS.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bypassrls: bool,
+    /// VALID UNTIL; checked only when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Roles this role is a member of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_of: Vec<MemberOf>,
+    /// Objects this role must own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owns: Vec<OwnsSpec>,
+    /// Privileges this role must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantSpec>,
+}
+
+/// A membership: either a bare role name or `{ role, admin, inherit, set }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberOf {
+    /// The role to be a member of.
+    pub role: String,
+    /// WITH ADMIN OPTION (default false).
+    pub admin: bool,
+    /// INHERIT option (default true).
+    pub inherit: bool,
+    /// SET option (default true).
+    pub set: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberOfMap {
+    role: String,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default = "yes")]
+    inherit: bool,
+    #[serde(default = "yes")]
+    set: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl<'de> Deserialize<'de> for MemberOf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MemberOf;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a role name or a map { role, admin, inherit, set }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MemberOf, E> {
+                Ok(MemberOf {
+                    role: v.to_owned(),
+                    admin: false,
+                    inherit: true,
+                    set: true,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MemberOf, A::Error> {
+                let m = MemberOfMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(MemberOf {
+                    role: m.role,
+                    admin: m.admin,
+                    inherit: m.inherit,
+                    set: m.set,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for MemberOf {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if !self.admin && self.inherit && self.set {
+            return s.serialize_str(&self.role);
+        }
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("role", &self.role)?;
+        if self.admin {
+            m.serialize_entry("admin", &true)?;
+        }
+        if !self.inherit {
+            m.serialize_entry("inherit", &false)?;
+        }
+        if !self.set {
+            m.serialize_entry("set", &false)?;
+        }
+        m.end()
+    }
+}
+
+/// What a grant or ownership entry applies to (`on:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum On {
+    /// The target database (`name` optional).
+    Database,
+    /// A schema (`name`).
+    Schema,
+    /// A table, view, materialized view, foreign or partitioned table (`name: schema.table`).
+    Table,
+    /// A sequence (`name: schema.sequence`).
+    Sequence,
+    /// Columns of a table (`name: schema.table`, `columns`).
+    Column,
+    /// A function (`name: schema.fn(argtypes)`).
+    Function,
+    /// Every table-like relation in `schema`, including ones created after the baseline.
+    AllTablesInSchema,
+    /// Every sequence in `schema`.
+    AllSequencesInSchema,
+    /// Every function in `schema`.
+    AllFunctionsInSchema,
+    /// Default privileges on tables created by `for_role` (in `schema`, or anywhere).
+    DefaultTables,
+    /// Default privileges on sequences.
+    DefaultSequences,
+    /// Default privileges on functions.
+    DefaultFunctions,
+    /// Default privileges on types.
+    DefaultTypes,
+    /// Default privileges on schemas.
+    DefaultSchemas,
+}
+
+impl On {
+    fn default_type(self) -> Option<DefaultObjectType> {
+        Some(match self {
+            On::DefaultTables => DefaultObjectType::Tables,
+            On::DefaultSequences => DefaultObjectType::Sequences,
+            On::DefaultFunctions => DefaultObjectType::Functions,
+            On::DefaultTypes => DefaultObjectType::Types,
+            On::DefaultSchemas => DefaultObjectType::Schemas,
+            _ => return None,
+        })
+    }
+
+    /// The `on:` keyword for a default object type.
+    pub fn for_default(t: DefaultObjectType) -> On {
+        match t {
+            DefaultObjectType::Tables => On::DefaultTables,
+            DefaultObjectType::Sequences => On::DefaultSequences,
+            DefaultObjectType::Functions => On::DefaultFunctions,
+            DefaultObjectType::Types => On::DefaultTypes,
+            DefaultObjectType::Schemas => On::DefaultSchemas,
+        }
+    }
+}
+
+/// A privilege in a baseline: a named ACL privilege or `ALL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivilegeSpec {
+    /// ALL [PRIVILEGES]: whatever the object class accepts on the server's version.
+    All,
+    /// One ACL privilege.
+    One(Privilege),
+}
+
+impl<'de> Deserialize<'de> for PrivilegeSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let upper = s.trim().to_ascii_uppercase();
+        if upper == "ALL" || upper == "ALL PRIVILEGES" {
+            return Ok(PrivilegeSpec::All);
+        }
+        let p: Privilege = s.parse().map_err(de::Error::custom)?;
+        if !p.is_acl() {
+            return Err(de::Error::custom(format!(
+                "{p} is not a grantable privilege (role attributes are keys of the role, memberships go in member_of, owners in owns)"
+            )));
+        }
+        Ok(PrivilegeSpec::One(p))
+    }
+}
+
+impl Serialize for PrivilegeSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PrivilegeSpec::All => s.serialize_str("ALL"),
+            PrivilegeSpec::One(p) => p.serialize(s),
+        }
+    }
+}
+
+/// One `grants:` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// Privileges granted.
+    pub privileges: Vec<PrivilegeSpec>,
+    /// Object class.
+    pub on: On,
+    /// Object name (`schema.name` for schema-qualified objects unless `schema` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Schema, for `all_*_in_schema`, `default_*` or to qualify `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Columns, for `on: column`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    /// For `default_*`: the role whose new objects get the privileges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_role: Option<String>,
+    /// WITH GRANT OPTION.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub with_grant_option: bool,
+}
+
+/// One `owns:` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnsSpec {
+    /// database, schema, table, sequence, function or all_*_in_schema.
+    pub on: On,
+    /// Object name, as in grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Schema, for all_*_in_schema or to qualify `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+}
+
+/// Whether PUBLIC keeps PostgreSQL's built-in defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinDefaults {
+    /// CONNECT and TEMPORARY on the database and EXECUTE on functions are shown, not scored.
+    #[default]
+    Keep,
+    /// They must be revoked: holding one is unauthorized.
+    Revoke,
+}
+
+/// The `public:` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicSpec {
+    /// Grants PUBLIC may hold beyond the built-in defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantSpec>,
+    /// keep (default) or revoke.
+    #[serde(default, skip_serializing_if = "is_keep")]
+    pub builtin_defaults: BuiltinDefaults,
+}
+
+fn is_keep(b: &BuiltinDefaults) -> bool {
+    *b == BuiltinDefaults::Keep
+}
+
+impl PublicSpec {
+    fn is_empty(&self) -> bool {
+        self.grants.is_empty() && self.builtin_defaults == BuiltinDefaults::Keep
+    }
+}
+
+/// A baseline that could not be read; names the file and the path inside it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct BaselineError {
+    /// File (or other source label).
+    pub file: String,
+    /// Path inside the document, e.g. `roles.app_rw.grants[1].privileges[0]`; empty for the root.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+}
+
+impl fmt::Display for BaselineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, " (line {l}, column {c})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Roles to leave out of the diff: ordered globs, `!glob` re-includes, last match wins.
+#[derive(Debug, Clone, Default)]
+pub struct RoleFilter {
+    patterns: Vec<(bool, GlobMatcher)>,
+    sources: Vec<String>,
+}
+
+impl RoleFilter {
+    /// Compiles the patterns; the error names the index of the bad one.
+    pub fn new(patterns: &[String]) -> Result<Self, (usize, String)> {
+        let mut out = Vec::with_capacity(patterns.len());
+        for (i, p) in patterns.iter().enumerate() {
+            let (negate, glob) = match p.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, p.as_str()),
+            };
+            let m = Glob::new(glob)
+                .map_err(|e| (i, format!("invalid glob {p:?}: {}", e.kind())))?
+                .compile_matcher();
+            out.push((negate, m));
+        }
+        Ok(Self {
+            patterns: out,
+            sources: patterns.to_vec(),
+        })
+    }
+
+    /// Whether the role is ignored.
+    pub fn ignores(&self, role: &RoleName) -> bool {
+        let mut ignored = false;
+        for (negate, m) in &self.patterns {
+            if m.is_match(role.as_str()) {
+                ignored = !negate;
+            }
+        }
+        ignored
+    }
+
+    /// The patterns as written.
+    pub fn patterns(&self) -> &[String] {
+        &self.sources
+    }
+}
+
+/// A resolved object reference in a baseline.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    /// The database (`None`: the target database, whatever its name).
+    Database(Option<String>),
+    /// A schema.
+    Schema(String),
+    /// A relation of class table or sequence, by schema and name.
+    Relation(ObjectClass, String, String),
+    /// Columns of a table.
+    Columns(String, String, Vec<String>),
+    /// A function by schema and signature.
+    Function(String, String),
+    /// Every object of the class in a schema, resolved against the live catalog at diff time.
+    AllInSchema(ObjectClass, String),
+    /// Default privileges.
+    Default {
+        /// Object type.
+        on: DefaultObjectType,
+        /// Schema or global.
+        schema: Option<String>,
+        /// Creating role.
+        for_role: RoleName,
+    },
+}
+
+impl Target {
+    /// The class of the objects this names.
+    pub fn class(&self) -> Option<ObjectClass> {
+        Some(match self {
+            Target::Database(_) => ObjectClass::Database,
+            Target::Schema(_) => ObjectClass::Schema,
+            Target::Relation(c, _, _) | Target::AllInSchema(c, _) => *c,
+            Target::Columns(..) => ObjectClass::Column,
+            Target::Function(..) => ObjectClass::Function,
+            Target::Default { .. } => return None,
+        })
+    }
+}
+
+/// A privilege set of a desired grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Privileges {
+    /// ALL: expanded per object class and server version.
+    All,
+    /// Exactly these.
+    Some(Vec<Privilege>),
+}
+
+/// One desired grant after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredGrant {
+    /// Privileges.
+    pub privileges: Privileges,
+    /// Object(s).
+    pub target: Target,
+    /// WITH GRANT OPTION.
+    pub grantable: bool,
+    /// Where it was declared, e.g. `roles.app_rw.grants[1]`.
+    pub origin: String,
+}
+
+/// Membership options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipOptions {
+    /// WITH ADMIN OPTION.
+    pub admin: bool,
+    /// INHERIT.
+    pub inherit: bool,
+    /// SET.
+    pub set: bool,
+}
+
+/// A declared role after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredRole {
+    /// The boolean attributes, in [`crate::model::RoleAttributes::flags`] order.
+    pub flags: [(Privilege, bool); 6],
+    /// VALID UNTIL, when declared.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Memberships by parent role.
+    pub member_of: BTreeMap<RoleName, MembershipOptions>,
+    /// Objects it must own.
+    pub owns: Vec<Target>,
+    /// Grants.
+    pub grants: Vec<DesiredGrant>,
+}
+
+/// The validated baseline.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    /// The file it came from.
+    pub source: String,
+    /// Declared roles.
+    pub roles: BTreeMap<RoleName, DesiredRole>,
+    /// Grants PUBLIC may hold beyond the built-in defaults.
+    pub public_grants: Vec<DesiredGrant>,
+    /// Whether PUBLIC's built-in defaults must be revoked.
+    pub builtin_defaults: BuiltinDefaults,
+    /// Roles left alone.
+    pub ignore: RoleFilter,
+}
+
+impl Baseline {
+    /// Parses and validates YAML; `file` labels errors.
+    pub fn from_yaml(text: &str, file: &str) -> Result<Self, BaselineError> {
+        let manifest = parse_manifest(text, file)?;
+        Self::resolve(&manifest, file)
+    }
+
+    /// Validates a parsed manifest.
+    pub fn resolve(m: &Manifest, file: &str) -> Result<Self, BaselineError> {
+        let err = |path: String, message: String| BaselineError {
+            file: file.to_owned(),
+            path,
+            message,
+            line: None,
+            column: None,
+        };
+        if m.version != MANIFEST_VERSION {
+            return Err(err(
+                "version".into(),
+                format!(
+                    "unsupported version {}; this grantwarden reads version {MANIFEST_VERSION}",
+                    m.version
+                ),
+            ));
+        }
+        let ignore = RoleFilter::new(&m.ignore_roles)
+            .map_err(|(i, msg)| err(format!("ignore_roles[{i}]"), msg))?;
+        let mut roles = BTreeMap::new();
+        for (name, spec) in &m.roles {
+            let base = format!("roles.{}", path_key(name));
+            let role = RoleName::new(name.clone()).map_err(|e| err(base.clone(), e.to_string()))?;
+            if name == "PUBLIC" {
+                return Err(err(
+                    base,
+                    "PUBLIC is not a role; declare its grants under `public:`".into(),
+                ));
+            }
+            let mut member_of = BTreeMap::new();
+            for (i, mo) in spec.member_of.iter().enumerate() {
+                let p = format!("{base}.member_of[{i}]");
+                let parent =
+                    RoleName::new(mo.role.clone()).map_err(|e| err(p.clone(), e.to_string()))?;
+                if parent == role {
+                    return Err(err(
+                        p,
+                        format!("role {name:?} cannot be a member of itself"),
+                    ));
+                }
+                let opts = MembershipOptions {
+                    admin: mo.admin,
+                    inherit: mo.inherit,
+                    set: mo.set,
+                };
+                if member_of.insert(parent, opts).is_some() {
+                    return Err(err(p, format!("role {:?} is listed twice", mo.role)));
+                }
+            }
+            let mut owns = Vec::new();
+            for (i, o) in spec.owns.iter().enumerate() {
+                let p = format!("{base}.owns[{i}]");
+                let t = resolve_target(o.on, o.name.as_deref(), o.schema.as_deref(), &[], None, &p)
+                    .map_err(|(path, msg)| err(path, msg))?;
+                if matches!(t, Target::Columns(..) | Target::Default { .. }) {
+                    return Err(err(format!("{p}.on"), "ownership applies to database, schema, table, sequence, function or all_*_in_schema".into()));
+                }
+                owns.push(t);
+            }
+            let grants = resolve_grants(&spec.grants, &format!("{base}.grants"))
+                .map_err(|(p, msg)| err(p, msg))?;
+            roles.insert(
+                role,
+                DesiredRole {
+                    flags: [
+                        (Privilege::Superuser, spec.superuser),
+                        (Privilege::CreateRole, spec.createrole),
+                        (Privilege::CreateDb, spec.createdb),
+                        (Privilege::Login, spec.login),
+                        (Privilege::Replication, spec.replication),
+                        (Privilege::BypassRls, spec.bypassrls),
+                    ],
+                    valid_until: spec.valid_until,
+                    member_of,
+                    owns,
+                    grants,
+                },
+            );
+        }
+        let public_grants =
+            resolve_grants(&m.public.grants, "public.grants").map_err(|(p, msg)| err(p, msg))?;
+        Ok(Baseline {
+            source: file.to_owned(),
+            roles,
+            public_grants,
+            builtin_defaults: m.public.builtin_defaults,
+            ignore,
+        })
+    }
+}
+
+/// Reads the YAML into a [`Manifest`], with file, path and line in any error.
+pub fn parse_manifest(text: &str, file: &str) -> Result<Manifest, BaselineError> {
+    let failed_path = RefCell::new(String::new());
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, Manifest>(de).map_err(|e| {
+            let path = e.path().to_string();
+            *failed_path.borrow_mut() = if path == "." { String::new() } else { path };
+            e.into_inner()
+        })
+    });
+    parsed.map_err(|e| {
+        let location = e.location();
+        BaselineError {
+            file: file.to_owned(),
+            path: failed_path.into_inner(),
+            message: strip_location(&e.without_snippet().to_string()),
+            line: location.map(|l| l.line()),
+            column: location.map(|l| l.column()),
+        }
+    })
+}
+
+/// serde-saphyr appends " at line L, column C"; we print location our own way.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// A map key as it appears in a path: bare when simple, quoted otherwise.
+fn path_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_owned()
+    } else {
+        format!("{k:?}")
+    }
+}
+
+fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, (String, String)> {
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, g) in specs.iter().enumerate() {
+        let p = format!("{base}[{i}]");
+        if g.privileges.is_empty() {
+            return Err((
+                format!("{p}.privileges"),
+                "at least one privilege is required".into(),
+            ));
+        }
+        let target = resolve_target(
+            g.on,
+            g.name.as_deref(),
+            g.schema.as_deref(),
+            &g.columns,
+            g.for_role.as_deref(),
+            &p,
+        )?;
+        let privileges = if g.privileges.contains(&PrivilegeSpec::All) {
+            Privileges::All
+        } else {
+            let list: Vec<Privilege> = g
+                .privileges
+                .iter()
+                .map(|s| match s {
+                    PrivilegeSpec::One(p) => *p,
+                    PrivilegeSpec::All => unreachable!("ALL handled above"),
+                })
+                .collect();
+            for (j, privilege) in list.iter().enumerate() {
+                let accepted = match &target {
+                    Target::Default { on, .. } => on.acl_privileges(u32::MAX).contains(privilege),
+                    t => t.class().is_some_and(|c| c.accepts(*privilege)),
+                };
+                if !accepted {
+                    return Err((
+                        format!("{p}.privileges[{j}]"),
+                        format!("{privilege} cannot be granted on {}", on_keyword(g.on)),
+                    ));
+                }
+            }
+            Privileges::Some(list)
+        };
+        out.push(DesiredGrant {
+            privileges,
+            target,
+            grantable: g.with_grant_option,
+            origin: p,
+        });
+    }
+    Ok(out)
+}
+
+fn on_keyword(on: On) -> String {
+    serde_json::to_value(on)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn resolve_target(
+    on: On,
+    name: Option<&str>,
+    schema: Option<&str>,
+    columns: &[String],
+    for_role: Option<&str>,
+    p: &str,
+) -> Result<Target, (String, String)> {
+    let need_name = || {
+        name.ok_or_else(|| {
+            (
+                format!("{p}.name"),
+                format!("`name` is required for on: {}", on_keyword(on)),
+            )
+        })
+    };
+    let need_schema = || {
+        schema.ok_or_else(|| {
+            (
+                format!("{p}.schema"),
+                format!("`schema` is required for on: {}", on_keyword(on)),
+            )
+        })
+    };
+    let no_columns = || {
+        if columns.is_empty() {
+            Ok(())
+        } else {
+            Err((
+                format!("{p}.columns"),
+                "`columns` only applies to on: column".to_owned(),
+            ))
+        }
+    };
+    let no_for_role = || {
+        if for_role.is_none() {
+            Ok(())
+        } else {
+            Err((
+                format!("{p}.for_role"),
+                "`for_role` only applies to on: default_*".to_owned(),
+            ))
+        }
+    };
+    if let Some(t) = on.default_type() {
+        no_columns()?;
+        if name.is_some() {
+            return Err((
+                format!("{p}.name"),
+                "default privileges take `schema` and `for_role`, not `name`".into(),
+            ));
+        }
+        let fr = for_role.ok_or_else(|| {
+            (
+                format!("{p}.for_role"),
+                "`for_role` (the role that creates the objects) is required for default privileges"
+                    .to_owned(),
+            )
+        })?;
+        let for_role = RoleName::new(fr).map_err(|e| (format!("{p}.for_role"), e.to_string()))?;
+        if t == DefaultObjectType::Schemas && schema.is_some() {
+            return Err((
+                format!("{p}.schema"),
+                "default privileges on schemas cannot be limited to a schema".into(),
+            ));
+        }
+        return Ok(Target::Default {
+            on: t,
+            schema: schema.map(str::to_owned),
+            for_role,
+        });
+    }
+    no_for_role()?;
+    if on != On::Column {
+        no_columns()?;
+    }
+    let qualified = |class_name: &str| -> Result<(String, String), (String, String)> {
+        let n = need_name()?;
+        match schema {
+            Some(s) => Ok((s.to_owned(), unquote(n))),
+            None => split_qualified(n).ok_or_else(|| {
+                (format!("{p}.name"), format!("{class_name} name {n:?} must be schema-qualified (schema.name) or come with `schema`"))
+            }),
+        }
+    };
+    Ok(match on {
+        On::Database => {
+            if schema.is_some() {
+                return Err((format!("{p}.schema"), "a database has no schema".into()));
+            }
+            Target::Database(name.map(str::to_owned))
+        }
+        On::Schema => {
+            if schema.is_some() {
+                return Err((format!("{p}.schema"), "use `name` for a schema".into()));
+            }
+            Target::Schema(unquote(need_name()?))
+        }
+        On::Table => {
+            let (s, n) = qualified("table")?;
+            Target::Relation(ObjectClass::Table, s, n)
+        }
+        On::Sequence => {
+            let (s, n) = qualified("sequence")?;
+            Target::Relation(ObjectClass::Sequence, s, n)
+        }
+        On::Column => {
+            let (s, n) = qualified("table")?;
+            if columns.is_empty() {
+                return Err((
+                    format!("{p}.columns"),
+                    "`columns` is required for on: column".into(),
+                ));
+            }
+            Target::Columns(s, n, columns.to_vec())
+        }
+        On::Function => {
+            let n = need_name()?;
+            let (s, sig) = match schema {
+                Some(s) => (s.to_owned(), n.to_owned()),
+                None => split_function(n).ok_or_else(|| {
+                    (format!("{p}.name"), format!("function {n:?} must be written schema.name(argtypes), e.g. billing.total(integer)"))
+                })?,
+            };
+            let sig = normalize_signature(&sig).ok_or_else(|| {
+                (format!("{p}.name"), format!("function {n:?} needs its argument types in parentheses, e.g. total(integer, text)"))
+            })?;
+            Target::Function(s, sig)
+        }
+        On::AllTablesInSchema | On::AllSequencesInSchema | On::AllFunctionsInSchema => {
+            if name.is_some() {
+                return Err((
+                    format!("{p}.name"),
+                    format!("on: {} takes `schema`, not `name`", on_keyword(on)),
+                ));
+            }
+            let class = match on {
+                On::AllTablesInSchema => ObjectClass::Table,
+                On::AllSequencesInSchema => ObjectClass::Sequence,
+                _ => ObjectClass::Function,
+            };
+            Target::AllInSchema(class, need_schema()?.to_owned())
+        }
+        _ => unreachable!("default_* handled above"),
+    })
+}
+
+/// Removes surrounding double quotes and undoubles inner ones.
+fn unquote(s: &str) -> String {
+    let t = s.trim();
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+        t[1..t.len() - 1].replace("\"\"", "\"")
+    } else {
+        t.to_owned()
+    }
+}
+
+/// Splits `schema.name`, honouring double quotes (`"my.schema"."Table"`).
+pub fn split_qualified(s: &str) -> Option<(String, String)> {
+    let mut in_quotes = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            '.' if !in_quotes => {
+                let (a, b) = (&s[..i], &s[i + 1..]);
+                if a.trim().is_empty() || b.trim().is_empty() {
+                    return None;
+                }
+                return Some((unquote(a), unquote(b)));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn split_function(s: &str) -> Option<(String, String)> {
+    let paren = s.find('(')?;
+    let (head, args) = s.split_at(paren);
+    let (schema, name) = split_qualified(head)?;
+    Some((schema, format!("{name}{args}")))
+}
+
+/// `name( integer ,text )` -> `name(integer, text)`, the spelling of `oidvectortypes`.
+pub fn normalize_signature(sig: &str) -> Option<String> {
+    let open = sig.find('(')?;
+    let close = sig.rfind(')')?;
+    if close < open || !sig[close + 1..].trim().is_empty() {
+        return None;
+    }
+    let name = unquote(&sig[..open]);
+    let args: Vec<String> = sig[open + 1..close]
+        .split(',')
+        .map(|a| a.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|a| !a.is_empty())
+        .collect();
+    Some(format!("{name}({})", args.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+version: 1
+roles:
+  app_ro:
+    login: false
+    grants:
+      - { privileges: [USAGE], on: schema, name: orders }
+      - { privileges: [SELECT], on: all_tables_in_schema, schema: orders }
+  app_rw:
+    login: true
+    member_of: [app_ro]
+    grants:
+      - { privileges: [SELECT, INSERT, UPDATE, DELETE], on: table, name: orders.line_items }
+      - { privileges: [SELECT], on: column, name: orders.customers, columns: [id, created_at] }
+ignore_roles: ["pg_*", "rds*"]
+"#;
+
+    fn error_of(yaml: &str) -> String {
+        Baseline::from_yaml(yaml, "baseline.yaml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let b = Baseline::from_yaml(EXAMPLE, "baseline.yaml").unwrap();
+        assert_eq!(b.roles.len(), 2);
+        let rw = &b.roles[&RoleName::new("app_rw").unwrap()];
+        assert!(rw.flags.contains(&(Privilege::Login, true)));
+        assert_eq!(rw.member_of.len(), 1);
+        assert_eq!(
+            rw.grants[1].target,
+            Target::Columns(
+                "orders".into(),
+                "customers".into(),
+                vec!["id".into(), "created_at".into()]
+            )
+        );
+        assert!(b.ignore.ignores(&RoleName::new("pg_monitor").unwrap()));
+        assert!(!b.ignore.ignores(&RoleName::new("app_rw").unwrap()));
+    }
+
+    #[test]
+    fn unknown_privilege_names_file_and_path() {
+        let yaml = EXAMPLE.replace("[SELECT, INSERT, UPDATE, DELETE]", "[SELEC]");
+        let e = error_of(&yaml);
+        assert!(
+            e.starts_with(
+                r#"baseline.yaml: roles.app_rw.grants[0].privileges[0]: unknown privilege "SELEC""#
+            ),
+            "{e}"
+        );
+        assert!(e.contains("line 13"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = error_of("version: 1\nroles:\n  a:\n    logn: true\n");
+        assert!(e.starts_with("baseline.yaml: roles.a"), "{e}");
+        assert!(e.contains("logn"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_their_path() {
+        let cases = [
+            (
+                "version: 2\n",
+                "baseline.yaml: version: unsupported version 2",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: table, name: line_items }\n",
+                "baseline.yaml: roles.a.grants[0].name: table name \"line_items\" must be schema-qualified",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [INSERT], on: schema, name: s }\n",
+                "baseline.yaml: roles.a.grants[0].privileges[0]: INSERT cannot be granted on schema",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: all_tables_in_schema }\n",
+                "baseline.yaml: roles.a.grants[0].schema: `schema` is required",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SUPERUSER], on: database }\n",
+                "baseline.yaml: roles.a.grants[0].privileges[0]: SUPERUSER is not a grantable privilege",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: default_tables, schema: s }\n",
+                "baseline.yaml: roles.a.grants[0].for_role: `for_role`",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    member_of: [b, b]\n",
+                "baseline.yaml: roles.a.member_of[1]: role \"b\" is listed twice",
+            ),
+            (
+                "version: 1\nignore_roles: [\"[a\"]\n",
+                "baseline.yaml: ignore_roles[0]: invalid glob",
+            ),
+            (
+                "version: 1\nroles:\n  PUBLIC: {}\n",
+                "baseline.yaml: roles.PUBLIC: PUBLIC is not a role",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    owns:\n      - { on: column, name: s.t }\n",
+                "baseline.yaml: roles.a.owns[0]",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = error_of(yaml);
+            assert!(e.starts_with(want), "for {yaml:?}\n got: {e}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_a_location() {
+        let e = Baseline::from_yaml("version: 1\nroles: [\n", "b.yaml").unwrap_err();
+        assert_eq!(e.file, "b.yaml");
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn ignore_filter_negation_last_match_wins() {
+        let f = RoleFilter::new(&["*".into(), "!app_*".into(), "app_tmp*".into()]).unwrap();
+        let r = |n: &str| RoleName::new(n).unwrap();
+        assert!(f.ignores(&r("postgres")));
+        assert!(!f.ignores(&r("app_rw")));
+        assert!(f.ignores(&r("app_tmp_1")));
+    }
+
+    #[test]
+    fn member_of_accepts_name_or_options_and_round_trips() {
+        let b = Baseline::from_yaml(
+            "version: 1\nroles:\n  a:\n    member_of: [x, { role: y, admin: true, set: false }]\n",
+            "b.yaml",
+        )
+        .unwrap();
+        let a = &b.roles[&RoleName::new("a").unwrap()];
+        let y = a.member_of[&RoleName::new("y").unwrap()];
+        assert_eq!(
+            y,
+            MembershipOptions {
+                admin: true,
+                inherit: true,
+                set: false
+            }
+        );
+        let m = parse_manifest(
+            "version: 1\nroles:\n  a:\n    member_of: [x, { role: y, admin: true }]\n",
+            "b",
+        )
+        .unwrap();
+        let text = serde_saphyr::to_string(&m).unwrap();
+        assert_eq!(parse_manifest(&text, "b").unwrap(), m);
+    }
+
+    #[test]
+    fn qualified_names_honour_quotes() {
+        assert_eq!(
+            split_qualified("orders.line_items"),
+            Some(("orders".into(), "line_items".into()))
+        );
+        assert_eq!(
+            split_qualified(r#""my.schema"."Tab""le""#),
+            Some(("my.schema".into(), "Tab\"le".into()))
+        );
+        assert_eq!(split_qualified("nodot"), None);
+        assert_eq!(
+            normalize_signature("f( integer ,text )"),
+            Some("f(integer, text)".into())
+        );
+        assert_eq!(normalize_signature("f()"), Some("f()".into()));
+        assert_eq!(normalize_signature("f"), None);
+    }
+}

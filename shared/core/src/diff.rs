@@ -1,0 +1,988 @@
+//! Reality versus the baseline: every held privilege, attribute, membership
+//! and declared ownership is classified.
+//!
+//! - `unauthorized`: held by a declared role (or PUBLIC) but not declared.
+//! - `missing`: declared but not held.
+//! - `orphaned`: held by a role the baseline neither declares nor ignores.
+//!
+//! What an owner holds by owning is not drift; PUBLIC's built-in defaults are
+//! observations unless the baseline says they must be revoked. `all_*_in_schema`
+//! entries expand against the live catalog here, so objects created after the
+//! baseline was written are covered.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Privileges, Target};
+use crate::model::{
+    DefaultObjectType, DefaultPrivilege, Grant, Grantee, ObjectClass, ObjectRef, Privilege,
+    PrivilegeClass, RoleName,
+};
+use crate::report::{Finding, FindingKind, FindingObject, Report};
+use crate::scoring::{Facts, Scope, ScoringConfig};
+use crate::snapshot::{Snapshot, State};
+
+/// Compares a snapshot with a baseline and builds the report.
+pub fn diff(baseline: &Baseline, snapshot: &Snapshot, scoring: &ScoringConfig) -> Report {
+    let mut d = Differ {
+        baseline,
+        state: &snapshot.state,
+        index: Index::new(&snapshot.state),
+        server_version: snapshot.server_version_num,
+        scoring,
+        findings: Vec::new(),
+        observations: Vec::new(),
+    };
+    d.roles();
+    d.memberships();
+    d.grants();
+    d.default_privileges();
+    d.ownership();
+    d.rls();
+    Report::build(snapshot, d.findings, d.observations, scoring)
+}
+
+/// Lookups over a state.
+struct Index<'a> {
+    database: Option<&'a str>,
+    relations: BTreeMap<(&'a str, &'a str), &'a crate::model::Relation>,
+    functions: BTreeMap<(&'a str, &'a str), &'a crate::model::Function>,
+}
+
+impl<'a> Index<'a> {
+    fn new(s: &'a State) -> Self {
+        Self {
+            database: s.database.as_ref().map(|d| d.name.as_str()),
+            relations: s
+                .relations
+                .iter()
+                .map(|r| ((r.schema.as_str(), r.name.as_str()), r))
+                .collect(),
+            functions: s
+                .functions
+                .iter()
+                .map(|f| ((f.schema.as_str(), f.signature.as_str()), f))
+                .collect(),
+        }
+    }
+
+    fn owner_of<'s>(&self, state: &'s State, o: &ObjectRef) -> Option<&'s RoleName>
+    where
+        'a: 's,
+    {
+        let schema = o.schema.as_deref().unwrap_or("");
+        match o.class {
+            ObjectClass::Database => state
+                .database
+                .as_ref()
+                .filter(|d| d.name == o.name)
+                .map(|d| &d.owner),
+            ObjectClass::Schema => state.schemas.get(&o.name),
+            ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => self
+                .relations
+                .get(&(schema, o.name.as_str()))
+                .map(|r| &r.owner),
+            ObjectClass::Function => self
+                .functions
+                .get(&(schema, o.name.as_str()))
+                .map(|f| &f.owner),
+            ObjectClass::Role => None,
+        }
+    }
+
+    /// The contract's `object` for an object reference, with the real relation kind.
+    fn object(&self, o: &ObjectRef) -> FindingObject {
+        let schema = o.schema.as_deref().unwrap_or("");
+        let kind = match o.class {
+            ObjectClass::Database => "database".to_owned(),
+            ObjectClass::Schema => "schema".to_owned(),
+            ObjectClass::Column => "column".to_owned(),
+            ObjectClass::Role => "role".to_owned(),
+            ObjectClass::Table | ObjectClass::Sequence => self
+                .relations
+                .get(&(schema, o.name.as_str()))
+                .map(|r| r.kind.type_name().to_owned())
+                .unwrap_or_else(|| {
+                    if o.class == ObjectClass::Table {
+                        "table"
+                    } else {
+                        "sequence"
+                    }
+                    .to_owned()
+                }),
+            ObjectClass::Function => self
+                .functions
+                .get(&(schema, o.name.as_str()))
+                .map(|f| {
+                    if f.kind == "window" {
+                        "function".to_owned()
+                    } else {
+                        f.kind.clone()
+                    }
+                })
+                .unwrap_or_else(|| "function".to_owned()),
+        };
+        FindingObject {
+            kind,
+            schema: o.schema.clone(),
+            name: o.name.clone(),
+            column: o.column.clone(),
+            for_role: None,
+        }
+    }
+
+    /// Objects of `class` in `schema` (tables include views, matviews, foreign and partitioned tables).
+    fn all_in_schema(&self, class: ObjectClass, schema: &str) -> Vec<ObjectRef> {
+        match class {
+            ObjectClass::Function => self
+                .functions
+                .range((schema, "")..)
+                .take_while(|((s, _), _)| *s == schema)
+                .map(|((s, n), _)| ObjectRef::in_schema(ObjectClass::Function, s, n))
+                .collect(),
+            _ => self
+                .relations
+                .range((schema, "")..)
+                .take_while(|((s, _), _)| *s == schema)
+                .filter(|(_, r)| r.kind.class() == class)
+                .map(|((s, n), _)| ObjectRef::in_schema(class, s, n))
+                .collect(),
+        }
+    }
+}
+
+fn scope_of(class: ObjectClass) -> Scope {
+    match class {
+        ObjectClass::Column => Scope::Column,
+        ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Function | ObjectClass::Role => {
+            Scope::Object
+        }
+        ObjectClass::Schema => Scope::Schema,
+        ObjectClass::Database => Scope::Database,
+    }
+}
+
+/// PostgreSQL's built-in grants to PUBLIC (acldefault) on the classes we read.
+fn is_builtin_public(object: &ObjectRef, privilege: Privilege) -> bool {
+    matches!(
+        (object.class, privilege),
+        (
+            ObjectClass::Database,
+            Privilege::Connect | Privilege::Temporary
+        ) | (ObjectClass::Function, Privilege::Execute)
+    )
+}
+
+fn is_builtin_public_default(dp: &DefaultPrivilege) -> bool {
+    dp.schema.is_none()
+        && matches!(
+            (dp.on, dp.privilege),
+            (DefaultObjectType::Functions, Privilege::Execute)
+                | (DefaultObjectType::Types, Privilege::Usage)
+        )
+}
+
+/// One desired privilege, resolved to a concrete object.
+#[derive(Clone, Debug)]
+struct Want {
+    grantable: bool,
+    origin: String,
+}
+
+type GrantKey = (Grantee, ObjectRef, Privilege);
+type DefaultKey = (
+    Grantee,
+    RoleName,
+    Option<String>,
+    DefaultObjectType,
+    Privilege,
+);
+
+struct Differ<'a> {
+    baseline: &'a Baseline,
+    state: &'a State,
+    index: Index<'a>,
+    server_version: u32,
+    scoring: &'a ScoringConfig,
+    findings: Vec<Finding>,
+    observations: Vec<Finding>,
+}
+
+/// What the classifier decided about something held by `grantee`.
+enum Verdict {
+    Skip,
+    Finding(FindingKind),
+}
+
+impl<'a> Differ<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        kind: FindingKind,
+        grantee: &Grantee,
+        privilege: Privilege,
+        grantable: bool,
+        object: FindingObject,
+        scope: Scope,
+        detail: String,
+    ) {
+        let class = if privilege == Privilege::Member && grantable {
+            PrivilegeClass::Admin
+        } else {
+            privilege.class()
+        };
+        let facts = Facts {
+            kind,
+            class,
+            scope,
+            grantable,
+            public: *grantee == Grantee::Public,
+        };
+        let finding = Finding {
+            kind,
+            severity: self.scoring.severity(facts),
+            score: self.scoring.score(facts),
+            grantee: grantee.to_string(),
+            privilege: privilege.keyword().to_owned(),
+            grantable,
+            object,
+            exception_id: None,
+            detail,
+        };
+        if kind == FindingKind::Observed {
+            self.observations.push(finding);
+        } else {
+            self.findings.push(finding);
+        }
+    }
+
+    fn declared(&self, r: &RoleName) -> bool {
+        self.baseline.roles.contains_key(r)
+    }
+
+    /// Held but not wanted: unauthorized for declared roles and PUBLIC, orphaned for
+    /// undeclared ones, nothing for ignored ones.
+    fn classify_unwanted(&self, grantee: &Grantee) -> Verdict {
+        match grantee {
+            Grantee::Public => Verdict::Finding(FindingKind::Unauthorized),
+            Grantee::Role(r) if self.declared(r) => Verdict::Finding(FindingKind::Unauthorized),
+            Grantee::Role(r) if self.baseline.ignore.ignores(r) => Verdict::Skip,
+            Grantee::Role(r) if !self.state.roles.contains_key(r) => Verdict::Skip,
+            Grantee::Role(_) => Verdict::Finding(FindingKind::Orphaned),
+        }
+    }
+
+    fn role_object(r: &RoleName) -> FindingObject {
+        FindingObject {
+            kind: "role".into(),
+            schema: None,
+            name: r.as_str().to_owned(),
+            column: None,
+            for_role: None,
+        }
+    }
+
+    fn roles(&mut self) {
+        let state = self.state;
+        for (name, want) in &self.baseline.roles {
+            let Some(have) = state.roles.get(name) else {
+                let n = want.grants.len();
+                self.push(
+                    FindingKind::Missing,
+                    &Grantee::Role(name.clone()),
+                    Privilege::Role,
+                    false,
+                    Self::role_object(name),
+                    Scope::Cluster,
+                    format!("role does not exist; its {n} declared grant entries cannot be held"),
+                );
+                continue;
+            };
+            for ((privilege, held), (_, wanted)) in have.flags().into_iter().zip(want.flags) {
+                if held == wanted {
+                    continue;
+                }
+                let (kind, detail) = if held {
+                    (
+                        FindingKind::Unauthorized,
+                        format!("role has {privilege}; the baseline does not grant it"),
+                    )
+                } else {
+                    (
+                        FindingKind::Missing,
+                        format!("the baseline declares {privilege}; the role does not have it"),
+                    )
+                };
+                self.push(
+                    kind,
+                    &Grantee::Role(name.clone()),
+                    privilege,
+                    false,
+                    Self::role_object(name),
+                    Scope::Cluster,
+                    detail,
+                );
+            }
+            if let Some(wanted) = want.valid_until
+                && have.valid_until != Some(wanted)
+            {
+                let later = have.valid_until.is_none_or(|h| h > wanted);
+                let shown = have
+                    .valid_until
+                    .map(|h| h.to_rfc3339())
+                    .unwrap_or_else(|| "never".into());
+                self.push(
+                    if later {
+                        FindingKind::Unauthorized
+                    } else {
+                        FindingKind::Missing
+                    },
+                    &Grantee::Role(name.clone()),
+                    Privilege::ValidUntil,
+                    false,
+                    Self::role_object(name),
+                    Scope::Cluster,
+                    format!(
+                        "VALID UNTIL is {shown}; the baseline says {}",
+                        wanted.to_rfc3339()
+                    ),
+                );
+            }
+        }
+        for (name, have) in &state.roles {
+            if have.superuser {
+                self.push(
+                    FindingKind::Observed,
+                    &Grantee::Role(name.clone()),
+                    Privilege::Superuser,
+                    false,
+                    Self::role_object(name),
+                    Scope::Cluster,
+                    "superuser: bypasses every privilege check and row-level security".into(),
+                );
+            }
+            if self.declared(name) || self.baseline.ignore.ignores(name) {
+                continue;
+            }
+            for (privilege, held) in have.flags() {
+                if held {
+                    self.push(
+                        FindingKind::Orphaned,
+                        &Grantee::Role(name.clone()),
+                        privilege,
+                        false,
+                        Self::role_object(name),
+                        Scope::Cluster,
+                        format!("role {name} is not in the baseline and has {privilege}"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn memberships(&mut self) {
+        let state = self.state;
+        let mut seen = BTreeSet::new();
+        for m in &state.memberships {
+            let member = Grantee::Role(m.member.clone());
+            let object = Self::role_object(&m.role);
+            let declared = self
+                .baseline
+                .roles
+                .get(&m.member)
+                .map(|r| r.member_of.get(&m.role).copied());
+            match declared {
+                Some(Some(want)) => {
+                    seen.insert((m.member.clone(), m.role.clone()));
+                    let options = [
+                        ("ADMIN", m.admin, want.admin),
+                        ("INHERIT", m.inherit, want.inherit),
+                        ("SET", m.set, want.set),
+                    ];
+                    for (option, held, wanted) in options {
+                        if held == wanted {
+                            continue;
+                        }
+                        let (kind, detail) = if held {
+                            (
+                                FindingKind::Unauthorized,
+                                format!(
+                                    "membership in {} has the {option} option; the baseline does not",
+                                    m.role
+                                ),
+                            )
+                        } else {
+                            (
+                                FindingKind::Missing,
+                                format!(
+                                    "the baseline declares the {option} option on membership in {}",
+                                    m.role
+                                ),
+                            )
+                        };
+                        self.push(
+                            kind,
+                            &member,
+                            Privilege::Member,
+                            option == "ADMIN" && held,
+                            object.clone(),
+                            Scope::Object,
+                            detail,
+                        );
+                    }
+                }
+                Some(None) => self.push(
+                    FindingKind::Unauthorized,
+                    &member,
+                    Privilege::Member,
+                    m.admin,
+                    object,
+                    Scope::Object,
+                    format!(
+                        "member of {} (admin: {}); the baseline does not declare it",
+                        m.role, m.admin
+                    ),
+                ),
+                None => {
+                    if let Verdict::Finding(kind) = self.classify_unwanted(&member) {
+                        self.push(
+                            kind,
+                            &member,
+                            Privilege::Member,
+                            m.admin,
+                            object,
+                            Scope::Object,
+                            format!(
+                                "member of {} (admin: {}); the role is not in the baseline",
+                                m.role, m.admin
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for (name, want) in &self.baseline.roles {
+            if !state.roles.contains_key(name) {
+                continue;
+            }
+            for (parent, opts) in &want.member_of {
+                if !seen.contains(&(name.clone(), parent.clone())) {
+                    self.push(
+                        FindingKind::Missing,
+                        &Grantee::Role(name.clone()),
+                        Privilege::Member,
+                        opts.admin,
+                        Self::role_object(parent),
+                        Scope::Object,
+                        format!(
+                            "the baseline declares membership in {parent}; the role is not a member"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Expands a desired grant against the catalog; objects that do not exist become missing findings.
+    fn expand(&mut self, grantee: &Grantee, g: &DesiredGrant, out: &mut BTreeMap<GrantKey, Want>) {
+        let current_db = self.index.database;
+        let objects: Vec<ObjectRef> = match &g.target {
+            Target::Database(name) => match (name.as_deref(), current_db) {
+                (Some(n), Some(db)) if n != db => return, // another database: not this scan's business
+                (_, Some(db)) => vec![ObjectRef::database(db)],
+                (_, None) => return,
+            },
+            Target::Schema(s) => {
+                if !self.state.schemas.contains_key(s) {
+                    return self.missing_object(
+                        grantee,
+                        g,
+                        "schema",
+                        None,
+                        s,
+                        None,
+                        "schema does not exist",
+                    );
+                }
+                vec![ObjectRef::schema(s)]
+            }
+            Target::Relation(class, s, n) => {
+                match self.index.relations.get(&(s.as_str(), n.as_str())) {
+                    Some(r) => vec![ObjectRef::in_schema(r.kind.class(), s, n)],
+                    None => {
+                        let kind = if *class == ObjectClass::Sequence {
+                            "sequence"
+                        } else {
+                            "table"
+                        };
+                        return self.missing_object(
+                            grantee,
+                            g,
+                            kind,
+                            Some(s),
+                            n,
+                            None,
+                            "object does not exist",
+                        );
+                    }
+                }
+            }
+            Target::Columns(s, t, cols) => {
+                if !self.index.relations.contains_key(&(s.as_str(), t.as_str())) {
+                    for c in cols {
+                        self.missing_object(
+                            grantee,
+                            g,
+                            "column",
+                            Some(s),
+                            t,
+                            Some(c),
+                            "table does not exist",
+                        );
+                    }
+                    return;
+                }
+                cols.iter().map(|c| ObjectRef::column(s, t, c)).collect()
+            }
+            Target::Function(s, sig) => {
+                if !self
+                    .index
+                    .functions
+                    .contains_key(&(s.as_str(), sig.as_str()))
+                {
+                    return self.missing_object(
+                        grantee,
+                        g,
+                        "function",
+                        Some(s),
+                        sig,
+                        None,
+                        "function does not exist",
+                    );
+                }
+                vec![ObjectRef::in_schema(ObjectClass::Function, s, sig)]
+            }
+            Target::AllInSchema(class, s) => {
+                if !self.state.schemas.contains_key(s) {
+                    return self.missing_object(
+                        grantee,
+                        g,
+                        "schema",
+                        None,
+                        s,
+                        None,
+                        "schema does not exist",
+                    );
+                }
+                self.index.all_in_schema(*class, s)
+            }
+            Target::Default { .. } => return,
+        };
+        for o in objects {
+            let privileges = match &g.privileges {
+                Privileges::All => o.class.acl_privileges(self.server_version),
+                Privileges::Some(p) => p.clone(),
+            };
+            for p in privileges {
+                let w = out
+                    .entry((grantee.clone(), o.clone(), p))
+                    .or_insert_with(|| Want {
+                        grantable: false,
+                        origin: g.origin.clone(),
+                    });
+                w.grantable |= g.grantable;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn missing_object(
+        &mut self,
+        grantee: &Grantee,
+        g: &DesiredGrant,
+        kind: &str,
+        schema: Option<&String>,
+        name: &str,
+        column: Option<&String>,
+        why: &str,
+    ) {
+        let object = FindingObject {
+            kind: kind.to_owned(),
+            schema: schema.cloned(),
+            name: name.to_owned(),
+            column: column.cloned(),
+            for_role: None,
+        };
+        let class = g.target.class().unwrap_or(ObjectClass::Table);
+        let privileges = match &g.privileges {
+            Privileges::All => class.acl_privileges(self.server_version),
+            Privileges::Some(p) => p.clone(),
+        };
+        for p in privileges {
+            self.push(
+                FindingKind::Missing,
+                grantee,
+                p,
+                g.grantable,
+                object.clone(),
+                scope_of(class),
+                format!("declared at {}: {why}", g.origin),
+            );
+        }
+    }
+
+    fn wanted_grants(&mut self) -> BTreeMap<GrantKey, Want> {
+        let mut want = BTreeMap::new();
+        let baseline = self.baseline;
+        for (name, role) in &baseline.roles {
+            if !self.state.roles.contains_key(name) {
+                continue; // reported once as a missing role
+            }
+            let grantee = Grantee::Role(name.clone());
+            for g in &role.grants {
+                self.expand(&grantee, g, &mut want);
+            }
+        }
+        for g in &baseline.public_grants {
+            self.expand(&Grantee::Public, g, &mut want);
+        }
+        want
+    }
+
+    fn grants(&mut self) {
+        let want = self.wanted_grants();
+        let state = self.state;
+        let mut held: BTreeSet<&GrantKey> = BTreeSet::new();
+        for g in &state.grants {
+            let owner = self.index.owner_of(state, &g.object);
+            if owner.is_some() && g.grantee.role() == owner {
+                continue; // an owner's privileges come with ownership
+            }
+            let key: GrantKey = (g.grantee.clone(), g.object.clone(), g.privilege);
+            let object = self.index.object(&g.object);
+            let scope = scope_of(g.object.class);
+            if let Some((k, w)) = want.get_key_value(&key) {
+                held.insert(k);
+                if g.grantable && !w.grantable {
+                    self.push(
+                        FindingKind::Unauthorized,
+                        &g.grantee,
+                        g.privilege,
+                        true,
+                        object,
+                        scope,
+                        format!("held WITH GRANT OPTION; {} declares it without", w.origin),
+                    );
+                } else if !g.grantable && w.grantable {
+                    self.push(
+                        FindingKind::Missing,
+                        &g.grantee,
+                        g.privilege,
+                        true,
+                        object,
+                        scope,
+                        format!(
+                            "{} declares WITH GRANT OPTION; it is held without",
+                            w.origin
+                        ),
+                    );
+                }
+                continue;
+            }
+            if g.grantee == Grantee::Public && is_builtin_public(&g.object, g.privilege) {
+                let (kind, detail) = match self.baseline.builtin_defaults {
+                    BuiltinDefaults::Keep => (
+                        FindingKind::Observed,
+                        "PostgreSQL's built-in default for PUBLIC",
+                    ),
+                    BuiltinDefaults::Revoke => (
+                        FindingKind::Unauthorized,
+                        "PostgreSQL's built-in default for PUBLIC; the baseline says built-in defaults must be revoked",
+                    ),
+                };
+                self.push(
+                    kind,
+                    &g.grantee,
+                    g.privilege,
+                    g.grantable,
+                    object,
+                    scope,
+                    detail.into(),
+                );
+                continue;
+            }
+            self.unwanted_grant(g, object, scope);
+        }
+        for (key, w) in &want {
+            if held.contains(key) {
+                continue;
+            }
+            let (grantee, object, privilege) = key;
+            let owner = self.index.owner_of(state, object);
+            if owner.is_some() && grantee.role() == owner {
+                continue; // held through ownership
+            }
+            let fo = self.index.object(object);
+            self.push(
+                FindingKind::Missing,
+                grantee,
+                *privilege,
+                w.grantable,
+                fo,
+                scope_of(object.class),
+                format!("declared at {}; not held", w.origin),
+            );
+        }
+    }
+
+    fn unwanted_grant(&mut self, g: &Grant, object: FindingObject, scope: Scope) {
+        if let Verdict::Finding(kind) = self.classify_unwanted(&g.grantee) {
+            let detail = match (&g.grantee, kind) {
+                (Grantee::Public, _) => {
+                    "granted to PUBLIC (every role); the baseline does not allow it".to_owned()
+                }
+                (_, FindingKind::Orphaned) => {
+                    "held by a role that is not in the baseline".to_owned()
+                }
+                _ => "not declared in the baseline".to_owned(),
+            };
+            self.push(
+                kind,
+                &g.grantee,
+                g.privilege,
+                g.grantable,
+                object,
+                scope,
+                detail,
+            );
+        }
+    }
+
+    fn default_object(
+        dp_schema: Option<&String>,
+        on: DefaultObjectType,
+        for_role: &RoleName,
+    ) -> FindingObject {
+        FindingObject {
+            kind: "default_privileges".into(),
+            schema: dp_schema.cloned(),
+            name: on
+                .baseline_keyword()
+                .trim_start_matches("default_")
+                .to_owned(),
+            column: None,
+            for_role: Some(for_role.as_str().to_owned()),
+        }
+    }
+
+    fn default_privileges(&mut self) {
+        let mut want: BTreeMap<DefaultKey, Want> = BTreeMap::new();
+        let baseline = self.baseline;
+        let mut add = |grantee: Grantee, g: &DesiredGrant| {
+            if let Target::Default {
+                on,
+                schema,
+                for_role,
+            } = &g.target
+            {
+                let privileges = match &g.privileges {
+                    Privileges::All => on.acl_privileges(self.server_version),
+                    Privileges::Some(p) => p.clone(),
+                };
+                for p in privileges {
+                    let w = want
+                        .entry((grantee.clone(), for_role.clone(), schema.clone(), *on, p))
+                        .or_insert_with(|| Want {
+                            grantable: false,
+                            origin: g.origin.clone(),
+                        });
+                    w.grantable |= g.grantable;
+                }
+            }
+        };
+        for (name, role) in &baseline.roles {
+            for g in &role.grants {
+                add(Grantee::Role(name.clone()), g);
+            }
+        }
+        for g in &baseline.public_grants {
+            add(Grantee::Public, g);
+        }
+        let mut held = BTreeSet::new();
+        for dp in &self.state.default_privileges {
+            if dp.grantee.role() == Some(&dp.for_role) {
+                continue; // the creator's own privileges on what it creates
+            }
+            let key: DefaultKey = (
+                dp.grantee.clone(),
+                dp.for_role.clone(),
+                dp.schema.clone(),
+                dp.on,
+                dp.privilege,
+            );
+            let object = Self::default_object(dp.schema.as_ref(), dp.on, &dp.for_role);
+            let scope = if dp.schema.is_some() {
+                Scope::Schema
+            } else {
+                Scope::Database
+            };
+            if let Some(w) = want.get(&key) {
+                held.insert(key);
+                if dp.grantable != w.grantable {
+                    let kind = if dp.grantable {
+                        FindingKind::Unauthorized
+                    } else {
+                        FindingKind::Missing
+                    };
+                    self.push(
+                        kind,
+                        &dp.grantee,
+                        dp.privilege,
+                        true,
+                        object,
+                        scope,
+                        format!("grant option differs from {}", w.origin),
+                    );
+                }
+                continue;
+            }
+            if dp.grantee == Grantee::Public && is_builtin_public_default(dp) {
+                if baseline.builtin_defaults == BuiltinDefaults::Revoke {
+                    self.push(
+                        FindingKind::Unauthorized,
+                        &dp.grantee,
+                        dp.privilege,
+                        dp.grantable,
+                        object,
+                        scope,
+                        "built-in default for PUBLIC kept in this role's default privileges; the baseline says revoke".into(),
+                    );
+                }
+                continue;
+            }
+            if let Verdict::Finding(kind) = self.classify_unwanted(&dp.grantee) {
+                self.push(
+                    kind,
+                    &dp.grantee,
+                    dp.privilege,
+                    dp.grantable,
+                    object,
+                    scope,
+                    "default privilege: every new object will carry this grant; the baseline does not declare it".into(),
+                );
+            }
+        }
+        for (key, w) in want {
+            if held.contains(&key) {
+                continue;
+            }
+            let (grantee, for_role, schema, on, privilege) = key;
+            if matches!(&grantee, Grantee::Role(r) if !self.state.roles.contains_key(r)) {
+                continue;
+            }
+            let scope = if schema.is_some() {
+                Scope::Schema
+            } else {
+                Scope::Database
+            };
+            self.push(
+                FindingKind::Missing,
+                &grantee,
+                privilege,
+                w.grantable,
+                Self::default_object(schema.as_ref(), on, &for_role),
+                scope,
+                format!("declared at {}; no such default privilege", w.origin),
+            );
+        }
+    }
+
+    fn ownership(&mut self) {
+        let baseline = self.baseline;
+        let state = self.state;
+        for (name, role) in &baseline.roles {
+            let me = Grantee::Role(name.clone());
+            for target in &role.owns {
+                let objects: Vec<ObjectRef> = match target {
+                    Target::Database(n) => match (n.as_deref(), self.index.database) {
+                        (Some(n), Some(db)) if n != db => continue,
+                        (_, Some(db)) => vec![ObjectRef::database(db)],
+                        (_, None) => continue,
+                    },
+                    Target::Schema(s) => vec![ObjectRef::schema(s)],
+                    Target::Relation(c, s, n) => vec![ObjectRef::in_schema(*c, s, n)],
+                    Target::Function(s, sig) => {
+                        vec![ObjectRef::in_schema(ObjectClass::Function, s, sig)]
+                    }
+                    Target::AllInSchema(c, s) => self.index.all_in_schema(*c, s),
+                    Target::Columns(..) | Target::Default { .. } => continue,
+                };
+                for o in objects {
+                    let fo = self.index.object(&o);
+                    let scope = scope_of(o.class);
+                    match self.index.owner_of(state, &o) {
+                        None => self.push(
+                            FindingKind::Missing,
+                            &me,
+                            Privilege::Owner,
+                            false,
+                            fo,
+                            scope,
+                            "the baseline declares this owner; the object does not exist".into(),
+                        ),
+                        Some(owner) if owner == name => {}
+                        Some(owner) => {
+                            self.push(
+                                FindingKind::Missing,
+                                &me,
+                                Privilege::Owner,
+                                false,
+                                fo.clone(),
+                                scope,
+                                format!("the baseline declares {name} as owner; {owner} owns it"),
+                            );
+                            let holder = Grantee::Role(owner.clone());
+                            if let Verdict::Finding(kind) = self.classify_unwanted(&holder) {
+                                self.push(
+                                    kind,
+                                    &holder,
+                                    Privilege::Owner,
+                                    false,
+                                    fo,
+                                    scope,
+                                    format!("owns it; the baseline declares {name} as owner"),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Policies on a table without row-level security enabled are not enforced: say so.
+    fn rls(&mut self) {
+        let state = self.state;
+        let mut tables: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for p in &state.policies {
+            tables.insert((&p.schema, &p.table));
+        }
+        for (s, t) in tables {
+            if let Some(r) = self.index.relations.get(&(s, t))
+                && !r.rls_enabled
+            {
+                let object = self
+                    .index
+                    .object(&ObjectRef::in_schema(ObjectClass::Table, s, t));
+                self.push(
+                    FindingKind::Observed,
+                    &Grantee::Role(r.owner.clone()),
+                    Privilege::Select,
+                    false,
+                    object,
+                    Scope::Object,
+                    "row-level security policies exist but ROW LEVEL SECURITY is disabled: they are not enforced".into(),
+                );
+            }
+        }
+    }
+}

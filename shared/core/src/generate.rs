@@ -1,0 +1,409 @@
+//! Brownfield adoption: write a baseline manifest that describes a live state
+//! exactly, so planning it against the same database reports no drift.
+//!
+//! Grants that cover every object of a class in a schema are folded into
+//! `all_*_in_schema`; ownership likewise. What diff ignores (owners' implicit
+//! privileges, PUBLIC's built-in defaults, ignored roles) is left out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::baseline::{
+    GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec,
+};
+use crate::model::{DefaultObjectType, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::snapshot::State;
+
+/// Builds a manifest from `state`, leaving out roles that `ignore` matches.
+pub fn generate(state: &State, ignore: &RoleFilter) -> Manifest {
+    let mut roles: BTreeMap<String, RoleSpec> = BTreeMap::new();
+    for (name, a) in &state.roles {
+        if ignore.ignores(name) {
+            continue;
+        }
+        roles.insert(
+            name.as_str().to_owned(),
+            RoleSpec {
+                login: a.login,
+                superuser: a.superuser,
+                createrole: a.createrole,
+                createdb: a.createdb,
+                replication: a.replication,
+                bypassrls: a.bypassrls,
+                valid_until: a.valid_until,
+                ..RoleSpec::default()
+            },
+        );
+    }
+    for m in &state.memberships {
+        if let Some(spec) = roles.get_mut(m.member.as_str()) {
+            spec.member_of.push(MemberOf {
+                role: m.role.as_str().to_owned(),
+                admin: m.admin,
+                inherit: m.inherit,
+                set: m.set,
+            });
+        }
+    }
+    let objects = Objects::new(state);
+    for (name, spec) in roles.iter_mut() {
+        let role = RoleName::new(name.clone()).expect("names came from the state");
+        spec.owns = objects.owned_by(state, &role);
+    }
+    let mut public = PublicSpec::default();
+    for (grantee, grants) in grants_by_grantee(state, &objects) {
+        let specs = objects.fold(&grants);
+        match &grantee {
+            Grantee::Public => public.grants.extend(specs),
+            Grantee::Role(r) => {
+                if let Some(spec) = roles.get_mut(r.as_str()) {
+                    spec.grants.extend(specs);
+                }
+            }
+        }
+    }
+    for (grantee, specs) in default_privileges(state) {
+        match &grantee {
+            Grantee::Public => public.grants.extend(specs),
+            Grantee::Role(r) => {
+                if let Some(spec) = roles.get_mut(r.as_str()) {
+                    spec.grants.extend(specs);
+                }
+            }
+        }
+    }
+    Manifest {
+        version: crate::baseline::MANIFEST_VERSION,
+        roles,
+        public,
+        ignore_roles: ignore.patterns().to_vec(),
+    }
+}
+
+/// (object, privilege, grantable) held by one grantee.
+type Held = BTreeSet<(ObjectRef, Privilege, bool)>;
+
+/// Explicit grants by grantee, without what owners hold by owning and PUBLIC's built-in defaults.
+fn grants_by_grantee(state: &State, objects: &Objects) -> BTreeMap<Grantee, Held> {
+    let mut out: BTreeMap<Grantee, Held> = BTreeMap::new();
+    for g in &state.grants {
+        if let Some(owner) = objects.owner(state, &g.object)
+            && g.grantee.role() == Some(owner)
+        {
+            continue;
+        }
+        let builtin = g.grantee == Grantee::Public
+            && matches!(
+                (g.object.class, g.privilege),
+                (
+                    ObjectClass::Database,
+                    Privilege::Connect | Privilege::Temporary
+                ) | (ObjectClass::Function, Privilege::Execute)
+            );
+        if builtin {
+            continue;
+        }
+        out.entry(g.grantee.clone()).or_default().insert((
+            g.object.clone(),
+            g.privilege,
+            g.grantable,
+        ));
+    }
+    out
+}
+
+fn default_privileges(state: &State) -> BTreeMap<Grantee, Vec<GrantSpec>> {
+    type Key = (Option<String>, DefaultObjectType, String, bool);
+    let mut grouped: BTreeMap<Grantee, BTreeMap<Key, Vec<Privilege>>> = BTreeMap::new();
+    for dp in &state.default_privileges {
+        if dp.grantee.role() == Some(&dp.for_role) {
+            continue;
+        }
+        let builtin = dp.grantee == Grantee::Public
+            && dp.schema.is_none()
+            && matches!(
+                (dp.on, dp.privilege),
+                (DefaultObjectType::Functions, Privilege::Execute)
+                    | (DefaultObjectType::Types, Privilege::Usage)
+            );
+        if builtin {
+            continue;
+        }
+        grouped
+            .entry(dp.grantee.clone())
+            .or_default()
+            .entry((
+                dp.schema.clone(),
+                dp.on,
+                dp.for_role.as_str().to_owned(),
+                dp.grantable,
+            ))
+            .or_default()
+            .push(dp.privilege);
+    }
+    grouped
+        .into_iter()
+        .map(|(g, entries)| {
+            let specs = entries
+                .into_iter()
+                .map(
+                    |((schema, on, for_role, grantable), privileges)| GrantSpec {
+                        privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
+                        on: On::for_default(on),
+                        name: None,
+                        schema,
+                        columns: Vec::new(),
+                        for_role: Some(for_role),
+                        with_grant_option: grantable,
+                    },
+                )
+                .collect();
+            (g, specs)
+        })
+        .collect()
+}
+
+/// The catalog, grouped the way a manifest names things.
+struct Objects<'a> {
+    /// Objects of each class per schema, for folding into all_*_in_schema.
+    by_schema: BTreeMap<(ObjectClass, &'a str), BTreeSet<&'a str>>,
+    relation_owner: BTreeMap<(&'a str, &'a str), &'a RoleName>,
+    function_owner: BTreeMap<(&'a str, &'a str), &'a RoleName>,
+}
+
+impl<'a> Objects<'a> {
+    fn new(state: &'a State) -> Self {
+        let mut by_schema: BTreeMap<(ObjectClass, &str), BTreeSet<&str>> = BTreeMap::new();
+        let mut relation_owner = BTreeMap::new();
+        let mut function_owner = BTreeMap::new();
+        for r in &state.relations {
+            by_schema
+                .entry((r.kind.class(), r.schema.as_str()))
+                .or_default()
+                .insert(r.name.as_str());
+            relation_owner.insert((r.schema.as_str(), r.name.as_str()), &r.owner);
+        }
+        for f in &state.functions {
+            by_schema
+                .entry((ObjectClass::Function, f.schema.as_str()))
+                .or_default()
+                .insert(f.signature.as_str());
+            function_owner.insert((f.schema.as_str(), f.signature.as_str()), &f.owner);
+        }
+        Self {
+            by_schema,
+            relation_owner,
+            function_owner,
+        }
+    }
+
+    fn owner<'s>(&self, state: &'s State, o: &ObjectRef) -> Option<&'s RoleName>
+    where
+        'a: 's,
+    {
+        let schema = o.schema.as_deref().unwrap_or("");
+        match o.class {
+            ObjectClass::Database => state.database.as_ref().map(|d| &d.owner),
+            ObjectClass::Schema => state.schemas.get(&o.name),
+            ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => {
+                self.relation_owner.get(&(schema, o.name.as_str())).copied()
+            }
+            ObjectClass::Function => self.function_owner.get(&(schema, o.name.as_str())).copied(),
+            ObjectClass::Role => None,
+        }
+    }
+
+    fn owned_by(&self, state: &State, role: &RoleName) -> Vec<OwnsSpec> {
+        let mut out = Vec::new();
+        if state.database.as_ref().is_some_and(|d| &d.owner == role) {
+            out.push(OwnsSpec {
+                on: On::Database,
+                name: None,
+                schema: None,
+            });
+        }
+        for (schema, owner) in &state.schemas {
+            if owner == role {
+                out.push(OwnsSpec {
+                    on: On::Schema,
+                    name: Some(quote_part(schema)),
+                    schema: None,
+                });
+            }
+        }
+        for ((class, schema), names) in &self.by_schema {
+            let owner_of = |n: &str| match class {
+                ObjectClass::Function => self.function_owner.get(&(*schema, n)).copied(),
+                _ => self.relation_owner.get(&(*schema, n)).copied(),
+            };
+            let mine: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| owner_of(n) == Some(role))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            if mine.len() == names.len() {
+                out.push(OwnsSpec {
+                    on: all_on(*class),
+                    name: None,
+                    schema: Some((*schema).to_owned()),
+                });
+            } else {
+                for n in mine {
+                    let name = if *class == ObjectClass::Function {
+                        n.to_owned()
+                    } else {
+                        quote_part(n)
+                    };
+                    out.push(OwnsSpec {
+                        on: single_on(*class),
+                        name: Some(name),
+                        schema: Some((*schema).to_owned()),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Folds one grantee's grants into manifest entries.
+    fn fold(&self, held: &Held) -> Vec<GrantSpec> {
+        // (class, schema) -> (privilege, grantable) -> objects holding it
+        let mut per_schema: BTreeMap<
+            (ObjectClass, &str),
+            BTreeMap<(Privilege, bool), BTreeSet<&str>>,
+        > = BTreeMap::new();
+        let mut singles: Vec<(&ObjectRef, Privilege, bool)> = Vec::new();
+        for (o, p, g) in held {
+            match (o.class, o.schema.as_deref()) {
+                (ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Function, Some(s)) => {
+                    per_schema
+                        .entry((o.class, s))
+                        .or_default()
+                        .entry((*p, *g))
+                        .or_default()
+                        .insert(o.name.as_str());
+                }
+                _ => singles.push((o, *p, *g)),
+            }
+        }
+        // object -> grantable -> privileges, for what does not fold
+        let mut by_object: BTreeMap<
+            (ObjectClass, Option<&str>, &str, bool),
+            BTreeMap<Option<&str>, Vec<Privilege>>,
+        > = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut all_entries: BTreeMap<(ObjectClass, &str, bool), Vec<Privilege>> = BTreeMap::new();
+        for ((class, schema), privs) in &per_schema {
+            let everything = self.by_schema.get(&(*class, *schema));
+            for ((p, g), names) in privs {
+                if everything.is_some_and(|all| all == names) {
+                    all_entries
+                        .entry((*class, schema, *g))
+                        .or_default()
+                        .push(*p);
+                } else {
+                    for n in names {
+                        by_object
+                            .entry((*class, Some(schema), n, *g))
+                            .or_default()
+                            .entry(None)
+                            .or_default()
+                            .push(*p);
+                    }
+                }
+            }
+        }
+        for ((class, schema, g), privileges) in all_entries {
+            out.push(GrantSpec {
+                privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
+                on: all_on(class),
+                name: None,
+                schema: Some(schema.to_owned()),
+                columns: Vec::new(),
+                for_role: None,
+                with_grant_option: g,
+            });
+        }
+        for (o, p, g) in singles {
+            by_object
+                .entry((o.class, o.schema.as_deref(), o.name.as_str(), g))
+                .or_default()
+                .entry(o.column.as_deref())
+                .or_default()
+                .push(p);
+        }
+        for ((class, schema, name, g), by_column) in by_object {
+            if class == ObjectClass::Column {
+                // group columns that hold the same privileges
+                let mut groups: BTreeMap<Vec<Privilege>, Vec<String>> = BTreeMap::new();
+                for (col, mut privileges) in by_column {
+                    privileges.sort();
+                    groups
+                        .entry(privileges)
+                        .or_default()
+                        .push(col.unwrap_or_default().to_owned());
+                }
+                for (privileges, columns) in groups {
+                    out.push(GrantSpec {
+                        privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
+                        on: On::Column,
+                        name: Some(quote_part(name)),
+                        schema: schema.map(str::to_owned),
+                        columns,
+                        for_role: None,
+                        with_grant_option: g,
+                    });
+                }
+                continue;
+            }
+            let privileges: Vec<Privilege> = by_column.into_values().flatten().collect();
+            let (name, schema) = match class {
+                ObjectClass::Database => (None, None),
+                ObjectClass::Schema => (Some(quote_part(name)), None),
+                ObjectClass::Function => (Some(name.to_owned()), schema.map(str::to_owned)),
+                _ => (Some(quote_part(name)), schema.map(str::to_owned)),
+            };
+            out.push(GrantSpec {
+                privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
+                on: single_on(class),
+                name,
+                schema,
+                columns: Vec::new(),
+                for_role: None,
+                with_grant_option: g,
+            });
+        }
+        out
+    }
+}
+
+fn all_on(class: ObjectClass) -> On {
+    match class {
+        ObjectClass::Sequence => On::AllSequencesInSchema,
+        ObjectClass::Function => On::AllFunctionsInSchema,
+        _ => On::AllTablesInSchema,
+    }
+}
+
+fn single_on(class: ObjectClass) -> On {
+    match class {
+        ObjectClass::Database => On::Database,
+        ObjectClass::Schema => On::Schema,
+        ObjectClass::Sequence => On::Sequence,
+        ObjectClass::Function => On::Function,
+        ObjectClass::Column => On::Column,
+        _ => On::Table,
+    }
+}
+
+/// A name as `name:` must spell it: quoted when it holds a double quote
+/// at both ends, since the parser strips one such pair.
+fn quote_part(s: &str) -> String {
+    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}

@@ -1,0 +1,26 @@
+//! grantwarden-core: the domain of database access governance.
+//!
+//! It knows what a grant is, what the baseline wants, and how reality differs
+//! from it. It must never do I/O: no files, no network, no SQL driver, no
+//! clock (time is passed in). Adapters (shared/postgres, the CLI, later the
+//! AWS and local stores) feed it data and carry its results out.
+//!
+//! # Layout
+//! - [`model`]: roles, grantees, privileges, objects and grants.
+//! - [`snapshot`]: the extracted state of one target, its chunks and ids.
+//! - [`baseline`]: the baseline manifest (YAML contract), parsed and validated.
+//! - [`diff`]: reality versus baseline, classified into findings.
+//! - [`scoring`]: severity, score and status thresholds.
+//! - [`report`]: the plan report (JSON contract).
+//! - [`generate`]: a baseline from a live state, for brownfield adoption.
+//! - [`backoff`]: retry delays with full jitter.
+#![deny(missing_docs)]
+
+pub mod backoff;
+pub mod baseline;
+pub mod diff;
+pub mod generate;
+pub mod model;
+pub mod report;
+pub mod scoring;
+pub mod snapshot;

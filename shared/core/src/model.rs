@@ -1,0 +1,724 @@
+//! The canonical privilege model: what a role may do on what object.
+//!
+//! A grant is `(object, grantee, privilege, grantable)`. Objects are compared by
+//! class (every table-like relation is a `Table`: `GRANT ... ON TABLE` works on
+//! views and foreign tables alike); the relation's real kind is kept in the
+//! snapshot for display.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A name that is not a valid PostgreSQL identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("name is empty")]
+    Empty,
+    /// PostgreSQL truncates names to 63 bytes; a longer one would silently name another role.
+    #[error("name {0:?} is longer than 63 bytes")]
+    TooLong(String),
+    /// NUL cannot appear in a PostgreSQL name.
+    #[error("name {0:?} contains a NUL character")]
+    Nul(String),
+}
+
+/// Longest name PostgreSQL keeps (NAMEDATALEN - 1).
+pub const MAX_NAME_BYTES: usize = 63;
+
+fn check_name(s: &str) -> Result<(), NameError> {
+    if s.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if s.len() > MAX_NAME_BYTES {
+        return Err(NameError::TooLong(s.to_owned()));
+    }
+    if s.contains('\0') {
+        return Err(NameError::Nul(s.to_owned()));
+    }
+    Ok(())
+}
+
+/// A role name exactly as PostgreSQL stores it (case, spaces and quotes included).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RoleName(String);
+
+impl RoleName {
+    /// Validates a role name: non-empty, at most 63 bytes, no NUL.
+    pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
+        let name = name.into();
+        check_name(&name)?;
+        Ok(Self(name))
+    }
+
+    /// The name as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RoleName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RoleName::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Who holds a privilege: a role, or every role (`PUBLIC`, grantee oid 0).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Grantee {
+    /// The PUBLIC pseudo-role.
+    Public,
+    /// A real role.
+    Role(RoleName),
+}
+
+impl Grantee {
+    /// The role, unless this is PUBLIC.
+    pub fn role(&self) -> Option<&RoleName> {
+        match self {
+            Grantee::Public => None,
+            Grantee::Role(r) => Some(r),
+        }
+    }
+}
+
+impl fmt::Display for Grantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Grantee::Public => f.write_str("PUBLIC"),
+            Grantee::Role(r) => f.write_str(r.as_str()),
+        }
+    }
+}
+
+impl Serialize for Grantee {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Grantee {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "PUBLIC" {
+            return Ok(Grantee::Public);
+        }
+        RoleName::new(s)
+            .map(Grantee::Role)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Everything a finding can name as "privilege": ACL privileges, role
+/// attributes, membership and ownership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Privilege {
+    /// SELECT on a table, column or sequence.
+    Select,
+    /// INSERT on a table or column.
+    Insert,
+    /// UPDATE on a table, column or sequence.
+    Update,
+    /// DELETE on a table.
+    Delete,
+    /// TRUNCATE on a table.
+    Truncate,
+    /// REFERENCES on a table or column.
+    References,
+    /// TRIGGER on a table.
+    Trigger,
+    /// MAINTAIN on a table (PostgreSQL 17).
+    Maintain,
+    /// USAGE on a schema, sequence, type or language.
+    Usage,
+    /// CREATE on a database or schema.
+    Create,
+    /// CONNECT on a database.
+    Connect,
+    /// TEMPORARY on a database.
+    Temporary,
+    /// EXECUTE on a function or procedure.
+    Execute,
+    /// Role attribute SUPERUSER.
+    Superuser,
+    /// Role attribute CREATEROLE.
+    CreateRole,
+    /// Role attribute CREATEDB.
+    CreateDb,
+    /// Role attribute LOGIN.
+    Login,
+    /// Role attribute REPLICATION.
+    Replication,
+    /// Role attribute BYPASSRLS.
+    BypassRls,
+    /// Role attribute VALID UNTIL (password expiry).
+    ValidUntil,
+    /// Membership in another role.
+    Member,
+    /// Ownership of an object.
+    Owner,
+    /// The role itself exists.
+    Role,
+}
+
+/// How dangerous a privilege is, in increasing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivilegeClass {
+    /// Reads data or looks up objects.
+    Read,
+    /// Changes data or runs code.
+    Write,
+    /// Changes the schema (CREATE, TRIGGER, REFERENCES, ownership).
+    Ddl,
+    /// Hands out power: role attributes, admin options, grant options.
+    Admin,
+}
+
+const ALL_PRIVILEGES: &[(Privilege, &str)] = &[
+    (Privilege::Select, "SELECT"),
+    (Privilege::Insert, "INSERT"),
+    (Privilege::Update, "UPDATE"),
+    (Privilege::Delete, "DELETE"),
+    (Privilege::Truncate, "TRUNCATE"),
+    (Privilege::References, "REFERENCES"),
+    (Privilege::Trigger, "TRIGGER"),
+    (Privilege::Maintain, "MAINTAIN"),
+    (Privilege::Usage, "USAGE"),
+    (Privilege::Create, "CREATE"),
+    (Privilege::Connect, "CONNECT"),
+    (Privilege::Temporary, "TEMPORARY"),
+    (Privilege::Execute, "EXECUTE"),
+    (Privilege::Superuser, "SUPERUSER"),
+    (Privilege::CreateRole, "CREATEROLE"),
+    (Privilege::CreateDb, "CREATEDB"),
+    (Privilege::Login, "LOGIN"),
+    (Privilege::Replication, "REPLICATION"),
+    (Privilege::BypassRls, "BYPASSRLS"),
+    (Privilege::ValidUntil, "VALID UNTIL"),
+    (Privilege::Member, "MEMBER"),
+    (Privilege::Owner, "OWNER"),
+    (Privilege::Role, "ROLE"),
+];
+
+impl Privilege {
+    /// The keyword PostgreSQL uses (`aclexplode` spelling for ACL privileges).
+    pub fn keyword(self) -> &'static str {
+        ALL_PRIVILEGES
+            .iter()
+            .find(|(p, _)| *p == self)
+            .map(|(_, k)| *k)
+            .expect("every privilege has a keyword")
+    }
+
+    /// Whether this privilege lives in an ACL (as opposed to an attribute,
+    /// membership or ownership).
+    pub fn is_acl(self) -> bool {
+        self <= Privilege::Execute
+    }
+
+    /// Risk class used for severity and scoring.
+    pub fn class(self) -> PrivilegeClass {
+        use Privilege::*;
+        match self {
+            Select | Usage | Connect | ValidUntil | Role => PrivilegeClass::Read,
+            Insert | Update | Delete | Truncate | Execute | Temporary | Login | Member => {
+                PrivilegeClass::Write
+            }
+            References | Trigger | Maintain | Create | Owner => PrivilegeClass::Ddl,
+            Superuser | CreateRole | CreateDb | Replication | BypassRls => PrivilegeClass::Admin,
+        }
+    }
+}
+
+impl fmt::Display for Privilege {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
+/// A string that names no privilege.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown privilege {0:?}")]
+pub struct UnknownPrivilege(pub String);
+
+impl FromStr for Privilege {
+    type Err = UnknownPrivilege;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let upper = s.trim().to_ascii_uppercase();
+        let upper = if upper == "TEMP" {
+            "TEMPORARY".to_owned()
+        } else {
+            upper
+        };
+        ALL_PRIVILEGES
+            .iter()
+            .find(|(_, k)| *k == upper)
+            .map(|(p, _)| *p)
+            .ok_or_else(|| UnknownPrivilege(s.to_owned()))
+    }
+}
+
+impl Serialize for Privilege {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.keyword())
+    }
+}
+
+impl<'de> Deserialize<'de> for Privilege {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The class of object a grant applies to; comparisons use this, not the relation kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectClass {
+    /// The target database.
+    Database,
+    /// A schema (namespace).
+    Schema,
+    /// A table, view, materialized view, foreign or partitioned table.
+    Table,
+    /// A sequence.
+    Sequence,
+    /// One column of a table-like relation.
+    Column,
+    /// A function, procedure, aggregate or window function.
+    Function,
+    /// A role (for membership, attributes and existence).
+    Role,
+}
+
+impl ObjectClass {
+    /// ACL privileges PostgreSQL accepts on this class (what `ALL` expands to).
+    /// `MAINTAIN` exists from PostgreSQL 17 on.
+    pub fn acl_privileges(self, server_version_num: u32) -> Vec<Privilege> {
+        use Privilege::*;
+        let mut out = match self {
+            ObjectClass::Database => vec![Create, Connect, Temporary],
+            ObjectClass::Schema => vec![Usage, Create],
+            ObjectClass::Table => vec![
+                Select, Insert, Update, Delete, Truncate, References, Trigger,
+            ],
+            ObjectClass::Sequence => vec![Usage, Select, Update],
+            ObjectClass::Column => vec![Select, Insert, Update, References],
+            ObjectClass::Function => vec![Execute],
+            ObjectClass::Role => vec![],
+        };
+        if self == ObjectClass::Table && server_version_num >= 170_000 {
+            out.push(Maintain);
+        }
+        out
+    }
+
+    /// Whether `privilege` can be granted on this class on any supported version.
+    pub fn accepts(self, privilege: Privilege) -> bool {
+        self.acl_privileges(u32::MAX).contains(&privilege)
+    }
+}
+
+/// An object a privilege applies to, by class and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// What kind of object.
+    pub class: ObjectClass,
+    /// Schema for schema-qualified objects (tables, sequences, columns, functions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Object name; for a function its signature `name(argtypes)`.
+    pub name: String,
+    /// Column, for column privileges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+}
+
+impl ObjectRef {
+    /// The target database.
+    pub fn database(name: &str) -> Self {
+        Self {
+            class: ObjectClass::Database,
+            schema: None,
+            name: name.to_owned(),
+            column: None,
+        }
+    }
+    /// A schema.
+    pub fn schema(name: &str) -> Self {
+        Self {
+            class: ObjectClass::Schema,
+            schema: None,
+            name: name.to_owned(),
+            column: None,
+        }
+    }
+    /// A schema-qualified object of `class`.
+    pub fn in_schema(class: ObjectClass, schema: &str, name: &str) -> Self {
+        Self {
+            class,
+            schema: Some(schema.to_owned()),
+            name: name.to_owned(),
+            column: None,
+        }
+    }
+    /// A column of a table-like relation.
+    pub fn column(schema: &str, table: &str, column: &str) -> Self {
+        Self {
+            class: ObjectClass::Column,
+            schema: Some(schema.to_owned()),
+            name: table.to_owned(),
+            column: Some(column.to_owned()),
+        }
+    }
+    /// A role, as the object of membership or attributes.
+    pub fn role(name: &RoleName) -> Self {
+        Self {
+            class: ObjectClass::Role,
+            schema: None,
+            name: name.as_str().to_owned(),
+            column: None,
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(schema) = &self.schema {
+            write!(f, "{}.", display_ident(schema))?;
+        }
+        if self.class == ObjectClass::Function {
+            f.write_str(&self.name)?;
+        } else {
+            f.write_str(&display_ident(&self.name))?;
+        }
+        if let Some(column) = &self.column {
+            write!(f, ".{}", display_ident(column))?;
+        }
+        Ok(())
+    }
+}
+
+/// Shows an identifier bare when PostgreSQL would read it back unchanged, double-quoted otherwise.
+pub fn display_ident(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// One privilege held by one grantee on one object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    /// The object.
+    pub object: ObjectRef,
+    /// Who holds it.
+    pub grantee: Grantee,
+    /// What they may do.
+    pub privilege: Privilege,
+    /// WITH GRANT OPTION: the grantee may pass it on.
+    pub grantable: bool,
+}
+
+/// Role attributes as `pg_roles` shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleAttributes {
+    /// SUPERUSER.
+    pub superuser: bool,
+    /// INHERIT (privileges of granted roles apply without SET ROLE).
+    pub inherit: bool,
+    /// CREATEROLE.
+    pub createrole: bool,
+    /// CREATEDB.
+    pub createdb: bool,
+    /// LOGIN.
+    pub login: bool,
+    /// REPLICATION.
+    pub replication: bool,
+    /// BYPASSRLS.
+    pub bypassrls: bool,
+    /// CONNECTION LIMIT (-1: none).
+    pub connection_limit: i32,
+    /// VALID UNTIL; `None` for never ('infinity' reads as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl RoleAttributes {
+    /// The boolean attributes that grant power, with their privilege names.
+    pub fn flags(&self) -> [(Privilege, bool); 6] {
+        [
+            (Privilege::Superuser, self.superuser),
+            (Privilege::CreateRole, self.createrole),
+            (Privilege::CreateDb, self.createdb),
+            (Privilege::Login, self.login),
+            (Privilege::Replication, self.replication),
+            (Privilege::BypassRls, self.bypassrls),
+        ]
+    }
+}
+
+/// `member` is a member of `role`, with the options of that membership.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The role granted.
+    pub role: RoleName,
+    /// The role that received it.
+    pub member: RoleName,
+    /// WITH ADMIN OPTION.
+    pub admin: bool,
+    /// Privileges apply without SET ROLE (PostgreSQL 16 option; before 16, the member's INHERIT).
+    pub inherit: bool,
+    /// SET ROLE is allowed (PostgreSQL 16 option; always true before 16).
+    pub set: bool,
+}
+
+/// Kinds of object that default privileges apply to (`pg_default_acl.defaclobjtype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultObjectType {
+    /// `r`: tables and views.
+    Tables,
+    /// `S`: sequences.
+    Sequences,
+    /// `f`: functions and procedures.
+    Functions,
+    /// `T`: types and domains.
+    Types,
+    /// `n`: schemas.
+    Schemas,
+}
+
+impl DefaultObjectType {
+    /// Reads `pg_default_acl.defaclobjtype`.
+    pub fn from_catalog(code: &str) -> Option<Self> {
+        Some(match code {
+            "r" => Self::Tables,
+            "S" => Self::Sequences,
+            "f" => Self::Functions,
+            "T" => Self::Types,
+            "n" => Self::Schemas,
+            _ => return None,
+        })
+    }
+
+    /// The baseline keyword, e.g. `default_tables`.
+    pub fn baseline_keyword(self) -> &'static str {
+        match self {
+            Self::Tables => "default_tables",
+            Self::Sequences => "default_sequences",
+            Self::Functions => "default_functions",
+            Self::Types => "default_types",
+            Self::Schemas => "default_schemas",
+        }
+    }
+
+    /// Privileges that can be defaulted for this type.
+    pub fn acl_privileges(self, server_version_num: u32) -> Vec<Privilege> {
+        match self {
+            Self::Tables => ObjectClass::Table.acl_privileges(server_version_num),
+            Self::Sequences => ObjectClass::Sequence.acl_privileges(server_version_num),
+            Self::Functions => vec![Privilege::Execute],
+            Self::Types => vec![Privilege::Usage],
+            Self::Schemas => ObjectClass::Schema.acl_privileges(server_version_num),
+        }
+    }
+}
+
+/// One entry of `ALTER DEFAULT PRIVILEGES`: objects `for_role` creates (in
+/// `schema`, or anywhere) get `privilege` for `grantee`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DefaultPrivilege {
+    /// The creating role the defaults apply to.
+    pub for_role: RoleName,
+    /// The schema, or `None` for the role's global defaults (which replace the built-in ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Object type.
+    pub on: DefaultObjectType,
+    /// Who receives the privilege.
+    pub grantee: Grantee,
+    /// The privilege.
+    pub privilege: Privilege,
+    /// WITH GRANT OPTION.
+    pub grantable: bool,
+}
+
+/// The kind of a table-like relation (`pg_class.relkind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationKind {
+    /// `r`
+    Table,
+    /// `p`
+    PartitionedTable,
+    /// `v`
+    View,
+    /// `m`
+    MaterializedView,
+    /// `f`
+    ForeignTable,
+    /// `S`
+    Sequence,
+}
+
+impl RelationKind {
+    /// Reads `pg_class.relkind`.
+    pub fn from_catalog(code: &str) -> Option<Self> {
+        Some(match code {
+            "r" => Self::Table,
+            "p" => Self::PartitionedTable,
+            "v" => Self::View,
+            "m" => Self::MaterializedView,
+            "f" => Self::ForeignTable,
+            "S" => Self::Sequence,
+            _ => return None,
+        })
+    }
+
+    /// The object class used to compare grants on it.
+    pub fn class(self) -> ObjectClass {
+        if self == Self::Sequence {
+            ObjectClass::Sequence
+        } else {
+            ObjectClass::Table
+        }
+    }
+
+    /// The contract's object type name.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Self::Table => "table",
+            Self::PartitionedTable => "partitioned_table",
+            Self::View => "view",
+            Self::MaterializedView => "materialized_view",
+            Self::ForeignTable => "foreign_table",
+            Self::Sequence => "sequence",
+        }
+    }
+}
+
+/// A table-like relation or sequence, with its owner and row-level security flags.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Relation {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: RelationKind,
+    /// Owner.
+    pub owner: RoleName,
+    /// ROW LEVEL SECURITY enabled.
+    pub rls_enabled: bool,
+    /// FORCE ROW LEVEL SECURITY (applies to the owner too).
+    pub rls_forced: bool,
+}
+
+/// A function, procedure, aggregate or window function.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Function {
+    /// Schema.
+    pub schema: String,
+    /// `name(argtype, ...)`, the identity PostgreSQL resolves it by.
+    pub signature: String,
+    /// `function`, `procedure`, `aggregate` or `window`.
+    pub kind: String,
+    /// Owner.
+    pub owner: RoleName,
+}
+
+/// A row-level security policy (`pg_policy`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RlsPolicy {
+    /// Schema of the table.
+    pub schema: String,
+    /// The table.
+    pub table: String,
+    /// Policy name.
+    pub name: String,
+    /// ALL, SELECT, INSERT, UPDATE or DELETE.
+    pub command: String,
+    /// PERMISSIVE (true) or RESTRICTIVE.
+    pub permissive: bool,
+    /// Roles the policy applies to (PUBLIC for all).
+    pub roles: Vec<Grantee>,
+    /// USING expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using: Option<String>,
+    /// WITH CHECK expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_check: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privilege_keywords_round_trip() {
+        for (p, k) in ALL_PRIVILEGES {
+            assert_eq!(k.parse::<Privilege>().unwrap(), *p);
+            assert_eq!(p.keyword(), *k);
+        }
+        assert_eq!("temp".parse::<Privilege>().unwrap(), Privilege::Temporary);
+        assert_eq!(
+            "SELEC".parse::<Privilege>(),
+            Err(UnknownPrivilege("SELEC".into()))
+        );
+    }
+
+    #[test]
+    fn acl_privileges_are_the_first_block() {
+        for (p, _) in ALL_PRIVILEGES {
+            let in_some_class = [
+                ObjectClass::Database,
+                ObjectClass::Schema,
+                ObjectClass::Table,
+                ObjectClass::Sequence,
+                ObjectClass::Column,
+                ObjectClass::Function,
+            ]
+            .iter()
+            .any(|c| c.accepts(*p));
+            assert_eq!(p.is_acl(), in_some_class, "{p}");
+        }
+    }
+
+    #[test]
+    fn role_names_keep_hostile_characters() {
+        let r = RoleName::new("we\"ird role ✓").unwrap();
+        assert_eq!(r.as_str(), "we\"ird role ✓");
+        assert!(RoleName::new("").is_err());
+        assert!(RoleName::new("a".repeat(64)).is_err());
+        assert!(RoleName::new("a\0b").is_err());
+    }
+
+    #[test]
+    fn identifiers_are_quoted_only_when_needed() {
+        assert_eq!(display_ident("orders"), "orders");
+        assert_eq!(display_ident("Orders"), "\"Orders\"");
+        assert_eq!(display_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(display_ident("line items"), "\"line items\"");
+    }
+}

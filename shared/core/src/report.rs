@@ -1,0 +1,278 @@
+//! The plan report (output contract in DESIGN.md): shared by `grantwarden plan
+//! --format json` and the diff Lambda's S3 report. Human formats render this.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::scoring::{ScoringConfig, Severity, round2};
+use crate::snapshot::{Snapshot, TargetId};
+
+/// What a finding says about reality versus the baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// Held by a declared role (or PUBLIC) but not declared.
+    Unauthorized,
+    /// Declared but not held.
+    Missing,
+    /// Held by a role the baseline neither declares nor ignores.
+    Orphaned,
+    /// Held and covered by an active exception ticket.
+    Excepted,
+    /// Held and covered only by an expired ticket.
+    ExpiredException,
+    /// Could not be routed to any policy.
+    Untagged,
+    /// Shown for context, never scored (PUBLIC's built-in defaults, superusers).
+    Observed,
+}
+
+impl FindingKind {
+    /// The kinds counted in the summary, in contract order.
+    pub const COUNTED: [FindingKind; 6] = [
+        FindingKind::Unauthorized,
+        FindingKind::Missing,
+        FindingKind::Orphaned,
+        FindingKind::Excepted,
+        FindingKind::ExpiredException,
+        FindingKind::Untagged,
+    ];
+
+    /// The contract spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Unauthorized => "unauthorized",
+            FindingKind::Missing => "missing",
+            FindingKind::Orphaned => "orphaned",
+            FindingKind::Excepted => "excepted",
+            FindingKind::ExpiredException => "expired_exception",
+            FindingKind::Untagged => "untagged",
+            FindingKind::Observed => "observed",
+        }
+    }
+
+    /// Whether this kind is drift (plan exits 2).
+    pub fn is_drift(self) -> bool {
+        !matches!(self, FindingKind::Excepted | FindingKind::Observed)
+    }
+}
+
+/// The object of a finding, as in the contract: `{ type, schema, name, column }`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FindingObject {
+    /// database, schema, table, view, materialized_view, foreign_table,
+    /// partitioned_table, sequence, column, function, procedure, aggregate,
+    /// role or default_privileges.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Schema, for schema-qualified objects.
+    pub schema: Option<String>,
+    /// Name (function signature for functions; object type for default privileges).
+    pub name: String,
+    /// Column, for column privileges.
+    pub column: Option<String>,
+    /// For default privileges: the role whose new objects they apply to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_role: Option<String>,
+}
+
+impl std::fmt::Display for FindingObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::model::display_ident;
+        write!(f, "{} ", self.kind)?;
+        if let Some(s) = &self.schema {
+            write!(f, "{}.", display_ident(s))?;
+        }
+        if self.kind == "function"
+            || self.kind == "procedure"
+            || self.kind == "aggregate"
+            || self.kind == "default_privileges"
+        {
+            f.write_str(&self.name)?;
+        } else {
+            f.write_str(&display_ident(&self.name))?;
+        }
+        if let Some(c) = &self.column {
+            write!(f, ".{}", display_ident(c))?;
+        }
+        if let Some(r) = &self.for_role {
+            write!(f, " for role {}", display_ident(r))?;
+        }
+        Ok(())
+    }
+}
+
+/// One difference between reality and the baseline (or an observation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Kind.
+    pub kind: FindingKind,
+    /// Severity.
+    pub severity: Severity,
+    /// Score contribution.
+    pub score: f64,
+    /// Role name or PUBLIC.
+    pub grantee: String,
+    /// Privilege, attribute, MEMBER, OWNER or ROLE.
+    pub privilege: String,
+    /// WITH GRANT OPTION / WITH ADMIN OPTION held or declared.
+    pub grantable: bool,
+    /// The object.
+    pub object: FindingObject,
+    /// The exception ticket covering it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception_id: Option<String>,
+    /// Why, in words.
+    pub detail: String,
+}
+
+/// Overall state of a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// No drift.
+    Ok,
+    /// Drift below the alert threshold.
+    Warn,
+    /// The scan missed chunks: the result is partial, never clean.
+    Incomplete,
+    /// Past a threshold.
+    Alert,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Incomplete => "incomplete",
+            Status::Alert => "alert",
+        })
+    }
+}
+
+/// Counts by kind, score and status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// unauthorized count.
+    pub unauthorized: usize,
+    /// missing count.
+    pub missing: usize,
+    /// orphaned count.
+    pub orphaned: usize,
+    /// excepted count.
+    pub excepted: usize,
+    /// expired_exception count.
+    pub expired_exception: usize,
+    /// untagged count.
+    pub untagged: usize,
+    /// Sum of finding scores.
+    pub score: f64,
+    /// Sum of the scores of excepted findings.
+    pub exception_weight: f64,
+    /// ok, warn, incomplete or alert.
+    pub status: Status,
+    /// False when the scan missed chunks.
+    pub complete: bool,
+    /// The chunks that failed, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_chunks: Vec<String>,
+}
+
+/// A plan report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Target.
+    pub target: TargetId,
+    /// Scan id.
+    pub scan_id: String,
+    /// When the scan started.
+    pub taken_at: DateTime<Utc>,
+    /// sha256 of the snapshot state.
+    pub snapshot_sha256: String,
+    /// Summary.
+    pub summary: Summary,
+    /// Drift and exceptions, most severe first.
+    pub findings: Vec<Finding>,
+    /// Context that is shown, not scored.
+    #[serde(default)]
+    pub observations: Vec<Finding>,
+}
+
+impl Report {
+    /// Assembles a report: sorts findings, counts, sums and sets the status.
+    pub fn build(
+        snapshot: &Snapshot,
+        mut findings: Vec<Finding>,
+        mut observations: Vec<Finding>,
+        scoring: &ScoringConfig,
+    ) -> Self {
+        sort_findings(&mut findings);
+        sort_findings(&mut observations);
+        let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
+        let score = round2(findings.iter().map(|f| f.score).sum());
+        let exception_weight = round2(
+            findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::Excepted)
+                .map(|f| f.score)
+                .sum(),
+        );
+        let drift: Vec<&Finding> = findings.iter().filter(|f| f.kind.is_drift()).collect();
+        let t = &scoring.thresholds;
+        let alert = score >= t.alert_score
+            || drift.iter().any(|f| f.severity >= t.alert_severity)
+            || findings
+                .iter()
+                .any(|f| f.kind == FindingKind::ExpiredException);
+        let status = if alert {
+            Status::Alert
+        } else if !snapshot.complete {
+            Status::Incomplete
+        } else if !drift.is_empty() || score >= t.warn_score {
+            Status::Warn
+        } else {
+            Status::Ok
+        };
+        Report {
+            target: snapshot.target.clone(),
+            scan_id: snapshot.scan_id.clone(),
+            taken_at: snapshot.taken_at,
+            snapshot_sha256: snapshot.sha256.clone(),
+            summary: Summary {
+                unauthorized: count(FindingKind::Unauthorized),
+                missing: count(FindingKind::Missing),
+                orphaned: count(FindingKind::Orphaned),
+                excepted: count(FindingKind::Excepted),
+                expired_exception: count(FindingKind::ExpiredException),
+                untagged: count(FindingKind::Untagged),
+                score,
+                exception_weight,
+                status,
+                complete: snapshot.complete,
+                failed_chunks: snapshot.failed_chunks(),
+            },
+            findings,
+            observations,
+        }
+    }
+
+    /// Whether any finding is drift.
+    pub fn has_drift(&self) -> bool {
+        self.findings.iter().any(|f| f.kind.is_drift())
+    }
+}
+
+/// Most severe first, then by grantee, object and privilege: a total order, so output is stable.
+fn sort_findings(f: &mut [Finding]) {
+    f.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.kind.cmp(&b.kind))
+            .then_with(|| a.grantee.cmp(&b.grantee))
+            .then_with(|| a.object.cmp(&b.object))
+            .then_with(|| a.privilege.cmp(&b.privilege))
+            .then_with(|| a.grantable.cmp(&b.grantable))
+            .then_with(|| a.detail.cmp(&b.detail))
+    });
+}

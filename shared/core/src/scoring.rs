@@ -1,0 +1,359 @@
+//! Severity and score of a finding, and the status of a whole report.
+//!
+//! Severity comes from the privilege class (read < write < ddl < admin) moved
+//! by the scope (column < object < schema < database < cluster); the score
+//! multiplies weights for kind, class and scope. The weights and thresholds
+//! are data ([`ScoringConfig`]) so a YAML file can replace the defaults.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::PrivilegeClass;
+use crate::report::FindingKind;
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Shown, not scored.
+    Info,
+    /// Worth a look.
+    Low,
+    /// Should be fixed.
+    Medium,
+    /// Fix soon.
+    High,
+    /// Fix now.
+    Critical,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+/// How far a privilege reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// One column.
+    Column,
+    /// One table, sequence, function, or one role membership.
+    Object,
+    /// A whole schema (or default privileges in it).
+    Schema,
+    /// The database.
+    Database,
+    /// The cluster: role attributes.
+    Cluster,
+}
+
+/// Weights by finding kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KindWeights {
+    /// unauthorized
+    pub unauthorized: f64,
+    /// missing
+    pub missing: f64,
+    /// orphaned
+    pub orphaned: f64,
+    /// excepted (further multiplied by the category's weight_factor)
+    pub excepted: f64,
+    /// expired_exception
+    pub expired_exception: f64,
+    /// untagged
+    pub untagged: f64,
+}
+
+impl Default for KindWeights {
+    fn default() -> Self {
+        Self {
+            unauthorized: 1.0,
+            missing: 0.5,
+            orphaned: 1.0,
+            excepted: 1.0,
+            expired_exception: 2.0,
+            untagged: 1.0,
+        }
+    }
+}
+
+/// Weights by privilege class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassWeights {
+    /// read
+    pub read: f64,
+    /// write
+    pub write: f64,
+    /// ddl
+    pub ddl: f64,
+    /// admin
+    pub admin: f64,
+}
+
+impl Default for ClassWeights {
+    fn default() -> Self {
+        Self {
+            read: 1.0,
+            write: 2.0,
+            ddl: 4.0,
+            admin: 8.0,
+        }
+    }
+}
+
+/// Weights by scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScopeWeights {
+    /// column
+    pub column: f64,
+    /// object
+    pub object: f64,
+    /// schema
+    pub schema: f64,
+    /// database
+    pub database: f64,
+    /// cluster
+    pub cluster: f64,
+}
+
+impl Default for ScopeWeights {
+    fn default() -> Self {
+        Self {
+            column: 0.5,
+            object: 1.0,
+            schema: 2.0,
+            database: 3.0,
+            cluster: 4.0,
+        }
+    }
+}
+
+/// Report status thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Total score at which the status becomes warn.
+    pub warn_score: f64,
+    /// Total score at which the status becomes alert.
+    pub alert_score: f64,
+    /// Any finding at or above this severity alerts.
+    pub alert_severity: Severity,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            warn_score: 1.0,
+            alert_score: 50.0,
+            alert_severity: Severity::Critical,
+        }
+    }
+}
+
+/// Weights and thresholds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    /// By kind.
+    pub kind: KindWeights,
+    /// By privilege class.
+    pub class: ClassWeights,
+    /// By scope.
+    pub scope: ScopeWeights,
+    /// Multiplier when the grantee may pass the privilege on.
+    pub grant_option_factor: f64,
+    /// Status thresholds.
+    pub thresholds: Thresholds,
+}
+
+/// What the scorer needs to know about one finding.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts {
+    /// Kind.
+    pub kind: FindingKind,
+    /// Privilege class.
+    pub class: PrivilegeClass,
+    /// Reach.
+    pub scope: Scope,
+    /// WITH GRANT OPTION / WITH ADMIN OPTION.
+    pub grantable: bool,
+    /// Held by PUBLIC (every role).
+    pub public: bool,
+}
+
+impl ScoringConfig {
+    /// The defaults, with the grant-option factor set.
+    pub fn standard() -> Self {
+        Self {
+            grant_option_factor: 1.5,
+            ..Self::default()
+        }
+    }
+
+    /// Severity of a finding.
+    pub fn severity(&self, f: Facts) -> Severity {
+        if f.kind == FindingKind::Observed {
+            return Severity::Info;
+        }
+        let mut rank: i32 = match f.class {
+            PrivilegeClass::Read => 0,
+            PrivilegeClass::Write => 1,
+            PrivilegeClass::Ddl => 2,
+            PrivilegeClass::Admin => 3,
+        };
+        rank += match f.scope {
+            Scope::Column => -1,
+            Scope::Object | Scope::Schema => 0,
+            Scope::Database | Scope::Cluster => 1,
+        };
+        if f.grantable {
+            rank += 1;
+        }
+        if f.public {
+            // every role, present and future, holds it
+            rank = rank.max(2);
+        }
+        match f.kind {
+            FindingKind::Missing => rank -= 1,
+            FindingKind::ExpiredException | FindingKind::Untagged => rank = rank.max(2),
+            _ => {}
+        }
+        match rank {
+            i32::MIN..=0 => Severity::Low,
+            1 => Severity::Medium,
+            2 => Severity::High,
+            _ => Severity::Critical,
+        }
+    }
+
+    /// Score of a finding; 0 only for observations.
+    pub fn score(&self, f: Facts) -> f64 {
+        let kind = match f.kind {
+            FindingKind::Unauthorized => self.kind.unauthorized,
+            FindingKind::Missing => self.kind.missing,
+            FindingKind::Orphaned => self.kind.orphaned,
+            FindingKind::Excepted => self.kind.excepted,
+            FindingKind::ExpiredException => self.kind.expired_exception,
+            FindingKind::Untagged => self.kind.untagged,
+            FindingKind::Observed => return 0.0,
+        };
+        let class = match f.class {
+            PrivilegeClass::Read => self.class.read,
+            PrivilegeClass::Write => self.class.write,
+            PrivilegeClass::Ddl => self.class.ddl,
+            PrivilegeClass::Admin => self.class.admin,
+        };
+        let scope = match f.scope {
+            Scope::Column => self.scope.column,
+            Scope::Object => self.scope.object,
+            Scope::Schema => self.scope.schema,
+            Scope::Database => self.scope.database,
+            Scope::Cluster => self.scope.cluster,
+        };
+        let option = if f.grantable && self.grant_option_factor > 0.0 {
+            self.grant_option_factor
+        } else {
+            1.0
+        };
+        round2(kind * class * scope * option)
+    }
+}
+
+/// Rounds to two decimals so scores print and compare stably.
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(kind: FindingKind, class: PrivilegeClass, scope: Scope) -> Facts {
+        Facts {
+            kind,
+            class,
+            scope,
+            grantable: false,
+            public: false,
+        }
+    }
+
+    #[test]
+    fn severity_rises_with_class_and_scope() {
+        let s = ScoringConfig::standard();
+        let u = FindingKind::Unauthorized;
+        assert_eq!(
+            s.severity(facts(u, PrivilegeClass::Read, Scope::Column)),
+            Severity::Low
+        );
+        assert_eq!(
+            s.severity(facts(u, PrivilegeClass::Read, Scope::Object)),
+            Severity::Low
+        );
+        assert_eq!(
+            s.severity(facts(u, PrivilegeClass::Write, Scope::Object)),
+            Severity::Medium
+        );
+        assert_eq!(
+            s.severity(facts(u, PrivilegeClass::Ddl, Scope::Schema)),
+            Severity::High
+        );
+        assert_eq!(
+            s.severity(facts(u, PrivilegeClass::Admin, Scope::Cluster)),
+            Severity::Critical
+        );
+        let mut public = facts(u, PrivilegeClass::Read, Scope::Object);
+        public.public = true;
+        assert_eq!(s.severity(public), Severity::High);
+        let mut grantable = facts(u, PrivilegeClass::Write, Scope::Object);
+        grantable.grantable = true;
+        assert_eq!(s.severity(grantable), Severity::High);
+        assert_eq!(
+            s.severity(facts(
+                FindingKind::Missing,
+                PrivilegeClass::Write,
+                Scope::Object
+            )),
+            Severity::Low
+        );
+    }
+
+    #[test]
+    fn score_multiplies_weights_and_observations_score_zero() {
+        let s = ScoringConfig::standard();
+        assert_eq!(
+            s.score(facts(
+                FindingKind::Orphaned,
+                PrivilegeClass::Admin,
+                Scope::Cluster
+            )),
+            32.0
+        );
+        assert_eq!(
+            s.score(facts(
+                FindingKind::Missing,
+                PrivilegeClass::Read,
+                Scope::Column
+            )),
+            0.25
+        );
+        assert_eq!(
+            s.score(facts(
+                FindingKind::Observed,
+                PrivilegeClass::Admin,
+                Scope::Cluster
+            )),
+            0.0
+        );
+    }
+}

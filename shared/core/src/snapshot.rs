@@ -1,0 +1,311 @@
+//! The privilege state of one target, as extracted, and the scan that produced it.
+//!
+//! A scan is split into chunks; each chunk yields a partial [`State`] (a batch)
+//! and the batches merge into one. Every collection is a `BTreeMap` or
+//! `BTreeSet`, so the same state always serializes to the same bytes and the
+//! same sha256, whatever order the chunks finished in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::{
+    DefaultPrivilege, Function, Grant, Membership, Relation, RlsPolicy, RoleAttributes, RoleName,
+};
+
+/// An identifier of the database being governed, e.g. `orders-prod` or `db.internal:5432/orders`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TargetId(String);
+
+impl TargetId {
+    /// Any non-empty string.
+    pub fn new(id: impl Into<String>) -> Option<Self> {
+        let id = id.into();
+        (!id.trim().is_empty()).then_some(Self(id))
+    }
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The database and its owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Database {
+    /// `current_database()`.
+    pub name: String,
+    /// Its owner.
+    pub owner: RoleName,
+}
+
+/// Everything PostgreSQL enforces about who may do what in one database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The target database (from the cluster chunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<Database>,
+    /// Every role of the cluster with its attributes.
+    #[serde(default)]
+    pub roles: BTreeMap<RoleName, RoleAttributes>,
+    /// Role memberships with their options.
+    #[serde(default)]
+    pub memberships: BTreeSet<Membership>,
+    /// Schemas and their owners.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, RoleName>,
+    /// Tables, views, materialized views, foreign and partitioned tables, sequences.
+    #[serde(default)]
+    pub relations: BTreeSet<Relation>,
+    /// Functions, procedures and aggregates.
+    #[serde(default)]
+    pub functions: BTreeSet<Function>,
+    /// Every ACL entry, with NULL ACLs read as their built-in defaults.
+    #[serde(default)]
+    pub grants: BTreeSet<Grant>,
+    /// `ALTER DEFAULT PRIVILEGES` entries.
+    #[serde(default)]
+    pub default_privileges: BTreeSet<DefaultPrivilege>,
+    /// Row-level security policies.
+    #[serde(default)]
+    pub policies: BTreeSet<RlsPolicy>,
+}
+
+impl State {
+    /// Adds a batch. Chunks do not overlap, so this is a plain union.
+    pub fn merge(&mut self, other: State) {
+        if other.database.is_some() {
+            self.database = other.database;
+        }
+        self.roles.extend(other.roles);
+        self.memberships.extend(other.memberships);
+        self.schemas.extend(other.schemas);
+        self.relations.extend(other.relations);
+        self.functions.extend(other.functions);
+        self.grants.extend(other.grants);
+        self.default_privileges.extend(other.default_privileges);
+        self.policies.extend(other.policies);
+    }
+
+    /// Hex sha256 of the canonical JSON of this state.
+    pub fn sha256(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("a State always serializes");
+        hex::encode(Sha256::digest(bytes))
+    }
+}
+
+/// One piece of a scan. Chunks never overlap: the cluster chunk holds the
+/// cluster-wide facts, each schema belongs to exactly one chunk, and a large
+/// schema is split by relation name into half-open ranges.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChunkSpec {
+    /// Roles, memberships, the database itself and global default privileges.
+    Cluster,
+    /// Whole schemas: every object in them.
+    Schemas {
+        /// Schema names.
+        schemas: Vec<String>,
+    },
+    /// Relations of one schema whose names (in C collation) are in `[from, to)`.
+    /// The part with no `from` also carries the schema's own ACL, functions and
+    /// default privileges.
+    SchemaPart {
+        /// Schema name.
+        schema: String,
+        /// Inclusive lower bound; `None` for the first part.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// Exclusive upper bound; `None` for the last part.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+}
+
+impl ChunkSpec {
+    /// A short human label, e.g. `schema orders [m, t)`.
+    pub fn label(&self) -> String {
+        match self {
+            ChunkSpec::Cluster => "cluster".to_owned(),
+            ChunkSpec::Schemas { schemas } if schemas.len() == 1 => {
+                format!("schema {}", schemas[0])
+            }
+            ChunkSpec::Schemas { schemas } => format!(
+                "schemas {}..{} ({})",
+                schemas.first().map(String::as_str).unwrap_or(""),
+                schemas.last().map(String::as_str).unwrap_or(""),
+                schemas.len()
+            ),
+            ChunkSpec::SchemaPart { schema, from, to } => format!(
+                "schema {schema} [{}, {})",
+                from.as_deref().unwrap_or("-"),
+                to.as_deref().unwrap_or("-")
+            ),
+        }
+    }
+
+    /// Canonical bytes, used in batch ids.
+    fn canonical(&self) -> String {
+        serde_json::to_string(self).expect("a ChunkSpec always serializes")
+    }
+}
+
+/// The time window a scan belongs to (a schedule period, or the minute a CLI run started).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanWindow {
+    /// Window start.
+    pub start: DateTime<Utc>,
+    /// Window length in seconds.
+    pub seconds: u32,
+}
+
+impl ScanWindow {
+    /// The window of `seconds` that contains `at`.
+    pub fn containing(at: DateTime<Utc>, seconds: u32) -> Self {
+        let seconds = seconds.max(1);
+        let ts = at.timestamp();
+        let start = ts - ts.rem_euclid(i64::from(seconds));
+        Self {
+            start: DateTime::from_timestamp(start, 0)
+                .expect("a truncated timestamp stays in range"),
+            seconds,
+        }
+    }
+
+    fn canonical(&self) -> String {
+        format!(
+            "{}+{}s",
+            self.start
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            self.seconds
+        )
+    }
+}
+
+fn digest_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Deterministic scan id: the same target and window always give the same id,
+/// so a retried schedule does not start a second scan.
+pub fn scan_id(target: &TargetId, window: &ScanWindow) -> String {
+    format!(
+        "scan-{}",
+        &digest_hex(&[target.as_str(), &window.canonical()])[..20]
+    )
+}
+
+/// Deterministic batch id: sha256 of target, chunk spec and window.
+pub fn batch_id(target: &TargetId, chunk: &ChunkSpec, window: &ScanWindow) -> String {
+    digest_hex(&[target.as_str(), &chunk.canonical(), &window.canonical()])
+}
+
+/// How one chunk of a scan ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkOutcome {
+    /// Deterministic batch id.
+    pub batch_id: String,
+    /// The chunk.
+    pub chunk: ChunkSpec,
+    /// Attempts made (1 when it worked the first time).
+    pub attempts: u32,
+    /// Why it failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A complete or incomplete scan of one target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// What was scanned.
+    pub target: TargetId,
+    /// Deterministic scan id.
+    pub scan_id: String,
+    /// When the scan started.
+    pub taken_at: DateTime<Utc>,
+    /// `server_version_num`, e.g. 150020.
+    pub server_version_num: u32,
+    /// False when any chunk failed: the state is then partial and must never read as clean.
+    pub complete: bool,
+    /// True when every chunk read the same exported database snapshot.
+    pub consistent: bool,
+    /// Every chunk and how it ended, in chunk order.
+    pub chunks: Vec<ChunkOutcome>,
+    /// sha256 of the canonical JSON of `state`.
+    pub sha256: String,
+    /// The privilege state.
+    pub state: State,
+}
+
+impl Snapshot {
+    /// Labels of the chunks that failed.
+    pub fn failed_chunks(&self) -> Vec<String> {
+        self.chunks
+            .iter()
+            .filter_map(|c| {
+                c.error
+                    .as_ref()
+                    .map(|e| format!("{}: {e}", c.chunk.label()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> ScanWindow {
+        ScanWindow::containing("2026-11-25T10:15:42Z".parse().unwrap(), 3600)
+    }
+
+    #[test]
+    fn window_truncates_to_its_period() {
+        assert_eq!(window().start.to_rfc3339(), "2026-11-25T10:00:00+00:00");
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        let t = TargetId::new("orders-prod").unwrap();
+        let a = ChunkSpec::Schemas {
+            schemas: vec!["a".into()],
+        };
+        let b = ChunkSpec::Schemas {
+            schemas: vec!["b".into()],
+        };
+        assert_eq!(batch_id(&t, &a, &window()), batch_id(&t, &a, &window()));
+        assert_ne!(batch_id(&t, &a, &window()), batch_id(&t, &b, &window()));
+        assert_eq!(scan_id(&t, &window()), scan_id(&t, &window()));
+        let later = ScanWindow::containing("2026-11-25T11:00:00Z".parse().unwrap(), 3600);
+        assert_ne!(scan_id(&t, &window()), scan_id(&t, &later));
+    }
+
+    #[test]
+    fn merge_order_does_not_change_the_hash() {
+        let role = |n: &str| RoleName::new(n).unwrap();
+        let mut a = State::default();
+        a.schemas.insert("s1".into(), role("o"));
+        let mut b = State::default();
+        b.schemas.insert("s2".into(), role("o"));
+        let mut ab = State::default();
+        ab.merge(a.clone());
+        ab.merge(b.clone());
+        let mut ba = State::default();
+        ba.merge(b);
+        ba.merge(a);
+        assert_eq!(ab.sha256(), ba.sha256());
+    }
+}

@@ -1,0 +1,381 @@
+//! Reads one chunk's catalog rows into a partial [`State`].
+//!
+//! Every row is validated: a value this code cannot read (an unknown
+//! privilege keyword, relkind or role name) is an error naming the query and
+//! field, never a panic and never a silently dropped grant.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row};
+
+use crate::error::ExtractError;
+use grantwarden_core::model::{
+    DefaultObjectType, DefaultPrivilege, Function, Grant, Grantee, Membership, ObjectClass,
+    ObjectRef, Privilege, Relation, RelationKind, RlsPolicy, RoleAttributes, RoleName,
+};
+use grantwarden_core::snapshot::{ChunkSpec, Database, State};
+
+/// Reads everything `chunk` covers.
+pub async fn fetch_chunk(
+    client: &Client,
+    chunk: &ChunkSpec,
+    server_version: u32,
+) -> Result<State, ExtractError> {
+    let mut f = Fetch {
+        client,
+        state: State::default(),
+        grants: BTreeMap::new(),
+    };
+    match chunk {
+        ChunkSpec::Cluster => {
+            f.roles().await?;
+            f.memberships(server_version).await?;
+            f.database().await?;
+            f.default_acls(
+                include_str!("sql/default_acls_global.sql"),
+                "default_acls_global",
+                &[],
+            )
+            .await?;
+        }
+        ChunkSpec::Schemas { schemas } => {
+            f.schema_level(schemas).await?;
+            f.relation_level(schemas, None, None).await?;
+        }
+        ChunkSpec::SchemaPart { schema, from, to } => {
+            let schemas = std::slice::from_ref(schema);
+            if from.is_none() {
+                f.schema_level(schemas).await?;
+            }
+            f.relation_level(schemas, from.as_deref(), to.as_deref())
+                .await?;
+        }
+    }
+    Ok(f.finish())
+}
+
+struct Fetch<'a> {
+    client: &'a Client,
+    state: State,
+    /// One entry per (object, grantee, privilege): several grantors collapse, grantable if any is.
+    grants: BTreeMap<(ObjectRef, Grantee, Privilege), bool>,
+}
+
+fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
+    row: &'r Row,
+    query: &'static str,
+    field: &'static str,
+) -> Result<T, ExtractError> {
+    row.try_get(field).map_err(|e| ExtractError::Row {
+        query,
+        field,
+        message: e.to_string(),
+    })
+}
+
+fn role(row: &Row, query: &'static str, field: &'static str) -> Result<RoleName, ExtractError> {
+    let name: String = get(row, query, field)?;
+    RoleName::new(name).map_err(|e| ExtractError::Row {
+        query,
+        field,
+        message: e.to_string(),
+    })
+}
+
+fn grantee_of(
+    name: Option<String>,
+    query: &'static str,
+    field: &'static str,
+) -> Result<Grantee, ExtractError> {
+    match name {
+        None => Ok(Grantee::Public),
+        Some(n) => RoleName::new(n)
+            .map(Grantee::Role)
+            .map_err(|e| ExtractError::Row {
+                query,
+                field,
+                message: e.to_string(),
+            }),
+    }
+}
+
+/// The ACL columns (grantee, privilege_type, is_grantable) of a row; `None`
+/// when the object's ACL is empty (the LEFT JOIN produced no entry).
+fn acl_entry(
+    row: &Row,
+    query: &'static str,
+) -> Result<Option<(Grantee, Privilege, bool)>, ExtractError> {
+    let Some(privilege) = get::<Option<String>>(row, query, "privilege_type")? else {
+        return Ok(None);
+    };
+    let privilege: Privilege =
+        privilege
+            .parse()
+            .map_err(
+                |e: grantwarden_core::model::UnknownPrivilege| ExtractError::Row {
+                    query,
+                    field: "privilege_type",
+                    message: e.to_string(),
+                },
+            )?;
+    let grantee = grantee_of(get(row, query, "grantee")?, query, "grantee")?;
+    let grantable: bool = get(row, query, "is_grantable")?;
+    Ok(Some((grantee, privilege, grantable)))
+}
+
+impl Fetch<'_> {
+    async fn query(
+        &self,
+        sql: &str,
+        name: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, ExtractError> {
+        self.client
+            .query(sql, params)
+            .await
+            .map_err(ExtractError::db(format!("query {name}")))
+    }
+
+    fn grant(&mut self, object: ObjectRef, entry: Option<(Grantee, Privilege, bool)>) {
+        if let Some((grantee, privilege, grantable)) = entry {
+            *self
+                .grants
+                .entry((object, grantee, privilege))
+                .or_insert(false) |= grantable;
+        }
+    }
+
+    fn finish(mut self) -> State {
+        self.state.grants = self
+            .grants
+            .into_iter()
+            .map(|((object, grantee, privilege), grantable)| Grant {
+                object,
+                grantee,
+                privilege,
+                grantable,
+            })
+            .collect();
+        self.state
+    }
+
+    async fn roles(&mut self) -> Result<(), ExtractError> {
+        const Q: &str = "roles";
+        for row in self.query(include_str!("sql/roles.sql"), Q, &[]).await? {
+            let name = role(&row, Q, "name")?;
+            let attrs = RoleAttributes {
+                superuser: get(&row, Q, "rolsuper")?,
+                inherit: get(&row, Q, "rolinherit")?,
+                createrole: get(&row, Q, "rolcreaterole")?,
+                createdb: get(&row, Q, "rolcreatedb")?,
+                login: get(&row, Q, "rolcanlogin")?,
+                replication: get(&row, Q, "rolreplication")?,
+                bypassrls: get(&row, Q, "rolbypassrls")?,
+                connection_limit: get(&row, Q, "rolconnlimit")?,
+                valid_until: get(&row, Q, "valid_until")?,
+            };
+            self.state.roles.insert(name, attrs);
+        }
+        Ok(())
+    }
+
+    async fn memberships(&mut self, server_version: u32) -> Result<(), ExtractError> {
+        const Q: &str = "memberships";
+        let sql = if server_version >= 160_000 {
+            include_str!("sql/memberships_16.sql")
+        } else {
+            include_str!("sql/memberships_13.sql")
+        };
+        for row in self.query(sql, Q, &[]).await? {
+            self.state.memberships.insert(Membership {
+                role: role(&row, Q, "role")?,
+                member: role(&row, Q, "member")?,
+                admin: get(&row, Q, "admin")?,
+                inherit: get(&row, Q, "inherit")?,
+                set: get(&row, Q, "set")?,
+            });
+        }
+        Ok(())
+    }
+
+    async fn database(&mut self) -> Result<(), ExtractError> {
+        const Q: &str = "database";
+        for row in self.query(include_str!("sql/database.sql"), Q, &[]).await? {
+            let name: String = get(&row, Q, "name")?;
+            let owner = role(&row, Q, "owner")?;
+            let entry = acl_entry(&row, Q)?;
+            self.grant(ObjectRef::database(&name), entry);
+            self.state.database = Some(Database { name, owner });
+        }
+        Ok(())
+    }
+
+    async fn default_acls(
+        &mut self,
+        sql: &str,
+        q: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(), ExtractError> {
+        for row in self.query(sql, q, params).await? {
+            let code: String = get(&row, q, "objtype")?;
+            let on = DefaultObjectType::from_catalog(&code).ok_or_else(|| ExtractError::Row {
+                query: q,
+                field: "objtype",
+                message: format!("unknown default ACL object type {code:?}"),
+            })?;
+            let Some((grantee, privilege, grantable)) = acl_entry(&row, q)? else {
+                continue;
+            };
+            self.state.default_privileges.insert(DefaultPrivilege {
+                for_role: role(&row, q, "for_role")?,
+                schema: get(&row, q, "schema")?,
+                on,
+                grantee,
+                privilege,
+                grantable,
+            });
+        }
+        Ok(())
+    }
+
+    /// Schema ACLs, functions and per-schema default privileges.
+    async fn schema_level(&mut self, schemas: &[String]) -> Result<(), ExtractError> {
+        const S: &str = "schemas";
+        for row in self
+            .query(include_str!("sql/schemas.sql"), S, &[&schemas])
+            .await?
+        {
+            let schema: String = get(&row, S, "schema")?;
+            let owner = role(&row, S, "owner")?;
+            let entry = acl_entry(&row, S)?;
+            self.grant(ObjectRef::schema(&schema), entry);
+            self.state.schemas.insert(schema, owner);
+        }
+        const F: &str = "functions";
+        for row in self
+            .query(include_str!("sql/functions.sql"), F, &[&schemas])
+            .await?
+        {
+            let schema: String = get(&row, F, "schema")?;
+            let signature: String = get(&row, F, "signature")?;
+            let kind_code: String = get(&row, F, "kind")?;
+            let kind = match kind_code.as_str() {
+                "f" => "function",
+                "p" => "procedure",
+                "a" => "aggregate",
+                "w" => "window",
+                other => {
+                    return Err(ExtractError::Row {
+                        query: F,
+                        field: "kind",
+                        message: format!("unknown prokind {other:?}"),
+                    });
+                }
+            };
+            let owner = role(&row, F, "owner")?;
+            let entry = acl_entry(&row, F)?;
+            self.grant(
+                ObjectRef::in_schema(ObjectClass::Function, &schema, &signature),
+                entry,
+            );
+            self.state.functions.insert(Function {
+                schema,
+                signature,
+                kind: kind.to_owned(),
+                owner,
+            });
+        }
+        self.default_acls(
+            include_str!("sql/default_acls_schema.sql"),
+            "default_acls_schema",
+            &[&schemas],
+        )
+        .await
+    }
+
+    /// Relations, their columns and their policies, in a name range.
+    async fn relation_level(
+        &mut self,
+        schemas: &[String],
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<(), ExtractError> {
+        const R: &str = "relations";
+        for row in self
+            .query(
+                include_str!("sql/relations.sql"),
+                R,
+                &[&schemas, &from, &to],
+            )
+            .await?
+        {
+            let schema: String = get(&row, R, "schema")?;
+            let name: String = get(&row, R, "name")?;
+            let code: String = get(&row, R, "kind")?;
+            let kind = RelationKind::from_catalog(&code).ok_or_else(|| ExtractError::Row {
+                query: R,
+                field: "kind",
+                message: format!("unknown relkind {code:?}"),
+            })?;
+            let entry = acl_entry(&row, R)?;
+            self.grant(ObjectRef::in_schema(kind.class(), &schema, &name), entry);
+            self.state.relations.insert(Relation {
+                owner: role(&row, R, "owner")?,
+                rls_enabled: get(&row, R, "relrowsecurity")?,
+                rls_forced: get(&row, R, "relforcerowsecurity")?,
+                schema,
+                name,
+                kind,
+            });
+        }
+        const C: &str = "columns";
+        for row in self
+            .query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to])
+            .await?
+        {
+            let schema: String = get(&row, C, "schema")?;
+            let table: String = get(&row, C, "table_name")?;
+            let column: String = get(&row, C, "column_name")?;
+            let entry = acl_entry(&row, C)?;
+            self.grant(ObjectRef::column(&schema, &table, &column), entry);
+        }
+        const P: &str = "policies";
+        for row in self
+            .query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to])
+            .await?
+        {
+            let cmd: String = get(&row, P, "cmd")?;
+            let command = match cmd.as_str() {
+                "*" => "ALL",
+                "r" => "SELECT",
+                "a" => "INSERT",
+                "w" => "UPDATE",
+                "d" => "DELETE",
+                other => {
+                    return Err(ExtractError::Row {
+                        query: P,
+                        field: "cmd",
+                        message: format!("unknown polcmd {other:?}"),
+                    });
+                }
+            };
+            let roles: Vec<Option<String>> = get(&row, P, "roles")?;
+            let roles = roles
+                .into_iter()
+                .map(|r| grantee_of(r, P, "roles"))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.state.policies.insert(RlsPolicy {
+                schema: get(&row, P, "schema")?,
+                table: get(&row, P, "table_name")?,
+                name: get(&row, P, "name")?,
+                command: command.to_owned(),
+                permissive: get(&row, P, "permissive")?,
+                roles,
+                using: get(&row, P, "using_expr")?,
+                with_check: get(&row, P, "check_expr")?,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,25 @@
+//! grantwarden-postgres: reads the privilege state PostgreSQL enforces.
+//!
+//! Extraction reads only system catalogs (pg_roles, never pg_authid), works as
+//! an ordinary role without superuser (as on RDS or Cloud SQL), and runs every
+//! query in a READ ONLY, REPEATABLE READ transaction with statement and lock
+//! timeouts: it must never change anything and never block DDL. NULL ACLs are
+//! read as their built-in defaults (`acldefault`). Supports PostgreSQL 13 to 17.
+//!
+//! # Layout
+//! - [`session`]: connection strings, target ids, the read-only transaction.
+//! - [`chunks`]: splitting the catalog into non-overlapping chunks.
+//! - [`extract`]: one chunk's catalog rows into a partial state (SQL in `src/sql/`).
+//! - [`scan`]: the whole scan: concurrency, shared snapshot, retries.
+//! - [`error`]: errors and which are transient.
+#![deny(missing_docs)]
+
+pub mod chunks;
+pub mod error;
+pub mod extract;
+pub mod scan;
+pub mod session;
+
+pub use error::{ErrorClass, ExtractError};
+pub use scan::{NoProgress, Progress, ScanOptions, Scanner};
+pub use session::Timeouts;

@@ -1,0 +1,344 @@
+//! A whole scan: plan the chunks, fetch them concurrently, merge.
+//!
+//! A coordinator connection opens the read-only transaction, exports its
+//! snapshot and plans the chunks; every chunk then runs on its own connection
+//! (at most `concurrency` at once) in a transaction that imports that
+//! snapshot, so all chunks read one consistent state. A chunk that fails
+//! transiently is retried with full-jitter backoff; one that fails for good
+//! is recorded, and the snapshot is then marked incomplete.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_postgres::{Client, Config};
+use tracing::Instrument;
+
+use crate::chunks::plan_chunks;
+use crate::error::{ErrorClass, ExtractError};
+use crate::extract::fetch_chunk;
+use crate::session::{Timeouts, begin_read_only, connect, parse_config, target_from_config};
+use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::snapshot::{
+    ChunkOutcome, ChunkSpec, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id,
+};
+
+/// How a scan runs.
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    /// Target id; `None` derives `host:port/dbname` from the connection string.
+    pub target: Option<TargetId>,
+    /// Chunks fetched at once (each on its own connection).
+    pub concurrency: usize,
+    /// Most relations per chunk; larger schemas are split by name.
+    pub max_relations_per_chunk: i64,
+    /// Statement, lock and connect timeouts.
+    pub timeouts: Timeouts,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// Length of the window the scan id and batch ids are derived from.
+    pub window_seconds: u32,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self {
+            target: None,
+            concurrency: 4,
+            max_relations_per_chunk: 2_000,
+            timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
+            window_seconds: 60,
+        }
+    }
+}
+
+/// Told about a scan's progress (the CLI draws a progress bar with it).
+pub trait Progress: Send + Sync {
+    /// The chunks are planned.
+    fn planned(&self, _chunks: usize) {}
+    /// One chunk ended.
+    fn chunk_done(&self, _chunk: &ChunkSpec, _ok: bool) {}
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Scans one database.
+pub struct Scanner {
+    config: Arc<Config>,
+    options: ScanOptions,
+    target: TargetId,
+}
+
+/// What the coordinator set up.
+struct Plan {
+    client: Client,
+    snapshot_id: Option<String>,
+    server_version: u32,
+    chunks: Vec<ChunkSpec>,
+}
+
+impl Scanner {
+    /// Validates the connection string; connects nothing yet.
+    pub fn new(url: &str, options: ScanOptions) -> Result<Self, ExtractError> {
+        let config = parse_config(url, &options.timeouts)?;
+        let target = options
+            .target
+            .clone()
+            .unwrap_or_else(|| target_from_config(&config));
+        Ok(Self {
+            config: Arc::new(config),
+            options,
+            target,
+        })
+    }
+
+    /// The target id.
+    pub fn target(&self) -> &TargetId {
+        &self.target
+    }
+
+    /// Runs a scan that started at `now`. Fails only when the catalog cannot be
+    /// planned at all; chunk failures give an incomplete snapshot instead.
+    pub async fn scan(
+        &self,
+        now: DateTime<Utc>,
+        progress: &dyn Progress,
+    ) -> Result<Snapshot, ExtractError> {
+        let window = ScanWindow::containing(now, self.options.window_seconds);
+        let scan = scan_id(&self.target, &window);
+        let span = tracing::info_span!("scan", target = %self.target, scan_id = %scan);
+        async {
+            let (plan, _) = retry(&self.options.retry, "planning", &mut || self.plan())
+                .await
+                .map_err(|(e, _)| e)?;
+            progress.planned(plan.chunks.len());
+            tracing::info!(
+                chunks = plan.chunks.len(),
+                shared_snapshot = plan.snapshot_id.is_some(),
+                "planned"
+            );
+            let (outcomes, state, consistent) = self.fetch_all(&plan, &window, progress).await;
+            // The coordinator's transaction kept the exported snapshot alive; it changed nothing.
+            let _ = plan.client.batch_execute("ROLLBACK").await;
+            let complete = outcomes.iter().all(|o| o.error.is_none());
+            let snapshot = Snapshot {
+                target: self.target.clone(),
+                scan_id: scan.clone(),
+                taken_at: now,
+                server_version_num: plan.server_version,
+                complete,
+                consistent: consistent && plan.snapshot_id.is_some(),
+                chunks: outcomes,
+                sha256: state.sha256(),
+                state,
+            };
+            tracing::info!(complete, sha256 = %snapshot.sha256, "scan finished");
+            Ok(snapshot)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn plan(&self) -> Result<Plan, ExtractError> {
+        let client = connect(&self.config)
+            .await
+            .map_err(ExtractError::db("connecting"))?;
+        begin_read_only(&client, &self.options.timeouts, None).await?;
+        let snapshot_id = match client
+            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+            .await
+        {
+            Ok(row) => row.try_get::<_, String>(0).ok(),
+            Err(e) => {
+                // e.g. a standby that cannot export: chunks then read their own snapshots
+                tracing::warn!(error = %e, "cannot export a snapshot; chunks will not share one");
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(ExtractError::db("rolling back"))?;
+                begin_read_only(&client, &self.options.timeouts, None).await?;
+                None
+            }
+        };
+        let version: String = client
+            .query_one(
+                "SELECT pg_catalog.current_setting('server_version_num')",
+                &[],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(ExtractError::db("reading server_version_num"))?;
+        let server_version = version.parse().map_err(|_| ExtractError::Row {
+            query: "server_version_num",
+            field: "server_version_num",
+            message: format!("not a number: {version:?}"),
+        })?;
+        let chunks = plan_chunks(&client, self.options.max_relations_per_chunk).await?;
+        Ok(Plan {
+            client,
+            snapshot_id,
+            server_version,
+            chunks,
+        })
+    }
+
+    async fn fetch_all(
+        &self,
+        plan: &Plan,
+        window: &ScanWindow,
+        progress: &dyn Progress,
+    ) -> (Vec<ChunkOutcome>, State, bool) {
+        let limit = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for (i, chunk) in plan.chunks.iter().enumerate() {
+            let id = batch_id(&self.target, chunk, window);
+            let job = ChunkJob {
+                config: Arc::clone(&self.config),
+                chunk: chunk.clone(),
+                snapshot_id: plan.snapshot_id.clone(),
+                server_version: plan.server_version,
+                timeouts: self.options.timeouts,
+                retry: self.options.retry,
+            };
+            let limit = Arc::clone(&limit);
+            let span = tracing::info_span!("chunk", chunk = %chunk.label(), batch_id = %id);
+            tasks.spawn(
+                async move {
+                    let _permit = limit
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    (i, id, job.run().await)
+                }
+                .instrument(span),
+            );
+        }
+        let mut outcomes: Vec<Option<ChunkOutcome>> = vec![None; plan.chunks.len()];
+        let mut state = State::default();
+        let mut consistent = true;
+        while let Some(joined) = tasks.join_next().await {
+            let (i, batch_id, result) = joined.expect("chunk tasks do not panic");
+            let chunk = plan.chunks[i].clone();
+            let outcome = match result {
+                Ok((batch, attempts, shared)) => {
+                    consistent &= shared;
+                    state.merge(batch);
+                    progress.chunk_done(&chunk, true);
+                    ChunkOutcome {
+                        batch_id,
+                        chunk,
+                        attempts,
+                        error: None,
+                    }
+                }
+                Err((e, attempts)) => {
+                    tracing::error!(error = %e, attempts, "chunk failed");
+                    progress.chunk_done(&chunk, false);
+                    let retried = if e.class() == ErrorClass::Transient {
+                        "gave up"
+                    } else {
+                        "not retried"
+                    };
+                    ChunkOutcome {
+                        batch_id,
+                        chunk,
+                        attempts,
+                        error: Some(format!("{e} ({retried} after {attempts} attempts)")),
+                    }
+                }
+            };
+            outcomes[i] = Some(outcome);
+        }
+        (
+            outcomes
+                .into_iter()
+                .map(|o| o.expect("every chunk reports"))
+                .collect(),
+            state,
+            consistent,
+        )
+    }
+}
+
+/// Runs `op` until it succeeds, fails permanently, or runs out of attempts;
+/// returns the value or the last error, with the attempts made.
+async fn retry<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    op: &mut F,
+) -> Result<(T, u32), (ExtractError, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ExtractError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(v) => return Ok((v, attempt)),
+            Err(e)
+                if e.class() == ErrorClass::Transient && attempt < policy.max_attempts.max(1) =>
+            {
+                let delay = policy.delay(attempt - 1, &mut rand::rng());
+                tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "{what}: transient error, retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err((e, attempt)),
+        }
+    }
+}
+
+/// Everything one chunk needs, owned, so it can run on its own task.
+struct ChunkJob {
+    config: Arc<Config>,
+    chunk: ChunkSpec,
+    snapshot_id: Option<String>,
+    server_version: u32,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+}
+
+impl ChunkJob {
+    /// Returns the batch, the attempts made and whether it read the shared snapshot.
+    async fn run(self) -> Result<(State, u32, bool), (ExtractError, u32)> {
+        let shared = std::sync::atomic::AtomicBool::new(self.snapshot_id.is_some());
+        let mut op = || async {
+            let client = connect(&self.config)
+                .await
+                .map_err(ExtractError::db("connecting"))?;
+            let snapshot = if shared.load(std::sync::atomic::Ordering::Relaxed) {
+                self.snapshot_id.as_deref()
+            } else {
+                None
+            };
+            if let Err(e) = begin_read_only(&client, &self.timeouts, snapshot).await {
+                if snapshot.is_some() {
+                    // The exporting transaction is gone (its connection dropped): read our own snapshot.
+                    tracing::warn!(error = %e, "cannot import the shared snapshot; reading a fresh one");
+                    shared.store(false, std::sync::atomic::Ordering::Relaxed);
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    begin_read_only(&client, &self.timeouts, None).await?;
+                } else {
+                    return Err(e);
+                }
+            }
+            let state = fetch_chunk(&client, &self.chunk, self.server_version).await?;
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(ExtractError::db("ending the read-only transaction"))?;
+            Ok(state)
+        };
+        let what = format!("chunk {}", self.chunk.label());
+        let (state, attempts) = retry(&self.retry, &what, &mut op).await?;
+        Ok((
+            state,
+            attempts,
+            shared.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+}

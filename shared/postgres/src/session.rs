@@ -1,0 +1,97 @@
+//! Connections and the read-only transaction every query runs in.
+
+use std::time::Duration;
+
+use postgres_protocol::escape::escape_literal;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::ExtractError;
+use grantwarden_core::snapshot::TargetId;
+
+/// Limits applied to every extraction transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// statement_timeout: no catalog query runs longer.
+    pub statement: Duration,
+    /// lock_timeout: never wait behind DDL; give up and retry instead.
+    pub lock: Duration,
+    /// Connect timeout.
+    pub connect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(60),
+            lock: Duration::from_secs(2),
+            connect: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Parses a URL (`postgres://...`) or key-value connection string.
+pub fn parse_config(url: &str, timeouts: &Timeouts) -> Result<Config, ExtractError> {
+    let mut config: Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| ExtractError::Config(e.to_string()))?;
+    if config.get_application_name().is_none() {
+        config.application_name("grantwarden");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeouts.connect);
+    }
+    Ok(config)
+}
+
+/// A target id from the connection string: `host:port/dbname`, never the user or password.
+pub fn target_from_config(config: &Config) -> TargetId {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .map(str::to_owned)
+        .or_else(|| config.get_user().map(str::to_owned))
+        .unwrap_or_else(|| "postgres".to_owned());
+    TargetId::new(format!("{host}:{port}/{db}")).expect("never empty")
+}
+
+/// Opens a connection; the driver's connection task runs in the background.
+pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Starts the transaction every extraction query runs in: READ ONLY so it can
+/// change nothing, REPEATABLE READ so all its queries see one state, with
+/// statement and lock timeouts so it never blocks (or waits on) DDL. With a
+/// `snapshot` id it reads the same state as the transaction that exported it.
+pub async fn begin_read_only(
+    client: &Client,
+    timeouts: &Timeouts,
+    snapshot: Option<&str>,
+) -> Result<(), ExtractError> {
+    let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;");
+    if let Some(id) = snapshot {
+        sql.push_str(&format!("SET TRANSACTION SNAPSHOT {};", escape_literal(id)));
+    }
+    sql.push_str(&format!(
+        "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {};",
+        timeouts.statement.as_millis(),
+        timeouts.lock.as_millis(),
+        timeouts.statement.as_millis().saturating_mul(2),
+    ));
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(ExtractError::db("starting the read-only transaction"))
+}

@@ -1,0 +1,14 @@
+-- Row-level security policies. polroles holds 0 for PUBLIC; polcmd is
+-- r (SELECT), a (INSERT), w (UPDATE), d (DELETE) or * (ALL).
+SELECT n.nspname::text AS schema, c.relname::text AS table_name, p.polname::text AS name,
+       p.polcmd::text AS cmd, p.polpermissive AS permissive,
+       ARRAY(SELECT CASE WHEN r = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(r)::text END
+             FROM unnest(p.polroles) AS r ORDER BY 1) AS roles,
+       pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS using_expr,
+       pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr
+FROM pg_catalog.pg_policy p
+JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1)
+  AND ($2::text IS NULL OR c.relname COLLATE "C" >= $2::text)
+  AND ($3::text IS NULL OR c.relname COLLATE "C" < $3::text)

@@ -1,0 +1,341 @@
+//! grantwarden-testkit: a real PostgreSQL for every test.
+//!
+//! [`TestDb::new`] connects to the server at `GRANTWARDEN_TEST_DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`), creates a fresh
+//! database, and drops it (and the test's roles) when dropped. When no server
+//! answers and PostgreSQL's binaries are installed, it starts one throwaway
+//! cluster with initdb/pg_ctl in a temp dir, shared by every test process
+//! through a file lock. Otherwise it fails saying how to get a server.
+//!
+//! Roles are cluster-wide, so each test names its roles through
+//! [`TestDb::role`] (a per-test prefix) and plans with
+//! [`TestDb::ignore_others`], which ignores every role but its own: tests
+//! running at the same time never see each other's roles as drift.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use rand::Rng;
+use tokio::sync::OnceCell;
+use tokio_postgres::{Client, Config, NoTls};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const THROWAWAY_PORT: u16 = 55432;
+
+/// Where the server is: host, port and a superuser.
+#[derive(Clone, Debug)]
+struct Server {
+    host: String,
+    port: u16,
+    user: String,
+    password: Option<String>,
+}
+
+impl Server {
+    fn conninfo(&self, dbname: &str, user: &str) -> String {
+        let mut s = format!(
+            "host={} port={} dbname={} user={} connect_timeout=10",
+            quote_kv(&self.host),
+            self.port,
+            quote_kv(dbname),
+            quote_kv(user)
+        );
+        if let Some(p) = &self.password
+            && user == self.user
+        {
+            s.push_str(&format!(" password={}", quote_kv(p)));
+        }
+        s
+    }
+}
+
+/// Quotes a libpq key-value value.
+fn quote_kv(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+
+async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn server() -> &'static Server {
+    SERVER
+        .get_or_init(|| async {
+            let url = std::env::var("GRANTWARDEN_TEST_DATABASE_URL")
+                .unwrap_or_else(|_| DEFAULT_URL.to_owned());
+            let config: Config = url.parse().unwrap_or_else(|e| {
+                panic!("GRANTWARDEN_TEST_DATABASE_URL {url:?} does not parse: {e}")
+            });
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                None => "127.0.0.1".to_owned(),
+            };
+            let server = Server {
+                host,
+                port: config.get_ports().first().copied().unwrap_or(5432),
+                user: config.get_user().unwrap_or("postgres").to_owned(),
+                password: config
+                    .get_password()
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+            };
+            let dbname = config.get_dbname().unwrap_or("postgres").to_owned();
+            match connect(&server.conninfo(&dbname, &server.user)).await {
+                Ok(_) => server,
+                Err(first) => start_throwaway(&url, &first.to_string()),
+            }
+        })
+        .await
+}
+
+fn find_bindir() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// Runs a PostgreSQL binary, as the postgres OS user when we are root (initdb refuses root).
+fn run_pg(bin: &Path, args: &[&str]) -> std::process::Output {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    let mut cmd = if is_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+}
+
+fn start_throwaway(url: &str, why: &str) -> Server {
+    let Some(bindir) = find_bindir() else {
+        panic!(
+            "no PostgreSQL answers at {url} ({why}) and no PostgreSQL binaries are installed to start one.\n\
+             Start a server (e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`), \
+             install one (`apt-get install postgresql`), or set GRANTWARDEN_TEST_DATABASE_URL."
+        );
+    };
+    let dir = std::env::temp_dir().join("grantwarden-testpg");
+    std::fs::create_dir_all(&dir).expect("create the throwaway cluster dir");
+    let lock = std::fs::File::create(std::env::temp_dir().join("grantwarden-testpg.lock"))
+        .expect("create the lock file");
+    lock.lock().expect("lock the throwaway cluster");
+    let data = dir.join("data");
+    let server = Server {
+        host: "127.0.0.1".into(),
+        port: THROWAWAY_PORT,
+        user: "postgres".into(),
+        password: None,
+    };
+    let ready = Command::new(bindir.join("pg_isready"))
+        .args(["-h", "127.0.0.1", "-p", &THROWAWAY_PORT.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status();
+        if !data.join("PG_VERSION").exists() {
+            let out = run_pg(
+                &bindir.join("initdb"),
+                &[
+                    "-D",
+                    &data.to_string_lossy(),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let opts = format!(
+            "-p {THROWAWAY_PORT} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            dir.display()
+        );
+        let log = dir.join("server.log");
+        let out = run_pg(
+            &bindir.join("pg_ctl"),
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!(
+        "testkit: no PostgreSQL at {url} ({why}); using a throwaway cluster on port {THROWAWAY_PORT} in {}",
+        dir.display()
+    );
+    server
+}
+
+/// A fresh database for one test, dropped with the test's roles at the end.
+pub struct TestDb {
+    /// Database name.
+    pub name: String,
+    /// Prefix of this test's role names.
+    pub prefix: String,
+    server: Server,
+}
+
+impl TestDb {
+    /// Creates a fresh database.
+    pub async fn new() -> TestDb {
+        let server = server().await.clone();
+        let tag: u32 = rand::rng().random();
+        let prefix = format!("gwt{tag:08x}");
+        let name = format!("{prefix}_db");
+        let admin = connect(&server.conninfo("postgres", &server.user))
+            .await
+            .expect("connect to the postgres database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", escape_identifier(&name)))
+            .await
+            .expect("create the test database");
+        TestDb {
+            name,
+            prefix,
+            server,
+        }
+    }
+
+    /// A role name private to this test: `<prefix>_<name>`.
+    pub fn role(&self, name: &str) -> String {
+        format!("{}_{name}", self.prefix)
+    }
+
+    /// [`TestDb::role`], quoted as an SQL identifier.
+    pub fn ident(&self, name: &str) -> String {
+        escape_identifier(&self.role(name))
+    }
+
+    /// Connection string for the test database as the superuser.
+    pub fn url(&self) -> String {
+        self.server.conninfo(&self.name, &self.server.user)
+    }
+
+    /// Connection string for the test database as another role (trust auth, or the role has no password).
+    pub fn url_as(&self, full_role_name: &str) -> String {
+        self.server.conninfo(&self.name, full_role_name)
+    }
+
+    /// `ignore_roles` that hide every role but this test's own.
+    pub fn ignore_others(&self) -> Vec<String> {
+        vec!["*".to_owned(), format!("!{}_*", self.prefix)]
+    }
+
+    /// A superuser connection to the test database.
+    pub async fn client(&self) -> Client {
+        connect(&self.url())
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Runs SQL as the superuser; panics with the statement on failure.
+    pub async fn exec(&self, sql: &str) {
+        if let Err(e) = self.client().await.batch_execute(sql).await {
+            let msg = e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string());
+            panic!("SQL failed: {msg}\n{sql}");
+        }
+    }
+
+    async fn cleanup(server: Server, name: String, prefix: String) {
+        let Ok(admin) = connect(&server.conninfo("postgres", &server.user)).await else {
+            return;
+        };
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                escape_identifier(&name)
+            ))
+            .await;
+        let like = format!("{prefix}\\_%");
+        let Ok(rows) = admin
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1",
+                &[&like],
+            )
+            .await
+        else {
+            return;
+        };
+        for row in rows {
+            let role: String = row.get(0);
+            let _ = admin
+                .batch_execute(&format!("DROP ROLE IF EXISTS {}", escape_identifier(&role)))
+                .await;
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (server, name, prefix) = (self.server.clone(), self.name.clone(), self.prefix.clone());
+        // Drop runs outside async: clean up on a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a cleanup runtime");
+            rt.block_on(async {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    TestDb::cleanup(server, name, prefix),
+                )
+                .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Quotes a string literal for SQL in test setup.
+pub fn literal(s: &str) -> String {
+    escape_literal(s)
+}
