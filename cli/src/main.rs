@@ -1,1 +1,248 @@
-fn main() {}
+//! `grantwarden`: database access governance from the command line.
+//!
+//! `plan` compares a PostgreSQL database with a baseline manifest and reports
+//! drift (exit 0: none, 2: drift, 1: error or incomplete scan, as `terraform
+//! plan -detailed-exitcode`); `snapshot` writes the canonical privilege state;
+//! `generate` writes a baseline from a live database. Extraction is read-only
+//! and needs only a role that can read the system catalogs.
+//!
+//! Environment: `GRANTWARDEN_DATABASE_URL` stands in for `--database`;
+//! `RUST_LOG` sets log filtering (logs go to stderr).
+
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use grantwarden_core::baseline::{Baseline, RoleFilter};
+use grantwarden_core::report::Report;
+use grantwarden_core::scoring::ScoringConfig;
+use grantwarden_core::snapshot::{ChunkSpec, Snapshot, TargetId};
+use grantwarden_postgres::{Progress, ScanOptions, Scanner, Timeouts};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "grantwarden", version, about = "Database access governance: privilege drift against a baseline")]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare the database with a baseline and report drift (exit 0 none, 2 drift, 1 error or incomplete).
+    Plan(PlanArgs),
+    /// Write the canonical privilege snapshot (sorted JSON with its sha256).
+    Snapshot(ScanArgs),
+    /// Write a baseline manifest that describes the live database (brownfield adoption).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct ScanArgs {
+    /// PostgreSQL connection URL or key-value string; a read-only catalog reader is enough.
+    #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
+    database: String,
+    /// Target id in reports (default: host:port/dbname from the connection string).
+    #[arg(long)]
+    target: Option<String>,
+    /// Chunks extracted at once, each on its own connection.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// Most relations per chunk; larger schemas are split by name.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(i64).range(1..))]
+    max_relations_per_chunk: i64,
+    /// statement_timeout of each catalog query, in seconds.
+    #[arg(long, default_value_t = 60)]
+    statement_timeout: u64,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    scan: ScanArgs,
+    /// Baseline manifest (YAML).
+    #[arg(long)]
+    baseline: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    scan: ScanArgs,
+    /// Roles to leave out (globs; `!glob` re-includes). Repeat or separate with commas.
+    #[arg(long, value_delimiter = ',', default_values_t = ["pg_*".to_owned()])]
+    ignore_roles: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Markdown,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Plan(args) => plan(args).await,
+        Command::Snapshot(args) => {
+            let snapshot = scan(&args).await?;
+            let mut json = serde_json::to_string_pretty(&snapshot)?;
+            json.push('\n');
+            write_output(args.output.as_deref(), &json)?;
+            Ok(if snapshot.complete { ExitCode::SUCCESS } else { incomplete(&snapshot) })
+        }
+        Command::Generate(args) => {
+            let ignore = RoleFilter::new(&args.ignore_roles)
+                .map_err(|(i, msg)| anyhow::anyhow!("--ignore-roles[{i}]: {msg}"))?;
+            let snapshot = scan(&args.scan).await?;
+            if !snapshot.complete {
+                return Ok(incomplete(&snapshot));
+            }
+            let manifest = grantwarden_core::generate::generate(&snapshot.state, &ignore);
+            let yaml = serde_saphyr::to_string(&manifest).context("writing the manifest as YAML")?;
+            let header = format!(
+                "# Generated by grantwarden from {} (snapshot sha256 {}).\n# Review it, then keep it in version control as the baseline.\n",
+                snapshot.target, snapshot.sha256
+            );
+            write_output(args.scan.output.as_deref(), &format!("{header}{yaml}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn plan(args: PlanArgs) -> Result<ExitCode> {
+    let label = args.baseline.display().to_string();
+    let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
+    let baseline = Baseline::from_yaml(&text, &label)?;
+    let snapshot = scan(&args.scan).await?;
+    let scoring = ScoringConfig::standard();
+    let report = grantwarden_core::diff::diff(&baseline, &snapshot, &scoring);
+    let rendered = match args.format {
+        Format::Table => render::table(&report),
+        Format::Markdown => render::markdown(&report),
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    write_output(args.scan.output.as_deref(), &rendered)?;
+    Ok(exit_code(&report))
+}
+
+fn exit_code(report: &Report) -> ExitCode {
+    if !report.summary.complete {
+        eprintln!("error: the scan is incomplete; the report is partial");
+        ExitCode::from(1)
+    } else if report.has_drift() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn incomplete(snapshot: &Snapshot) -> ExitCode {
+    eprintln!("error: the scan is incomplete:");
+    for c in snapshot.failed_chunks() {
+        eprintln!("  - {c}");
+    }
+    ExitCode::from(1)
+}
+
+async fn scan(args: &ScanArgs) -> Result<Snapshot> {
+    let target = match &args.target {
+        Some(t) => Some(TargetId::new(t.clone()).context("--target must not be empty")?),
+        None => None,
+    };
+    let options = ScanOptions {
+        target,
+        concurrency: usize::from(args.concurrency),
+        max_relations_per_chunk: args.max_relations_per_chunk,
+        timeouts: Timeouts { statement: Duration::from_secs(args.statement_timeout.max(1)), ..Timeouts::default() },
+        ..ScanOptions::default()
+    };
+    let scanner = Scanner::new(&args.database, options)?;
+    let progress = Bar::new();
+    let snapshot =
+        scanner.scan(chrono::Utc::now(), &progress).await.with_context(|| format!("scanning {}", scanner.target()))?;
+    progress.bar.finish_and_clear();
+    Ok(snapshot)
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    fn new() -> Self {
+        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} extracting {pos}/{len} chunks [{bar:30}] {elapsed} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn planned(&self, chunks: usize) {
+        self.bar.set_length(chunks as u64);
+    }
+    fn chunk_done(&self, chunk: &ChunkSpec, ok: bool) {
+        self.bar.inc(1);
+        self.bar.set_message(if ok { chunk.label() } else { format!("FAILED {}", chunk.label()) });
+    }
+}
+
+fn write_output(path: Option<&Path>, text: &str) -> Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing to stdout")
+        }
+    }
+}

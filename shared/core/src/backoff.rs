@@ -22,11 +22,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(10),
-        }
+        Self { max_attempts: 5, base: Duration::from_millis(200), cap: Duration::from_secs(10) }
     }
 }
 
@@ -53,11 +49,7 @@ mod tests {
 
     #[test]
     fn ceiling_doubles_until_the_cap() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(1),
-        };
+        let p = RetryPolicy { max_attempts: 10, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
         let c: Vec<u128> = (0..6).map(|i| p.ceiling(i).as_millis()).collect();
         assert_eq!(c, vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(p.ceiling(u32::MAX), Duration::from_secs(1));
@@ -77,12 +69,8 @@ mod tests {
     fn delays_are_spread_not_fixed() {
         let p = RetryPolicy::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let ds: std::collections::BTreeSet<Duration> =
-            (0..20).map(|_| p.delay(3, &mut rng)).collect();
+        let ds: std::collections::BTreeSet<Duration> = (0..20).map(|_| p.delay(3, &mut rng)).collect();
         assert!(ds.len() > 15, "full jitter draws distinct delays");
-        assert!(
-            ds.iter().any(|d| *d < p.ceiling(3) / 2),
-            "some delays fall in the lower half"
-        );
+        assert!(ds.iter().any(|d| *d < p.ceiling(3) / 2), "some delays fall in the lower half");
     }
 }

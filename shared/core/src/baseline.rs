@@ -27,8 +27,8 @@ pub const MANIFEST_VERSION: u32 = 1;
 pub struct Manifest {
     /// Format version; must be 1.
     pub version: u32,
-    /// Declared roles, by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Declared roles, by name (an empty `roles:` means none).
+    #[serde(default, deserialize_with = "null_is_default", skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, RoleSpec>,
     /// What PUBLIC may hold beyond PostgreSQL's built-in defaults.
     #[serde(default, skip_serializing_if = "PublicSpec::is_empty")]
@@ -36,6 +36,11 @@ pub struct Manifest {
     /// Globs of roles to leave alone; `!pattern` re-includes (last match wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_roles: Vec<String>,
+}
+
+/// Reads an empty (null) YAML value as the type's default.
+fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn is_false(b: &bool) -> bool {
@@ -116,21 +121,11 @@ impl<'de> Deserialize<'de> for MemberOf {
                 f.write_str("a role name or a map { role, admin, inherit, set }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<MemberOf, E> {
-                Ok(MemberOf {
-                    role: v.to_owned(),
-                    admin: false,
-                    inherit: true,
-                    set: true,
-                })
+                Ok(MemberOf { role: v.to_owned(), admin: false, inherit: true, set: true })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MemberOf, A::Error> {
                 let m = MemberOfMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(MemberOf {
-                    role: m.role,
-                    admin: m.admin,
-                    inherit: m.inherit,
-                    set: m.set,
-                })
+                Ok(MemberOf { role: m.role, admin: m.admin, inherit: m.inherit, set: m.set })
             }
         }
         d.deserialize_any(V)
@@ -368,15 +363,10 @@ impl RoleFilter {
                 Some(rest) => (true, rest),
                 None => (false, p.as_str()),
             };
-            let m = Glob::new(glob)
-                .map_err(|e| (i, format!("invalid glob {p:?}: {}", e.kind())))?
-                .compile_matcher();
+            let m = Glob::new(glob).map_err(|e| (i, format!("invalid glob {p:?}: {}", e.kind())))?.compile_matcher();
             out.push((negate, m));
         }
-        Ok(Self {
-            patterns: out,
-            sources: patterns.to_vec(),
-        })
+        Ok(Self { patterns: out, sources: patterns.to_vec() })
     }
 
     /// Whether the role is ignored.
@@ -518,40 +508,25 @@ impl Baseline {
         if m.version != MANIFEST_VERSION {
             return Err(err(
                 "version".into(),
-                format!(
-                    "unsupported version {}; this grantwarden reads version {MANIFEST_VERSION}",
-                    m.version
-                ),
+                format!("unsupported version {}; this grantwarden reads version {MANIFEST_VERSION}", m.version),
             ));
         }
-        let ignore = RoleFilter::new(&m.ignore_roles)
-            .map_err(|(i, msg)| err(format!("ignore_roles[{i}]"), msg))?;
+        let ignore = RoleFilter::new(&m.ignore_roles).map_err(|(i, msg)| err(format!("ignore_roles[{i}]"), msg))?;
         let mut roles = BTreeMap::new();
         for (name, spec) in &m.roles {
             let base = format!("roles.{}", path_key(name));
             let role = RoleName::new(name.clone()).map_err(|e| err(base.clone(), e.to_string()))?;
             if name == "PUBLIC" {
-                return Err(err(
-                    base,
-                    "PUBLIC is not a role; declare its grants under `public:`".into(),
-                ));
+                return Err(err(base, "PUBLIC is not a role; declare its grants under `public:`".into()));
             }
             let mut member_of = BTreeMap::new();
             for (i, mo) in spec.member_of.iter().enumerate() {
                 let p = format!("{base}.member_of[{i}]");
-                let parent =
-                    RoleName::new(mo.role.clone()).map_err(|e| err(p.clone(), e.to_string()))?;
+                let parent = RoleName::new(mo.role.clone()).map_err(|e| err(p.clone(), e.to_string()))?;
                 if parent == role {
-                    return Err(err(
-                        p,
-                        format!("role {name:?} cannot be a member of itself"),
-                    ));
+                    return Err(err(p, format!("role {name:?} cannot be a member of itself")));
                 }
-                let opts = MembershipOptions {
-                    admin: mo.admin,
-                    inherit: mo.inherit,
-                    set: mo.set,
-                };
+                let opts = MembershipOptions { admin: mo.admin, inherit: mo.inherit, set: mo.set };
                 if member_of.insert(parent, opts).is_some() {
                     return Err(err(p, format!("role {:?} is listed twice", mo.role)));
                 }
@@ -562,12 +537,14 @@ impl Baseline {
                 let t = resolve_target(o.on, o.name.as_deref(), o.schema.as_deref(), &[], None, &p)
                     .map_err(|(path, msg)| err(path, msg))?;
                 if matches!(t, Target::Columns(..) | Target::Default { .. }) {
-                    return Err(err(format!("{p}.on"), "ownership applies to database, schema, table, sequence, function or all_*_in_schema".into()));
+                    return Err(err(
+                        format!("{p}.on"),
+                        "ownership applies to database, schema, table, sequence, function or all_*_in_schema".into(),
+                    ));
                 }
                 owns.push(t);
             }
-            let grants = resolve_grants(&spec.grants, &format!("{base}.grants"))
-                .map_err(|(p, msg)| err(p, msg))?;
+            let grants = resolve_grants(&spec.grants, &format!("{base}.grants")).map_err(|(p, msg)| err(p, msg))?;
             roles.insert(
                 role,
                 DesiredRole {
@@ -586,8 +563,7 @@ impl Baseline {
                 },
             );
         }
-        let public_grants =
-            resolve_grants(&m.public.grants, "public.grants").map_err(|(p, msg)| err(p, msg))?;
+        let public_grants = resolve_grants(&m.public.grants, "public.grants").map_err(|(p, msg)| err(p, msg))?;
         Ok(Baseline {
             source: file.to_owned(),
             roles,
@@ -632,10 +608,7 @@ fn strip_location(msg: &str) -> String {
 
 /// A map key as it appears in a path: bare when simple, quoted otherwise.
 fn path_key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-    {
+    if !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
         k.to_owned()
     } else {
         format!("{k:?}")
@@ -647,19 +620,10 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
     for (i, g) in specs.iter().enumerate() {
         let p = format!("{base}[{i}]");
         if g.privileges.is_empty() {
-            return Err((
-                format!("{p}.privileges"),
-                "at least one privilege is required".into(),
-            ));
+            return Err((format!("{p}.privileges"), "at least one privilege is required".into()));
         }
-        let target = resolve_target(
-            g.on,
-            g.name.as_deref(),
-            g.schema.as_deref(),
-            &g.columns,
-            g.for_role.as_deref(),
-            &p,
-        )?;
+        let target =
+            resolve_target(g.on, g.name.as_deref(), g.schema.as_deref(), &g.columns, g.for_role.as_deref(), &p)?;
         let privileges = if g.privileges.contains(&PrivilegeSpec::All) {
             Privileges::All
         } else {
@@ -685,21 +649,13 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
             }
             Privileges::Some(list)
         };
-        out.push(DesiredGrant {
-            privileges,
-            target,
-            grantable: g.with_grant_option,
-            origin: p,
-        });
+        out.push(DesiredGrant { privileges, target, grantable: g.with_grant_option, origin: p });
     }
     Ok(out)
 }
 
 fn on_keyword(on: On) -> String {
-    serde_json::to_value(on)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    serde_json::to_value(on).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn resolve_target(
@@ -710,69 +666,40 @@ fn resolve_target(
     for_role: Option<&str>,
     p: &str,
 ) -> Result<Target, (String, String)> {
-    let need_name = || {
-        name.ok_or_else(|| {
-            (
-                format!("{p}.name"),
-                format!("`name` is required for on: {}", on_keyword(on)),
-            )
-        })
-    };
-    let need_schema = || {
-        schema.ok_or_else(|| {
-            (
-                format!("{p}.schema"),
-                format!("`schema` is required for on: {}", on_keyword(on)),
-            )
-        })
-    };
+    let need_name =
+        || name.ok_or_else(|| (format!("{p}.name"), format!("`name` is required for on: {}", on_keyword(on))));
+    let need_schema =
+        || schema.ok_or_else(|| (format!("{p}.schema"), format!("`schema` is required for on: {}", on_keyword(on))));
     let no_columns = || {
         if columns.is_empty() {
             Ok(())
         } else {
-            Err((
-                format!("{p}.columns"),
-                "`columns` only applies to on: column".to_owned(),
-            ))
+            Err((format!("{p}.columns"), "`columns` only applies to on: column".to_owned()))
         }
     };
     let no_for_role = || {
         if for_role.is_none() {
             Ok(())
         } else {
-            Err((
-                format!("{p}.for_role"),
-                "`for_role` only applies to on: default_*".to_owned(),
-            ))
+            Err((format!("{p}.for_role"), "`for_role` only applies to on: default_*".to_owned()))
         }
     };
     if let Some(t) = on.default_type() {
         no_columns()?;
         if name.is_some() {
-            return Err((
-                format!("{p}.name"),
-                "default privileges take `schema` and `for_role`, not `name`".into(),
-            ));
+            return Err((format!("{p}.name"), "default privileges take `schema` and `for_role`, not `name`".into()));
         }
         let fr = for_role.ok_or_else(|| {
             (
                 format!("{p}.for_role"),
-                "`for_role` (the role that creates the objects) is required for default privileges"
-                    .to_owned(),
+                "`for_role` (the role that creates the objects) is required for default privileges".to_owned(),
             )
         })?;
         let for_role = RoleName::new(fr).map_err(|e| (format!("{p}.for_role"), e.to_string()))?;
         if t == DefaultObjectType::Schemas && schema.is_some() {
-            return Err((
-                format!("{p}.schema"),
-                "default privileges on schemas cannot be limited to a schema".into(),
-            ));
+            return Err((format!("{p}.schema"), "default privileges on schemas cannot be limited to a schema".into()));
         }
-        return Ok(Target::Default {
-            on: t,
-            schema: schema.map(str::to_owned),
-            for_role,
-        });
+        return Ok(Target::Default { on: t, schema: schema.map(str::to_owned), for_role });
     }
     no_for_role()?;
     if on != On::Column {
@@ -783,7 +710,10 @@ fn resolve_target(
         match schema {
             Some(s) => Ok((s.to_owned(), unquote(n))),
             None => split_qualified(n).ok_or_else(|| {
-                (format!("{p}.name"), format!("{class_name} name {n:?} must be schema-qualified (schema.name) or come with `schema`"))
+                (
+                    format!("{p}.name"),
+                    format!("{class_name} name {n:?} must be schema-qualified (schema.name) or come with `schema`"),
+                )
             }),
         }
     };
@@ -811,10 +741,7 @@ fn resolve_target(
         On::Column => {
             let (s, n) = qualified("table")?;
             if columns.is_empty() {
-                return Err((
-                    format!("{p}.columns"),
-                    "`columns` is required for on: column".into(),
-                ));
+                return Err((format!("{p}.columns"), "`columns` is required for on: column".into()));
             }
             Target::Columns(s, n, columns.to_vec())
         }
@@ -823,20 +750,23 @@ fn resolve_target(
             let (s, sig) = match schema {
                 Some(s) => (s.to_owned(), n.to_owned()),
                 None => split_function(n).ok_or_else(|| {
-                    (format!("{p}.name"), format!("function {n:?} must be written schema.name(argtypes), e.g. billing.total(integer)"))
+                    (
+                        format!("{p}.name"),
+                        format!("function {n:?} must be written schema.name(argtypes), e.g. billing.total(integer)"),
+                    )
                 })?,
             };
             let sig = normalize_signature(&sig).ok_or_else(|| {
-                (format!("{p}.name"), format!("function {n:?} needs its argument types in parentheses, e.g. total(integer, text)"))
+                (
+                    format!("{p}.name"),
+                    format!("function {n:?} needs its argument types in parentheses, e.g. total(integer, text)"),
+                )
             })?;
             Target::Function(s, sig)
         }
         On::AllTablesInSchema | On::AllSequencesInSchema | On::AllFunctionsInSchema => {
             if name.is_some() {
-                return Err((
-                    format!("{p}.name"),
-                    format!("on: {} takes `schema`, not `name`", on_keyword(on)),
-                ));
+                return Err((format!("{p}.name"), format!("on: {} takes `schema`, not `name`", on_keyword(on))));
             }
             let class = match on {
                 On::AllTablesInSchema => ObjectClass::Table,
@@ -923,9 +853,7 @@ ignore_roles: ["pg_*", "rds*"]
 "#;
 
     fn error_of(yaml: &str) -> String {
-        Baseline::from_yaml(yaml, "baseline.yaml")
-            .unwrap_err()
-            .to_string()
+        Baseline::from_yaml(yaml, "baseline.yaml").unwrap_err().to_string()
     }
 
     #[test]
@@ -937,11 +865,7 @@ ignore_roles: ["pg_*", "rds*"]
         assert_eq!(rw.member_of.len(), 1);
         assert_eq!(
             rw.grants[1].target,
-            Target::Columns(
-                "orders".into(),
-                "customers".into(),
-                vec!["id".into(), "created_at".into()]
-            )
+            Target::Columns("orders".into(), "customers".into(), vec!["id".into(), "created_at".into()])
         );
         assert!(b.ignore.ignores(&RoleName::new("pg_monitor").unwrap()));
         assert!(!b.ignore.ignores(&RoleName::new("app_rw").unwrap()));
@@ -952,9 +876,7 @@ ignore_roles: ["pg_*", "rds*"]
         let yaml = EXAMPLE.replace("[SELECT, INSERT, UPDATE, DELETE]", "[SELEC]");
         let e = error_of(&yaml);
         assert!(
-            e.starts_with(
-                r#"baseline.yaml: roles.app_rw.grants[0].privileges[0]: unknown privilege "SELEC""#
-            ),
+            e.starts_with(r#"baseline.yaml: roles.app_rw.grants[0].privileges[0]: unknown privilege "SELEC""#),
             "{e}"
         );
         assert!(e.contains("line 13"), "{e}");
@@ -970,10 +892,7 @@ ignore_roles: ["pg_*", "rds*"]
     #[test]
     fn semantic_errors_name_their_path() {
         let cases = [
-            (
-                "version: 2\n",
-                "baseline.yaml: version: unsupported version 2",
-            ),
+            ("version: 2\n", "baseline.yaml: version: unsupported version 2"),
             (
                 "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: table, name: line_items }\n",
                 "baseline.yaml: roles.a.grants[0].name: table name \"line_items\" must be schema-qualified",
@@ -998,14 +917,8 @@ ignore_roles: ["pg_*", "rds*"]
                 "version: 1\nroles:\n  a:\n    member_of: [b, b]\n",
                 "baseline.yaml: roles.a.member_of[1]: role \"b\" is listed twice",
             ),
-            (
-                "version: 1\nignore_roles: [\"[a\"]\n",
-                "baseline.yaml: ignore_roles[0]: invalid glob",
-            ),
-            (
-                "version: 1\nroles:\n  PUBLIC: {}\n",
-                "baseline.yaml: roles.PUBLIC: PUBLIC is not a role",
-            ),
+            ("version: 1\nignore_roles: [\"[a\"]\n", "baseline.yaml: ignore_roles[0]: invalid glob"),
+            ("version: 1\nroles:\n  PUBLIC: {}\n", "baseline.yaml: roles.PUBLIC: PUBLIC is not a role"),
             (
                 "version: 1\nroles:\n  a:\n    owns:\n      - { on: column, name: s.t }\n",
                 "baseline.yaml: roles.a.owns[0]",
@@ -1015,6 +928,12 @@ ignore_roles: ["pg_*", "rds*"]
             let e = error_of(yaml);
             assert!(e.starts_with(want), "for {yaml:?}\n got: {e}\nwant: {want}");
         }
+    }
+
+    #[test]
+    fn empty_roles_means_none() {
+        let b = Baseline::from_yaml("version: 1\nroles:\nignore_roles: [x]\n", "b.yaml").unwrap();
+        assert!(b.roles.is_empty());
     }
 
     #[test]
@@ -1042,38 +961,19 @@ ignore_roles: ["pg_*", "rds*"]
         .unwrap();
         let a = &b.roles[&RoleName::new("a").unwrap()];
         let y = a.member_of[&RoleName::new("y").unwrap()];
-        assert_eq!(
-            y,
-            MembershipOptions {
-                admin: true,
-                inherit: true,
-                set: false
-            }
-        );
-        let m = parse_manifest(
-            "version: 1\nroles:\n  a:\n    member_of: [x, { role: y, admin: true }]\n",
-            "b",
-        )
-        .unwrap();
+        assert_eq!(y, MembershipOptions { admin: true, inherit: true, set: false });
+        let m =
+            parse_manifest("version: 1\nroles:\n  a:\n    member_of: [x, { role: y, admin: true }]\n", "b").unwrap();
         let text = serde_saphyr::to_string(&m).unwrap();
         assert_eq!(parse_manifest(&text, "b").unwrap(), m);
     }
 
     #[test]
     fn qualified_names_honour_quotes() {
-        assert_eq!(
-            split_qualified("orders.line_items"),
-            Some(("orders".into(), "line_items".into()))
-        );
-        assert_eq!(
-            split_qualified(r#""my.schema"."Tab""le""#),
-            Some(("my.schema".into(), "Tab\"le".into()))
-        );
+        assert_eq!(split_qualified("orders.line_items"), Some(("orders".into(), "line_items".into())));
+        assert_eq!(split_qualified(r#""my.schema"."Tab""le""#), Some(("my.schema".into(), "Tab\"le".into())));
         assert_eq!(split_qualified("nodot"), None);
-        assert_eq!(
-            normalize_signature("f( integer ,text )"),
-            Some("f(integer, text)".into())
-        );
+        assert_eq!(normalize_signature("f( integer ,text )"), Some("f(integer, text)".into()));
         assert_eq!(normalize_signature("f()"), Some("f()".into()));
         assert_eq!(normalize_signature("f"), None);
     }

@@ -14,8 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Privileges, Target};
 use crate::model::{
-    DefaultObjectType, DefaultPrivilege, Grant, Grantee, ObjectClass, ObjectRef, Privilege,
-    PrivilegeClass, RoleName,
+    DefaultObjectType, DefaultPrivilege, Grant, Grantee, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName,
 };
 use crate::report::{Finding, FindingKind, FindingObject, Report};
 use crate::scoring::{Facts, Scope, ScoringConfig};
@@ -52,16 +51,8 @@ impl<'a> Index<'a> {
     fn new(s: &'a State) -> Self {
         Self {
             database: s.database.as_ref().map(|d| d.name.as_str()),
-            relations: s
-                .relations
-                .iter()
-                .map(|r| ((r.schema.as_str(), r.name.as_str()), r))
-                .collect(),
-            functions: s
-                .functions
-                .iter()
-                .map(|f| ((f.schema.as_str(), f.signature.as_str()), f))
-                .collect(),
+            relations: s.relations.iter().map(|r| ((r.schema.as_str(), r.name.as_str()), r)).collect(),
+            functions: s.functions.iter().map(|f| ((f.schema.as_str(), f.signature.as_str()), f)).collect(),
         }
     }
 
@@ -71,20 +62,12 @@ impl<'a> Index<'a> {
     {
         let schema = o.schema.as_deref().unwrap_or("");
         match o.class {
-            ObjectClass::Database => state
-                .database
-                .as_ref()
-                .filter(|d| d.name == o.name)
-                .map(|d| &d.owner),
+            ObjectClass::Database => state.database.as_ref().filter(|d| d.name == o.name).map(|d| &d.owner),
             ObjectClass::Schema => state.schemas.get(&o.name),
-            ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => self
-                .relations
-                .get(&(schema, o.name.as_str()))
-                .map(|r| &r.owner),
-            ObjectClass::Function => self
-                .functions
-                .get(&(schema, o.name.as_str()))
-                .map(|f| &f.owner),
+            ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => {
+                self.relations.get(&(schema, o.name.as_str())).map(|r| &r.owner)
+            }
+            ObjectClass::Function => self.functions.get(&(schema, o.name.as_str())).map(|f| &f.owner),
             ObjectClass::Role => None,
         }
     }
@@ -101,33 +84,14 @@ impl<'a> Index<'a> {
                 .relations
                 .get(&(schema, o.name.as_str()))
                 .map(|r| r.kind.type_name().to_owned())
-                .unwrap_or_else(|| {
-                    if o.class == ObjectClass::Table {
-                        "table"
-                    } else {
-                        "sequence"
-                    }
-                    .to_owned()
-                }),
+                .unwrap_or_else(|| if o.class == ObjectClass::Table { "table" } else { "sequence" }.to_owned()),
             ObjectClass::Function => self
                 .functions
                 .get(&(schema, o.name.as_str()))
-                .map(|f| {
-                    if f.kind == "window" {
-                        "function".to_owned()
-                    } else {
-                        f.kind.clone()
-                    }
-                })
+                .map(|f| if f.kind == "window" { "function".to_owned() } else { f.kind.clone() })
                 .unwrap_or_else(|| "function".to_owned()),
         };
-        FindingObject {
-            kind,
-            schema: o.schema.clone(),
-            name: o.name.clone(),
-            column: o.column.clone(),
-            for_role: None,
-        }
+        FindingObject { kind, schema: o.schema.clone(), name: o.name.clone(), column: o.column.clone(), for_role: None }
     }
 
     /// Objects of `class` in `schema` (tables include views, matviews, foreign and partitioned tables).
@@ -153,9 +117,7 @@ impl<'a> Index<'a> {
 fn scope_of(class: ObjectClass) -> Scope {
     match class {
         ObjectClass::Column => Scope::Column,
-        ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Function | ObjectClass::Role => {
-            Scope::Object
-        }
+        ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Function | ObjectClass::Role => Scope::Object,
         ObjectClass::Schema => Scope::Schema,
         ObjectClass::Database => Scope::Database,
     }
@@ -165,10 +127,8 @@ fn scope_of(class: ObjectClass) -> Scope {
 fn is_builtin_public(object: &ObjectRef, privilege: Privilege) -> bool {
     matches!(
         (object.class, privilege),
-        (
-            ObjectClass::Database,
-            Privilege::Connect | Privilege::Temporary
-        ) | (ObjectClass::Function, Privilege::Execute)
+        (ObjectClass::Database, Privilege::Connect | Privilege::Temporary)
+            | (ObjectClass::Function, Privilege::Execute)
     )
 }
 
@@ -176,8 +136,7 @@ fn is_builtin_public_default(dp: &DefaultPrivilege) -> bool {
     dp.schema.is_none()
         && matches!(
             (dp.on, dp.privilege),
-            (DefaultObjectType::Functions, Privilege::Execute)
-                | (DefaultObjectType::Types, Privilege::Usage)
+            (DefaultObjectType::Functions, Privilege::Execute) | (DefaultObjectType::Types, Privilege::Usage)
         )
 }
 
@@ -189,13 +148,7 @@ struct Want {
 }
 
 type GrantKey = (Grantee, ObjectRef, Privilege);
-type DefaultKey = (
-    Grantee,
-    RoleName,
-    Option<String>,
-    DefaultObjectType,
-    Privilege,
-);
+type DefaultKey = (Grantee, RoleName, Option<String>, DefaultObjectType, Privilege);
 
 struct Differ<'a> {
     baseline: &'a Baseline,
@@ -225,18 +178,8 @@ impl<'a> Differ<'a> {
         scope: Scope,
         detail: String,
     ) {
-        let class = if privilege == Privilege::Member && grantable {
-            PrivilegeClass::Admin
-        } else {
-            privilege.class()
-        };
-        let facts = Facts {
-            kind,
-            class,
-            scope,
-            grantable,
-            public: *grantee == Grantee::Public,
-        };
+        let class = if privilege == Privilege::Member && grantable { PrivilegeClass::Admin } else { privilege.class() };
+        let facts = Facts { kind, class, scope, grantable, public: *grantee == Grantee::Public };
         let finding = Finding {
             kind,
             severity: self.scoring.severity(facts),
@@ -272,13 +215,7 @@ impl<'a> Differ<'a> {
     }
 
     fn role_object(r: &RoleName) -> FindingObject {
-        FindingObject {
-            kind: "role".into(),
-            schema: None,
-            name: r.as_str().to_owned(),
-            column: None,
-            for_role: None,
-        }
+        FindingObject { kind: "role".into(), schema: None, name: r.as_str().to_owned(), column: None, for_role: None }
     }
 
     fn roles(&mut self) {
@@ -302,15 +239,9 @@ impl<'a> Differ<'a> {
                     continue;
                 }
                 let (kind, detail) = if held {
-                    (
-                        FindingKind::Unauthorized,
-                        format!("role has {privilege}; the baseline does not grant it"),
-                    )
+                    (FindingKind::Unauthorized, format!("role has {privilege}; the baseline does not grant it"))
                 } else {
-                    (
-                        FindingKind::Missing,
-                        format!("the baseline declares {privilege}; the role does not have it"),
-                    )
+                    (FindingKind::Missing, format!("the baseline declares {privilege}; the role does not have it"))
                 };
                 self.push(
                     kind,
@@ -326,25 +257,15 @@ impl<'a> Differ<'a> {
                 && have.valid_until != Some(wanted)
             {
                 let later = have.valid_until.is_none_or(|h| h > wanted);
-                let shown = have
-                    .valid_until
-                    .map(|h| h.to_rfc3339())
-                    .unwrap_or_else(|| "never".into());
+                let shown = have.valid_until.map(|h| h.to_rfc3339()).unwrap_or_else(|| "never".into());
                 self.push(
-                    if later {
-                        FindingKind::Unauthorized
-                    } else {
-                        FindingKind::Missing
-                    },
+                    if later { FindingKind::Unauthorized } else { FindingKind::Missing },
                     &Grantee::Role(name.clone()),
                     Privilege::ValidUntil,
                     false,
                     Self::role_object(name),
                     Scope::Cluster,
-                    format!(
-                        "VALID UNTIL is {shown}; the baseline says {}",
-                        wanted.to_rfc3339()
-                    ),
+                    format!("VALID UNTIL is {shown}; the baseline says {}", wanted.to_rfc3339()),
                 );
             }
         }
@@ -385,11 +306,7 @@ impl<'a> Differ<'a> {
         for m in &state.memberships {
             let member = Grantee::Role(m.member.clone());
             let object = Self::role_object(&m.role);
-            let declared = self
-                .baseline
-                .roles
-                .get(&m.member)
-                .map(|r| r.member_of.get(&m.role).copied());
+            let declared = self.baseline.roles.get(&m.member).map(|r| r.member_of.get(&m.role).copied());
             match declared {
                 Some(Some(want)) => {
                     seen.insert((m.member.clone(), m.role.clone()));
@@ -405,18 +322,12 @@ impl<'a> Differ<'a> {
                         let (kind, detail) = if held {
                             (
                                 FindingKind::Unauthorized,
-                                format!(
-                                    "membership in {} has the {option} option; the baseline does not",
-                                    m.role
-                                ),
+                                format!("membership in {} has the {option} option; the baseline does not", m.role),
                             )
                         } else {
                             (
                                 FindingKind::Missing,
-                                format!(
-                                    "the baseline declares the {option} option on membership in {}",
-                                    m.role
-                                ),
+                                format!("the baseline declares the {option} option on membership in {}", m.role),
                             )
                         };
                         self.push(
@@ -437,10 +348,7 @@ impl<'a> Differ<'a> {
                     m.admin,
                     object,
                     Scope::Object,
-                    format!(
-                        "member of {} (admin: {}); the baseline does not declare it",
-                        m.role, m.admin
-                    ),
+                    format!("member of {} (admin: {}); the baseline does not declare it", m.role, m.admin),
                 ),
                 None => {
                     if let Verdict::Finding(kind) = self.classify_unwanted(&member) {
@@ -451,10 +359,7 @@ impl<'a> Differ<'a> {
                             m.admin,
                             object,
                             Scope::Object,
-                            format!(
-                                "member of {} (admin: {}); the role is not in the baseline",
-                                m.role, m.admin
-                            ),
+                            format!("member of {} (admin: {}); the role is not in the baseline", m.role, m.admin),
                         );
                     }
                 }
@@ -473,9 +378,7 @@ impl<'a> Differ<'a> {
                         opts.admin,
                         Self::role_object(parent),
                         Scope::Object,
-                        format!(
-                            "the baseline declares membership in {parent}; the role is not a member"
-                        ),
+                        format!("the baseline declares membership in {parent}; the role is not a member"),
                     );
                 }
             }
@@ -493,85 +396,35 @@ impl<'a> Differ<'a> {
             },
             Target::Schema(s) => {
                 if !self.state.schemas.contains_key(s) {
-                    return self.missing_object(
-                        grantee,
-                        g,
-                        "schema",
-                        None,
-                        s,
-                        None,
-                        "schema does not exist",
-                    );
+                    return self.missing_object(grantee, g, "schema", None, s, None, "schema does not exist");
                 }
                 vec![ObjectRef::schema(s)]
             }
-            Target::Relation(class, s, n) => {
-                match self.index.relations.get(&(s.as_str(), n.as_str())) {
-                    Some(r) => vec![ObjectRef::in_schema(r.kind.class(), s, n)],
-                    None => {
-                        let kind = if *class == ObjectClass::Sequence {
-                            "sequence"
-                        } else {
-                            "table"
-                        };
-                        return self.missing_object(
-                            grantee,
-                            g,
-                            kind,
-                            Some(s),
-                            n,
-                            None,
-                            "object does not exist",
-                        );
-                    }
+            Target::Relation(class, s, n) => match self.index.relations.get(&(s.as_str(), n.as_str())) {
+                Some(r) => vec![ObjectRef::in_schema(r.kind.class(), s, n)],
+                None => {
+                    let kind = if *class == ObjectClass::Sequence { "sequence" } else { "table" };
+                    return self.missing_object(grantee, g, kind, Some(s), n, None, "object does not exist");
                 }
-            }
+            },
             Target::Columns(s, t, cols) => {
                 if !self.index.relations.contains_key(&(s.as_str(), t.as_str())) {
                     for c in cols {
-                        self.missing_object(
-                            grantee,
-                            g,
-                            "column",
-                            Some(s),
-                            t,
-                            Some(c),
-                            "table does not exist",
-                        );
+                        self.missing_object(grantee, g, "column", Some(s), t, Some(c), "table does not exist");
                     }
                     return;
                 }
                 cols.iter().map(|c| ObjectRef::column(s, t, c)).collect()
             }
             Target::Function(s, sig) => {
-                if !self
-                    .index
-                    .functions
-                    .contains_key(&(s.as_str(), sig.as_str()))
-                {
-                    return self.missing_object(
-                        grantee,
-                        g,
-                        "function",
-                        Some(s),
-                        sig,
-                        None,
-                        "function does not exist",
-                    );
+                if !self.index.functions.contains_key(&(s.as_str(), sig.as_str())) {
+                    return self.missing_object(grantee, g, "function", Some(s), sig, None, "function does not exist");
                 }
                 vec![ObjectRef::in_schema(ObjectClass::Function, s, sig)]
             }
             Target::AllInSchema(class, s) => {
                 if !self.state.schemas.contains_key(s) {
-                    return self.missing_object(
-                        grantee,
-                        g,
-                        "schema",
-                        None,
-                        s,
-                        None,
-                        "schema does not exist",
-                    );
+                    return self.missing_object(grantee, g, "schema", None, s, None, "schema does not exist");
                 }
                 self.index.all_in_schema(*class, s)
             }
@@ -585,10 +438,7 @@ impl<'a> Differ<'a> {
             for p in privileges {
                 let w = out
                     .entry((grantee.clone(), o.clone(), p))
-                    .or_insert_with(|| Want {
-                        grantable: false,
-                        origin: g.origin.clone(),
-                    });
+                    .or_insert_with(|| Want { grantable: false, origin: g.origin.clone() });
                 w.grantable |= g.grantable;
             }
         }
@@ -680,34 +530,20 @@ impl<'a> Differ<'a> {
                         true,
                         object,
                         scope,
-                        format!(
-                            "{} declares WITH GRANT OPTION; it is held without",
-                            w.origin
-                        ),
+                        format!("{} declares WITH GRANT OPTION; it is held without", w.origin),
                     );
                 }
                 continue;
             }
             if g.grantee == Grantee::Public && is_builtin_public(&g.object, g.privilege) {
                 let (kind, detail) = match self.baseline.builtin_defaults {
-                    BuiltinDefaults::Keep => (
-                        FindingKind::Observed,
-                        "PostgreSQL's built-in default for PUBLIC",
-                    ),
+                    BuiltinDefaults::Keep => (FindingKind::Observed, "PostgreSQL's built-in default for PUBLIC"),
                     BuiltinDefaults::Revoke => (
                         FindingKind::Unauthorized,
                         "PostgreSQL's built-in default for PUBLIC; the baseline says built-in defaults must be revoked",
                     ),
                 };
-                self.push(
-                    kind,
-                    &g.grantee,
-                    g.privilege,
-                    g.grantable,
-                    object,
-                    scope,
-                    detail.into(),
-                );
+                self.push(kind, &g.grantee, g.privilege, g.grantable, object, scope, detail.into());
                 continue;
             }
             self.unwanted_grant(g, object, scope);
@@ -737,38 +573,19 @@ impl<'a> Differ<'a> {
     fn unwanted_grant(&mut self, g: &Grant, object: FindingObject, scope: Scope) {
         if let Verdict::Finding(kind) = self.classify_unwanted(&g.grantee) {
             let detail = match (&g.grantee, kind) {
-                (Grantee::Public, _) => {
-                    "granted to PUBLIC (every role); the baseline does not allow it".to_owned()
-                }
-                (_, FindingKind::Orphaned) => {
-                    "held by a role that is not in the baseline".to_owned()
-                }
+                (Grantee::Public, _) => "granted to PUBLIC (every role); the baseline does not allow it".to_owned(),
+                (_, FindingKind::Orphaned) => "held by a role that is not in the baseline".to_owned(),
                 _ => "not declared in the baseline".to_owned(),
             };
-            self.push(
-                kind,
-                &g.grantee,
-                g.privilege,
-                g.grantable,
-                object,
-                scope,
-                detail,
-            );
+            self.push(kind, &g.grantee, g.privilege, g.grantable, object, scope, detail);
         }
     }
 
-    fn default_object(
-        dp_schema: Option<&String>,
-        on: DefaultObjectType,
-        for_role: &RoleName,
-    ) -> FindingObject {
+    fn default_object(dp_schema: Option<&String>, on: DefaultObjectType, for_role: &RoleName) -> FindingObject {
         FindingObject {
             kind: "default_privileges".into(),
             schema: dp_schema.cloned(),
-            name: on
-                .baseline_keyword()
-                .trim_start_matches("default_")
-                .to_owned(),
+            name: on.baseline_keyword().trim_start_matches("default_").to_owned(),
             column: None,
             for_role: Some(for_role.as_str().to_owned()),
         }
@@ -778,12 +595,7 @@ impl<'a> Differ<'a> {
         let mut want: BTreeMap<DefaultKey, Want> = BTreeMap::new();
         let baseline = self.baseline;
         let mut add = |grantee: Grantee, g: &DesiredGrant| {
-            if let Target::Default {
-                on,
-                schema,
-                for_role,
-            } = &g.target
-            {
+            if let Target::Default { on, schema, for_role } = &g.target {
                 let privileges = match &g.privileges {
                     Privileges::All => on.acl_privileges(self.server_version),
                     Privileges::Some(p) => p.clone(),
@@ -791,10 +603,7 @@ impl<'a> Differ<'a> {
                 for p in privileges {
                     let w = want
                         .entry((grantee.clone(), for_role.clone(), schema.clone(), *on, p))
-                        .or_insert_with(|| Want {
-                            grantable: false,
-                            origin: g.origin.clone(),
-                        });
+                        .or_insert_with(|| Want { grantable: false, origin: g.origin.clone() });
                     w.grantable |= g.grantable;
                 }
             }
@@ -812,27 +621,13 @@ impl<'a> Differ<'a> {
             if dp.grantee.role() == Some(&dp.for_role) {
                 continue; // the creator's own privileges on what it creates
             }
-            let key: DefaultKey = (
-                dp.grantee.clone(),
-                dp.for_role.clone(),
-                dp.schema.clone(),
-                dp.on,
-                dp.privilege,
-            );
+            let key: DefaultKey = (dp.grantee.clone(), dp.for_role.clone(), dp.schema.clone(), dp.on, dp.privilege);
             let object = Self::default_object(dp.schema.as_ref(), dp.on, &dp.for_role);
-            let scope = if dp.schema.is_some() {
-                Scope::Schema
-            } else {
-                Scope::Database
-            };
+            let scope = if dp.schema.is_some() { Scope::Schema } else { Scope::Database };
             if let Some(w) = want.get(&key) {
                 held.insert(key);
                 if dp.grantable != w.grantable {
-                    let kind = if dp.grantable {
-                        FindingKind::Unauthorized
-                    } else {
-                        FindingKind::Missing
-                    };
+                    let kind = if dp.grantable { FindingKind::Unauthorized } else { FindingKind::Missing };
                     self.push(
                         kind,
                         &dp.grantee,
@@ -854,7 +649,8 @@ impl<'a> Differ<'a> {
                         dp.grantable,
                         object,
                         scope,
-                        "built-in default for PUBLIC kept in this role's default privileges; the baseline says revoke".into(),
+                        "built-in default for PUBLIC kept in this role's default privileges; the baseline says revoke"
+                            .into(),
                     );
                 }
                 continue;
@@ -867,7 +663,8 @@ impl<'a> Differ<'a> {
                     dp.grantable,
                     object,
                     scope,
-                    "default privilege: every new object will carry this grant; the baseline does not declare it".into(),
+                    "default privilege: every new object will carry this grant; the baseline does not declare it"
+                        .into(),
                 );
             }
         }
@@ -879,11 +676,7 @@ impl<'a> Differ<'a> {
             if matches!(&grantee, Grantee::Role(r) if !self.state.roles.contains_key(r)) {
                 continue;
             }
-            let scope = if schema.is_some() {
-                Scope::Schema
-            } else {
-                Scope::Database
-            };
+            let scope = if schema.is_some() { Scope::Schema } else { Scope::Database };
             self.push(
                 FindingKind::Missing,
                 &grantee,
@@ -970,18 +763,327 @@ impl<'a> Differ<'a> {
             if let Some(r) = self.index.relations.get(&(s, t))
                 && !r.rls_enabled
             {
-                let object = self
-                    .index
-                    .object(&ObjectRef::in_schema(ObjectClass::Table, s, t));
+                let object = self.index.object(&ObjectRef::in_schema(ObjectClass::Table, s, t));
                 self.push(
                     FindingKind::Observed,
                     &Grantee::Role(r.owner.clone()),
-                    Privilege::Select,
+                    Privilege::RowLevelSecurity,
                     false,
                     object,
                     Scope::Object,
-                    "row-level security policies exist but ROW LEVEL SECURITY is disabled: they are not enforced".into(),
+                    "row-level security policies exist but ROW LEVEL SECURITY is disabled: they are not enforced"
+                        .into(),
                 );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Function, Membership, Relation, RelationKind, RoleAttributes};
+    use crate::snapshot::{Database, TargetId};
+    use proptest::prelude::*;
+
+    fn r(n: &str) -> RoleName {
+        RoleName::new(n).unwrap()
+    }
+
+    fn attrs() -> RoleAttributes {
+        RoleAttributes {
+            superuser: false,
+            inherit: true,
+            createrole: false,
+            createdb: false,
+            login: false,
+            replication: false,
+            bypassrls: false,
+            connection_limit: -1,
+            valid_until: None,
+        }
+    }
+
+    fn grant(grantee: Grantee, privilege: Privilege, object: ObjectRef) -> Grant {
+        Grant { object, grantee, privilege, grantable: false }
+    }
+
+    /// orders schema owned by migrator with line_items and customers; app_ro reads it.
+    fn state() -> State {
+        let mut s =
+            State { database: Some(Database { name: "shop".into(), owner: r("postgres") }), ..State::default() };
+        for name in ["postgres", "migrator", "app_ro", "app_rw"] {
+            s.roles.insert(r(name), attrs());
+        }
+        s.roles.get_mut(&r("postgres")).unwrap().superuser = true;
+        s.roles.get_mut(&r("app_rw")).unwrap().login = true;
+        s.schemas.insert("orders".into(), r("migrator"));
+        for t in ["customers", "line_items"] {
+            s.relations.insert(Relation {
+                schema: "orders".into(),
+                name: t.into(),
+                kind: RelationKind::Table,
+                owner: r("migrator"),
+                rls_enabled: false,
+                rls_forced: false,
+            });
+            s.grants.insert(grant(
+                Grantee::Role(r("app_ro")),
+                Privilege::Select,
+                ObjectRef::in_schema(ObjectClass::Table, "orders", t),
+            ));
+            // the owner's implicit privileges, as acldefault shows them
+            s.grants.insert(grant(
+                Grantee::Role(r("migrator")),
+                Privilege::Delete,
+                ObjectRef::in_schema(ObjectClass::Table, "orders", t),
+            ));
+        }
+        s.functions.insert(Function {
+            schema: "orders".into(),
+            signature: "total(integer)".into(),
+            kind: "function".into(),
+            owner: r("migrator"),
+        });
+        s.grants.insert(grant(
+            Grantee::Public,
+            Privilege::Execute,
+            ObjectRef::in_schema(ObjectClass::Function, "orders", "total(integer)"),
+        ));
+        s.grants.insert(grant(Grantee::Public, Privilege::Connect, ObjectRef::database("shop")));
+        s.grants.insert(grant(Grantee::Role(r("app_ro")), Privilege::Usage, ObjectRef::schema("orders")));
+        s.memberships.insert(Membership {
+            role: r("app_ro"),
+            member: r("app_rw"),
+            admin: false,
+            inherit: true,
+            set: true,
+        });
+        s
+    }
+
+    const BASELINE: &str = r#"
+version: 1
+roles:
+  migrator:
+    owns: [{ on: schema, name: orders }, { on: all_tables_in_schema, schema: orders }]
+  app_ro:
+    grants:
+      - { privileges: [USAGE], on: schema, name: orders }
+      - { privileges: [SELECT], on: all_tables_in_schema, schema: orders }
+  app_rw:
+    login: true
+    member_of: [app_ro]
+ignore_roles: ["postgres"]
+"#;
+
+    fn snapshot(state: State) -> Snapshot {
+        Snapshot {
+            target: TargetId::new("shop").unwrap(),
+            scan_id: "scan-test".into(),
+            taken_at: "2026-11-25T10:00:00Z".parse().unwrap(),
+            server_version_num: 150_000,
+            complete: true,
+            consistent: true,
+            chunks: vec![],
+            sha256: state.sha256(),
+            state,
+        }
+    }
+
+    fn plan(baseline: &str, state: State) -> Report {
+        let b = Baseline::from_yaml(baseline, "b.yaml").unwrap();
+        diff(&b, &snapshot(state), &ScoringConfig::standard())
+    }
+
+    fn kinds(r: &Report) -> Vec<(FindingKind, String, String, String)> {
+        r.findings.iter().map(|f| (f.kind, f.grantee.clone(), f.privilege.clone(), f.object.to_string())).collect()
+    }
+
+    #[test]
+    fn matching_state_has_no_drift_and_shows_public_defaults() {
+        let report = plan(BASELINE, state());
+        assert_eq!(kinds(&report), vec![]);
+        assert_eq!(report.summary.status, crate::report::Status::Ok);
+        let observed: Vec<_> = report.observations.iter().map(|f| (f.grantee.as_str(), f.privilege.as_str())).collect();
+        assert!(observed.contains(&("PUBLIC", "EXECUTE")) && observed.contains(&("PUBLIC", "CONNECT")));
+        assert!(observed.contains(&("postgres", "SUPERUSER")), "superusers are listed even when ignored");
+    }
+
+    #[test]
+    fn a_table_created_after_the_baseline_is_covered_by_all_tables_in_schema() {
+        let mut s = state();
+        s.relations.insert(Relation {
+            schema: "orders".into(),
+            name: "shipments".into(),
+            kind: RelationKind::View,
+            owner: r("migrator"),
+            rls_enabled: false,
+            rls_forced: false,
+        });
+        let shipments = ObjectRef::in_schema(ObjectClass::Table, "orders", "shipments");
+        s.grants.insert(grant(Grantee::Role(r("app_ro")), Privilege::Select, shipments.clone()));
+        assert_eq!(kinds(&plan(BASELINE, s.clone())), vec![]);
+        // ...and if it lacks the grant, that is missing
+        s.grants.remove(&grant(Grantee::Role(r("app_ro")), Privilege::Select, shipments));
+        assert_eq!(
+            kinds(&plan(BASELINE, s)),
+            vec![(FindingKind::Missing, "app_ro".into(), "SELECT".into(), "view orders.shipments".into())]
+        );
+    }
+
+    #[test]
+    fn drift_is_classified() {
+        let mut s = state();
+        let li = ObjectRef::in_schema(ObjectClass::Table, "orders", "line_items");
+        s.grants.insert(grant(Grantee::Role(r("app_ro")), Privilege::Insert, li.clone())); // unauthorized
+        s.grants.remove(&grant(Grantee::Role(r("app_ro")), Privilege::Usage, ObjectRef::schema("orders"))); // missing
+        s.roles.insert(r("contractor"), RoleAttributes { login: true, ..attrs() });
+        s.grants.insert(grant(Grantee::Role(r("contractor")), Privilege::Select, li.clone())); // orphaned
+        s.grants.insert(grant(Grantee::Public, Privilege::Select, li.clone())); // unauthorized, high
+        s.roles.get_mut(&r("app_ro")).unwrap().bypassrls = true; // unauthorized attribute
+        s.grants.insert(grant(Grantee::Role(r("postgres")), Privilege::Select, li)); // ignored role
+        let report = plan(BASELINE, s);
+        let got = kinds(&report);
+        let want = [
+            (FindingKind::Unauthorized, "app_ro", "BYPASSRLS", "role app_ro"),
+            (FindingKind::Unauthorized, "PUBLIC", "SELECT", "table orders.line_items"),
+            (FindingKind::Orphaned, "contractor", "LOGIN", "role contractor"),
+            (FindingKind::Unauthorized, "app_ro", "INSERT", "table orders.line_items"),
+            (FindingKind::Missing, "app_ro", "USAGE", "schema orders"),
+            (FindingKind::Orphaned, "contractor", "SELECT", "table orders.line_items"),
+        ];
+        let want: Vec<_> = want.iter().map(|(k, g, p, o)| (*k, g.to_string(), p.to_string(), o.to_string())).collect();
+        assert_eq!(got, want);
+        let public = report.findings.iter().find(|f| f.grantee == "PUBLIC").unwrap();
+        assert_eq!(public.severity, crate::scoring::Severity::High, "any non-default PUBLIC grant is high severity");
+        assert_eq!(report.summary.status, crate::report::Status::Alert, "BYPASSRLS is critical");
+        assert_eq!((report.summary.unauthorized, report.summary.missing, report.summary.orphaned), (3, 1, 2));
+    }
+
+    #[test]
+    fn owners_implicit_privileges_are_not_drift_but_declared_owners_are_checked() {
+        let mut s = state();
+        s.schemas.insert("orders".into(), r("app_rw"));
+        let report = plan(BASELINE, s);
+        assert_eq!(
+            kinds(&report),
+            vec![
+                (FindingKind::Unauthorized, "app_rw".into(), "OWNER".into(), "schema orders".into()),
+                (FindingKind::Missing, "migrator".into(), "OWNER".into(), "schema orders".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn builtin_public_defaults_are_unauthorized_when_the_baseline_revokes_them() {
+        let baseline = format!("{BASELINE}public:\n  builtin_defaults: revoke\n");
+        let report = plan(&baseline, state());
+        let public: Vec<_> =
+            report.findings.iter().map(|f| (f.kind, f.grantee.as_str(), f.privilege.as_str())).collect();
+        assert_eq!(
+            public,
+            vec![(FindingKind::Unauthorized, "PUBLIC", "CONNECT"), (FindingKind::Unauthorized, "PUBLIC", "EXECUTE")]
+        );
+    }
+
+    #[test]
+    fn membership_options_and_undeclared_memberships() {
+        let mut s = state();
+        s.memberships.clear();
+        s.memberships.insert(Membership {
+            role: r("app_ro"),
+            member: r("app_rw"),
+            admin: true,
+            inherit: true,
+            set: true,
+        });
+        s.memberships.insert(Membership {
+            role: r("migrator"),
+            member: r("app_ro"),
+            admin: false,
+            inherit: true,
+            set: true,
+        });
+        let report = plan(BASELINE, s.clone());
+        let got: Vec<_> =
+            report.findings.iter().map(|f| (f.kind, f.grantee.as_str(), f.object.name.as_str(), f.grantable)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (FindingKind::Unauthorized, "app_rw", "app_ro", true),
+                (FindingKind::Unauthorized, "app_ro", "migrator", false),
+            ]
+        );
+        s.memberships.clear();
+        let report = plan(BASELINE, s);
+        assert_eq!(
+            kinds(&report),
+            vec![(FindingKind::Missing, "app_rw".into(), "MEMBER".into(), "role app_ro".into())]
+        );
+    }
+
+    #[test]
+    fn a_declared_role_that_does_not_exist_is_one_missing_finding() {
+        let baseline = format!(
+            "{BASELINE}  ghost:\n    grants:\n      - {{ privileges: [SELECT], on: table, name: orders.customers }}\n"
+        )
+        .replace("ignore_roles: [\"postgres\"]\n", "")
+            + "ignore_roles: [\"postgres\"]\n";
+        let report = plan(&baseline, state());
+        assert_eq!(kinds(&report), vec![(FindingKind::Missing, "ghost".into(), "ROLE".into(), "role ghost".into())]);
+    }
+
+    #[test]
+    fn declared_objects_that_do_not_exist_are_missing() {
+        let baseline = BASELINE.replace(
+            "      - { privileges: [USAGE], on: schema, name: orders }",
+            "      - { privileges: [USAGE], on: schema, name: orders }\n      - { privileges: [SELECT], on: table, name: orders.nope }",
+        );
+        let report = plan(&baseline, state());
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(report.findings[0].kind, FindingKind::Missing);
+        assert!(report.findings[0].detail.contains("does not exist"), "{}", report.findings[0].detail);
+    }
+
+    #[test]
+    fn incomplete_scans_never_read_as_clean() {
+        let b = Baseline::from_yaml(BASELINE, "b.yaml").unwrap();
+        let mut snap = snapshot(state());
+        snap.complete = false;
+        let report = diff(&b, &snap, &ScoringConfig::standard());
+        assert_eq!(report.summary.status, crate::report::Status::Incomplete);
+        assert!(!report.summary.complete);
+    }
+
+    proptest! {
+        /// Findings depend on the state, not on the order facts were inserted in.
+        #[test]
+        fn diff_is_deterministic(extra in proptest::collection::vec((0usize..4, 0usize..6, 0usize..3), 0..25), seed: u64) {
+            let roles = ["app_ro", "app_rw", "contractor", "PUBLIC"];
+            let privileges = [Privilege::Select, Privilege::Insert, Privilege::Update, Privilege::Delete, Privilege::Truncate, Privilege::Trigger];
+            let tables = ["customers", "line_items", "missing_table"];
+            let mut grants: Vec<Grant> = extra.iter().map(|(g, p, t)| {
+                let grantee = if roles[*g] == "PUBLIC" { Grantee::Public } else { Grantee::Role(r(roles[*g])) };
+                grant(grantee, privileges[*p], ObjectRef::in_schema(ObjectClass::Table, "orders", tables[*t]))
+            }).collect();
+            let build = |gs: &[Grant]| {
+                let mut s = state();
+                s.roles.insert(r("contractor"), attrs());
+                for g in gs { s.grants.insert(g.clone()); }
+                s
+            };
+            let a = plan(BASELINE, build(&grants));
+            let mut rng = seed;
+            for i in (1..grants.len()).rev() {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                grants.swap(i, (rng >> 33) as usize % (i + 1));
+            }
+            let b = plan(BASELINE, build(&grants));
+            prop_assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+            // nothing unscored hides drift: every held, undeclared grant of a declared role shows up
+            for f in &a.findings {
+                prop_assert!(f.score > 0.0);
             }
         }
     }

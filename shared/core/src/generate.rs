@@ -7,9 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::baseline::{
-    GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec,
-};
+use crate::baseline::{GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec};
 use crate::model::{DefaultObjectType, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::snapshot::State;
 
@@ -71,12 +69,7 @@ pub fn generate(state: &State, ignore: &RoleFilter) -> Manifest {
             }
         }
     }
-    Manifest {
-        version: crate::baseline::MANIFEST_VERSION,
-        roles,
-        public,
-        ignore_roles: ignore.patterns().to_vec(),
-    }
+    Manifest { version: crate::baseline::MANIFEST_VERSION, roles, public, ignore_roles: ignore.patterns().to_vec() }
 }
 
 /// (object, privilege, grantable) held by one grantee.
@@ -94,19 +87,13 @@ fn grants_by_grantee(state: &State, objects: &Objects) -> BTreeMap<Grantee, Held
         let builtin = g.grantee == Grantee::Public
             && matches!(
                 (g.object.class, g.privilege),
-                (
-                    ObjectClass::Database,
-                    Privilege::Connect | Privilege::Temporary
-                ) | (ObjectClass::Function, Privilege::Execute)
+                (ObjectClass::Database, Privilege::Connect | Privilege::Temporary)
+                    | (ObjectClass::Function, Privilege::Execute)
             );
         if builtin {
             continue;
         }
-        out.entry(g.grantee.clone()).or_default().insert((
-            g.object.clone(),
-            g.privilege,
-            g.grantable,
-        ));
+        out.entry(g.grantee.clone()).or_default().insert((g.object.clone(), g.privilege, g.grantable));
     }
     out
 }
@@ -122,8 +109,7 @@ fn default_privileges(state: &State) -> BTreeMap<Grantee, Vec<GrantSpec>> {
             && dp.schema.is_none()
             && matches!(
                 (dp.on, dp.privilege),
-                (DefaultObjectType::Functions, Privilege::Execute)
-                    | (DefaultObjectType::Types, Privilege::Usage)
+                (DefaultObjectType::Functions, Privilege::Execute) | (DefaultObjectType::Types, Privilege::Usage)
             );
         if builtin {
             continue;
@@ -131,12 +117,7 @@ fn default_privileges(state: &State) -> BTreeMap<Grantee, Vec<GrantSpec>> {
         grouped
             .entry(dp.grantee.clone())
             .or_default()
-            .entry((
-                dp.schema.clone(),
-                dp.on,
-                dp.for_role.as_str().to_owned(),
-                dp.grantable,
-            ))
+            .entry((dp.schema.clone(), dp.on, dp.for_role.as_str().to_owned(), dp.grantable))
             .or_default()
             .push(dp.privilege);
     }
@@ -145,17 +126,15 @@ fn default_privileges(state: &State) -> BTreeMap<Grantee, Vec<GrantSpec>> {
         .map(|(g, entries)| {
             let specs = entries
                 .into_iter()
-                .map(
-                    |((schema, on, for_role, grantable), privileges)| GrantSpec {
-                        privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
-                        on: On::for_default(on),
-                        name: None,
-                        schema,
-                        columns: Vec::new(),
-                        for_role: Some(for_role),
-                        with_grant_option: grantable,
-                    },
-                )
+                .map(|((schema, on, for_role, grantable), privileges)| GrantSpec {
+                    privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
+                    on: On::for_default(on),
+                    name: None,
+                    schema,
+                    columns: Vec::new(),
+                    for_role: Some(for_role),
+                    with_grant_option: grantable,
+                })
                 .collect();
             (g, specs)
         })
@@ -176,24 +155,14 @@ impl<'a> Objects<'a> {
         let mut relation_owner = BTreeMap::new();
         let mut function_owner = BTreeMap::new();
         for r in &state.relations {
-            by_schema
-                .entry((r.kind.class(), r.schema.as_str()))
-                .or_default()
-                .insert(r.name.as_str());
+            by_schema.entry((r.kind.class(), r.schema.as_str())).or_default().insert(r.name.as_str());
             relation_owner.insert((r.schema.as_str(), r.name.as_str()), &r.owner);
         }
         for f in &state.functions {
-            by_schema
-                .entry((ObjectClass::Function, f.schema.as_str()))
-                .or_default()
-                .insert(f.signature.as_str());
+            by_schema.entry((ObjectClass::Function, f.schema.as_str())).or_default().insert(f.signature.as_str());
             function_owner.insert((f.schema.as_str(), f.signature.as_str()), &f.owner);
         }
-        Self {
-            by_schema,
-            relation_owner,
-            function_owner,
-        }
+        Self { by_schema, relation_owner, function_owner }
     }
 
     fn owner<'s>(&self, state: &'s State, o: &ObjectRef) -> Option<&'s RoleName>
@@ -215,19 +184,11 @@ impl<'a> Objects<'a> {
     fn owned_by(&self, state: &State, role: &RoleName) -> Vec<OwnsSpec> {
         let mut out = Vec::new();
         if state.database.as_ref().is_some_and(|d| &d.owner == role) {
-            out.push(OwnsSpec {
-                on: On::Database,
-                name: None,
-                schema: None,
-            });
+            out.push(OwnsSpec { on: On::Database, name: None, schema: None });
         }
         for (schema, owner) in &state.schemas {
             if owner == role {
-                out.push(OwnsSpec {
-                    on: On::Schema,
-                    name: Some(quote_part(schema)),
-                    schema: None,
-                });
+                out.push(OwnsSpec { on: On::Schema, name: Some(quote_part(schema)), schema: None });
             }
         }
         for ((class, schema), names) in &self.by_schema {
@@ -235,32 +196,16 @@ impl<'a> Objects<'a> {
                 ObjectClass::Function => self.function_owner.get(&(*schema, n)).copied(),
                 _ => self.relation_owner.get(&(*schema, n)).copied(),
             };
-            let mine: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|n| owner_of(n) == Some(role))
-                .collect();
+            let mine: Vec<&str> = names.iter().copied().filter(|n| owner_of(n) == Some(role)).collect();
             if mine.is_empty() {
                 continue;
             }
             if mine.len() == names.len() {
-                out.push(OwnsSpec {
-                    on: all_on(*class),
-                    name: None,
-                    schema: Some((*schema).to_owned()),
-                });
+                out.push(OwnsSpec { on: all_on(*class), name: None, schema: Some((*schema).to_owned()) });
             } else {
                 for n in mine {
-                    let name = if *class == ObjectClass::Function {
-                        n.to_owned()
-                    } else {
-                        quote_part(n)
-                    };
-                    out.push(OwnsSpec {
-                        on: single_on(*class),
-                        name: Some(name),
-                        schema: Some((*schema).to_owned()),
-                    });
+                    let name = if *class == ObjectClass::Function { n.to_owned() } else { quote_part(n) };
+                    out.push(OwnsSpec { on: single_on(*class), name: Some(name), schema: Some((*schema).to_owned()) });
                 }
             }
         }
@@ -270,47 +215,30 @@ impl<'a> Objects<'a> {
     /// Folds one grantee's grants into manifest entries.
     fn fold(&self, held: &Held) -> Vec<GrantSpec> {
         // (class, schema) -> (privilege, grantable) -> objects holding it
-        let mut per_schema: BTreeMap<
-            (ObjectClass, &str),
-            BTreeMap<(Privilege, bool), BTreeSet<&str>>,
-        > = BTreeMap::new();
+        let mut per_schema: BTreeMap<(ObjectClass, &str), BTreeMap<(Privilege, bool), BTreeSet<&str>>> =
+            BTreeMap::new();
         let mut singles: Vec<(&ObjectRef, Privilege, bool)> = Vec::new();
         for (o, p, g) in held {
             match (o.class, o.schema.as_deref()) {
                 (ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Function, Some(s)) => {
-                    per_schema
-                        .entry((o.class, s))
-                        .or_default()
-                        .entry((*p, *g))
-                        .or_default()
-                        .insert(o.name.as_str());
+                    per_schema.entry((o.class, s)).or_default().entry((*p, *g)).or_default().insert(o.name.as_str());
                 }
                 _ => singles.push((o, *p, *g)),
             }
         }
         // object -> grantable -> privileges, for what does not fold
-        let mut by_object: BTreeMap<
-            (ObjectClass, Option<&str>, &str, bool),
-            BTreeMap<Option<&str>, Vec<Privilege>>,
-        > = BTreeMap::new();
+        let mut by_object: BTreeMap<(ObjectClass, Option<&str>, &str, bool), BTreeMap<Option<&str>, Vec<Privilege>>> =
+            BTreeMap::new();
         let mut out = Vec::new();
         let mut all_entries: BTreeMap<(ObjectClass, &str, bool), Vec<Privilege>> = BTreeMap::new();
         for ((class, schema), privs) in &per_schema {
             let everything = self.by_schema.get(&(*class, *schema));
             for ((p, g), names) in privs {
                 if everything.is_some_and(|all| all == names) {
-                    all_entries
-                        .entry((*class, schema, *g))
-                        .or_default()
-                        .push(*p);
+                    all_entries.entry((*class, schema, *g)).or_default().push(*p);
                 } else {
                     for n in names {
-                        by_object
-                            .entry((*class, Some(schema), n, *g))
-                            .or_default()
-                            .entry(None)
-                            .or_default()
-                            .push(*p);
+                        by_object.entry((*class, Some(schema), n, *g)).or_default().entry(None).or_default().push(*p);
                     }
                 }
             }
@@ -340,10 +268,7 @@ impl<'a> Objects<'a> {
                 let mut groups: BTreeMap<Vec<Privilege>, Vec<String>> = BTreeMap::new();
                 for (col, mut privileges) in by_column {
                     privileges.sort();
-                    groups
-                        .entry(privileges)
-                        .or_default()
-                        .push(col.unwrap_or_default().to_owned());
+                    groups.entry(privileges).or_default().push(col.unwrap_or_default().to_owned());
                 }
                 for (privileges, columns) in groups {
                     out.push(GrantSpec {

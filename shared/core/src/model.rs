@@ -112,9 +112,7 @@ impl<'de> Deserialize<'de> for Grantee {
         if s == "PUBLIC" {
             return Ok(Grantee::Public);
         }
-        RoleName::new(s)
-            .map(Grantee::Role)
-            .map_err(serde::de::Error::custom)
+        RoleName::new(s).map(Grantee::Role).map_err(serde::de::Error::custom)
     }
 }
 
@@ -168,6 +166,8 @@ pub enum Privilege {
     Owner,
     /// The role itself exists.
     Role,
+    /// Row-level security on a table (for observations about policies).
+    RowLevelSecurity,
 }
 
 /// How dangerous a privilege is, in increasing order.
@@ -208,16 +208,13 @@ const ALL_PRIVILEGES: &[(Privilege, &str)] = &[
     (Privilege::Member, "MEMBER"),
     (Privilege::Owner, "OWNER"),
     (Privilege::Role, "ROLE"),
+    (Privilege::RowLevelSecurity, "ROW LEVEL SECURITY"),
 ];
 
 impl Privilege {
     /// The keyword PostgreSQL uses (`aclexplode` spelling for ACL privileges).
     pub fn keyword(self) -> &'static str {
-        ALL_PRIVILEGES
-            .iter()
-            .find(|(p, _)| *p == self)
-            .map(|(_, k)| *k)
-            .expect("every privilege has a keyword")
+        ALL_PRIVILEGES.iter().find(|(p, _)| *p == self).map(|(_, k)| *k).expect("every privilege has a keyword")
     }
 
     /// Whether this privilege lives in an ACL (as opposed to an attribute,
@@ -230,10 +227,8 @@ impl Privilege {
     pub fn class(self) -> PrivilegeClass {
         use Privilege::*;
         match self {
-            Select | Usage | Connect | ValidUntil | Role => PrivilegeClass::Read,
-            Insert | Update | Delete | Truncate | Execute | Temporary | Login | Member => {
-                PrivilegeClass::Write
-            }
+            Select | Usage | Connect | ValidUntil | Role | RowLevelSecurity => PrivilegeClass::Read,
+            Insert | Update | Delete | Truncate | Execute | Temporary | Login | Member => PrivilegeClass::Write,
             References | Trigger | Maintain | Create | Owner => PrivilegeClass::Ddl,
             Superuser | CreateRole | CreateDb | Replication | BypassRls => PrivilegeClass::Admin,
         }
@@ -256,16 +251,8 @@ impl FromStr for Privilege {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.trim().to_ascii_uppercase();
-        let upper = if upper == "TEMP" {
-            "TEMPORARY".to_owned()
-        } else {
-            upper
-        };
-        ALL_PRIVILEGES
-            .iter()
-            .find(|(_, k)| *k == upper)
-            .map(|(p, _)| *p)
-            .ok_or_else(|| UnknownPrivilege(s.to_owned()))
+        let upper = if upper == "TEMP" { "TEMPORARY".to_owned() } else { upper };
+        ALL_PRIVILEGES.iter().find(|(_, k)| *k == upper).map(|(p, _)| *p).ok_or_else(|| UnknownPrivilege(s.to_owned()))
     }
 }
 
@@ -310,9 +297,7 @@ impl ObjectClass {
         let mut out = match self {
             ObjectClass::Database => vec![Create, Connect, Temporary],
             ObjectClass::Schema => vec![Usage, Create],
-            ObjectClass::Table => vec![
-                Select, Insert, Update, Delete, Truncate, References, Trigger,
-            ],
+            ObjectClass::Table => vec![Select, Insert, Update, Delete, Truncate, References, Trigger],
             ObjectClass::Sequence => vec![Usage, Select, Update],
             ObjectClass::Column => vec![Select, Insert, Update, References],
             ObjectClass::Function => vec![Execute],
@@ -348,30 +333,15 @@ pub struct ObjectRef {
 impl ObjectRef {
     /// The target database.
     pub fn database(name: &str) -> Self {
-        Self {
-            class: ObjectClass::Database,
-            schema: None,
-            name: name.to_owned(),
-            column: None,
-        }
+        Self { class: ObjectClass::Database, schema: None, name: name.to_owned(), column: None }
     }
     /// A schema.
     pub fn schema(name: &str) -> Self {
-        Self {
-            class: ObjectClass::Schema,
-            schema: None,
-            name: name.to_owned(),
-            column: None,
-        }
+        Self { class: ObjectClass::Schema, schema: None, name: name.to_owned(), column: None }
     }
     /// A schema-qualified object of `class`.
     pub fn in_schema(class: ObjectClass, schema: &str, name: &str) -> Self {
-        Self {
-            class,
-            schema: Some(schema.to_owned()),
-            name: name.to_owned(),
-            column: None,
-        }
+        Self { class, schema: Some(schema.to_owned()), name: name.to_owned(), column: None }
     }
     /// A column of a table-like relation.
     pub fn column(schema: &str, table: &str, column: &str) -> Self {
@@ -384,12 +354,7 @@ impl ObjectRef {
     }
     /// A role, as the object of membership or attributes.
     pub fn role(name: &RoleName) -> Self {
-        Self {
-            class: ObjectClass::Role,
-            schema: None,
-            name: name.as_str().to_owned(),
-            column: None,
-        }
+        Self { class: ObjectClass::Role, schema: None, name: name.as_str().to_owned(), column: None }
     }
 }
 
@@ -413,18 +378,9 @@ impl fmt::Display for ObjectRef {
 /// Shows an identifier bare when PostgreSQL would read it back unchanged, double-quoted otherwise.
 pub fn display_ident(name: &str) -> String {
     let plain = !name.is_empty()
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
-    if plain {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain { name.to_owned() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
 }
 
 /// One privilege held by one grantee on one object.
@@ -598,11 +554,7 @@ impl RelationKind {
 
     /// The object class used to compare grants on it.
     pub fn class(self) -> ObjectClass {
-        if self == Self::Sequence {
-            ObjectClass::Sequence
-        } else {
-            ObjectClass::Table
-        }
+        if self == Self::Sequence { ObjectClass::Sequence } else { ObjectClass::Table }
     }
 
     /// The contract's object type name.
@@ -682,10 +634,7 @@ mod tests {
             assert_eq!(p.keyword(), *k);
         }
         assert_eq!("temp".parse::<Privilege>().unwrap(), Privilege::Temporary);
-        assert_eq!(
-            "SELEC".parse::<Privilege>(),
-            Err(UnknownPrivilege("SELEC".into()))
-        );
+        assert_eq!("SELEC".parse::<Privilege>(), Err(UnknownPrivilege("SELEC".into())));
     }
 
     #[test]

@@ -211,20 +211,13 @@ impl Report {
         sort_findings(&mut observations);
         let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
         let score = round2(findings.iter().map(|f| f.score).sum());
-        let exception_weight = round2(
-            findings
-                .iter()
-                .filter(|f| f.kind == FindingKind::Excepted)
-                .map(|f| f.score)
-                .sum(),
-        );
+        let exception_weight =
+            round2(findings.iter().filter(|f| f.kind == FindingKind::Excepted).map(|f| f.score).sum());
         let drift: Vec<&Finding> = findings.iter().filter(|f| f.kind.is_drift()).collect();
         let t = &scoring.thresholds;
         let alert = score >= t.alert_score
             || drift.iter().any(|f| f.severity >= t.alert_severity)
-            || findings
-                .iter()
-                .any(|f| f.kind == FindingKind::ExpiredException);
+            || findings.iter().any(|f| f.kind == FindingKind::ExpiredException);
         let status = if alert {
             Status::Alert
         } else if !snapshot.complete {

@@ -74,14 +74,7 @@ pub struct KindWeights {
 
 impl Default for KindWeights {
     fn default() -> Self {
-        Self {
-            unauthorized: 1.0,
-            missing: 0.5,
-            orphaned: 1.0,
-            excepted: 1.0,
-            expired_exception: 2.0,
-            untagged: 1.0,
-        }
+        Self { unauthorized: 1.0, missing: 0.5, orphaned: 1.0, excepted: 1.0, expired_exception: 2.0, untagged: 1.0 }
     }
 }
 
@@ -101,12 +94,7 @@ pub struct ClassWeights {
 
 impl Default for ClassWeights {
     fn default() -> Self {
-        Self {
-            read: 1.0,
-            write: 2.0,
-            ddl: 4.0,
-            admin: 8.0,
-        }
+        Self { read: 1.0, write: 2.0, ddl: 4.0, admin: 8.0 }
     }
 }
 
@@ -128,13 +116,7 @@ pub struct ScopeWeights {
 
 impl Default for ScopeWeights {
     fn default() -> Self {
-        Self {
-            column: 0.5,
-            object: 1.0,
-            schema: 2.0,
-            database: 3.0,
-            cluster: 4.0,
-        }
+        Self { column: 0.5, object: 1.0, schema: 2.0, database: 3.0, cluster: 4.0 }
     }
 }
 
@@ -152,11 +134,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self {
-            warn_score: 1.0,
-            alert_score: 50.0,
-            alert_severity: Severity::Critical,
-        }
+        Self { warn_score: 1.0, alert_score: 50.0, alert_severity: Severity::Critical }
     }
 }
 
@@ -172,6 +150,8 @@ pub struct ScoringConfig {
     pub scope: ScopeWeights,
     /// Multiplier when the grantee may pass the privilege on.
     pub grant_option_factor: f64,
+    /// Multiplier when the grantee is PUBLIC (every role, present and future).
+    pub public_factor: f64,
     /// Status thresholds.
     pub thresholds: Thresholds,
 }
@@ -194,10 +174,7 @@ pub struct Facts {
 impl ScoringConfig {
     /// The defaults, with the grant-option factor set.
     pub fn standard() -> Self {
-        Self {
-            grant_option_factor: 1.5,
-            ..Self::default()
-        }
+        Self { grant_option_factor: 1.5, ..Self::default() }
     }
 
     /// Severity of a finding.
@@ -260,18 +237,15 @@ impl ScoringConfig {
             Scope::Database => self.scope.database,
             Scope::Cluster => self.scope.cluster,
         };
-        let option = if f.grantable && self.grant_option_factor > 0.0 {
-            self.grant_option_factor
-        } else {
-            1.0
-        };
+        let option = if f.grantable && self.grant_option_factor > 0.0 { self.grant_option_factor } else { 1.0 };
         round2(kind * class * scope * option)
     }
 }
 
 /// Rounds to two decimals so scores print and compare stably.
 pub fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    // + 0.0 turns the -0.0 of an empty f64 sum into 0
+    (x * 100.0).round() / 100.0 + 0.0
 }
 
 #[cfg(test)]
@@ -279,81 +253,32 @@ mod tests {
     use super::*;
 
     fn facts(kind: FindingKind, class: PrivilegeClass, scope: Scope) -> Facts {
-        Facts {
-            kind,
-            class,
-            scope,
-            grantable: false,
-            public: false,
-        }
+        Facts { kind, class, scope, grantable: false, public: false }
     }
 
     #[test]
     fn severity_rises_with_class_and_scope() {
         let s = ScoringConfig::standard();
         let u = FindingKind::Unauthorized;
-        assert_eq!(
-            s.severity(facts(u, PrivilegeClass::Read, Scope::Column)),
-            Severity::Low
-        );
-        assert_eq!(
-            s.severity(facts(u, PrivilegeClass::Read, Scope::Object)),
-            Severity::Low
-        );
-        assert_eq!(
-            s.severity(facts(u, PrivilegeClass::Write, Scope::Object)),
-            Severity::Medium
-        );
-        assert_eq!(
-            s.severity(facts(u, PrivilegeClass::Ddl, Scope::Schema)),
-            Severity::High
-        );
-        assert_eq!(
-            s.severity(facts(u, PrivilegeClass::Admin, Scope::Cluster)),
-            Severity::Critical
-        );
+        assert_eq!(s.severity(facts(u, PrivilegeClass::Read, Scope::Column)), Severity::Low);
+        assert_eq!(s.severity(facts(u, PrivilegeClass::Read, Scope::Object)), Severity::Low);
+        assert_eq!(s.severity(facts(u, PrivilegeClass::Write, Scope::Object)), Severity::Medium);
+        assert_eq!(s.severity(facts(u, PrivilegeClass::Ddl, Scope::Schema)), Severity::High);
+        assert_eq!(s.severity(facts(u, PrivilegeClass::Admin, Scope::Cluster)), Severity::Critical);
         let mut public = facts(u, PrivilegeClass::Read, Scope::Object);
         public.public = true;
         assert_eq!(s.severity(public), Severity::High);
         let mut grantable = facts(u, PrivilegeClass::Write, Scope::Object);
         grantable.grantable = true;
         assert_eq!(s.severity(grantable), Severity::High);
-        assert_eq!(
-            s.severity(facts(
-                FindingKind::Missing,
-                PrivilegeClass::Write,
-                Scope::Object
-            )),
-            Severity::Low
-        );
+        assert_eq!(s.severity(facts(FindingKind::Missing, PrivilegeClass::Write, Scope::Object)), Severity::Low);
     }
 
     #[test]
     fn score_multiplies_weights_and_observations_score_zero() {
         let s = ScoringConfig::standard();
-        assert_eq!(
-            s.score(facts(
-                FindingKind::Orphaned,
-                PrivilegeClass::Admin,
-                Scope::Cluster
-            )),
-            32.0
-        );
-        assert_eq!(
-            s.score(facts(
-                FindingKind::Missing,
-                PrivilegeClass::Read,
-                Scope::Column
-            )),
-            0.25
-        );
-        assert_eq!(
-            s.score(facts(
-                FindingKind::Observed,
-                PrivilegeClass::Admin,
-                Scope::Cluster
-            )),
-            0.0
-        );
+        assert_eq!(s.score(facts(FindingKind::Orphaned, PrivilegeClass::Admin, Scope::Cluster)), 32.0);
+        assert_eq!(s.score(facts(FindingKind::Missing, PrivilegeClass::Read, Scope::Column)), 0.25);
+        assert_eq!(s.score(facts(FindingKind::Observed, PrivilegeClass::Admin, Scope::Cluster)), 0.0);
     }
 }

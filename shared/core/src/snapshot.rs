@@ -11,9 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{
-    DefaultPrivilege, Function, Grant, Membership, Relation, RlsPolicy, RoleAttributes, RoleName,
-};
+use crate::model::{DefaultPrivilege, Function, Grant, Membership, Relation, RlsPolicy, RoleAttributes, RoleName};
 
 /// An identifier of the database being governed, e.g. `orders-prod` or `db.internal:5432/orders`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -144,11 +142,9 @@ impl ChunkSpec {
                 schemas.last().map(String::as_str).unwrap_or(""),
                 schemas.len()
             ),
-            ChunkSpec::SchemaPart { schema, from, to } => format!(
-                "schema {schema} [{}, {})",
-                from.as_deref().unwrap_or("-"),
-                to.as_deref().unwrap_or("-")
-            ),
+            ChunkSpec::SchemaPart { schema, from, to } => {
+                format!("schema {schema} [{}, {})", from.as_deref().unwrap_or("-"), to.as_deref().unwrap_or("-"))
+            }
         }
     }
 
@@ -173,20 +169,11 @@ impl ScanWindow {
         let seconds = seconds.max(1);
         let ts = at.timestamp();
         let start = ts - ts.rem_euclid(i64::from(seconds));
-        Self {
-            start: DateTime::from_timestamp(start, 0)
-                .expect("a truncated timestamp stays in range"),
-            seconds,
-        }
+        Self { start: DateTime::from_timestamp(start, 0).expect("a truncated timestamp stays in range"), seconds }
     }
 
     fn canonical(&self) -> String {
-        format!(
-            "{}+{}s",
-            self.start
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            self.seconds
-        )
+        format!("{}+{}s", self.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), self.seconds)
     }
 }
 
@@ -202,10 +189,7 @@ fn digest_hex(parts: &[&str]) -> String {
 /// Deterministic scan id: the same target and window always give the same id,
 /// so a retried schedule does not start a second scan.
 pub fn scan_id(target: &TargetId, window: &ScanWindow) -> String {
-    format!(
-        "scan-{}",
-        &digest_hex(&[target.as_str(), &window.canonical()])[..20]
-    )
+    format!("scan-{}", &digest_hex(&[target.as_str(), &window.canonical()])[..20])
 }
 
 /// Deterministic batch id: sha256 of target, chunk spec and window.
@@ -253,14 +237,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Labels of the chunks that failed.
     pub fn failed_chunks(&self) -> Vec<String> {
-        self.chunks
-            .iter()
-            .filter_map(|c| {
-                c.error
-                    .as_ref()
-                    .map(|e| format!("{}: {e}", c.chunk.label()))
-            })
-            .collect()
+        self.chunks.iter().filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.chunk.label()))).collect()
     }
 }
 
@@ -280,12 +257,8 @@ mod tests {
     #[test]
     fn ids_are_deterministic_and_distinct() {
         let t = TargetId::new("orders-prod").unwrap();
-        let a = ChunkSpec::Schemas {
-            schemas: vec!["a".into()],
-        };
-        let b = ChunkSpec::Schemas {
-            schemas: vec!["b".into()],
-        };
+        let a = ChunkSpec::Schemas { schemas: vec!["a".into()] };
+        let b = ChunkSpec::Schemas { schemas: vec!["b".into()] };
         assert_eq!(batch_id(&t, &a, &window()), batch_id(&t, &a, &window()));
         assert_ne!(batch_id(&t, &a, &window()), batch_id(&t, &b, &window()));
         assert_eq!(scan_id(&t, &window()), scan_id(&t, &window()));

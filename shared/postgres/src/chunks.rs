@@ -14,31 +14,19 @@ use grantwarden_core::snapshot::ChunkSpec;
 const MAX_SCHEMAS_PER_CHUNK: usize = 256;
 
 /// Plans the chunks of a scan, inside the caller's transaction.
-pub async fn plan_chunks(
-    client: &Client,
-    max_relations: i64,
-) -> Result<Vec<ChunkSpec>, ExtractError> {
+pub async fn plan_chunks(client: &Client, max_relations: i64) -> Result<Vec<ChunkSpec>, ExtractError> {
     let max_relations = max_relations.max(1);
-    let rows = client
-        .query(include_str!("sql/chunk_schemas.sql"), &[])
-        .await
-        .map_err(ExtractError::db("planning chunks"))?;
+    let rows =
+        client.query(include_str!("sql/chunk_schemas.sql"), &[]).await.map_err(ExtractError::db("planning chunks"))?;
     let mut chunks = vec![ChunkSpec::Cluster];
     let mut group: Vec<String> = Vec::new();
     let mut group_size = 0i64;
     for row in rows {
-        let schema: String = row
-            .try_get("schema")
-            .map_err(ExtractError::db("reading chunk_schemas.schema"))?;
-        let relations: i64 = row
-            .try_get("relations")
-            .map_err(ExtractError::db("reading chunk_schemas.relations"))?;
+        let schema: String = row.try_get("schema").map_err(ExtractError::db("reading chunk_schemas.schema"))?;
+        let relations: i64 = row.try_get("relations").map_err(ExtractError::db("reading chunk_schemas.relations"))?;
         if relations > max_relations {
             let bounds: Vec<String> = client
-                .query(
-                    include_str!("sql/chunk_bounds.sql"),
-                    &[&schema, &max_relations],
-                )
+                .query(include_str!("sql/chunk_bounds.sql"), &[&schema, &max_relations])
                 .await
                 .map_err(ExtractError::db(format!("splitting schema {schema}")))?
                 .iter()
@@ -48,12 +36,8 @@ pub async fn plan_chunks(
             chunks.extend(split_ranges(&schema, &bounds));
             continue;
         }
-        if !group.is_empty()
-            && (group_size + relations > max_relations || group.len() >= MAX_SCHEMAS_PER_CHUNK)
-        {
-            chunks.push(ChunkSpec::Schemas {
-                schemas: std::mem::take(&mut group),
-            });
+        if !group.is_empty() && (group_size + relations > max_relations || group.len() >= MAX_SCHEMAS_PER_CHUNK) {
+            chunks.push(ChunkSpec::Schemas { schemas: std::mem::take(&mut group) });
             group_size = 0;
         }
         group.push(schema);
@@ -70,18 +54,10 @@ pub fn split_ranges(schema: &str, bounds: &[String]) -> Vec<ChunkSpec> {
     let mut out = Vec::with_capacity(bounds.len() + 1);
     let mut from: Option<String> = None;
     for b in bounds {
-        out.push(ChunkSpec::SchemaPart {
-            schema: schema.to_owned(),
-            from: from.take(),
-            to: Some(b.clone()),
-        });
+        out.push(ChunkSpec::SchemaPart { schema: schema.to_owned(), from: from.take(), to: Some(b.clone()) });
         from = Some(b.clone());
     }
-    out.push(ChunkSpec::SchemaPart {
-        schema: schema.to_owned(),
-        from,
-        to: None,
-    });
+    out.push(ChunkSpec::SchemaPart { schema: schema.to_owned(), from, to: None });
     out
 }
 
@@ -99,10 +75,7 @@ mod tests {
                 _ => unreachable!(),
             })
             .collect();
-        assert_eq!(
-            bounds,
-            vec![(None, Some("g")), (Some("g"), Some("p")), (Some("p"), None)]
-        );
+        assert_eq!(bounds, vec![(None, Some("g")), (Some("g"), Some("p")), (Some("p"), None)]);
         assert_eq!(split_ranges("s", &[]).len(), 1);
     }
 }

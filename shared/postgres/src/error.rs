@@ -39,11 +39,7 @@ pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
         source = s.source();
     }
     // tokio-postgres reports a connect timeout without a source
-    if e.to_string().contains("timeout") {
-        ErrorClass::Transient
-    } else {
-        ErrorClass::Permanent
-    }
+    if e.to_string().contains("timeout") { ErrorClass::Transient } else { ErrorClass::Permanent }
 }
 
 fn classify_code(code: &SqlState) -> ErrorClass {
@@ -60,11 +56,7 @@ fn classify_code(code: &SqlState) -> ErrorClass {
             SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
         ]
         .contains(code);
-    if transient {
-        ErrorClass::Transient
-    } else {
-        ErrorClass::Permanent
-    }
+    if transient { ErrorClass::Transient } else { ErrorClass::Permanent }
 }
 
 /// Why a chunk or a scan failed.
@@ -103,9 +95,7 @@ impl ExtractError {
         }
     }
 
-    pub(crate) fn db(
-        context: impl Into<String>,
-    ) -> impl FnOnce(tokio_postgres::Error) -> ExtractError {
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ExtractError {
         let context = context.into();
         move |source| ExtractError::Database { context, source }
     }
@@ -133,37 +123,13 @@ mod tests {
 
     #[test]
     fn codes_are_classified() {
-        assert_eq!(
-            classify_code(&SqlState::ADMIN_SHUTDOWN),
-            ErrorClass::Transient
-        );
-        assert_eq!(
-            classify_code(&SqlState::T_R_SERIALIZATION_FAILURE),
-            ErrorClass::Transient
-        );
-        assert_eq!(
-            classify_code(&SqlState::CONNECTION_FAILURE),
-            ErrorClass::Transient
-        );
-        assert_eq!(
-            classify_code(&SqlState::TOO_MANY_CONNECTIONS),
-            ErrorClass::Transient
-        );
-        assert_eq!(
-            classify_code(&SqlState::LOCK_NOT_AVAILABLE),
-            ErrorClass::Transient
-        );
-        assert_eq!(
-            classify_code(&SqlState::INSUFFICIENT_PRIVILEGE),
-            ErrorClass::Permanent
-        );
-        assert_eq!(
-            classify_code(&SqlState::INVALID_PASSWORD),
-            ErrorClass::Permanent
-        );
-        assert_eq!(
-            classify_code(&SqlState::UNDEFINED_DATABASE),
-            ErrorClass::Permanent
-        );
+        assert_eq!(classify_code(&SqlState::ADMIN_SHUTDOWN), ErrorClass::Transient);
+        assert_eq!(classify_code(&SqlState::T_R_SERIALIZATION_FAILURE), ErrorClass::Transient);
+        assert_eq!(classify_code(&SqlState::CONNECTION_FAILURE), ErrorClass::Transient);
+        assert_eq!(classify_code(&SqlState::TOO_MANY_CONNECTIONS), ErrorClass::Transient);
+        assert_eq!(classify_code(&SqlState::LOCK_NOT_AVAILABLE), ErrorClass::Transient);
+        assert_eq!(classify_code(&SqlState::INSUFFICIENT_PRIVILEGE), ErrorClass::Permanent);
+        assert_eq!(classify_code(&SqlState::INVALID_PASSWORD), ErrorClass::Permanent);
+        assert_eq!(classify_code(&SqlState::UNDEFINED_DATABASE), ErrorClass::Permanent);
     }
 }

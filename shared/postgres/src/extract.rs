@@ -11,33 +11,20 @@ use tokio_postgres::{Client, Row};
 
 use crate::error::ExtractError;
 use grantwarden_core::model::{
-    DefaultObjectType, DefaultPrivilege, Function, Grant, Grantee, Membership, ObjectClass,
-    ObjectRef, Privilege, Relation, RelationKind, RlsPolicy, RoleAttributes, RoleName,
+    DefaultObjectType, DefaultPrivilege, Function, Grant, Grantee, Membership, ObjectClass, ObjectRef, Privilege,
+    Relation, RelationKind, RlsPolicy, RoleAttributes, RoleName,
 };
 use grantwarden_core::snapshot::{ChunkSpec, Database, State};
 
 /// Reads everything `chunk` covers.
-pub async fn fetch_chunk(
-    client: &Client,
-    chunk: &ChunkSpec,
-    server_version: u32,
-) -> Result<State, ExtractError> {
-    let mut f = Fetch {
-        client,
-        state: State::default(),
-        grants: BTreeMap::new(),
-    };
+pub async fn fetch_chunk(client: &Client, chunk: &ChunkSpec, server_version: u32) -> Result<State, ExtractError> {
+    let mut f = Fetch { client, state: State::default(), grants: BTreeMap::new() };
     match chunk {
         ChunkSpec::Cluster => {
             f.roles().await?;
             f.memberships(server_version).await?;
             f.database().await?;
-            f.default_acls(
-                include_str!("sql/default_acls_global.sql"),
-                "default_acls_global",
-                &[],
-            )
-            .await?;
+            f.default_acls(include_str!("sql/default_acls_global.sql"), "default_acls_global", &[]).await?;
         }
         ChunkSpec::Schemas { schemas } => {
             f.schema_level(schemas).await?;
@@ -48,8 +35,7 @@ pub async fn fetch_chunk(
             if from.is_none() {
                 f.schema_level(schemas).await?;
             }
-            f.relation_level(schemas, from.as_deref(), to.as_deref())
-                .await?;
+            f.relation_level(schemas, from.as_deref(), to.as_deref()).await?;
         }
     }
     Ok(f.finish())
@@ -67,58 +53,32 @@ fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
     query: &'static str,
     field: &'static str,
 ) -> Result<T, ExtractError> {
-    row.try_get(field).map_err(|e| ExtractError::Row {
-        query,
-        field,
-        message: e.to_string(),
-    })
+    row.try_get(field).map_err(|e| ExtractError::Row { query, field, message: e.to_string() })
 }
 
 fn role(row: &Row, query: &'static str, field: &'static str) -> Result<RoleName, ExtractError> {
     let name: String = get(row, query, field)?;
-    RoleName::new(name).map_err(|e| ExtractError::Row {
-        query,
-        field,
-        message: e.to_string(),
-    })
+    RoleName::new(name).map_err(|e| ExtractError::Row { query, field, message: e.to_string() })
 }
 
-fn grantee_of(
-    name: Option<String>,
-    query: &'static str,
-    field: &'static str,
-) -> Result<Grantee, ExtractError> {
+fn grantee_of(name: Option<String>, query: &'static str, field: &'static str) -> Result<Grantee, ExtractError> {
     match name {
         None => Ok(Grantee::Public),
-        Some(n) => RoleName::new(n)
-            .map(Grantee::Role)
-            .map_err(|e| ExtractError::Row {
-                query,
-                field,
-                message: e.to_string(),
-            }),
+        Some(n) => {
+            RoleName::new(n).map(Grantee::Role).map_err(|e| ExtractError::Row { query, field, message: e.to_string() })
+        }
     }
 }
 
 /// The ACL columns (grantee, privilege_type, is_grantable) of a row; `None`
 /// when the object's ACL is empty (the LEFT JOIN produced no entry).
-fn acl_entry(
-    row: &Row,
-    query: &'static str,
-) -> Result<Option<(Grantee, Privilege, bool)>, ExtractError> {
+fn acl_entry(row: &Row, query: &'static str) -> Result<Option<(Grantee, Privilege, bool)>, ExtractError> {
     let Some(privilege) = get::<Option<String>>(row, query, "privilege_type")? else {
         return Ok(None);
     };
-    let privilege: Privilege =
-        privilege
-            .parse()
-            .map_err(
-                |e: grantwarden_core::model::UnknownPrivilege| ExtractError::Row {
-                    query,
-                    field: "privilege_type",
-                    message: e.to_string(),
-                },
-            )?;
+    let privilege: Privilege = privilege.parse().map_err(|e: grantwarden_core::model::UnknownPrivilege| {
+        ExtractError::Row { query, field: "privilege_type", message: e.to_string() }
+    })?;
     let grantee = grantee_of(get(row, query, "grantee")?, query, "grantee")?;
     let grantable: bool = get(row, query, "is_grantable")?;
     Ok(Some((grantee, privilege, grantable)))
@@ -131,18 +91,12 @@ impl Fetch<'_> {
         name: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, ExtractError> {
-        self.client
-            .query(sql, params)
-            .await
-            .map_err(ExtractError::db(format!("query {name}")))
+        self.client.query(sql, params).await.map_err(ExtractError::db(format!("query {name}")))
     }
 
     fn grant(&mut self, object: ObjectRef, entry: Option<(Grantee, Privilege, bool)>) {
         if let Some((grantee, privilege, grantable)) = entry {
-            *self
-                .grants
-                .entry((object, grantee, privilege))
-                .or_insert(false) |= grantable;
+            *self.grants.entry((object, grantee, privilege)).or_insert(false) |= grantable;
         }
     }
 
@@ -150,12 +104,7 @@ impl Fetch<'_> {
         self.state.grants = self
             .grants
             .into_iter()
-            .map(|((object, grantee, privilege), grantable)| Grant {
-                object,
-                grantee,
-                privilege,
-                grantable,
-            })
+            .map(|((object, grantee, privilege), grantable)| Grant { object, grantee, privilege, grantable })
             .collect();
         self.state
     }
@@ -242,10 +191,7 @@ impl Fetch<'_> {
     /// Schema ACLs, functions and per-schema default privileges.
     async fn schema_level(&mut self, schemas: &[String]) -> Result<(), ExtractError> {
         const S: &str = "schemas";
-        for row in self
-            .query(include_str!("sql/schemas.sql"), S, &[&schemas])
-            .await?
-        {
+        for row in self.query(include_str!("sql/schemas.sql"), S, &[&schemas]).await? {
             let schema: String = get(&row, S, "schema")?;
             let owner = role(&row, S, "owner")?;
             let entry = acl_entry(&row, S)?;
@@ -253,10 +199,7 @@ impl Fetch<'_> {
             self.state.schemas.insert(schema, owner);
         }
         const F: &str = "functions";
-        for row in self
-            .query(include_str!("sql/functions.sql"), F, &[&schemas])
-            .await?
-        {
+        for row in self.query(include_str!("sql/functions.sql"), F, &[&schemas]).await? {
             let schema: String = get(&row, F, "schema")?;
             let signature: String = get(&row, F, "signature")?;
             let kind_code: String = get(&row, F, "kind")?;
@@ -275,23 +218,10 @@ impl Fetch<'_> {
             };
             let owner = role(&row, F, "owner")?;
             let entry = acl_entry(&row, F)?;
-            self.grant(
-                ObjectRef::in_schema(ObjectClass::Function, &schema, &signature),
-                entry,
-            );
-            self.state.functions.insert(Function {
-                schema,
-                signature,
-                kind: kind.to_owned(),
-                owner,
-            });
+            self.grant(ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), entry);
+            self.state.functions.insert(Function { schema, signature, kind: kind.to_owned(), owner });
         }
-        self.default_acls(
-            include_str!("sql/default_acls_schema.sql"),
-            "default_acls_schema",
-            &[&schemas],
-        )
-        .await
+        self.default_acls(include_str!("sql/default_acls_schema.sql"), "default_acls_schema", &[&schemas]).await
     }
 
     /// Relations, their columns and their policies, in a name range.
@@ -302,14 +232,7 @@ impl Fetch<'_> {
         to: Option<&str>,
     ) -> Result<(), ExtractError> {
         const R: &str = "relations";
-        for row in self
-            .query(
-                include_str!("sql/relations.sql"),
-                R,
-                &[&schemas, &from, &to],
-            )
-            .await?
-        {
+        for row in self.query(include_str!("sql/relations.sql"), R, &[&schemas, &from, &to]).await? {
             let schema: String = get(&row, R, "schema")?;
             let name: String = get(&row, R, "name")?;
             let code: String = get(&row, R, "kind")?;
@@ -330,10 +253,7 @@ impl Fetch<'_> {
             });
         }
         const C: &str = "columns";
-        for row in self
-            .query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to])
-            .await?
-        {
+        for row in self.query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to]).await? {
             let schema: String = get(&row, C, "schema")?;
             let table: String = get(&row, C, "table_name")?;
             let column: String = get(&row, C, "column_name")?;
@@ -341,10 +261,7 @@ impl Fetch<'_> {
             self.grant(ObjectRef::column(&schema, &table, &column), entry);
         }
         const P: &str = "policies";
-        for row in self
-            .query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to])
-            .await?
-        {
+        for row in self.query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to]).await? {
             let cmd: String = get(&row, P, "cmd")?;
             let command = match cmd.as_str() {
                 "*" => "ALL",
@@ -361,10 +278,7 @@ impl Fetch<'_> {
                 }
             };
             let roles: Vec<Option<String>> = get(&row, P, "roles")?;
-            let roles = roles
-                .into_iter()
-                .map(|r| grantee_of(r, P, "roles"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let roles = roles.into_iter().map(|r| grantee_of(r, P, "roles")).collect::<Result<Vec<_>, _>>()?;
             self.state.policies.insert(RlsPolicy {
                 schema: get(&row, P, "schema")?,
                 table: get(&row, P, "table_name")?,

@@ -20,9 +20,7 @@ use crate::error::{ErrorClass, ExtractError};
 use crate::extract::fetch_chunk;
 use crate::session::{Timeouts, begin_read_only, connect, parse_config, target_from_config};
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::snapshot::{
-    ChunkOutcome, ChunkSpec, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id,
-};
+use grantwarden_core::snapshot::{ChunkOutcome, ChunkSpec, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id};
 
 /// How a scan runs.
 #[derive(Clone, Debug)]
@@ -85,15 +83,8 @@ impl Scanner {
     /// Validates the connection string; connects nothing yet.
     pub fn new(url: &str, options: ScanOptions) -> Result<Self, ExtractError> {
         let config = parse_config(url, &options.timeouts)?;
-        let target = options
-            .target
-            .clone()
-            .unwrap_or_else(|| target_from_config(&config));
-        Ok(Self {
-            config: Arc::new(config),
-            options,
-            target,
-        })
+        let target = options.target.clone().unwrap_or_else(|| target_from_config(&config));
+        Ok(Self { config: Arc::new(config), options, target })
     }
 
     /// The target id.
@@ -103,24 +94,14 @@ impl Scanner {
 
     /// Runs a scan that started at `now`. Fails only when the catalog cannot be
     /// planned at all; chunk failures give an incomplete snapshot instead.
-    pub async fn scan(
-        &self,
-        now: DateTime<Utc>,
-        progress: &dyn Progress,
-    ) -> Result<Snapshot, ExtractError> {
+    pub async fn scan(&self, now: DateTime<Utc>, progress: &dyn Progress) -> Result<Snapshot, ExtractError> {
         let window = ScanWindow::containing(now, self.options.window_seconds);
         let scan = scan_id(&self.target, &window);
         let span = tracing::info_span!("scan", target = %self.target, scan_id = %scan);
         async {
-            let (plan, _) = retry(&self.options.retry, "planning", &mut || self.plan())
-                .await
-                .map_err(|(e, _)| e)?;
+            let (plan, _) = retry(&self.options.retry, "planning", &mut || self.plan()).await.map_err(|(e, _)| e)?;
             progress.planned(plan.chunks.len());
-            tracing::info!(
-                chunks = plan.chunks.len(),
-                shared_snapshot = plan.snapshot_id.is_some(),
-                "planned"
-            );
+            tracing::info!(chunks = plan.chunks.len(), shared_snapshot = plan.snapshot_id.is_some(), "planned");
             let (outcomes, state, consistent) = self.fetch_all(&plan, &window, progress).await;
             // The coordinator's transaction kept the exported snapshot alive; it changed nothing.
             let _ = plan.client.batch_execute("ROLLBACK").await;
@@ -144,31 +125,20 @@ impl Scanner {
     }
 
     async fn plan(&self) -> Result<Plan, ExtractError> {
-        let client = connect(&self.config)
-            .await
-            .map_err(ExtractError::db("connecting"))?;
+        let client = connect(&self.config).await.map_err(ExtractError::db("connecting"))?;
         begin_read_only(&client, &self.options.timeouts, None).await?;
-        let snapshot_id = match client
-            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
-            .await
-        {
+        let snapshot_id = match client.query_one("SELECT pg_catalog.pg_export_snapshot()", &[]).await {
             Ok(row) => row.try_get::<_, String>(0).ok(),
             Err(e) => {
                 // e.g. a standby that cannot export: chunks then read their own snapshots
                 tracing::warn!(error = %e, "cannot export a snapshot; chunks will not share one");
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(ExtractError::db("rolling back"))?;
+                client.batch_execute("ROLLBACK").await.map_err(ExtractError::db("rolling back"))?;
                 begin_read_only(&client, &self.options.timeouts, None).await?;
                 None
             }
         };
         let version: String = client
-            .query_one(
-                "SELECT pg_catalog.current_setting('server_version_num')",
-                &[],
-            )
+            .query_one("SELECT pg_catalog.current_setting('server_version_num')", &[])
             .await
             .and_then(|r| r.try_get(0))
             .map_err(ExtractError::db("reading server_version_num"))?;
@@ -178,12 +148,7 @@ impl Scanner {
             message: format!("not a number: {version:?}"),
         })?;
         let chunks = plan_chunks(&client, self.options.max_relations_per_chunk).await?;
-        Ok(Plan {
-            client,
-            snapshot_id,
-            server_version,
-            chunks,
-        })
+        Ok(Plan { client, snapshot_id, server_version, chunks })
     }
 
     async fn fetch_all(
@@ -208,10 +173,7 @@ impl Scanner {
             let span = tracing::info_span!("chunk", chunk = %chunk.label(), batch_id = %id);
             tasks.spawn(
                 async move {
-                    let _permit = limit
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed");
+                    let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
                     (i, id, job.run().await)
                 }
                 .instrument(span),
@@ -228,21 +190,12 @@ impl Scanner {
                     consistent &= shared;
                     state.merge(batch);
                     progress.chunk_done(&chunk, true);
-                    ChunkOutcome {
-                        batch_id,
-                        chunk,
-                        attempts,
-                        error: None,
-                    }
+                    ChunkOutcome { batch_id, chunk, attempts, error: None }
                 }
                 Err((e, attempts)) => {
                     tracing::error!(error = %e, attempts, "chunk failed");
                     progress.chunk_done(&chunk, false);
-                    let retried = if e.class() == ErrorClass::Transient {
-                        "gave up"
-                    } else {
-                        "not retried"
-                    };
+                    let retried = if e.class() == ErrorClass::Transient { "gave up" } else { "not retried" };
                     ChunkOutcome {
                         batch_id,
                         chunk,
@@ -253,24 +206,13 @@ impl Scanner {
             };
             outcomes[i] = Some(outcome);
         }
-        (
-            outcomes
-                .into_iter()
-                .map(|o| o.expect("every chunk reports"))
-                .collect(),
-            state,
-            consistent,
-        )
+        (outcomes.into_iter().map(|o| o.expect("every chunk reports")).collect(), state, consistent)
     }
 }
 
 /// Runs `op` until it succeeds, fails permanently, or runs out of attempts;
 /// returns the value or the last error, with the attempts made.
-async fn retry<T, F, Fut>(
-    policy: &RetryPolicy,
-    what: &str,
-    op: &mut F,
-) -> Result<(T, u32), (ExtractError, u32)>
+async fn retry<T, F, Fut>(policy: &RetryPolicy, what: &str, op: &mut F) -> Result<(T, u32), (ExtractError, u32)>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ExtractError>>,
@@ -280,9 +222,7 @@ where
         attempt += 1;
         match op().await {
             Ok(v) => return Ok((v, attempt)),
-            Err(e)
-                if e.class() == ErrorClass::Transient && attempt < policy.max_attempts.max(1) =>
-            {
+            Err(e) if e.class() == ErrorClass::Transient && attempt < policy.max_attempts.max(1) => {
                 let delay = policy.delay(attempt - 1, &mut rand::rng());
                 tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "{what}: transient error, retrying");
                 tokio::time::sleep(delay).await;
@@ -307,14 +247,9 @@ impl ChunkJob {
     async fn run(self) -> Result<(State, u32, bool), (ExtractError, u32)> {
         let shared = std::sync::atomic::AtomicBool::new(self.snapshot_id.is_some());
         let mut op = || async {
-            let client = connect(&self.config)
-                .await
-                .map_err(ExtractError::db("connecting"))?;
-            let snapshot = if shared.load(std::sync::atomic::Ordering::Relaxed) {
-                self.snapshot_id.as_deref()
-            } else {
-                None
-            };
+            let client = connect(&self.config).await.map_err(ExtractError::db("connecting"))?;
+            let snapshot =
+                if shared.load(std::sync::atomic::Ordering::Relaxed) { self.snapshot_id.as_deref() } else { None };
             if let Err(e) = begin_read_only(&client, &self.timeouts, snapshot).await {
                 if snapshot.is_some() {
                     // The exporting transaction is gone (its connection dropped): read our own snapshot.
@@ -327,18 +262,11 @@ impl ChunkJob {
                 }
             }
             let state = fetch_chunk(&client, &self.chunk, self.server_version).await?;
-            client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(ExtractError::db("ending the read-only transaction"))?;
+            client.batch_execute("COMMIT").await.map_err(ExtractError::db("ending the read-only transaction"))?;
             Ok(state)
         };
         let what = format!("chunk {}", self.chunk.label());
         let (state, attempts) = retry(&self.retry, &what, &mut op).await?;
-        Ok((
-            state,
-            attempts,
-            shared.load(std::sync::atomic::Ordering::Relaxed),
-        ))
+        Ok((state, attempts, shared.load(std::sync::atomic::Ordering::Relaxed)))
     }
 }

@@ -21,19 +21,13 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            statement: Duration::from_secs(60),
-            lock: Duration::from_secs(2),
-            connect: Duration::from_secs(10),
-        }
+        Self { statement: Duration::from_secs(60), lock: Duration::from_secs(2), connect: Duration::from_secs(10) }
     }
 }
 
 /// Parses a URL (`postgres://...`) or key-value connection string.
 pub fn parse_config(url: &str, timeouts: &Timeouts) -> Result<Config, ExtractError> {
-    let mut config: Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| ExtractError::Config(e.to_string()))?;
+    let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| ExtractError::Config(e.to_string()))?;
     if config.get_application_name().is_none() {
         config.application_name("grantwarden");
     }
@@ -75,11 +69,7 @@ pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
 /// change nothing, REPEATABLE READ so all its queries see one state, with
 /// statement and lock timeouts so it never blocks (or waits on) DDL. With a
 /// `snapshot` id it reads the same state as the transaction that exported it.
-pub async fn begin_read_only(
-    client: &Client,
-    timeouts: &Timeouts,
-    snapshot: Option<&str>,
-) -> Result<(), ExtractError> {
+pub async fn begin_read_only(client: &Client, timeouts: &Timeouts, snapshot: Option<&str>) -> Result<(), ExtractError> {
     let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;");
     if let Some(id) = snapshot {
         sql.push_str(&format!("SET TRANSACTION SNAPSHOT {};", escape_literal(id)));
@@ -90,8 +80,5 @@ pub async fn begin_read_only(
         timeouts.lock.as_millis(),
         timeouts.statement.as_millis().saturating_mul(2),
     ));
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(ExtractError::db("starting the read-only transaction"))
+    client.batch_execute(&sql).await.map_err(ExtractError::db("starting the read-only transaction"))
 }

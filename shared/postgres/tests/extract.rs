@@ -13,11 +13,7 @@ use grantwarden_postgres::{NoProgress, ScanOptions, Scanner};
 use grantwarden_testkit::TestDb;
 
 async fn scan_with(url: &str, options: ScanOptions) -> Snapshot {
-    Scanner::new(url, options)
-        .unwrap()
-        .scan(Utc::now(), &NoProgress)
-        .await
-        .unwrap()
+    Scanner::new(url, options).unwrap().scan(Utc::now(), &NoProgress).await.unwrap()
 }
 
 async fn scan(url: &str) -> Snapshot {
@@ -28,12 +24,7 @@ fn role(name: &str) -> Grantee {
     Grantee::Role(RoleName::new(name).unwrap())
 }
 
-fn holds(
-    s: &Snapshot,
-    grantee: &Grantee,
-    privilege: Privilege,
-    object: &ObjectRef,
-) -> Option<bool> {
+fn holds(s: &Snapshot, grantee: &Grantee, privilege: Privilege, object: &ObjectRef) -> Option<bool> {
     s.state
         .grants
         .iter()
@@ -45,8 +36,7 @@ fn holds(
 fn mine(db: &TestDb, snap: &Snapshot) -> grantwarden_core::snapshot::State {
     let mut st = snap.state.clone();
     st.roles.retain(|r, _| r.as_str().starts_with(&db.prefix));
-    st.memberships
-        .retain(|m| m.member.as_str().starts_with(&db.prefix));
+    st.memberships.retain(|m| m.member.as_str().starts_with(&db.prefix));
     st
 }
 
@@ -86,13 +76,8 @@ async fn every_object_class_and_builtin_defaults_are_read() {
     assert!(s.complete && s.consistent, "{:?}", s.failed_chunks());
     let (o, r) = (role(&db.role("owner")), role(&db.role("ro")));
 
-    let kinds: Vec<(String, RelationKind)> = s
-        .state
-        .relations
-        .iter()
-        .filter(|x| x.schema == "app")
-        .map(|x| (x.name.clone(), x.kind))
-        .collect();
+    let kinds: Vec<(String, RelationKind)> =
+        s.state.relations.iter().filter(|x| x.schema == "app").map(|x| (x.name.clone(), x.kind)).collect();
     assert_eq!(
         kinds,
         vec![
@@ -104,67 +89,27 @@ async fn every_object_class_and_builtin_defaults_are_read() {
             ("v".into(), RelationKind::View),
         ]
     );
-    assert_eq!(
-        s.state.schemas.get("app").map(RoleName::as_str),
-        Some(db.role("owner").as_str())
-    );
+    assert_eq!(s.state.schemas.get("app").map(RoleName::as_str), Some(db.role("owner").as_str()));
 
     // schema, table-likes, sequence, column
-    assert_eq!(
-        holds(&s, &r, Privilege::Usage, &ObjectRef::schema("app")),
-        Some(false)
-    );
+    assert_eq!(holds(&s, &r, Privilege::Usage, &ObjectRef::schema("app")), Some(false));
     for t in ["t", "v", "mv", "parted", "ft"] {
-        assert_eq!(
-            holds(&s, &r, Privilege::Select, &table("app", t)),
-            Some(false),
-            "SELECT on {t}"
-        );
+        assert_eq!(holds(&s, &r, Privilege::Select, &table("app", t)), Some(false), "SELECT on {t}");
     }
-    assert_eq!(
-        holds(&s, &r, Privilege::Insert, &table("app", "t")),
-        Some(true),
-        "WITH GRANT OPTION"
-    );
-    assert_eq!(
-        holds(
-            &s,
-            &r,
-            Privilege::Update,
-            &ObjectRef::column("app", "t", "secret")
-        ),
-        Some(false)
-    );
-    assert_eq!(
-        holds(&s, &r, Privilege::Update, &table("app", "t")),
-        None,
-        "a column grant is not a table grant"
-    );
+    assert_eq!(holds(&s, &r, Privilege::Insert, &table("app", "t")), Some(true), "WITH GRANT OPTION");
+    assert_eq!(holds(&s, &r, Privilege::Update, &ObjectRef::column("app", "t", "secret")), Some(false));
+    assert_eq!(holds(&s, &r, Privilege::Update, &table("app", "t")), None, "a column grant is not a table grant");
     let seq = ObjectRef::in_schema(ObjectClass::Sequence, "app", "seq");
     assert_eq!(holds(&s, &r, Privilege::Usage, &seq), Some(false));
-    assert_eq!(
-        holds(&s, &Grantee::Public, Privilege::Select, &table("app", "v")),
-        Some(false)
-    );
+    assert_eq!(holds(&s, &Grantee::Public, Privilege::Select, &table("app", "v")), Some(false));
 
     // NULL ACLs read as acldefault: a fresh function gives PUBLIC EXECUTE, owners hold everything
     let f = ObjectRef::in_schema(ObjectClass::Function, "app", "f(integer, text)");
-    assert_eq!(
-        holds(&s, &Grantee::Public, Privilege::Execute, &f),
-        Some(false)
-    );
+    assert_eq!(holds(&s, &Grantee::Public, Privilege::Execute, &f), Some(false));
     assert_eq!(holds(&s, &o, Privilege::Execute, &f), Some(false));
     let p = ObjectRef::in_schema(ObjectClass::Function, "app", "p()");
-    assert_eq!(
-        holds(&s, &Grantee::Public, Privilege::Execute, &p),
-        Some(false)
-    );
-    assert!(
-        s.state
-            .functions
-            .iter()
-            .any(|x| x.signature == "p()" && x.kind == "procedure")
-    );
+    assert_eq!(holds(&s, &Grantee::Public, Privilege::Execute, &p), Some(false));
+    assert!(s.state.functions.iter().any(|x| x.signature == "p()" && x.kind == "procedure"));
     for privilege in [
         Privilege::Select,
         Privilege::Insert,
@@ -180,35 +125,18 @@ async fn every_object_class_and_builtin_defaults_are_read() {
         );
     }
     for privilege in [Privilege::Usage, Privilege::Select, Privilege::Update] {
-        assert!(
-            holds(&s, &o, privilege, &seq).is_some(),
-            "owner {privilege} on the sequence"
-        );
+        assert!(holds(&s, &o, privilege, &seq).is_some(), "owner {privilege} on the sequence");
     }
     let dbo = ObjectRef::database(&db.name);
-    assert_eq!(
-        holds(&s, &Grantee::Public, Privilege::Connect, &dbo),
-        Some(false)
-    );
-    assert_eq!(
-        holds(&s, &Grantee::Public, Privilege::Temporary, &dbo),
-        Some(false)
-    );
-    assert_eq!(
-        s.state.database.as_ref().map(|d| d.name.as_str()),
-        Some(db.name.as_str())
-    );
+    assert_eq!(holds(&s, &Grantee::Public, Privilege::Connect, &dbo), Some(false));
+    assert_eq!(holds(&s, &Grantee::Public, Privilege::Temporary, &dbo), Some(false));
+    assert_eq!(s.state.database.as_ref().map(|d| d.name.as_str()), Some(db.name.as_str()));
 }
 
 #[tokio::test]
 async fn role_attributes_memberships_and_default_privileges_are_read() {
     let db = TestDb::new().await;
-    let (owner, ro, rw, admin) = (
-        db.ident("owner"),
-        db.ident("ro"),
-        db.ident("rw"),
-        db.ident("admin"),
-    );
+    let (owner, ro, rw, admin) = (db.ident("owner"), db.ident("ro"), db.ident("rw"), db.ident("admin"));
     db.exec(&format!(
         "CREATE ROLE {owner}; CREATE ROLE {ro};
          CREATE ROLE {rw} LOGIN NOINHERIT VALID UNTIL '2031-01-02 03:04:05+00' CONNECTION LIMIT 3;
@@ -227,46 +155,20 @@ async fn role_attributes_memberships_and_default_privileges_are_read() {
     let rw_attrs = &s.state.roles[&name("rw")];
     assert!(rw_attrs.login && !rw_attrs.inherit && !rw_attrs.superuser);
     assert_eq!(rw_attrs.connection_limit, 3);
-    assert_eq!(
-        rw_attrs.valid_until.map(|t| t.to_rfc3339()),
-        Some("2031-01-02T03:04:05+00:00".into())
-    );
+    assert_eq!(rw_attrs.valid_until.map(|t| t.to_rfc3339()), Some("2031-01-02T03:04:05+00:00".into()));
     let admin_attrs = &s.state.roles[&name("admin")];
-    assert!(
-        admin_attrs.createdb
-            && admin_attrs.createrole
-            && admin_attrs.bypassrls
-            && !admin_attrs.login
-    );
-    assert_eq!(
-        admin_attrs.valid_until, None,
-        "VALID UNTIL infinity reads as never"
-    );
+    assert!(admin_attrs.createdb && admin_attrs.createrole && admin_attrs.bypassrls && !admin_attrs.login);
+    assert_eq!(admin_attrs.valid_until, None, "VALID UNTIL infinity reads as never");
 
-    let m_rw = s
-        .state
-        .memberships
-        .iter()
-        .find(|m| m.member == name("rw") && m.role == name("ro"))
-        .unwrap();
+    let m_rw = s.state.memberships.iter().find(|m| m.member == name("rw") && m.role == name("ro")).unwrap();
     assert!(!m_rw.admin && m_rw.set);
     if s.server_version_num < 160_000 {
         assert!(!m_rw.inherit, "before 16 the member's NOINHERIT decides");
     }
-    let m_admin = s
-        .state
-        .memberships
-        .iter()
-        .find(|m| m.member == name("admin"))
-        .unwrap();
+    let m_admin = s.state.memberships.iter().find(|m| m.member == name("admin")).unwrap();
     assert!(m_admin.admin && m_admin.inherit);
 
-    let dps: Vec<_> = s
-        .state
-        .default_privileges
-        .iter()
-        .filter(|d| d.for_role == name("owner"))
-        .collect();
+    let dps: Vec<_> = s.state.default_privileges.iter().filter(|d| d.for_role == name("owner")).collect();
     assert!(dps.iter().any(|d| d.schema.as_deref() == Some("app")
         && d.on == DefaultObjectType::Tables
         && d.grantee == Grantee::Role(name("ro"))
@@ -277,10 +179,7 @@ async fn role_attributes_memberships_and_default_privileges_are_read() {
         && d.grantee == Grantee::Role(name("rw"))
         && d.grantable));
     // the global functions entry replaced the built-in default: owner only, no PUBLIC
-    let functions: Vec<_> = dps
-        .iter()
-        .filter(|d| d.on == DefaultObjectType::Functions)
-        .collect();
+    let functions: Vec<_> = dps.iter().filter(|d| d.on == DefaultObjectType::Functions).collect();
     assert!(!functions.is_empty());
     assert!(functions.iter().all(|d| d.grantee != Grantee::Public));
 }
@@ -299,48 +198,20 @@ async fn row_level_security_policies_are_read() {
     ))
     .await;
     let s = scan(&db.url()).await;
-    let rel = s
-        .state
-        .relations
-        .iter()
-        .find(|r| r.name == "accounts")
-        .unwrap();
+    let rel = s.state.relations.iter().find(|r| r.name == "accounts").unwrap();
     assert!(rel.rls_enabled && rel.rls_forced);
-    let read = s
-        .state
-        .policies
-        .iter()
-        .find(|p| p.name == "tenant_read")
-        .unwrap();
+    let read = s.state.policies.iter().find(|p| p.name == "tenant_read").unwrap();
     assert_eq!(read.command, "SELECT");
     assert!(read.permissive);
     assert!(
-        read.using
-            .as_deref()
-            .is_some_and(|u| u.starts_with("(tenant = ") && u.contains("CURRENT_USER")),
+        read.using.as_deref().is_some_and(|u| u.starts_with("(tenant = ") && u.contains("CURRENT_USER")),
         "{:?}",
         read.using
     );
     assert_eq!(read.roles, vec![role(&db.role("ro"))]);
-    let ins = s
-        .state
-        .policies
-        .iter()
-        .find(|p| p.name == "no_insert")
-        .unwrap();
-    assert_eq!(
-        (
-            ins.command.as_str(),
-            ins.permissive,
-            ins.with_check.as_deref()
-        ),
-        ("INSERT", false, Some("false"))
-    );
-    assert_eq!(
-        ins.roles,
-        vec![Grantee::Public],
-        "a policy without TO applies to PUBLIC"
-    );
+    let ins = s.state.policies.iter().find(|p| p.name == "no_insert").unwrap();
+    assert_eq!((ins.command.as_str(), ins.permissive, ins.with_check.as_deref()), ("INSERT", false, Some("false")));
+    assert_eq!(ins.roles, vec![Grantee::Public], "a policy without TO applies to PUBLIC");
 }
 
 #[tokio::test]
@@ -350,20 +221,8 @@ async fn hostile_role_names_are_read_exactly() {
     let q = postgres_protocol::escape::escape_identifier(&hostile);
     db.exec(&format!("CREATE ROLE {q} LOGIN; CREATE SCHEMA \"Mixed Case\"; CREATE TABLE \"Mixed Case\".\"a.b\" (id int); GRANT SELECT ON \"Mixed Case\".\"a.b\" TO {q};")).await;
     let s = scan(&db.url()).await;
-    assert!(
-        s.state
-            .roles
-            .contains_key(&RoleName::new(hostile.clone()).unwrap())
-    );
-    assert_eq!(
-        holds(
-            &s,
-            &role(&hostile),
-            Privilege::Select,
-            &table("Mixed Case", "a.b")
-        ),
-        Some(false)
-    );
+    assert!(s.state.roles.contains_key(&RoleName::new(hostile.clone()).unwrap()));
+    assert_eq!(holds(&s, &role(&hostile), Privilege::Select, &table("Mixed Case", "a.b")), Some(false));
 }
 
 #[tokio::test]
@@ -378,11 +237,7 @@ async fn an_ordinary_role_without_superuser_can_extract() {
     let as_super = scan(&db.url()).await;
     let as_reader = scan(&db.url_as(&db.role("reader"))).await;
     assert!(as_reader.complete, "{:?}", as_reader.failed_chunks());
-    assert_eq!(
-        mine(&db, &as_reader),
-        mine(&db, &as_super),
-        "a catalog reader sees what a superuser sees"
-    );
+    assert_eq!(mine(&db, &as_reader), mine(&db, &as_super), "a catalog reader sees what a superuser sees");
 }
 
 #[tokio::test]
@@ -394,35 +249,18 @@ async fn chunked_scans_give_the_same_state_as_one_chunk() {
         sql.push_str(&format!("CREATE SCHEMA {s};"));
     }
     for i in 0..25 {
-        sql.push_str(&format!(
-            "CREATE TABLE big.t{i:02} (id int, c text); GRANT SELECT ON big.t{i:02} TO {ro};"
-        ));
+        sql.push_str(&format!("CREATE TABLE big.t{i:02} (id int, c text); GRANT SELECT ON big.t{i:02} TO {ro};"));
         if i % 5 == 0 {
             sql.push_str(&format!("GRANT UPDATE (c) ON big.t{i:02} TO {ro};"));
         }
     }
-    sql.push_str(&format!(
-        "CREATE TABLE a.x (id int); CREATE TABLE b.y (id int); GRANT SELECT ON b.y TO {ro};"
-    ));
+    sql.push_str(&format!("CREATE TABLE a.x (id int); CREATE TABLE b.y (id int); GRANT SELECT ON b.y TO {ro};"));
     db.exec(&sql).await;
-    let whole = scan_with(
-        &db.url(),
-        ScanOptions {
-            max_relations_per_chunk: 100_000,
-            concurrency: 1,
-            ..Default::default()
-        },
-    )
-    .await;
-    let split = scan_with(
-        &db.url(),
-        ScanOptions {
-            max_relations_per_chunk: 4,
-            concurrency: 3,
-            ..Default::default()
-        },
-    )
-    .await;
+    let whole =
+        scan_with(&db.url(), ScanOptions { max_relations_per_chunk: 100_000, concurrency: 1, ..Default::default() })
+            .await;
+    let split =
+        scan_with(&db.url(), ScanOptions { max_relations_per_chunk: 4, concurrency: 3, ..Default::default() }).await;
     assert!(whole.complete && split.complete);
     assert!(split.consistent, "chunks share the exported snapshot");
     assert_eq!(whole.chunks.len(), 2, "cluster + one packed chunk");
@@ -434,8 +272,7 @@ async fn chunked_scans_give_the_same_state_as_one_chunk() {
     assert_eq!(parts, 7, "25 relations in ranges of 4");
     assert_eq!(mine(&db, &whole), mine(&db, &split));
     assert_eq!(mine(&db, &whole).sha256(), mine(&db, &split).sha256());
-    let ids: std::collections::BTreeSet<&str> =
-        split.chunks.iter().map(|c| c.batch_id.as_str()).collect();
+    let ids: std::collections::BTreeSet<&str> = split.chunks.iter().map(|c| c.batch_id.as_str()).collect();
     assert_eq!(ids.len(), split.chunks.len(), "batch ids are distinct");
 }
 
@@ -444,13 +281,12 @@ async fn a_permission_error_is_not_retried_and_marks_the_scan_incomplete() {
     let db = TestDb::new().await;
     let reader = db.ident("reader");
     // pg_policy is per-database: revoking it here affects only this test database
-    db.exec(&format!("CREATE ROLE {reader} LOGIN; CREATE SCHEMA app; REVOKE SELECT ON pg_catalog.pg_policy FROM PUBLIC;")).await;
+    db.exec(&format!(
+        "CREATE ROLE {reader} LOGIN; CREATE SCHEMA app; REVOKE SELECT ON pg_catalog.pg_policy FROM PUBLIC;"
+    ))
+    .await;
     let options = ScanOptions {
-        retry: RetryPolicy {
-            max_attempts: 4,
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(5),
-        },
+        retry: RetryPolicy { max_attempts: 4, base: Duration::from_millis(1), cap: Duration::from_millis(5) },
         ..Default::default()
     };
     let s = scan_with(&db.url_as(&db.role("reader")), options).await;
@@ -459,33 +295,19 @@ async fn a_permission_error_is_not_retried_and_marks_the_scan_incomplete() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].attempts, 1, "permission errors are not retried");
     let msg = failed[0].error.as_deref().unwrap();
-    assert!(
-        msg.contains("permission denied") && msg.contains("42501") && msg.contains("not retried"),
-        "{msg}"
-    );
-    assert!(
-        s.failed_chunks()[0].starts_with("schema"),
-        "the failure names the chunk: {:?}",
-        s.failed_chunks()
-    );
+    assert!(msg.contains("permission denied") && msg.contains("42501") && msg.contains("not retried"), "{msg}");
+    assert!(s.failed_chunks()[0].starts_with("schema"), "the failure names the chunk: {:?}", s.failed_chunks());
 }
 
 #[tokio::test]
 async fn an_unreachable_server_is_retried_then_reported() {
     let options = ScanOptions {
-        retry: RetryPolicy {
-            max_attempts: 3,
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(5),
-        },
+        retry: RetryPolicy { max_attempts: 3, base: Duration::from_millis(1), cap: Duration::from_millis(5) },
         ..Default::default()
     };
     // port 1 on loopback: nothing listens, the connection is refused (a transient error)
-    let scanner = Scanner::new(
-        "host=127.0.0.1 port=1 user=postgres dbname=postgres connect_timeout=2",
-        options,
-    )
-    .unwrap();
+    let scanner =
+        Scanner::new("host=127.0.0.1 port=1 user=postgres dbname=postgres connect_timeout=2", options).unwrap();
     let err = scanner.scan(Utc::now(), &NoProgress).await.unwrap_err();
     assert_eq!(err.class(), grantwarden_postgres::ErrorClass::Transient);
     assert!(err.to_string().starts_with("connecting:"), "{err}");
@@ -494,13 +316,10 @@ async fn an_unreachable_server_is_retried_then_reported() {
 #[tokio::test]
 async fn extraction_does_not_wait_behind_an_exclusive_lock() {
     let db = TestDb::new().await;
-    db.exec("CREATE SCHEMA app; CREATE TABLE app.t (id int);")
-        .await;
+    db.exec("CREATE SCHEMA app; CREATE TABLE app.t (id int);").await;
     let locker = db.client().await;
     locker
-        .batch_execute(
-            "BEGIN; LOCK TABLE app.t IN ACCESS EXCLUSIVE MODE; ALTER TABLE app.t ADD COLUMN c int;",
-        )
+        .batch_execute("BEGIN; LOCK TABLE app.t IN ACCESS EXCLUSIVE MODE; ALTER TABLE app.t ADD COLUMN c int;")
         .await
         .unwrap();
     let s = tokio::time::timeout(Duration::from_secs(60), scan(&db.url()))

@@ -69,11 +69,9 @@ async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
 async fn server() -> &'static Server {
     SERVER
         .get_or_init(|| async {
-            let url = std::env::var("GRANTWARDEN_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| DEFAULT_URL.to_owned());
-            let config: Config = url.parse().unwrap_or_else(|e| {
-                panic!("GRANTWARDEN_TEST_DATABASE_URL {url:?} does not parse: {e}")
-            });
+            let url = std::env::var("GRANTWARDEN_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+            let config: Config =
+                url.parse().unwrap_or_else(|e| panic!("GRANTWARDEN_TEST_DATABASE_URL {url:?} does not parse: {e}"));
             let host = match config.get_hosts().first() {
                 Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
                 Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
@@ -83,9 +81,7 @@ async fn server() -> &'static Server {
                 host,
                 port: config.get_ports().first().copied().unwrap_or(5432),
                 user: config.get_user().unwrap_or("postgres").to_owned(),
-                password: config
-                    .get_password()
-                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+                password: config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
             };
             let dbname = config.get_dbname().unwrap_or("postgres").to_owned();
             match connect(&server.conninfo(&dbname, &server.user)).await {
@@ -116,11 +112,7 @@ fn find_bindir() -> Option<PathBuf> {
 
 /// Runs a PostgreSQL binary, as the postgres OS user when we are root (initdb refuses root).
 fn run_pg(bin: &Path, args: &[&str]) -> std::process::Output {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false);
+    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
     let mut cmd = if is_root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin);
@@ -128,9 +120,7 @@ fn run_pg(bin: &Path, args: &[&str]) -> std::process::Output {
     } else {
         Command::new(bin)
     };
-    cmd.args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+    cmd.args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
 }
 
 fn start_throwaway(url: &str, why: &str) -> Server {
@@ -143,67 +133,31 @@ fn start_throwaway(url: &str, why: &str) -> Server {
     };
     let dir = std::env::temp_dir().join("grantwarden-testpg");
     std::fs::create_dir_all(&dir).expect("create the throwaway cluster dir");
-    let lock = std::fs::File::create(std::env::temp_dir().join("grantwarden-testpg.lock"))
-        .expect("create the lock file");
+    let lock =
+        std::fs::File::create(std::env::temp_dir().join("grantwarden-testpg.lock")).expect("create the lock file");
     lock.lock().expect("lock the throwaway cluster");
     let data = dir.join("data");
-    let server = Server {
-        host: "127.0.0.1".into(),
-        port: THROWAWAY_PORT,
-        user: "postgres".into(),
-        password: None,
-    };
+    let server = Server { host: "127.0.0.1".into(), port: THROWAWAY_PORT, user: "postgres".into(), password: None };
     let ready = Command::new(bindir.join("pg_isready"))
         .args(["-h", "127.0.0.1", "-p", &THROWAWAY_PORT.to_string()])
         .status()
         .is_ok_and(|s| s.success());
     if !ready {
-        let _ = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status();
+        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
         if !data.join("PG_VERSION").exists() {
             let out = run_pg(
                 &bindir.join("initdb"),
-                &[
-                    "-D",
-                    &data.to_string_lossy(),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "--no-sync",
-                ],
+                &["-D", &data.to_string_lossy(), "-U", "postgres", "-A", "trust", "--no-sync"],
             );
-            assert!(
-                out.status.success(),
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let opts = format!(
-            "-p {THROWAWAY_PORT} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            dir.display()
-        );
+        let opts = format!("-p {THROWAWAY_PORT} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", dir.display());
         let log = dir.join("server.log");
         let out = run_pg(
             &bindir.join("pg_ctl"),
-            &[
-                "-D",
-                &data.to_string_lossy(),
-                "-l",
-                &log.to_string_lossy(),
-                "-o",
-                &opts,
-                "-w",
-                "start",
-            ],
+            &["-D", &data.to_string_lossy(), "-l", &log.to_string_lossy(), "-o", &opts, "-w", "start"],
         );
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     eprintln!(
         "testkit: no PostgreSQL at {url} ({why}); using a throwaway cluster on port {THROWAWAY_PORT} in {}",
@@ -228,18 +182,13 @@ impl TestDb {
         let tag: u32 = rand::rng().random();
         let prefix = format!("gwt{tag:08x}");
         let name = format!("{prefix}_db");
-        let admin = connect(&server.conninfo("postgres", &server.user))
-            .await
-            .expect("connect to the postgres database");
+        let admin =
+            connect(&server.conninfo("postgres", &server.user)).await.expect("connect to the postgres database");
         admin
             .batch_execute(&format!("CREATE DATABASE {}", escape_identifier(&name)))
             .await
             .expect("create the test database");
-        TestDb {
-            name,
-            prefix,
-            server,
-        }
+        TestDb { name, prefix, server }
     }
 
     /// A role name private to this test: `<prefix>_<name>`.
@@ -269,18 +218,13 @@ impl TestDb {
 
     /// A superuser connection to the test database.
     pub async fn client(&self) -> Client {
-        connect(&self.url())
-            .await
-            .expect("connect to the test database")
+        connect(&self.url()).await.expect("connect to the test database")
     }
 
     /// Runs SQL as the superuser; panics with the statement on failure.
     pub async fn exec(&self, sql: &str) {
         if let Err(e) = self.client().await.batch_execute(sql).await {
-            let msg = e
-                .as_db_error()
-                .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string());
+            let msg = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string());
             panic!("SQL failed: {msg}\n{sql}");
         }
     }
@@ -289,27 +233,15 @@ impl TestDb {
         let Ok(admin) = connect(&server.conninfo("postgres", &server.user)).await else {
             return;
         };
-        let _ = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                escape_identifier(&name)
-            ))
-            .await;
+        let _ =
+            admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", escape_identifier(&name))).await;
         let like = format!("{prefix}\\_%");
-        let Ok(rows) = admin
-            .query(
-                "SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1",
-                &[&like],
-            )
-            .await
-        else {
+        let Ok(rows) = admin.query("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1", &[&like]).await else {
             return;
         };
         for row in rows {
             let role: String = row.get(0);
-            let _ = admin
-                .batch_execute(&format!("DROP ROLE IF EXISTS {}", escape_identifier(&role)))
-                .await;
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", escape_identifier(&role))).await;
         }
     }
 }
@@ -319,16 +251,9 @@ impl Drop for TestDb {
         let (server, name, prefix) = (self.server.clone(), self.name.clone(), self.prefix.clone());
         // Drop runs outside async: clean up on a runtime of our own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a cleanup runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a cleanup runtime");
             rt.block_on(async {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(30),
-                    TestDb::cleanup(server, name, prefix),
-                )
-                .await;
+                let _ = tokio::time::timeout(Duration::from_secs(30), TestDb::cleanup(server, name, prefix)).await;
             });
         })
         .join();

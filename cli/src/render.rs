@@ -1,0 +1,134 @@
+//! Human renderings of the plan report: a terminal table and Markdown.
+//! Both show exactly what the JSON report holds.
+
+use std::fmt::Write;
+
+use comfy_table::{ContentArrangement, Table, presets};
+use grantwarden_core::report::{Finding, Report};
+
+/// Observations shown in full before the rest are only counted.
+const OBSERVATIONS_SHOWN: usize = 15;
+
+fn summary_line(r: &Report) -> String {
+    let s = &r.summary;
+    format!(
+        "{} unauthorized, {} missing, {} orphaned, {} excepted, {} expired_exception, {} untagged | score {} | exception weight {} | status {}",
+        s.unauthorized,
+        s.missing,
+        s.orphaned,
+        s.excepted,
+        s.expired_exception,
+        s.untagged,
+        s.score,
+        s.exception_weight,
+        s.status
+    )
+}
+
+fn grantee_cell(f: &Finding) -> String {
+    if f.grantable { format!("{} (grantable)", f.grantee) } else { f.grantee.clone() }
+}
+
+fn findings_table(findings: &[Finding], preset: &str) -> Table {
+    let mut t = Table::new();
+    t.load_preset(preset).set_content_arrangement(ContentArrangement::Dynamic);
+    t.set_header(vec!["SEVERITY", "KIND", "SCORE", "GRANTEE", "PRIVILEGE", "OBJECT", "DETAIL"]);
+    for f in findings {
+        t.add_row(vec![
+            f.severity.to_string(),
+            f.kind.as_str().to_owned(),
+            f.score.to_string(),
+            grantee_cell(f),
+            f.privilege.clone(),
+            f.object.to_string(),
+            f.detail.clone(),
+        ]);
+    }
+    t
+}
+
+/// The default terminal rendering.
+pub fn table(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "target {}  scan {}  taken {}", r.target, r.scan_id, r.taken_at.to_rfc3339());
+    let _ = writeln!(out, "snapshot sha256 {}", r.snapshot_sha256);
+    if !r.summary.complete {
+        let _ = writeln!(out, "\nINCOMPLETE SCAN: these chunks failed, so the result below is partial:");
+        for c in &r.summary.failed_chunks {
+            let _ = writeln!(out, "  - {c}");
+        }
+    }
+    out.push('\n');
+    if r.findings.is_empty() {
+        out.push_str("No drift: the database matches the baseline.\n");
+    } else {
+        let _ = writeln!(out, "{}", findings_table(&r.findings, presets::UTF8_FULL_CONDENSED));
+    }
+    if !r.observations.is_empty() {
+        let shown = &r.observations[..r.observations.len().min(OBSERVATIONS_SHOWN)];
+        let _ = writeln!(out, "\nObservations (shown, not scored):");
+        let _ = writeln!(out, "{}", findings_table(shown, presets::UTF8_FULL_CONDENSED));
+        if r.observations.len() > shown.len() {
+            let _ = writeln!(out, "... and {} more (see --format json)", r.observations.len() - shown.len());
+        }
+    }
+    let _ = writeln!(out, "\n{}", summary_line(r));
+    out
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn md_findings(out: &mut String, findings: &[Finding]) {
+    out.push_str(
+        "| Severity | Kind | Score | Grantee | Privilege | Object | Detail |\n|---|---|---:|---|---|---|---|\n",
+    );
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            f.severity,
+            f.kind.as_str(),
+            f.score,
+            md_escape(&grantee_cell(f)),
+            f.privilege,
+            md_escape(&f.object.to_string()),
+            md_escape(&f.detail)
+        );
+    }
+}
+
+/// A Markdown rendering for tickets and pull requests.
+pub fn markdown(r: &Report) -> String {
+    let s = &r.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "# grantwarden plan: {}\n", md_escape(r.target.as_str()));
+    let _ = writeln!(out, "- Scan `{}` taken {}", r.scan_id, r.taken_at.to_rfc3339());
+    let _ = writeln!(out, "- Snapshot sha256 `{}`", r.snapshot_sha256);
+    let _ = writeln!(out, "- Status **{}**, score {}, exception weight {}\n", s.status, s.score, s.exception_weight);
+    if !s.complete {
+        out.push_str("> **Incomplete scan.** These chunks failed, so the result is partial:\n");
+        for c in &s.failed_chunks {
+            let _ = writeln!(out, "> - {}", md_escape(c));
+        }
+        out.push('\n');
+    }
+    out.push_str("| Unauthorized | Missing | Orphaned | Excepted | Expired exception | Untagged |\n|---:|---:|---:|---:|---:|---:|\n");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {} |\n",
+        s.unauthorized, s.missing, s.orphaned, s.excepted, s.expired_exception, s.untagged
+    );
+    out.push_str("## Findings\n\n");
+    if r.findings.is_empty() {
+        out.push_str("No drift: the database matches the baseline.\n");
+    } else {
+        md_findings(&mut out, &r.findings);
+    }
+    if !r.observations.is_empty() {
+        out.push_str("\n## Observations (shown, not scored)\n\n");
+        md_findings(&mut out, &r.observations);
+    }
+    out
+}
