@@ -141,6 +141,13 @@ fn default_privileges(state: &State) -> BTreeMap<Grantee, Vec<GrantSpec>> {
         .collect()
 }
 
+/// (privilege, grantable) -> names of the objects in one schema that hold it.
+type HoldersByPrivilege<'a> = BTreeMap<(Privilege, bool), BTreeSet<&'a str>>;
+/// (class, schema, name, grantable) of one object that does not fold into all_*_in_schema.
+type ObjectKey<'a> = (ObjectClass, Option<&'a str>, &'a str, bool);
+/// Column (None for the object itself) -> privileges.
+type PrivilegesByColumn<'a> = BTreeMap<Option<&'a str>, Vec<Privilege>>;
+
 /// The catalog, grouped the way a manifest names things.
 struct Objects<'a> {
     /// Objects of each class per schema, for folding into all_*_in_schema.
@@ -215,8 +222,7 @@ impl<'a> Objects<'a> {
     /// Folds one grantee's grants into manifest entries.
     fn fold(&self, held: &Held) -> Vec<GrantSpec> {
         // (class, schema) -> (privilege, grantable) -> objects holding it
-        let mut per_schema: BTreeMap<(ObjectClass, &str), BTreeMap<(Privilege, bool), BTreeSet<&str>>> =
-            BTreeMap::new();
+        let mut per_schema: BTreeMap<(ObjectClass, &str), HoldersByPrivilege> = BTreeMap::new();
         let mut singles: Vec<(&ObjectRef, Privilege, bool)> = Vec::new();
         for (o, p, g) in held {
             match (o.class, o.schema.as_deref()) {
@@ -227,8 +233,7 @@ impl<'a> Objects<'a> {
             }
         }
         // object -> grantable -> privileges, for what does not fold
-        let mut by_object: BTreeMap<(ObjectClass, Option<&str>, &str, bool), BTreeMap<Option<&str>, Vec<Privilege>>> =
-            BTreeMap::new();
+        let mut by_object: BTreeMap<ObjectKey, PrivilegesByColumn> = BTreeMap::new();
         let mut out = Vec::new();
         let mut all_entries: BTreeMap<(ObjectClass, &str, bool), Vec<Privilege>> = BTreeMap::new();
         for ((class, schema), privs) in &per_schema {

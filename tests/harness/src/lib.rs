@@ -140,6 +140,7 @@ fn start_throwaway(url: &str, why: &str) -> Server {
     let server = Server { host: "127.0.0.1".into(), port: THROWAWAY_PORT, user: "postgres".into(), password: None };
     let ready = Command::new(bindir.join("pg_isready"))
         .args(["-h", "127.0.0.1", "-p", &THROWAWAY_PORT.to_string()])
+        .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ready {
