@@ -132,3 +132,85 @@ pub fn markdown(r: &Report) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grantwarden_core::report::{FindingKind, FindingObject, Summary};
+    use grantwarden_core::scoring::Severity;
+    use grantwarden_core::snapshot::TargetId;
+
+    fn finding(
+        kind: FindingKind,
+        severity: Severity,
+        grantee: &str,
+        privilege: &str,
+        object: FindingObject,
+    ) -> Finding {
+        Finding {
+            kind,
+            severity,
+            score: 2.0,
+            grantee: grantee.into(),
+            privilege: privilege.into(),
+            grantable: false,
+            object,
+            exception_id: None,
+            detail: "not declared in the baseline | really".into(),
+        }
+    }
+
+    fn report(complete: bool) -> Report {
+        let table = FindingObject {
+            kind: "table".into(),
+            schema: Some("orders".into()),
+            name: "Line Items".into(),
+            column: None,
+            for_role: None,
+        };
+        let column = FindingObject { kind: "column".into(), column: Some("email".into()), ..table.clone() };
+        Report {
+            target: TargetId::new("orders-prod").unwrap(),
+            scan_id: "scan-0123".into(),
+            taken_at: "2026-11-25T10:00:00Z".parse().unwrap(),
+            snapshot_sha256: "ab".repeat(32),
+            summary: Summary {
+                unauthorized: 1,
+                missing: 1,
+                orphaned: 0,
+                excepted: 0,
+                expired_exception: 0,
+                untagged: 0,
+                score: 4.0,
+                exception_weight: 0.0,
+                status: if complete {
+                    grantwarden_core::report::Status::Warn
+                } else {
+                    grantwarden_core::report::Status::Incomplete
+                },
+                complete,
+                failed_chunks: if complete { vec![] } else { vec!["schema billing: permission denied".into()] },
+            },
+            findings: vec![
+                finding(FindingKind::Unauthorized, Severity::Medium, "app_rw", "DELETE", table),
+                finding(FindingKind::Missing, Severity::Low, "app_ro", "SELECT", column),
+            ],
+            observations: vec![],
+        }
+    }
+
+    #[test]
+    fn markdown_reads_as_a_document() {
+        insta::assert_snapshot!(markdown(&report(true)));
+    }
+
+    #[test]
+    fn markdown_says_a_partial_scan_is_partial() {
+        insta::assert_snapshot!(markdown(&report(false)));
+    }
+
+    #[test]
+    fn table_shows_findings_and_summary() {
+        insta::assert_snapshot!(table(&report(true)));
+    }
+}

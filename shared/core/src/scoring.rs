@@ -172,9 +172,9 @@ pub struct Facts {
 }
 
 impl ScoringConfig {
-    /// The defaults, with the grant-option factor set.
+    /// The defaults, with the grant-option and PUBLIC factors set.
     pub fn standard() -> Self {
-        Self { grant_option_factor: 1.5, ..Self::default() }
+        Self { grant_option_factor: 1.5, public_factor: 4.0, ..Self::default() }
     }
 
     /// Severity of a finding.
@@ -238,7 +238,8 @@ impl ScoringConfig {
             Scope::Cluster => self.scope.cluster,
         };
         let option = if f.grantable && self.grant_option_factor > 0.0 { self.grant_option_factor } else { 1.0 };
-        round2(kind * class * scope * option)
+        let public = if f.public && self.public_factor > 0.0 { self.public_factor } else { 1.0 };
+        round2(kind * class * scope * option * public)
     }
 }
 
@@ -280,5 +281,9 @@ mod tests {
         assert_eq!(s.score(facts(FindingKind::Orphaned, PrivilegeClass::Admin, Scope::Cluster)), 32.0);
         assert_eq!(s.score(facts(FindingKind::Missing, PrivilegeClass::Read, Scope::Column)), 0.25);
         assert_eq!(s.score(facts(FindingKind::Observed, PrivilegeClass::Admin, Scope::Cluster)), 0.0);
+        let mut public = facts(FindingKind::Unauthorized, PrivilegeClass::Read, Scope::Object);
+        public.public = true;
+        assert_eq!(s.score(public), 4.0, "PUBLIC is every role");
+        assert_eq!(round2(std::iter::empty::<f64>().sum()).to_string(), "0", "no -0 in reports");
     }
 }
