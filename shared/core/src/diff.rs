@@ -13,19 +13,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Privileges, Target};
-use crate::model::{
-    DefaultObjectType, DefaultPrivilege, Grant, Grantee, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName,
-};
+use crate::model::{DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName};
 use crate::report::{Finding, FindingKind, FindingObject, Report};
 use crate::scoring::{Facts, Scope, ScoringConfig};
-use crate::snapshot::{Snapshot, State};
+use crate::snapshot::{Snapshot, State, StateIndex};
 
 /// Compares a snapshot with a baseline and builds the report.
 pub fn diff(baseline: &Baseline, snapshot: &Snapshot, scoring: &ScoringConfig) -> Report {
     let mut d = Differ {
         baseline,
         state: &snapshot.state,
-        index: Index::new(&snapshot.state),
+        index: StateIndex::new(&snapshot.state),
         server_version: snapshot.server_version_num,
         scoring,
         findings: Vec::new(),
@@ -40,78 +38,24 @@ pub fn diff(baseline: &Baseline, snapshot: &Snapshot, scoring: &ScoringConfig) -
     Report::build(snapshot, d.findings, d.observations, scoring)
 }
 
-/// Lookups over a state.
-struct Index<'a> {
-    database: Option<&'a str>,
-    relations: BTreeMap<(&'a str, &'a str), &'a crate::model::Relation>,
-    functions: BTreeMap<(&'a str, &'a str), &'a crate::model::Function>,
-}
-
-impl<'a> Index<'a> {
-    fn new(s: &'a State) -> Self {
-        Self {
-            database: s.database.as_ref().map(|d| d.name.as_str()),
-            relations: s.relations.iter().map(|r| ((r.schema.as_str(), r.name.as_str()), r)).collect(),
-            functions: s.functions.iter().map(|f| ((f.schema.as_str(), f.signature.as_str()), f)).collect(),
-        }
-    }
-
-    fn owner_of<'s>(&self, state: &'s State, o: &ObjectRef) -> Option<&'s RoleName>
-    where
-        'a: 's,
-    {
-        let schema = o.schema.as_deref().unwrap_or("");
-        match o.class {
-            ObjectClass::Database => state.database.as_ref().filter(|d| d.name == o.name).map(|d| &d.owner),
-            ObjectClass::Schema => state.schemas.get(&o.name),
-            ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => {
-                self.relations.get(&(schema, o.name.as_str())).map(|r| &r.owner)
-            }
-            ObjectClass::Function => self.functions.get(&(schema, o.name.as_str())).map(|f| &f.owner),
-            ObjectClass::Role => None,
-        }
-    }
-
-    /// The contract's `object` for an object reference, with the real relation kind.
-    fn object(&self, o: &ObjectRef) -> FindingObject {
-        let schema = o.schema.as_deref().unwrap_or("");
-        let kind = match o.class {
-            ObjectClass::Database => "database".to_owned(),
-            ObjectClass::Schema => "schema".to_owned(),
-            ObjectClass::Column => "column".to_owned(),
-            ObjectClass::Role => "role".to_owned(),
-            ObjectClass::Table | ObjectClass::Sequence => self
-                .relations
-                .get(&(schema, o.name.as_str()))
-                .map(|r| r.kind.type_name().to_owned())
-                .unwrap_or_else(|| if o.class == ObjectClass::Table { "table" } else { "sequence" }.to_owned()),
-            ObjectClass::Function => self
-                .functions
-                .get(&(schema, o.name.as_str()))
-                .map(|f| if f.kind == "window" { "function".to_owned() } else { f.kind.clone() })
-                .unwrap_or_else(|| "function".to_owned()),
-        };
-        FindingObject { kind, schema: o.schema.clone(), name: o.name.clone(), column: o.column.clone(), for_role: None }
-    }
-
-    /// Objects of `class` in `schema` (tables include views, matviews, foreign and partitioned tables).
-    fn all_in_schema(&self, class: ObjectClass, schema: &str) -> Vec<ObjectRef> {
-        match class {
-            ObjectClass::Function => self
-                .functions
-                .range((schema, "")..)
-                .take_while(|((s, _), _)| *s == schema)
-                .map(|((s, n), _)| ObjectRef::in_schema(ObjectClass::Function, s, n))
-                .collect(),
-            _ => self
-                .relations
-                .range((schema, "")..)
-                .take_while(|((s, _), _)| *s == schema)
-                .filter(|(_, r)| r.kind.class() == class)
-                .map(|((s, n), _)| ObjectRef::in_schema(class, s, n))
-                .collect(),
-        }
-    }
+/// The contract's `object` for an object reference, with the real relation or function kind.
+fn finding_object(index: &StateIndex, o: &ObjectRef) -> FindingObject {
+    let schema = o.schema.as_deref().unwrap_or("");
+    let kind = match o.class {
+        ObjectClass::Database => "database".to_owned(),
+        ObjectClass::Schema => "schema".to_owned(),
+        ObjectClass::Column => "column".to_owned(),
+        ObjectClass::Role => "role".to_owned(),
+        ObjectClass::Table | ObjectClass::Sequence => index
+            .relation(schema, &o.name)
+            .map(|r| r.kind.type_name().to_owned())
+            .unwrap_or_else(|| if o.class == ObjectClass::Table { "table" } else { "sequence" }.to_owned()),
+        ObjectClass::Function => index
+            .function(schema, &o.name)
+            .map(|f| if f.kind == "window" { "function".to_owned() } else { f.kind.clone() })
+            .unwrap_or_else(|| "function".to_owned()),
+    };
+    FindingObject { kind, schema: o.schema.clone(), name: o.name.clone(), column: o.column.clone(), for_role: None }
 }
 
 fn scope_of(class: ObjectClass) -> Scope {
@@ -121,23 +65,6 @@ fn scope_of(class: ObjectClass) -> Scope {
         ObjectClass::Schema => Scope::Schema,
         ObjectClass::Database => Scope::Database,
     }
-}
-
-/// PostgreSQL's built-in grants to PUBLIC (acldefault) on the classes we read.
-fn is_builtin_public(object: &ObjectRef, privilege: Privilege) -> bool {
-    matches!(
-        (object.class, privilege),
-        (ObjectClass::Database, Privilege::Connect | Privilege::Temporary)
-            | (ObjectClass::Function, Privilege::Execute)
-    )
-}
-
-fn is_builtin_public_default(dp: &DefaultPrivilege) -> bool {
-    dp.schema.is_none()
-        && matches!(
-            (dp.on, dp.privilege),
-            (DefaultObjectType::Functions, Privilege::Execute) | (DefaultObjectType::Types, Privilege::Usage)
-        )
 }
 
 /// One desired privilege, resolved to a concrete object.
@@ -153,7 +80,7 @@ type DefaultKey = (Grantee, RoleName, Option<String>, DefaultObjectType, Privile
 struct Differ<'a> {
     baseline: &'a Baseline,
     state: &'a State,
-    index: Index<'a>,
+    index: StateIndex<'a>,
     server_version: u32,
     scoring: &'a ScoringConfig,
     findings: Vec<Finding>,
@@ -387,7 +314,7 @@ impl<'a> Differ<'a> {
 
     /// Expands a desired grant against the catalog; objects that do not exist become missing findings.
     fn expand(&mut self, grantee: &Grantee, g: &DesiredGrant, out: &mut BTreeMap<GrantKey, Want>) {
-        let current_db = self.index.database;
+        let current_db = self.index.database();
         let objects: Vec<ObjectRef> = match &g.target {
             Target::Database(name) => match (name.as_deref(), current_db) {
                 (Some(n), Some(db)) if n != db => return, // another database: not this scan's business
@@ -400,7 +327,7 @@ impl<'a> Differ<'a> {
                 }
                 vec![ObjectRef::schema(s)]
             }
-            Target::Relation(class, s, n) => match self.index.relations.get(&(s.as_str(), n.as_str())) {
+            Target::Relation(class, s, n) => match self.index.relation(s, n) {
                 Some(r) => vec![ObjectRef::in_schema(r.kind.class(), s, n)],
                 None => {
                     let kind = if *class == ObjectClass::Sequence { "sequence" } else { "table" };
@@ -408,7 +335,7 @@ impl<'a> Differ<'a> {
                 }
             },
             Target::Columns(s, t, cols) => {
-                if !self.index.relations.contains_key(&(s.as_str(), t.as_str())) {
+                if self.index.relation(s, t).is_none() {
                     for c in cols {
                         self.missing_object(grantee, g, "column", Some(s), t, Some(c), "table does not exist");
                     }
@@ -417,7 +344,7 @@ impl<'a> Differ<'a> {
                 cols.iter().map(|c| ObjectRef::column(s, t, c)).collect()
             }
             Target::Function(s, sig) => {
-                if !self.index.functions.contains_key(&(s.as_str(), sig.as_str())) {
+                if self.index.function(s, sig).is_none() {
                     return self.missing_object(grantee, g, "function", Some(s), sig, None, "function does not exist");
                 }
                 vec![ObjectRef::in_schema(ObjectClass::Function, s, sig)]
@@ -503,12 +430,12 @@ impl<'a> Differ<'a> {
         let state = self.state;
         let mut held: BTreeSet<&GrantKey> = BTreeSet::new();
         for g in &state.grants {
-            let owner = self.index.owner_of(state, &g.object);
+            let owner = self.index.owner_of(&g.object);
             if owner.is_some() && g.grantee.role() == owner {
                 continue; // an owner's privileges come with ownership
             }
             let key: GrantKey = (g.grantee.clone(), g.object.clone(), g.privilege);
-            let object = self.index.object(&g.object);
+            let object = finding_object(&self.index, &g.object);
             let scope = scope_of(g.object.class);
             if let Some((k, w)) = want.get_key_value(&key) {
                 held.insert(k);
@@ -535,7 +462,7 @@ impl<'a> Differ<'a> {
                 }
                 continue;
             }
-            if g.grantee == Grantee::Public && is_builtin_public(&g.object, g.privilege) {
+            if g.is_builtin_public() {
                 let (kind, detail) = match self.baseline.builtin_defaults {
                     BuiltinDefaults::Keep => (FindingKind::Observed, "PostgreSQL's built-in default for PUBLIC"),
                     BuiltinDefaults::Revoke => (
@@ -553,11 +480,11 @@ impl<'a> Differ<'a> {
                 continue;
             }
             let (grantee, object, privilege) = key;
-            let owner = self.index.owner_of(state, object);
+            let owner = self.index.owner_of(object);
             if owner.is_some() && grantee.role() == owner {
                 continue; // held through ownership
             }
-            let fo = self.index.object(object);
+            let fo = finding_object(&self.index, object);
             self.push(
                 FindingKind::Missing,
                 grantee,
@@ -618,7 +545,7 @@ impl<'a> Differ<'a> {
         }
         let mut held = BTreeSet::new();
         for dp in &self.state.default_privileges {
-            if dp.grantee.role() == Some(&dp.for_role) {
+            if dp.is_creators_own() {
                 continue; // the creator's own privileges on what it creates
             }
             let key: DefaultKey = (dp.grantee.clone(), dp.for_role.clone(), dp.schema.clone(), dp.on, dp.privilege);
@@ -640,7 +567,7 @@ impl<'a> Differ<'a> {
                 }
                 continue;
             }
-            if dp.grantee == Grantee::Public && is_builtin_public_default(dp) {
+            if dp.is_builtin_public() {
                 if baseline.builtin_defaults == BuiltinDefaults::Revoke {
                     self.push(
                         FindingKind::Unauthorized,
@@ -691,12 +618,11 @@ impl<'a> Differ<'a> {
 
     fn ownership(&mut self) {
         let baseline = self.baseline;
-        let state = self.state;
         for (name, role) in &baseline.roles {
             let me = Grantee::Role(name.clone());
             for target in &role.owns {
                 let objects: Vec<ObjectRef> = match target {
-                    Target::Database(n) => match (n.as_deref(), self.index.database) {
+                    Target::Database(n) => match (n.as_deref(), self.index.database()) {
                         (Some(n), Some(db)) if n != db => continue,
                         (_, Some(db)) => vec![ObjectRef::database(db)],
                         (_, None) => continue,
@@ -710,9 +636,9 @@ impl<'a> Differ<'a> {
                     Target::Columns(..) | Target::Default { .. } => continue,
                 };
                 for o in objects {
-                    let fo = self.index.object(&o);
+                    let fo = finding_object(&self.index, &o);
                     let scope = scope_of(o.class);
-                    match self.index.owner_of(state, &o) {
+                    match self.index.owner_of(&o) {
                         None => self.push(
                             FindingKind::Missing,
                             &me,
@@ -760,10 +686,10 @@ impl<'a> Differ<'a> {
             tables.insert((&p.schema, &p.table));
         }
         for (s, t) in tables {
-            if let Some(r) = self.index.relations.get(&(s, t))
+            if let Some(r) = self.index.relation(s, t)
                 && !r.rls_enabled
             {
-                let object = self.index.object(&ObjectRef::in_schema(ObjectClass::Table, s, t));
+                let object = finding_object(&self.index, &ObjectRef::in_schema(ObjectClass::Table, s, t));
                 self.push(
                     FindingKind::Observed,
                     &Grantee::Role(r.owner.clone()),

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::baseline::{GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec};
 use crate::model::{DefaultObjectType, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
-use crate::snapshot::State;
+use crate::snapshot::{State, StateIndex};
 
 /// Builds a manifest from `state`, leaving out roles that `ignore` matches.
 pub fn generate(state: &State, ignore: &RoleFilter) -> Manifest {
@@ -79,18 +79,8 @@ type Held = BTreeSet<(ObjectRef, Privilege, bool)>;
 fn grants_by_grantee(state: &State, objects: &Objects) -> BTreeMap<Grantee, Held> {
     let mut out: BTreeMap<Grantee, Held> = BTreeMap::new();
     for g in &state.grants {
-        if let Some(owner) = objects.owner(state, &g.object)
-            && g.grantee.role() == Some(owner)
-        {
-            continue;
-        }
-        let builtin = g.grantee == Grantee::Public
-            && matches!(
-                (g.object.class, g.privilege),
-                (ObjectClass::Database, Privilege::Connect | Privilege::Temporary)
-                    | (ObjectClass::Function, Privilege::Execute)
-            );
-        if builtin {
+        let owner = objects.index.owner_of(&g.object);
+        if (owner.is_some() && g.grantee.role() == owner) || g.is_builtin_public() {
             continue;
         }
         out.entry(g.grantee.clone()).or_default().insert((g.object.clone(), g.privilege, g.grantable));
@@ -102,16 +92,7 @@ fn default_privileges(state: &State) -> BTreeMap<Grantee, Vec<GrantSpec>> {
     type Key = (Option<String>, DefaultObjectType, String, bool);
     let mut grouped: BTreeMap<Grantee, BTreeMap<Key, Vec<Privilege>>> = BTreeMap::new();
     for dp in &state.default_privileges {
-        if dp.grantee.role() == Some(&dp.for_role) {
-            continue;
-        }
-        let builtin = dp.grantee == Grantee::Public
-            && dp.schema.is_none()
-            && matches!(
-                (dp.on, dp.privilege),
-                (DefaultObjectType::Functions, Privilege::Execute) | (DefaultObjectType::Types, Privilege::Usage)
-            );
-        if builtin {
+        if dp.is_creators_own() || dp.is_builtin_public() {
             continue;
         }
         grouped
@@ -150,42 +131,22 @@ type PrivilegesByColumn<'a> = BTreeMap<Option<&'a str>, Vec<Privilege>>;
 
 /// The catalog, grouped the way a manifest names things.
 struct Objects<'a> {
+    /// Owners and lookups.
+    index: StateIndex<'a>,
     /// Objects of each class per schema, for folding into all_*_in_schema.
     by_schema: BTreeMap<(ObjectClass, &'a str), BTreeSet<&'a str>>,
-    relation_owner: BTreeMap<(&'a str, &'a str), &'a RoleName>,
-    function_owner: BTreeMap<(&'a str, &'a str), &'a RoleName>,
 }
 
 impl<'a> Objects<'a> {
     fn new(state: &'a State) -> Self {
         let mut by_schema: BTreeMap<(ObjectClass, &str), BTreeSet<&str>> = BTreeMap::new();
-        let mut relation_owner = BTreeMap::new();
-        let mut function_owner = BTreeMap::new();
         for r in &state.relations {
             by_schema.entry((r.kind.class(), r.schema.as_str())).or_default().insert(r.name.as_str());
-            relation_owner.insert((r.schema.as_str(), r.name.as_str()), &r.owner);
         }
         for f in &state.functions {
             by_schema.entry((ObjectClass::Function, f.schema.as_str())).or_default().insert(f.signature.as_str());
-            function_owner.insert((f.schema.as_str(), f.signature.as_str()), &f.owner);
         }
-        Self { by_schema, relation_owner, function_owner }
-    }
-
-    fn owner<'s>(&self, state: &'s State, o: &ObjectRef) -> Option<&'s RoleName>
-    where
-        'a: 's,
-    {
-        let schema = o.schema.as_deref().unwrap_or("");
-        match o.class {
-            ObjectClass::Database => state.database.as_ref().map(|d| &d.owner),
-            ObjectClass::Schema => state.schemas.get(&o.name),
-            ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => {
-                self.relation_owner.get(&(schema, o.name.as_str())).copied()
-            }
-            ObjectClass::Function => self.function_owner.get(&(schema, o.name.as_str())).copied(),
-            ObjectClass::Role => None,
-        }
+        Self { index: StateIndex::new(state), by_schema }
     }
 
     fn owned_by(&self, state: &State, role: &RoleName) -> Vec<OwnsSpec> {
@@ -199,11 +160,11 @@ impl<'a> Objects<'a> {
             }
         }
         for ((class, schema), names) in &self.by_schema {
-            let owner_of = |n: &str| match class {
-                ObjectClass::Function => self.function_owner.get(&(*schema, n)).copied(),
-                _ => self.relation_owner.get(&(*schema, n)).copied(),
-            };
-            let mine: Vec<&str> = names.iter().copied().filter(|n| owner_of(n) == Some(role)).collect();
+            let mine: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| self.index.owner_of(&ObjectRef::in_schema(*class, schema, n)) == Some(role))
+                .collect();
             if mine.is_empty() {
                 continue;
             }

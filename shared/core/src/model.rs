@@ -396,6 +396,19 @@ pub struct Grant {
     pub grantable: bool,
 }
 
+impl Grant {
+    /// Whether this is one of PostgreSQL's built-in grants to PUBLIC (`acldefault`) on
+    /// the classes we read: CONNECT and TEMPORARY on a database, EXECUTE on a function.
+    pub fn is_builtin_public(&self) -> bool {
+        self.grantee == Grantee::Public
+            && matches!(
+                (self.object.class, self.privilege),
+                (ObjectClass::Database, Privilege::Connect | Privilege::Temporary)
+                    | (ObjectClass::Function, Privilege::Execute)
+            )
+    }
+}
+
 /// Role attributes as `pg_roles` shows them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleAttributes {
@@ -518,6 +531,24 @@ pub struct DefaultPrivilege {
     pub privilege: Privilege,
     /// WITH GRANT OPTION.
     pub grantable: bool,
+}
+
+impl DefaultPrivilege {
+    /// Whether this restates a built-in default for PUBLIC (EXECUTE on functions, USAGE
+    /// on types) in a role's global defaults, which list them once the role has any entry.
+    pub fn is_builtin_public(&self) -> bool {
+        self.grantee == Grantee::Public
+            && self.schema.is_none()
+            && matches!(
+                (self.on, self.privilege),
+                (DefaultObjectType::Functions, Privilege::Execute) | (DefaultObjectType::Types, Privilege::Usage)
+            )
+    }
+
+    /// Whether the grantee is the creating role itself (its own privileges on what it creates).
+    pub fn is_creators_own(&self) -> bool {
+        self.grantee.role() == Some(&self.for_role)
+    }
 }
 
 /// The kind of a table-like relation (`pg_class.relkind`).

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{DefaultPrivilege, Function, Grant, Membership, Relation, RlsPolicy, RoleAttributes, RoleName};
+use crate::model::{
+    DefaultPrivilege, Function, Grant, Membership, ObjectClass, ObjectRef, Relation, RlsPolicy, RoleAttributes,
+    RoleName,
+};
 
 /// An identifier of the database being governed, e.g. `orders-prod` or `db.internal:5432/orders`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -97,6 +100,73 @@ impl State {
     pub fn sha256(&self) -> String {
         let bytes = serde_json::to_vec(self).expect("a State always serializes");
         hex::encode(Sha256::digest(bytes))
+    }
+}
+
+/// Lookups over a [`State`] by name: relations, functions and owners.
+pub struct StateIndex<'a> {
+    state: &'a State,
+    relations: BTreeMap<(&'a str, &'a str), &'a Relation>,
+    functions: BTreeMap<(&'a str, &'a str), &'a Function>,
+}
+
+impl<'a> StateIndex<'a> {
+    /// Indexes a state.
+    pub fn new(state: &'a State) -> Self {
+        Self {
+            state,
+            relations: state.relations.iter().map(|r| ((r.schema.as_str(), r.name.as_str()), r)).collect(),
+            functions: state.functions.iter().map(|f| ((f.schema.as_str(), f.signature.as_str()), f)).collect(),
+        }
+    }
+
+    /// The target database's name, when the cluster chunk was read.
+    pub fn database(&self) -> Option<&'a str> {
+        self.state.database.as_ref().map(|d| d.name.as_str())
+    }
+
+    /// A relation by schema and name.
+    pub fn relation(&self, schema: &str, name: &str) -> Option<&'a Relation> {
+        self.relations.get(&(schema, name)).copied()
+    }
+
+    /// A function by schema and signature.
+    pub fn function(&self, schema: &str, signature: &str) -> Option<&'a Function> {
+        self.functions.get(&(schema, signature)).copied()
+    }
+
+    /// Who owns an object (a column: its table's owner); `None` if it is not in the state.
+    pub fn owner_of(&self, o: &ObjectRef) -> Option<&'a RoleName> {
+        let schema = o.schema.as_deref().unwrap_or("");
+        match o.class {
+            ObjectClass::Database => self.state.database.as_ref().filter(|d| d.name == o.name).map(|d| &d.owner),
+            ObjectClass::Schema => self.state.schemas.get(&o.name),
+            ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => {
+                self.relation(schema, &o.name).map(|r| &r.owner)
+            }
+            ObjectClass::Function => self.function(schema, &o.name).map(|f| &f.owner),
+            ObjectClass::Role => None,
+        }
+    }
+
+    /// Objects of `class` in `schema`, in name order (tables include views,
+    /// materialized views, foreign and partitioned tables).
+    pub fn all_in_schema(&self, class: ObjectClass, schema: &str) -> Vec<ObjectRef> {
+        match class {
+            ObjectClass::Function => self
+                .functions
+                .range((schema, "")..)
+                .take_while(|((s, _), _)| *s == schema)
+                .map(|((s, n), _)| ObjectRef::in_schema(ObjectClass::Function, s, n))
+                .collect(),
+            _ => self
+                .relations
+                .range((schema, "")..)
+                .take_while(|((s, _), _)| *s == schema)
+                .filter(|(_, r)| r.kind.class() == class)
+                .map(|((s, n), _)| ObjectRef::in_schema(class, s, n))
+                .collect(),
+        }
     }
 }
 
