@@ -7,7 +7,6 @@
 //! apply to its object) and builds the typed [`Baseline`] the diff consumes.
 //! Every error names the file and the path inside it.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -17,6 +16,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::{DefaultObjectType, ObjectClass, Privilege, RoleName};
+pub use crate::yaml::{FileError, parse_yaml};
 
 /// The manifest version this code reads.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -318,35 +318,6 @@ impl PublicSpec {
     }
 }
 
-/// A baseline that could not be read; names the file and the path inside it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct BaselineError {
-    /// File (or other source label).
-    pub file: String,
-    /// Path inside the document, e.g. `roles.app_rw.grants[1].privileges[0]`; empty for the root.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-    /// 1-based line, when known.
-    pub line: Option<u64>,
-    /// 1-based column, when known.
-    pub column: Option<u64>,
-}
-
-impl fmt::Display for BaselineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.file)?;
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.message)?;
-        if let (Some(l), Some(c)) = (self.line, self.column) {
-            write!(f, " (line {l}, column {c})")?;
-        }
-        Ok(())
-    }
-}
-
 /// Roles to leave out of the diff: ordered globs, `!glob` re-includes, last match wins.
 #[derive(Debug, Clone, Default)]
 pub struct RoleFilter {
@@ -491,14 +462,14 @@ pub struct Baseline {
 
 impl Baseline {
     /// Parses and validates YAML; `file` labels errors.
-    pub fn from_yaml(text: &str, file: &str) -> Result<Self, BaselineError> {
+    pub fn from_yaml(text: &str, file: &str) -> Result<Self, FileError> {
         let manifest = parse_manifest(text, file)?;
         Self::resolve(&manifest, file)
     }
 
     /// Validates a parsed manifest.
-    pub fn resolve(m: &Manifest, file: &str) -> Result<Self, BaselineError> {
-        let err = |path: String, message: String| BaselineError {
+    pub fn resolve(m: &Manifest, file: &str) -> Result<Self, FileError> {
+        let err = |path: String, message: String| FileError {
             file: file.to_owned(),
             path,
             message,
@@ -575,35 +546,8 @@ impl Baseline {
 }
 
 /// Reads the YAML into a [`Manifest`], with file, path and line in any error.
-pub fn parse_manifest(text: &str, file: &str) -> Result<Manifest, BaselineError> {
-    let failed_path = RefCell::new(String::new());
-    let mut options = serde_saphyr::Options::default();
-    options.with_snippet = false;
-    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize::<_, Manifest>(de).map_err(|e| {
-            let path = e.path().to_string();
-            *failed_path.borrow_mut() = if path == "." { String::new() } else { path };
-            e.into_inner()
-        })
-    });
-    parsed.map_err(|e| {
-        let location = e.location();
-        BaselineError {
-            file: file.to_owned(),
-            path: failed_path.into_inner(),
-            message: strip_location(&e.without_snippet().to_string()),
-            line: location.map(|l| l.line()),
-            column: location.map(|l| l.column()),
-        }
-    })
-}
-
-/// serde-saphyr appends " at line L, column C"; we print location our own way.
-fn strip_location(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
-    }
+pub fn parse_manifest(text: &str, file: &str) -> Result<Manifest, FileError> {
+    parse_yaml(text, file)
 }
 
 /// A map key as it appears in a path: bare when simple, quoted otherwise.

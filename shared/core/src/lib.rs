@@ -13,6 +13,8 @@
 //! - [`scoring`]: severity, score and status thresholds.
 //! - [`report`]: the plan report (JSON contract).
 //! - [`generate`]: a baseline from a live state, for brownfield adoption.
+//! - [`policy`]: the policy registry: exception categories and routes.
+//! - [`yaml`]: YAML inputs with errors that name file and path.
 //! - [`backoff`]: retry delays with full jitter.
 #![deny(missing_docs)]
 
@@ -21,6 +23,8 @@ pub mod baseline;
 pub mod diff;
 pub mod generate;
 pub mod model;
+pub mod policy;
 pub mod report;
 pub mod scoring;
 pub mod snapshot;
+pub mod yaml;
