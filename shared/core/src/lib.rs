@@ -13,7 +13,9 @@
 //! - [`scoring`]: severity, score and status thresholds.
 //! - [`report`]: the plan report (JSON contract).
 //! - [`generate`]: a baseline from a live state, for brownfield adoption.
+//! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
 //! - [`policy`]: the policy registry: exception categories and routes.
+
 //! - [`yaml`]: YAML inputs with errors that name file and path.
 //! - [`backoff`]: retry delays with full jitter.
 #![deny(missing_docs)]
@@ -23,6 +25,7 @@ pub mod baseline;
 pub mod diff;
 pub mod generate;
 pub mod model;
+pub mod normalize;
 pub mod policy;
 pub mod report;
 pub mod scoring;
