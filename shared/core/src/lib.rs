@@ -16,7 +16,9 @@
 //! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
 //! - [`policy`]: the policy registry: exception categories and routes.
 
+//! - [`ticket`]: routing decisions and exception tickets with approvals.
 //! - [`yaml`]: YAML inputs with errors that name file and path.
+
 //! - [`backoff`]: retry delays with full jitter.
 #![deny(missing_docs)]
 
@@ -30,4 +32,5 @@ pub mod policy;
 pub mod report;
 pub mod scoring;
 pub mod snapshot;
+pub mod ticket;
 pub mod yaml;

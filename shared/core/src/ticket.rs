@@ -1,0 +1,527 @@
+//! Routing a grant request to a decision, and the exception ticket it opens.
+//!
+//! A request that routes becomes a ticket: `active` when its category needs
+//! no approval, else `pending_approval` until enough distinct approvers, none
+//! of them the requester, have approved. A request that cannot be routed is
+//! `Untagged` (the caller records a high-severity finding; nothing is
+//! suppressed); one that breaks a rule of its category is `Refused`.
+//!
+//! Tickets are keyed by source and delivery id, so the same delivery twice is
+//! the same ticket; the same delivery id with a different payload is a
+//! conflict. A ticket is never deleted: its history records every step.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::normalize::{Action, GrantRequest};
+use crate::policy::{Category, ExcessTtl, PolicyRegistry, RegistryRef, RouteInput};
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    /// Waiting for approvals.
+    PendingApproval,
+    /// In force until `expires_at`.
+    Active,
+    /// Its window ended.
+    Expired,
+    /// Ended early, or revoked at expiry.
+    Revoked,
+}
+
+impl std::fmt::Display for TicketStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TicketStatus::PendingApproval => "pending_approval",
+            TicketStatus::Active => "active",
+            TicketStatus::Expired => "expired",
+            TicketStatus::Revoked => "revoked",
+        })
+    }
+}
+
+/// One approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Who approved.
+    pub approver: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One step of a ticket's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketEvent {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// requested, approved, activated, expired, revoked.
+    pub what: String,
+    /// Who caused it.
+    pub actor: String,
+    /// Anything worth keeping.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// An exception ticket: a documented, time-boxed grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// `tkt-` + 20 hex digits of sha256(source, delivery id).
+    pub id: String,
+    /// The normalized request.
+    pub request: GrantRequest,
+    /// sha256 of the canonical request (with its observed time left out): a
+    /// redelivery with the same id but another hash is a conflict.
+    pub request_sha256: String,
+    /// Category it was routed to.
+    pub category: String,
+    /// Routing tag of the matching route.
+    pub tag: String,
+    /// Approvals the category needs.
+    pub approvals_required: u8,
+    /// Multiplies the score of the findings it excepts.
+    pub weight_factor: f64,
+    /// Registry version in force when it was routed.
+    pub registry: RegistryRef,
+    /// Status as last recorded (see [`Ticket::status_at`] for the effective one).
+    pub status: TicketStatus,
+    /// Window start.
+    pub starts_at: DateTime<Utc>,
+    /// Window end (clamped to max_ttl when the category says so).
+    pub expires_at: DateTime<Utc>,
+    /// Approvals received.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// Everything that happened to it.
+    pub history: Vec<TicketEvent>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Refusal {
+    /// Longer than the category allows.
+    TtlExceeded {
+        /// Requested window.
+        requested_seconds: u64,
+        /// Category limit.
+        max_seconds: u64,
+    },
+    /// The category needs an incident id.
+    IncidentRequired,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::TtlExceeded { requested_seconds, max_seconds } => {
+                write!(f, "requested {requested_seconds}s exceeds the category's max_ttl of {max_seconds}s")
+            }
+            Refusal::IncidentRequired => f.write_str("the category requires an incident id"),
+        }
+    }
+}
+
+/// What routing decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// A ticket opens.
+    Ticket(Box<Ticket>),
+    /// The request breaks a rule of its category.
+    Refused {
+        /// The category.
+        category: String,
+        /// Why.
+        refusal: Refusal,
+        /// Registry in force.
+        registry: RegistryRef,
+    },
+    /// Nothing matched, or the request cannot be routed: fail secure.
+    Untagged {
+        /// Why.
+        reason: String,
+        /// Registry in force, if one was loaded.
+        registry: Option<RegistryRef>,
+    },
+}
+
+/// The ticket id of a delivery.
+pub fn ticket_id(source: &str, delivery_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(delivery_id.as_bytes());
+    format!("tkt-{}", &hex::encode(h.finalize())[..20])
+}
+
+/// sha256 of what a redelivery must repeat exactly.
+pub fn request_sha256(r: &GrantRequest) -> String {
+    let mut canonical = r.clone();
+    canonical.observed_at = DateTime::<Utc>::UNIX_EPOCH;
+    hex::encode(Sha256::digest(serde_json::to_vec(&canonical).expect("a request always serializes")))
+}
+
+/// Routes a request at `now`.
+pub fn route(request: &GrantRequest, registry: &PolicyRegistry, now: DateTime<Utc>) -> Decision {
+    let reg = registry.id.clone();
+    if request.action == Action::Revoke {
+        return Decision::Untagged { reason: "a revoke is not an exception request".into(), registry: Some(reg) };
+    }
+    let Some(expires_at) = request.expires_at else {
+        return Decision::Untagged { reason: "no expiry: an exception must end".into(), registry: Some(reg) };
+    };
+    let privileges = request.privileges.clone();
+    let input = RouteInput {
+        target: request.target.as_str(),
+        schema: request.object.route_schema(),
+        object_type: request.object.on,
+        privileges: &privileges,
+        grantee: request.role.as_str(),
+        source: &request.source,
+    };
+    let Some((route, category)) = registry.route(&input) else {
+        return Decision::Untagged { reason: "no route of the policy registry matches".into(), registry: Some(reg) };
+    };
+    if category.incident_required && request.incident_id.is_none() {
+        return Decision::Refused { category: category.id.clone(), refusal: Refusal::IncidentRequired, registry: reg };
+    }
+    let starts_at = now;
+    let requested = expires_at - starts_at;
+    let max = chrono::Duration::from_std(category.max_ttl).unwrap_or(chrono::Duration::MAX);
+    let mut history = vec![TicketEvent {
+        at: now,
+        what: "requested".into(),
+        actor: request.requested_by.clone(),
+        detail: format!("routed by {} to {} under registry {}", route.origin, category.id, reg),
+    }];
+    let expires_at = if requested > max {
+        match category.on_excess_ttl {
+            ExcessTtl::Refuse => {
+                return Decision::Refused {
+                    category: category.id.clone(),
+                    refusal: Refusal::TtlExceeded {
+                        requested_seconds: requested.num_seconds().max(0) as u64,
+                        max_seconds: category.max_ttl.as_secs(),
+                    },
+                    registry: reg,
+                };
+            }
+            ExcessTtl::Clamp => {
+                history.push(TicketEvent {
+                    at: now,
+                    what: "clamped".into(),
+                    actor: "grantwarden".into(),
+                    detail: format!("expiry {} shortened to the category's max_ttl", expires_at.to_rfc3339()),
+                });
+                starts_at + max
+            }
+        }
+    } else {
+        expires_at
+    };
+    let mut ticket = Ticket {
+        id: ticket_id(&request.source, &request.delivery_id),
+        request_sha256: request_sha256(request),
+        request: request.clone(),
+        category: category.id.clone(),
+        tag: route.tag.clone(),
+        approvals_required: category.approvals,
+        weight_factor: category.weight_factor,
+        registry: reg,
+        status: TicketStatus::PendingApproval,
+        starts_at,
+        expires_at,
+        approvals: Vec::new(),
+        history,
+    };
+    ticket.activate_if_approved(now);
+    Decision::Ticket(Box::new(ticket))
+}
+
+/// Why an approval did not count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalError {
+    /// Requesters cannot approve their own access.
+    #[error("{0} requested this access and cannot approve it")]
+    Requester(String),
+    /// Each approver counts once.
+    #[error("{0} has already approved this ticket")]
+    Duplicate(String),
+    /// Only pending tickets take approvals.
+    #[error("ticket is {0}, not pending approval")]
+    NotPending(TicketStatus),
+}
+
+impl Ticket {
+    /// The status at `now`: an active ticket past its window is expired.
+    pub fn status_at(&self, now: DateTime<Utc>) -> TicketStatus {
+        match self.status {
+            TicketStatus::Active | TicketStatus::PendingApproval if now >= self.expires_at => TicketStatus::Expired,
+            s => s,
+        }
+    }
+
+    /// Whether the ticket was in force at `now`.
+    pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
+        self.status_at(now) == TicketStatus::Active && now >= self.starts_at
+    }
+
+    /// Records an approval; activates the ticket when enough distinct approvers agree.
+    pub fn approve(&mut self, approver: &str, now: DateTime<Utc>) -> Result<(), ApprovalError> {
+        let status = self.status_at(now);
+        if status != TicketStatus::PendingApproval {
+            return Err(ApprovalError::NotPending(status));
+        }
+        if approver.eq_ignore_ascii_case(&self.request.requested_by)
+            || approver.eq_ignore_ascii_case(&self.request.principal)
+        {
+            return Err(ApprovalError::Requester(approver.to_owned()));
+        }
+        if self.approvals.iter().any(|a| a.approver.eq_ignore_ascii_case(approver)) {
+            return Err(ApprovalError::Duplicate(approver.to_owned()));
+        }
+        self.approvals.push(Approval { approver: approver.to_owned(), at: now });
+        self.history.push(TicketEvent {
+            at: now,
+            what: "approved".into(),
+            actor: approver.to_owned(),
+            detail: String::new(),
+        });
+        self.activate_if_approved(now);
+        Ok(())
+    }
+
+    fn activate_if_approved(&mut self, now: DateTime<Utc>) {
+        if self.status == TicketStatus::PendingApproval && self.approvals.len() >= usize::from(self.approvals_required)
+        {
+            self.status = TicketStatus::Active;
+            let detail = match self.approvals_required {
+                0 => "no approval required".to_owned(),
+                n => format!("{n} approval(s) received"),
+            };
+            self.history.push(TicketEvent { at: now, what: "activated".into(), actor: "grantwarden".into(), detail });
+        }
+    }
+
+    /// Ends the ticket early.
+    pub fn revoke(&mut self, actor: &str, now: DateTime<Utc>, why: &str) {
+        if self.status != TicketStatus::Revoked {
+            self.status = TicketStatus::Revoked;
+            self.history.push(TicketEvent {
+                at: now,
+                what: "revoked".into(),
+                actor: actor.to_owned(),
+                detail: why.to_owned(),
+            });
+        }
+    }
+
+    /// The category's data, for scoring.
+    pub fn category_of<'r>(&self, registry: &'r PolicyRegistry) -> Option<&'r Category> {
+        registry.categories.get(&self.category)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::On;
+    use crate::model::{Privilege, RoleName};
+    use crate::normalize::{InputKind, RequestObject};
+    use crate::snapshot::TargetId;
+    use proptest::prelude::*;
+
+    const REGISTRY: &str = r#"
+version: "2.1"
+owner: security@example.com
+approver: ciso@example.com
+categories:
+  hipaa-phi:   { framework: HIPAA, max_ttl: 4h,  approvals: 2, weight_factor: 0.5 }
+  soc2-ops:    { framework: SOC2,  max_ttl: 24h, approvals: 1, weight_factor: 0.25, on_excess_ttl: clamp }
+  read-only:   { framework: SOC2,  max_ttl: 8h,  approvals: 0, weight_factor: 0.1 }
+  break-glass: { framework: SOC2,  max_ttl: 30m, approvals: 0, incident_required: true, weight_factor: 1.0 }
+routes:
+  - { match: { schema: "phi_*" }, category: hipaa-phi }
+  - { match: { source: "pagerduty" }, category: break-glass }
+  - { match: { privileges: [SELECT, USAGE] }, category: read-only }
+  - { match: { target: "orders-*" }, category: soc2-ops }
+"#;
+
+    fn registry() -> PolicyRegistry {
+        PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-22T12:00:00Z".parse().unwrap()
+    }
+
+    fn request(schema: &str, privileges: &[Privilege], hours: i64) -> GrantRequest {
+        GrantRequest {
+            delivery_id: "d-1".into(),
+            input: InputKind::Webhook,
+            source: "okta".into(),
+            action: Action::Grant,
+            target: TargetId::new("orders-prod").unwrap(),
+            principal: "alice@example.com".into(),
+            role: RoleName::new("alice_tmp").unwrap(),
+            privileges: privileges.to_vec(),
+            object: RequestObject { on: On::Schema, schema: None, name: Some(schema.into()), columns: vec![] },
+            expires_at: Some(now() + chrono::Duration::hours(hours)),
+            justification: Some("INC-1".into()),
+            requested_by: "alice@example.com".into(),
+            incident_id: None,
+            observed_at: now(),
+        }
+    }
+
+    fn ticket(d: Decision) -> Ticket {
+        match d {
+            Decision::Ticket(t) => *t,
+            other => panic!("expected a ticket, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routing_rules_table() {
+        let r = registry();
+        struct Case {
+            name: &'static str,
+            req: GrantRequest,
+            want: &'static str,
+        }
+        let mut unrouted = request("billing", &[Privilege::Insert], 2);
+        unrouted.target = TargetId::new("crm-prod").unwrap();
+        let mut no_expiry = request("billing", &[Privilege::Select], 2);
+        no_expiry.expires_at = None;
+        let mut glass = request("billing", &[Privilege::Delete], 0);
+        glass.source = "pagerduty".into();
+        glass.expires_at = Some(now() + chrono::Duration::minutes(20));
+        let mut glass_with_incident = glass.clone();
+        glass_with_incident.incident_id = Some("INC-9".into());
+        let mut revoke = request("billing", &[Privilege::Select], 2);
+        revoke.action = Action::Revoke;
+        let cases = vec![
+            Case {
+                name: "phi schema needs two approvals",
+                req: request("phi_claims", &[Privilege::Select], 2),
+                want: "ticket hipaa-phi pending_approval",
+            },
+            Case {
+                name: "read-only is auto-approved",
+                req: request("billing", &[Privilege::Select, Privilege::Usage], 2),
+                want: "ticket read-only active",
+            },
+            Case {
+                name: "write goes to ops with one approval",
+                req: request("billing", &[Privilege::Insert], 2),
+                want: "ticket soc2-ops pending_approval",
+            },
+            Case {
+                name: "too long for hipaa is refused",
+                req: request("phi_claims", &[Privilege::Select], 5),
+                want: "refused hipaa-phi ttl",
+            },
+            Case {
+                name: "too long for ops is clamped",
+                req: request("billing", &[Privilege::Insert], 48),
+                want: "ticket soc2-ops pending_approval clamped",
+            },
+            Case { name: "no route is untagged", req: unrouted, want: "untagged" },
+            Case { name: "no expiry is untagged", req: no_expiry, want: "untagged" },
+            Case { name: "break-glass without incident is refused", req: glass, want: "refused break-glass incident" },
+            Case {
+                name: "break-glass with incident is active",
+                req: glass_with_incident,
+                want: "ticket break-glass active",
+            },
+            Case { name: "a revoke is not an exception", req: revoke, want: "untagged" },
+        ];
+        for c in cases {
+            let got = match route(&c.req, &r, now()) {
+                Decision::Ticket(t) => {
+                    let clamped = if t.history.iter().any(|e| e.what == "clamped") { " clamped" } else { "" };
+                    format!("ticket {} {}{clamped}", t.category, t.status)
+                }
+                Decision::Refused { category, refusal: Refusal::TtlExceeded { .. }, .. } => {
+                    format!("refused {category} ttl")
+                }
+                Decision::Refused { category, refusal: Refusal::IncidentRequired, .. } => {
+                    format!("refused {category} incident")
+                }
+                Decision::Untagged { .. } => "untagged".into(),
+            };
+            assert_eq!(got, c.want, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn clamping_shortens_to_max_ttl() {
+        let t = ticket(route(&request("billing", &[Privilege::Insert], 48), &registry(), now()));
+        assert_eq!(t.expires_at, now() + chrono::Duration::hours(24));
+    }
+
+    #[test]
+    fn approvals_must_be_distinct_and_not_the_requester() {
+        let mut t = ticket(route(&request("phi_claims", &[Privilege::Select], 2), &registry(), now()));
+        assert_eq!(t.approve("alice@example.com", now()), Err(ApprovalError::Requester("alice@example.com".into())));
+        t.approve("bob@example.com", now()).unwrap();
+        assert_eq!(t.approve("BOB@example.com", now()), Err(ApprovalError::Duplicate("BOB@example.com".into())));
+        assert_eq!(t.status, TicketStatus::PendingApproval);
+        t.approve("carol@example.com", now()).unwrap();
+        assert_eq!(t.status, TicketStatus::Active);
+        let whats: Vec<&str> = t.history.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(whats, ["requested", "approved", "approved", "activated"]);
+        assert!(matches!(t.approve("dave@example.com", now()), Err(ApprovalError::NotPending(TicketStatus::Active))));
+    }
+
+    #[test]
+    fn tickets_expire_by_time_and_keep_their_history() {
+        let t = ticket(route(&request("billing", &[Privilege::Select], 2), &registry(), now()));
+        assert!(t.is_active_at(now() + chrono::Duration::hours(1)));
+        assert_eq!(t.status_at(now() + chrono::Duration::hours(2)), TicketStatus::Expired);
+        let mut revoked = t.clone();
+        revoked.revoke("ciso@example.com", now(), "left the team");
+        assert_eq!(revoked.status_at(now()), TicketStatus::Revoked);
+        assert!(!revoked.is_active_at(now()));
+        assert_eq!(revoked.history.last().unwrap().what, "revoked");
+    }
+
+    #[test]
+    fn the_same_delivery_is_the_same_ticket_and_a_changed_payload_is_detectable() {
+        let a = request("billing", &[Privilege::Select], 2);
+        let mut later = a.clone();
+        later.observed_at = now() + chrono::Duration::minutes(5);
+        assert_eq!(ticket_id(&a.source, &a.delivery_id), ticket_id(&later.source, &later.delivery_id));
+        assert_eq!(request_sha256(&a), request_sha256(&later), "a redelivery later is the same request");
+        let mut changed = a.clone();
+        changed.privileges = vec![Privilege::Delete];
+        assert_ne!(request_sha256(&a), request_sha256(&changed));
+    }
+
+    proptest! {
+        /// Routing depends only on the request, registry and time; and nothing
+        /// becomes active without the approvals its category demands.
+        #[test]
+        fn routing_is_deterministic_and_never_skips_approvals(
+            schema in "(phi_|)[a-z]{1,6}", p in 0usize..4, hours in 1i64..60, src in prop::sample::select(vec!["okta", "pagerduty"]),
+            incident in proptest::option::of("[A-Z]{3}-[0-9]{1,4}"),
+        ) {
+            let privs = [Privilege::Select, Privilege::Usage, Privilege::Insert, Privilege::Delete];
+            let mut req = request(&schema, &privs[..=p], hours);
+            req.source = src.into();
+            req.incident_id = incident;
+            let reg = registry();
+            let a = route(&req, &reg, now());
+            let b = route(&req, &reg, now());
+            prop_assert_eq!(&a, &b);
+            if let Decision::Ticket(t) = a {
+                let cat = &reg.categories[&t.category];
+                prop_assert_eq!(t.status == TicketStatus::Active, cat.approvals == 0);
+                prop_assert!(t.expires_at - t.starts_at <= chrono::Duration::from_std(cat.max_ttl).unwrap());
+                prop_assert!(!cat.incident_required || t.request.incident_id.is_some());
+            }
+        }
+    }
+}
