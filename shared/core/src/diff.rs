@@ -15,17 +15,44 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Privileges, Target};
 use crate::model::{DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName};
 use crate::report::{Finding, FindingKind, FindingObject, Report};
+use crate::scoring::round2;
 use crate::scoring::{Facts, Scope, ScoringConfig};
-use crate::snapshot::{Snapshot, State, StateIndex};
+use crate::snapshot::{Snapshot, State, StateIndex, TargetId};
+use crate::ticket::{Ticket, TicketStatus};
+use chrono::{DateTime, Utc};
 
 /// Compares a snapshot with a baseline and builds the report.
 pub fn diff(baseline: &Baseline, snapshot: &Snapshot, scoring: &ScoringConfig) -> Report {
+    diff_with_exceptions(baseline, snapshot, scoring, &Exceptions { tickets: &[], now: snapshot.taken_at })
+}
+
+/// Exception tickets laid over the diff, at a point in time.
+#[derive(Clone, Copy)]
+pub struct Exceptions<'a> {
+    /// Every ticket of the target, whatever its status.
+    pub tickets: &'a [Ticket],
+    /// When to judge them (normally the scan time).
+    pub now: DateTime<Utc>,
+}
+
+/// [`diff`] with exceptions: a grant the baseline does not allow is `excepted`
+/// while an active ticket covers it (scored with the category's weight factor,
+/// never zero, not alerted), and `expired_exception` when only ended tickets do
+/// (a TTL breach: the report alerts).
+pub fn diff_with_exceptions(
+    baseline: &Baseline,
+    snapshot: &Snapshot,
+    scoring: &ScoringConfig,
+    exceptions: &Exceptions,
+) -> Report {
     let mut d = Differ {
         baseline,
         state: &snapshot.state,
         index: StateIndex::new(&snapshot.state),
         server_version: snapshot.server_version_num,
         scoring,
+        target: &snapshot.target,
+        exceptions: *exceptions,
         findings: Vec::new(),
         observations: Vec::new(),
     };
@@ -83,6 +110,8 @@ struct Differ<'a> {
     index: StateIndex<'a>,
     server_version: u32,
     scoring: &'a ScoringConfig,
+    target: &'a TargetId,
+    exceptions: Exceptions<'a>,
     findings: Vec<Finding>,
     observations: Vec<Finding>,
 }
@@ -499,6 +528,12 @@ impl<'a> Differ<'a> {
 
     fn unwanted_grant(&mut self, g: &Grant, object: FindingObject, scope: Scope) {
         if let Verdict::Finding(kind) = self.classify_unwanted(&g.grantee) {
+            if let Some(role) = g.grantee.role()
+                && self.overlay(g, role, &object, scope)
+            {
+                return;
+            }
+
             let detail = match (&g.grantee, kind) {
                 (Grantee::Public, _) => "granted to PUBLIC (every role); the baseline does not allow it".to_owned(),
                 (_, FindingKind::Orphaned) => "held by a role that is not in the baseline".to_owned(),
@@ -506,6 +541,71 @@ impl<'a> Differ<'a> {
             };
             self.push(kind, &g.grantee, g.privilege, g.grantable, object, scope, detail);
         }
+    }
+
+    /// Lays the exception tickets over an unwanted grant; true when one covers it.
+    fn overlay(&mut self, g: &Grant, role: &RoleName, object: &FindingObject, scope: Scope) -> bool {
+        let now = self.exceptions.now;
+        let covering: Vec<&Ticket> =
+            self.exceptions.tickets.iter().filter(|t| t.covers(self.target, role, g.privilege, &g.object)).collect();
+        if let Some(t) = covering.iter().filter(|t| t.is_active_at(now)).max_by_key(|t| t.expires_at) {
+            let facts = Facts {
+                kind: FindingKind::Excepted,
+                class: g.privilege.class(),
+                scope,
+                grantable: g.grantable,
+                public: false,
+            };
+            self.findings.push(Finding {
+                kind: FindingKind::Excepted,
+                severity: self.scoring.severity(facts),
+                score: round2(self.scoring.score(facts) * t.weight_factor),
+                grantee: g.grantee.to_string(),
+                privilege: g.privilege.keyword().to_owned(),
+                grantable: g.grantable,
+                object: object.clone(),
+                exception_id: Some(t.id.clone()),
+                detail: format!(
+                    "authorized exception: ticket {} ({}, registry {}) until {}",
+                    t.id,
+                    t.category,
+                    t.registry.version,
+                    t.expires_at.to_rfc3339()
+                ),
+            });
+            return true;
+        }
+        let ended = covering
+            .iter()
+            .filter(|t| matches!(t.status_at(now), TicketStatus::Expired | TicketStatus::Revoked))
+            .max_by_key(|t| t.expires_at);
+        if let Some(t) = ended {
+            let facts = Facts {
+                kind: FindingKind::ExpiredException,
+                class: g.privilege.class(),
+                scope,
+                grantable: g.grantable,
+                public: false,
+            };
+            self.findings.push(Finding {
+                kind: FindingKind::ExpiredException,
+                severity: self.scoring.severity(facts),
+                score: self.scoring.score(facts),
+                grantee: g.grantee.to_string(),
+                privilege: g.privilege.keyword().to_owned(),
+                grantable: g.grantable,
+                object: object.clone(),
+                exception_id: Some(t.id.clone()),
+                detail: format!(
+                    "TTL breach: ticket {} {} at {} and the grant is still held",
+                    t.id,
+                    t.status_at(now),
+                    t.expires_at.to_rfc3339()
+                ),
+            });
+            return true;
+        }
+        false
     }
 
     fn default_object(dp_schema: Option<&String>, on: DefaultObjectType, for_role: &RoleName) -> FindingObject {
@@ -1010,6 +1110,200 @@ ignore_roles: ["postgres"]
             // nothing unscored hides drift: every held, undeclared grant of a declared role shows up
             for f in &a.findings {
                 prop_assert!(f.score > 0.0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod overlay_tests {
+    use super::*;
+    use crate::baseline::On;
+    use crate::model::{Relation, RelationKind, RoleAttributes};
+    use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
+    use crate::policy::PolicyRegistry;
+    use crate::report::Status;
+    use crate::ticket::{Decision, route};
+    use proptest::prelude::*;
+
+    const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 0, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";
+    const BASELINE: &str = "version: 1\nroles:\n  app_rw: {}\nignore_roles: [\"postgres\"]\n";
+
+    fn r(n: &str) -> RoleName {
+        RoleName::new(n).unwrap()
+    }
+
+    fn at(h: i64) -> DateTime<Utc> {
+        "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::hours(h)
+    }
+
+    fn state(grants: &[(&str, Privilege, &str)]) -> State {
+        let mut s = State::default();
+        let attrs = RoleAttributes {
+            superuser: false,
+            inherit: true,
+            createrole: false,
+            createdb: false,
+            login: false,
+            replication: false,
+            bypassrls: false,
+            connection_limit: -1,
+            valid_until: None,
+        };
+        for n in ["postgres", "app_rw", "alice_tmp"] {
+            s.roles.insert(r(n), attrs.clone());
+        }
+        s.schemas.insert("orders".into(), r("postgres"));
+        for t in ["line_items", "customers"] {
+            s.relations.insert(Relation {
+                schema: "orders".into(),
+                name: t.into(),
+                kind: RelationKind::Table,
+                owner: r("postgres"),
+                rls_enabled: false,
+                rls_forced: false,
+            });
+        }
+        for (role, p, t) in grants {
+            s.grants.insert(Grant {
+                object: ObjectRef::in_schema(ObjectClass::Table, "orders", t),
+                grantee: Grantee::Role(r(role)),
+                privilege: *p,
+                grantable: false,
+            });
+        }
+        s
+    }
+
+    fn snapshot(state: State, taken_at: DateTime<Utc>) -> Snapshot {
+        Snapshot {
+            target: TargetId::new("orders-prod").unwrap(),
+            scan_id: "scan".into(),
+            taken_at,
+            server_version_num: 150_000,
+            complete: true,
+            consistent: true,
+            chunks: vec![],
+            sha256: state.sha256(),
+            state,
+        }
+    }
+
+    fn ticket(role: &str, privileges: &[Privilege], table: &str, hours: i64, id: &str) -> Ticket {
+        let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap();
+        let req = GrantRequest {
+            delivery_id: id.into(),
+            input: InputKind::Webhook,
+            source: "okta".into(),
+            action: Action::Grant,
+            target: TargetId::new("orders-prod").unwrap(),
+            principal: "alice@example.com".into(),
+            role: r(role),
+            privileges: privileges.to_vec(),
+            object: RequestObject {
+                on: On::Table,
+                schema: Some("orders".into()),
+                name: Some(table.into()),
+                columns: vec![],
+            },
+            expires_at: Some(at(hours)),
+            justification: None,
+            requested_by: "alice@example.com".into(),
+            incident_id: None,
+            observed_at: at(0),
+        };
+        match route(&req, &registry, at(0)) {
+            Decision::Ticket(t) => *t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn plan(grants: &[(&str, Privilege, &str)], tickets: &[Ticket], now: DateTime<Utc>) -> Report {
+        let b = Baseline::from_yaml(BASELINE, "b.yaml").unwrap();
+        diff_with_exceptions(
+            &b,
+            &snapshot(state(grants), now),
+            &ScoringConfig::standard(),
+            &Exceptions { tickets, now },
+        )
+    }
+
+    #[test]
+    fn an_active_ticket_makes_a_grant_excepted_and_scored_not_free() {
+        let t = ticket("alice_tmp", &[Privilege::Select], "line_items", 4, "d-1");
+        let report = plan(&[("alice_tmp", Privilege::Select, "line_items")], std::slice::from_ref(&t), at(1));
+        let f = &report.findings[0];
+        assert_eq!((f.kind, f.exception_id.as_deref()), (FindingKind::Excepted, Some(t.id.as_str())));
+        assert!(f.score > 0.0, "an exception is never weightless");
+        assert_eq!(f.score, 0.25, "excepted x read x object x weight_factor 0.25");
+        assert_eq!((report.summary.excepted, report.summary.exception_weight), (1, 0.25));
+        assert_eq!(report.summary.status, Status::Ok, "an authorized exception is logged, not alerted");
+        assert!(!report.has_drift());
+    }
+
+    #[test]
+    fn after_expiry_the_same_grant_is_a_ttl_breach_that_alerts() {
+        let t = ticket("alice_tmp", &[Privilege::Select], "line_items", 4, "d-1");
+        let report = plan(&[("alice_tmp", Privilege::Select, "line_items")], &[t], at(5));
+        let f = &report.findings[0];
+        assert_eq!(f.kind, FindingKind::ExpiredException);
+        assert!(f.severity >= crate::scoring::Severity::High);
+        assert!(f.detail.starts_with("TTL breach"), "{}", f.detail);
+        assert_eq!(report.summary.status, Status::Alert);
+    }
+
+    #[test]
+    fn a_ticket_covers_only_what_it_names() {
+        let t = ticket("alice_tmp", &[Privilege::Select], "line_items", 4, "d-1");
+        let report = plan(
+            &[("alice_tmp", Privilege::Insert, "line_items"), ("alice_tmp", Privilege::Select, "customers")],
+            &[t],
+            at(1),
+        );
+        assert!(report.findings.iter().all(|f| f.kind == FindingKind::Orphaned), "{:?}", report.findings);
+    }
+
+    #[test]
+    fn overlapping_windows_use_the_active_ticket_and_a_revoked_one_is_a_breach() {
+        let old = ticket("alice_tmp", &[Privilege::Select], "line_items", 2, "d-1");
+        let new = ticket("alice_tmp", &[Privilege::Select], "line_items", 8, "d-2");
+        let report = plan(&[("alice_tmp", Privilege::Select, "line_items")], &[old, new.clone()], at(3));
+        assert_eq!(report.findings[0].exception_id.as_deref(), Some(new.id.as_str()));
+        let mut revoked = new;
+        revoked.revoke("ciso@example.com", at(1), "principal left");
+        let report = plan(&[("alice_tmp", Privilege::Select, "line_items")], &[revoked], at(3));
+        assert_eq!(
+            report.findings[0].kind,
+            FindingKind::ExpiredException,
+            "a grant outliving a revoked ticket is a breach"
+        );
+    }
+
+    proptest! {
+        /// The overlay only reclassifies: no finding disappears, and every excepted
+        /// finding names an active ticket that covers it.
+        #[test]
+        fn nothing_is_suppressed_without_a_ticket(
+            grants in proptest::collection::vec((0usize..2, 0usize..3, 0usize..2), 0..10),
+            tickets in proptest::collection::vec((0usize..2, 0usize..3, 0usize..2, -3i64..6), 0..5),
+            now in 0i64..8,
+        ) {
+            let roles = ["alice_tmp", "app_rw"];
+            let privs = [Privilege::Select, Privilege::Insert, Privilege::Delete];
+            let tables = ["line_items", "customers"];
+            let held: Vec<(&str, Privilege, &str)> = grants.iter().map(|(a, b, c)| (roles[*a], privs[*b], tables[*c])).collect();
+            let tickets: Vec<Ticket> = tickets.iter().enumerate().filter(|(_, t)| t.3 > 0).map(|(i, (a, b, c, h))| {
+                ticket(roles[*a], &[privs[*b]], tables[*c], *h, &format!("d-{i}"))
+            }).collect();
+            let bare = plan(&held, &[], at(now));
+            let overlaid = plan(&held, &tickets, at(now));
+            prop_assert_eq!(bare.findings.len(), overlaid.findings.len());
+            for f in &overlaid.findings {
+                if f.kind == FindingKind::Excepted {
+                    let t = tickets.iter().find(|t| Some(t.id.as_str()) == f.exception_id.as_deref());
+                    prop_assert!(t.is_some_and(|t| t.is_active_at(at(now))));
+                    prop_assert!(f.score > 0.0);
+                }
             }
         }
     }

@@ -216,6 +216,7 @@ impl Report {
         let drift: Vec<&Finding> = findings.iter().filter(|f| f.kind.is_drift()).collect();
         let t = &scoring.thresholds;
         let alert = score >= t.alert_score
+            || exception_weight >= t.alert_exception_weight
             || drift.iter().any(|f| f.severity >= t.alert_severity)
             || findings.iter().any(|f| f.kind == FindingKind::ExpiredException);
         let status = if alert {

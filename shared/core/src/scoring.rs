@@ -130,11 +130,14 @@ pub struct Thresholds {
     pub alert_score: f64,
     /// Any finding at or above this severity alerts.
     pub alert_severity: Severity,
+    /// Cumulative weight of excepted findings at which the status becomes alert:
+    /// many small exceptions add up.
+    pub alert_exception_weight: f64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { warn_score: 1.0, alert_score: 50.0, alert_severity: Severity::Critical }
+        Self { warn_score: 1.0, alert_score: 50.0, alert_severity: Severity::Critical, alert_exception_weight: 25.0 }
     }
 }
 

@@ -14,8 +14,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::baseline::On;
+use crate::model::{ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::normalize::{Action, GrantRequest};
 use crate::policy::{Category, ExcessTtl, PolicyRegistry, RegistryRef, RouteInput};
+use crate::snapshot::TargetId;
 
 /// Where a ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -318,6 +321,43 @@ impl Ticket {
         }
     }
 
+    /// Whether this ticket's request covers `privilege` held by `role` on `object` in `target`.
+    /// A request on a schema covers the schema's own privileges on it and table privileges
+    /// on its tables and their columns; a request on a table covers its columns too.
+    pub fn covers(&self, target: &TargetId, role: &RoleName, privilege: Privilege, object: &ObjectRef) -> bool {
+        let r = &self.request;
+        if &r.target != target || &r.role != role || !r.privileges.contains(&privilege) {
+            return false;
+        }
+        let o = &r.object;
+        let same_schema = |s: &Option<String>| object.schema.is_some() && object.schema == *s;
+        let same_relation = object.schema == o.schema && o.name.as_deref() == Some(object.name.as_str());
+        match o.on {
+            On::Database => object.class == ObjectClass::Database && o.name.as_ref().is_none_or(|n| *n == object.name),
+            On::Schema => match object.class {
+                ObjectClass::Schema => o.name.as_deref() == Some(object.name.as_str()),
+                ObjectClass::Table | ObjectClass::Column => object.schema.as_deref() == o.name.as_deref(),
+                _ => false,
+            },
+            On::Table | On::Sequence => {
+                matches!(object.class, ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column)
+                    && same_relation
+            }
+            On::Column => {
+                object.class == ObjectClass::Column
+                    && same_relation
+                    && object.column.as_ref().is_some_and(|c| o.columns.contains(c))
+            }
+            On::Function => object.class == ObjectClass::Function && same_relation,
+            On::AllTablesInSchema => {
+                matches!(object.class, ObjectClass::Table | ObjectClass::Column) && same_schema(&o.schema)
+            }
+            On::AllSequencesInSchema => object.class == ObjectClass::Sequence && same_schema(&o.schema),
+            On::AllFunctionsInSchema => object.class == ObjectClass::Function && same_schema(&o.schema),
+            _ => false,
+        }
+    }
+
     /// The category's data, for scoring.
     pub fn category_of<'r>(&self, registry: &'r PolicyRegistry) -> Option<&'r Category> {
         registry.categories.get(&self.category)
@@ -327,10 +367,7 @@ impl Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baseline::On;
-    use crate::model::{Privilege, RoleName};
     use crate::normalize::{InputKind, RequestObject};
-    use crate::snapshot::TargetId;
     use proptest::prelude::*;
 
     const REGISTRY: &str = r#"
@@ -498,6 +535,21 @@ routes:
         let mut changed = a.clone();
         changed.privileges = vec![Privilege::Delete];
         assert_ne!(request_sha256(&a), request_sha256(&changed));
+    }
+
+    #[test]
+    fn coverage_follows_the_requested_object() {
+        let t = ticket(route(&request("billing", &[Privilege::Select, Privilege::Usage], 2), &registry(), now()));
+        let target = TargetId::new("orders-prod").unwrap();
+        let alice = RoleName::new("alice_tmp").unwrap();
+        let table = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
+        assert!(t.covers(&target, &alice, Privilege::Select, &table), "schema request covers its tables");
+        assert!(t.covers(&target, &alice, Privilege::Usage, &ObjectRef::schema("billing")));
+        assert!(t.covers(&target, &alice, Privilege::Select, &ObjectRef::column("billing", "invoices", "total")));
+        assert!(!t.covers(&target, &alice, Privilege::Insert, &table), "not a requested privilege");
+        assert!(!t.covers(&target, &alice, Privilege::Select, &ObjectRef::in_schema(ObjectClass::Table, "hr", "pay")));
+        assert!(!t.covers(&target, &RoleName::new("bob").unwrap(), Privilege::Select, &table), "another role");
+        assert!(!t.covers(&TargetId::new("crm").unwrap(), &alice, Privilege::Select, &table), "another target");
     }
 
     proptest! {
