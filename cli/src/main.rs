@@ -77,6 +77,9 @@ struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Scoring weights and thresholds (YAML; default: the built-in ones, as in infra/scoring.yaml).
+    #[arg(long)]
+    scoring: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -158,8 +161,15 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     let label = args.baseline.display().to_string();
     let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
     let baseline = Baseline::from_yaml(&text, &label)?;
+    let scoring = match &args.scoring {
+        Some(path) => {
+            let label = path.display().to_string();
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading scoring config {label}"))?;
+            ScoringConfig::from_yaml(&text, &label)?
+        }
+        None => ScoringConfig::standard(),
+    };
     let snapshot = scan(&args.scan).await?;
-    let scoring = ScoringConfig::standard();
     let report = grantwarden_core::diff::diff(&baseline, &snapshot, &scoring);
     let rendered = match args.format {
         Format::Table => render::table(&report),

@@ -103,6 +103,26 @@ async fn plan_exits_0_without_drift_and_2_with_it_and_prints_the_json_contract()
     let missing = findings.iter().find(|f| f["kind"] == "missing").unwrap();
     assert_eq!((missing["privilege"].as_str(), missing["object"]["name"].as_str()), (Some("SELECT"), Some("later")));
 
+    // a scoring file changes the weights: write class x10
+    let scoring = dir.path().join("scoring.yaml");
+    std::fs::write(&scoring, "class:\n  write: 20\n").unwrap();
+    let heavy = grantwarden(&[
+        "plan",
+        "--database",
+        &url,
+        "--baseline",
+        &baseline,
+        "--format",
+        "json",
+        "--scoring",
+        scoring.to_str().unwrap(),
+    ]);
+    let heavy: Value = serde_json::from_slice(&heavy.stdout).unwrap();
+    let delete = |r: &Value| {
+        r["findings"].as_array().unwrap().iter().find(|f| f["privilege"] == "DELETE").unwrap()["score"].as_f64()
+    };
+    assert_eq!((delete(&report), delete(&heavy)), (Some(3.0), Some(30.0)), "write 2 -> 20, x1.5 for the grant option");
+
     let table = grantwarden(&["plan", "--database", &url, "--baseline", &baseline]);
     assert_eq!(table.status.code(), Some(2));
     let text = String::from_utf8_lossy(&table.stdout);
@@ -211,6 +231,20 @@ async fn a_bad_baseline_exits_1_naming_file_and_path() {
     let err =
         stderr(&grantwarden(&["plan", "--database", "postgres://x@127.0.0.1:1/x", "--baseline", "/nonexistent.yaml"]));
     assert!(err.contains("reading baseline /nonexistent.yaml"), "{err}");
+    std::fs::write(&path, "version: 1\n").unwrap();
+    let scoring = dir.path().join("scoring.yaml");
+    std::fs::write(&scoring, "class:\n  write: -2\n").unwrap();
+    let out = grantwarden(&[
+        "plan",
+        "--database",
+        "postgres://x@127.0.0.1:1/x",
+        "--baseline",
+        path.to_str().unwrap(),
+        "--scoring",
+        scoring.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("scoring.yaml: class.write: must be a number of zero or more"), "{}", stderr(&out));
 }
 
 #[tokio::test]

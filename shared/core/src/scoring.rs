@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::PrivilegeClass;
 use crate::report::FindingKind;
+use crate::yaml::{FileError, parse_yaml};
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -142,7 +143,7 @@ impl Default for Thresholds {
 }
 
 /// Weights and thresholds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringConfig {
     /// By kind.
@@ -157,6 +158,19 @@ pub struct ScoringConfig {
     pub public_factor: f64,
     /// Status thresholds.
     pub thresholds: Thresholds,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            kind: KindWeights::default(),
+            class: ClassWeights::default(),
+            scope: ScopeWeights::default(),
+            grant_option_factor: 1.5,
+            public_factor: 4.0,
+            thresholds: Thresholds::default(),
+        }
+    }
 }
 
 /// What the scorer needs to know about one finding.
@@ -175,9 +189,63 @@ pub struct Facts {
 }
 
 impl ScoringConfig {
-    /// The defaults, with the grant-option and PUBLIC factors set.
+    /// Reads a scoring YAML file (`--scoring`); every weight must be a finite number
+    /// of zero or more, and factors and thresholds above zero.
+    pub fn from_yaml(text: &str, file: &str) -> Result<Self, FileError> {
+        let config: ScoringConfig = parse_yaml(text, file)?;
+        let err = |path: &str, message: String| FileError {
+            file: file.to_owned(),
+            path: path.to_owned(),
+            message,
+            line: None,
+            column: None,
+        };
+        let k = &config.kind;
+        let c = &config.class;
+        let s = &config.scope;
+        let weights = [
+            ("kind.unauthorized", k.unauthorized),
+            ("kind.missing", k.missing),
+            ("kind.orphaned", k.orphaned),
+            ("kind.expired_exception", k.expired_exception),
+            ("kind.untagged", k.untagged),
+            ("class.read", c.read),
+            ("class.write", c.write),
+            ("class.ddl", c.ddl),
+            ("class.admin", c.admin),
+            ("scope.column", s.column),
+            ("scope.object", s.object),
+            ("scope.schema", s.schema),
+            ("scope.database", s.database),
+            ("scope.cluster", s.cluster),
+        ];
+        for (path, w) in weights {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(err(path, format!("must be a number of zero or more, not {w}")));
+            }
+        }
+        let positive = [
+            ("kind.excepted", k.excepted),
+            ("grant_option_factor", config.grant_option_factor),
+            ("public_factor", config.public_factor),
+            ("thresholds.warn_score", config.thresholds.warn_score),
+            ("thresholds.alert_score", config.thresholds.alert_score),
+            ("thresholds.alert_exception_weight", config.thresholds.alert_exception_weight),
+        ];
+        for (path, w) in positive {
+            if !(w.is_finite() && w > 0.0) {
+                return Err(err(path, format!("must be above zero (an exception is never free), not {w}")));
+            }
+        }
+        if config.thresholds.warn_score > config.thresholds.alert_score {
+            return Err(err("thresholds.warn_score", "must not be above thresholds.alert_score".into()));
+        }
+        Ok(config)
+    }
+
+    /// The built-in defaults (the same as `infra/scoring.yaml`).
     pub fn standard() -> Self {
-        Self { grant_option_factor: 1.5, public_factor: 4.0, ..Self::default() }
+        Self::default()
     }
 
     /// Severity of a finding.
@@ -276,6 +344,34 @@ mod tests {
         grantable.grantable = true;
         assert_eq!(s.severity(grantable), Severity::High);
         assert_eq!(s.severity(facts(FindingKind::Missing, PrivilegeClass::Write, Scope::Object)), Severity::Low);
+    }
+
+    #[test]
+    fn the_shipped_scoring_file_is_the_standard_config() {
+        let text = include_str!("../../../infra/scoring.yaml");
+        assert_eq!(ScoringConfig::from_yaml(text, "scoring.yaml").unwrap(), ScoringConfig::standard());
+        let partial = ScoringConfig::from_yaml("class: { admin: 10 }\n", "s.yaml").unwrap();
+        assert_eq!(
+            (partial.class.admin, partial.public_factor, partial.class.read),
+            (10.0, 4.0, 1.0),
+            "omitted keys keep their defaults"
+        );
+    }
+
+    #[test]
+    fn scoring_errors_name_file_and_path() {
+        let cases = [
+            ("kind: { unauthorized: -1 }\n", "s.yaml: kind.unauthorized: must be a number of zero or more"),
+            ("kind: { excepted: 0 }\n", "s.yaml: kind.excepted: must be above zero"),
+            ("public_factor: 0\n", "s.yaml: public_factor: must be above zero"),
+            ("class: { reed: 1 }\n", "s.yaml: class.reed: unknown field `reed`"),
+            ("thresholds: { warn_score: 90, alert_score: 50 }\n", "s.yaml: thresholds.warn_score: must not be above"),
+            ("thresholds: { alert_severity: severe }\n", "s.yaml: thresholds.alert_severity: unknown variant"),
+        ];
+        for (yaml, want) in cases {
+            let got = ScoringConfig::from_yaml(yaml, "s.yaml").unwrap_err().to_string();
+            assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+        }
     }
 
     #[test]
