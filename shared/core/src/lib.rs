@@ -17,6 +17,7 @@
 //! - [`policy`]: the policy registry: exception categories and routes.
 
 //! - [`ticket`]: routing decisions and exception tickets with approvals.
+//! - [`store`]: the ports a state store implements (tickets, findings).
 //! - [`yaml`]: YAML inputs with errors that name file and path.
 
 //! - [`backoff`]: retry delays with full jitter.
@@ -32,5 +33,6 @@ pub mod policy;
 pub mod report;
 pub mod scoring;
 pub mod snapshot;
+pub mod store;
 pub mod ticket;
 pub mod yaml;

@@ -1,0 +1,242 @@
+//! grantwarden-local: the embedded state store for local runs.
+//!
+//! One SQLite file (default `.grantwarden/state.db`) holds tickets and
+//! findings behind the store traits of `grantwarden_core::store`, the same
+//! ones the DynamoDB adapter implements. Several CLI runs may share the file:
+//! it is opened in WAL mode with a busy timeout, and every write runs in a
+//! `BEGIN IMMEDIATE` transaction, so writers queue instead of corrupting it.
+//! Tickets are never deleted; updates are conditional on the version read.
+//!
+//! # Layout
+//! - [`LocalStore`]: opening, schema, and the [`TicketStore`] and
+//!   [`FindingStore`] implementations.
+#![deny(missing_docs)]
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use grantwarden_core::report::Finding;
+use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::store::{FindingAge, FindingStore, PutOutcome, StoreError, TicketStore, Versioned, finding_key};
+use grantwarden_core::ticket::Ticket;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// Schema version this code writes.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_by_target ON tickets (target, expires_at);
+CREATE TABLE IF NOT EXISTS findings (
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    last_scan TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (target, key)
+);
+";
+
+/// The SQLite store.
+pub struct LocalStore {
+    conn: Mutex<Connection>,
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn decode(id: &str, body: &str) -> Result<Ticket, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt { id: id.to_owned(), reason: e.to_string() })
+}
+
+impl LocalStore {
+    /// Opens (creating when needed) the store file and its parent directory.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .optional()
+            .map_err(unavailable)?;
+        match version.as_deref().map(str::parse::<i64>) {
+            None => {
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    params![SCHEMA_VERSION.to_string()],
+                )
+                .map_err(unavailable)?;
+            }
+            Some(Ok(v)) if v == SCHEMA_VERSION => {}
+            Some(other) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{} has schema version {other:?}; this grantwarden reads {SCHEMA_VERSION}",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
+        f(&mut conn)
+    }
+}
+
+impl TicketStore for LocalStore {
+    async fn put_ticket(&self, ticket: &Ticket) -> Result<PutOutcome, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+            let existing: Option<String> = tx
+                .query_row("SELECT body FROM tickets WHERE id = ?1", params![ticket.id], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            if let Some(body) = existing {
+                let stored = decode(&ticket.id, &body)?;
+                return Ok(if stored.request_sha256 == ticket.request_sha256 {
+                    PutOutcome::Existing(stored)
+                } else {
+                    PutOutcome::Conflict(stored)
+                });
+            }
+            let body = serde_json::to_string(ticket).expect("a ticket always serializes");
+            tx.execute(
+                "INSERT INTO tickets (id, target, status, expires_at, request_sha256, version, body) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+                params![
+                    ticket.id,
+                    ticket.request.target.as_str(),
+                    ticket.status.to_string(),
+                    ticket.expires_at.to_rfc3339(),
+                    ticket.request_sha256,
+                    body
+                ],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(PutOutcome::Created(ticket.clone()))
+        })
+    }
+
+    async fn ticket(&self, id: &str) -> Result<Option<Versioned<Ticket>>, StoreError> {
+        self.with(|conn| {
+            let row: Option<(String, i64)> = conn
+                .query_row("SELECT body, version FROM tickets WHERE id = ?1", params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(unavailable)?;
+            row.map(|(body, version)| Ok(Versioned { value: decode(id, &body)?, version: version as u64 })).transpose()
+        })
+    }
+
+    async fn tickets(&self, target: Option<&TargetId>) -> Result<Vec<Ticket>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id, body FROM tickets WHERE ?1 IS NULL OR target = ?1 ORDER BY rowid")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![target.map(TargetId::as_str)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, body) = row.map_err(unavailable)?;
+                out.push(decode(&id, &body)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket, expected: u64) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            let body = serde_json::to_string(ticket).expect("a ticket always serializes");
+            let changed = conn
+                .execute(
+                    "UPDATE tickets SET status = ?1, expires_at = ?2, version = version + 1, body = ?3 WHERE id = ?4 AND version = ?5",
+                    params![ticket.status.to_string(), ticket.expires_at.to_rfc3339(), body, ticket.id, expected as i64],
+                )
+                .map_err(unavailable)?;
+            if changed == 1 {
+                return Ok(expected + 1);
+            }
+            let exists: bool = conn
+                .query_row("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = ?1)", params![ticket.id], |r| r.get(0))
+                .map_err(unavailable)?;
+            Err(if exists { StoreError::Stale(ticket.id.clone()) } else { StoreError::NotFound(ticket.id.clone()) })
+        })
+    }
+}
+
+impl FindingStore for LocalStore {
+    async fn record_findings(
+        &self,
+        target: &TargetId,
+        scan_id: &str,
+        findings: &[Finding],
+        at: DateTime<Utc>,
+        complete: bool,
+    ) -> Result<Vec<FindingAge>, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+            let now = at.to_rfc3339();
+            let mut ages = Vec::with_capacity(findings.len());
+            for f in findings {
+                let key = finding_key(f);
+                let body = serde_json::to_string(f).expect("a finding always serializes");
+                // a closed finding that comes back starts a new life
+                tx.execute(
+                    "INSERT INTO findings (target, key, open, first_seen, last_seen, last_scan, body)
+                     VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5)
+                     ON CONFLICT (target, key) DO UPDATE SET
+                         first_seen = CASE WHEN open = 1 THEN first_seen ELSE excluded.first_seen END,
+                         open = 1, last_seen = excluded.last_seen, last_scan = excluded.last_scan, body = excluded.body",
+                    params![target.as_str(), key, now, scan_id, body],
+                )
+                .map_err(unavailable)?;
+                let first: String = tx
+                    .query_row(
+                        "SELECT first_seen FROM findings WHERE target = ?1 AND key = ?2",
+                        params![target.as_str(), key],
+                        |r| r.get(0),
+                    )
+                    .map_err(unavailable)?;
+                let first_seen = DateTime::parse_from_rfc3339(&first)
+                    .map_err(|e| StoreError::Corrupt { id: key.clone(), reason: e.to_string() })?
+                    .with_timezone(&Utc);
+                ages.push(FindingAge { first_seen, last_seen: at });
+            }
+            if complete {
+                tx.execute(
+                    "UPDATE findings SET open = 0 WHERE target = ?1 AND open = 1 AND last_scan <> ?2",
+                    params![target.as_str(), scan_id],
+                )
+                .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(ages)
+        })
+    }
+}
