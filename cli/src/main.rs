@@ -9,6 +9,7 @@
 //! Environment: `GRANTWARDEN_DATABASE_URL` stands in for `--database`;
 //! `RUST_LOG` sets log filtering (logs go to stderr).
 
+mod exceptions;
 mod render;
 
 use std::io::{IsTerminal, Write};
@@ -22,6 +23,7 @@ use grantwarden_core::baseline::{Baseline, RoleFilter};
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::snapshot::{ChunkSpec, Snapshot, TargetId};
+use grantwarden_core::store::{FindingStore, TicketStore};
 use grantwarden_postgres::{Progress, ScanOptions, Scanner, Timeouts};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -31,6 +33,9 @@ struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Evaluate tickets and expiry as of this time (RFC 3339) instead of now.
+    #[arg(long, global = true)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +48,15 @@ enum Command {
     Snapshot(ScanArgs),
     /// Write a baseline manifest that describes the live database (brownfield adoption).
     Generate(GenerateArgs),
+    /// Take a grant webhook, generic payload or pgaudit log: route it and record the ticket.
+    Intake(exceptions::IntakeArgs),
+    /// List, show or approve exception tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: exceptions::TicketsCommand,
+    },
+    /// Replay a pgaudit log through routing and report every decision; writes nothing.
+    Simulate(exceptions::SimulateArgs),
 }
 
 #[derive(Args)]
@@ -80,6 +94,12 @@ struct PlanArgs {
     /// Scoring weights and thresholds (YAML; default: the built-in ones, as in infra/scoring.yaml).
     #[arg(long)]
     scoring: Option<PathBuf>,
+    /// Local state store: exceptions are read from it, findings recorded in it.
+    #[arg(long, env = "GRANTWARDEN_STATE")]
+    state: Option<PathBuf>,
+    /// Policy registry; if it cannot be read, no exception is applied (fail secure).
+    #[arg(long, env = "GRANTWARDEN_POLICY")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -108,7 +128,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let now = cli.at.unwrap_or_else(chrono::Utc::now);
+    match runtime.block_on(run(cli.command, now)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -128,9 +149,12 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-async fn run(command: Command) -> Result<ExitCode> {
+async fn run(command: Command, now: chrono::DateTime<chrono::Utc>) -> Result<ExitCode> {
     match command {
-        Command::Plan(args) => plan(args).await,
+        Command::Plan(args) => plan(args, now).await,
+        Command::Intake(args) => exceptions::run_intake(args, now).await,
+        Command::Tickets { command } => exceptions::run_tickets(command, now).await,
+        Command::Simulate(args) => exceptions::run_simulate(args, now),
         Command::Snapshot(args) => {
             let snapshot = scan(&args).await?;
             let mut json = serde_json::to_string_pretty(&snapshot)?;
@@ -157,7 +181,7 @@ async fn run(command: Command) -> Result<ExitCode> {
     }
 }
 
-async fn plan(args: PlanArgs) -> Result<ExitCode> {
+async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<ExitCode> {
     let label = args.baseline.display().to_string();
     let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
     let baseline = Baseline::from_yaml(&text, &label)?;
@@ -170,7 +194,29 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
         None => ScoringConfig::standard(),
     };
     let snapshot = scan(&args.scan).await?;
-    let report = grantwarden_core::diff::diff(&baseline, &snapshot, &scoring);
+    let report = match &args.state {
+        None => grantwarden_core::diff::diff(&baseline, &snapshot, &scoring),
+        Some(state) => {
+            let store = grantwarden_local::LocalStore::open(state)
+                .with_context(|| format!("opening the state store {}", state.display()))?;
+            let mut untagged = store.open_untagged(&snapshot.target).await?;
+            let mut tickets = store.tickets(Some(&snapshot.target)).await?;
+            if let Some(policy) = &args.policy
+                && let Err(why) = exceptions::load_registry(policy)
+            {
+                eprintln!("error: policy registry: {why}; no exception is applied");
+                tickets.clear();
+                let reason = format!("policy registry unusable, exceptions not applied: {why}");
+                untagged.push(grantwarden_core::intake::untagged_finding(None, &reason, &scoring));
+            }
+            let exceptions = grantwarden_core::diff::Exceptions { tickets: &tickets, now, untagged: &untagged };
+            let report = grantwarden_core::diff::diff_with_exceptions(&baseline, &snapshot, &scoring, &exceptions);
+            store
+                .record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete)
+                .await?;
+            report
+        }
+    };
     let rendered = match args.format {
         Format::Table => render::table(&report),
         Format::Markdown => render::markdown(&report),

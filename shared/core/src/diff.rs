@@ -23,7 +23,12 @@ use chrono::{DateTime, Utc};
 
 /// Compares a snapshot with a baseline and builds the report.
 pub fn diff(baseline: &Baseline, snapshot: &Snapshot, scoring: &ScoringConfig) -> Report {
-    diff_with_exceptions(baseline, snapshot, scoring, &Exceptions { tickets: &[], now: snapshot.taken_at })
+    diff_with_exceptions(
+        baseline,
+        snapshot,
+        scoring,
+        &Exceptions { tickets: &[], now: snapshot.taken_at, untagged: &[] },
+    )
 }
 
 /// Exception tickets laid over the diff, at a point in time.
@@ -33,6 +38,8 @@ pub struct Exceptions<'a> {
     pub tickets: &'a [Ticket],
     /// When to judge them (normally the scan time).
     pub now: DateTime<Utc>,
+    /// Open untagged findings recorded at intake: they stay in every report until resolved.
+    pub untagged: &'a [Finding],
 }
 
 /// [`diff`] with exceptions: a grant the baseline does not allow is `excepted`
@@ -62,6 +69,7 @@ pub fn diff_with_exceptions(
     d.default_privileges();
     d.ownership();
     d.rls();
+    d.findings.extend(exceptions.untagged.iter().cloned());
     Report::build(snapshot, d.findings, d.observations, scoring)
 }
 
@@ -1224,7 +1232,7 @@ mod overlay_tests {
             &b,
             &snapshot(state(grants), now),
             &ScoringConfig::standard(),
-            &Exceptions { tickets, now },
+            &Exceptions { tickets, now, untagged: &[] },
         )
     }
 

@@ -13,6 +13,7 @@
 //! - [`scoring`]: severity, score and status thresholds.
 //! - [`report`]: the plan report (JSON contract).
 //! - [`generate`]: a baseline from a live state, for brownfield adoption.
+//! - [`intake`]: a request through routing into the ticket store, failing secure.
 //! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
 //! - [`policy`]: the policy registry: exception categories and routes.
 
@@ -27,6 +28,7 @@ pub mod backoff;
 pub mod baseline;
 pub mod diff;
 pub mod generate;
+pub mod intake;
 pub mod model;
 pub mod normalize;
 pub mod policy;

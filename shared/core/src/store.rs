@@ -87,6 +87,10 @@ pub trait FindingStore {
         at: DateTime<Utc>,
         complete: bool,
     ) -> impl Future<Output = Result<Vec<FindingAge>, StoreError>> + Send;
+
+    /// Open untagged findings of `target` (unroutable input recorded at intake):
+    /// they stay in every report until resolved.
+    fn open_untagged(&self, target: &TargetId) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;
 }
 
 /// The identity of a finding across scans: kind, grantee, privilege and object.

@@ -239,4 +239,25 @@ impl FindingStore for LocalStore {
             Ok(ages)
         })
     }
+
+    async fn open_untagged(&self, target: &TargetId) -> Result<Vec<Finding>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT key, body FROM findings WHERE target = ?1 AND open = 1 ORDER BY first_seen, key")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![target.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, body) = row.map_err(unavailable)?;
+                let f: Finding =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt { id: key, reason: e.to_string() })?;
+                if f.kind == grantwarden_core::report::FindingKind::Untagged {
+                    out.push(f);
+                }
+            }
+            Ok(out)
+        })
+    }
 }

@@ -1,0 +1,121 @@
+//! Intake: a normalized request (or the reason it could not be normalized)
+//! through routing into the ticket store.
+//!
+//! Fail secure: input that cannot be normalized or routed, or a registry that
+//! could not be loaded, becomes an `untagged` finding of high severity that
+//! the caller records; nothing is ever suppressed without a ticket.
+
+use chrono::{DateTime, Utc};
+
+use crate::normalize::{GrantRequest, NormalizeError};
+use crate::policy::PolicyRegistry;
+use crate::report::{Finding, FindingKind, FindingObject};
+use crate::scoring::{Facts, Scope, ScoringConfig, Severity};
+use crate::store::{PutOutcome, StoreError, TicketStore};
+use crate::ticket::{Decision, Refusal, Ticket, route};
+
+/// What intake did with one input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A new ticket.
+    Created(Ticket),
+    /// A redelivery: the stored ticket, no new event.
+    Existing(Ticket),
+    /// The delivery id is known with another payload: refused.
+    Conflict(Ticket),
+    /// The request breaks a rule of its category.
+    Refused {
+        /// Category.
+        category: String,
+        /// Why.
+        refusal: Refusal,
+        /// The untagged finding to record: the grant, if made, is not excepted.
+        finding: Box<Finding>,
+    },
+    /// Not routable: record the finding.
+    Untagged(Box<Finding>),
+}
+
+/// The untagged finding for something that could not become a ticket.
+pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &ScoringConfig) -> Finding {
+    let facts = Facts {
+        kind: FindingKind::Untagged,
+        // unknown privileges (unreadable input) count as write: high, the floor for untagged
+        class: request
+            .and_then(|r| r.privileges.iter().map(|p| p.class()).max())
+            .unwrap_or(crate::model::PrivilegeClass::Write),
+        scope: Scope::Object,
+        grantable: false,
+        public: false,
+    };
+    let severity = scoring.severity(facts).max(Severity::High);
+    let (grantee, privilege, object) = match request {
+        Some(r) => (
+            r.role.to_string(),
+            r.privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
+            FindingObject {
+                kind: serde_json::to_value(r.object.on)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                schema: r.object.schema.clone(),
+                name: r.object.name.clone().unwrap_or_default(),
+                column: None,
+                for_role: None,
+            },
+        ),
+        None => (
+            "unknown".into(),
+            "unknown".into(),
+            FindingObject { kind: "unknown".into(), schema: None, name: String::new(), column: None, for_role: None },
+        ),
+    };
+    let id = request.map(|r| format!("{} {}: ", r.input, r.delivery_id)).unwrap_or_default();
+    Finding {
+        kind: FindingKind::Untagged,
+        severity,
+        score: scoring.score(facts),
+        grantee,
+        privilege,
+        grantable: false,
+        object,
+        exception_id: None,
+        detail: format!("{id}{reason}"),
+    }
+}
+
+/// Routes and stores one input.
+pub async fn intake<S: TicketStore>(
+    store: &S,
+    registry: Result<&PolicyRegistry, String>,
+    request: Result<GrantRequest, NormalizeError>,
+    scoring: &ScoringConfig,
+    now: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return Ok(Outcome::Untagged(Box::new(untagged_finding(None, &e.to_string(), scoring)))),
+    };
+    let registry = match registry {
+        Ok(r) => r,
+        Err(why) => {
+            let reason = format!("policy registry unusable: {why}");
+            return Ok(Outcome::Untagged(Box::new(untagged_finding(Some(&request), &reason, scoring))));
+        }
+    };
+    match route(&request, registry, now) {
+        Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
+            PutOutcome::Created(t) => Outcome::Created(t),
+            PutOutcome::Existing(t) => Outcome::Existing(t),
+            PutOutcome::Conflict(t) => Outcome::Conflict(t),
+        }),
+        Decision::Refused { category, refusal, .. } => {
+            let finding =
+                untagged_finding(Some(&request), &format!("refused by category {category}: {refusal}"), scoring);
+            Ok(Outcome::Refused { category, refusal, finding: Box::new(finding) })
+        }
+        Decision::Untagged { reason, .. } => {
+            Ok(Outcome::Untagged(Box::new(untagged_finding(Some(&request), &reason, scoring))))
+        }
+    }
+}
