@@ -9,11 +9,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use grantwarden_core::baseline::Baseline;
+use grantwarden_core::diff::{Exceptions, diff_with_exceptions};
 use grantwarden_core::intake::{Outcome, intake, untagged_finding};
 use grantwarden_core::normalize::{self, GrantRequest, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
+use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
-use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::snapshot::{Snapshot, TargetId};
 use grantwarden_core::store::{FindingStore, TicketStore};
 use grantwarden_core::ticket::{Decision, Ticket, route};
 use grantwarden_local::LocalStore;
@@ -346,4 +349,47 @@ pub fn run_simulate(args: SimulateArgs, now: DateTime<Utc>) -> Result<ExitCode> 
         counts.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan report with the store's exceptions laid over it: tickets of the
+/// target, its open untagged findings, findings recorded with their age.
+/// Fail secure: when the store cannot be opened or the registry cannot be
+/// read, no exception is applied and an untagged finding says why.
+pub async fn report_with_state(
+    state: &Path,
+    policy: Option<&Path>,
+    baseline: &Baseline,
+    snapshot: &Snapshot,
+    scoring: &ScoringConfig,
+    now: DateTime<Utc>,
+) -> Result<Report> {
+    let store = match LocalStore::open(state) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}; no exception is applied");
+            let reason = format!("state store unavailable, exceptions not applied: {e}");
+            let untagged = [untagged_finding(None, &reason, scoring)];
+            let exceptions = Exceptions { tickets: &[], now, untagged: &untagged };
+            return Ok(diff_with_exceptions(baseline, snapshot, scoring, &exceptions));
+        }
+    };
+    let mut untagged = store.open_untagged(&snapshot.target).await?;
+    let mut tickets = store.tickets(Some(&snapshot.target)).await?;
+    if let Some(policy) = policy
+        && let Err(why) = load_registry(policy)
+    {
+        eprintln!("error: policy registry: {why}; no exception is applied");
+        tickets.clear();
+        untagged.push(untagged_finding(
+            None,
+            &format!("policy registry unusable, exceptions not applied: {why}"),
+            scoring,
+        ));
+    }
+    let exceptions = Exceptions { tickets: &tickets, now, untagged: &untagged };
+    let mut report = diff_with_exceptions(baseline, snapshot, scoring, &exceptions);
+    let ages =
+        store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete).await?;
+    report.weigh_by_age(&ages, now, scoring);
+    Ok(report)
 }

@@ -23,7 +23,6 @@ use grantwarden_core::baseline::{Baseline, RoleFilter};
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::snapshot::{ChunkSpec, Snapshot, TargetId};
-use grantwarden_core::store::{FindingStore, TicketStore};
 use grantwarden_postgres::{Progress, ScanOptions, Scanner, Timeouts};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -197,24 +196,7 @@ async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Exit
     let report = match &args.state {
         None => grantwarden_core::diff::diff(&baseline, &snapshot, &scoring),
         Some(state) => {
-            let store = grantwarden_local::LocalStore::open(state)
-                .with_context(|| format!("opening the state store {}", state.display()))?;
-            let mut untagged = store.open_untagged(&snapshot.target).await?;
-            let mut tickets = store.tickets(Some(&snapshot.target)).await?;
-            if let Some(policy) = &args.policy
-                && let Err(why) = exceptions::load_registry(policy)
-            {
-                eprintln!("error: policy registry: {why}; no exception is applied");
-                tickets.clear();
-                let reason = format!("policy registry unusable, exceptions not applied: {why}");
-                untagged.push(grantwarden_core::intake::untagged_finding(None, &reason, &scoring));
-            }
-            let exceptions = grantwarden_core::diff::Exceptions { tickets: &tickets, now, untagged: &untagged };
-            let report = grantwarden_core::diff::diff_with_exceptions(&baseline, &snapshot, &scoring, &exceptions);
-            store
-                .record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete)
-                .await?;
-            report
+            exceptions::report_with_state(state, args.policy.as_deref(), &baseline, &snapshot, &scoring, now).await?
         }
     };
     let rendered = match args.format {

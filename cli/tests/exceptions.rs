@@ -160,6 +160,39 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
     assert_eq!(report["summary"]["untagged"], 1);
     assert_eq!(report["summary"]["excepted"], 2, "the valid ticket still covers its grant");
 
+    // drift that stays open weighs more: the breach seen again a day later scores higher
+    let breach_score = |at: &str| {
+        serde_json::from_slice::<Value>(&plan(at).stdout).unwrap()["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "expired_exception")
+            .map(|f| f["score"].as_f64().unwrap())
+            .sum::<f64>()
+    };
+    let (first, day_later) = (breach_score("2026-11-22T17:00:00Z"), breach_score("2026-11-23T17:00:00Z"));
+    assert!(day_later > first, "age weighting: {first} then {day_later}");
+
+    // a state store that cannot be opened applies no exception (fail secure)
+    let out = grantwarden(&[
+        "plan",
+        "--database",
+        &url,
+        "--baseline",
+        baseline,
+        "--target",
+        "orders-prod",
+        "--state",
+        "/proc/no/such/state.db",
+        "--format",
+        "json",
+        "--at",
+        "2026-11-22T13:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["summary"]["excepted"].as_u64(), report["summary"]["untagged"].as_u64()), (Some(0), Some(1)));
+
     // an unreadable registry applies no exception (fail secure)
     let broken = dir.path().join("broken.yaml");
     std::fs::write(

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scoring::{ScoringConfig, Severity, round2};
 use crate::snapshot::{Snapshot, TargetId};
+use crate::store::FindingAge;
 
 /// What a finding says about reality versus the baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -209,51 +210,66 @@ impl Report {
     ) -> Self {
         sort_findings(&mut findings);
         sort_findings(&mut observations);
-        let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
-        let score = round2(findings.iter().map(|f| f.score).sum());
-        let exception_weight =
-            round2(findings.iter().filter(|f| f.kind == FindingKind::Excepted).map(|f| f.score).sum());
-        let drift: Vec<&Finding> = findings.iter().filter(|f| f.kind.is_drift()).collect();
-        let t = &scoring.thresholds;
-        let alert = score >= t.alert_score
-            || exception_weight >= t.alert_exception_weight
-            || drift.iter().any(|f| f.severity >= t.alert_severity)
-            || findings.iter().any(|f| f.kind == FindingKind::ExpiredException);
-        let status = if alert {
-            Status::Alert
-        } else if !snapshot.complete {
-            Status::Incomplete
-        } else if !drift.is_empty() || score >= t.warn_score {
-            Status::Warn
-        } else {
-            Status::Ok
-        };
+        let summary = summarize(&findings, snapshot.complete, snapshot.failed_chunks(), scoring);
         Report {
             target: snapshot.target.clone(),
             scan_id: snapshot.scan_id.clone(),
             taken_at: snapshot.taken_at,
             snapshot_sha256: snapshot.sha256.clone(),
-            summary: Summary {
-                unauthorized: count(FindingKind::Unauthorized),
-                missing: count(FindingKind::Missing),
-                orphaned: count(FindingKind::Orphaned),
-                excepted: count(FindingKind::Excepted),
-                expired_exception: count(FindingKind::ExpiredException),
-                untagged: count(FindingKind::Untagged),
-                score,
-                exception_weight,
-                status,
-                complete: snapshot.complete,
-                failed_chunks: snapshot.failed_chunks(),
-            },
+            summary,
             findings,
             observations,
         }
     }
 
+    /// Weighs each finding by how long it has been open (`ages[i]` belongs to
+    /// `findings[i]`) and recomputes the summary.
+    pub fn weigh_by_age(&mut self, ages: &[FindingAge], now: DateTime<Utc>, scoring: &ScoringConfig) {
+        for (f, age) in self.findings.iter_mut().zip(ages) {
+            f.score = round2(f.score * scoring.age_factor(now - age.first_seen));
+        }
+        let failed = std::mem::take(&mut self.summary.failed_chunks);
+        self.summary = summarize(&self.findings, self.summary.complete, failed, scoring);
+    }
+
     /// Whether any finding is drift.
     pub fn has_drift(&self) -> bool {
         self.findings.iter().any(|f| f.kind.is_drift())
+    }
+}
+
+/// Counts by kind, sums and the status of a set of findings.
+fn summarize(findings: &[Finding], complete: bool, failed_chunks: Vec<String>, scoring: &ScoringConfig) -> Summary {
+    let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
+    let score = round2(findings.iter().map(|f| f.score).sum());
+    let exception_weight = round2(findings.iter().filter(|f| f.kind == FindingKind::Excepted).map(|f| f.score).sum());
+    let drift: Vec<&Finding> = findings.iter().filter(|f| f.kind.is_drift()).collect();
+    let t = &scoring.thresholds;
+    let alert = score >= t.alert_score
+        || exception_weight >= t.alert_exception_weight
+        || drift.iter().any(|f| f.severity >= t.alert_severity)
+        || findings.iter().any(|f| f.kind == FindingKind::ExpiredException);
+    let status = if alert {
+        Status::Alert
+    } else if !complete {
+        Status::Incomplete
+    } else if !drift.is_empty() || score >= t.warn_score {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    Summary {
+        unauthorized: count(FindingKind::Unauthorized),
+        missing: count(FindingKind::Missing),
+        orphaned: count(FindingKind::Orphaned),
+        excepted: count(FindingKind::Excepted),
+        expired_exception: count(FindingKind::ExpiredException),
+        untagged: count(FindingKind::Untagged),
+        score,
+        exception_weight,
+        status,
+        complete,
+        failed_chunks,
     }
 }
 

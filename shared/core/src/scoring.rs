@@ -156,8 +156,27 @@ pub struct ScoringConfig {
     pub grant_option_factor: f64,
     /// Multiplier when the grantee is PUBLIC (every role, present and future).
     pub public_factor: f64,
+    /// Weight by how long a finding has been open.
+    pub age: AgeWeights,
     /// Status thresholds.
     pub thresholds: Thresholds,
+}
+
+/// Drift that stays open weighs more: the factor grows by `per_day` for each
+/// day since a finding was first seen, up to `max_factor`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgeWeights {
+    /// Added to the factor per day open.
+    pub per_day: f64,
+    /// Ceiling of the factor.
+    pub max_factor: f64,
+}
+
+impl Default for AgeWeights {
+    fn default() -> Self {
+        Self { per_day: 0.1, max_factor: 3.0 }
+    }
 }
 
 impl Default for ScoringConfig {
@@ -168,6 +187,7 @@ impl Default for ScoringConfig {
             scope: ScopeWeights::default(),
             grant_option_factor: 1.5,
             public_factor: 4.0,
+            age: AgeWeights::default(),
             thresholds: Thresholds::default(),
         }
     }
@@ -237,6 +257,12 @@ impl ScoringConfig {
                 return Err(err(path, format!("must be above zero (an exception is never free), not {w}")));
             }
         }
+        if !(config.age.per_day.is_finite() && config.age.per_day >= 0.0) {
+            return Err(err("age.per_day", format!("must be a number of zero or more, not {}", config.age.per_day)));
+        }
+        if !(config.age.max_factor.is_finite() && config.age.max_factor >= 1.0) {
+            return Err(err("age.max_factor", format!("must be 1 or more, not {}", config.age.max_factor)));
+        }
         if config.thresholds.warn_score > config.thresholds.alert_score {
             return Err(err("thresholds.warn_score", "must not be above thresholds.alert_score".into()));
         }
@@ -246,6 +272,12 @@ impl ScoringConfig {
     /// The built-in defaults (the same as `infra/scoring.yaml`).
     pub fn standard() -> Self {
         Self::default()
+    }
+
+    /// The age factor of a finding open for `open`: 1 when new.
+    pub fn age_factor(&self, open: chrono::Duration) -> f64 {
+        let days = open.num_seconds().max(0) as f64 / 86_400.0;
+        (1.0 + days * self.age.per_day).min(self.age.max_factor).max(1.0)
     }
 
     /// Severity of a finding.
@@ -372,6 +404,15 @@ mod tests {
             let got = ScoringConfig::from_yaml(yaml, "s.yaml").unwrap_err().to_string();
             assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
         }
+    }
+
+    #[test]
+    fn age_weighs_old_drift_up_to_a_ceiling() {
+        let s = ScoringConfig::standard();
+        assert_eq!(s.age_factor(chrono::Duration::zero()), 1.0);
+        assert_eq!(round2(s.age_factor(chrono::Duration::days(5))), 1.5);
+        assert_eq!(s.age_factor(chrono::Duration::days(365)), 3.0);
+        assert_eq!(s.age_factor(chrono::Duration::days(-2)), 1.0, "clock skew never lowers a score");
     }
 
     #[test]
