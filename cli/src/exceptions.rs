@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::baseline::Baseline;
 use grantwarden_core::diff::{Exceptions, diff_with_exceptions};
 use grantwarden_core::intake::{Outcome, intake, untagged_finding};
@@ -223,6 +224,9 @@ pub async fn run_intake(args: IntakeArgs, now: DateTime<Utc>) -> Result<ExitCode
                 (json!({ "outcome": "untagged", "finding": finding }), false)
             }
         };
+        for event in outcome.events(target.as_str(), now) {
+            store.append(event).await?;
+        }
         failed |= !ok;
         println!("{}", serde_json::to_string(&line)?);
     }
@@ -254,6 +258,10 @@ pub async fn run_tickets(command: TicketsCommand, now: DateTime<Utc>) -> Result<
             let mut ticket = read.value;
             ticket.approve(&by, now).with_context(|| format!("approving {id}"))?;
             store.update_ticket(&ticket, read.version).await?;
+            store.append(NewEvent::for_ticket(&ticket, "ticket.approved", &by, now)).await?;
+            if ticket.status == grantwarden_core::ticket::TicketStatus::Active {
+                store.append(NewEvent::for_ticket(&ticket, "ticket.activated", "grantwarden", now)).await?;
+            }
             println!(
                 "{} is {} ({}/{} approvals)",
                 ticket.id,
@@ -375,21 +383,22 @@ pub async fn report_with_state(
     };
     let mut untagged = store.open_untagged(&snapshot.target).await?;
     let mut tickets = store.tickets(Some(&snapshot.target)).await?;
-    if let Some(policy) = policy
-        && let Err(why) = load_registry(policy)
-    {
-        eprintln!("error: policy registry: {why}; no exception is applied");
-        tickets.clear();
-        untagged.push(untagged_finding(
-            None,
-            &format!("policy registry unusable, exceptions not applied: {why}"),
-            scoring,
-        ));
+    let mut registry_version = None;
+    match policy.map(load_registry) {
+        Some(Err(why)) => {
+            eprintln!("error: policy registry: {why}; no exception is applied");
+            tickets.clear();
+            let reason = format!("policy registry unusable, exceptions not applied: {why}");
+            untagged.push(untagged_finding(None, &reason, scoring));
+        }
+        Some(Ok(registry)) => registry_version = Some(registry.id.version),
+        None => {}
     }
     let exceptions = Exceptions { tickets: &tickets, now, untagged: &untagged };
     let mut report = diff_with_exceptions(baseline, snapshot, scoring, &exceptions);
     let ages =
         store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete).await?;
     report.weigh_by_age(&ages, now, scoring);
+    store.append(NewEvent::for_scan(&report, registry_version.as_deref(), now)).await?;
     Ok(report)
 }

@@ -193,6 +193,25 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((report["summary"]["excepted"].as_u64(), report["summary"]["untagged"].as_u64()), (Some(0), Some(1)));
 
+    // every decision is in the hash-chained journal; the redelivery added no event
+    {
+        use grantwarden_core::audit::{AuditJournal, verify};
+        let store = grantwarden_local::LocalStore::open(Path::new(state)).unwrap();
+        let events = store.events("orders-prod").await.unwrap();
+        let head = store.head("orders-prod").await.unwrap().unwrap();
+        verify("orders-prod", &events, Some((head.0, &head.1))).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "ticket.requested").count(), 1, "{kinds:?}");
+        for k in ["ticket.activated", "ticket.conflict", "finding.opened", "scan.completed"] {
+            assert!(kinds.contains(&k), "{k} in {kinds:?}");
+        }
+        let requested = events.iter().find(|e| e.kind == "ticket.requested").unwrap();
+        assert_eq!(
+            (requested.subject.as_str(), requested.detail["registry_version"].as_str()),
+            (ticket.as_str(), Some("2.1"))
+        );
+    }
+
     // an unreadable registry applies no exception (fail secure)
     let broken = dir.path().join("broken.yaml");
     std::fs::write(

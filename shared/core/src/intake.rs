@@ -7,6 +7,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::NewEvent;
+
 use crate::normalize::{GrantRequest, NormalizeError};
 use crate::policy::PolicyRegistry;
 use crate::report::{Finding, FindingKind, FindingObject};
@@ -34,6 +36,29 @@ pub enum Outcome {
     },
     /// Not routable: record the finding.
     Untagged(Box<Finding>),
+}
+
+impl Outcome {
+    /// The journal events this outcome records; a redelivery records none.
+    pub fn events(&self, target: &str, at: DateTime<Utc>) -> Vec<NewEvent> {
+        match self {
+            Outcome::Created(t) => {
+                let mut out = vec![NewEvent::for_ticket(t, "ticket.requested", &t.request.requested_by, at)];
+                if t.status == crate::ticket::TicketStatus::Active {
+                    out.push(NewEvent::for_ticket(t, "ticket.activated", "grantwarden", at));
+                }
+                out
+            }
+            Outcome::Existing(_) => Vec::new(),
+            Outcome::Conflict(t) => vec![NewEvent::for_ticket(t, "ticket.conflict", "grantwarden", at)],
+            Outcome::Refused { finding, .. } => {
+                vec![NewEvent::for_finding(target, finding, "ticket.refused", "grantwarden", at)]
+            }
+            Outcome::Untagged(finding) => {
+                vec![NewEvent::for_finding(target, finding, "finding.opened", "grantwarden", at)]
+            }
+        }
+    }
 }
 
 /// The untagged finding for something that could not become a ticket.

@@ -21,9 +21,11 @@
 //! - [`store`]: the ports a state store implements (tickets, findings).
 //! - [`yaml`]: YAML inputs with errors that name file and path.
 
+//! - [`audit`]: the hash-chained audit journal: events, sealing, verification.
 //! - [`backoff`]: retry delays with full jitter.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod backoff;
 pub mod baseline;
 pub mod diff;

@@ -8,8 +8,9 @@
 //! Tickets are never deleted; updates are conditional on the version read.
 //!
 //! # Layout
-//! - [`LocalStore`]: opening, schema, and the [`TicketStore`] and
-//!   [`FindingStore`] implementations.
+//! - [`LocalStore`]: opening, schema, and the [`TicketStore`],
+//!   [`FindingStore`] and [`AuditJournal`] implementations. The journal keeps
+//!   each chain's head in its own table, so a truncated chain shows.
 #![deny(missing_docs)]
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingAge, FindingStore, PutOutcome, StoreError, TicketStore, Versioned, finding_key};
@@ -47,6 +49,18 @@ CREATE TABLE IF NOT EXISTS findings (
     last_scan TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (target, key)
+);
+CREATE TABLE IF NOT EXISTS journal (
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE TABLE IF NOT EXISTS journal_heads (
+    chain TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
 );
 ";
 
@@ -258,6 +272,65 @@ impl FindingStore for LocalStore {
                 }
             }
             Ok(out)
+        })
+    }
+}
+
+impl AuditJournal for LocalStore {
+    async fn append(&self, event: NewEvent) -> Result<AuditEvent, StoreError> {
+        self.with(|conn| {
+            // IMMEDIATE takes the write lock first: appenders queue, none reads a stale head
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+            let head: Option<(i64, String)> = tx
+                .query_row("SELECT seq, hash FROM journal_heads WHERE chain = ?1", params![event.chain], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(unavailable)?;
+            let sealed = seal(event, head.as_ref().map(|(s, h)| (*s as u64, h.as_str())));
+            let body = serde_json::to_string(&sealed).expect("an event always serializes");
+            tx.execute(
+                "INSERT INTO journal (chain, seq, hash, body) VALUES (?1, ?2, ?3, ?4)",
+                params![sealed.chain, sealed.seq as i64, sealed.hash, body],
+            )
+            .map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO journal_heads (chain, seq, hash) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                params![sealed.chain, sealed.seq as i64, sealed.hash],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(sealed)
+        })
+    }
+
+    async fn events(&self, chain: &str) -> Result<Vec<AuditEvent>, StoreError> {
+        self.with(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT seq, body FROM journal WHERE chain = ?1 ORDER BY seq").map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![chain], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, body) = row.map_err(unavailable)?;
+                out.push(
+                    serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt { id: format!("{chain}:{seq}"), reason: e.to_string() })?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    async fn head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
+        self.with(|conn| {
+            conn.query_row("SELECT seq, hash FROM journal_heads WHERE chain = ?1", params![chain], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            })
+            .optional()
+            .map_err(unavailable)
         })
     }
 }

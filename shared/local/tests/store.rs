@@ -179,3 +179,50 @@ fn a_store_from_another_schema_version_is_refused() {
     let err = LocalStore::open(&path).err().expect("refused");
     assert!(err.to_string().contains("schema version"), "{err}");
 }
+
+fn audit_event(n: usize) -> grantwarden_core::audit::NewEvent {
+    grantwarden_core::audit::NewEvent {
+        chain: "orders-prod".into(),
+        at: now(),
+        kind: "ticket.requested".into(),
+        actor: format!("writer-{n}"),
+        subject: format!("tkt-{n}"),
+        target: "orders-prod".into(),
+        detail: serde_json::json!({ "registry_version": "2.1" }),
+    }
+}
+
+#[test]
+fn concurrent_appenders_never_fork_or_gap_the_chain() {
+    use grantwarden_core::audit::{AuditJournal, verify};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    LocalStore::open(&path).unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let store = LocalStore::open(&path).unwrap();
+                rt.block_on(async {
+                    for i in 0..25 {
+                        store.append(audit_event(w * 100 + i)).await.unwrap();
+                    }
+                });
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let store = LocalStore::open(&path).unwrap();
+    let events = rt.block_on(store.events("orders-prod")).unwrap();
+    let head = rt.block_on(store.head("orders-prod")).unwrap().unwrap();
+    assert_eq!((events.len(), head.0), (200, 200));
+    verify("orders-prod", &events, Some((head.0, &head.1))).unwrap();
+    // deleting a row behind the store's back is caught
+    rusqlite::Connection::open(&path).unwrap().execute("DELETE FROM journal WHERE seq = 7", []).unwrap();
+    let events = rt.block_on(store.events("orders-prod")).unwrap();
+    assert_eq!(verify("orders-prod", &events, Some((head.0, &head.1))).unwrap_err().seq, 7);
+}
