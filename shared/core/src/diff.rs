@@ -131,6 +131,34 @@ enum Verdict {
 }
 
 impl<'a> Differ<'a> {
+    /// A finding with its severity and score.
+    #[allow(clippy::too_many_arguments)]
+    fn finding(
+        &self,
+        kind: FindingKind,
+        grantee: &Grantee,
+        privilege: Privilege,
+        grantable: bool,
+        object: FindingObject,
+        scope: Scope,
+        detail: String,
+    ) -> Finding {
+        let class = if privilege == Privilege::Member && grantable { PrivilegeClass::Admin } else { privilege.class() };
+        let facts = Facts { kind, class, scope, grantable, public: *grantee == Grantee::Public };
+        Finding {
+            kind,
+            severity: self.scoring.severity(facts),
+            score: self.scoring.score(facts),
+            grantee: grantee.to_string(),
+            privilege: privilege.keyword().to_owned(),
+            grantable,
+            object,
+            exception_id: None,
+            detail,
+        }
+    }
+
+    /// Records a finding, or an observation.
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
@@ -142,19 +170,7 @@ impl<'a> Differ<'a> {
         scope: Scope,
         detail: String,
     ) {
-        let class = if privilege == Privilege::Member && grantable { PrivilegeClass::Admin } else { privilege.class() };
-        let facts = Facts { kind, class, scope, grantable, public: *grantee == Grantee::Public };
-        let finding = Finding {
-            kind,
-            severity: self.scoring.severity(facts),
-            score: self.scoring.score(facts),
-            grantee: grantee.to_string(),
-            privilege: privilege.keyword().to_owned(),
-            grantable,
-            object,
-            exception_id: None,
-            detail,
-        };
+        let finding = self.finding(kind, grantee, privilege, grantable, object, scope, detail);
         if kind == FindingKind::Observed {
             self.observations.push(finding);
         } else {
@@ -556,64 +572,38 @@ impl<'a> Differ<'a> {
         let now = self.exceptions.now;
         let covering: Vec<&Ticket> =
             self.exceptions.tickets.iter().filter(|t| t.covers(self.target, role, g.privilege, &g.object)).collect();
-        if let Some(t) = covering.iter().filter(|t| t.is_active_at(now)).max_by_key(|t| t.expires_at) {
-            let facts = Facts {
-                kind: FindingKind::Excepted,
-                class: g.privilege.class(),
-                scope,
-                grantable: g.grantable,
-                public: false,
-            };
-            self.findings.push(Finding {
-                kind: FindingKind::Excepted,
-                severity: self.scoring.severity(facts),
-                score: round2(self.scoring.score(facts) * t.weight_factor),
-                grantee: g.grantee.to_string(),
-                privilege: g.privilege.keyword().to_owned(),
-                grantable: g.grantable,
-                object: object.clone(),
-                exception_id: Some(t.id.clone()),
-                detail: format!(
-                    "authorized exception: ticket {} ({}, registry {}) until {}",
-                    t.id,
-                    t.category,
-                    t.registry.version,
-                    t.expires_at.to_rfc3339()
-                ),
-            });
-            return true;
-        }
-        let ended = covering
-            .iter()
-            .filter(|t| matches!(t.status_at(now), TicketStatus::Expired | TicketStatus::Revoked))
-            .max_by_key(|t| t.expires_at);
-        if let Some(t) = ended {
-            let facts = Facts {
-                kind: FindingKind::ExpiredException,
-                class: g.privilege.class(),
-                scope,
-                grantable: g.grantable,
-                public: false,
-            };
-            self.findings.push(Finding {
-                kind: FindingKind::ExpiredException,
-                severity: self.scoring.severity(facts),
-                score: self.scoring.score(facts),
-                grantee: g.grantee.to_string(),
-                privilege: g.privilege.keyword().to_owned(),
-                grantable: g.grantable,
-                object: object.clone(),
-                exception_id: Some(t.id.clone()),
-                detail: format!(
-                    "TTL breach: ticket {} {} at {} and the grant is still held",
-                    t.id,
-                    t.status_at(now),
-                    t.expires_at.to_rfc3339()
-                ),
-            });
-            return true;
-        }
-        false
+        let active = covering.iter().filter(|t| t.is_active_at(now)).max_by_key(|t| t.expires_at);
+        let ended = || {
+            covering
+                .iter()
+                .filter(|t| matches!(t.status_at(now), TicketStatus::Expired | TicketStatus::Revoked))
+                .max_by_key(|t| t.expires_at)
+        };
+        let (kind, t, factor, detail) = if let Some(t) = active {
+            let detail = format!(
+                "authorized exception: ticket {} ({}, registry {}) until {}",
+                t.id,
+                t.category,
+                t.registry.version,
+                t.expires_at.to_rfc3339()
+            );
+            (FindingKind::Excepted, t, t.weight_factor, detail)
+        } else if let Some(t) = ended() {
+            let detail = format!(
+                "TTL breach: ticket {} {} at {} and the grant is still held",
+                t.id,
+                t.status_at(now),
+                t.expires_at.to_rfc3339()
+            );
+            (FindingKind::ExpiredException, t, 1.0, detail)
+        } else {
+            return false;
+        };
+        let mut finding = self.finding(kind, &g.grantee, g.privilege, g.grantable, object.clone(), scope, detail);
+        finding.score = round2(finding.score * factor);
+        finding.exception_id = Some(t.id.clone());
+        self.findings.push(finding);
+        true
     }
 
     fn default_object(dp_schema: Option<&String>, on: DefaultObjectType, for_role: &RoleName) -> FindingObject {
@@ -825,17 +815,7 @@ mod tests {
     }
 
     fn attrs() -> RoleAttributes {
-        RoleAttributes {
-            superuser: false,
-            inherit: true,
-            createrole: false,
-            createdb: false,
-            login: false,
-            replication: false,
-            bypassrls: false,
-            connection_limit: -1,
-            valid_until: None,
-        }
+        RoleAttributes::default()
     }
 
     fn grant(grantee: Grantee, privilege: Privilege, object: ObjectRef) -> Grant {
@@ -1147,17 +1127,7 @@ mod overlay_tests {
 
     fn state(grants: &[(&str, Privilege, &str)]) -> State {
         let mut s = State::default();
-        let attrs = RoleAttributes {
-            superuser: false,
-            inherit: true,
-            createrole: false,
-            createdb: false,
-            login: false,
-            replication: false,
-            bypassrls: false,
-            connection_limit: -1,
-            valid_until: None,
-        };
+        let attrs = RoleAttributes::default();
         for n in ["postgres", "app_rw", "alice_tmp"] {
             s.roles.insert(r(n), attrs.clone());
         }

@@ -433,6 +433,23 @@ pub struct RoleAttributes {
     pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// What `CREATE ROLE name` gives: NOLOGIN, INHERIT, no limit, no expiry.
+impl Default for RoleAttributes {
+    fn default() -> Self {
+        Self {
+            superuser: false,
+            inherit: true,
+            createrole: false,
+            createdb: false,
+            login: false,
+            replication: false,
+            bypassrls: false,
+            connection_limit: -1,
+            valid_until: None,
+        }
+    }
+}
+
 impl RoleAttributes {
     /// The boolean attributes that grant power, with their privilege names.
     pub fn flags(&self) -> [(Privilege, bool); 6] {
