@@ -188,6 +188,11 @@ pub enum On {
 }
 
 impl On {
+    /// The `on:` keyword as written in YAML, e.g. `all_tables_in_schema`.
+    pub fn keyword(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
     fn default_type(self) -> Option<DefaultObjectType> {
         Some(match self {
             On::DefaultTables => DefaultObjectType::Tables,
@@ -406,6 +411,17 @@ pub enum Privileges {
     Some(Vec<Privilege>),
 }
 
+impl Privileges {
+    /// The privileges meant: the list, or for `ALL` what `all()` gives (the
+    /// object class's ACL privileges on the server's version).
+    pub fn expand(&self, all: impl FnOnce() -> Vec<Privilege>) -> Vec<Privilege> {
+        match self {
+            Privileges::All => all(),
+            Privileges::Some(p) => p.clone(),
+        }
+    }
+}
+
 /// One desired grant after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredGrant {
@@ -587,7 +603,7 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
                 if !accepted {
                     return Err((
                         format!("{p}.privileges[{j}]"),
-                        format!("{privilege} cannot be granted on {}", on_keyword(g.on)),
+                        format!("{privilege} cannot be granted on {}", g.on.keyword()),
                     ));
                 }
             }
@@ -596,10 +612,6 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
         out.push(DesiredGrant { privileges, target, grantable: g.with_grant_option, origin: p });
     }
     Ok(out)
-}
-
-fn on_keyword(on: On) -> String {
-    serde_json::to_value(on).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn resolve_target(
@@ -611,9 +623,9 @@ fn resolve_target(
     p: &str,
 ) -> Result<Target, (String, String)> {
     let need_name =
-        || name.ok_or_else(|| (format!("{p}.name"), format!("`name` is required for on: {}", on_keyword(on))));
+        || name.ok_or_else(|| (format!("{p}.name"), format!("`name` is required for on: {}", on.keyword())));
     let need_schema =
-        || schema.ok_or_else(|| (format!("{p}.schema"), format!("`schema` is required for on: {}", on_keyword(on))));
+        || schema.ok_or_else(|| (format!("{p}.schema"), format!("`schema` is required for on: {}", on.keyword())));
     let no_columns = || {
         if columns.is_empty() {
             Ok(())
@@ -710,7 +722,7 @@ fn resolve_target(
         }
         On::AllTablesInSchema | On::AllSequencesInSchema | On::AllFunctionsInSchema => {
             if name.is_some() {
-                return Err((format!("{p}.name"), format!("on: {} takes `schema`, not `name`", on_keyword(on))));
+                return Err((format!("{p}.name"), format!("on: {} takes `schema`, not `name`", on.keyword())));
             }
             let class = match on {
                 On::AllTablesInSchema => ObjectClass::Table,

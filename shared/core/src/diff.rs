@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Privileges, Target};
+use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Target};
 use crate::model::{DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName};
 use crate::report::{Finding, FindingKind, FindingObject, Report};
 use crate::scoring::round2;
@@ -411,11 +411,7 @@ impl<'a> Differ<'a> {
             Target::Default { .. } => return,
         };
         for o in objects {
-            let privileges = match &g.privileges {
-                Privileges::All => o.class.acl_privileges(self.server_version),
-                Privileges::Some(p) => p.clone(),
-            };
-            for p in privileges {
+            for p in g.privileges.expand(|| o.class.acl_privileges(self.server_version)) {
                 let w = out
                     .entry((grantee.clone(), o.clone(), p))
                     .or_insert_with(|| Want { grantable: false, origin: g.origin.clone() });
@@ -443,10 +439,7 @@ impl<'a> Differ<'a> {
             for_role: None,
         };
         let class = g.target.class().unwrap_or(ObjectClass::Table);
-        let privileges = match &g.privileges {
-            Privileges::All => class.acl_privileges(self.server_version),
-            Privileges::Some(p) => p.clone(),
-        };
+        let privileges = g.privileges.expand(|| class.acl_privileges(self.server_version));
         for p in privileges {
             self.push(
                 FindingKind::Missing,
@@ -483,8 +476,7 @@ impl<'a> Differ<'a> {
         let state = self.state;
         let mut held: BTreeSet<&GrantKey> = BTreeSet::new();
         for g in &state.grants {
-            let owner = self.index.owner_of(&g.object);
-            if owner.is_some() && g.grantee.role() == owner {
+            if self.index.is_owner(&g.grantee, &g.object) {
                 continue; // an owner's privileges come with ownership
             }
             let key: GrantKey = (g.grantee.clone(), g.object.clone(), g.privilege);
@@ -533,8 +525,7 @@ impl<'a> Differ<'a> {
                 continue;
             }
             let (grantee, object, privilege) = key;
-            let owner = self.index.owner_of(object);
-            if owner.is_some() && grantee.role() == owner {
+            if self.index.is_owner(grantee, object) {
                 continue; // held through ownership
             }
             let fo = finding_object(&self.index, object);
@@ -621,11 +612,7 @@ impl<'a> Differ<'a> {
         let baseline = self.baseline;
         let mut add = |grantee: Grantee, g: &DesiredGrant| {
             if let Target::Default { on, schema, for_role } = &g.target {
-                let privileges = match &g.privileges {
-                    Privileges::All => on.acl_privileges(self.server_version),
-                    Privileges::Some(p) => p.clone(),
-                };
-                for p in privileges {
+                for p in g.privileges.expand(|| on.acl_privileges(self.server_version)) {
                     let w = want
                         .entry((grantee.clone(), for_role.clone(), schema.clone(), *on, p))
                         .or_insert_with(|| Want { grantable: false, origin: g.origin.clone() });

@@ -79,8 +79,7 @@ type Held = BTreeSet<(ObjectRef, Privilege, bool)>;
 fn grants_by_grantee(state: &State, objects: &Objects) -> BTreeMap<Grantee, Held> {
     let mut out: BTreeMap<Grantee, Held> = BTreeMap::new();
     for g in &state.grants {
-        let owner = objects.index.owner_of(&g.object);
-        if (owner.is_some() && g.grantee.role() == owner) || g.is_builtin_public() {
+        if objects.index.is_owner(&g.grantee, &g.object) || g.is_builtin_public() {
             continue;
         }
         out.entry(g.grantee.clone()).or_default().insert((g.object.clone(), g.privilege, g.grantable));

@@ -79,10 +79,7 @@ pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &
             r.role.to_string(),
             r.privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
             FindingObject {
-                kind: serde_json::to_value(r.object.on)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                kind: r.object.on.keyword(),
                 schema: r.object.schema.clone(),
                 name: r.object.name.clone().unwrap_or_default(),
                 column: None,

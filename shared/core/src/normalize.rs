@@ -265,7 +265,7 @@ fn privileges(
             fail(input, Some(id), format!("{field}[{i}]"), e.to_string())
         })?;
         if !classes.iter().any(|c| c.accepts(privilege)) {
-            let on_name = serde_json::to_value(on).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let on_name = on.keyword();
             return Err(fail(
                 input,
                 Some(id),

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    DefaultPrivilege, Function, Grant, Membership, ObjectClass, ObjectRef, Relation, RlsPolicy, RoleAttributes,
-    RoleName,
+    DefaultPrivilege, Function, Grant, Grantee, Membership, ObjectClass, ObjectRef, Relation, RlsPolicy,
+    RoleAttributes, RoleName,
 };
 
 /// An identifier of the database being governed, e.g. `orders-prod` or `db.internal:5432/orders`.
@@ -147,6 +147,12 @@ impl<'a> StateIndex<'a> {
             ObjectClass::Function => self.function(schema, &o.name).map(|f| &f.owner),
             ObjectClass::Role => None,
         }
+    }
+
+    /// Whether `grantee` holds privileges on `object` by owning it (not drift, and
+    /// not worth declaring).
+    pub fn is_owner(&self, grantee: &Grantee, object: &ObjectRef) -> bool {
+        grantee.role().is_some_and(|r| self.owner_of(object) == Some(r))
     }
 
     /// Objects of `class` in `schema`, in name order (tables include views,
