@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use grantwarden_core::assess::assess;
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::baseline::Baseline;
 use grantwarden_core::diff::{Exceptions, diff_with_exceptions};
@@ -381,24 +382,10 @@ pub async fn report_with_state(
             return Ok(diff_with_exceptions(baseline, snapshot, scoring, &exceptions));
         }
     };
-    let mut untagged = store.open_untagged(&snapshot.target).await?;
-    let mut tickets = store.tickets(Some(&snapshot.target)).await?;
-    let mut registry_version = None;
-    match policy.map(load_registry) {
-        Some(Err(why)) => {
-            eprintln!("error: policy registry: {why}; no exception is applied");
-            tickets.clear();
-            let reason = format!("policy registry unusable, exceptions not applied: {why}");
-            untagged.push(untagged_finding(None, &reason, scoring));
-        }
-        Some(Ok(registry)) => registry_version = Some(registry.id.version),
-        None => {}
+    let registry = policy.map(load_registry);
+    if let Some(Err(why)) = &registry {
+        eprintln!("error: policy registry: {why}; no exception is applied");
     }
-    let exceptions = Exceptions { tickets: &tickets, now, untagged: &untagged };
-    let mut report = diff_with_exceptions(baseline, snapshot, scoring, &exceptions);
-    let ages =
-        store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete).await?;
-    report.weigh_by_age(&ages, now, scoring);
-    store.append(NewEvent::for_scan(&report, registry_version.as_deref(), now)).await?;
-    Ok(report)
+    let registry = registry.as_ref().map(|r| r.as_ref().map_err(String::clone));
+    Ok(assess(&store, baseline, snapshot, scoring, registry, now).await?)
 }

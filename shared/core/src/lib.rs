@@ -13,9 +13,12 @@
 //! - [`scoring`]: severity, score and status thresholds.
 //! - [`report`]: the plan report (JSON contract).
 //! - [`generate`]: a baseline from a live state, for brownfield adoption.
+//! - [`assess`]: a snapshot against the baseline with the store's exceptions, recorded.
+//! - [`pipeline`]: a scheduled scan as messages: chunk tasks, the scan record, batches.
 //! - [`intake`]: a request through routing into the ticket store, failing secure.
 //! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
 //! - [`policy`]: the policy registry: exception categories and routes.
+//! - [`signature`]: the webhook signature header: signing and constant-time verification.
 
 //! - [`ticket`]: routing decisions and exception tickets with approvals.
 //! - [`store`]: the ports a state store implements (tickets, findings).
@@ -25,6 +28,7 @@
 //! - [`backoff`]: retry delays with full jitter.
 #![deny(missing_docs)]
 
+pub mod assess;
 pub mod audit;
 pub mod backoff;
 pub mod baseline;
@@ -33,9 +37,11 @@ pub mod generate;
 pub mod intake;
 pub mod model;
 pub mod normalize;
+pub mod pipeline;
 pub mod policy;
 pub mod report;
 pub mod scoring;
+pub mod signature;
 pub mod snapshot;
 pub mod store;
 pub mod ticket;

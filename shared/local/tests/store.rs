@@ -1,132 +1,41 @@
 //! The SQLite store against a real file: idempotent tickets, conditional
 //! updates, finding ages, and many writers on one file.
 
-use chrono::{DateTime, Duration, Utc};
-use grantwarden_core::baseline::On;
-use grantwarden_core::model::{Privilege, RoleName};
-use grantwarden_core::normalize::{Action, GrantRequest, InputKind, RequestObject};
-use grantwarden_core::policy::PolicyRegistry;
-use grantwarden_core::report::{Finding, FindingKind, FindingObject};
-use grantwarden_core::scoring::Severity;
+use grantwarden_core::model::Privilege;
+use grantwarden_core::report::FindingKind;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, PutOutcome, StoreError, TicketStore};
-use grantwarden_core::ticket::{Decision, Ticket, TicketStatus, route};
+use grantwarden_core::store::{FindingStore, PutOutcome, TicketStore};
 use grantwarden_local::LocalStore;
+use grantwarden_testkit::contract::{self, audit_event, finding, now, ticket};
 
-const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";
-
-fn now() -> DateTime<Utc> {
-    "2026-11-22T12:00:00Z".parse().unwrap()
-}
-
-fn ticket(delivery: &str, privilege: Privilege) -> Ticket {
-    let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap();
-    let req = GrantRequest {
-        delivery_id: delivery.into(),
-        input: InputKind::Webhook,
-        source: "okta".into(),
-        action: Action::Grant,
-        target: TargetId::new("orders-prod").unwrap(),
-        principal: "alice@example.com".into(),
-        role: RoleName::new("alice_tmp").unwrap(),
-        privileges: vec![privilege],
-        object: RequestObject { on: On::Schema, schema: None, name: Some("billing".into()), columns: vec![] },
-        expires_at: Some(now() + Duration::hours(4)),
-        justification: None,
-        requested_by: "alice@example.com".into(),
-        incident_id: None,
-        observed_at: now(),
-    };
-    match route(&req, &registry, now()) {
-        Decision::Ticket(t) => *t,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn finding(grantee: &str) -> Finding {
-    Finding {
-        kind: FindingKind::Unauthorized,
-        severity: Severity::Medium,
-        score: 2.0,
-        grantee: grantee.into(),
-        privilege: "INSERT".into(),
-        grantable: false,
-        object: FindingObject {
-            kind: "table".into(),
-            schema: Some("s".into()),
-            name: "t".into(),
-            column: None,
-            for_role: None,
-        },
-        exception_id: None,
-        detail: "x".into(),
-    }
+fn fresh() -> (tempfile::TempDir, LocalStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(&dir.path().join("nested/state.db")).unwrap();
+    (dir, store)
 }
 
 #[tokio::test]
 async fn tickets_are_idempotent_and_conflicts_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested/state.db");
-    let store = LocalStore::open(&path).unwrap();
-    let t = ticket("d-1", Privilege::Select);
-    assert!(matches!(store.put_ticket(&t).await.unwrap(), PutOutcome::Created(_)));
-    let mut later = t.clone();
-    later.request.observed_at = now() + Duration::minutes(3);
-    assert_eq!(
-        store.put_ticket(&later).await.unwrap(),
-        PutOutcome::Existing(t.clone()),
-        "a redelivery returns the stored ticket"
-    );
-    let changed = ticket("d-1", Privilege::Delete);
-    assert_eq!(store.put_ticket(&changed).await.unwrap(), PutOutcome::Conflict(t.clone()));
+    let (dir, store) = fresh();
+    contract::tickets_are_idempotent_and_conflicts_are_refused(&store).await;
     drop(store);
-    let reopened = LocalStore::open(&path).unwrap();
-    assert_eq!(reopened.tickets(None).await.unwrap(), vec![t.clone()]);
-    assert_eq!(reopened.tickets(Some(&TargetId::new("crm").unwrap())).await.unwrap(), vec![]);
+    let reopened = LocalStore::open(&dir.path().join("nested/state.db")).unwrap();
+    assert_eq!(reopened.tickets(None).await.unwrap().len(), 1, "tickets survive a reopen");
 }
 
 #[tokio::test]
 async fn updates_are_conditional_on_the_version_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::open(&dir.path().join("state.db")).unwrap();
-    let t = ticket("d-1", Privilege::Insert);
-    store.put_ticket(&t).await.unwrap();
-    let read = store.ticket(&t.id).await.unwrap().unwrap();
-    assert_eq!((read.version, read.value.status), (1, TicketStatus::PendingApproval));
-    let mut approved = read.value.clone();
-    approved.approve("bob@example.com", now()).unwrap();
-    assert_eq!(store.update_ticket(&approved, read.version).await.unwrap(), 2);
-    // a second writer that read version 1 loses
-    let mut other = read.value.clone();
-    other.approve("carol@example.com", now()).unwrap();
-    assert!(matches!(store.update_ticket(&other, read.version).await, Err(StoreError::Stale(_))));
-    let stored = store.ticket(&t.id).await.unwrap().unwrap();
-    assert_eq!((stored.version, stored.value.status), (2, TicketStatus::Active));
-    assert_eq!(stored.value.approvals[0].approver, "bob@example.com");
-    let ghost = ticket("d-9", Privilege::Insert);
-    assert!(matches!(store.update_ticket(&ghost, 1).await, Err(StoreError::NotFound(_))));
+    contract::updates_are_conditional_on_the_version_read(&fresh().1).await;
 }
 
 #[tokio::test]
 async fn findings_keep_first_seen_and_close_when_gone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::open(&dir.path().join("state.db")).unwrap();
-    let target = TargetId::new("orders-prod").unwrap();
-    let (a, b) = (finding("alice"), finding("bob"));
-    let ages = store.record_findings(&target, "s1", &[a.clone(), b.clone()], now(), true).await.unwrap();
-    assert_eq!(ages[0].first_seen, now());
-    let t2 = now() + Duration::hours(1);
-    let ages = store.record_findings(&target, "s2", std::slice::from_ref(&a), t2, true).await.unwrap();
-    assert_eq!((ages[0].first_seen, ages[0].last_seen), (now(), t2), "still open: first_seen stays");
-    // bob was closed by the complete scan s2; when he comes back he is new again
-    let t3 = now() + Duration::hours(2);
-    let ages = store.record_findings(&target, "s3", &[a.clone(), b.clone()], t3, true).await.unwrap();
-    assert_eq!((ages[0].first_seen, ages[1].first_seen), (now(), t3));
-    // a partial scan closes nothing
-    let t4 = now() + Duration::hours(3);
-    store.record_findings(&target, "s4", &[], t4, false).await.unwrap();
-    let ages = store.record_findings(&target, "s5", &[a, b], t4, true).await.unwrap();
-    assert_eq!((ages[0].first_seen, ages[1].first_seen), (now(), t3));
+    contract::findings_keep_first_seen_and_close_when_gone(&fresh().1).await;
+}
+
+#[tokio::test]
+async fn the_journal_chains_and_verifies() {
+    contract::the_journal_chains_and_verifies(&fresh().1).await;
 }
 
 #[test]
@@ -148,7 +57,13 @@ fn many_writers_on_one_file_lose_nothing() {
                         store.put_ticket(&t).await.unwrap();
                         let target = TargetId::new("orders-prod").unwrap();
                         store
-                            .record_findings(&target, &format!("s-{w}-{i}"), &[finding(&format!("u{w}"))], now(), false)
+                            .record_findings(
+                                &target,
+                                &format!("s-{w}-{i}"),
+                                &[finding(&format!("u{w}"), FindingKind::Unauthorized)],
+                                now(),
+                                false,
+                            )
                             .await
                             .unwrap();
                     }
@@ -178,18 +93,6 @@ fn a_store_from_another_schema_version_is_refused() {
         .unwrap();
     let err = LocalStore::open(&path).err().expect("refused");
     assert!(err.to_string().contains("schema version"), "{err}");
-}
-
-fn audit_event(n: usize) -> grantwarden_core::audit::NewEvent {
-    grantwarden_core::audit::NewEvent {
-        chain: "orders-prod".into(),
-        at: now(),
-        kind: "ticket.requested".into(),
-        actor: format!("writer-{n}"),
-        subject: format!("tkt-{n}"),
-        target: "orders-prod".into(),
-        detail: serde_json::json!({ "registry_version": "2.1" }),
-    }
 }
 
 #[test]

@@ -21,5 +21,5 @@ pub mod scan;
 pub mod session;
 
 pub use error::{ErrorClass, ExtractError};
-pub use scan::{NoProgress, Progress, ScanOptions, Scanner};
+pub use scan::{NoProgress, Progress, ScanOptions, Scanner, extract_one, plan_only};
 pub use session::Timeouts;

@@ -137,16 +137,7 @@ impl Scanner {
                 None
             }
         };
-        let version: String = client
-            .query_one("SELECT pg_catalog.current_setting('server_version_num')", &[])
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(ExtractError::db("reading server_version_num"))?;
-        let server_version = version.parse().map_err(|_| ExtractError::Row {
-            query: "server_version_num",
-            field: "server_version_num",
-            message: format!("not a number: {version:?}"),
-        })?;
+        let server_version = server_version(&client).await?;
         let chunks = plan_chunks(&client, self.options.max_relations_per_chunk).await?;
         Ok(Plan { client, snapshot_id, server_version, chunks })
     }
@@ -208,6 +199,49 @@ impl Scanner {
         }
         (outcomes.into_iter().map(|o| o.expect("every chunk reports")).collect(), state, consistent)
     }
+}
+
+/// `server_version_num` of the connected server, e.g. 150019.
+async fn server_version(client: &Client) -> Result<u32, ExtractError> {
+    let version: String = client
+        .query_one("SELECT pg_catalog.current_setting('server_version_num')", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(ExtractError::db("reading server_version_num"))?;
+    version.parse().map_err(|_| ExtractError::Row {
+        query: "server_version_num",
+        field: "server_version_num",
+        message: format!("not a number: {version:?}"),
+    })
+}
+
+/// Plans the chunks of a scan and reads the server version, in a short
+/// read-only transaction and without exporting a snapshot: what a fan-out
+/// that hands the chunks to other processes needs.
+pub async fn plan_only(config: &Config, options: &ScanOptions) -> Result<(u32, Vec<ChunkSpec>), ExtractError> {
+    let mut op = || async {
+        let client = connect(config).await.map_err(ExtractError::db("connecting"))?;
+        begin_read_only(&client, &options.timeouts, None).await?;
+        let version = server_version(&client).await?;
+        let chunks = plan_chunks(&client, options.max_relations_per_chunk).await?;
+        client.batch_execute("ROLLBACK").await.map_err(ExtractError::db("ending the read-only transaction"))?;
+        Ok((version, chunks))
+    };
+    retry(&options.retry, "planning", &mut op).await.map(|(v, _)| v).map_err(|(e, _)| e)
+}
+
+/// Extracts one chunk in its own read-only transaction (no shared snapshot),
+/// retrying transient failures; returns the batch and the attempts made, or
+/// the last error and the attempts made.
+pub async fn extract_one(
+    config: Arc<Config>,
+    chunk: ChunkSpec,
+    server_version: u32,
+    options: &ScanOptions,
+) -> Result<(State, u32), (ExtractError, u32)> {
+    let job =
+        ChunkJob { config, chunk, snapshot_id: None, server_version, timeouts: options.timeouts, retry: options.retry };
+    job.run().await.map(|(state, attempts, _)| (state, attempts))
 }
 
 /// Runs `op` until it succeeds, fails permanently, or runs out of attempts;

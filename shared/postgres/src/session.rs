@@ -37,6 +37,25 @@ pub fn parse_config(url: &str, timeouts: &Timeouts) -> Result<Config, ExtractErr
     Ok(config)
 }
 
+/// A configuration from parts (as a secret holds them), with the same defaults
+/// as [`parse_config`]. An empty password means none.
+pub fn config_from_parts(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    dbname: &str,
+    timeouts: &Timeouts,
+) -> Config {
+    let mut config = Config::new();
+    config.host(host).port(port).user(user).dbname(dbname).application_name("grantwarden");
+    config.connect_timeout(timeouts.connect);
+    if !password.is_empty() {
+        config.password(password);
+    }
+    config
+}
+
 /// A target id from the connection string: `host:port/dbname`, never the user or password.
 pub fn target_from_config(config: &Config) -> TargetId {
     let host = match config.get_hosts().first() {

@@ -12,6 +12,9 @@
 //! [`TestDb::ignore_others`], which ignores every role but its own: tests
 //! running at the same time never see each other's roles as drift.
 
+pub mod contract;
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -1,0 +1,186 @@
+//! Diff: when a scan record turns complete or incomplete, merge its batches,
+//! assess them against the baseline with the target's exceptions, store the
+//! report and findings, and alert past the thresholds.
+//!
+//! Only the `running -> complete|incomplete` transition of a record starts
+//! work (a record changes status once, conditionally), and a report already
+//! in S3 for the scan means a redelivered stream record: nothing is redone.
+//! Errors fail the invocation, so the stream retries (and, once exhausted,
+//! bisects and sends the record to the on-failure destination).
+
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use grantwarden_aws::settings::SettingsError;
+use grantwarden_aws::{Alerts, AwsError, Clients, Clock, DynamoStore, Objects, Settings};
+use grantwarden_core::assess::assess;
+use grantwarden_core::pipeline::{AssembleError, ScanRecord, ScanStatus, assemble};
+use grantwarden_core::report::{Report, Status};
+use grantwarden_core::store::StoreError;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use tracing::Instrument;
+
+/// Why a diff failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// A stream record is not a scan record.
+    #[error("stream record {event_id}: {reason}")]
+    Record {
+        /// The record.
+        event_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// S3, SNS or Secrets Manager failed, or a stored object does not decode.
+    #[error("scan {scan_id}: {source}")]
+    Aws {
+        /// The scan.
+        scan_id: String,
+        /// Cause.
+        source: AwsError,
+    },
+    /// The state store failed.
+    #[error("scan {scan_id}: {source}")]
+    Store {
+        /// The scan.
+        scan_id: String,
+        /// Cause.
+        source: StoreError,
+    },
+    /// The batches do not make a snapshot.
+    #[error("scan {scan_id}: {source}")]
+    Assemble {
+        /// The scan.
+        scan_id: String,
+        /// Cause.
+        source: AssembleError,
+    },
+}
+
+impl From<DiffError> for Diagnostic {
+    fn from(e: DiffError) -> Self {
+        let error_type = match &e {
+            DiffError::Record { .. } | DiffError::Assemble { .. } => "Validation",
+            DiffError::Aws { source, .. } if !source.is_retryable() => "Validation",
+            _ => "Retryable",
+        };
+        Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
+    }
+}
+
+/// What one stream record led to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Handled {
+    /// Not the end of a scan.
+    Ignored,
+    /// The scan's report was already written.
+    AlreadyReported {
+        /// S3 key of the report.
+        key: String,
+    },
+    /// Assessed; the report's key and summary status.
+    Reported {
+        /// S3 key of the report.
+        key: String,
+        /// Its status.
+        status: Status,
+        /// Whether an alert was published.
+        alerted: bool,
+    },
+}
+
+/// The handler's state, built once per container.
+#[derive(Clone)]
+pub struct Diff {
+    store: DynamoStore,
+    objects: Objects,
+    alerts: Option<Alerts>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The scan record a stream record ends, if it ends one.
+pub fn ended_scan(record: &EventRecord) -> Result<Option<ScanRecord>, DiffError> {
+    if record.event_name != "MODIFY" {
+        return Ok(None);
+    }
+    let decode = |image: &serde_dynamo::Item, which: &str| -> Result<ScanRecord, DiffError> {
+        serde_dynamo::from_item(image.clone()).map_err(|e| DiffError::Record {
+            event_id: record.event_id.clone(),
+            reason: format!("{which} is not a scan record: {e}"),
+        })
+    };
+    let new = decode(&record.change.new_image, "NewImage")?;
+    let was_running = record.change.old_image.is_empty()
+        || decode(&record.change.old_image, "OldImage")?.status == ScanStatus::Running;
+    Ok((was_running && new.status != ScanStatus::Running).then_some(new))
+}
+
+impl Diff {
+    /// The handler; alerts go to `GRANTWARDEN_ALERT_TOPIC_ARN` when it is set.
+    pub fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, SettingsError> {
+        Ok(Self {
+            store: DynamoStore::new(clients, settings),
+            objects: Objects::new(clients, settings),
+            alerts: settings.alert_topic_arn.as_deref().map(|arn| Alerts::new(&clients.sns, arn)),
+            clock,
+        })
+    }
+
+    /// Handles a batch of stream records, in order.
+    pub async fn handle(&self, event: LambdaEvent<Event>) -> Result<Vec<Handled>, DiffError> {
+        let mut out = Vec::with_capacity(event.payload.records.len());
+        for record in &event.payload.records {
+            let Some(scan) = ended_scan(record)? else {
+                out.push(Handled::Ignored);
+                continue;
+            };
+            let span = tracing::info_span!("diff", target = %scan.target, scan_id = %scan.scan_id, request_id = %event.context.request_id);
+            out.push(self.report(&scan).instrument(span).await?);
+        }
+        Ok(out)
+    }
+
+    /// Assesses one ended scan.
+    pub async fn report(&self, scan: &ScanRecord) -> Result<Handled, DiffError> {
+        let id = &scan.scan_id;
+        let aws = |source| DiffError::Aws { scan_id: id.clone(), source };
+        let key = Objects::report_key(&scan.target, id);
+        if self.objects.get(&key).await.map_err(aws)?.is_some() {
+            tracing::info!(%key, "report exists; redelivered record");
+            return Ok(Handled::AlreadyReported { key });
+        }
+        let manifest = self.objects.manifest(&scan.target, id).await.map_err(aws)?;
+        let batches = self.objects.batches(&scan.target, id).await.map_err(aws)?;
+        let snapshot =
+            assemble(&manifest, scan, batches).map_err(|source| DiffError::Assemble { scan_id: id.clone(), source })?;
+        let baseline = self.objects.baseline(&scan.target).await.map_err(aws)?;
+        let scoring = self.objects.scoring().await.map_err(aws)?;
+        let registry = self.objects.policy_registry().await;
+        if let Err(why) = &registry {
+            tracing::error!(error = %why, "policy registry unusable; no exception is applied");
+        }
+        let report: Report = assess(
+            &self.store,
+            &baseline,
+            &snapshot,
+            &scoring,
+            Some(registry.as_ref().map_err(String::clone)),
+            self.clock.now(),
+        )
+        .await
+        .map_err(|source| DiffError::Store { scan_id: id.clone(), source })?;
+        let key = self.objects.put_report(&report).await.map_err(aws)?;
+        let status = report.summary.status;
+        let mut alerted = false;
+        if status == Status::Alert
+            && let Some(alerts) = &self.alerts
+        {
+            let uri = format!("s3://{}/{key}", self.objects.bucket());
+            alerts.report(&report, &uri).await.map_err(aws)?;
+            alerted = true;
+        }
+        tracing::info!(%key, %status, score = report.summary.score, findings = report.findings.len(), complete = report.summary.complete, alerted, "report written");
+        Ok(Handled::Reported { key, status, alerted })
+    }
+}

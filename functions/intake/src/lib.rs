@@ -1,0 +1,554 @@
+//! grantwarden-intake: the HTTP face of intake (Lambda Function URL or API
+//! Gateway HTTP API, payload 2.0).
+//!
+//! Routes, every one signed with `X-Grantwarden-Signature` (a GET signs the
+//! empty body):
+//! - `POST /webhooks/grants`: the grant webhook of DESIGN.md.
+//! - `POST /requests`: the generic payload.
+//! - `POST /requests/{ticket}/approvals`: `{"approver": "..."}`; the signing
+//!   system vouches for who the approver is.
+//! - `GET /tickets/{ticket}`: the ticket with its `effective_status`.
+//!
+//! Wiring only: normalization, routing and approval rules live in
+//! `grantwarden_core`; the store is whatever implements its ports (DynamoDB
+//! in the Lambda, SQLite in tests). Fail secure like the CLI's intake: input
+//! that cannot become a ticket is recorded as an untagged finding before the
+//! caller hears about it. Every failure is a JSON `{"error": ...}` with a
+//! status chosen in one place, [`Rejection::status`].
+#![deny(missing_docs)]
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::intake::{Outcome, intake};
+use grantwarden_core::normalize::{self, GrantRequest, InputKind, NormalizeError};
+use grantwarden_core::policy::PolicyRegistry;
+use grantwarden_core::report::Finding;
+use grantwarden_core::scoring::ScoringConfig;
+use grantwarden_core::signature::{self, SignatureError};
+use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::store::{FindingStore, StoreError, TicketStore};
+use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket, TicketStatus};
+use lambda_http::http::header::{ALLOW, CONTENT_TYPE, LOCATION};
+use lambda_http::http::{HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+/// Bodies above this are refused before the signature is computed over them.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+pub use grantwarden_aws::{Clock, SystemClock};
+
+/// The HMAC key could not be had (e.g. Secrets Manager unreachable).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the webhook key is unavailable: {0}")]
+pub struct KeyUnavailable(pub String);
+
+/// Where the webhook HMAC key comes from; asked on every request, so an
+/// implementation caches (the Lambda's reads Secrets Manager every few minutes).
+pub trait KeySource: Send + Sync {
+    /// The current key.
+    fn key(&self) -> impl Future<Output = Result<Vec<u8>, KeyUnavailable>> + Send;
+}
+
+/// A key known at startup (tests, local runs).
+#[derive(Clone)]
+pub struct StaticKey(pub Vec<u8>);
+
+impl KeySource for StaticKey {
+    async fn key(&self) -> Result<Vec<u8>, KeyUnavailable> {
+        Ok(self.0.clone())
+    }
+}
+
+impl std::fmt::Debug for StaticKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // a key never reaches a log
+        f.write_str("StaticKey(..)")
+    }
+}
+
+/// Why a request was not served; each variant has one status and a JSON body.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// No such route.
+    #[error("no route {0}")]
+    UnknownPath(String),
+    /// The route exists with another method.
+    #[error("{path} takes {allowed}, not {method}")]
+    WrongMethod {
+        /// Path.
+        path: String,
+        /// Method used.
+        method: String,
+        /// The method the route takes.
+        allowed: &'static str,
+    },
+    /// The body is over the limit.
+    #[error("the body is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Size received.
+        size: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// The signature header is missing, malformed, stale or wrong.
+    #[error("signature rejected: {0}")]
+    Signature(#[from] SignatureError),
+    /// The key to check signatures with cannot be read.
+    #[error(transparent)]
+    Key(#[from] KeyUnavailable),
+    /// The request could not be normalized; its untagged finding is recorded.
+    #[error("{0}; recorded as an untagged finding")]
+    Invalid(NormalizeError),
+    /// A body other than a grant request is unreadable.
+    #[error("{field}: {reason}")]
+    BadBody {
+        /// The failing field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No such ticket.
+    #[error("no ticket {0}")]
+    UnknownTicket(String),
+    /// The delivery id is known with a different payload.
+    #[error("delivery {delivery_id} is known with a different payload as ticket {ticket}")]
+    Conflict {
+        /// Delivery id.
+        delivery_id: String,
+        /// The stored ticket.
+        ticket: String,
+    },
+    /// The request breaks a rule of its category; its untagged finding is recorded.
+    #[error("delivery {delivery_id} refused by category {category}: {refusal}; recorded as an untagged finding")]
+    Refused {
+        /// Delivery id.
+        delivery_id: String,
+        /// Category.
+        category: String,
+        /// Why.
+        refusal: Refusal,
+        /// The finding recorded.
+        finding: Box<Finding>,
+    },
+    /// Nothing in the registry routes the request; its untagged finding is recorded.
+    #[error("not routable: {}; recorded as an untagged finding", .0.detail)]
+    Untagged(Box<Finding>),
+    /// The policy registry could not be loaded at startup; the request is
+    /// recorded as untagged and the sender may retry later.
+    #[error("the policy registry is unavailable; the request is recorded as an untagged finding")]
+    RegistryUnavailable,
+    /// The approval does not count.
+    #[error("{0}")]
+    Approval(#[from] ApprovalError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Rejection {
+    /// The HTTP status of this rejection.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::UnknownPath(_) | Rejection::UnknownTicket(_) => StatusCode::NOT_FOUND,
+            Rejection::WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Invalid(_) | Rejection::BadBody { .. } => StatusCode::BAD_REQUEST,
+            Rejection::Conflict { .. } => StatusCode::CONFLICT,
+            Rejection::Refused { .. } | Rejection::Untagged(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::Key(_) | Rejection::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Approval(ApprovalError::Requester(_) | ApprovalError::Duplicate(_)) => StatusCode::FORBIDDEN,
+            Rejection::Approval(ApprovalError::NotPending(_)) => StatusCode::CONFLICT,
+            Rejection::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Store(StoreError::Stale(_)) => StatusCode::CONFLICT,
+            Rejection::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            Rejection::Store(StoreError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body: `error` always, plus what a caller needs to act on it.
+    pub fn body(&self) -> Value {
+        let mut body = json!({ "error": self.to_string() });
+        match self {
+            Rejection::Invalid(e) => {
+                body["field"] = json!(e.field);
+                if let Some(id) = &e.delivery_id {
+                    body["delivery_id"] = json!(id);
+                }
+            }
+            Rejection::BadBody { field, .. } => body["field"] = json!(field),
+            Rejection::Conflict { delivery_id, ticket } => {
+                body["delivery_id"] = json!(delivery_id);
+                body["ticket"] = json!(ticket);
+            }
+            Rejection::Refused { delivery_id, category, refusal, finding } => {
+                body["delivery_id"] = json!(delivery_id);
+                body["category"] = json!(category);
+                body["refusal"] = json!(refusal);
+                body["finding"] = json!(finding);
+            }
+            Rejection::Untagged(finding) => body["finding"] = json!(finding),
+            Rejection::WrongMethod { allowed, .. } => body["allowed"] = json!(allowed),
+            _ => {}
+        }
+        body
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut response = json_response(self.status(), &self.body());
+        if let Rejection::WrongMethod { allowed, .. } = self {
+            response.headers_mut().insert(ALLOW, HeaderValue::from_static(allowed));
+        }
+        response
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A successful answer.
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    location: Option<String>,
+}
+
+impl Reply {
+    fn into_response(self) -> Response<Body> {
+        let mut response = json_response(self.status, &self.body);
+        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        response
+    }
+}
+
+/// The routes, parsed from the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Webhook,
+    Generic,
+    Approve(&'a str),
+    Ticket(&'a str),
+}
+
+impl Route<'_> {
+    fn parse(path: &str) -> Option<Route<'_>> {
+        let path = path.strip_prefix('/')?;
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        match segments.as_slice() {
+            ["webhooks", "grants"] => Some(Route::Webhook),
+            ["requests"] => Some(Route::Generic),
+            ["requests", id, "approvals"] if !id.is_empty() => Some(Route::Approve(id)),
+            ["tickets", id] if !id.is_empty() => Some(Route::Ticket(id)),
+            _ => None,
+        }
+    }
+
+    fn method(&self) -> Method {
+        match self {
+            Route::Ticket(_) => Method::GET,
+            _ => Method::POST,
+        }
+    }
+}
+
+/// The intake handler: built once per container, shared by every event.
+pub struct App<S, K> {
+    store: S,
+    registry: Result<PolicyRegistry, String>,
+    key: K,
+    clock: Arc<dyn Clock>,
+    known_targets: BTreeSet<TargetId>,
+    scoring: ScoringConfig,
+    max_body: usize,
+    tolerance: Duration,
+}
+
+impl<S, K> App<S, K>
+where
+    S: TicketStore + FindingStore + AuditJournal + Send + Sync,
+    K: KeySource,
+{
+    /// A handler over `store`. A registry that failed to load is kept as its
+    /// error: every request is then recorded as untagged (fail secure).
+    /// Defaults: system clock, any target, standard scoring, 64 KiB bodies,
+    /// a 5-minute signature window.
+    pub fn new(store: S, registry: Result<PolicyRegistry, String>, key: K) -> Self {
+        Self {
+            store,
+            registry,
+            key,
+            clock: Arc::new(SystemClock),
+            known_targets: BTreeSet::new(),
+            scoring: ScoringConfig::standard(),
+            max_body: DEFAULT_MAX_BODY,
+            tolerance: signature::DEFAULT_TOLERANCE,
+        }
+    }
+
+    /// Uses `clock` for signature windows, routing and approvals.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Only these targets are accepted; empty: any.
+    pub fn with_known_targets(mut self, targets: impl IntoIterator<Item = TargetId>) -> Self {
+        self.known_targets = targets.into_iter().collect();
+        self
+    }
+
+    /// Scores untagged findings with `scoring`.
+    pub fn with_scoring(mut self, scoring: ScoringConfig) -> Self {
+        self.scoring = scoring;
+        self
+    }
+
+    /// Refuses bodies larger than `bytes`.
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The store, for callers that inspect what a request recorded.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Serves one HTTP request; every failure is a JSON error response, never a
+    /// Lambda error (the caller is an HTTP client, not the Lambda retry machinery).
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let span = tracing::info_span!(
+            "intake",
+            request_id = %request_id(&req),
+            ticket_id = tracing::field::Empty,
+        );
+        async {
+            match self.serve(&req).await {
+                Ok(reply) => {
+                    tracing::info!(status = reply.status.as_u16(), "served");
+                    reply.into_response()
+                }
+                Err(rejection) => {
+                    let status = rejection.status();
+                    if status.is_server_error() {
+                        tracing::error!(status = status.as_u16(), error = %rejection, "failed");
+                    } else {
+                        tracing::warn!(status = status.as_u16(), error = %rejection, "rejected");
+                    }
+                    rejection.into_response()
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn serve(&self, req: &Request) -> Result<Reply, Rejection> {
+        let path = req.uri().path();
+        let route = Route::parse(path).ok_or_else(|| Rejection::UnknownPath(path.to_owned()))?;
+        let allowed = route.method();
+        if req.method() != allowed {
+            return Err(Rejection::WrongMethod {
+                path: path.to_owned(),
+                method: req.method().to_string(),
+                allowed: if allowed == Method::GET { "GET" } else { "POST" },
+            });
+        }
+        let body: &[u8] = req.body().as_ref();
+        // before the signature: an oversized body is not worth an HMAC
+        if body.len() > self.max_body {
+            return Err(Rejection::TooLarge { size: body.len(), limit: self.max_body });
+        }
+        // lossy: a header that is not text then fails as malformed, not as missing
+        let header = req.headers().get(signature::HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let key = self.key.key().await?;
+        let now = self.clock.now();
+        signature::verify(header.as_deref(), body, &key, now, self.tolerance)?;
+        match route {
+            Route::Webhook => self.intake(body, InputKind::Webhook, now).await,
+            Route::Generic => self.intake(body, InputKind::Generic, now).await,
+            Route::Approve(id) => self.approve(id, body, now).await,
+            Route::Ticket(id) => self.show(id, now).await,
+        }
+    }
+
+    async fn intake(&self, body: &[u8], kind: InputKind, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        let ctx = normalize::Context { targets: &self.known_targets, now, audit_target: None };
+        let request = match kind {
+            InputKind::Generic => normalize::from_generic(body, &ctx),
+            _ => normalize::from_webhook(body, &ctx),
+        };
+        let target = filing_target(&request, body);
+        let invalid = request.as_ref().err().cloned();
+        let delivery_id = request.as_ref().map(|r| r.delivery_id.clone()).ok();
+        let outcome =
+            intake(&self.store, self.registry.as_ref().map_err(String::clone), request, &self.scoring, now).await?;
+        // fail secure: the finding is on record before the sender hears "no"
+        if let Outcome::Refused { finding, .. } | Outcome::Untagged(finding) = &outcome {
+            self.store.record_findings(&target, "intake", std::slice::from_ref(finding), now, false).await?;
+        }
+        for event in outcome.events(target.as_str(), now) {
+            self.store.append(event).await?;
+        }
+        match outcome {
+            Outcome::Created(t) => {
+                tracing::Span::current().record("ticket_id", t.id.as_str());
+                tracing::info!(category = %t.category, status = %t.status, "ticket created");
+                Ok(Reply {
+                    status: StatusCode::CREATED,
+                    location: Some(format!("/tickets/{}", t.id)),
+                    body: ticket_json(&t, now),
+                })
+            }
+            Outcome::Existing(t) => {
+                tracing::Span::current().record("ticket_id", t.id.as_str());
+                Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&t, now) })
+            }
+            Outcome::Conflict(t) => {
+                tracing::Span::current().record("ticket_id", t.id.as_str());
+                Err(Rejection::Conflict { delivery_id: t.request.delivery_id, ticket: t.id })
+            }
+            Outcome::Refused { category, refusal, finding } => {
+                Err(Rejection::Refused { delivery_id: delivery_id.unwrap_or_default(), category, refusal, finding })
+            }
+            Outcome::Untagged(finding) => Err(match (invalid, &self.registry) {
+                (Some(e), _) => Rejection::Invalid(e),
+                (None, Err(why)) => {
+                    tracing::error!(error = %why, "policy registry unusable");
+                    Rejection::RegistryUnavailable
+                }
+                (None, Ok(_)) => Rejection::Untagged(finding),
+            }),
+        }
+    }
+
+    async fn approve(&self, id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        let approver = approver(body)?;
+        tracing::Span::current().record("ticket_id", id);
+        let read = self.store.ticket(id).await?.ok_or_else(|| Rejection::UnknownTicket(id.to_owned()))?;
+        let mut ticket = read.value;
+        ticket.approve(&approver, now)?;
+        // conditional on the version read: a concurrent approval makes this one stale (409)
+        self.store.update_ticket(&ticket, read.version).await?;
+        self.store.append(NewEvent::for_ticket(&ticket, "ticket.approved", &approver, now)).await?;
+        if ticket.status == TicketStatus::Active {
+            self.store.append(NewEvent::for_ticket(&ticket, "ticket.activated", "grantwarden", now)).await?;
+        }
+        tracing::info!(status = %ticket.status, approvals = ticket.approvals.len(), "approved");
+        Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&ticket, now) })
+    }
+
+    async fn show(&self, id: &str, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        tracing::Span::current().record("ticket_id", id);
+        let read = self.store.ticket(id).await?.ok_or_else(|| Rejection::UnknownTicket(id.to_owned()))?;
+        Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&read.value, now) })
+    }
+}
+
+/// The ticket as stored, plus its status at `now` (an active ticket past its window is expired).
+fn ticket_json(t: &Ticket, now: DateTime<Utc>) -> Value {
+    let mut value = json!(t);
+    value["effective_status"] = json!(t.status_at(now).to_string());
+    value
+}
+
+/// Where an untagged finding is filed: the request's target, else the target
+/// the raw body names (too broken to normalize, still worth filing where it
+/// belongs), else `unknown`. As the CLI's intake does.
+fn filing_target(request: &Result<GrantRequest, NormalizeError>, body: &[u8]) -> TargetId {
+    if let Ok(r) = request {
+        return r.target.clone();
+    }
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("target").and_then(Value::as_str).and_then(TargetId::new))
+        .unwrap_or_else(|| TargetId::new("unknown").expect("not empty"))
+}
+
+/// Reads `{"approver": "..."}`, naming the failing field.
+fn approver(body: &[u8]) -> Result<String, Rejection> {
+    let bad = |field: &str, reason: &str| Rejection::BadBody { field: field.to_owned(), reason: reason.to_owned() };
+    let value: Value = serde_json::from_slice(body).map_err(|e| bad("body", &format!("not JSON: {e}")))?;
+    let object = value.as_object().ok_or_else(|| bad("body", "must be a JSON object"))?;
+    if let Some(unknown) = object.keys().find(|k| *k != "approver") {
+        return Err(bad(unknown, "unknown field; expected only approver"));
+    }
+    let approver = match object.get("approver") {
+        None => return Err(bad("approver", "missing")),
+        Some(Value::String(s)) => s.trim(),
+        Some(_) => return Err(bad("approver", "must be a string")),
+    };
+    if approver.is_empty() || approver.chars().any(char::is_control) {
+        return Err(bad("approver", "must be a non-empty identity without control characters"));
+    }
+    Ok(approver.to_owned())
+}
+
+/// The Lambda request id, else the one API Gateway or the Function URL assigned.
+fn request_id(req: &Request) -> String {
+    if let Some(id) = req.lambda_context_ref().map(|c| c.request_id.as_str()).filter(|id| !id.is_empty()) {
+        return id.to_owned();
+    }
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.request_id.clone(),
+        _ => None,
+    }
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_parsed_from_the_path() {
+        assert_eq!(Route::parse("/webhooks/grants"), Some(Route::Webhook));
+        assert_eq!(Route::parse("/webhooks/grants/"), Some(Route::Webhook));
+        assert_eq!(Route::parse("/requests"), Some(Route::Generic));
+        assert_eq!(Route::parse("/requests/tkt-1/approvals"), Some(Route::Approve("tkt-1")));
+        assert_eq!(Route::parse("/tickets/tkt-1"), Some(Route::Ticket("tkt-1")));
+        for unknown in ["", "/", "/tickets", "/tickets/", "/tickets//", "/requests//approvals", "/webhooks", "/x"] {
+            assert_eq!(Route::parse(unknown), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn approval_body_names_the_failing_field() {
+        let field = |body: &str| match approver(body.as_bytes()) {
+            Err(Rejection::BadBody { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field("nope"), "body");
+        assert_eq!(field("[]"), "body");
+        assert_eq!(field("{}"), "approver");
+        assert_eq!(field(r#"{"approver": 3}"#), "approver");
+        assert_eq!(field(r#"{"approver": "  "}"#), "approver");
+        assert_eq!(field(r#"{"approver": "bob@example.com", "as": "admin"}"#), "as");
+        assert_eq!(approver(br#"{"approver": " bob@example.com "}"#).unwrap(), "bob@example.com");
+    }
+
+    #[test]
+    fn statuses_follow_the_kind_of_failure() {
+        assert_eq!(Rejection::Store(StoreError::Unavailable("down".into())).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Rejection::Store(StoreError::Stale("t".into())).status(), StatusCode::CONFLICT);
+        assert_eq!(Rejection::Approval(ApprovalError::Duplicate("b".into())).status(), StatusCode::FORBIDDEN);
+        assert_eq!(Rejection::Approval(ApprovalError::NotPending(TicketStatus::Active)).status(), StatusCode::CONFLICT);
+        assert_eq!(Rejection::Key(KeyUnavailable("x".into())).status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,47 @@
+//! Alerts on SNS.
+
+use grantwarden_core::report::Report;
+
+use crate::AwsError;
+
+/// The alert topic.
+#[derive(Clone, Debug)]
+pub struct Alerts {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl Alerts {
+    /// Publishes to `topic_arn`.
+    pub fn new(client: &aws_sdk_sns::Client, topic_arn: &str) -> Self {
+        Self { client: client.clone(), topic_arn: topic_arn.to_owned() }
+    }
+
+    /// Publishes a report's alert: a one-line subject and the summary with the
+    /// worst findings as JSON, and where the full report is.
+    pub async fn report(&self, report: &Report, report_uri: &str) -> Result<(), AwsError> {
+        let s = &report.summary;
+        let subject = format!("grantwarden: {} is {} (score {:.1})", report.target, s.status, s.score);
+        let mut worst: Vec<_> = report.findings.iter().filter(|f| f.score > 0.0).collect();
+        worst.sort_by(|a, b| b.score.total_cmp(&a.score));
+        worst.truncate(10);
+        let message = serde_json::json!({
+            "target": report.target,
+            "scan_id": report.scan_id,
+            "status": s.status,
+            "summary": s,
+            "top_findings": worst,
+            "report": report_uri,
+        });
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            // SNS subjects: at most 100 characters
+            .subject(subject.chars().take(100).collect::<String>())
+            .message(message.to_string())
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("Publish {}", self.topic_arn), e))?;
+        Ok(())
+    }
+}

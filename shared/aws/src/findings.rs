@@ -1,0 +1,177 @@
+//! Findings in DynamoDB.
+//!
+//! Table key `target` + `key` (core's [`finding_key`]). Recording a scan
+//! updates each finding in place while it stays open (keeping `first_seen`)
+//! and writes it afresh when it is new or was closed; a complete scan then
+//! closes the target's open findings it no longer reports. Updates run a few
+//! at a time, in input order, so the ages come back in the findings' order.
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, TryStreamExt};
+use grantwarden_core::report::{Finding, FindingKind};
+use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::store::{FindingAge, FindingStore, StoreError, finding_key};
+use serde::{Deserialize, Serialize};
+
+use crate::item::{self, Item, s};
+use crate::{AwsError, DynamoStore, is_condition_failure};
+
+/// Findings written at once.
+const CONCURRENCY: usize = 8;
+
+/// A finding as stored.
+#[derive(Serialize, Deserialize)]
+struct FindingItem {
+    target: String,
+    key: String,
+    open: bool,
+    kind: FindingKind,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+    last_scan: String,
+    finding: Finding,
+}
+
+fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl DynamoStore {
+    /// Records one finding; returns when it was first seen.
+    async fn record_one(
+        &self,
+        target: &TargetId,
+        scan_id: &str,
+        f: &Finding,
+        at: DateTime<Utc>,
+    ) -> Result<FindingAge, StoreError> {
+        let key = finding_key(f);
+        let what = format!("finding {target} {key}");
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.findings_table)
+            .key("target", s(target.as_str()))
+            .key("key", s(&key))
+            .update_expression("SET finding = :f, last_seen = :now, last_scan = :scan")
+            .condition_expression("#open = :true")
+            .expression_attribute_names("#open", "open")
+            .expression_attribute_values(":f", item::attr(&what, f)?)
+            .expression_attribute_values(":now", s(ts(at)))
+            .expression_attribute_values(":scan", s(scan_id))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match updated {
+            Ok(out) => {
+                let stored: FindingItem = item::from(&what, out.attributes.unwrap_or_default())?;
+                Ok(FindingAge { first_seen: stored.first_seen, last_seen: at })
+            }
+            Err(e) if is_condition_failure(&e) => {
+                // new, or closed and back: a new life starts now
+                let fresh = FindingItem {
+                    target: target.to_string(),
+                    key: key.clone(),
+                    open: true,
+                    kind: f.kind,
+                    first_seen: at,
+                    last_seen: at,
+                    last_scan: scan_id.to_owned(),
+                    finding: f.clone(),
+                };
+                self.client
+                    .put_item()
+                    .table_name(&self.findings_table)
+                    .set_item(Some(item::to(&what, &fresh)?))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk(format!("PutItem {} {what}", self.findings_table), e))?;
+                Ok(FindingAge { first_seen: at, last_seen: at })
+            }
+            Err(e) => Err(AwsError::sdk(format!("UpdateItem {} {what}", self.findings_table), e).into()),
+        }
+    }
+
+    /// Open findings of a target.
+    async fn open_findings(&self, target: &TargetId) -> Result<Vec<FindingItem>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.findings_table)
+                .key_condition_expression("target = :t")
+                .filter_expression("#open = :true")
+                .expression_attribute_names("#open", "open")
+                .expression_attribute_values(":t", s(target.as_str()))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk(format!("Query {} {target}", self.findings_table), e))?;
+            for it in page.items.unwrap_or_default() {
+                out.push(item::from(&format!("finding of {target}"), it)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+impl FindingStore for DynamoStore {
+    async fn record_findings(
+        &self,
+        target: &TargetId,
+        scan_id: &str,
+        findings: &[Finding],
+        at: DateTime<Utc>,
+        complete: bool,
+    ) -> Result<Vec<FindingAge>, StoreError> {
+        let ages: Vec<FindingAge> = futures::stream::iter(0..findings.len())
+            .map(|i| self.record_one(target, scan_id, &findings[i], at))
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        if complete {
+            for stale in self.open_findings(target).await?.into_iter().filter(|f| f.last_scan != scan_id) {
+                let closed = self
+                    .client
+                    .update_item()
+                    .table_name(&self.findings_table)
+                    .key("target", s(target.as_str()))
+                    .key("key", s(&stale.key))
+                    .update_expression("SET #open = :false")
+                    // a newer scan that reported it again keeps it open
+                    .condition_expression("last_scan = :seen")
+                    .expression_attribute_names("#open", "open")
+                    .expression_attribute_values(":false", AttributeValue::Bool(false))
+                    .expression_attribute_values(":seen", s(&stale.last_scan))
+                    .send()
+                    .await;
+                match closed {
+                    Ok(_) => {}
+                    Err(e) if is_condition_failure(&e) => {}
+                    Err(e) => {
+                        return Err(
+                            AwsError::sdk(format!("UpdateItem {} {}", self.findings_table, stale.key), e).into()
+                        );
+                    }
+                }
+            }
+        }
+        Ok(ages)
+    }
+
+    async fn open_untagged(&self, target: &TargetId) -> Result<Vec<Finding>, StoreError> {
+        let mut open: Vec<FindingItem> =
+            self.open_findings(target).await?.into_iter().filter(|f| f.kind == FindingKind::Untagged).collect();
+        open.sort_by(|a, b| (a.first_seen, &a.key).cmp(&(b.first_seen, &b.key)));
+        Ok(open.into_iter().map(|f| f.finding).collect())
+    }
+}

@@ -1,0 +1,215 @@
+//! The audit journal in DynamoDB.
+//!
+//! Table key `chain` + `seq`; each chain's head lives in the same table at
+//! `seq = 0`. An append reads the last event, seals the new one after it and
+//! puts it on the next seq only if that slot is free: the conditional write
+//! that serializes writers, so concurrent appenders never fork or gap a
+//! chain (the loser reads again and retries with jitter). The head then moves
+//! forward (only forward) to the new event; it lags at most while an append
+//! is in flight, and an appender that finds the head ahead of the last event
+//! refuses to write, because the tail was deleted.
+//!
+//! No transaction on purpose: one conditional put is atomic everywhere,
+//! including the emulator the tests run against, whose multi-item
+//! transactions are not safe under concurrent writers.
+//!
+//! The event is kept as the exact JSON it was hashed from (`event`), beside
+//! the attributes a reader queries: a round trip through DynamoDB numbers
+//! must not be able to change a byte that the hash covers.
+
+use std::time::Duration;
+
+use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
+use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::store::StoreError;
+use serde::{Deserialize, Serialize};
+
+use crate::item::{self, n, s};
+use crate::{AwsError, DynamoStore, is_condition_failure};
+
+/// Attempts an append makes against competing writers before giving up.
+const APPEND_ATTEMPTS: u32 = 100;
+
+/// A journal event as stored.
+#[derive(Serialize, Deserialize)]
+struct EventItem {
+    chain: String,
+    seq: u64,
+    hash: String,
+    #[serde(rename = "type")]
+    kind: String,
+    at: String,
+    actor: String,
+    subject: String,
+    target: String,
+    /// The event's JSON, byte for byte.
+    event: String,
+}
+
+/// A chain head as stored (`seq` 0).
+#[derive(Deserialize)]
+struct HeadItem {
+    head_seq: u64,
+    head_hash: String,
+}
+
+impl DynamoStore {
+    async fn read_head(&self, chain: &str) -> Result<Option<(u64, String)>, AwsError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.journal_table)
+            .key("chain", s(chain))
+            .key("seq", n(0))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("GetItem {} {chain} head", self.journal_table), e))?;
+        let Some(it) = got.item else { return Ok(None) };
+        let head: HeadItem = item::from(&format!("head of chain {chain}"), it)?;
+        Ok(Some((head.head_seq, head.head_hash)))
+    }
+
+    async fn last_event(&self, chain: &str) -> Result<Option<(u64, String)>, AwsError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.journal_table)
+            .key_condition_expression("chain = :c AND seq > :zero")
+            .expression_attribute_values(":c", s(chain))
+            .expression_attribute_values(":zero", n(0))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("Query {} {chain} last event", self.journal_table), e))?;
+        let Some(it) = page.items.unwrap_or_default().into_iter().next() else { return Ok(None) };
+        let last: EventItem = item::from(&format!("last event of chain {chain}"), it)?;
+        Ok(Some((last.seq, last.hash)))
+    }
+
+    /// Puts the event on its seq if the slot is free; `false` when another writer took it.
+    async fn put_event(&self, sealed: &AuditEvent) -> Result<bool, AwsError> {
+        let what = format!("event {}", sealed.id);
+        let event = EventItem {
+            chain: sealed.chain.clone(),
+            seq: sealed.seq,
+            hash: sealed.hash.clone(),
+            kind: sealed.kind.clone(),
+            at: sealed.at.to_rfc3339(),
+            actor: sealed.actor.clone(),
+            subject: sealed.subject.clone(),
+            target: sealed.target.clone(),
+            event: serde_json::to_string(sealed).expect("an event always serializes"),
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.journal_table)
+            .set_item(Some(item::to(&what, &event)?))
+            .condition_expression("attribute_not_exists(seq)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(AwsError::sdk(format!("PutItem {} {what}", self.journal_table), e)),
+        }
+    }
+
+    /// Moves the head forward to `sealed` (never back: a later append may have moved it already).
+    async fn advance_head(&self, sealed: &AuditEvent) -> Result<(), AwsError> {
+        let moved = self
+            .client
+            .update_item()
+            .table_name(&self.journal_table)
+            .key("chain", s(&sealed.chain))
+            .key("seq", n(0))
+            .update_expression("SET head_seq = :n, head_hash = :h")
+            .condition_expression("attribute_not_exists(head_seq) OR head_seq < :n")
+            .expression_attribute_values(":n", n(sealed.seq))
+            .expression_attribute_values(":h", s(&sealed.hash))
+            .send()
+            .await;
+        match moved {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(AwsError::sdk(format!("UpdateItem {} {} head", self.journal_table, sealed.chain), e)),
+        }
+    }
+}
+
+impl AuditJournal for DynamoStore {
+    async fn append(&self, event: NewEvent) -> Result<AuditEvent, StoreError> {
+        let backoff = RetryPolicy {
+            max_attempts: APPEND_ATTEMPTS,
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(200),
+        };
+        for attempt in 0..APPEND_ATTEMPTS {
+            // head first: it only moves after its event is written, so a head
+            // read before the last event can be ahead of it only if events were deleted
+            let head = self.read_head(&event.chain).await?;
+            let last = self.last_event(&event.chain).await?;
+            if let Some((head_seq, _)) = head
+                && head_seq > last.as_ref().map_or(0, |(seq, _)| *seq)
+            {
+                return Err(StoreError::Corrupt {
+                    id: format!("chain {}", event.chain),
+                    reason: format!(
+                        "its head is at seq {head_seq} but the last event is seq {}: events were deleted; not appending",
+                        last.map_or(0, |(seq, _)| seq)
+                    ),
+                });
+            }
+            let sealed = seal(event.clone(), last.as_ref().map(|(seq, hash)| (*seq, hash.as_str())));
+            if self.put_event(&sealed).await? {
+                self.advance_head(&sealed).await?;
+                return Ok(sealed);
+            }
+            let delay = backoff.delay(attempt, &mut rand::rng());
+            tracing::debug!(chain = %event.chain, attempt, "another writer took seq {}; appending again", sealed.seq);
+            tokio::time::sleep(delay).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "chain {}: the head kept moving for {APPEND_ATTEMPTS} attempts; too many concurrent writers",
+            event.chain
+        )))
+    }
+
+    async fn events(&self, chain: &str) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.journal_table)
+                .key_condition_expression("chain = :c AND seq > :zero")
+                .expression_attribute_values(":c", s(chain))
+                .expression_attribute_values(":zero", n(0))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk(format!("Query {} {chain}", self.journal_table), e))?;
+            for it in page.items.unwrap_or_default() {
+                let stored: EventItem = item::from(&format!("journal event of {chain}"), it)?;
+                let id = format!("{chain}:{}", stored.seq);
+                out.push(
+                    serde_json::from_str(&stored.event)
+                        .map_err(|e| StoreError::Corrupt { id, reason: e.to_string() })?,
+                );
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(self.read_head(chain).await?)
+    }
+}

@@ -1,0 +1,254 @@
+//! The S3 bucket: scan manifests, snapshot batches, reports and configuration.
+//!
+//! ```text
+//! snapshots/<target>/<scan>/manifest.json        the plan of a scan (fan-out)
+//! snapshots/<target>/<scan>/batches/<batch>.json one extracted chunk (extract)
+//! reports/<target>/<scan>.json                   the report of DESIGN.md (diff)
+//! reports/<target>/latest.json                   the newest report of a target
+//! config/baselines/<target>.yaml, config/policy/*.yaml, config/scoring.yaml
+//! ```
+//! Target ids may hold `/` and `:` (`host:5432/db`); in keys they are
+//! percent-encoded so each target stays one path segment. Writes use
+//! deterministic keys, so a redelivered message overwrites its own object.
+
+use aws_sdk_s3::primitives::ByteStream;
+use grantwarden_core::baseline::Baseline;
+use grantwarden_core::pipeline::{Batch, ScanManifest};
+use grantwarden_core::policy::PolicyRegistry;
+use grantwarden_core::report::Report;
+use grantwarden_core::scoring::ScoringConfig;
+use grantwarden_core::snapshot::TargetId;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{AwsError, Clients, Settings};
+
+/// The bucket.
+#[derive(Clone, Debug)]
+pub struct Objects {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    baseline_key: String,
+    policy_prefix: String,
+    scoring_key: String,
+}
+
+/// A target id as one key segment.
+pub fn key_segment(target: &TargetId) -> String {
+    let mut out = String::new();
+    for b in target.as_str().bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl Objects {
+    /// The bucket and configuration keys named in `settings`.
+    pub fn new(clients: &Clients, settings: &Settings) -> Self {
+        Self {
+            client: clients.s3.clone(),
+            bucket: settings.bucket.clone(),
+            baseline_key: settings.baseline_key.clone(),
+            policy_prefix: settings.policy_prefix.clone(),
+            scoring_key: settings.scoring_key.clone(),
+        }
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn scan_prefix(target: &TargetId, scan_id: &str) -> String {
+        format!("snapshots/{}/{scan_id}/", key_segment(target))
+    }
+
+    /// Key of a scan's manifest.
+    pub fn manifest_key(target: &TargetId, scan_id: &str) -> String {
+        format!("{}manifest.json", Self::scan_prefix(target, scan_id))
+    }
+
+    /// Key of one batch.
+    pub fn batch_key(target: &TargetId, scan_id: &str, batch_id: &str) -> String {
+        format!("{}batches/{batch_id}.json", Self::scan_prefix(target, scan_id))
+    }
+
+    /// Key of a scan's report.
+    pub fn report_key(target: &TargetId, scan_id: &str) -> String {
+        format!("reports/{}/{scan_id}.json", key_segment(target))
+    }
+
+    /// Key of a target's latest report.
+    pub fn latest_report_key(target: &TargetId) -> String {
+        format!("reports/{}/latest.json", key_segment(target))
+    }
+
+    /// Raw bytes of an object; `None` when there is no such key.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, AwsError> {
+        let op = || format!("GetObject s3://{}/{key}", self.bucket);
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                let bytes = out.body.collect().await.map_err(|e| AwsError::Service {
+                    op: op(),
+                    message: e.to_string(),
+                    retryable: true,
+                })?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(AwsError::sdk(op(), e)),
+        }
+    }
+
+    /// Writes an object.
+    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("PutObject s3://{}/{key}", self.bucket), e))?;
+        Ok(())
+    }
+
+    /// Writes a value as JSON.
+    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), AwsError> {
+        let body =
+            serde_json::to_vec(value).map_err(|e| AwsError::Decode { what: key.to_owned(), reason: e.to_string() })?;
+        self.put(key, body, "application/json").await
+    }
+
+    /// Reads a JSON object; `None` when there is no such key.
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, AwsError> {
+        let Some(bytes) = self.get(key).await? else { return Ok(None) };
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut de).map(Some).map_err(|e| AwsError::Decode {
+            what: format!("s3://{}/{key}", self.bucket),
+            reason: format!("{}: {}", e.path(), e.inner()),
+        })
+    }
+
+    /// Every key under a prefix, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::sdk(format!("ListObjectsV2 s3://{}/{prefix}", self.bucket), e))?;
+            keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Stores a scan's manifest.
+    pub async fn put_manifest(&self, manifest: &ScanManifest) -> Result<(), AwsError> {
+        self.put_json(&Self::manifest_key(&manifest.target, &manifest.scan_id), manifest).await
+    }
+
+    /// A scan's manifest.
+    pub async fn manifest(&self, target: &TargetId, scan_id: &str) -> Result<ScanManifest, AwsError> {
+        let key = Self::manifest_key(target, scan_id);
+        self.get_json(&key).await?.ok_or_else(|| AwsError::Missing(format!("s3://{}/{key}", self.bucket)))
+    }
+
+    /// Stores one batch.
+    pub async fn put_batch(&self, batch: &Batch) -> Result<(), AwsError> {
+        self.put_json(&Self::batch_key(&batch.task.target, &batch.task.scan_id, &batch.task.batch_id), batch).await
+    }
+
+    /// Every batch of a scan.
+    pub async fn batches(&self, target: &TargetId, scan_id: &str) -> Result<Vec<Batch>, AwsError> {
+        let prefix = format!("{}batches/", Self::scan_prefix(target, scan_id));
+        let mut out = Vec::new();
+        for key in self.list(&prefix).await? {
+            if let Some(batch) = self.get_json(&key).await? {
+                out.push(batch);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a report under its scan and as the target's latest.
+    pub async fn put_report(&self, report: &Report) -> Result<String, AwsError> {
+        let key = Self::report_key(&report.target, &report.scan_id);
+        self.put_json(&key, report).await?;
+        self.put_json(&Self::latest_report_key(&report.target), report).await?;
+        Ok(key)
+    }
+
+    fn text(&self, key: &str, bytes: Vec<u8>) -> Result<String, AwsError> {
+        String::from_utf8(bytes).map_err(|_| AwsError::Decode {
+            what: format!("s3://{}/{key}", self.bucket),
+            reason: "not UTF-8 text".into(),
+        })
+    }
+
+    /// The baseline of a target.
+    pub async fn baseline(&self, target: &TargetId) -> Result<Baseline, AwsError> {
+        let key = self.baseline_key.replace("{target}", &key_segment(target));
+        let name = format!("s3://{}/{key}", self.bucket);
+        let bytes = self.get(&key).await?.ok_or_else(|| AwsError::Missing(name.clone()))?;
+        let text = self.text(&key, bytes)?;
+        Baseline::from_yaml(&text, &name).map_err(|e| AwsError::Decode { what: name, reason: e.to_string() })
+    }
+
+    /// The policy registry: every `.yaml`/`.yml` object under the policy prefix.
+    /// An error is returned as text, for core's fail-secure handling.
+    pub async fn policy_registry(&self) -> Result<PolicyRegistry, String> {
+        let keys = self.list(&self.policy_prefix).await.map_err(|e| e.to_string())?;
+        let mut files = Vec::new();
+        for key in keys.into_iter().filter(|k| k.ends_with(".yaml") || k.ends_with(".yml")) {
+            let bytes = self.get(&key).await.map_err(|e| e.to_string())?.unwrap_or_default();
+            let text = self.text(&key, bytes).map_err(|e| e.to_string())?;
+            files.push((format!("s3://{}/{key}", self.bucket), text));
+        }
+        if files.is_empty() {
+            return Err(format!("no policy registry under s3://{}/{}", self.bucket, self.policy_prefix));
+        }
+        PolicyRegistry::load(&files).map_err(|e| e.to_string())
+    }
+
+    /// The scoring config; the standard one when the object does not exist.
+    pub async fn scoring(&self) -> Result<ScoringConfig, AwsError> {
+        let name = format!("s3://{}/{}", self.bucket, self.scoring_key);
+        match self.get(&self.scoring_key).await? {
+            None => Ok(ScoringConfig::standard()),
+            Some(bytes) => {
+                let text = self.text(&self.scoring_key, bytes)?;
+                ScoringConfig::from_yaml(&text, &name)
+                    .map_err(|e| AwsError::Decode { what: name, reason: e.to_string() })
+            }
+        }
+    }
+
+    /// Target ids listed in an object (one per line, `#` comments, or a JSON array of strings).
+    pub async fn targets(&self, key: &str) -> Result<Vec<TargetId>, AwsError> {
+        let name = format!("s3://{}/{key}", self.bucket);
+        let bytes = self.get(key).await?.ok_or_else(|| AwsError::Missing(name.clone()))?;
+        let text = self.text(key, bytes)?;
+        if text.trim_start().starts_with('[') {
+            let ids: Vec<String> = serde_json::from_str(&text)
+                .map_err(|e| AwsError::Decode { what: name.clone(), reason: e.to_string() })?;
+            return Ok(crate::settings::parse_targets(&ids.join("\n")));
+        }
+        Ok(crate::settings::parse_targets(&text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_with_slashes_stays_one_segment() {
+        let t = TargetId::new("db.internal:5432/orders").unwrap();
+        assert_eq!(key_segment(&t), "db.internal%3A5432%2Forders");
+        assert_eq!(Objects::report_key(&t, "scan-1"), "reports/db.internal%3A5432%2Forders/scan-1.json");
+    }
+}

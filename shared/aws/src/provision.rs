@@ -1,0 +1,131 @@
+//! Creates the resources grantwarden uses, under a name prefix: for tests
+//! against moto and for trying the functions locally. Production stacks are
+//! created by infra/template.yaml; the key schemas here must match it.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::tickets::{ACTIVE_INDEX, BY_TARGET_INDEX};
+use crate::{AwsError, Clients, Settings};
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("name and type are set")
+}
+
+fn attr(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().expect("name and type are set")
+}
+
+fn index(name: &str, hash: &str, range: &str) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash))
+        .key_schema(key(range, KeyType::Range))
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .expect("name, keys and projection are set")
+}
+
+/// One table with a NEW_AND_OLD_IMAGES stream.
+async fn table(
+    clients: &Clients,
+    name: &str,
+    keys: &[(&str, ScalarAttributeType, KeyType)],
+    extra_attrs: &[(&str, ScalarAttributeType)],
+    indexes: Vec<GlobalSecondaryIndex>,
+) -> Result<(), AwsError> {
+    let mut create =
+        clients.dynamodb.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest).stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("enabled is set"),
+        );
+    for (n, t, k) in keys {
+        create = create.key_schema(key(n, k.clone())).attribute_definitions(attr(n, t.clone()));
+    }
+    for (n, t) in extra_attrs {
+        create = create.attribute_definitions(attr(n, t.clone()));
+    }
+    if !indexes.is_empty() {
+        create = create.set_global_secondary_indexes(Some(indexes));
+    }
+    create.send().await.map_err(|e| AwsError::sdk(format!("CreateTable {name}"), e))?;
+    Ok(())
+}
+
+/// Creates tables, bucket, queues and topic named `<prefix>-*` and returns the
+/// settings that point at them. Secrets are created by the caller.
+pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsError> {
+    use KeyType::{Hash, Range};
+    use ScalarAttributeType::{N, S};
+    let s = Settings {
+        tickets_table: format!("{prefix}-tickets"),
+        findings_table: format!("{prefix}-findings"),
+        journal_table: format!("{prefix}-journal"),
+        scans_table: format!("{prefix}-scans"),
+        bucket: format!("{prefix}-bucket"),
+        secret_prefix: format!("{prefix}/targets/"),
+        webhook_secret_id: format!("{prefix}/webhook-hmac"),
+        ..Settings::default()
+    };
+    table(
+        clients,
+        &s.tickets_table,
+        &[("id", S, Hash)],
+        &[("target", S), ("active_target", S), ("expires_at", S)],
+        vec![index(BY_TARGET_INDEX, "target", "expires_at"), index(ACTIVE_INDEX, "active_target", "expires_at")],
+    )
+    .await?;
+    table(clients, &s.findings_table, &[("target", S, Hash), ("key", S, Range)], &[], vec![]).await?;
+    table(clients, &s.journal_table, &[("chain", S, Hash), ("seq", N, Range)], &[], vec![]).await?;
+    table(clients, &s.scans_table, &[("scan_id", S, Hash)], &[], vec![]).await?;
+    clients.s3.create_bucket().bucket(&s.bucket).send().await.map_err(|e| AwsError::sdk("CreateBucket", e))?;
+
+    let dlq = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-chunks-dlq"))
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateQueue dlq", e))?
+        .queue_url
+        .unwrap_or_default();
+    let dlq_arn = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("GetQueueAttributes dlq", e))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default();
+    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": s.chunk_max_receives + 1 });
+    let queue = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-chunks"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(QueueAttributeName::VisibilityTimeout, "30")
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateQueue chunks", e))?
+        .queue_url
+        .unwrap_or_default();
+    let topic = clients
+        .sns
+        .create_topic()
+        .name(format!("{prefix}-alerts"))
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateTopic", e))?
+        .topic_arn
+        .unwrap_or_default();
+    Ok(Settings { chunk_queue_url: Some(queue), chunk_dlq_url: Some(dlq), alert_topic_arn: Some(topic), ..s })
+}

@@ -1,0 +1,165 @@
+//! Secrets Manager, cached: target credentials and the webhook key.
+//!
+//! A secret is fetched at most once per TTL per container, so a warm Lambda
+//! does not call Secrets Manager per event, and a rotated secret is picked
+//! up within the TTL. Values never reach a log or an error message.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::{AwsError, Clients};
+
+/// Secrets with a TTL cache, shared by clones.
+#[derive(Clone)]
+pub struct SecretCache {
+    client: aws_sdk_secretsmanager::Client,
+    ttl: Duration,
+    cache: Arc<Mutex<HashMap<String, (Instant, String)>>>,
+}
+
+impl std::fmt::Debug for SecretCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretCache").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl SecretCache {
+    /// A cache that keeps each value for `ttl`.
+    pub fn new(clients: &Clients, ttl: Duration) -> Self {
+        Self { client: clients.secrets.clone(), ttl, cache: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// A secret's string value.
+    pub async fn string(&self, id: &str) -> Result<String, AwsError> {
+        if let Some((at, value)) = self.cache.lock().expect("the cache lock is never poisoned").get(id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(value.clone());
+        }
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("GetSecretValue {id}"), e))?;
+        let value = out.secret_string.ok_or_else(|| AwsError::Decode {
+            what: format!("secret {id}"),
+            reason: "has no string value (binary secrets are not read)".into(),
+        })?;
+        self.cache
+            .lock()
+            .expect("the cache lock is never poisoned")
+            .insert(id.to_owned(), (Instant::now(), value.clone()));
+        Ok(value)
+    }
+
+    /// A target's RDS-style credentials.
+    pub async fn rds(&self, id: &str) -> Result<RdsSecret, AwsError> {
+        RdsSecret::parse(id, &self.string(id).await?)
+    }
+}
+
+/// The JSON an RDS-managed (or hand-made) database secret holds.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+pub struct RdsSecret {
+    /// `postgres` (also `aurora-postgresql`).
+    pub engine: String,
+    /// Host name.
+    pub host: String,
+    /// Port (a number, or a string as some tools write it).
+    #[serde(deserialize_with = "port")]
+    pub port: u16,
+    /// Login role.
+    pub username: String,
+    /// Its password; may be empty where trust or IAM auth is used.
+    #[serde(default)]
+    pub password: String,
+    /// Database name.
+    pub dbname: String,
+}
+
+impl std::fmt::Debug for RdsSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdsSecret")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("dbname", &self.dbname)
+            .finish()
+    }
+}
+
+fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        N(u16),
+        S(String),
+    }
+    match Port::deserialize(d)? {
+        Port::N(n) => Ok(n),
+        Port::S(s) => {
+            s.trim().parse().map_err(|_| serde::de::Error::custom(format!("port {s:?} is not a port number")))
+        }
+    }
+}
+
+impl RdsSecret {
+    /// Parses and checks a secret's JSON; errors name the field, never a value.
+    pub fn parse(id: &str, json: &str) -> Result<Self, AwsError> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let secret: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| AwsError::Decode {
+            what: format!("secret {id}"),
+            // the inner error of a syntax error may quote the input: keep only its position
+            reason: match e.inner().classify() {
+                serde_json::error::Category::Data | serde_json::error::Category::Eof => {
+                    format!("field {}: {}", e.path(), e.inner())
+                }
+                _ => format!("not valid JSON (line {}, column {})", e.inner().line(), e.inner().column()),
+            },
+        })?;
+        if !matches!(secret.engine.as_str(), "postgres" | "postgresql" | "aurora-postgresql") {
+            return Err(AwsError::Decode {
+                what: format!("secret {id}"),
+                reason: format!("field engine: {:?} is not PostgreSQL", secret.engine),
+            });
+        }
+        Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rds_secret_parses_with_a_string_port_and_hides_its_password() {
+        let s = RdsSecret::parse(
+            "t",
+            r#"{"engine":"postgres","host":"db","port":"5432","username":"u","password":"hunter2","dbname":"orders"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.port, 5432);
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_bad_secret_names_the_field_not_the_value() {
+        let err =
+            RdsSecret::parse("t", r#"{"engine":"postgres","host":"db","port":5432,"password":"hunter2","dbname":"x"}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("username"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = RdsSecret::parse("t", r#"{"engine":"mysql","host":"db","port":3306,"username":"u","dbname":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("engine"), "{err}");
+    }
+}

@@ -1,0 +1,183 @@
+//! Resource names and locations, read from the environment once at cold start.
+//!
+//! Names default to what infra/template.yaml creates (`grantwarden-*`), so a
+//! function only needs the variables for resources without a fixed name
+//! (queue URLs, topic ARN). Each function checks at cold start that what it
+//! uses is set (`require`), so a misconfiguration fails before the first event.
+
+use grantwarden_core::snapshot::TargetId;
+
+/// Resource names and locations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Tickets table (`GRANTWARDEN_TICKETS_TABLE`).
+    pub tickets_table: String,
+    /// Findings table (`GRANTWARDEN_FINDINGS_TABLE`).
+    pub findings_table: String,
+    /// Audit journal table (`GRANTWARDEN_JOURNAL_TABLE`).
+    pub journal_table: String,
+    /// Scan records table (`GRANTWARDEN_SCANS_TABLE`).
+    pub scans_table: String,
+    /// Bucket of snapshots, reports and configuration (`GRANTWARDEN_BUCKET`).
+    pub bucket: String,
+    /// Chunk queue URL (`GRANTWARDEN_CHUNK_QUEUE_URL`).
+    pub chunk_queue_url: Option<String>,
+    /// Dead-letter queue of chunks that failed for good (`GRANTWARDEN_CHUNK_DLQ_URL`).
+    pub chunk_dlq_url: Option<String>,
+    /// SNS topic for alerts (`GRANTWARDEN_ALERT_TOPIC_ARN`).
+    pub alert_topic_arn: Option<String>,
+    /// Prefix of target secrets; a target's secret is `<prefix><target>` (`GRANTWARDEN_SECRET_PREFIX`).
+    pub secret_prefix: String,
+    /// Secret holding the webhook HMAC key (`GRANTWARDEN_WEBHOOK_SECRET_ID`).
+    pub webhook_secret_id: String,
+    /// Targets, comma-separated (`GRANTWARDEN_TARGETS`); empty with `targets_key` set.
+    pub targets: Vec<TargetId>,
+    /// Object listing the targets, one per line or a JSON array (`GRANTWARDEN_TARGETS_KEY`).
+    pub targets_key: Option<String>,
+    /// Baseline object; `{target}` is replaced by the target id (`GRANTWARDEN_BASELINE_KEY`).
+    pub baseline_key: String,
+    /// Prefix of the policy registry's YAML objects (`GRANTWARDEN_POLICY_PREFIX`).
+    pub policy_prefix: String,
+    /// Scoring config object; absent object means the standard weights (`GRANTWARDEN_SCORING_KEY`).
+    pub scoring_key: String,
+    /// Length of the schedule period a scan id is derived from (`GRANTWARDEN_SCAN_WINDOW_SECONDS`).
+    pub scan_window_seconds: u32,
+    /// Receives after which a transiently failing chunk is given up (`GRANTWARDEN_CHUNK_MAX_RECEIVES`);
+    /// must be below the queue's redrive maxReceiveCount so the scan record learns of it.
+    pub chunk_max_receives: u32,
+}
+
+/// A setting is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}: {reason}")]
+pub struct SettingsError {
+    /// The variable.
+    pub name: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            tickets_table: "grantwarden-tickets".into(),
+            findings_table: "grantwarden-findings".into(),
+            journal_table: "grantwarden-journal".into(),
+            scans_table: "grantwarden-scans".into(),
+            bucket: "grantwarden".into(),
+            chunk_queue_url: None,
+            chunk_dlq_url: None,
+            alert_topic_arn: None,
+            secret_prefix: "grantwarden/targets/".into(),
+            webhook_secret_id: "grantwarden/webhook-hmac".into(),
+            targets: Vec::new(),
+            targets_key: None,
+            baseline_key: "config/baselines/{target}.yaml".into(),
+            policy_prefix: "config/policy/".into(),
+            scoring_key: "config/scoring.yaml".into(),
+            scan_window_seconds: 3600,
+            chunk_max_receives: 4,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads every `GRANTWARDEN_*` variable over the defaults.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let d = Self::default();
+        let text = |name: &'static str, default: String| -> Result<String, SettingsError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) if v.trim().is_empty() => Err(SettingsError { name, reason: "is set but empty".into() }),
+                Some(v) => Ok(v),
+            }
+        };
+        let opt = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
+        let number = |name: &'static str, default: u32| -> Result<u32, SettingsError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(SettingsError { name, reason: format!("{v:?} is not a positive whole number") }),
+                },
+            }
+        };
+        Ok(Self {
+            tickets_table: text("GRANTWARDEN_TICKETS_TABLE", d.tickets_table)?,
+            findings_table: text("GRANTWARDEN_FINDINGS_TABLE", d.findings_table)?,
+            journal_table: text("GRANTWARDEN_JOURNAL_TABLE", d.journal_table)?,
+            scans_table: text("GRANTWARDEN_SCANS_TABLE", d.scans_table)?,
+            bucket: text("GRANTWARDEN_BUCKET", d.bucket)?,
+            chunk_queue_url: opt("GRANTWARDEN_CHUNK_QUEUE_URL"),
+            chunk_dlq_url: opt("GRANTWARDEN_CHUNK_DLQ_URL"),
+            alert_topic_arn: opt("GRANTWARDEN_ALERT_TOPIC_ARN"),
+            secret_prefix: get("GRANTWARDEN_SECRET_PREFIX").unwrap_or(d.secret_prefix),
+            webhook_secret_id: text("GRANTWARDEN_WEBHOOK_SECRET_ID", d.webhook_secret_id)?,
+            targets: parse_targets(&get("GRANTWARDEN_TARGETS").unwrap_or_default()),
+            targets_key: opt("GRANTWARDEN_TARGETS_KEY"),
+            baseline_key: text("GRANTWARDEN_BASELINE_KEY", d.baseline_key)?,
+            policy_prefix: text("GRANTWARDEN_POLICY_PREFIX", d.policy_prefix)?,
+            scoring_key: text("GRANTWARDEN_SCORING_KEY", d.scoring_key)?,
+            scan_window_seconds: number("GRANTWARDEN_SCAN_WINDOW_SECONDS", d.scan_window_seconds)?,
+            chunk_max_receives: number("GRANTWARDEN_CHUNK_MAX_RECEIVES", d.chunk_max_receives)?,
+        })
+    }
+
+    /// An optional setting a function cannot work without.
+    pub fn require<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, SettingsError> {
+        value.as_deref().ok_or(SettingsError { name, reason: "must be set for this function".into() })
+    }
+
+    /// The secret id of a target's credentials.
+    pub fn target_secret_id(&self, target: &TargetId) -> String {
+        format!("{}{}", self.secret_prefix, target)
+    }
+}
+
+/// Target ids from a comma- or newline-separated list (blank entries and `#` comments skipped).
+pub fn parse_targets(text: &str) -> Vec<TargetId> {
+    let mut out: Vec<TargetId> = text
+        .split([',', '\n'])
+        .map(|t| t.split('#').next().unwrap_or("").trim())
+        .filter_map(|t| TargetId::new(t.to_owned()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_apply_and_overrides_win() {
+        let env: HashMap<&str, &str> =
+            [("GRANTWARDEN_BUCKET", "b1"), ("GRANTWARDEN_TARGETS", "orders-prod, billing-prod,,orders-prod")].into();
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(s.bucket, "b1");
+        assert_eq!(s.tickets_table, "grantwarden-tickets");
+        assert_eq!(s.targets.iter().map(TargetId::as_str).collect::<Vec<_>>(), ["billing-prod", "orders-prod"]);
+    }
+
+    #[test]
+    fn a_malformed_number_names_the_variable() {
+        let err =
+            Settings::from_lookup(|k| (k == "GRANTWARDEN_SCAN_WINDOW_SECONDS").then(|| "hourly".into())).unwrap_err();
+        assert_eq!(err.name, "GRANTWARDEN_SCAN_WINDOW_SECONDS");
+        assert!(err.to_string().contains("\"hourly\""), "{err}");
+    }
+
+    #[test]
+    fn a_missing_queue_is_reported_by_name() {
+        let s = Settings::default();
+        let err = Settings::require(&s.chunk_queue_url, "GRANTWARDEN_CHUNK_QUEUE_URL").unwrap_err();
+        assert!(err.to_string().contains("GRANTWARDEN_CHUNK_QUEUE_URL"));
+    }
+}

@@ -1,0 +1,100 @@
+//! The DynamoDB store against moto: the store contract every implementation
+//! passes, concurrent journal appends, and the scan ledger's counters.
+
+use std::sync::Arc;
+
+use grantwarden_aws::{Clients, DynamoStore, provision};
+use grantwarden_core::audit::{AuditJournal, verify};
+use grantwarden_core::pipeline::{ScanLedger, ScanManifest, ScanStatus, Settled, Settlement};
+use grantwarden_core::snapshot::{ChunkSpec, ScanWindow, TargetId};
+use grantwarden_testkit::{contract, moto};
+
+async fn store(test: &str) -> DynamoStore {
+    let clients = Clients::for_endpoint(&moto::endpoint()).await;
+    let settings = provision::create(&clients, &moto::unique_prefix(test)).await.expect("moto creates the resources");
+    DynamoStore::new(&clients, &settings)
+}
+
+#[tokio::test]
+async fn tickets_are_idempotent_and_conflicts_are_refused() {
+    contract::tickets_are_idempotent_and_conflicts_are_refused(&store("idem").await).await;
+}
+
+#[tokio::test]
+async fn updates_are_conditional_on_the_version_read() {
+    contract::updates_are_conditional_on_the_version_read(&store("cond").await).await;
+}
+
+#[tokio::test]
+async fn findings_keep_first_seen_and_close_when_gone() {
+    contract::findings_keep_first_seen_and_close_when_gone(&store("findings").await).await;
+}
+
+#[tokio::test]
+async fn the_journal_chains_and_verifies() {
+    contract::the_journal_chains_and_verifies(&store("journal").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appenders_never_fork_or_gap_the_chain() {
+    let store = Arc::new(store("appenders").await);
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..6 {
+        let store = Arc::clone(&store);
+        writers.spawn(async move {
+            for i in 0..8 {
+                store.append(contract::audit_event(w * 100 + i)).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let events = store.events("orders-prod").await.unwrap();
+    let head = store.head("orders-prod").await.unwrap().unwrap();
+    assert_eq!((events.len(), head.0), (48, 48));
+    verify("orders-prod", &events, Some((head.0, &head.1))).unwrap();
+    let mut actors: Vec<_> = events.iter().map(|e| e.actor.clone()).collect();
+    actors.sort();
+    actors.dedup();
+    assert_eq!(actors.len(), 48, "every append landed exactly once");
+}
+
+#[tokio::test]
+async fn each_chunk_counts_once_and_one_settler_ends_the_scan() {
+    let store = store("ledger").await;
+    let at = contract::now();
+    let manifest = ScanManifest::new(
+        TargetId::new("orders-prod").unwrap(),
+        ScanWindow::containing(at, 3600),
+        at,
+        150_000,
+        vec![ChunkSpec::Cluster, ChunkSpec::Schemas { schemas: vec!["a".into()] }],
+    );
+    let record = manifest.record();
+    assert!(store.start_scan(&record).await.unwrap());
+    assert!(!store.start_scan(&record).await.unwrap(), "a retried schedule does not start a second scan");
+    let (first, second) = (&manifest.tasks[0].batch_id, &manifest.tasks[1].batch_id);
+
+    let Settled::Counted(r) = store.chunk_settled(&record.scan_id, first, &Settlement::Done).await.unwrap() else {
+        panic!("the first settlement counts")
+    };
+    assert_eq!((r.chunks_done, r.settled()), (1, None));
+    assert_eq!(
+        store.chunk_settled(&record.scan_id, first, &Settlement::Done).await.unwrap(),
+        Settled::AlreadyCounted,
+        "a redelivered message counts nothing"
+    );
+    let why = Settlement::Failed("permission denied for schema a".into());
+    let Settled::Counted(r) = store.chunk_settled(&record.scan_id, second, &why).await.unwrap() else {
+        panic!("the failure counts")
+    };
+    assert_eq!((r.chunks_done, r.chunks_failed), (1, 1));
+    assert_eq!(r.failures.get(second.as_str()).map(String::as_str), Some("permission denied for schema a"));
+    assert_eq!(r.settled(), Some(ScanStatus::Incomplete));
+
+    assert!(store.finish_scan(&record.scan_id, ScanStatus::Incomplete, at).await.unwrap());
+    assert!(!store.finish_scan(&record.scan_id, ScanStatus::Complete, at).await.unwrap(), "only one settler ends it");
+    assert_eq!(store.scan(&record.scan_id).await.unwrap().unwrap().status, ScanStatus::Incomplete);
+    assert!(store.chunk_settled("scan-nope", first, &Settlement::Done).await.is_err());
+}

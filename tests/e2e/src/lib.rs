@@ -1,0 +1,1 @@
+//! End-to-end tests live in `tests/`: the AWS pipeline against moto and PostgreSQL, compared with local mode.

@@ -1,0 +1,391 @@
+//! The AWS pipeline end to end against moto and a real PostgreSQL: a signed
+//! webhook through the intake handler into DynamoDB, the schedule through fan-out, every chunk through
+//! extract, the scan record's stream through diff; then the same scenario in
+//! local mode must give the same findings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::dynamodb::Event as StreamEvent;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use chrono::{DateTime, Utc};
+use grantwarden_aws::{Clients, DynamoStore, Objects, SecretCache, Settings, provision};
+use grantwarden_core::assess::assess;
+use grantwarden_core::baseline::Baseline;
+use grantwarden_core::pipeline::{ScanLedger, ScanStatus};
+use grantwarden_core::policy::PolicyRegistry;
+use grantwarden_core::report::{Report, Status};
+use grantwarden_core::scoring::ScoringConfig;
+use grantwarden_core::signature;
+use grantwarden_core::snapshot::{ScanWindow, TargetId, scan_id};
+use grantwarden_core::store::TicketStore;
+use grantwarden_diff::{Diff, Handled};
+use grantwarden_extract::Extract;
+use grantwarden_fanout::Fanout;
+use grantwarden_intake::{App, StaticKey};
+use grantwarden_local::LocalStore;
+use grantwarden_postgres::{NoProgress, ScanOptions, Scanner};
+use grantwarden_testkit::{TestDb, moto};
+use lambda_runtime::{Context, LambdaEvent};
+
+const POLICY: &str = include_str!("../../../infra/policy.example.yaml");
+const SCORING: &str = include_str!("../../../infra/scoring.yaml");
+const SCHEDULE: &str = include_str!("../../../events/fanout-schedule.json");
+
+/// Diff time: five minutes into the schedule window of events/fanout-schedule.json.
+fn now() -> DateTime<Utc> {
+    "2026-11-25T10:05:00Z".parse().unwrap()
+}
+
+fn clock() -> Arc<dyn grantwarden_aws::Clock> {
+    Arc::new(now)
+}
+
+fn lambda<T>(payload: T) -> LambdaEvent<T> {
+    LambdaEvent { payload, context: Context::default() }
+}
+
+/// Everything one test's stack holds.
+struct Stack {
+    db: TestDb,
+    clients: Clients,
+    settings: Settings,
+    target: TargetId,
+    baseline: String,
+}
+
+impl Stack {
+    /// A database with a temporary grant (to be covered by a ticket) and drift,
+    /// and a stack in moto whose configuration points at it.
+    async fn new(test: &str) -> Stack {
+        let db = TestDb::new().await;
+        db.exec(&format!(
+            "CREATE ROLE {ro}; CREATE ROLE {tmp}; CREATE ROLE {rogue};
+             CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+             GRANT USAGE ON SCHEMA billing TO {ro}; GRANT SELECT ON billing.invoices TO {ro};
+             GRANT USAGE ON SCHEMA billing TO {tmp}; GRANT SELECT ON billing.invoices TO {tmp};
+             GRANT INSERT, DELETE ON billing.invoices TO {rogue}; ALTER ROLE {rogue} CREATEROLE;",
+            ro = db.ident("app_ro"),
+            tmp = db.ident("alice_tmp"),
+            rogue = db.ident("rogue"),
+        ))
+        .await;
+        let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
+        let baseline = format!(
+            "version: 1\nroles:\n  {ro}:\n    grants:\n      - {{ privileges: [USAGE], on: schema, name: billing }}\n      - {{ privileges: [SELECT, UPDATE], on: table, name: billing.invoices }}\npublic:\n  grants:\n    - {{ privileges: [USAGE], on: schema, name: public }}\nignore_roles: [{}]\n",
+            ignore.join(", "),
+            ro = db.role("app_ro"),
+        );
+        let clients = Clients::for_endpoint(&moto::endpoint()).await;
+        let prefix = moto::unique_prefix(test);
+        let target = TargetId::new(format!("{prefix}/orders")).unwrap();
+        let mut settings = provision::create(&clients, &prefix).await.unwrap();
+        settings.targets = vec![target.clone()];
+        let stack = Stack { db, clients, settings, target, baseline };
+        stack.put_target_secret(None).await;
+        let objects = Objects::new(&stack.clients, &stack.settings);
+        let baseline_key =
+            stack.settings.baseline_key.replace("{target}", &grantwarden_aws::objects::key_segment(&stack.target));
+        objects.put(&baseline_key, stack.baseline.clone().into_bytes(), "application/yaml").await.unwrap();
+        let policy_key = format!("{}registry.yaml", stack.settings.policy_prefix);
+        objects.put(&policy_key, POLICY.as_bytes().to_vec(), "application/yaml").await.unwrap();
+        objects.put(&stack.settings.scoring_key, SCORING.as_bytes().to_vec(), "application/yaml").await.unwrap();
+        stack
+    }
+
+    /// Writes (or rewrites) the target's RDS-style secret; `dbname` overrides the database.
+    async fn put_target_secret(&self, dbname: Option<&str>) {
+        let config: tokio_postgres::Config = self.db.url().parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        let secret = serde_json::json!({
+            "engine": "postgres",
+            "host": host,
+            "port": config.get_ports()[0],
+            "username": config.get_user().unwrap(),
+            "password": "",
+            "dbname": dbname.unwrap_or(config.get_dbname().unwrap()),
+        });
+        let id = self.settings.target_secret_id(&self.target);
+        let created = self.clients.secrets.create_secret().name(&id).secret_string(secret.to_string()).send().await;
+        if created.is_err() {
+            self.clients
+                .secrets
+                .put_secret_value()
+                .secret_id(&id)
+                .secret_string(secret.to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    fn store(&self) -> DynamoStore {
+        DynamoStore::new(&self.clients, &self.settings)
+    }
+
+    /// A fresh secret cache, so a rewritten secret is read again.
+    fn secrets(&self) -> SecretCache {
+        SecretCache::new(&self.clients, Duration::ZERO)
+    }
+
+    fn webhook(&self) -> Vec<u8> {
+        serde_json::json!({
+            "delivery_id": "d-e2e-1", "source": "okta-workflows", "target": self.target.as_str(),
+            "principal": "alice@example.com", "role": self.db.role("alice_tmp"),
+            "privileges": ["SELECT", "USAGE"], "object": { "type": "schema", "name": "billing" },
+            "justification": "INC-4411 debugging", "requested_by": "alice@example.com",
+            "expires_at": "2026-11-25T12:00:00Z"
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Takes every message off a queue (moto hands them out ten at a time) as an SQS event.
+    async fn drain(&self, url: &str, expected: usize) -> SqsEvent {
+        let mut records = Vec::new();
+        for _ in 0..20 {
+            if records.len() >= expected {
+                break;
+            }
+            let out = self
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
+            for m in out.messages.unwrap_or_default() {
+                let attributes: HashMap<String, String> =
+                    m.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect();
+                let reason = m
+                    .message_attributes
+                    .unwrap_or_default()
+                    .get("reason")
+                    .and_then(|a| a.string_value.clone())
+                    .map(|r| serde_json::json!({ "reason": { "stringValue": r, "dataType": "String" } }))
+                    .unwrap_or_else(|| serde_json::json!({}));
+                records.push(serde_json::json!({
+                    "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
+                    "attributes": attributes, "messageAttributes": reason, "md5OfBody": m.md5_of_body,
+                    "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:chunks",
+                    "awsRegion": "us-east-1",
+                }));
+            }
+        }
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    /// The scans table's stream, read through the DynamoDB Streams API, as a Lambda stream event.
+    async fn scan_stream(&self) -> StreamEvent {
+        let config = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .endpoint_url(moto::endpoint())
+            .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new("t", "t", None, None, "test"))
+            .build();
+        let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
+        let table = self.clients.dynamodb.describe_table().table_name(&self.settings.scans_table).send().await.unwrap();
+        let arn = table.table.unwrap().latest_stream_arn.unwrap();
+        let stream = streams.describe_stream().stream_arn(&arn).send().await.unwrap().stream_description.unwrap();
+        let mut records = Vec::new();
+        for shard in stream.shards.unwrap_or_default() {
+            let iterator = streams
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(shard.shard_id.unwrap())
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap()
+                .shard_iterator;
+            let out = streams.get_records().set_shard_iterator(iterator).send().await.unwrap();
+            for r in out.records.unwrap_or_default() {
+                let change = r.dynamodb.unwrap();
+                let image = |i: Option<HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+                    serde_json::to_value(serde_dynamo::Item::from(i.unwrap_or_default())).unwrap()
+                };
+                records.push(serde_json::json!({
+                    "eventID": r.event_id, "eventName": r.event_name.unwrap().as_str(), "eventVersion": r.event_version,
+                    "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": change.approximate_creation_date_time.map(|t| t.secs()).unwrap_or(0),
+                        "Keys": image(change.keys), "NewImage": image(change.new_image), "OldImage": image(change.old_image),
+                        "SequenceNumber": change.sequence_number, "SizeBytes": change.size_bytes.unwrap_or(0),
+                        "StreamViewType": "NEW_AND_OLD_IMAGES",
+                    },
+                    "eventSourceARN": arn,
+                }));
+            }
+        }
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    async fn fanout(&self) -> Fanout {
+        Fanout::new(&self.clients, self.settings.clone(), self.secrets(), ScanOptions::default(), clock()).unwrap()
+    }
+
+    fn extract(&self) -> Extract {
+        let options = ScanOptions {
+            retry: grantwarden_core::backoff::RetryPolicy {
+                max_attempts: 1,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(1),
+            },
+            ..ScanOptions::default()
+        };
+        Extract::new(&self.clients, self.settings.clone(), self.secrets(), options, clock()).unwrap()
+    }
+
+    fn scan_id(&self) -> String {
+        let at: DateTime<Utc> = "2026-11-25T10:00:00Z".parse().unwrap();
+        scan_id(&self.target, &ScanWindow::containing(at, self.settings.scan_window_seconds))
+    }
+}
+
+fn schedule() -> LambdaEvent<EventBridgeEvent<serde_json::Value>> {
+    lambda(serde_json::from_str(SCHEDULE).unwrap())
+}
+
+/// What a finding is, without its age-weighted score.
+fn shape(r: &Report) -> Vec<String> {
+    r.findings
+        .iter()
+        .map(|f| {
+            format!("{:?} {:?} {} {} {:?} {:?}", f.kind, f.severity, f.grantee, f.privilege, f.object, f.exception_id)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
+    let stack = Stack::new("pipeline").await;
+    let store = stack.store();
+    let registry = PolicyRegistry::load(&[("policy.example.yaml".into(), POLICY.into())]).unwrap();
+    let scoring = ScoringConfig::from_yaml(SCORING, "scoring.yaml").unwrap();
+
+    // intake: the provisioning system's signed webhook gets the temporary grant a ticket
+    let key = b"e2e-webhook-key";
+    let intake = App::new(stack.store(), Ok(registry.clone()), StaticKey(key.to_vec()))
+        .with_clock(clock())
+        .with_known_targets([stack.target.clone()])
+        .with_scoring(scoring.clone());
+    let body = stack.webhook();
+    let request = || {
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("/webhooks/grants")
+            .header(signature::HEADER, signature::sign(key, now().timestamp(), &body))
+            .body(lambda_http::Body::from(body.clone()))
+            .unwrap()
+    };
+    let created = intake.handle(request()).await;
+    assert_eq!(created.status(), 201, "{:?}", created.body());
+    let ticket_id = serde_json::from_slice::<serde_json::Value>(created.body().as_ref()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(intake.handle(request()).await.status(), 200, "a redelivery is idempotent");
+    let ticket = store.ticket(&ticket_id).await.unwrap().expect("the ticket is in DynamoDB").value;
+
+    // fan-out: one scan per window, however often the schedule fires
+    let fanout = stack.fanout().await;
+    let first = fanout.handle(schedule()).await.unwrap();
+    assert_eq!((first[0].outcome, first[0].scan_id.as_str()), ("dispatched", stack.scan_id().as_str()));
+    let chunks = first[0].chunks_sent;
+    assert!(chunks >= 2, "the cluster chunk and at least one schema chunk");
+    let again = fanout.handle(schedule()).await.unwrap();
+    assert_eq!((again[0].outcome, again[0].chunks_sent), ("already dispatched", 0));
+
+    // extract: every chunk once; a redelivery counts nothing
+    let queue = stack.settings.chunk_queue_url.clone().unwrap();
+    let batch = stack.drain(&queue, chunks).await;
+    assert_eq!(batch.records.len(), chunks, "exactly one message per chunk");
+    let extract = stack.extract();
+    let response = extract.handle(lambda(batch.clone())).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    let record = store.scan(&stack.scan_id()).await.unwrap().unwrap();
+    assert_eq!((record.status, record.chunks_done, record.chunks_failed), (ScanStatus::Complete, chunks as u32, 0));
+    extract.handle(lambda(batch)).await.unwrap();
+    assert_eq!(store.scan(&stack.scan_id()).await.unwrap().unwrap().chunks_done, chunks as u32);
+
+    // diff: the stream's one running -> complete record makes the report
+    let stream = stack.scan_stream().await;
+    let diff = Diff::new(&stack.clients, &stack.settings, clock()).unwrap();
+    let handled = diff.handle(lambda(stream.clone())).await.unwrap();
+    let reported: Vec<&Handled> = handled.iter().filter(|h| matches!(h, Handled::Reported { .. })).collect();
+    assert_eq!(reported.len(), 1, "{handled:?}");
+    let Handled::Reported { key, status, alerted } = reported[0] else { unreachable!() };
+    assert_eq!((*status, *alerted), (Status::Alert, true));
+    let redelivered = diff.handle(lambda(stream)).await.unwrap();
+    assert!(redelivered.iter().any(|h| matches!(h, Handled::AlreadyReported { .. })), "{redelivered:?}");
+
+    let objects = Objects::new(&stack.clients, &stack.settings);
+    let aws: Report = objects.get_json(key).await.unwrap().unwrap();
+    assert!(aws.summary.complete);
+    let counts = (aws.summary.orphaned, aws.summary.missing, aws.summary.excepted);
+    assert_eq!(counts, (3, 1, 2), "{}", shape(&aws).join("\n"));
+    assert!(
+        aws.findings.iter().all(|f| f.exception_id.is_none() || f.exception_id.as_deref() == Some(ticket.id.as_str()))
+    );
+
+    // local mode: the same database, ticket and configuration give the same findings
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStore::open(&dir.path().join("state.db")).unwrap();
+    local.put_ticket(&ticket).await.unwrap();
+    let scanner =
+        Scanner::new(&stack.db.url(), ScanOptions { target: Some(stack.target.clone()), ..ScanOptions::default() })
+            .unwrap();
+    let snapshot = scanner.scan(now(), &NoProgress).await.unwrap();
+    let baseline = Baseline::from_yaml(&stack.baseline, "baseline.yaml").unwrap();
+    let local_report = assess(&local, &baseline, &snapshot, &scoring, Some(Ok(&registry)), now()).await.unwrap();
+    assert_eq!(shape(&aws), shape(&local_report));
+    assert_eq!(
+        (aws.summary.score, aws.summary.exception_weight, aws.summary.status),
+        (local_report.summary.score, local_report.summary.exception_weight, local_report.summary.status)
+    );
+}
+
+#[tokio::test]
+async fn a_chunk_that_cannot_be_read_is_dead_lettered_and_the_report_says_incomplete() {
+    let stack = Stack::new("incomplete").await;
+    let fanout = stack.fanout().await;
+    let chunks = fanout.handle(schedule()).await.unwrap()[0].chunks_sent;
+    // the credentials now name a database that does not exist: a permanent error
+    stack.put_target_secret(Some("no_such_database")).await;
+    let mut batch = stack.drain(stack.settings.chunk_queue_url.as_deref().unwrap(), chunks).await;
+    // and one message that is not a chunk at all
+    let mut junk = serde_json::to_value(&batch.records[0]).unwrap();
+    junk["body"] = "{\"not\": \"a chunk\"}".into();
+    junk["messageId"] = "junk-1".into();
+    batch.records.push(serde_json::from_value(junk).unwrap());
+
+    let response = stack.extract().handle(lambda(batch)).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "permanent failures are not redelivered");
+    let record = stack.store().scan(&stack.scan_id()).await.unwrap().unwrap();
+    assert_eq!((record.status, record.chunks_failed), (ScanStatus::Incomplete, chunks as u32));
+    assert!(record.failures.values().all(|why| why.contains("no_such_database")), "{:?}", record.failures);
+
+    let dead = stack.drain(stack.settings.chunk_dlq_url.as_deref().unwrap(), chunks + 1).await;
+    assert_eq!(dead.records.len(), chunks + 1, "every failed chunk and the junk message are parked");
+    assert!(dead.records.iter().all(|m| m.message_attributes.contains_key("reason")));
+
+    let diff = Diff::new(&stack.clients, &stack.settings, clock()).unwrap();
+    let handled = diff.handle(lambda(stack.scan_stream().await)).await.unwrap();
+    let Some(Handled::Reported { key, .. }) = handled.iter().find(|h| matches!(h, Handled::Reported { .. })) else {
+        panic!("{handled:?}")
+    };
+    let report: Report = Objects::new(&stack.clients, &stack.settings).get_json(key).await.unwrap().unwrap();
+    assert!(!report.summary.complete);
+    assert_eq!(report.summary.failed_chunks.len(), chunks);
+    assert_eq!(report.summary.status, Status::Incomplete);
+}

@@ -1,0 +1,164 @@
+//! The store contract: behaviour every implementation of core's store ports
+//! must show, written once and run against each (SQLite in shared/local,
+//! DynamoDB on moto in shared/aws). Each function panics on a breach.
+
+use chrono::{DateTime, Duration, Utc};
+use grantwarden_core::audit::{AuditJournal, NewEvent, verify};
+use grantwarden_core::baseline::On;
+use grantwarden_core::model::{Privilege, RoleName};
+use grantwarden_core::normalize::{Action, GrantRequest, InputKind, RequestObject};
+use grantwarden_core::policy::PolicyRegistry;
+use grantwarden_core::report::{Finding, FindingKind, FindingObject};
+use grantwarden_core::scoring::Severity;
+use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::store::{FindingStore, PutOutcome, StoreError, TicketStore};
+use grantwarden_core::ticket::{Decision, Ticket, TicketStatus, route};
+
+const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";
+
+/// The fixed "now" of the contract.
+pub fn now() -> DateTime<Utc> {
+    "2026-11-22T12:00:00Z".parse().expect("a valid timestamp")
+}
+
+/// A ticket on orders-prod needing one approval.
+pub fn ticket(delivery: &str, privilege: Privilege) -> Ticket {
+    let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).expect("the contract registry loads");
+    let req = GrantRequest {
+        delivery_id: delivery.into(),
+        input: InputKind::Webhook,
+        source: "okta".into(),
+        action: Action::Grant,
+        target: TargetId::new("orders-prod").expect("not empty"),
+        principal: "alice@example.com".into(),
+        role: RoleName::new("alice_tmp").expect("a valid role"),
+        privileges: vec![privilege],
+        object: RequestObject { on: On::Schema, schema: None, name: Some("billing".into()), columns: vec![] },
+        expires_at: Some(now() + Duration::hours(4)),
+        justification: None,
+        requested_by: "alice@example.com".into(),
+        incident_id: None,
+        observed_at: now(),
+    };
+    match route(&req, &registry, now()) {
+        Decision::Ticket(t) => *t,
+        other => panic!("the contract request routes to a ticket, got {other:?}"),
+    }
+}
+
+/// An unauthorized (or other kind of) finding for `grantee`.
+pub fn finding(grantee: &str, kind: FindingKind) -> Finding {
+    Finding {
+        kind,
+        severity: Severity::Medium,
+        score: 2.0,
+        grantee: grantee.into(),
+        privilege: "INSERT".into(),
+        grantable: false,
+        object: FindingObject {
+            kind: "table".into(),
+            schema: Some("s".into()),
+            name: "t".into(),
+            column: None,
+            for_role: None,
+        },
+        exception_id: None,
+        detail: "x".into(),
+    }
+}
+
+/// A journal event on chain `orders-prod`.
+pub fn audit_event(n: usize) -> NewEvent {
+    NewEvent {
+        chain: "orders-prod".into(),
+        at: now(),
+        kind: "ticket.requested".into(),
+        actor: format!("writer-{n}"),
+        subject: format!("tkt-{n}"),
+        target: "orders-prod".into(),
+        // a float and nesting: the stored event must hash the same after a round trip
+        detail: serde_json::json!({ "registry_version": "2.1", "weight": 0.1, "n": n, "nested": { "list": [1, "two"] } }),
+    }
+}
+
+/// Puts are idempotent on the ticket id; the same id with another payload conflicts.
+pub async fn tickets_are_idempotent_and_conflicts_are_refused<S: TicketStore>(store: &S) {
+    let t = ticket("d-1", Privilege::Select);
+    assert!(matches!(store.put_ticket(&t).await.unwrap(), PutOutcome::Created(_)));
+    let mut later = t.clone();
+    later.request.observed_at = now() + Duration::minutes(3);
+    assert_eq!(
+        store.put_ticket(&later).await.unwrap(),
+        PutOutcome::Existing(t.clone()),
+        "a redelivery returns the stored ticket"
+    );
+    let changed = ticket("d-1", Privilege::Delete);
+    assert_eq!(store.put_ticket(&changed).await.unwrap(), PutOutcome::Conflict(t.clone()));
+    assert_eq!(store.tickets(None).await.unwrap(), vec![t.clone()]);
+    assert_eq!(store.tickets(Some(&TargetId::new("orders-prod").unwrap())).await.unwrap(), vec![t.clone()]);
+    assert_eq!(store.tickets(Some(&TargetId::new("crm").unwrap())).await.unwrap(), vec![]);
+}
+
+/// Updates win only against the version read; unknown tickets are not found.
+pub async fn updates_are_conditional_on_the_version_read<S: TicketStore>(store: &S) {
+    let t = ticket("d-2", Privilege::Insert);
+    store.put_ticket(&t).await.unwrap();
+    let read = store.ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!((read.version, read.value.status), (1, TicketStatus::PendingApproval));
+    let mut approved = read.value.clone();
+    approved.approve("bob@example.com", now()).unwrap();
+    assert_eq!(store.update_ticket(&approved, read.version).await.unwrap(), 2);
+    // a second writer that read version 1 loses
+    let mut other = read.value.clone();
+    other.approve("carol@example.com", now()).unwrap();
+    assert!(matches!(store.update_ticket(&other, read.version).await, Err(StoreError::Stale(_))));
+    let stored = store.ticket(&t.id).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.value.status), (2, TicketStatus::Active));
+    assert_eq!(stored.value, approved);
+    let ghost = ticket("d-9", Privilege::Insert);
+    assert!(matches!(store.update_ticket(&ghost, 1).await, Err(StoreError::NotFound(_))));
+    assert!(store.ticket(&ghost.id).await.unwrap().is_none());
+}
+
+/// Findings keep `first_seen` while open, close when a complete scan no
+/// longer reports them, start a new life when they come back; a partial scan
+/// closes nothing; open untagged findings are listed.
+pub async fn findings_keep_first_seen_and_close_when_gone<S: FindingStore>(store: &S) {
+    let target = TargetId::new("orders-prod").unwrap();
+    let (a, b) = (finding("alice", FindingKind::Unauthorized), finding("bob", FindingKind::Unauthorized));
+    let ages = store.record_findings(&target, "s1", &[a.clone(), b.clone()], now(), true).await.unwrap();
+    assert_eq!(ages[0].first_seen, now());
+    let t2 = now() + Duration::hours(1);
+    let ages = store.record_findings(&target, "s2", std::slice::from_ref(&a), t2, true).await.unwrap();
+    assert_eq!((ages[0].first_seen, ages[0].last_seen), (now(), t2), "still open: first_seen stays");
+    let t3 = now() + Duration::hours(2);
+    let ages = store.record_findings(&target, "s3", &[a.clone(), b.clone()], t3, true).await.unwrap();
+    assert_eq!((ages[0].first_seen, ages[1].first_seen), (now(), t3), "bob was closed by s2 and is new again");
+    let t4 = now() + Duration::hours(3);
+    store.record_findings(&target, "s4", &[], t4, false).await.unwrap();
+    let ages = store.record_findings(&target, "s5", &[a.clone(), b.clone()], t4, true).await.unwrap();
+    assert_eq!((ages[0].first_seen, ages[1].first_seen), (now(), t3), "a partial scan closes nothing");
+
+    let untagged = finding("mallory", FindingKind::Untagged);
+    store.record_findings(&target, "intake", std::slice::from_ref(&untagged), t4, false).await.unwrap();
+    assert_eq!(store.open_untagged(&target).await.unwrap(), vec![untagged.clone()]);
+    assert_eq!(store.open_untagged(&TargetId::new("crm").unwrap()).await.unwrap(), vec![]);
+    // a complete scan that no longer reports it closes it
+    store.record_findings(&target, "s6", &[a], t4 + Duration::hours(1), true).await.unwrap();
+    assert_eq!(store.open_untagged(&target).await.unwrap(), vec![]);
+}
+
+/// Appends chain from seq 1, keep every byte the hash covers, and verify against the head.
+pub async fn the_journal_chains_and_verifies<S: AuditJournal>(store: &S) {
+    assert_eq!(store.head("orders-prod").await.unwrap(), None);
+    for n in 0..5 {
+        let e = store.append(audit_event(n)).await.unwrap();
+        assert_eq!(e.seq, n as u64 + 1);
+    }
+    let events = store.events("orders-prod").await.unwrap();
+    let head = store.head("orders-prod").await.unwrap().unwrap();
+    assert_eq!((events.len(), head.0), (5, 5));
+    assert_eq!(events[4].hash, head.1);
+    verify("orders-prod", &events, Some((head.0, &head.1))).unwrap();
+    assert_eq!(store.events("other-chain").await.unwrap(), vec![]);
+}
