@@ -10,16 +10,16 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_core::assess::assess;
-use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::baseline::Baseline;
 use grantwarden_core::diff::{Exceptions, diff_with_exceptions};
-use grantwarden_core::intake::{Outcome, intake, untagged_finding};
+use grantwarden_core::intake::{Outcome, approval_events, intake, record, untagged_finding};
 use grantwarden_core::normalize::{self, GrantRequest, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::snapshot::{Snapshot, TargetId};
-use grantwarden_core::store::{FindingStore, TicketStore};
+use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::{Decision, Ticket, route};
 use grantwarden_local::LocalStore;
 use serde_json::json;
@@ -213,21 +213,13 @@ pub async fn run_intake(args: IntakeArgs, now: DateTime<Utc>) -> Result<ExitCode
                 json!({ "outcome": "conflict", "error": "this delivery id is known with a different payload", "ticket": t.id }),
                 false,
             ),
-            Outcome::Refused { category, refusal, finding } => {
-                store.record_findings(&target, "intake", std::slice::from_ref(finding), now, false).await?;
-                (
-                    json!({ "outcome": "refused", "category": category, "reason": refusal.to_string(), "finding": finding }),
-                    false,
-                )
-            }
-            Outcome::Untagged(finding) => {
-                store.record_findings(&target, "intake", std::slice::from_ref(finding), now, false).await?;
-                (json!({ "outcome": "untagged", "finding": finding }), false)
-            }
+            Outcome::Refused { category, refusal, finding } => (
+                json!({ "outcome": "refused", "category": category, "reason": refusal.to_string(), "finding": finding }),
+                false,
+            ),
+            Outcome::Untagged(finding) => (json!({ "outcome": "untagged", "finding": finding }), false),
         };
-        for event in outcome.events(target.as_str(), now) {
-            store.append(event).await?;
-        }
+        record(&store, &target, &outcome, now).await?;
         failed |= !ok;
         println!("{}", serde_json::to_string(&line)?);
     }
@@ -259,9 +251,8 @@ pub async fn run_tickets(command: TicketsCommand, now: DateTime<Utc>) -> Result<
             let mut ticket = read.value;
             ticket.approve(&by, now).with_context(|| format!("approving {id}"))?;
             store.update_ticket(&ticket, read.version).await?;
-            store.append(NewEvent::for_ticket(&ticket, "ticket.approved", &by, now)).await?;
-            if ticket.status == grantwarden_core::ticket::TicketStatus::Active {
-                store.append(NewEvent::for_ticket(&ticket, "ticket.activated", "grantwarden", now)).await?;
+            for event in approval_events(&ticket, &by, now) {
+                store.append(event).await?;
             }
             println!(
                 "{} is {} ({}/{} approvals)",

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use grantwarden_core::audit::{AuditJournal, NewEvent};
-use grantwarden_core::intake::{Outcome, intake};
+use grantwarden_core::audit::AuditJournal;
+use grantwarden_core::intake::{Outcome, approval_events, intake, record};
 use grantwarden_core::normalize::{self, GrantRequest, InputKind, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Finding;
@@ -32,7 +32,7 @@ use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::signature::{self, SignatureError};
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, StoreError, TicketStore};
-use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket, TicketStatus};
+use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket};
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE, LOCATION};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -399,12 +399,7 @@ where
         let outcome =
             intake(&self.store, self.registry.as_ref().map_err(String::clone), request, &self.scoring, now).await?;
         // fail secure: the finding is on record before the sender hears "no"
-        if let Outcome::Refused { finding, .. } | Outcome::Untagged(finding) = &outcome {
-            self.store.record_findings(&target, "intake", std::slice::from_ref(finding), now, false).await?;
-        }
-        for event in outcome.events(target.as_str(), now) {
-            self.store.append(event).await?;
-        }
+        record(&self.store, &target, &outcome, now).await?;
         match outcome {
             Outcome::Created(t) => {
                 tracing::Span::current().record("ticket_id", t.id.as_str());
@@ -445,9 +440,8 @@ where
         ticket.approve(&approver, now)?;
         // conditional on the version read: a concurrent approval makes this one stale (409)
         self.store.update_ticket(&ticket, read.version).await?;
-        self.store.append(NewEvent::for_ticket(&ticket, "ticket.approved", &approver, now)).await?;
-        if ticket.status == TicketStatus::Active {
-            self.store.append(NewEvent::for_ticket(&ticket, "ticket.activated", "grantwarden", now)).await?;
+        for event in approval_events(&ticket, &approver, now) {
+            self.store.append(event).await?;
         }
         tracing::info!(status = %ticket.status, approvals = ticket.approvals.len(), "approved");
         Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&ticket, now) })
@@ -548,7 +542,10 @@ mod tests {
         assert_eq!(Rejection::Store(StoreError::Unavailable("down".into())).status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(Rejection::Store(StoreError::Stale("t".into())).status(), StatusCode::CONFLICT);
         assert_eq!(Rejection::Approval(ApprovalError::Duplicate("b".into())).status(), StatusCode::FORBIDDEN);
-        assert_eq!(Rejection::Approval(ApprovalError::NotPending(TicketStatus::Active)).status(), StatusCode::CONFLICT);
+        assert_eq!(
+            Rejection::Approval(ApprovalError::NotPending(grantwarden_core::ticket::TicketStatus::Active)).status(),
+            StatusCode::CONFLICT
+        );
         assert_eq!(Rejection::Key(KeyUnavailable("x".into())).status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

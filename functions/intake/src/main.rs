@@ -17,8 +17,7 @@
 //!
 //! IAM actions:
 //! - `dynamodb:PutItem`, `dynamodb:GetItem`, `dynamodb:UpdateItem`,
-//!   `dynamodb:Query`, `dynamodb:TransactWriteItems` on the tickets, findings
-//!   and journal tables
+//!   `dynamodb:Query` on the tickets, findings and journal tables
 //! - `secretsmanager:GetSecretValue` on the webhook secret
 //! - `s3:ListBucket` on the bucket (policy prefix) and `s3:GetObject` on the
 //!   policy registry, scoring and targets objects

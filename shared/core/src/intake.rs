@@ -9,11 +9,13 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::NewEvent;
 
+use crate::audit::AuditJournal;
 use crate::normalize::{GrantRequest, NormalizeError};
 use crate::policy::PolicyRegistry;
 use crate::report::{Finding, FindingKind, FindingObject};
 use crate::scoring::{Facts, Scope, ScoringConfig, Severity};
-use crate::store::{PutOutcome, StoreError, TicketStore};
+use crate::snapshot::TargetId;
+use crate::store::{FindingStore, PutOutcome, StoreError, TicketStore};
 use crate::ticket::{Decision, Refusal, Ticket, route};
 
 /// What intake did with one input.
@@ -140,4 +142,30 @@ pub async fn intake<S: TicketStore>(
             Ok(Outcome::Untagged(Box::new(untagged_finding(Some(&request), &reason, scoring))))
         }
     }
+}
+
+/// Records what an outcome leaves behind: the untagged finding of a refused
+/// or unroutable input (filed under `target`, before the sender hears "no"),
+/// then the outcome's journal events.
+pub async fn record<S>(store: &S, target: &TargetId, outcome: &Outcome, now: DateTime<Utc>) -> Result<(), StoreError>
+where
+    S: FindingStore + AuditJournal + Sync,
+{
+    if let Outcome::Refused { finding, .. } | Outcome::Untagged(finding) = outcome {
+        store.record_findings(target, "intake", std::slice::from_ref(finding), now, false).await?;
+    }
+    for event in outcome.events(target.as_str(), now) {
+        store.append(event).await?;
+    }
+    Ok(())
+}
+
+/// The journal events of an approval: `ticket.approved`, and `ticket.activated`
+/// when it was the approval the ticket waited for.
+pub fn approval_events(ticket: &Ticket, approver: &str, now: DateTime<Utc>) -> Vec<NewEvent> {
+    let mut out = vec![NewEvent::for_ticket(ticket, "ticket.approved", approver, now)];
+    if ticket.status == crate::ticket::TicketStatus::Active {
+        out.push(NewEvent::for_ticket(ticket, "ticket.activated", "grantwarden", now));
+    }
+    out
 }
