@@ -318,6 +318,24 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
     extract.handle(lambda(batch)).await.unwrap();
     assert_eq!(store.scan(&stack.scan_id()).await.unwrap().unwrap().chunks_done, chunks as u32);
 
+    // an operator's queue subscribed to the alert topic
+    let inbox = stack.clients.sqs.create_queue().queue_name(format!("{}-inbox", stack.settings.bucket)).send().await;
+    let inbox = inbox.unwrap().queue_url.unwrap();
+    let inbox_arn = stack
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&inbox)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let topic = stack.settings.alert_topic_arn.clone().unwrap();
+    stack.clients.sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(&inbox_arn).send().await.unwrap();
+
     // diff: the stream's one running -> complete record makes the report
     let stream = stack.scan_stream().await;
     let diff = Diff::new(&stack.clients, &stack.settings, clock()).unwrap();
@@ -326,6 +344,13 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
     assert_eq!(reported.len(), 1, "{handled:?}");
     let Handled::Reported { key, status, alerted } = reported[0] else { unreachable!() };
     assert_eq!((*status, *alerted), (Status::Alert, true));
+    let alerts = stack.drain(&inbox, 1).await;
+    assert_eq!(alerts.records.len(), 1, "one alert");
+    let envelope: serde_json::Value = serde_json::from_str(alerts.records[0].body.as_deref().unwrap()).unwrap();
+    assert!(envelope["Subject"].as_str().unwrap().contains("is alert"), "{envelope}");
+    let alert: serde_json::Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(alert["scan_id"], stack.scan_id());
+    assert_eq!(alert["top_findings"][0]["privilege"], "CREATEROLE", "the worst finding first: {alert}");
     let redelivered = diff.handle(lambda(stream)).await.unwrap();
     assert!(redelivered.iter().any(|h| matches!(h, Handled::AlreadyReported { .. })), "{redelivered:?}");
 
