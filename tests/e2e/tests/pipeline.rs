@@ -295,6 +295,24 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
         .unwrap()
         .to_owned();
     assert_eq!(intake.handle(request()).await.status(), 200, "a redelivery is idempotent");
+    let tampered = |mut r: lambda_http::Request, header: String| {
+        r.headers_mut().insert(signature::HEADER, header.parse().unwrap());
+        r
+    };
+    let forged = tampered(request(), signature::sign(b"not-the-key", now().timestamp(), &body));
+    assert_eq!(intake.handle(forged).await.status(), 401, "a bad signature");
+    let replayed = tampered(request(), signature::sign(key, now().timestamp() - 600, &body));
+    assert_eq!(intake.handle(replayed).await.status(), 401, "a replay of a ten-minute-old delivery");
+    let mut changed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    changed["privileges"] = serde_json::json!(["SELECT", "USAGE", "INSERT"]);
+    let changed = serde_json::to_vec(&changed).unwrap();
+    let conflicting = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/webhooks/grants")
+        .header(signature::HEADER, signature::sign(key, now().timestamp(), &changed))
+        .body(lambda_http::Body::from(changed))
+        .unwrap();
+    assert_eq!(intake.handle(conflicting).await.status(), 409, "the same delivery id with another payload");
     let ticket = store.ticket(&ticket_id).await.unwrap().expect("the ticket is in DynamoDB").value;
 
     // fan-out: one scan per window, however often the schedule fires
