@@ -14,7 +14,7 @@ use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingAge, FindingStore, StoreError, finding_key};
 use serde::{Deserialize, Serialize};
 
-use crate::item::{self, Item, s};
+use crate::item::{self, s};
 use crate::{AwsError, DynamoStore, is_condition_failure};
 
 /// Findings written at once.
@@ -96,31 +96,23 @@ impl DynamoStore {
 
     /// Open findings of a target.
     async fn open_findings(&self, target: &TargetId) -> Result<Vec<FindingItem>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.findings_table)
-                .key_condition_expression("target = :t")
-                .filter_expression("#open = :true")
-                .expression_attribute_names("#open", "open")
-                .expression_attribute_values(":t", s(target.as_str()))
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk(format!("Query {} {target}", self.findings_table), e))?;
-            for it in page.items.unwrap_or_default() {
-                out.push(item::from(&format!("finding of {target}"), it)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(&self.findings_table)
+            .key_condition_expression("target = :t")
+            .filter_expression("#open = :true")
+            .expression_attribute_names("#open", "open")
+            .expression_attribute_values(":t", s(target.as_str()))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| AwsError::sdk(format!("Query {} {target}", self.findings_table), e))?;
+        Ok(items.into_iter().map(|it| item::from(&format!("finding of {target}"), it)).collect::<Result<_, _>>()?)
     }
 }
 

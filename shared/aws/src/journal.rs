@@ -179,34 +179,28 @@ impl AuditJournal for DynamoStore {
     }
 
     async fn events(&self, chain: &str) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.journal_table)
-                .key_condition_expression("chain = :c AND seq > :zero")
-                .expression_attribute_values(":c", s(chain))
-                .expression_attribute_values(":zero", n(0))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk(format!("Query {} {chain}", self.journal_table), e))?;
-            for it in page.items.unwrap_or_default() {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.journal_table)
+            .key_condition_expression("chain = :c AND seq > :zero")
+            .expression_attribute_values(":c", s(chain))
+            .expression_attribute_values(":zero", n(0))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| AwsError::sdk(format!("Query {} {chain}", self.journal_table), e))?;
+        items
+            .into_iter()
+            .map(|it| {
                 let stored: EventItem = item::from(&format!("journal event of {chain}"), it)?;
                 let id = format!("{chain}:{}", stored.seq);
-                out.push(
-                    serde_json::from_str(&stored.event)
-                        .map_err(|e| StoreError::Corrupt { id, reason: e.to_string() })?,
-                );
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+                serde_json::from_str(&stored.event).map_err(|e| StoreError::Corrupt { id, reason: e.to_string() })
+            })
+            .collect()
     }
 
     async fn head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {

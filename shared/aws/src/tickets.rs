@@ -58,38 +58,40 @@ fn decode(id: &str, it: Item) -> Result<Versioned<Ticket>, StoreError> {
     Ok(Versioned { value: stored.ticket, version: stored.version })
 }
 
+/// Tickets from items, each named by its id when it does not decode.
+fn decode_all(items: Vec<Item>) -> Result<Vec<Ticket>, StoreError> {
+    items
+        .into_iter()
+        .map(|it| {
+            let id = it.get("id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            decode(&id, it).map(|v| v.value)
+        })
+        .collect()
+}
+
 impl DynamoStore {
-    async fn query_tickets(&self, target: &TargetId, index: &str, key: &str) -> Result<Vec<Ticket>, AwsError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.tickets_table)
-                .index_name(index)
-                .key_condition_expression("#k = :t")
-                .expression_attribute_names("#k", key)
-                .expression_attribute_values(":t", s(target.as_str()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk(format!("Query {}/{index}", self.tickets_table), e))?;
-            for it in page.items.unwrap_or_default() {
-                let id = it.get("id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                out.push(decode(&id, it).map_err(|e| AwsError::Decode { what: id, reason: e.to_string() })?.value);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+    async fn query_tickets(&self, target: &TargetId, index: &str, key: &str) -> Result<Vec<Ticket>, StoreError> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.tickets_table)
+            .index_name(index)
+            .key_condition_expression("#k = :t")
+            .expression_attribute_names("#k", key)
+            .expression_attribute_values(":t", s(target.as_str()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| AwsError::sdk(format!("Query {}/{index}", self.tickets_table), e))?;
+        decode_all(items)
     }
 
     /// Pending and active tickets of `target` by expiry, from the sparse index
     /// (eventually consistent: the sweeper reads it every minute).
     pub async fn open_tickets(&self, target: &TargetId) -> Result<Vec<Ticket>, StoreError> {
-        Ok(self.query_tickets(target, ACTIVE_INDEX, "active_target").await?)
+        self.query_tickets(target, ACTIVE_INDEX, "active_target").await
     }
 }
 
@@ -143,27 +145,18 @@ impl TicketStore for DynamoStore {
         let mut out = match target {
             Some(t) => self.query_tickets(t, BY_TARGET_INDEX, "target").await?,
             None => {
-                let mut out = Vec::new();
-                let mut start = None;
-                loop {
-                    let page = self
-                        .client
-                        .scan()
-                        .table_name(&self.tickets_table)
-                        .consistent_read(true)
-                        .set_exclusive_start_key(start)
-                        .send()
-                        .await
-                        .map_err(|e| AwsError::sdk(format!("Scan {}", self.tickets_table), e))?;
-                    for it in page.items.unwrap_or_default() {
-                        let id = it.get("id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                        out.push(decode(&id, it)?.value);
-                    }
-                    start = page.last_evaluated_key;
-                    if start.is_none() {
-                        break out;
-                    }
-                }
+                let items = self
+                    .client
+                    .scan()
+                    .table_name(&self.tickets_table)
+                    .consistent_read(true)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(|e| AwsError::sdk(format!("Scan {}", self.tickets_table), e))?;
+                decode_all(items)?
             }
         };
         // oldest first, like the local store
