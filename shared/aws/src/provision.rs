@@ -4,7 +4,7 @@
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, StreamSpecification, StreamViewType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -84,6 +84,20 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
     table(clients, &s.findings_table, &[("target", S, Hash), ("key", S, Range)], &[], vec![]).await?;
     table(clients, &s.journal_table, &[("chain", S, Hash), ("seq", N, Range)], &[], vec![]).await?;
     table(clients, &s.scans_table, &[("scan_id", S, Hash)], &[], vec![]).await?;
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(&s.scans_table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(crate::scans::EXPIRE_AT)
+                .enabled(true)
+                .build()
+                .expect("name and flag are set"),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("UpdateTimeToLive scans", e))?;
     clients.s3.create_bucket().bucket(&s.bucket).send().await.map_err(|e| AwsError::sdk("CreateBucket", e))?;
 
     let dlq = clients

@@ -6,6 +6,11 @@
 //! holds it: an SQS redelivery counts nothing twice. The status moves from
 //! `running` only by a conditional update, so exactly one extractor ends the
 //! scan, and the stream carries exactly one `running -> complete|incomplete`.
+//!
+//! Records are working state: the report in S3 is what lasts. Each carries
+//! `expire_at` (epoch seconds, [`RECORD_LIFETIME`] after the scan was planned),
+//! the table's TTL attribute, so DynamoDB removes them some days after that.
+//! The diff ignores the REMOVE records this puts on the stream.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
@@ -15,14 +20,23 @@ use grantwarden_core::store::StoreError;
 use crate::item::{self, n, s};
 use crate::{AwsError, DynamoStore, is_condition_failure};
 
+/// The scans table's TTL attribute (infra/template.yaml enables TTL on it).
+pub const EXPIRE_AT: &str = "expire_at";
+
+/// How long a scan record is kept after its scan was planned: long past any
+/// redelivery of its chunks or stream records.
+pub const RECORD_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 impl ScanLedger for DynamoStore {
     async fn start_scan(&self, record: &ScanRecord) -> Result<bool, StoreError> {
         let what = format!("scan {}", record.scan_id);
+        let mut item = item::to(&what, record)?;
+        item.insert(EXPIRE_AT.to_owned(), n((record.taken_at + RECORD_LIFETIME).timestamp()));
         let put = self
             .client
             .put_item()
             .table_name(&self.scans_table)
-            .set_item(Some(item::to(&what, record)?))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(scan_id)")
             .send()
             .await;

@@ -98,3 +98,38 @@ async fn each_chunk_counts_once_and_one_settler_ends_the_scan() {
     assert_eq!(store.scan(&record.scan_id).await.unwrap().unwrap().status, ScanStatus::Incomplete);
     assert!(store.chunk_settled("scan-nope", first, &Settlement::Done).await.is_err());
 }
+
+#[tokio::test]
+async fn scan_records_expire_through_the_tables_ttl_attribute() {
+    use grantwarden_aws::scans::{EXPIRE_AT, RECORD_LIFETIME};
+    let clients = Clients::for_endpoint(&moto::endpoint()).await;
+    let settings = provision::create(&clients, &moto::unique_prefix("ttl")).await.expect("moto creates the resources");
+    let store = DynamoStore::new(&clients, &settings);
+    let at = contract::now();
+    let manifest = ScanManifest::new(
+        TargetId::new("orders-prod").unwrap(),
+        ScanWindow::containing(at, 3600),
+        at,
+        150_000,
+        vec![ChunkSpec::Cluster],
+    );
+    assert!(store.start_scan(&manifest.record()).await.unwrap());
+
+    let ttl = clients.dynamodb.describe_time_to_live().table_name(&settings.scans_table).send().await.unwrap();
+    let spec = ttl.time_to_live_description.expect("a TTL description");
+    assert_eq!(spec.attribute_name.as_deref(), Some(EXPIRE_AT));
+    let item = clients
+        .dynamodb
+        .get_item()
+        .table_name(&settings.scans_table)
+        .key("scan_id", aws_sdk_dynamodb::types::AttributeValue::S(manifest.scan_id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the record");
+    let expire_at: i64 = item[EXPIRE_AT].as_n().expect("a number").parse().unwrap();
+    assert_eq!(expire_at, (manifest.taken_at + RECORD_LIFETIME).timestamp());
+    // the attribute is the table's business, not the record's: it still reads back
+    assert_eq!(store.scan(&manifest.scan_id).await.unwrap().unwrap().chunks_total, 1);
+}

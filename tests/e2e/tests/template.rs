@@ -1,0 +1,352 @@
+//! The wiring of infra/template.yaml, checked against the code: every
+//! function crate is deployed and every deployed function is a crate, queues
+//! have dead-letter queues and alarms, stream consumers bisect and give up
+//! into a destination, the audit bucket is locked, tables have streams (and
+//! TTL only where items may vanish), roles allow no wildcard action, and
+//! every environment variable set is one the code reads.
+//!
+//! cfn-lint (scripts/cfn-lint, run by scripts/test) checks the template
+//! against CloudFormation and SAM; this checks it against grantwarden.
+//!
+//! The YAML is read without CloudFormation's tags: `!Ref X` reads as "X",
+//! `!GetAtt X.Arn` as "X.Arn", and `!If`/`!FindInMap`/`!Sub` as their
+//! argument, which is enough to follow references by logical id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn template() -> Value {
+    let path = root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn resources(t: &Value) -> &serde_json::Map<String, Value> {
+    t["Resources"].as_object().expect("Resources is a mapping")
+}
+
+fn of_type<'a>(t: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
+    resources(t).iter().filter(|(_, r)| r["Type"] == kind).map(|(id, r)| (id.as_str(), r)).collect()
+}
+
+/// The logical id a tag-stripped `!Ref X` / `!GetAtt X.Attr` names.
+fn logical_id(v: &Value) -> Option<&str> {
+    v.as_str().map(|s| s.split('.').next().unwrap_or(s))
+}
+
+/// Every string anywhere under `v`.
+fn strings(v: &Value) -> Vec<&str> {
+    match v {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(a) => a.iter().flat_map(strings).collect(),
+        Value::Object(o) => o.values().flat_map(strings).collect(),
+        _ => vec![],
+    }
+}
+
+fn as_list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Null => vec![],
+        other => vec![other],
+    }
+}
+
+/// Function crates: directory name -> the binary their Cargo.toml declares.
+fn function_crates() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("functions")).expect("functions/ is readable") {
+        let dir = entry.expect("a directory entry").path();
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else { continue };
+        // the [[bin]] name, else the package name (cargo's default binary)
+        let name_after = |section: &str| {
+            let start = manifest.find(section)?;
+            manifest[start..].lines().find_map(|l| {
+                let rest = l.trim().strip_prefix("name")?.trim_start().strip_prefix('=')?;
+                Some(rest.trim().trim_matches('"').to_owned())
+            })
+        };
+        let bin = name_after("[[bin]]").or_else(|| name_after("[package]")).expect("a package name");
+        out.insert(dir.file_name().expect("a name").to_string_lossy().into_owned(), bin);
+    }
+    out
+}
+
+#[test]
+fn every_function_crate_is_deployed_and_every_deployed_function_is_a_crate() {
+    let t = template();
+    let crates = function_crates();
+    assert!(crates.len() >= 4, "functions/ holds the Lambda crates: {crates:?}");
+    let mut deployed = BTreeMap::new();
+    for (id, f) in of_type(&t, "AWS::Serverless::Function") {
+        let code = f["Properties"]["CodeUri"].as_str().unwrap_or_else(|| panic!("{id}: CodeUri"));
+        let dir = code
+            .strip_prefix("../functions/")
+            .unwrap_or_else(|| panic!("{id}: CodeUri {code} is not a function crate"));
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{id}: built with cargo-lambda");
+        let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_else(|| panic!("{id}: Binary"));
+        assert_eq!(crates.get(dir).map(String::as_str), Some(binary), "{id}: {code} builds binary {binary}");
+        assert!(deployed.insert(dir.to_owned(), id).is_none(), "functions/{dir} is deployed twice");
+    }
+    let missing: Vec<_> = crates.keys().filter(|c| !deployed.contains_key(*c)).collect();
+    assert!(missing.is_empty(), "function crates without a resource in infra/template.yaml: {missing:?}");
+
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Handler"], "bootstrap");
+    assert_eq!(logical_id(&globals["Architectures"][0]), Some("Architecture"));
+    assert_eq!(t["Parameters"]["Architecture"]["Default"], "arm64");
+}
+
+#[test]
+fn each_function_has_its_own_role_and_an_errors_alarm() {
+    let t = template();
+    let roles = of_type(&t, "AWS::IAM::Role");
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    let mut used_roles = BTreeSet::new();
+    for (id, f) in of_type(&t, "AWS::Serverless::Function") {
+        let props = &f["Properties"];
+        let role =
+            logical_id(&props["Role"]).unwrap_or_else(|| panic!("{id}: Role from the template, not SAM's default"));
+        assert!(roles.contains_key(role), "{id}: role {role} is defined here");
+        assert!(used_roles.insert(role), "{id}: role {role} is shared with another function");
+        assert!(props.get("Policies").is_none(), "{id}: permissions belong on its role, not in SAM policy templates");
+        let log_group = logical_id(&props["LoggingConfig"]["LogGroup"]).unwrap_or_else(|| panic!("{id}: LogGroup"));
+        assert!(resources(&t).contains_key(log_group), "{id}: log group {log_group} is defined here");
+        let alarmed = alarms.values().any(|a| {
+            let p = &a["Properties"];
+            p["Namespace"] == "AWS/Lambda"
+                && p["MetricName"] == "Errors"
+                && as_list(&p["Dimensions"]).iter().any(|d| logical_id(&d["Value"]) == Some(id))
+        });
+        assert!(alarmed, "{id}: an alarm on its Errors metric");
+    }
+}
+
+#[test]
+fn no_role_allows_a_wildcard_action_or_resource() {
+    let t = template();
+    let roles = of_type(&t, "AWS::IAM::Role");
+    assert!(!roles.is_empty());
+    for (id, role) in roles {
+        for policy in as_list(&role["Properties"]["Policies"]) {
+            for statement in as_list(&policy["PolicyDocument"]["Statement"]) {
+                let sid = statement["Sid"].as_str().unwrap_or("?");
+                assert_eq!(statement["Effect"], "Allow", "{id}/{sid}: roles only allow");
+                for action in as_list(&statement["Action"]) {
+                    let action = action.as_str().unwrap_or_else(|| panic!("{id}/{sid}: action {action}"));
+                    assert!(!action.contains('*'), "{id}/{sid}: wildcard action {action}");
+                }
+                for resource in as_list(&statement["Resource"]) {
+                    assert_ne!(resource.as_str(), Some("*"), "{id}/{sid}: every resource is named");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_extract_role_cannot_write_config_reports_or_tickets() {
+    let t = template();
+    let role = &resources(&t)["ExtractRole"];
+    let mut granted = BTreeSet::new();
+    for policy in as_list(&role["Properties"]["Policies"]) {
+        for statement in as_list(&policy["PolicyDocument"]["Statement"]) {
+            for action in as_list(&statement["Action"]) {
+                for resource in as_list(&statement["Resource"]) {
+                    granted.insert((action.as_str().unwrap_or("").to_owned(), strings(resource).join(" ")));
+                }
+            }
+        }
+    }
+    for (action, resource) in &granted {
+        if action.starts_with("dynamodb:") {
+            assert!(resource.starts_with("ScansTable"), "extract touches only scan records, not {resource}");
+        }
+        if action == "s3:PutObject" {
+            assert!(resource.ends_with("/snapshots/*"), "extract writes only snapshot batches, not {resource}");
+        }
+    }
+}
+
+#[test]
+fn every_queue_has_a_dead_letter_queue_and_every_dead_letter_queue_an_alarm() {
+    let t = template();
+    let queues = of_type(&t, "AWS::SQS::Queue");
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    let text = serde_json::to_string(&t["Resources"]).expect("json");
+
+    // where failures go: redrive targets and on-failure destinations
+    let mut dead_letter = BTreeSet::new();
+    for (id, q) in &queues {
+        if let Some(target) = q["Properties"]["RedrivePolicy"].get("deadLetterTargetArn") {
+            let dlq = logical_id(target).expect("a queue reference");
+            assert!(queues.contains_key(dlq), "{id}: redrives to {dlq}, a queue of this stack");
+            dead_letter.insert(dlq);
+        }
+    }
+    for (id, f) in of_type(&t, "AWS::Serverless::Function") {
+        let props = &f["Properties"];
+        let mut destinations = vec![&props["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]];
+        for event in props["Events"].as_object().into_iter().flat_map(|e| e.values()) {
+            destinations.push(&event["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]);
+        }
+        for d in destinations.into_iter().filter(|d| !d.is_null()) {
+            let q = logical_id(d).unwrap_or_else(|| panic!("{id}: destination {d}"));
+            assert!(queues.contains_key(q), "{id}: on-failure destination {q} is a queue of this stack");
+            dead_letter.insert(q);
+        }
+    }
+    for id in queues.keys() {
+        if dead_letter.contains(id) {
+            assert!(
+                alarms.values().any(|a| {
+                    let p = &a["Properties"];
+                    p["Namespace"] == "AWS/SQS"
+                        && as_list(&p["Dimensions"]).iter().any(|d| logical_id(&d["Value"]) == Some(id))
+                }),
+                "dead-letter queue {id} has a depth alarm"
+            );
+            assert_eq!(queues[id]["Properties"]["MessageRetentionPeriod"], 1209600, "{id} keeps messages 14 days");
+        } else {
+            assert!(
+                queues[id]["Properties"].get("RedrivePolicy").is_some(),
+                "queue {id} has a dead-letter queue (RedrivePolicy)"
+            );
+            assert!(text.contains(&format!("\"{id}.Arn\"")), "queue {id} is used");
+        }
+    }
+}
+
+#[test]
+fn queue_and_stream_consumers_report_partial_failures_and_give_up_somewhere() {
+    let t = template();
+    let mut sqs = 0;
+    let mut streams = 0;
+    for (id, f) in of_type(&t, "AWS::Serverless::Function") {
+        for (name, event) in f["Properties"]["Events"].as_object().into_iter().flat_map(|e| e.iter()) {
+            let p = &event["Properties"];
+            match event["Type"].as_str() {
+                Some("SQS") => {
+                    sqs += 1;
+                    assert!(
+                        as_list(&p["FunctionResponseTypes"]).contains(&&Value::from("ReportBatchItemFailures")),
+                        "{id}/{name}: ReportBatchItemFailures, so one bad message does not fail its batch"
+                    );
+                }
+                Some("DynamoDB") => {
+                    streams += 1;
+                    assert_eq!(p["BisectBatchOnFunctionError"], true, "{id}/{name}: bisect on error");
+                    assert!(p["MaximumRetryAttempts"].as_u64().is_some(), "{id}/{name}: a retry limit");
+                    assert!(!p["DestinationConfig"]["OnFailure"]["Destination"].is_null(), "{id}/{name}: on-failure");
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(sqs >= 1 && streams >= 1, "extract reads SQS, diff reads a stream");
+    // the chunk queue gives up one receive after extract does, so extract records the failure first
+    let redrive = &t["Mappings"]["ChunkRedrive"];
+    for (receives, counts) in redrive.as_object().expect("ChunkRedrive mapping") {
+        let receives: u64 = receives.parse().expect("a number");
+        assert_eq!(counts["ReceiveCount"].as_u64(), Some(receives + 1));
+    }
+    let allowed = as_list(&t["Parameters"]["ChunkMaxReceives"]["AllowedValues"]);
+    assert!(allowed.iter().all(|v| redrive.get(v.as_str().unwrap_or("")).is_some()), "a redrive count per choice");
+}
+
+#[test]
+fn the_audit_bucket_is_locked_and_both_buckets_are_private_and_encrypted() {
+    let t = template();
+    let audit = &resources(&t)["AuditBucket"]["Properties"];
+    assert_eq!(audit["ObjectLockEnabled"], true);
+    assert_eq!(audit["ObjectLockConfiguration"]["ObjectLockEnabled"], "Enabled");
+    let retention = &audit["ObjectLockConfiguration"]["Rule"]["DefaultRetention"];
+    assert_eq!(logical_id(&retention["Mode"]), Some("AuditRetentionMode"));
+    assert_eq!(logical_id(&retention["Days"]), Some("AuditRetentionDays"));
+    assert_eq!(t["Parameters"]["AuditRetentionMode"]["Default"], "COMPLIANCE");
+    assert_eq!(t["Parameters"]["AuditRetentionDays"]["Default"], 2555);
+    assert_eq!(audit["VersioningConfiguration"]["Status"], "Enabled");
+    for (id, bucket) in of_type(&t, "AWS::S3::Bucket") {
+        let p = &bucket["Properties"];
+        let block = &p["PublicAccessBlockConfiguration"];
+        for flag in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+            assert_eq!(block[flag], true, "{id}: {flag}");
+        }
+        assert!(!p["BucketEncryption"].is_null(), "{id}: encrypted at rest");
+        assert_eq!(bucket["DeletionPolicy"], "Retain", "{id}: kept when the stack goes");
+    }
+    let data = &resources(&t)["DataBucket"]["Properties"];
+    let rules = as_list(&data["LifecycleConfiguration"]["Rules"]);
+    assert!(rules.iter().any(|r| r["Prefix"] == "snapshots/" && !r["ExpirationInDays"].is_null()));
+}
+
+#[test]
+fn tables_have_streams_and_only_working_state_expires() {
+    use grantwarden_aws::tickets::{ACTIVE_INDEX, BY_TARGET_INDEX};
+    let t = template();
+    let tables = of_type(&t, "AWS::DynamoDB::Table");
+    // evidence outlives everything: no TTL, kept when the stack goes
+    let evidence = ["TicketsTable", "FindingsTable", "JournalTable"];
+    // working state that may vanish once done
+    let expiring = ["ScansTable"];
+    for id in evidence.iter().chain(&expiring) {
+        assert!(tables.contains_key(id), "{id} is defined");
+    }
+    for (id, table) in &tables {
+        let p = &table["Properties"];
+        assert_eq!(p["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES", "{id}: stream");
+        assert_eq!(p["BillingMode"], "PAY_PER_REQUEST", "{id}");
+        let ttl = &p["TimeToLiveSpecification"];
+        if expiring.contains(id) {
+            assert_eq!(ttl["Enabled"], true, "{id}: TTL");
+            assert_eq!(ttl["AttributeName"], grantwarden_aws::scans::EXPIRE_AT, "{id}: the attribute the code writes");
+        } else {
+            assert!(evidence.contains(id), "{id}: say whether it is evidence or working state");
+            assert!(ttl.is_null(), "{id}: evidence never expires");
+            assert_eq!(table["DeletionPolicy"], "Retain", "{id}: kept when the stack goes");
+            assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true, "{id}");
+        }
+    }
+    let indexes: BTreeSet<&str> = as_list(&tables["TicketsTable"]["Properties"]["GlobalSecondaryIndexes"])
+        .iter()
+        .filter_map(|i| i["IndexName"].as_str())
+        .collect();
+    assert_eq!(indexes, BTreeSet::from([BY_TARGET_INDEX, ACTIVE_INDEX]), "the indexes the store queries");
+}
+
+#[test]
+fn every_environment_variable_set_is_one_the_code_reads() {
+    let t = template();
+    let mut read = BTreeSet::new();
+    let mut sources = vec![root().join("shared/aws/src/settings.rs")];
+    for dir in function_crates().keys() {
+        sources.push(root().join("functions").join(dir).join("src/main.rs"));
+    }
+    for path in sources {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (i, _) in text.match_indices("GRANTWARDEN_") {
+            let name: String =
+                text[i..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
+            read.insert(name);
+        }
+    }
+    read.insert("RUST_LOG".to_owned());
+    for (id, f) in of_type(&t, "AWS::Serverless::Function") {
+        let vars = f["Properties"]["Environment"]["Variables"].as_object().expect("Variables");
+        for name in vars.keys() {
+            assert!(read.contains(name), "{id}: {name} is set but no code reads it");
+        }
+    }
+    // every function needs its queue URLs and tables set, never the defaults
+    let env = |id: &str| resources(&t)[id]["Properties"]["Environment"]["Variables"].clone();
+    assert!(env("ExtractFunction").get("GRANTWARDEN_CHUNK_DLQ_URL").is_some());
+    assert!(env("FanoutFunction").get("GRANTWARDEN_CHUNK_QUEUE_URL").is_some());
+    assert!(env("DiffFunction").get("GRANTWARDEN_ALERT_TOPIC_ARN").is_some());
+}
