@@ -321,22 +321,36 @@ fn tables_have_streams_and_only_working_state_expires() {
     assert_eq!(indexes, BTreeSet::from([BY_TARGET_INDEX, ACTIVE_INDEX]), "the indexes the store queries");
 }
 
-#[test]
-fn every_environment_variable_set_is_one_the_code_reads() {
-    let t = template();
-    let mut read = BTreeSet::new();
+/// `GRANTWARDEN_*` names mentioned in the settings and each function's main.rs, by file.
+fn variables_read() -> Vec<(PathBuf, BTreeSet<String>)> {
     let mut sources = vec![root().join("shared/aws/src/settings.rs")];
     for dir in function_crates().keys() {
         sources.push(root().join("functions").join(dir).join("src/main.rs"));
     }
-    for path in sources {
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        for (i, _) in text.match_indices("GRANTWARDEN_") {
-            let name: String =
-                text[i..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
-            read.insert(name);
-        }
-    }
+    sources
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let names = text
+                .match_indices("GRANTWARDEN_")
+                .map(|(i, _)| {
+                    text[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect()
+                })
+                // not `GRANTWARDEN_*` in prose
+                .filter(|name: &String| !name.ends_with('_'))
+                .collect();
+            (path, names)
+        })
+        .collect()
+}
+
+#[test]
+fn every_environment_variable_set_is_one_the_code_reads() {
+    let t = template();
+    let mut read: BTreeSet<String> = variables_read().into_iter().flat_map(|(_, names)| names).collect();
     read.insert("RUST_LOG".to_owned());
     for (id, f) in of_type(&t, "AWS::Serverless::Function") {
         let vars = f["Properties"]["Environment"]["Variables"].as_object().expect("Variables");
@@ -349,4 +363,18 @@ fn every_environment_variable_set_is_one_the_code_reads() {
     assert!(env("ExtractFunction").get("GRANTWARDEN_CHUNK_DLQ_URL").is_some());
     assert!(env("FanoutFunction").get("GRANTWARDEN_CHUNK_QUEUE_URL").is_some());
     assert!(env("DiffFunction").get("GRANTWARDEN_ALERT_TOPIC_ARN").is_some());
+}
+
+#[test]
+fn the_readme_documents_every_environment_variable_the_functions_read() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    for (path, names) in variables_read() {
+        for name in names {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "{}: {name} has a row in README.md's table",
+                path.display()
+            );
+        }
+    }
 }
