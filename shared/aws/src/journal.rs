@@ -53,6 +53,29 @@ struct HeadItem {
     head_hash: String,
 }
 
+/// The event a journal item holds, with its JSON exactly as stored; `None`
+/// for a chain head (`seq` 0). For readers of the table's stream.
+pub fn stored_event(image: serde_dynamo::Item) -> Result<Option<(AuditEvent, String)>, AwsError> {
+    let seq = match image.get("seq") {
+        Some(serde_dynamo::AttributeValue::N(n)) => n.clone(),
+        _ => return Err(AwsError::Decode { what: "journal item".into(), reason: "no numeric seq".into() }),
+    };
+    if seq == "0" {
+        return Ok(None);
+    }
+    let what = format!("journal item seq {seq}");
+    let stored: EventItem =
+        serde_dynamo::from_item(image).map_err(|e| AwsError::Decode { what: what.clone(), reason: e.to_string() })?;
+    let event: AuditEvent = serde_json::from_str(&stored.event)
+        .map_err(|e| AwsError::Decode { what: what.clone(), reason: format!("event: {e}") })?;
+    if (event.chain.as_str(), event.seq, event.hash.as_str())
+        != (stored.chain.as_str(), stored.seq, stored.hash.as_str())
+    {
+        return Err(AwsError::Decode { what, reason: "the event's chain, seq or hash differ from the item's".into() });
+    }
+    Ok(Some((event, stored.event)))
+}
+
 impl DynamoStore {
     async fn read_head(&self, chain: &str) -> Result<Option<(u64, String)>, AwsError> {
         let got = self

@@ -5,7 +5,7 @@
 //! manifests, snapshot batches, reports and configuration ([`Objects`]); SQS
 //! carries extraction chunks ([`ChunkQueue`]); Secrets Manager holds target
 //! credentials and the webhook key ([`SecretCache`]); SNS carries alerts
-//! ([`Alerts`]). Every client comes from `aws-config` defaults, so
+//! ([`Alerts`]); an Object-Lock bucket archives the journal ([`Archive`]). Every client comes from `aws-config` defaults, so
 //! `AWS_ENDPOINT_URL` and `AWS_REGION` point them anywhere (moto in tests),
 //! and retries are the SDK's own standard retry mode.
 //!
@@ -16,6 +16,7 @@
 //! - [`settings`]: resource names from the environment.
 //! - [`tickets`], [`findings`], [`journal`], [`scans`]: the DynamoDB tables.
 //! - [`objects`]: the S3 bucket layout.
+//! - [`archive`]: the Object-Lock archive of the audit journal.
 //! - [`queue`]: chunk messages and their dead-letter queue.
 //! - [`secrets`]: Secrets Manager with a TTL cache; the RDS-style target secret.
 //! - [`alerts`]: alerts published on SNS.
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod alerts;
+pub mod archive;
 pub mod findings;
 pub mod journal;
 pub mod logging;
@@ -43,6 +45,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use grantwarden_core::store::StoreError;
 
 pub use alerts::Alerts;
+pub use archive::Archive;
 pub use objects::Objects;
 pub use queue::ChunkQueue;
 pub use secrets::{RdsSecret, SecretCache};

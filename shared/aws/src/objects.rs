@@ -35,8 +35,13 @@ pub struct Objects {
 
 /// A target id as one key segment.
 pub fn key_segment(target: &TargetId) -> String {
+    percent_segment(target.as_str())
+}
+
+/// `text` as one key segment: everything but `[A-Za-z0-9._-]` percent-encoded.
+pub(crate) fn percent_segment(text: &str) -> String {
     let mut out = String::new();
-    for b in target.as_str().bytes() {
+    for b in text.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),

@@ -58,7 +58,7 @@ async fn table(
     Ok(())
 }
 
-/// Creates tables, bucket, queues and topic named `<prefix>-*` and returns the
+/// Creates tables, buckets (the audit one with Object Lock), queues and topic named `<prefix>-*` and returns the
 /// settings that point at them. Secrets are created by the caller.
 pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsError> {
     use KeyType::{Hash, Range};
@@ -69,6 +69,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         journal_table: format!("{prefix}-journal"),
         scans_table: format!("{prefix}-scans"),
         bucket: format!("{prefix}-bucket"),
+        audit_bucket: format!("{prefix}-audit"),
         secret_prefix: format!("{prefix}/targets/"),
         webhook_secret_id: format!("{prefix}/webhook-hmac"),
         ..Settings::default()
@@ -99,6 +100,16 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .await
         .map_err(|e| AwsError::sdk("UpdateTimeToLive scans", e))?;
     clients.s3.create_bucket().bucket(&s.bucket).send().await.map_err(|e| AwsError::sdk("CreateBucket", e))?;
+    // Object Lock can only be enabled when a bucket is created; the default
+    // retention is the template's, each archived event also carries its own
+    clients
+        .s3
+        .create_bucket()
+        .bucket(&s.audit_bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateBucket audit", e))?;
 
     let dlq = clients
         .sqs

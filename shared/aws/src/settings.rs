@@ -7,6 +7,8 @@
 
 use grantwarden_core::snapshot::TargetId;
 
+use crate::archive::Retention;
+
 /// Resource names and locations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -20,6 +22,11 @@ pub struct Settings {
     pub scans_table: String,
     /// Bucket of snapshots, reports and configuration (`GRANTWARDEN_BUCKET`).
     pub bucket: String,
+    /// Object-Lock bucket archiving the audit journal (`GRANTWARDEN_AUDIT_BUCKET`).
+    pub audit_bucket: String,
+    /// Lock of each archived event (`GRANTWARDEN_AUDIT_RETENTION_MODE`: COMPLIANCE or
+    /// GOVERNANCE; `GRANTWARDEN_AUDIT_RETENTION_DAYS`).
+    pub audit_retention: Retention,
     /// Chunk queue URL (`GRANTWARDEN_CHUNK_QUEUE_URL`).
     pub chunk_queue_url: Option<String>,
     /// Dead-letter queue of chunks that failed for good (`GRANTWARDEN_CHUNK_DLQ_URL`).
@@ -65,6 +72,8 @@ impl Default for Settings {
             journal_table: "grantwarden-journal".into(),
             scans_table: "grantwarden-scans".into(),
             bucket: "grantwarden".into(),
+            audit_bucket: "grantwarden-audit".into(),
+            audit_retention: Retention::default(),
             chunk_queue_url: None,
             chunk_dlq_url: None,
             alert_topic_arn: None,
@@ -113,6 +122,20 @@ impl Settings {
             journal_table: text("GRANTWARDEN_JOURNAL_TABLE", d.journal_table)?,
             scans_table: text("GRANTWARDEN_SCANS_TABLE", d.scans_table)?,
             bucket: text("GRANTWARDEN_BUCKET", d.bucket)?,
+            audit_bucket: text("GRANTWARDEN_AUDIT_BUCKET", d.audit_bucket)?,
+            audit_retention: Retention {
+                compliance: match get("GRANTWARDEN_AUDIT_RETENTION_MODE").as_deref().map(str::trim) {
+                    None | Some("COMPLIANCE") => true,
+                    Some("GOVERNANCE") => false,
+                    Some(other) => {
+                        return Err(SettingsError {
+                            name: "GRANTWARDEN_AUDIT_RETENTION_MODE",
+                            reason: format!("{other:?} is neither COMPLIANCE nor GOVERNANCE"),
+                        });
+                    }
+                },
+                days: number("GRANTWARDEN_AUDIT_RETENTION_DAYS", d.audit_retention.days)?,
+            },
             chunk_queue_url: opt("GRANTWARDEN_CHUNK_QUEUE_URL"),
             chunk_dlq_url: opt("GRANTWARDEN_CHUNK_DLQ_URL"),
             alert_topic_arn: opt("GRANTWARDEN_ALERT_TOPIC_ARN"),
@@ -172,6 +195,18 @@ mod tests {
             Settings::from_lookup(|k| (k == "GRANTWARDEN_SCAN_WINDOW_SECONDS").then(|| "hourly".into())).unwrap_err();
         assert_eq!(err.name, "GRANTWARDEN_SCAN_WINDOW_SECONDS");
         assert!(err.to_string().contains("\"hourly\""), "{err}");
+    }
+
+    #[test]
+    fn the_audit_lock_defaults_to_seven_years_compliance_and_refuses_an_unknown_mode() {
+        let s = Settings::from_lookup(|_| None).unwrap();
+        assert_eq!(s.audit_retention, Retention { compliance: true, days: 2555 });
+        let s =
+            Settings::from_lookup(|k| (k == "GRANTWARDEN_AUDIT_RETENTION_MODE").then(|| "GOVERNANCE".into())).unwrap();
+        assert!(!s.audit_retention.compliance);
+        let err = Settings::from_lookup(|k| (k == "GRANTWARDEN_AUDIT_RETENTION_MODE").then(|| "compliant".into()))
+            .unwrap_err();
+        assert_eq!(err.name, "GRANTWARDEN_AUDIT_RETENTION_MODE");
     }
 
     #[test]

@@ -185,49 +185,9 @@ impl Stack {
         serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
     }
 
-    /// The scans table's stream, read through the DynamoDB Streams API, as a Lambda stream event.
+    /// The scans table's stream, as a Lambda stream event.
     async fn scan_stream(&self) -> StreamEvent {
-        let config = aws_sdk_dynamodbstreams::Config::builder()
-            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
-            .endpoint_url(moto::endpoint())
-            .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new("t", "t", None, None, "test"))
-            .build();
-        let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
-        let table = self.clients.dynamodb.describe_table().table_name(&self.settings.scans_table).send().await.unwrap();
-        let arn = table.table.unwrap().latest_stream_arn.unwrap();
-        let stream = streams.describe_stream().stream_arn(&arn).send().await.unwrap().stream_description.unwrap();
-        let mut records = Vec::new();
-        for shard in stream.shards.unwrap_or_default() {
-            let iterator = streams
-                .get_shard_iterator()
-                .stream_arn(&arn)
-                .shard_id(shard.shard_id.unwrap())
-                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .unwrap()
-                .shard_iterator;
-            let out = streams.get_records().set_shard_iterator(iterator).send().await.unwrap();
-            for r in out.records.unwrap_or_default() {
-                let change = r.dynamodb.unwrap();
-                let image = |i: Option<HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
-                    serde_json::to_value(serde_dynamo::Item::from(i.unwrap_or_default())).unwrap()
-                };
-                records.push(serde_json::json!({
-                    "eventID": r.event_id, "eventName": r.event_name.unwrap().as_str(), "eventVersion": r.event_version,
-                    "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-                    "dynamodb": {
-                        "ApproximateCreationDateTime": change.approximate_creation_date_time.map(|t| t.secs()).unwrap_or(0),
-                        "Keys": image(change.keys), "NewImage": image(change.new_image), "OldImage": image(change.old_image),
-                        "SequenceNumber": change.sequence_number, "SizeBytes": change.size_bytes.unwrap_or(0),
-                        "StreamViewType": "NEW_AND_OLD_IMAGES",
-                    },
-                    "eventSourceARN": arn,
-                }));
-            }
-        }
-        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+        moto::table_stream(&self.settings.scans_table).await
     }
 
     async fn fanout(&self) -> Fanout {

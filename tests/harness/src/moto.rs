@@ -45,3 +45,61 @@ pub fn unique_prefix(test: &str) -> String {
         test.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_ascii_lowercase();
     format!("gw-{test}-{n:08x}")
 }
+
+/// Everything a table's stream holds so far, read through the DynamoDB
+/// Streams API of moto, as the event Lambda would receive.
+pub async fn table_stream(table: &str) -> aws_lambda_events::dynamodb::Event {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+    let endpoint = endpoint();
+    let config = aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("t", "t", None, None, "test"))
+        .build();
+    let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("t", "t", None, None, "test"))
+            .build(),
+    );
+    let described = dynamodb.describe_table().table_name(table).send().await.expect("the table exists");
+    let arn = described.table.and_then(|t| t.latest_stream_arn).expect("the table has a stream");
+    let stream = streams.describe_stream().stream_arn(&arn).send().await.expect("the stream").stream_description;
+    let mut records = Vec::new();
+    for shard in stream.and_then(|s| s.shards).unwrap_or_default() {
+        let iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .set_shard_id(shard.shard_id)
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("a shard iterator")
+            .shard_iterator;
+        let out = streams.get_records().set_shard_iterator(iterator).send().await.expect("the records");
+        for r in out.records.unwrap_or_default() {
+            let change = r.dynamodb.expect("a change");
+            let image = |i: Option<HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+                serde_json::to_value(serde_dynamo::Item::from(i.unwrap_or_default())).expect("an image")
+            };
+            records.push(serde_json::json!({
+                "eventID": r.event_id, "eventName": r.event_name.expect("a name").as_str(), "eventVersion": r.event_version,
+                "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": change.approximate_creation_date_time.map(|t| t.secs()).unwrap_or(0),
+                    "Keys": image(change.keys), "NewImage": image(change.new_image), "OldImage": image(change.old_image),
+                    "SequenceNumber": change.sequence_number, "SizeBytes": change.size_bytes.unwrap_or(0),
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                },
+                "eventSourceARN": arn,
+            }));
+        }
+    }
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("a stream event")
+}

@@ -1,0 +1,134 @@
+//! Audit: each event appended to the journal (a stream INSERT of an item
+//! with `seq` > 0) is written to the audit bucket as
+//! `audit/<chain>/<seq>.json` under Object Lock.
+//!
+//! The stream delivers at least once, in order per chain: an event already
+//! archived is skipped, so redelivery changes nothing. A chain head item
+//! (`seq` 0) and removals are not events. A record that does not decode, or
+//! a different event under an archived key, fails the batch as Validation:
+//! the stream bisects down to it and hands it to the on-failure destination,
+//! and verify (which compares archive and journal) reports the hole.
+
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::Event;
+use grantwarden_aws::archive::{ArchiveError, Archived};
+use grantwarden_aws::{Archive, AwsError, Clients, Clock, Settings};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use tracing::Instrument;
+
+/// Why archiving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A stream record is not a journal event.
+    #[error("stream record {event_id}: {source}")]
+    Record {
+        /// The record.
+        event_id: String,
+        /// Why.
+        source: AwsError,
+    },
+    /// The bucket refused, or holds another event under the key.
+    #[error("event {id}: {source}")]
+    Archive {
+        /// The event (`<chain>:<seq>`).
+        id: String,
+        /// Cause.
+        source: ArchiveError,
+    },
+}
+
+impl From<AuditError> for Diagnostic {
+    fn from(e: AuditError) -> Self {
+        let retryable = match &e {
+            AuditError::Archive { source: ArchiveError::Aws(aws), .. } => aws.is_retryable(),
+            _ => false,
+        };
+        Diagnostic {
+            error_type: if retryable { "Retryable" } else { "Validation" }.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// What one stream record led to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Handled {
+    /// Not a new event (a head item, a removal).
+    Ignored,
+    /// Archived now or before.
+    Archived(Archived),
+}
+
+/// The handler's state, built once per container.
+#[derive(Clone)]
+pub struct Audit {
+    archive: Archive,
+    clock: Arc<dyn Clock>,
+}
+
+impl Audit {
+    /// The archive in `GRANTWARDEN_AUDIT_BUCKET`; an error when that bucket cannot lock objects.
+    pub async fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, ArchiveError> {
+        let archive = Archive::new(clients, &settings.audit_bucket, settings.audit_retention);
+        archive.check_locked().await?;
+        Ok(Self { archive, clock })
+    }
+
+    /// Handles a batch of journal stream records, in order.
+    pub async fn handle(&self, event: LambdaEvent<Event>) -> Result<Vec<Handled>, AuditError> {
+        let mut out = Vec::with_capacity(event.payload.records.len());
+        for record in event.payload.records {
+            // events are only ever inserted; a MODIFY is the head moving, a REMOVE is not ours to mirror
+            if record.event_name != "INSERT" {
+                out.push(Handled::Ignored);
+                continue;
+            }
+            let event_id = record.event_id.clone();
+            let stored = grantwarden_aws::journal::stored_event(record.change.new_image)
+                .map_err(|source| AuditError::Record { event_id, source })?;
+            let Some((journal_event, json)) = stored else {
+                out.push(Handled::Ignored);
+                continue;
+            };
+            let span = tracing::info_span!("audit", chain = %journal_event.chain, seq = journal_event.seq, target = %journal_event.target, request_id = %event.context.request_id);
+            let archived = self
+                .archive
+                .put(&journal_event, &json, self.clock.now())
+                .instrument(span)
+                .await
+                .map_err(|source| AuditError::Archive { id: journal_event.id.clone(), source })?;
+            tracing::info!(id = %journal_event.id, kind = %journal_event.kind, outcome = ?archived, "archived");
+            out.push(Handled::Archived(archived));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::dynamodb::Event;
+    use grantwarden_core::audit::event_hash;
+
+    #[test]
+    fn the_sample_record_holds_an_event_whose_hash_verifies_and_the_head_move_is_not_one() {
+        let event: Event = serde_json::from_str(include_str!("../../../events/audit-journal-stream.json")).unwrap();
+        let [insert, head] = &event.records[..] else { panic!("two records") };
+        let (e, json) = grantwarden_aws::journal::stored_event(insert.change.new_image.clone()).unwrap().unwrap();
+        assert_eq!((e.id.as_str(), e.seq), ("orders-prod:42", 42));
+        assert_eq!(event_hash(&e), e.hash, "the sample is a correctly sealed event");
+        assert_eq!(serde_json::from_str::<grantwarden_core::audit::AuditEvent>(&json).unwrap(), e);
+        assert_eq!(head.event_name, "MODIFY");
+        assert!(grantwarden_aws::journal::stored_event(head.change.new_image.clone()).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_item_whose_event_disagrees_with_its_keys_is_refused() {
+        let event: Event = serde_json::from_str(include_str!("../../../events/audit-journal-stream.json")).unwrap();
+        let mut image = event.records[0].change.new_image.clone();
+        image.insert("seq".into(), serde_dynamo::AttributeValue::N("43".into()));
+        let err = grantwarden_aws::journal::stored_event(image).unwrap_err();
+        assert!(err.to_string().contains("differ"), "{err}");
+    }
+}

@@ -1,0 +1,26 @@
+//! grantwarden-audit: archives every audit journal event in S3 under Object Lock.
+//!
+//! Trigger: the journal table's DynamoDB stream (NEW_AND_OLD_IMAGES), with
+//! bisect-on-error, a retry limit and an on-failure destination.
+//! Env: `GRANTWARDEN_AUDIT_BUCKET` (a bucket with Object Lock enabled: the function
+//! refuses to start without it), `GRANTWARDEN_AUDIT_RETENTION_MODE` (COMPLIANCE, or
+//! GOVERNANCE), `GRANTWARDEN_AUDIT_RETENTION_DAYS` (default 2555), `RUST_LOG`.
+//! IAM: s3:GetBucketObjectLockConfiguration and s3:ListBucket on the audit bucket;
+//! s3:PutObject, s3:PutObjectRetention and s3:GetObject on `audit/*`; the stream read actions
+//! on the journal stream; sqs:SendMessage on the on-failure queue.
+//! PostgreSQL: none.
+
+use std::sync::Arc;
+
+use grantwarden_audit::Audit;
+use grantwarden_aws::{Clients, Settings, SystemClock};
+use lambda_runtime::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    grantwarden_aws::logging::init_json();
+    let settings = Settings::from_env()?;
+    let clients = Clients::load().await;
+    let audit = Audit::new(&clients, &settings, Arc::new(SystemClock)).await?;
+    lambda_runtime::run(service_fn(|event| audit.handle(event))).await
+}

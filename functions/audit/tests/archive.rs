@@ -1,0 +1,118 @@
+//! The audit function against moto: journal events appended through the
+//! DynamoDB store reach the Object-Lock archive through the table's real
+//! stream, once, locked; a bucket without Object Lock is refused.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::types::ObjectLockMode;
+use chrono::{DateTime, TimeDelta, Utc};
+use grantwarden_audit::{Audit, Handled};
+use grantwarden_aws::archive::{ArchiveError, Archived, event_key};
+use grantwarden_aws::{Clients, DynamoStore, Settings, provision};
+use grantwarden_core::audit::{AuditEvent, AuditJournal};
+use grantwarden_testkit::{contract, moto};
+use lambda_runtime::{Context, LambdaEvent};
+
+fn now() -> DateTime<Utc> {
+    "2026-11-25T12:00:00Z".parse().unwrap()
+}
+
+async fn stack(test: &str) -> (Clients, Settings) {
+    let clients = Clients::for_endpoint(&moto::endpoint()).await;
+    let settings = provision::create(&clients, &moto::unique_prefix(test)).await.expect("moto creates the resources");
+    (clients, settings)
+}
+
+async fn handle(audit: &Audit, settings: &Settings) -> Vec<Handled> {
+    let event = moto::table_stream(&settings.journal_table).await;
+    audit.handle(LambdaEvent { payload: event, context: Context::default() }).await.expect("archived")
+}
+
+async fn archived(clients: &Clients, settings: &Settings, e: &AuditEvent) -> (AuditEvent, Option<ObjectLockMode>, i64) {
+    let key = event_key(&e.chain, e.seq);
+    let got = clients.s3.get_object().bucket(&settings.audit_bucket).key(&key).send().await.expect("archived object");
+    let (mode, until) = (got.object_lock_mode.clone(), got.object_lock_retain_until_date.map(|d| d.secs()));
+    let body = got.body.collect().await.unwrap().into_bytes();
+    (serde_json::from_slice(&body).expect("the event's JSON"), mode, until.unwrap_or(0))
+}
+
+#[tokio::test]
+async fn every_journal_event_is_archived_once_and_locked() {
+    let (clients, settings) = stack("archive").await;
+    let store = DynamoStore::new(&clients, &settings);
+    let mut events = Vec::new();
+    for n in 0..3 {
+        events.push(store.append(contract::audit_event(n)).await.unwrap());
+    }
+    let audit = Audit::new(&clients, &settings, Arc::new(now)).await.expect("the bucket has Object Lock");
+
+    let first = handle(&audit, &settings).await;
+    let written: Vec<_> = first.iter().filter(|h| matches!(h, Handled::Archived(Archived::Written { .. }))).collect();
+    assert_eq!(written.len(), 3, "three events, the head item ignored: {first:?}");
+    let until = (now() + TimeDelta::days(2555)).timestamp();
+    for e in &events {
+        let (copy, mode, retain_until) = archived(&clients, &settings, e).await;
+        assert_eq!(&copy, e, "the archive holds the journal's event byte for byte");
+        assert_eq!(mode, Some(ObjectLockMode::Compliance));
+        assert_eq!(retain_until, until);
+    }
+
+    // the stream redelivers: nothing is rewritten, no retention touched
+    let again = handle(&audit, &settings).await;
+    assert!(again.iter().all(|h| !matches!(h, Handled::Archived(Archived::Written { .. }))), "{again:?}");
+    assert_eq!(again.iter().filter(|h| matches!(h, Handled::Archived(Archived::AlreadyArchived { .. }))).count(), 3);
+    let key = event_key(&events[0].chain, 1);
+    let versions = clients.s3.list_object_versions().bucket(&settings.audit_bucket).prefix(&key).send().await.unwrap();
+    assert_eq!(versions.versions.unwrap_or_default().len(), 1, "one version per event");
+}
+
+#[tokio::test]
+async fn a_locked_event_cannot_be_deleted() {
+    let (clients, settings) = stack("locked").await;
+    let store = DynamoStore::new(&clients, &settings);
+    let e = store.append(contract::audit_event(1)).await.unwrap();
+    let audit = Audit::new(&clients, &settings, Arc::new(now)).await.unwrap();
+    handle(&audit, &settings).await;
+
+    let key = event_key(&e.chain, e.seq);
+    let head = clients.s3.head_object().bucket(&settings.audit_bucket).key(&key).send().await.unwrap();
+    let version = head.version_id.expect("a versioned object");
+    let deleted = clients
+        .s3
+        .delete_object()
+        .bucket(&settings.audit_bucket)
+        .key(&key)
+        .version_id(&version)
+        .bypass_governance_retention(true)
+        .send()
+        .await;
+    assert!(deleted.is_err(), "a COMPLIANCE lock refuses deletion, even with the governance bypass");
+    assert_eq!(archived(&clients, &settings, &e).await.0, e);
+}
+
+#[tokio::test]
+async fn another_event_under_an_archived_key_is_refused() {
+    let (clients, settings) = stack("conflict").await;
+    let store = DynamoStore::new(&clients, &settings);
+    let e = store.append(contract::audit_event(1)).await.unwrap();
+    let archive = grantwarden_aws::Archive::new(&clients, &settings.audit_bucket, settings.audit_retention);
+    let json = serde_json::to_string(&e).unwrap();
+    archive.put(&e, &json, now()).await.unwrap();
+
+    let mut forged = e.clone();
+    forged.actor = "mallory@example.com".into();
+    forged.hash = "f".repeat(64);
+    let err = archive.put(&forged, &serde_json::to_string(&forged).unwrap(), now()).await.unwrap_err();
+    assert!(matches!(err, ArchiveError::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains(&e.hash), "{err}");
+}
+
+#[tokio::test]
+async fn a_bucket_without_object_lock_is_refused_at_start() {
+    let (clients, settings) = stack("unlocked").await;
+    // the data bucket has no Object Lock
+    let unlocked = Settings { audit_bucket: settings.bucket.clone(), ..settings };
+    let err = Audit::new(&clients, &unlocked, Arc::new(now)).await.err().expect("refused");
+    assert!(matches!(err, ArchiveError::NotLocked { .. }), "{err}");
+    assert!(err.to_string().contains("Object Lock"), "{err}");
+}
