@@ -23,8 +23,8 @@ async fn stack(test: &str) -> (Clients, Settings) {
     (clients, settings)
 }
 
-async fn handle(audit: &Audit, settings: &Settings) -> Vec<Handled> {
-    let event = moto::table_stream(&settings.journal_table).await;
+async fn handle(audit: &Audit, clients: &Clients, settings: &Settings) -> Vec<Handled> {
+    let event = moto::table_stream(&clients.dynamodb, &settings.journal_table).await;
     audit.handle(LambdaEvent { payload: event, context: Context::default() }).await.expect("archived")
 }
 
@@ -46,7 +46,7 @@ async fn every_journal_event_is_archived_once_and_locked() {
     }
     let audit = Audit::new(&clients, &settings, Arc::new(now)).await.expect("the bucket has Object Lock");
 
-    let first = handle(&audit, &settings).await;
+    let first = handle(&audit, &clients, &settings).await;
     let written: Vec<_> = first.iter().filter(|h| matches!(h, Handled::Archived(Archived::Written { .. }))).collect();
     assert_eq!(written.len(), 3, "three events, the head item ignored: {first:?}");
     let until = (now() + TimeDelta::days(2555)).timestamp();
@@ -58,7 +58,7 @@ async fn every_journal_event_is_archived_once_and_locked() {
     }
 
     // the stream redelivers: nothing is rewritten, no retention touched
-    let again = handle(&audit, &settings).await;
+    let again = handle(&audit, &clients, &settings).await;
     assert!(again.iter().all(|h| !matches!(h, Handled::Archived(Archived::Written { .. }))), "{again:?}");
     assert_eq!(again.iter().filter(|h| matches!(h, Handled::Archived(Archived::AlreadyArchived { .. }))).count(), 3);
     let key = event_key(&events[0].chain, 1);
@@ -72,7 +72,7 @@ async fn a_locked_event_cannot_be_deleted() {
     let store = DynamoStore::new(&clients, &settings);
     let e = store.append(contract::audit_event(1)).await.unwrap();
     let audit = Audit::new(&clients, &settings, Arc::new(now)).await.unwrap();
-    handle(&audit, &settings).await;
+    handle(&audit, &clients, &settings).await;
 
     let key = event_key(&e.chain, e.seq);
     let head = clients.s3.head_object().bucket(&settings.audit_bucket).key(&key).send().await.unwrap();

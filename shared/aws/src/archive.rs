@@ -111,11 +111,6 @@ impl Archive {
         Self { client: clients.s3.clone(), bucket: bucket.to_owned(), retention }
     }
 
-    /// The bucket name.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// Refuses a bucket without Object Lock.
     pub async fn check_locked(&self) -> Result<(), ArchiveError> {
         let got = self.client.get_object_lock_configuration().bucket(&self.bucket).send().await;

@@ -187,7 +187,7 @@ impl Stack {
 
     /// The scans table's stream, as a Lambda stream event.
     async fn scan_stream(&self) -> StreamEvent {
-        moto::table_stream(&self.settings.scans_table).await
+        moto::table_stream(&self.clients.dynamodb, &self.settings.scans_table).await
     }
 
     async fn fanout(&self) -> Fanout {

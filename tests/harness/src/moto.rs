@@ -47,27 +47,19 @@ pub fn unique_prefix(test: &str) -> String {
 }
 
 /// Everything a table's stream holds so far, read through the DynamoDB
-/// Streams API of moto, as the event Lambda would receive.
-pub async fn table_stream(table: &str) -> aws_lambda_events::dynamodb::Event {
+/// Streams API of moto, as the event Lambda would receive. `dynamodb` is the
+/// caller's client of the same endpoint (it finds the stream).
+pub async fn table_stream(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> aws_lambda_events::dynamodb::Event {
     use std::collections::HashMap;
 
     use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
-    let endpoint = endpoint();
     let config = aws_sdk_dynamodbstreams::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
+        .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("t", "t", None, None, "test"))
         .build();
     let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("t", "t", None, None, "test"))
-            .build(),
-    );
     let described = dynamodb.describe_table().table_name(table).send().await.expect("the table exists");
     let arn = described.table.and_then(|t| t.latest_stream_arn).expect("the table has a stream");
     let stream = streams.describe_stream().stream_arn(&arn).send().await.expect("the stream").stream_description;
