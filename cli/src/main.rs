@@ -9,6 +9,7 @@
 //! Environment: `GRANTWARDEN_DATABASE_URL` stands in for `--database`;
 //! `RUST_LOG` sets log filtering (logs go to stderr).
 
+mod audit;
 mod exceptions;
 mod render;
 
@@ -56,6 +57,11 @@ enum Command {
     },
     /// Replay a pgaudit log through routing and report every decision; writes nothing.
     Simulate(exceptions::SimulateArgs),
+    /// Verify the hash-chained audit journal, sign digests, export a person's trail.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 #[derive(Args)]
@@ -154,6 +160,7 @@ async fn run(command: Command, now: chrono::DateTime<chrono::Utc>) -> Result<Exi
         Command::Intake(args) => exceptions::run_intake(args, now).await,
         Command::Tickets { command } => exceptions::run_tickets(command, now).await,
         Command::Simulate(args) => exceptions::run_simulate(args, now),
+        Command::Audit { command } => audit::run(command, now).await,
         Command::Snapshot(args) => {
             let snapshot = scan(&args).await?;
             let mut json = serde_json::to_string_pretty(&snapshot)?;

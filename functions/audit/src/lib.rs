@@ -8,12 +8,22 @@
 //! a different event under an archived key, fails the batch as Validation:
 //! the stream bisects down to it and hands it to the on-failure destination,
 //! and verify (which compares archive and journal) reports the hole.
+//!
+//! Every hour an EventBridge schedule invokes the same function with a
+//! scheduled event: it signs the next digest of every archived chain
+//! (`grantwarden_core::digest`) with the Ed25519 key in Secrets Manager and
+//! writes it, locked, beside the events.
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use grantwarden_aws::archive::{ArchiveError, Archived};
-use grantwarden_aws::{Archive, AwsError, Clients, Clock, Settings};
+use grantwarden_aws::{Archive, AwsError, Clients, Clock, DynamoStore, SecretCache, Settings};
+use grantwarden_core::digest::{Digest, DigestKey, KeyError, digest_chains};
+use grantwarden_core::store::StoreError;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use tracing::Instrument;
 
@@ -36,12 +46,22 @@ pub enum AuditError {
         /// Cause.
         source: ArchiveError,
     },
+    /// The signing key could not be read from Secrets Manager.
+    #[error("digest: reading the signing key: {0}")]
+    Secret(AwsError),
+    /// The secret does not hold a usable key.
+    #[error("digest: {0}")]
+    Key(KeyError),
+    /// Listing chains, reading the journal or writing a digest failed.
+    #[error("digest: {0}")]
+    Digest(StoreError),
 }
 
 impl From<AuditError> for Diagnostic {
     fn from(e: AuditError) -> Self {
         let retryable = match &e {
-            AuditError::Archive { source: ArchiveError::Aws(aws), .. } => aws.is_retryable(),
+            AuditError::Archive { source: ArchiveError::Aws(aws), .. } | AuditError::Secret(aws) => aws.is_retryable(),
+            AuditError::Digest(StoreError::Unavailable(_)) => true,
             _ => false,
         };
         Diagnostic {
@@ -61,10 +81,36 @@ pub enum Handled {
     Archived(Archived),
 }
 
+/// What invokes the function: the journal stream, or the hourly digest schedule.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Invocation {
+    /// Journal stream records.
+    Stream(Event),
+    /// The EventBridge schedule.
+    Schedule(EventBridgeEvent),
+}
+
+/// What an invocation did.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    /// One entry per stream record.
+    Stream(Vec<Handled>),
+    /// The digests signed.
+    Digests(Vec<Digest>),
+}
+
+/// The signing key is cached this long; a rotated secret is picked up after it.
+const KEY_TTL: Duration = Duration::from_secs(300);
+
 /// The handler's state, built once per container.
 #[derive(Clone)]
 pub struct Audit {
     archive: Archive,
+    journal: DynamoStore,
+    secrets: SecretCache,
+    signing_secret_id: String,
     clock: Arc<dyn Clock>,
 }
 
@@ -73,7 +119,36 @@ impl Audit {
     pub async fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, ArchiveError> {
         let archive = Archive::new(clients, &settings.audit_bucket, settings.audit_retention);
         archive.check_locked().await?;
-        Ok(Self { archive, clock })
+        Ok(Self {
+            archive,
+            journal: DynamoStore::new(clients, settings),
+            secrets: SecretCache::new(clients, KEY_TTL),
+            signing_secret_id: settings.audit_signing_secret_id.clone(),
+            clock,
+        })
+    }
+
+    /// Handles either trigger.
+    pub async fn invoke(&self, event: LambdaEvent<Invocation>) -> Result<Outcome, AuditError> {
+        let (payload, context) = event.into_parts();
+        match payload {
+            Invocation::Stream(records) => Ok(Outcome::Stream(self.handle(LambdaEvent::new(records, context)).await?)),
+            Invocation::Schedule(_) => Ok(Outcome::Digests(self.digest().await?)),
+        }
+    }
+
+    /// Signs and stores the next digest of every archived chain with new events.
+    pub async fn digest(&self) -> Result<Vec<Digest>, AuditError> {
+        let secret = self.secrets.string(&self.signing_secret_id).await.map_err(AuditError::Secret)?;
+        let key = DigestKey::from_secret(&secret, &format!("secret {}", self.signing_secret_id)).map_err(AuditError::Key)?;
+        let chains = self.archive.chains().await.map_err(|e| AuditError::Digest(e.into()))?;
+        let made = digest_chains(&self.journal, &self.archive, &chains, &key, self.clock.now())
+            .await
+            .map_err(AuditError::Digest)?;
+        for d in &made {
+            tracing::info!(chain = %d.chain, number = d.number, first_seq = d.first_seq, last_seq = d.last_seq, key = %d.key_fingerprint, "digest signed");
+        }
+        Ok(made)
     }
 
     /// Handles a batch of journal stream records, in order.
@@ -121,6 +196,16 @@ mod tests {
         assert_eq!(serde_json::from_str::<grantwarden_core::audit::AuditEvent>(&json).unwrap(), e);
         assert_eq!(head.event_name, "MODIFY");
         assert!(grantwarden_aws::journal::stored_event(head.change.new_image.clone()).unwrap().is_none());
+    }
+
+    #[test]
+    fn each_sample_event_is_dispatched_to_its_path() {
+        let stream: super::Invocation =
+            serde_json::from_str(include_str!("../../../events/audit-journal-stream.json")).unwrap();
+        assert!(matches!(stream, super::Invocation::Stream(e) if e.records.len() == 2));
+        let schedule: super::Invocation =
+            serde_json::from_str(include_str!("../../../events/audit-digest-schedule.json")).unwrap();
+        assert!(matches!(schedule, super::Invocation::Schedule(e) if e.detail_type == "Scheduled Event"));
     }
 
     #[test]

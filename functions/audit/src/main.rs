@@ -1,12 +1,15 @@
 //! grantwarden-audit: archives every audit journal event in S3 under Object Lock.
 //!
-//! Trigger: the journal table's DynamoDB stream (NEW_AND_OLD_IMAGES), with
-//! bisect-on-error, a retry limit and an on-failure destination.
+//! Triggers: the journal table's DynamoDB stream (NEW_AND_OLD_IMAGES), with
+//! bisect-on-error, a retry limit and an on-failure destination; an hourly
+//! EventBridge schedule that signs the digests.
 //! Env: `GRANTWARDEN_AUDIT_BUCKET` (a bucket with Object Lock enabled: the function
 //! refuses to start without it), `GRANTWARDEN_AUDIT_RETENTION_MODE` (COMPLIANCE, or
-//! GOVERNANCE), `GRANTWARDEN_AUDIT_RETENTION_DAYS` (default 2555), `RUST_LOG`.
+//! GOVERNANCE), `GRANTWARDEN_AUDIT_RETENTION_DAYS` (default 2555), `GRANTWARDEN_JOURNAL_TABLE`,
+//! `GRANTWARDEN_AUDIT_SIGNING_SECRET_ID` (the digest signing key), `RUST_LOG`.
 //! IAM: s3:GetBucketObjectLockConfiguration and s3:ListBucket on the audit bucket;
-//! s3:PutObject, s3:PutObjectRetention and s3:GetObject on `audit/*`; the stream read actions
+//! s3:PutObject, s3:PutObjectRetention and s3:GetObject on `audit/*` and `audit-digests/*`;
+//! dynamodb:Query on the journal table; secretsmanager:GetSecretValue on the signing key; the stream read actions
 //! on the journal stream; sqs:SendMessage on the on-failure queue.
 //! PostgreSQL: none.
 
@@ -22,5 +25,5 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let clients = Clients::load().await;
     let audit = Audit::new(&clients, &settings, Arc::new(SystemClock)).await?;
-    lambda_runtime::run(service_fn(|event| audit.handle(event))).await
+    lambda_runtime::run(service_fn(|event| audit.invoke(event))).await
 }

@@ -472,10 +472,13 @@ impl AuditJournal for DownStore {
     async fn append(&self, _: NewEvent) -> Result<AuditEvent, StoreError> {
         down()
     }
-    async fn events(&self, _: &str) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn events_after(&self, _: &str, _: u64) -> Result<Vec<AuditEvent>, StoreError> {
         down()
     }
     async fn head(&self, _: &str) -> Result<Option<(u64, String)>, StoreError> {
+        down()
+    }
+    async fn chains(&self) -> Result<Vec<String>, StoreError> {
         down()
     }
 }

@@ -9,17 +9,37 @@
 //! The bucket must have Object Lock enabled: [`Archive::check_locked`] is
 //! called before the first event, so an archive nobody can trust is never
 //! started.
+//!
+//! Signed digests (`grantwarden_core::digest`) live beside the events as
+//! `audit-digests/<chain>/<number, 20 digits>.json`, locked the same way.
+//!
+//! Reading a chain back ([`Archive::read_chain`]) lists object *versions*:
+//! a delete without a version id does not remove a locked event, it puts a
+//! delete marker over it, which a plain listing would hide (and a hidden
+//! tail would look like a shorter, gap-free archive). Every marker and every
+//! overwritten key is reported as an [`Anomaly`] at its seq.
+
+use std::collections::BTreeMap;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockMode};
 use chrono::{DateTime, TimeDelta, Utc};
-use grantwarden_core::audit::AuditEvent;
+use futures::{StreamExt, TryStreamExt};
+use grantwarden_core::audit::{Anomaly, AuditEvent};
+use grantwarden_core::digest::{Digest, DigestStore};
+use grantwarden_core::store::StoreError;
 
 use crate::objects::percent_segment;
 use crate::{AwsError, Clients};
 
 /// Key prefix of the archive.
 pub const PREFIX: &str = "audit/";
+
+/// Key prefix of the signed digests.
+pub const DIGEST_PREFIX: &str = "audit-digests/";
+
+/// Objects fetched at once when a chain is read back.
+const READ_CONCURRENCY: usize = 16;
 
 /// Metadata key holding the archived event's hash.
 const HASH_METADATA: &str = "event-hash";
@@ -97,6 +117,40 @@ pub fn event_key(chain: &str, seq: u64) -> String {
     format!("{}{seq:020}.json", chain_prefix(chain))
 }
 
+/// The key prefix of a chain's digests.
+pub fn digest_prefix(chain: &str) -> String {
+    format!("{DIGEST_PREFIX}{}/", percent_segment(chain))
+}
+
+/// The key of one digest.
+pub fn digest_key(chain: &str, number: u64) -> String {
+    format!("{}{number:020}.json", digest_prefix(chain))
+}
+
+/// The seq (or digest number) a key under a chain prefix stands for.
+pub fn key_number(key: &str, prefix: &str) -> Option<u64> {
+    let name = key.strip_prefix(prefix)?.strip_suffix(".json")?;
+    (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit())).then(|| name.parse().ok()).flatten()
+}
+
+/// A chain as the archive holds it.
+#[derive(Debug, Clone, Default)]
+pub struct ArchivedChain {
+    /// The events, in seq order (for a key under a delete marker: the version beneath it).
+    pub events: Vec<AuditEvent>,
+    /// What the events' content cannot show: delete markers, overwrites, stray objects.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// The versions S3 keeps of one key.
+#[derive(Default)]
+struct KeyVersions {
+    /// Object versions, newest first as listed.
+    versions: Vec<String>,
+    /// Whether the newest entry is a delete marker.
+    deleted: bool,
+}
+
 /// The audit bucket.
 #[derive(Clone, Debug)]
 pub struct Archive {
@@ -144,6 +198,130 @@ impl Archive {
                 event: event.hash.clone(),
             });
         }
+        let retain_until = self.put_locked(&key, json.as_bytes().to_vec(), (HASH_METADATA, &event.hash), now).await?;
+        Ok(Archived::Written { key, retain_until })
+    }
+
+    /// Every chain with archived events (names decoded from their key segment).
+    pub async fn chains(&self) -> Result<Vec<String>, AwsError> {
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(PREFIX).delimiter("/").into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::sdk(format!("ListObjectsV2 s3://{}/{PREFIX}", self.bucket), e))?;
+            for p in page.common_prefixes.unwrap_or_default() {
+                let Some(segment) = p.prefix.as_deref().and_then(|p| p.strip_prefix(PREFIX)?.strip_suffix('/')) else {
+                    continue;
+                };
+                let chain = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|e| AwsError::Decode {
+                    what: format!("s3://{}/{PREFIX}{segment}/", self.bucket),
+                    reason: format!("not a chain name: {e}"),
+                })?;
+                out.push(chain.into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every version and delete marker under `prefix`, by key.
+    async fn versions(&self, prefix: &str) -> Result<BTreeMap<String, KeyVersions>, AwsError> {
+        let mut keys: BTreeMap<String, KeyVersions> = BTreeMap::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk(format!("ListObjectVersions s3://{}/{prefix}", self.bucket), e))?;
+            for v in page.versions.unwrap_or_default() {
+                let (Some(key), Some(id)) = (v.key, v.version_id) else { continue };
+                keys.entry(key).or_default().versions.push(id);
+            }
+            for m in page.delete_markers.unwrap_or_default() {
+                if let (Some(key), Some(true)) = (m.key, m.is_latest) {
+                    keys.entry(key).or_default().deleted = true;
+                }
+            }
+            if page.is_truncated != Some(true) {
+                return Ok(keys);
+            }
+            key_marker = page.next_key_marker;
+            version_marker = page.next_version_id_marker;
+        }
+    }
+
+    async fn get_version(&self, key: &str, version: &str) -> Result<Vec<u8>, AwsError> {
+        let got = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(version)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("GetObject s3://{}/{key}?versionId={version}", self.bucket), e))?;
+        let body = got.body.collect().await.map_err(|e| AwsError::Decode {
+            what: format!("s3://{}/{key}", self.bucket),
+            reason: format!("reading the body: {e}"),
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// Reads a chain back, every object version included (see the module docs).
+    pub async fn read_chain(&self, chain: &str) -> Result<ArchivedChain, AwsError> {
+        let prefix = chain_prefix(chain);
+        let keys = self.versions(&prefix).await?;
+        let mut out = ArchivedChain::default();
+        let mut wanted = Vec::new();
+        for (key, kv) in keys {
+            let Some(seq) = key_number(&key, &prefix) else {
+                out.anomalies.push(Anomaly { seq: 0, reason: format!("s3://{}/{key} is not an archived event's key", self.bucket) });
+                continue;
+            };
+            if kv.deleted {
+                out.anomalies.push(Anomaly {
+                    seq,
+                    reason: format!("s3://{}/{key} is hidden by a delete marker (deleted without a version id)", self.bucket),
+                });
+            }
+            if kv.versions.len() > 1 {
+                out.anomalies.push(Anomaly {
+                    seq,
+                    reason: format!("s3://{}/{key} was written {} times (overwritten)", self.bucket, kv.versions.len()),
+                });
+            }
+            // the oldest version is the one written first: the archive's own record
+            if let Some(version) = kv.versions.last() {
+                wanted.push((seq, key, version.clone()));
+            }
+        }
+        let bodies: Vec<(u64, String, Vec<u8>)> = futures::stream::iter(wanted)
+            .map(|(seq, key, version)| async move { Ok::<_, AwsError>((seq, key.clone(), self.get_version(&key, &version).await?)) })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (seq, key, body) in bodies {
+            match serde_json::from_slice::<AuditEvent>(&body) {
+                Ok(e) if e.seq == seq && e.chain == chain => out.events.push(e),
+                Ok(e) => out.anomalies.push(Anomaly {
+                    seq,
+                    reason: format!("s3://{}/{key} holds event {}, not {chain}:{seq}", self.bucket, e.id),
+                }),
+                Err(e) => out.anomalies.push(Anomaly {
+                    seq,
+                    reason: format!("s3://{}/{key} is not an audit event: {e}", self.bucket),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_locked(&self, key: &str, body: Vec<u8>, metadata: (&str, &str), now: DateTime<Utc>) -> Result<DateTime<Utc>, AwsError> {
         // whole seconds: what S3 keeps
         let until = now + TimeDelta::days(i64::from(self.retention.days));
         let retain_until = DateTime::from_timestamp(until.timestamp(), 0).unwrap_or(until);
@@ -151,16 +329,41 @@ impl Archive {
         self.client
             .put_object()
             .bucket(&self.bucket)
-            .key(&key)
+            .key(key)
             .content_type("application/json")
-            .metadata(HASH_METADATA, &event.hash)
+            .metadata(metadata.0, metadata.1)
             .object_lock_mode(mode)
             .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(retain_until.timestamp()))
-            .body(ByteStream::from(json.as_bytes().to_vec()))
+            .body(ByteStream::from(body))
             .send()
             .await
             .map_err(|e| AwsError::sdk(format!("PutObject s3://{}/{key}", self.bucket), e))?;
-        Ok(Archived::Written { key, retain_until })
+        Ok(retain_until)
+    }
+
+    async fn digest_numbers(&self, chain: &str) -> Result<Vec<(u64, String)>, AwsError> {
+        let prefix = digest_prefix(chain);
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&prefix).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::sdk(format!("ListObjectsV2 s3://{}/{prefix}", self.bucket), e))?;
+            for o in page.contents.unwrap_or_default() {
+                if let Some(key) = o.key
+                    && let Some(n) = key_number(&key, &prefix)
+                {
+                    out.push((n, key));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn get_digest(&self, key: &str) -> Result<Digest, AwsError> {
+        let what = format!("s3://{}/{key}", self.bucket);
+        let got = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| AwsError::sdk(format!("GetObject {what}"), e))?;
+        let body = got.body.collect().await.map_err(|e| AwsError::Decode { what: what.clone(), reason: e.to_string() })?;
+        serde_json::from_slice(&body.into_bytes()).map_err(|e| AwsError::Decode { what, reason: format!("not a digest: {e}") })
     }
 
     /// The hash recorded on an archived event; `None` when the key is free.
@@ -169,6 +372,39 @@ impl Archive {
             Ok(out) => Ok(Some(out.metadata.and_then(|mut m| m.remove(HASH_METADATA)).unwrap_or_default())),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(AwsError::sdk(format!("HeadObject s3://{}/{key}", self.bucket), e)),
+        }
+    }
+}
+
+impl DigestStore for Archive {
+    /// Writes the digest under Object Lock, locked from its creation time;
+    /// refused when its number is taken.
+    async fn put_digest(&self, digest: &Digest) -> Result<(), StoreError> {
+        let key = digest_key(&digest.chain, digest.number);
+        if self.archived_hash(&key).await?.is_some() {
+            return Err(StoreError::Corrupt {
+                id: format!("s3://{}/{key}", self.bucket),
+                reason: "a digest with this number exists; another digest run got there first".into(),
+            });
+        }
+        let body = serde_json::to_vec_pretty(digest).expect("a digest always serializes");
+        self.put_locked(&key, body, (HASH_METADATA, &digest.sha256()), digest.created_at).await?;
+        Ok(())
+    }
+
+    async fn digests(&self, chain: &str) -> Result<Vec<Digest>, StoreError> {
+        let keys = self.digest_numbers(chain).await?;
+        Ok(futures::stream::iter(keys)
+            .map(|(_, key)| async move { self.get_digest(&key).await })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?)
+    }
+
+    async fn last_digest(&self, chain: &str) -> Result<Option<Digest>, StoreError> {
+        match self.digest_numbers(chain).await?.pop() {
+            Some((_, key)) => Ok(Some(self.get_digest(&key).await?)),
+            None => Ok(None),
         }
     }
 }

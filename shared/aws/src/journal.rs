@@ -201,14 +201,14 @@ impl AuditJournal for DynamoStore {
         )))
     }
 
-    async fn events(&self, chain: &str) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn events_after(&self, chain: &str, after: u64) -> Result<Vec<AuditEvent>, StoreError> {
         let items = self
             .client
             .query()
             .table_name(&self.journal_table)
-            .key_condition_expression("chain = :c AND seq > :zero")
+            .key_condition_expression("chain = :c AND seq > :after")
             .expression_attribute_values(":c", s(chain))
-            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":after", n(after))
             .consistent_read(true)
             .into_paginator()
             .items()
@@ -228,5 +228,34 @@ impl AuditJournal for DynamoStore {
 
     async fn head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
         Ok(self.read_head(chain).await?)
+    }
+
+    /// A Scan for the head items (`seq` 0): it reads the whole table, so the
+    /// hourly digest job lists chains from the archive instead; this is for
+    /// verify, which reads every event anyway.
+    async fn chains(&self) -> Result<Vec<String>, StoreError> {
+        let items = self
+            .client
+            .scan()
+            .table_name(&self.journal_table)
+            .filter_expression("seq = :zero")
+            .expression_attribute_values(":zero", n(0))
+            .projection_expression("chain")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| AwsError::sdk(format!("Scan {} chain heads", self.journal_table), e))?;
+        let mut chains = items
+            .into_iter()
+            .map(|it| match it.get("chain") {
+                Some(aws_sdk_dynamodb::types::AttributeValue::S(c)) => Ok(c.clone()),
+                _ => Err(StoreError::Corrupt { id: "journal head".into(), reason: "no chain attribute".into() }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        chains.sort();
+        Ok(chains)
     }
 }

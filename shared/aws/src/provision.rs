@@ -72,6 +72,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         audit_bucket: format!("{prefix}-audit"),
         secret_prefix: format!("{prefix}/targets/"),
         webhook_secret_id: format!("{prefix}/webhook-hmac"),
+        audit_signing_secret_id: format!("{prefix}/audit-signing-key"),
         ..Settings::default()
     };
     table(

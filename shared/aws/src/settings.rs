@@ -37,6 +37,10 @@ pub struct Settings {
     pub secret_prefix: String,
     /// Secret holding the webhook HMAC key (`GRANTWARDEN_WEBHOOK_SECRET_ID`).
     pub webhook_secret_id: String,
+    /// Secret holding the Ed25519 key that signs audit digests
+    /// (`GRANTWARDEN_AUDIT_SIGNING_SECRET_ID`): a PKCS#8 PEM key, or a
+    /// generated string whose sha256 is the seed.
+    pub audit_signing_secret_id: String,
     /// Targets, comma-separated (`GRANTWARDEN_TARGETS`); empty with `targets_key` set.
     pub targets: Vec<TargetId>,
     /// Object listing the targets, one per line or a JSON array (`GRANTWARDEN_TARGETS_KEY`).
@@ -79,6 +83,7 @@ impl Default for Settings {
             alert_topic_arn: None,
             secret_prefix: "grantwarden/targets/".into(),
             webhook_secret_id: "grantwarden/webhook-hmac".into(),
+            audit_signing_secret_id: "grantwarden/audit-signing-key".into(),
             targets: Vec::new(),
             targets_key: None,
             baseline_key: "config/baselines/{target}.yaml".into(),
@@ -141,6 +146,7 @@ impl Settings {
             alert_topic_arn: opt("GRANTWARDEN_ALERT_TOPIC_ARN"),
             secret_prefix: get("GRANTWARDEN_SECRET_PREFIX").unwrap_or(d.secret_prefix),
             webhook_secret_id: text("GRANTWARDEN_WEBHOOK_SECRET_ID", d.webhook_secret_id)?,
+            audit_signing_secret_id: text("GRANTWARDEN_AUDIT_SIGNING_SECRET_ID", d.audit_signing_secret_id)?,
             targets: parse_targets(&get("GRANTWARDEN_TARGETS").unwrap_or_default()),
             targets_key: opt("GRANTWARDEN_TARGETS_KEY"),
             baseline_key: text("GRANTWARDEN_BASELINE_KEY", d.baseline_key)?,

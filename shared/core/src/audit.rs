@@ -129,7 +129,7 @@ pub fn seal(event: NewEvent, head: Option<(u64, &str)>) -> AuditEvent {
 }
 
 /// The first broken link of a chain.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("chain {chain}: broken at seq {seq}: {reason}")]
 pub struct BrokenLink {
     /// Chain.
@@ -176,12 +176,114 @@ pub fn verify(chain: &str, events: &[AuditEvent], head: Option<(u64, &str)>) -> 
     Ok(())
 }
 
+/// Something wrong with an archived event that its content cannot show
+/// (found by the reader of an archive): a delete marker over it, an
+/// overwritten version, an object that is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Anomaly {
+    /// The seq the object stands for.
+    pub seq: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The result of checking one chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// The chain.
+    pub chain: String,
+    /// Events found.
+    pub events: u64,
+    /// The journal head, where one was at hand.
+    pub head: Option<u64>,
+    /// The signed digests, where checked.
+    pub digests: Option<crate::digest::DigestCheck>,
+    /// Journal events not (yet) in the archive, where both were compared.
+    pub not_archived: Option<u64>,
+    /// The first broken link; `None`: the chain verifies.
+    pub broken: Option<BrokenLink>,
+}
+
+/// Checks one chain as found in a journal or an archive: every hash and
+/// link ([`verify`], against `head` when one is known), the archive's own
+/// anomalies, and (with `digests`) the signed digests against `trusted` key
+/// fingerprints. The earliest problem is the one reported.
+pub fn check_chain(
+    chain: &str,
+    events: &[AuditEvent],
+    head: Option<(u64, &str)>,
+    anomalies: &[Anomaly],
+    digests: Option<(&[crate::digest::Digest], &[String])>,
+) -> ChainReport {
+    let mut problems: Vec<BrokenLink> = anomalies
+        .iter()
+        .map(|a| BrokenLink { chain: chain.to_owned(), seq: a.seq, reason: a.reason.clone() })
+        .collect();
+    if let Err(e) = verify(chain, events, head) {
+        problems.push(e);
+    }
+    let digest_check = digests.map(|(digests, trusted)| crate::digest::verify_digests(chain, digests, events, trusted));
+    let digests = match digest_check {
+        Some(Ok(check)) => Some(check),
+        Some(Err(e)) => {
+            problems.push(e);
+            None
+        }
+        None => None,
+    };
+    // stable: an anomaly (the precise reason) wins over what it causes at the same seq
+    problems.sort_by_key(|p| p.seq);
+    ChainReport {
+        chain: chain.to_owned(),
+        events: events.len() as u64,
+        head: head.map(|(seq, _)| seq),
+        digests,
+        not_archived: None,
+        broken: problems.into_iter().next(),
+    }
+}
+
+/// Compares an archived chain with the journal's: every archived event must
+/// be the journal's event at its seq, byte for byte in what the hash covers.
+/// Returns how many journal events are not archived yet (the archive may lag
+/// the stream by seconds; a hole in the middle is [`verify`]'s to report).
+pub fn compare_with_journal(chain: &str, archived: &[AuditEvent], journal: &[AuditEvent]) -> Result<u64, BrokenLink> {
+    for a in archived {
+        match journal.iter().find(|j| j.seq == a.seq) {
+            Some(j) if j.hash == a.hash => {}
+            Some(j) => {
+                return Err(BrokenLink {
+                    chain: chain.to_owned(),
+                    seq: a.seq,
+                    reason: format!("the archive holds hash {} but the journal holds {}", a.hash, j.hash),
+                });
+            }
+            None => {
+                return Err(BrokenLink {
+                    chain: chain.to_owned(),
+                    seq: a.seq,
+                    reason: "archived, but the journal has no such event (deleted from the journal)".into(),
+                });
+            }
+        }
+    }
+    let archived_through = archived.iter().map(|a| a.seq).max().unwrap_or(0);
+    Ok(journal.iter().filter(|j| j.seq > archived_through).count() as u64)
+}
+
 /// The journal port.
 pub trait AuditJournal {
     /// Appends one event at the head of its chain, atomically.
     fn append(&self, event: NewEvent) -> impl Future<Output = Result<AuditEvent, StoreError>> + Send;
     /// A chain's events in order.
-    fn events(&self, chain: &str) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
+    fn events(&self, chain: &str) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send {
+        self.events_after(chain, 0)
+    }
+    /// A chain's events after `seq`, in order.
+    fn events_after(&self, chain: &str, seq: u64)
+    -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
+    /// The names of every chain.
+    fn chains(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// A chain's head `(seq, hash)`, kept apart from the events so truncation shows.
     fn head(&self, chain: &str) -> impl Future<Output = Result<Option<(u64, String)>, StoreError>> + Send;
 }

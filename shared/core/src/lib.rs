@@ -25,6 +25,7 @@
 //! - [`yaml`]: YAML inputs with errors that name file and path.
 
 //! - [`audit`]: the hash-chained audit journal: events, sealing, verification.
+//! - [`digest`]: signed hourly digests of the journal, and their verification.
 //! - [`backoff`]: retry delays with full jitter.
 #![deny(missing_docs)]
 
@@ -33,6 +34,7 @@ pub mod audit;
 pub mod backoff;
 pub mod baseline;
 pub mod diff;
+pub mod digest;
 pub mod generate;
 pub mod intake;
 pub mod model;

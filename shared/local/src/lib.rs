@@ -9,8 +9,9 @@
 //!
 //! # Layout
 //! - [`LocalStore`]: opening, schema, and the [`TicketStore`],
-//!   [`FindingStore`] and [`AuditJournal`] implementations. The journal keeps
-//!   each chain's head in its own table, so a truncated chain shows.
+//!   [`FindingStore`], [`AuditJournal`] and [`DigestStore`] implementations.
+//!   The journal keeps each chain's head in its own table, so a truncated
+//!   chain shows; signed digests (`grantwarden audit digest`) live beside it.
 #![deny(missing_docs)]
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
+use grantwarden_core::digest::{Digest, DigestStore};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingAge, FindingStore, PutOutcome, StoreError, TicketStore, Versioned, finding_key};
@@ -61,6 +63,12 @@ CREATE TABLE IF NOT EXISTS journal_heads (
     chain TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_digests (
+    chain TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (chain, number)
 );
 ";
 
@@ -305,12 +313,13 @@ impl AuditJournal for LocalStore {
         })
     }
 
-    async fn events(&self, chain: &str) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn events_after(&self, chain: &str, after: u64) -> Result<Vec<AuditEvent>, StoreError> {
         self.with(|conn| {
-            let mut stmt =
-                conn.prepare("SELECT seq, body FROM journal WHERE chain = ?1 ORDER BY seq").map_err(unavailable)?;
+            let mut stmt = conn
+                .prepare("SELECT seq, body FROM journal WHERE chain = ?1 AND seq > ?2 ORDER BY seq")
+                .map_err(unavailable)?;
             let rows = stmt
-                .query_map(params![chain], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .query_map(params![chain, after as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
                 .map_err(unavailable)?;
             let mut out = Vec::new();
             for row in rows {
@@ -331,6 +340,74 @@ impl AuditJournal for LocalStore {
             })
             .optional()
             .map_err(unavailable)
+        })
+    }
+
+    async fn chains(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT chain FROM journal_heads UNION SELECT DISTINCT chain FROM journal ORDER BY 1")
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)
+        })
+    }
+}
+
+fn decode_digest(chain: &str, number: i64, body: &str) -> Result<Digest, StoreError> {
+    serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt { id: format!("digest {number} of chain {chain}"), reason: e.to_string() })
+}
+
+impl DigestStore for LocalStore {
+    async fn put_digest(&self, digest: &Digest) -> Result<(), StoreError> {
+        self.with(|conn| {
+            let body = serde_json::to_string(digest).expect("a digest always serializes");
+            let added = conn
+                .execute(
+                    "INSERT OR IGNORE INTO journal_digests (chain, number, body) VALUES (?1, ?2, ?3)",
+                    params![digest.chain, digest.number as i64, body],
+                )
+                .map_err(unavailable)?;
+            if added == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Corrupt {
+                    id: format!("digest {} of chain {}", digest.number, digest.chain),
+                    reason: "a digest with this number exists; another digest run got there first".into(),
+                })
+            }
+        })
+    }
+
+    async fn digests(&self, chain: &str) -> Result<Vec<Digest>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT number, body FROM journal_digests WHERE chain = ?1 ORDER BY number")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![chain], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (number, body) = row.map_err(unavailable)?;
+                out.push(decode_digest(chain, number, &body)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn last_digest(&self, chain: &str) -> Result<Option<Digest>, StoreError> {
+        self.with(|conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT number, body FROM journal_digests WHERE chain = ?1 ORDER BY number DESC LIMIT 1",
+                    params![chain],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            row.map(|(number, body)| decode_digest(chain, number, &body)).transpose()
         })
     }
 }

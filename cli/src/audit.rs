@@ -1,0 +1,455 @@
+//! `grantwarden audit`: verify the hash-chained journal (local store, a
+//! directory in the archive's layout, or the S3 archive), sign digests,
+//! write an archive directory, and export one person's or resource's trail.
+//! Wiring only: hashing, digests and their checks live in core.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand, ValueEnum};
+use grantwarden_aws::archive::{self, Archive, Retention};
+use grantwarden_aws::{Clients, DynamoStore, SecretCache, Settings};
+use grantwarden_core::audit::{Anomaly, AuditEvent, AuditJournal, ChainReport, check_chain, compare_with_journal};
+use grantwarden_core::digest::{Digest, DigestKey, DigestStore, digest_chains};
+
+use crate::exceptions::StateArgs;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every hash, check seq continuity, the head, the archive and
+    /// the signed digests; report the first broken link of each chain
+    /// (exit 0 intact, 2 broken, 1 error).
+    Verify(VerifyArgs),
+    /// Sign the next digest of every chain with new events (run it hourly, e.g. from cron).
+    Digest {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Write the local journal and its digests as a directory in the S3 archive's layout.
+    Archive {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The directory (created; existing files are overwritten).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Print the audit trail of one person or resource: every event it caused or concerns.
+    Export(ExportArgs),
+}
+
+/// Where the journal is read from.
+#[derive(Args)]
+pub struct SourceArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Read an archive directory (`audit/<chain>/<seq>.json`, `audit-digests/...`,
+    /// as `aws s3 sync s3://BUCKET/ DIR` or `grantwarden audit archive` writes it).
+    #[arg(long, conflicts_with = "bucket")]
+    dir: Option<PathBuf>,
+    /// Read the S3 archive in this bucket (AWS_* environment as usual; every object version is listed).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// With --bucket: also compare the archive with this DynamoDB journal table.
+    #[arg(long, requires = "bucket")]
+    journal_table: Option<String>,
+    /// Only this chain.
+    #[arg(long)]
+    chain: Option<String>,
+}
+
+/// The digest signing key.
+#[derive(Args)]
+pub struct KeyArgs {
+    /// Ed25519 private key, PKCS#8 PEM (`grantwarden audit digest` creates it when missing).
+    #[arg(long, env = "GRANTWARDEN_AUDIT_KEY", default_value = ".grantwarden/audit-signing.pem")]
+    key: PathBuf,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Trust digests signed by this key fingerprint (sha256 of the public key, hex). Repeatable.
+    #[arg(long)]
+    key_fingerprint: Vec<String>,
+    /// With --bucket: trust the key held by this Secrets Manager secret.
+    #[arg(long, requires = "bucket")]
+    signing_secret: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The person or resource: an actor, subject, target, or any value in an event's detail
+    /// (principal, role, grantee).
+    #[arg(long)]
+    user: String,
+    /// Events at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<DateTime<Utc>>,
+    /// Events before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<DateTime<Utc>>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// One chain as read from a source.
+struct ChainData {
+    chain: String,
+    events: Vec<AuditEvent>,
+    head: Option<(u64, String)>,
+    anomalies: Vec<Anomaly>,
+    digests: Vec<Digest>,
+    /// The journal's events, when the source is an archive compared with one.
+    journal: Option<Vec<AuditEvent>>,
+}
+
+pub async fn run(command: AuditCommand, now: DateTime<Utc>) -> Result<ExitCode> {
+    match command {
+        AuditCommand::Verify(args) => verify(args).await,
+        AuditCommand::Digest { state, key } => {
+            let store = state.open()?;
+            let key = load_or_create_key(&key.key)?;
+            let chains = store.chains().await?;
+            let made = digest_chains(&store, &store, &chains, &key, now).await?;
+            for d in &made {
+                println!("{}: digest {} signed, seq {}..={} ({} events)", d.chain, d.number, d.first_seq, d.last_seq, d.events.len());
+            }
+            if made.is_empty() {
+                println!("no chain has new events since its last digest");
+            }
+            println!("key fingerprint {}", key.fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Archive { state, dir } => {
+            let store = state.open()?;
+            let mut events = 0;
+            for chain in store.chains().await? {
+                for e in store.events(&chain).await? {
+                    write_file(&dir, &archive::event_key(&chain, e.seq), &serde_json::to_vec(&e)?)?;
+                    events += 1;
+                }
+                for d in store.digests(&chain).await? {
+                    write_file(&dir, &archive::digest_key(&chain, d.number), &serde_json::to_vec_pretty(&d)?)?;
+                }
+            }
+            println!("{events} events written under {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Export(args) => export(args).await,
+    }
+}
+
+fn write_file(dir: &Path, key: &str, body: &[u8]) -> Result<()> {
+    let path = dir.join(key);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+}
+
+fn load_or_create_key(path: &Path) -> Result<DigestKey> {
+    if path.exists() {
+        return load_key(path);
+    }
+    let key = DigestKey::generate();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating the signing key {}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.to_pem().as_bytes())
+        .with_context(|| format!("writing the signing key {}", path.display()))?;
+    eprintln!(
+        "created the audit signing key {} (fingerprint {}); keep a copy of the fingerprint away from this machine",
+        path.display(),
+        key.fingerprint()
+    );
+    Ok(key)
+}
+
+fn load_key(path: &Path) -> Result<DigestKey> {
+    let pem = std::fs::read_to_string(path).with_context(|| format!("reading the signing key {}", path.display()))?;
+    Ok(DigestKey::from_pem(&pem, &path.display().to_string())?)
+}
+
+async fn read_source(source: &SourceArgs) -> Result<Vec<ChainData>> {
+    let mut chains = if let Some(dir) = &source.dir {
+        read_dir_archive(dir)?
+    } else if let Some(bucket) = &source.bucket {
+        read_s3(bucket, source.journal_table.as_deref(), source.chain.as_deref()).await?
+    } else {
+        if !source.state.state.exists() {
+            bail!("no state store at {} (--state, GRANTWARDEN_STATE)", source.state.state.display());
+        }
+        let store = source.state.open()?;
+        let mut out = Vec::new();
+        for chain in store.chains().await? {
+            if source.chain.as_ref().is_some_and(|c| *c != chain) {
+                continue;
+            }
+            out.push(ChainData {
+                events: store.events(&chain).await?,
+                head: store.head(&chain).await?,
+                anomalies: Vec::new(),
+                digests: store.digests(&chain).await?,
+                journal: None,
+                chain,
+            });
+        }
+        out
+    };
+    if let Some(only) = &source.chain {
+        chains.retain(|c| c.chain == *only);
+        if chains.is_empty() {
+            bail!("no chain {only} in this journal");
+        }
+    }
+    Ok(chains)
+}
+
+async fn read_s3(bucket: &str, journal_table: Option<&str>, only: Option<&str>) -> Result<Vec<ChainData>> {
+    let clients = Clients::load().await;
+    let archive = Archive::new(&clients, bucket, Retention::default());
+    let journal = journal_table
+        .map(|t| DynamoStore::new(&clients, &Settings { journal_table: t.to_owned(), ..Settings::default() }));
+    let mut names = archive.chains().await?;
+    if let Some(journal) = &journal {
+        for c in journal.chains().await? {
+            if !names.contains(&c) {
+                names.push(c);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for chain in names {
+        if only.is_some_and(|c| c != chain) {
+            continue;
+        }
+        let read = archive.read_chain(&chain).await?;
+        let journal_events = match &journal {
+            Some(j) => Some(j.events(&chain).await?),
+            None => None,
+        };
+        out.push(ChainData {
+            digests: archive.digests(&chain).await?,
+            events: read.events,
+            // the archive may lag the journal's head by seconds: the two are
+            // compared event by event instead (`journal`)
+            head: None,
+            anomalies: read.anomalies,
+            journal: journal_events,
+            chain,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads `<dir>/audit/<chain>/<seq>.json` and `<dir>/audit-digests/<chain>/<n>.json`.
+fn read_dir_archive(dir: &Path) -> Result<Vec<ChainData>> {
+    let events_root = dir.join(archive::PREFIX);
+    if !events_root.is_dir() {
+        bail!("{} has no {} directory: not an audit archive", dir.display(), archive::PREFIX);
+    }
+    let mut chains: BTreeMap<String, ChainData> = BTreeMap::new();
+    for entry in sorted_entries(&events_root)? {
+        let segment = entry.file_name().to_string_lossy().into_owned();
+        let chain = percent_encoding::percent_decode_str(&segment)
+            .decode_utf8()
+            .with_context(|| format!("{}: not a chain directory", entry.path().display()))?
+            .into_owned();
+        let mut data = ChainData {
+            chain: chain.clone(),
+            events: Vec::new(),
+            head: None,
+            anomalies: Vec::new(),
+            digests: Vec::new(),
+            journal: None,
+        };
+        let prefix = archive::chain_prefix(&chain);
+        for file in sorted_entries(&entry.path())? {
+            let key = format!("{prefix}{}", file.file_name().to_string_lossy());
+            let Some(seq) = archive::key_number(&key, &prefix) else {
+                data.anomalies.push(Anomaly { seq: 0, reason: format!("{} is not an archived event's file", file.path().display()) });
+                continue;
+            };
+            let body = std::fs::read(file.path()).with_context(|| format!("reading {}", file.path().display()))?;
+            match serde_json::from_slice::<AuditEvent>(&body) {
+                Ok(e) if e.seq == seq && e.chain == chain => data.events.push(e),
+                Ok(e) => data.anomalies.push(Anomaly {
+                    seq,
+                    reason: format!("{} holds event {}, not {chain}:{seq}", file.path().display(), e.id),
+                }),
+                Err(e) => data.anomalies.push(Anomaly {
+                    seq,
+                    reason: format!("{} is not an audit event: {e}", file.path().display()),
+                }),
+            }
+        }
+        let digest_dir = dir.join(archive::digest_prefix(&chain));
+        if digest_dir.is_dir() {
+            for file in sorted_entries(&digest_dir)? {
+                let path = file.path();
+                let body = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let digest: Digest =
+                    serde_json::from_slice(&body).with_context(|| format!("{} is not a digest", path.display()))?;
+                data.digests.push(digest);
+            }
+        }
+        chains.insert(chain, data);
+    }
+    Ok(chains.into_values().collect())
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    let mut entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    Ok(entries)
+}
+
+async fn trusted_keys(args: &VerifyArgs) -> Result<Vec<String>> {
+    let mut trusted: Vec<String> = args.key_fingerprint.iter().map(|f| f.trim().to_ascii_lowercase()).collect();
+    if let Some(secret) = &args.signing_secret {
+        let clients = Clients::load().await;
+        let value = SecretCache::new(&clients, std::time::Duration::ZERO).string(secret).await?;
+        trusted.push(DigestKey::from_secret(&value, &format!("secret {secret}"))?.fingerprint());
+    }
+    if args.source.bucket.is_none() && args.key.key.exists() {
+        trusted.push(load_key(&args.key.key)?.fingerprint());
+    }
+    Ok(trusted)
+}
+
+async fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let chains = read_source(&args.source).await?;
+    let trusted = trusted_keys(&args).await?;
+    if trusted.is_empty()
+        && let Some(d) = chains.iter().flat_map(|c| c.digests.first()).next()
+    {
+        bail!(
+            "the digests are signed by key {}, but no key is trusted: pass --key-fingerprint (or --key / --signing-secret)",
+            d.key_fingerprint
+        );
+    }
+    let reports: Vec<ChainReport> = chains
+        .iter()
+        .map(|c| {
+            let head = c.head.as_ref().map(|(s, h)| (*s, h.as_str()));
+            let mut report = check_chain(&c.chain, &c.events, head, &c.anomalies, Some((&c.digests, &trusted)));
+            if let Some(journal) = &c.journal {
+                match compare_with_journal(&c.chain, &c.events, journal) {
+                    Ok(lag) => report.not_archived = Some(lag),
+                    Err(e) if report.broken.as_ref().is_none_or(|b| e.seq < b.seq) => report.broken = Some(e),
+                    Err(_) => {}
+                }
+            }
+            report
+        })
+        .collect();
+    let broken = reports.iter().any(|r| r.broken.is_some());
+    match args.format {
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "intact": !broken, "chains": reports }))?)
+        }
+        OutputFormat::Text => {
+            if reports.is_empty() {
+                println!("no audit events found");
+            }
+            for r in &reports {
+                println!("{}", describe(r));
+            }
+        }
+    }
+    Ok(if broken { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn describe(r: &ChainReport) -> String {
+    let mut parts = vec![format!("{} events", r.events)];
+    if let Some(head) = r.head {
+        parts.push(format!("head {head}"));
+    }
+    match &r.digests {
+        Some(d) if d.digests > 0 => parts.push(format!(
+            "{} signed digests through seq {} (last {})",
+            d.digests,
+            d.digested_through,
+            d.last_digest_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+        )),
+        Some(_) => parts.push("no signed digests yet".into()),
+        None => {}
+    }
+    if let Some(lag) = r.not_archived {
+        parts.push(format!("{lag} journal events not archived yet"));
+    }
+    match &r.broken {
+        None => format!("chain {}: intact ({})", r.chain, parts.join(", ")),
+        Some(b) => format!("chain {}: BROKEN at seq {}: {} ({})", r.chain, b.seq, b.reason, parts.join(", ")),
+    }
+}
+
+/// Whether `value` (an event's detail) holds `needle` as a string anywhere.
+fn mentions(value: &serde_json::Value, needle: &str) -> bool {
+    match value {
+        serde_json::Value::String(s) => s == needle,
+        serde_json::Value::Array(items) => items.iter().any(|v| mentions(v, needle)),
+        serde_json::Value::Object(map) => map.values().any(|v| mentions(v, needle)),
+        _ => false,
+    }
+}
+
+async fn export(args: ExportArgs) -> Result<ExitCode> {
+    let chains = read_source(&args.source).await?;
+    let mut trail: Vec<&AuditEvent> = chains
+        .iter()
+        .flat_map(|c| &c.events)
+        .filter(|e| {
+            e.actor == args.user || e.subject == args.user || e.target == args.user || mentions(&e.detail, &args.user)
+        })
+        .filter(|e| args.from.is_none_or(|from| e.at >= from) && args.to.is_none_or(|to| e.at < to))
+        .collect();
+    trail.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
+    match args.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&trail)?),
+        OutputFormat::Text => {
+            println!("audit trail of {} ({} events)", args.user, trail.len());
+            for e in &trail {
+                let role = if e.actor == args.user { "by" } else { "about" };
+                println!(
+                    "{}  {:<20} {role:<5} {:<24} subject {}  [{} hash {}]",
+                    e.at.to_rfc3339(),
+                    e.kind,
+                    e.actor,
+                    e.subject,
+                    e.id,
+                    &e.hash[..12.min(e.hash.len())]
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

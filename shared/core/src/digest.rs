@@ -1,0 +1,419 @@
+//! Signed digests of the audit journal, in the manner of CloudTrail log file
+//! validation.
+//!
+//! Every hour (the audit Lambda's schedule, or `grantwarden audit digest`
+//! from cron) each chain with new events gets a digest: the seq, time and
+//! hash of every event appended since the previous digest, the previous
+//! digest's sha256, and an Ed25519 signature over the RFC 8785 JSON of all
+//! of that. Digests are numbered from 1 per chain.
+//!
+//! What they add to the hash chain: someone who can write the journal can
+//! rewrite a whole chain and recompute every hash and the head, but cannot
+//! sign a digest without the key, so [`verify_digests`] catches the rewrite.
+//! They also anchor the tail: a chain or archive that ends before the last
+//! digested seq was truncated, even where no head is at hand (a directory
+//! export, the S3 archive). Deleting the newest digests cannot be told from a
+//! digest job that has not run, which is why verify prints when the last
+//! digest was made.
+
+use std::future::Future;
+
+use canon_json::CanonJsonSerialize;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::audit::{AuditEvent, BrokenLink, GENESIS};
+use crate::store::StoreError;
+
+/// One event as a digest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    /// Its seq.
+    pub seq: u64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// A signed digest of the events a chain gained since the previous digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// The chain.
+    pub chain: String,
+    /// 1, 2, ... per chain.
+    pub number: u64,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// First seq it covers (the previous digest's `last_seq` + 1).
+    pub first_seq: u64,
+    /// Last seq it covers.
+    pub last_seq: u64,
+    /// Every event from `first_seq` to `last_seq`.
+    pub events: Vec<DigestEntry>,
+    /// sha256 of the previous digest's JSON (64 zeros for the first).
+    pub previous_digest_sha256: String,
+    /// The Ed25519 public key, hex.
+    pub public_key: String,
+    /// sha256 of the public key, hex: what verify pins.
+    pub key_fingerprint: String,
+    /// Ed25519 signature over the RFC 8785 JSON of every other field, hex.
+    pub signature: String,
+}
+
+/// The digest as signed: everything but the signature.
+#[derive(Serialize)]
+struct Unsigned<'a> {
+    chain: &'a str,
+    number: u64,
+    created_at: &'a DateTime<Utc>,
+    first_seq: u64,
+    last_seq: u64,
+    events: &'a [DigestEntry],
+    previous_digest_sha256: &'a str,
+    public_key: &'a str,
+    key_fingerprint: &'a str,
+}
+
+impl Digest {
+    fn signed_bytes(&self) -> Vec<u8> {
+        Unsigned {
+            chain: &self.chain,
+            number: self.number,
+            created_at: &self.created_at,
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            events: &self.events,
+            previous_digest_sha256: &self.previous_digest_sha256,
+            public_key: &self.public_key,
+            key_fingerprint: &self.key_fingerprint,
+        }
+        .to_canon_json_vec()
+        .expect("a digest always serializes")
+    }
+
+    /// sha256 of the whole digest (signature included) as RFC 8785 JSON: the next digest's link.
+    pub fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.to_canon_json_vec().expect("a digest always serializes")))
+    }
+}
+
+/// A signing key that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("audit signing key {source_name}: {reason}")]
+pub struct KeyError {
+    /// Where the key came from (a file, a secret).
+    pub source_name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The Ed25519 key that signs digests.
+pub struct DigestKey {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DigestKey({})", self.fingerprint())
+    }
+}
+
+impl DigestKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        Self { key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()) }
+    }
+
+    /// A PKCS#8 PEM private key (what `openssl genpkey -algorithm ed25519` writes).
+    pub fn from_pem(pem: &str, source_name: &str) -> Result<Self, KeyError> {
+        SigningKey::from_pkcs8_pem(pem.trim())
+            .map(|key| Self { key })
+            .map_err(|e| KeyError { source_name: source_name.to_owned(), reason: format!("not an Ed25519 PKCS#8 PEM key: {e}") })
+    }
+
+    /// The key a secret holds: a PKCS#8 PEM key, or any other string of at
+    /// least 32 characters (a generated secret) whose sha256 is the seed.
+    pub fn from_secret(secret: &str, source_name: &str) -> Result<Self, KeyError> {
+        if secret.trim_start().starts_with("-----BEGIN") {
+            return Self::from_pem(secret, source_name);
+        }
+        if secret.chars().count() < 32 {
+            return Err(KeyError {
+                source_name: source_name.to_owned(),
+                reason: "neither a PEM key nor a secret of at least 32 characters".into(),
+            });
+        }
+        Ok(Self { key: SigningKey::from_bytes(&Sha256::digest(secret.as_bytes()).into()) })
+    }
+
+    /// The key as PKCS#8 PEM, for a key file.
+    pub fn to_pem(&self) -> String {
+        self.key.to_pkcs8_pem(Default::default()).expect("an Ed25519 key always encodes").to_string()
+    }
+
+    /// sha256 of the public key, hex.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.key.verifying_key())
+    }
+
+    /// Signs the digest of `events` (those after `previous`, in seq order);
+    /// `None` when there is nothing new to sign.
+    pub fn next_digest(
+        &self,
+        chain: &str,
+        previous: Option<&Digest>,
+        events: &[AuditEvent],
+        now: DateTime<Utc>,
+    ) -> Option<Digest> {
+        let after = previous.map_or(0, |d| d.last_seq);
+        let events: Vec<DigestEntry> = events
+            .iter()
+            .filter(|e| e.seq > after)
+            .map(|e| DigestEntry { seq: e.seq, at: e.at, hash: e.hash.clone() })
+            .collect();
+        let last_seq = events.last()?.seq;
+        let mut digest = Digest {
+            chain: chain.to_owned(),
+            number: previous.map_or(1, |d| d.number + 1),
+            created_at: now,
+            first_seq: after + 1,
+            last_seq,
+            events,
+            previous_digest_sha256: previous.map_or_else(|| GENESIS.to_owned(), Digest::sha256),
+            public_key: hex::encode(self.key.verifying_key().as_bytes()),
+            key_fingerprint: self.fingerprint(),
+            signature: String::new(),
+        };
+        digest.signature = hex::encode(self.key.sign(&digest.signed_bytes()).to_bytes());
+        Some(digest)
+    }
+}
+
+fn fingerprint(key: &VerifyingKey) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Where digests are kept: the local store, or the audit bucket.
+pub trait DigestStore {
+    /// Stores a digest; refused (an error) when its number is taken.
+    fn put_digest(&self, digest: &Digest) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A chain's digests in number order.
+    fn digests(&self, chain: &str) -> impl Future<Output = Result<Vec<Digest>, StoreError>> + Send;
+    /// A chain's newest digest.
+    fn last_digest(&self, chain: &str) -> impl Future<Output = Result<Option<Digest>, StoreError>> + Send;
+}
+
+/// Makes the next digest of each chain that gained events since its last
+/// one, signed with `key`, and stores it. Returns the digests made.
+pub async fn digest_chains<J, D>(
+    journal: &J,
+    store: &D,
+    chains: &[String],
+    key: &DigestKey,
+    now: DateTime<Utc>,
+) -> Result<Vec<Digest>, StoreError>
+where
+    J: crate::audit::AuditJournal + Sync,
+    D: DigestStore + Sync,
+{
+    let mut made = Vec::new();
+    for chain in chains {
+        let previous = store.last_digest(chain).await?;
+        let events = journal.events_after(chain, previous.as_ref().map_or(0, |d| d.last_seq)).await?;
+        if let Some(digest) = key.next_digest(chain, previous.as_ref(), &events, now) {
+            store.put_digest(&digest).await?;
+            made.push(digest);
+        }
+    }
+    Ok(made)
+}
+
+/// What checking a chain's digests established.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DigestCheck {
+    /// Digests checked.
+    pub digests: u64,
+    /// Every event up to this seq is in a signed digest (0: none).
+    pub digested_through: u64,
+    /// When the newest digest was made.
+    pub last_digest_at: Option<DateTime<Utc>>,
+}
+
+/// Checks a chain's digests (in number order) against its events (in seq
+/// order, as found): numbering, links, signatures, the key's fingerprint
+/// against `trusted`, and that every signed (seq, hash) is in the chain.
+pub fn verify_digests(
+    chain: &str,
+    digests: &[Digest],
+    events: &[AuditEvent],
+    trusted: &[String],
+) -> Result<DigestCheck, BrokenLink> {
+    let broken = |seq: u64, reason: String| BrokenLink { chain: chain.to_owned(), seq, reason };
+    let mut previous_sha = GENESIS.to_owned();
+    let mut through = 0;
+    for (i, d) in digests.iter().enumerate() {
+        let n = i as u64 + 1;
+        let at = through + 1;
+        if d.chain != chain {
+            return Err(broken(at, format!("digest {} belongs to chain {}", d.number, d.chain)));
+        }
+        if d.number != n {
+            return Err(broken(at, format!("expected digest {n}, found digest {} (a digest is missing)", d.number)));
+        }
+        if d.previous_digest_sha256 != previous_sha {
+            return Err(broken(at, format!("digest {n} does not link to digest {}", n - 1)));
+        }
+        let key = hex::decode(&d.public_key)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+            .ok_or_else(|| broken(at, format!("digest {n} has an unreadable public key")))?;
+        if fingerprint(&key) != d.key_fingerprint {
+            return Err(broken(at, format!("digest {n}: the key fingerprint does not match its public key")));
+        }
+        if !trusted.iter().any(|t| t.eq_ignore_ascii_case(&d.key_fingerprint)) {
+            return Err(broken(
+                at,
+                format!("digest {n} is signed by key {}, which is not the trusted key", d.key_fingerprint),
+            ));
+        }
+        let signature = hex::decode(&d.signature)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| Signature::from_bytes(&b))
+            .ok_or_else(|| broken(at, format!("digest {n} has an unreadable signature")))?;
+        if key.verify(&d.signed_bytes(), &signature).is_err() {
+            return Err(broken(at, format!("digest {n}: the signature does not verify (the digest was altered)")));
+        }
+        if d.first_seq != through + 1 || d.events.first().map(|e| e.seq) != Some(d.first_seq) {
+            return Err(broken(at, format!("digest {n} starts at seq {}, not {}", d.first_seq, through + 1)));
+        }
+        for (j, entry) in d.events.iter().enumerate() {
+            if entry.seq != d.first_seq + j as u64 {
+                return Err(broken(at, format!("digest {n} skips seq {}", d.first_seq + j as u64)));
+            }
+            match events.get(entry.seq as usize - 1) {
+                Some(e) if e.seq == entry.seq && e.hash == entry.hash => {}
+                Some(e) if e.seq == entry.seq => {
+                    return Err(broken(
+                        entry.seq,
+                        format!("signed digest {n} holds hash {} but the event has {} (rewritten)", entry.hash, e.hash),
+                    ));
+                }
+                _ => {
+                    return Err(broken(
+                        entry.seq,
+                        format!("signed digest {n} lists seq {} but the chain does not hold it there", entry.seq),
+                    ));
+                }
+            }
+        }
+        if d.events.last().map(|e| e.seq) != Some(d.last_seq) {
+            return Err(broken(at, format!("digest {n} says it ends at seq {} but lists fewer events", d.last_seq)));
+        }
+        through = d.last_seq;
+        previous_sha = d.sha256();
+    }
+    Ok(DigestCheck {
+        digests: digests.len() as u64,
+        digested_through: through,
+        last_digest_at: digests.last().map(|d| d.created_at),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{NewEvent, seal};
+
+    fn chain(n: u64, actor: &str) -> Vec<AuditEvent> {
+        let mut out: Vec<AuditEvent> = Vec::new();
+        for i in 0..n {
+            let head = out.last().map(|e| (e.seq, e.hash.clone()));
+            let event = NewEvent {
+                chain: "orders-prod".into(),
+                at: DateTime::from_timestamp(1_790_000_000 + i as i64 * 60, 0).unwrap(),
+                kind: "scan.started".into(),
+                actor: actor.into(),
+                subject: format!("scan-{i}"),
+                target: "orders-prod".into(),
+                detail: serde_json::json!({}),
+            };
+            out.push(seal(event, head.as_ref().map(|(s, h)| (*s, h.as_str()))));
+        }
+        out
+    }
+
+    fn digests(key: &DigestKey, events: &[AuditEvent], cuts: &[usize]) -> Vec<Digest> {
+        let mut out: Vec<Digest> = Vec::new();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for &cut in cuts {
+            if let Some(d) = key.next_digest("orders-prod", out.last(), &events[..cut], now) {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn digests_cover_each_new_event_once_and_verify() {
+        let key = DigestKey::generate();
+        let events = chain(7, "alice");
+        let ds = digests(&key, &events, &[3, 3, 5, 7]);
+        assert_eq!(ds.iter().map(|d| (d.number, d.first_seq, d.last_seq)).collect::<Vec<_>>(), [(1, 1, 3), (2, 4, 5), (3, 6, 7)]);
+        let check = verify_digests("orders-prod", &ds, &events, &[key.fingerprint()]).unwrap();
+        assert_eq!((check.digests, check.digested_through), (3, 7));
+    }
+
+    #[test]
+    fn a_rewritten_chain_with_fresh_hashes_is_caught_by_the_signed_digests() {
+        let key = DigestKey::generate();
+        let events = chain(5, "alice");
+        let ds = digests(&key, &events, &[5]);
+        let forged = chain(5, "mallory");
+        assert!(crate::audit::verify("orders-prod", &forged, None).is_ok(), "the forgery is a valid chain on its own");
+        let e = verify_digests("orders-prod", &ds, &forged, &[key.fingerprint()]).unwrap_err();
+        assert_eq!(e.seq, 1);
+        assert!(e.reason.contains("rewritten"), "{e}");
+    }
+
+    #[test]
+    fn a_forged_unlinked_or_untrusted_digest_is_refused_and_truncation_below_a_digest_shows() {
+        let key = DigestKey::generate();
+        let events = chain(6, "alice");
+        let ds = digests(&key, &events, &[2, 4, 6]);
+        let trusted = [key.fingerprint()];
+
+        let mut altered = ds.clone();
+        altered[1].events[0].hash = events[0].hash.clone();
+        assert!(verify_digests("orders-prod", &altered, &events, &trusted).unwrap_err().reason.contains("signature"));
+
+        let e = verify_digests("orders-prod", &[ds[0].clone(), ds[2].clone()], &events, &trusted).unwrap_err();
+        assert!(e.reason.contains("digest 2"), "{e}");
+
+        let other = DigestKey::generate();
+        let e = verify_digests("orders-prod", &digests(&other, &events, &[6]), &events, &trusted).unwrap_err();
+        assert!(e.reason.contains("not the trusted key"), "{e}");
+
+        let e = verify_digests("orders-prod", &ds, &events[..4], &trusted).unwrap_err();
+        assert_eq!(e.seq, 5, "{e}");
+    }
+
+    #[test]
+    fn keys_round_trip_through_pem_and_a_generated_secret_is_a_stable_seed() {
+        let key = DigestKey::generate();
+        let again = DigestKey::from_pem(&key.to_pem(), "test").unwrap();
+        assert_eq!(again.fingerprint(), key.fingerprint());
+        let secret = "x".repeat(40);
+        assert_eq!(
+            DigestKey::from_secret(&secret, "s").unwrap().fingerprint(),
+            DigestKey::from_secret(&secret, "s").unwrap().fingerprint()
+        );
+        assert!(DigestKey::from_secret("short", "s").unwrap_err().to_string().contains("32 characters"));
+        assert!(DigestKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", "f").is_err());
+    }
+}
