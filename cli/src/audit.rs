@@ -132,7 +132,14 @@ pub async fn run(command: AuditCommand, now: DateTime<Utc>) -> Result<ExitCode> 
             let chains = store.chains().await?;
             let made = digest_chains(&store, &store, &chains, &key, now).await?;
             for d in &made {
-                println!("{}: digest {} signed, seq {}..={} ({} events)", d.chain, d.number, d.first_seq, d.last_seq, d.events.len());
+                println!(
+                    "{}: digest {} signed, seq {}..={} ({} events)",
+                    d.chain,
+                    d.number,
+                    d.first_seq,
+                    d.last_seq,
+                    d.events.len()
+                );
             }
             if made.is_empty() {
                 println!("no chain has new events since its last digest");
@@ -292,7 +299,10 @@ fn read_dir_archive(dir: &Path) -> Result<Vec<ChainData>> {
         for file in sorted_entries(&entry.path())? {
             let key = format!("{prefix}{}", file.file_name().to_string_lossy());
             let Some(seq) = archive::key_number(&key, &prefix) else {
-                data.anomalies.push(Anomaly { seq: 0, reason: format!("{} is not an archived event's file", file.path().display()) });
+                data.anomalies.push(Anomaly {
+                    seq: 0,
+                    reason: format!("{} is not an archived event's file", file.path().display()),
+                });
                 continue;
             };
             let body = std::fs::read(file.path()).with_context(|| format!("reading {}", file.path().display()))?;
@@ -302,10 +312,9 @@ fn read_dir_archive(dir: &Path) -> Result<Vec<ChainData>> {
                     seq,
                     reason: format!("{} holds event {}, not {chain}:{seq}", file.path().display(), e.id),
                 }),
-                Err(e) => data.anomalies.push(Anomaly {
-                    seq,
-                    reason: format!("{} is not an audit event: {e}", file.path().display()),
-                }),
+                Err(e) => data
+                    .anomalies
+                    .push(Anomaly { seq, reason: format!("{} is not an audit event: {e}", file.path().display()) }),
             }
         }
         let digest_dir = dir.join(archive::digest_prefix(&chain));

@@ -72,14 +72,22 @@ async fn verify_reports_every_kind_of_tampering_at_its_link() {
             "UPDATE journal SET seq = -1 WHERE seq = 2; UPDATE journal SET seq = 2 WHERE seq = 3; UPDATE journal SET seq = 3 WHERE seq = -1",
             "BROKEN at seq 2: expected seq 2, found 3",
         ),
-        ("truncate the tail", "DELETE FROM journal WHERE seq >= 5", "the chain ends at seq 4 but its head is seq 6 (truncated)"),
+        (
+            "truncate the tail",
+            "DELETE FROM journal WHERE seq >= 5",
+            "the chain ends at seq 4 but its head is seq 6 (truncated)",
+        ),
     ];
     for (what, statement, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
         let (state, key) = journal(dir.path()).await;
         let ok = verify(&state, &key);
         assert_eq!(ok.status.code(), Some(0), "{what}: {}", stdout(&ok));
-        assert!(stdout(&ok).contains("chain orders-prod: intact (6 events, head 6, no signed digests yet)"), "{}", stdout(&ok));
+        assert!(
+            stdout(&ok).contains("chain orders-prod: intact (6 events, head 6, no signed digests yet)"),
+            "{}",
+            stdout(&ok)
+        );
         sql(&state, statement);
         let out = verify(&state, &key);
         assert_eq!(out.status.code(), Some(2), "{what}: {}", stdout(&out));
@@ -111,7 +119,10 @@ async fn signed_digests_catch_a_chain_rewritten_with_fresh_hashes_and_its_head()
     let mut forged: Vec<AuditEvent> = Vec::new();
     for i in 0..6 {
         let head = forged.last().map(|e| (e.seq, e.hash.clone()));
-        forged.push(seal(event(i, "mallory@example.com", "alice@example.com"), head.as_ref().map(|(s, h)| (*s, h.as_str()))));
+        forged.push(seal(
+            event(i, "mallory@example.com", "alice@example.com"),
+            head.as_ref().map(|(s, h)| (*s, h.as_str())),
+        ));
     }
     let conn = rusqlite::Connection::open(&state).unwrap();
     for e in &forged {
@@ -163,7 +174,8 @@ async fn an_archive_directory_verifies_and_shows_deleted_and_truncated_events() 
     assert!(events.join("00000000000000000006.json").is_file());
     assert!(archive.join("audit-digests/orders-prod/00000000000000000001.json").is_file());
 
-    let check = || grantwarden(&["audit", "verify", "--dir", archive.to_str().unwrap(), "--key-fingerprint", &fingerprint]);
+    let check =
+        || grantwarden(&["audit", "verify", "--dir", archive.to_str().unwrap(), "--key-fingerprint", &fingerprint]);
     let ok = check();
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     assert!(stdout(&ok).contains("intact (6 events, 1 signed digests through seq 6"), "{}", stdout(&ok));

@@ -140,7 +140,8 @@ impl Audit {
     /// Signs and stores the next digest of every archived chain with new events.
     pub async fn digest(&self) -> Result<Vec<Digest>, AuditError> {
         let secret = self.secrets.string(&self.signing_secret_id).await.map_err(AuditError::Secret)?;
-        let key = DigestKey::from_secret(&secret, &format!("secret {}", self.signing_secret_id)).map_err(AuditError::Key)?;
+        let key =
+            DigestKey::from_secret(&secret, &format!("secret {}", self.signing_secret_id)).map_err(AuditError::Key)?;
         let chains = self.archive.chains().await.map_err(|e| AuditError::Digest(e.into()))?;
         let made = digest_chains(&self.journal, &self.archive, &chains, &key, self.clock.now())
             .await

@@ -116,3 +116,39 @@ async fn a_bucket_without_object_lock_is_refused_at_start() {
     assert!(matches!(err, ArchiveError::NotLocked { .. }), "{err}");
     assert!(err.to_string().contains("Object Lock"), "{err}");
 }
+
+#[tokio::test]
+async fn the_hourly_digest_signs_each_new_event_once_with_the_key_in_secrets_manager() {
+    use grantwarden_core::digest::{DigestKey, DigestStore, verify_digests};
+    let (clients, settings) = stack("digest").await;
+    let secret = "generated-by-secrets-manager-0123456789abcdefghijklmnopqrstuvwxyz";
+    clients.secrets.create_secret().name(&settings.audit_signing_secret_id).secret_string(secret).send().await.unwrap();
+    let store = DynamoStore::new(&clients, &settings);
+    for n in 0..3 {
+        store.append(contract::audit_event(n)).await.unwrap();
+    }
+    let audit = Audit::new(&clients, &settings, Arc::new(now)).await.unwrap();
+    handle(&audit, &clients, &settings).await;
+
+    let first = audit.digest().await.expect("digest signed");
+    assert_eq!(first.iter().map(|d| (d.number, d.first_seq, d.last_seq)).collect::<Vec<_>>(), [(1, 1, 3)]);
+    assert!(audit.digest().await.unwrap().is_empty(), "nothing new: no digest");
+    for n in 3..5 {
+        store.append(contract::audit_event(n)).await.unwrap();
+    }
+    handle(&audit, &clients, &settings).await;
+    let second = audit.digest().await.unwrap();
+    assert_eq!(second.iter().map(|d| (d.number, d.first_seq, d.last_seq)).collect::<Vec<_>>(), [(2, 4, 5)]);
+
+    // the digests are in the locked archive, and verify against the chain with the secret's key
+    let archive = grantwarden_aws::Archive::new(&clients, &settings.audit_bucket, settings.audit_retention);
+    let digests = archive.digests("orders-prod").await.unwrap();
+    assert_eq!(digests.len(), 2);
+    let key = grantwarden_aws::archive::digest_key("orders-prod", 2);
+    let head = clients.s3.head_object().bucket(&settings.audit_bucket).key(&key).send().await.unwrap();
+    assert_eq!(head.object_lock_mode, Some(ObjectLockMode::Compliance));
+    let fingerprint = DigestKey::from_secret(secret, "test").unwrap().fingerprint();
+    let events = store.events("orders-prod").await.unwrap();
+    let check = verify_digests("orders-prod", &digests, &events, &[fingerprint]).unwrap();
+    assert_eq!((check.digests, check.digested_through), (2, 5));
+}

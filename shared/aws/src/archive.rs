@@ -213,10 +213,11 @@ impl Archive {
                 let Some(segment) = p.prefix.as_deref().and_then(|p| p.strip_prefix(PREFIX)?.strip_suffix('/')) else {
                     continue;
                 };
-                let chain = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|e| AwsError::Decode {
-                    what: format!("s3://{}/{PREFIX}{segment}/", self.bucket),
-                    reason: format!("not a chain name: {e}"),
-                })?;
+                let chain =
+                    percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|e| AwsError::Decode {
+                        what: format!("s3://{}/{PREFIX}{segment}/", self.bucket),
+                        reason: format!("not a chain name: {e}"),
+                    })?;
                 out.push(chain.into_owned());
             }
         }
@@ -280,13 +281,19 @@ impl Archive {
         let mut wanted = Vec::new();
         for (key, kv) in keys {
             let Some(seq) = key_number(&key, &prefix) else {
-                out.anomalies.push(Anomaly { seq: 0, reason: format!("s3://{}/{key} is not an archived event's key", self.bucket) });
+                out.anomalies.push(Anomaly {
+                    seq: 0,
+                    reason: format!("s3://{}/{key} is not an archived event's key", self.bucket),
+                });
                 continue;
             };
             if kv.deleted {
                 out.anomalies.push(Anomaly {
                     seq,
-                    reason: format!("s3://{}/{key} is hidden by a delete marker (deleted without a version id)", self.bucket),
+                    reason: format!(
+                        "s3://{}/{key} is hidden by a delete marker (deleted without a version id)",
+                        self.bucket
+                    ),
                 });
             }
             if kv.versions.len() > 1 {
@@ -301,7 +308,9 @@ impl Archive {
             }
         }
         let bodies: Vec<(u64, String, Vec<u8>)> = futures::stream::iter(wanted)
-            .map(|(seq, key, version)| async move { Ok::<_, AwsError>((seq, key.clone(), self.get_version(&key, &version).await?)) })
+            .map(|(seq, key, version)| async move {
+                Ok::<_, AwsError>((seq, key.clone(), self.get_version(&key, &version).await?))
+            })
             .buffered(READ_CONCURRENCY)
             .try_collect()
             .await?;
@@ -312,16 +321,21 @@ impl Archive {
                     seq,
                     reason: format!("s3://{}/{key} holds event {}, not {chain}:{seq}", self.bucket, e.id),
                 }),
-                Err(e) => out.anomalies.push(Anomaly {
-                    seq,
-                    reason: format!("s3://{}/{key} is not an audit event: {e}", self.bucket),
-                }),
+                Err(e) => out
+                    .anomalies
+                    .push(Anomaly { seq, reason: format!("s3://{}/{key} is not an audit event: {e}", self.bucket) }),
             }
         }
         Ok(out)
     }
 
-    async fn put_locked(&self, key: &str, body: Vec<u8>, metadata: (&str, &str), now: DateTime<Utc>) -> Result<DateTime<Utc>, AwsError> {
+    async fn put_locked(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        metadata: (&str, &str),
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, AwsError> {
         // whole seconds: what S3 keeps
         let until = now + TimeDelta::days(i64::from(self.retention.days));
         let retain_until = DateTime::from_timestamp(until.timestamp(), 0).unwrap_or(until);
@@ -361,9 +375,18 @@ impl Archive {
 
     async fn get_digest(&self, key: &str) -> Result<Digest, AwsError> {
         let what = format!("s3://{}/{key}", self.bucket);
-        let got = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| AwsError::sdk(format!("GetObject {what}"), e))?;
-        let body = got.body.collect().await.map_err(|e| AwsError::Decode { what: what.clone(), reason: e.to_string() })?;
-        serde_json::from_slice(&body.into_bytes()).map_err(|e| AwsError::Decode { what, reason: format!("not a digest: {e}") })
+        let got = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("GetObject {what}"), e))?;
+        let body =
+            got.body.collect().await.map_err(|e| AwsError::Decode { what: what.clone(), reason: e.to_string() })?;
+        serde_json::from_slice(&body.into_bytes())
+            .map_err(|e| AwsError::Decode { what, reason: format!("not a digest: {e}") })
     }
 
     /// The hash recorded on an archived event; `None` when the key is free.

@@ -280,8 +280,7 @@ pub trait AuditJournal {
         self.events_after(chain, 0)
     }
     /// A chain's events after `seq`, in order.
-    fn events_after(&self, chain: &str, seq: u64)
-    -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
+    fn events_after(&self, chain: &str, seq: u64) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
     /// The names of every chain.
     fn chains(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// A chain's head `(seq, hash)`, kept apart from the events so truncation shows.

@@ -130,9 +130,10 @@ impl DigestKey {
 
     /// A PKCS#8 PEM private key (what `openssl genpkey -algorithm ed25519` writes).
     pub fn from_pem(pem: &str, source_name: &str) -> Result<Self, KeyError> {
-        SigningKey::from_pkcs8_pem(pem.trim())
-            .map(|key| Self { key })
-            .map_err(|e| KeyError { source_name: source_name.to_owned(), reason: format!("not an Ed25519 PKCS#8 PEM key: {e}") })
+        SigningKey::from_pkcs8_pem(pem.trim()).map(|key| Self { key }).map_err(|e| KeyError {
+            source_name: source_name.to_owned(),
+            reason: format!("not an Ed25519 PKCS#8 PEM key: {e}"),
+        })
     }
 
     /// The key a secret holds: a PKCS#8 PEM key, or any other string of at
@@ -364,7 +365,10 @@ mod tests {
         let key = DigestKey::generate();
         let events = chain(7, "alice");
         let ds = digests(&key, &events, &[3, 3, 5, 7]);
-        assert_eq!(ds.iter().map(|d| (d.number, d.first_seq, d.last_seq)).collect::<Vec<_>>(), [(1, 1, 3), (2, 4, 5), (3, 6, 7)]);
+        assert_eq!(
+            ds.iter().map(|d| (d.number, d.first_seq, d.last_seq)).collect::<Vec<_>>(),
+            [(1, 1, 3), (2, 4, 5), (3, 6, 7)]
+        );
         let check = verify_digests("orders-prod", &ds, &events, &[key.fingerprint()]).unwrap();
         assert_eq!((check.digests, check.digested_through), (3, 7));
     }
