@@ -202,9 +202,21 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
         verify("orders-prod", &events, Some((head.0, &head.1))).unwrap();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds.iter().filter(|k| **k == "ticket.requested").count(), 1, "{kinds:?}");
-        for k in ["ticket.activated", "ticket.conflict", "finding.opened", "scan.completed"] {
+        for k in ["ticket.activated", "ticket.conflict", "finding.opened", "finding.closed", "scan.completed"] {
             assert!(kinds.contains(&k), "{k} in {kinds:?}");
         }
+        // the excepted grant's findings opened while the ticket lived and closed when it expired
+        let excepted = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.kind == kind && e.detail["finding"]["kind"] == "excepted")
+                .map(|e| e.subject.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(excepted("finding.opened").len(), 2, "{kinds:?}");
+        assert_eq!(excepted("finding.opened"), excepted("finding.closed"), "each one opened was closed again");
+        let closed = events.iter().find(|e| e.kind == "finding.closed").unwrap();
+        assert_eq!(closed.detail["registry_version"], "2.1", "{}", closed.detail);
         let requested = events.iter().find(|e| e.kind == "ticket.requested").unwrap();
         assert_eq!(
             (requested.subject.as_str(), requested.detail["registry_version"].as_str()),

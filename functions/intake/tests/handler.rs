@@ -9,7 +9,7 @@ use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Finding;
 use grantwarden_core::signature::{self, sign};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingAge, FindingStore, PutOutcome, StoreError, TicketStore, Versioned};
+use grantwarden_core::store::{FindingStore, PutOutcome, Recorded, StoreError, TicketStore, Versioned};
 use grantwarden_core::ticket::Ticket;
 use grantwarden_intake::{App, Clock, StaticKey};
 use grantwarden_local::LocalStore;
@@ -460,7 +460,7 @@ impl FindingStore for DownStore {
         _: &[Finding],
         _: DateTime<Utc>,
         _: bool,
-    ) -> Result<Vec<FindingAge>, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         down()
     }
     async fn open_untagged(&self, _: &TargetId) -> Result<Vec<Finding>, StoreError> {

@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt};
 use grantwarden_core::report::{Finding, FindingKind};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingAge, FindingStore, StoreError, finding_key};
+use grantwarden_core::store::{FindingAge, FindingStore, Recorded, StoreError, finding_key};
 use serde::{Deserialize, Serialize};
 
 use crate::item::{self, s};
@@ -124,14 +124,16 @@ impl FindingStore for DynamoStore {
         findings: &[Finding],
         at: DateTime<Utc>,
         complete: bool,
-    ) -> Result<Vec<FindingAge>, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let ages: Vec<FindingAge> = futures::stream::iter(0..findings.len())
             .map(|i| self.record_one(target, scan_id, &findings[i], at))
             .buffered(CONCURRENCY)
             .try_collect()
             .await?;
+        let mut closed_findings = Vec::new();
         if complete {
-            for stale in self.open_findings(target).await?.into_iter().filter(|f| f.last_scan != scan_id) {
+            let reported: std::collections::HashSet<String> = findings.iter().map(finding_key).collect();
+            for stale in self.open_findings(target).await?.into_iter().filter(|f| !reported.contains(&f.key)) {
                 let closed = self
                     .client
                     .update_item()
@@ -147,7 +149,7 @@ impl FindingStore for DynamoStore {
                     .send()
                     .await;
                 match closed {
-                    Ok(_) => {}
+                    Ok(_) => closed_findings.push(stale.finding),
                     Err(e) if is_condition_failure(&e) => {}
                     Err(e) => {
                         return Err(
@@ -157,7 +159,7 @@ impl FindingStore for DynamoStore {
                 }
             }
         }
-        Ok(ages)
+        Ok(Recorded { ages, closed: closed_findings })
     }
 
     async fn open_untagged(&self, target: &TargetId) -> Result<Vec<Finding>, StoreError> {

@@ -13,10 +13,11 @@ use crate::baseline::Baseline;
 use crate::diff::{Exceptions, diff_with_exceptions};
 use crate::intake::untagged_finding;
 use crate::policy::PolicyRegistry;
-use crate::report::Report;
+use crate::report::{Finding, Report};
 use crate::scoring::ScoringConfig;
 use crate::snapshot::Snapshot;
-use crate::store::{FindingStore, StoreError, TicketStore};
+use crate::store::{FindingStore, StoreError, TicketStore, finding_key};
+use sha2::Digest as _;
 
 /// The registry as the caller could load it: `None` when none is configured,
 /// `Some(Err(why))` when it is configured but unusable.
@@ -24,8 +25,8 @@ pub type RegistryInput<'a> = Option<Result<&'a PolicyRegistry, String>>;
 
 /// Diffs `snapshot` against `baseline` with the target's tickets and open
 /// untagged findings as exceptions, records the findings (a partial scan
-/// closes nothing), weighs them by age and journals `scan.completed` or
-/// `scan.incomplete`.
+/// closes nothing), weighs them by age and journals the findings opened and
+/// closed, then `scan.completed` or `scan.incomplete`.
 pub async fn assess<S>(
     store: &S,
     baseline: &Baseline,
@@ -51,9 +52,67 @@ where
     }
     let exceptions = Exceptions { tickets: &tickets, now, untagged: &untagged };
     let mut report = diff_with_exceptions(baseline, snapshot, scoring, &exceptions);
-    let ages =
+    let recorded =
         store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete).await?;
-    report.weigh_by_age(&ages, now, scoring);
+    report.weigh_by_age(&recorded.ages, now, scoring);
+    let opened: Vec<&Finding> =
+        report.findings.iter().zip(&recorded.ages).filter(|(_, age)| age.first_seen == now).map(|(f, _)| f).collect();
+    let closed: Vec<&Finding> = recorded.closed.iter().collect();
+    for event in finding_events(&report, registry_version.as_deref(), &opened, &closed, now) {
+        store.append(event).await?;
+    }
     store.append(NewEvent::for_scan(&report, registry_version.as_deref(), now)).await?;
     Ok(report)
+}
+
+/// Findings journaled one event each per scan; beyond this, one summary
+/// event per direction (the scan's report lists every finding), so a first
+/// scan of a drifted database does not hold the chain head for minutes.
+pub const MAX_FINDING_EVENTS: usize = 100;
+
+/// `finding.opened` / `finding.closed` for what a scan opened and closed: one
+/// event per finding, or a `finding.opened.bulk` / `finding.closed.bulk`
+/// summary (count and sha256 of the sorted finding keys) past
+/// [`MAX_FINDING_EVENTS`].
+pub fn finding_events(
+    report: &Report,
+    registry_version: Option<&str>,
+    opened: &[&Finding],
+    closed: &[&Finding],
+    now: DateTime<Utc>,
+) -> Vec<NewEvent> {
+    let target = report.target.as_str();
+    let mut out = Vec::new();
+    for (kind, findings) in [("finding.opened", opened), ("finding.closed", closed)] {
+        if findings.len() <= MAX_FINDING_EVENTS {
+            for f in findings {
+                let mut event = NewEvent::for_finding(target, f, kind, "grantwarden", now);
+                event.detail = serde_json::json!({
+                    "finding": event.detail,
+                    "scan_id": report.scan_id,
+                    "registry_version": registry_version,
+                });
+                out.push(event);
+            }
+        } else {
+            let mut keys: Vec<String> = findings.iter().map(|f| finding_key(f)).collect();
+            keys.sort();
+            let digest = hex::encode(sha2::Sha256::digest(keys.join("\n").as_bytes()));
+            out.push(NewEvent {
+                chain: target.to_owned(),
+                at: now,
+                kind: format!("{kind}.bulk"),
+                actor: "grantwarden".into(),
+                subject: report.scan_id.clone(),
+                target: target.to_owned(),
+                detail: serde_json::json!({
+                    "count": findings.len(),
+                    "keys_sha256": digest,
+                    "scan_id": report.scan_id,
+                    "registry_version": registry_version,
+                }),
+            });
+        }
+    }
+    out
 }

@@ -74,11 +74,20 @@ pub struct FindingAge {
     pub last_seen: DateTime<Utc>,
 }
 
+/// What recording one scan's findings did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Recorded {
+    /// The ages, in the order of the findings recorded.
+    pub ages: Vec<FindingAge>,
+    /// Findings of the target this (complete) scan closed: no longer reported.
+    pub closed: Vec<Finding>,
+}
+
 /// Findings with their age.
 pub trait FindingStore {
     /// Records the findings of one scan of `target` at `at` and returns their ages
     /// in the same order. With `complete`, findings of the target that this scan
-    /// no longer reports are closed; a partial scan closes nothing.
+    /// no longer reports are closed (and returned); a partial scan closes nothing.
     fn record_findings(
         &self,
         target: &TargetId,
@@ -86,7 +95,7 @@ pub trait FindingStore {
         findings: &[Finding],
         at: DateTime<Utc>,
         complete: bool,
-    ) -> impl Future<Output = Result<Vec<FindingAge>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 
     /// Open untagged findings of `target` (unroutable input recorded at intake):
     /// they stay in every report until resolved.

@@ -23,7 +23,9 @@ use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
 use grantwarden_core::digest::{Digest, DigestStore};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingAge, FindingStore, PutOutcome, StoreError, TicketStore, Versioned, finding_key};
+use grantwarden_core::store::{
+    FindingAge, FindingStore, PutOutcome, Recorded, StoreError, TicketStore, Versioned, finding_key,
+};
 use grantwarden_core::ticket::Ticket;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -220,7 +222,7 @@ impl FindingStore for LocalStore {
         findings: &[Finding],
         at: DateTime<Utc>,
         complete: bool,
-    ) -> Result<Vec<FindingAge>, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
             let now = at.to_rfc3339();
@@ -250,15 +252,34 @@ impl FindingStore for LocalStore {
                     .with_timezone(&Utc);
                 ages.push(FindingAge { first_seen, last_seen: at });
             }
+            let mut closed = Vec::new();
             if complete {
-                tx.execute(
-                    "UPDATE findings SET open = 0 WHERE target = ?1 AND open = 1 AND last_scan <> ?2",
-                    params![target.as_str(), scan_id],
-                )
-                .map_err(unavailable)?;
+                // by key, not by scan id: local plans in one scan window share their id
+                let reported: std::collections::HashSet<String> = findings.iter().map(finding_key).collect();
+                let mut stale = Vec::new();
+                {
+                    let mut stmt =
+                        tx.prepare("SELECT key, body FROM findings WHERE target = ?1 AND open = 1").map_err(unavailable)?;
+                    let rows = stmt
+                        .query_map(params![target.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                        .map_err(unavailable)?;
+                    for row in rows {
+                        let (key, body) = row.map_err(unavailable)?;
+                        if !reported.contains(&key) {
+                            stale.push((key, body));
+                        }
+                    }
+                }
+                for (key, body) in stale {
+                    tx.execute("UPDATE findings SET open = 0 WHERE target = ?1 AND key = ?2", params![target.as_str(), key])
+                        .map_err(unavailable)?;
+                    closed.push(
+                        serde_json::from_str(&body).map_err(|e| StoreError::Corrupt { id: key, reason: e.to_string() })?,
+                    );
+                }
             }
             tx.commit().map_err(unavailable)?;
-            Ok(ages)
+            Ok(Recorded { ages, closed })
         })
     }
 

@@ -126,17 +126,19 @@ pub async fn updates_are_conditional_on_the_version_read<S: TicketStore>(store: 
 pub async fn findings_keep_first_seen_and_close_when_gone<S: FindingStore>(store: &S) {
     let target = TargetId::new("orders-prod").unwrap();
     let (a, b) = (finding("alice", FindingKind::Unauthorized), finding("bob", FindingKind::Unauthorized));
-    let ages = store.record_findings(&target, "s1", &[a.clone(), b.clone()], now(), true).await.unwrap();
+    let ages = store.record_findings(&target, "s1", &[a.clone(), b.clone()], now(), true).await.unwrap().ages;
     assert_eq!(ages[0].first_seen, now());
     let t2 = now() + Duration::hours(1);
-    let ages = store.record_findings(&target, "s2", std::slice::from_ref(&a), t2, true).await.unwrap();
+    let recorded = store.record_findings(&target, "s2", std::slice::from_ref(&a), t2, true).await.unwrap();
+    let ages = recorded.ages;
     assert_eq!((ages[0].first_seen, ages[0].last_seen), (now(), t2), "still open: first_seen stays");
+    assert_eq!(recorded.closed, vec![b.clone()], "s2 closed bob and says so");
     let t3 = now() + Duration::hours(2);
-    let ages = store.record_findings(&target, "s3", &[a.clone(), b.clone()], t3, true).await.unwrap();
+    let ages = store.record_findings(&target, "s3", &[a.clone(), b.clone()], t3, true).await.unwrap().ages;
     assert_eq!((ages[0].first_seen, ages[1].first_seen), (now(), t3), "bob was closed by s2 and is new again");
     let t4 = now() + Duration::hours(3);
-    store.record_findings(&target, "s4", &[], t4, false).await.unwrap();
-    let ages = store.record_findings(&target, "s5", &[a.clone(), b.clone()], t4, true).await.unwrap();
+    assert_eq!(store.record_findings(&target, "s4", &[], t4, false).await.unwrap().closed, vec![]);
+    let ages = store.record_findings(&target, "s5", &[a.clone(), b.clone()], t4, true).await.unwrap().ages;
     assert_eq!((ages[0].first_seen, ages[1].first_seen), (now(), t3), "a partial scan closes nothing");
 
     let untagged = finding("mallory", FindingKind::Untagged);
@@ -144,7 +146,8 @@ pub async fn findings_keep_first_seen_and_close_when_gone<S: FindingStore>(store
     assert_eq!(store.open_untagged(&target).await.unwrap(), vec![untagged.clone()]);
     assert_eq!(store.open_untagged(&TargetId::new("crm").unwrap()).await.unwrap(), vec![]);
     // a complete scan that no longer reports it closes it
-    store.record_findings(&target, "s6", &[a], t4 + Duration::hours(1), true).await.unwrap();
+    let recorded = store.record_findings(&target, "s6", &[a], t4 + Duration::hours(1), true).await.unwrap();
+    assert_eq!(recorded.closed.len(), 2, "bob and the untagged finding: {:?}", recorded.closed);
     assert_eq!(store.open_untagged(&target).await.unwrap(), vec![]);
 }
 
