@@ -185,8 +185,11 @@ pub async fn run_intake(args: IntakeArgs, now: DateTime<Utc>) -> Result<ExitCode
     let body = read_input(&args.input)?;
     let store = args.state.open()?;
     let registry = load_registry(&args.policy);
-    if let Err(e) = &registry {
-        eprintln!("error: policy registry: {e}; the input is recorded as untagged (fail secure)");
+    match &registry {
+        Err(e) => eprintln!("error: policy registry: {e}; the input is recorded as untagged (fail secure)"),
+        Ok(r) => {
+            grantwarden_core::audit::note_registry(&store, r, "grantwarden", now).await?;
+        }
     }
     let known: BTreeSet<TargetId> = args.known_targets.iter().filter_map(|t| TargetId::new(t.clone())).collect();
     let audit_target = args.target.as_ref().and_then(|t| TargetId::new(t.clone()));

@@ -222,6 +222,14 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
             (requested.subject.as_str(), requested.detail["registry_version"].as_str()),
             (ticket.as_str(), Some("2.1"))
         );
+        // the registry was loaded by every intake and plan, unchanged: recorded once, with its hash
+        let registry = store.events("policy-registry").await.unwrap();
+        assert_eq!(registry.len(), 1, "{registry:?}");
+        assert_eq!(
+            (registry[0].kind.as_str(), registry[0].detail["registry_version"].as_str()),
+            ("registry.loaded", Some("2.1"))
+        );
+        assert_eq!(registry[0].detail["sha256"], requested.detail["registry_sha256"]);
     }
 
     // an unreadable registry applies no exception (fail secure)

@@ -73,6 +73,9 @@ async fn main() -> Result<(), Error> {
     }
 
     let store = DynamoStore::new(&clients, &settings);
+    if let Ok(r) = &registry {
+        grantwarden_core::audit::note_registry(&store, r, "grantwarden-intake", chrono::Utc::now()).await?;
+    }
     let app = Arc::new(App::new(store, registry, key).with_known_targets(targets).with_scoring(scoring));
     lambda_http::run(service_fn(move |req| {
         let app = Arc::clone(&app);

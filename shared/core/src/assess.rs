@@ -47,7 +47,10 @@ where
             let reason = format!("policy registry unusable, exceptions not applied: {why}");
             untagged.push(untagged_finding(None, &reason, scoring));
         }
-        Some(Ok(registry)) => registry_version = Some(registry.id.version.clone()),
+        Some(Ok(registry)) => {
+            crate::audit::note_registry(store, registry, "grantwarden", now).await?;
+            registry_version = Some(registry.id.version.clone());
+        }
         None => {}
     }
     let exceptions = Exceptions { tickets: &tickets, now, untagged: &untagged };

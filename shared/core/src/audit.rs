@@ -249,7 +249,8 @@ pub fn check_chain(
 /// the stream by seconds; a hole in the middle is [`verify`]'s to report).
 pub fn compare_with_journal(chain: &str, archived: &[AuditEvent], journal: &[AuditEvent]) -> Result<u64, BrokenLink> {
     for a in archived {
-        match journal.iter().find(|j| j.seq == a.seq) {
+        // the journal is read in seq order
+        match journal.binary_search_by_key(&a.seq, |j| j.seq).ok().map(|i| &journal[i]) {
             Some(j) if j.hash == a.hash => {}
             Some(j) => {
                 return Err(BrokenLink {
@@ -269,6 +270,45 @@ pub fn compare_with_journal(chain: &str, archived: &[AuditEvent], journal: &[Aud
     }
     let archived_through = archived.iter().map(|a| a.seq).max().unwrap_or(0);
     Ok(journal.iter().filter(|j| j.seq > archived_through).count() as u64)
+}
+
+/// The chain that records which policy registry versions were put in force.
+pub const REGISTRY_CHAIN: &str = "policy-registry";
+
+/// Journals `registry.loaded` (version, content sha256, owner, approver) on
+/// [`REGISTRY_CHAIN`] when the registry in force differs from the last one
+/// recorded there; a registry loaded again unchanged adds nothing. Returns
+/// whether an event was appended. Two loaders racing may both record the
+/// same version once each: harmless, the chain stays whole.
+pub async fn note_registry<J: AuditJournal + Sync>(
+    journal: &J,
+    registry: &crate::policy::PolicyRegistry,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    if let Some((seq, _)) = journal.head(REGISTRY_CHAIN).await? {
+        let last = journal.events_after(REGISTRY_CHAIN, seq.saturating_sub(1)).await?;
+        if last.last().is_some_and(|e| e.detail["sha256"] == registry.id.sha256.as_str()) {
+            return Ok(false);
+        }
+    }
+    journal
+        .append(NewEvent {
+            chain: REGISTRY_CHAIN.to_owned(),
+            at,
+            kind: "registry.loaded".into(),
+            actor: actor.to_owned(),
+            subject: format!("registry {}", registry.id.version),
+            target: String::new(),
+            detail: serde_json::json!({
+                "registry_version": registry.id.version,
+                "sha256": registry.id.sha256,
+                "owner": registry.owner,
+                "approver": registry.approver,
+            }),
+        })
+        .await?;
+    Ok(true)
 }
 
 /// The journal port.
