@@ -73,8 +73,13 @@ async fn main() -> Result<(), Error> {
     }
 
     let store = DynamoStore::new(&clients, &settings);
-    if let Ok(r) = &registry {
-        grantwarden_core::audit::note_registry(&store, r, "grantwarden-intake", chrono::Utc::now()).await?;
+    // every ticket also records the registry version it was routed by: a
+    // journal hiccup here is logged, not a reason to refuse all intake
+    if let Ok(r) = &registry
+        && let Err(e) =
+            grantwarden_core::audit::note_registry(&store, r, "grantwarden-intake", chrono::Utc::now()).await
+    {
+        tracing::error!(error = %e, version = %r.id.version, "could not journal registry.loaded");
     }
     let app = Arc::new(App::new(store, registry, key).with_known_targets(targets).with_scoring(scoring));
     lambda_http::run(service_fn(move |req| {
