@@ -306,15 +306,9 @@ fn read_dir_archive(dir: &Path) -> Result<Vec<ChainData>> {
                 continue;
             };
             let body = std::fs::read(file.path()).with_context(|| format!("reading {}", file.path().display()))?;
-            match serde_json::from_slice::<AuditEvent>(&body) {
-                Ok(e) if e.seq == seq && e.chain == chain => data.events.push(e),
-                Ok(e) => data.anomalies.push(Anomaly {
-                    seq,
-                    reason: format!("{} holds event {}, not {chain}:{seq}", file.path().display(), e.id),
-                }),
-                Err(e) => data
-                    .anomalies
-                    .push(Anomaly { seq, reason: format!("{} is not an audit event: {e}", file.path().display()) }),
+            match archive::decode_archived(&chain, seq, &file.path().display().to_string(), &body) {
+                Ok(e) => data.events.push(e),
+                Err(anomaly) => data.anomalies.push(anomaly),
             }
         }
         let digest_dir = dir.join(archive::digest_prefix(&chain));

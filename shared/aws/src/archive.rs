@@ -133,6 +133,17 @@ pub fn key_number(key: &str, prefix: &str) -> Option<u64> {
     (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit())).then(|| name.parse().ok()).flatten()
 }
 
+/// Decodes the object archived as `chain`'s event `seq`; `location` names it
+/// in the anomaly when it is not that event. Shared by every archive reader
+/// (the bucket, and a directory copy of it).
+pub fn decode_archived(chain: &str, seq: u64, location: &str, body: &[u8]) -> Result<AuditEvent, Anomaly> {
+    match serde_json::from_slice::<AuditEvent>(body) {
+        Ok(e) if e.seq == seq && e.chain == chain => Ok(e),
+        Ok(e) => Err(Anomaly { seq, reason: format!("{location} holds event {}, not {chain}:{seq}", e.id) }),
+        Err(e) => Err(Anomaly { seq, reason: format!("{location} is not an audit event: {e}") }),
+    }
+}
+
 /// A chain as the archive holds it.
 #[derive(Debug, Clone, Default)]
 pub struct ArchivedChain {
@@ -256,16 +267,20 @@ impl Archive {
         }
     }
 
-    async fn get_version(&self, key: &str, version: &str) -> Result<Vec<u8>, AwsError> {
+    /// An object's body: one version of it, or the current one.
+    async fn get_body(&self, key: &str, version: Option<&str>) -> Result<Vec<u8>, AwsError> {
         let got = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .version_id(version)
+            .set_version_id(version.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| AwsError::sdk(format!("GetObject s3://{}/{key}?versionId={version}", self.bucket), e))?;
+            .map_err(|e| {
+                let at = version.map(|v| format!("?versionId={v}")).unwrap_or_default();
+                AwsError::sdk(format!("GetObject s3://{}/{key}{at}", self.bucket), e)
+            })?;
         let body = got.body.collect().await.map_err(|e| AwsError::Decode {
             what: format!("s3://{}/{key}", self.bucket),
             reason: format!("reading the body: {e}"),
@@ -309,21 +324,15 @@ impl Archive {
         }
         let bodies: Vec<(u64, String, Vec<u8>)> = futures::stream::iter(wanted)
             .map(|(seq, key, version)| async move {
-                Ok::<_, AwsError>((seq, key.clone(), self.get_version(&key, &version).await?))
+                Ok::<_, AwsError>((seq, key.clone(), self.get_body(&key, Some(&version)).await?))
             })
             .buffered(READ_CONCURRENCY)
             .try_collect()
             .await?;
         for (seq, key, body) in bodies {
-            match serde_json::from_slice::<AuditEvent>(&body) {
-                Ok(e) if e.seq == seq && e.chain == chain => out.events.push(e),
-                Ok(e) => out.anomalies.push(Anomaly {
-                    seq,
-                    reason: format!("s3://{}/{key} holds event {}, not {chain}:{seq}", self.bucket, e.id),
-                }),
-                Err(e) => out
-                    .anomalies
-                    .push(Anomaly { seq, reason: format!("s3://{}/{key} is not an audit event: {e}", self.bucket) }),
+            match decode_archived(chain, seq, &format!("s3://{}/{key}", self.bucket), &body) {
+                Ok(e) => out.events.push(e),
+                Err(anomaly) => out.anomalies.push(anomaly),
             }
         }
         Ok(out)
@@ -374,19 +383,11 @@ impl Archive {
     }
 
     async fn get_digest(&self, key: &str) -> Result<Digest, AwsError> {
-        let what = format!("s3://{}/{key}", self.bucket);
-        let got = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(format!("GetObject {what}"), e))?;
-        let body =
-            got.body.collect().await.map_err(|e| AwsError::Decode { what: what.clone(), reason: e.to_string() })?;
-        serde_json::from_slice(&body.into_bytes())
-            .map_err(|e| AwsError::Decode { what, reason: format!("not a digest: {e}") })
+        let body = self.get_body(key, None).await?;
+        serde_json::from_slice(&body).map_err(|e| AwsError::Decode {
+            what: format!("s3://{}/{key}", self.bucket),
+            reason: format!("not a digest: {e}"),
+        })
     }
 
     /// The hash recorded on an archived event; `None` when the key is free.

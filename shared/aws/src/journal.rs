@@ -46,6 +46,12 @@ struct EventItem {
     event: String,
 }
 
+/// A chain head's key, as a Scan projects it.
+#[derive(Deserialize)]
+struct ChainItem {
+    chain: String,
+}
+
 /// A chain head as stored (`seq` 0).
 #[derive(Deserialize)]
 struct HeadItem {
@@ -250,10 +256,7 @@ impl AuditJournal for DynamoStore {
             .map_err(|e| AwsError::sdk(format!("Scan {} chain heads", self.journal_table), e))?;
         let mut chains = items
             .into_iter()
-            .map(|it| match it.get("chain") {
-                Some(aws_sdk_dynamodb::types::AttributeValue::S(c)) => Ok(c.clone()),
-                _ => Err(StoreError::Corrupt { id: "journal head".into(), reason: "no chain attribute".into() }),
-            })
+            .map(|it| item::from::<ChainItem>("journal chain head", it).map(|c| c.chain))
             .collect::<Result<Vec<_>, _>>()?;
         chains.sort();
         Ok(chains)
