@@ -90,6 +90,19 @@ pub enum TicketsCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Ask for a ticket to end now: it becomes revoke_requested, and `grantwarden revoke` (or `watch`) revokes it.
+    Revoke {
+        /// Ticket id.
+        id: String,
+        /// Who asks.
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Approve a pending ticket.
     Approve {
         /// Ticket id.
@@ -247,6 +260,19 @@ pub async fn run_tickets(command: TicketsCommand, now: DateTime<Utc>) -> Result<
             let mut value = serde_json::to_value(&t.value)?;
             value["effective_status"] = json!(t.value.status_at(now).to_string());
             println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        TicketsCommand::Revoke { id, by, reason, state } => {
+            let store = state.open()?;
+            let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
+            let mut ticket = read.value;
+            if !ticket.request_revoke(&by, now, &reason) {
+                bail!("ticket {id} is {}: nothing to end", ticket.status);
+            }
+            store.update_ticket(&ticket, read.version).await?;
+            let mut event = grantwarden_core::audit::NewEvent::for_ticket(&ticket, "ticket.revoke_requested", &by, now);
+            event.detail["reason"] = json!(reason);
+            store.append(event).await?;
+            println!("{} is revoke_requested; `grantwarden revoke {}` ends it", ticket.id, ticket.id);
         }
         TicketsCommand::Approve { id, by, state } => {
             let store = state.open()?;

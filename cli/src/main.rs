@@ -12,6 +12,7 @@
 mod audit;
 mod exceptions;
 mod render;
+mod revoke;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -57,6 +58,12 @@ enum Command {
     },
     /// Replay a pgaudit log through routing and report every decision; writes nothing.
     Simulate(exceptions::SimulateArgs),
+    /// Revoke what ended tickets granted: one ticket, or every due one (`--due`); `--dry-run` prints the plan.
+    Revoke(revoke::RevokeArgs),
+    /// The sweeper: revoke due tickets every interval until interrupted.
+    Watch(revoke::WatchArgs),
+    /// Turn drift into corrective GRANT/REVOKE SQL (dry run unless --execute); excepted grants are never touched.
+    Apply(ApplyArgs),
     /// Verify the hash-chained audit journal, sign digests, export a person's trail.
     Audit {
         #[command(subcommand)]
@@ -108,6 +115,18 @@ struct PlanArgs {
 }
 
 #[derive(Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    /// report: print only; revoke-unauthorized: revoke what is held and not wanted; converge: also grant what is missing.
+    #[arg(long, value_enum, default_value_t = revoke::ApplyMode::Report)]
+    mode: revoke::ApplyMode,
+    /// Run the SQL (in one transaction). Without it, the plan is printed and audited only.
+    #[arg(long)]
+    execute: bool,
+}
+
+#[derive(Args)]
 struct GenerateArgs {
     #[command(flatten)]
     scan: ScanArgs,
@@ -134,7 +153,7 @@ fn main() -> ExitCode {
         }
     };
     let now = cli.at.unwrap_or_else(chrono::Utc::now);
-    match runtime.block_on(run(cli.command, now)) {
+    match runtime.block_on(run(cli.command, now, cli.at)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -154,8 +173,15 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-async fn run(command: Command, now: chrono::DateTime<chrono::Utc>) -> Result<ExitCode> {
+async fn run(
+    command: Command,
+    now: chrono::DateTime<chrono::Utc>,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<ExitCode> {
     match command {
+        Command::Revoke(args) => revoke::run_revoke(args, at).await,
+        Command::Watch(args) => revoke::run_watch(args, at).await,
+        Command::Apply(args) => revoke::run_apply(args, now).await,
         Command::Plan(args) => plan(args, now).await,
         Command::Intake(args) => exceptions::run_intake(args, now).await,
         Command::Tickets { command } => exceptions::run_tickets(command, now).await,
@@ -188,6 +214,18 @@ async fn run(command: Command, now: chrono::DateTime<chrono::Utc>) -> Result<Exi
 }
 
 async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<ExitCode> {
+    let report = plan_report(&args, now).await?;
+    let rendered = match args.format {
+        Format::Table => render::table(&report),
+        Format::Markdown => render::markdown(&report),
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    write_output(args.scan.output.as_deref(), &rendered)?;
+    Ok(exit_code(&report))
+}
+
+/// Scans the database and assesses it against the baseline (with the store's exceptions when given).
+async fn plan_report(args: &PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
     let label = args.baseline.display().to_string();
     let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
     let baseline = Baseline::from_yaml(&text, &label)?;
@@ -206,13 +244,7 @@ async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Exit
             exceptions::report_with_state(state, args.policy.as_deref(), &baseline, &snapshot, &scoring, now).await?
         }
     };
-    let rendered = match args.format {
-        Format::Table => render::table(&report),
-        Format::Markdown => render::markdown(&report),
-        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
-    };
-    write_output(args.scan.output.as_deref(), &rendered)?;
-    Ok(exit_code(&report))
+    Ok(report)
 }
 
 fn exit_code(report: &Report) -> ExitCode {
@@ -260,6 +292,17 @@ struct Bar {
 }
 
 impl Bar {
+    /// A bar counting `len` items of long work (`what` in front), hidden unless stderr is a terminal.
+    fn counting(len: u64, what: &str) -> ProgressBar {
+        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(len) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template(&format!("{{spinner}} {what} {{pos}}/{{len}} [{{bar:30}}] {{elapsed}}"))
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    }
+
     fn new() -> Self {
         let bar = if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
         bar.set_style(

@@ -6,7 +6,8 @@
 //! `expires_at` (RFC 3339 in UTC, so text order is time order):
 //! `by_target` (every ticket of a target: the diff needs expired ones too)
 //! and `active_by_target`, sparse on `active_target`, which only tickets
-//! still pending or active carry (what the revocation sweeper reads).
+//! still pending, active or asked to end carry (what the revocation sweeper
+//! reads: a ticket leaves it once revoked or failed).
 
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use chrono::SecondsFormat;
@@ -39,7 +40,10 @@ struct TicketItem {
 
 impl TicketItem {
     fn new(ticket: &Ticket, version: u64) -> Self {
-        let open = matches!(ticket.status, TicketStatus::PendingApproval | TicketStatus::Active);
+        let open = matches!(
+            ticket.status,
+            TicketStatus::PendingApproval | TicketStatus::Active | TicketStatus::RevokeRequested
+        );
         Self {
             id: ticket.id.clone(),
             target: ticket.request.target.to_string(),

@@ -18,7 +18,7 @@ use crate::report::{Finding, FindingKind, FindingObject, Report};
 use crate::scoring::round2;
 use crate::scoring::{Facts, Scope, ScoringConfig};
 use crate::snapshot::{Snapshot, State, StateIndex, TargetId};
-use crate::ticket::{Ticket, TicketStatus};
+use crate::ticket::Ticket;
 use chrono::{DateTime, Utc};
 
 /// Compares a snapshot with a baseline and builds the report.
@@ -564,12 +564,7 @@ impl<'a> Differ<'a> {
         let covering: Vec<&Ticket> =
             self.exceptions.tickets.iter().filter(|t| t.covers(self.target, role, g.privilege, &g.object)).collect();
         let active = covering.iter().filter(|t| t.is_active_at(now)).max_by_key(|t| t.expires_at);
-        let ended = || {
-            covering
-                .iter()
-                .filter(|t| matches!(t.status_at(now), TicketStatus::Expired | TicketStatus::Revoked))
-                .max_by_key(|t| t.expires_at)
-        };
+        let ended = || covering.iter().filter(|t| t.has_ended_at(now)).max_by_key(|t| t.expires_at);
         let (kind, t, factor, detail) = if let Some(t) = active {
             let detail = format!(
                 "authorized exception: ticket {} ({}, registry {}) until {}",

@@ -22,6 +22,9 @@
 
 //! - [`ticket`]: routing decisions and exception tickets with approvals.
 //! - [`store`]: the ports a state store implements (tickets, findings).
+//! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
+//! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
+//! - [`change`]: privilege changes as data, for shared/postgres to render and run.
 //! - [`yaml`]: YAML inputs with errors that name file and path.
 
 //! - [`audit`]: the hash-chained audit journal: events, sealing, verification.
@@ -33,6 +36,7 @@ pub mod assess;
 pub mod audit;
 pub mod backoff;
 pub mod baseline;
+pub mod change;
 pub mod diff;
 pub mod digest;
 pub mod generate;
@@ -41,7 +45,9 @@ pub mod model;
 pub mod normalize;
 pub mod pipeline;
 pub mod policy;
+pub mod remediate;
 pub mod report;
+pub mod revoke;
 pub mod scoring;
 pub mod signature;
 pub mod snapshot;

@@ -508,6 +508,24 @@ impl DefaultObjectType {
         })
     }
 
+    /// From the keyword without `default_` (as a finding's object name has it), e.g. `tables`.
+    pub fn from_keyword(word: &str) -> Option<Self> {
+        [Self::Tables, Self::Sequences, Self::Functions, Self::Types, Self::Schemas]
+            .into_iter()
+            .find(|t| t.baseline_keyword().trim_start_matches("default_") == word)
+    }
+
+    /// The SQL keyword of `ALTER DEFAULT PRIVILEGES ... ON <keyword>`.
+    pub fn sql_keyword(self) -> &'static str {
+        match self {
+            Self::Tables => "TABLES",
+            Self::Sequences => "SEQUENCES",
+            Self::Functions => "FUNCTIONS",
+            Self::Types => "TYPES",
+            Self::Schemas => "SCHEMAS",
+        }
+    }
+
     /// The baseline keyword, e.g. `default_tables`.
     pub fn baseline_keyword(self) -> &'static str {
         match self {

@@ -30,8 +30,12 @@ pub enum TicketStatus {
     Active,
     /// Its window ended.
     Expired,
-    /// Ended early, or revoked at expiry.
+    /// Someone asked to end it before its expiry; the revoke function takes it from here.
+    RevokeRequested,
+    /// Ended early, or revoked at expiry: the revoking transaction committed.
     Revoked,
+    /// Revocation failed for a reason retrying cannot fix (dead-lettered with the reason).
+    RevocationFailed,
 }
 
 impl std::fmt::Display for TicketStatus {
@@ -40,7 +44,9 @@ impl std::fmt::Display for TicketStatus {
             TicketStatus::PendingApproval => "pending_approval",
             TicketStatus::Active => "active",
             TicketStatus::Expired => "expired",
+            TicketStatus::RevokeRequested => "revoke_requested",
             TicketStatus::Revoked => "revoked",
+            TicketStatus::RevocationFailed => "revocation_failed",
         })
     }
 }
@@ -66,6 +72,69 @@ pub struct TicketEvent {
     /// Anything worth keeping.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+}
+
+/// Who made the ticket's role, which decides what revocation removes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleLifecycle {
+    /// The role existed before the ticket and outlives it: only the ticket's privileges go.
+    #[default]
+    Standing,
+    /// grantwarden created the role for this ticket alone: at the end it loses LOGIN,
+    /// its sessions are ended, what it owns is reassigned and dropped, and the role is dropped.
+    ShortLived,
+}
+
+/// What ended the ticket's access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The lease item's TTL deletion (DynamoDB stream).
+    Lease,
+    /// The one-time schedule at the expiry.
+    Schedule,
+    /// The periodic sweep for anything the other two missed.
+    Sweeper,
+    /// An explicit request to end it early.
+    Request,
+    /// An operator running revoke by hand.
+    Operator,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trigger::Lease => "lease",
+            Trigger::Schedule => "schedule",
+            Trigger::Sweeper => "sweeper",
+            Trigger::Request => "request",
+            Trigger::Operator => "operator",
+        })
+    }
+}
+
+/// How a ticket's revocation went, kept on the ticket as evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// What ran it (the first trigger that got there).
+    pub trigger: Trigger,
+    /// When the revoking transaction committed, or when it failed for good.
+    pub at: DateTime<Utc>,
+    /// From the end of the window (expiry, or the revoke request) to `at`, in milliseconds.
+    pub latency_ms: i64,
+    /// Attempts made by the invocation that finished it.
+    pub attempts: u32,
+    /// Statements run.
+    pub statements: usize,
+    /// Privileges left in place because another active ticket still covers them.
+    pub kept: usize,
+    /// Sessions ended after the commit.
+    #[serde(default)]
+    pub sessions_terminated: u64,
+    /// Why it failed, for `revocation_failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// An exception ticket: a documented, time-boxed grant.
@@ -99,6 +168,15 @@ pub struct Ticket {
     pub approvals: Vec<Approval>,
     /// Everything that happened to it.
     pub history: Vec<TicketEvent>,
+    /// Whether the role is grantwarden's own for this ticket (absent in older tickets: standing).
+    #[serde(default)]
+    pub role_lifecycle: RoleLifecycle,
+    /// When the ticket was asked to end early, the time of that request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_requested_at: Option<DateTime<Utc>>,
+    /// The outcome of revocation, once it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
 }
 
 /// Why a request was refused.
@@ -238,6 +316,9 @@ pub fn route(request: &GrantRequest, registry: &PolicyRegistry, now: DateTime<Ut
         expires_at,
         approvals: Vec::new(),
         history,
+        role_lifecycle: RoleLifecycle::Standing,
+        revoke_requested_at: None,
+        revocation: None,
     };
     ticket.activate_if_approved(now);
     Decision::Ticket(Box::new(ticket))
@@ -264,6 +345,12 @@ impl Ticket {
             TicketStatus::Active | TicketStatus::PendingApproval if now >= self.expires_at => TicketStatus::Expired,
             s => s,
         }
+    }
+
+    /// Whether the ticket's window has ended at `now` by any road (expiry, revocation,
+    /// an early-end request, failed revocation): a grant it covered and still held is a TTL breach.
+    pub fn has_ended_at(&self, now: DateTime<Utc>) -> bool {
+        !matches!(self.status_at(now), TicketStatus::Active | TicketStatus::PendingApproval)
     }
 
     /// Whether the ticket was in force at `now`.
@@ -308,7 +395,7 @@ impl Ticket {
         }
     }
 
-    /// Ends the ticket early.
+    /// Records that the revoking transaction committed (or that nothing was left to revoke).
     pub fn revoke(&mut self, actor: &str, now: DateTime<Utc>, why: &str) {
         if self.status != TicketStatus::Revoked {
             self.status = TicketStatus::Revoked;
@@ -319,6 +406,63 @@ impl Ticket {
                 detail: why.to_owned(),
             });
         }
+    }
+
+    /// Asks for the ticket to end before its expiry. False when it has already ended
+    /// (revoked, or failed revocation: that one needs an operator, not a second request).
+    pub fn request_revoke(&mut self, actor: &str, now: DateTime<Utc>, why: &str) -> bool {
+        if !matches!(self.status, TicketStatus::Active | TicketStatus::PendingApproval) {
+            return false;
+        }
+        self.status = TicketStatus::RevokeRequested;
+        self.revoke_requested_at = Some(now);
+        self.history.push(TicketEvent {
+            at: now,
+            what: "revoke_requested".into(),
+            actor: actor.to_owned(),
+            detail: why.to_owned(),
+        });
+        true
+    }
+
+    /// When its access had to end: the expiry, or an earlier revoke request.
+    pub fn ends_at(&self) -> DateTime<Utc> {
+        self.revoke_requested_at.map_or(self.expires_at, |r| r.min(self.expires_at))
+    }
+
+    /// Whether revocation has to run now: the window ended (or an early end was
+    /// asked) and nothing has revoked it yet. A pending ticket counts too: its grant
+    /// may have been made before approval, and it must not outlive the window.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        match self.status {
+            TicketStatus::Active | TicketStatus::PendingApproval => now >= self.expires_at,
+            TicketStatus::RevokeRequested => true,
+            TicketStatus::Expired | TicketStatus::Revoked | TicketStatus::RevocationFailed => false,
+        }
+    }
+
+    /// Records a committed revocation: status `revoked`, with its latency and trigger.
+    pub fn record_revoked(&mut self, revocation: Revocation, actor: &str) {
+        let detail = format!(
+            "{} statement(s) committed by the {} trigger, {} kept, {} ms after the window ended",
+            revocation.statements, revocation.trigger, revocation.kept, revocation.latency_ms
+        );
+        self.status = TicketStatus::Revoked;
+        self.history.push(TicketEvent { at: revocation.at, what: "revoked".into(), actor: actor.to_owned(), detail });
+        self.revocation = Some(revocation);
+    }
+
+    /// Records a revocation that cannot succeed without a person: `revocation_failed`.
+    pub fn record_revocation_failed(&mut self, revocation: Revocation, actor: &str) {
+        let detail = revocation.error.clone().unwrap_or_default();
+        self.status = TicketStatus::RevocationFailed;
+        self.history.push(TicketEvent {
+            at: revocation.at,
+            what: "revocation_failed".into(),
+            actor: actor.to_owned(),
+            detail,
+        });
+        self.revocation = Some(revocation);
     }
 
     /// Whether this ticket's request covers `privilege` held by `role` on `object` in `target`.

@@ -15,6 +15,12 @@ pub enum ErrorClass {
 
 /// Classifies a driver error.
 pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
+    // concurrent GRANT/REVOKE on one object: the catalog row changed under us; a retry reads it anew
+    if e.as_db_error()
+        .is_some_and(|d| d.code() == &SqlState::INTERNAL_ERROR && d.message() == "tuple concurrently updated")
+    {
+        return ErrorClass::Transient;
+    }
     if let Some(code) = e.code() {
         return classify_code(code);
     }
@@ -102,7 +108,7 @@ impl ExtractError {
 }
 
 /// The server's message and SQLSTATE when there is one, else the driver's text.
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => {

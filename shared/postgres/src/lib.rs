@@ -1,4 +1,5 @@
-//! grantwarden-postgres: reads the privilege state PostgreSQL enforces.
+//! grantwarden-postgres: reads the privilege state PostgreSQL enforces, and
+//! changes it when a ticket ends or drift is remediated.
 //!
 //! Extraction reads only system catalogs (pg_roles, never pg_authid), works as
 //! an ordinary role without superuser (as on RDS or Cloud SQL), and runs every
@@ -12,14 +13,19 @@
 //! - [`extract`]: one chunk's catalog rows into a partial state (SQL in `src/sql/`).
 //! - [`scan`]: the whole scan: concurrency, shared snapshot, retries.
 //! - [`error`]: errors and which are transient.
+//! - [`render`]: privilege changes as SQL, every name quoted.
+//! - [`revoke`]: the executor: revocation and remediation plans in one transaction.
 #![deny(missing_docs)]
 
 pub mod chunks;
 pub mod error;
 pub mod extract;
+pub mod render;
+pub mod revoke;
 pub mod scan;
 pub mod session;
 
 pub use error::{ErrorClass, ExtractError};
+pub use revoke::{Applied, Executor};
 pub use scan::{NoProgress, Progress, ScanOptions, Scanner, extract_one, plan_only};
 pub use session::Timeouts;

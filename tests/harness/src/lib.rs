@@ -61,7 +61,8 @@ fn quote_kv(v: &str) -> String {
 
 static SERVER: OnceCell<Server> = OnceCell::const_new();
 
-async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
+/// A connection (no TLS) whose driver task runs in the background.
+pub async fn connect(conninfo: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(conninfo, NoTls).await?;
     tokio::spawn(async move {
         let _ = conn.await;

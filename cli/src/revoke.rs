@@ -1,0 +1,329 @@
+//! Ending access from the command line: `revoke` (due tickets or one ticket),
+//! `watch` (the sweeper loop) and `apply` (drift remediation). Wiring only:
+//! the plans come from core, the SQL and its transaction from shared/postgres.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, ValueEnum};
+use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::remediate::{Mode, remediate};
+use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, SessionPolicy, due, revoke_ticket};
+use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::store::TicketStore;
+use grantwarden_core::ticket::Trigger;
+use grantwarden_local::LocalStore;
+use grantwarden_postgres::Executor;
+use grantwarden_postgres::session::{parse_config, target_from_config};
+use grantwarden_postgres::{Timeouts, revoke::Applied};
+use serde_json::json;
+
+use crate::exceptions::StateArgs;
+
+/// The database grantwarden changes, and how.
+#[derive(Args, Clone)]
+pub struct ExecArgs {
+    /// PostgreSQL connection URL or key-value string of a role that may revoke
+    /// (the object owners or a superuser; CREATEROLE for short-lived roles).
+    #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
+    pub database: String,
+    /// Target id the tickets name (default: host:port/dbname from the connection string).
+    #[arg(long)]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// lock_timeout of the revoking transaction, in milliseconds: never queue behind DDL.
+    #[arg(long, default_value_t = 2000)]
+    pub lock_timeout_ms: u64,
+    /// statement_timeout, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub statement_timeout: u64,
+    /// Attempts on a transient failure (connection, lock timeout, serialization).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub attempts: u32,
+}
+
+impl ExecArgs {
+    fn executor(&self) -> Result<(Executor, TargetId)> {
+        let timeouts = Timeouts {
+            statement: Duration::from_secs(self.statement_timeout.max(1)),
+            lock: Duration::from_millis(self.lock_timeout_ms.max(1)),
+            ..Timeouts::default()
+        };
+        let config = parse_config(&self.database, &timeouts)?;
+        let target = match &self.target {
+            Some(t) => TargetId::new(t.clone()).context("--target must not be empty")?,
+            None => target_from_config(&config),
+        };
+        let retry = RetryPolicy { max_attempts: self.attempts, ..RetryPolicy::default() };
+        Ok((Executor::new(config, timeouts, retry), target))
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Sessions {
+    /// End the role's sessions after every revocation.
+    Always,
+    /// Only for short-lived roles (standing roles that applications share keep theirs).
+    ShortLived,
+    /// Never.
+    Never,
+}
+
+#[derive(Args, Clone)]
+pub struct RevokeArgs {
+    /// Revoke this ticket (it must be due: expired, or asked to end). Without it, `--due`.
+    pub ticket: Option<String>,
+    /// Revoke every ticket of the target that is due.
+    #[arg(long, conflicts_with = "ticket")]
+    pub due: bool,
+    /// Print and audit the plan; change nothing in the database.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// Ending the role's open sessions after the commit.
+    #[arg(long, value_enum, default_value_t = Sessions::Always)]
+    pub sessions: Sessions,
+    /// New owner of what a dropped short-lived role owned (default: the connecting user).
+    #[arg(long)]
+    pub reassign_to: Option<String>,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RevokeArgs {
+    fn options(&self) -> Result<RevokeOptions> {
+        Ok(RevokeOptions {
+            sessions: match self.sessions {
+                Sessions::Always => SessionPolicy::Always,
+                Sessions::ShortLived => SessionPolicy::ShortLived,
+                Sessions::Never => SessionPolicy::Never,
+            },
+            reassign_to: self
+                .reassign_to
+                .as_ref()
+                .map(|r| grantwarden_core::model::RoleName::new(r.clone()))
+                .transpose()
+                .context("--reassign-to")?,
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub revoke: RevokeArgs,
+    /// Seconds between sweeps.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Sweep once and stop (for cron).
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ApplyMode {
+    /// Print what converge would do; change nothing.
+    Report,
+    /// Revoke what is held and not wanted.
+    RevokeUnauthorized,
+    /// Also grant what is missing.
+    Converge,
+}
+
+/// Revokes one ticket or every due ticket; exit 1 when any failed.
+pub async fn run_revoke(args: RevokeArgs, at: Option<DateTime<Utc>>) -> Result<ExitCode> {
+    let store = args.exec.state.open()?;
+    let (executor, target) = args.exec.executor()?;
+    let ok = sweep(&store, &executor, &target, &args, Trigger::Operator, at).await?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The sweeper loop: every interval, revoke what is due.
+pub async fn run_watch(args: WatchArgs, at: Option<DateTime<Utc>>) -> Result<ExitCode> {
+    let store = args.revoke.exec.state.open()?;
+    let (executor, target) = args.revoke.exec.executor()?;
+    let mut revoke = args.revoke.clone();
+    revoke.due = true;
+    revoke.ticket = None;
+    loop {
+        let ok = sweep(&store, &executor, &target, &revoke, Trigger::Sweeper, at).await?;
+        if args.once {
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(args.interval)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+async fn sweep(
+    store: &LocalStore,
+    executor: &Executor,
+    target: &TargetId,
+    args: &RevokeArgs,
+    trigger: Trigger,
+    at: Option<DateTime<Utc>>,
+) -> Result<bool> {
+    let clock = || at.unwrap_or_else(Utc::now);
+    let options = args.options()?;
+    let ids: Vec<String> = match &args.ticket {
+        Some(id) => vec![id.clone()],
+        None if args.due => {
+            let tickets = store.tickets(Some(target)).await?;
+            due(&tickets, clock()).into_iter().map(|t| t.id.clone()).collect()
+        }
+        None => bail!("name a ticket, or pass --due"),
+    };
+    let bar = crate::Bar::counting(ids.len() as u64, "revoking");
+    let mut ok = true;
+    for id in ids {
+        let outcome = revoke_ticket(store, executor, &id, trigger, &options, args.dry_run, &clock).await;
+        bar.inc(1);
+        let (line, failed) = describe(&id, outcome);
+        ok &= !failed;
+        bar.suspend(|| {
+            if args.json {
+                println!("{line}");
+            } else {
+                println!("{}", text(&line));
+            }
+        });
+    }
+    bar.finish_and_clear();
+    Ok(ok)
+}
+
+/// One JSON line per ticket, and whether it failed.
+fn describe(id: &str, outcome: Result<RevokeOutcome, RevokeError>) -> (serde_json::Value, bool) {
+    match outcome {
+        Ok(RevokeOutcome::Revoked { ticket, executed }) => {
+            let r = ticket.revocation.as_ref();
+            (
+                json!({ "ticket": id, "outcome": "revoked", "latency_ms": r.map(|r| r.latency_ms),
+                        "kept": executed.plan.kept, "sessions_terminated": executed.sessions_terminated,
+                        "attempts": executed.attempts, "sql": executed.sql, "note": executed.plan.nothing_because }),
+                false,
+            )
+        }
+        Ok(RevokeOutcome::DryRun(executed)) => (
+            json!({ "ticket": id, "outcome": "dry_run", "kept": executed.plan.kept, "sql": executed.sql,
+                    "note": executed.plan.nothing_because }),
+            false,
+        ),
+        Ok(RevokeOutcome::NotDue(status)) => {
+            (json!({ "ticket": id, "outcome": "not_due", "status": status.to_string() }), false)
+        }
+        Ok(RevokeOutcome::AlreadyEnded(status)) => {
+            (json!({ "ticket": id, "outcome": "already_ended", "status": status.to_string() }), false)
+        }
+        Ok(RevokeOutcome::Failed { error, .. }) => (
+            json!({ "ticket": id, "outcome": "revocation_failed", "error": error.message, "attempts": error.attempts }),
+            true,
+        ),
+        Err(e) => (json!({ "ticket": id, "outcome": "error", "error": format!("{e:#}") }), true),
+    }
+}
+
+fn text(v: &serde_json::Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let mut out = format!("{} {}", s("ticket"), s("outcome"));
+    match s("outcome").as_str() {
+        "revoked" => out.push_str(&format!(
+            " ({} ms after the window ended, {} kept, {} session(s) ended)",
+            v["latency_ms"],
+            v["kept"].as_array().map_or(0, Vec::len),
+            v["sessions_terminated"]
+        )),
+        "not_due" | "already_ended" => out.push_str(&format!(" (status {})", s("status"))),
+        "revocation_failed" | "error" => out.push_str(&format!(": {}", s("error"))),
+        _ => {}
+    }
+    if let Some(note) = v["note"].as_str() {
+        out.push_str(&format!("\n  -- {note}"));
+    }
+    for k in v["kept"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n  -- kept {} on {}: {}",
+            k["grant"]["privilege"].as_str().unwrap_or_default(),
+            k["grant"]["object"]["name"].as_str().unwrap_or_default(),
+            k["reason"].as_str().unwrap_or_default()
+        ));
+    }
+    for stmt in v["sql"].as_array().into_iter().flatten() {
+        let stmt = stmt.as_str().unwrap_or_default();
+        out.push_str(&format!("\n  {stmt}{}", if stmt.starts_with("--") { "" } else { ";" }));
+    }
+    out
+}
+
+/// Plans the database against the baseline and turns the findings into
+/// corrective SQL; runs it only with `--execute`. Excepted grants are never touched.
+pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<ExitCode> {
+    let report = crate::plan_report(&args.plan, now).await?;
+    if !report.summary.complete {
+        bail!("the scan is incomplete: nothing is applied from a partial view");
+    }
+    let mode = match args.mode {
+        ApplyMode::Report => Mode::Report,
+        ApplyMode::RevokeUnauthorized => Mode::RevokeUnauthorized,
+        ApplyMode::Converge => Mode::Converge,
+    };
+    let plan = remediate(&report.findings, if mode == Mode::Report { Mode::Converge } else { mode });
+    let exec = ExecArgs {
+        database: args.plan.scan.database.clone(),
+        target: args.plan.scan.target.clone(),
+        state: StateArgs { state: args.plan.state.clone().unwrap_or_else(|| PathBuf::from(".grantwarden/state.db")) },
+        lock_timeout_ms: 2000,
+        statement_timeout: args.plan.scan.statement_timeout,
+        attempts: 5,
+    };
+    let (executor, target) = exec.executor()?;
+    let execute = args.execute && mode != Mode::Report;
+    let applied = executor.apply(&plan.changes, !execute).await;
+    let store = exec.state.open()?;
+    let kind = if execute { "remediation.applied" } else { "remediation.planned" };
+    let (sql, attempts, error) = match &applied {
+        Ok(Applied { sql, attempts }) => (sql.clone(), *attempts, None),
+        Err(e) => (Vec::new(), e.attempts, Some(e.message.clone())),
+    };
+    store
+        .append(NewEvent {
+            chain: target.as_str().to_owned(),
+            at: now,
+            kind: if error.is_some() { "remediation.failed".into() } else { kind.into() },
+            actor: "grantwarden:apply".into(),
+            subject: report.scan_id.clone(),
+            target: target.as_str().to_owned(),
+            detail: json!({ "mode": mode, "changes": plan.changes, "sql": sql, "skipped": plan.skipped,
+                            "attempts": attempts, "error": error, "snapshot_sha256": report.snapshot_sha256 }),
+        })
+        .await?;
+    let applied = applied.map_err(|e| anyhow::anyhow!("applying the remediation: {e}"))?;
+    let verb = if execute { "applied" } else { "would run (dry run; --execute to apply)" };
+    let mode_name = serde_json::to_value(mode)?.as_str().unwrap_or_default().to_owned();
+    println!("-- remediation of {target}, mode {mode_name}: {} change(s) {verb}", plan.changes.len());
+    for s in &plan.skipped {
+        println!(
+            "-- skipped {} {} {} on {}: {}",
+            s.finding.kind.as_str(),
+            s.finding.grantee,
+            s.finding.privilege,
+            s.finding.object,
+            s.reason
+        );
+    }
+    if !plan.changes.is_empty() {
+        for stmt in &applied.sql {
+            println!("{stmt};");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

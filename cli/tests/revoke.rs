@@ -1,0 +1,252 @@
+//! Revocation and remediation through the binary: a webhook's ticket revoked
+//! by `revoke --due` after a dry run, an early end asked with `tickets revoke`,
+//! `watch --once`, and `apply` in its three modes with an excepted grant.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use grantwarden_testkit::TestDb;
+use serde_json::Value;
+
+fn grantwarden(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_grantwarden"))
+        .args(args)
+        .env_remove("GRANTWARDEN_DATABASE_URL")
+        .env_remove("GRANTWARDEN_STATE")
+        .env_remove("GRANTWARDEN_POLICY")
+        .output()
+        .unwrap()
+}
+
+fn policy() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policy.example.yaml").to_string_lossy().into_owned()
+}
+
+fn ok(o: &Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn intake(dir: &Path, state: &str, name: &str, role: &str, object: &str, at: &str, expires: &str) -> String {
+    let body = format!(
+        r#"{{ "delivery_id": "{name}", "source": "okta-workflows", "target": "orders-prod",
+  "principal": "alice@example.com", "role": "{role}", "privileges": ["SELECT", "USAGE"], "object": {object},
+  "justification": "INC-4411", "requested_by": "alice@example.com", "expires_at": "{expires}" }}"#
+    );
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, body).unwrap();
+    let out =
+        ok(&grantwarden(&["intake", path.to_str().unwrap(), "--policy", &policy(), "--state", state, "--at", at]));
+    let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    v["ticket"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn has_usage(db: &TestDb, role: &str) -> bool {
+    db.client().await.query_one("SELECT has_schema_privilege($1, 'billing', 'USAGE')", &[&role]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn revoke_due_after_a_dry_run_and_an_early_end_on_request() {
+    let db = TestDb::new().await;
+    let (alice, bob) = (db.role("alice_tmp"), db.role("bob_tmp"));
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         CREATE ROLE {a}; CREATE ROLE {b};
+         GRANT USAGE ON SCHEMA billing TO {a}, {b}; GRANT SELECT ON billing.invoices TO {a}, {b};",
+        a = db.ident("alice_tmp"),
+        b = db.ident("bob_tmp")
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let state = state.to_str().unwrap();
+    let schema = r#"{ "type": "schema", "name": "billing" }"#;
+    let a = intake(dir.path(), state, "d-a", &alice, schema, "2026-11-22T12:00:00Z", "2026-11-22T14:00:00Z");
+    let b = intake(dir.path(), state, "d-b", &bob, schema, "2026-11-22T12:00:00Z", "2026-11-22T18:00:00Z");
+    let url = db.url();
+    let revoke = |extra: &[&str], at: &str| {
+        let mut args = vec!["revoke", "--database", &url, "--target", "orders-prod", "--state", state, "--at", at];
+        args.extend_from_slice(extra);
+        grantwarden(&args)
+    };
+
+    // before expiry nothing is due
+    let early = ok(&revoke(&["--due"], "2026-11-22T13:00:00Z"));
+    assert!(early.is_empty(), "{early}");
+
+    let dry = ok(&revoke(&["--due", "--dry-run"], "2026-11-22T14:00:30Z"));
+    assert!(dry.contains(&format!("{a} dry_run")), "{dry}");
+    assert!(dry.contains(&format!("REVOKE USAGE ON SCHEMA \"billing\" FROM \"{alice}\";")), "{dry}");
+    assert!(dry.contains(&format!("REVOKE SELECT ON TABLE \"billing\".\"invoices\" FROM \"{alice}\";")), "{dry}");
+    assert!(has_usage(&db, &alice).await, "a dry run changes nothing");
+
+    let done = ok(&revoke(&["--due"], "2026-11-22T14:00:30Z"));
+    assert!(done.contains(&format!("{a} revoked (30000 ms after the window ended")), "{done}");
+    assert!(!has_usage(&db, &alice).await);
+    assert!(has_usage(&db, &bob).await, "bob's ticket runs until 18:00");
+    let shown: Value = serde_json::from_str(&ok(&grantwarden(&["tickets", "show", &a, "--state", state]))).unwrap();
+    assert_eq!(shown["status"], "revoked");
+    assert_eq!(shown["revocation"]["latency_ms"], 30000);
+    assert_eq!(shown["revocation"]["trigger"], "operator");
+
+    // bob's access is ended early on request, then by the sweeper
+    let asked = grantwarden(&[
+        "tickets",
+        "revoke",
+        &b,
+        "--by",
+        "ciso@example.com",
+        "--reason",
+        "left",
+        "--state",
+        state,
+        "--at",
+        "2026-11-22T15:00:00Z",
+    ]);
+    ok(&asked);
+    let again = grantwarden(&["tickets", "revoke", &b, "--by", "ciso@example.com", "--state", state]);
+    assert_eq!(again.status.code(), Some(1), "asking twice is refused");
+    let mut args = vec![
+        "watch",
+        "--once",
+        "--database",
+        &url,
+        "--target",
+        "orders-prod",
+        "--state",
+        state,
+        "--at",
+        "2026-11-22T15:00:02Z",
+        "--json",
+    ];
+    let swept = ok(&grantwarden(&args));
+    let line: Value = serde_json::from_str(swept.trim()).unwrap();
+    assert_eq!((line["ticket"].as_str(), line["outcome"].as_str()), (Some(b.as_str()), Some("revoked")));
+    assert_eq!(line["latency_ms"], 2000);
+    assert!(!has_usage(&db, &bob).await);
+    args.pop();
+    assert!(ok(&grantwarden(&args)).is_empty(), "nothing left to sweep");
+
+    // the journal verifies with the revocations on it
+    ok(&grantwarden(&["audit", "verify", "--state", state, "--chain", "orders-prod"]));
+}
+
+#[tokio::test]
+async fn apply_reports_revokes_and_converges_but_never_touches_an_excepted_grant() {
+    let db = TestDb::new().await;
+    let (ro, stray, tmp) = (db.role("app_ro"), db.role("stray"), db.role("tmp"));
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         CREATE ROLE {ro}; CREATE ROLE {stray}; CREATE ROLE {tmp};
+         GRANT USAGE ON SCHEMA billing TO {ro}; GRANT INSERT ON billing.invoices TO {ro};
+         GRANT USAGE ON SCHEMA billing TO {tmp}; GRANT SELECT ON billing.invoices TO {tmp};",
+        ro = db.ident("app_ro"),
+        stray = db.ident("stray"),
+        tmp = db.ident("tmp"),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let state = state.to_str().unwrap();
+    let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
+    let baseline = dir.path().join("baseline.yaml");
+    std::fs::write(
+        &baseline,
+        format!(
+            "version: 1
+roles:
+  {ro}:
+    grants:
+      - {{ privileges: [USAGE], on: schema, name: billing }}
+      - {{ privileges: [SELECT], on: table, name: billing.invoices }}
+  {stray}: {{}}
+  {tmp}: {{}}
+public:
+  grants:
+    - {{ privileges: [USAGE], on: schema, name: public }}
+ignore_roles: [{}]
+",
+            ignore.join(", ")
+        ),
+    )
+    .unwrap();
+    let schema = r#"{ "type": "schema", "name": "billing" }"#;
+    let t = intake(dir.path(), state, "d-tmp", &tmp, schema, "2026-11-22T12:00:00Z", "2026-11-22T18:00:00Z");
+    let url = db.url();
+    let policy = policy();
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            "apply",
+            "--database",
+            &url,
+            "--baseline",
+            baseline.to_str().unwrap(),
+            "--target",
+            "orders-prod",
+            "--state",
+            state,
+            "--policy",
+            &policy,
+            "--at",
+            "2026-11-22T13:00:00Z",
+        ];
+        args.extend_from_slice(extra);
+        grantwarden(&args)
+    };
+    let report = ok(&apply(&[]));
+    assert!(report.contains(&format!("REVOKE INSERT ON TABLE \"billing\".\"invoices\" FROM \"{ro}\";")), "{report}");
+    assert!(report.contains(&format!("GRANT SELECT ON TABLE \"billing\".\"invoices\" TO \"{ro}\";")), "{report}");
+    assert!(report.contains(&format!("excepted by active ticket {t}")), "{report}");
+    assert!(!report.contains(&format!("FROM \"{tmp}\"")), "the excepted grant is never in the SQL:\n{report}");
+    let insert = |role: String| {
+        let db = &db;
+        async move {
+            db.client()
+                .await
+                .query_one("SELECT has_table_privilege($1, 'billing.invoices', 'INSERT')", &[&role])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(insert(ro.clone()).await, "report changes nothing, even with --execute");
+    ok(&apply(&["--mode", "report", "--execute"]));
+    assert!(insert(ro.clone()).await);
+
+    let revoked = ok(&apply(&["--mode", "revoke-unauthorized", "--execute"]));
+    assert!(revoked.contains("applied"), "{revoked}");
+    assert!(!insert(ro.clone()).await, "the unauthorized INSERT is gone");
+    let select: bool = db
+        .client()
+        .await
+        .query_one("SELECT has_table_privilege($1, 'billing.invoices', 'SELECT')", &[&ro])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!select, "missing is granted only by converge");
+
+    ok(&apply(&["--mode", "converge", "--execute"]));
+    let select: bool = db
+        .client()
+        .await
+        .query_one("SELECT has_table_privilege($1, 'billing.invoices', 'SELECT')", &[&ro])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(select, "converge grants what is missing");
+    assert!(has_usage(&db, &tmp).await, "the excepted grant is untouched");
+
+    // converged: planning now shows only the exception, and applying again changes nothing
+    let again = ok(&apply(&["--mode", "converge", "--execute"]));
+    assert!(again.contains("0 change(s)"), "{again}");
+    let _ = stray;
+    let events =
+        ok(&grantwarden(&["audit", "export", "--user", "grantwarden:apply", "--state", state, "--format", "json"]));
+    assert!(events.contains("remediation.planned") && events.contains("remediation.applied"), "{events}");
+}

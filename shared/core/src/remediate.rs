@@ -1,0 +1,286 @@
+//! Remediation: the findings of a plan turned into corrective changes.
+//!
+//! `report` changes nothing; `revoke-unauthorized` takes away what is held and
+//! not wanted (unauthorized, orphaned, expired exceptions); `converge` also
+//! grants what the baseline declares and is missing. A grant excepted by an
+//! active ticket is never touched, and what cannot be put right by a GRANT or
+//! REVOKE (ownership, a role that should not exist, VALID UNTIL, membership
+//! options) is listed for a person, with the reason.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::change::Change;
+use crate::model::{DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::report::{Finding, FindingKind};
+
+/// How far remediation goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// List what would be done; change nothing.
+    #[default]
+    Report,
+    /// Revoke what is held and not wanted.
+    RevokeUnauthorized,
+    /// Also grant what is missing.
+    Converge,
+}
+
+/// A finding remediation leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The finding.
+    pub finding: Finding,
+    /// Why.
+    pub reason: String,
+}
+
+/// The corrective changes for one report.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Remediation {
+    /// Changes, revokes first, in one transaction.
+    pub changes: Vec<Change>,
+    /// Findings left alone.
+    pub skipped: Vec<Skipped>,
+}
+
+/// The changes that put `findings` right under `mode` (in `report` mode: what
+/// `converge` would do, for reading).
+pub fn remediate(findings: &[Finding], mode: Mode) -> Remediation {
+    let mut out = Remediation::default();
+    let mut grants = Vec::new();
+    for f in findings {
+        let wanted = match f.kind {
+            FindingKind::Unauthorized | FindingKind::Orphaned | FindingKind::ExpiredException => false,
+            FindingKind::Missing => true,
+            FindingKind::Excepted => {
+                let ticket = f.exception_id.as_deref().unwrap_or("?");
+                out.skip(f, format!("excepted by active ticket {ticket}: never touched while it is in force"));
+                continue;
+            }
+            FindingKind::Untagged => {
+                out.skip(f, "untagged input: names a request, not a held grant; route or reject it".into());
+                continue;
+            }
+            FindingKind::Observed => continue,
+        };
+        if wanted && mode == Mode::RevokeUnauthorized {
+            out.skip(f, "missing: granted only in converge mode".into());
+            continue;
+        }
+        match change_for(f, wanted) {
+            Ok(c) if wanted => grants.push(c),
+            Ok(c) => out.changes.push(c),
+            Err(reason) => out.skip(f, reason),
+        }
+    }
+    out.changes.sort_by_key(order);
+    out.changes.dedup();
+    grants.sort_by_key(order);
+    grants.dedup();
+    out.changes.extend(grants);
+    out
+}
+
+impl Remediation {
+    fn skip(&mut self, finding: &Finding, reason: String) {
+        self.skipped.push(Skipped { finding: finding.clone(), reason });
+    }
+}
+
+/// Stable order: by role, then change.
+fn order(c: &Change) -> String {
+    format!(
+        "{}\u{0}{}",
+        c.role().map(RoleName::as_str).unwrap_or("PUBLIC"),
+        serde_json::to_string(c).unwrap_or_default()
+    )
+}
+
+fn grantee_of(f: &Finding) -> Result<Grantee, String> {
+    if f.grantee == "PUBLIC" {
+        return Ok(Grantee::Public);
+    }
+    RoleName::new(f.grantee.clone()).map(Grantee::Role).map_err(|e| format!("grantee {:?}: {e}", f.grantee))
+}
+
+fn role_of(f: &Finding) -> Result<RoleName, String> {
+    match grantee_of(f)? {
+        Grantee::Role(r) => Ok(r),
+        Grantee::Public => Err("PUBLIC is not a role".into()),
+    }
+}
+
+/// The change for one finding: a GRANT when `wanted`, else a REVOKE.
+fn change_for(f: &Finding, wanted: bool) -> Result<Change, String> {
+    let privilege = Privilege::from_str(&f.privilege).map_err(|_| format!("unknown privilege {:?}", f.privilege))?;
+    let o = &f.object;
+    match privilege {
+        Privilege::Owner => return Err("ownership: change it by hand with ALTER ... OWNER TO".into()),
+        Privilege::Role => {
+            return Err(if wanted {
+                "the role does not exist: create it by hand (passwords and attributes are not grantwarden's to choose)"
+                    .into()
+            } else {
+                "a role the baseline does not know: review it, then DROP ROLE by hand".into()
+            });
+        }
+        Privilege::ValidUntil => return Err("VALID UNTIL differs: set it by hand with ALTER ROLE".into()),
+        Privilege::RowLevelSecurity => return Err("row-level security: not a grant".into()),
+        Privilege::Member => {
+            if f.detail.contains(" option") {
+                return Err("a membership option differs, not the membership: change it by hand".into());
+            }
+            let role = RoleName::new(o.name.clone()).map_err(|e| format!("role {:?}: {e}", o.name))?;
+            let member = role_of(f)?;
+            return Ok(if wanted {
+                Change::GrantMembership { role, member, admin: f.grantable }
+            } else {
+                Change::RevokeMembership { role, member }
+            });
+        }
+        Privilege::Superuser
+        | Privilege::CreateRole
+        | Privilege::CreateDb
+        | Privilege::Login
+        | Privilege::Replication
+        | Privilege::BypassRls => {
+            return Ok(Change::SetAttribute { role: role_of(f)?, attribute: privilege, enabled: wanted });
+        }
+        _ => {}
+    }
+    let grantee = grantee_of(f)?;
+    if o.kind == "default_privileges" {
+        let for_role = o.for_role.clone().ok_or("default privileges without their role")?;
+        let for_role = RoleName::new(for_role).map_err(|e| format!("for_role: {e}"))?;
+        let object_type =
+            DefaultObjectType::from_keyword(&o.name).ok_or(format!("default privileges on {:?}", o.name))?;
+        if f.detail.contains("grant option") {
+            return Err("the grant option of a default privilege differs: change it by hand".into());
+        }
+        return Ok(Change::DefaultPrivilege {
+            grant: wanted,
+            for_role,
+            schema: o.schema.clone(),
+            object_type,
+            privilege,
+            grantee,
+        });
+    }
+    let class = match o.kind.as_str() {
+        "database" => ObjectClass::Database,
+        "schema" => ObjectClass::Schema,
+        "table" | "view" | "materialized_view" | "foreign_table" | "partitioned_table" => ObjectClass::Table,
+        "sequence" => ObjectClass::Sequence,
+        "column" => ObjectClass::Column,
+        "function" | "procedure" | "aggregate" => ObjectClass::Function,
+        other => return Err(format!("no GRANT or REVOKE for objects of type {other:?}")),
+    };
+    if !class.accepts(privilege) {
+        return Err(format!("{privilege} does not apply to a {}", o.kind));
+    }
+    if matches!(class, ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column | ObjectClass::Function)
+        && o.schema.is_none()
+    {
+        return Err(format!("{} {:?} without its schema", o.kind, o.name));
+    }
+    let object = ObjectRef { class, schema: o.schema.clone(), name: o.name.clone(), column: o.column.clone() };
+    let option_only = f.detail.starts_with("held WITH GRANT OPTION");
+    let grant = Grant { object, grantee, privilege, grantable: f.grantable };
+    Ok(if wanted { Change::Grant { grant } } else { Change::Revoke { cascade: f.grantable, option_only, grant } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::FindingObject;
+    use crate::scoring::Severity;
+
+    fn finding(
+        kind: FindingKind,
+        grantee: &str,
+        privilege: &str,
+        type_: &str,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Finding {
+        Finding {
+            kind,
+            severity: Severity::High,
+            score: 1.0,
+            grantee: grantee.into(),
+            privilege: privilege.into(),
+            grantable: false,
+            object: FindingObject {
+                kind: type_.into(),
+                schema: schema.map(Into::into),
+                name: name.into(),
+                column: None,
+                for_role: None,
+            },
+            exception_id: None,
+            detail: String::new(),
+        }
+    }
+
+    fn scenario() -> Vec<Finding> {
+        let mut excepted = finding(FindingKind::Excepted, "alice_tmp", "SELECT", "table", Some("billing"), "invoices");
+        excepted.exception_id = Some("tkt-1".into());
+        vec![
+            finding(FindingKind::Unauthorized, "app_ro", "INSERT", "table", Some("orders"), "line_items"),
+            finding(FindingKind::Orphaned, "intruder", "USAGE", "schema", None, "orders"),
+            finding(FindingKind::ExpiredException, "bob_tmp", "DELETE", "view", Some("orders"), "recent"),
+            finding(FindingKind::Missing, "app_ro", "SELECT", "table", Some("orders"), "line_items"),
+            finding(FindingKind::Missing, "app_rw", "MEMBER", "role", None, "app_ro"),
+            finding(FindingKind::Unauthorized, "app_rw", "SUPERUSER", "role", None, "app_rw"),
+            finding(FindingKind::Missing, "migrator", "OWNER", "schema", None, "orders"),
+            excepted,
+        ]
+    }
+
+    #[test]
+    fn modes_go_further_in_order_and_exceptions_are_never_touched() {
+        let f = scenario();
+        let revoke = remediate(&f, Mode::RevokeUnauthorized);
+        let kinds: Vec<String> =
+            revoke.changes.iter().map(|c| serde_json::to_value(c).unwrap()["change"].to_string()).collect();
+        assert_eq!(
+            kinds,
+            ["\"revoke\"", "\"set_attribute\"", "\"revoke\"", "\"revoke\""],
+            "by role: app_ro, app_rw, bob_tmp, intruder"
+        );
+        assert!(revoke.skipped.iter().any(|s| s.reason.contains("ticket tkt-1")));
+        assert_eq!(revoke.skipped.iter().filter(|s| s.reason.contains("converge")).count(), 3);
+        let converge = remediate(&f, Mode::Converge);
+        assert_eq!(converge.changes.len(), 6, "{:#?}", converge.changes);
+        assert!(matches!(converge.changes[4], Change::GrantMembership { .. } | Change::Grant { .. }));
+        assert!(converge.skipped.iter().any(|s| s.reason.contains("OWNER TO")));
+        for c in &converge.changes {
+            assert_ne!(c.role().map(RoleName::as_str), Some("alice_tmp"), "the excepted grant stays");
+        }
+    }
+
+    #[test]
+    fn a_grant_option_held_but_not_declared_revokes_only_the_option() {
+        let mut f = finding(FindingKind::Unauthorized, "app_ro", "SELECT", "table", Some("orders"), "line_items");
+        f.grantable = true;
+        f.detail = "held WITH GRANT OPTION; role app_ro declares it without".into();
+        let r = remediate(&[f], Mode::RevokeUnauthorized);
+        assert!(matches!(&r.changes[0], Change::Revoke { option_only: true, cascade: true, .. }));
+    }
+
+    #[test]
+    fn findings_that_cannot_name_a_grant_are_skipped_with_a_reason() {
+        let bad = vec![
+            finding(FindingKind::Unauthorized, "app_ro", "FLY", "table", Some("orders"), "t"),
+            finding(FindingKind::Unauthorized, "app_ro", "SELECT", "table", None, "t"),
+            finding(FindingKind::Unauthorized, "app_ro", "EXECUTE", "schema", None, "orders"),
+            finding(FindingKind::Orphaned, "ghost", "ROLE", "role", None, "ghost"),
+        ];
+        let r = remediate(&bad, Mode::Converge);
+        assert!(r.changes.is_empty());
+        assert_eq!(r.skipped.len(), 4);
+    }
+}

@@ -1,0 +1,634 @@
+//! Revocation: when a ticket's window ends, what comes away, what stays and why.
+//!
+//! The plan is built from what the role holds now (read in the revoking
+//! transaction), not from what the ticket says was granted: a privilege that is
+//! already gone needs no statement (idempotent), and a schema-wide request is
+//! revoked object by object, so a privilege another still-active ticket of the
+//! same grantee covers can stay (reference counting of overlapping windows).
+//!
+//! A standing role loses the privileges the ticket covers. A short-lived role
+//! (one grantwarden created for the ticket) loses LOGIN and gets a VALID UNTIL
+//! in the past first, then everything it holds; after the commit its sessions
+//! are ended, what it owns is reassigned and dropped in every database it has
+//! objects in, and the role is dropped.
+//!
+//! [`revoke_ticket`] drives one revocation through a [`PrivilegeExecutor`]
+//! (shared/postgres) and records the outcome: `revoked` only by a conditional
+//! update after the commit; a permanent failure leaves the ticket in
+//! `revocation_failed` with a high-severity finding and an audit event.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditJournal, NewEvent};
+use crate::change::Change;
+use crate::model::{Grant, Grantee, RoleName};
+use crate::report::{Finding, FindingKind, FindingObject};
+use crate::scoring::Severity;
+use crate::store::{FindingStore, StoreError, TicketStore, Versioned};
+use crate::ticket::{Revocation, RoleLifecycle, Ticket, TicketStatus, Trigger};
+
+/// What a role holds in the target database, as the catalog says inside the
+/// revoking transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The role exists at all.
+    pub exists: bool,
+    /// It has LOGIN.
+    pub login: bool,
+    /// Privileges granted to it directly in this database (never via PUBLIC or
+    /// membership; owners' implicit privileges are left out: the ticket never gave them).
+    pub grants: Vec<Grant>,
+    /// Roles it is a member of.
+    pub member_of: Vec<RoleName>,
+    /// Databases of the cluster where it owns objects or holds privileges
+    /// (`pg_shdepend`), the target's own included when it does.
+    pub databases: Vec<String>,
+}
+
+/// Whether open sessions of the role are ended after the commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionPolicy {
+    /// Always: a revoked user must not keep working in a live connection.
+    #[default]
+    Always,
+    /// Only for short-lived roles (for standing roles that applications share).
+    ShortLived,
+    /// Never.
+    Never,
+}
+
+/// How revocation behaves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokeOptions {
+    /// Session termination.
+    pub sessions: SessionPolicy,
+    /// New owner of what a dropped short-lived role owned; `None` is the executing user.
+    pub reassign_to: Option<RoleName>,
+}
+
+/// A privilege that stays, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// The privilege.
+    pub grant: Grant,
+    /// Why it stays.
+    pub reason: String,
+}
+
+/// What ending one ticket does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationPlan {
+    /// The ticket.
+    pub ticket: String,
+    /// The role.
+    pub role: RoleName,
+    /// Standing or short-lived.
+    pub lifecycle: RoleLifecycle,
+    /// Run in one transaction, with lock_timeout.
+    pub transaction: Vec<Change>,
+    /// Run after the commit, in order: sessions, then role cleanup.
+    pub after_commit: Vec<Change>,
+    /// Privileges left in place.
+    pub kept: Vec<Kept>,
+    /// In words, when there is nothing to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nothing_because: Option<String>,
+}
+
+impl RevocationPlan {
+    /// Number of changes.
+    pub fn len(&self) -> usize {
+        self.transaction.len() + self.after_commit.len()
+    }
+
+    /// Nothing to run.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Other tickets of the same target and role that are still in force at `now`.
+pub fn overlapping<'t>(ticket: &Ticket, all: &'t [Ticket], now: DateTime<Utc>) -> Vec<&'t Ticket> {
+    all.iter()
+        .filter(|t| {
+            t.id != ticket.id
+                && t.request.target == ticket.request.target
+                && t.request.role == ticket.request.role
+                && t.is_active_at(now)
+        })
+        .collect()
+}
+
+/// The plan that ends `ticket`, given what its role holds and the other
+/// tickets still in force for the same role.
+pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options: &RevokeOptions) -> RevocationPlan {
+    let role = ticket.request.role.clone();
+    let target = &ticket.request.target;
+    let mut plan = RevocationPlan {
+        ticket: ticket.id.clone(),
+        role: role.clone(),
+        lifecycle: ticket.role_lifecycle,
+        transaction: Vec::new(),
+        after_commit: Vec::new(),
+        kept: Vec::new(),
+        nothing_because: None,
+    };
+    if !held.exists {
+        plan.nothing_because = Some(format!("role {role} does not exist: nothing left to revoke"));
+        return plan;
+    }
+    // a short-lived role shared by another live ticket stays; only this ticket's share goes
+    let drop_role = ticket.role_lifecycle == RoleLifecycle::ShortLived && others.is_empty();
+    if drop_role {
+        plan.transaction.push(Change::DisableLogin { role: role.clone() });
+    }
+    let mut grants: Vec<&Grant> = held.grants.iter().filter(|g| g.grantee == Grantee::Role(role.clone())).collect();
+    grants.sort();
+    for g in grants {
+        let covered = ticket.covers(target, &role, g.privilege, &g.object);
+        if !drop_role && !covered {
+            continue; // not this ticket's to take
+        }
+        if let Some(other) = others.iter().find(|o| o.covers(target, &role, g.privilege, &g.object)) {
+            plan.kept.push(Kept {
+                grant: g.clone(),
+                reason: format!(
+                    "still covered by ticket {} ({}) until {}",
+                    other.id,
+                    other.category,
+                    other.expires_at.to_rfc3339()
+                ),
+            });
+            continue;
+        }
+        // a column privilege also shows as the table's when granted on the table; both go
+        plan.transaction.push(Change::Revoke { grant: g.clone(), cascade: g.grantable, option_only: false });
+    }
+    if drop_role {
+        let mut member_of = held.member_of.clone();
+        member_of.sort();
+        member_of.dedup();
+        for of in member_of {
+            plan.transaction.push(Change::RevokeMembership { role: of, member: role.clone() });
+        }
+    }
+    let terminate = match options.sessions {
+        SessionPolicy::Always => !plan.transaction.is_empty(),
+        SessionPolicy::ShortLived => drop_role,
+        SessionPolicy::Never => false,
+    };
+    if terminate || drop_role {
+        plan.after_commit.push(Change::TerminateSessions { role: role.clone() });
+    }
+    if drop_role {
+        let mut databases = held.databases.clone();
+        databases.sort();
+        databases.dedup();
+        for database in databases {
+            plan.after_commit.push(Change::DropOwned {
+                role: role.clone(),
+                database,
+                reassign_to: options.reassign_to.clone(),
+            });
+        }
+        plan.after_commit.push(Change::DropRole { role: role.clone() });
+    }
+    if plan.is_empty() {
+        plan.nothing_because = Some(if plan.kept.is_empty() {
+            format!("{role} holds nothing this ticket covers: already revoked")
+        } else {
+            format!("everything this ticket covers is still covered by another ticket of {role}")
+        });
+    }
+    plan
+}
+
+/// Whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// Connection, lock timeout, serialization, throttling: retry later.
+    Transient,
+    /// Permission or structure (insufficient privilege, the role owns objects
+    /// grantwarden cannot reach): a person must act.
+    Permanent,
+}
+
+/// A revocation that did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecError {
+    /// Retry or not.
+    pub class: FailureClass,
+    /// What failed, on what (SQLSTATE included when the server gave one).
+    pub message: String,
+    /// Attempts made before giving up.
+    pub attempts: u32,
+}
+
+/// What the executor did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Executed {
+    /// The plan, as built inside the transaction.
+    pub plan: RevocationPlan,
+    /// The SQL, exactly as run (or as it would run, on a dry run).
+    pub sql: Vec<String>,
+    /// Sessions ended after the commit.
+    pub sessions_terminated: u64,
+    /// Attempts it took.
+    pub attempts: u32,
+    /// Nothing was run: a dry run.
+    pub dry_run: bool,
+}
+
+/// Runs plans against the target database (shared/postgres implements it).
+pub trait PrivilegeExecutor {
+    /// Reads what `role` holds, builds the plan with `planner` from it, and runs it: the
+    /// transaction (checking afterwards that every revoked privilege is gone), then the
+    /// after-commit changes. Transient failures are retried within the call. With
+    /// `dry_run`, it only reads and renders.
+    fn revoke(
+        &self,
+        role: &RoleName,
+        planner: &(dyn Fn(&Held) -> RevocationPlan + Sync),
+        dry_run: bool,
+    ) -> impl Future<Output = Result<Executed, ExecError>> + Send;
+}
+
+/// What [`revoke_ticket`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RevokeOutcome {
+    /// The ticket is not due (still in force, or never activated and not expired).
+    NotDue(TicketStatus),
+    /// Another trigger already revoked it (or it failed for good before): nothing run.
+    AlreadyEnded(TicketStatus),
+    /// Revoked now: the ticket as stored.
+    Revoked {
+        /// The ticket.
+        ticket: Box<Ticket>,
+        /// What ran.
+        executed: Box<Executed>,
+    },
+    /// A dry run: the plan and its SQL, nothing changed.
+    DryRun(Box<Executed>),
+    /// Failed for good: the ticket is `revocation_failed`; dead-letter it with this reason.
+    Failed {
+        /// The ticket.
+        ticket: Box<Ticket>,
+        /// Why.
+        error: ExecError,
+    },
+}
+
+/// Why [`revoke_ticket`] could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A transient failure outlasted the retries of this invocation: try again later
+    /// (the ticket stays due, so the queue or the sweeper will).
+    #[error("revoking ticket {ticket}: {error} (after {} attempts; will be retried)", .error.attempts)]
+    Transient {
+        /// The ticket.
+        ticket: String,
+        /// The last error.
+        error: ExecError,
+    },
+}
+
+/// Revokes one ticket if it is due: reads what its role holds, plans, runs,
+/// and records the outcome on the ticket, in the journal and (on permanent
+/// failure) as a high-severity finding. Safe to call from several triggers at
+/// once: the executor's work is idempotent and only one conditional update wins.
+#[allow(clippy::too_many_arguments)]
+pub async fn revoke_ticket<S, X, C>(
+    store: &S,
+    executor: &X,
+    id: &str,
+    trigger: Trigger,
+    options: &RevokeOptions,
+    dry_run: bool,
+    clock: &C,
+) -> Result<RevokeOutcome, RevokeError>
+where
+    S: TicketStore + FindingStore + AuditJournal + Sync,
+    X: PrivilegeExecutor + Sync,
+    C: Fn() -> DateTime<Utc> + Sync,
+{
+    let Some(Versioned { value: ticket, .. }) = store.ticket(id).await? else {
+        return Err(StoreError::NotFound(id.to_owned()).into());
+    };
+    let started = clock();
+    if !ticket.is_due(started) {
+        return Ok(match ticket.status {
+            s @ (TicketStatus::Revoked | TicketStatus::RevocationFailed | TicketStatus::Expired) => {
+                RevokeOutcome::AlreadyEnded(s)
+            }
+            _ => RevokeOutcome::NotDue(ticket.status_at(started)),
+        });
+    }
+    let all = store.tickets(Some(&ticket.request.target)).await?;
+    let others: Vec<Ticket> = overlapping(&ticket, &all, started).into_iter().cloned().collect();
+    let planner = |held: &Held| {
+        let others: Vec<&Ticket> = others.iter().collect();
+        plan_revocation(&ticket, held, &others, options)
+    };
+    let result = executor.revoke(&ticket.request.role, &planner, dry_run).await;
+    let at = clock();
+    let latency_ms = (at - ticket.ends_at()).num_milliseconds().max(0);
+    match result {
+        Ok(executed) if dry_run => {
+            let mut event = NewEvent::for_ticket(&ticket, "revocation.planned", "grantwarden", at);
+            event.detail["trigger"] = serde_json::json!(trigger);
+            event.detail["plan"] = serde_json::json!(executed.plan);
+            event.detail["sql"] = serde_json::json!(executed.sql);
+            event.detail["dry_run"] = serde_json::json!(true);
+            store.append(event).await?;
+            Ok(RevokeOutcome::DryRun(Box::new(executed)))
+        }
+        Ok(executed) => {
+            let revocation = Revocation {
+                trigger,
+                at,
+                latency_ms,
+                attempts: executed.attempts,
+                statements: executed.sql.len(),
+                kept: executed.plan.kept.len(),
+                sessions_terminated: executed.sessions_terminated,
+                error: None,
+            };
+            let actor = format!("grantwarden:{trigger}");
+            let stored = match finish(store, id, |t| t.record_revoked(revocation.clone(), &actor)).await? {
+                Finished::Updated(t) => t,
+                Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
+            };
+            let mut event = NewEvent::for_ticket(&stored, "ticket.revoked", &actor, at);
+            event.detail["trigger"] = serde_json::json!(trigger);
+            event.detail["latency_ms"] = serde_json::json!(latency_ms);
+            event.detail["plan"] = serde_json::json!(executed.plan);
+            event.detail["sql"] = serde_json::json!(executed.sql);
+            event.detail["sessions_terminated"] = serde_json::json!(executed.sessions_terminated);
+            store.append(event).await?;
+            Ok(RevokeOutcome::Revoked { ticket: stored, executed: Box::new(executed) })
+        }
+        Err(error) if error.class == FailureClass::Transient || dry_run => {
+            Err(RevokeError::Transient { ticket: id.to_owned(), error })
+        }
+        Err(error) => {
+            let revocation = Revocation {
+                trigger,
+                at,
+                latency_ms,
+                attempts: error.attempts,
+                statements: 0,
+                kept: 0,
+                sessions_terminated: 0,
+                error: Some(error.message.clone()),
+            };
+            let actor = format!("grantwarden:{trigger}");
+            let stored = match finish(store, id, |t| t.record_revocation_failed(revocation.clone(), &actor)).await? {
+                Finished::Updated(t) => t,
+                Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
+            };
+            let finding = failure_finding(&stored, &error);
+            store.record_findings(&stored.request.target, "revoke", std::slice::from_ref(&finding), at, false).await?;
+            let mut event = NewEvent::for_ticket(&stored, "ticket.revocation_failed", &actor, at);
+            event.detail["trigger"] = serde_json::json!(trigger);
+            event.detail["error"] = serde_json::json!(error.message);
+            event.detail["attempts"] = serde_json::json!(error.attempts);
+            store.append(event).await?;
+            Ok(RevokeOutcome::Failed { ticket: stored, error })
+        }
+    }
+}
+
+enum Finished {
+    Updated(Box<Ticket>),
+    AlreadyEnded(TicketStatus),
+}
+
+/// Applies `change` to the stored ticket by conditional update, reading it again
+/// when someone else wrote first; stops when another trigger has already ended it.
+async fn finish<S: TicketStore + Sync>(
+    store: &S,
+    id: &str,
+    change: impl Fn(&mut Ticket),
+) -> Result<Finished, StoreError> {
+    for _ in 0..5 {
+        let Some(Versioned { value: mut ticket, version }) = store.ticket(id).await? else {
+            return Err(StoreError::NotFound(id.to_owned()));
+        };
+        if matches!(ticket.status, TicketStatus::Revoked | TicketStatus::RevocationFailed) {
+            return Ok(Finished::AlreadyEnded(ticket.status));
+        }
+        change(&mut ticket);
+        match store.update_ticket(&ticket, version).await {
+            Ok(_) => return Ok(Finished::Updated(Box::new(ticket))),
+            Err(StoreError::Stale(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Stale(id.to_owned()))
+}
+
+/// The high-severity finding of a failed revocation: the ticket ended and its
+/// grant is still held, so it is an expired exception, raised to critical.
+pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
+    let o = &ticket.request.object;
+    Finding {
+        kind: FindingKind::ExpiredException,
+        severity: Severity::Critical,
+        score: 0.0,
+        grantee: ticket.request.role.to_string(),
+        privilege: ticket.request.privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
+        grantable: false,
+        object: FindingObject {
+            kind: o.on.keyword(),
+            schema: o.schema.clone(),
+            name: o.name.clone().unwrap_or_default(),
+            column: None,
+            for_role: None,
+        },
+        exception_id: Some(ticket.id.clone()),
+        detail: format!(
+            "revocation failed: ticket {} ended at {} and its grant is still held: {}",
+            ticket.id,
+            ticket.ends_at().to_rfc3339(),
+            error.message
+        ),
+    }
+}
+
+/// Tickets of the store that are due at `now`, oldest expiry first (the sweep).
+pub fn due(tickets: &[Ticket], now: DateTime<Utc>) -> Vec<&Ticket> {
+    let mut out: Vec<&Ticket> = tickets.iter().filter(|t| t.is_due(now)).collect();
+    out.sort_by_key(|t| (t.ends_at(), t.id.clone()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::On;
+    use crate::model::{ObjectClass, ObjectRef, Privilege};
+    use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
+    use crate::policy::RegistryRef;
+    use crate::snapshot::TargetId;
+
+    fn at(h: i64) -> DateTime<Utc> {
+        "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::hours(h)
+    }
+
+    fn role() -> RoleName {
+        RoleName::new("alice_tmp").unwrap()
+    }
+
+    fn ticket(id: &str, on: On, schema: Option<&str>, name: &str, privileges: &[Privilege], hours: i64) -> Ticket {
+        Ticket {
+            id: id.into(),
+            request: GrantRequest {
+                delivery_id: id.into(),
+                input: InputKind::Webhook,
+                source: "okta".into(),
+                action: Action::Grant,
+                target: TargetId::new("orders-prod").unwrap(),
+                principal: "alice@example.com".into(),
+                role: role(),
+                privileges: privileges.to_vec(),
+                object: RequestObject { on, schema: schema.map(Into::into), name: Some(name.into()), columns: vec![] },
+                expires_at: Some(at(hours)),
+                justification: None,
+                requested_by: "alice@example.com".into(),
+                incident_id: None,
+                observed_at: at(0),
+            },
+            request_sha256: String::new(),
+            category: "soc2-ops".into(),
+            tag: String::new(),
+            approvals_required: 0,
+            weight_factor: 0.25,
+            registry: RegistryRef { version: "2.1".into(), sha256: String::new() },
+            status: TicketStatus::Active,
+            starts_at: at(0),
+            expires_at: at(hours),
+            approvals: vec![],
+            history: vec![],
+            role_lifecycle: RoleLifecycle::Standing,
+            revoke_requested_at: None,
+            revocation: None,
+        }
+    }
+
+    fn grant(object: ObjectRef, privilege: Privilege) -> Grant {
+        Grant { object, grantee: Grantee::Role(role()), privilege, grantable: false }
+    }
+
+    fn table(name: &str) -> ObjectRef {
+        ObjectRef::in_schema(ObjectClass::Table, "billing", name)
+    }
+
+    fn held(grants: Vec<Grant>) -> Held {
+        Held { exists: true, login: true, grants, member_of: vec![], databases: vec![] }
+    }
+
+    fn revoked(plan: &RevocationPlan) -> Vec<String> {
+        plan.transaction
+            .iter()
+            .filter_map(|c| match c {
+                Change::Revoke { grant, .. } => Some(format!("{} {}", grant.privilege, grant.object)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_schema_ticket_revokes_object_by_object_and_leaves_what_it_does_not_cover() {
+        let t = ticket("t1", On::Schema, None, "billing", &[Privilege::Usage, Privilege::Select], 2);
+        let h = held(vec![
+            grant(ObjectRef::schema("billing"), Privilege::Usage),
+            grant(table("invoices"), Privilege::Select),
+            grant(table("invoices"), Privilege::Insert),
+            grant(ObjectRef::in_schema(ObjectClass::Table, "hr", "pay"), Privilege::Select),
+        ]);
+        let plan = plan_revocation(&t, &h, &[], &RevokeOptions::default());
+        assert_eq!(revoked(&plan), ["USAGE billing", "SELECT billing.invoices"]);
+        assert_eq!(plan.after_commit, [Change::TerminateSessions { role: role() }]);
+        assert!(plan.kept.is_empty());
+    }
+
+    #[test]
+    fn a_privilege_another_active_ticket_covers_is_kept_with_its_reason() {
+        let ending = ticket("t1", On::Schema, None, "billing", &[Privilege::Usage, Privilege::Select], 2);
+        let other = ticket("t2", On::Table, Some("billing"), "invoices", &[Privilege::Select], 6);
+        let h = held(vec![
+            grant(ObjectRef::schema("billing"), Privilege::Usage),
+            grant(table("invoices"), Privilege::Select),
+            grant(table("ledger"), Privilege::Select),
+        ]);
+        let all = vec![ending.clone(), other.clone()];
+        let others = overlapping(&ending, &all, at(2));
+        assert_eq!(others.len(), 1);
+        let plan = plan_revocation(&ending, &h, &others, &RevokeOptions::default());
+        assert_eq!(revoked(&plan), ["USAGE billing", "SELECT billing.ledger"]);
+        assert_eq!(plan.kept.len(), 1);
+        assert!(plan.kept[0].reason.contains("ticket t2"), "{}", plan.kept[0].reason);
+        // once t2 has ended as well, nothing overlaps
+        assert!(overlapping(&ending, &all, at(6)).is_empty());
+    }
+
+    #[test]
+    fn nothing_held_or_no_role_is_an_empty_plan_not_an_error() {
+        let t = ticket("t1", On::Schema, None, "billing", &[Privilege::Usage], 2);
+        let gone = plan_revocation(&t, &Held::default(), &[], &RevokeOptions::default());
+        assert!(gone.is_empty() && gone.nothing_because.unwrap().contains("does not exist"));
+        let clean = plan_revocation(&t, &held(vec![]), &[], &RevokeOptions::default());
+        assert!(clean.is_empty() && clean.nothing_because.unwrap().contains("already revoked"));
+    }
+
+    #[test]
+    fn a_short_lived_role_loses_login_first_and_is_dropped_after_the_commit() {
+        let mut t = ticket("t1", On::Table, Some("billing"), "invoices", &[Privilege::Select], 2);
+        t.role_lifecycle = RoleLifecycle::ShortLived;
+        let mut h = held(vec![grant(table("invoices"), Privilege::Select), grant(table("other"), Privilege::Update)]);
+        h.member_of = vec![RoleName::new("readers").unwrap()];
+        h.databases = vec!["orders".into(), "analytics".into()];
+        let plan = plan_revocation(&t, &h, &[], &RevokeOptions::default());
+        assert_eq!(plan.transaction[0], Change::DisableLogin { role: role() });
+        assert_eq!(revoked(&plan), ["SELECT billing.invoices", "UPDATE billing.other"], "all it holds goes");
+        assert!(matches!(plan.transaction.last(), Some(Change::RevokeMembership { .. })));
+        let after: Vec<String> =
+            plan.after_commit.iter().map(|c| serde_json::to_value(c).unwrap()["change"].to_string()).collect();
+        assert_eq!(after, ["\"terminate_sessions\"", "\"drop_owned\"", "\"drop_owned\"", "\"drop_role\""]);
+        assert!(matches!(&plan.after_commit[1], Change::DropOwned { database, .. } if database == "analytics"));
+    }
+
+    #[test]
+    fn session_policy_decides_termination_for_standing_roles() {
+        let t = ticket("t1", On::Schema, None, "billing", &[Privilege::Usage], 2);
+        let h = held(vec![grant(ObjectRef::schema("billing"), Privilege::Usage)]);
+        let opts = RevokeOptions { sessions: SessionPolicy::ShortLived, reassign_to: None };
+        assert!(plan_revocation(&t, &h, &[], &opts).after_commit.is_empty());
+        let opts = RevokeOptions { sessions: SessionPolicy::Never, reassign_to: None };
+        assert!(plan_revocation(&t, &h, &[], &opts).after_commit.is_empty());
+    }
+
+    #[test]
+    fn due_tickets_are_past_their_window_or_asked_to_end() {
+        let a = ticket("a", On::Schema, None, "billing", &[Privilege::Usage], 2);
+        let mut b = ticket("b", On::Schema, None, "billing", &[Privilege::Usage], 5);
+        let mut c = ticket("c", On::Schema, None, "billing", &[Privilege::Usage], 1);
+        c.status = TicketStatus::Revoked;
+        assert!(b.request_revoke("ciso@example.com", at(1), "left the team"));
+        assert!(!b.request_revoke("ciso@example.com", at(1), "twice"), "a second request changes nothing");
+        let all = vec![a, b, c];
+        let ids: Vec<&str> = due(&all, at(3)).iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"], "b's window ended at its request, before a's expiry");
+        let early: Vec<&str> = due(&all, at(0)).iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(early, ["b"], "an early-end request is due at once");
+    }
+}
