@@ -118,7 +118,7 @@ impl Executor {
 
     /// Runs remediation changes in one transaction (dry run: renders only).
     pub async fn apply(&self, changes: &[Change], dry_run: bool) -> Result<Applied, ExecError> {
-        let mut body = Vec::new();
+        let mut body = acl_locks(changes);
         for c in changes {
             if matches!(c, Change::TerminateSessions { .. } | Change::DropOwned { .. } | Change::DropRole { .. }) {
                 return Err(ExecError {
@@ -175,7 +175,7 @@ impl Executor {
         let held = read_held(&client, role).await?;
         let plan = planner(&held);
         let mut sql = begin;
-        let mut body = Vec::new();
+        let mut body = acl_locks(&plan.transaction);
         for c in &plan.transaction {
             body.extend(render(c)?);
         }
@@ -280,6 +280,38 @@ impl PrivilegeExecutor for Executor {
         })?);
         Ok(Executed { plan, sql, sessions_terminated, attempts: attempts.max(after_attempts), dry_run })
     }
+}
+
+/// Advisory locks on every object whose ACL the changes rewrite, taken in one
+/// global order (so two transactions never wait on each other in a cycle) and
+/// held to the commit. Two transactions changing the ACL of one object at once
+/// make PostgreSQL fail the second with "tuple concurrently updated"; many
+/// tickets on one schema expiring together would otherwise fight over it.
+fn acl_locks(changes: &[Change]) -> Vec<String> {
+    let mut keys: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Grant { grant } | Change::Revoke { grant, .. } => {
+                let o = &grant.object;
+                let class = if o.class == ObjectClass::Column { ObjectClass::Table } else { o.class };
+                Some(format!("grantwarden acl {class:?} {}.{}", o.schema.as_deref().unwrap_or(""), o.name))
+            }
+            Change::DefaultPrivilege { for_role, schema, .. } => {
+                Some(format!("grantwarden acl default {for_role} {}", schema.as_deref().unwrap_or("")))
+            }
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.iter()
+        .map(|k| {
+            format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
+                postgres_protocol::escape::escape_literal(k)
+            )
+        })
+        .collect()
 }
 
 /// The after-commit statements, with the database each `DropOwned` runs in named.
