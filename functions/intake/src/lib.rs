@@ -276,6 +276,7 @@ pub struct App<S, K> {
     scoring: ScoringConfig,
     max_body: usize,
     tolerance: Duration,
+    timers: Option<grantwarden_aws::Timers>,
 }
 
 impl<S, K> App<S, K>
@@ -297,6 +298,27 @@ where
             scoring: ScoringConfig::standard(),
             max_body: DEFAULT_MAX_BODY,
             tolerance: signature::DEFAULT_TOLERANCE,
+            timers: None,
+        }
+    }
+
+    /// Arms a lease and a one-time revoke schedule for every ticket that becomes active.
+    pub fn with_timers(mut self, timers: grantwarden_aws::Timers) -> Self {
+        self.timers = Some(timers);
+        self
+    }
+
+    /// Arms the revocation timers of a ticket that just became active. A failure is
+    /// logged, not returned: the ticket is on record, and the sweeper revokes it
+    /// at expiry all the same (within a minute).
+    async fn arm(&self, ticket: &grantwarden_core::ticket::Ticket) {
+        if ticket.status != grantwarden_core::ticket::TicketStatus::Active {
+            return;
+        }
+        if let Some(timers) = &self.timers
+            && let Err(e) = timers.arm(ticket).await
+        {
+            tracing::error!(error = %e, "could not arm the lease and schedule; the sweeper will revoke at expiry");
         }
     }
 
@@ -404,6 +426,7 @@ where
             Outcome::Created(t) => {
                 tracing::Span::current().record("ticket_id", t.id.as_str());
                 tracing::info!(category = %t.category, status = %t.status, "ticket created");
+                self.arm(&t).await;
                 Ok(Reply {
                     status: StatusCode::CREATED,
                     location: Some(format!("/tickets/{}", t.id)),
@@ -443,6 +466,7 @@ where
         for event in approval_events(&ticket, &approver, now) {
             self.store.append(event).await?;
         }
+        self.arm(&ticket).await;
         tracing::info!(status = %ticket.status, approvals = ticket.approvals.len(), "approved");
         Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&ticket, now) })
     }

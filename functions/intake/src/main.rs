@@ -13,12 +13,17 @@
 //! - `GRANTWARDEN_BUCKET`, `GRANTWARDEN_POLICY_PREFIX`, `GRANTWARDEN_SCORING_KEY`
 //! - `GRANTWARDEN_TARGETS` or `GRANTWARDEN_TARGETS_KEY`: the known targets
 //!   (none: any target is accepted)
+//! - `GRANTWARDEN_LEASES_TABLE`, `GRANTWARDEN_SCHEDULE_GROUP`,
+//!   `GRANTWARDEN_REVOKE_FUNCTION_ARN`, `GRANTWARDEN_SCHEDULER_ROLE_ARN`: the
+//!   lease item and one-time revoke schedule armed when a ticket becomes active
 //! - `RUST_LOG`, and the usual `AWS_REGION` / `AWS_ENDPOINT_URL`
 //!
 //! IAM actions:
 //! - `dynamodb:PutItem`, `dynamodb:GetItem`, `dynamodb:UpdateItem`,
 //!   `dynamodb:Query` on the tickets, findings and journal tables
 //! - `secretsmanager:GetSecretValue` on the webhook secret
+//! - `dynamodb:PutItem` on the leases table; `scheduler:CreateSchedule` in the
+//!   revoke schedule group and `iam:PassRole` of the scheduler role
 //! - `s3:ListBucket` on the bucket (policy prefix) and `s3:GetObject` on the
 //!   policy registry, scoring and targets objects
 //!
@@ -81,7 +86,9 @@ async fn main() -> Result<(), Error> {
     {
         tracing::error!(error = %e, version = %r.id.version, "could not journal registry.loaded");
     }
-    let app = Arc::new(App::new(store, registry, key).with_known_targets(targets).with_scoring(scoring));
+    let timers = grantwarden_aws::Timers::new(&clients, &settings);
+    let app =
+        Arc::new(App::new(store, registry, key).with_known_targets(targets).with_scoring(scoring).with_timers(timers));
     lambda_http::run(service_fn(move |req| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Infallible>(app.handle(req).await) }

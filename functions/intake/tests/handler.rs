@@ -500,3 +500,56 @@ fn the_handler_future_is_send_so_lambda_http_can_run_it() {
     let future = h.app.handle(get("/tickets/tkt-1"));
     assert_send(&future);
 }
+
+#[tokio::test]
+async fn a_ticket_arms_its_lease_and_revoke_schedule_when_it_becomes_active() {
+    let clients = grantwarden_aws::Clients::for_endpoint(&grantwarden_testkit::moto::endpoint()).await;
+    let settings =
+        grantwarden_aws::provision::create(&clients, &grantwarden_testkit::moto::unique_prefix("intake-timers"))
+            .await
+            .unwrap();
+    let mut h = harness();
+    h.app = h.app.with_timers(grantwarden_aws::Timers::new(&clients, &settings));
+    let lease = |id: String| {
+        let (clients, table) = (clients.clone(), settings.leases_table.clone());
+        async move {
+            clients
+                .dynamodb
+                .get_item()
+                .table_name(table)
+                .key("ticket_id", aws_sdk_dynamodb::types::AttributeValue::S(id))
+                .send()
+                .await
+                .unwrap()
+                .item
+        }
+    };
+    let schedule = |id: &str| {
+        clients
+            .scheduler
+            .get_schedule()
+            .name(grantwarden_aws::leases::schedule_name(id))
+            .group_name(&settings.schedule_group)
+            .send()
+    };
+
+    // read-only: active at once, so both timers are armed at its expiry
+    let response = h.app.handle(post("/webhooks/grants", &webhook())).await;
+    let body = json_of(&response);
+    let id = body["id"].as_str().unwrap().to_owned();
+    let expires: DateTime<Utc> = body["expires_at"].as_str().unwrap().parse().unwrap();
+    let item = lease(id.clone()).await.expect("a lease item");
+    assert_eq!(item["ttl"].as_n().unwrap(), &expires.timestamp().to_string());
+    let armed = schedule(&id).await.unwrap();
+    assert_eq!(armed.schedule_expression(), Some(format!("at({})", expires.format("%Y-%m-%dT%H:%M:%S")).as_str()));
+    assert_eq!(armed.target().unwrap().arn(), settings.revoke_function_arn.as_deref().unwrap());
+
+    // a pending ticket has no timers until its last approval activates it
+    let pending = pending_phi_ticket(&h).await;
+    assert!(lease(pending.clone()).await.is_none());
+    assert!(schedule(&pending).await.is_err());
+    h.app.handle(approval(&pending, "bob@example.com")).await;
+    h.app.handle(approval(&pending, "carol@example.com")).await;
+    assert!(lease(pending.clone()).await.is_some());
+    assert!(schedule(&pending).await.is_ok());
+}

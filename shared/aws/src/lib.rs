@@ -15,6 +15,7 @@
 //! # Layout
 //! - [`settings`]: resource names from the environment.
 //! - [`tickets`], [`findings`], [`journal`], [`scans`]: the DynamoDB tables.
+//! - [`leases`]: an active ticket's lease item (TTL) and one-time revoke schedule.
 //! - [`objects`]: the S3 bucket layout.
 //! - [`archive`]: the Object-Lock archive of the audit journal.
 //! - [`queue`]: chunk messages and their dead-letter queue.
@@ -28,6 +29,7 @@ pub mod alerts;
 pub mod archive;
 pub mod findings;
 pub mod journal;
+pub mod leases;
 pub mod logging;
 pub mod objects;
 pub mod provision;
@@ -46,6 +48,7 @@ use grantwarden_core::store::StoreError;
 
 pub use alerts::Alerts;
 pub use archive::Archive;
+pub use leases::Timers;
 pub use objects::Objects;
 pub use queue::ChunkQueue;
 pub use secrets::{RdsSecret, SecretCache};
@@ -64,6 +67,8 @@ pub struct Clients {
     pub secrets: aws_sdk_secretsmanager::Client,
     /// SNS.
     pub sns: aws_sdk_sns::Client,
+    /// EventBridge Scheduler.
+    pub scheduler: aws_sdk_scheduler::Client,
 }
 
 impl Clients {
@@ -100,6 +105,7 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
+            scheduler: aws_sdk_scheduler::Client::new(config),
         }
     }
 }

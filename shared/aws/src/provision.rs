@@ -73,6 +73,11 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         secret_prefix: format!("{prefix}/targets/"),
         webhook_secret_id: format!("{prefix}/webhook-hmac"),
         audit_signing_secret_id: format!("{prefix}/audit-signing-key"),
+        leases_table: format!("{prefix}-leases"),
+        schedule_group: format!("{prefix}-revoke"),
+        revoker_secret_prefix: format!("{prefix}/revoker/"),
+        revoke_function_arn: Some(format!("arn:aws:lambda:us-east-1:123456789012:function:{prefix}-revoke")),
+        scheduler_role_arn: Some(format!("arn:aws:iam::123456789012:role/{prefix}-scheduler")),
         ..Settings::default()
     };
     table(
@@ -100,6 +105,28 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .send()
         .await
         .map_err(|e| AwsError::sdk("UpdateTimeToLive scans", e))?;
+    table(clients, &s.leases_table, &[("ticket_id", S, Hash)], &[], vec![]).await?;
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(&s.leases_table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(crate::leases::TTL_ATTRIBUTE)
+                .enabled(true)
+                .build()
+                .expect("name and flag are set"),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("UpdateTimeToLive leases", e))?;
+    clients
+        .scheduler
+        .create_schedule_group()
+        .name(&s.schedule_group)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateScheduleGroup", e))?;
     clients.s3.create_bucket().bucket(&s.bucket).send().await.map_err(|e| AwsError::sdk("CreateBucket", e))?;
     // Object Lock can only be enabled when a bucket is created; the default
     // retention is the template's, each archived event also carries its own
@@ -153,5 +180,20 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .map_err(|e| AwsError::sdk("CreateTopic", e))?
         .topic_arn
         .unwrap_or_default();
-    Ok(Settings { chunk_queue_url: Some(queue), chunk_dlq_url: Some(dlq), alert_topic_arn: Some(topic), ..s })
+    let revoke_dlq = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-revoke-dlq"))
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateQueue revoke dlq", e))?
+        .queue_url
+        .unwrap_or_default();
+    Ok(Settings {
+        chunk_queue_url: Some(queue),
+        chunk_dlq_url: Some(dlq),
+        alert_topic_arn: Some(topic),
+        revoke_dlq_url: Some(revoke_dlq),
+        ..s
+    })
 }

@@ -20,6 +20,19 @@ pub struct Settings {
     pub journal_table: String,
     /// Scan records table (`GRANTWARDEN_SCANS_TABLE`).
     pub scans_table: String,
+    /// Lease items whose DynamoDB TTL is a ticket's expiry (`GRANTWARDEN_LEASES_TABLE`).
+    pub leases_table: String,
+    /// Scheduler group of the one-time revoke schedules (`GRANTWARDEN_SCHEDULE_GROUP`).
+    pub schedule_group: String,
+    /// The revoke function, target of those schedules (`GRANTWARDEN_REVOKE_FUNCTION_ARN`).
+    pub revoke_function_arn: Option<String>,
+    /// The role EventBridge Scheduler assumes to invoke it (`GRANTWARDEN_SCHEDULER_ROLE_ARN`).
+    pub scheduler_role_arn: Option<String>,
+    /// Dead-letter queue of revocations that cannot succeed (`GRANTWARDEN_REVOKE_DLQ_URL`).
+    pub revoke_dlq_url: Option<String>,
+    /// Prefix of the secrets of the role that revokes; a target's is `<prefix><target>`
+    /// (`GRANTWARDEN_REVOKER_SECRET_PREFIX`), never the reader's.
+    pub revoker_secret_prefix: String,
     /// Bucket of snapshots, reports and configuration (`GRANTWARDEN_BUCKET`).
     pub bucket: String,
     /// Object-Lock bucket archiving the audit journal (`GRANTWARDEN_AUDIT_BUCKET`).
@@ -75,6 +88,12 @@ impl Default for Settings {
             findings_table: "grantwarden-findings".into(),
             journal_table: "grantwarden-journal".into(),
             scans_table: "grantwarden-scans".into(),
+            leases_table: "grantwarden-leases".into(),
+            schedule_group: "grantwarden-revoke".into(),
+            revoke_function_arn: None,
+            scheduler_role_arn: None,
+            revoke_dlq_url: None,
+            revoker_secret_prefix: "grantwarden/revoker/".into(),
             bucket: "grantwarden".into(),
             audit_bucket: "grantwarden-audit".into(),
             audit_retention: Retention::default(),
@@ -126,6 +145,12 @@ impl Settings {
             findings_table: text("GRANTWARDEN_FINDINGS_TABLE", d.findings_table)?,
             journal_table: text("GRANTWARDEN_JOURNAL_TABLE", d.journal_table)?,
             scans_table: text("GRANTWARDEN_SCANS_TABLE", d.scans_table)?,
+            leases_table: text("GRANTWARDEN_LEASES_TABLE", d.leases_table)?,
+            schedule_group: text("GRANTWARDEN_SCHEDULE_GROUP", d.schedule_group)?,
+            revoke_function_arn: opt("GRANTWARDEN_REVOKE_FUNCTION_ARN"),
+            scheduler_role_arn: opt("GRANTWARDEN_SCHEDULER_ROLE_ARN"),
+            revoke_dlq_url: opt("GRANTWARDEN_REVOKE_DLQ_URL"),
+            revoker_secret_prefix: text("GRANTWARDEN_REVOKER_SECRET_PREFIX", d.revoker_secret_prefix)?,
             bucket: text("GRANTWARDEN_BUCKET", d.bucket)?,
             audit_bucket: text("GRANTWARDEN_AUDIT_BUCKET", d.audit_bucket)?,
             audit_retention: Retention {
@@ -160,6 +185,11 @@ impl Settings {
     /// An optional setting a function cannot work without.
     pub fn require<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, SettingsError> {
         value.as_deref().ok_or(SettingsError { name, reason: "must be set for this function".into() })
+    }
+
+    /// The secret id of the revoking role's credentials for a target.
+    pub fn revoker_secret_id(&self, target: &TargetId) -> String {
+        format!("{}{}", self.revoker_secret_prefix, target)
     }
 
     /// The secret id of a target's credentials.

@@ -13,18 +13,14 @@ use std::time::Instant;
 
 use chrono::Utc;
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::baseline::On;
-use grantwarden_core::model::{Privilege, RoleName};
-use grantwarden_core::normalize::{Action, GrantRequest, InputKind, RequestObject};
-use grantwarden_core::policy::RegistryRef;
+use grantwarden_core::model::Privilege;
 use grantwarden_core::revoke::{RevokeOptions, RevokeOutcome, due, revoke_ticket};
-use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::TicketStore;
-use grantwarden_core::ticket::{RoleLifecycle, Ticket, TicketStatus, Trigger};
+use grantwarden_core::ticket::{Ticket, Trigger};
 use grantwarden_local::LocalStore;
 use grantwarden_postgres::session::parse_config;
 use grantwarden_postgres::{Executor, Timeouts};
-use grantwarden_testkit::TestDb;
+use grantwarden_testkit::{TestDb, contract};
 use postgres_protocol::escape::escape_identifier;
 use tokio::sync::Semaphore;
 
@@ -33,39 +29,8 @@ fn tickets() -> usize {
 }
 
 fn ticket(id: &str, role: &str, expires: chrono::DateTime<Utc>) -> Ticket {
-    Ticket {
-        id: id.into(),
-        request: GrantRequest {
-            delivery_id: id.into(),
-            input: InputKind::Webhook,
-            source: "bench".into(),
-            action: Action::Grant,
-            target: TargetId::new("bench").unwrap(),
-            principal: format!("{role}@example.com"),
-            role: RoleName::new(role).unwrap(),
-            privileges: vec![Privilege::Usage, Privilege::Select],
-            object: RequestObject { on: On::Schema, schema: None, name: Some("billing".into()), columns: vec![] },
-            expires_at: Some(expires),
-            justification: None,
-            requested_by: "bench".into(),
-            incident_id: None,
-            observed_at: expires - chrono::Duration::hours(1),
-        },
-        request_sha256: id.into(),
-        category: "read-only".into(),
-        tag: "bench".into(),
-        approvals_required: 0,
-        weight_factor: 0.1,
-        registry: RegistryRef { version: "bench".into(), sha256: String::new() },
-        status: TicketStatus::Active,
-        starts_at: expires - chrono::Duration::hours(1),
-        expires_at: expires,
-        approvals: vec![],
-        history: vec![],
-        role_lifecycle: RoleLifecycle::Standing,
-        revoke_requested_at: None,
-        revocation: None,
-    }
+    let privileges = [Privilege::Usage, Privilege::Select];
+    contract::active_ticket(id, "bench", role, "billing", &privileges, expires - chrono::Duration::hours(1), expires)
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {

@@ -9,18 +9,16 @@ use chrono::{DateTime, Utc};
 use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::baseline::On;
-use grantwarden_core::model::{Privilege, RoleName};
-use grantwarden_core::normalize::{Action, GrantRequest, InputKind, RequestObject};
-use grantwarden_core::policy::RegistryRef;
+use grantwarden_core::model::Privilege;
+use grantwarden_core::normalize::RequestObject;
 use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, revoke_ticket};
-use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{PutOutcome, TicketStore};
 use grantwarden_core::ticket::{RoleLifecycle, Ticket, TicketStatus, Trigger};
 use grantwarden_local::LocalStore;
 use grantwarden_postgres::Executor;
 use grantwarden_postgres::Timeouts;
 use grantwarden_postgres::session::parse_config;
-use grantwarden_testkit::TestDb;
+use grantwarden_testkit::{TestDb, contract};
 use postgres_protocol::escape::escape_identifier;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -39,39 +37,9 @@ fn ticket(
     privileges: &[Privilege],
     until: i64,
 ) -> Ticket {
-    Ticket {
-        id: id.into(),
-        request: GrantRequest {
-            delivery_id: id.into(),
-            input: InputKind::Webhook,
-            source: "okta".into(),
-            action: Action::Grant,
-            target: TargetId::new(TARGET).unwrap(),
-            principal: "alice@example.com".into(),
-            role: RoleName::new(role).unwrap(),
-            privileges: privileges.to_vec(),
-            object: RequestObject { on, schema: schema.map(Into::into), name: Some(name.into()), columns: vec![] },
-            expires_at: Some(at(until)),
-            justification: Some("INC-1".into()),
-            requested_by: "alice@example.com".into(),
-            incident_id: None,
-            observed_at: at(0),
-        },
-        request_sha256: id.into(),
-        category: "soc2-ops".into(),
-        tag: "ops".into(),
-        approvals_required: 0,
-        weight_factor: 0.25,
-        registry: RegistryRef { version: "2.1".into(), sha256: "r".into() },
-        status: TicketStatus::Active,
-        starts_at: at(0),
-        expires_at: at(until),
-        approvals: vec![],
-        history: vec![],
-        role_lifecycle: RoleLifecycle::Standing,
-        revoke_requested_at: None,
-        revocation: None,
-    }
+    let mut t = contract::active_ticket(id, TARGET, role, name, privileges, at(0), at(until));
+    t.request.object = RequestObject { on, schema: schema.map(Into::into), name: Some(name.into()), columns: vec![] };
+    t
 }
 
 fn executor_for(url: &str, attempts: u32) -> Executor {

@@ -294,9 +294,10 @@ fn tables_have_streams_and_only_working_state_expires() {
     let tables = of_type(&t, "AWS::DynamoDB::Table");
     // evidence outlives everything: no TTL, kept when the stack goes
     let evidence = ["TicketsTable", "FindingsTable", "JournalTable"];
-    // working state that may vanish once done
-    let expiring = ["ScansTable"];
-    for id in evidence.iter().chain(&expiring) {
+    // working state that may vanish once done, with the TTL attribute the code writes
+    let expiring =
+        [("ScansTable", grantwarden_aws::scans::EXPIRE_AT), ("LeasesTable", grantwarden_aws::leases::TTL_ATTRIBUTE)];
+    for id in evidence.iter().chain(expiring.iter().map(|(id, _)| id)) {
         assert!(tables.contains_key(id), "{id} is defined");
     }
     for (id, table) in &tables {
@@ -304,9 +305,9 @@ fn tables_have_streams_and_only_working_state_expires() {
         assert_eq!(p["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES", "{id}: stream");
         assert_eq!(p["BillingMode"], "PAY_PER_REQUEST", "{id}");
         let ttl = &p["TimeToLiveSpecification"];
-        if expiring.contains(id) {
+        if let Some((_, attribute)) = expiring.iter().find(|(e, _)| e == id) {
             assert_eq!(ttl["Enabled"], true, "{id}: TTL");
-            assert_eq!(ttl["AttributeName"], grantwarden_aws::scans::EXPIRE_AT, "{id}: the attribute the code writes");
+            assert_eq!(ttl["AttributeName"], *attribute, "{id}: the attribute the code writes");
         } else {
             assert!(evidence.contains(id), "{id}: say whether it is evidence or working state");
             assert!(ttl.is_null(), "{id}: evidence never expires");

@@ -46,6 +46,53 @@ pub fn ticket(delivery: &str, privilege: Privilege) -> Ticket {
     }
 }
 
+/// An active ticket of `role` on `target` for `privileges` on a schema, in
+/// force from `starts` to `expires`, built directly (no routing): revocation
+/// tests and benches make many with the roles of their own test database.
+pub fn active_ticket(
+    id: &str,
+    target: &str,
+    role: &str,
+    schema: &str,
+    privileges: &[Privilege],
+    starts: DateTime<Utc>,
+    expires: DateTime<Utc>,
+) -> Ticket {
+    Ticket {
+        id: id.into(),
+        request: GrantRequest {
+            delivery_id: id.into(),
+            input: InputKind::Webhook,
+            source: "okta".into(),
+            action: Action::Grant,
+            target: TargetId::new(target).expect("not empty"),
+            principal: "alice@example.com".into(),
+            role: RoleName::new(role).expect("a valid role"),
+            privileges: privileges.to_vec(),
+            object: RequestObject { on: On::Schema, schema: None, name: Some(schema.into()), columns: vec![] },
+            expires_at: Some(expires),
+            justification: Some("INC-1".into()),
+            requested_by: "alice@example.com".into(),
+            incident_id: None,
+            observed_at: starts,
+        },
+        request_sha256: id.into(),
+        category: "ops".into(),
+        tag: "ops".into(),
+        approvals_required: 0,
+        weight_factor: 0.25,
+        registry: grantwarden_core::policy::RegistryRef { version: "1".into(), sha256: String::new() },
+        status: TicketStatus::Active,
+        starts_at: starts,
+        expires_at: expires,
+        approvals: vec![],
+        history: vec![],
+        role_lifecycle: grantwarden_core::ticket::RoleLifecycle::Standing,
+        revoke_requested_at: None,
+        revocation: None,
+    }
+}
+
 /// An unauthorized (or other kind of) finding for `grantee`.
 pub fn finding(grantee: &str, kind: FindingKind) -> Finding {
     Finding {

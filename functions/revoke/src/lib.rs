@@ -1,0 +1,330 @@
+//! Revoke: ends a ticket's access when its window ends, through any of four
+//! triggers, each idempotent with the others:
+//!
+//! - the leases table's stream: a REMOVE made by DynamoDB's TTL service
+//!   (`userIdentity` Service `dynamodb.amazonaws.com`); a lease deleted by
+//!   grantwarden itself is not a trigger;
+//! - the tickets table's stream: a MODIFY to `revoke_requested` (an early end);
+//! - the one-time EventBridge Scheduler schedule at the expiry (`{"ticket_id"}`);
+//! - the sweeper, an EventBridge schedule every minute, which revokes every
+//!   due ticket of every target that the others missed.
+//!
+//! Each revocation runs `grantwarden_core::revoke::revoke_ticket` with the
+//! target's revoking role (its own secret) through the PostgreSQL executor.
+//! A permanent failure leaves the ticket `revocation_failed` (with a finding
+//! and an audit event) and goes to the dead-letter queue with its reason; a
+//! transient one fails the invocation as Retryable, so the stream or the
+//! schedule delivers it again, and the ticket stays due for the sweeper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use grantwarden_aws::leases::{Lease, ScheduledRevoke};
+use grantwarden_aws::{AwsError, Clients, Clock, DynamoStore, Objects, SecretCache, Settings, Timers};
+use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket};
+use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::ticket::{Ticket, TicketStatus, Trigger};
+use grantwarden_postgres::Executor;
+use grantwarden_postgres::Timeouts;
+use grantwarden_postgres::session::config_from_parts;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeFnError {
+    /// A stream record or payload is not what this function takes.
+    #[error("{what}: {reason}")]
+    Input {
+        /// Which record or payload.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A revocation could not finish (store, or a transient database failure).
+    #[error(transparent)]
+    Revoke(#[from] RevokeError),
+    /// An AWS call failed (secret, dead-letter queue, targets list).
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl From<RevokeFnError> for Diagnostic {
+    fn from(e: RevokeFnError) -> Self {
+        let retryable = match &e {
+            RevokeFnError::Input { .. } => false,
+            RevokeFnError::Revoke(_) => true,
+            RevokeFnError::Aws(a) => a.is_retryable(),
+        };
+        Diagnostic {
+            error_type: if retryable { "Retryable" } else { "Validation" }.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// What invokes the function.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Invocation {
+    /// Lease or ticket stream records.
+    Stream(Event),
+    /// The one-time schedule of one ticket.
+    Scheduled(ScheduledRevoke),
+    /// The sweeper's EventBridge schedule.
+    Sweep(EventBridgeEvent),
+}
+
+/// What happened to one ticket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Handled {
+    /// The ticket.
+    pub ticket_id: String,
+    /// The trigger.
+    pub trigger: Trigger,
+    /// revoked, not_due, already_ended, revocation_failed.
+    pub outcome: String,
+    /// Latency of a revocation made now, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
+}
+
+/// A dead-lettered revocation: what a person needs to act.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The ticket.
+    pub ticket_id: String,
+    /// Its target.
+    pub target: String,
+    /// Its role.
+    pub role: String,
+    /// The trigger that gave up.
+    pub trigger: Trigger,
+    /// Why it cannot succeed.
+    pub error: String,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// The handler's state, built once per container.
+pub struct Revoke {
+    store: DynamoStore,
+    timers: Timers,
+    objects: Objects,
+    secrets: SecretCache,
+    sqs: aws_sdk_sqs::Client,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    options: RevokeOptions,
+    retry: RetryPolicy,
+    timeouts: Timeouts,
+}
+
+impl Revoke {
+    /// Checks the settings it needs (the dead-letter queue) and builds the clients' users.
+    pub fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, AwsError> {
+        Settings::require(&settings.revoke_dlq_url, "GRANTWARDEN_REVOKE_DLQ_URL")
+            .map_err(|e| AwsError::Missing(e.to_string()))?;
+        Ok(Self {
+            store: DynamoStore::new(clients, settings),
+            timers: Timers::new(clients, settings),
+            objects: Objects::new(clients, settings),
+            secrets: SecretCache::new(clients, Duration::from_secs(300)),
+            sqs: clients.sqs.clone(),
+            settings: settings.clone(),
+            clock,
+            options: RevokeOptions::default(),
+            retry: RetryPolicy::default(),
+            timeouts: Timeouts::default(),
+        })
+    }
+
+    /// Fewer or faster retries (tests).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Handles one invocation.
+    pub async fn invoke(&self, event: LambdaEvent<Invocation>) -> Result<Vec<Handled>, RevokeFnError> {
+        match event.payload {
+            Invocation::Stream(e) => {
+                let mut out = Vec::new();
+                for record in &e.records {
+                    if let Some((id, trigger)) = trigger_of(record)? {
+                        out.push(self.revoke(&id, trigger).await?);
+                    }
+                }
+                Ok(out)
+            }
+            Invocation::Scheduled(s) => Ok(vec![self.revoke(&s.ticket_id, Trigger::Schedule).await?]),
+            Invocation::Sweep(_) => self.sweep().await,
+        }
+    }
+
+    /// Every due ticket of every target (the sparse index of open tickets).
+    async fn sweep(&self) -> Result<Vec<Handled>, RevokeFnError> {
+        let targets = match &self.settings.targets_key {
+            Some(key) if self.settings.targets.is_empty() => self.objects.targets(key).await?,
+            _ => self.settings.targets.clone(),
+        };
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for target in targets {
+            let open = self.store.open_tickets(&target).await.map_err(RevokeError::Store)?;
+            for t in due(&open, now) {
+                // one failure must not stop the sweep of the others
+                match self.revoke(&t.id, Trigger::Sweeper).await {
+                    Ok(h) => out.push(h),
+                    Err(e) => {
+                        tracing::error!(ticket = %t.id, error = %e, "sweep: revocation failed; retried next sweep");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    async fn executor(&self, target: &TargetId) -> Result<Executor, AwsError> {
+        let secret = self.secrets.rds(&self.settings.revoker_secret_id(target)).await?;
+        let config = config_from_parts(
+            &secret.host,
+            secret.port,
+            &secret.username,
+            &secret.password,
+            &secret.dbname,
+            &self.timeouts,
+        );
+        Ok(Executor::new(config, self.timeouts, self.retry))
+    }
+
+    async fn revoke(&self, id: &str, trigger: Trigger) -> Result<Handled, RevokeFnError> {
+        let span = tracing::info_span!("revoke", ticket = %id, %trigger, target = tracing::field::Empty);
+        async {
+            let Some(read) =
+                grantwarden_core::store::TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)?
+            else {
+                return Err(RevokeFnError::Input { what: format!("ticket {id}"), reason: "no such ticket".into() });
+            };
+            let ticket: Ticket = read.value;
+            tracing::Span::current().record("target", ticket.request.target.as_str());
+            let executor = self.executor(&ticket.request.target).await?;
+            let clock = || self.clock.now();
+            let outcome = revoke_ticket(&self.store, &executor, id, trigger, &self.options, false, &clock).await?;
+            let handled = |outcome: &str, latency_ms| Handled {
+                ticket_id: id.to_owned(),
+                trigger,
+                outcome: outcome.to_owned(),
+                latency_ms,
+            };
+            Ok(match outcome {
+                RevokeOutcome::Revoked { ticket, executed } => {
+                    let latency = ticket.revocation.as_ref().map(|r| r.latency_ms);
+                    tracing::info!(latency_ms = latency, statements = executed.sql.len(), "revoked");
+                    if let Err(e) = self.timers.disarm(id).await {
+                        tracing::warn!(error = %e, "revoked; the lease or schedule is left to expire");
+                    }
+                    handled("revoked", latency)
+                }
+                RevokeOutcome::Failed { ticket, error } => {
+                    tracing::error!(error = %error.message, "revocation failed for good; dead-lettered");
+                    let letter = DeadLetter {
+                        ticket_id: id.to_owned(),
+                        target: ticket.request.target.to_string(),
+                        role: ticket.request.role.to_string(),
+                        trigger,
+                        error: error.message.clone(),
+                        attempts: error.attempts,
+                    };
+                    self.dead_letter(&letter).await?;
+                    handled("revocation_failed", None)
+                }
+                RevokeOutcome::NotDue(_) => handled("not_due", None),
+                RevokeOutcome::AlreadyEnded(TicketStatus::RevocationFailed) => handled("revocation_failed", None),
+                RevokeOutcome::AlreadyEnded(_) => handled("already_ended", None),
+                RevokeOutcome::DryRun(_) => handled("dry_run", None),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), AwsError> {
+        let url = self.settings.revoke_dlq_url.as_deref().unwrap_or_default();
+        let body = serde_json::to_string(letter).expect("a dead letter always serializes");
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("SendMessage {url}"), e))?;
+        Ok(())
+    }
+}
+
+/// The ticket and trigger of a stream record, or `None` when it is not a trigger.
+pub fn trigger_of(record: &EventRecord) -> Result<Option<(String, Trigger)>, RevokeFnError> {
+    let what = || format!("stream record {}", record.event_id);
+    let is_lease = record.change.keys.get("ticket_id").is_some();
+    match (record.event_name.as_str(), is_lease) {
+        ("REMOVE", true) => {
+            let ttl = record
+                .user_identity
+                .as_ref()
+                .is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com");
+            if !ttl {
+                return Ok(None); // deleted by grantwarden after a revocation, not expired
+            }
+            let lease: Lease = serde_dynamo::from_item(record.change.old_image.clone())
+                .map_err(|e| RevokeFnError::Input { what: what(), reason: format!("OldImage: {e}") })?;
+            Ok(Some((lease.ticket_id, Trigger::Lease)))
+        }
+        ("MODIFY", false) => {
+            let status = |image: &serde_dynamo::Item| -> Option<TicketStatus> {
+                image.get("status").and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
+            };
+            let now = status(&record.change.new_image);
+            if now != Some(TicketStatus::RevokeRequested) || status(&record.change.old_image) == now {
+                return Ok(None);
+            }
+            let id: String = record
+                .change
+                .keys
+                .get("id")
+                .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
+                .ok_or_else(|| RevokeFnError::Input { what: what(), reason: "Keys: no id".into() })?;
+            Ok(Some((id, Trigger::Request)))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_ttl_removal_of_a_lease_and_a_move_to_revoke_requested_trigger() {
+        let ttl: Event = serde_json::from_str(include_str!("../../../events/revoke-lease-ttl-remove.json")).unwrap();
+        assert_eq!(trigger_of(&ttl.records[0]).unwrap(), Some(("tkt-e77b0c3f1a2d4e5f6a7b".into(), Trigger::Lease)));
+        let mut by_hand = ttl.records[0].clone();
+        by_hand.user_identity = None;
+        assert_eq!(trigger_of(&by_hand).unwrap(), None, "a lease deleted after revocation is not a trigger");
+        let asked: Event = serde_json::from_str(include_str!("../../../events/revoke-ticket-requested.json")).unwrap();
+        assert_eq!(trigger_of(&asked.records[0]).unwrap(), Some(("tkt-e77b0c3f1a2d4e5f6a7b".into(), Trigger::Request)));
+        let schedule: Invocation = serde_json::from_str(include_str!("../../../events/revoke-schedule.json")).unwrap();
+        assert!(matches!(schedule, Invocation::Scheduled(s) if s.ticket_id == "tkt-e77b0c3f1a2d4e5f6a7b"));
+        let sweep: Invocation = serde_json::from_str(include_str!("../../../events/revoke-sweep.json")).unwrap();
+        assert!(matches!(sweep, Invocation::Sweep(_)));
+    }
+}

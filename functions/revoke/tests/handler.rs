@@ -1,0 +1,205 @@
+//! The revoke function against moto (tickets, leases, schedules, secrets,
+//! the dead-letter queue) and a real PostgreSQL: each trigger revokes, the
+//! timers are armed and disarmed, and a permission error is dead-lettered.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use grantwarden_aws::leases::{ScheduledRevoke, schedule_name};
+use grantwarden_aws::{Clients, DynamoStore, Settings, Timers, provision};
+use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::model::Privilege;
+use grantwarden_core::store::TicketStore;
+use grantwarden_core::ticket::{Ticket, TicketStatus};
+use grantwarden_postgres::session::parse_config;
+use grantwarden_revoke::{DeadLetter, Handled, Invocation, Revoke};
+use grantwarden_testkit::{TestDb, contract, moto};
+use lambda_runtime::{Context, LambdaEvent};
+use postgres_protocol::escape::escape_identifier;
+
+const TARGET: &str = "orders-prod";
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minutes)
+}
+
+/// moto's resources, the revoker secret of TARGET pointing at `db` as `role`.
+async fn stack(test: &str, db: &TestDb, role: Option<&str>) -> (Clients, Settings) {
+    let clients = Clients::for_endpoint(&moto::endpoint()).await;
+    let mut settings =
+        provision::create(&clients, &moto::unique_prefix(test)).await.expect("moto creates the resources");
+    settings.targets = vec![grantwarden_core::snapshot::TargetId::new(TARGET).unwrap()];
+    let url = match role {
+        Some(r) => db.url_as(r),
+        None => db.url(),
+    };
+    let config = parse_config(&url, &Default::default()).unwrap();
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let secret = serde_json::json!({
+        "engine": "postgres", "host": host, "port": config.get_ports().first().copied().unwrap_or(5432),
+        "username": config.get_user().unwrap(), "dbname": db.name,
+        "password": config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default(),
+    });
+    clients
+        .secrets
+        .create_secret()
+        .name(settings.revoker_secret_id(&settings.targets[0]))
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap();
+    (clients, settings)
+}
+
+fn function(clients: &Clients, settings: &Settings, now: i64) -> Revoke {
+    let retry = RetryPolicy { max_attempts: 2, ..RetryPolicy::default() };
+    Revoke::new(clients, settings, Arc::new(move || at(now))).unwrap().with_retry(retry)
+}
+
+async fn invoke(f: &Revoke, payload: Invocation) -> Vec<Handled> {
+    f.invoke(LambdaEvent::new(payload, Context::default())).await.unwrap()
+}
+
+async fn usage(db: &TestDb, role: &str) -> bool {
+    db.client().await.query_one("SELECT has_schema_privilege($1, 'billing', 'USAGE')", &[&role]).await.unwrap().get(0)
+}
+
+async fn stored(store: &DynamoStore, id: &str) -> Ticket {
+    store.ticket(id).await.unwrap().unwrap().value
+}
+
+#[tokio::test]
+async fn each_trigger_revokes_through_the_function_and_the_timers_are_armed_then_disarmed() {
+    let db = TestDb::new().await;
+    let names = ["lease", "sched", "req", "sweep"];
+    let roles: Vec<String> = names.iter().map(|n| db.role(n)).collect();
+    let mut sql = "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);".to_owned();
+    for r in &roles {
+        let r = escape_identifier(r);
+        sql.push_str(&format!("CREATE ROLE {r}; GRANT USAGE ON SCHEMA billing TO {r};"));
+    }
+    db.exec(&sql).await;
+    let (clients, settings) = stack("revoke-triggers", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    let timers = Timers::new(&clients, &settings);
+    let ids: Vec<String> = names.iter().map(|n| format!("tkt-{n}")).collect();
+    for (id, role) in ids.iter().zip(&roles) {
+        let t = contract::active_ticket(id, TARGET, role, "billing", &[Privilege::Usage], at(0), at(60));
+        store.put_ticket(&t).await.unwrap();
+        timers.arm(&t).await.unwrap();
+    }
+    // armed: a lease with the expiry as TTL, and a one-time schedule at the expiry
+    let lease = clients
+        .dynamodb
+        .get_item()
+        .table_name(&settings.leases_table)
+        .key("ticket_id", aws_sdk_dynamodb::types::AttributeValue::S(ids[0].clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the lease item");
+    assert_eq!(lease["ttl"].as_n().unwrap(), &at(60).timestamp().to_string());
+    let schedule = clients
+        .scheduler
+        .get_schedule()
+        .name(schedule_name(&ids[1]))
+        .group_name(&settings.schedule_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schedule.schedule_expression(), Some("at(2026-11-22T13:00:00)"));
+    let input: ScheduledRevoke = serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
+    assert_eq!(input.ticket_id, ids[1]);
+
+    let f = function(&clients, &settings, 61);
+    // 1. the TTL removal of the lease (moto never expires items: the real record's shape, from events/)
+    let ttl = include_str!("../../../events/revoke-lease-ttl-remove.json").replace("tkt-e77b0c3f1a2d4e5f6a7b", &ids[0]);
+    let handled = invoke(&f, serde_json::from_str(&ttl).unwrap()).await;
+    assert_eq!((handled[0].outcome.as_str(), handled[0].latency_ms), ("revoked", Some(60_000)));
+    assert!(!usage(&db, &roles[0]).await);
+    assert!(
+        clients
+            .scheduler
+            .get_schedule()
+            .name(schedule_name(&ids[0]))
+            .group_name(&settings.schedule_group)
+            .send()
+            .await
+            .is_err(),
+        "revoked: its schedule is deleted"
+    );
+
+    // 2. the schedule (Scheduler never fires in moto: its payload, as it would send it)
+    let payload = serde_json::to_value(&input).unwrap();
+    let handled = invoke(&f, serde_json::from_value(payload.clone()).unwrap()).await;
+    assert_eq!(handled[0].outcome, "revoked");
+    assert!(!usage(&db, &roles[1]).await);
+    // the same schedule delivered twice revokes once
+    assert_eq!(invoke(&f, serde_json::from_value(payload).unwrap()).await[0].outcome, "already_ended");
+
+    // 3. an early end: the ticket's MODIFY to revoke_requested, read from moto's real stream
+    let read = store.ticket(&ids[2]).await.unwrap().unwrap();
+    let mut t = read.value;
+    assert!(t.request_revoke("ciso@example.com", at(30), "left the team"));
+    store.update_ticket(&t, read.version).await.unwrap();
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    let handled = invoke(&f, Invocation::Stream(stream)).await;
+    let requested: Vec<&Handled> = handled.iter().filter(|h| h.ticket_id == ids[2]).collect();
+    assert_eq!(requested.len(), 1, "only the move to revoke_requested triggers: {handled:?}");
+    assert_eq!((requested[0].outcome.as_str(), requested[0].latency_ms), ("revoked", Some(31 * 60_000)));
+    assert!(!usage(&db, &roles[2]).await);
+
+    // 4. the sweeper takes what is left, and only that
+    let sweep: Invocation = serde_json::from_str(include_str!("../../../events/revoke-sweep.json")).unwrap();
+    let handled = invoke(&f, sweep).await;
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    assert_eq!((handled[0].ticket_id.as_str(), handled[0].outcome.as_str()), (ids[3].as_str(), "revoked"));
+    assert!(!usage(&db, &roles[3]).await);
+    for id in &ids {
+        let t = stored(&store, id).await;
+        assert_eq!(t.status, TicketStatus::Revoked, "{id}");
+    }
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    assert_eq!(journal.iter().filter(|e| e.kind == "ticket.revoked").count(), 4);
+}
+
+#[tokio::test]
+async fn a_permission_error_goes_to_the_dead_letter_queue_with_its_reason() {
+    let db = TestDb::new().await;
+    let (r, weak) = (db.role("perm"), db.role("weak"));
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE ROLE {r}; GRANT USAGE ON SCHEMA billing TO {r};
+         CREATE ROLE {w} LOGIN; GRANT CONNECT ON DATABASE {d} TO {w};",
+        r = db.ident("perm"),
+        w = db.ident("weak"),
+        d = escape_identifier(&db.name)
+    ))
+    .await;
+    let (clients, settings) = stack("revoke-dlq", &db, Some(&weak)).await;
+    let store = DynamoStore::new(&clients, &settings);
+    store
+        .put_ticket(&contract::active_ticket("tkt-perm", TARGET, &r, "billing", &[Privilege::Usage], at(0), at(10)))
+        .await
+        .unwrap();
+    let f = function(&clients, &settings, 11);
+    let handled =
+        invoke(&f, Invocation::Scheduled(ScheduledRevoke { ticket_id: "tkt-perm".into(), trigger: "schedule".into() }))
+            .await;
+    assert_eq!(handled[0].outcome, "revocation_failed");
+    assert_eq!(stored(&store, "tkt-perm").await.status, TicketStatus::RevocationFailed);
+    assert!(usage(&db, &r).await, "still held, and said so");
+    let url = settings.revoke_dlq_url.clone().unwrap();
+    let messages = clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    let bodies: Vec<DeadLetter> =
+        messages.messages().iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!((bodies[0].ticket_id.as_str(), bodies[0].role.as_str()), ("tkt-perm", r.as_str()));
+    assert!(bodies[0].error.contains("permission denied"), "{}", bodies[0].error);
+    // the sweeper does not take it again: it waits for a person
+    let sweep: Invocation = serde_json::from_str(include_str!("../../../events/revoke-sweep.json")).unwrap();
+    assert!(invoke(&f, sweep).await.is_empty());
+}

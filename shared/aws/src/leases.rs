@@ -1,0 +1,141 @@
+//! The two timers of an active ticket: a lease item and a one-time schedule.
+//!
+//! DynamoDB TTL deletes lazily (within days) and deletes the item it expires,
+//! so the ticket itself never carries the TTL: a separate lease item does,
+//! and its REMOVE on the leases table's stream (made by the TTL service,
+//! `userIdentity` `dynamodb.amazonaws.com`) is one trigger of the revoke
+//! function. A one-time EventBridge Scheduler schedule `at(expires_at)` is
+//! the precise one; the sweeper catches what both miss. The schedule deletes
+//! itself after it runs; ending a ticket early deletes both.
+
+use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+use chrono::SecondsFormat;
+use grantwarden_core::ticket::Ticket;
+use serde::{Deserialize, Serialize};
+
+use crate::item;
+use crate::{AwsError, Clients, Settings};
+
+/// The leases table's TTL attribute (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "ttl";
+
+/// A lease item as stored: keyed by ticket, expiring (TTL attribute `ttl`,
+/// epoch seconds) with the ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The ticket.
+    pub ticket_id: String,
+    /// Its target.
+    pub target: String,
+    /// Its role.
+    pub role: String,
+    /// The expiry, RFC 3339.
+    pub expires_at: String,
+    /// The expiry in epoch seconds: the table's TTL attribute.
+    pub ttl: i64,
+}
+
+/// What the scheduled invocation hands the revoke function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledRevoke {
+    /// The ticket to revoke.
+    pub ticket_id: String,
+    /// Always `schedule`.
+    pub trigger: String,
+}
+
+/// Leases and schedules of active tickets.
+#[derive(Clone, Debug)]
+pub struct Timers {
+    dynamodb: aws_sdk_dynamodb::Client,
+    scheduler: aws_sdk_scheduler::Client,
+    table: String,
+    group: String,
+    function_arn: Option<String>,
+    role_arn: Option<String>,
+}
+
+/// The schedule of a ticket: ticket ids are `tkt-` + hex, within Scheduler's name rules.
+pub fn schedule_name(ticket_id: &str) -> String {
+    format!("revoke-{ticket_id}")
+}
+
+impl Timers {
+    /// The leases table and schedule group of `settings`. Creating schedules needs
+    /// the revoke function's ARN and the scheduler role; without them only the
+    /// lease is armed (and the sweeper bounds the latency).
+    pub fn new(clients: &Clients, settings: &Settings) -> Self {
+        Self {
+            dynamodb: clients.dynamodb.clone(),
+            scheduler: clients.scheduler.clone(),
+            table: settings.leases_table.clone(),
+            group: settings.schedule_group.clone(),
+            function_arn: settings.revoke_function_arn.clone(),
+            role_arn: settings.scheduler_role_arn.clone(),
+        }
+    }
+
+    /// Arms both timers of an active ticket. Idempotent: the lease is put again,
+    /// an existing schedule is left as it is.
+    pub async fn arm(&self, ticket: &Ticket) -> Result<(), AwsError> {
+        let lease = Lease {
+            ticket_id: ticket.id.clone(),
+            target: ticket.request.target.to_string(),
+            role: ticket.request.role.to_string(),
+            expires_at: ticket.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ttl: ticket.expires_at.timestamp(),
+        };
+        self.dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::to(&format!("lease {}", ticket.id), &lease)?))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("PutItem {} {}", self.table, ticket.id), e))?;
+        let (Some(function), Some(role)) = (&self.function_arn, &self.role_arn) else {
+            tracing::warn!(ticket = %ticket.id, "no revoke function or scheduler role configured: lease only");
+            return Ok(());
+        };
+        let input =
+            serde_json::to_string(&ScheduledRevoke { ticket_id: ticket.id.clone(), trigger: "schedule".into() })
+                .expect("a schedule input always serializes");
+        let at = format!("at({})", ticket.expires_at.format("%Y-%m-%dT%H:%M:%S"));
+        let name = schedule_name(&ticket.id);
+        let created = self
+            .scheduler
+            .create_schedule()
+            .name(&name)
+            .group_name(&self.group)
+            .schedule_expression(&at)
+            .schedule_expression_timezone("UTC")
+            .flexible_time_window(
+                FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().expect("mode is set"),
+            )
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .target(Target::builder().arn(function).role_arn(role).input(input).build().expect("arn and role are set"))
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Ok(()),
+            Err(e) => Err(AwsError::sdk(format!("CreateSchedule {}/{name}", self.group), e)),
+        }
+    }
+
+    /// Disarms both: the ticket ended (revoked, or early). Missing ones are fine.
+    pub async fn disarm(&self, ticket_id: &str) -> Result<(), AwsError> {
+        self.dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .key("ticket_id", aws_sdk_dynamodb::types::AttributeValue::S(ticket_id.to_owned()))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("DeleteItem {} {ticket_id}", self.table), e))?;
+        let name = schedule_name(ticket_id);
+        match self.scheduler.delete_schedule().name(&name).group_name(&self.group).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+            Err(e) => Err(AwsError::sdk(format!("DeleteSchedule {}/{name}", self.group), e)),
+        }
+    }
+}
