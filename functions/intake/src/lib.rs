@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use grantwarden_core::audit::AuditJournal;
+use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::intake::{Outcome, approval_events, intake, record};
 use grantwarden_core::normalize::{self, GrantRequest, InputKind, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
@@ -148,6 +148,9 @@ pub enum Rejection {
     /// The approval does not count.
     #[error("{0}")]
     Approval(#[from] ApprovalError),
+    /// The ticket has already ended (or is being revoked): nothing to end.
+    #[error("ticket {0} is {1}: nothing to end")]
+    NotOpen(String, grantwarden_core::ticket::TicketStatus),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -166,7 +169,7 @@ impl Rejection {
             Rejection::Refused { .. } | Rejection::Untagged(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::Key(_) | Rejection::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Approval(ApprovalError::Requester(_) | ApprovalError::Duplicate(_)) => StatusCode::FORBIDDEN,
-            Rejection::Approval(ApprovalError::NotPending(_)) => StatusCode::CONFLICT,
+            Rejection::Approval(ApprovalError::NotPending(_)) | Rejection::NotOpen(..) => StatusCode::CONFLICT,
             Rejection::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Store(StoreError::Stale(_)) => StatusCode::CONFLICT,
             Rejection::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
@@ -242,6 +245,7 @@ enum Route<'a> {
     Generic,
     Approve(&'a str),
     Ticket(&'a str),
+    Revoke(&'a str),
 }
 
 impl Route<'_> {
@@ -254,6 +258,7 @@ impl Route<'_> {
             ["requests"] => Some(Route::Generic),
             ["requests", id, "approvals"] if !id.is_empty() => Some(Route::Approve(id)),
             ["tickets", id] if !id.is_empty() => Some(Route::Ticket(id)),
+            ["tickets", id, "revoke"] if !id.is_empty() => Some(Route::Revoke(id)),
             _ => None,
         }
     }
@@ -406,6 +411,7 @@ where
             Route::Generic => self.intake(body, InputKind::Generic, now).await,
             Route::Approve(id) => self.approve(id, body, now).await,
             Route::Ticket(id) => self.show(id, now).await,
+            Route::Revoke(id) => self.request_revoke(id, body, now).await,
         }
     }
 
@@ -471,6 +477,24 @@ where
         Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&ticket, now) })
     }
 
+    /// Asks for a ticket to end now: `revoke_requested`, which the tickets table's
+    /// stream hands to the revoke function.
+    async fn request_revoke(&self, id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        let (by, reason) = revoke_request(body)?;
+        tracing::Span::current().record("ticket_id", id);
+        let read = self.store.ticket(id).await?.ok_or_else(|| Rejection::UnknownTicket(id.to_owned()))?;
+        let mut ticket = read.value;
+        if !ticket.request_revoke(&by, now, &reason) {
+            return Err(Rejection::NotOpen(id.to_owned(), ticket.status));
+        }
+        self.store.update_ticket(&ticket, read.version).await?;
+        let mut event = NewEvent::for_ticket(&ticket, "ticket.revoke_requested", &by, now);
+        event.detail["reason"] = json!(reason);
+        self.store.append(event).await?;
+        tracing::info!(by = %by, "revoke requested");
+        Ok(Reply { status: StatusCode::ACCEPTED, location: None, body: ticket_json(&ticket, now) })
+    }
+
     async fn show(&self, id: &str, now: DateTime<Utc>) -> Result<Reply, Rejection> {
         tracing::Span::current().record("ticket_id", id);
         let read = self.store.ticket(id).await?.ok_or_else(|| Rejection::UnknownTicket(id.to_owned()))?;
@@ -517,6 +541,27 @@ fn approver(body: &[u8]) -> Result<String, Rejection> {
     Ok(approver.to_owned())
 }
 
+/// `{"by": "...", "reason": "..."}` of a revoke request.
+fn revoke_request(body: &[u8]) -> Result<(String, String), Rejection> {
+    let bad = |field: &str, reason: &str| Rejection::BadBody { field: field.to_owned(), reason: reason.to_owned() };
+    let value: Value = serde_json::from_slice(body).map_err(|e| bad("body", &format!("not JSON: {e}")))?;
+    let object = value.as_object().ok_or_else(|| bad("body", "must be a JSON object"))?;
+    if let Some(unknown) = object.keys().find(|k| !matches!(k.as_str(), "by" | "reason")) {
+        return Err(bad(unknown, "unknown field; expected by and reason"));
+    }
+    let text = |field: &str, required: bool| -> Result<String, Rejection> {
+        match object.get(field) {
+            None if required => Err(bad(field, "missing")),
+            None => Ok(String::new()),
+            Some(Value::String(s)) if s.chars().any(char::is_control) => Err(bad(field, "holds control characters")),
+            Some(Value::String(s)) if required && s.trim().is_empty() => Err(bad(field, "must not be empty")),
+            Some(Value::String(s)) => Ok(s.trim().to_owned()),
+            Some(_) => Err(bad(field, "must be a string")),
+        }
+    };
+    Ok((text("by", true)?, text("reason", false)?))
+}
+
 /// The Lambda request id, else the one API Gateway or the Function URL assigned.
 fn request_id(req: &Request) -> String {
     if let Some(id) = req.lambda_context_ref().map(|c| c.request_id.as_str()).filter(|id| !id.is_empty()) {
@@ -541,6 +586,7 @@ mod tests {
         assert_eq!(Route::parse("/requests"), Some(Route::Generic));
         assert_eq!(Route::parse("/requests/tkt-1/approvals"), Some(Route::Approve("tkt-1")));
         assert_eq!(Route::parse("/tickets/tkt-1"), Some(Route::Ticket("tkt-1")));
+        assert_eq!(Route::parse("/tickets/tkt-1/revoke"), Some(Route::Revoke("tkt-1")));
         for unknown in ["", "/", "/tickets", "/tickets/", "/tickets//", "/requests//approvals", "/webhooks", "/x"] {
             assert_eq!(Route::parse(unknown), None, "{unknown}");
         }

@@ -553,3 +553,23 @@ async fn a_ticket_arms_its_lease_and_revoke_schedule_when_it_becomes_active() {
     assert!(lease(pending.clone()).await.is_some());
     assert!(schedule(&pending).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_signed_revoke_request_ends_a_ticket_early_once() {
+    let h = harness();
+    let created = json_of(&h.app.handle(post("/webhooks/grants", &webhook())).await);
+    let id = created["id"].as_str().unwrap();
+    let asked = h
+        .app
+        .handle(post(&format!("/tickets/{id}/revoke"), &json!({ "by": "ciso@example.com", "reason": "left" })))
+        .await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    assert_eq!(json_of(&asked)["status"], "revoke_requested");
+    let stored = h.app.store().ticket(id).await.unwrap().unwrap().value;
+    assert_eq!(stored.status, grantwarden_core::ticket::TicketStatus::RevokeRequested);
+    let again = h.app.handle(post(&format!("/tickets/{id}/revoke"), &json!({ "by": "ciso@example.com" }))).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT, "a second request changes nothing");
+    let nobody = h.app.handle(post(&format!("/tickets/{id}/revoke"), &json!({ "reason": "x" }))).await;
+    assert_eq!((nobody.status(), json_of(&nobody)["field"].as_str()), (StatusCode::BAD_REQUEST, Some("by")));
+    assert_eq!(journal(&h).await, ["ticket.requested", "ticket.activated", "ticket.revoke_requested"]);
+}
