@@ -14,7 +14,9 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use grantwarden_aws::settings::SettingsError;
 use grantwarden_aws::{Alerts, AwsError, Clients, Clock, DynamoStore, Objects, Settings};
 use grantwarden_core::assess::assess;
+use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::pipeline::{AssembleError, ScanRecord, ScanStatus, assemble};
+use grantwarden_core::remediate::{Mode, RemediationRequest};
 use grantwarden_core::report::{Report, Status};
 use grantwarden_core::store::StoreError;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -96,6 +98,8 @@ pub struct Diff {
     store: DynamoStore,
     objects: Objects,
     alerts: Option<Alerts>,
+    sqs: aws_sdk_sqs::Client,
+    remediation: Option<(Mode, String)>,
     clock: Arc<dyn Clock>,
 }
 
@@ -117,14 +121,51 @@ pub fn ended_scan(record: &EventRecord) -> Result<Option<ScanRecord>, DiffError>
 }
 
 impl Diff {
-    /// The handler; alerts go to `GRANTWARDEN_ALERT_TOPIC_ARN` when it is set.
+    /// The handler; alerts go to `GRANTWARDEN_ALERT_TOPIC_ARN` when it is set, and
+    /// remediation (unless its mode is `report`) to `GRANTWARDEN_REMEDIATION_QUEUE_URL`.
     pub fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, SettingsError> {
+        let remediation = match settings.remediation_mode {
+            Mode::Report => None,
+            mode => {
+                let url = Settings::require(&settings.remediation_queue_url, "GRANTWARDEN_REMEDIATION_QUEUE_URL")?;
+                Some((mode, url.to_owned()))
+            }
+        };
         Ok(Self {
             store: DynamoStore::new(clients, settings),
             objects: Objects::new(clients, settings),
             alerts: settings.alert_topic_arn.as_deref().map(|arn| Alerts::new(&clients.sns, arn)),
+            sqs: clients.sqs.clone(),
+            remediation,
             clock,
         })
+    }
+
+    /// Hands the report's corrective changes to the revoke function (through the
+    /// remediation queue) and journals the plan. Nothing in report mode, for a
+    /// partial scan, or when nothing needs changing.
+    async fn enqueue_remediation(&self, report: &Report) -> Result<(), DiffError> {
+        let scan_id = &report.scan_id;
+        let Some((mode, url)) = &self.remediation else { return Ok(()) };
+        let Some(request) = RemediationRequest::for_report(report, *mode) else { return Ok(()) };
+        let body = serde_json::to_string(&request).expect("a remediation request always serializes");
+        self.sqs.send_message().queue_url(url).message_body(body).send().await.map_err(|e| DiffError::Aws {
+            scan_id: scan_id.clone(),
+            source: AwsError::sdk(format!("SendMessage {url}"), e),
+        })?;
+        let event = NewEvent {
+            chain: report.target.as_str().to_owned(),
+            at: self.clock.now(),
+            kind: "remediation.planned".into(),
+            actor: "grantwarden:diff".into(),
+            subject: report.scan_id.clone(),
+            target: report.target.as_str().to_owned(),
+            detail: serde_json::json!({ "mode": request.mode, "changes": request.changes, "skipped": request.skipped,
+                                        "snapshot_sha256": request.snapshot_sha256 }),
+        };
+        self.store.append(event).await.map_err(|source| DiffError::Store { scan_id: scan_id.clone(), source })?;
+        tracing::info!(changes = request.changes.len(), mode = ?request.mode, "remediation enqueued");
+        Ok(())
     }
 
     /// Handles a batch of stream records, in order.
@@ -180,6 +221,7 @@ impl Diff {
             alerts.report(&report, &uri).await.map_err(aws)?;
             alerted = true;
         }
+        self.enqueue_remediation(&report).await?;
         tracing::info!(%key, %status, score = report.summary.score, findings = report.findings.len(), complete = report.summary.complete, alerted, "report written");
         Ok(Handled::Reported { key, status, alerted })
     }

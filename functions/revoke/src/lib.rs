@@ -9,6 +9,11 @@
 //! - the sweeper, an EventBridge schedule every minute, which revokes every
 //!   due ticket of every target that the others missed.
 //!
+//! It also runs drift remediation: the diff enqueues a scan's corrective
+//! changes (unless its mode is `report`); this function holds back any revoke
+//! a ticket active now covers, runs the rest in one transaction, and journals
+//! `remediation.applied` (or `.failed`, dead-lettered with the reason).
+//!
 //! Each revocation runs `grantwarden_core::revoke::revoke_ticket` with the
 //! target's revoking role (its own secret) through the PostgreSQL executor.
 //! A permanent failure leaves the ticket `revocation_failed` (with a finding
@@ -21,10 +26,13 @@ use std::time::Duration;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use grantwarden_aws::leases::{Lease, ScheduledRevoke};
 use grantwarden_aws::{AwsError, Clients, Clock, DynamoStore, Objects, SecretCache, Settings, Timers};
+use grantwarden_core::audit::NewEvent;
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket};
+use grantwarden_core::remediate::{RemediationRequest, without_excepted};
+use grantwarden_core::revoke::{FailureClass, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket};
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::ticket::{Ticket, TicketStatus, Trigger};
 use grantwarden_postgres::Executor;
@@ -45,6 +53,14 @@ pub enum RevokeFnError {
         /// Why.
         reason: String,
     },
+    /// A remediation failed transiently: the queue delivers it again.
+    #[error("remediation of scan {scan_id}: {message} (will be retried)")]
+    Transient {
+        /// The scan.
+        scan_id: String,
+        /// The last error.
+        message: String,
+    },
     /// A revocation could not finish (store, or a transient database failure).
     #[error(transparent)]
     Revoke(#[from] RevokeError),
@@ -57,7 +73,7 @@ impl From<RevokeFnError> for Diagnostic {
     fn from(e: RevokeFnError) -> Self {
         let retryable = match &e {
             RevokeFnError::Input { .. } => false,
-            RevokeFnError::Revoke(_) => true,
+            RevokeFnError::Revoke(_) | RevokeFnError::Transient { .. } => true,
             RevokeFnError::Aws(a) => a.is_retryable(),
         };
         Diagnostic {
@@ -73,10 +89,32 @@ impl From<RevokeFnError> for Diagnostic {
 pub enum Invocation {
     /// Lease or ticket stream records.
     Stream(Event),
+    /// Remediation requests from the diff (the remediation queue).
+    Remediation(SqsEvent),
     /// The one-time schedule of one ticket.
     Scheduled(ScheduledRevoke),
     /// The sweeper's EventBridge schedule.
     Sweep(EventBridgeEvent),
+}
+
+/// What an invocation did.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    /// One entry per ticket handled.
+    Tickets(Vec<Handled>),
+    /// The remediation messages to deliver again (transient failures only).
+    Remediation(SqsBatchResponse),
+}
+
+impl Outcome {
+    /// The tickets handled (empty for a remediation batch).
+    pub fn tickets(self) -> Vec<Handled> {
+        match self {
+            Outcome::Tickets(t) => t,
+            Outcome::Remediation(_) => Vec::new(),
+        }
+    }
 }
 
 /// What happened to one ticket.
@@ -150,8 +188,8 @@ impl Revoke {
     }
 
     /// Handles one invocation.
-    pub async fn invoke(&self, event: LambdaEvent<Invocation>) -> Result<Vec<Handled>, RevokeFnError> {
-        match event.payload {
+    pub async fn invoke(&self, event: LambdaEvent<Invocation>) -> Result<Outcome, RevokeFnError> {
+        Ok(match event.payload {
             Invocation::Stream(e) => {
                 let mut out = Vec::new();
                 for record in &e.records {
@@ -159,11 +197,82 @@ impl Revoke {
                         out.push(self.revoke(&id, trigger).await?);
                     }
                 }
-                Ok(out)
+                Outcome::Tickets(out)
             }
-            Invocation::Scheduled(s) => Ok(vec![self.revoke(&s.ticket_id, Trigger::Schedule).await?]),
-            Invocation::Sweep(_) => self.sweep().await,
+            Invocation::Remediation(batch) => {
+                let mut response = SqsBatchResponse::default();
+                for message in &batch.records {
+                    if let Err(e) = self.remediate(message).await {
+                        tracing::warn!(error = %e, "remediation failed transiently; redelivered");
+                        let mut failure = BatchItemFailure::default();
+                        failure.item_identifier = message.message_id.clone().unwrap_or_default();
+                        response.batch_item_failures.push(failure);
+                    }
+                }
+                Outcome::Remediation(response)
+            }
+            Invocation::Scheduled(s) => Outcome::Tickets(vec![self.revoke(&s.ticket_id, Trigger::Schedule).await?]),
+            Invocation::Sweep(_) => Outcome::Tickets(self.sweep().await?),
+        })
+    }
+
+    /// Runs one remediation request in one transaction, after holding back what a
+    /// ticket active now covers; journals what ran. A permanent failure is journaled
+    /// and dead-lettered with its reason (and the message is done); a transient one
+    /// is returned, so the queue delivers it again.
+    async fn remediate(&self, message: &SqsMessage) -> Result<(), RevokeFnError> {
+        let id = message.message_id.clone().unwrap_or_default();
+        let body = message.body.as_deref().unwrap_or_default();
+        let request: RemediationRequest = match serde_json::from_str(body) {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = format!("message {id}: not a remediation request: {e}");
+                tracing::error!(%reason, "dead-lettered");
+                self.send_dead_letter(&serde_json::json!({ "message_id": id, "error": reason })).await?;
+                return Ok(());
+            }
+        };
+        let span = tracing::info_span!("remediate", target = %request.target, scan_id = %request.scan_id);
+        async {
+            let now = self.clock.now();
+            let tickets = grantwarden_core::store::TicketStore::tickets(&self.store, Some(&request.target))
+                .await
+                .map_err(RevokeError::Store)?;
+            let (changes, held_back) = without_excepted(request.changes.clone(), &request.target, &tickets, now);
+            let executor = self.executor(&request.target).await?;
+            let result = executor.apply(&changes, false).await;
+            let (kind, sql, error) = match &result {
+                Ok(applied) => ("remediation.applied", applied.sql.clone(), None),
+                Err(e) => ("remediation.failed", Vec::new(), Some(e.message.clone())),
+            };
+            if let Err(e) = &result
+                && e.class == FailureClass::Transient
+            {
+                return Err(RevokeFnError::Transient { scan_id: request.scan_id.clone(), message: e.message.clone() });
+            }
+            let event = NewEvent {
+                chain: request.target.as_str().to_owned(),
+                at: self.clock.now(),
+                kind: kind.into(),
+                actor: "grantwarden:remediation".into(),
+                subject: request.scan_id.clone(),
+                target: request.target.as_str().to_owned(),
+                detail: serde_json::json!({ "mode": request.mode, "changes": changes, "held_back": held_back,
+                                            "sql": sql, "error": error, "snapshot_sha256": request.snapshot_sha256 }),
+            };
+            grantwarden_core::audit::AuditJournal::append(&self.store, event).await.map_err(RevokeError::Store)?;
+            if let Some(error) = error {
+                tracing::error!(%error, "remediation failed for good; dead-lettered");
+                self.send_dead_letter(&serde_json::json!({ "target": request.target, "scan_id": request.scan_id,
+                                                           "mode": request.mode, "error": error }))
+                    .await?;
+            } else {
+                tracing::info!(statements = sql.len(), held_back = held_back.len(), "remediation applied");
+            }
+            Ok(())
         }
+        .instrument(span)
+        .await
     }
 
     /// Every due ticket of every target (the sparse index of open tickets).
@@ -259,8 +368,12 @@ impl Revoke {
     }
 
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), AwsError> {
+        self.send_dead_letter(&serde_json::to_value(letter).expect("a dead letter always serializes")).await
+    }
+
+    async fn send_dead_letter(&self, letter: &serde_json::Value) -> Result<(), AwsError> {
         let url = self.settings.revoke_dlq_url.as_deref().unwrap_or_default();
-        let body = serde_json::to_string(letter).expect("a dead letter always serializes");
+        let body = letter.to_string();
         self.sqs
             .send_message()
             .queue_url(url)
@@ -326,5 +439,10 @@ mod tests {
         assert!(matches!(schedule, Invocation::Scheduled(s) if s.ticket_id == "tkt-e77b0c3f1a2d4e5f6a7b"));
         let sweep: Invocation = serde_json::from_str(include_str!("../../../events/revoke-sweep.json")).unwrap();
         assert!(matches!(sweep, Invocation::Sweep(_)));
+        let remediation: Invocation =
+            serde_json::from_str(include_str!("../../../events/revoke-remediation-sqs.json")).unwrap();
+        let Invocation::Remediation(batch) = remediation else { panic!("an SQS batch") };
+        let request: RemediationRequest = serde_json::from_str(batch.records[0].body.as_deref().unwrap()).unwrap();
+        assert_eq!(request.changes.len(), 1);
     }
 }

@@ -60,7 +60,7 @@ fn function(clients: &Clients, settings: &Settings, now: i64) -> Revoke {
 }
 
 async fn invoke(f: &Revoke, payload: Invocation) -> Vec<Handled> {
-    f.invoke(LambdaEvent::new(payload, Context::default())).await.unwrap()
+    f.invoke(LambdaEvent::new(payload, Context::default())).await.unwrap().tickets()
 }
 
 async fn usage(db: &TestDb, role: &str) -> bool {
@@ -202,4 +202,91 @@ async fn a_permission_error_goes_to_the_dead_letter_queue_with_its_reason() {
     // the sweeper does not take it again: it waits for a person
     let sweep: Invocation = serde_json::from_str(include_str!("../../../events/revoke-sweep.json")).unwrap();
     assert!(invoke(&f, sweep).await.is_empty());
+}
+
+#[tokio::test]
+async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_a_ticket_now_covers() {
+    use grantwarden_core::change::Change;
+    use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, RoleName};
+    use grantwarden_core::remediate::{Mode, RemediationRequest};
+    let db = TestDb::new().await;
+    let (app, alice) = (db.role("app_ro"), db.role("alice"));
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         CREATE ROLE {a}; CREATE ROLE {b}; GRANT USAGE ON SCHEMA billing TO {a}, {b};
+         GRANT INSERT ON billing.invoices TO {a}; GRANT SELECT ON billing.invoices TO {b};",
+        a = db.ident("app_ro"),
+        b = db.ident("alice"),
+    ))
+    .await;
+    let (clients, settings) = stack("revoke-remediation", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    // alice's ticket began after the scan that found her SELECT unauthorized
+    let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
+    store.put_ticket(&ticket).await.unwrap();
+    let table = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
+    let revoke = |role: &str, privilege| Change::Revoke {
+        grant: Grant {
+            object: table.clone(),
+            grantee: Grantee::Role(RoleName::new(role).unwrap()),
+            privilege,
+            grantable: false,
+        },
+        cascade: false,
+        option_only: false,
+    };
+    let request = RemediationRequest {
+        target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
+        scan_id: "scan-1".into(),
+        snapshot_sha256: "s".into(),
+        mode: Mode::RevokeUnauthorized,
+        changes: vec![revoke(&app, Privilege::Insert), revoke(&alice, Privilege::Select)],
+        skipped: 0,
+    };
+    let url = settings.remediation_queue_url.clone().unwrap();
+    clients
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(serde_json::to_string(&request).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let received = clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    let records: Vec<serde_json::Value> = received
+        .messages()
+        .iter()
+        .map(|m| {
+            serde_json::json!({ "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                                     "eventSource": "aws:sqs", "attributes": { "ApproximateReceiveCount": "1" },
+                                     "messageAttributes": {} })
+        })
+        .collect();
+    assert_eq!(records.len(), 1);
+    let batch: Invocation = serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    assert!(matches!(batch, Invocation::Remediation(_)), "{batch:?}");
+    let f = function(&clients, &settings, 10);
+    let outcome = f.invoke(LambdaEvent::new(batch, Context::default())).await.unwrap();
+    let grantwarden_revoke::Outcome::Remediation(response) = outcome else { panic!("a batch response") };
+    assert!(response.batch_item_failures.is_empty());
+    let has = |role: String, privilege: &'static str| {
+        let db = &db;
+        async move {
+            db.client()
+                .await
+                .query_one("SELECT has_table_privilege($1, 'billing.invoices', $2)", &[&role, &privilege])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(!has(app.clone(), "INSERT").await, "the unauthorized INSERT is revoked");
+    assert!(has(alice.clone(), "SELECT").await, "held back: alice's ticket is in force now");
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    let applied: Vec<_> = journal.iter().filter(|e| e.kind == "remediation.applied").collect();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].detail["held_back"].as_array().unwrap().len(), 1);
+    assert!(
+        applied[0].detail["sql"].as_array().unwrap().iter().any(|s| s.as_str().unwrap().starts_with("REVOKE INSERT"))
+    );
 }

@@ -189,7 +189,30 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .map_err(|e| AwsError::sdk("CreateQueue revoke dlq", e))?
         .queue_url
         .unwrap_or_default();
+    let revoke_dlq_arn = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&revoke_dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("GetQueueAttributes revoke dlq", e))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default();
+    let redrive = serde_json::json!({ "deadLetterTargetArn": revoke_dlq_arn, "maxReceiveCount": 5 });
+    let remediation = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-remediation"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateQueue remediation", e))?
+        .queue_url
+        .unwrap_or_default();
     Ok(Settings {
+        remediation_queue_url: Some(remediation),
         chunk_queue_url: Some(queue),
         chunk_dlq_url: Some(dlq),
         alert_topic_arn: Some(topic),

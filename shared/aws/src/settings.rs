@@ -30,6 +30,11 @@ pub struct Settings {
     pub scheduler_role_arn: Option<String>,
     /// Dead-letter queue of revocations that cannot succeed (`GRANTWARDEN_REVOKE_DLQ_URL`).
     pub revoke_dlq_url: Option<String>,
+    /// Drift remediation the diff plans after each complete scan (`GRANTWARDEN_REMEDIATION_MODE`:
+    /// `report`, the default, plans nothing; `revoke-unauthorized`; `converge`).
+    pub remediation_mode: grantwarden_core::remediate::Mode,
+    /// Queue the diff hands remediation to and revoke runs it from (`GRANTWARDEN_REMEDIATION_QUEUE_URL`).
+    pub remediation_queue_url: Option<String>,
     /// Prefix of the secrets of the role that revokes; a target's is `<prefix><target>`
     /// (`GRANTWARDEN_REVOKER_SECRET_PREFIX`), never the reader's.
     pub revoker_secret_prefix: String,
@@ -94,6 +99,8 @@ impl Default for Settings {
             scheduler_role_arn: None,
             revoke_dlq_url: None,
             revoker_secret_prefix: "grantwarden/revoker/".into(),
+            remediation_mode: grantwarden_core::remediate::Mode::Report,
+            remediation_queue_url: None,
             bucket: "grantwarden".into(),
             audit_bucket: "grantwarden-audit".into(),
             audit_retention: Retention::default(),
@@ -151,6 +158,18 @@ impl Settings {
             scheduler_role_arn: opt("GRANTWARDEN_SCHEDULER_ROLE_ARN"),
             revoke_dlq_url: opt("GRANTWARDEN_REVOKE_DLQ_URL"),
             revoker_secret_prefix: text("GRANTWARDEN_REVOKER_SECRET_PREFIX", d.revoker_secret_prefix)?,
+            remediation_mode: match get("GRANTWARDEN_REMEDIATION_MODE").as_deref().map(str::trim) {
+                None | Some("report") => grantwarden_core::remediate::Mode::Report,
+                Some("revoke-unauthorized") => grantwarden_core::remediate::Mode::RevokeUnauthorized,
+                Some("converge") => grantwarden_core::remediate::Mode::Converge,
+                Some(other) => {
+                    return Err(SettingsError {
+                        name: "GRANTWARDEN_REMEDIATION_MODE",
+                        reason: format!("{other:?} is not report, revoke-unauthorized or converge"),
+                    });
+                }
+            },
+            remediation_queue_url: opt("GRANTWARDEN_REMEDIATION_QUEUE_URL"),
             bucket: text("GRANTWARDEN_BUCKET", d.bucket)?,
             audit_bucket: text("GRANTWARDEN_AUDIT_BUCKET", d.audit_bucket)?,
             audit_retention: Retention {

@@ -11,9 +11,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
 use crate::change::Change;
 use crate::model::{DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
-use crate::report::{Finding, FindingKind};
+use crate::report::{Finding, FindingKind, Report};
+use crate::snapshot::TargetId;
+use crate::ticket::Ticket;
 
 /// How far remediation goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,6 +86,63 @@ pub fn remediate(findings: &[Finding], mode: Mode) -> Remediation {
     grants.dedup();
     out.changes.extend(grants);
     out
+}
+
+/// One scan's remediation, as the diff hands it to the executor (the AWS
+/// remediation queue's message body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemediationRequest {
+    /// The target.
+    pub target: TargetId,
+    /// The scan the findings came from.
+    pub scan_id: String,
+    /// Its snapshot's sha256.
+    pub snapshot_sha256: String,
+    /// The mode it was planned under.
+    pub mode: Mode,
+    /// The changes, in order.
+    pub changes: Vec<Change>,
+    /// Findings left for a person.
+    pub skipped: usize,
+}
+
+impl RemediationRequest {
+    /// The request for `report` under `mode`; `None` in report mode, for a partial
+    /// scan (nothing is changed from a partial view), or when nothing needs changing.
+    pub fn for_report(report: &Report, mode: Mode) -> Option<Self> {
+        if mode == Mode::Report || !report.summary.complete {
+            return None;
+        }
+        let plan = remediate(&report.findings, mode);
+        (!plan.changes.is_empty()).then(|| Self {
+            target: report.target.clone(),
+            scan_id: report.scan_id.clone(),
+            snapshot_sha256: report.snapshot_sha256.clone(),
+            mode,
+            changes: plan.changes,
+            skipped: plan.skipped.len(),
+        })
+    }
+}
+
+/// Splits `changes` into those still to run and the revokes a ticket active at
+/// `now` covers: a ticket may have started since the scan the changes came
+/// from, and an excepted grant is never touched while its ticket is in force.
+pub fn without_excepted(
+    changes: Vec<Change>,
+    target: &TargetId,
+    tickets: &[Ticket],
+    now: DateTime<Utc>,
+) -> (Vec<Change>, Vec<Change>) {
+    changes.into_iter().partition(|c| match c {
+        Change::Revoke { grant, .. } => match &grant.grantee {
+            Grantee::Role(role) => {
+                !tickets.iter().any(|t| t.is_active_at(now) && t.covers(target, role, grant.privilege, &grant.object))
+            }
+            Grantee::Public => true,
+        },
+        _ => true,
+    })
 }
 
 impl Remediation {
@@ -260,6 +321,29 @@ mod tests {
         for c in &converge.changes {
             assert_ne!(c.role().map(RoleName::as_str), Some("alice_tmp"), "the excepted grant stays");
         }
+    }
+
+    #[test]
+    fn a_revoke_a_ticket_now_covers_is_held_back() {
+        let f = vec![finding(FindingKind::Unauthorized, "alice_tmp", "SELECT", "table", Some("billing"), "invoices")];
+        let plan = remediate(&f, Mode::RevokeUnauthorized);
+        let target = TargetId::new("orders-prod").unwrap();
+        let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
+        let mut t: Ticket = serde_json::from_value(serde_json::json!({
+            "id": "tkt-1", "request_sha256": "", "category": "ops", "tag": "", "approvals_required": 0,
+            "weight_factor": 0.25, "registry": { "version": "1", "sha256": "" }, "status": "active",
+            "starts_at": "2026-11-22T11:00:00Z", "expires_at": "2026-11-22T13:00:00Z", "history": [],
+            "request": { "delivery_id": "d", "input": "webhook", "source": "okta", "action": "grant",
+                "target": "orders-prod", "principal": "a@x.io", "role": "alice_tmp", "privileges": ["SELECT"],
+                "object": { "on": "schema", "name": "billing" }, "expires_at": "2026-11-22T13:00:00Z",
+                "requested_by": "a@x.io", "observed_at": "2026-11-22T11:00:00Z" }
+        }))
+        .unwrap();
+        let (run, held) = without_excepted(plan.changes.clone(), &target, std::slice::from_ref(&t), now);
+        assert!(run.is_empty() && held.len() == 1, "the ticket started after the scan: hands off");
+        t.status = crate::ticket::TicketStatus::Revoked;
+        let (run, held) = without_excepted(plan.changes, &target, &[t], now);
+        assert_eq!((run.len(), held.len()), (1, 0));
     }
 
     #[test]

@@ -316,7 +316,9 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
 
     // diff: the stream's one running -> complete record makes the report
     let stream = stack.scan_stream().await;
-    let diff = Diff::new(&stack.clients, &stack.settings, clock()).unwrap();
+    let mut converging = stack.settings.clone();
+    converging.remediation_mode = grantwarden_core::remediate::Mode::Converge;
+    let diff = Diff::new(&stack.clients, &converging, clock()).unwrap();
     let handled = diff.handle(lambda(stream.clone())).await.unwrap();
     let reported: Vec<&Handled> = handled.iter().filter(|h| matches!(h, Handled::Reported { .. })).collect();
     assert_eq!(reported.len(), 1, "{handled:?}");
@@ -331,6 +333,22 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
     assert_eq!(alert["top_findings"][0]["privilege"], "CREATEROLE", "the worst finding first: {alert}");
     let redelivered = diff.handle(lambda(stream)).await.unwrap();
     assert!(redelivered.iter().any(|h| matches!(h, Handled::AlreadyReported { .. })), "{redelivered:?}");
+
+    // remediation: the scan's corrective changes were enqueued once (not again on redelivery),
+    // none of them touching the grant the ticket excepts
+    let remediation_url = stack.settings.remediation_queue_url.clone().unwrap();
+    let remediation = stack.drain(&remediation_url, 1).await;
+    assert_eq!(remediation.records.len(), 1);
+    let more = stack.clients.sqs.receive_message().queue_url(&remediation_url).send().await.unwrap();
+    assert!(more.messages().is_empty(), "enqueued once");
+    let request: grantwarden_core::remediate::RemediationRequest =
+        serde_json::from_str(remediation.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (request.scan_id.as_str(), request.mode),
+        (stack.scan_id().as_str(), grantwarden_core::remediate::Mode::Converge)
+    );
+    assert!(!request.changes.is_empty());
+    assert!(request.changes.iter().all(|c| c.role() != Some(&ticket.request.role)), "{:#?}", request.changes);
 
     let objects = Objects::new(&stack.clients, &stack.settings);
     let aws: Report = objects.get_json(key).await.unwrap().unwrap();
