@@ -308,6 +308,7 @@ fn tickets_table(tickets: &[Ticket], now: DateTime<Utc>) -> String {
         "OBJECT",
         "EXPIRES",
         "APPROVALS",
+        "REVOCATION",
     ]);
     for k in tickets {
         let r = &k.request;
@@ -323,6 +324,11 @@ fn tickets_table(tickets: &[Ticket], now: DateTime<Utc>) -> String {
             object,
             k.expires_at.to_rfc3339(),
             format!("{}/{}", k.approvals.len(), k.approvals_required),
+            match &k.revocation {
+                Some(r) if r.error.is_none() => format!("{} ms after the end ({})", r.latency_ms, r.trigger),
+                Some(r) => format!("failed ({}): {}", r.trigger, r.error.as_deref().unwrap_or_default()),
+                None => String::new(),
+            },
         ]);
     }
     format!("{t}\n")

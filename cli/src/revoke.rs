@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
+use futures::StreamExt;
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::remediate::{Mode, remediate};
@@ -95,6 +96,9 @@ pub struct RevokeArgs {
     /// JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Revocations in flight at once (each on its own connections).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub concurrency: u16,
 }
 
 impl RevokeArgs {
@@ -184,8 +188,15 @@ async fn sweep(
     };
     let bar = crate::Bar::counting(ids.len() as u64, "revoking");
     let mut ok = true;
-    for id in ids {
-        let outcome = revoke_ticket(store, executor, &id, trigger, &options, args.dry_run, &clock).await;
+    let runs = futures::stream::iter(ids).map(|id| {
+        let (options, clock) = (&options, &clock);
+        async move {
+            let outcome = revoke_ticket(store, executor, &id, trigger, options, args.dry_run, clock).await;
+            (id, outcome)
+        }
+    });
+    let mut done = runs.buffer_unordered(usize::from(args.concurrency));
+    while let Some((id, outcome)) = done.next().await {
         bar.inc(1);
         let (line, failed) = describe(&id, outcome);
         ok &= !failed;

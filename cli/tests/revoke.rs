@@ -86,7 +86,7 @@ async fn revoke_due_after_a_dry_run_and_an_early_end_on_request() {
     assert!(dry.contains(&format!("REVOKE SELECT ON TABLE \"billing\".\"invoices\" FROM \"{alice}\";")), "{dry}");
     assert!(has_usage(&db, &alice).await, "a dry run changes nothing");
 
-    let done = ok(&revoke(&["--due"], "2026-11-22T14:00:30Z"));
+    let done = ok(&revoke(&["--due", "--concurrency", "4"], "2026-11-22T14:00:30Z"));
     assert!(done.contains(&format!("{a} revoked (30000 ms after the window ended")), "{done}");
     assert!(!has_usage(&db, &alice).await);
     assert!(has_usage(&db, &bob).await, "bob's ticket runs until 18:00");
@@ -94,6 +94,8 @@ async fn revoke_due_after_a_dry_run_and_an_early_end_on_request() {
     assert_eq!(shown["status"], "revoked");
     assert_eq!(shown["revocation"]["latency_ms"], 30000);
     assert_eq!(shown["revocation"]["trigger"], "operator");
+    let listed = ok(&grantwarden(&["tickets", "list", "--state", state]));
+    assert!(listed.contains("30000 ms after the end (operator)"), "{listed}");
 
     // bob's access is ended early on request, then by the sweeper
     let asked = grantwarden(&[

@@ -290,3 +290,34 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
         applied[0].detail["sql"].as_array().unwrap().iter().any(|s| s.as_str().unwrap().starts_with("REVOKE INSERT"))
     );
 }
+
+#[tokio::test]
+async fn the_three_triggers_racing_through_the_function_revoke_once() {
+    let db = TestDb::new().await;
+    let r = db.role("race");
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE ROLE {r}; GRANT USAGE ON SCHEMA billing TO {r};",
+        r = db.ident("race")
+    ))
+    .await;
+    let (clients, settings) = stack("revoke-race", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    let t = contract::active_ticket("tkt-race", TARGET, &r, "billing", &[Privilege::Usage], at(0), at(10));
+    store.put_ticket(&t).await.unwrap();
+    let (a, b, c) =
+        (function(&clients, &settings, 11), function(&clients, &settings, 11), function(&clients, &settings, 11));
+    let ttl =
+        include_str!("../../../events/revoke-lease-ttl-remove.json").replace("tkt-e77b0c3f1a2d4e5f6a7b", "tkt-race");
+    let sweep = include_str!("../../../events/revoke-sweep.json");
+    let (ra, rb, rc) = tokio::join!(
+        invoke(&a, serde_json::from_str(&ttl).unwrap()),
+        invoke(&b, Invocation::Scheduled(ScheduledRevoke { ticket_id: "tkt-race".into(), trigger: "schedule".into() })),
+        invoke(&c, serde_json::from_str(sweep).unwrap()),
+    );
+    let outcomes: Vec<String> = ra.into_iter().chain(rb).chain(rc).map(|h| h.outcome).collect();
+    assert_eq!(outcomes.iter().filter(|o| *o == "revoked").count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| o == "revoked" || o == "already_ended"), "{outcomes:?}");
+    assert!(!usage(&db, &r).await);
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    assert_eq!(journal.iter().filter(|e| e.kind == "ticket.revoked").count(), 1);
+}
