@@ -2,25 +2,15 @@
 //! intake, plan with the overlay before and after expiry; redeliveries,
 //! untagged input, approvals and simulate.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{grantwarden, policy};
 
 use grantwarden_testkit::TestDb;
 use serde_json::Value;
-
-fn grantwarden(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_grantwarden"))
-        .args(args)
-        .env_remove("GRANTWARDEN_DATABASE_URL")
-        .env_remove("GRANTWARDEN_STATE")
-        .env_remove("GRANTWARDEN_POLICY")
-        .output()
-        .unwrap()
-}
-
-fn policy() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policy.example.yaml").to_string_lossy().into_owned()
-}
 
 fn json_lines(o: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()

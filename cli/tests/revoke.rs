@@ -2,25 +2,15 @@
 //! by `revoke --due` after a dry run, an early end asked with `tickets revoke`,
 //! `watch --once`, and `apply` in its three modes with an excepted grant.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{grantwarden, policy};
 
 use grantwarden_testkit::TestDb;
 use serde_json::Value;
-
-fn grantwarden(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_grantwarden"))
-        .args(args)
-        .env_remove("GRANTWARDEN_DATABASE_URL")
-        .env_remove("GRANTWARDEN_STATE")
-        .env_remove("GRANTWARDEN_POLICY")
-        .output()
-        .unwrap()
-}
-
-fn policy() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policy.example.yaml").to_string_lossy().into_owned()
-}
 
 fn ok(o: &Output) -> String {
     assert_eq!(
@@ -45,6 +35,11 @@ fn intake(dir: &Path, state: &str, name: &str, role: &str, object: &str, at: &st
         ok(&grantwarden(&["intake", path.to_str().unwrap(), "--policy", &policy(), "--state", state, "--at", at]));
     let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     v["ticket"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn has_on_invoices(db: &TestDb, role: &str, privilege: &str) -> bool {
+    let sql = "SELECT has_table_privilege($1, 'billing.invoices', $2)";
+    db.client().await.query_one(sql, &[&role, &privilege]).await.unwrap().get(0)
 }
 
 async fn has_usage(db: &TestDb, role: &str) -> bool {
@@ -206,42 +201,17 @@ ignore_roles: [{}]
     assert!(report.contains(&format!("GRANT SELECT ON TABLE \"billing\".\"invoices\" TO \"{ro}\";")), "{report}");
     assert!(report.contains(&format!("excepted by active ticket {t}")), "{report}");
     assert!(!report.contains(&format!("FROM \"{tmp}\"")), "the excepted grant is never in the SQL:\n{report}");
-    let insert = |role: String| {
-        let db = &db;
-        async move {
-            db.client()
-                .await
-                .query_one("SELECT has_table_privilege($1, 'billing.invoices', 'INSERT')", &[&role])
-                .await
-                .unwrap()
-                .get::<_, bool>(0)
-        }
-    };
-    assert!(insert(ro.clone()).await, "report changes nothing, even with --execute");
+    assert!(has_on_invoices(&db, &ro, "INSERT").await, "report changes nothing, even with --execute");
     ok(&apply(&["--mode", "report", "--execute"]));
-    assert!(insert(ro.clone()).await);
+    assert!(has_on_invoices(&db, &ro, "INSERT").await);
 
     let revoked = ok(&apply(&["--mode", "revoke-unauthorized", "--execute"]));
     assert!(revoked.contains("applied"), "{revoked}");
-    assert!(!insert(ro.clone()).await, "the unauthorized INSERT is gone");
-    let select: bool = db
-        .client()
-        .await
-        .query_one("SELECT has_table_privilege($1, 'billing.invoices', 'SELECT')", &[&ro])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(!select, "missing is granted only by converge");
+    assert!(!has_on_invoices(&db, &ro, "INSERT").await, "the unauthorized INSERT is gone");
+    assert!(!has_on_invoices(&db, &ro, "SELECT").await, "missing is granted only by converge");
 
     ok(&apply(&["--mode", "converge", "--execute"]));
-    let select: bool = db
-        .client()
-        .await
-        .query_one("SELECT has_table_privilege($1, 'billing.invoices', 'SELECT')", &[&ro])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(select, "converge grants what is missing");
+    assert!(has_on_invoices(&db, &ro, "SELECT").await, "converge grants what is missing");
     assert!(has_usage(&db, &tmp).await, "the excepted grant is untouched");
 
     // converged: planning now shows only the exception, and applying again changes nothing

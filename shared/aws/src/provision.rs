@@ -58,6 +58,21 @@ async fn table(
     Ok(())
 }
 
+/// The ARN of the queue at `url` (a redrive policy names its dead-letter queue by ARN).
+async fn queue_arn(clients: &Clients, url: &str) -> Result<String, AwsError> {
+    Ok(clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("GetQueueAttributes {url}"), e))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default())
+}
+
 /// Creates tables, buckets (the audit one with Object Lock), queues and topic named `<prefix>-*` and returns the
 /// settings that point at them. Secrets are created by the caller.
 pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsError> {
@@ -148,17 +163,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .map_err(|e| AwsError::sdk("CreateQueue dlq", e))?
         .queue_url
         .unwrap_or_default();
-    let dlq_arn = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| AwsError::sdk("GetQueueAttributes dlq", e))?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .unwrap_or_default();
+    let dlq_arn = queue_arn(clients, &dlq).await?;
     let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": s.chunk_max_receives + 1 });
     let queue = clients
         .sqs
@@ -189,17 +194,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .map_err(|e| AwsError::sdk("CreateQueue revoke dlq", e))?
         .queue_url
         .unwrap_or_default();
-    let revoke_dlq_arn = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&revoke_dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| AwsError::sdk("GetQueueAttributes revoke dlq", e))?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .unwrap_or_default();
+    let revoke_dlq_arn = queue_arn(clients, &revoke_dlq).await?;
     let redrive = serde_json::json!({ "deadLetterTargetArn": revoke_dlq_arn, "maxReceiveCount": 5 });
     let remediation = clients
         .sqs
