@@ -211,7 +211,20 @@ impl Revoke {
                 }
                 Outcome::Remediation(response)
             }
-            Invocation::Scheduled(s) => Outcome::Tickets(vec![self.revoke(&s.ticket_id, Trigger::Schedule).await?]),
+            Invocation::Scheduled(s) => {
+                // an operator invokes the same shape by hand to retry a failed revocation once fixed
+                let trigger = match s.trigger.as_str() {
+                    "schedule" => Trigger::Schedule,
+                    "operator" => Trigger::Operator,
+                    other => {
+                        return Err(RevokeFnError::Input {
+                            what: format!("invocation for ticket {}", s.ticket_id),
+                            reason: format!("trigger {other:?} is neither schedule nor operator"),
+                        });
+                    }
+                };
+                Outcome::Tickets(vec![self.revoke(&s.ticket_id, trigger).await?])
+            }
             Invocation::Sweep(_) => Outcome::Tickets(self.sweep().await?),
         })
     }

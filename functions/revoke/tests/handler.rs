@@ -202,6 +202,16 @@ async fn a_permission_error_goes_to_the_dead_letter_queue_with_its_reason() {
     // the sweeper does not take it again: it waits for a person
     let sweep: Invocation = serde_json::from_str(include_str!("../../../events/revoke-sweep.json")).unwrap();
     assert!(invoke(&f, sweep).await.is_empty());
+    // the person fixes it (here: the revoker secret now names a role that may revoke) and invokes the function
+    let operator = serde_json::json!({ "ticket_id": "tkt-perm", "trigger": "operator" });
+    let weak_again = invoke(&f, serde_json::from_value(operator.clone()).unwrap()).await;
+    assert_eq!(weak_again[0].outcome, "revocation_failed", "still the weak role: failed again, dead-lettered again");
+    db.exec(&format!("ALTER ROLE {} SUPERUSER", db.ident("weak"))).await;
+    let fixed = invoke(&f, serde_json::from_value(operator).unwrap()).await;
+    assert_eq!(fixed[0].outcome, "revoked");
+    assert!(!usage(&db, &r).await);
+    let bogus = serde_json::json!({ "ticket_id": "tkt-perm", "trigger": "whenever" });
+    assert!(f.invoke(LambdaEvent::new(serde_json::from_value(bogus).unwrap(), Context::default())).await.is_err());
 }
 
 #[tokio::test]

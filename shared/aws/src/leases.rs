@@ -40,7 +40,8 @@ pub struct Lease {
 pub struct ScheduledRevoke {
     /// The ticket to revoke.
     pub ticket_id: String,
-    /// Always `schedule`.
+    /// `schedule` from the schedule; `operator` when a person invokes the function
+    /// by hand to retry a failed revocation.
     pub trigger: String,
 }
 

@@ -324,7 +324,9 @@ where
         return Err(StoreError::NotFound(id.to_owned()).into());
     };
     let started = clock();
-    if !ticket.is_due(started) {
+    // a failed revocation waits for a person; the operator's run after the fix retries it
+    let retry_failed = trigger == Trigger::Operator && ticket.status == TicketStatus::RevocationFailed;
+    if !ticket.is_due(started) && !retry_failed {
         return Ok(match ticket.status {
             s @ (TicketStatus::Revoked | TicketStatus::RevocationFailed | TicketStatus::Expired) => {
                 RevokeOutcome::AlreadyEnded(s)
@@ -363,7 +365,8 @@ where
                 error: None,
             };
             let actor = format!("grantwarden:{trigger}");
-            let stored = match finish(store, id, |t| t.record_revoked(revocation.clone(), &actor)).await? {
+            let stored = match finish(store, id, retry_failed, |t| t.record_revoked(revocation.clone(), &actor)).await?
+            {
                 Finished::Updated(t) => t,
                 Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
             };
@@ -391,10 +394,13 @@ where
                 error: Some(error.message.clone()),
             };
             let actor = format!("grantwarden:{trigger}");
-            let stored = match finish(store, id, |t| t.record_revocation_failed(revocation.clone(), &actor)).await? {
-                Finished::Updated(t) => t,
-                Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
-            };
+            let stored =
+                match finish(store, id, retry_failed, |t| t.record_revocation_failed(revocation.clone(), &actor))
+                    .await?
+                {
+                    Finished::Updated(t) => t,
+                    Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
+                };
             let finding = failure_finding(&stored, &error);
             store.record_findings(&stored.request.target, "revoke", std::slice::from_ref(&finding), at, false).await?;
             let mut event = NewEvent::for_ticket(&stored, "ticket.revocation_failed", &actor, at);
@@ -413,17 +419,20 @@ enum Finished {
 }
 
 /// Applies `change` to the stored ticket by conditional update, reading it again
-/// when someone else wrote first; stops when another trigger has already ended it.
+/// when someone else wrote first; stops when another trigger has already ended it
+/// (a failed revocation counts as ended unless this run is the operator's retry of it).
 async fn finish<S: TicketStore + Sync>(
     store: &S,
     id: &str,
+    retry_failed: bool,
     change: impl Fn(&mut Ticket),
 ) -> Result<Finished, StoreError> {
     for _ in 0..5 {
         let Some(Versioned { value: mut ticket, version }) = store.ticket(id).await? else {
             return Err(StoreError::NotFound(id.to_owned()));
         };
-        if matches!(ticket.status, TicketStatus::Revoked | TicketStatus::RevocationFailed) {
+        let failed_before = ticket.status == TicketStatus::RevocationFailed && !retry_failed;
+        if ticket.status == TicketStatus::Revoked || failed_before {
             return Ok(Finished::AlreadyEnded(ticket.status));
         }
         change(&mut ticket);

@@ -351,6 +351,16 @@ async fn a_permission_error_fails_for_good_with_a_finding_and_an_audit_event() {
         f.revoke(&x, "t-perm", Trigger::Sweeper, 12).await.unwrap(),
         RevokeOutcome::AlreadyEnded(TicketStatus::RevocationFailed)
     );
+    // the operator fixes the privilege problem and runs revoke again: now it goes
+    let strong = executor_for(&f.db.url(), 3);
+    let RevokeOutcome::Revoked { ticket, .. } = f.revoke(&strong, "t-perm", Trigger::Operator, 30).await.unwrap()
+    else {
+        panic!("the operator's retry revokes")
+    };
+    assert_eq!(ticket.status, TicketStatus::Revoked);
+    let whats: Vec<&str> = ticket.history.iter().map(|e| e.what.as_str()).collect();
+    assert_eq!(whats, ["revocation_failed", "revoked"]);
+    assert!(!f.has(&r, "USAGE", "billing", "").await);
 }
 
 #[tokio::test]
