@@ -147,12 +147,16 @@ impl Diff {
     async fn enqueue_remediation(&self, report: &Report) -> Result<(), DiffError> {
         let scan_id = &report.scan_id;
         let Some((mode, url)) = &self.remediation else { return Ok(()) };
-        let Some(request) = RemediationRequest::for_report(report, *mode) else { return Ok(()) };
-        let body = serde_json::to_string(&request).expect("a remediation request always serializes");
-        self.sqs.send_message().queue_url(url).message_body(body).send().await.map_err(|e| DiffError::Aws {
-            scan_id: scan_id.clone(),
-            source: AwsError::sdk(format!("SendMessage {url}"), e),
-        })?;
+        let requests = RemediationRequest::for_report(report, *mode);
+        for request in &requests {
+            let body = serde_json::to_string(request).expect("a remediation request always serializes");
+            self.sqs.send_message().queue_url(url).message_body(body).send().await.map_err(|e| DiffError::Aws {
+                scan_id: scan_id.clone(),
+                source: AwsError::sdk(format!("SendMessage {url}"), e),
+            })?;
+        }
+        let Some(first) = requests.first() else { return Ok(()) };
+        let changes: Vec<_> = requests.iter().flat_map(|r| r.changes.iter()).collect();
         let event = NewEvent {
             chain: report.target.as_str().to_owned(),
             at: self.clock.now(),
@@ -160,11 +164,11 @@ impl Diff {
             actor: "grantwarden:diff".into(),
             subject: report.scan_id.clone(),
             target: report.target.as_str().to_owned(),
-            detail: serde_json::json!({ "mode": request.mode, "changes": request.changes, "skipped": request.skipped,
-                                        "snapshot_sha256": request.snapshot_sha256 }),
+            detail: serde_json::json!({ "mode": first.mode, "changes": changes, "skipped": first.skipped,
+                                        "parts": requests.len(), "snapshot_sha256": first.snapshot_sha256 }),
         };
         self.store.append(event).await.map_err(|source| DiffError::Store { scan_id: scan_id.clone(), source })?;
-        tracing::info!(changes = request.changes.len(), mode = ?request.mode, "remediation enqueued");
+        tracing::info!(changes = changes.len(), parts = requests.len(), mode = ?first.mode, "remediation enqueued");
         Ok(())
     }
 

@@ -252,6 +252,8 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
         mode: Mode::RevokeUnauthorized,
         changes: vec![revoke(&app, Privilege::Insert), revoke(&alice, Privilege::Select)],
         skipped: 0,
+        part: 1,
+        parts: 1,
     };
     let url = settings.remediation_queue_url.clone().unwrap();
     clients

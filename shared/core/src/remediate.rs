@@ -104,24 +104,46 @@ pub struct RemediationRequest {
     pub changes: Vec<Change>,
     /// Findings left for a person.
     pub skipped: usize,
+    /// This request's number among the scan's, from 1.
+    #[serde(default = "one")]
+    pub part: usize,
+    /// How many requests the scan's changes were split into.
+    #[serde(default = "one")]
+    pub parts: usize,
 }
 
+fn one() -> usize {
+    1
+}
+
+/// Most changes in one request: a queue message stays far below SQS's 256 KiB
+/// (a change is a few hundred bytes of JSON), and each part runs in its own transaction.
+pub const CHANGES_PER_REQUEST: usize = 250;
+
 impl RemediationRequest {
-    /// The request for `report` under `mode`; `None` in report mode, for a partial
-    /// scan (nothing is changed from a partial view), or when nothing needs changing.
-    pub fn for_report(report: &Report, mode: Mode) -> Option<Self> {
+    /// The requests for `report` under `mode`, at most [`CHANGES_PER_REQUEST`] changes
+    /// each; none in report mode, for a partial scan (nothing is changed from a
+    /// partial view), or when nothing needs changing.
+    pub fn for_report(report: &Report, mode: Mode) -> Vec<Self> {
         if mode == Mode::Report || !report.summary.complete {
-            return None;
+            return Vec::new();
         }
         let plan = remediate(&report.findings, mode);
-        (!plan.changes.is_empty()).then(|| Self {
-            target: report.target.clone(),
-            scan_id: report.scan_id.clone(),
-            snapshot_sha256: report.snapshot_sha256.clone(),
-            mode,
-            changes: plan.changes,
-            skipped: plan.skipped.len(),
-        })
+        let parts = plan.changes.len().div_ceil(CHANGES_PER_REQUEST);
+        plan.changes
+            .chunks(CHANGES_PER_REQUEST)
+            .enumerate()
+            .map(|(i, changes)| Self {
+                target: report.target.clone(),
+                scan_id: report.scan_id.clone(),
+                snapshot_sha256: report.snapshot_sha256.clone(),
+                mode,
+                changes: changes.to_vec(),
+                skipped: plan.skipped.len(),
+                part: i + 1,
+                parts,
+            })
+            .collect()
     }
 }
 
@@ -321,6 +343,31 @@ mod tests {
         for c in &converge.changes {
             assert_ne!(c.role().map(RoleName::as_str), Some("alice_tmp"), "the excepted grant stays");
         }
+    }
+
+    #[test]
+    fn a_large_remediation_is_split_into_parts_and_none_comes_from_a_partial_scan() {
+        let findings: Vec<Finding> = (0..CHANGES_PER_REQUEST + 1)
+            .map(|i| finding(FindingKind::Unauthorized, "app_ro", "SELECT", "table", Some("orders"), &format!("t{i}")))
+            .collect();
+        let snapshot = crate::snapshot::Snapshot {
+            target: TargetId::new("orders-prod").unwrap(),
+            scan_id: "scan-1".into(),
+            taken_at: "2026-11-22T12:00:00Z".parse().unwrap(),
+            server_version_num: 170_000,
+            complete: true,
+            consistent: true,
+            chunks: vec![],
+            sha256: String::new(),
+            state: Default::default(),
+        };
+        let mut report = Report::build(&snapshot, findings, vec![], &crate::scoring::ScoringConfig::standard());
+        let parts = RemediationRequest::for_report(&report, Mode::RevokeUnauthorized);
+        let sizes: Vec<(usize, usize, usize)> = parts.iter().map(|p| (p.part, p.parts, p.changes.len())).collect();
+        assert_eq!(sizes, [(1, 2, CHANGES_PER_REQUEST), (2, 2, 1)]);
+        assert!(RemediationRequest::for_report(&report, Mode::Report).is_empty());
+        report.summary.complete = false;
+        assert!(RemediationRequest::for_report(&report, Mode::Converge).is_empty());
     }
 
     #[test]
