@@ -190,6 +190,7 @@ mod tests {
                 },
                 complete,
                 failed_chunks: if complete { vec![] } else { vec!["schema billing: permission denied".into()] },
+                coverage: Default::default(),
             },
             findings: vec![
                 finding(FindingKind::Unauthorized, Severity::Medium, "app_rw", "DELETE", table),

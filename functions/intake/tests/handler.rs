@@ -9,7 +9,7 @@ use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Finding;
 use grantwarden_core::signature::{self, sign};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, PutOutcome, Recorded, StoreError, TicketStore, Versioned};
+use grantwarden_core::store::{FindingAge, FindingStore, PutOutcome, Recorded, StoreError, TicketStore, Versioned};
 use grantwarden_core::ticket::Ticket;
 use grantwarden_intake::{App, Clock, StaticKey};
 use grantwarden_local::LocalStore;
@@ -464,6 +464,9 @@ impl FindingStore for DownStore {
         down()
     }
     async fn open_untagged(&self, _: &TargetId) -> Result<Vec<Finding>, StoreError> {
+        down()
+    }
+    async fn open_with_age(&self, _: &TargetId) -> Result<Vec<(Finding, FindingAge)>, StoreError> {
         down()
     }
 }

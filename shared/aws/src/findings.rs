@@ -162,6 +162,17 @@ impl FindingStore for DynamoStore {
         Ok(Recorded { ages, closed: closed_findings })
     }
 
+    async fn open_with_age(&self, target: &TargetId) -> Result<Vec<(Finding, FindingAge)>, StoreError> {
+        let mut out: Vec<(Finding, FindingAge)> = self
+            .open_findings(target)
+            .await?
+            .into_iter()
+            .map(|it| (it.finding, FindingAge { first_seen: it.first_seen, last_seen: it.last_seen }))
+            .collect();
+        out.sort_by_cached_key(|(f, age)| (age.first_seen, finding_key(f)));
+        Ok(out)
+    }
+
     async fn open_untagged(&self, target: &TargetId) -> Result<Vec<Finding>, StoreError> {
         let mut open: Vec<FindingItem> =
             self.open_findings(target).await?.into_iter().filter(|f| f.kind == FindingKind::Untagged).collect();

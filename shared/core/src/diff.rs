@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Target};
 use crate::model::{DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName};
-use crate::report::{Finding, FindingKind, FindingObject, Report};
+use crate::report::{Coverage, Finding, FindingKind, FindingObject, Report};
 use crate::scoring::round2;
 use crate::scoring::{Facts, Scope, ScoringConfig};
 use crate::snapshot::{Snapshot, State, StateIndex, TargetId};
@@ -62,6 +62,7 @@ pub fn diff_with_exceptions(
         exceptions: *exceptions,
         findings: Vec::new(),
         observations: Vec::new(),
+        coverage: Coverage::default(),
     };
     d.roles();
     d.memberships();
@@ -70,7 +71,9 @@ pub fn diff_with_exceptions(
     d.ownership();
     d.rls();
     d.findings.extend(exceptions.untagged.iter().cloned());
-    Report::build(snapshot, d.findings, d.observations, scoring)
+    let mut coverage = d.coverage;
+    coverage.held = coverage.baseline + coverage.exceptions + coverage.drift;
+    Report::build(snapshot, d.findings, d.observations, scoring).with_coverage(coverage)
 }
 
 /// The contract's `object` for an object reference, with the real relation or function kind.
@@ -122,6 +125,7 @@ struct Differ<'a> {
     exceptions: Exceptions<'a>,
     findings: Vec<Finding>,
     observations: Vec<Finding>,
+    coverage: Coverage,
 }
 
 /// What the classifier decided about something held by `grantee`.
@@ -289,6 +293,7 @@ impl<'a> Differ<'a> {
             let declared = self.baseline.roles.get(&m.member).map(|r| r.member_of.get(&m.role).copied());
             match declared {
                 Some(Some(want)) => {
+                    self.coverage.baseline += 1;
                     seen.insert((m.member.clone(), m.role.clone()));
                     let options = [
                         ("ADMIN", m.admin, want.admin),
@@ -321,17 +326,21 @@ impl<'a> Differ<'a> {
                         );
                     }
                 }
-                Some(None) => self.push(
-                    FindingKind::Unauthorized,
-                    &member,
-                    Privilege::Member,
-                    m.admin,
-                    object,
-                    Scope::Object,
-                    format!("member of {} (admin: {}); the baseline does not declare it", m.role, m.admin),
-                ),
+                Some(None) => {
+                    self.coverage.drift += 1;
+                    self.push(
+                        FindingKind::Unauthorized,
+                        &member,
+                        Privilege::Member,
+                        m.admin,
+                        object,
+                        Scope::Object,
+                        format!("member of {} (admin: {}); the baseline does not declare it", m.role, m.admin),
+                    )
+                }
                 None => {
                     if let Verdict::Finding(kind) = self.classify_unwanted(&member) {
+                        self.coverage.drift += 1;
                         self.push(
                             kind,
                             &member,
@@ -484,6 +493,7 @@ impl<'a> Differ<'a> {
             let scope = scope_of(g.object.class);
             if let Some((k, w)) = want.get_key_value(&key) {
                 held.insert(k);
+                self.coverage.baseline += 1;
                 if g.grantable && !w.grantable {
                     self.push(
                         FindingKind::Unauthorized,
@@ -515,6 +525,9 @@ impl<'a> Differ<'a> {
                         "PostgreSQL's built-in default for PUBLIC; the baseline says built-in defaults must be revoked",
                     ),
                 };
+                if kind != FindingKind::Observed {
+                    self.coverage.drift += 1;
+                }
                 self.push(kind, &g.grantee, g.privilege, g.grantable, object, scope, detail.into());
                 continue;
             }
@@ -546,8 +559,13 @@ impl<'a> Differ<'a> {
             if let Some(role) = g.grantee.role()
                 && self.overlay(g, role, &object, scope)
             {
+                match self.findings.last().map(|f| f.kind) {
+                    Some(FindingKind::Excepted) => self.coverage.exceptions += 1,
+                    _ => self.coverage.drift += 1,
+                }
                 return;
             }
+            self.coverage.drift += 1;
 
             let detail = match (&g.grantee, kind) {
                 (Grantee::Public, _) => "granted to PUBLIC (every role); the baseline does not allow it".to_owned(),
@@ -633,6 +651,7 @@ impl<'a> Differ<'a> {
             let scope = if dp.schema.is_some() { Scope::Schema } else { Scope::Database };
             if let Some(w) = want.get(&key) {
                 held.insert(key);
+                self.coverage.baseline += 1;
                 if dp.grantable != w.grantable {
                     let kind = if dp.grantable { FindingKind::Unauthorized } else { FindingKind::Missing };
                     self.push(
@@ -649,6 +668,7 @@ impl<'a> Differ<'a> {
             }
             if dp.is_builtin_public() {
                 if baseline.builtin_defaults == BuiltinDefaults::Revoke {
+                    self.coverage.drift += 1;
                     self.push(
                         FindingKind::Unauthorized,
                         &dp.grantee,
@@ -663,6 +683,7 @@ impl<'a> Differ<'a> {
                 continue;
             }
             if let Verdict::Finding(kind) = self.classify_unwanted(&dp.grantee) {
+                self.coverage.drift += 1;
                 self.push(
                     kind,
                     &dp.grantee,
@@ -1210,6 +1231,21 @@ mod overlay_tests {
         assert!(f.severity >= crate::scoring::Severity::High);
         assert!(f.detail.starts_with("TTL breach"), "{}", f.detail);
         assert_eq!(report.summary.status, Status::Alert);
+    }
+
+    #[test]
+    fn coverage_accounts_for_every_privilege_held_once() {
+        let t = ticket("alice_tmp", &[Privilege::Select], "line_items", 4, "d-1");
+        let held = [
+            ("alice_tmp", Privilege::Select, "line_items"),
+            ("alice_tmp", Privilege::Insert, "line_items"),
+            ("alice_tmp", Privilege::Select, "customers"),
+        ];
+        let during = plan(&held, std::slice::from_ref(&t), at(1)).summary.coverage;
+        assert_eq!((during.held, during.baseline, during.exceptions, during.drift), (3, 0, 1, 2));
+        assert_eq!(during.percent(during.exceptions), 33.33);
+        let after = plan(&held, &[t], at(5)).summary.coverage;
+        assert_eq!((after.held, after.exceptions, after.drift), (3, 0, 3), "an expired exception is drift");
     }
 
     #[test]

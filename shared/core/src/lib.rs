@@ -25,6 +25,8 @@
 //! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
 //! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
 //! - [`change`]: privilege changes as data, for shared/postgres to render and run.
+//! - [`compliance`]: coverage, access changes, remediation and per-person evidence for auditors.
+//! - [`dashboard`]: the self-contained HTML dashboard with inline SVG charts.
 //! - [`yaml`]: YAML inputs with errors that name file and path.
 
 //! - [`audit`]: the hash-chained audit journal: events, sealing, verification.
@@ -37,6 +39,8 @@ pub mod audit;
 pub mod backoff;
 pub mod baseline;
 pub mod change;
+pub mod compliance;
+pub mod dashboard;
 pub mod diff;
 pub mod digest;
 pub mod generate;

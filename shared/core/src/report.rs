@@ -178,6 +178,33 @@ pub struct Summary {
     /// The chunks that failed, with why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_chunks: Vec<String>,
+    /// How the privileges held (ACL grants, memberships, default privileges; not
+    /// an owner's own) are accounted for.
+    #[serde(default)]
+    pub coverage: Coverage,
+}
+
+/// How the privileges held are accounted for: declared by the baseline,
+/// covered by an active exception ticket, or drift (unauthorized, orphaned,
+/// expired exception). Grants of ignored roles and PostgreSQL's kept built-in
+/// defaults are not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Counted privileges held.
+    pub held: usize,
+    /// Declared by the baseline.
+    pub baseline: usize,
+    /// Covered by an active exception ticket.
+    pub exceptions: usize,
+    /// Neither.
+    pub drift: usize,
+}
+
+impl Coverage {
+    /// `part` as a percentage of what is held (100 when nothing is).
+    pub fn percent(&self, part: usize) -> f64 {
+        if self.held == 0 { 100.0 } else { round2(part as f64 * 100.0 / self.held as f64) }
+    }
 }
 
 /// A plan report.
@@ -201,6 +228,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report with the diff's accounting of what is held.
+    pub fn with_coverage(mut self, coverage: Coverage) -> Self {
+        self.summary.coverage = coverage;
+        self
+    }
+
     /// Assembles a report: sorts findings, counts, sums and sets the status.
     pub fn build(
         snapshot: &Snapshot,
@@ -270,6 +303,7 @@ fn summarize(findings: &[Finding], complete: bool, failed_chunks: Vec<String>, s
         status,
         complete,
         failed_chunks,
+        coverage: Coverage::default(),
     }
 }
 

@@ -160,6 +160,27 @@ pub struct ScoringConfig {
     pub age: AgeWeights,
     /// Status thresholds.
     pub thresholds: Thresholds,
+    /// Policy coverage targets of the compliance report.
+    pub coverage: CoverageTargets,
+}
+
+/// What policy coverage should look like: the share of privileges held that
+/// the baseline declares, that exceptions cover, and that are drift.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoverageTargets {
+    /// At least this percentage declared by the baseline.
+    pub baseline_min_percent: f64,
+    /// At most this percentage covered by exceptions.
+    pub exceptions_max_percent: f64,
+    /// At most this percentage drift.
+    pub drift_max_percent: f64,
+}
+
+impl Default for CoverageTargets {
+    fn default() -> Self {
+        Self { baseline_min_percent: 90.0, exceptions_max_percent: 10.0, drift_max_percent: 0.0 }
+    }
 }
 
 /// Drift that stays open weighs more: the factor grows by `per_day` for each
@@ -189,6 +210,7 @@ impl Default for ScoringConfig {
             public_factor: 4.0,
             age: AgeWeights::default(),
             thresholds: Thresholds::default(),
+            coverage: CoverageTargets::default(),
         }
     }
 }

@@ -97,6 +97,12 @@ pub trait FindingStore {
         complete: bool,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 
+    /// Every open finding of `target` with its age, oldest first (the remediation report).
+    fn open_with_age(
+        &self,
+        target: &TargetId,
+    ) -> impl Future<Output = Result<Vec<(Finding, FindingAge)>, StoreError>> + Send;
+
     /// Open untagged findings of `target` (unroutable input recorded at intake):
     /// they stay in every report until resolved.
     fn open_untagged(&self, target: &TargetId) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;

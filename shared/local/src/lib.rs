@@ -283,6 +283,31 @@ impl FindingStore for LocalStore {
         })
     }
 
+    async fn open_with_age(&self, target: &TargetId) -> Result<Vec<(Finding, FindingAge)>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT key, body, first_seen, last_seen FROM findings WHERE target = ?1 AND open = 1 ORDER BY first_seen, key",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![target.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                })
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, body, first, last) = row.map_err(unavailable)?;
+                let corrupt = |reason: String| StoreError::Corrupt { id: key.clone(), reason };
+                let f: Finding = serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+                let first_seen = first.parse().map_err(|e: chrono::ParseError| corrupt(format!("first_seen: {e}")))?;
+                let last_seen = last.parse().map_err(|e: chrono::ParseError| corrupt(format!("last_seen: {e}")))?;
+                out.push((f, FindingAge { first_seen, last_seen }));
+            }
+            Ok(out)
+        })
+    }
+
     async fn open_untagged(&self, target: &TargetId) -> Result<Vec<Finding>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn

@@ -187,6 +187,10 @@ pub async fn findings_keep_first_seen_and_close_when_gone<S: FindingStore>(store
     assert_eq!(store.record_findings(&target, "s4", &[], t4, false).await.unwrap().closed, vec![]);
     let ages = store.record_findings(&target, "s5", &[a.clone(), b.clone()], t4, true).await.unwrap().ages;
     assert_eq!((ages[0].first_seen, ages[1].first_seen), (now(), t3), "a partial scan closes nothing");
+    let open = store.open_with_age(&target).await.unwrap();
+    let listed: Vec<(&str, DateTime<Utc>, DateTime<Utc>)> =
+        open.iter().map(|(f, age)| (f.grantee.as_str(), age.first_seen, age.last_seen)).collect();
+    assert_eq!(listed, [("alice", now(), t4), ("bob", t3, t4)], "open findings with their age, oldest first");
 
     let untagged = finding("mallory", FindingKind::Untagged);
     store.record_findings(&target, "intake", std::slice::from_ref(&untagged), t4, false).await.unwrap();

@@ -1,0 +1,656 @@
+//! Compliance evidence: what an auditor asks, answered from the plan report,
+//! the tickets, the open findings and the audit journal, never from notes.
+//!
+//! - [`CoverageReport`]: who should have access (the baseline) against who has
+//!   it (the scan): privileges declared, excepted, in drift, with targets.
+//! - [`AccessChanges`]: tickets requested, granted, ended by expiry or early,
+//!   failed revocations, approval times, the auto-revoked share and latency.
+//! - [`RemediationReport`]: drift opened and resolved (by what), open items
+//!   with their age, mean time to resolution.
+//! - [`Evidence`]: one person's roles, the policy and exceptions that apply,
+//!   the privileges their roles hold, and their whole audit trail.
+//!
+//! Each carries a [`Basis`]: the registry version and the head of every audit
+//! chain it was built from, so it can be checked later against the journal.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditEvent;
+use crate::model::{Grant, Grantee, RoleName};
+use crate::policy::{Category, PolicyRegistry};
+use crate::report::{Coverage, Finding, Report};
+use crate::scoring::CoverageTargets;
+use crate::store::FindingAge;
+use crate::ticket::{Ticket, TicketStatus, Trigger};
+
+/// What a report was built from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Basis {
+    /// When it was built.
+    pub generated_at: DateTime<Utc>,
+    /// The policy registry version in force, when one was loaded.
+    pub registry_version: Option<String>,
+    /// The head `(seq, hash)` of every audit chain read.
+    pub chain_heads: BTreeMap<String, ChainHead>,
+}
+
+/// One chain's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// Last sequence number.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// A window of time; either end may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// From (inclusive).
+    pub from: Option<DateTime<Utc>>,
+    /// To (exclusive).
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Window {
+    /// Whether `at` falls in it.
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|f| at >= f) && self.to.is_none_or(|t| at < t)
+    }
+}
+
+/// One coverage target and whether it is met.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    /// What is measured.
+    pub name: String,
+    /// The measured percentage.
+    pub actual: f64,
+    /// `>=` or `<=`.
+    pub comparison: String,
+    /// The target percentage.
+    pub target: f64,
+    /// Met or not.
+    pub met: bool,
+}
+
+/// Policy coverage of one scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoverageReport {
+    /// The target.
+    pub target: String,
+    /// The scan.
+    pub scan_id: String,
+    /// When it was taken.
+    pub taken_at: DateTime<Utc>,
+    /// The counts.
+    pub coverage: Coverage,
+    /// Declared by the baseline, in percent of what is held.
+    pub baseline_percent: f64,
+    /// Covered by exceptions, in percent.
+    pub exceptions_percent: f64,
+    /// Drift, in percent.
+    pub drift_percent: f64,
+    /// Declared but not held (not part of the percentages).
+    pub missing: usize,
+    /// Whether the scan was complete (a partial scan proves nothing).
+    pub complete: bool,
+    /// Targets from the scoring config.
+    pub targets: Vec<Target>,
+    /// What it was built from.
+    pub basis: Basis,
+}
+
+impl CoverageReport {
+    /// Coverage of `report` against `targets`.
+    pub fn new(report: &Report, targets: &CoverageTargets, basis: Basis) -> Self {
+        let c = report.summary.coverage;
+        let (b, e, d) = (c.percent(c.baseline), c.percent(c.exceptions), c.percent(c.drift));
+        let target = |name: &str, actual: f64, at_least: bool, target: f64| Target {
+            name: name.to_owned(),
+            actual,
+            comparison: if at_least { ">=" } else { "<=" }.to_owned(),
+            target,
+            met: if at_least { actual >= target } else { actual <= target },
+        };
+        Self {
+            target: report.target.to_string(),
+            scan_id: report.scan_id.clone(),
+            taken_at: report.taken_at,
+            coverage: c,
+            baseline_percent: b,
+            exceptions_percent: e,
+            drift_percent: d,
+            missing: report.summary.missing,
+            complete: report.summary.complete,
+            targets: vec![
+                target("declared by the baseline", b, true, targets.baseline_min_percent),
+                target("covered by exceptions", e, false, targets.exceptions_max_percent),
+                target("drift", d, false, targets.drift_max_percent),
+            ],
+            basis,
+        }
+    }
+
+    /// Every target met, on a complete scan.
+    pub fn meets_targets(&self) -> bool {
+        self.complete && self.targets.iter().all(|t| t.met)
+    }
+}
+
+/// Count, mean and percentiles of durations, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Durations {
+    /// How many.
+    pub count: usize,
+    /// Mean.
+    pub mean_seconds: Option<f64>,
+    /// Median.
+    pub p50_seconds: Option<f64>,
+    /// 99th percentile.
+    pub p99_seconds: Option<f64>,
+    /// Longest.
+    pub max_seconds: Option<f64>,
+}
+
+impl Durations {
+    /// Statistics of `values` (seconds).
+    pub fn of(mut values: Vec<f64>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |p: f64| values[((values.len() - 1) as f64 * p).round() as usize];
+        let round = |v: f64| (v * 1000.0).round() / 1000.0;
+        Self {
+            count: values.len(),
+            mean_seconds: Some(round(values.iter().sum::<f64>() / values.len() as f64)),
+            p50_seconds: Some(round(at(0.5))),
+            p99_seconds: Some(round(at(0.99))),
+            max_seconds: values.last().copied().map(round),
+        }
+    }
+}
+
+/// One ticket, as the access-changes report lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketLine {
+    /// Id.
+    pub id: String,
+    /// Person.
+    pub principal: String,
+    /// Role.
+    pub role: String,
+    /// Category.
+    pub category: String,
+    /// Status now.
+    pub status: TicketStatus,
+    /// Requested at.
+    pub requested_at: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Revocation trigger and latency, once revoked.
+    pub revocation: Option<String>,
+}
+
+/// Access granted and taken away in a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessChanges {
+    /// The window.
+    pub window: Window,
+    /// Tickets requested in it.
+    pub requested: usize,
+    /// Of those, activated (granted).
+    pub granted: usize,
+    /// Still waiting for approvals.
+    pub pending: usize,
+    /// Tickets whose window ended in it by expiry.
+    pub expired: usize,
+    /// Revoked in it (any trigger).
+    pub revoked: usize,
+    /// Revoked automatically (lease, schedule, sweeper), in percent of `revoked`.
+    pub auto_revoked_percent: Option<f64>,
+    /// Ended early on request.
+    pub ended_early: usize,
+    /// Revocation failed for good.
+    pub revocation_failed: usize,
+    /// Request to activation, for tickets that needed approvals.
+    pub approval_time: Durations,
+    /// End of window to committed revocation.
+    pub revocation_latency: Durations,
+    /// Requested, by category.
+    pub by_category: BTreeMap<String, usize>,
+    /// The tickets requested in the window.
+    pub tickets: Vec<TicketLine>,
+    /// What it was built from.
+    pub basis: Basis,
+}
+
+fn requested_at(t: &Ticket) -> DateTime<Utc> {
+    t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at)
+}
+
+fn activated_at(t: &Ticket) -> Option<DateTime<Utc>> {
+    t.history.iter().find(|e| e.what == "activated").map(|e| e.at)
+}
+
+fn ticket_line(t: &Ticket, now: DateTime<Utc>) -> TicketLine {
+    TicketLine {
+        id: t.id.clone(),
+        principal: t.request.principal.clone(),
+        role: t.request.role.to_string(),
+        category: t.category.clone(),
+        status: t.status_at(now),
+        requested_at: requested_at(t),
+        expires_at: t.expires_at,
+        revocation: t
+            .revocation
+            .as_ref()
+            .filter(|r| r.error.is_none())
+            .map(|r| format!("{} after {} ms", r.trigger, r.latency_ms)),
+    }
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+impl AccessChanges {
+    /// The changes among `tickets` in `window`, judged at `now`.
+    pub fn new(tickets: &[Ticket], window: Window, now: DateTime<Utc>, basis: Basis) -> Self {
+        let requested: Vec<&Ticket> = tickets.iter().filter(|t| window.contains(requested_at(t))).collect();
+        let revoked: Vec<&Ticket> = tickets
+            .iter()
+            .filter(|t| t.status == TicketStatus::Revoked)
+            .filter(|t| t.revocation.as_ref().is_some_and(|r| window.contains(r.at)))
+            .collect();
+        let automatic = |t: &&Ticket| {
+            t.revocation
+                .as_ref()
+                .is_some_and(|r| matches!(r.trigger, Trigger::Lease | Trigger::Schedule | Trigger::Sweeper))
+        };
+        let auto = revoked.iter().filter(|t| automatic(t)).count();
+        let mut by_category = BTreeMap::new();
+        for t in &requested {
+            *by_category.entry(t.category.clone()).or_insert(0) += 1;
+        }
+        Self {
+            window,
+            requested: requested.len(),
+            granted: requested.iter().filter(|t| activated_at(t).is_some()).count(),
+            pending: requested.iter().filter(|t| t.status_at(now) == TicketStatus::PendingApproval).count(),
+            expired: tickets
+                .iter()
+                .filter(|t| t.revoke_requested_at.is_none() && t.expires_at <= now && window.contains(t.expires_at))
+                .filter(|t| activated_at(t).is_some())
+                .count(),
+            revoked: revoked.len(),
+            auto_revoked_percent: (!revoked.is_empty())
+                .then(|| (auto as f64 * 10_000.0 / revoked.len() as f64).round() / 100.0),
+            ended_early: tickets.iter().filter(|t| t.revoke_requested_at.is_some_and(|r| window.contains(r))).count(),
+            revocation_failed: tickets
+                .iter()
+                .filter(|t| t.status == TicketStatus::RevocationFailed)
+                .filter(|t| t.revocation.as_ref().is_some_and(|r| window.contains(r.at)))
+                .count(),
+            approval_time: Durations::of(
+                requested
+                    .iter()
+                    .filter(|t| t.approvals_required > 0)
+                    .filter_map(|t| activated_at(t).map(|a| seconds(a - requested_at(t))))
+                    .collect(),
+            ),
+            revocation_latency: Durations::of(
+                revoked.iter().filter_map(|t| t.revocation.as_ref()).map(|r| r.latency_ms as f64 / 1000.0).collect(),
+            ),
+            by_category,
+            tickets: requested.iter().map(|t| ticket_line(t, now)).collect(),
+            basis,
+        }
+    }
+}
+
+/// How a closed finding was put right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// A remediation grantwarden applied.
+    Remediated,
+    /// A ticket's revocation took it away.
+    Revoked,
+    /// Someone changed the database (or the baseline) outside grantwarden.
+    ChangedOutside,
+}
+
+/// One open finding and its age.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenItem {
+    /// The finding.
+    pub finding: Finding,
+    /// First seen.
+    pub first_seen: DateTime<Utc>,
+    /// Days open.
+    pub age_days: f64,
+}
+
+/// Drift opened and resolved in a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemediationReport {
+    /// The window.
+    pub window: Window,
+    /// Findings opened in it (bulk events counted by their count).
+    pub opened: usize,
+    /// Findings closed in it.
+    pub resolved: usize,
+    /// Closed, by what closed them.
+    pub resolved_by: BTreeMap<Resolution, usize>,
+    /// From opening to closing, for closed findings whose opening is on record.
+    pub time_to_resolution: Durations,
+    /// Open drift now, oldest first.
+    pub open: Vec<OpenItem>,
+    /// What it was built from.
+    pub basis: Basis,
+}
+
+fn bulk_count(e: &AuditEvent) -> usize {
+    e.detail.get("count").and_then(|c| c.as_u64()).unwrap_or(0) as usize
+}
+
+impl RemediationReport {
+    /// From the journal `events` of the targets in scope and their `open` findings, at `now`.
+    pub fn new(
+        events: &[AuditEvent],
+        open: &[(Finding, FindingAge)],
+        window: Window,
+        now: DateTime<Utc>,
+        basis: Basis,
+    ) -> Self {
+        let mut sorted: Vec<&AuditEvent> = events.iter().collect();
+        sorted.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
+        let in_window = |e: &&&AuditEvent| window.contains(e.at);
+        let opened = sorted
+            .iter()
+            .filter(in_window)
+            .map(|e| match e.kind.as_str() {
+                "finding.opened" => 1,
+                "finding.opened.bulk" => bulk_count(e),
+                _ => 0,
+            })
+            .sum();
+        let mut resolved = 0;
+        let mut resolved_by = BTreeMap::new();
+        let mut durations = Vec::new();
+        for (i, e) in sorted.iter().enumerate() {
+            if !window.contains(e.at) {
+                continue;
+            }
+            match e.kind.as_str() {
+                "finding.closed.bulk" => {
+                    resolved += bulk_count(e);
+                    *resolved_by.entry(Resolution::ChangedOutside).or_insert(0) += bulk_count(e);
+                }
+                "finding.closed" => {
+                    resolved += 1;
+                    let opened_at = sorted[..i]
+                        .iter()
+                        .rev()
+                        .find(|o| o.kind == "finding.opened" && o.subject == e.subject && o.chain == e.chain)
+                        .map(|o| o.at);
+                    let since = opened_at.unwrap_or(DateTime::<Utc>::MIN_UTC);
+                    let grantee = e.detail.get("grantee").and_then(|g| g.as_str()).unwrap_or_default();
+                    let between = |o: &&&AuditEvent| o.chain == e.chain && o.at >= since && o.at <= e.at;
+                    // what acted on this grantee between the opening and the closing
+                    let acted = |kind: &str, on: &dyn Fn(&serde_json::Value) -> bool| {
+                        sorted[..i].iter().filter(between).any(|o| o.kind == kind && on(&o.detail))
+                    };
+                    let how = if acted("ticket.revoked", &|d| d.get("role").and_then(|r| r.as_str()) == Some(grantee)) {
+                        Resolution::Revoked
+                    } else if acted("remediation.applied", &|d| mentions(d, grantee)) {
+                        Resolution::Remediated
+                    } else {
+                        Resolution::ChangedOutside
+                    };
+                    *resolved_by.entry(how).or_insert(0) += 1;
+                    if let Some(at) = opened_at {
+                        durations.push(seconds(e.at - at));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut open: Vec<OpenItem> = open
+            .iter()
+            .filter(|(f, _)| f.kind.is_drift())
+            .map(|(f, age)| OpenItem {
+                finding: f.clone(),
+                first_seen: age.first_seen,
+                age_days: (seconds(now - age.first_seen) / 86_400.0 * 100.0).round() / 100.0,
+            })
+            .collect();
+        open.sort_by_key(|o| o.first_seen);
+        Self { window, opened, resolved, resolved_by, time_to_resolution: Durations::of(durations), open, basis }
+    }
+}
+
+/// One exception that applies to a person, with its category's rules.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedException {
+    /// The ticket.
+    pub ticket: TicketLine,
+    /// The category as the registry in force defines it (absent if it no longer does).
+    pub category: Option<Category>,
+    /// The registry version the ticket was routed under.
+    pub routed_under: String,
+}
+
+/// One person's evidence bundle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// The person (as tickets and the journal name them).
+    pub user: String,
+    /// The window of the trail.
+    pub window: Window,
+    /// Database roles they were given access through.
+    pub roles: Vec<String>,
+    /// Their exception tickets with the policy that applies.
+    pub exceptions: Vec<AppliedException>,
+    /// Privileges those roles hold now, per target scanned.
+    pub grants: BTreeMap<String, Vec<Grant>>,
+    /// Every journal event they caused or that concerns them, oldest first.
+    pub trail: Vec<AuditEvent>,
+    /// What it was built from.
+    pub basis: Basis,
+}
+
+/// Whether `value` holds the string `needle` anywhere (a person's id in an event's detail).
+pub fn mentions(value: &serde_json::Value, needle: &str) -> bool {
+    match value {
+        serde_json::Value::String(s) => s == needle,
+        serde_json::Value::Array(items) => items.iter().any(|v| mentions(v, needle)),
+        serde_json::Value::Object(map) => map.values().any(|v| mentions(v, needle)),
+        _ => false,
+    }
+}
+
+/// The events `user` caused or that concern them (actor, subject, target, or any
+/// string of the detail), in `window`, oldest first.
+pub fn trail_of<'e>(events: &'e [AuditEvent], user: &str, window: Window) -> Vec<&'e AuditEvent> {
+    let mut trail: Vec<&AuditEvent> = events
+        .iter()
+        .filter(|e| e.actor == user || e.subject == user || e.target == user || mentions(&e.detail, user))
+        .filter(|e| window.contains(e.at))
+        .collect();
+    trail.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
+    trail
+}
+
+impl Evidence {
+    #[allow(clippy::too_many_arguments)]
+    /// The bundle of `user` from the tickets, the registry in force, the held
+    /// privileges of each scanned target and the journal.
+    pub fn new(
+        user: &str,
+        tickets: &[Ticket],
+        registry: Option<&PolicyRegistry>,
+        held: &BTreeMap<String, Vec<Grant>>,
+        events: &[AuditEvent],
+        window: Window,
+        now: DateTime<Utc>,
+        basis: Basis,
+    ) -> Self {
+        let theirs: Vec<&Ticket> = tickets
+            .iter()
+            .filter(|t| {
+                t.request.principal.eq_ignore_ascii_case(user) || t.request.requested_by.eq_ignore_ascii_case(user)
+            })
+            .collect();
+        let mut roles: Vec<RoleName> = theirs.iter().map(|t| t.request.role.clone()).collect();
+        roles.sort();
+        roles.dedup();
+        let grants = held
+            .iter()
+            .map(|(target, grants)| {
+                let mine: Vec<Grant> = grants
+                    .iter()
+                    .filter(|g| matches!(&g.grantee, Grantee::Role(r) if roles.contains(r)))
+                    .cloned()
+                    .collect();
+                (target.clone(), mine)
+            })
+            .collect();
+        Self {
+            user: user.to_owned(),
+            window,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            exceptions: theirs
+                .iter()
+                .map(|t| AppliedException {
+                    ticket: ticket_line(t, now),
+                    category: registry.and_then(|r| t.category_of(r)).cloned(),
+                    routed_under: t.registry.version.clone(),
+                })
+                .collect(),
+            grants,
+            trail: trail_of(events, user, window).into_iter().cloned().collect(),
+            basis,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::Revocation;
+
+    fn at(h: i64) -> DateTime<Utc> {
+        "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::hours(h)
+    }
+
+    fn ticket(id: &str, who: &str, approvals: u8, requested: i64, activated: Option<i64>, expires: i64) -> Ticket {
+        let mut history = vec![serde_json::json!({ "at": at(requested), "what": "requested", "actor": who })];
+        if let Some(a) = activated {
+            history.push(serde_json::json!({ "at": at(a), "what": "activated", "actor": "grantwarden" }));
+        }
+        serde_json::from_value(serde_json::json!({
+            "id": id, "request_sha256": "", "category": if approvals > 0 { "soc2-ops" } else { "read-only" }, "tag": "",
+            "approvals_required": approvals, "weight_factor": 0.25, "registry": { "version": "2.1", "sha256": "" },
+            "status": if activated.is_some() { "active" } else { "pending_approval" },
+            "starts_at": at(requested), "expires_at": at(expires), "history": history,
+            "request": { "delivery_id": id, "input": "webhook", "source": "okta", "action": "grant",
+                "target": "orders-prod", "principal": who, "role": format!("{}_tmp", &who[..3]), "privileges": ["SELECT"],
+                "object": { "on": "schema", "name": "billing" }, "expires_at": at(expires),
+                "requested_by": who, "observed_at": at(requested) }
+        }))
+        .unwrap()
+    }
+
+    fn revoked(mut t: Ticket, trigger: Trigger, latency_s: i64) -> Ticket {
+        let end = t.ends_at();
+        t.record_revoked(
+            Revocation {
+                trigger,
+                at: end + Duration::seconds(latency_s),
+                latency_ms: latency_s * 1000,
+                attempts: 1,
+                statements: 2,
+                kept: 0,
+                sessions_terminated: 0,
+                error: None,
+            },
+            "grantwarden",
+        );
+        t
+    }
+
+    fn basis() -> Basis {
+        Basis { generated_at: at(48), registry_version: Some("2.1".into()), chain_heads: BTreeMap::new() }
+    }
+
+    #[test]
+    fn access_changes_count_a_prepared_week() {
+        let mut early = ticket("t4", "dave@x.io", 0, 3, Some(3), 30);
+        assert!(early.request_revoke("ciso@x.io", at(5), "left"));
+        let tickets = vec![
+            revoked(ticket("t1", "alice@x.io", 0, 0, Some(0), 2), Trigger::Schedule, 4),
+            revoked(ticket("t2", "bob@x.io", 1, 1, Some(3), 9), Trigger::Sweeper, 50),
+            ticket("t3", "carol@x.io", 1, 2, None, 40),
+            revoked(early, Trigger::Request, 1),
+            ticket("t5", "erin@x.io", 0, -30, Some(-30), -20),
+        ];
+        let window = Window { from: Some(at(0)), to: Some(at(24)) };
+        let c = AccessChanges::new(&tickets, window, at(24), basis());
+        assert_eq!((c.requested, c.granted, c.pending), (4, 3, 1), "t5 was requested before the window");
+        assert_eq!((c.expired, c.revoked, c.ended_early, c.revocation_failed), (2, 3, 1, 0));
+        assert_eq!(c.auto_revoked_percent, Some(66.67), "schedule and sweeper, not the request");
+        assert_eq!(c.approval_time.count, 1);
+        assert_eq!(c.approval_time.mean_seconds, Some(7200.0), "bob waited two hours");
+        assert_eq!((c.revocation_latency.count, c.revocation_latency.max_seconds), (3, Some(50.0)));
+        assert_eq!(c.by_category.get("read-only"), Some(&2));
+    }
+
+    fn event(seq: u64, h: i64, kind: &str, subject: &str, detail: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            chain: "orders-prod".into(),
+            seq,
+            id: format!("orders-prod:{seq}"),
+            at: at(h),
+            kind: kind.into(),
+            actor: "grantwarden".into(),
+            subject: subject.into(),
+            target: "orders-prod".into(),
+            detail,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn remediation_tells_how_each_finding_was_resolved_and_how_long_it_took() {
+        let f = |grantee: &str| serde_json::json!({ "grantee": grantee });
+        let events = vec![
+            event(1, 0, "finding.opened", "k-app", f("app_ro")),
+            event(2, 0, "finding.opened", "k-tmp", f("alice_tmp")),
+            event(3, 0, "finding.opened", "k-x", f("x")),
+            event(
+                4,
+                1,
+                "remediation.applied",
+                "scan-2",
+                serde_json::json!({ "changes": [{ "grant": { "grantee": "app_ro" } }] }),
+            ),
+            event(5, 2, "finding.closed", "k-app", f("app_ro")),
+            event(6, 3, "ticket.revoked", "t1", serde_json::json!({ "role": "alice_tmp" })),
+            event(7, 4, "finding.closed", "k-tmp", f("alice_tmp")),
+            event(8, 5, "finding.opened.bulk", "scan-9", serde_json::json!({ "count": 150 })),
+        ];
+        let r = RemediationReport::new(&events, &[], Window::default(), at(6), basis());
+        assert_eq!((r.opened, r.resolved), (153, 2));
+        assert_eq!(r.resolved_by.get(&Resolution::Remediated), Some(&1));
+        assert_eq!(r.resolved_by.get(&Resolution::Revoked), Some(&1), "the revoked ticket's role");
+        assert_eq!(r.resolved_by.get(&Resolution::ChangedOutside), None);
+        assert_eq!(r.time_to_resolution.mean_seconds, Some(3.0 * 3600.0), "2 h and 4 h");
+    }
+}

@@ -1,0 +1,564 @@
+//! The dashboard: one self-contained HTML file (no network at view time) with
+//! inline SVG charts: drift score over time, findings by kind and severity,
+//! policy coverage, exceptions by category and time to expiry, revocation
+//! latency distribution, and the governance metrics.
+//!
+//! Every text that comes from data is HTML-escaped. A few lines of inline
+//! script check, when the page loads, that every chart drew (an `svg` with
+//! content) and report a missing one on the console; nothing else runs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::audit::AuditEvent;
+use crate::compliance::{Basis, CoverageReport, Durations};
+use crate::report::{Finding, FindingKind};
+use crate::scoring::Severity;
+use crate::ticket::{Ticket, TicketStatus, Trigger};
+
+/// One point of the drift score history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScorePoint {
+    /// When the scan ended.
+    pub at: DateTime<Utc>,
+    /// Its total score.
+    pub score: f64,
+}
+
+/// The governance metrics shown as figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Exception tickets in force now.
+    pub active_exceptions: usize,
+    /// Mean length of the access windows granted, in hours.
+    pub mean_access_hours: Option<f64>,
+    /// Request to activation for tickets that needed approval.
+    pub time_to_access: Durations,
+    /// Break-glass tickets requested in the last 30 days.
+    pub break_glass_30d: usize,
+    /// End of window to committed revocation.
+    pub revocation_latency: Durations,
+    /// Revocations that failed and wait for a person.
+    pub revocation_failed: usize,
+}
+
+/// Everything the dashboard shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dashboard {
+    /// The target.
+    pub target: String,
+    /// When it was built.
+    pub generated_at: DateTime<Utc>,
+    /// Score after each scan, oldest first.
+    pub score_history: Vec<ScorePoint>,
+    /// Drift findings of the latest scan.
+    pub findings: Vec<Finding>,
+    /// Policy coverage of the latest scan.
+    pub coverage: Option<CoverageReport>,
+    /// Tickets of the target.
+    pub tickets: Vec<Ticket>,
+    /// The figures.
+    pub metrics: Metrics,
+    /// What it was built from.
+    pub basis: Basis,
+}
+
+/// Score history from a chain's `scan.completed` events.
+pub fn score_history(events: &[AuditEvent]) -> Vec<ScorePoint> {
+    let mut out: Vec<ScorePoint> = events
+        .iter()
+        .filter(|e| e.kind == "scan.completed")
+        .filter_map(|e| Some(ScorePoint { at: e.at, score: e.detail.get("summary")?.get("score")?.as_f64()? }))
+        .collect();
+    out.sort_by_key(|p| p.at);
+    out
+}
+
+/// The governance metrics of `tickets` at `now`.
+pub fn metrics(tickets: &[Ticket], now: DateTime<Utc>) -> Metrics {
+    let activated = |t: &Ticket| t.history.iter().find(|e| e.what == "activated").map(|e| e.at);
+    let requested = |t: &Ticket| t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
+    let granted: Vec<&Ticket> = tickets.iter().filter(|t| activated(t).is_some()).collect();
+    let hours: Vec<f64> = granted
+        .iter()
+        .map(|t| (t.ends_at() - activated(t).unwrap_or(t.starts_at)).num_seconds().max(0) as f64 / 3600.0)
+        .collect();
+    Metrics {
+        active_exceptions: tickets.iter().filter(|t| t.is_active_at(now)).count(),
+        mean_access_hours: (!hours.is_empty())
+            .then(|| (hours.iter().sum::<f64>() / hours.len() as f64 * 100.0).round() / 100.0),
+        time_to_access: Durations::of(
+            granted
+                .iter()
+                .filter(|t| t.approvals_required > 0)
+                .filter_map(|t| activated(t).map(|a| (a - requested(t)).num_milliseconds() as f64 / 1000.0))
+                .collect(),
+        ),
+        break_glass_30d: tickets
+            .iter()
+            .filter(|t| t.request.incident_id.is_some() && requested(t) >= now - Duration::days(30))
+            .count(),
+        revocation_latency: Durations::of(
+            tickets
+                .iter()
+                .filter_map(|t| t.revocation.as_ref().filter(|r| r.error.is_none()))
+                .map(|r| r.latency_ms as f64 / 1000.0)
+                .collect(),
+        ),
+        revocation_failed: tickets.iter().filter(|t| t.status == TicketStatus::RevocationFailed).count(),
+    }
+}
+
+/// HTML-escapes text.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const W: f64 = 560.0;
+const H: f64 = 220.0;
+const PAD: f64 = 36.0;
+
+fn figure(id: &str, title: &str, svg: &str, caption: &str) -> String {
+    format!(
+        "<figure class=\"chart\" id=\"{id}\"><figcaption>{}</figcaption>{svg}<p class=\"note\">{}</p></figure>\n",
+        esc(title),
+        esc(caption)
+    )
+}
+
+fn svg_open(label: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">",
+        esc(label)
+    )
+}
+
+fn empty(svg: &mut String, why: &str) {
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" class=\"muted\">{}</text>",
+        W / 2.0,
+        H / 2.0,
+        esc(why)
+    );
+}
+
+fn score_chart(points: &[ScorePoint]) -> String {
+    let mut svg = svg_open("drift score over time");
+    let _ =
+        write!(svg, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"axis\"/>", H - PAD, W - 10.0, H - PAD);
+    if points.is_empty() {
+        empty(&mut svg, "no completed scan on record yet");
+    } else {
+        let max = points.iter().map(|p| p.score).fold(1.0_f64, f64::max);
+        let step = if points.len() > 1 { (W - PAD - 20.0) / (points.len() - 1) as f64 } else { 0.0 };
+        let xy: Vec<(f64, f64)> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (PAD + 10.0 + i as f64 * step, H - PAD - (p.score / max) * (H - 2.0 * PAD)))
+            .collect();
+        let path: Vec<String> = xy.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        let _ = write!(svg, "<polyline points=\"{}\" class=\"line\"/>", path.join(" "));
+        for ((x, y), p) in xy.iter().zip(points) {
+            let _ = write!(
+                svg,
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" class=\"dot\"><title>{} score {}</title></circle>",
+                p.at.format("%Y-%m-%d %H:%M"),
+                p.score
+            );
+        }
+        let _ = write!(svg, "<text x=\"4\" y=\"{}\" class=\"muted\">{max}</text>", PAD);
+        let _ = write!(svg, "<text x=\"4\" y=\"{}\" class=\"muted\">0</text>", H - PAD);
+        if let (Some(first), Some(last)) = (points.first(), points.last()) {
+            let _ = write!(
+                svg,
+                "<text x=\"{PAD}\" y=\"{}\" class=\"muted\">{}</text>",
+                H - 12.0,
+                first.at.format("%m-%d %H:%M")
+            );
+            let _ = write!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"muted\">{}</text>",
+                W - 10.0,
+                H - 12.0,
+                last.at.format("%m-%d %H:%M")
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+const SEVERITIES: [Severity; 5] = [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+
+fn findings_chart(findings: &[Finding]) -> String {
+    let mut svg = svg_open("findings by kind and severity");
+    let mut by: BTreeMap<FindingKind, BTreeMap<Severity, usize>> = BTreeMap::new();
+    for f in findings.iter().filter(|f| f.kind != FindingKind::Observed) {
+        *by.entry(f.kind).or_default().entry(f.severity).or_insert(0) += 1;
+    }
+    let kinds = FindingKind::COUNTED;
+    let max = by.values().map(|m| m.values().sum::<usize>()).max().unwrap_or(0).max(1) as f64;
+    let slot = (W - PAD - 10.0) / kinds.len() as f64;
+    let _ =
+        write!(svg, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"axis\"/>", H - PAD, W - 10.0, H - PAD);
+    for (i, kind) in kinds.iter().enumerate() {
+        let x = PAD + i as f64 * slot + slot * 0.2;
+        let mut y = H - PAD;
+        let counts = by.get(kind).cloned().unwrap_or_default();
+        for sev in SEVERITIES {
+            let n = counts.get(&sev).copied().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let h = n as f64 / max * (H - 2.0 * PAD);
+            y -= h;
+            let _ = write!(
+                svg,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" class=\"sev-{sev}\"><title>{} {sev}: {n}</title></rect>",
+                slot * 0.6,
+                kind.as_str()
+            );
+        }
+        let total: usize = counts.values().sum();
+        let _ =
+            write!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{total}</text>", x + slot * 0.3, y - 4.0);
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"muted small\">{}</text>",
+            x + slot * 0.3,
+            H - 20.0,
+            kind.as_str().replace('_', " ")
+        );
+    }
+    for (i, sev) in SEVERITIES.iter().enumerate() {
+        let x = PAD + i as f64 * 90.0;
+        let _ = write!(svg, "<rect x=\"{x}\" y=\"6\" width=\"10\" height=\"10\" class=\"sev-{sev}\"/>");
+        let _ = write!(svg, "<text x=\"{}\" y=\"15\" class=\"small\">{sev}</text>", x + 14.0);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn coverage_chart(coverage: Option<&CoverageReport>) -> String {
+    let mut svg = svg_open("policy coverage");
+    match coverage {
+        None => empty(&mut svg, "no scan to measure coverage from"),
+        Some(c) => {
+            let parts = [
+                ("baseline", c.coverage.baseline, c.baseline_percent),
+                ("exceptions", c.coverage.exceptions, c.exceptions_percent),
+                ("drift", c.coverage.drift, c.drift_percent),
+            ];
+            let mut x = PAD;
+            let width = W - 2.0 * PAD;
+            for (name, n, pct) in parts {
+                let w = if c.coverage.held == 0 { 0.0 } else { width * pct / 100.0 };
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{x:.1}\" y=\"70\" width=\"{w:.1}\" height=\"50\" class=\"cov-{name}\"><title>{name}: {n} ({pct}%)</title></rect>"
+                );
+                x += w;
+            }
+            for (i, (name, n, pct)) in parts.iter().enumerate() {
+                let lx = PAD + i as f64 * 170.0;
+                let _ = write!(svg, "<rect x=\"{lx}\" y=\"150\" width=\"12\" height=\"12\" class=\"cov-{name}\"/>");
+                let _ = write!(svg, "<text x=\"{}\" y=\"161\">{name}: {n} ({pct}%)</text>", lx + 16.0);
+            }
+            let _ = write!(
+                svg,
+                "<text x=\"{PAD}\" y=\"50\">{} privileges held; {} declared but missing</text>",
+                c.coverage.held, c.missing
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn expiry_bucket(t: &Ticket, now: DateTime<Utc>) -> usize {
+    let left = t.expires_at - now;
+    if left <= Duration::hours(1) {
+        0
+    } else if left <= Duration::hours(8) {
+        1
+    } else if left <= Duration::days(1) {
+        2
+    } else {
+        3
+    }
+}
+
+const EXPIRY_BUCKETS: [&str; 4] = ["< 1 h", "1-8 h", "8-24 h", "> 1 day"];
+
+fn exceptions_chart(tickets: &[Ticket], now: DateTime<Utc>) -> String {
+    let mut svg = svg_open("exceptions by category and time to expiry");
+    let mut by: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
+    for t in tickets.iter().filter(|t| t.is_active_at(now)) {
+        by.entry(t.category.as_str()).or_default()[expiry_bucket(t, now)] += 1;
+    }
+    if by.is_empty() {
+        empty(&mut svg, "no exception in force");
+    } else {
+        let max = by.values().map(|b| b.iter().sum::<usize>()).max().unwrap_or(1).max(1) as f64;
+        let row = ((H - 50.0) / by.len() as f64).min(36.0);
+        for (i, (category, buckets)) in by.iter().enumerate() {
+            let y = 34.0 + i as f64 * row;
+            let _ = write!(svg, "<text x=\"4\" y=\"{:.1}\" class=\"small\">{}</text>", y + row * 0.6, esc(category));
+            let mut x = 110.0;
+            for (b, n) in buckets.iter().enumerate() {
+                if *n == 0 {
+                    continue;
+                }
+                let w = *n as f64 / max * (W - 130.0);
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\" class=\"exp-{b}\"><title>{}: {n} expiring {}</title></rect>",
+                    row * 0.7,
+                    esc(category),
+                    EXPIRY_BUCKETS[b]
+                );
+                x += w;
+            }
+        }
+    }
+    for (b, name) in EXPIRY_BUCKETS.iter().enumerate() {
+        let x = 110.0 + b as f64 * 100.0;
+        let _ = write!(svg, "<rect x=\"{x}\" y=\"6\" width=\"10\" height=\"10\" class=\"exp-{b}\"/>");
+        let _ = write!(svg, "<text x=\"{}\" y=\"15\" class=\"small\">{name}</text>", x + 14.0);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+const LATENCY_BUCKETS: [(&str, i64); 6] = [
+    ("< 1 s", 1_000),
+    ("1-10 s", 10_000),
+    ("10-60 s", 60_000),
+    ("1-5 min", 300_000),
+    ("5-60 min", 3_600_000),
+    ("> 1 h", i64::MAX),
+];
+
+fn latency_chart(tickets: &[Ticket]) -> String {
+    let mut svg = svg_open("revocation latency distribution");
+    let mut counts = [0usize; LATENCY_BUCKETS.len()];
+    let mut automatic = 0;
+    for r in tickets.iter().filter_map(|t| t.revocation.as_ref().filter(|r| r.error.is_none())) {
+        let i =
+            LATENCY_BUCKETS.iter().position(|(_, below)| r.latency_ms < *below).unwrap_or(LATENCY_BUCKETS.len() - 1);
+        counts[i] += 1;
+        if matches!(r.trigger, Trigger::Lease | Trigger::Schedule | Trigger::Sweeper) {
+            automatic += 1;
+        }
+    }
+    let total: usize = counts.iter().sum();
+    let _ =
+        write!(svg, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"axis\"/>", H - PAD, W - 10.0, H - PAD);
+    if total == 0 {
+        empty(&mut svg, "nothing revoked yet");
+    } else {
+        let max = *counts.iter().max().unwrap_or(&1) as f64;
+        let slot = (W - PAD - 10.0) / counts.len() as f64;
+        for (i, n) in counts.iter().enumerate() {
+            let h = *n as f64 / max * (H - 2.0 * PAD - 10.0);
+            let x = PAD + i as f64 * slot + slot * 0.15;
+            let _ = write!(
+                svg,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" class=\"bar\"><title>{}: {n}</title></rect>",
+                H - PAD - h,
+                slot * 0.7,
+                LATENCY_BUCKETS[i].0
+            );
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{n}</text>",
+                x + slot * 0.35,
+                H - PAD - h - 4.0
+            );
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"muted small\">{}</text>",
+                x + slot * 0.35,
+                H - 20.0,
+                LATENCY_BUCKETS[i].0
+            );
+        }
+        let _ =
+            write!(svg, "<text x=\"{PAD}\" y=\"16\" class=\"small\">{total} revoked, {automatic} automatically</text>");
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn seconds(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(s) if s < 120.0 => format!("{s:.1} s"),
+        Some(s) if s < 7200.0 => format!("{:.1} min", s / 60.0),
+        Some(s) => format!("{:.1} h", s / 3600.0),
+    }
+}
+
+fn metrics_table(m: &Metrics) -> String {
+    let rows = [
+        ("Exceptions in force", m.active_exceptions.to_string()),
+        ("Mean access window", m.mean_access_hours.map_or("-".into(), |h| format!("{h} h"))),
+        ("Time to access (approved tickets, mean)", seconds(m.time_to_access.mean_seconds)),
+        ("Break-glass tickets, last 30 days", m.break_glass_30d.to_string()),
+        (
+            "Revocation latency p50 / p99",
+            format!("{} / {}", seconds(m.revocation_latency.p50_seconds), seconds(m.revocation_latency.p99_seconds)),
+        ),
+        ("Revocations waiting for a person", m.revocation_failed.to_string()),
+    ];
+    let mut out = String::from("<table class=\"metrics\"><tbody>");
+    for (k, v) in rows {
+        let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2430;background:#f6f7f9}\
+h1{font-size:20px;margin:0 0 4px}.sub{color:#5b6472;margin:0 0 16px}\
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}\
+figure{background:#fff;border:1px solid #dde1e7;border-radius:6px;margin:0;padding:12px}\
+figcaption{font-weight:600;margin-bottom:6px}svg{width:100%;height:auto}\
+.axis{stroke:#9aa3af}.line{fill:none;stroke:#2563eb;stroke-width:2}.dot{fill:#2563eb}.bar{fill:#7c3aed}\
+.muted{fill:#6b7280}.small{font-size:11px}.note{color:#5b6472;font-size:12px;margin:6px 0 0}\
+.sev-info{fill:#cbd5e1}.sev-low{fill:#93c5fd}.sev-medium{fill:#fbbf24}.sev-high{fill:#f97316}.sev-critical{fill:#dc2626}\
+.cov-baseline{fill:#16a34a}.cov-exceptions{fill:#f59e0b}.cov-drift{fill:#dc2626}\
+.exp-0{fill:#dc2626}.exp-1{fill:#f97316}.exp-2{fill:#facc15}.exp-3{fill:#22c55e}\
+table.metrics{border-collapse:collapse;width:100%}table.metrics th{text-align:left;font-weight:normal;color:#374151;padding:4px 8px 4px 0}\
+table.metrics td{font-weight:600;text-align:right}footer{margin-top:16px;color:#5b6472;font-size:12px}";
+
+/// The ids of the charts the page holds, in order.
+pub const CHARTS: [&str; 5] = ["drift-score", "findings", "coverage", "exceptions", "revocation-latency"];
+
+const CHECK: &str = "document.addEventListener('DOMContentLoaded',function(){\
+var ids=['drift-score','findings','coverage','exceptions','revocation-latency'],ok=0;\
+ids.forEach(function(id){var f=document.getElementById(id),s=f&&f.querySelector('svg');\
+if(s&&s.childElementCount>0){ok++;}else{console.error('grantwarden dashboard: chart '+id+' did not draw');}});\
+document.body.setAttribute('data-charts',String(ok));});";
+
+/// The page.
+pub fn render(d: &Dashboard) -> String {
+    let now = d.generated_at;
+    let drift: Vec<Finding> =
+        d.findings.iter().filter(|f| f.kind.is_drift() || f.kind == FindingKind::Excepted).cloned().collect();
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\
+<title>grantwarden: {t}</title><style>{STYLE}</style></head><body>\n\
+<h1>Database access governance: {t}</h1><p class=\"sub\">Generated {g}. Registry {r}; audit chain heads {h}.</p>\n<div class=\"grid\">\n",
+        t = esc(&d.target),
+        g = now.format("%Y-%m-%d %H:%M UTC"),
+        r = esc(d.basis.registry_version.as_deref().unwrap_or("none loaded")),
+        h = esc(&d
+            .basis
+            .chain_heads
+            .iter()
+            .map(|(c, h)| format!("{c}#{} {}", h.seq, &h.hash[..h.hash.len().min(12)]))
+            .collect::<Vec<_>>()
+            .join(", ")),
+    );
+    let latest = d.score_history.last().map_or("no scan yet".to_owned(), |p| format!("latest {}", p.score));
+    html.push_str(&figure("drift-score", "Drift score over time", &score_chart(&d.score_history), &latest));
+    html.push_str(&figure(
+        "findings",
+        "Findings by kind and severity (latest scan)",
+        &findings_chart(&drift),
+        &format!("{} findings", drift.len()),
+    ));
+    let coverage_note = d.coverage.as_ref().map_or(String::new(), |c| {
+        c.targets
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {}% (target {} {}%: {})",
+                    t.name,
+                    t.actual,
+                    t.comparison,
+                    t.target,
+                    if t.met { "met" } else { "NOT met" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    html.push_str(&figure("coverage", "Policy coverage", &coverage_chart(d.coverage.as_ref()), &coverage_note));
+    html.push_str(&figure(
+        "exceptions",
+        "Exceptions in force by category and time to expiry",
+        &exceptions_chart(&d.tickets, now),
+        &format!("{} in force", d.metrics.active_exceptions),
+    ));
+    html.push_str(&figure(
+        "revocation-latency",
+        "Revocation latency (end of window to committed REVOKE)",
+        &latency_chart(&d.tickets),
+        &format!(
+            "p50 {} / p99 {}",
+            seconds(d.metrics.revocation_latency.p50_seconds),
+            seconds(d.metrics.revocation_latency.p99_seconds)
+        ),
+    ));
+    let _ = write!(
+        html,
+        "<figure id=\"metrics\"><figcaption>Governance metrics</figcaption>{}</figure>\n</div>\n",
+        metrics_table(&d.metrics)
+    );
+    let _ = write!(
+        html,
+        "<footer>Built by grantwarden from the scan, the tickets and the audit journal; verify with <code>grantwarden audit verify</code>.</footer>\n<script>{CHECK}</script>\n</body></html>\n"
+    );
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_escaped_and_every_chart_is_present_even_with_no_data() {
+        let d = Dashboard {
+            target: "<script>alert(1)</script>".into(),
+            generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
+            score_history: vec![],
+            findings: vec![],
+            coverage: None,
+            tickets: vec![],
+            metrics: metrics(&[], "2026-11-22T12:00:00Z".parse().unwrap()),
+            basis: Basis {
+                generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
+                registry_version: None,
+                chain_heads: BTreeMap::new(),
+            },
+        };
+        let html = render(&d);
+        assert!(!html.contains("<script>alert(1)"), "target text is escaped");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        for id in CHARTS {
+            assert!(html.contains(&format!("<figure class=\"chart\" id=\"{id}\">")), "{id}");
+        }
+        let namespaces = html.matches("http://www.w3.org/2000/svg").count();
+        assert_eq!(html.matches("://").count(), namespaces, "no address but the SVG namespace: nothing is fetched");
+    }
+}
