@@ -415,27 +415,11 @@ fn describe(r: &ChainReport) -> String {
     }
 }
 
-/// Whether `value` (an event's detail) holds `needle` as a string anywhere.
-fn mentions(value: &serde_json::Value, needle: &str) -> bool {
-    match value {
-        serde_json::Value::String(s) => s == needle,
-        serde_json::Value::Array(items) => items.iter().any(|v| mentions(v, needle)),
-        serde_json::Value::Object(map) => map.values().any(|v| mentions(v, needle)),
-        _ => false,
-    }
-}
-
 async fn export(args: ExportArgs) -> Result<ExitCode> {
     let chains = read_source(&args.source).await?;
-    let mut trail: Vec<&AuditEvent> = chains
-        .iter()
-        .flat_map(|c| &c.events)
-        .filter(|e| {
-            e.actor == args.user || e.subject == args.user || e.target == args.user || mentions(&e.detail, &args.user)
-        })
-        .filter(|e| args.from.is_none_or(|from| e.at >= from) && args.to.is_none_or(|to| e.at < to))
-        .collect();
-    trail.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
+    let events: Vec<AuditEvent> = chains.into_iter().flat_map(|c| c.events).collect();
+    let window = grantwarden_core::compliance::Window { from: args.from, to: args.to };
+    let trail = grantwarden_core::compliance::trail_of(&events, &args.user, window);
     match args.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&trail)?),
         OutputFormat::Text => {

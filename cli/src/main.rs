@@ -12,6 +12,7 @@
 mod audit;
 mod exceptions;
 mod render;
+mod report;
 mod revoke;
 
 use std::io::{IsTerminal, Write};
@@ -64,6 +65,11 @@ enum Command {
     Watch(revoke::WatchArgs),
     /// Turn drift into corrective GRANT/REVOKE SQL (dry run unless --execute); excepted grants are never touched.
     Apply(ApplyArgs),
+    /// Compliance evidence: coverage, access changes, remediation, a person's evidence, the HTML dashboard.
+    Report {
+        #[command(subcommand)]
+        command: report::ReportCommand,
+    },
     /// Verify the hash-chained audit journal, sign digests, export a person's trail.
     Audit {
         #[command(subcommand)]
@@ -182,6 +188,7 @@ async fn run(
         Command::Revoke(args) => revoke::run_revoke(args, at).await,
         Command::Watch(args) => revoke::run_watch(args, at).await,
         Command::Apply(args) => revoke::run_apply(args, now).await,
+        Command::Report { command } => report::run(command, now).await,
         Command::Plan(args) => plan(args, now).await,
         Command::Intake(args) => exceptions::run_intake(args, now).await,
         Command::Tickets { command } => exceptions::run_tickets(command, now).await,
@@ -264,6 +271,19 @@ fn incomplete(snapshot: &Snapshot) -> ExitCode {
         eprintln!("  - {c}");
     }
     ExitCode::from(1)
+}
+
+/// A scan of the database at `url` with the default options.
+async fn scan_url(url: &str, target: Option<String>) -> Result<Snapshot> {
+    let args = ScanArgs {
+        database: url.to_owned(),
+        target,
+        concurrency: 4,
+        max_relations_per_chunk: 2000,
+        statement_timeout: 60,
+        output: None,
+    };
+    scan(&args).await
 }
 
 async fn scan(args: &ScanArgs) -> Result<Snapshot> {

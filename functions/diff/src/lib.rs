@@ -141,6 +141,39 @@ impl Diff {
         })
     }
 
+    /// Rewrites the target's dashboard page (`reports/<target>/dashboard.html`) from
+    /// the report, the target's tickets and its journal chain.
+    async fn write_dashboard(
+        &self,
+        report: &Report,
+        scoring: &grantwarden_core::scoring::ScoringConfig,
+        registry_version: Option<String>,
+    ) -> Result<String, DiffError> {
+        let scan_id = &report.scan_id;
+        let store_err = |source| DiffError::Store { scan_id: scan_id.clone(), source };
+        let now = self.clock.now();
+        let tickets = grantwarden_core::store::TicketStore::tickets(&self.store, Some(&report.target))
+            .await
+            .map_err(store_err)?;
+        let events = self.store.events(report.target.as_str()).await.map_err(store_err)?;
+        let chains = [report.target.as_str().to_owned(), grantwarden_core::audit::REGISTRY_CHAIN.to_owned()];
+        let basis = grantwarden_core::compliance::Basis::read(&self.store, &chains, registry_version, now)
+            .await
+            .map_err(store_err)?;
+        let page = grantwarden_core::dashboard::render(&grantwarden_core::dashboard::build(
+            report,
+            tickets,
+            &events,
+            &scoring.coverage,
+            basis,
+            now,
+        ));
+        self.objects
+            .put_dashboard(&report.target, page)
+            .await
+            .map_err(|source| DiffError::Aws { scan_id: scan_id.clone(), source })
+    }
+
     /// Hands the report's corrective changes to the revoke function (through the
     /// remediation queue) and journals the plan. Nothing in report mode, for a
     /// partial scan, or when nothing needs changing.
@@ -226,7 +259,9 @@ impl Diff {
             alerted = true;
         }
         self.enqueue_remediation(&report).await?;
-        tracing::info!(%key, %status, score = report.summary.score, findings = report.findings.len(), complete = report.summary.complete, alerted, "report written");
+        let dashboard =
+            self.write_dashboard(&report, &scoring, registry.as_ref().ok().map(|r| r.id.version.clone())).await?;
+        tracing::info!(%key, %dashboard, %status, score = report.summary.score, findings = report.findings.len(), complete = report.summary.complete, alerted, "report written");
         Ok(Handled::Reported { key, status, alerted })
     }
 }

@@ -91,6 +91,18 @@ impl Objects {
         format!("reports/{}/latest.json", key_segment(target))
     }
 
+    /// Key of a target's dashboard (rewritten after each scan).
+    pub fn dashboard_key(target: &TargetId) -> String {
+        format!("reports/{}/dashboard.html", key_segment(target))
+    }
+
+    /// Writes a target's dashboard page.
+    pub async fn put_dashboard(&self, target: &TargetId, html: String) -> Result<String, AwsError> {
+        let key = Self::dashboard_key(target);
+        self.put(&key, html.into_bytes(), "text/html; charset=utf-8").await?;
+        Ok(key)
+    }
+
     /// Raw bytes of an object; `None` when there is no such key.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, AwsError> {
         let op = || format!("GetObject s3://{}/{key}", self.bucket);

@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditJournal};
 use crate::model::{Grant, Grantee, RoleName};
 use crate::policy::{Category, PolicyRegistry};
 use crate::report::{Coverage, Finding, Report};
 use crate::scoring::CoverageTargets;
-use crate::store::FindingAge;
+use crate::store::{FindingAge, StoreError};
 use crate::ticket::{Ticket, TicketStatus, Trigger};
 
 /// What a report was built from.
@@ -35,6 +35,24 @@ pub struct Basis {
     pub registry_version: Option<String>,
     /// The head `(seq, hash)` of every audit chain read.
     pub chain_heads: BTreeMap<String, ChainHead>,
+}
+
+impl Basis {
+    /// The basis of a report built now from `chains` of `journal` under registry `registry_version`.
+    pub async fn read<J: AuditJournal + Sync>(
+        journal: &J,
+        chains: &[String],
+        registry_version: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let mut chain_heads = BTreeMap::new();
+        for chain in chains {
+            if let Some((seq, hash)) = journal.head(chain).await? {
+                chain_heads.insert(chain.clone(), ChainHead { seq, hash });
+            }
+        }
+        Ok(Self { generated_at: now, registry_version, chain_heads })
+    }
 }
 
 /// One chain's head.
@@ -400,7 +418,9 @@ impl RemediationReport {
                         .find(|o| o.kind == "finding.opened" && o.subject == e.subject && o.chain == e.chain)
                         .map(|o| o.at);
                     let since = opened_at.unwrap_or(DateTime::<Utc>::MIN_UTC);
-                    let grantee = e.detail.get("grantee").and_then(|g| g.as_str()).unwrap_or_default();
+                    // the event carries the finding under `finding` (assess), or is the finding itself
+                    let finding = e.detail.get("finding").unwrap_or(&e.detail);
+                    let grantee = finding.get("grantee").and_then(|g| g.as_str()).unwrap_or_default();
                     let between = |o: &&&AuditEvent| o.chain == e.chain && o.at >= since && o.at <= e.at;
                     // what acted on this grantee between the opening and the closing
                     let acted = |kind: &str, on: &dyn Fn(&serde_json::Value) -> bool| {
@@ -629,7 +649,7 @@ mod tests {
 
     #[test]
     fn remediation_tells_how_each_finding_was_resolved_and_how_long_it_took() {
-        let f = |grantee: &str| serde_json::json!({ "grantee": grantee });
+        let f = |grantee: &str| serde_json::json!({ "finding": { "grantee": grantee }, "scan_id": "scan-1" });
         let events = vec![
             event(1, 0, "finding.opened", "k-app", f("app_ro")),
             event(2, 0, "finding.opened", "k-tmp", f("alice_tmp")),

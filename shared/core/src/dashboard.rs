@@ -66,6 +66,28 @@ pub struct Dashboard {
     pub basis: Basis,
 }
 
+/// The dashboard of `report`'s target: its tickets, the journal `events` of its
+/// chain (score history), coverage against `targets`.
+pub fn build(
+    report: &crate::report::Report,
+    tickets: Vec<Ticket>,
+    events: &[AuditEvent],
+    targets: &crate::scoring::CoverageTargets,
+    basis: Basis,
+    now: DateTime<Utc>,
+) -> Dashboard {
+    Dashboard {
+        target: report.target.to_string(),
+        generated_at: now,
+        score_history: score_history(events),
+        findings: report.findings.clone(),
+        coverage: Some(CoverageReport::new(report, targets, basis.clone())),
+        metrics: metrics(&tickets, now),
+        tickets,
+        basis,
+    }
+}
+
 /// Score history from a chain's `scan.completed` events.
 pub fn score_history(events: &[AuditEvent]) -> Vec<ScorePoint> {
     let mut out: Vec<ScorePoint> = events

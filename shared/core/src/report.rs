@@ -262,7 +262,9 @@ impl Report {
             f.score = round2(f.score * scoring.age_factor(now - age.first_seen));
         }
         let failed = std::mem::take(&mut self.summary.failed_chunks);
+        let coverage = self.summary.coverage;
         self.summary = summarize(&self.findings, self.summary.complete, failed, scoring);
+        self.summary.coverage = coverage;
     }
 
     /// Whether any finding is drift.

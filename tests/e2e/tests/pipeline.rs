@@ -352,6 +352,12 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
 
     let objects = Objects::new(&stack.clients, &stack.settings);
     let aws: Report = objects.get_json(key).await.unwrap().unwrap();
+    let page = objects.get(&Objects::dashboard_key(&stack.target)).await.unwrap().expect("the dashboard is written");
+    let page = String::from_utf8(page).unwrap();
+    for id in grantwarden_core::dashboard::CHARTS {
+        assert!(page.contains(&format!("id=\"{id}\"")), "chart {id} on the dashboard");
+    }
+    assert!(page.contains("held;"), "coverage figures on the dashboard");
     assert!(aws.summary.complete);
     let counts = (aws.summary.orphaned, aws.summary.missing, aws.summary.excepted);
     assert_eq!(counts, (3, 1, 2), "{}", shape(&aws).join("\n"));

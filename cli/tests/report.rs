@@ -1,0 +1,288 @@
+//! Compliance reports against a prepared scenario with known counts: a
+//! baseline, one exception ticket, one unauthorized grant; then the ticket's
+//! revocation by the sweeper, a remediation, and the reports and dashboard.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{grantwarden, policy};
+use grantwarden_testkit::TestDb;
+use serde_json::Value;
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.code() == Some(0),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+struct Scenario {
+    db: TestDb,
+    dir: tempfile::TempDir,
+    tmp: String,
+    ro: String,
+}
+
+impl Scenario {
+    fn state(&self) -> String {
+        self.dir.path().join("state.db").to_string_lossy().into_owned()
+    }
+    fn baseline(&self) -> String {
+        self.dir.path().join("baseline.yaml").to_string_lossy().into_owned()
+    }
+    /// `args` followed by the database, baseline, target, state, policy and time.
+    fn run(&self, args: &[&str], at: &str) -> Output {
+        let (url, baseline, state, policy) = (self.db.url(), self.baseline(), self.state(), policy());
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&[
+            "--database",
+            &url,
+            "--baseline",
+            &baseline,
+            "--target",
+            "orders-prod",
+            "--state",
+            &state,
+            "--policy",
+            &policy,
+            "--at",
+            at,
+        ]);
+        grantwarden(&all)
+    }
+    fn store_only(&self, args: &[&str], at: &str) -> Output {
+        let state = self.state();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--state", &state, "--at", at]);
+        grantwarden(&all)
+    }
+}
+
+async fn scenario() -> Scenario {
+    let db = TestDb::new().await;
+    let (ro, tmp) = (db.role("app_ro"), db.role("tmp"));
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         CREATE ROLE {r}; CREATE ROLE {t};
+         GRANT USAGE ON SCHEMA billing TO {r}; GRANT SELECT, INSERT ON billing.invoices TO {r};
+         GRANT USAGE ON SCHEMA billing TO {t}; GRANT SELECT ON billing.invoices TO {t};",
+        r = db.ident("app_ro"),
+        t = db.ident("tmp"),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
+    std::fs::write(
+        dir.path().join("baseline.yaml"),
+        format!(
+            "version: 1
+roles:
+  {ro}:
+    grants:
+      - {{ privileges: [USAGE], on: schema, name: billing }}
+      - {{ privileges: [SELECT], on: table, name: billing.invoices }}
+  {tmp}: {{}}
+public:
+  grants:
+    - {{ privileges: [USAGE], on: schema, name: public }}
+ignore_roles: [{}]
+",
+            ignore.join(", ")
+        ),
+    )
+    .unwrap();
+    let hook = dir.path().join("hook.json");
+    std::fs::write(
+        &hook,
+        format!(
+            r#"{{ "delivery_id": "d-tmp", "source": "okta-workflows", "target": "orders-prod",
+  "principal": "alice@example.com", "role": "{tmp}", "privileges": ["SELECT", "USAGE"],
+  "object": {{ "type": "schema", "name": "billing" }}, "justification": "INC-1",
+  "requested_by": "alice@example.com", "expires_at": "2026-11-22T14:00:00Z" }}"#
+        ),
+    )
+    .unwrap();
+    let s = Scenario { db, dir, tmp, ro };
+    let state = s.state();
+    ok(&grantwarden(&[
+        "intake",
+        hook.to_str().unwrap(),
+        "--policy",
+        &policy(),
+        "--state",
+        &state,
+        "--at",
+        "2026-11-22T12:00:00Z",
+    ]));
+    s
+}
+
+#[tokio::test]
+async fn reports_match_a_prepared_scenario_and_the_dashboard_renders_in_chromium() {
+    let s = scenario().await;
+
+    // coverage while the ticket lives: 3 declared (app_ro USAGE and SELECT, PUBLIC USAGE on public),
+    // 2 excepted (the ticket's USAGE and SELECT), 1 drift (app_ro INSERT)
+    let out = s.run(&["report", "coverage", "--format", "json"], "2026-11-22T13:00:00Z");
+    assert_eq!(out.status.code(), Some(2), "targets not met: {}", String::from_utf8_lossy(&out.stderr));
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["coverage"], serde_json::json!({ "held": 6, "baseline": 3, "exceptions": 2, "drift": 1 }));
+    assert_eq!(
+        (c["baseline_percent"].as_f64(), c["exceptions_percent"].as_f64(), c["drift_percent"].as_f64()),
+        (Some(50.0), Some(33.33), Some(16.67))
+    );
+    assert_eq!(c["basis"]["registry_version"], "2.1");
+    assert!(c["basis"]["chain_heads"]["orders-prod"]["seq"].as_u64().unwrap() >= 2, "{c}");
+    let md = String::from_utf8_lossy(&s.run(&["report", "coverage"], "2026-11-22T13:01:00Z").stdout).into_owned();
+    assert!(md.contains("| the baseline | 3 | 50% |"), "{md}");
+    assert!(md.contains("| drift | 16.67% | <= 0% | NO |"), "{md}");
+    assert!(md.contains("under policy registry 2.1"), "{md}");
+
+    // the sweeper revokes the ticket 30 s after its end; the unauthorized INSERT is remediated
+    let (url, state) = (s.db.url(), s.state());
+    ok(&grantwarden(&[
+        "watch",
+        "--once",
+        "--database",
+        &url,
+        "--target",
+        "orders-prod",
+        "--state",
+        &state,
+        "--at",
+        "2026-11-22T14:00:30Z",
+    ]));
+    ok(&s.run(&["apply", "--mode", "revoke-unauthorized", "--execute"], "2026-11-22T14:05:00Z"));
+    let after = s.run(&["plan", "--format", "json"], "2026-11-22T15:00:00Z");
+    let plan: Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(
+        plan["summary"]["coverage"],
+        serde_json::json!({ "held": 3, "baseline": 3, "exceptions": 0, "drift": 0 })
+    );
+
+    // access changes in the window
+    let changes: Value = serde_json::from_str(&ok(&s.store_only(
+        &["report", "changes", "--from", "2026-11-22T00:00:00Z", "--to", "2026-11-23T00:00:00Z", "--format", "json"],
+        "2026-11-22T16:00:00Z",
+    )))
+    .unwrap();
+    assert_eq!(
+        (changes["requested"].as_u64(), changes["granted"].as_u64(), changes["revoked"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(changes["auto_revoked_percent"].as_f64(), Some(100.0), "the sweeper revoked it");
+    assert_eq!(changes["revocation_latency"]["max_seconds"].as_f64(), Some(30.0));
+    assert_eq!(changes["expired"].as_u64(), Some(1));
+
+    // remediation: three findings opened at 13:00; the ticket's two closed by its revocation, INSERT by the remediation
+    let remediation: Value = serde_json::from_str(&ok(&s.store_only(
+        &["report", "remediation", "--target", "orders-prod", "--format", "json"],
+        "2026-11-22T16:00:00Z",
+    )))
+    .unwrap();
+    assert_eq!((remediation["opened"].as_u64(), remediation["resolved"].as_u64()), (Some(3), Some(3)), "{remediation}");
+    assert_eq!(remediation["resolved_by"], serde_json::json!({ "remediated": 1, "revoked": 2 }));
+    assert_eq!(remediation["open"].as_array().unwrap().len(), 0);
+    assert_eq!(remediation["time_to_resolution"]["count"].as_u64(), Some(3));
+
+    // evidence of the person the ticket was for
+    let evidence = ok(&grantwarden(&[
+        "report",
+        "evidence",
+        "--user",
+        "alice@example.com",
+        "--state",
+        &state,
+        "--database",
+        &url,
+        "--target",
+        "orders-prod",
+        "--policy",
+        &policy(),
+        "--format",
+        "json",
+        "--at",
+        "2026-11-22T16:00:00Z",
+    ]));
+    let e: Value = serde_json::from_str(&evidence).unwrap();
+    assert_eq!(e["roles"], serde_json::json!([s.tmp]));
+    assert_eq!(e["exceptions"][0]["category"]["framework"], "SOC2");
+    assert_eq!(e["grants"]["orders-prod"].as_array().map(Vec::len), Some(0), "nothing left after revocation");
+    let kinds: Vec<&str> = e["trail"].as_array().unwrap().iter().map(|ev| ev["type"].as_str().unwrap()).collect();
+    assert!(
+        kinds.starts_with(&["ticket.requested", "ticket.activated"]) && kinds.contains(&"ticket.revoked"),
+        "{kinds:?}"
+    );
+    let md = ok(&grantwarden(&[
+        "report",
+        "evidence",
+        "--user",
+        "alice@example.com",
+        "--state",
+        &state,
+        "--policy",
+        &policy(),
+        "--at",
+        "2026-11-22T16:00:00Z",
+    ]));
+    assert!(md.starts_with("# Access evidence for alice@example.com\n"), "{md}");
+    assert!(md.contains("## Audit trail ("), "{md}");
+    let html = ok(&s.store_only(&["report", "changes", "--format", "html"], "2026-11-22T16:00:00Z"));
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<h2>Tickets requested</h2>"));
+
+    // the dashboard: one self-contained file, every chart drawn in a real browser
+    let page = s.dir.path().join("dashboard.html");
+    ok(&s.run(&["report", "dashboard", "-o", page.to_str().unwrap()], "2026-11-22T16:00:00Z"));
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        text.matches("://").count(),
+        text.matches("http://www.w3.org/2000/svg").count(),
+        "nothing fetched at view time"
+    );
+    let _ = &s.ro;
+    chromium_renders(&page);
+}
+
+/// Renders the page headless in Debian's Chromium: the DOM after load must say every chart drew,
+/// nothing may reach the console as an error, and a screenshot is kept in target/test-artifacts.
+fn chromium_renders(page: &Path) {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("Chromium is installed (scripts/test installs Debian's chromium when it is absent)");
+    let profile = tempfile::tempdir().unwrap();
+    let base = |extra: &[&str]| {
+        let mut c = std::process::Command::new(chromium);
+        c.args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(["--enable-logging=stderr", "--v=0", "--window-size=1280,1600"])
+            .args(extra)
+            .arg(format!("file://{}", page.display()));
+        c.output().expect("chromium runs")
+    };
+    let dom = base(&["--dump-dom", "--virtual-time-budget=2000"]);
+    let stdout = String::from_utf8_lossy(&dom.stdout);
+    let stderr = String::from_utf8_lossy(&dom.stderr);
+    assert!(stdout.contains("data-charts=\"5\""), "every chart drew:\n{stderr}\n{}", &stdout[..stdout.len().min(400)]);
+    for id in grantwarden_core::dashboard::CHARTS {
+        assert!(stdout.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+    let console: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught") || l.contains("Refused to"))
+        .collect();
+    assert!(console.is_empty(), "console errors: {console:#?}");
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = base(&[&format!("--screenshot={}", shot.display())]);
+    assert!(shot.exists(), "screenshot: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a real picture");
+}
