@@ -102,13 +102,20 @@ struct ScanArgs {
 #[derive(Args)]
 struct PlanArgs {
     #[command(flatten)]
+    assess: AssessArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// What assessing a database takes: the scan, the baseline, scoring, the store and the registry.
+#[derive(Args)]
+struct AssessArgs {
+    #[command(flatten)]
     scan: ScanArgs,
     /// Baseline manifest (YAML).
     #[arg(long)]
     baseline: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
     /// Scoring weights and thresholds (YAML; default: the built-in ones, as in infra/scoring.yaml).
     #[arg(long)]
     scoring: Option<PathBuf>,
@@ -123,7 +130,7 @@ struct PlanArgs {
 #[derive(Args)]
 struct ApplyArgs {
     #[command(flatten)]
-    plan: PlanArgs,
+    assess: AssessArgs,
     /// report: print only; revoke-unauthorized: revoke what is held and not wanted; converge: also grant what is missing.
     #[arg(long, value_enum, default_value_t = revoke::ApplyMode::Report)]
     mode: revoke::ApplyMode,
@@ -221,18 +228,18 @@ async fn run(
 }
 
 async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<ExitCode> {
-    let report = plan_report(&args, now).await?;
+    let report = plan_report(&args.assess, now).await?;
     let rendered = match args.format {
         Format::Table => render::table(&report),
         Format::Markdown => render::markdown(&report),
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
     };
-    write_output(args.scan.output.as_deref(), &rendered)?;
+    write_output(args.assess.scan.output.as_deref(), &rendered)?;
     Ok(exit_code(&report))
 }
 
 /// Scans the database and assesses it against the baseline (with the store's exceptions when given).
-async fn plan_report(args: &PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
+async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
     let label = args.baseline.display().to_string();
     let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
     let baseline = Baseline::from_yaml(&text, &label)?;

@@ -23,7 +23,7 @@ use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, TicketStore};
 use grantwarden_local::LocalStore;
 
-use crate::PlanArgs;
+use crate::AssessArgs;
 use crate::exceptions::{StateArgs, load_registry};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -55,19 +55,7 @@ pub enum ReportCommand {
     /// (exit 0 every target met, 2 not, 1 error).
     Coverage {
         #[command(flatten)]
-        scan: crate::ScanArgs,
-        /// Baseline manifest (YAML).
-        #[arg(long)]
-        baseline: PathBuf,
-        /// Scoring config (YAML): its `coverage` section holds the targets.
-        #[arg(long)]
-        scoring: Option<PathBuf>,
-        /// Local state store: exceptions are read from it (and the findings recorded).
-        #[arg(long, env = "GRANTWARDEN_STATE")]
-        state: Option<PathBuf>,
-        /// Policy registry.
-        #[arg(long, env = "GRANTWARDEN_POLICY")]
-        policy: Option<PathBuf>,
+        assess: AssessArgs,
         #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
         format: ReportFormat,
     },
@@ -119,14 +107,13 @@ pub enum ReportCommand {
     /// The HTML dashboard (one self-contained file with inline SVG charts).
     Dashboard {
         #[command(flatten)]
-        plan: PlanArgs,
+        assess: AssessArgs,
     },
 }
 
 pub async fn run(command: ReportCommand, now: DateTime<Utc>) -> Result<ExitCode> {
     match command {
-        ReportCommand::Coverage { scan, baseline, scoring: scoring_file, state, policy, format } => {
-            let plan = PlanArgs { scan, baseline, format: crate::Format::Json, scoring: scoring_file, state, policy };
+        ReportCommand::Coverage { assess: plan, format } => {
             let (report, store) = scanned(&plan, now).await?;
             let scoring = scoring(&plan)?;
             let basis = basis(store.as_ref(), registry_version(&plan, store.as_ref()).await, now).await?;
@@ -176,7 +163,7 @@ pub async fn run(command: ReportCommand, now: DateTime<Utc>) -> Result<ExitCode>
             print!("{}", render_evidence(&evidence, format));
             Ok(ExitCode::SUCCESS)
         }
-        ReportCommand::Dashboard { plan } => {
+        ReportCommand::Dashboard { assess: plan } => {
             let (report, store) = scanned(&plan, now).await?;
             let Some(store) = store else { bail!("the dashboard reads tickets and the journal: give --state") };
             let scoring = scoring(&plan)?;
@@ -209,7 +196,7 @@ fn open(state: &StateArgs) -> Result<LocalStore> {
     state.open()
 }
 
-fn scoring(plan: &PlanArgs) -> Result<ScoringConfig> {
+fn scoring(plan: &AssessArgs) -> Result<ScoringConfig> {
     match &plan.scoring {
         Some(path) => {
             let label = path.display().to_string();
@@ -220,12 +207,12 @@ fn scoring(plan: &PlanArgs) -> Result<ScoringConfig> {
     }
 }
 
-fn write(plan: &PlanArgs, text: &str) -> Result<()> {
+fn write(plan: &AssessArgs, text: &str) -> Result<()> {
     crate::write_output(plan.scan.output.as_deref(), text)
 }
 
 /// Scans and assesses (recording the findings when there is a store), and opens the store.
-async fn scanned(plan: &PlanArgs, now: DateTime<Utc>) -> Result<(Report, Option<LocalStore>)> {
+async fn scanned(plan: &AssessArgs, now: DateTime<Utc>) -> Result<(Report, Option<LocalStore>)> {
     let report = crate::plan_report(plan, now).await?;
     let store = match &plan.state {
         Some(path) => {
@@ -236,7 +223,7 @@ async fn scanned(plan: &PlanArgs, now: DateTime<Utc>) -> Result<(Report, Option<
     Ok((report, store))
 }
 
-async fn registry_version(plan: &PlanArgs, store: Option<&LocalStore>) -> Option<String> {
+async fn registry_version(plan: &AssessArgs, store: Option<&LocalStore>) -> Option<String> {
     if let Some(path) = &plan.policy
         && let Ok(r) = load_registry(path)
     {

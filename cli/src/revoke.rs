@@ -278,7 +278,7 @@ fn text(v: &serde_json::Value) -> String {
 /// Plans the database against the baseline and turns the findings into
 /// corrective SQL; runs it only with `--execute`. Excepted grants are never touched.
 pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<ExitCode> {
-    let report = crate::plan_report(&args.plan, now).await?;
+    let report = crate::plan_report(&args.assess, now).await?;
     if !report.summary.complete {
         bail!("the scan is incomplete: nothing is applied from a partial view");
     }
@@ -289,11 +289,11 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
     };
     let plan = remediate(&report.findings, if mode == Mode::Report { Mode::Converge } else { mode });
     let exec = ExecArgs {
-        database: args.plan.scan.database.clone(),
-        target: args.plan.scan.target.clone(),
-        state: StateArgs { state: args.plan.state.clone().unwrap_or_else(|| PathBuf::from(".grantwarden/state.db")) },
+        database: args.assess.scan.database.clone(),
+        target: args.assess.scan.target.clone(),
+        state: StateArgs { state: args.assess.state.clone().unwrap_or_else(|| PathBuf::from(".grantwarden/state.db")) },
         lock_timeout_ms: 2000,
-        statement_timeout: args.plan.scan.statement_timeout,
+        statement_timeout: args.assess.scan.statement_timeout,
         attempts: 5,
     };
     let (executor, target) = exec.executor()?;

@@ -7,20 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{grantwarden, policy};
+use common::{billing_baseline, grantwarden, ok, policy};
 use grantwarden_testkit::TestDb;
 use serde_json::Value;
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.code() == Some(0),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 struct Scenario {
     db: TestDb,
@@ -77,26 +66,7 @@ async fn scenario() -> Scenario {
     ))
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
-    std::fs::write(
-        dir.path().join("baseline.yaml"),
-        format!(
-            "version: 1
-roles:
-  {ro}:
-    grants:
-      - {{ privileges: [USAGE], on: schema, name: billing }}
-      - {{ privileges: [SELECT], on: table, name: billing.invoices }}
-  {tmp}: {{}}
-public:
-  grants:
-    - {{ privileges: [USAGE], on: schema, name: public }}
-ignore_roles: [{}]
-",
-            ignore.join(", ")
-        ),
-    )
-    .unwrap();
+    billing_baseline(&dir.path().join("baseline.yaml"), &ro, &[&tmp], &db.ignore_others());
     let hook = dir.path().join("hook.json");
     std::fs::write(
         &hook,

@@ -5,23 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
-use common::{grantwarden, policy};
+use common::{billing_baseline, grantwarden, ok, policy};
 
 use grantwarden_testkit::TestDb;
 use serde_json::Value;
-
-fn ok(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn intake(dir: &Path, state: &str, name: &str, role: &str, object: &str, at: &str, expires: &str) -> String {
     let body = format!(
@@ -151,28 +139,8 @@ async fn apply_reports_revokes_and_converges_but_never_touches_an_excepted_grant
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.db");
     let state = state.to_str().unwrap();
-    let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
     let baseline = dir.path().join("baseline.yaml");
-    std::fs::write(
-        &baseline,
-        format!(
-            "version: 1
-roles:
-  {ro}:
-    grants:
-      - {{ privileges: [USAGE], on: schema, name: billing }}
-      - {{ privileges: [SELECT], on: table, name: billing.invoices }}
-  {stray}: {{}}
-  {tmp}: {{}}
-public:
-  grants:
-    - {{ privileges: [USAGE], on: schema, name: public }}
-ignore_roles: [{}]
-",
-            ignore.join(", ")
-        ),
-    )
-    .unwrap();
+    billing_baseline(&baseline, &ro, &[&stray, &tmp], &db.ignore_others());
     let schema = r#"{ "type": "schema", "name": "billing" }"#;
     let t = intake(dir.path(), state, "d-tmp", &tmp, schema, "2026-11-22T12:00:00Z", "2026-11-22T18:00:00Z");
     let url = db.url();

@@ -15,7 +15,44 @@ pub fn grantwarden(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// The standard output of a run that must exit 0; otherwise a panic with both streams.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.code() == Some(0),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// infra/policy.example.yaml.
 pub fn policy() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policy.example.yaml").to_string_lossy().into_owned()
+}
+
+/// Writes the billing scenario's baseline at `path`: `reader` may use schema
+/// billing and read billing.invoices; `others` are declared with nothing;
+/// PUBLIC keeps USAGE on public; `ignore` hides the other tests' roles.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn billing_baseline(path: &Path, reader: &str, others: &[&str], ignore: &[String]) {
+    let others: String = others.iter().map(|r| format!("  {r}: {{}}\n")).collect();
+    let ignore: Vec<String> = ignore.iter().map(|p| format!("{p:?}")).collect();
+    let text = format!(
+        "version: 1
+roles:
+  {reader}:
+    grants:
+      - {{ privileges: [USAGE], on: schema, name: billing }}
+      - {{ privileges: [SELECT], on: table, name: billing.invoices }}
+{others}public:
+  grants:
+    - {{ privileges: [USAGE], on: schema, name: public }}
+ignore_roles: [{}]
+",
+        ignore.join(", ")
+    );
+    std::fs::write(path, text).expect("the baseline is written");
 }
