@@ -21,6 +21,7 @@
 //! - [`signature`]: the webhook signature header: signing and constant-time verification.
 
 //! - [`ticket`]: routing decisions and exception tickets with approvals.
+//! - [`access`]: just-in-time access requests, their policy, approvals and issued roles.
 //! - [`store`]: the ports a state store implements (tickets, findings).
 //! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
 //! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
@@ -34,6 +35,7 @@
 //! - [`backoff`]: retry delays with full jitter.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod assess;
 pub mod audit;
 pub mod backoff;

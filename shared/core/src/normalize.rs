@@ -27,6 +27,8 @@ pub enum InputKind {
     Pgaudit,
     /// The generic JSON payload.
     Generic,
+    /// A just-in-time access request.
+    AccessRequest,
 }
 
 impl fmt::Display for InputKind {
@@ -35,6 +37,7 @@ impl fmt::Display for InputKind {
             InputKind::Webhook => "webhook",
             InputKind::Pgaudit => "pgaudit line",
             InputKind::Generic => "generic payload",
+            InputKind::AccessRequest => "access request",
         })
     }
 }

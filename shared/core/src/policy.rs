@@ -96,6 +96,8 @@ struct RegistryFile {
     categories: BTreeMap<String, CategoryFile>,
     #[serde(default)]
     routes: Vec<RouteFile>,
+    #[serde(default)]
+    access: Option<crate::access::AccessFile>,
 }
 
 /// An exception category.
@@ -171,6 +173,8 @@ pub struct PolicyRegistry {
     pub categories: BTreeMap<String, Category>,
     /// Routes in order; the first match wins.
     pub routes: Vec<Route>,
+    /// Just-in-time access policy (`access:` section); without it no access request routes.
+    pub access: Option<crate::access::AccessPolicy>,
 }
 
 /// Something a route can be matched against.
@@ -234,6 +238,7 @@ impl PolicyRegistry {
         let mut header: Option<(String, RegistryFile)> = None;
         let mut categories: BTreeMap<String, (String, Category)> = BTreeMap::new();
         let mut raw_routes: Vec<(String, usize, RouteFile)> = Vec::new();
+        let mut access: Option<(String, crate::access::AccessPolicy)> = None;
         for (name, text) in files.iter().copied() {
             hasher.update((name.len() as u64).to_be_bytes());
 
@@ -279,6 +284,13 @@ impl PolicyRegistry {
             }
             for (i, r) in parsed.routes.iter().enumerate() {
                 raw_routes.push((name.clone(), i, r.clone()));
+            }
+            if let Some(a) = &parsed.access {
+                if let Some((other, _)) = &access {
+                    return Err(err(name, "access".into(), format!("the access section is already in {other}")));
+                }
+                let policy = crate::access::AccessPolicy::from_file(a).map_err(|(path, msg)| err(name, path, msg))?;
+                access = Some((name.clone(), policy));
             }
             if parsed.version.is_some() || parsed.owner.is_some() || parsed.approver.is_some() {
                 if let Some((other, _)) = &header {
@@ -354,6 +366,7 @@ impl PolicyRegistry {
             change_history: header.change_history,
             categories: categories.into_iter().map(|(k, (_, c))| (k, c)).collect(),
             routes,
+            access: access.map(|(_, a)| a),
         })
     }
 }

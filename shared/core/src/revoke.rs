@@ -530,6 +530,7 @@ mod tests {
             role_lifecycle: RoleLifecycle::Standing,
             revoke_requested_at: None,
             revocation: None,
+            access: None,
         }
     }
 

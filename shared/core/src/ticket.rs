@@ -177,6 +177,9 @@ pub struct Ticket {
     /// The outcome of revocation, once it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<Revocation>,
+    /// For just-in-time access: the path, scope and masking the issued role gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<crate::access::AccessGrant>,
 }
 
 /// Why a request was refused.
@@ -192,6 +195,11 @@ pub enum Refusal {
     },
     /// The category needs an incident id.
     IncidentRequired,
+    /// The incident named is not open (break-glass only during an open incident).
+    IncidentNotOpen {
+        /// The incident.
+        incident_id: String,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -201,6 +209,9 @@ impl std::fmt::Display for Refusal {
                 write!(f, "requested {requested_seconds}s exceeds the category's max_ttl of {max_seconds}s")
             }
             Refusal::IncidentRequired => f.write_str("the category requires an incident id"),
+            Refusal::IncidentNotOpen { incident_id } => {
+                write!(f, "incident {incident_id} is not open: break-glass is only granted during an open incident")
+            }
         }
     }
 }
@@ -319,6 +330,7 @@ pub fn route(request: &GrantRequest, registry: &PolicyRegistry, now: DateTime<Ut
         role_lifecycle: RoleLifecycle::Standing,
         revoke_requested_at: None,
         revocation: None,
+        access: None,
     };
     ticket.activate_if_approved(now);
     Decision::Ticket(Box::new(ticket))
@@ -383,9 +395,21 @@ impl Ticket {
         Ok(())
     }
 
+    /// Whether the approvals received satisfy the ticket: enough distinct approvers and,
+    /// for a dual approval of access, at least one privileged (security or manager) approver.
+    pub fn approvals_satisfied(&self) -> bool {
+        let enough = self.approvals.len() >= usize::from(self.approvals_required);
+        let privileged = match self.access.as_ref().map(|a| &a.privileged_approvers) {
+            Some(list) if !list.is_empty() => {
+                self.approvals.iter().any(|a| list.contains(&a.approver.to_ascii_lowercase()))
+            }
+            _ => true,
+        };
+        enough && privileged
+    }
+
     fn activate_if_approved(&mut self, now: DateTime<Utc>) {
-        if self.status == TicketStatus::PendingApproval && self.approvals.len() >= usize::from(self.approvals_required)
-        {
+        if self.status == TicketStatus::PendingApproval && self.approvals_satisfied() {
             self.status = TicketStatus::Active;
             let detail = match self.approvals_required {
                 0 => "no approval required".to_owned(),
@@ -628,7 +652,11 @@ routes:
                 Decision::Refused { category, refusal: Refusal::TtlExceeded { .. }, .. } => {
                     format!("refused {category} ttl")
                 }
-                Decision::Refused { category, refusal: Refusal::IncidentRequired, .. } => {
+                Decision::Refused {
+                    category,
+                    refusal: Refusal::IncidentRequired | Refusal::IncidentNotOpen { .. },
+                    ..
+                } => {
                     format!("refused {category} incident")
                 }
                 Decision::Untagged { .. } => "untagged".into(),

@@ -90,6 +90,7 @@ pub fn active_ticket(
         role_lifecycle: grantwarden_core::ticket::RoleLifecycle::Standing,
         revoke_requested_at: None,
         revocation: None,
+        access: None,
     }
 }
 

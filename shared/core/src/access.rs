@@ -1,0 +1,795 @@
+//! Just-in-time access: a person asks for a path (read-only, migration,
+//! break-glass) on a scope (a database, a schema, tables, or rows of one
+//! table), the registry's access policy decides the approvals, and activation
+//! gives them a role of their own that reaches exactly that scope, for the
+//! window and no longer (revocation drops it, see [`crate::revoke`]).
+//!
+//! The registry's `access` section (optional; without it no access request
+//! is routable, fail secure):
+//!
+//! ```yaml
+//! access:
+//!   approver_roles: { security: [ciso@example.com], manager: [eng-lead@example.com] }
+//!   paths:
+//!     read-only:   { max_ttl: 8h }                       # auto-approved unless the scope is sensitive (then 1)
+//!     migration:   { max_ttl: 4h, approvals: dual }      # two approvers, one from approver_roles
+//!     break-glass: { max_ttl: 30m }                      # only with an open incident
+//!   sensitive: { schemas: ["phi_*"], tables: [billing.customers] }
+//!   masking: { billing.customers: { email: partial, ssn: hash } }
+//!   connection_limit: 2
+//!   break_glass_alert_per_month: 3
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use globset::{Glob, GlobMatcher};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::baseline::On;
+use crate::model::{Privilege, RoleName};
+use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
+use crate::policy::PolicyRegistry;
+use crate::snapshot::TargetId;
+use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus, request_sha256};
+
+/// Which kind of access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessPath {
+    /// SELECT (and USAGE on the schemas it needs).
+    ReadOnly,
+    /// SELECT, INSERT, UPDATE, DELETE on the scope.
+    Migration,
+    /// Like migration, during an open incident, auto-approved and reviewed after.
+    BreakGlass,
+}
+
+impl fmt::Display for AccessPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessPath::ReadOnly => "read-only",
+            AccessPath::Migration => "migration",
+            AccessPath::BreakGlass => "break-glass",
+        })
+    }
+}
+
+/// A literal of a row predicate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Literal {
+    /// A whole number.
+    Int(i64),
+    /// Text.
+    Text(String),
+}
+
+/// `column = value` or `column IN (value, ...)`: the only row filters accepted,
+/// so a predicate can be rendered with quoted identifiers and literals, never raw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowPredicate {
+    /// The column.
+    pub column: String,
+    /// Its allowed values (one for `=`).
+    pub values: Vec<Literal>,
+}
+
+impl RowPredicate {
+    /// Parses `customer_id = 42`, `region = 'eu'` or `region in ('eu', 'us')`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (column, rest) = match text.find(|c: char| c == '=' || c.is_whitespace()) {
+            Some(i) => (text[..i].trim(), text[i..].trim()),
+            None => return Err(format!("{text:?}: expected `column = value` or `column in (values)`")),
+        };
+        if column.is_empty() || !column.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("{column:?} is not a plain column name"));
+        }
+        let values = if let Some(v) = rest.strip_prefix('=') {
+            vec![literal(v.trim())?]
+        } else if rest.len() > 2 && rest[..2].eq_ignore_ascii_case("in") {
+            let list = rest[2..].trim();
+            let inner = list
+                .strip_prefix('(')
+                .and_then(|l| l.strip_suffix(')'))
+                .ok_or_else(|| format!("{list:?}: expected a parenthesized list"))?;
+            split_list(inner)?.into_iter().map(|v| literal(&v)).collect::<Result<Vec<_>, _>>()?
+        } else {
+            return Err(format!("{text:?}: expected `column = value` or `column in (values)`"));
+        };
+        if values.is_empty() {
+            return Err("the list of values is empty".into());
+        }
+        Ok(Self { column: column.to_owned(), values })
+    }
+}
+
+fn split_list(inner: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if quoted && chars.peek() == Some(&'\'') => {
+                cur.push_str("''");
+                chars.next();
+            }
+            '\'' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ',' if !quoted => out.push(std::mem::take(&mut cur).trim().to_owned()),
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err("an unterminated string in the list".into());
+    }
+    out.push(cur.trim().to_owned());
+    Ok(out)
+}
+
+fn literal(v: &str) -> Result<Literal, String> {
+    if let Some(s) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        if s.replace("''", "").contains('\'') {
+            return Err(format!("{v:?}: a quote inside a string must be doubled"));
+        }
+        return Ok(Literal::Text(s.replace("''", "'")));
+    }
+    v.parse::<i64>().map(Literal::Int).map_err(|_| format!("{v:?}: a value is a whole number or a 'quoted string'"))
+}
+
+/// What a request reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "on", rename_all = "snake_case")]
+pub enum AccessScope {
+    /// Every table of every ordinary schema of the target database.
+    Database,
+    /// Every table of one schema.
+    Schema {
+        /// The schema.
+        schema: String,
+    },
+    /// Some tables of one schema.
+    Tables {
+        /// The schema.
+        schema: String,
+        /// The tables.
+        tables: Vec<String>,
+    },
+    /// The rows of one table that match a predicate (read through a view).
+    Rows {
+        /// The schema.
+        schema: String,
+        /// The table.
+        table: String,
+        /// Which rows.
+        predicate: RowPredicate,
+    },
+}
+
+impl AccessScope {
+    /// The schema, if the scope is within one.
+    pub fn schema(&self) -> Option<&str> {
+        match self {
+            AccessScope::Database => None,
+            AccessScope::Schema { schema } | AccessScope::Tables { schema, .. } | AccessScope::Rows { schema, .. } => {
+                Some(schema)
+            }
+        }
+    }
+
+    /// The tables named, `schema.table`.
+    pub fn tables(&self) -> Vec<String> {
+        match self {
+            AccessScope::Tables { schema, tables } => tables.iter().map(|t| format!("{schema}.{t}")).collect(),
+            AccessScope::Rows { schema, table, .. } => vec![format!("{schema}.{table}")],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// How a sensitive column is shown through a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mask {
+    /// The first two characters, the rest as `*`.
+    Partial,
+    /// The sha256 of the value, hex.
+    Hash,
+}
+
+/// How many approvals a path needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approvals {
+    /// None (read-only on a scope that is not sensitive; break-glass with an open incident).
+    #[default]
+    Auto,
+    /// One approver, not the requester.
+    Single,
+    /// Two distinct approvers, neither the requester, at least one from `approver_roles`.
+    Dual,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathFile {
+    max_ttl: String,
+    #[serde(default)]
+    approvals: Option<Approvals>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SensitiveFile {
+    #[serde(default)]
+    schemas: Vec<String>,
+    #[serde(default)]
+    tables: Vec<String>,
+}
+
+/// The `access` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessFile {
+    #[serde(default)]
+    approver_roles: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    paths: BTreeMap<AccessPath, PathFile>,
+    #[serde(default)]
+    sensitive: SensitiveFile,
+    #[serde(default)]
+    masking: BTreeMap<String, BTreeMap<String, Mask>>,
+    #[serde(default)]
+    connection_limit: Option<u32>,
+    #[serde(default)]
+    break_glass_alert_per_month: Option<u32>,
+}
+
+/// The rules of one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathRule {
+    /// Longest window.
+    pub max_ttl: Duration,
+    /// Approvals needed (read-only on a sensitive scope needs at least one).
+    pub approvals: Approvals,
+}
+
+/// The registry's access policy, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    /// Approvers that may be the privileged one of a dual approval, by their role
+    /// (`security`, `manager`).
+    pub approver_roles: BTreeMap<String, Vec<String>>,
+    /// Rules per path; a path not listed is not offered.
+    pub paths: BTreeMap<AccessPath, PathRule>,
+    /// Sensitive schemas (globs).
+    pub sensitive_schemas: Vec<GlobMatcher>,
+    /// Sensitive tables (`schema.table`).
+    pub sensitive_tables: Vec<String>,
+    /// Masked columns by `schema.table`.
+    pub masking: BTreeMap<String, BTreeMap<String, Mask>>,
+    /// Connection limit of each issued role.
+    pub connection_limit: u32,
+    /// Break-glass uses per month above which the metrics alert.
+    pub break_glass_alert_per_month: u32,
+}
+
+impl AccessPolicy {
+    /// Validates the section; errors name the path inside it.
+    pub fn from_file(f: &AccessFile) -> Result<Self, (String, String)> {
+        let mut paths = BTreeMap::new();
+        for (path, rule) in &f.paths {
+            let at = format!("access.paths.{path}");
+            let max_ttl = humantime::parse_duration(&rule.max_ttl)
+                .map_err(|e| (format!("{at}.max_ttl"), format!("cannot read {:?} as a duration: {e}", rule.max_ttl)))?;
+            if max_ttl.is_zero() {
+                return Err((format!("{at}.max_ttl"), "must be longer than zero".into()));
+            }
+            let approvals = rule.approvals.unwrap_or(match path {
+                AccessPath::Migration => Approvals::Dual,
+                _ => Approvals::Auto,
+            });
+            if *path == AccessPath::BreakGlass && approvals != Approvals::Auto {
+                return Err((format!("{at}.approvals"), "break-glass is approved by its open incident".into()));
+            }
+            paths.insert(*path, PathRule { max_ttl, approvals });
+        }
+        let dual = paths.values().any(|p| p.approvals == Approvals::Dual);
+        if dual && f.approver_roles.values().all(Vec::is_empty) {
+            return Err((
+                "access.approver_roles".into(),
+                "a dual approval needs at least one security or manager approver".into(),
+            ));
+        }
+        let sensitive_schemas = f
+            .sensitive
+            .schemas
+            .iter()
+            .map(|g| {
+                Glob::new(g)
+                    .map(|g| g.compile_matcher())
+                    .map_err(|e| ("access.sensitive.schemas".to_owned(), format!("invalid glob {g:?}: {}", e.kind())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for t in f.sensitive.tables.iter().chain(f.masking.keys()) {
+            if t.split('.').count() != 2 {
+                return Err(("access".into(), format!("{t:?} is not `schema.table`")));
+            }
+        }
+        Ok(Self {
+            approver_roles: f.approver_roles.clone(),
+            paths,
+            sensitive_schemas,
+            sensitive_tables: f.sensitive.tables.clone(),
+            masking: f.masking.clone(),
+            connection_limit: f.connection_limit.unwrap_or(2),
+            break_glass_alert_per_month: f.break_glass_alert_per_month.unwrap_or(3),
+        })
+    }
+
+    /// Whether the scope touches a sensitive schema or table.
+    pub fn is_sensitive(&self, scope: &AccessScope) -> bool {
+        match scope {
+            AccessScope::Database => !self.sensitive_schemas.is_empty() || !self.sensitive_tables.is_empty(),
+            _ => {
+                let schema = scope.schema().unwrap_or_default();
+                self.sensitive_schemas.iter().any(|g| g.is_match(schema))
+                    || self.sensitive_tables.iter().any(|t| t.split_once('.').is_some_and(|(s, _)| s == schema))
+                        && match scope {
+                            AccessScope::Schema { .. } => true,
+                            _ => scope.tables().iter().any(|t| self.sensitive_tables.contains(t)),
+                        }
+            }
+        }
+    }
+
+    /// Every privileged approver (any role), lower-cased.
+    pub fn privileged_approvers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.approver_roles.values().flatten().map(|a| a.to_ascii_lowercase()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// A request for just-in-time access, as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRequest {
+    /// The sender's id of this request (idempotency key).
+    pub id: String,
+    /// Who asks: the person the credential is for.
+    pub identity: String,
+    /// The database.
+    pub target: TargetId,
+    /// Which kind of access.
+    pub path: AccessPath,
+    /// What it reaches.
+    pub scope: AccessScope,
+    /// How long, e.g. `2h`.
+    pub duration: String,
+    /// Why.
+    pub justification: String,
+    /// Incident id (required for break-glass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
+}
+
+/// The access a ticket stands for: kept on the ticket, used by activation and revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessGrant {
+    /// The path.
+    pub path: AccessPath,
+    /// The scope.
+    pub scope: AccessScope,
+    /// Masked columns per `schema.table` within the scope.
+    #[serde(default)]
+    pub masking: BTreeMap<String, BTreeMap<String, Mask>>,
+    /// The schema holding this ticket's views (row scope and masked tables).
+    pub views_schema: String,
+    /// Connection limit of the role.
+    pub connection_limit: u32,
+    /// Approvers of whom at least one must approve (dual approval), lower-cased.
+    #[serde(default)]
+    pub privileged_approvers: Vec<String>,
+    /// A break-glass ticket is reviewed after the fact.
+    #[serde(default)]
+    pub review_required: bool,
+    /// Its incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
+}
+
+/// The role issued for a ticket: `gw_` + the person's name (letters and digits,
+/// at most 24) + `_` + 10 hex digits of the ticket id. Unique per ticket, a
+/// valid unquoted identifier, within PostgreSQL's 63 bytes.
+pub fn role_for(identity: &str, ticket_id: &str) -> RoleName {
+    let person: String = identity
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(24)
+        .collect();
+    let digest = hex::encode(Sha256::digest(ticket_id.as_bytes()));
+    RoleName::new(format!("gw_{person}_{}", &digest[..10])).expect("never empty")
+}
+
+/// The schema of a ticket's views.
+pub fn views_schema_for(ticket_id: &str) -> String {
+    let digest = hex::encode(Sha256::digest(ticket_id.as_bytes()));
+    format!("gw_access_{}", &digest[..10])
+}
+
+/// Parses a request body (JSON) and checks it; errors name the field.
+pub fn parse_request(body: &[u8]) -> Result<AccessRequest, (String, String)> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let r: AccessRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        (if path == "." { "body".into() } else { path }, e.inner().to_string())
+    })?;
+    let duration = humantime::parse_duration(&r.duration)
+        .map_err(|e| ("duration".to_owned(), format!("{:?}: {e}", r.duration)))?;
+    if duration.is_zero() {
+        return Err(("duration".into(), "must be longer than zero".into()));
+    }
+    if r.identity.trim().is_empty() || r.identity.chars().any(char::is_control) {
+        return Err(("identity".into(), "a non-empty identity without control characters".into()));
+    }
+    if r.justification.trim().is_empty() {
+        return Err(("justification".into(), "say why".into()));
+    }
+    if let AccessScope::Tables { tables, .. } = &r.scope
+        && tables.is_empty()
+    {
+        return Err(("scope.tables".into(), "name at least one table".into()));
+    }
+    Ok(r)
+}
+
+/// The request's duration (validated by [`parse_request`]).
+pub fn duration_of(r: &AccessRequest) -> Duration {
+    humantime::parse_duration(&r.duration).unwrap_or_default()
+}
+
+/// Routes an access request: the access policy of `registry` decides the
+/// approvals and the window; the ticket it opens issues a role of its own
+/// (short-lived: revocation drops it) for exactly the scope.
+pub fn route_access(
+    request: &AccessRequest,
+    registry: &PolicyRegistry,
+    incidents: &dyn Incidents,
+    now: DateTime<Utc>,
+) -> Decision {
+    let reg = registry.id.clone();
+    let Some(policy) = &registry.access else {
+        return Decision::Untagged { reason: "the policy registry has no access section".into(), registry: Some(reg) };
+    };
+    let Some(rule) = policy.paths.get(&request.path) else {
+        return Decision::Untagged {
+            reason: format!("the access policy offers no {} path", request.path),
+            registry: Some(reg),
+        };
+    };
+    let category = format!("access:{}", request.path);
+    let refused = |refusal| Decision::Refused { category: category.clone(), refusal, registry: reg.clone() };
+    if request.path == AccessPath::BreakGlass {
+        match &request.incident_id {
+            None => return refused(Refusal::IncidentRequired),
+            Some(id) if !incidents.is_open(id, now) => {
+                return refused(Refusal::IncidentNotOpen { incident_id: id.clone() });
+            }
+            Some(_) => {}
+        }
+    }
+    let requested = duration_of(request);
+    if requested > rule.max_ttl {
+        return refused(Refusal::TtlExceeded {
+            requested_seconds: requested.as_secs(),
+            max_seconds: rule.max_ttl.as_secs(),
+        });
+    }
+    let approvals = match (rule.approvals, request.path) {
+        (Approvals::Auto, AccessPath::ReadOnly) if policy.is_sensitive(&request.scope) => Approvals::Single,
+        (a, _) => a,
+    };
+    let id = crate::ticket::ticket_id("access", &request.id);
+    let (privileges, object) = grant_of(request);
+    let expires_at = now + chrono::Duration::from_std(requested).unwrap_or(chrono::Duration::MAX);
+    let grant_request = GrantRequest {
+        delivery_id: request.id.clone(),
+        input: InputKind::AccessRequest,
+        source: "access".into(),
+        action: Action::Grant,
+        target: request.target.clone(),
+        principal: request.identity.clone(),
+        role: role_for(&request.identity, &id),
+        privileges,
+        object,
+        expires_at: Some(expires_at),
+        justification: Some(request.justification.clone()),
+        requested_by: request.identity.clone(),
+        incident_id: request.incident_id.clone(),
+        observed_at: now,
+    };
+    let masking = policy
+        .masking
+        .iter()
+        .filter(|(table, _)| match &request.scope {
+            AccessScope::Database => true,
+            AccessScope::Schema { schema } => table.split_once('.').is_some_and(|(s, _)| s == schema),
+            scope => scope.tables().contains(table),
+        })
+        .map(|(t, m)| (t.clone(), m.clone()))
+        .collect();
+    let mut ticket = Ticket {
+        id: id.clone(),
+        request_sha256: request_sha256(&grant_request),
+        request: grant_request,
+        category: category.clone(),
+        tag: format!("access-{}", request.path),
+        approvals_required: match approvals {
+            Approvals::Auto => 0,
+            Approvals::Single => 1,
+            Approvals::Dual => 2,
+        },
+        weight_factor: if request.path == AccessPath::BreakGlass { 1.0 } else { 0.25 },
+        registry: reg.clone(),
+        status: TicketStatus::PendingApproval,
+        starts_at: now,
+        expires_at,
+        approvals: Vec::new(),
+        history: vec![TicketEvent {
+            at: now,
+            what: "requested".into(),
+            actor: request.identity.clone(),
+            detail: format!(
+                "{} access to {} under registry {reg}: {}",
+                request.path,
+                describe(&request.scope),
+                request.justification
+            ),
+        }],
+        role_lifecycle: RoleLifecycle::ShortLived,
+        revoke_requested_at: None,
+        revocation: None,
+        access: Some(AccessGrant {
+            path: request.path,
+            scope: request.scope.clone(),
+            masking,
+            views_schema: views_schema_for(&id),
+            connection_limit: policy.connection_limit,
+            privileged_approvers: if approvals == Approvals::Dual { policy.privileged_approvers() } else { Vec::new() },
+            review_required: request.path == AccessPath::BreakGlass,
+            incident_id: request.incident_id.clone(),
+        }),
+    };
+    if ticket.approvals_satisfied() {
+        ticket.status = TicketStatus::Active;
+        let detail = if request.path == AccessPath::BreakGlass {
+            format!(
+                "break-glass during open incident {}; review required",
+                request.incident_id.as_deref().unwrap_or("")
+            )
+        } else {
+            "no approval required".to_owned()
+        };
+        ticket.history.push(TicketEvent { at: now, what: "activated".into(), actor: "grantwarden".into(), detail });
+    }
+    Decision::Ticket(Box::new(ticket))
+}
+
+/// The scope in words.
+pub fn describe(scope: &AccessScope) -> String {
+    match scope {
+        AccessScope::Database => "the whole database".into(),
+        AccessScope::Schema { schema } => format!("schema {schema}"),
+        AccessScope::Tables { schema, tables } => format!("{} in schema {schema}", tables.join(", ")),
+        AccessScope::Rows { schema, table, predicate } => {
+            format!("rows of {schema}.{table} where {} in {:?}", predicate.column, predicate.values)
+        }
+    }
+}
+
+/// The privileges and object a request stands for, in the ticket's terms.
+fn grant_of(r: &AccessRequest) -> (Vec<Privilege>, RequestObject) {
+    let mut privileges = match r.path {
+        AccessPath::ReadOnly => vec![Privilege::Select, Privilege::Usage],
+        AccessPath::Migration | AccessPath::BreakGlass => {
+            vec![Privilege::Select, Privilege::Insert, Privilege::Update, Privilege::Delete, Privilege::Usage]
+        }
+    };
+    privileges.sort();
+    let object = match &r.scope {
+        AccessScope::Database => RequestObject { on: On::Database, schema: None, name: None, columns: vec![] },
+        AccessScope::Schema { schema } | AccessScope::Tables { schema, .. } | AccessScope::Rows { schema, .. } => {
+            RequestObject { on: On::Schema, schema: None, name: Some(schema.clone()), columns: vec![] }
+        }
+    };
+    (privileges, object)
+}
+
+/// Incidents known to be open (from the incident webhook).
+pub trait Incidents {
+    /// Whether `id` is open at `now`.
+    fn is_open(&self, id: &str, now: DateTime<Utc>) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::ApprovalError;
+
+    const REGISTRY: &str = r#"
+version: "3.0"
+owner: security@example.com
+approver: ciso@example.com
+categories:
+  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }
+routes:
+  - { match: {}, category: ops }
+access:
+  approver_roles: { security: [ciso@example.com], manager: [lead@example.com] }
+  paths:
+    read-only:   { max_ttl: 8h }
+    migration:   { max_ttl: 4h, approvals: dual }
+    break-glass: { max_ttl: 30m }
+  sensitive: { schemas: ["phi_*"], tables: [billing.customers] }
+  masking: { billing.customers: { email: partial, ssn: hash } }
+  connection_limit: 3
+"#;
+
+    struct Open(&'static [&'static str]);
+    impl Incidents for Open {
+        fn is_open(&self, id: &str, _: DateTime<Utc>) -> bool {
+            self.0.contains(&id)
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-22T12:00:00Z".parse().unwrap()
+    }
+
+    fn request(path: AccessPath, scope: AccessScope, duration: &str, incident: Option<&str>) -> AccessRequest {
+        AccessRequest {
+            id: "req-1".into(),
+            identity: "alice@example.com".into(),
+            target: TargetId::new("orders-prod").unwrap(),
+            path,
+            scope,
+            duration: duration.into(),
+            justification: "CHG-1".into(),
+            incident_id: incident.map(Into::into),
+        }
+    }
+
+    fn decide(r: &AccessRequest) -> Decision {
+        let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap();
+        route_access(r, &registry, &Open(&["INC-7"]), now())
+    }
+
+    fn ticket(d: Decision) -> Ticket {
+        match d {
+            Decision::Ticket(t) => *t,
+            other => panic!("a ticket: {other:?}"),
+        }
+    }
+
+    fn tables(t: &[&str]) -> AccessScope {
+        AccessScope::Tables { schema: "billing".into(), tables: t.iter().map(|s| s.to_string()).collect() }
+    }
+
+    #[test]
+    fn read_only_is_automatic_unless_the_scope_is_sensitive() {
+        let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "2h", None)));
+        assert_eq!((t.status, t.approvals_required), (TicketStatus::Active, 0));
+        assert_eq!(t.role_lifecycle, RoleLifecycle::ShortLived);
+        assert!(t.request.role.as_str().starts_with("gw_alice_"));
+        assert_eq!(t.expires_at, now() + chrono::Duration::hours(2));
+        let grant = t.access.unwrap();
+        assert_eq!((grant.connection_limit, grant.masking.len()), (3, 0));
+        let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["customers"]), "2h", None)));
+        assert_eq!((t.status, t.approvals_required), (TicketStatus::PendingApproval, 1));
+        assert_eq!(t.access.unwrap().masking["billing.customers"]["email"], Mask::Partial);
+        let phi = AccessScope::Schema { schema: "phi_claims".into() };
+        assert_eq!(ticket(decide(&request(AccessPath::ReadOnly, phi, "1h", None))).approvals_required, 1);
+        assert!(matches!(
+            decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "9h", None)),
+            Decision::Refused { refusal: Refusal::TtlExceeded { .. }, .. }
+        ));
+    }
+
+    #[test]
+    fn dual_approval_needs_two_distinct_approvers_one_privileged_and_never_the_requester() {
+        let mut t = ticket(decide(&request(AccessPath::Migration, tables(&["invoices"]), "1h", None)));
+        assert_eq!((t.status, t.approvals_required), (TicketStatus::PendingApproval, 2));
+        assert_eq!(t.approve("alice@example.com", now()), Err(ApprovalError::Requester("alice@example.com".into())));
+        t.approve("bob@example.com", now()).unwrap();
+        assert_eq!(t.approve("Bob@example.com", now()), Err(ApprovalError::Duplicate("Bob@example.com".into())));
+        t.approve("carol@example.com", now()).unwrap();
+        assert_eq!(t.status, TicketStatus::PendingApproval, "two approvals, neither security nor manager");
+        t.approve("lead@example.com", now()).unwrap();
+        assert_eq!(t.status, TicketStatus::Active, "a manager among them");
+    }
+
+    #[test]
+    fn break_glass_only_during_an_open_incident_and_for_at_most_its_window() {
+        let scope = || tables(&["invoices"]);
+        assert!(matches!(
+            decide(&request(AccessPath::BreakGlass, scope(), "20m", None)),
+            Decision::Refused { refusal: Refusal::IncidentRequired, .. }
+        ));
+        assert!(matches!(
+            decide(&request(AccessPath::BreakGlass, scope(), "20m", Some("INC-1"))),
+            Decision::Refused { refusal: Refusal::IncidentNotOpen { .. }, .. }
+        ));
+        assert!(matches!(
+            decide(&request(AccessPath::BreakGlass, scope(), "1h", Some("INC-7"))),
+            Decision::Refused { refusal: Refusal::TtlExceeded { .. }, .. }
+        ));
+        let t = ticket(decide(&request(AccessPath::BreakGlass, scope(), "30m", Some("INC-7"))));
+        assert_eq!(t.status, TicketStatus::Active);
+        assert!(t.access.unwrap().review_required);
+        assert_eq!(t.weight_factor, 1.0);
+    }
+
+    #[test]
+    fn without_an_access_section_nothing_routes() {
+        let registry =
+            PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.split("access:").next().unwrap().into())]).unwrap();
+        let r = request(AccessPath::ReadOnly, tables(&["invoices"]), "1h", None);
+        assert!(matches!(route_access(&r, &registry, &Open(&[]), now()), Decision::Untagged { .. }));
+    }
+
+    #[test]
+    fn predicates_parse_only_as_column_and_literals() {
+        let p = RowPredicate::parse("customer_id = 42").unwrap();
+        assert_eq!((p.column.as_str(), p.values.clone()), ("customer_id", vec![Literal::Int(42)]));
+        let p = RowPredicate::parse("region IN ('eu', 'o''hara')").unwrap();
+        assert_eq!(p.values, vec![Literal::Text("eu".into()), Literal::Text("o'hara".into())]);
+        for bad in [
+            "customer_id = 42 or 1=1",
+            "customer_id = 42; drop table x",
+            "id = '1",
+            "(id) = 1",
+            "id > 3",
+            "id in ()",
+            "id = '1' || 'x'",
+        ] {
+            assert!(RowPredicate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn issued_role_names_are_unique_per_ticket_and_plain() {
+        let a = role_for("Alice.O'Hara@example.com", "tkt-1");
+        let b = role_for("Alice.O'Hara@example.com", "tkt-2");
+        assert_ne!(a, b);
+        assert!(a.as_str().starts_with("gw_aliceohara_"), "{a}");
+        assert!(a.as_str().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(role_for(&"x".repeat(300), "t").as_str().len() <= 63);
+    }
+
+    #[test]
+    fn a_request_names_the_field_that_is_wrong() {
+        let ok = br#"{"id":"r1","identity":"alice@example.com","target":"orders-prod","path":"read-only",
+            "scope":{"on":"rows","schema":"billing","table":"invoices","predicate":{"column":"customer_id","values":[42]}},
+            "duration":"2h","justification":"ticket 77"}"#;
+        assert!(parse_request(ok).is_ok());
+        let bad = br#"{"id":"r1","identity":"alice@example.com","target":"orders-prod","path":"root",
+            "scope":{"on":"database"},"duration":"2h","justification":"x"}"#;
+        assert_eq!(parse_request(bad).unwrap_err().0, "path");
+        let bad = br#"{"id":"r1","identity":"alice@example.com","target":"orders-prod","path":"read-only",
+            "scope":{"on":"database"},"duration":"forever","justification":"x"}"#;
+        assert_eq!(parse_request(bad).unwrap_err().0, "duration");
+    }
+}
