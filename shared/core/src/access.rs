@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::baseline::On;
-use crate::model::{Privilege, RoleName};
+use crate::change::Change;
+use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
 use crate::policy::PolicyRegistry;
 use crate::snapshot::TargetId;
@@ -616,6 +617,113 @@ fn grant_of(r: &AccessRequest) -> (Vec<Privilege>, RequestObject) {
         }
     };
     (privileges, object)
+}
+
+/// Each table of a scope with its columns in order, as the catalog has them.
+pub type ScopeCatalog = BTreeMap<(String, String), Vec<String>>;
+
+/// The changes that issue a ticket's credential in `database`, in one transaction: the role
+/// (LOGIN, VALID UNTIL the expiry, a connection limit, NOINHERIT), CONNECT on
+/// the database, and exactly the scope: plain tables by GRANT, row scope and
+/// masked tables through security-barrier views in the ticket's own schema
+/// (nobody else's access changes; row-level security is never switched on).
+pub fn plan_activation(ticket: &Ticket, database: &str, catalog: &ScopeCatalog) -> Result<Vec<Change>, String> {
+    let grant = ticket.access.as_ref().ok_or_else(|| format!("ticket {} is not an access ticket", ticket.id))?;
+    let role = ticket.request.role.clone();
+    let who = Grantee::Role(role.clone());
+    let mut out = vec![
+        Change::CreateRole {
+            role: role.clone(),
+            valid_until: ticket.expires_at,
+            connection_limit: grant.connection_limit,
+        },
+        Change::Grant {
+            grant: Grant {
+                object: ObjectRef::database(database),
+                grantee: who.clone(),
+                privilege: Privilege::Connect,
+                grantable: false,
+            },
+        },
+    ];
+    let tables: Vec<(String, String)> = match &grant.scope {
+        AccessScope::Database => catalog.keys().cloned().collect(),
+        AccessScope::Schema { schema } => catalog.keys().filter(|(s, _)| s == schema).cloned().collect(),
+        AccessScope::Tables { schema, tables } => tables.iter().map(|t| (schema.clone(), t.clone())).collect(),
+        AccessScope::Rows { schema, table, .. } => vec![(schema.clone(), table.clone())],
+    };
+    if tables.is_empty() {
+        return Err(format!("{} holds no table", describe(&grant.scope)));
+    }
+    let write = grant.path != AccessPath::ReadOnly;
+    let mut usage = std::collections::BTreeSet::new();
+    let mut views = Vec::new();
+    for (schema, table) in &tables {
+        let columns =
+            catalog.get(&(schema.clone(), table.clone())).ok_or_else(|| format!("no table {schema}.{table}"))?;
+        let masks = grant.masking.get(&format!("{schema}.{table}"));
+        let predicate = match &grant.scope {
+            AccessScope::Rows { predicate, .. } => {
+                if !columns.contains(&predicate.column) {
+                    return Err(format!("{schema}.{table} has no column {}", predicate.column));
+                }
+                Some(predicate.clone())
+            }
+            _ => None,
+        };
+        let mut privileges = vec![Privilege::Select];
+        if write && masks.is_none() {
+            privileges.extend([Privilege::Insert, Privilege::Update, Privilege::Delete]);
+        }
+        if masks.is_some() || predicate.is_some() {
+            views.push(Change::CreateView {
+                schema: grant.views_schema.clone(),
+                name: table.clone(),
+                source_schema: schema.clone(),
+                source_table: table.clone(),
+                columns: columns.iter().map(|c| (c.clone(), masks.and_then(|m| m.get(c).copied()))).collect(),
+                predicate,
+            });
+            usage.insert(grant.views_schema.clone());
+            for p in privileges {
+                views.push(Change::Grant {
+                    grant: Grant {
+                        object: ObjectRef::in_schema(ObjectClass::Table, &grant.views_schema, table),
+                        grantee: who.clone(),
+                        privilege: p,
+                        grantable: false,
+                    },
+                });
+            }
+        } else {
+            usage.insert(schema.clone());
+            for p in privileges {
+                out.push(Change::Grant {
+                    grant: Grant {
+                        object: ObjectRef::in_schema(ObjectClass::Table, schema, table),
+                        grantee: who.clone(),
+                        privilege: p,
+                        grantable: false,
+                    },
+                });
+            }
+        }
+    }
+    if !views.is_empty() {
+        out.push(Change::CreateSchema { schema: grant.views_schema.clone() });
+        out.extend(views);
+    }
+    for schema in usage {
+        out.push(Change::Grant {
+            grant: Grant {
+                object: ObjectRef::schema(&schema),
+                grantee: who.clone(),
+                privilege: Privilege::Usage,
+                grantable: false,
+            },
+        });
+    }
+    Ok(out)
 }
 
 /// Incidents known to be open (from the incident webhook).

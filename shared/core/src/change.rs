@@ -95,6 +95,44 @@ pub enum Change {
         /// The role.
         role: RoleName,
     },
+    /// `CREATE ROLE role LOGIN PASSWORD … VALID UNTIL … CONNECTION LIMIT …`: a
+    /// just-in-time credential. The password is never part of the change (plans
+    /// are printed and journaled); the executor adds it.
+    CreateRole {
+        /// The role.
+        role: RoleName,
+        /// Login is refused after this, even before revocation runs.
+        valid_until: chrono::DateTime<chrono::Utc>,
+        /// Most concurrent sessions.
+        connection_limit: u32,
+    },
+    /// `CREATE SCHEMA IF NOT EXISTS schema` (a ticket's own views).
+    CreateSchema {
+        /// The schema.
+        schema: String,
+    },
+    /// `CREATE VIEW schema.name WITH (security_barrier) AS SELECT … FROM source WHERE …`:
+    /// row scope and masked columns, without touching the table's own access
+    /// (row-level security is never enabled on a table for this).
+    CreateView {
+        /// Schema of the view.
+        schema: String,
+        /// Its name (the source table's).
+        name: String,
+        /// Source schema.
+        source_schema: String,
+        /// Source table.
+        source_table: String,
+        /// Columns in order, each with its mask.
+        columns: Vec<(String, Option<crate::access::Mask>)>,
+        /// Which rows.
+        predicate: Option<crate::access::RowPredicate>,
+    },
+    /// `DROP SCHEMA IF EXISTS schema CASCADE` (a ticket's views, at revocation).
+    DropSchema {
+        /// The schema.
+        schema: String,
+    },
 }
 
 impl Change {
@@ -108,7 +146,9 @@ impl Change {
             | Change::DisableLogin { role }
             | Change::TerminateSessions { role }
             | Change::DropOwned { role, .. }
-            | Change::DropRole { role } => Some(role),
+            | Change::DropRole { role }
+            | Change::CreateRole { role, .. } => Some(role),
+            Change::CreateSchema { .. } | Change::CreateView { .. } | Change::DropSchema { .. } => None,
         }
     }
 }

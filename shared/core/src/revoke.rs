@@ -138,6 +138,12 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
         nothing_because: None,
     };
     if !held.exists {
+        // an access ticket's views outlive a role dropped by hand: they go all the same
+        if let Some(access) = &ticket.access
+            && ticket.role_lifecycle == RoleLifecycle::ShortLived
+        {
+            plan.after_commit.push(Change::DropSchema { schema: access.views_schema.clone() });
+        }
         plan.nothing_because = Some(format!("role {role} does not exist: nothing left to revoke"));
         return plan;
     }
@@ -183,6 +189,9 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
     };
     if terminate || drop_role {
         plan.after_commit.push(Change::TerminateSessions { role: role.clone() });
+    }
+    if let Some(access) = ticket.access.as_ref().filter(|_| drop_role) {
+        plan.after_commit.push(Change::DropSchema { schema: access.views_schema.clone() });
     }
     if drop_role {
         let mut databases = held.databases.clone();

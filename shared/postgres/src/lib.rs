@@ -15,8 +15,10 @@
 //! - [`error`]: errors and which are transient.
 //! - [`render`]: privilege changes as SQL, every name quoted.
 //! - [`revoke`]: the executor: revocation and remediation plans in one transaction.
+//! - [`activate`]: issuing a just-in-time credential (role, grants, views) in one transaction.
 #![deny(missing_docs)]
 
+pub mod activate;
 pub mod chunks;
 pub mod error;
 pub mod extract;

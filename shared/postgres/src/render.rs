@@ -4,6 +4,7 @@
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 
+use grantwarden_core::access::{Literal, Mask};
 use grantwarden_core::change::Change;
 use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 
@@ -157,8 +158,61 @@ pub fn render(change: &Change) -> Result<Vec<String>, RenderError> {
             vec![format!("REASSIGN OWNED BY {} TO {to}", role(r)), format!("DROP OWNED BY {}", role(r))]
         }
         Change::DropRole { role: r } => vec![format!("DROP ROLE IF EXISTS {}", role(r))],
+        Change::CreateRole { role: r, valid_until, connection_limit } => vec![format!(
+            "CREATE ROLE {} LOGIN NOINHERIT PASSWORD {PASSWORD_PLACEHOLDER} VALID UNTIL {} CONNECTION LIMIT {connection_limit}",
+            role(r),
+            escape_literal(&valid_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        )],
+        Change::CreateSchema { schema } => vec![format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema))],
+        Change::CreateView { schema, name, source_schema, source_table, columns, predicate } => {
+            if columns.is_empty() {
+                return Err(RenderError { what: format!("view {schema}.{name}"), reason: "no columns".into() });
+            }
+            let select: Vec<String> = columns
+                .iter()
+                .map(|(c, mask)| {
+                    let col = ident(c);
+                    match mask {
+                        None => col,
+                        Some(Mask::Partial) => format!(
+                            "CASE WHEN {col} IS NULL THEN NULL ELSE left({col}::text, 2) || repeat('*', greatest(length({col}::text) - 2, 0)) END AS {col}"
+                        ),
+                        Some(Mask::Hash) => {
+                            format!("encode(sha256(convert_to({col}::text, 'UTF8')), 'hex') AS {col}")
+                        }
+                    }
+                })
+                .collect();
+            let filter = match predicate {
+                None => String::new(),
+                Some(p) => {
+                    let values: Vec<String> = p
+                        .values
+                        .iter()
+                        .map(|v| match v {
+                            Literal::Int(n) => n.to_string(),
+                            Literal::Text(t) => escape_literal(t),
+                        })
+                        .collect();
+                    format!(" WHERE {} IN ({}) WITH CASCADED CHECK OPTION", ident(&p.column), values.join(", "))
+                }
+            };
+            vec![format!(
+                "CREATE VIEW {}.{} WITH (security_barrier) AS SELECT {} FROM {}.{}{filter}",
+                ident(schema),
+                ident(name),
+                select.join(", "),
+                ident(source_schema),
+                ident(source_table)
+            )]
+        }
+        Change::DropSchema { schema } => vec![format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(schema))],
     })
 }
+
+/// Where a `CreateRole`'s password goes: printed as is (never the password),
+/// replaced by the quoted password only in the statement the executor runs.
+pub const PASSWORD_PLACEHOLDER: &str = "'********'";
 
 #[cfg(test)]
 mod tests {

@@ -33,13 +33,13 @@ const SESSIONS_LEFT: &str = "SELECT count(*) FROM pg_stat_activity WHERE usename
 
 /// One failure while running a plan.
 #[derive(Debug)]
-struct Failure {
-    class: FailureClass,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) class: FailureClass,
+    pub(crate) message: String,
 }
 
 impl Failure {
-    fn db(context: impl std::fmt::Display) -> impl FnOnce(tokio_postgres::Error) -> Failure {
+    pub(crate) fn db(context: impl std::fmt::Display) -> impl FnOnce(tokio_postgres::Error) -> Failure {
         move |e| Failure {
             class: match classify(&e) {
                 ErrorClass::Transient => FailureClass::Transient,
@@ -49,7 +49,7 @@ impl Failure {
         }
     }
 
-    fn permanent(message: impl Into<String>) -> Failure {
+    pub(crate) fn permanent(message: impl Into<String>) -> Failure {
         Failure { class: FailureClass::Permanent, message: message.into() }
     }
 }
@@ -64,9 +64,9 @@ impl From<RenderError> for Failure {
 /// databases of its cluster, with the same credentials).
 #[derive(Clone)]
 pub struct Executor {
-    config: Config,
-    timeouts: Timeouts,
-    retry: RetryPolicy,
+    pub(crate) config: Config,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) retry: RetryPolicy,
 }
 
 /// What a remediation run did.
@@ -88,7 +88,7 @@ impl Executor {
     }
 
     /// Statements that open the revoking transaction.
-    fn begin(&self) -> Vec<String> {
+    pub(crate) fn begin(&self) -> Vec<String> {
         vec![
             "BEGIN".to_owned(),
             format!("SET LOCAL lock_timeout = {}", self.timeouts.lock.as_millis()),
@@ -96,7 +96,7 @@ impl Executor {
         ]
     }
 
-    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<(T, u32), ExecError>
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<(T, u32), ExecError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -287,7 +287,7 @@ impl PrivilegeExecutor for Executor {
 /// held to the commit. Two transactions changing the ACL of one object at once
 /// make PostgreSQL fail the second with "tuple concurrently updated"; many
 /// tickets on one schema expiring together would otherwise fight over it.
-fn acl_locks(changes: &[Change]) -> Vec<String> {
+pub(crate) fn acl_locks(changes: &[Change]) -> Vec<String> {
     let mut keys: Vec<String> = changes
         .iter()
         .filter_map(|c| match c {
@@ -326,7 +326,7 @@ fn after_commit_sql(plan: &RevocationPlan) -> Result<Vec<String>, Failure> {
     Ok(out)
 }
 
-async fn run_all(client: &Client, statements: &[String]) -> Result<(), Failure> {
+pub(crate) async fn run_all(client: &Client, statements: &[String]) -> Result<(), Failure> {
     for s in statements {
         if let Err(e) = client.batch_execute(s).await {
             let _ = client.batch_execute("ROLLBACK").await;

@@ -1,0 +1,137 @@
+//! Issuing a just-in-time credential: the role, its grants and its views, in
+//! one transaction. The password is drawn here, used in the one statement
+//! that creates the role and handed back once; the SQL returned for printing
+//! and the journal holds a placeholder instead.
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use tokio_postgres::Client;
+
+use crate::render::{PASSWORD_PLACEHOLDER, render};
+use crate::revoke::{Executor, Failure, acl_locks, run_all};
+use crate::session::connect;
+use grantwarden_core::access::{AccessScope, ScopeCatalog, plan_activation};
+use grantwarden_core::change::Change;
+use grantwarden_core::revoke::{ExecError, FailureClass};
+use grantwarden_core::ticket::Ticket;
+
+/// Tables (and views, materialized views, foreign and partitioned tables) with
+/// their columns in order: of the schemas in `$1`, or with `$2` of every
+/// ordinary schema (not the system ones, not grantwarden's own view schemas).
+const SCOPE_TABLES: &str = "\
+SELECT n.nspname::text, c.relname::text, array_agg(a.attname::text ORDER BY a.attnum)
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND (n.nspname = ANY($1)
+        OR ($2 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT LIKE 'gw\\_access\\_%'))
+ GROUP BY 1, 2";
+
+/// A credential issued for a ticket.
+pub struct Issued {
+    /// The role to log in as.
+    pub role: String,
+    /// Its password: shown once, never logged.
+    pub password: String,
+    /// The SQL as run, the password replaced by a placeholder.
+    pub sql: Vec<String>,
+    /// Attempts it took.
+    pub attempts: u32,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued").field("role", &self.role).field("password", &"<redacted>").finish()
+    }
+}
+
+async fn scope_catalog(client: &Client, scope: &AccessScope) -> Result<ScopeCatalog, Failure> {
+    let schemas: Vec<String> = scope.schema().map(str::to_owned).into_iter().collect();
+    let everything = matches!(scope, AccessScope::Database);
+    let rows = client
+        .query(SCOPE_TABLES, &[&schemas, &everything])
+        .await
+        .map_err(Failure::db("reading the tables of the scope"))?;
+    Ok(rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, Vec<String>>(2))).collect())
+}
+
+fn password() -> String {
+    rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()
+}
+
+impl Executor {
+    /// Issues `ticket`'s credential (dry run: plans and renders only). A role that
+    /// already exists fails as permanent: a credential is issued once.
+    pub async fn activate(&self, ticket: &Ticket, dry_run: bool) -> Result<Issued, ExecError> {
+        let grant = ticket.access.as_ref().ok_or_else(|| ExecError {
+            class: FailureClass::Permanent,
+            message: format!("ticket {} is not an access ticket", ticket.id),
+            attempts: 0,
+        })?;
+        let secret = password();
+        let ((sql, _), attempts) = self
+            .retrying(|| async {
+                let client = connect(&self.config).await.map_err(Failure::db("connecting to the target"))?;
+                let mut begin = self.begin();
+                if dry_run {
+                    begin = vec!["BEGIN READ ONLY".to_owned()];
+                }
+                run_all(&client, &begin).await?;
+                let database: String = client
+                    .query_one("SELECT current_database()::text", &[])
+                    .await
+                    .map_err(Failure::db("reading the database name"))?
+                    .get(0);
+                let catalog = scope_catalog(&client, &grant.scope).await?;
+                let changes = plan_activation(ticket, &database, &catalog).map_err(Failure::permanent)?;
+                // (as printed, as run): they differ only in the role's password
+                let mut statements: Vec<(String, String)> =
+                    acl_locks(&changes).into_iter().map(|l| (l.clone(), l)).collect();
+                for c in &changes {
+                    for statement in render(c)? {
+                        let run = if matches!(c, Change::CreateRole { .. }) {
+                            statement.replacen(
+                                PASSWORD_PLACEHOLDER,
+                                &postgres_protocol::escape::escape_literal(&secret),
+                                1,
+                            )
+                        } else {
+                            statement.clone()
+                        };
+                        statements.push((statement, run));
+                    }
+                }
+                let mut shown = begin.clone();
+                shown.extend(statements.iter().map(|(s, _)| s.clone()));
+                shown.push("COMMIT".to_owned());
+                if dry_run {
+                    client.batch_execute("ROLLBACK").await.map_err(Failure::db("ending the read"))?;
+                    return Ok((shown, ()));
+                }
+                for (printed, run) in &statements {
+                    if let Err(e) = client.batch_execute(run).await {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        let mut f = Failure::db(printed)(e);
+                        if f.message.contains("(SQLSTATE 42710)") {
+                            f.message = format!(
+                                "role {} exists already: the credential was issued before ({})",
+                                ticket.request.role, f.message
+                            );
+                        }
+                        return Err(f);
+                    }
+                }
+                client.batch_execute("COMMIT").await.map_err(Failure::db("committing the credential"))?;
+                Ok((shown, ()))
+            })
+            .await?;
+        Ok(Issued {
+            role: ticket.request.role.to_string(),
+            password: if dry_run { String::new() } else { secret },
+            sql,
+            attempts,
+        })
+    }
+}
