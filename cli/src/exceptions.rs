@@ -150,7 +150,7 @@ pub fn load_registry(path: &Path) -> Result<PolicyRegistry, String> {
     PolicyRegistry::load(&files).map_err(|e| e.to_string())
 }
 
-fn read_input(input: &str) -> Result<Vec<u8>> {
+pub fn read_input(input: &str) -> Result<Vec<u8>> {
     if input == "-" {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).context("reading standard input")?;

@@ -9,6 +9,7 @@
 //! Environment: `GRANTWARDEN_DATABASE_URL` stands in for `--database`;
 //! `RUST_LOG` sets log filtering (logs go to stderr).
 
+mod access;
 mod audit;
 mod exceptions;
 mod render;
@@ -59,6 +60,15 @@ enum Command {
     },
     /// Replay a pgaudit log through routing and report every decision; writes nothing.
     Simulate(exceptions::SimulateArgs),
+    /// Ask for just-in-time access (read-only, migration, break-glass); issued at once when auto-approved.
+    Request(access::RequestArgs),
+    /// Issue the credential of an approved access ticket (shown once).
+    Access {
+        #[command(subcommand)]
+        command: access::AccessCommand,
+    },
+    /// Record an incident webhook (PagerDuty, Opsgenie): break-glass needs an open incident.
+    Incident(access::IncidentArgs),
     /// Revoke what ended tickets granted: one ticket, or every due one (`--due`); `--dry-run` prints the plan.
     Revoke(revoke::RevokeArgs),
     /// The sweeper: revoke due tickets every interval until interrupted.
@@ -192,6 +202,9 @@ async fn run(
     at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<ExitCode> {
     match command {
+        Command::Request(args) => access::run_request(args, now).await,
+        Command::Access { command } => access::run_access(command, now).await,
+        Command::Incident(args) => access::run_incident(args, now).await,
         Command::Revoke(args) => revoke::run_revoke(args, at).await,
         Command::Watch(args) => revoke::run_watch(args, at).await,
         Command::Apply(args) => revoke::run_apply(args, now).await,

@@ -22,6 +22,7 @@
 
 //! - [`ticket`]: routing decisions and exception tickets with approvals.
 //! - [`access`]: just-in-time access requests, their policy, approvals and issued roles.
+//! - [`incident`]: incident webhooks (PagerDuty, Opsgenie): break-glass only while one is open.
 //! - [`store`]: the ports a state store implements (tickets, findings).
 //! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
 //! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
@@ -46,6 +47,7 @@ pub mod dashboard;
 pub mod diff;
 pub mod digest;
 pub mod generate;
+pub mod incident;
 pub mod intake;
 pub mod model;
 pub mod normalize;

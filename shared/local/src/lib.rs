@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
 use grantwarden_core::digest::{Digest, DigestStore};
+use grantwarden_core::incident::{IncidentStore, IncidentUpdate};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{
@@ -65,6 +66,11 @@ CREATE TABLE IF NOT EXISTS journal_heads (
     chain TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS journal_digests (
     chain TEXT NOT NULL,
@@ -403,6 +409,36 @@ impl AuditJournal for LocalStore {
 fn decode_digest(chain: &str, number: i64, body: &str) -> Result<Digest, StoreError> {
     serde_json::from_str(body)
         .map_err(|e| StoreError::Corrupt { id: format!("digest {number} of chain {chain}"), reason: e.to_string() })
+}
+
+impl IncidentStore for LocalStore {
+    async fn record_incident(&self, update: &IncidentUpdate) -> Result<(), StoreError> {
+        let body = serde_json::to_string(update)
+            .map_err(|e| StoreError::Corrupt { id: update.id.clone(), reason: e.to_string() })?;
+        let at = update.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO incidents (id, at, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at, body = excluded.body WHERE excluded.at >= incidents.at",
+                params![update.id, at, body],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentUpdate>, StoreError> {
+        self.with(|conn| {
+            let body: Option<String> = conn
+                .query_row("SELECT body FROM incidents WHERE id = ?1", params![id], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            body.map(|b| {
+                serde_json::from_str(&b).map_err(|e| StoreError::Corrupt { id: id.to_owned(), reason: e.to_string() })
+            })
+            .transpose()
+        })
+    }
 }
 
 impl DigestStore for LocalStore {

@@ -56,8 +56,8 @@ pub fn config_from_parts(
     config
 }
 
-/// A target id from the connection string: `host:port/dbname`, never the user or password.
-pub fn target_from_config(config: &Config) -> TargetId {
+/// Host, port and database name of a connection string (what a credential's holder connects to).
+pub fn endpoint(config: &Config) -> (String, u16, String) {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
@@ -70,6 +70,12 @@ pub fn target_from_config(config: &Config) -> TargetId {
         .map(str::to_owned)
         .or_else(|| config.get_user().map(str::to_owned))
         .unwrap_or_else(|| "postgres".to_owned());
+    (host, port, db)
+}
+
+/// A target id from the connection string: `host:port/dbname`, never the user or password.
+pub fn target_from_config(config: &Config) -> TargetId {
+    let (host, port, db) = endpoint(config);
     TargetId::new(format!("{host}:{port}/{db}")).expect("never empty")
 }
 

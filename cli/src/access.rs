@@ -1,0 +1,209 @@
+//! Just-in-time access from the command line: `request` (route an access
+//! request; an auto-approved one is issued at once with `--database`),
+//! `access issue` (the credential of an approved ticket, shown once) and
+//! `incident` (an incident webhook body: break-glass needs an open one).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use grantwarden_core::access::{parse_request, route_access};
+use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::incident::{IncidentStore, KnownIncidents, parse_incident};
+use grantwarden_core::store::{PutOutcome, TicketStore};
+use grantwarden_core::ticket::{Decision, Ticket, TicketEvent, TicketStatus};
+use grantwarden_local::LocalStore;
+use grantwarden_postgres::session::parse_config;
+use grantwarden_postgres::{Executor, Timeouts};
+use serde_json::json;
+
+use crate::exceptions::{StateArgs, load_registry};
+
+#[derive(Args)]
+pub struct RequestArgs {
+    /// The access request (JSON): id, identity, target, path, scope, duration, justification[, incident_id].
+    pub input: String,
+    /// Policy registry (its `access` section decides).
+    #[arg(long, env = "GRANTWARDEN_POLICY")]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Issue the credential at once when the request needs no approval.
+    #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AccessCommand {
+    /// Issue the credential of an active access ticket (once; the password is shown only now).
+    Issue {
+        /// Ticket id.
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+        /// The database, as a role that may create roles and grant on the scope.
+        #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
+        database: String,
+    },
+}
+
+#[derive(Args)]
+pub struct IncidentArgs {
+    /// An incident webhook body (PagerDuty v3 or Opsgenie JSON); `-` for standard input.
+    pub input: String,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCode> {
+    let body = crate::exceptions::read_input(&args.input)?;
+    let request = match parse_request(&body) {
+        Ok(r) => r,
+        Err((field, reason)) => {
+            println!("{}", json!({ "outcome": "invalid", "field": field, "error": reason }));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let registry = load_registry(&args.policy).map_err(anyhow::Error::msg).context("the policy registry")?;
+    let store = args.state.open()?;
+    grantwarden_core::audit::note_registry(&store, &registry, "grantwarden", now).await?;
+    let mut known = Vec::new();
+    if let Some(id) = &request.incident_id
+        && let Some(update) = store.incident(id).await?
+    {
+        known.push(update);
+    }
+    match route_access(&request, &registry, &KnownIncidents(known), now) {
+        Decision::Ticket(ticket) => {
+            let (ticket, created) = match store.put_ticket(&ticket).await? {
+                PutOutcome::Created(t) => (t, true),
+                PutOutcome::Existing(t) => (t, false),
+                PutOutcome::Conflict(t) => {
+                    println!(
+                        "{}",
+                        json!({ "outcome": "conflict", "ticket": t.id, "error": "this request id is known with a different request" })
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            if created {
+                store.append(NewEvent::for_ticket(&ticket, "ticket.requested", &request.identity, now)).await?;
+                if ticket.status == TicketStatus::Active {
+                    store.append(NewEvent::for_ticket(&ticket, "ticket.activated", "grantwarden", now)).await?;
+                }
+            }
+            let review = ticket.access.as_ref().is_some_and(|a| a.review_required);
+            if review && created {
+                eprintln!(
+                    "ALERT: break-glass access {} during incident {}; a review is required",
+                    ticket.id,
+                    request.incident_id.as_deref().unwrap_or("")
+                );
+            }
+            match (&args.database, ticket.status) {
+                (Some(url), TicketStatus::Active) if !issued(&ticket) => {
+                    issue(&store, ticket, url, now).await?;
+                }
+                _ => println!(
+                    "{}",
+                    json!({ "outcome": if created { "created" } else { "existing" }, "ticket": ticket.id,
+                            "status": ticket.status.to_string(), "approvals_required": ticket.approvals_required,
+                            "role": ticket.request.role, "expires_at": ticket.expires_at })
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Decision::Refused { category, refusal, .. } => {
+            let mut event = NewEvent {
+                chain: request.target.as_str().to_owned(),
+                at: now,
+                kind: "access.refused".into(),
+                actor: request.identity.clone(),
+                subject: request.id.clone(),
+                target: request.target.as_str().to_owned(),
+                detail: json!({ "request": request, "category": category, "registry_version": registry.id.version }),
+            };
+            event.detail["reason"] = json!(refusal.to_string());
+            store.append(event).await?;
+            println!("{}", json!({ "outcome": "refused", "category": category, "reason": refusal.to_string() }));
+            Ok(ExitCode::from(1))
+        }
+        Decision::Untagged { reason, .. } => {
+            println!("{}", json!({ "outcome": "unroutable", "reason": reason }));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn issued(t: &Ticket) -> bool {
+    t.history.iter().any(|e| e.what == "issued")
+}
+
+/// Issues the credential, records that it was (never the password), and prints it once.
+async fn issue(store: &LocalStore, ticket: Ticket, url: &str, now: DateTime<Utc>) -> Result<()> {
+    let timeouts = Timeouts::default();
+    let config = parse_config(url, &timeouts)?;
+    let executor = Executor::new(config.clone(), timeouts, RetryPolicy::default());
+    let credential =
+        executor.activate(&ticket, false).await.map_err(|e| anyhow::anyhow!("issuing the credential: {e}"))?;
+    let Some(read) = store.ticket(&ticket.id).await? else { bail!("no ticket {}", ticket.id) };
+    let mut stored = read.value;
+    stored.history.push(TicketEvent {
+        at: now,
+        what: "issued".into(),
+        actor: "grantwarden".into(),
+        detail: format!("role {} until {}", credential.role, stored.expires_at.to_rfc3339()),
+    });
+    store.update_ticket(&stored, read.version).await?;
+    let mut event = NewEvent::for_ticket(&stored, "access.issued", "grantwarden", now);
+    event.detail["sql"] = json!(credential.sql);
+    store.append(event).await?;
+    let (host, port, dbname) = grantwarden_postgres::session::endpoint(&config);
+    // the one place the password appears; it is not stored anywhere
+    println!(
+        "{}",
+        json!({ "outcome": "issued", "ticket": stored.id, "role": credential.role, "password": credential.password,
+                "host": host, "port": port, "dbname": dbname, "valid_until": stored.expires_at,
+                "views_schema": stored.access.as_ref().map(|a| a.views_schema.clone()) })
+    );
+    Ok(())
+}
+
+pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<ExitCode> {
+    match command {
+        AccessCommand::Issue { id, state, database } => {
+            let store = state.open()?;
+            let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
+            let ticket = read.value;
+            if ticket.access.is_none() {
+                bail!("ticket {id} is not an access ticket");
+            }
+            if ticket.status_at(now) != TicketStatus::Active {
+                bail!("ticket {id} is {}: only an active ticket is issued", ticket.status_at(now));
+            }
+            if issued(&ticket) {
+                bail!("the credential of {id} was issued already; it is shown once");
+            }
+            issue(&store, ticket, &database, now).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn run_incident(args: IncidentArgs, now: DateTime<Utc>) -> Result<ExitCode> {
+    let body = crate::exceptions::read_input(&args.input)?;
+    let update = match parse_incident(&body, now) {
+        Ok(u) => u,
+        Err((field, reason)) => {
+            println!("{}", json!({ "outcome": "invalid", "field": field, "error": reason }));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let store = args.state.open()?;
+    store.record_incident(&update).await?;
+    println!("{}", json!({ "outcome": "recorded", "incident": update }));
+    Ok(ExitCode::SUCCESS)
+}

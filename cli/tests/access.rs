@@ -1,0 +1,128 @@
+//! Just-in-time access through the binary: a read-only request issued at
+//! once, a migration waiting for a dual approval, break-glass only during an
+//! open incident, and the whole credential gone at the end of its window.
+
+mod common;
+
+use std::path::Path;
+
+use common::{grantwarden, ok, policy};
+use grantwarden_testkit::{TestDb, connect};
+use serde_json::Value;
+
+fn write_request(dir: &Path, name: &str, body: Value) -> String {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, body.to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window() {
+    let db = TestDb::new().await;
+    db.exec(
+        "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int, customer_id int);
+         INSERT INTO billing.invoices VALUES (1, 42), (2, 7);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db").to_string_lossy().into_owned();
+    let url = db.url();
+    let request = |name: &str, path: &str, scope: Value, extra: Value| {
+        let mut body = serde_json::json!({ "id": format!("{}-{name}", db.prefix), "identity": "alice@example.com",
+            "target": "orders-prod", "path": path, "scope": scope, "duration": "20m", "justification": "CHG-1" });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        write_request(dir.path(), name, body)
+    };
+    let run = |args: &[&str], at: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--state", &state, "--at", at]);
+        grantwarden(&all)
+    };
+    let rows = serde_json::json!({ "on": "rows", "schema": "billing", "table": "invoices",
+        "predicate": { "column": "customer_id", "values": [42] } });
+
+    // read-only: issued at once, shown once
+    let file = request("ro", "read-only", rows.clone(), serde_json::json!({}));
+    let out = json(&ok(&run(&["request", &file, "--policy", &policy(), "--database", &url], "2026-11-22T12:00:00Z")));
+    assert_eq!(out["outcome"], "issued", "{out}");
+    let (role, ticket) = (out["role"].as_str().unwrap().to_owned(), out["ticket"].as_str().unwrap().to_owned());
+    assert_eq!(out["password"].as_str().map(str::len), Some(32));
+    let me = connect(&db.url_as(&role)).await.unwrap();
+    let views = out["views_schema"].as_str().unwrap();
+    let n: i64 = me.query_one(&format!("SELECT count(*) FROM {views}.invoices"), &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "customer 42 only");
+    let again = run(&["access", "issue", &ticket, "--database", &url], "2026-11-22T12:01:00Z");
+    assert_eq!(again.status.code(), Some(1), "a credential is shown once");
+    let trail = ok(&run(&["audit", "export", "--user", &ticket, "--format", "json"], "2026-11-22T12:02:00Z"));
+    assert!(
+        trail.contains("access.issued") && !trail.contains(out["password"].as_str().unwrap()),
+        "journaled, never the password"
+    );
+
+    // migration: pending until two approvers, one of them privileged
+    let tables = serde_json::json!({ "on": "tables", "schema": "billing", "tables": ["invoices"] });
+    let file = request("mig", "migration", tables.clone(), serde_json::json!({}));
+    let out = json(&ok(&run(&["request", &file, "--policy", &policy(), "--database", &url], "2026-11-22T12:00:00Z")));
+    assert_eq!((out["status"].as_str(), out["approvals_required"].as_u64()), (Some("pending_approval"), Some(2)));
+    let mig = out["ticket"].as_str().unwrap().to_owned();
+    assert_eq!(
+        run(&["tickets", "approve", &mig, "--by", "alice@example.com"], "2026-11-22T12:01:00Z").status.code(),
+        Some(1)
+    );
+    ok(&run(&["tickets", "approve", &mig, "--by", "bob@example.com"], "2026-11-22T12:01:00Z"));
+    assert_eq!(
+        run(&["tickets", "approve", &mig, "--by", "bob@example.com"], "2026-11-22T12:01:00Z").status.code(),
+        Some(1)
+    );
+    ok(&run(&["tickets", "approve", &mig, "--by", "carol@example.com"], "2026-11-22T12:01:00Z"));
+    assert_eq!(
+        run(&["access", "issue", &mig, "--database", &url], "2026-11-22T12:02:00Z").status.code(),
+        Some(1),
+        "no privileged approver yet"
+    );
+    ok(&run(&["tickets", "approve", &mig, "--by", "ciso@example.com"], "2026-11-22T12:03:00Z"));
+    let issued = json(&ok(&run(&["access", "issue", &mig, "--database", &url], "2026-11-22T12:04:00Z")));
+    let writer = connect(&db.url_as(issued["role"].as_str().unwrap())).await.unwrap();
+    writer.batch_execute("INSERT INTO billing.invoices VALUES (3, 42)").await.unwrap();
+
+    // break-glass: refused without an open incident, issued during one
+    let file = request("bg", "break-glass", tables.clone(), serde_json::json!({ "incident_id": "PD-42" }));
+    let refused = run(&["request", &file, "--policy", &policy(), "--database", &url], "2026-11-22T12:00:00Z");
+    assert_eq!(
+        (refused.status.code(), json(&String::from_utf8_lossy(&refused.stdout))["outcome"].as_str()),
+        (Some(1), Some("refused"))
+    );
+    let hook = write_request(
+        dir.path(),
+        "pd",
+        serde_json::json!({ "event": { "event_type": "incident.triggered", "data": { "id": "PD-42" } } }),
+    );
+    ok(&run(&["incident", &hook], "2026-11-22T12:05:00Z"));
+    let glass = run(&["request", &file, "--policy", &policy(), "--database", &url], "2026-11-22T12:06:00Z");
+    assert_eq!(json(&ok(&glass))["outcome"], "issued");
+    assert!(String::from_utf8_lossy(&glass.stderr).contains("review is required"), "a high-priority alert");
+
+    // at the end of the windows the sweeper takes everything away
+    ok(&run(&["watch", "--once", "--database", &url, "--target", "orders-prod"], "2026-11-22T13:00:00Z"));
+    let admin = db.client().await;
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)",
+            &[&vec![role.clone(), issued["role"].as_str().unwrap().to_owned()]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "every issued role is dropped");
+    let schemas: i64 = admin
+        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'gw\\_access\\_%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 0, "and the views with them");
+    assert!(me.query("SELECT 1", &[]).await.is_err());
+}
