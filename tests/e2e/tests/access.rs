@@ -230,3 +230,25 @@ async fn a_hostile_identity_and_predicate_never_reach_the_sql() {
     drop(me);
     drop_roles(&db, &[&issued.role]).await;
 }
+
+#[tokio::test]
+async fn the_login_fails_after_valid_until_even_before_revocation_runs() {
+    let db = TestDb::with_passwords().await;
+    db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int, customer_id int);").await;
+    let scope = AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into()] };
+    let mut r = request(&db, "r-short", AccessPath::ReadOnly, scope);
+    r.duration = "3s".into();
+    let t = ticket(&r);
+    let issued = executor(&db).activate(&t, false).await.unwrap();
+    let login = format!("{} password={}", db.url_as(&issued.role), issued.password);
+    let me = connect(&login).await.expect("the password logs in while the window lasts");
+    me.query("SELECT * FROM billing.invoices", &[]).await.unwrap();
+    let wrong = format!("{} password=not-{}", db.url_as(&issued.role), issued.password);
+    assert!(connect(&wrong).await.is_err(), "the cluster checks passwords");
+    let wait = (t.expires_at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(1500);
+    tokio::time::sleep(wait).await;
+    let late = connect(&login).await.expect_err("VALID UNTIL has passed");
+    assert_eq!(late.code().map(|c| c.code()), Some("28P01"), "{late}");
+    drop(me);
+    drop_roles(&db, &[&issued.role]).await;
+}

@@ -128,35 +128,50 @@ fn run_pg(bin: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn start_throwaway(url: &str, why: &str) -> Server {
-    let Some(bindir) = find_bindir() else {
+    let server = start_cluster("grantwarden-testpg", THROWAWAY_PORT, None).unwrap_or_else(|missing| {
         panic!(
-            "no PostgreSQL answers at {url} ({why}) and no PostgreSQL binaries are installed to start one.\n\
+            "no PostgreSQL answers at {url} ({why}) and {missing}.\n\
              Start a server (e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`), \
              install one (`apt-get install postgresql`), or set GRANTWARDEN_TEST_DATABASE_URL."
-        );
-    };
-    let dir = std::env::temp_dir().join("grantwarden-testpg");
-    std::fs::create_dir_all(&dir).expect("create the throwaway cluster dir");
-    let lock =
-        std::fs::File::create(std::env::temp_dir().join("grantwarden-testpg.lock")).expect("create the lock file");
-    lock.lock().expect("lock the throwaway cluster");
+        )
+    });
+    eprintln!("testkit: no PostgreSQL at {url} ({why}); using a throwaway cluster on port {THROWAWAY_PORT}");
+    server
+}
+
+/// Starts (or reuses, when it already answers) a cluster of our own in the temp dir
+/// `name` on `port`: trust auth, or with `password` scram-sha-256 for every connection.
+fn start_cluster(name: &str, port: u16, password: Option<&str>) -> Result<Server, String> {
+    let bindir = find_bindir().ok_or("no PostgreSQL binaries are installed to start one")?;
+    let dir = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&dir).expect("create the cluster dir");
+    let lock = std::fs::File::create(std::env::temp_dir().join(format!("{name}.lock"))).expect("create the lock file");
+    lock.lock().expect("lock the cluster");
     let data = dir.join("data");
-    let server = Server { host: "127.0.0.1".into(), port: THROWAWAY_PORT, user: "postgres".into(), password: None };
+    let server =
+        Server { host: "127.0.0.1".into(), port, user: "postgres".into(), password: password.map(str::to_owned) };
     let ready = Command::new(bindir.join("pg_isready"))
-        .args(["-h", "127.0.0.1", "-p", &THROWAWAY_PORT.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ready {
-        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
         if !data.join("PG_VERSION").exists() {
-            let out = run_pg(
-                &bindir.join("initdb"),
-                &["-D", &data.to_string_lossy(), "-U", "postgres", "-A", "trust", "--no-sync"],
-            );
+            let pwfile = dir.join("pwfile");
+            std::fs::write(&pwfile, password.unwrap_or_default()).expect("write the password file");
+            let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+            let data = data.to_string_lossy();
+            let pw = format!("--pwfile={}", pwfile.display());
+            let mut args = vec!["-D", &data, "-U", "postgres", "--no-sync"];
+            match password {
+                None => args.extend(["-A", "trust"]),
+                Some(_) => args.extend(["-A", "scram-sha-256", &pw]),
+            }
+            let out = run_pg(&bindir.join("initdb"), &args);
             assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let opts = format!("-p {THROWAWAY_PORT} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", dir.display());
+        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+        let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", dir.display());
         let log = dir.join("server.log");
         let out = run_pg(
             &bindir.join("pg_ctl"),
@@ -164,12 +179,14 @@ fn start_throwaway(url: &str, why: &str) -> Server {
         );
         assert!(out.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    eprintln!(
-        "testkit: no PostgreSQL at {url} ({why}); using a throwaway cluster on port {THROWAWAY_PORT} in {}",
-        dir.display()
-    );
-    server
+    Ok(server)
 }
+
+/// Port and superuser password of the cluster that checks passwords.
+const PASSWORD_PORT: u16 = 55433;
+const PASSWORD: &str = "grantwarden-test-superuser";
+
+static PASSWORD_SERVER: OnceCell<Server> = OnceCell::const_new();
 
 /// A fresh database for one test, dropped with the test's roles at the end.
 pub struct TestDb {
@@ -183,7 +200,26 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a fresh database.
     pub async fn new() -> TestDb {
-        let server = server().await.clone();
+        Self::create(server().await.clone()).await
+    }
+
+    /// A fresh database on a cluster that checks passwords (scram-sha-256), for
+    /// tests of credentials: VALID UNTIL only applies to password logins. The
+    /// cluster is started once from the installed binaries (port 55433).
+    pub async fn with_passwords() -> TestDb {
+        let server = PASSWORD_SERVER
+            .get_or_init(|| async {
+                tokio::task::spawn_blocking(|| start_cluster("grantwarden-testpg-scram", PASSWORD_PORT, Some(PASSWORD)))
+                    .await
+                    .expect("the cluster start did not panic")
+                    .unwrap_or_else(|missing| panic!("a password-checking cluster is needed and {missing}"))
+            })
+            .await
+            .clone();
+        Self::create(server).await
+    }
+
+    async fn create(server: Server) -> TestDb {
         let tag: u32 = rand::rng().random();
         let prefix = format!("gwt{tag:08x}");
         let name = format!("{prefix}_db");
