@@ -80,6 +80,8 @@ enum Command {
         #[command(subcommand)]
         command: report::ReportCommand,
     },
+    /// Governance metrics: standing credentials, access windows, time to access, break-glass use, revocation latency.
+    Metrics(report::MetricsArgs),
     /// Verify the hash-chained audit journal, sign digests, export a person's trail.
     Audit {
         #[command(subcommand)]
@@ -209,6 +211,7 @@ async fn run(
         Command::Watch(args) => revoke::run_watch(args, at).await,
         Command::Apply(args) => revoke::run_apply(args, now).await,
         Command::Report { command } => report::run(command, now).await,
+        Command::Metrics(args) => report::run_metrics(args, now).await,
         Command::Plan(args) => plan(args, now).await,
         Command::Intake(args) => exceptions::run_intake(args, now).await,
         Command::Tickets { command } => exceptions::run_tickets(command, now).await,

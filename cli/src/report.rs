@@ -654,3 +654,76 @@ fn render_evidence(e: &Evidence, format: ReportFormat) -> String {
     };
     doc.render(format, || json(serde_json::to_string_pretty(e)))
 }
+
+/// `grantwarden metrics`: the governance metrics of a target.
+#[derive(clap::Args)]
+pub struct MetricsArgs {
+    /// Scan this database for its login roles (standing credentials).
+    #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
+    database: String,
+    /// Target id (as the tickets name it).
+    #[arg(long)]
+    target: String,
+    #[command(flatten)]
+    state: StateArgs,
+    /// Policy registry (the break-glass threshold of its access section).
+    #[arg(long, env = "GRANTWARDEN_POLICY")]
+    policy: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+    format: ReportFormat,
+}
+
+/// Prints the metrics; exit 2 when one is past its threshold.
+pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCode> {
+    let store = open(&args.state)?;
+    let target = TargetId::new(args.target.clone()).context("--target must not be empty")?;
+    let snapshot = crate::scan_url(&args.database, Some(args.target.clone())).await?;
+    let logins: Vec<String> =
+        snapshot.state.roles.iter().filter(|(_, a)| a.login).map(|(r, _)| r.to_string()).collect();
+    let registry = args.policy.as_deref().map(load_registry).transpose().map_err(anyhow::Error::msg)?;
+    let threshold = registry.as_ref().and_then(|r| r.access.as_ref()).map(|a| a.break_glass_alert_per_month);
+    let tickets = store.tickets(Some(&target)).await?;
+    let g = dashboard::governance(&tickets, &logins, threshold, now);
+    let m = &g.metrics;
+    let figures = Section::new("Metrics").table(
+        vec!["Metric", "Value"],
+        vec![
+            vec![
+                "Standing credentials (login roles not issued for a ticket in force)".into(),
+                g.standing_credentials.len().to_string(),
+            ],
+            vec!["Exceptions and access tickets in force".into(), m.active_exceptions.to_string()],
+            vec!["Mean access window".into(), m.mean_access_hours.map_or("-".into(), |h| format!("{h} h"))],
+            vec!["Time to access (approved tickets)".into(), durations(&m.time_to_access)],
+            vec!["Break-glass uses, last 30 days".into(), m.break_glass_30d.to_string()],
+            vec!["Revocation latency".into(), durations(&m.revocation_latency)],
+            vec!["Revocations waiting for a person".into(), m.revocation_failed.to_string()],
+        ],
+    );
+    let standing = Section::new("Standing credentials")
+        .table(vec!["Role"], g.standing_credentials.iter().map(|r| vec![r.clone()]).collect());
+    let glass = Section::new("Break-glass by month")
+        .line(match g.break_glass_threshold {
+            Some(t) => format!("Threshold: {t} per month (policy registry)."),
+            None => "No threshold (no registry with an access section given).".into(),
+        })
+        .table(
+            vec!["Month", "Uses"],
+            g.break_glass_by_month.iter().map(|(k, v)| vec![k.clone(), v.to_string()]).collect(),
+        );
+    let mut alerts = Section::new("Alerts");
+    if g.alerts.is_empty() {
+        alerts = alerts.line("None.");
+    }
+    for a in &g.alerts {
+        alerts = alerts.line(a.clone());
+    }
+    let basis = basis(Some(&store), registry.as_ref().map(|r| r.id.version.clone()), now).await?;
+    let doc = Doc {
+        title: format!("Governance metrics of {target}"),
+        basis: basis_lines(&basis),
+        sections: vec![alerts, figures, standing, glass],
+    };
+    print!("{}", doc.render(args.format, || json(serde_json::to_string_pretty(&g))));
+    Ok(if g.alerts.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

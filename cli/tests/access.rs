@@ -16,8 +16,9 @@ fn write_request(dir: &Path, name: &str, body: Value) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The last JSON line of an output, or the whole output when it is one pretty-printed document.
 fn json(out: &str) -> Value {
-    serde_json::from_str(out.lines().last().unwrap()).unwrap()
+    serde_json::from_str(out.trim()).or_else(|_| serde_json::from_str(out.lines().last().unwrap())).unwrap()
 }
 
 #[tokio::test]
@@ -105,6 +106,19 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
     let glass = run(&["request", &file, "--policy", &policy(), "--database", &url], "2026-11-22T12:06:00Z");
     assert_eq!(json(&ok(&glass))["outcome"], "issued");
     assert!(String::from_utf8_lossy(&glass.stderr).contains("review is required"), "a high-priority alert");
+
+    // governance metrics: the issued roles are not standing credentials; one break-glass use this month
+    let metrics = run(
+        &["metrics", "--database", &url, "--target", "orders-prod", "--policy", &policy(), "--format", "json"],
+        "2026-11-22T12:10:00Z",
+    );
+    let m = json(&String::from_utf8_lossy(&metrics.stdout).lines().collect::<Vec<_>>().join("\n"));
+    assert_eq!(metrics.status.code(), Some(0), "below the threshold: {m}");
+    let standing: Vec<&str> =
+        m["standing_credentials"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(standing.contains(&"postgres") && !standing.contains(&role.as_str()), "{standing:?}");
+    assert_eq!(m["break_glass_by_month"]["2026-11"], 1);
+    assert_eq!(m["break_glass_threshold"], 3);
 
     // at the end of the windows the sweeper takes everything away
     ok(&run(&["watch", "--once", "--database", &url, "--target", "orders-prod"], "2026-11-22T13:00:00Z"));

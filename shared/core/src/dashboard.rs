@@ -134,6 +134,58 @@ pub fn metrics(tickets: &[Ticket], now: DateTime<Utc>) -> Metrics {
     }
 }
 
+/// The governance metrics with what only a scan and the registry can tell:
+/// standing credentials and break-glass use against its monthly threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Governance {
+    /// The figures of the tickets.
+    pub metrics: Metrics,
+    /// Roles that can log in and are not a credential issued for a ticket in force.
+    pub standing_credentials: Vec<String>,
+    /// Break-glass tickets by month (`YYYY-MM`).
+    pub break_glass_by_month: BTreeMap<String, usize>,
+    /// The registry's monthly threshold.
+    pub break_glass_threshold: Option<u32>,
+    /// What is past a threshold, in words.
+    pub alerts: Vec<String>,
+}
+
+/// Governance of a target: its tickets, the login roles of its scan, the registry's threshold.
+pub fn governance(
+    tickets: &[Ticket],
+    login_roles: &[String],
+    break_glass_threshold: Option<u32>,
+    now: DateTime<Utc>,
+) -> Governance {
+    let issued: Vec<&str> =
+        tickets.iter().filter(|t| t.access.is_some() && t.is_active_at(now)).map(|t| t.request.role.as_str()).collect();
+    let standing: Vec<String> = login_roles.iter().filter(|r| !issued.contains(&r.as_str())).cloned().collect();
+    let mut by_month: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tickets.iter().filter(|t| t.request.incident_id.is_some()) {
+        let at = t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
+        *by_month.entry(at.format("%Y-%m").to_string()).or_insert(0) += 1;
+    }
+    let mut alerts = Vec::new();
+    if let Some(limit) = break_glass_threshold {
+        for (month, n) in &by_month {
+            if *n > limit as usize {
+                alerts.push(format!("{n} break-glass uses in {month}, above the registry's {limit} per month"));
+            }
+        }
+    }
+    let metrics = metrics(tickets, now);
+    if metrics.revocation_failed > 0 {
+        alerts.push(format!("{} revocation(s) failed and wait for a person", metrics.revocation_failed));
+    }
+    Governance {
+        metrics,
+        standing_credentials: standing,
+        break_glass_by_month: by_month,
+        break_glass_threshold,
+        alerts,
+    }
+}
+
 /// HTML-escapes text.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
