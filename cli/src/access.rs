@@ -38,6 +38,19 @@ pub struct RequestArgs {
 
 #[derive(Subcommand)]
 pub enum AccessCommand {
+    /// Renew a break-glass ticket while its incident stays open (a new window from now).
+    Renew {
+        /// Ticket id.
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+        /// Policy registry (the break-glass window).
+        #[arg(long, env = "GRANTWARDEN_POLICY")]
+        policy: PathBuf,
+        /// The database (the role's VALID UNTIL moves with the window).
+        #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
+        database: String,
+    },
     /// Issue the credential of an active access ticket (once; the password is shown only now).
     Issue {
         /// Ticket id.
@@ -174,6 +187,31 @@ async fn issue(store: &LocalStore, ticket: Ticket, url: &str, now: DateTime<Utc>
 
 pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<ExitCode> {
     match command {
+        AccessCommand::Renew { id, state, policy, database } => {
+            let store = state.open()?;
+            let registry = load_registry(&policy).map_err(anyhow::Error::msg).context("the policy registry")?;
+            let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
+            let mut ticket = read.value;
+            let mut known = Vec::new();
+            if let Some(incident) = ticket.access.as_ref().and_then(|a| a.incident_id.clone())
+                && let Some(update) = store.incident(&incident).await?
+            {
+                known.push(update);
+            }
+            let until = grantwarden_core::access::renew(&mut ticket, &registry, &KnownIncidents(known), now)
+                .map_err(|why| anyhow::anyhow!("ticket {id} is not renewed: {why}"))?;
+            let timeouts = Timeouts::default();
+            let executor = Executor::new(parse_config(&database, &timeouts)?, timeouts, RetryPolicy::default());
+            let change = grantwarden_core::change::Change::SetValidUntil {
+                role: ticket.request.role.clone(),
+                valid_until: until,
+            };
+            executor.apply(&[change], false).await.map_err(|e| anyhow::anyhow!("moving VALID UNTIL: {e}"))?;
+            store.update_ticket(&ticket, read.version).await?;
+            store.append(NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now)).await?;
+            println!("{}", json!({ "outcome": "renewed", "ticket": id, "expires_at": until }));
+            Ok(ExitCode::SUCCESS)
+        }
         AccessCommand::Issue { id, state, database } => {
             let store = state.open()?;
             let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };

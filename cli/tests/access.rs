@@ -107,6 +107,19 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
     assert_eq!(json(&ok(&glass))["outcome"], "issued");
     assert!(String::from_utf8_lossy(&glass.stderr).contains("review is required"), "a high-priority alert");
 
+    // renewed while the incident stays open, not after it is resolved
+    let glass_ticket = json(&String::from_utf8_lossy(&glass.stdout))["ticket"].as_str().unwrap().to_owned();
+    let renew = |at: &str| run(&["access", "renew", &glass_ticket, "--policy", &policy(), "--database", &url], at);
+    let renewed = json(&ok(&renew("2026-11-22T12:20:00Z")));
+    assert_eq!(renewed["expires_at"], "2026-11-22T12:50:00Z", "30 minutes from the renewal");
+    let resolved = write_request(
+        dir.path(),
+        "pd-resolved",
+        serde_json::json!({ "event": { "event_type": "incident.resolved", "data": { "id": "PD-42" } } }),
+    );
+    ok(&run(&["incident", &resolved], "2026-11-22T12:30:00Z"));
+    assert_eq!(renew("2026-11-22T12:40:00Z").status.code(), Some(1), "the incident is resolved");
+
     // governance metrics: the issued roles are not standing credentials; one break-glass use this month
     let metrics = run(
         &["metrics", "--database", &url, "--target", "orders-prod", "--policy", &policy(), "--format", "json"],

@@ -589,6 +589,43 @@ pub fn route_access(
     Decision::Ticket(Box::new(ticket))
 }
 
+/// Extends a break-glass ticket in force while its incident stays open: a new
+/// window of the path's max_ttl from `now` (never shorter than what is left).
+/// Returns the new expiry; the ticket records the renewal.
+pub fn renew(
+    ticket: &mut Ticket,
+    registry: &PolicyRegistry,
+    incidents: &dyn Incidents,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, String> {
+    let grant = ticket.access.as_ref().ok_or("not an access ticket")?;
+    if grant.path != AccessPath::BreakGlass {
+        return Err(format!("only break-glass is renewed; this is {}", grant.path));
+    }
+    if !ticket.is_active_at(now) {
+        return Err(format!("the ticket is {}", ticket.status_at(now)));
+    }
+    let incident = grant.incident_id.clone().unwrap_or_default();
+    if !incidents.is_open(&incident, now) {
+        return Err(format!("incident {incident} is not open: break-glass ends with its window"));
+    }
+    let rule = registry
+        .access
+        .as_ref()
+        .and_then(|a| a.paths.get(&AccessPath::BreakGlass))
+        .ok_or("the registry no longer offers break-glass")?;
+    let until = (now + chrono::Duration::from_std(rule.max_ttl).unwrap_or_default()).max(ticket.expires_at);
+    ticket.expires_at = until;
+    ticket.request.expires_at = Some(until);
+    ticket.history.push(TicketEvent {
+        at: now,
+        what: "renewed".into(),
+        actor: "grantwarden".into(),
+        detail: format!("incident {incident} still open; window until {}", until.to_rfc3339()),
+    });
+    Ok(until)
+}
+
 /// The scope in words.
 pub fn describe(scope: &AccessScope) -> String {
     match scope {

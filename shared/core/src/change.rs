@@ -128,6 +128,13 @@ pub enum Change {
         /// Which rows.
         predicate: Option<crate::access::RowPredicate>,
     },
+    /// `ALTER ROLE role VALID UNTIL …`: a renewed break-glass window.
+    SetValidUntil {
+        /// The role.
+        role: RoleName,
+        /// The new end.
+        valid_until: chrono::DateTime<chrono::Utc>,
+    },
     /// `DROP SCHEMA IF EXISTS schema CASCADE` (a ticket's views, at revocation).
     DropSchema {
         /// The schema.
@@ -147,7 +154,8 @@ impl Change {
             | Change::TerminateSessions { role }
             | Change::DropOwned { role, .. }
             | Change::DropRole { role }
-            | Change::CreateRole { role, .. } => Some(role),
+            | Change::CreateRole { role, .. }
+            | Change::SetValidUntil { role, .. } => Some(role),
             Change::CreateSchema { .. } | Change::CreateView { .. } | Change::DropSchema { .. } => None,
         }
     }

@@ -207,6 +207,11 @@ pub fn render(change: &Change) -> Result<Vec<String>, RenderError> {
             )]
         }
         Change::DropSchema { schema } => vec![format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(schema))],
+        Change::SetValidUntil { role: r, valid_until } => vec![format!(
+            "ALTER ROLE {} VALID UNTIL {}",
+            role(r),
+            escape_literal(&valid_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        )],
     })
 }
 
