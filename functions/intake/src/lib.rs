@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use grantwarden_core::access::{parse_request, route_access};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::incident::{IncidentStore, KnownIncidents, parse_incident};
 use grantwarden_core::intake::{Outcome, approval_events, intake, record};
 use grantwarden_core::normalize::{self, GrantRequest, InputKind, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
@@ -31,8 +33,8 @@ use grantwarden_core::report::Finding;
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::signature::{self, SignatureError};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, StoreError, TicketStore};
-use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket};
+use grantwarden_core::store::{FindingStore, PutOutcome, StoreError, TicketStore};
+use grantwarden_core::ticket::{ApprovalError, Decision, Refusal, Ticket};
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE, LOCATION};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -148,6 +150,17 @@ pub enum Rejection {
     /// The approval does not count.
     #[error("{0}")]
     Approval(#[from] ApprovalError),
+    /// An access request that breaks a rule of its path (too long, no open incident).
+    #[error("access refused ({category}): {refusal}")]
+    AccessRefused {
+        /// `access:<path>`.
+        category: String,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// An access request the registry cannot route (no access section, path not offered).
+    #[error("access request not routable: {0}")]
+    AccessUnroutable(String),
     /// The ticket has already ended (or is being revoked): nothing to end.
     #[error("ticket {0} is {1}: nothing to end")]
     NotOpen(String, grantwarden_core::ticket::TicketStatus),
@@ -166,7 +179,10 @@ impl Rejection {
             Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
             Rejection::Invalid(_) | Rejection::BadBody { .. } => StatusCode::BAD_REQUEST,
             Rejection::Conflict { .. } => StatusCode::CONFLICT,
-            Rejection::Refused { .. } | Rejection::Untagged(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::Refused { .. }
+            | Rejection::Untagged(_)
+            | Rejection::AccessRefused { .. }
+            | Rejection::AccessUnroutable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::Key(_) | Rejection::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Approval(ApprovalError::Requester(_) | ApprovalError::Duplicate(_)) => StatusCode::FORBIDDEN,
             Rejection::Approval(ApprovalError::NotPending(_)) | Rejection::NotOpen(..) => StatusCode::CONFLICT,
@@ -242,6 +258,7 @@ impl Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'a> {
     Webhook,
+    Incident,
     Generic,
     Approve(&'a str),
     Ticket(&'a str),
@@ -255,6 +272,7 @@ impl Route<'_> {
         let segments: Vec<&str> = path.split('/').collect();
         match segments.as_slice() {
             ["webhooks", "grants"] => Some(Route::Webhook),
+            ["webhooks", "incidents"] => Some(Route::Incident),
             ["requests"] => Some(Route::Generic),
             ["requests", id, "approvals"] if !id.is_empty() => Some(Route::Approve(id)),
             ["tickets", id] if !id.is_empty() => Some(Route::Ticket(id)),
@@ -286,7 +304,7 @@ pub struct App<S, K> {
 
 impl<S, K> App<S, K>
 where
-    S: TicketStore + FindingStore + AuditJournal + Send + Sync,
+    S: TicketStore + FindingStore + AuditJournal + IncidentStore + Send + Sync,
     K: KeySource,
 {
     /// A handler over `store`. A registry that failed to load is kept as its
@@ -408,7 +426,9 @@ where
         signature::verify(header.as_deref(), body, &key, now, self.tolerance)?;
         match route {
             Route::Webhook => self.intake(body, InputKind::Webhook, now).await,
+            Route::Generic if is_access_request(body) => self.access(body, now).await,
             Route::Generic => self.intake(body, InputKind::Generic, now).await,
+            Route::Incident => self.incident(body, now).await,
             Route::Approve(id) => self.approve(id, body, now).await,
             Route::Ticket(id) => self.show(id, now).await,
             Route::Revoke(id) => self.request_revoke(id, body, now).await,
@@ -477,6 +497,60 @@ where
         Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&ticket, now) })
     }
 
+    /// A just-in-time access request: routed by the registry's access policy (with
+    /// the incidents on record, for break-glass) into a ticket; the credential is
+    /// issued by the revoke function once the ticket is active, never here.
+    async fn access(&self, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        let request = parse_request(body).map_err(|(field, reason)| Rejection::BadBody { field, reason })?;
+        if !self.known_targets.is_empty() && !self.known_targets.contains(&request.target) {
+            return Err(Rejection::BadBody {
+                field: "target".into(),
+                reason: format!("unknown target {}", request.target),
+            });
+        }
+        let registry = self.registry.as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
+        let mut known = Vec::new();
+        if let Some(id) = &request.incident_id
+            && let Some(update) = self.store.incident(id).await?
+        {
+            known.push(update);
+        }
+        match route_access(&request, registry, &KnownIncidents(known), now) {
+            Decision::Ticket(ticket) => match self.store.put_ticket(&ticket).await? {
+                PutOutcome::Created(t) => {
+                    tracing::Span::current().record("ticket_id", t.id.as_str());
+                    self.store.append(NewEvent::for_ticket(&t, "ticket.requested", &request.identity, now)).await?;
+                    if t.status == grantwarden_core::ticket::TicketStatus::Active {
+                        self.store.append(NewEvent::for_ticket(&t, "ticket.activated", "grantwarden", now)).await?;
+                    }
+                    if t.access.as_ref().is_some_and(|a| a.review_required) {
+                        tracing::error!(incident = ?request.incident_id, "break-glass access granted; a review is required");
+                    }
+                    self.arm(&t).await;
+                    Ok(Reply {
+                        status: StatusCode::CREATED,
+                        location: Some(format!("/tickets/{}", t.id)),
+                        body: ticket_json(&t, now),
+                    })
+                }
+                PutOutcome::Existing(t) => {
+                    Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&t, now) })
+                }
+                PutOutcome::Conflict(t) => Err(Rejection::Conflict { delivery_id: request.id.clone(), ticket: t.id }),
+            },
+            Decision::Refused { category, refusal, .. } => Err(Rejection::AccessRefused { category, refusal }),
+            Decision::Untagged { reason, .. } => Err(Rejection::AccessUnroutable(reason)),
+        }
+    }
+
+    /// An incident webhook (PagerDuty, Opsgenie): its state, for break-glass.
+    async fn incident(&self, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        let update = parse_incident(body, now).map_err(|(field, reason)| Rejection::BadBody { field, reason })?;
+        self.store.record_incident(&update).await?;
+        tracing::info!(incident = %update.id, status = ?update.status, "incident recorded");
+        Ok(Reply { status: StatusCode::OK, location: None, body: json!({ "incident": update }) })
+    }
+
     /// Asks for a ticket to end now: `revoke_requested`, which the tickets table's
     /// stream hands to the revoke function.
     async fn request_revoke(&self, id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
@@ -539,6 +613,12 @@ fn approver(body: &[u8]) -> Result<String, Rejection> {
         return Err(bad("approver", "must be a non-empty identity without control characters"));
     }
     Ok(approver.to_owned())
+}
+
+/// Whether a `/requests` body is an access request (it names a path and a scope)
+/// rather than the generic grant payload.
+fn is_access_request(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("path").is_some() && v.get("scope").is_some())
 }
 
 /// `{"by": "...", "reason": "..."}` of a revoke request.

@@ -13,6 +13,7 @@
 //! - `GRANTWARDEN_BUCKET`, `GRANTWARDEN_POLICY_PREFIX`, `GRANTWARDEN_SCORING_KEY`
 //! - `GRANTWARDEN_TARGETS` or `GRANTWARDEN_TARGETS_KEY`: the known targets
 //!   (none: any target is accepted)
+//! - `GRANTWARDEN_INCIDENTS_TABLE`: incident states (the incident webhook; break-glass)
 //! - `GRANTWARDEN_LEASES_TABLE`, `GRANTWARDEN_SCHEDULE_GROUP`,
 //!   `GRANTWARDEN_REVOKE_FUNCTION_ARN`, `GRANTWARDEN_SCHEDULER_ROLE_ARN`: the
 //!   lease item and one-time revoke schedule armed when a ticket becomes active
@@ -22,6 +23,7 @@
 //! - `dynamodb:PutItem`, `dynamodb:GetItem`, `dynamodb:UpdateItem`,
 //!   `dynamodb:Query` on the tickets, findings and journal tables
 //! - `secretsmanager:GetSecretValue` on the webhook secret
+//! - `dynamodb:GetItem`, `dynamodb:PutItem` on the incidents table
 //! - `dynamodb:PutItem` on the leases table; `scheduler:CreateSchedule` in the
 //!   revoke schedule group and `iam:PassRole` of the scheduler role
 //! - `s3:ListBucket` on the bucket (policy prefix) and `s3:GetObject` on the

@@ -471,6 +471,15 @@ impl FindingStore for DownStore {
     }
 }
 
+impl grantwarden_core::incident::IncidentStore for DownStore {
+    async fn record_incident(&self, _: &grantwarden_core::incident::IncidentUpdate) -> Result<(), StoreError> {
+        down()
+    }
+    async fn incident(&self, _: &str) -> Result<Option<grantwarden_core::incident::IncidentUpdate>, StoreError> {
+        down()
+    }
+}
+
 impl AuditJournal for DownStore {
     async fn append(&self, _: NewEvent) -> Result<AuditEvent, StoreError> {
         down()
@@ -575,4 +584,39 @@ async fn a_signed_revoke_request_ends_a_ticket_early_once() {
     let nobody = h.app.handle(post(&format!("/tickets/{id}/revoke"), &json!({ "reason": "x" }))).await;
     assert_eq!((nobody.status(), json_of(&nobody)["field"].as_str()), (StatusCode::BAD_REQUEST, Some("by")));
     assert_eq!(journal(&h).await, ["ticket.requested", "ticket.activated", "ticket.revoke_requested"]);
+}
+
+#[tokio::test]
+async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_open_incident() {
+    const ACCESS: &str = "\naccess:\n  approver_roles: { security: [ciso@example.com] }\n  paths:\n    read-only: { max_ttl: 8h }\n    break-glass: { max_ttl: 30m }\n";
+    let registry = PolicyRegistry::load(&[(
+        "policy.example.yaml".into(),
+        format!("{}{ACCESS}", POLICY.split("\naccess:").next().unwrap()),
+    )])
+    .unwrap();
+    let h = harness_with(Ok(registry));
+    let request = |id: &str, path: &str, incident: Option<&str>| {
+        let mut body = json!({ "id": id, "identity": "alice@example.com", "target": DEMO, "path": path,
+            "scope": { "on": "tables", "schema": "billing", "tables": ["invoices"] }, "duration": "20m", "justification": "INC" });
+        if let Some(i) = incident {
+            body["incident_id"] = json!(i);
+        }
+        post("/requests", &body)
+    };
+    let created = h.app.handle(request("a-1", "read-only", None)).await;
+    assert_eq!(created.status(), StatusCode::CREATED, "{:?}", created.body());
+    let body = json_of(&created);
+    assert_eq!((body["status"].as_str(), body["category"].as_str()), (Some("active"), Some("access:read-only")));
+    assert!(body["request"]["role"].as_str().unwrap().starts_with("gw_alice_"));
+    let refused = h.app.handle(request("a-2", "break-glass", Some("PD-9"))).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(json_of(&refused)["error"].as_str().unwrap().contains("not open"));
+    let hook = json!({ "event": { "event_type": "incident.triggered", "data": { "id": "PD-9" } } });
+    assert_eq!(h.app.handle(post("/webhooks/incidents", &hook)).await.status(), StatusCode::OK);
+    let glass = h.app.handle(request("a-3", "break-glass", Some("PD-9"))).await;
+    assert_eq!(glass.status(), StatusCode::CREATED);
+    assert_eq!(json_of(&glass)["access"]["review_required"], true);
+    let bad = h.app.handle(post("/requests", &json!({ "id": "a-4", "identity": "alice@example.com", "target": DEMO,
+        "path": "read-only", "scope": { "on": "rows", "schema": "billing", "table": "t" }, "duration": "1h", "justification": "x" }))).await;
+    assert_eq!((bad.status(), json_of(&bad)["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scope")));
 }

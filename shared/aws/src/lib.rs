@@ -14,7 +14,7 @@
 //!
 //! # Layout
 //! - [`settings`]: resource names from the environment.
-//! - [`tickets`], [`findings`], [`journal`], [`scans`]: the DynamoDB tables.
+//! - [`tickets`], [`findings`], [`journal`], [`scans`], [`incidents`]: the DynamoDB tables.
 //! - [`leases`]: an active ticket's lease item (TTL) and one-time revoke schedule.
 //! - [`objects`]: the S3 bucket layout.
 //! - [`archive`]: the Object-Lock archive of the audit journal.
@@ -28,6 +28,7 @@
 pub mod alerts;
 pub mod archive;
 pub mod findings;
+pub mod incidents;
 pub mod journal;
 pub mod leases;
 pub mod logging;
@@ -212,6 +213,7 @@ pub struct DynamoStore {
     findings_table: String,
     journal_table: String,
     scans_table: String,
+    incidents_table: String,
 }
 
 impl DynamoStore {
@@ -223,6 +225,7 @@ impl DynamoStore {
             findings_table: settings.findings_table.clone(),
             journal_table: settings.journal_table.clone(),
             scans_table: settings.scans_table.clone(),
+            incidents_table: settings.incidents_table.clone(),
         }
     }
 }

@@ -89,6 +89,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         webhook_secret_id: format!("{prefix}/webhook-hmac"),
         audit_signing_secret_id: format!("{prefix}/audit-signing-key"),
         leases_table: format!("{prefix}-leases"),
+        incidents_table: format!("{prefix}-incidents"),
         schedule_group: format!("{prefix}-revoke"),
         revoker_secret_prefix: format!("{prefix}/revoker/"),
         revoke_function_arn: Some(format!("arn:aws:lambda:us-east-1:123456789012:function:{prefix}-revoke")),
@@ -121,6 +122,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .await
         .map_err(|e| AwsError::sdk("UpdateTimeToLive scans", e))?;
     table(clients, &s.leases_table, &[("ticket_id", S, Hash)], &[], vec![]).await?;
+    table(clients, &s.incidents_table, &[("id", S, Hash)], &[], vec![]).await?;
     clients
         .dynamodb
         .update_time_to_live()

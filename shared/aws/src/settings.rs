@@ -20,6 +20,8 @@ pub struct Settings {
     pub journal_table: String,
     /// Scan records table (`GRANTWARDEN_SCANS_TABLE`).
     pub scans_table: String,
+    /// Incident states from the incident webhook (`GRANTWARDEN_INCIDENTS_TABLE`).
+    pub incidents_table: String,
     /// Lease items whose DynamoDB TTL is a ticket's expiry (`GRANTWARDEN_LEASES_TABLE`).
     pub leases_table: String,
     /// Scheduler group of the one-time revoke schedules (`GRANTWARDEN_SCHEDULE_GROUP`).
@@ -93,6 +95,7 @@ impl Default for Settings {
             findings_table: "grantwarden-findings".into(),
             journal_table: "grantwarden-journal".into(),
             scans_table: "grantwarden-scans".into(),
+            incidents_table: "grantwarden-incidents".into(),
             leases_table: "grantwarden-leases".into(),
             schedule_group: "grantwarden-revoke".into(),
             revoke_function_arn: None,
@@ -152,6 +155,7 @@ impl Settings {
             findings_table: text("GRANTWARDEN_FINDINGS_TABLE", d.findings_table)?,
             journal_table: text("GRANTWARDEN_JOURNAL_TABLE", d.journal_table)?,
             scans_table: text("GRANTWARDEN_SCANS_TABLE", d.scans_table)?,
+            incidents_table: text("GRANTWARDEN_INCIDENTS_TABLE", d.incidents_table)?,
             leases_table: text("GRANTWARDEN_LEASES_TABLE", d.leases_table)?,
             schedule_group: text("GRANTWARDEN_SCHEDULE_GROUP", d.schedule_group)?,
             revoke_function_arn: opt("GRANTWARDEN_REVOKE_FUNCTION_ARN"),

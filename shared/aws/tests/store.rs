@@ -31,6 +31,11 @@ async fn findings_keep_first_seen_and_close_when_gone() {
 }
 
 #[tokio::test]
+async fn incidents_keep_the_latest_update() {
+    contract::incidents_keep_the_latest_update(&store("incidents").await).await;
+}
+
+#[tokio::test]
 async fn the_journal_chains_and_verifies() {
     contract::the_journal_chains_and_verifies(&store("journal").await).await;
 }

@@ -34,6 +34,11 @@ async fn findings_keep_first_seen_and_close_when_gone() {
 }
 
 #[tokio::test]
+async fn incidents_keep_the_latest_update() {
+    contract::incidents_keep_the_latest_update(&fresh().1).await;
+}
+
+#[tokio::test]
 async fn the_journal_chains_and_verifies() {
     contract::the_journal_chains_and_verifies(&fresh().1).await;
 }

@@ -293,7 +293,7 @@ fn tables_have_streams_and_only_working_state_expires() {
     let t = template();
     let tables = of_type(&t, "AWS::DynamoDB::Table");
     // evidence outlives everything: no TTL, kept when the stack goes
-    let evidence = ["TicketsTable", "FindingsTable", "JournalTable"];
+    let evidence = ["TicketsTable", "FindingsTable", "JournalTable", "IncidentsTable"];
     // working state that may vanish once done, with the TTL attribute the code writes
     let expiring =
         [("ScansTable", grantwarden_aws::scans::EXPIRE_AT), ("LeasesTable", grantwarden_aws::leases::TTL_ATTRIBUTE)];

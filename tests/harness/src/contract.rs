@@ -217,3 +217,24 @@ pub async fn the_journal_chains_and_verifies<S: AuditJournal>(store: &S) {
     verify("orders-prod", &events, Some((head.0, &head.1))).unwrap();
     assert_eq!(store.events("other-chain").await.unwrap(), vec![]);
 }
+
+/// Incidents keep their latest update; an older one delivered late changes nothing.
+pub async fn incidents_keep_the_latest_update<S: grantwarden_core::incident::IncidentStore>(store: &S) {
+    use grantwarden_core::incident::{IncidentStatus, IncidentUpdate};
+    let update = |status, minutes| IncidentUpdate {
+        id: "PD-42".into(),
+        status,
+        source: "pagerduty".into(),
+        at: now() + Duration::minutes(minutes),
+    };
+    assert_eq!(store.incident("PD-42").await.unwrap(), None);
+    store.record_incident(&update(IncidentStatus::Open, 0)).await.unwrap();
+    store.record_incident(&update(IncidentStatus::Resolved, 10)).await.unwrap();
+    store.record_incident(&update(IncidentStatus::Open, 5)).await.unwrap();
+    let last = store.incident("PD-42").await.unwrap().expect("recorded");
+    assert_eq!(
+        (last.status, last.at),
+        (IncidentStatus::Resolved, now() + Duration::minutes(10)),
+        "a late webhook does not reopen it"
+    );
+}
