@@ -34,6 +34,7 @@ use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::remediate::{RemediationRequest, without_excepted};
 use grantwarden_core::revoke::{FailureClass, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket};
 use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::{Ticket, TicketStatus, Trigger};
 use grantwarden_postgres::Executor;
 use grantwarden_postgres::Timeouts;
@@ -53,11 +54,11 @@ pub enum RevokeFnError {
         /// Why.
         reason: String,
     },
-    /// A remediation failed transiently: the queue delivers it again.
-    #[error("remediation of scan {scan_id}: {message} (will be retried)")]
+    /// A remediation or an issuance failed transiently: delivered again.
+    #[error("{what}: {message} (will be retried)")]
     Transient {
-        /// The scan.
-        scan_id: String,
+        /// What was being done, on what.
+        what: String,
         /// The last error.
         message: String,
     },
@@ -154,6 +155,7 @@ pub struct Revoke {
     timers: Timers,
     objects: Objects,
     secrets: SecretCache,
+    secrets_client: aws_sdk_secretsmanager::Client,
     sqs: aws_sdk_sqs::Client,
     settings: Settings,
     clock: Arc<dyn Clock>,
@@ -172,6 +174,7 @@ impl Revoke {
             timers: Timers::new(clients, settings),
             objects: Objects::new(clients, settings),
             secrets: SecretCache::new(clients, Duration::from_secs(300)),
+            secrets_client: clients.secrets.clone(),
             sqs: clients.sqs.clone(),
             settings: settings.clone(),
             clock,
@@ -193,7 +196,9 @@ impl Revoke {
             Invocation::Stream(e) => {
                 let mut out = Vec::new();
                 for record in &e.records {
-                    if let Some((id, trigger)) = trigger_of(record)? {
+                    if let Some(id) = to_issue(record)? {
+                        out.push(self.issue(&id).await?);
+                    } else if let Some((id, trigger)) = trigger_of(record)? {
                         out.push(self.revoke(&id, trigger).await?);
                     }
                 }
@@ -261,7 +266,10 @@ impl Revoke {
             if let Err(e) = &result
                 && e.class == FailureClass::Transient
             {
-                return Err(RevokeFnError::Transient { scan_id: request.scan_id.clone(), message: e.message.clone() });
+                return Err(RevokeFnError::Transient {
+                    what: format!("remediation of scan {}", request.scan_id),
+                    message: e.message.clone(),
+                });
             }
             let event = NewEvent {
                 chain: request.target.as_str().to_owned(),
@@ -355,6 +363,9 @@ impl Revoke {
                     if let Err(e) = self.timers.disarm(id).await {
                         tracing::warn!(error = %e, "revoked; the lease or schedule is left to expire");
                     }
+                    if ticket.access.is_some() {
+                        self.delete_credential(id).await?;
+                    }
                     handled("revoked", latency)
                 }
                 RevokeOutcome::Failed { ticket, error } => {
@@ -380,6 +391,93 @@ impl Revoke {
         .await
     }
 
+    /// Issues the credential of an access ticket that became active: the role and
+    /// its scope in the database, the password into its own secret (never logged),
+    /// the ticket marked `issued` and `access.issued` journaled without it.
+    async fn issue(&self, id: &str) -> Result<Handled, RevokeFnError> {
+        let span = tracing::info_span!("issue", ticket = %id, target = tracing::field::Empty);
+        async {
+            let handled = |outcome: &str| Handled {
+                ticket_id: id.to_owned(),
+                trigger: Trigger::Schedule,
+                outcome: outcome.to_owned(),
+                latency_ms: None,
+            };
+            let Some(read) = TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)? else {
+                return Err(RevokeFnError::Input { what: format!("ticket {id}"), reason: "no such ticket".into() });
+            };
+            let ticket = read.value;
+            tracing::Span::current().record("target", ticket.request.target.as_str());
+            let now = self.clock.now();
+            if ticket.access.is_none() || !ticket.is_active_at(now) || issued(&ticket) {
+                return Ok(handled("not_issued"));
+            }
+            let db = self.secrets.rds(&self.settings.revoker_secret_id(&ticket.request.target)).await?;
+            let executor = self.executor(&ticket.request.target).await?;
+            let credential = match executor.activate(&ticket, false).await {
+                Ok(c) => c,
+                Err(e) if e.class == FailureClass::Transient => {
+                    return Err(RevokeFnError::Transient { what: format!("issuing ticket {id}"), message: e.message });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e.message, "the credential cannot be issued; dead-lettered");
+                    self.send_dead_letter(&serde_json::json!({ "ticket_id": id, "action": "issue", "error": e.message }))
+                        .await?;
+                    return Ok(handled("issue_failed"));
+                }
+            };
+            let name = self.settings.access_secret_id(id);
+            let value = serde_json::json!({ "engine": "postgres", "host": db.host, "port": db.port, "dbname": db.dbname,
+                "username": credential.role, "password": credential.password, "valid_until": ticket.expires_at, "ticket": id });
+            self.secrets_client
+                .create_secret()
+                .name(&name)
+                .description(format!("grantwarden just-in-time credential of ticket {id}; deleted at revocation"))
+                .secret_string(value.to_string())
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk(format!("CreateSecret {name}"), e))?;
+            let mut stored = None;
+            for _ in 0..5 {
+                let Some(read) = TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)? else { break };
+                let mut t = read.value;
+                t.history.push(grantwarden_core::ticket::TicketEvent {
+                    at: now,
+                    what: "issued".into(),
+                    actor: "grantwarden".into(),
+                    detail: format!("role {} until {}; credential in secret {name}", credential.role, t.expires_at.to_rfc3339()),
+                });
+                match TicketStore::update_ticket(&self.store, &t, read.version).await {
+                    Ok(_) => {
+                        stored = Some(t);
+                        break;
+                    }
+                    Err(grantwarden_core::store::StoreError::Stale(_)) => continue,
+                    Err(e) => return Err(RevokeError::Store(e).into()),
+                }
+            }
+            let stored = stored.ok_or_else(|| RevokeError::Store(grantwarden_core::store::StoreError::Stale(id.to_owned())))?;
+            let mut event = NewEvent::for_ticket(&stored, "access.issued", "grantwarden", now);
+            event.detail["sql"] = serde_json::json!(credential.sql);
+            event.detail["secret"] = serde_json::json!(name);
+            grantwarden_core::audit::AuditJournal::append(&self.store, event).await.map_err(RevokeError::Store)?;
+            tracing::info!(role = %credential.role, secret = %name, "credential issued");
+            Ok(handled("issued"))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Deletes a revoked ticket's credential secret (at once, no recovery window).
+    async fn delete_credential(&self, id: &str) -> Result<(), AwsError> {
+        let name = self.settings.access_secret_id(id);
+        match self.secrets_client.delete_secret().secret_id(&name).force_delete_without_recovery(true).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+            Err(e) => Err(AwsError::sdk(format!("DeleteSecret {name}"), e)),
+        }
+    }
+
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), AwsError> {
         self.send_dead_letter(&serde_json::to_value(letter).expect("a dead letter always serializes")).await
     }
@@ -396,6 +494,24 @@ impl Revoke {
             .map_err(|e| AwsError::sdk(format!("SendMessage {url}"), e))?;
         Ok(())
     }
+}
+
+fn issued(t: &Ticket) -> bool {
+    t.history.iter().any(|e| e.what == "issued")
+}
+
+/// The id of an access ticket a tickets-stream record shows active and not yet issued.
+pub fn to_issue(record: &EventRecord) -> Result<Option<String>, RevokeFnError> {
+    if record.change.keys.get("ticket_id").is_some() || !matches!(record.event_name.as_str(), "INSERT" | "MODIFY") {
+        return Ok(None);
+    }
+    let Some(image) = record.change.new_image.get("ticket") else { return Ok(None) };
+    let ticket: Ticket = serde_dynamo::from_attribute_value(image.clone()).map_err(|e| RevokeFnError::Input {
+        what: format!("stream record {}", record.event_id),
+        reason: format!("NewImage.ticket: {e}"),
+    })?;
+    let active = ticket.status == TicketStatus::Active;
+    Ok((active && ticket.access.is_some() && !issued(&ticket)).then_some(ticket.id))
 }
 
 /// The ticket and trigger of a stream record, or `None` when it is not a trigger.

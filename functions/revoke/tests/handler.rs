@@ -333,3 +333,75 @@ async fn the_three_triggers_racing_through_the_function_revoke_once() {
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
     assert_eq!(journal.iter().filter(|e| e.kind == "ticket.revoked").count(), 1);
 }
+
+#[tokio::test]
+async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_revocation() {
+    use grantwarden_core::access::{AccessPath, AccessRequest, AccessScope, route_access};
+    let db = TestDb::new().await;
+    db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int); INSERT INTO billing.invoices VALUES (1);")
+        .await;
+    let (clients, settings) = stack("revoke-issue", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
+        "policy.example.yaml".into(),
+        include_str!("../../../infra/policy.example.yaml").into(),
+    )])
+    .unwrap();
+    let request = AccessRequest {
+        id: format!("{}-jit", db.prefix),
+        identity: "alice@example.com".into(),
+        target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
+        path: AccessPath::ReadOnly,
+        scope: AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into()] },
+        duration: "1h".into(),
+        justification: "CHG-1".into(),
+        incident_id: None,
+    };
+    let grantwarden_core::ticket::Decision::Ticket(t) =
+        route_access(&request, &registry, &grantwarden_core::incident::KnownIncidents(vec![]), at(0))
+    else {
+        panic!("routed")
+    };
+    assert_eq!(t.status, TicketStatus::Active);
+    store.put_ticket(&t).await.unwrap();
+
+    let f = function(&clients, &settings, 1);
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    let handled = invoke(&f, Invocation::Stream(stream)).await;
+    assert_eq!(handled.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>(), ["issued"], "{handled:?}");
+    let secret = clients.secrets.get_secret_value().secret_id(settings.access_secret_id(&t.id)).send().await.unwrap();
+    let value: serde_json::Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+    assert_eq!(value["username"], t.request.role.as_str());
+    assert_eq!(value["password"].as_str().map(str::len), Some(32));
+    let me = grantwarden_testkit::connect(&db.url_as(t.request.role.as_str())).await.expect("the credential logs in");
+    me.query("SELECT * FROM billing.invoices", &[]).await.unwrap();
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    let issued: Vec<_> = journal.iter().filter(|e| e.kind == "access.issued").collect();
+    assert_eq!(issued.len(), 1);
+    assert!(
+        !serde_json::to_string(&issued[0].detail).unwrap().contains(value["password"].as_str().unwrap()),
+        "never the password"
+    );
+
+    // the stream again (the history update is on it too): issued once
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    let again = invoke(&f, Invocation::Stream(stream)).await;
+    assert!(again.iter().all(|h| h.outcome == "not_issued"), "{again:?}");
+
+    // at the expiry the schedule revokes: role, session and secret are gone
+    let late = function(&clients, &settings, 61);
+    let done =
+        invoke(&late, Invocation::Scheduled(ScheduledRevoke { ticket_id: t.id.clone(), trigger: "schedule".into() }))
+            .await;
+    assert_eq!(done[0].outcome, "revoked");
+    assert!(clients.secrets.get_secret_value().secret_id(settings.access_secret_id(&t.id)).send().await.is_err());
+    let roles: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&t.request.role.as_str()])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(roles, 0);
+    assert!(me.query("SELECT 1", &[]).await.is_err());
+}

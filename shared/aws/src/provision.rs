@@ -92,6 +92,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         incidents_table: format!("{prefix}-incidents"),
         schedule_group: format!("{prefix}-revoke"),
         revoker_secret_prefix: format!("{prefix}/revoker/"),
+        access_secret_prefix: format!("{prefix}/access/"),
         revoke_function_arn: Some(format!("arn:aws:lambda:us-east-1:123456789012:function:{prefix}-revoke")),
         scheduler_role_arn: Some(format!("arn:aws:iam::123456789012:role/{prefix}-scheduler")),
         ..Settings::default()

@@ -37,6 +37,9 @@ pub struct Settings {
     pub remediation_mode: grantwarden_core::remediate::Mode,
     /// Queue the diff hands remediation to and revoke runs it from (`GRANTWARDEN_REMEDIATION_QUEUE_URL`).
     pub remediation_queue_url: Option<String>,
+    /// Prefix of the secrets a just-in-time credential is delivered in; a ticket's is
+    /// `<prefix><ticket id>` (`GRANTWARDEN_ACCESS_SECRET_PREFIX`), deleted at revocation.
+    pub access_secret_prefix: String,
     /// Prefix of the secrets of the role that revokes; a target's is `<prefix><target>`
     /// (`GRANTWARDEN_REVOKER_SECRET_PREFIX`), never the reader's.
     pub revoker_secret_prefix: String,
@@ -102,6 +105,7 @@ impl Default for Settings {
             scheduler_role_arn: None,
             revoke_dlq_url: None,
             revoker_secret_prefix: "grantwarden/revoker/".into(),
+            access_secret_prefix: "grantwarden/access/".into(),
             remediation_mode: grantwarden_core::remediate::Mode::Report,
             remediation_queue_url: None,
             bucket: "grantwarden".into(),
@@ -162,6 +166,7 @@ impl Settings {
             scheduler_role_arn: opt("GRANTWARDEN_SCHEDULER_ROLE_ARN"),
             revoke_dlq_url: opt("GRANTWARDEN_REVOKE_DLQ_URL"),
             revoker_secret_prefix: text("GRANTWARDEN_REVOKER_SECRET_PREFIX", d.revoker_secret_prefix)?,
+            access_secret_prefix: text("GRANTWARDEN_ACCESS_SECRET_PREFIX", d.access_secret_prefix)?,
             remediation_mode: match get("GRANTWARDEN_REMEDIATION_MODE").as_deref().map(str::trim) {
                 None | Some("report") => grantwarden_core::remediate::Mode::Report,
                 Some("revoke-unauthorized") => grantwarden_core::remediate::Mode::RevokeUnauthorized,
@@ -208,6 +213,11 @@ impl Settings {
     /// An optional setting a function cannot work without.
     pub fn require<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, SettingsError> {
         value.as_deref().ok_or(SettingsError { name, reason: "must be set for this function".into() })
+    }
+
+    /// The secret a ticket's just-in-time credential is delivered in.
+    pub fn access_secret_id(&self, ticket_id: &str) -> String {
+        format!("{}{ticket_id}", self.access_secret_prefix)
     }
 
     /// The secret id of the revoking role's credentials for a target.
