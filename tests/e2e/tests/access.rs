@@ -17,23 +17,7 @@ use grantwarden_postgres::session::parse_config;
 use grantwarden_postgres::{Executor, Timeouts};
 use grantwarden_testkit::{TestDb, connect};
 
-const REGISTRY: &str = r#"
-version: "3.0"
-owner: security@example.com
-approver: ciso@example.com
-categories:
-  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }
-routes:
-  - { match: {}, category: ops }
-access:
-  approver_roles: { security: [ciso@example.com] }
-  paths:
-    read-only:   { max_ttl: 8h }
-    migration:   { max_ttl: 4h, approvals: dual }
-    break-glass: { max_ttl: 30m }
-  masking: { billing.customers: { email: partial, ssn: hash } }
-  connection_limit: 2
-"#;
+const REGISTRY: &str = include_str!("../../../infra/policy.example.yaml");
 
 struct NoIncidents;
 impl Incidents for NoIncidents {
@@ -131,7 +115,7 @@ async fn a_row_scoped_credential_reads_only_its_rows_and_is_gone_after_revocatio
         .await
         .unwrap();
     assert!(row.get::<_, bool>(0));
-    assert_eq!(row.get::<_, i32>(1), 2);
+    assert_eq!(row.get::<_, i32>(1), 2, "the registry's connection limit");
     let until: DateTime<Utc> = row.get(2);
     assert_eq!(until.timestamp(), t.expires_at.timestamp(), "VALID UNTIL is the expiry");
     assert!(!row.get::<_, bool>(3), "NOINHERIT: nothing but its own grants");
@@ -178,7 +162,10 @@ async fn a_row_scoped_credential_reads_only_its_rows_and_is_gone_after_revocatio
 async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_only() {
     let db = setup().await;
     let scope = AccessScope::Tables { schema: "billing".into(), tables: vec!["customers".into(), "invoices".into()] };
-    let t = ticket(&request(&db, "r-mask", AccessPath::ReadOnly, scope));
+    let mut t = ticket(&request(&db, "r-mask", AccessPath::ReadOnly, scope));
+    assert_eq!(t.status, TicketStatus::PendingApproval, "billing.customers is sensitive: one approval");
+    t.approve("bob@example.com", now()).unwrap();
+    assert_eq!(t.status, TicketStatus::Active);
     let views = t.access.as_ref().unwrap().views_schema.clone();
     let issued = executor(&db).activate(&t, false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
