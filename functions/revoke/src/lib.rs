@@ -156,6 +156,7 @@ pub struct Revoke {
     objects: Objects,
     secrets: SecretCache,
     secrets_client: aws_sdk_secretsmanager::Client,
+    alerts: Option<grantwarden_aws::Alerts>,
     sqs: aws_sdk_sqs::Client,
     settings: Settings,
     clock: Arc<dyn Clock>,
@@ -175,6 +176,7 @@ impl Revoke {
             objects: Objects::new(clients, settings),
             secrets: SecretCache::new(clients, Duration::from_secs(300)),
             secrets_client: clients.secrets.clone(),
+            alerts: settings.alert_topic_arn.as_deref().map(|arn| grantwarden_aws::Alerts::new(&clients.sns, arn)),
             sqs: clients.sqs.clone(),
             settings: settings.clone(),
             clock,
@@ -462,6 +464,15 @@ impl Revoke {
             event.detail["secret"] = serde_json::json!(name);
             grantwarden_core::audit::AuditJournal::append(&self.store, event).await.map_err(RevokeError::Store)?;
             tracing::info!(role = %credential.role, secret = %name, "credential issued");
+            if let Some(access) = stored.access.as_ref().filter(|a| a.review_required) {
+                let subject = format!("grantwarden: BREAK-GLASS access for {} on {}", stored.request.principal, stored.request.target);
+                let detail = serde_json::json!({ "ticket": id, "principal": stored.request.principal, "role": credential.role,
+                    "incident_id": access.incident_id, "expires_at": stored.expires_at, "review_required": true });
+                tracing::error!(incident = ?access.incident_id, "break-glass credential issued; a review is required");
+                if let Some(alerts) = &self.alerts {
+                    alerts.ticket(&subject, &detail).await?;
+                }
+            }
             Ok(handled("issued"))
         }
         .instrument(span)

@@ -6,13 +6,15 @@
 //! Scheduler schedules at each expiry, and the sweeper schedule (every minute).
 //! Env: `GRANTWARDEN_REVOKE_DLQ_URL` (required), `GRANTWARDEN_TICKETS_TABLE`,
 //! `GRANTWARDEN_FINDINGS_TABLE`, `GRANTWARDEN_JOURNAL_TABLE`, `GRANTWARDEN_LEASES_TABLE`,
-//! `GRANTWARDEN_SCHEDULE_GROUP`, `GRANTWARDEN_REVOKER_SECRET_PREFIX`, `GRANTWARDEN_ACCESS_SECRET_PREFIX`, `GRANTWARDEN_TARGETS`
+//! `GRANTWARDEN_SCHEDULE_GROUP`, `GRANTWARDEN_REVOKER_SECRET_PREFIX`, `GRANTWARDEN_ACCESS_SECRET_PREFIX`,
+//! `GRANTWARDEN_ALERT_TOPIC_ARN` (break-glass alerts), `GRANTWARDEN_TARGETS`
 //! or `GRANTWARDEN_TARGETS_KEY` with `GRANTWARDEN_BUCKET` (whom the sweeper sweeps), `RUST_LOG`.
 //! IAM: dynamodb:GetItem, Query, PutItem and UpdateItem on the tickets table and its
 //! indexes; PutItem/UpdateItem/Query on findings and journal; DeleteItem on leases;
 //! the stream read actions on the leases and tickets streams;
 //! scheduler:DeleteSchedule on its group; secretsmanager:GetSecretValue on the
 //! revoker secrets; secretsmanager:CreateSecret and DeleteSecret on `grantwarden/access/*`;
+//! sns:Publish on the alert topic;
 //! sqs:SendMessage on the dead-letter queue; s3:GetObject on the targets list.
 //! PostgreSQL: the revoking role of each target (its own secret): owner of the
 //! objects it revokes on (or superuser / rds_superuser), CREATEROLE for short-lived

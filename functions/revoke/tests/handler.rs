@@ -405,3 +405,69 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
     assert_eq!(roles, 0);
     assert!(me.query("SELECT 1", &[]).await.is_err());
 }
+
+#[tokio::test]
+async fn a_break_glass_credential_raises_a_high_priority_alert() {
+    use grantwarden_core::access::{AccessPath, AccessRequest, AccessScope, route_access};
+    use grantwarden_core::incident::{IncidentStatus, IncidentUpdate, KnownIncidents};
+    let db = TestDb::new().await;
+    db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);").await;
+    let (clients, settings) = stack("revoke-glass", &db, None).await;
+    let topic = settings.alert_topic_arn.clone().unwrap();
+    let inbox = clients.sqs.create_queue().queue_name(format!("{}-inbox", settings.bucket)).send().await.unwrap();
+    let inbox = inbox.queue_url.unwrap();
+    let arn = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&inbox)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    clients.sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(&arn).send().await.unwrap();
+    let store = DynamoStore::new(&clients, &settings);
+    let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
+        "policy.example.yaml".into(),
+        include_str!("../../../infra/policy.example.yaml").into(),
+    )])
+    .unwrap();
+    let request = AccessRequest {
+        id: format!("{}-glass", db.prefix),
+        identity: "oncall@example.com".into(),
+        target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
+        path: AccessPath::BreakGlass,
+        scope: AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into()] },
+        duration: "20m".into(),
+        justification: "db on fire".into(),
+        incident_id: Some("PD-1".into()),
+    };
+    let open = KnownIncidents(vec![IncidentUpdate {
+        id: "PD-1".into(),
+        status: IncidentStatus::Open,
+        source: "pagerduty".into(),
+        at: at(0),
+    }]);
+    let grantwarden_core::ticket::Decision::Ticket(t) = route_access(&request, &registry, &open, at(0)) else {
+        panic!("routed")
+    };
+    store.put_ticket(&t).await.unwrap();
+    let f = function(&clients, &settings, 1);
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    assert_eq!(invoke(&f, Invocation::Stream(stream)).await[0].outcome, "issued");
+    let got = clients.sqs.receive_message().queue_url(&inbox).max_number_of_messages(10).send().await.unwrap();
+    let envelope: serde_json::Value = serde_json::from_str(got.messages()[0].body().unwrap()).unwrap();
+    assert!(envelope["Subject"].as_str().unwrap().contains("BREAK-GLASS"), "{envelope}");
+    let detail: serde_json::Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    assert_eq!((detail["incident_id"].as_str(), detail["review_required"].as_bool()), (Some("PD-1"), Some(true)));
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "DROP OWNED BY {r}; DROP ROLE {r}",
+            r = postgres_protocol::escape::escape_identifier(t.request.role.as_str())
+        ))
+        .await
+        .unwrap();
+}

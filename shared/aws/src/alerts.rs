@@ -17,6 +17,28 @@ impl Alerts {
         Self { client: client.clone(), topic_arn: topic_arn.to_owned() }
     }
 
+    /// Publishes a high-priority alert about one ticket (a break-glass credential
+    /// issued): the subject says what, the message carries the details as JSON.
+    pub async fn ticket(&self, subject: &str, detail: &serde_json::Value) -> Result<(), AwsError> {
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(subject.chars().take(100).collect::<String>())
+            .message(detail.to_string())
+            .message_attributes(
+                "priority",
+                aws_sdk_sns::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("high")
+                    .build()
+                    .map_err(|e| AwsError::Decode { what: "SNS message attribute".into(), reason: e.to_string() })?,
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("Publish {}", self.topic_arn), e))?;
+        Ok(())
+    }
+
     /// Publishes a report's alert: a one-line subject and the summary with the
     /// worst findings as JSON, and where the full report is.
     pub async fn report(&self, report: &Report, report_uri: &str) -> Result<(), AwsError> {
