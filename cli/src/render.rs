@@ -192,6 +192,7 @@ mod tests {
                 failed_chunks: if complete { vec![] } else { vec!["schema billing: permission denied".into()] },
                 coverage: Default::default(),
             },
+            governance: None,
             findings: vec![
                 finding(FindingKind::Unauthorized, Severity::Medium, "app_rw", "DELETE", table),
                 finding(FindingKind::Missing, Severity::Low, "app_ro", "SELECT", column),

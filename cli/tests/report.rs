@@ -135,6 +135,11 @@ async fn reports_match_a_prepared_scenario_and_the_dashboard_renders_in_chromium
         plan["summary"]["coverage"],
         serde_json::json!({ "held": 3, "baseline": 3, "exceptions": 0, "drift": 0 })
     );
+    assert_eq!(
+        plan["governance"]["metrics"]["revocation_latency"]["max_seconds"], 30.0,
+        "the report carries the governance metrics"
+    );
+    assert!(plan["governance"]["standing_credentials"].as_array().unwrap().iter().any(|r| r == "postgres"));
 
     // access changes in the window
     let changes: Value = serde_json::from_str(&ok(&s.store_only(

@@ -41,6 +41,10 @@ where
     let mut untagged = store.open_untagged(&snapshot.target).await?;
     let mut tickets = store.tickets(Some(&snapshot.target)).await?;
     let mut registry_version = None;
+    let threshold = match &registry {
+        Some(Ok(r)) => r.access.as_ref().map(|a| a.break_glass_alert_per_month),
+        _ => None,
+    };
     match registry {
         Some(Err(why)) => {
             tickets.clear();
@@ -55,6 +59,9 @@ where
     }
     let exceptions = Exceptions { tickets: &tickets, now, untagged: &untagged };
     let mut report = diff_with_exceptions(baseline, snapshot, scoring, &exceptions);
+    let logins: Vec<String> =
+        snapshot.state.roles.iter().filter(|(_, a)| a.login).map(|(r, _)| r.to_string()).collect();
+    report.governance = Some(crate::dashboard::governance(&tickets, &logins, threshold, now));
     let recorded =
         store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete).await?;
     report.weigh_by_age(&recorded.ages, now, scoring);

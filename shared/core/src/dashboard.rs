@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEvent;
 use crate::compliance::{Basis, CoverageReport, Durations};
@@ -29,7 +29,7 @@ pub struct ScorePoint {
 }
 
 /// The governance metrics shown as figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Exception tickets in force now.
     pub active_exceptions: usize,
@@ -136,7 +136,7 @@ pub fn metrics(tickets: &[Ticket], now: DateTime<Utc>) -> Metrics {
 
 /// The governance metrics with what only a scan and the registry can tell:
 /// standing credentials and break-glass use against its monthly threshold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Governance {
     /// The figures of the tickets.
     pub metrics: Metrics,

@@ -225,6 +225,9 @@ pub struct Report {
     /// Context that is shown, not scored.
     #[serde(default)]
     pub observations: Vec<Finding>,
+    /// Governance metrics of the target (with a state store: tickets and the login roles of the scan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<crate::dashboard::Governance>,
 }
 
 impl Report {
@@ -252,6 +255,7 @@ impl Report {
             summary,
             findings,
             observations,
+            governance: None,
         }
     }
 

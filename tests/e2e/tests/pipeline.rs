@@ -352,6 +352,7 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
 
     let objects = Objects::new(&stack.clients, &stack.settings);
     let aws: Report = objects.get_json(key).await.unwrap().unwrap();
+    assert!(aws.governance.is_some(), "the diff's report carries the governance metrics");
     let page = objects.get(&Objects::dashboard_key(&stack.target)).await.unwrap().expect("the dashboard is written");
     let page = String::from_utf8(page).unwrap();
     for id in grantwarden_core::dashboard::CHARTS {
