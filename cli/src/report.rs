@@ -669,6 +669,9 @@ pub struct MetricsArgs {
     /// Policy registry (the break-glass threshold of its access section).
     #[arg(long, env = "GRANTWARDEN_POLICY")]
     policy: Option<PathBuf>,
+    /// pgaudit logs (with `%u@%d` in log_line_prefix): credentials whose sessions used less than given.
+    #[arg(long)]
+    audit_log: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
     format: ReportFormat,
 }
@@ -683,7 +686,19 @@ pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCo
     let registry = args.policy.as_deref().map(load_registry).transpose().map_err(anyhow::Error::msg)?;
     let threshold = registry.as_ref().and_then(|r| r.access.as_ref()).map(|a| a.break_glass_alert_per_month);
     let tickets = store.tickets(Some(&target)).await?;
-    let g = dashboard::governance(&tickets, &logins, threshold, now);
+    let mut g = dashboard::governance(&tickets, &logins, threshold, now);
+    if !args.audit_log.is_empty() {
+        let mut sessions = Vec::new();
+        for path in &args.audit_log {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            sessions.extend(text.lines().filter_map(grantwarden_core::normalize::pgaudit_session));
+        }
+        let over = dashboard::over_privileged(&tickets, &sessions);
+        if !over.is_empty() {
+            g.alerts.push(format!("{} credential(s) given write access used none", over.len()));
+        }
+        g.over_privileged = Some(over);
+    }
     let m = &g.metrics;
     let figures = Section::new("Metrics").table(
         vec!["Metric", "Value"],
@@ -700,6 +715,15 @@ pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCo
             vec!["Revocations waiting for a person".into(), m.revocation_failed.to_string()],
         ],
     );
+    let over = Section::new("Over-privileged credentials").line(match &g.over_privileged {
+        None => "No audit log read (--audit-log).".to_owned(),
+        Some(list) if list.is_empty() => "None: every write credential wrote.".to_owned(),
+        Some(list) => list
+            .iter()
+            .map(|o| format!("{} ({}, {}) ran only {:?}", o.role, o.ticket, o.path, o.used))
+            .collect::<Vec<_>>()
+            .join("; "),
+    });
     let standing = Section::new("Standing credentials")
         .table(vec!["Role"], g.standing_credentials.iter().map(|r| vec![r.clone()]).collect());
     let glass = Section::new("Break-glass by month")
@@ -722,7 +746,7 @@ pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCo
     let doc = Doc {
         title: format!("Governance metrics of {target}"),
         basis: basis_lines(&basis),
-        sections: vec![alerts, figures, standing, glass],
+        sections: vec![alerts, figures, over, standing, glass],
     };
     print!("{}", doc.render(args.format, || json(serde_json::to_string_pretty(&g))));
     Ok(if g.alerts.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })

@@ -133,6 +133,47 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
     assert_eq!(m["break_glass_by_month"]["2026-11"], 1);
     assert_eq!(m["break_glass_threshold"], 3);
 
+    // with pgaudit logs: the migration credential only read, the break-glass one never ran a statement
+    let mig_role = issued["role"].as_str().unwrap();
+    let log = dir.path().join("postgresql.log");
+    std::fs::write(
+        &log,
+        format!(
+            "2026-11-22 12:05:00.000 UTC [77] {mig_role}@orders LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,\"SELECT * FROM billing.invoices\",<none>\n\
+             2026-11-22 12:05:01.000 UTC [78] {role}@orders LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,\"SELECT 1\",<none>\n"
+        ),
+    )
+    .unwrap();
+    let audited = run(
+        &[
+            "metrics",
+            "--database",
+            &url,
+            "--target",
+            "orders-prod",
+            "--policy",
+            &policy(),
+            "--format",
+            "json",
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+        "2026-11-22T12:10:00Z",
+    );
+    assert_eq!(audited.status.code(), Some(2), "over-privileged credentials alert");
+    let m = json(&String::from_utf8_lossy(&audited.stdout));
+    let over: Vec<(&str, Vec<&str>)> = m["over_privileged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (o["role"].as_str().unwrap(), o["used"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect())
+        })
+        .collect();
+    assert_eq!(over.len(), 2, "{over:?}");
+    assert!(over.contains(&(mig_role, vec!["READ"])), "the migration credential only read: {over:?}");
+    assert!(over.iter().all(|(r, _)| *r != role.as_str()), "a read-only credential is never over-privileged");
+
     // at the end of the windows the sweeper takes everything away
     ok(&run(&["watch", "--once", "--database", &url, "--target", "orders-prod"], "2026-11-22T13:00:00Z"));
     let admin = db.client().await;

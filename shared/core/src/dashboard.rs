@@ -148,6 +148,49 @@ pub struct Governance {
     pub break_glass_threshold: Option<u32>,
     /// What is past a threshold, in words.
     pub alerts: Vec<String>,
+    /// Credentials that used less than they were given (from pgaudit session lines),
+    /// when audit logs were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_privileged: Option<Vec<OverPrivileged>>,
+}
+
+/// A credential given more than its sessions used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverPrivileged {
+    /// The ticket.
+    pub ticket: String,
+    /// Its role.
+    pub role: String,
+    /// The path it was given.
+    pub path: String,
+    /// Statement classes its sessions ran (READ, WRITE, ...), empty when it never logged in.
+    pub used: Vec<String>,
+}
+
+/// Access credentials with write access whose audited sessions only read (or
+/// never ran a statement): given more than they needed. `sessions` are
+/// `(user, class)` of pgaudit SESSION lines.
+pub fn over_privileged(tickets: &[Ticket], sessions: &[(String, String)]) -> Vec<OverPrivileged> {
+    tickets
+        .iter()
+        .filter_map(|t| {
+            let access = t.access.as_ref()?;
+            if access.path == crate::access::AccessPath::ReadOnly || !t.history.iter().any(|e| e.what == "issued") {
+                return None;
+            }
+            let role = t.request.role.as_str();
+            let mut used: Vec<String> = sessions.iter().filter(|(u, _)| u == role).map(|(_, c)| c.clone()).collect();
+            used.sort();
+            used.dedup();
+            let wrote = used.iter().any(|c| c == "WRITE" || c == "DDL");
+            (!wrote).then(|| OverPrivileged {
+                ticket: t.id.clone(),
+                role: role.to_owned(),
+                path: access.path.to_string(),
+                used,
+            })
+        })
+        .collect()
 }
 
 /// Governance of a target: its tickets, the login roles of its scan, the registry's threshold.
@@ -183,6 +226,7 @@ pub fn governance(
         break_glass_by_month: by_month,
         break_glass_threshold,
         alerts,
+        over_privileged: None,
     }
 }
 

@@ -406,6 +406,17 @@ pub fn from_generic(body: &[u8], ctx: &Context) -> Result<GrantRequest, Normaliz
     })
 }
 
+/// The session user and statement class (READ, WRITE, DDL, ROLE, ...) of a
+/// pgaudit SESSION line, when the log line prefix names the user (`%u@%d`).
+pub fn pgaudit_session(line: &str) -> Option<(String, String)> {
+    let pos = line.find("AUDIT: ")?;
+    let fields = parse_csv(&line[pos + 7..]).ok()?;
+    if fields.len() < 4 || fields[0] != "SESSION" {
+        return None;
+    }
+    Some((prefix_user(&line[..pos])?, fields[3].clone()))
+}
+
 /// One pgaudit log line: either a GRANT/REVOKE request, or `Ok(None)` for an
 /// audit line of another class or command (nothing to route).
 pub fn from_pgaudit_line(
