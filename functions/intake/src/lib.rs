@@ -161,6 +161,9 @@ pub enum Rejection {
     /// An access request the registry cannot route (no access section, path not offered).
     #[error("access request not routable: {0}")]
     AccessUnroutable(String),
+    /// A renewal that is not allowed (not break-glass, not in force, incident closed).
+    #[error("ticket {0} is not renewed: {1}")]
+    NotRenewed(String, String),
     /// The ticket has already ended (or is being revoked): nothing to end.
     #[error("ticket {0} is {1}: nothing to end")]
     NotOpen(String, grantwarden_core::ticket::TicketStatus),
@@ -185,7 +188,9 @@ impl Rejection {
             | Rejection::AccessUnroutable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::Key(_) | Rejection::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Approval(ApprovalError::Requester(_) | ApprovalError::Duplicate(_)) => StatusCode::FORBIDDEN,
-            Rejection::Approval(ApprovalError::NotPending(_)) | Rejection::NotOpen(..) => StatusCode::CONFLICT,
+            Rejection::Approval(ApprovalError::NotPending(_)) | Rejection::NotOpen(..) | Rejection::NotRenewed(..) => {
+                StatusCode::CONFLICT
+            }
             Rejection::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Store(StoreError::Stale(_)) => StatusCode::CONFLICT,
             Rejection::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
@@ -263,6 +268,7 @@ enum Route<'a> {
     Approve(&'a str),
     Ticket(&'a str),
     Revoke(&'a str),
+    Renew(&'a str),
 }
 
 impl Route<'_> {
@@ -277,6 +283,7 @@ impl Route<'_> {
             ["requests", id, "approvals"] if !id.is_empty() => Some(Route::Approve(id)),
             ["tickets", id] if !id.is_empty() => Some(Route::Ticket(id)),
             ["tickets", id, "revoke"] if !id.is_empty() => Some(Route::Revoke(id)),
+            ["tickets", id, "renew"] if !id.is_empty() => Some(Route::Renew(id)),
             _ => None,
         }
     }
@@ -432,6 +439,7 @@ where
             Route::Approve(id) => self.approve(id, body, now).await,
             Route::Ticket(id) => self.show(id, now).await,
             Route::Revoke(id) => self.request_revoke(id, body, now).await,
+            Route::Renew(id) => self.renew(id, now).await,
         }
     }
 
@@ -541,6 +549,32 @@ where
             Decision::Refused { category, refusal, .. } => Err(Rejection::AccessRefused { category, refusal }),
             Decision::Untagged { reason, .. } => Err(Rejection::AccessUnroutable(reason)),
         }
+    }
+
+    /// Renews a break-glass ticket while its incident stays open: a new window, the
+    /// timers moved (the revoke function moves the role's VALID UNTIL on the stream).
+    async fn renew(&self, id: &str, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        tracing::Span::current().record("ticket_id", id);
+        let registry = self.registry.as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
+        let read = self.store.ticket(id).await?.ok_or_else(|| Rejection::UnknownTicket(id.to_owned()))?;
+        let mut ticket = read.value;
+        let mut known = Vec::new();
+        if let Some(incident) = ticket.access.as_ref().and_then(|a| a.incident_id.clone())
+            && let Some(update) = self.store.incident(&incident).await?
+        {
+            known.push(update);
+        }
+        let until = grantwarden_core::access::renew(&mut ticket, registry, &KnownIncidents(known), now)
+            .map_err(|why| Rejection::NotRenewed(id.to_owned(), why))?;
+        self.store.update_ticket(&ticket, read.version).await?;
+        self.store.append(NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now)).await?;
+        if let Some(timers) = &self.timers
+            && let Err(e) = timers.rearm(&ticket).await
+        {
+            tracing::error!(error = %e, "could not move the lease and schedule; the sweeper still revokes at the new expiry");
+        }
+        tracing::info!(until = %until, "break-glass renewed");
+        Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&ticket, now) })
     }
 
     /// An incident webhook (PagerDuty, Opsgenie): its state, for break-glass.

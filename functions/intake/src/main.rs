@@ -24,7 +24,7 @@
 //!   `dynamodb:Query` on the tickets, findings and journal tables
 //! - `secretsmanager:GetSecretValue` on the webhook secret
 //! - `dynamodb:GetItem`, `dynamodb:PutItem` on the incidents table
-//! - `dynamodb:PutItem` on the leases table; `scheduler:CreateSchedule` in the
+//! - `dynamodb:PutItem` on the leases table; `scheduler:CreateSchedule` and `DeleteSchedule` in the
 //!   revoke schedule group and `iam:PassRole` of the scheduler role
 //! - `s3:ListBucket` on the bucket (policy prefix) and `s3:GetObject` on the
 //!   policy registry, scoring and targets objects

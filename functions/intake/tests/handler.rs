@@ -616,6 +616,12 @@ async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_ope
     let glass = h.app.handle(request("a-3", "break-glass", Some("PD-9"))).await;
     assert_eq!(glass.status(), StatusCode::CREATED);
     assert_eq!(json_of(&glass)["access"]["review_required"], true);
+    let glass_id = json_of(&glass)["id"].as_str().unwrap().to_owned();
+    let renewed = h.app.handle(post(&format!("/tickets/{glass_id}/renew"), &json!({}))).await;
+    assert_eq!(renewed.status(), StatusCode::OK, "{:?}", renewed.body());
+    let read_only = json_of(&created)["id"].as_str().unwrap().to_owned();
+    let refused = h.app.handle(post(&format!("/tickets/{read_only}/renew"), &json!({}))).await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT, "only break-glass is renewed");
     let bad = h.app.handle(post("/requests", &json!({ "id": "a-4", "identity": "alice@example.com", "target": DEMO,
         "path": "read-only", "scope": { "on": "rows", "schema": "billing", "table": "t" }, "duration": "1h", "justification": "x" }))).await;
     assert_eq!((bad.status(), json_of(&bad)["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scope")));

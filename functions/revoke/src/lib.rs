@@ -200,6 +200,8 @@ impl Revoke {
                 for record in &e.records {
                     if let Some(id) = to_issue(record)? {
                         out.push(self.issue(&id).await?);
+                    } else if let Some(id) = to_extend(record)? {
+                        out.push(self.extend(&id).await?);
                     } else if let Some((id, trigger)) = trigger_of(record)? {
                         out.push(self.revoke(&id, trigger).await?);
                     }
@@ -479,6 +481,34 @@ impl Revoke {
         .await
     }
 
+    /// Moves a renewed credential's VALID UNTIL to the ticket's new expiry.
+    async fn extend(&self, id: &str) -> Result<Handled, RevokeFnError> {
+        let Some(read) = TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)? else {
+            return Err(RevokeFnError::Input { what: format!("ticket {id}"), reason: "no such ticket".into() });
+        };
+        let ticket = read.value;
+        let executor = self.executor(&ticket.request.target).await?;
+        let change = grantwarden_core::change::Change::SetValidUntil {
+            role: ticket.request.role.clone(),
+            valid_until: ticket.expires_at,
+        };
+        executor.apply(&[change], false).await.map_err(|e| match e.class {
+            FailureClass::Transient => {
+                RevokeFnError::Transient { what: format!("renewing ticket {id}"), message: e.message }
+            }
+            FailureClass::Permanent => {
+                RevokeFnError::Input { what: format!("renewing ticket {id}"), reason: e.message }
+            }
+        })?;
+        tracing::info!(ticket = %id, until = %ticket.expires_at, "credential renewed");
+        Ok(Handled {
+            ticket_id: id.to_owned(),
+            trigger: Trigger::Schedule,
+            outcome: "renewed".into(),
+            latency_ms: None,
+        })
+    }
+
     /// Deletes a revoked ticket's credential secret (at once, no recovery window).
     async fn delete_credential(&self, id: &str) -> Result<(), AwsError> {
         let name = self.settings.access_secret_id(id);
@@ -523,6 +553,23 @@ pub fn to_issue(record: &EventRecord) -> Result<Option<String>, RevokeFnError> {
     })?;
     let active = ticket.status == TicketStatus::Active;
     Ok((active && ticket.access.is_some() && !issued(&ticket)).then_some(ticket.id))
+}
+
+/// The id of an issued access ticket a tickets-stream MODIFY shows renewed (its expiry moved later).
+pub fn to_extend(record: &EventRecord) -> Result<Option<String>, RevokeFnError> {
+    if record.event_name != "MODIFY" || record.change.keys.get("ticket_id").is_some() {
+        return Ok(None);
+    }
+    let decode = |image: &serde_dynamo::Item| -> Result<Option<Ticket>, RevokeFnError> {
+        image.get("ticket").map(|v| serde_dynamo::from_attribute_value::<_, Ticket>(v.clone())).transpose().map_err(
+            |e| RevokeFnError::Input { what: format!("stream record {}", record.event_id), reason: e.to_string() },
+        )
+    };
+    let (Some(new), Some(old)) = (decode(&record.change.new_image)?, decode(&record.change.old_image)?) else {
+        return Ok(None);
+    };
+    let renewed = new.history.last().is_some_and(|e| e.what == "renewed") && new.expires_at > old.expires_at;
+    Ok((renewed && new.access.is_some() && issued(&new) && new.status == TicketStatus::Active).then_some(new.id))
 }
 
 /// The ticket and trigger of a stream record, or `None` when it is not a trigger.

@@ -462,6 +462,24 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
     assert!(envelope["Subject"].as_str().unwrap().contains("BREAK-GLASS"), "{envelope}");
     let detail: serde_json::Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
     assert_eq!((detail["incident_id"].as_str(), detail["review_required"].as_bool()), (Some("PD-1"), Some(true)));
+
+    // renewed while the incident stays open: the stream moves the role's VALID UNTIL
+    let read = store.ticket(&t.id).await.unwrap().unwrap();
+    let mut renewed = read.value;
+    let until = grantwarden_core::access::renew(&mut renewed, &registry, &open, at(15)).unwrap();
+    assert_eq!(until, at(45));
+    store.update_ticket(&renewed, read.version).await.unwrap();
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    let outcomes: Vec<String> = invoke(&f, Invocation::Stream(stream)).await.into_iter().map(|h| h.outcome).collect();
+    assert!(outcomes.contains(&"renewed".to_owned()), "{outcomes:?}");
+    let valid: chrono::DateTime<Utc> = db
+        .client()
+        .await
+        .query_one("SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", &[&t.request.role.as_str()])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(valid, at(45));
     let admin = db.client().await;
     admin
         .batch_execute(&format!(

@@ -123,6 +123,17 @@ impl Timers {
         }
     }
 
+    /// Moves both timers to the ticket's new expiry (a renewed break-glass window).
+    pub async fn rearm(&self, ticket: &Ticket) -> Result<(), AwsError> {
+        let name = schedule_name(&ticket.id);
+        match self.scheduler.delete_schedule().name(&name).group_name(&self.group).send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
+            Err(e) => return Err(AwsError::sdk(format!("DeleteSchedule {}/{name}", self.group), e)),
+        }
+        self.arm(ticket).await
+    }
+
     /// Disarms both: the ticket ended (revoked, or early). Missing ones are fine.
     pub async fn disarm(&self, ticket_id: &str) -> Result<(), AwsError> {
         self.dynamodb
