@@ -659,12 +659,21 @@ fn grant_of(r: &AccessRequest) -> (Vec<Privilege>, RequestObject) {
 /// Each table of a scope with its columns in order, as the catalog has them.
 pub type ScopeCatalog = BTreeMap<(String, String), Vec<String>>;
 
-/// The changes that issue a ticket's credential in `database`, in one transaction: the role
+/// The sequences each table owns (serial and identity columns), `(schema, sequence)`.
+pub type OwnedSequences = BTreeMap<(String, String), Vec<(String, String)>>;
+
+/// The changes that issue a ticket's credential in `database`, in one transaction (a
+/// write path also gets USAGE on the sequences its tables own): the role
 /// (LOGIN, VALID UNTIL the expiry, a connection limit, NOINHERIT), CONNECT on
 /// the database, and exactly the scope: plain tables by GRANT, row scope and
 /// masked tables through security-barrier views in the ticket's own schema
 /// (nobody else's access changes; row-level security is never switched on).
-pub fn plan_activation(ticket: &Ticket, database: &str, catalog: &ScopeCatalog) -> Result<Vec<Change>, String> {
+pub fn plan_activation(
+    ticket: &Ticket,
+    database: &str,
+    catalog: &ScopeCatalog,
+    sequences: &OwnedSequences,
+) -> Result<Vec<Change>, String> {
     let grant = ticket.access.as_ref().ok_or_else(|| format!("ticket {} is not an access ticket", ticket.id))?;
     let role = ticket.request.role.clone();
     let who = Grantee::Role(role.clone());
@@ -734,7 +743,7 @@ pub fn plan_activation(ticket: &Ticket, database: &str, catalog: &ScopeCatalog) 
             }
         } else {
             usage.insert(schema.clone());
-            for p in privileges {
+            for p in privileges.iter().copied() {
                 out.push(Change::Grant {
                     grant: Grant {
                         object: ObjectRef::in_schema(ObjectClass::Table, schema, table),
@@ -743,6 +752,20 @@ pub fn plan_activation(ticket: &Ticket, database: &str, catalog: &ScopeCatalog) 
                         grantable: false,
                     },
                 });
+            }
+            // an INSERT that takes a serial or identity default needs its sequence
+            if privileges.contains(&Privilege::Insert) {
+                for (seq_schema, seq) in sequences.get(&(schema.clone(), table.clone())).into_iter().flatten() {
+                    usage.insert(seq_schema.clone());
+                    out.push(Change::Grant {
+                        grant: Grant {
+                            object: ObjectRef::in_schema(ObjectClass::Sequence, seq_schema, seq),
+                            grantee: who.clone(),
+                            privilege: Privilege::Usage,
+                            grantable: false,
+                        },
+                    });
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::render::{PASSWORD_PLACEHOLDER, render};
 use crate::revoke::{Executor, Failure, acl_locks, run_all};
 use crate::session::connect;
-use grantwarden_core::access::{AccessScope, ScopeCatalog, plan_activation};
+use grantwarden_core::access::{AccessScope, OwnedSequences, ScopeCatalog, plan_activation};
 use grantwarden_core::change::Change;
 use grantwarden_core::revoke::{ExecError, FailureClass};
 use grantwarden_core::ticket::Ticket;
@@ -28,6 +28,17 @@ SELECT n.nspname::text, c.relname::text, array_agg(a.attname::text ORDER BY a.at
         OR ($2 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT LIKE 'gw\\_access\\_%'))
  GROUP BY 1, 2";
+
+/// Sequences owned by a table (serial and identity columns): table, then sequence.
+const OWNED_SEQUENCES: &str = "\
+SELECT tn.nspname::text, t.relname::text, sn.nspname::text, s.relname::text
+  FROM pg_catalog.pg_class s
+  JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+  JOIN pg_catalog.pg_depend d ON d.objid = s.oid AND d.classid = 'pg_catalog.pg_class'::regclass
+   AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')
+  JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE s.relkind = 'S'";
 
 /// A credential issued for a ticket.
 pub struct Issued {
@@ -55,6 +66,14 @@ async fn scope_catalog(client: &Client, scope: &AccessScope) -> Result<ScopeCata
         .await
         .map_err(Failure::db("reading the tables of the scope"))?;
     Ok(rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, Vec<String>>(2))).collect())
+}
+
+async fn owned_sequences(client: &Client) -> Result<OwnedSequences, Failure> {
+    let mut out = OwnedSequences::new();
+    for r in client.query(OWNED_SEQUENCES, &[]).await.map_err(Failure::db("reading owned sequences"))? {
+        out.entry((r.get(0), r.get(1))).or_insert_with(Vec::new).push((r.get(2), r.get(3)));
+    }
+    Ok(out)
 }
 
 fn password() -> String {
@@ -85,7 +104,8 @@ impl Executor {
                     .map_err(Failure::db("reading the database name"))?
                     .get(0);
                 let catalog = scope_catalog(&client, &grant.scope).await?;
-                let changes = plan_activation(ticket, &database, &catalog).map_err(Failure::permanent)?;
+                let sequences = owned_sequences(&client).await?;
+                let changes = plan_activation(ticket, &database, &catalog, &sequences).map_err(Failure::permanent)?;
                 // (as printed, as run): they differ only in the role's password
                 let mut statements: Vec<(String, String)> =
                     acl_locks(&changes).into_iter().map(|l| (l.clone(), l)).collect();

@@ -67,7 +67,8 @@ async fn setup() -> TestDb {
          INSERT INTO billing.invoices VALUES (1, 42, 10), (2, 42, 20), (3, 7, 30);
          CREATE TABLE billing.customers (id int, email text, ssn text);
          INSERT INTO billing.customers VALUES (42, 'alice@example.com', '123-45-6789'), (7, NULL, '999');
-         CREATE TABLE hr.pay (id int, amount int); INSERT INTO hr.pay VALUES (1, 100);",
+         CREATE TABLE hr.pay (id int, amount int); INSERT INTO hr.pay VALUES (1, 100);
+         CREATE TABLE billing.notes (id serial PRIMARY KEY, body text);",
     )
     .await;
     db
@@ -184,7 +185,7 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     assert_eq!(n, 3, "an unmasked table in scope is granted directly");
 
     // migration: dual approval, then writes on its tables
-    let scope = AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into()] };
+    let scope = AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into(), "notes".into()] };
     let mut m = ticket(&request(&db, "r-mig", AccessPath::Migration, scope));
     assert_eq!(m.status, TicketStatus::PendingApproval);
     m.approve("bob@example.com", now()).unwrap();
@@ -193,6 +194,9 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     let issued = executor(&db).activate(&m, false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
     me.batch_execute("INSERT INTO billing.invoices VALUES (4, 42, 40)").await.unwrap();
+    me.batch_execute("INSERT INTO billing.notes (body) VALUES ('serial default')")
+        .await
+        .expect("USAGE on the owned sequence");
     assert_eq!(fails_with(&me, "DELETE FROM hr.pay").await, "42501");
     assert_eq!(fails_with(&me, "CREATE TABLE billing.x (id int)").await, "42501", "no DDL");
     drop(me);
