@@ -71,7 +71,7 @@ async fn scope_catalog(client: &Client, scope: &AccessScope) -> Result<ScopeCata
 async fn owned_sequences(client: &Client) -> Result<OwnedSequences, Failure> {
     let mut out = OwnedSequences::new();
     for r in client.query(OWNED_SEQUENCES, &[]).await.map_err(Failure::db("reading owned sequences"))? {
-        out.entry((r.get(0), r.get(1))).or_insert_with(Vec::new).push((r.get(2), r.get(3)));
+        out.entry((r.get(0), r.get(1))).or_default().push((r.get(2), r.get(3)));
     }
     Ok(out)
 }
