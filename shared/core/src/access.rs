@@ -35,7 +35,7 @@ use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
 use crate::policy::PolicyRegistry;
 use crate::snapshot::TargetId;
-use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus, request_sha256};
+use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
 
 /// Which kind of access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -534,7 +534,8 @@ pub fn route_access(
         .collect();
     let mut ticket = Ticket {
         id: id.clone(),
-        request_sha256: request_sha256(&grant_request),
+        // the request as sent: a redelivery later (a later `now`, so a later expiry) is the same request
+        request_sha256: hex::encode(Sha256::digest(serde_json::to_vec(request).expect("a request always serializes"))),
         request: grant_request,
         category: category.clone(),
         tag: format!("access-{}", request.path),
@@ -908,6 +909,18 @@ access:
         assert_eq!(t.status, TicketStatus::Active);
         assert!(t.access.unwrap().review_required);
         assert_eq!(t.weight_factor, 1.0);
+    }
+
+    #[test]
+    fn the_same_request_later_is_the_same_ticket() {
+        let r = request(AccessPath::ReadOnly, tables(&["invoices"]), "2h", None);
+        let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap();
+        let a = ticket(route_access(&r, &registry, &Open(&[]), now()));
+        let b = ticket(route_access(&r, &registry, &Open(&[]), now() + chrono::Duration::minutes(5)));
+        assert_eq!((a.id.clone(), a.request_sha256.clone()), (b.id, b.request_sha256), "a redelivery, not a conflict");
+        let mut changed = r.clone();
+        changed.duration = "3h".into();
+        assert_ne!(ticket(route_access(&changed, &registry, &Open(&[]), now())).request_sha256, a.request_sha256);
     }
 
     #[test]
