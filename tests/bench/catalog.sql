@@ -1,0 +1,74 @@
+-- A synthetic catalog for benchmarks: :schemas schemas x :tables tables x
+-- :roles roles, with a realistic mix of grants. Run in a fresh database:
+--   psql -v schemas=10 -v tables=100 -v roles=20 -v prefix=gwb -f catalog.sql DB
+-- Roles are cluster-wide: their names carry :prefix, so catalogs of several
+-- sizes can live in one cluster. Deterministic: the same sizes give the same
+-- catalog (no random()).
+--
+-- The mix, per role i (0-based) and schema s:
+--   - USAGE on a schema when (i + s) % 3 = 0 (a third of the schemas);
+--   - in those schemas: SELECT on every table; INSERT, UPDATE on every 4th
+--     table when i % 2 = 0; DELETE on every 10th table when i % 5 = 0;
+--   - a column grant (SELECT (id, name)) on every 20th table of any schema
+--     when i % 7 = 0;
+--   - default privileges: the schema owner grants SELECT on new tables to
+--     role (s % roles) in every schema;
+--   - memberships: role i is a member of role i - 1 when i % 10 != 0 (chains of 10);
+--   - every 5th role can log in.
+\set ON_ERROR_STOP on
+SET client_min_messages = warning;
+-- psql does not substitute variables inside $$ bodies: pass them as settings
+SELECT set_config('gwb.schemas', :'schemas', false), set_config('gwb.tables', :'tables', false),
+       set_config('gwb.roles', :'roles', false), set_config('gwb.prefix', :'prefix', false) \gset
+
+DO $gen$
+DECLARE
+    n_schemas int := current_setting('gwb.schemas')::int;
+    n_tables int := current_setting('gwb.tables')::int;
+    n_roles int := current_setting('gwb.roles')::int;
+    p text := current_setting('gwb.prefix');
+    s int; t int; i int;
+    sch text; tbl text; r text;
+BEGIN
+    FOR i IN 0 .. n_roles - 1 LOOP
+        r := format('%s_r%s', p, i);
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I %s', r, CASE WHEN i % 5 = 0 THEN 'LOGIN' ELSE 'NOLOGIN' END);
+        END IF;
+        IF i % 10 <> 0 THEN
+            EXECUTE format('GRANT %I TO %I', format('%s_r%s', p, i - 1), r);
+        END IF;
+    END LOOP;
+    FOR s IN 0 .. n_schemas - 1 LOOP
+        sch := format('s%s', s);
+        EXECUTE format('CREATE SCHEMA %I', sch);
+        EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO %I', sch, format('%s_r%s', p, s % n_roles));
+        FOR t IN 0 .. n_tables - 1 LOOP
+            tbl := format('t%s', t);
+            EXECUTE format('CREATE TABLE %I.%I (id int PRIMARY KEY, name text, amount numeric, created_at timestamptz)', sch, tbl);
+        END LOOP;
+        FOR i IN 0 .. n_roles - 1 LOOP
+            r := format('%s_r%s', p, i);
+            IF (i + s) % 3 = 0 THEN
+                EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', sch, r);
+                EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', sch, r);
+                IF i % 2 = 0 THEN
+                    FOR t IN 0 .. n_tables - 1 BY 4 LOOP
+                        EXECUTE format('GRANT INSERT, UPDATE ON %I.%I TO %I', sch, format('t%s', t), r);
+                    END LOOP;
+                END IF;
+                IF i % 5 = 0 THEN
+                    FOR t IN 0 .. n_tables - 1 BY 10 LOOP
+                        EXECUTE format('GRANT DELETE ON %I.%I TO %I', sch, format('t%s', t), r);
+                    END LOOP;
+                END IF;
+            END IF;
+            IF i % 7 = 0 THEN
+                FOR t IN 0 .. n_tables - 1 BY 20 LOOP
+                    EXECUTE format('GRANT SELECT (id, name) ON %I.%I TO %I', sch, format('t%s', t), r);
+                END LOOP;
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$gen$;
