@@ -17,16 +17,12 @@
 --   - every 5th role can log in.
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
--- psql does not substitute variables inside $$ bodies: pass them as settings
-SELECT set_config('gwb.schemas', :'schemas', false), set_config('gwb.tables', :'tables', false),
-       set_config('gwb.roles', :'roles', false), set_config('gwb.prefix', :'prefix', false) \gset
 
-DO $gen$
+-- A procedure, so each schema commits on its own: one transaction holding a
+-- lock on 100k new tables would run out of lock memory.
+CREATE PROCEDURE gwb_generate_catalog(n_schemas int, n_tables int, n_roles int, p text)
+LANGUAGE plpgsql AS $gen$
 DECLARE
-    n_schemas int := current_setting('gwb.schemas')::int;
-    n_tables int := current_setting('gwb.tables')::int;
-    n_roles int := current_setting('gwb.roles')::int;
-    p text := current_setting('gwb.prefix');
     s int; t int; i int;
     sch text; tbl text; r text;
 BEGIN
@@ -35,10 +31,14 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
             EXECUTE format('CREATE ROLE %I %s', r, CASE WHEN i % 5 = 0 THEN 'LOGIN' ELSE 'NOLOGIN' END);
         END IF;
-        IF i % 10 <> 0 THEN
+        IF i % 10 <> 0 AND NOT EXISTS (
+            SELECT 1 FROM pg_auth_members m JOIN pg_roles a ON a.oid = m.roleid JOIN pg_roles b ON b.oid = m.member
+             WHERE a.rolname = format('%s_r%s', p, i - 1) AND b.rolname = r
+        ) THEN
             EXECUTE format('GRANT %I TO %I', format('%s_r%s', p, i - 1), r);
         END IF;
     END LOOP;
+    COMMIT;
     FOR s IN 0 .. n_schemas - 1 LOOP
         sch := format('s%s', s);
         EXECUTE format('CREATE SCHEMA %I', sch);
@@ -46,7 +46,11 @@ BEGIN
         FOR t IN 0 .. n_tables - 1 LOOP
             tbl := format('t%s', t);
             EXECUTE format('CREATE TABLE %I.%I (id int PRIMARY KEY, name text, amount numeric, created_at timestamptz)', sch, tbl);
+            IF t % 500 = 499 THEN
+                COMMIT;
+            END IF;
         END LOOP;
+        COMMIT;
         FOR i IN 0 .. n_roles - 1 LOOP
             r := format('%s_r%s', p, i);
             IF (i + s) % 3 = 0 THEN
@@ -68,7 +72,10 @@ BEGIN
                     EXECUTE format('GRANT SELECT (id, name) ON %I.%I TO %I', sch, format('t%s', t), r);
                 END LOOP;
             END IF;
+            COMMIT;
         END LOOP;
     END LOOP;
 END
 $gen$;
+CALL gwb_generate_catalog(:schemas, :tables, :roles, :'prefix');
+DROP PROCEDURE gwb_generate_catalog(int, int, int, text);
