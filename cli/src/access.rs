@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use grantwarden_core::access::{parse_request, route_access};
+use grantwarden_core::access::{is_issued, parse_request, record_issued, route_access};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::incident::{IncidentStore, KnownIncidents, parse_incident};
 use grantwarden_core::store::{PutOutcome, TicketStore};
-use grantwarden_core::ticket::{Decision, Ticket, TicketEvent, TicketStatus};
+use grantwarden_core::ticket::{Decision, Ticket, TicketStatus};
 use grantwarden_local::LocalStore;
 use grantwarden_postgres::session::parse_config;
 use grantwarden_postgres::{Executor, Timeouts};
@@ -117,7 +117,7 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
                 );
             }
             match (&args.database, ticket.status) {
-                (Some(url), TicketStatus::Active) if !issued(&ticket) => {
+                (Some(url), TicketStatus::Active) if !is_issued(&ticket) => {
                     issue(&store, ticket, url, now).await?;
                 }
                 _ => println!(
@@ -151,29 +151,16 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
     }
 }
 
-fn issued(t: &Ticket) -> bool {
-    t.history.iter().any(|e| e.what == "issued")
-}
-
 /// Issues the credential, records that it was (never the password), and prints it once.
 async fn issue(store: &LocalStore, ticket: Ticket, url: &str, now: DateTime<Utc>) -> Result<()> {
     let timeouts = Timeouts::default();
     let config = parse_config(url, &timeouts)?;
     let executor = Executor::new(config.clone(), timeouts, RetryPolicy::default());
-    let credential =
-        executor.activate(&ticket, false).await.map_err(|e| anyhow::anyhow!("issuing the credential: {e}"))?;
-    let Some(read) = store.ticket(&ticket.id).await? else { bail!("no ticket {}", ticket.id) };
-    let mut stored = read.value;
-    stored.history.push(TicketEvent {
-        at: now,
-        what: "issued".into(),
-        actor: "grantwarden".into(),
-        detail: format!("role {} until {}", credential.role, stored.expires_at.to_rfc3339()),
-    });
-    store.update_ticket(&stored, read.version).await?;
-    let mut event = NewEvent::for_ticket(&stored, "access.issued", "grantwarden", now);
-    event.detail["sql"] = json!(credential.sql);
-    store.append(event).await?;
+    let credential = executor
+        .activate(&ticket, &grantwarden_postgres::activate::new_password(), false)
+        .await
+        .map_err(|e| anyhow::anyhow!("issuing the credential: {e}"))?;
+    let stored = record_issued(store, &ticket.id, &credential.role, &credential.sql, None, now).await?;
     let (host, port, dbname) = grantwarden_postgres::session::endpoint(&config);
     // the one place the password appears; it is not stored anywhere
     println!(
@@ -222,7 +209,7 @@ pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<Ex
             if ticket.status_at(now) != TicketStatus::Active {
                 bail!("ticket {id} is {}: only an active ticket is issued", ticket.status_at(now));
             }
-            if issued(&ticket) {
+            if is_issued(&ticket) {
                 bail!("the credential of {id} was issued already; it is shown once");
             }
             issue(&store, ticket, &database, now).await?;

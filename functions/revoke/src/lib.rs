@@ -28,7 +28,10 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use grantwarden_aws::leases::{Lease, ScheduledRevoke};
-use grantwarden_aws::{AwsError, Clients, Clock, DynamoStore, Objects, SecretCache, Settings, Timers};
+use grantwarden_aws::{
+    AccessSecrets, AwsError, Clients, Clock, DynamoStore, Objects, RdsSecret, SecretCache, Settings, Timers,
+};
+use grantwarden_core::access::{is_issued, record_issued};
 use grantwarden_core::audit::NewEvent;
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::remediate::{RemediationRequest, without_excepted};
@@ -38,6 +41,7 @@ use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::{Ticket, TicketStatus, Trigger};
 use grantwarden_postgres::Executor;
 use grantwarden_postgres::Timeouts;
+use grantwarden_postgres::activate::new_password;
 use grantwarden_postgres::session::config_from_parts;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
@@ -155,7 +159,7 @@ pub struct Revoke {
     timers: Timers,
     objects: Objects,
     secrets: SecretCache,
-    secrets_client: aws_sdk_secretsmanager::Client,
+    access_secrets: AccessSecrets,
     alerts: Option<grantwarden_aws::Alerts>,
     sqs: aws_sdk_sqs::Client,
     settings: Settings,
@@ -175,7 +179,7 @@ impl Revoke {
             timers: Timers::new(clients, settings),
             objects: Objects::new(clients, settings),
             secrets: SecretCache::new(clients, Duration::from_secs(300)),
-            secrets_client: clients.secrets.clone(),
+            access_secrets: AccessSecrets::new(clients, &settings.access_secret_prefix),
             alerts: settings.alert_topic_arn.as_deref().map(|arn| grantwarden_aws::Alerts::new(&clients.sns, arn)),
             sqs: clients.sqs.clone(),
             settings: settings.clone(),
@@ -262,8 +266,10 @@ impl Revoke {
                 .map_err(RevokeError::Store)?;
             let (changes, held_back) = without_excepted(request.changes.clone(), &request.target, &tickets, now);
             let executor = self.executor(&request.target).await?;
-            let result = executor.apply(&changes, false).await;
+            let dry_run = self.settings.revoke_dry_run;
+            let result = executor.apply(&changes, dry_run).await;
             let (kind, sql, error) = match &result {
+                Ok(applied) if dry_run => ("remediation.planned", applied.sql.clone(), None),
                 Ok(applied) => ("remediation.applied", applied.sql.clone(), None),
                 Err(e) => ("remediation.failed", Vec::new(), Some(e.message.clone())),
             };
@@ -283,7 +289,8 @@ impl Revoke {
                 subject: request.scan_id.clone(),
                 target: request.target.as_str().to_owned(),
                 detail: serde_json::json!({ "mode": request.mode, "changes": changes, "held_back": held_back,
-                                            "sql": sql, "error": error, "snapshot_sha256": request.snapshot_sha256 }),
+                                            "sql": sql, "error": error, "snapshot_sha256": request.snapshot_sha256,
+                                            "dry_run": dry_run }),
             };
             grantwarden_core::audit::AuditJournal::append(&self.store, event).await.map_err(RevokeError::Store)?;
             if let Some(error) = error {
@@ -353,7 +360,8 @@ impl Revoke {
             tracing::Span::current().record("target", ticket.request.target.as_str());
             let executor = self.executor(&ticket.request.target).await?;
             let clock = || self.clock.now();
-            let outcome = revoke_ticket(&self.store, &executor, id, trigger, &self.options, false, &clock).await?;
+            let dry_run = self.settings.revoke_dry_run;
+            let outcome = revoke_ticket(&self.store, &executor, id, trigger, &self.options, dry_run, &clock).await?;
             let handled = |outcome: &str, latency_ms| Handled {
                 ticket_id: id.to_owned(),
                 trigger,
@@ -368,7 +376,7 @@ impl Revoke {
                         tracing::warn!(error = %e, "revoked; the lease or schedule is left to expire");
                     }
                     if ticket.access.is_some() {
-                        self.delete_credential(id).await?;
+                        self.access_secrets.delete(id).await?;
                     }
                     handled("revoked", latency)
                 }
@@ -386,18 +394,41 @@ impl Revoke {
                     handled("revocation_failed", None)
                 }
                 RevokeOutcome::NotDue(_) => handled("not_due", None),
-                RevokeOutcome::AlreadyEnded(TicketStatus::RevocationFailed) => handled("revocation_failed", None),
+                RevokeOutcome::AlreadyEnded(TicketStatus::RevocationFailed) => {
+                    // a redelivery of the trigger that failed it: its dead letter may not have gone out
+                    let read = TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)?;
+                    if let Some(ticket) = read.map(|r| r.value)
+                        && let Some(failed) = ticket.revocation.as_ref().filter(|r| r.trigger == trigger)
+                    {
+                        let letter = DeadLetter {
+                            ticket_id: id.to_owned(),
+                            target: ticket.request.target.to_string(),
+                            role: ticket.request.role.to_string(),
+                            trigger,
+                            error: failed.error.clone().unwrap_or_default(),
+                            attempts: failed.attempts,
+                        };
+                        self.dead_letter(&letter).await?;
+                    }
+                    handled("revocation_failed", None)
+                }
                 RevokeOutcome::AlreadyEnded(_) => handled("already_ended", None),
-                RevokeOutcome::DryRun(_) => handled("dry_run", None),
+                RevokeOutcome::DryRun(executed) => {
+                    tracing::info!(statements = executed.sql.len(), "dry run: planned and journaled, nothing run");
+                    handled("dry_run", None)
+                }
             })
         }
         .instrument(span)
         .await
     }
 
-    /// Issues the credential of an access ticket that became active: the role and
-    /// its scope in the database, the password into its own secret (never logged),
-    /// the ticket marked `issued` and `access.issued` journaled without it.
+    /// Issues the credential of an access ticket that became active: the password
+    /// into the ticket's own secret first (never logged), then the role and its
+    /// scope in the database, the break-glass alert, and last the ticket marked
+    /// `issued` with `access.issued` journaled without the password. A retry after
+    /// any step failed finds the secret and the role made before and issues the
+    /// same password again; only the alert may be sent twice.
     async fn issue(&self, id: &str) -> Result<Handled, RevokeFnError> {
         let span = tracing::info_span!("issue", ticket = %id, target = tracing::field::Empty);
         async {
@@ -413,68 +444,45 @@ impl Revoke {
             let ticket = read.value;
             tracing::Span::current().record("target", ticket.request.target.as_str());
             let now = self.clock.now();
-            if ticket.access.is_none() || !ticket.is_active_at(now) || issued(&ticket) {
+            if ticket.access.is_none() || !ticket.is_active_at(now) || is_issued(&ticket) {
                 return Ok(handled("not_issued"));
             }
             let db = self.secrets.rds(&self.settings.revoker_secret_id(&ticket.request.target)).await?;
+            let fresh = RdsSecret {
+                username: ticket.request.role.to_string(),
+                password: new_password(),
+                ..db
+            };
+            let credential = self.access_secrets.get_or_create(id, &fresh, ticket.expires_at).await?;
             let executor = self.executor(&ticket.request.target).await?;
-            let credential = match executor.activate(&ticket, false).await {
+            let issued = match executor.activate(&ticket, &credential.password, false).await {
                 Ok(c) => c,
                 Err(e) if e.class == FailureClass::Transient => {
                     return Err(RevokeFnError::Transient { what: format!("issuing ticket {id}"), message: e.message });
                 }
                 Err(e) => {
                     tracing::error!(error = %e.message, "the credential cannot be issued; dead-lettered");
+                    self.access_secrets.delete(id).await?;
                     self.send_dead_letter(&serde_json::json!({ "ticket_id": id, "action": "issue", "error": e.message }))
                         .await?;
                     return Ok(handled("issue_failed"));
                 }
             };
-            let name = self.settings.access_secret_id(id);
-            let value = serde_json::json!({ "engine": "postgres", "host": db.host, "port": db.port, "dbname": db.dbname,
-                "username": credential.role, "password": credential.password, "valid_until": ticket.expires_at, "ticket": id });
-            self.secrets_client
-                .create_secret()
-                .name(&name)
-                .description(format!("grantwarden just-in-time credential of ticket {id}; deleted at revocation"))
-                .secret_string(value.to_string())
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk(format!("CreateSecret {name}"), e))?;
-            let mut stored = None;
-            for _ in 0..5 {
-                let Some(read) = TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)? else { break };
-                let mut t = read.value;
-                t.history.push(grantwarden_core::ticket::TicketEvent {
-                    at: now,
-                    what: "issued".into(),
-                    actor: "grantwarden".into(),
-                    detail: format!("role {} until {}; credential in secret {name}", credential.role, t.expires_at.to_rfc3339()),
-                });
-                match TicketStore::update_ticket(&self.store, &t, read.version).await {
-                    Ok(_) => {
-                        stored = Some(t);
-                        break;
-                    }
-                    Err(grantwarden_core::store::StoreError::Stale(_)) => continue,
-                    Err(e) => return Err(RevokeError::Store(e).into()),
-                }
-            }
-            let stored = stored.ok_or_else(|| RevokeError::Store(grantwarden_core::store::StoreError::Stale(id.to_owned())))?;
-            let mut event = NewEvent::for_ticket(&stored, "access.issued", "grantwarden", now);
-            event.detail["sql"] = serde_json::json!(credential.sql);
-            event.detail["secret"] = serde_json::json!(name);
-            grantwarden_core::audit::AuditJournal::append(&self.store, event).await.map_err(RevokeError::Store)?;
-            tracing::info!(role = %credential.role, secret = %name, "credential issued");
-            if let Some(access) = stored.access.as_ref().filter(|a| a.review_required) {
-                let subject = format!("grantwarden: BREAK-GLASS access for {} on {}", stored.request.principal, stored.request.target);
-                let detail = serde_json::json!({ "ticket": id, "principal": stored.request.principal, "role": credential.role,
-                    "incident_id": access.incident_id, "expires_at": stored.expires_at, "review_required": true });
+            if let Some(access) = ticket.access.as_ref().filter(|a| a.review_required) {
+                let subject =
+                    format!("grantwarden: BREAK-GLASS access for {} on {}", ticket.request.principal, ticket.request.target);
+                let detail = serde_json::json!({ "ticket": id, "principal": ticket.request.principal, "role": issued.role,
+                    "incident_id": access.incident_id, "expires_at": ticket.expires_at, "review_required": true });
                 tracing::error!(incident = ?access.incident_id, "break-glass credential issued; a review is required");
                 if let Some(alerts) = &self.alerts {
                     alerts.ticket(&subject, &detail).await?;
                 }
             }
+            let name = self.access_secrets.name(id);
+            record_issued(&self.store, id, &issued.role, &issued.sql, Some(&name), now)
+                .await
+                .map_err(RevokeError::Store)?;
+            tracing::info!(role = %issued.role, secret = %name, reissued = issued.reissued, "credential issued");
             Ok(handled("issued"))
         }
         .instrument(span)
@@ -509,16 +517,6 @@ impl Revoke {
         })
     }
 
-    /// Deletes a revoked ticket's credential secret (at once, no recovery window).
-    async fn delete_credential(&self, id: &str) -> Result<(), AwsError> {
-        let name = self.settings.access_secret_id(id);
-        match self.secrets_client.delete_secret().secret_id(&name).force_delete_without_recovery(true).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
-            Err(e) => Err(AwsError::sdk(format!("DeleteSecret {name}"), e)),
-        }
-    }
-
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), AwsError> {
         self.send_dead_letter(&serde_json::to_value(letter).expect("a dead letter always serializes")).await
     }
@@ -537,10 +535,6 @@ impl Revoke {
     }
 }
 
-fn issued(t: &Ticket) -> bool {
-    t.history.iter().any(|e| e.what == "issued")
-}
-
 /// The id of an access ticket a tickets-stream record shows active and not yet issued.
 pub fn to_issue(record: &EventRecord) -> Result<Option<String>, RevokeFnError> {
     if record.change.keys.get("ticket_id").is_some() || !matches!(record.event_name.as_str(), "INSERT" | "MODIFY") {
@@ -552,7 +546,7 @@ pub fn to_issue(record: &EventRecord) -> Result<Option<String>, RevokeFnError> {
         reason: format!("NewImage.ticket: {e}"),
     })?;
     let active = ticket.status == TicketStatus::Active;
-    Ok((active && ticket.access.is_some() && !issued(&ticket)).then_some(ticket.id))
+    Ok((active && ticket.access.is_some() && !is_issued(&ticket)).then_some(ticket.id))
 }
 
 /// The id of an issued access ticket a tickets-stream MODIFY shows renewed (its expiry moved later).
@@ -569,7 +563,7 @@ pub fn to_extend(record: &EventRecord) -> Result<Option<String>, RevokeFnError> 
         return Ok(None);
     };
     let renewed = new.history.last().is_some_and(|e| e.what == "renewed") && new.expires_at > old.expires_at;
-    Ok((renewed && new.access.is_some() && issued(&new) && new.status == TicketStatus::Active).then_some(new.id))
+    Ok((renewed && new.access.is_some() && is_issued(&new) && new.status == TicketStatus::Active).then_some(new.id))
 }
 
 /// The ticket and trigger of a stream record, or `None` when it is not a trigger.

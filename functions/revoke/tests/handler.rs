@@ -199,6 +199,19 @@ async fn a_permission_error_goes_to_the_dead_letter_queue_with_its_reason() {
     assert_eq!(bodies.len(), 1);
     assert_eq!((bodies[0].ticket_id.as_str(), bodies[0].role.as_str()), ("tkt-perm", r.as_str()));
     assert!(bodies[0].error.contains("permission denied"), "{}", bodies[0].error);
+    // the same schedule delivered again (say its dead letter never went out) sends it again
+    let handled =
+        invoke(&f, Invocation::Scheduled(ScheduledRevoke { ticket_id: "tkt-perm".into(), trigger: "schedule".into() }))
+            .await;
+    assert_eq!(handled[0].outcome, "revocation_failed");
+    let messages = clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    assert_eq!(messages.messages().len(), 1, "a second dead letter for the redelivery");
+    // another trigger arriving later does not: the failure was not its own
+    let ttl =
+        include_str!("../../../events/revoke-lease-ttl-remove.json").replace("tkt-e77b0c3f1a2d4e5f6a7b", "tkt-perm");
+    assert_eq!(invoke(&f, serde_json::from_str(&ttl).unwrap()).await[0].outcome, "revocation_failed");
+    let messages = clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    assert!(messages.messages().is_empty());
     // the sweeper does not take it again: it waits for a person
     let sweep: Invocation = serde_json::from_str(include_str!("../../../events/revoke-sweep.json")).unwrap();
     assert!(invoke(&f, sweep).await.is_empty());
@@ -388,6 +401,23 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
     let again = invoke(&f, Invocation::Stream(stream)).await;
     assert!(again.iter().all(|h| h.outcome == "not_issued"), "{again:?}");
 
+    // an attempt that made the secret and the role but died before recording the ticket
+    // as issued: the retry issues the same password again, from the secret
+    let read = store.ticket(&t.id).await.unwrap().unwrap();
+    let mut lost = read.value;
+    lost.history.retain(|e| e.what != "issued");
+    store.update_ticket(&lost, read.version).await.unwrap();
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    let retried = invoke(&f, Invocation::Stream(stream)).await;
+    assert!(retried.iter().any(|h| h.outcome == "issued"), "{retried:?}");
+    let secret = clients.secrets.get_secret_value().secret_id(settings.access_secret_id(&t.id)).send().await.unwrap();
+    let kept: serde_json::Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+    assert_eq!(kept["password"], value["password"], "the password already delivered stays the one");
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    let reissued = journal.iter().rfind(|e| e.kind == "access.issued").unwrap();
+    let sql = serde_json::to_string(&reissued.detail["sql"]).unwrap();
+    assert!(sql.contains("PASSWORD '********'") && !sql.contains("CREATE ROLE"), "{sql}");
+
     // at the expiry the schedule revokes: role, session and secret are gone
     let late = function(&clients, &settings, 61);
     let done =
@@ -488,4 +518,36 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
         ))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_dry_run_function_plans_and_journals_once_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let r = db.role("dry");
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE ROLE {r}; GRANT USAGE ON SCHEMA billing TO {r};",
+        r = db.ident("dry")
+    ))
+    .await;
+    let (clients, mut settings) = stack("revoke-dry", &db, None).await;
+    settings.revoke_dry_run = true;
+    let store = DynamoStore::new(&clients, &settings);
+    store
+        .put_ticket(&contract::active_ticket("tkt-dry", TARGET, &r, "billing", &[Privilege::Usage], at(0), at(10)))
+        .await
+        .unwrap();
+    let f = function(&clients, &settings, 11);
+    let sweep = include_str!("../../../events/revoke-sweep.json");
+    for _ in 0..2 {
+        let handled = invoke(&f, serde_json::from_str(sweep).unwrap()).await;
+        assert_eq!(handled.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>(), ["dry_run"]);
+    }
+    assert!(usage(&db, &r).await, "nothing ran");
+    assert_eq!(stored(&store, "tkt-dry").await.status, TicketStatus::Active, "still due");
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    let planned: Vec<_> = journal.iter().filter(|e| e.kind == "revocation.planned").collect();
+    assert_eq!(planned.len(), 1, "the same plan is journaled once, however many sweeps");
+    let sql: Vec<&str> = planned[0].detail["sql"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(sql.iter().any(|s| s.starts_with("REVOKE USAGE ON SCHEMA \"billing\"")), "{sql:?}");
+    assert!(sql.iter().any(|s| s.starts_with("SET LOCAL lock_timeout")), "as a real run would open: {sql:?}");
 }

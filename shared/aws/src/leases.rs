@@ -9,7 +9,7 @@
 //! itself after it runs; ending a ticket early deletes both.
 
 use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use grantwarden_core::ticket::Ticket;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +61,16 @@ pub fn schedule_name(ticket_id: &str) -> String {
     format!("revoke-{ticket_id}")
 }
 
+/// When a timer of a ticket expiring at `expires_at` fires: the expiry rounded up
+/// to the whole second. `at()` and the TTL attribute take whole seconds, and a
+/// timer that fired before the expiry would find the ticket not due yet and
+/// leave it to the sweeper, a minute later.
+pub fn fire_at(expires_at: DateTime<Utc>) -> DateTime<Utc> {
+    let truncated = expires_at.timestamp();
+    let seconds = if expires_at.timestamp_subsec_nanos() > 0 { truncated + 1 } else { truncated };
+    DateTime::from_timestamp(seconds, 0).unwrap_or(expires_at)
+}
+
 impl Timers {
     /// The leases table and schedule group of `settings`. Creating schedules needs
     /// the revoke function's ARN and the scheduler role; without them only the
@@ -83,8 +93,8 @@ impl Timers {
             ticket_id: ticket.id.clone(),
             target: ticket.request.target.to_string(),
             role: ticket.request.role.to_string(),
-            expires_at: ticket.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            ttl: ticket.expires_at.timestamp(),
+            expires_at: ticket.expires_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ttl: fire_at(ticket.expires_at).timestamp(),
         };
         self.dynamodb
             .put_item()
@@ -100,7 +110,7 @@ impl Timers {
         let input =
             serde_json::to_string(&ScheduledRevoke { ticket_id: ticket.id.clone(), trigger: "schedule".into() })
                 .expect("a schedule input always serializes");
-        let at = format!("at({})", ticket.expires_at.format("%Y-%m-%dT%H:%M:%S"));
+        let at = format!("at({})", fire_at(ticket.expires_at).format("%Y-%m-%dT%H:%M:%S"));
         let name = schedule_name(&ticket.id);
         let created = self
             .scheduler
@@ -149,5 +159,18 @@ impl Timers {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
             Err(e) => Err(AwsError::sdk(format!("DeleteSchedule {}/{name}", self.group), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_at_the_expiry_rounded_up_to_the_second() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(fire_at(at("2026-11-22T18:00:00Z")), at("2026-11-22T18:00:00Z"));
+        assert_eq!(fire_at(at("2026-11-22T18:00:00.001Z")), at("2026-11-22T18:00:01Z"));
+        assert_eq!(fire_at(at("2026-11-22T18:00:59.999999999Z")), at("2026-11-22T18:01:00Z"));
     }
 }

@@ -52,7 +52,7 @@ pub use archive::Archive;
 pub use leases::Timers;
 pub use objects::Objects;
 pub use queue::ChunkQueue;
-pub use secrets::{RdsSecret, SecretCache};
+pub use secrets::{AccessSecrets, RdsSecret, SecretCache};
 pub use settings::Settings;
 
 /// Every client grantwarden uses, built once per process (per Lambda container).

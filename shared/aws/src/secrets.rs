@@ -134,6 +134,77 @@ impl RdsSecret {
     }
 }
 
+/// Just-in-time credentials, each in a secret of its own (`<prefix><ticket id>`),
+/// deleted at revocation. Values never reach a log.
+#[derive(Clone, Debug)]
+pub struct AccessSecrets {
+    client: aws_sdk_secretsmanager::Client,
+    prefix: String,
+}
+
+impl AccessSecrets {
+    /// The secrets under `prefix` (`GRANTWARDEN_ACCESS_SECRET_PREFIX`).
+    pub fn new(clients: &Clients, prefix: &str) -> Self {
+        Self { client: clients.secrets.clone(), prefix: prefix.to_owned() }
+    }
+
+    /// The secret of a ticket's credential.
+    pub fn name(&self, ticket_id: &str) -> String {
+        format!("{}{ticket_id}", self.prefix)
+    }
+
+    /// The credential of a ticket: `fresh`, stored in a new secret, or what an
+    /// earlier attempt stored (so a retry issues the password already delivered,
+    /// not a second one). `valid_until` is stored beside it for the reader.
+    pub async fn get_or_create(
+        &self,
+        ticket_id: &str,
+        fresh: &RdsSecret,
+        valid_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<RdsSecret, AwsError> {
+        let name = self.name(ticket_id);
+        let value = serde_json::json!({ "engine": fresh.engine, "host": fresh.host, "port": fresh.port,
+            "dbname": fresh.dbname, "username": fresh.username, "password": fresh.password,
+            "valid_until": valid_until, "ticket": ticket_id });
+        let created = self
+            .client
+            .create_secret()
+            .name(&name)
+            .description(format!("grantwarden just-in-time credential of ticket {ticket_id}; deleted at revocation"))
+            .secret_string(value.to_string())
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(fresh.clone()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
+                let out = self
+                    .client
+                    .get_secret_value()
+                    .secret_id(&name)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk(format!("GetSecretValue {name}"), e))?;
+                let json = out.secret_string.ok_or_else(|| AwsError::Decode {
+                    what: format!("secret {name}"),
+                    reason: "has no string value".into(),
+                })?;
+                RdsSecret::parse(&name, &json)
+            }
+            Err(e) => Err(AwsError::sdk(format!("CreateSecret {name}"), e)),
+        }
+    }
+
+    /// Deletes a ticket's credential secret at once (no recovery window); a missing one is fine.
+    pub async fn delete(&self, ticket_id: &str) -> Result<(), AwsError> {
+        let name = self.name(ticket_id);
+        match self.client.delete_secret().secret_id(&name).force_delete_without_recovery(true).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+            Err(e) => Err(AwsError::sdk(format!("DeleteSecret {name}"), e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

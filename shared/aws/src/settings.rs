@@ -37,6 +37,9 @@ pub struct Settings {
     pub remediation_mode: grantwarden_core::remediate::Mode,
     /// Queue the diff hands remediation to and revoke runs it from (`GRANTWARDEN_REMEDIATION_QUEUE_URL`).
     pub remediation_queue_url: Option<String>,
+    /// The revoke function plans and journals revocations and remediation but runs
+    /// nothing against a database (`GRANTWARDEN_REVOKE_DRY_RUN`: `true` or `false`, the default).
+    pub revoke_dry_run: bool,
     /// Prefix of the secrets a just-in-time credential is delivered in; a ticket's is
     /// `<prefix><ticket id>` (`GRANTWARDEN_ACCESS_SECRET_PREFIX`), deleted at revocation.
     pub access_secret_prefix: String,
@@ -108,6 +111,7 @@ impl Default for Settings {
             access_secret_prefix: "grantwarden/access/".into(),
             remediation_mode: grantwarden_core::remediate::Mode::Report,
             remediation_queue_url: None,
+            revoke_dry_run: false,
             bucket: "grantwarden".into(),
             audit_bucket: "grantwarden-audit".into(),
             audit_retention: Retention::default(),
@@ -179,6 +183,16 @@ impl Settings {
                 }
             },
             remediation_queue_url: opt("GRANTWARDEN_REMEDIATION_QUEUE_URL"),
+            revoke_dry_run: match get("GRANTWARDEN_REVOKE_DRY_RUN").as_deref().map(str::trim) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(SettingsError {
+                        name: "GRANTWARDEN_REVOKE_DRY_RUN",
+                        reason: format!("{other:?} is neither true nor false"),
+                    });
+                }
+            },
             bucket: text("GRANTWARDEN_BUCKET", d.bucket)?,
             audit_bucket: text("GRANTWARDEN_AUDIT_BUCKET", d.audit_bucket)?,
             audit_retention: Retention {

@@ -29,12 +29,14 @@ use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::On;
 use crate::change::Change;
 use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
 use crate::policy::PolicyRegistry;
 use crate::snapshot::TargetId;
+use crate::store::{StoreError, TicketStore, Versioned};
 use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
 
 /// Which kind of access.
@@ -625,6 +627,54 @@ pub fn renew(
         detail: format!("incident {incident} still open; window until {}", until.to_rfc3339()),
     });
     Ok(until)
+}
+
+/// Whether `ticket`'s credential was issued (its history says so).
+pub fn is_issued(ticket: &Ticket) -> bool {
+    ticket.history.iter().any(|e| e.what == "issued")
+}
+
+/// Records that ticket `id`'s credential was issued: `issued` in its history (a
+/// conditional update, read again when another write came first) and
+/// `access.issued` in the journal with the SQL as printed, never the password.
+/// `delivered_in` names where the password went (a secret), if anywhere.
+pub async fn record_issued<S>(
+    store: &S,
+    id: &str,
+    role: &str,
+    sql: &[String],
+    delivered_in: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Ticket, StoreError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    for _ in 0..5 {
+        let Some(Versioned { value: mut ticket, version }) = store.ticket(id).await? else {
+            return Err(StoreError::NotFound(id.to_owned()));
+        };
+        let into = delivered_in.map(|s| format!("; credential in secret {s}")).unwrap_or_default();
+        ticket.history.push(TicketEvent {
+            at: now,
+            what: "issued".into(),
+            actor: "grantwarden".into(),
+            detail: format!("role {role} until {}{into}", ticket.expires_at.to_rfc3339()),
+        });
+        match store.update_ticket(&ticket, version).await {
+            Ok(_) => {
+                let mut event = NewEvent::for_ticket(&ticket, "access.issued", "grantwarden", now);
+                event.detail["sql"] = serde_json::json!(sql);
+                if let Some(secret) = delivered_in {
+                    event.detail["secret"] = serde_json::json!(secret);
+                }
+                store.append(event).await?;
+                return Ok(ticket);
+            }
+            Err(StoreError::Stale(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Stale(id.to_owned()))
 }
 
 /// The scope in words.

@@ -354,12 +354,15 @@ where
     let latency_ms = (at - ticket.ends_at()).num_milliseconds().max(0);
     match result {
         Ok(executed) if dry_run => {
-            let mut event = NewEvent::for_ticket(&ticket, "revocation.planned", "grantwarden", at);
-            event.detail["trigger"] = serde_json::json!(trigger);
-            event.detail["plan"] = serde_json::json!(executed.plan);
-            event.detail["sql"] = serde_json::json!(executed.sql);
-            event.detail["dry_run"] = serde_json::json!(true);
-            store.append(event).await?;
+            // a sweep in dry-run mode plans the same revocation every round: journal it once
+            if !planned_already(store, &ticket, &executed.sql).await? {
+                let mut event = NewEvent::for_ticket(&ticket, "revocation.planned", "grantwarden", at);
+                event.detail["trigger"] = serde_json::json!(trigger);
+                event.detail["plan"] = serde_json::json!(executed.plan);
+                event.detail["sql"] = serde_json::json!(executed.sql);
+                event.detail["dry_run"] = serde_json::json!(true);
+                store.append(event).await?;
+            }
             Ok(RevokeOutcome::DryRun(Box::new(executed)))
         }
         Ok(executed) => {
@@ -377,7 +380,20 @@ where
             let stored = match finish(store, id, retry_failed, |t| t.record_revoked(revocation.clone(), &actor)).await?
             {
                 Finished::Updated(t) => t,
-                Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
+                Finished::AlreadyEnded(s) => {
+                    // Another trigger recorded the end first, perhaps one that found nothing left
+                    // because this run had just revoked it: what ran here must still be on record.
+                    if !executed.plan.is_empty() {
+                        let mut event = NewEvent::for_ticket(&ticket, "revocation.executed", &actor, at);
+                        event.detail["trigger"] = serde_json::json!(trigger);
+                        event.detail["plan"] = serde_json::json!(executed.plan);
+                        event.detail["sql"] = serde_json::json!(executed.sql);
+                        event.detail["sessions_terminated"] = serde_json::json!(executed.sessions_terminated);
+                        event.detail["ticket_status"] = serde_json::json!(s);
+                        store.append(event).await?;
+                    }
+                    return Ok(RevokeOutcome::AlreadyEnded(s));
+                }
             };
             let mut event = NewEvent::for_ticket(&stored, "ticket.revoked", &actor, at);
             event.detail["trigger"] = serde_json::json!(trigger);
@@ -420,6 +436,23 @@ where
             Ok(RevokeOutcome::Failed { ticket: stored, error })
         }
     }
+}
+
+/// How far back [`planned_already`] looks in the target's chain.
+const PLANNED_LOOKBACK: u64 = 500;
+
+/// Whether the latest `revocation.planned` of `ticket` among the chain's recent
+/// events holds the same SQL.
+async fn planned_already<S: AuditJournal + Sync>(
+    store: &S,
+    ticket: &Ticket,
+    sql: &[String],
+) -> Result<bool, StoreError> {
+    let chain = ticket.request.target.as_str();
+    let Some((head, _)) = store.head(chain).await? else { return Ok(false) };
+    let recent = store.events_after(chain, head.saturating_sub(PLANNED_LOOKBACK)).await?;
+    let last = recent.iter().rev().find(|e| e.kind == "revocation.planned" && e.subject == ticket.id);
+    Ok(last.is_some_and(|e| e.detail.get("sql") == Some(&serde_json::json!(sql))))
 }
 
 enum Finished {

@@ -1,7 +1,12 @@
 //! Issuing a just-in-time credential: the role, its grants and its views, in
-//! one transaction. The password is drawn here, used in the one statement
-//! that creates the role and handed back once; the SQL returned for printing
-//! and the journal holds a placeholder instead.
+//! one transaction. The caller draws the password ([`new_password`]) and hands
+//! it out once; the server only ever sees its SCRAM-SHA-256 verifier (so a
+//! statement log or pgaudit never holds the password), and the SQL returned
+//! for printing and the journal holds a placeholder instead.
+//!
+//! The role carries a comment naming its ticket. Issuing again after a crash
+//! between the commit and recording the ticket as issued finds that role and
+//! only sets its password: the first attempt's transaction made the rest.
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -50,11 +55,17 @@ pub struct Issued {
     pub sql: Vec<String>,
     /// Attempts it took.
     pub attempts: u32,
+    /// The role existed already (an earlier attempt committed it): only its password was set.
+    pub reissued: bool,
 }
 
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issued").field("role", &self.role).field("password", &"<redacted>").finish()
+        f.debug_struct("Issued")
+            .field("role", &self.role)
+            .field("password", &"<redacted>")
+            .field("reissued", &self.reissued)
+            .finish()
     }
 }
 
@@ -76,51 +87,91 @@ async fn owned_sequences(client: &Client) -> Result<OwnedSequences, Failure> {
     Ok(out)
 }
 
-fn password() -> String {
+/// A fresh random password for a credential (32 alphanumeric characters).
+pub fn new_password() -> String {
     rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()
 }
 
+/// The comment on a role grantwarden created for `ticket_id`.
+fn marker(ticket_id: &str) -> String {
+    format!("grantwarden access ticket {ticket_id}")
+}
+
+const ROLE_COMMENT: &str =
+    "SELECT pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles WHERE rolname = $1";
+
 impl Executor {
-    /// Issues `ticket`'s credential (dry run: plans and renders only). A role that
-    /// already exists fails as permanent: a credential is issued once.
-    pub async fn activate(&self, ticket: &Ticket, dry_run: bool) -> Result<Issued, ExecError> {
+    /// Issues `ticket`'s credential with `password` (dry run: plans and renders
+    /// only). Idempotent: when the role exists already and was created for this
+    /// ticket, only its password is set; a role of that name made otherwise is
+    /// refused as permanent.
+    pub async fn activate(&self, ticket: &Ticket, password: &str, dry_run: bool) -> Result<Issued, ExecError> {
         let grant = ticket.access.as_ref().ok_or_else(|| ExecError {
             class: FailureClass::Permanent,
             message: format!("ticket {} is not an access ticket", ticket.id),
             attempts: 0,
         })?;
-        let secret = password();
-        let ((sql, _), attempts) = self
+        let role = &ticket.request.role;
+        let verifier =
+            postgres_protocol::escape::escape_literal(&postgres_protocol::password::scram_sha_256(password.as_bytes()));
+        let ((sql, reissued), attempts) = self
             .retrying(|| async {
                 let client = connect(&self.config).await.map_err(Failure::db("connecting to the target"))?;
-                let mut begin = self.begin();
-                if dry_run {
-                    begin = vec!["BEGIN READ ONLY".to_owned()];
-                }
-                run_all(&client, &begin).await?;
-                let database: String = client
-                    .query_one("SELECT current_database()::text", &[])
+                let begin = self.begin();
+                let read_only = ["BEGIN READ ONLY".to_owned()];
+                run_all(&client, if dry_run { &read_only } else { &begin }).await?;
+                let existing: Option<Option<String>> = client
+                    .query_opt(ROLE_COMMENT, &[&role.as_str()])
                     .await
-                    .map_err(Failure::db("reading the database name"))?
-                    .get(0);
-                let catalog = scope_catalog(&client, &grant.scope).await?;
-                let sequences = owned_sequences(&client).await?;
-                let changes = plan_activation(ticket, &database, &catalog, &sequences).map_err(Failure::permanent)?;
-                // (as printed, as run): they differ only in the role's password
+                    .map_err(Failure::db("reading the role"))?
+                    .map(|r| r.get(0));
+                let changes = match &existing {
+                    None => {
+                        let database: String = client
+                            .query_one("SELECT current_database()::text", &[])
+                            .await
+                            .map_err(Failure::db("reading the database name"))?
+                            .get(0);
+                        let catalog = scope_catalog(&client, &grant.scope).await?;
+                        let sequences = owned_sequences(&client).await?;
+                        plan_activation(ticket, &database, &catalog, &sequences).map_err(Failure::permanent)?
+                    }
+                    Some(Some(comment)) if *comment == marker(&ticket.id) => Vec::new(),
+                    Some(_) => {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        return Err(Failure::permanent(format!(
+                            "role {role} exists already and was not created for ticket {}: refusing to issue it",
+                            ticket.id
+                        )));
+                    }
+                };
+                // (as printed, as run): they differ only in the password's verifier
+                let with_password = |statement: &str| statement.replacen(PASSWORD_PLACEHOLDER, &verifier, 1);
                 let mut statements: Vec<(String, String)> =
                     acl_locks(&changes).into_iter().map(|l| (l.clone(), l)).collect();
+                if existing.is_some() {
+                    let reset = format!(
+                        "ALTER ROLE {} PASSWORD {PASSWORD_PLACEHOLDER}",
+                        postgres_protocol::escape::escape_identifier(role.as_str())
+                    );
+                    statements.push((reset.clone(), with_password(&reset)));
+                }
                 for c in &changes {
                     for statement in render(c)? {
                         let run = if matches!(c, Change::CreateRole { .. }) {
-                            statement.replacen(
-                                PASSWORD_PLACEHOLDER,
-                                &postgres_protocol::escape::escape_literal(&secret),
-                                1,
-                            )
+                            with_password(&statement)
                         } else {
                             statement.clone()
                         };
                         statements.push((statement, run));
+                    }
+                    if let Change::CreateRole { role, .. } = c {
+                        let comment = format!(
+                            "COMMENT ON ROLE {} IS {}",
+                            postgres_protocol::escape::escape_identifier(role.as_str()),
+                            postgres_protocol::escape::escape_literal(&marker(&ticket.id))
+                        );
+                        statements.push((comment.clone(), comment));
                     }
                 }
                 let mut shown = begin.clone();
@@ -128,30 +179,27 @@ impl Executor {
                 shown.push("COMMIT".to_owned());
                 if dry_run {
                     client.batch_execute("ROLLBACK").await.map_err(Failure::db("ending the read"))?;
-                    return Ok((shown, ()));
+                    return Ok((shown, existing.is_some()));
                 }
                 for (printed, run) in &statements {
                     if let Err(e) = client.batch_execute(run).await {
                         let _ = client.batch_execute("ROLLBACK").await;
-                        let mut f = Failure::db(printed)(e);
-                        if f.message.contains("(SQLSTATE 42710)") {
-                            f.message = format!(
-                                "role {} exists already: the credential was issued before ({})",
-                                ticket.request.role, f.message
-                            );
-                        }
-                        return Err(f);
+                        return Err(Failure::db(printed)(e));
                     }
                 }
                 client.batch_execute("COMMIT").await.map_err(Failure::db("committing the credential"))?;
-                Ok((shown, ()))
+                Ok((shown, existing.is_some()))
             })
             .await?;
+        if reissued {
+            tracing::warn!(ticket = %ticket.id, %role, "the role was created by an earlier attempt: its password is set anew");
+        }
         Ok(Issued {
-            role: ticket.request.role.to_string(),
-            password: if dry_run { String::new() } else { secret },
+            role: role.to_string(),
+            password: if dry_run { String::new() } else { password.to_owned() },
             sql,
             attempts,
+            reissued,
         })
     }
 }

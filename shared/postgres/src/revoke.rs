@@ -155,23 +155,13 @@ impl Executor {
         dry_run: bool,
     ) -> Result<(RevocationPlan, Vec<String>), Failure> {
         let client = connect(&self.config).await.map_err(Failure::db("connecting to the target"))?;
-        let begin = if dry_run {
-            vec![
-                "BEGIN READ ONLY".to_owned(),
-                format!("SET LOCAL statement_timeout = {}", self.timeouts.statement.as_millis()),
-            ]
-        } else {
-            let mut begin = self.begin();
-            // one revocation of a role at a time: triggers racing on the same ticket (or two
-            // tickets of one role) would otherwise REVOKE the same ACL at once, which PostgreSQL
-            // refuses with "tuple concurrently updated"; the second now waits, then finds nothing
-            begin.push(format!(
-                "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
-                postgres_protocol::escape::escape_literal(&format!("grantwarden revoke {role}"))
-            ));
-            begin
-        };
-        run_all(&client, &begin).await?;
+        // a dry run reads in a read-only transaction and shows the statements a real run opens with
+        let begin = self.begin();
+        let read_only = [
+            "BEGIN READ ONLY".to_owned(),
+            format!("SET LOCAL statement_timeout = {}", self.timeouts.statement.as_millis()),
+        ];
+        run_all(&client, if dry_run { &read_only } else { &begin }).await?;
         let held = read_held(&client, role).await?;
         let plan = planner(&held);
         let mut sql = begin;
@@ -182,7 +172,6 @@ impl Executor {
         if dry_run {
             sql.extend(body);
             sql.push("COMMIT".to_owned());
-            sql.extend(after_commit_sql(&plan)?);
             client.batch_execute("ROLLBACK").await.map_err(Failure::db("ending the read"))?;
             return Ok((plan, sql));
         }
@@ -195,6 +184,18 @@ impl Executor {
         sql.extend(body);
         sql.push("COMMIT".to_owned());
         Ok((plan, sql))
+    }
+
+    /// Takes the role's revocation lock on a connection of its own, held until the
+    /// connection is dropped: triggers racing on one ticket (or two tickets of one
+    /// role) would otherwise REVOKE the same ACL at once, which PostgreSQL refuses
+    /// with "tuple concurrently updated", or one would try DROP ROLE while the other
+    /// is still dropping what the role owns. The second waits (up to lock_timeout,
+    /// then retries), then finds nothing left.
+    async fn lock_role(&self, role: &RoleName) -> Result<Client, Failure> {
+        let client = connect(&self.config).await.map_err(Failure::db("connecting to the target"))?;
+        run_all(&client, &role_lock_sql(role, &self.timeouts)).await?;
+        Ok(client)
     }
 
     /// Ends the role's sessions, waiting (a few seconds at most) until they are gone.
@@ -265,20 +266,38 @@ impl PrivilegeExecutor for Executor {
         planner: &(dyn Fn(&Held) -> RevocationPlan + Sync),
         dry_run: bool,
     ) -> Result<Executed, ExecError> {
-        let ((plan, mut sql), attempts) = self.retrying(|| self.revoke_once(role, planner, dry_run)).await?;
+        let (lock, lock_attempts) = if dry_run {
+            (None, 0)
+        } else {
+            let (client, tries) = self.retrying(|| self.lock_role(role)).await?;
+            (Some(client), tries)
+        };
+        let ((plan, transaction), attempts) = self.retrying(|| self.revoke_once(role, planner, dry_run)).await?;
+        let mut sql = role_lock_sql(role, &self.timeouts);
+        sql.extend(transaction);
+        let after = after_commit_sql(&plan).map_err(|e| ExecError {
+            class: FailureClass::Permanent,
+            message: e.message,
+            attempts,
+        })?;
+        let unlock = format!("SELECT pg_advisory_unlock({})", role_lock_key(role));
         if dry_run {
+            sql.extend(after);
+            sql.push(unlock);
             return Ok(Executed { plan, sql, sessions_terminated: 0, attempts, dry_run });
         }
         let (sessions_terminated, after_attempts) = self.after_commit(&plan).await.map_err(|mut e| {
             e.message = format!("the revoking transaction committed, then: {}", e.message);
             e
         })?;
-        sql.extend(after_commit_sql(&plan).map_err(|e| ExecError {
-            class: FailureClass::Permanent,
-            message: e.message,
-            attempts,
-        })?);
-        Ok(Executed { plan, sql, sessions_terminated, attempts: attempts.max(after_attempts), dry_run })
+        if let Some(lock) = lock {
+            // dropping the connection would release it too; this says so at once
+            let _ = lock.batch_execute(&unlock).await;
+        }
+        sql.extend(after);
+        sql.push(unlock);
+        let attempts = attempts.max(after_attempts).max(lock_attempts);
+        Ok(Executed { plan, sql, sessions_terminated, attempts, dry_run })
     }
 }
 
@@ -312,6 +331,19 @@ pub(crate) fn acl_locks(changes: &[Change]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// `hashtextextended('grantwarden revoke <role>', 0)`: the key of a role's revocation lock.
+fn role_lock_key(role: &RoleName) -> String {
+    format!("hashtextextended({}, 0)", postgres_protocol::escape::escape_literal(&format!("grantwarden revoke {role}")))
+}
+
+/// The statements that take a role's revocation lock (session level, on its own connection).
+fn role_lock_sql(role: &RoleName, timeouts: &Timeouts) -> Vec<String> {
+    vec![
+        format!("SET lock_timeout = {}", timeouts.lock.as_millis()),
+        format!("SELECT pg_advisory_lock({})", role_lock_key(role)),
+    ]
 }
 
 /// The after-commit statements, with the database each `DropOwned` runs in named.

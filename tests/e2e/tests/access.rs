@@ -13,6 +13,7 @@ use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::{Decision, Ticket, TicketStatus, Trigger};
 use grantwarden_local::LocalStore;
+use grantwarden_postgres::activate::new_password;
 use grantwarden_postgres::session::parse_config;
 use grantwarden_postgres::{Executor, Timeouts};
 use grantwarden_testkit::{TestDb, connect};
@@ -98,16 +99,29 @@ async fn a_row_scoped_credential_reads_only_its_rows_and_is_gone_after_revocatio
     assert_eq!(t.status, TicketStatus::Active, "read-only on a scope that is not sensitive");
     let views = t.access.as_ref().unwrap().views_schema.clone();
     let x = executor(&db);
-    let dry = x.activate(&t, true).await.unwrap();
+    let dry = x.activate(&t, &new_password(), true).await.unwrap();
     assert!(dry.password.is_empty() && dry.sql.iter().any(|s| s.contains("'********'")), "{:?}", dry.sql);
-    let issued = x.activate(&t, false).await.unwrap();
+    assert!(dry.sql[..3].iter().any(|s| s.contains("lock_timeout")), "a dry run shows what a real run opens with");
+    let issued = x.activate(&t, &new_password(), false).await.unwrap();
     assert_eq!(issued.password.len(), 32);
+    assert!(!issued.reissued);
     assert!(issued.sql.iter().all(|s| !s.contains(&issued.password)), "the password is never in the SQL shown");
     assert!(format!("{issued:?}").contains("<redacted>"));
-    let again = x.activate(&t, false).await.unwrap_err();
-    assert!(again.message.contains("issued before"), "{}", again.message);
 
     let admin = db.client().await;
+    let stored: String =
+        admin.query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&issued.role]).await.unwrap().get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$"), "the server only ever saw the verifier");
+    // an attempt that committed but never recorded the ticket as issued: issuing again
+    // finds the ticket's own role and only sets a new password
+    let again = x.activate(&t, &new_password(), false).await.unwrap();
+    assert!(again.reissued && again.password != issued.password);
+    assert_eq!(
+        again.sql.iter().filter(|s| s.starts_with("ALTER ROLE") && s.contains("PASSWORD '********'")).count(),
+        1
+    );
+    assert!(!again.sql.iter().any(|s| s.starts_with("CREATE") || s.starts_with("GRANT")), "{:?}", again.sql);
+    let issued = again;
     let row = admin
         .query_one(
             "SELECT rolcanlogin, rolconnlimit, rolvaliduntil, rolinherit FROM pg_roles WHERE rolname = $1",
@@ -168,7 +182,7 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     t.approve("bob@example.com", now()).unwrap();
     assert_eq!(t.status, TicketStatus::Active);
     let views = t.access.as_ref().unwrap().views_schema.clone();
-    let issued = executor(&db).activate(&t, false).await.unwrap();
+    let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
     let rows = me.query(&format!("SELECT id, email, ssn FROM {views}.customers ORDER BY id"), &[]).await.unwrap();
     let (email, ssn): (Option<String>, String) = (rows[1].get(1), rows[1].get(2));
@@ -191,7 +205,7 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     m.approve("bob@example.com", now()).unwrap();
     m.approve("ciso@example.com", now()).unwrap();
     assert_eq!(m.status, TicketStatus::Active);
-    let issued = executor(&db).activate(&m, false).await.unwrap();
+    let issued = executor(&db).activate(&m, &new_password(), false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
     me.batch_execute("INSERT INTO billing.invoices VALUES (4, 42, 40)").await.unwrap();
     me.batch_execute("INSERT INTO billing.notes (body) VALUES ('serial default')")
@@ -212,7 +226,7 @@ async fn a_hostile_identity_and_predicate_never_reach_the_sql() {
     r.identity = "x\"; DROP TABLE billing.invoices; --@evil".into();
     let t = ticket(&r);
     assert!(t.request.role.as_str().starts_with("gw_xdroptablebillinginvoi"), "{}", t.request.role);
-    let issued = executor(&db).activate(&t, false).await.unwrap();
+    let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
     let views = &t.access.as_ref().unwrap().views_schema;
     let n: i64 = me.query_one(&format!("SELECT count(*) FROM {views}.invoices"), &[]).await.unwrap().get(0);
@@ -230,7 +244,7 @@ async fn the_login_fails_after_valid_until_even_before_revocation_runs() {
     let mut r = request(&db, "r-short", AccessPath::ReadOnly, scope);
     r.duration = "3s".into();
     let t = ticket(&r);
-    let issued = executor(&db).activate(&t, false).await.unwrap();
+    let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();
     let login = format!("{} password={}", db.url_as(&issued.role), issued.password);
     let me = connect(&login).await.expect("the password logs in while the window lasts");
     me.query("SELECT * FROM billing.invoices", &[]).await.unwrap();

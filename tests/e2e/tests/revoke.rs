@@ -180,9 +180,52 @@ async fn three_triggers_racing_revoke_once() {
     let ended = outcomes.iter().filter(|o| **o == RevokeOutcome::AlreadyEnded(TicketStatus::Revoked)).count();
     assert_eq!((revoked, ended), (1, 2), "{outcomes:#?}");
     assert_eq!(f.events("ticket.revoked").await.len(), 1, "one revocation on the record");
+    assert_eq!(ran_on_record(&f, "REVOKE USAGE ON SCHEMA").await, 1, "what ran is on the record, once");
     assert!(!f.has(&r, "USAGE", "billing", "").await);
     let t = f.status("t-race").await;
     assert_eq!(t.history.iter().filter(|e| e.what == "revoked").count(), 1);
+}
+
+/// How many journaled revocations (`ticket.revoked`, or `revocation.executed` of a
+/// run that lost the race to record the end) hold a statement starting with `prefix`.
+async fn ran_on_record(f: &Fixture, prefix: &str) -> usize {
+    let mut events = f.events("ticket.revoked").await;
+    events.extend(f.events("revocation.executed").await);
+    events
+        .iter()
+        .filter(|d| d["sql"].as_array().is_some_and(|s| s.iter().any(|l| l.as_str().unwrap().starts_with(prefix))))
+        .count()
+}
+
+#[tokio::test]
+async fn three_triggers_racing_on_a_short_lived_role_drop_it_once_and_none_fails() {
+    let f = fixture().await;
+    let r = f.db.role("jitrace");
+    let ri = f.db.ident("jitrace");
+    f.db.exec(&format!(
+        "CREATE ROLE {ri} LOGIN; CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         GRANT USAGE, CREATE ON SCHEMA billing TO {ri}; GRANT SELECT ON billing.invoices TO {ri};
+         SET ROLE {ri}; CREATE TABLE billing.scratch (id int); RESET ROLE;"
+    ))
+    .await;
+    let mut t = ticket("t-jitrace", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 10);
+    t.role_lifecycle = RoleLifecycle::ShortLived;
+    f.put(&t).await;
+    let (a, b, c) = (executor_for(&f.db.url(), 5), executor_for(&f.db.url(), 5), executor_for(&f.db.url(), 5));
+    let (ra, rb, rc) = tokio::join!(
+        f.revoke(&a, "t-jitrace", Trigger::Lease, 11),
+        f.revoke(&b, "t-jitrace", Trigger::Schedule, 11),
+        f.revoke(&c, "t-jitrace", Trigger::Sweeper, 11),
+    );
+    let outcomes = [ra.unwrap(), rb.unwrap(), rc.unwrap()];
+    let revoked = outcomes.iter().filter(|o| matches!(o, RevokeOutcome::Revoked { .. })).count();
+    let ended = outcomes.iter().filter(|o| **o == RevokeOutcome::AlreadyEnded(TicketStatus::Revoked)).count();
+    assert_eq!((revoked, ended), (1, 2), "the role lock makes the others wait, then find it gone: {outcomes:#?}");
+    assert_eq!(f.status("t-jitrace").await.status, TicketStatus::Revoked);
+    assert_eq!(ran_on_record(&f, "DROP ROLE IF EXISTS").await, 1);
+    let gone: i64 =
+        f.db.client().await.query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&r]).await.unwrap().get(0);
+    assert_eq!(gone, 0);
 }
 
 #[tokio::test]
@@ -238,9 +281,12 @@ async fn a_short_lived_role_with_objects_in_two_databases_and_an_open_session_is
     drop(oc);
     admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", escape_identifier(&other))).await.unwrap();
 
-    // revoking again (say, the lease trigger arriving late, after a reset) finds nothing
     let t = f.status("t-jit").await;
     assert_eq!(t.status, TicketStatus::Revoked);
+    // the lease trigger arriving late finds it ended and runs nothing
+    let late = f.revoke(&x, "t-jit", Trigger::Lease, 90).await.unwrap();
+    assert_eq!(late, RevokeOutcome::AlreadyEnded(TicketStatus::Revoked));
+    assert_eq!(f.events("revocation.executed").await.len(), 0);
 }
 
 /// Forwards TCP to PostgreSQL once started: until then, the port refuses connections.
