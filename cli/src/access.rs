@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use grantwarden_core::access::{is_issued, parse_request, record_issued, route_access};
+use grantwarden_core::access::{AccessOutcome, is_issued, parse_request, record_issued, request_access};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::incident::{IncidentStore, KnownIncidents, parse_incident};
-use grantwarden_core::store::{PutOutcome, TicketStore};
-use grantwarden_core::ticket::{Decision, Ticket, TicketStatus};
+use grantwarden_core::store::TicketStore;
+use grantwarden_core::ticket::{Ticket, TicketStatus};
 use grantwarden_local::LocalStore;
 use grantwarden_postgres::session::parse_config;
 use grantwarden_postgres::{Executor, Timeouts};
@@ -89,66 +89,45 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
     {
         known.push(update);
     }
-    match route_access(&request, &registry, &KnownIncidents(known), now) {
-        Decision::Ticket(ticket) => {
-            let (ticket, created) = match store.put_ticket(&ticket).await? {
-                PutOutcome::Created(t) => (t, true),
-                PutOutcome::Existing(t) => (t, false),
-                PutOutcome::Conflict(t) => {
-                    println!(
-                        "{}",
-                        json!({ "outcome": "conflict", "ticket": t.id, "error": "this request id is known with a different request" })
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            if created {
-                store.append(NewEvent::for_ticket(&ticket, "ticket.requested", &request.identity, now)).await?;
-                if ticket.status == TicketStatus::Active {
-                    store.append(NewEvent::for_ticket(&ticket, "ticket.activated", "grantwarden", now)).await?;
-                }
-            }
-            let review = ticket.access.as_ref().is_some_and(|a| a.review_required);
-            if review && created {
-                eprintln!(
-                    "ALERT: break-glass access {} during incident {}; a review is required",
-                    ticket.id,
-                    request.incident_id.as_deref().unwrap_or("")
-                );
-            }
-            match (&args.database, ticket.status) {
-                (Some(url), TicketStatus::Active) if !is_issued(&ticket) => {
-                    issue(&store, ticket, url, now).await?;
-                }
-                _ => println!(
-                    "{}",
-                    json!({ "outcome": if created { "created" } else { "existing" }, "ticket": ticket.id,
-                            "status": ticket.status.to_string(), "approvals_required": ticket.approvals_required,
-                            "role": ticket.request.role, "expires_at": ticket.expires_at })
-                ),
-            }
-            Ok(ExitCode::SUCCESS)
+    let (ticket, created) = match request_access(&store, &request, &registry, &KnownIncidents(known), now).await? {
+        AccessOutcome::Created(t) => (t, true),
+        AccessOutcome::Existing(t) => (t, false),
+        AccessOutcome::Conflict(t) => {
+            println!(
+                "{}",
+                json!({ "outcome": "conflict", "ticket": t.id, "error": "this request id is known with a different request" })
+            );
+            return Ok(ExitCode::from(1));
         }
-        Decision::Refused { category, refusal, .. } => {
-            let mut event = NewEvent {
-                chain: request.target.as_str().to_owned(),
-                at: now,
-                kind: "access.refused".into(),
-                actor: request.identity.clone(),
-                subject: request.id.clone(),
-                target: request.target.as_str().to_owned(),
-                detail: json!({ "request": request, "category": category, "registry_version": registry.id.version }),
-            };
-            event.detail["reason"] = json!(refusal.to_string());
-            store.append(event).await?;
+        AccessOutcome::Refused { category, refusal } => {
             println!("{}", json!({ "outcome": "refused", "category": category, "reason": refusal.to_string() }));
-            Ok(ExitCode::from(1))
+            return Ok(ExitCode::from(1));
         }
-        Decision::Untagged { reason, .. } => {
+        AccessOutcome::Unroutable(reason) => {
             println!("{}", json!({ "outcome": "unroutable", "reason": reason }));
-            Ok(ExitCode::from(1))
+            return Ok(ExitCode::from(1));
         }
+    };
+    let review = ticket.access.as_ref().is_some_and(|a| a.review_required);
+    if review && created {
+        eprintln!(
+            "ALERT: break-glass access {} during incident {}; a review is required",
+            ticket.id,
+            request.incident_id.as_deref().unwrap_or("")
+        );
     }
+    match (&args.database, ticket.status) {
+        (Some(url), TicketStatus::Active) if !is_issued(&ticket) => {
+            issue(&store, ticket, url, now).await?;
+        }
+        _ => println!(
+            "{}",
+            json!({ "outcome": if created { "created" } else { "existing" }, "ticket": ticket.id,
+                    "status": ticket.status.to_string(), "approvals_required": ticket.approvals_required,
+                    "role": ticket.request.role, "expires_at": ticket.expires_at })
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Issues the credential, records that it was (never the password), and prints it once.

@@ -433,7 +433,7 @@ async fn export(args: ExportArgs) -> Result<ExitCode> {
                     e.actor,
                     e.subject,
                     e.id,
-                    &e.hash[..12.min(e.hash.len())]
+                    grantwarden_core::dashboard::short(&e.hash, 12)
                 );
             }
         }

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use comfy_table::{ContentArrangement, Table, presets};
+use grantwarden_core::dashboard::Governance;
 use grantwarden_core::report::{Finding, Report};
 
 /// Observations shown in full before the rest are only counted.
@@ -47,6 +48,40 @@ fn findings_table(findings: &[Finding], preset: &str) -> Table {
     t
 }
 
+fn seconds(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(s) if s < 120.0 => format!("{s:.1} s"),
+        Some(s) if s < 7200.0 => format!("{:.1} min", s / 60.0),
+        Some(s) => format!("{:.1} h", s / 3600.0),
+    }
+}
+
+/// The governance figures as (name, value) rows, in the order people read them.
+fn governance_rows(g: &Governance) -> Vec<(&'static str, String)> {
+    let m = &g.metrics;
+    let month = g.break_glass_by_month.iter().next_back().map_or("none on record".to_owned(), |(month, n)| {
+        let limit = g.break_glass_threshold.map_or(String::new(), |l| format!(" (limit {l} per month)"));
+        format!("{n} in {month}{limit}")
+    });
+    let mut rows = vec![
+        ("Exceptions in force", m.active_exceptions.to_string()),
+        ("Standing login roles", g.standing_credentials.len().to_string()),
+        ("Mean access window", m.mean_access_hours.map_or("-".into(), |h| format!("{h} h"))),
+        ("Time to access (approved tickets, mean)", seconds(m.time_to_access.mean_seconds)),
+        ("Break-glass uses, latest month", month),
+        (
+            "Revocation latency p50 / p99",
+            format!("{} / {}", seconds(m.revocation_latency.p50_seconds), seconds(m.revocation_latency.p99_seconds)),
+        ),
+        ("Revocations waiting for a person", m.revocation_failed.to_string()),
+    ];
+    if let Some(over) = &g.over_privileged {
+        rows.push(("Over-privileged credentials (pgaudit)", over.len().to_string()));
+    }
+    rows
+}
+
 /// The default terminal rendering.
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
@@ -70,6 +105,17 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(out, "{}", findings_table(shown, presets::UTF8_FULL_CONDENSED));
         if r.observations.len() > shown.len() {
             let _ = writeln!(out, "... and {} more (see --format json)", r.observations.len() - shown.len());
+        }
+    }
+    if let Some(g) = &r.governance {
+        let mut t = Table::new();
+        t.load_preset(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+        for (k, v) in governance_rows(g) {
+            t.add_row(vec![k.to_owned(), v]);
+        }
+        let _ = writeln!(out, "\nGovernance:\n{t}");
+        for a in &g.alerts {
+            let _ = writeln!(out, "ALERT: {a}");
         }
     }
     let _ = writeln!(out, "\n{}", summary_line(r));
@@ -129,6 +175,18 @@ pub fn markdown(r: &Report) -> String {
     if !r.observations.is_empty() {
         out.push_str("\n## Observations (shown, not scored)\n\n");
         md_findings(&mut out, &r.observations);
+    }
+    if let Some(g) = &r.governance {
+        out.push_str("\n## Governance\n\n| Figure | Value |\n|---|---:|\n");
+        for (k, v) in governance_rows(g) {
+            let _ = writeln!(out, "| {k} | {} |", md_escape(&v));
+        }
+        if !g.alerts.is_empty() {
+            out.push('\n');
+            for a in &g.alerts {
+                let _ = writeln!(out, "> **Alert:** {}", md_escape(a));
+            }
+        }
     }
     out
 }
@@ -214,5 +272,31 @@ mod tests {
     #[test]
     fn table_shows_findings_and_summary() {
         insta::assert_snapshot!(table(&report(true)));
+    }
+
+    fn governed() -> Report {
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let mut r = report(true);
+        let mut g = grantwarden_core::dashboard::governance(
+            &[],
+            &["postgres".into(), "app_rw".into()],
+            Some(3),
+            at("2026-11-25T10:00:00Z"),
+        );
+        g.break_glass_by_month = [("2026-10".to_owned(), 1), ("2026-11".to_owned(), 4)].into();
+        g.alerts.push("4 break-glass uses in 2026-11, above the registry's 3 per month".into());
+        g.metrics.revocation_latency = grantwarden_core::compliance::Durations::of(vec![2.0, 4.0, 90.0]);
+        r.governance = Some(g);
+        r
+    }
+
+    #[test]
+    fn markdown_shows_the_governance_figures_and_alerts() {
+        insta::assert_snapshot!(markdown(&governed()));
+    }
+
+    #[test]
+    fn table_shows_the_governance_figures_and_alerts() {
+        insta::assert_snapshot!(table(&governed()));
     }
 }

@@ -299,7 +299,7 @@ fn basis_lines(b: &Basis) -> Vec<String> {
         let heads: Vec<String> = b
             .chain_heads
             .iter()
-            .map(|(c, h)| format!("`{c}` seq {} hash `{}`", h.seq, &h.hash[..h.hash.len().min(16)]))
+            .map(|(c, h)| format!("`{c}` seq {} hash `{}`", h.seq, grantwarden_core::dashboard::short(&h.hash, 16)))
             .collect();
         out.push(format!(
             "Built from the audit chains at: {}. `grantwarden audit verify` checks them.",
@@ -333,7 +333,10 @@ impl Doc {
                     out.push('\n');
                 }
                 if rows.is_empty() {
-                    out.push_str("_None._\n");
+                    // the lines above already say why there is nothing to show
+                    if s.lines.is_empty() || s.lines.iter().all(|l| !l.starts_with("No ")) {
+                        out.push_str("_None._\n");
+                    }
                 } else {
                     let _ = writeln!(out, "| {} |", headers.join(" | "));
                     let _ = writeln!(out, "|{}|", headers.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
@@ -539,7 +542,11 @@ fn render_changes(c: &AccessChanges, format: ReportFormat) -> String {
 fn render_remediation(target: &str, r: &RemediationReport, format: ReportFormat) -> String {
     let mut summary = Section::new("Summary")
         .line(format!("Window: {}.", window_text(&r.window)))
-        .line(format!("{} opened (drift and exceptions), {} resolved.", plural(r.opened, "finding"), r.resolved))
+        .line(format!(
+            "{} opened, {} resolved (drift only: an exception ending with its ticket is not a remediation).",
+            plural(r.opened, "drift finding"),
+            r.resolved
+        ))
         .line(format!("Time to resolution: {}.", durations(&r.time_to_resolution)));
     if r.resolved_by.is_empty() {
         summary = summary.line("Nothing was resolved in the window.");
@@ -642,7 +649,7 @@ fn render_evidence(e: &Evidence, format: ReportFormat) -> String {
                     ev.actor.clone(),
                     ev.subject.clone(),
                     ev.id.clone(),
-                    ev.hash[..ev.hash.len().min(16)].to_owned(),
+                    grantwarden_core::dashboard::short(&ev.hash, 16).to_owned(),
                 ]
             })
             .collect(),

@@ -142,7 +142,9 @@ impl Diff {
     }
 
     /// Rewrites the target's dashboard page (`reports/<target>/dashboard.html`) from
-    /// the report, the target's tickets and its journal chain.
+    /// the report, the target's tickets and its journal chain, and raises each
+    /// governance alert (break-glass past the registry's monthly limit, failed
+    /// revocations) once: published and journaled as `governance.alert`.
     async fn write_dashboard(
         &self,
         report: &Report,
@@ -151,11 +153,33 @@ impl Diff {
     ) -> Result<String, DiffError> {
         let scan_id = &report.scan_id;
         let store_err = |source| DiffError::Store { scan_id: scan_id.clone(), source };
+        let aws = |source| DiffError::Aws { scan_id: scan_id.clone(), source };
         let now = self.clock.now();
         let tickets = grantwarden_core::store::TicketStore::tickets(&self.store, Some(&report.target))
             .await
             .map_err(store_err)?;
         let events = self.store.events(report.target.as_str()).await.map_err(store_err)?;
+        if let Some(g) = &report.governance {
+            for alert in grantwarden_core::dashboard::new_alerts(g, &events) {
+                tracing::warn!(%alert, "governance alert");
+                if let Some(alerts) = &self.alerts {
+                    let subject = format!("grantwarden: governance alert on {}", report.target);
+                    let detail = serde_json::json!({ "target": report.target, "scan_id": scan_id, "alert": alert,
+                        "break_glass_by_month": g.break_glass_by_month, "limit": g.break_glass_threshold });
+                    alerts.ticket(&subject, &detail).await.map_err(aws)?;
+                }
+                let event = NewEvent {
+                    chain: report.target.as_str().to_owned(),
+                    at: now,
+                    kind: "governance.alert".into(),
+                    actor: "grantwarden:diff".into(),
+                    subject: scan_id.clone(),
+                    target: report.target.as_str().to_owned(),
+                    detail: serde_json::json!({ "alert": alert, "published": self.alerts.is_some() }),
+                };
+                self.store.append(event).await.map_err(store_err)?;
+            }
+        }
         let chains = [report.target.as_str().to_owned(), grantwarden_core::audit::REGISTRY_CHAIN.to_owned()];
         let basis = grantwarden_core::compliance::Basis::read(&self.store, &chains, registry_version, now)
             .await
@@ -168,10 +192,7 @@ impl Diff {
             basis,
             now,
         ));
-        self.objects
-            .put_dashboard(&report.target, page)
-            .await
-            .map_err(|source| DiffError::Aws { scan_id: scan_id.clone(), source })
+        self.objects.put_dashboard(&report.target, page).await.map_err(aws)
     }
 
     /// Hands the report's corrective changes to the revoke function (through the
@@ -248,8 +269,12 @@ impl Diff {
         )
         .await
         .map_err(|source| DiffError::Store { scan_id: id.clone(), source })?;
-        let key = self.objects.put_report(&report).await.map_err(aws)?;
+        // The report is written last: it marks the scan as done, so a record delivered
+        // again after any step below failed runs them again rather than never.
+        let key = Objects::report_key(&report.target, &report.scan_id);
         let status = report.summary.status;
+        let dashboard =
+            self.write_dashboard(&report, &scoring, registry.as_ref().ok().map(|r| r.id.version.clone())).await?;
         let mut alerted = false;
         if status == Status::Alert
             && let Some(alerts) = &self.alerts
@@ -259,8 +284,7 @@ impl Diff {
             alerted = true;
         }
         self.enqueue_remediation(&report).await?;
-        let dashboard =
-            self.write_dashboard(&report, &scoring, registry.as_ref().ok().map(|r| r.id.version.clone())).await?;
+        self.objects.put_report(&report).await.map_err(aws)?;
         tracing::info!(%key, %dashboard, %status, score = report.summary.score, findings = report.findings.len(), complete = report.summary.complete, alerted, "report written");
         Ok(Handled::Reported { key, status, alerted })
     }

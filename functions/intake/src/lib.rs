@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use grantwarden_core::access::{parse_request, route_access};
+use grantwarden_core::access::{AccessOutcome, parse_request, request_access};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::incident::{IncidentStore, KnownIncidents, parse_incident};
 use grantwarden_core::intake::{Outcome, approval_events, intake, record};
@@ -33,8 +33,8 @@ use grantwarden_core::report::Finding;
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::signature::{self, SignatureError};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, PutOutcome, StoreError, TicketStore};
-use grantwarden_core::ticket::{ApprovalError, Decision, Refusal, Ticket};
+use grantwarden_core::store::{FindingStore, StoreError, TicketStore};
+use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket};
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE, LOCATION};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -523,31 +523,25 @@ where
         {
             known.push(update);
         }
-        match route_access(&request, registry, &KnownIncidents(known), now) {
-            Decision::Ticket(ticket) => match self.store.put_ticket(&ticket).await? {
-                PutOutcome::Created(t) => {
-                    tracing::Span::current().record("ticket_id", t.id.as_str());
-                    self.store.append(NewEvent::for_ticket(&t, "ticket.requested", &request.identity, now)).await?;
-                    if t.status == grantwarden_core::ticket::TicketStatus::Active {
-                        self.store.append(NewEvent::for_ticket(&t, "ticket.activated", "grantwarden", now)).await?;
-                    }
-                    if t.access.as_ref().is_some_and(|a| a.review_required) {
-                        tracing::error!(incident = ?request.incident_id, "break-glass access granted; a review is required");
-                    }
-                    self.arm(&t).await;
-                    Ok(Reply {
-                        status: StatusCode::CREATED,
-                        location: Some(format!("/tickets/{}", t.id)),
-                        body: ticket_json(&t, now),
-                    })
+        match request_access(&self.store, &request, registry, &KnownIncidents(known), now).await? {
+            AccessOutcome::Created(t) => {
+                tracing::Span::current().record("ticket_id", t.id.as_str());
+                if t.access.as_ref().is_some_and(|a| a.review_required) {
+                    tracing::error!(incident = ?request.incident_id, "break-glass access granted; a review is required");
                 }
-                PutOutcome::Existing(t) => {
-                    Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&t, now) })
-                }
-                PutOutcome::Conflict(t) => Err(Rejection::Conflict { delivery_id: request.id.clone(), ticket: t.id }),
-            },
-            Decision::Refused { category, refusal, .. } => Err(Rejection::AccessRefused { category, refusal }),
-            Decision::Untagged { reason, .. } => Err(Rejection::AccessUnroutable(reason)),
+                self.arm(&t).await;
+                Ok(Reply {
+                    status: StatusCode::CREATED,
+                    location: Some(format!("/tickets/{}", t.id)),
+                    body: ticket_json(&t, now),
+                })
+            }
+            AccessOutcome::Existing(t) => {
+                Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&t, now) })
+            }
+            AccessOutcome::Conflict(t) => Err(Rejection::Conflict { delivery_id: request.id.clone(), ticket: t.id }),
+            AccessOutcome::Refused { category, refusal } => Err(Rejection::AccessRefused { category, refusal }),
+            AccessOutcome::Unroutable(reason) => Err(Rejection::AccessUnroutable(reason)),
         }
     }
 

@@ -611,6 +611,11 @@ async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_ope
     let refused = h.app.handle(request("a-2", "break-glass", Some("PD-9"))).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(json_of(&refused)["error"].as_str().unwrap().contains("not open"));
+    assert_eq!(
+        journal(&h).await.iter().filter(|k| *k == "access.refused").count(),
+        1,
+        "a refusal is on the record, as locally"
+    );
     let hook = json!({ "event": { "event_type": "incident.triggered", "data": { "id": "PD-9" } } });
     assert_eq!(h.app.handle(post("/webhooks/incidents", &hook)).await.status(), StatusCode::OK);
     let glass = h.app.handle(request("a-3", "break-glass", Some("PD-9"))).await;
@@ -625,4 +630,17 @@ async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_ope
     let bad = h.app.handle(post("/requests", &json!({ "id": "a-4", "identity": "alice@example.com", "target": DEMO,
         "path": "read-only", "scope": { "on": "rows", "schema": "billing", "table": "t" }, "duration": "1h", "justification": "x" }))).await;
     assert_eq!((bad.status(), json_of(&bad)["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scope")));
+
+    // webhooks arrive out of order: a retried "triggered" delivered after the "resolved"
+    // does not reopen the incident, because each is dated by PagerDuty's own time
+    let now = *h.clock.0.lock().unwrap();
+    let ago = |minutes: i64| (now - Duration::minutes(minutes)).to_rfc3339();
+    let resolved =
+        json!({ "event": { "event_type": "incident.resolved", "occurred_at": ago(1), "data": { "id": "PD-10" } } });
+    let late =
+        json!({ "event": { "event_type": "incident.triggered", "occurred_at": ago(5), "data": { "id": "PD-10" } } });
+    assert_eq!(h.app.handle(post("/webhooks/incidents", &resolved)).await.status(), StatusCode::OK);
+    assert_eq!(h.app.handle(post("/webhooks/incidents", &late)).await.status(), StatusCode::OK);
+    let after = h.app.handle(request("a-5", "break-glass", Some("PD-10"))).await;
+    assert_eq!(after.status(), StatusCode::UNPROCESSABLE_ENTITY, "{:?}", after.body());
 }

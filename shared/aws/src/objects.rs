@@ -193,9 +193,10 @@ impl Objects {
 
     /// Stores a report under its scan and as the target's latest.
     pub async fn put_report(&self, report: &Report) -> Result<String, AwsError> {
+        // the scan's own key last: its presence says the report is complete
         let key = Self::report_key(&report.target, &report.scan_id);
-        self.put_json(&key, report).await?;
         self.put_json(&Self::latest_report_key(&report.target), report).await?;
+        self.put_json(&key, report).await?;
         Ok(key)
     }
 

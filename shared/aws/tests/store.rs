@@ -57,7 +57,7 @@ async fn concurrent_appenders_never_fork_or_gap_the_chain() {
     }
     let events = store.events("orders-prod").await.unwrap();
     let head = store.head("orders-prod").await.unwrap().unwrap();
-    assert_eq!((events.len(), head.0), (48, 48));
+    assert_eq!((events.len(), head.0), (48, 48), "events, head");
     verify("orders-prod", &events, Some((head.0, &head.1))).unwrap();
     let mut actors: Vec<_> = events.iter().map(|e| e.actor.clone()).collect();
     actors.sort();

@@ -36,7 +36,7 @@ use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
 use crate::policy::PolicyRegistry;
 use crate::snapshot::TargetId;
-use crate::store::{StoreError, TicketStore, Versioned};
+use crate::store::{PutOutcome, StoreError, TicketStore, Versioned};
 use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
 
 /// Which kind of access.
@@ -73,12 +73,42 @@ pub enum Literal {
 
 /// `column = value` or `column IN (value, ...)`: the only row filters accepted,
 /// so a predicate can be rendered with quoted identifiers and literals, never raw.
+/// Read from JSON as `{"column", "values"}` or as text (`"customer_id = 42"`),
+/// checked either way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PredicateInput")]
 pub struct RowPredicate {
     /// The column.
     pub column: String,
     /// Its allowed values (one for `=`).
     pub values: Vec<Literal>,
+}
+
+/// A row predicate as a request writes it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PredicateInput {
+    Text(String),
+    Parts { column: String, values: Vec<Literal> },
+}
+
+impl TryFrom<PredicateInput> for RowPredicate {
+    type Error = String;
+
+    fn try_from(input: PredicateInput) -> Result<Self, String> {
+        match input {
+            PredicateInput::Text(text) => RowPredicate::parse(&text),
+            PredicateInput::Parts { column, values } => {
+                if column.is_empty() || !column.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!("{column:?} is not a plain column name"));
+                }
+                if values.is_empty() {
+                    return Err("a predicate needs at least one value".into());
+                }
+                Ok(RowPredicate { column, values })
+            }
+        }
+    }
 }
 
 impl RowPredicate {
@@ -94,8 +124,9 @@ impl RowPredicate {
         }
         let values = if let Some(v) = rest.strip_prefix('=') {
             vec![literal(v.trim())?]
-        } else if rest.len() > 2 && rest[..2].eq_ignore_ascii_case("in") {
-            let list = rest[2..].trim();
+        } else if let Some(list) = rest.get(2..).filter(|_| rest.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("in")))
+        {
+            let list = list.trim();
             let inner = list
                 .strip_prefix('(')
                 .and_then(|l| l.strip_suffix(')'))
@@ -566,6 +597,7 @@ pub fn route_access(
         role_lifecycle: RoleLifecycle::ShortLived,
         revoke_requested_at: None,
         revocation: None,
+        break_glass: request.path == AccessPath::BreakGlass,
         access: Some(AccessGrant {
             path: request.path,
             scope: request.scope.clone(),
@@ -627,6 +659,80 @@ pub fn renew(
         detail: format!("incident {incident} still open; window until {}", until.to_rfc3339()),
     });
     Ok(until)
+}
+
+/// What an access request became.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessOutcome {
+    /// A new ticket (active at once when no approval is needed).
+    Created(Ticket),
+    /// The same request again: the stored ticket, nothing recorded.
+    Existing(Ticket),
+    /// The request id is known with another request: refused.
+    Conflict(Ticket),
+    /// The access policy refuses it (e.g. break-glass without an open incident).
+    Refused {
+        /// The path's category.
+        category: String,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// No access policy can route it.
+    Unroutable(String),
+}
+
+/// Routes an access request with the incidents on record and records what it
+/// leaves: the ticket with `ticket.requested` (and `ticket.activated`), or
+/// `access.refused` / `access.unroutable` on the target's chain. Nothing was
+/// granted for a request turned down (grantwarden issues the credential
+/// itself), so it is journaled, not raised as drift. No credential is issued here.
+pub async fn request_access<S>(
+    store: &S,
+    request: &AccessRequest,
+    registry: &PolicyRegistry,
+    incidents: &(dyn Incidents + Sync),
+    now: DateTime<Utc>,
+) -> Result<AccessOutcome, StoreError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    let turned_down = |kind: &str, detail: serde_json::Value| NewEvent {
+        chain: request.target.as_str().to_owned(),
+        at: now,
+        kind: kind.to_owned(),
+        actor: request.identity.clone(),
+        subject: request.id.clone(),
+        target: request.target.as_str().to_owned(),
+        detail,
+    };
+    match route_access(request, registry, incidents, now) {
+        Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
+            PutOutcome::Created(t) => {
+                store.append(NewEvent::for_ticket(&t, "ticket.requested", &request.identity, now)).await?;
+                if t.status == TicketStatus::Active {
+                    store.append(NewEvent::for_ticket(&t, "ticket.activated", "grantwarden", now)).await?;
+                }
+                AccessOutcome::Created(t)
+            }
+            PutOutcome::Existing(t) => AccessOutcome::Existing(t),
+            PutOutcome::Conflict(t) => {
+                store.append(NewEvent::for_ticket(&t, "ticket.conflict", "grantwarden", now)).await?;
+                AccessOutcome::Conflict(t)
+            }
+        }),
+        Decision::Refused { category, refusal, .. } => {
+            let detail = serde_json::json!({ "request": request, "category": category,
+                "reason": refusal.to_string(), "registry_version": registry.id.version });
+            store.append(turned_down("access.refused", detail)).await?;
+            Ok(AccessOutcome::Refused { category, refusal })
+        }
+        Decision::Untagged { reason, .. } => {
+            let detail = serde_json::json!({ "request": request, "reason": reason,
+                "registry_version": registry.id.version });
+            store.append(turned_down("access.unroutable", detail)).await?;
+            Ok(AccessOutcome::Unroutable(reason))
+        }
+    }
 }
 
 /// Whether `ticket`'s credential was issued (its history says so).
@@ -997,6 +1103,24 @@ access:
             "id = '1' || 'x'",
         ] {
             assert!(RowPredicate::parse(bad).is_err(), "{bad}");
+        }
+        // JSON: text or parts, checked either way
+        let p: RowPredicate = serde_json::from_str(r#""region in ('eu')""#).unwrap();
+        assert_eq!(p.values, vec![Literal::Text("eu".into())]);
+        let p: RowPredicate = serde_json::from_str(r#"{"column":"customer_id","values":[42,"x"]}"#).unwrap();
+        assert_eq!(p.values, vec![Literal::Int(42), Literal::Text("x".into())]);
+        for bad in [r#"{"column":"id","values":[]}"#, r#"{"column":"id = 1 or true","values":[1]}"#, r#""id > 3""#] {
+            assert!(serde_json::from_str::<RowPredicate>(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_predicate_of_any_text_parses_or_is_refused_without_a_panic(text in "\\PC{0,40}") {
+            if let Ok(p) = RowPredicate::parse(&text) {
+                proptest::prop_assert!(p.column.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                proptest::prop_assert!(!p.values.is_empty());
+            }
         }
     }
 

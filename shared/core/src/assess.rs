@@ -108,6 +108,10 @@ pub fn finding_events(
             let mut keys: Vec<String> = findings.iter().map(|f| finding_key(f)).collect();
             keys.sort();
             let digest = hex::encode(sha2::Sha256::digest(keys.join("\n").as_bytes()));
+            let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            for f in findings.iter() {
+                *by_kind.entry(f.kind.as_str()).or_insert(0) += 1;
+            }
             out.push(NewEvent {
                 chain: target.to_owned(),
                 at: now,
@@ -117,6 +121,7 @@ pub fn finding_events(
                 target: target.to_owned(),
                 detail: serde_json::json!({
                     "count": findings.len(),
+                    "by_kind": by_kind,
                     "keys_sha256": digest,
                     "scan_id": report.scan_id,
                     "registry_version": registry_version,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, AuditJournal};
 use crate::model::{Grant, Grantee, RoleName};
 use crate::policy::{Category, PolicyRegistry};
-use crate::report::{Coverage, Finding, Report};
+use crate::report::{Coverage, Finding, FindingKind, Report};
 use crate::scoring::CoverageTargets;
 use crate::store::{FindingAge, StoreError};
 use crate::ticket::{Ticket, TicketStatus, Trigger};
@@ -264,11 +264,13 @@ fn ticket_line(t: &Ticket, now: DateTime<Utc>) -> TicketLine {
         status: t.status_at(now),
         requested_at: requested_at(t),
         expires_at: t.expires_at,
-        revocation: t
-            .revocation
-            .as_ref()
-            .filter(|r| r.error.is_none())
-            .map(|r| format!("{} after {} ms", r.trigger, r.latency_ms)),
+        revocation: t.revocation.as_ref().filter(|r| r.error.is_none()).map(|r| {
+            format!(
+                "by the {}, {} after the end",
+                r.trigger,
+                humantime::format_duration(std::time::Duration::from_millis(r.latency_ms.max(0) as u64))
+            )
+        }),
     }
 }
 
@@ -373,8 +375,26 @@ pub struct RemediationReport {
     pub basis: Basis,
 }
 
+/// The drift findings a bulk event summarizes: its `by_kind` drift entries, or its
+/// whole count for events written before bulk events said which kinds they held.
 fn bulk_count(e: &AuditEvent) -> usize {
-    e.detail.get("count").and_then(|c| c.as_u64()).unwrap_or(0) as usize
+    match e.detail.get("by_kind").and_then(|b| b.as_object()) {
+        Some(by_kind) => {
+            by_kind.iter().filter(|(kind, _)| drift_kind(kind)).map(|(_, n)| n.as_u64().unwrap_or(0) as usize).sum()
+        }
+        None => e.detail.get("count").and_then(|c| c.as_u64()).unwrap_or(0) as usize,
+    }
+}
+
+fn drift_kind(kind: &str) -> bool {
+    serde_json::from_value::<FindingKind>(serde_json::json!(kind)).is_ok_and(|k| k.is_drift())
+}
+
+/// Whether a `finding.opened` / `finding.closed` event is about drift (not an
+/// excepted grant or an observation: an exception that ends is not a remediation).
+fn about_drift(e: &AuditEvent) -> bool {
+    let finding = e.detail.get("finding").unwrap_or(&e.detail);
+    finding.get("kind").and_then(|k| k.as_str()).is_some_and(drift_kind)
 }
 
 impl RemediationReport {
@@ -393,7 +413,7 @@ impl RemediationReport {
             .iter()
             .filter(in_window)
             .map(|e| match e.kind.as_str() {
-                "finding.opened" => 1,
+                "finding.opened" if about_drift(e) => 1,
                 "finding.opened.bulk" => bulk_count(e),
                 _ => 0,
             })
@@ -410,7 +430,7 @@ impl RemediationReport {
                     resolved += bulk_count(e);
                     *resolved_by.entry(Resolution::ChangedOutside).or_insert(0) += bulk_count(e);
                 }
-                "finding.closed" => {
+                "finding.closed" if about_drift(e) => {
                     resolved += 1;
                     let opened_at = sorted[..i]
                         .iter()
@@ -495,12 +515,24 @@ pub fn mentions(value: &serde_json::Value, needle: &str) -> bool {
     }
 }
 
+/// Whether any string in `value` is `needle`, ignoring ASCII case (identities:
+/// `Alice@Example.com` is the person `alice@example.com`).
+fn mentions_person(value: &serde_json::Value, needle: &str) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.eq_ignore_ascii_case(needle),
+        serde_json::Value::Array(items) => items.iter().any(|v| mentions_person(v, needle)),
+        serde_json::Value::Object(map) => map.values().any(|v| mentions_person(v, needle)),
+        _ => false,
+    }
+}
+
 /// The events `user` caused or that concern them (actor, subject, target, or any
-/// string of the detail), in `window`, oldest first.
+/// string of the detail, ignoring case), in `window`, oldest first.
 pub fn trail_of<'e>(events: &'e [AuditEvent], user: &str, window: Window) -> Vec<&'e AuditEvent> {
+    let is = |s: &str| s.eq_ignore_ascii_case(user);
     let mut trail: Vec<&AuditEvent> = events
         .iter()
-        .filter(|e| e.actor == user || e.subject == user || e.target == user || mentions(&e.detail, user))
+        .filter(|e| is(&e.actor) || is(&e.subject) || is(&e.target) || mentions_person(&e.detail, user))
         .filter(|e| window.contains(e.at))
         .collect();
     trail.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
@@ -521,12 +553,9 @@ impl Evidence {
         now: DateTime<Utc>,
         basis: Basis,
     ) -> Self {
-        let theirs: Vec<&Ticket> = tickets
-            .iter()
-            .filter(|t| {
-                t.request.principal.eq_ignore_ascii_case(user) || t.request.requested_by.eq_ignore_ascii_case(user)
-            })
-            .collect();
+        // the tickets that gave this person access; ones they asked for on someone
+        // else's behalf are in their trail, not among their roles
+        let theirs: Vec<&Ticket> = tickets.iter().filter(|t| t.request.principal.eq_ignore_ascii_case(user)).collect();
         let mut roles: Vec<RoleName> = theirs.iter().map(|t| t.request.role.clone()).collect();
         roles.sort();
         roles.dedup();
@@ -563,6 +592,8 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::FindingObject;
+    use crate::scoring::Severity;
     use crate::ticket::Revocation;
 
     fn at(h: i64) -> DateTime<Utc> {
@@ -649,28 +680,62 @@ mod tests {
 
     #[test]
     fn remediation_tells_how_each_finding_was_resolved_and_how_long_it_took() {
-        let f = |grantee: &str| serde_json::json!({ "finding": { "grantee": grantee }, "scan_id": "scan-1" });
+        let f = |grantee: &str, kind: &str| serde_json::json!({ "finding": { "grantee": grantee, "kind": kind }, "scan_id": "scan-1" });
         let events = vec![
-            event(1, 0, "finding.opened", "k-app", f("app_ro")),
-            event(2, 0, "finding.opened", "k-tmp", f("alice_tmp")),
-            event(3, 0, "finding.opened", "k-x", f("x")),
+            event(1, 0, "finding.opened", "k-app", f("app_ro", "unauthorized")),
+            event(2, 0, "finding.opened", "k-tmp", f("alice_tmp", "expired_exception")),
+            event(3, 0, "finding.opened", "k-x", f("x", "unauthorized")),
+            // an excepted grant is not drift: its ticket ending is not a remediation
+            event(4, 0, "finding.opened", "k-exc", f("bob_tmp", "excepted")),
             event(
-                4,
+                5,
                 1,
                 "remediation.applied",
                 "scan-2",
                 serde_json::json!({ "changes": [{ "grant": { "grantee": "app_ro" } }] }),
             ),
-            event(5, 2, "finding.closed", "k-app", f("app_ro")),
-            event(6, 3, "ticket.revoked", "t1", serde_json::json!({ "role": "alice_tmp" })),
-            event(7, 4, "finding.closed", "k-tmp", f("alice_tmp")),
-            event(8, 5, "finding.opened.bulk", "scan-9", serde_json::json!({ "count": 150 })),
+            event(6, 2, "finding.closed", "k-app", f("app_ro", "unauthorized")),
+            event(7, 3, "ticket.revoked", "t1", serde_json::json!({ "role": "alice_tmp" })),
+            event(8, 4, "finding.closed", "k-tmp", f("alice_tmp", "expired_exception")),
+            event(9, 4, "finding.closed", "k-exc", f("bob_tmp", "excepted")),
+            event(
+                10,
+                5,
+                "finding.opened.bulk",
+                "scan-9",
+                serde_json::json!({ "count": 150, "by_kind": { "unauthorized": 100, "excepted": 50 } }),
+            ),
+            // written before bulk events said which kinds they held: all of it counts
+            event(11, 5, "finding.opened.bulk", "scan-8", serde_json::json!({ "count": 7 })),
         ];
-        let r = RemediationReport::new(&events, &[], Window::default(), at(6), basis());
-        assert_eq!((r.opened, r.resolved), (153, 2));
+        let open = |grantee: &str, kind: FindingKind, since: i64| {
+            let finding = Finding {
+                kind,
+                severity: Severity::High,
+                score: 1.0,
+                grantee: grantee.into(),
+                privilege: "INSERT".into(),
+                grantable: false,
+                object: FindingObject {
+                    kind: "table".into(),
+                    schema: Some("billing".into()),
+                    name: "invoices".into(),
+                    column: None,
+                    for_role: None,
+                },
+                exception_id: None,
+                detail: String::new(),
+            };
+            (finding, FindingAge { first_seen: at(since), last_seen: at(5) })
+        };
+        let still_open = [open("x", FindingKind::Unauthorized, 0), open("bob_tmp", FindingKind::Excepted, 0)];
+        let r = RemediationReport::new(&events, &still_open, Window::default(), at(6), basis());
+        assert_eq!((r.opened, r.resolved), (3 + 100 + 7, 2));
         assert_eq!(r.resolved_by.get(&Resolution::Remediated), Some(&1));
         assert_eq!(r.resolved_by.get(&Resolution::Revoked), Some(&1), "the revoked ticket's role");
         assert_eq!(r.resolved_by.get(&Resolution::ChangedOutside), None);
         assert_eq!(r.time_to_resolution.mean_seconds, Some(3.0 * 3600.0), "2 h and 4 h");
+        assert_eq!(r.open.len(), 1, "only drift is an open item");
+        assert_eq!((r.open[0].finding.grantee.as_str(), r.open[0].age_days), ("x", 0.25), "6 h old");
     }
 }

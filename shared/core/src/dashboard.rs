@@ -62,6 +62,9 @@ pub struct Dashboard {
     pub tickets: Vec<Ticket>,
     /// The figures.
     pub metrics: Metrics,
+    /// Standing credentials, break-glass use by month against the registry's
+    /// limit, alerts (when the report was assessed with the store).
+    pub governance: Option<Governance>,
     /// What it was built from.
     pub basis: Basis,
 }
@@ -83,6 +86,7 @@ pub fn build(
         findings: report.findings.clone(),
         coverage: Some(CoverageReport::new(report, targets, basis.clone())),
         metrics: metrics(&tickets, now),
+        governance: report.governance.clone(),
         tickets,
         basis,
     }
@@ -119,10 +123,7 @@ pub fn metrics(tickets: &[Ticket], now: DateTime<Utc>) -> Metrics {
                 .filter_map(|t| activated(t).map(|a| (a - requested(t)).num_milliseconds() as f64 / 1000.0))
                 .collect(),
         ),
-        break_glass_30d: tickets
-            .iter()
-            .filter(|t| t.request.incident_id.is_some() && requested(t) >= now - Duration::days(30))
-            .count(),
+        break_glass_30d: tickets.iter().filter(|t| t.break_glass && requested(t) >= now - Duration::days(30)).count(),
         revocation_latency: Durations::of(
             tickets
                 .iter()
@@ -204,7 +205,7 @@ pub fn governance(
         tickets.iter().filter(|t| t.access.is_some() && t.is_active_at(now)).map(|t| t.request.role.as_str()).collect();
     let standing: Vec<String> = login_roles.iter().filter(|r| !issued.contains(&r.as_str())).cloned().collect();
     let mut by_month: BTreeMap<String, usize> = BTreeMap::new();
-    for t in tickets.iter().filter(|t| t.request.incident_id.is_some()) {
+    for t in tickets.iter().filter(|t| t.break_glass) {
         let at = t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
         *by_month.entry(at.format("%Y-%m").to_string()).or_insert(0) += 1;
     }
@@ -228,6 +229,21 @@ pub fn governance(
         alerts,
         over_privileged: None,
     }
+}
+
+/// The governance alerts of `g` not yet raised on the target's chain (no
+/// `governance.alert` event of `events` carries the same text): a month past the
+/// break-glass limit is raised once, not after every scan.
+pub fn new_alerts<'g>(g: &'g Governance, events: &[AuditEvent]) -> Vec<&'g str> {
+    g.alerts
+        .iter()
+        .filter(|a| {
+            !events.iter().any(|e| {
+                e.kind == "governance.alert" && e.detail.get("alert").and_then(|v| v.as_str()) == Some(a.as_str())
+            })
+        })
+        .map(String::as_str)
+        .collect()
 }
 
 /// HTML-escapes text.
@@ -448,7 +464,7 @@ fn exceptions_chart(tickets: &[Ticket], now: DateTime<Utc>) -> String {
                     "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\" class=\"exp-{b}\"><title>{}: {n} expiring {}</title></rect>",
                     row * 0.7,
                     esc(category),
-                    EXPIRY_BUCKETS[b]
+                    esc(EXPIRY_BUCKETS[b])
                 );
                 x += w;
             }
@@ -457,7 +473,7 @@ fn exceptions_chart(tickets: &[Ticket], now: DateTime<Utc>) -> String {
     for (b, name) in EXPIRY_BUCKETS.iter().enumerate() {
         let x = 110.0 + b as f64 * 100.0;
         let _ = write!(svg, "<rect x=\"{x}\" y=\"6\" width=\"10\" height=\"10\" class=\"exp-{b}\"/>");
-        let _ = write!(svg, "<text x=\"{}\" y=\"15\" class=\"small\">{name}</text>", x + 14.0);
+        let _ = write!(svg, "<text x=\"{}\" y=\"15\" class=\"small\">{}</text>", x + 14.0, esc(name));
     }
     svg.push_str("</svg>");
     svg
@@ -500,7 +516,7 @@ fn latency_chart(tickets: &[Ticket]) -> String {
                 "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" class=\"bar\"><title>{}: {n}</title></rect>",
                 H - PAD - h,
                 slot * 0.7,
-                LATENCY_BUCKETS[i].0
+                esc(LATENCY_BUCKETS[i].0)
             );
             let _ = write!(
                 svg,
@@ -513,7 +529,7 @@ fn latency_chart(tickets: &[Ticket]) -> String {
                 "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"muted small\">{}</text>",
                 x + slot * 0.35,
                 H - 20.0,
-                LATENCY_BUCKETS[i].0
+                esc(LATENCY_BUCKETS[i].0)
             );
         }
         let _ =
@@ -521,6 +537,96 @@ fn latency_chart(tickets: &[Ticket]) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// The first `n` characters of a hash read from a store (whatever it holds: never a panic).
+pub fn short(hash: &str, n: usize) -> &str {
+    hash.char_indices().nth(n).map_or(hash, |(i, _)| &hash[..i])
+}
+
+fn break_glass_chart(g: Option<&Governance>) -> String {
+    let mut svg = svg_open("break-glass uses by month against the registry's limit");
+    let _ =
+        write!(svg, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"axis\"/>", H - PAD, W - 10.0, H - PAD);
+    let months: Vec<(&String, &usize)> =
+        g.map(|g| g.break_glass_by_month.iter().rev().take(12).collect()).unwrap_or_default();
+    let limit = g.and_then(|g| g.break_glass_threshold);
+    if months.is_empty() {
+        empty(
+            &mut svg,
+            if g.is_some() { "no break-glass use on record" } else { "not assessed with the ticket store" },
+        );
+    } else {
+        let months: Vec<(&String, &usize)> = months.into_iter().rev().collect();
+        let max = months.iter().map(|(_, n)| **n).max().unwrap_or(1).max(limit.unwrap_or(0) as usize).max(1) as f64;
+        let slot = (W - PAD - 10.0) / months.len() as f64;
+        let height = H - 2.0 * PAD - 10.0;
+        for (i, (month, n)) in months.iter().enumerate() {
+            let h = **n as f64 / max * height;
+            let x = PAD + i as f64 * slot + slot * 0.15;
+            let over = limit.is_some_and(|l| **n > l as usize);
+            let _ = write!(
+                svg,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" class=\"{}\"><title>{month}: {n}</title></rect>",
+                H - PAD - h,
+                slot * 0.7,
+                if over { "sev-critical" } else { "bar" }
+            );
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{n}</text>",
+                x + slot * 0.35,
+                H - PAD - h - 4.0
+            );
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"muted small\">{month}</text>",
+                x + slot * 0.35,
+                H - 20.0
+            );
+        }
+        if let Some(l) = limit {
+            let y = H - PAD - l as f64 / max * height;
+            let _ = write!(
+                svg,
+                "<line x1=\"{PAD}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" class=\"limit\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" class=\"small\">limit {l} per month</text>",
+                W - 10.0,
+                W - 10.0,
+                y - 4.0
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Standing credentials, over-privileged credentials and the alerts, under the figures.
+fn governance_table(g: &Governance) -> String {
+    let mut rows = vec![("Standing login roles", g.standing_credentials.len().to_string())];
+    if let Some(over) = &g.over_privileged {
+        rows.push(("Over-privileged credentials (pgaudit)", over.len().to_string()));
+    }
+    let mut out = String::from("<table class=\"metrics\"><tbody>");
+    for (k, v) in rows {
+        let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
+    }
+    out.push_str("</tbody></table>");
+    if !g.standing_credentials.is_empty() {
+        let shown: Vec<&str> = g.standing_credentials.iter().take(20).map(String::as_str).collect();
+        let more = g.standing_credentials.len().saturating_sub(shown.len());
+        let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let _ = write!(out, "<p class=\"note\">Standing: {}{tail}</p>", esc(&shown.join(", ")));
+    }
+    if g.alerts.is_empty() {
+        out.push_str("<p class=\"note\">No governance alert.</p>");
+    } else {
+        out.push_str("<ul class=\"alerts\">");
+        for a in &g.alerts {
+            let _ = write!(out, "<li>{}</li>", esc(a));
+        }
+        out.push_str("</ul>");
+    }
+    out
 }
 
 fn seconds(v: Option<f64>) -> String {
@@ -561,18 +667,28 @@ figcaption{font-weight:600;margin-bottom:6px}svg{width:100%;height:auto}\
 .muted{fill:#6b7280}.small{font-size:11px}.note{color:#5b6472;font-size:12px;margin:6px 0 0}\
 .sev-info{fill:#cbd5e1}.sev-low{fill:#93c5fd}.sev-medium{fill:#fbbf24}.sev-high{fill:#f97316}.sev-critical{fill:#dc2626}\
 .cov-baseline{fill:#16a34a}.cov-exceptions{fill:#f59e0b}.cov-drift{fill:#dc2626}\
+.limit{stroke:#dc2626;stroke-dasharray:4 3}ul.alerts{color:#b91c1c;margin:6px 0 0;padding-left:18px}\
 .exp-0{fill:#dc2626}.exp-1{fill:#f97316}.exp-2{fill:#facc15}.exp-3{fill:#22c55e}\
 table.metrics{border-collapse:collapse;width:100%}table.metrics th{text-align:left;font-weight:normal;color:#374151;padding:4px 8px 4px 0}\
 table.metrics td{font-weight:600;text-align:right}footer{margin-top:16px;color:#5b6472;font-size:12px}";
 
 /// The ids of the charts the page holds, in order.
-pub const CHARTS: [&str; 5] = ["drift-score", "findings", "coverage", "exceptions", "revocation-latency"];
+pub const CHARTS: [&str; 6] =
+    ["drift-score", "findings", "coverage", "exceptions", "revocation-latency", "break-glass"];
 
-const CHECK: &str = "document.addEventListener('DOMContentLoaded',function(){\
-var ids=['drift-score','findings','coverage','exceptions','revocation-latency'],ok=0;\
-ids.forEach(function(id){var f=document.getElementById(id),s=f&&f.querySelector('svg');\
-if(s&&s.childElementCount>0){ok++;}else{console.error('grantwarden dashboard: chart '+id+' did not draw');}});\
-document.body.setAttribute('data-charts',String(ok));});";
+/// Counts the charts that drew (each an SVG with content) into `data-charts`, and
+/// says on the console which did not; the ids are [`CHARTS`].
+fn check_script() -> String {
+    let ids: Vec<String> = CHARTS.iter().map(|id| format!("'{id}'")).collect();
+    format!(
+        "document.addEventListener('DOMContentLoaded',function(){{\
+var ids=[{}],ok=0;\
+ids.forEach(function(id){{var f=document.getElementById(id),s=f&&f.querySelector('svg');\
+if(s&&s.childElementCount>0){{ok++;}}else{{console.error('grantwarden dashboard: chart '+id+' did not draw');}}}});\
+document.body.setAttribute('data-charts',String(ok));}});",
+        ids.join(",")
+    )
+}
 
 /// The page.
 pub fn render(d: &Dashboard) -> String {
@@ -593,7 +709,7 @@ pub fn render(d: &Dashboard) -> String {
             .basis
             .chain_heads
             .iter()
-            .map(|(c, h)| format!("{c}#{} {}", h.seq, &h.hash[..h.hash.len().min(12)]))
+            .map(|(c, h)| format!("{c}#{} {}", h.seq, short(&h.hash, 12)))
             .collect::<Vec<_>>()
             .join(", ")),
     );
@@ -638,14 +754,24 @@ pub fn render(d: &Dashboard) -> String {
             seconds(d.metrics.revocation_latency.p99_seconds)
         ),
     ));
+    let g = d.governance.as_ref();
+    let used = g.map_or("not assessed with the ticket store".to_owned(), |g| {
+        let months = g.break_glass_by_month.len();
+        let total: usize = g.break_glass_by_month.values().sum();
+        let limit = g.break_glass_threshold.map_or("no limit set".to_owned(), |l| format!("limit {l} per month"));
+        format!("{total} uses in {months} month(s); {limit}")
+    });
+    html.push_str(&figure("break-glass", "Break-glass uses by month", &break_glass_chart(g), &used));
     let _ = write!(
         html,
-        "<figure id=\"metrics\"><figcaption>Governance metrics</figcaption>{}</figure>\n</div>\n",
-        metrics_table(&d.metrics)
+        "<figure id=\"metrics\"><figcaption>Governance metrics</figcaption>{}{}</figure>\n</div>\n",
+        metrics_table(&d.metrics),
+        g.map(governance_table).unwrap_or_default()
     );
     let _ = write!(
         html,
-        "<footer>Built by grantwarden from the scan, the tickets and the audit journal; verify with <code>grantwarden audit verify</code>.</footer>\n<script>{CHECK}</script>\n</body></html>\n"
+        "<footer>Built by grantwarden from the scan, the tickets and the audit journal; verify with <code>grantwarden audit verify</code>.</footer>\n<script>{}</script>\n</body></html>\n",
+        check_script()
     );
     html
 }
@@ -664,6 +790,7 @@ mod tests {
             coverage: None,
             tickets: vec![],
             metrics: metrics(&[], "2026-11-22T12:00:00Z".parse().unwrap()),
+            governance: None,
             basis: Basis {
                 generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
                 registry_version: None,
@@ -676,7 +803,67 @@ mod tests {
         for id in CHARTS {
             assert!(html.contains(&format!("<figure class=\"chart\" id=\"{id}\">")), "{id}");
         }
+        assert!(html.contains("not assessed with the ticket store"), "the break-glass chart says why it is empty");
         let namespaces = html.matches("http://www.w3.org/2000/svg").count();
         assert_eq!(html.matches("://").count(), namespaces, "no address but the SVG namespace: nothing is fetched");
+    }
+
+    #[test]
+    fn break_glass_past_the_monthly_limit_is_alerted_once_and_drawn_against_the_limit() {
+        use crate::access::{AccessGrant, AccessPath, AccessScope};
+        let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
+        let ticket = |id: &str, path: AccessPath, day: u32| {
+            let requested = format!("2026-11-{day:02}T09:00:00Z");
+            let mut t: Ticket = serde_json::from_value(serde_json::json!({
+                "id": id, "request_sha256": "", "category": format!("access:{path}"), "tag": "",
+                "approvals_required": 0, "weight_factor": 1.0, "registry": { "version": "2.1", "sha256": "" },
+                "status": "active", "starts_at": requested, "expires_at": requested,
+                "history": [{ "at": requested, "what": "requested", "actor": "alice@example.com", "detail": "" }],
+                "request": { "delivery_id": id, "input": "webhook", "source": "access", "action": "grant",
+                    "target": "orders-prod", "principal": "alice@example.com", "role": "gw_alice", "privileges": ["SELECT"],
+                    "object": { "on": "database" }, "expires_at": requested, "incident_id": "PD-1",
+                    "requested_by": "alice@example.com", "observed_at": requested }
+            }))
+            .unwrap();
+            t.break_glass = path == AccessPath::BreakGlass;
+            t.access = Some(AccessGrant {
+                path,
+                scope: AccessScope::Database,
+                masking: BTreeMap::new(),
+                views_schema: String::new(),
+                connection_limit: 1,
+                privileged_approvers: vec![],
+                review_required: path == AccessPath::BreakGlass,
+                incident_id: Some("PD-1".into()),
+            });
+            t
+        };
+        let tickets = vec![
+            ticket("t1", AccessPath::BreakGlass, 1),
+            ticket("t2", AccessPath::BreakGlass, 2),
+            // an incident id on another path is not a break-glass use
+            ticket("t3", AccessPath::ReadOnly, 3),
+        ];
+        let g = governance(&tickets, &[], Some(1), now);
+        assert_eq!(g.break_glass_by_month, BTreeMap::from([("2026-11".to_owned(), 2)]));
+        assert_eq!(g.metrics.break_glass_30d, 2);
+        assert_eq!(g.alerts, ["2 break-glass uses in 2026-11, above the registry's 1 per month"]);
+        assert_eq!(new_alerts(&g, &[]).len(), 1);
+        let raised = AuditEvent {
+            chain: "orders-prod".into(),
+            seq: 1,
+            id: "orders-prod:1".into(),
+            at: now,
+            kind: "governance.alert".into(),
+            actor: "grantwarden:diff".into(),
+            subject: "scan-1".into(),
+            target: "orders-prod".into(),
+            detail: serde_json::json!({ "alert": g.alerts[0] }),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        assert!(new_alerts(&g, &[raised]).is_empty(), "raised once, not after every scan");
+        let svg = break_glass_chart(Some(&g));
+        assert!(svg.contains("limit 1 per month") && svg.contains("sev-critical"), "{svg}");
     }
 }

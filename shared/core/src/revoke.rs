@@ -573,6 +573,7 @@ mod tests {
             revoke_requested_at: None,
             revocation: None,
             access: None,
+            break_glass: false,
         }
     }
 

@@ -180,6 +180,10 @@ pub struct Ticket {
     /// For just-in-time access: the path, scope and masking the issued role gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<crate::access::AccessGrant>,
+    /// Break-glass: routed to a category that needs an open incident, or an access
+    /// request on the break-glass path. Counted against the registry's monthly limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub break_glass: bool,
 }
 
 /// Why a request was refused.
@@ -331,6 +335,7 @@ pub fn route(request: &GrantRequest, registry: &PolicyRegistry, now: DateTime<Ut
         revoke_requested_at: None,
         revocation: None,
         access: None,
+        break_glass: category.incident_required,
     };
     ticket.activate_if_approved(now);
     Decision::Ticket(Box::new(ticket))

@@ -91,6 +91,7 @@ pub fn active_ticket(
         revoke_requested_at: None,
         revocation: None,
         access: None,
+        break_glass: false,
     }
 }
 
