@@ -106,13 +106,54 @@ fn scope_of(class: ObjectClass) -> Scope {
 }
 
 /// One desired privilege, resolved to a concrete object.
-#[derive(Clone, Debug)]
-struct Want {
+#[derive(Clone, Copy, Debug)]
+struct Want<'a> {
     grantable: bool,
-    origin: String,
+    origin: &'a str,
 }
 
-type GrantKey = (Grantee, ObjectRef, Privilege);
+/// A grant's identity borrowed from the baseline or the state, ordered exactly as
+/// [`Grant`] is (object, then grantee, then privilege; PUBLIC before every role).
+/// The wanted grants and the state's (a sorted set) are then merged in one
+/// ordered pass: no lookup per grant and no copy of a name, which is what a
+/// diff of millions of grants spends its time and memory on otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct GrantKey<'a> {
+    class: ObjectClass,
+    schema: Option<&'a str>,
+    name: &'a str,
+    column: Option<&'a str>,
+    /// `None` is PUBLIC.
+    grantee: Option<&'a RoleName>,
+    privilege: Privilege,
+}
+
+impl<'a> GrantKey<'a> {
+    fn of(g: &'a Grant) -> Self {
+        GrantKey {
+            class: g.object.class,
+            schema: g.object.schema.as_deref(),
+            name: &g.object.name,
+            column: g.object.column.as_deref(),
+            grantee: g.grantee.role(),
+            privilege: g.privilege,
+        }
+    }
+
+    fn object(&self) -> ObjectRef {
+        ObjectRef {
+            class: self.class,
+            schema: self.schema.map(str::to_owned),
+            name: self.name.to_owned(),
+            column: self.column.map(str::to_owned),
+        }
+    }
+
+    fn grantee(&self) -> Grantee {
+        self.grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()))
+    }
+}
+
 type DefaultKey = (Grantee, RoleName, Option<String>, DefaultObjectType, Privilege);
 
 struct Differ<'a> {
@@ -375,56 +416,60 @@ impl<'a> Differ<'a> {
     }
 
     /// Expands a desired grant against the catalog; objects that do not exist become missing findings.
-    fn expand(&mut self, grantee: &Grantee, g: &DesiredGrant, out: &mut BTreeMap<GrantKey, Want>) {
+    fn expand(&mut self, grantee: Option<&'a RoleName>, g: &'a DesiredGrant, out: &mut Vec<(GrantKey<'a>, Want<'a>)>) {
+        let who = || grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
         let current_db = self.index.database();
-        let objects: Vec<ObjectRef> = match &g.target {
+        // (class, schema, name, column) of each object, borrowed from the baseline or the state
+        type Object<'o> = (ObjectClass, Option<&'o str>, &'o str, Option<&'o str>);
+        let objects: Vec<Object<'a>> = match &g.target {
             Target::Database(name) => match (name.as_deref(), current_db) {
                 (Some(n), Some(db)) if n != db => return, // another database: not this scan's business
-                (_, Some(db)) => vec![ObjectRef::database(db)],
+                (_, Some(db)) => vec![(ObjectClass::Database, None, db, None)],
                 (_, None) => return,
             },
             Target::Schema(s) => {
                 if !self.state.schemas.contains_key(s) {
-                    return self.missing_object(grantee, g, "schema", None, s, None, "schema does not exist");
+                    return self.missing_object(&who(), g, "schema", None, s, None, "schema does not exist");
                 }
-                vec![ObjectRef::schema(s)]
+                vec![(ObjectClass::Schema, None, s.as_str(), None)]
             }
             Target::Relation(class, s, n) => match self.index.relation(s, n) {
-                Some(r) => vec![ObjectRef::in_schema(r.kind.class(), s, n)],
+                Some(r) => vec![(r.kind.class(), Some(s.as_str()), n.as_str(), None)],
                 None => {
                     let kind = if *class == ObjectClass::Sequence { "sequence" } else { "table" };
-                    return self.missing_object(grantee, g, kind, Some(s), n, None, "object does not exist");
+                    return self.missing_object(&who(), g, kind, Some(s), n, None, "object does not exist");
                 }
             },
             Target::Columns(s, t, cols) => {
                 if self.index.relation(s, t).is_none() {
                     for c in cols {
-                        self.missing_object(grantee, g, "column", Some(s), t, Some(c), "table does not exist");
+                        self.missing_object(&who(), g, "column", Some(s), t, Some(c), "table does not exist");
                     }
                     return;
                 }
-                cols.iter().map(|c| ObjectRef::column(s, t, c)).collect()
+                cols.iter().map(|c| (ObjectClass::Column, Some(s.as_str()), t.as_str(), Some(c.as_str()))).collect()
             }
             Target::Function(s, sig) => {
                 if self.index.function(s, sig).is_none() {
-                    return self.missing_object(grantee, g, "function", Some(s), sig, None, "function does not exist");
+                    return self.missing_object(&who(), g, "function", Some(s), sig, None, "function does not exist");
                 }
-                vec![ObjectRef::in_schema(ObjectClass::Function, s, sig)]
+                vec![(ObjectClass::Function, Some(s.as_str()), sig.as_str(), None)]
             }
             Target::AllInSchema(class, s) => {
                 if !self.state.schemas.contains_key(s) {
-                    return self.missing_object(grantee, g, "schema", None, s, None, "schema does not exist");
+                    return self.missing_object(&who(), g, "schema", None, s, None, "schema does not exist");
                 }
-                self.index.all_in_schema(*class, s)
+                self.index.names_in_schema(*class, s).into_iter().map(|(s, n)| (*class, Some(s), n, None)).collect()
             }
             Target::Default { .. } => return,
         };
-        for o in objects {
-            for p in g.privileges.expand(|| o.class.acl_privileges(self.server_version)) {
-                let w = out
-                    .entry((grantee.clone(), o.clone(), p))
-                    .or_insert_with(|| Want { grantable: false, origin: g.origin.clone() });
-                w.grantable |= g.grantable;
+        // every object of one declaration is of one class: its privileges are expanded once
+        let Some(class) = objects.first().map(|o| o.0) else { return };
+        let privileges = g.privileges.expand(|| class.acl_privileges(self.server_version));
+        for (class, schema, name, column) in objects {
+            for &privilege in &privileges {
+                let key = GrantKey { class, schema, name, column, grantee, privilege };
+                out.push((key, Want { grantable: g.grantable, origin: &g.origin }));
             }
         }
     }
@@ -462,58 +507,77 @@ impl<'a> Differ<'a> {
         }
     }
 
-    fn wanted_grants(&mut self) -> BTreeMap<GrantKey, Want> {
-        let mut want = BTreeMap::new();
+    /// Every grant the baseline wants, in key order, one entry per key: any of its
+    /// declarations may ask for the grant option.
+    fn wanted_grants(&mut self) -> Vec<(GrantKey<'a>, Want<'a>)> {
+        let mut want = Vec::new();
         let baseline = self.baseline;
         for (name, role) in &baseline.roles {
             if !self.state.roles.contains_key(name) {
                 continue; // reported once as a missing role
             }
-            let grantee = Grantee::Role(name.clone());
             for g in &role.grants {
-                self.expand(&grantee, g, &mut want);
+                self.expand(Some(name), g, &mut want);
             }
         }
         for g in &baseline.public_grants {
-            self.expand(&Grantee::Public, g, &mut want);
+            self.expand(None, g, &mut want);
         }
+        // among declarations of one key, the one whose origin sorts first names it
+        want.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.origin.cmp(b.1.origin)));
+        want.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            if same {
+                first.1.grantable |= later.1.grantable;
+            }
+            same
+        });
         want
     }
 
     fn grants(&mut self) {
         let want = self.wanted_grants();
         let state = self.state;
-        let mut held: BTreeSet<&GrantKey> = BTreeSet::new();
+        let mut wanted = want.iter().peekable();
+        let mut not_held: Vec<(&GrantKey, &Want)> = Vec::new();
+        let mut last: Option<(GrantKey, Option<&Want>)> = None;
+        // grants come object by object: whether the grantee owns it is looked up once per object
+        let mut owner: Option<(&ObjectRef, Option<&RoleName>)> = None;
+        // the state's grants and the wanted ones, both in key order, merged
         for g in &state.grants {
-            if self.index.is_owner(&g.grantee, &g.object) {
+            let key = GrantKey::of(g);
+            let matched = match last {
+                Some((k, w)) if k == key => w, // the same privilege again (never, from extraction)
+                _ => {
+                    while let Some((k, w)) = wanted.next_if(|(k, _)| *k < key) {
+                        not_held.push((k, w));
+                    }
+                    wanted.next_if(|(k, _)| *k == key).map(|(_, w)| w)
+                }
+            };
+            last = Some((key, matched));
+            let owned_by = match owner {
+                Some((o, by)) if *o == g.object => by,
+                _ => {
+                    let by = self.index.owner_of(&g.object);
+                    owner = Some((&g.object, by));
+                    by
+                }
+            };
+            if g.grantee.role().is_some_and(|r| Some(r) == owned_by) {
                 continue; // an owner's privileges come with ownership
             }
-            let key: GrantKey = (g.grantee.clone(), g.object.clone(), g.privilege);
-            let object = finding_object(&self.index, &g.object);
             let scope = scope_of(g.object.class);
-            if let Some((k, w)) = want.get_key_value(&key) {
-                held.insert(k);
+            if let Some(w) = matched {
                 self.coverage.baseline += 1;
-                if g.grantable && !w.grantable {
-                    self.push(
-                        FindingKind::Unauthorized,
-                        &g.grantee,
-                        g.privilege,
-                        true,
-                        object,
-                        scope,
-                        format!("held WITH GRANT OPTION; {} declares it without", w.origin),
-                    );
-                } else if !g.grantable && w.grantable {
-                    self.push(
-                        FindingKind::Missing,
-                        &g.grantee,
-                        g.privilege,
-                        true,
-                        object,
-                        scope,
-                        format!("{} declares WITH GRANT OPTION; it is held without", w.origin),
-                    );
+                if g.grantable != w.grantable {
+                    let object = finding_object(&self.index, &g.object);
+                    let (kind, detail) = if g.grantable {
+                        (FindingKind::Unauthorized, format!("held WITH GRANT OPTION; {} declares it without", w.origin))
+                    } else {
+                        (FindingKind::Missing, format!("{} declares WITH GRANT OPTION; it is held without", w.origin))
+                    };
+                    self.push(kind, &g.grantee, g.privilege, true, object, scope, detail);
                 }
                 continue;
             }
@@ -528,24 +592,23 @@ impl<'a> Differ<'a> {
                 if kind != FindingKind::Observed {
                     self.coverage.drift += 1;
                 }
+                let object = finding_object(&self.index, &g.object);
                 self.push(kind, &g.grantee, g.privilege, g.grantable, object, scope, detail.into());
                 continue;
             }
-            self.unwanted_grant(g, object, scope);
+            self.unwanted_grant(g, scope);
         }
-        for (key, w) in &want {
-            if held.contains(key) {
-                continue;
-            }
-            let (grantee, object, privilege) = key;
-            if self.index.is_owner(grantee, object) {
+        not_held.extend(wanted.map(|(k, w)| (k, w)));
+        for (key, w) in not_held {
+            let (grantee, object) = (key.grantee(), key.object());
+            if self.index.is_owner(&grantee, &object) {
                 continue; // held through ownership
             }
-            let fo = finding_object(&self.index, object);
+            let fo = finding_object(&self.index, &object);
             self.push(
                 FindingKind::Missing,
-                grantee,
-                *privilege,
+                &grantee,
+                key.privilege,
                 w.grantable,
                 fo,
                 scope_of(object.class),
@@ -554,8 +617,9 @@ impl<'a> Differ<'a> {
         }
     }
 
-    fn unwanted_grant(&mut self, g: &Grant, object: FindingObject, scope: Scope) {
+    fn unwanted_grant(&mut self, g: &Grant, scope: Scope) {
         if let Verdict::Finding(kind) = self.classify_unwanted(&g.grantee) {
+            let object = finding_object(&self.index, &g.object);
             if let Some(role) = g.grantee.role()
                 && self.overlay(g, role, &object, scope)
             {
@@ -621,14 +685,14 @@ impl<'a> Differ<'a> {
     }
 
     fn default_privileges(&mut self) {
-        let mut want: BTreeMap<DefaultKey, Want> = BTreeMap::new();
+        let mut want: BTreeMap<DefaultKey, Want<'a>> = BTreeMap::new();
         let baseline = self.baseline;
-        let mut add = |grantee: Grantee, g: &DesiredGrant| {
+        let mut add = |grantee: Grantee, g: &'a DesiredGrant| {
             if let Target::Default { on, schema, for_role } = &g.target {
                 for p in g.privileges.expand(|| on.acl_privileges(self.server_version)) {
                     let w = want
                         .entry((grantee.clone(), for_role.clone(), schema.clone(), *on, p))
-                        .or_insert_with(|| Want { grantable: false, origin: g.origin.clone() });
+                        .or_insert(Want { grantable: false, origin: &g.origin });
                     w.grantable |= g.grantable;
                 }
             }

@@ -265,7 +265,7 @@ pub fn assemble(manifest: &ScanManifest, record: &ScanRecord, batches: Vec<Batch
         }
         by_id.insert(b.task.batch_id.clone(), b);
     }
-    let mut state = State::default();
+    let mut batches = Vec::with_capacity(manifest.tasks.len());
     let mut chunks = Vec::with_capacity(manifest.tasks.len());
     for task in &manifest.tasks {
         match by_id.remove(&task.batch_id) {
@@ -276,7 +276,7 @@ pub fn assemble(manifest: &ScanManifest, record: &ScanRecord, batches: Vec<Batch
                     attempts: batch.attempts,
                     error: None,
                 });
-                state.merge(batch.state);
+                batches.push(batch.state);
             }
             None => {
                 let error = match record.failures.get(&task.batch_id) {
@@ -299,6 +299,7 @@ pub fn assemble(manifest: &ScanManifest, record: &ScanRecord, batches: Vec<Batch
         }
     }
     let complete = chunks.iter().all(|c| c.error.is_none());
+    let state = State::merge_all(batches);
     Ok(Snapshot {
         target: manifest.target.clone(),
         scan_id: manifest.scan_id.clone(),

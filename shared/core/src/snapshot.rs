@@ -5,7 +5,7 @@
 //! `BTreeSet`, so the same state always serializes to the same bytes and the
 //! same sha256, whatever order the chunks finished in.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,35 @@ pub struct State {
 }
 
 impl State {
+    /// The union of a scan's batches, built once: each collection is gathered and
+    /// then built in bulk from its sorted runs, which is several times cheaper on a
+    /// catalog of millions of grants than inserting batch after batch.
+    pub fn merge_all(batches: impl IntoIterator<Item = State>) -> State {
+        let mut out = State::default();
+        let (mut relations, mut functions, mut grants) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut defaults, mut policies, mut memberships) = (Vec::new(), Vec::new(), Vec::new());
+        for b in batches {
+            if b.database.is_some() {
+                out.database = b.database;
+            }
+            out.roles.extend(b.roles);
+            out.schemas.extend(b.schemas);
+            memberships.extend(b.memberships);
+            relations.extend(b.relations);
+            functions.extend(b.functions);
+            grants.extend(b.grants);
+            defaults.extend(b.default_privileges);
+            policies.extend(b.policies);
+        }
+        out.memberships = memberships.into_iter().collect();
+        out.relations = relations.into_iter().collect();
+        out.functions = functions.into_iter().collect();
+        out.grants = grants.into_iter().collect();
+        out.default_privileges = defaults.into_iter().collect();
+        out.policies = policies.into_iter().collect();
+        out
+    }
+
     /// Adds a batch. Chunks do not overlap, so this is a plain union.
     pub fn merge(&mut self, other: State) {
         if other.database.is_some() {
@@ -98,16 +127,33 @@ impl State {
 
     /// Hex sha256 of the canonical JSON of this state.
     pub fn sha256(&self) -> String {
-        let bytes = serde_json::to_vec(self).expect("a State always serializes");
-        hex::encode(Sha256::digest(bytes))
+        // streamed into the hash: the JSON of a large catalog is gigabytes
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, Hashing(Sha256::new()));
+        serde_json::to_writer(&mut out, self).expect("a State always serializes");
+        let Ok(Hashing(hasher)) = out.into_inner() else { unreachable!("hashing never fails to write") };
+        hex::encode(hasher.finalize())
     }
 }
 
 /// Lookups over a [`State`] by name: relations, functions and owners.
 pub struct StateIndex<'a> {
     state: &'a State,
+    /// In name order, for the objects of one schema.
     relations: BTreeMap<(&'a str, &'a str), &'a Relation>,
     functions: BTreeMap<(&'a str, &'a str), &'a Function>,
+    /// By name, for the lookups a diff makes per grant (foldhash: these keys are
+    /// the catalog's own names, and SipHash was a fifth of a diff's time).
+    relation_by_name: HashMap<(&'a str, &'a str), &'a Relation, foldhash::fast::RandomState>,
 }
 
 impl<'a> StateIndex<'a> {
@@ -117,6 +163,7 @@ impl<'a> StateIndex<'a> {
             state,
             relations: state.relations.iter().map(|r| ((r.schema.as_str(), r.name.as_str()), r)).collect(),
             functions: state.functions.iter().map(|f| ((f.schema.as_str(), f.signature.as_str()), f)).collect(),
+            relation_by_name: state.relations.iter().map(|r| ((r.schema.as_str(), r.name.as_str()), r)).collect(),
         }
     }
 
@@ -127,7 +174,7 @@ impl<'a> StateIndex<'a> {
 
     /// A relation by schema and name.
     pub fn relation(&self, schema: &str, name: &str) -> Option<&'a Relation> {
-        self.relations.get(&(schema, name)).copied()
+        self.relation_by_name.get(&(schema, name)).copied()
     }
 
     /// A function by schema and signature.
@@ -153,6 +200,26 @@ impl<'a> StateIndex<'a> {
     /// not worth declaring).
     pub fn is_owner(&self, grantee: &Grantee, object: &ObjectRef) -> bool {
         grantee.role().is_some_and(|r| self.owner_of(object) == Some(r))
+    }
+
+    /// `(schema, name)` of the objects of `class` in `schema`, in name order,
+    /// borrowed from the state (tables include views, materialized views, foreign
+    /// and partitioned tables; a function's name is its signature).
+    pub fn names_in_schema(&self, class: ObjectClass, schema: &'a str) -> Vec<(&'a str, &'a str)> {
+        if class == ObjectClass::Function {
+            return self
+                .functions
+                .range((schema, "")..)
+                .take_while(|((s, _), _)| *s == schema)
+                .map(|(k, _)| *k)
+                .collect();
+        }
+        self.relations
+            .range((schema, "")..)
+            .take_while(|((s, _), _)| *s == schema)
+            .filter(|(_, r)| r.kind.class() == class)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Objects of `class` in `schema`, in name order (tables include views,
@@ -353,8 +420,9 @@ mod tests {
         ab.merge(a.clone());
         ab.merge(b.clone());
         let mut ba = State::default();
-        ba.merge(b);
-        ba.merge(a);
+        ba.merge(b.clone());
+        ba.merge(a.clone());
         assert_eq!(ab.sha256(), ba.sha256());
+        assert_eq!(State::merge_all([b, a]), ab, "built in bulk, the same state");
     }
 }

@@ -41,6 +41,7 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, File
     let failed_path = RefCell::new(String::new());
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
+    options.budget = Some(budget_for(text));
     let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
             let path = e.path().to_string();
@@ -60,10 +61,41 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, File
     })
 }
 
+/// The parser's limits for `text`: serde-saphyr's defaults (a quarter of a million
+/// nodes) would refuse the generated baseline of a catalog of 10k tables. Nodes,
+/// events and scalar bytes may grow with the text itself, which bounds them
+/// without letting a small file expand: aliases, the way a YAML bomb grows,
+/// keep their default caps.
+fn budget_for(text: &str) -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(text.len());
+    budget.max_events = budget.max_events.max(2 * text.len());
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(text.len());
+    budget
+}
+
 /// serde-saphyr appends " at line L, column C"; we print location our own way.
 fn strip_location(msg: &str) -> String {
     match msg.rfind(" at line ") {
         Some(i) => msg[..i].to_owned(),
         None => msg.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_file_is_read_but_an_alias_bomb_is_not() {
+        // the generated baseline of 10k tables holds more nodes than serde-saphyr's default budget
+        let large: String = (0..300_000).map(|i| format!("- {i}\n")).collect();
+        assert_eq!(parse_yaml::<Vec<u32>>(&large, "large.yaml").unwrap().len(), 300_000);
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..9 {
+            let prev = if i == 0 { "a".to_owned() } else { format!("b{}", i - 1) };
+            bomb.push_str(&format!("b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        assert!(parse_yaml::<serde_json::Value>(&bomb, "bomb.yaml").is_err(), "ten billion nodes from one kilobyte");
     }
 }

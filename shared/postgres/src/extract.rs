@@ -4,8 +4,6 @@
 //! privilege keyword, relkind or role name) is an error naming the query and
 //! field, never a panic and never a silently dropped grant.
 
-use std::collections::BTreeMap;
-
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
@@ -18,7 +16,7 @@ use grantwarden_core::snapshot::{ChunkSpec, Database, State};
 
 /// Reads everything `chunk` covers.
 pub async fn fetch_chunk(client: &Client, chunk: &ChunkSpec, server_version: u32) -> Result<State, ExtractError> {
-    let mut f = Fetch { client, state: State::default(), grants: BTreeMap::new() };
+    let mut f = Fetch { client, state: State::default(), grants: Vec::new() };
     match chunk {
         ChunkSpec::Cluster => {
             f.roles().await?;
@@ -44,8 +42,8 @@ pub async fn fetch_chunk(client: &Client, chunk: &ChunkSpec, server_version: u32
 struct Fetch<'a> {
     client: &'a Client,
     state: State,
-    /// One entry per (object, grantee, privilege): several grantors collapse, grantable if any is.
-    grants: BTreeMap<(ObjectRef, Grantee, Privilege), bool>,
+    /// Every ACL entry read; several grantors of one privilege collapse in [`Fetch::finish`].
+    grants: Vec<Grant>,
 }
 
 fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
@@ -73,7 +71,7 @@ fn grantee_of(name: Option<String>, query: &'static str, field: &'static str) ->
 /// The ACL columns (grantee, privilege_type, is_grantable) of a row; `None`
 /// when the object's ACL is empty (the LEFT JOIN produced no entry).
 fn acl_entry(row: &Row, query: &'static str) -> Result<Option<(Grantee, Privilege, bool)>, ExtractError> {
-    let Some(privilege) = get::<Option<String>>(row, query, "privilege_type")? else {
+    let Some(privilege) = get::<Option<&str>>(row, query, "privilege_type")? else {
         return Ok(None);
     };
     let privilege: Privilege = privilege.parse().map_err(|e: grantwarden_core::model::UnknownPrivilege| {
@@ -94,18 +92,25 @@ impl Fetch<'_> {
         self.client.query(sql, params).await.map_err(ExtractError::db(format!("query {name}")))
     }
 
-    fn grant(&mut self, object: ObjectRef, entry: Option<(Grantee, Privilege, bool)>) {
+    fn grant(&mut self, object: &ObjectRef, entry: Option<(Grantee, Privilege, bool)>) {
         if let Some((grantee, privilege, grantable)) = entry {
-            *self.grants.entry((object, grantee, privilege)).or_insert(false) |= grantable;
+            self.grants.push(Grant { object: object.clone(), grantee, privilege, grantable });
         }
     }
 
+    /// One grant per (object, grantee, privilege), grantable if any grantor's is: sorted
+    /// once and built into the set in bulk, rather than searched for at every row.
     fn finish(mut self) -> State {
-        self.state.grants = self
-            .grants
-            .into_iter()
-            .map(|((object, grantee, privilege), grantable)| Grant { object, grantee, privilege, grantable })
-            .collect();
+        self.grants.sort_unstable();
+        // sorted by (object, grantee, privilege, grantable): the last of a run is grantable if any is
+        self.grants.dedup_by(|next, kept| {
+            let same = next.object == kept.object && next.grantee == kept.grantee && next.privilege == kept.privilege;
+            if same {
+                kept.grantable |= next.grantable;
+            }
+            same
+        });
+        self.state.grants = self.grants.into_iter().collect();
         self.state
     }
 
@@ -154,7 +159,7 @@ impl Fetch<'_> {
             let name: String = get(&row, Q, "name")?;
             let owner = role(&row, Q, "owner")?;
             let entry = acl_entry(&row, Q)?;
-            self.grant(ObjectRef::database(&name), entry);
+            self.grant(&ObjectRef::database(&name), entry);
             self.state.database = Some(Database { name, owner });
         }
         Ok(())
@@ -195,7 +200,7 @@ impl Fetch<'_> {
             let schema: String = get(&row, S, "schema")?;
             let owner = role(&row, S, "owner")?;
             let entry = acl_entry(&row, S)?;
-            self.grant(ObjectRef::schema(&schema), entry);
+            self.grant(&ObjectRef::schema(&schema), entry);
             self.state.schemas.insert(schema, owner);
         }
         const F: &str = "functions";
@@ -218,7 +223,7 @@ impl Fetch<'_> {
             };
             let owner = role(&row, F, "owner")?;
             let entry = acl_entry(&row, F)?;
-            self.grant(ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), entry);
+            self.grant(&ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), entry);
             self.state.functions.insert(Function { schema, signature, kind: kind.to_owned(), owner });
         }
         self.default_acls(include_str!("sql/default_acls_schema.sql"), "default_acls_schema", &[&schemas]).await
@@ -232,33 +237,43 @@ impl Fetch<'_> {
         to: Option<&str>,
     ) -> Result<(), ExtractError> {
         const R: &str = "relations";
+        // one row per ACL entry, a relation's entries together: its name, kind and owner
+        // are decoded once, not once per entry
+        let mut current: Option<ObjectRef> = None;
         for row in self.query(include_str!("sql/relations.sql"), R, &[&schemas, &from, &to]).await? {
-            let schema: String = get(&row, R, "schema")?;
-            let name: String = get(&row, R, "name")?;
-            let code: String = get(&row, R, "kind")?;
-            let kind = RelationKind::from_catalog(&code).ok_or_else(|| ExtractError::Row {
-                query: R,
-                field: "kind",
-                message: format!("unknown relkind {code:?}"),
-            })?;
+            let schema: &str = get(&row, R, "schema")?;
+            let name: &str = get(&row, R, "name")?;
+            let same = current.as_ref().is_some_and(|o| o.name == name && o.schema.as_deref() == Some(schema));
+            if !same {
+                let code: &str = get(&row, R, "kind")?;
+                let kind = RelationKind::from_catalog(code).ok_or_else(|| ExtractError::Row {
+                    query: R,
+                    field: "kind",
+                    message: format!("unknown relkind {code:?}"),
+                })?;
+                self.state.relations.insert(Relation {
+                    owner: role(&row, R, "owner")?,
+                    rls_enabled: get(&row, R, "relrowsecurity")?,
+                    rls_forced: get(&row, R, "relforcerowsecurity")?,
+                    schema: schema.to_owned(),
+                    name: name.to_owned(),
+                    kind,
+                });
+                current = Some(ObjectRef::in_schema(kind.class(), schema, name));
+            }
             let entry = acl_entry(&row, R)?;
-            self.grant(ObjectRef::in_schema(kind.class(), &schema, &name), entry);
-            self.state.relations.insert(Relation {
-                owner: role(&row, R, "owner")?,
-                rls_enabled: get(&row, R, "relrowsecurity")?,
-                rls_forced: get(&row, R, "relforcerowsecurity")?,
-                schema,
-                name,
-                kind,
-            });
+            if let Some(object) = &current {
+                let object = object.clone();
+                self.grant(&object, entry);
+            }
         }
         const C: &str = "columns";
         for row in self.query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to]).await? {
-            let schema: String = get(&row, C, "schema")?;
-            let table: String = get(&row, C, "table_name")?;
-            let column: String = get(&row, C, "column_name")?;
+            let schema: &str = get(&row, C, "schema")?;
+            let table: &str = get(&row, C, "table_name")?;
+            let column: &str = get(&row, C, "column_name")?;
             let entry = acl_entry(&row, C)?;
-            self.grant(ObjectRef::column(&schema, &table, &column), entry);
+            self.grant(&ObjectRef::column(schema, table, column), entry);
         }
         const P: &str = "policies";
         for row in self.query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to]).await? {

@@ -171,7 +171,7 @@ impl Scanner {
             );
         }
         let mut outcomes: Vec<Option<ChunkOutcome>> = vec![None; plan.chunks.len()];
-        let mut state = State::default();
+        let mut batches = Vec::with_capacity(plan.chunks.len());
         let mut consistent = true;
         while let Some(joined) = tasks.join_next().await {
             let (i, batch_id, result) = joined.expect("chunk tasks do not panic");
@@ -179,7 +179,7 @@ impl Scanner {
             let outcome = match result {
                 Ok((batch, attempts, shared)) => {
                     consistent &= shared;
-                    state.merge(batch);
+                    batches.push(batch);
                     progress.chunk_done(&chunk, true);
                     ChunkOutcome { batch_id, chunk, attempts, error: None }
                 }
@@ -197,6 +197,7 @@ impl Scanner {
             };
             outcomes[i] = Some(outcome);
         }
+        let state = State::merge_all(batches);
         (outcomes.into_iter().map(|o| o.expect("every chunk reports")).collect(), state, consistent)
     }
 }
