@@ -224,6 +224,60 @@ impl Settings {
         })
     }
 
+    /// The `GRANTWARDEN_*` variables that give these settings back through
+    /// [`Settings::from_env`]: to start a function binary against resources made
+    /// by [`crate::provision::create`] (local runs, the cold-start bench).
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        let mode = match self.remediation_mode {
+            grantwarden_core::remediate::Mode::Report => "report",
+            grantwarden_core::remediate::Mode::RevokeUnauthorized => "revoke-unauthorized",
+            grantwarden_core::remediate::Mode::Converge => "converge",
+        };
+        let mut env = vec![
+            ("GRANTWARDEN_TICKETS_TABLE", self.tickets_table.clone()),
+            ("GRANTWARDEN_FINDINGS_TABLE", self.findings_table.clone()),
+            ("GRANTWARDEN_JOURNAL_TABLE", self.journal_table.clone()),
+            ("GRANTWARDEN_SCANS_TABLE", self.scans_table.clone()),
+            ("GRANTWARDEN_INCIDENTS_TABLE", self.incidents_table.clone()),
+            ("GRANTWARDEN_LEASES_TABLE", self.leases_table.clone()),
+            ("GRANTWARDEN_SCHEDULE_GROUP", self.schedule_group.clone()),
+            ("GRANTWARDEN_REVOKER_SECRET_PREFIX", self.revoker_secret_prefix.clone()),
+            ("GRANTWARDEN_ACCESS_SECRET_PREFIX", self.access_secret_prefix.clone()),
+            ("GRANTWARDEN_REMEDIATION_MODE", mode.to_owned()),
+            ("GRANTWARDEN_REVOKE_DRY_RUN", self.revoke_dry_run.to_string()),
+            ("GRANTWARDEN_BUCKET", self.bucket.clone()),
+            ("GRANTWARDEN_AUDIT_BUCKET", self.audit_bucket.clone()),
+            (
+                "GRANTWARDEN_AUDIT_RETENTION_MODE",
+                if self.audit_retention.compliance { "COMPLIANCE" } else { "GOVERNANCE" }.to_owned(),
+            ),
+            ("GRANTWARDEN_AUDIT_RETENTION_DAYS", self.audit_retention.days.to_string()),
+            ("GRANTWARDEN_SECRET_PREFIX", self.secret_prefix.clone()),
+            ("GRANTWARDEN_WEBHOOK_SECRET_ID", self.webhook_secret_id.clone()),
+            ("GRANTWARDEN_AUDIT_SIGNING_SECRET_ID", self.audit_signing_secret_id.clone()),
+            ("GRANTWARDEN_TARGETS", self.targets.iter().map(TargetId::as_str).collect::<Vec<_>>().join(",")),
+            ("GRANTWARDEN_BASELINE_KEY", self.baseline_key.clone()),
+            ("GRANTWARDEN_POLICY_PREFIX", self.policy_prefix.clone()),
+            ("GRANTWARDEN_SCORING_KEY", self.scoring_key.clone()),
+            ("GRANTWARDEN_SCAN_WINDOW_SECONDS", self.scan_window_seconds.to_string()),
+            ("GRANTWARDEN_CHUNK_MAX_RECEIVES", self.chunk_max_receives.to_string()),
+        ];
+        let optional = [
+            ("GRANTWARDEN_REVOKE_FUNCTION_ARN", &self.revoke_function_arn),
+            ("GRANTWARDEN_SCHEDULER_ROLE_ARN", &self.scheduler_role_arn),
+            ("GRANTWARDEN_REVOKE_DLQ_URL", &self.revoke_dlq_url),
+            ("GRANTWARDEN_REMEDIATION_QUEUE_URL", &self.remediation_queue_url),
+            ("GRANTWARDEN_CHUNK_QUEUE_URL", &self.chunk_queue_url),
+            ("GRANTWARDEN_CHUNK_DLQ_URL", &self.chunk_dlq_url),
+            ("GRANTWARDEN_ALERT_TOPIC_ARN", &self.alert_topic_arn),
+            ("GRANTWARDEN_TARGETS_KEY", &self.targets_key),
+        ];
+        env.extend(optional.into_iter().filter_map(|(name, v)| v.clone().map(|v| (name, v))));
+        // no targets is no variable (an empty one reads as no targets too)
+        env.retain(|(name, v)| *name != "GRANTWARDEN_TARGETS" || !v.is_empty());
+        env
+    }
+
     /// An optional setting a function cannot work without.
     pub fn require<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, SettingsError> {
         value.as_deref().ok_or(SettingsError { name, reason: "must be set for this function".into() })
@@ -290,6 +344,20 @@ mod tests {
         let err = Settings::from_lookup(|k| (k == "GRANTWARDEN_AUDIT_RETENTION_MODE").then(|| "compliant".into()))
             .unwrap_err();
         assert_eq!(err.name, "GRANTWARDEN_AUDIT_RETENTION_MODE");
+    }
+
+    #[test]
+    fn settings_survive_a_round_trip_through_the_environment() {
+        let s = Settings {
+            targets: parse_targets("orders-prod,billing-prod"),
+            chunk_queue_url: Some("http://127.0.0.1:5055/000000000000/chunks".into()),
+            remediation_mode: grantwarden_core::remediate::Mode::Converge,
+            revoke_dry_run: true,
+            audit_retention: Retention { compliance: false, days: 30 },
+            ..Settings::default()
+        };
+        let env: HashMap<&str, String> = s.to_env().into_iter().collect();
+        assert_eq!(Settings::from_lookup(|k| env.get(k).cloned()).unwrap(), s);
     }
 
     #[test]
