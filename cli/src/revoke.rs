@@ -12,7 +12,8 @@ use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::remediate::{Mode, remediate};
+use grantwarden_core::change::Change;
+use grantwarden_core::remediate::{Mode, remediate, without_excepted};
 use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, SessionPolicy, due, revoke_ticket};
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::TicketStore;
@@ -93,6 +94,10 @@ pub struct RevokeArgs {
     /// New owner of what a dropped short-lived role owned (default: the connecting user).
     #[arg(long)]
     pub reassign_to: Option<String>,
+    /// The target's baseline: a standing role keeps what it declares, even where
+    /// the ticket's scope covers it (without it, all the ticket covers goes).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
     /// JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -115,6 +120,14 @@ impl RevokeArgs {
                 .map(|r| grantwarden_core::model::RoleName::new(r.clone()))
                 .transpose()
                 .context("--reassign-to")?,
+            baseline: match &self.baseline {
+                None => None,
+                Some(path) => {
+                    let label = path.display().to_string();
+                    let text = std::fs::read_to_string(path).with_context(|| format!("reading baseline {label}"))?;
+                    Some(std::sync::Arc::new(grantwarden_core::baseline::Baseline::from_yaml(&text, &label)?))
+                }
+            },
         })
     }
 }
@@ -298,8 +311,17 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
     };
     let (executor, target) = exec.executor()?;
     let execute = args.execute && mode != Mode::Report;
-    let applied = executor.apply(&plan.changes, !execute).await;
-    let store = exec.state.open()?;
+    // The report may have been planned without the store's exceptions (no
+    // --state, an unreadable registry): the tickets in force are read here
+    // again, and a revoke one of them covers is held back. Without them nothing
+    // is executed, since an excepted grant must never be touched.
+    let store = exec.state.open().context("opening the state store (its tickets decide what is excepted)")?;
+    let tickets = store
+        .tickets(Some(&target))
+        .await
+        .context("reading the tickets in force: without them an excepted grant could be revoked")?;
+    let (changes, held_back) = without_excepted(plan.changes, &target, &tickets, now);
+    let applied = executor.apply(&changes, !execute).await;
     let kind = if execute { "remediation.applied" } else { "remediation.planned" };
     let (sql, attempts, error) = match &applied {
         Ok(Applied { sql, attempts }) => (sql.clone(), *attempts, None),
@@ -313,14 +335,26 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
             actor: "grantwarden:apply".into(),
             subject: report.scan_id.clone(),
             target: target.as_str().to_owned(),
-            detail: json!({ "mode": mode, "changes": plan.changes, "sql": sql, "skipped": plan.skipped,
-                            "attempts": attempts, "error": error, "snapshot_sha256": report.snapshot_sha256 }),
+            detail: json!({ "mode": mode, "changes": changes, "held_back": held_back, "sql": sql,
+                            "skipped": plan.skipped, "attempts": attempts, "error": error,
+                            "snapshot_sha256": report.snapshot_sha256 }),
         })
         .await?;
     let applied = applied.map_err(|e| anyhow::anyhow!("applying the remediation: {e}"))?;
     let verb = if execute { "applied" } else { "would run (dry run; --execute to apply)" };
     let mode_name = serde_json::to_value(mode)?.as_str().unwrap_or_default().to_owned();
-    println!("-- remediation of {target}, mode {mode_name}: {} change(s) {verb}", plan.changes.len());
+    println!("-- remediation of {target}, mode {mode_name}: {} change(s) {verb}", changes.len());
+    for c in &held_back {
+        if let Change::Revoke { grant, .. } = c {
+            println!(
+                "-- held back: revoke {} on {} {} from {}: an active ticket covers it",
+                grant.privilege,
+                format!("{:?}", grant.object.class).to_lowercase(),
+                grant.object,
+                grant.grantee
+            );
+        }
+    }
     for s in &plan.skipped {
         println!(
             "-- skipped {} {} {} on {}: {}",
@@ -331,7 +365,7 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
             s.reason
         );
     }
-    if !plan.changes.is_empty() {
+    if !changes.is_empty() {
         for stmt in &applied.sql {
             println!("{stmt};");
         }

@@ -144,8 +144,8 @@ async fn apply_reports_revokes_and_converges_but_never_touches_an_excepted_grant
     let schema = r#"{ "type": "schema", "name": "billing" }"#;
     let t = intake(dir.path(), state, "d-tmp", &tmp, schema, "2026-11-22T12:00:00Z", "2026-11-22T18:00:00Z");
     let url = db.url();
-    let policy = policy();
-    let apply = |extra: &[&str]| {
+    let example = policy();
+    let apply_under = |policy: &str, extra: &[&str]| {
         let mut args = vec![
             "apply",
             "--database",
@@ -157,13 +157,14 @@ async fn apply_reports_revokes_and_converges_but_never_touches_an_excepted_grant
             "--state",
             state,
             "--policy",
-            &policy,
+            policy,
             "--at",
             "2026-11-22T13:00:00Z",
         ];
         args.extend_from_slice(extra);
         grantwarden(&args)
     };
+    let apply = |extra: &[&str]| apply_under(&example, extra);
     let report = ok(&apply(&[]));
     assert!(report.contains(&format!("REVOKE INSERT ON TABLE \"billing\".\"invoices\" FROM \"{ro}\";")), "{report}");
     assert!(report.contains(&format!("GRANT SELECT ON TABLE \"billing\".\"invoices\" TO \"{ro}\";")), "{report}");
@@ -181,6 +182,16 @@ async fn apply_reports_revokes_and_converges_but_never_touches_an_excepted_grant
     ok(&apply(&["--mode", "converge", "--execute"]));
     assert!(has_on_invoices(&db, &ro, "SELECT").await, "converge grants what is missing");
     assert!(has_usage(&db, &tmp).await, "the excepted grant is untouched");
+
+    // an unreadable registry lays no exception over the plan (fail secure for
+    // drift), yet the ticket in force still holds its grants back from a revoke
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "version: [").unwrap();
+    let held = ok(&apply_under(broken.to_str().unwrap(), &["--mode", "revoke-unauthorized", "--execute"]));
+    assert!(held.contains("held back: revoke SELECT on table billing.invoices"), "{held}");
+    assert!(held.contains("held back: revoke USAGE on schema billing"), "{held}");
+    assert!(!held.contains(&format!("FROM \"{tmp}\"")), "{held}");
+    assert!(has_usage(&db, &tmp).await && has_on_invoices(&db, &tmp, "SELECT").await, "the excepted grant stays");
 
     // converged: planning now shows only the exception, and applying again changes nothing
     let again = ok(&apply(&["--mode", "converge", "--execute"]));

@@ -348,6 +348,21 @@ impl Revoke {
         Ok(Executor::new(config, self.timeouts, self.retry))
     }
 
+    /// The options for ending `ticket`: a standing role's with the target's
+    /// baseline, so what it declares stays. A baseline that cannot be read does
+    /// not hold the revocation up: the end of access comes first, and what went
+    /// too far shows as missing drift in the next scan.
+    async fn options_for(&self, ticket: &Ticket) -> RevokeOptions {
+        let mut options = self.options.clone();
+        if ticket.role_lifecycle == grantwarden_core::ticket::RoleLifecycle::Standing {
+            match self.objects.baseline(&ticket.request.target).await {
+                Ok(b) => options.baseline = Some(Arc::new(b)),
+                Err(e) => tracing::warn!(error = %e, "no baseline: everything the ticket covers is revoked"),
+            }
+        }
+        options
+    }
+
     async fn revoke(&self, id: &str, trigger: Trigger) -> Result<Handled, RevokeFnError> {
         let span = tracing::info_span!("revoke", ticket = %id, %trigger, target = tracing::field::Empty);
         async {
@@ -359,9 +374,10 @@ impl Revoke {
             let ticket: Ticket = read.value;
             tracing::Span::current().record("target", ticket.request.target.as_str());
             let executor = self.executor(&ticket.request.target).await?;
+            let options = self.options_for(&ticket).await;
             let clock = || self.clock.now();
             let dry_run = self.settings.revoke_dry_run;
-            let outcome = revoke_ticket(&self.store, &executor, id, trigger, &self.options, dry_run, &clock).await?;
+            let outcome = revoke_ticket(&self.store, &executor, id, trigger, &options, dry_run, &clock).await?;
             let handled = |outcome: &str, latency_ms| Handled {
                 ticket_id: id.to_owned(),
                 trigger,

@@ -15,7 +15,7 @@ use globset::{Glob, GlobMatcher};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::{DefaultObjectType, ObjectClass, Privilege, RoleName};
+use crate::model::{DefaultObjectType, ObjectClass, ObjectRef, Privilege, RoleName};
 pub use crate::yaml::{FileError, parse_yaml};
 
 /// The manifest version this code reads.
@@ -477,6 +477,41 @@ pub struct Baseline {
 }
 
 impl Baseline {
+    /// Where the baseline declares `privilege` on `object` for `role`, if it
+    /// does (`roles.<role>.grants[i]`): standing access, which no ticket's end
+    /// takes away. Read without the catalog: `all_*_in_schema` matches any
+    /// object of its class in the schema, `ALL` any privilege of the class.
+    pub fn declares(&self, role: &RoleName, privilege: Privilege, object: &ObjectRef) -> Option<&str> {
+        let wanted = self.roles.get(role)?;
+        let same_schema = |s: &str| object.schema.as_deref() == Some(s);
+        wanted
+            .grants
+            .iter()
+            .find(|g| {
+                let on = match &g.target {
+                    Target::Database(name) => {
+                        object.class == ObjectClass::Database && name.as_ref().is_none_or(|n| *n == object.name)
+                    }
+                    Target::Schema(s) => object.class == ObjectClass::Schema && object.name == *s,
+                    Target::Relation(class, s, n) => object.class == *class && same_schema(s) && object.name == *n,
+                    Target::Columns(s, t, cols) => {
+                        object.class == ObjectClass::Column
+                            && same_schema(s)
+                            && object.name == *t
+                            && object.column.as_ref().is_some_and(|c| cols.contains(c))
+                    }
+                    Target::Function(s, sig) => {
+                        object.class == ObjectClass::Function && same_schema(s) && object.name == *sig
+                    }
+                    Target::AllInSchema(class, s) => object.class == *class && same_schema(s),
+                    Target::Default { .. } => false,
+                };
+                // ALL as the newest server knows it: a privilege the class can hold at all
+                on && g.privileges.expand(|| object.class.acl_privileges(u32::MAX)).contains(&privilege)
+            })
+            .map(|g| g.origin.as_str())
+    }
+
     /// Parses and validates YAML; `file` labels errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, FileError> {
         let manifest = parse_manifest(text, file)?;
@@ -810,6 +845,21 @@ ignore_roles: ["pg_*", "rds*"]
 
     fn error_of(yaml: &str) -> String {
         Baseline::from_yaml(yaml, "baseline.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn declared_grants_are_found_by_role_privilege_and_object() {
+        let b = Baseline::from_yaml(EXAMPLE, "baseline.yaml").unwrap();
+        let (ro, rw) = (RoleName::new("app_ro").unwrap(), RoleName::new("app_rw").unwrap());
+        let table = |s: &str, n: &str| ObjectRef::in_schema(ObjectClass::Table, s, n);
+        assert_eq!(b.declares(&ro, Privilege::Usage, &ObjectRef::schema("orders")), Some("roles.app_ro.grants[0]"));
+        assert_eq!(b.declares(&ro, Privilege::Select, &table("orders", "anything")), Some("roles.app_ro.grants[1]"));
+        assert_eq!(b.declares(&ro, Privilege::Insert, &table("orders", "anything")), None);
+        assert_eq!(b.declares(&ro, Privilege::Select, &table("billing", "invoices")), None);
+        assert_eq!(b.declares(&rw, Privilege::Delete, &table("orders", "line_items")), Some("roles.app_rw.grants[0]"));
+        assert!(b.declares(&rw, Privilege::Select, &ObjectRef::column("orders", "customers", "id")).is_some());
+        assert_eq!(b.declares(&rw, Privilege::Select, &ObjectRef::column("orders", "customers", "ssn")), None);
+        assert_eq!(b.declares(&RoleName::new("nobody").unwrap(), Privilege::Usage, &ObjectRef::schema("orders")), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditJournal, NewEvent};
+use crate::baseline::Baseline;
 use crate::change::Change;
 use crate::model::{Grant, Grantee, RoleName};
 use crate::report::{Finding, FindingKind, FindingObject};
@@ -62,12 +63,15 @@ pub enum SessionPolicy {
 }
 
 /// How revocation behaves.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RevokeOptions {
     /// Session termination.
     pub sessions: SessionPolicy,
     /// New owner of what a dropped short-lived role owned; `None` is the executing user.
     pub reassign_to: Option<RoleName>,
+    /// The target's baseline, when at hand: a standing role keeps what it declares
+    /// (the ticket did not grant that), even where the ticket's scope covers it.
+    pub baseline: Option<std::sync::Arc<Baseline>>,
 }
 
 /// A privilege that stays, and why.
@@ -159,6 +163,16 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
         if !drop_role && !covered {
             continue; // not this ticket's to take
         }
+        if let Some(origin) =
+            options.baseline.as_ref().filter(|_| !drop_role).and_then(|b| b.declares(&role, g.privilege, &g.object))
+        {
+            let source = options.baseline.as_ref().map_or("", |b| b.source.as_str());
+            plan.kept.push(Kept {
+                grant: g.clone(),
+                reason: format!("declared in the baseline ({source}: {origin}): standing access, not the ticket's"),
+            });
+            continue;
+        }
         if let Some(other) = others.iter().find(|o| o.covers(target, &role, g.privilege, &g.object)) {
             plan.kept.push(Kept {
                 grant: g.clone(),
@@ -210,7 +224,7 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
         plan.nothing_because = Some(if plan.kept.is_empty() {
             format!("{role} holds nothing this ticket covers: already revoked")
         } else {
-            format!("everything this ticket covers is still covered by another ticket of {role}")
+            format!("everything this ticket covers that {role} holds stays: see kept")
         });
     }
     plan
@@ -252,6 +266,11 @@ pub struct Executed {
     pub attempts: u32,
     /// Nothing was run: a dry run.
     pub dry_run: bool,
+    /// When the revoking transaction committed, by the clock the executor was
+    /// given (`None` on a dry run): revocation latency ends here, before
+    /// sessions are ended and a short-lived role is cleaned up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<DateTime<Utc>>,
 }
 
 /// Runs plans against the target database (shared/postgres implements it).
@@ -259,12 +278,13 @@ pub trait PrivilegeExecutor {
     /// Reads what `role` holds, builds the plan with `planner` from it, and runs it: the
     /// transaction (checking afterwards that every revoked privilege is gone), then the
     /// after-commit changes. Transient failures are retried within the call. With
-    /// `dry_run`, it only reads and renders.
+    /// `dry_run`, it only reads and renders. `clock` dates the commit.
     fn revoke(
         &self,
         role: &RoleName,
         planner: &(dyn Fn(&Held) -> RevocationPlan + Sync),
         dry_run: bool,
+        clock: &(dyn Fn() -> DateTime<Utc> + Sync),
     ) -> impl Future<Output = Result<Executed, ExecError>> + Send;
 }
 
@@ -349,8 +369,10 @@ where
         let others: Vec<&Ticket> = others.iter().collect();
         plan_revocation(&ticket, held, &others, options)
     };
-    let result = executor.revoke(&ticket.request.role, &planner, dry_run).await;
+    let result = executor.revoke(&ticket.request.role, &planner, dry_run, clock).await;
     let at = clock();
+    // expiry to the commit: the cleanup after it (sessions, a role's objects) is not latency
+    let at = result.as_ref().ok().and_then(|e| e.committed_at).unwrap_or(at);
     let latency_ms = (at - ticket.ends_at()).num_milliseconds().max(0);
     match result {
         Ok(executed) if dry_run => {
@@ -371,7 +393,7 @@ where
                 at,
                 latency_ms,
                 attempts: executed.attempts,
-                statements: executed.sql.len(),
+                statements: executed.plan.len(),
                 kept: executed.plan.kept.len(),
                 sessions_terminated: executed.sessions_terminated,
                 error: None,
@@ -635,6 +657,31 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_the_baseline_declares_for_a_standing_role_outlives_the_ticket_covering_it() {
+        let t = ticket("t1", On::Schema, None, "billing", &[Privilege::Usage, Privilege::Select], 2);
+        let h = held(vec![
+            grant(ObjectRef::schema("billing"), Privilege::Usage),
+            grant(table("invoices"), Privilege::Select),
+            grant(table("ledger"), Privilege::Select),
+        ]);
+        let yaml = format!(
+            "version: 1\nroles:\n  {}:\n    grants:\n      - {{ privileges: [SELECT], on: table, name: billing.invoices }}\n",
+            role()
+        );
+        let baseline = crate::baseline::Baseline::from_yaml(&yaml, "baseline.yaml").unwrap();
+        let options = RevokeOptions { baseline: Some(std::sync::Arc::new(baseline)), ..RevokeOptions::default() };
+        let plan = plan_revocation(&t, &h, &[], &options);
+        assert_eq!(revoked(&plan), ["USAGE billing", "SELECT billing.ledger"]);
+        assert_eq!(plan.kept.len(), 1);
+        assert_eq!(plan.kept[0].grant, grant(table("invoices"), Privilege::Select));
+        assert!(plan.kept[0].reason.contains("baseline.yaml: roles."), "{}", plan.kept[0].reason);
+        // a short-lived role is grantwarden's own: everything goes, whatever a baseline says
+        let mut short = t.clone();
+        short.role_lifecycle = RoleLifecycle::ShortLived;
+        assert!(plan_revocation(&short, &h, &[], &options).kept.is_empty());
+    }
+
+    #[test]
     fn nothing_held_or_no_role_is_an_empty_plan_not_an_error() {
         let t = ticket("t1", On::Schema, None, "billing", &[Privilege::Usage], 2);
         let gone = plan_revocation(&t, &Held::default(), &[], &RevokeOptions::default());
@@ -664,9 +711,9 @@ mod tests {
     fn session_policy_decides_termination_for_standing_roles() {
         let t = ticket("t1", On::Schema, None, "billing", &[Privilege::Usage], 2);
         let h = held(vec![grant(ObjectRef::schema("billing"), Privilege::Usage)]);
-        let opts = RevokeOptions { sessions: SessionPolicy::ShortLived, reassign_to: None };
+        let opts = RevokeOptions { sessions: SessionPolicy::ShortLived, ..RevokeOptions::default() };
         assert!(plan_revocation(&t, &h, &[], &opts).after_commit.is_empty());
-        let opts = RevokeOptions { sessions: SessionPolicy::Never, reassign_to: None };
+        let opts = RevokeOptions { sessions: SessionPolicy::Never, ..RevokeOptions::default() };
         assert!(plan_revocation(&t, &h, &[], &opts).after_commit.is_empty());
     }
 

@@ -125,7 +125,8 @@ pub struct Revocation {
     pub latency_ms: i64,
     /// Attempts made by the invocation that finished it.
     pub attempts: u32,
-    /// Statements run.
+    /// Changes run (REVOKEs, membership removals, role cleanup), not counting
+    /// the statements that frame them (BEGIN, SET, locks, COMMIT).
     pub statements: usize,
     /// Privileges left in place because another active ticket still covers them.
     pub kept: usize,

@@ -265,6 +265,7 @@ impl PrivilegeExecutor for Executor {
         role: &RoleName,
         planner: &(dyn Fn(&Held) -> RevocationPlan + Sync),
         dry_run: bool,
+        clock: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Sync),
     ) -> Result<Executed, ExecError> {
         let (lock, lock_attempts) = if dry_run {
             (None, 0)
@@ -273,6 +274,7 @@ impl PrivilegeExecutor for Executor {
             (Some(client), tries)
         };
         let ((plan, transaction), attempts) = self.retrying(|| self.revoke_once(role, planner, dry_run)).await?;
+        let committed_at = (!dry_run).then(clock);
         let mut sql = role_lock_sql(role, &self.timeouts);
         sql.extend(transaction);
         let after = after_commit_sql(&plan).map_err(|e| ExecError {
@@ -284,7 +286,7 @@ impl PrivilegeExecutor for Executor {
         if dry_run {
             sql.extend(after);
             sql.push(unlock);
-            return Ok(Executed { plan, sql, sessions_terminated: 0, attempts, dry_run });
+            return Ok(Executed { plan, sql, sessions_terminated: 0, attempts, dry_run, committed_at });
         }
         let (sessions_terminated, after_attempts) = self.after_commit(&plan).await.map_err(|mut e| {
             e.message = format!("the revoking transaction committed, then: {}", e.message);
@@ -297,7 +299,7 @@ impl PrivilegeExecutor for Executor {
         sql.extend(after);
         sql.push(unlock);
         let attempts = attempts.max(after_attempts).max(lock_attempts);
-        Ok(Executed { plan, sql, sessions_terminated, attempts, dry_run })
+        Ok(Executed { plan, sql, sessions_terminated, attempts, dry_run, committed_at })
     }
 }
 

@@ -133,6 +133,8 @@ async fn a_temporary_grant_is_gone_after_expiry_through_each_trigger_and_overlap
         assert_eq!(rev.trigger, trigger);
         let expected_latency = if trigger == Trigger::Request { 31 * 60_000 } else { 60_000 };
         assert_eq!(rev.latency_ms, expected_latency, "{trigger}: from the end of the window to the commit");
+        assert_eq!(rev.statements, executed.plan.len(), "{trigger}: changes run, not framing statements");
+        assert!(rev.statements >= 2, "{trigger}: USAGE and SELECT at least: {:?}", executed.plan);
         assert!(!f.has(r, "USAGE", "billing", "").await, "{trigger}: schema usage is gone");
         assert!(!f.has(r, "SELECT", "billing", "invoices").await, "{trigger}: table select is gone");
         assert!(f.has(r, "SELECT", "hr", "pay").await, "{trigger}: what the ticket did not cover stays");
@@ -149,7 +151,12 @@ async fn a_temporary_grant_is_gone_after_expiry_through_each_trigger_and_overlap
     }
     let revoked = f.events("ticket.revoked").await;
     assert_eq!(revoked.len(), 4);
-    assert!(revoked.iter().all(|d| d["sql"].as_array().is_some_and(|s| !s.is_empty())));
+    for d in &revoked {
+        let sql: Vec<&str> = d["sql"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
+        assert!(sql.iter().any(|s| s.starts_with("REVOKE USAGE ON SCHEMA \"billing\"")), "{sql:?}");
+        assert!(sql.iter().any(|s| s.starts_with("REVOKE SELECT ON TABLE \"billing\".\"invoices\"")), "{sql:?}");
+        assert!(sql.contains(&"COMMIT"), "{sql:?}");
+    }
 
     // the overlapping ticket's own end takes the rest
     let RevokeOutcome::Revoked { .. } = f.revoke(&x, "t-overlap", Trigger::Sweeper, 121).await.unwrap() else {
