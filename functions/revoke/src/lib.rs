@@ -27,6 +27,7 @@ use std::time::Duration;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt;
 use grantwarden_aws::leases::{Lease, ScheduledRevoke};
 use grantwarden_aws::{
     AccessSecrets, AwsError, Clients, Clock, DynamoStore, Objects, RdsSecret, SecretCache, Settings, Timers,
@@ -77,7 +78,7 @@ pub enum RevokeFnError {
 impl From<RevokeFnError> for Diagnostic {
     fn from(e: RevokeFnError) -> Self {
         let retryable = match &e {
-            RevokeFnError::Input { .. } => false,
+            RevokeFnError::Input { .. } | RevokeFnError::Revoke(RevokeError::DryRun { .. }) => false,
             RevokeFnError::Revoke(_) | RevokeFnError::Transient { .. } => true,
             RevokeFnError::Aws(a) => a.is_retryable(),
         };
@@ -152,6 +153,13 @@ pub struct DeadLetter {
     /// Attempts made.
     pub attempts: u32,
 }
+
+/// Revocations one sweep runs at once (each on two connections to its target).
+pub const SWEEP_CONCURRENCY: usize = 4;
+
+/// Time a revocation may take, retries included: none starts with less left
+/// before the invocation's deadline.
+pub const SWEEP_RESERVE: Duration = Duration::from_secs(30);
 
 /// The handler's state, built once per container.
 pub struct Revoke {
@@ -238,7 +246,11 @@ impl Revoke {
                 };
                 Outcome::Tickets(vec![self.revoke(&s.ticket_id, trigger).await?])
             }
-            Invocation::Sweep(_) => Outcome::Tickets(self.sweep().await?),
+            Invocation::Sweep(_) => {
+                // Context::default() (a test, `cargo lambda invoke`) has no deadline
+                let deadline = (event.context.deadline > 0).then(|| event.context.deadline());
+                Outcome::Tickets(self.sweep(deadline).await?)
+            }
         })
     }
 
@@ -266,7 +278,8 @@ impl Revoke {
                 .map_err(RevokeError::Store)?;
             let (changes, held_back) = without_excepted(request.changes.clone(), &request.target, &tickets, now);
             let executor = self.executor(&request.target).await?;
-            let dry_run = self.settings.revoke_dry_run;
+            // like `grantwarden apply`: planned and journaled until execution is turned on
+            let dry_run = self.settings.revoke_dry_run || !self.settings.remediation_execute;
             let result = executor.apply(&changes, dry_run).await;
             let (kind, sql, error) = match &result {
                 Ok(applied) if dry_run => ("remediation.planned", applied.sql.clone(), None),
@@ -299,7 +312,7 @@ impl Revoke {
                                                            "mode": request.mode, "error": error }))
                     .await?;
             } else {
-                tracing::info!(statements = sql.len(), held_back = held_back.len(), "remediation applied");
+                tracing::info!(statements = sql.len(), held_back = held_back.len(), dry_run, "remediation done");
             }
             Ok(())
         }
@@ -307,26 +320,43 @@ impl Revoke {
         .await
     }
 
-    /// Every due ticket of every target (the sparse index of open tickets).
-    async fn sweep(&self) -> Result<Vec<Handled>, RevokeFnError> {
+    /// Every due ticket of every target (the sparse index of open tickets),
+    /// [`SWEEP_CONCURRENCY`] at a time. No revocation starts once less than
+    /// [`SWEEP_RESERVE`] is left before `deadline` (the invocation's): what is
+    /// left is still due, and the next sweep, a minute later, takes it.
+    async fn sweep(&self, deadline: Option<std::time::SystemTime>) -> Result<Vec<Handled>, RevokeFnError> {
         let targets = match &self.settings.targets_key {
             Some(key) if self.settings.targets.is_empty() => self.objects.targets(key).await?,
             _ => self.settings.targets.clone(),
         };
         let now = self.clock.now();
-        let mut out = Vec::new();
-        let mut first_error = None;
+        let mut ids = Vec::new();
         for target in targets {
             let open = self.store.open_tickets(&target).await.map_err(RevokeError::Store)?;
-            for t in due(&open, now) {
-                // one failure must not stop the sweep of the others
-                match self.revoke(&t.id, Trigger::Sweeper).await {
-                    Ok(h) => out.push(h),
-                    Err(e) => {
-                        tracing::error!(ticket = %t.id, error = %e, "sweep: revocation failed; retried next sweep");
-                        first_error.get_or_insert(e);
-                    }
+            ids.extend(due(&open, now).into_iter().map(|t| t.id.clone()));
+        }
+        let time_left = || {
+            deadline.is_none_or(|d| d.duration_since(std::time::SystemTime::now()).unwrap_or_default() > SWEEP_RESERVE)
+        };
+        let runs = futures::stream::iter(ids).map(|id| async move {
+            if !time_left() {
+                tracing::warn!(ticket = %id, "sweep: too close to the deadline; left for the next sweep");
+                return None;
+            }
+            Some((self.revoke(&id, Trigger::Sweeper).await, id))
+        });
+        let mut done = runs.buffer_unordered(SWEEP_CONCURRENCY);
+        let mut out = Vec::new();
+        let mut first_error = None;
+        while let Some(run) = done.next().await {
+            // one failure must not stop the sweep of the others
+            match run {
+                Some((Ok(h), _)) => out.push(h),
+                Some((Err(e), id)) => {
+                    tracing::error!(ticket = %id, error = %e, "sweep: revocation failed; retried next sweep");
+                    first_error.get_or_insert(e);
                 }
+                None => {}
             }
         }
         match first_error {

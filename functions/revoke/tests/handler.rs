@@ -121,17 +121,20 @@ async fn each_trigger_revokes_through_the_function_and_the_timers_are_armed_then
     let handled = invoke(&f, serde_json::from_str(&ttl).unwrap()).await;
     assert_eq!((handled[0].outcome.as_str(), handled[0].latency_ms), ("revoked", Some(60_000)));
     assert!(!usage(&db, &roles[0]).await);
-    assert!(
-        clients
-            .scheduler
-            .get_schedule()
-            .name(schedule_name(&ids[0]))
-            .group_name(&settings.schedule_group)
-            .send()
-            .await
-            .is_err(),
-        "revoked: its schedule is deleted"
-    );
+    let disarmed = |id: String| {
+        let (clients, settings) = (&clients, &settings);
+        async move {
+            let schedule =
+                clients.scheduler.get_schedule().name(schedule_name(&id)).group_name(&settings.schedule_group);
+            let lease = clients
+                .dynamodb
+                .get_item()
+                .table_name(&settings.leases_table)
+                .key("ticket_id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()));
+            schedule.send().await.is_err() && lease.send().await.unwrap().item.is_none()
+        }
+    };
+    assert!(disarmed(ids[0].clone()).await, "revoked: its schedule and lease are deleted");
 
     // 2. the schedule (Scheduler never fires in moto: its payload, as it would send it)
     let payload = serde_json::to_value(&input).unwrap();
@@ -152,6 +155,7 @@ async fn each_trigger_revokes_through_the_function_and_the_timers_are_armed_then
     assert_eq!(requested.len(), 1, "only the move to revoke_requested triggers: {handled:?}");
     assert_eq!((requested[0].outcome.as_str(), requested[0].latency_ms), ("revoked", Some(31 * 60_000)));
     assert!(!usage(&db, &roles[2]).await);
+    assert!(disarmed(ids[2].clone()).await, "ended early: the schedule at its expiry and its lease are gone");
 
     // 4. the sweeper takes what is left, and only that
     let sweep: Invocation = serde_json::from_str(include_str!("../../../events/revoke-sweep.json")).unwrap();
@@ -288,12 +292,8 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
         })
         .collect();
     assert_eq!(records.len(), 1);
-    let batch: Invocation = serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
-    assert!(matches!(batch, Invocation::Remediation(_)), "{batch:?}");
-    let f = function(&clients, &settings, 10);
-    let outcome = f.invoke(LambdaEvent::new(batch, Context::default())).await.unwrap();
-    let grantwarden_revoke::Outcome::Remediation(response) = outcome else { panic!("a batch response") };
-    assert!(response.batch_item_failures.is_empty());
+    let batch = || -> Invocation { serde_json::from_value(serde_json::json!({ "Records": records })).unwrap() };
+    assert!(matches!(batch(), Invocation::Remediation(_)), "{:?}", batch());
     let has = |role: String, privilege: &'static str| {
         let db = &db;
         async move {
@@ -305,6 +305,26 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
                 .get::<_, bool>(0)
         }
     };
+    let run = |settings: Settings| {
+        let (clients, batch) = (&clients, batch());
+        async move {
+            let f = function(clients, &settings, 10);
+            let outcome = f.invoke(LambdaEvent::new(batch, Context::default())).await.unwrap();
+            let grantwarden_revoke::Outcome::Remediation(response) = outcome else { panic!("a batch response") };
+            assert!(response.batch_item_failures.is_empty());
+        }
+    };
+
+    // by default remediation is planned and journaled, not run (as apply without --execute)
+    assert!(!settings.remediation_execute);
+    run(settings.clone()).await;
+    assert!(has(app.clone(), "INSERT").await, "a planned remediation changes nothing");
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    let planned: Vec<_> = journal.iter().filter(|e| e.kind == "remediation.planned").collect();
+    assert_eq!(planned.len(), 1);
+    assert_eq!(planned[0].detail["dry_run"], true);
+
+    run(Settings { remediation_execute: true, ..settings.clone() }).await;
     assert!(!has(app.clone(), "INSERT").await, "the unauthorized INSERT is revoked");
     assert!(has(alice.clone(), "SELECT").await, "held back: alice's ticket is in force now");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();

@@ -40,6 +40,10 @@ pub struct Settings {
     /// The revoke function plans and journals revocations and remediation but runs
     /// nothing against a database (`GRANTWARDEN_REVOKE_DRY_RUN`: `true` or `false`, the default).
     pub revoke_dry_run: bool,
+    /// The revoke function runs the remediation it receives (`GRANTWARDEN_REMEDIATION_EXECUTE`:
+    /// `true`, or `false`, the default: it plans and journals `remediation.planned` only,
+    /// as `grantwarden apply` without `--execute`).
+    pub remediation_execute: bool,
     /// Prefix of the secrets a just-in-time credential is delivered in; a ticket's is
     /// `<prefix><ticket id>` (`GRANTWARDEN_ACCESS_SECRET_PREFIX`), deleted at revocation.
     pub access_secret_prefix: String,
@@ -112,6 +116,7 @@ impl Default for Settings {
             remediation_mode: grantwarden_core::remediate::Mode::Report,
             remediation_queue_url: None,
             revoke_dry_run: false,
+            remediation_execute: false,
             bucket: "grantwarden".into(),
             audit_bucket: "grantwarden-audit".into(),
             audit_retention: Retention::default(),
@@ -149,6 +154,13 @@ impl Settings {
             }
         };
         let opt = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
+        let flag = |name: &'static str| -> Result<bool, SettingsError> {
+            match get(name).as_deref().map(str::trim) {
+                None | Some("false") => Ok(false),
+                Some("true") => Ok(true),
+                Some(other) => Err(SettingsError { name, reason: format!("{other:?} is neither true nor false") }),
+            }
+        };
         let number = |name: &'static str, default: u32| -> Result<u32, SettingsError> {
             match get(name) {
                 None => Ok(default),
@@ -183,16 +195,8 @@ impl Settings {
                 }
             },
             remediation_queue_url: opt("GRANTWARDEN_REMEDIATION_QUEUE_URL"),
-            revoke_dry_run: match get("GRANTWARDEN_REVOKE_DRY_RUN").as_deref().map(str::trim) {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    return Err(SettingsError {
-                        name: "GRANTWARDEN_REVOKE_DRY_RUN",
-                        reason: format!("{other:?} is neither true nor false"),
-                    });
-                }
-            },
+            revoke_dry_run: flag("GRANTWARDEN_REVOKE_DRY_RUN")?,
+            remediation_execute: flag("GRANTWARDEN_REMEDIATION_EXECUTE")?,
             bucket: text("GRANTWARDEN_BUCKET", d.bucket)?,
             audit_bucket: text("GRANTWARDEN_AUDIT_BUCKET", d.audit_bucket)?,
             audit_retention: Retention {
@@ -245,6 +249,7 @@ impl Settings {
             ("GRANTWARDEN_ACCESS_SECRET_PREFIX", self.access_secret_prefix.clone()),
             ("GRANTWARDEN_REMEDIATION_MODE", mode.to_owned()),
             ("GRANTWARDEN_REVOKE_DRY_RUN", self.revoke_dry_run.to_string()),
+            ("GRANTWARDEN_REMEDIATION_EXECUTE", self.remediation_execute.to_string()),
             ("GRANTWARDEN_BUCKET", self.bucket.clone()),
             ("GRANTWARDEN_AUDIT_BUCKET", self.audit_bucket.clone()),
             (
@@ -353,6 +358,7 @@ mod tests {
             chunk_queue_url: Some("http://127.0.0.1:5055/000000000000/chunks".into()),
             remediation_mode: grantwarden_core::remediate::Mode::Converge,
             revoke_dry_run: true,
+            remediation_execute: true,
             audit_retention: Retention { compliance: false, days: 30 },
             ..Settings::default()
         };

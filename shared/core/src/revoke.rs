@@ -319,6 +319,15 @@ pub enum RevokeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A dry run could not read or render the plan, for a reason retrying will
+    /// not change (permission, structure); nothing was recorded on the ticket.
+    #[error("dry run of ticket {ticket}: {error}")]
+    DryRun {
+        /// The ticket.
+        ticket: String,
+        /// What failed.
+        error: ExecError,
+    },
     /// A transient failure outlasted the retries of this invocation: try again later
     /// (the ticket stays due, so the queue or the sweeper will).
     #[error("revoking ticket {ticket}: {error} (after {} attempts; will be retried)", .error.attempts)]
@@ -426,9 +435,11 @@ where
             store.append(event).await?;
             Ok(RevokeOutcome::Revoked { ticket: stored, executed: Box::new(executed) })
         }
-        Err(error) if error.class == FailureClass::Transient || dry_run => {
+        Err(error) if error.class == FailureClass::Transient => {
             Err(RevokeError::Transient { ticket: id.to_owned(), error })
         }
+        // a dry run records nothing on the ticket, whatever went wrong
+        Err(error) if dry_run => Err(RevokeError::DryRun { ticket: id.to_owned(), error }),
         Err(error) => {
             let revocation = Revocation {
                 trigger,

@@ -425,8 +425,10 @@ impl Ticket {
         }
     }
 
-    /// Records that the revoking transaction committed (or that nothing was left to revoke).
-    pub fn revoke(&mut self, actor: &str, now: DateTime<Utc>, why: &str) {
+    /// Marks the ticket revoked, for tests of what follows a revocation. The real
+    /// path is [`Ticket::record_revoked`], by a conditional update after the commit.
+    #[cfg(test)]
+    pub(crate) fn revoke(&mut self, actor: &str, now: DateTime<Utc>, why: &str) {
         if self.status != TicketStatus::Revoked {
             self.status = TicketStatus::Revoked;
             self.history.push(TicketEvent {

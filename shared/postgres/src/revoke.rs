@@ -204,21 +204,26 @@ impl Executor {
         let sql = crate::render::terminate_sessions_sql(role);
         let row = client.query_one(&sql, &[]).await.map_err(Failure::db(format!("ending the sessions of {role}")))?;
         let ended: i64 = row.get(0);
+        let mut left = 0;
         for _ in 0..50 {
-            let left: i64 = client
+            left = client
                 .query_one(SESSIONS_LEFT, &[&role.as_str()])
                 .await
                 .map_err(Failure::db("counting sessions"))?
-                .get(0);
+                .get::<_, i64>(0);
             if left == 0 {
-                break;
+                return Ok(ended.max(0) as u64);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(ended.max(0) as u64)
+        // a revoked user must not keep working: this is a failure to retry, not a success
+        Err(Failure {
+            class: FailureClass::Transient,
+            message: format!("{left} session(s) of {role} still open 5 s after pg_terminate_backend"),
+        })
     }
 
-    async fn drop_owned(&self, database: &str, statements: &[String]) -> Result<(), Failure> {
+    async fn drop_owned(&self, role: &RoleName, database: &str, statements: &[String]) -> Result<(), Failure> {
         let mut config = self.config.clone();
         config.dbname(database);
         let client = connect(&config).await.map_err(Failure::db(format!(
@@ -228,8 +233,17 @@ impl Executor {
         sql.extend(statements.iter().cloned());
         sql.push("COMMIT".to_owned());
         match run_all(&client, &sql).await {
-            // the role is already gone: an earlier attempt finished this
-            Err(f) if f.message.contains("(SQLSTATE 42704)") => Ok(()),
+            // "does not exist": fine when it is the role (an earlier attempt finished this),
+            // not when it is the --reassign-to role
+            Err(f) if f.message.contains("(SQLSTATE 42704)") => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                let exists = client
+                    .query_opt(ROLE, &[&role.as_str()])
+                    .await
+                    .map_err(Failure::db("reading whether the role still exists"))?
+                    .is_some();
+                if exists { Err(Failure::permanent(f.message)) } else { Ok(()) }
+            }
             other => other,
         }
     }
@@ -242,8 +256,8 @@ impl Executor {
                 .retrying(|| async {
                     match change {
                         Change::TerminateSessions { role } => self.terminate(role).await,
-                        Change::DropOwned { database, .. } => {
-                            self.drop_owned(database, &render(change)?).await.map(|()| 0)
+                        Change::DropOwned { role, database, .. } => {
+                            self.drop_owned(role, database, &render(change)?).await.map(|()| 0)
                         }
                         other => {
                             let client = connect(&self.config).await.map_err(Failure::db("connecting"))?;

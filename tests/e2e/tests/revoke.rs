@@ -364,6 +364,87 @@ async fn postgres_down_during_revocation_then_back_revokes_after_retry_and_loses
 }
 
 #[tokio::test]
+async fn a_standing_role_with_an_open_session_loses_it_after_the_commit_and_keeps_the_role() {
+    let f = fixture().await;
+    let r = f.db.role("live");
+    f.db.exec(&format!(
+        "CREATE ROLE {r} LOGIN; CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         GRANT USAGE ON SCHEMA billing TO {r}; GRANT SELECT ON billing.invoices TO {r};",
+        r = f.db.ident("live")
+    ))
+    .await;
+    let t = ticket("t-live", &r, On::Schema, None, "billing", &[Privilege::Usage, Privilege::Select], 10);
+    f.put(&t).await;
+    // the user is working in a live connection when the window ends
+    let session = grantwarden_testkit::connect(&f.db.url_as(&r)).await.expect("the role can log in");
+    session.batch_execute("BEGIN; SELECT 1 FROM billing.invoices").await.unwrap();
+    let x = executor_for(&f.db.url(), 3);
+    let RevokeOutcome::Revoked { executed, .. } = f.revoke(&x, "t-live", Trigger::Lease, 11).await.unwrap() else {
+        panic!("revoked")
+    };
+    assert_eq!(executed.sessions_terminated, 1, "{:?}", executed.sql);
+    assert!(session.batch_execute("SELECT 1 FROM billing.invoices").await.is_err(), "the live connection is ended");
+    assert!(!f.has(&r, "SELECT", "billing", "invoices").await);
+    // a standing role outlives its ticket: it may log in again, and can no longer read
+    let again = grantwarden_testkit::connect(&f.db.url_as(&r)).await.expect("the role still exists");
+    let denied = again.batch_execute("SELECT 1 FROM billing.invoices").await.unwrap_err();
+    assert_eq!(denied.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{denied}");
+}
+
+#[tokio::test]
+async fn a_connection_lost_inside_the_revoking_transaction_is_retried_and_loses_nothing() {
+    let f = fixture().await;
+    let (r, other) = (f.db.role("midway"), f.db.role("bystander"));
+    f.db.exec(&format!(
+        "CREATE ROLE {r}; CREATE ROLE {o}; CREATE SCHEMA billing; GRANT USAGE ON SCHEMA billing TO {r};",
+        r = f.db.ident("midway"),
+        o = f.db.ident("bystander")
+    ))
+    .await;
+    f.put(&ticket("t-midway", &r, On::Schema, None, "billing", &[Privilege::Usage], 10)).await;
+    // another transaction is changing the schema's ACL: the REVOKE waits on its row
+    let blocker = f.db.client().await;
+    blocker
+        .batch_execute(&format!("BEGIN; GRANT USAGE ON SCHEMA billing TO {}", escape_identifier(&other)))
+        .await
+        .unwrap();
+    let timeouts = Timeouts { lock: Duration::from_secs(30), ..Timeouts::default() };
+    let retry = RetryPolicy { max_attempts: 5, base: Duration::from_millis(50), cap: Duration::from_millis(200) };
+    let x = Executor::new(parse_config(&f.db.url(), &timeouts).unwrap(), timeouts, retry);
+    let revoking = f.revoke(&x, "t-midway", Trigger::Lease, 11);
+    let kill = async {
+        // the server drops the revoking connection in the middle of its transaction
+        let watcher = f.db.client().await;
+        let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+                        AND wait_event_type = 'Lock' AND query LIKE 'REVOKE USAGE ON SCHEMA%'";
+        let pid: i32 = loop {
+            if let Some(row) = watcher.query_opt(waiting, &[]).await.unwrap() {
+                break row.get(0);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let killed: bool = watcher.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+        assert!(killed);
+        // the retry waits on the same row, then goes through once the other transaction commits
+        loop {
+            let again = watcher.query_opt(waiting, &[]).await.unwrap();
+            if again.is_some_and(|row| row.get::<_, i32>(0) != pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        blocker.batch_execute("COMMIT").await.unwrap();
+    };
+    let (outcome, ()) = tokio::join!(revoking, kill);
+    let RevokeOutcome::Revoked { ticket, executed } = outcome.unwrap() else { panic!("revoked after the retry") };
+    assert!(executed.attempts >= 2, "the first attempt was cut off: {}", executed.attempts);
+    assert_eq!(ticket.status, TicketStatus::Revoked);
+    assert!(!f.has(&r, "USAGE", "billing", "").await, "revoked");
+    assert!(f.has(&other, "USAGE", "billing", "").await, "the other transaction's grant is intact");
+    assert_eq!(f.events("ticket.revoked").await.len(), 1, "one revocation on record");
+}
+
+#[tokio::test]
 async fn a_permission_error_fails_for_good_with_a_finding_and_an_audit_event() {
     let f = fixture().await;
     let r = f.db.role("perm");
