@@ -341,6 +341,8 @@ pub fn run_simulate(args: SimulateArgs, now: DateTime<Utc>) -> Result<ExitCode> 
     let known = BTreeSet::new();
     let ctx = normalize::Context { targets: &known, now, audit_target: Some(&target) };
     let scoring = ScoringConfig::standard();
+    // audit-log lines name no incident: a category that requires an open one refuses them
+    let incidents = grantwarden_core::incident::KnownIncidents(Vec::new());
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for request in normalize_input(&text, InputFormat::Pgaudit, &ctx) {
         let (decision, line) = match request {
@@ -350,7 +352,7 @@ pub fn run_simulate(args: SimulateArgs, now: DateTime<Utc>) -> Result<ExitCode> 
             }
             Ok(r) => {
                 let observed = r.observed_at;
-                match route(&r, &registry, observed) {
+                match route(&r, &registry, &incidents, observed) {
                     Decision::Ticket(t) => (
                         "ticket",
                         json!({ "decision": "ticket", "delivery_id": r.delivery_id, "category": t.category, "tag": t.tag, "status": t.status.to_string(), "registry": t.registry }),

@@ -103,6 +103,23 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
         serde_json::json!({ "event": { "event_type": "incident.triggered", "data": { "id": "PD-42" } } }),
     );
     ok(&run(&["incident", &hook], "2026-11-22T12:05:00Z"));
+    // the grant webhook's break-glass category asks the same: an incident id alone is not enough
+    let webhook = |name: &str, incident: &str| {
+        write_request(
+            dir.path(),
+            name,
+            serde_json::json!({ "delivery_id": name, "source": "pagerduty", "target": "orders-prod",
+                "principal": "alice@example.com", "role": "alice_tmp", "privileges": ["DELETE"],
+                "object": { "type": "table", "name": "billing.invoices" }, "requested_by": "alice@example.com",
+                "incident_id": incident, "expires_at": "2026-11-22T12:30:00Z" }),
+        )
+    };
+    let unknown = run(&["intake", &webhook("bg-unknown", "PD-99"), "--policy", &policy()], "2026-11-22T12:06:00Z");
+    assert_eq!(unknown.status.code(), Some(1), "PD-99 was never reported open");
+    assert!(String::from_utf8_lossy(&unknown.stdout).contains("incident PD-99 is not open"), "{unknown:?}");
+    let open = ok(&run(&["intake", &webhook("bg-open", "PD-42"), "--policy", &policy()], "2026-11-22T12:06:00Z"));
+    let open = json(&open);
+    assert_eq!((open["ticket"]["category"].as_str(), open["ticket"]["status"].as_str()), (Some("break-glass"), Some("active")), "{open}");
     let glass = run(&["request", &file, "--policy", &policy(), "--database", &url], "2026-11-22T12:06:00Z");
     assert_eq!(json(&ok(&glass))["outcome"], "issued");
     assert!(String::from_utf8_lossy(&glass.stderr).contains("review is required"), "a high-priority alert");
@@ -120,7 +137,8 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
     ok(&run(&["incident", &resolved], "2026-11-22T12:30:00Z"));
     assert_eq!(renew("2026-11-22T12:40:00Z").status.code(), Some(1), "the incident is resolved");
 
-    // governance metrics: the issued roles are not standing credentials; one break-glass use this month
+    // governance metrics: the issued roles are not standing credentials; two break-glass uses this
+    // month (the access request and the exception routed to the break-glass category)
     let metrics = run(
         &["metrics", "--database", &url, "--target", "orders-prod", "--policy", &policy(), "--format", "json"],
         "2026-11-22T12:10:00Z",
@@ -130,7 +148,7 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
     let standing: Vec<&str> =
         m["standing_credentials"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     assert!(standing.contains(&"postgres") && !standing.contains(&role.as_str()), "{standing:?}");
-    assert_eq!(m["break_glass_by_month"]["2026-11"], 1);
+    assert_eq!(m["break_glass_by_month"]["2026-11"], 2);
     assert_eq!(m["break_glass_threshold"], 3);
 
     // with pgaudit logs: the migration credential only read, the break-glass one never ran a statement

@@ -172,10 +172,11 @@ fn bench_route(c: &mut Criterion) {
     let targets = BTreeSet::new();
     let at: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
     let ctx = Context { targets: &targets, now: at, audit_target: None };
+    let incidents = grantwarden_core::incident::KnownIncidents(vec![]);
     c.bench_function("route one grant request (normalize + route)", |b| {
         b.iter(|| {
             let request = from_webhook(black_box(WEBHOOK.as_bytes()), &ctx).unwrap();
-            black_box(route(&request, &registry, at))
+            black_box(route(&request, &registry, &incidents, at))
         })
     });
 }

@@ -1257,7 +1257,7 @@ mod overlay_tests {
             incident_id: None,
             observed_at: at(0),
         };
-        match route(&req, &registry, at(0)) {
+        match route(&req, &registry, &crate::incident::KnownIncidents(vec![]), at(0)) {
             Decision::Ticket(t) => *t,
             other => panic!("{other:?}"),
         }

@@ -108,8 +108,9 @@ pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &
     }
 }
 
-/// Routes and stores one input.
-pub async fn intake<S: TicketStore>(
+/// Routes and stores one input (with the state of the incident it names, for
+/// a category that requires an open one).
+pub async fn intake<S: TicketStore + crate::incident::IncidentStore>(
     store: &S,
     registry: Result<&PolicyRegistry, String>,
     request: Result<GrantRequest, NormalizeError>,
@@ -127,7 +128,13 @@ pub async fn intake<S: TicketStore>(
             return Ok(Outcome::Untagged(Box::new(untagged_finding(Some(&request), &reason, scoring))));
         }
     };
-    match route(&request, registry, now) {
+    let mut known = Vec::new();
+    if let Some(id) = &request.incident_id
+        && let Some(update) = store.incident(id).await?
+    {
+        known.push(update);
+    }
+    match route(&request, registry, &crate::incident::KnownIncidents(known), now) {
         Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
             PutOutcome::Created(t) => Outcome::Created(t),
             PutOutcome::Existing(t) => Outcome::Existing(t),

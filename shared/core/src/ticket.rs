@@ -260,8 +260,14 @@ pub fn request_sha256(r: &GrantRequest) -> String {
     hex::encode(Sha256::digest(serde_json::to_vec(&canonical).expect("a request always serializes")))
 }
 
-/// Routes a request at `now`.
-pub fn route(request: &GrantRequest, registry: &PolicyRegistry, now: DateTime<Utc>) -> Decision {
+/// Routes a request at `now`. A category that requires an incident (break-glass)
+/// takes one that `incidents` knows to be open: an id alone is not enough.
+pub fn route(
+    request: &GrantRequest,
+    registry: &PolicyRegistry,
+    incidents: &dyn crate::access::Incidents,
+    now: DateTime<Utc>,
+) -> Decision {
     let reg = registry.id.clone();
     if request.action == Action::Revoke {
         return Decision::Untagged { reason: "a revoke is not an exception request".into(), registry: Some(reg) };
@@ -281,8 +287,15 @@ pub fn route(request: &GrantRequest, registry: &PolicyRegistry, now: DateTime<Ut
     let Some((route, category)) = registry.route(&input) else {
         return Decision::Untagged { reason: "no route of the policy registry matches".into(), registry: Some(reg) };
     };
-    if category.incident_required && request.incident_id.is_none() {
-        return Decision::Refused { category: category.id.clone(), refusal: Refusal::IncidentRequired, registry: reg };
+    if category.incident_required {
+        let refusal = match &request.incident_id {
+            None => Some(Refusal::IncidentRequired),
+            Some(id) if !incidents.is_open(id, now) => Some(Refusal::IncidentNotOpen { incident_id: id.clone() }),
+            Some(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            return Decision::Refused { category: category.id.clone(), refusal, registry: reg };
+        }
     }
     let starts_at = now;
     let requested = expires_at - starts_at;
@@ -589,6 +602,15 @@ routes:
         }
     }
 
+    /// The incidents the incident webhook reported open.
+    struct Open(&'static [&'static str]);
+    impl crate::access::Incidents for Open {
+        fn is_open(&self, id: &str, _: DateTime<Utc>) -> bool {
+            self.0.contains(&id)
+        }
+    }
+    const OPEN: Open = Open(&["INC-9"]);
+
     fn ticket(d: Decision) -> Ticket {
         match d {
             Decision::Ticket(t) => *t,
@@ -613,6 +635,8 @@ routes:
         glass.expires_at = Some(now() + chrono::Duration::minutes(20));
         let mut glass_with_incident = glass.clone();
         glass_with_incident.incident_id = Some("INC-9".into());
+        let mut glass_with_closed_incident = glass.clone();
+        glass_with_closed_incident.incident_id = Some("INC-1".into());
         let mut revoke = request("billing", &[Privilege::Select], 2);
         revoke.action = Action::Revoke;
         let cases = vec![
@@ -645,14 +669,19 @@ routes:
             Case { name: "no expiry is untagged", req: no_expiry, want: "untagged" },
             Case { name: "break-glass without incident is refused", req: glass, want: "refused break-glass incident" },
             Case {
-                name: "break-glass with incident is active",
+                name: "break-glass with an open incident is active",
                 req: glass_with_incident,
                 want: "ticket break-glass active",
+            },
+            Case {
+                name: "break-glass naming an incident that is not open is refused",
+                req: glass_with_closed_incident,
+                want: "refused break-glass incident",
             },
             Case { name: "a revoke is not an exception", req: revoke, want: "untagged" },
         ];
         for c in cases {
-            let got = match route(&c.req, &r, now()) {
+            let got = match route(&c.req, &r, &OPEN, now()) {
                 Decision::Ticket(t) => {
                     let clamped = if t.history.iter().any(|e| e.what == "clamped") { " clamped" } else { "" };
                     format!("ticket {} {}{clamped}", t.category, t.status)
@@ -675,13 +704,13 @@ routes:
 
     #[test]
     fn clamping_shortens_to_max_ttl() {
-        let t = ticket(route(&request("billing", &[Privilege::Insert], 48), &registry(), now()));
+        let t = ticket(route(&request("billing", &[Privilege::Insert], 48), &registry(), &OPEN, now()));
         assert_eq!(t.expires_at, now() + chrono::Duration::hours(24));
     }
 
     #[test]
     fn approvals_must_be_distinct_and_not_the_requester() {
-        let mut t = ticket(route(&request("phi_claims", &[Privilege::Select], 2), &registry(), now()));
+        let mut t = ticket(route(&request("phi_claims", &[Privilege::Select], 2), &registry(), &OPEN, now()));
         assert_eq!(t.approve("alice@example.com", now()), Err(ApprovalError::Requester("alice@example.com".into())));
         t.approve("bob@example.com", now()).unwrap();
         assert_eq!(t.approve("BOB@example.com", now()), Err(ApprovalError::Duplicate("BOB@example.com".into())));
@@ -695,7 +724,7 @@ routes:
 
     #[test]
     fn tickets_expire_by_time_and_keep_their_history() {
-        let t = ticket(route(&request("billing", &[Privilege::Select], 2), &registry(), now()));
+        let t = ticket(route(&request("billing", &[Privilege::Select], 2), &registry(), &OPEN, now()));
         assert!(t.is_active_at(now() + chrono::Duration::hours(1)));
         assert_eq!(t.status_at(now() + chrono::Duration::hours(2)), TicketStatus::Expired);
         let mut revoked = t.clone();
@@ -719,7 +748,7 @@ routes:
 
     #[test]
     fn coverage_follows_the_requested_object() {
-        let t = ticket(route(&request("billing", &[Privilege::Select, Privilege::Usage], 2), &registry(), now()));
+        let t = ticket(route(&request("billing", &[Privilege::Select, Privilege::Usage], 2), &registry(), &OPEN, now()));
         let target = TargetId::new("orders-prod").unwrap();
         let alice = RoleName::new("alice_tmp").unwrap();
         let table = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
@@ -738,21 +767,21 @@ routes:
         #[test]
         fn routing_is_deterministic_and_never_skips_approvals(
             schema in "(phi_|)[a-z]{1,6}", p in 0usize..4, hours in 1i64..60, src in prop::sample::select(vec!["okta", "pagerduty"]),
-            incident in proptest::option::of("[A-Z]{3}-[0-9]{1,4}"),
+            incident in proptest::option::of(prop::sample::select(vec!["INC-9", "INC-1", "ABC-42"])),
         ) {
             let privs = [Privilege::Select, Privilege::Usage, Privilege::Insert, Privilege::Delete];
             let mut req = request(&schema, &privs[..=p], hours);
             req.source = src.into();
-            req.incident_id = incident;
+            req.incident_id = incident.map(Into::into);
             let reg = registry();
-            let a = route(&req, &reg, now());
-            let b = route(&req, &reg, now());
+            let a = route(&req, &reg, &OPEN, now());
+            let b = route(&req, &reg, &OPEN, now());
             prop_assert_eq!(&a, &b);
             if let Decision::Ticket(t) = a {
                 let cat = &reg.categories[&t.category];
                 prop_assert_eq!(t.status == TicketStatus::Active, cat.approvals == 0);
                 prop_assert!(t.expires_at - t.starts_at <= chrono::Duration::from_std(cat.max_ttl).unwrap());
-                prop_assert!(!cat.incident_required || t.request.incident_id.is_some());
+                prop_assert!(!cat.incident_required || t.request.incident_id.as_deref() == Some("INC-9"));
             }
         }
     }

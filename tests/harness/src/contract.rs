@@ -40,7 +40,7 @@ pub fn ticket(delivery: &str, privilege: Privilege) -> Ticket {
         incident_id: None,
         observed_at: now(),
     };
-    match route(&req, &registry, now()) {
+    match route(&req, &registry, &grantwarden_core::incident::KnownIncidents(vec![]), now()) {
         Decision::Ticket(t) => *t,
         other => panic!("the contract request routes to a ticket, got {other:?}"),
     }
