@@ -423,7 +423,9 @@ pub struct AccessGrant {
     pub path: AccessPath,
     /// The scope.
     pub scope: AccessScope,
-    /// Masked columns per `schema.table` within the scope.
+    /// Masked columns per `schema.table`, every table the registry masks: the
+    /// scope's own are read through masking views, and an existing view in
+    /// scope that reads any of them is not granted.
     #[serde(default)]
     pub masking: BTreeMap<String, BTreeMap<String, Mask>>,
     /// The schema holding this ticket's views (row scope and masked tables).
@@ -555,16 +557,8 @@ pub fn route_access(
         incident_id: request.incident_id.clone(),
         observed_at: now,
     };
-    let masking = policy
-        .masking
-        .iter()
-        .filter(|(table, _)| match &request.scope {
-            AccessScope::Database => true,
-            AccessScope::Schema { schema } => table.split_once('.').is_some_and(|(s, _)| s == schema),
-            scope => scope.tables().contains(table),
-        })
-        .map(|(t, m)| (t.clone(), m.clone()))
-        .collect();
+    // all of them, not only the scope's: a view in scope may read a masked table elsewhere
+    let masking = policy.masking.clone();
     let mut ticket = Ticket {
         id: id.clone(),
         // the request as sent: a redelivery later (a later `now`, so a later expiry) is the same request
@@ -819,17 +813,26 @@ pub type ScopeCatalog = BTreeMap<(String, String), Vec<String>>;
 /// The sequences each table owns (serial and identity columns), `(schema, sequence)`.
 pub type OwnedSequences = BTreeMap<(String, String), Vec<(String, String)>>;
 
+/// The relations each view or materialized view reads, directly or through other views.
+pub type ViewSources = BTreeMap<(String, String), Vec<(String, String)>>;
+
 /// The changes that issue a ticket's credential in `database`, in one transaction (a
 /// write path also gets USAGE on the sequences its tables own): the role
 /// (LOGIN, VALID UNTIL the expiry, a connection limit, NOINHERIT), CONNECT on
 /// the database, and exactly the scope: plain tables by GRANT, row scope and
 /// masked tables through security-barrier views in the ticket's own schema
 /// (nobody else's access changes; row-level security is never switched on).
+///
+/// Masking must not be walked around: a mask naming a column the table does
+/// not have is refused (a renamed column would show unmasked), and an existing
+/// view that reads a masked table is left out of a schema or database scope
+/// (and refused when named), since it shows the table's columns as they are.
 pub fn plan_activation(
     ticket: &Ticket,
     database: &str,
     catalog: &ScopeCatalog,
     sequences: &OwnedSequences,
+    view_sources: &ViewSources,
 ) -> Result<Vec<Change>, String> {
     let grant = ticket.access.as_ref().ok_or_else(|| format!("ticket {} is not an access ticket", ticket.id))?;
     let role = ticket.request.role.clone();
@@ -849,15 +852,37 @@ pub fn plan_activation(
             },
         },
     ];
-    let tables: Vec<(String, String)> = match &grant.scope {
+    let wide = matches!(grant.scope, AccessScope::Database | AccessScope::Schema { .. });
+    let mut tables: Vec<(String, String)> = match &grant.scope {
         AccessScope::Database => catalog.keys().cloned().collect(),
         AccessScope::Schema { schema } => catalog.keys().filter(|(s, _)| s == schema).cloned().collect(),
         AccessScope::Tables { schema, tables } => tables.iter().map(|t| (schema.clone(), t.clone())).collect(),
         AccessScope::Rows { schema, table, .. } => vec![(schema.clone(), table.clone())],
     };
+    let masked_source = |relation: &(String, String)| {
+        view_sources
+            .get(relation)
+            .into_iter()
+            .flatten()
+            .find(|(s, t)| grant.masking.contains_key(&format!("{s}.{t}")))
+            .cloned()
+    };
+    if !wide && let Some((relation, (s, t))) = tables.iter().find_map(|r| masked_source(r).map(|m| (r, m))) {
+        return Err(format!(
+            "{}.{} is a view over the masked table {s}.{t}: it would show the masked columns as they are \
+             (ask for {s}.{t}, whose view masks them)",
+            relation.0, relation.1
+        ));
+    }
+    tables.retain(|r| masked_source(r).is_none());
     if tables.is_empty() {
         return Err(format!("{} holds no table", describe(&grant.scope)));
     }
+    // one views schema for the whole ticket: a database scope may hold two tables of one name
+    let view_name = |schema: &str, table: &str| {
+        let clash = tables.iter().filter(|(_, t)| t == table).count() > 1;
+        if clash { format!("{schema}__{table}") } else { table.to_owned() }
+    };
     let write = grant.path != AccessPath::ReadOnly;
     let mut usage = std::collections::BTreeSet::new();
     let mut views = Vec::new();
@@ -865,6 +890,12 @@ pub fn plan_activation(
         let columns =
             catalog.get(&(schema.clone(), table.clone())).ok_or_else(|| format!("no table {schema}.{table}"))?;
         let masks = grant.masking.get(&format!("{schema}.{table}"));
+        if let Some(unknown) = masks.and_then(|m| m.keys().find(|c| !columns.contains(c))) {
+            return Err(format!(
+                "the masking of {schema}.{table} names column {unknown:?}, which the table does not have: \
+                 refusing to issue rather than show a column unmasked (correct the registry's access.masking)"
+            ));
+        }
         let predicate = match &grant.scope {
             AccessScope::Rows { predicate, .. } => {
                 if !columns.contains(&predicate.column) {
@@ -879,9 +910,13 @@ pub fn plan_activation(
             privileges.extend([Privilege::Insert, Privilege::Update, Privilege::Delete]);
         }
         if masks.is_some() || predicate.is_some() {
+            let name = view_name(schema, table);
+            if views.iter().any(|v| matches!(v, Change::CreateView { name: n, .. } if *n == name)) {
+                return Err(format!("two tables of the scope would share the view name {name:?}"));
+            }
             views.push(Change::CreateView {
                 schema: grant.views_schema.clone(),
-                name: table.clone(),
+                name: name.clone(),
                 source_schema: schema.clone(),
                 source_table: table.clone(),
                 columns: columns.iter().map(|c| (c.clone(), masks.and_then(|m| m.get(c).copied()))).collect(),
@@ -891,7 +926,7 @@ pub fn plan_activation(
             for p in privileges {
                 views.push(Change::Grant {
                     grant: Grant {
-                        object: ObjectRef::in_schema(ObjectClass::Table, &grant.views_schema, table),
+                        object: ObjectRef::in_schema(ObjectClass::Table, &grant.views_schema, &name),
                         grantee: who.clone(),
                         privilege: p,
                         grantable: false,
@@ -1013,6 +1048,89 @@ access:
         AccessScope::Tables { schema: "billing".into(), tables: t.iter().map(|s| s.to_string()).collect() }
     }
 
+    /// The relations and views a database scope sees: billing.customers is masked.
+    fn scope_catalog() -> (ScopeCatalog, ViewSources) {
+        let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let key = |s: &str, t: &str| (s.to_owned(), t.to_owned());
+        let catalog: ScopeCatalog = [
+            (key("billing", "customers"), cols(&["id", "email", "ssn"])),
+            (key("billing", "invoices"), cols(&["id", "customer_id"])),
+            (key("reports", "customer_list"), cols(&["id", "email"])),
+            (key("reports", "invoices"), cols(&["id", "total"])),
+            (key("reports", "totals"), cols(&["total"])),
+        ]
+        .into();
+        let views: ViewSources = [
+            (key("reports", "customer_list"), vec![key("billing", "customers")]),
+            (key("reports", "totals"), vec![key("billing", "invoices")]),
+        ]
+        .into();
+        (catalog, views)
+    }
+
+    fn granted(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Grant { grant } if grant.privilege == Privilege::Select => Some(grant.object.to_string()),
+                Change::CreateView { schema, name, source_schema, source_table, .. } => {
+                    Some(format!("view {schema}.{name} of {source_schema}.{source_table}"))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn activation_masks_through_views_and_leaves_out_a_view_that_reads_a_masked_table() {
+        let (catalog, views) = scope_catalog();
+        let mut t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
+        t.status = TicketStatus::Active;
+        let schema = t.access.as_ref().unwrap().views_schema.clone();
+        let plan = plan_activation(&t, "orders", &catalog, &OwnedSequences::new(), &views).unwrap();
+        let got = granted(&plan);
+        assert!(got.contains(&format!("view {schema}.customers of billing.customers")), "{got:?}");
+        assert!(got.contains(&format!("{schema}.customers")), "read through its masking view: {got:?}");
+        assert!(!got.contains(&"billing.customers".to_owned()), "never the masked table itself: {got:?}");
+        assert!(!got.iter().any(|g| g.contains("customer_list")), "a view over the masked table is left out");
+        assert!(got.contains(&"reports.totals".to_owned()), "a view over unmasked tables is granted: {got:?}");
+        assert!(got.contains(&"billing.invoices".to_owned()) && got.contains(&"reports.invoices".to_owned()));
+        let masked = plan.iter().find_map(|c| match c {
+            Change::CreateView { columns, .. } => Some(columns.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            masked.unwrap(),
+            [("id".into(), None), ("email".into(), Some(Mask::Partial)), ("ssn".into(), Some(Mask::Hash))]
+        );
+
+        // named outright, such a view is refused with the reason
+        let reports = AccessScope::Tables { schema: "reports".into(), tables: vec!["customer_list".into()] };
+        let named = ticket(decide(&request(AccessPath::ReadOnly, reports, "1h", None)));
+        let err = plan_activation(&named, "orders", &catalog, &OwnedSequences::new(), &views).unwrap_err();
+        assert!(err.contains("view over the masked table billing.customers"), "{err}");
+    }
+
+    #[test]
+    fn a_mask_on_a_column_the_table_lacks_refuses_and_same_named_tables_get_distinct_views() {
+        let (mut catalog, views) = scope_catalog();
+        let mut t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
+        let schema = t.access.as_ref().unwrap().views_schema.clone();
+        // two masked tables called invoices, in two schemas
+        let grant = t.access.as_mut().unwrap();
+        grant.masking.insert("billing.invoices".into(), [("customer_id".to_owned(), Mask::Hash)].into());
+        grant.masking.insert("reports.invoices".into(), [("total".to_owned(), Mask::Partial)].into());
+        let plan = plan_activation(&t, "orders", &catalog, &OwnedSequences::new(), &views).unwrap();
+        let got = granted(&plan);
+        assert!(got.contains(&format!("view {schema}.billing__invoices of billing.invoices")), "{got:?}");
+        assert!(got.contains(&format!("view {schema}.reports__invoices of reports.invoices")), "{got:?}");
+        assert!(got.contains(&format!("view {schema}.customers of billing.customers")), "no clash, no prefix");
+        // a renamed column: the mask would silently not apply
+        catalog.insert(("billing".into(), "customers".into()), vec!["id".into(), "e_mail".into(), "ssn".into()]);
+        let err = plan_activation(&t, "orders", &catalog, &OwnedSequences::new(), &views).unwrap_err();
+        assert!(err.contains("names column \"email\", which the table does not have"), "{err}");
+    }
+
     #[test]
     fn read_only_is_automatic_unless_the_scope_is_sensitive() {
         let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "2h", None)));
@@ -1021,7 +1139,7 @@ access:
         assert!(t.request.role.as_str().starts_with("gw_alice_"));
         assert_eq!(t.expires_at, now() + chrono::Duration::hours(2));
         let grant = t.access.unwrap();
-        assert_eq!((grant.connection_limit, grant.masking.len()), (3, 0));
+        assert_eq!((grant.connection_limit, grant.masking.len()), (3, 1), "the registry's masks, for views in scope");
         let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["customers"]), "2h", None)));
         assert_eq!((t.status, t.approvals_required), (TicketStatus::PendingApproval, 1));
         assert_eq!(t.access.unwrap().masking["billing.customers"]["email"], Mask::Partial);

@@ -15,7 +15,7 @@ use tokio_postgres::Client;
 use crate::render::{PASSWORD_PLACEHOLDER, render};
 use crate::revoke::{Executor, Failure, acl_locks, run_all};
 use crate::session::connect;
-use grantwarden_core::access::{AccessScope, OwnedSequences, ScopeCatalog, plan_activation};
+use grantwarden_core::access::{AccessScope, OwnedSequences, ScopeCatalog, ViewSources, plan_activation};
 use grantwarden_core::change::Change;
 use grantwarden_core::revoke::{ExecError, FailureClass};
 use grantwarden_core::ticket::Ticket;
@@ -44,6 +44,29 @@ SELECT tn.nspname::text, t.relname::text, sn.nspname::text, s.relname::text
   JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
   JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
  WHERE s.relkind = 'S'";
+
+/// The relations each view or materialized view reads, through its rewrite
+/// rule's dependencies, and through the views it reads in turn.
+const VIEW_SOURCES: &str = "\
+WITH RECURSIVE reads(view_oid, rel_oid) AS (
+    SELECT r.ev_class, d.refobjid
+      FROM pg_catalog.pg_rewrite r
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+     WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> r.ev_class
+    UNION
+    SELECT reads.view_oid, d.refobjid
+      FROM reads
+      JOIN pg_catalog.pg_rewrite r ON r.ev_class = reads.rel_oid
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+     WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> r.ev_class
+)
+SELECT DISTINCT vn.nspname::text, v.relname::text, tn.nspname::text, t.relname::text
+  FROM reads
+  JOIN pg_catalog.pg_class v ON v.oid = reads.view_oid
+  JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+  JOIN pg_catalog.pg_class t ON t.oid = reads.rel_oid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE v.relkind IN ('v', 'm')";
 
 /// A credential issued for a ticket.
 pub struct Issued {
@@ -82,6 +105,14 @@ async fn scope_catalog(client: &Client, scope: &AccessScope) -> Result<ScopeCata
 async fn owned_sequences(client: &Client) -> Result<OwnedSequences, Failure> {
     let mut out = OwnedSequences::new();
     for r in client.query(OWNED_SEQUENCES, &[]).await.map_err(Failure::db("reading owned sequences"))? {
+        out.entry((r.get(0), r.get(1))).or_default().push((r.get(2), r.get(3)));
+    }
+    Ok(out)
+}
+
+async fn view_sources(client: &Client) -> Result<ViewSources, Failure> {
+    let mut out = ViewSources::new();
+    for r in client.query(VIEW_SOURCES, &[]).await.map_err(Failure::db("reading what views read"))? {
         out.entry((r.get(0), r.get(1))).or_default().push((r.get(2), r.get(3)));
     }
     Ok(out)
@@ -134,7 +165,9 @@ impl Executor {
                             .get(0);
                         let catalog = scope_catalog(&client, &grant.scope).await?;
                         let sequences = owned_sequences(&client).await?;
-                        plan_activation(ticket, &database, &catalog, &sequences).map_err(Failure::permanent)?
+                        let views = view_sources(&client).await?;
+                        plan_activation(ticket, &database, &catalog, &sequences, &views)
+                            .map_err(Failure::permanent)?
                     }
                     Some(Some(comment)) if *comment == marker(&ticket.id) => Vec::new(),
                     Some(_) => {

@@ -218,6 +218,34 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
 }
 
 #[tokio::test]
+async fn a_schema_scope_reads_masked_tables_masked_and_never_through_a_view_that_reads_them_raw() {
+    let db = setup().await;
+    db.exec(
+        "CREATE VIEW billing.customer_emails AS SELECT id, email, ssn FROM billing.customers;
+         CREATE VIEW billing.big_customers AS SELECT * FROM billing.customer_emails WHERE id > 10;
+         CREATE VIEW billing.invoice_totals AS SELECT customer_id, sum(total) AS total FROM billing.invoices GROUP BY 1;",
+    )
+    .await;
+    let mut t = ticket(&request(&db, "r-schema", AccessPath::ReadOnly, AccessScope::Schema { schema: "billing".into() }));
+    t.approve("bob@example.com", now()).unwrap();
+    assert_eq!(t.status, TicketStatus::Active);
+    let views = t.access.as_ref().unwrap().views_schema.clone();
+    let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();
+    let me = connect(&db.url_as(&issued.role)).await.unwrap();
+    let ssn: String =
+        me.query_one(&format!("SELECT ssn FROM {views}.customers WHERE id = 42"), &[]).await.unwrap().get(0);
+    assert_eq!(ssn.len(), 64, "masked through the ticket's view");
+    for raw in ["billing.customers", "billing.customer_emails", "billing.big_customers"] {
+        assert_eq!(fails_with(&me, &format!("SELECT ssn FROM {raw}")).await, "42501", "{raw} would show ssn as it is");
+    }
+    let n: i64 = me.query_one("SELECT count(*) FROM billing.invoice_totals", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2, "a view over unmasked tables is in scope");
+    me.query("SELECT * FROM billing.notes", &[]).await.expect("the schema's other tables");
+    drop(me);
+    drop_roles(&db, &[&issued.role]).await;
+}
+
+#[tokio::test]
 async fn a_hostile_identity_and_predicate_never_reach_the_sql() {
     let db = setup().await;
     let predicate = RowPredicate::parse("customer_id in (42, 7)").unwrap();
