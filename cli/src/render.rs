@@ -284,7 +284,7 @@ mod tests {
             at("2026-11-25T10:00:00Z"),
         );
         g.break_glass_by_month = [("2026-10".to_owned(), 1), ("2026-11".to_owned(), 4)].into();
-        g.alerts.push("4 break-glass uses in 2026-11, above the registry's 3 per month".into());
+        g.alerts.push("break-glass used more than the registry's 3 times in 2026-11".into());
         g.metrics.revocation_latency = grantwarden_core::compliance::Durations::of(vec![2.0, 4.0, 90.0]);
         r.governance = Some(g);
         r

@@ -119,7 +119,11 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
     assert!(String::from_utf8_lossy(&unknown.stdout).contains("incident PD-99 is not open"), "{unknown:?}");
     let open = ok(&run(&["intake", &webhook("bg-open", "PD-42"), "--policy", &policy()], "2026-11-22T12:06:00Z"));
     let open = json(&open);
-    assert_eq!((open["ticket"]["category"].as_str(), open["ticket"]["status"].as_str()), (Some("break-glass"), Some("active")), "{open}");
+    assert_eq!(
+        (open["ticket"]["category"].as_str(), open["ticket"]["status"].as_str()),
+        (Some("break-glass"), Some("active")),
+        "{open}"
+    );
     let glass = run(&["request", &file, "--policy", &policy(), "--database", &url], "2026-11-22T12:06:00Z");
     assert_eq!(json(&ok(&glass))["outcome"], "issued");
     assert!(String::from_utf8_lossy(&glass.stderr).contains("review is required"), "a high-priority alert");

@@ -335,6 +335,13 @@ impl AccessPolicy {
             }
             paths.insert(*path, PathRule { max_ttl, approvals });
         }
+        // the privileged approver of a dual approval holds a security or a manager role
+        if let Some(other) = f.approver_roles.keys().find(|k| !matches!(k.as_str(), "security" | "manager")) {
+            return Err((
+                format!("access.approver_roles.{other}"),
+                "approver roles are security and manager: they are the ones a dual approval needs".into(),
+            ));
+        }
         let dual = paths.values().any(|p| p.approvals == Approvals::Dual);
         if dual && f.approver_roles.values().all(Vec::is_empty) {
             return Err((
@@ -1129,6 +1136,13 @@ access:
         catalog.insert(("billing".into(), "customers".into()), vec!["id".into(), "e_mail".into(), "ssn".into()]);
         let err = plan_activation(&t, "orders", &catalog, &OwnedSequences::new(), &views).unwrap_err();
         assert!(err.contains("names column \"email\", which the table does not have"), "{err}");
+    }
+
+    #[test]
+    fn an_approver_role_other_than_security_or_manager_is_refused_at_load() {
+        let yaml = REGISTRY.replace("manager: [lead@example.com]", "friends: [pal@example.com]");
+        let err = PolicyRegistry::load(&[("r.yaml".into(), yaml)]).unwrap_err().to_string();
+        assert!(err.contains("access.approver_roles.friends"), "{err}");
     }
 
     #[test]

@@ -748,7 +748,8 @@ routes:
 
     #[test]
     fn coverage_follows_the_requested_object() {
-        let t = ticket(route(&request("billing", &[Privilege::Select, Privilege::Usage], 2), &registry(), &OPEN, now()));
+        let t =
+            ticket(route(&request("billing", &[Privilege::Select, Privilege::Usage], 2), &registry(), &OPEN, now()));
         let target = TargetId::new("orders-prod").unwrap();
         let alice = RoleName::new("alice_tmp").unwrap();
         let table = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");

@@ -166,8 +166,7 @@ impl Executor {
                         let catalog = scope_catalog(&client, &grant.scope).await?;
                         let sequences = owned_sequences(&client).await?;
                         let views = view_sources(&client).await?;
-                        plan_activation(ticket, &database, &catalog, &sequences, &views)
-                            .map_err(Failure::permanent)?
+                        plan_activation(ticket, &database, &catalog, &sequences, &views).map_err(Failure::permanent)?
                     }
                     Some(Some(comment)) if *comment == marker(&ticket.id) => Vec::new(),
                     Some(_) => {

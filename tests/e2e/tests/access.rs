@@ -226,7 +226,8 @@ async fn a_schema_scope_reads_masked_tables_masked_and_never_through_a_view_that
          CREATE VIEW billing.invoice_totals AS SELECT customer_id, sum(total) AS total FROM billing.invoices GROUP BY 1;",
     )
     .await;
-    let mut t = ticket(&request(&db, "r-schema", AccessPath::ReadOnly, AccessScope::Schema { schema: "billing".into() }));
+    let mut t =
+        ticket(&request(&db, "r-schema", AccessPath::ReadOnly, AccessScope::Schema { schema: "billing".into() }));
     t.approve("bob@example.com", now()).unwrap();
     assert_eq!(t.status, TicketStatus::Active);
     let views = t.access.as_ref().unwrap().views_schema.clone();
