@@ -866,7 +866,7 @@ mod tests {
             prev_hash: String::new(),
             hash: String::new(),
         };
-        assert!(new_alerts(&g, &[raised.clone()]).is_empty(), "raised once, not after every scan");
+        assert!(new_alerts(&g, std::slice::from_ref(&raised)).is_empty(), "raised once, not after every scan");
         let mut more = tickets.clone();
         more.push(ticket("t4", AccessPath::BreakGlass, 4));
         let g = governance(&more, &[], Some(1), now);
