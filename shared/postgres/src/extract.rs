@@ -7,6 +7,7 @@
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
+use crate::acl::parse_item;
 use crate::error::ExtractError;
 use grantwarden_core::model::{
     DefaultObjectType, DefaultPrivilege, Function, Grant, Grantee, Membership, ObjectClass, ObjectRef, Privilege,
@@ -68,18 +69,24 @@ fn grantee_of(name: Option<String>, query: &'static str, field: &'static str) ->
     }
 }
 
-/// The ACL columns (grantee, privilege_type, is_grantable) of a row; `None`
-/// when the object's ACL is empty (the LEFT JOIN produced no entry).
-fn acl_entry(row: &Row, query: &'static str) -> Result<Option<(Grantee, Privilege, bool)>, ExtractError> {
-    let Some(privilege) = get::<Option<&str>>(row, query, "privilege_type")? else {
-        return Ok(None);
-    };
-    let privilege: Privilege = privilege.parse().map_err(|e: grantwarden_core::model::UnknownPrivilege| {
-        ExtractError::Row { query, field: "privilege_type", message: e.to_string() }
-    })?;
-    let grantee = grantee_of(get(row, query, "grantee")?, query, "grantee")?;
-    let grantable: bool = get(row, query, "is_grantable")?;
-    Ok(Some((grantee, privilege, grantable)))
+/// The `acl` column of a row (an ACL as `text[]`, see [`crate::acl`]): each
+/// privilege with its grantee and grant option. An empty ACL holds none.
+fn acl_entries(row: &Row, query: &'static str) -> Result<Vec<(Grantee, Privilege, bool)>, ExtractError> {
+    let items: Option<Vec<&str>> = get(row, query, "acl")?;
+    let mut out = Vec::new();
+    for item in items.unwrap_or_default() {
+        let parsed = parse_item(item).map_err(|message| ExtractError::Row { query, field: "acl", message })?;
+        let grantee = match parsed.grantee {
+            None => Grantee::Public,
+            Some(name) => Grantee::Role(RoleName::new(name.into_owned()).map_err(|e| ExtractError::Row {
+                query,
+                field: "acl",
+                message: e.to_string(),
+            })?),
+        };
+        out.extend(parsed.privileges.into_iter().map(|(privilege, grantable)| (grantee.clone(), privilege, grantable)));
+    }
+    Ok(out)
 }
 
 impl Fetch<'_> {
@@ -92,10 +99,13 @@ impl Fetch<'_> {
         self.client.query(sql, params).await.map_err(ExtractError::db(format!("query {name}")))
     }
 
-    fn grant(&mut self, object: &ObjectRef, entry: Option<(Grantee, Privilege, bool)>) {
-        if let Some((grantee, privilege, grantable)) = entry {
-            self.grants.push(Grant { object: object.clone(), grantee, privilege, grantable });
-        }
+    fn grant(&mut self, object: &ObjectRef, entries: Vec<(Grantee, Privilege, bool)>) {
+        self.grants.extend(entries.into_iter().map(|(grantee, privilege, grantable)| Grant {
+            object: object.clone(),
+            grantee,
+            privilege,
+            grantable,
+        }));
     }
 
     /// One grant per (object, grantee, privilege), grantable if any grantor's is: sorted
@@ -158,8 +168,8 @@ impl Fetch<'_> {
         for row in self.query(include_str!("sql/database.sql"), Q, &[]).await? {
             let name: String = get(&row, Q, "name")?;
             let owner = role(&row, Q, "owner")?;
-            let entry = acl_entry(&row, Q)?;
-            self.grant(&ObjectRef::database(&name), entry);
+            let entries = acl_entries(&row, Q)?;
+            self.grant(&ObjectRef::database(&name), entries);
             self.state.database = Some(Database { name, owner });
         }
         Ok(())
@@ -178,17 +188,18 @@ impl Fetch<'_> {
                 field: "objtype",
                 message: format!("unknown default ACL object type {code:?}"),
             })?;
-            let Some((grantee, privilege, grantable)) = acl_entry(&row, q)? else {
-                continue;
-            };
-            self.state.default_privileges.insert(DefaultPrivilege {
-                for_role: role(&row, q, "for_role")?,
-                schema: get(&row, q, "schema")?,
-                on,
-                grantee,
-                privilege,
-                grantable,
-            });
+            let for_role = role(&row, q, "for_role")?;
+            let schema: Option<String> = get(&row, q, "schema")?;
+            for (grantee, privilege, grantable) in acl_entries(&row, q)? {
+                self.state.default_privileges.insert(DefaultPrivilege {
+                    for_role: for_role.clone(),
+                    schema: schema.clone(),
+                    on,
+                    grantee,
+                    privilege,
+                    grantable,
+                });
+            }
         }
         Ok(())
     }
@@ -199,8 +210,8 @@ impl Fetch<'_> {
         for row in self.query(include_str!("sql/schemas.sql"), S, &[&schemas]).await? {
             let schema: String = get(&row, S, "schema")?;
             let owner = role(&row, S, "owner")?;
-            let entry = acl_entry(&row, S)?;
-            self.grant(&ObjectRef::schema(&schema), entry);
+            let entries = acl_entries(&row, S)?;
+            self.grant(&ObjectRef::schema(&schema), entries);
             self.state.schemas.insert(schema, owner);
         }
         const F: &str = "functions";
@@ -222,8 +233,8 @@ impl Fetch<'_> {
                 }
             };
             let owner = role(&row, F, "owner")?;
-            let entry = acl_entry(&row, F)?;
-            self.grant(&ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), entry);
+            let entries = acl_entries(&row, F)?;
+            self.grant(&ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), entries);
             self.state.functions.insert(Function { schema, signature, kind: kind.to_owned(), owner });
         }
         self.default_acls(include_str!("sql/default_acls_schema.sql"), "default_acls_schema", &[&schemas]).await
@@ -237,43 +248,34 @@ impl Fetch<'_> {
         to: Option<&str>,
     ) -> Result<(), ExtractError> {
         const R: &str = "relations";
-        // one row per ACL entry, a relation's entries together: its name, kind and owner
-        // are decoded once, not once per entry
-        let mut current: Option<ObjectRef> = None;
+        // one row per relation, its whole ACL in it
         for row in self.query(include_str!("sql/relations.sql"), R, &[&schemas, &from, &to]).await? {
             let schema: &str = get(&row, R, "schema")?;
             let name: &str = get(&row, R, "name")?;
-            let same = current.as_ref().is_some_and(|o| o.name == name && o.schema.as_deref() == Some(schema));
-            if !same {
-                let code: &str = get(&row, R, "kind")?;
-                let kind = RelationKind::from_catalog(code).ok_or_else(|| ExtractError::Row {
-                    query: R,
-                    field: "kind",
-                    message: format!("unknown relkind {code:?}"),
-                })?;
-                self.state.relations.insert(Relation {
-                    owner: role(&row, R, "owner")?,
-                    rls_enabled: get(&row, R, "relrowsecurity")?,
-                    rls_forced: get(&row, R, "relforcerowsecurity")?,
-                    schema: schema.to_owned(),
-                    name: name.to_owned(),
-                    kind,
-                });
-                current = Some(ObjectRef::in_schema(kind.class(), schema, name));
-            }
-            let entry = acl_entry(&row, R)?;
-            if let Some(object) = &current {
-                let object = object.clone();
-                self.grant(&object, entry);
-            }
+            let code: &str = get(&row, R, "kind")?;
+            let kind = RelationKind::from_catalog(code).ok_or_else(|| ExtractError::Row {
+                query: R,
+                field: "kind",
+                message: format!("unknown relkind {code:?}"),
+            })?;
+            let entries = acl_entries(&row, R)?;
+            self.grant(&ObjectRef::in_schema(kind.class(), schema, name), entries);
+            self.state.relations.insert(Relation {
+                owner: role(&row, R, "owner")?,
+                rls_enabled: get(&row, R, "relrowsecurity")?,
+                rls_forced: get(&row, R, "relforcerowsecurity")?,
+                schema: schema.to_owned(),
+                name: name.to_owned(),
+                kind,
+            });
         }
         const C: &str = "columns";
         for row in self.query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to]).await? {
             let schema: &str = get(&row, C, "schema")?;
             let table: &str = get(&row, C, "table_name")?;
             let column: &str = get(&row, C, "column_name")?;
-            let entry = acl_entry(&row, C)?;
-            self.grant(&ObjectRef::column(schema, table, column), entry);
+            let entries = acl_entries(&row, C)?;
+            self.grant(&ObjectRef::column(schema, table, column), entries);
         }
         const P: &str = "policies";
         for row in self.query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to]).await? {

@@ -11,6 +11,7 @@
 //! - [`session`]: connection strings, target ids, the read-only transaction.
 //! - [`chunks`]: splitting the catalog into non-overlapping chunks.
 //! - [`extract`]: one chunk's catalog rows into a partial state (SQL in `src/sql/`).
+//! - [`acl`]: ACL entries as PostgreSQL prints them, decoded.
 //! - [`scan`]: the whole scan: concurrency, shared snapshot, retries.
 //! - [`error`]: errors and which are transient.
 //! - [`render`]: privilege changes as SQL, every name quoted.
@@ -18,6 +19,7 @@
 //! - [`activate`]: issuing a just-in-time credential (role, grants, views) in one transaction.
 #![deny(missing_docs)]
 
+pub mod acl;
 pub mod activate;
 pub mod chunks;
 pub mod error;

@@ -1,12 +1,10 @@
 -- Column privileges. Unlike other ACLs, a NULL attacl has no default: it
 -- means no column-level grant (table-level grants cover every column).
 SELECT n.nspname::text AS schema, c.relname::text AS table_name, att.attname::text AS column_name,
-       CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END AS grantee,
-       a.privilege_type, a.is_grantable
+       att.attacl::text[] AS acl
 FROM pg_catalog.pg_attribute att
 JOIN pg_catalog.pg_class c ON c.oid = att.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-CROSS JOIN LATERAL pg_catalog.aclexplode(att.attacl) a
 WHERE n.nspname = ANY($1)
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND att.attnum > 0 AND NOT att.attisdropped AND att.attacl IS NOT NULL

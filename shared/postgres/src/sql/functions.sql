@@ -7,9 +7,7 @@ SELECT n.nspname::text AS schema,
        p.proname::text || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' AS signature,
        p.prokind::text AS kind,
        pg_catalog.pg_get_userbyid(p.proowner)::text AS owner,
-       CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END AS grantee,
-       a.privilege_type, a.is_grantable
+       COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))::text[] AS acl
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-LEFT JOIN LATERAL pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) a ON true
 WHERE n.nspname = ANY($1)
