@@ -116,7 +116,7 @@ pub async fn run(command: ReportCommand, now: DateTime<Utc>) -> Result<ExitCode>
         ReportCommand::Coverage { assess: plan, format } => {
             let (report, store) = scanned(&plan, now).await?;
             let scoring = scoring(&plan)?;
-            let basis = basis(store.as_ref(), registry_version(&plan, store.as_ref()).await, now).await?;
+            let basis = basis(store.as_ref(), registry_version(&plan, store.as_ref()).await?, now).await?;
             let coverage = CoverageReport::new(&report, &scoring.coverage, basis);
             write(&plan, &render_coverage(&coverage, format))?;
             Ok(if coverage.meets_targets() { ExitCode::SUCCESS } else { ExitCode::from(2) })
@@ -167,7 +167,7 @@ pub async fn run(command: ReportCommand, now: DateTime<Utc>) -> Result<ExitCode>
             let (report, store) = scanned(&plan, now).await?;
             let Some(store) = store else { bail!("the dashboard reads tickets and the journal: give --state") };
             let scoring = scoring(&plan)?;
-            let version = registry_version(&plan, Some(&store)).await;
+            let version = registry_version(&plan, Some(&store)).await?;
             let page = dashboard_html(&store, &report, &scoring, version, now).await?;
             write(&plan, &page)?;
             Ok(ExitCode::SUCCESS)
@@ -223,16 +223,17 @@ async fn scanned(plan: &AssessArgs, now: DateTime<Utc>) -> Result<(Report, Optio
     Ok((report, store))
 }
 
-async fn registry_version(plan: &AssessArgs, store: Option<&LocalStore>) -> Option<String> {
-    if let Some(path) = &plan.policy
-        && let Ok(r) = load_registry(path)
-    {
-        return Some(r.id.version.clone());
+/// The registry version a report names: the `--policy` given (which must load:
+/// a report must not name a registry it did not read), else the journal's last.
+async fn registry_version(plan: &AssessArgs, store: Option<&LocalStore>) -> Result<Option<String>> {
+    if let Some(path) = &plan.policy {
+        let r = load_registry(path).map_err(|e| anyhow::anyhow!("policy registry {}: {e}", path.display()))?;
+        return Ok(Some(r.id.version.clone()));
     }
-    match store {
+    Ok(match store {
         Some(s) => last_registry(s).await.ok().flatten(),
         None => None,
-    }
+    })
 }
 
 /// The version of the registry last recorded on the journal.
@@ -329,7 +330,9 @@ impl Doc {
                 let _ = writeln!(out, "- {l}");
             }
             if let Some((headers, rows)) = &s.table {
-                if !s.lines.is_empty() {
+                // an empty table under a line that says why is left out, with its blank line
+                let said_why = rows.is_empty() && s.lines.iter().any(|l| l.starts_with("No "));
+                if !s.lines.is_empty() && !said_why {
                     out.push('\n');
                 }
                 if rows.is_empty() {
@@ -626,7 +629,8 @@ fn render_evidence(e: &Evidence, format: ReportFormat) -> String {
                 target.clone(),
                 grantee,
                 g.privilege.to_string(),
-                format!("{:?} {}", g.object.class, g.object).to_lowercase(),
+                // the class in lower case; the name as PostgreSQL spells it ("Invoices" stays quoted)
+                format!("{} {}", format!("{:?}", g.object.class).to_lowercase(), g.object),
                 if g.grantable { "yes" } else { "" }.into(),
             ]);
         }

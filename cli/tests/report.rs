@@ -154,6 +154,7 @@ async fn reports_match_a_prepared_scenario_and_the_dashboard_renders_in_chromium
         "the exception, 30 min before its end: {titles:?}"
     );
     assert!(text.contains("1 in force"));
+    chromium_renders(&during, &["drift-score", "findings", "coverage", "exceptions"], "dashboard-1330.png");
 
     // the sweeper revokes the ticket 30 s after its end; the unauthorized INSERT is remediated
     let (url, state) = (s.db.url(), s.state());
@@ -286,12 +287,13 @@ async fn reports_match_a_prepared_scenario_and_the_dashboard_renders_in_chromium
     assert!(text.contains("1 revoked, 1 automatically"), "the latency chart draws the sweeper's revocation");
     assert!(text.contains("3 privileges held; 0 declared but missing"), "coverage after remediation");
     assert!(text.contains("<th>Standing login roles</th>"), "the governance figures of the scan");
-    chromium_renders(&page);
+    chromium_renders(&page, &["drift-score", "coverage", "revocation-latency"], "dashboard.png");
 }
 
-/// Renders the page headless in Debian's Chromium: the DOM after load must say every chart drew,
-/// nothing may reach the console as an error, and a screenshot is kept in target/tmp/test-artifacts.
-fn chromium_renders(page: &Path) {
+/// A page headless in Debian's Chromium: the DOM after load, and what reached the console
+/// as an error (console messages, uncaught exceptions, refused loads); with `screenshot`, a
+/// picture of it kept in target/tmp/test-artifacts.
+fn chromium(page: &Path, screenshot: Option<&str>) -> (String, Vec<String>) {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -300,6 +302,7 @@ fn chromium_renders(page: &Path) {
     let base = |extra: &[&str]| {
         let mut c = std::process::Command::new(chromium);
         c.args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage"])
+            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(["--enable-logging=stderr", "--v=0", "--window-size=1280,1600"])
             .args(extra)
@@ -307,23 +310,52 @@ fn chromium_renders(page: &Path) {
         c.output().expect("chromium runs")
     };
     let dom = base(&["--dump-dom", "--virtual-time-budget=2000"]);
-    let stdout = String::from_utf8_lossy(&dom.stdout);
-    let stderr = String::from_utf8_lossy(&dom.stderr);
-    let charts = format!("data-charts=\"{}\"", grantwarden_core::dashboard::CHARTS.len());
-    assert!(stdout.contains(&charts), "every chart drew:\n{stderr}\n{}", &stdout[..stdout.len().min(400)]);
-    for id in grantwarden_core::dashboard::CHARTS {
-        assert!(stdout.contains(&format!("id=\"{id}\"")), "{id}");
-    }
-    let console: Vec<&str> = stderr
+    let stdout = String::from_utf8_lossy(&dom.stdout).into_owned();
+    let console = String::from_utf8_lossy(&dom.stderr)
         .lines()
         .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught") || l.contains("Refused to"))
+        .map(str::to_owned)
         .collect();
+    if let Some(name) = screenshot {
+        let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let shot = artifacts.join(name);
+        let _ = std::fs::remove_file(&shot);
+        let out = base(&[&format!("--screenshot={}", shot.display())]);
+        assert!(shot.exists(), "screenshot: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a real picture");
+    }
+    (stdout, console)
+}
+
+/// Renders a dashboard: every chart present and drawn, `with_data` of them drawing data, no
+/// console error, and a screenshot kept as a test artifact.
+fn chromium_renders(page: &Path, with_data: &[&str], screenshot: &str) {
+    let (dom, console) = chromium(page, Some(screenshot));
+    let charts = format!("data-charts=\"{}\"", grantwarden_core::dashboard::CHARTS.len());
+    assert!(dom.contains(&charts), "every chart drew:\n{console:#?}\n{}", &dom[..dom.len().min(400)]);
+    for id in grantwarden_core::dashboard::CHARTS {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+    let drew: Vec<&str> = dom
+        .split("data-charts-with-data=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the check script ran")
+        .split_whitespace()
+        .collect();
+    for id in with_data {
+        assert!(drew.contains(id), "chart {id} drew data: only {drew:?} did");
+    }
     assert!(console.is_empty(), "console errors: {console:#?}");
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = base(&[&format!("--screenshot={}", shot.display())]);
-    assert!(shot.exists(), "screenshot: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a real picture");
+}
+
+#[test]
+fn the_console_check_catches_an_error_a_page_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("broken.html");
+    std::fs::write(&page, "<!DOCTYPE html><html><body><script>console.error('broken chart');</script></body></html>")
+        .unwrap();
+    let (_, console) = chromium(&page, None);
+    assert!(console.iter().any(|l| l.contains("broken chart")), "{console:#?}");
 }

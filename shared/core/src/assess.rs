@@ -109,8 +109,13 @@ pub fn finding_events(
             keys.sort();
             let digest = hex::encode(sha2::Sha256::digest(keys.join("\n").as_bytes()));
             let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            // drift by grantee: enough for the remediation report to tell how each was resolved
+            let mut by_grantee: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
             for f in findings.iter() {
                 *by_kind.entry(f.kind.as_str()).or_insert(0) += 1;
+                if f.kind.is_drift() {
+                    *by_grantee.entry(f.grantee.as_str()).or_insert(0) += 1;
+                }
             }
             out.push(NewEvent {
                 chain: target.to_owned(),
@@ -122,6 +127,7 @@ pub fn finding_events(
                 detail: serde_json::json!({
                     "count": findings.len(),
                     "by_kind": by_kind,
+                    "by_grantee": by_grantee,
                     "keys_sha256": digest,
                     "scan_id": report.scan_id,
                     "registry_version": registry_version,

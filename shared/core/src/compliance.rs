@@ -397,6 +397,46 @@ fn about_drift(e: &AuditEvent) -> bool {
     finding.get("kind").and_then(|k| k.as_str()).is_some_and(drift_kind)
 }
 
+/// How a closing (`closed`) of drift held by `grantee` came about: what acted on
+/// the grantee on the same chain between `since` (the opening) and the closing.
+/// With the `finding` at hand, a remediation counts only when one of its changes
+/// is about that privilege on that object; a bulk closing knows the grantee only.
+fn resolution_of(
+    earlier: &[&AuditEvent],
+    closed: &AuditEvent,
+    since: DateTime<Utc>,
+    grantee: &str,
+    finding: Option<&serde_json::Value>,
+) -> Resolution {
+    let between = |o: &&&AuditEvent| o.chain == closed.chain && o.at >= since && o.at <= closed.at;
+    let acted = |kind: &str, on: &dyn Fn(&serde_json::Value) -> bool| {
+        earlier.iter().filter(between).any(|o| o.kind == kind && on(&o.detail))
+    };
+    // an absent key and a null are both "none" (a column, say)
+    let same = |a: &serde_json::Value, b: &serde_json::Value, key: &str| {
+        a.get(key).filter(|v| !v.is_null()) == b.get(key).filter(|v| !v.is_null())
+    };
+    let puts_right = |d: &serde_json::Value| match finding {
+        None => mentions(d, grantee),
+        Some(f) => d.get("changes").and_then(|c| c.as_array()).into_iter().flatten().any(|c| {
+            let Some(grant) = c.get("grant") else { return false };
+            let (object, wanted) = (grant.get("object"), f.get("object"));
+            grant.get("grantee").and_then(|g| g.as_str()) == Some(grantee)
+                && same(grant, f, "privilege")
+                && object
+                    .zip(wanted)
+                    .is_some_and(|(o, w)| same(o, w, "schema") && same(o, w, "name") && same(o, w, "column"))
+        }),
+    };
+    if acted("ticket.revoked", &|d| d.get("role").and_then(|r| r.as_str()) == Some(grantee)) {
+        Resolution::Revoked
+    } else if acted("remediation.applied", &puts_right) {
+        Resolution::Remediated
+    } else {
+        Resolution::ChangedOutside
+    }
+}
+
 impl RemediationReport {
     /// From the journal `events` of the targets in scope and their `open` findings, at `now`.
     pub fn new(
@@ -428,7 +468,25 @@ impl RemediationReport {
             match e.kind.as_str() {
                 "finding.closed.bulk" => {
                     resolved += bulk_count(e);
-                    *resolved_by.entry(Resolution::ChangedOutside).or_insert(0) += bulk_count(e);
+                    // since the scan before: what acted on each grantee in between resolved its drift
+                    let since = sorted[..i]
+                        .iter()
+                        .rev()
+                        .find(|o| o.kind == "scan.completed" && o.chain == e.chain)
+                        .map_or(DateTime::<Utc>::MIN_UTC, |o| o.at);
+                    let by_grantee = e.detail.get("by_grantee").and_then(|b| b.as_object());
+                    let mut attributed = 0;
+                    for (grantee, n) in by_grantee.into_iter().flatten() {
+                        let n = n.as_u64().unwrap_or(0) as usize;
+                        let how = resolution_of(&sorted[..i], e, since, grantee, None);
+                        *resolved_by.entry(how).or_insert(0) += n;
+                        attributed += n;
+                    }
+                    // an event from before grantees were counted: nothing tells more
+                    let rest = bulk_count(e).saturating_sub(attributed);
+                    if rest > 0 {
+                        *resolved_by.entry(Resolution::ChangedOutside).or_insert(0) += rest;
+                    }
                 }
                 "finding.closed" if about_drift(e) => {
                     resolved += 1;
@@ -441,18 +499,7 @@ impl RemediationReport {
                     // the event carries the finding under `finding` (assess), or is the finding itself
                     let finding = e.detail.get("finding").unwrap_or(&e.detail);
                     let grantee = finding.get("grantee").and_then(|g| g.as_str()).unwrap_or_default();
-                    let between = |o: &&&AuditEvent| o.chain == e.chain && o.at >= since && o.at <= e.at;
-                    // what acted on this grantee between the opening and the closing
-                    let acted = |kind: &str, on: &dyn Fn(&serde_json::Value) -> bool| {
-                        sorted[..i].iter().filter(between).any(|o| o.kind == kind && on(&o.detail))
-                    };
-                    let how = if acted("ticket.revoked", &|d| d.get("role").and_then(|r| r.as_str()) == Some(grantee)) {
-                        Resolution::Revoked
-                    } else if acted("remediation.applied", &|d| mentions(d, grantee)) {
-                        Resolution::Remediated
-                    } else {
-                        Resolution::ChangedOutside
-                    };
+                    let how = resolution_of(&sorted[..i], e, since, grantee, Some(finding));
                     *resolved_by.entry(how).or_insert(0) += 1;
                     if let Some(at) = opened_at {
                         durations.push(seconds(e.at - at));
@@ -583,10 +630,30 @@ impl Evidence {
                 })
                 .collect(),
             grants,
-            trail: trail_of(events, user, window).into_iter().cloned().collect(),
+            trail: evidence_trail(events, user, &theirs, window),
             basis,
         }
     }
+}
+
+/// The person's trail, and what the journal says about the roles their tickets
+/// gave them while those tickets lasted (findings on the role, its
+/// revocation), up to a day after each ended: the scan that closed its findings.
+fn evidence_trail(events: &[AuditEvent], user: &str, theirs: &[&Ticket], window: Window) -> Vec<AuditEvent> {
+    let mut trail = trail_of(events, user, window);
+    for t in theirs {
+        let until = t.revocation.as_ref().map_or(t.ends_at(), |r| r.at.max(t.ends_at())) + Duration::days(1);
+        let role = t.request.role.as_str();
+        trail.extend(
+            events
+                .iter()
+                .filter(|e| window.contains(e.at) && e.at >= t.starts_at && e.at <= until)
+                .filter(|e| e.subject == role || mentions(&e.detail, role)),
+        );
+    }
+    trail.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
+    trail.dedup_by(|a, b| a.chain == b.chain && a.seq == b.seq);
+    trail.into_iter().cloned().collect()
 }
 
 #[cfg(test)]
@@ -680,7 +747,15 @@ mod tests {
 
     #[test]
     fn remediation_tells_how_each_finding_was_resolved_and_how_long_it_took() {
-        let f = |grantee: &str, kind: &str| serde_json::json!({ "finding": { "grantee": grantee, "kind": kind }, "scan_id": "scan-1" });
+        let f = |grantee: &str, kind: &str| {
+            serde_json::json!({ "finding": { "grantee": grantee, "kind": kind, "privilege": "INSERT",
+                "object": { "type": "table", "schema": "billing", "name": "invoices", "column": null } },
+                "scan_id": "scan-1" })
+        };
+        let change = |grantee: &str, privilege: &str, table: &str| {
+            serde_json::json!({ "change": "revoke", "grant": { "grantee": grantee, "privilege": privilege,
+                "object": { "class": "table", "schema": "billing", "name": table } } })
+        };
         let events = vec![
             event(1, 0, "finding.opened", "k-app", f("app_ro", "unauthorized")),
             event(2, 0, "finding.opened", "k-tmp", f("alice_tmp", "expired_exception")),
@@ -692,7 +767,7 @@ mod tests {
                 1,
                 "remediation.applied",
                 "scan-2",
-                serde_json::json!({ "changes": [{ "grant": { "grantee": "app_ro" } }] }),
+                serde_json::json!({ "changes": [change("app_ro", "INSERT", "invoices"), change("x", "INSERT", "ledger")] }),
             ),
             event(6, 2, "finding.closed", "k-app", f("app_ro", "unauthorized")),
             event(7, 3, "ticket.revoked", "t1", serde_json::json!({ "role": "alice_tmp" })),
@@ -707,6 +782,23 @@ mod tests {
             ),
             // written before bulk events said which kinds they held: all of it counts
             event(11, 5, "finding.opened.bulk", "scan-8", serde_json::json!({ "count": 7 })),
+            // a converge of many grants: the bulk closing tells grantees apart
+            event(12, 5, "scan.completed", "scan-9", serde_json::json!({})),
+            event(
+                13,
+                5,
+                "remediation.applied",
+                "scan-9",
+                serde_json::json!({ "changes": [change("etl", "SELECT", "a")] }),
+            ),
+            event(
+                14,
+                6,
+                "finding.closed.bulk",
+                "scan-10",
+                serde_json::json!({ "count": 130, "by_kind": { "unauthorized": 120, "excepted": 10 },
+                                    "by_grantee": { "etl": 100, "legacy": 20 } }),
+            ),
         ];
         let open = |grantee: &str, kind: FindingKind, since: i64| {
             let finding = Finding {
@@ -730,10 +822,14 @@ mod tests {
         };
         let still_open = [open("x", FindingKind::Unauthorized, 0), open("bob_tmp", FindingKind::Excepted, 0)];
         let r = RemediationReport::new(&events, &still_open, Window::default(), at(6), basis());
-        assert_eq!((r.opened, r.resolved), (3 + 100 + 7, 2));
-        assert_eq!(r.resolved_by.get(&Resolution::Remediated), Some(&1));
+        assert_eq!((r.opened, r.resolved), (3 + 100 + 7, 2 + 120));
+        assert_eq!(r.resolved_by.get(&Resolution::Remediated), Some(&(1 + 100)), "app_ro's INSERT, and etl's");
         assert_eq!(r.resolved_by.get(&Resolution::Revoked), Some(&1), "the revoked ticket's role");
-        assert_eq!(r.resolved_by.get(&Resolution::ChangedOutside), None);
+        assert_eq!(
+            r.resolved_by.get(&Resolution::ChangedOutside),
+            Some(&20),
+            "nothing of grantwarden's acted on legacy"
+        );
         assert_eq!(r.time_to_resolution.mean_seconds, Some(3.0 * 3600.0), "2 h and 4 h");
         assert_eq!(r.open.len(), 1, "only drift is an open item");
         assert_eq!((r.open[0].finding.grantee.as_str(), r.open[0].age_days), ("x", 0.25), "6 h old");

@@ -412,10 +412,11 @@ fn coverage_chart(coverage: Option<&CoverageReport>) -> String {
                 );
                 x += w;
             }
+            // one legend line each: "exceptions: 2 (33.33%)" does not fit a third of the width
             for (i, (name, n, pct)) in parts.iter().enumerate() {
-                let lx = PAD + i as f64 * 170.0;
-                let _ = write!(svg, "<rect x=\"{lx}\" y=\"150\" width=\"12\" height=\"12\" class=\"cov-{name}\"/>");
-                let _ = write!(svg, "<text x=\"{}\" y=\"161\">{name}: {n} ({pct}%)</text>", lx + 16.0);
+                let ly = 140.0 + i as f64 * 22.0;
+                let _ = write!(svg, "<rect x=\"{PAD}\" y=\"{ly}\" width=\"12\" height=\"12\" class=\"cov-{name}\"/>");
+                let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{name}: {n} ({pct}%)</text>", PAD + 16.0, ly + 11.0);
             }
             let _ = write!(
                 svg,
@@ -681,15 +682,19 @@ pub const CHARTS: [&str; 6] =
     ["drift-score", "findings", "coverage", "exceptions", "revocation-latency", "break-glass"];
 
 /// Counts the charts that drew (each an SVG with content) into `data-charts`, and
-/// says on the console which did not; the ids are [`CHARTS`].
+/// says on the console which did not; lists in `data-charts-with-data` those that
+/// drew data (a bar or point, each with its `<title>`; axes, legends and "no
+/// data" have none). The ids are [`CHARTS`].
 fn check_script() -> String {
     let ids: Vec<String> = CHARTS.iter().map(|id| format!("'{id}'")).collect();
     format!(
         "document.addEventListener('DOMContentLoaded',function(){{\
-var ids=[{}],ok=0;\
+var ids=[{}],ok=0,data=[];\
 ids.forEach(function(id){{var f=document.getElementById(id),s=f&&f.querySelector('svg');\
-if(s&&s.childElementCount>0){{ok++;}}else{{console.error('grantwarden dashboard: chart '+id+' did not draw');}}}});\
-document.body.setAttribute('data-charts',String(ok));}});",
+if(s&&s.childElementCount>0){{ok++;}}else{{console.error('grantwarden dashboard: chart '+id+' did not draw');}}\
+if(s&&s.querySelector('rect>title,circle>title')){{data.push(id);}}}});\
+document.body.setAttribute('data-charts',String(ok));\
+document.body.setAttribute('data-charts-with-data',data.join(' '));}});",
         ids.join(",")
     )
 }
