@@ -498,7 +498,7 @@ impl Baseline {
                         object.class == ObjectClass::Column
                             && same_schema(s)
                             && object.name == *t
-                            && object.column.as_ref().is_some_and(|c| cols.contains(c))
+                            && object.column.as_ref().is_some_and(|c| cols.iter().any(|k| k == c))
                     }
                     Target::Function(s, sig) => {
                         object.class == ObjectClass::Function && same_schema(s) && object.name == *sig

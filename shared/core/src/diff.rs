@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Target};
-use crate::model::{DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName};
+use crate::model::{
+    DefaultObjectType, Grant, Grantee, Name, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName,
+};
 use crate::report::{Coverage, Finding, FindingKind, FindingObject, Report};
 use crate::scoring::round2;
 use crate::scoring::{Facts, Scope, ScoringConfig};
@@ -93,7 +95,13 @@ fn finding_object(index: &StateIndex, o: &ObjectRef) -> FindingObject {
             .map(|f| if f.kind == "window" { "function".to_owned() } else { f.kind.clone() })
             .unwrap_or_else(|| "function".to_owned()),
     };
-    FindingObject { kind, schema: o.schema.clone(), name: o.name.clone(), column: o.column.clone(), for_role: None }
+    FindingObject {
+        kind,
+        schema: o.schema.as_deref().map(str::to_owned),
+        name: o.name.to_string(),
+        column: o.column.as_deref().map(str::to_owned),
+        for_role: None,
+    }
 }
 
 fn scope_of(class: ObjectClass) -> Scope {
@@ -143,9 +151,9 @@ impl<'a> GrantKey<'a> {
     fn object(&self) -> ObjectRef {
         ObjectRef {
             class: self.class,
-            schema: self.schema.map(str::to_owned),
-            name: self.name.to_owned(),
-            column: self.column.map(str::to_owned),
+            schema: self.schema.map(Name::from),
+            name: self.name.into(),
+            column: self.column.map(Name::from),
         }
     }
 

@@ -40,17 +40,185 @@ fn check_name(s: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// An immutable, shared string: a catalog name that millions of grants repeat
+/// (a schema, a table, a grantee) is stored once and each grant holds a
+/// reference to it. A clone is a reference count, not a copy; equal names that
+/// share their storage compare without reading it. Ordered, hashed, shown and
+/// serialized as the string itself.
+#[derive(Clone, Eq)]
+pub struct Name(std::sync::Arc<str>);
+
+impl Name {
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if std::sync::Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Self(s.into())
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Self {
+        Self(s.into())
+    }
+}
+
+impl From<&String> for Name {
+    fn from(s: &String) -> Self {
+        Self(s.as_str().into())
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> Self {
+        n.0.as_ref().to_owned()
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        &*self.0 == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for String {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == &*other.0
+    }
+}
+
+impl PartialEq<Name> for str {
+    fn eq(&self, other: &Name) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<Name> for &str {
+    fn eq(&self, other: &Name) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Name::from)
+    }
+}
+
+/// Hands out one [`Name`] per distinct string: extraction reads the same schema,
+/// table and grantee names over and over, and each is kept once.
+#[derive(Default)]
+pub struct Names(std::collections::HashSet<Name, foldhash::fast::RandomState>);
+
+impl Names {
+    /// The shared name for `s`.
+    pub fn get(&mut self, s: &str) -> Name {
+        if let Some(n) = self.0.get(s) {
+            return n.clone();
+        }
+        let n = Name::from(s);
+        self.0.insert(n.clone());
+        n
+    }
+}
+
 /// A role name exactly as PostgreSQL stores it (case, spaces and quotes included).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct RoleName(String);
+pub struct RoleName(Name);
 
 impl RoleName {
     /// Validates a role name: non-empty, at most 63 bytes, no NUL.
     pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
         let name = name.into();
         check_name(&name)?;
-        Ok(Self(name))
+        Ok(Self(name.into()))
+    }
+
+    /// Validates a role name kept in `names` (one copy per distinct role).
+    pub fn shared(name: &str, names: &mut Names) -> Result<Self, NameError> {
+        check_name(name)?;
+        Ok(Self(names.get(name)))
     }
 
     /// The name as stored.
@@ -322,39 +490,39 @@ pub struct ObjectRef {
     pub class: ObjectClass,
     /// Schema for schema-qualified objects (tables, sequences, columns, functions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<String>,
+    pub schema: Option<Name>,
     /// Object name; for a function its signature `name(argtypes)`.
-    pub name: String,
+    pub name: Name,
     /// Column, for column privileges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub column: Option<String>,
+    pub column: Option<Name>,
 }
 
 impl ObjectRef {
     /// The target database.
     pub fn database(name: &str) -> Self {
-        Self { class: ObjectClass::Database, schema: None, name: name.to_owned(), column: None }
+        Self { class: ObjectClass::Database, schema: None, name: name.into(), column: None }
     }
     /// A schema.
     pub fn schema(name: &str) -> Self {
-        Self { class: ObjectClass::Schema, schema: None, name: name.to_owned(), column: None }
+        Self { class: ObjectClass::Schema, schema: None, name: name.into(), column: None }
     }
     /// A schema-qualified object of `class`.
     pub fn in_schema(class: ObjectClass, schema: &str, name: &str) -> Self {
-        Self { class, schema: Some(schema.to_owned()), name: name.to_owned(), column: None }
+        Self { class, schema: Some(schema.into()), name: name.into(), column: None }
     }
     /// A column of a table-like relation.
     pub fn column(schema: &str, table: &str, column: &str) -> Self {
         Self {
             class: ObjectClass::Column,
-            schema: Some(schema.to_owned()),
-            name: table.to_owned(),
-            column: Some(column.to_owned()),
+            schema: Some(schema.into()),
+            name: table.into(),
+            column: Some(column.into()),
         }
     }
     /// A role, as the object of membership or attributes.
     pub fn role(name: &RoleName) -> Self {
-        Self { class: ObjectClass::Role, schema: None, name: name.as_str().to_owned(), column: None }
+        Self { class: ObjectClass::Role, schema: None, name: name.0.clone(), column: None }
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use chrono::{DateTime, Utc};
 
 use crate::change::Change;
-use crate::model::{DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::model::{DefaultObjectType, Grant, Grantee, Name, ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::report::{Finding, FindingKind, Report};
 use crate::snapshot::TargetId;
 use crate::ticket::Ticket;
@@ -269,7 +269,12 @@ fn change_for(f: &Finding, wanted: bool) -> Result<Change, String> {
     {
         return Err(format!("{} {:?} without its schema", o.kind, o.name));
     }
-    let object = ObjectRef { class, schema: o.schema.clone(), name: o.name.clone(), column: o.column.clone() };
+    let object = ObjectRef {
+        class,
+        schema: o.schema.as_deref().map(Name::from),
+        name: o.name.as_str().into(),
+        column: o.column.as_deref().map(Name::from),
+    };
     let option_only = f.detail.starts_with("held WITH GRANT OPTION");
     let grant = Grant { object, grantee, privilege, grantable: f.grantable };
     Ok(if wanted { Change::Grant { grant } } else { Change::Revoke { cascade: f.grantable, option_only, grant } })

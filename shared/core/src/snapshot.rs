@@ -187,7 +187,7 @@ impl<'a> StateIndex<'a> {
         let schema = o.schema.as_deref().unwrap_or("");
         match o.class {
             ObjectClass::Database => self.state.database.as_ref().filter(|d| d.name == o.name).map(|d| &d.owner),
-            ObjectClass::Schema => self.state.schemas.get(&o.name),
+            ObjectClass::Schema => self.state.schemas.get(o.name.as_str()),
             ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => {
                 self.relation(schema, &o.name).map(|r| &r.owner)
             }

@@ -519,8 +519,9 @@ impl Ticket {
             return false;
         }
         let o = &r.object;
-        let same_schema = |s: &Option<String>| object.schema.is_some() && object.schema == *s;
-        let same_relation = object.schema == o.schema && o.name.as_deref() == Some(object.name.as_str());
+        let same_schema = |s: &Option<String>| object.schema.is_some() && object.schema.as_deref() == s.as_deref();
+        let same_relation =
+            object.schema.as_deref() == o.schema.as_deref() && o.name.as_deref() == Some(object.name.as_str());
         match o.on {
             On::Database => object.class == ObjectClass::Database && o.name.as_ref().is_none_or(|n| *n == object.name),
             On::Schema => match object.class {
@@ -535,7 +536,7 @@ impl Ticket {
             On::Column => {
                 object.class == ObjectClass::Column
                     && same_relation
-                    && object.column.as_ref().is_some_and(|c| o.columns.contains(c))
+                    && object.column.as_ref().is_some_and(|c| o.columns.iter().any(|k| k == c))
             }
             On::Function => object.class == ObjectClass::Function && same_relation,
             On::AllTablesInSchema => {

@@ -10,14 +10,14 @@ use tokio_postgres::{Client, Row};
 use crate::acl::parse_item;
 use crate::error::ExtractError;
 use grantwarden_core::model::{
-    DefaultObjectType, DefaultPrivilege, Function, Grant, Grantee, Membership, ObjectClass, ObjectRef, Privilege,
-    Relation, RelationKind, RlsPolicy, RoleAttributes, RoleName,
+    DefaultObjectType, DefaultPrivilege, Function, Grant, Grantee, Membership, Names, ObjectClass, ObjectRef,
+    Privilege, Relation, RelationKind, RlsPolicy, RoleAttributes, RoleName,
 };
 use grantwarden_core::snapshot::{ChunkSpec, Database, State};
 
 /// Reads everything `chunk` covers.
 pub async fn fetch_chunk(client: &Client, chunk: &ChunkSpec, server_version: u32) -> Result<State, ExtractError> {
-    let mut f = Fetch { client, state: State::default(), grants: Vec::new() };
+    let mut f = Fetch { client, state: State::default(), grants: Vec::new(), names: Names::default() };
     match chunk {
         ChunkSpec::Cluster => {
             f.roles().await?;
@@ -45,6 +45,8 @@ struct Fetch<'a> {
     state: State,
     /// Every ACL entry read; several grantors of one privilege collapse in [`Fetch::finish`].
     grants: Vec<Grant>,
+    /// Schema and grantee names, each kept once for the grants that repeat them.
+    names: Names,
 }
 
 fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
@@ -71,14 +73,18 @@ fn grantee_of(name: Option<String>, query: &'static str, field: &'static str) ->
 
 /// The `acl` column of a row (an ACL as `text[]`, see [`crate::acl`]): each
 /// privilege with its grantee and grant option. An empty ACL holds none.
-fn acl_entries(row: &Row, query: &'static str) -> Result<Vec<(Grantee, Privilege, bool)>, ExtractError> {
+fn acl_entries(
+    row: &Row,
+    query: &'static str,
+    names: &mut Names,
+) -> Result<Vec<(Grantee, Privilege, bool)>, ExtractError> {
     let items: Option<Vec<&str>> = get(row, query, "acl")?;
     let mut out = Vec::new();
     for item in items.unwrap_or_default() {
         let parsed = parse_item(item).map_err(|message| ExtractError::Row { query, field: "acl", message })?;
         let grantee = match parsed.grantee {
             None => Grantee::Public,
-            Some(name) => Grantee::Role(RoleName::new(name.into_owned()).map_err(|e| ExtractError::Row {
+            Some(name) => Grantee::Role(RoleName::shared(&name, names).map_err(|e| ExtractError::Row {
                 query,
                 field: "acl",
                 message: e.to_string(),
@@ -168,7 +174,7 @@ impl Fetch<'_> {
         for row in self.query(include_str!("sql/database.sql"), Q, &[]).await? {
             let name: String = get(&row, Q, "name")?;
             let owner = role(&row, Q, "owner")?;
-            let entries = acl_entries(&row, Q)?;
+            let entries = acl_entries(&row, Q, &mut self.names)?;
             self.grant(&ObjectRef::database(&name), entries);
             self.state.database = Some(Database { name, owner });
         }
@@ -190,7 +196,7 @@ impl Fetch<'_> {
             })?;
             let for_role = role(&row, q, "for_role")?;
             let schema: Option<String> = get(&row, q, "schema")?;
-            for (grantee, privilege, grantable) in acl_entries(&row, q)? {
+            for (grantee, privilege, grantable) in acl_entries(&row, q, &mut self.names)? {
                 self.state.default_privileges.insert(DefaultPrivilege {
                     for_role: for_role.clone(),
                     schema: schema.clone(),
@@ -210,7 +216,7 @@ impl Fetch<'_> {
         for row in self.query(include_str!("sql/schemas.sql"), S, &[&schemas]).await? {
             let schema: String = get(&row, S, "schema")?;
             let owner = role(&row, S, "owner")?;
-            let entries = acl_entries(&row, S)?;
+            let entries = acl_entries(&row, S, &mut self.names)?;
             self.grant(&ObjectRef::schema(&schema), entries);
             self.state.schemas.insert(schema, owner);
         }
@@ -233,7 +239,7 @@ impl Fetch<'_> {
                 }
             };
             let owner = role(&row, F, "owner")?;
-            let entries = acl_entries(&row, F)?;
+            let entries = acl_entries(&row, F, &mut self.names)?;
             self.grant(&ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), entries);
             self.state.functions.insert(Function { schema, signature, kind: kind.to_owned(), owner });
         }
@@ -258,8 +264,14 @@ impl Fetch<'_> {
                 field: "kind",
                 message: format!("unknown relkind {code:?}"),
             })?;
-            let entries = acl_entries(&row, R)?;
-            self.grant(&ObjectRef::in_schema(kind.class(), schema, name), entries);
+            let entries = acl_entries(&row, R, &mut self.names)?;
+            let object = ObjectRef {
+                class: kind.class(),
+                schema: Some(self.names.get(schema)),
+                name: name.into(),
+                column: None,
+            };
+            self.grant(&object, entries);
             self.state.relations.insert(Relation {
                 owner: role(&row, R, "owner")?,
                 rls_enabled: get(&row, R, "relrowsecurity")?,
@@ -274,8 +286,14 @@ impl Fetch<'_> {
             let schema: &str = get(&row, C, "schema")?;
             let table: &str = get(&row, C, "table_name")?;
             let column: &str = get(&row, C, "column_name")?;
-            let entries = acl_entries(&row, C)?;
-            self.grant(&ObjectRef::column(schema, table, column), entries);
+            let entries = acl_entries(&row, C, &mut self.names)?;
+            let object = ObjectRef {
+                class: ObjectClass::Column,
+                schema: Some(self.names.get(schema)),
+                name: self.names.get(table),
+                column: Some(self.names.get(column)),
+            };
+            self.grant(&object, entries);
         }
         const P: &str = "policies";
         for row in self.query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to]).await? {

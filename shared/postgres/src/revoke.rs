@@ -410,7 +410,12 @@ async fn read_held(client: &Client, role: &RoleName) -> Result<Held, Failure> {
             _ => ObjectClass::Table,
         };
         grants.push(Grant {
-            object: ObjectRef { class, schema, name, column },
+            object: ObjectRef {
+                class,
+                schema: schema.map(Into::into),
+                name: name.into(),
+                column: column.map(Into::into),
+            },
             grantee: Grantee::Role(role.clone()),
             privilege,
             grantable: r.get(5),
