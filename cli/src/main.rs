@@ -219,9 +219,12 @@ async fn run(
         Command::Audit { command } => audit::run(command, now).await,
         Command::Snapshot(args) => {
             let snapshot = scan(&args).await?;
-            let mut json = serde_json::to_string_pretty(&snapshot)?;
-            json.push('\n');
-            write_output(args.output.as_deref(), &json)?;
+            // streamed: the JSON of a large catalog is gigabytes, never held whole
+            write_output_with(args.output.as_deref(), |out| {
+                serde_json::to_writer_pretty(&mut *out, &snapshot)?;
+                out.write_all(b"\n")?;
+                Ok(())
+            })?;
             Ok(if snapshot.complete { ExitCode::SUCCESS } else { incomplete(&snapshot) })
         }
         Command::Generate(args) => {
@@ -256,9 +259,6 @@ async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Exit
 
 /// Scans the database and assesses it against the baseline (with the store's exceptions when given).
 async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
-    let label = args.baseline.display().to_string();
-    let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
-    let baseline = Baseline::from_yaml(&text, &label)?;
     let scoring = match &args.scoring {
         Some(path) => {
             let label = path.display().to_string();
@@ -267,7 +267,20 @@ async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> R
         }
         None => ScoringConfig::standard(),
     };
-    let snapshot = scan(&args.scan).await?;
+    // The baseline is read while the catalog is: a generated baseline of a large
+    // catalog is a hundred megabytes of YAML, as long to read as the catalog itself.
+    // A baseline that cannot be read stops the scan at once.
+    let path = args.baseline.clone();
+    let read_baseline = async move {
+        tokio::task::spawn_blocking(move || -> Result<Baseline> {
+            let label = path.display().to_string();
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading baseline {label}"))?;
+            Ok(Baseline::from_yaml(&text, &label)?)
+        })
+        .await
+        .context("reading the baseline")?
+    };
+    let (baseline, snapshot) = tokio::try_join!(read_baseline, scan(&args.scan))?;
     let report = match &args.state {
         None => grantwarden_core::diff::diff(&baseline, &snapshot, &scoring),
         Some(state) => {
@@ -365,6 +378,23 @@ impl Progress for Bar {
     fn chunk_done(&self, chunk: &ChunkSpec, ok: bool) {
         self.bar.inc(1);
         self.bar.set_message(if ok { chunk.label() } else { format!("FAILED {}", chunk.label()) });
+    }
+}
+
+/// Writes what `write` produces to `path` (stdout without one), buffered.
+fn write_output_with(path: Option<&Path>, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    match path {
+        Some(p) => {
+            let file = std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            write(&mut out)
+                .and_then(|()| out.flush().map_err(Into::into))
+                .with_context(|| format!("writing {}", p.display()))
+        }
+        None => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            write(&mut out).and_then(|()| out.flush().map_err(Into::into)).context("writing to stdout")
+        }
     }
 }
 

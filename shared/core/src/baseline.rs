@@ -262,6 +262,10 @@ pub struct GrantSpec {
     /// Object name (`schema.name` for schema-qualified objects unless `schema` is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Several objects holding the same privileges, each written as `name` would be
+    /// (for on: schema, table, sequence or function; instead of `name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
     /// Schema, for `all_*_in_schema`, `default_*` or to qualify `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
@@ -617,34 +621,55 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
         if g.privileges.is_empty() {
             return Err((format!("{p}.privileges"), "at least one privilege is required".into()));
         }
-        let target =
-            resolve_target(g.on, g.name.as_deref(), g.schema.as_deref(), &g.columns, g.for_role.as_deref(), &p)?;
-        let privileges = if g.privileges.contains(&PrivilegeSpec::All) {
-            Privileges::All
+        // `names: [a, b]` is `name: a` and `name: b`, each with its own origin
+        let objects: Vec<(Option<&str>, String)> = if g.names.is_empty() {
+            vec![(g.name.as_deref(), p.clone())]
         } else {
-            let list: Vec<Privilege> = g
-                .privileges
-                .iter()
-                .map(|s| match s {
-                    PrivilegeSpec::One(p) => *p,
-                    PrivilegeSpec::All => unreachable!("ALL handled above"),
-                })
-                .collect();
-            for (j, privilege) in list.iter().enumerate() {
-                let accepted = match &target {
-                    Target::Default { on, .. } => on.acl_privileges(u32::MAX).contains(privilege),
-                    t => t.class().is_some_and(|c| c.accepts(*privilege)),
-                };
-                if !accepted {
-                    return Err((
-                        format!("{p}.privileges[{j}]"),
-                        format!("{privilege} cannot be granted on {}", g.on.keyword()),
-                    ));
-                }
+            if g.name.is_some() {
+                return Err((format!("{p}.names"), "give `name` or `names`, not both".into()));
             }
-            Privileges::Some(list)
+            if !matches!(g.on, On::Schema | On::Table | On::Sequence | On::Function) {
+                return Err((
+                    format!("{p}.names"),
+                    format!("`names` applies to on: schema, table, sequence or function, not {}", g.on.keyword()),
+                ));
+            }
+            g.names.iter().enumerate().map(|(j, n)| (Some(n.as_str()), format!("{p}.names[{j}]"))).collect()
         };
-        out.push(DesiredGrant { privileges, target, grantable: g.with_grant_option, origin: p });
+        let listed = !g.names.is_empty();
+        for (name, origin) in objects {
+            // an error about one of `names` points at it, not at a `name` key
+            let target = resolve_target(g.on, name, g.schema.as_deref(), &g.columns, g.for_role.as_deref(), &origin)
+                .map_err(|(path, message)| {
+                    (if listed { path.replace(&format!("{origin}.name"), &origin) } else { path }, message)
+                })?;
+            let privileges = if g.privileges.contains(&PrivilegeSpec::All) {
+                Privileges::All
+            } else {
+                let list: Vec<Privilege> = g
+                    .privileges
+                    .iter()
+                    .map(|s| match s {
+                        PrivilegeSpec::One(p) => *p,
+                        PrivilegeSpec::All => unreachable!("ALL handled above"),
+                    })
+                    .collect();
+                for (j, privilege) in list.iter().enumerate() {
+                    let accepted = match &target {
+                        Target::Default { on, .. } => on.acl_privileges(u32::MAX).contains(privilege),
+                        t => t.class().is_some_and(|c| c.accepts(*privilege)),
+                    };
+                    if !accepted {
+                        return Err((
+                            format!("{p}.privileges[{j}]"),
+                            format!("{privilege} cannot be granted on {}", g.on.keyword()),
+                        ));
+                    }
+                }
+                Privileges::Some(list)
+            };
+            out.push(DesiredGrant { privileges, target, grantable: g.with_grant_option, origin });
+        }
     }
     Ok(out)
 }
@@ -848,6 +873,21 @@ ignore_roles: ["pg_*", "rds*"]
     }
 
     #[test]
+    fn names_list_objects_that_hold_the_same_privileges() {
+        let yaml = "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [INSERT, UPDATE], on: table, schema: s, names: [t1, \"T 2\"] }\n";
+        let b = Baseline::from_yaml(yaml, "baseline.yaml").unwrap();
+        let grants = &b.roles[&RoleName::new("a").unwrap()].grants;
+        let got: Vec<(&Target, &str)> = grants.iter().map(|g| (&g.target, g.origin.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (&Target::Relation(ObjectClass::Table, "s".into(), "t1".into()), "roles.a.grants[0].names[0]"),
+                (&Target::Relation(ObjectClass::Table, "s".into(), "T 2".into()), "roles.a.grants[0].names[1]"),
+            ]
+        );
+    }
+
+    #[test]
     fn declared_grants_are_found_by_role_privilege_and_object() {
         let b = Baseline::from_yaml(EXAMPLE, "baseline.yaml").unwrap();
         let (ro, rw) = (RoleName::new("app_ro").unwrap(), RoleName::new("app_rw").unwrap());
@@ -922,6 +962,14 @@ ignore_roles: ["pg_*", "rds*"]
             (
                 "version: 1\nroles:\n  a:\n    member_of: [b, b]\n",
                 "baseline.yaml: roles.a.member_of[1]: role \"b\" is listed twice",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: table, names: [s.x, y] }\n",
+                "baseline.yaml: roles.a.grants[0].names[1]: table name \"y\" must be schema-qualified",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: table, name: s.x, names: [s.y] }\n",
+                "baseline.yaml: roles.a.grants[0].names: give `name` or `names`, not both",
             ),
             ("version: 1\nignore_roles: [\"[a\"]\n", "baseline.yaml: ignore_roles[0]: invalid glob"),
             ("version: 1\nroles:\n  PUBLIC: {}\n", "baseline.yaml: roles.PUBLIC: PUBLIC is not a role"),

@@ -110,6 +110,7 @@ fn default_privileges(state: &State) -> BTreeMap<Grantee, Vec<GrantSpec>> {
                     privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
                     on: On::for_default(on),
                     name: None,
+                    names: Vec::new(),
                     schema,
                     columns: Vec::new(),
                     for_role: Some(for_role),
@@ -213,6 +214,7 @@ impl<'a> Objects<'a> {
                 privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
                 on: all_on(class),
                 name: None,
+                names: Vec::new(),
                 schema: Some(schema.to_owned()),
                 columns: Vec::new(),
                 for_role: None,
@@ -227,6 +229,7 @@ impl<'a> Objects<'a> {
                 .or_default()
                 .push(p);
         }
+        let mut listed: BTreeMap<(ObjectClass, &str, bool, Vec<Privilege>), Vec<String>> = BTreeMap::new();
         for ((class, schema, name, g), by_column) in by_object {
             if class == ObjectClass::Column {
                 // group columns that hold the same privileges
@@ -240,6 +243,7 @@ impl<'a> Objects<'a> {
                         privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
                         on: On::Column,
                         name: Some(quote_part(name)),
+                        names: Vec::new(),
                         schema: schema.map(str::to_owned),
                         columns,
                         for_role: None,
@@ -249,6 +253,12 @@ impl<'a> Objects<'a> {
                 continue;
             }
             let privileges: Vec<Privilege> = by_column.into_values().flatten().collect();
+            if let (ObjectClass::Table | ObjectClass::Sequence, Some(schema)) = (class, schema) {
+                let mut sorted = privileges;
+                sorted.sort();
+                listed.entry((class, schema, g, sorted)).or_default().push(quote_part(name));
+                continue;
+            }
             let (name, schema) = match class {
                 ObjectClass::Database => (None, None),
                 ObjectClass::Schema => (Some(quote_part(name)), None),
@@ -259,7 +269,23 @@ impl<'a> Objects<'a> {
                 privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
                 on: single_on(class),
                 name,
+                names: Vec::new(),
                 schema,
+                columns: Vec::new(),
+                for_role: None,
+                with_grant_option: g,
+            });
+        }
+        // tables and sequences of one schema holding the same privileges: one entry with
+        // `names` (a catalog of 100k tables granted one by one is otherwise a million entries)
+        for ((class, schema, g, privileges), mut names) in listed {
+            let (name, names) = if names.len() == 1 { (names.pop(), Vec::new()) } else { (None, names) };
+            out.push(GrantSpec {
+                privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
+                on: single_on(class),
+                name,
+                names,
+                schema: Some(schema.to_owned()),
                 columns: Vec::new(),
                 for_role: None,
                 with_grant_option: g,
