@@ -2,8 +2,8 @@
 //! the sweeper revokes them against a real PostgreSQL, one at a time (as
 //! `grantwarden revoke --due` and `watch` do) and with several revocations in
 //! flight. Latency is the ticket's own record: from the expiry to the commit
-//! of its revoking transaction (plus sessions ended), so a ticket late in the
-//! queue carries the wait of those before it.
+//! of its revoking transaction (ending its sessions comes after), so a ticket
+//! late in the queue carries the wait of those before it.
 //!
 //! `scripts/bench-revoke` runs it; figures are printed, never asserted (beyond
 //! every ticket ending revoked and every grant gone). `BENCH_TICKETS` sets N.
