@@ -280,13 +280,31 @@ async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> R
         .await
         .context("reading the baseline")?
     };
-    let (baseline, snapshot) = tokio::try_join!(read_baseline, scan(&args.scan))?;
-    let report = match &args.state {
-        None => grantwarden_core::diff::diff(&baseline, &snapshot, &scoring),
-        Some(state) => {
-            exceptions::report_with_state(state, args.policy.as_deref(), &baseline, &snapshot, &scoring, now).await?
-        }
-    };
+    let (baseline, snapshot) = tokio::try_join!(read_baseline, scan_unsealed(&args.scan))?;
+    // The snapshot's sha256 (of its canonical JSON: gigabytes for millions of
+    // grants) is taken on another thread while the diff runs.
+    let (sha256, report) = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let hashing = s.spawn(|| snapshot.state.sha256());
+            let report = match &args.state {
+                None => Ok(grantwarden_core::diff::diff(&baseline, &snapshot, &scoring)),
+                Some(state) => tokio::runtime::Handle::current().block_on(exceptions::report_with_state(
+                    state,
+                    args.policy.as_deref(),
+                    &baseline,
+                    &snapshot,
+                    &scoring,
+                    now,
+                )),
+            };
+            (hashing.join().expect("hashing a state does not panic"), report)
+        })
+    });
+    let mut report = report?;
+    report.snapshot_sha256 = sha256;
+    // Freeing millions of grants takes a while and the command is about to
+    // end: another thread does it while the report is written.
+    std::thread::spawn(move || drop((baseline, snapshot)));
     Ok(report)
 }
 
@@ -323,6 +341,13 @@ async fn scan_url(url: &str, target: Option<String>) -> Result<Snapshot> {
 }
 
 async fn scan(args: &ScanArgs) -> Result<Snapshot> {
+    let mut snapshot = scan_unsealed(args).await?;
+    snapshot.seal();
+    Ok(snapshot)
+}
+
+/// A scan without its sha256 (see [`Scanner::scan_unsealed`]).
+async fn scan_unsealed(args: &ScanArgs) -> Result<Snapshot> {
     let target = match &args.target {
         Some(t) => Some(TargetId::new(t.clone()).context("--target must not be empty")?),
         None => None,
@@ -336,8 +361,10 @@ async fn scan(args: &ScanArgs) -> Result<Snapshot> {
     };
     let scanner = Scanner::new(&args.database, options)?;
     let progress = Bar::new();
-    let snapshot =
-        scanner.scan(chrono::Utc::now(), &progress).await.with_context(|| format!("scanning {}", scanner.target()))?;
+    let snapshot = scanner
+        .scan_unsealed(chrono::Utc::now(), &progress)
+        .await
+        .with_context(|| format!("scanning {}", scanner.target()))?;
     progress.bar.finish_and_clear();
     Ok(snapshot)
 }

@@ -10,7 +10,7 @@
 //! entries expand against the live catalog here, so objects created after the
 //! baseline was written are covered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Target};
 use crate::model::{
@@ -159,6 +159,75 @@ impl<'a> GrantKey<'a> {
 
     fn grantee(&self) -> Grantee {
         self.grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()))
+    }
+}
+
+/// An object as a [`GrantKey`] names it: class, schema, name, column.
+type ObjectKey<'a> = (ObjectClass, Option<&'a str>, &'a str, Option<&'a str>);
+
+/// A wanted grant of one object: the grantee (`None` is PUBLIC) and the privilege.
+type WantedOn<'a> = (Option<&'a RoleName>, Privilege, Want<'a>);
+
+/// The wanted grants, gathered object by object as the baseline expands.
+///
+/// Put in key order, millions of wanted grants would be sorted by keys whose
+/// every comparison reads the schema and object names again. Grouped by
+/// object first, only the distinct objects are sorted by name, and each
+/// object's grants by grantee and privilege.
+#[derive(Default)]
+struct Wanted<'a> {
+    /// foldhash: a lookup per wanted grant (SipHash's cost shows at millions)
+    slots: HashMap<ObjectKey<'a>, usize, foldhash::fast::RandomState>,
+    groups: Vec<(ObjectKey<'a>, Vec<WantedOn<'a>>)>,
+    /// The object of the last push and its group: a declaration pushes each object's privileges in a row.
+    last: Option<(ObjectKey<'a>, usize)>,
+}
+
+impl<'a> Wanted<'a> {
+    fn push(&mut self, key: GrantKey<'a>, want: Want<'a>) {
+        let object = (key.class, key.schema, key.name, key.column);
+        // the same strings as the last push (pointer and length): the same object
+        let same_str = |a: &str, b: &str| std::ptr::eq(a, b);
+        let same_opt = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => same_str(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        let slot = match self.last {
+            Some((o, slot))
+                if o.0 == object.0 && same_opt(o.1, object.1) && same_str(o.2, object.2) && same_opt(o.3, object.3) =>
+            {
+                slot
+            }
+            _ => {
+                let groups = &mut self.groups;
+                *self.slots.entry(object).or_insert_with(|| {
+                    groups.push((object, Vec::new()));
+                    groups.len() - 1
+                })
+            }
+        };
+        self.last = Some((object, slot));
+        self.groups[slot].1.push((key.grantee, key.privilege, want));
+    }
+
+    /// In key order, one per key: named by the declaration whose origin sorts
+    /// first, grantable if any of them asks for it.
+    fn into_sorted(self) -> impl Iterator<Item = (GrantKey<'a>, Want<'a>)> {
+        let mut groups = self.groups;
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        groups.into_iter().flat_map(|((class, schema, name, column), mut grants)| {
+            grants.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.origin.cmp(b.2.origin)));
+            grants.dedup_by(|later, first| {
+                let same = later.0 == first.0 && later.1 == first.1;
+                if same {
+                    first.2.grantable |= later.2.grantable;
+                }
+                same
+            });
+            grants.into_iter().map(move |(grantee, privilege, want)| {
+                (GrantKey { class, schema, name, column, grantee, privilege }, want)
+            })
+        })
     }
 }
 
@@ -424,7 +493,7 @@ impl<'a> Differ<'a> {
     }
 
     /// Expands a desired grant against the catalog; objects that do not exist become missing findings.
-    fn expand(&mut self, grantee: Option<&'a RoleName>, g: &'a DesiredGrant, out: &mut Vec<(GrantKey<'a>, Want<'a>)>) {
+    fn expand(&mut self, grantee: Option<&'a RoleName>, g: &'a DesiredGrant, out: &mut Wanted<'a>) {
         let who = || grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
         let current_db = self.index.database();
         // (class, schema, name, column) of each object, borrowed from the baseline or the state
@@ -477,7 +546,7 @@ impl<'a> Differ<'a> {
         for (class, schema, name, column) in objects {
             for &privilege in &privileges {
                 let key = GrantKey { class, schema, name, column, grantee, privilege };
-                out.push((key, Want { grantable: g.grantable, origin: &g.origin }));
+                out.push(key, Want { grantable: g.grantable, origin: &g.origin });
             }
         }
     }
@@ -517,8 +586,8 @@ impl<'a> Differ<'a> {
 
     /// Every grant the baseline wants, in key order, one entry per key: any of its
     /// declarations may ask for the grant option.
-    fn wanted_grants(&mut self) -> Vec<(GrantKey<'a>, Want<'a>)> {
-        let mut want = Vec::new();
+    fn wanted_grants(&mut self) -> impl Iterator<Item = (GrantKey<'a>, Want<'a>)> + use<'a> {
+        let mut want = Wanted::default();
         let baseline = self.baseline;
         for (name, role) in &baseline.roles {
             if !self.state.roles.contains_key(name) {
@@ -531,24 +600,14 @@ impl<'a> Differ<'a> {
         for g in &baseline.public_grants {
             self.expand(None, g, &mut want);
         }
-        // among declarations of one key, the one whose origin sorts first names it
-        want.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.origin.cmp(b.1.origin)));
-        want.dedup_by(|later, first| {
-            let same = later.0 == first.0;
-            if same {
-                first.1.grantable |= later.1.grantable;
-            }
-            same
-        });
-        want
+        want.into_sorted()
     }
 
     fn grants(&mut self) {
-        let want = self.wanted_grants();
+        let mut wanted = self.wanted_grants().peekable();
         let state = self.state;
-        let mut wanted = want.iter().peekable();
-        let mut not_held: Vec<(&GrantKey, &Want)> = Vec::new();
-        let mut last: Option<(GrantKey, Option<&Want>)> = None;
+        let mut not_held: Vec<(GrantKey, Want)> = Vec::new();
+        let mut last: Option<(GrantKey, Option<Want>)> = None;
         // grants come object by object: whether the grantee owns it is looked up once per object
         let mut owner: Option<(&ObjectRef, Option<&RoleName>)> = None;
         // the state's grants and the wanted ones, both in key order, merged
@@ -606,7 +665,7 @@ impl<'a> Differ<'a> {
             }
             self.unwanted_grant(g, scope);
         }
-        not_held.extend(wanted.map(|(k, w)| (k, w)));
+        not_held.extend(wanted);
         for (key, w) in not_held {
             let (grantee, object) = (key.grantee(), key.object());
             if self.index.is_owner(&grantee, &object) {

@@ -378,6 +378,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Sets `sha256` from the state.
+    pub fn seal(&mut self) {
+        self.sha256 = self.state.sha256();
+    }
+
     /// Labels of the chunks that failed.
     pub fn failed_chunks(&self) -> Vec<String> {
         self.chunks.iter().filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.chunk.label()))).collect()

@@ -13,17 +13,53 @@ use grantwarden_core::snapshot::ChunkSpec;
 /// Most schemas in one packed chunk: keeps the `= ANY($1)` lists short.
 const MAX_SCHEMAS_PER_CHUNK: usize = 256;
 
+/// The oids of the relations a chunk covers, as read in the planner's
+/// snapshot: a superset (a packed chunk's range spans its schemas'), used by
+/// a chunk that reads the same snapshot to look its relations up by
+/// pg_class's oid index instead of scanning all of pg_class once per chunk.
+/// A chunk reading a snapshot of its own cannot use it: a relation created
+/// since may have an oid outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OidRange {
+    /// Lowest oid (inclusive).
+    pub lo: u32,
+    /// Highest oid (inclusive).
+    pub hi: u32,
+}
+
+impl OidRange {
+    fn cover(range: Option<Self>, other: Option<Self>) -> Option<Self> {
+        match (range, other) {
+            (Some(a), Some(b)) => Some(Self { lo: a.lo.min(b.lo), hi: a.hi.max(b.hi) }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// Plans the chunks of a scan, inside the caller's transaction.
 pub async fn plan_chunks(client: &Client, max_relations: i64) -> Result<Vec<ChunkSpec>, ExtractError> {
+    Ok(plan_chunks_with_oids(client, max_relations).await?.into_iter().map(|(c, _)| c).collect())
+}
+
+/// [`plan_chunks`], with each chunk's [`OidRange`] (none for the cluster chunk
+/// and for schemas without relations).
+pub async fn plan_chunks_with_oids(
+    client: &Client,
+    max_relations: i64,
+) -> Result<Vec<(ChunkSpec, Option<OidRange>)>, ExtractError> {
     let max_relations = max_relations.max(1);
     let rows =
         client.query(include_str!("sql/chunk_schemas.sql"), &[]).await.map_err(ExtractError::db("planning chunks"))?;
-    let mut chunks = vec![ChunkSpec::Cluster];
+    let mut chunks = vec![(ChunkSpec::Cluster, None)];
     let mut group: Vec<String> = Vec::new();
     let mut group_size = 0i64;
+    let mut group_oids = None;
     for row in rows {
         let schema: String = row.try_get("schema").map_err(ExtractError::db("reading chunk_schemas.schema"))?;
         let relations: i64 = row.try_get("relations").map_err(ExtractError::db("reading chunk_schemas.relations"))?;
+        let lo: Option<u32> = row.try_get("min_oid").map_err(ExtractError::db("reading chunk_schemas.min_oid"))?;
+        let hi: Option<u32> = row.try_get("max_oid").map_err(ExtractError::db("reading chunk_schemas.max_oid"))?;
+        let oids = lo.zip(hi).map(|(lo, hi)| OidRange { lo, hi });
         if relations > max_relations {
             let bounds: Vec<String> = client
                 .query(include_str!("sql/chunk_bounds.sql"), &[&schema, &max_relations])
@@ -33,18 +69,20 @@ pub async fn plan_chunks(client: &Client, max_relations: i64) -> Result<Vec<Chun
                 .map(|r| r.try_get::<_, String>("relname"))
                 .collect::<Result<_, _>>()
                 .map_err(ExtractError::db("reading chunk_bounds.relname"))?;
-            chunks.extend(split_ranges(&schema, &bounds));
+            // each part of the schema looks within the schema's range
+            chunks.extend(split_ranges(&schema, &bounds).into_iter().map(|c| (c, oids)));
             continue;
         }
         if !group.is_empty() && (group_size + relations > max_relations || group.len() >= MAX_SCHEMAS_PER_CHUNK) {
-            chunks.push(ChunkSpec::Schemas { schemas: std::mem::take(&mut group) });
+            chunks.push((ChunkSpec::Schemas { schemas: std::mem::take(&mut group) }, group_oids.take()));
             group_size = 0;
         }
         group.push(schema);
         group_size += relations;
+        group_oids = OidRange::cover(group_oids, oids);
     }
     if !group.is_empty() {
-        chunks.push(ChunkSpec::Schemas { schemas: group });
+        chunks.push((ChunkSpec::Schemas { schemas: group }, group_oids));
     }
     Ok(chunks)
 }
@@ -77,5 +115,14 @@ mod tests {
             .collect();
         assert_eq!(bounds, vec![(None, Some("g")), (Some("g"), Some("p")), (Some("p"), None)]);
         assert_eq!(split_ranges("s", &[]).len(), 1);
+    }
+
+    #[test]
+    fn a_packed_chunk_covers_the_oids_of_all_its_schemas() {
+        let r = |lo, hi| Some(OidRange { lo, hi });
+        assert_eq!(OidRange::cover(r(10, 20), r(5, 12)), r(5, 20));
+        assert_eq!(OidRange::cover(None, r(5, 12)), r(5, 12));
+        assert_eq!(OidRange::cover(r(10, 20), None), r(10, 20));
+        assert_eq!(OidRange::cover(None, None), None);
     }
 }

@@ -8,6 +8,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 use crate::acl::parse_item;
+use crate::chunks::OidRange;
 use crate::error::ExtractError;
 use grantwarden_core::model::{
     DefaultObjectType, DefaultPrivilege, Function, Grant, Grantee, Membership, Names, ObjectClass, ObjectRef,
@@ -16,8 +17,13 @@ use grantwarden_core::model::{
 use grantwarden_core::snapshot::{ChunkSpec, Database, State};
 
 /// Reads everything `chunk` covers.
-pub async fn fetch_chunk(client: &Client, chunk: &ChunkSpec, server_version: u32) -> Result<State, ExtractError> {
-    let mut f = Fetch { client, state: State::default(), grants: Vec::new(), names: Names::default() };
+pub async fn fetch_chunk(
+    client: &Client,
+    chunk: &ChunkSpec,
+    server_version: u32,
+    oids: Option<OidRange>,
+) -> Result<State, ExtractError> {
+    let mut f = Fetch { client, state: State::default(), grants: Vec::new(), names: Names::default(), oids };
     match chunk {
         ChunkSpec::Cluster => {
             f.roles().await?;
@@ -47,6 +53,8 @@ struct Fetch<'a> {
     grants: Vec<Grant>,
     /// Schema and grantee names, each kept once for the grants that repeat them.
     names: Names,
+    /// Where the chunk's relations are in pg_class, when the transaction reads the planner's snapshot.
+    oids: Option<OidRange>,
 }
 
 fn get<'r, T: tokio_postgres::types::FromSql<'r>>(
@@ -255,7 +263,9 @@ impl Fetch<'_> {
     ) -> Result<(), ExtractError> {
         const R: &str = "relations";
         // one row per relation, its whole ACL in it
-        for row in self.query(include_str!("sql/relations.sql"), R, &[&schemas, &from, &to]).await? {
+        let lo = self.oids.map(|r| r.lo);
+        let hi = self.oids.map(|r| r.hi);
+        for row in self.query(include_str!("sql/relations.sql"), R, &[&schemas, &from, &to, &lo, &hi]).await? {
             let schema: &str = get(&row, R, "schema")?;
             let name: &str = get(&row, R, "name")?;
             let code: &str = get(&row, R, "kind")?;
@@ -282,7 +292,7 @@ impl Fetch<'_> {
             });
         }
         const C: &str = "columns";
-        for row in self.query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to]).await? {
+        for row in self.query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to, &lo, &hi]).await? {
             let schema: &str = get(&row, C, "schema")?;
             let table: &str = get(&row, C, "table_name")?;
             let column: &str = get(&row, C, "column_name")?;
@@ -296,7 +306,7 @@ impl Fetch<'_> {
             self.grant(&object, entries);
         }
         const P: &str = "policies";
-        for row in self.query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to]).await? {
+        for row in self.query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to, &lo, &hi]).await? {
             let cmd: String = get(&row, P, "cmd")?;
             let command = match cmd.as_str() {
                 "*" => "ALL",

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_postgres::{Client, Config};
 use tracing::Instrument;
 
-use crate::chunks::plan_chunks;
+use crate::chunks::{OidRange, plan_chunks, plan_chunks_with_oids};
 use crate::error::{ErrorClass, ExtractError};
 use crate::extract::fetch_chunk;
 use crate::session::{Timeouts, begin_read_only, connect, parse_config, target_from_config};
@@ -76,7 +76,8 @@ struct Plan {
     client: Client,
     snapshot_id: Option<String>,
     server_version: u32,
-    chunks: Vec<ChunkSpec>,
+    /// Each chunk and where its relations are in the planner's snapshot.
+    chunks: Vec<(ChunkSpec, Option<OidRange>)>,
 }
 
 impl Scanner {
@@ -95,6 +96,17 @@ impl Scanner {
     /// Runs a scan that started at `now`. Fails only when the catalog cannot be
     /// planned at all; chunk failures give an incomplete snapshot instead.
     pub async fn scan(&self, now: DateTime<Utc>, progress: &dyn Progress) -> Result<Snapshot, ExtractError> {
+        let mut snapshot = self.scan_unsealed(now, progress).await?;
+        snapshot.seal();
+        tracing::info!(target = %snapshot.target, scan_id = %snapshot.scan_id, sha256 = %snapshot.sha256, "snapshot sealed");
+        Ok(snapshot)
+    }
+
+    /// [`Scanner::scan`] without the snapshot's sha256 (empty): hashing the
+    /// canonical JSON of millions of grants takes seconds, which a caller can
+    /// spend on another thread while it uses the snapshot
+    /// ([`Snapshot::seal`] or [`State::sha256`] then).
+    pub async fn scan_unsealed(&self, now: DateTime<Utc>, progress: &dyn Progress) -> Result<Snapshot, ExtractError> {
         let window = ScanWindow::containing(now, self.options.window_seconds);
         let scan = scan_id(&self.target, &window);
         let span = tracing::info_span!("scan", target = %self.target, scan_id = %scan);
@@ -106,7 +118,8 @@ impl Scanner {
             // The coordinator's transaction kept the exported snapshot alive; it changed nothing.
             let _ = plan.client.batch_execute("ROLLBACK").await;
             let complete = outcomes.iter().all(|o| o.error.is_none());
-            let snapshot = Snapshot {
+            tracing::info!(complete, grants = state.grants.len(), "scan finished");
+            Ok(Snapshot {
                 target: self.target.clone(),
                 scan_id: scan.clone(),
                 taken_at: now,
@@ -114,11 +127,9 @@ impl Scanner {
                 complete,
                 consistent: consistent && plan.snapshot_id.is_some(),
                 chunks: outcomes,
-                sha256: state.sha256(),
+                sha256: String::new(),
                 state,
-            };
-            tracing::info!(complete, sha256 = %snapshot.sha256, "scan finished");
-            Ok(snapshot)
+            })
         }
         .instrument(span)
         .await
@@ -138,7 +149,11 @@ impl Scanner {
             }
         };
         let server_version = server_version(&client).await?;
-        let chunks = plan_chunks(&client, self.options.max_relations_per_chunk).await?;
+        // oid ranges only with a snapshot to share: they hold for that snapshot alone
+        let mut chunks = plan_chunks_with_oids(&client, self.options.max_relations_per_chunk).await?;
+        if snapshot_id.is_none() {
+            chunks.iter_mut().for_each(|(_, oids)| *oids = None);
+        }
         Ok(Plan { client, snapshot_id, server_version, chunks })
     }
 
@@ -150,11 +165,12 @@ impl Scanner {
     ) -> (Vec<ChunkOutcome>, State, bool) {
         let limit = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = JoinSet::new();
-        for (i, chunk) in plan.chunks.iter().enumerate() {
+        for (i, (chunk, oids)) in plan.chunks.iter().enumerate() {
             let id = batch_id(&self.target, chunk, window);
             let job = ChunkJob {
                 config: Arc::clone(&self.config),
                 chunk: chunk.clone(),
+                oids: *oids,
                 snapshot_id: plan.snapshot_id.clone(),
                 server_version: plan.server_version,
                 timeouts: self.options.timeouts,
@@ -175,7 +191,7 @@ impl Scanner {
         let mut consistent = true;
         while let Some(joined) = tasks.join_next().await {
             let (i, batch_id, result) = joined.expect("chunk tasks do not panic");
-            let chunk = plan.chunks[i].clone();
+            let chunk = plan.chunks[i].0.clone();
             let outcome = match result {
                 Ok((batch, attempts, shared)) => {
                     consistent &= shared;
@@ -240,8 +256,15 @@ pub async fn extract_one(
     server_version: u32,
     options: &ScanOptions,
 ) -> Result<(State, u32), (ExtractError, u32)> {
-    let job =
-        ChunkJob { config, chunk, snapshot_id: None, server_version, timeouts: options.timeouts, retry: options.retry };
+    let job = ChunkJob {
+        config,
+        chunk,
+        oids: None,
+        snapshot_id: None,
+        server_version,
+        timeouts: options.timeouts,
+        retry: options.retry,
+    };
     job.run().await.map(|(state, attempts, _)| (state, attempts))
 }
 
@@ -271,6 +294,8 @@ where
 struct ChunkJob {
     config: Arc<Config>,
     chunk: ChunkSpec,
+    /// Where its relations are in the shared snapshot (used only while reading it).
+    oids: Option<OidRange>,
     snapshot_id: Option<String>,
     server_version: u32,
     timeouts: Timeouts,
@@ -296,7 +321,9 @@ impl ChunkJob {
                     return Err(e);
                 }
             }
-            let state = fetch_chunk(&client, &self.chunk, self.server_version).await?;
+            // the planner's oid ranges hold in the planner's snapshot only
+            let oids = if shared.load(std::sync::atomic::Ordering::Relaxed) { self.oids } else { None };
+            let state = fetch_chunk(&client, &self.chunk, self.server_version, oids).await?;
             client.batch_execute("COMMIT").await.map_err(ExtractError::db("ending the read-only transaction"))?;
             Ok(state)
         };
