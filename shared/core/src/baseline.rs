@@ -560,8 +560,9 @@ impl Baseline {
             let mut owns = Vec::new();
             for (i, o) in spec.owns.iter().enumerate() {
                 let p = format!("{base}.owns[{i}]");
-                let t = resolve_target(o.on, o.name.as_deref(), o.schema.as_deref(), &[], None, &p)
-                    .map_err(|(path, msg)| err(path, msg))?;
+                let t =
+                    resolve_target(o.on, o.name.as_deref(), o.schema.as_deref(), &[], None, &p, &format!("{p}.name"))
+                        .map_err(|(path, msg)| err(path, msg))?;
                 if matches!(t, Target::Columns(..) | Target::Default { .. }) {
                     return Err(err(
                         format!("{p}.on"),
@@ -638,11 +639,10 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
         };
         let listed = !g.names.is_empty();
         for (name, origin) in objects {
-            // an error about one of `names` points at it, not at a `name` key
-            let target = resolve_target(g.on, name, g.schema.as_deref(), &g.columns, g.for_role.as_deref(), &origin)
-                .map_err(|(path, message)| {
-                    (if listed { path.replace(&format!("{origin}.name"), &origin) } else { path }, message)
-                })?;
+            // an error about one of `names` points at it; one about `schema` or `columns` at the grant's key
+            let name_path = if listed { origin.clone() } else { format!("{p}.name") };
+            let (schema, for_role) = (g.schema.as_deref(), g.for_role.as_deref());
+            let target = resolve_target(g.on, name, schema, &g.columns, for_role, &p, &name_path)?;
             let privileges = if g.privileges.contains(&PrivilegeSpec::All) {
                 Privileges::All
             } else {
@@ -681,9 +681,10 @@ fn resolve_target(
     columns: &[String],
     for_role: Option<&str>,
     p: &str,
+    name_path: &str,
 ) -> Result<Target, (String, String)> {
     let need_name =
-        || name.ok_or_else(|| (format!("{p}.name"), format!("`name` is required for on: {}", on.keyword())));
+        || name.ok_or_else(|| (name_path.to_owned(), format!("`name` is required for on: {}", on.keyword())));
     let need_schema =
         || schema.ok_or_else(|| (format!("{p}.schema"), format!("`schema` is required for on: {}", on.keyword())));
     let no_columns = || {
@@ -703,7 +704,7 @@ fn resolve_target(
     if let Some(t) = on.default_type() {
         no_columns()?;
         if name.is_some() {
-            return Err((format!("{p}.name"), "default privileges take `schema` and `for_role`, not `name`".into()));
+            return Err((name_path.to_owned(), "default privileges take `schema` and `for_role`, not `name`".into()));
         }
         let fr = for_role.ok_or_else(|| {
             (
@@ -727,7 +728,7 @@ fn resolve_target(
             Some(s) => Ok((s.to_owned(), unquote(n))),
             None => split_qualified(n).ok_or_else(|| {
                 (
-                    format!("{p}.name"),
+                    name_path.to_owned(),
                     format!("{class_name} name {n:?} must be schema-qualified (schema.name) or come with `schema`"),
                 )
             }),
@@ -767,14 +768,14 @@ fn resolve_target(
                 Some(s) => (s.to_owned(), n.to_owned()),
                 None => split_function(n).ok_or_else(|| {
                     (
-                        format!("{p}.name"),
+                        name_path.to_owned(),
                         format!("function {n:?} must be written schema.name(argtypes), e.g. billing.total(integer)"),
                     )
                 })?,
             };
             let sig = normalize_signature(&sig).ok_or_else(|| {
                 (
-                    format!("{p}.name"),
+                    name_path.to_owned(),
                     format!("function {n:?} needs its argument types in parentheses, e.g. total(integer, text)"),
                 )
             })?;
@@ -782,7 +783,7 @@ fn resolve_target(
         }
         On::AllTablesInSchema | On::AllSequencesInSchema | On::AllFunctionsInSchema => {
             if name.is_some() {
-                return Err((format!("{p}.name"), format!("on: {} takes `schema`, not `name`", on.keyword())));
+                return Err((name_path.to_owned(), format!("on: {} takes `schema`, not `name`", on.keyword())));
             }
             let class = match on {
                 On::AllTablesInSchema => ObjectClass::Table,
@@ -970,6 +971,10 @@ ignore_roles: ["pg_*", "rds*"]
             (
                 "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: table, name: s.x, names: [s.y] }\n",
                 "baseline.yaml: roles.a.grants[0].names: give `name` or `names`, not both",
+            ),
+            (
+                "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [USAGE], on: schema, schema: s, names: [a] }\n",
+                "baseline.yaml: roles.a.grants[0].schema: use `name` for a schema",
             ),
             ("version: 1\nignore_roles: [\"[a\"]\n", "baseline.yaml: ignore_roles[0]: invalid glob"),
             ("version: 1\nroles:\n  PUBLIC: {}\n", "baseline.yaml: roles.PUBLIC: PUBLIC is not a role"),

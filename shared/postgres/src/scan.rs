@@ -149,11 +149,8 @@ impl Scanner {
             }
         };
         let server_version = server_version(&client).await?;
-        // oid ranges only with a snapshot to share: they hold for that snapshot alone
-        let mut chunks = plan_chunks_with_oids(&client, self.options.max_relations_per_chunk).await?;
-        if snapshot_id.is_none() {
-            chunks.iter_mut().for_each(|(_, oids)| *oids = None);
-        }
+        // the oid ranges hold in this snapshot: a chunk uses them only while it reads it (ChunkJob::run)
+        let chunks = plan_chunks_with_oids(&client, self.options.max_relations_per_chunk).await?;
         Ok(Plan { client, snapshot_id, server_version, chunks })
     }
 
