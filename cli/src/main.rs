@@ -19,6 +19,7 @@ mod revoke;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -27,7 +28,7 @@ use grantwarden_core::baseline::{Baseline, RoleFilter};
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::snapshot::{ChunkSpec, Snapshot, TargetId};
-use grantwarden_postgres::{Progress, ScanOptions, Scanner, Timeouts};
+use grantwarden_postgres::{ChunkSize, Progress, ScanOptions, Scanner, Timeouts};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -100,9 +101,11 @@ struct ScanArgs {
     /// Chunks extracted at once, each on its own connection.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
-    /// Most relations per chunk; larger schemas are split by name.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(i64).range(1..))]
-    max_relations_per_chunk: i64,
+    /// Most relations per chunk; larger schemas are split by name. Default:
+    /// the catalog spread over the --concurrency connections, 2000 to 50000
+    /// relations a chunk (all chunks read one snapshot: fewer cost less).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    max_relations_per_chunk: Option<i64>,
     /// statement_timeout of each catalog query, in seconds.
     #[arg(long, default_value_t = 60)]
     statement_timeout: u64,
@@ -271,35 +274,40 @@ async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> R
     // catalog is a hundred megabytes of YAML, as long to read as the catalog itself.
     // A baseline that cannot be read stops the scan at once.
     let path = args.baseline.clone();
+    let started = std::time::Instant::now();
     let read_baseline = async move {
         tokio::task::spawn_blocking(move || -> Result<Baseline> {
             let label = path.display().to_string();
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading baseline {label}"))?;
-            Ok(Baseline::from_yaml(&text, &label)?)
+            let baseline = Baseline::from_yaml(&text, &label)?;
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "baseline read");
+            Ok(baseline)
         })
         .await
         .context("reading the baseline")?
     };
-    let (baseline, snapshot) = tokio::try_join!(read_baseline, scan_unsealed(&args.scan))?;
     // The snapshot's sha256 (of its canonical JSON: gigabytes for millions of
-    // grants) is taken on another thread while the diff runs.
-    let (sha256, report) = tokio::task::block_in_place(|| {
-        std::thread::scope(|s| {
-            let hashing = s.spawn(|| snapshot.state.sha256());
-            let report = match &args.state {
-                None => Ok(grantwarden_core::diff::diff(&baseline, &snapshot, &scoring)),
-                Some(state) => tokio::runtime::Handle::current().block_on(exceptions::report_with_state(
-                    state,
-                    args.policy.as_deref(),
-                    &baseline,
-                    &snapshot,
-                    &scoring,
-                    now,
-                )),
-            };
-            (hashing.join().expect("hashing a state does not panic"), report)
-        })
-    });
+    // grants) is taken on another thread from the moment the scan ends, while
+    // the baseline is still read and then while the diff runs.
+    let scan_and_hash = async {
+        let snapshot = Arc::new(scan_unsealed(&args.scan).await?);
+        let state = Arc::clone(&snapshot);
+        let hashing = std::thread::spawn(move || {
+            let sha256 = state.state.sha256();
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "snapshot hashed");
+            sha256
+        });
+        anyhow::Ok((snapshot, hashing))
+    };
+    let (baseline, (snapshot, hashing)) = tokio::try_join!(read_baseline, scan_and_hash)?;
+    let report = match &args.state {
+        None => Ok(tokio::task::block_in_place(|| grantwarden_core::diff::diff(&baseline, &snapshot, &scoring))),
+        Some(state) => {
+            exceptions::report_with_state(state, args.policy.as_deref(), &baseline, &snapshot, &scoring, now).await
+        }
+    };
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "diff done");
+    let sha256 = tokio::task::block_in_place(|| hashing.join().expect("hashing a state does not panic"));
     let mut report = report?;
     report.snapshot_sha256 = sha256;
     // Freeing millions of grants takes a while and the command is about to
@@ -333,7 +341,7 @@ async fn scan_url(url: &str, target: Option<String>) -> Result<Snapshot> {
         database: url.to_owned(),
         target,
         concurrency: 4,
-        max_relations_per_chunk: 2000,
+        max_relations_per_chunk: None,
         statement_timeout: 60,
         output: None,
     };
@@ -355,7 +363,10 @@ async fn scan_unsealed(args: &ScanArgs) -> Result<Snapshot> {
     let options = ScanOptions {
         target,
         concurrency: usize::from(args.concurrency),
-        max_relations_per_chunk: args.max_relations_per_chunk,
+        chunk_size: match args.max_relations_per_chunk {
+            Some(n) => ChunkSize::Max(n),
+            None => ChunkSize::Spread { connections: usize::from(args.concurrency) },
+        },
         timeouts: Timeouts { statement: Duration::from_secs(args.statement_timeout.max(1)), ..Timeouts::default() },
         ..ScanOptions::default()
     };

@@ -150,7 +150,7 @@ pub async fn run(command: ReportCommand, now: DateTime<Utc>) -> Result<ExitCode>
             let mut held = BTreeMap::new();
             if let Some(url) = database {
                 let snapshot = crate::scan_url(&url, target.clone()).await?;
-                held.insert(snapshot.target.to_string(), snapshot.state.grants.iter().cloned().collect());
+                held.insert(snapshot.target.to_string(), snapshot.state.grants.iter().map(|g| g.to_grant()).collect());
             }
             let events = all_events(&store).await?;
             let version = match &registry {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use grantwarden_aws::{Clients, SecretCache, Settings, SystemClock};
 use grantwarden_fanout::Fanout;
-use grantwarden_postgres::ScanOptions;
+use grantwarden_postgres::{ChunkSize, ScanOptions};
 use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
@@ -25,8 +25,9 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let mut options = ScanOptions::default();
     if let Ok(v) = std::env::var("GRANTWARDEN_MAX_RELATIONS_PER_CHUNK") {
-        options.max_relations_per_chunk =
-            v.parse().map_err(|_| format!("GRANTWARDEN_MAX_RELATIONS_PER_CHUNK: {v:?} is not a number"))?;
+        options.chunk_size = ChunkSize::Max(
+            v.parse().map_err(|_| format!("GRANTWARDEN_MAX_RELATIONS_PER_CHUNK: {v:?} is not a number"))?,
+        );
     }
     let clients = Clients::load().await;
     let secrets = SecretCache::new(&clients, Duration::from_secs(300));

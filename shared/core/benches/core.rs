@@ -82,7 +82,7 @@ fn state(grants: usize) -> State {
             });
         }
     }
-    s.grants = set;
+    s.grants = set.into_iter().collect();
     s
 }
 
@@ -106,7 +106,7 @@ fn scenario(grants: usize) -> (Baseline, Snapshot) {
     let mut s = state(grants);
     let filter = RoleFilter::new(&[]).unwrap();
     let baseline = Baseline::resolve(&generate(&s, &filter), "bench").expect("a generated baseline resolves");
-    let drop: Vec<Grant> = s.grants.iter().step_by(100).cloned().collect();
+    let drop: Vec<Grant> = s.grants.iter().step_by(100).map(|g| g.to_grant()).collect();
     for g in &drop {
         s.grants.remove(g);
         let mut extra = g.clone();

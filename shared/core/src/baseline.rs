@@ -15,7 +15,7 @@ use globset::{Glob, GlobMatcher};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::{DefaultObjectType, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::model::{DefaultObjectType, ObjectClass, ObjectRef, Privilege, PrivilegeSet, RoleName};
 pub use crate::yaml::{FileError, parse_yaml};
 
 /// The manifest version this code reads.
@@ -47,6 +47,19 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// Writes a list in YAML's flow style (`[a, b]`); other formats see a plain list.
+fn flow_seq<S: Serializer, T: Serialize>(list: &[T], s: S) -> Result<S::Ok, S::Error> {
+    serde_saphyr::FlowSeq(list).serialize(s)
+}
+
+/// Writes each entry of a list in flow style, a line each, as the examples
+/// are written: `- { privileges: [USAGE], on: schema, name: orders }`. A
+/// generated baseline of a large catalog stays a fraction of the size (and
+/// of the parsing) it takes in block style.
+fn flow_maps<S: Serializer, T: Serialize>(list: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(list.iter().map(serde_saphyr::FlowMap))
+}
+
 /// A declared role.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,13 +86,13 @@ pub struct RoleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<DateTime<Utc>>,
     /// Roles this role is a member of.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "flow_seq")]
     pub member_of: Vec<MemberOf>,
     /// Objects this role must own.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "flow_maps")]
     pub owns: Vec<OwnsSpec>,
     /// Privileges this role must hold.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "flow_maps")]
     pub grants: Vec<GrantSpec>,
 }
 
@@ -256,6 +269,7 @@ impl Serialize for PrivilegeSpec {
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
     /// Privileges granted.
+    #[serde(serialize_with = "flow_seq")]
     pub privileges: Vec<PrivilegeSpec>,
     /// Object class.
     pub on: On,
@@ -263,14 +277,15 @@ pub struct GrantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Several objects holding the same privileges, each written as `name` would be
-    /// (for on: schema, table, sequence or function; instead of `name`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// (for on: schema, table, sequence, function, or column with the same
+    /// `columns` of each table; instead of `name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "flow_seq")]
     pub names: Vec<String>,
     /// Schema, for `all_*_in_schema`, `default_*` or to qualify `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// Columns, for `on: column`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "flow_seq")]
     pub columns: Vec<String>,
     /// For `default_*`: the role whose new objects get the privileges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,7 +325,7 @@ pub enum BuiltinDefaults {
 #[serde(deny_unknown_fields)]
 pub struct PublicSpec {
     /// Grants PUBLIC may hold beyond the built-in defaults.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "flow_maps")]
     pub grants: Vec<GrantSpec>,
     /// keep (default) or revoke.
     #[serde(default, skip_serializing_if = "is_keep")]
@@ -407,21 +422,21 @@ impl Target {
 }
 
 /// A privilege set of a desired grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Privileges {
     /// ALL: expanded per object class and server version.
     All,
     /// Exactly these.
-    Some(Vec<Privilege>),
+    Some(PrivilegeSet),
 }
 
 impl Privileges {
-    /// The privileges meant: the list, or for `ALL` what `all()` gives (the
+    /// The privileges meant: these, or for `ALL` what `all()` gives (the
     /// object class's ACL privileges on the server's version).
-    pub fn expand(&self, all: impl FnOnce() -> Vec<Privilege>) -> Vec<Privilege> {
+    pub fn expand(&self, all: impl FnOnce() -> Vec<Privilege>) -> PrivilegeSet {
         match self {
-            Privileges::All => all(),
-            Privileges::Some(p) => p.clone(),
+            Privileges::All => all().into_iter().collect(),
+            Privileges::Some(p) => *p,
         }
     }
 }
@@ -511,7 +526,7 @@ impl Baseline {
                     Target::Default { .. } => false,
                 };
                 // ALL as the newest server knows it: a privilege the class can hold at all
-                on && g.privileges.expand(|| object.class.acl_privileges(u32::MAX)).contains(&privilege)
+                on && g.privileges.expand(|| object.class.acl_privileges(u32::MAX)).contains(privilege)
             })
             .map(|g| g.origin.as_str())
     }
@@ -623,55 +638,69 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
             return Err((format!("{p}.privileges"), "at least one privilege is required".into()));
         }
         // `names: [a, b]` is `name: a` and `name: b`, each with its own origin
-        let objects: Vec<(Option<&str>, String)> = if g.names.is_empty() {
-            vec![(g.name.as_deref(), p.clone())]
+        let names: Vec<Option<&str>> = if g.names.is_empty() {
+            vec![g.name.as_deref()]
         } else {
             if g.name.is_some() {
                 return Err((format!("{p}.names"), "give `name` or `names`, not both".into()));
             }
-            if !matches!(g.on, On::Schema | On::Table | On::Sequence | On::Function) {
+            if !matches!(g.on, On::Schema | On::Table | On::Sequence | On::Function | On::Column) {
                 return Err((
                     format!("{p}.names"),
-                    format!("`names` applies to on: schema, table, sequence or function, not {}", g.on.keyword()),
+                    format!(
+                        "`names` applies to on: schema, table, sequence, function or column, not {}",
+                        g.on.keyword()
+                    ),
                 ));
             }
-            g.names.iter().enumerate().map(|(j, n)| (Some(n.as_str()), format!("{p}.names[{j}]"))).collect()
+            g.names.iter().map(|n| Some(n.as_str())).collect()
         };
         let listed = !g.names.is_empty();
-        for (name, origin) in objects {
+        let (schema, for_role) = (g.schema.as_deref(), g.for_role.as_deref());
+        // the privileges are the entry's, checked once against the class its `on` names
+        let mut privileges: Option<Privileges> = None;
+        out.reserve(names.len());
+        for (j, name) in names.into_iter().enumerate() {
             // an error about one of `names` points at it; one about `schema` or `columns` at the grant's key
-            let name_path = if listed { origin.clone() } else { format!("{p}.name") };
-            let (schema, for_role) = (g.schema.as_deref(), g.for_role.as_deref());
-            let target = resolve_target(g.on, name, schema, &g.columns, for_role, &p, &name_path)?;
-            let privileges = if g.privileges.contains(&PrivilegeSpec::All) {
-                Privileges::All
+            let origin = if listed { format!("{p}.names[{j}]") } else { p.clone() };
+            let target = if listed {
+                resolve_target(g.on, name, schema, &g.columns, for_role, &p, &origin)?
             } else {
-                let list: Vec<Privilege> = g
-                    .privileges
-                    .iter()
-                    .map(|s| match s {
-                        PrivilegeSpec::One(p) => *p,
-                        PrivilegeSpec::All => unreachable!("ALL handled above"),
-                    })
-                    .collect();
-                for (j, privilege) in list.iter().enumerate() {
-                    let accepted = match &target {
-                        Target::Default { on, .. } => on.acl_privileges(u32::MAX).contains(privilege),
-                        t => t.class().is_some_and(|c| c.accepts(*privilege)),
-                    };
-                    if !accepted {
-                        return Err((
-                            format!("{p}.privileges[{j}]"),
-                            format!("{privilege} cannot be granted on {}", g.on.keyword()),
-                        ));
-                    }
-                }
-                Privileges::Some(list)
+                resolve_target(g.on, name, schema, &g.columns, for_role, &p, &format!("{p}.name"))?
+            };
+            let privileges = match privileges {
+                Some(checked) => checked,
+                None => *privileges.insert(checked_privileges(&g.privileges, &target, g.on, &p)?),
             };
             out.push(DesiredGrant { privileges, target, grantable: g.with_grant_option, origin });
         }
     }
     Ok(out)
+}
+
+/// The privileges of a grant entry, each checked against what its target accepts.
+fn checked_privileges(
+    specs: &[PrivilegeSpec],
+    target: &Target,
+    on: On,
+    p: &str,
+) -> Result<Privileges, (String, String)> {
+    if specs.contains(&PrivilegeSpec::All) {
+        return Ok(Privileges::All);
+    }
+    let mut set = PrivilegeSet::EMPTY;
+    for (j, spec) in specs.iter().enumerate() {
+        let PrivilegeSpec::One(privilege) = *spec else { unreachable!("ALL handled above") };
+        let accepted = match target {
+            Target::Default { on, .. } => on.acl_privileges(u32::MAX).contains(&privilege),
+            t => t.class().is_some_and(|c| c.accepts(privilege)),
+        };
+        if !accepted {
+            return Err((format!("{p}.privileges[{j}]"), format!("{privilege} cannot be granted on {}", on.keyword())));
+        }
+        set.insert(privilege);
+    }
+    Ok(Privileges::Some(set))
 }
 
 fn resolve_target(
@@ -886,6 +915,26 @@ ignore_roles: ["pg_*", "rds*"]
                 (&Target::Relation(ObjectClass::Table, "s".into(), "T 2".into()), "roles.a.grants[0].names[1]"),
             ]
         );
+    }
+
+    #[test]
+    fn names_list_tables_whose_same_columns_hold_the_same_privileges() {
+        let yaml = "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: column, schema: s, names: [t1, t2], columns: [id, name] }\n";
+        let b = Baseline::from_yaml(yaml, "baseline.yaml").unwrap();
+        let grants = &b.roles[&RoleName::new("a").unwrap()].grants;
+        let columns = || vec!["id".to_owned(), "name".to_owned()];
+        let got: Vec<(&Target, &str)> = grants.iter().map(|g| (&g.target, g.origin.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (&Target::Columns("s".into(), "t1".into(), columns()), "roles.a.grants[0].names[0]"),
+                (&Target::Columns("s".into(), "t2".into(), columns()), "roles.a.grants[0].names[1]"),
+            ]
+        );
+        let e = error_of(
+            "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: column, schema: s, names: [t1] }\n",
+        );
+        assert!(e.starts_with("baseline.yaml: roles.a.grants[0].columns: `columns` is required"), "{e}");
     }
 
     #[test]

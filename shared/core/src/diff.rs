@@ -10,11 +10,12 @@
 //! entries expand against the live catalog here, so objects created after the
 //! baseline was written are covered.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Target};
+use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Privileges, Target};
+use crate::grants::{AclEntry, GrantRef, is_builtin_public};
 use crate::model::{
-    DefaultObjectType, Grant, Grantee, Name, ObjectClass, ObjectRef, Privilege, PrivilegeClass, RoleName,
+    DefaultObjectType, Grantee, Name, ObjectClass, ObjectRef, Privilege, PrivilegeClass, PrivilegeSet, RoleName,
 };
 use crate::report::{Coverage, Finding, FindingKind, FindingObject, Report};
 use crate::scoring::round2;
@@ -120,115 +121,270 @@ struct Want<'a> {
     origin: &'a str,
 }
 
-/// A grant's identity borrowed from the baseline or the state, ordered exactly as
-/// [`Grant`] is (object, then grantee, then privilege; PUBLIC before every role).
-/// The wanted grants and the state's (a sorted set) are then merged in one
-/// ordered pass: no lookup per grant and no copy of a name, which is what a
-/// diff of millions of grants spends its time and memory on otherwise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct GrantKey<'a> {
-    class: ObjectClass,
-    schema: Option<&'a str>,
-    name: &'a str,
-    column: Option<&'a str>,
-    /// `None` is PUBLIC.
-    grantee: Option<&'a RoleName>,
-    privilege: Privilege,
-}
-
-impl<'a> GrantKey<'a> {
-    fn of(g: &'a Grant) -> Self {
-        GrantKey {
-            class: g.object.class,
-            schema: g.object.schema.as_deref(),
-            name: &g.object.name,
-            column: g.object.column.as_deref(),
-            grantee: g.grantee.role(),
-            privilege: g.privilege,
-        }
-    }
-
-    fn object(&self) -> ObjectRef {
-        ObjectRef {
-            class: self.class,
-            schema: self.schema.map(Name::from),
-            name: self.name.into(),
-            column: self.column.map(Name::from),
-        }
-    }
-
-    fn grantee(&self) -> Grantee {
-        self.grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()))
-    }
-}
-
-/// An object as a [`GrantKey`] names it: class, schema, name, column.
+/// An object as the baseline and the state both name it: class, schema,
+/// name, column, borrowed.
 type ObjectKey<'a> = (ObjectClass, Option<&'a str>, &'a str, Option<&'a str>);
 
-/// A wanted grant of one object: the grantee (`None` is PUBLIC) and the privilege.
-type WantedOn<'a> = (Option<&'a RoleName>, Privilege, Want<'a>);
-
-/// The wanted grants, gathered object by object as the baseline expands.
-///
-/// Put in key order, millions of wanted grants would be sorted by keys whose
-/// every comparison reads the schema and object names again. Grouped by
-/// object first, only the distinct objects are sorted by name, and each
-/// object's grants by grantee and privilege.
-#[derive(Default)]
-struct Wanted<'a> {
-    /// foldhash: a lookup per wanted grant (SipHash's cost shows at millions)
-    slots: HashMap<ObjectKey<'a>, usize, foldhash::fast::RandomState>,
-    groups: Vec<(ObjectKey<'a>, Vec<WantedOn<'a>>)>,
-    /// The object of the last push and its group: a declaration pushes each object's privileges in a row.
-    last: Option<(ObjectKey<'a>, usize)>,
+/// What one declaration wants one grantee (`None`: PUBLIC) to hold on an object.
+#[derive(Clone, Copy, Debug)]
+struct WantEntry<'a> {
+    grantee: Option<&'a RoleName>,
+    declaration: &'a DesiredGrant,
 }
 
-impl<'a> Wanted<'a> {
-    fn push(&mut self, key: GrantKey<'a>, want: Want<'a>) {
-        let object = (key.class, key.schema, key.name, key.column);
-        // the same strings as the last push (pointer and length): the same object
-        let same_str = |a: &str, b: &str| std::ptr::eq(a, b);
-        let same_opt = |a: Option<&str>, b: Option<&str>| match (a, b) {
-            (Some(a), Some(b)) => same_str(a, b),
-            (a, b) => a.is_none() && b.is_none(),
-        };
-        let slot = match self.last {
-            Some((o, slot))
-                if o.0 == object.0 && same_opt(o.1, object.1) && same_str(o.2, object.2) && same_opt(o.3, object.3) =>
-            {
-                slot
-            }
-            _ => {
-                let groups = &mut self.groups;
-                *self.slots.entry(object).or_insert_with(|| {
-                    groups.push((object, Vec::new()));
-                    groups.len() - 1
-                })
-            }
-        };
-        self.last = Some((object, slot));
-        self.groups[slot].1.push((key.grantee, key.privilege, want));
+impl<'a> WantEntry<'a> {
+    /// The privileges it wants on an object of `class` (`ALL` depends on the class).
+    fn privileges(&self, class: ObjectClass, server_version: u32) -> PrivilegeSet {
+        match self.declaration.privileges {
+            Privileges::All => class.acl_privilege_set(server_version),
+            Privileges::Some(set) => set,
+        }
     }
 
-    /// In key order, one per key: named by the declaration whose origin sorts
-    /// first, grantable if any of them asks for it.
-    fn into_sorted(self) -> impl Iterator<Item = (GrantKey<'a>, Want<'a>)> {
-        let mut groups = self.groups;
-        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        groups.into_iter().flat_map(|((class, schema, name, column), mut grants)| {
-            grants.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.origin.cmp(b.2.origin)));
-            grants.dedup_by(|later, first| {
-                let same = later.0 == first.0 && later.1 == first.1;
-                if same {
-                    first.2.grantable |= later.2.grantable;
-                }
-                same
-            });
-            grants.into_iter().map(move |(grantee, privilege, want)| {
-                (GrantKey { class, schema, name, column, grantee, privilege }, want)
-            })
+    fn want(&self) -> Want<'a> {
+        Want { grantable: self.declaration.grantable, origin: &self.declaration.origin }
+    }
+}
+
+/// How the wanted grants name an object: tables and sequences share
+/// pg_class's names, so a relation is named as a table whatever its kind
+/// (a declaration `on: table` of a sequence names the sequence).
+fn key_of(object: &ObjectRef) -> ObjectKey<'_> {
+    let class = if object.class == ObjectClass::Sequence { ObjectClass::Table } else { object.class };
+    (class, object.schema.as_deref(), &object.name, object.column.as_deref())
+}
+
+/// The baseline's grants, indexed the way the state holds grants: by object.
+///
+/// `all_*_in_schema` declarations apply to every object of their class in
+/// the schema and are kept once per (class, schema), not copied to each
+/// object: the tables of a schema usually share their ACL too, so an object
+/// whose wants are only schema-wide is compared once per distinct ACL.
+/// Declarations of one object are kept by class and schema, then by name and
+/// column: a `names:` list declares the objects of one schema in a row, which
+/// then find their schema's map once and keep it in cache. Each list is
+/// sorted by grantee (PUBLIC first, as in an [`Acl`](crate::grants::Acl)).
+#[derive(Default)]
+struct Wanted<'a> {
+    schema_wide: HashMap<(ObjectClass, &'a str), Vec<WantEntry<'a>>, foldhash::fast::RandomState>,
+    /// Per class and schema, the id of each object declared by name.
+    per_object: Vec<ObjectsOfSchema<'a>>,
+    schemas: HashMap<SchemaKey<'a>, usize, foldhash::fast::RandomState>,
+    /// The schema of the last object pushed or looked up, and its slot in `per_object`.
+    last: Option<(SchemaKey<'a>, Option<usize>)>,
+    /// Each declaration of one object with the object's id, as pushed.
+    pending: Vec<(u32, WantEntry<'a>)>,
+    /// After [`Wanted::sort`], the same grouped by object (not a list per
+    /// object: millions of small lists cost their allocations)...
+    grouped: Vec<WantEntry<'a>>,
+    /// ...each object's starting where `starts[id]` says.
+    starts: Vec<u32>,
+}
+
+/// The class and schema of objects.
+type SchemaKey<'a> = (ObjectClass, Option<&'a str>);
+
+/// The objects of one class and schema declared by name, by name and column: their ids.
+type ObjectsOfSchema<'a> = HashMap<(&'a str, Option<&'a str>), u32, foldhash::fast::RandomState>;
+
+impl<'a> Wanted<'a> {
+    fn slot(&mut self, schema: SchemaKey<'a>, create: bool) -> Option<usize> {
+        if let Some((last, slot)) = self.last
+            && last == schema
+            && (slot.is_some() || !create)
+        {
+            return slot;
+        }
+        let slot = match self.schemas.get(&schema) {
+            Some(&slot) => Some(slot),
+            None if create => {
+                self.per_object.push(HashMap::default());
+                self.schemas.insert(schema, self.per_object.len() - 1);
+                Some(self.per_object.len() - 1)
+            }
+            None => None,
+        };
+        self.last = Some((schema, slot));
+        slot
+    }
+
+    fn push(&mut self, key: ObjectKey<'a>, entry: WantEntry<'a>) {
+        let slot = self.slot((key.0, key.1), true).expect("created on demand");
+        let next = self.starts.len() as u32;
+        let id = *self.per_object[slot].entry((key.2, key.3)).or_insert(next);
+        if id == next {
+            self.starts.push(0); // one per object until `sort` makes them offsets
+        }
+        self.pending.push((id, entry));
+    }
+
+    /// Groups the declarations by object (a counting sort on the ids), each
+    /// object's and each schema-wide list by grantee (PUBLIC first, as in an
+    /// [`Acl`](crate::grants::Acl)).
+    fn sort(&mut self) {
+        let objects = self.starts.len();
+        let mut at = vec![0u32; objects + 1];
+        for (id, _) in &self.pending {
+            at[*id as usize + 1] += 1;
+        }
+        for i in 1..=objects {
+            at[i] += at[i - 1];
+        }
+        self.starts = at.clone();
+        let mut grouped: Vec<Option<WantEntry<'a>>> = vec![None; self.pending.len()];
+        for (id, entry) in self.pending.drain(..) {
+            grouped[at[id as usize] as usize] = Some(entry);
+            at[id as usize] += 1;
+        }
+        self.grouped = grouped.into_iter().map(|e| e.expect("every slot is filled")).collect();
+        for id in 0..objects {
+            let (start, end) = (self.starts[id] as usize, self.starts[id + 1] as usize);
+            self.grouped[start..end].sort_by(|a, b| a.grantee.cmp(&b.grantee));
+        }
+        for list in self.schema_wide.values_mut() {
+            list.sort_by(|a, b| a.grantee.cmp(&b.grantee));
+        }
+    }
+
+    /// The declarations of one object.
+    fn declared(&self, id: u32) -> &[WantEntry<'a>] {
+        &self.grouped[self.starts[id as usize] as usize..self.starts[id as usize + 1] as usize]
+    }
+
+    /// The id of the object `key` when the baseline declares it alone.
+    fn id(&mut self, key: &ObjectKey<'a>) -> Option<u32> {
+        let slot = self.slot((key.0, key.1), false)?;
+        self.per_object[slot].get(&(key.2, key.3)).copied()
+    }
+
+    /// Every object declared alone, with its id.
+    fn objects(&self) -> impl Iterator<Item = (ObjectKey<'a>, u32)> + '_ {
+        self.schemas.iter().flat_map(move |(&(class, schema), &slot)| {
+            self.per_object[slot].iter().map(move |(&(name, column), &id)| ((class, schema, name, column), id))
         })
     }
+
+    /// The schema-wide wants that apply to an object of `class` in `schema`.
+    fn schema_wide_for(&self, class: ObjectClass, schema: Option<&'a str>) -> &[WantEntry<'a>] {
+        match (class, schema) {
+            (ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Function, Some(schema)) => {
+                self.schema_wide.get(&(class, schema)).map_or(&[], Vec::as_slice)
+            }
+            _ => &[],
+        }
+    }
+}
+
+/// What comparing one object's ACL with what the baseline wants of it found,
+/// before it is told as findings about that object.
+#[derive(Default)]
+struct ObjectVerdict<'a> {
+    /// Grants held as declared.
+    matched: usize,
+    events: Vec<Event<'a>>,
+}
+
+/// One difference between an ACL and the baseline.
+enum Event<'a> {
+    /// Held and declared, with another grant option.
+    GrantOption { grantee: &'a Grantee, privilege: Privilege, held: bool, origin: &'a str },
+    /// One of PostgreSQL's built-in grants to PUBLIC, not declared.
+    BuiltinPublic { privilege: Privilege, grantable: bool },
+    /// Held, not declared.
+    Unwanted { grantee: &'a Grantee, privilege: Privilege, grantable: bool },
+    /// Declared, not held.
+    Missing { grantee: Option<&'a RoleName>, privilege: Privilege, want: Want<'a> },
+}
+
+/// The declaration that names a grant first (by origin), grantable if any of
+/// the declarations of `privilege` asks for it.
+fn want_of<'a>(
+    wants: &[&[WantEntry<'a>]; 2],
+    class: ObjectClass,
+    server_version: u32,
+    privilege: Privilege,
+) -> Want<'a> {
+    let mut out: Option<Want<'a>> = None;
+    let declaring =
+        wants.iter().flat_map(|l| l.iter()).filter(|w| w.privileges(class, server_version).contains(privilege));
+    for w in declaring {
+        let o = out.get_or_insert(w.want());
+        o.grantable |= w.declaration.grantable;
+        if w.declaration.origin.as_str() < o.origin {
+            o.origin = &w.declaration.origin;
+        }
+    }
+    out.expect("a wanted privilege has a declaration")
+}
+
+/// Compares an object's ACL with what the baseline wants of it (the
+/// schema-wide wants and the object's own, each sorted by grantee), grantee by
+/// grantee. What an owner holds comes with ownership: neither drift nor missing.
+fn compare<'a>(
+    class: ObjectClass,
+    acl: &'a [AclEntry],
+    wants: [&[WantEntry<'a>]; 2],
+    owner: Option<&RoleName>,
+    server_version: u32,
+) -> ObjectVerdict<'a> {
+    let mut out = ObjectVerdict::default();
+    let (mut i, mut at) = (0, [0usize; 2]);
+    loop {
+        let heads = [
+            acl.get(i).map(|e| e.grantee.role()),
+            wants[0].get(at[0]).map(|w| w.grantee),
+            wants[1].get(at[1]).map(|w| w.grantee),
+        ];
+        // PUBLIC (None) first, then roles by name: the order of an ACL
+        let Some(grantee) = heads.into_iter().flatten().min() else { break };
+        let held = acl.get(i).filter(|e| e.grantee.role() == grantee);
+        i += usize::from(held.is_some());
+        let mut mine: [&[WantEntry<'a>]; 2] = [&[], &[]];
+        for k in 0..2 {
+            let start = at[k];
+            while wants[k].get(at[k]).is_some_and(|w| w.grantee == grantee) {
+                at[k] += 1;
+            }
+            mine[k] = &wants[k][start..at[k]];
+        }
+        if grantee.is_some() && grantee == owner {
+            continue;
+        }
+        let (mut want_p, mut want_g) = (PrivilegeSet::EMPTY, PrivilegeSet::EMPTY);
+        for w in mine.iter().flat_map(|l| l.iter()) {
+            let privileges = w.privileges(class, server_version);
+            want_p |= privileges;
+            if w.declaration.grantable {
+                want_g |= privileges;
+            }
+        }
+        let held_p = held.map_or(PrivilegeSet::EMPTY, |e| e.privileges);
+        let matched = held_p & want_p;
+        out.matched += matched.len();
+        if let Some(e) = held {
+            for p in matched.iter().filter(|&p| e.grantable.contains(p) != want_g.contains(p)) {
+                let origin = want_of(&mine, class, server_version, p).origin;
+                out.events.push(Event::GrantOption {
+                    grantee: &e.grantee,
+                    privilege: p,
+                    held: e.grantable.contains(p),
+                    origin,
+                });
+            }
+            for p in held_p.minus(want_p).iter() {
+                let grantable = e.grantable.contains(p);
+                out.events.push(if is_builtin_public(&e.grantee, class, p) {
+                    Event::BuiltinPublic { privilege: p, grantable }
+                } else {
+                    Event::Unwanted { grantee: &e.grantee, privilege: p, grantable }
+                });
+            }
+        }
+        for p in want_p.minus(held_p).iter() {
+            out.events.push(Event::Missing { grantee, privilege: p, want: want_of(&mine, class, server_version, p) });
+        }
+    }
+    out
 }
 
 type DefaultKey = (Grantee, RoleName, Option<String>, DefaultObjectType, Privilege);
@@ -492,62 +648,47 @@ impl<'a> Differ<'a> {
         }
     }
 
-    /// Expands a desired grant against the catalog; objects that do not exist become missing findings.
+    /// Indexes a desired grant by the objects it names into `out`. Whether a
+    /// named relation or column exists is looked up only for those no grant
+    /// of the state matched (see [`Differ::grants`]): a `names:` list of a
+    /// large baseline names millions, and the catalog's own lookups are what
+    /// cost. Other objects that do not exist become missing findings here.
     fn expand(&mut self, grantee: Option<&'a RoleName>, g: &'a DesiredGrant, out: &mut Wanted<'a>) {
         let who = || grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
-        let current_db = self.index.database();
-        // (class, schema, name, column) of each object, borrowed from the baseline or the state
-        type Object<'o> = (ObjectClass, Option<&'o str>, &'o str, Option<&'o str>);
-        let objects: Vec<Object<'a>> = match &g.target {
-            Target::Database(name) => match (name.as_deref(), current_db) {
-                (Some(n), Some(db)) if n != db => return, // another database: not this scan's business
-                (_, Some(db)) => vec![(ObjectClass::Database, None, db, None)],
-                (_, None) => return,
+        let entry = WantEntry { grantee, declaration: g };
+        let state = self.state;
+        match &g.target {
+            Target::Database(name) => match (name.as_deref(), self.index.database()) {
+                (Some(n), Some(db)) if n != db => {} // another database: not this scan's business
+                (_, Some(db)) => out.push((ObjectClass::Database, None, db, None), entry),
+                (_, None) => {}
             },
             Target::Schema(s) => {
-                if !self.state.schemas.contains_key(s) {
+                if !state.schemas.contains_key(s) {
                     return self.missing_object(&who(), g, "schema", None, s, None, "schema does not exist");
                 }
-                vec![(ObjectClass::Schema, None, s.as_str(), None)]
+                out.push((ObjectClass::Schema, None, s, None), entry);
             }
-            Target::Relation(class, s, n) => match self.index.relation(s, n) {
-                Some(r) => vec![(r.kind.class(), Some(s.as_str()), n.as_str(), None)],
-                None => {
-                    let kind = if *class == ObjectClass::Sequence { "sequence" } else { "table" };
-                    return self.missing_object(&who(), g, kind, Some(s), n, None, "object does not exist");
-                }
-            },
+            // a relation is keyed as a table whatever its kind (see `key_of`)
+            Target::Relation(_, s, n) => out.push((ObjectClass::Table, Some(s), n, None), entry),
             Target::Columns(s, t, cols) => {
-                if self.index.relation(s, t).is_none() {
-                    for c in cols {
-                        self.missing_object(&who(), g, "column", Some(s), t, Some(c), "table does not exist");
-                    }
-                    return;
+                for c in cols {
+                    out.push((ObjectClass::Column, Some(s), t, Some(c)), entry);
                 }
-                cols.iter().map(|c| (ObjectClass::Column, Some(s.as_str()), t.as_str(), Some(c.as_str()))).collect()
             }
             Target::Function(s, sig) => {
                 if self.index.function(s, sig).is_none() {
                     return self.missing_object(&who(), g, "function", Some(s), sig, None, "function does not exist");
                 }
-                vec![(ObjectClass::Function, Some(s.as_str()), sig.as_str(), None)]
+                out.push((ObjectClass::Function, Some(s), sig, None), entry);
             }
             Target::AllInSchema(class, s) => {
-                if !self.state.schemas.contains_key(s) {
+                if !state.schemas.contains_key(s) {
                     return self.missing_object(&who(), g, "schema", None, s, None, "schema does not exist");
                 }
-                self.index.names_in_schema(*class, s).into_iter().map(|(s, n)| (*class, Some(s), n, None)).collect()
+                out.schema_wide.entry((*class, s)).or_default().push(entry);
             }
-            Target::Default { .. } => return,
-        };
-        // every object of one declaration is of one class: its privileges are expanded once
-        let Some(class) = objects.first().map(|o| o.0) else { return };
-        let privileges = g.privileges.expand(|| class.acl_privileges(self.server_version));
-        for (class, schema, name, column) in objects {
-            for &privilege in &privileges {
-                let key = GrantKey { class, schema, name, column, grantee, privilege };
-                out.push(key, Want { grantable: g.grantable, origin: &g.origin });
-            }
+            Target::Default { .. } => {}
         }
     }
 
@@ -557,16 +698,16 @@ impl<'a> Differ<'a> {
         grantee: &Grantee,
         g: &DesiredGrant,
         kind: &str,
-        schema: Option<&String>,
+        schema: Option<&str>,
         name: &str,
-        column: Option<&String>,
+        column: Option<&str>,
         why: &str,
     ) {
         let object = FindingObject {
             kind: kind.to_owned(),
-            schema: schema.cloned(),
+            schema: schema.map(str::to_owned),
             name: name.to_owned(),
-            column: column.cloned(),
+            column: column.map(str::to_owned),
             for_role: None,
         };
         let class = g.target.class().unwrap_or(ObjectClass::Table);
@@ -584,9 +725,8 @@ impl<'a> Differ<'a> {
         }
     }
 
-    /// Every grant the baseline wants, in key order, one entry per key: any of its
-    /// declarations may ask for the grant option.
-    fn wanted_grants(&mut self) -> impl Iterator<Item = (GrantKey<'a>, Want<'a>)> + use<'a> {
+    /// Every grant the baseline wants, by object.
+    fn wanted(&mut self) -> Wanted<'a> {
         let mut want = Wanted::default();
         let baseline = self.baseline;
         for (name, role) in &baseline.roles {
@@ -600,93 +740,146 @@ impl<'a> Differ<'a> {
         for g in &baseline.public_grants {
             self.expand(None, g, &mut want);
         }
-        want.into_sorted()
+        want.sort();
+        want
     }
 
+    /// Held grants against wanted ones, object by object: the state's objects
+    /// in order, then the objects the baseline names that hold no grant.
     fn grants(&mut self) {
-        let mut wanted = self.wanted_grants().peekable();
-        let state = self.state;
-        let mut not_held: Vec<(GrantKey, Want)> = Vec::new();
-        let mut last: Option<(GrantKey, Option<Want>)> = None;
-        // grants come object by object: whether the grantee owns it is looked up once per object
-        let mut owner: Option<(&ObjectRef, Option<&RoleName>)> = None;
-        // the state's grants and the wanted ones, both in key order, merged
-        for g in &state.grants {
-            let key = GrantKey::of(g);
-            let matched = match last {
-                Some((k, w)) if k == key => w, // the same privilege again (never, from extraction)
-                _ => {
-                    while let Some((k, w)) = wanted.next_if(|(k, _)| *k < key) {
-                        not_held.push((k, w));
-                    }
-                    wanted.next_if(|(k, _)| *k == key).map(|(_, w)| w)
+        let mut wanted = self.wanted();
+        let state: &'a State = self.state;
+        let version = self.server_version;
+        // objects whose wants are only schema-wide and that share their ACL and
+        // owner compare alike: compared once, told for each
+        type MemoKey<'k> = (usize, usize, Option<&'k RoleName>, ObjectClass);
+        let mut memo: HashMap<MemoKey<'a>, ObjectVerdict<'a>, foldhash::fast::RandomState> = HashMap::default();
+        let mut seen: HashSet<ObjectKey<'a>, foldhash::fast::RandomState> = HashSet::default();
+        let mut matched = vec![false; wanted.starts.len().saturating_sub(1)];
+        for (object, acl) in state.grants.objects() {
+            let key = key_of(object);
+            seen.insert(key);
+            let id = wanted.id(&key);
+            let wide = wanted.schema_wide_for(object.class, object.schema.as_deref());
+            let owner = self.index.owner_of(object);
+            match id {
+                None => {
+                    let memo_key = (acl.id(), wide.as_ptr() as usize, owner, object.class);
+                    let verdict = memo
+                        .entry(memo_key)
+                        .or_insert_with(|| compare(object.class, acl.entries(), [wide, &[]], owner, version));
+                    self.tell(object, verdict);
                 }
-            };
-            last = Some((key, matched));
-            let owned_by = match owner {
-                Some((o, by)) if *o == g.object => by,
-                _ => {
-                    let by = self.index.owner_of(&g.object);
-                    owner = Some((&g.object, by));
-                    by
+                Some(id) => {
+                    matched[id as usize] = true;
+                    let verdict = compare(object.class, acl.entries(), [wide, wanted.declared(id)], owner, version);
+                    self.tell(object, &verdict);
                 }
-            };
-            if g.grantee.role().is_some_and(|r| Some(r) == owned_by) {
-                continue; // an owner's privileges come with ownership
             }
-            let scope = scope_of(g.object.class);
-            if let Some(w) = matched {
-                self.coverage.baseline += 1;
-                if g.grantable != w.grantable {
-                    let object = finding_object(&self.index, &g.object);
-                    let (kind, detail) = if g.grantable {
-                        (FindingKind::Unauthorized, format!("held WITH GRANT OPTION; {} declares it without", w.origin))
-                    } else {
-                        (FindingKind::Missing, format!("{} declares WITH GRANT OPTION; it is held without", w.origin))
-                    };
-                    self.push(kind, &g.grantee, g.privilege, true, object, scope, detail);
-                }
-                continue;
-            }
-            if g.is_builtin_public() {
-                let (kind, detail) = match self.baseline.builtin_defaults {
-                    BuiltinDefaults::Keep => (FindingKind::Observed, "PostgreSQL's built-in default for PUBLIC"),
-                    BuiltinDefaults::Revoke => (
-                        FindingKind::Unauthorized,
-                        "PostgreSQL's built-in default for PUBLIC; the baseline says built-in defaults must be revoked",
-                    ),
-                };
-                if kind != FindingKind::Observed {
-                    self.coverage.drift += 1;
-                }
-                let object = finding_object(&self.index, &g.object);
-                self.push(kind, &g.grantee, g.privilege, g.grantable, object, scope, detail.into());
-                continue;
-            }
-            self.unwanted_grant(g, scope);
         }
-        not_held.extend(wanted);
-        for (key, w) in not_held {
-            let (grantee, object) = (key.grantee(), key.object());
-            if self.index.is_owner(&grantee, &object) {
-                continue; // held through ownership
+        // what the baseline wants of objects that hold no grant at all is missing
+        let mut bare: Vec<(ObjectKey<'a>, Option<u32>)> =
+            wanted.objects().filter(|(_, id)| !matched[*id as usize]).map(|(k, id)| (k, Some(id))).collect();
+        seen.extend(bare.iter().map(|(k, _)| *k));
+        for &(class, schema) in wanted.schema_wide.keys() {
+            // keyed as `key_of` keys them: a sequence as a table
+            let keyed = if class == ObjectClass::Sequence { ObjectClass::Table } else { class };
+            for (s, n) in self.index.names_in_schema(class, schema) {
+                if seen.insert((keyed, Some(s), n, None)) {
+                    bare.push(((keyed, Some(s), n, None), None));
+                }
             }
-            let fo = finding_object(&self.index, &object);
-            self.push(
-                FindingKind::Missing,
-                &grantee,
-                key.privilege,
-                w.grantable,
-                fo,
-                scope_of(object.class),
-                format!("declared at {}; not held", w.origin),
-            );
+        }
+        for ((class, schema, name, column), id) in bare {
+            let own = id.map_or(&[][..], |id| wanted.declared(id));
+            // relations and columns named by the baseline were not looked up yet
+            let class = match (class, schema) {
+                (ObjectClass::Table, Some(s)) if column.is_none() => match self.index.relation(s, name) {
+                    Some(r) => r.kind.class(),
+                    None => {
+                        for w in own {
+                            let who = w.grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
+                            let kind = match w.declaration.target.class() {
+                                Some(ObjectClass::Sequence) => "sequence",
+                                _ => "table",
+                            };
+                            let why = "object does not exist";
+                            self.missing_object(&who, w.declaration, kind, schema, name, None, why);
+                        }
+                        continue;
+                    }
+                },
+                (ObjectClass::Column, Some(s)) if self.index.relation(s, name).is_none() => {
+                    for w in own {
+                        let who = w.grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
+                        self.missing_object(
+                            &who,
+                            w.declaration,
+                            "column",
+                            schema,
+                            name,
+                            column,
+                            "table does not exist",
+                        );
+                    }
+                    continue;
+                }
+                _ => class,
+            };
+            let object =
+                ObjectRef { class, schema: schema.map(Name::from), name: name.into(), column: column.map(Name::from) };
+            let wide = wanted.schema_wide_for(class, schema);
+            let verdict = compare(class, &[], [wide, own], self.index.owner_of(&object), version);
+            self.tell(&object, &verdict);
         }
     }
 
-    fn unwanted_grant(&mut self, g: &Grant, scope: Scope) {
-        if let Verdict::Finding(kind) = self.classify_unwanted(&g.grantee) {
-            let object = finding_object(&self.index, &g.object);
+    /// Tells what comparing `object`'s ACL found as findings about it.
+    fn tell(&mut self, object: &ObjectRef, verdict: &ObjectVerdict<'a>) {
+        self.coverage.baseline += verdict.matched;
+        if verdict.events.is_empty() {
+            return;
+        }
+        let scope = scope_of(object.class);
+        let at = finding_object(&self.index, object);
+        for event in &verdict.events {
+            match *event {
+                Event::GrantOption { grantee, privilege, held, origin } => {
+                    let (kind, detail) = if held {
+                        (FindingKind::Unauthorized, format!("held WITH GRANT OPTION; {origin} declares it without"))
+                    } else {
+                        (FindingKind::Missing, format!("{origin} declares WITH GRANT OPTION; it is held without"))
+                    };
+                    self.push(kind, grantee, privilege, true, at.clone(), scope, detail);
+                }
+                Event::BuiltinPublic { privilege, grantable } => {
+                    let (kind, detail) = match self.baseline.builtin_defaults {
+                        BuiltinDefaults::Keep => (FindingKind::Observed, "PostgreSQL's built-in default for PUBLIC"),
+                        BuiltinDefaults::Revoke => (
+                            FindingKind::Unauthorized,
+                            "PostgreSQL's built-in default for PUBLIC; the baseline says built-in defaults must be revoked",
+                        ),
+                    };
+                    if kind != FindingKind::Observed {
+                        self.coverage.drift += 1;
+                    }
+                    self.push(kind, &Grantee::Public, privilege, grantable, at.clone(), scope, detail.into());
+                }
+                Event::Unwanted { grantee, privilege, grantable } => {
+                    self.unwanted_grant(GrantRef { object, grantee, privilege, grantable }, scope)
+                }
+                Event::Missing { grantee, privilege, want } => {
+                    let grantee = grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
+                    let detail = format!("declared at {}; not held", want.origin);
+                    self.push(FindingKind::Missing, &grantee, privilege, want.grantable, at.clone(), scope, detail);
+                }
+            }
+        }
+    }
+
+    fn unwanted_grant(&mut self, g: GrantRef, scope: Scope) {
+        if let Verdict::Finding(kind) = self.classify_unwanted(g.grantee) {
+            let object = finding_object(&self.index, g.object);
             if let Some(role) = g.grantee.role()
                 && self.overlay(g, role, &object, scope)
             {
@@ -698,20 +891,20 @@ impl<'a> Differ<'a> {
             }
             self.coverage.drift += 1;
 
-            let detail = match (&g.grantee, kind) {
+            let detail = match (g.grantee, kind) {
                 (Grantee::Public, _) => "granted to PUBLIC (every role); the baseline does not allow it".to_owned(),
                 (_, FindingKind::Orphaned) => "held by a role that is not in the baseline".to_owned(),
                 _ => "not declared in the baseline".to_owned(),
             };
-            self.push(kind, &g.grantee, g.privilege, g.grantable, object, scope, detail);
+            self.push(kind, g.grantee, g.privilege, g.grantable, object, scope, detail);
         }
     }
 
     /// Lays the exception tickets over an unwanted grant; true when one covers it.
-    fn overlay(&mut self, g: &Grant, role: &RoleName, object: &FindingObject, scope: Scope) -> bool {
+    fn overlay(&mut self, g: GrantRef, role: &RoleName, object: &FindingObject, scope: Scope) -> bool {
         let now = self.exceptions.now;
         let covering: Vec<&Ticket> =
-            self.exceptions.tickets.iter().filter(|t| t.covers(self.target, role, g.privilege, &g.object)).collect();
+            self.exceptions.tickets.iter().filter(|t| t.covers(self.target, role, g.privilege, g.object)).collect();
         let active = covering.iter().filter(|t| t.is_active_at(now)).max_by_key(|t| t.expires_at);
         let ended = || covering.iter().filter(|t| t.has_ended_at(now)).max_by_key(|t| t.expires_at);
         let (kind, t, factor, detail) = if let Some(t) = active {
@@ -734,7 +927,7 @@ impl<'a> Differ<'a> {
         } else {
             return false;
         };
-        let mut finding = self.finding(kind, &g.grantee, g.privilege, g.grantable, object.clone(), scope, detail);
+        let mut finding = self.finding(kind, g.grantee, g.privilege, g.grantable, object.clone(), scope, detail);
         finding.score = round2(finding.score * factor);
         finding.exception_id = Some(t.id.clone());
         self.findings.push(finding);
@@ -940,7 +1133,7 @@ impl<'a> Differ<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Function, Membership, Relation, RelationKind, RoleAttributes};
+    use crate::model::{Function, Grant, Membership, Relation, RelationKind, RoleAttributes};
     use crate::snapshot::{Database, TargetId};
     use proptest::prelude::*;
 
@@ -1077,6 +1270,39 @@ ignore_roles: ["postgres"]
         assert_eq!(
             kinds(&plan(BASELINE, s)),
             vec![(FindingKind::Missing, "app_ro".into(), "SELECT".into(), "view orders.shipments".into())]
+        );
+    }
+
+    #[test]
+    fn sequences_are_matched_by_schema_wide_and_by_name_declarations() {
+        let mut s = state();
+        for name in ["ids", "bare"] {
+            s.relations.insert(Relation {
+                schema: "orders".into(),
+                name: name.into(),
+                kind: RelationKind::Sequence,
+                owner: r("migrator"),
+                rls_enabled: false,
+                rls_forced: false,
+            });
+        }
+        let ids = ObjectRef::in_schema(ObjectClass::Sequence, "orders", "ids");
+        s.grants.insert(grant(Grantee::Role(r("app_ro")), Privilege::Usage, ids.clone()));
+        s.grants.insert(grant(Grantee::Role(r("app_rw")), Privilege::Select, ids));
+        let baseline = BASELINE
+            .replace(
+                "      - { privileges: [SELECT], on: all_tables_in_schema, schema: orders }\n",
+                "      - { privileges: [SELECT], on: all_tables_in_schema, schema: orders }\n      - { privileges: [USAGE], on: all_sequences_in_schema, schema: orders }\n",
+            )
+            // a sequence named as a table is still that sequence
+            .replace(
+                "    member_of: [app_ro]\n",
+                "    member_of: [app_ro]\n    grants: [{ privileges: [SELECT], on: table, name: orders.ids }]\n",
+            );
+        // the sequence no grant touches is the one the schema-wide declaration misses
+        assert_eq!(
+            kinds(&plan(&baseline, s)),
+            vec![(FindingKind::Missing, "app_ro".into(), "USAGE".into(), "sequence orders.bare".into())]
         );
     }
 
@@ -1241,7 +1467,7 @@ ignore_roles: ["postgres"]
 mod overlay_tests {
     use super::*;
     use crate::baseline::On;
-    use crate::model::{Relation, RelationKind, RoleAttributes};
+    use crate::model::{Grant, Relation, RelationKind, RoleAttributes};
     use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
     use crate::policy::PolicyRegistry;
     use crate::report::Status;

@@ -79,7 +79,7 @@ type Held = BTreeSet<(ObjectRef, Privilege, bool)>;
 fn grants_by_grantee(state: &State, objects: &Objects) -> BTreeMap<Grantee, Held> {
     let mut out: BTreeMap<Grantee, Held> = BTreeMap::new();
     for g in &state.grants {
-        if objects.index.is_owner(&g.grantee, &g.object) || g.is_builtin_public() {
+        if objects.index.is_owner(g.grantee, g.object) || g.is_builtin_public() {
             continue;
         }
         out.entry(g.grantee.clone()).or_default().insert((g.object.clone(), g.privilege, g.grantable));
@@ -126,6 +126,8 @@ fn default_privileges(state: &State) -> BTreeMap<Grantee, Vec<GrantSpec>> {
 type HoldersByPrivilege<'a> = BTreeMap<(Privilege, bool), BTreeSet<&'a str>>;
 /// (class, schema, name, grantable) of one object that does not fold into all_*_in_schema.
 type ObjectKey<'a> = (ObjectClass, Option<&'a str>, &'a str, bool);
+/// (schema, grantable, privileges, columns) of tables that fold into one `on: column` entry.
+type ColumnsKey<'a> = (Option<&'a str>, bool, Vec<Privilege>, Vec<String>);
 /// Column (None for the object itself) -> privileges.
 type PrivilegesByColumn<'a> = BTreeMap<Option<&'a str>, Vec<Privilege>>;
 
@@ -230,6 +232,8 @@ impl<'a> Objects<'a> {
                 .push(p);
         }
         let mut listed: BTreeMap<(ObjectClass, &str, bool, Vec<Privilege>), Vec<String>> = BTreeMap::new();
+        // tables of one schema whose same columns hold the same privileges
+        let mut listed_columns: BTreeMap<ColumnsKey, Vec<String>> = BTreeMap::new();
         for ((class, schema, name, g), by_column) in by_object {
             if class == ObjectClass::Column {
                 // group columns that hold the same privileges
@@ -239,16 +243,7 @@ impl<'a> Objects<'a> {
                     groups.entry(privileges).or_default().push(col.unwrap_or_default().to_owned());
                 }
                 for (privileges, columns) in groups {
-                    out.push(GrantSpec {
-                        privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
-                        on: On::Column,
-                        name: Some(quote_part(name)),
-                        names: Vec::new(),
-                        schema: schema.map(str::to_owned),
-                        columns,
-                        for_role: None,
-                        with_grant_option: g,
-                    });
+                    listed_columns.entry((schema, g, privileges, columns)).or_default().push(quote_part(name));
                 }
                 continue;
             }
@@ -272,6 +267,19 @@ impl<'a> Objects<'a> {
                 names: Vec::new(),
                 schema,
                 columns: Vec::new(),
+                for_role: None,
+                with_grant_option: g,
+            });
+        }
+        for ((schema, g, privileges, columns), mut names) in listed_columns {
+            let (name, names) = if names.len() == 1 { (names.pop(), Vec::new()) } else { (None, names) };
+            out.push(GrantSpec {
+                privileges: privileges.into_iter().map(PrivilegeSpec::One).collect(),
+                on: On::Column,
+                name,
+                names,
+                schema: schema.map(str::to_owned),
+                columns,
                 for_role: None,
                 with_grant_option: g,
             });

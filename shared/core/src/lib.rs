@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`model`]: roles, grantees, privileges, objects and grants.
+//! - [`grants`]: a state's grants held object by object, each object's ACL shared.
 //! - [`snapshot`]: the extracted state of one target, its chunks and ids.
 //! - [`baseline`]: the baseline manifest (YAML contract), parsed and validated.
 //! - [`diff`]: reality versus baseline, classified into findings.
@@ -47,6 +48,7 @@ pub mod dashboard;
 pub mod diff;
 pub mod digest;
 pub mod generate;
+pub mod grants;
 pub mod incident;
 pub mod intake;
 pub mod model;

@@ -382,7 +382,8 @@ const ALL_PRIVILEGES: &[(Privilege, &str)] = &[
 impl Privilege {
     /// The keyword PostgreSQL uses (`aclexplode` spelling for ACL privileges).
     pub fn keyword(self) -> &'static str {
-        ALL_PRIVILEGES.iter().find(|(p, _)| *p == self).map(|(_, k)| *k).expect("every privilege has a keyword")
+        // ALL_PRIVILEGES is in declaration order (a unit test holds it there)
+        ALL_PRIVILEGES[self as usize].1
     }
 
     /// Whether this privilege lives in an ACL (as opposed to an attribute,
@@ -406,6 +407,118 @@ impl Privilege {
 impl fmt::Display for Privilege {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.keyword())
+    }
+}
+
+/// A set of privileges, one bit each (as PostgreSQL's `AclMode` keeps an ACL
+/// entry's), iterated in [`Privilege`] order. An ACL entry holds one of these
+/// for its privileges and one for their grant options, so comparing what a
+/// grantee holds with what it should is a few bit operations.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PrivilegeSet(u32);
+
+impl PrivilegeSet {
+    /// No privilege.
+    pub const EMPTY: PrivilegeSet = PrivilegeSet(0);
+
+    /// The set holding `p` alone.
+    pub const fn of(p: Privilege) -> Self {
+        Self(1 << p as u32)
+    }
+
+    /// Whether `p` is in the set.
+    pub const fn contains(self, p: Privilege) -> bool {
+        self.0 & (1 << p as u32) != 0
+    }
+
+    /// Adds `p`.
+    pub fn insert(&mut self, p: Privilege) {
+        self.0 |= 1 << p as u32;
+    }
+
+    /// Takes `p` out.
+    pub fn remove(&mut self, p: Privilege) {
+        self.0 &= !(1 << p as u32);
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// How many privileges it holds.
+    pub const fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// What `self` holds and `other` does not.
+    pub const fn minus(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// The privileges, in [`Privilege`] order.
+    pub fn iter(self) -> PrivilegeIter {
+        PrivilegeIter(self.0)
+    }
+}
+
+/// The privileges of a [`PrivilegeSet`], in [`Privilege`] order.
+pub struct PrivilegeIter(u32);
+
+impl Iterator for PrivilegeIter {
+    type Item = Privilege;
+
+    fn next(&mut self) -> Option<Privilege> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(ALL_PRIVILEGES[i].0)
+    }
+}
+
+impl IntoIterator for PrivilegeSet {
+    type Item = Privilege;
+    type IntoIter = PrivilegeIter;
+    fn into_iter(self) -> PrivilegeIter {
+        self.iter()
+    }
+}
+
+impl std::ops::BitOr for PrivilegeSet {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for PrivilegeSet {
+    fn bitor_assign(&mut self, rhs: Self) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl std::ops::BitAnd for PrivilegeSet {
+    type Output = Self;
+    fn bitand(self, rhs: Self) -> Self {
+        Self(self.0 & rhs.0)
+    }
+}
+
+impl FromIterator<Privilege> for PrivilegeSet {
+    fn from_iter<I: IntoIterator<Item = Privilege>>(iter: I) -> Self {
+        let mut set = Self::EMPTY;
+        for p in iter {
+            set.insert(p);
+        }
+        set
+    }
+}
+
+impl fmt::Debug for PrivilegeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
     }
 }
 
@@ -477,9 +590,38 @@ impl ObjectClass {
         out
     }
 
+    /// [`ObjectClass::acl_privileges`] as a set.
+    pub fn acl_privilege_set(self, server_version_num: u32) -> PrivilegeSet {
+        use Privilege::*;
+        let of = |ps: &[Privilege]| ps.iter().copied().collect::<PrivilegeSet>();
+        match self {
+            ObjectClass::Database => of(&[Create, Connect, Temporary]),
+            ObjectClass::Schema => of(&[Usage, Create]),
+            ObjectClass::Table if server_version_num >= 170_000 => {
+                of(&[Select, Insert, Update, Delete, Truncate, References, Trigger, Maintain])
+            }
+            ObjectClass::Table => of(&[Select, Insert, Update, Delete, Truncate, References, Trigger]),
+            ObjectClass::Sequence => of(&[Usage, Select, Update]),
+            ObjectClass::Column => of(&[Select, Insert, Update, References]),
+            ObjectClass::Function => of(&[Execute]),
+            ObjectClass::Role => PrivilegeSet::EMPTY,
+        }
+    }
+
     /// Whether `privilege` can be granted on this class on any supported version.
     pub fn accepts(self, privilege: Privilege) -> bool {
-        self.acl_privileges(u32::MAX).contains(&privilege)
+        use Privilege::*;
+        match self {
+            ObjectClass::Database => matches!(privilege, Create | Connect | Temporary),
+            ObjectClass::Schema => matches!(privilege, Usage | Create),
+            ObjectClass::Table => {
+                matches!(privilege, Select | Insert | Update | Delete | Truncate | References | Trigger | Maintain)
+            }
+            ObjectClass::Sequence => matches!(privilege, Usage | Select | Update),
+            ObjectClass::Column => matches!(privilege, Select | Insert | Update | References),
+            ObjectClass::Function => privilege == Execute,
+            ObjectClass::Role => false,
+        }
     }
 }
 
@@ -568,12 +710,7 @@ impl Grant {
     /// Whether this is one of PostgreSQL's built-in grants to PUBLIC (`acldefault`) on
     /// the classes we read: CONNECT and TEMPORARY on a database, EXECUTE on a function.
     pub fn is_builtin_public(&self) -> bool {
-        self.grantee == Grantee::Public
-            && matches!(
-                (self.object.class, self.privilege),
-                (ObjectClass::Database, Privilege::Connect | Privilege::Temporary)
-                    | (ObjectClass::Function, Privilege::Execute)
-            )
+        crate::grants::is_builtin_public(&self.grantee, self.object.class, self.privilege)
     }
 }
 
@@ -872,6 +1009,33 @@ mod tests {
     }
 
     #[test]
+    fn privilege_table_is_in_declaration_order() {
+        for (i, (p, _)) in ALL_PRIVILEGES.iter().enumerate() {
+            assert_eq!(*p as usize, i, "{p:?}");
+        }
+        assert!(ALL_PRIVILEGES.len() <= 32, "a PrivilegeSet holds 32 bits");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_privilege_set_iterates_what_it_holds_in_order(picks in proptest::collection::vec(0usize..24, 0..10)) {
+            let mut wanted: Vec<Privilege> = picks.iter().map(|&i| ALL_PRIVILEGES[i].0).collect();
+            let set: PrivilegeSet = wanted.iter().copied().collect();
+            wanted.sort();
+            wanted.dedup();
+            proptest::prop_assert_eq!(set.iter().collect::<Vec<_>>(), wanted.clone());
+            proptest::prop_assert_eq!(set.len(), wanted.len());
+            for p in wanted {
+                proptest::prop_assert!(set.contains(p));
+                let mut without = set;
+                without.remove(p);
+                proptest::prop_assert!(!without.contains(p));
+                proptest::prop_assert_eq!(set.minus(PrivilegeSet::of(p)), without);
+            }
+        }
+    }
+
+    #[test]
     fn acl_privileges_are_the_first_block() {
         for (p, _) in ALL_PRIVILEGES {
             let in_some_class = [
@@ -885,6 +1049,28 @@ mod tests {
             .iter()
             .any(|c| c.accepts(*p));
             assert_eq!(p.is_acl(), in_some_class, "{p}");
+        }
+    }
+
+    #[test]
+    fn a_class_accepts_what_all_expands_to_on_the_newest_server() {
+        let classes = [
+            ObjectClass::Database,
+            ObjectClass::Schema,
+            ObjectClass::Table,
+            ObjectClass::Sequence,
+            ObjectClass::Column,
+            ObjectClass::Function,
+            ObjectClass::Role,
+        ];
+        for class in classes {
+            for (p, _) in ALL_PRIVILEGES {
+                assert_eq!(class.accepts(*p), class.acl_privileges(u32::MAX).contains(p), "{class:?} {p}");
+            }
+            for version in [160_000, 170_000] {
+                let set: PrivilegeSet = class.acl_privileges(version).into_iter().collect();
+                assert_eq!(class.acl_privilege_set(version), set, "{class:?} {version}");
+            }
         }
     }
 

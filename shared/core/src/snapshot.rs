@@ -1,9 +1,9 @@
 //! The privilege state of one target, as extracted, and the scan that produced it.
 //!
 //! A scan is split into chunks; each chunk yields a partial [`State`] (a batch)
-//! and the batches merge into one. Every collection is a `BTreeMap` or
-//! `BTreeSet`, so the same state always serializes to the same bytes and the
-//! same sha256, whatever order the chunks finished in.
+//! and the batches merge into one. Every collection is sorted (a `BTreeMap`,
+//! a `BTreeSet`, or [`Grants`]), so the same state always serializes to the
+//! same bytes and the same sha256, whatever order the chunks finished in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::grants::Grants;
 use crate::model::{
-    DefaultPrivilege, Function, Grant, Grantee, Membership, ObjectClass, ObjectRef, Relation, RlsPolicy,
-    RoleAttributes, RoleName,
+    DefaultPrivilege, Function, Grantee, Membership, ObjectClass, ObjectRef, Relation, RlsPolicy, RoleAttributes,
+    RoleName,
 };
 
 /// An identifier of the database being governed, e.g. `orders-prod` or `db.internal:5432/orders`.
@@ -71,7 +72,7 @@ pub struct State {
     pub functions: BTreeSet<Function>,
     /// Every ACL entry, with NULL ACLs read as their built-in defaults.
     #[serde(default)]
-    pub grants: BTreeSet<Grant>,
+    pub grants: Grants,
     /// `ALTER DEFAULT PRIVILEGES` entries.
     #[serde(default)]
     pub default_privileges: BTreeSet<DefaultPrivilege>,
@@ -80,35 +81,18 @@ pub struct State {
     pub policies: BTreeSet<RlsPolicy>,
 }
 
-/// Sorted runs of grants (each of one object class), concatenated in order.
-///
-/// Chunks hold disjoint schemas (or name ranges of one schema), so a batch's
-/// grants of one class do not interleave with another batch's: put in the
-/// order of their first grants, the runs make one sorted sequence, and the
-/// set built from it (`BTreeSet::from_iter` sorts with a stable sort, which
-/// finds one run) costs one comparison per grant, where merging the runs
-/// would cost several. Runs that do interleave still come out sorted, only
-/// more slowly.
-fn concat_in_order(mut runs: Vec<Vec<Grant>>) -> Vec<Grant> {
-    runs.retain(|r| !r.is_empty());
-    runs.sort_by(|a, b| a[0].cmp(&b[0]));
-    let mut all = Vec::with_capacity(runs.iter().map(Vec::len).sum());
-    for run in runs {
-        all.extend(run);
-    }
-    all
-}
-
 impl State {
     /// The union of a scan's batches, built once: each collection is gathered and
-    /// then built in bulk from its sorted runs, which is several times cheaper on a
-    /// catalog of millions of grants than inserting batch after batch.
+    /// then built in bulk, which is several times cheaper on a large catalog than
+    /// inserting batch after batch. Chunks hold disjoint objects, so their
+    /// grants mostly come out in order already (see [`Grants::from_objects`]).
     pub fn merge_all(batches: impl IntoIterator<Item = State>) -> State {
         let mut out = State::default();
-        let (mut relations, mut functions) = (Vec::new(), Vec::new());
-        // each batch's grants split by object class: see `concat_in_order`
-        let mut segments: Vec<Vec<Grant>> = Vec::new();
+        let (mut relations, mut functions, mut objects) = (Vec::new(), Vec::new(), Vec::new());
         let (mut defaults, mut policies, mut memberships) = (Vec::new(), Vec::new(), Vec::new());
+        let mut batches: Vec<State> = batches.into_iter().collect();
+        // in the order of their first objects, the batches' grants make one sorted run
+        batches.sort_by(|a, b| a.grants.objects().first().map(|o| &o.0).cmp(&b.grants.objects().first().map(|o| &o.0)));
         for b in batches {
             if b.database.is_some() {
                 out.database = b.database;
@@ -118,21 +102,14 @@ impl State {
             memberships.extend(b.memberships);
             relations.extend(b.relations);
             functions.extend(b.functions);
-            let mut class: Option<ObjectClass> = None;
-            for g in b.grants {
-                if class != Some(g.object.class) {
-                    class = Some(g.object.class);
-                    segments.push(Vec::new());
-                }
-                segments.last_mut().expect("a segment was just opened").push(g);
-            }
+            objects.extend(b.grants.into_objects());
             defaults.extend(b.default_privileges);
             policies.extend(b.policies);
         }
         out.memberships = memberships.into_iter().collect();
         out.relations = relations.into_iter().collect();
         out.functions = functions.into_iter().collect();
-        out.grants = concat_in_order(segments).into_iter().collect();
+        out.grants = Grants::from_objects(objects);
         out.default_privileges = defaults.into_iter().collect();
         out.policies = policies.into_iter().collect();
         out
@@ -140,17 +117,7 @@ impl State {
 
     /// Adds a batch. Chunks do not overlap, so this is a plain union.
     pub fn merge(&mut self, other: State) {
-        if other.database.is_some() {
-            self.database = other.database;
-        }
-        self.roles.extend(other.roles);
-        self.memberships.extend(other.memberships);
-        self.schemas.extend(other.schemas);
-        self.relations.extend(other.relations);
-        self.functions.extend(other.functions);
-        self.grants.extend(other.grants);
-        self.default_privileges.extend(other.default_privileges);
-        self.policies.extend(other.policies);
+        *self = State::merge_all([std::mem::take(self), other]);
     }
 
     /// Hex sha256 of the canonical JSON of this state.
@@ -166,10 +133,44 @@ impl State {
                 Ok(())
             }
         }
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, Hashing(Sha256::new()));
-        serde_json::to_writer(&mut out, self).expect("a State always serializes");
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, Hashing(Sha256::new()));
+        self.write_json(&mut out).expect("hashing never fails to write");
         let Ok(Hashing(hasher)) = out.into_inner() else { unreachable!("hashing never fails to write") };
         hex::encode(hasher.finalize())
+    }
+
+    /// Writes the canonical JSON of this state: the bytes `serde_json` makes
+    /// of it, with the grants written by [`Grants::write_json`] (a unit test
+    /// holds the two equal, so a field added to `State` must be added here).
+    pub fn write_json<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        fn field<W: std::io::Write, T: Serialize + ?Sized>(
+            out: &mut W,
+            first: bool,
+            name: &str,
+            value: &T,
+        ) -> std::io::Result<()> {
+            out.write_all(if first { b"{\"" } else { b",\"" })?;
+            out.write_all(name.as_bytes())?;
+            out.write_all(b"\":")?;
+            serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)
+        }
+        let first = match &self.database {
+            Some(db) => {
+                field(out, true, "database", db)?;
+                false
+            }
+            None => true,
+        };
+        field(out, first, "roles", &self.roles)?;
+        field(out, false, "memberships", &self.memberships)?;
+        field(out, false, "schemas", &self.schemas)?;
+        field(out, false, "relations", &self.relations)?;
+        field(out, false, "functions", &self.functions)?;
+        out.write_all(b",\"grants\":")?;
+        self.grants.write_json(out)?;
+        field(out, false, "default_privileges", &self.default_privileges)?;
+        field(out, false, "policies", &self.policies)?;
+        out.write_all(b"}")
     }
 }
 
@@ -179,10 +180,16 @@ pub struct StateIndex<'a> {
     /// In name order, for the objects of one schema.
     relations: BTreeMap<(&'a str, &'a str), &'a Relation>,
     functions: BTreeMap<(&'a str, &'a str), &'a Function>,
-    /// By name, for the lookups a diff makes per grant (foldhash: these keys are
-    /// the catalog's own names, and SipHash was a fifth of a diff's time).
-    relation_by_name: HashMap<(&'a str, &'a str), &'a Relation, foldhash::fast::RandomState>,
+    /// By schema, then by name, for the lookups a diff makes per declared
+    /// object: a baseline names the objects of one schema in a row, and one
+    /// schema's map stays in cache where one map of every relation did not
+    /// (foldhash: these keys are the catalog's own names, and SipHash was a
+    /// fifth of a diff's time).
+    relations_by_schema: HashMap<&'a str, RelationsByName<'a>, foldhash::fast::RandomState>,
 }
+
+/// The relations of one schema by name.
+pub type RelationsByName<'a> = HashMap<&'a str, &'a Relation, foldhash::fast::RandomState>;
 
 impl<'a> StateIndex<'a> {
     /// Indexes a state.
@@ -191,8 +198,19 @@ impl<'a> StateIndex<'a> {
             state,
             relations: state.relations.iter().map(|r| ((r.schema.as_str(), r.name.as_str()), r)).collect(),
             functions: state.functions.iter().map(|f| ((f.schema.as_str(), f.signature.as_str()), f)).collect(),
-            relation_by_name: state.relations.iter().map(|r| ((r.schema.as_str(), r.name.as_str()), r)).collect(),
+            relations_by_schema: {
+                let mut by_schema: HashMap<&str, RelationsByName, _> = HashMap::default();
+                for r in &state.relations {
+                    by_schema.entry(r.schema.as_str()).or_default().insert(r.name.as_str(), r);
+                }
+                by_schema
+            },
         }
+    }
+
+    /// The relations of `schema` by name (none if it has none).
+    pub fn relations_of(&self, schema: &str) -> Option<&RelationsByName<'a>> {
+        self.relations_by_schema.get(schema)
     }
 
     /// The target database's name, when the cluster chunk was read.
@@ -202,7 +220,7 @@ impl<'a> StateIndex<'a> {
 
     /// A relation by schema and name.
     pub fn relation(&self, schema: &str, name: &str) -> Option<&'a Relation> {
-        self.relation_by_name.get(&(schema, name)).copied()
+        self.relations_of(schema)?.get(name).copied()
     }
 
     /// A function by schema and signature.
@@ -420,6 +438,8 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Grant;
+    use std::collections::BTreeSet;
 
     fn window() -> ScanWindow {
         ScanWindow::containing("2026-11-25T10:15:42Z".parse().unwrap(), 3600)
@@ -477,7 +497,40 @@ mod tests {
         let states = batches.iter().map(|gs| State { grants: gs.iter().cloned().collect(), ..State::default() });
         let merged = State::merge_all(states);
         let expected: BTreeSet<Grant> = batches.into_iter().flatten().collect();
-        assert_eq!(merged.grants, expected);
+        assert_eq!(merged.grants.iter().map(|g| g.to_grant()).collect::<Vec<_>>(), Vec::from_iter(expected));
         assert_eq!(merged.grants.len(), 6, "the grant two batches hold is kept once");
+    }
+
+    #[test]
+    fn the_canonical_json_is_what_serde_json_makes_of_the_state() {
+        let role = |n: &str| RoleName::new(n).unwrap();
+        let mut s = State::default();
+        assert_eq!(String::from_utf8(json(&s)).unwrap(), serde_json::to_string(&s).unwrap());
+        s.database = Some(Database { name: "shop".into(), owner: role("o") });
+        s.roles.insert(role("o"), RoleAttributes::default());
+        s.schemas.insert("s".into(), role("o"));
+        s.memberships.insert(Membership { role: role("o"), member: role("a"), admin: true, inherit: true, set: false });
+        s.grants.insert(Grant {
+            object: ObjectRef::in_schema(ObjectClass::Table, "s", "t\"x"),
+            grantee: Grantee::Public,
+            privilege: crate::model::Privilege::Select,
+            grantable: false,
+        });
+        s.default_privileges.insert(DefaultPrivilege {
+            for_role: role("o"),
+            schema: Some("s".into()),
+            on: crate::model::DefaultObjectType::Tables,
+            grantee: Grantee::Role(role("a")),
+            privilege: crate::model::Privilege::Select,
+            grantable: true,
+        });
+        assert_eq!(String::from_utf8(json(&s)).unwrap(), serde_json::to_string(&s).unwrap());
+        assert_eq!(s.sha256(), hex::encode(Sha256::digest(serde_json::to_vec(&s).unwrap())));
+    }
+
+    fn json(s: &State) -> Vec<u8> {
+        let mut out = Vec::new();
+        s.write_json(&mut out).unwrap();
+        out
     }
 }

@@ -36,20 +36,60 @@ impl OidRange {
     }
 }
 
+/// How many relations a chunk holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkSize {
+    /// At most this many (what a chunk extracted on its own, as by a Lambda, should hold).
+    Max(i64),
+    /// The catalog spread evenly over `connections` chunks, each of
+    /// [`ChunkSize::SPREAD_MIN`] to [`ChunkSize::SPREAD_MAX`] relations. When
+    /// the chunks share one snapshot, fewer and larger chunks read it with
+    /// less overhead: each chunk costs a transaction and query plans of its
+    /// own, and PostgreSQL may read a large one with parallel workers.
+    Spread {
+        /// Connections the chunks are read on.
+        connections: usize,
+    },
+}
+
+impl ChunkSize {
+    /// The smallest chunk [`ChunkSize::Spread`] plans (below it, chunks are not worth splitting).
+    pub const SPREAD_MIN: i64 = 2_000;
+    /// The largest (above it, the progress shown and a retried chunk get coarse).
+    pub const SPREAD_MAX: i64 = 50_000;
+
+    /// The most relations of a chunk of a catalog of `relations`.
+    pub fn max_relations(self, relations: i64) -> i64 {
+        match self {
+            ChunkSize::Max(n) => n.max(1),
+            ChunkSize::Spread { connections } => {
+                let connections = connections.max(1) as i64;
+                let even = (relations + connections - 1) / connections;
+                even.clamp(Self::SPREAD_MIN, Self::SPREAD_MAX)
+            }
+        }
+    }
+}
+
 /// Plans the chunks of a scan, inside the caller's transaction.
-pub async fn plan_chunks(client: &Client, max_relations: i64) -> Result<Vec<ChunkSpec>, ExtractError> {
-    Ok(plan_chunks_with_oids(client, max_relations).await?.into_iter().map(|(c, _)| c).collect())
+pub async fn plan_chunks(client: &Client, size: ChunkSize) -> Result<Vec<ChunkSpec>, ExtractError> {
+    Ok(plan_chunks_with_oids(client, size).await?.into_iter().map(|(c, _)| c).collect())
 }
 
 /// [`plan_chunks`], with each chunk's [`OidRange`] (none for the cluster chunk
 /// and for schemas without relations).
 pub async fn plan_chunks_with_oids(
     client: &Client,
-    max_relations: i64,
+    size: ChunkSize,
 ) -> Result<Vec<(ChunkSpec, Option<OidRange>)>, ExtractError> {
-    let max_relations = max_relations.max(1);
     let rows =
         client.query(include_str!("sql/chunk_schemas.sql"), &[]).await.map_err(ExtractError::db("planning chunks"))?;
+    let mut total = 0i64;
+    for row in &rows {
+        let relations: i64 = row.try_get("relations").map_err(ExtractError::db("reading chunk_schemas.relations"))?;
+        total += relations;
+    }
+    let max_relations = size.max_relations(total);
     let mut chunks = vec![(ChunkSpec::Cluster, None)];
     let mut group: Vec<String> = Vec::new();
     let mut group_size = 0i64;
@@ -115,6 +155,17 @@ mod tests {
             .collect();
         assert_eq!(bounds, vec![(None, Some("g")), (Some("g"), Some("p")), (Some("p"), None)]);
         assert_eq!(split_ranges("s", &[]).len(), 1);
+    }
+
+    #[test]
+    fn a_spread_catalog_makes_a_chunk_per_connection_within_bounds() {
+        let spread = ChunkSize::Spread { connections: 4 };
+        assert_eq!(spread.max_relations(100_000), 25_000);
+        assert_eq!(spread.max_relations(1_000), ChunkSize::SPREAD_MIN, "a small catalog is not split finely");
+        assert_eq!(spread.max_relations(10_000_000), ChunkSize::SPREAD_MAX);
+        assert_eq!(ChunkSize::Spread { connections: 0 }.max_relations(10_000), 10_000);
+        assert_eq!(ChunkSize::Max(2_000).max_relations(100_000), 2_000);
+        assert_eq!(ChunkSize::Max(0).max_relations(100_000), 1);
     }
 
     #[test]

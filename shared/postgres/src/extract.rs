@@ -10,9 +10,10 @@ use tokio_postgres::{Client, Row};
 use crate::acl::parse_item;
 use crate::chunks::OidRange;
 use crate::error::ExtractError;
+use grantwarden_core::grants::{Acl, AclEntry, Grants};
 use grantwarden_core::model::{
-    DefaultObjectType, DefaultPrivilege, Function, Grant, Grantee, Membership, Names, ObjectClass, ObjectRef,
-    Privilege, Relation, RelationKind, RlsPolicy, RoleAttributes, RoleName,
+    DefaultObjectType, DefaultPrivilege, Function, Grantee, Membership, Names, ObjectClass, ObjectRef, PrivilegeSet,
+    Relation, RelationKind, RlsPolicy, RoleAttributes, RoleName,
 };
 use grantwarden_core::snapshot::{ChunkSpec, Database, State};
 
@@ -23,7 +24,7 @@ pub async fn fetch_chunk(
     server_version: u32,
     oids: Option<OidRange>,
 ) -> Result<State, ExtractError> {
-    let mut f = Fetch { client, state: State::default(), grants: Vec::new(), names: Names::default(), oids };
+    let mut f = Fetch { client, state: State::default(), objects: Vec::new(), names: Names::default(), oids };
     match chunk {
         ChunkSpec::Cluster => {
             f.roles().await?;
@@ -49,9 +50,9 @@ pub async fn fetch_chunk(
 struct Fetch<'a> {
     client: &'a Client,
     state: State,
-    /// Every ACL entry read; several grantors of one privilege collapse in [`Fetch::finish`].
-    grants: Vec<Grant>,
-    /// Schema and grantee names, each kept once for the grants that repeat them.
+    /// Each object read and its ACL (shared by the relations that have the same one).
+    objects: Vec<(ObjectRef, Acl)>,
+    /// Schema, grantee and owner names, each kept once for the objects that repeat them.
     names: Names,
     /// Where the chunk's relations are in pg_class, when the transaction reads the planner's snapshot.
     oids: Option<OidRange>,
@@ -79,16 +80,13 @@ fn grantee_of(name: Option<String>, query: &'static str, field: &'static str) ->
     }
 }
 
-/// The `acl` column of a row (an ACL as `text[]`, see [`crate::acl`]): each
-/// privilege with its grantee and grant option. An empty ACL holds none.
-fn acl_entries(
-    row: &Row,
-    query: &'static str,
-    names: &mut Names,
-) -> Result<Vec<(Grantee, Privilege, bool)>, ExtractError> {
+/// The `acl` column of a row (an ACL as `text[]`, see [`crate::acl`]), decoded:
+/// each grantee with its privileges and grant options. An empty ACL holds none.
+fn acl(row: &Row, query: &'static str, names: &mut Names) -> Result<Acl, ExtractError> {
     let items: Option<Vec<&str>> = get(row, query, "acl")?;
-    let mut out = Vec::new();
-    for item in items.unwrap_or_default() {
+    let items = items.unwrap_or_default();
+    let mut entries = Vec::with_capacity(items.len());
+    for item in items {
         let parsed = parse_item(item).map_err(|message| ExtractError::Row { query, field: "acl", message })?;
         let grantee = match parsed.grantee {
             None => Grantee::Public,
@@ -98,9 +96,44 @@ fn acl_entries(
                 message: e.to_string(),
             })?),
         };
-        out.extend(parsed.privileges.into_iter().map(|(privilege, grantable)| (grantee.clone(), privilege, grantable)));
+        let (mut privileges, mut grantable) = (PrivilegeSet::EMPTY, PrivilegeSet::EMPTY);
+        for (privilege, option) in parsed.privileges {
+            privileges.insert(privilege);
+            if option {
+                grantable.insert(privilege);
+            }
+        }
+        entries.push(AclEntry { grantee, privileges, grantable });
     }
-    Ok(out)
+    Ok(Acl::new(entries))
+}
+
+/// A role name kept in `names` (one copy per distinct name), with the query and field in any error.
+fn shared_role(
+    name: &str,
+    names: &mut Names,
+    query: &'static str,
+    field: &'static str,
+) -> Result<RoleName, ExtractError> {
+    RoleName::shared(name, names).map_err(|e| ExtractError::Row { query, field, message: e.to_string() })
+}
+
+/// One array column of a grouped row, as long as the row's other arrays.
+fn column<'r, T: tokio_postgres::types::FromSql<'r>>(
+    row: &'r Row,
+    query: &'static str,
+    field: &'static str,
+    len: Option<usize>,
+) -> Result<Vec<T>, ExtractError> {
+    let values: Vec<T> = get(row, query, field)?;
+    match len {
+        Some(n) if n != values.len() => Err(ExtractError::Row {
+            query,
+            field,
+            message: format!("{} values where the row's other arrays hold {n}", values.len()),
+        }),
+        _ => Ok(values),
+    }
 }
 
 impl Fetch<'_> {
@@ -113,28 +146,15 @@ impl Fetch<'_> {
         self.client.query(sql, params).await.map_err(ExtractError::db(format!("query {name}")))
     }
 
-    fn grant(&mut self, object: &ObjectRef, entries: Vec<(Grantee, Privilege, bool)>) {
-        self.grants.extend(entries.into_iter().map(|(grantee, privilege, grantable)| Grant {
-            object: object.clone(),
-            grantee,
-            privilege,
-            grantable,
-        }));
+    fn grant(&mut self, object: ObjectRef, acl: Acl) {
+        if !acl.is_empty() {
+            self.objects.push((object, acl));
+        }
     }
 
-    /// One grant per (object, grantee, privilege), grantable if any grantor's is: sorted
-    /// once and built into the set in bulk, rather than searched for at every row.
+    /// The chunk's state, its objects' grants built in one go.
     fn finish(mut self) -> State {
-        self.grants.sort_unstable();
-        // sorted by (object, grantee, privilege, grantable): the last of a run is grantable if any is
-        self.grants.dedup_by(|next, kept| {
-            let same = next.object == kept.object && next.grantee == kept.grantee && next.privilege == kept.privilege;
-            if same {
-                kept.grantable |= next.grantable;
-            }
-            same
-        });
-        self.state.grants = self.grants.into_iter().collect();
+        self.state.grants = Grants::from_objects(self.objects);
         self.state
     }
 
@@ -182,8 +202,8 @@ impl Fetch<'_> {
         for row in self.query(include_str!("sql/database.sql"), Q, &[]).await? {
             let name: String = get(&row, Q, "name")?;
             let owner = role(&row, Q, "owner")?;
-            let entries = acl_entries(&row, Q, &mut self.names)?;
-            self.grant(&ObjectRef::database(&name), entries);
+            let acl = acl(&row, Q, &mut self.names)?;
+            self.grant(ObjectRef::database(&name), acl);
             self.state.database = Some(Database { name, owner });
         }
         Ok(())
@@ -204,15 +224,17 @@ impl Fetch<'_> {
             })?;
             let for_role = role(&row, q, "for_role")?;
             let schema: Option<String> = get(&row, q, "schema")?;
-            for (grantee, privilege, grantable) in acl_entries(&row, q, &mut self.names)? {
-                self.state.default_privileges.insert(DefaultPrivilege {
-                    for_role: for_role.clone(),
-                    schema: schema.clone(),
-                    on,
-                    grantee,
-                    privilege,
-                    grantable,
-                });
+            for e in acl(&row, q, &mut self.names)?.entries() {
+                for privilege in e.privileges.iter() {
+                    self.state.default_privileges.insert(DefaultPrivilege {
+                        for_role: for_role.clone(),
+                        schema: schema.clone(),
+                        on,
+                        grantee: e.grantee.clone(),
+                        privilege,
+                        grantable: e.grantable.contains(privilege),
+                    });
+                }
             }
         }
         Ok(())
@@ -224,8 +246,8 @@ impl Fetch<'_> {
         for row in self.query(include_str!("sql/schemas.sql"), S, &[&schemas]).await? {
             let schema: String = get(&row, S, "schema")?;
             let owner = role(&row, S, "owner")?;
-            let entries = acl_entries(&row, S, &mut self.names)?;
-            self.grant(&ObjectRef::schema(&schema), entries);
+            let acl = acl(&row, S, &mut self.names)?;
+            self.grant(ObjectRef::schema(&schema), acl);
             self.state.schemas.insert(schema, owner);
         }
         const F: &str = "functions";
@@ -247,8 +269,8 @@ impl Fetch<'_> {
                 }
             };
             let owner = role(&row, F, "owner")?;
-            let entries = acl_entries(&row, F, &mut self.names)?;
-            self.grant(&ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), entries);
+            let acl = acl(&row, F, &mut self.names)?;
+            self.grant(ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), acl);
             self.state.functions.insert(Function { schema, signature, kind: kind.to_owned(), owner });
         }
         self.default_acls(include_str!("sql/default_acls_schema.sql"), "default_acls_schema", &[&schemas]).await
@@ -262,48 +284,50 @@ impl Fetch<'_> {
         to: Option<&str>,
     ) -> Result<(), ExtractError> {
         const R: &str = "relations";
-        // one row per relation, its whole ACL in it
+        // one row per distinct ACL, its relations in parallel arrays
         let lo = self.oids.map(|r| r.lo);
         let hi = self.oids.map(|r| r.hi);
         for row in self.query(include_str!("sql/relations.sql"), R, &[&schemas, &from, &to, &lo, &hi]).await? {
-            let schema: &str = get(&row, R, "schema")?;
-            let name: &str = get(&row, R, "name")?;
-            let code: &str = get(&row, R, "kind")?;
-            let kind = RelationKind::from_catalog(code).ok_or_else(|| ExtractError::Row {
-                query: R,
-                field: "kind",
-                message: format!("unknown relkind {code:?}"),
-            })?;
-            let entries = acl_entries(&row, R, &mut self.names)?;
-            let object = ObjectRef {
-                class: kind.class(),
-                schema: Some(self.names.get(schema)),
-                name: name.into(),
-                column: None,
-            };
-            self.grant(&object, entries);
-            self.state.relations.insert(Relation {
-                owner: role(&row, R, "owner")?,
-                rls_enabled: get(&row, R, "relrowsecurity")?,
-                rls_forced: get(&row, R, "relforcerowsecurity")?,
-                schema: schema.to_owned(),
-                name: name.to_owned(),
-                kind,
-            });
+            let acl = acl(&row, R, &mut self.names)?;
+            let names: Vec<&str> = column(&row, R, "names", None)?;
+            let n = Some(names.len());
+            let schemas: Vec<&str> = column(&row, R, "schemas", n)?;
+            let kinds: Vec<&str> = column(&row, R, "kinds", n)?;
+            let owners: Vec<&str> = column(&row, R, "owners", n)?;
+            let rls_enabled: Vec<bool> = column(&row, R, "rls_enabled", n)?;
+            let rls_forced: Vec<bool> = column(&row, R, "rls_forced", n)?;
+            for (i, name) in names.into_iter().enumerate() {
+                let kind = RelationKind::from_catalog(kinds[i]).ok_or_else(|| ExtractError::Row {
+                    query: R,
+                    field: "kinds",
+                    message: format!("unknown relkind {:?}", kinds[i]),
+                })?;
+                let schema = self.names.get(schemas[i]);
+                self.state.relations.insert(Relation {
+                    owner: shared_role(owners[i], &mut self.names, R, "owners")?,
+                    rls_enabled: rls_enabled[i],
+                    rls_forced: rls_forced[i],
+                    schema: schema.to_string(),
+                    name: name.to_owned(),
+                    kind,
+                });
+                let object = ObjectRef { class: kind.class(), schema: Some(schema), name: name.into(), column: None };
+                self.grant(object, acl.clone());
+            }
         }
         const C: &str = "columns";
         for row in self.query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to, &lo, &hi]).await? {
             let schema: &str = get(&row, C, "schema")?;
             let table: &str = get(&row, C, "table_name")?;
             let column: &str = get(&row, C, "column_name")?;
-            let entries = acl_entries(&row, C, &mut self.names)?;
+            let acl = acl(&row, C, &mut self.names)?;
             let object = ObjectRef {
                 class: ObjectClass::Column,
                 schema: Some(self.names.get(schema)),
                 name: self.names.get(table),
                 column: Some(self.names.get(column)),
             };
-            self.grant(&object, entries);
+            self.grant(object, acl);
         }
         const P: &str = "policies";
         for row in self.query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to, &lo, &hi]).await? {

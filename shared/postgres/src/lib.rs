@@ -29,6 +29,7 @@ pub mod revoke;
 pub mod scan;
 pub mod session;
 
+pub use chunks::ChunkSize;
 pub use error::{ErrorClass, ExtractError};
 pub use revoke::{Applied, Executor};
 pub use scan::{NoProgress, Progress, ScanOptions, Scanner, extract_one, plan_only};

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_postgres::{Client, Config};
 use tracing::Instrument;
 
-use crate::chunks::{OidRange, plan_chunks, plan_chunks_with_oids};
+use crate::chunks::{ChunkSize, OidRange, plan_chunks, plan_chunks_with_oids};
 use crate::error::{ErrorClass, ExtractError};
 use crate::extract::fetch_chunk;
 use crate::session::{Timeouts, begin_read_only, connect, parse_config, target_from_config};
@@ -29,8 +29,8 @@ pub struct ScanOptions {
     pub target: Option<TargetId>,
     /// Chunks fetched at once (each on its own connection).
     pub concurrency: usize,
-    /// Most relations per chunk; larger schemas are split by name.
-    pub max_relations_per_chunk: i64,
+    /// How many relations a chunk holds at most; larger schemas are split by name.
+    pub chunk_size: ChunkSize,
     /// Statement, lock and connect timeouts.
     pub timeouts: Timeouts,
     /// Retries of transient failures.
@@ -44,7 +44,7 @@ impl Default for ScanOptions {
         Self {
             target: None,
             concurrency: 4,
-            max_relations_per_chunk: 2_000,
+            chunk_size: ChunkSize::Max(2_000),
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             window_seconds: 60,
@@ -150,7 +150,7 @@ impl Scanner {
         };
         let server_version = server_version(&client).await?;
         // the oid ranges hold in this snapshot: a chunk uses them only while it reads it (ChunkJob::run)
-        let chunks = plan_chunks_with_oids(&client, self.options.max_relations_per_chunk).await?;
+        let chunks = plan_chunks_with_oids(&client, self.options.chunk_size).await?;
         Ok(Plan { client, snapshot_id, server_version, chunks })
     }
 
@@ -161,6 +161,8 @@ impl Scanner {
         progress: &dyn Progress,
     ) -> (Vec<ChunkOutcome>, State, bool) {
         let limit = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        // at most `concurrency` connections, each reused chunk after chunk
+        let idle = Arc::new(Idle::default());
         let mut tasks = JoinSet::new();
         for (i, (chunk, oids)) in plan.chunks.iter().enumerate() {
             let id = batch_id(&self.target, chunk, window);
@@ -172,6 +174,7 @@ impl Scanner {
                 server_version: plan.server_version,
                 timeouts: self.options.timeouts,
                 retry: self.options.retry,
+                idle: Some(Arc::clone(&idle)),
             };
             let limit = Arc::clone(&limit);
             let span = tracing::info_span!("chunk", chunk = %chunk.label(), batch_id = %id);
@@ -237,7 +240,7 @@ pub async fn plan_only(config: &Config, options: &ScanOptions) -> Result<(u32, V
         let client = connect(config).await.map_err(ExtractError::db("connecting"))?;
         begin_read_only(&client, &options.timeouts, None).await?;
         let version = server_version(&client).await?;
-        let chunks = plan_chunks(&client, options.max_relations_per_chunk).await?;
+        let chunks = plan_chunks(&client, options.chunk_size).await?;
         client.batch_execute("ROLLBACK").await.map_err(ExtractError::db("ending the read-only transaction"))?;
         Ok((version, chunks))
     };
@@ -261,6 +264,7 @@ pub async fn extract_one(
         server_version,
         timeouts: options.timeouts,
         retry: options.retry,
+        idle: None,
     };
     job.run().await.map(|(state, attempts, _)| (state, attempts))
 }
@@ -287,6 +291,21 @@ where
     }
 }
 
+/// Connections whose chunk ended well, for the next chunk: a new connection
+/// costs the server a process and cold catalog caches, per chunk.
+#[derive(Default)]
+struct Idle(std::sync::Mutex<Vec<Client>>);
+
+impl Idle {
+    fn take(&self) -> Option<Client> {
+        self.0.lock().expect("the idle list is never poisoned").pop()
+    }
+
+    fn put(&self, client: Client) {
+        self.0.lock().expect("the idle list is never poisoned").push(client);
+    }
+}
+
 /// Everything one chunk needs, owned, so it can run on its own task.
 struct ChunkJob {
     config: Arc<Config>,
@@ -297,6 +316,8 @@ struct ChunkJob {
     server_version: u32,
     timeouts: Timeouts,
     retry: RetryPolicy,
+    /// Where to find a connection to reuse and leave it after (none: a connection of its own).
+    idle: Option<Arc<Idle>>,
 }
 
 impl ChunkJob {
@@ -304,11 +325,15 @@ impl ChunkJob {
     async fn run(self) -> Result<(State, u32, bool), (ExtractError, u32)> {
         let shared = std::sync::atomic::AtomicBool::new(self.snapshot_id.is_some());
         let mut op = || async {
-            let client = connect(&self.config).await.map_err(ExtractError::db("connecting"))?;
+            // a connection that failed is dropped, never reused
+            let client = match self.idle.as_ref().and_then(|idle| idle.take()) {
+                Some(client) if !client.is_closed() => client,
+                _ => connect(&self.config).await.map_err(ExtractError::db("connecting"))?,
+            };
             let snapshot =
                 if shared.load(std::sync::atomic::Ordering::Relaxed) { self.snapshot_id.as_deref() } else { None };
             if let Err(e) = begin_read_only(&client, &self.timeouts, snapshot).await {
-                if snapshot.is_some() {
+                if snapshot.is_some() && !client.is_closed() {
                     // The exporting transaction is gone (its connection dropped): read our own snapshot.
                     tracing::warn!(error = %e, "cannot import the shared snapshot; reading a fresh one");
                     shared.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -322,6 +347,9 @@ impl ChunkJob {
             let oids = if shared.load(std::sync::atomic::Ordering::Relaxed) { self.oids } else { None };
             let state = fetch_chunk(&client, &self.chunk, self.server_version, oids).await?;
             client.batch_execute("COMMIT").await.map_err(ExtractError::db("ending the read-only transaction"))?;
+            if let Some(idle) = &self.idle {
+                idle.put(client);
+            }
             Ok(state)
         };
         let what = format!("chunk {}", self.chunk.label());

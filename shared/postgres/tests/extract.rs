@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::model::{
-    DefaultObjectType, Grant, Grantee, ObjectClass, ObjectRef, Privilege, RelationKind, RoleName,
-};
+use grantwarden_core::model::{DefaultObjectType, Grantee, ObjectClass, ObjectRef, Privilege, RelationKind, RoleName};
 use grantwarden_core::snapshot::{ChunkSpec, Snapshot};
-use grantwarden_postgres::{NoProgress, ScanOptions, Scanner};
+use grantwarden_postgres::{ChunkSize, NoProgress, ScanOptions, Scanner};
 use grantwarden_testkit::TestDb;
 
 async fn scan_with(url: &str, options: ScanOptions) -> Snapshot {
@@ -28,7 +26,7 @@ fn holds(s: &Snapshot, grantee: &Grantee, privilege: Privilege, object: &ObjectR
     s.state
         .grants
         .iter()
-        .find(|g: &&Grant| &g.grantee == grantee && g.privilege == privilege && &g.object == object)
+        .find(|g| g.grantee == grantee && g.privilege == privilege && g.object == object)
         .map(|g| g.grantable)
 }
 
@@ -257,10 +255,10 @@ async fn chunked_scans_give_the_same_state_as_one_chunk() {
     sql.push_str(&format!("CREATE TABLE a.x (id int); CREATE TABLE b.y (id int); GRANT SELECT ON b.y TO {ro};"));
     db.exec(&sql).await;
     let whole =
-        scan_with(&db.url(), ScanOptions { max_relations_per_chunk: 100_000, concurrency: 1, ..Default::default() })
+        scan_with(&db.url(), ScanOptions { chunk_size: ChunkSize::Max(100_000), concurrency: 1, ..Default::default() })
             .await;
     let split =
-        scan_with(&db.url(), ScanOptions { max_relations_per_chunk: 4, concurrency: 3, ..Default::default() }).await;
+        scan_with(&db.url(), ScanOptions { chunk_size: ChunkSize::Max(4), concurrency: 3, ..Default::default() }).await;
     assert!(whole.complete && split.complete);
     assert!(split.consistent, "chunks share the exported snapshot");
     assert_eq!(whole.chunks.len(), 2, "cluster + one packed chunk");

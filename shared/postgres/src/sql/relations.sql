@@ -2,19 +2,31 @@
 -- sequences with owner, row-level security flags and ACL, for the schemas in
 -- $1 and relation names in [$2, $3) (NULL: unbounded; C collation).
 -- A NULL relacl is the built-in default: the owner alone (acldefault 'r', or
--- 's' for sequences, whose privilege set differs). The ACL comes whole, as
--- text (one row per relation, decoded by acl.rs), not one row per entry.
-SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
-       pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
-       c.relrowsecurity, c.relforcerowsecurity,
-       COALESCE(c.relacl, pg_catalog.acldefault(
-           CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner))::text[] AS acl
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = ANY($1)
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-  AND ($2::text IS NULL OR c.relname COLLATE "C" >= $2::text)
-  AND ($3::text IS NULL OR c.relname COLLATE "C" < $3::text)
-  -- $4, $5: the chunk's oid range when it reads the planner's snapshot (NULL: none);
-  -- a range scan of pg_class_oid_index instead of a scan of all of pg_class
-  AND c.oid BETWEEN COALESCE($4::oid, 0::oid) AND COALESCE($5::oid, 4294967295::oid)
+-- 's' for sequences, whose privilege set differs).
+-- One row per distinct ACL, with the relations that hold it as parallel
+-- arrays: the tables of a schema usually share one (GRANT ... ON ALL TABLES,
+-- default privileges), and turning an ACL into text (aclitemout, two role
+-- lookups per entry) was most of what reading a large catalog cost the
+-- server, and decoding it most of what it cost us. aclitem[] hashes, so the
+-- grouping is a hash aggregate. The ACL comes whole, as text, decoded by acl.rs.
+SELECT r.acl::text[] AS acl,
+       array_agg(r.schema) AS schemas, array_agg(r.name) AS names, array_agg(r.kind) AS kinds,
+       array_agg(r.owner) AS owners, array_agg(r.relrowsecurity) AS rls_enabled,
+       array_agg(r.relforcerowsecurity) AS rls_forced
+FROM (
+    SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
+           pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
+           c.relrowsecurity, c.relforcerowsecurity,
+           COALESCE(c.relacl, pg_catalog.acldefault(
+               CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char", c.relowner)) AS acl
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ANY($1)
+      AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+      AND ($2::text IS NULL OR c.relname COLLATE "C" >= $2::text)
+      AND ($3::text IS NULL OR c.relname COLLATE "C" < $3::text)
+      -- $4, $5: the chunk's oid range when it reads the planner's snapshot (NULL: none);
+      -- a range scan of pg_class_oid_index instead of a scan of all of pg_class
+      AND c.oid BETWEEN COALESCE($4::oid, 0::oid) AND COALESCE($5::oid, 4294967295::oid)
+) r
+GROUP BY r.acl
