@@ -1,8 +1,10 @@
 //! Micro-benchmarks of the pure core: the diff of 1k, 100k and 1M grants,
-//! routing one grant request (normalize + route), and sealing audit events.
+//! reading the baseline `generate` writes for the 1M grants, the snapshot's
+//! sha256 of the 1M grants, routing one grant request (normalize + route), and
+//! sealing audit events.
 //!
 //! `cargo bench -p grantwarden-core --bench core`; `BENCH_DIFF_SIZES=100000`
-//! runs one size of the diff.
+//! runs one size of the diff (and of the baseline and the hash).
 //! After the diff group it prints the process's peak memory (VmHWM), which
 //! holds the largest state, its baseline and its report at once.
 
@@ -134,11 +136,7 @@ fn bench_diff(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(10));
     let mut memory = Vec::new();
     // BENCH_DIFF_SIZES=100000 runs one size (e.g. under a profiler)
-    let sizes: Vec<usize> = std::env::var("BENCH_DIFF_SIZES")
-        .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1_000, 100_000, 1_000_000]);
-    for grants in sizes {
+    for grants in diff_sizes() {
         let (baseline, snapshot) = scenario(grants);
         let held = snapshot.state.grants.len();
         // memory: the inputs resident before, and the peak while one diff runs
@@ -198,5 +196,32 @@ fn bench_seal(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_route, bench_seal, bench_diff);
+/// The sizes of the diff group (`BENCH_DIFF_SIZES`, default 1k, 100k and 1M grants).
+fn diff_sizes() -> Vec<usize> {
+    std::env::var("BENCH_DIFF_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 100_000, 1_000_000])
+}
+
+/// What runs beside the diff in `grantwarden plan` on the largest size: reading
+/// the baseline (YAML, as `generate` writes it) and hashing the snapshot.
+fn bench_baseline_and_hash(c: &mut Criterion) {
+    let Some(&grants) = diff_sizes().iter().max() else { return };
+    let state = state(grants);
+    let manifest = generate(&state, &RoleFilter::new(&[]).unwrap());
+    let yaml = serde_saphyr::to_string(&manifest).expect("a manifest serializes");
+    let held = state.grants.len();
+    let mut group = c.benchmark_group("plan beside the diff");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Bytes(yaml.len() as u64));
+    group.bench_function(format!("read the baseline of {held} grants ({} KB of YAML)", yaml.len() / 1024), |b| {
+        b.iter(|| black_box(Baseline::from_yaml(&yaml, "bench.yaml").expect("a generated baseline reads")))
+    });
+    group.throughput(Throughput::Elements(held as u64));
+    group.bench_function(format!("sha256 of the snapshot of {held} grants"), |b| b.iter(|| black_box(state.sha256())));
+    group.finish();
+}
+
+criterion_group!(benches, bench_route, bench_seal, bench_diff, bench_baseline_and_hash);
 criterion_main!(benches);

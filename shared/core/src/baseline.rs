@@ -451,7 +451,58 @@ pub struct DesiredGrant {
     /// WITH GRANT OPTION.
     pub grantable: bool,
     /// Where it was declared, e.g. `roles.app_rw.grants[1]`.
-    pub origin: String,
+    pub origin: Origin,
+}
+
+/// Where in the baseline a grant is declared: `roles.app_rw.grants[1]`, or
+/// `roles.app_rw.grants[1].names[7]` for one of an entry's `names`. The
+/// entries of a `names:` list share their path (a large baseline lists
+/// millions of names); it is spelled out when shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    path: std::sync::Arc<str>,
+    name: Option<u32>,
+}
+
+impl Origin {
+    /// The entry at `path`.
+    pub fn new(path: &str) -> Self {
+        Self { path: path.into(), name: None }
+    }
+
+    /// The `index`-th of the `names` of the entry at `entry`.
+    pub fn listed(entry: &Origin, index: usize) -> Self {
+        Self { path: entry.path.clone(), name: Some(index as u32) }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)?;
+        match self.name {
+            Some(j) => write!(f, ".names[{j}]"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// In the order of the paths as written out.
+impl Ord for Origin {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self.path == other.path {
+            return match (self.name, other.name) {
+                (Some(a), Some(b)) => a.to_string().cmp(&b.to_string()),
+                (a, b) => a.is_some().cmp(&b.is_some()),
+            };
+        }
+        self.to_string().cmp(&other.to_string())
+    }
+}
+
+impl PartialOrd for Origin {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// Membership options.
@@ -500,7 +551,7 @@ impl Baseline {
     /// does (`roles.<role>.grants[i]`): standing access, which no ticket's end
     /// takes away. Read without the catalog: `all_*_in_schema` matches any
     /// object of its class in the schema, `ALL` any privilege of the class.
-    pub fn declares(&self, role: &RoleName, privilege: Privilege, object: &ObjectRef) -> Option<&str> {
+    pub fn declares(&self, role: &RoleName, privilege: Privilege, object: &ObjectRef) -> Option<&Origin> {
         let wanted = self.roles.get(role)?;
         let same_schema = |s: &str| object.schema.as_deref() == Some(s);
         wanted
@@ -528,7 +579,7 @@ impl Baseline {
                 // ALL as the newest server knows it: a privilege the class can hold at all
                 on && g.privileges.expand(|| object.class.acl_privileges(u32::MAX)).contains(privilege)
             })
-            .map(|g| g.origin.as_str())
+            .map(|g| &g.origin)
     }
 
     /// Parses and validates YAML; `file` labels errors.
@@ -575,9 +626,10 @@ impl Baseline {
             let mut owns = Vec::new();
             for (i, o) in spec.owns.iter().enumerate() {
                 let p = format!("{base}.owns[{i}]");
-                let t =
-                    resolve_target(o.on, o.name.as_deref(), o.schema.as_deref(), &[], None, &p, &format!("{p}.name"))
-                        .map_err(|(path, msg)| err(path, msg))?;
+                let t = resolve_target(o.on, o.name.as_deref(), o.schema.as_deref(), &[], None, &p, &|| {
+                    format!("{p}.name")
+                })
+                .map_err(|(path, msg)| err(path, msg))?;
                 if matches!(t, Target::Columns(..) | Target::Default { .. }) {
                     return Err(err(
                         format!("{p}.on"),
@@ -657,16 +709,17 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
         };
         let listed = !g.names.is_empty();
         let (schema, for_role) = (g.schema.as_deref(), g.for_role.as_deref());
+        let entry = Origin::new(&p);
         // the privileges are the entry's, checked once against the class its `on` names
         let mut privileges: Option<Privileges> = None;
         out.reserve(names.len());
         for (j, name) in names.into_iter().enumerate() {
             // an error about one of `names` points at it; one about `schema` or `columns` at the grant's key
-            let origin = if listed { format!("{p}.names[{j}]") } else { p.clone() };
+            let origin = if listed { Origin::listed(&entry, j) } else { entry.clone() };
             let target = if listed {
-                resolve_target(g.on, name, schema, &g.columns, for_role, &p, &origin)?
+                resolve_target(g.on, name, schema, &g.columns, for_role, &p, &|| origin.to_string())?
             } else {
-                resolve_target(g.on, name, schema, &g.columns, for_role, &p, &format!("{p}.name"))?
+                resolve_target(g.on, name, schema, &g.columns, for_role, &p, &|| format!("{p}.name"))?
             };
             let privileges = match privileges {
                 Some(checked) => checked,
@@ -703,6 +756,8 @@ fn checked_privileges(
     Ok(Privileges::Some(set))
 }
 
+/// Resolves one object of a grant or ownership entry at `p`; `name_path` is
+/// where its name is (written out only for an error).
 fn resolve_target(
     on: On,
     name: Option<&str>,
@@ -710,10 +765,9 @@ fn resolve_target(
     columns: &[String],
     for_role: Option<&str>,
     p: &str,
-    name_path: &str,
+    name_path: &dyn Fn() -> String,
 ) -> Result<Target, (String, String)> {
-    let need_name =
-        || name.ok_or_else(|| (name_path.to_owned(), format!("`name` is required for on: {}", on.keyword())));
+    let need_name = || name.ok_or_else(|| (name_path(), format!("`name` is required for on: {}", on.keyword())));
     let need_schema =
         || schema.ok_or_else(|| (format!("{p}.schema"), format!("`schema` is required for on: {}", on.keyword())));
     let no_columns = || {
@@ -733,7 +787,7 @@ fn resolve_target(
     if let Some(t) = on.default_type() {
         no_columns()?;
         if name.is_some() {
-            return Err((name_path.to_owned(), "default privileges take `schema` and `for_role`, not `name`".into()));
+            return Err((name_path(), "default privileges take `schema` and `for_role`, not `name`".into()));
         }
         let fr = for_role.ok_or_else(|| {
             (
@@ -757,7 +811,7 @@ fn resolve_target(
             Some(s) => Ok((s.to_owned(), unquote(n))),
             None => split_qualified(n).ok_or_else(|| {
                 (
-                    name_path.to_owned(),
+                    name_path(),
                     format!("{class_name} name {n:?} must be schema-qualified (schema.name) or come with `schema`"),
                 )
             }),
@@ -797,14 +851,14 @@ fn resolve_target(
                 Some(s) => (s.to_owned(), n.to_owned()),
                 None => split_function(n).ok_or_else(|| {
                     (
-                        name_path.to_owned(),
+                        name_path(),
                         format!("function {n:?} must be written schema.name(argtypes), e.g. billing.total(integer)"),
                     )
                 })?,
             };
             let sig = normalize_signature(&sig).ok_or_else(|| {
                 (
-                    name_path.to_owned(),
+                    name_path(),
                     format!("function {n:?} needs its argument types in parentheses, e.g. total(integer, text)"),
                 )
             })?;
@@ -812,7 +866,7 @@ fn resolve_target(
         }
         On::AllTablesInSchema | On::AllSequencesInSchema | On::AllFunctionsInSchema => {
             if name.is_some() {
-                return Err((name_path.to_owned(), format!("on: {} takes `schema`, not `name`", on.keyword())));
+                return Err((name_path(), format!("on: {} takes `schema`, not `name`", on.keyword())));
             }
             let class = match on {
                 On::AllTablesInSchema => ObjectClass::Table,
@@ -907,7 +961,8 @@ ignore_roles: ["pg_*", "rds*"]
         let yaml = "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [INSERT, UPDATE], on: table, schema: s, names: [t1, \"T 2\"] }\n";
         let b = Baseline::from_yaml(yaml, "baseline.yaml").unwrap();
         let grants = &b.roles[&RoleName::new("a").unwrap()].grants;
-        let got: Vec<(&Target, &str)> = grants.iter().map(|g| (&g.target, g.origin.as_str())).collect();
+        let origins: Vec<String> = grants.iter().map(|g| g.origin.to_string()).collect();
+        let got: Vec<(&Target, &str)> = grants.iter().zip(&origins).map(|(g, o)| (&g.target, o.as_str())).collect();
         assert_eq!(
             got,
             [
@@ -918,12 +973,22 @@ ignore_roles: ["pg_*", "rds*"]
     }
 
     #[test]
+    fn origins_of_listed_names_sort_as_written_out() {
+        let entry = Origin::new("roles.a.grants[3]");
+        let (n2, n10) = (Origin::listed(&entry, 2), Origin::listed(&entry, 10));
+        assert_eq!(n10.to_string(), "roles.a.grants[3].names[10]");
+        assert!(entry < n10 && n10 < n2, "as strings: names[10] before names[2]");
+        assert!(Origin::new("roles.a.grants[10]") < entry);
+    }
+
+    #[test]
     fn names_list_tables_whose_same_columns_hold_the_same_privileges() {
         let yaml = "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: column, schema: s, names: [t1, t2], columns: [id, name] }\n";
         let b = Baseline::from_yaml(yaml, "baseline.yaml").unwrap();
         let grants = &b.roles[&RoleName::new("a").unwrap()].grants;
         let columns = || vec!["id".to_owned(), "name".to_owned()];
-        let got: Vec<(&Target, &str)> = grants.iter().map(|g| (&g.target, g.origin.as_str())).collect();
+        let origins: Vec<String> = grants.iter().map(|g| g.origin.to_string()).collect();
+        let got: Vec<(&Target, &str)> = grants.iter().zip(&origins).map(|(g, o)| (&g.target, o.as_str())).collect();
         assert_eq!(
             got,
             [
@@ -942,14 +1007,18 @@ ignore_roles: ["pg_*", "rds*"]
         let b = Baseline::from_yaml(EXAMPLE, "baseline.yaml").unwrap();
         let (ro, rw) = (RoleName::new("app_ro").unwrap(), RoleName::new("app_rw").unwrap());
         let table = |s: &str, n: &str| ObjectRef::in_schema(ObjectClass::Table, s, n);
-        assert_eq!(b.declares(&ro, Privilege::Usage, &ObjectRef::schema("orders")), Some("roles.app_ro.grants[0]"));
-        assert_eq!(b.declares(&ro, Privilege::Select, &table("orders", "anything")), Some("roles.app_ro.grants[1]"));
-        assert_eq!(b.declares(&ro, Privilege::Insert, &table("orders", "anything")), None);
-        assert_eq!(b.declares(&ro, Privilege::Select, &table("billing", "invoices")), None);
-        assert_eq!(b.declares(&rw, Privilege::Delete, &table("orders", "line_items")), Some("roles.app_rw.grants[0]"));
-        assert!(b.declares(&rw, Privilege::Select, &ObjectRef::column("orders", "customers", "id")).is_some());
-        assert_eq!(b.declares(&rw, Privilege::Select, &ObjectRef::column("orders", "customers", "ssn")), None);
-        assert_eq!(b.declares(&RoleName::new("nobody").unwrap(), Privilege::Usage, &ObjectRef::schema("orders")), None);
+        let at = |r: &RoleName, p: Privilege, o: ObjectRef| b.declares(r, p, &o).map(|o| o.to_string());
+        assert_eq!(at(&ro, Privilege::Usage, ObjectRef::schema("orders")).as_deref(), Some("roles.app_ro.grants[0]"));
+        assert_eq!(at(&ro, Privilege::Select, table("orders", "anything")).as_deref(), Some("roles.app_ro.grants[1]"));
+        assert_eq!(at(&ro, Privilege::Insert, table("orders", "anything")), None);
+        assert_eq!(at(&ro, Privilege::Select, table("billing", "invoices")), None);
+        assert_eq!(
+            at(&rw, Privilege::Delete, table("orders", "line_items")).as_deref(),
+            Some("roles.app_rw.grants[0]")
+        );
+        assert!(at(&rw, Privilege::Select, ObjectRef::column("orders", "customers", "id")).is_some());
+        assert_eq!(at(&rw, Privilege::Select, ObjectRef::column("orders", "customers", "ssn")), None);
+        assert_eq!(at(&RoleName::new("nobody").unwrap(), Privilege::Usage, ObjectRef::schema("orders")), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Privileges, Target};
+use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Origin, Privileges, Target};
 use crate::grants::{AclEntry, GrantRef, is_builtin_public};
 use crate::model::{
     DefaultObjectType, Grantee, Name, ObjectClass, ObjectRef, Privilege, PrivilegeClass, PrivilegeSet, RoleName,
@@ -118,7 +118,7 @@ fn scope_of(class: ObjectClass) -> Scope {
 #[derive(Clone, Copy, Debug)]
 struct Want<'a> {
     grantable: bool,
-    origin: &'a str,
+    origin: &'a Origin,
 }
 
 /// An object as the baseline and the state both name it: class, schema,
@@ -287,7 +287,7 @@ struct ObjectVerdict<'a> {
 /// One difference between an ACL and the baseline.
 enum Event<'a> {
     /// Held and declared, with another grant option.
-    GrantOption { grantee: &'a Grantee, privilege: Privilege, held: bool, origin: &'a str },
+    GrantOption { grantee: &'a Grantee, privilege: Privilege, held: bool, origin: &'a Origin },
     /// One of PostgreSQL's built-in grants to PUBLIC, not declared.
     BuiltinPublic { privilege: Privilege, grantable: bool },
     /// Held, not declared.
@@ -310,7 +310,7 @@ fn want_of<'a>(
     for w in declaring {
         let o = out.get_or_insert(w.want());
         o.grantable |= w.declaration.grantable;
-        if w.declaration.origin.as_str() < o.origin {
+        if &w.declaration.origin < o.origin {
             o.origin = &w.declaration.origin;
         }
     }

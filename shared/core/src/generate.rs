@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::baseline::{GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec};
+use crate::grants::is_builtin_public;
 use crate::model::{DefaultObjectType, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::snapshot::{State, StateIndex};
 
@@ -78,12 +79,21 @@ type Held = BTreeSet<(ObjectRef, Privilege, bool)>;
 /// Explicit grants by grantee, without what owners hold by owning and PUBLIC's built-in defaults.
 fn grants_by_grantee(state: &State, objects: &Objects) -> BTreeMap<Grantee, Held> {
     let mut out: BTreeMap<Grantee, Held> = BTreeMap::new();
-    for g in &state.grants {
-        if objects.index.is_owner(g.grantee, g.object) || g.is_builtin_public() {
-            continue;
+    for (object, acl) in state.grants.objects() {
+        let owner = objects.index.owner_of(object);
+        for e in acl.entries() {
+            if e.grantee.role().is_some_and(|r| Some(r) == owner) {
+                continue; // what an owner holds by owning
+            }
+            let held = out.entry(e.grantee.clone()).or_default();
+            for privilege in e.privileges {
+                if !is_builtin_public(&e.grantee, object.class, privilege) {
+                    held.insert((object.clone(), privilege, e.grantable.contains(privilege)));
+                }
+            }
         }
-        out.entry(g.grantee.clone()).or_default().insert((g.object.clone(), g.privilege, g.grantable));
     }
+    out.retain(|_, held| !held.is_empty());
     out
 }
 
@@ -137,18 +147,23 @@ struct Objects<'a> {
     index: StateIndex<'a>,
     /// Objects of each class per schema, for folding into all_*_in_schema.
     by_schema: BTreeMap<(ObjectClass, &'a str), BTreeSet<&'a str>>,
+    /// The same by owner: what each role owns, read once rather than looked up
+    /// for every role and object.
+    by_owner: BTreeMap<&'a RoleName, BTreeMap<(ObjectClass, &'a str), Vec<&'a str>>>,
 }
 
 impl<'a> Objects<'a> {
     fn new(state: &'a State) -> Self {
         let mut by_schema: BTreeMap<(ObjectClass, &str), BTreeSet<&str>> = BTreeMap::new();
-        for r in &state.relations {
-            by_schema.entry((r.kind.class(), r.schema.as_str())).or_default().insert(r.name.as_str());
+        let mut by_owner: BTreeMap<&RoleName, BTreeMap<(ObjectClass, &str), Vec<&str>>> = BTreeMap::new();
+        let relations = state.relations.iter().map(|r| (r.kind.class(), r.schema.as_str(), r.name.as_str(), &r.owner));
+        let functions =
+            state.functions.iter().map(|f| (ObjectClass::Function, f.schema.as_str(), f.signature.as_str(), &f.owner));
+        for (class, schema, name, owner) in relations.chain(functions) {
+            by_schema.entry((class, schema)).or_default().insert(name);
+            by_owner.entry(owner).or_default().entry((class, schema)).or_default().push(name);
         }
-        for f in &state.functions {
-            by_schema.entry((ObjectClass::Function, f.schema.as_str())).or_default().insert(f.signature.as_str());
-        }
-        Self { index: StateIndex::new(state), by_schema }
+        Self { index: StateIndex::new(state), by_schema, by_owner }
     }
 
     fn owned_by(&self, state: &State, role: &RoleName) -> Vec<OwnsSpec> {
@@ -161,19 +176,12 @@ impl<'a> Objects<'a> {
                 out.push(OwnsSpec { on: On::Schema, name: Some(quote_part(schema)), schema: None });
             }
         }
-        for ((class, schema), names) in &self.by_schema {
-            let mine: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|n| self.index.owner_of(&ObjectRef::in_schema(*class, schema, n)) == Some(role))
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
+        for ((class, schema), mine) in self.by_owner.get(role).into_iter().flatten() {
+            let names = &self.by_schema[&(*class, *schema)];
             if mine.len() == names.len() {
                 out.push(OwnsSpec { on: all_on(*class), name: None, schema: Some((*schema).to_owned()) });
             } else {
-                for n in mine {
+                for &n in mine {
                     let name = if *class == ObjectClass::Function { n.to_owned() } else { quote_part(n) };
                     out.push(OwnsSpec { on: single_on(*class), name: Some(name), schema: Some((*schema).to_owned()) });
                 }
