@@ -150,8 +150,12 @@ impl<'a> WantEntry<'a> {
 /// pg_class's names, so a relation is named as a table whatever its kind
 /// (a declaration `on: table` of a sequence names the sequence).
 fn key_of(object: &ObjectRef) -> ObjectKey<'_> {
-    let class = if object.class == ObjectClass::Sequence { ObjectClass::Table } else { object.class };
-    (class, object.schema.as_deref(), &object.name, object.column.as_deref())
+    (keyed_class(object.class), object.schema.as_deref(), &object.name, object.column.as_deref())
+}
+
+/// The class [`key_of`] keys an object of `class` by: a sequence's is a table's.
+fn keyed_class(class: ObjectClass) -> ObjectClass {
+    if class == ObjectClass::Sequence { ObjectClass::Table } else { class }
 }
 
 /// The baseline's grants, indexed the way the state holds grants: by object.
@@ -654,7 +658,7 @@ impl<'a> Differ<'a> {
     /// large baseline names millions, and the catalog's own lookups are what
     /// cost. Other objects that do not exist become missing findings here.
     fn expand(&mut self, grantee: Option<&'a RoleName>, g: &'a DesiredGrant, out: &mut Wanted<'a>) {
-        let who = || grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
+        let who = || Grantee::of_role(grantee);
         let entry = WantEntry { grantee, declaration: g };
         let state = self.state;
         match &g.target {
@@ -782,8 +786,7 @@ impl<'a> Differ<'a> {
             wanted.objects().filter(|(_, id)| !matched[*id as usize]).map(|(k, id)| (k, Some(id))).collect();
         seen.extend(bare.iter().map(|(k, _)| *k));
         for &(class, schema) in wanted.schema_wide.keys() {
-            // keyed as `key_of` keys them: a sequence as a table
-            let keyed = if class == ObjectClass::Sequence { ObjectClass::Table } else { class };
+            let keyed = keyed_class(class);
             for (s, n) in self.index.names_in_schema(class, schema) {
                 if seen.insert((keyed, Some(s), n, None)) {
                     bare.push(((keyed, Some(s), n, None), None));
@@ -794,37 +797,21 @@ impl<'a> Differ<'a> {
             let own = id.map_or(&[][..], |id| wanted.declared(id));
             // relations and columns named by the baseline were not looked up yet
             let class = match (class, schema) {
-                (ObjectClass::Table, Some(s)) if column.is_none() => match self.index.relation(s, name) {
-                    Some(r) => r.kind.class(),
-                    None => {
-                        for w in own {
-                            let who = w.grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
-                            let kind = match w.declaration.target.class() {
-                                Some(ObjectClass::Sequence) => "sequence",
-                                _ => "table",
-                            };
-                            let why = "object does not exist";
-                            self.missing_object(&who, w.declaration, kind, schema, name, None, why);
-                        }
-                        continue;
-                    }
-                },
-                (ObjectClass::Column, Some(s)) if self.index.relation(s, name).is_none() => {
-                    for w in own {
-                        let who = w.grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
-                        self.missing_object(
-                            &who,
-                            w.declaration,
-                            "column",
-                            schema,
-                            name,
-                            column,
-                            "table does not exist",
-                        );
-                    }
-                    continue;
+                (ObjectClass::Table, Some(s)) => self.index.relation(s, name).map(|r| r.kind.class()),
+                (ObjectClass::Column, Some(s)) => self.index.relation(s, name).map(|_| class),
+                _ => Some(class),
+            };
+            let Some(class) = class else {
+                // the relation the baseline names (or whose columns it names) does not exist
+                for w in own {
+                    let (kind, why) = match (column, w.declaration.target.class()) {
+                        (Some(_), _) => ("column", "table does not exist"),
+                        (None, Some(ObjectClass::Sequence)) => ("sequence", "object does not exist"),
+                        (None, _) => ("table", "object does not exist"),
+                    };
+                    self.missing_object(&Grantee::of_role(w.grantee), w.declaration, kind, schema, name, column, why);
                 }
-                _ => class,
+                continue;
             };
             let object =
                 ObjectRef { class, schema: schema.map(Name::from), name: name.into(), column: column.map(Name::from) };
@@ -869,7 +856,7 @@ impl<'a> Differ<'a> {
                     self.unwanted_grant(GrantRef { object, grantee, privilege, grantable }, scope)
                 }
                 Event::Missing { grantee, privilege, want } => {
-                    let grantee = grantee.map_or(Grantee::Public, |r| Grantee::Role(r.clone()));
+                    let grantee = Grantee::of_role(grantee);
                     let detail = format!("declared at {}; not held", want.origin);
                     self.push(FindingKind::Missing, &grantee, privilege, want.grantable, at.clone(), scope, detail);
                 }
@@ -1130,10 +1117,23 @@ impl<'a> Differ<'a> {
     }
 }
 
+/// A relation of the tests' catalogs, without row-level security.
+#[cfg(test)]
+fn relation(schema: &str, name: &str, kind: crate::model::RelationKind, owner: &str) -> crate::model::Relation {
+    crate::model::Relation {
+        schema: schema.into(),
+        name: name.into(),
+        kind,
+        owner: RoleName::new(owner).expect("a test's role name is valid"),
+        rls_enabled: false,
+        rls_forced: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Function, Grant, Membership, Relation, RelationKind, RoleAttributes};
+    use crate::model::{Function, Grant, Membership, RelationKind, RoleAttributes};
     use crate::snapshot::{Database, TargetId};
     use proptest::prelude::*;
 
@@ -1160,14 +1160,7 @@ mod tests {
         s.roles.get_mut(&r("app_rw")).unwrap().login = true;
         s.schemas.insert("orders".into(), r("migrator"));
         for t in ["customers", "line_items"] {
-            s.relations.insert(Relation {
-                schema: "orders".into(),
-                name: t.into(),
-                kind: RelationKind::Table,
-                owner: r("migrator"),
-                rls_enabled: false,
-                rls_forced: false,
-            });
+            s.relations.insert(relation("orders", t, RelationKind::Table, "migrator"));
             s.grants.insert(grant(
                 Grantee::Role(r("app_ro")),
                 Privilege::Select,
@@ -1254,14 +1247,7 @@ ignore_roles: ["postgres"]
     #[test]
     fn a_table_created_after_the_baseline_is_covered_by_all_tables_in_schema() {
         let mut s = state();
-        s.relations.insert(Relation {
-            schema: "orders".into(),
-            name: "shipments".into(),
-            kind: RelationKind::View,
-            owner: r("migrator"),
-            rls_enabled: false,
-            rls_forced: false,
-        });
+        s.relations.insert(relation("orders", "shipments", RelationKind::View, "migrator"));
         let shipments = ObjectRef::in_schema(ObjectClass::Table, "orders", "shipments");
         s.grants.insert(grant(Grantee::Role(r("app_ro")), Privilege::Select, shipments.clone()));
         assert_eq!(kinds(&plan(BASELINE, s.clone())), vec![]);
@@ -1277,14 +1263,7 @@ ignore_roles: ["postgres"]
     fn sequences_are_matched_by_schema_wide_and_by_name_declarations() {
         let mut s = state();
         for name in ["ids", "bare"] {
-            s.relations.insert(Relation {
-                schema: "orders".into(),
-                name: name.into(),
-                kind: RelationKind::Sequence,
-                owner: r("migrator"),
-                rls_enabled: false,
-                rls_forced: false,
-            });
+            s.relations.insert(relation("orders", name, RelationKind::Sequence, "migrator"));
         }
         let ids = ObjectRef::in_schema(ObjectClass::Sequence, "orders", "ids");
         s.grants.insert(grant(Grantee::Role(r("app_ro")), Privilege::Usage, ids.clone()));
@@ -1471,7 +1450,7 @@ ignore_roles: ["postgres"]
 #[cfg(test)]
 mod model_tests {
     use super::*;
-    use crate::model::{Function, Grant, Relation, RelationKind, RoleAttributes};
+    use crate::model::{Function, Grant, RelationKind, RoleAttributes};
     use crate::snapshot::Database;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
@@ -1516,14 +1495,7 @@ mod model_tests {
             ("v", RelationKind::View),
             ("q", RelationKind::Sequence),
         ] {
-            s.relations.insert(Relation {
-                schema: "s".into(),
-                name: name.into(),
-                kind,
-                owner: r("o"),
-                rls_enabled: false,
-                rls_forced: false,
-            });
+            s.relations.insert(relation("s", name, kind, "o"));
         }
         s.functions.insert(Function {
             schema: "s".into(),
@@ -1738,7 +1710,7 @@ mod model_tests {
 mod overlay_tests {
     use super::*;
     use crate::baseline::On;
-    use crate::model::{Grant, Relation, RelationKind, RoleAttributes};
+    use crate::model::{Grant, RelationKind, RoleAttributes};
     use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
     use crate::policy::PolicyRegistry;
     use crate::report::Status;
@@ -1764,14 +1736,7 @@ mod overlay_tests {
         }
         s.schemas.insert("orders".into(), r("postgres"));
         for t in ["line_items", "customers"] {
-            s.relations.insert(Relation {
-                schema: "orders".into(),
-                name: t.into(),
-                kind: RelationKind::Table,
-                owner: r("postgres"),
-                rls_enabled: false,
-                rls_forced: false,
-            });
+            s.relations.insert(relation("orders", t, RelationKind::Table, "postgres"));
         }
         for (role, p, t) in grants {
             s.grants.insert(Grant {

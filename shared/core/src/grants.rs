@@ -32,6 +32,20 @@ pub struct AclEntry {
     pub grantable: PrivilegeSet,
 }
 
+impl AclEntry {
+    /// `grantee`'s entry holding each `(privilege, grantable)` of `held`.
+    pub fn new(grantee: Grantee, held: impl IntoIterator<Item = (Privilege, bool)>) -> Self {
+        let mut entry = AclEntry { grantee, privileges: PrivilegeSet::EMPTY, grantable: PrivilegeSet::EMPTY };
+        for (privilege, grantable) in held {
+            entry.privileges.insert(privilege);
+            if grantable {
+                entry.grantable.insert(privilege);
+            }
+        }
+        entry
+    }
+}
+
 /// An object's ACL: one entry per grantee, sorted by grantee, none empty.
 /// Cloning shares it: objects with the same ACL hold one copy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -213,14 +227,7 @@ impl Grants {
     /// has it. Whether anything changed. Rebuilds the object's ACL: for tests
     /// and small states, not for extraction (see [`Grants::from_objects`]).
     pub fn insert(&mut self, grant: Grant) -> bool {
-        let mut entry = AclEntry {
-            grantee: grant.grantee,
-            privileges: PrivilegeSet::of(grant.privilege),
-            grantable: PrivilegeSet::EMPTY,
-        };
-        if grant.grantable {
-            entry.grantable = entry.privileges;
-        }
+        let entry = AclEntry::new(grant.grantee, [(grant.privilege, grant.grantable)]);
         match self.position(&grant.object) {
             Ok(i) => {
                 let acl = &self.objects[i].1;
@@ -411,12 +418,7 @@ impl FromIterator<Grant> for Grants {
         let mut entries: Vec<AclEntry> = Vec::new();
         let mut grants = grants.into_iter().peekable();
         while let Some(g) = grants.next() {
-            let mut entry =
-                AclEntry { grantee: g.grantee, privileges: PrivilegeSet::EMPTY, grantable: PrivilegeSet::EMPTY };
-            entry.privileges.insert(g.privilege);
-            if g.grantable {
-                entry.grantable.insert(g.privilege);
-            }
+            let entry = AclEntry::new(g.grantee, [(g.privilege, g.grantable)]);
             match entries.last_mut() {
                 Some(last) if last.grantee == entry.grantee => {
                     last.privileges |= entry.privileges;

@@ -250,6 +250,11 @@ pub enum Grantee {
 }
 
 impl Grantee {
+    /// The grantee `role` names, PUBLIC for none (the inverse of [`Grantee::role`]).
+    pub fn of_role(role: Option<&RoleName>) -> Self {
+        role.map_or(Grantee::Public, |r| Grantee::Role(r.clone()))
+    }
+
     /// The role, unless this is PUBLIC.
     pub fn role(&self) -> Option<&RoleName> {
         match self {
@@ -574,53 +579,34 @@ impl ObjectClass {
     /// ACL privileges PostgreSQL accepts on this class (what `ALL` expands to).
     /// `MAINTAIN` exists from PostgreSQL 17 on.
     pub fn acl_privileges(self, server_version_num: u32) -> Vec<Privilege> {
-        use Privilege::*;
-        let mut out = match self {
-            ObjectClass::Database => vec![Create, Connect, Temporary],
-            ObjectClass::Schema => vec![Usage, Create],
-            ObjectClass::Table => vec![Select, Insert, Update, Delete, Truncate, References, Trigger],
-            ObjectClass::Sequence => vec![Usage, Select, Update],
-            ObjectClass::Column => vec![Select, Insert, Update, References],
-            ObjectClass::Function => vec![Execute],
-            ObjectClass::Role => vec![],
-        };
-        if self == ObjectClass::Table && server_version_num >= 170_000 {
-            out.push(Maintain);
-        }
-        out
+        self.acl_privilege_list(server_version_num).to_vec()
     }
 
     /// [`ObjectClass::acl_privileges`] as a set.
     pub fn acl_privilege_set(self, server_version_num: u32) -> PrivilegeSet {
-        use Privilege::*;
-        let of = |ps: &[Privilege]| ps.iter().copied().collect::<PrivilegeSet>();
-        match self {
-            ObjectClass::Database => of(&[Create, Connect, Temporary]),
-            ObjectClass::Schema => of(&[Usage, Create]),
-            ObjectClass::Table if server_version_num >= 170_000 => {
-                of(&[Select, Insert, Update, Delete, Truncate, References, Trigger, Maintain])
-            }
-            ObjectClass::Table => of(&[Select, Insert, Update, Delete, Truncate, References, Trigger]),
-            ObjectClass::Sequence => of(&[Usage, Select, Update]),
-            ObjectClass::Column => of(&[Select, Insert, Update, References]),
-            ObjectClass::Function => of(&[Execute]),
-            ObjectClass::Role => PrivilegeSet::EMPTY,
-        }
+        self.acl_privilege_list(server_version_num).iter().copied().collect()
     }
 
     /// Whether `privilege` can be granted on this class on any supported version.
     pub fn accepts(self, privilege: Privilege) -> bool {
+        self.acl_privilege_list(u32::MAX).contains(&privilege)
+    }
+
+    /// The one table behind [`ObjectClass::acl_privileges`] and its kin, in
+    /// the order `ALL` has always been expanded in.
+    fn acl_privilege_list(self, server_version_num: u32) -> &'static [Privilege] {
         use Privilege::*;
         match self {
-            ObjectClass::Database => matches!(privilege, Create | Connect | Temporary),
-            ObjectClass::Schema => matches!(privilege, Usage | Create),
-            ObjectClass::Table => {
-                matches!(privilege, Select | Insert | Update | Delete | Truncate | References | Trigger | Maintain)
+            ObjectClass::Database => &[Create, Connect, Temporary],
+            ObjectClass::Schema => &[Usage, Create],
+            ObjectClass::Table if server_version_num >= 170_000 => {
+                &[Select, Insert, Update, Delete, Truncate, References, Trigger, Maintain]
             }
-            ObjectClass::Sequence => matches!(privilege, Usage | Select | Update),
-            ObjectClass::Column => matches!(privilege, Select | Insert | Update | References),
-            ObjectClass::Function => privilege == Execute,
-            ObjectClass::Role => false,
+            ObjectClass::Table => &[Select, Insert, Update, Delete, Truncate, References, Trigger],
+            ObjectClass::Sequence => &[Usage, Select, Update],
+            ObjectClass::Column => &[Select, Insert, Update, References],
+            ObjectClass::Function => &[Execute],
+            ObjectClass::Role => &[],
         }
     }
 }
@@ -1035,35 +1021,27 @@ mod tests {
         }
     }
 
+    const CLASSES: [ObjectClass; 7] = [
+        ObjectClass::Database,
+        ObjectClass::Schema,
+        ObjectClass::Table,
+        ObjectClass::Sequence,
+        ObjectClass::Column,
+        ObjectClass::Function,
+        ObjectClass::Role,
+    ];
+
     #[test]
     fn acl_privileges_are_the_first_block() {
         for (p, _) in ALL_PRIVILEGES {
-            let in_some_class = [
-                ObjectClass::Database,
-                ObjectClass::Schema,
-                ObjectClass::Table,
-                ObjectClass::Sequence,
-                ObjectClass::Column,
-                ObjectClass::Function,
-            ]
-            .iter()
-            .any(|c| c.accepts(*p));
+            let in_some_class = CLASSES.iter().any(|c| c.accepts(*p));
             assert_eq!(p.is_acl(), in_some_class, "{p}");
         }
     }
 
     #[test]
     fn a_class_accepts_what_all_expands_to_on_the_newest_server() {
-        let classes = [
-            ObjectClass::Database,
-            ObjectClass::Schema,
-            ObjectClass::Table,
-            ObjectClass::Sequence,
-            ObjectClass::Column,
-            ObjectClass::Function,
-            ObjectClass::Role,
-        ];
-        for class in classes {
+        for class in CLASSES {
             for (p, _) in ALL_PRIVILEGES {
                 assert_eq!(class.accepts(*p), class.acl_privileges(u32::MAX).contains(p), "{class:?} {p}");
             }

@@ -12,8 +12,8 @@ use crate::chunks::OidRange;
 use crate::error::ExtractError;
 use grantwarden_core::grants::{Acl, AclEntry, Grants};
 use grantwarden_core::model::{
-    DefaultObjectType, DefaultPrivilege, Function, Grantee, Membership, Names, ObjectClass, ObjectRef, PrivilegeSet,
-    Relation, RelationKind, RlsPolicy, RoleAttributes, RoleName,
+    DefaultObjectType, DefaultPrivilege, Function, Grantee, Membership, Names, ObjectClass, ObjectRef, Relation,
+    RelationKind, RlsPolicy, RoleAttributes, RoleName,
 };
 use grantwarden_core::snapshot::{ChunkSpec, Database, State};
 
@@ -96,14 +96,7 @@ fn acl(row: &Row, query: &'static str, names: &mut Names) -> Result<Acl, Extract
                 message: e.to_string(),
             })?),
         };
-        let (mut privileges, mut grantable) = (PrivilegeSet::EMPTY, PrivilegeSet::EMPTY);
-        for (privilege, option) in parsed.privileges {
-            privileges.insert(privilege);
-            if option {
-                grantable.insert(privilege);
-            }
-        }
-        entries.push(AclEntry { grantee, privileges, grantable });
+        entries.push(AclEntry::new(grantee, parsed.privileges));
     }
     Ok(Acl::new(entries))
 }
