@@ -146,7 +146,8 @@ async fn issue(store: &LocalStore, ticket: Ticket, url: &str, now: DateTime<Utc>
         "{}",
         json!({ "outcome": "issued", "ticket": stored.id, "role": credential.role, "password": credential.password,
                 "host": host, "port": port, "dbname": dbname, "valid_until": stored.expires_at,
-                "views_schema": stored.access.as_ref().map(|a| a.views_schema.clone()) })
+                "views_schema": stored.access.as_ref().map(|a| a.views_schema.clone()),
+                "left_out": credential.left_out })
     );
     Ok(())
 }

@@ -225,6 +225,7 @@ mod tests {
             name: "Line Items".into(),
             column: None,
             for_role: None,
+            arguments: None,
         };
         let column = FindingObject { kind: "column".into(), column: Some("email".into()), ..table.clone() };
         Report {

@@ -91,11 +91,10 @@ pub struct RevokeArgs {
     /// Ending the role's open sessions after the commit.
     #[arg(long, value_enum, default_value_t = Sessions::Always)]
     pub sessions: Sessions,
-    /// New owner of what a dropped short-lived role owned (default: the connecting user).
-    #[arg(long)]
-    pub reassign_to: Option<String>,
     /// The target's baseline: a standing role keeps what it declares, even where
-    /// the ticket's scope covers it (without it, all the ticket covers goes).
+    /// the ticket's scope covers it (without it, all the ticket covers goes), and
+    /// tables a migration's short-lived role created go to the owner it declares
+    /// for their schema (without it, or without a declared owner, they are dropped).
     #[arg(long)]
     pub baseline: Option<PathBuf>,
     /// JSON lines instead of text.
@@ -114,12 +113,6 @@ impl RevokeArgs {
                 Sessions::ShortLived => SessionPolicy::ShortLived,
                 Sessions::Never => SessionPolicy::Never,
             },
-            reassign_to: self
-                .reassign_to
-                .as_ref()
-                .map(|r| grantwarden_core::model::RoleName::new(r.clone()))
-                .transpose()
-                .context("--reassign-to")?,
             baseline: match &self.baseline {
                 None => None,
                 Some(path) => {
@@ -323,9 +316,9 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
     let (changes, held_back) = without_excepted(plan.changes, &target, &tickets, now);
     let applied = executor.apply(&changes, !execute).await;
     let kind = if execute { "remediation.applied" } else { "remediation.planned" };
-    let (sql, attempts, error) = match &applied {
-        Ok(Applied { sql, attempts }) => (sql.clone(), *attempts, None),
-        Err(e) => (Vec::new(), e.attempts, Some(e.message.clone())),
+    let (sql, attempts, not_found, error) = match &applied {
+        Ok(Applied { sql, attempts, skipped }) => (sql.clone(), *attempts, skipped.clone(), None),
+        Err(e) => (Vec::new(), e.attempts, Vec::new(), Some(e.message.clone())),
     };
     store
         .append(NewEvent {
@@ -336,7 +329,7 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
             subject: report.scan_id.clone(),
             target: target.as_str().to_owned(),
             detail: json!({ "mode": mode, "changes": changes, "held_back": held_back, "sql": sql,
-                            "skipped": plan.skipped, "attempts": attempts, "error": error,
+                            "skipped": plan.skipped, "not_found": not_found, "attempts": attempts, "error": error,
                             "snapshot_sha256": report.snapshot_sha256 }),
         })
         .await?;
@@ -364,6 +357,9 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
             s.finding.object,
             s.reason
         );
+    }
+    for s in &applied.skipped {
+        println!("-- left out: {s}");
     }
     if !changes.is_empty() {
         for stmt in &applied.sql {

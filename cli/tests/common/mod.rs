@@ -29,6 +29,7 @@ pub fn ok(o: &Output) -> String {
 }
 
 /// infra/policy.example.yaml.
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn policy() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/policy.example.yaml").to_string_lossy().into_owned()
 }

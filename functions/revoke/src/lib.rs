@@ -303,6 +303,7 @@ impl Revoke {
                 target: request.target.as_str().to_owned(),
                 detail: serde_json::json!({ "mode": request.mode, "changes": changes, "held_back": held_back,
                                             "sql": sql, "error": error, "snapshot_sha256": request.snapshot_sha256,
+                                            "not_found": result.as_ref().map(|a| a.skipped.clone()).unwrap_or_default(),
                                             "dry_run": dry_run }),
             };
             grantwarden_core::audit::AuditJournal::append(&self.store, event).await.map_err(RevokeError::Store)?;
@@ -528,7 +529,7 @@ impl Revoke {
             record_issued(&self.store, id, &issued.role, &issued.sql, Some(&name), now)
                 .await
                 .map_err(RevokeError::Store)?;
-            tracing::info!(role = %issued.role, secret = %name, reissued = issued.reissued, "credential issued");
+            tracing::info!(role = %issued.role, secret = %name, reissued = issued.reissued, left_out = ?issued.left_out, "credential issued");
             Ok(handled("issued"))
         }
         .instrument(span)

@@ -392,8 +392,8 @@ pub enum Target {
     Relation(ObjectClass, String, String),
     /// Columns of a table.
     Columns(String, String, Vec<String>),
-    /// A function by schema and signature.
-    Function(String, String),
+    /// A function by schema, name and argument types (as `oidvectortypes` spells them).
+    Function(String, String, String),
     /// Every object of the class in a schema, resolved against the live catalog at diff time.
     AllInSchema(ObjectClass, String),
     /// Default privileges.
@@ -570,8 +570,11 @@ impl Baseline {
                             && object.name == *t
                             && object.column.as_ref().is_some_and(|c| cols.iter().any(|k| k == c))
                     }
-                    Target::Function(s, sig) => {
-                        object.class == ObjectClass::Function && same_schema(s) && object.name == *sig
+                    Target::Function(s, n, args) => {
+                        object.class == ObjectClass::Function
+                            && same_schema(s)
+                            && object.name == *n
+                            && object.args.as_deref() == Some(args.as_str())
                     }
                     Target::AllInSchema(class, s) => object.class == *class && same_schema(s),
                     Target::Default { .. } => false,
@@ -580,6 +583,17 @@ impl Baseline {
                 on && g.privileges.expand(|| object.class.acl_privileges(u32::MAX)).contains(privilege)
             })
             .map(|g| &g.origin)
+    }
+
+    /// Who the baseline says owns the objects of `class` in `schema`: the role
+    /// that `owns` them all (`all_tables_in_schema`, `all_sequences_in_schema`),
+    /// else the schema's declared owner.
+    pub fn declared_owner(&self, class: ObjectClass, schema: &str) -> Option<&RoleName> {
+        let owning = |wanted: &dyn Fn(&Target) -> bool| {
+            self.roles.iter().find(|(_, r)| r.owns.iter().any(wanted)).map(|(name, _)| name)
+        };
+        owning(&|t| matches!(t, Target::AllInSchema(c, s) if *c == class && s == schema))
+            .or_else(|| owning(&|t| matches!(t, Target::Schema(s) if s == schema)))
     }
 
     /// Parses and validates YAML; `file` labels errors.
@@ -847,22 +861,29 @@ fn resolve_target(
         }
         On::Function => {
             let n = need_name()?;
-            let (s, sig) = match schema {
-                Some(s) => (s.to_owned(), n.to_owned()),
-                None => split_function(n).ok_or_else(|| {
-                    (
-                        name_path(),
-                        format!("function {n:?} must be written schema.name(argtypes), e.g. billing.total(integer)"),
-                    )
-                })?,
-            };
-            let sig = normalize_signature(&sig).ok_or_else(|| {
+            let parsed = parse_function(n).ok_or_else(|| {
                 (
                     name_path(),
-                    format!("function {n:?} needs its argument types in parentheses, e.g. total(integer, text)"),
+                    format!(
+                        "function {n:?} needs its argument types in parentheses, e.g. billing.total(integer, text) \
+                         (double-quote a name that holds '(', '.' or '\"')"
+                    ),
                 )
             })?;
-            Target::Function(s, sig)
+            let s = match (schema, parsed.schema) {
+                (Some(s), None) => s.to_owned(),
+                (None, Some(s)) => s,
+                (Some(_), Some(_)) => {
+                    return Err((name_path(), format!("function {n:?} names a schema and so does `schema`")));
+                }
+                (None, None) => {
+                    return Err((
+                        name_path(),
+                        format!("function {n:?} must be written schema.name(argtypes), e.g. billing.total(integer)"),
+                    ));
+                }
+            };
+            Target::Function(s, parsed.name, parsed.args)
         }
         On::AllTablesInSchema | On::AllSequencesInSchema | On::AllFunctionsInSchema => {
             if name.is_some() {
@@ -908,27 +929,89 @@ pub fn split_qualified(s: &str) -> Option<(String, String)> {
     None
 }
 
-fn split_function(s: &str) -> Option<(String, String)> {
-    let paren = s.find('(')?;
-    let (head, args) = s.split_at(paren);
-    let (schema, name) = split_qualified(head)?;
-    Some((schema, format!("{name}{args}")))
+/// A function as a baseline writes it: `[schema.]name(argtypes)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionName {
+    /// The schema, when written.
+    pub schema: Option<String>,
+    /// The name, unquoted.
+    pub name: String,
+    /// The argument types, spelled as `oidvectortypes` does (`integer, text`).
+    pub args: String,
 }
 
-/// `name( integer ,text )` -> `name(integer, text)`, the spelling of `oidvectortypes`.
-pub fn normalize_signature(sig: &str) -> Option<String> {
-    let open = sig.find('(')?;
-    let close = sig.rfind(')')?;
-    if close < open || !sig[close + 1..].trim().is_empty() {
+/// Reads `[schema.]name(argtypes)`: schema and name may be double-quoted
+/// (`""` for a quote inside), and must be when they hold `(`, `.` or `"`; the
+/// argument list runs from the first `(` outside quotes to the last `)`, its
+/// spacing normalized as `oidvectortypes` prints it (`f( integer ,text )` is
+/// `f(integer, text)`). This parses what a person wrote; what the catalog
+/// says is never glued together and parsed back.
+pub fn parse_function(text: &str) -> Option<FunctionName> {
+    let text = text.trim();
+    let mut in_quotes = false;
+    let mut open = None;
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            '(' if !in_quotes => {
+                open = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let open = open?;
+    let close = text.rfind(')')?;
+    if close < open || in_quotes {
         return None;
     }
-    let name = unquote(&sig[..open]);
-    let args: Vec<String> = sig[open + 1..close]
-        .split(',')
-        .map(|a| a.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|a| !a.is_empty())
-        .collect();
-    Some(format!("{name}({})", args.join(", ")))
+    let head = text[..open].trim();
+    let (schema, name) = match split_qualified(head) {
+        Some((s, n)) => (Some(s), n),
+        None => (None, unquote(head)),
+    };
+    if name.is_empty() || schema.as_deref() == Some("") {
+        return None;
+    }
+    Some(FunctionName { schema, name, args: normalize_args(&text[open + 1..close]) })
+}
+
+/// `integer ,  text` -> `integer, text`; spacing inside double quotes is kept.
+fn normalize_args(args: &str) -> String {
+    let mut parts = Vec::new();
+    let (mut current, mut in_quotes, mut depth) = (String::new(), false, 0u32);
+    for c in args.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                current.push(c);
+            }
+            ',' if !in_quotes && depth == 0 => parts.push(std::mem::take(&mut current)),
+            '(' if !in_quotes => {
+                depth += 1;
+                current.push(c);
+            }
+            ')' if !in_quotes => {
+                depth = depth.saturating_sub(1);
+                current.push(c);
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if !current.is_empty() && !current.ends_with(' ') {
+                    current.push(' ');
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    parts.push(current);
+    parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(", ")
+}
+
+/// How a baseline (and `generate`) writes a function: `name(argtypes)`, the
+/// name double-quoted unless it is a plain lower-case identifier, so
+/// [`parse_function`] reads it back whatever it holds.
+pub fn function_signature(name: &str, args: &str) -> String {
+    format!("{}({args})", crate::model::display_ident(name))
 }
 
 #[cfg(test)]
@@ -1150,8 +1233,17 @@ ignore_roles: ["pg_*", "rds*"]
         assert_eq!(split_qualified("orders.line_items"), Some(("orders".into(), "line_items".into())));
         assert_eq!(split_qualified(r#""my.schema"."Tab""le""#), Some(("my.schema".into(), "Tab\"le".into())));
         assert_eq!(split_qualified("nodot"), None);
-        assert_eq!(normalize_signature("f( integer ,text )"), Some("f(integer, text)".into()));
-        assert_eq!(normalize_signature("f()"), Some("f()".into()));
-        assert_eq!(normalize_signature("f"), None);
+        let f = |t: &str| parse_function(t).map(|f| (f.schema, f.name, f.args));
+        assert_eq!(f("f( integer ,text )"), Some((None, "f".into(), "integer, text".into())));
+        assert_eq!(f("s.f()"), Some((Some("s".into()), "f".into(), String::new())));
+        assert_eq!(f("f"), None);
+        // a name that holds what a signature is made of, quoted, reads back whole
+        let hostile = r#"f(app."(" ), pg_catalog.lo_export(oid, text), app.g "#;
+        let written = format!("app.{}", function_signature(hostile, r#"app."(", app.")""#));
+        assert_eq!(f(&written), Some((Some("app".into()), hostile.into(), r#"app."(", app.")""#.into())));
+        assert_eq!(
+            f(r#""my.schema"."Total"(integer)"#),
+            Some((Some("my.schema".into()), "Total".into(), "integer".into()))
+        );
     }
 }

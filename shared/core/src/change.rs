@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DefaultObjectType, Grant, Grantee, Privilege, RoleName};
+use crate::model::{DefaultObjectType, Grant, Grantee, ObjectRef, Privilege, RelationKind, RoleName};
 
 /// One change, in the order it must run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,15 +80,24 @@ pub enum Change {
         /// The role.
         role: RoleName,
     },
-    /// In `database`: `REASSIGN OWNED BY role TO reassign_to` (default: the
-    /// executing user), then `DROP OWNED BY role`.
+    /// In `database`: `DROP OWNED BY role`: what a short-lived role created goes
+    /// with it, and its privileges. Never `REASSIGN OWNED ... TO` the admin: a
+    /// SECURITY DEFINER function handed to a superuser is a superuser's function.
     DropOwned {
         /// The role.
         role: RoleName,
         /// The database it owns objects or holds privileges in.
         database: String,
-        /// New owner of its objects; `None` is the user grantwarden connects as.
-        reassign_to: Option<RoleName>,
+    },
+    /// `ALTER <kind> schema.name OWNER TO to`: a relation a migration created, kept
+    /// and handed to the owner the baseline declares for its schema.
+    AlterOwner {
+        /// The relation.
+        object: ObjectRef,
+        /// Its kind (the statement differs for views, sequences, foreign tables...).
+        kind: RelationKind,
+        /// The new owner.
+        to: RoleName,
     },
     /// `DROP ROLE IF EXISTS role`.
     DropRole {
@@ -106,10 +115,27 @@ pub enum Change {
         /// Most concurrent sessions.
         connection_limit: u32,
     },
-    /// `CREATE SCHEMA IF NOT EXISTS schema` (a ticket's own views).
+    /// `CREATE ROLE role NOLOGIN NOSUPERUSER NOBYPASSRLS ...` and `GRANT role TO
+    /// CURRENT_USER`: the owner of a ticket's views, holding only what they read.
+    /// Views check the tables they read, row-level security included, as their
+    /// owner: owned by the admin they would bypass both.
+    CreateViewOwner {
+        /// The role.
+        role: RoleName,
+    },
+    /// `CREATE SCHEMA schema AUTHORIZATION owner` (a ticket's own views): fails
+    /// when the schema exists, so nobody can prepare it beforehand.
     CreateSchema {
         /// The schema.
         schema: String,
+        /// Its owner (the views' owner).
+        owner: RoleName,
+    },
+    /// `SET LOCAL ROLE role` (`RESET ROLE` for `None`): what follows runs as
+    /// that role, until the next one or the end of the transaction.
+    SetRole {
+        /// The role, or back to the connecting one.
+        role: Option<RoleName>,
     },
     /// `CREATE VIEW schema.name WITH (security_barrier) AS SELECT … FROM source WHERE …`:
     /// row scope and masked columns, without touching the table's own access
@@ -127,6 +153,9 @@ pub enum Change {
         columns: Vec<(String, Option<crate::access::Mask>)>,
         /// Which rows.
         predicate: Option<crate::access::RowPredicate>,
+        /// The predicate column's type, (schema, `typname`): its values are cast to it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        predicate_type: Option<(String, String)>,
     },
     /// `ALTER ROLE role VALID UNTIL …`: a renewed break-glass window.
     SetValidUntil {
@@ -135,9 +164,12 @@ pub enum Change {
         /// The new end.
         valid_until: chrono::DateTime<chrono::Utc>,
     },
-    /// `DROP SCHEMA IF EXISTS schema CASCADE` (a ticket's views, at revocation).
-    DropSchema {
-        /// The schema.
+    /// A ticket's views, at revocation: `DROP OWNED BY owner` (the schema and its
+    /// views) and `DROP ROLE owner`. Nothing another role owns goes with them.
+    DropViews {
+        /// The views' owner.
+        owner: RoleName,
+        /// Their schema.
         schema: String,
     },
 }
@@ -155,8 +187,13 @@ impl Change {
             | Change::DropOwned { role, .. }
             | Change::DropRole { role }
             | Change::CreateRole { role, .. }
+            | Change::CreateViewOwner { role }
             | Change::SetValidUntil { role, .. } => Some(role),
-            Change::CreateSchema { .. } | Change::CreateView { .. } | Change::DropSchema { .. } => None,
+            Change::AlterOwner { to, .. } => Some(to),
+            Change::CreateSchema { .. }
+            | Change::SetRole { .. }
+            | Change::CreateView { .. }
+            | Change::DropViews { .. } => None,
         }
     }
 }

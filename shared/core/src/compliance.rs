@@ -814,6 +814,7 @@ mod tests {
                     name: "invoices".into(),
                     column: None,
                     for_role: None,
+                    arguments: None,
                 },
                 exception_id: None,
                 detail: String::new(),

@@ -92,7 +92,7 @@ fn finding_object(index: &StateIndex, o: &ObjectRef) -> FindingObject {
             .map(|r| r.kind.type_name().to_owned())
             .unwrap_or_else(|| if o.class == ObjectClass::Table { "table" } else { "sequence" }.to_owned()),
         ObjectClass::Function => index
-            .function(schema, &o.name)
+            .function(schema, &o.name, o.args.as_deref().unwrap_or(""))
             .map(|f| if f.kind == "window" { "function".to_owned() } else { f.kind.clone() })
             .unwrap_or_else(|| "function".to_owned()),
     };
@@ -102,6 +102,7 @@ fn finding_object(index: &StateIndex, o: &ObjectRef) -> FindingObject {
         name: o.name.to_string(),
         column: o.column.as_deref().map(str::to_owned),
         for_role: None,
+        arguments: o.args.as_deref().map(str::to_owned),
     }
 }
 
@@ -122,8 +123,21 @@ struct Want<'a> {
 }
 
 /// An object as the baseline and the state both name it: class, schema,
-/// name, column, borrowed.
+/// name, and a column or a function's argument types (no object has both),
+/// borrowed.
 type ObjectKey<'a> = (ObjectClass, Option<&'a str>, &'a str, Option<&'a str>);
+
+/// The object a key names (the inverse of [`key_of`], up to a sequence's class).
+fn object_of(class: ObjectClass, schema: Option<&str>, name: &str, sub: Option<&str>) -> ObjectRef {
+    let (column, args) = if class == ObjectClass::Function { (None, sub) } else { (sub, None) };
+    ObjectRef {
+        class,
+        schema: schema.map(Name::from),
+        name: name.into(),
+        column: column.map(Name::from),
+        args: args.map(Name::from),
+    }
+}
 
 /// What one declaration wants one grantee (`None`: PUBLIC) to hold on an object.
 #[derive(Clone, Copy, Debug)]
@@ -150,7 +164,12 @@ impl<'a> WantEntry<'a> {
 /// pg_class's names, so a relation is named as a table whatever its kind
 /// (a declaration `on: table` of a sequence names the sequence).
 fn key_of(object: &ObjectRef) -> ObjectKey<'_> {
-    (keyed_class(object.class), object.schema.as_deref(), &object.name, object.column.as_deref())
+    (
+        keyed_class(object.class),
+        object.schema.as_deref(),
+        &object.name,
+        object.column.as_deref().or(object.args.as_deref()),
+    )
 }
 
 /// The class [`key_of`] keys an object of `class` by: a sequence's is a table's.
@@ -477,7 +496,14 @@ impl<'a> Differ<'a> {
     }
 
     fn role_object(r: &RoleName) -> FindingObject {
-        FindingObject { kind: "role".into(), schema: None, name: r.as_str().to_owned(), column: None, for_role: None }
+        FindingObject {
+            kind: "role".into(),
+            schema: None,
+            name: r.as_str().to_owned(),
+            column: None,
+            for_role: None,
+            arguments: None,
+        }
     }
 
     fn roles(&mut self) {
@@ -669,7 +695,7 @@ impl<'a> Differ<'a> {
             },
             Target::Schema(s) => {
                 if !state.schemas.contains_key(s) {
-                    return self.missing_object(&who(), g, "schema", None, s, None, "schema does not exist");
+                    return self.missing_object(&who(), g, &ObjectRef::schema(s), "schema", "schema does not exist");
                 }
                 out.push((ObjectClass::Schema, None, s, None), entry);
             }
@@ -680,15 +706,16 @@ impl<'a> Differ<'a> {
                     out.push((ObjectClass::Column, Some(s), t, Some(c)), entry);
                 }
             }
-            Target::Function(s, sig) => {
-                if self.index.function(s, sig).is_none() {
-                    return self.missing_object(&who(), g, "function", Some(s), sig, None, "function does not exist");
+            Target::Function(s, n, args) => {
+                if self.index.function(s, n, args).is_none() {
+                    let function = object_of(ObjectClass::Function, Some(s), n, Some(args));
+                    return self.missing_object(&who(), g, &function, "function", "function does not exist");
                 }
-                out.push((ObjectClass::Function, Some(s), sig, None), entry);
+                out.push((ObjectClass::Function, Some(s), n, Some(args)), entry);
             }
             Target::AllInSchema(class, s) => {
                 if !state.schemas.contains_key(s) {
-                    return self.missing_object(&who(), g, "schema", None, s, None, "schema does not exist");
+                    return self.missing_object(&who(), g, &ObjectRef::schema(s), "schema", "schema does not exist");
                 }
                 out.schema_wide.entry((*class, s)).or_default().push(entry);
             }
@@ -697,22 +724,14 @@ impl<'a> Differ<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn missing_object(
-        &mut self,
-        grantee: &Grantee,
-        g: &DesiredGrant,
-        kind: &str,
-        schema: Option<&str>,
-        name: &str,
-        column: Option<&str>,
-        why: &str,
-    ) {
+    fn missing_object(&mut self, grantee: &Grantee, g: &DesiredGrant, missing: &ObjectRef, kind: &str, why: &str) {
         let object = FindingObject {
             kind: kind.to_owned(),
-            schema: schema.map(str::to_owned),
-            name: name.to_owned(),
-            column: column.map(str::to_owned),
+            schema: missing.schema.as_deref().map(str::to_owned),
+            name: missing.name.to_string(),
+            column: missing.column.as_deref().map(str::to_owned),
             for_role: None,
+            arguments: missing.args.as_deref().map(str::to_owned),
         };
         let class = g.target.class().unwrap_or(ObjectClass::Table);
         let privileges = g.privileges.expand(|| class.acl_privileges(self.server_version));
@@ -787,9 +806,9 @@ impl<'a> Differ<'a> {
         seen.extend(bare.iter().map(|(k, _)| *k));
         for &(class, schema) in wanted.schema_wide.keys() {
             let keyed = keyed_class(class);
-            for (s, n) in self.index.names_in_schema(class, schema) {
-                if seen.insert((keyed, Some(s), n, None)) {
-                    bare.push(((keyed, Some(s), n, None), None));
+            for (s, n, args) in self.index.names_in_schema(class, schema) {
+                if seen.insert((keyed, Some(s), n, args)) {
+                    bare.push(((keyed, Some(s), n, args), None));
                 }
             }
         }
@@ -809,12 +828,13 @@ impl<'a> Differ<'a> {
                         (None, Some(ObjectClass::Sequence)) => ("sequence", "object does not exist"),
                         (None, _) => ("table", "object does not exist"),
                     };
-                    self.missing_object(&Grantee::of_role(w.grantee), w.declaration, kind, schema, name, column, why);
+                    let keyed = if column.is_some() { ObjectClass::Column } else { ObjectClass::Table };
+                    let missing = object_of(keyed, schema, name, column);
+                    self.missing_object(&Grantee::of_role(w.grantee), w.declaration, &missing, kind, why);
                 }
                 continue;
             };
-            let object =
-                ObjectRef { class, schema: schema.map(Name::from), name: name.into(), column: column.map(Name::from) };
+            let object = object_of(class, schema, name, column);
             let wide = wanted.schema_wide_for(class, schema);
             let verdict = compare(class, &[], [wide, own], self.index.owner_of(&object), version);
             self.tell(&object, &verdict);
@@ -928,6 +948,7 @@ impl<'a> Differ<'a> {
             name: on.baseline_keyword().trim_start_matches("default_").to_owned(),
             column: None,
             for_role: Some(for_role.as_str().to_owned()),
+            arguments: None,
         }
     }
 
@@ -1041,9 +1062,7 @@ impl<'a> Differ<'a> {
                     },
                     Target::Schema(s) => vec![ObjectRef::schema(s)],
                     Target::Relation(c, s, n) => vec![ObjectRef::in_schema(*c, s, n)],
-                    Target::Function(s, sig) => {
-                        vec![ObjectRef::in_schema(ObjectClass::Function, s, sig)]
-                    }
+                    Target::Function(s, n, args) => vec![ObjectRef::function(s, n, args)],
                     Target::AllInSchema(c, s) => self.index.all_in_schema(*c, s),
                     Target::Columns(..) | Target::Default { .. } => continue,
                 };
@@ -1175,15 +1194,12 @@ mod tests {
         }
         s.functions.insert(Function {
             schema: "orders".into(),
-            signature: "total(integer)".into(),
+            name: "total".into(),
+            arguments: "integer".into(),
             kind: "function".into(),
             owner: r("migrator"),
         });
-        s.grants.insert(grant(
-            Grantee::Public,
-            Privilege::Execute,
-            ObjectRef::in_schema(ObjectClass::Function, "orders", "total(integer)"),
-        ));
+        s.grants.insert(grant(Grantee::Public, Privilege::Execute, ObjectRef::function("orders", "total", "integer")));
         s.grants.insert(grant(Grantee::Public, Privilege::Connect, ObjectRef::database("shop")));
         s.grants.insert(grant(Grantee::Role(r("app_ro")), Privilege::Usage, ObjectRef::schema("orders")));
         s.memberships.insert(Membership {
@@ -1473,7 +1489,7 @@ mod model_tests {
             (ObjectRef::in_schema(ObjectClass::Table, "s", "v"), "view"),
             (ObjectRef::in_schema(ObjectClass::Sequence, "s", "q"), "sequence"),
             (ObjectRef::column("s", "t0", "c"), "column"),
-            (ObjectRef::in_schema(ObjectClass::Function, "s", "f(integer)"), "function"),
+            (ObjectRef::function("s", "f", "integer"), "function"),
         ]
     }
 
@@ -1499,7 +1515,8 @@ mod model_tests {
         }
         s.functions.insert(Function {
             schema: "s".into(),
-            signature: "f(integer)".into(),
+            name: "f".into(),
+            arguments: "integer".into(),
             kind: "function".into(),
             owner: r("o"),
         });

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::baseline::{GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec};
+use crate::baseline::{
+    GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec, function_signature,
+};
 use crate::grants::is_builtin_public;
 use crate::model::{DefaultObjectType, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::snapshot::{State, StateIndex};
@@ -43,7 +45,14 @@ pub fn generate(state: &State, ignore: &RoleFilter) -> Manifest {
             });
         }
     }
-    let objects = Objects::new(state);
+    let signatures: Signatures = state
+        .functions
+        .iter()
+        .map(|f| {
+            ((f.schema.as_str(), f.name.as_str(), f.arguments.as_str()), function_signature(&f.name, &f.arguments))
+        })
+        .collect();
+    let objects = Objects::new(state, &signatures);
     for (name, spec) in roles.iter_mut() {
         let role = RoleName::new(name.clone()).expect("names came from the state");
         spec.owns = objects.owned_by(state, &role);
@@ -141,10 +150,15 @@ type ColumnsKey<'a> = (Option<&'a str>, bool, Vec<Privilege>, Vec<String>);
 /// Column (None for the object itself) -> privileges.
 type PrivilegesByColumn<'a> = BTreeMap<Option<&'a str>, Vec<Privilege>>;
 
+/// Each function's `name(argtypes)` as a baseline writes it, by schema, name and arguments.
+type Signatures<'a> = BTreeMap<(&'a str, &'a str, &'a str), String>;
+
 /// The catalog, grouped the way a manifest names things.
 struct Objects<'a> {
     /// Owners and lookups.
     index: StateIndex<'a>,
+    /// How the manifest names each function.
+    signatures: &'a Signatures<'a>,
     /// Objects of each class per schema, for folding into all_*_in_schema.
     by_schema: BTreeMap<(ObjectClass, &'a str), BTreeSet<&'a str>>,
     /// The same by owner: what each role owns, read once rather than looked up
@@ -153,17 +167,29 @@ struct Objects<'a> {
 }
 
 impl<'a> Objects<'a> {
-    fn new(state: &'a State) -> Self {
+    fn new(state: &'a State, signatures: &'a Signatures<'a>) -> Self {
         let mut by_schema: BTreeMap<(ObjectClass, &str), BTreeSet<&str>> = BTreeMap::new();
         let mut by_owner: BTreeMap<&RoleName, BTreeMap<(ObjectClass, &str), Vec<&str>>> = BTreeMap::new();
         let relations = state.relations.iter().map(|r| (r.kind.class(), r.schema.as_str(), r.name.as_str(), &r.owner));
-        let functions =
-            state.functions.iter().map(|f| (ObjectClass::Function, f.schema.as_str(), f.signature.as_str(), &f.owner));
+        let functions = state.functions.iter().map(|f| {
+            let signature = &signatures[&(f.schema.as_str(), f.name.as_str(), f.arguments.as_str())];
+            (ObjectClass::Function, f.schema.as_str(), signature.as_str(), &f.owner)
+        });
         for (class, schema, name, owner) in relations.chain(functions) {
             by_schema.entry((class, schema)).or_default().insert(name);
             by_owner.entry(owner).or_default().entry((class, schema)).or_default().push(name);
         }
-        Self { index: StateIndex::new(state), by_schema, by_owner }
+        Self { index: StateIndex::new(state), signatures, by_schema, by_owner }
+    }
+
+    /// How the manifest names `o` within its schema: a function by its signature.
+    fn name_of<'b>(&'b self, o: &'b ObjectRef) -> &'b str {
+        match (o.class, o.schema.as_deref(), o.args.as_deref()) {
+            (ObjectClass::Function, Some(s), Some(a)) => {
+                self.signatures.get(&(s, o.name.as_str(), a)).map_or(o.name.as_str(), String::as_str)
+            }
+            _ => o.name.as_str(),
+        }
     }
 
     fn owned_by(&self, state: &State, role: &RoleName) -> Vec<OwnsSpec> {
@@ -198,7 +224,7 @@ impl<'a> Objects<'a> {
         for (o, p, g) in held {
             match (o.class, o.schema.as_deref()) {
                 (ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Function, Some(s)) => {
-                    per_schema.entry((o.class, s)).or_default().entry((*p, *g)).or_default().insert(o.name.as_str());
+                    per_schema.entry((o.class, s)).or_default().entry((*p, *g)).or_default().insert(self.name_of(o));
                 }
                 _ => singles.push((o, *p, *g)),
             }

@@ -86,12 +86,20 @@ pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &
                 name: r.object.name.clone().unwrap_or_default(),
                 column: None,
                 for_role: None,
+                arguments: None,
             },
         ),
         None => (
             "unknown".into(),
             "unknown".into(),
-            FindingObject { kind: "unknown".into(), schema: None, name: String::new(), column: None, for_role: None },
+            FindingObject {
+                kind: "unknown".into(),
+                schema: None,
+                name: String::new(),
+                column: None,
+                for_role: None,
+                arguments: None,
+            },
         ),
     };
     let id = request.map(|r| format!("{} {}: ", r.input, r.delivery_id)).unwrap_or_default();

@@ -612,6 +612,13 @@ impl ObjectClass {
 }
 
 /// An object a privilege applies to, by class and name.
+///
+/// A function is named by three fields as the catalog holds them: schema,
+/// name (`proname`) and argument types (`oidvectortypes(proargtypes)`, read
+/// with `search_path` pinned to `pg_catalog`, so every other type is
+/// schema-qualified). They are never glued into one string and split again:
+/// a function named `f(app."(" ), pg_catalog.lo_export(oid, text), app.g `
+/// once turned one GRANT into three.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ObjectRef {
     /// What kind of object.
@@ -619,25 +626,38 @@ pub struct ObjectRef {
     /// Schema for schema-qualified objects (tables, sequences, columns, functions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Name>,
-    /// Object name; for a function its signature `name(argtypes)`.
+    /// Object name (a function's name alone, without its arguments).
     pub name: Name,
     /// Column, for column privileges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<Name>,
+    /// A function's argument types as `oidvectortypes` prints them (`integer, text`).
+    #[serde(default, rename = "arguments", skip_serializing_if = "Option::is_none")]
+    pub args: Option<Name>,
 }
 
 impl ObjectRef {
     /// The target database.
     pub fn database(name: &str) -> Self {
-        Self { class: ObjectClass::Database, schema: None, name: name.into(), column: None }
+        Self { class: ObjectClass::Database, schema: None, name: name.into(), column: None, args: None }
     }
     /// A schema.
     pub fn schema(name: &str) -> Self {
-        Self { class: ObjectClass::Schema, schema: None, name: name.into(), column: None }
+        Self { class: ObjectClass::Schema, schema: None, name: name.into(), column: None, args: None }
     }
-    /// A schema-qualified object of `class`.
+    /// A schema-qualified relation of `class` (a function is [`ObjectRef::function`]).
     pub fn in_schema(class: ObjectClass, schema: &str, name: &str) -> Self {
-        Self { class, schema: Some(schema.into()), name: name.into(), column: None }
+        Self { class, schema: Some(schema.into()), name: name.into(), column: None, args: None }
+    }
+    /// A function (procedure, aggregate) by schema, name and argument types.
+    pub fn function(schema: &str, name: &str, args: &str) -> Self {
+        Self {
+            class: ObjectClass::Function,
+            schema: Some(schema.into()),
+            name: name.into(),
+            column: None,
+            args: Some(args.into()),
+        }
     }
     /// A column of a table-like relation.
     pub fn column(schema: &str, table: &str, column: &str) -> Self {
@@ -646,11 +666,12 @@ impl ObjectRef {
             schema: Some(schema.into()),
             name: table.into(),
             column: Some(column.into()),
+            args: None,
         }
     }
     /// A role, as the object of membership or attributes.
     pub fn role(name: &RoleName) -> Self {
-        Self { class: ObjectClass::Role, schema: None, name: name.0.clone(), column: None }
+        Self { class: ObjectClass::Role, schema: None, name: name.0.clone(), column: None, args: None }
     }
 }
 
@@ -659,10 +680,9 @@ impl fmt::Display for ObjectRef {
         if let Some(schema) = &self.schema {
             write!(f, "{}.", display_ident(schema))?;
         }
+        f.write_str(&display_ident(&self.name))?;
         if self.class == ObjectClass::Function {
-            f.write_str(&self.name)?;
-        } else {
-            f.write_str(&display_ident(&self.name))?;
+            write!(f, "({})", self.args.as_deref().unwrap_or_default())?;
         }
         if let Some(column) = &self.column {
             write!(f, ".{}", display_ident(column))?;
@@ -949,12 +969,22 @@ pub struct Relation {
 pub struct Function {
     /// Schema.
     pub schema: String,
-    /// `name(argtype, ...)`, the identity PostgreSQL resolves it by.
-    pub signature: String,
+    /// Name (`proname`).
+    pub name: String,
+    /// Argument types (`oidvectortypes`): with schema and name, the identity
+    /// PostgreSQL resolves it by.
+    pub arguments: String,
     /// `function`, `procedure`, `aggregate` or `window`.
     pub kind: String,
     /// Owner.
     pub owner: RoleName,
+}
+
+impl Function {
+    /// The function as an object of grants.
+    pub fn object(&self) -> ObjectRef {
+        ObjectRef::function(&self.schema, &self.name, &self.arguments)
+    }
 }
 
 /// A row-level security policy (`pg_policy`).

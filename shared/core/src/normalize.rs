@@ -310,6 +310,16 @@ fn object(
             if on == On::Column && columns.is_empty() {
                 return Err(fail(input, Some(id), "object.columns", "column privileges need columns"));
             }
+            if on == On::Function && crate::baseline::parse_function(&n).is_none_or(|f| f.schema.is_some()) {
+                return Err(fail(
+                    input,
+                    Some(id),
+                    "object.name",
+                    format!(
+                        "{n:?} must be schema.name(argtypes), the name double-quoted when it holds '(', '.' or '\"'"
+                    ),
+                ));
+            }
             RequestObject { on, schema: Some(s), name: Some(n), columns }
         }
         _ => return Err(fail(input, Some(id), "object.type", "default privileges cannot be requested as a grant")),

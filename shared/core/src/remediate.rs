@@ -269,11 +269,15 @@ fn change_for(f: &Finding, wanted: bool) -> Result<Change, String> {
     {
         return Err(format!("{} {:?} without its schema", o.kind, o.name));
     }
+    if class == ObjectClass::Function && o.arguments.is_none() {
+        return Err(format!("{} {:?} without its argument types", o.kind, o.name));
+    }
     let object = ObjectRef {
         class,
         schema: o.schema.as_deref().map(Name::from),
         name: o.name.as_str().into(),
         column: o.column.as_deref().map(Name::from),
+        args: o.arguments.as_deref().filter(|_| class == ObjectClass::Function).map(Name::from),
     };
     let option_only = f.detail.starts_with("held WITH GRANT OPTION");
     let grant = Grant { object, grantee, privilege, grantable: f.grantable };
@@ -307,6 +311,7 @@ mod tests {
                 name: name.into(),
                 column: None,
                 for_role: None,
+                arguments: None,
             },
             exception_id: None,
             detail: String::new(),

@@ -68,13 +68,16 @@ pub struct FindingObject {
     pub kind: String,
     /// Schema, for schema-qualified objects.
     pub schema: Option<String>,
-    /// Name (function signature for functions; object type for default privileges).
+    /// Name (a function's name alone; the object type for default privileges).
     pub name: String,
     /// Column, for column privileges.
     pub column: Option<String>,
     /// For default privileges: the role whose new objects they apply to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_role: Option<String>,
+    /// For a function, procedure or aggregate: its argument types (`integer, text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 impl std::fmt::Display for FindingObject {
@@ -84,14 +87,13 @@ impl std::fmt::Display for FindingObject {
         if let Some(s) = &self.schema {
             write!(f, "{}.", display_ident(s))?;
         }
-        if self.kind == "function"
-            || self.kind == "procedure"
-            || self.kind == "aggregate"
-            || self.kind == "default_privileges"
-        {
+        if self.kind == "default_privileges" {
             f.write_str(&self.name)?;
         } else {
             f.write_str(&display_ident(&self.name))?;
+        }
+        if let Some(args) = &self.arguments {
+            write!(f, "({args})")?;
         }
         if let Some(c) = &self.column {
             write!(f, ".{}", display_ident(c))?;

@@ -22,10 +22,11 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AccessPath, views_owner_for};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::Baseline;
 use crate::change::Change;
-use crate::model::{Grant, Grantee, RoleName};
+use crate::model::{Grant, Grantee, ObjectRef, RelationKind, RoleName, display_ident};
 use crate::report::{Finding, FindingKind, FindingObject};
 use crate::scoring::Severity;
 use crate::store::{FindingStore, StoreError, TicketStore, Versioned};
@@ -47,6 +48,57 @@ pub struct Held {
     /// Databases of the cluster where it owns objects or holds privileges
     /// (`pg_shdepend`), the target's own included when it does.
     pub databases: Vec<String>,
+    /// What it owns in this database.
+    #[serde(default)]
+    pub owned: Vec<Owned>,
+}
+
+/// What kind of object a role owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum OwnedKind {
+    /// A table, view, sequence...
+    Relation {
+        /// Which kind.
+        kind: RelationKind,
+    },
+    /// A function, procedure or aggregate.
+    Function {
+        /// SECURITY DEFINER: it runs with its owner's rights, whoever calls it.
+        security_definer: bool,
+    },
+    /// Anything else (a schema, a type...): dropped with the role.
+    Other,
+}
+
+/// An object a role owns in the target database, as the revoking transaction read it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Owned {
+    /// Its kind.
+    #[serde(flatten)]
+    pub kind: OwnedKind,
+    /// Its schema (none for a schema itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// A function's argument types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
+impl Owned {
+    /// The object in the catalog's words, e.g. `function public.f(integer)`.
+    pub fn describe(&self) -> String {
+        let kind = match self.kind {
+            OwnedKind::Relation { kind } => kind.type_name(),
+            OwnedKind::Function { .. } => "function",
+            OwnedKind::Other => "object",
+        };
+        let schema = self.schema.as_deref().map(|s| format!("{}.", display_ident(s))).unwrap_or_default();
+        let args = self.arguments.as_deref().map(|a| format!("({a})")).unwrap_or_default();
+        format!("{kind} {schema}{}{args}", display_ident(&self.name))
+    }
 }
 
 /// Whether open sessions of the role are ended after the commit.
@@ -67,8 +119,6 @@ pub enum SessionPolicy {
 pub struct RevokeOptions {
     /// Session termination.
     pub sessions: SessionPolicy,
-    /// New owner of what a dropped short-lived role owned; `None` is the executing user.
-    pub reassign_to: Option<RoleName>,
     /// The target's baseline, when at hand: a standing role keeps what it declares
     /// (the ticket did not grant that), even where the ticket's scope covers it.
     pub baseline: Option<std::sync::Arc<Baseline>>,
@@ -101,6 +151,10 @@ pub struct RevocationPlan {
     /// In words, when there is nothing to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nothing_because: Option<String>,
+    /// What the role created that must be looked at (a SECURITY DEFINER
+    /// function): recorded as high findings when the revocation is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<Owned>,
 }
 
 impl RevocationPlan {
@@ -140,13 +194,15 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
         after_commit: Vec::new(),
         kept: Vec::new(),
         nothing_because: None,
+        created: Vec::new(),
     };
     if !held.exists {
         // an access ticket's views outlive a role dropped by hand: they go all the same
         if let Some(access) = &ticket.access
             && ticket.role_lifecycle == RoleLifecycle::ShortLived
         {
-            plan.after_commit.push(Change::DropSchema { schema: access.views_schema.clone() });
+            plan.after_commit
+                .push(Change::DropViews { owner: views_owner_for(&role), schema: access.views_schema.clone() });
         }
         plan.nothing_because = Some(format!("role {role} does not exist: nothing left to revoke"));
         return plan;
@@ -204,20 +260,39 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
     if terminate || drop_role {
         plan.after_commit.push(Change::TerminateSessions { role: role.clone() });
     }
-    if let Some(access) = ticket.access.as_ref().filter(|_| drop_role) {
-        plan.after_commit.push(Change::DropSchema { schema: access.views_schema.clone() });
-    }
     if drop_role {
+        let migration = ticket.access.as_ref().is_some_and(|a| a.path == AccessPath::Migration);
+        let mut owned = held.owned.clone();
+        owned.sort();
+        for o in owned {
+            match o.kind {
+                // runs with its owner's rights: never handed on, always looked at
+                OwnedKind::Function { security_definer: true } => plan.created.push(o),
+                // what a migration made stays, owned by whom the baseline says owns the schema
+                OwnedKind::Relation { kind } if migration => {
+                    let owner = o.schema.as_deref().and_then(|s| {
+                        options.baseline.as_ref().and_then(|b| b.declared_owner(kind.class(), s)).cloned()
+                    });
+                    if let (Some(to), Some(schema)) = (owner, &o.schema) {
+                        let object = ObjectRef::in_schema(kind.class(), schema, &o.name);
+                        plan.after_commit.push(Change::AlterOwner { object, kind, to });
+                    }
+                }
+                _ => {}
+            }
+        }
         let mut databases = held.databases.clone();
         databases.sort();
         databases.dedup();
         for database in databases {
-            plan.after_commit.push(Change::DropOwned {
-                role: role.clone(),
-                database,
-                reassign_to: options.reassign_to.clone(),
-            });
+            plan.after_commit.push(Change::DropOwned { role: role.clone(), database });
         }
+    }
+    if let Some(access) = ticket.access.as_ref().filter(|_| drop_role) {
+        plan.after_commit
+            .push(Change::DropViews { owner: views_owner_for(&role), schema: access.views_schema.clone() });
+    }
+    if drop_role {
         plan.after_commit.push(Change::DropRole { role: role.clone() });
     }
     if plan.is_empty() {
@@ -426,6 +501,11 @@ where
                     return Ok(RevokeOutcome::AlreadyEnded(s));
                 }
             };
+            if !executed.plan.created.is_empty() {
+                let findings: Vec<Finding> =
+                    executed.plan.created.iter().map(|o| created_finding(&stored, o)).collect();
+                store.record_findings(&stored.request.target, "revoke", &findings, at, false).await?;
+            }
             let mut event = NewEvent::for_ticket(&stored, "ticket.revoked", &actor, at);
             event.detail["trigger"] = serde_json::json!(trigger);
             event.detail["latency_ms"] = serde_json::json!(latency_ms);
@@ -537,6 +617,7 @@ pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
             name: o.name.clone().unwrap_or_default(),
             column: None,
             for_role: None,
+            arguments: None,
         },
         exception_id: Some(ticket.id.clone()),
         detail: format!(
@@ -544,6 +625,36 @@ pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
             ticket.id,
             ticket.ends_at().to_rfc3339(),
             error.message
+        ),
+    }
+}
+
+/// The high-severity finding of an object a ticket's short-lived role created
+/// that runs with its owner's rights (a SECURITY DEFINER function): whoever
+/// it was handed to, calling it would act as them. It went with the role;
+/// the finding says that it existed, and who could have used it meanwhile.
+pub fn created_finding(ticket: &Ticket, o: &Owned) -> Finding {
+    Finding {
+        kind: FindingKind::Unauthorized,
+        severity: Severity::High,
+        score: 0.0,
+        grantee: ticket.request.role.to_string(),
+        privilege: crate::model::Privilege::Owner.keyword().to_owned(),
+        grantable: false,
+        object: FindingObject {
+            kind: "function".into(),
+            schema: o.schema.clone(),
+            name: o.name.clone(),
+            column: None,
+            for_role: None,
+            arguments: o.arguments.clone(),
+        },
+        exception_id: Some(ticket.id.clone()),
+        detail: format!(
+            "the short-lived role of ticket {} created {}, SECURITY DEFINER: it ran with the role's rights for \
+             whoever called it; dropped with the role, never handed to another owner (review who called it)",
+            ticket.id,
+            o.describe()
         ),
     }
 }
@@ -619,7 +730,7 @@ mod tests {
     }
 
     fn held(grants: Vec<Grant>) -> Held {
-        Held { exists: true, login: true, grants, member_of: vec![], databases: vec![] }
+        Held { exists: true, login: true, grants, member_of: vec![], databases: vec![], owned: vec![] }
     }
 
     fn revoked(plan: &RevocationPlan) -> Vec<String> {
@@ -716,6 +827,75 @@ mod tests {
             plan.after_commit.iter().map(|c| serde_json::to_value(c).unwrap()["change"].to_string()).collect();
         assert_eq!(after, ["\"terminate_sessions\"", "\"drop_owned\"", "\"drop_owned\"", "\"drop_role\""]);
         assert!(matches!(&plan.after_commit[1], Change::DropOwned { database, .. } if database == "analytics"));
+    }
+
+    #[test]
+    fn what_a_short_lived_role_owned_is_dropped_or_handed_to_the_declared_owner_never_to_the_admin() {
+        let mut t = ticket("t1", On::Schema, None, "billing", &[Privilege::Select], 2);
+        t.role_lifecycle = RoleLifecycle::ShortLived;
+        t.access = Some(crate::access::AccessGrant {
+            path: AccessPath::Migration,
+            scope: crate::access::AccessScope::Schema { schema: "billing".into() },
+            masking: Default::default(),
+            views_schema: "gw_access_0123456789abcdef".into(),
+            sensitive_schemas: vec![],
+            sensitive_tables: vec![],
+            allow_public_create: vec![],
+            connection_limit: 1,
+            privileged_approvers: vec![],
+            review_required: false,
+            incident_id: None,
+        });
+        let mut h = held(vec![]);
+        h.databases = vec!["orders".into()];
+        let owned = |kind, schema: &str, name: &str| Owned {
+            kind,
+            schema: Some(schema.into()),
+            name: name.into(),
+            arguments: matches!(kind, OwnedKind::Function { .. }).then(|| "integer".into()),
+        };
+        let table = OwnedKind::Relation { kind: RelationKind::Table };
+        h.owned = vec![
+            owned(table, "billing", "refunds_2026"),
+            owned(table, "public", "scratch"),
+            owned(OwnedKind::Function { security_definer: true }, "public", "become"),
+            owned(OwnedKind::Function { security_definer: false }, "billing", "helper"),
+        ];
+        let baseline = crate::baseline::Baseline::from_yaml(
+            "version: 1\nroles:\n  migrator:\n    owns: [{ on: all_tables_in_schema, schema: billing }]\n",
+            "b.yaml",
+        )
+        .unwrap();
+        let options = RevokeOptions { baseline: Some(std::sync::Arc::new(baseline)), ..RevokeOptions::default() };
+        let plan = plan_revocation(&t, &h, &[], &options);
+        let handed: Vec<&Change> =
+            plan.after_commit.iter().filter(|c| matches!(c, Change::AlterOwner { .. })).collect();
+        assert_eq!(
+            handed,
+            [&Change::AlterOwner {
+                object: ObjectRef::in_schema(ObjectClass::Table, "billing", "refunds_2026"),
+                kind: RelationKind::Table,
+                to: RoleName::new("migrator").unwrap(),
+            }],
+            "only the migration's table in a schema whose owner the baseline declares"
+        );
+        let kinds: Vec<String> =
+            plan.after_commit.iter().map(|c| serde_json::to_value(c).unwrap()["change"].to_string()).collect();
+        assert_eq!(
+            kinds,
+            ["\"terminate_sessions\"", "\"alter_owner\"", "\"drop_owned\"", "\"drop_views\"", "\"drop_role\""]
+        );
+        assert_eq!(plan.created.len(), 1, "the SECURITY DEFINER function is looked at");
+        let finding = created_finding(&t, &plan.created[0]);
+        assert_eq!(
+            (finding.severity, finding.object.to_string()),
+            (Severity::High, "function public.become(integer)".into())
+        );
+
+        // read-only: nothing is handed to anyone, whatever the baseline declares
+        t.access.as_mut().unwrap().path = AccessPath::ReadOnly;
+        let plan = plan_revocation(&t, &h, &[], &options);
+        assert!(!plan.after_commit.iter().any(|c| matches!(c, Change::AlterOwner { .. })));
     }
 
     #[test]

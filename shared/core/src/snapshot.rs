@@ -179,7 +179,8 @@ pub struct StateIndex<'a> {
     state: &'a State,
     /// In name order, for the objects of one schema.
     relations: BTreeMap<(&'a str, &'a str), &'a Relation>,
-    functions: BTreeMap<(&'a str, &'a str), &'a Function>,
+    /// By schema, name and argument types.
+    functions: BTreeMap<(&'a str, &'a str, &'a str), &'a Function>,
     /// By schema, then by name, for the lookups a diff makes per declared
     /// object: a baseline names the objects of one schema in a row, and one
     /// schema's map stays in cache where one map of every relation did not
@@ -197,7 +198,11 @@ impl<'a> StateIndex<'a> {
         Self {
             state,
             relations: state.relations.iter().map(|r| ((r.schema.as_str(), r.name.as_str()), r)).collect(),
-            functions: state.functions.iter().map(|f| ((f.schema.as_str(), f.signature.as_str()), f)).collect(),
+            functions: state
+                .functions
+                .iter()
+                .map(|f| ((f.schema.as_str(), f.name.as_str(), f.arguments.as_str()), f))
+                .collect(),
             relations_by_schema: {
                 let mut by_schema: HashMap<&str, RelationsByName, _> = HashMap::default();
                 for r in &state.relations {
@@ -223,9 +228,9 @@ impl<'a> StateIndex<'a> {
         self.relations_of(schema)?.get(name).copied()
     }
 
-    /// A function by schema and signature.
-    pub fn function(&self, schema: &str, signature: &str) -> Option<&'a Function> {
-        self.functions.get(&(schema, signature)).copied()
+    /// A function by schema, name and argument types.
+    pub fn function(&self, schema: &str, name: &str, args: &str) -> Option<&'a Function> {
+        self.functions.get(&(schema, name, args)).copied()
     }
 
     /// Who owns an object (a column: its table's owner); `None` if it is not in the state.
@@ -237,7 +242,7 @@ impl<'a> StateIndex<'a> {
             ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column => {
                 self.relation(schema, &o.name).map(|r| &r.owner)
             }
-            ObjectClass::Function => self.function(schema, &o.name).map(|f| &f.owner),
+            ObjectClass::Function => self.function(schema, &o.name, o.args.as_deref().unwrap_or("")).map(|f| &f.owner),
             ObjectClass::Role => None,
         }
     }
@@ -248,23 +253,23 @@ impl<'a> StateIndex<'a> {
         grantee.role().is_some_and(|r| self.owner_of(object) == Some(r))
     }
 
-    /// `(schema, name)` of the objects of `class` in `schema`, in name order,
-    /// borrowed from the state (tables include views, materialized views, foreign
-    /// and partitioned tables; a function's name is its signature).
-    pub fn names_in_schema(&self, class: ObjectClass, schema: &'a str) -> Vec<(&'a str, &'a str)> {
+    /// `(schema, name, arguments)` of the objects of `class` in `schema`, in
+    /// name order, borrowed from the state (tables include views, materialized
+    /// views, foreign and partitioned tables; only functions have arguments).
+    pub fn names_in_schema(&self, class: ObjectClass, schema: &'a str) -> Vec<(&'a str, &'a str, Option<&'a str>)> {
         if class == ObjectClass::Function {
             return self
                 .functions
-                .range((schema, "")..)
-                .take_while(|((s, _), _)| *s == schema)
-                .map(|(k, _)| *k)
+                .range((schema, "", "")..)
+                .take_while(|((s, _, _), _)| *s == schema)
+                .map(|(&(s, n, a), _)| (s, n, Some(a)))
                 .collect();
         }
         self.relations
             .range((schema, "")..)
             .take_while(|((s, _), _)| *s == schema)
             .filter(|(_, r)| r.kind.class() == class)
-            .map(|(k, _)| *k)
+            .map(|(&(s, n), _)| (s, n, None))
             .collect()
     }
 
@@ -274,9 +279,9 @@ impl<'a> StateIndex<'a> {
         match class {
             ObjectClass::Function => self
                 .functions
-                .range((schema, "")..)
-                .take_while(|((s, _), _)| *s == schema)
-                .map(|((s, n), _)| ObjectRef::in_schema(ObjectClass::Function, s, n))
+                .range((schema, "", "")..)
+                .take_while(|((s, _, _), _)| *s == schema)
+                .map(|(_, f)| f.object())
                 .collect(),
             _ => self
                 .relations
@@ -482,7 +487,7 @@ mod tests {
     #[test]
     fn batches_whose_grants_interleave_still_merge_into_one_sorted_set() {
         let grant = |class, schema: &str, name: &str, grantee: &str| Grant {
-            object: ObjectRef { class, schema: Some(schema.into()), name: name.into(), column: None },
+            object: ObjectRef { class, schema: Some(schema.into()), name: name.into(), column: None, args: None },
             grantee: Grantee::Role(RoleName::new(grantee).unwrap()),
             privilege: crate::model::Privilege::Select,
             grantable: false,

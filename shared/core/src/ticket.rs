@@ -538,7 +538,15 @@ impl Ticket {
                     && same_relation
                     && object.column.as_ref().is_some_and(|c| o.columns.iter().any(|k| k == c))
             }
-            On::Function => object.class == ObjectClass::Function && same_relation,
+            On::Function => {
+                // the request's `name(argtypes)`, as written (normalize checked it parses)
+                let wanted = o.name.as_deref().and_then(crate::baseline::parse_function);
+                object.class == ObjectClass::Function
+                    && object.schema.as_deref() == o.schema.as_deref()
+                    && wanted.is_some_and(|f| {
+                        f.schema.is_none() && object.name == f.name && object.args.as_deref() == Some(f.args.as_str())
+                    })
+            }
             On::AllTablesInSchema => {
                 matches!(object.class, ObjectClass::Table | ObjectClass::Column) && same_schema(&o.schema)
             }

@@ -12,38 +12,51 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use tokio_postgres::Client;
 
-use crate::render::{PASSWORD_PLACEHOLDER, render};
+use crate::render::{Functions, PASSWORD_PLACEHOLDER, render};
 use crate::revoke::{Executor, Failure, acl_locks, run_all};
 use crate::session::connect;
-use grantwarden_core::access::{AccessScope, OwnedSequences, ScopeCatalog, ViewSources, plan_activation};
+use grantwarden_core::access::{AccessScope, ActivationCatalog, CatalogColumn, plan_activation};
 use grantwarden_core::change::Change;
 use grantwarden_core::revoke::{ExecError, FailureClass};
 use grantwarden_core::ticket::Ticket;
 
+// Every query here runs in the issuing transaction of a privileged role: every
+// function and operator is qualified (beside the pinned search_path).
+
 /// Tables (and views, materialized views, foreign and partitioned tables) with
-/// their columns in order: of the schemas in `$1`, or with `$2` of every
-/// ordinary schema (not the system ones, not grantwarden's own view schemas).
+/// their columns in order, each with its type as (schema, typname): of the
+/// schemas in `$1`, or with `$2` of every ordinary schema (not the system ones,
+/// not grantwarden's own view schemas).
 const SCOPE_TABLES: &str = "\
-SELECT n.nspname::text, c.relname::text, array_agg(a.attname::text ORDER BY a.attnum)
+SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+       pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum),
+       pg_catalog.array_agg(tn.nspname::pg_catalog.text ORDER BY a.attnum),
+       pg_catalog.array_agg(t.typname::pg_catalog.text ORDER BY a.attnum)
   FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
- WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-   AND (n.nspname = ANY($1)
-        OR ($2 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-               AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT LIKE 'gw\\_access\\_%'))
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+   AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT a.attisdropped
+  JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
+ WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])
+   AND (n.nspname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
+        OR ($2 AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema}'::pg_catalog.name[])
+               AND NOT pg_catalog.starts_with(n.nspname::pg_catalog.text, 'pg_'::pg_catalog.text)
+               AND NOT pg_catalog.starts_with(n.nspname::pg_catalog.text, 'gw_access_'::pg_catalog.text)))
  GROUP BY 1, 2";
 
 /// Sequences owned by a table (serial and identity columns): table, then sequence.
 const OWNED_SEQUENCES: &str = "\
-SELECT tn.nspname::text, t.relname::text, sn.nspname::text, s.relname::text
+SELECT tn.nspname::pg_catalog.text, t.relname::pg_catalog.text, sn.nspname::pg_catalog.text, s.relname::pg_catalog.text
   FROM pg_catalog.pg_class s
-  JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
-  JOIN pg_catalog.pg_depend d ON d.objid = s.oid AND d.classid = 'pg_catalog.pg_class'::regclass
-   AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i')
-  JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
-  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
- WHERE s.relkind = 'S'";
+  JOIN pg_catalog.pg_namespace sn ON sn.oid OPERATOR(pg_catalog.=) s.relnamespace
+  JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) s.oid
+   AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+   AND d.deptype OPERATOR(pg_catalog.=) ANY ('{a,i}'::pg_catalog.\"char\"[])
+  JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) d.refobjid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.relnamespace
+ WHERE s.relkind OPERATOR(pg_catalog.=) 'S'::pg_catalog.\"char\"";
 
 /// The relations each view or materialized view reads, through its rewrite
 /// rule's dependencies, and through the views it reads in turn.
@@ -51,22 +64,55 @@ const VIEW_SOURCES: &str = "\
 WITH RECURSIVE reads(view_oid, rel_oid) AS (
     SELECT r.ev_class, d.refobjid
       FROM pg_catalog.pg_rewrite r
-      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
-     WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> r.ev_class
+      JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+       AND d.objid OPERATOR(pg_catalog.=) r.oid
+     WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
     UNION
     SELECT reads.view_oid, d.refobjid
       FROM reads
-      JOIN pg_catalog.pg_rewrite r ON r.ev_class = reads.rel_oid
-      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
-     WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> r.ev_class
+      JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) reads.rel_oid
+      JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+       AND d.objid OPERATOR(pg_catalog.=) r.oid
+     WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
 )
-SELECT DISTINCT vn.nspname::text, v.relname::text, tn.nspname::text, t.relname::text
+SELECT DISTINCT vn.nspname::pg_catalog.text, v.relname::pg_catalog.text,
+       tn.nspname::pg_catalog.text, t.relname::pg_catalog.text
   FROM reads
-  JOIN pg_catalog.pg_class v ON v.oid = reads.view_oid
-  JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
-  JOIN pg_catalog.pg_class t ON t.oid = reads.rel_oid
-  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
- WHERE v.relkind IN ('v', 'm')";
+  JOIN pg_catalog.pg_class v ON v.oid OPERATOR(pg_catalog.=) reads.view_oid
+  JOIN pg_catalog.pg_namespace vn ON vn.oid OPERATOR(pg_catalog.=) v.relnamespace
+  JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) reads.rel_oid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.relnamespace
+ WHERE v.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog.\"char\"[])";
+
+/// Each partition and inheritance child with its direct parent (`pg_inherits`).
+const PARENTS: &str = "\
+SELECT cn.nspname::pg_catalog.text, c.relname::pg_catalog.text, pn.nspname::pg_catalog.text, p.relname::pg_catalog.text
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+  JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) c.relnamespace
+  JOIN pg_catalog.pg_class p ON p.oid OPERATOR(pg_catalog.=) i.inhparent
+  JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.relnamespace
+ WHERE c.relkind OPERATOR(pg_catalog.<>) 'i'::pg_catalog.\"char\"";
+
+/// Schemas of this database on which PUBLIC (grantee 0) holds CREATE; a NULL
+/// ACL is the owner's alone.
+const PUBLIC_CREATE_SCHEMAS: &str = "\
+SELECT n.nspname::pg_catalog.text
+  FROM pg_catalog.pg_namespace n, LATERAL pg_catalog.aclexplode(n.nspacl) a
+ WHERE a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+   AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'::pg_catalog.text
+ ORDER BY 1";
+
+/// The database's name, and whether PUBLIC may create schemas in it.
+const DATABASE: &str = "\
+SELECT d.datname::pg_catalog.text,
+       EXISTS (SELECT FROM pg_catalog.aclexplode(d.datacl) a
+                WHERE a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+                  AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'::pg_catalog.text)
+  FROM pg_catalog.pg_database d
+ WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()";
 
 /// A credential issued for a ticket.
 pub struct Issued {
@@ -80,6 +126,8 @@ pub struct Issued {
     pub attempts: u32,
     /// The role existed already (an earlier attempt committed it): only its password was set.
     pub reissued: bool,
+    /// Relations of a schema or database scope not granted, with the reason.
+    pub left_out: Vec<String>,
 }
 
 impl std::fmt::Debug for Issued {
@@ -92,30 +140,58 @@ impl std::fmt::Debug for Issued {
     }
 }
 
-async fn scope_catalog(client: &Client, scope: &AccessScope) -> Result<ScopeCatalog, Failure> {
+/// Pairs of relations, `(schema, name)` to `(schema, name)`, from a four-column query.
+async fn relation_pairs(
+    client: &Client,
+    sql: &str,
+    what: &str,
+) -> Result<std::collections::BTreeMap<(String, String), Vec<(String, String)>>, Failure> {
+    let mut out = std::collections::BTreeMap::<_, Vec<_>>::new();
+    for r in client.query(sql, &[]).await.map_err(Failure::db(format!("reading {what}")))? {
+        out.entry((r.get(0), r.get(1))).or_default().push((r.get(2), r.get(3)));
+    }
+    Ok(out)
+}
+
+/// What planning a credential needs of the database, read in its transaction.
+async fn activation_catalog(client: &Client, scope: &AccessScope) -> Result<ActivationCatalog, Failure> {
     let schemas: Vec<String> = scope.schema().map(str::to_owned).into_iter().collect();
     let everything = matches!(scope, AccessScope::Database);
     let rows = client
         .query(SCOPE_TABLES, &[&schemas, &everything])
         .await
         .map_err(Failure::db("reading the tables of the scope"))?;
-    Ok(rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, Vec<String>>(2))).collect())
-}
-
-async fn owned_sequences(client: &Client) -> Result<OwnedSequences, Failure> {
-    let mut out = OwnedSequences::new();
-    for r in client.query(OWNED_SEQUENCES, &[]).await.map_err(Failure::db("reading owned sequences"))? {
-        out.entry((r.get(0), r.get(1))).or_default().push((r.get(2), r.get(3)));
-    }
-    Ok(out)
-}
-
-async fn view_sources(client: &Client) -> Result<ViewSources, Failure> {
-    let mut out = ViewSources::new();
-    for r in client.query(VIEW_SOURCES, &[]).await.map_err(Failure::db("reading what views read"))? {
-        out.entry((r.get(0), r.get(1))).or_default().push((r.get(2), r.get(3)));
-    }
-    Ok(out)
+    let tables = rows
+        .iter()
+        .map(|r| {
+            let names: Vec<String> = r.get(2);
+            let type_schemas: Vec<String> = r.get(3);
+            let type_names: Vec<String> = r.get(4);
+            let columns = names
+                .into_iter()
+                .zip(type_schemas.into_iter().zip(type_names))
+                .map(|(name, type_name)| CatalogColumn { name, type_name })
+                .collect();
+            ((r.get::<_, String>(0), r.get::<_, String>(1)), columns)
+        })
+        .collect();
+    let database = client.query_one(DATABASE, &[]).await.map_err(Failure::db("reading the database"))?;
+    let public_create_schemas = client
+        .query(PUBLIC_CREATE_SCHEMAS, &[])
+        .await
+        .map_err(Failure::db("reading where PUBLIC may create"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(ActivationCatalog {
+        database: database.get(0),
+        public_create_database: database.get(1),
+        tables,
+        sequences: relation_pairs(client, OWNED_SEQUENCES, "owned sequences").await?,
+        views: relation_pairs(client, VIEW_SOURCES, "what views read").await?,
+        parents: relation_pairs(client, PARENTS, "partitions and inheritance").await?,
+        public_create_schemas,
+    })
 }
 
 /// A fresh random password for a credential (32 alphanumeric characters).
@@ -128,8 +204,8 @@ fn marker(ticket_id: &str) -> String {
     format!("grantwarden access ticket {ticket_id}")
 }
 
-const ROLE_COMMENT: &str =
-    "SELECT pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles WHERE rolname = $1";
+const ROLE_COMMENT: &str = "SELECT pg_catalog.shobj_description(r.oid, 'pg_authid'::pg_catalog.name) \
+     FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name";
 
 impl Executor {
     /// Issues `ticket`'s credential with `password` (dry run: plans and renders
@@ -145,30 +221,24 @@ impl Executor {
         let role = &ticket.request.role;
         let verifier =
             postgres_protocol::escape::escape_literal(&postgres_protocol::password::scram_sha_256(password.as_bytes()));
-        let ((sql, reissued), attempts) = self
+        let ((sql, reissued, left_out), attempts) = self
             .retrying(|| async {
                 let client = connect(&self.config).await.map_err(Failure::db("connecting to the target"))?;
                 let begin = self.begin();
-                let read_only = ["BEGIN READ ONLY".to_owned()];
-                run_all(&client, if dry_run { &read_only } else { &begin }).await?;
+                run_all(&client, &if dry_run { self.begin_read_only() } else { begin.clone() }).await?;
                 let existing: Option<Option<String>> = client
                     .query_opt(ROLE_COMMENT, &[&role.as_str()])
                     .await
                     .map_err(Failure::db("reading the role"))?
                     .map(|r| r.get(0));
-                let changes = match &existing {
+                let (changes, left_out) = match &existing {
                     None => {
-                        let database: String = client
-                            .query_one("SELECT current_database()::text", &[])
-                            .await
-                            .map_err(Failure::db("reading the database name"))?
-                            .get(0);
-                        let catalog = scope_catalog(&client, &grant.scope).await?;
-                        let sequences = owned_sequences(&client).await?;
-                        let views = view_sources(&client).await?;
-                        plan_activation(ticket, &database, &catalog, &sequences, &views).map_err(Failure::permanent)?
+                        let catalog = activation_catalog(&client, &grant.scope).await?;
+                        let planned = plan_activation(ticket, &catalog)
+                            .map_err(|e| Failure::permanent(format!("refusing to issue ticket {}: {e}", ticket.id)))?;
+                        (planned.changes, planned.left_out)
                     }
-                    Some(Some(comment)) if *comment == marker(&ticket.id) => Vec::new(),
+                    Some(Some(comment)) if *comment == marker(&ticket.id) => (Vec::new(), Vec::new()),
                     Some(_) => {
                         let _ = client.batch_execute("ROLLBACK").await;
                         return Err(Failure::permanent(format!(
@@ -189,7 +259,7 @@ impl Executor {
                     statements.push((reset.clone(), with_password(&reset)));
                 }
                 for c in &changes {
-                    for statement in render(c)? {
+                    for statement in render(c, &Functions::new())? {
                         let run = if matches!(c, Change::CreateRole { .. }) {
                             with_password(&statement)
                         } else {
@@ -197,11 +267,16 @@ impl Executor {
                         };
                         statements.push((statement, run));
                     }
-                    if let Change::CreateRole { role, .. } = c {
+                    let marked = match c {
+                        Change::CreateRole { role, .. } => Some((role, marker(&ticket.id))),
+                        Change::CreateViewOwner { role } => Some((role, format!("{} (views)", marker(&ticket.id)))),
+                        _ => None,
+                    };
+                    if let Some((role, text)) = marked {
                         let comment = format!(
                             "COMMENT ON ROLE {} IS {}",
                             postgres_protocol::escape::escape_identifier(role.as_str()),
-                            postgres_protocol::escape::escape_literal(&marker(&ticket.id))
+                            postgres_protocol::escape::escape_literal(&text)
                         );
                         statements.push((comment.clone(), comment));
                     }
@@ -211,7 +286,7 @@ impl Executor {
                 shown.push("COMMIT".to_owned());
                 if dry_run {
                     client.batch_execute("ROLLBACK").await.map_err(Failure::db("ending the read"))?;
-                    return Ok((shown, existing.is_some()));
+                    return Ok((shown, existing.is_some(), left_out));
                 }
                 for (printed, run) in &statements {
                     if let Err(e) = client.batch_execute(run).await {
@@ -220,7 +295,7 @@ impl Executor {
                     }
                 }
                 client.batch_execute("COMMIT").await.map_err(Failure::db("committing the credential"))?;
-                Ok((shown, existing.is_some()))
+                Ok((shown, existing.is_some(), left_out))
             })
             .await?;
         if reissued {
@@ -232,6 +307,7 @@ impl Executor {
             sql,
             attempts,
             reissued,
+            left_out,
         })
     }
 }

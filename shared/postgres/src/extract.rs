@@ -246,7 +246,8 @@ impl Fetch<'_> {
         const F: &str = "functions";
         for row in self.query(include_str!("sql/functions.sql"), F, &[&schemas]).await? {
             let schema: String = get(&row, F, "schema")?;
-            let signature: String = get(&row, F, "signature")?;
+            let name: String = get(&row, F, "name")?;
+            let arguments: String = get(&row, F, "arguments")?;
             let kind_code: String = get(&row, F, "kind")?;
             let kind = match kind_code.as_str() {
                 "f" => "function",
@@ -263,8 +264,8 @@ impl Fetch<'_> {
             };
             let owner = role(&row, F, "owner")?;
             let acl = acl(&row, F, &mut self.names)?;
-            self.grant(ObjectRef::in_schema(ObjectClass::Function, &schema, &signature), acl);
-            self.state.functions.insert(Function { schema, signature, kind: kind.to_owned(), owner });
+            self.grant(ObjectRef::function(&schema, &name, &arguments), acl);
+            self.state.functions.insert(Function { schema, name, arguments, kind: kind.to_owned(), owner });
         }
         self.default_acls(include_str!("sql/default_acls_schema.sql"), "default_acls_schema", &[&schemas]).await
     }
@@ -304,7 +305,13 @@ impl Fetch<'_> {
                     name: name.to_owned(),
                     kind,
                 });
-                let object = ObjectRef { class: kind.class(), schema: Some(schema), name: name.into(), column: None };
+                let object = ObjectRef {
+                    class: kind.class(),
+                    schema: Some(schema),
+                    name: name.into(),
+                    column: None,
+                    args: None,
+                };
                 self.grant(object, acl.clone());
             }
         }
@@ -319,6 +326,7 @@ impl Fetch<'_> {
                 schema: Some(self.names.get(schema)),
                 name: self.names.get(table),
                 column: Some(self.names.get(column)),
+                args: None,
             };
             self.grant(object, acl);
         }

@@ -17,19 +17,38 @@ use std::time::Duration;
 use tokio_postgres::{Client, Config};
 
 use crate::error::{ErrorClass, classify, describe};
-use crate::render::{RenderError, render};
+use crate::render::{Functions, RenderError, ResolvedFunction, render};
 use crate::session::{Timeouts, connect};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::change::Change;
+use grantwarden_core::model::RelationKind;
 use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
-use grantwarden_core::revoke::{ExecError, Executed, FailureClass, Held, PrivilegeExecutor, RevocationPlan};
+use grantwarden_core::revoke::{
+    ExecError, Executed, FailureClass, Held, Owned, OwnedKind, PrivilegeExecutor, RevocationPlan,
+};
 
 const ROLE_GRANTS: &str = include_str!("sql/role_grants.sql");
 const ROLE_DEPENDENCIES: &str = include_str!("sql/role_dependencies.sql");
-const ROLE: &str = "SELECT oid, rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1";
-const MEMBER_OF: &str = "SELECT r.rolname::text FROM pg_catalog.pg_auth_members m \
-     JOIN pg_catalog.pg_roles r ON r.oid = m.roleid WHERE m.member = $1 ORDER BY 1";
-const SESSIONS_LEFT: &str = "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()";
+// Privileged sessions qualify every function and operator, beside the pinned
+// search_path (session.rs): any role with CREATE somewhere is an attacker.
+const ROLE: &str = "SELECT r.oid, r.rolcanlogin FROM pg_catalog.pg_roles r \
+     WHERE r.rolname OPERATOR(pg_catalog.=) $1::pg_catalog.name";
+const MEMBER_OF: &str = "SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_auth_members m \
+     JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.roleid \
+     WHERE m.member OPERATOR(pg_catalog.=) $1::pg_catalog.oid ORDER BY 1";
+/// A schema (`$1`) the connecting role owns.
+const ADMIN_OWNED_SCHEMA: &str = "SELECT n.oid FROM pg_catalog.pg_namespace n \
+     WHERE n.nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name \
+       AND n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r \
+                                              WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)";
+/// The functions changes name, resolved by schema, name and argument types to
+/// their OID and their argument types' parts, in one query: `$1`, `$2`, `$3`
+/// are parallel arrays, `$4` their positions.
+const RESOLVE_FUNCTIONS: &str = include_str!("sql/resolve_functions.sql");
+const ROLE_OWNS: &str = include_str!("sql/role_owns.sql");
+const SESSIONS_LEFT: &str = "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a \
+     WHERE a.usename OPERATOR(pg_catalog.=) $1::pg_catalog.name \
+       AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()";
 
 /// One failure while running a plan.
 #[derive(Debug)]
@@ -76,6 +95,8 @@ pub struct Applied {
     pub sql: Vec<String>,
     /// Attempts it took.
     pub attempts: u32,
+    /// Changes left out, with the reason (a function that no longer exists).
+    pub skipped: Vec<String>,
 }
 
 impl Executor {
@@ -91,6 +112,7 @@ impl Executor {
     pub(crate) fn begin(&self) -> Vec<String> {
         vec![
             "BEGIN".to_owned(),
+            crate::session::PIN_SEARCH_PATH_LOCAL.to_owned(),
             format!("SET LOCAL lock_timeout = {}", self.timeouts.lock.as_millis()),
             format!("SET LOCAL statement_timeout = {}", self.timeouts.statement.as_millis()),
         ]
@@ -116,36 +138,69 @@ impl Executor {
         }
     }
 
-    /// Runs remediation changes in one transaction (dry run: renders only).
+    /// The statements that open a read-only transaction (a dry run's, or a read before a plan).
+    pub(crate) fn begin_read_only(&self) -> Vec<String> {
+        vec![
+            "BEGIN READ ONLY".to_owned(),
+            crate::session::PIN_SEARCH_PATH_LOCAL.to_owned(),
+            format!("SET LOCAL statement_timeout = {}", self.timeouts.statement.as_millis()),
+        ]
+    }
+
+    /// Runs remediation changes in one transaction (dry run: reads and renders
+    /// in a read-only one). Functions are resolved by OID in that transaction
+    /// first; a change on one that no longer resolves is left out, and said so
+    /// in [`Applied::skipped`], and the others run.
     pub async fn apply(&self, changes: &[Change], dry_run: bool) -> Result<Applied, ExecError> {
-        let mut body = acl_locks(changes);
-        for c in changes {
-            if matches!(c, Change::TerminateSessions { .. } | Change::DropOwned { .. } | Change::DropRole { .. }) {
-                return Err(ExecError {
-                    class: FailureClass::Permanent,
-                    message: "remediation runs GRANT, REVOKE and ALTER only".into(),
-                    attempts: 0,
-                });
-            }
-            body.extend(render(c).map_err(|e| ExecError {
+        if let Some(c) = changes.iter().find(|c| {
+            !matches!(
+                c,
+                Change::Grant { .. }
+                    | Change::Revoke { .. }
+                    | Change::GrantMembership { .. }
+                    | Change::RevokeMembership { .. }
+                    | Change::SetAttribute { .. }
+                    | Change::DefaultPrivilege { .. }
+                    | Change::SetValidUntil { .. }
+            )
+        }) {
+            return Err(ExecError {
                 class: FailureClass::Permanent,
-                message: e.to_string(),
+                message: format!("remediation runs GRANT, REVOKE and ALTER only, not {c:?}"),
                 attempts: 0,
-            })?);
+            });
         }
-        let mut sql = self.begin();
-        sql.extend(body);
-        sql.push("COMMIT".to_owned());
-        if dry_run || changes.is_empty() {
-            return Ok(Applied { sql, attempts: 0 });
+        if changes.is_empty() {
+            let mut sql = self.begin();
+            sql.push("COMMIT".to_owned());
+            return Ok(Applied { sql, attempts: 0, skipped: Vec::new() });
         }
-        let (_, attempts) = self
+        let ((sql, skipped), attempts) = self
             .retrying(|| async {
                 let client = connect(&self.config).await.map_err(Failure::db("connecting"))?;
-                run_all(&client, &sql).await
+                run_all(&client, &if dry_run { self.begin_read_only() } else { self.begin() }).await?;
+                let functions = resolve_functions(&client, changes).await?;
+                let (runnable, skipped) = resolvable(changes, &functions);
+                let mut body = acl_locks(&runnable);
+                for c in &runnable {
+                    body.extend(render(c, &functions)?);
+                }
+                let mut sql = self.begin();
+                sql.extend(body.iter().cloned());
+                sql.push("COMMIT".to_owned());
+                if dry_run {
+                    client.batch_execute("ROLLBACK").await.map_err(Failure::db("ending the read"))?;
+                    return Ok((sql, skipped));
+                }
+                run_all(&client, &body).await?;
+                client.batch_execute("COMMIT").await.map_err(Failure::db("committing the remediation"))?;
+                Ok((sql, skipped))
             })
             .await?;
-        Ok(Applied { sql, attempts })
+        for s in &skipped {
+            tracing::warn!(skipped = %s, "remediation left a change out");
+        }
+        Ok(Applied { sql, attempts: if dry_run { 0 } else { attempts }, skipped })
     }
 
     async fn revoke_once(
@@ -157,17 +212,15 @@ impl Executor {
         let client = connect(&self.config).await.map_err(Failure::db("connecting to the target"))?;
         // a dry run reads in a read-only transaction and shows the statements a real run opens with
         let begin = self.begin();
-        let read_only = [
-            "BEGIN READ ONLY".to_owned(),
-            format!("SET LOCAL statement_timeout = {}", self.timeouts.statement.as_millis()),
-        ];
-        run_all(&client, if dry_run { &read_only } else { &begin }).await?;
+        run_all(&client, &if dry_run { self.begin_read_only() } else { begin.clone() }).await?;
         let held = read_held(&client, role).await?;
         let plan = planner(&held);
+        // what the role holds was read by OID in this transaction: each of its functions resolves
+        let functions = resolve_functions(&client, &plan.transaction).await?;
         let mut sql = begin;
         let mut body = acl_locks(&plan.transaction);
         for c in &plan.transaction {
-            body.extend(render(c)?);
+            body.extend(render(c, &functions)?);
         }
         if dry_run {
             sql.extend(body);
@@ -233,8 +286,7 @@ impl Executor {
         sql.extend(statements.iter().cloned());
         sql.push("COMMIT".to_owned());
         match run_all(&client, &sql).await {
-            // "does not exist": fine when it is the role (an earlier attempt finished this),
-            // not when it is the --reassign-to role
+            // "does not exist": the role is gone (an earlier attempt finished this)
             Err(f) if f.message.contains("(SQLSTATE 42704)") => {
                 let _ = client.batch_execute("ROLLBACK").await;
                 let exists = client
@@ -248,6 +300,46 @@ impl Executor {
         }
     }
 
+    /// A ticket's views: what their owner owns goes with it (nothing another role
+    /// owns does). Views made before they had an owner of their own were the
+    /// admin's, in the ticket's schema: that schema goes when the admin owns it.
+    async fn drop_views(&self, owner: &RoleName, schema: &str) -> Result<(), Failure> {
+        let client = connect(&self.config).await.map_err(Failure::db("connecting to the target"))?;
+        let exists = client
+            .query_opt(ROLE, &[&owner.as_str()])
+            .await
+            .map_err(Failure::db("reading whether the views' owner exists"))?
+            .is_some();
+        let statements = if exists {
+            render(&Change::DropViews { owner: owner.clone(), schema: schema.to_owned() }, &Functions::new())?
+        } else if client
+            .query_opt(ADMIN_OWNED_SCHEMA, &[&schema])
+            .await
+            .map_err(Failure::db("reading the views' schema"))?
+            .is_some()
+        {
+            vec![format!("DROP SCHEMA {} CASCADE", postgres_protocol::escape::escape_identifier(schema))]
+        } else {
+            return Ok(());
+        };
+        let mut sql = self.begin();
+        sql.extend(statements);
+        sql.push("COMMIT".to_owned());
+        run_all(&client, &sql).await
+    }
+
+    /// Hands a relation to the owner the baseline declares; one dropped meanwhile needs nothing.
+    async fn alter_owner(&self, change: &Change) -> Result<(), Failure> {
+        let client = connect(&self.config).await.map_err(Failure::db("connecting to the target"))?;
+        let mut sql = self.begin();
+        sql.extend(render(change, &Functions::new())?);
+        sql.push("COMMIT".to_owned());
+        match run_all(&client, &sql).await {
+            Err(f) if f.message.contains("(SQLSTATE 42P01)") => Ok(()),
+            other => other,
+        }
+    }
+
     async fn after_commit(&self, plan: &RevocationPlan) -> Result<(u64, u32), ExecError> {
         let mut terminated = 0;
         let mut attempts = 0;
@@ -256,12 +348,14 @@ impl Executor {
                 .retrying(|| async {
                     match change {
                         Change::TerminateSessions { role } => self.terminate(role).await,
-                        Change::DropOwned { role, database, .. } => {
-                            self.drop_owned(role, database, &render(change)?).await.map(|()| 0)
+                        Change::DropOwned { role, database } => {
+                            self.drop_owned(role, database, &render(change, &Functions::new())?).await.map(|()| 0)
                         }
+                        Change::DropViews { owner, schema } => self.drop_views(owner, schema).await.map(|()| 0),
+                        Change::AlterOwner { .. } => self.alter_owner(change).await.map(|()| 0),
                         other => {
                             let client = connect(&self.config).await.map_err(Failure::db("connecting"))?;
-                            run_all(&client, &render(other)?).await.map(|()| 0)
+                            run_all(&client, &render(other, &Functions::new())?).await.map(|()| 0)
                         }
                     }
                 })
@@ -296,7 +390,7 @@ impl PrivilegeExecutor for Executor {
             message: e.message,
             attempts,
         })?;
-        let unlock = format!("SELECT pg_advisory_unlock({})", role_lock_key(role));
+        let unlock = format!("SELECT pg_catalog.pg_advisory_unlock({})", role_lock_key(role));
         if dry_run {
             sql.extend(after);
             sql.push(unlock);
@@ -339,26 +433,29 @@ pub(crate) fn acl_locks(changes: &[Change]) -> Vec<String> {
         .collect();
     keys.sort();
     keys.dedup();
-    keys.iter()
-        .map(|k| {
-            format!(
-                "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
-                postgres_protocol::escape::escape_literal(k)
-            )
-        })
-        .collect()
+    keys.iter().map(|k| format!("SELECT pg_catalog.pg_advisory_xact_lock({})", lock_key(k))).collect()
 }
 
-/// `hashtextextended('grantwarden revoke <role>', 0)`: the key of a role's revocation lock.
+/// The advisory lock key of `name`, every function and argument type spelled out:
+/// `hashtextextended('...', 0)` unqualified was the call an attacker's
+/// `public.hashtextextended(text, integer)` matched better than pg_catalog's.
+fn lock_key(name: &str) -> String {
+    format!(
+        "pg_catalog.hashtextextended({}::pg_catalog.text, 0::pg_catalog.int8)",
+        postgres_protocol::escape::escape_literal(name)
+    )
+}
+
+/// The key of a role's revocation lock.
 fn role_lock_key(role: &RoleName) -> String {
-    format!("hashtextextended({}, 0)", postgres_protocol::escape::escape_literal(&format!("grantwarden revoke {role}")))
+    lock_key(&format!("grantwarden revoke {role}"))
 }
 
 /// The statements that take a role's revocation lock (session level, on its own connection).
 fn role_lock_sql(role: &RoleName, timeouts: &Timeouts) -> Vec<String> {
     vec![
         format!("SET lock_timeout = {}", timeouts.lock.as_millis()),
-        format!("SELECT pg_advisory_lock({})", role_lock_key(role)),
+        format!("SELECT pg_catalog.pg_advisory_lock({})", role_lock_key(role)),
     ]
 }
 
@@ -369,9 +466,74 @@ fn after_commit_sql(plan: &RevocationPlan) -> Result<Vec<String>, Failure> {
         if let Change::DropOwned { database, .. } = c {
             out.push(format!("-- in database {}", postgres_protocol::escape::escape_identifier(database)));
         }
-        out.extend(render(c)?);
+        out.extend(render(c, &Functions::new())?);
     }
     Ok(out)
+}
+
+/// The functions `changes` grant or revoke on, resolved in the caller's
+/// transaction (see [`Functions`]); one that does not resolve is absent.
+pub(crate) async fn resolve_functions(client: &Client, changes: &[Change]) -> Result<Functions, Failure> {
+    let wanted: Vec<&ObjectRef> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Grant { grant } | Change::Revoke { grant, .. } if grant.object.class == ObjectClass::Function => {
+                Some(&grant.object)
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = Functions::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let schemas: Vec<&str> = wanted.iter().map(|o| o.schema.as_deref().unwrap_or_default()).collect();
+    let names: Vec<&str> = wanted.iter().map(|o| o.name.as_str()).collect();
+    let args: Vec<&str> = wanted.iter().map(|o| o.args.as_deref().unwrap_or_default()).collect();
+    let rows = client
+        .query(RESOLVE_FUNCTIONS, &[&schemas, &names, &args])
+        .await
+        .map_err(Failure::db("resolving the functions to grant or revoke on"))?;
+    for r in rows {
+        let at: i64 = r.get(0);
+        let type_schemas: Vec<String> = r.get(4);
+        let type_names: Vec<String> = r.get(5);
+        let Some(object) = usize::try_from(at - 1).ok().and_then(|i| wanted.get(i)) else { continue };
+        out.insert(
+            (*object).clone(),
+            ResolvedFunction {
+                oid: r.get(1),
+                schema: r.get(2),
+                name: r.get(3),
+                arg_types: type_schemas.into_iter().zip(type_names).collect(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The changes that can run, and a line for each left out: one on a function
+/// that did not resolve (dropped since the plan) names it and goes no further.
+pub(crate) fn resolvable(changes: &[Change], functions: &Functions) -> (Vec<Change>, Vec<String>) {
+    let mut run = Vec::new();
+    let mut skipped = Vec::new();
+    for c in changes {
+        match c {
+            Change::Grant { grant } | Change::Revoke { grant, .. }
+                if grant.object.class == ObjectClass::Function && !functions.contains_key(&grant.object) =>
+            {
+                skipped.push(format!(
+                    "{} {} on function {} for {}: no such function now (schema, name and argument types)",
+                    if matches!(c, Change::Grant { .. }) { "GRANT" } else { "REVOKE" },
+                    grant.privilege,
+                    grant.object,
+                    grant.grantee
+                ));
+            }
+            other => run.push(other.clone()),
+        }
+    }
+    (run, skipped)
 }
 
 pub(crate) async fn run_all(client: &Client, statements: &[String]) -> Result<(), Failure> {
@@ -397,7 +559,8 @@ async fn read_held(client: &Client, role: &RoleName) -> Result<Held, Failure> {
         let schema: Option<String> = r.get(1);
         let name: String = r.get(2);
         let column: Option<String> = r.get(3);
-        let privilege: &str = r.get(4);
+        let args: Option<String> = r.get(4);
+        let privilege: &str = r.get(5);
         let privilege: Privilege = privilege
             .parse()
             .map_err(|_| Failure::permanent(format!("catalog row role_grants: privilege: unknown {privilege:?}")))?;
@@ -415,10 +578,11 @@ async fn read_held(client: &Client, role: &RoleName) -> Result<Held, Failure> {
                 schema: schema.map(Into::into),
                 name: name.into(),
                 column: column.map(Into::into),
+                args: args.map(Into::into),
             },
             grantee: Grantee::Role(role.clone()),
             privilege,
-            grantable: r.get(5),
+            grantable: r.get(6),
         });
     }
     // one entry per grantor in the ACL: one per privilege here, grantable if any is
@@ -445,7 +609,21 @@ async fn read_held(client: &Client, role: &RoleName) -> Result<Held, Failure> {
         .iter()
         .map(|r| r.get::<_, String>(0))
         .collect();
-    Ok(Held { exists: true, login, grants, member_of, databases })
+    let mut owned = Vec::new();
+    for r in client.query(ROLE_OWNS, &[&oid]).await.map_err(Failure::db("reading what the role owns"))? {
+        let what: &str = r.get(0);
+        let code: Option<&str> = r.get(1);
+        let kind = match what {
+            "relation" => match code.and_then(RelationKind::from_catalog) {
+                Some(kind) => OwnedKind::Relation { kind },
+                None => OwnedKind::Other,
+            },
+            "function" => OwnedKind::Function { security_definer: r.get(5) },
+            _ => OwnedKind::Other,
+        };
+        owned.push(Owned { kind, schema: r.get(2), name: r.get(3), arguments: r.get(4) });
+    }
+    Ok(Held { exists: true, login, grants, member_of, databases, owned })
 }
 
 /// Fails when a REVOKE left its privilege in place: PostgreSQL only warns when the

@@ -1,4 +1,14 @@
 //! Connections and the read-only transaction every query runs in.
+//!
+//! Every connection grantwarden opens runs with `search_path` pinned to
+//! `pg_catalog, pg_temp` ([`PIN_SEARCH_PATH`], set at connect and again in every
+//! transaction): grantwarden often connects as an admin, and an unqualified
+//! function or operator would otherwise resolve through schemas any role with
+//! CREATE can write (`public` on databases created before PostgreSQL 15). A
+//! better-matching `public.hashtextextended(text, integer)` was enough to run an
+//! attacker's code as the admin. `pg_temp` comes last so even this session's
+//! temporary objects never shadow a catalog relation; functions and operators
+//! are never looked up in it.
 
 use std::time::Duration;
 
@@ -79,7 +89,15 @@ pub fn target_from_config(config: &Config) -> TargetId {
     TargetId::new(format!("{host}:{port}/{db}")).expect("never empty")
 }
 
-/// Opens a connection; the driver's connection task runs in the background.
+/// The statement that pins `search_path` for a session.
+pub const PIN_SEARCH_PATH: &str = "SET search_path = pg_catalog, pg_temp";
+
+/// The statement that pins `search_path` for one transaction (a pooler in
+/// transaction mode may hand each transaction another server session).
+pub const PIN_SEARCH_PATH_LOCAL: &str = "SET LOCAL search_path = pg_catalog, pg_temp";
+
+/// Opens a connection with `search_path` pinned ([`PIN_SEARCH_PATH`]); the
+/// driver's connection task runs in the background.
 pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
@@ -87,6 +105,7 @@ pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
             tracing::debug!(error = %e, "connection closed");
         }
     });
+    client.batch_execute(PIN_SEARCH_PATH).await?;
     Ok(client)
 }
 
@@ -99,6 +118,8 @@ pub async fn begin_read_only(client: &Client, timeouts: &Timeouts, snapshot: Opt
     if let Some(id) = snapshot {
         sql.push_str(&format!("SET TRANSACTION SNAPSHOT {};", escape_literal(id)));
     }
+    sql.push_str(PIN_SEARCH_PATH_LOCAL);
+    sql.push(';');
     sql.push_str(&format!(
         "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {};",
         timeouts.statement.as_millis(),

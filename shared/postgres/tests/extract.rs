@@ -102,12 +102,12 @@ async fn every_object_class_and_builtin_defaults_are_read() {
     assert_eq!(holds(&s, &Grantee::Public, Privilege::Select, &table("app", "v")), Some(false));
 
     // NULL ACLs read as acldefault: a fresh function gives PUBLIC EXECUTE, owners hold everything
-    let f = ObjectRef::in_schema(ObjectClass::Function, "app", "f(integer, text)");
+    let f = ObjectRef::function("app", "f", "integer, text");
     assert_eq!(holds(&s, &Grantee::Public, Privilege::Execute, &f), Some(false));
     assert_eq!(holds(&s, &o, Privilege::Execute, &f), Some(false));
-    let p = ObjectRef::in_schema(ObjectClass::Function, "app", "p()");
+    let p = ObjectRef::function("app", "p", "");
     assert_eq!(holds(&s, &Grantee::Public, Privilege::Execute, &p), Some(false));
-    assert!(s.state.functions.iter().any(|x| x.signature == "p()" && x.kind == "procedure"));
+    assert!(s.state.functions.iter().any(|x| x.name == "p" && x.arguments.is_empty() && x.kind == "procedure"));
     for privilege in [
         Privilege::Select,
         Privilege::Insert,

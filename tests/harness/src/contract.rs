@@ -110,6 +110,7 @@ pub fn finding(grantee: &str, kind: FindingKind) -> Finding {
             name: "t".into(),
             column: None,
             for_role: None,
+            arguments: None,
         },
         exception_id: None,
         detail: "x".into(),
