@@ -90,6 +90,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         audit_signing_secret_id: format!("{prefix}/audit-signing-key"),
         leases_table: format!("{prefix}-leases"),
         incidents_table: format!("{prefix}-incidents"),
+        replay_table: format!("{prefix}-replay"),
         schedule_group: format!("{prefix}-revoke"),
         revoker_secret_prefix: format!("{prefix}/revoker/"),
         access_secret_prefix: format!("{prefix}/access/"),
@@ -124,6 +125,31 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .map_err(|e| AwsError::sdk("UpdateTimeToLive scans", e))?;
     table(clients, &s.leases_table, &[("ticket_id", S, Hash)], &[], vec![]).await?;
     table(clients, &s.incidents_table, &[("id", S, Hash)], &[], vec![]).await?;
+    // no stream: nothing reads the replay table's changes
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(&s.replay_table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(crate::replay::KEY, Hash))
+        .attribute_definitions(attr(crate::replay::KEY, S))
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("CreateTable {}", s.replay_table), e))?;
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(&s.replay_table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(crate::replay::TTL_ATTRIBUTE)
+                .enabled(true)
+                .build()
+                .expect("name and flag are set"),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("UpdateTimeToLive replay", e))?;
     clients
         .dynamodb
         .update_time_to_live()
