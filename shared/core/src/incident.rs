@@ -285,6 +285,12 @@ fn verify_opsgenie(header: &str, secret: &[u8]) -> Result<(), VendorRefusal> {
         .map_err(|_| VendorRefusal::Mismatch(Vendor::Opsgenie))
 }
 
+/// The `X-PagerDuty-Signature` PagerDuty sends with `body` under `secret`: for
+/// tests, and for relays that forward PagerDuty's deliveries.
+pub fn sign_pagerduty(secret: &[u8], body: &[u8]) -> String {
+    format!("v1={}", hex::encode(hmac(secret).chain_update(body).finalize().into_bytes()))
+}
+
 /// Believes a webhook of `vendor` received at `now` only if `credential` (the value
 /// of [`Vendor::header`]) checks out against `secret`, the body is that tool's
 /// update dated by the tool, and it does not open an incident as of long ago.
@@ -392,11 +398,12 @@ mod tests {
     }
 
     fn pd_sign(body: &[u8]) -> String {
-        format!("v1={}", hex::encode(hmac(PD_SECRET).chain_update(body).finalize().into_bytes()))
+        sign_pagerduty(PD_SECRET, body)
     }
 
     #[test]
     fn a_pagerduty_webhook_signed_with_the_subscription_secret_is_believed() {
+        assert_eq!(sign_pagerduty(PD_SECRET, PD_BODY), PD_SIGNATURE);
         let accepted = pd(Some(PD_SIGNATURE), PD_BODY).unwrap();
         assert_eq!((accepted.update.id.as_str(), accepted.update.status), ("PD-42", IncidentStatus::Open));
         assert_eq!(accepted.update.at, "2026-11-22T11:59:00Z".parse::<DateTime<Utc>>().unwrap());
@@ -413,7 +420,7 @@ mod tests {
         assert_eq!(pd(Some(" "), PD_BODY), Err(VendorRefusal::Missing(PAGERDUTY_HEADER)));
         let changed = String::from_utf8(PD_BODY.to_vec()).unwrap().replace("PD-42", "PD-43");
         assert_eq!(pd(Some(PD_SIGNATURE), changed.as_bytes()), Err(VendorRefusal::Mismatch(Vendor::PagerDuty)));
-        let other_secret = format!("v1={}", hex::encode(hmac(b"other").chain_update(PD_BODY).finalize().into_bytes()));
+        let other_secret = sign_pagerduty(b"other", PD_BODY);
         assert_eq!(pd(Some(&other_secret), PD_BODY), Err(VendorRefusal::Mismatch(Vendor::PagerDuty)));
         for (header, why) in [("v1=xyz", "entry 1 is not hexadecimal"), ("sha256=00", "no v1 signature")] {
             let refused = pd(Some(header), PD_BODY);
