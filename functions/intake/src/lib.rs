@@ -1,13 +1,27 @@
 //! grantwarden-intake: the HTTP face of intake (Lambda Function URL or API
 //! Gateway HTTP API, payload 2.0).
 //!
-//! Routes, every one signed with `X-Grantwarden-Signature` (a GET signs the
-//! empty body):
+//! Routes signed with `X-Grantwarden-Signature` v2, which binds method, path,
+//! timestamp and body (see `grantwarden_core::signature`; a GET signs the empty
+//! body):
 //! - `POST /webhooks/grants`: the grant webhook of DESIGN.md.
-//! - `POST /requests`: the generic payload.
+//! - `POST /requests`: the generic payload, or a just-in-time access request.
 //! - `POST /requests/{ticket}/approvals`: `{"approver": "..."}`; the signing
 //!   system vouches for who the approver is.
 //! - `GET /tickets/{ticket}`: the ticket with its `effective_status`.
+//! - `POST /tickets/{ticket}/revoke`, `POST /tickets/{ticket}/renew`.
+//!
+//! Legacy v1 signatures (body only) pass only with [`App::with_legacy_v1`], and
+//! then only on the first two routes, whose body names its own target. Incident
+//! webhooks are authenticated by their tool's own secret, never by the webhook
+//! key: `POST /webhooks/incidents/pagerduty` (`X-PagerDuty-Signature`) and
+//! `POST /webhooks/incidents/opsgenie` (the shared token in
+//! `X-Grantwarden-Opsgenie-Token`); a tool without a configured secret is refused.
+//!
+//! Every accepted request is recorded in the replay guard first, so the same
+//! signed request (or the same vendor delivery) is served once; a failure on our
+//! side (5xx) forgets it again, so the sender's retry of the same bytes passes.
+//! A request with a query string is refused: no signature covers it.
 //!
 //! Wiring only: normalization, routing and approval rules live in
 //! `grantwarden_core`; the store is whatever implements its ports (DynamoDB
@@ -25,15 +39,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use grantwarden_core::access::{AccessOutcome, parse_request, request_access};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
-use grantwarden_core::incident::{IncidentStore, KnownIncidents, parse_incident};
+use grantwarden_core::incident::{self, IncidentStore, KnownIncidents, Vendor, VendorRefusal};
 use grantwarden_core::intake::{Outcome, approval_events, intake, record};
 use grantwarden_core::normalize::{self, GrantRequest, InputKind, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Finding;
 use grantwarden_core::scoring::ScoringConfig;
-use grantwarden_core::signature::{self, SignatureError};
+use grantwarden_core::signature::{self, SignatureError, SignedRequest, V1Policy};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, StoreError, TicketStore};
+use grantwarden_core::store::{FindingStore, ReplayGuard, ReplayKey, StoreError, TicketStore};
 use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket};
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE, LOCATION};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
@@ -47,13 +61,14 @@ pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 
 pub use grantwarden_aws::{Clock, SystemClock};
 
-/// The HMAC key could not be had (e.g. Secrets Manager unreachable).
+/// A key could not be had (e.g. Secrets Manager unreachable).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the webhook key is unavailable: {0}")]
+#[error("a webhook key is unavailable: {0}")]
 pub struct KeyUnavailable(pub String);
 
-/// Where the webhook HMAC key comes from; asked on every request, so an
-/// implementation caches (the Lambda's reads Secrets Manager every few minutes).
+/// Where a key comes from (the webhook HMAC key, a vendor's secret); asked on
+/// every request, so an implementation caches (the Lambda's reads Secrets
+/// Manager every few minutes).
 pub trait KeySource: Send + Sync {
     /// The current key.
     fn key(&self) -> impl Future<Output = Result<Vec<u8>, KeyUnavailable>> + Send;
@@ -103,6 +118,15 @@ pub enum Rejection {
     /// The signature header is missing, malformed, stale or wrong.
     #[error("signature rejected: {0}")]
     Signature(#[from] SignatureError),
+    /// This signed request was served already.
+    #[error("this signed request was already received; sign each request anew, a retry too")]
+    Replayed,
+    /// The request has a query string, which no signature covers.
+    #[error("query strings are not accepted: the signature does not cover them")]
+    Query,
+    /// An incident webhook its tool's credential does not vouch for (or not its tool's update).
+    #[error("incident webhook refused: {0}")]
+    Vendor(#[from] VendorRefusal),
     /// The key to check signatures with cannot be read.
     #[error(transparent)]
     Key(#[from] KeyUnavailable),
@@ -180,8 +204,11 @@ impl Rejection {
             Rejection::WrongMethod { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
-            Rejection::Invalid(_) | Rejection::BadBody { .. } => StatusCode::BAD_REQUEST,
-            Rejection::Conflict { .. } => StatusCode::CONFLICT,
+            Rejection::Vendor(VendorRefusal::Body { .. }) => StatusCode::BAD_REQUEST,
+            Rejection::Vendor(VendorRefusal::Stale { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::Vendor(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Invalid(_) | Rejection::BadBody { .. } | Rejection::Query => StatusCode::BAD_REQUEST,
+            Rejection::Conflict { .. } | Rejection::Replayed => StatusCode::CONFLICT,
             Rejection::Refused { .. }
             | Rejection::Untagged(_)
             | Rejection::AccessRefused { .. }
@@ -208,7 +235,9 @@ impl Rejection {
                     body["delivery_id"] = json!(id);
                 }
             }
-            Rejection::BadBody { field, .. } => body["field"] = json!(field),
+            Rejection::BadBody { field, .. } | Rejection::Vendor(VendorRefusal::Body { field, .. }) => {
+                body["field"] = json!(field)
+            }
             Rejection::Conflict { delivery_id, ticket } => {
                 body["delivery_id"] = json!(delivery_id);
                 body["ticket"] = json!(ticket);
@@ -263,7 +292,7 @@ impl Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'a> {
     Webhook,
-    Incident,
+    Incident(Vendor),
     Generic,
     Approve(&'a str),
     Ticket(&'a str),
@@ -278,7 +307,8 @@ impl Route<'_> {
         let segments: Vec<&str> = path.split('/').collect();
         match segments.as_slice() {
             ["webhooks", "grants"] => Some(Route::Webhook),
-            ["webhooks", "incidents"] => Some(Route::Incident),
+            ["webhooks", "incidents", "pagerduty"] => Some(Route::Incident(Vendor::PagerDuty)),
+            ["webhooks", "incidents", "opsgenie"] => Some(Route::Incident(Vendor::Opsgenie)),
             ["requests"] => Some(Route::Generic),
             ["requests", id, "approvals"] if !id.is_empty() => Some(Route::Approve(id)),
             ["tickets", id] if !id.is_empty() => Some(Route::Ticket(id)),
@@ -294,6 +324,14 @@ impl Route<'_> {
             _ => Method::POST,
         }
     }
+
+    /// Whether a body-only (v1) signature may pass here during a transition: only
+    /// where the body names its own target (a delivery id, target and grant). An
+    /// approval's `{"approver"}`, a renewal's or a read's empty body and a revoke's
+    /// `{"by"}` fit any ticket's route, so they need v2, which signs the path.
+    fn body_names_its_target(&self) -> bool {
+        matches!(self, Route::Webhook | Route::Generic)
+    }
 }
 
 /// The intake handler: built once per container, shared by every event.
@@ -301,6 +339,9 @@ pub struct App<S, K> {
     store: S,
     registry: Result<PolicyRegistry, String>,
     key: K,
+    pagerduty: Option<K>,
+    opsgenie: Option<K>,
+    legacy_v1: bool,
     clock: Arc<dyn Clock>,
     known_targets: BTreeSet<TargetId>,
     scoring: ScoringConfig,
@@ -311,18 +352,21 @@ pub struct App<S, K> {
 
 impl<S, K> App<S, K>
 where
-    S: TicketStore + FindingStore + AuditJournal + IncidentStore + Send + Sync,
+    S: TicketStore + FindingStore + AuditJournal + IncidentStore + ReplayGuard + Send + Sync,
     K: KeySource,
 {
     /// A handler over `store`. A registry that failed to load is kept as its
     /// error: every request is then recorded as untagged (fail secure).
     /// Defaults: system clock, any target, standard scoring, 64 KiB bodies,
-    /// a 5-minute signature window.
+    /// a 5-minute signature window, v2 signatures only, no incident webhooks.
     pub fn new(store: S, registry: Result<PolicyRegistry, String>, key: K) -> Self {
         Self {
             store,
             registry,
             key,
+            pagerduty: None,
+            opsgenie: None,
+            legacy_v1: false,
             clock: Arc::new(SystemClock),
             known_targets: BTreeSet::new(),
             scoring: ScoringConfig::standard(),
@@ -350,6 +394,25 @@ where
         {
             tracing::error!(error = %e, "could not arm the lease and schedule; the sweeper will revoke at expiry");
         }
+    }
+
+    /// Accepts PagerDuty v3 webhooks signed with the subscription secret from `secret`.
+    pub fn with_pagerduty(mut self, secret: K) -> Self {
+        self.pagerduty = Some(secret);
+        self
+    }
+
+    /// Accepts Opsgenie webhooks carrying the token from `secret`.
+    pub fn with_opsgenie(mut self, secret: K) -> Self {
+        self.opsgenie = Some(secret);
+        self
+    }
+
+    /// With `true`, legacy v1 signatures pass on the routes whose body names its
+    /// own target (a transition while senders move to v2).
+    pub fn with_legacy_v1(mut self, accepted: bool) -> Self {
+        self.legacy_v1 = accepted;
+        self
     }
 
     /// Uses `clock` for signature windows, routing and approvals.
@@ -426,21 +489,47 @@ where
         if body.len() > self.max_body {
             return Err(Rejection::TooLarge { size: body.len(), limit: self.max_body });
         }
-        // lossy: a header that is not text then fails as malformed, not as missing
-        let header = req.headers().get(signature::HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()));
-        let key = self.key.key().await?;
+        if req.uri().query().is_some() {
+            return Err(Rejection::Query);
+        }
         let now = self.clock.now();
-        signature::verify(header.as_deref(), body, &key, now, self.tolerance)?;
-        match route {
+        if let Route::Incident(vendor) = route {
+            return self.incident(vendor, req, body, now).await;
+        }
+        let key = self.key.key().await?;
+        let v1 = if self.legacy_v1 && route.body_names_its_target() { V1Policy::Accepted } else { V1Policy::Refused };
+        let request = SignedRequest { method: req.method().as_str(), path, body };
+        let verified =
+            signature::verify(header(req, signature::HEADER).as_deref(), &request, &key, now, self.tolerance, v1)?;
+        if verified.scheme == signature::Scheme::V1 {
+            tracing::warn!("legacy v1 signature accepted; move the sender to v2");
+        }
+        if !self.store.first_use(&verified.replay, now, verified.replay_until).await? {
+            return Err(Rejection::Replayed);
+        }
+        let served = match route {
             Route::Webhook => self.intake(body, InputKind::Webhook, now).await,
             Route::Generic if is_access_request(body) => self.access(body, now).await,
             Route::Generic => self.intake(body, InputKind::Generic, now).await,
-            Route::Incident => self.incident(body, now).await,
+            Route::Incident(_) => unreachable!("incident webhooks are served above"),
             Route::Approve(id) => self.approve(id, body, now).await,
             Route::Ticket(id) => self.show(id, now).await,
             Route::Revoke(id) => self.request_revoke(id, body, now).await,
             Route::Renew(id) => self.renew(id, now).await,
+        };
+        self.release_if_failed(&verified.replay, served).await
+    }
+
+    /// A request admitted under `key` that failed on our side (5xx) is forgotten,
+    /// so its sender's retry of the same bytes passes; anything else stays served.
+    async fn release_if_failed(&self, key: &ReplayKey, served: Result<Reply, Rejection>) -> Result<Reply, Rejection> {
+        if let Err(rejection) = &served
+            && rejection.status().is_server_error()
+            && let Err(e) = self.store.forget(key).await
+        {
+            tracing::error!(error = %e, "could not forget the replay record of a failed request; a retry must be signed anew");
         }
+        served
     }
 
     async fn intake(&self, body: &[u8], kind: InputKind, now: DateTime<Utc>) -> Result<Reply, Rejection> {
@@ -571,12 +660,44 @@ where
         Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&ticket, now) })
     }
 
-    /// An incident webhook (PagerDuty, Opsgenie): its state, for break-glass.
-    async fn incident(&self, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
-        let update = parse_incident(body, now).map_err(|(field, reason)| Rejection::BadBody { field, reason })?;
-        self.store.record_incident(&update).await?;
-        tracing::info!(incident = %update.id, status = ?update.status, "incident recorded");
-        Ok(Reply { status: StatusCode::OK, location: None, body: json!({ "incident": update }) })
+    /// An incident webhook (PagerDuty, Opsgenie), believed on its tool's own
+    /// credential: its state, for break-glass. A redelivery of an event already
+    /// recorded is answered 200 and recorded nothing: PagerDuty delivers at least
+    /// once and drops (then disables) an endpoint that answers 4xx.
+    async fn incident(
+        &self,
+        vendor: Vendor,
+        req: &Request,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Reply, Rejection> {
+        let source = match vendor {
+            Vendor::PagerDuty => self.pagerduty.as_ref(),
+            Vendor::Opsgenie => self.opsgenie.as_ref(),
+        };
+        let secret = match source {
+            Some(source) => Some(source.key().await?),
+            None => None,
+        };
+        let credential = header(req, vendor.header());
+        let webhook = incident::authenticate(vendor, credential.as_deref(), body, secret.as_deref(), now)?;
+        let update = webhook.update;
+        if !self.store.first_use(&webhook.replay, now, webhook.replay_until).await? {
+            tracing::info!(incident = %update.id, "incident webhook delivered again; recorded once already");
+            return Ok(Reply {
+                status: StatusCode::OK,
+                location: None,
+                body: json!({ "incident": update, "duplicate": true }),
+            });
+        }
+        let recorded = match self.store.record_incident(&update).await {
+            Ok(()) => {
+                tracing::info!(incident = %update.id, status = ?update.status, source = %vendor, "incident recorded");
+                Ok(Reply { status: StatusCode::OK, location: None, body: json!({ "incident": update }) })
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.release_if_failed(&webhook.replay, recorded).await
     }
 
     /// Asks for a ticket to end now: `revoke_requested`, which the tickets table's
@@ -670,6 +791,12 @@ fn revoke_request(body: &[u8]) -> Result<(String, String), Rejection> {
     Ok((text("by", true)?, text("reason", false)?))
 }
 
+/// A header's value as text; lossy, so a value that is not text fails as
+/// malformed or mismatched, not as missing.
+fn header<'r>(req: &'r Request, name: &str) -> Option<std::borrow::Cow<'r, str>> {
+    req.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()))
+}
+
 /// The Lambda request id, else the one API Gateway or the Function URL assigned.
 fn request_id(req: &Request) -> String {
     if let Some(id) = req.lambda_context_ref().map(|c| c.request_id.as_str()).filter(|id| !id.is_empty()) {
@@ -695,7 +822,11 @@ mod tests {
         assert_eq!(Route::parse("/requests/tkt-1/approvals"), Some(Route::Approve("tkt-1")));
         assert_eq!(Route::parse("/tickets/tkt-1"), Some(Route::Ticket("tkt-1")));
         assert_eq!(Route::parse("/tickets/tkt-1/revoke"), Some(Route::Revoke("tkt-1")));
-        for unknown in ["", "/", "/tickets", "/tickets/", "/tickets//", "/requests//approvals", "/webhooks", "/x"] {
+        assert_eq!(Route::parse("/webhooks/incidents/pagerduty"), Some(Route::Incident(Vendor::PagerDuty)));
+        assert_eq!(Route::parse("/webhooks/incidents/opsgenie"), Some(Route::Incident(Vendor::Opsgenie)));
+        let unknown = ["", "/", "/tickets", "/tickets/", "/tickets//", "/requests//approvals", "/webhooks", "/x"];
+        // an incident webhook names its tool, whose credential then vouches for it
+        for unknown in unknown.into_iter().chain(["/webhooks/incidents", "/webhooks/incidents/other"]) {
             assert_eq!(Route::parse(unknown), None, "{unknown}");
         }
     }
@@ -725,5 +856,18 @@ mod tests {
             StatusCode::CONFLICT
         );
         assert_eq!(Rejection::Key(KeyUnavailable("x".into())).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Rejection::Replayed.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            Rejection::Vendor(VendorRefusal::NotConfigured(Vendor::Opsgenie)).status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[test]
+    fn v1_may_pass_only_where_the_body_names_its_target() {
+        let routes = ["/webhooks/grants", "/requests", "/requests/t/approvals", "/tickets/t", "/tickets/t/renew"];
+        let v1: Vec<bool> = routes.iter().map(|p| Route::parse(p).unwrap().body_names_its_target()).collect();
+        assert_eq!(v1, [true, true, false, false, false]);
+        assert!(!Route::parse("/tickets/t/revoke").unwrap().body_names_its_target());
     }
 }

@@ -2,14 +2,21 @@
 //! into routed exception tickets (the handler is `grantwarden_intake::App`).
 //!
 //! Trigger: a Lambda Function URL (auth type NONE: every request is
-//! authenticated by its `X-Grantwarden-Signature` HMAC) or an API Gateway
-//! HTTP API with payload format 2.0 and the `$default` stage.
+//! authenticated by its `X-Grantwarden-Signature` HMAC, or an incident webhook
+//! by its tool's own credential) or an API Gateway HTTP API with payload
+//! format 2.0 and the `$default` stage.
 //!
 //! Environment (see `grantwarden_aws::settings`; unset names take the
 //! defaults of infra/):
 //! - `GRANTWARDEN_TICKETS_TABLE`, `GRANTWARDEN_FINDINGS_TABLE`, `GRANTWARDEN_JOURNAL_TABLE`
 //! - `GRANTWARDEN_WEBHOOK_SECRET_ID`: the secret holding the HMAC key (a plain
 //!   string; surrounding whitespace is ignored)
+//! - `GRANTWARDEN_WEBHOOK_LEGACY_V1`: `true` also accepts body-only v1
+//!   signatures on `/webhooks/grants` and `/requests` (a transition; default `false`)
+//! - `GRANTWARDEN_REPLAY_TABLE`: the signed requests already served (each once)
+//! - `GRANTWARDEN_PAGERDUTY_SECRET_ID`, `GRANTWARDEN_OPSGENIE_SECRET_ID`: the
+//!   secrets holding the PagerDuty webhook subscription's signing secret and the
+//!   Opsgenie token; unset, that tool's webhooks are refused
 //! - `GRANTWARDEN_BUCKET`, `GRANTWARDEN_POLICY_PREFIX`, `GRANTWARDEN_SCORING_KEY`
 //! - `GRANTWARDEN_TARGETS` or `GRANTWARDEN_TARGETS_KEY`: the known targets
 //!   (none: any target is accepted)
@@ -22,7 +29,8 @@
 //! IAM actions:
 //! - `dynamodb:PutItem`, `dynamodb:GetItem`, `dynamodb:UpdateItem`,
 //!   `dynamodb:Query` on the tickets, findings and journal tables
-//! - `secretsmanager:GetSecretValue` on the webhook secret
+//! - `secretsmanager:GetSecretValue` on the webhook secret and the PagerDuty and Opsgenie secrets
+//! - `dynamodb:PutItem`, `dynamodb:DeleteItem` on the replay table
 //! - `dynamodb:GetItem`, `dynamodb:PutItem` on the incidents table
 //! - `dynamodb:PutItem` on the leases table; `scheduler:CreateSchedule` and `DeleteSchedule` in the
 //!   revoke schedule group and `iam:PassRole` of the scheduler role
@@ -42,7 +50,7 @@ use lambda_http::{Error, service_fn};
 /// How long a fetched key is reused; a rotated key is picked up within this.
 const KEY_TTL: Duration = Duration::from_secs(300);
 
-/// The webhook key, from Secrets Manager through the cache.
+/// A key (the webhook key, a vendor's secret), from Secrets Manager through the cache.
 struct SecretKey {
     secrets: SecretCache,
     id: String,
@@ -52,10 +60,27 @@ impl KeySource for SecretKey {
     async fn key(&self) -> Result<Vec<u8>, KeyUnavailable> {
         match self.secrets.string(&self.id).await {
             // a trailing newline from `--secret-string file://...` is not part of the key
+            Ok(key) if key.trim().is_empty() => Err(KeyUnavailable(format!("secret {} is empty", self.id))),
             Ok(key) => Ok(key.trim().as_bytes().to_vec()),
             Err(e) => Err(KeyUnavailable(e.to_string())),
         }
     }
+}
+
+/// A vendor's secret, checked readable now; `None` (its webhooks are then refused
+/// at every request: fail secure) when none is configured.
+async fn vendor_secret(
+    secrets: &SecretCache,
+    vendor: &str,
+    id: Option<&str>,
+) -> Result<Option<SecretKey>, KeyUnavailable> {
+    let Some(id) = id else {
+        tracing::warn!(vendor, "no secret configured: its incident webhooks will be refused");
+        return Ok(None);
+    };
+    let source = SecretKey { secrets: secrets.clone(), id: id.to_owned() };
+    source.key().await?;
+    Ok(Some(source))
 }
 
 #[tokio::main]
@@ -66,8 +91,11 @@ async fn main() -> Result<(), Error> {
     let objects = Objects::new(&clients, &settings);
 
     // an unreadable key or scoring config is bad configuration: fail the cold start
-    let key = SecretKey { secrets: SecretCache::new(&clients, KEY_TTL), id: settings.webhook_secret_id.clone() };
+    let secrets = SecretCache::new(&clients, KEY_TTL);
+    let key = SecretKey { secrets: secrets.clone(), id: settings.webhook_secret_id.clone() };
     key.key().await?;
+    let pagerduty = vendor_secret(&secrets, "PagerDuty", settings.pagerduty_secret_id.as_deref()).await?;
+    let opsgenie = vendor_secret(&secrets, "Opsgenie", settings.opsgenie_secret_id.as_deref()).await?;
     let scoring = objects.scoring().await?;
     let mut targets = settings.targets.clone();
     if let Some(list) = &settings.targets_key {
@@ -89,8 +117,23 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %e, version = %r.id.version, "could not journal registry.loaded");
     }
     let timers = grantwarden_aws::Timers::new(&clients, &settings);
-    let app =
-        Arc::new(App::new(store, registry, key).with_known_targets(targets).with_scoring(scoring).with_timers(timers));
+    let mut app = App::new(store, registry, key)
+        .with_known_targets(targets)
+        .with_scoring(scoring)
+        .with_timers(timers)
+        .with_legacy_v1(settings.webhook_legacy_v1);
+    if settings.webhook_legacy_v1 {
+        tracing::warn!(
+            "legacy v1 signatures accepted on /webhooks/grants and /requests until GRANTWARDEN_WEBHOOK_LEGACY_V1 is unset"
+        );
+    }
+    if let Some(source) = pagerduty {
+        app = app.with_pagerduty(source);
+    }
+    if let Some(source) = opsgenie {
+        app = app.with_opsgenie(source);
+    }
+    let app = Arc::new(app);
     lambda_http::run(service_fn(move |req| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Infallible>(app.handle(req).await) }

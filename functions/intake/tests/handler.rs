@@ -1,15 +1,20 @@
 //! The intake handler against the real SQLite store, the example policy
-//! registry and signed requests, with the clock under the test's control.
+//! registry and signed requests, with the clock under the test's control: what
+//! a signature binds, that each signed request is served once, and incident
+//! webhooks believed only on their tool's own credential.
 
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent};
+use grantwarden_core::incident::{IncidentStatus, IncidentStore, IncidentUpdate, OPSGENIE_HEADER, PAGERDUTY_HEADER};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Finding;
-use grantwarden_core::signature::{self, sign};
+use grantwarden_core::signature::{self, SignedRequest, sign_v1, sign_v2};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingAge, FindingStore, PutOutcome, Recorded, StoreError, TicketStore, Versioned};
+use grantwarden_core::store::{
+    FindingAge, FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, StoreError, TicketStore, Versioned,
+};
 use grantwarden_core::ticket::Ticket;
 use grantwarden_intake::{App, Clock, StaticKey};
 use grantwarden_local::LocalStore;
@@ -22,6 +27,10 @@ const POLICY: &str = include_str!("../../../infra/policy.example.yaml");
 const WEBHOOK: &str = include_str!("../../../infra/grant-webhook.example.json");
 const FUNCTION_URL_EVENT: &str = include_str!("../../../events/intake-function-url.json");
 const HTTP_API_EVENT: &str = include_str!("../../../events/intake-http-api.json");
+const PAGERDUTY_EVENT: &str = include_str!("../../../events/intake-pagerduty-incident.json");
+/// The PagerDuty subscription's signing secret the PagerDuty event is signed with.
+const PD_SECRET: &[u8] = b"pd-test-signing-secret";
+const OPSGENIE_TOKEN: &[u8] = b"og-test-token-4f1c";
 /// The time the events of events/ were signed at.
 const SIGNED_AT: i64 = 1_795_348_800; // 2026-11-22T12:00:00Z
 const DEMO: &str = "grantwarden-demo";
@@ -68,14 +77,25 @@ fn harness() -> Harness {
     harness_with(registry())
 }
 
-/// A request signed with the test key at `t`.
-fn signed(method: Method, path: &str, body: &[u8], t: i64) -> Request {
+/// The v2 signature header of `method path body` at `t` with the test key.
+fn signature_of(method: &Method, path: &str, body: &[u8], t: i64) -> String {
+    sign_v2(KEY, t, &SignedRequest { method: method.as_str(), path, body }).unwrap()
+}
+
+/// A request with `header` as its signature, whatever it signs.
+fn with_signature(method: Method, path: &str, body: &[u8], header: &str) -> Request {
     lambda_http::http::Request::builder()
         .method(method)
         .uri(path)
-        .header(signature::HEADER, sign(KEY, t, body))
+        .header(signature::HEADER, header)
         .body(Body::from(body.to_vec()))
         .unwrap()
+}
+
+/// A request signed (v2) with the test key at `t`.
+fn signed(method: Method, path: &str, body: &[u8], t: i64) -> Request {
+    let header = signature_of(&method, path, body, t);
+    with_signature(method, path, body, &header)
 }
 
 fn post(path: &str, body: &Value) -> Request {
@@ -159,10 +179,15 @@ async fn wrong_key_is_401_and_stores_nothing() {
     let h = harness();
     let body = webhook().to_string();
     let mut req = signed(Method::POST, "/webhooks/grants", body.as_bytes(), SIGNED_AT);
-    req.headers_mut().insert(signature::HEADER, sign(b"not-the-key", SIGNED_AT, body.as_bytes()).parse().unwrap());
+    let forged = sign_v2(
+        b"not-the-key",
+        SIGNED_AT,
+        &SignedRequest { method: "POST", path: "/webhooks/grants", body: body.as_bytes() },
+    );
+    req.headers_mut().insert(signature::HEADER, forged.unwrap().parse().unwrap());
     let response = h.app.handle(req).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(json_of(&response)["error"], "signature rejected: no v1 signature matches the body");
+    assert_eq!(json_of(&response)["error"], "signature rejected: no signature matches this request");
     assert!(h.app.store().tickets(None).await.unwrap().is_empty());
     assert!(journal(&h).await.is_empty());
 }
@@ -296,8 +321,12 @@ async fn generic_payload_missing_a_field_is_400_naming_it() {
 }
 
 async fn pending_phi_ticket(h: &Harness) -> String {
+    pending_phi_ticket_for(h, "d-phi", "phi_claims").await
+}
+
+async fn pending_phi_ticket_for(h: &Harness, delivery_id: &str, schema: &str) -> String {
     // phi_* routes to hipaa-phi: two approvals, at most 4 hours
-    let w = webhook_for("d-phi", "phi_claims", &["SELECT"], 3);
+    let w = webhook_for(delivery_id, schema, &["SELECT"], 3);
     let response = h.app.handle(post("/webhooks/grants", &w)).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body = json_of(&response);
@@ -480,6 +509,15 @@ impl grantwarden_core::incident::IncidentStore for DownStore {
     }
 }
 
+impl ReplayGuard for DownStore {
+    async fn first_use(&self, _: &ReplayKey, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<bool, StoreError> {
+        down()
+    }
+    async fn forget(&self, _: &ReplayKey) -> Result<(), StoreError> {
+        down()
+    }
+}
+
 impl AuditJournal for DownStore {
     async fn append(&self, _: NewEvent) -> Result<AuditEvent, StoreError> {
         down()
@@ -588,21 +626,10 @@ async fn a_signed_revoke_request_ends_a_ticket_early_once() {
 
 #[tokio::test]
 async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_open_incident() {
-    const ACCESS: &str = "\naccess:\n  approver_roles: { security: [ciso@example.com] }\n  paths:\n    read-only: { max_ttl: 8h }\n    break-glass: { max_ttl: 30m }\n";
-    let registry = PolicyRegistry::load(&[(
-        "policy.example.yaml".into(),
-        format!("{}{ACCESS}", POLICY.split("\naccess:").next().unwrap()),
-    )])
-    .unwrap();
-    let h = harness_with(Ok(registry));
-    let request = |id: &str, path: &str, incident: Option<&str>| {
-        let mut body = json!({ "id": id, "identity": "alice@example.com", "target": DEMO, "path": path,
-            "scope": { "on": "tables", "schema": "billing", "tables": ["invoices"] }, "duration": "20m", "justification": "INC" });
-        if let Some(i) = incident {
-            body["incident_id"] = json!(i);
-        }
-        post("/requests", &body)
-    };
+    let mut h = harness_with(Ok(access_registry()));
+    h.app = h.app.with_pagerduty(StaticKey(PD_SECRET.to_vec()));
+    let request =
+        |id: &str, path: &str, incident: Option<&str>| access_request(id, "alice@example.com", path, incident);
     let created = h.app.handle(request("a-1", "read-only", None)).await;
     assert_eq!(created.status(), StatusCode::CREATED, "{:?}", created.body());
     let body = json_of(&created);
@@ -616,8 +643,8 @@ async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_ope
         1,
         "a refusal is on the record, as locally"
     );
-    let hook = json!({ "event": { "event_type": "incident.triggered", "data": { "id": "PD-9" } } });
-    assert_eq!(h.app.handle(post("/webhooks/incidents", &hook)).await.status(), StatusCode::OK);
+    let hook = json!({ "event": { "event_type": "incident.triggered", "occurred_at": "2026-11-22T11:59:00Z", "data": { "id": "PD-9" } } });
+    assert_eq!(h.app.handle(pagerduty(&hook)).await.status(), StatusCode::OK);
     let glass = h.app.handle(request("a-3", "break-glass", Some("PD-9"))).await;
     assert_eq!(glass.status(), StatusCode::CREATED);
     assert_eq!(json_of(&glass)["access"]["review_required"], true);
@@ -639,8 +666,371 @@ async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_ope
         json!({ "event": { "event_type": "incident.resolved", "occurred_at": ago(1), "data": { "id": "PD-10" } } });
     let late =
         json!({ "event": { "event_type": "incident.triggered", "occurred_at": ago(5), "data": { "id": "PD-10" } } });
-    assert_eq!(h.app.handle(post("/webhooks/incidents", &resolved)).await.status(), StatusCode::OK);
-    assert_eq!(h.app.handle(post("/webhooks/incidents", &late)).await.status(), StatusCode::OK);
+    assert_eq!(h.app.handle(pagerduty(&resolved)).await.status(), StatusCode::OK);
+    assert_eq!(h.app.handle(pagerduty(&late)).await.status(), StatusCode::OK);
     let after = h.app.handle(request("a-5", "break-glass", Some("PD-10"))).await;
     assert_eq!(after.status(), StatusCode::UNPROCESSABLE_ENTITY, "{:?}", after.body());
+}
+
+/// The example registry with an access section: read-only and break-glass paths.
+fn access_registry() -> PolicyRegistry {
+    const ACCESS: &str = "\naccess:\n  approver_roles: { security: [ciso@example.com] }\n  paths:\n    read-only: { max_ttl: 8h }\n    break-glass: { max_ttl: 30m }\n";
+    let text = format!("{}{ACCESS}", POLICY.split("\naccess:").next().unwrap());
+    PolicyRegistry::load(&[("policy.example.yaml".into(), text)]).unwrap()
+}
+
+/// A signed access request of `identity` on `path`, naming `incident`.
+fn access_request(id: &str, identity: &str, path: &str, incident: Option<&str>) -> Request {
+    let mut body = json!({ "id": id, "identity": identity, "target": DEMO, "path": path,
+        "scope": { "on": "tables", "schema": "billing", "tables": ["invoices"] }, "duration": "20m", "justification": "INC" });
+    if let Some(i) = incident {
+        body["incident_id"] = json!(i);
+    }
+    post("/requests", &body)
+}
+
+/// A PagerDuty delivery of `body` signed with `secret` the PagerDuty way.
+fn pagerduty_signed(body: &[u8], secret: &[u8]) -> Request {
+    lambda_http::http::Request::builder()
+        .method(Method::POST)
+        .uri("/webhooks/incidents/pagerduty")
+        .header(PAGERDUTY_HEADER, grantwarden_core::incident::sign_pagerduty(secret, body))
+        .body(Body::from(body.to_vec()))
+        .unwrap()
+}
+
+/// A PagerDuty delivery of `hook`, signed with the subscription's secret.
+fn pagerduty(hook: &Value) -> Request {
+    pagerduty_signed(hook.to_string().as_bytes(), PD_SECRET)
+}
+
+/// An Opsgenie delivery of `body` carrying `token` (none: no header).
+fn opsgenie(body: &Value, token: Option<&[u8]>) -> Request {
+    let mut req = lambda_http::http::Request::builder().method(Method::POST).uri("/webhooks/incidents/opsgenie");
+    if let Some(token) = token {
+        req = req.header(OPSGENIE_HEADER, token);
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
+fn triggered(id: &str) -> Value {
+    json!({ "event": { "id": "01EVT", "event_type": "incident.triggered", "occurred_at": "2026-11-22T11:59:00Z",
+        "data": { "id": id, "type": "incident" } } })
+}
+
+#[tokio::test]
+async fn an_approval_signed_for_one_ticket_is_refused_on_another() {
+    let h = harness();
+    let (a, b) = (pending_phi_ticket(&h).await, pending_phi_ticket_for(&h, "d-phi-2", "phi_notes").await);
+    let body = json!({ "approver": "bob@example.com" }).to_string();
+    let header = signature_of(&Method::POST, &format!("/requests/{a}/approvals"), body.as_bytes(), SIGNED_AT);
+
+    let moved =
+        h.app.handle(with_signature(Method::POST, &format!("/requests/{b}/approvals"), body.as_bytes(), &header)).await;
+    assert_eq!(moved.status(), StatusCode::UNAUTHORIZED, "the path names the ticket, and the path is signed");
+    assert!(h.app.store().ticket(&b).await.unwrap().unwrap().value.approvals.is_empty());
+
+    let own =
+        h.app.handle(with_signature(Method::POST, &format!("/requests/{a}/approvals"), body.as_bytes(), &header)).await;
+    assert_eq!(own.status(), StatusCode::OK, "{:?}", own.body());
+    assert_eq!(journal(&h).await.iter().filter(|k| *k == "ticket.approved").count(), 1);
+}
+
+#[tokio::test]
+async fn an_empty_body_renewal_signed_for_one_ticket_does_not_renew_another() {
+    let mut h = harness_with(Ok(access_registry()));
+    h.app = h.app.with_pagerduty(StaticKey(PD_SECRET.to_vec()));
+    assert_eq!(h.app.handle(pagerduty(&triggered("PD-9"))).await.status(), StatusCode::OK);
+    let glass = |id: &'static str, identity: &'static str| {
+        let h = &h;
+        async move {
+            let created = h.app.handle(access_request(id, identity, "break-glass", Some("PD-9"))).await;
+            assert_eq!(created.status(), StatusCode::CREATED, "{:?}", created.body());
+            json_of(&created)["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (a, b) = (glass("g-a", "alice@example.com").await, glass("g-b", "bob@example.com").await);
+    let b_before = h.app.store().ticket(&b).await.unwrap().unwrap();
+    h.clock.set(at(SIGNED_AT + 60));
+    let header = signature_of(&Method::POST, &format!("/tickets/{a}/renew"), b"", SIGNED_AT + 60);
+
+    let moved = h.app.handle(with_signature(Method::POST, &format!("/tickets/{b}/renew"), b"", &header)).await;
+    assert_eq!(moved.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.app.store().ticket(&b).await.unwrap().unwrap(), b_before, "ticket B is untouched");
+    assert!(!journal(&h).await.contains(&"access.renewed".to_owned()));
+
+    let own = h.app.handle(with_signature(Method::POST, &format!("/tickets/{a}/renew"), b"", &header)).await;
+    assert_eq!(own.status(), StatusCode::OK, "{:?}", own.body());
+    let again = h.app.handle(with_signature(Method::POST, &format!("/tickets/{a}/renew"), b"", &header)).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT, "the same signed renewal is served once");
+    assert_eq!(journal(&h).await.iter().filter(|k| *k == "access.renewed").count(), 1);
+}
+
+#[tokio::test]
+async fn a_signature_made_for_another_method_is_refused() {
+    let h = harness();
+    let id = json_of(&h.app.handle(post("/webhooks/grants", &webhook())).await)["id"].as_str().unwrap().to_owned();
+    let path = format!("/tickets/{id}/revoke");
+    let body = json!({ "by": "ciso@example.com" }).to_string();
+    let as_get = signature_of(&Method::GET, &path, body.as_bytes(), SIGNED_AT);
+    let response = h.app.handle(with_signature(Method::POST, &path, body.as_bytes(), &as_get)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let stored = h.app.store().ticket(&id).await.unwrap().unwrap().value;
+    assert_eq!(stored.status, grantwarden_core::ticket::TicketStatus::Active);
+}
+
+#[tokio::test]
+async fn the_same_signed_request_is_served_once_and_a_resigned_one_again() {
+    let h = harness();
+    assert_eq!(h.app.handle(post("/webhooks/grants", &webhook())).await.status(), StatusCode::CREATED);
+    let before = journal(&h).await;
+    h.clock.set(at(SIGNED_AT + 10));
+    let replayed = h.app.handle(post("/webhooks/grants", &webhook())).await;
+    assert_eq!(replayed.status(), StatusCode::CONFLICT);
+    assert!(json_of(&replayed)["error"].as_str().unwrap().contains("already received"), "{:?}", replayed.body());
+    assert_eq!(journal(&h).await, before, "nothing recorded twice");
+    // the same body signed anew is another request: the redelivery is idempotent
+    let body = webhook().to_string();
+    let resigned = h.app.handle(signed(Method::POST, "/webhooks/grants", body.as_bytes(), SIGNED_AT + 10)).await;
+    assert_eq!(resigned.status(), StatusCode::OK);
+    assert_eq!(h.app.store().tickets(None).await.unwrap().len(), 1);
+    // a read is a request too
+    let read = || get("/tickets/tkt-nope");
+    assert_eq!(h.app.handle(read()).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(h.app.handle(read()).await.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_v1_signature_is_refused_and_under_the_legacy_setting_passes_only_where_the_body_names_its_target() {
+    let v1 = |path: &str, body: &[u8]| with_signature(Method::POST, path, body, &sign_v1(KEY, SIGNED_AT, body));
+    let body = webhook().to_string();
+    let h = harness();
+    let refused = h.app.handle(v1("/webhooks/grants", body.as_bytes())).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(json_of(&refused)["error"].as_str().unwrap().contains("sign method, path, timestamp and body with v2"));
+    assert!(h.app.store().tickets(None).await.unwrap().is_empty());
+
+    let mut h = harness();
+    h.app = h.app.with_legacy_v1(true);
+    assert_eq!(h.app.handle(v1("/webhooks/grants", body.as_bytes())).await.status(), StatusCode::CREATED);
+    assert_eq!(h.app.handle(v1("/webhooks/grants", body.as_bytes())).await.status(), StatusCode::CONFLICT, "once");
+    let pending = pending_phi_ticket(&h).await;
+    let approval = json!({ "approver": "bob@example.com" }).to_string();
+    let revoke = json!({ "by": "ciso@example.com" }).to_string();
+    for (path, body) in [
+        (format!("/requests/{pending}/approvals"), approval.as_bytes()),
+        (format!("/tickets/{pending}/revoke"), revoke.as_bytes()),
+        (format!("/tickets/{pending}/renew"), b"".as_slice()),
+    ] {
+        let response = h.app.handle(v1(&path, body)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let read = with_signature(Method::GET, &format!("/tickets/{pending}"), b"", &sign_v1(KEY, SIGNED_AT, b""));
+    assert_eq!(h.app.handle(read).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(h.app.store().ticket(&pending).await.unwrap().unwrap().value.approvals.is_empty());
+}
+
+#[tokio::test]
+async fn a_query_string_is_refused_because_no_signature_covers_it() {
+    let h = harness();
+    let body = webhook().to_string();
+    let header = signature_of(&Method::POST, "/webhooks/grants", body.as_bytes(), SIGNED_AT);
+    let response =
+        h.app.handle(with_signature(Method::POST, "/webhooks/grants?as=admin", body.as_bytes(), &header)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(h.app.store().tickets(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_pagerduty_webhook_is_believed_on_its_subscription_secret_once() {
+    let mut h = harness();
+    h.app = h.app.with_pagerduty(StaticKey(PD_SECRET.to_vec()));
+    h.clock.set(at(SIGNED_AT + 30));
+    let event = || lambda_http::request::from_str(PAGERDUTY_EVENT).unwrap();
+
+    let mut unsigned = event();
+    unsigned.headers_mut().remove(PAGERDUTY_HEADER);
+    assert_eq!(h.app.handle(unsigned).await.status(), StatusCode::UNAUTHORIZED);
+    let mut wrong = event();
+    let body = wrong.body().as_ref().to_vec();
+    wrong
+        .headers_mut()
+        .insert(PAGERDUTY_HEADER, grantwarden_core::incident::sign_pagerduty(b"other", &body).parse().unwrap());
+    assert_eq!(h.app.handle(wrong).await.status(), StatusCode::UNAUTHORIZED);
+    let mut changed = event();
+    *changed.body_mut() = Body::from(String::from_utf8(body).unwrap().replace("triggered", "resolved"));
+    assert_eq!(h.app.handle(changed).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.app.store().incident("Q2X5NQ3KZ7VB1D").await.unwrap(), None);
+
+    let accepted = h.app.handle(event()).await;
+    assert_eq!(accepted.status(), StatusCode::OK, "{:?}", accepted.body());
+    let recorded = h.app.store().incident("Q2X5NQ3KZ7VB1D").await.unwrap().expect("recorded");
+    assert_eq!((recorded.status, recorded.source.as_str()), (IncidentStatus::Open, "pagerduty"));
+    assert_eq!(recorded.at, "2026-11-22T11:58:00Z".parse::<DateTime<Utc>>().unwrap());
+
+    // PagerDuty delivers at least once and drops an endpoint that answers 4xx: a
+    // redelivery is acknowledged and recorded nothing
+    let again = h.app.handle(event()).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(json_of(&again)["duplicate"], true);
+    assert_eq!(json_of(&accepted).get("duplicate"), None);
+}
+
+#[tokio::test]
+async fn an_opsgenie_webhook_needs_the_configured_token() {
+    let mut h = harness();
+    h.app = h.app.with_opsgenie(StaticKey(OPSGENIE_TOKEN.to_vec()));
+    let body = json!({ "action": "Create", "alert": { "alertId": "OG-7", "createdAt": (SIGNED_AT - 60) * 1000 } });
+    assert_eq!(h.app.handle(opsgenie(&body, None)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.app.handle(opsgenie(&body, Some(b"og-test-token"))).await.status(), StatusCode::UNAUTHORIZED);
+    let mut grantwarden_signed =
+        signed(Method::POST, "/webhooks/incidents/opsgenie", body.to_string().as_bytes(), SIGNED_AT);
+    grantwarden_signed.headers_mut().remove(OPSGENIE_HEADER);
+    assert_eq!(h.app.handle(grantwarden_signed).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.app.store().incident("OG-7").await.unwrap(), None);
+
+    assert_eq!(h.app.handle(opsgenie(&body, Some(OPSGENIE_TOKEN))).await.status(), StatusCode::OK);
+    assert_eq!(h.app.store().incident("OG-7").await.unwrap().unwrap().status, IncidentStatus::Open);
+    let again = h.app.handle(opsgenie(&body, Some(OPSGENIE_TOKEN))).await;
+    assert_eq!((again.status(), json_of(&again)["duplicate"].as_bool()), (StatusCode::OK, Some(true)));
+}
+
+#[tokio::test]
+async fn the_webhook_key_never_opens_an_incident() {
+    let mut h = harness();
+    h.app = h.app.with_pagerduty(StaticKey(PD_SECRET.to_vec())).with_opsgenie(StaticKey(OPSGENIE_TOKEN.to_vec()));
+    let body = triggered("PD-9").to_string();
+    for path in ["/webhooks/incidents/pagerduty", "/webhooks/incidents/opsgenie"] {
+        let response = h.app.handle(signed(Method::POST, path, body.as_bytes(), SIGNED_AT)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // the webhook key in PagerDuty's scheme, or as Opsgenie's token
+    assert_eq!(h.app.handle(pagerduty_signed(body.as_bytes(), KEY)).await.status(), StatusCode::UNAUTHORIZED);
+    let og = json!({ "action": "Create", "alert": { "alertId": "OG-7", "createdAt": (SIGNED_AT - 60) * 1000 } });
+    assert_eq!(h.app.handle(opsgenie(&og, Some(KEY))).await.status(), StatusCode::UNAUTHORIZED);
+    // the old route, which took the webhook key, is gone
+    let old = h.app.handle(signed(Method::POST, "/webhooks/incidents", body.as_bytes(), SIGNED_AT)).await;
+    assert_eq!(old.status(), StatusCode::NOT_FOUND);
+    assert_eq!(h.app.store().incident("PD-9").await.unwrap(), None);
+    assert_eq!(h.app.store().incident("OG-7").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn without_a_vendor_secret_no_incident_can_be_opened_and_no_break_glass_granted() {
+    let h = harness_with(Ok(access_registry()));
+    let refused = h.app.handle(pagerduty(&triggered("PD-9"))).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(json_of(&refused)["error"].as_str().unwrap().contains("no PagerDuty secret is configured"));
+    let og = json!({ "action": "Create", "alert": { "alertId": "PD-9", "createdAt": (SIGNED_AT - 60) * 1000 } });
+    assert_eq!(h.app.handle(opsgenie(&og, Some(OPSGENIE_TOKEN))).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.app.store().incident("PD-9").await.unwrap(), None);
+    let glass = h.app.handle(access_request("g-1", "alice@example.com", "break-glass", Some("PD-9"))).await;
+    assert_eq!(glass.status(), StatusCode::UNPROCESSABLE_ENTITY, "{:?}", glass.body());
+}
+
+/// The SQLite store, failing its next ticket put or incident record once: a
+/// failure on our side after the replay record was taken.
+struct FlakyStore {
+    inner: LocalStore,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyStore {
+    fn failing(&self) -> bool {
+        self.fail_next.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl TicketStore for FlakyStore {
+    async fn put_ticket(&self, t: &Ticket) -> Result<PutOutcome, StoreError> {
+        if self.failing() { down() } else { self.inner.put_ticket(t).await }
+    }
+    async fn ticket(&self, id: &str) -> Result<Option<Versioned<Ticket>>, StoreError> {
+        self.inner.ticket(id).await
+    }
+    async fn tickets(&self, target: Option<&TargetId>) -> Result<Vec<Ticket>, StoreError> {
+        self.inner.tickets(target).await
+    }
+    async fn update_ticket(&self, t: &Ticket, expected: u64) -> Result<u64, StoreError> {
+        self.inner.update_ticket(t, expected).await
+    }
+}
+
+impl FindingStore for FlakyStore {
+    async fn record_findings(
+        &self,
+        target: &TargetId,
+        scan: &str,
+        findings: &[Finding],
+        at: DateTime<Utc>,
+        complete: bool,
+    ) -> Result<Recorded, StoreError> {
+        self.inner.record_findings(target, scan, findings, at, complete).await
+    }
+    async fn open_untagged(&self, target: &TargetId) -> Result<Vec<Finding>, StoreError> {
+        self.inner.open_untagged(target).await
+    }
+    async fn open_with_age(&self, target: &TargetId) -> Result<Vec<(Finding, FindingAge)>, StoreError> {
+        self.inner.open_with_age(target).await
+    }
+}
+
+impl IncidentStore for FlakyStore {
+    async fn record_incident(&self, update: &IncidentUpdate) -> Result<(), StoreError> {
+        if self.failing() { down() } else { self.inner.record_incident(update).await }
+    }
+    async fn incident(&self, id: &str) -> Result<Option<IncidentUpdate>, StoreError> {
+        self.inner.incident(id).await
+    }
+}
+
+impl AuditJournal for FlakyStore {
+    async fn append(&self, event: NewEvent) -> Result<AuditEvent, StoreError> {
+        self.inner.append(event).await
+    }
+    async fn events_after(&self, chain: &str, after: u64) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.events_after(chain, after).await
+    }
+    async fn head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
+        self.inner.head(chain).await
+    }
+    async fn chains(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.chains().await
+    }
+}
+
+impl ReplayGuard for FlakyStore {
+    async fn first_use(&self, key: &ReplayKey, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.first_use(key, now, until).await
+    }
+    async fn forget(&self, key: &ReplayKey) -> Result<(), StoreError> {
+        self.inner.forget(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_failed_on_our_side_passes_when_retried_with_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlakyStore {
+        inner: LocalStore::open(&dir.path().join("state.db")).unwrap(),
+        fail_next: std::sync::atomic::AtomicBool::new(true),
+    };
+    let clock = Arc::new(TestClock(Mutex::new(at(SIGNED_AT))));
+    let app = App::new(store, registry(), StaticKey(KEY.to_vec()))
+        .with_clock(clock)
+        .with_pagerduty(StaticKey(PD_SECRET.to_vec()));
+    let body = webhook().to_string();
+    let header = signature_of(&Method::POST, "/webhooks/grants", body.as_bytes(), SIGNED_AT);
+    let request = || with_signature(Method::POST, "/webhooks/grants", body.as_bytes(), &header);
+    assert_eq!(app.handle(request()).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.handle(request()).await.status(), StatusCode::CREATED, "the retry of a 503 passes");
+    assert_eq!(app.handle(request()).await.status(), StatusCode::CONFLICT, "and only once");
+
+    // PagerDuty retries a 5xx with the very same signed body
+    app.store().fail_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    let hook = triggered("PD-77");
+    assert_eq!(app.handle(pagerduty(&hook)).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retried = app.handle(pagerduty(&hook)).await;
+    assert_eq!((retried.status(), json_of(&retried).get("duplicate").cloned()), (StatusCode::OK, None));
+    assert!(app.store().incident("PD-77").await.unwrap().is_some());
 }

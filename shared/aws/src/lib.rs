@@ -15,6 +15,7 @@
 //! # Layout
 //! - [`settings`]: resource names from the environment.
 //! - [`tickets`], [`findings`], [`journal`], [`scans`], [`incidents`]: the DynamoDB tables.
+//! - [`replay`]: the signed requests already accepted (each once), with a TTL.
 //! - [`leases`]: an active ticket's lease item (TTL) and one-time revoke schedule.
 //! - [`objects`]: the S3 bucket layout.
 //! - [`archive`]: the Object-Lock archive of the audit journal.
@@ -35,6 +36,7 @@ pub mod logging;
 pub mod objects;
 pub mod provision;
 pub mod queue;
+pub mod replay;
 pub mod scans;
 pub mod secrets;
 pub mod settings;
@@ -205,7 +207,8 @@ impl From<AwsError> for StoreError {
 }
 
 /// The DynamoDB implementation of the store ports: tickets, findings, the
-/// audit journal and scan records, one table each (names in [`Settings`]).
+/// audit journal, scan records, incidents and replay records, one table each
+/// (names in [`Settings`]).
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
@@ -214,6 +217,7 @@ pub struct DynamoStore {
     journal_table: String,
     scans_table: String,
     incidents_table: String,
+    replay_table: String,
 }
 
 impl DynamoStore {
@@ -226,6 +230,7 @@ impl DynamoStore {
             journal_table: settings.journal_table.clone(),
             scans_table: settings.scans_table.clone(),
             incidents_table: settings.incidents_table.clone(),
+            replay_table: settings.replay_table.clone(),
         }
     }
 }

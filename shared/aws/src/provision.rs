@@ -58,6 +58,25 @@ async fn table(
     Ok(())
 }
 
+/// Turns on the TTL of `table` on `attribute` (epoch seconds).
+async fn enable_ttl(clients: &Clients, table: &str, attribute: &str) -> Result<(), AwsError> {
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(attribute)
+                .enabled(true)
+                .build()
+                .expect("name and flag are set"),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("UpdateTimeToLive {table}"), e))?;
+    Ok(())
+}
+
 /// The ARN of the queue at `url` (a redrive policy names its dead-letter queue by ARN).
 async fn queue_arn(clients: &Clients, url: &str) -> Result<String, AwsError> {
     Ok(clients
@@ -90,6 +109,7 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         audit_signing_secret_id: format!("{prefix}/audit-signing-key"),
         leases_table: format!("{prefix}-leases"),
         incidents_table: format!("{prefix}-incidents"),
+        replay_table: format!("{prefix}-replay"),
         schedule_group: format!("{prefix}-revoke"),
         revoker_secret_prefix: format!("{prefix}/revoker/"),
         access_secret_prefix: format!("{prefix}/access/"),
@@ -108,36 +128,22 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
     table(clients, &s.findings_table, &[("target", S, Hash), ("key", S, Range)], &[], vec![]).await?;
     table(clients, &s.journal_table, &[("chain", S, Hash), ("seq", N, Range)], &[], vec![]).await?;
     table(clients, &s.scans_table, &[("scan_id", S, Hash)], &[], vec![]).await?;
-    clients
-        .dynamodb
-        .update_time_to_live()
-        .table_name(&s.scans_table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name(crate::scans::EXPIRE_AT)
-                .enabled(true)
-                .build()
-                .expect("name and flag are set"),
-        )
-        .send()
-        .await
-        .map_err(|e| AwsError::sdk("UpdateTimeToLive scans", e))?;
+    enable_ttl(clients, &s.scans_table, crate::scans::EXPIRE_AT).await?;
     table(clients, &s.leases_table, &[("ticket_id", S, Hash)], &[], vec![]).await?;
     table(clients, &s.incidents_table, &[("id", S, Hash)], &[], vec![]).await?;
+    // no stream: nothing reads the replay table's changes
     clients
         .dynamodb
-        .update_time_to_live()
-        .table_name(&s.leases_table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name(crate::leases::TTL_ATTRIBUTE)
-                .enabled(true)
-                .build()
-                .expect("name and flag are set"),
-        )
+        .create_table()
+        .table_name(&s.replay_table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(crate::replay::KEY, Hash))
+        .attribute_definitions(attr(crate::replay::KEY, S))
         .send()
         .await
-        .map_err(|e| AwsError::sdk("UpdateTimeToLive leases", e))?;
+        .map_err(|e| AwsError::sdk(format!("CreateTable {}", s.replay_table), e))?;
+    enable_ttl(clients, &s.replay_table, crate::replay::TTL_ATTRIBUTE).await?;
+    enable_ttl(clients, &s.leases_table, crate::leases::TTL_ATTRIBUTE).await?;
     clients
         .scheduler
         .create_schedule_group()

@@ -67,6 +67,19 @@ pub struct Settings {
     pub secret_prefix: String,
     /// Secret holding the webhook HMAC key (`GRANTWARDEN_WEBHOOK_SECRET_ID`).
     pub webhook_secret_id: String,
+    /// Intake also accepts legacy `v1=` signatures (body only), on the routes whose
+    /// body names its own target, for a transition (`GRANTWARDEN_WEBHOOK_LEGACY_V1`:
+    /// `true`, or `false`, the default).
+    pub webhook_legacy_v1: bool,
+    /// Signed requests already accepted, each once (`GRANTWARDEN_REPLAY_TABLE`).
+    pub replay_table: String,
+    /// Secret holding the PagerDuty v3 webhook subscription's signing secret
+    /// (`GRANTWARDEN_PAGERDUTY_SECRET_ID`); unset: PagerDuty webhooks are refused.
+    pub pagerduty_secret_id: Option<String>,
+    /// Secret holding the token Opsgenie's outgoing webhook sends in
+    /// `X-Grantwarden-Opsgenie-Token` (`GRANTWARDEN_OPSGENIE_SECRET_ID`); unset:
+    /// Opsgenie webhooks are refused.
+    pub opsgenie_secret_id: Option<String>,
     /// Secret holding the Ed25519 key that signs audit digests
     /// (`GRANTWARDEN_AUDIT_SIGNING_SECRET_ID`): a PKCS#8 PEM key, or a
     /// generated string whose sha256 is the seed.
@@ -125,6 +138,10 @@ impl Default for Settings {
             alert_topic_arn: None,
             secret_prefix: "grantwarden/targets/".into(),
             webhook_secret_id: "grantwarden/webhook-hmac".into(),
+            webhook_legacy_v1: false,
+            replay_table: "grantwarden-replay".into(),
+            pagerduty_secret_id: None,
+            opsgenie_secret_id: None,
             audit_signing_secret_id: "grantwarden/audit-signing-key".into(),
             targets: Vec::new(),
             targets_key: None,
@@ -217,6 +234,10 @@ impl Settings {
             alert_topic_arn: opt("GRANTWARDEN_ALERT_TOPIC_ARN"),
             secret_prefix: get("GRANTWARDEN_SECRET_PREFIX").unwrap_or(d.secret_prefix),
             webhook_secret_id: text("GRANTWARDEN_WEBHOOK_SECRET_ID", d.webhook_secret_id)?,
+            webhook_legacy_v1: flag("GRANTWARDEN_WEBHOOK_LEGACY_V1")?,
+            replay_table: text("GRANTWARDEN_REPLAY_TABLE", d.replay_table)?,
+            pagerduty_secret_id: opt("GRANTWARDEN_PAGERDUTY_SECRET_ID"),
+            opsgenie_secret_id: opt("GRANTWARDEN_OPSGENIE_SECRET_ID"),
             audit_signing_secret_id: text("GRANTWARDEN_AUDIT_SIGNING_SECRET_ID", d.audit_signing_secret_id)?,
             targets: parse_targets(&get("GRANTWARDEN_TARGETS").unwrap_or_default()),
             targets_key: opt("GRANTWARDEN_TARGETS_KEY"),
@@ -259,6 +280,8 @@ impl Settings {
             ("GRANTWARDEN_AUDIT_RETENTION_DAYS", self.audit_retention.days.to_string()),
             ("GRANTWARDEN_SECRET_PREFIX", self.secret_prefix.clone()),
             ("GRANTWARDEN_WEBHOOK_SECRET_ID", self.webhook_secret_id.clone()),
+            ("GRANTWARDEN_WEBHOOK_LEGACY_V1", self.webhook_legacy_v1.to_string()),
+            ("GRANTWARDEN_REPLAY_TABLE", self.replay_table.clone()),
             ("GRANTWARDEN_AUDIT_SIGNING_SECRET_ID", self.audit_signing_secret_id.clone()),
             ("GRANTWARDEN_TARGETS", self.targets.iter().map(TargetId::as_str).collect::<Vec<_>>().join(",")),
             ("GRANTWARDEN_BASELINE_KEY", self.baseline_key.clone()),
@@ -276,6 +299,8 @@ impl Settings {
             ("GRANTWARDEN_CHUNK_DLQ_URL", &self.chunk_dlq_url),
             ("GRANTWARDEN_ALERT_TOPIC_ARN", &self.alert_topic_arn),
             ("GRANTWARDEN_TARGETS_KEY", &self.targets_key),
+            ("GRANTWARDEN_PAGERDUTY_SECRET_ID", &self.pagerduty_secret_id),
+            ("GRANTWARDEN_OPSGENIE_SECRET_ID", &self.opsgenie_secret_id),
         ];
         env.extend(optional.into_iter().filter_map(|(name, v)| v.clone().map(|v| (name, v))));
         // no targets is no variable (an empty one reads as no targets too)
@@ -360,10 +385,22 @@ mod tests {
             revoke_dry_run: true,
             remediation_execute: true,
             audit_retention: Retention { compliance: false, days: 30 },
+            webhook_legacy_v1: true,
+            pagerduty_secret_id: Some("grantwarden/pagerduty-webhook".into()),
+            opsgenie_secret_id: Some("grantwarden/opsgenie-webhook".into()),
             ..Settings::default()
         };
         let env: HashMap<&str, String> = s.to_env().into_iter().collect();
         assert_eq!(Settings::from_lookup(|k| env.get(k).cloned()).unwrap(), s);
+    }
+
+    #[test]
+    fn legacy_v1_signatures_and_vendor_webhooks_are_off_unless_set() {
+        let s = Settings::from_lookup(|_| None).unwrap();
+        assert!(!s.webhook_legacy_v1);
+        assert_eq!((s.pagerduty_secret_id, s.opsgenie_secret_id), (None, None));
+        let err = Settings::from_lookup(|k| (k == "GRANTWARDEN_WEBHOOK_LEGACY_V1").then(|| "yes".into())).unwrap_err();
+        assert_eq!(err.name, "GRANTWARDEN_WEBHOOK_LEGACY_V1");
     }
 
     #[test]

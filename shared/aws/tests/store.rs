@@ -40,6 +40,11 @@ async fn the_journal_chains_and_verifies() {
     contract::the_journal_chains_and_verifies(&store("journal").await).await;
 }
 
+#[tokio::test]
+async fn replay_records_admit_each_key_once() {
+    contract::replay_records_admit_each_key_once(&store("replay").await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appenders_never_fork_or_gap_the_chain() {
     let store = Arc::new(store("appenders").await);

@@ -19,12 +19,12 @@
 //! - [`intake`]: a request through routing into the ticket store, failing secure.
 //! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
 //! - [`policy`]: the policy registry: exception categories and routes.
-//! - [`signature`]: the webhook signature header: signing and constant-time verification.
+//! - [`signature`]: the request signature header (v2: method, path, timestamp, body), signed and verified in constant time.
 
 //! - [`ticket`]: routing decisions and exception tickets with approvals.
 //! - [`access`]: just-in-time access requests, their policy, approvals and issued roles.
-//! - [`incident`]: incident webhooks (PagerDuty, Opsgenie): break-glass only while one is open.
-//! - [`store`]: the ports a state store implements (tickets, findings).
+//! - [`incident`]: incident webhooks (PagerDuty, Opsgenie), each authenticated by its tool's own secret: break-glass only while one is open.
+//! - [`store`]: the ports a state store implements (tickets, findings, replay records).
 //! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
 //! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
 //! - [`change`]: privilege changes as data, for shared/postgres to render and run.

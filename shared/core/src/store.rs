@@ -1,11 +1,16 @@
 //! Ports: what the domain needs from a state store. shared/local implements
 //! them on SQLite; the DynamoDB adapter will implement the same traits, and one
 //! contract test suite should run against both.
+//!
+//! [`ReplayGuard`] is the one port that holds no evidence: it remembers which
+//! signed requests were already accepted, for as long as their signature could
+//! be accepted at all, so each is accepted once.
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::report::Finding;
 use crate::snapshot::TargetId;
@@ -111,4 +116,48 @@ pub trait FindingStore {
 /// The identity of a finding across scans: kind, grantee, privilege and object.
 pub fn finding_key(f: &Finding) -> String {
     serde_json::to_string(&(f.kind, &f.grantee, &f.privilege, &f.object)).expect("a finding always serializes")
+}
+
+/// The identity of one accepted request: `<scheme>:<hex sha256 of the bytes that
+/// were authenticated>` (for a grantwarden signature, its canonical signed string;
+/// for a vendor webhook, the body). Two requests with the same key are the same
+/// request; a signature can only be replayed under its own key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplayKey(String);
+
+impl ReplayKey {
+    /// The key of `authenticated` under `scheme` (`v1`, `v2`, `pagerduty`...): the
+    /// scheme keeps two schemes that authenticate the same bytes apart.
+    pub fn new(scheme: &str, authenticated: &[u8]) -> Self {
+        Self(format!("{scheme}:{}", hex::encode(Sha256::digest(authenticated))))
+    }
+
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ReplayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Requests already accepted, each remembered until its signature expires.
+pub trait ReplayGuard {
+    /// Records `key` until `until` and says whether this is its first use: `false`
+    /// when the key is on record and its record has not expired at `now`. Atomic:
+    /// of concurrent calls with one key, one gets `true`. An expired record counts
+    /// as absent (DynamoDB deletes expired items lazily, within days).
+    fn first_use(
+        &self,
+        key: &ReplayKey,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Forgets `key`: the request it admitted failed on our side (a 5xx), so its
+    /// sender's retry of the very same bytes must pass.
+    fn forget(&self, key: &ReplayKey) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

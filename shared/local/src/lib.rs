@@ -9,9 +9,10 @@
 //!
 //! # Layout
 //! - [`LocalStore`]: opening, schema, and the [`TicketStore`],
-//!   [`FindingStore`], [`AuditJournal`] and [`DigestStore`] implementations.
-//!   The journal keeps each chain's head in its own table, so a truncated
-//!   chain shows; signed digests (`grantwarden audit digest`) live beside it.
+//!   [`FindingStore`], [`AuditJournal`], [`DigestStore`] and [`ReplayGuard`]
+//!   implementations. The journal keeps each chain's head in its own table, so
+//!   a truncated chain shows; signed digests (`grantwarden audit digest`) live
+//!   beside it. Replay records are working state: expired ones are purged.
 #![deny(missing_docs)]
 
 use std::path::Path;
@@ -25,7 +26,8 @@ use grantwarden_core::incident::{IncidentStore, IncidentUpdate};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{
-    FindingAge, FindingStore, PutOutcome, Recorded, StoreError, TicketStore, Versioned, finding_key,
+    FindingAge, FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, StoreError, TicketStore, Versioned,
+    finding_key,
 };
 use grantwarden_core::ticket::Ticket;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -72,6 +74,11 @@ CREATE TABLE IF NOT EXISTS incidents (
     at TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS replay (
+    key TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replay_by_expiry ON replay (expires_at);
 CREATE TABLE IF NOT EXISTS journal_digests (
     chain TEXT NOT NULL,
     number INTEGER NOT NULL,
@@ -437,6 +444,36 @@ impl IncidentStore for LocalStore {
                 serde_json::from_str(&b).map_err(|e| StoreError::Corrupt { id: id.to_owned(), reason: e.to_string() })
             })
             .transpose()
+        })
+    }
+}
+
+/// `at` in unix seconds, rounded up: a record is never kept for less than asked.
+fn ceil_seconds(at: DateTime<Utc>) -> i64 {
+    at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0)
+}
+
+impl ReplayGuard for LocalStore {
+    async fn first_use(&self, key: &ReplayKey, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
+            // expired records count as absent, so they may as well go
+            tx.execute("DELETE FROM replay WHERE expires_at <= ?1", params![now.timestamp()]).map_err(unavailable)?;
+            let added = tx
+                .execute(
+                    "INSERT OR IGNORE INTO replay (key, expires_at) VALUES (?1, ?2)",
+                    params![key.as_str(), ceil_seconds(until)],
+                )
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(added == 1)
+        })
+    }
+
+    async fn forget(&self, key: &ReplayKey) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute("DELETE FROM replay WHERE key = ?1", params![key.as_str()]).map_err(unavailable)?;
+            Ok(())
         })
     }
 }

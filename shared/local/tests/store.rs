@@ -43,6 +43,11 @@ async fn the_journal_chains_and_verifies() {
     contract::the_journal_chains_and_verifies(&fresh().1).await;
 }
 
+#[tokio::test]
+async fn replay_records_admit_each_key_once() {
+    contract::replay_records_admit_each_key_once(&fresh().1).await;
+}
+
 #[test]
 fn many_writers_on_one_file_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -216,7 +216,13 @@ impl Stack {
             "expires_at": (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339() })
         .to_string();
         let t = chrono::Utc::now().timestamp();
-        let signature = grantwarden_core::signature::sign(WEBHOOK_KEY.as_bytes(), t, body.as_bytes());
+        let request = grantwarden_core::signature::SignedRequest {
+            method: "POST",
+            path: "/webhooks/grants",
+            body: body.as_bytes(),
+        };
+        let signature = grantwarden_core::signature::sign_v2(WEBHOOK_KEY.as_bytes(), t, &request)
+            .expect("a plain path and method are signable");
         let mut event: serde_json::Value =
             serde_json::from_str(include_str!("../../../events/intake-http-api.json")).expect("the sample event");
         event["headers"]["x-grantwarden-signature"] = serde_json::json!(signature);

@@ -240,28 +240,47 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
         .with_known_targets([stack.target.clone()])
         .with_scoring(scoring.clone());
     let body = stack.webhook();
-    let request = || {
+    let sign = |t: i64, body: &[u8]| {
+        let request = signature::SignedRequest { method: "POST", path: "/webhooks/grants", body };
+        signature::sign_v2(key, t, &request).unwrap()
+    };
+    // signed `seconds_ago`: each delivery, a retry too, is signed anew
+    let signed_ago = |seconds_ago: i64| {
         lambda_http::http::Request::builder()
             .method("POST")
             .uri("/webhooks/grants")
-            .header(signature::HEADER, signature::sign(key, now().timestamp(), &body))
+            .header(signature::HEADER, sign(now().timestamp() - seconds_ago, &body))
             .body(lambda_http::Body::from(body.clone()))
             .unwrap()
     };
+    let request = || signed_ago(0);
     let created = intake.handle(request()).await;
     assert_eq!(created.status(), 201, "{:?}", created.body());
     let ticket_id = serde_json::from_slice::<serde_json::Value>(created.body().as_ref()).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(intake.handle(request()).await.status(), 200, "a redelivery is idempotent");
+    assert_eq!(
+        intake.handle(request()).await.status(),
+        409,
+        "the same signed request is served once (replay record in DynamoDB)"
+    );
+    assert_eq!(intake.handle(signed_ago(1)).await.status(), 200, "a redelivery signed anew is idempotent");
     let tampered = |mut r: lambda_http::Request, header: String| {
         r.headers_mut().insert(signature::HEADER, header.parse().unwrap());
         r
     };
-    let forged = tampered(request(), signature::sign(b"not-the-key", now().timestamp(), &body));
+    let forged = tampered(
+        request(),
+        signature::sign_v2(
+            b"not-the-key",
+            now().timestamp(),
+            &signature::SignedRequest { method: "POST", path: "/webhooks/grants", body: &body },
+        )
+        .unwrap(),
+    );
     assert_eq!(intake.handle(forged).await.status(), 401, "a bad signature");
-    let replayed = tampered(request(), signature::sign(key, now().timestamp() - 600, &body));
+    let replayed = tampered(request(), sign(now().timestamp() - 600, &body));
     assert_eq!(intake.handle(replayed).await.status(), 401, "a replay of a ten-minute-old delivery");
     let mut changed: serde_json::Value = serde_json::from_slice(&body).unwrap();
     changed["privileges"] = serde_json::json!(["SELECT", "USAGE", "INSERT"]);
@@ -269,7 +288,7 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
     let conflicting = lambda_http::http::Request::builder()
         .method("POST")
         .uri("/webhooks/grants")
-        .header(signature::HEADER, signature::sign(key, now().timestamp(), &changed))
+        .header(signature::HEADER, sign(now().timestamp(), &changed))
         .body(lambda_http::Body::from(changed))
         .unwrap();
     assert_eq!(intake.handle(conflicting).await.status(), 409, "the same delivery id with another payload");

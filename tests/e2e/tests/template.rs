@@ -2,8 +2,9 @@
 //! function crate is deployed and every deployed function is a crate, queues
 //! have dead-letter queues and alarms, stream consumers bisect and give up
 //! into a destination, the audit bucket is locked, tables have streams (and
-//! TTL only where items may vanish), roles allow no wildcard action, and
-//! every environment variable set is one the code reads.
+//! TTL only where items may vanish), roles allow no wildcard action, every
+//! environment variable set is one the code reads, and incident webhooks are
+//! checked with their tool's own secret.
 //!
 //! cfn-lint (scripts/cfn-lint, run by scripts/test) checks the template
 //! against CloudFormation and SAM; this checks it against grantwarden.
@@ -295,14 +296,23 @@ fn tables_have_streams_and_only_working_state_expires() {
     // evidence outlives everything: no TTL, kept when the stack goes
     let evidence = ["TicketsTable", "FindingsTable", "JournalTable", "IncidentsTable"];
     // working state that may vanish once done, with the TTL attribute the code writes
-    let expiring =
-        [("ScansTable", grantwarden_aws::scans::EXPIRE_AT), ("LeasesTable", grantwarden_aws::leases::TTL_ATTRIBUTE)];
+    let expiring = [
+        ("ScansTable", grantwarden_aws::scans::EXPIRE_AT),
+        ("LeasesTable", grantwarden_aws::leases::TTL_ATTRIBUTE),
+        ("ReplayTable", grantwarden_aws::replay::TTL_ATTRIBUTE),
+    ];
+    // working state whose changes nobody reads
+    let streamless = ["ReplayTable"];
     for id in evidence.iter().chain(expiring.iter().map(|(id, _)| id)) {
         assert!(tables.contains_key(id), "{id} is defined");
     }
     for (id, table) in &tables {
         let p = &table["Properties"];
-        assert_eq!(p["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES", "{id}: stream");
+        if streamless.contains(id) {
+            assert!(p["StreamSpecification"].is_null(), "{id}: no stream, nothing reads it");
+        } else {
+            assert_eq!(p["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES", "{id}: stream");
+        }
         assert_eq!(p["BillingMode"], "PAY_PER_REQUEST", "{id}");
         let ttl = &p["TimeToLiveSpecification"];
         if let Some((_, attribute)) = expiring.iter().find(|(e, _)| e == id) {
@@ -378,4 +388,55 @@ fn the_readme_documents_every_environment_variable_the_functions_read() {
             );
         }
     }
+}
+
+#[test]
+fn intake_checks_incident_webhooks_with_each_tools_own_secret_and_serves_each_request_once() {
+    let t = template();
+    let intake = &resources(&t)["IntakeFunction"]["Properties"];
+    let env = intake["Environment"]["Variables"].as_object().expect("Variables");
+    let secret_of = |name: &str| logical_id(&env[name]).unwrap_or_else(|| panic!("{name} is set")).to_owned();
+    let (webhook, pagerduty, opsgenie) = (
+        secret_of("GRANTWARDEN_WEBHOOK_SECRET_ID"),
+        secret_of("GRANTWARDEN_PAGERDUTY_SECRET_ID"),
+        secret_of("GRANTWARDEN_OPSGENIE_SECRET_ID"),
+    );
+    let secrets = of_type(&t, "AWS::SecretsManager::Secret");
+    for id in [&webhook, &pagerduty, &opsgenie] {
+        assert!(secrets.contains_key(id.as_str()), "{id} is a secret of the stack");
+    }
+    assert!(webhook != pagerduty && webhook != opsgenie && pagerduty != opsgenie, "three secrets, not one");
+    assert_eq!(logical_id(&env["GRANTWARDEN_REPLAY_TABLE"]), Some("ReplayTable"));
+    assert_eq!(logical_id(&env["GRANTWARDEN_WEBHOOK_LEGACY_V1"]), Some("WebhookLegacyV1"));
+    assert_eq!(t["Parameters"]["WebhookLegacyV1"]["Default"], "false", "v1 is refused unless asked for");
+
+    // the role reads exactly those secrets and writes replay records
+    let role = logical_id(&intake["Role"]).expect("a role");
+    let statements: Vec<&Value> = as_list(&resources(&t)[role]["Properties"]["Policies"])
+        .into_iter()
+        .flat_map(|p| as_list(&p["PolicyDocument"]["Statement"]))
+        .collect();
+    let resources_of = |action: &str| -> BTreeSet<String> {
+        statements
+            .iter()
+            .filter(|s| as_list(&s["Action"]).iter().any(|a| a.as_str() == Some(action)))
+            .flat_map(|s| as_list(&s["Resource"]))
+            .filter_map(|r| logical_id(r).map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(resources_of("secretsmanager:GetSecretValue"), BTreeSet::from([webhook, pagerduty, opsgenie]));
+    for action in ["dynamodb:PutItem", "dynamodb:DeleteItem"] {
+        assert!(resources_of(action).contains("ReplayTable"), "{action} on the replay table");
+    }
+    assert!(!resources_of("dynamodb:DeleteItem").iter().any(|r| r != "ReplayTable"), "deletes nothing else");
+
+    // one route per incident tool, none that the webhook key alone could use
+    let paths: BTreeSet<&str> = intake["Events"]
+        .as_object()
+        .expect("Events")
+        .values()
+        .filter_map(|e| e["Properties"]["Path"].as_str())
+        .filter(|p| p.starts_with("/webhooks/incidents"))
+        .collect();
+    assert_eq!(paths, BTreeSet::from(["/webhooks/incidents/opsgenie", "/webhooks/incidents/pagerduty"]));
 }

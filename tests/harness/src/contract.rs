@@ -11,7 +11,7 @@ use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::{Finding, FindingKind, FindingObject};
 use grantwarden_core::scoring::Severity;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, PutOutcome, StoreError, TicketStore};
+use grantwarden_core::store::{FindingStore, PutOutcome, ReplayGuard, ReplayKey, StoreError, TicketStore};
 use grantwarden_core::ticket::{Decision, Ticket, TicketStatus, route};
 
 const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";
@@ -239,4 +239,43 @@ pub async fn incidents_keep_the_latest_update<S: grantwarden_core::incident::Inc
         (IncidentStatus::Resolved, now() + Duration::minutes(10)),
         "a late webhook does not reopen it"
     );
+}
+
+/// A replay key is admitted once until its record expires, then again; of
+/// concurrent first uses exactly one wins; a forgotten key is admitted again.
+pub async fn replay_records_admit_each_key_once<S: ReplayGuard>(store: &S) {
+    let (a, b) = (ReplayKey::new("v2", b"request a"), ReplayKey::new("v2", b"request b"));
+    let until = now() + Duration::minutes(6);
+    assert!(store.first_use(&a, now(), until).await.unwrap(), "a new key");
+    assert!(!store.first_use(&a, now(), until).await.unwrap(), "the same key again");
+    assert!(!store.first_use(&a, until - Duration::seconds(1), until).await.unwrap(), "until its record expires");
+    assert!(store.first_use(&b, now(), until).await.unwrap(), "another key is another request");
+    assert!(!store.first_use(&ReplayKey::new("v2", b"request b"), now(), until).await.unwrap());
+    assert!(
+        store.first_use(&ReplayKey::new("pagerduty", b"request b"), now(), until).await.unwrap(),
+        "the scheme is part of the key"
+    );
+    // an expired record counts as absent even where nothing deleted it yet (DynamoDB's lazy TTL)
+    let later = until + Duration::minutes(6);
+    assert!(store.first_use(&a, until, later).await.unwrap(), "expired at its until");
+    assert!(!store.first_use(&a, until, later).await.unwrap(), "and recorded anew");
+    // a sub-second until is kept at least that long
+    let c = ReplayKey::new("v2", b"request c");
+    let fractional = now() + Duration::milliseconds(1500);
+    assert!(store.first_use(&c, now(), fractional).await.unwrap());
+    assert!(!store.first_use(&c, now() + Duration::seconds(1), fractional).await.unwrap());
+
+    store.forget(&b).await.unwrap();
+    assert!(store.first_use(&b, now(), until).await.unwrap(), "a forgotten key is admitted again");
+    store.forget(&ReplayKey::new("v2", b"never seen")).await.unwrap();
+
+    let d = ReplayKey::new("v2", b"request d");
+    let (r1, r2, r3, r4) = tokio::join!(
+        store.first_use(&d, now(), until),
+        store.first_use(&d, now(), until),
+        store.first_use(&d, now(), until),
+        store.first_use(&d, now(), until),
+    );
+    let wins = [r1, r2, r3, r4].into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(wins, 1, "of concurrent first uses exactly one wins");
 }
