@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use chrono::{DateTime, Utc};
 use grantwarden_aws::archive::event_key;
-use grantwarden_aws::{Archive, Clients, DynamoStore, provision};
+use grantwarden_aws::{Archive, Clients, DynamoStore, Settings, provision};
 use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::digest::{DigestKey, digest_chains};
 use grantwarden_testkit::{contract, moto};
@@ -32,17 +32,23 @@ fn now() -> DateTime<Utc> {
     "2026-11-25T12:00:00Z".parse().unwrap()
 }
 
-#[tokio::test]
-async fn verify_reads_every_object_version_and_reports_a_delete_marker() {
+/// moto's resources, with `n` events journaled and archived on chain orders-prod.
+async fn archived(test: &str, n: usize) -> (String, Clients, Settings, DynamoStore, Archive) {
     let endpoint = moto::endpoint();
     let clients = Clients::for_endpoint(&endpoint).await;
-    let settings = provision::create(&clients, &moto::unique_prefix("verify")).await.unwrap();
+    let settings = provision::create(&clients, &moto::unique_prefix(test)).await.unwrap();
     let journal = DynamoStore::new(&clients, &settings);
     let archive = Archive::new(&clients, &settings.audit_bucket, settings.audit_retention);
-    for n in 0..4 {
-        let e = journal.append(contract::audit_event(n)).await.unwrap();
+    for i in 0..n {
+        let e = journal.append(contract::audit_event(i)).await.unwrap();
         archive.put(&e, &serde_json::to_string(&e).unwrap(), now()).await.unwrap();
     }
+    (endpoint, clients, settings, journal, archive)
+}
+
+#[tokio::test]
+async fn verify_reads_every_object_version_and_reports_a_delete_marker() {
+    let (endpoint, clients, settings, journal, archive) = archived("verify", 4).await;
     // one more in the journal that the archive has not caught up with: not signed yet
     journal.append(contract::audit_event(4)).await.unwrap();
     let key = DigestKey::generate();
@@ -104,15 +110,7 @@ async fn verify_reads_every_object_version_and_reports_a_delete_marker() {
 
 #[tokio::test]
 async fn an_overwritten_archive_object_is_the_archives_change_and_an_unpinned_key_is_said_loudly() {
-    let endpoint = moto::endpoint();
-    let clients = Clients::for_endpoint(&endpoint).await;
-    let settings = provision::create(&clients, &moto::unique_prefix("overwrite")).await.unwrap();
-    let journal = DynamoStore::new(&clients, &settings);
-    let archive = Archive::new(&clients, &settings.audit_bucket, settings.audit_retention);
-    for n in 0..3 {
-        let e = journal.append(contract::audit_event(n)).await.unwrap();
-        archive.put(&e, &serde_json::to_string(&e).unwrap(), now()).await.unwrap();
-    }
+    let (endpoint, clients, settings, journal, archive) = archived("overwrite", 3).await;
     let secret = "generated-by-secrets-manager-0123456789abcdefghijklmnopqrstuvwxyz";
     clients.secrets.create_secret().name(&settings.audit_signing_secret_id).secret_string(secret).send().await.unwrap();
     let key = DigestKey::from_secret(secret, "test").unwrap();
