@@ -1,9 +1,10 @@
 //! `grantwarden audit`: verify the hash-chained journal (local store, a
 //! directory in the archive's layout, or the S3 archive), sign digests,
 //! write an archive directory, and export one person's or resource's trail.
-//! Wiring only: hashing, digests and their checks live in core.
+//! Wiring only: hashing, digests, the comparison of journal and archive and
+//! their checks live in core; an archive directory is read here
+//! ([`DirArchive`]), as grantwarden-aws reads the bucket.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,8 +13,13 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_aws::archive::{self, Archive, Retention};
 use grantwarden_aws::{Clients, DynamoStore, SecretCache, Settings};
-use grantwarden_core::audit::{Anomaly, AuditEvent, AuditJournal, ChainReport, check_chain, compare_with_journal};
-use grantwarden_core::digest::{Digest, DigestKey, DigestStore, digest_chains};
+use grantwarden_core::audit::{
+    Anomaly, ArchivedChain, AuditArchive, AuditEvent, AuditJournal, ChainReport, JournalAsArchive, check_chain,
+    compare_with_archive,
+};
+use grantwarden_core::digest::{Digest, DigestKey, DigestRun, DigestStore, digest_chains};
+use grantwarden_core::store::StoreError;
+use grantwarden_local::LocalStore;
 
 use crate::exceptions::StateArgs;
 
@@ -23,18 +29,27 @@ pub enum AuditCommand {
     /// the signed digests; report the first broken link of each chain
     /// (exit 0 intact, 2 broken, 1 error).
     Verify(VerifyArgs),
-    /// Sign the next digest of every chain with new events (run it hourly, e.g. from cron).
+    /// Sign the next digest of every chain with newly archived events (run it
+    /// hourly from cron, after `audit archive`); exit 2 when the journal and the
+    /// archive disagree (a tamper signal, also journaled).
     Digest {
         #[command(flatten)]
         state: StateArgs,
         #[command(flatten)]
         key: KeyArgs,
+        /// The archive directory `audit archive --dir` writes: digests sign what it
+        /// holds and the journal still holds the same. Without one the journal is
+        /// signed as it stands, edits included (a warning says so).
+        #[arg(long, env = "GRANTWARDEN_AUDIT_ARCHIVE")]
+        archive: Option<PathBuf>,
     },
-    /// Write the local journal and its digests as a directory in the S3 archive's layout.
+    /// Write the local journal and its digests as a directory in the S3 archive's
+    /// layout. Write-once: a file already there is left alone, and one that holds
+    /// another event or digest is refused (exit 2), not overwritten.
     Archive {
         #[command(flatten)]
         state: StateArgs,
-        /// The directory (created; existing files are overwritten).
+        /// The directory (created when missing).
         #[arg(long)]
         dir: PathBuf,
     },
@@ -57,6 +72,9 @@ pub struct SourceArgs {
     /// With --bucket: also compare the archive with this DynamoDB journal table.
     #[arg(long, requires = "bucket")]
     journal_table: Option<String>,
+    /// With --dir: also compare the archive with the journal of this local state store.
+    #[arg(long, requires = "dir")]
+    journal_state: Option<PathBuf>,
     /// Only this chain.
     #[arg(long)]
     chain: Option<String>,
@@ -126,12 +144,30 @@ struct ChainData {
 pub async fn run(command: AuditCommand, now: DateTime<Utc>) -> Result<ExitCode> {
     match command {
         AuditCommand::Verify(args) => verify(args).await,
-        AuditCommand::Digest { state, key } => {
+        AuditCommand::Digest { state, key, archive } => {
             let store = state.open()?;
             let key = load_or_create_key(&key.key)?;
-            let chains = store.chains().await?;
-            let made = digest_chains(&store, &store, &chains, &key, now).await?;
-            for d in &made {
+            let mut chains = store.chains().await?;
+            let run: DigestRun = match &archive {
+                Some(dir) => {
+                    let archive = DirArchive::open(dir)?;
+                    // a chain gone from the journal but archived is a disagreement too
+                    chains.extend(archive.chains()?);
+                    chains.sort();
+                    chains.dedup();
+                    digest_chains(&store, &archive, &store, &chains, &key, now).await?
+                }
+                None => {
+                    eprintln!(
+                        "warning: no audit archive (--archive DIR, GRANTWARDEN_AUDIT_ARCHIVE): the digest signs the \
+                         journal as it stands, so an edit made before it, hashes and head recomputed, is signed too; \
+                         write the archive with `grantwarden audit archive --dir DIR` onto write-once storage and \
+                         pass it here"
+                    );
+                    digest_chains(&store, &JournalAsArchive(&store), &store, &chains, &key, now).await?
+                }
+            };
+            for d in &run.made {
                 println!(
                     "{}: digest {} signed, seq {}..={} ({} events)",
                     d.chain,
@@ -141,37 +177,80 @@ pub async fn run(command: AuditCommand, now: DateTime<Utc>) -> Result<ExitCode> 
                     d.events.len()
                 );
             }
-            if made.is_empty() {
+            if run.made.is_empty() && run.refused.is_empty() {
                 println!("no chain has new events since its last digest");
             }
             println!("key fingerprint {}", key.fingerprint());
-            Ok(ExitCode::SUCCESS)
+            for refusal in &run.refused {
+                eprintln!("error: digest refused (tamper signal): {refusal}");
+                // the local equivalent of the audit function's alert
+                store.append(refusal.event(now)).await?;
+            }
+            Ok(if run.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         AuditCommand::Archive { state, dir } => {
             let store = state.open()?;
-            let mut events = 0;
+            let (mut written, mut kept, mut refused) = (0, 0, Vec::new());
             for chain in store.chains().await? {
                 for e in store.events(&chain).await? {
-                    write_file(&dir, &archive::event_key(&chain, e.seq), &serde_json::to_vec(&e)?)?;
-                    events += 1;
+                    let key = archive::event_key(&chain, e.seq);
+                    let same = |old: &[u8]| serde_json::from_slice::<AuditEvent>(old).is_ok_and(|old| old == e);
+                    match write_once(&dir, &key, &serde_json::to_vec(&e)?, same)? {
+                        WriteOnce::Written => written += 1,
+                        WriteOnce::Kept => kept += 1,
+                        WriteOnce::Refused(path) => refused.push((format!("{chain}:{}", e.seq), path)),
+                    }
                 }
                 for d in store.digests(&chain).await? {
-                    write_file(&dir, &archive::digest_key(&chain, d.number), &serde_json::to_vec_pretty(&d)?)?;
+                    let key = archive::digest_key(&chain, d.number);
+                    let same = |old: &[u8]| serde_json::from_slice::<Digest>(old).is_ok_and(|old| old == d);
+                    if let WriteOnce::Refused(path) = write_once(&dir, &key, &serde_json::to_vec_pretty(&d)?, same)? {
+                        refused.push((format!("digest {} of {chain}", d.number), path));
+                    }
                 }
             }
-            println!("{events} events written under {}", dir.display());
-            Ok(ExitCode::SUCCESS)
+            println!("{written} events written under {} ({kept} already archived)", dir.display());
+            for (what, path) in &refused {
+                eprintln!(
+                    "error: {what}: {} already holds another record than the journal's; refused to write over it \
+                     (the journal or the archive was changed after archiving)",
+                    path.display()
+                );
+            }
+            Ok(if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         AuditCommand::Export(args) => export(args).await,
     }
 }
 
-fn write_file(dir: &Path, key: &str, body: &[u8]) -> Result<()> {
+/// What writing one file of an archive directory did.
+enum WriteOnce {
+    Written,
+    /// The same record was there.
+    Kept,
+    /// Another record was there: left alone.
+    Refused(PathBuf),
+}
+
+/// Writes `body` under `key` unless the file exists: an archive directory is
+/// written once, as the bucket is. An existing file that does not hold the
+/// same record (`same`) is refused, not overwritten.
+fn write_once(dir: &Path, key: &str, body: &[u8], same: impl Fn(&[u8]) -> bool) -> Result<WriteOnce> {
     let path = dir.join(key);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+    match std::fs::read(&path) {
+        Ok(old) if same(&old) => return Ok(WriteOnce::Kept),
+        Ok(_) => return Ok(WriteOnce::Refused(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, body).with_context(|| format!("writing {}", path.display()))?;
+    Ok(WriteOnce::Written)
 }
 
 fn load_or_create_key(path: &Path) -> Result<DigestKey> {
@@ -204,7 +283,7 @@ fn load_key(path: &Path) -> Result<DigestKey> {
 
 async fn read_source(source: &SourceArgs) -> Result<Vec<ChainData>> {
     let mut chains = if let Some(dir) = &source.dir {
-        read_dir_archive(dir)?
+        read_dir_archive(dir, source.journal_state.as_deref()).await?
     } else if let Some(bucket) = &source.bucket {
         read_s3(bucket, source.journal_table.as_deref(), source.chain.as_deref()).await?
     } else {
@@ -274,56 +353,115 @@ async fn read_s3(bucket: &str, journal_table: Option<&str>, only: Option<&str>) 
     Ok(out)
 }
 
-/// Reads `<dir>/audit/<chain>/<seq>.json` and `<dir>/audit-digests/<chain>/<n>.json`.
-fn read_dir_archive(dir: &Path) -> Result<Vec<ChainData>> {
-    let events_root = dir.join(archive::PREFIX);
-    if !events_root.is_dir() {
-        bail!("{} has no {} directory: not an audit archive", dir.display(), archive::PREFIX);
+/// Reads `<dir>/audit/<chain>/<seq>.json` and `<dir>/audit-digests/<chain>/<n>.json`,
+/// and with `journal_state` the local journal to compare them with.
+async fn read_dir_archive(dir: &Path, journal_state: Option<&Path>) -> Result<Vec<ChainData>> {
+    let archive = DirArchive::open(dir)?;
+    let journal = match journal_state {
+        Some(path) if !path.exists() => bail!("no state store at {} (--journal-state)", path.display()),
+        Some(path) => Some(LocalStore::open(path).with_context(|| format!("opening {}", path.display()))?),
+        None => None,
+    };
+    let mut names = archive.chains()?;
+    if let Some(journal) = &journal {
+        names.extend(journal.chains().await?);
+        names.sort();
+        names.dedup();
     }
-    let mut chains: BTreeMap<String, ChainData> = BTreeMap::new();
-    for entry in sorted_entries(&events_root)? {
-        let segment = entry.file_name().to_string_lossy().into_owned();
-        let chain = percent_encoding::percent_decode_str(&segment)
-            .decode_utf8()
-            .with_context(|| format!("{}: not a chain directory", entry.path().display()))?
-            .into_owned();
-        let mut data = ChainData {
-            chain: chain.clone(),
-            events: Vec::new(),
-            head: None,
-            anomalies: Vec::new(),
-            digests: Vec::new(),
-            journal: None,
+    let mut out = Vec::new();
+    for chain in names {
+        let read = archive.read_chain_after(&chain, 0)?;
+        let journal_events = match &journal {
+            Some(j) => Some(j.events(&chain).await?),
+            None => None,
         };
-        let prefix = archive::chain_prefix(&chain);
-        for file in sorted_entries(&entry.path())? {
+        out.push(ChainData {
+            events: read.events,
+            head: None,
+            anomalies: read.anomalies,
+            digests: archive.digests(&chain)?,
+            journal: journal_events,
+            chain,
+        });
+    }
+    Ok(out)
+}
+
+/// An archive directory in the S3 archive's layout, as `grantwarden audit
+/// archive` (or `aws s3 sync s3://BUCKET/ DIR`) writes it.
+pub struct DirArchive {
+    dir: PathBuf,
+}
+
+impl DirArchive {
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.join(archive::PREFIX).is_dir() {
+            bail!("{} has no {} directory: not an audit archive", dir.display(), archive::PREFIX);
+        }
+        Ok(Self { dir: dir.to_owned() })
+    }
+
+    /// Every chain with a directory, names decoded, in order.
+    pub fn chains(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in sorted_entries(&self.dir.join(archive::PREFIX))? {
+            let segment = entry.file_name().to_string_lossy().into_owned();
+            let chain = percent_encoding::percent_decode_str(&segment)
+                .decode_utf8()
+                .with_context(|| format!("{}: not a chain directory", entry.path().display()))?;
+            out.push(chain.into_owned());
+        }
+        Ok(out)
+    }
+
+    /// A chain's events after seq `after`, with files that are not its events as anomalies.
+    pub fn read_chain_after(&self, chain: &str, after: u64) -> Result<ArchivedChain> {
+        let mut out = ArchivedChain::default();
+        let prefix = archive::chain_prefix(chain);
+        let chain_dir = self.dir.join(&prefix);
+        if !chain_dir.is_dir() {
+            return Ok(out);
+        }
+        for file in sorted_entries(&chain_dir)? {
             let key = format!("{prefix}{}", file.file_name().to_string_lossy());
             let Some(seq) = archive::key_number(&key, &prefix) else {
-                data.anomalies.push(Anomaly {
+                out.anomalies.push(Anomaly {
                     seq: 0,
                     reason: format!("{} is not an archived event's file", file.path().display()),
                 });
                 continue;
             };
+            if seq <= after {
+                continue;
+            }
             let body = std::fs::read(file.path()).with_context(|| format!("reading {}", file.path().display()))?;
-            match archive::decode_archived(&chain, seq, &file.path().display().to_string(), &body) {
-                Ok(e) => data.events.push(e),
-                Err(anomaly) => data.anomalies.push(anomaly),
+            match archive::decode_archived(chain, seq, &file.path().display().to_string(), &body) {
+                Ok(e) => out.events.push(e),
+                Err(anomaly) => out.anomalies.push(anomaly),
             }
         }
-        let digest_dir = dir.join(archive::digest_prefix(&chain));
+        Ok(out)
+    }
+
+    /// A chain's digests in file (number) order.
+    pub fn digests(&self, chain: &str) -> Result<Vec<Digest>> {
+        let digest_dir = self.dir.join(archive::digest_prefix(chain));
+        let mut out = Vec::new();
         if digest_dir.is_dir() {
             for file in sorted_entries(&digest_dir)? {
                 let path = file.path();
                 let body = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let digest: Digest =
-                    serde_json::from_slice(&body).with_context(|| format!("{} is not a digest", path.display()))?;
-                data.digests.push(digest);
+                out.push(serde_json::from_slice(&body).with_context(|| format!("{} is not a digest", path.display()))?);
             }
         }
-        chains.insert(chain, data);
+        Ok(out)
     }
-    Ok(chains.into_values().collect())
+}
+
+impl AuditArchive for DirArchive {
+    async fn archived_after(&self, chain: &str, seq: u64) -> Result<ArchivedChain, StoreError> {
+        self.read_chain_after(chain, seq).map_err(|e| StoreError::Unavailable(format!("{e:#}")))
+    }
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
@@ -365,21 +503,33 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode> {
             let head = c.head.as_ref().map(|(s, h)| (*s, h.as_str()));
             let mut report = check_chain(&c.chain, &c.events, head, &c.anomalies, Some((&c.digests, &trusted)));
             if let Some(journal) = &c.journal {
-                match compare_with_journal(&c.chain, &c.events, journal) {
-                    Ok(lag) => report.not_archived = Some(lag),
-                    Err(e) if report.broken.as_ref().is_none_or(|b| e.seq < b.seq) => report.broken = Some(e),
-                    Err(_) => {}
+                let archived = ArchivedChain { events: c.events.clone(), anomalies: c.anomalies.clone() };
+                let comparison = compare_with_archive(&c.chain, 0, &archived, journal);
+                report.not_archived = Some(comparison.not_archived);
+                if let Some(d) = comparison.disagreement
+                    && report.broken.as_ref().is_none_or(|b| d.seq < b.seq)
+                {
+                    report.broken = Some(d.into());
                 }
             }
             report
         })
         .collect();
     let broken = reports.iter().any(|r| r.broken.is_some());
+    let warnings: Vec<String> = unpinned_warning(&args).into_iter().collect();
     match args.format {
         OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "intact": !broken, "chains": reports }))?)
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            let out = serde_json::json!({ "intact": !broken, "key_pinned": !args.key_fingerprint.is_empty(),
+                                          "warnings": warnings, "chains": reports });
+            println!("{}", serde_json::to_string_pretty(&out)?)
         }
         OutputFormat::Text => {
+            for w in &warnings {
+                println!("warning: {w}");
+            }
             if reports.is_empty() {
                 println!("no audit events found");
             }
@@ -389,6 +539,28 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode> {
         }
     }
     Ok(if broken { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// What verify says when no key fingerprint is pinned: the digests are then
+/// trusted by a key read from where it is kept, which whoever can change that
+/// place can swap for their own and re-sign a rewritten chain with. The exit
+/// code does not change (verify still checked everything it could).
+fn unpinned_warning(args: &VerifyArgs) -> Option<String> {
+    if !args.key_fingerprint.is_empty() {
+        return None;
+    }
+    let mut from = Vec::new();
+    if let Some(secret) = &args.signing_secret {
+        from.push(format!("the key in secret {secret}"));
+    }
+    if args.source.bucket.is_none() && args.key.key.exists() {
+        from.push(format!("the key file {}", args.key.key.display()));
+    }
+    let from = if from.is_empty() { "no key at all".to_owned() } else { from.join(" and ") };
+    Some(format!(
+        "no --key-fingerprint pinned: the signed digests are checked against {from}, which whoever can replace it \
+         can re-sign a rewritten chain with; pin the fingerprint, kept where the journal's writers cannot change it"
+    ))
 }
 
 fn describe(r: &ChainReport) -> String {

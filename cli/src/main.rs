@@ -190,15 +190,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs on stderr: `RUST_LOG`, else `-v`'s level, under the shared filter's
+/// cap (the PostgreSQL driver never logs the statements that carry a
+/// credential's verifier).
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = grantwarden_aws::logging::filter(std::env::var("RUST_LOG").ok().as_deref(), default);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    tracing_subscriber::registry().with(layer).init();
 }
 
 async fn run(

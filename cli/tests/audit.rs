@@ -14,6 +14,7 @@ fn grantwarden(args: &[&str]) -> Output {
         .args(args)
         .env_remove("GRANTWARDEN_STATE")
         .env_remove("GRANTWARDEN_AUDIT_KEY")
+        .env_remove("GRANTWARDEN_AUDIT_ARCHIVE")
         .output()
         .unwrap()
 }
@@ -227,4 +228,107 @@ async fn export_prints_one_persons_trail_within_the_window() {
     assert!(text.starts_with("audit trail of alice@example.com (3 events)"), "{text}");
     assert!(text.contains("ticket.approved") && text.contains("about bob@example.com"), "{text}");
     assert!(!text.contains("tkt-0") && !text.contains("tkt-4") && !text.contains("carol"), "{text}");
+}
+
+/// Rewrites every event of the store's chain from `from_seq` on as mallory's,
+/// hashes and head recomputed: the chain alone verifies.
+fn forge_from(state: &str, from_seq: u64) {
+    let store_events = {
+        let conn = rusqlite::Connection::open(state).unwrap();
+        let mut stmt = conn.prepare("SELECT body FROM journal WHERE chain = 'orders-prod' ORDER BY seq").unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(|b| serde_json::from_str::<AuditEvent>(&b.unwrap()).unwrap()).collect::<Vec<_>>()
+    };
+    let mut forged: Vec<AuditEvent> = store_events[..from_seq as usize - 1].to_vec();
+    for e in &store_events[from_seq as usize - 1..] {
+        let mut e = e.clone();
+        e.actor = "mallory@example.com".into();
+        e.prev_hash = forged.last().unwrap().hash.clone();
+        e.hash = grantwarden_core::audit::event_hash(&e);
+        forged.push(e);
+    }
+    let conn = rusqlite::Connection::open(state).unwrap();
+    for e in &forged[from_seq as usize - 1..] {
+        conn.execute(
+            "UPDATE journal SET hash = ?1, body = ?2 WHERE chain = ?3 AND seq = ?4",
+            rusqlite::params![e.hash, serde_json::to_string(e).unwrap(), e.chain, e.seq as i64],
+        )
+        .unwrap();
+    }
+    conn.execute("UPDATE journal_heads SET hash = ?1", [&forged.last().unwrap().hash]).unwrap();
+}
+
+#[tokio::test]
+async fn a_local_digest_signs_what_the_archive_holds_and_refuses_a_journal_rewritten_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, key) = journal(dir.path()).await;
+    let archive = dir.path().join("archive").to_string_lossy().into_owned();
+    let digest = |at: &str| {
+        grantwarden(&["audit", "digest", "--state", &state, "--key", &key, "--archive", &archive, "--at", at])
+    };
+    let write_archive = || grantwarden(&["audit", "archive", "--state", &state, "--dir", &archive]);
+
+    // without an archive the digest says loudly what it signs
+    let other = tempfile::tempdir().unwrap();
+    let (other_state, other_key) = journal(other.path()).await;
+    let journal_only = grantwarden(&["audit", "digest", "--state", &other_state, "--key", &other_key]);
+    assert!(stdout(&journal_only).contains("digest 1 signed, seq 1..=6"), "{}", stdout(&journal_only));
+    let stderr = String::from_utf8_lossy(&journal_only.stderr).into_owned();
+    assert!(stderr.contains("warning: no audit archive (--archive DIR, GRANTWARDEN_AUDIT_ARCHIVE)"), "{stderr}");
+
+    // archived through seq 4; seq 5 and 6 come after the archive's tail and wait
+    assert!(stdout(&write_archive()).contains("6 events written"));
+    for seq in [5, 6] {
+        std::fs::remove_file(dir.path().join(format!("archive/audit/orders-prod/{seq:020}.json"))).unwrap();
+    }
+    let out = digest("2026-11-25T10:00:00Z");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("orders-prod: digest 1 signed, seq 1..=4 (4 events)"), "{}", stdout(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "an archive is given");
+
+    // the archive is written once: the missing files come back, nothing is rewritten
+    let again = write_archive();
+    assert!(stdout(&again).contains("2 events written") && stdout(&again).contains("(4 already archived)"));
+
+    // within the hour, someone who can write the store rewrites seq 5 and 6 with fresh hashes and head
+    forge_from(&state, 5);
+    assert_eq!(verify(&state, &key).status.code(), Some(0), "the forged journal alone verifies against its digest");
+    let refused = digest("2026-11-25T11:00:00Z");
+    let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: digest refused (tamper signal): chain orders-prod, seq 5: the archive holds hash"));
+    assert!(stderr.contains("journal was rewritten after archiving"), "{stderr}");
+    assert!(!stdout(&refused).contains("digest 2 signed"), "{}", stdout(&refused));
+    let store = LocalStore::open(Path::new(&state)).unwrap();
+    let events = store.events("orders-prod").await.unwrap();
+    let signal = events.last().unwrap();
+    assert_eq!((signal.kind.as_str(), signal.detail["seq"].as_u64()), ("audit.digest_refused", Some(5)));
+    assert_eq!(signal.detail["changed"], "journal");
+
+    // archiving again refuses to write over the originals; the signal itself is archived
+    let out = write_archive();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("error: orders-prod:5:") && stderr.contains("refused to write over it"), "{stderr}");
+    assert!(stdout(&out).contains("1 events written"), "{}", stdout(&out));
+
+    // verify of the archive against the journal names the side that changed
+    let fingerprint = stdout(&digest("2026-11-25T12:00:00Z"))
+        .lines()
+        .find_map(|l| l.strip_prefix("key fingerprint ").map(str::to_owned))
+        .unwrap();
+    let out = grantwarden(&[
+        "audit",
+        "verify",
+        "--dir",
+        &archive,
+        "--journal-state",
+        &state,
+        "--key-fingerprint",
+        &fingerprint,
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("BROKEN at seq 5: the archive holds hash"), "{text}");
+    assert!(text.contains("the journal was rewritten after archiving"), "{text}");
 }

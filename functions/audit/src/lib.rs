@@ -12,7 +12,13 @@
 //! Every hour an EventBridge schedule invokes the same function with a
 //! scheduled event: it signs the next digest of every archived chain
 //! (`grantwarden_core::digest`) with the Ed25519 key in Secrets Manager and
-//! writes it, locked, beside the events.
+//! writes it, locked, beside the events. A digest signs what the archive
+//! holds, as far as the journal still holds the same events; where the two
+//! disagree (the journal was rewritten after archiving, or an archived object
+//! was overwritten or deleted) that chain is refused: a high-priority SNS
+//! alert per chain, an error log, and the invocation fails as Validation (the
+//! function's Errors alarm). The journal is not written: this function is
+//! not one of its writers, and the journal is the side under suspicion.
 
 use std::sync::Arc;
 
@@ -21,7 +27,8 @@ use std::time::Duration;
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use grantwarden_aws::archive::{ArchiveError, Archived};
-use grantwarden_aws::{Archive, AwsError, Clients, Clock, DynamoStore, SecretCache, Settings};
+use grantwarden_aws::{Alerts, Archive, AwsError, Clients, Clock, DynamoStore, SecretCache, Settings};
+use grantwarden_core::audit::Disagreement;
 use grantwarden_core::digest::{Digest, DigestKey, KeyError, digest_chains};
 use grantwarden_core::store::StoreError;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -55,6 +62,18 @@ pub enum AuditError {
     /// Listing chains, reading the journal or writing a digest failed.
     #[error("digest: {0}")]
     Digest(StoreError),
+    /// The journal and the archive disagree: those chains were not signed past the disagreement.
+    #[error("digest refused (tamper signal; {signed} digests signed): {}", list(refused))]
+    Refused {
+        /// The disagreements, one per chain.
+        refused: Vec<Disagreement>,
+        /// Digests signed in the same run (other chains, and what came before each disagreement).
+        signed: usize,
+    },
+}
+
+fn list(refused: &[Disagreement]) -> String {
+    refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl From<AuditError> for Diagnostic {
@@ -111,6 +130,7 @@ pub struct Audit {
     journal: DynamoStore,
     secrets: SecretCache,
     signing_secret_id: String,
+    alerts: Option<Alerts>,
     clock: Arc<dyn Clock>,
 }
 
@@ -124,6 +144,7 @@ impl Audit {
             journal: DynamoStore::new(clients, settings),
             secrets: SecretCache::new(clients, KEY_TTL),
             signing_secret_id: settings.audit_signing_secret_id.clone(),
+            alerts: settings.alert_topic_arn.as_deref().map(|arn| Alerts::new(&clients.sns, arn)),
             clock,
         })
     }
@@ -137,19 +158,34 @@ impl Audit {
         }
     }
 
-    /// Signs and stores the next digest of every archived chain with new events.
+    /// Signs and stores the next digest of every archived chain with new
+    /// archived events; refuses the chains whose journal and archive disagree
+    /// (alerted, then returned as [`AuditError::Refused`]).
     pub async fn digest(&self) -> Result<Vec<Digest>, AuditError> {
         let secret = self.secrets.string(&self.signing_secret_id).await.map_err(AuditError::Secret)?;
         let key =
             DigestKey::from_secret(&secret, &format!("secret {}", self.signing_secret_id)).map_err(AuditError::Key)?;
         let chains = self.archive.chains().await.map_err(|e| AuditError::Digest(e.into()))?;
-        let made = digest_chains(&self.journal, &self.archive, &chains, &key, self.clock.now())
+        let run = digest_chains(&self.journal, &self.archive, &self.archive, &chains, &key, self.clock.now())
             .await
             .map_err(AuditError::Digest)?;
-        for d in &made {
+        for d in &run.made {
             tracing::info!(chain = %d.chain, number = d.number, first_seq = d.first_seq, last_seq = d.last_seq, key = %d.key_fingerprint, "digest signed");
         }
-        Ok(made)
+        if run.refused.is_empty() {
+            return Ok(run.made);
+        }
+        for r in &run.refused {
+            tracing::error!(chain = %r.chain, seq = r.seq, archive_hash = ?r.archive_hash, journal_hash = ?r.journal_hash,
+                changed = ?r.changed, reason = %r.reason, "digest refused: the journal and the archive disagree");
+            if let Some(alerts) = &self.alerts
+                && let Err(e) = alerts.digest_refused(r).await
+            {
+                // the failed invocation still raises the Errors alarm
+                tracing::error!(chain = %r.chain, error = %e, "the tamper alert could not be published");
+            }
+        }
+        Err(AuditError::Refused { refused: run.refused, signed: run.made.len() })
     }
 
     /// Handles a batch of journal stream records, in order.

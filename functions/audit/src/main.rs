@@ -6,11 +6,13 @@
 //! Env: `GRANTWARDEN_AUDIT_BUCKET` (a bucket with Object Lock enabled: the function
 //! refuses to start without it), `GRANTWARDEN_AUDIT_RETENTION_MODE` (COMPLIANCE, or
 //! GOVERNANCE), `GRANTWARDEN_AUDIT_RETENTION_DAYS` (default 2555), `GRANTWARDEN_JOURNAL_TABLE`,
-//! `GRANTWARDEN_AUDIT_SIGNING_SECRET_ID` (the digest signing key), `RUST_LOG`.
-//! IAM: s3:GetBucketObjectLockConfiguration and s3:ListBucket on the audit bucket;
-//! s3:PutObject, s3:PutObjectRetention and s3:GetObject on `audit/*` and `audit-digests/*`;
+//! `GRANTWARDEN_AUDIT_SIGNING_SECRET_ID` (the digest signing key), `GRANTWARDEN_ALERT_TOPIC_ARN`
+//! (where a refused digest is alerted; optional), `RUST_LOG`.
+//! IAM: s3:GetBucketObjectLockConfiguration, s3:ListBucket and s3:ListBucketVersions on the audit bucket;
+//! s3:PutObject, s3:PutObjectRetention, s3:GetObject and s3:GetObjectVersion on `audit/*` and
+//! `audit-digests/*` (the digest reads every version of what it signs);
 //! dynamodb:Query on the journal table; secretsmanager:GetSecretValue on the signing key; the stream read actions
-//! on the journal stream; sqs:SendMessage on the on-failure queue.
+//! on the journal stream; sqs:SendMessage on the on-failure queue; sns:Publish on the alert topic.
 //! PostgreSQL: none.
 
 use std::sync::Arc;

@@ -29,6 +29,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 use grantwarden_aws::leases::{Lease, ScheduledRevoke};
+use grantwarden_aws::secrets::AccessSecretError;
 use grantwarden_aws::{
     AccessSecrets, AwsError, Clients, Clock, DynamoStore, Objects, RdsSecret, SecretCache, Settings, Timers,
 };
@@ -500,7 +501,23 @@ impl Revoke {
                 password: new_password(),
                 ..db
             };
-            let credential = self.access_secrets.get_or_create(id, &fresh, ticket.expires_at).await?;
+            let credential = match self.access_secrets.get_or_create(id, &fresh, ticket.expires_at).await {
+                Ok(credential) => credential,
+                Err(AccessSecretError::Aws(e)) => return Err(e.into()),
+                Err(refused @ AccessSecretError::NotOurs { .. }) => {
+                    // permanent: the secret is not ours to fill, read or delete
+                    let error = refused.to_string();
+                    tracing::error!(%error, "the credential cannot be issued; dead-lettered");
+                    let mut event = NewEvent::for_ticket(&ticket, "access.issue_refused", "grantwarden", now);
+                    event.detail["error"] = serde_json::json!(error);
+                    grantwarden_core::audit::AuditJournal::append(&self.store, event)
+                        .await
+                        .map_err(RevokeError::Store)?;
+                    self.send_dead_letter(&serde_json::json!({ "ticket_id": id, "action": "issue", "error": error }))
+                        .await?;
+                    return Ok(handled("issue_failed"));
+                }
+            };
             let executor = self.executor(&ticket.request.target).await?;
             let issued = match executor.activate(&ticket, &credential.password, false).await {
                 Ok(c) => c,

@@ -571,3 +571,103 @@ async fn a_dry_run_function_plans_and_journals_once_and_changes_nothing() {
     assert!(sql.iter().any(|s| s.starts_with("REVOKE USAGE ON SCHEMA \"billing\"")), "{sql:?}");
     assert!(sql.iter().any(|s| s.starts_with("SET LOCAL lock_timeout")), "as a real run would open: {sql:?}");
 }
+
+#[tokio::test]
+async fn an_access_secret_grantwarden_did_not_create_for_the_ticket_is_refused_not_issued_into() {
+    use grantwarden_core::access::{AccessPath, AccessRequest, AccessScope, route_access};
+    let db = TestDb::new().await;
+    db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);").await;
+    let (clients, settings) = stack("revoke-planted", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
+        "policy.example.yaml".into(),
+        include_str!("../../../infra/policy.example.yaml").into(),
+    )])
+    .unwrap();
+    let request = AccessRequest {
+        id: format!("{}-planted", db.prefix),
+        identity: "alice@example.com".into(),
+        target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
+        path: AccessPath::ReadOnly,
+        scope: AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into()] },
+        duration: "1h".into(),
+        justification: "CHG-1".into(),
+        incident_id: None,
+    };
+    let grantwarden_core::ticket::Decision::Ticket(t) =
+        route_access(&request, &registry, &grantwarden_core::incident::KnownIncidents(vec![]), at(0))
+    else {
+        panic!("routed")
+    };
+    // someone who may create secrets under the access prefix plants one, with a password they know
+    let name = settings.access_secret_id(&t.id);
+    let planted = serde_json::json!({ "engine": "postgres", "host": "127.0.0.1", "port": 5432, "dbname": db.name,
+        "username": t.request.role.as_str(), "password": "known-to-mallory-0123456789abcdef" });
+    clients.secrets.create_secret().name(&name).secret_string(planted.to_string()).send().await.unwrap();
+    store.put_ticket(&t).await.unwrap();
+
+    let f = function(&clients, &settings, 1);
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    let handled = invoke(&f, Invocation::Stream(stream)).await;
+    assert_eq!(handled.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>(), ["issue_failed"], "{handled:?}");
+    let roles: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&t.request.role.as_str()])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(roles, 0, "no role with the planted password");
+    let url = settings.revoke_dlq_url.clone().unwrap();
+    let messages = clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    let letter: serde_json::Value = serde_json::from_str(messages.messages()[0].body().unwrap()).unwrap();
+    let error = letter["error"].as_str().unwrap();
+    assert!(error.contains(&format!("secret {name} already exists and was not created by grantwarden")), "{error}");
+    assert!(error.contains("its tags: none") && !error.contains("known-to-mallory"), "{error}");
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    let refused = journal.iter().find(|e| e.kind == "access.issue_refused").expect("journaled");
+    assert_eq!((refused.subject.as_str(), refused.detail["error"].as_str()), (t.id.as_str(), Some(error)));
+    assert!(!journal.iter().any(|e| e.kind == "access.issued"));
+    let kept = clients.secrets.get_secret_value().secret_id(&name).send().await.unwrap();
+    assert_eq!(kept.secret_string(), Some(planted.to_string().as_str()), "left as found: evidence");
+}
+
+#[tokio::test]
+async fn access_secrets_carry_their_ticket_and_only_their_own_is_reused_or_deleted() {
+    use grantwarden_aws::AccessSecrets;
+    use grantwarden_aws::secrets::{AccessSecretError, CREATED_BY, CREATED_BY_TAG, TICKET_TAG};
+    let clients = Clients::for_endpoint(&moto::endpoint()).await;
+    let prefix = format!("{}/access/", moto::unique_prefix("secret-tags"));
+    let secrets = AccessSecrets::new(&clients, &prefix);
+    let fresh = |password: &str| {
+        grantwarden_aws::RdsSecret::parse(
+            "test",
+            &serde_json::json!({ "engine": "postgres", "host": "db", "port": 5432, "username": "u",
+                                 "password": password, "dbname": "orders" })
+            .to_string(),
+        )
+        .unwrap()
+    };
+
+    // created with its tags; a retry reuses the password already delivered
+    let first = secrets.get_or_create("tkt-1", &fresh("first-password"), at(60)).await.unwrap();
+    let described = clients.secrets.describe_secret().secret_id(secrets.name("tkt-1")).send().await.unwrap();
+    let tags: Vec<(&str, &str)> = described.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+    assert!(tags.contains(&(TICKET_TAG, "tkt-1")) && tags.contains(&(CREATED_BY_TAG, CREATED_BY)), "{tags:?}");
+    let retried = secrets.get_or_create("tkt-1", &fresh("second-password"), at(60)).await.unwrap();
+    assert_eq!((first.password.as_str(), retried.password.as_str()), ("first-password", "first-password"));
+
+    // made by grantwarden, but for another ticket (another prefix, same name): refused
+    let other = AccessSecrets::new(&clients, &format!("{prefix}t"));
+    other.get_or_create("kt-2", &fresh("other-password"), at(60)).await.unwrap();
+    let err = secrets.get_or_create("tkt-2", &fresh("x"), at(60)).await.unwrap_err();
+    assert!(matches!(err, AccessSecretError::NotOurs { .. }), "{err}");
+    assert!(err.to_string().contains("grantwarden:ticket=kt-2"), "{err}");
+
+    // delete: its own is gone, another's is left in place
+    secrets.delete("tkt-2").await.unwrap();
+    assert!(clients.secrets.get_secret_value().secret_id(secrets.name("tkt-2")).send().await.is_ok());
+    secrets.delete("tkt-1").await.unwrap();
+    assert!(clients.secrets.get_secret_value().secret_id(secrets.name("tkt-1")).send().await.is_err());
+    secrets.delete("tkt-1").await.unwrap();
+}

@@ -1,5 +1,6 @@
-//! Alerts on SNS.
+//! Alerts on SNS: reports, break-glass credentials, and the audit digest's tamper signal.
 
+use grantwarden_core::audit::Disagreement;
 use grantwarden_core::report::Report;
 
 use crate::AwsError;
@@ -20,6 +21,19 @@ impl Alerts {
     /// Publishes a high-priority alert about one ticket (a break-glass credential
     /// issued): the subject says what, the message carries the details as JSON.
     pub async fn ticket(&self, subject: &str, detail: &serde_json::Value) -> Result<(), AwsError> {
+        self.high_priority(subject, detail).await
+    }
+
+    /// Publishes a high-priority tamper signal: the audit journal and its
+    /// archive disagree, so the hourly digest refused to sign the chain.
+    pub async fn digest_refused(&self, refusal: &Disagreement) -> Result<(), AwsError> {
+        let subject = format!("grantwarden: TAMPER? audit chain {} disagrees with its archive", refusal.chain);
+        let mut detail = serde_json::to_value(refusal).expect("a disagreement always serializes");
+        detail["message"] = serde_json::Value::String(refusal.to_string());
+        self.high_priority(&subject, &detail).await
+    }
+
+    async fn high_priority(&self, subject: &str, detail: &serde_json::Value) -> Result<(), AwsError> {
         self.client
             .publish()
             .topic_arn(&self.topic_arn)

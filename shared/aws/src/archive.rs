@@ -17,7 +17,9 @@
 //! a delete without a version id does not remove a locked event, it puts a
 //! delete marker over it, which a plain listing would hide (and a hidden
 //! tail would look like a shorter, gap-free archive). Every marker and every
-//! overwritten key is reported as an [`Anomaly`] at its seq.
+//! overwritten key is reported as an [`Anomaly`] at its seq. The hourly digest
+//! reads the same way ([`AuditArchive`], from the last digested seq on): what
+//! it signs is the first version of each key, the one the audit function wrote.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +27,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockMode};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
-use grantwarden_core::audit::{Anomaly, AuditEvent};
+pub use grantwarden_core::audit::ArchivedChain;
+use grantwarden_core::audit::{Anomaly, AuditArchive, AuditEvent};
 use grantwarden_core::digest::{Digest, DigestStore};
 use grantwarden_core::store::StoreError;
 
@@ -144,15 +147,6 @@ pub fn decode_archived(chain: &str, seq: u64, location: &str, body: &[u8]) -> Re
     }
 }
 
-/// A chain as the archive holds it.
-#[derive(Debug, Clone, Default)]
-pub struct ArchivedChain {
-    /// The events, in seq order (for a key under a delete marker: the version beneath it).
-    pub events: Vec<AuditEvent>,
-    /// What the events' content cannot show: delete markers, overwrites, stray objects.
-    pub anomalies: Vec<Anomaly>,
-}
-
 /// The versions S3 keeps of one key.
 #[derive(Default)]
 struct KeyVersions {
@@ -235,10 +229,14 @@ impl Archive {
         Ok(out)
     }
 
-    /// Every version and delete marker under `prefix`, by key.
-    async fn versions(&self, prefix: &str) -> Result<BTreeMap<String, KeyVersions>, AwsError> {
+    /// Every version and delete marker under `prefix`, by key, of the keys after `start_after`.
+    async fn versions(
+        &self,
+        prefix: &str,
+        start_after: Option<String>,
+    ) -> Result<BTreeMap<String, KeyVersions>, AwsError> {
         let mut keys: BTreeMap<String, KeyVersions> = BTreeMap::new();
-        let (mut key_marker, mut version_marker) = (None, None);
+        let (mut key_marker, mut version_marker) = (start_after, None);
         loop {
             let page = self
                 .client
@@ -290,12 +288,22 @@ impl Archive {
 
     /// Reads a chain back, every object version included (see the module docs).
     pub async fn read_chain(&self, chain: &str) -> Result<ArchivedChain, AwsError> {
+        self.read_chain_after(chain, 0).await
+    }
+
+    /// Reads a chain back from seq `after` + 1 on, as [`Archive::read_chain`] does.
+    pub async fn read_chain_after(&self, chain: &str, after: u64) -> Result<ArchivedChain, AwsError> {
         let prefix = chain_prefix(chain);
-        let keys = self.versions(&prefix).await?;
+        // keys sort in seq order: the listing starts after the last one not wanted
+        let keys = self.versions(&prefix, (after > 0).then(|| event_key(chain, after))).await?;
         let mut out = ArchivedChain::default();
         let mut wanted = Vec::new();
         for (key, kv) in keys {
-            let Some(seq) = key_number(&key, &prefix) else {
+            let seq = key_number(&key, &prefix);
+            if seq.is_some_and(|seq| seq <= after) {
+                continue;
+            }
+            let Some(seq) = seq else {
                 out.anomalies.push(Anomaly {
                     seq: 0,
                     reason: format!("s3://{}/{key} is not an archived event's key", self.bucket),
@@ -397,6 +405,12 @@ impl Archive {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(AwsError::sdk(format!("HeadObject s3://{}/{key}", self.bucket), e)),
         }
+    }
+}
+
+impl AuditArchive for Archive {
+    async fn archived_after(&self, chain: &str, seq: u64) -> Result<ArchivedChain, StoreError> {
+        Ok(self.read_chain_after(chain, seq).await?)
     }
 }
 

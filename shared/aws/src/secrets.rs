@@ -1,4 +1,5 @@
-//! Secrets Manager, cached: target credentials and the webhook key.
+//! Secrets Manager, cached: target credentials and the webhook key; and the
+//! just-in-time credentials' own secrets, tagged by grantwarden.
 //!
 //! A secret is fetched at most once per TTL per container, so a warm Lambda
 //! does not call Secrets Manager per event, and a rotated secret is picked
@@ -8,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_sdk_secretsmanager::types::Tag;
 use serde::Deserialize;
 
 use crate::{AwsError, Clients};
@@ -134,8 +136,58 @@ impl RdsSecret {
     }
 }
 
+/// Tag on every access secret grantwarden creates: the ticket it holds the credential of.
+pub const TICKET_TAG: &str = "grantwarden:ticket";
+
+/// Tag on every access secret grantwarden creates: who created it.
+pub const CREATED_BY_TAG: &str = "grantwarden:created-by";
+
+/// The value of [`CREATED_BY_TAG`].
+pub const CREATED_BY: &str = "grantwarden";
+
+/// Why a ticket's credential secret was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessSecretError {
+    /// The secret exists but grantwarden did not create it for this ticket:
+    /// someone who made it first would know the password, or could read it.
+    #[error(
+        "secret {name} already exists and was not created by grantwarden for ticket {ticket} (its tags: {tags}): \
+         refused to issue the credential into it; find out who created it, then delete it"
+    )]
+    NotOurs {
+        /// The secret.
+        name: String,
+        /// The ticket.
+        ticket: String,
+        /// The secret's grantwarden tags as found (`none` when it has none).
+        tags: String,
+    },
+    /// Secrets Manager failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+/// Who made an access secret, as its tags tell.
+enum Owner {
+    /// grantwarden, for this ticket.
+    Grantwarden,
+    /// Anyone else, or grantwarden for another ticket.
+    Other {
+        /// Its grantwarden tags as found (`none` when it has none).
+        tags: String,
+    },
+    /// There is no such secret.
+    Missing,
+}
+
 /// Just-in-time credentials, each in a secret of its own (`<prefix><ticket id>`),
 /// deleted at revocation. Values never reach a log.
+///
+/// Each secret is created with the tags [`TICKET_TAG`] (the ticket id) and
+/// [`CREATED_BY_TAG`] = [`CREATED_BY`]. A secret found under a ticket's name
+/// is reused (a retry after a crash issues the password already delivered)
+/// only with both tags naming that ticket: one made beforehand by someone
+/// else is refused, or its maker would hold the credential.
 #[derive(Clone, Debug)]
 pub struct AccessSecrets {
     client: aws_sdk_secretsmanager::Client,
@@ -153,15 +205,16 @@ impl AccessSecrets {
         format!("{}{ticket_id}", self.prefix)
     }
 
-    /// The credential of a ticket: `fresh`, stored in a new secret, or what an
-    /// earlier attempt stored (so a retry issues the password already delivered,
-    /// not a second one). `valid_until` is stored beside it for the reader.
+    /// The credential of a ticket: `fresh`, stored in a new tagged secret, or
+    /// what an earlier attempt stored (so a retry issues the password already
+    /// delivered, not a second one), provided its tags show grantwarden created
+    /// it for this ticket. `valid_until` is stored beside it for the reader.
     pub async fn get_or_create(
         &self,
         ticket_id: &str,
         fresh: &RdsSecret,
         valid_until: chrono::DateTime<chrono::Utc>,
-    ) -> Result<RdsSecret, AwsError> {
+    ) -> Result<RdsSecret, AccessSecretError> {
         let name = self.name(ticket_id);
         let value = serde_json::json!({ "engine": fresh.engine, "host": fresh.host, "port": fresh.port,
             "dbname": fresh.dbname, "username": fresh.username, "password": fresh.password,
@@ -172,11 +225,28 @@ impl AccessSecrets {
             .name(&name)
             .description(format!("grantwarden just-in-time credential of ticket {ticket_id}; deleted at revocation"))
             .secret_string(value.to_string())
+            .tags(Tag::builder().key(TICKET_TAG).value(ticket_id).build())
+            .tags(Tag::builder().key(CREATED_BY_TAG).value(CREATED_BY).build())
             .send()
             .await;
         match created {
             Ok(_) => Ok(fresh.clone()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
+                match self.owner(&name, ticket_id).await? {
+                    Owner::Grantwarden => {}
+                    // deleted since: a new one, created on the next attempt, is as good
+                    Owner::Missing => {
+                        return Err(AwsError::Service {
+                            op: format!("CreateSecret {name}"),
+                            message: "the secret existed, then was gone".into(),
+                            retryable: true,
+                        }
+                        .into());
+                    }
+                    Owner::Other { tags } => {
+                        return Err(AccessSecretError::NotOurs { name, ticket: ticket_id.to_owned(), tags });
+                    }
+                }
                 let out = self
                     .client
                     .get_secret_value()
@@ -188,15 +258,52 @@ impl AccessSecrets {
                     what: format!("secret {name}"),
                     reason: "has no string value".into(),
                 })?;
-                RdsSecret::parse(&name, &json)
+                Ok(RdsSecret::parse(&name, &json)?)
             }
-            Err(e) => Err(AwsError::sdk(format!("CreateSecret {name}"), e)),
+            Err(e) => Err(AwsError::sdk(format!("CreateSecret {name}"), e).into()),
         }
     }
 
-    /// Deletes a ticket's credential secret at once (no recovery window); a missing one is fine.
+    /// Who made the secret `name`, by its tags: grantwarden for `ticket_id`, or someone else.
+    async fn owner(&self, name: &str, ticket_id: &str) -> Result<Owner, AwsError> {
+        let described = match self.client.describe_secret().secret_id(name).send().await {
+            Ok(d) => d,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+                return Ok(Owner::Missing);
+            }
+            Err(e) => return Err(AwsError::sdk(format!("DescribeSecret {name}"), e)),
+        };
+        let tags: std::collections::BTreeMap<&str, &str> = described
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value()?)))
+            .filter(|(k, _)| k.starts_with("grantwarden:"))
+            .collect();
+        if tags.get(TICKET_TAG) == Some(&ticket_id) && tags.get(CREATED_BY_TAG) == Some(&CREATED_BY) {
+            return Ok(Owner::Grantwarden);
+        }
+        let tags = if tags.is_empty() {
+            "none".to_owned()
+        } else {
+            tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        };
+        Ok(Owner::Other { tags })
+    }
+
+    /// Deletes a ticket's credential secret at once (no recovery window); a
+    /// missing one is fine. One grantwarden did not create for the ticket is
+    /// left in place (and logged): it is evidence, and not ours to delete.
     pub async fn delete(&self, ticket_id: &str) -> Result<(), AwsError> {
         let name = self.name(ticket_id);
+        match self.owner(&name, ticket_id).await? {
+            Owner::Grantwarden => {}
+            Owner::Missing => return Ok(()),
+            Owner::Other { tags } => {
+                let e = AccessSecretError::NotOurs { name, ticket: ticket_id.to_owned(), tags };
+                tracing::error!(error = %e, "not deleting a secret grantwarden did not create");
+                return Ok(());
+            }
+        }
         match self.client.delete_secret().secret_id(&name).force_delete_without_recovery(true).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),

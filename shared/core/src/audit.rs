@@ -243,33 +243,174 @@ pub fn check_chain(
     }
 }
 
-/// Compares an archived chain with the journal's: every archived event must
-/// be the journal's event at its seq, byte for byte in what the hash covers.
-/// Returns how many journal events are not archived yet (the archive may lag
-/// the stream by seconds; a hole in the middle is [`verify`]'s to report).
-pub fn compare_with_journal(chain: &str, archived: &[AuditEvent], journal: &[AuditEvent]) -> Result<u64, BrokenLink> {
-    for a in archived {
-        // the journal is read in seq order
-        match journal.binary_search_by_key(&a.seq, |j| j.seq).ok().map(|i| &journal[i]) {
-            Some(j) if j.hash == a.hash => {}
-            Some(j) => {
-                return Err(BrokenLink {
-                    chain: chain.to_owned(),
-                    seq: a.seq,
-                    reason: format!("the archive holds hash {} but the journal holds {}", a.hash, j.hash),
-                });
-            }
-            None => {
-                return Err(BrokenLink {
-                    chain: chain.to_owned(),
-                    seq: a.seq,
-                    reason: "archived, but the journal has no such event (deleted from the journal)".into(),
-                });
-            }
+/// A chain, or its part after some seq, as an archive holds it (the
+/// Object-Lock bucket, or a directory copy of it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArchivedChain {
+    /// The events, in seq order (for a key overwritten or under a delete marker: its first version).
+    pub events: Vec<AuditEvent>,
+    /// What the events' content cannot show: delete markers, overwrites, stray objects.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// The archive port: what the write-once archive of the journal holds.
+pub trait AuditArchive {
+    /// A chain's archived events after `seq`, in seq order, with the anomalies found among them.
+    fn archived_after(&self, chain: &str, seq: u64) -> impl Future<Output = Result<ArchivedChain, StoreError>> + Send;
+}
+
+/// The journal standing in for an archive where there is none (a local run
+/// without one): the comparison then always agrees, so a digest signs the
+/// journal as it stands, edits made before it included.
+#[derive(Debug, Clone, Copy)]
+pub struct JournalAsArchive<'a, J>(pub &'a J);
+
+impl<J: AuditJournal + Sync> AuditArchive for JournalAsArchive<'_, J> {
+    async fn archived_after(&self, chain: &str, seq: u64) -> Result<ArchivedChain, StoreError> {
+        Ok(ArchivedChain { events: self.0.events_after(chain, seq).await?, anomalies: Vec::new() })
+    }
+}
+
+/// The side of a disagreement that no longer holds what was first recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Changed {
+    /// The journal: edited, rewritten or deleted after the event was archived.
+    Journal,
+    /// The archive: an object overwritten, deleted, or never written.
+    Archive,
+    /// Neither holds the event any more.
+    Both,
+}
+
+/// The first event on which a chain's journal and its archive disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error(
+    "chain {chain}, seq {seq}: the archive holds {}, the journal holds {}: {reason}",
+    holds(archive_hash),
+    holds(journal_hash)
+)]
+pub struct Disagreement {
+    /// The chain.
+    pub chain: String,
+    /// The event.
+    pub seq: u64,
+    /// The archived event's hash; `None`: the archive does not hold it.
+    pub archive_hash: Option<String>,
+    /// The journal event's hash; `None`: the journal does not hold it.
+    pub journal_hash: Option<String>,
+    /// Which side changed.
+    pub changed: Changed,
+    /// What happened, in words.
+    pub reason: String,
+}
+
+fn holds(hash: &Option<String>) -> String {
+    hash.as_ref().map_or_else(|| "no such event".to_owned(), |h| format!("hash {h}"))
+}
+
+impl From<Disagreement> for BrokenLink {
+    fn from(d: Disagreement) -> Self {
+        let reason = format!(
+            "the archive holds {}, the journal holds {}: {}",
+            holds(&d.archive_hash),
+            holds(&d.journal_hash),
+            d.reason
+        );
+        BrokenLink { chain: d.chain, seq: d.seq, reason }
+    }
+}
+
+/// What comparing a chain's archive with its journal established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// Every seq from the start of the comparison up to this one is archived
+    /// and the journal holds the same event: what a digest may sign.
+    pub agreed_through: u64,
+    /// Journal events after the archive's last event: not archived yet (the
+    /// archive lags the journal by the stream's delay).
+    pub not_archived: u64,
+    /// The first event they disagree on, below the archive's last event.
+    pub disagreement: Option<Disagreement>,
+}
+
+/// Compares what the archive holds of a chain after seq `after` with the
+/// journal's events after it, event by event up to the archive's last one:
+/// the one rule both the digest and verify apply. An event whose content
+/// differs, or that one side holds and the other not, is a disagreement,
+/// named with the side that changed: the archive is written once under
+/// Object Lock, so unless the archive shows an overwrite or a delete at that
+/// seq (`anomalies`), the journal is the side that changed. Journal events
+/// after the archive's last one are only not archived yet.
+pub fn compare_with_archive(chain: &str, after: u64, archived: &ArchivedChain, journal: &[AuditEvent]) -> Comparison {
+    use std::collections::BTreeMap;
+    let archive: BTreeMap<u64, &AuditEvent> =
+        archived.events.iter().filter(|e| e.seq > after).map(|e| (e.seq, e)).collect();
+    let journal: BTreeMap<u64, &AuditEvent> = journal.iter().filter(|e| e.seq > after).map(|e| (e.seq, e)).collect();
+    let tail = archive.keys().next_back().copied().unwrap_or(after);
+    let not_archived = journal.range(tail + 1..).count() as u64;
+    let anomaly = |seq: u64| archived.anomalies.iter().find(|a| a.seq == seq).map(|a| a.reason.as_str());
+    for seq in after + 1..=tail {
+        let (a, j) = (archive.get(&seq).copied(), journal.get(&seq).copied());
+        let (changed, reason) = match (a, j) {
+            (Some(a), Some(j)) if a == j => continue,
+            (Some(a), Some(j)) => match anomaly(seq) {
+                Some(what) => (Changed::Archive, format!("{what}; its first version is the event as archived")),
+                None if event_hash(j) != j.hash => (
+                    Changed::Journal,
+                    "the journal's event was edited after archiving (it no longer matches its hash)".into(),
+                ),
+                None if event_hash(a) != a.hash => {
+                    (Changed::Archive, "the archived event does not match its own hash".into())
+                }
+                None => (
+                    Changed::Journal,
+                    "the journal was rewritten after archiving (the archived event is locked: it is the original)"
+                        .into(),
+                ),
+            },
+            (Some(_), None) => (Changed::Journal, "deleted from the journal after archiving".into()),
+            (None, Some(_)) => match anomaly(seq) {
+                Some(what) => (Changed::Archive, what.to_owned()),
+                None => (
+                    Changed::Archive,
+                    "missing from the archive below its last event: never archived (see the audit failure queue) \
+                     or its object was deleted"
+                        .into(),
+                ),
+            },
+            (None, None) => (Changed::Both, "neither holds it, though the archive holds later events".into()),
+        };
+        return Comparison {
+            agreed_through: seq - 1,
+            not_archived,
+            disagreement: Some(Disagreement {
+                chain: chain.to_owned(),
+                seq,
+                archive_hash: a.map(|e| e.hash.clone()),
+                journal_hash: j.map(|e| e.hash.clone()),
+                changed,
+                reason,
+            }),
+        };
+    }
+    Comparison { agreed_through: tail, not_archived, disagreement: None }
+}
+
+impl Disagreement {
+    /// The tamper signal as an event, where the journal can take one (a local
+    /// store): `audit.digest_refused` on the chain, with both sides' hashes.
+    pub fn event(&self, at: DateTime<Utc>) -> NewEvent {
+        NewEvent {
+            chain: self.chain.clone(),
+            at,
+            kind: "audit.digest_refused".into(),
+            actor: "grantwarden".into(),
+            subject: format!("{}:{}", self.chain, self.seq),
+            target: self.chain.clone(),
+            detail: serde_json::to_value(self).expect("a disagreement always serializes"),
         }
     }
-    let archived_through = archived.iter().map(|a| a.seq).max().unwrap_or(0);
-    Ok(journal.iter().filter(|j| j.seq > archived_through).count() as u64)
 }
 
 /// The chain that records which policy registry versions were put in force.
@@ -445,6 +586,80 @@ mod tests {
         forged.actor = "mallory".into();
         rewritten.push(seal(forged, Some((3, &good[2].hash))));
         assert!(verify("orders-prod", &rewritten, Some(head)).is_err());
+    }
+
+    fn archive_of(events: &[AuditEvent]) -> ArchivedChain {
+        ArchivedChain { events: events.to_vec(), anomalies: Vec::new() }
+    }
+
+    #[test]
+    fn the_archive_and_the_journal_agree_up_to_the_archives_tail_and_newer_events_only_wait() {
+        let journal = chain(6);
+        let c = compare_with_archive("orders-prod", 0, &archive_of(&journal[..4]), &journal);
+        assert_eq!((c.agreed_through, c.not_archived, c.disagreement), (4, 2, None));
+        let c = compare_with_archive("orders-prod", 2, &archive_of(&journal[2..4]), &journal[2..]);
+        assert_eq!((c.agreed_through, c.not_archived), (4, 2), "compared after the last digest");
+        let c = compare_with_archive("orders-prod", 4, &ArchivedChain::default(), &journal[4..]);
+        assert_eq!((c.agreed_through, c.not_archived), (4, 2), "nothing archived yet: nothing agreed past the start");
+    }
+
+    #[test]
+    fn a_disagreement_names_the_chain_the_seq_what_each_side_holds_and_which_changed() {
+        let original = chain(5);
+        let archive = archive_of(&original);
+        let first = |journal: &[AuditEvent], archive: &ArchivedChain| {
+            let c = compare_with_archive("orders-prod", 0, archive, journal);
+            let d = c.disagreement.expect("a disagreement");
+            assert_eq!(c.agreed_through, d.seq - 1, "agreed up to the disagreement");
+            d
+        };
+
+        // rewritten with fresh hashes after archiving
+        let mut rewritten = original[..2].to_vec();
+        let mut forged = event(2);
+        forged.actor = "mallory@example.com".into();
+        rewritten.push(seal(forged, Some((2, &original[1].hash))));
+        let d = first(&rewritten, &archive);
+        assert_eq!((d.seq, d.changed), (3, Changed::Journal));
+        assert_eq!(d.archive_hash.as_deref(), Some(original[2].hash.as_str()));
+        assert_eq!(d.journal_hash.as_deref(), Some(rewritten[2].hash.as_str()));
+        let message = d.to_string();
+        assert!(message.starts_with("chain orders-prod, seq 3: the archive holds hash "), "{message}");
+        assert!(message.contains(&format!("the journal holds hash {}", rewritten[2].hash)), "{message}");
+        assert!(message.contains("journal was rewritten after archiving"), "{message}");
+
+        // edited in place, hash left as it was
+        let mut edited = original.clone();
+        edited[1].actor = "mallory@example.com".into();
+        let d = first(&edited, &archive);
+        assert_eq!((d.seq, d.changed), (2, Changed::Journal));
+        assert!(d.reason.contains("edited after archiving"), "{d}");
+
+        // deleted from the journal, or missing from the archive below its tail
+        let mut deleted = original.clone();
+        deleted.remove(3);
+        let d = first(&deleted, &archive);
+        assert_eq!((d.seq, d.changed, d.journal_hash.as_deref()), (4, Changed::Journal, None));
+        assert!(d.to_string().contains("the journal holds no such event: deleted from the journal"), "{d}");
+        let mut holed = archive.clone();
+        holed.events.remove(1);
+        let d = first(&original, &holed);
+        assert_eq!((d.seq, d.changed, d.archive_hash.as_deref()), (2, Changed::Archive, None));
+
+        // the archive shows its object was overwritten: the archive is the side that changed
+        let mut overwritten = archive.clone();
+        overwritten.anomalies.push(Anomaly { seq: 3, reason: "s3://b/k was written 2 times (overwritten)".into() });
+        let d = first(&rewritten, &overwritten);
+        assert_eq!((d.seq, d.changed), (3, Changed::Archive));
+        assert!(d.reason.contains("overwritten"), "{d}");
+
+        // as verify reports it, and as the journal records the refusal
+        let link = BrokenLink::from(d.clone());
+        assert_eq!((link.chain.as_str(), link.seq), ("orders-prod", 3));
+        assert!(link.reason.starts_with("the archive holds hash"), "{link}");
+        let refusal = d.event("2026-11-22T13:00:00Z".parse().unwrap());
+        assert_eq!((refusal.kind.as_str(), refusal.chain.as_str()), ("audit.digest_refused", "orders-prod"));
+        assert_eq!(refusal.detail["changed"], "archive");
     }
 
     proptest! {

@@ -2,10 +2,17 @@
 //! validation.
 //!
 //! Every hour (the audit Lambda's schedule, or `grantwarden audit digest`
-//! from cron) each chain with new events gets a digest: the seq, time and
-//! hash of every event appended since the previous digest, the previous
-//! digest's sha256, and an Ed25519 signature over the RFC 8785 JSON of all
-//! of that. Digests are numbered from 1 per chain.
+//! from cron) each chain with new archived events gets a digest: the seq,
+//! time and hash of every event archived since the previous digest, the
+//! previous digest's sha256, and an Ed25519 signature over the RFC 8785 JSON
+//! of all of that. Digests are numbered from 1 per chain.
+//!
+//! What is signed is what the write-once archive holds, not the journal: the
+//! journal has several writers, and a rewrite of it made before the hour's
+//! digest would otherwise be signed, and verify would later blame the
+//! archive. [`digest_chains`] signs an event only once the archive holds it
+//! and the journal still holds the same event, and refuses (a tamper signal)
+//! where they disagree.
 //!
 //! What they add to the hash chain: someone who can write the journal can
 //! rewrite a whole chain and recompute every hash and the head, but cannot
@@ -25,7 +32,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::audit::{AuditEvent, BrokenLink, GENESIS};
+use crate::audit::{AuditArchive, AuditEvent, BrokenLink, Disagreement, GENESIS, compare_with_archive};
 use crate::store::StoreError;
 
 /// One event as a digest lists it.
@@ -208,29 +215,56 @@ pub trait DigestStore {
     fn last_digest(&self, chain: &str) -> impl Future<Output = Result<Option<Digest>, StoreError>> + Send;
 }
 
-/// Makes the next digest of each chain that gained events since its last
-/// one, signed with `key`, and stores it. Returns the digests made.
-pub async fn digest_chains<J, D>(
+/// What one digest run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DigestRun {
+    /// The digests signed and stored.
+    pub made: Vec<Digest>,
+    /// The chains whose journal and archive disagree: nothing past the
+    /// disagreement was signed. A tamper signal, to be alerted or journaled.
+    pub refused: Vec<Disagreement>,
+}
+
+/// Makes the next digest of each chain whose archive gained events since its
+/// last one, signed with `key`, and stores it.
+///
+/// A digest signs only what the archive holds, and only as far as the
+/// journal holds the same ([`compare_with_archive`]): the archive is written
+/// once, under Object Lock, by the only function that reads the journal's
+/// stream, while the journal has several writers; a rewrite of the journal
+/// before the digest is thus refused here instead of signed. Journal events
+/// the archive does not hold yet wait for the next run. Where the two
+/// disagree, what comes before the disagreement is signed and the chain is
+/// returned in [`DigestRun::refused`]; the other chains are not held up.
+pub async fn digest_chains<J, A, D>(
     journal: &J,
+    archive: &A,
     store: &D,
     chains: &[String],
     key: &DigestKey,
     now: DateTime<Utc>,
-) -> Result<Vec<Digest>, StoreError>
+) -> Result<DigestRun, StoreError>
 where
     J: crate::audit::AuditJournal + Sync,
+    A: AuditArchive + Sync,
     D: DigestStore + Sync,
 {
-    let mut made = Vec::new();
+    let mut run = DigestRun::default();
     for chain in chains {
         let previous = store.last_digest(chain).await?;
-        let events = journal.events_after(chain, previous.as_ref().map_or(0, |d| d.last_seq)).await?;
-        if let Some(digest) = key.next_digest(chain, previous.as_ref(), &events, now) {
+        let after = previous.as_ref().map_or(0, |d| d.last_seq);
+        let archived = archive.archived_after(chain, after).await?;
+        let journaled = journal.events_after(chain, after).await?;
+        let comparison = compare_with_archive(chain, after, &archived, &journaled);
+        let agreed: Vec<AuditEvent> =
+            archived.events.into_iter().filter(|e| e.seq > after && e.seq <= comparison.agreed_through).collect();
+        if let Some(digest) = key.next_digest(chain, previous.as_ref(), &agreed, now) {
             store.put_digest(&digest).await?;
-            made.push(digest);
+            run.made.push(digest);
         }
+        run.refused.extend(comparison.disagreement);
     }
-    Ok(made)
+    Ok(run)
 }
 
 /// What checking a chain's digests established.
@@ -405,6 +439,125 @@ mod tests {
 
         let e = verify_digests("orders-prod", &ds, &events[..4], &trusted).unwrap_err();
         assert_eq!(e.seq, 5, "{e}");
+    }
+
+    /// In-memory ports: a journal, an archive and a digest store.
+    #[derive(Default)]
+    struct Memory {
+        journal: std::sync::Mutex<Vec<AuditEvent>>,
+        archive: std::sync::Mutex<Vec<AuditEvent>>,
+        digests: std::sync::Mutex<Vec<Digest>>,
+    }
+
+    impl crate::audit::AuditJournal for Memory {
+        async fn append(&self, _: crate::audit::NewEvent) -> Result<AuditEvent, StoreError> {
+            Err(StoreError::Unavailable("the tests seal their events".into()))
+        }
+        async fn events_after(&self, _: &str, seq: u64) -> Result<Vec<AuditEvent>, StoreError> {
+            Ok(self.journal.lock().unwrap().iter().filter(|e| e.seq > seq).cloned().collect())
+        }
+        async fn chains(&self) -> Result<Vec<String>, StoreError> {
+            Ok(vec!["orders-prod".into()])
+        }
+        async fn head(&self, _: &str) -> Result<Option<(u64, String)>, StoreError> {
+            Ok(self.journal.lock().unwrap().last().map(|e| (e.seq, e.hash.clone())))
+        }
+    }
+
+    impl AuditArchive for Memory {
+        async fn archived_after(&self, _: &str, seq: u64) -> Result<crate::audit::ArchivedChain, StoreError> {
+            let events = self.archive.lock().unwrap().iter().filter(|e| e.seq > seq).cloned().collect();
+            Ok(crate::audit::ArchivedChain { events, anomalies: Vec::new() })
+        }
+    }
+
+    impl DigestStore for Memory {
+        async fn put_digest(&self, digest: &Digest) -> Result<(), StoreError> {
+            self.digests.lock().unwrap().push(digest.clone());
+            Ok(())
+        }
+        async fn digests(&self, _: &str) -> Result<Vec<Digest>, StoreError> {
+            Ok(self.digests.lock().unwrap().clone())
+        }
+        async fn last_digest(&self, _: &str) -> Result<Option<Digest>, StoreError> {
+            Ok(self.digests.lock().unwrap().last().cloned())
+        }
+    }
+
+    /// Runs a future of the in-memory ports, which never wait.
+    fn ready<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the in-memory ports never wait"),
+        }
+    }
+
+    fn run(m: &Memory, key: &DigestKey) -> DigestRun {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        ready(digest_chains(m, m, m, &["orders-prod".to_owned()], key, now)).unwrap()
+    }
+
+    #[test]
+    fn a_digest_signs_only_what_the_archive_holds_and_the_journal_still_holds() {
+        let key = DigestKey::generate();
+        let events = chain(5, "alice");
+        let m = Memory::default();
+        *m.journal.lock().unwrap() = events.clone();
+        *m.archive.lock().unwrap() = events[..3].to_vec();
+        let first = run(&m, &key);
+        assert_eq!(first.made.iter().map(|d| (d.first_seq, d.last_seq)).collect::<Vec<_>>(), [(1, 3)]);
+        assert!(first.refused.is_empty(), "seq 4 and 5 are only not archived yet");
+        assert!(run(&m, &key).made.is_empty(), "nothing newly archived: no digest");
+        *m.archive.lock().unwrap() = events.clone();
+        let second = run(&m, &key);
+        assert_eq!(second.made.iter().map(|d| (d.number, d.first_seq, d.last_seq)).collect::<Vec<_>>(), [(2, 4, 5)]);
+        let all = m.digests.lock().unwrap().clone();
+        assert_eq!(verify_digests("orders-prod", &all, &events, &[key.fingerprint()]).unwrap().digested_through, 5);
+    }
+
+    #[test]
+    fn a_journal_rewritten_before_its_digest_is_refused_not_signed() {
+        let key = DigestKey::generate();
+        let original = chain(5, "alice");
+        let m = Memory::default();
+        *m.archive.lock().unwrap() = original.clone();
+        // within the hour, someone who can write the journal rewrites it from
+        // seq 3 on, hashes and all: the chain alone verifies
+        let mut forged = original[..2].to_vec();
+        for e in &chain(5, "mallory")[2..] {
+            let mut e = e.clone();
+            e.prev_hash = forged.last().unwrap().hash.clone();
+            e.hash = crate::audit::event_hash(&e);
+            forged.push(e);
+        }
+        assert!(crate::audit::verify("orders-prod", &forged, None).is_ok());
+        *m.journal.lock().unwrap() = forged.clone();
+
+        let refused = run(&m, &key);
+        assert_eq!(refused.made.iter().map(|d| (d.first_seq, d.last_seq)).collect::<Vec<_>>(), [(1, 2)]);
+        let [d] = &refused.refused[..] else { panic!("one refusal: {refused:?}") };
+        assert_eq!((d.chain.as_str(), d.seq, d.changed), ("orders-prod", 3, crate::audit::Changed::Journal));
+        assert_eq!(d.archive_hash.as_deref(), Some(original[2].hash.as_str()));
+        assert_eq!(d.journal_hash.as_deref(), Some(forged[2].hash.as_str()));
+        // every run refuses again until the journal is restored; nothing past seq 2 is ever signed
+        let again = run(&m, &key);
+        assert!(again.made.is_empty() && again.refused.len() == 1, "{again:?}");
+        *m.journal.lock().unwrap() = original.clone();
+        let restored = run(&m, &key);
+        assert_eq!(restored.made.iter().map(|d| (d.first_seq, d.last_seq)).collect::<Vec<_>>(), [(3, 5)]);
+    }
+
+    #[test]
+    fn without_an_archive_the_journal_is_signed_as_it_stands() {
+        let key = DigestKey::generate();
+        let m = Memory::default();
+        *m.journal.lock().unwrap() = chain(3, "mallory");
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let journal_only = crate::audit::JournalAsArchive(&m);
+        let run = ready(digest_chains(&m, &journal_only, &m, &["orders-prod".to_owned()], &key, now)).unwrap();
+        assert_eq!(run.made.iter().map(|d| d.last_seq).collect::<Vec<_>>(), [3]);
+        assert!(run.refused.is_empty());
     }
 
     #[test]

@@ -32,8 +32,9 @@
 //! - [`dashboard`]: the self-contained HTML dashboard with inline SVG charts.
 //! - [`yaml`]: YAML inputs with errors that name file and path.
 
-//! - [`audit`]: the hash-chained audit journal: events, sealing, verification.
-//! - [`digest`]: signed hourly digests of the journal, and their verification.
+//! - [`audit`]: the hash-chained audit journal: events, sealing, verification; the
+//!   archive port and the one comparison of journal and archive.
+//! - [`digest`]: signed hourly digests of what the archive holds, and their verification.
 //! - [`backoff`]: retry delays with full jitter.
 #![deny(missing_docs)]
 

@@ -440,3 +440,71 @@ fn intake_checks_incident_webhooks_with_each_tools_own_secret_and_serves_each_re
         .collect();
     assert_eq!(paths, BTreeSet::from(["/webhooks/incidents/opsgenie", "/webhooks/incidents/pagerduty"]));
 }
+
+/// Every (action, resource) a role's inline policies allow, the resource as its tag-stripped text.
+fn granted(t: &Value, role: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for policy in as_list(&resources(t)[role]["Properties"]["Policies"]) {
+        for statement in as_list(&policy["PolicyDocument"]["Statement"]) {
+            for action in as_list(&statement["Action"]) {
+                for resource in as_list(&statement["Resource"]) {
+                    out.insert((action.as_str().unwrap_or("").to_owned(), strings(resource).join(" ")));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_audit_role_reads_every_archive_version_and_alerts_but_cannot_write_the_journal() {
+    let t = template();
+    let granted = granted(&t, "AuditRole");
+    let has = |action: &str, resource: &str| granted.contains(&(action.to_owned(), resource.to_owned()));
+    // the digest signs the first version of each archived event, read past delete markers
+    assert!(has("s3:ListBucketVersions", "AuditBucket.Arn"), "{granted:?}");
+    assert!(has("s3:GetObjectVersion", "${AuditBucket.Arn}/audit/*"), "{granted:?}");
+    assert!(has("dynamodb:Query", "JournalTable.Arn"), "the digest compares the archive with the journal");
+    // a refused digest is a tamper alert on the topic the function is told about
+    assert!(has("sns:Publish", "AlertTopic"), "{granted:?}");
+    let env = &resources(&t)["AuditFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(logical_id(&env["GRANTWARDEN_ALERT_TOPIC_ARN"]), Some("AlertTopic"));
+    // the journal's writers are the functions under suspicion; the one that signs is not one of them
+    for (action, resource) in &granted {
+        if resource.contains("JournalTable") && action.starts_with("dynamodb:") {
+            assert!(
+                !["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"].iter().any(|w| action.ends_with(w)),
+                "the audit role writes the journal: {action} on {resource}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_revoke_role_creates_tags_reads_back_and_deletes_only_the_access_secrets() {
+    let t = template();
+    let env = &resources(&t)["RevokeFunction"]["Properties"]["Environment"]["Variables"];
+    let prefix = env["GRANTWARDEN_ACCESS_SECRET_PREFIX"].as_str().expect("the access secret prefix is set");
+    let access =
+        format!("arn:${{AWS::Partition}}:secretsmanager:${{AWS::Region}}:${{AWS::AccountId}}:secret:{prefix}*");
+    let granted = granted(&t, "RevokeRole");
+    // create with the grantwarden tags, check them on a retry, read the password
+    // already delivered back, and delete at revocation
+    for action in [
+        "secretsmanager:CreateSecret",
+        "secretsmanager:TagResource",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DeleteSecret",
+    ] {
+        assert!(
+            granted.contains(&(action.to_owned(), access.clone())),
+            "RevokeRole: {action} on {access}: {granted:?}"
+        );
+    }
+    for (action, resource) in &granted {
+        if ["CreateSecret", "TagResource", "DeleteSecret"].iter().any(|a| action.ends_with(a)) {
+            assert_eq!(resource, &access, "RevokeRole: {action} reaches only the access secrets");
+        }
+    }
+}
