@@ -13,12 +13,14 @@
 //! indexes; PutItem/UpdateItem/Query on findings and journal; DeleteItem on leases;
 //! the stream read actions on the leases and tickets streams;
 //! scheduler:DeleteSchedule on its group; secretsmanager:GetSecretValue on the
-//! revoker secrets; secretsmanager:CreateSecret and DeleteSecret on `grantwarden/access/*`;
-//! sns:Publish on the alert topic;
+//! revoker secrets; secretsmanager:CreateSecret, TagResource, DescribeSecret,
+//! GetSecretValue and DeleteSecret on `grantwarden/access/*` (a retry reads back
+//! the password its own tagged secret holds); sns:Publish on the alert topic;
 //! sqs:SendMessage on the dead-letter queue; s3:GetObject on the targets list.
 //! PostgreSQL: the revoking role of each target (its own secret): owner of the
 //! objects it revokes on (or superuser / rds_superuser), CREATEROLE for short-lived
-//! roles, pg_signal_backend to end sessions.
+//! roles and their views' owners, CREATE on the database (the views' schemas),
+//! pg_signal_backend to end sessions (docs/SECURITY.md).
 
 use std::sync::Arc;
 

@@ -367,21 +367,17 @@ async fn the_three_triggers_racing_through_the_function_revoke_once() {
     assert_eq!(journal.iter().filter(|e| e.kind == "ticket.revoked").count(), 1);
 }
 
-#[tokio::test]
-async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_revocation() {
+/// A read-only access ticket of alice's on billing.invoices, routed by the example
+/// registry at `at(0)` (active at once), its request id `<prefix>-<id>`.
+fn read_only_ticket(db: &TestDb, id: &str) -> Ticket {
     use grantwarden_core::access::{AccessPath, AccessRequest, AccessScope, route_access};
-    let db = TestDb::new().await;
-    db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int); INSERT INTO billing.invoices VALUES (1);")
-        .await;
-    let (clients, settings) = stack("revoke-issue", &db, None).await;
-    let store = DynamoStore::new(&clients, &settings);
     let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
         "policy.example.yaml".into(),
         include_str!("../../../infra/policy.example.yaml").into(),
     )])
     .unwrap();
     let request = AccessRequest {
-        id: format!("{}-jit", db.prefix),
+        id: format!("{}-{id}", db.prefix),
         identity: "alice@example.com".into(),
         target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
         path: AccessPath::ReadOnly,
@@ -390,11 +386,20 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
         justification: "CHG-1".into(),
         incident_id: None,
     };
-    let grantwarden_core::ticket::Decision::Ticket(t) =
-        route_access(&request, &registry, &grantwarden_core::incident::KnownIncidents(vec![]), at(0))
-    else {
-        panic!("routed")
-    };
+    match route_access(&request, &registry, &grantwarden_core::incident::KnownIncidents(vec![]), at(0)) {
+        grantwarden_core::ticket::Decision::Ticket(t) => *t,
+        other => panic!("routed: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_revocation() {
+    let db = TestDb::new().await;
+    db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int); INSERT INTO billing.invoices VALUES (1);")
+        .await;
+    let (clients, settings) = stack("revoke-issue", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    let t = read_only_ticket(&db, "jit");
     assert_eq!(t.status, TicketStatus::Active);
     store.put_ticket(&t).await.unwrap();
 
@@ -574,31 +579,11 @@ async fn a_dry_run_function_plans_and_journals_once_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_access_secret_grantwarden_did_not_create_for_the_ticket_is_refused_not_issued_into() {
-    use grantwarden_core::access::{AccessPath, AccessRequest, AccessScope, route_access};
     let db = TestDb::new().await;
     db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);").await;
     let (clients, settings) = stack("revoke-planted", &db, None).await;
     let store = DynamoStore::new(&clients, &settings);
-    let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
-        "policy.example.yaml".into(),
-        include_str!("../../../infra/policy.example.yaml").into(),
-    )])
-    .unwrap();
-    let request = AccessRequest {
-        id: format!("{}-planted", db.prefix),
-        identity: "alice@example.com".into(),
-        target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
-        path: AccessPath::ReadOnly,
-        scope: AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into()] },
-        duration: "1h".into(),
-        justification: "CHG-1".into(),
-        incident_id: None,
-    };
-    let grantwarden_core::ticket::Decision::Ticket(t) =
-        route_access(&request, &registry, &grantwarden_core::incident::KnownIncidents(vec![]), at(0))
-    else {
-        panic!("routed")
-    };
+    let t = read_only_ticket(&db, "planted");
     // someone who may create secrets under the access prefix plants one, with a password they know
     let name = settings.access_secret_id(&t.id);
     let planted = serde_json::json!({ "engine": "postgres", "host": "127.0.0.1", "port": 5432, "dbname": db.name,

@@ -915,6 +915,8 @@ struct DataFlow<'a> {
     catalog: &'a ActivationCatalog,
     /// Direct children of each relation.
     children: BTreeMap<&'a Relation, Vec<&'a Relation>>,
+    /// The ticket's sensitive schema globs, compiled once.
+    sensitive_schemas: Vec<GlobMatcher>,
 }
 
 impl<'a> DataFlow<'a> {
@@ -925,7 +927,10 @@ impl<'a> DataFlow<'a> {
                 children.entry(p).or_default().push(child);
             }
         }
-        Self { grant, catalog, children }
+        // the globs were checked when the registry was loaded; one that no longer compiles matches nothing
+        let sensitive_schemas =
+            grant.sensitive_schemas.iter().filter_map(|g| Glob::new(g).ok()).map(|g| g.compile_matcher()).collect();
+        Self { grant, catalog, children, sensitive_schemas }
     }
 
     /// The relation, its ancestors and its descendants: whose rows it shows or holds.
@@ -969,12 +974,7 @@ impl<'a> DataFlow<'a> {
     /// Whether the registry names `r` sensitive, by table or by schema.
     fn named_sensitive(&self, r: &Relation) -> bool {
         let name = format!("{}.{}", r.0, r.1);
-        self.grant.sensitive_tables.contains(&name)
-            || self
-                .grant
-                .sensitive_schemas
-                .iter()
-                .any(|g| Glob::new(g).is_ok_and(|g| g.compile_matcher().is_match(&r.0)))
+        self.grant.sensitive_tables.contains(&name) || self.sensitive_schemas.iter().any(|g| g.is_match(&r.0))
     }
 
     /// Why `r` is sensitive through another relation: a parent, a child, or what a view reads.
@@ -1478,6 +1478,21 @@ access:
         // a person approved it: what they approved is issued
         unmasked.approvals_required = 1;
         assert!(plan_activation(&unmasked, &catalog).is_ok());
+    }
+
+    #[test]
+    fn a_tickets_views_and_what_their_owner_reads_are_its_own_not_drift() {
+        let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "1h", None)));
+        let (target, role) = (t.request.target.clone(), t.request.role.clone());
+        let views = t.access.as_ref().unwrap().views_schema.clone();
+        let owner = views_owner_for(&role);
+        let invoices = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
+        assert!(t.covers(&target, &role, Privilege::Usage, &ObjectRef::schema(&views)));
+        assert!(t.covers(&target, &role, Privilege::Select, &ObjectRef::in_schema(ObjectClass::Table, &views, "x")));
+        assert!(t.covers(&target, &owner, Privilege::Select, &invoices), "the owner reads the scope for the views");
+        assert!(!t.covers(&target, &owner, Privilege::Delete, &invoices), "no more than the ticket gives");
+        let other = RoleName::new("mallory").unwrap();
+        assert!(!t.covers(&target, &other, Privilege::Select, &ObjectRef::in_schema(ObjectClass::Table, &views, "x")));
     }
 
     #[test]

@@ -515,7 +515,23 @@ impl Ticket {
     /// on its tables and their columns; a request on a table covers its columns too.
     pub fn covers(&self, target: &TargetId, role: &RoleName, privilege: Privilege, object: &ObjectRef) -> bool {
         let r = &self.request;
-        if &r.target != target || &r.role != role || !r.privileges.contains(&privilege) {
+        if &r.target != target || !r.privileges.contains(&privilege) {
+            return false;
+        }
+        // an access ticket's views: the credential reads them, their owner reads the scope for them
+        if let Some(access) = &self.access {
+            let in_views = match object.class {
+                ObjectClass::Schema => object.name == access.views_schema,
+                _ => object.schema.as_deref() == Some(access.views_schema.as_str()),
+            };
+            if &r.role == role && in_views {
+                return true;
+            }
+            if *role == crate::access::views_owner_for(&r.role) {
+                return self.covers(target, &r.role, privilege, object);
+            }
+        }
+        if &r.role != role {
             return false;
         }
         let o = &r.object;

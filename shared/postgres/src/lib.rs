@@ -7,6 +7,16 @@
 //! timeouts: it must never change anything and never block DDL. NULL ACLs are
 //! read as their built-in defaults (`acldefault`). Supports PostgreSQL 13 to 17.
 //!
+//! grantwarden often connects as an admin to databases where other roles may
+//! create functions and operators, so every connection pins `search_path` to
+//! `pg_catalog, pg_temp` ([`session::PIN_SEARCH_PATH`]). The statements of
+//! privileged transactions (issue, renew, revoke, apply, session ending, locks)
+//! also qualify every function and operator and type their literals; the
+//! read-only catalog queries qualify every function and aggregate and rely on
+//! the pinned path for operators (never looked up in `pg_temp`). Objects are
+//! named by the catalog's parts, a function resolved by OID in the transaction
+//! that grants or revokes on it ([`render::Functions`]).
+//!
 //! # Layout
 //! - [`session`]: connection strings, target ids, the read-only transaction.
 //! - [`chunks`]: splitting the catalog into non-overlapping chunks.

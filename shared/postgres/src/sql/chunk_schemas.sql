@@ -3,7 +3,7 @@
 -- relations up by that range: pg_class has no index on the schema alone).
 -- System schemas (pg_catalog, information_schema, toast and temporary ones)
 -- are PostgreSQL's own and not governed.
-SELECT n.nspname::text AS schema, count(c.oid) AS relations, min(c.oid) AS min_oid, max(c.oid) AS max_oid
+SELECT n.nspname::text AS schema, pg_catalog.count(c.oid) AS relations, pg_catalog.min(c.oid) AS min_oid, pg_catalog.max(c.oid) AS max_oid
 FROM pg_catalog.pg_namespace n
 LEFT JOIN pg_catalog.pg_class c
        ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')

@@ -1,8 +1,8 @@
 -- Before PostgreSQL 16 a membership has only the ADMIN option: privileges are
 -- inherited when the member role has INHERIT, and SET ROLE is always allowed.
 SELECT r.rolname::text AS role, m.rolname::text AS member,
-       bool_or(am.admin_option) AS admin,
-       bool_or(m.rolinherit) AS inherit,
+       pg_catalog.bool_or(am.admin_option) AS admin,
+       pg_catalog.bool_or(m.rolinherit) AS inherit,
        true AS set
 FROM pg_catalog.pg_auth_members am
 JOIN pg_catalog.pg_roles r ON r.oid = am.roleid

@@ -3,7 +3,7 @@
 SELECT n.nspname::text AS schema, c.relname::text AS table_name, p.polname::text AS name,
        p.polcmd::text AS cmd, p.polpermissive AS permissive,
        ARRAY(SELECT CASE WHEN r = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(r)::text END
-             FROM unnest(p.polroles) AS r ORDER BY 1) AS roles,
+             FROM pg_catalog.unnest(p.polroles) AS r ORDER BY 1) AS roles,
        pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS using_expr,
        pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr
 FROM pg_catalog.pg_policy p

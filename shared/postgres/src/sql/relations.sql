@@ -10,9 +10,9 @@
 -- server, and decoding it most of what it cost us. aclitem[] hashes, so the
 -- grouping is a hash aggregate. The ACL comes whole, as text, decoded by acl.rs.
 SELECT r.acl::text[] AS acl,
-       array_agg(r.schema) AS schemas, array_agg(r.name) AS names, array_agg(r.kind) AS kinds,
-       array_agg(r.owner) AS owners, array_agg(r.relrowsecurity) AS rls_enabled,
-       array_agg(r.relforcerowsecurity) AS rls_forced
+       pg_catalog.array_agg(r.schema) AS schemas, pg_catalog.array_agg(r.name) AS names, pg_catalog.array_agg(r.kind) AS kinds,
+       pg_catalog.array_agg(r.owner) AS owners, pg_catalog.array_agg(r.relrowsecurity) AS rls_enabled,
+       pg_catalog.array_agg(r.relforcerowsecurity) AS rls_forced
 FROM (
     SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind,
            pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
