@@ -42,8 +42,8 @@ const ADMIN_OWNED_SCHEMA: &str = "SELECT n.oid FROM pg_catalog.pg_namespace n \
        AND n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r \
                                               WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)";
 /// The functions changes name, resolved by schema, name and argument types to
-/// their OID and their argument types' parts, in one query: `$1`, `$2`, `$3`
-/// are parallel arrays, `$4` their positions.
+/// their OID and their argument types' parts, in one query (`$1`, `$2`, `$3`:
+/// parallel arrays; each row says its position in them).
 const RESOLVE_FUNCTIONS: &str = include_str!("sql/resolve_functions.sql");
 const ROLE_OWNS: &str = include_str!("sql/role_owns.sql");
 const SESSIONS_LEFT: &str = "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a \
