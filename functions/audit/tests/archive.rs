@@ -161,20 +161,8 @@ async fn the_hourly_digest_signs_each_new_event_once_with_the_key_in_secrets_man
 
 /// An SQS queue subscribed to the alert topic, to read what was published.
 async fn alert_inbox(clients: &Clients, settings: &Settings) -> String {
-    let inbox = clients.sqs.create_queue().queue_name(format!("{}-inbox", settings.bucket)).send().await.unwrap();
-    let inbox = inbox.queue_url.unwrap();
-    let attributes = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&inbox)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let arn = attributes.attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
     let topic = settings.alert_topic_arn.as_deref().unwrap();
-    clients.sns.subscribe().topic_arn(topic).protocol("sqs").endpoint(&arn).send().await.unwrap();
-    inbox
+    moto::alert_inbox(&clients.sqs, &clients.sns, topic, &format!("{}-inbox", settings.bucket)).await
 }
 
 /// Overwrites the journal's item of `e` as a writer of the table could: a

@@ -469,20 +469,7 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
     db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);").await;
     let (clients, settings) = stack("revoke-glass", &db, None).await;
     let topic = settings.alert_topic_arn.clone().unwrap();
-    let inbox = clients.sqs.create_queue().queue_name(format!("{}-inbox", settings.bucket)).send().await.unwrap();
-    let inbox = inbox.queue_url.unwrap();
-    let arn = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&inbox)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    clients.sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(&arn).send().await.unwrap();
+    let inbox = moto::alert_inbox(&clients.sqs, &clients.sns, &topic, &format!("{}-inbox", settings.bucket)).await;
     let store = DynamoStore::new(&clients, &settings);
     let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
         "policy.example.yaml".into(),

@@ -316,22 +316,14 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
     assert_eq!(store.scan(&stack.scan_id()).await.unwrap().unwrap().chunks_done, chunks as u32);
 
     // an operator's queue subscribed to the alert topic
-    let inbox = stack.clients.sqs.create_queue().queue_name(format!("{}-inbox", stack.settings.bucket)).send().await;
-    let inbox = inbox.unwrap().queue_url.unwrap();
-    let inbox_arn = stack
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&inbox)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
     let topic = stack.settings.alert_topic_arn.clone().unwrap();
-    stack.clients.sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(&inbox_arn).send().await.unwrap();
+    let inbox = grantwarden_testkit::moto::alert_inbox(
+        &stack.clients.sqs,
+        &stack.clients.sns,
+        &topic,
+        &format!("{}-inbox", stack.settings.bucket),
+    )
+    .await;
 
     // diff: the stream's one running -> complete record makes the report
     let stream = stack.scan_stream().await;

@@ -95,3 +95,22 @@ pub async fn table_stream(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> a
     }
     serde_json::from_value(serde_json::json!({ "Records": records })).expect("a stream event")
 }
+
+/// An SQS queue `<name>` subscribed to the SNS topic `topic`, as an operator's
+/// inbox of alerts: what the code under test publishes can be read back from
+/// it. Returns the queue's URL.
+pub async fn alert_inbox(sqs: &aws_sdk_sqs::Client, sns: &aws_sdk_sns::Client, topic: &str, name: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let inbox = sqs.create_queue().queue_name(name).send().await.expect("the inbox queue is created");
+    let inbox = inbox.queue_url.expect("a queue URL");
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&inbox)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("the inbox's attributes");
+    let arn = attributes.attributes.expect("attributes")[&QueueAttributeName::QueueArn].clone();
+    sns.subscribe().topic_arn(topic).protocol("sqs").endpoint(&arn).send().await.expect("subscribed to the topic");
+    inbox
+}
