@@ -307,8 +307,6 @@ pub struct AccessPolicy {
     pub paths: BTreeMap<AccessPath, PathRule>,
     /// Sensitive schemas (globs).
     pub sensitive_schemas: Vec<GlobMatcher>,
-    /// The same globs, as written (kept on tickets).
-    pub sensitive_schema_patterns: Vec<String>,
     /// Sensitive tables (`schema.table`).
     pub sensitive_tables: Vec<String>,
     /// Schemas (globs) where issuing accepts that PUBLIC holds CREATE.
@@ -378,7 +376,6 @@ impl AccessPolicy {
             approver_roles: f.approver_roles.clone(),
             paths,
             sensitive_schemas,
-            sensitive_schema_patterns: f.sensitive.schemas.clone(),
             allow_public_create: f.allow_public_create.clone(),
             sensitive_tables: f.sensitive.tables.clone(),
             masking: f.masking.clone(),
@@ -642,7 +639,7 @@ pub fn route_access(
             scope: request.scope.clone(),
             masking,
             views_schema: new_views_schema(),
-            sensitive_schemas: policy.sensitive_schema_patterns.clone(),
+            sensitive_schemas: policy.sensitive_schemas.iter().map(|m| m.glob().glob().to_owned()).collect(),
             sensitive_tables: policy.sensitive_tables.clone(),
             allow_public_create: policy.allow_public_create.clone(),
             connection_limit: policy.connection_limit,
