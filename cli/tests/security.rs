@@ -81,14 +81,13 @@ async fn damage(db: &TestDb, mallory: &str) -> (bool, Vec<String>) {
     let c = db.client().await;
     let superuser: bool =
         c.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&mallory]).await.unwrap().get(0);
-    let calls = c
-        .query("SELECT what || ' by ' || by_whom FROM public.gw_hostile_calls ORDER BY 1", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let calls = column(&c, "SELECT what || ' by ' || by_whom FROM public.gw_hostile_calls ORDER BY 1").await;
     (superuser, calls)
+}
+
+/// The first column of every row `sql` returns.
+async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &tokio_postgres::Client, sql: &str) -> Vec<T> {
+    c.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -143,6 +142,15 @@ impl Cli {
         grantwarden(&all)
     }
 
+    /// The security approver approves `ticket` at 12:01 and its credential is issued at 12:02.
+    fn approve_and_issue(&self, ticket: &str) -> Value {
+        ok(&self.run(&["tickets", "approve", ticket, "--by", "ciso@example.com"], "2026-11-22T12:01:00Z"));
+        let issued =
+            last_json(&self.run(&["access", "issue", ticket, "--database", &self.url], "2026-11-22T12:02:00Z"));
+        assert_eq!(issued["outcome"], "issued", "{issued}");
+        issued
+    }
+
     fn request(&self, dir: &Path, id: &str, policy: &str, scope: Value, at: &str) -> Output {
         let body = serde_json::json!({ "id": id, "identity": "alice@example.com", "target": "orders-prod",
             "path": "read-only", "scope": scope, "duration": "20m", "justification": "CHG-1" });
@@ -180,30 +188,17 @@ async fn search_path_tricks_never_run_as_the_admin_in_a_scan_an_issue_a_read_or_
         "predicate": { "column": "region", "values": ["eu"] } });
     let out =
         last_json(&cli.request(dir.path(), &format!("{}-rows", db.prefix), &policy, rows, "2026-11-22T12:00:00Z"));
-    let ticket = out["ticket"].as_str().unwrap().to_owned();
-    ok(&cli.run(&["tickets", "approve", &ticket, "--by", "ciso@example.com"], "2026-11-22T12:01:00Z"));
-    let issued = last_json(&cli.run(&["access", "issue", &ticket, "--database", &cli.url], "2026-11-22T12:02:00Z"));
-    assert_eq!(issued["outcome"], "issued", "{issued}");
-    let role = issued["role"].as_str().unwrap().to_owned();
+    let issued = cli.approve_and_issue(&out_ticket_of(&out));
     let views = issued["views_schema"].as_str().unwrap().to_owned();
-    let me = connect(&db.url_as(&role)).await.unwrap();
-    let regions: Vec<String> = me
-        .query(&format!("SELECT region::text FROM {views}.invoices ORDER BY id"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let me = connect(&db.url_as(issued["role"].as_str().unwrap())).await.unwrap();
+    let regions: Vec<String> = column(&me, &format!("SELECT region::text FROM {views}.invoices ORDER BY id")).await;
     assert_eq!(regions, ["eu", "eu"], "the row scope holds whatever public.= says");
 
     // a masked table (the hash mask's convert_to, the partial mask's left)
     let masked = serde_json::json!({ "on": "tables", "schema": "billing", "tables": ["customers"] });
     let out =
         last_json(&cli.request(dir.path(), &format!("{}-masked", db.prefix), &policy, masked, "2026-11-22T12:00:00Z"));
-    let masked_ticket = out["ticket"].as_str().unwrap().to_owned();
-    ok(&cli.run(&["tickets", "approve", &masked_ticket, "--by", "ciso@example.com"], "2026-11-22T12:01:00Z"));
-    let issued =
-        last_json(&cli.run(&["access", "issue", &masked_ticket, "--database", &cli.url], "2026-11-22T12:02:00Z"));
+    let issued = cli.approve_and_issue(&out_ticket_of(&out));
     let reader = connect(&db.url_as(issued["role"].as_str().unwrap())).await.unwrap();
     let row = reader
         .query_one(&format!("SELECT email, ssn FROM {}.customers", issued["views_schema"].as_str().unwrap()), &[])
@@ -453,17 +448,10 @@ async fn masking_and_approvals_follow_partitions_inheritance_views_and_row_level
     // approved, the partition and its child are read through masking views
     let single = registry(dir.path(), "single", false);
     let ticket = out_ticket(&request("approved", &single, tables("billing", "customers_eu")));
-    ok(&cli.run(&["tickets", "approve", &ticket, "--by", "ciso@example.com"], "2026-11-22T12:01:00Z"));
-    let issued = last_json(&cli.run(&["access", "issue", &ticket, "--database", &cli.url], "2026-11-22T12:02:00Z"));
+    let issued = cli.approve_and_issue(&ticket);
     let me = connect(&db.url_as(issued["role"].as_str().unwrap())).await.unwrap();
     let views = issued["views_schema"].as_str().unwrap().to_owned();
-    let emails: Vec<String> = me
-        .query(&format!("SELECT email FROM {views}.customers_eu ORDER BY id"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let emails: Vec<String> = column(&me, &format!("SELECT email FROM {views}.customers_eu ORDER BY id")).await;
     assert_eq!(emails, [format!("al{}", "*".repeat(15))], "masked as its parent is");
     assert!(me.batch_execute("SELECT * FROM billing.customers_eu").await.is_err(), "never the table itself");
 
@@ -485,13 +473,8 @@ async fn masking_and_approvals_follow_partitions_inheritance_views_and_row_level
     let out = last_json(&request("rls", &auto, rows));
     assert_eq!(out["outcome"], "issued", "{out}");
     let reader = connect(&db.url_as(out["role"].as_str().unwrap())).await.unwrap();
-    let seen: Vec<i32> = reader
-        .query(&format!("SELECT id FROM {}.invoices ORDER BY id", out["views_schema"].as_str().unwrap()), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let views = out["views_schema"].as_str().unwrap();
+    let seen: Vec<i32> = column(&reader, &format!("SELECT id FROM {views}.invoices ORDER BY id")).await;
     assert_eq!(seen, [1], "customer 42's rows that the table's policy lets through, not its 'us' row");
     let owner: (String, bool, bool) = {
         let r = db
