@@ -116,24 +116,15 @@ async fn an_overwritten_archive_object_is_the_archives_change_and_an_unpinned_ke
     let key = DigestKey::from_secret(secret, "test").unwrap();
     digest_chains(&journal, &archive, &archive, &["orders-prod".to_owned()], &key, now()).await.unwrap();
 
-    // trusting the key in the secret only: verified, and a warning that nothing is pinned
-    let unpinned = |format: &str| {
-        grantwarden(
-            &endpoint,
-            &[
-                "audit",
-                "verify",
-                "--bucket",
-                &settings.audit_bucket,
-                "--journal-table",
-                &settings.journal_table,
-                "--signing-secret",
-                &settings.audit_signing_secret_id,
-                "--format",
-                format,
-            ],
-        )
+    // verify against the archive and the journal, with `extra` arguments
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--bucket", &settings.audit_bucket];
+        args.extend_from_slice(&["--journal-table", &settings.journal_table]);
+        args.extend_from_slice(extra);
+        grantwarden(&endpoint, &args)
     };
+    // trusting the key in the secret only: verified, and a warning that nothing is pinned
+    let unpinned = |format: &str| verify(&["--signing-secret", &settings.audit_signing_secret_id, "--format", format]);
     let out = unpinned("text");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "the exit code is unchanged: {text}");
@@ -151,19 +142,7 @@ async fn an_overwritten_archive_object_is_the_archives_change_and_an_unpinned_ke
     forged.actor = "mallory@example.com".into();
     let body = serde_json::to_vec(&forged).unwrap();
     clients.s3.put_object().bucket(&settings.audit_bucket).key(&target).body(body.into()).send().await.unwrap();
-    let out = grantwarden(
-        &endpoint,
-        &[
-            "audit",
-            "verify",
-            "--bucket",
-            &settings.audit_bucket,
-            "--journal-table",
-            &settings.journal_table,
-            "--key-fingerprint",
-            &key.fingerprint(),
-        ],
-    );
+    let out = verify(&["--key-fingerprint", &key.fingerprint()]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("BROKEN at seq 2:") && text.contains("was written 2 times (overwritten)"), "{text}");
