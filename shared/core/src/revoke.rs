@@ -270,12 +270,11 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
                 OwnedKind::Function { security_definer: true } => plan.created.push(o),
                 // what a migration made stays, owned by whom the baseline says owns the schema
                 OwnedKind::Relation { kind } if migration => {
-                    let owner = o.schema.as_deref().and_then(|s| {
-                        options.baseline.as_ref().and_then(|b| b.declared_owner(kind.class(), s)).cloned()
-                    });
-                    if let (Some(to), Some(schema)) = (owner, &o.schema) {
+                    if let Some(schema) = &o.schema
+                        && let Some(to) = options.baseline.as_ref().and_then(|b| b.declared_owner(kind.class(), schema))
+                    {
                         let object = ObjectRef::in_schema(kind.class(), schema, &o.name);
-                        plan.after_commit.push(Change::AlterOwner { object, kind, to });
+                        plan.after_commit.push(Change::AlterOwner { object, kind, to: to.clone() });
                     }
                 }
                 _ => {}
