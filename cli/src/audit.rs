@@ -14,10 +14,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_aws::archive::{self, Archive, Retention};
 use grantwarden_aws::{Clients, DynamoStore, SecretCache, Settings};
 use grantwarden_core::audit::{
-    Anomaly, ArchivedChain, AuditArchive, AuditEvent, AuditJournal, ChainReport, JournalAsArchive, check_chain,
-    compare_with_archive,
+    Anomaly, ArchivedChain, AuditArchive, AuditEvent, AuditJournal, JournalAsArchive, compare_with_archive,
 };
-use grantwarden_core::digest::{Digest, DigestKey, DigestRun, DigestStore, digest_chains};
+use grantwarden_core::digest::{ChainReport, Digest, DigestKey, DigestRun, DigestStore, check_chain, digest_chains};
 use grantwarden_core::store::StoreError;
 use grantwarden_local::LocalStore;
 

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use comfy_table::{ContentArrangement, Table, presets};
-use grantwarden_core::dashboard::Governance;
+use grantwarden_core::metrics::Governance;
 use grantwarden_core::report::{Finding, Report};
 
 /// Observations shown in full before the rest are only counted.
@@ -194,7 +194,8 @@ pub fn markdown(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use grantwarden_core::report::{FindingKind, FindingObject, Summary};
+    use grantwarden_core::finding::FindingKind;
+    use grantwarden_core::report::{FindingObject, Summary};
     use grantwarden_core::scoring::Severity;
     use grantwarden_core::snapshot::TargetId;
 
@@ -278,7 +279,7 @@ mod tests {
     fn governed() -> Report {
         let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
         let mut r = report(true);
-        let mut g = grantwarden_core::dashboard::governance(
+        let mut g = grantwarden_core::governance::governance(
             &[],
             &["postgres".into(), "app_rw".into()],
             Some(3),
@@ -286,7 +287,7 @@ mod tests {
         );
         g.break_glass_by_month = [("2026-10".to_owned(), 1), ("2026-11".to_owned(), 4)].into();
         g.alerts.push("break-glass used more than the registry's 3 times in 2026-11".into());
-        g.metrics.revocation_latency = grantwarden_core::compliance::Durations::of(vec![2.0, 4.0, 90.0]);
+        g.metrics.revocation_latency = grantwarden_core::metrics::Durations::of(vec![2.0, 4.0, 90.0]);
         r.governance = Some(g);
         r
     }

@@ -12,10 +12,9 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_core::audit::{AuditEvent, AuditJournal};
-use grantwarden_core::compliance::{
-    AccessChanges, Basis, CoverageReport, Durations, Evidence, RemediationReport, Window,
-};
+use grantwarden_core::compliance::{AccessChanges, Basis, CoverageReport, Evidence, RemediationReport, Window};
 use grantwarden_core::dashboard;
+use grantwarden_core::metrics::Durations;
 use grantwarden_core::model::Grantee;
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
@@ -697,14 +696,14 @@ pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCo
     let registry = args.policy.as_deref().map(load_registry).transpose().map_err(anyhow::Error::msg)?;
     let threshold = registry.as_ref().and_then(|r| r.access.as_ref()).map(|a| a.break_glass_alert_per_month);
     let tickets = store.tickets(Some(&target)).await?;
-    let mut g = dashboard::governance(&tickets, &logins, threshold, now);
+    let mut g = grantwarden_core::governance::governance(&tickets, &logins, threshold, now);
     if !args.audit_log.is_empty() {
         let mut sessions = Vec::new();
         for path in &args.audit_log {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             sessions.extend(text.lines().filter_map(grantwarden_core::normalize::pgaudit_session));
         }
-        let over = dashboard::over_privileged(&tickets, &sessions);
+        let over = grantwarden_core::governance::over_privileged(&tickets, &sessions);
         if !over.is_empty() {
             g.alerts.push(format!("{} credential(s) given write access used none", over.len()));
         }

@@ -160,7 +160,7 @@ impl Diff {
             .map_err(store_err)?;
         let events = self.store.events(report.target.as_str()).await.map_err(store_err)?;
         if let Some(g) = &report.governance {
-            for alert in grantwarden_core::dashboard::new_alerts(g, &events) {
+            for alert in grantwarden_core::governance::new_alerts(g, &events) {
                 tracing::warn!(%alert, "governance alert");
                 if let Some(alerts) = &self.alerts {
                     let subject = format!("grantwarden: governance alert on {}", report.target);

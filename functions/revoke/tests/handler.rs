@@ -380,7 +380,8 @@ async fn role_exists(db: &TestDb, role: &str) -> bool {
 /// A read-only access ticket of alice's on billing.invoices, routed by the example
 /// registry at `at(0)` (active at once), its request id `<prefix>-<id>`.
 fn read_only_ticket(db: &TestDb, id: &str) -> Ticket {
-    use grantwarden_core::access::{AccessPath, AccessRequest, AccessScope, route_access};
+    use grantwarden_core::access::{AccessRequest, route_access};
+    use grantwarden_core::access_policy::{AccessPath, AccessScope};
     let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
         "policy.example.yaml".into(),
         include_str!("../../../infra/policy.example.yaml").into(),
@@ -466,7 +467,8 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
 
 #[tokio::test]
 async fn a_break_glass_credential_raises_a_high_priority_alert() {
-    use grantwarden_core::access::{AccessPath, AccessRequest, AccessScope, route_access};
+    use grantwarden_core::access::{AccessRequest, route_access};
+    use grantwarden_core::access_policy::{AccessPath, AccessScope};
     use grantwarden_core::incident::{IncidentStatus, IncidentUpdate, KnownIncidents};
     let db = TestDb::new().await;
     db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);").await;

@@ -61,7 +61,7 @@ where
     let mut report = diff_with_exceptions(baseline, snapshot, scoring, &exceptions);
     let logins: Vec<String> =
         snapshot.state.roles.iter().filter(|(_, a)| a.login).map(|(r, _)| r.to_string()).collect();
-    report.governance = Some(crate::dashboard::governance(&tickets, &logins, threshold, now));
+    report.governance = Some(crate::governance::governance(&tickets, &logins, threshold, now));
     let recorded =
         store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete).await?;
     report.weigh_by_age(&recorded.ages, now, scoring);

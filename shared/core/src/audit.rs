@@ -187,62 +187,6 @@ pub struct Anomaly {
     pub reason: String,
 }
 
-/// The result of checking one chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChainReport {
-    /// The chain.
-    pub chain: String,
-    /// Events found.
-    pub events: u64,
-    /// The journal head, where one was at hand.
-    pub head: Option<u64>,
-    /// The signed digests, where checked.
-    pub digests: Option<crate::digest::DigestCheck>,
-    /// Journal events not (yet) in the archive, where both were compared.
-    pub not_archived: Option<u64>,
-    /// The first broken link; `None`: the chain verifies.
-    pub broken: Option<BrokenLink>,
-}
-
-/// Checks one chain as found in a journal or an archive: every hash and
-/// link ([`verify`], against `head` when one is known), the archive's own
-/// anomalies, and (with `digests`) the signed digests against `trusted` key
-/// fingerprints. The earliest problem is the one reported.
-pub fn check_chain(
-    chain: &str,
-    events: &[AuditEvent],
-    head: Option<(u64, &str)>,
-    anomalies: &[Anomaly],
-    digests: Option<(&[crate::digest::Digest], &[String])>,
-) -> ChainReport {
-    let mut problems: Vec<BrokenLink> = anomalies
-        .iter()
-        .map(|a| BrokenLink { chain: chain.to_owned(), seq: a.seq, reason: a.reason.clone() })
-        .collect();
-    if let Err(e) = verify(chain, events, head) {
-        problems.push(e);
-    }
-    let digest_check = digests.map(|(digests, trusted)| crate::digest::verify_digests(chain, digests, events, trusted));
-    let digests = match digest_check {
-        Some(Ok(check)) => Some(check),
-        Some(Err(e)) => {
-            problems.push(e);
-            None
-        }
-        None => None,
-    };
-    // stable: an anomaly (the precise reason) wins over what it causes at the same seq
-    problems.sort_by_key(|p| p.seq);
-    ChainReport {
-        chain: chain.to_owned(),
-        events: events.len() as u64,
-        head: head.map(|(seq, _)| seq),
-        digests,
-        not_archived: None,
-        broken: problems.into_iter().next(),
-    }
-}
-
 /// A chain, or its part after some seq, as an archive holds it (the
 /// Object-Lock bucket, or a directory copy of it).
 #[derive(Debug, Clone, Default, PartialEq)]

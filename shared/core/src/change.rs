@@ -150,9 +150,9 @@ pub enum Change {
         /// Source table.
         source_table: String,
         /// Columns in order, each with its mask.
-        columns: Vec<(String, Option<crate::access::Mask>)>,
+        columns: Vec<(String, Option<crate::access_policy::Mask>)>,
         /// Which rows.
-        predicate: Option<crate::access::RowPredicate>,
+        predicate: Option<crate::access_policy::RowPredicate>,
         /// The predicate column's type, (schema, `typname`): its values are cast to it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         predicate_type: Option<(String, String)>,

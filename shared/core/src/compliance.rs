@@ -19,11 +19,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditJournal};
+use crate::finding::{FindingAge, FindingKind};
+use crate::metrics::Durations;
 use crate::model::{Grant, Grantee, RoleName};
 use crate::policy::{Category, PolicyRegistry};
-use crate::report::{Coverage, Finding, FindingKind, Report};
+use crate::report::{Coverage, Finding, Report};
 use crate::scoring::CoverageTargets;
-use crate::store::{FindingAge, StoreError};
+use crate::store::StoreError;
 use crate::ticket::{Ticket, TicketStatus, Trigger};
 
 /// What a report was built from.
@@ -156,40 +158,6 @@ impl CoverageReport {
     /// Every target met, on a complete scan.
     pub fn meets_targets(&self) -> bool {
         self.complete && self.targets.iter().all(|t| t.met)
-    }
-}
-
-/// Count, mean and percentiles of durations, in seconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Durations {
-    /// How many.
-    pub count: usize,
-    /// Mean.
-    pub mean_seconds: Option<f64>,
-    /// Median.
-    pub p50_seconds: Option<f64>,
-    /// 99th percentile.
-    pub p99_seconds: Option<f64>,
-    /// Longest.
-    pub max_seconds: Option<f64>,
-}
-
-impl Durations {
-    /// Statistics of `values` (seconds).
-    pub fn of(mut values: Vec<f64>) -> Self {
-        if values.is_empty() {
-            return Self::default();
-        }
-        values.sort_by(f64::total_cmp);
-        let at = |p: f64| values[((values.len() - 1) as f64 * p).round() as usize];
-        let round = |v: f64| (v * 1000.0).round() / 1000.0;
-        Self {
-            count: values.len(),
-            mean_seconds: Some(round(values.iter().sum::<f64>() / values.len() as f64)),
-            p50_seconds: Some(round(at(0.5))),
-            p99_seconds: Some(round(at(0.99))),
-            max_seconds: values.last().copied().map(round),
-        }
     }
 }
 

@@ -11,40 +11,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::audit::AuditEvent;
-use crate::compliance::{Basis, CoverageReport, Durations};
-use crate::report::{Finding, FindingKind};
+use crate::compliance::{Basis, CoverageReport};
+use crate::finding::FindingKind;
+use crate::governance::{metrics, score_history};
+use crate::metrics::{Governance, Metrics, ScorePoint};
+use crate::report::Finding;
 use crate::scoring::Severity;
-use crate::ticket::{Ticket, TicketStatus, Trigger};
-
-/// One point of the drift score history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScorePoint {
-    /// When the scan ended.
-    pub at: DateTime<Utc>,
-    /// Its total score.
-    pub score: f64,
-}
-
-/// The governance metrics shown as figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    /// Exception tickets in force now.
-    pub active_exceptions: usize,
-    /// Mean length of the access windows granted, in hours.
-    pub mean_access_hours: Option<f64>,
-    /// Request to access for tickets that needed approval: to activation, or for a
-    /// just-in-time ticket to its credential's issuance.
-    pub time_to_access: Durations,
-    /// Break-glass tickets requested in the last 30 days.
-    pub break_glass_30d: usize,
-    /// End of window to committed revocation.
-    pub revocation_latency: Durations,
-    /// Revocations that failed and wait for a person.
-    pub revocation_failed: usize,
-}
+use crate::ticket::{Ticket, Trigger};
 
 /// Everything the dashboard shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,163 +67,6 @@ pub fn build(
         tickets,
         basis,
     }
-}
-
-/// Score history from a chain's `scan.completed` events.
-pub fn score_history(events: &[AuditEvent]) -> Vec<ScorePoint> {
-    let mut out: Vec<ScorePoint> = events
-        .iter()
-        .filter(|e| e.kind == "scan.completed")
-        .filter_map(|e| Some(ScorePoint { at: e.at, score: e.detail.get("summary")?.get("score")?.as_f64()? }))
-        .collect();
-    out.sort_by_key(|p| p.at);
-    out
-}
-
-/// The governance metrics of `tickets` at `now`.
-pub fn metrics(tickets: &[Ticket], now: DateTime<Utc>) -> Metrics {
-    let activated = |t: &Ticket| t.history.iter().find(|e| e.what == "activated").map(|e| e.at);
-    let requested = |t: &Ticket| t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
-    // a just-in-time ticket gives access when its credential is issued, not when it is approved
-    let accessed = |t: &Ticket| t.history.iter().find(|e| e.what == "issued").map(|e| e.at).or_else(|| activated(t));
-    let granted: Vec<&Ticket> = tickets.iter().filter(|t| activated(t).is_some()).collect();
-    let hours: Vec<f64> = granted
-        .iter()
-        .map(|t| (t.ends_at() - activated(t).unwrap_or(t.starts_at)).num_seconds().max(0) as f64 / 3600.0)
-        .collect();
-    Metrics {
-        active_exceptions: tickets.iter().filter(|t| t.is_active_at(now)).count(),
-        mean_access_hours: (!hours.is_empty())
-            .then(|| (hours.iter().sum::<f64>() / hours.len() as f64 * 100.0).round() / 100.0),
-        time_to_access: Durations::of(
-            granted
-                .iter()
-                .filter(|t| t.approvals_required > 0)
-                .filter_map(|t| accessed(t).map(|a| (a - requested(t)).num_milliseconds() as f64 / 1000.0))
-                .collect(),
-        ),
-        break_glass_30d: tickets.iter().filter(|t| t.break_glass && requested(t) >= now - Duration::days(30)).count(),
-        revocation_latency: Durations::of(
-            tickets
-                .iter()
-                .filter_map(|t| t.revocation.as_ref().filter(|r| r.error.is_none()))
-                .map(|r| r.latency_ms as f64 / 1000.0)
-                .collect(),
-        ),
-        revocation_failed: tickets.iter().filter(|t| t.status == TicketStatus::RevocationFailed).count(),
-    }
-}
-
-/// The governance metrics with what only a scan and the registry can tell:
-/// standing credentials and break-glass use against its monthly threshold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Governance {
-    /// The figures of the tickets.
-    pub metrics: Metrics,
-    /// Roles that can log in and are not a credential issued for a ticket in force.
-    pub standing_credentials: Vec<String>,
-    /// Break-glass tickets by month (`YYYY-MM`).
-    pub break_glass_by_month: BTreeMap<String, usize>,
-    /// The registry's monthly threshold.
-    pub break_glass_threshold: Option<u32>,
-    /// What is past a threshold, in words.
-    pub alerts: Vec<String>,
-    /// Credentials that used less than they were given (from pgaudit session lines),
-    /// when audit logs were read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub over_privileged: Option<Vec<OverPrivileged>>,
-}
-
-/// A credential given more than its sessions used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OverPrivileged {
-    /// The ticket.
-    pub ticket: String,
-    /// Its role.
-    pub role: String,
-    /// The path it was given.
-    pub path: String,
-    /// Statement classes its sessions ran (READ, WRITE, ...), empty when it never logged in.
-    pub used: Vec<String>,
-}
-
-/// Access credentials with write access whose audited sessions only read (or
-/// never ran a statement): given more than they needed. `sessions` are
-/// `(user, class)` of pgaudit SESSION lines.
-pub fn over_privileged(tickets: &[Ticket], sessions: &[(String, String)]) -> Vec<OverPrivileged> {
-    tickets
-        .iter()
-        .filter_map(|t| {
-            let access = t.access.as_ref()?;
-            if access.path == crate::access::AccessPath::ReadOnly || !t.history.iter().any(|e| e.what == "issued") {
-                return None;
-            }
-            let role = t.request.role.as_str();
-            let mut used: Vec<String> = sessions.iter().filter(|(u, _)| u == role).map(|(_, c)| c.clone()).collect();
-            used.sort();
-            used.dedup();
-            let wrote = used.iter().any(|c| c == "WRITE" || c == "DDL");
-            (!wrote).then(|| OverPrivileged {
-                ticket: t.id.clone(),
-                role: role.to_owned(),
-                path: access.path.to_string(),
-                used,
-            })
-        })
-        .collect()
-}
-
-/// Governance of a target: its tickets, the login roles of its scan, the registry's threshold.
-pub fn governance(
-    tickets: &[Ticket],
-    login_roles: &[String],
-    break_glass_threshold: Option<u32>,
-    now: DateTime<Utc>,
-) -> Governance {
-    let issued: Vec<&str> =
-        tickets.iter().filter(|t| t.access.is_some() && t.is_active_at(now)).map(|t| t.request.role.as_str()).collect();
-    let standing: Vec<String> = login_roles.iter().filter(|r| !issued.contains(&r.as_str())).cloned().collect();
-    let mut by_month: BTreeMap<String, usize> = BTreeMap::new();
-    for t in tickets.iter().filter(|t| t.break_glass) {
-        let at = t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
-        *by_month.entry(at.format("%Y-%m").to_string()).or_insert(0) += 1;
-    }
-    let mut alerts = Vec::new();
-    if let Some(limit) = break_glass_threshold {
-        for (month, n) in &by_month {
-            if *n > limit as usize {
-                // the month names the alert, not the count: a further use that month raises nothing new
-                alerts.push(format!("break-glass used more than the registry's {limit} times in {month}"));
-            }
-        }
-    }
-    let metrics = metrics(tickets, now);
-    if metrics.revocation_failed > 0 {
-        alerts.push(format!("{} revocation(s) failed and wait for a person", metrics.revocation_failed));
-    }
-    Governance {
-        metrics,
-        standing_credentials: standing,
-        break_glass_by_month: by_month,
-        break_glass_threshold,
-        alerts,
-        over_privileged: None,
-    }
-}
-
-/// The governance alerts of `g` not yet raised on the target's chain (no
-/// `governance.alert` event of `events` carries the same text): a month past the
-/// break-glass limit is raised once, not after every scan.
-pub fn new_alerts<'g>(g: &'g Governance, events: &[AuditEvent]) -> Vec<&'g str> {
-    g.alerts
-        .iter()
-        .filter(|a| {
-            !events.iter().any(|e| {
-                e.kind == "governance.alert" && e.detail.get("alert").and_then(|v| v.as_str()) == Some(a.as_str())
-            })
-        })
-        .map(String::as_str)
-        .collect()
 }
 
 /// HTML-escapes text.
@@ -788,6 +607,7 @@ pub fn render(d: &Dashboard) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::governance::{governance, new_alerts};
 
     #[test]
     fn data_is_escaped_and_every_chart_is_present_even_with_no_data() {
@@ -819,7 +639,7 @@ mod tests {
 
     #[test]
     fn break_glass_past_the_monthly_limit_is_alerted_once_and_drawn_against_the_limit() {
-        use crate::access::{AccessGrant, AccessPath, AccessScope};
+        use crate::access_policy::{AccessGrant, AccessPath, AccessScope};
         let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
         let ticket = |id: &str, path: AccessPath, day: u32| {
             let requested = format!("2026-11-{day:02}T09:00:00Z");

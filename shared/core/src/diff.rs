@@ -13,13 +13,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Origin, Privileges, Target};
-use crate::grants::{AclEntry, GrantRef, is_builtin_public};
+use crate::finding::FindingKind;
+use crate::grants::{AclEntry, GrantRef};
+use crate::model::is_builtin_public;
 use crate::model::{
     DefaultObjectType, Grantee, Name, ObjectClass, ObjectRef, Privilege, PrivilegeClass, PrivilegeSet, RoleName,
 };
-use crate::report::{Coverage, Finding, FindingKind, FindingObject, Report};
-use crate::scoring::round2;
-use crate::scoring::{Facts, Scope, ScoringConfig};
+use crate::report::{Coverage, Finding, FindingObject, Report};
+use crate::scoring::{Facts, Scope, ScoringConfig, round2};
 use crate::snapshot::{Snapshot, State, StateIndex, TargetId};
 use crate::ticket::Ticket;
 use chrono::{DateTime, Utc};

@@ -32,7 +32,9 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::audit::{AuditArchive, AuditEvent, BrokenLink, Disagreement, GENESIS, compare_with_archive};
+use crate::audit::{
+    Anomaly, AuditArchive, AuditEvent, BrokenLink, Disagreement, GENESIS, compare_with_archive, verify,
+};
 use crate::store::StoreError;
 
 /// One event as a digest lists it.
@@ -358,6 +360,62 @@ pub fn verify_digests(
         digested_through: through,
         last_digest_at: digests.last().map(|d| d.created_at),
     })
+}
+
+/// The result of checking one chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// The chain.
+    pub chain: String,
+    /// Events found.
+    pub events: u64,
+    /// The journal head, where one was at hand.
+    pub head: Option<u64>,
+    /// The signed digests, where checked.
+    pub digests: Option<DigestCheck>,
+    /// Journal events not (yet) in the archive, where both were compared.
+    pub not_archived: Option<u64>,
+    /// The first broken link; `None`: the chain verifies.
+    pub broken: Option<BrokenLink>,
+}
+
+/// Checks one chain as found in a journal or an archive: every hash and
+/// link ([`verify`], against `head` when one is known), the archive's own
+/// anomalies, and (with `digests`) the signed digests against `trusted` key
+/// fingerprints. The earliest problem is the one reported.
+pub fn check_chain(
+    chain: &str,
+    events: &[AuditEvent],
+    head: Option<(u64, &str)>,
+    anomalies: &[Anomaly],
+    digests: Option<(&[Digest], &[String])>,
+) -> ChainReport {
+    let mut problems: Vec<BrokenLink> = anomalies
+        .iter()
+        .map(|a| BrokenLink { chain: chain.to_owned(), seq: a.seq, reason: a.reason.clone() })
+        .collect();
+    if let Err(e) = verify(chain, events, head) {
+        problems.push(e);
+    }
+    let digest_check = digests.map(|(digests, trusted)| verify_digests(chain, digests, events, trusted));
+    let digests = match digest_check {
+        Some(Ok(check)) => Some(check),
+        Some(Err(e)) => {
+            problems.push(e);
+            None
+        }
+        None => None,
+    };
+    // stable: an anomaly (the precise reason) wins over what it causes at the same seq
+    problems.sort_by_key(|p| p.seq);
+    ChainReport {
+        chain: chain.to_owned(),
+        events: events.len() as u64,
+        head: head.map(|(seq, _)| seq),
+        digests,
+        not_archived: None,
+        broken: problems.into_iter().next(),
+    }
 }
 
 #[cfg(test)]

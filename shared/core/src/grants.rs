@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, PrivilegeSet};
+use crate::model::{Grant, Grantee, ObjectRef, Privilege, PrivilegeSet, is_builtin_public};
 
 /// One grantee's privileges on an object and which of them it may pass on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -139,18 +139,6 @@ impl GrantRef<'_> {
     pub fn is_builtin_public(self) -> bool {
         is_builtin_public(self.grantee, self.object.class, self.privilege)
     }
-}
-
-/// Whether `privilege` on an object of `class` held by `grantee` is one of
-/// PostgreSQL's built-in grants to PUBLIC (`acldefault`) on the classes we
-/// read: CONNECT and TEMPORARY on a database, EXECUTE on a function.
-pub fn is_builtin_public(grantee: &Grantee, class: ObjectClass, privilege: Privilege) -> bool {
-    *grantee == Grantee::Public
-        && matches!(
-            (class, privilege),
-            (ObjectClass::Database, Privilege::Connect | Privilege::Temporary)
-                | (ObjectClass::Function, Privilege::Execute)
-        )
 }
 
 /// Every ACL grant of a state: objects in order, each with its [`Acl`].
@@ -451,7 +439,7 @@ impl<'de> Deserialize<'de> for Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::RoleName;
+    use crate::model::{ObjectClass, RoleName};
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 

@@ -337,7 +337,7 @@ pub trait IncidentStore {
 /// Incident states read up front, for routing (which is not async).
 pub struct KnownIncidents(pub Vec<IncidentUpdate>);
 
-impl crate::access::Incidents for KnownIncidents {
+impl crate::access_policy::Incidents for KnownIncidents {
     fn is_open(&self, id: &str, now: DateTime<Utc>) -> bool {
         self.0.iter().any(|u| u.id == id && u.status == IncidentStatus::Open && u.at <= now)
     }

@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use crate::audit::NewEvent;
 
 use crate::audit::AuditJournal;
+use crate::finding::FindingKind;
 use crate::normalize::{GrantRequest, NormalizeError};
 use crate::policy::PolicyRegistry;
-use crate::report::{Finding, FindingKind, FindingObject};
+use crate::report::{Finding, FindingObject};
 use crate::scoring::{Facts, Scope, ScoringConfig, Severity};
 use crate::snapshot::TargetId;
 use crate::store::{FindingStore, PutOutcome, StoreError, TicketStore};

@@ -39,6 +39,8 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod access_policy;
+pub mod activation;
 pub mod assess;
 pub mod audit;
 pub mod backoff;
@@ -48,10 +50,13 @@ pub mod compliance;
 pub mod dashboard;
 pub mod diff;
 pub mod digest;
+pub mod finding;
 pub mod generate;
+pub mod governance;
 pub mod grants;
 pub mod incident;
 pub mod intake;
+pub mod metrics;
 pub mod model;
 pub mod normalize;
 pub mod pipeline;

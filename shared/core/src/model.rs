@@ -716,7 +716,7 @@ impl Grant {
     /// Whether this is one of PostgreSQL's built-in grants to PUBLIC (`acldefault`) on
     /// the classes we read: CONNECT and TEMPORARY on a database, EXECUTE on a function.
     pub fn is_builtin_public(&self) -> bool {
-        crate::grants::is_builtin_public(&self.grantee, self.object.class, self.privilege)
+        is_builtin_public(&self.grantee, self.object.class, self.privilege)
     }
 }
 
@@ -1008,6 +1008,18 @@ pub struct RlsPolicy {
     /// WITH CHECK expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub with_check: Option<String>,
+}
+
+/// Whether `privilege` on an object of `class` held by `grantee` is one of
+/// PostgreSQL's built-in grants to PUBLIC (`acldefault`) on the classes we
+/// read: CONNECT and TEMPORARY on a database, EXECUTE on a function.
+pub fn is_builtin_public(grantee: &Grantee, class: ObjectClass, privilege: Privilege) -> bool {
+    *grantee == Grantee::Public
+        && matches!(
+            (class, privilege),
+            (ObjectClass::Database, Privilege::Connect | Privilege::Temporary)
+                | (ObjectClass::Function, Privilege::Execute)
+        )
 }
 
 #[cfg(test)]

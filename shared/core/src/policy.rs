@@ -97,7 +97,7 @@ struct RegistryFile {
     #[serde(default)]
     routes: Vec<RouteFile>,
     #[serde(default)]
-    access: Option<crate::access::AccessFile>,
+    access: Option<crate::access_policy::AccessFile>,
 }
 
 /// An exception category.
@@ -174,7 +174,7 @@ pub struct PolicyRegistry {
     /// Routes in order; the first match wins.
     pub routes: Vec<Route>,
     /// Just-in-time access policy (`access:` section); without it no access request routes.
-    pub access: Option<crate::access::AccessPolicy>,
+    pub access: Option<crate::access_policy::AccessPolicy>,
 }
 
 /// Something a route can be matched against.
@@ -238,7 +238,7 @@ impl PolicyRegistry {
         let mut header: Option<(String, RegistryFile)> = None;
         let mut categories: BTreeMap<String, (String, Category)> = BTreeMap::new();
         let mut raw_routes: Vec<(String, usize, RouteFile)> = Vec::new();
-        let mut access: Option<(String, crate::access::AccessPolicy)> = None;
+        let mut access: Option<(String, crate::access_policy::AccessPolicy)> = None;
         for (name, text) in files.iter().copied() {
             hasher.update((name.len() as u64).to_be_bytes());
 
@@ -289,7 +289,8 @@ impl PolicyRegistry {
                 if let Some((other, _)) = &access {
                     return Err(err(name, "access".into(), format!("the access section is already in {other}")));
                 }
-                let policy = crate::access::AccessPolicy::from_file(a).map_err(|(path, msg)| err(name, path, msg))?;
+                let policy =
+                    crate::access_policy::AccessPolicy::from_file(a).map_err(|(path, msg)| err(name, path, msg))?;
                 access = Some((name.clone(), policy));
             }
             if parsed.version.is_some() || parsed.owner.is_some() || parsed.approver.is_some() {

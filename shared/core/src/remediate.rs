@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use chrono::{DateTime, Utc};
 
 use crate::change::Change;
+use crate::finding::FindingKind;
 use crate::model::{DefaultObjectType, Grant, Grantee, Name, ObjectClass, ObjectRef, Privilege, RoleName};
-use crate::report::{Finding, FindingKind, Report};
+use crate::report::{Finding, Report};
 use crate::snapshot::TargetId;
 use crate::ticket::Ticket;
 

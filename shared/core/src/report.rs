@@ -4,59 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::finding::{FindingAge, FindingKind};
 use crate::scoring::{ScoringConfig, Severity, round2};
 use crate::snapshot::{Snapshot, TargetId};
-use crate::store::FindingAge;
-
-/// What a finding says about reality versus the baseline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingKind {
-    /// Held by a declared role (or PUBLIC) but not declared.
-    Unauthorized,
-    /// Declared but not held.
-    Missing,
-    /// Held by a role the baseline neither declares nor ignores.
-    Orphaned,
-    /// Held and covered by an active exception ticket.
-    Excepted,
-    /// Held and covered only by an expired ticket.
-    ExpiredException,
-    /// Could not be routed to any policy.
-    Untagged,
-    /// Shown for context, never scored (PUBLIC's built-in defaults, superusers).
-    Observed,
-}
-
-impl FindingKind {
-    /// The kinds counted in the summary, in contract order.
-    pub const COUNTED: [FindingKind; 6] = [
-        FindingKind::Unauthorized,
-        FindingKind::Missing,
-        FindingKind::Orphaned,
-        FindingKind::Excepted,
-        FindingKind::ExpiredException,
-        FindingKind::Untagged,
-    ];
-
-    /// The contract spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingKind::Unauthorized => "unauthorized",
-            FindingKind::Missing => "missing",
-            FindingKind::Orphaned => "orphaned",
-            FindingKind::Excepted => "excepted",
-            FindingKind::ExpiredException => "expired_exception",
-            FindingKind::Untagged => "untagged",
-            FindingKind::Observed => "observed",
-        }
-    }
-
-    /// Whether this kind is drift (plan exits 2).
-    pub fn is_drift(self) -> bool {
-        !matches!(self, FindingKind::Excepted | FindingKind::Observed)
-    }
-}
 
 /// The object of a finding, as in the contract: `{ type, schema, name, column }`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -229,7 +179,7 @@ pub struct Report {
     pub observations: Vec<Finding>,
     /// Governance metrics of the target (with a state store: tickets and the login roles of the scan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub governance: Option<crate::dashboard::Governance>,
+    pub governance: Option<crate::metrics::Governance>,
 }
 
 impl Report {

@@ -22,12 +22,13 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{AccessPath, views_owner_for};
+use crate::access_policy::{AccessPath, views_owner_for};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::Baseline;
 use crate::change::Change;
+use crate::finding::FindingKind;
 use crate::model::{Grant, Grantee, ObjectRef, RelationKind, RoleName, display_ident};
-use crate::report::{Finding, FindingKind, FindingObject};
+use crate::report::{Finding, FindingObject};
 use crate::scoring::Severity;
 use crate::store::{FindingStore, StoreError, TicketStore, Versioned};
 use crate::ticket::{Revocation, RoleLifecycle, Ticket, TicketStatus, Trigger};
@@ -832,9 +833,9 @@ mod tests {
     fn what_a_short_lived_role_owned_is_dropped_or_handed_to_the_declared_owner_never_to_the_admin() {
         let mut t = ticket("t1", On::Schema, None, "billing", &[Privilege::Select], 2);
         t.role_lifecycle = RoleLifecycle::ShortLived;
-        t.access = Some(crate::access::AccessGrant {
+        t.access = Some(crate::access_policy::AccessGrant {
             path: AccessPath::Migration,
-            scope: crate::access::AccessScope::Schema { schema: "billing".into() },
+            scope: crate::access_policy::AccessScope::Schema { schema: "billing".into() },
             masking: Default::default(),
             views_schema: "gw_access_0123456789abcdef".into(),
             sensitive_schemas: vec![],

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::finding::FindingKind;
 use crate::model::PrivilegeClass;
-use crate::report::FindingKind;
 use crate::yaml::{FileError, parse_yaml};
 
 /// How bad a finding is.

@@ -9,9 +9,9 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::finding::FindingAge;
 use crate::report::Finding;
 use crate::snapshot::TargetId;
 use crate::ticket::Ticket;
@@ -68,15 +68,6 @@ pub trait TicketStore {
     fn tickets(&self, target: Option<&TargetId>) -> impl Future<Output = Result<Vec<Ticket>, StoreError>> + Send;
     /// Replaces a ticket if its version is still `expected`.
     fn update_ticket(&self, ticket: &Ticket, expected: u64) -> impl Future<Output = Result<u64, StoreError>> + Send;
-}
-
-/// When a finding was first and last seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FindingAge {
-    /// First scan that reported it (since it was last closed).
-    pub first_seen: DateTime<Utc>,
-    /// Latest scan that reported it.
-    pub last_seen: DateTime<Utc>,
 }
 
 /// What recording one scan's findings did.

@@ -180,7 +180,7 @@ pub struct Ticket {
     pub revocation: Option<Revocation>,
     /// For just-in-time access: the path, scope and masking the issued role gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access: Option<crate::access::AccessGrant>,
+    pub access: Option<crate::access_policy::AccessGrant>,
     /// Break-glass: routed to a category that needs an open incident, or an access
     /// request on the break-glass path. Counted against the registry's monthly limit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -265,7 +265,7 @@ pub fn request_sha256(r: &GrantRequest) -> String {
 pub fn route(
     request: &GrantRequest,
     registry: &PolicyRegistry,
-    incidents: &dyn crate::access::Incidents,
+    incidents: &dyn crate::access_policy::Incidents,
     now: DateTime<Utc>,
 ) -> Decision {
     let reg = registry.id.clone();
@@ -528,7 +528,7 @@ impl Ticket {
                 return true;
             }
             // a cheap test first: this runs for every grant a scan finds held and not declared
-            if role.as_str().ends_with("_views") && *role == crate::access::views_owner_for(&r.role) {
+            if role.as_str().ends_with("_views") && *role == crate::access_policy::views_owner_for(&r.role) {
                 return self.covers(target, &r.role, privilege, object);
             }
         }
@@ -630,7 +630,7 @@ routes:
 
     /// The incidents the incident webhook reported open.
     struct Open(&'static [&'static str]);
-    impl crate::access::Incidents for Open {
+    impl crate::access_policy::Incidents for Open {
         fn is_open(&self, id: &str, _: DateTime<Utc>) -> bool {
             self.0.contains(&id)
         }

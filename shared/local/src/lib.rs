@@ -22,12 +22,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
 use grantwarden_core::digest::{Digest, DigestStore};
+use grantwarden_core::finding::FindingAge;
 use grantwarden_core::incident::{IncidentStore, IncidentUpdate};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{
-    FindingAge, FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, StoreError, TicketStore, Versioned,
-    finding_key,
+    FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, StoreError, TicketStore, Versioned, finding_key,
 };
 use grantwarden_core::ticket::Ticket;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -334,7 +334,7 @@ impl FindingStore for LocalStore {
                 let (key, body) = row.map_err(unavailable)?;
                 let f: Finding =
                     serde_json::from_str(&body).map_err(|e| StoreError::Corrupt { id: key, reason: e.to_string() })?;
-                if f.kind == grantwarden_core::report::FindingKind::Untagged {
+                if f.kind == grantwarden_core::finding::FindingKind::Untagged {
                     out.push(f);
                 }
             }

@@ -1,8 +1,8 @@
 //! The SQLite store against a real file: idempotent tickets, conditional
 //! updates, finding ages, and many writers on one file.
 
+use grantwarden_core::finding::FindingKind;
 use grantwarden_core::model::Privilege;
-use grantwarden_core::report::FindingKind;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, PutOutcome, TicketStore};
 use grantwarden_local::LocalStore;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use postgres_protocol::escape::{escape_identifier, escape_literal};
 
-use grantwarden_core::access::{Literal, Mask};
+use grantwarden_core::access_policy::{Literal, Mask};
 use grantwarden_core::change::Change;
 use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RelationKind, RoleName};
 
@@ -386,7 +386,7 @@ mod tests {
             source_schema: "billing".into(),
             source_table: "customers".into(),
             columns: vec![("region".into(), None), ("email".into(), Some(Mask::Partial))],
-            predicate: Some(grantwarden_core::access::RowPredicate::parse("region in ('eu', 'o''x')").unwrap()),
+            predicate: Some(grantwarden_core::access_policy::RowPredicate::parse("region in ('eu', 'o''x')").unwrap()),
             predicate_type: Some(("pg_catalog".into(), "varchar".into())),
         };
         let got = sql(view);

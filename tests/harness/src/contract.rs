@@ -5,10 +5,11 @@
 use chrono::{DateTime, Duration, Utc};
 use grantwarden_core::audit::{AuditJournal, NewEvent, verify};
 use grantwarden_core::baseline::On;
+use grantwarden_core::finding::FindingKind;
 use grantwarden_core::model::{Privilege, RoleName};
 use grantwarden_core::normalize::{Action, GrantRequest, InputKind, RequestObject};
 use grantwarden_core::policy::PolicyRegistry;
-use grantwarden_core::report::{Finding, FindingKind, FindingObject};
+use grantwarden_core::report::{Finding, FindingObject};
 use grantwarden_core::scoring::Severity;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, PutOutcome, ReplayGuard, ReplayKey, StoreError, TicketStore};

@@ -1,0 +1,137 @@
+//! The governance rules: the ticket metrics, standing credentials,
+//! break-glass use against the registry's monthly threshold, over-privileged
+//! credentials, and which alerts are new on a target's chain.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::audit::AuditEvent;
+use crate::metrics::{Durations, Governance, Metrics, OverPrivileged, ScorePoint};
+use crate::ticket::{Ticket, TicketStatus};
+
+/// Score history from a chain's `scan.completed` events.
+pub fn score_history(events: &[AuditEvent]) -> Vec<ScorePoint> {
+    let mut out: Vec<ScorePoint> = events
+        .iter()
+        .filter(|e| e.kind == "scan.completed")
+        .filter_map(|e| Some(ScorePoint { at: e.at, score: e.detail.get("summary")?.get("score")?.as_f64()? }))
+        .collect();
+    out.sort_by_key(|p| p.at);
+    out
+}
+
+/// The governance metrics of `tickets` at `now`.
+pub fn metrics(tickets: &[Ticket], now: DateTime<Utc>) -> Metrics {
+    let activated = |t: &Ticket| t.history.iter().find(|e| e.what == "activated").map(|e| e.at);
+    let requested = |t: &Ticket| t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
+    // a just-in-time ticket gives access when its credential is issued, not when it is approved
+    let accessed = |t: &Ticket| t.history.iter().find(|e| e.what == "issued").map(|e| e.at).or_else(|| activated(t));
+    let granted: Vec<&Ticket> = tickets.iter().filter(|t| activated(t).is_some()).collect();
+    let hours: Vec<f64> = granted
+        .iter()
+        .map(|t| (t.ends_at() - activated(t).unwrap_or(t.starts_at)).num_seconds().max(0) as f64 / 3600.0)
+        .collect();
+    Metrics {
+        active_exceptions: tickets.iter().filter(|t| t.is_active_at(now)).count(),
+        mean_access_hours: (!hours.is_empty())
+            .then(|| (hours.iter().sum::<f64>() / hours.len() as f64 * 100.0).round() / 100.0),
+        time_to_access: Durations::of(
+            granted
+                .iter()
+                .filter(|t| t.approvals_required > 0)
+                .filter_map(|t| accessed(t).map(|a| (a - requested(t)).num_milliseconds() as f64 / 1000.0))
+                .collect(),
+        ),
+        break_glass_30d: tickets.iter().filter(|t| t.break_glass && requested(t) >= now - Duration::days(30)).count(),
+        revocation_latency: Durations::of(
+            tickets
+                .iter()
+                .filter_map(|t| t.revocation.as_ref().filter(|r| r.error.is_none()))
+                .map(|r| r.latency_ms as f64 / 1000.0)
+                .collect(),
+        ),
+        revocation_failed: tickets.iter().filter(|t| t.status == TicketStatus::RevocationFailed).count(),
+    }
+}
+
+/// Access credentials with write access whose audited sessions only read (or
+/// never ran a statement): given more than they needed. `sessions` are
+/// `(user, class)` of pgaudit SESSION lines.
+pub fn over_privileged(tickets: &[Ticket], sessions: &[(String, String)]) -> Vec<OverPrivileged> {
+    tickets
+        .iter()
+        .filter_map(|t| {
+            let access = t.access.as_ref()?;
+            if access.path == crate::access_policy::AccessPath::ReadOnly
+                || !t.history.iter().any(|e| e.what == "issued")
+            {
+                return None;
+            }
+            let role = t.request.role.as_str();
+            let mut used: Vec<String> = sessions.iter().filter(|(u, _)| u == role).map(|(_, c)| c.clone()).collect();
+            used.sort();
+            used.dedup();
+            let wrote = used.iter().any(|c| c == "WRITE" || c == "DDL");
+            (!wrote).then(|| OverPrivileged {
+                ticket: t.id.clone(),
+                role: role.to_owned(),
+                path: access.path.to_string(),
+                used,
+            })
+        })
+        .collect()
+}
+
+/// Governance of a target: its tickets, the login roles of its scan, the registry's threshold.
+pub fn governance(
+    tickets: &[Ticket],
+    login_roles: &[String],
+    break_glass_threshold: Option<u32>,
+    now: DateTime<Utc>,
+) -> Governance {
+    let issued: Vec<&str> =
+        tickets.iter().filter(|t| t.access.is_some() && t.is_active_at(now)).map(|t| t.request.role.as_str()).collect();
+    let standing: Vec<String> = login_roles.iter().filter(|r| !issued.contains(&r.as_str())).cloned().collect();
+    let mut by_month: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tickets.iter().filter(|t| t.break_glass) {
+        let at = t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
+        *by_month.entry(at.format("%Y-%m").to_string()).or_insert(0) += 1;
+    }
+    let mut alerts = Vec::new();
+    if let Some(limit) = break_glass_threshold {
+        for (month, n) in &by_month {
+            if *n > limit as usize {
+                // the month names the alert, not the count: a further use that month raises nothing new
+                alerts.push(format!("break-glass used more than the registry's {limit} times in {month}"));
+            }
+        }
+    }
+    let metrics = metrics(tickets, now);
+    if metrics.revocation_failed > 0 {
+        alerts.push(format!("{} revocation(s) failed and wait for a person", metrics.revocation_failed));
+    }
+    Governance {
+        metrics,
+        standing_credentials: standing,
+        break_glass_by_month: by_month,
+        break_glass_threshold,
+        alerts,
+        over_privileged: None,
+    }
+}
+
+/// The governance alerts of `g` not yet raised on the target's chain (no
+/// `governance.alert` event of `events` carries the same text): a month past the
+/// break-glass limit is raised once, not after every scan.
+pub fn new_alerts<'g>(g: &'g Governance, events: &[AuditEvent]) -> Vec<&'g str> {
+    g.alerts
+        .iter()
+        .filter(|a| {
+            !events.iter().any(|e| {
+                e.kind == "governance.alert" && e.detail.get("alert").and_then(|v| v.as_str()) == Some(a.as_str())
+            })
+        })
+        .map(String::as_str)
+        .collect()
+}

@@ -1,0 +1,103 @@
+//! The governance figures as data: durations, the ticket metrics, the
+//! governance state of a target. A leaf module: the report carries these, the
+//! governance rules (`crate::governance`) compute them, the dashboard and the
+//! compliance reports show them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Count, mean and percentiles of durations, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Durations {
+    /// How many.
+    pub count: usize,
+    /// Mean.
+    pub mean_seconds: Option<f64>,
+    /// Median.
+    pub p50_seconds: Option<f64>,
+    /// 99th percentile.
+    pub p99_seconds: Option<f64>,
+    /// Longest.
+    pub max_seconds: Option<f64>,
+}
+
+impl Durations {
+    /// Statistics of `values` (seconds).
+    pub fn of(mut values: Vec<f64>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |p: f64| values[((values.len() - 1) as f64 * p).round() as usize];
+        let round = |v: f64| (v * 1000.0).round() / 1000.0;
+        Self {
+            count: values.len(),
+            mean_seconds: Some(round(values.iter().sum::<f64>() / values.len() as f64)),
+            p50_seconds: Some(round(at(0.5))),
+            p99_seconds: Some(round(at(0.99))),
+            max_seconds: values.last().copied().map(round),
+        }
+    }
+}
+
+/// One point of the drift score history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScorePoint {
+    /// When the scan ended.
+    pub at: DateTime<Utc>,
+    /// Its total score.
+    pub score: f64,
+}
+
+/// The governance metrics shown as figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Exception tickets in force now.
+    pub active_exceptions: usize,
+    /// Mean length of the access windows granted, in hours.
+    pub mean_access_hours: Option<f64>,
+    /// Request to access for tickets that needed approval: to activation, or for a
+    /// just-in-time ticket to its credential's issuance.
+    pub time_to_access: Durations,
+    /// Break-glass tickets requested in the last 30 days.
+    pub break_glass_30d: usize,
+    /// End of window to committed revocation.
+    pub revocation_latency: Durations,
+    /// Revocations that failed and wait for a person.
+    pub revocation_failed: usize,
+}
+
+/// The governance metrics with what only a scan and the registry can tell:
+/// standing credentials and break-glass use against its monthly threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Governance {
+    /// The figures of the tickets.
+    pub metrics: Metrics,
+    /// Roles that can log in and are not a credential issued for a ticket in force.
+    pub standing_credentials: Vec<String>,
+    /// Break-glass tickets by month (`YYYY-MM`).
+    pub break_glass_by_month: BTreeMap<String, usize>,
+    /// The registry's monthly threshold.
+    pub break_glass_threshold: Option<u32>,
+    /// What is past a threshold, in words.
+    pub alerts: Vec<String>,
+    /// Credentials that used less than they were given (from pgaudit session lines),
+    /// when audit logs were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_privileged: Option<Vec<OverPrivileged>>,
+}
+
+/// A credential given more than its sessions used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverPrivileged {
+    /// The ticket.
+    pub ticket: String,
+    /// Its role.
+    pub role: String,
+    /// The path it was given.
+    pub path: String,
+    /// Statement classes its sessions ran (READ, WRITE, ...), empty when it never logged in.
+    pub used: Vec<String>,
+}
