@@ -16,8 +16,8 @@ use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Inci
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::On;
 use crate::model::{Privilege, RoleName};
-use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
 use crate::policy::PolicyRegistry;
+use crate::request::{Action, GrantRequest, InputKind, RequestObject};
 use crate::snapshot::TargetId;
 use crate::store::{PutOutcome, StoreError, TicketStore, Versioned};
 use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};

@@ -1729,9 +1729,9 @@ mod overlay_tests {
     use super::*;
     use crate::baseline::On;
     use crate::model::{Grant, RelationKind, RoleAttributes};
-    use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
     use crate::policy::PolicyRegistry;
     use crate::report::Status;
+    use crate::request::{Action, GrantRequest, InputKind, RequestObject};
     use crate::ticket::{Decision, route};
     use proptest::prelude::*;
 

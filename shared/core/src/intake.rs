@@ -11,9 +11,10 @@ use crate::audit::NewEvent;
 
 use crate::audit::AuditJournal;
 use crate::finding::FindingKind;
-use crate::normalize::{GrantRequest, NormalizeError};
+use crate::normalize::NormalizeError;
 use crate::policy::PolicyRegistry;
 use crate::report::{Finding, FindingObject};
+use crate::request::GrantRequest;
 use crate::scoring::{Facts, Scope, ScoringConfig, Severity};
 use crate::snapshot::TargetId;
 use crate::store::{FindingStore, PutOutcome, StoreError, TicketStore};

@@ -671,8 +671,8 @@ mod tests {
     use super::*;
     use crate::baseline::On;
     use crate::model::{ObjectClass, ObjectRef, Privilege};
-    use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
     use crate::policy::RegistryRef;
+    use crate::request::{Action, GrantRequest, InputKind, RequestObject};
     use crate::snapshot::TargetId;
 
     fn at(h: i64) -> DateTime<Utc> {

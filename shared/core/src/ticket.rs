@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::baseline::On;
 use crate::model::{ObjectClass, ObjectRef, Privilege, RoleName};
-use crate::normalize::{Action, GrantRequest};
 use crate::policy::{Category, ExcessTtl, PolicyRegistry, RegistryRef, RouteInput};
+use crate::request::{Action, GrantRequest};
 use crate::snapshot::TargetId;
 
 /// Where a ticket stands.
@@ -582,7 +582,7 @@ impl Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::{InputKind, RequestObject};
+    use crate::request::{InputKind, RequestObject};
     use proptest::prelude::*;
 
     const REGISTRY: &str = r#"
