@@ -8,6 +8,7 @@
 //!
 //! Environment: `GRANTWARDEN_DATABASE_URL` stands in for `--database`;
 //! `RUST_LOG` sets log filtering (logs go to stderr).
+#![deny(missing_docs)]
 
 mod access;
 mod audit;

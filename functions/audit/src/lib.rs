@@ -19,6 +19,7 @@
 //! alert per chain, an error log, and the invocation fails as Validation (the
 //! function's Errors alarm). The journal is not written: this function is
 //! not one of its writers, and the journal is the side under suspicion.
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 

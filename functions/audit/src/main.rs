@@ -14,6 +14,7 @@
 //! dynamodb:Query on the journal table; secretsmanager:GetSecretValue on the signing key; the stream read actions
 //! on the journal stream; sqs:SendMessage on the on-failure queue; sns:Publish on the alert topic.
 //! PostgreSQL: none.
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 

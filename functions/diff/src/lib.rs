@@ -7,6 +7,7 @@
 //! in S3 for the scan means a redelivered stream record: nothing is redone.
 //! Errors fail the invocation, so the stream retries (and, once exhausted,
 //! bisects and sends the record to the on-failure destination).
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 

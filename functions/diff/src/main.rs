@@ -12,6 +12,7 @@
 //! journal table; sns:Publish on the alert topic; sqs:SendMessage on the remediation queue;
 //! the stream read actions on the scans stream.
 //! PostgreSQL: none.
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 

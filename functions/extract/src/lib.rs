@@ -8,6 +8,7 @@
 //! message), the message is parked on the dead-letter queue with its reason
 //! and the chunk is counted as failed, so the scan still ends, as incomplete.
 //! Whoever settles the last chunk ends the scan.
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@
 //! GetQueueAttributes on the chunk queue); secretsmanager:GetSecretValue on `<secret prefix>*`.
 //! PostgreSQL: a login role that can read the system catalogs; every query runs in a
 //! READ ONLY transaction, so a role without any write privilege is the right one.
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;

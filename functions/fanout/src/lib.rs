@@ -8,6 +8,7 @@
 //! the record and the flag is resumed by the next delivery of the same event
 //! from the stored manifest. One target failing does not stop the others;
 //! the invocation then fails so the schedule's retry covers it.
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 

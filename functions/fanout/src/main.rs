@@ -10,6 +10,7 @@
 //! the targets key); sqs:SendMessage on the chunk queue; secretsmanager:GetSecretValue on
 //! `<secret prefix>*`.
 //! PostgreSQL: a login role that can read the system catalogs (any role can; no grants needed).
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! Routes signed with `X-Grantwarden-Signature` v2, which binds method, path,
 //! timestamp and body (see `grantwarden_core::signature`; a GET signs the empty
 //! body):
-//! - `POST /webhooks/grants`: the grant webhook of DESIGN.md.
+//! - `POST /webhooks/grants`: the grant webhook (docs/CONTRACTS.md#grant-webhook).
 //! - `POST /requests`: the generic payload, or a just-in-time access request.
 //! - `POST /requests/{ticket}/approvals`: `{"approver": "..."}`; the signing
 //!   system vouches for who the approver is.

@@ -38,6 +38,7 @@
 //!   policy registry, scoring and targets objects
 //!
 //! No PostgreSQL access: intake records decisions, revoke acts on them.
+#![deny(missing_docs)]
 
 use std::convert::Infallible;
 use std::sync::Arc;

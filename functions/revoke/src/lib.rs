@@ -20,6 +20,7 @@
 //! and an audit event) and goes to the dead-letter queue with its reason; a
 //! transient one fails the invocation as Retryable, so the stream or the
 //! schedule delivers it again, and the ticket stays due for the sweeper.
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,6 +21,7 @@
 //! objects it revokes on (or superuser / rds_superuser), CREATEROLE for short-lived
 //! roles and their views' owners, CREATE on the database (the views' schemas),
 //! pg_signal_backend to end sessions (docs/SECURITY.md).
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! ```text
 //! snapshots/<target>/<scan>/manifest.json        the plan of a scan (fan-out)
 //! snapshots/<target>/<scan>/batches/<batch>.json one extracted chunk (extract)
-//! reports/<target>/<scan>.json                   the report of DESIGN.md (diff)
+//! reports/<target>/<scan>.json                   the plan report (docs/CONTRACTS.md#report), by diff
 //! reports/<target>/latest.json                   the newest report of a target
 //! config/baselines/<target>.yaml, config/policy/*.yaml, config/scoring.yaml
 //! ```

@@ -1,4 +1,4 @@
-//! The audit journal (contract in DESIGN.md): every decision is an event in a
+//! The audit journal (contract: docs/CONTRACTS.md#audit-journal): every decision is an event in a
 //! hash chain.
 //!
 //! `hash = sha256(prev_hash || RFC 8785 canonical JSON of the event without

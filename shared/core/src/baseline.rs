@@ -1,4 +1,4 @@
-//! The baseline manifest (contract in DESIGN.md): the desired state, as YAML.
+//! The baseline manifest (contract: docs/CONTRACTS.md#baseline): the desired state, as YAML.
 //!
 //! Parsing has two steps. Serde reads the YAML into [`Manifest`] (wrapped in
 //! `serde_path_to_error`, so a type error names its path, such as

@@ -43,7 +43,7 @@ pub struct Context<'a> {
     pub audit_target: Option<&'a TargetId>,
 }
 
-/// The webhook body of DESIGN.md.
+/// The grant webhook body (docs/CONTRACTS.md#grant-webhook).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Webhook {
@@ -138,7 +138,7 @@ fn check_principal(p: &str) -> Result<String, String> {
 
 /// Object classes whose privileges a request on `on` may carry. A request on a
 /// schema may carry table privileges: access to a schema's data, as in the
-/// DESIGN.md webhook (`SELECT` on `schema billing`), means its tables.
+/// documented webhook (`SELECT` on `schema billing`), means its tables.
 fn classes_for(on: On) -> &'static [ObjectClass] {
     match on {
         On::Database => &[ObjectClass::Database],

@@ -1,4 +1,4 @@
-//! The policy registry (contract in DESIGN.md): frameworks, exception
+//! The policy registry (contract: docs/CONTRACTS.md#policy-registry): frameworks, exception
 //! categories and the ordered routes that assign a grant request to one.
 //!
 //! A registry is one YAML file or several (a directory, read in file-name
@@ -382,7 +382,7 @@ impl fmt::Display for RegistryRef {
 mod tests {
     use super::*;
 
-    const DESIGN: &str = r#"
+    const REGISTRY: &str = r#"
 version: "2.1"
 owner: security@example.com
 approver: ciso@example.com
@@ -417,7 +417,7 @@ routes:   # first match wins; no match -> untagged -> high-severity drift
 
     #[test]
     fn design_example_loads_and_routes_first_match() {
-        let r = load(&[("registry.yaml", DESIGN)]).unwrap();
+        let r = load(&[("registry.yaml", REGISTRY)]).unwrap();
         assert_eq!(r.id.version, "2.1");
         assert_eq!(r.id.sha256.len(), 64);
         assert_eq!(r.categories["break-glass"].max_ttl, Duration::from_secs(1800));
@@ -432,7 +432,7 @@ routes:   # first match wins; no match -> untagged -> high-severity drift
 
     #[test]
     fn no_route_means_untagged() {
-        let r = load(&[("r.yaml", &DESIGN.replace("  - { match: {}, category: soc2-ops }\n", ""))]).unwrap();
+        let r = load(&[("r.yaml", &REGISTRY.replace("  - { match: {}, category: soc2-ops }\n", ""))]).unwrap();
         assert!(r.route(&input(Some("billing"), &[Privilege::Delete])).is_none());
     }
 
@@ -453,36 +453,36 @@ routes:   # first match wins; no match -> untagged -> high-severity drift
     fn load_errors_name_file_and_path() {
         let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
             (
-                vec![("r.yaml", DESIGN.replace("category: hipaa-phi", "category: hipaa"))],
+                vec![("r.yaml", REGISTRY.replace("category: hipaa-phi", "category: hipaa"))],
                 "r.yaml: routes[0].category: unknown category \"hipaa\"",
             ),
             (
-                vec![("r.yaml", DESIGN.replace("max_ttl: 4h", "max_ttl: 4 hourz"))],
+                vec![("r.yaml", REGISTRY.replace("max_ttl: 4h", "max_ttl: 4 hourz"))],
                 "r.yaml: categories.hipaa-phi.max_ttl: cannot read \"4 hourz\" as a duration",
             ),
             (
-                vec![("r.yaml", DESIGN.replace("approvals: 2", "approvals: 3"))],
+                vec![("r.yaml", REGISTRY.replace("approvals: 2", "approvals: 3"))],
                 "r.yaml: categories.hipaa-phi.approvals: approvals must be 0, 1 or 2",
             ),
             (
-                vec![("r.yaml", DESIGN.replace("weight_factor: 0.1", "weight_factor: 0"))],
+                vec![("r.yaml", REGISTRY.replace("weight_factor: 0.1", "weight_factor: 0"))],
                 "r.yaml: categories.read-only.weight_factor: weight_factor must be above zero",
             ),
             (
-                vec![("r.yaml", DESIGN.replace("schema: \"phi_*\"", "schema: \"[phi\""))],
+                vec![("r.yaml", REGISTRY.replace("schema: \"phi_*\"", "schema: \"[phi\""))],
                 "r.yaml: routes[0].match.schema: invalid glob",
             ),
             (
-                vec![("r.yaml", DESIGN.replace("privileges: [SELECT, USAGE]", "privileges: [SELEC]"))],
+                vec![("r.yaml", REGISTRY.replace("privileges: [SELECT, USAGE]", "privileges: [SELEC]"))],
                 "r.yaml: routes[1].match.privileges[0]: unknown privilege \"SELEC\"",
             ),
             (
-                vec![("r.yaml", DESIGN.replace("owner: security@example.com\n", ""))],
+                vec![("r.yaml", REGISTRY.replace("owner: security@example.com\n", ""))],
                 "r.yaml: owner: `owner` is required",
             ),
             (
                 vec![
-                    ("a.yaml", DESIGN.to_owned()),
+                    ("a.yaml", REGISTRY.to_owned()),
                     (
                         "b.yaml",
                         "categories:\n  soc2-ops: { framework: SOC2, max_ttl: 1h, approvals: 1, weight_factor: 0.3 }\n"
@@ -492,12 +492,12 @@ routes:   # first match wins; no match -> untagged -> high-severity drift
                 "b.yaml: categories.soc2-ops: category \"soc2-ops\" is already defined in a.yaml",
             ),
             (
-                vec![("a.yaml", DESIGN.to_owned()), ("b.yaml", "version: \"9\"\n".to_owned())],
+                vec![("a.yaml", REGISTRY.to_owned()), ("b.yaml", "version: \"9\"\n".to_owned())],
                 "b.yaml: version: the registry header is already in a.yaml",
             ),
             (vec![("r.yaml", "categories: {}\n".to_owned())], "r.yaml: version: no file carries the registry header"),
             (
-                vec![("r.yaml", DESIGN.replace("framework: HIPAA,", "framework: HIPAA, colour: red,"))],
+                vec![("r.yaml", REGISTRY.replace("framework: HIPAA,", "framework: HIPAA, colour: red,"))],
                 "r.yaml: categories.hipaa-phi",
             ),
         ];

@@ -1,4 +1,4 @@
-//! The plan report (output contract in DESIGN.md): shared by `grantwarden plan
+//! The plan report (output contract: docs/CONTRACTS.md#report): shared by `grantwarden plan
 //! --format json` and the diff Lambda's S3 report. Human formats render this.
 
 use chrono::{DateTime, Utc};

@@ -11,6 +11,7 @@
 //! [`TestDb::role`] (a per-test prefix) and plans with
 //! [`TestDb::ignore_others`], which ignores every role but its own: tests
 //! running at the same time never see each other's roles as drift.
+#![deny(missing_docs)]
 
 pub mod contract;
 pub mod moto;
