@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use comfy_table::{ContentArrangement, Table, presets};
-use grantwarden_core::metrics::Governance;
+use grantwarden_core::metrics::{Governance, hours, label, seconds};
 use grantwarden_core::report::{Finding, Report};
 
 /// Observations shown in full before the rest are only counted.
@@ -48,15 +48,6 @@ fn findings_table(findings: &[Finding], preset: &str) -> Table {
     t
 }
 
-fn seconds(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(s) if s < 120.0 => format!("{s:.1} s"),
-        Some(s) if s < 7200.0 => format!("{:.1} min", s / 60.0),
-        Some(s) => format!("{:.1} h", s / 3600.0),
-    }
-}
-
 /// The governance figures as (name, value) rows, in the order people read them.
 fn governance_rows(g: &Governance) -> Vec<(&'static str, String)> {
     let m = &g.metrics;
@@ -65,19 +56,19 @@ fn governance_rows(g: &Governance) -> Vec<(&'static str, String)> {
         format!("{n} in {month}{limit}")
     });
     let mut rows = vec![
-        ("Exceptions in force", m.active_exceptions.to_string()),
-        ("Standing login roles", g.standing_credentials.len().to_string()),
-        ("Mean access window", m.mean_access_hours.map_or("-".into(), |h| format!("{h} h"))),
-        ("Time to access (approved tickets, mean)", seconds(m.time_to_access.mean_seconds)),
-        ("Break-glass uses, latest month", month),
+        (label::ACTIVE_EXCEPTIONS, m.active_exceptions.to_string()),
+        (label::STANDING_LOGIN_ROLES, g.standing_credentials.len().to_string()),
+        (label::MEAN_ACCESS_WINDOW, hours(m.mean_access_hours)),
+        (label::TIME_TO_ACCESS_MEAN, seconds(m.time_to_access.mean_seconds)),
+        (label::BREAK_GLASS_LATEST_MONTH, month),
         (
-            "Revocation latency p50 / p99",
+            label::REVOCATION_LATENCY_P50_P99,
             format!("{} / {}", seconds(m.revocation_latency.p50_seconds), seconds(m.revocation_latency.p99_seconds)),
         ),
-        ("Revocations waiting for a person", m.revocation_failed.to_string()),
+        (label::REVOCATIONS_WAITING, m.revocation_failed.to_string()),
     ];
     if let Some(over) = &g.over_privileged {
-        rows.push(("Over-privileged credentials (pgaudit)", over.len().to_string()));
+        rows.push((label::OVER_PRIVILEGED, over.len().to_string()));
     }
     rows
 }

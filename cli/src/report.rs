@@ -14,7 +14,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_core::audit::{AuditEvent, AuditJournal};
 use grantwarden_core::compliance::{AccessChanges, Basis, CoverageReport, Evidence, RemediationReport, Window};
 use grantwarden_core::dashboard;
-use grantwarden_core::metrics::Durations;
+use grantwarden_core::html::escape;
+use grantwarden_core::metrics::{Durations, hours, label};
 use grantwarden_core::model::Grantee;
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
@@ -313,10 +314,6 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 impl Doc {
     fn markdown(&self) -> String {
         let mut out = format!("# {}\n\n", self.title);
@@ -358,30 +355,30 @@ impl Doc {
 <style>body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2430}}table{{border-collapse:collapse}}\
 td,th{{border:1px solid #dde1e7;padding:4px 8px;text-align:left}}th{{background:#f3f4f6}}.basis{{color:#5b6472}}</style>\
 </head><body>\n<h1>{t}</h1>\n",
-            t = html_escape(&self.title)
+            t = escape(&self.title)
         );
         for l in &self.basis {
-            let _ = writeln!(out, "<p class=\"basis\">{}</p>", html_escape(&l.replace('`', "")));
+            let _ = writeln!(out, "<p class=\"basis\">{}</p>", escape(&l.replace('`', "")));
         }
         for s in &self.sections {
-            let _ = writeln!(out, "<h2>{}</h2>", html_escape(&s.heading));
+            let _ = writeln!(out, "<h2>{}</h2>", escape(&s.heading));
             if !s.lines.is_empty() {
                 out.push_str("<ul>");
                 for l in &s.lines {
-                    let _ = write!(out, "<li>{}</li>", html_escape(&l.replace('`', "")));
+                    let _ = write!(out, "<li>{}</li>", escape(&l.replace('`', "")));
                 }
                 out.push_str("</ul>\n");
             }
             if let Some((headers, rows)) = &s.table {
                 out.push_str("<table><thead><tr>");
                 for h in headers {
-                    let _ = write!(out, "<th>{}</th>", html_escape(h));
+                    let _ = write!(out, "<th>{}</th>", escape(h));
                 }
                 out.push_str("</tr></thead><tbody>");
                 for r in rows {
                     out.push_str("<tr>");
                     for c in r {
-                        let _ = write!(out, "<td>{}</td>", html_escape(c));
+                        let _ = write!(out, "<td>{}</td>", escape(c));
                     }
                     out.push_str("</tr>");
                 }
@@ -403,29 +400,6 @@ td,th{{border:1px solid #dde1e7;padding:4px 8px;text-align:left}}th{{background:
 
 fn json(v: serde_json::Result<String>) -> String {
     v.expect("a report always serializes") + "\n"
-}
-
-fn secs(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(s) if s < 120.0 => format!("{s} s"),
-        Some(s) if s < 7200.0 => format!("{:.1} min", s / 60.0),
-        Some(s) => format!("{:.1} h", s / 3600.0),
-    }
-}
-
-fn durations(d: &Durations) -> String {
-    if d.count == 0 {
-        return "none".into();
-    }
-    format!(
-        "{} (mean {}, median {}, p99 {}, max {})",
-        d.count,
-        secs(d.mean_seconds),
-        secs(d.p50_seconds),
-        secs(d.p99_seconds),
-        secs(d.max_seconds)
-    )
 }
 
 fn ttl(seconds: u64) -> String {
@@ -513,8 +487,11 @@ fn render_changes(c: &AccessChanges, format: ReportFormat) -> String {
         ))
         .line(format!("{} ended by expiry, {} ended early on request.", plural(c.expired, "window"), c.ended_early))
         .line(format!("{revoked}; {} waiting for a person.", plural(c.revocation_failed, "failed revocation")))
-        .line(format!("Approval time (request to activation): {}.", durations(&c.approval_time)))
-        .line(format!("Revocation latency (end of window to committed REVOKE): {}.", durations(&c.revocation_latency)))
+        .line(format!("Approval time (request to activation): {}.", Durations::summary(&c.approval_time)))
+        .line(format!(
+            "Revocation latency (end of window to committed REVOKE): {}.",
+            Durations::summary(&c.revocation_latency)
+        ))
         .table(
             vec!["Category", "Requested"],
             c.by_category.iter().map(|(k, v)| vec![k.clone(), v.to_string()]).collect(),
@@ -549,7 +526,7 @@ fn render_remediation(target: &str, r: &RemediationReport, format: ReportFormat)
             plural(r.opened, "drift finding"),
             r.resolved
         ))
-        .line(format!("Time to resolution: {}.", durations(&r.time_to_resolution)));
+        .line(format!("Time to resolution: {}.", Durations::summary(&r.time_to_resolution)));
     if r.resolved_by.is_empty() {
         summary = summary.line("Nothing was resolved in the window.");
     } else {
@@ -713,16 +690,13 @@ pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCo
     let figures = Section::new("Metrics").table(
         vec!["Metric", "Value"],
         vec![
-            vec![
-                "Standing credentials (login roles not issued for a ticket in force)".into(),
-                g.standing_credentials.len().to_string(),
-            ],
-            vec!["Exceptions and access tickets in force".into(), m.active_exceptions.to_string()],
-            vec!["Mean access window".into(), m.mean_access_hours.map_or("-".into(), |h| format!("{h} h"))],
-            vec!["Time to access (approved tickets)".into(), durations(&m.time_to_access)],
-            vec!["Break-glass uses, last 30 days".into(), m.break_glass_30d.to_string()],
-            vec!["Revocation latency".into(), durations(&m.revocation_latency)],
-            vec!["Revocations waiting for a person".into(), m.revocation_failed.to_string()],
+            vec![label::STANDING_CREDENTIALS.into(), g.standing_credentials.len().to_string()],
+            vec![label::ACTIVE_EXCEPTIONS_AND_ACCESS.into(), m.active_exceptions.to_string()],
+            vec![label::MEAN_ACCESS_WINDOW.into(), hours(m.mean_access_hours)],
+            vec![label::TIME_TO_ACCESS.into(), Durations::summary(&m.time_to_access)],
+            vec![label::BREAK_GLASS_USES_30D.into(), m.break_glass_30d.to_string()],
+            vec![label::REVOCATION_LATENCY.into(), Durations::summary(&m.revocation_latency)],
+            vec![label::REVOCATIONS_WAITING.into(), m.revocation_failed.to_string()],
         ],
     );
     let over = Section::new("Over-privileged credentials").line(match &g.over_privileged {

@@ -17,7 +17,8 @@ use crate::audit::AuditEvent;
 use crate::compliance::{Basis, CoverageReport};
 use crate::finding::FindingKind;
 use crate::governance::{metrics, score_history};
-use crate::metrics::{Governance, Metrics, ScorePoint};
+use crate::html::escape as esc;
+use crate::metrics::{Governance, Metrics, ScorePoint, hours, label, seconds};
 use crate::report::Finding;
 use crate::scoring::Severity;
 use crate::ticket::{Ticket, Trigger};
@@ -67,22 +68,6 @@ pub fn build(
         tickets,
         basis,
     }
-}
-
-/// HTML-escapes text.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const W: f64 = 560.0;
@@ -453,26 +438,17 @@ fn governance_table(g: &Governance) -> String {
     out
 }
 
-fn seconds(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(s) if s < 120.0 => format!("{s:.1} s"),
-        Some(s) if s < 7200.0 => format!("{:.1} min", s / 60.0),
-        Some(s) => format!("{:.1} h", s / 3600.0),
-    }
-}
-
 fn metrics_table(m: &Metrics) -> String {
     let rows = [
-        ("Exceptions in force", m.active_exceptions.to_string()),
-        ("Mean access window", m.mean_access_hours.map_or("-".into(), |h| format!("{h} h"))),
-        ("Time to access (approved tickets, mean)", seconds(m.time_to_access.mean_seconds)),
-        ("Break-glass tickets, last 30 days", m.break_glass_30d.to_string()),
+        (label::ACTIVE_EXCEPTIONS, m.active_exceptions.to_string()),
+        (label::MEAN_ACCESS_WINDOW, hours(m.mean_access_hours)),
+        (label::TIME_TO_ACCESS_MEAN, seconds(m.time_to_access.mean_seconds)),
+        (label::BREAK_GLASS_30D, m.break_glass_30d.to_string()),
         (
-            "Revocation latency p50 / p99",
+            label::REVOCATION_LATENCY_P50_P99,
             format!("{} / {}", seconds(m.revocation_latency.p50_seconds), seconds(m.revocation_latency.p99_seconds)),
         ),
-        ("Revocations waiting for a person", m.revocation_failed.to_string()),
+        (label::REVOCATIONS_WAITING, m.revocation_failed.to_string()),
     ];
     let mut out = String::from("<table class=\"metrics\"><tbody>");
     for (k, v) in rows {

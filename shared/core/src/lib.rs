@@ -55,6 +55,7 @@ pub mod generate;
 pub mod governance;
 pub mod grant_sql;
 pub mod grants;
+pub mod html;
 pub mod incident;
 pub mod intake;
 pub mod metrics;

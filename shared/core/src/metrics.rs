@@ -101,3 +101,75 @@ pub struct OverPrivileged {
     /// Statement classes its sessions ran (READ, WRITE, ...), empty when it never logged in.
     pub used: Vec<String>,
 }
+
+/// The names the figures go by, the same in the terminal, the dashboard and
+/// the reports.
+pub mod label {
+    /// Exception tickets in force now.
+    pub const ACTIVE_EXCEPTIONS: &str = "Exceptions in force";
+    /// The same count where access tickets are counted with the exceptions.
+    pub const ACTIVE_EXCEPTIONS_AND_ACCESS: &str = "Exceptions and access tickets in force";
+    /// Login roles that are not a credential issued for a ticket in force.
+    pub const STANDING_LOGIN_ROLES: &str = "Standing login roles";
+    /// The same, spelled out where the figure stands alone.
+    pub const STANDING_CREDENTIALS: &str = "Standing credentials (login roles not issued for a ticket in force)";
+    /// Mean length of the windows granted.
+    pub const MEAN_ACCESS_WINDOW: &str = "Mean access window";
+    /// Request to access, as a mean.
+    pub const TIME_TO_ACCESS_MEAN: &str = "Time to access (approved tickets, mean)";
+    /// Request to access, as count, mean and percentiles.
+    pub const TIME_TO_ACCESS: &str = "Time to access (approved tickets)";
+    /// Break-glass use in the latest month on record.
+    pub const BREAK_GLASS_LATEST_MONTH: &str = "Break-glass uses, latest month";
+    /// Break-glass tickets requested in the last 30 days.
+    pub const BREAK_GLASS_30D: &str = "Break-glass tickets, last 30 days";
+    /// The same, counted as uses.
+    pub const BREAK_GLASS_USES_30D: &str = "Break-glass uses, last 30 days";
+    /// End of window to committed revocation, median and 99th percentile.
+    pub const REVOCATION_LATENCY_P50_P99: &str = "Revocation latency p50 / p99";
+    /// End of window to committed revocation, as count, mean and percentiles.
+    pub const REVOCATION_LATENCY: &str = "Revocation latency";
+    /// Revocations that failed and wait for a person.
+    pub const REVOCATIONS_WAITING: &str = "Revocations waiting for a person";
+    /// Credentials whose sessions used less than they were given.
+    pub const OVER_PRIVILEGED: &str = "Over-privileged credentials (pgaudit)";
+}
+
+/// A duration in seconds as people read it: `-` when there is none, seconds
+/// below two minutes, minutes below two hours, hours beyond (one decimal).
+pub fn seconds(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(s) if s < 120.0 => format!("{s:.1} s"),
+        Some(s) if s < 7200.0 => format!("{:.1} min", s / 60.0),
+        Some(s) => format!("{:.1} h", s / 3600.0),
+    }
+}
+
+/// A mean window in hours, or `-`.
+pub fn hours(v: Option<f64>) -> String {
+    v.map_or("-".into(), |h| format!("{h} h"))
+}
+
+impl Durations {
+    /// `count (mean, median, p99, max)`, or `none`: seconds as measured (to
+    /// the millisecond, no trailing `.0`), minutes and hours with one decimal.
+    pub fn summary(&self) -> String {
+        let at = |v: Option<f64>| match v {
+            None => "-".into(),
+            Some(s) if s < 120.0 => format!("{s} s"),
+            Some(_) => seconds(v),
+        };
+        if self.count == 0 {
+            return "none".into();
+        }
+        format!(
+            "{} (mean {}, median {}, p99 {}, max {})",
+            self.count,
+            at(self.mean_seconds),
+            at(self.p50_seconds),
+            at(self.p99_seconds),
+            at(self.max_seconds)
+        )
+    }
+}
