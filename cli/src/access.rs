@@ -75,7 +75,7 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
     let body = crate::exceptions::read_input(&args.input)?;
     let request = match parse_request(&body) {
         Ok(r) => r,
-        Err((field, reason)) => {
+        Err(grantwarden_core::error::FieldError { field, reason }) => {
             println!("{}", json!({ "outcome": "invalid", "field": field, "error": reason }));
             return Ok(ExitCode::from(1));
         }
@@ -202,7 +202,7 @@ pub async fn run_incident(args: IncidentArgs, now: DateTime<Utc>) -> Result<Exit
     let body = crate::exceptions::read_input(&args.input)?;
     let update = match parse_incident(&body, now) {
         Ok(u) => u,
-        Err((field, reason)) => {
+        Err(grantwarden_core::error::FieldError { field, reason }) => {
             println!("{}", json!({ "outcome": "invalid", "field": field, "error": reason }));
             return Ok(ExitCode::from(1));
         }

@@ -17,7 +17,7 @@ use grantwarden_core::audit::{
     Anomaly, ArchivedChain, AuditArchive, AuditEvent, AuditJournal, JournalAsArchive, compare_with_archive,
 };
 use grantwarden_core::digest::{ChainReport, Digest, DigestKey, DigestRun, DigestStore, check_chain, digest_chains};
-use grantwarden_core::store::StoreError;
+use grantwarden_core::error::StoreError;
 use grantwarden_local::LocalStore;
 
 use crate::exceptions::StateArgs;

@@ -31,7 +31,7 @@ use grantwarden_aws::archive::{ArchiveError, Archived};
 use grantwarden_aws::{Alerts, Archive, AwsError, Clients, Clock, DynamoStore, SecretCache, Settings};
 use grantwarden_core::audit::Disagreement;
 use grantwarden_core::digest::{Digest, DigestKey, KeyError, digest_chains};
-use grantwarden_core::store::StoreError;
+use grantwarden_core::error::StoreError;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use tracing::Instrument;
 

@@ -16,10 +16,10 @@ use grantwarden_aws::settings::SettingsError;
 use grantwarden_aws::{Alerts, AwsError, Clients, Clock, DynamoStore, Objects, Settings};
 use grantwarden_core::assess::assess;
 use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::error::StoreError;
 use grantwarden_core::pipeline::{AssembleError, ScanRecord, ScanStatus, assemble};
 use grantwarden_core::remediate::{Mode, RemediationRequest};
 use grantwarden_core::report::{Report, Status};
-use grantwarden_core::store::StoreError;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use tracing::Instrument;
 
@@ -256,7 +256,7 @@ impl Diff {
             assemble(&manifest, scan, batches).map_err(|source| DiffError::Assemble { scan_id: id.clone(), source })?;
         let baseline = self.objects.baseline(&scan.target).await.map_err(aws)?;
         let scoring = self.objects.scoring().await.map_err(aws)?;
-        let registry = self.objects.policy_registry().await;
+        let registry = self.objects.policy_registry().await.map_err(|e| e.to_string());
         if let Err(why) = &registry {
             tracing::error!(error = %why, "policy registry unusable; no exception is applied");
         }

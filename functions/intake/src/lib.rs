@@ -39,6 +39,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use grantwarden_core::access::{AccessOutcome, parse_request, request_access};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::error::{FieldError, StoreError};
 use grantwarden_core::incident::{self, IncidentStore, KnownIncidents, Vendor, VendorRefusal};
 use grantwarden_core::intake::{Outcome, approval_events, intake, record};
 use grantwarden_core::normalize::{self, NormalizeError};
@@ -48,7 +49,7 @@ use grantwarden_core::request::{GrantRequest, InputKind};
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::signature::{self, SignatureError, SignedRequest, V1Policy};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, ReplayGuard, ReplayKey, StoreError, TicketStore};
+use grantwarden_core::store::{FindingStore, ReplayGuard, ReplayKey, TicketStore};
 use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket};
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE, LOCATION};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
@@ -599,7 +600,8 @@ where
     /// the incidents on record, for break-glass) into a ticket; the credential is
     /// issued by the revoke function once the ticket is active, never here.
     async fn access(&self, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
-        let request = parse_request(body).map_err(|(field, reason)| Rejection::BadBody { field, reason })?;
+        let request =
+            parse_request(body).map_err(|FieldError { field, reason }| Rejection::BadBody { field, reason })?;
         if !self.known_targets.is_empty() && !self.known_targets.contains(&request.target) {
             return Err(Rejection::BadBody {
                 field: "target".into(),

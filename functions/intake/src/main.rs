@@ -103,7 +103,7 @@ async fn main() -> Result<(), Error> {
         targets.extend(objects.targets(list).await?);
     }
     // an unusable registry is not: requests are then recorded as untagged (fail secure)
-    let registry = objects.policy_registry().await;
+    let registry = objects.policy_registry().await.map_err(|e| e.to_string());
     if let Err(why) = &registry {
         tracing::error!(error = %why, "policy registry unusable; every request will be recorded as untagged");
     }

@@ -7,15 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent};
+use grantwarden_core::error::StoreError;
 use grantwarden_core::finding::FindingAge;
 use grantwarden_core::incident::{IncidentStatus, IncidentStore, IncidentUpdate, OPSGENIE_HEADER, PAGERDUTY_HEADER};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Finding;
 use grantwarden_core::signature::{self, SignedRequest, sign_v1, sign_v2};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{
-    FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, StoreError, TicketStore, Versioned,
-};
+use grantwarden_core::store::{FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, TicketStore, Versioned};
 use grantwarden_core::ticket::Ticket;
 use grantwarden_intake::{App, Clock, StaticKey};
 use grantwarden_local::LocalStore;

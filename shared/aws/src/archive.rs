@@ -30,7 +30,7 @@ use futures::{StreamExt, TryStreamExt};
 pub use grantwarden_core::audit::ArchivedChain;
 use grantwarden_core::audit::{Anomaly, AuditArchive, AuditEvent};
 use grantwarden_core::digest::{Digest, DigestStore};
-use grantwarden_core::store::StoreError;
+use grantwarden_core::error::StoreError;
 
 use crate::objects::percent_segment;
 use crate::{AwsError, Clients};

@@ -9,10 +9,11 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt};
+use grantwarden_core::error::StoreError;
 use grantwarden_core::finding::{FindingAge, FindingKind};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, Recorded, StoreError, finding_key};
+use grantwarden_core::store::{FindingStore, Recorded, finding_key};
 use serde::{Deserialize, Serialize};
 
 use crate::item::{self, s};

@@ -3,8 +3,8 @@
 //! on its time, so webhooks delivered out of order never reopen a resolved
 //! incident.
 
+use grantwarden_core::error::StoreError;
 use grantwarden_core::incident::{IncidentStore, IncidentUpdate};
-use grantwarden_core::store::StoreError;
 use serde::{Deserialize, Serialize};
 
 use crate::item::{self, s};

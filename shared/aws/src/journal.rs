@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::store::StoreError;
+use grantwarden_core::error::StoreError;
 use serde::{Deserialize, Serialize};
 
 use crate::item::{self, n, s};

@@ -47,7 +47,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
-use grantwarden_core::store::StoreError;
+use grantwarden_core::error::StoreError;
 
 pub use alerts::Alerts;
 pub use archive::Archive;

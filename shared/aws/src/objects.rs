@@ -217,19 +217,19 @@ impl Objects {
     }
 
     /// The policy registry: every `.yaml`/`.yml` object under the policy prefix.
-    /// An error is returned as text, for core's fail-secure handling.
-    pub async fn policy_registry(&self) -> Result<PolicyRegistry, String> {
-        let keys = self.list(&self.policy_prefix).await.map_err(|e| e.to_string())?;
+    /// The caller decides what an unusable registry means (core fails secure).
+    pub async fn policy_registry(&self) -> Result<PolicyRegistry, RegistryError> {
+        let keys = self.list(&self.policy_prefix).await?;
         let mut files = Vec::new();
         for key in keys.into_iter().filter(|k| k.ends_with(".yaml") || k.ends_with(".yml")) {
-            let bytes = self.get(&key).await.map_err(|e| e.to_string())?.unwrap_or_default();
-            let text = self.text(&key, bytes).map_err(|e| e.to_string())?;
+            let bytes = self.get(&key).await?.unwrap_or_default();
+            let text = self.text(&key, bytes)?;
             files.push((format!("s3://{}/{key}", self.bucket), text));
         }
         if files.is_empty() {
-            return Err(format!("no policy registry under s3://{}/{}", self.bucket, self.policy_prefix));
+            return Err(RegistryError::Empty { location: format!("s3://{}/{}", self.bucket, self.policy_prefix) });
         }
-        PolicyRegistry::load(&files).map_err(|e| e.to_string())
+        Ok(PolicyRegistry::load(&files)?)
     }
 
     /// The scoring config; the standard one when the object does not exist.
@@ -257,6 +257,23 @@ impl Objects {
         }
         Ok(crate::settings::parse_targets(&text))
     }
+}
+
+/// Why the policy registry under the prefix cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Listing or reading an object failed.
+    #[error(transparent)]
+    Read(#[from] AwsError),
+    /// No `.yaml` or `.yml` object under the prefix.
+    #[error("no policy registry under {location}")]
+    Empty {
+        /// `s3://bucket/prefix`.
+        location: String,
+    },
+    /// The files do not make a valid registry (the error names file and path).
+    #[error(transparent)]
+    Invalid(#[from] grantwarden_core::yaml::FileError),
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! The table has no stream: nothing reads its changes.
 
 use chrono::{DateTime, Utc};
-use grantwarden_core::store::{ReplayGuard, ReplayKey, StoreError};
+use grantwarden_core::error::StoreError;
+use grantwarden_core::store::{ReplayGuard, ReplayKey};
 
 use crate::item::{n, s};
 use crate::{AwsError, DynamoStore, is_condition_failure};

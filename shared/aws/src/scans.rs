@@ -14,8 +14,8 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
+use grantwarden_core::error::StoreError;
 use grantwarden_core::pipeline::{ScanLedger, ScanRecord, ScanStatus, Settled, Settlement};
-use grantwarden_core::store::StoreError;
 
 use crate::item::{self, n, s};
 use crate::{AwsError, DynamoStore, is_condition_failure};

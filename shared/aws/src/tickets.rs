@@ -11,8 +11,9 @@
 
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use chrono::SecondsFormat;
+use grantwarden_core::error::StoreError;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{PutOutcome, StoreError, TicketStore, Versioned};
+use grantwarden_core::store::{PutOutcome, TicketStore, Versioned};
 use grantwarden_core::ticket::{Ticket, TicketStatus};
 use serde::{Deserialize, Serialize};
 

@@ -15,11 +15,12 @@ use sha2::{Digest, Sha256};
 use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Incidents, describe};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::On;
+use crate::error::{FieldError, StoreError};
 use crate::model::{Privilege, RoleName};
 use crate::policy::PolicyRegistry;
 use crate::request::{Action, GrantRequest, InputKind, RequestObject};
 use crate::snapshot::TargetId;
-use crate::store::{PutOutcome, StoreError, TicketStore, Versioned};
+use crate::store::{PutOutcome, TicketStore, Versioned};
 use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
 
 /// A request for just-in-time access, as received.
@@ -72,27 +73,27 @@ pub fn new_views_schema() -> String {
 }
 
 /// Parses a request body (JSON) and checks it; errors name the field.
-pub fn parse_request(body: &[u8]) -> Result<AccessRequest, (String, String)> {
+pub fn parse_request(body: &[u8]) -> Result<AccessRequest, FieldError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let r: AccessRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        (if path == "." { "body".into() } else { path }, e.inner().to_string())
+        FieldError::new(if path == "." { "body".into() } else { path }, e.inner().to_string())
     })?;
     let duration = humantime::parse_duration(&r.duration)
-        .map_err(|e| ("duration".to_owned(), format!("{:?}: {e}", r.duration)))?;
+        .map_err(|e| FieldError::new("duration", format!("{:?}: {e}", r.duration)))?;
     if duration.is_zero() {
-        return Err(("duration".into(), "must be longer than zero".into()));
+        return Err(FieldError::new("duration", "must be longer than zero"));
     }
     if r.identity.trim().is_empty() || r.identity.chars().any(char::is_control) {
-        return Err(("identity".into(), "a non-empty identity without control characters".into()));
+        return Err(FieldError::new("identity", "a non-empty identity without control characters"));
     }
     if r.justification.trim().is_empty() {
-        return Err(("justification".into(), "say why".into()));
+        return Err(FieldError::new("justification", "say why"));
     }
     if let AccessScope::Tables { tables, .. } = &r.scope
         && tables.is_empty()
     {
-        return Err(("scope.tables".into(), "name at least one table".into()));
+        return Err(FieldError::new("scope.tables", "name at least one table"));
     }
     Ok(r)
 }
@@ -609,9 +610,9 @@ access:
         assert!(parse_request(ok).is_ok());
         let bad = br#"{"id":"r1","identity":"alice@example.com","target":"orders-prod","path":"root",
             "scope":{"on":"database"},"duration":"2h","justification":"x"}"#;
-        assert_eq!(parse_request(bad).unwrap_err().0, "path");
+        assert_eq!(parse_request(bad).unwrap_err().field, "path");
         let bad = br#"{"id":"r1","identity":"alice@example.com","target":"orders-prod","path":"read-only",
             "scope":{"on":"database"},"duration":"forever","justification":"x"}"#;
-        assert_eq!(parse_request(bad).unwrap_err().0, "duration");
+        assert_eq!(parse_request(bad).unwrap_err().field, "duration");
     }
 }

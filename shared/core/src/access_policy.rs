@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
+use crate::error::FieldError;
 use crate::model::RoleName;
 
 /// Which kind of access.
@@ -313,36 +314,37 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     /// Validates the section; errors name the path inside it.
-    pub fn from_file(f: &AccessFile) -> Result<Self, (String, String)> {
+    pub fn from_file(f: &AccessFile) -> Result<Self, FieldError> {
         let mut paths = BTreeMap::new();
         for (path, rule) in &f.paths {
             let at = format!("access.paths.{path}");
-            let max_ttl = humantime::parse_duration(&rule.max_ttl)
-                .map_err(|e| (format!("{at}.max_ttl"), format!("cannot read {:?} as a duration: {e}", rule.max_ttl)))?;
+            let max_ttl = humantime::parse_duration(&rule.max_ttl).map_err(|e| {
+                FieldError::new(format!("{at}.max_ttl"), format!("cannot read {:?} as a duration: {e}", rule.max_ttl))
+            })?;
             if max_ttl.is_zero() {
-                return Err((format!("{at}.max_ttl"), "must be longer than zero".into()));
+                return Err(FieldError::new(format!("{at}.max_ttl"), "must be longer than zero"));
             }
             let approvals = rule.approvals.unwrap_or(match path {
                 AccessPath::Migration => Approvals::Dual,
                 _ => Approvals::Auto,
             });
             if *path == AccessPath::BreakGlass && approvals != Approvals::Auto {
-                return Err((format!("{at}.approvals"), "break-glass is approved by its open incident".into()));
+                return Err(FieldError::new(format!("{at}.approvals"), "break-glass is approved by its open incident"));
             }
             paths.insert(*path, PathRule { max_ttl, approvals });
         }
         // the privileged approver of a dual approval holds a security or a manager role
         if let Some(other) = f.approver_roles.keys().find(|k| !matches!(k.as_str(), "security" | "manager")) {
-            return Err((
+            return Err(FieldError::new(
                 format!("access.approver_roles.{other}"),
-                "approver roles are security and manager: they are the ones a dual approval needs".into(),
+                "approver roles are security and manager: they are the ones a dual approval needs",
             ));
         }
         let dual = paths.values().any(|p| p.approvals == Approvals::Dual);
         if dual && f.approver_roles.values().all(Vec::is_empty) {
-            return Err((
-                "access.approver_roles".into(),
-                "a dual approval needs at least one security or manager approver".into(),
+            return Err(FieldError::new(
+                "access.approver_roles",
+                "a dual approval needs at least one security or manager approver",
             ));
         }
         let sensitive_schemas = f
@@ -350,19 +352,20 @@ impl AccessPolicy {
             .schemas
             .iter()
             .map(|g| {
-                Glob::new(g)
-                    .map(|g| g.compile_matcher())
-                    .map_err(|e| ("access.sensitive.schemas".to_owned(), format!("invalid glob {g:?}: {}", e.kind())))
+                Glob::new(g).map(|g| g.compile_matcher()).map_err(|e| {
+                    FieldError::new("access.sensitive.schemas", format!("invalid glob {g:?}: {}", e.kind()))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         for t in f.sensitive.tables.iter().chain(f.masking.keys()) {
             if t.split('.').count() != 2 {
-                return Err(("access".into(), format!("{t:?} is not `schema.table`")));
+                return Err(FieldError::new("access", format!("{t:?} is not `schema.table`")));
             }
         }
         for g in &f.allow_public_create {
-            Glob::new(g)
-                .map_err(|e| ("access.allow_public_create".to_owned(), format!("invalid glob {g:?}: {}", e.kind())))?;
+            Glob::new(g).map_err(|e| {
+                FieldError::new("access.allow_public_create", format!("invalid glob {g:?}: {}", e.kind()))
+            })?;
         }
         Ok(Self {
             approver_roles: f.approver_roles.clone(),

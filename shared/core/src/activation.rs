@@ -53,6 +53,93 @@ pub struct ActivationCatalog {
     pub public_create_database: bool,
 }
 
+/// Why a credential cannot be issued as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActivationError {
+    /// The ticket is an exception ticket, not just-in-time access.
+    #[error("ticket {ticket} is not an access ticket")]
+    NotAccessTicket {
+        /// The ticket.
+        ticket: String,
+    },
+    /// PUBLIC holds CREATE on the database.
+    #[error(
+        "PUBLIC may create schemas in database {database}: any credential issued here could create objects \
+         that outlive it or shadow another role's schema on its search_path. Revoke it first \
+         (REVOKE CREATE ON DATABASE {} FROM PUBLIC)",
+        crate::model::display_ident(database)
+    )]
+    PublicCreatesSchemas {
+        /// The database.
+        database: String,
+    },
+    /// PUBLIC holds CREATE on a schema the registry does not allow.
+    #[error(
+        "PUBLIC holds CREATE on schema {schema} of database {database} (the default before PostgreSQL 15): \
+         any credential issued here could create functions or operators there that run with the rights of \
+         whoever calls them. Revoke it (REVOKE CREATE ON SCHEMA {} FROM PUBLIC), or allow it in the registry \
+         (access.allow_public_create: [{schema}]) if you accept that",
+        crate::model::display_ident(schema)
+    )]
+    PublicCreateOnSchema {
+        /// The schema.
+        schema: String,
+        /// The database.
+        database: String,
+    },
+    /// A relation named in the scope would show masked or sensitive data.
+    #[error("{relation}: {why}")]
+    Refused {
+        /// `schema.table`.
+        relation: String,
+        /// Why, in words.
+        why: String,
+    },
+    /// Nothing of a wide scope may be granted.
+    #[error("{scope} holds no table grantwarden may grant{}", left_out_list(left_out))]
+    NothingGrantable {
+        /// The scope in words.
+        scope: String,
+        /// What was left out, each with its reason.
+        left_out: Vec<String>,
+    },
+    /// A table of the scope is not in the catalog.
+    #[error("no table {table}")]
+    NoSuchTable {
+        /// `schema.table`.
+        table: String,
+    },
+    /// The registry masks a column the table does not have.
+    #[error(
+        "the masking of {table} names column {column:?}, which the table does not have: \
+         refusing to issue rather than show a column unmasked (correct the registry's access.masking)"
+    )]
+    MaskedColumnMissing {
+        /// `schema.table`.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// The row predicate names a column the table does not have.
+    #[error("{table} has no column {column}")]
+    NoSuchColumn {
+        /// `schema.table`.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// Two tables of the scope would get views of one name.
+    #[error("two tables of the scope would share the view name {name:?}")]
+    ViewNameClash {
+        /// The view name.
+        name: String,
+    },
+}
+
+fn left_out_list(left_out: &[String]) -> String {
+    if left_out.is_empty() { String::new() } else { format!(": {}", left_out.join("; ")) }
+}
+
 /// A credential's plan: the changes, in one transaction, and what a wide scope left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activation {
@@ -175,28 +262,17 @@ impl<'a> DataFlow<'a> {
 /// credential included, could create there functions and operators that run
 /// as whoever calls them) unless the registry allows that schema, and where
 /// PUBLIC may create schemas in the database.
-pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<Activation, String> {
-    let grant = ticket.access.as_ref().ok_or_else(|| format!("ticket {} is not an access ticket", ticket.id))?;
+pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<Activation, ActivationError> {
+    let grant = ticket.access.as_ref().ok_or_else(|| ActivationError::NotAccessTicket { ticket: ticket.id.clone() })?;
     let database = &catalog.database;
     if catalog.public_create_database {
-        return Err(format!(
-            "PUBLIC may create schemas in database {database}: any credential issued here could create objects \
-             that outlive it or shadow another role's schema on its search_path. Revoke it first \
-             (REVOKE CREATE ON DATABASE {} FROM PUBLIC)",
-            crate::model::display_ident(database)
-        ));
+        return Err(ActivationError::PublicCreatesSchemas { database: database.clone() });
     }
     let allowed = |schema: &str| {
         grant.allow_public_create.iter().any(|g| Glob::new(g).is_ok_and(|g| g.compile_matcher().is_match(schema)))
     };
     if let Some(schema) = catalog.public_create_schemas.iter().find(|s| !allowed(s)) {
-        return Err(format!(
-            "PUBLIC holds CREATE on schema {schema} of database {database} (the default before PostgreSQL 15): \
-             any credential issued here could create functions or operators there that run with the rights of \
-             whoever calls them. Revoke it (REVOKE CREATE ON SCHEMA {} FROM PUBLIC), or allow it in the registry \
-             (access.allow_public_create: [{schema}]) if you accept that",
-            crate::model::display_ident(schema)
-        ));
+        return Err(ActivationError::PublicCreateOnSchema { schema: schema.clone(), database: database.clone() });
     }
     let flow = DataFlow::new(grant, catalog);
     let role = ticket.request.role.clone();
@@ -244,22 +320,21 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         match why {
             None => true,
             Some(why) => {
-                let line = format!("{}.{}: {why}", r.0, r.1);
+                let relation = format!("{}.{}", r.0, r.1);
                 if wide {
-                    left_out.push(line);
+                    left_out.push(format!("{relation}: {why}"));
                 } else if refused.is_none() {
-                    refused = Some(line);
+                    refused = Some(ActivationError::Refused { relation, why });
                 }
                 false
             }
         }
     });
-    if let Some(line) = refused {
-        return Err(line);
+    if let Some(refused) = refused {
+        return Err(refused);
     }
     if tables.is_empty() {
-        let why = if left_out.is_empty() { String::new() } else { format!(": {}", left_out.join("; ")) };
-        return Err(format!("{} holds no table grantwarden may grant{why}", describe(&grant.scope)));
+        return Err(ActivationError::NothingGrantable { scope: describe(&grant.scope), left_out });
     }
     // one views schema for the whole ticket: a database scope may hold two tables of one name
     let view_name = |schema: &str, table: &str| {
@@ -274,24 +349,29 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
     let mut views = Vec::new();
     for (schema, table) in &tables {
         let relation = (schema.clone(), table.clone());
-        let columns = catalog.tables.get(&relation).ok_or_else(|| format!("no table {schema}.{table}"))?;
+        let columns = catalog
+            .tables
+            .get(&relation)
+            .ok_or_else(|| ActivationError::NoSuchTable { table: format!("{schema}.{table}") })?;
         if let Some(unknown) = grant
             .masking
             .get(&format!("{schema}.{table}"))
             .and_then(|m| m.keys().find(|c| !columns.iter().any(|k| k.name == **c)))
         {
-            return Err(format!(
-                "the masking of {schema}.{table} names column {unknown:?}, which the table does not have: \
-                 refusing to issue rather than show a column unmasked (correct the registry's access.masking)"
-            ));
+            return Err(ActivationError::MaskedColumnMissing {
+                table: format!("{schema}.{table}"),
+                column: unknown.clone(),
+            });
         }
         let masks = flow.masks(&relation);
         let predicate = match &grant.scope {
             AccessScope::Rows { predicate, .. } => {
-                let column = columns
-                    .iter()
-                    .find(|c| c.name == predicate.column)
-                    .ok_or_else(|| format!("{schema}.{table} has no column {}", predicate.column))?;
+                let column = columns.iter().find(|c| c.name == predicate.column).ok_or_else(|| {
+                    ActivationError::NoSuchColumn {
+                        table: format!("{schema}.{table}"),
+                        column: predicate.column.clone(),
+                    }
+                })?;
                 Some((predicate.clone(), column.type_name.clone()))
             }
             _ => None,
@@ -303,7 +383,7 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         if !masks.is_empty() || predicate.is_some() {
             let name = view_name(schema, table);
             if views.iter().any(|v| matches!(v, Change::CreateView { name: n, .. } if *n == name)) {
-                return Err(format!("two tables of the scope would share the view name {name:?}"));
+                return Err(ActivationError::ViewNameClash { name });
             }
             owner_usage.insert(schema.clone());
             for p in privileges.iter().copied() {
@@ -469,7 +549,7 @@ mod tests {
         // named outright, such a view is refused with the reason
         let reports = AccessScope::Tables { schema: "reports".into(), tables: vec!["customer_list".into()] };
         let named = ticket(decide(&request(AccessPath::ReadOnly, reports, "1h", None)));
-        let err = plan_activation(&named, &catalog).unwrap_err();
+        let err = plan_activation(&named, &catalog).unwrap_err().to_string();
         assert!(err.contains("view over the masked table billing.customers"), "{err}");
     }
 
@@ -527,7 +607,7 @@ mod tests {
         t.access.as_mut().unwrap().masking.insert("app.ledger_child".into(), [("card".into(), Mask::Hash)].into());
         let masked = |t: &Ticket| plan_activation(t, &catalog).map(|a| a.changes);
         // the partition of a sensitive table is sensitive: not without an approver...
-        let err = masked(&t).unwrap_err();
+        let err = masked(&t).unwrap_err().to_string();
         assert!(err.contains("shares rows with the sensitive table billing.customers"), "{err}");
         // ...and approved, masked as its parent is
         t.approvals_required = 1;
@@ -553,7 +633,7 @@ mod tests {
         let mut view = t.clone();
         view.access.as_mut().unwrap().scope =
             AccessScope::Tables { schema: "app".into(), tables: vec!["by_partition".into()] };
-        let err = masked(&view).unwrap_err();
+        let err = masked(&view).unwrap_err().to_string();
         assert!(err.contains("view over the masked table billing.customers_2024"), "{err}");
         // ...and left out of the schema
         let mut schema = t.clone();
@@ -568,7 +648,7 @@ mod tests {
         unmasked.access.as_mut().unwrap().scope =
             AccessScope::Tables { schema: "app".into(), tables: vec!["by_partition".into()] };
         assert_eq!(unmasked.approvals_required, 0);
-        let err = plan_activation(&unmasked, &catalog).unwrap_err();
+        let err = plan_activation(&unmasked, &catalog).unwrap_err().to_string();
         assert!(err.contains("sensitive table billing.customers") && err.contains("nobody approved"), "{err}");
         // a person approved it: what they approved is issued
         unmasked.approvals_required = 1;
@@ -595,14 +675,14 @@ mod tests {
         let mut catalog = scope_catalog();
         catalog.public_create_schemas = vec!["public".into()];
         let mut t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "1h", None)));
-        let err = plan_activation(&t, &catalog).unwrap_err();
+        let err = plan_activation(&t, &catalog).unwrap_err().to_string();
         assert!(err.contains("PUBLIC holds CREATE on schema public"), "{err}");
         assert!(err.contains("REVOKE CREATE ON SCHEMA public FROM PUBLIC"), "says how to fix it: {err}");
         assert!(err.contains("access.allow_public_create"), "{err}");
         t.access.as_mut().unwrap().allow_public_create = vec!["pub*".into()];
         assert!(plan_activation(&t, &catalog).is_ok());
         catalog.public_create_database = true;
-        let err = plan_activation(&t, &catalog).unwrap_err();
+        let err = plan_activation(&t, &catalog).unwrap_err().to_string();
         assert!(err.contains("PUBLIC may create schemas in database orders"), "{err}");
     }
 
@@ -626,7 +706,7 @@ mod tests {
             .map(|c| CatalogColumn { name: c.to_string(), type_name: ("pg_catalog".into(), "text".into()) })
             .collect();
         catalog.tables.insert(("billing".into(), "customers".into()), renamed);
-        let err = plan_activation(&t, &catalog).unwrap_err();
+        let err = plan_activation(&t, &catalog).unwrap_err().to_string();
         assert!(err.contains("names column \"email\", which the table does not have"), "{err}");
     }
 }

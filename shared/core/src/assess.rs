@@ -11,12 +11,13 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::Baseline;
 use crate::diff::{Exceptions, diff_with_exceptions};
+use crate::error::StoreError;
 use crate::intake::untagged_finding;
 use crate::policy::PolicyRegistry;
 use crate::report::{Finding, Report};
 use crate::scoring::ScoringConfig;
 use crate::snapshot::Snapshot;
-use crate::store::{FindingStore, StoreError, TicketStore, finding_key};
+use crate::store::{FindingStore, TicketStore, finding_key};
 use sha2::Digest as _;
 
 /// The registry as the caller could load it: `None` when none is configured,

@@ -19,13 +19,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditJournal};
+use crate::error::StoreError;
 use crate::finding::{FindingAge, FindingKind};
 use crate::metrics::Durations;
 use crate::model::{Grant, Grantee, RoleName};
 use crate::policy::{Category, PolicyRegistry};
 use crate::report::{Coverage, Finding, Report};
 use crate::scoring::CoverageTargets;
-use crate::store::StoreError;
 use crate::ticket::{Ticket, TicketStatus, Trigger};
 
 /// What a report was built from.

@@ -35,7 +35,7 @@ use sha2::{Digest as _, Sha256};
 use crate::audit::{
     Anomaly, AuditArchive, AuditEvent, BrokenLink, Disagreement, GENESIS, compare_with_archive, verify,
 };
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// One event as a digest lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,7 +40,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::store::{ReplayKey, StoreError};
+use crate::error::{FieldError, StoreError};
+use crate::store::ReplayKey;
 
 /// The header of PagerDuty's v3 webhook signature.
 pub const PAGERDUTY_HEADER: &str = "X-PagerDuty-Signature";
@@ -86,10 +87,10 @@ fn field<'v>(v: &'v serde_json::Value, path: &[&str]) -> Option<&'v serde_json::
 /// The time at `path`: RFC 3339 text, or a number of epoch seconds, milliseconds,
 /// microseconds or nanoseconds (Opsgenie writes both of the last two), told apart
 /// by magnitude. Absent: `None`; present and unreadable: an error naming it.
-fn time_at(v: &serde_json::Value, path: &[&str]) -> Result<Option<DateTime<Utc>>, (String, String)> {
+fn time_at(v: &serde_json::Value, path: &[&str]) -> Result<Option<DateTime<Utc>>, FieldError> {
     let name = path.join(".");
     let Some(x) = field(v, path).filter(|x| !x.is_null()) else { return Ok(None) };
-    let bad = |why: &str| (name.clone(), format!("{x} is not a time: {why}"));
+    let bad = |why: &str| FieldError::new(name.clone(), format!("{x} is not a time: {why}"));
     if let Some(t) = x.as_str() {
         return DateTime::parse_from_rfc3339(t).map(|t| Some(t.with_timezone(&Utc))).map_err(|e| bad(&e.to_string()));
     }
@@ -106,7 +107,7 @@ fn time_at(v: &serde_json::Value, path: &[&str]) -> Result<Option<DateTime<Utc>>
 /// Normalizes an incident webhook body received at `now`. The update is dated by
 /// the tool's time of the change when the body has one (never later than `now`),
 /// else by `now`.
-pub fn parse_incident(body: &[u8], now: DateTime<Utc>) -> Result<IncidentUpdate, (String, String)> {
+pub fn parse_incident(body: &[u8], now: DateTime<Utc>) -> Result<IncidentUpdate, FieldError> {
     read(body, now).map(|read| read.update)
 }
 
@@ -118,21 +119,22 @@ struct Read {
     dated_by_tool: bool,
 }
 
-fn read(body: &[u8], now: DateTime<Utc>) -> Result<Read, (String, String)> {
+fn read(body: &[u8], now: DateTime<Utc>) -> Result<Read, FieldError> {
     let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ("body".to_owned(), format!("not JSON: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| FieldError::new("body", format!("not JSON: {e}")))?;
     let text = |path: &[&str]| field(&v, path).and_then(|x| x.as_str()).map(str::to_owned);
-    let dated = |path: &[&str]| -> Result<DateTime<Utc>, (String, String)> {
-        Ok(time_at(&v, path)?.map_or(now, |t| t.min(now)))
-    };
+    let dated =
+        |path: &[&str]| -> Result<DateTime<Utc>, FieldError> { Ok(time_at(&v, path)?.map_or(now, |t| t.min(now))) };
     if let Some(kind) = text(&["event", "event_type"]) {
-        let id = text(&["event", "data", "id"]).ok_or(("event.data.id".to_owned(), "missing".to_owned()))?;
+        let id = text(&["event", "data", "id"]).ok_or_else(|| FieldError::new("event.data.id", "missing"))?;
         let status = match kind.as_str() {
             "incident.triggered" | "incident.acknowledged" | "incident.reopened" | "incident.escalated" => {
                 IncidentStatus::Open
             }
             "incident.resolved" => IncidentStatus::Resolved,
-            other => return Err(("event.event_type".into(), format!("{other:?} is not an incident status change"))),
+            other => {
+                return Err(FieldError::new("event.event_type", format!("{other:?} is not an incident status change")));
+            }
         };
         let dated_by_tool = time_at(&v, &["event", "occurred_at"])?.is_some();
         let at = dated(&["event", "occurred_at"])?;
@@ -142,11 +144,11 @@ fn read(body: &[u8], now: DateTime<Utc>) -> Result<Read, (String, String)> {
     if let Some(action) = text(&["action"]) {
         let id = text(&["alert", "alertId"])
             .or_else(|| text(&["alert", "tinyId"]))
-            .ok_or(("alert.alertId".to_owned(), "missing".to_owned()))?;
+            .ok_or_else(|| FieldError::new("alert.alertId", "missing"))?;
         let status = match action.as_str() {
             "Create" | "Acknowledge" | "Escalate" => IncidentStatus::Open,
             "Close" | "Delete" => IncidentStatus::Resolved,
-            other => return Err(("action".into(), format!("{other:?} is not an alert status change"))),
+            other => return Err(FieldError::new("action", format!("{other:?} is not an alert status change"))),
         };
         let (at, dated_by_tool) = match time_at(&v, &["alert", "updatedAt"])? {
             Some(_) => (dated(&["alert", "updatedAt"])?, true),
@@ -155,7 +157,7 @@ fn read(body: &[u8], now: DateTime<Utc>) -> Result<Read, (String, String)> {
         let update = IncidentUpdate { id, status, source: Vendor::Opsgenie.source().into(), at };
         return Ok(Read { update, time_field: "alert.updatedAt", dated_by_tool });
     }
-    Err(("body".into(), "neither a PagerDuty (event.event_type) nor an Opsgenie (action) webhook".into()))
+    Err(FieldError::new("body", "neither a PagerDuty (event.event_type) nor an Opsgenie (action) webhook"))
 }
 
 /// An incident tool whose webhooks intake takes from the network.
@@ -308,7 +310,7 @@ pub fn authenticate(
         Vendor::PagerDuty => verify_pagerduty(credential, body, secret)?,
         Vendor::Opsgenie => verify_opsgenie(credential, secret)?,
     }
-    let body_error = |(field, reason): (String, String)| VendorRefusal::Body { field, reason };
+    let body_error = |FieldError { field, reason }| VendorRefusal::Body { field, reason };
     let read = read(body, now).map_err(body_error)?;
     if read.update.source != vendor.source() {
         return Err(VendorRefusal::Body { field: "body".into(), reason: format!("not a {vendor} webhook") });
@@ -361,11 +363,14 @@ mod tests {
         let og = br#"{"action":"Close","alert":{"alertId":"OG-7","message":"db down"}}"#;
         assert_eq!(parse_incident(og, now()).unwrap().status, IncidentStatus::Resolved);
         assert_eq!(
-            parse_incident(br#"{"event":{"event_type":"incident.resolved","data":{}}}"#, now()).unwrap_err().0,
+            parse_incident(br#"{"event":{"event_type":"incident.resolved","data":{}}}"#, now()).unwrap_err().field,
             "event.data.id"
         );
-        assert_eq!(parse_incident(br#"{"hello":1}"#, now()).unwrap_err().0, "body");
-        assert_eq!(parse_incident(br#"{"action":"Snooze","alert":{"alertId":"x"}}"#, now()).unwrap_err().0, "action");
+        assert_eq!(parse_incident(br#"{"hello":1}"#, now()).unwrap_err().field, "body");
+        assert_eq!(
+            parse_incident(br#"{"action":"Snooze","alert":{"alertId":"x"}}"#, now()).unwrap_err().field,
+            "action"
+        );
     }
 
     #[test]
@@ -385,7 +390,7 @@ mod tests {
         let ahead = br#"{"event":{"event_type":"incident.triggered","occurred_at":"2027-01-01T00:00:00Z","data":{"id":"PD-1"}}}"#;
         assert_eq!(parse_incident(ahead, now()).unwrap().at, now());
         let bad = br#"{"event":{"event_type":"incident.triggered","occurred_at":"yesterday","data":{"id":"PD-1"}}}"#;
-        assert_eq!(parse_incident(bad, now()).unwrap_err().0, "event.occurred_at");
+        assert_eq!(parse_incident(bad, now()).unwrap_err().field, "event.occurred_at");
     }
 
     const PD_SECRET: &[u8] = b"pd-test-signing-secret";

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::NewEvent;
 
 use crate::audit::AuditJournal;
+use crate::error::StoreError;
 use crate::finding::FindingKind;
 use crate::normalize::NormalizeError;
 use crate::policy::PolicyRegistry;
@@ -17,7 +18,7 @@ use crate::report::{Finding, FindingObject};
 use crate::request::GrantRequest;
 use crate::scoring::{Facts, Scope, ScoringConfig, Severity};
 use crate::snapshot::TargetId;
-use crate::store::{FindingStore, PutOutcome, StoreError, TicketStore};
+use crate::store::{FindingStore, PutOutcome, TicketStore};
 use crate::ticket::{Decision, Refusal, Ticket, route};
 
 /// What intake did with one input.

@@ -50,6 +50,7 @@ pub mod compliance;
 pub mod dashboard;
 pub mod diff;
 pub mod digest;
+pub mod error;
 pub mod finding;
 pub mod generate;
 pub mod governance;

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::NewEvent;
+use crate::error::StoreError;
 use crate::snapshot::{ChunkOutcome, ChunkSpec, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id};
-use crate::store::StoreError;
 
 /// Where a scan stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

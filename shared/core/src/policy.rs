@@ -290,7 +290,7 @@ impl PolicyRegistry {
                     return Err(err(name, "access".into(), format!("the access section is already in {other}")));
                 }
                 let policy =
-                    crate::access_policy::AccessPolicy::from_file(a).map_err(|(path, msg)| err(name, path, msg))?;
+                    crate::access_policy::AccessPolicy::from_file(a).map_err(|e| err(name, e.field, e.reason))?;
                 access = Some((name.clone(), policy));
             }
             if parsed.version.is_some() || parsed.owner.is_some() || parsed.approver.is_some() {

@@ -26,11 +26,12 @@ use crate::access_policy::{AccessPath, views_owner_for};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::Baseline;
 use crate::change::Change;
+use crate::error::StoreError;
 use crate::finding::FindingKind;
 use crate::model::{Grant, Grantee, ObjectRef, RelationKind, RoleName, display_ident};
 use crate::report::{Finding, FindingObject};
 use crate::scoring::Severity;
-use crate::store::{FindingStore, StoreError, TicketStore, Versioned};
+use crate::store::{FindingStore, TicketStore, Versioned};
 use crate::ticket::{Revocation, RoleLifecycle, Ticket, TicketStatus, Trigger};
 
 /// What a role holds in the target database, as the catalog says inside the

@@ -11,32 +11,11 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::error::StoreError;
 use crate::finding::FindingAge;
 use crate::report::Finding;
 use crate::snapshot::TargetId;
 use crate::ticket::Ticket;
-
-/// A store that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store cannot be reached or opened (fail secure: nothing is suppressed).
-    #[error("state store unavailable: {0}")]
-    Unavailable(String),
-    /// A record could not be read back.
-    #[error("state store record {id} is unreadable: {reason}")]
-    Corrupt {
-        /// Record id.
-        id: String,
-        /// Why.
-        reason: String,
-    },
-    /// Someone else changed the record first (optimistic concurrency).
-    #[error("ticket {0} was changed by someone else; read it again and retry")]
-    Stale(String),
-    /// No such record.
-    #[error("no ticket {0}")]
-    NotFound(String),
-}
 
 /// The result of putting a ticket, idempotent on its id.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,12 +22,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
 use grantwarden_core::digest::{Digest, DigestStore};
+use grantwarden_core::error::StoreError;
 use grantwarden_core::finding::FindingAge;
 use grantwarden_core::incident::{IncidentStore, IncidentUpdate};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{
-    FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, StoreError, TicketStore, Versioned, finding_key,
+    FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, TicketStore, Versioned, finding_key,
 };
 use grantwarden_core::ticket::Ticket;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};

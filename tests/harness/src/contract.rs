@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use grantwarden_core::audit::{AuditJournal, NewEvent, verify};
 use grantwarden_core::baseline::On;
+use grantwarden_core::error::StoreError;
 use grantwarden_core::finding::FindingKind;
 use grantwarden_core::model::{Privilege, RoleName};
 use grantwarden_core::policy::PolicyRegistry;
@@ -12,7 +13,7 @@ use grantwarden_core::report::{Finding, FindingObject};
 use grantwarden_core::request::{Action, GrantRequest, InputKind, RequestObject};
 use grantwarden_core::scoring::Severity;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, PutOutcome, ReplayGuard, ReplayKey, StoreError, TicketStore};
+use grantwarden_core::store::{FindingStore, PutOutcome, ReplayGuard, ReplayKey, TicketStore};
 use grantwarden_core::ticket::{Decision, Ticket, TicketStatus, route};
 
 const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";
