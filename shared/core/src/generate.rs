@@ -7,10 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::baseline::{
-    GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec, function_signature,
-};
+use crate::baseline::{GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec};
 use crate::model::{DefaultObjectType, Grantee, ObjectClass, ObjectRef, Privilege, RoleName, is_builtin_public};
+use crate::names::function_signature;
 use crate::snapshot::{State, StateIndex};
 
 /// Builds a manifest from `state`, leaving out roles that `ignore` matches.

@@ -61,6 +61,7 @@ pub mod incident;
 pub mod intake;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod normalize;
 pub mod pipeline;
 pub mod policy;

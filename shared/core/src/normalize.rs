@@ -12,9 +12,10 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::baseline::{On, split_qualified};
+use crate::baseline::On;
 use crate::grant_sql::parse_grant_sql;
 use crate::model::{ObjectClass, Privilege, RoleName};
+use crate::names::split_qualified;
 use crate::request::{Action, GrantRequest, InputKind, RequestObject};
 use crate::snapshot::TargetId;
 
@@ -214,7 +215,7 @@ fn object(
             if on == On::Column && columns.is_empty() {
                 return Err(fail(input, Some(id), "object.columns", "column privileges need columns"));
             }
-            if on == On::Function && crate::baseline::parse_function(&n).is_none_or(|f| f.schema.is_some()) {
+            if on == On::Function && crate::names::parse_function(&n).is_none_or(|f| f.schema.is_some()) {
                 return Err(fail(
                     input,
                     Some(id),

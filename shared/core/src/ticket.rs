@@ -557,7 +557,7 @@ impl Ticket {
             }
             On::Function => {
                 // the request's `name(argtypes)`, as written (normalize checked it parses)
-                let wanted = o.name.as_deref().and_then(crate::baseline::parse_function);
+                let wanted = o.name.as_deref().and_then(crate::names::parse_function);
                 object.class == ObjectClass::Function
                     && object.schema.as_deref() == o.schema.as_deref()
                     && wanted.is_some_and(|f| {
