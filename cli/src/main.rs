@@ -16,6 +16,7 @@ mod exceptions;
 mod render;
 mod report;
 mod revoke;
+mod schema;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -89,6 +90,8 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Print the JSON Schema of a baseline, policy registry or scoring file (as in docs/schemas/).
+    Schema(schema::SchemaArgs),
 }
 
 #[derive(Args)]
@@ -227,6 +230,7 @@ async fn run(
         Command::Tickets { command } => exceptions::run_tickets(command, now).await,
         Command::Simulate(args) => exceptions::run_simulate(args, now),
         Command::Audit { command } => audit::run(command, now).await,
+        Command::Schema(args) => schema::run(args),
         Command::Snapshot(args) => {
             let snapshot = scan(&args).await?;
             // streamed: the JSON of a large catalog is gigabytes, never held whole

@@ -33,7 +33,7 @@ use crate::error::FieldError;
 use crate::model::RoleName;
 
 /// Which kind of access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccessPath {
     /// SELECT (and USAGE on the schemas it needs).
@@ -222,7 +222,7 @@ impl AccessScope {
 }
 
 /// How a sensitive column is shown through a view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mask {
     /// The first two characters, the rest as `*`.
@@ -232,7 +232,7 @@ pub enum Mask {
 }
 
 /// How many approvals a path needs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Approvals {
     /// None (read-only on a scope that is not sensitive; break-glass with an open incident).
@@ -244,39 +244,54 @@ pub enum Approvals {
     Dual,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The rules of one access path as written.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PathFile {
+    /// Longest window, e.g. `8h`, `30m`; longer than zero.
+    #[schemars(schema_with = "crate::schema_format::duration")]
     max_ttl: String,
+    /// Approvals needed (default: dual for migration, else auto; break-glass is always auto).
     #[serde(default)]
     approvals: Option<Approvals>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Sensitive data: read-only on it needs one approval; views reading it are left out.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SensitiveFile {
+    /// Sensitive schemas (globs).
     #[serde(default)]
     schemas: Vec<String>,
+    /// Sensitive tables (`schema.table`).
     #[serde(default)]
     tables: Vec<String>,
 }
 
 /// The `access` section as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessFile {
+    /// Privileged approvers of a dual approval, by role: `security` and `manager` only.
     #[serde(default)]
     approver_roles: BTreeMap<String, Vec<String>>,
+    /// Rules per path; a path not listed is not offered.
+    #[schemars(with = "BTreeMap<crate::schema_format::Keys<AccessPath>, PathFile>")]
     #[serde(default)]
     paths: BTreeMap<AccessPath, PathFile>,
+    /// Sensitive schemas and tables.
     #[serde(default)]
     sensitive: SensitiveFile,
+    /// Masked columns (`partial` or `hash`) by `schema.table`, then column.
     #[serde(default)]
     masking: BTreeMap<String, BTreeMap<String, Mask>>,
+    /// Connection limit of each issued role (default 2).
     #[serde(default)]
     connection_limit: Option<u32>,
+    /// Break-glass uses per month above which the metrics alert (default 3).
     #[serde(default)]
     break_glass_alert_per_month: Option<u32>,
+    /// Schemas (globs) where issuing accepts that PUBLIC holds CREATE.
     #[serde(default)]
     allow_public_create: Vec<String>,
 }

@@ -23,12 +23,14 @@ pub use crate::yaml::{FileError, parse_yaml};
 pub const MANIFEST_VERSION: u32 = 1;
 
 /// The baseline file as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Format version; must be 1.
+    #[schemars(extend("const" = 1))]
     pub version: u32,
     /// Declared roles, by name (an empty `roles:` means none).
+    #[schemars(with = "Option<BTreeMap<String, RoleSpec>>")]
     #[serde(default, deserialize_with = "null_is_default", skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, RoleSpec>,
     /// What PUBLIC may hold beyond PostgreSQL's built-in defaults.
@@ -62,7 +64,7 @@ fn flow_maps<S: Serializer, T: Serialize>(list: &[T], s: S) -> Result<S::Ok, S::
 }
 
 /// A declared role.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSpec {
     /// LOGIN.
@@ -84,6 +86,7 @@ pub struct RoleSpec {
     #[serde(default, skip_serializing_if = "is_false")]
     pub bypassrls: bool,
     /// VALID UNTIL; checked only when given.
+    #[schemars(schema_with = "crate::schema_format::timestamp")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<DateTime<Utc>>,
     /// Roles this role is a member of.
@@ -168,7 +171,7 @@ impl Serialize for MemberOf {
 }
 
 /// What a grant or ownership entry applies to (`on:`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum On {
     /// The target database (`name` optional).
@@ -266,7 +269,7 @@ impl Serialize for PrivilegeSpec {
 }
 
 /// One `grants:` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
     /// Privileges granted.
@@ -297,7 +300,7 @@ pub struct GrantSpec {
 }
 
 /// One `owns:` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnsSpec {
     /// database, schema, table, sequence, function or all_*_in_schema.
@@ -311,7 +314,7 @@ pub struct OwnsSpec {
 }
 
 /// Whether PUBLIC keeps PostgreSQL's built-in defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BuiltinDefaults {
     /// CONNECT and TEMPORARY on the database and EXECUTE on functions are shown, not scored.
@@ -322,7 +325,7 @@ pub enum BuiltinDefaults {
 }
 
 /// The `public:` section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublicSpec {
     /// Grants PUBLIC may hold beyond the built-in defaults.

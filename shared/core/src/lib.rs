@@ -31,6 +31,7 @@
 //! - [`compliance`]: coverage, access changes, remediation and per-person evidence for auditors.
 //! - [`dashboard`]: the self-contained HTML dashboard with inline SVG charts.
 //! - [`yaml`]: YAML inputs with errors that name file and path.
+//! - [`schema`]: JSON Schemas of the baseline, policy registry and scoring files, from their types.
 
 //! - [`audit`]: the hash-chained audit journal: events, sealing, verification; the
 //!   archive port and the one comparison of journal and archive.
@@ -69,6 +70,8 @@ pub mod remediate;
 pub mod report;
 pub mod request;
 pub mod revoke;
+pub mod schema;
+pub mod schema_format;
 pub mod scoring;
 pub mod signature;
 pub mod snapshot;

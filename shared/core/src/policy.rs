@@ -23,7 +23,7 @@ use crate::model::Privilege;
 use crate::yaml::{FileError, parse_yaml};
 
 /// What to do with a request whose TTL exceeds its category's max_ttl.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExcessTtl {
     /// Refuse the request.
@@ -33,42 +33,63 @@ pub enum ExcessTtl {
     Clamp,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// An exception category as written: how long a ticket may last, how many approvals it needs.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CategoryFile {
+    /// Compliance framework (HIPAA, SOC2, ...).
     framework: String,
+    /// Longest window a ticket of this category may have, e.g. `4h`, `30m`, `1h 30m`; longer than zero.
+    #[schemars(schema_with = "crate::schema_format::duration")]
     max_ttl: String,
+    /// Distinct approvers needed (0, 1 or 2), never the requester.
+    #[schemars(range(max = 2))]
     approvals: u8,
+    /// Only with an incident id (default false).
     #[serde(default)]
     incident_required: bool,
+    /// Multiplies the score of findings this category excepts; above zero.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     weight_factor: f64,
+    /// Refuse (default) or clamp a request whose TTL exceeds max_ttl.
     #[serde(default)]
     on_excess_ttl: ExcessTtl,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// What a route matches; every given condition must hold (`{}` matches everything).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MatchFile {
+    /// Target id glob.
     target: Option<String>,
+    /// Schema glob (a request with no schema, e.g. on a database, never matches one).
     schema: Option<String>,
+    /// Object type (`on:` keyword).
     object_type: Option<On>,
+    /// The request's privileges must all be among these (`ALL`: any).
     privileges: Option<Vec<PrivilegeSpec>>,
+    /// Database role glob.
     grantee: Option<String>,
+    /// Source system glob.
     source: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One routing rule; the first route that matches assigns its category.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RouteFile {
+    /// Conditions (default: match everything).
     #[serde(rename = "match", default)]
     matches: MatchFile,
+    /// The category it assigns (one of `categories`).
     category: String,
+    /// Routing tag recorded on the ticket (default `route-<n>` by position).
     #[serde(default)]
     tag: Option<String>,
 }
 
 /// One entry of `change_history`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
     /// Registry version this change produced.
@@ -84,18 +105,28 @@ pub struct Change {
     pub summary: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A policy registry file. A registry is one file or a directory of them: exactly one
+/// file carries the header (`version`, `owner`, `approver`, `change_history`);
+/// categories are merged and routes concatenated in file-name order.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RegistryFile {
+pub(crate) struct RegistryFile {
+    /// The registry version (header; a string, e.g. "2.1").
     version: Option<String>,
+    /// Who owns the registry (header).
     owner: Option<String>,
+    /// Who approves changes to it (header).
     approver: Option<String>,
+    /// Changes, newest last (header).
     #[serde(default)]
     change_history: Vec<Change>,
+    /// Exception categories by name.
     #[serde(default)]
     categories: BTreeMap<String, CategoryFile>,
+    /// Routes in order; the first match wins, no match is untagged (high-severity drift).
     #[serde(default)]
     routes: Vec<RouteFile>,
+    /// Just-in-time access policy; without it no access request routes.
     #[serde(default)]
     access: Option<crate::access_policy::AccessFile>,
 }

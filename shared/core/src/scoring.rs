@@ -12,7 +12,7 @@ use crate::model::PrivilegeClass;
 use crate::yaml::{FileError, parse_yaml};
 
 /// How bad a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Shown, not scored.
@@ -56,20 +56,26 @@ pub enum Scope {
 }
 
 /// Weights by finding kind.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KindWeights {
     /// unauthorized
+    #[schemars(range(min = 0))]
     pub unauthorized: f64,
     /// missing
+    #[schemars(range(min = 0))]
     pub missing: f64,
     /// orphaned
+    #[schemars(range(min = 0))]
     pub orphaned: f64,
     /// excepted (further multiplied by the category's weight_factor)
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub excepted: f64,
     /// expired_exception
+    #[schemars(range(min = 0))]
     pub expired_exception: f64,
     /// untagged
+    #[schemars(range(min = 0))]
     pub untagged: f64,
 }
 
@@ -80,16 +86,20 @@ impl Default for KindWeights {
 }
 
 /// Weights by privilege class.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassWeights {
     /// read
+    #[schemars(range(min = 0))]
     pub read: f64,
     /// write
+    #[schemars(range(min = 0))]
     pub write: f64,
     /// ddl
+    #[schemars(range(min = 0))]
     pub ddl: f64,
     /// admin
+    #[schemars(range(min = 0))]
     pub admin: f64,
 }
 
@@ -100,18 +110,23 @@ impl Default for ClassWeights {
 }
 
 /// Weights by scope.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScopeWeights {
     /// column
+    #[schemars(range(min = 0))]
     pub column: f64,
     /// object
+    #[schemars(range(min = 0))]
     pub object: f64,
     /// schema
+    #[schemars(range(min = 0))]
     pub schema: f64,
     /// database
+    #[schemars(range(min = 0))]
     pub database: f64,
     /// cluster
+    #[schemars(range(min = 0))]
     pub cluster: f64,
 }
 
@@ -122,17 +137,20 @@ impl Default for ScopeWeights {
 }
 
 /// Report status thresholds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
     /// Total score at which the status becomes warn.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub warn_score: f64,
     /// Total score at which the status becomes alert.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub alert_score: f64,
     /// Any finding at or above this severity alerts.
     pub alert_severity: Severity,
     /// Cumulative weight of excepted findings at which the status becomes alert:
     /// many small exceptions add up.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub alert_exception_weight: f64,
 }
 
@@ -143,7 +161,7 @@ impl Default for Thresholds {
 }
 
 /// Weights and thresholds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringConfig {
     /// By kind.
@@ -153,8 +171,10 @@ pub struct ScoringConfig {
     /// By scope.
     pub scope: ScopeWeights,
     /// Multiplier when the grantee may pass the privilege on.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub grant_option_factor: f64,
     /// Multiplier when the grantee is PUBLIC (every role, present and future).
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub public_factor: f64,
     /// Weight by how long a finding has been open.
     pub age: AgeWeights,
@@ -166,7 +186,7 @@ pub struct ScoringConfig {
 
 /// What policy coverage should look like: the share of privileges held that
 /// the baseline declares, that exceptions cover, and that are drift.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoverageTargets {
     /// At least this percentage declared by the baseline.
@@ -185,12 +205,14 @@ impl Default for CoverageTargets {
 
 /// Drift that stays open weighs more: the factor grows by `per_day` for each
 /// day since a finding was first seen, up to `max_factor`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgeWeights {
     /// Added to the factor per day open.
+    #[schemars(range(min = 0))]
     pub per_day: f64,
     /// Ceiling of the factor.
+    #[schemars(range(min = 1))]
     pub max_factor: f64,
 }
 
