@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use grantwarden_core::baseline::{Baseline, RoleFilter};
+use grantwarden_core::baseline::Baseline;
+use grantwarden_core::manifest::RoleFilter;
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::snapshot::{ChunkSpec, Snapshot, TargetId};

@@ -19,9 +19,8 @@ use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::Trigger;
 use grantwarden_local::LocalStore;
-use grantwarden_postgres::Executor;
 use grantwarden_postgres::session::{parse_config, target_from_config};
-use grantwarden_postgres::{Timeouts, revoke::Applied};
+use grantwarden_postgres::{Executor, Timeouts, revoke::Applied};
 use serde_json::json;
 
 use crate::exceptions::StateArgs;

@@ -15,9 +15,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use grantwarden_core::audit::{NewEvent, seal};
-use grantwarden_core::baseline::{Baseline, RoleFilter};
+use grantwarden_core::baseline::Baseline;
 use grantwarden_core::diff::diff;
 use grantwarden_core::generate::generate;
+use grantwarden_core::manifest::RoleFilter;
 use grantwarden_core::model::{
     Grant, Grantee, ObjectClass, ObjectRef, Privilege, Relation, RelationKind, RoleAttributes, RoleName,
 };

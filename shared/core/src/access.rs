@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Incidents, describe};
 use crate::audit::{AuditJournal, NewEvent};
-use crate::baseline::On;
 use crate::error::{FieldError, StoreError};
+use crate::manifest::On;
 use crate::model::{Privilege, RoleName};
 use crate::policy::PolicyRegistry;
 use crate::request::{Action, GrantRequest, InputKind, RequestObject};

@@ -12,9 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::baseline::{Baseline, BuiltinDefaults, DesiredGrant, Origin, Privileges, Target};
+use crate::baseline::{Baseline, DesiredGrant, Origin, Privileges, Target};
 use crate::finding::FindingKind;
 use crate::grants::{AclEntry, GrantRef};
+use crate::manifest::BuiltinDefaults;
 use crate::model::is_builtin_public;
 use crate::model::{
     DefaultObjectType, Grantee, Name, ObjectClass, ObjectRef, Privilege, PrivilegeClass, PrivilegeSet, RoleName,
@@ -1727,7 +1728,7 @@ mod model_tests {
 #[cfg(test)]
 mod overlay_tests {
     use super::*;
-    use crate::baseline::On;
+    use crate::manifest::On;
     use crate::model::{Grant, RelationKind, RoleAttributes};
     use crate::policy::PolicyRegistry;
     use crate::report::Status;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::baseline::{GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec};
+use crate::manifest::{GrantSpec, Manifest, MemberOf, On, OwnsSpec, PrivilegeSpec, PublicSpec, RoleFilter, RoleSpec};
 use crate::model::{DefaultObjectType, Grantee, ObjectClass, ObjectRef, Privilege, RoleName, is_builtin_public};
 use crate::names::function_signature;
 use crate::snapshot::{State, StateIndex};
@@ -77,7 +77,7 @@ pub fn generate(state: &State, ignore: &RoleFilter) -> Manifest {
             }
         }
     }
-    Manifest { version: crate::baseline::MANIFEST_VERSION, roles, public, ignore_roles: ignore.patterns().to_vec() }
+    Manifest { version: crate::manifest::MANIFEST_VERSION, roles, public, ignore_roles: ignore.patterns().to_vec() }
 }
 
 /// (object, privilege, grantable) held by one grantee.

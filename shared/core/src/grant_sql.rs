@@ -3,7 +3,7 @@
 //! (the parsed parts become a
 //! [`GrantRequest`](crate::request::GrantRequest)).
 
-use crate::baseline::On;
+use crate::manifest::On;
 use crate::request::{Action, RequestObject};
 
 /// A parsed GRANT or REVOKE of privileges.

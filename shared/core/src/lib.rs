@@ -60,6 +60,7 @@ pub mod grants;
 pub mod html;
 pub mod incident;
 pub mod intake;
+pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod names;

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::baseline::On;
 use crate::grant_sql::parse_grant_sql;
+use crate::manifest::On;
 use crate::model::{ObjectClass, Privilege, RoleName};
 use crate::names::split_qualified;
 use crate::request::{Action, GrantRequest, InputKind, RequestObject};

@@ -18,7 +18,7 @@ use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::baseline::{On, PrivilegeSpec};
+use crate::manifest::{On, PrivilegeSpec};
 use crate::model::Privilege;
 use crate::yaml::{FileError, parse_yaml};
 

@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::On;
+use crate::manifest::On;
 use crate::model::{Privilege, RoleName};
 use crate::snapshot::TargetId;
 

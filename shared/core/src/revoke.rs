@@ -670,7 +670,7 @@ pub fn due(tickets: &[Ticket], now: DateTime<Utc>) -> Vec<&Ticket> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baseline::On;
+    use crate::manifest::On;
     use crate::model::{ObjectClass, ObjectRef, Privilege};
     use crate::policy::RegistryRef;
     use crate::request::{Action, GrantRequest, InputKind, RequestObject};

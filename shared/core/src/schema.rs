@@ -30,7 +30,7 @@ use std::str::FromStr;
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
-use crate::baseline::{Manifest, MemberOf, PrivilegeSpec};
+use crate::manifest::{Manifest, MemberOf, PrivilegeSpec};
 use crate::model::{ObjectClass, PrivilegeSet};
 use crate::policy::RegistryFile;
 use crate::scoring::ScoringConfig;

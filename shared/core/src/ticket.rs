@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::baseline::On;
+use crate::manifest::On;
 use crate::model::{ObjectClass, ObjectRef, Privilege, RoleName};
 use crate::policy::{Category, ExcessTtl, PolicyRegistry, RegistryRef, RouteInput};
 use crate::request::{Action, GrantRequest};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::baseline::On;
+use grantwarden_core::manifest::On;
 use grantwarden_core::model::Privilege;
 use grantwarden_core::request::RequestObject;
 use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, revoke_ticket};

@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use grantwarden_core::audit::{AuditJournal, NewEvent, verify};
-use grantwarden_core::baseline::On;
 use grantwarden_core::error::StoreError;
 use grantwarden_core::finding::FindingKind;
+use grantwarden_core::manifest::On;
 use grantwarden_core::model::{Privilege, RoleName};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::{Finding, FindingObject};
