@@ -45,10 +45,11 @@ enum Retry {
     Database(String, u32),
 }
 
-/// The handler's state, built once per container.
+/// The handler's state, built once per container: generic over the scan ledger
+/// (DynamoDB in the Lambda; any ledger of the core port in tests).
 #[derive(Clone)]
-pub struct Extract {
-    store: DynamoStore,
+pub struct Extract<S = DynamoStore> {
+    store: S,
     objects: Objects,
     queue: ChunkQueue,
     secrets: SecretCache,
@@ -57,9 +58,26 @@ pub struct Extract {
     clock: Arc<dyn Clock>,
 }
 
-impl Extract {
+impl Extract<DynamoStore> {
     /// Checks the settings this function needs.
     pub fn new(
+        clients: &Clients,
+        settings: Settings,
+        secrets: SecretCache,
+        options: ScanOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SettingsError> {
+        Self::with_store(DynamoStore::new(clients, &settings), clients, settings, secrets, options, clock)
+    }
+}
+
+impl<S> Extract<S>
+where
+    S: ScanLedger + Send + Sync,
+{
+    /// The handler over `store`, with the bucket and queues of `settings`.
+    pub fn with_store(
+        store: S,
         clients: &Clients,
         settings: Settings,
         secrets: SecretCache,
@@ -69,7 +87,7 @@ impl Extract {
         let queue_url = Settings::require(&settings.chunk_queue_url, "GRANTWARDEN_CHUNK_QUEUE_URL")?;
         let dlq_url = Settings::require(&settings.chunk_dlq_url, "GRANTWARDEN_CHUNK_DLQ_URL")?;
         Ok(Self {
-            store: DynamoStore::new(clients, &settings),
+            store,
             objects: Objects::new(clients, &settings),
             queue: ChunkQueue::new(&clients.sqs, queue_url, Some(dlq_url)),
             secrets,

@@ -84,10 +84,11 @@ enum TargetError {
     Store(#[from] StoreError),
 }
 
-/// The handler's state, built once per container.
+/// The handler's state, built once per container: generic over the scan ledger
+/// and journal (DynamoDB in the Lambda; any store of the core ports in tests).
 #[derive(Clone)]
-pub struct Fanout {
-    store: DynamoStore,
+pub struct Fanout<S = DynamoStore> {
+    store: S,
     objects: Objects,
     queue: ChunkQueue,
     secrets: SecretCache,
@@ -96,7 +97,7 @@ pub struct Fanout {
     clock: Arc<dyn Clock>,
 }
 
-impl Fanout {
+impl Fanout<DynamoStore> {
     /// Checks the settings this function needs and builds its clients' users.
     pub fn new(
         clients: &Clients,
@@ -105,9 +106,26 @@ impl Fanout {
         options: ScanOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SettingsError> {
+        Self::with_store(DynamoStore::new(clients, &settings), clients, settings, secrets, options, clock)
+    }
+}
+
+impl<S> Fanout<S>
+where
+    S: ScanLedger + AuditJournal + Send + Sync,
+{
+    /// The handler over `store`, with the bucket and queues of `settings`.
+    pub fn with_store(
+        store: S,
+        clients: &Clients,
+        settings: Settings,
+        secrets: SecretCache,
+        options: ScanOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SettingsError> {
         let queue_url = Settings::require(&settings.chunk_queue_url, "GRANTWARDEN_CHUNK_QUEUE_URL")?;
         Ok(Self {
-            store: DynamoStore::new(clients, &settings),
+            store,
             objects: Objects::new(clients, &settings),
             queue: ChunkQueue::new(&clients.sqs, queue_url, settings.chunk_dlq_url.as_deref()),
             secrets,

@@ -37,7 +37,7 @@ use crate::normalize::{Action, GrantRequest, InputKind, RequestObject};
 use crate::policy::PolicyRegistry;
 use crate::snapshot::TargetId;
 use crate::store::{PutOutcome, StoreError, TicketStore, Versioned};
-use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
+use crate::ticket::{Decision, NewTicket, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
 
 /// Which kind of access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -601,7 +601,7 @@ pub fn route_access(
     };
     // all of them, not only the scope's: a view in scope may read a masked table elsewhere
     let masking = policy.masking.clone();
-    let mut ticket = Ticket {
+    let new = NewTicket {
         id: id.clone(),
         // the request as sent: a redelivery later (a later `now`, so a later expiry) is the same request
         request_sha256: hex::encode(Sha256::digest(serde_json::to_vec(request).expect("a request always serializes"))),
@@ -615,10 +615,8 @@ pub fn route_access(
         },
         weight_factor: if request.path == AccessPath::BreakGlass { 1.0 } else { 0.25 },
         registry: reg.clone(),
-        status: TicketStatus::PendingApproval,
         starts_at: now,
         expires_at,
-        approvals: Vec::new(),
         history: vec![TicketEvent {
             at: now,
             what: "requested".into(),
@@ -631,8 +629,6 @@ pub fn route_access(
             ),
         }],
         role_lifecycle: RoleLifecycle::ShortLived,
-        revoke_requested_at: None,
-        revocation: None,
         break_glass: request.path == AccessPath::BreakGlass,
         access: Some(AccessGrant {
             path: request.path,
@@ -648,18 +644,8 @@ pub fn route_access(
             incident_id: request.incident_id.clone(),
         }),
     };
-    if ticket.approvals_satisfied() {
-        ticket.status = TicketStatus::Active;
-        let detail = if request.path == AccessPath::BreakGlass {
-            format!(
-                "break-glass during open incident {}; review required",
-                request.incident_id.as_deref().unwrap_or("")
-            )
-        } else {
-            "no approval required".to_owned()
-        };
-        ticket.history.push(TicketEvent { at: now, what: "activated".into(), actor: "grantwarden".into(), detail });
-    }
+    // active at once when the path needs no approval (break-glass: review required)
+    let ticket = Ticket::open(new, now);
     Decision::Ticket(Box::new(ticket))
 }
 
@@ -672,7 +658,7 @@ pub fn renew(
     incidents: &dyn Incidents,
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, String> {
-    let grant = ticket.access.as_ref().ok_or("not an access ticket")?;
+    let grant = ticket.access().ok_or("not an access ticket")?;
     if grant.path != AccessPath::BreakGlass {
         return Err(format!("only break-glass is renewed; this is {}", grant.path));
     }
@@ -688,15 +674,8 @@ pub fn renew(
         .as_ref()
         .and_then(|a| a.paths.get(&AccessPath::BreakGlass))
         .ok_or("the registry no longer offers break-glass")?;
-    let until = (now + chrono::Duration::from_std(rule.max_ttl).unwrap_or_default()).max(ticket.expires_at);
-    ticket.expires_at = until;
-    ticket.request.expires_at = Some(until);
-    ticket.history.push(TicketEvent {
-        at: now,
-        what: "renewed".into(),
-        actor: "grantwarden".into(),
-        detail: format!("incident {incident} still open; window until {}", until.to_rfc3339()),
-    });
+    let until = (now + chrono::Duration::from_std(rule.max_ttl).unwrap_or_default()).max(ticket.expires_at());
+    ticket.renew(until, now, format!("incident {incident} still open; window until {}", until.to_rfc3339()));
     Ok(until)
 }
 
@@ -720,21 +699,22 @@ pub enum AccessOutcome {
     Unroutable(String),
 }
 
-/// Routes an access request with the incidents on record and records what it
-/// leaves: the ticket with `ticket.requested` (and `ticket.activated`), or
-/// `access.refused` / `access.unroutable` on the target's chain. Nothing was
-/// granted for a request turned down (grantwarden issues the credential
-/// itself), so it is journaled, not raised as drift. No credential is issued here.
+/// Routes an access request with the incidents on record (the one it names, read
+/// from `store`) and records what it leaves: the ticket with `ticket.requested`
+/// (and `ticket.activated`), or `access.refused` / `access.unroutable` on the
+/// target's chain. Nothing was granted for a request turned down (grantwarden
+/// issues the credential itself), so it is journaled, not raised as drift. No
+/// credential is issued here.
 pub async fn request_access<S>(
     store: &S,
     request: &AccessRequest,
     registry: &PolicyRegistry,
-    incidents: &(dyn Incidents + Sync),
     now: DateTime<Utc>,
 ) -> Result<AccessOutcome, StoreError>
 where
-    S: TicketStore + AuditJournal + Sync,
+    S: TicketStore + AuditJournal + crate::incident::IncidentStore + Sync,
 {
+    let incidents = crate::incident::known_incidents(store, request.incident_id.as_deref()).await?;
     let turned_down = |kind: &str, detail: serde_json::Value| NewEvent {
         chain: request.target.as_str().to_owned(),
         at: now,
@@ -744,11 +724,11 @@ where
         target: request.target.as_str().to_owned(),
         detail,
     };
-    match route_access(request, registry, incidents, now) {
+    match route_access(request, registry, &incidents, now) {
         Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
             PutOutcome::Created(t) => {
                 store.append(NewEvent::for_ticket(&t, "ticket.requested", &request.identity, now)).await?;
-                if t.status == TicketStatus::Active {
+                if t.status() == TicketStatus::Active {
                     store.append(NewEvent::for_ticket(&t, "ticket.activated", "grantwarden", now)).await?;
                 }
                 AccessOutcome::Created(t)
@@ -776,7 +756,7 @@ where
 
 /// Whether `ticket`'s credential was issued (its history says so).
 pub fn is_issued(ticket: &Ticket) -> bool {
-    ticket.history.iter().any(|e| e.what == "issued")
+    ticket.history().iter().any(|e| e.what == "issued")
 }
 
 /// Records that ticket `id`'s credential was issued: `issued` in its history (a
@@ -799,12 +779,7 @@ where
             return Err(StoreError::NotFound(id.to_owned()));
         };
         let into = delivered_in.map(|s| format!("; credential in secret {s}")).unwrap_or_default();
-        ticket.history.push(TicketEvent {
-            at: now,
-            what: "issued".into(),
-            actor: "grantwarden".into(),
-            detail: format!("role {role} until {}{into}", ticket.expires_at.to_rfc3339()),
-        });
+        ticket.record_issued(format!("role {role} until {}{into}", ticket.expires_at().to_rfc3339()), now);
         match store.update_ticket(&ticket, version).await {
             Ok(_) => {
                 let mut event = NewEvent::for_ticket(&ticket, "access.issued", "grantwarden", now);
@@ -1015,7 +990,7 @@ impl<'a> DataFlow<'a> {
 /// as whoever calls them) unless the registry allows that schema, and where
 /// PUBLIC may create schemas in the database.
 pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<Activation, String> {
-    let grant = ticket.access.as_ref().ok_or_else(|| format!("ticket {} is not an access ticket", ticket.id))?;
+    let grant = ticket.access().ok_or_else(|| format!("ticket {} is not an access ticket", ticket.id()))?;
     let database = &catalog.database;
     if catalog.public_create_database {
         return Err(format!(
@@ -1038,13 +1013,13 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         ));
     }
     let flow = DataFlow::new(grant, catalog);
-    let role = ticket.request.role.clone();
+    let role = ticket.request().role.clone();
     let who = Grantee::Role(role.clone());
     let owner = views_owner_for(&role);
     let mut out = vec![
         Change::CreateRole {
             role: role.clone(),
-            valid_until: ticket.expires_at,
+            valid_until: ticket.expires_at(),
             connection_limit: grant.connection_limit,
         },
         Change::Grant {
@@ -1064,7 +1039,7 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         AccessScope::Rows { schema, table, .. } => vec![(schema.clone(), table.clone())],
     };
     // a person approved it, or an open incident did: a sensitive scope is what they agreed to
-    let vouched = ticket.approvals_required > 0 || grant.path == AccessPath::BreakGlass;
+    let vouched = ticket.approvals_required() > 0 || grant.path == AccessPath::BreakGlass;
     let mut left_out = Vec::new();
     let mut refused = None;
     tables.retain(|r| {
@@ -1352,8 +1327,8 @@ access:
     fn activation_masks_through_views_and_leaves_out_a_view_that_reads_a_masked_table() {
         let catalog = scope_catalog();
         let mut t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
-        t.status = TicketStatus::Active;
-        let schema = t.access.as_ref().unwrap().views_schema.clone();
+        t.set_status(TicketStatus::Active);
+        let schema = t.access().unwrap().views_schema.clone();
         let plan = plan_activation(&t, &catalog).unwrap();
         let got = granted(&plan.changes);
         assert!(got.contains(&format!("view {schema}.customers of billing.customers")), "{got:?}");
@@ -1380,8 +1355,8 @@ access:
         let catalog = scope_catalog();
         let t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
         let plan = plan_activation(&t, &catalog).unwrap().changes;
-        let owner = views_owner_for(&t.request.role);
-        let schema = t.access.as_ref().unwrap().views_schema.clone();
+        let owner = views_owner_for(&t.request().role);
+        let schema = t.access().unwrap().views_schema.clone();
         let at = |wanted: &Change| plan.iter().position(|c| c == wanted).unwrap_or_else(|| panic!("{wanted:?}"));
         let create = at(&Change::CreateViewOwner { role: owner.clone() });
         let made = at(&Change::CreateSchema { schema: schema.clone(), owner: owner.clone() });
@@ -1404,7 +1379,7 @@ access:
         assert_eq!(owner_holds, ["USAGE billing", "SELECT billing.customers"], "only what its one view reads");
         assert!(schema.starts_with("gw_access_") && schema.len() == "gw_access_".len() + 16, "{schema}");
         let again = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
-        assert_ne!(again.access.unwrap().views_schema, schema, "drawn, not derived from the request");
+        assert_ne!(again.access().unwrap().views_schema, schema, "drawn, not derived from the request");
     }
 
     #[test]
@@ -1426,13 +1401,13 @@ access:
         catalog.parents.insert(key("app", "ledger_child"), vec![key("app", "ledger_parent")]);
         catalog.views.insert(key("app", "by_partition"), vec![key("billing", "customers_2024")]);
         let mut t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["customers_2024"]), "1h", None)));
-        t.access.as_mut().unwrap().masking.insert("app.ledger_child".into(), [("card".into(), Mask::Hash)].into());
+        t.access_mut().unwrap().masking.insert("app.ledger_child".into(), [("card".into(), Mask::Hash)].into());
         let masked = |t: &Ticket| plan_activation(t, &catalog).map(|a| a.changes);
         // the partition of a sensitive table is sensitive: not without an approver...
         let err = masked(&t).unwrap_err();
         assert!(err.contains("shares rows with the sensitive table billing.customers"), "{err}");
         // ...and approved, masked as its parent is
-        t.approvals_required = 1;
+        t.set_approvals_required(1);
 
         // a partition of the masked table is read through a masking view, never granted bare
         let plan = masked(&t).unwrap();
@@ -1444,7 +1419,7 @@ access:
 
         // the parent of a masked child shows the child's rows: masked as well
         let mut parent = t.clone();
-        parent.access.as_mut().unwrap().scope =
+        parent.access_mut().unwrap().scope =
             AccessScope::Tables { schema: "app".into(), tables: vec!["ledger_parent".into()] };
         assert_eq!(
             columns_of_view(&masked(&parent).unwrap(), "ledger_parent"),
@@ -1453,35 +1428,35 @@ access:
 
         // a view over that partition reads a masked relation: refused when named...
         let mut view = t.clone();
-        view.access.as_mut().unwrap().scope =
+        view.access_mut().unwrap().scope =
             AccessScope::Tables { schema: "app".into(), tables: vec!["by_partition".into()] };
         let err = masked(&view).unwrap_err();
         assert!(err.contains("view over the masked table billing.customers_2024"), "{err}");
         // ...and left out of the schema
         let mut schema = t.clone();
-        schema.access.as_mut().unwrap().scope = AccessScope::Schema { schema: "app".into() };
+        schema.access_mut().unwrap().scope = AccessScope::Schema { schema: "app".into() };
         let a = plan_activation(&schema, &catalog).unwrap();
         assert!(a.left_out.iter().any(|l| l.starts_with("app.by_partition")), "{:?}", a.left_out);
 
         // sensitivity without masking: a view over a sensitive table, issued with no approval
         let mut unmasked = t.clone();
-        unmasked.approvals_required = 0;
-        unmasked.access.as_mut().unwrap().masking.clear();
-        unmasked.access.as_mut().unwrap().scope =
+        unmasked.set_approvals_required(0);
+        unmasked.access_mut().unwrap().masking.clear();
+        unmasked.access_mut().unwrap().scope =
             AccessScope::Tables { schema: "app".into(), tables: vec!["by_partition".into()] };
-        assert_eq!(unmasked.approvals_required, 0);
+        assert_eq!(unmasked.approvals_required(), 0);
         let err = plan_activation(&unmasked, &catalog).unwrap_err();
         assert!(err.contains("sensitive table billing.customers") && err.contains("nobody approved"), "{err}");
         // a person approved it: what they approved is issued
-        unmasked.approvals_required = 1;
+        unmasked.set_approvals_required(1);
         assert!(plan_activation(&unmasked, &catalog).is_ok());
     }
 
     #[test]
     fn a_tickets_views_and_what_their_owner_reads_are_its_own_not_drift() {
         let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "1h", None)));
-        let (target, role) = (t.request.target.clone(), t.request.role.clone());
-        let views = t.access.as_ref().unwrap().views_schema.clone();
+        let (target, role) = (t.request().target.clone(), t.request().role.clone());
+        let views = t.access().unwrap().views_schema.clone();
         let owner = views_owner_for(&role);
         let invoices = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
         assert!(t.covers(&target, &role, Privilege::Usage, &ObjectRef::schema(&views)));
@@ -1501,7 +1476,7 @@ access:
         assert!(err.contains("PUBLIC holds CREATE on schema public"), "{err}");
         assert!(err.contains("REVOKE CREATE ON SCHEMA public FROM PUBLIC"), "says how to fix it: {err}");
         assert!(err.contains("access.allow_public_create"), "{err}");
-        t.access.as_mut().unwrap().allow_public_create = vec!["pub*".into()];
+        t.access_mut().unwrap().allow_public_create = vec!["pub*".into()];
         assert!(plan_activation(&t, &catalog).is_ok());
         catalog.public_create_database = true;
         let err = plan_activation(&t, &catalog).unwrap_err();
@@ -1512,9 +1487,9 @@ access:
     fn a_mask_on_a_column_the_table_lacks_refuses_and_same_named_tables_get_distinct_views() {
         let mut catalog = scope_catalog();
         let mut t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
-        let schema = t.access.as_ref().unwrap().views_schema.clone();
+        let schema = t.access().unwrap().views_schema.clone();
         // two masked tables called invoices, in two schemas
-        let grant = t.access.as_mut().unwrap();
+        let grant = t.access_mut().unwrap();
         grant.masking.insert("billing.invoices".into(), [("customer_id".to_owned(), Mask::Hash)].into());
         grant.masking.insert("reports.invoices".into(), [("total".to_owned(), Mask::Partial)].into());
         let plan = plan_activation(&t, &catalog).unwrap();
@@ -1542,17 +1517,17 @@ access:
     #[test]
     fn read_only_is_automatic_unless_the_scope_is_sensitive() {
         let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "2h", None)));
-        assert_eq!((t.status, t.approvals_required), (TicketStatus::Active, 0));
-        assert_eq!(t.role_lifecycle, RoleLifecycle::ShortLived);
-        assert!(t.request.role.as_str().starts_with("gw_alice_"));
-        assert_eq!(t.expires_at, now() + chrono::Duration::hours(2));
-        let grant = t.access.unwrap();
+        assert_eq!((t.status(), t.approvals_required()), (TicketStatus::Active, 0));
+        assert_eq!(t.role_lifecycle(), RoleLifecycle::ShortLived);
+        assert!(t.request().role.as_str().starts_with("gw_alice_"));
+        assert_eq!(t.expires_at(), now() + chrono::Duration::hours(2));
+        let grant = t.access().unwrap();
         assert_eq!((grant.connection_limit, grant.masking.len()), (3, 1), "the registry's masks, for views in scope");
         let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["customers"]), "2h", None)));
-        assert_eq!((t.status, t.approvals_required), (TicketStatus::PendingApproval, 1));
-        assert_eq!(t.access.unwrap().masking["billing.customers"]["email"], Mask::Partial);
+        assert_eq!((t.status(), t.approvals_required()), (TicketStatus::PendingApproval, 1));
+        assert_eq!(t.access().unwrap().masking["billing.customers"]["email"], Mask::Partial);
         let phi = AccessScope::Schema { schema: "phi_claims".into() };
-        assert_eq!(ticket(decide(&request(AccessPath::ReadOnly, phi, "1h", None))).approvals_required, 1);
+        assert_eq!(ticket(decide(&request(AccessPath::ReadOnly, phi, "1h", None))).approvals_required(), 1);
         assert!(matches!(
             decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "9h", None)),
             Decision::Refused { refusal: Refusal::TtlExceeded { .. }, .. }
@@ -1562,14 +1537,14 @@ access:
     #[test]
     fn dual_approval_needs_two_distinct_approvers_one_privileged_and_never_the_requester() {
         let mut t = ticket(decide(&request(AccessPath::Migration, tables(&["invoices"]), "1h", None)));
-        assert_eq!((t.status, t.approvals_required), (TicketStatus::PendingApproval, 2));
+        assert_eq!((t.status(), t.approvals_required()), (TicketStatus::PendingApproval, 2));
         assert_eq!(t.approve("alice@example.com", now()), Err(ApprovalError::Requester("alice@example.com".into())));
         t.approve("bob@example.com", now()).unwrap();
         assert_eq!(t.approve("Bob@example.com", now()), Err(ApprovalError::Duplicate("Bob@example.com".into())));
         t.approve("carol@example.com", now()).unwrap();
-        assert_eq!(t.status, TicketStatus::PendingApproval, "two approvals, neither security nor manager");
+        assert_eq!(t.status(), TicketStatus::PendingApproval, "two approvals, neither security nor manager");
         t.approve("lead@example.com", now()).unwrap();
-        assert_eq!(t.status, TicketStatus::Active, "a manager among them");
+        assert_eq!(t.status(), TicketStatus::Active, "a manager among them");
     }
 
     #[test]
@@ -1588,9 +1563,9 @@ access:
             Decision::Refused { refusal: Refusal::TtlExceeded { .. }, .. }
         ));
         let t = ticket(decide(&request(AccessPath::BreakGlass, scope(), "30m", Some("INC-7"))));
-        assert_eq!(t.status, TicketStatus::Active);
-        assert!(t.access.unwrap().review_required);
-        assert_eq!(t.weight_factor, 1.0);
+        assert_eq!(t.status(), TicketStatus::Active);
+        assert!(t.access().unwrap().review_required);
+        assert_eq!(t.weight_factor(), 1.0);
     }
 
     #[test]
@@ -1599,10 +1574,10 @@ access:
         let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap();
         let a = ticket(route_access(&r, &registry, &Open(&[]), now()));
         let b = ticket(route_access(&r, &registry, &Open(&[]), now() + chrono::Duration::minutes(5)));
-        assert_eq!((a.id.clone(), a.request_sha256.clone()), (b.id, b.request_sha256), "a redelivery, not a conflict");
+        assert_eq!((a.id(), a.request_sha256()), (b.id(), b.request_sha256()), "a redelivery, not a conflict");
         let mut changed = r.clone();
         changed.duration = "3h".into();
-        assert_ne!(ticket(route_access(&changed, &registry, &Open(&[]), now())).request_sha256, a.request_sha256);
+        assert_ne!(ticket(route_access(&changed, &registry, &Open(&[]), now())).request_sha256(), a.request_sha256());
     }
 
     #[test]

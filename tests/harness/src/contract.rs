@@ -12,7 +12,7 @@ use grantwarden_core::report::{Finding, FindingKind, FindingObject};
 use grantwarden_core::scoring::Severity;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, PutOutcome, ReplayGuard, ReplayKey, StoreError, TicketStore};
-use grantwarden_core::ticket::{Decision, Ticket, TicketStatus, route};
+use grantwarden_core::ticket::{Decision, NewTicket, Ticket, TicketStatus, route};
 
 const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";
 
@@ -23,6 +23,11 @@ pub fn now() -> DateTime<Utc> {
 
 /// A ticket on orders-prod needing one approval.
 pub fn ticket(delivery: &str, privilege: Privilege) -> Ticket {
+    observed(delivery, privilege, now())
+}
+
+/// The ticket of a delivery observed at `at`, routed at [`now`].
+fn observed(delivery: &str, privilege: Privilege, at: DateTime<Utc>) -> Ticket {
     let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).expect("the contract registry loads");
     let req = GrantRequest {
         delivery_id: delivery.into(),
@@ -38,7 +43,7 @@ pub fn ticket(delivery: &str, privilege: Privilege) -> Ticket {
         justification: None,
         requested_by: "alice@example.com".into(),
         incident_id: None,
-        observed_at: now(),
+        observed_at: at,
     };
     match route(&req, &registry, &grantwarden_core::incident::KnownIncidents(vec![]), now()) {
         Decision::Ticket(t) => *t,
@@ -58,7 +63,22 @@ pub fn active_ticket(
     starts: DateTime<Utc>,
     expires: DateTime<Utc>,
 ) -> Ticket {
-    Ticket {
+    // no approval needed: active from `starts`
+    Ticket::open(new_ticket(id, target, role, schema, privileges, starts, expires), starts)
+}
+
+/// What [`active_ticket`] opens, for a test that changes it first (another
+/// object, a short-lived role).
+pub fn new_ticket(
+    id: &str,
+    target: &str,
+    role: &str,
+    schema: &str,
+    privileges: &[Privilege],
+    starts: DateTime<Utc>,
+    expires: DateTime<Utc>,
+) -> NewTicket {
+    NewTicket {
         id: id.into(),
         request: GrantRequest {
             delivery_id: id.into(),
@@ -82,14 +102,10 @@ pub fn active_ticket(
         approvals_required: 0,
         weight_factor: 0.25,
         registry: grantwarden_core::policy::RegistryRef { version: "1".into(), sha256: String::new() },
-        status: TicketStatus::Active,
         starts_at: starts,
         expires_at: expires,
-        approvals: vec![],
         history: vec![],
         role_lifecycle: grantwarden_core::ticket::RoleLifecycle::Standing,
-        revoke_requested_at: None,
-        revocation: None,
         access: None,
         break_glass: false,
     }
@@ -135,8 +151,7 @@ pub fn audit_event(n: usize) -> NewEvent {
 pub async fn tickets_are_idempotent_and_conflicts_are_refused<S: TicketStore>(store: &S) {
     let t = ticket("d-1", Privilege::Select);
     assert!(matches!(store.put_ticket(&t).await.unwrap(), PutOutcome::Created(_)));
-    let mut later = t.clone();
-    later.request.observed_at = now() + Duration::minutes(3);
+    let later = observed("d-1", Privilege::Select, now() + Duration::minutes(3));
     assert_eq!(
         store.put_ticket(&later).await.unwrap(),
         PutOutcome::Existing(t.clone()),
@@ -153,8 +168,8 @@ pub async fn tickets_are_idempotent_and_conflicts_are_refused<S: TicketStore>(st
 pub async fn updates_are_conditional_on_the_version_read<S: TicketStore>(store: &S) {
     let t = ticket("d-2", Privilege::Insert);
     store.put_ticket(&t).await.unwrap();
-    let read = store.ticket(&t.id).await.unwrap().unwrap();
-    assert_eq!((read.version, read.value.status), (1, TicketStatus::PendingApproval));
+    let read = store.ticket(t.id()).await.unwrap().unwrap();
+    assert_eq!((read.version, read.value.status()), (1, TicketStatus::PendingApproval));
     let mut approved = read.value.clone();
     approved.approve("bob@example.com", now()).unwrap();
     assert_eq!(store.update_ticket(&approved, read.version).await.unwrap(), 2);
@@ -162,12 +177,12 @@ pub async fn updates_are_conditional_on_the_version_read<S: TicketStore>(store: 
     let mut other = read.value.clone();
     other.approve("carol@example.com", now()).unwrap();
     assert!(matches!(store.update_ticket(&other, read.version).await, Err(StoreError::Stale(_))));
-    let stored = store.ticket(&t.id).await.unwrap().unwrap();
-    assert_eq!((stored.version, stored.value.status), (2, TicketStatus::Active));
+    let stored = store.ticket(t.id()).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.value.status()), (2, TicketStatus::Active));
     assert_eq!(stored.value, approved);
     let ghost = ticket("d-9", Privilege::Insert);
     assert!(matches!(store.update_ticket(&ghost, 1).await, Err(StoreError::NotFound(_))));
-    assert!(store.ticket(&ghost.id).await.unwrap().is_none());
+    assert!(store.ticket(ghost.id()).await.unwrap().is_none());
 }
 
 /// Findings keep `first_seen` while open, close when a complete scan no
