@@ -336,6 +336,83 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
     );
 }
 
+/// The handler is generic over the store: its remediation rule (hold back what a ticket in
+/// force covers, journal what ran) holds over the SQLite store as over DynamoDB.
+#[tokio::test]
+async fn remediation_over_the_sqlite_store_holds_back_what_a_ticket_in_force_covers() {
+    use grantwarden_core::audit::AuditJournal;
+    use grantwarden_core::change::Change;
+    use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, RoleName};
+    use grantwarden_core::remediate::{Mode, RemediationRequest};
+    let db = TestDb::new().await;
+    let (app, alice) = (db.role("app_ro"), db.role("alice"));
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         CREATE ROLE {a}; CREATE ROLE {b}; GRANT USAGE ON SCHEMA billing TO {a}, {b};
+         GRANT INSERT ON billing.invoices TO {a}; GRANT SELECT ON billing.invoices TO {b};",
+        a = db.ident("app_ro"),
+        b = db.ident("alice"),
+    ))
+    .await;
+    // moto holds only the revoker secret here; tickets and journal are in SQLite
+    let (clients, settings) = stack("revoke-remediation-sqlite", &db, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = grantwarden_local::LocalStore::open(&dir.path().join("state.db")).unwrap();
+    let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
+    store.put_ticket(&ticket).await.unwrap();
+    let table = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
+    let revoke = |role: &str, privilege| Change::Revoke {
+        grant: Grant {
+            object: table.clone(),
+            grantee: Grantee::Role(RoleName::new(role).unwrap()),
+            privilege,
+            grantable: false,
+        },
+        cascade: false,
+        option_only: false,
+    };
+    let request = RemediationRequest {
+        target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
+        scan_id: "scan-1".into(),
+        snapshot_sha256: "s".into(),
+        mode: Mode::RevokeUnauthorized,
+        changes: vec![revoke(&app, Privilege::Insert), revoke(&alice, Privilege::Select)],
+        skipped: 2,
+        part: 1,
+        parts: 1,
+    };
+    let batch: Invocation = serde_json::from_value(serde_json::json!({ "Records": [{
+        "messageId": "m-1", "receiptHandle": "r-1", "body": serde_json::to_string(&request).unwrap(),
+        "eventSource": "aws:sqs", "attributes": { "ApproximateReceiveCount": "1" }, "messageAttributes": {} }] }))
+    .unwrap();
+    let settings = Settings { remediation_execute: true, ..settings };
+    let retry = RetryPolicy { max_attempts: 2, ..RetryPolicy::default() };
+    let f = Revoke::with_store(store, &clients, &settings, Arc::new(move || at(10))).unwrap().with_retry(retry);
+    let outcome = f.invoke(LambdaEvent::new(batch, Context::default())).await.unwrap();
+    let grantwarden_revoke::Outcome::Remediation(response) = outcome else { panic!("a batch response") };
+    assert!(response.batch_item_failures.is_empty());
+
+    let has = |role: &str, privilege: &str| {
+        let (db, role, privilege) = (&db, role.to_owned(), privilege.to_owned());
+        async move {
+            db.client()
+                .await
+                .query_one("SELECT has_table_privilege($1, 'billing.invoices', $2)", &[&role, &privilege])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(!has(&app, "INSERT").await, "the unauthorized INSERT is revoked");
+    assert!(has(&alice, "SELECT").await, "held back: alice's ticket is in force now");
+    let journal = f.store().events(TARGET).await.unwrap();
+    let applied: Vec<_> = journal.iter().filter(|e| e.kind == "remediation.applied").collect();
+    assert_eq!(applied.len(), 1, "{journal:?}");
+    let detail = &applied[0].detail;
+    assert_eq!((detail["held_back"].as_array().unwrap().len(), detail["skipped"].clone()), (1, 2.into()));
+    assert_eq!(applied[0].actor, "grantwarden:remediation");
+}
+
 #[tokio::test]
 async fn the_three_triggers_racing_through_the_function_revoke_once() {
     let db = TestDb::new().await;
