@@ -231,12 +231,8 @@ async fn a_permission_error_goes_to_the_dead_letter_queue_with_its_reason() {
     assert!(f.invoke(LambdaEvent::new(serde_json::from_value(bogus).unwrap(), Context::default())).await.is_err());
 }
 
-#[tokio::test]
-async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_a_ticket_now_covers() {
-    use grantwarden_core::change::Change;
-    use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, RoleName};
-    use grantwarden_core::remediate::{Mode, RemediationRequest};
-    let db = TestDb::new().await;
+/// billing.invoices with app_ro's unauthorized INSERT and alice's SELECT; their role names.
+async fn billing_with_app_and_alice(db: &TestDb) -> (String, String) {
     let (app, alice) = (db.role("app_ro"), db.role("alice"));
     db.exec(&format!(
         "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
@@ -246,11 +242,13 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
         b = db.ident("alice"),
     ))
     .await;
-    let (clients, settings) = stack("revoke-remediation", &db, None).await;
-    let store = DynamoStore::new(&clients, &settings);
-    // alice's ticket began after the scan that found her SELECT unauthorized
-    let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
-    store.put_ticket(&ticket).await.unwrap();
+    (app, alice)
+}
+
+/// Scan scan-1's remediation: revoke `app`'s INSERT and `alice`'s SELECT on billing.invoices.
+fn remediation_of(app: &str, alice: &str, skipped: usize) -> grantwarden_core::remediate::RemediationRequest {
+    use grantwarden_core::change::Change;
+    use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, RoleName};
     let table = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
     let revoke = |role: &str, privilege| Change::Revoke {
         grant: Grant {
@@ -262,16 +260,37 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
         cascade: false,
         option_only: false,
     };
-    let request = RemediationRequest {
+    grantwarden_core::remediate::RemediationRequest {
         target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
         scan_id: "scan-1".into(),
         snapshot_sha256: "s".into(),
-        mode: Mode::RevokeUnauthorized,
-        changes: vec![revoke(&app, Privilege::Insert), revoke(&alice, Privilege::Select)],
-        skipped: 0,
+        mode: grantwarden_core::remediate::Mode::RevokeUnauthorized,
+        changes: vec![revoke(app, Privilege::Insert), revoke(alice, Privilege::Select)],
+        skipped,
         part: 1,
         parts: 1,
-    };
+    }
+}
+
+async fn has_on_invoices(db: &TestDb, role: String, privilege: &str) -> bool {
+    db.client()
+        .await
+        .query_one("SELECT has_table_privilege($1, 'billing.invoices', $2)", &[&role, &privilege])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+}
+
+#[tokio::test]
+async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_a_ticket_now_covers() {
+    let db = TestDb::new().await;
+    let (app, alice) = billing_with_app_and_alice(&db).await;
+    let (clients, settings) = stack("revoke-remediation", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    // alice's ticket began after the scan that found her SELECT unauthorized
+    let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
+    store.put_ticket(&ticket).await.unwrap();
+    let request = remediation_of(&app, &alice, 0);
     let url = settings.remediation_queue_url.clone().unwrap();
     clients
         .sqs
@@ -294,17 +313,7 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
     assert_eq!(records.len(), 1);
     let batch = || -> Invocation { serde_json::from_value(serde_json::json!({ "Records": records })).unwrap() };
     assert!(matches!(batch(), Invocation::Remediation(_)), "{:?}", batch());
-    let has = |role: String, privilege: &'static str| {
-        let db = &db;
-        async move {
-            db.client()
-                .await
-                .query_one("SELECT has_table_privilege($1, 'billing.invoices', $2)", &[&role, &privilege])
-                .await
-                .unwrap()
-                .get::<_, bool>(0)
-        }
-    };
+    let has = |role: String, privilege: &'static str| has_on_invoices(&db, role, privilege);
     let run = |settings: Settings| {
         let (clients, batch) = (&clients, batch());
         async move {
@@ -341,46 +350,15 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
 #[tokio::test]
 async fn remediation_over_the_sqlite_store_holds_back_what_a_ticket_in_force_covers() {
     use grantwarden_core::audit::AuditJournal;
-    use grantwarden_core::change::Change;
-    use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, RoleName};
-    use grantwarden_core::remediate::{Mode, RemediationRequest};
     let db = TestDb::new().await;
-    let (app, alice) = (db.role("app_ro"), db.role("alice"));
-    db.exec(&format!(
-        "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
-         CREATE ROLE {a}; CREATE ROLE {b}; GRANT USAGE ON SCHEMA billing TO {a}, {b};
-         GRANT INSERT ON billing.invoices TO {a}; GRANT SELECT ON billing.invoices TO {b};",
-        a = db.ident("app_ro"),
-        b = db.ident("alice"),
-    ))
-    .await;
+    let (app, alice) = billing_with_app_and_alice(&db).await;
     // moto holds only the revoker secret here; tickets and journal are in SQLite
     let (clients, settings) = stack("revoke-remediation-sqlite", &db, None).await;
     let dir = tempfile::tempdir().unwrap();
     let store = grantwarden_local::LocalStore::open(&dir.path().join("state.db")).unwrap();
     let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
     store.put_ticket(&ticket).await.unwrap();
-    let table = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
-    let revoke = |role: &str, privilege| Change::Revoke {
-        grant: Grant {
-            object: table.clone(),
-            grantee: Grantee::Role(RoleName::new(role).unwrap()),
-            privilege,
-            grantable: false,
-        },
-        cascade: false,
-        option_only: false,
-    };
-    let request = RemediationRequest {
-        target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
-        scan_id: "scan-1".into(),
-        snapshot_sha256: "s".into(),
-        mode: Mode::RevokeUnauthorized,
-        changes: vec![revoke(&app, Privilege::Insert), revoke(&alice, Privilege::Select)],
-        skipped: 2,
-        part: 1,
-        parts: 1,
-    };
+    let request = remediation_of(&app, &alice, 2);
     let batch: Invocation = serde_json::from_value(serde_json::json!({ "Records": [{
         "messageId": "m-1", "receiptHandle": "r-1", "body": serde_json::to_string(&request).unwrap(),
         "eventSource": "aws:sqs", "attributes": { "ApproximateReceiveCount": "1" }, "messageAttributes": {} }] }))
@@ -392,19 +370,8 @@ async fn remediation_over_the_sqlite_store_holds_back_what_a_ticket_in_force_cov
     let grantwarden_revoke::Outcome::Remediation(response) = outcome else { panic!("a batch response") };
     assert!(response.batch_item_failures.is_empty());
 
-    let has = |role: &str, privilege: &str| {
-        let (db, role, privilege) = (&db, role.to_owned(), privilege.to_owned());
-        async move {
-            db.client()
-                .await
-                .query_one("SELECT has_table_privilege($1, 'billing.invoices', $2)", &[&role, &privilege])
-                .await
-                .unwrap()
-                .get::<_, bool>(0)
-        }
-    };
-    assert!(!has(&app, "INSERT").await, "the unauthorized INSERT is revoked");
-    assert!(has(&alice, "SELECT").await, "held back: alice's ticket is in force now");
+    assert!(!has_on_invoices(&db, app, "INSERT").await, "the unauthorized INSERT is revoked");
+    assert!(has_on_invoices(&db, alice, "SELECT").await, "held back: alice's ticket is in force now");
     let journal = f.store().events(TARGET).await.unwrap();
     let applied: Vec<_> = journal.iter().filter(|e| e.kind == "remediation.applied").collect();
     assert_eq!(applied.len(), 1, "{journal:?}");

@@ -1,8 +1,9 @@
 //! In-memory ports for the unit tests of the use cases: tickets, findings, the
 //! journal and incidents in plain vectors behind one mutex, with the same
 //! contract as the SQLite and DynamoDB stores (conditional updates by version,
-//! idempotent puts, a sealed hash chain per target). The adapters themselves
-//! are tested against the real thing in their own crates.
+//! idempotent puts, a sealed hash chain per target); and the fixtures those
+//! tests share. The adapters themselves are tested against the real thing in
+//! their own crates.
 
 use std::sync::Mutex;
 
@@ -153,5 +154,57 @@ pub(crate) fn ready<F: std::future::Future>(f: F) -> F::Output {
     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
         std::task::Poll::Ready(v) => v,
         std::task::Poll::Pending => panic!("the in-memory ports never wait"),
+    }
+}
+
+/// The registry of the use cases' tests: read-only is automatic, a migration takes
+/// one approval, break-glass needs an open incident.
+pub(crate) fn registry() -> crate::policy::PolicyRegistry {
+    const REGISTRY: &str = r#"
+version: "3.0"
+owner: security@example.com
+approver: ciso@example.com
+categories:
+  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }
+routes:
+  - { match: {}, category: ops }
+access:
+  paths:
+    read-only:   { max_ttl: 8h }
+    migration:   { max_ttl: 4h, approvals: single }
+    break-glass: { max_ttl: 30m }
+"#;
+    crate::policy::PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).expect("the test registry loads")
+}
+
+/// `minutes` after 2026-11-22 12:00 UTC.
+pub(crate) fn at(minutes: i64) -> DateTime<Utc> {
+    "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().expect("a time") + chrono::Duration::minutes(minutes)
+}
+
+/// alice's access request `id` on schema billing of orders-prod.
+pub(crate) fn access_request(
+    id: &str,
+    path: crate::access::AccessPath,
+    duration: &str,
+    incident: Option<&str>,
+) -> crate::access::AccessRequest {
+    crate::access::AccessRequest {
+        id: id.into(),
+        identity: "alice@example.com".into(),
+        target: TargetId::new("orders-prod").expect("not empty"),
+        path,
+        scope: crate::access::AccessScope::Schema { schema: "billing".into() },
+        duration: duration.into(),
+        justification: "INC-7 needs a look".into(),
+        incident_id: incident.map(Into::into),
+    }
+}
+
+/// The ticket `request` opens in `store` at `at(0)`.
+pub(crate) fn opened(store: &MemoryStore, request: &crate::access::AccessRequest) -> Ticket {
+    match ready(crate::access::request_access(store, request, &registry(), at(0))).expect("the store answers") {
+        crate::access::AccessOutcome::Created(t) => t,
+        other => panic!("a new ticket: {other:?}"),
     }
 }

@@ -82,11 +82,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory_store::{MemoryStore, ready};
-
-    fn at(minutes: i64) -> DateTime<Utc> {
-        "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minutes)
-    }
+    use crate::memory_store::{MemoryStore, at, ready};
 
     fn report(alerts: Vec<GovernanceAlert>) -> Report {
         let mut report: Report = serde_json::from_value(serde_json::json!({

@@ -226,27 +226,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{AccessOutcome, AccessPath, AccessRequest, AccessScope, request_access};
-    use crate::memory_store::{MemoryStore, ready};
+    use crate::access::AccessPath;
+    use crate::memory_store::{MemoryStore, access_request, at, opened, ready};
     use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
-    use crate::policy::PolicyRegistry;
-
-    const REGISTRY: &str = r#"
-version: "3.0"
-owner: security@example.com
-approver: ciso@example.com
-categories:
-  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }
-routes:
-  - { match: {}, category: ops }
-access:
-  paths:
-    read-only: { max_ttl: 8h }
-"#;
-
-    fn at(minutes: i64) -> DateTime<Utc> {
-        "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minutes)
-    }
 
     fn target() -> TargetId {
         TargetId::new("orders-prod").unwrap()
@@ -294,20 +276,7 @@ access:
     /// A store with alice's read-only access ticket on schema billing, active from `at(0)`.
     fn with_alices_ticket() -> (MemoryStore, RoleName) {
         let store = MemoryStore::default();
-        let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap();
-        let request = AccessRequest {
-            id: "r1".into(),
-            identity: "alice@example.com".into(),
-            target: target(),
-            path: AccessPath::ReadOnly,
-            scope: AccessScope::Schema { schema: "billing".into() },
-            duration: "1h".into(),
-            justification: "CHG-1".into(),
-            incident_id: None,
-        };
-        let AccessOutcome::Created(t) = ready(request_access(&store, &request, &registry, at(0))).unwrap() else {
-            panic!("a ticket")
-        };
+        let t = opened(&store, &access_request("r1", AccessPath::ReadOnly, "1h", None));
         (store, t.request().role.clone())
     }
 

@@ -130,54 +130,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{AccessOutcome, AccessPath, AccessRequest, AccessScope, request_access};
+    use crate::access::{AccessOutcome, AccessPath, request_access};
     use crate::incident::{IncidentStatus, IncidentUpdate};
-    use crate::memory_store::{MemoryStore, ready};
-    use crate::snapshot::TargetId;
-
-    const REGISTRY: &str = r#"
-version: "3.0"
-owner: security@example.com
-approver: ciso@example.com
-categories:
-  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }
-routes:
-  - { match: {}, category: ops }
-access:
-  approver_roles: { security: [ciso@example.com] }
-  paths:
-    read-only:   { max_ttl: 8h, approvals: single }
-    break-glass: { max_ttl: 30m }
-"#;
-
-    fn registry() -> PolicyRegistry {
-        PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap()
-    }
-
-    fn at(minutes: i64) -> DateTime<Utc> {
-        "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minutes)
-    }
-
-    fn request(id: &str, path: AccessPath, duration: &str, incident: Option<&str>) -> AccessRequest {
-        AccessRequest {
-            id: id.into(),
-            identity: "alice@example.com".into(),
-            target: TargetId::new("orders-prod").unwrap(),
-            path,
-            scope: AccessScope::Schema { schema: "billing".into() },
-            duration: duration.into(),
-            justification: "INC-7 needs a look".into(),
-            incident_id: incident.map(Into::into),
-        }
-    }
-
-    /// A store holding the ticket of `request`, opened at `at(0)`.
-    fn opened(store: &MemoryStore, r: &AccessRequest) -> Ticket {
-        match ready(request_access(store, r, &registry(), at(0))).unwrap() {
-            AccessOutcome::Created(t) => t,
-            other => panic!("a new ticket: {other:?}"),
-        }
-    }
+    use crate::memory_store::{MemoryStore, access_request as request, at, opened, ready, registry};
 
     fn incident(store: &MemoryStore, status: IncidentStatus, minutes: i64) {
         let update = IncidentUpdate { id: "INC-7".into(), status, source: "pagerduty".into(), at: at(minutes) };
@@ -187,7 +142,7 @@ access:
     #[test]
     fn an_approval_is_stored_and_journaled_with_the_activation_it_completes() {
         let store = MemoryStore::default();
-        let t = opened(&store, &request("r1", AccessPath::ReadOnly, "1h", None));
+        let t = opened(&store, &request("r1", AccessPath::Migration, "1h", None));
         assert_eq!(t.status(), TicketStatus::PendingApproval);
         let own = ready(approve_ticket(&store, t.id(), "alice@example.com", at(1)));
         assert!(matches!(own, Err(TicketFlowError::Approval(ApprovalError::Requester(_)))), "{own:?}");

@@ -37,7 +37,7 @@ fn ticket(
     privileges: &[Privilege],
     until: i64,
 ) -> Ticket {
-    Ticket::open(draft(id, role, on, schema, name, privileges, until), at(0))
+    contract::active_as_stored(draft(id, role, on, schema, name, privileges, until), at(0))
 }
 
 /// What [`ticket`] opens, for a test that changes it first.
@@ -230,7 +230,7 @@ async fn three_triggers_racing_on_a_short_lived_role_drop_it_once_and_none_fails
     .await;
     let mut d = draft("t-jitrace", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 10);
     d.role_lifecycle = RoleLifecycle::ShortLived;
-    let t = Ticket::open(d, at(0));
+    let t = contract::active_as_stored(d, at(0));
     f.put(&t).await;
     let (a, b, c) = (executor_for(&f.db.url(), 5), executor_for(&f.db.url(), 5), executor_for(&f.db.url(), 5));
     let (ra, rb, rc) = tokio::join!(
@@ -274,7 +274,7 @@ async fn a_short_lived_role_with_objects_in_two_databases_and_an_open_session_is
 
     let mut d = draft("t-jit", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 30);
     d.role_lifecycle = RoleLifecycle::ShortLived;
-    let t = Ticket::open(d, at(0));
+    let t = contract::active_as_stored(d, at(0));
     f.put(&t).await;
     let x = executor_for(&f.db.url(), 3);
     let outcome = f.revoke(&x, "t-jit", Trigger::Schedule, 30).await.unwrap();

@@ -63,8 +63,16 @@ pub fn active_ticket(
     starts: DateTime<Utc>,
     expires: DateTime<Utc>,
 ) -> Ticket {
-    // no approval needed: active from `starts`
-    Ticket::open(new_ticket(id, target, role, schema, privileges, starts, expires), starts)
+    active_as_stored(new_ticket(id, target, role, schema, privileges, starts, expires), starts)
+}
+
+/// The ticket `new` opens (it needs no approval), active from `starts`, as stored
+/// when made active directly: no step in its history yet, so revocation tests read
+/// only the steps revocation adds.
+pub fn active_as_stored(new: NewTicket, starts: DateTime<Utc>) -> Ticket {
+    let mut stored = serde_json::to_value(Ticket::open(new, starts)).expect("a ticket serializes");
+    stored["history"] = serde_json::json!([]);
+    serde_json::from_value(stored).expect("a ticket reads back")
 }
 
 /// What [`active_ticket`] opens, for a test that changes it first (another
