@@ -138,7 +138,16 @@ pub struct Audit<J = DynamoStore> {
 impl Audit<DynamoStore> {
     /// The archive in `GRANTWARDEN_AUDIT_BUCKET`; an error when that bucket cannot lock objects.
     pub async fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, ArchiveError> {
-        Self::with_journal(DynamoStore::new(clients, settings), clients, settings, clock).await
+        let archive = Archive::new(clients, &settings.audit_bucket, settings.audit_retention);
+        archive.check_locked().await?;
+        Ok(Self {
+            archive,
+            journal: DynamoStore::new(clients, settings),
+            secrets: SecretCache::new(clients, KEY_TTL),
+            signing_secret_id: settings.audit_signing_secret_id.clone(),
+            alerts: settings.alert_topic_arn.as_deref().map(|arn| Alerts::new(&clients.sns, arn)),
+            clock,
+        })
     }
 }
 
@@ -146,24 +155,16 @@ impl<J> Audit<J>
 where
     J: AuditJournal + Send + Sync,
 {
-    /// The handler over `journal`, archiving to `GRANTWARDEN_AUDIT_BUCKET`; an error
-    /// when that bucket cannot lock objects.
-    pub async fn with_journal(
-        journal: J,
-        clients: &Clients,
-        settings: &Settings,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, ArchiveError> {
-        let archive = Archive::new(clients, &settings.audit_bucket, settings.audit_retention);
-        archive.check_locked().await?;
-        Ok(Self {
-            archive,
+    /// The same handler over another journal (the SQLite one, or one in memory, in tests).
+    pub fn with_journal<T>(self, journal: T) -> Audit<T> {
+        Audit {
+            archive: self.archive,
             journal,
-            secrets: SecretCache::new(clients, KEY_TTL),
-            signing_secret_id: settings.audit_signing_secret_id.clone(),
-            alerts: settings.alert_topic_arn.as_deref().map(|arn| Alerts::new(&clients.sns, arn)),
-            clock,
-        })
+            secrets: self.secrets,
+            signing_secret_id: self.signing_secret_id,
+            alerts: self.alerts,
+            clock: self.clock,
+        }
     }
 
     /// Handles either trigger.

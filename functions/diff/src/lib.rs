@@ -127,21 +127,6 @@ impl Diff<DynamoStore> {
     /// The handler; alerts go to `GRANTWARDEN_ALERT_TOPIC_ARN` when it is set, and
     /// remediation (unless its mode is `report`) to `GRANTWARDEN_REMEDIATION_QUEUE_URL`.
     pub fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, SettingsError> {
-        Self::with_store(DynamoStore::new(clients, settings), clients, settings, clock)
-    }
-}
-
-impl<S> Diff<S>
-where
-    S: TicketStore + FindingStore + AuditJournal + Send + Sync,
-{
-    /// The handler over `store`, with the buckets, topic and queue of `settings`.
-    pub fn with_store(
-        store: S,
-        clients: &Clients,
-        settings: &Settings,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, SettingsError> {
         let remediation = match settings.remediation_mode {
             Mode::Report => None,
             mode => {
@@ -150,12 +135,22 @@ where
             }
         };
         Ok(Self {
-            store,
+            store: DynamoStore::new(clients, settings),
             objects: Objects::new(clients, settings),
             alerts: settings.alert_topic_arn.as_deref().map(|arn| Alerts::new(&clients.sns, arn)),
             remediation,
             clock,
         })
+    }
+}
+
+impl<S> Diff<S>
+where
+    S: TicketStore + FindingStore + AuditJournal + Send + Sync,
+{
+    /// The same handler over another store (the SQLite one, or one in memory, in tests).
+    pub fn with_store<T>(self, store: T) -> Diff<T> {
+        Diff { store, objects: self.objects, alerts: self.alerts, remediation: self.remediation, clock: self.clock }
     }
 
     /// The store, for callers that inspect what a scan recorded.

@@ -67,27 +67,10 @@ impl Extract<DynamoStore> {
         options: ScanOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SettingsError> {
-        Self::with_store(DynamoStore::new(clients, &settings), clients, settings, secrets, options, clock)
-    }
-}
-
-impl<S> Extract<S>
-where
-    S: ScanLedger + Send + Sync,
-{
-    /// The handler over `store`, with the bucket and queues of `settings`.
-    pub fn with_store(
-        store: S,
-        clients: &Clients,
-        settings: Settings,
-        secrets: SecretCache,
-        options: ScanOptions,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, SettingsError> {
         let queue_url = Settings::require(&settings.chunk_queue_url, "GRANTWARDEN_CHUNK_QUEUE_URL")?;
         let dlq_url = Settings::require(&settings.chunk_dlq_url, "GRANTWARDEN_CHUNK_DLQ_URL")?;
         Ok(Self {
-            store,
+            store: DynamoStore::new(clients, &settings),
             objects: Objects::new(clients, &settings),
             queue: ChunkQueue::new(&clients.sqs, queue_url, Some(dlq_url)),
             secrets,
@@ -95,6 +78,24 @@ where
             clock,
             settings: Arc::new(settings),
         })
+    }
+}
+
+impl<S> Extract<S>
+where
+    S: ScanLedger + Send + Sync,
+{
+    /// The same handler over another store (the SQLite one, or one in memory, in tests).
+    pub fn with_store<T>(self, store: T) -> Extract<T> {
+        Extract {
+            store,
+            objects: self.objects,
+            queue: self.queue,
+            secrets: self.secrets,
+            settings: self.settings,
+            options: self.options,
+            clock: self.clock,
+        }
     }
 
     /// Handles a batch; the response names the messages to redeliver.

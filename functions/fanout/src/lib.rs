@@ -106,26 +106,9 @@ impl Fanout<DynamoStore> {
         options: ScanOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SettingsError> {
-        Self::with_store(DynamoStore::new(clients, &settings), clients, settings, secrets, options, clock)
-    }
-}
-
-impl<S> Fanout<S>
-where
-    S: ScanLedger + AuditJournal + Send + Sync,
-{
-    /// The handler over `store`, with the bucket and queues of `settings`.
-    pub fn with_store(
-        store: S,
-        clients: &Clients,
-        settings: Settings,
-        secrets: SecretCache,
-        options: ScanOptions,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, SettingsError> {
         let queue_url = Settings::require(&settings.chunk_queue_url, "GRANTWARDEN_CHUNK_QUEUE_URL")?;
         Ok(Self {
-            store,
+            store: DynamoStore::new(clients, &settings),
             objects: Objects::new(clients, &settings),
             queue: ChunkQueue::new(&clients.sqs, queue_url, settings.chunk_dlq_url.as_deref()),
             secrets,
@@ -133,6 +116,24 @@ where
             clock,
             settings: Arc::new(settings),
         })
+    }
+}
+
+impl<S> Fanout<S>
+where
+    S: ScanLedger + AuditJournal + Send + Sync,
+{
+    /// The same handler over another store (the SQLite one, or one in memory, in tests).
+    pub fn with_store<T>(self, store: T) -> Fanout<T> {
+        Fanout {
+            store,
+            objects: self.objects,
+            queue: self.queue,
+            secrets: self.secrets,
+            settings: self.settings,
+            options: self.options,
+            clock: self.clock,
+        }
     }
 
     /// Handles one scheduled event.

@@ -185,25 +185,10 @@ pub struct Revoke<S = DynamoStore> {
 impl Revoke<DynamoStore> {
     /// Checks the settings it needs (the dead-letter queue) and builds the clients' users.
     pub fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, AwsError> {
-        Self::with_store(DynamoStore::new(clients, settings), clients, settings, clock)
-    }
-}
-
-impl<S> Revoke<S>
-where
-    S: TicketStore + FindingStore + AuditJournal + Send + Sync,
-{
-    /// The handler over `store`, with the secrets, timers, queues and topic of `settings`.
-    pub fn with_store(
-        store: S,
-        clients: &Clients,
-        settings: &Settings,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, AwsError> {
         Settings::require(&settings.revoke_dlq_url, "GRANTWARDEN_REVOKE_DLQ_URL")
             .map_err(|e| AwsError::Missing(e.to_string()))?;
         Ok(Self {
-            store,
+            store: DynamoStore::new(clients, settings),
             timers: Timers::new(clients, settings),
             objects: Objects::new(clients, settings),
             secrets: SecretCache::new(clients, Duration::from_secs(300)),
@@ -216,6 +201,29 @@ where
             retry: RetryPolicy::default(),
             timeouts: Timeouts::default(),
         })
+    }
+}
+
+impl<S> Revoke<S>
+where
+    S: TicketStore + FindingStore + AuditJournal + Send + Sync,
+{
+    /// The same handler over another store (the SQLite one, or one in memory, in tests).
+    pub fn with_store<T>(self, store: T) -> Revoke<T> {
+        Revoke {
+            store,
+            timers: self.timers,
+            objects: self.objects,
+            secrets: self.secrets,
+            access_secrets: self.access_secrets,
+            alerts: self.alerts,
+            sqs: self.sqs,
+            settings: self.settings,
+            clock: self.clock,
+            options: self.options,
+            retry: self.retry,
+            timeouts: self.timeouts,
+        }
     }
 
     /// The store, for callers that inspect what an invocation recorded.
@@ -608,15 +616,7 @@ where
 
     async fn send_dead_letter(&self, letter: &serde_json::Value) -> Result<(), AwsError> {
         let url = self.settings.revoke_dlq_url.as_deref().unwrap_or_default();
-        let body = letter.to_string();
-        self.sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(format!("SendMessage {url}"), e))?;
-        Ok(())
+        grantwarden_aws::queue::send_one(&self.sqs, url, letter.to_string()).await
     }
 }
 

@@ -105,14 +105,18 @@ impl RemediationQueue for SqsRemediationQueue {
 
     async fn send(&self, request: &RemediationRequest) -> Result<(), AwsError> {
         let body = serde_json::to_string(request).expect("a remediation request always serializes");
-        let url = &self.url;
-        self.client
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(format!("SendMessage {url}"), e))?;
-        Ok(())
+        send_one(&self.client, &self.url, body).await
     }
+}
+
+/// Sends one message to the queue at `url` (a request, a dead letter).
+pub async fn send_one(client: &aws_sdk_sqs::Client, url: &str, body: String) -> Result<(), AwsError> {
+    client
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("SendMessage {url}"), e))?;
+    Ok(())
 }

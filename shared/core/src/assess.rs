@@ -162,31 +162,25 @@ mod tests {
     use crate::model::{Grant, Grantee, ObjectRef, Privilege, RoleAttributes, RoleName};
     use crate::report::FindingKind;
     use crate::scoring::Severity;
-    use crate::snapshot::{State, TargetId};
 
     #[test]
     fn an_unavailable_store_applies_no_exception_and_says_so_in_an_untagged_finding() {
         let alice = RoleName::new("alice_tmp").unwrap();
-        let mut state = State::default();
-        state.roles.insert(alice.clone(), RoleAttributes::default());
-        state.schemas.insert("billing".into(), RoleName::new("postgres").unwrap());
-        state.grants.insert(Grant {
+        let mut snapshot: Snapshot = serde_json::from_value(serde_json::json!({
+            "target": "orders-prod", "scan_id": "scan-1", "taken_at": "2026-11-22T12:00:00Z",
+            "server_version_num": 150_000, "complete": true, "consistent": true, "chunks": [], "sha256": "",
+            "state": { "schemas": { "billing": "postgres" } }
+        }))
+        .unwrap();
+        snapshot.state.roles.insert(alice.clone(), RoleAttributes::default());
+        let usage = Grant {
             object: ObjectRef::schema("billing"),
             grantee: Grantee::Role(alice),
             privilege: Privilege::Usage,
             grantable: false,
-        });
-        let snapshot = Snapshot {
-            target: TargetId::new("orders-prod").unwrap(),
-            scan_id: "scan-1".into(),
-            taken_at: "2026-11-22T12:00:00Z".parse().unwrap(),
-            server_version_num: 150_000,
-            complete: true,
-            consistent: true,
-            chunks: vec![],
-            sha256: state.sha256(),
-            state,
         };
+        snapshot.state.grants.insert(usage);
+        snapshot.seal();
         let baseline = Baseline::from_yaml("version: 1\n", "b.yaml").unwrap();
         let why = StoreError::Unavailable("cannot open .grantwarden/state.db".into());
         let report = assess_without_store(&baseline, &snapshot, &ScoringConfig::standard(), &why, snapshot.taken_at);

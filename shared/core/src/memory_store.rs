@@ -189,16 +189,10 @@ pub(crate) fn access_request(
     duration: &str,
     incident: Option<&str>,
 ) -> crate::access::AccessRequest {
-    crate::access::AccessRequest {
-        id: id.into(),
-        identity: "alice@example.com".into(),
-        target: TargetId::new("orders-prod").expect("not empty"),
-        path,
-        scope: crate::access::AccessScope::Schema { schema: "billing".into() },
-        duration: duration.into(),
-        justification: "INC-7 needs a look".into(),
-        incident_id: incident.map(Into::into),
-    }
+    let body = serde_json::json!({ "id": id, "identity": "alice@example.com", "target": "orders-prod",
+        "path": path, "scope": { "on": "schema", "schema": "billing" }, "duration": duration,
+        "justification": "INC-7 needs a look", "incident_id": incident });
+    crate::access::parse_request(body.to_string().as_bytes()).expect("a valid access request")
 }
 
 /// The ticket `request` opens in `store` at `at(0)`.

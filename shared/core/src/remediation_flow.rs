@@ -363,26 +363,9 @@ mod tests {
 
     #[test]
     fn a_plan_is_journaled_only_once_every_part_is_handed_on() {
-        use crate::report::{Finding, FindingKind, FindingObject};
-        use crate::scoring::Severity;
-        let finding = Finding {
-            kind: FindingKind::Unauthorized,
-            severity: Severity::High,
-            score: 5.0,
-            grantee: "mallory".into(),
-            privilege: "SELECT".into(),
-            grantable: false,
-            object: FindingObject {
-                kind: "table".into(),
-                schema: Some("billing".into()),
-                name: "invoices".into(),
-                column: None,
-                for_role: None,
-                arguments: None,
-            },
-            exception_id: None,
-            detail: String::new(),
-        };
+        let finding = serde_json::json!({ "kind": "unauthorized", "severity": "high", "score": 5.0,
+            "grantee": "mallory", "privilege": "SELECT", "grantable": false, "detail": "",
+            "object": { "type": "table", "schema": "billing", "name": "invoices" } });
         let report: Report = serde_json::from_value(serde_json::json!({
             "target": "orders-prod", "scan_id": "scan-1", "snapshot_sha256": "abc", "taken_at": at(0),
             "summary": { "unauthorized": 1, "missing": 0, "orphaned": 0, "excepted": 0, "expired_exception": 0,

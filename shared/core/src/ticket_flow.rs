@@ -57,6 +57,20 @@ async fn read<S: TicketStore + Sync>(store: &S, id: &str) -> Result<Versioned<Ti
     store.ticket(id).await?.ok_or_else(|| TicketFlowError::UnknownTicket(id.to_owned()))
 }
 
+/// Writes `ticket` back if it is still at `version` (else [`StoreError::Stale`]:
+/// someone changed it first), then journals `events`: never an event for a change
+/// that was not stored.
+async fn record<S>(store: &S, ticket: &Ticket, version: u64, events: Vec<NewEvent>) -> Result<(), TicketFlowError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    store.update_ticket(ticket, version).await?;
+    for event in events {
+        store.append(event).await?;
+    }
+    Ok(())
+}
+
 /// Records `approver`'s approval of ticket `id`: `ticket.approved`, and
 /// `ticket.activated` when it was the approval the ticket waited for. Returns
 /// the ticket as stored; arming its revocation timers is the caller's.
@@ -71,11 +85,8 @@ where
 {
     let Versioned { value: mut ticket, version } = read(store, id).await?;
     ticket.approve(approver, now)?;
-    // conditional on the version read: a concurrent approval makes this one stale
-    store.update_ticket(&ticket, version).await?;
-    for event in crate::intake::approval_events(&ticket, approver, now) {
-        store.append(event).await?;
-    }
+    // a concurrent approval makes this one stale
+    record(store, &ticket, version, crate::intake::approval_events(&ticket, approver, now)).await?;
     Ok(ticket)
 }
 
@@ -96,10 +107,9 @@ where
     if !ticket.request_revoke(by, now, reason) {
         return Err(TicketFlowError::NotOpen(id.to_owned(), ticket.status()));
     }
-    store.update_ticket(&ticket, version).await?;
     let mut event = NewEvent::for_ticket(&ticket, "ticket.revoke_requested", by, now);
     event.detail["reason"] = serde_json::json!(reason);
-    store.append(event).await?;
+    record(store, &ticket, version, vec![event]).await?;
     Ok(ticket)
 }
 
@@ -122,8 +132,8 @@ where
     let incidents = known_incidents(store, incident.as_deref()).await?;
     let until = crate::access::renew(&mut ticket, registry, &incidents, now)
         .map_err(|reason| TicketFlowError::NotRenewed { ticket: id.to_owned(), reason })?;
-    store.update_ticket(&ticket, version).await?;
-    store.append(NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now)).await?;
+    let renewed = NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now);
+    record(store, &ticket, version, vec![renewed]).await?;
     Ok(Renewed { ticket, until })
 }
 

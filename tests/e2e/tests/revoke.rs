@@ -13,7 +13,7 @@ use grantwarden_core::model::Privilege;
 use grantwarden_core::normalize::RequestObject;
 use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, revoke_ticket};
 use grantwarden_core::store::{PutOutcome, TicketStore};
-use grantwarden_core::ticket::{NewTicket, RoleLifecycle, Ticket, TicketStatus, Trigger};
+use grantwarden_core::ticket::{RoleLifecycle, Ticket, TicketStatus, Trigger};
 use grantwarden_local::LocalStore;
 use grantwarden_postgres::Executor;
 use grantwarden_postgres::Timeouts;
@@ -37,22 +37,14 @@ fn ticket(
     privileges: &[Privilege],
     until: i64,
 ) -> Ticket {
-    contract::active_as_stored(draft(id, role, on, schema, name, privileges, until), at(0))
+    let t = contract::active_ticket(id, TARGET, role, name, privileges, at(0), at(until));
+    let object = RequestObject { on, schema: schema.map(Into::into), name: Some(name.into()), columns: vec![] };
+    contract::as_stored(&t, |t| t["request"]["object"] = serde_json::json!(object))
 }
 
-/// What [`ticket`] opens, for a test that changes it first.
-fn draft(
-    id: &str,
-    role: &str,
-    on: On,
-    schema: Option<&str>,
-    name: &str,
-    privileges: &[Privilege],
-    until: i64,
-) -> NewTicket {
-    let mut t = contract::new_ticket(id, TARGET, role, name, privileges, at(0), at(until));
-    t.request.object = RequestObject { on, schema: schema.map(Into::into), name: Some(name.into()), columns: vec![] };
-    t
+/// The same ticket for a role grantwarden made for it alone.
+fn short_lived(t: &Ticket) -> Ticket {
+    contract::as_stored(t, |t| t["role_lifecycle"] = serde_json::json!(RoleLifecycle::ShortLived))
 }
 
 fn executor_for(url: &str, attempts: u32) -> Executor {
@@ -228,9 +220,7 @@ async fn three_triggers_racing_on_a_short_lived_role_drop_it_once_and_none_fails
          SET ROLE {ri}; CREATE TABLE billing.scratch (id int); RESET ROLE;"
     ))
     .await;
-    let mut d = draft("t-jitrace", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 10);
-    d.role_lifecycle = RoleLifecycle::ShortLived;
-    let t = contract::active_as_stored(d, at(0));
+    let t = short_lived(&ticket("t-jitrace", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 10));
     f.put(&t).await;
     let (a, b, c) = (executor_for(&f.db.url(), 5), executor_for(&f.db.url(), 5), executor_for(&f.db.url(), 5));
     let (ra, rb, rc) = tokio::join!(
@@ -272,9 +262,7 @@ async fn a_short_lived_role_with_objects_in_two_databases_and_an_open_session_is
     let session = grantwarden_testkit::connect(&f.db.url_as(&r)).await.expect("the role can log in");
     session.batch_execute("SELECT 1 FROM billing.invoices").await.unwrap();
 
-    let mut d = draft("t-jit", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 30);
-    d.role_lifecycle = RoleLifecycle::ShortLived;
-    let t = contract::active_as_stored(d, at(0));
+    let t = short_lived(&ticket("t-jit", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 30));
     f.put(&t).await;
     let x = executor_for(&f.db.url(), 3);
     let outcome = f.revoke(&x, "t-jit", Trigger::Schedule, 30).await.unwrap();

@@ -63,30 +63,7 @@ pub fn active_ticket(
     starts: DateTime<Utc>,
     expires: DateTime<Utc>,
 ) -> Ticket {
-    active_as_stored(new_ticket(id, target, role, schema, privileges, starts, expires), starts)
-}
-
-/// The ticket `new` opens (it needs no approval), active from `starts`, as stored
-/// when made active directly: no step in its history yet, so revocation tests read
-/// only the steps revocation adds.
-pub fn active_as_stored(new: NewTicket, starts: DateTime<Utc>) -> Ticket {
-    let mut stored = serde_json::to_value(Ticket::open(new, starts)).expect("a ticket serializes");
-    stored["history"] = serde_json::json!([]);
-    serde_json::from_value(stored).expect("a ticket reads back")
-}
-
-/// What [`active_ticket`] opens, for a test that changes it first (another
-/// object, a short-lived role).
-pub fn new_ticket(
-    id: &str,
-    target: &str,
-    role: &str,
-    schema: &str,
-    privileges: &[Privilege],
-    starts: DateTime<Utc>,
-    expires: DateTime<Utc>,
-) -> NewTicket {
-    NewTicket {
+    let new = NewTicket {
         id: id.into(),
         request: GrantRequest {
             delivery_id: id.into(),
@@ -116,7 +93,18 @@ pub fn new_ticket(
         role_lifecycle: grantwarden_core::ticket::RoleLifecycle::Standing,
         access: None,
         break_glass: false,
-    }
+    };
+    // no approval needed: active from `starts`; as stored when made active directly,
+    // with no step in its history yet, so revocation tests read only the steps it adds
+    as_stored(&Ticket::open(new, starts), |t| t["history"] = serde_json::json!([]))
+}
+
+/// `ticket` with its stored JSON changed by `edit`: a state the ticket's own methods
+/// never reach (a step taken back, another object), as a store could hold it.
+pub fn as_stored(ticket: &Ticket, edit: impl FnOnce(&mut serde_json::Value)) -> Ticket {
+    let mut stored = serde_json::to_value(ticket).expect("a ticket serializes");
+    edit(&mut stored);
+    serde_json::from_value(stored).expect("a ticket reads back")
 }
 
 /// An unauthorized (or other kind of) finding for `grantee`.
