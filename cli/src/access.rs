@@ -10,11 +10,11 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use grantwarden_core::access::{AccessOutcome, is_issued, parse_request, record_issued, request_access};
-use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::incident::{IncidentStore, KnownIncidents, parse_incident};
+use grantwarden_core::incident::{IncidentStore, parse_incident};
 use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::{Ticket, TicketStatus};
+use grantwarden_core::ticket_flow::{Renewed, renew_break_glass};
 use grantwarden_local::LocalStore;
 use grantwarden_postgres::session::parse_config;
 use grantwarden_postgres::{Executor, Timeouts};
@@ -83,19 +83,13 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
     let registry = load_registry(&args.policy).map_err(anyhow::Error::msg).context("the policy registry")?;
     let store = args.state.open()?;
     grantwarden_core::audit::note_registry(&store, &registry, "grantwarden", now).await?;
-    let mut known = Vec::new();
-    if let Some(id) = &request.incident_id
-        && let Some(update) = store.incident(id).await?
-    {
-        known.push(update);
-    }
-    let (ticket, created) = match request_access(&store, &request, &registry, &KnownIncidents(known), now).await? {
+    let (ticket, created) = match request_access(&store, &request, &registry, now).await? {
         AccessOutcome::Created(t) => (t, true),
         AccessOutcome::Existing(t) => (t, false),
         AccessOutcome::Conflict(t) => {
             println!(
                 "{}",
-                json!({ "outcome": "conflict", "ticket": t.id, "error": "this request id is known with a different request" })
+                json!({ "outcome": "conflict", "ticket": t.id(), "error": "this request id is known with a different request" })
             );
             return Ok(ExitCode::from(1));
         }
@@ -108,23 +102,23 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
             return Ok(ExitCode::from(1));
         }
     };
-    let review = ticket.access.as_ref().is_some_and(|a| a.review_required);
+    let review = ticket.access().is_some_and(|a| a.review_required);
     if review && created {
         eprintln!(
             "ALERT: break-glass access {} during incident {}; a review is required",
-            ticket.id,
+            ticket.id(),
             request.incident_id.as_deref().unwrap_or("")
         );
     }
-    match (&args.database, ticket.status) {
+    match (&args.database, ticket.status()) {
         (Some(url), TicketStatus::Active) if !is_issued(&ticket) => {
             issue(&store, ticket, url, now).await?;
         }
         _ => println!(
             "{}",
-            json!({ "outcome": if created { "created" } else { "existing" }, "ticket": ticket.id,
-                    "status": ticket.status.to_string(), "approvals_required": ticket.approvals_required,
-                    "role": ticket.request.role, "expires_at": ticket.expires_at })
+            json!({ "outcome": if created { "created" } else { "existing" }, "ticket": ticket.id(),
+                    "status": ticket.status().to_string(), "approvals_required": ticket.approvals_required(),
+                    "role": ticket.request().role, "expires_at": ticket.expires_at() })
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -139,14 +133,14 @@ async fn issue(store: &LocalStore, ticket: Ticket, url: &str, now: DateTime<Utc>
         .activate(&ticket, &grantwarden_postgres::activate::new_password(), false)
         .await
         .map_err(|e| anyhow::anyhow!("issuing the credential: {e}"))?;
-    let stored = record_issued(store, &ticket.id, &credential.role, &credential.sql, None, now).await?;
+    let stored = record_issued(store, ticket.id(), &credential.role, &credential.sql, None, now).await?;
     let (host, port, dbname) = grantwarden_postgres::session::endpoint(&config);
     // the one place the password appears; it is not stored anywhere
     println!(
         "{}",
-        json!({ "outcome": "issued", "ticket": stored.id, "role": credential.role, "password": credential.password,
-                "host": host, "port": port, "dbname": dbname, "valid_until": stored.expires_at,
-                "views_schema": stored.access.as_ref().map(|a| a.views_schema.clone()),
+        json!({ "outcome": "issued", "ticket": stored.id(), "role": credential.role, "password": credential.password,
+                "host": host, "port": port, "dbname": dbname, "valid_until": stored.expires_at(),
+                "views_schema": stored.access().map(|a| a.views_schema.clone()),
                 "left_out": credential.left_out })
     );
     Ok(())
@@ -157,25 +151,15 @@ pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<Ex
         AccessCommand::Renew { id, state, policy, database } => {
             let store = state.open()?;
             let registry = load_registry(&policy).map_err(anyhow::Error::msg).context("the policy registry")?;
-            let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
-            let mut ticket = read.value;
-            let mut known = Vec::new();
-            if let Some(incident) = ticket.access.as_ref().and_then(|a| a.incident_id.clone())
-                && let Some(update) = store.incident(&incident).await?
-            {
-                known.push(update);
-            }
-            let until = grantwarden_core::access::renew(&mut ticket, &registry, &KnownIncidents(known), now)
-                .map_err(|why| anyhow::anyhow!("ticket {id} is not renewed: {why}"))?;
             let timeouts = Timeouts::default();
             let executor = Executor::new(parse_config(&database, &timeouts)?, timeouts, RetryPolicy::default());
+            // recorded first, then the role follows: a failure here ends access early, never late
+            let Renewed { ticket, until } = renew_break_glass(&store, &id, &registry, now).await?;
             let change = grantwarden_core::change::Change::SetValidUntil {
-                role: ticket.request.role.clone(),
+                role: ticket.request().role.clone(),
                 valid_until: until,
             };
             executor.apply(&[change], false).await.map_err(|e| anyhow::anyhow!("moving VALID UNTIL: {e}"))?;
-            store.update_ticket(&ticket, read.version).await?;
-            store.append(NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now)).await?;
             println!("{}", json!({ "outcome": "renewed", "ticket": id, "expires_at": until }));
             Ok(ExitCode::SUCCESS)
         }
@@ -183,7 +167,7 @@ pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<Ex
             let store = state.open()?;
             let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
             let ticket = read.value;
-            if ticket.access.is_none() {
+            if ticket.access().is_none() {
                 bail!("ticket {id} is not an access ticket");
             }
             if ticket.status_at(now) != TicketStatus::Active {

@@ -9,11 +9,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use grantwarden_core::assess::assess;
-use grantwarden_core::audit::AuditJournal;
+use grantwarden_core::assess::{assess, assess_without_store};
 use grantwarden_core::baseline::Baseline;
-use grantwarden_core::diff::{Exceptions, diff_with_exceptions};
-use grantwarden_core::intake::{Outcome, approval_events, intake, record, untagged_finding};
+use grantwarden_core::intake::{Outcome, intake, record, untagged_finding};
 use grantwarden_core::normalize::{self, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Report;
@@ -22,6 +20,7 @@ use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::snapshot::{Snapshot, TargetId};
 use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::{Decision, Ticket, route};
+use grantwarden_core::ticket_flow::{self, TicketFlowError};
 use grantwarden_local::LocalStore;
 use serde_json::json;
 
@@ -227,7 +226,7 @@ pub async fn run_intake(args: IntakeArgs, now: DateTime<Utc>) -> Result<ExitCode
             Outcome::Created(t) => (json!({ "outcome": "created", "ticket": t }), true),
             Outcome::Existing(t) => (json!({ "outcome": "existing", "ticket": t }), true),
             Outcome::Conflict(t) => (
-                json!({ "outcome": "conflict", "error": "this delivery id is known with a different payload", "ticket": t.id }),
+                json!({ "outcome": "conflict", "error": "this delivery id is known with a different payload", "ticket": t.id() }),
                 false,
             ),
             Outcome::Refused { category, refusal, finding } => (
@@ -264,32 +263,23 @@ pub async fn run_tickets(command: TicketsCommand, now: DateTime<Utc>) -> Result<
         }
         TicketsCommand::Revoke { id, by, reason, state } => {
             let store = state.open()?;
-            let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
-            let mut ticket = read.value;
-            if !ticket.request_revoke(&by, now, &reason) {
-                bail!("ticket {id} is {}: nothing to end", ticket.status);
-            }
-            store.update_ticket(&ticket, read.version).await?;
-            let mut event = grantwarden_core::audit::NewEvent::for_ticket(&ticket, "ticket.revoke_requested", &by, now);
-            event.detail["reason"] = json!(reason);
-            store.append(event).await?;
-            println!("{} is revoke_requested; `grantwarden revoke {}` ends it", ticket.id, ticket.id);
+            let ticket = ticket_flow::request_revoke(&store, &id, &by, &reason, now).await?;
+            println!("{} is revoke_requested; `grantwarden revoke {}` ends it", ticket.id(), ticket.id());
         }
         TicketsCommand::Approve { id, by, state } => {
             let store = state.open()?;
-            let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
-            let mut ticket = read.value;
-            ticket.approve(&by, now).with_context(|| format!("approving {id}"))?;
-            store.update_ticket(&ticket, read.version).await?;
-            for event in approval_events(&ticket, &by, now) {
-                store.append(event).await?;
-            }
+            let ticket = match ticket_flow::approve_ticket(&store, &id, &by, now).await {
+                Err(TicketFlowError::Approval(e)) => {
+                    return Err(anyhow::Error::new(e).context(format!("approving {id}")));
+                }
+                other => other?,
+            };
             println!(
                 "{} is {} ({}/{} approvals)",
-                ticket.id,
-                ticket.status,
-                ticket.approvals.len(),
-                ticket.approvals_required
+                ticket.id(),
+                ticket.status(),
+                ticket.approvals().len(),
+                ticket.approvals_required()
             );
         }
     }
@@ -312,20 +302,20 @@ fn tickets_table(tickets: &[Ticket], now: DateTime<Utc>) -> String {
         "REVOCATION",
     ]);
     for k in tickets {
-        let r = &k.request;
+        let r = &k.request();
         let object =
             [r.object.schema.as_deref(), r.object.name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(".");
         t.add_row(vec![
-            k.id.clone(),
+            k.id().to_owned(),
             k.status_at(now).to_string(),
-            k.category.clone(),
+            k.category().to_owned(),
             r.target.to_string(),
             r.role.to_string(),
             r.privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
             object,
-            k.expires_at.to_rfc3339(),
-            format!("{}/{}", k.approvals.len(), k.approvals_required),
-            match &k.revocation {
+            k.expires_at().to_rfc3339(),
+            format!("{}/{}", k.approvals().len(), k.approvals_required()),
+            match &k.revocation() {
                 Some(r) if r.error.is_none() => format!("{} ms after the end ({})", r.latency_ms, r.trigger),
                 Some(r) => format!("failed ({}): {}", r.trigger, r.error.as_deref().unwrap_or_default()),
                 None => String::new(),
@@ -356,7 +346,7 @@ pub fn run_simulate(args: SimulateArgs, now: DateTime<Utc>) -> Result<ExitCode> 
                 match route(&r, &registry, &incidents, observed) {
                     Decision::Ticket(t) => (
                         "ticket",
-                        json!({ "decision": "ticket", "delivery_id": r.delivery_id, "category": t.category, "tag": t.tag, "status": t.status.to_string(), "registry": t.registry }),
+                        json!({ "decision": "ticket", "delivery_id": r.delivery_id, "category": t.category(), "tag": t.tag(), "status": t.status().to_string(), "registry": t.registry() }),
                     ),
                     Decision::Refused { category, refusal, registry } => (
                         "refused",
@@ -405,10 +395,7 @@ pub async fn report_with_state(
         Ok(store) => store,
         Err(e) => {
             eprintln!("error: {e}; no exception is applied");
-            let reason = format!("state store unavailable, exceptions not applied: {e}");
-            let untagged = [untagged_finding(None, &reason, scoring)];
-            let exceptions = Exceptions { tickets: &[], now, untagged: &untagged };
-            return Ok(diff_with_exceptions(baseline, snapshot, scoring, &exceptions));
+            return Ok(assess_without_store(baseline, snapshot, scoring, &e, now));
         }
     };
     let registry = policy.map(load_registry);

@@ -175,7 +175,7 @@ pub fn markdown(r: &Report) -> String {
         if !g.alerts.is_empty() {
             out.push('\n');
             for a in &g.alerts {
-                let _ = writeln!(out, "> **Alert:** {}", md_escape(a));
+                let _ = writeln!(out, "> **Alert:** {}", md_escape(&a.to_string()));
             }
         }
     }

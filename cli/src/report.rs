@@ -682,7 +682,7 @@ pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCo
         }
         let over = grantwarden_core::governance::over_privileged(&tickets, &sessions);
         if !over.is_empty() {
-            g.alerts.push(format!("{} credential(s) given write access used none", over.len()));
+            g.alerts.push(grantwarden_core::governance_alert::GovernanceAlert::UnusedWriteAccess { count: over.len() });
         }
         g.over_privileged = Some(over);
     }
@@ -724,7 +724,7 @@ pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCo
         alerts = alerts.line("None.");
     }
     for a in &g.alerts {
-        alerts = alerts.line(a.clone());
+        alerts = alerts.line(a.to_string());
     }
     let basis = basis(Some(&store), registry.as_ref().map(|r| r.id.version.clone()), now).await?;
     let doc = Doc {

@@ -10,17 +10,17 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
-use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::change::Change;
-use grantwarden_core::remediate::{Mode, remediate, without_excepted};
+use grantwarden_core::remediate::{Mode, remediate};
+use grantwarden_core::remediation_flow::{OnTransient, RemediationRun, SkippedFindings, run_remediation};
 use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, SessionPolicy, due, revoke_ticket};
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::Trigger;
 use grantwarden_local::LocalStore;
 use grantwarden_postgres::session::{parse_config, target_from_config};
-use grantwarden_postgres::{Executor, Timeouts, revoke::Applied};
+use grantwarden_postgres::{Executor, Timeouts};
 use serde_json::json;
 
 use crate::exceptions::StateArgs;
@@ -187,7 +187,7 @@ async fn sweep(
         Some(id) => vec![id.clone()],
         None if args.due => {
             let tickets = store.tickets(Some(target)).await?;
-            due(&tickets, clock()).into_iter().map(|t| t.id.clone()).collect()
+            due(&tickets, clock()).into_iter().map(|t| t.id().to_owned()).collect()
         }
         None => bail!("name a ticket, or pass --due"),
     };
@@ -221,7 +221,7 @@ async fn sweep(
 fn describe(id: &str, outcome: Result<RevokeOutcome, RevokeError>) -> (serde_json::Value, bool) {
     match outcome {
         Ok(RevokeOutcome::Revoked { ticket, executed }) => {
-            let r = ticket.revocation.as_ref();
+            let r = ticket.revocation();
             (
                 json!({ "ticket": id, "outcome": "revoked", "latency_ms": r.map(|r| r.latency_ms),
                         "kept": executed.plan.kept, "sessions_terminated": executed.sessions_terminated,
@@ -308,31 +308,21 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
     // again, and a revoke one of them covers is held back. Without them nothing
     // is executed, since an excepted grant must never be touched.
     let store = exec.state.open().context("opening the state store (its tickets decide what is excepted)")?;
-    let tickets = store
-        .tickets(Some(&target))
-        .await
-        .context("reading the tickets in force: without them an excepted grant could be revoked")?;
-    let (changes, held_back) = without_excepted(plan.changes, &target, &tickets, now);
-    let applied = executor.apply(&changes, !execute).await;
-    let kind = if execute { "remediation.applied" } else { "remediation.planned" };
-    let (sql, attempts, not_found, error) = match &applied {
-        Ok(Applied { sql, attempts, skipped }) => (sql.clone(), *attempts, skipped.clone(), None),
-        Err(e) => (Vec::new(), e.attempts, Vec::new(), Some(e.message.clone())),
+    let run = RemediationRun {
+        target: &target,
+        scan_id: &report.scan_id,
+        snapshot_sha256: &report.snapshot_sha256,
+        mode,
+        changes: plan.changes,
+        skipped: SkippedFindings::Listed(plan.skipped.clone()),
+        dry_run: !execute,
+        // run by hand: nobody delivers it again, a transient failure is a failure
+        on_transient: OnTransient::Fail,
+        actor: "grantwarden:apply",
     };
-    store
-        .append(NewEvent {
-            chain: target.as_str().to_owned(),
-            at: now,
-            kind: if error.is_some() { "remediation.failed".into() } else { kind.into() },
-            actor: "grantwarden:apply".into(),
-            subject: report.scan_id.clone(),
-            target: target.as_str().to_owned(),
-            detail: json!({ "mode": mode, "changes": changes, "held_back": held_back, "sql": sql,
-                            "skipped": plan.skipped, "not_found": not_found, "attempts": attempts, "error": error,
-                            "snapshot_sha256": report.snapshot_sha256 }),
-        })
-        .await?;
-    let applied = applied.map_err(|e| anyhow::anyhow!("applying the remediation: {e}"))?;
+    let outcome = run_remediation(&store, &executor, run, &|| now).await?;
+    let (changes, held_back) = (outcome.changes, outcome.held_back);
+    let applied = outcome.result.map_err(|e| anyhow::anyhow!("applying the remediation: {e}"))?;
     let verb = if execute { "applied" } else { "would run (dry run; --execute to apply)" };
     let mode_name = serde_json::to_value(mode)?.as_str().unwrap_or_default().to_owned();
     println!("-- remediation of {target}, mode {mode_name}: {} change(s) {verb}", changes.len());

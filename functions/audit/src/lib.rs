@@ -29,7 +29,7 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use grantwarden_aws::archive::{ArchiveError, Archived};
 use grantwarden_aws::{Alerts, Archive, AwsError, Clients, Clock, DynamoStore, SecretCache, Settings};
-use grantwarden_core::audit::Disagreement;
+use grantwarden_core::audit::{AuditJournal, Disagreement};
 use grantwarden_core::digest::{Digest, DigestKey, KeyError, digest_chains};
 use grantwarden_core::error::StoreError;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -124,18 +124,19 @@ pub enum Outcome {
 /// The signing key is cached this long; a rotated secret is picked up after it.
 const KEY_TTL: Duration = Duration::from_secs(300);
 
-/// The handler's state, built once per container.
+/// The handler's state, built once per container: generic over the journal
+/// (DynamoDB in the Lambda; any journal of the core port in tests).
 #[derive(Clone)]
-pub struct Audit {
+pub struct Audit<J = DynamoStore> {
     archive: Archive,
-    journal: DynamoStore,
+    journal: J,
     secrets: SecretCache,
     signing_secret_id: String,
     alerts: Option<Alerts>,
     clock: Arc<dyn Clock>,
 }
 
-impl Audit {
+impl Audit<DynamoStore> {
     /// The archive in `GRANTWARDEN_AUDIT_BUCKET`; an error when that bucket cannot lock objects.
     pub async fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, ArchiveError> {
         let archive = Archive::new(clients, &settings.audit_bucket, settings.audit_retention);
@@ -148,6 +149,23 @@ impl Audit {
             alerts: settings.alert_topic_arn.as_deref().map(|arn| Alerts::new(&clients.sns, arn)),
             clock,
         })
+    }
+}
+
+impl<J> Audit<J>
+where
+    J: AuditJournal + Send + Sync,
+{
+    /// The same handler over another journal (the SQLite one, or one in memory, in tests).
+    pub fn with_journal<T>(self, journal: T) -> Audit<T> {
+        Audit {
+            archive: self.archive,
+            journal,
+            secrets: self.secrets,
+            signing_secret_id: self.signing_secret_id,
+            alerts: self.alerts,
+            clock: self.clock,
+        }
     }
 
     /// Handles either trigger.

@@ -12,14 +12,18 @@
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
+use grantwarden_aws::queue::SqsRemediationQueue;
 use grantwarden_aws::settings::SettingsError;
 use grantwarden_aws::{Alerts, AwsError, Clients, Clock, DynamoStore, Objects, Settings};
 use grantwarden_core::assess::assess;
-use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::error::StoreError;
 use grantwarden_core::pipeline::{AssembleError, ScanRecord, ScanStatus, assemble};
-use grantwarden_core::remediate::{Mode, RemediationRequest};
+use grantwarden_core::raise_alerts::{RaiseError, raise_governance_alerts};
+use grantwarden_core::remediate::Mode;
+use grantwarden_core::remediation_flow::{PlanError, plan_remediation};
 use grantwarden_core::report::{Report, Status};
+use grantwarden_core::store::{FindingStore, TicketStore};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use tracing::Instrument;
 
@@ -93,14 +97,14 @@ pub enum Handled {
     },
 }
 
-/// The handler's state, built once per container.
+/// The handler's state, built once per container: generic over the state store
+/// (DynamoDB in the Lambda; any store of the core ports in tests).
 #[derive(Clone)]
-pub struct Diff {
-    store: DynamoStore,
+pub struct Diff<S = DynamoStore> {
+    store: S,
     objects: Objects,
     alerts: Option<Alerts>,
-    sqs: aws_sdk_sqs::Client,
-    remediation: Option<(Mode, String)>,
+    remediation: Option<(Mode, SqsRemediationQueue)>,
     clock: Arc<dyn Clock>,
 }
 
@@ -121,7 +125,7 @@ pub fn ended_scan(record: &EventRecord) -> Result<Option<ScanRecord>, DiffError>
     Ok((was_running && new.status != ScanStatus::Running).then_some(new))
 }
 
-impl Diff {
+impl Diff<DynamoStore> {
     /// The handler; alerts go to `GRANTWARDEN_ALERT_TOPIC_ARN` when it is set, and
     /// remediation (unless its mode is `report`) to `GRANTWARDEN_REMEDIATION_QUEUE_URL`.
     pub fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, SettingsError> {
@@ -129,17 +133,31 @@ impl Diff {
             Mode::Report => None,
             mode => {
                 let url = Settings::require(&settings.remediation_queue_url, "GRANTWARDEN_REMEDIATION_QUEUE_URL")?;
-                Some((mode, url.to_owned()))
+                Some((mode, SqsRemediationQueue::new(&clients.sqs, url)))
             }
         };
         Ok(Self {
             store: DynamoStore::new(clients, settings),
             objects: Objects::new(clients, settings),
             alerts: settings.alert_topic_arn.as_deref().map(|arn| Alerts::new(&clients.sns, arn)),
-            sqs: clients.sqs.clone(),
             remediation,
             clock,
         })
+    }
+}
+
+impl<S> Diff<S>
+where
+    S: TicketStore + FindingStore + AuditJournal + Send + Sync,
+{
+    /// The same handler over another store (the SQLite one, or one in memory, in tests).
+    pub fn with_store<T>(self, store: T) -> Diff<T> {
+        Diff { store, objects: self.objects, alerts: self.alerts, remediation: self.remediation, clock: self.clock }
+    }
+
+    /// The store, for callers that inspect what a scan recorded.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// Rewrites the target's dashboard page (`reports/<target>/dashboard.html`) from
@@ -156,31 +174,17 @@ impl Diff {
         let store_err = |source| DiffError::Store { scan_id: scan_id.clone(), source };
         let aws = |source| DiffError::Aws { scan_id: scan_id.clone(), source };
         let now = self.clock.now();
-        let tickets = grantwarden_core::store::TicketStore::tickets(&self.store, Some(&report.target))
+        let tickets = self.store.tickets(Some(&report.target)).await.map_err(store_err)?;
+        let raised = raise_governance_alerts(&self.store, self.alerts.as_ref(), report, "grantwarden:diff", now)
             .await
-            .map_err(store_err)?;
-        let events = self.store.events(report.target.as_str()).await.map_err(store_err)?;
-        if let Some(g) = &report.governance {
-            for alert in grantwarden_core::governance::new_alerts(g, &events) {
-                tracing::warn!(%alert, "governance alert");
-                if let Some(alerts) = &self.alerts {
-                    let subject = format!("grantwarden: governance alert on {}", report.target);
-                    let detail = serde_json::json!({ "target": report.target, "scan_id": scan_id, "alert": alert,
-                        "break_glass_by_month": g.break_glass_by_month, "limit": g.break_glass_threshold });
-                    alerts.ticket(&subject, &detail).await.map_err(aws)?;
-                }
-                let event = NewEvent {
-                    chain: report.target.as_str().to_owned(),
-                    at: now,
-                    kind: "governance.alert".into(),
-                    actor: "grantwarden:diff".into(),
-                    subject: scan_id.clone(),
-                    target: report.target.as_str().to_owned(),
-                    detail: serde_json::json!({ "alert": alert, "published": self.alerts.is_some() }),
-                };
-                self.store.append(event).await.map_err(store_err)?;
-            }
+            .map_err(|e| match e {
+                RaiseError::Store(source) => store_err(source),
+                RaiseError::Publish(source) => aws(source),
+            })?;
+        for alert in &raised {
+            tracing::warn!(%alert, "governance alert");
         }
+        let events = self.store.events(report.target.as_str()).await.map_err(store_err)?;
         let chains = [report.target.as_str().to_owned(), grantwarden_core::audit::REGISTRY_CHAIN.to_owned()];
         let basis = grantwarden_core::compliance::Basis::read(&self.store, &chains, registry_version, now)
             .await
@@ -201,29 +205,17 @@ impl Diff {
     /// partial scan, or when nothing needs changing.
     async fn enqueue_remediation(&self, report: &Report) -> Result<(), DiffError> {
         let scan_id = &report.scan_id;
-        let Some((mode, url)) = &self.remediation else { return Ok(()) };
-        let requests = RemediationRequest::for_report(report, *mode);
-        for request in &requests {
-            let body = serde_json::to_string(request).expect("a remediation request always serializes");
-            self.sqs.send_message().queue_url(url).message_body(body).send().await.map_err(|e| DiffError::Aws {
-                scan_id: scan_id.clone(),
-                source: AwsError::sdk(format!("SendMessage {url}"), e),
+        let Some((mode, queue)) = &self.remediation else { return Ok(()) };
+        let requests = plan_remediation(&self.store, queue, report, *mode, "grantwarden:diff", self.clock.now())
+            .await
+            .map_err(|e| match e {
+                PlanError::Queue(source) => DiffError::Aws { scan_id: scan_id.clone(), source },
+                PlanError::Store(source) => DiffError::Store { scan_id: scan_id.clone(), source },
             })?;
+        if let Some(first) = requests.first() {
+            let changes: usize = requests.iter().map(|r| r.changes.len()).sum();
+            tracing::info!(changes, parts = requests.len(), mode = ?first.mode, "remediation enqueued");
         }
-        let Some(first) = requests.first() else { return Ok(()) };
-        let changes: Vec<_> = requests.iter().flat_map(|r| r.changes.iter()).collect();
-        let event = NewEvent {
-            chain: report.target.as_str().to_owned(),
-            at: self.clock.now(),
-            kind: "remediation.planned".into(),
-            actor: "grantwarden:diff".into(),
-            subject: report.scan_id.clone(),
-            target: report.target.as_str().to_owned(),
-            detail: serde_json::json!({ "mode": first.mode, "changes": changes, "skipped": first.skipped,
-                                        "parts": requests.len(), "snapshot_sha256": first.snapshot_sha256 }),
-        };
-        self.store.append(event).await.map_err(|source| DiffError::Store { scan_id: scan_id.clone(), source })?;
-        tracing::info!(changes = changes.len(), parts = requests.len(), mode = ?first.mode, "remediation enqueued");
         Ok(())
     }
 

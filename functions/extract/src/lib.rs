@@ -46,10 +46,11 @@ enum Retry {
     Database(String, u32),
 }
 
-/// The handler's state, built once per container.
+/// The handler's state, built once per container: generic over the scan ledger
+/// (DynamoDB in the Lambda; any ledger of the core port in tests).
 #[derive(Clone)]
-pub struct Extract {
-    store: DynamoStore,
+pub struct Extract<S = DynamoStore> {
+    store: S,
     objects: Objects,
     queue: ChunkQueue,
     secrets: SecretCache,
@@ -58,7 +59,7 @@ pub struct Extract {
     clock: Arc<dyn Clock>,
 }
 
-impl Extract {
+impl Extract<DynamoStore> {
     /// Checks the settings this function needs.
     pub fn new(
         clients: &Clients,
@@ -78,6 +79,24 @@ impl Extract {
             clock,
             settings: Arc::new(settings),
         })
+    }
+}
+
+impl<S> Extract<S>
+where
+    S: ScanLedger + Send + Sync,
+{
+    /// The same handler over another store (the SQLite one, or one in memory, in tests).
+    pub fn with_store<T>(self, store: T) -> Extract<T> {
+        Extract {
+            store,
+            objects: self.objects,
+            queue: self.queue,
+            secrets: self.secrets,
+            settings: self.settings,
+            options: self.options,
+            clock: self.clock,
+        }
     }
 
     /// Handles a batch; the response names the messages to redeliver.

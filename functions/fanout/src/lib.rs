@@ -85,10 +85,11 @@ enum TargetError {
     Store(#[from] StoreError),
 }
 
-/// The handler's state, built once per container.
+/// The handler's state, built once per container: generic over the scan ledger
+/// and journal (DynamoDB in the Lambda; any store of the core ports in tests).
 #[derive(Clone)]
-pub struct Fanout {
-    store: DynamoStore,
+pub struct Fanout<S = DynamoStore> {
+    store: S,
     objects: Objects,
     queue: ChunkQueue,
     secrets: SecretCache,
@@ -97,7 +98,7 @@ pub struct Fanout {
     clock: Arc<dyn Clock>,
 }
 
-impl Fanout {
+impl Fanout<DynamoStore> {
     /// Checks the settings this function needs and builds its clients' users.
     pub fn new(
         clients: &Clients,
@@ -116,6 +117,24 @@ impl Fanout {
             clock,
             settings: Arc::new(settings),
         })
+    }
+}
+
+impl<S> Fanout<S>
+where
+    S: ScanLedger + AuditJournal + Send + Sync,
+{
+    /// The same handler over another store (the SQLite one, or one in memory, in tests).
+    pub fn with_store<T>(self, store: T) -> Fanout<T> {
+        Fanout {
+            store,
+            objects: self.objects,
+            queue: self.queue,
+            secrets: self.secrets,
+            settings: self.settings,
+            options: self.options,
+            clock: self.clock,
+        }
     }
 
     /// Handles one scheduled event.

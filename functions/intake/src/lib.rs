@@ -38,10 +38,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use grantwarden_core::access::{AccessOutcome, parse_request, request_access};
-use grantwarden_core::audit::{AuditJournal, NewEvent};
+use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::error::{FieldError, StoreError};
-use grantwarden_core::incident::{self, IncidentStore, KnownIncidents, Vendor, VendorRefusal};
-use grantwarden_core::intake::{Outcome, approval_events, intake, record};
+use grantwarden_core::incident::{self, IncidentStore, Vendor, VendorRefusal};
+use grantwarden_core::intake::{Outcome, intake, record};
 use grantwarden_core::normalize::{self, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Finding;
@@ -51,6 +51,7 @@ use grantwarden_core::signature::{self, SignatureError, SignedRequest, V1Policy}
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, ReplayGuard, ReplayKey, TicketStore};
 use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket};
+use grantwarden_core::ticket_flow::{self, Renewed, TicketFlowError};
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE, LOCATION};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -196,6 +197,18 @@ pub enum Rejection {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<TicketFlowError> for Rejection {
+    fn from(e: TicketFlowError) -> Self {
+        match e {
+            TicketFlowError::UnknownTicket(id) => Rejection::UnknownTicket(id),
+            TicketFlowError::Approval(e) => Rejection::Approval(e),
+            TicketFlowError::NotOpen(id, status) => Rejection::NotOpen(id, status),
+            TicketFlowError::NotRenewed { ticket, reason } => Rejection::NotRenewed(ticket, reason),
+            TicketFlowError::Store(e) => Rejection::Store(e),
+        }
+    }
 }
 
 impl Rejection {
@@ -388,7 +401,7 @@ where
     /// logged, not returned: the ticket is on record, and the sweeper revokes it
     /// at expiry all the same (within a minute).
     async fn arm(&self, ticket: &grantwarden_core::ticket::Ticket) {
-        if ticket.status != grantwarden_core::ticket::TicketStatus::Active {
+        if ticket.status() != grantwarden_core::ticket::TicketStatus::Active {
             return;
         }
         if let Some(timers) = &self.timers
@@ -549,22 +562,22 @@ where
         record(&self.store, &target, &outcome, now).await?;
         match outcome {
             Outcome::Created(t) => {
-                tracing::Span::current().record("ticket_id", t.id.as_str());
-                tracing::info!(category = %t.category, status = %t.status, "ticket created");
+                tracing::Span::current().record("ticket_id", t.id());
+                tracing::info!(category = %t.category(), status = %t.status(), "ticket created");
                 self.arm(&t).await;
                 Ok(Reply {
                     status: StatusCode::CREATED,
-                    location: Some(format!("/tickets/{}", t.id)),
+                    location: Some(format!("/tickets/{}", t.id())),
                     body: ticket_json(&t, now),
                 })
             }
             Outcome::Existing(t) => {
-                tracing::Span::current().record("ticket_id", t.id.as_str());
+                tracing::Span::current().record("ticket_id", t.id());
                 Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&t, now) })
             }
             Outcome::Conflict(t) => {
-                tracing::Span::current().record("ticket_id", t.id.as_str());
-                Err(Rejection::Conflict { delivery_id: t.request.delivery_id, ticket: t.id })
+                tracing::Span::current().record("ticket_id", t.id());
+                Err(Rejection::Conflict { delivery_id: t.request().delivery_id.clone(), ticket: t.id().to_owned() })
             }
             Outcome::Refused { category, refusal, finding } => {
                 Err(Rejection::Refused { delivery_id: delivery_id.unwrap_or_default(), category, refusal, finding })
@@ -583,16 +596,10 @@ where
     async fn approve(&self, id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
         let approver = approver(body)?;
         tracing::Span::current().record("ticket_id", id);
-        let read = self.store.ticket(id).await?.ok_or_else(|| Rejection::UnknownTicket(id.to_owned()))?;
-        let mut ticket = read.value;
-        ticket.approve(&approver, now)?;
         // conditional on the version read: a concurrent approval makes this one stale (409)
-        self.store.update_ticket(&ticket, read.version).await?;
-        for event in approval_events(&ticket, &approver, now) {
-            self.store.append(event).await?;
-        }
+        let ticket = ticket_flow::approve_ticket(&self.store, id, &approver, now).await?;
         self.arm(&ticket).await;
-        tracing::info!(status = %ticket.status, approvals = ticket.approvals.len(), "approved");
+        tracing::info!(status = %ticket.status(), approvals = ticket.approvals().len(), "approved");
         Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&ticket, now) })
     }
 
@@ -609,29 +616,25 @@ where
             });
         }
         let registry = self.registry.as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
-        let mut known = Vec::new();
-        if let Some(id) = &request.incident_id
-            && let Some(update) = self.store.incident(id).await?
-        {
-            known.push(update);
-        }
-        match request_access(&self.store, &request, registry, &KnownIncidents(known), now).await? {
+        match request_access(&self.store, &request, registry, now).await? {
             AccessOutcome::Created(t) => {
-                tracing::Span::current().record("ticket_id", t.id.as_str());
-                if t.access.as_ref().is_some_and(|a| a.review_required) {
+                tracing::Span::current().record("ticket_id", t.id());
+                if t.access().is_some_and(|a| a.review_required) {
                     tracing::error!(incident = ?request.incident_id, "break-glass access granted; a review is required");
                 }
                 self.arm(&t).await;
                 Ok(Reply {
                     status: StatusCode::CREATED,
-                    location: Some(format!("/tickets/{}", t.id)),
+                    location: Some(format!("/tickets/{}", t.id())),
                     body: ticket_json(&t, now),
                 })
             }
             AccessOutcome::Existing(t) => {
                 Ok(Reply { status: StatusCode::OK, location: None, body: ticket_json(&t, now) })
             }
-            AccessOutcome::Conflict(t) => Err(Rejection::Conflict { delivery_id: request.id.clone(), ticket: t.id }),
+            AccessOutcome::Conflict(t) => {
+                Err(Rejection::Conflict { delivery_id: request.id.clone(), ticket: t.id().to_owned() })
+            }
             AccessOutcome::Refused { category, refusal } => Err(Rejection::AccessRefused { category, refusal }),
             AccessOutcome::Unroutable(reason) => Err(Rejection::AccessUnroutable(reason)),
         }
@@ -642,18 +645,7 @@ where
     async fn renew(&self, id: &str, now: DateTime<Utc>) -> Result<Reply, Rejection> {
         tracing::Span::current().record("ticket_id", id);
         let registry = self.registry.as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
-        let read = self.store.ticket(id).await?.ok_or_else(|| Rejection::UnknownTicket(id.to_owned()))?;
-        let mut ticket = read.value;
-        let mut known = Vec::new();
-        if let Some(incident) = ticket.access.as_ref().and_then(|a| a.incident_id.clone())
-            && let Some(update) = self.store.incident(&incident).await?
-        {
-            known.push(update);
-        }
-        let until = grantwarden_core::access::renew(&mut ticket, registry, &KnownIncidents(known), now)
-            .map_err(|why| Rejection::NotRenewed(id.to_owned(), why))?;
-        self.store.update_ticket(&ticket, read.version).await?;
-        self.store.append(NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now)).await?;
+        let Renewed { ticket, until } = ticket_flow::renew_break_glass(&self.store, id, registry, now).await?;
         if let Some(timers) = &self.timers
             && let Err(e) = timers.rearm(&ticket).await
         {
@@ -708,15 +700,7 @@ where
     async fn request_revoke(&self, id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
         let (by, reason) = revoke_request(body)?;
         tracing::Span::current().record("ticket_id", id);
-        let read = self.store.ticket(id).await?.ok_or_else(|| Rejection::UnknownTicket(id.to_owned()))?;
-        let mut ticket = read.value;
-        if !ticket.request_revoke(&by, now, &reason) {
-            return Err(Rejection::NotOpen(id.to_owned(), ticket.status));
-        }
-        self.store.update_ticket(&ticket, read.version).await?;
-        let mut event = NewEvent::for_ticket(&ticket, "ticket.revoke_requested", &by, now);
-        event.detail["reason"] = json!(reason);
-        self.store.append(event).await?;
+        let ticket = ticket_flow::request_revoke(&self.store, id, &by, &reason, now).await?;
         tracing::info!(by = %by, "revoke requested");
         Ok(Reply { status: StatusCode::ACCEPTED, location: None, body: ticket_json(&ticket, now) })
     }

@@ -616,7 +616,7 @@ async fn a_signed_revoke_request_ends_a_ticket_early_once() {
     assert_eq!(asked.status(), StatusCode::ACCEPTED);
     assert_eq!(json_of(&asked)["status"], "revoke_requested");
     let stored = h.app.store().ticket(id).await.unwrap().unwrap().value;
-    assert_eq!(stored.status, grantwarden_core::ticket::TicketStatus::RevokeRequested);
+    assert_eq!(stored.status(), grantwarden_core::ticket::TicketStatus::RevokeRequested);
     let again = h.app.handle(post(&format!("/tickets/{id}/revoke"), &json!({ "by": "ciso@example.com" }))).await;
     assert_eq!(again.status(), StatusCode::CONFLICT, "a second request changes nothing");
     let nobody = h.app.handle(post(&format!("/tickets/{id}/revoke"), &json!({ "reason": "x" }))).await;
@@ -728,7 +728,7 @@ async fn an_approval_signed_for_one_ticket_is_refused_on_another() {
     let moved =
         h.app.handle(with_signature(Method::POST, &format!("/requests/{b}/approvals"), body.as_bytes(), &header)).await;
     assert_eq!(moved.status(), StatusCode::UNAUTHORIZED, "the path names the ticket, and the path is signed");
-    assert!(h.app.store().ticket(&b).await.unwrap().unwrap().value.approvals.is_empty());
+    assert!(h.app.store().ticket(&b).await.unwrap().unwrap().value.approvals().is_empty());
 
     let own =
         h.app.handle(with_signature(Method::POST, &format!("/requests/{a}/approvals"), body.as_bytes(), &header)).await;
@@ -776,7 +776,7 @@ async fn a_signature_made_for_another_method_is_refused() {
     let response = h.app.handle(with_signature(Method::POST, &path, body.as_bytes(), &as_get)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let stored = h.app.store().ticket(&id).await.unwrap().unwrap().value;
-    assert_eq!(stored.status, grantwarden_core::ticket::TicketStatus::Active);
+    assert_eq!(stored.status(), grantwarden_core::ticket::TicketStatus::Active);
 }
 
 #[tokio::test]
@@ -827,7 +827,7 @@ async fn a_v1_signature_is_refused_and_under_the_legacy_setting_passes_only_wher
     }
     let read = with_signature(Method::GET, &format!("/tickets/{pending}"), b"", &sign_v1(KEY, SIGNED_AT, b""));
     assert_eq!(h.app.handle(read).await.status(), StatusCode::UNAUTHORIZED);
-    assert!(h.app.store().ticket(&pending).await.unwrap().unwrap().value.approvals.is_empty());
+    assert!(h.app.store().ticket(&pending).await.unwrap().unwrap().value.approvals().is_empty());
 }
 
 #[tokio::test]

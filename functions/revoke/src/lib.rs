@@ -35,17 +35,19 @@ use grantwarden_aws::{
     AccessSecrets, AwsError, Clients, Clock, DynamoStore, Objects, RdsSecret, SecretCache, Settings, Timers,
 };
 use grantwarden_core::access::{is_issued, record_issued};
-use grantwarden_core::audit::NewEvent;
+use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::remediate::{RemediationRequest, without_excepted};
+use grantwarden_core::remediate::RemediationRequest;
+use grantwarden_core::remediation_flow::{
+    OnTransient, RemediationError, RemediationRun, SkippedFindings, run_remediation,
+};
 use grantwarden_core::revoke::{FailureClass, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::TicketStore;
+use grantwarden_core::store::{FindingStore, TicketStore};
 use grantwarden_core::ticket::{Ticket, TicketStatus, Trigger};
-use grantwarden_postgres::Executor;
-use grantwarden_postgres::Timeouts;
 use grantwarden_postgres::activate::new_password;
 use grantwarden_postgres::session::config_from_parts;
+use grantwarden_postgres::{Executor, Timeouts};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -163,9 +165,10 @@ pub const SWEEP_CONCURRENCY: usize = 4;
 /// before the invocation's deadline.
 pub const SWEEP_RESERVE: Duration = Duration::from_secs(30);
 
-/// The handler's state, built once per container.
-pub struct Revoke {
-    store: DynamoStore,
+/// The handler's state, built once per container: generic over the state store
+/// (DynamoDB in the Lambda; any store of the core ports in tests).
+pub struct Revoke<S = DynamoStore> {
+    store: S,
     timers: Timers,
     objects: Objects,
     secrets: SecretCache,
@@ -179,7 +182,7 @@ pub struct Revoke {
     timeouts: Timeouts,
 }
 
-impl Revoke {
+impl Revoke<DynamoStore> {
     /// Checks the settings it needs (the dead-letter queue) and builds the clients' users.
     pub fn new(clients: &Clients, settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, AwsError> {
         Settings::require(&settings.revoke_dlq_url, "GRANTWARDEN_REVOKE_DLQ_URL")
@@ -198,6 +201,34 @@ impl Revoke {
             retry: RetryPolicy::default(),
             timeouts: Timeouts::default(),
         })
+    }
+}
+
+impl<S> Revoke<S>
+where
+    S: TicketStore + FindingStore + AuditJournal + Send + Sync,
+{
+    /// The same handler over another store (the SQLite one, or one in memory, in tests).
+    pub fn with_store<T>(self, store: T) -> Revoke<T> {
+        Revoke {
+            store,
+            timers: self.timers,
+            objects: self.objects,
+            secrets: self.secrets,
+            access_secrets: self.access_secrets,
+            alerts: self.alerts,
+            sqs: self.sqs,
+            settings: self.settings,
+            clock: self.clock,
+            options: self.options,
+            retry: self.retry,
+            timeouts: self.timeouts,
+        }
+    }
+
+    /// The store, for callers that inspect what an invocation recorded.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// Fewer or faster retries (tests).
@@ -274,48 +305,47 @@ impl Revoke {
         };
         let span = tracing::info_span!("remediate", target = %request.target, scan_id = %request.scan_id);
         async {
-            let now = self.clock.now();
-            let tickets = grantwarden_core::store::TicketStore::tickets(&self.store, Some(&request.target))
-                .await
-                .map_err(RevokeError::Store)?;
-            let (changes, held_back) = without_excepted(request.changes.clone(), &request.target, &tickets, now);
             let executor = self.executor(&request.target).await?;
             // like `grantwarden apply`: planned and journaled until execution is turned on
             let dry_run = self.settings.revoke_dry_run || !self.settings.remediation_execute;
-            let result = executor.apply(&changes, dry_run).await;
-            let (kind, sql, error) = match &result {
-                Ok(applied) if dry_run => ("remediation.planned", applied.sql.clone(), None),
-                Ok(applied) => ("remediation.applied", applied.sql.clone(), None),
-                Err(e) => ("remediation.failed", Vec::new(), Some(e.message.clone())),
+            let run = RemediationRun {
+                target: &request.target,
+                scan_id: &request.scan_id,
+                snapshot_sha256: &request.snapshot_sha256,
+                mode: request.mode,
+                changes: request.changes.clone(),
+                skipped: SkippedFindings::Counted(request.skipped),
+                dry_run,
+                // the queue delivers the message again
+                on_transient: OnTransient::Redeliver,
+                actor: "grantwarden:remediation",
             };
-            if let Err(e) = &result
-                && e.class == FailureClass::Transient
-            {
-                return Err(RevokeFnError::Transient {
-                    what: format!("remediation of scan {}", request.scan_id),
-                    message: e.message.clone(),
-                });
-            }
-            let event = NewEvent {
-                chain: request.target.as_str().to_owned(),
-                at: self.clock.now(),
-                kind: kind.into(),
-                actor: "grantwarden:remediation".into(),
-                subject: request.scan_id.clone(),
-                target: request.target.as_str().to_owned(),
-                detail: serde_json::json!({ "mode": request.mode, "changes": changes, "held_back": held_back,
-                                            "sql": sql, "error": error, "snapshot_sha256": request.snapshot_sha256,
-                                            "not_found": result.as_ref().map(|a| a.skipped.clone()).unwrap_or_default(),
-                                            "dry_run": dry_run }),
+            let clock = || self.clock.now();
+            let outcome = match run_remediation(&self.store, &executor, run, &clock).await {
+                Ok(outcome) => outcome,
+                Err(RemediationError::Transient { scan_id, error }) => {
+                    return Err(RevokeFnError::Transient {
+                        what: format!("remediation of scan {scan_id}"),
+                        message: error.message,
+                    });
+                }
+                Err(RemediationError::Tickets(e) | RemediationError::Journal(e)) => {
+                    return Err(RevokeError::Store(e).into());
+                }
             };
-            grantwarden_core::audit::AuditJournal::append(&self.store, event).await.map_err(RevokeError::Store)?;
-            if let Some(error) = error {
-                tracing::error!(%error, "remediation failed for good; dead-lettered");
-                self.send_dead_letter(&serde_json::json!({ "target": request.target, "scan_id": request.scan_id,
-                                                           "mode": request.mode, "error": error }))
-                    .await?;
-            } else {
-                tracing::info!(statements = sql.len(), held_back = held_back.len(), dry_run, "remediation done");
+            match &outcome.result {
+                Err(e) => {
+                    tracing::error!(error = %e.message, "remediation failed for good; dead-lettered");
+                    self.send_dead_letter(&serde_json::json!({ "target": request.target, "scan_id": request.scan_id,
+                                                               "mode": request.mode, "error": e.message }))
+                        .await?;
+                }
+                Ok(applied) => tracing::info!(
+                    statements = applied.sql.len(),
+                    held_back = outcome.held_back.len(),
+                    dry_run,
+                    "remediation done"
+                ),
             }
             Ok(())
         }
@@ -335,8 +365,8 @@ impl Revoke {
         let now = self.clock.now();
         let mut ids = Vec::new();
         for target in targets {
-            let open = self.store.open_tickets(&target).await.map_err(RevokeError::Store)?;
-            ids.extend(due(&open, now).into_iter().map(|t| t.id.clone()));
+            let open = TicketStore::open_tickets(&self.store, &target).await.map_err(RevokeError::Store)?;
+            ids.extend(due(&open, now).into_iter().map(|t| t.id().to_owned()));
         }
         let time_left = || {
             deadline.is_none_or(|d| d.duration_since(std::time::SystemTime::now()).unwrap_or_default() > SWEEP_RESERVE)
@@ -387,8 +417,8 @@ impl Revoke {
     /// too far shows as missing drift in the next scan.
     async fn options_for(&self, ticket: &Ticket) -> RevokeOptions {
         let mut options = self.options.clone();
-        if ticket.role_lifecycle == grantwarden_core::ticket::RoleLifecycle::Standing {
-            match self.objects.baseline(&ticket.request.target).await {
+        if ticket.role_lifecycle() == grantwarden_core::ticket::RoleLifecycle::Standing {
+            match self.objects.baseline(&ticket.request().target).await {
                 Ok(b) => options.baseline = Some(Arc::new(b)),
                 Err(e) => tracing::warn!(error = %e, "no baseline: everything the ticket covers is revoked"),
             }
@@ -399,14 +429,12 @@ impl Revoke {
     async fn revoke(&self, id: &str, trigger: Trigger) -> Result<Handled, RevokeFnError> {
         let span = tracing::info_span!("revoke", ticket = %id, %trigger, target = tracing::field::Empty);
         async {
-            let Some(read) =
-                grantwarden_core::store::TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)?
-            else {
+            let Some(read) = TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)? else {
                 return Err(RevokeFnError::Input { what: format!("ticket {id}"), reason: "no such ticket".into() });
             };
             let ticket: Ticket = read.value;
-            tracing::Span::current().record("target", ticket.request.target.as_str());
-            let executor = self.executor(&ticket.request.target).await?;
+            tracing::Span::current().record("target", ticket.request().target.as_str());
+            let executor = self.executor(&ticket.request().target).await?;
             let options = self.options_for(&ticket).await;
             let clock = || self.clock.now();
             let dry_run = self.settings.revoke_dry_run;
@@ -419,12 +447,12 @@ impl Revoke {
             };
             Ok(match outcome {
                 RevokeOutcome::Revoked { ticket, executed } => {
-                    let latency = ticket.revocation.as_ref().map(|r| r.latency_ms);
+                    let latency = ticket.revocation().map(|r| r.latency_ms);
                     tracing::info!(latency_ms = latency, statements = executed.sql.len(), "revoked");
                     if let Err(e) = self.timers.disarm(id).await {
                         tracing::warn!(error = %e, "revoked; the lease or schedule is left to expire");
                     }
-                    if ticket.access.is_some() {
+                    if ticket.access().is_some() {
                         self.access_secrets.delete(id).await?;
                     }
                     handled("revoked", latency)
@@ -433,8 +461,8 @@ impl Revoke {
                     tracing::error!(error = %error.message, "revocation failed for good; dead-lettered");
                     let letter = DeadLetter {
                         ticket_id: id.to_owned(),
-                        target: ticket.request.target.to_string(),
-                        role: ticket.request.role.to_string(),
+                        target: ticket.request().target.to_string(),
+                        role: ticket.request().role.to_string(),
                         trigger,
                         error: error.message.clone(),
                         attempts: error.attempts,
@@ -447,12 +475,12 @@ impl Revoke {
                     // a redelivery of the trigger that failed it: its dead letter may not have gone out
                     let read = TicketStore::ticket(&self.store, id).await.map_err(RevokeError::Store)?;
                     if let Some(ticket) = read.map(|r| r.value)
-                        && let Some(failed) = ticket.revocation.as_ref().filter(|r| r.trigger == trigger)
+                        && let Some(failed) = ticket.revocation().filter(|r| r.trigger == trigger)
                     {
                         let letter = DeadLetter {
                             ticket_id: id.to_owned(),
-                            target: ticket.request.target.to_string(),
-                            role: ticket.request.role.to_string(),
+                            target: ticket.request().target.to_string(),
+                            role: ticket.request().role.to_string(),
                             trigger,
                             error: failed.error.clone().unwrap_or_default(),
                             attempts: failed.attempts,
@@ -491,18 +519,18 @@ impl Revoke {
                 return Err(RevokeFnError::Input { what: format!("ticket {id}"), reason: "no such ticket".into() });
             };
             let ticket = read.value;
-            tracing::Span::current().record("target", ticket.request.target.as_str());
+            tracing::Span::current().record("target", ticket.request().target.as_str());
             let now = self.clock.now();
-            if ticket.access.is_none() || !ticket.is_active_at(now) || is_issued(&ticket) {
+            if ticket.access().is_none() || !ticket.is_active_at(now) || is_issued(&ticket) {
                 return Ok(handled("not_issued"));
             }
-            let db = self.secrets.rds(&self.settings.revoker_secret_id(&ticket.request.target)).await?;
+            let db = self.secrets.rds(&self.settings.revoker_secret_id(&ticket.request().target)).await?;
             let fresh = RdsSecret {
-                username: ticket.request.role.to_string(),
+                username: ticket.request().role.to_string(),
                 password: new_password(),
                 ..db
             };
-            let credential = match self.access_secrets.get_or_create(id, &fresh, ticket.expires_at).await {
+            let credential = match self.access_secrets.get_or_create(id, &fresh, ticket.expires_at()).await {
                 Ok(credential) => credential,
                 Err(AccessSecretError::Aws(e)) => return Err(e.into()),
                 Err(refused @ AccessSecretError::NotOurs { .. }) => {
@@ -511,7 +539,7 @@ impl Revoke {
                     tracing::error!(%error, "the credential cannot be issued; dead-lettered");
                     let mut event = NewEvent::for_ticket(&ticket, "access.issue_refused", "grantwarden", now);
                     event.detail["error"] = serde_json::json!(error);
-                    grantwarden_core::audit::AuditJournal::append(&self.store, event)
+                    AuditJournal::append(&self.store, event)
                         .await
                         .map_err(RevokeError::Store)?;
                     self.send_dead_letter(&serde_json::json!({ "ticket_id": id, "action": "issue", "error": error }))
@@ -519,7 +547,7 @@ impl Revoke {
                     return Ok(handled("issue_failed"));
                 }
             };
-            let executor = self.executor(&ticket.request.target).await?;
+            let executor = self.executor(&ticket.request().target).await?;
             let issued = match executor.activate(&ticket, &credential.password, false).await {
                 Ok(c) => c,
                 Err(e) if e.class == FailureClass::Transient => {
@@ -533,11 +561,11 @@ impl Revoke {
                     return Ok(handled("issue_failed"));
                 }
             };
-            if let Some(access) = ticket.access.as_ref().filter(|a| a.review_required) {
+            if let Some(access) = ticket.access().filter(|a| a.review_required) {
                 let subject =
-                    format!("grantwarden: BREAK-GLASS access for {} on {}", ticket.request.principal, ticket.request.target);
-                let detail = serde_json::json!({ "ticket": id, "principal": ticket.request.principal, "role": issued.role,
-                    "incident_id": access.incident_id, "expires_at": ticket.expires_at, "review_required": true });
+                    format!("grantwarden: BREAK-GLASS access for {} on {}", ticket.request().principal, ticket.request().target);
+                let detail = serde_json::json!({ "ticket": id, "principal": ticket.request().principal, "role": issued.role,
+                    "incident_id": access.incident_id, "expires_at": ticket.expires_at(), "review_required": true });
                 tracing::error!(incident = ?access.incident_id, "break-glass credential issued; a review is required");
                 if let Some(alerts) = &self.alerts {
                     alerts.ticket(&subject, &detail).await?;
@@ -560,10 +588,10 @@ impl Revoke {
             return Err(RevokeFnError::Input { what: format!("ticket {id}"), reason: "no such ticket".into() });
         };
         let ticket = read.value;
-        let executor = self.executor(&ticket.request.target).await?;
+        let executor = self.executor(&ticket.request().target).await?;
         let change = grantwarden_core::change::Change::SetValidUntil {
-            role: ticket.request.role.clone(),
-            valid_until: ticket.expires_at,
+            role: ticket.request().role.clone(),
+            valid_until: ticket.expires_at(),
         };
         executor.apply(&[change], false).await.map_err(|e| match e.class {
             FailureClass::Transient => {
@@ -573,7 +601,7 @@ impl Revoke {
                 RevokeFnError::Input { what: format!("renewing ticket {id}"), reason: e.message }
             }
         })?;
-        tracing::info!(ticket = %id, until = %ticket.expires_at, "credential renewed");
+        tracing::info!(ticket = %id, until = %ticket.expires_at(), "credential renewed");
         Ok(Handled {
             ticket_id: id.to_owned(),
             trigger: Trigger::Schedule,
@@ -588,15 +616,7 @@ impl Revoke {
 
     async fn send_dead_letter(&self, letter: &serde_json::Value) -> Result<(), AwsError> {
         let url = self.settings.revoke_dlq_url.as_deref().unwrap_or_default();
-        let body = letter.to_string();
-        self.sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(format!("SendMessage {url}"), e))?;
-        Ok(())
+        grantwarden_aws::queue::send_one(&self.sqs, url, letter.to_string()).await
     }
 }
 
@@ -610,8 +630,8 @@ pub fn to_issue(record: &EventRecord) -> Result<Option<String>, RevokeFnError> {
         what: format!("stream record {}", record.event_id),
         reason: format!("NewImage.ticket: {e}"),
     })?;
-    let active = ticket.status == TicketStatus::Active;
-    Ok((active && ticket.access.is_some() && !is_issued(&ticket)).then_some(ticket.id))
+    let active = ticket.status() == TicketStatus::Active;
+    Ok((active && ticket.access().is_some() && !is_issued(&ticket)).then_some(ticket.id().to_owned()))
 }
 
 /// The id of an issued access ticket a tickets-stream MODIFY shows renewed (its expiry moved later).
@@ -627,8 +647,9 @@ pub fn to_extend(record: &EventRecord) -> Result<Option<String>, RevokeFnError> 
     let (Some(new), Some(old)) = (decode(&record.change.new_image)?, decode(&record.change.old_image)?) else {
         return Ok(None);
     };
-    let renewed = new.history.last().is_some_and(|e| e.what == "renewed") && new.expires_at > old.expires_at;
-    Ok((renewed && new.access.is_some() && is_issued(&new) && new.status == TicketStatus::Active).then_some(new.id))
+    let renewed = new.history().last().is_some_and(|e| e.what == "renewed") && new.expires_at() > old.expires_at();
+    Ok((renewed && new.access().is_some() && is_issued(&new) && new.status() == TicketStatus::Active)
+        .then_some(new.id().to_owned()))
 }
 
 /// The ticket and trigger of a stream record, or `None` when it is not a trigger.

@@ -165,7 +165,7 @@ async fn each_trigger_revokes_through_the_function_and_the_timers_are_armed_then
     assert!(!usage(&db, &roles[3]).await);
     for id in &ids {
         let t = stored(&store, id).await;
-        assert_eq!(t.status, TicketStatus::Revoked, "{id}");
+        assert_eq!(t.status(), TicketStatus::Revoked, "{id}");
     }
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
     assert_eq!(journal.iter().filter(|e| e.kind == "ticket.revoked").count(), 4);
@@ -194,7 +194,7 @@ async fn a_permission_error_goes_to_the_dead_letter_queue_with_its_reason() {
         invoke(&f, Invocation::Scheduled(ScheduledRevoke { ticket_id: "tkt-perm".into(), trigger: "schedule".into() }))
             .await;
     assert_eq!(handled[0].outcome, "revocation_failed");
-    assert_eq!(stored(&store, "tkt-perm").await.status, TicketStatus::RevocationFailed);
+    assert_eq!(stored(&store, "tkt-perm").await.status(), TicketStatus::RevocationFailed);
     assert!(usage(&db, &r).await, "still held, and said so");
     let url = settings.revoke_dlq_url.clone().unwrap();
     let messages = clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
@@ -231,12 +231,8 @@ async fn a_permission_error_goes_to_the_dead_letter_queue_with_its_reason() {
     assert!(f.invoke(LambdaEvent::new(serde_json::from_value(bogus).unwrap(), Context::default())).await.is_err());
 }
 
-#[tokio::test]
-async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_a_ticket_now_covers() {
-    use grantwarden_core::change::Change;
-    use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, RoleName};
-    use grantwarden_core::remediate::{Mode, RemediationRequest};
-    let db = TestDb::new().await;
+/// billing.invoices with app_ro's unauthorized INSERT and alice's SELECT; their role names.
+async fn billing_with_app_and_alice(db: &TestDb) -> (String, String) {
     let (app, alice) = (db.role("app_ro"), db.role("alice"));
     db.exec(&format!(
         "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
@@ -246,11 +242,13 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
         b = db.ident("alice"),
     ))
     .await;
-    let (clients, settings) = stack("revoke-remediation", &db, None).await;
-    let store = DynamoStore::new(&clients, &settings);
-    // alice's ticket began after the scan that found her SELECT unauthorized
-    let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
-    store.put_ticket(&ticket).await.unwrap();
+    (app, alice)
+}
+
+/// Scan scan-1's remediation: revoke `app`'s INSERT and `alice`'s SELECT on billing.invoices.
+fn remediation_of(app: &str, alice: &str, skipped: usize) -> grantwarden_core::remediate::RemediationRequest {
+    use grantwarden_core::change::Change;
+    use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, RoleName};
     let table = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
     let revoke = |role: &str, privilege| Change::Revoke {
         grant: Grant {
@@ -262,16 +260,37 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
         cascade: false,
         option_only: false,
     };
-    let request = RemediationRequest {
+    grantwarden_core::remediate::RemediationRequest {
         target: grantwarden_core::snapshot::TargetId::new(TARGET).unwrap(),
         scan_id: "scan-1".into(),
         snapshot_sha256: "s".into(),
-        mode: Mode::RevokeUnauthorized,
-        changes: vec![revoke(&app, Privilege::Insert), revoke(&alice, Privilege::Select)],
-        skipped: 0,
+        mode: grantwarden_core::remediate::Mode::RevokeUnauthorized,
+        changes: vec![revoke(app, Privilege::Insert), revoke(alice, Privilege::Select)],
+        skipped,
         part: 1,
         parts: 1,
-    };
+    }
+}
+
+async fn has_on_invoices(db: &TestDb, role: String, privilege: &str) -> bool {
+    db.client()
+        .await
+        .query_one("SELECT has_table_privilege($1, 'billing.invoices', $2)", &[&role, &privilege])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+}
+
+#[tokio::test]
+async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_a_ticket_now_covers() {
+    let db = TestDb::new().await;
+    let (app, alice) = billing_with_app_and_alice(&db).await;
+    let (clients, settings) = stack("revoke-remediation", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    // alice's ticket began after the scan that found her SELECT unauthorized
+    let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
+    store.put_ticket(&ticket).await.unwrap();
+    let request = remediation_of(&app, &alice, 0);
     let url = settings.remediation_queue_url.clone().unwrap();
     clients
         .sqs
@@ -294,17 +313,7 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
     assert_eq!(records.len(), 1);
     let batch = || -> Invocation { serde_json::from_value(serde_json::json!({ "Records": records })).unwrap() };
     assert!(matches!(batch(), Invocation::Remediation(_)), "{:?}", batch());
-    let has = |role: String, privilege: &'static str| {
-        let db = &db;
-        async move {
-            db.client()
-                .await
-                .query_one("SELECT has_table_privilege($1, 'billing.invoices', $2)", &[&role, &privilege])
-                .await
-                .unwrap()
-                .get::<_, bool>(0)
-        }
-    };
+    let has = |role: String, privilege: &'static str| has_on_invoices(&db, role, privilege);
     let run = |settings: Settings| {
         let (clients, batch) = (&clients, batch());
         async move {
@@ -334,6 +343,41 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
     assert!(
         applied[0].detail["sql"].as_array().unwrap().iter().any(|s| s.as_str().unwrap().starts_with("REVOKE INSERT"))
     );
+}
+
+/// The handler is generic over the store: its remediation rule (hold back what a ticket in
+/// force covers, journal what ran) holds over the SQLite store as over DynamoDB.
+#[tokio::test]
+async fn remediation_over_the_sqlite_store_holds_back_what_a_ticket_in_force_covers() {
+    use grantwarden_core::audit::AuditJournal;
+    let db = TestDb::new().await;
+    let (app, alice) = billing_with_app_and_alice(&db).await;
+    // moto holds only the revoker secret here; tickets and journal are in SQLite
+    let (clients, settings) = stack("revoke-remediation-sqlite", &db, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = grantwarden_local::LocalStore::open(&dir.path().join("state.db")).unwrap();
+    let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
+    store.put_ticket(&ticket).await.unwrap();
+    let request = remediation_of(&app, &alice, 2);
+    let batch: Invocation = serde_json::from_value(serde_json::json!({ "Records": [{
+        "messageId": "m-1", "receiptHandle": "r-1", "body": serde_json::to_string(&request).unwrap(),
+        "eventSource": "aws:sqs", "attributes": { "ApproximateReceiveCount": "1" }, "messageAttributes": {} }] }))
+    .unwrap();
+    let settings = Settings { remediation_execute: true, ..settings };
+    let retry = RetryPolicy { max_attempts: 2, ..RetryPolicy::default() };
+    let f = Revoke::new(&clients, &settings, Arc::new(move || at(10))).unwrap().with_store(store).with_retry(retry);
+    let outcome = f.invoke(LambdaEvent::new(batch, Context::default())).await.unwrap();
+    let grantwarden_revoke::Outcome::Remediation(response) = outcome else { panic!("a batch response") };
+    assert!(response.batch_item_failures.is_empty());
+
+    assert!(!has_on_invoices(&db, app, "INSERT").await, "the unauthorized INSERT is revoked");
+    assert!(has_on_invoices(&db, alice, "SELECT").await, "held back: alice's ticket is in force now");
+    let journal = f.store().events(TARGET).await.unwrap();
+    let applied: Vec<_> = journal.iter().filter(|e| e.kind == "remediation.applied").collect();
+    assert_eq!(applied.len(), 1, "{journal:?}");
+    let detail = &applied[0].detail;
+    assert_eq!((detail["held_back"].as_array().unwrap().len(), detail["skipped"].clone()), (1, 2.into()));
+    assert_eq!(applied[0].actor, "grantwarden:remediation");
 }
 
 #[tokio::test]
@@ -411,18 +455,18 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
     let (clients, settings) = stack("revoke-issue", &db, None).await;
     let store = DynamoStore::new(&clients, &settings);
     let t = read_only_ticket(&db, "jit");
-    assert_eq!(t.status, TicketStatus::Active);
+    assert_eq!(t.status(), TicketStatus::Active);
     store.put_ticket(&t).await.unwrap();
 
     let f = function(&clients, &settings, 1);
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
     let handled = invoke(&f, Invocation::Stream(stream)).await;
     assert_eq!(handled.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>(), ["issued"], "{handled:?}");
-    let secret = clients.secrets.get_secret_value().secret_id(settings.access_secret_id(&t.id)).send().await.unwrap();
+    let secret = clients.secrets.get_secret_value().secret_id(settings.access_secret_id(t.id())).send().await.unwrap();
     let value: serde_json::Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
-    assert_eq!(value["username"], t.request.role.as_str());
+    assert_eq!(value["username"], t.request().role.as_str());
     assert_eq!(value["password"].as_str().map(str::len), Some(32));
-    let me = grantwarden_testkit::connect(&db.url_as(t.request.role.as_str())).await.expect("the credential logs in");
+    let me = grantwarden_testkit::connect(&db.url_as(t.request().role.as_str())).await.expect("the credential logs in");
     me.query("SELECT * FROM billing.invoices", &[]).await.unwrap();
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
     let issued: Vec<_> = journal.iter().filter(|e| e.kind == "access.issued").collect();
@@ -439,14 +483,14 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
 
     // an attempt that made the secret and the role but died before recording the ticket
     // as issued: the retry issues the same password again, from the secret
-    let read = store.ticket(&t.id).await.unwrap().unwrap();
-    let mut lost = read.value;
-    lost.history.retain(|e| e.what != "issued");
+    let read = store.ticket(t.id()).await.unwrap().unwrap();
+    let lost =
+        contract::as_stored(&read.value, |t| t["history"].as_array_mut().unwrap().retain(|e| e["what"] != "issued"));
     store.update_ticket(&lost, read.version).await.unwrap();
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
     let retried = invoke(&f, Invocation::Stream(stream)).await;
     assert!(retried.iter().any(|h| h.outcome == "issued"), "{retried:?}");
-    let secret = clients.secrets.get_secret_value().secret_id(settings.access_secret_id(&t.id)).send().await.unwrap();
+    let secret = clients.secrets.get_secret_value().secret_id(settings.access_secret_id(t.id())).send().await.unwrap();
     let kept: serde_json::Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
     assert_eq!(kept["password"], value["password"], "the password already delivered stays the one");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
@@ -456,12 +500,14 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
 
     // at the expiry the schedule revokes: role, session and secret are gone
     let late = function(&clients, &settings, 61);
-    let done =
-        invoke(&late, Invocation::Scheduled(ScheduledRevoke { ticket_id: t.id.clone(), trigger: "schedule".into() }))
-            .await;
+    let done = invoke(
+        &late,
+        Invocation::Scheduled(ScheduledRevoke { ticket_id: t.id().to_owned(), trigger: "schedule".into() }),
+    )
+    .await;
     assert_eq!(done[0].outcome, "revoked");
-    assert!(clients.secrets.get_secret_value().secret_id(settings.access_secret_id(&t.id)).send().await.is_err());
-    assert!(!role_exists(&db, t.request.role.as_str()).await);
+    assert!(clients.secrets.get_secret_value().secret_id(settings.access_secret_id(t.id())).send().await.is_err());
+    assert!(!role_exists(&db, t.request().role.as_str()).await);
     assert!(me.query("SELECT 1", &[]).await.is_err());
 }
 
@@ -511,7 +557,7 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
     assert_eq!((detail["incident_id"].as_str(), detail["review_required"].as_bool()), (Some("PD-1"), Some(true)));
 
     // renewed while the incident stays open: the stream moves the role's VALID UNTIL
-    let read = store.ticket(&t.id).await.unwrap().unwrap();
+    let read = store.ticket(t.id()).await.unwrap().unwrap();
     let mut renewed = read.value;
     let until = grantwarden_core::access::renew(&mut renewed, &registry, &open, at(15)).unwrap();
     assert_eq!(until, at(45));
@@ -522,7 +568,7 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
     let valid: chrono::DateTime<Utc> = db
         .client()
         .await
-        .query_one("SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", &[&t.request.role.as_str()])
+        .query_one("SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", &[&t.request().role.as_str()])
         .await
         .unwrap()
         .get(0);
@@ -531,7 +577,7 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
     admin
         .batch_execute(&format!(
             "DROP OWNED BY {r}; DROP ROLE {r}",
-            r = postgres_protocol::escape::escape_identifier(t.request.role.as_str())
+            r = postgres_protocol::escape::escape_identifier(t.request().role.as_str())
         ))
         .await
         .unwrap();
@@ -560,7 +606,7 @@ async fn a_dry_run_function_plans_and_journals_once_and_changes_nothing() {
         assert_eq!(handled.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>(), ["dry_run"]);
     }
     assert!(usage(&db, &r).await, "nothing ran");
-    assert_eq!(stored(&store, "tkt-dry").await.status, TicketStatus::Active, "still due");
+    assert_eq!(stored(&store, "tkt-dry").await.status(), TicketStatus::Active, "still due");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
     let planned: Vec<_> = journal.iter().filter(|e| e.kind == "revocation.planned").collect();
     assert_eq!(planned.len(), 1, "the same plan is journaled once, however many sweeps");
@@ -577,9 +623,9 @@ async fn an_access_secret_grantwarden_did_not_create_for_the_ticket_is_refused_n
     let store = DynamoStore::new(&clients, &settings);
     let t = read_only_ticket(&db, "planted");
     // someone who may create secrets under the access prefix plants one, with a password they know
-    let name = settings.access_secret_id(&t.id);
+    let name = settings.access_secret_id(t.id());
     let planted = serde_json::json!({ "engine": "postgres", "host": "127.0.0.1", "port": 5432, "dbname": db.name,
-        "username": t.request.role.as_str(), "password": "known-to-mallory-0123456789abcdef" });
+        "username": t.request().role.as_str(), "password": "known-to-mallory-0123456789abcdef" });
     clients.secrets.create_secret().name(&name).secret_string(planted.to_string()).send().await.unwrap();
     store.put_ticket(&t).await.unwrap();
 
@@ -587,7 +633,7 @@ async fn an_access_secret_grantwarden_did_not_create_for_the_ticket_is_refused_n
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
     let handled = invoke(&f, Invocation::Stream(stream)).await;
     assert_eq!(handled.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>(), ["issue_failed"], "{handled:?}");
-    assert!(!role_exists(&db, t.request.role.as_str()).await, "no role with the planted password");
+    assert!(!role_exists(&db, t.request().role.as_str()).await, "no role with the planted password");
     let url = settings.revoke_dlq_url.clone().unwrap();
     let messages = clients.sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
     let letter: serde_json::Value = serde_json::from_str(messages.messages()[0].body().unwrap()).unwrap();
@@ -596,7 +642,7 @@ async fn an_access_secret_grantwarden_did_not_create_for_the_ticket_is_refused_n
     assert!(error.contains("its tags: none") && !error.contains("known-to-mallory"), "{error}");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
     let refused = journal.iter().find(|e| e.kind == "access.issue_refused").expect("journaled");
-    assert_eq!((refused.subject.as_str(), refused.detail["error"].as_str()), (t.id.as_str(), Some(error)));
+    assert_eq!((refused.subject.as_str(), refused.detail["error"].as_str()), (t.id(), Some(error)));
     assert!(!journal.iter().any(|e| e.kind == "access.issued"));
     let kept = clients.secrets.get_secret_value().secret_id(&name).send().await.unwrap();
     assert_eq!(kept.secret_string(), Some(planted.to_string().as_str()), "left as found: evidence");

@@ -81,3 +81,12 @@ impl Alerts {
         Ok(())
     }
 }
+
+/// Governance alerts go out as high-priority alerts, like a break-glass credential.
+impl grantwarden_core::raise_alerts::AlertPublisher for Alerts {
+    type Error = AwsError;
+
+    async fn publish(&self, subject: &str, detail: &serde_json::Value) -> Result<(), AwsError> {
+        self.ticket(subject, detail).await
+    }
+}

@@ -13,8 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use grantwarden_core::ticket::Ticket;
 use serde::{Deserialize, Serialize};
 
-use crate::item;
-use crate::{AwsError, Clients, Settings};
+use crate::{AwsError, Clients, Settings, item};
 
 /// The leases table's TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "ttl";
@@ -90,28 +89,28 @@ impl Timers {
     /// an existing schedule is left as it is.
     pub async fn arm(&self, ticket: &Ticket) -> Result<(), AwsError> {
         let lease = Lease {
-            ticket_id: ticket.id.clone(),
-            target: ticket.request.target.to_string(),
-            role: ticket.request.role.to_string(),
-            expires_at: ticket.expires_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            ttl: fire_at(ticket.expires_at).timestamp(),
+            ticket_id: ticket.id().to_owned(),
+            target: ticket.request().target.to_string(),
+            role: ticket.request().role.to_string(),
+            expires_at: ticket.expires_at().to_rfc3339_opts(SecondsFormat::Millis, true),
+            ttl: fire_at(ticket.expires_at()).timestamp(),
         };
         self.dynamodb
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item::to(&format!("lease {}", ticket.id), &lease)?))
+            .set_item(Some(item::to(&format!("lease {}", ticket.id()), &lease)?))
             .send()
             .await
-            .map_err(|e| AwsError::sdk(format!("PutItem {} {}", self.table, ticket.id), e))?;
+            .map_err(|e| AwsError::sdk(format!("PutItem {} {}", self.table, ticket.id()), e))?;
         let (Some(function), Some(role)) = (&self.function_arn, &self.role_arn) else {
-            tracing::warn!(ticket = %ticket.id, "no revoke function or scheduler role configured: lease only");
+            tracing::warn!(ticket = %ticket.id(), "no revoke function or scheduler role configured: lease only");
             return Ok(());
         };
         let input =
-            serde_json::to_string(&ScheduledRevoke { ticket_id: ticket.id.clone(), trigger: "schedule".into() })
+            serde_json::to_string(&ScheduledRevoke { ticket_id: ticket.id().to_owned(), trigger: "schedule".into() })
                 .expect("a schedule input always serializes");
-        let at = format!("at({})", fire_at(ticket.expires_at).format("%Y-%m-%dT%H:%M:%S"));
-        let name = schedule_name(&ticket.id);
+        let at = format!("at({})", fire_at(ticket.expires_at()).format("%Y-%m-%dT%H:%M:%S"));
+        let name = schedule_name(ticket.id());
         let created = self
             .scheduler
             .create_schedule()
@@ -135,7 +134,7 @@ impl Timers {
 
     /// Moves both timers to the ticket's new expiry (a renewed break-glass window).
     pub async fn rearm(&self, ticket: &Ticket) -> Result<(), AwsError> {
-        let name = schedule_name(&ticket.id);
+        let name = schedule_name(ticket.id());
         match self.scheduler.delete_schedule().name(&name).group_name(&self.group).send().await {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}

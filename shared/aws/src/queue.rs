@@ -1,7 +1,10 @@
-//! Chunk messages on SQS, and the dead-letter queue for chunks that failed for good.
+//! Chunk messages on SQS, and the dead-letter queue for chunks that failed for good;
+//! remediation requests on the remediation queue.
 
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use grantwarden_core::pipeline::ChunkTask;
+use grantwarden_core::remediate::RemediationRequest;
+use grantwarden_core::remediation_flow::RemediationQueue;
 
 use crate::AwsError;
 
@@ -81,4 +84,39 @@ impl ChunkQueue {
             .map_err(|e| AwsError::sdk(format!("SendMessage {dlq}"), e))?;
         Ok(())
     }
+}
+
+/// The remediation queue: one message per request, read by the revoke function.
+#[derive(Clone, Debug)]
+pub struct SqsRemediationQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsRemediationQueue {
+    /// The queue at `url`.
+    pub fn new(client: &aws_sdk_sqs::Client, url: &str) -> Self {
+        Self { client: client.clone(), url: url.to_owned() }
+    }
+}
+
+impl RemediationQueue for SqsRemediationQueue {
+    type Error = AwsError;
+
+    async fn send(&self, request: &RemediationRequest) -> Result<(), AwsError> {
+        let body = serde_json::to_string(request).expect("a remediation request always serializes");
+        send_one(&self.client, &self.url, body).await
+    }
+}
+
+/// Sends one message to the queue at `url` (a request, a dead letter).
+pub async fn send_one(client: &aws_sdk_sqs::Client, url: &str, body: String) -> Result<(), AwsError> {
+    client
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("SendMessage {url}"), e))?;
+    Ok(())
 }

@@ -42,16 +42,16 @@ struct TicketItem {
 impl TicketItem {
     fn new(ticket: &Ticket, version: u64) -> Self {
         let open = matches!(
-            ticket.status,
+            ticket.status(),
             TicketStatus::PendingApproval | TicketStatus::Active | TicketStatus::RevokeRequested
         );
         Self {
-            id: ticket.id.clone(),
-            target: ticket.request.target.to_string(),
-            status: ticket.status,
-            expires_at: ticket.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            active_target: open.then(|| ticket.request.target.to_string()),
-            request_sha256: ticket.request_sha256.clone(),
+            id: ticket.id().to_owned(),
+            target: ticket.request().target.to_string(),
+            status: ticket.status(),
+            expires_at: ticket.expires_at().to_rfc3339_opts(SecondsFormat::Secs, true),
+            active_target: open.then(|| ticket.request().target.to_string()),
+            request_sha256: ticket.request_sha256().to_owned(),
             version,
             ticket: ticket.clone(),
         }
@@ -102,7 +102,7 @@ impl DynamoStore {
 
 impl TicketStore for DynamoStore {
     async fn put_ticket(&self, ticket: &Ticket) -> Result<PutOutcome, StoreError> {
-        let it = item::to(&format!("ticket {}", ticket.id), &TicketItem::new(ticket, 1))?;
+        let it = item::to(&format!("ticket {}", ticket.id()), &TicketItem::new(ticket, 1))?;
         let put = self
             .client
             .put_item()
@@ -117,19 +117,22 @@ impl TicketStore for DynamoStore {
             Err(e) if is_condition_failure(&e) => {
                 let old = old_item(&e);
                 let stored = match old {
-                    Some(old) => decode(&ticket.id, old)?.value,
+                    Some(old) => decode(ticket.id(), old)?.value,
                     // a service that does not return the old item: read it
                     None => {
-                        self.ticket(&ticket.id).await?.ok_or_else(|| StoreError::NotFound(ticket.id.clone()))?.value
+                        self.ticket(ticket.id())
+                            .await?
+                            .ok_or_else(|| StoreError::NotFound(ticket.id().to_owned()))?
+                            .value
                     }
                 };
-                Ok(if stored.request_sha256 == ticket.request_sha256 {
+                Ok(if stored.request_sha256() == ticket.request_sha256() {
                     PutOutcome::Existing(stored)
                 } else {
                     PutOutcome::Conflict(stored)
                 })
             }
-            Err(e) => Err(AwsError::sdk(format!("PutItem {} {}", self.tickets_table, ticket.id), e).into()),
+            Err(e) => Err(AwsError::sdk(format!("PutItem {} {}", self.tickets_table, ticket.id()), e).into()),
         }
     }
 
@@ -165,12 +168,16 @@ impl TicketStore for DynamoStore {
             }
         };
         // oldest first, like the local store
-        out.sort_by(|a, b| (a.starts_at, &a.id).cmp(&(b.starts_at, &b.id)));
+        out.sort_by(|a, b| (a.starts_at(), &a.id()).cmp(&(b.starts_at(), &b.id())));
         Ok(out)
     }
 
+    async fn open_tickets(&self, target: &TargetId) -> Result<Vec<Ticket>, StoreError> {
+        DynamoStore::open_tickets(self, target).await
+    }
+
     async fn update_ticket(&self, ticket: &Ticket, expected: u64) -> Result<u64, StoreError> {
-        let it = item::to(&format!("ticket {}", ticket.id), &TicketItem::new(ticket, expected + 1))?;
+        let it = item::to(&format!("ticket {}", ticket.id()), &TicketItem::new(ticket, expected + 1))?;
         let put = self
             .client
             .put_item()
@@ -185,10 +192,14 @@ impl TicketStore for DynamoStore {
             Ok(_) => Ok(expected + 1),
             Err(e) if is_condition_failure(&e) => {
                 let existed = old_item(&e).is_some_and(|i| !i.is_empty());
-                let exists = existed || self.ticket(&ticket.id).await?.is_some();
-                Err(if exists { StoreError::Stale(ticket.id.clone()) } else { StoreError::NotFound(ticket.id.clone()) })
+                let exists = existed || self.ticket(ticket.id()).await?.is_some();
+                Err(if exists {
+                    StoreError::Stale(ticket.id().to_owned())
+                } else {
+                    StoreError::NotFound(ticket.id().to_owned())
+                })
             }
-            Err(e) => Err(AwsError::sdk(format!("PutItem {} {}", self.tickets_table, ticket.id), e).into()),
+            Err(e) => Err(AwsError::sdk(format!("PutItem {} {}", self.tickets_table, ticket.id()), e).into()),
         }
     }
 }

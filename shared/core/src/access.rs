@@ -21,7 +21,7 @@ use crate::policy::PolicyRegistry;
 use crate::request::{Action, GrantRequest, InputKind, RequestObject};
 use crate::snapshot::TargetId;
 use crate::store::{PutOutcome, TicketStore, Versioned};
-use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
+use crate::ticket::{Decision, NewTicket, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
 
 /// A request for just-in-time access, as received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +165,7 @@ pub fn route_access(
     };
     // all of them, not only the scope's: a view in scope may read a masked table elsewhere
     let masking = policy.masking.clone();
-    let mut ticket = Ticket {
+    let new = NewTicket {
         id: id.clone(),
         // the request as sent: a redelivery later (a later `now`, so a later expiry) is the same request
         request_sha256: hex::encode(Sha256::digest(serde_json::to_vec(request).expect("a request always serializes"))),
@@ -179,10 +179,8 @@ pub fn route_access(
         },
         weight_factor: if request.path == AccessPath::BreakGlass { 1.0 } else { 0.25 },
         registry: reg.clone(),
-        status: TicketStatus::PendingApproval,
         starts_at: now,
         expires_at,
-        approvals: Vec::new(),
         history: vec![TicketEvent {
             at: now,
             what: "requested".into(),
@@ -195,8 +193,6 @@ pub fn route_access(
             ),
         }],
         role_lifecycle: RoleLifecycle::ShortLived,
-        revoke_requested_at: None,
-        revocation: None,
         break_glass: request.path == AccessPath::BreakGlass,
         access: Some(AccessGrant {
             path: request.path,
@@ -212,18 +208,8 @@ pub fn route_access(
             incident_id: request.incident_id.clone(),
         }),
     };
-    if ticket.approvals_satisfied() {
-        ticket.status = TicketStatus::Active;
-        let detail = if request.path == AccessPath::BreakGlass {
-            format!(
-                "break-glass during open incident {}; review required",
-                request.incident_id.as_deref().unwrap_or("")
-            )
-        } else {
-            "no approval required".to_owned()
-        };
-        ticket.history.push(TicketEvent { at: now, what: "activated".into(), actor: "grantwarden".into(), detail });
-    }
+    // active at once when the path needs no approval (break-glass: review required)
+    let ticket = Ticket::open(new, now);
     Decision::Ticket(Box::new(ticket))
 }
 
@@ -236,7 +222,7 @@ pub fn renew(
     incidents: &dyn Incidents,
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, String> {
-    let grant = ticket.access.as_ref().ok_or("not an access ticket")?;
+    let grant = ticket.access().ok_or("not an access ticket")?;
     if grant.path != AccessPath::BreakGlass {
         return Err(format!("only break-glass is renewed; this is {}", grant.path));
     }
@@ -252,15 +238,8 @@ pub fn renew(
         .as_ref()
         .and_then(|a| a.paths.get(&AccessPath::BreakGlass))
         .ok_or("the registry no longer offers break-glass")?;
-    let until = (now + chrono::Duration::from_std(rule.max_ttl).unwrap_or_default()).max(ticket.expires_at);
-    ticket.expires_at = until;
-    ticket.request.expires_at = Some(until);
-    ticket.history.push(TicketEvent {
-        at: now,
-        what: "renewed".into(),
-        actor: "grantwarden".into(),
-        detail: format!("incident {incident} still open; window until {}", until.to_rfc3339()),
-    });
+    let until = (now + chrono::Duration::from_std(rule.max_ttl).unwrap_or_default()).max(ticket.expires_at());
+    ticket.renew(until, now, format!("incident {incident} still open; window until {}", until.to_rfc3339()));
     Ok(until)
 }
 
@@ -284,21 +263,22 @@ pub enum AccessOutcome {
     Unroutable(String),
 }
 
-/// Routes an access request with the incidents on record and records what it
-/// leaves: the ticket with `ticket.requested` (and `ticket.activated`), or
-/// `access.refused` / `access.unroutable` on the target's chain. Nothing was
-/// granted for a request turned down (grantwarden issues the credential
-/// itself), so it is journaled, not raised as drift. No credential is issued here.
+/// Routes an access request with the incidents on record (the one it names, read
+/// from `store`) and records what it leaves: the ticket with `ticket.requested`
+/// (and `ticket.activated`), or `access.refused` / `access.unroutable` on the
+/// target's chain. Nothing was granted for a request turned down (grantwarden
+/// issues the credential itself), so it is journaled, not raised as drift. No
+/// credential is issued here.
 pub async fn request_access<S>(
     store: &S,
     request: &AccessRequest,
     registry: &PolicyRegistry,
-    incidents: &(dyn Incidents + Sync),
     now: DateTime<Utc>,
 ) -> Result<AccessOutcome, StoreError>
 where
-    S: TicketStore + AuditJournal + Sync,
+    S: TicketStore + AuditJournal + crate::incident::IncidentStore + Sync,
 {
+    let incidents = crate::incident::known_incidents(store, request.incident_id.as_deref()).await?;
     let turned_down = |kind: &str, detail: serde_json::Value| NewEvent {
         chain: request.target.as_str().to_owned(),
         at: now,
@@ -308,11 +288,11 @@ where
         target: request.target.as_str().to_owned(),
         detail,
     };
-    match route_access(request, registry, incidents, now) {
+    match route_access(request, registry, &incidents, now) {
         Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
             PutOutcome::Created(t) => {
                 store.append(NewEvent::for_ticket(&t, "ticket.requested", &request.identity, now)).await?;
-                if t.status == TicketStatus::Active {
+                if t.status() == TicketStatus::Active {
                     store.append(NewEvent::for_ticket(&t, "ticket.activated", "grantwarden", now)).await?;
                 }
                 AccessOutcome::Created(t)
@@ -340,7 +320,7 @@ where
 
 /// Whether `ticket`'s credential was issued (its history says so).
 pub fn is_issued(ticket: &Ticket) -> bool {
-    ticket.history.iter().any(|e| e.what == "issued")
+    ticket.history().iter().any(|e| e.what == "issued")
 }
 
 /// Records that ticket `id`'s credential was issued: `issued` in its history (a
@@ -363,12 +343,7 @@ where
             return Err(StoreError::NotFound(id.to_owned()));
         };
         let into = delivered_in.map(|s| format!("; credential in secret {s}")).unwrap_or_default();
-        ticket.history.push(TicketEvent {
-            at: now,
-            what: "issued".into(),
-            actor: "grantwarden".into(),
-            detail: format!("role {role} until {}{into}", ticket.expires_at.to_rfc3339()),
-        });
+        ticket.record_issued(format!("role {role} until {}{into}", ticket.expires_at().to_rfc3339()), now);
         match store.update_ticket(&ticket, version).await {
             Ok(_) => {
                 let mut event = NewEvent::for_ticket(&ticket, "access.issued", "grantwarden", now);
@@ -484,17 +459,17 @@ access:
     #[test]
     fn read_only_is_automatic_unless_the_scope_is_sensitive() {
         let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "2h", None)));
-        assert_eq!((t.status, t.approvals_required), (TicketStatus::Active, 0));
-        assert_eq!(t.role_lifecycle, RoleLifecycle::ShortLived);
-        assert!(t.request.role.as_str().starts_with("gw_alice_"));
-        assert_eq!(t.expires_at, now() + chrono::Duration::hours(2));
-        let grant = t.access.unwrap();
+        assert_eq!((t.status(), t.approvals_required()), (TicketStatus::Active, 0));
+        assert_eq!(t.role_lifecycle(), RoleLifecycle::ShortLived);
+        assert!(t.request().role.as_str().starts_with("gw_alice_"));
+        assert_eq!(t.expires_at(), now() + chrono::Duration::hours(2));
+        let grant = t.access().unwrap();
         assert_eq!((grant.connection_limit, grant.masking.len()), (3, 1), "the registry's masks, for views in scope");
         let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["customers"]), "2h", None)));
-        assert_eq!((t.status, t.approvals_required), (TicketStatus::PendingApproval, 1));
-        assert_eq!(t.access.unwrap().masking["billing.customers"]["email"], Mask::Partial);
+        assert_eq!((t.status(), t.approvals_required()), (TicketStatus::PendingApproval, 1));
+        assert_eq!(t.access().unwrap().masking["billing.customers"]["email"], Mask::Partial);
         let phi = AccessScope::Schema { schema: "phi_claims".into() };
-        assert_eq!(ticket(decide(&request(AccessPath::ReadOnly, phi, "1h", None))).approvals_required, 1);
+        assert_eq!(ticket(decide(&request(AccessPath::ReadOnly, phi, "1h", None))).approvals_required(), 1);
         assert!(matches!(
             decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "9h", None)),
             Decision::Refused { refusal: Refusal::TtlExceeded { .. }, .. }
@@ -504,14 +479,14 @@ access:
     #[test]
     fn dual_approval_needs_two_distinct_approvers_one_privileged_and_never_the_requester() {
         let mut t = ticket(decide(&request(AccessPath::Migration, tables(&["invoices"]), "1h", None)));
-        assert_eq!((t.status, t.approvals_required), (TicketStatus::PendingApproval, 2));
+        assert_eq!((t.status(), t.approvals_required()), (TicketStatus::PendingApproval, 2));
         assert_eq!(t.approve("alice@example.com", now()), Err(ApprovalError::Requester("alice@example.com".into())));
         t.approve("bob@example.com", now()).unwrap();
         assert_eq!(t.approve("Bob@example.com", now()), Err(ApprovalError::Duplicate("Bob@example.com".into())));
         t.approve("carol@example.com", now()).unwrap();
-        assert_eq!(t.status, TicketStatus::PendingApproval, "two approvals, neither security nor manager");
+        assert_eq!(t.status(), TicketStatus::PendingApproval, "two approvals, neither security nor manager");
         t.approve("lead@example.com", now()).unwrap();
-        assert_eq!(t.status, TicketStatus::Active, "a manager among them");
+        assert_eq!(t.status(), TicketStatus::Active, "a manager among them");
     }
 
     #[test]
@@ -530,9 +505,9 @@ access:
             Decision::Refused { refusal: Refusal::TtlExceeded { .. }, .. }
         ));
         let t = ticket(decide(&request(AccessPath::BreakGlass, scope(), "30m", Some("INC-7"))));
-        assert_eq!(t.status, TicketStatus::Active);
-        assert!(t.access.unwrap().review_required);
-        assert_eq!(t.weight_factor, 1.0);
+        assert_eq!(t.status(), TicketStatus::Active);
+        assert!(t.access().unwrap().review_required);
+        assert_eq!(t.weight_factor(), 1.0);
     }
 
     #[test]
@@ -541,10 +516,10 @@ access:
         let registry = PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).unwrap();
         let a = ticket(route_access(&r, &registry, &Open(&[]), now()));
         let b = ticket(route_access(&r, &registry, &Open(&[]), now() + chrono::Duration::minutes(5)));
-        assert_eq!((a.id.clone(), a.request_sha256.clone()), (b.id, b.request_sha256), "a redelivery, not a conflict");
+        assert_eq!((a.id(), a.request_sha256()), (b.id(), b.request_sha256()), "a redelivery, not a conflict");
         let mut changed = r.clone();
         changed.duration = "3h".into();
-        assert_ne!(ticket(route_access(&changed, &registry, &Open(&[]), now())).request_sha256, a.request_sha256);
+        assert_ne!(ticket(route_access(&changed, &registry, &Open(&[]), now())).request_sha256(), a.request_sha256());
     }
 
     #[test]

@@ -263,7 +263,7 @@ impl<'a> DataFlow<'a> {
 /// as whoever calls them) unless the registry allows that schema, and where
 /// PUBLIC may create schemas in the database.
 pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<Activation, ActivationError> {
-    let grant = ticket.access.as_ref().ok_or_else(|| ActivationError::NotAccessTicket { ticket: ticket.id.clone() })?;
+    let grant = ticket.access().ok_or_else(|| ActivationError::NotAccessTicket { ticket: ticket.id().to_owned() })?;
     let database = &catalog.database;
     if catalog.public_create_database {
         return Err(ActivationError::PublicCreatesSchemas { database: database.clone() });
@@ -275,13 +275,13 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         return Err(ActivationError::PublicCreateOnSchema { schema: schema.clone(), database: database.clone() });
     }
     let flow = DataFlow::new(grant, catalog);
-    let role = ticket.request.role.clone();
+    let role = ticket.request().role.clone();
     let who = Grantee::Role(role.clone());
     let owner = views_owner_for(&role);
     let mut out = vec![
         Change::CreateRole {
             role: role.clone(),
-            valid_until: ticket.expires_at,
+            valid_until: ticket.expires_at(),
             connection_limit: grant.connection_limit,
         },
         Change::Grant {
@@ -301,7 +301,7 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         AccessScope::Rows { schema, table, .. } => vec![(schema.clone(), table.clone())],
     };
     // a person approved it, or an open incident did: a sensitive scope is what they agreed to
-    let vouched = ticket.approvals_required > 0 || grant.path == AccessPath::BreakGlass;
+    let vouched = ticket.approvals_required() > 0 || grant.path == AccessPath::BreakGlass;
     let mut left_out = Vec::new();
     let mut refused = None;
     tables.retain(|r| {
@@ -530,8 +530,8 @@ mod tests {
     fn activation_masks_through_views_and_leaves_out_a_view_that_reads_a_masked_table() {
         let catalog = scope_catalog();
         let mut t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
-        t.status = TicketStatus::Active;
-        let schema = t.access.as_ref().unwrap().views_schema.clone();
+        t.set_status(TicketStatus::Active);
+        let schema = t.access().unwrap().views_schema.clone();
         let plan = plan_activation(&t, &catalog).unwrap();
         let got = granted(&plan.changes);
         assert!(got.contains(&format!("view {schema}.customers of billing.customers")), "{got:?}");
@@ -558,8 +558,8 @@ mod tests {
         let catalog = scope_catalog();
         let t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
         let plan = plan_activation(&t, &catalog).unwrap().changes;
-        let owner = views_owner_for(&t.request.role);
-        let schema = t.access.as_ref().unwrap().views_schema.clone();
+        let owner = views_owner_for(&t.request().role);
+        let schema = t.access().unwrap().views_schema.clone();
         let at = |wanted: &Change| plan.iter().position(|c| c == wanted).unwrap_or_else(|| panic!("{wanted:?}"));
         let create = at(&Change::CreateViewOwner { role: owner.clone() });
         let made = at(&Change::CreateSchema { schema: schema.clone(), owner: owner.clone() });
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(owner_holds, ["USAGE billing", "SELECT billing.customers"], "only what its one view reads");
         assert!(schema.starts_with("gw_access_") && schema.len() == "gw_access_".len() + 16, "{schema}");
         let again = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
-        assert_ne!(again.access.unwrap().views_schema, schema, "drawn, not derived from the request");
+        assert_ne!(again.access().unwrap().views_schema, schema, "drawn, not derived from the request");
     }
 
     #[test]
@@ -604,13 +604,13 @@ mod tests {
         catalog.parents.insert(key("app", "ledger_child"), vec![key("app", "ledger_parent")]);
         catalog.views.insert(key("app", "by_partition"), vec![key("billing", "customers_2024")]);
         let mut t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["customers_2024"]), "1h", None)));
-        t.access.as_mut().unwrap().masking.insert("app.ledger_child".into(), [("card".into(), Mask::Hash)].into());
+        t.access_mut().unwrap().masking.insert("app.ledger_child".into(), [("card".into(), Mask::Hash)].into());
         let masked = |t: &Ticket| plan_activation(t, &catalog).map(|a| a.changes);
         // the partition of a sensitive table is sensitive: not without an approver...
         let err = masked(&t).unwrap_err().to_string();
         assert!(err.contains("shares rows with the sensitive table billing.customers"), "{err}");
         // ...and approved, masked as its parent is
-        t.approvals_required = 1;
+        t.set_approvals_required(1);
 
         // a partition of the masked table is read through a masking view, never granted bare
         let plan = masked(&t).unwrap();
@@ -622,7 +622,7 @@ mod tests {
 
         // the parent of a masked child shows the child's rows: masked as well
         let mut parent = t.clone();
-        parent.access.as_mut().unwrap().scope =
+        parent.access_mut().unwrap().scope =
             AccessScope::Tables { schema: "app".into(), tables: vec!["ledger_parent".into()] };
         assert_eq!(
             columns_of_view(&masked(&parent).unwrap(), "ledger_parent"),
@@ -631,35 +631,35 @@ mod tests {
 
         // a view over that partition reads a masked relation: refused when named...
         let mut view = t.clone();
-        view.access.as_mut().unwrap().scope =
+        view.access_mut().unwrap().scope =
             AccessScope::Tables { schema: "app".into(), tables: vec!["by_partition".into()] };
         let err = masked(&view).unwrap_err().to_string();
         assert!(err.contains("view over the masked table billing.customers_2024"), "{err}");
         // ...and left out of the schema
         let mut schema = t.clone();
-        schema.access.as_mut().unwrap().scope = AccessScope::Schema { schema: "app".into() };
+        schema.access_mut().unwrap().scope = AccessScope::Schema { schema: "app".into() };
         let a = plan_activation(&schema, &catalog).unwrap();
         assert!(a.left_out.iter().any(|l| l.starts_with("app.by_partition")), "{:?}", a.left_out);
 
         // sensitivity without masking: a view over a sensitive table, issued with no approval
         let mut unmasked = t.clone();
-        unmasked.approvals_required = 0;
-        unmasked.access.as_mut().unwrap().masking.clear();
-        unmasked.access.as_mut().unwrap().scope =
+        unmasked.set_approvals_required(0);
+        unmasked.access_mut().unwrap().masking.clear();
+        unmasked.access_mut().unwrap().scope =
             AccessScope::Tables { schema: "app".into(), tables: vec!["by_partition".into()] };
-        assert_eq!(unmasked.approvals_required, 0);
+        assert_eq!(unmasked.approvals_required(), 0);
         let err = plan_activation(&unmasked, &catalog).unwrap_err().to_string();
         assert!(err.contains("sensitive table billing.customers") && err.contains("nobody approved"), "{err}");
         // a person approved it: what they approved is issued
-        unmasked.approvals_required = 1;
+        unmasked.set_approvals_required(1);
         assert!(plan_activation(&unmasked, &catalog).is_ok());
     }
 
     #[test]
     fn a_tickets_views_and_what_their_owner_reads_are_its_own_not_drift() {
         let t = ticket(decide(&request(AccessPath::ReadOnly, tables(&["invoices"]), "1h", None)));
-        let (target, role) = (t.request.target.clone(), t.request.role.clone());
-        let views = t.access.as_ref().unwrap().views_schema.clone();
+        let (target, role) = (t.request().target.clone(), t.request().role.clone());
+        let views = t.access().unwrap().views_schema.clone();
         let owner = views_owner_for(&role);
         let invoices = ObjectRef::in_schema(ObjectClass::Table, "billing", "invoices");
         assert!(t.covers(&target, &role, Privilege::Usage, &ObjectRef::schema(&views)));
@@ -679,7 +679,7 @@ mod tests {
         assert!(err.contains("PUBLIC holds CREATE on schema public"), "{err}");
         assert!(err.contains("REVOKE CREATE ON SCHEMA public FROM PUBLIC"), "says how to fix it: {err}");
         assert!(err.contains("access.allow_public_create"), "{err}");
-        t.access.as_mut().unwrap().allow_public_create = vec!["pub*".into()];
+        t.access_mut().unwrap().allow_public_create = vec!["pub*".into()];
         assert!(plan_activation(&t, &catalog).is_ok());
         catalog.public_create_database = true;
         let err = plan_activation(&t, &catalog).unwrap_err().to_string();
@@ -690,9 +690,9 @@ mod tests {
     fn a_mask_on_a_column_the_table_lacks_refuses_and_same_named_tables_get_distinct_views() {
         let mut catalog = scope_catalog();
         let mut t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
-        let schema = t.access.as_ref().unwrap().views_schema.clone();
+        let schema = t.access().unwrap().views_schema.clone();
         // two masked tables called invoices, in two schemas
-        let grant = t.access.as_mut().unwrap();
+        let grant = t.access_mut().unwrap();
         grant.masking.insert("billing.invoices".into(), [("customer_id".to_owned(), Mask::Hash)].into());
         grant.masking.insert("reports.invoices".into(), [("total".to_owned(), Mask::Partial)].into());
         let plan = plan_activation(&t, &catalog).unwrap();

@@ -3,8 +3,9 @@
 //!
 //! The CLI (`plan` with a state file) and the diff Lambda both end here, which
 //! is why the same scenario gives the same findings in local mode and on AWS.
-//! Fail secure: a registry that cannot be read applies no exception and adds
-//! an untagged finding that says why.
+//! Fail secure: a registry that cannot be read, or a store that cannot be
+//! opened ([`assess_without_store`]), applies no exception and adds an
+//! untagged finding that says why.
 
 use chrono::{DateTime, Utc};
 
@@ -76,6 +77,23 @@ where
     Ok(report)
 }
 
+/// The assessment when the store cannot be opened at all: fail secure. No
+/// ticket can be read, so no exception is applied, and an untagged finding
+/// says why (the store being unavailable is itself a finding of the report);
+/// nothing is recorded or journaled, there being nowhere to.
+pub fn assess_without_store(
+    baseline: &Baseline,
+    snapshot: &Snapshot,
+    scoring: &ScoringConfig,
+    why: &StoreError,
+    now: DateTime<Utc>,
+) -> Report {
+    let reason = format!("state store unavailable, exceptions not applied: {why}");
+    let untagged = [untagged_finding(None, &reason, scoring)];
+    let exceptions = Exceptions { tickets: &[], now, untagged: &untagged };
+    diff_with_exceptions(baseline, snapshot, scoring, &exceptions)
+}
+
 /// Findings journaled one event each per scan; beyond this, one summary
 /// event per direction (the scan's report lists every finding), so a first
 /// scan of a drifted database does not hold the chain head for minutes.
@@ -137,4 +155,44 @@ pub fn finding_events(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::FindingKind;
+    use crate::model::{Grant, Grantee, ObjectRef, Privilege, RoleAttributes, RoleName};
+    use crate::scoring::Severity;
+
+    #[test]
+    fn an_unavailable_store_applies_no_exception_and_says_so_in_an_untagged_finding() {
+        let alice = RoleName::new("alice_tmp").unwrap();
+        let mut snapshot: Snapshot = serde_json::from_value(serde_json::json!({
+            "target": "orders-prod", "scan_id": "scan-1", "taken_at": "2026-11-22T12:00:00Z",
+            "server_version_num": 150_000, "complete": true, "consistent": true, "chunks": [], "sha256": "",
+            "state": { "schemas": { "billing": "postgres" } }
+        }))
+        .unwrap();
+        snapshot.state.roles.insert(alice.clone(), RoleAttributes::default());
+        let usage = Grant {
+            object: ObjectRef::schema("billing"),
+            grantee: Grantee::Role(alice),
+            privilege: Privilege::Usage,
+            grantable: false,
+        };
+        snapshot.state.grants.insert(usage);
+        snapshot.seal();
+        let baseline = Baseline::from_yaml("version: 1\n", "b.yaml").unwrap();
+        let why = StoreError::Unavailable("cannot open .grantwarden/state.db".into());
+        let report = assess_without_store(&baseline, &snapshot, &ScoringConfig::standard(), &why, snapshot.taken_at);
+        let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
+        assert!(!kinds.contains(&FindingKind::Excepted), "nothing is excepted: {kinds:?}");
+        assert!(report.findings.iter().any(|f| f.kind.is_drift() && f.grantee == "alice_tmp"), "{kinds:?}");
+        let untagged = report.findings.iter().find(|f| f.kind == FindingKind::Untagged).expect("an untagged finding");
+        assert!(untagged.severity >= Severity::High);
+        assert_eq!(
+            untagged.detail,
+            "state store unavailable, exceptions not applied: state store unavailable: cannot open .grantwarden/state.db"
+        );
+    }
 }

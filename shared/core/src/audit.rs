@@ -416,23 +416,23 @@ impl NewEvent {
     /// An event about a ticket, on its target's chain, with the registry version in force.
     pub fn for_ticket(t: &crate::ticket::Ticket, kind: &str, actor: &str, at: DateTime<Utc>) -> Self {
         NewEvent {
-            chain: t.request.target.as_str().to_owned(),
+            chain: t.request().target.as_str().to_owned(),
             at,
             kind: kind.to_owned(),
             actor: actor.to_owned(),
-            subject: t.id.clone(),
-            target: t.request.target.as_str().to_owned(),
+            subject: t.id().to_owned(),
+            target: t.request().target.as_str().to_owned(),
             detail: serde_json::json!({
-                "registry_version": t.registry.version,
-                "registry_sha256": t.registry.sha256,
-                "category": t.category,
-                "status": t.status,
-                "role": t.request.role,
-                "principal": t.request.principal,
-                "privileges": t.request.privileges,
-                "object": t.request.object,
-                "expires_at": t.expires_at,
-                "delivery_id": t.request.delivery_id,
+                "registry_version": t.registry().version,
+                "registry_sha256": t.registry().sha256,
+                "category": t.category(),
+                "status": t.status(),
+                "role": t.request().role,
+                "principal": t.request().principal,
+                "privileges": t.request().privileges,
+                "object": t.request().object,
+                "expires_at": t.expires_at(),
+                "delivery_id": t.request().delivery_id,
             }),
         }
     }

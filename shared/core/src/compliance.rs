@@ -216,23 +216,23 @@ pub struct AccessChanges {
 }
 
 fn requested_at(t: &Ticket) -> DateTime<Utc> {
-    t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at)
+    t.history().iter().find(|e| e.what == "requested").map_or(t.starts_at(), |e| e.at)
 }
 
 fn activated_at(t: &Ticket) -> Option<DateTime<Utc>> {
-    t.history.iter().find(|e| e.what == "activated").map(|e| e.at)
+    t.history().iter().find(|e| e.what == "activated").map(|e| e.at)
 }
 
 fn ticket_line(t: &Ticket, now: DateTime<Utc>) -> TicketLine {
     TicketLine {
-        id: t.id.clone(),
-        principal: t.request.principal.clone(),
-        role: t.request.role.to_string(),
-        category: t.category.clone(),
+        id: t.id().to_owned(),
+        principal: t.request().principal.clone(),
+        role: t.request().role.to_string(),
+        category: t.category().to_owned(),
         status: t.status_at(now),
         requested_at: requested_at(t),
-        expires_at: t.expires_at,
-        revocation: t.revocation.as_ref().filter(|r| r.error.is_none()).map(|r| {
+        expires_at: t.expires_at(),
+        revocation: t.revocation().filter(|r| r.error.is_none()).map(|r| {
             format!(
                 "by the {}, {} after the end",
                 r.trigger,
@@ -252,18 +252,18 @@ impl AccessChanges {
         let requested: Vec<&Ticket> = tickets.iter().filter(|t| window.contains(requested_at(t))).collect();
         let revoked: Vec<&Ticket> = tickets
             .iter()
-            .filter(|t| t.status == TicketStatus::Revoked)
-            .filter(|t| t.revocation.as_ref().is_some_and(|r| window.contains(r.at)))
+            .filter(|t| t.status() == TicketStatus::Revoked)
+            .filter(|t| t.revocation().is_some_and(|r| window.contains(r.at)))
             .collect();
         let automatic = |t: &&Ticket| {
-            t.revocation
+            t.revocation()
                 .as_ref()
                 .is_some_and(|r| matches!(r.trigger, Trigger::Lease | Trigger::Schedule | Trigger::Sweeper))
         };
         let auto = revoked.iter().filter(|t| automatic(t)).count();
         let mut by_category = BTreeMap::new();
         for t in &requested {
-            *by_category.entry(t.category.clone()).or_insert(0) += 1;
+            *by_category.entry(t.category().to_owned()).or_insert(0) += 1;
         }
         Self {
             window,
@@ -272,27 +272,29 @@ impl AccessChanges {
             pending: requested.iter().filter(|t| t.status_at(now) == TicketStatus::PendingApproval).count(),
             expired: tickets
                 .iter()
-                .filter(|t| t.revoke_requested_at.is_none() && t.expires_at <= now && window.contains(t.expires_at))
+                .filter(|t| {
+                    t.revoke_requested_at().is_none() && t.expires_at() <= now && window.contains(t.expires_at())
+                })
                 .filter(|t| activated_at(t).is_some())
                 .count(),
             revoked: revoked.len(),
             auto_revoked_percent: (!revoked.is_empty())
                 .then(|| (auto as f64 * 10_000.0 / revoked.len() as f64).round() / 100.0),
-            ended_early: tickets.iter().filter(|t| t.revoke_requested_at.is_some_and(|r| window.contains(r))).count(),
+            ended_early: tickets.iter().filter(|t| t.revoke_requested_at().is_some_and(|r| window.contains(r))).count(),
             revocation_failed: tickets
                 .iter()
-                .filter(|t| t.status == TicketStatus::RevocationFailed)
-                .filter(|t| t.revocation.as_ref().is_some_and(|r| window.contains(r.at)))
+                .filter(|t| t.status() == TicketStatus::RevocationFailed)
+                .filter(|t| t.revocation().is_some_and(|r| window.contains(r.at)))
                 .count(),
             approval_time: Durations::of(
                 requested
                     .iter()
-                    .filter(|t| t.approvals_required > 0)
+                    .filter(|t| t.approvals_required() > 0)
                     .filter_map(|t| activated_at(t).map(|a| seconds(a - requested_at(t))))
                     .collect(),
             ),
             revocation_latency: Durations::of(
-                revoked.iter().filter_map(|t| t.revocation.as_ref()).map(|r| r.latency_ms as f64 / 1000.0).collect(),
+                revoked.iter().filter_map(|t| t.revocation()).map(|r| r.latency_ms as f64 / 1000.0).collect(),
             ),
             by_category,
             tickets: requested.iter().map(|t| ticket_line(t, now)).collect(),
@@ -570,8 +572,9 @@ impl Evidence {
     ) -> Self {
         // the tickets that gave this person access; ones they asked for on someone
         // else's behalf are in their trail, not among their roles
-        let theirs: Vec<&Ticket> = tickets.iter().filter(|t| t.request.principal.eq_ignore_ascii_case(user)).collect();
-        let mut roles: Vec<RoleName> = theirs.iter().map(|t| t.request.role.clone()).collect();
+        let theirs: Vec<&Ticket> =
+            tickets.iter().filter(|t| t.request().principal.eq_ignore_ascii_case(user)).collect();
+        let mut roles: Vec<RoleName> = theirs.iter().map(|t| t.request().role.clone()).collect();
         roles.sort();
         roles.dedup();
         let grants = held
@@ -594,7 +597,7 @@ impl Evidence {
                 .map(|t| AppliedException {
                     ticket: ticket_line(t, now),
                     category: registry.and_then(|r| t.category_of(r)).cloned(),
-                    routed_under: t.registry.version.clone(),
+                    routed_under: t.registry().version.clone(),
                 })
                 .collect(),
             grants,
@@ -610,12 +613,12 @@ impl Evidence {
 fn evidence_trail(events: &[AuditEvent], user: &str, theirs: &[&Ticket], window: Window) -> Vec<AuditEvent> {
     let mut trail = trail_of(events, user, window);
     for t in theirs {
-        let until = t.revocation.as_ref().map_or(t.ends_at(), |r| r.at.max(t.ends_at())) + Duration::days(1);
-        let role = t.request.role.as_str();
+        let until = t.revocation().map_or(t.ends_at(), |r| r.at.max(t.ends_at())) + Duration::days(1);
+        let role = t.request().role.as_str();
         trail.extend(
             events
                 .iter()
-                .filter(|e| window.contains(e.at) && e.at >= t.starts_at && e.at <= until)
+                .filter(|e| window.contains(e.at) && e.at >= t.starts_at() && e.at <= until)
                 .filter(|e| e.subject == role || mentions(&e.detail, role)),
         );
     }

@@ -234,7 +234,7 @@ fn coverage_chart(coverage: Option<&CoverageReport>) -> String {
 }
 
 fn expiry_bucket(t: &Ticket, now: DateTime<Utc>) -> usize {
-    let left = t.expires_at - now;
+    let left = t.expires_at() - now;
     if left <= Duration::hours(1) {
         0
     } else if left <= Duration::hours(8) {
@@ -252,7 +252,7 @@ fn exceptions_chart(tickets: &[Ticket], now: DateTime<Utc>) -> String {
     let mut svg = svg_open("exceptions by category and time to expiry");
     let mut by: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
     for t in tickets.iter().filter(|t| t.is_active_at(now)) {
-        by.entry(t.category.as_str()).or_default()[expiry_bucket(t, now)] += 1;
+        by.entry(t.category()).or_default()[expiry_bucket(t, now)] += 1;
     }
     if by.is_empty() {
         empty(&mut svg, "no exception in force");
@@ -301,7 +301,7 @@ fn latency_chart(tickets: &[Ticket]) -> String {
     let mut svg = svg_open("revocation latency distribution");
     let mut counts = [0usize; LATENCY_BUCKETS.len()];
     let mut automatic = 0;
-    for r in tickets.iter().filter_map(|t| t.revocation.as_ref().filter(|r| r.error.is_none())) {
+    for r in tickets.iter().filter_map(|t| t.revocation().filter(|r| r.error.is_none())) {
         let i =
             LATENCY_BUCKETS.iter().position(|(_, below)| r.latency_ms < *below).unwrap_or(LATENCY_BUCKETS.len() - 1);
         counts[i] += 1;
@@ -431,7 +431,7 @@ fn governance_table(g: &Governance) -> String {
     } else {
         out.push_str("<ul class=\"alerts\">");
         for a in &g.alerts {
-            let _ = write!(out, "<li>{}</li>", esc(a));
+            let _ = write!(out, "<li>{}</li>", esc(&a.to_string()));
         }
         out.push_str("</ul>");
     }
@@ -630,8 +630,8 @@ mod tests {
                     "requested_by": "alice@example.com", "observed_at": requested }
             }))
             .unwrap();
-            t.break_glass = path == AccessPath::BreakGlass;
-            t.access = Some(AccessGrant {
+            t.set_break_glass(path == AccessPath::BreakGlass);
+            t.set_access(Some(AccessGrant {
                 path,
                 scope: AccessScope::Database,
                 masking: BTreeMap::new(),
@@ -643,7 +643,7 @@ mod tests {
                 privileged_approvers: vec![],
                 review_required: path == AccessPath::BreakGlass,
                 incident_id: Some("PD-1".into()),
-            });
+            }));
             t
         };
         let tickets = vec![

@@ -914,23 +914,23 @@ impl<'a> Differ<'a> {
         let now = self.exceptions.now;
         let covering: Vec<&Ticket> =
             self.exceptions.tickets.iter().filter(|t| t.covers(self.target, role, g.privilege, g.object)).collect();
-        let active = covering.iter().filter(|t| t.is_active_at(now)).max_by_key(|t| t.expires_at);
-        let ended = || covering.iter().filter(|t| t.has_ended_at(now)).max_by_key(|t| t.expires_at);
+        let active = covering.iter().filter(|t| t.is_active_at(now)).max_by_key(|t| t.expires_at());
+        let ended = || covering.iter().filter(|t| t.has_ended_at(now)).max_by_key(|t| t.expires_at());
         let (kind, t, factor, detail) = if let Some(t) = active {
             let detail = format!(
                 "authorized exception: ticket {} ({}, registry {}) until {}",
-                t.id,
-                t.category,
-                t.registry.version,
-                t.expires_at.to_rfc3339()
+                t.id(),
+                t.category(),
+                t.registry().version,
+                t.expires_at().to_rfc3339()
             );
-            (FindingKind::Excepted, t, t.weight_factor, detail)
+            (FindingKind::Excepted, t, t.weight_factor(), detail)
         } else if let Some(t) = ended() {
             let detail = format!(
                 "TTL breach: ticket {} {} at {} and the grant is still held",
-                t.id,
+                t.id(),
                 t.status_at(now),
-                t.expires_at.to_rfc3339()
+                t.expires_at().to_rfc3339()
             );
             (FindingKind::ExpiredException, t, 1.0, detail)
         } else {
@@ -938,7 +938,7 @@ impl<'a> Differ<'a> {
         };
         let mut finding = self.finding(kind, g.grantee, g.privilege, g.grantable, object.clone(), scope, detail);
         finding.score = round2(finding.score * factor);
-        finding.exception_id = Some(t.id.clone());
+        finding.exception_id = Some(t.id().to_owned());
         self.findings.push(finding);
         true
     }
@@ -1826,7 +1826,7 @@ mod overlay_tests {
         let t = ticket("alice_tmp", &[Privilege::Select], "line_items", 4, "d-1");
         let report = plan(&[("alice_tmp", Privilege::Select, "line_items")], std::slice::from_ref(&t), at(1));
         let f = &report.findings[0];
-        assert_eq!((f.kind, f.exception_id.as_deref()), (FindingKind::Excepted, Some(t.id.as_str())));
+        assert_eq!((f.kind, f.exception_id.as_deref()), (FindingKind::Excepted, Some(t.id())));
         assert!(f.score > 0.0, "an exception is never weightless");
         assert_eq!(f.score, 0.25, "excepted x read x object x weight_factor 0.25");
         assert_eq!((report.summary.excepted, report.summary.exception_weight), (1, 0.25));
@@ -1876,7 +1876,7 @@ mod overlay_tests {
         let old = ticket("alice_tmp", &[Privilege::Select], "line_items", 2, "d-1");
         let new = ticket("alice_tmp", &[Privilege::Select], "line_items", 8, "d-2");
         let report = plan(&[("alice_tmp", Privilege::Select, "line_items")], &[old, new.clone()], at(3));
-        assert_eq!(report.findings[0].exception_id.as_deref(), Some(new.id.as_str()));
+        assert_eq!(report.findings[0].exception_id.as_deref(), Some(new.id()));
         let mut revoked = new;
         revoked.revoke("ciso@example.com", at(1), "principal left");
         let report = plan(&[("alice_tmp", Privilege::Select, "line_items")], &[revoked], at(3));
@@ -1908,7 +1908,7 @@ mod overlay_tests {
             prop_assert_eq!(bare.findings.len(), overlaid.findings.len());
             for f in &overlaid.findings {
                 if f.kind == FindingKind::Excepted {
-                    let t = tickets.iter().find(|t| Some(t.id.as_str()) == f.exception_id.as_deref());
+                    let t = tickets.iter().find(|t| Some(t.id()) == f.exception_id.as_deref());
                     prop_assert!(t.is_some_and(|t| t.is_active_at(at(now))));
                     prop_assert!(f.score > 0.0);
                 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::audit::AuditEvent;
+use crate::governance_alert::GovernanceAlert;
 use crate::metrics::{Durations, Governance, Metrics, OverPrivileged, ScorePoint};
 use crate::ticket::{Ticket, TicketStatus};
 
@@ -23,14 +24,14 @@ pub fn score_history(events: &[AuditEvent]) -> Vec<ScorePoint> {
 
 /// The governance metrics of `tickets` at `now`.
 pub fn metrics(tickets: &[Ticket], now: DateTime<Utc>) -> Metrics {
-    let activated = |t: &Ticket| t.history.iter().find(|e| e.what == "activated").map(|e| e.at);
-    let requested = |t: &Ticket| t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
+    let activated = |t: &Ticket| t.history().iter().find(|e| e.what == "activated").map(|e| e.at);
+    let requested = |t: &Ticket| t.history().iter().find(|e| e.what == "requested").map_or(t.starts_at(), |e| e.at);
     // a just-in-time ticket gives access when its credential is issued, not when it is approved
-    let accessed = |t: &Ticket| t.history.iter().find(|e| e.what == "issued").map(|e| e.at).or_else(|| activated(t));
+    let accessed = |t: &Ticket| t.history().iter().find(|e| e.what == "issued").map(|e| e.at).or_else(|| activated(t));
     let granted: Vec<&Ticket> = tickets.iter().filter(|t| activated(t).is_some()).collect();
     let hours: Vec<f64> = granted
         .iter()
-        .map(|t| (t.ends_at() - activated(t).unwrap_or(t.starts_at)).num_seconds().max(0) as f64 / 3600.0)
+        .map(|t| (t.ends_at() - activated(t).unwrap_or(t.starts_at())).num_seconds().max(0) as f64 / 3600.0)
         .collect();
     Metrics {
         active_exceptions: tickets.iter().filter(|t| t.is_active_at(now)).count(),
@@ -39,19 +40,19 @@ pub fn metrics(tickets: &[Ticket], now: DateTime<Utc>) -> Metrics {
         time_to_access: Durations::of(
             granted
                 .iter()
-                .filter(|t| t.approvals_required > 0)
+                .filter(|t| t.approvals_required() > 0)
                 .filter_map(|t| accessed(t).map(|a| (a - requested(t)).num_milliseconds() as f64 / 1000.0))
                 .collect(),
         ),
-        break_glass_30d: tickets.iter().filter(|t| t.break_glass && requested(t) >= now - Duration::days(30)).count(),
+        break_glass_30d: tickets.iter().filter(|t| t.break_glass() && requested(t) >= now - Duration::days(30)).count(),
         revocation_latency: Durations::of(
             tickets
                 .iter()
-                .filter_map(|t| t.revocation.as_ref().filter(|r| r.error.is_none()))
+                .filter_map(|t| t.revocation().filter(|r| r.error.is_none()))
                 .map(|r| r.latency_ms as f64 / 1000.0)
                 .collect(),
         ),
-        revocation_failed: tickets.iter().filter(|t| t.status == TicketStatus::RevocationFailed).count(),
+        revocation_failed: tickets.iter().filter(|t| t.status() == TicketStatus::RevocationFailed).count(),
     }
 }
 
@@ -62,19 +63,19 @@ pub fn over_privileged(tickets: &[Ticket], sessions: &[(String, String)]) -> Vec
     tickets
         .iter()
         .filter_map(|t| {
-            let access = t.access.as_ref()?;
+            let access = t.access()?;
             if access.path == crate::access_policy::AccessPath::ReadOnly
-                || !t.history.iter().any(|e| e.what == "issued")
+                || !t.history().iter().any(|e| e.what == "issued")
             {
                 return None;
             }
-            let role = t.request.role.as_str();
+            let role = t.request().role.as_str();
             let mut used: Vec<String> = sessions.iter().filter(|(u, _)| u == role).map(|(_, c)| c.clone()).collect();
             used.sort();
             used.dedup();
             let wrote = used.iter().any(|c| c == "WRITE" || c == "DDL");
             (!wrote).then(|| OverPrivileged {
-                ticket: t.id.clone(),
+                ticket: t.id().to_owned(),
                 role: role.to_owned(),
                 path: access.path.to_string(),
                 used,
@@ -90,12 +91,15 @@ pub fn governance(
     break_glass_threshold: Option<u32>,
     now: DateTime<Utc>,
 ) -> Governance {
-    let issued: Vec<&str> =
-        tickets.iter().filter(|t| t.access.is_some() && t.is_active_at(now)).map(|t| t.request.role.as_str()).collect();
+    let issued: Vec<&str> = tickets
+        .iter()
+        .filter(|t| t.access().is_some() && t.is_active_at(now))
+        .map(|t| t.request().role.as_str())
+        .collect();
     let standing: Vec<String> = login_roles.iter().filter(|r| !issued.contains(&r.as_str())).cloned().collect();
     let mut by_month: BTreeMap<String, usize> = BTreeMap::new();
-    for t in tickets.iter().filter(|t| t.break_glass) {
-        let at = t.history.iter().find(|e| e.what == "requested").map_or(t.starts_at, |e| e.at);
+    for t in tickets.iter().filter(|t| t.break_glass()) {
+        let at = t.history().iter().find(|e| e.what == "requested").map_or(t.starts_at(), |e| e.at);
         *by_month.entry(at.format("%Y-%m").to_string()).or_insert(0) += 1;
     }
     let mut alerts = Vec::new();
@@ -103,13 +107,13 @@ pub fn governance(
         for (month, n) in &by_month {
             if *n > limit as usize {
                 // the month names the alert, not the count: a further use that month raises nothing new
-                alerts.push(format!("break-glass used more than the registry's {limit} times in {month}"));
+                alerts.push(GovernanceAlert::BreakGlassOverLimit { limit, month: month.clone() });
             }
         }
     }
     let metrics = metrics(tickets, now);
     if metrics.revocation_failed > 0 {
-        alerts.push(format!("{} revocation(s) failed and wait for a person", metrics.revocation_failed));
+        alerts.push(GovernanceAlert::RevocationsFailed { count: metrics.revocation_failed });
     }
     Governance {
         metrics,
@@ -122,16 +126,13 @@ pub fn governance(
 }
 
 /// The governance alerts of `g` not yet raised on the target's chain (no
-/// `governance.alert` event of `events` carries the same text): a month past the
+/// `governance.alert` event of `events` carries the same alert): a month past the
 /// break-glass limit is raised once, not after every scan.
-pub fn new_alerts<'g>(g: &'g Governance, events: &[AuditEvent]) -> Vec<&'g str> {
-    g.alerts
+pub fn new_alerts<'g>(g: &'g Governance, events: &[AuditEvent]) -> Vec<&'g GovernanceAlert> {
+    let raised: Vec<GovernanceAlert> = events
         .iter()
-        .filter(|a| {
-            !events.iter().any(|e| {
-                e.kind == "governance.alert" && e.detail.get("alert").and_then(|v| v.as_str()) == Some(a.as_str())
-            })
-        })
-        .map(String::as_str)
-        .collect()
+        .filter(|e| e.kind == "governance.alert")
+        .filter_map(|e| serde_json::from_value(e.detail.get("alert")?.clone()).ok())
+        .collect();
+    g.alerts.iter().filter(|a| !raised.contains(a)).collect()
 }

@@ -345,6 +345,21 @@ impl crate::access_policy::Incidents for KnownIncidents {
     }
 }
 
+/// The incident `id` names, as `store` last heard of it, read up front for routing:
+/// the one place a request's or a ticket's incident is looked up. No id: none.
+pub async fn known_incidents<S: IncidentStore + Sync>(
+    store: &S,
+    id: Option<&str>,
+) -> Result<KnownIncidents, StoreError> {
+    let mut known = Vec::new();
+    if let Some(id) = id
+        && let Some(update) = store.incident(id).await?
+    {
+        known.push(update);
+    }
+    Ok(KnownIncidents(known))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

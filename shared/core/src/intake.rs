@@ -48,8 +48,8 @@ impl Outcome {
     pub fn events(&self, target: &str, at: DateTime<Utc>) -> Vec<NewEvent> {
         match self {
             Outcome::Created(t) => {
-                let mut out = vec![NewEvent::for_ticket(t, "ticket.requested", &t.request.requested_by, at)];
-                if t.status == crate::ticket::TicketStatus::Active {
+                let mut out = vec![NewEvent::for_ticket(t, "ticket.requested", &t.request().requested_by, at)];
+                if t.status() == crate::ticket::TicketStatus::Active {
                     out.push(NewEvent::for_ticket(t, "ticket.activated", "grantwarden", at));
                 }
                 out
@@ -121,7 +121,7 @@ pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &
 
 /// Routes and stores one input (with the state of the incident it names, for
 /// a category that requires an open one).
-pub async fn intake<S: TicketStore + crate::incident::IncidentStore>(
+pub async fn intake<S: TicketStore + crate::incident::IncidentStore + Sync>(
     store: &S,
     registry: Result<&PolicyRegistry, String>,
     request: Result<GrantRequest, NormalizeError>,
@@ -139,13 +139,8 @@ pub async fn intake<S: TicketStore + crate::incident::IncidentStore>(
             return Ok(Outcome::Untagged(Box::new(untagged_finding(Some(&request), &reason, scoring))));
         }
     };
-    let mut known = Vec::new();
-    if let Some(id) = &request.incident_id
-        && let Some(update) = store.incident(id).await?
-    {
-        known.push(update);
-    }
-    match route(&request, registry, &crate::incident::KnownIncidents(known), now) {
+    let incidents = crate::incident::known_incidents(store, request.incident_id.as_deref()).await?;
+    match route(&request, registry, &incidents, now) {
         Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
             PutOutcome::Created(t) => Outcome::Created(t),
             PutOutcome::Existing(t) => Outcome::Existing(t),
@@ -182,7 +177,7 @@ where
 /// when it was the approval the ticket waited for.
 pub fn approval_events(ticket: &Ticket, approver: &str, now: DateTime<Utc>) -> Vec<NewEvent> {
     let mut out = vec![NewEvent::for_ticket(ticket, "ticket.approved", approver, now)];
-    if ticket.status == crate::ticket::TicketStatus::Active {
+    if ticket.status() == crate::ticket::TicketStatus::Active {
         out.push(NewEvent::for_ticket(ticket, "ticket.activated", "grantwarden", now));
     }
     out

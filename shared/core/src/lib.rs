@@ -22,14 +22,18 @@
 //! - [`signature`]: the request signature header (v2: method, path, timestamp, body), signed and verified in constant time.
 
 //! - [`ticket`]: routing decisions and exception tickets with approvals.
+//! - [`ticket_flow`]: the use cases a person asks of a ticket: approve, end early, renew break-glass.
 //! - [`access`]: just-in-time access requests, their policy, approvals and issued roles.
 //! - [`incident`]: incident webhooks (PagerDuty, Opsgenie), each authenticated by its tool's own secret: break-glass only while one is open.
 //! - [`store`]: the ports a state store implements (tickets, findings, replay records).
 //! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
 //! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
+//! - [`remediation_flow`]: remediation planned and handed on, or run, and journaled (use cases).
 //! - [`change`]: privilege changes as data, for shared/postgres to render and run.
 //! - [`compliance`]: coverage, access changes, remediation and per-person evidence for auditors.
+//! - [`governance_alert`]: a governance alert as a typed value (a sentence on the wire).
 //! - [`dashboard`]: the self-contained HTML dashboard with inline SVG charts.
+//! - [`raise_alerts`]: a scan's governance alerts published and journaled, once each (use case).
 //! - [`yaml`]: YAML inputs with errors that name file and path.
 //! - [`schema`]: JSON Schemas of the baseline, policy registry and scoring files, from their types.
 
@@ -55,19 +59,24 @@ pub mod error;
 pub mod finding;
 pub mod generate;
 pub mod governance;
+pub mod governance_alert;
 pub mod grant_sql;
 pub mod grants;
 pub mod html;
 pub mod incident;
 pub mod intake;
 pub mod manifest;
+#[cfg(test)]
+mod memory_store;
 pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod normalize;
 pub mod pipeline;
 pub mod policy;
+pub mod raise_alerts;
 pub mod remediate;
+pub mod remediation_flow;
 pub mod report;
 pub mod request;
 pub mod revoke;
@@ -78,4 +87,5 @@ pub mod signature;
 pub mod snapshot;
 pub mod store;
 pub mod ticket;
+pub mod ticket_flow;
 pub mod yaml;

@@ -81,8 +81,8 @@ pub struct Governance {
     pub break_glass_by_month: BTreeMap<String, usize>,
     /// The registry's monthly threshold.
     pub break_glass_threshold: Option<u32>,
-    /// What is past a threshold, in words.
-    pub alerts: Vec<String>,
+    /// What is past a threshold (each one a sentence on the wire).
+    pub alerts: Vec<crate::governance_alert::GovernanceAlert>,
     /// Credentials that used less than they were given (from pgaudit session lines),
     /// when audit logs were read.
     #[serde(default, skip_serializing_if = "Option::is_none")]

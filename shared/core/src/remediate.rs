@@ -399,7 +399,7 @@ mod tests {
         .unwrap();
         let (run, held) = without_excepted(plan.changes.clone(), &target, std::slice::from_ref(&t), now);
         assert!(run.is_empty() && held.len() == 1, "the ticket started after the scan: hands off");
-        t.status = crate::ticket::TicketStatus::Revoked;
+        t.set_status(crate::ticket::TicketStatus::Revoked);
         let (run, held) = without_excepted(plan.changes, &target, &[t], now);
         assert_eq!((run.len(), held.len()), (1, 0));
     }

@@ -175,9 +175,9 @@ impl RevocationPlan {
 pub fn overlapping<'t>(ticket: &Ticket, all: &'t [Ticket], now: DateTime<Utc>) -> Vec<&'t Ticket> {
     all.iter()
         .filter(|t| {
-            t.id != ticket.id
-                && t.request.target == ticket.request.target
-                && t.request.role == ticket.request.role
+            t.id() != ticket.id()
+                && t.request().target == ticket.request().target
+                && t.request().role == ticket.request().role
                 && t.is_active_at(now)
         })
         .collect()
@@ -186,12 +186,12 @@ pub fn overlapping<'t>(ticket: &Ticket, all: &'t [Ticket], now: DateTime<Utc>) -
 /// The plan that ends `ticket`, given what its role holds and the other
 /// tickets still in force for the same role.
 pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options: &RevokeOptions) -> RevocationPlan {
-    let role = ticket.request.role.clone();
-    let target = &ticket.request.target;
+    let role = ticket.request().role.clone();
+    let target = &ticket.request().target;
     let mut plan = RevocationPlan {
-        ticket: ticket.id.clone(),
+        ticket: ticket.id().to_owned(),
         role: role.clone(),
-        lifecycle: ticket.role_lifecycle,
+        lifecycle: ticket.role_lifecycle(),
         transaction: Vec::new(),
         after_commit: Vec::new(),
         kept: Vec::new(),
@@ -200,8 +200,8 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
     };
     if !held.exists {
         // an access ticket's views outlive a role dropped by hand: they go all the same
-        if let Some(access) = &ticket.access
-            && ticket.role_lifecycle == RoleLifecycle::ShortLived
+        if let Some(access) = &ticket.access()
+            && ticket.role_lifecycle() == RoleLifecycle::ShortLived
         {
             plan.after_commit
                 .push(Change::DropViews { owner: views_owner_for(&role), schema: access.views_schema.clone() });
@@ -210,7 +210,7 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
         return plan;
     }
     // a short-lived role shared by another live ticket stays; only this ticket's share goes
-    let drop_role = ticket.role_lifecycle == RoleLifecycle::ShortLived && others.is_empty();
+    let drop_role = ticket.role_lifecycle() == RoleLifecycle::ShortLived && others.is_empty();
     if drop_role {
         plan.transaction.push(Change::DisableLogin { role: role.clone() });
     }
@@ -236,9 +236,9 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
                 grant: g.clone(),
                 reason: format!(
                     "still covered by ticket {} ({}) until {}",
-                    other.id,
-                    other.category,
-                    other.expires_at.to_rfc3339()
+                    other.id(),
+                    other.category(),
+                    other.expires_at().to_rfc3339()
                 ),
             });
             continue;
@@ -263,7 +263,7 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
         plan.after_commit.push(Change::TerminateSessions { role: role.clone() });
     }
     if drop_role {
-        let migration = ticket.access.as_ref().is_some_and(|a| a.path == AccessPath::Migration);
+        let migration = ticket.access().is_some_and(|a| a.path == AccessPath::Migration);
         let mut owned = held.owned.clone();
         owned.sort();
         for o in owned {
@@ -289,7 +289,7 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
             plan.after_commit.push(Change::DropOwned { role: role.clone(), database });
         }
     }
-    if let Some(access) = ticket.access.as_ref().filter(|_| drop_role) {
+    if let Some(access) = ticket.access().filter(|_| drop_role) {
         plan.after_commit
             .push(Change::DropViews { owner: views_owner_for(&role), schema: access.views_schema.clone() });
     }
@@ -439,22 +439,22 @@ where
     };
     let started = clock();
     // a failed revocation waits for a person; the operator's run after the fix retries it
-    let retry_failed = trigger == Trigger::Operator && ticket.status == TicketStatus::RevocationFailed;
+    let retry_failed = trigger == Trigger::Operator && ticket.status() == TicketStatus::RevocationFailed;
     if !ticket.is_due(started) && !retry_failed {
-        return Ok(match ticket.status {
+        return Ok(match ticket.status() {
             s @ (TicketStatus::Revoked | TicketStatus::RevocationFailed | TicketStatus::Expired) => {
                 RevokeOutcome::AlreadyEnded(s)
             }
             _ => RevokeOutcome::NotDue(ticket.status_at(started)),
         });
     }
-    let all = store.tickets(Some(&ticket.request.target)).await?;
+    let all = store.tickets(Some(&ticket.request().target)).await?;
     let others: Vec<Ticket> = overlapping(&ticket, &all, started).into_iter().cloned().collect();
     let planner = |held: &Held| {
         let others: Vec<&Ticket> = others.iter().collect();
         plan_revocation(&ticket, held, &others, options)
     };
-    let result = executor.revoke(&ticket.request.role, &planner, dry_run, clock).await;
+    let result = executor.revoke(&ticket.request().role, &planner, dry_run, clock).await;
     let at = clock();
     // expiry to the commit: the cleanup after it (sessions, a role's objects) is not latency
     let at = result.as_ref().ok().and_then(|e| e.committed_at).unwrap_or(at);
@@ -505,7 +505,7 @@ where
             if !executed.plan.created.is_empty() {
                 let findings: Vec<Finding> =
                     executed.plan.created.iter().map(|o| created_finding(&stored, o)).collect();
-                store.record_findings(&stored.request.target, "revoke", &findings, at, false).await?;
+                store.record_findings(&stored.request().target, "revoke", &findings, at, false).await?;
             }
             let mut event = NewEvent::for_ticket(&stored, "ticket.revoked", &actor, at);
             event.detail["trigger"] = serde_json::json!(trigger);
@@ -541,7 +541,9 @@ where
                     Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
                 };
             let finding = failure_finding(&stored, &error);
-            store.record_findings(&stored.request.target, "revoke", std::slice::from_ref(&finding), at, false).await?;
+            store
+                .record_findings(&stored.request().target, "revoke", std::slice::from_ref(&finding), at, false)
+                .await?;
             let mut event = NewEvent::for_ticket(&stored, "ticket.revocation_failed", &actor, at);
             event.detail["trigger"] = serde_json::json!(trigger);
             event.detail["error"] = serde_json::json!(error.message);
@@ -562,10 +564,10 @@ async fn planned_already<S: AuditJournal + Sync>(
     ticket: &Ticket,
     sql: &[String],
 ) -> Result<bool, StoreError> {
-    let chain = ticket.request.target.as_str();
+    let chain = ticket.request().target.as_str();
     let Some((head, _)) = store.head(chain).await? else { return Ok(false) };
     let recent = store.events_after(chain, head.saturating_sub(PLANNED_LOOKBACK)).await?;
-    let last = recent.iter().rev().find(|e| e.kind == "revocation.planned" && e.subject == ticket.id);
+    let last = recent.iter().rev().find(|e| e.kind == "revocation.planned" && e.subject == ticket.id());
     Ok(last.is_some_and(|e| e.detail.get("sql") == Some(&serde_json::json!(sql))))
 }
 
@@ -587,9 +589,9 @@ async fn finish<S: TicketStore + Sync>(
         let Some(Versioned { value: mut ticket, version }) = store.ticket(id).await? else {
             return Err(StoreError::NotFound(id.to_owned()));
         };
-        let failed_before = ticket.status == TicketStatus::RevocationFailed && !retry_failed;
-        if ticket.status == TicketStatus::Revoked || failed_before {
-            return Ok(Finished::AlreadyEnded(ticket.status));
+        let failed_before = ticket.status() == TicketStatus::RevocationFailed && !retry_failed;
+        if ticket.status() == TicketStatus::Revoked || failed_before {
+            return Ok(Finished::AlreadyEnded(ticket.status()));
         }
         change(&mut ticket);
         match store.update_ticket(&ticket, version).await {
@@ -604,13 +606,13 @@ async fn finish<S: TicketStore + Sync>(
 /// The high-severity finding of a failed revocation: the ticket ended and its
 /// grant is still held, so it is an expired exception, raised to critical.
 pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
-    let o = &ticket.request.object;
+    let o = &ticket.request().object;
     Finding {
         kind: FindingKind::ExpiredException,
         severity: Severity::Critical,
         score: 0.0,
-        grantee: ticket.request.role.to_string(),
-        privilege: ticket.request.privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
+        grantee: ticket.request().role.to_string(),
+        privilege: ticket.request().privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
         grantable: false,
         object: FindingObject {
             kind: o.on.keyword(),
@@ -620,10 +622,10 @@ pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
             for_role: None,
             arguments: None,
         },
-        exception_id: Some(ticket.id.clone()),
+        exception_id: Some(ticket.id().to_owned()),
         detail: format!(
             "revocation failed: ticket {} ended at {} and its grant is still held: {}",
-            ticket.id,
+            ticket.id(),
             ticket.ends_at().to_rfc3339(),
             error.message
         ),
@@ -639,7 +641,7 @@ pub fn created_finding(ticket: &Ticket, o: &Owned) -> Finding {
         kind: FindingKind::Unauthorized,
         severity: Severity::High,
         score: 0.0,
-        grantee: ticket.request.role.to_string(),
+        grantee: ticket.request().role.to_string(),
         privilege: crate::model::Privilege::Owner.keyword().to_owned(),
         grantable: false,
         object: FindingObject {
@@ -650,11 +652,11 @@ pub fn created_finding(ticket: &Ticket, o: &Owned) -> Finding {
             for_role: None,
             arguments: o.arguments.clone(),
         },
-        exception_id: Some(ticket.id.clone()),
+        exception_id: Some(ticket.id().to_owned()),
         detail: format!(
             "the short-lived role of ticket {} created {}, SECURITY DEFINER: it ran with the role's rights for \
              whoever called it; dropped with the role, never handed to another owner (review who called it)",
-            ticket.id,
+            ticket.id(),
             o.describe()
         ),
     }
@@ -663,7 +665,7 @@ pub fn created_finding(ticket: &Ticket, o: &Owned) -> Finding {
 /// Tickets of the store that are due at `now`, oldest expiry first (the sweep).
 pub fn due(tickets: &[Ticket], now: DateTime<Utc>) -> Vec<&Ticket> {
     let mut out: Vec<&Ticket> = tickets.iter().filter(|t| t.is_due(now)).collect();
-    out.sort_by_key(|t| (t.ends_at(), t.id.clone()));
+    out.sort_by_key(|t| (t.ends_at(), t.id().to_owned()));
     out
 }
 
@@ -675,6 +677,7 @@ mod tests {
     use crate::policy::RegistryRef;
     use crate::request::{Action, GrantRequest, InputKind, RequestObject};
     use crate::snapshot::TargetId;
+    use crate::ticket::NewTicket;
 
     fn at(h: i64) -> DateTime<Utc> {
         "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::hours(h)
@@ -685,7 +688,7 @@ mod tests {
     }
 
     fn ticket(id: &str, on: On, schema: Option<&str>, name: &str, privileges: &[Privilege], hours: i64) -> Ticket {
-        Ticket {
+        let new = NewTicket {
             id: id.into(),
             request: GrantRequest {
                 delivery_id: id.into(),
@@ -709,17 +712,15 @@ mod tests {
             approvals_required: 0,
             weight_factor: 0.25,
             registry: RegistryRef { version: "2.1".into(), sha256: String::new() },
-            status: TicketStatus::Active,
             starts_at: at(0),
             expires_at: at(hours),
-            approvals: vec![],
             history: vec![],
             role_lifecycle: RoleLifecycle::Standing,
-            revoke_requested_at: None,
-            revocation: None,
             access: None,
             break_glass: false,
-        }
+        };
+        // no approval needed: active from the start
+        Ticket::open(new, at(0))
     }
 
     fn grant(object: ObjectRef, privilege: Privilege) -> Grant {
@@ -800,7 +801,7 @@ mod tests {
         assert!(plan.kept[0].reason.contains("baseline.yaml: roles."), "{}", plan.kept[0].reason);
         // a short-lived role is grantwarden's own: everything goes, whatever a baseline says
         let mut short = t.clone();
-        short.role_lifecycle = RoleLifecycle::ShortLived;
+        short.set_role_lifecycle(RoleLifecycle::ShortLived);
         assert!(plan_revocation(&short, &h, &[], &options).kept.is_empty());
     }
 
@@ -816,7 +817,7 @@ mod tests {
     #[test]
     fn a_short_lived_role_loses_login_first_and_is_dropped_after_the_commit() {
         let mut t = ticket("t1", On::Table, Some("billing"), "invoices", &[Privilege::Select], 2);
-        t.role_lifecycle = RoleLifecycle::ShortLived;
+        t.set_role_lifecycle(RoleLifecycle::ShortLived);
         let mut h = held(vec![grant(table("invoices"), Privilege::Select), grant(table("other"), Privilege::Update)]);
         h.member_of = vec![RoleName::new("readers").unwrap()];
         h.databases = vec!["orders".into(), "analytics".into()];
@@ -833,8 +834,8 @@ mod tests {
     #[test]
     fn what_a_short_lived_role_owned_is_dropped_or_handed_to_the_declared_owner_never_to_the_admin() {
         let mut t = ticket("t1", On::Schema, None, "billing", &[Privilege::Select], 2);
-        t.role_lifecycle = RoleLifecycle::ShortLived;
-        t.access = Some(crate::access_policy::AccessGrant {
+        t.set_role_lifecycle(RoleLifecycle::ShortLived);
+        t.set_access(Some(crate::access_policy::AccessGrant {
             path: AccessPath::Migration,
             scope: crate::access_policy::AccessScope::Schema { schema: "billing".into() },
             masking: Default::default(),
@@ -846,7 +847,7 @@ mod tests {
             privileged_approvers: vec![],
             review_required: false,
             incident_id: None,
-        });
+        }));
         let mut h = held(vec![]);
         h.databases = vec!["orders".into()];
         let owned = |kind, schema: &str, name: &str| Owned {
@@ -894,7 +895,7 @@ mod tests {
         );
 
         // read-only: nothing is handed to anyone, whatever the baseline declares
-        t.access.as_mut().unwrap().path = AccessPath::ReadOnly;
+        t.access_mut().unwrap().path = AccessPath::ReadOnly;
         let plan = plan_revocation(&t, &h, &[], &options);
         assert!(!plan.after_commit.iter().any(|c| matches!(c, Change::AlterOwner { .. })));
     }
@@ -914,13 +915,13 @@ mod tests {
         let a = ticket("a", On::Schema, None, "billing", &[Privilege::Usage], 2);
         let mut b = ticket("b", On::Schema, None, "billing", &[Privilege::Usage], 5);
         let mut c = ticket("c", On::Schema, None, "billing", &[Privilege::Usage], 1);
-        c.status = TicketStatus::Revoked;
+        c.set_status(TicketStatus::Revoked);
         assert!(b.request_revoke("ciso@example.com", at(1), "left the team"));
         assert!(!b.request_revoke("ciso@example.com", at(1), "twice"), "a second request changes nothing");
         let all = vec![a, b, c];
-        let ids: Vec<&str> = due(&all, at(3)).iter().map(|t| t.id.as_str()).collect();
+        let ids: Vec<&str> = due(&all, at(3)).iter().map(|t| t.id()).collect();
         assert_eq!(ids, ["b", "a"], "b's window ended at its request, before a's expiry");
-        let early: Vec<&str> = due(&all, at(0)).iter().map(|t| t.id.as_str()).collect();
+        let early: Vec<&str> = due(&all, at(0)).iter().map(|t| t.id()).collect();
         assert_eq!(early, ["b"], "an early-end request is due at once");
     }
 }

@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::finding::FindingAge;
 use crate::report::Finding;
 use crate::snapshot::TargetId;
-use crate::ticket::Ticket;
+use crate::ticket::{Ticket, TicketStatus};
 
 /// The result of putting a ticket, idempotent on its id.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +47,26 @@ pub trait TicketStore {
     fn tickets(&self, target: Option<&TargetId>) -> impl Future<Output = Result<Vec<Ticket>, StoreError>> + Send;
     /// Replaces a ticket if its version is still `expected`.
     fn update_ticket(&self, ticket: &Ticket, expected: u64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The tickets of `target` that may still need revoking (pending, active,
+    /// revoke requested): what a sweep looks at. This default reads every ticket
+    /// of the target; a store with an index of the open ones answers from it.
+    fn open_tickets(&self, target: &TargetId) -> impl Future<Output = Result<Vec<Ticket>, StoreError>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            let all = self.tickets(Some(target)).await?;
+            Ok(all
+                .into_iter()
+                .filter(|t| {
+                    matches!(
+                        t.status(),
+                        TicketStatus::PendingApproval | TicketStatus::Active | TicketStatus::RevokeRequested
+                    )
+                })
+                .collect())
+        }
+    }
 }
 
 /// What recording one scan's findings did.

@@ -139,14 +139,68 @@ pub struct Revocation {
 }
 
 /// An exception ticket: a documented, time-boxed grant.
+///
+/// Its fields are read through accessors and change only through its methods
+/// (approve, activate, ask to end early, renew, record revoked or failed), so
+/// every change leaves its step in the history. A store reads it back with
+/// serde, which sees the fields as they are: the wire format is the fields'.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
+    /// `tkt-` + 20 hex digits of sha256(source, delivery id).
+    id: String,
+    /// The normalized request.
+    request: GrantRequest,
+    /// sha256 of the canonical request (with its observed time left out): a
+    /// redelivery with the same id but another hash is a conflict.
+    request_sha256: String,
+    /// Category it was routed to.
+    category: String,
+    /// Routing tag of the matching route.
+    tag: String,
+    /// Approvals the category needs.
+    approvals_required: u8,
+    /// Multiplies the score of the findings it excepts.
+    weight_factor: f64,
+    /// Registry version in force when it was routed.
+    registry: RegistryRef,
+    /// Status as last recorded (see [`Ticket::status_at`] for the effective one).
+    status: TicketStatus,
+    /// Window start.
+    starts_at: DateTime<Utc>,
+    /// Window end (clamped to max_ttl when the category says so).
+    expires_at: DateTime<Utc>,
+    /// Approvals received.
+    #[serde(default)]
+    approvals: Vec<Approval>,
+    /// Everything that happened to it.
+    history: Vec<TicketEvent>,
+    /// Whether the role is grantwarden's own for this ticket (absent in older tickets: standing).
+    #[serde(default)]
+    role_lifecycle: RoleLifecycle,
+    /// When the ticket was asked to end early, the time of that request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoke_requested_at: Option<DateTime<Utc>>,
+    /// The outcome of revocation, once it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revocation: Option<Revocation>,
+    /// For just-in-time access: the path, scope and masking the issued role gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access: Option<crate::access_policy::AccessGrant>,
+    /// Break-glass: routed to a category that needs an open incident, or an access
+    /// request on the break-glass path. Counted against the registry's monthly limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    break_glass: bool,
+}
+
+/// What routing decides about a ticket before its life begins: everything but
+/// its state, which [`Ticket::open`] starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTicket {
     /// `tkt-` + 20 hex digits of sha256(source, delivery id).
     pub id: String,
     /// The normalized request.
     pub request: GrantRequest,
-    /// sha256 of the canonical request (with its observed time left out): a
-    /// redelivery with the same id but another hash is a conflict.
+    /// sha256 of what a redelivery must repeat exactly.
     pub request_sha256: String,
     /// Category it was routed to.
     pub category: String,
@@ -156,34 +210,19 @@ pub struct Ticket {
     pub approvals_required: u8,
     /// Multiplies the score of the findings it excepts.
     pub weight_factor: f64,
-    /// Registry version in force when it was routed.
+    /// Registry version in force.
     pub registry: RegistryRef,
-    /// Status as last recorded (see [`Ticket::status_at`] for the effective one).
-    pub status: TicketStatus,
     /// Window start.
     pub starts_at: DateTime<Utc>,
-    /// Window end (clamped to max_ttl when the category says so).
+    /// Window end.
     pub expires_at: DateTime<Utc>,
-    /// Approvals received.
-    #[serde(default)]
-    pub approvals: Vec<Approval>,
-    /// Everything that happened to it.
+    /// The steps of its routing (requested, clamped), in order.
     pub history: Vec<TicketEvent>,
-    /// Whether the role is grantwarden's own for this ticket (absent in older tickets: standing).
-    #[serde(default)]
+    /// Whether the role is grantwarden's own for this ticket.
     pub role_lifecycle: RoleLifecycle,
-    /// When the ticket was asked to end early, the time of that request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoke_requested_at: Option<DateTime<Utc>>,
-    /// The outcome of revocation, once it ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revocation: Option<Revocation>,
     /// For just-in-time access: the path, scope and masking the issued role gets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<crate::access_policy::AccessGrant>,
-    /// Break-glass: routed to a category that needs an open incident, or an access
-    /// request on the break-glass path. Counted against the registry's monthly limit.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Break-glass: counted against the registry's monthly limit.
     pub break_glass: bool,
 }
 
@@ -331,27 +370,25 @@ pub fn route(
     } else {
         expires_at
     };
-    let mut ticket = Ticket {
-        id: ticket_id(&request.source, &request.delivery_id),
-        request_sha256: request_sha256(request),
-        request: request.clone(),
-        category: category.id.clone(),
-        tag: route.tag.clone(),
-        approvals_required: category.approvals,
-        weight_factor: category.weight_factor,
-        registry: reg,
-        status: TicketStatus::PendingApproval,
-        starts_at,
-        expires_at,
-        approvals: Vec::new(),
-        history,
-        role_lifecycle: RoleLifecycle::Standing,
-        revoke_requested_at: None,
-        revocation: None,
-        access: None,
-        break_glass: category.incident_required,
-    };
-    ticket.activate_if_approved(now);
+    let ticket = Ticket::open(
+        NewTicket {
+            id: ticket_id(&request.source, &request.delivery_id),
+            request_sha256: request_sha256(request),
+            request: request.clone(),
+            category: category.id.clone(),
+            tag: route.tag.clone(),
+            approvals_required: category.approvals,
+            weight_factor: category.weight_factor,
+            registry: reg,
+            starts_at,
+            expires_at,
+            history,
+            role_lifecycle: RoleLifecycle::Standing,
+            access: None,
+            break_glass: category.incident_required,
+        },
+        now,
+    );
     Decision::Ticket(Box::new(ticket))
 }
 
@@ -370,6 +407,123 @@ pub enum ApprovalError {
 }
 
 impl Ticket {
+    /// Opens a routed ticket: pending approval, and active at once when its
+    /// category needs none.
+    pub fn open(new: NewTicket, now: DateTime<Utc>) -> Ticket {
+        let mut ticket = Ticket {
+            id: new.id,
+            request: new.request,
+            request_sha256: new.request_sha256,
+            category: new.category,
+            tag: new.tag,
+            approvals_required: new.approvals_required,
+            weight_factor: new.weight_factor,
+            registry: new.registry,
+            status: TicketStatus::PendingApproval,
+            starts_at: new.starts_at,
+            expires_at: new.expires_at,
+            approvals: Vec::new(),
+            history: new.history,
+            role_lifecycle: new.role_lifecycle,
+            revoke_requested_at: None,
+            revocation: None,
+            access: new.access,
+            break_glass: new.break_glass,
+        };
+        ticket.activate_if_approved(now);
+        ticket
+    }
+
+    /// `tkt-` + 20 hex digits of sha256(source, delivery id).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The normalized request.
+    pub fn request(&self) -> &GrantRequest {
+        &self.request
+    }
+
+    /// sha256 of the canonical request: a redelivery with another hash is a conflict.
+    pub fn request_sha256(&self) -> &str {
+        &self.request_sha256
+    }
+
+    /// The category it was routed to.
+    pub fn category(&self) -> &str {
+        &self.category
+    }
+
+    /// The routing tag of the matching route.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Approvals the category needs.
+    pub fn approvals_required(&self) -> u8 {
+        self.approvals_required
+    }
+
+    /// Multiplies the score of the findings it excepts.
+    pub fn weight_factor(&self) -> f64 {
+        self.weight_factor
+    }
+
+    /// The registry version in force when it was routed.
+    pub fn registry(&self) -> &RegistryRef {
+        &self.registry
+    }
+
+    /// The status as last recorded (see [`Ticket::status_at`] for the effective one).
+    pub fn status(&self) -> TicketStatus {
+        self.status
+    }
+
+    /// Window start.
+    pub fn starts_at(&self) -> DateTime<Utc> {
+        self.starts_at
+    }
+
+    /// Window end.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
+    }
+
+    /// Approvals received.
+    pub fn approvals(&self) -> &[Approval] {
+        &self.approvals
+    }
+
+    /// Everything that happened to it, in order.
+    pub fn history(&self) -> &[TicketEvent] {
+        &self.history
+    }
+
+    /// Whether the role is grantwarden's own for this ticket.
+    pub fn role_lifecycle(&self) -> RoleLifecycle {
+        self.role_lifecycle
+    }
+
+    /// When the ticket was asked to end early.
+    pub fn revoke_requested_at(&self) -> Option<DateTime<Utc>> {
+        self.revoke_requested_at
+    }
+
+    /// The outcome of revocation, once it ran.
+    pub fn revocation(&self) -> Option<&Revocation> {
+        self.revocation.as_ref()
+    }
+
+    /// For just-in-time access: the path, scope and masking the issued role gets.
+    pub fn access(&self) -> Option<&crate::access_policy::AccessGrant> {
+        self.access.as_ref()
+    }
+
+    /// Break-glass: counted against the registry's monthly limit.
+    pub fn break_glass(&self) -> bool {
+        self.break_glass
+    }
+
     /// The status at `now`: an active ticket past its window is expired.
     pub fn status_at(&self, now: DateTime<Utc>) -> TicketStatus {
         match self.status {
@@ -430,9 +584,14 @@ impl Ticket {
     fn activate_if_approved(&mut self, now: DateTime<Utc>) {
         if self.status == TicketStatus::PendingApproval && self.approvals_satisfied() {
             self.status = TicketStatus::Active;
-            let detail = match self.approvals_required {
-                0 => "no approval required".to_owned(),
-                n => format!("{n} approval(s) received"),
+            let detail = match (self.approvals_required, self.access.as_ref().filter(|a| a.review_required)) {
+                // break-glass access: on during an open incident, looked at afterwards
+                (0, Some(glass)) => format!(
+                    "break-glass during open incident {}; review required",
+                    glass.incident_id.as_deref().unwrap_or("")
+                ),
+                (0, None) => "no approval required".to_owned(),
+                (n, _) => format!("{n} approval(s) received"),
             };
             self.history.push(TicketEvent { at: now, what: "activated".into(), actor: "grantwarden".into(), detail });
         }
@@ -468,6 +627,20 @@ impl Ticket {
             detail: why.to_owned(),
         });
         true
+    }
+
+    /// Moves the window's end to `until` (a break-glass renewal; the caller checked
+    /// that it may), recorded as `renewed` with `why`.
+    pub fn renew(&mut self, until: DateTime<Utc>, now: DateTime<Utc>, why: String) {
+        self.expires_at = until;
+        self.request.expires_at = Some(until);
+        self.history.push(TicketEvent { at: now, what: "renewed".into(), actor: "grantwarden".into(), detail: why });
+    }
+
+    /// Records that the credential of an access ticket was issued (`issued`, with `detail`:
+    /// never the password).
+    pub fn record_issued(&mut self, detail: String, now: DateTime<Utc>) {
+        self.history.push(TicketEvent { at: now, what: "issued".into(), actor: "grantwarden".into(), detail });
     }
 
     /// When its access had to end: the expiry, or an earlier revoke request.
@@ -576,6 +749,35 @@ impl Ticket {
     /// The category's data, for scoring.
     pub fn category_of<'r>(&self, registry: &'r PolicyRegistry) -> Option<&'r Category> {
         registry.categories.get(&self.category)
+    }
+}
+
+/// For tests of other modules: a state set directly that the methods would
+/// reach only through a longer story (an edited access grant, a status).
+#[cfg(test)]
+impl Ticket {
+    pub(crate) fn set_status(&mut self, status: TicketStatus) {
+        self.status = status;
+    }
+
+    pub(crate) fn set_role_lifecycle(&mut self, lifecycle: RoleLifecycle) {
+        self.role_lifecycle = lifecycle;
+    }
+
+    pub(crate) fn set_approvals_required(&mut self, n: u8) {
+        self.approvals_required = n;
+    }
+
+    pub(crate) fn set_break_glass(&mut self, break_glass: bool) {
+        self.break_glass = break_glass;
+    }
+
+    pub(crate) fn set_access(&mut self, access: Option<crate::access_policy::AccessGrant>) {
+        self.access = access;
+    }
+
+    pub(crate) fn access_mut(&mut self) -> Option<&mut crate::access_policy::AccessGrant> {
+        self.access.as_mut()
     }
 }
 

@@ -148,12 +148,12 @@ impl TicketStore for LocalStore {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
             let existing: Option<String> = tx
-                .query_row("SELECT body FROM tickets WHERE id = ?1", params![ticket.id], |r| r.get(0))
+                .query_row("SELECT body FROM tickets WHERE id = ?1", params![ticket.id()], |r| r.get(0))
                 .optional()
                 .map_err(unavailable)?;
             if let Some(body) = existing {
-                let stored = decode(&ticket.id, &body)?;
-                return Ok(if stored.request_sha256 == ticket.request_sha256 {
+                let stored = decode(ticket.id(), &body)?;
+                return Ok(if stored.request_sha256() == ticket.request_sha256() {
                     PutOutcome::Existing(stored)
                 } else {
                     PutOutcome::Conflict(stored)
@@ -163,11 +163,11 @@ impl TicketStore for LocalStore {
             tx.execute(
                 "INSERT INTO tickets (id, target, status, expires_at, request_sha256, version, body) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
                 params![
-                    ticket.id,
-                    ticket.request.target.as_str(),
-                    ticket.status.to_string(),
-                    ticket.expires_at.to_rfc3339(),
-                    ticket.request_sha256,
+                    ticket.id(),
+                    ticket.request().target.as_str(),
+                    ticket.status().to_string(),
+                    ticket.expires_at().to_rfc3339(),
+                    ticket.request_sha256(),
                     body
                 ],
             )
@@ -214,16 +214,16 @@ impl TicketStore for LocalStore {
             let changed = conn
                 .execute(
                     "UPDATE tickets SET status = ?1, expires_at = ?2, version = version + 1, body = ?3 WHERE id = ?4 AND version = ?5",
-                    params![ticket.status.to_string(), ticket.expires_at.to_rfc3339(), body, ticket.id, expected as i64],
+                    params![ticket.status().to_string(), ticket.expires_at().to_rfc3339(), body, ticket.id(), expected as i64],
                 )
                 .map_err(unavailable)?;
             if changed == 1 {
                 return Ok(expected + 1);
             }
             let exists: bool = conn
-                .query_row("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = ?1)", params![ticket.id], |r| r.get(0))
+                .query_row("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = ?1)", params![ticket.id()], |r| r.get(0))
                 .map_err(unavailable)?;
-            Err(if exists { StoreError::Stale(ticket.id.clone()) } else { StoreError::NotFound(ticket.id.clone()) })
+            Err(if exists { StoreError::Stale(ticket.id().to_owned()) } else { StoreError::NotFound(ticket.id().to_owned()) })
         })
     }
 }

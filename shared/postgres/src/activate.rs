@@ -214,12 +214,12 @@ impl Executor {
     /// ticket, only its password is set; a role of that name made otherwise is
     /// refused as permanent.
     pub async fn activate(&self, ticket: &Ticket, password: &str, dry_run: bool) -> Result<Issued, ExecError> {
-        let grant = ticket.access.as_ref().ok_or_else(|| ExecError {
+        let grant = ticket.access().ok_or_else(|| ExecError {
             class: FailureClass::Permanent,
-            message: format!("ticket {} is not an access ticket", ticket.id),
+            message: format!("ticket {} is not an access ticket", ticket.id()),
             attempts: 0,
         })?;
-        let role = &ticket.request.role;
+        let role = &ticket.request().role;
         let verifier =
             postgres_protocol::escape::escape_literal(&postgres_protocol::password::scram_sha_256(password.as_bytes()));
         let ((sql, reissued, left_out), attempts) = self
@@ -235,16 +235,17 @@ impl Executor {
                 let (changes, left_out) = match &existing {
                     None => {
                         let catalog = activation_catalog(&client, &grant.scope).await?;
-                        let planned = plan_activation(ticket, &catalog)
-                            .map_err(|e| Failure::permanent(format!("refusing to issue ticket {}: {e}", ticket.id)))?;
+                        let planned = plan_activation(ticket, &catalog).map_err(|e| {
+                            Failure::permanent(format!("refusing to issue ticket {}: {e}", ticket.id()))
+                        })?;
                         (planned.changes, planned.left_out)
                     }
-                    Some(Some(comment)) if *comment == marker(&ticket.id) => (Vec::new(), Vec::new()),
+                    Some(Some(comment)) if *comment == marker(ticket.id()) => (Vec::new(), Vec::new()),
                     Some(_) => {
                         let _ = client.batch_execute("ROLLBACK").await;
                         return Err(Failure::permanent(format!(
                             "role {role} exists already and was not created for ticket {}: refusing to issue it",
-                            ticket.id
+                            ticket.id()
                         )));
                     }
                 };
@@ -269,8 +270,8 @@ impl Executor {
                         statements.push((statement, run));
                     }
                     let marked = match c {
-                        Change::CreateRole { role, .. } => Some((role, marker(&ticket.id))),
-                        Change::CreateViewOwner { role } => Some((role, format!("{} (views)", marker(&ticket.id)))),
+                        Change::CreateRole { role, .. } => Some((role, marker(ticket.id()))),
+                        Change::CreateViewOwner { role } => Some((role, format!("{} (views)", marker(ticket.id())))),
                         _ => None,
                     };
                     if let Some((role, text)) = marked {
@@ -300,7 +301,7 @@ impl Executor {
             })
             .await?;
         if reissued {
-            tracing::warn!(ticket = %ticket.id, %role, "the role was created by an earlier attempt: its password is set anew");
+            tracing::warn!(ticket = %ticket.id(), %role, "the role was created by an earlier attempt: its password is set anew");
         }
         Ok(Issued {
             role: role.to_string(),

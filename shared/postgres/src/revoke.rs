@@ -21,8 +21,7 @@ use crate::render::{Functions, RenderError, ResolvedFunction, render};
 use crate::session::{Timeouts, connect};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::change::Change;
-use grantwarden_core::model::RelationKind;
-use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
+use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RelationKind, RoleName};
 use grantwarden_core::revoke::{
     ExecError, Executed, FailureClass, Held, Owned, OwnedKind, PrivilegeExecutor, RevocationPlan,
 };
@@ -88,16 +87,8 @@ pub struct Executor {
     pub(crate) retry: RetryPolicy,
 }
 
-/// What a remediation run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    /// The SQL, exactly as run (or as it would run).
-    pub sql: Vec<String>,
-    /// Attempts it took.
-    pub attempts: u32,
-    /// Changes left out, with the reason (a function that no longer exists).
-    pub skipped: Vec<String>,
-}
+/// What a remediation run did (the type lives in core, with the port it answers).
+pub use grantwarden_core::remediation_flow::Applied;
 
 impl Executor {
     /// An executor for the database of `config`; it needs a role that may
@@ -364,6 +355,12 @@ impl Executor {
             attempts = attempts.max(tries);
         }
         Ok((terminated, attempts))
+    }
+}
+
+impl grantwarden_core::remediation_flow::ChangeExecutor for Executor {
+    async fn apply(&self, changes: &[Change], dry_run: bool) -> Result<Applied, ExecError> {
+        Executor::apply(self, changes, dry_run).await
     }
 }
 

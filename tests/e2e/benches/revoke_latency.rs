@@ -59,7 +59,7 @@ async fn run(db: &TestDb, n: usize, in_flight: usize) {
         Arc::new(Executor::new(parse_config(&db.url(), &timeouts).unwrap(), timeouts, RetryPolicy::default()));
     let started = Instant::now();
     let all = store.tickets(None).await.unwrap();
-    let ids: Vec<String> = due(&all, Utc::now()).into_iter().map(|t| t.id.clone()).collect();
+    let ids: Vec<String> = due(&all, Utc::now()).into_iter().map(|t| t.id().to_owned()).collect();
     assert_eq!(ids.len(), n);
     let gate = Arc::new(Semaphore::new(in_flight));
     let mut tasks = tokio::task::JoinSet::new();
@@ -74,7 +74,7 @@ async fn run(db: &TestDb, n: usize, in_flight: usize) {
     let mut latencies = Vec::with_capacity(n);
     while let Some(done) = tasks.join_next().await {
         match done.unwrap().unwrap() {
-            RevokeOutcome::Revoked { ticket, .. } => latencies.push(ticket.revocation.unwrap().latency_ms),
+            RevokeOutcome::Revoked { ticket, .. } => latencies.push(ticket.revocation().unwrap().latency_ms),
             other => panic!("every ticket revokes: {other:?}"),
         }
     }

@@ -97,8 +97,8 @@ async fn a_row_scoped_credential_reads_only_its_rows_and_is_gone_after_revocatio
     let predicate = RowPredicate::parse("customer_id = 42").unwrap();
     let scope = AccessScope::Rows { schema: "billing".into(), table: "invoices".into(), predicate };
     let t = ticket(&request(&db, "r-rows", AccessPath::ReadOnly, scope));
-    assert_eq!(t.status, TicketStatus::Active, "read-only on a scope that is not sensitive");
-    let views = t.access.as_ref().unwrap().views_schema.clone();
+    assert_eq!(t.status(), TicketStatus::Active, "read-only on a scope that is not sensitive");
+    let views = t.access().unwrap().views_schema.clone();
     let x = executor(&db);
     let dry = x.activate(&t, &new_password(), true).await.unwrap();
     assert!(dry.password.is_empty() && dry.sql.iter().any(|s| s.contains("'********'")), "{:?}", dry.sql);
@@ -133,7 +133,7 @@ async fn a_row_scoped_credential_reads_only_its_rows_and_is_gone_after_revocatio
     assert!(row.get::<_, bool>(0));
     assert_eq!(row.get::<_, i32>(1), 2, "the registry's connection limit");
     let until: DateTime<Utc> = row.get(2);
-    assert_eq!(until.timestamp(), t.expires_at.timestamp(), "VALID UNTIL is the expiry");
+    assert_eq!(until.timestamp(), t.expires_at().timestamp(), "VALID UNTIL is the expiry");
     assert!(!row.get::<_, bool>(3), "NOINHERIT: nothing but its own grants");
 
     let me = connect(&db.url_as(&issued.role)).await.expect("the credential logs in");
@@ -157,7 +157,7 @@ async fn a_row_scoped_credential_reads_only_its_rows_and_is_gone_after_revocatio
     store.put_ticket(&ended).await.unwrap();
     let clock = || Utc::now();
     let outcome =
-        revoke_ticket(&store, &x, &t.id, Trigger::Request, &RevokeOptions::default(), false, &clock).await.unwrap();
+        revoke_ticket(&store, &x, t.id(), Trigger::Request, &RevokeOptions::default(), false, &clock).await.unwrap();
     let RevokeOutcome::Revoked { executed, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(executed.sessions_terminated, 1);
     assert!(me.query("SELECT 1", &[]).await.is_err(), "its session was ended");
@@ -179,10 +179,10 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     let db = setup().await;
     let scope = AccessScope::Tables { schema: "billing".into(), tables: vec!["customers".into(), "invoices".into()] };
     let mut t = ticket(&request(&db, "r-mask", AccessPath::ReadOnly, scope));
-    assert_eq!(t.status, TicketStatus::PendingApproval, "billing.customers is sensitive: one approval");
+    assert_eq!(t.status(), TicketStatus::PendingApproval, "billing.customers is sensitive: one approval");
     t.approve("bob@example.com", now()).unwrap();
-    assert_eq!(t.status, TicketStatus::Active);
-    let views = t.access.as_ref().unwrap().views_schema.clone();
+    assert_eq!(t.status(), TicketStatus::Active);
+    let views = t.access().unwrap().views_schema.clone();
     let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
     let rows = me.query(&format!("SELECT id, email, ssn FROM {views}.customers ORDER BY id"), &[]).await.unwrap();
@@ -202,10 +202,10 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     // migration: dual approval, then writes on its tables
     let scope = AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into(), "notes".into()] };
     let mut m = ticket(&request(&db, "r-mig", AccessPath::Migration, scope));
-    assert_eq!(m.status, TicketStatus::PendingApproval);
+    assert_eq!(m.status(), TicketStatus::PendingApproval);
     m.approve("bob@example.com", now()).unwrap();
     m.approve("ciso@example.com", now()).unwrap();
-    assert_eq!(m.status, TicketStatus::Active);
+    assert_eq!(m.status(), TicketStatus::Active);
     let issued = executor(&db).activate(&m, &new_password(), false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
     me.batch_execute("INSERT INTO billing.invoices VALUES (4, 42, 40)").await.unwrap();
@@ -215,7 +215,7 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     assert_eq!(fails_with(&me, "DELETE FROM hr.pay").await, "42501");
     assert_eq!(fails_with(&me, "CREATE TABLE billing.x (id int)").await, "42501", "no DDL");
     drop(me);
-    drop_roles(&db, &[&issued.role, t.request.role.as_str()]).await;
+    drop_roles(&db, &[&issued.role, t.request().role.as_str()]).await;
 }
 
 #[tokio::test]
@@ -230,8 +230,8 @@ async fn a_schema_scope_reads_masked_tables_masked_and_never_through_a_view_that
     let mut t =
         ticket(&request(&db, "r-schema", AccessPath::ReadOnly, AccessScope::Schema { schema: "billing".into() }));
     t.approve("bob@example.com", now()).unwrap();
-    assert_eq!(t.status, TicketStatus::Active);
-    let views = t.access.as_ref().unwrap().views_schema.clone();
+    assert_eq!(t.status(), TicketStatus::Active);
+    let views = t.access().unwrap().views_schema.clone();
     let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
     let ssn: String =
@@ -255,10 +255,10 @@ async fn a_hostile_identity_and_predicate_never_reach_the_sql() {
     let mut r = request(&db, "r-hostile", AccessPath::ReadOnly, scope);
     r.identity = "x\"; DROP TABLE billing.invoices; --@evil".into();
     let t = ticket(&r);
-    assert!(t.request.role.as_str().starts_with("gw_xdroptablebillinginvoi"), "{}", t.request.role);
+    assert!(t.request().role.as_str().starts_with("gw_xdroptablebillinginvoi"), "{}", t.request().role);
     let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
-    let views = &t.access.as_ref().unwrap().views_schema;
+    let views = &t.access().unwrap().views_schema;
     let n: i64 = me.query_one(&format!("SELECT count(*) FROM {views}.invoices"), &[]).await.unwrap().get(0);
     assert_eq!(n, 3);
     assert!(RowPredicate::parse("customer_id = 42 or 1 = 1").is_err());
@@ -280,7 +280,7 @@ async fn the_login_fails_after_valid_until_even_before_revocation_runs() {
     me.query("SELECT * FROM billing.invoices", &[]).await.unwrap();
     let wrong = format!("{} password=not-{}", db.url_as(&issued.role), issued.password);
     assert!(connect(&wrong).await.is_err(), "the cluster checks passwords");
-    let wait = (t.expires_at - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(1500);
+    let wait = (t.expires_at() - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(1500);
     tokio::time::sleep(wait).await;
     let late = connect(&login).await.expect_err("VALID UNTIL has passed");
     assert_eq!(late.code().map(|c| c.code()), Some("28P01"), "{late}");

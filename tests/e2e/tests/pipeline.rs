@@ -359,7 +359,7 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
         (stack.scan_id().as_str(), grantwarden_core::remediate::Mode::Converge)
     );
     assert!(!request.changes.is_empty());
-    assert!(request.changes.iter().all(|c| c.role() != Some(&ticket.request.role)), "{:#?}", request.changes);
+    assert!(request.changes.iter().all(|c| c.role() != Some(&ticket.request().role)), "{:#?}", request.changes);
 
     let objects = Objects::new(&stack.clients, &stack.settings);
     let aws: Report = objects.get_json(key).await.unwrap().unwrap();
@@ -373,9 +373,7 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
     assert!(aws.summary.complete);
     let counts = (aws.summary.orphaned, aws.summary.missing, aws.summary.excepted);
     assert_eq!(counts, (3, 1, 2), "{}", shape(&aws).join("\n"));
-    assert!(
-        aws.findings.iter().all(|f| f.exception_id.is_none() || f.exception_id.as_deref() == Some(ticket.id.as_str()))
-    );
+    assert!(aws.findings.iter().all(|f| f.exception_id.is_none() || f.exception_id.as_deref() == Some(ticket.id())));
 
     // local mode: the same database, ticket and configuration give the same findings
     let dir = tempfile::tempdir().unwrap();

@@ -36,9 +36,14 @@ fn ticket(
     privileges: &[Privilege],
     until: i64,
 ) -> Ticket {
-    let mut t = contract::active_ticket(id, TARGET, role, name, privileges, at(0), at(until));
-    t.request.object = RequestObject { on, schema: schema.map(Into::into), name: Some(name.into()), columns: vec![] };
-    t
+    let t = contract::active_ticket(id, TARGET, role, name, privileges, at(0), at(until));
+    let object = RequestObject { on, schema: schema.map(Into::into), name: Some(name.into()), columns: vec![] };
+    contract::as_stored(&t, |t| t["request"]["object"] = serde_json::json!(object))
+}
+
+/// The same ticket for a role grantwarden made for it alone.
+fn short_lived(t: &Ticket) -> Ticket {
+    contract::as_stored(t, |t| t["role_lifecycle"] = serde_json::json!(RoleLifecycle::ShortLived))
 }
 
 fn executor_for(url: &str, attempts: u32) -> Executor {
@@ -127,8 +132,8 @@ async fn a_temporary_grant_is_gone_after_expiry_through_each_trigger_and_overlap
         let id = format!("t-{r}");
         let outcome = f.revoke(&x, &id, trigger, 61).await.unwrap();
         let RevokeOutcome::Revoked { ticket, executed } = outcome else { panic!("{r}: {outcome:?}") };
-        assert_eq!(ticket.status, TicketStatus::Revoked);
-        let rev = ticket.revocation.unwrap();
+        assert_eq!(ticket.status(), TicketStatus::Revoked);
+        let rev = ticket.revocation().unwrap();
         assert_eq!(rev.trigger, trigger);
         let expected_latency = if trigger == Trigger::Request { 31 * 60_000 } else { 60_000 };
         assert_eq!(rev.latency_ms, expected_latency, "{trigger}: from the end of the window to the commit");
@@ -189,7 +194,7 @@ async fn three_triggers_racing_revoke_once() {
     assert_eq!(ran_on_record(&f, "REVOKE USAGE ON SCHEMA").await, 1, "what ran is on the record, once");
     assert!(!f.has(&r, "USAGE", "billing", "").await);
     let t = f.status("t-race").await;
-    assert_eq!(t.history.iter().filter(|e| e.what == "revoked").count(), 1);
+    assert_eq!(t.history().iter().filter(|e| e.what == "revoked").count(), 1);
 }
 
 /// How many journaled revocations (`ticket.revoked`, or `revocation.executed` of a
@@ -214,8 +219,7 @@ async fn three_triggers_racing_on_a_short_lived_role_drop_it_once_and_none_fails
          SET ROLE {ri}; CREATE TABLE billing.scratch (id int); RESET ROLE;"
     ))
     .await;
-    let mut t = ticket("t-jitrace", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 10);
-    t.role_lifecycle = RoleLifecycle::ShortLived;
+    let t = short_lived(&ticket("t-jitrace", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 10));
     f.put(&t).await;
     let (a, b, c) = (executor_for(&f.db.url(), 5), executor_for(&f.db.url(), 5), executor_for(&f.db.url(), 5));
     let (ra, rb, rc) = tokio::join!(
@@ -227,7 +231,7 @@ async fn three_triggers_racing_on_a_short_lived_role_drop_it_once_and_none_fails
     let revoked = outcomes.iter().filter(|o| matches!(o, RevokeOutcome::Revoked { .. })).count();
     let ended = outcomes.iter().filter(|o| **o == RevokeOutcome::AlreadyEnded(TicketStatus::Revoked)).count();
     assert_eq!((revoked, ended), (1, 2), "the role lock makes the others wait, then find it gone: {outcomes:#?}");
-    assert_eq!(f.status("t-jitrace").await.status, TicketStatus::Revoked);
+    assert_eq!(f.status("t-jitrace").await.status(), TicketStatus::Revoked);
     assert_eq!(ran_on_record(&f, "DROP ROLE IF EXISTS").await, 1);
     let gone: i64 =
         f.db.client().await.query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&r]).await.unwrap().get(0);
@@ -257,8 +261,7 @@ async fn a_short_lived_role_with_objects_in_two_databases_and_an_open_session_is
     let session = grantwarden_testkit::connect(&f.db.url_as(&r)).await.expect("the role can log in");
     session.batch_execute("SELECT 1 FROM billing.invoices").await.unwrap();
 
-    let mut t = ticket("t-jit", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 30);
-    t.role_lifecycle = RoleLifecycle::ShortLived;
+    let t = short_lived(&ticket("t-jit", &r, On::Table, Some("billing"), "invoices", &[Privilege::Select], 30));
     f.put(&t).await;
     let x = executor_for(&f.db.url(), 3);
     let outcome = f.revoke(&x, "t-jit", Trigger::Schedule, 30).await.unwrap();
@@ -284,7 +287,7 @@ async fn a_short_lived_role_with_objects_in_two_databases_and_an_open_session_is
     admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", escape_identifier(&other))).await.unwrap();
 
     let t = f.status("t-jit").await;
-    assert_eq!(t.status, TicketStatus::Revoked);
+    assert_eq!(t.status(), TicketStatus::Revoked);
     // the lease trigger arriving late finds it ended and runs nothing
     let late = f.revoke(&x, "t-jit", Trigger::Lease, 90).await.unwrap();
     assert_eq!(late, RevokeOutcome::AlreadyEnded(TicketStatus::Revoked));
@@ -339,7 +342,7 @@ async fn postgres_down_during_revocation_then_back_revokes_after_retry_and_loses
     let RevokeError::Transient { error, .. } = &err else { panic!("{err}") };
     assert_eq!(error.attempts, 3, "retried within the invocation: {err}");
     let t = f.status("t-down").await;
-    assert_eq!(t.status, TicketStatus::Active, "nothing recorded: the ticket stays due for the next trigger");
+    assert_eq!(t.status(), TicketStatus::Active, "nothing recorded: the ticket stays due for the next trigger");
     assert!(t.is_due(at(11)));
     assert!(f.has(&r, "USAGE", "billing", "").await);
 
@@ -353,7 +356,7 @@ async fn postgres_down_during_revocation_then_back_revokes_after_retry_and_loses
     let outcome = f.revoke(&x, "t-down", Trigger::Sweeper, 12).await.unwrap();
     let RevokeOutcome::Revoked { ticket, executed } = outcome else { panic!("{outcome:?}") };
     assert!(executed.attempts > 1, "it took retries: {}", executed.attempts);
-    assert_eq!(ticket.revocation.unwrap().latency_ms, 2 * 60_000);
+    assert_eq!(ticket.revocation().unwrap().latency_ms, 2 * 60_000);
     assert!(!f.has(&r, "USAGE", "billing", "").await);
     started.abort();
 }
@@ -433,7 +436,7 @@ async fn a_connection_lost_inside_the_revoking_transaction_is_retried_and_loses_
     let (outcome, ()) = tokio::join!(revoking, kill);
     let RevokeOutcome::Revoked { ticket, executed } = outcome.unwrap() else { panic!("revoked after the retry") };
     assert!(executed.attempts >= 2, "the first attempt was cut off: {}", executed.attempts);
-    assert_eq!(ticket.status, TicketStatus::Revoked);
+    assert_eq!(ticket.status(), TicketStatus::Revoked);
     assert!(!f.has(&r, "USAGE", "billing", "").await, "revoked");
     assert!(f.has(&other, "USAGE", "billing", "").await, "the other transaction's grant is intact");
     assert_eq!(f.events("ticket.revoked").await.len(), 1, "one revocation on record");
@@ -458,8 +461,8 @@ async fn a_permission_error_fails_for_good_with_a_finding_and_an_audit_event() {
     let RevokeOutcome::Failed { ticket, error } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error.attempts, 1, "a permission error is not retried");
     assert!(error.message.contains("42501"), "{}", error.message);
-    assert_eq!(ticket.status, TicketStatus::RevocationFailed, "never revoked");
-    assert_eq!(f.status("t-perm").await.status, TicketStatus::RevocationFailed);
+    assert_eq!(ticket.status(), TicketStatus::RevocationFailed, "never revoked");
+    assert_eq!(f.status("t-perm").await.status(), TicketStatus::RevocationFailed);
     assert!(f.has(&r, "USAGE", "billing", "").await, "still held, and said so");
     let failed = f.events("ticket.revocation_failed").await;
     assert_eq!(failed.len(), 1);
@@ -486,8 +489,8 @@ async fn a_permission_error_fails_for_good_with_a_finding_and_an_audit_event() {
     else {
         panic!("the operator's retry revokes")
     };
-    assert_eq!(ticket.status, TicketStatus::Revoked);
-    let whats: Vec<&str> = ticket.history.iter().map(|e| e.what.as_str()).collect();
+    assert_eq!(ticket.status(), TicketStatus::Revoked);
+    let whats: Vec<&str> = ticket.history().iter().map(|e| e.what.as_str()).collect();
     assert_eq!(whats, ["revocation_failed", "revoked"]);
     assert!(!f.has(&r, "USAGE", "billing", "").await);
 }

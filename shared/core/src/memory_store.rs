@@ -1,0 +1,208 @@
+//! In-memory ports for the unit tests of the use cases: tickets, findings, the
+//! journal and incidents in plain vectors behind one mutex, with the same
+//! contract as the SQLite and DynamoDB stores (conditional updates by version,
+//! idempotent puts, a sealed hash chain per target); and the fixtures those
+//! tests share. The adapters themselves are tested against the real thing in
+//! their own crates.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditEvent, AuditJournal, NewEvent, seal};
+use crate::error::StoreError;
+use crate::incident::{IncidentStore, IncidentUpdate};
+use crate::report::Finding;
+use crate::snapshot::TargetId;
+use crate::store::{FindingStore, PutOutcome, Recorded, TicketStore, Versioned};
+use crate::ticket::Ticket;
+
+/// Everything the ports hold.
+#[derive(Default)]
+pub(crate) struct Held {
+    pub tickets: Vec<Versioned<Ticket>>,
+    pub findings: Vec<(TargetId, Finding)>,
+    pub events: Vec<AuditEvent>,
+    pub incidents: Vec<IncidentUpdate>,
+}
+
+/// The in-memory store.
+#[derive(Default)]
+pub(crate) struct MemoryStore(pub Mutex<Held>);
+
+impl MemoryStore {
+    /// The kinds of the events of `chain`, in order.
+    pub fn kinds(&self, chain: &str) -> Vec<String> {
+        self.0.lock().unwrap().events.iter().filter(|e| e.chain == chain).map(|e| e.kind.clone()).collect()
+    }
+
+    /// The events of `chain`, in order.
+    pub fn chain(&self, chain: &str) -> Vec<AuditEvent> {
+        self.0.lock().unwrap().events.iter().filter(|e| e.chain == chain).cloned().collect()
+    }
+}
+
+impl TicketStore for MemoryStore {
+    async fn put_ticket(&self, ticket: &Ticket) -> Result<PutOutcome, StoreError> {
+        let mut held = self.0.lock().unwrap();
+        if let Some(stored) = held.tickets.iter().find(|t| t.value.id() == ticket.id()) {
+            return Ok(if stored.value.request_sha256() == ticket.request_sha256() {
+                PutOutcome::Existing(stored.value.clone())
+            } else {
+                PutOutcome::Conflict(stored.value.clone())
+            });
+        }
+        held.tickets.push(Versioned { value: ticket.clone(), version: 1 });
+        Ok(PutOutcome::Created(ticket.clone()))
+    }
+
+    async fn ticket(&self, id: &str) -> Result<Option<Versioned<Ticket>>, StoreError> {
+        Ok(self.0.lock().unwrap().tickets.iter().find(|t| t.value.id() == id).cloned())
+    }
+
+    async fn tickets(&self, target: Option<&TargetId>) -> Result<Vec<Ticket>, StoreError> {
+        let held = self.0.lock().unwrap();
+        let of_target = |t: &&Versioned<Ticket>| target.is_none_or(|target| &t.value.request().target == target);
+        Ok(held.tickets.iter().filter(of_target).map(|t| t.value.clone()).collect())
+    }
+
+    async fn update_ticket(&self, ticket: &Ticket, expected: u64) -> Result<u64, StoreError> {
+        let mut held = self.0.lock().unwrap();
+        let stored = held
+            .tickets
+            .iter_mut()
+            .find(|t| t.value.id() == ticket.id())
+            .ok_or_else(|| StoreError::NotFound(ticket.id().to_owned()))?;
+        if stored.version != expected {
+            return Err(StoreError::Stale(ticket.id().to_owned()));
+        }
+        *stored = Versioned { value: ticket.clone(), version: expected + 1 };
+        Ok(expected + 1)
+    }
+}
+
+impl FindingStore for MemoryStore {
+    async fn record_findings(
+        &self,
+        target: &TargetId,
+        _scan_id: &str,
+        findings: &[Finding],
+        at: DateTime<Utc>,
+        _complete: bool,
+    ) -> Result<Recorded, StoreError> {
+        let mut held = self.0.lock().unwrap();
+        held.findings.extend(findings.iter().map(|f| (target.clone(), f.clone())));
+        let age = crate::finding::FindingAge { first_seen: at, last_seen: at };
+        Ok(Recorded { ages: vec![age; findings.len()], closed: Vec::new() })
+    }
+
+    async fn open_with_age(
+        &self,
+        _target: &TargetId,
+    ) -> Result<Vec<(Finding, crate::finding::FindingAge)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn open_untagged(&self, target: &TargetId) -> Result<Vec<Finding>, StoreError> {
+        let held = self.0.lock().unwrap();
+        let untagged =
+            held.findings.iter().filter(|(t, f)| t == target && f.kind == crate::finding::FindingKind::Untagged);
+        Ok(untagged.map(|(_, f)| f.clone()).collect())
+    }
+}
+
+impl AuditJournal for MemoryStore {
+    async fn append(&self, event: NewEvent) -> Result<AuditEvent, StoreError> {
+        let mut held = self.0.lock().unwrap();
+        let head = held.events.iter().rev().find(|e| e.chain == event.chain).map(|e| (e.seq, e.hash.clone()));
+        let sealed = seal(event, head.as_ref().map(|(seq, hash)| (*seq, hash.as_str())));
+        held.events.push(sealed.clone());
+        Ok(sealed)
+    }
+
+    async fn events_after(&self, chain: &str, seq: u64) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self.0.lock().unwrap().events.iter().filter(|e| e.chain == chain && e.seq > seq).cloned().collect())
+    }
+
+    async fn chains(&self) -> Result<Vec<String>, StoreError> {
+        let mut chains: Vec<String> = self.0.lock().unwrap().events.iter().map(|e| e.chain.clone()).collect();
+        chains.sort();
+        chains.dedup();
+        Ok(chains)
+    }
+
+    async fn head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(self.0.lock().unwrap().events.iter().rev().find(|e| e.chain == chain).map(|e| (e.seq, e.hash.clone())))
+    }
+}
+
+impl IncidentStore for MemoryStore {
+    async fn record_incident(&self, update: &IncidentUpdate) -> Result<(), StoreError> {
+        let mut held = self.0.lock().unwrap();
+        match held.incidents.iter_mut().find(|u| u.id == update.id) {
+            Some(known) if known.at <= update.at => *known = update.clone(),
+            Some(_) => {}
+            None => held.incidents.push(update.clone()),
+        }
+        Ok(())
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentUpdate>, StoreError> {
+        Ok(self.0.lock().unwrap().incidents.iter().find(|u| u.id == id).cloned())
+    }
+}
+
+/// Runs a future of the in-memory ports, which never wait.
+pub(crate) fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the in-memory ports never wait"),
+    }
+}
+
+/// The registry of the use cases' tests: read-only is automatic, a migration takes
+/// one approval, break-glass needs an open incident.
+pub(crate) fn registry() -> crate::policy::PolicyRegistry {
+    const REGISTRY: &str = r#"
+version: "3.0"
+owner: security@example.com
+approver: ciso@example.com
+categories:
+  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }
+routes:
+  - { match: {}, category: ops }
+access:
+  paths:
+    read-only:   { max_ttl: 8h }
+    migration:   { max_ttl: 4h, approvals: single }
+    break-glass: { max_ttl: 30m }
+"#;
+    crate::policy::PolicyRegistry::load(&[("r.yaml".into(), REGISTRY.into())]).expect("the test registry loads")
+}
+
+/// `minutes` after 2026-11-22 12:00 UTC.
+pub(crate) fn at(minutes: i64) -> DateTime<Utc> {
+    "2026-11-22T12:00:00Z".parse::<DateTime<Utc>>().expect("a time") + chrono::Duration::minutes(minutes)
+}
+
+/// alice's access request `id` on schema billing of orders-prod.
+pub(crate) fn access_request(
+    id: &str,
+    path: crate::access_policy::AccessPath,
+    duration: &str,
+    incident: Option<&str>,
+) -> crate::access::AccessRequest {
+    let body = serde_json::json!({ "id": id, "identity": "alice@example.com", "target": "orders-prod",
+        "path": path, "scope": { "on": "schema", "schema": "billing" }, "duration": duration,
+        "justification": "INC-7 needs a look", "incident_id": incident });
+    crate::access::parse_request(body.to_string().as_bytes()).expect("a valid access request")
+}
+
+/// The ticket `request` opens in `store` at `at(0)`.
+pub(crate) fn opened(store: &MemoryStore, request: &crate::access::AccessRequest) -> Ticket {
+    match ready(crate::access::request_access(store, request, &registry(), at(0))).expect("the store answers") {
+        crate::access::AccessOutcome::Created(t) => t,
+        other => panic!("a new ticket: {other:?}"),
+    }
+}

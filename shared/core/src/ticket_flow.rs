@@ -1,0 +1,224 @@
+//! The steps of a ticket's life that a person asks for, each once: approve,
+//! ask to end early, renew break-glass. The CLI (`grantwarden tickets ...`,
+//! `grantwarden access renew`) and the intake Lambda (`POST /requests/{id}/approvals`,
+//! `/tickets/{id}/revoke`, `/tickets/{id}/renew`) both call these, so the same
+//! request leaves the same ticket and the same journal events whichever door
+//! it came through (docs/ARCHITECTURE.md).
+//!
+//! Each use case reads the ticket, lets the ticket's own method decide, writes
+//! it back conditionally on the version it read (a concurrent change makes
+//! this one [`StoreError::Stale`]: read again and retry), then journals what
+//! happened. What happens outside the store (arming timers, moving the role's
+//! VALID UNTIL in the database) stays with the caller, after the write.
+
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditJournal, NewEvent};
+use crate::error::StoreError;
+use crate::incident::{IncidentStore, known_incidents};
+use crate::policy::PolicyRegistry;
+use crate::store::{TicketStore, Versioned};
+use crate::ticket::{ApprovalError, Ticket, TicketStatus};
+
+/// Why a ticket step was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum TicketFlowError {
+    /// No ticket has this id.
+    #[error("no ticket {0}")]
+    UnknownTicket(String),
+    /// The approval does not count (the requester, a second time, not pending).
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    /// The ticket has already ended (or is being revoked): nothing to end.
+    #[error("ticket {0} is {1}: nothing to end")]
+    NotOpen(String, TicketStatus),
+    /// The renewal is not allowed (not break-glass, not in force, incident closed).
+    #[error("ticket {ticket} is not renewed: {reason}")]
+    NotRenewed {
+        /// The ticket.
+        ticket: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The store failed, or someone else changed the ticket first ([`StoreError::Stale`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a renewal did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Renewed {
+    /// The ticket as stored, with its new window.
+    pub ticket: Ticket,
+    /// The new expiry (the role's VALID UNTIL follows it).
+    pub until: DateTime<Utc>,
+}
+
+async fn read<S: TicketStore + Sync>(store: &S, id: &str) -> Result<Versioned<Ticket>, TicketFlowError> {
+    store.ticket(id).await?.ok_or_else(|| TicketFlowError::UnknownTicket(id.to_owned()))
+}
+
+/// Writes `ticket` back if it is still at `version` (else [`StoreError::Stale`]:
+/// someone changed it first), then journals `events`: never an event for a change
+/// that was not stored.
+async fn record<S>(store: &S, ticket: &Ticket, version: u64, events: Vec<NewEvent>) -> Result<(), TicketFlowError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    store.update_ticket(ticket, version).await?;
+    for event in events {
+        store.append(event).await?;
+    }
+    Ok(())
+}
+
+/// Records `approver`'s approval of ticket `id`: `ticket.approved`, and
+/// `ticket.activated` when it was the approval the ticket waited for. Returns
+/// the ticket as stored; arming its revocation timers is the caller's.
+pub async fn approve_ticket<S>(
+    store: &S,
+    id: &str,
+    approver: &str,
+    now: DateTime<Utc>,
+) -> Result<Ticket, TicketFlowError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    let Versioned { value: mut ticket, version } = read(store, id).await?;
+    ticket.approve(approver, now)?;
+    // a concurrent approval makes this one stale
+    record(store, &ticket, version, crate::intake::approval_events(&ticket, approver, now)).await?;
+    Ok(ticket)
+}
+
+/// Asks for ticket `id` to end before its expiry: `revoke_requested`, journaled
+/// as `ticket.revoke_requested` with the reason. Whatever revokes (the CLI's
+/// `revoke`/`watch`, the revoke Lambda on the tickets stream) takes it from there.
+pub async fn request_revoke<S>(
+    store: &S,
+    id: &str,
+    by: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Ticket, TicketFlowError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    let Versioned { value: mut ticket, version } = read(store, id).await?;
+    if !ticket.request_revoke(by, now, reason) {
+        return Err(TicketFlowError::NotOpen(id.to_owned(), ticket.status()));
+    }
+    let mut event = NewEvent::for_ticket(&ticket, "ticket.revoke_requested", by, now);
+    event.detail["reason"] = serde_json::json!(reason);
+    record(store, &ticket, version, vec![event]).await?;
+    Ok(ticket)
+}
+
+/// Renews break-glass ticket `id` while the incident it names is open (as the
+/// incidents on record say): a new window from `now`, journaled as
+/// `access.renewed`. The ticket is recorded first; moving the role's VALID
+/// UNTIL (the CLI at once, the revoke Lambda on the tickets stream) and the
+/// revocation timers follow it, so a failure there ends access early, never late.
+pub async fn renew_break_glass<S>(
+    store: &S,
+    id: &str,
+    registry: &PolicyRegistry,
+    now: DateTime<Utc>,
+) -> Result<Renewed, TicketFlowError>
+where
+    S: TicketStore + AuditJournal + IncidentStore + Sync,
+{
+    let Versioned { value: mut ticket, version } = read(store, id).await?;
+    let incident = ticket.access().and_then(|a| a.incident_id.clone());
+    let incidents = known_incidents(store, incident.as_deref()).await?;
+    let until = crate::access::renew(&mut ticket, registry, &incidents, now)
+        .map_err(|reason| TicketFlowError::NotRenewed { ticket: id.to_owned(), reason })?;
+    let renewed = NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now);
+    record(store, &ticket, version, vec![renewed]).await?;
+    Ok(Renewed { ticket, until })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{AccessOutcome, request_access};
+    use crate::access_policy::AccessPath;
+    use crate::incident::{IncidentStatus, IncidentUpdate};
+    use crate::memory_store::{MemoryStore, access_request as request, at, opened, ready, registry};
+
+    fn incident(store: &MemoryStore, status: IncidentStatus, minutes: i64) {
+        let update = IncidentUpdate { id: "INC-7".into(), status, source: "pagerduty".into(), at: at(minutes) };
+        ready(store.record_incident(&update)).unwrap();
+    }
+
+    #[test]
+    fn an_approval_is_stored_and_journaled_with_the_activation_it_completes() {
+        let store = MemoryStore::default();
+        let t = opened(&store, &request("r1", AccessPath::Migration, "1h", None));
+        assert_eq!(t.status(), TicketStatus::PendingApproval);
+        let own = ready(approve_ticket(&store, t.id(), "alice@example.com", at(1)));
+        assert!(matches!(own, Err(TicketFlowError::Approval(ApprovalError::Requester(_)))), "{own:?}");
+        assert_eq!(store.kinds("orders-prod"), ["ticket.requested"], "a refused approval journals nothing");
+
+        let approved = ready(approve_ticket(&store, t.id(), "ciso@example.com", at(1))).unwrap();
+        assert_eq!(approved.status(), TicketStatus::Active);
+        let stored = ready(store.ticket(t.id())).unwrap().unwrap();
+        assert_eq!((stored.value, stored.version), (approved, 2));
+        assert_eq!(store.kinds("orders-prod"), ["ticket.requested", "ticket.approved", "ticket.activated"]);
+        let again = ready(approve_ticket(&store, t.id(), "bob@example.com", at(2)));
+        assert!(matches!(again, Err(TicketFlowError::Approval(ApprovalError::NotPending(TicketStatus::Active)))));
+        assert!(matches!(
+            ready(approve_ticket(&store, "tkt-none", "ciso@example.com", at(2))),
+            Err(TicketFlowError::UnknownTicket(id)) if id == "tkt-none"
+        ));
+    }
+
+    #[test]
+    fn asking_to_end_early_is_recorded_once_with_its_reason() {
+        let store = MemoryStore::default();
+        let t = opened(&store, &request("r1", AccessPath::ReadOnly, "1h", None));
+        let ended = ready(request_revoke(&store, t.id(), "ciso@example.com", "left the team", at(5))).unwrap();
+        assert_eq!(ended.status(), TicketStatus::RevokeRequested);
+        assert_eq!(ended.revoke_requested_at(), Some(at(5)));
+        let events = store.chain("orders-prod");
+        let asked = events.last().unwrap();
+        assert_eq!((asked.kind.as_str(), asked.actor.as_str()), ("ticket.revoke_requested", "ciso@example.com"));
+        assert_eq!(asked.detail["reason"], "left the team");
+        let twice = ready(request_revoke(&store, t.id(), "ciso@example.com", "again", at(6)));
+        assert!(
+            matches!(twice, Err(TicketFlowError::NotOpen(_, TicketStatus::RevokeRequested))),
+            "nothing to end: {twice:?}"
+        );
+        assert_eq!(store.chain("orders-prod").len(), events.len(), "nothing more journaled");
+    }
+
+    #[test]
+    fn break_glass_is_requested_and_renewed_only_while_its_incident_is_open_on_record() {
+        let store = MemoryStore::default();
+        let glass = request("g1", AccessPath::BreakGlass, "30m", Some("INC-7"));
+        // the incident is looked up in the store by the use case itself
+        let refused = ready(request_access(&store, &glass, &registry(), at(0))).unwrap();
+        assert!(matches!(refused, AccessOutcome::Refused { .. }), "no incident on record: {refused:?}");
+        incident(&store, IncidentStatus::Open, -10);
+        let t = opened(&store, &glass);
+        assert_eq!(t.status(), TicketStatus::Active);
+        assert!(t.history().last().unwrap().detail.contains("review required"));
+
+        let renewed = ready(renew_break_glass(&store, t.id(), &registry(), at(20))).unwrap();
+        assert_eq!(renewed.until, at(50), "30 minutes from the renewal");
+        assert_eq!(renewed.ticket.expires_at(), at(50));
+        assert_eq!(ready(store.ticket(t.id())).unwrap().unwrap().value, renewed.ticket);
+        assert_eq!(store.kinds("orders-prod").last().unwrap(), "access.renewed");
+
+        incident(&store, IncidentStatus::Resolved, 25);
+        let closed = ready(renew_break_glass(&store, t.id(), &registry(), at(40)));
+        assert!(
+            matches!(&closed, Err(TicketFlowError::NotRenewed { reason, .. }) if reason.contains("INC-7 is not open")),
+            "{closed:?}"
+        );
+        assert_eq!(ready(store.ticket(t.id())).unwrap().unwrap().value.expires_at(), at(50), "unchanged");
+        let read_only = opened(&store, &request("r2", AccessPath::ReadOnly, "1h", None));
+        let not_glass = ready(renew_break_glass(&store, read_only.id(), &registry(), at(1)));
+        assert!(matches!(not_glass, Err(TicketFlowError::NotRenewed { .. })), "{not_glass:?}");
+    }
+}
