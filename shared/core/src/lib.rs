@@ -2,45 +2,87 @@
 //!
 //! It knows what a grant is, what the baseline wants, and how reality differs
 //! from it. It must never do I/O: no files, no network, no SQL driver, no
-//! clock (time is passed in). Adapters (shared/postgres, the CLI, later the
-//! AWS and local stores) feed it data and carry its results out.
+//! clock (time is passed in). Adapters (shared/postgres, shared/aws,
+//! shared/local) and the entry points (the CLI, the Lambdas) feed it data and
+//! carry its results out.
 //!
 //! # Layout
-//! - [`model`]: roles, grantees, privileges, objects and grants.
-//! - [`grants`]: a state's grants held object by object, each object's ACL shared.
-//! - [`snapshot`]: the extracted state of one target, its chunks and ids.
-//! - [`baseline`]: the baseline manifest (YAML contract), parsed and validated.
-//! - [`diff`]: reality versus baseline, classified into findings.
-//! - [`scoring`]: severity, score and status thresholds.
-//! - [`report`]: the plan report (JSON contract).
-//! - [`generate`]: a baseline from a live state, for brownfield adoption.
-//! - [`assess`]: a snapshot against the baseline with the store's exceptions, recorded.
-//! - [`pipeline`]: a scheduled scan as messages: chunk tasks, the scan record, batches.
-//! - [`intake`]: a request through routing into the ticket store, failing secure.
-//! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
-//! - [`policy`]: the policy registry: exception categories and routes.
-//! - [`signature`]: the request signature header (v2: method, path, timestamp, body), signed and verified in constant time.
-
-//! - [`ticket`]: routing decisions and exception tickets with approvals.
-//! - [`ticket_flow`]: the use cases a person asks of a ticket: approve, end early, renew break-glass.
-//! - [`access`]: just-in-time access requests, their policy, approvals and issued roles.
-//! - [`incident`]: incident webhooks (PagerDuty, Opsgenie), each authenticated by its tool's own secret: break-glass only while one is open.
-//! - [`store`]: the ports a state store implements (tickets, findings, replay records).
-//! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
-//! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
-//! - [`remediation_flow`]: remediation planned and handed on, or run, and journaled (use cases).
-//! - [`change`]: privilege changes as data, for shared/postgres to render and run.
-//! - [`compliance`]: coverage, access changes, remediation and per-person evidence for auditors.
+//! Bottom-up, layer by layer: a module imports only modules of the layers
+//! listed before its own (never one of its layer or a later one), so there is
+//! no import cycle. The layers and each module's imports are in
+//! docs/ARCHITECTURE.md ("Module layers of grantwarden-core"); the formats
+//! these modules read and write (baseline, registry, scoring, payloads,
+//! report, audit events, archive) are specified in docs/CONTRACTS.md.
+//!
+//! Leaves (they import nothing of this crate):
+//! - [`model`]: roles, grantees, privileges, objects and grants; PUBLIC's built-in defaults.
+//! - [`error`]: the errors many modules share: a store that failed, an input field that is wrong.
+//! - [`finding`]: a finding's kind and its age in the store, before any report holds it.
 //! - [`governance_alert`]: a governance alert as a typed value (a sentence on the wire).
-//! - [`dashboard`]: the self-contained HTML dashboard with inline SVG charts.
-//! - [`raise_alerts`]: a scan's governance alerts published and journaled, once each (use case).
-//! - [`yaml`]: YAML inputs with errors that name file and path.
+//! - [`html`]: the one HTML escaper of every HTML output.
+//! - [`yaml`]: YAML inputs with errors that name file, path and line.
+//! - [`schema_format`]: JSON Schema pieces for durations, times and maps with closed keys.
+//! - [`backoff`]: retry delays with full jitter.
+//!
+//! Layer 1:
+//! - [`names`]: names as people write them: `schema.name` with quoting, function signatures.
+//! - [`grants`]: a state's grants held object by object, each object's ACL shared.
+//! - [`manifest`]: the baseline file as written: its YAML format, read by serde.
+//! - [`access_policy`]: the registry's access policy and a grant's scope (paths, scopes,
+//!   masking, approvals, the access a ticket stands for); the `Incidents` port.
+//! - [`scoring`]: severity, score and status thresholds.
+//! - [`metrics`]: the governance figures as data; their labels and duration formatting.
+//!
+//! Layer 2:
+//! - [`snapshot`]: the extracted state of one target, its chunks and ids.
+//! - [`baseline`]: the baseline resolved and typed, as the diff reads it.
+//! - [`policy`]: the policy registry: exception categories and routes.
+//! - [`change`]: privilege changes as data, for shared/postgres to render and run.
+//!
+//! Layer 3:
+//! - [`request`]: the grant request every input is normalized into.
+//! - [`report`]: the plan report and its findings (JSON contract).
+//! - [`generate`]: a baseline from a live state, for brownfield adoption.
 //! - [`schema`]: JSON Schemas of the baseline, policy registry and scoring files, from their types.
-
+//!
+//! Layer 4:
+//! - [`ticket`]: routing decisions and exception tickets, changed only through their methods.
+//! - [`grant_sql`]: the GRANT and REVOKE statements pgaudit logs, tokenized and parsed.
+//!
+//! Layer 5:
+//! - [`store`]: the ports a state store implements (tickets, findings, replay records).
+//! - [`diff`]: reality versus baseline, classified into findings.
+//! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
+//! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
+//! - [`activation`]: the plan that issues a just-in-time credential; masking and sensitivity follow the data.
+//!
+//! Layer 6:
 //! - [`audit`]: the hash-chained audit journal: events, sealing, verification; the
 //!   archive port and the one comparison of journal and archive.
-//! - [`digest`]: signed hourly digests of what the archive holds, and their verification.
-//! - [`backoff`]: retry delays with full jitter.
+//! - [`incident`]: incident webhooks (PagerDuty, Opsgenie), each authenticated by its
+//!   tool's own secret; the incident store port and the one incident lookup.
+//! - [`signature`]: the request signature header (v2: method, path, timestamp, body),
+//!   signed and verified in constant time.
+//!
+//! Layer 7:
+//! - [`access`]: just-in-time access requests: parsed, routed by the access policy, recorded; issued roles.
+//! - [`intake`]: a grant request through routing into the ticket store, failing secure.
+//! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
+//! - [`digest`]: signed digests of what the archive holds, their verification, the check of a whole chain.
+//! - [`governance`]: the governance rules: ticket metrics, standing credentials, break-glass use, new alerts.
+//! - [`compliance`]: coverage, access changes, remediation and per-person evidence for auditors.
+//! - [`pipeline`]: a scheduled scan as messages: chunk tasks, the scan record, batches.
+//!
+//! Layer 8, the use cases the CLI and the Lambdas call, and the dashboard:
+//! - [`assess`]: a snapshot against the baseline with the store's exceptions, recorded;
+//!   fail secure when the registry or the store is unusable.
+//! - [`ticket_flow`]: what a person asks of a ticket: approve, end early, renew break-glass.
+//! - [`remediation_flow`]: remediation planned and handed on, or run and journaled;
+//!   the `ChangeExecutor` and `RemediationQueue` ports.
+//! - [`raise_alerts`]: a scan's governance alerts published and journaled, once each;
+//!   the `AlertPublisher` port.
+//! - [`dashboard`]: the self-contained HTML dashboard with inline SVG charts.
+//! - `memory_store` (tests only): the ports in memory, and the fixtures the use cases' tests share.
 #![deny(missing_docs)]
 
 pub mod access;
