@@ -1,10 +1,13 @@
 //! Just-in-time access: a person asks for a path (read-only, migration,
 //! break-glass) on a scope (a database, a schema, tables, or rows of one
 //! table), the registry's access policy decides the approvals, and activation
-//! gives them a role of their own that reaches exactly that scope, for the
-//! window and no longer (revocation drops it, see [`crate::revoke`]).
+//! ([`crate::activation`]) gives them a role of their own that reaches exactly
+//! that scope, for the window and no longer (revocation drops it, see
+//! [`crate::revoke`]).
 //!
-//! The policy types it applies are in `crate::access_policy`.
+//! The policy and scope types it applies are in [`crate::access_policy`];
+//! renewing a break-glass ticket as a person asks it is
+//! [`crate::ticket_flow::renew_break_glass`], which applies [`renew`].
 
 use std::time::Duration;
 
@@ -66,7 +69,7 @@ pub fn role_for(identity: &str, ticket_id: &str) -> RoleName {
 /// A fresh schema name for a ticket's views: `gw_access_` and 16 random hex
 /// digits. Not derived from the ticket id (which the requester knows): a role
 /// that could create it beforehand would own the schema the views go in.
-/// Creating it fails when it exists all the same ([`Change::CreateSchema`]).
+/// Creating it fails when it exists all the same ([`crate::change::Change::CreateSchema`]).
 pub fn new_views_schema() -> String {
     let bytes: [u8; 8] = rand::random();
     format!("gw_access_{}", hex::encode(bytes))

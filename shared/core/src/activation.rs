@@ -250,7 +250,7 @@ impl<'a> DataFlow<'a> {
 /// else's access changes; row-level security is never switched on, and
 /// still applies to what the views read).
 ///
-/// Masking and sensitivity follow the data ([`DataFlow`]): a partition, an
+/// Masking and sensitivity follow the data (`DataFlow`): a partition, an
 /// inheritance child or a parent of a masked table is masked too, and of a
 /// sensitive table sensitive too. A view reading a masked relation is left
 /// out of a schema or database scope and refused when named; one reading a

@@ -2,7 +2,7 @@
 //! resolved and typed.
 //!
 //! Parsing has two steps. Serde reads the YAML into a
-//! [`Manifest`](crate::manifest::Manifest); then [`Baseline::resolve`] checks
+//! [`Manifest`]; then [`Baseline::resolve`] checks
 //! what serde cannot (a table name must be schema-qualified, a privilege must
 //! apply to its object) and builds the typed [`Baseline`] the diff consumes.
 //! Every error names the file and the path inside it.

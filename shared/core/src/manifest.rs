@@ -234,7 +234,7 @@ impl On {
 /// A privilege in a baseline: a named ACL privilege or `ALL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrivilegeSpec {
-    /// ALL [PRIVILEGES]: whatever the object class accepts on the server's version.
+    /// `ALL [PRIVILEGES]`: whatever the object class accepts on the server's version.
     All,
     /// One ACL privilege.
     One(Privilege),

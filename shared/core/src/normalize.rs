@@ -2,7 +2,7 @@
 //! [`GrantRequest`].
 //!
 //! Three inputs: the grant webhook JSON (docs/CONTRACTS.md#grant-webhook), pgaudit log lines (class
-//! ROLE, GRANT and REVOKE, parsed from the logged SQL), and a minimal generic
+//! ROLE, GRANT and REVOKE, the logged SQL parsed by [`crate::grant_sql`]), and a minimal generic
 //! JSON for other provisioning systems. Failures say which field and why
 //! ([`NormalizeError`]); the caller records them as untagged drift, never as
 //! a silent pass.

@@ -1,6 +1,9 @@
 //! Ports: what the domain needs from a state store. shared/local implements
-//! them on SQLite; the DynamoDB adapter will implement the same traits, and one
-//! contract test suite should run against both.
+//! them on SQLite and shared/aws on DynamoDB; one contract suite
+//! (grantwarden-testkit's `contract`) runs against both. The store's other
+//! ports sit beside the rules that use them: the journal in [`crate::audit`],
+//! incidents in [`crate::incident`], digests in [`crate::digest`], the scan
+//! record in [`crate::pipeline`] (docs/ARCHITECTURE.md lists every port).
 //!
 //! [`ReplayGuard`] is the one port that holds no evidence: it remembers which
 //! signed requests were already accepted, for as long as their signature could
