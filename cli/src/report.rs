@@ -680,11 +680,7 @@ pub async fn run_metrics(args: MetricsArgs, now: DateTime<Utc>) -> Result<ExitCo
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             sessions.extend(text.lines().filter_map(grantwarden_core::normalize::pgaudit_session));
         }
-        let over = grantwarden_core::governance::over_privileged(&tickets, &sessions);
-        if !over.is_empty() {
-            g.alerts.push(grantwarden_core::governance_alert::GovernanceAlert::UnusedWriteAccess { count: over.len() });
-        }
-        g.over_privileged = Some(over);
+        grantwarden_core::governance::note_sessions(&mut g, &tickets, &sessions);
     }
     let m = &g.metrics;
     let figures = Section::new("Metrics").table(

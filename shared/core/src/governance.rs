@@ -136,3 +136,14 @@ pub fn new_alerts<'g>(g: &'g Governance, events: &[AuditEvent]) -> Vec<&'g Gover
         .collect();
     g.alerts.iter().filter(|a| !raised.contains(a)).collect()
 }
+
+/// Adds what the audited sessions show to `g`: the credentials given write
+/// access that wrote nothing ([`over_privileged`]), alerted when there is any.
+/// `sessions` are `(user, class)` of pgaudit SESSION lines.
+pub fn note_sessions(g: &mut Governance, tickets: &[Ticket], sessions: &[(String, String)]) {
+    let over = over_privileged(tickets, sessions);
+    if !over.is_empty() {
+        g.alerts.push(GovernanceAlert::UnusedWriteAccess { count: over.len() });
+    }
+    g.over_privileged = Some(over);
+}
