@@ -380,8 +380,9 @@ async fn role_exists(db: &TestDb, role: &str) -> bool {
 /// A read-only access ticket of alice's on billing.invoices, routed by the example
 /// registry at `at(0)` (active at once), its request id `<prefix>-<id>`.
 fn read_only_ticket(db: &TestDb, id: &str) -> Ticket {
-    use grantwarden_core::access::{AccessRequest, route_access};
+    use grantwarden_core::access::route_access;
     use grantwarden_core::access_policy::{AccessPath, AccessScope};
+    use grantwarden_core::request::AccessRequest;
     let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
         "policy.example.yaml".into(),
         include_str!("../../../infra/policy.example.yaml").into(),
@@ -467,9 +468,10 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
 
 #[tokio::test]
 async fn a_break_glass_credential_raises_a_high_priority_alert() {
-    use grantwarden_core::access::{AccessRequest, route_access};
+    use grantwarden_core::access::route_access;
     use grantwarden_core::access_policy::{AccessPath, AccessScope};
     use grantwarden_core::incident::{IncidentStatus, IncidentUpdate, KnownIncidents};
+    use grantwarden_core::request::AccessRequest;
     let db = TestDb::new().await;
     db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);").await;
     let (clients, settings) = stack("revoke-glass", &db, None).await;

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Incidents, describe};
@@ -18,33 +17,9 @@ use crate::baseline::On;
 use crate::error::{FieldError, StoreError};
 use crate::model::{Privilege, RoleName};
 use crate::policy::PolicyRegistry;
-use crate::request::{Action, GrantRequest, InputKind, RequestObject};
-use crate::snapshot::TargetId;
+use crate::request::{AccessRequest, Action, GrantRequest, InputKind, RequestObject};
 use crate::store::{PutOutcome, TicketStore, Versioned};
 use crate::ticket::{Decision, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
-
-/// A request for just-in-time access, as received.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessRequest {
-    /// The sender's id of this request (idempotency key).
-    pub id: String,
-    /// Who asks: the person the credential is for.
-    pub identity: String,
-    /// The database.
-    pub target: TargetId,
-    /// Which kind of access.
-    pub path: AccessPath,
-    /// What it reaches.
-    pub scope: AccessScope,
-    /// How long, e.g. `2h`.
-    pub duration: String,
-    /// Why.
-    pub justification: String,
-    /// Incident id (required for break-glass).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident_id: Option<String>,
-}
 
 /// The role issued for a ticket: `gw_` + the person's name (letters and digits,
 /// at most 24) + `_` + 10 hex digits of the ticket id. Unique per ticket, a
@@ -408,6 +383,7 @@ fn grant_of(r: &AccessRequest) -> (Vec<Privilege>, RequestObject) {
 pub(crate) mod tests {
     use super::*;
     use crate::access_policy::{Literal, Mask, RowPredicate};
+    use crate::snapshot::TargetId;
     use crate::ticket::ApprovalError;
 
     pub(crate) const REGISTRY: &str = r#"

@@ -25,6 +25,7 @@
 //! - [`access`]: just-in-time access requests, their policy, approvals and issued roles.
 //! - [`incident`]: incident webhooks (PagerDuty, Opsgenie), each authenticated by its tool's own secret: break-glass only while one is open.
 //! - [`store`]: the ports a state store implements (tickets, findings, replay records).
+//! - [`revocation`]: the revocation plan as data: what ending a ticket runs, keeps and found.
 //! - [`revoke`]: the end of a ticket: the revocation plan and its recorded outcome.
 //! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
 //! - [`change`]: privilege changes as data, for shared/postgres to render and run.
@@ -68,6 +69,7 @@ pub mod policy;
 pub mod remediate;
 pub mod report;
 pub mod request;
+pub mod revocation;
 pub mod revoke;
 pub mod scoring;
 pub mod signature;

@@ -28,8 +28,9 @@ use crate::baseline::Baseline;
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::finding::FindingKind;
-use crate::model::{Grant, Grantee, ObjectRef, RelationKind, RoleName, display_ident};
+use crate::model::{Grant, Grantee, ObjectRef, RoleName};
 use crate::report::{Finding, FindingObject};
+use crate::revocation::{Kept, Owned, OwnedKind, RevocationPlan};
 use crate::scoring::Severity;
 use crate::store::{FindingStore, TicketStore, Versioned};
 use crate::ticket::{Revocation, RoleLifecycle, Ticket, TicketStatus, Trigger};
@@ -55,54 +56,6 @@ pub struct Held {
     pub owned: Vec<Owned>,
 }
 
-/// What kind of object a role owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum OwnedKind {
-    /// A table, view, sequence...
-    Relation {
-        /// Which kind.
-        kind: RelationKind,
-    },
-    /// A function, procedure or aggregate.
-    Function {
-        /// SECURITY DEFINER: it runs with its owner's rights, whoever calls it.
-        security_definer: bool,
-    },
-    /// Anything else (a schema, a type...): dropped with the role.
-    Other,
-}
-
-/// An object a role owns in the target database, as the revoking transaction read it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Owned {
-    /// Its kind.
-    #[serde(flatten)]
-    pub kind: OwnedKind,
-    /// Its schema (none for a schema itself).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<String>,
-    /// Its name.
-    pub name: String,
-    /// A function's argument types.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arguments: Option<String>,
-}
-
-impl Owned {
-    /// The object in the catalog's words, e.g. `function public.f(integer)`.
-    pub fn describe(&self) -> String {
-        let kind = match self.kind {
-            OwnedKind::Relation { kind } => kind.type_name(),
-            OwnedKind::Function { .. } => "function",
-            OwnedKind::Other => "object",
-        };
-        let schema = self.schema.as_deref().map(|s| format!("{}.", display_ident(s))).unwrap_or_default();
-        let args = self.arguments.as_deref().map(|a| format!("({a})")).unwrap_or_default();
-        format!("{kind} {schema}{}{args}", display_ident(&self.name))
-    }
-}
-
 /// Whether open sessions of the role are ended after the commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -124,51 +77,6 @@ pub struct RevokeOptions {
     /// The target's baseline, when at hand: a standing role keeps what it declares
     /// (the ticket did not grant that), even where the ticket's scope covers it.
     pub baseline: Option<std::sync::Arc<Baseline>>,
-}
-
-/// A privilege that stays, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Kept {
-    /// The privilege.
-    pub grant: Grant,
-    /// Why it stays.
-    pub reason: String,
-}
-
-/// What ending one ticket does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevocationPlan {
-    /// The ticket.
-    pub ticket: String,
-    /// The role.
-    pub role: RoleName,
-    /// Standing or short-lived.
-    pub lifecycle: RoleLifecycle,
-    /// Run in one transaction, with lock_timeout.
-    pub transaction: Vec<Change>,
-    /// Run after the commit, in order: sessions, then role cleanup.
-    pub after_commit: Vec<Change>,
-    /// Privileges left in place.
-    pub kept: Vec<Kept>,
-    /// In words, when there is nothing to run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nothing_because: Option<String>,
-    /// What the role created that must be looked at (a SECURITY DEFINER
-    /// function): recorded as high findings when the revocation is.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub created: Vec<Owned>,
-}
-
-impl RevocationPlan {
-    /// Number of changes.
-    pub fn len(&self) -> usize {
-        self.transaction.len() + self.after_commit.len()
-    }
-
-    /// Nothing to run.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Other tickets of the same target and role that are still in force at `now`.
@@ -671,7 +579,7 @@ pub fn due(tickets: &[Ticket], now: DateTime<Utc>) -> Vec<&Ticket> {
 mod tests {
     use super::*;
     use crate::baseline::On;
-    use crate::model::{ObjectClass, ObjectRef, Privilege};
+    use crate::model::{ObjectClass, ObjectRef, Privilege, RelationKind};
     use crate::policy::RegistryRef;
     use crate::request::{Action, GrantRequest, InputKind, RequestObject};
     use crate::snapshot::TargetId;
