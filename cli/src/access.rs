@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use grantwarden_core::access::{AccessOutcome, is_issued, parse_request, record_issued, request_access};
+use grantwarden_core::audit::event::OnTicket;
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::incident::{IncidentStore, KnownIncidents, parse_incident};
@@ -175,7 +176,7 @@ pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<Ex
             };
             executor.apply(&[change], false).await.map_err(|e| anyhow::anyhow!("moving VALID UNTIL: {e}"))?;
             store.update_ticket(&ticket, read.version).await?;
-            store.append(NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now)).await?;
+            store.append(NewEvent::for_ticket(&ticket, OnTicket::Renewed, "grantwarden", now)).await?;
             println!("{}", json!({ "outcome": "renewed", "ticket": id, "expires_at": until }));
             Ok(ExitCode::SUCCESS)
         }

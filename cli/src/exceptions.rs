@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_core::assess::assess;
-use grantwarden_core::audit::AuditJournal;
+use grantwarden_core::audit::event::{OnTicket, RevokeRequested};
+use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::baseline::Baseline;
 use grantwarden_core::diff::{Exceptions, diff_with_exceptions};
 use grantwarden_core::intake::{Outcome, approval_events, intake, record, untagged_finding};
@@ -270,9 +271,8 @@ pub async fn run_tickets(command: TicketsCommand, now: DateTime<Utc>) -> Result<
                 bail!("ticket {id} is {}: nothing to end", ticket.status);
             }
             store.update_ticket(&ticket, read.version).await?;
-            let mut event = grantwarden_core::audit::NewEvent::for_ticket(&ticket, "ticket.revoke_requested", &by, now);
-            event.detail["reason"] = json!(reason);
-            store.append(event).await?;
+            let requested = OnTicket::RevokeRequested(RevokeRequested { reason });
+            store.append(NewEvent::for_ticket(&ticket, requested, &by, now)).await?;
             println!("{} is revoke_requested; `grantwarden revoke {}` ends it", ticket.id, ticket.id);
         }
         TicketsCommand::Approve { id, by, state } => {

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
+use grantwarden_core::audit::event::{Remediation, RemediationRun, RemediationStep};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::change::Change;
@@ -315,24 +316,30 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
         .context("reading the tickets in force: without them an excepted grant could be revoked")?;
     let (changes, held_back) = without_excepted(plan.changes, &target, &tickets, now);
     let applied = executor.apply(&changes, !execute).await;
-    let kind = if execute { "remediation.applied" } else { "remediation.planned" };
     let (sql, attempts, not_found, error) = match &applied {
         Ok(Applied { sql, attempts, skipped }) => (sql.clone(), *attempts, skipped.clone(), None),
         Err(e) => (Vec::new(), e.attempts, Vec::new(), Some(e.message.clone())),
     };
-    store
-        .append(NewEvent {
-            chain: target.as_str().to_owned(),
-            at: now,
-            kind: if error.is_some() { "remediation.failed".into() } else { kind.into() },
-            actor: "grantwarden:apply".into(),
-            subject: report.scan_id.clone(),
-            target: target.as_str().to_owned(),
-            detail: json!({ "mode": mode, "changes": changes, "held_back": held_back, "sql": sql,
-                            "skipped": plan.skipped, "not_found": not_found, "attempts": attempts, "error": error,
-                            "snapshot_sha256": report.snapshot_sha256 }),
-        })
-        .await?;
+    let step = match (&error, execute) {
+        (Some(_), _) => RemediationStep::Failed,
+        (None, true) => RemediationStep::Applied,
+        (None, false) => RemediationStep::Planned,
+    };
+    let run = RemediationRun {
+        mode,
+        changes: changes.clone(),
+        held_back: held_back.clone(),
+        sql,
+        not_found,
+        error,
+        snapshot_sha256: report.snapshot_sha256.clone(),
+        skipped: Some(plan.skipped.clone()),
+        attempts: Some(attempts),
+        dry_run: None,
+    };
+    let event =
+        NewEvent::remediation(target.as_str(), &report.scan_id, step, &Remediation::Run(run), "grantwarden:apply", now);
+    store.append(event).await?;
     let applied = applied.map_err(|e| anyhow::anyhow!("applying the remediation: {e}"))?;
     let verb = if execute { "applied" } else { "would run (dry run; --execute to apply)" };
     let mode_name = serde_json::to_value(mode)?.as_str().unwrap_or_default().to_owned();

@@ -15,6 +15,7 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use grantwarden_aws::settings::SettingsError;
 use grantwarden_aws::{Alerts, AwsError, Clients, Clock, DynamoStore, Objects, Settings};
 use grantwarden_core::assess::assess;
+use grantwarden_core::audit::event::{GovernanceAlert, Remediation, RemediationQueued, RemediationStep};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::error::StoreError;
 use grantwarden_core::pipeline::{AssembleError, ScanRecord, ScanStatus, assemble};
@@ -169,15 +170,9 @@ impl Diff {
                         "break_glass_by_month": g.break_glass_by_month, "limit": g.break_glass_threshold });
                     alerts.ticket(&subject, &detail).await.map_err(aws)?;
                 }
-                let event = NewEvent {
-                    chain: report.target.as_str().to_owned(),
-                    at: now,
-                    kind: "governance.alert".into(),
-                    actor: "grantwarden:diff".into(),
-                    subject: scan_id.clone(),
-                    target: report.target.as_str().to_owned(),
-                    detail: serde_json::json!({ "alert": alert, "published": self.alerts.is_some() }),
-                };
+                let raised = GovernanceAlert { alert: alert.to_owned(), published: self.alerts.is_some() };
+                let event =
+                    NewEvent::governance_alert(report.target.as_str(), scan_id, &raised, "grantwarden:diff", now);
                 self.store.append(event).await.map_err(store_err)?;
             }
         }
@@ -211,19 +206,24 @@ impl Diff {
             })?;
         }
         let Some(first) = requests.first() else { return Ok(()) };
-        let changes: Vec<_> = requests.iter().flat_map(|r| r.changes.iter()).collect();
-        let event = NewEvent {
-            chain: report.target.as_str().to_owned(),
-            at: self.clock.now(),
-            kind: "remediation.planned".into(),
-            actor: "grantwarden:diff".into(),
-            subject: report.scan_id.clone(),
-            target: report.target.as_str().to_owned(),
-            detail: serde_json::json!({ "mode": first.mode, "changes": changes, "skipped": first.skipped,
-                                        "parts": requests.len(), "snapshot_sha256": first.snapshot_sha256 }),
+        let queued = RemediationQueued {
+            mode: first.mode,
+            changes: requests.iter().flat_map(|r| r.changes.iter().cloned()).collect(),
+            skipped: first.skipped,
+            parts: requests.len(),
+            snapshot_sha256: first.snapshot_sha256.clone(),
         };
+        let changes = queued.changes.len();
+        let event = NewEvent::remediation(
+            report.target.as_str(),
+            &report.scan_id,
+            RemediationStep::Planned,
+            &Remediation::Queued(queued),
+            "grantwarden:diff",
+            self.clock.now(),
+        );
         self.store.append(event).await.map_err(|source| DiffError::Store { scan_id: scan_id.clone(), source })?;
-        tracing::info!(changes = changes.len(), parts = requests.len(), mode = ?first.mode, "remediation enqueued");
+        tracing::info!(changes, parts = requests.len(), mode = ?first.mode, "remediation enqueued");
         Ok(())
     }
 

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use grantwarden_core::access::{AccessOutcome, parse_request, request_access};
+use grantwarden_core::audit::event::{OnTicket, RevokeRequested};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::error::{FieldError, StoreError};
 use grantwarden_core::incident::{self, IncidentStore, KnownIncidents, Vendor, VendorRefusal};
@@ -653,7 +654,7 @@ where
         let until = grantwarden_core::access::renew(&mut ticket, registry, &KnownIncidents(known), now)
             .map_err(|why| Rejection::NotRenewed(id.to_owned(), why))?;
         self.store.update_ticket(&ticket, read.version).await?;
-        self.store.append(NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now)).await?;
+        self.store.append(NewEvent::for_ticket(&ticket, OnTicket::Renewed, "grantwarden", now)).await?;
         if let Some(timers) = &self.timers
             && let Err(e) = timers.rearm(&ticket).await
         {
@@ -714,8 +715,7 @@ where
             return Err(Rejection::NotOpen(id.to_owned(), ticket.status));
         }
         self.store.update_ticket(&ticket, read.version).await?;
-        let mut event = NewEvent::for_ticket(&ticket, "ticket.revoke_requested", &by, now);
-        event.detail["reason"] = json!(reason);
+        let event = NewEvent::for_ticket(&ticket, OnTicket::RevokeRequested(RevokeRequested { reason }), &by, now);
         self.store.append(event).await?;
         tracing::info!(by = %by, "revoke requested");
         Ok(Reply { status: StatusCode::ACCEPTED, location: None, body: ticket_json(&ticket, now) })

@@ -36,6 +36,7 @@ use grantwarden_aws::{
 };
 use grantwarden_core::access::{is_issued, record_issued};
 use grantwarden_core::audit::NewEvent;
+use grantwarden_core::audit::event::{IssueRefused, OnTicket, Remediation, RemediationRun, RemediationStep};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::remediate::{RemediationRequest, without_excepted};
 use grantwarden_core::revoke::{FailureClass, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket};
@@ -283,10 +284,10 @@ impl Revoke {
             // like `grantwarden apply`: planned and journaled until execution is turned on
             let dry_run = self.settings.revoke_dry_run || !self.settings.remediation_execute;
             let result = executor.apply(&changes, dry_run).await;
-            let (kind, sql, error) = match &result {
-                Ok(applied) if dry_run => ("remediation.planned", applied.sql.clone(), None),
-                Ok(applied) => ("remediation.applied", applied.sql.clone(), None),
-                Err(e) => ("remediation.failed", Vec::new(), Some(e.message.clone())),
+            let (step, sql, error) = match &result {
+                Ok(applied) if dry_run => (RemediationStep::Planned, applied.sql.clone(), None),
+                Ok(applied) => (RemediationStep::Applied, applied.sql.clone(), None),
+                Err(e) => (RemediationStep::Failed, Vec::new(), Some(e.message.clone())),
             };
             if let Err(e) = &result
                 && e.class == FailureClass::Transient
@@ -296,18 +297,27 @@ impl Revoke {
                     message: e.message.clone(),
                 });
             }
-            let event = NewEvent {
-                chain: request.target.as_str().to_owned(),
-                at: self.clock.now(),
-                kind: kind.into(),
-                actor: "grantwarden:remediation".into(),
-                subject: request.scan_id.clone(),
-                target: request.target.as_str().to_owned(),
-                detail: serde_json::json!({ "mode": request.mode, "changes": changes, "held_back": held_back,
-                                            "sql": sql, "error": error, "snapshot_sha256": request.snapshot_sha256,
-                                            "not_found": result.as_ref().map(|a| a.skipped.clone()).unwrap_or_default(),
-                                            "dry_run": dry_run }),
+            let (statements, kept_back) = (sql.len(), held_back.len());
+            let run = RemediationRun {
+                mode: request.mode,
+                changes,
+                held_back,
+                sql,
+                not_found: result.as_ref().map(|a| a.skipped.clone()).unwrap_or_default(),
+                error: error.clone(),
+                snapshot_sha256: request.snapshot_sha256.clone(),
+                skipped: None,
+                attempts: None,
+                dry_run: Some(dry_run),
             };
+            let event = NewEvent::remediation(
+                request.target.as_str(),
+                &request.scan_id,
+                step,
+                &Remediation::Run(run),
+                "grantwarden:remediation",
+                self.clock.now(),
+            );
             grantwarden_core::audit::AuditJournal::append(&self.store, event).await.map_err(RevokeError::Store)?;
             if let Some(error) = error {
                 tracing::error!(%error, "remediation failed for good; dead-lettered");
@@ -315,7 +325,7 @@ impl Revoke {
                                                            "mode": request.mode, "error": error }))
                     .await?;
             } else {
-                tracing::info!(statements = sql.len(), held_back = held_back.len(), dry_run, "remediation done");
+                tracing::info!(statements, held_back = kept_back, dry_run, "remediation done");
             }
             Ok(())
         }
@@ -509,8 +519,8 @@ impl Revoke {
                     // permanent: the secret is not ours to fill, read or delete
                     let error = refused.to_string();
                     tracing::error!(%error, "the credential cannot be issued; dead-lettered");
-                    let mut event = NewEvent::for_ticket(&ticket, "access.issue_refused", "grantwarden", now);
-                    event.detail["error"] = serde_json::json!(error);
+                    let refused = OnTicket::IssueRefused(IssueRefused { error: error.clone() });
+                    let event = NewEvent::for_ticket(&ticket, refused, "grantwarden", now);
                     grantwarden_core::audit::AuditJournal::append(&self.store, event)
                         .await
                         .map_err(RevokeError::Store)?;

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Incidents, describe};
+use crate::audit::event::{AccessTurnedDown, Issued, OnTicket};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::On;
 use crate::error::{FieldError, StoreError};
@@ -274,40 +275,36 @@ pub async fn request_access<S>(
 where
     S: TicketStore + AuditJournal + Sync,
 {
-    let turned_down = |kind: &str, detail: serde_json::Value| NewEvent {
-        chain: request.target.as_str().to_owned(),
-        at: now,
-        kind: kind.to_owned(),
-        actor: request.identity.clone(),
-        subject: request.id.clone(),
-        target: request.target.as_str().to_owned(),
-        detail,
+    let turned_down = |category: Option<&str>, reason: String| {
+        let detail = AccessTurnedDown {
+            request: request.clone(),
+            category: category.map(str::to_owned),
+            reason,
+            registry_version: registry.id.version.clone(),
+        };
+        NewEvent::access_turned_down(&detail, now)
     };
     match route_access(request, registry, incidents, now) {
         Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
             PutOutcome::Created(t) => {
-                store.append(NewEvent::for_ticket(&t, "ticket.requested", &request.identity, now)).await?;
+                store.append(NewEvent::for_ticket(&t, OnTicket::Requested, &request.identity, now)).await?;
                 if t.status == TicketStatus::Active {
-                    store.append(NewEvent::for_ticket(&t, "ticket.activated", "grantwarden", now)).await?;
+                    store.append(NewEvent::for_ticket(&t, OnTicket::Activated, "grantwarden", now)).await?;
                 }
                 AccessOutcome::Created(t)
             }
             PutOutcome::Existing(t) => AccessOutcome::Existing(t),
             PutOutcome::Conflict(t) => {
-                store.append(NewEvent::for_ticket(&t, "ticket.conflict", "grantwarden", now)).await?;
+                store.append(NewEvent::for_ticket(&t, OnTicket::Conflict, "grantwarden", now)).await?;
                 AccessOutcome::Conflict(t)
             }
         }),
         Decision::Refused { category, refusal, .. } => {
-            let detail = serde_json::json!({ "request": request, "category": category,
-                "reason": refusal.to_string(), "registry_version": registry.id.version });
-            store.append(turned_down("access.refused", detail)).await?;
+            store.append(turned_down(Some(&category), refusal.to_string())).await?;
             Ok(AccessOutcome::Refused { category, refusal })
         }
         Decision::Untagged { reason, .. } => {
-            let detail = serde_json::json!({ "request": request, "reason": reason,
-                "registry_version": registry.id.version });
-            store.append(turned_down("access.unroutable", detail)).await?;
+            store.append(turned_down(None, reason.clone())).await?;
             Ok(AccessOutcome::Unroutable(reason))
         }
     }
@@ -346,12 +343,8 @@ where
         });
         match store.update_ticket(&ticket, version).await {
             Ok(_) => {
-                let mut event = NewEvent::for_ticket(&ticket, "access.issued", "grantwarden", now);
-                event.detail["sql"] = serde_json::json!(sql);
-                if let Some(secret) = delivered_in {
-                    event.detail["secret"] = serde_json::json!(secret);
-                }
-                store.append(event).await?;
+                let issued = Issued { sql: sql.to_vec(), secret: delivered_in.map(str::to_owned) };
+                store.append(NewEvent::for_ticket(&ticket, OnTicket::Issued(issued), "grantwarden", now)).await?;
                 return Ok(ticket);
             }
             Err(StoreError::Stale(_)) => continue,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::audit::AuditEvent;
+use crate::audit::event::{EventKind, GovernanceAlert, ScanEnded};
 use crate::metrics::{Durations, Governance, Metrics, OverPrivileged, ScorePoint};
 use crate::ticket::{Ticket, TicketStatus};
 
@@ -14,8 +15,8 @@ use crate::ticket::{Ticket, TicketStatus};
 pub fn score_history(events: &[AuditEvent]) -> Vec<ScorePoint> {
     let mut out: Vec<ScorePoint> = events
         .iter()
-        .filter(|e| e.kind == "scan.completed")
-        .filter_map(|e| Some(ScorePoint { at: e.at, score: e.detail.get("summary")?.get("score")?.as_f64()? }))
+        .filter(|e| e.kind == EventKind::ScanCompleted)
+        .filter_map(|e| Some(ScorePoint { at: e.at, score: e.detail_as::<ScanEnded>().ok()?.summary.score }))
         .collect();
     out.sort_by_key(|p| p.at);
     out
@@ -129,7 +130,8 @@ pub fn new_alerts<'g>(g: &'g Governance, events: &[AuditEvent]) -> Vec<&'g str> 
         .iter()
         .filter(|a| {
             !events.iter().any(|e| {
-                e.kind == "governance.alert" && e.detail.get("alert").and_then(|v| v.as_str()) == Some(a.as_str())
+                e.kind == EventKind::GovernanceAlert
+                    && e.detail_as::<GovernanceAlert>().is_ok_and(|raised| raised.alert == **a)
             })
         })
         .map(String::as_str)

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::audit::NewEvent;
+use crate::audit::event::OnTicket;
 
 use crate::audit::AuditJournal;
 use crate::error::StoreError;
@@ -48,19 +49,19 @@ impl Outcome {
     pub fn events(&self, target: &str, at: DateTime<Utc>) -> Vec<NewEvent> {
         match self {
             Outcome::Created(t) => {
-                let mut out = vec![NewEvent::for_ticket(t, "ticket.requested", &t.request.requested_by, at)];
+                let mut out = vec![NewEvent::for_ticket(t, OnTicket::Requested, &t.request.requested_by, at)];
                 if t.status == crate::ticket::TicketStatus::Active {
-                    out.push(NewEvent::for_ticket(t, "ticket.activated", "grantwarden", at));
+                    out.push(NewEvent::for_ticket(t, OnTicket::Activated, "grantwarden", at));
                 }
                 out
             }
             Outcome::Existing(_) => Vec::new(),
-            Outcome::Conflict(t) => vec![NewEvent::for_ticket(t, "ticket.conflict", "grantwarden", at)],
+            Outcome::Conflict(t) => vec![NewEvent::for_ticket(t, OnTicket::Conflict, "grantwarden", at)],
             Outcome::Refused { finding, .. } => {
-                vec![NewEvent::for_finding(target, finding, "ticket.refused", "grantwarden", at)]
+                vec![NewEvent::ticket_refused(target, finding, "grantwarden", at)]
             }
             Outcome::Untagged(finding) => {
-                vec![NewEvent::for_finding(target, finding, "finding.opened", "grantwarden", at)]
+                vec![NewEvent::untagged_opened(target, finding, "grantwarden", at)]
             }
         }
     }
@@ -181,9 +182,9 @@ where
 /// The journal events of an approval: `ticket.approved`, and `ticket.activated`
 /// when it was the approval the ticket waited for.
 pub fn approval_events(ticket: &Ticket, approver: &str, now: DateTime<Utc>) -> Vec<NewEvent> {
-    let mut out = vec![NewEvent::for_ticket(ticket, "ticket.approved", approver, now)];
+    let mut out = vec![NewEvent::for_ticket(ticket, OnTicket::Approved, approver, now)];
     if ticket.status == crate::ticket::TicketStatus::Active {
-        out.push(NewEvent::for_ticket(ticket, "ticket.activated", "grantwarden", now));
+        out.push(NewEvent::for_ticket(ticket, OnTicket::Activated, "grantwarden", now));
     }
     out
 }

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::access_policy::{AccessPath, views_owner_for};
+use crate::audit::event::{EventKind, OnTicket, RevocationExecuted, RevocationFailed, RevocationPlanned, Revoked};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::Baseline;
 use crate::change::Change;
@@ -371,11 +372,13 @@ where
         Ok(executed) if dry_run => {
             // a sweep in dry-run mode plans the same revocation every round: journal it once
             if !planned_already(store, &ticket, &executed.sql).await? {
-                let mut event = NewEvent::for_ticket(&ticket, "revocation.planned", "grantwarden", at);
-                event.detail["trigger"] = serde_json::json!(trigger);
-                event.detail["plan"] = serde_json::json!(executed.plan);
-                event.detail["sql"] = serde_json::json!(executed.sql);
-                event.detail["dry_run"] = serde_json::json!(true);
+                let planned = RevocationPlanned {
+                    trigger,
+                    plan: executed.plan.clone(),
+                    sql: executed.sql.clone(),
+                    dry_run: true,
+                };
+                let event = NewEvent::for_ticket(&ticket, OnTicket::RevocationPlanned(planned), "grantwarden", at);
                 store.append(event).await?;
             }
             Ok(RevokeOutcome::DryRun(Box::new(executed)))
@@ -399,13 +402,16 @@ where
                     // Another trigger recorded the end first, perhaps one that found nothing left
                     // because this run had just revoked it: what ran here must still be on record.
                     if !executed.plan.is_empty() {
-                        let mut event = NewEvent::for_ticket(&ticket, "revocation.executed", &actor, at);
-                        event.detail["trigger"] = serde_json::json!(trigger);
-                        event.detail["plan"] = serde_json::json!(executed.plan);
-                        event.detail["sql"] = serde_json::json!(executed.sql);
-                        event.detail["sessions_terminated"] = serde_json::json!(executed.sessions_terminated);
-                        event.detail["ticket_status"] = serde_json::json!(s);
-                        store.append(event).await?;
+                        let ran = RevocationExecuted {
+                            trigger,
+                            plan: executed.plan.clone(),
+                            sql: executed.sql.clone(),
+                            sessions_terminated: executed.sessions_terminated,
+                            ticket_status: s,
+                        };
+                        store
+                            .append(NewEvent::for_ticket(&ticket, OnTicket::RevocationExecuted(ran), &actor, at))
+                            .await?;
                     }
                     return Ok(RevokeOutcome::AlreadyEnded(s));
                 }
@@ -415,13 +421,14 @@ where
                     executed.plan.created.iter().map(|o| created_finding(&stored, o)).collect();
                 store.record_findings(&stored.request.target, "revoke", &findings, at, false).await?;
             }
-            let mut event = NewEvent::for_ticket(&stored, "ticket.revoked", &actor, at);
-            event.detail["trigger"] = serde_json::json!(trigger);
-            event.detail["latency_ms"] = serde_json::json!(latency_ms);
-            event.detail["plan"] = serde_json::json!(executed.plan);
-            event.detail["sql"] = serde_json::json!(executed.sql);
-            event.detail["sessions_terminated"] = serde_json::json!(executed.sessions_terminated);
-            store.append(event).await?;
+            let revoked = Revoked {
+                trigger,
+                latency_ms,
+                plan: executed.plan.clone(),
+                sql: executed.sql.clone(),
+                sessions_terminated: executed.sessions_terminated,
+            };
+            store.append(NewEvent::for_ticket(&stored, OnTicket::Revoked(revoked), &actor, at)).await?;
             Ok(RevokeOutcome::Revoked { ticket: stored, executed: Box::new(executed) })
         }
         Err(error) if error.class == FailureClass::Transient => {
@@ -450,11 +457,8 @@ where
                 };
             let finding = failure_finding(&stored, &error);
             store.record_findings(&stored.request.target, "revoke", std::slice::from_ref(&finding), at, false).await?;
-            let mut event = NewEvent::for_ticket(&stored, "ticket.revocation_failed", &actor, at);
-            event.detail["trigger"] = serde_json::json!(trigger);
-            event.detail["error"] = serde_json::json!(error.message);
-            event.detail["attempts"] = serde_json::json!(error.attempts);
-            store.append(event).await?;
+            let failed = RevocationFailed { trigger, error: error.message.clone(), attempts: error.attempts };
+            store.append(NewEvent::for_ticket(&stored, OnTicket::RevocationFailed(failed), &actor, at)).await?;
             Ok(RevokeOutcome::Failed { ticket: stored, error })
         }
     }
@@ -473,8 +477,8 @@ async fn planned_already<S: AuditJournal + Sync>(
     let chain = ticket.request.target.as_str();
     let Some((head, _)) = store.head(chain).await? else { return Ok(false) };
     let recent = store.events_after(chain, head.saturating_sub(PLANNED_LOOKBACK)).await?;
-    let last = recent.iter().rev().find(|e| e.kind == "revocation.planned" && e.subject == ticket.id);
-    Ok(last.is_some_and(|e| e.detail.get("sql") == Some(&serde_json::json!(sql))))
+    let last = recent.iter().rev().find(|e| e.kind == EventKind::RevocationPlanned && e.subject == ticket.id);
+    Ok(last.and_then(|e| e.detail_as::<RevocationPlanned>().ok()).is_some_and(|planned| planned.sql == sql))
 }
 
 enum Finished {

@@ -1,9 +1,14 @@
 //! A journal and findings written before audit events and findings were
 //! typed (`fixtures/README.md` says how they were made): they still read,
 //! verify, and serialize back byte for byte, so every stored hash and
-//! finding key stays valid.
+//! finding key stays valid; and the typed readers read every event of it.
 
-use grantwarden_core::audit::{AuditEvent, verify};
+use grantwarden_core::audit::event::{
+    AccessTurnedDown, EventDetail, EventKind, FindingOpenedOrClosed, FindingsBulk, GovernanceAlert, IssueRefused,
+    Issued, RegistryLoaded, Remediation, RevocationExecuted, RevocationFailed, RevocationPlanned, RevokeRequested,
+    Revoked, ScanEnded, ScanStarted, TicketDetail,
+};
+use grantwarden_core::audit::{AuditEvent, Disagreement, verify};
 use grantwarden_core::report::Finding;
 use grantwarden_core::store::finding_key;
 
@@ -58,4 +63,79 @@ fn every_finding_written_before_typed_findings_reads_back_with_the_same_json_and
         n += 1;
     }
     assert_eq!(n, 104);
+}
+
+/// `e`'s detail read as its kind's type, written back as JSON.
+fn typed(e: &AuditEvent) -> serde_json::Value {
+    fn back<D: EventDetail>(e: &AuditEvent) -> serde_json::Value {
+        let detail = e.detail_as::<D>().unwrap_or_else(|err| panic!("{err}"));
+        serde_json::to_value(detail).unwrap()
+    }
+    // a ticket event's detail: the ticket's, and what the kind adds
+    fn ticket<D: EventDetail>(e: &AuditEvent) -> serde_json::Value {
+        let mut detail = back::<TicketDetail>(e);
+        let extra = back::<D>(e);
+        detail.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        detail
+    }
+    // no wildcard: a new kind must say here how it reads
+    match &e.kind {
+        EventKind::TicketRequested
+        | EventKind::TicketActivated
+        | EventKind::TicketApproved
+        | EventKind::TicketConflict
+        | EventKind::AccessRenewed => back::<TicketDetail>(e),
+        EventKind::TicketRevokeRequested => ticket::<RevokeRequested>(e),
+        EventKind::RevocationPlanned => ticket::<RevocationPlanned>(e),
+        EventKind::RevocationExecuted => ticket::<RevocationExecuted>(e),
+        EventKind::TicketRevoked => ticket::<Revoked>(e),
+        EventKind::TicketRevocationFailed => ticket::<RevocationFailed>(e),
+        EventKind::AccessIssued => ticket::<Issued>(e),
+        EventKind::AccessIssueRefused => ticket::<IssueRefused>(e),
+        EventKind::TicketRefused => back::<Finding>(e),
+        EventKind::AccessRefused | EventKind::AccessUnroutable => back::<AccessTurnedDown>(e),
+        EventKind::FindingOpened | EventKind::FindingClosed => back::<FindingOpenedOrClosed>(e),
+        EventKind::FindingsOpenedBulk | EventKind::FindingsClosedBulk => back::<FindingsBulk>(e),
+        EventKind::ScanStarted => back::<ScanStarted>(e),
+        EventKind::ScanCompleted | EventKind::ScanIncomplete => back::<ScanEnded>(e),
+        EventKind::RemediationPlanned | EventKind::RemediationApplied | EventKind::RemediationFailed => {
+            back::<Remediation>(e)
+        }
+        EventKind::GovernanceAlert => back::<GovernanceAlert>(e),
+        EventKind::DigestRefused => back::<Disagreement>(e),
+        EventKind::RegistryLoaded => back::<RegistryLoaded>(e),
+        EventKind::Other(_) => panic!("{} is not a kind this build writes", e.kind),
+    }
+}
+
+#[test]
+fn the_typed_readers_read_every_event_of_the_old_journal_field_for_field() {
+    let events: Vec<AuditEvent> = chains().into_iter().flatten().map(|(e, _)| e).collect();
+    let mut kinds = std::collections::BTreeSet::new();
+    for e in &events {
+        if let EventKind::Other(_) = e.kind {
+            // a kind this build does not know still reads, keeps its spelling and verifies (above)
+            assert_eq!(e.kind.as_str(), "retired.kind.example");
+            continue;
+        }
+        // every field the writers wrote is one the types know, with the same value
+        assert_eq!(typed(e), e.detail, "{} ({})", e.id, e.kind);
+        kinds.insert(e.kind.clone());
+    }
+    assert_eq!(kinds.len(), EventKind::KNOWN.len(), "every kind is in the old journal");
+    // both shapes of a remediation plan, and of a finding event, read as theirs
+    let planned: Vec<Remediation> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::RemediationPlanned)
+        .map(|e| e.detail_as::<Remediation>().unwrap())
+        .collect();
+    assert!(planned.iter().any(|r| matches!(r, Remediation::Queued(_))));
+    assert!(planned.iter().any(|r| matches!(r, Remediation::Run(_))));
+    let opened: Vec<FindingOpenedOrClosed> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::FindingOpened)
+        .map(|e| e.detail_as::<FindingOpenedOrClosed>().unwrap())
+        .collect();
+    assert!(opened.iter().any(|f| matches!(f, FindingOpenedOrClosed::Scan(_))));
+    assert!(opened.iter().any(|f| matches!(f, FindingOpenedOrClosed::Intake(_))));
 }
