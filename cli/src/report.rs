@@ -556,8 +556,8 @@ fn render_remediation(target: &str, r: &RemediationReport, format: ReportFormat)
                     o.first_seen.to_rfc3339(),
                     o.finding.severity.to_string(),
                     o.finding.kind.as_str().to_owned(),
-                    o.finding.grantee.clone(),
-                    o.finding.privilege.clone(),
+                    o.finding.grantee.to_string(),
+                    o.finding.privilege.to_string(),
                     o.finding.object.to_string(),
                 ]
             })

@@ -26,7 +26,7 @@ use crate::finding::FindingAge;
 use crate::metrics::Durations;
 use crate::model::{Grant, Grantee, RoleName};
 use crate::policy::{Category, PolicyRegistry};
-use crate::report::{Coverage, Finding, Report};
+use crate::report::{Coverage, Finding, FindingPrivilege, Report};
 use crate::scoring::CoverageTargets;
 use crate::ticket::{Ticket, TicketStatus, Trigger};
 
@@ -368,11 +368,11 @@ fn puts_right(remediation: &Remediation, finding: &Finding) -> bool {
     remediation.changes().iter().any(|c| match c {
         Change::Grant { grant } | Change::Revoke { grant, .. } => {
             let (o, w) = (&grant.object, &finding.object);
-            grant.grantee.to_string() == finding.grantee
-                && grant.privilege.keyword() == finding.privilege
-                && o.schema.as_deref() == w.schema.as_deref()
-                && o.name.as_str() == w.name
-                && o.column.as_deref() == w.column.as_deref()
+            grant.grantee == finding.grantee
+                && finding.privilege == FindingPrivilege::One(grant.privilege)
+                && o.schema.as_deref() == w.schema()
+                && o.name.as_str() == w.name()
+                && o.column.as_deref() == w.column()
         }
         _ => false,
     })
@@ -386,17 +386,17 @@ fn resolution_of(
     earlier: &[&AuditEvent],
     closed: &AuditEvent,
     since: DateTime<Utc>,
-    grantee: &str,
+    grantee: &Grantee,
     finding: Option<&Finding>,
 ) -> Resolution {
     let between = |o: &&&AuditEvent| o.chain == closed.chain && o.at >= since && o.at <= closed.at;
     let acted = |kind: EventKind, on: &dyn Fn(&AuditEvent) -> bool| {
         earlier.iter().filter(between).any(|o| o.kind == kind && on(o))
     };
-    let revoked = |o: &AuditEvent| o.detail_as::<TicketDetail>().is_ok_and(|t| t.role.as_str() == grantee);
+    let revoked = |o: &AuditEvent| o.detail_as::<TicketDetail>().is_ok_and(|t| t.role.as_str() == grantee.as_str());
     let remediated = |o: &AuditEvent| match finding {
         // a bulk closing names no privilege: a remediation that names the grantee anywhere counts
-        None => mentions(&o.detail, grantee),
+        None => mentions(&o.detail, grantee.as_str()),
         Some(f) => o.detail_as::<Remediation>().is_ok_and(|r| puts_right(&r, f)),
     };
     if acted(EventKind::TicketRevoked, &revoked) {
@@ -630,7 +630,7 @@ mod tests {
     use super::*;
     use crate::audit::NewEvent;
     use crate::finding::FindingKind;
-    use crate::report::FindingObject;
+    use crate::report::{FindingObject, ObjectType};
     use crate::scoring::Severity;
     use crate::ticket::Revocation;
 
@@ -715,17 +715,13 @@ mod tests {
             kind,
             severity: Severity::High,
             score: 1.0,
-            grantee: grantee.into(),
-            privilege: "INSERT".into(),
+            grantee: Grantee::Role(RoleName::new(grantee).unwrap()),
+            privilege: FindingPrivilege::One(crate::model::Privilege::Insert),
             grantable: false,
-            object: FindingObject {
-                kind: "table".into(),
-                schema: Some("billing".into()),
-                name: "invoices".into(),
-                column: None,
-                for_role: None,
-                arguments: None,
-            },
+            object: FindingObject::of(
+                ObjectType::Table,
+                &crate::model::ObjectRef::in_schema(crate::model::ObjectClass::Table, "billing", "invoices"),
+            ),
             exception_id: None,
             detail: String::new(),
         }
@@ -779,7 +775,9 @@ mod tests {
             let detail = FindingsBulk {
                 count,
                 by_kind: by_kind.map(|k| k.into_iter().collect()),
-                by_grantee: by_grantee.map(|g| g.into_iter().map(|(grantee, n)| (grantee.to_owned(), n)).collect()),
+                by_grantee: by_grantee.map(|g| {
+                    g.into_iter().map(|(grantee, n)| (Grantee::Role(RoleName::new(grantee).unwrap()), n)).collect()
+                }),
                 keys_sha256: String::new(),
                 scan_id: scan.into(),
                 registry_version: None,

@@ -13,9 +13,10 @@ use crate::audit::event::OnTicket;
 use crate::audit::AuditJournal;
 use crate::error::StoreError;
 use crate::finding::FindingKind;
+use crate::model::{Grantee, RoleName};
 use crate::normalize::NormalizeError;
 use crate::policy::PolicyRegistry;
-use crate::report::{Finding, FindingObject};
+use crate::report::{Finding, FindingObject, FindingPrivilege};
 use crate::request::GrantRequest;
 use crate::scoring::{Facts, Scope, ScoringConfig, Severity};
 use crate::snapshot::TargetId;
@@ -67,6 +68,12 @@ impl Outcome {
     }
 }
 
+/// The grantee of a finding about input that could not be read: a role
+/// named `unknown`, as the contract has always spelled it.
+fn unknown_grantee() -> Grantee {
+    Grantee::Role(RoleName::new("unknown").expect("`unknown` is a valid role name"))
+}
+
 /// The untagged finding for something that could not become a ticket.
 pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &ScoringConfig) -> Finding {
     let facts = Facts {
@@ -82,29 +89,11 @@ pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &
     let severity = scoring.severity(facts).max(Severity::High);
     let (grantee, privilege, object) = match request {
         Some(r) => (
-            r.role.to_string(),
-            r.privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
-            FindingObject {
-                kind: r.object.on.keyword(),
-                schema: r.object.schema.clone(),
-                name: r.object.name.clone().unwrap_or_default(),
-                column: None,
-                for_role: None,
-                arguments: None,
-            },
+            Grantee::Role(r.role.clone()),
+            FindingPrivilege::requested(&r.privileges),
+            FindingObject::requested(&r.object),
         ),
-        None => (
-            "unknown".into(),
-            "unknown".into(),
-            FindingObject {
-                kind: "unknown".into(),
-                schema: None,
-                name: String::new(),
-                column: None,
-                for_role: None,
-                arguments: None,
-            },
-        ),
+        None => (unknown_grantee(), FindingPrivilege::Unknown, FindingObject::Unknown),
     };
     let id = request.map(|r| format!("{} {}: ", r.input, r.delivery_id)).unwrap_or_default();
     Finding {

@@ -29,8 +29,8 @@ use crate::baseline::Baseline;
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::finding::FindingKind;
-use crate::model::{Grant, Grantee, ObjectRef, RoleName};
-use crate::report::{Finding, FindingObject};
+use crate::model::{Grant, Grantee, Name, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::report::{Finding, FindingObject, FindingPrivilege, ObjectType};
 use crate::revocation::{Kept, Owned, OwnedKind, RevocationPlan};
 use crate::scoring::Severity;
 use crate::store::{FindingStore, TicketStore, Versioned};
@@ -516,22 +516,14 @@ async fn finish<S: TicketStore + Sync>(
 /// The high-severity finding of a failed revocation: the ticket ended and its
 /// grant is still held, so it is an expired exception, raised to critical.
 pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
-    let o = &ticket.request.object;
     Finding {
         kind: FindingKind::ExpiredException,
         severity: Severity::Critical,
         score: 0.0,
-        grantee: ticket.request.role.to_string(),
-        privilege: ticket.request.privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
+        grantee: Grantee::Role(ticket.request.role.clone()),
+        privilege: FindingPrivilege::requested(&ticket.request.privileges),
         grantable: false,
-        object: FindingObject {
-            kind: o.on.keyword(),
-            schema: o.schema.clone(),
-            name: o.name.clone().unwrap_or_default(),
-            column: None,
-            for_role: None,
-            arguments: None,
-        },
+        object: FindingObject::requested(&ticket.request.object),
         exception_id: Some(ticket.id.clone()),
         detail: format!(
             "revocation failed: ticket {} ended at {} and its grant is still held: {}",
@@ -547,21 +539,21 @@ pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
 /// it was handed to, calling it would act as them. It went with the role;
 /// the finding says that it existed, and who could have used it meanwhile.
 pub fn created_finding(ticket: &Ticket, o: &Owned) -> Finding {
+    let function = ObjectRef {
+        class: ObjectClass::Function,
+        schema: o.schema.as_deref().map(Name::from),
+        name: o.name.as_str().into(),
+        column: None,
+        args: o.arguments.as_deref().map(Name::from),
+    };
     Finding {
         kind: FindingKind::Unauthorized,
         severity: Severity::High,
         score: 0.0,
-        grantee: ticket.request.role.to_string(),
-        privilege: crate::model::Privilege::Owner.keyword().to_owned(),
+        grantee: Grantee::Role(ticket.request.role.clone()),
+        privilege: FindingPrivilege::One(Privilege::Owner),
         grantable: false,
-        object: FindingObject {
-            kind: "function".into(),
-            schema: o.schema.clone(),
-            name: o.name.clone(),
-            column: None,
-            for_role: None,
-            arguments: o.arguments.clone(),
-        },
+        object: FindingObject::of(ObjectType::Function, &function),
         exception_id: Some(ticket.id.clone()),
         detail: format!(
             "the short-lived role of ticket {} created {}, SECURITY DEFINER: it ran with the role's rights for \

@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::{AuditEvent, Disagreement, NewEvent};
 use crate::change::Change;
 use crate::finding::FindingKind;
-use crate::model::{Privilege, RoleName};
+use crate::model::{Grantee, Privilege, RoleName};
 use crate::remediate::{Mode, Skipped};
 use crate::report::{Finding, Report, Summary};
 use crate::request::{AccessRequest, RequestObject};
@@ -572,7 +572,7 @@ pub struct FindingsBulk {
     pub by_kind: Option<BTreeMap<FindingKind, usize>>,
     /// Drift findings per grantee (absent from events written before it was counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by_grantee: Option<BTreeMap<String, usize>>,
+    pub by_grantee: Option<BTreeMap<Grantee, usize>>,
     /// sha256 of the sorted finding keys joined by newlines.
     pub keys_sha256: String,
     /// The scan.
