@@ -27,7 +27,7 @@ fn summary_line(r: &Report) -> String {
 }
 
 fn grantee_cell(f: &Finding) -> String {
-    if f.grantable { format!("{} (grantable)", f.grantee) } else { f.grantee.clone() }
+    if f.grantable { format!("{} (grantable)", f.grantee) } else { f.grantee.to_string() }
 }
 
 fn findings_table(findings: &[Finding], preset: &str) -> Table {
@@ -40,7 +40,7 @@ fn findings_table(findings: &[Finding], preset: &str) -> Table {
             f.kind.as_str().to_owned(),
             f.score.to_string(),
             grantee_cell(f),
-            f.privilege.clone(),
+            f.privilege.to_string(),
             f.object.to_string(),
             f.detail.clone(),
         ]);
@@ -186,7 +186,8 @@ pub fn markdown(r: &Report) -> String {
 mod tests {
     use super::*;
     use grantwarden_core::finding::FindingKind;
-    use grantwarden_core::report::{FindingObject, Summary};
+    use grantwarden_core::model::{Grantee, ObjectClass, ObjectRef, RoleName};
+    use grantwarden_core::report::{FindingObject, FindingPrivilege, ObjectType, Summary};
     use grantwarden_core::scoring::Severity;
     use grantwarden_core::snapshot::TargetId;
 
@@ -201,8 +202,8 @@ mod tests {
             kind,
             severity,
             score: 2.0,
-            grantee: grantee.into(),
-            privilege: privilege.into(),
+            grantee: Grantee::Role(RoleName::new(grantee).unwrap()),
+            privilege: FindingPrivilege::One(privilege.parse().unwrap()),
             grantable: false,
             object,
             exception_id: None,
@@ -211,15 +212,9 @@ mod tests {
     }
 
     fn report(complete: bool) -> Report {
-        let table = FindingObject {
-            kind: "table".into(),
-            schema: Some("orders".into()),
-            name: "Line Items".into(),
-            column: None,
-            for_role: None,
-            arguments: None,
-        };
-        let column = FindingObject { kind: "column".into(), column: Some("email".into()), ..table.clone() };
+        let table =
+            FindingObject::of(ObjectType::Table, &ObjectRef::in_schema(ObjectClass::Table, "orders", "Line Items"));
+        let column = FindingObject::of(ObjectType::Column, &ObjectRef::column("orders", "Line Items", "email"));
         Report {
             target: TargetId::new("orders-prod").unwrap(),
             scan_id: "scan-0123".into(),

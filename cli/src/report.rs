@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use grantwarden_core::audit::event::RegistryLoaded;
 use grantwarden_core::audit::{AuditEvent, AuditJournal};
 use grantwarden_core::compliance::{AccessChanges, Basis, CoverageReport, Evidence, RemediationReport, Window};
 use grantwarden_core::dashboard;
@@ -239,7 +240,7 @@ async fn registry_version(plan: &AssessArgs, store: Option<&LocalStore>) -> Resu
 /// The version of the registry last recorded on the journal.
 async fn last_registry(store: &LocalStore) -> Result<Option<String>> {
     let events = store.events(grantwarden_core::audit::REGISTRY_CHAIN).await?;
-    Ok(events.iter().rev().find_map(|e| e.detail.get("registry_version").and_then(|v| v.as_str()).map(str::to_owned)))
+    Ok(events.iter().rev().find_map(|e| e.detail_as::<RegistryLoaded>().ok()).map(|loaded| loaded.registry_version))
 }
 
 async fn all_events(store: &LocalStore) -> Result<Vec<AuditEvent>> {
@@ -555,8 +556,8 @@ fn render_remediation(target: &str, r: &RemediationReport, format: ReportFormat)
                     o.first_seen.to_rfc3339(),
                     o.finding.severity.to_string(),
                     o.finding.kind.as_str().to_owned(),
-                    o.finding.grantee.clone(),
-                    o.finding.privilege.clone(),
+                    o.finding.grantee.to_string(),
+                    o.finding.privilege.to_string(),
                     o.finding.object.to_string(),
                 ]
             })
@@ -625,7 +626,7 @@ fn render_evidence(e: &Evidence, format: ReportFormat) -> String {
             .map(|ev| {
                 vec![
                     ev.at.to_rfc3339(),
-                    ev.kind.clone(),
+                    ev.kind.to_string(),
                     ev.actor.clone(),
                     ev.subject.clone(),
                     ev.id.clone(),

@@ -185,6 +185,7 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
 
     // every decision is in the hash-chained journal; the redelivery added no event
     {
+        use grantwarden_core::audit::event::EventKind;
         use grantwarden_core::audit::{AuditJournal, verify};
         let store = grantwarden_local::LocalStore::open(Path::new(state)).unwrap();
         let events = store.events("orders-prod").await.unwrap();
@@ -199,15 +200,15 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
         let excepted = |kind: &str| {
             events
                 .iter()
-                .filter(|e| e.kind == kind && e.detail["finding"]["kind"] == "excepted")
+                .filter(|e| e.kind.as_str() == kind && e.detail["finding"]["kind"] == "excepted")
                 .map(|e| e.subject.clone())
                 .collect::<std::collections::BTreeSet<_>>()
         };
         assert_eq!(excepted("finding.opened").len(), 2, "{kinds:?}");
         assert_eq!(excepted("finding.opened"), excepted("finding.closed"), "each one opened was closed again");
-        let closed = events.iter().find(|e| e.kind == "finding.closed").unwrap();
+        let closed = events.iter().find(|e| e.kind == EventKind::FindingClosed).unwrap();
         assert_eq!(closed.detail["registry_version"], "2.1", "{}", closed.detail);
-        let requested = events.iter().find(|e| e.kind == "ticket.requested").unwrap();
+        let requested = events.iter().find(|e| e.kind == EventKind::TicketRequested).unwrap();
         assert_eq!(
             (requested.subject.as_str(), requested.detail["registry_version"].as_str()),
             (ticket.as_str(), Some("2.1"))

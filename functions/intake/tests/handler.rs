@@ -126,7 +126,7 @@ fn json_of(response: &Response<Body>) -> Value {
 }
 
 async fn journal(h: &Harness) -> Vec<String> {
-    h.app.store().events(DEMO).await.unwrap().into_iter().map(|e| e.kind).collect()
+    h.app.store().events(DEMO).await.unwrap().into_iter().map(|e| e.kind.to_string()).collect()
 }
 
 #[tokio::test]

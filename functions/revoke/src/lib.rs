@@ -35,12 +35,11 @@ use grantwarden_aws::{
     AccessSecrets, AwsError, Clients, Clock, DynamoStore, Objects, RdsSecret, SecretCache, Settings, Timers,
 };
 use grantwarden_core::access::{is_issued, record_issued};
+use grantwarden_core::audit::event::{IssueRefused, OnTicket};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
-use grantwarden_core::remediate::RemediationRequest;
-use grantwarden_core::remediation_flow::{
-    OnTransient, RemediationError, RemediationRun, SkippedFindings, run_remediation,
-};
+use grantwarden_core::remediate::{RemediationRequest, SkippedFindings};
+use grantwarden_core::remediation_flow::{OnTransient, RemediationError, RemediationRun, run_remediation};
 use grantwarden_core::revoke::{FailureClass, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket};
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, TicketStore};
@@ -537,9 +536,9 @@ where
                     // permanent: the secret is not ours to fill, read or delete
                     let error = refused.to_string();
                     tracing::error!(%error, "the credential cannot be issued; dead-lettered");
-                    let mut event = NewEvent::for_ticket(&ticket, "access.issue_refused", "grantwarden", now);
-                    event.detail["error"] = serde_json::json!(error);
-                    AuditJournal::append(&self.store, event)
+                    let refused = OnTicket::IssueRefused(IssueRefused { error: error.clone() });
+                    let event = NewEvent::for_ticket(&ticket, refused, "grantwarden", now);
+                    grantwarden_core::audit::AuditJournal::append(&self.store, event)
                         .await
                         .map_err(RevokeError::Store)?;
                     self.send_dead_letter(&serde_json::json!({ "ticket_id": id, "action": "issue", "error": error }))

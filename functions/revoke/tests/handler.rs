@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use grantwarden_aws::leases::{ScheduledRevoke, schedule_name};
 use grantwarden_aws::{Clients, DynamoStore, Settings, Timers, provision};
+use grantwarden_core::audit::event::EventKind;
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::model::Privilege;
 use grantwarden_core::store::TicketStore;
@@ -168,7 +169,7 @@ async fn each_trigger_revokes_through_the_function_and_the_timers_are_armed_then
         assert_eq!(t.status(), TicketStatus::Revoked, "{id}");
     }
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
-    assert_eq!(journal.iter().filter(|e| e.kind == "ticket.revoked").count(), 4);
+    assert_eq!(journal.iter().filter(|e| e.kind == EventKind::TicketRevoked).count(), 4);
 }
 
 #[tokio::test]
@@ -329,7 +330,7 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
     run(settings.clone()).await;
     assert!(has(app.clone(), "INSERT").await, "a planned remediation changes nothing");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
-    let planned: Vec<_> = journal.iter().filter(|e| e.kind == "remediation.planned").collect();
+    let planned: Vec<_> = journal.iter().filter(|e| e.kind == EventKind::RemediationPlanned).collect();
     assert_eq!(planned.len(), 1);
     assert_eq!(planned[0].detail["dry_run"], true);
 
@@ -337,7 +338,7 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
     assert!(!has(app.clone(), "INSERT").await, "the unauthorized INSERT is revoked");
     assert!(has(alice.clone(), "SELECT").await, "held back: alice's ticket is in force now");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
-    let applied: Vec<_> = journal.iter().filter(|e| e.kind == "remediation.applied").collect();
+    let applied: Vec<_> = journal.iter().filter(|e| e.kind == EventKind::RemediationApplied).collect();
     assert_eq!(applied.len(), 1);
     assert_eq!(applied[0].detail["held_back"].as_array().unwrap().len(), 1);
     assert!(
@@ -373,7 +374,7 @@ async fn remediation_over_the_sqlite_store_holds_back_what_a_ticket_in_force_cov
     assert!(!has_on_invoices(&db, app, "INSERT").await, "the unauthorized INSERT is revoked");
     assert!(has_on_invoices(&db, alice, "SELECT").await, "held back: alice's ticket is in force now");
     let journal = f.store().events(TARGET).await.unwrap();
-    let applied: Vec<_> = journal.iter().filter(|e| e.kind == "remediation.applied").collect();
+    let applied: Vec<_> = journal.iter().filter(|e| e.kind == EventKind::RemediationApplied).collect();
     assert_eq!(applied.len(), 1, "{journal:?}");
     let detail = &applied[0].detail;
     assert_eq!((detail["held_back"].as_array().unwrap().len(), detail["skipped"].clone()), (1, 2.into()));
@@ -408,7 +409,7 @@ async fn the_three_triggers_racing_through_the_function_revoke_once() {
     assert!(outcomes.iter().all(|o| o == "revoked" || o == "already_ended"), "{outcomes:?}");
     assert!(!usage(&db, &r).await);
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
-    assert_eq!(journal.iter().filter(|e| e.kind == "ticket.revoked").count(), 1);
+    assert_eq!(journal.iter().filter(|e| e.kind == EventKind::TicketRevoked).count(), 1);
 }
 
 /// Whether the cluster has a role of that name.
@@ -424,8 +425,9 @@ async fn role_exists(db: &TestDb, role: &str) -> bool {
 /// A read-only access ticket of alice's on billing.invoices, routed by the example
 /// registry at `at(0)` (active at once), its request id `<prefix>-<id>`.
 fn read_only_ticket(db: &TestDb, id: &str) -> Ticket {
-    use grantwarden_core::access::{AccessRequest, route_access};
+    use grantwarden_core::access::route_access;
     use grantwarden_core::access_policy::{AccessPath, AccessScope};
+    use grantwarden_core::request::AccessRequest;
     let registry = grantwarden_core::policy::PolicyRegistry::load(&[(
         "policy.example.yaml".into(),
         include_str!("../../../infra/policy.example.yaml").into(),
@@ -469,7 +471,7 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
     let me = grantwarden_testkit::connect(&db.url_as(t.request().role.as_str())).await.expect("the credential logs in");
     me.query("SELECT * FROM billing.invoices", &[]).await.unwrap();
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
-    let issued: Vec<_> = journal.iter().filter(|e| e.kind == "access.issued").collect();
+    let issued: Vec<_> = journal.iter().filter(|e| e.kind == EventKind::AccessIssued).collect();
     assert_eq!(issued.len(), 1);
     assert!(
         !serde_json::to_string(&issued[0].detail).unwrap().contains(value["password"].as_str().unwrap()),
@@ -494,7 +496,7 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
     let kept: serde_json::Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
     assert_eq!(kept["password"], value["password"], "the password already delivered stays the one");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
-    let reissued = journal.iter().rfind(|e| e.kind == "access.issued").unwrap();
+    let reissued = journal.iter().rfind(|e| e.kind == EventKind::AccessIssued).unwrap();
     let sql = serde_json::to_string(&reissued.detail["sql"]).unwrap();
     assert!(sql.contains("PASSWORD '********'") && !sql.contains("CREATE ROLE"), "{sql}");
 
@@ -513,9 +515,10 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
 
 #[tokio::test]
 async fn a_break_glass_credential_raises_a_high_priority_alert() {
-    use grantwarden_core::access::{AccessRequest, route_access};
+    use grantwarden_core::access::route_access;
     use grantwarden_core::access_policy::{AccessPath, AccessScope};
     use grantwarden_core::incident::{IncidentStatus, IncidentUpdate, KnownIncidents};
+    use grantwarden_core::request::AccessRequest;
     let db = TestDb::new().await;
     db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);").await;
     let (clients, settings) = stack("revoke-glass", &db, None).await;
@@ -608,7 +611,7 @@ async fn a_dry_run_function_plans_and_journals_once_and_changes_nothing() {
     assert!(usage(&db, &r).await, "nothing ran");
     assert_eq!(stored(&store, "tkt-dry").await.status(), TicketStatus::Active, "still due");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
-    let planned: Vec<_> = journal.iter().filter(|e| e.kind == "revocation.planned").collect();
+    let planned: Vec<_> = journal.iter().filter(|e| e.kind == EventKind::RevocationPlanned).collect();
     assert_eq!(planned.len(), 1, "the same plan is journaled once, however many sweeps");
     let sql: Vec<&str> = planned[0].detail["sql"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     assert!(sql.iter().any(|s| s.starts_with("REVOKE USAGE ON SCHEMA \"billing\"")), "{sql:?}");
@@ -641,9 +644,9 @@ async fn an_access_secret_grantwarden_did_not_create_for_the_ticket_is_refused_n
     assert!(error.contains(&format!("secret {name} already exists and was not created by grantwarden")), "{error}");
     assert!(error.contains("its tags: none") && !error.contains("known-to-mallory"), "{error}");
     let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
-    let refused = journal.iter().find(|e| e.kind == "access.issue_refused").expect("journaled");
+    let refused = journal.iter().find(|e| e.kind == EventKind::AccessIssueRefused).expect("journaled");
     assert_eq!((refused.subject.as_str(), refused.detail["error"].as_str()), (t.id(), Some(error)));
-    assert!(!journal.iter().any(|e| e.kind == "access.issued"));
+    assert!(!journal.iter().any(|e| e.kind == EventKind::AccessIssued));
     let kept = clients.secrets.get_secret_value().secret_id(&name).send().await.unwrap();
     assert_eq!(kept.secret_string(), Some(planted.to_string().as_str()), "left as found: evidence");
 }

@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+use grantwarden_core::audit::event::EventKind;
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::error::StoreError;
@@ -37,7 +38,7 @@ struct EventItem {
     seq: u64,
     hash: String,
     #[serde(rename = "type")]
-    kind: String,
+    kind: EventKind,
     at: String,
     actor: String,
     subject: String,

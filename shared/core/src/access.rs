@@ -12,42 +12,18 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Incidents, describe};
+use crate::audit::event::{AccessTurnedDown, Issued, OnTicket};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::error::{FieldError, StoreError};
 use crate::manifest::On;
 use crate::model::{Privilege, RoleName};
 use crate::policy::PolicyRegistry;
-use crate::request::{Action, GrantRequest, InputKind, RequestObject};
-use crate::snapshot::TargetId;
+use crate::request::{AccessRequest, Action, GrantRequest, InputKind, RequestObject};
 use crate::store::{PutOutcome, TicketStore, Versioned};
 use crate::ticket::{Decision, NewTicket, Refusal, RoleLifecycle, Ticket, TicketEvent, TicketStatus};
-
-/// A request for just-in-time access, as received.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessRequest {
-    /// The sender's id of this request (idempotency key).
-    pub id: String,
-    /// Who asks: the person the credential is for.
-    pub identity: String,
-    /// The database.
-    pub target: TargetId,
-    /// Which kind of access.
-    pub path: AccessPath,
-    /// What it reaches.
-    pub scope: AccessScope,
-    /// How long, e.g. `2h`.
-    pub duration: String,
-    /// Why.
-    pub justification: String,
-    /// Incident id (required for break-glass).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident_id: Option<String>,
-}
 
 /// The role issued for a ticket: `gw_` + the person's name (letters and digits,
 /// at most 24) + `_` + 10 hex digits of the ticket id. Unique per ticket, a
@@ -282,40 +258,36 @@ where
     S: TicketStore + AuditJournal + crate::incident::IncidentStore + Sync,
 {
     let incidents = crate::incident::known_incidents(store, request.incident_id.as_deref()).await?;
-    let turned_down = |kind: &str, detail: serde_json::Value| NewEvent {
-        chain: request.target.as_str().to_owned(),
-        at: now,
-        kind: kind.to_owned(),
-        actor: request.identity.clone(),
-        subject: request.id.clone(),
-        target: request.target.as_str().to_owned(),
-        detail,
+    let turned_down = |category: Option<&str>, reason: String| {
+        let detail = AccessTurnedDown {
+            request: request.clone(),
+            category: category.map(str::to_owned),
+            reason,
+            registry_version: registry.id.version.clone(),
+        };
+        NewEvent::access_turned_down(&detail, now)
     };
     match route_access(request, registry, &incidents, now) {
         Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
             PutOutcome::Created(t) => {
-                store.append(NewEvent::for_ticket(&t, "ticket.requested", &request.identity, now)).await?;
+                store.append(NewEvent::for_ticket(&t, OnTicket::Requested, &request.identity, now)).await?;
                 if t.status() == TicketStatus::Active {
-                    store.append(NewEvent::for_ticket(&t, "ticket.activated", "grantwarden", now)).await?;
+                    store.append(NewEvent::for_ticket(&t, OnTicket::Activated, "grantwarden", now)).await?;
                 }
                 AccessOutcome::Created(t)
             }
             PutOutcome::Existing(t) => AccessOutcome::Existing(t),
             PutOutcome::Conflict(t) => {
-                store.append(NewEvent::for_ticket(&t, "ticket.conflict", "grantwarden", now)).await?;
+                store.append(NewEvent::for_ticket(&t, OnTicket::Conflict, "grantwarden", now)).await?;
                 AccessOutcome::Conflict(t)
             }
         }),
         Decision::Refused { category, refusal, .. } => {
-            let detail = serde_json::json!({ "request": request, "category": category,
-                "reason": refusal.to_string(), "registry_version": registry.id.version });
-            store.append(turned_down("access.refused", detail)).await?;
+            store.append(turned_down(Some(&category), refusal.to_string())).await?;
             Ok(AccessOutcome::Refused { category, refusal })
         }
         Decision::Untagged { reason, .. } => {
-            let detail = serde_json::json!({ "request": request, "reason": reason,
-                "registry_version": registry.id.version });
-            store.append(turned_down("access.unroutable", detail)).await?;
+            store.append(turned_down(None, reason.clone())).await?;
             Ok(AccessOutcome::Unroutable(reason))
         }
     }
@@ -349,12 +321,8 @@ where
         ticket.record_issued(format!("role {role} until {}{into}", ticket.expires_at().to_rfc3339()), now);
         match store.update_ticket(&ticket, version).await {
             Ok(_) => {
-                let mut event = NewEvent::for_ticket(&ticket, "access.issued", "grantwarden", now);
-                event.detail["sql"] = serde_json::json!(sql);
-                if let Some(secret) = delivered_in {
-                    event.detail["secret"] = serde_json::json!(secret);
-                }
-                store.append(event).await?;
+                let issued = Issued { sql: sql.to_vec(), secret: delivered_in.map(str::to_owned) };
+                store.append(NewEvent::for_ticket(&ticket, OnTicket::Issued(issued), "grantwarden", now)).await?;
                 return Ok(ticket);
             }
             Err(StoreError::Stale(_)) => continue,
@@ -386,6 +354,7 @@ fn grant_of(r: &AccessRequest) -> (Vec<Privilege>, RequestObject) {
 pub(crate) mod tests {
     use super::*;
     use crate::access_policy::{Literal, Mask, RowPredicate};
+    use crate::snapshot::TargetId;
     use crate::ticket::ApprovalError;
 
     pub(crate) const REGISTRY: &str = r#"

@@ -7,8 +7,11 @@
 //! opened ([`assess_without_store`]), applies no exception and adds an
 //! untagged finding that says why.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
+use crate::audit::event::{FindingChange, FindingsBulk, ScanFinding};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::Baseline;
 use crate::diff::{Exceptions, diff_with_exceptions};
@@ -112,46 +115,38 @@ pub fn finding_events(
 ) -> Vec<NewEvent> {
     let target = report.target.as_str();
     let mut out = Vec::new();
-    for (kind, findings) in [("finding.opened", opened), ("finding.closed", closed)] {
+    for (change, findings) in [(FindingChange::Opened, opened), (FindingChange::Closed, closed)] {
         if findings.len() <= MAX_FINDING_EVENTS {
             for f in findings {
-                let mut event = NewEvent::for_finding(target, f, kind, "grantwarden", now);
-                event.detail = serde_json::json!({
-                    "finding": event.detail,
-                    "scan_id": report.scan_id,
-                    "registry_version": registry_version,
-                });
-                out.push(event);
+                let detail = ScanFinding {
+                    finding: (*f).clone(),
+                    scan_id: report.scan_id.clone(),
+                    registry_version: registry_version.map(str::to_owned),
+                };
+                out.push(NewEvent::scan_finding(target, change, &detail, now));
             }
         } else {
             let mut keys: Vec<String> = findings.iter().map(|f| finding_key(f)).collect();
             keys.sort();
             let digest = hex::encode(sha2::Sha256::digest(keys.join("\n").as_bytes()));
-            let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            let mut by_kind = BTreeMap::new();
             // drift by grantee: enough for the remediation report to tell how each was resolved
-            let mut by_grantee: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            let mut by_grantee = BTreeMap::new();
             for f in findings.iter() {
-                *by_kind.entry(f.kind.as_str()).or_insert(0) += 1;
+                *by_kind.entry(f.kind).or_insert(0) += 1;
                 if f.kind.is_drift() {
-                    *by_grantee.entry(f.grantee.as_str()).or_insert(0) += 1;
+                    *by_grantee.entry(f.grantee.clone()).or_insert(0) += 1;
                 }
             }
-            out.push(NewEvent {
-                chain: target.to_owned(),
-                at: now,
-                kind: format!("{kind}.bulk"),
-                actor: "grantwarden".into(),
-                subject: report.scan_id.clone(),
-                target: target.to_owned(),
-                detail: serde_json::json!({
-                    "count": findings.len(),
-                    "by_kind": by_kind,
-                    "by_grantee": by_grantee,
-                    "keys_sha256": digest,
-                    "scan_id": report.scan_id,
-                    "registry_version": registry_version,
-                }),
-            });
+            let bulk = FindingsBulk {
+                count: findings.len(),
+                by_kind: Some(by_kind),
+                by_grantee: Some(by_grantee),
+                keys_sha256: digest,
+                scan_id: report.scan_id.clone(),
+                registry_version: registry_version.map(str::to_owned),
+            };
+            out.push(NewEvent::scan_findings_bulk(target, change, &bulk, now));
         }
     }
     out
@@ -187,7 +182,7 @@ mod tests {
         let report = assess_without_store(&baseline, &snapshot, &ScoringConfig::standard(), &why, snapshot.taken_at);
         let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
         assert!(!kinds.contains(&FindingKind::Excepted), "nothing is excepted: {kinds:?}");
-        assert!(report.findings.iter().any(|f| f.kind.is_drift() && f.grantee == "alice_tmp"), "{kinds:?}");
+        assert!(report.findings.iter().any(|f| f.kind.is_drift() && f.grantee.as_str() == "alice_tmp"), "{kinds:?}");
         let untagged = report.findings.iter().find(|f| f.kind == FindingKind::Untagged).expect("an untagged finding");
         assert!(untagged.severity >= Severity::High);
         assert_eq!(

@@ -7,6 +7,9 @@
 //! truncating events breaks a link that [`verify`] reports. Appends must be
 //! serialized per chain by the store (a transaction, or a conditional write on
 //! the chain head), so concurrent writers never fork or gap it.
+//!
+//! What an event says is typed in [`event`]: its kind, and one detail type
+//! per kind that the constructors write and the readers read back.
 
 use std::future::Future;
 
@@ -16,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
+
+pub mod event;
+
+use event::{EventKind, RegistryLoaded};
 
 /// `prev_hash` of the first event of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -29,14 +36,15 @@ pub struct NewEvent {
     pub at: DateTime<Utc>,
     /// What happened, e.g. `ticket.requested`, `scan.completed`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     /// Who caused it.
     pub actor: String,
     /// What it is about (ticket id, role, finding key).
     pub subject: String,
     /// Which database.
     pub target: String,
-    /// Everything else, including the registry version in force.
+    /// Everything else, including the registry version in force: a kind's
+    /// detail type (see [`event`]) as JSON, which is what is hashed.
     pub detail: serde_json::Value,
 }
 
@@ -53,14 +61,14 @@ pub struct AuditEvent {
     pub at: DateTime<Utc>,
     /// What happened.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     /// Who caused it.
     pub actor: String,
     /// What it is about.
     pub subject: String,
     /// Which database.
     pub target: String,
-    /// Everything else.
+    /// Everything else, exactly as hashed; read it with [`AuditEvent::detail_as`].
     pub detail: serde_json::Value,
     /// Hash of the previous event.
     pub prev_hash: String,
@@ -91,7 +99,7 @@ pub fn event_hash(e: &AuditEvent) -> String {
         seq: e.seq,
         id: &e.id,
         at: &e.at,
-        kind: &e.kind,
+        kind: e.kind.as_str(),
         actor: &e.actor,
         subject: &e.subject,
         target: &e.target,
@@ -216,7 +224,7 @@ impl<J: AuditJournal + Sync> AuditArchive for JournalAsArchive<'_, J> {
 }
 
 /// The side of a disagreement that no longer holds what was first recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Changed {
     /// The journal: edited, rewritten or deleted after the event was archived.
@@ -228,7 +236,7 @@ pub enum Changed {
 }
 
 /// The first event on which a chain's journal and its archive disagree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error(
     "chain {chain}, seq {seq}: the archive holds {}, the journal holds {}: {reason}",
     holds(archive_hash),
@@ -345,15 +353,7 @@ impl Disagreement {
     /// The tamper signal as an event, where the journal can take one (a local
     /// store): `audit.digest_refused` on the chain, with both sides' hashes.
     pub fn event(&self, at: DateTime<Utc>) -> NewEvent {
-        NewEvent {
-            chain: self.chain.clone(),
-            at,
-            kind: "audit.digest_refused".into(),
-            actor: "grantwarden".into(),
-            subject: format!("{}:{}", self.chain, self.seq),
-            target: self.chain.clone(),
-            detail: serde_json::to_value(self).expect("a disagreement always serializes"),
-        }
+        NewEvent::digest_refused(self, at)
     }
 }
 
@@ -373,26 +373,22 @@ pub async fn note_registry<J: AuditJournal + Sync>(
 ) -> Result<bool, StoreError> {
     if let Some((seq, _)) = journal.head(REGISTRY_CHAIN).await? {
         let last = journal.events_after(REGISTRY_CHAIN, seq.saturating_sub(1)).await?;
-        if last.last().is_some_and(|e| e.detail["sha256"] == registry.id.sha256.as_str()) {
+        // an event that does not read as a registry load names no registry: record this one
+        if last
+            .last()
+            .and_then(|e| e.detail_as::<RegistryLoaded>().ok())
+            .is_some_and(|d| d.sha256 == registry.id.sha256)
+        {
             return Ok(false);
         }
     }
-    journal
-        .append(NewEvent {
-            chain: REGISTRY_CHAIN.to_owned(),
-            at,
-            kind: "registry.loaded".into(),
-            actor: actor.to_owned(),
-            subject: format!("registry {}", registry.id.version),
-            target: String::new(),
-            detail: serde_json::json!({
-                "registry_version": registry.id.version,
-                "sha256": registry.id.sha256,
-                "owner": registry.owner,
-                "approver": registry.approver,
-            }),
-        })
-        .await?;
+    let loaded = RegistryLoaded {
+        registry_version: registry.id.version.clone(),
+        sha256: registry.id.sha256.clone(),
+        owner: registry.owner.clone(),
+        approver: registry.approver.clone(),
+    };
+    journal.append(NewEvent::registry_loaded(&loaded, actor, at)).await?;
     Ok(true)
 }
 
@@ -410,63 +406,6 @@ pub trait AuditJournal {
     fn chains(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// A chain's head `(seq, hash)`, kept apart from the events so truncation shows.
     fn head(&self, chain: &str) -> impl Future<Output = Result<Option<(u64, String)>, StoreError>> + Send;
-}
-
-impl NewEvent {
-    /// An event about a ticket, on its target's chain, with the registry version in force.
-    pub fn for_ticket(t: &crate::ticket::Ticket, kind: &str, actor: &str, at: DateTime<Utc>) -> Self {
-        NewEvent {
-            chain: t.request().target.as_str().to_owned(),
-            at,
-            kind: kind.to_owned(),
-            actor: actor.to_owned(),
-            subject: t.id().to_owned(),
-            target: t.request().target.as_str().to_owned(),
-            detail: serde_json::json!({
-                "registry_version": t.registry().version,
-                "registry_sha256": t.registry().sha256,
-                "category": t.category(),
-                "status": t.status(),
-                "role": t.request().role,
-                "principal": t.request().principal,
-                "privileges": t.request().privileges,
-                "object": t.request().object,
-                "expires_at": t.expires_at(),
-                "delivery_id": t.request().delivery_id,
-            }),
-        }
-    }
-
-    /// An event about a finding (e.g. untagged input).
-    pub fn for_finding(target: &str, f: &crate::report::Finding, kind: &str, actor: &str, at: DateTime<Utc>) -> Self {
-        NewEvent {
-            chain: target.to_owned(),
-            at,
-            kind: kind.to_owned(),
-            actor: actor.to_owned(),
-            subject: crate::store::finding_key(f),
-            target: target.to_owned(),
-            detail: serde_json::to_value(f).expect("a finding always serializes"),
-        }
-    }
-
-    /// The end of a scan: `scan.completed` or `scan.incomplete`, with the summary.
-    pub fn for_scan(report: &crate::report::Report, registry_version: Option<&str>, at: DateTime<Utc>) -> Self {
-        let kind = if report.summary.complete { "scan.completed" } else { "scan.incomplete" };
-        NewEvent {
-            chain: report.target.as_str().to_owned(),
-            at,
-            kind: kind.to_owned(),
-            actor: "grantwarden".to_owned(),
-            subject: report.scan_id.clone(),
-            target: report.target.as_str().to_owned(),
-            detail: serde_json::json!({
-                "registry_version": registry_version,
-                "snapshot_sha256": report.snapshot_sha256,
-                "summary": report.summary,
-            }),
-        }
-    }
 }
 
 #[cfg(test)]

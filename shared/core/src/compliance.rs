@@ -18,13 +18,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::event::{EventKind, FindingOpenedOrClosed, FindingsBulk, Remediation, TicketDetail};
 use crate::audit::{AuditEvent, AuditJournal};
+use crate::change::Change;
 use crate::error::StoreError;
-use crate::finding::{FindingAge, FindingKind};
+use crate::finding::FindingAge;
 use crate::metrics::Durations;
 use crate::model::{Grant, Grantee, RoleName};
 use crate::policy::{Category, PolicyRegistry};
-use crate::report::{Coverage, Finding, Report};
+use crate::report::{Coverage, Finding, FindingPrivilege, Report};
 use crate::scoring::CoverageTargets;
 use crate::ticket::{Ticket, TicketStatus, Trigger};
 
@@ -347,24 +349,35 @@ pub struct RemediationReport {
 
 /// The drift findings a bulk event summarizes: its `by_kind` drift entries, or its
 /// whole count for events written before bulk events said which kinds they held.
-fn bulk_count(e: &AuditEvent) -> usize {
-    match e.detail.get("by_kind").and_then(|b| b.as_object()) {
-        Some(by_kind) => {
-            by_kind.iter().filter(|(kind, _)| drift_kind(kind)).map(|(_, n)| n.as_u64().unwrap_or(0) as usize).sum()
-        }
-        None => e.detail.get("count").and_then(|c| c.as_u64()).unwrap_or(0) as usize,
+fn bulk_count(bulk: &FindingsBulk) -> usize {
+    match &bulk.by_kind {
+        Some(by_kind) => by_kind.iter().filter(|(kind, _)| kind.is_drift()).map(|(_, n)| n).sum(),
+        None => bulk.count,
     }
 }
 
-fn drift_kind(kind: &str) -> bool {
-    serde_json::from_value::<FindingKind>(serde_json::json!(kind)).is_ok_and(|k| k.is_drift())
+/// The finding a `finding.opened` / `finding.closed` event is about, when it
+/// is drift (not an excepted grant or an observation: an exception that ends
+/// is not a remediation).
+fn drift_of(e: &AuditEvent) -> Option<Finding> {
+    let finding = e.detail_as::<FindingOpenedOrClosed>().ok()?.into_finding();
+    finding.kind.is_drift().then_some(finding)
 }
 
-/// Whether a `finding.opened` / `finding.closed` event is about drift (not an
-/// excepted grant or an observation: an exception that ends is not a remediation).
-fn about_drift(e: &AuditEvent) -> bool {
-    let finding = e.detail.get("finding").unwrap_or(&e.detail);
-    finding.get("kind").and_then(|k| k.as_str()).is_some_and(drift_kind)
+/// Whether a remediation's change put `finding` right: a grant or revoke of
+/// that privilege on that object to or from its grantee.
+fn puts_right(remediation: &Remediation, finding: &Finding) -> bool {
+    remediation.changes().iter().any(|c| match c {
+        Change::Grant { grant } | Change::Revoke { grant, .. } => {
+            let (o, w) = (&grant.object, &finding.object);
+            grant.grantee == finding.grantee
+                && finding.privilege == FindingPrivilege::One(grant.privilege)
+                && o.schema.as_deref() == w.schema()
+                && o.name.as_str() == w.name()
+                && o.column.as_deref() == w.column()
+        }
+        _ => false,
+    })
 }
 
 /// How a closing (`closed`) of drift held by `grantee` came about: what acted on
@@ -375,32 +388,22 @@ fn resolution_of(
     earlier: &[&AuditEvent],
     closed: &AuditEvent,
     since: DateTime<Utc>,
-    grantee: &str,
-    finding: Option<&serde_json::Value>,
+    grantee: &Grantee,
+    finding: Option<&Finding>,
 ) -> Resolution {
     let between = |o: &&&AuditEvent| o.chain == closed.chain && o.at >= since && o.at <= closed.at;
-    let acted = |kind: &str, on: &dyn Fn(&serde_json::Value) -> bool| {
-        earlier.iter().filter(between).any(|o| o.kind == kind && on(&o.detail))
+    let acted = |kind: EventKind, on: &dyn Fn(&AuditEvent) -> bool| {
+        earlier.iter().filter(between).any(|o| o.kind == kind && on(o))
     };
-    // an absent key and a null are both "none" (a column, say)
-    let same = |a: &serde_json::Value, b: &serde_json::Value, key: &str| {
-        a.get(key).filter(|v| !v.is_null()) == b.get(key).filter(|v| !v.is_null())
+    let revoked = |o: &AuditEvent| o.detail_as::<TicketDetail>().is_ok_and(|t| t.role.as_str() == grantee.as_str());
+    let remediated = |o: &AuditEvent| match finding {
+        // a bulk closing names no privilege: a remediation that names the grantee anywhere counts
+        None => mentions(&o.detail, grantee.as_str()),
+        Some(f) => o.detail_as::<Remediation>().is_ok_and(|r| puts_right(&r, f)),
     };
-    let puts_right = |d: &serde_json::Value| match finding {
-        None => mentions(d, grantee),
-        Some(f) => d.get("changes").and_then(|c| c.as_array()).into_iter().flatten().any(|c| {
-            let Some(grant) = c.get("grant") else { return false };
-            let (object, wanted) = (grant.get("object"), f.get("object"));
-            grant.get("grantee").and_then(|g| g.as_str()) == Some(grantee)
-                && same(grant, f, "privilege")
-                && object
-                    .zip(wanted)
-                    .is_some_and(|(o, w)| same(o, w, "schema") && same(o, w, "name") && same(o, w, "column"))
-        }),
-    };
-    if acted("ticket.revoked", &|d| d.get("role").and_then(|r| r.as_str()) == Some(grantee)) {
+    if acted(EventKind::TicketRevoked, &revoked) {
         Resolution::Revoked
-    } else if acted("remediation.applied", &puts_right) {
+    } else if acted(EventKind::RemediationApplied, &remediated) {
         Resolution::Remediated
     } else {
         Resolution::ChangedOutside
@@ -419,12 +422,13 @@ impl RemediationReport {
         let mut sorted: Vec<&AuditEvent> = events.iter().collect();
         sorted.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
         let in_window = |e: &&&AuditEvent| window.contains(e.at);
+        let bulk = |e: &AuditEvent| e.detail_as::<FindingsBulk>().ok();
         let opened = sorted
             .iter()
             .filter(in_window)
-            .map(|e| match e.kind.as_str() {
-                "finding.opened" if about_drift(e) => 1,
-                "finding.opened.bulk" => bulk_count(e),
+            .map(|e| match e.kind {
+                EventKind::FindingOpened if drift_of(e).is_some() => 1,
+                EventKind::FindingsOpenedBulk => bulk(e).map_or(0, |b| bulk_count(&b)),
                 _ => 0,
             })
             .sum();
@@ -435,41 +439,38 @@ impl RemediationReport {
             if !window.contains(e.at) {
                 continue;
             }
-            match e.kind.as_str() {
-                "finding.closed.bulk" => {
-                    resolved += bulk_count(e);
+            match e.kind {
+                EventKind::FindingsClosedBulk => {
+                    let Some(bulk) = bulk(e) else { continue };
+                    resolved += bulk_count(&bulk);
                     // since the scan before: what acted on each grantee in between resolved its drift
                     let since = sorted[..i]
                         .iter()
                         .rev()
-                        .find(|o| o.kind == "scan.completed" && o.chain == e.chain)
+                        .find(|o| o.kind == EventKind::ScanCompleted && o.chain == e.chain)
                         .map_or(DateTime::<Utc>::MIN_UTC, |o| o.at);
-                    let by_grantee = e.detail.get("by_grantee").and_then(|b| b.as_object());
                     let mut attributed = 0;
-                    for (grantee, n) in by_grantee.into_iter().flatten() {
-                        let n = n.as_u64().unwrap_or(0) as usize;
+                    for (grantee, n) in bulk.by_grantee.iter().flatten() {
                         let how = resolution_of(&sorted[..i], e, since, grantee, None);
                         *resolved_by.entry(how).or_insert(0) += n;
                         attributed += n;
                     }
                     // an event from before grantees were counted: nothing tells more
-                    let rest = bulk_count(e).saturating_sub(attributed);
+                    let rest = bulk_count(&bulk).saturating_sub(attributed);
                     if rest > 0 {
                         *resolved_by.entry(Resolution::ChangedOutside).or_insert(0) += rest;
                     }
                 }
-                "finding.closed" if about_drift(e) => {
+                EventKind::FindingClosed => {
+                    let Some(finding) = drift_of(e) else { continue };
                     resolved += 1;
                     let opened_at = sorted[..i]
                         .iter()
                         .rev()
-                        .find(|o| o.kind == "finding.opened" && o.subject == e.subject && o.chain == e.chain)
+                        .find(|o| o.kind == EventKind::FindingOpened && o.subject == e.subject && o.chain == e.chain)
                         .map(|o| o.at);
                     let since = opened_at.unwrap_or(DateTime::<Utc>::MIN_UTC);
-                    // the event carries the finding under `finding` (assess), or is the finding itself
-                    let finding = e.detail.get("finding").unwrap_or(&e.detail);
-                    let grantee = finding.get("grantee").and_then(|g| g.as_str()).unwrap_or_default();
-                    let how = resolution_of(&sorted[..i], e, since, grantee, Some(finding));
+                    let how = resolution_of(&sorted[..i], e, since, &finding.grantee, Some(&finding));
                     *resolved_by.entry(how).or_insert(0) += 1;
                     if let Some(at) = opened_at {
                         durations.push(seconds(e.at - at));
@@ -630,7 +631,9 @@ fn evidence_trail(events: &[AuditEvent], user: &str, theirs: &[&Ticket], window:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::FindingObject;
+    use crate::audit::NewEvent;
+    use crate::finding::FindingKind;
+    use crate::report::{FindingObject, ObjectType};
     use crate::scoring::Severity;
     use crate::ticket::Revocation;
 
@@ -700,97 +703,145 @@ mod tests {
         assert_eq!(c.by_category.get("read-only"), Some(&2));
     }
 
-    fn event(seq: u64, h: i64, kind: &str, subject: &str, detail: serde_json::Value) -> AuditEvent {
-        AuditEvent {
-            chain: "orders-prod".into(),
-            seq,
-            id: format!("orders-prod:{seq}"),
-            at: at(h),
-            kind: kind.into(),
-            actor: "grantwarden".into(),
-            subject: subject.into(),
-            target: "orders-prod".into(),
-            detail,
-            prev_hash: String::new(),
-            hash: String::new(),
+    /// `events` sealed into one chain, in order.
+    fn chained(events: Vec<NewEvent>) -> Vec<AuditEvent> {
+        let mut out: Vec<AuditEvent> = Vec::new();
+        for e in events {
+            let head = out.last().map(|p| (p.seq, p.hash.clone()));
+            out.push(crate::audit::seal(e, head.as_ref().map(|(seq, hash)| (*seq, hash.as_str()))));
+        }
+        out
+    }
+
+    fn finding(grantee: &str, kind: FindingKind) -> Finding {
+        Finding {
+            kind,
+            severity: Severity::High,
+            score: 1.0,
+            grantee: Grantee::Role(RoleName::new(grantee).unwrap()),
+            privilege: FindingPrivilege::One(crate::model::Privilege::Insert),
+            grantable: false,
+            object: FindingObject::of(
+                ObjectType::Table,
+                &crate::model::ObjectRef::in_schema(crate::model::ObjectClass::Table, "billing", "invoices"),
+            ),
+            exception_id: None,
+            detail: String::new(),
         }
     }
 
     #[test]
     fn remediation_tells_how_each_finding_was_resolved_and_how_long_it_took() {
-        let f = |grantee: &str, kind: &str| {
-            serde_json::json!({ "finding": { "grantee": grantee, "kind": kind, "privilege": "INSERT",
-                "object": { "type": "table", "schema": "billing", "name": "invoices", "column": null } },
-                "scan_id": "scan-1" })
+        use crate::audit::event::{
+            FindingChange, FindingsBulk, OnTicket, RemediationRun, RemediationStep, Revoked, ScanFinding,
         };
-        let change = |grantee: &str, privilege: &str, table: &str| {
-            serde_json::json!({ "change": "revoke", "grant": { "grantee": grantee, "privilege": privilege,
-                "object": { "class": "table", "schema": "billing", "name": table } } })
+        use crate::model::{ObjectClass, ObjectRef, Privilege};
+        use FindingChange::{Closed, Opened};
+        use FindingKind::{Excepted, ExpiredException, Unauthorized};
+        const T: &str = "orders-prod";
+        let f = |change: FindingChange, h: i64, grantee: &str, kind: FindingKind| {
+            let detail =
+                ScanFinding { finding: finding(grantee, kind), scan_id: "scan-1".into(), registry_version: None };
+            NewEvent::scan_finding(T, change, &detail, at(h))
         };
-        let events = vec![
-            event(1, 0, "finding.opened", "k-app", f("app_ro", "unauthorized")),
-            event(2, 0, "finding.opened", "k-tmp", f("alice_tmp", "expired_exception")),
-            event(3, 0, "finding.opened", "k-x", f("x", "unauthorized")),
-            // an excepted grant is not drift: its ticket ending is not a remediation
-            event(4, 0, "finding.opened", "k-exc", f("bob_tmp", "excepted")),
-            event(
-                5,
-                1,
-                "remediation.applied",
-                "scan-2",
-                serde_json::json!({ "changes": [change("app_ro", "INSERT", "invoices"), change("x", "INSERT", "ledger")] }),
-            ),
-            event(6, 2, "finding.closed", "k-app", f("app_ro", "unauthorized")),
-            event(7, 3, "ticket.revoked", "t1", serde_json::json!({ "role": "alice_tmp" })),
-            event(8, 4, "finding.closed", "k-tmp", f("alice_tmp", "expired_exception")),
-            event(9, 4, "finding.closed", "k-exc", f("bob_tmp", "excepted")),
-            event(
-                10,
-                5,
-                "finding.opened.bulk",
-                "scan-9",
-                serde_json::json!({ "count": 150, "by_kind": { "unauthorized": 100, "excepted": 50 } }),
-            ),
-            // written before bulk events said which kinds they held: all of it counts
-            event(11, 5, "finding.opened.bulk", "scan-8", serde_json::json!({ "count": 7 })),
-            // a converge of many grants: the bulk closing tells grantees apart
-            event(12, 5, "scan.completed", "scan-9", serde_json::json!({})),
-            event(
-                13,
-                5,
-                "remediation.applied",
-                "scan-9",
-                serde_json::json!({ "changes": [change("etl", "SELECT", "a")] }),
-            ),
-            event(
-                14,
-                6,
-                "finding.closed.bulk",
-                "scan-10",
-                serde_json::json!({ "count": 130, "by_kind": { "unauthorized": 120, "excepted": 10 },
-                                    "by_grantee": { "etl": 100, "legacy": 20 } }),
-            ),
-        ];
-        let open = |grantee: &str, kind: FindingKind, since: i64| {
-            let finding = Finding {
-                kind,
-                severity: Severity::High,
-                score: 1.0,
-                grantee: grantee.into(),
-                privilege: "INSERT".into(),
+        let change = |grantee: &str, privilege: Privilege, table: &str| Change::Revoke {
+            grant: Grant {
+                object: ObjectRef::in_schema(ObjectClass::Table, "billing", table),
+                grantee: Grantee::Role(RoleName::new(grantee).unwrap()),
+                privilege,
                 grantable: false,
-                object: FindingObject {
-                    kind: "table".into(),
-                    schema: Some("billing".into()),
-                    name: "invoices".into(),
-                    column: None,
-                    for_role: None,
-                    arguments: None,
-                },
-                exception_id: None,
-                detail: String::new(),
+            },
+            cascade: false,
+            option_only: false,
+        };
+        let applied = |h: i64, scan: &str, changes: Vec<Change>| {
+            let run = RemediationRun {
+                mode: crate::remediate::Mode::RevokeUnauthorized,
+                changes,
+                held_back: Vec::new(),
+                sql: Vec::new(),
+                not_found: Vec::new(),
+                error: None,
+                snapshot_sha256: String::new(),
+                skipped: None,
+                attempts: None,
+                dry_run: Some(false),
             };
-            (finding, FindingAge { first_seen: at(since), last_seen: at(5) })
+            NewEvent::remediation(T, scan, RemediationStep::Applied, &Remediation::Run(run), "grantwarden", at(h))
+        };
+        let bulk = |change: FindingChange,
+                    h: i64,
+                    scan: &str,
+                    count: usize,
+                    by_kind: Option<Vec<(FindingKind, usize)>>,
+                    by_grantee: Option<Vec<(&str, usize)>>| {
+            let detail = FindingsBulk {
+                count,
+                by_kind: by_kind.map(|k| k.into_iter().collect()),
+                by_grantee: by_grantee.map(|g| {
+                    g.into_iter().map(|(grantee, n)| (Grantee::Role(RoleName::new(grantee).unwrap()), n)).collect()
+                }),
+                keys_sha256: String::new(),
+                scan_id: scan.into(),
+                registry_version: None,
+            };
+            NewEvent::scan_findings_bulk(T, change, &detail, at(h))
+        };
+        let mut alice = ticket("t1", "alice@x.io", 0, 0, Some(0), 2);
+        alice.request_mut().role = RoleName::new("alice_tmp").unwrap();
+        let plan = crate::revocation::RevocationPlan {
+            ticket: "t1".into(),
+            role: alice.request().role.clone(),
+            lifecycle: alice.role_lifecycle(),
+            transaction: Vec::new(),
+            after_commit: Vec::new(),
+            kept: Vec::new(),
+            nothing_because: None,
+            created: Vec::new(),
+        };
+        let revoked =
+            Revoked { trigger: Trigger::Schedule, latency_ms: 0, plan, sql: Vec::new(), sessions_terminated: 0 };
+        let alice_revoked = NewEvent::for_ticket(&alice, OnTicket::Revoked(revoked), "grantwarden", at(3));
+        let events = chained(vec![
+            f(Opened, 0, "app_ro", Unauthorized),
+            f(Opened, 0, "alice_tmp", ExpiredException),
+            f(Opened, 0, "x", Unauthorized),
+            // an excepted grant is not drift: its ticket ending is not a remediation
+            f(Opened, 0, "bob_tmp", Excepted),
+            applied(
+                1,
+                "scan-2",
+                vec![change("app_ro", Privilege::Insert, "invoices"), change("x", Privilege::Insert, "ledger")],
+            ),
+            f(Closed, 2, "app_ro", Unauthorized),
+            alice_revoked,
+            f(Closed, 4, "alice_tmp", ExpiredException),
+            f(Closed, 4, "bob_tmp", Excepted),
+            bulk(Opened, 5, "scan-9", 150, Some(vec![(Unauthorized, 100), (Excepted, 50)]), None),
+            // written before bulk events said which kinds they held: all of it counts
+            bulk(Opened, 5, "scan-8", 7, None, None),
+            // a converge of many grants: the bulk closing tells grantees apart
+            NewEvent {
+                chain: T.into(),
+                at: at(5),
+                kind: EventKind::ScanCompleted,
+                actor: "grantwarden".into(),
+                subject: "scan-9".into(),
+                target: T.into(),
+                detail: serde_json::json!({}),
+            },
+            applied(5, "scan-9", vec![change("etl", Privilege::Select, "a")]),
+            bulk(
+                Closed,
+                6,
+                "scan-10",
+                130,
+                Some(vec![(Unauthorized, 120), (Excepted, 10)]),
+                Some(vec![("etl", 100), ("legacy", 20)]),
+            ),
+        ]);
+        let open = |grantee: &str, kind: FindingKind, since: i64| {
+            (finding(grantee, kind), FindingAge { first_seen: at(since), last_seen: at(5) })
         };
         let still_open = [open("x", FindingKind::Unauthorized, 0), open("bob_tmp", FindingKind::Excepted, 0)];
         let r = RemediationReport::new(&events, &still_open, Window::default(), at(6), basis());

@@ -20,7 +20,7 @@ use crate::model::is_builtin_public;
 use crate::model::{
     DefaultObjectType, Grantee, Name, ObjectClass, ObjectRef, Privilege, PrivilegeClass, PrivilegeSet, RoleName,
 };
-use crate::report::{Coverage, Finding, FindingObject, Report};
+use crate::report::{Coverage, Finding, FindingObject, FindingPrivilege, ObjectType, Report};
 use crate::scoring::{Facts, Scope, ScoringConfig, round2};
 use crate::snapshot::{Snapshot, State, StateIndex, TargetId};
 use crate::ticket::Ticket;
@@ -85,27 +85,18 @@ pub fn diff_with_exceptions(
 fn finding_object(index: &StateIndex, o: &ObjectRef) -> FindingObject {
     let schema = o.schema.as_deref().unwrap_or("");
     let kind = match o.class {
-        ObjectClass::Database => "database".to_owned(),
-        ObjectClass::Schema => "schema".to_owned(),
-        ObjectClass::Column => "column".to_owned(),
-        ObjectClass::Role => "role".to_owned(),
-        ObjectClass::Table | ObjectClass::Sequence => index
-            .relation(schema, &o.name)
-            .map(|r| r.kind.type_name().to_owned())
-            .unwrap_or_else(|| if o.class == ObjectClass::Table { "table" } else { "sequence" }.to_owned()),
-        ObjectClass::Function => index
-            .function(schema, &o.name, o.args.as_deref().unwrap_or(""))
-            .map(|f| if f.kind == "window" { "function".to_owned() } else { f.kind.clone() })
-            .unwrap_or_else(|| "function".to_owned()),
+        ObjectClass::Table | ObjectClass::Sequence => {
+            index.relation(schema, &o.name).map_or(ObjectType::of_class(o.class), |r| ObjectType::of_relation(r.kind))
+        }
+        ObjectClass::Function => match index.function(schema, &o.name, o.args.as_deref().unwrap_or("")) {
+            Some(f) if f.kind == "procedure" => ObjectType::Procedure,
+            Some(f) if f.kind == "aggregate" => ObjectType::Aggregate,
+            // a window function is granted as a function, and shown as one
+            _ => ObjectType::Function,
+        },
+        class => ObjectType::of_class(class),
     };
-    FindingObject {
-        kind,
-        schema: o.schema.as_deref().map(str::to_owned),
-        name: o.name.to_string(),
-        column: o.column.as_deref().map(str::to_owned),
-        for_role: None,
-        arguments: o.args.as_deref().map(str::to_owned),
-    }
+    FindingObject::of(kind, o)
 }
 
 fn scope_of(class: ObjectClass) -> Scope {
@@ -452,8 +443,8 @@ impl<'a> Differ<'a> {
             kind,
             severity: self.scoring.severity(facts),
             score: self.scoring.score(facts),
-            grantee: grantee.to_string(),
-            privilege: privilege.keyword().to_owned(),
+            grantee: grantee.clone(),
+            privilege: FindingPrivilege::One(privilege),
             grantable,
             object,
             exception_id: None,
@@ -498,14 +489,7 @@ impl<'a> Differ<'a> {
     }
 
     fn role_object(r: &RoleName) -> FindingObject {
-        FindingObject {
-            kind: "role".into(),
-            schema: None,
-            name: r.as_str().to_owned(),
-            column: None,
-            for_role: None,
-            arguments: None,
-        }
+        FindingObject::of(ObjectType::Role, &ObjectRef::role(r))
     }
 
     fn roles(&mut self) {
@@ -697,7 +681,13 @@ impl<'a> Differ<'a> {
             },
             Target::Schema(s) => {
                 if !state.schemas.contains_key(s) {
-                    return self.missing_object(&who(), g, &ObjectRef::schema(s), "schema", "schema does not exist");
+                    return self.missing_object(
+                        &who(),
+                        g,
+                        &ObjectRef::schema(s),
+                        ObjectType::Schema,
+                        "schema does not exist",
+                    );
                 }
                 out.push((ObjectClass::Schema, None, s, None), entry);
             }
@@ -711,13 +701,19 @@ impl<'a> Differ<'a> {
             Target::Function(s, n, args) => {
                 if self.index.function(s, n, args).is_none() {
                     let function = object_of(ObjectClass::Function, Some(s), n, Some(args));
-                    return self.missing_object(&who(), g, &function, "function", "function does not exist");
+                    return self.missing_object(&who(), g, &function, ObjectType::Function, "function does not exist");
                 }
                 out.push((ObjectClass::Function, Some(s), n, Some(args)), entry);
             }
             Target::AllInSchema(class, s) => {
                 if !state.schemas.contains_key(s) {
-                    return self.missing_object(&who(), g, &ObjectRef::schema(s), "schema", "schema does not exist");
+                    return self.missing_object(
+                        &who(),
+                        g,
+                        &ObjectRef::schema(s),
+                        ObjectType::Schema,
+                        "schema does not exist",
+                    );
                 }
                 out.schema_wide.entry((*class, s)).or_default().push(entry);
             }
@@ -726,15 +722,15 @@ impl<'a> Differ<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn missing_object(&mut self, grantee: &Grantee, g: &DesiredGrant, missing: &ObjectRef, kind: &str, why: &str) {
-        let object = FindingObject {
-            kind: kind.to_owned(),
-            schema: missing.schema.as_deref().map(str::to_owned),
-            name: missing.name.to_string(),
-            column: missing.column.as_deref().map(str::to_owned),
-            for_role: None,
-            arguments: missing.args.as_deref().map(str::to_owned),
-        };
+    fn missing_object(
+        &mut self,
+        grantee: &Grantee,
+        g: &DesiredGrant,
+        missing: &ObjectRef,
+        kind: ObjectType,
+        why: &str,
+    ) {
+        let object = FindingObject::of(kind, missing);
         let class = g.target.class().unwrap_or(ObjectClass::Table);
         let privileges = g.privileges.expand(|| class.acl_privileges(self.server_version));
         for p in privileges {
@@ -826,9 +822,9 @@ impl<'a> Differ<'a> {
                 // the relation the baseline names (or whose columns it names) does not exist
                 for w in own {
                     let (kind, why) = match (column, w.declaration.target.class()) {
-                        (Some(_), _) => ("column", "table does not exist"),
-                        (None, Some(ObjectClass::Sequence)) => ("sequence", "object does not exist"),
-                        (None, _) => ("table", "object does not exist"),
+                        (Some(_), _) => (ObjectType::Column, "table does not exist"),
+                        (None, Some(ObjectClass::Sequence)) => (ObjectType::Sequence, "object does not exist"),
+                        (None, _) => (ObjectType::Table, "object does not exist"),
                     };
                     let keyed = if column.is_some() { ObjectClass::Column } else { ObjectClass::Table };
                     let missing = object_of(keyed, schema, name, column);
@@ -944,14 +940,7 @@ impl<'a> Differ<'a> {
     }
 
     fn default_object(dp_schema: Option<&String>, on: DefaultObjectType, for_role: &RoleName) -> FindingObject {
-        FindingObject {
-            kind: "default_privileges".into(),
-            schema: dp_schema.cloned(),
-            name: on.baseline_keyword().trim_start_matches("default_").to_owned(),
-            column: None,
-            for_role: Some(for_role.as_str().to_owned()),
-            arguments: None,
-        }
+        FindingObject::DefaultPrivileges { for_role: for_role.clone(), schema: dp_schema.cloned(), on }
     }
 
     fn default_privileges(&mut self) {
@@ -1249,7 +1238,18 @@ ignore_roles: ["postgres"]
     }
 
     fn kinds(r: &Report) -> Vec<(FindingKind, String, String, String)> {
-        r.findings.iter().map(|f| (f.kind, f.grantee.clone(), f.privilege.clone(), f.object.to_string())).collect()
+        r.findings
+            .iter()
+            .map(|f| (f.kind, f.grantee.to_string(), f.privilege.to_string(), f.object.to_string()))
+            .collect()
+    }
+
+    /// The keyword of a finding about one privilege.
+    fn privilege(f: &Finding) -> &'static str {
+        match f.privilege {
+            FindingPrivilege::One(p) => p.keyword(),
+            _ => panic!("{f:?} names no one privilege"),
+        }
     }
 
     #[test]
@@ -1257,7 +1257,7 @@ ignore_roles: ["postgres"]
         let report = plan(BASELINE, state());
         assert_eq!(kinds(&report), vec![]);
         assert_eq!(report.summary.status, crate::report::Status::Ok);
-        let observed: Vec<_> = report.observations.iter().map(|f| (f.grantee.as_str(), f.privilege.as_str())).collect();
+        let observed: Vec<_> = report.observations.iter().map(|f| (f.grantee.as_str(), privilege(f))).collect();
         assert!(observed.contains(&("PUBLIC", "EXECUTE")) && observed.contains(&("PUBLIC", "CONNECT")));
         assert!(observed.contains(&("postgres", "SUPERUSER")), "superusers are listed even when ignored");
     }
@@ -1326,7 +1326,7 @@ ignore_roles: ["postgres"]
         ];
         let want: Vec<_> = want.iter().map(|(k, g, p, o)| (*k, g.to_string(), p.to_string(), o.to_string())).collect();
         assert_eq!(got, want);
-        let public = report.findings.iter().find(|f| f.grantee == "PUBLIC").unwrap();
+        let public = report.findings.iter().find(|f| f.grantee == Grantee::Public).unwrap();
         assert_eq!(public.severity, crate::scoring::Severity::High, "any non-default PUBLIC grant is high severity");
         assert_eq!(report.summary.status, crate::report::Status::Alert, "BYPASSRLS is critical");
         assert_eq!((report.summary.unauthorized, report.summary.missing, report.summary.orphaned), (3, 1, 2));
@@ -1350,8 +1350,7 @@ ignore_roles: ["postgres"]
     fn builtin_public_defaults_are_unauthorized_when_the_baseline_revokes_them() {
         let baseline = format!("{BASELINE}public:\n  builtin_defaults: revoke\n");
         let report = plan(&baseline, state());
-        let public: Vec<_> =
-            report.findings.iter().map(|f| (f.kind, f.grantee.as_str(), f.privilege.as_str())).collect();
+        let public: Vec<_> = report.findings.iter().map(|f| (f.kind, f.grantee.as_str(), privilege(f))).collect();
         assert_eq!(
             public,
             vec![(FindingKind::Unauthorized, "PUBLIC", "CONNECT"), (FindingKind::Unauthorized, "PUBLIC", "EXECUTE")]
@@ -1378,7 +1377,7 @@ ignore_roles: ["postgres"]
         });
         let report = plan(BASELINE, s.clone());
         let got: Vec<_> =
-            report.findings.iter().map(|f| (f.kind, f.grantee.as_str(), f.object.name.as_str(), f.grantable)).collect();
+            report.findings.iter().map(|f| (f.kind, f.grantee.as_str(), f.object.name(), f.grantable)).collect();
         assert_eq!(
             got,
             vec![
@@ -1680,11 +1679,11 @@ mod model_tests {
             .map(|f| {
                 (
                     f.kind,
-                    f.grantee.clone(),
-                    f.privilege.clone(),
-                    f.object.kind.clone(),
-                    f.object.name.clone(),
-                    f.object.column.clone(),
+                    f.grantee.to_string(),
+                    f.privilege.to_string(),
+                    f.object.type_name().into_owned(),
+                    f.object.name().to_owned(),
+                    f.object.column().map(str::to_owned),
                     f.grantable,
                 )
             })

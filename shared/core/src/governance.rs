@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::audit::AuditEvent;
+use crate::audit::event::{AlertRaised, EventKind, ScanEnded};
 use crate::governance_alert::GovernanceAlert;
 use crate::metrics::{Durations, Governance, Metrics, OverPrivileged, ScorePoint};
 use crate::ticket::{Ticket, TicketStatus};
@@ -15,8 +16,8 @@ use crate::ticket::{Ticket, TicketStatus};
 pub fn score_history(events: &[AuditEvent]) -> Vec<ScorePoint> {
     let mut out: Vec<ScorePoint> = events
         .iter()
-        .filter(|e| e.kind == "scan.completed")
-        .filter_map(|e| Some(ScorePoint { at: e.at, score: e.detail.get("summary")?.get("score")?.as_f64()? }))
+        .filter(|e| e.kind == EventKind::ScanCompleted)
+        .filter_map(|e| Some(ScorePoint { at: e.at, score: e.detail_as::<ScanEnded>().ok()?.summary.score }))
         .collect();
     out.sort_by_key(|p| p.at);
     out
@@ -131,8 +132,8 @@ pub fn governance(
 pub fn new_alerts<'g>(g: &'g Governance, events: &[AuditEvent]) -> Vec<&'g GovernanceAlert> {
     let raised: Vec<GovernanceAlert> = events
         .iter()
-        .filter(|e| e.kind == "governance.alert")
-        .filter_map(|e| serde_json::from_value(e.detail.get("alert")?.clone()).ok())
+        .filter(|e| e.kind == EventKind::GovernanceAlert)
+        .filter_map(|e| e.detail_as::<AlertRaised>().ok().map(|r| r.alert))
         .collect();
     g.alerts.iter().filter(|a| !raised.contains(a)).collect()
 }

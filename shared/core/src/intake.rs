@@ -8,13 +8,15 @@
 use chrono::{DateTime, Utc};
 
 use crate::audit::NewEvent;
+use crate::audit::event::OnTicket;
 
 use crate::audit::AuditJournal;
 use crate::error::StoreError;
 use crate::finding::FindingKind;
+use crate::model::{Grantee, RoleName};
 use crate::normalize::NormalizeError;
 use crate::policy::PolicyRegistry;
-use crate::report::{Finding, FindingObject};
+use crate::report::{Finding, FindingObject, FindingPrivilege};
 use crate::request::GrantRequest;
 use crate::scoring::{Facts, Scope, ScoringConfig, Severity};
 use crate::snapshot::TargetId;
@@ -48,22 +50,28 @@ impl Outcome {
     pub fn events(&self, target: &str, at: DateTime<Utc>) -> Vec<NewEvent> {
         match self {
             Outcome::Created(t) => {
-                let mut out = vec![NewEvent::for_ticket(t, "ticket.requested", &t.request().requested_by, at)];
+                let mut out = vec![NewEvent::for_ticket(t, OnTicket::Requested, &t.request().requested_by, at)];
                 if t.status() == crate::ticket::TicketStatus::Active {
-                    out.push(NewEvent::for_ticket(t, "ticket.activated", "grantwarden", at));
+                    out.push(NewEvent::for_ticket(t, OnTicket::Activated, "grantwarden", at));
                 }
                 out
             }
             Outcome::Existing(_) => Vec::new(),
-            Outcome::Conflict(t) => vec![NewEvent::for_ticket(t, "ticket.conflict", "grantwarden", at)],
+            Outcome::Conflict(t) => vec![NewEvent::for_ticket(t, OnTicket::Conflict, "grantwarden", at)],
             Outcome::Refused { finding, .. } => {
-                vec![NewEvent::for_finding(target, finding, "ticket.refused", "grantwarden", at)]
+                vec![NewEvent::ticket_refused(target, finding, "grantwarden", at)]
             }
             Outcome::Untagged(finding) => {
-                vec![NewEvent::for_finding(target, finding, "finding.opened", "grantwarden", at)]
+                vec![NewEvent::untagged_opened(target, finding, "grantwarden", at)]
             }
         }
     }
+}
+
+/// The grantee of a finding about input that could not be read: a role
+/// named `unknown`, as the contract has always spelled it.
+fn unknown_grantee() -> Grantee {
+    Grantee::Role(RoleName::new("unknown").expect("`unknown` is a valid role name"))
 }
 
 /// The untagged finding for something that could not become a ticket.
@@ -81,29 +89,11 @@ pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &
     let severity = scoring.severity(facts).max(Severity::High);
     let (grantee, privilege, object) = match request {
         Some(r) => (
-            r.role.to_string(),
-            r.privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
-            FindingObject {
-                kind: r.object.on.keyword(),
-                schema: r.object.schema.clone(),
-                name: r.object.name.clone().unwrap_or_default(),
-                column: None,
-                for_role: None,
-                arguments: None,
-            },
+            Grantee::Role(r.role.clone()),
+            FindingPrivilege::requested(&r.privileges),
+            FindingObject::requested(&r.object),
         ),
-        None => (
-            "unknown".into(),
-            "unknown".into(),
-            FindingObject {
-                kind: "unknown".into(),
-                schema: None,
-                name: String::new(),
-                column: None,
-                for_role: None,
-                arguments: None,
-            },
-        ),
+        None => (unknown_grantee(), FindingPrivilege::Unknown, FindingObject::Unknown),
     };
     let id = request.map(|r| format!("{} {}: ", r.input, r.delivery_id)).unwrap_or_default();
     Finding {
@@ -176,9 +166,9 @@ where
 /// The journal events of an approval: `ticket.approved`, and `ticket.activated`
 /// when it was the approval the ticket waited for.
 pub fn approval_events(ticket: &Ticket, approver: &str, now: DateTime<Utc>) -> Vec<NewEvent> {
-    let mut out = vec![NewEvent::for_ticket(ticket, "ticket.approved", approver, now)];
+    let mut out = vec![NewEvent::for_ticket(ticket, OnTicket::Approved, approver, now)];
     if ticket.status() == crate::ticket::TicketStatus::Active {
-        out.push(NewEvent::for_ticket(ticket, "ticket.activated", "grantwarden", now));
+        out.push(NewEvent::for_ticket(ticket, OnTicket::Activated, "grantwarden", now));
     }
     out
 }

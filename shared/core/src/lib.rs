@@ -121,6 +121,7 @@ pub mod remediate;
 pub mod remediation_flow;
 pub mod report;
 pub mod request;
+pub mod revocation;
 pub mod revoke;
 pub mod schema;
 pub mod schema_format;

@@ -33,7 +33,7 @@ pub(crate) struct MemoryStore(pub Mutex<Held>);
 impl MemoryStore {
     /// The kinds of the events of `chain`, in order.
     pub fn kinds(&self, chain: &str) -> Vec<String> {
-        self.0.lock().unwrap().events.iter().filter(|e| e.chain == chain).map(|e| e.kind.clone()).collect()
+        self.0.lock().unwrap().events.iter().filter(|e| e.chain == chain).map(|e| e.kind.as_str().to_owned()).collect()
     }
 
     /// The events of `chain`, in order.
@@ -192,7 +192,7 @@ pub(crate) fn access_request(
     path: crate::access_policy::AccessPath,
     duration: &str,
     incident: Option<&str>,
-) -> crate::access::AccessRequest {
+) -> crate::request::AccessRequest {
     let body = serde_json::json!({ "id": id, "identity": "alice@example.com", "target": "orders-prod",
         "path": path, "scope": { "on": "schema", "schema": "billing" }, "duration": duration,
         "justification": "INC-7 needs a look", "incident_id": incident });
@@ -200,7 +200,7 @@ pub(crate) fn access_request(
 }
 
 /// The ticket `request` opens in `store` at `at(0)`.
-pub(crate) fn opened(store: &MemoryStore, request: &crate::access::AccessRequest) -> Ticket {
+pub(crate) fn opened(store: &MemoryStore, request: &crate::request::AccessRequest) -> Ticket {
     match ready(crate::access::request_access(store, request, &registry(), at(0))).expect("the store answers") {
         crate::access::AccessOutcome::Created(t) => t,
         other => panic!("a new ticket: {other:?}"),

@@ -255,6 +255,14 @@ impl Grantee {
         role.map_or(Grantee::Public, |r| Grantee::Role(r.clone()))
     }
 
+    /// The name as written: the role's, or `PUBLIC`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Grantee::Public => "PUBLIC",
+            Grantee::Role(r) => r.as_str(),
+        }
+    }
+
     /// The role, unless this is PUBLIC.
     pub fn role(&self) -> Option<&RoleName> {
         match self {
@@ -266,10 +274,7 @@ impl Grantee {
 
 impl fmt::Display for Grantee {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Grantee::Public => f.write_str("PUBLIC"),
-            Grantee::Role(r) => f.write_str(r.as_str()),
-        }
+        f.write_str(self.as_str())
     }
 }
 

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::NewEvent;
+use crate::audit::event::ScanStarted;
 use crate::error::StoreError;
 use crate::snapshot::{ChunkOutcome, ChunkSpec, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id};
 
@@ -98,20 +99,13 @@ impl ScanManifest {
 
     /// The journal event of a started scan.
     pub fn started_event(&self, at: DateTime<Utc>) -> NewEvent {
-        NewEvent {
-            chain: self.target.to_string(),
-            at,
-            kind: "scan.started".into(),
-            actor: "grantwarden".into(),
-            subject: self.scan_id.clone(),
-            target: self.target.to_string(),
-            detail: serde_json::json!({
-                "window_start": self.window.start,
-                "window_seconds": self.window.seconds,
-                "chunks": self.tasks.len(),
-                "server_version_num": self.server_version_num,
-            }),
-        }
+        let detail = ScanStarted {
+            window_start: self.window.start,
+            window_seconds: self.window.seconds,
+            chunks: self.tasks.len(),
+            server_version_num: self.server_version_num,
+        };
+        NewEvent::scan_started(self.target.as_str(), &self.scan_id, &detail, at)
     }
 
     /// The record a new scan starts with.

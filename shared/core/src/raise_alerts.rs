@@ -10,6 +10,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::event::AlertRaised;
 use crate::audit::{AuditJournal, NewEvent};
 use crate::error::StoreError;
 use crate::governance_alert::GovernanceAlert;
@@ -64,17 +65,8 @@ where
                 "break_glass_by_month": g.break_glass_by_month, "limit": g.break_glass_threshold });
             publisher.publish(&subject, &detail).await.map_err(RaiseError::Publish)?;
         }
-        store
-            .append(NewEvent {
-                chain: target.to_owned(),
-                at: now,
-                kind: "governance.alert".into(),
-                actor: actor.to_owned(),
-                subject: report.scan_id.clone(),
-                target: target.to_owned(),
-                detail: serde_json::json!({ "alert": alert, "published": publisher.is_some() }),
-            })
-            .await?;
+        let raised = AlertRaised { alert: alert.clone(), published: publisher.is_some() };
+        store.append(NewEvent::governance_alert(target, &report.scan_id, &raised, actor, now)).await?;
     }
     Ok(fresh)
 }
@@ -130,7 +122,7 @@ mod tests {
         assert_eq!(sent[0].0, "grantwarden: governance alert on orders-prod");
         assert_eq!(sent[0].1["alert"], "break-glass used more than the registry's 3 times in 2026-11");
         let event = store.chain("orders-prod").pop().unwrap();
-        assert_eq!(event.kind, "governance.alert");
+        assert_eq!(event.kind, crate::audit::event::EventKind::GovernanceAlert);
         assert_eq!(
             event.detail,
             serde_json::json!({ "alert": "break-glass used more than the registry's 3 times in 2026-11", "published": true })

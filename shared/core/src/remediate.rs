@@ -7,16 +7,14 @@
 //! REVOKE (ownership, a role that should not exist, VALID UNTIL, membership
 //! options) is listed for a person, with the reason.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use chrono::{DateTime, Utc};
 
 use crate::change::Change;
 use crate::finding::FindingKind;
-use crate::model::{DefaultObjectType, Grant, Grantee, Name, ObjectClass, ObjectRef, Privilege, RoleName};
-use crate::report::{Finding, Report};
+use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::report::{Finding, FindingObject, FindingPrivilege, Report};
 use crate::snapshot::TargetId;
 use crate::ticket::Ticket;
 
@@ -183,23 +181,20 @@ fn order(c: &Change) -> String {
     )
 }
 
-fn grantee_of(f: &Finding) -> Result<Grantee, String> {
-    if f.grantee == "PUBLIC" {
-        return Ok(Grantee::Public);
-    }
-    RoleName::new(f.grantee.clone()).map(Grantee::Role).map_err(|e| format!("grantee {:?}: {e}", f.grantee))
-}
-
 fn role_of(f: &Finding) -> Result<RoleName, String> {
-    match grantee_of(f)? {
-        Grantee::Role(r) => Ok(r),
+    match &f.grantee {
+        Grantee::Role(r) => Ok(r.clone()),
         Grantee::Public => Err("PUBLIC is not a role".into()),
     }
 }
 
 /// The change for one finding: a GRANT when `wanted`, else a REVOKE.
 fn change_for(f: &Finding, wanted: bool) -> Result<Change, String> {
-    let privilege = Privilege::from_str(&f.privilege).map_err(|_| format!("unknown privilege {:?}", f.privilege))?;
+    let privilege = match &f.privilege {
+        FindingPrivilege::One(p) => *p,
+        // untagged input and failed revocations name a request's privileges: never a change
+        other => return Err(format!("unknown privilege {:?}", other.text())),
+    };
     let o = &f.object;
     match privilege {
         Privilege::Owner => return Err("ownership: change it by hand with ALTER ... OWNER TO".into()),
@@ -217,7 +212,7 @@ fn change_for(f: &Finding, wanted: bool) -> Result<Change, String> {
             if f.detail.contains(" option") {
                 return Err("a membership option differs, not the membership: change it by hand".into());
             }
-            let role = RoleName::new(o.name.clone()).map_err(|e| format!("role {:?}: {e}", o.name))?;
+            let role = o.role().ok_or_else(|| format!("role {:?}: the object is a {}", o.name(), o.type_name()))?;
             let member = role_of(f)?;
             return Ok(if wanted {
                 Change::GrantMembership { role, member, admin: f.grantable }
@@ -235,60 +230,57 @@ fn change_for(f: &Finding, wanted: bool) -> Result<Change, String> {
         }
         _ => {}
     }
-    let grantee = grantee_of(f)?;
-    if o.kind == "default_privileges" {
-        let for_role = o.for_role.clone().ok_or("default privileges without their role")?;
-        let for_role = RoleName::new(for_role).map_err(|e| format!("for_role: {e}"))?;
-        let object_type =
-            DefaultObjectType::from_keyword(&o.name).ok_or(format!("default privileges on {:?}", o.name))?;
-        if f.detail.contains("grant option") {
-            return Err("the grant option of a default privilege differs: change it by hand".into());
+    let grantee = f.grantee.clone();
+    let (kind, object) = match o {
+        FindingObject::DefaultPrivileges { for_role, schema, on } => {
+            if f.detail.contains("grant option") {
+                return Err("the grant option of a default privilege differs: change it by hand".into());
+            }
+            return Ok(Change::DefaultPrivilege {
+                grant: wanted,
+                for_role: for_role.clone(),
+                schema: schema.clone(),
+                object_type: *on,
+                privilege,
+                grantee,
+            });
         }
-        return Ok(Change::DefaultPrivilege {
-            grant: wanted,
-            for_role,
-            schema: o.schema.clone(),
-            object_type,
-            privilege,
-            grantee,
-        });
-    }
-    let class = match o.kind.as_str() {
-        "database" => ObjectClass::Database,
-        "schema" => ObjectClass::Schema,
-        "table" | "view" | "materialized_view" | "foreign_table" | "partitioned_table" => ObjectClass::Table,
-        "sequence" => ObjectClass::Sequence,
-        "column" => ObjectClass::Column,
-        "function" | "procedure" | "aggregate" => ObjectClass::Function,
-        other => return Err(format!("no GRANT or REVOKE for objects of type {other:?}")),
+        FindingObject::Object { kind, object } if object.class != ObjectClass::Role => (kind, object),
+        other => return Err(format!("no GRANT or REVOKE for objects of type {:?}", other.type_name())),
     };
+    let class = object.class;
     if !class.accepts(privilege) {
-        return Err(format!("{privilege} does not apply to a {}", o.kind));
+        return Err(format!("{privilege} does not apply to a {kind}"));
     }
     if matches!(class, ObjectClass::Table | ObjectClass::Sequence | ObjectClass::Column | ObjectClass::Function)
-        && o.schema.is_none()
+        && object.schema.is_none()
     {
-        return Err(format!("{} {:?} without its schema", o.kind, o.name));
+        return Err(format!("{kind} {:?} without its schema", object.name.as_str()));
     }
-    if class == ObjectClass::Function && o.arguments.is_none() {
-        return Err(format!("{} {:?} without its argument types", o.kind, o.name));
+    if class == ObjectClass::Function && object.args.is_none() {
+        return Err(format!("{kind} {:?} without its argument types", object.name.as_str()));
     }
-    let object = ObjectRef {
-        class,
-        schema: o.schema.as_deref().map(Name::from),
-        name: o.name.as_str().into(),
-        column: o.column.as_deref().map(Name::from),
-        args: o.arguments.as_deref().filter(|_| class == ObjectClass::Function).map(Name::from),
-    };
+    let object = ObjectRef { args: object.args.clone().filter(|_| class == ObjectClass::Function), ..object.clone() };
     let option_only = f.detail.starts_with("held WITH GRANT OPTION");
     let grant = Grant { object, grantee, privilege, grantable: f.grantable };
     Ok(if wanted { Change::Grant { grant } } else { Change::Revoke { cascade: f.grantable, option_only, grant } })
 }
 
+/// The findings remediation left for a person, as the caller knows them: each
+/// with its reason where the plan is at hand (the CLI), their number where only
+/// that travelled (a queued request). Journaled as a list or a number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SkippedFindings {
+    /// Each finding with the reason.
+    Listed(Vec<Skipped>),
+    /// How many.
+    Counted(usize),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::FindingObject;
     use crate::scoring::Severity;
 
     fn finding(
@@ -299,21 +291,18 @@ mod tests {
         schema: Option<&str>,
         name: &str,
     ) -> Finding {
+        // read as the report's JSON would be
+        fn read<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+            serde_json::from_value(v).unwrap()
+        }
         Finding {
             kind,
             severity: Severity::High,
             score: 1.0,
-            grantee: grantee.into(),
-            privilege: privilege.into(),
+            grantee: read(serde_json::json!(grantee)),
+            privilege: read(serde_json::json!(privilege)),
             grantable: false,
-            object: FindingObject {
-                kind: type_.into(),
-                schema: schema.map(Into::into),
-                name: name.into(),
-                column: None,
-                for_role: None,
-                arguments: None,
-            },
+            object: read(serde_json::json!({ "type": type_, "schema": schema, "name": name, "column": null })),
             exception_id: None,
             detail: String::new(),
         }
@@ -416,7 +405,8 @@ mod tests {
     #[test]
     fn findings_that_cannot_name_a_grant_are_skipped_with_a_reason() {
         let bad = vec![
-            finding(FindingKind::Unauthorized, "app_ro", "FLY", "table", Some("orders"), "t"),
+            // no single privilege (a finding about unreadable input, should one get here)
+            finding(FindingKind::Unauthorized, "app_ro", "unknown", "table", Some("orders"), "t"),
             finding(FindingKind::Unauthorized, "app_ro", "SELECT", "table", None, "t"),
             finding(FindingKind::Unauthorized, "app_ro", "EXECUTE", "schema", None, "orders"),
             finding(FindingKind::Orphaned, "ghost", "ROLE", "role", None, "ghost"),

@@ -12,12 +12,12 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
+use crate::audit::event::{Remediation, RemediationQueued, RemediationStep};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::change::Change;
 use crate::error::StoreError;
-use crate::remediate::{Mode, RemediationRequest, Skipped, without_excepted};
+use crate::remediate::{Mode, RemediationRequest, SkippedFindings, without_excepted};
 use crate::report::Report;
 use crate::revoke::{ExecError, FailureClass};
 use crate::snapshot::TargetId;
@@ -47,18 +47,6 @@ pub trait RemediationQueue {
     type Error: std::error::Error + Send + Sync + 'static;
     /// Hands on one request.
     fn send(&self, request: &RemediationRequest) -> impl Future<Output = Result<(), Self::Error>> + Send;
-}
-
-/// The findings remediation left for a person, as the caller knows them: each
-/// with its reason where the plan is at hand (the CLI), their number where only
-/// that travelled (a queued request). Journaled as a list or a number.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum SkippedFindings {
-    /// Each finding with the reason.
-    Listed(Vec<Skipped>),
-    /// How many.
-    Counted(usize),
 }
 
 /// What a transient database failure (one that outlasted the executor's own
@@ -99,7 +87,7 @@ pub struct RemediationRun<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemediationOutcome {
     /// The event journaled: `remediation.planned`, `.applied` or `.failed`.
-    pub kind: &'static str,
+    pub kind: crate::audit::event::EventKind,
     /// The changes run (or rendered).
     pub changes: Vec<Change>,
     /// The revokes held back because a ticket in force covers them.
@@ -152,28 +140,30 @@ where
     {
         return Err(RemediationError::Transient { scan_id: run.scan_id.to_owned(), error: error.clone() });
     }
-    let kind = match &result {
-        Err(_) => "remediation.failed",
-        Ok(_) if run.dry_run => "remediation.planned",
-        Ok(_) => "remediation.applied",
+    let step = match &result {
+        Err(_) => RemediationStep::Failed,
+        Ok(_) if run.dry_run => RemediationStep::Planned,
+        Ok(_) => RemediationStep::Applied,
     };
     let (sql, attempts, not_found, error) = match &result {
         Ok(Applied { sql, attempts, skipped }) => (sql.clone(), *attempts, skipped.clone(), None),
         Err(e) => (Vec::new(), e.attempts, Vec::new(), Some(e.message.clone())),
     };
-    let event = NewEvent {
-        chain: run.target.as_str().to_owned(),
-        at: clock(),
-        kind: kind.into(),
-        actor: run.actor.to_owned(),
-        subject: run.scan_id.to_owned(),
-        target: run.target.as_str().to_owned(),
-        detail: serde_json::json!({ "mode": run.mode, "changes": changes, "held_back": held_back, "sql": sql,
-                                    "skipped": run.skipped, "not_found": not_found, "attempts": attempts,
-                                    "error": error, "snapshot_sha256": run.snapshot_sha256, "dry_run": run.dry_run }),
-    };
+    let detail = Remediation::Run(crate::audit::event::RemediationRun {
+        mode: run.mode,
+        changes: changes.clone(),
+        held_back: held_back.clone(),
+        sql,
+        not_found,
+        error,
+        snapshot_sha256: run.snapshot_sha256.to_owned(),
+        skipped: Some(run.skipped),
+        attempts: Some(attempts),
+        dry_run: Some(run.dry_run),
+    });
+    let event = NewEvent::remediation(run.target.as_str(), run.scan_id, step, &detail, run.actor, clock());
     store.append(event).await.map_err(RemediationError::Journal)?;
-    Ok(RemediationOutcome { kind, changes, held_back, result })
+    Ok(RemediationOutcome { kind: step.kind(), changes, held_back, result })
 }
 
 /// Why planned remediation was not handed on in full.
@@ -209,17 +199,22 @@ where
         queue.send(request).await.map_err(PlanError::Queue)?;
     }
     let Some(first) = requests.first() else { return Ok(requests) };
-    let changes: Vec<&Change> = requests.iter().flat_map(|r| r.changes.iter()).collect();
-    let event = NewEvent {
-        chain: report.target.as_str().to_owned(),
-        at: now,
-        kind: "remediation.planned".into(),
-        actor: actor.to_owned(),
-        subject: report.scan_id.clone(),
-        target: report.target.as_str().to_owned(),
-        detail: serde_json::json!({ "mode": first.mode, "changes": changes, "skipped": first.skipped,
-                                    "parts": requests.len(), "snapshot_sha256": first.snapshot_sha256 }),
+    let changes: Vec<Change> = requests.iter().flat_map(|r| r.changes.iter().cloned()).collect();
+    let queued = RemediationQueued {
+        mode: first.mode,
+        changes,
+        skipped: first.skipped,
+        parts: requests.len(),
+        snapshot_sha256: first.snapshot_sha256.clone(),
     };
+    let event = NewEvent::remediation(
+        report.target.as_str(),
+        &report.scan_id,
+        RemediationStep::Planned,
+        &Remediation::Queued(queued),
+        actor,
+        now,
+    );
     store.append(event).await?;
     Ok(requests)
 }
@@ -291,13 +286,13 @@ mod tests {
         let outcome =
             ready(run_remediation(&store, &executor, run(changes.clone(), false, OnTransient::Redeliver), &|| at(5)))
                 .unwrap();
-        assert_eq!(outcome.kind, "remediation.applied");
+        assert_eq!(outcome.kind.as_str(), "remediation.applied");
         assert_eq!((outcome.held_back, outcome.changes.clone()), (vec![changes[0].clone()], vec![changes[1].clone()]));
         assert_eq!(executor.1.lock().unwrap().clone(), [(outcome.changes, false)], "only mallory's revoke ran");
         let event = store.chain("orders-prod").pop().unwrap();
         assert_eq!(
             (event.kind.as_str(), event.actor.as_str(), event.subject.as_str()),
-            (outcome.kind, "grantwarden:remediation", "scan-1")
+            (outcome.kind.as_str(), "grantwarden:remediation", "scan-1")
         );
         let keys: Vec<&str> = event.detail.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
@@ -324,14 +319,14 @@ mod tests {
         let change = || vec![revoke(&RoleName::new("mallory").unwrap(), "billing", "invoices")];
         let ok = answering(Ok(Applied { sql: vec![], attempts: 1, skipped: vec![] }));
         let planned = ready(run_remediation(&store, &ok, run(change(), true, OnTransient::Fail), &|| at(1))).unwrap();
-        assert_eq!(planned.kind, "remediation.planned");
+        assert_eq!(planned.kind.as_str(), "remediation.planned");
         assert!(ok.1.lock().unwrap()[0].1, "rendered only");
 
         let failure = |class| ExecError { class, message: "permission denied".into(), attempts: 3 };
         let denied = answering(Err(failure(FailureClass::Permanent)));
         let failed =
             ready(run_remediation(&store, &denied, run(change(), false, OnTransient::Redeliver), &|| at(2))).unwrap();
-        assert_eq!(failed.kind, "remediation.failed");
+        assert_eq!(failed.kind.as_str(), "remediation.failed");
         assert!(failed.result.is_err());
         assert_eq!(store.chain("orders-prod").last().unwrap().detail["error"], "permission denied");
 
@@ -342,7 +337,7 @@ mod tests {
         assert_eq!(store.chain("orders-prod").len(), before, "a redelivered run journals nothing yet");
         let by_hand =
             ready(run_remediation(&store, &busy, run(change(), false, OnTransient::Fail), &|| at(4))).unwrap();
-        assert_eq!(by_hand.kind, "remediation.failed", "nobody retries a run by hand");
+        assert_eq!(by_hand.kind.as_str(), "remediation.failed", "nobody retries a run by hand");
         assert_eq!(store.kinds("orders-prod"), ["remediation.planned", "remediation.failed", "remediation.failed"]);
     }
 

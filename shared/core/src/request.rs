@@ -1,5 +1,6 @@
 //! The grant request: the one shape every input (grant webhook, pgaudit
-//! line, generic payload, access request) is normalized into before routing.
+//! line, generic payload, access request) is normalized into before routing;
+//! and the access request as received.
 //! See docs/CONTRACTS.md#grant-request.
 
 use std::fmt;
@@ -7,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::access_policy::{AccessPath, AccessScope};
 use crate::manifest::On;
 use crate::model::{Privilege, RoleName};
 use crate::snapshot::TargetId;
@@ -106,4 +108,27 @@ pub struct GrantRequest {
     pub incident_id: Option<String>,
     /// When it was observed (the audit line's time, or receipt).
     pub observed_at: DateTime<Utc>,
+}
+
+/// A request for just-in-time access, as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRequest {
+    /// The sender's id of this request (idempotency key).
+    pub id: String,
+    /// Who asks: the person the credential is for.
+    pub identity: String,
+    /// The database.
+    pub target: TargetId,
+    /// Which kind of access.
+    pub path: AccessPath,
+    /// What it reaches.
+    pub scope: AccessScope,
+    /// How long, e.g. `2h`.
+    pub duration: String,
+    /// Why.
+    pub justification: String,
+    /// Incident id (required for break-glass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
 }

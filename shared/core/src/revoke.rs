@@ -23,13 +23,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::access_policy::{AccessPath, views_owner_for};
+use crate::audit::event::{EventKind, OnTicket, RevocationExecuted, RevocationFailed, RevocationPlanned, Revoked};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::baseline::Baseline;
 use crate::change::Change;
 use crate::error::StoreError;
 use crate::finding::FindingKind;
-use crate::model::{Grant, Grantee, ObjectRef, RelationKind, RoleName, display_ident};
-use crate::report::{Finding, FindingObject};
+use crate::model::{Grant, Grantee, Name, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::report::{Finding, FindingObject, FindingPrivilege, ObjectType};
+use crate::revocation::{Kept, Owned, OwnedKind, RevocationPlan};
 use crate::scoring::Severity;
 use crate::store::{FindingStore, TicketStore, Versioned};
 use crate::ticket::{Revocation, RoleLifecycle, Ticket, TicketStatus, Trigger};
@@ -55,54 +57,6 @@ pub struct Held {
     pub owned: Vec<Owned>,
 }
 
-/// What kind of object a role owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum OwnedKind {
-    /// A table, view, sequence...
-    Relation {
-        /// Which kind.
-        kind: RelationKind,
-    },
-    /// A function, procedure or aggregate.
-    Function {
-        /// SECURITY DEFINER: it runs with its owner's rights, whoever calls it.
-        security_definer: bool,
-    },
-    /// Anything else (a schema, a type...): dropped with the role.
-    Other,
-}
-
-/// An object a role owns in the target database, as the revoking transaction read it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Owned {
-    /// Its kind.
-    #[serde(flatten)]
-    pub kind: OwnedKind,
-    /// Its schema (none for a schema itself).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<String>,
-    /// Its name.
-    pub name: String,
-    /// A function's argument types.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arguments: Option<String>,
-}
-
-impl Owned {
-    /// The object in the catalog's words, e.g. `function public.f(integer)`.
-    pub fn describe(&self) -> String {
-        let kind = match self.kind {
-            OwnedKind::Relation { kind } => kind.type_name(),
-            OwnedKind::Function { .. } => "function",
-            OwnedKind::Other => "object",
-        };
-        let schema = self.schema.as_deref().map(|s| format!("{}.", display_ident(s))).unwrap_or_default();
-        let args = self.arguments.as_deref().map(|a| format!("({a})")).unwrap_or_default();
-        format!("{kind} {schema}{}{args}", display_ident(&self.name))
-    }
-}
-
 /// Whether open sessions of the role are ended after the commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -124,51 +78,6 @@ pub struct RevokeOptions {
     /// The target's baseline, when at hand: a standing role keeps what it declares
     /// (the ticket did not grant that), even where the ticket's scope covers it.
     pub baseline: Option<std::sync::Arc<Baseline>>,
-}
-
-/// A privilege that stays, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Kept {
-    /// The privilege.
-    pub grant: Grant,
-    /// Why it stays.
-    pub reason: String,
-}
-
-/// What ending one ticket does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevocationPlan {
-    /// The ticket.
-    pub ticket: String,
-    /// The role.
-    pub role: RoleName,
-    /// Standing or short-lived.
-    pub lifecycle: RoleLifecycle,
-    /// Run in one transaction, with lock_timeout.
-    pub transaction: Vec<Change>,
-    /// Run after the commit, in order: sessions, then role cleanup.
-    pub after_commit: Vec<Change>,
-    /// Privileges left in place.
-    pub kept: Vec<Kept>,
-    /// In words, when there is nothing to run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nothing_because: Option<String>,
-    /// What the role created that must be looked at (a SECURITY DEFINER
-    /// function): recorded as high findings when the revocation is.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub created: Vec<Owned>,
-}
-
-impl RevocationPlan {
-    /// Number of changes.
-    pub fn len(&self) -> usize {
-        self.transaction.len() + self.after_commit.len()
-    }
-
-    /// Nothing to run.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Other tickets of the same target and role that are still in force at `now`.
@@ -463,11 +372,13 @@ where
         Ok(executed) if dry_run => {
             // a sweep in dry-run mode plans the same revocation every round: journal it once
             if !planned_already(store, &ticket, &executed.sql).await? {
-                let mut event = NewEvent::for_ticket(&ticket, "revocation.planned", "grantwarden", at);
-                event.detail["trigger"] = serde_json::json!(trigger);
-                event.detail["plan"] = serde_json::json!(executed.plan);
-                event.detail["sql"] = serde_json::json!(executed.sql);
-                event.detail["dry_run"] = serde_json::json!(true);
+                let planned = RevocationPlanned {
+                    trigger,
+                    plan: executed.plan.clone(),
+                    sql: executed.sql.clone(),
+                    dry_run: true,
+                };
+                let event = NewEvent::for_ticket(&ticket, OnTicket::RevocationPlanned(planned), "grantwarden", at);
                 store.append(event).await?;
             }
             Ok(RevokeOutcome::DryRun(Box::new(executed)))
@@ -491,13 +402,16 @@ where
                     // Another trigger recorded the end first, perhaps one that found nothing left
                     // because this run had just revoked it: what ran here must still be on record.
                     if !executed.plan.is_empty() {
-                        let mut event = NewEvent::for_ticket(&ticket, "revocation.executed", &actor, at);
-                        event.detail["trigger"] = serde_json::json!(trigger);
-                        event.detail["plan"] = serde_json::json!(executed.plan);
-                        event.detail["sql"] = serde_json::json!(executed.sql);
-                        event.detail["sessions_terminated"] = serde_json::json!(executed.sessions_terminated);
-                        event.detail["ticket_status"] = serde_json::json!(s);
-                        store.append(event).await?;
+                        let ran = RevocationExecuted {
+                            trigger,
+                            plan: executed.plan.clone(),
+                            sql: executed.sql.clone(),
+                            sessions_terminated: executed.sessions_terminated,
+                            ticket_status: s,
+                        };
+                        store
+                            .append(NewEvent::for_ticket(&ticket, OnTicket::RevocationExecuted(ran), &actor, at))
+                            .await?;
                     }
                     return Ok(RevokeOutcome::AlreadyEnded(s));
                 }
@@ -507,13 +421,14 @@ where
                     executed.plan.created.iter().map(|o| created_finding(&stored, o)).collect();
                 store.record_findings(&stored.request().target, "revoke", &findings, at, false).await?;
             }
-            let mut event = NewEvent::for_ticket(&stored, "ticket.revoked", &actor, at);
-            event.detail["trigger"] = serde_json::json!(trigger);
-            event.detail["latency_ms"] = serde_json::json!(latency_ms);
-            event.detail["plan"] = serde_json::json!(executed.plan);
-            event.detail["sql"] = serde_json::json!(executed.sql);
-            event.detail["sessions_terminated"] = serde_json::json!(executed.sessions_terminated);
-            store.append(event).await?;
+            let revoked = Revoked {
+                trigger,
+                latency_ms,
+                plan: executed.plan.clone(),
+                sql: executed.sql.clone(),
+                sessions_terminated: executed.sessions_terminated,
+            };
+            store.append(NewEvent::for_ticket(&stored, OnTicket::Revoked(revoked), &actor, at)).await?;
             Ok(RevokeOutcome::Revoked { ticket: stored, executed: Box::new(executed) })
         }
         Err(error) if error.class == FailureClass::Transient => {
@@ -544,11 +459,8 @@ where
             store
                 .record_findings(&stored.request().target, "revoke", std::slice::from_ref(&finding), at, false)
                 .await?;
-            let mut event = NewEvent::for_ticket(&stored, "ticket.revocation_failed", &actor, at);
-            event.detail["trigger"] = serde_json::json!(trigger);
-            event.detail["error"] = serde_json::json!(error.message);
-            event.detail["attempts"] = serde_json::json!(error.attempts);
-            store.append(event).await?;
+            let failed = RevocationFailed { trigger, error: error.message.clone(), attempts: error.attempts };
+            store.append(NewEvent::for_ticket(&stored, OnTicket::RevocationFailed(failed), &actor, at)).await?;
             Ok(RevokeOutcome::Failed { ticket: stored, error })
         }
     }
@@ -567,8 +479,8 @@ async fn planned_already<S: AuditJournal + Sync>(
     let chain = ticket.request().target.as_str();
     let Some((head, _)) = store.head(chain).await? else { return Ok(false) };
     let recent = store.events_after(chain, head.saturating_sub(PLANNED_LOOKBACK)).await?;
-    let last = recent.iter().rev().find(|e| e.kind == "revocation.planned" && e.subject == ticket.id());
-    Ok(last.is_some_and(|e| e.detail.get("sql") == Some(&serde_json::json!(sql))))
+    let last = recent.iter().rev().find(|e| e.kind == EventKind::RevocationPlanned && e.subject == ticket.id());
+    Ok(last.and_then(|e| e.detail_as::<RevocationPlanned>().ok()).is_some_and(|planned| planned.sql == sql))
 }
 
 enum Finished {
@@ -606,22 +518,14 @@ async fn finish<S: TicketStore + Sync>(
 /// The high-severity finding of a failed revocation: the ticket ended and its
 /// grant is still held, so it is an expired exception, raised to critical.
 pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
-    let o = &ticket.request().object;
     Finding {
         kind: FindingKind::ExpiredException,
         severity: Severity::Critical,
         score: 0.0,
-        grantee: ticket.request().role.to_string(),
-        privilege: ticket.request().privileges.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(","),
+        grantee: Grantee::Role(ticket.request().role.clone()),
+        privilege: FindingPrivilege::requested(&ticket.request().privileges),
         grantable: false,
-        object: FindingObject {
-            kind: o.on.keyword(),
-            schema: o.schema.clone(),
-            name: o.name.clone().unwrap_or_default(),
-            column: None,
-            for_role: None,
-            arguments: None,
-        },
+        object: FindingObject::requested(&ticket.request().object),
         exception_id: Some(ticket.id().to_owned()),
         detail: format!(
             "revocation failed: ticket {} ended at {} and its grant is still held: {}",
@@ -637,21 +541,21 @@ pub fn failure_finding(ticket: &Ticket, error: &ExecError) -> Finding {
 /// it was handed to, calling it would act as them. It went with the role;
 /// the finding says that it existed, and who could have used it meanwhile.
 pub fn created_finding(ticket: &Ticket, o: &Owned) -> Finding {
+    let function = ObjectRef {
+        class: ObjectClass::Function,
+        schema: o.schema.as_deref().map(Name::from),
+        name: o.name.as_str().into(),
+        column: None,
+        args: o.arguments.as_deref().map(Name::from),
+    };
     Finding {
         kind: FindingKind::Unauthorized,
         severity: Severity::High,
         score: 0.0,
-        grantee: ticket.request().role.to_string(),
-        privilege: crate::model::Privilege::Owner.keyword().to_owned(),
+        grantee: Grantee::Role(ticket.request().role.clone()),
+        privilege: FindingPrivilege::One(Privilege::Owner),
         grantable: false,
-        object: FindingObject {
-            kind: "function".into(),
-            schema: o.schema.clone(),
-            name: o.name.clone(),
-            column: None,
-            for_role: None,
-            arguments: o.arguments.clone(),
-        },
+        object: FindingObject::of(ObjectType::Function, &function),
         exception_id: Some(ticket.id().to_owned()),
         detail: format!(
             "the short-lived role of ticket {} created {}, SECURITY DEFINER: it ran with the role's rights for \
@@ -673,7 +577,7 @@ pub fn due(tickets: &[Ticket], now: DateTime<Utc>) -> Vec<&Ticket> {
 mod tests {
     use super::*;
     use crate::manifest::On;
-    use crate::model::{ObjectClass, ObjectRef, Privilege};
+    use crate::model::{ObjectClass, ObjectRef, Privilege, RelationKind};
     use crate::policy::RegistryRef;
     use crate::request::{Action, GrantRequest, InputKind, RequestObject};
     use crate::snapshot::TargetId;

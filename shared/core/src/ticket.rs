@@ -779,6 +779,10 @@ impl Ticket {
     pub(crate) fn access_mut(&mut self) -> Option<&mut crate::access_policy::AccessGrant> {
         self.access.as_mut()
     }
+
+    pub(crate) fn request_mut(&mut self) -> &mut GrantRequest {
+        &mut self.request
+    }
 }
 
 #[cfg(test)]

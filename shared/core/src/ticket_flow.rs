@@ -13,6 +13,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::audit::event::{OnTicket, RevokeRequested};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::error::StoreError;
 use crate::incident::{IncidentStore, known_incidents};
@@ -108,8 +109,8 @@ where
     if !ticket.request_revoke(by, now, reason) {
         return Err(TicketFlowError::NotOpen(id.to_owned(), ticket.status()));
     }
-    let mut event = NewEvent::for_ticket(&ticket, "ticket.revoke_requested", by, now);
-    event.detail["reason"] = serde_json::json!(reason);
+    let requested = OnTicket::RevokeRequested(RevokeRequested { reason: reason.to_owned() });
+    let event = NewEvent::for_ticket(&ticket, requested, by, now);
     record(store, &ticket, version, vec![event]).await?;
     Ok(ticket)
 }
@@ -133,7 +134,7 @@ where
     let incidents = known_incidents(store, incident.as_deref()).await?;
     let until = crate::access::renew(&mut ticket, registry, &incidents, now)
         .map_err(|reason| TicketFlowError::NotRenewed { ticket: id.to_owned(), reason })?;
-    let renewed = NewEvent::for_ticket(&ticket, "access.renewed", "grantwarden", now);
+    let renewed = NewEvent::for_ticket(&ticket, OnTicket::Renewed, "grantwarden", now);
     record(store, &ticket, version, vec![renewed]).await?;
     Ok(Renewed { ticket, until })
 }

@@ -22,9 +22,8 @@ use crate::session::{Timeouts, connect};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::change::Change;
 use grantwarden_core::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RelationKind, RoleName};
-use grantwarden_core::revoke::{
-    ExecError, Executed, FailureClass, Held, Owned, OwnedKind, PrivilegeExecutor, RevocationPlan,
-};
+use grantwarden_core::revocation::{Owned, OwnedKind, RevocationPlan};
+use grantwarden_core::revoke::{ExecError, Executed, FailureClass, Held, PrivilegeExecutor};
 
 const ROLE_GRANTS: &str = include_str!("sql/role_grants.sql");
 const ROLE_DEPENDENCIES: &str = include_str!("sql/role_dependencies.sql");

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use grantwarden_core::access::{AccessRequest, route_access};
+use grantwarden_core::access::route_access;
 use grantwarden_core::access_policy::{AccessPath, AccessScope, Incidents, RowPredicate};
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::policy::PolicyRegistry;
+use grantwarden_core::request::AccessRequest;
 use grantwarden_core::revoke::{RevokeOptions, RevokeOutcome, revoke_ticket};
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::TicketStore;

@@ -91,7 +91,14 @@ impl Fixture {
     }
 
     async fn events(&self, kind: &str) -> Vec<serde_json::Value> {
-        self.store.events(TARGET).await.unwrap().into_iter().filter(|e| e.kind == kind).map(|e| e.detail).collect()
+        self.store
+            .events(TARGET)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind.as_str() == kind)
+            .map(|e| e.detail)
+            .collect()
     }
 
     async fn status(&self, id: &str) -> Ticket {

@@ -7,9 +7,9 @@ use grantwarden_core::audit::{AuditJournal, NewEvent, verify};
 use grantwarden_core::error::StoreError;
 use grantwarden_core::finding::FindingKind;
 use grantwarden_core::manifest::On;
-use grantwarden_core::model::{Privilege, RoleName};
+use grantwarden_core::model::{Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
 use grantwarden_core::policy::PolicyRegistry;
-use grantwarden_core::report::{Finding, FindingObject};
+use grantwarden_core::report::{Finding, FindingObject, FindingPrivilege, ObjectType};
 use grantwarden_core::request::{Action, GrantRequest, InputKind, RequestObject};
 use grantwarden_core::scoring::Severity;
 use grantwarden_core::snapshot::TargetId;
@@ -115,17 +115,10 @@ pub fn finding(grantee: &str, kind: FindingKind) -> Finding {
         kind,
         severity: Severity::Medium,
         score: 2.0,
-        grantee: grantee.into(),
-        privilege: "INSERT".into(),
+        grantee: Grantee::Role(RoleName::new(grantee).expect("a valid role name")),
+        privilege: FindingPrivilege::One(Privilege::Insert),
         grantable: false,
-        object: FindingObject {
-            kind: "table".into(),
-            schema: Some("s".into()),
-            name: "t".into(),
-            column: None,
-            for_role: None,
-            arguments: None,
-        },
+        object: FindingObject::of(ObjectType::Table, &ObjectRef::in_schema(ObjectClass::Table, "s", "t")),
         exception_id: None,
         detail: "x".into(),
     }
