@@ -55,10 +55,12 @@
 //! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
 //! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
 //! - [`activation`]: the plan that issues a just-in-time credential; masking and sensitivity follow the data.
+//! - [`revocation`]: the revocation plan as data: what ending a ticket runs, keeps and found.
 //!
 //! Layer 6:
 //! - [`audit`]: the hash-chained audit journal: events, sealing, verification; the
-//!   archive port and the one comparison of journal and archive.
+//!   archive port and the one comparison of journal and archive; `audit::event`:
+//!   the one enum of event kinds, each kind's detail type and constructor.
 //! - [`incident`]: incident webhooks (PagerDuty, Opsgenie), each authenticated by its
 //!   tool's own secret; the incident store port and the one incident lookup.
 //! - [`signature`]: the request signature header (v2: method, path, timestamp, body),
