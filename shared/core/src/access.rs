@@ -192,6 +192,26 @@ pub fn route_access(
     Decision::Ticket(Box::new(ticket))
 }
 
+/// Why a break-glass ticket is not renewed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenewError {
+    /// An exception ticket, not just-in-time access.
+    #[error("not an access ticket")]
+    NotAccess,
+    /// Another path than break-glass.
+    #[error("only break-glass is renewed; this is {0}")]
+    NotBreakGlass(AccessPath),
+    /// The ticket is no longer in force.
+    #[error("the ticket is {0}")]
+    NotInForce(TicketStatus),
+    /// Its incident is resolved (or unknown).
+    #[error("incident {0} is not open: break-glass ends with its window")]
+    IncidentClosed(String),
+    /// The registry in force no longer has a break-glass path.
+    #[error("the registry no longer offers break-glass")]
+    NoBreakGlassPath,
+}
+
 /// Extends a break-glass ticket in force while its incident stays open: a new
 /// window of the path's max_ttl from `now` (never shorter than what is left).
 /// Returns the new expiry; the ticket records the renewal.
@@ -200,23 +220,23 @@ pub fn renew(
     registry: &PolicyRegistry,
     incidents: &dyn Incidents,
     now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, String> {
-    let grant = ticket.access().ok_or("not an access ticket")?;
+) -> Result<DateTime<Utc>, RenewError> {
+    let grant = ticket.access().ok_or(RenewError::NotAccess)?;
     if grant.path != AccessPath::BreakGlass {
-        return Err(format!("only break-glass is renewed; this is {}", grant.path));
+        return Err(RenewError::NotBreakGlass(grant.path));
     }
     if !ticket.is_active_at(now) {
-        return Err(format!("the ticket is {}", ticket.status_at(now)));
+        return Err(RenewError::NotInForce(ticket.status_at(now)));
     }
     let incident = grant.incident_id.clone().unwrap_or_default();
     if !incidents.is_open(&incident, now) {
-        return Err(format!("incident {incident} is not open: break-glass ends with its window"));
+        return Err(RenewError::IncidentClosed(incident));
     }
     let rule = registry
         .access
         .as_ref()
         .and_then(|a| a.paths.get(&AccessPath::BreakGlass))
-        .ok_or("the registry no longer offers break-glass")?;
+        .ok_or(RenewError::NoBreakGlassPath)?;
     let until = (now + chrono::Duration::from_std(rule.max_ttl).unwrap_or_default()).max(ticket.expires_at());
     ticket.renew(until, now, format!("incident {incident} still open; window until {}", until.to_rfc3339()));
     Ok(until)

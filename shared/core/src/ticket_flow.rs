@@ -133,7 +133,7 @@ where
     let incident = ticket.access().and_then(|a| a.incident_id.clone());
     let incidents = known_incidents(store, incident.as_deref()).await?;
     let until = crate::access::renew(&mut ticket, registry, &incidents, now)
-        .map_err(|reason| TicketFlowError::NotRenewed { ticket: id.to_owned(), reason })?;
+        .map_err(|why| TicketFlowError::NotRenewed { ticket: id.to_owned(), reason: why.to_string() })?;
     let renewed = NewEvent::for_ticket(&ticket, OnTicket::Renewed, "grantwarden", now);
     record(store, &ticket, version, vec![renewed]).await?;
     Ok(Renewed { ticket, until })
