@@ -239,6 +239,8 @@ impl DynamoStore {
 pub(crate) mod item {
     use std::collections::HashMap;
 
+    use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+    use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
     use aws_sdk_dynamodb::types::AttributeValue;
     use serde::Serialize;
     use serde::de::DeserializeOwned;
@@ -247,6 +249,16 @@ pub(crate) mod item {
 
     /// A DynamoDB item.
     pub type Item = HashMap<String, AttributeValue>;
+
+    /// Every item `query` finds, all its pages read; `op` names the call in the error.
+    pub async fn query_all(query: QueryFluentBuilder, op: String) -> Result<Vec<Item>, AwsError> {
+        query.into_paginator().items().send().try_collect().await.map_err(|e| AwsError::sdk(op, e))
+    }
+
+    /// Every item `scan` finds, all its pages read; `op` names the call in the error.
+    pub async fn scan_all(scan: ScanFluentBuilder, op: String) -> Result<Vec<Item>, AwsError> {
+        scan.into_paginator().items().send().try_collect().await.map_err(|e| AwsError::sdk(op, e))
+    }
 
     /// A value as an item.
     pub fn to<T: Serialize>(what: &str, value: &T) -> Result<Item, AwsError> {
