@@ -235,6 +235,29 @@ impl DynamoStore {
     }
 }
 
+/// The `main` of a Lambda served through `lambda_runtime`, the start every
+/// such function shares: JSON logs, the settings from the environment, the AWS
+/// clients; then the handler `$build` makes from them (it may use `?` and
+/// `.await`), whose method `$serve` takes each event. The calling crate
+/// depends on `tokio` and `lambda_runtime`.
+///
+/// ```ignore
+/// grantwarden_aws::lambda_main!(|clients, settings| Diff::new(&clients, &settings, clock)?, handle);
+/// ```
+#[macro_export]
+macro_rules! lambda_main {
+    (|$clients:ident, $settings:ident| $build:expr, $serve:ident) => {
+        #[tokio::main]
+        async fn main() -> Result<(), ::lambda_runtime::Error> {
+            $crate::logging::init_json();
+            let $settings = $crate::Settings::from_env()?;
+            let $clients = $crate::Clients::load().await;
+            let handler = $build;
+            ::lambda_runtime::run(::lambda_runtime::service_fn(|event| handler.$serve(event))).await
+        }
+    };
+}
+
 /// Items in and out of DynamoDB through serde_dynamo.
 pub(crate) mod item {
     use std::collections::HashMap;
