@@ -143,10 +143,14 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
 
     // governance metrics: the issued roles are not standing credentials; two break-glass uses this
     // month (the access request and the exception routed to the break-glass category)
-    let metrics = run(
-        &["metrics", "--database", &url, "--target", "orders-prod", "--policy", &policy(), "--format", "json"],
-        "2026-11-22T12:10:00Z",
-    );
+    // governance metrics as JSON at 12:10; `extra` flags follow
+    let registry = policy();
+    let metrics_json = |extra: &[&str]| {
+        let args =
+            ["metrics", "--database", &url, "--target", "orders-prod", "--policy", &registry, "--format", "json"];
+        run(&[&args[..], extra].concat(), "2026-11-22T12:10:00Z")
+    };
+    let metrics = metrics_json(&[]);
     let m = json(&String::from_utf8_lossy(&metrics.stdout).lines().collect::<Vec<_>>().join("\n"));
     assert_eq!(metrics.status.code(), Some(0), "below the threshold: {m}");
     let standing: Vec<&str> =
@@ -166,22 +170,7 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
         ),
     )
     .unwrap();
-    let audited = run(
-        &[
-            "metrics",
-            "--database",
-            &url,
-            "--target",
-            "orders-prod",
-            "--policy",
-            &policy(),
-            "--format",
-            "json",
-            "--audit-log",
-            log.to_str().unwrap(),
-        ],
-        "2026-11-22T12:10:00Z",
-    );
+    let audited = metrics_json(&["--audit-log", log.to_str().unwrap()]);
     assert_eq!(audited.status.code(), Some(2), "over-privileged credentials alert");
     let m = json(&String::from_utf8_lossy(&audited.stdout));
     let over: Vec<(&str, Vec<&str>)> = m["over_privileged"]

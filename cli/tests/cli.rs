@@ -48,24 +48,18 @@ async fn plan_exits_0_without_drift_and_2_with_it_and_prints_the_json_contract()
     let baseline = write_baseline(dir.path(), &db, &roles);
     let url = db.url();
 
-    let clean = grantwarden(&["plan", "--database", &url, "--baseline", &baseline, "--format", "json"]);
+    // plan as JSON against the test database and its baseline; `extra` flags follow
+    let plan_json = |extra: &[&str]| {
+        grantwarden(&[&["plan", "--database", &url, "--baseline", &baseline, "--format", "json"][..], extra].concat())
+    };
+    let clean = plan_json(&[]);
     assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
     let report: Value = serde_json::from_slice(&clean.stdout).unwrap();
     assert_eq!(report["summary"]["status"], "ok");
     assert_eq!(report["findings"], Value::Array(vec![]));
 
     db.exec(&format!("GRANT DELETE ON app.t TO {rw} WITH GRANT OPTION; CREATE TABLE app.later (id int);")).await;
-    let drift = grantwarden(&[
-        "plan",
-        "--database",
-        &url,
-        "--baseline",
-        &baseline,
-        "--format",
-        "json",
-        "--target",
-        "orders-prod",
-    ]);
+    let drift = plan_json(&["--target", "orders-prod"]);
     assert_eq!(drift.status.code(), Some(2), "{}", stderr(&drift));
     let report: Value = serde_json::from_slice(&drift.stdout).unwrap();
     for key in ["target", "scan_id", "taken_at", "snapshot_sha256", "summary", "findings"] {
@@ -106,17 +100,7 @@ async fn plan_exits_0_without_drift_and_2_with_it_and_prints_the_json_contract()
     // a scoring file changes the weights: write class x10
     let scoring = dir.path().join("scoring.yaml");
     std::fs::write(&scoring, "class:\n  write: 20\n").unwrap();
-    let heavy = grantwarden(&[
-        "plan",
-        "--database",
-        &url,
-        "--baseline",
-        &baseline,
-        "--format",
-        "json",
-        "--scoring",
-        scoring.to_str().unwrap(),
-    ]);
+    let heavy = plan_json(&["--scoring", scoring.to_str().unwrap()]);
     let heavy: Value = serde_json::from_slice(&heavy.stdout).unwrap();
     let delete = |r: &Value| {
         r["findings"].as_array().unwrap().iter().find(|f| f["privilege"] == "DELETE").unwrap()["score"].as_f64()

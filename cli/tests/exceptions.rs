@@ -54,38 +54,33 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
     .unwrap();
     let baseline = baseline.to_str().unwrap();
     let url = db.url();
-    let plan = |at: &str| {
-        grantwarden(&[
-            "plan",
-            "--database",
-            &url,
-            "--baseline",
-            baseline,
-            "--target",
-            "orders-prod",
-            "--state",
-            state,
-            "--policy",
-            &policy(),
-            "--format",
-            "json",
-            "--at",
-            at,
-        ])
+    // plan against orders-prod with the state store at `state` and, where given, the registry at `registry`
+    let plan_with = |state: &str, registry: Option<&str>, at: &str| {
+        let mut args =
+            vec!["plan", "--database", &url, "--baseline", baseline, "--target", "orders-prod", "--state", state];
+        args.extend(registry.map(|r| ["--policy", r]).into_iter().flatten());
+        args.extend(["--format", "json", "--at", at]);
+        grantwarden(&args)
     };
+    let example_registry = policy();
+    let plan = |at: &str| plan_with(state, Some(&example_registry), at);
 
     // without a ticket the grant is drift
     let before = plan(T0);
     assert_eq!(before.status.code(), Some(2), "{}", String::from_utf8_lossy(&before.stderr));
 
-    let hook = webhook(
-        dir.path(),
-        "d-123",
-        &alice,
-        r#"["SELECT", "USAGE"]"#,
-        r#"{ "type": "schema", "name": "billing" }"#,
-        "2026-11-22T16:00:00Z",
-    );
+    // delivery d-123: alice_tmp may use and read schema billing until `expires`
+    let billing_read_until = |expires: &str| {
+        webhook(
+            dir.path(),
+            "d-123",
+            &alice,
+            r#"["SELECT", "USAGE"]"#,
+            r#"{ "type": "schema", "name": "billing" }"#,
+            expires,
+        )
+    };
+    let hook = billing_read_until("2026-11-22T16:00:00Z");
     let out = grantwarden(&["intake", hook.to_str().unwrap(), "--policy", &policy(), "--state", state, "--at", T0]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let created = &json_lines(&out)[0];
@@ -98,14 +93,7 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
     // redelivery: same ticket, no new one; a changed payload under the same id conflicts
     let again = grantwarden(&["intake", hook.to_str().unwrap(), "--policy", &policy(), "--state", state, "--at", T0]);
     assert_eq!((again.status.code(), json_lines(&again)[0]["outcome"].as_str()), (Some(0), Some("existing")));
-    let changed = webhook(
-        dir.path(),
-        "d-123",
-        &alice,
-        r#"["SELECT", "USAGE"]"#,
-        r#"{ "type": "schema", "name": "billing" }"#,
-        "2026-11-22T17:00:00Z",
-    );
+    let changed = billing_read_until("2026-11-22T17:00:00Z");
     let conflict =
         grantwarden(&["intake", changed.to_str().unwrap(), "--policy", &policy(), "--state", state, "--at", T0]);
     assert_eq!((conflict.status.code(), json_lines(&conflict)[0]["outcome"].as_str()), (Some(1), Some("conflict")));
@@ -164,21 +152,7 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
     assert!(day_later > first, "age weighting: {first} then {day_later}");
 
     // a state store that cannot be opened applies no exception (fail secure)
-    let out = grantwarden(&[
-        "plan",
-        "--database",
-        &url,
-        "--baseline",
-        baseline,
-        "--target",
-        "orders-prod",
-        "--state",
-        "/proc/no/such/state.db",
-        "--format",
-        "json",
-        "--at",
-        "2026-11-22T13:00:00Z",
-    ]);
+    let out = plan_with("/proc/no/such/state.db", None, "2026-11-22T13:00:00Z");
     assert_eq!(out.status.code(), Some(2));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((report["summary"]["excepted"].as_u64(), report["summary"]["untagged"].as_u64()), (Some(0), Some(1)));
@@ -230,23 +204,7 @@ async fn a_temporary_grant_is_excepted_while_its_ticket_lives_and_a_breach_after
         "version: \"3\"\nowner: a@x.io\napprover: b@x.io\nroutes:\n  - { match: {}, category: nope }\n",
     )
     .unwrap();
-    let out = grantwarden(&[
-        "plan",
-        "--database",
-        &url,
-        "--baseline",
-        baseline,
-        "--target",
-        "orders-prod",
-        "--state",
-        state,
-        "--policy",
-        broken.to_str().unwrap(),
-        "--format",
-        "json",
-        "--at",
-        "2026-11-22T13:00:00Z",
-    ]);
+    let out = plan_with(state, broken.to_str(), "2026-11-22T13:00:00Z");
     assert_eq!(out.status.code(), Some(2));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["summary"]["excepted"], 0);

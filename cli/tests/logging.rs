@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{grantwarden, ok, policy};
+use common::{ok, policy, watch_once};
 use grantwarden_testkit::TestDb;
 
 #[tokio::test]
@@ -43,16 +43,5 @@ async fn an_issue_at_debug_level_logs_no_scram_verifier() {
     }
     // the windows end: the sweeper drops the roles issued here
     let url = db.url();
-    ok(&grantwarden(&[
-        "watch",
-        "--once",
-        "--database",
-        &url,
-        "--target",
-        "orders-prod",
-        "--state",
-        &state,
-        "--at",
-        "2026-11-22T13:00:00Z",
-    ]));
+    ok(&watch_once(&url, &state, "2026-11-22T13:00:00Z", &[]));
 }

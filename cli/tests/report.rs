@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{billing_baseline, grantwarden, ok, policy};
+use common::{billing_baseline, grantwarden, ok, policy, watch_once};
 use grantwarden_testkit::TestDb;
 use serde_json::Value;
 
@@ -158,18 +158,7 @@ async fn reports_match_a_prepared_scenario_and_the_dashboard_renders_in_chromium
 
     // the sweeper revokes the ticket 30 s after its end; the unauthorized INSERT is remediated
     let (url, state) = (s.db.url(), s.state());
-    ok(&grantwarden(&[
-        "watch",
-        "--once",
-        "--database",
-        &url,
-        "--target",
-        "orders-prod",
-        "--state",
-        &state,
-        "--at",
-        "2026-11-22T14:00:30Z",
-    ]));
+    ok(&watch_once(&url, &state, "2026-11-22T14:00:30Z", &[]));
     ok(&s.run(&["apply", "--mode", "revoke-unauthorized", "--execute"], "2026-11-22T14:05:00Z"));
     let after = s.run(&["plan", "--format", "json"], "2026-11-22T15:00:00Z");
     let plan: Value = serde_json::from_slice(&after.stdout).unwrap();
@@ -217,25 +206,16 @@ async fn reports_match_a_prepared_scenario_and_the_dashboard_renders_in_chromium
     }
 
     // evidence of the person the ticket was for
-    let evidence = ok(&grantwarden(&[
-        "report",
-        "evidence",
-        "--user",
+    let evidence = |user: &str, extra: &[&str]| {
+        let args = [&["report", "evidence", "--user", user][..], extra].concat();
+        ok(&s.store_only(&args, "2026-11-22T16:00:00Z"))
+    };
+    let registry = policy();
+    let e = evidence(
         "alice@example.com",
-        "--state",
-        &state,
-        "--database",
-        &url,
-        "--target",
-        "orders-prod",
-        "--policy",
-        &policy(),
-        "--format",
-        "json",
-        "--at",
-        "2026-11-22T16:00:00Z",
-    ]));
-    let e: Value = serde_json::from_str(&evidence).unwrap();
+        &["--database", &url, "--target", "orders-prod", "--policy", &registry, "--format", "json"],
+    );
+    let e: Value = serde_json::from_str(&e).unwrap();
     assert_eq!(e["roles"], serde_json::json!([s.tmp]));
     assert_eq!(e["exceptions"][0]["category"]["framework"], "SOC2");
     assert_eq!(e["grants"]["orders-prod"].as_array().map(Vec::len), Some(0), "nothing left after revocation");
@@ -244,32 +224,10 @@ async fn reports_match_a_prepared_scenario_and_the_dashboard_renders_in_chromium
         kinds.starts_with(&["ticket.requested", "ticket.activated"]) && kinds.contains(&"ticket.revoked"),
         "{kinds:?}"
     );
-    let md = ok(&grantwarden(&[
-        "report",
-        "evidence",
-        "--user",
-        "alice@example.com",
-        "--state",
-        &state,
-        "--policy",
-        &policy(),
-        "--at",
-        "2026-11-22T16:00:00Z",
-    ]));
+    let md = evidence("alice@example.com", &["--policy", &registry]);
     insta::assert_snapshot!("evidence_markdown", s.redact(&md));
     // a person is the same whatever the case of their address
-    let upper = ok(&grantwarden(&[
-        "report",
-        "evidence",
-        "--user",
-        "Alice@Example.com",
-        "--state",
-        &state,
-        "--format",
-        "json",
-        "--at",
-        "2026-11-22T16:00:00Z",
-    ]));
+    let upper = evidence("Alice@Example.com", &["--format", "json"]);
     let upper: Value = serde_json::from_str(&upper).unwrap();
     assert_eq!(upper["trail"].as_array().map(Vec::len), e["trail"].as_array().map(Vec::len));
     let html = ok(&s.store_only(&["report", "changes", "--format", "html"], "2026-11-22T16:00:00Z"));

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{billing_baseline, grantwarden, ok, policy};
+use common::{billing_baseline, grantwarden, ok, policy, watch_once};
 
 use grantwarden_testkit::TestDb;
 use serde_json::Value;
@@ -97,26 +97,12 @@ async fn revoke_due_after_a_dry_run_and_an_early_end_on_request() {
     ok(&asked);
     let again = grantwarden(&["tickets", "revoke", &b, "--by", "ciso@example.com", "--state", state]);
     assert_eq!(again.status.code(), Some(1), "asking twice is refused");
-    let mut args = vec![
-        "watch",
-        "--once",
-        "--database",
-        &url,
-        "--target",
-        "orders-prod",
-        "--state",
-        state,
-        "--at",
-        "2026-11-22T15:00:02Z",
-        "--json",
-    ];
-    let swept = ok(&grantwarden(&args));
+    let swept = ok(&watch_once(&url, state, "2026-11-22T15:00:02Z", &["--json"]));
     let line: Value = serde_json::from_str(swept.trim()).unwrap();
     assert_eq!((line["ticket"].as_str(), line["outcome"].as_str()), (Some(b.as_str()), Some("revoked")));
     assert_eq!(line["latency_ms"], 2000);
     assert!(!has_usage(&db, &bob).await);
-    args.pop();
-    assert!(ok(&grantwarden(&args)).is_empty(), "nothing left to sweep");
+    assert!(ok(&watch_once(&url, state, "2026-11-22T15:00:02Z", &[])).is_empty(), "nothing left to sweep");
 
     // the journal verifies with the revocations on it
     ok(&grantwarden(&["audit", "verify", "--state", state, "--chain", "orders-prod"]));

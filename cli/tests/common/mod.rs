@@ -57,3 +57,11 @@ ignore_roles: [{}]
     );
     std::fs::write(path, text).expect("the baseline is written");
 }
+
+/// One sweep of `watch --once` over orders-prod at `url`, with the state store at
+/// `state` and the clock at `at`; `extra` flags follow.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn watch_once(url: &str, state: &str, at: &str, extra: &[&str]) -> Output {
+    let args = ["watch", "--once", "--database", url, "--target", "orders-prod", "--state", state, "--at", at];
+    grantwarden(&[&args[..], extra].concat())
+}

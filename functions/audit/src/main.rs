@@ -19,14 +19,9 @@
 use std::sync::Arc;
 
 use grantwarden_audit::Audit;
-use grantwarden_aws::{Clients, Settings, SystemClock};
-use lambda_runtime::{Error, service_fn};
+use grantwarden_aws::SystemClock;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    grantwarden_aws::logging::init_json();
-    let settings = Settings::from_env()?;
-    let clients = Clients::load().await;
-    let audit = Audit::new(&clients, &settings, Arc::new(SystemClock)).await?;
-    lambda_runtime::run(service_fn(|event| audit.invoke(event))).await
-}
+grantwarden_aws::lambda_main!(
+    |clients, settings| Audit::new(&clients, &settings, Arc::new(SystemClock)).await?,
+    invoke
+);

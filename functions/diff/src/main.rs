@@ -16,15 +16,7 @@
 
 use std::sync::Arc;
 
-use grantwarden_aws::{Clients, Settings, SystemClock};
+use grantwarden_aws::SystemClock;
 use grantwarden_diff::Diff;
-use lambda_runtime::{Error, service_fn};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    grantwarden_aws::logging::init_json();
-    let settings = Settings::from_env()?;
-    let clients = Clients::load().await;
-    let diff = Diff::new(&clients, &settings, Arc::new(SystemClock))?;
-    lambda_runtime::run(service_fn(|event| diff.handle(event))).await
-}
+grantwarden_aws::lambda_main!(|clients, settings| Diff::new(&clients, &settings, Arc::new(SystemClock))?, handle);

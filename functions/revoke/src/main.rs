@@ -25,15 +25,7 @@
 
 use std::sync::Arc;
 
-use grantwarden_aws::{Clients, Settings, SystemClock};
+use grantwarden_aws::SystemClock;
 use grantwarden_revoke::Revoke;
-use lambda_runtime::{Error, service_fn};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    grantwarden_aws::logging::init_json();
-    let settings = Settings::from_env()?;
-    let clients = Clients::load().await;
-    let revoke = Revoke::new(&clients, &settings, Arc::new(SystemClock))?;
-    lambda_runtime::run(service_fn(|event| revoke.invoke(event))).await
-}
+grantwarden_aws::lambda_main!(|clients, settings| Revoke::new(&clients, &settings, Arc::new(SystemClock))?, invoke);

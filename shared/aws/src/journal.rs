@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use grantwarden_core::audit::event::EventKind;
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent, seal};
 use grantwarden_core::backoff::RetryPolicy;
@@ -100,17 +101,23 @@ impl DynamoStore {
         Ok(Some((head.head_seq, head.head_hash)))
     }
 
-    async fn last_event(&self, chain: &str) -> Result<Option<(u64, String)>, AwsError> {
-        let page = self
-            .client
+    /// A consistent Query for the events of `chain` after seq `after`; after 0,
+    /// all of them (the head item, seq 0, is not an event).
+    fn events_after_query(&self, chain: &str, after: u64) -> QueryFluentBuilder {
+        self.client
             .query()
             .table_name(&self.journal_table)
-            .key_condition_expression("chain = :c AND seq > :zero")
+            .key_condition_expression("chain = :c AND seq > :after")
             .expression_attribute_values(":c", s(chain))
-            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":after", n(after))
+            .consistent_read(true)
+    }
+
+    async fn last_event(&self, chain: &str) -> Result<Option<(u64, String)>, AwsError> {
+        let page = self
+            .events_after_query(chain, 0)
             .scan_index_forward(false)
             .limit(1)
-            .consistent_read(true)
             .send()
             .await
             .map_err(|e| AwsError::sdk(format!("Query {} {chain} last event", self.journal_table), e))?;
@@ -209,20 +216,8 @@ impl AuditJournal for DynamoStore {
     }
 
     async fn events_after(&self, chain: &str, after: u64) -> Result<Vec<AuditEvent>, StoreError> {
-        let items = self
-            .client
-            .query()
-            .table_name(&self.journal_table)
-            .key_condition_expression("chain = :c AND seq > :after")
-            .expression_attribute_values(":c", s(chain))
-            .expression_attribute_values(":after", n(after))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| AwsError::sdk(format!("Query {} {chain}", self.journal_table), e))?;
+        let query = self.events_after_query(chain, after);
+        let items = item::query_all(query, format!("Query {} {chain}", self.journal_table)).await?;
         items
             .into_iter()
             .map(|it| {
@@ -241,20 +236,15 @@ impl AuditJournal for DynamoStore {
     /// hourly digest job lists chains from the archive instead; this is for
     /// verify, which reads every event anyway.
     async fn chains(&self) -> Result<Vec<String>, StoreError> {
-        let items = self
+        let scan = self
             .client
             .scan()
             .table_name(&self.journal_table)
             .filter_expression("seq = :zero")
             .expression_attribute_values(":zero", n(0))
             .projection_expression("chain")
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| AwsError::sdk(format!("Scan {} chain heads", self.journal_table), e))?;
+            .consistent_read(true);
+        let items = item::scan_all(scan, format!("Scan {} chain heads", self.journal_table)).await?;
         let mut chains = items
             .into_iter()
             .map(|it| item::from::<ChainItem>("journal chain head", it).map(|c| c.chain))

@@ -235,10 +235,35 @@ impl DynamoStore {
     }
 }
 
+/// The `main` of a Lambda served through `lambda_runtime`, the start every
+/// such function shares: JSON logs, the settings from the environment, the AWS
+/// clients; then the handler `$build` makes from them (it may use `?` and
+/// `.await`), whose method `$serve` takes each event. The calling crate
+/// depends on `tokio` and `lambda_runtime`.
+///
+/// ```ignore
+/// grantwarden_aws::lambda_main!(|clients, settings| Diff::new(&clients, &settings, clock)?, handle);
+/// ```
+#[macro_export]
+macro_rules! lambda_main {
+    (|$clients:ident, $settings:ident| $build:expr, $serve:ident) => {
+        #[tokio::main]
+        async fn main() -> Result<(), ::lambda_runtime::Error> {
+            $crate::logging::init_json();
+            let $settings = $crate::Settings::from_env()?;
+            let $clients = $crate::Clients::load().await;
+            let handler = $build;
+            ::lambda_runtime::run(::lambda_runtime::service_fn(|event| handler.$serve(event))).await
+        }
+    };
+}
+
 /// Items in and out of DynamoDB through serde_dynamo.
 pub(crate) mod item {
     use std::collections::HashMap;
 
+    use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+    use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
     use aws_sdk_dynamodb::types::AttributeValue;
     use serde::Serialize;
     use serde::de::DeserializeOwned;
@@ -247,6 +272,16 @@ pub(crate) mod item {
 
     /// A DynamoDB item.
     pub type Item = HashMap<String, AttributeValue>;
+
+    /// Every item `query` finds, all its pages read; `op` names the call in the error.
+    pub async fn query_all(query: QueryFluentBuilder, op: String) -> Result<Vec<Item>, AwsError> {
+        query.into_paginator().items().send().try_collect().await.map_err(|e| AwsError::sdk(op, e))
+    }
+
+    /// Every item `scan` finds, all its pages read; `op` names the call in the error.
+    pub async fn scan_all(scan: ScanFluentBuilder, op: String) -> Result<Vec<Item>, AwsError> {
+        scan.into_paginator().items().send().try_collect().await.map_err(|e| AwsError::sdk(op, e))
+    }
 
     /// A value as an item.
     pub fn to<T: Serialize>(what: &str, value: &T) -> Result<Item, AwsError> {

@@ -9,6 +9,7 @@
 //! still pending, active or asked to end carry (what the revocation sweeper
 //! reads: a ticket leaves it once revoked or failed).
 
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use chrono::SecondsFormat;
 use grantwarden_core::error::StoreError;
@@ -76,21 +77,27 @@ fn decode_all(items: Vec<Item>) -> Result<Vec<Ticket>, StoreError> {
 
 impl DynamoStore {
     async fn query_tickets(&self, target: &TargetId, index: &str, key: &str) -> Result<Vec<Ticket>, StoreError> {
-        let items = self
+        let query = self
             .client
             .query()
             .table_name(&self.tickets_table)
             .index_name(index)
             .key_condition_expression("#k = :t")
             .expression_attribute_names("#k", key)
-            .expression_attribute_values(":t", s(target.as_str()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| AwsError::sdk(format!("Query {}/{index}", self.tickets_table), e))?;
-        decode_all(items)
+            .expression_attribute_values(":t", s(target.as_str()));
+        decode_all(item::query_all(query, format!("Query {}/{index}", self.tickets_table)).await?)
+    }
+
+    /// A PutItem of `ticket` at `version` that returns the stored item when
+    /// the condition the caller adds fails.
+    fn put_ticket_item(&self, ticket: &Ticket, version: u64) -> Result<PutItemFluentBuilder, AwsError> {
+        let it = item::to(&format!("ticket {}", ticket.id()), &TicketItem::new(ticket, version))?;
+        Ok(self
+            .client
+            .put_item()
+            .table_name(&self.tickets_table)
+            .set_item(Some(it))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld))
     }
 
     /// Pending and active tickets of `target` by expiry, from the sparse index
@@ -102,16 +109,7 @@ impl DynamoStore {
 
 impl TicketStore for DynamoStore {
     async fn put_ticket(&self, ticket: &Ticket) -> Result<PutOutcome, StoreError> {
-        let it = item::to(&format!("ticket {}", ticket.id()), &TicketItem::new(ticket, 1))?;
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.tickets_table)
-            .set_item(Some(it))
-            .condition_expression("attribute_not_exists(id)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        let put = self.put_ticket_item(ticket, 1)?.condition_expression("attribute_not_exists(id)").send().await;
         match put {
             Ok(_) => Ok(PutOutcome::Created(ticket.clone())),
             Err(e) if is_condition_failure(&e) => {
@@ -153,18 +151,8 @@ impl TicketStore for DynamoStore {
         let mut out = match target {
             Some(t) => self.query_tickets(t, BY_TARGET_INDEX, "target").await?,
             None => {
-                let items = self
-                    .client
-                    .scan()
-                    .table_name(&self.tickets_table)
-                    .consistent_read(true)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| AwsError::sdk(format!("Scan {}", self.tickets_table), e))?;
-                decode_all(items)?
+                let scan = self.client.scan().table_name(&self.tickets_table).consistent_read(true);
+                decode_all(item::scan_all(scan, format!("Scan {}", self.tickets_table)).await?)?
             }
         };
         // oldest first, like the local store
@@ -177,15 +165,10 @@ impl TicketStore for DynamoStore {
     }
 
     async fn update_ticket(&self, ticket: &Ticket, expected: u64) -> Result<u64, StoreError> {
-        let it = item::to(&format!("ticket {}", ticket.id()), &TicketItem::new(ticket, expected + 1))?;
         let put = self
-            .client
-            .put_item()
-            .table_name(&self.tickets_table)
-            .set_item(Some(it))
+            .put_ticket_item(ticket, expected + 1)?
             .condition_expression("version = :v")
             .expression_attribute_values(":v", item::n(expected))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match put {

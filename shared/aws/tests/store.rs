@@ -3,46 +3,37 @@
 
 use std::sync::Arc;
 
-use grantwarden_aws::{Clients, DynamoStore, provision};
+use chrono::{DateTime, Utc};
+use grantwarden_aws::{Clients, DynamoStore, Settings, provision};
 use grantwarden_core::audit::{AuditJournal, verify};
 use grantwarden_core::pipeline::{ScanLedger, ScanManifest, ScanStatus, Settled, Settlement};
 use grantwarden_core::snapshot::{ChunkSpec, ScanWindow, TargetId};
 use grantwarden_testkit::{contract, moto};
 
-async fn store(test: &str) -> DynamoStore {
+/// Fresh tables on moto, named for `test`, with the clients that reach them.
+async fn tables(test: &str) -> (Clients, Settings) {
     let clients = Clients::for_endpoint(&moto::endpoint()).await;
     let settings = provision::create(&clients, &moto::unique_prefix(test)).await.expect("moto creates the resources");
+    (clients, settings)
+}
+
+async fn store(test: &str) -> DynamoStore {
+    let (clients, settings) = tables(test).await;
     DynamoStore::new(&clients, &settings)
 }
 
-#[tokio::test]
-async fn tickets_are_idempotent_and_conflicts_are_refused() {
-    contract::tickets_are_idempotent_and_conflicts_are_refused(&store("idem").await).await;
+/// A scan of orders-prod taken at `at` (in the hour around it) in `chunks`.
+fn manifest(at: DateTime<Utc>, chunks: Vec<ChunkSpec>) -> ScanManifest {
+    ScanManifest::new(TargetId::new("orders-prod").unwrap(), ScanWindow::containing(at, 3600), at, 150_000, chunks)
 }
 
-#[tokio::test]
-async fn updates_are_conditional_on_the_version_read() {
-    contract::updates_are_conditional_on_the_version_read(&store("cond").await).await;
-}
-
-#[tokio::test]
-async fn findings_keep_first_seen_and_close_when_gone() {
-    contract::findings_keep_first_seen_and_close_when_gone(&store("findings").await).await;
-}
-
-#[tokio::test]
-async fn incidents_keep_the_latest_update() {
-    contract::incidents_keep_the_latest_update(&store("incidents").await).await;
-}
-
-#[tokio::test]
-async fn the_journal_chains_and_verifies() {
-    contract::the_journal_chains_and_verifies(&store("journal").await).await;
-}
-
-#[tokio::test]
-async fn replay_records_admit_each_key_once() {
-    contract::replay_records_admit_each_key_once(&store("replay").await).await;
+grantwarden_testkit::store_contract_tests! {
+    tickets_are_idempotent_and_conflicts_are_refused(store("idem").await),
+    updates_are_conditional_on_the_version_read(store("cond").await),
+    findings_keep_first_seen_and_close_when_gone(store("findings").await),
+    incidents_keep_the_latest_update(store("incidents").await),
+    the_journal_chains_and_verifies(store("journal").await),
+    replay_records_admit_each_key_once(store("replay").await),
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -74,13 +65,7 @@ async fn concurrent_appenders_never_fork_or_gap_the_chain() {
 async fn each_chunk_counts_once_and_one_settler_ends_the_scan() {
     let store = store("ledger").await;
     let at = contract::now();
-    let manifest = ScanManifest::new(
-        TargetId::new("orders-prod").unwrap(),
-        ScanWindow::containing(at, 3600),
-        at,
-        150_000,
-        vec![ChunkSpec::Cluster, ChunkSpec::Schemas { schemas: vec!["a".into()] }],
-    );
+    let manifest = manifest(at, vec![ChunkSpec::Cluster, ChunkSpec::Schemas { schemas: vec!["a".into()] }]);
     let record = manifest.record();
     assert!(store.start_scan(&record).await.unwrap());
     assert!(!store.start_scan(&record).await.unwrap(), "a retried schedule does not start a second scan");
@@ -112,17 +97,9 @@ async fn each_chunk_counts_once_and_one_settler_ends_the_scan() {
 #[tokio::test]
 async fn scan_records_expire_through_the_tables_ttl_attribute() {
     use grantwarden_aws::scans::{EXPIRE_AT, RECORD_LIFETIME};
-    let clients = Clients::for_endpoint(&moto::endpoint()).await;
-    let settings = provision::create(&clients, &moto::unique_prefix("ttl")).await.expect("moto creates the resources");
+    let (clients, settings) = tables("ttl").await;
     let store = DynamoStore::new(&clients, &settings);
-    let at = contract::now();
-    let manifest = ScanManifest::new(
-        TargetId::new("orders-prod").unwrap(),
-        ScanWindow::containing(at, 3600),
-        at,
-        150_000,
-        vec![ChunkSpec::Cluster],
-    );
+    let manifest = manifest(contract::now(), vec![ChunkSpec::Cluster]);
     assert!(store.start_scan(&manifest.record()).await.unwrap());
 
     let ttl = clients.dynamodb.describe_time_to_live().table_name(&settings.scans_table).send().await.unwrap();

@@ -1,6 +1,8 @@
 //! The SQLite store against a real file: idempotent tickets, conditional
 //! updates, finding ages, and many writers on one file.
 
+use std::path::{Path, PathBuf};
+
 use grantwarden_core::finding::FindingKind;
 use grantwarden_core::model::Privilege;
 use grantwarden_core::snapshot::TargetId;
@@ -14,6 +16,37 @@ fn fresh() -> (tempfile::TempDir, LocalStore) {
     (dir, store)
 }
 
+/// A store file just made in a fresh directory, which lives as long as the `TempDir`.
+fn created_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    LocalStore::open(&path).unwrap();
+    (dir, path)
+}
+
+/// Runs `work(w, store)` for each writer `w` in `0..writers` on its own thread,
+/// with its own connection to the store at `path` (as separate CLI processes
+/// would have) and its own runtime; returns when every writer is done.
+fn on_separate_connections<F, Fut>(path: &Path, writers: usize, work: F)
+where
+    F: Fn(usize, LocalStore) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (path, work) = (path.to_owned(), work.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let store = LocalStore::open(&path).unwrap();
+                rt.block_on(work(w, store));
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn tickets_are_idempotent_and_conflicts_are_refused() {
     let (dir, store) = fresh();
@@ -23,67 +56,35 @@ async fn tickets_are_idempotent_and_conflicts_are_refused() {
     assert_eq!(reopened.tickets(None).await.unwrap().len(), 1, "tickets survive a reopen");
 }
 
-#[tokio::test]
-async fn updates_are_conditional_on_the_version_read() {
-    contract::updates_are_conditional_on_the_version_read(&fresh().1).await;
-}
-
-#[tokio::test]
-async fn findings_keep_first_seen_and_close_when_gone() {
-    contract::findings_keep_first_seen_and_close_when_gone(&fresh().1).await;
-}
-
-#[tokio::test]
-async fn incidents_keep_the_latest_update() {
-    contract::incidents_keep_the_latest_update(&fresh().1).await;
-}
-
-#[tokio::test]
-async fn the_journal_chains_and_verifies() {
-    contract::the_journal_chains_and_verifies(&fresh().1).await;
-}
-
-#[tokio::test]
-async fn replay_records_admit_each_key_once() {
-    contract::replay_records_admit_each_key_once(&fresh().1).await;
+grantwarden_testkit::store_contract_tests! {
+    updates_are_conditional_on_the_version_read(fresh().1),
+    findings_keep_first_seen_and_close_when_gone(fresh().1),
+    incidents_keep_the_latest_update(fresh().1),
+    the_journal_chains_and_verifies(fresh().1),
+    replay_records_admit_each_key_once(fresh().1),
 }
 
 #[test]
 fn many_writers_on_one_file_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    LocalStore::open(&path).unwrap();
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-                // each writer has its own connection, as separate CLI processes would
-                let store = LocalStore::open(&path).unwrap();
-                rt.block_on(async {
-                    for i in 0..25 {
-                        let t = ticket(&format!("d-{w}-{i}"), Privilege::Select);
-                        assert!(matches!(store.put_ticket(&t).await.unwrap(), PutOutcome::Created(_)));
-                        store.put_ticket(&t).await.unwrap();
-                        let target = TargetId::new("orders-prod").unwrap();
-                        store
-                            .record_findings(
-                                &target,
-                                &format!("s-{w}-{i}"),
-                                &[finding(&format!("u{w}"), FindingKind::Unauthorized)],
-                                now(),
-                                false,
-                            )
-                            .await
-                            .unwrap();
-                    }
-                });
-            })
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
+    let (_dir, path) = created_file();
+    on_separate_connections(&path, 8, |w, store| async move {
+        for i in 0..25 {
+            let t = ticket(&format!("d-{w}-{i}"), Privilege::Select);
+            assert!(matches!(store.put_ticket(&t).await.unwrap(), PutOutcome::Created(_)));
+            store.put_ticket(&t).await.unwrap();
+            let target = TargetId::new("orders-prod").unwrap();
+            store
+                .record_findings(
+                    &target,
+                    &format!("s-{w}-{i}"),
+                    &[finding(&format!("u{w}"), FindingKind::Unauthorized)],
+                    now(),
+                    false,
+                )
+                .await
+                .unwrap();
+        }
+    });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let store = LocalStore::open(&path).unwrap();
     assert_eq!(rt.block_on(store.tickets(None)).unwrap().len(), 200);
@@ -94,9 +95,7 @@ fn many_writers_on_one_file_lose_nothing() {
 
 #[test]
 fn a_store_from_another_schema_version_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    LocalStore::open(&path).unwrap();
+    let (_dir, path) = created_file();
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", [])
@@ -108,26 +107,12 @@ fn a_store_from_another_schema_version_is_refused() {
 #[test]
 fn concurrent_appenders_never_fork_or_gap_the_chain() {
     use grantwarden_core::audit::{AuditJournal, verify};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    LocalStore::open(&path).unwrap();
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-                let store = LocalStore::open(&path).unwrap();
-                rt.block_on(async {
-                    for i in 0..25 {
-                        store.append(audit_event(w * 100 + i)).await.unwrap();
-                    }
-                });
-            })
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
+    let (_dir, path) = created_file();
+    on_separate_connections(&path, 8, |w, store| async move {
+        for i in 0..25 {
+            store.append(audit_event(w * 100 + i)).await.unwrap();
+        }
+    });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let store = LocalStore::open(&path).unwrap();
     let events = rt.block_on(store.events("orders-prod")).unwrap();

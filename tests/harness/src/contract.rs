@@ -285,3 +285,18 @@ pub async fn replay_records_admit_each_key_once<S: ReplayGuard>(store: &S) {
     let wins = [r1, r2, r3, r4].into_iter().filter(|r| *r.as_ref().unwrap()).count();
     assert_eq!(wins, 1, "of concurrent first uses exactly one wins");
 }
+
+/// Declares one `#[tokio::test]` a contract check, named as the check, each
+/// against the store its expression makes afresh: `check(fresh_store())`
+/// becomes `async fn check() { contract::check(&fresh_store()).await }`.
+/// An implementation's test file lists the checks it passes this way, so a
+/// new check is one line there.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($($check:ident($store:expr)),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $check() {
+            $crate::contract::$check(&$store).await;
+        }
+    )*};
+}
