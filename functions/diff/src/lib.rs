@@ -175,16 +175,17 @@ where
         let aws = |source| DiffError::Aws { scan_id: scan_id.clone(), source };
         let now = self.clock.now();
         let tickets = self.store.tickets(Some(&report.target)).await.map_err(store_err)?;
-        let raised = raise_governance_alerts(&self.store, self.alerts.as_ref(), report, "grantwarden:diff", now)
-            .await
-            .map_err(|e| match e {
-                RaiseError::Store(source) => store_err(source),
-                RaiseError::Publish(source) => aws(source),
-            })?;
+        let events = self.store.events(report.target.as_str()).await.map_err(store_err)?;
+        let raised =
+            raise_governance_alerts(&self.store, self.alerts.as_ref(), report, &events, "grantwarden:diff", now)
+                .await
+                .map_err(|e| match e {
+                    RaiseError::Store(source) => store_err(source),
+                    RaiseError::Publish(source) => aws(source),
+                })?;
         for alert in &raised {
             tracing::warn!(%alert, "governance alert");
         }
-        let events = self.store.events(report.target.as_str()).await.map_err(store_err)?;
         let chains = [report.target.as_str().to_owned(), grantwarden_core::audit::REGISTRY_CHAIN.to_owned()];
         let basis = grantwarden_core::compliance::Basis::read(&self.store, &chains, registry_version, now)
             .await

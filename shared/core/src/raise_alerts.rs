@@ -11,7 +11,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::audit::event::AlertRaised;
-use crate::audit::{AuditJournal, NewEvent};
+use crate::audit::{AuditEvent, AuditJournal, NewEvent};
 use crate::error::StoreError;
 use crate::governance_alert::GovernanceAlert;
 use crate::report::Report;
@@ -40,13 +40,15 @@ pub enum RaiseError<E: std::error::Error + 'static> {
 }
 
 /// Raises the alerts of `report`'s governance not raised on its target's chain
-/// before: each published through `publisher` (when there is one) and then
-/// journaled as `governance.alert` by `actor`, with whether it was published.
-/// Returns the alerts raised now.
+/// before (`chain`: the target's journal chain as the caller read it, which
+/// its dashboard reads too): each published through `publisher` (when there is
+/// one) and then journaled as `governance.alert` by `actor`, with whether it
+/// was published. Returns the alerts raised now.
 pub async fn raise_governance_alerts<S, P>(
     store: &S,
     publisher: Option<&P>,
     report: &Report,
+    chain: &[AuditEvent],
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<GovernanceAlert>, RaiseError<P::Error>>
@@ -56,8 +58,7 @@ where
 {
     let Some(g) = &report.governance else { return Ok(Vec::new()) };
     let target = report.target.as_str();
-    let events = store.events(target).await?;
-    let fresh: Vec<GovernanceAlert> = crate::governance::new_alerts(g, &events).into_iter().cloned().collect();
+    let fresh: Vec<GovernanceAlert> = crate::governance::new_alerts(g, chain).into_iter().cloned().collect();
     for alert in &fresh {
         if let Some(publisher) = publisher {
             let subject = format!("grantwarden: governance alert on {target}");
@@ -111,12 +112,27 @@ mod tests {
         let r = report(vec![glass.clone()]);
         let store = MemoryStore::default();
         let down = Topic(None);
-        let failed = ready(raise_governance_alerts(&store, Some(&down), &r, "grantwarden:diff", at(1)));
+        let failed = ready(raise_governance_alerts(
+            &store,
+            Some(&down),
+            &r,
+            &store.chain("orders-prod"),
+            "grantwarden:diff",
+            at(1),
+        ));
         assert!(matches!(failed, Err(RaiseError::Publish(Unreachable))));
         assert!(store.kinds("orders-prod").is_empty(), "not journaled, so raised again next time");
 
         let topic = Topic(Some(Default::default()));
-        let raised = ready(raise_governance_alerts(&store, Some(&topic), &r, "grantwarden:diff", at(2))).unwrap();
+        let raised = ready(raise_governance_alerts(
+            &store,
+            Some(&topic),
+            &r,
+            &store.chain("orders-prod"),
+            "grantwarden:diff",
+            at(2),
+        ))
+        .unwrap();
         assert_eq!(raised, std::slice::from_ref(&glass));
         let sent = topic.0.as_ref().unwrap().lock().unwrap().clone();
         assert_eq!(sent[0].0, "grantwarden: governance alert on orders-prod");
@@ -131,7 +147,15 @@ mod tests {
         // the same month past the limit again, and one more failed revocation: only the new one
         let failed_revocation = GovernanceAlert::RevocationsFailed { count: 1 };
         let r = report(vec![glass, failed_revocation.clone()]);
-        let raised = ready(raise_governance_alerts(&store, None::<&Topic>, &r, "grantwarden:diff", at(3))).unwrap();
+        let raised = ready(raise_governance_alerts(
+            &store,
+            None::<&Topic>,
+            &r,
+            &store.chain("orders-prod"),
+            "grantwarden:diff",
+            at(3),
+        ))
+        .unwrap();
         assert_eq!(raised, [failed_revocation]);
         assert_eq!(store.chain("orders-prod").pop().unwrap().detail["published"], false, "no topic configured");
         assert_eq!(store.kinds("orders-prod").len(), 2);
