@@ -431,14 +431,52 @@ fn intake_checks_incident_webhooks_with_each_tools_own_secret_and_serves_each_re
     assert!(!resources_of("dynamodb:DeleteItem").iter().any(|r| r != "ReplayTable"), "deletes nothing else");
 
     // one route per incident tool, none that the webhook key alone could use
-    let paths: BTreeSet<&str> = intake["Events"]
-        .as_object()
-        .expect("Events")
-        .values()
-        .filter_map(|e| e["Properties"]["Path"].as_str())
+    let paths: BTreeSet<&str> = api_routes(&t)
+        .into_iter()
+        .filter_map(|key| key.split_once(' ').map(|(_, path)| path))
         .filter(|p| p.starts_with("/webhooks/incidents"))
         .collect();
     assert_eq!(paths, BTreeSet::from(["/webhooks/incidents/opsgenie", "/webhooks/incidents/pagerduty"]));
+}
+
+/// The route keys of the intake API ("POST /webhooks/grants", ...).
+fn api_routes(t: &Value) -> BTreeSet<&str> {
+    of_type(t, "AWS::ApiGatewayV2::Route")
+        .values()
+        .filter(|r| logical_id(&r["Properties"]["ApiId"]) == Some("IntakeApi"))
+        .filter_map(|r| r["Properties"]["RouteKey"].as_str())
+        .collect()
+}
+
+#[test]
+fn the_intake_api_routes_every_path_intake_serves_to_intake_and_nothing_else() {
+    let t = template();
+    let routes = api_routes(&t);
+    let served = BTreeSet::from([
+        "POST /webhooks/grants",
+        "POST /requests",
+        "POST /requests/{id}/approvals",
+        "GET /tickets/{id}",
+        "POST /tickets/{id}/revoke",
+        "POST /tickets/{id}/renew",
+        "POST /webhooks/incidents/pagerduty",
+        "POST /webhooks/incidents/opsgenie",
+    ]);
+    assert_eq!(routes, served, "no $default catch-all, no route intake does not serve");
+    for (id, route) in of_type(&t, "AWS::ApiGatewayV2::Route") {
+        let target = &route["Properties"]["Target"];
+        assert!(target.to_string().contains("IntakeIntegration"), "{id} reaches the intake integration: {target}");
+    }
+    let integration = &resources(&t)["IntakeIntegration"]["Properties"];
+    assert_eq!(integration["IntegrationType"], "AWS_PROXY");
+    assert_eq!(integration["PayloadFormatVersion"], "2.0", "intake reads payload format 2.0");
+    assert_eq!(strings(&integration["IntegrationUri"]), ["IntakeFunction.Arn"]);
+    let permission = &resources(&t)["IntakeApiInvokes"]["Properties"];
+    assert_eq!(permission["Principal"], "apigateway.amazonaws.com");
+    assert!(permission["SourceArn"].to_string().contains("${IntakeApi}/*"), "only this API may invoke intake");
+    let stage = &resources(&t)["IntakeStage"]["Properties"];
+    assert_eq!((stage["StageName"].as_str(), stage["AutoDeploy"].as_bool()), (Some("$default"), Some(true)));
+    assert!(stage["DefaultRouteSettings"]["ThrottlingRateLimit"].is_number(), "a throttle bounds an unsigned flood");
 }
 
 /// Every (action, resource) a role's inline policies allow, the resource as its tag-stripped text.

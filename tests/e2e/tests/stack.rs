@@ -1,0 +1,440 @@
+//! The stack deployed for real: infra/template.yaml on MiniStack
+//! (`scripts/local-stack up`, which scripts/test runs), the functions running
+//! as processes of the emulator, started by their real triggers only: the
+//! schedules, the HTTP API, SQS and DynamoDB-stream mappings, EventBridge
+//! Scheduler. No test here calls a handler; each acts as a person or a
+//! provisioning system would and reads what the functions left behind.
+//!
+//! The scenarios need the stack deployed with
+//! `RemediationMode=revoke-unauthorized RemediationExecute=true` and a
+//! one-minute scan interval (scripts/test's parameters).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use grantwarden_aws::DynamoStore;
+use grantwarden_core::report::{Report, Status};
+use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::store::TicketStore;
+use grantwarden_core::ticket::{TicketStatus, Trigger};
+use grantwarden_e2e::stack::{Stack, eventually};
+use grantwarden_testkit::TestDb;
+
+const SCORING: &str = "infra/scoring.yaml";
+const POLICY: &str = "infra/policy.example.yaml";
+
+/// A scan starts within a minute; extract, diff and remediation take seconds.
+const SCAN_WAIT: Duration = Duration::from_secs(180);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The CLI binary, built beside this test by the same `cargo build`.
+fn grantwarden(stack: &Stack) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(|deps| deps.parent()).unwrap().join("grantwarden");
+    assert!(bin.exists(), "{} is not built (cargo build --workspace --bins)", bin.display());
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(root())
+        .env("AWS_ENDPOINT_URL", &stack.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("GRANTWARDEN_STATE")
+        .env_remove("GRANTWARDEN_POLICY");
+    cmd
+}
+
+fn deployed_for_these_tests(stack: &Stack) {
+    let want =
+        [("RemediationMode", "revoke-unauthorized"), ("RemediationExecute", "true"), ("ScanInterval", "1minute")];
+    for (name, value) in want {
+        assert_eq!(
+            stack.parameter(name),
+            Some(value),
+            "the stack was deployed with {name}={:?}; these tests need {value} (scripts/test's parameters)",
+            stack.parameter(name)
+        );
+    }
+}
+
+/// What a finding is, without its age-weighted score.
+fn shape(r: &Report) -> Vec<String> {
+    let mut out: Vec<String> = r
+        .findings
+        .iter()
+        .map(|f| {
+            format!("{:?} {:?} {} {} {:?} {:?}", f.kind, f.severity, f.grantee, f.privilege, f.object, f.exception_id)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn baseline(db: &TestDb, roles: &str) -> String {
+    let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
+    format!(
+        "version: 1\nroles:\n{roles}public:\n  grants:\n    - {{ privileges: [USAGE], on: schema, name: public }}\nignore_roles: [{}]\n",
+        ignore.join(", ")
+    )
+}
+
+async fn holds(db: &TestDb, role: &str, privilege: &str, table: &str) -> bool {
+    let c = db.client().await;
+    let row = c
+        .query_one("SELECT pg_catalog.has_table_privilege($1::text, $2::text, $3::text)", &[&role, &table, &privilege])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+#[tokio::test]
+async fn the_schedule_scans_and_the_report_in_s3_is_what_plan_reports() {
+    let stack = Stack::get().await;
+    deployed_for_these_tests(&stack);
+    let target = TargetId::new("e2e-scan").unwrap();
+    let db = TestDb::new().await;
+    db.exec(&format!(
+        "CREATE ROLE {ro}; CREATE ROLE {rogue};
+         CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int); CREATE TABLE billing.refunds (id int);
+         GRANT USAGE ON SCHEMA billing TO {ro}; GRANT SELECT ON billing.invoices TO {ro};
+         GRANT SELECT ON billing.refunds TO {rogue}; ALTER ROLE {rogue} CREATEROLE;",
+        ro = db.ident("app_ro"),
+        rogue = db.ident("rogue"),
+    ))
+    .await;
+    let baseline = baseline(
+        &db,
+        &format!(
+            "  {ro}:\n    grants:\n      - {{ privileges: [USAGE], on: schema, name: billing }}\n      - {{ privileges: [SELECT, UPDATE], on: table, name: billing.invoices }}\n",
+            ro = db.role("app_ro")
+        ),
+    );
+    // `grantwarden plan` on the same database and configuration, before the
+    // stack sees the target (remediation may change the database after its scan)
+    let dir = tempfile::tempdir().unwrap();
+    let baseline_file = dir.path().join("baseline.yaml");
+    std::fs::write(&baseline_file, &baseline).unwrap();
+    let out = grantwarden(&stack)
+        .args(["plan", "--format", "json", "--target", target.as_str(), "--scoring", SCORING, "--policy", POLICY])
+        .arg("--database")
+        .arg(db.url())
+        .arg("--baseline")
+        .arg(&baseline_file)
+        .arg("--state")
+        .arg(dir.path().join("state.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "plan finds the drift: {}", String::from_utf8_lossy(&out.stderr));
+    let local: Report = serde_json::from_slice(&out.stdout).unwrap();
+
+    let since = Utc::now();
+    stack.register(&target, &db, "", &baseline).await;
+    let started = Instant::now();
+    let aws = eventually("a report of a scan that began after the target was registered", SCAN_WAIT, || {
+        stack.report_since(&target, since)
+    })
+    .await;
+    eprintln!("scheduled scan reported {:.1} s after the target was registered", started.elapsed().as_secs_f64());
+
+    assert!(aws.summary.complete, "{:?}", aws.summary.failed_chunks);
+    assert_eq!(aws.summary.status, Status::Alert);
+    assert_eq!(shape(&aws), shape(&local), "the stack's report and plan's differ");
+    let counts = |r: &Report| (r.summary.unauthorized, r.summary.missing, r.summary.orphaned, r.summary.excepted);
+    assert_eq!(counts(&aws), counts(&local));
+    assert_eq!((aws.summary.score, aws.summary.status), (local.summary.score, local.summary.status));
+    // (the snapshots' hashes differ: roles are cluster-wide, and the tests
+    // running beside this one create theirs between the two reads)
+}
+
+/// A webhook body documenting a grant the provisioning system made.
+fn grant_webhook(
+    db: &TestDb,
+    target: &TargetId,
+    delivery: &str,
+    role: &str,
+    expires_at: DateTime<Utc>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "delivery_id": format!("{}-{delivery}", db.prefix), "source": "okta-workflows", "target": target.as_str(),
+        "principal": "alice@example.com", "role": role,
+        "privileges": ["SELECT", "USAGE"], "object": { "type": "schema", "name": "billing" },
+        "justification": "INC-4411 debugging", "requested_by": "alice@example.com",
+        "expires_at": expires_at.to_rfc3339(),
+    })
+}
+
+#[tokio::test]
+async fn a_signed_webhook_makes_a_ticket_whose_schedule_revokes_the_grant_at_expiry() {
+    let stack = Stack::get().await;
+    let target = TargetId::new("e2e-expiry").unwrap();
+    let db = TestDb::new().await;
+    let role = db.role("alice_tmp");
+    db.exec(&format!(
+        "CREATE ROLE {tmp}; CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         GRANT USAGE ON SCHEMA billing TO {tmp}; GRANT SELECT ON billing.invoices TO {tmp};",
+        tmp = db.ident("alice_tmp"),
+    ))
+    .await;
+    stack.register(&target, &db, "", &baseline(&db, "")).await;
+    let key = stack.webhook_key().await;
+
+    let expires_at = (Utc::now() + chrono::Duration::seconds(40)).trunc_subsecs(0);
+    let body = grant_webhook(&db, &target, "expiry", &role, expires_at);
+    let created = stack.post_signed(&key, "/webhooks/grants", &body).await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let ticket_id = created.json()["id"].as_str().expect("the ticket id").to_owned();
+    assert_eq!(created.json()["status"], "active", "{}", created.json());
+
+    // the same delivery again is the same ticket; a forged one is refused
+    let again = stack.post_signed(&key, "/webhooks/grants", &body).await;
+    assert_eq!((again.status, again.json()["id"].as_str()), (200, Some(ticket_id.as_str())));
+    let forged = stack.post_signed(b"not-the-key", "/webhooks/grants", &body).await;
+    assert_eq!(forged.status, 401);
+
+    let store = DynamoStore::new(&stack.clients, &stack.settings);
+    let ticket = store.ticket(&ticket_id).await.unwrap().expect("the ticket is in DynamoDB").value;
+    assert_eq!(ticket.status(), TicketStatus::Active);
+    let lease = stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&stack.settings.leases_table)
+        .key("ticket_id", aws_sdk_dynamodb::types::AttributeValue::S(ticket_id.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(lease.item.is_some(), "a lease for the ticket");
+    let schedules =
+        stack.clients.scheduler.list_schedules().group_name(&stack.settings.schedule_group).send().await.unwrap();
+    assert!(
+        schedules.schedules().iter().any(|s| s.name().is_some_and(|n| n.contains(&ticket_id))),
+        "a one-time schedule at the ticket's expiry: {:?}",
+        schedules.schedules()
+    );
+    assert!(holds(&db, &role, "SELECT", "billing.invoices").await);
+
+    let revoked = eventually("the ticket revoked after its expiry", Duration::from_secs(120), || async {
+        let t = store.ticket(&ticket_id).await.ok()??.value;
+        (t.status() == TicketStatus::Revoked).then_some(t)
+    })
+    .await;
+    let revocation = revoked.revocation().expect("the revocation is recorded");
+    eprintln!(
+        "expiry {} -> revocation committed {} by {:?}: {} ms",
+        expires_at, revocation.at, revocation.trigger, revocation.latency_ms
+    );
+    assert!(revocation.at >= expires_at, "never before the expiry");
+    assert!(
+        matches!(revocation.trigger, Trigger::Schedule | Trigger::Sweeper),
+        "a timer revoked it, not a person: {:?}",
+        revocation.trigger
+    );
+    assert!(!holds(&db, &role, "SELECT", "billing.invoices").await, "the grant is gone from PostgreSQL");
+}
+
+#[tokio::test]
+async fn every_journal_event_reaches_the_locked_archive_and_verifies() {
+    let stack = Stack::get().await;
+    let target = TargetId::new("e2e-audit").unwrap();
+    let db = TestDb::new().await;
+    let role = db.role("bob_tmp");
+    db.exec(&format!("CREATE ROLE {}; CREATE SCHEMA billing;", db.ident("bob_tmp"))).await;
+    stack.register(&target, &db, "", &baseline(&db, "")).await;
+    let key = stack.webhook_key().await;
+    let body = grant_webhook(&db, &target, "audit", &role, Utc::now() + chrono::Duration::hours(1));
+    let created = stack.post_signed(&key, "/webhooks/grants", &body).await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+
+    let bucket = stack.resource("AuditBucket").to_owned();
+    // the deployed bucket's Object Lock, not the template's intent
+    let lock = stack.clients.s3.get_object_lock_configuration().bucket(&bucket).send().await.unwrap();
+    let rule = lock.object_lock_configuration().and_then(|c| c.rule()).and_then(|r| r.default_retention());
+    assert_eq!(
+        rule.map(|r| (r.mode().map(|m| m.as_str().to_owned()), r.days())),
+        Some((stack.parameter("AuditRetentionMode").map(str::to_owned).or(Some("COMPLIANCE".into())), Some(2555))),
+        "the audit bucket is locked by default"
+    );
+
+    // the journal stream archives every event of the target's chain
+    let store = DynamoStore::new(&stack.clients, &stack.settings);
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, target.as_str()).await.unwrap();
+    assert!(!journal.is_empty());
+    let prefix = format!("audit/{}/", grantwarden_aws::objects::key_segment(&target));
+    let archived = eventually("every journal event archived", Duration::from_secs(60), || async {
+        let listed = stack.clients.s3.list_objects_v2().bucket(&bucket).prefix(&prefix).send().await.ok()?;
+        let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+        (keys.len() >= journal.len()).then_some(keys)
+    })
+    .await;
+
+    let out = grantwarden(&stack)
+        .args(["audit", "verify", "--bucket", &bucket, "--journal-table", &stack.settings.journal_table])
+        .args(["--chain", target.as_str(), "--format", "json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "audit verify: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("intact"), "{stdout}");
+
+    // a locked version can be neither deleted nor have its retention shortened
+    let key = &archived[0];
+    let head = stack.clients.s3.head_object().bucket(&bucket).key(key).send().await.unwrap();
+    let version = head.version_id().expect("a versioned object").to_owned();
+    assert!(head.object_lock_retain_until_date().is_some(), "{key} carries its retention");
+    let deleted = stack
+        .clients
+        .s3
+        .delete_object()
+        .bucket(&bucket)
+        .key(key)
+        .version_id(&version)
+        .bypass_governance_retention(true)
+        .send()
+        .await;
+    assert!(deleted.is_err(), "deleting a locked version is refused");
+    let shorter = aws_sdk_s3::types::ObjectLockRetention::builder()
+        .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Compliance)
+        .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(Utc::now().timestamp() + 60))
+        .build();
+    let shortened = stack
+        .clients
+        .s3
+        .put_object_retention()
+        .bucket(&bucket)
+        .key(key)
+        .version_id(&version)
+        .retention(shorter)
+        .bypass_governance_retention(true)
+        .send()
+        .await;
+    assert!(shortened.is_err(), "shortening a retention is refused");
+    assert!(stack.clients.s3.head_object().bucket(&bucket).key(key).version_id(&version).send().await.is_ok());
+}
+
+async fn log_in(config: &tokio_postgres::Config) -> Option<tokio_postgres::Client> {
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(connection);
+    Some(client)
+}
+
+#[tokio::test]
+async fn a_just_in_time_credential_is_issued_through_the_tickets_stream_and_dropped_at_expiry() {
+    let stack = Stack::get().await;
+    let target = TargetId::new("e2e-access").unwrap();
+    // a cluster that checks passwords: logging in proves the credential
+    let db = TestDb::with_passwords().await;
+    db.exec("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int); INSERT INTO billing.invoices VALUES (1);")
+        .await;
+    let admin: tokio_postgres::Config = db.url().parse().unwrap();
+    let password = String::from_utf8(admin.get_password().unwrap_or_default().to_vec()).unwrap();
+    stack.register(&target, &db, &password, &baseline(&db, "")).await;
+    let key = stack.webhook_key().await;
+
+    let id = format!("{}-jit", db.prefix);
+    let request = serde_json::json!({
+        "id": id, "identity": "alice@example.com", "target": target.as_str(), "path": "read-only",
+        "scope": { "on": "tables", "schema": "billing", "tables": ["invoices"] },
+        "duration": "75s", "justification": "CHG-77 month-end figures",
+    });
+    let created = stack.post_signed(&key, "/requests", &request).await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(created.json()["status"], "active", "read-only is automatic: {}", created.json());
+    let ticket_id = created.json()["id"].as_str().unwrap().to_owned();
+
+    // the tickets stream's INSERT of an active access ticket makes revoke issue it
+    let store = DynamoStore::new(&stack.clients, &stack.settings);
+    let secret_name = format!("{}{ticket_id}", stack.settings.access_secret_prefix);
+    let secret = eventually("the credential in Secrets Manager", Duration::from_secs(60), || async {
+        let out = stack.clients.secrets.get_secret_value().secret_id(&secret_name).send().await.ok()?;
+        serde_json::from_str::<serde_json::Value>(out.secret_string()?).ok()
+    })
+    .await;
+    let user = secret["username"].as_str().unwrap().to_owned();
+    let mut login = tokio_postgres::Config::new();
+    login
+        .host(secret["host"].as_str().unwrap())
+        .port(secret["port"].as_u64().unwrap() as u16)
+        .dbname(secret["dbname"].as_str().unwrap())
+        .user(&user)
+        .password(secret["password"].as_str().unwrap());
+    let c = eventually("a login with the issued credential", Duration::from_secs(30), || log_in(&login)).await;
+    let n: i64 = c.query_one("SELECT count(*) FROM billing.invoices", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "the credential reads its scope");
+    drop(c);
+    let mut wrong = login.clone();
+    wrong.password("not-the-password");
+    assert!(log_in(&wrong).await.is_none(), "the password is checked");
+
+    let ticket = eventually("the ticket revoked at its expiry", Duration::from_secs(150), || async {
+        let t = store.ticket(&ticket_id).await.ok()??.value;
+        (t.status() == TicketStatus::Revoked).then_some(t)
+    })
+    .await;
+    eprintln!("access ticket revoked by {:?}", ticket.revocation().map(|r| (&r.trigger, r.latency_ms)));
+    let roles: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(roles, 0, "the issued role is dropped");
+    eventually("the credential's secret deleted", Duration::from_secs(30), || async {
+        match stack.clients.secrets.describe_secret().secret_id(&secret_name).send().await {
+            Err(_) => Some(()),
+            Ok(d) if d.deleted_date().is_some() => Some(()),
+            Ok(_) => None,
+        }
+    })
+    .await;
+    assert!(log_in(&login).await.is_none(), "the credential no longer logs in");
+}
+
+#[tokio::test]
+async fn with_remediation_on_a_hand_made_grant_is_revoked_after_the_next_scheduled_scan() {
+    let stack = Stack::get().await;
+    deployed_for_these_tests(&stack);
+    let target = TargetId::new("e2e-remediate").unwrap();
+    let db = TestDb::new().await;
+    let (ro, intruder) = (db.role("app_ro"), db.role("intruder"));
+    db.exec(&format!(
+        "CREATE ROLE {ro_}; CREATE ROLE {intruder_};
+         CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         GRANT USAGE ON SCHEMA billing TO {ro_}; GRANT SELECT ON billing.invoices TO {ro_};",
+        ro_ = db.ident("app_ro"),
+        intruder_ = db.ident("intruder"),
+    ))
+    .await;
+    let baseline = baseline(
+        &db,
+        &format!(
+            "  {ro}:\n    grants:\n      - {{ privileges: [USAGE], on: schema, name: billing }}\n      - {{ privileges: [SELECT], on: table, name: billing.invoices }}\n  {intruder}: {{}}\n"
+        ),
+    );
+    // by hand, outside any ticket
+    db.exec(&format!(
+        "GRANT USAGE ON SCHEMA billing TO {i}; GRANT DELETE ON billing.invoices TO {i};",
+        i = db.ident("intruder")
+    ))
+    .await;
+    let since = Utc::now();
+    stack.register(&target, &db, "", &baseline).await;
+    let report = eventually("the scan's report", SCAN_WAIT, || stack.report_since(&target, since)).await;
+    assert!(report.summary.complete);
+    assert!(report.summary.unauthorized >= 1, "the hand-made grant is drift: {:?}", shape(&report));
+    eventually("the hand-made grant revoked by the remediation queue", Duration::from_secs(90), || async {
+        (!holds(&db, &intruder, "DELETE", "billing.invoices").await).then_some(())
+    })
+    .await;
+    assert!(holds(&db, &ro, "SELECT", "billing.invoices").await, "declared grants are left alone");
+    let clean = eventually("a later scan without drift", SCAN_WAIT, || async {
+        let r = stack.report_since(&target, report.taken_at + chrono::Duration::seconds(1)).await?;
+        Some(r)
+    })
+    .await;
+    assert_eq!(clean.summary.unauthorized, 0, "{:?}", shape(&clean));
+}
