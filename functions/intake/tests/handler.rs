@@ -656,7 +656,7 @@ async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_ope
     assert_eq!(refused.status(), StatusCode::CONFLICT, "only break-glass is renewed");
     let bad = h.app.handle(post("/requests", &json!({ "id": "a-4", "identity": "alice@example.com", "target": DEMO,
         "path": "read-only", "scope": { "on": "rows", "schema": "billing", "table": "t" }, "duration": "1h", "justification": "x" }))).await;
-    assert_eq!((bad.status(), json_of(&bad)["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scope")));
+    assert_eq!((bad.status(), json_of(&bad)["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scope.predicate")));
 
     // webhooks arrive out of order: a retried "triggered" delivered after the "resolved"
     // does not reopen the incident, because each is dated by PagerDuty's own time

@@ -54,10 +54,7 @@ pub fn new_views_schema() -> String {
 /// Parses a request body (JSON) and checks it; errors name the field.
 pub fn parse_request(body: &[u8]) -> Result<AccessRequest, FieldError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let r: AccessRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        FieldError::new(if path == "." { "body".into() } else { path }, e.inner().to_string())
-    })?;
+    let r: AccessRequest = serde_path_to_error::deserialize(&mut de).map_err(FieldError::from_json)?;
     let duration = humantime::parse_duration(&r.duration)
         .map_err(|e| FieldError::new("duration", format!("{:?}: {e}", r.duration)))?;
     if duration.is_zero() {

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::error::FieldError;
 use crate::grant_sql::parse_grant_sql;
 use crate::manifest::On;
 use crate::model::{ObjectClass, Privilege, RoleName};
@@ -107,15 +108,12 @@ fn fail(input: InputKind, id: Option<&str>, field: impl Into<String>, reason: im
 fn from_json<T: serde::de::DeserializeOwned>(body: &[u8], input: InputKind) -> Result<T, NormalizeError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        // "." is the root; "?" is where a syntax error stopped before any field
-        let field = if path == "." || path == "?" { "body".to_owned() } else { path };
-
+        let FieldError { field, reason } = FieldError::from_json(e);
         // a delivery id is worth reporting even when the body is otherwise bad
         let id = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.get("delivery_id").or_else(|| v.get("id")).and_then(|d| d.as_str().map(str::to_owned)));
-        fail(input, id.as_deref(), field, e.into_inner().to_string())
+        fail(input, id.as_deref(), field, reason)
     })
 }
 
@@ -509,7 +507,7 @@ mod tests {
             (WEBHOOK.replace(r#"["SELECT"]"#, r#"["EXECUTE"]"#), "privileges[0]: EXECUTE cannot be granted on schema"),
             (WEBHOOK.replace(r#""type": "schema""#, r#""type": "galaxy""#), "object.type: unknown variant"),
             (WEBHOOK.replace(r#""role": "alice_tmp""#, r#""role": """#), "role: name is empty"),
-            (WEBHOOK.replace(r#""role": "alice_tmp","#, ""), "body: missing field `role`"),
+            (WEBHOOK.replace(r#""role": "alice_tmp","#, ""), "role: missing field `role`"),
             ("{ not json".to_owned(), "body:"),
         ];
         for (body, want) in cases {

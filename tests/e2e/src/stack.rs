@@ -66,6 +66,7 @@ pub struct Stack {
     /// Clients of the emulator.
     pub clients: Clients,
     http: Client<HttpConnector, Full<Bytes>>,
+    targets: &'static [&'static str],
 }
 
 /// Where `scripts/local-stack` writes the outputs of a stack on `port`.
@@ -101,6 +102,12 @@ impl Stack {
     /// `scripts/local-stack up` deployed on `GRANTWARDEN_STACK_PORT`), with
     /// [`TARGETS`] listed.
     pub async fn get() -> Stack {
+        Self::listing(TARGETS).await
+    }
+
+    /// The stack, with `targets` listed in `config/targets.txt` (added to what
+    /// is there) before anything is sent: intake reads the list when it starts.
+    pub async fn listing(targets: &'static [&'static str]) -> Stack {
         let path = outputs_path();
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
@@ -127,6 +134,7 @@ impl Stack {
             settings,
             clients,
             http,
+            targets,
         };
         stack.list_targets().await;
         stack
@@ -151,7 +159,7 @@ impl Stack {
         let key = self.settings.targets_key.clone().expect("the stack lists its targets in S3");
         let listed = self.objects().targets(&key).await.unwrap_or_default();
         let mut names: Vec<String> = listed.iter().map(|t| t.as_str().to_owned()).collect();
-        let missing: Vec<&str> = TARGETS.iter().copied().filter(|t| !names.iter().any(|n| n == t)).collect();
+        let missing: Vec<&str> = self.targets.iter().copied().filter(|t| !names.iter().any(|n| n == t)).collect();
         if !missing.is_empty() {
             names.extend(missing.iter().map(|s| (*s).to_owned()));
             let body = names.join("\n") + "\n";
@@ -159,10 +167,10 @@ impl Stack {
         }
     }
 
-    /// Points `target` (one of [`TARGETS`]) at `db`: its reader's and revoker's
+    /// Points `target` (one of the listed targets) at `db`: its reader's and revoker's
     /// secrets and its baseline. `password` is the connecting role's password.
     pub async fn register(&self, target: &TargetId, db: &TestDb, password: &str, baseline: &str) {
-        assert!(TARGETS.contains(&target.as_str()), "{target} is not one of the listed targets");
+        assert!(self.targets.contains(&target.as_str()), "{target} is not one of the listed targets");
         let config: tokio_postgres::Config = db.url().parse().expect("the test database's conninfo");
         let host = match &config.get_hosts()[0] {
             tokio_postgres::config::Host::Tcp(h) => h.clone(),
@@ -207,10 +215,21 @@ impl Stack {
         Answer { status, body }
     }
 
+    /// The URL of a queue of the stack, by its logical id.
+    pub fn queue_url(&self, logical: &str) -> String {
+        self.resource(logical).to_owned()
+    }
+
     /// A POST signed with the webhook key (v2: method, path, time and body).
     pub async fn post_signed(&self, key: &[u8], path: &str, body: &serde_json::Value) -> Answer {
+        self.post_signed_at(key, path, body, 0).await
+    }
+
+    /// [`Stack::post_signed`], signed `seconds_ago` (a sender's retry is signed
+    /// anew; the same request signed in the same second is a replay).
+    pub async fn post_signed_at(&self, key: &[u8], path: &str, body: &serde_json::Value, seconds_ago: i64) -> Answer {
         let body = serde_json::to_vec(body).unwrap();
-        let t = chrono::Utc::now().timestamp();
+        let t = chrono::Utc::now().timestamp() - seconds_ago;
         let sig = signature::sign_v2(key, t, &signature::SignedRequest { method: "POST", path, body: &body }).unwrap();
         self.send("POST", path, &[(signature::HEADER, sig)], body).await
     }

@@ -172,15 +172,54 @@ fn start_cluster(name: &str, port: u16, password: Option<&str>) -> Result<Server
             assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
-        let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", dir.display());
-        let log = dir.join("server.log");
-        let out = run_pg(
-            &bindir.join("pg_ctl"),
-            &["-D", &data.to_string_lossy(), "-l", &log.to_string_lossy(), "-o", &opts, "-w", "start"],
-        );
-        assert!(out.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&out.stderr));
+        pg_ctl_start(&bindir, &dir, port);
     }
     Ok(server)
+}
+
+fn pg_ctl_start(bindir: &Path, dir: &Path, port: u16) {
+    let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", dir.display());
+    let (data, log) = (dir.join("data"), dir.join("server.log"));
+    let out = run_pg(
+        &bindir.join("pg_ctl"),
+        &["-D", &data.to_string_lossy(), "-l", &log.to_string_lossy(), "-o", &opts, "-w", "start"],
+    );
+    assert!(out.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A cluster of the caller's own (trust auth, in the temp dir `name` on
+/// `port`) that it may stop and start again: for fault tests, which must
+/// never stop the server other tests use.
+pub struct OwnCluster {
+    server: Server,
+    bindir: PathBuf,
+    dir: PathBuf,
+}
+
+impl OwnCluster {
+    /// Starts the cluster (initdb the first time), or reuses it when it answers.
+    pub fn start(name: &str, port: u16) -> OwnCluster {
+        let server = start_cluster(name, port, None).unwrap_or_else(|missing| panic!("{missing}"));
+        let bindir = find_bindir().expect("start_cluster found the binaries");
+        OwnCluster { server, bindir, dir: std::env::temp_dir().join(name) }
+    }
+
+    /// A fresh database on this cluster.
+    pub async fn database(&self) -> TestDb {
+        TestDb::create(self.server.clone()).await
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`): connections drop, new ones are refused.
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        let out = run_pg(&self.bindir.join("pg_ctl"), &["-D", &data.to_string_lossy(), "-m", "immediate", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts the server again after [`OwnCluster::stop`].
+    pub fn restart(&self) {
+        pg_ctl_start(&self.bindir, &self.dir, self.server.port);
+    }
 }
 
 /// Port and superuser password of the cluster that checks passwords.
