@@ -10,7 +10,7 @@ mod common;
 
 use std::process::Output;
 
-use common::grantwarden;
+use common::{grantwarden, write_baseline};
 use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::FindingStore;
@@ -39,18 +39,6 @@ fn findings(report: &Value) -> Vec<(String, String, String, String)> {
 
 fn finding(kind: &str, grantee: &str, privilege: &str, object: &str) -> (String, String, String, String) {
     (kind.into(), grantee.into(), privilege.into(), object.into())
-}
-
-/// Writes `roles_yaml` as the baseline's roles, PUBLIC keeping USAGE on public, the other tests' roles ignored.
-fn write_baseline(dir: &std::path::Path, db: &TestDb, roles_yaml: &str) -> String {
-    let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
-    let text = format!(
-        "version: 1\nroles:\n{roles_yaml}public:\n  grants:\n    - {{ privileges: [USAGE], on: schema, name: public }}\nignore_roles: [{}]\n",
-        ignore.join(", ")
-    );
-    let path = dir.join("baseline.yaml");
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
 }
 
 #[tokio::test]
