@@ -73,6 +73,15 @@ fn governance_rows(g: &Governance) -> Vec<(&'static str, String)> {
     rows
 }
 
+/// What an incomplete report did with what it read, and how much of the baseline it left.
+fn not_judged_line(r: &Report) -> String {
+    format!(
+        "{} declaration(s) of the baseline name what was not read and were not judged. The findings below \
+         are what was read: listed, never recorded or alerted on.",
+        r.summary.declarations_not_judged
+    )
+}
+
 /// The default terminal rendering.
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
@@ -83,6 +92,11 @@ pub fn table(r: &Report) -> String {
         for c in &r.summary.failed_chunks {
             let _ = writeln!(out, "  - {c}");
         }
+        let _ = writeln!(out, "Not judged (neither drift nor clean):");
+        for n in &r.summary.not_judged {
+            let _ = writeln!(out, "  - {n}");
+        }
+        let _ = writeln!(out, "{}", not_judged_line(r));
     }
     out.push('\n');
     if r.findings.is_empty() {
@@ -149,6 +163,11 @@ pub fn markdown(r: &Report) -> String {
         for c in &s.failed_chunks {
             let _ = writeln!(out, "> - {}", md_escape(c));
         }
+        out.push_str(">\n> Not judged (neither drift nor clean):\n");
+        for n in &s.not_judged {
+            let _ = writeln!(out, "> - {}", md_escape(n));
+        }
+        let _ = writeln!(out, ">\n> {}", not_judged_line(r));
         out.push('\n');
     }
     out.push_str("| Unauthorized | Missing | Orphaned | Excepted | Expired exception | Untagged |\n|---:|---:|---:|---:|---:|---:|\n");
@@ -236,6 +255,12 @@ mod tests {
                 },
                 complete,
                 failed_chunks: if complete { vec![] } else { vec!["schema billing: permission denied".into()] },
+                not_judged: if complete {
+                    vec![]
+                } else {
+                    vec!["schema billing: the schema itself, every object in it and its default privileges".into()]
+                },
+                declarations_not_judged: if complete { 0 } else { 3 },
                 coverage: Default::default(),
             },
             governance: None,
@@ -260,6 +285,11 @@ mod tests {
     #[test]
     fn table_shows_findings_and_summary() {
         insta::assert_snapshot!(table(&report(true)));
+    }
+
+    #[test]
+    fn table_says_what_a_partial_scan_did_not_judge() {
+        insta::assert_snapshot!(table(&report(false)));
     }
 
     fn governed() -> Report {

@@ -1,31 +1,17 @@
 //! The `grantwarden` binary end to end against a real PostgreSQL: exit codes,
 //! the JSON contract, brownfield round trip, bad input.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::{grantwarden, write_baseline};
 use grantwarden_core::snapshot::Snapshot;
 use grantwarden_testkit::TestDb;
 use serde_json::Value;
 
-fn grantwarden(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_grantwarden")).args(args).env_remove("GRANTWARDEN_DATABASE_URL").output().unwrap()
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A baseline for this test: its own roles, everything else ignored.
-fn write_baseline(dir: &Path, db: &TestDb, roles_yaml: &str) -> String {
-    let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
-    let text = format!(
-        "version: 1\nroles:\n{roles_yaml}\npublic:\n  grants:\n    - {{ privileges: [USAGE], on: schema, name: public }}\nignore_roles: [{}]\n",
-        ignore.join(", ")
-    );
-    let path = dir.join("baseline.yaml");
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
 }
 
 #[tokio::test]

@@ -28,6 +28,21 @@ pub fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Writes a baseline for one test into `dir`: `roles_yaml` (the entries under
+/// `roles:`), PUBLIC keeping USAGE on schema public, every other test's roles
+/// ignored. Returns its path.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn write_baseline(dir: &Path, db: &grantwarden_testkit::TestDb, roles_yaml: &str) -> String {
+    let ignore: Vec<String> = db.ignore_others().iter().map(|p| format!("{p:?}")).collect();
+    let text = format!(
+        "version: 1\nroles:\n{roles_yaml}\npublic:\n  grants:\n    - {{ privileges: [USAGE], on: schema, name: public }}\nignore_roles: [{}]\n",
+        ignore.join(", ")
+    );
+    let path = dir.join("baseline.yaml");
+    std::fs::write(&path, text).expect("the baseline is written");
+    path.to_string_lossy().into_owned()
+}
+
 /// infra/policy.example.yaml.
 #[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn policy() -> String {

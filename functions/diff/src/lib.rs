@@ -2,6 +2,10 @@
 //! assess them against the baseline with the target's exceptions, store the
 //! report and findings, and alert past the thresholds.
 //!
+//! An incomplete scan (a chunk failed for good) is assessed on what was read:
+//! its report says so, no finding is opened or closed, no remediation is
+//! planned, and the one alert it sends says the scan is incomplete.
+//!
 //! Only the `running -> complete|incomplete` transition of a record starts
 //! work (a record changes status once, conditionally), and a report already
 //! in S3 for the scan means a redelivered stream record: nothing is redone.
@@ -22,7 +26,7 @@ use grantwarden_core::pipeline::{AssembleError, ScanRecord, ScanStatus, assemble
 use grantwarden_core::raise_alerts::{RaiseError, raise_governance_alerts};
 use grantwarden_core::remediate::Mode;
 use grantwarden_core::remediation_flow::{PlanError, plan_remediation};
-use grantwarden_core::report::{Report, Status};
+use grantwarden_core::report::{Report, ReportAlert, Status};
 use grantwarden_core::store::{FindingStore, TicketStore};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use tracing::Instrument;
@@ -92,7 +96,8 @@ pub enum Handled {
         key: String,
         /// Its status.
         status: Status,
-        /// Whether an alert was published.
+        /// Whether an alert was published (a drift alert, or for an incomplete
+        /// scan the incomplete-scan alert).
         alerted: bool,
     },
 }
@@ -269,12 +274,15 @@ where
         let status = report.summary.status;
         let dashboard =
             self.write_dashboard(&report, &scoring, registry.as_ref().ok().map(|r| r.id.version.clone())).await?;
+        // an incomplete scan sends the incomplete-scan alert, never a drift alert
         let mut alerted = false;
-        if status == Status::Alert
-            && let Some(alerts) = &self.alerts
-        {
+        if let (Some(alert), Some(alerts)) = (report.alert(), &self.alerts) {
             let uri = format!("s3://{}/{key}", self.objects.bucket());
-            alerts.report(&report, &uri).await.map_err(aws)?;
+            match alert {
+                ReportAlert::Drift => alerts.report(&report, &uri).await,
+                ReportAlert::Incomplete => alerts.incomplete_scan(&report, &uri).await,
+            }
+            .map_err(aws)?;
             alerted = true;
         }
         self.enqueue_remediation(&report).await?;

@@ -1,4 +1,5 @@
-//! Alerts on SNS: reports, break-glass credentials, and the audit digest's tamper signal.
+//! Alerts on SNS: reports (drift past a threshold, an incomplete scan), break-glass
+//! credentials, and the audit digest's tamper signal.
 
 use grantwarden_core::audit::Disagreement;
 use grantwarden_core::report::Report;
@@ -53,6 +54,38 @@ impl Alerts {
         Ok(())
     }
 
+    /// Publishes the alert of an incomplete scan: which chunks failed and what
+    /// the report could not judge, and where the partial report is. It carries
+    /// no finding: what a partial scan saw is in the report, and is not alerted on.
+    pub async fn incomplete_scan(&self, report: &Report, report_uri: &str) -> Result<(), AwsError> {
+        let s = &report.summary;
+        let subject =
+            format!("grantwarden: scan of {} is incomplete ({} chunk(s) failed)", report.target, s.failed_chunks.len());
+        let message = serde_json::json!({
+            "target": report.target,
+            "scan_id": report.scan_id,
+            "status": s.status,
+            "failed_chunks": s.failed_chunks,
+            "not_judged": s.not_judged,
+            "declarations_not_judged": s.declarations_not_judged,
+            "report": report_uri,
+        });
+        self.publish(&subject, &message).await
+    }
+
+    async fn publish(&self, subject: &str, message: &serde_json::Value) -> Result<(), AwsError> {
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            // SNS subjects: at most 100 characters
+            .subject(subject.chars().take(100).collect::<String>())
+            .message(message.to_string())
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("Publish {}", self.topic_arn), e))?;
+        Ok(())
+    }
+
     /// Publishes a report's alert: a one-line subject and the summary with the
     /// worst findings as JSON, and where the full report is.
     pub async fn report(&self, report: &Report, report_uri: &str) -> Result<(), AwsError> {
@@ -69,16 +102,7 @@ impl Alerts {
             "top_findings": worst,
             "report": report_uri,
         });
-        self.client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            // SNS subjects: at most 100 characters
-            .subject(subject.chars().take(100).collect::<String>())
-            .message(message.to_string())
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(format!("Publish {}", self.topic_arn), e))?;
-        Ok(())
+        self.publish(&subject, &message).await
     }
 }
 

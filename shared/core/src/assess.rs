@@ -29,9 +29,10 @@ use sha2::Digest as _;
 pub type RegistryInput<'a> = Option<Result<&'a PolicyRegistry, String>>;
 
 /// Diffs `snapshot` against `baseline` with the target's tickets and open
-/// untagged findings as exceptions, records the findings (a partial scan
-/// closes nothing), weighs them by age and journals the findings opened and
-/// closed, then `scan.completed` or `scan.incomplete`.
+/// untagged findings as exceptions, records the findings, weighs them by age
+/// and journals the findings opened and closed, then `scan.completed`. A
+/// partial scan (a chunk failed) records nothing, opening and closing no
+/// finding, and journals only `scan.incomplete`.
 pub async fn assess<S>(
     store: &S,
     baseline: &Baseline,
@@ -67,14 +68,24 @@ where
     let logins: Vec<String> =
         snapshot.state.roles.iter().filter(|(_, a)| a.login).map(|(r, _)| r.to_string()).collect();
     report.governance = Some(crate::governance::governance(&tickets, &logins, threshold, now));
-    let recorded =
-        store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, snapshot.complete).await?;
-    report.weigh_by_age(&recorded.ages, now, scoring);
-    let opened: Vec<&Finding> =
-        report.findings.iter().zip(&recorded.ages).filter(|(_, age)| age.first_seen == now).map(|(f, _)| f).collect();
-    let closed: Vec<&Finding> = recorded.closed.iter().collect();
-    for event in finding_events(&report, registry_version.as_deref(), &opened, &closed, now) {
-        store.append(event).await?;
+    // A partial scan records nothing: what it did not read may hold what an
+    // open finding is about (so it closes none), and what it read is not the
+    // whole (so it opens none). Its findings are in the report, unweighed by
+    // age, and its end is journaled as `scan.incomplete`.
+    if snapshot.complete {
+        let recorded = store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, true).await?;
+        report.weigh_by_age(&recorded.ages, now, scoring);
+        let opened: Vec<&Finding> = report
+            .findings
+            .iter()
+            .zip(&recorded.ages)
+            .filter(|(_, age)| age.first_seen == now)
+            .map(|(f, _)| f)
+            .collect();
+        let closed: Vec<&Finding> = recorded.closed.iter().collect();
+        for event in finding_events(&report, registry_version.as_deref(), &opened, &closed, now) {
+            store.append(event).await?;
+        }
     }
     store.append(NewEvent::for_scan(&report, registry_version.as_deref(), now)).await?;
     Ok(report)
@@ -158,6 +169,50 @@ mod tests {
     use crate::finding::FindingKind;
     use crate::model::{Grant, Grantee, ObjectRef, Privilege, RoleAttributes, RoleName};
     use crate::scoring::Severity;
+
+    #[test]
+    fn a_partial_scan_records_no_finding_and_journals_only_that_it_was_incomplete() {
+        use crate::memory_store::{MemoryStore, ready};
+        use crate::snapshot::{ChunkOutcome, ChunkSpec};
+        let rogue = RoleName::new("rogue").unwrap();
+        let mut snapshot: Snapshot = serde_json::from_value(serde_json::json!({
+            "target": "orders-prod", "scan_id": "scan-1", "taken_at": "2026-11-22T12:00:00Z",
+            "server_version_num": 150_000, "complete": false, "consistent": true, "chunks": [], "sha256": "",
+            "state": { "schemas": { "billing": "postgres" } }
+        }))
+        .unwrap();
+        snapshot.state.roles.insert(rogue.clone(), RoleAttributes::default());
+        snapshot.state.roles.insert(RoleName::new("app_ro").unwrap(), RoleAttributes::default());
+        snapshot.chunks = vec![ChunkOutcome {
+            batch_id: "b1".into(),
+            chunk: ChunkSpec::Schemas { schemas: vec!["orders".into()] },
+            attempts: 1,
+            error: Some("permission denied for table pg_proc".into()),
+        }];
+        let usage = Grant {
+            object: ObjectRef::schema("billing"),
+            grantee: Grantee::Role(rogue),
+            privilege: Privilege::Usage,
+            grantable: false,
+        };
+        snapshot.state.grants.insert(usage);
+        snapshot.seal();
+        // orders was not read: its declared grant is not judged; rogue's grant on billing is drift
+        let baseline = Baseline::from_yaml(
+            "version: 1\nroles:\n  app_ro:\n    grants:\n      - { privileges: [USAGE], on: schema, name: orders }\n",
+            "b.yaml",
+        )
+        .unwrap();
+        let store = MemoryStore::default();
+        let report =
+            ready(assess(&store, &baseline, &snapshot, &ScoringConfig::standard(), None, snapshot.taken_at)).unwrap();
+        let kinds: Vec<(FindingKind, &str)> = report.findings.iter().map(|f| (f.kind, f.grantee.as_str())).collect();
+        assert!(!kinds.contains(&(FindingKind::Missing, "app_ro")), "{kinds:?}");
+        assert!(kinds.contains(&(FindingKind::Orphaned, "rogue")), "what was read is listed: {kinds:?}");
+        assert_eq!(report.summary.status, crate::report::Status::Incomplete);
+        assert!(store.0.lock().unwrap().findings.is_empty(), "no finding opened");
+        assert_eq!(store.kinds("orders-prod"), vec!["scan.incomplete"], "no finding event, the scan's end");
+    }
 
     #[test]
     fn an_unavailable_store_applies_no_exception_and_says_so_in_an_untagged_finding() {

@@ -9,6 +9,16 @@
 //! observations unless the baseline says they must be revoked. `all_*_in_schema`
 //! entries expand against the live catalog here, so objects created after the
 //! baseline was written are covered.
+//!
+//! A partial scan (chunks failed) is compared only where it was read: what
+//! the failed chunks cover ([`Unread`]) is unknown, so a declaration on it is
+//! neither held nor missing and is counted as not judged. An `all_*_in_schema`
+//! declaration of a schema read only in part still covers the relations that
+//! were read. With the cluster chunk unread, roles and memberships are not
+//! judged at all; a grant held by a declared role or PUBLIC on an object that
+//! was read is judged as usual (a declared grant not held there is missing,
+//! whether or not its role exists), and one held by any other role is not
+//! judged (as for any role the scan did not read).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -22,7 +32,7 @@ use crate::model::{
 };
 use crate::report::{Coverage, Finding, FindingObject, FindingPrivilege, ObjectType, Report};
 use crate::scoring::{Facts, Scope, ScoringConfig, round2};
-use crate::snapshot::{Snapshot, State, StateIndex, TargetId};
+use crate::snapshot::{Snapshot, State, StateIndex, TargetId, Unread};
 use crate::ticket::Ticket;
 use chrono::{DateTime, Utc};
 
@@ -65,6 +75,8 @@ pub fn diff_with_exceptions(
         scoring,
         target: &snapshot.target,
         exceptions: *exceptions,
+        unread: snapshot.unread(),
+        not_judged: 0,
         findings: Vec::new(),
         observations: Vec::new(),
         coverage: Coverage::default(),
@@ -78,7 +90,9 @@ pub fn diff_with_exceptions(
     d.findings.extend(exceptions.untagged.iter().cloned());
     let mut coverage = d.coverage;
     coverage.held = coverage.baseline + coverage.exceptions + coverage.drift;
-    Report::build(snapshot, d.findings, d.observations, scoring).with_coverage(coverage)
+    let mut report = Report::build(snapshot, d.findings, d.observations, scoring).with_coverage(coverage);
+    report.summary.declarations_not_judged = d.not_judged;
+    report
 }
 
 /// The contract's `object` for an object reference, with the real relation or function kind.
@@ -413,6 +427,10 @@ struct Differ<'a> {
     scoring: &'a ScoringConfig,
     target: &'a TargetId,
     exceptions: Exceptions<'a>,
+    /// What the scan did not read (empty when it is complete).
+    unread: Unread,
+    /// Declarations naming what was not read, left unjudged.
+    not_judged: usize,
     findings: Vec<Finding>,
     observations: Vec<Finding>,
     coverage: Coverage,
@@ -493,6 +511,11 @@ impl<'a> Differ<'a> {
     }
 
     fn roles(&mut self) {
+        if self.unread.cluster() {
+            // neither the roles nor their memberships were read
+            self.not_judged += self.baseline.roles.len();
+            return;
+        }
         let state = self.state;
         for (name, want) in &self.baseline.roles {
             let Some(have) = state.roles.get(name) else {
@@ -575,6 +598,9 @@ impl<'a> Differ<'a> {
     }
 
     fn memberships(&mut self) {
+        if self.unread.cluster() {
+            return; // counted as not judged with the roles
+        }
         let state = self.state;
         let mut seen = BTreeSet::new();
         for m in &state.memberships {
@@ -673,6 +699,13 @@ impl<'a> Differ<'a> {
         let who = || Grantee::of_role(grantee);
         let entry = WantEntry { grantee, declaration: g };
         let state = self.state;
+        // default privileges are compared (and counted) by `default_privileges`
+        if !matches!(g.target, Target::Default { .. }) && self.unread_target(&g.target) {
+            self.not_judged += 1;
+            if !matches!(g.target, Target::AllInSchema(..)) {
+                return;
+            }
+        }
         match &g.target {
             Target::Database(name) => match (name.as_deref(), self.index.database()) {
                 (Some(n), Some(db)) if n != db => {} // another database: not this scan's business
@@ -706,7 +739,8 @@ impl<'a> Differ<'a> {
                 out.push((ObjectClass::Function, Some(s), n, Some(args)), entry);
             }
             Target::AllInSchema(class, s) => {
-                if !state.schemas.contains_key(s) {
+                // a schema whose own chunk failed may exist: its relations that were read are covered
+                if !state.schemas.contains_key(s) && !self.unread.schema(s) {
                     return self.missing_object(
                         &who(),
                         g,
@@ -718,6 +752,24 @@ impl<'a> Differ<'a> {
                 out.schema_wide.entry((*class, s)).or_default().push(entry);
             }
             Target::Default { .. } => {}
+        }
+    }
+
+    /// Whether a declaration on `target` names what the scan did not read
+    /// (for `all_*_in_schema`: any of the schema's objects of its class).
+    fn unread_target(&self, target: &Target) -> bool {
+        let unread = &self.unread;
+        if unread.is_empty() {
+            return false;
+        }
+        match target {
+            Target::Database(_) => unread.cluster(),
+            Target::Schema(s) | Target::Function(s, ..) => unread.schema(s),
+            Target::AllInSchema(ObjectClass::Function, s) => unread.schema(s),
+            Target::AllInSchema(_, s) => unread.any_of_schema(s),
+            Target::Relation(_, s, n) | Target::Columns(s, n, _) => unread.relation(s, n),
+            Target::Default { schema: None, .. } => unread.cluster(),
+            Target::Default { schema: Some(s), .. } => unread.schema(s),
         }
     }
 
@@ -751,7 +803,7 @@ impl<'a> Differ<'a> {
         let mut want = Wanted::default();
         let baseline = self.baseline;
         for (name, role) in &baseline.roles {
-            if !self.state.roles.contains_key(name) {
+            if !self.unread.cluster() && !self.state.roles.contains_key(name) {
                 continue; // reported once as a missing role
             }
             for g in &role.grants {
@@ -1024,7 +1076,15 @@ impl<'a> Differ<'a> {
                 continue;
             }
             let (grantee, for_role, schema, on, privilege) = key;
-            if matches!(&grantee, Grantee::Role(r) if !self.state.roles.contains_key(r)) {
+            let unread = match &schema {
+                None => self.unread.cluster(),
+                Some(s) => self.unread.schema(s),
+            };
+            if unread {
+                self.not_judged += 1;
+                continue;
+            }
+            if !self.unread.cluster() && matches!(&grantee, Grantee::Role(r) if !self.state.roles.contains_key(r)) {
                 continue;
             }
             let scope = if schema.is_some() { Scope::Schema } else { Scope::Database };
@@ -1045,6 +1105,12 @@ impl<'a> Differ<'a> {
         for (name, role) in &baseline.roles {
             let me = Grantee::Role(name.clone());
             for target in &role.owns {
+                if self.unread_target(target) {
+                    self.not_judged += 1;
+                    if !matches!(target, Target::AllInSchema(..)) {
+                        continue;
+                    }
+                }
                 let objects: Vec<ObjectRef> = match target {
                     Target::Database(n) => match (n.as_deref(), self.index.database()) {
                         (Some(n), Some(db)) if n != db => continue,
@@ -1135,3 +1201,6 @@ mod model_tests;
 
 #[cfg(test)]
 mod overlay_tests;
+
+#[cfg(test)]
+mod partial_tests;

@@ -34,14 +34,14 @@
 //! - [`metrics`]: the governance figures as data; their labels and duration formatting.
 //!
 //! Layer 2:
-//! - [`snapshot`]: the extracted state of one target, its chunks and ids.
+//! - [`snapshot`]: the extracted state of one target, its chunks and ids; what a partial scan did not read.
 //! - [`baseline`]: the baseline resolved and typed, as the diff reads it.
 //! - [`policy`]: the policy registry: exception categories and routes.
 //! - [`change`]: privilege changes as data, for shared/postgres to render and run.
 //!
 //! Layer 3:
 //! - [`request`]: the grant request every input is normalized into.
-//! - [`report`]: the plan report and its findings (JSON contract).
+//! - [`report`]: the plan report and its findings (JSON contract); the alert it calls for.
 //! - [`generate`]: a baseline from a live state, for brownfield adoption.
 //! - [`schema`]: JSON Schemas of the baseline, policy registry and scoring files, from their types.
 //!

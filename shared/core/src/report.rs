@@ -460,7 +460,8 @@ pub enum Status {
     Ok,
     /// Drift below the alert threshold.
     Warn,
-    /// The scan missed chunks: the result is partial, never clean.
+    /// The scan missed chunks: the result is partial, never clean, and never
+    /// `alert` (whatever the part that was read holds).
     Incomplete,
     /// Past a threshold.
     Alert,
@@ -503,6 +504,15 @@ pub struct Summary {
     /// The chunks that failed, with why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_chunks: Vec<String>,
+    /// What the failed chunks leave unjudged, one sentence per failed chunk:
+    /// nothing there is reported missing, unauthorized or orphaned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_judged: Vec<String>,
+    /// How many declarations of the baseline (a grant on one object, an
+    /// owner, a default privilege, a role's attributes and memberships) name
+    /// what was not read, and were not judged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub declarations_not_judged: usize,
     /// How the privileges held (ACL grants, memberships, default privileges; not
     /// an owner's own) are accounted for.
     #[serde(default)]
@@ -571,7 +581,9 @@ impl Report {
     ) -> Self {
         sort_findings(&mut findings);
         sort_findings(&mut observations);
-        let summary = summarize(&findings, snapshot.complete, snapshot.failed_chunks(), scoring);
+        let mut summary = summarize(&findings, snapshot.complete, scoring);
+        summary.failed_chunks = snapshot.failed_chunks();
+        summary.not_judged = snapshot.not_judged();
         Report {
             target: snapshot.target.clone(),
             scan_id: snapshot.scan_id.clone(),
@@ -590,10 +602,29 @@ impl Report {
         for (f, age) in self.findings.iter_mut().zip(ages) {
             f.score = round2(f.score * scoring.age_factor(now - age.first_seen));
         }
-        let failed = std::mem::take(&mut self.summary.failed_chunks);
-        let coverage = self.summary.coverage;
-        self.summary = summarize(&self.findings, self.summary.complete, failed, scoring);
-        self.summary.coverage = coverage;
+        let fresh = summarize(&self.findings, self.summary.complete, scoring);
+        let s = &mut self.summary;
+        *s = Summary {
+            failed_chunks: std::mem::take(&mut s.failed_chunks),
+            not_judged: std::mem::take(&mut s.not_judged),
+            declarations_not_judged: s.declarations_not_judged,
+            coverage: s.coverage,
+            ..fresh
+        };
+    }
+
+    /// The alert this report calls for, if any: an incomplete scan calls for
+    /// the incomplete-scan alert and never a drift alert (what it did not read
+    /// is not drift, and what it read is not the whole); a complete one for a
+    /// drift alert when its status is `alert`.
+    pub fn alert(&self) -> Option<ReportAlert> {
+        if !self.summary.complete {
+            Some(ReportAlert::Incomplete)
+        } else if self.summary.status == Status::Alert {
+            Some(ReportAlert::Drift)
+        } else {
+            None
+        }
     }
 
     /// Whether any finding is drift.
@@ -602,8 +633,23 @@ impl Report {
     }
 }
 
-/// Counts by kind, sums and the status of a set of findings.
-fn summarize(findings: &[Finding], complete: bool, failed_chunks: Vec<String>, scoring: &ScoringConfig) -> Summary {
+/// Which alert a scan's report raises (see [`Report::alert`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportAlert {
+    /// The status is `alert`: drift past a threshold, on a complete scan.
+    Drift,
+    /// Chunks of the scan failed: the report is partial, and says what it could not judge.
+    Incomplete,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Counts by kind, sums and the status of a set of findings; the fields that
+/// describe the scan (failed chunks, what was not judged, coverage) are left
+/// empty for the caller.
+fn summarize(findings: &[Finding], complete: bool, scoring: &ScoringConfig) -> Summary {
     let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
     let score = round2(findings.iter().map(|f| f.score).sum());
     let exception_weight = round2(findings.iter().filter(|f| f.kind == FindingKind::Excepted).map(|f| f.score).sum());
@@ -613,10 +659,12 @@ fn summarize(findings: &[Finding], complete: bool, failed_chunks: Vec<String>, s
         || exception_weight >= t.alert_exception_weight
         || drift.iter().any(|f| f.severity >= t.alert_severity)
         || findings.iter().any(|f| f.kind == FindingKind::ExpiredException);
-    let status = if alert {
-        Status::Alert
-    } else if !complete {
+    // a partial scan is incomplete whatever it saw: what it did not read may
+    // hold anything, and what it read is judged and listed, never alerted on
+    let status = if !complete {
         Status::Incomplete
+    } else if alert {
+        Status::Alert
     } else if !drift.is_empty() || score >= t.warn_score {
         Status::Warn
     } else {
@@ -633,7 +681,9 @@ fn summarize(findings: &[Finding], complete: bool, failed_chunks: Vec<String>, s
         exception_weight,
         status,
         complete,
-        failed_chunks,
+        failed_chunks: Vec::new(),
+        not_judged: Vec::new(),
+        declarations_not_judged: 0,
         coverage: Coverage::default(),
     }
 }

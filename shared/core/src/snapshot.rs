@@ -342,9 +342,125 @@ impl ChunkSpec {
         }
     }
 
+    /// What this chunk failing leaves unjudged, in words (a report of an
+    /// incomplete scan says it for each failed chunk).
+    pub fn not_judged(&self) -> String {
+        match self {
+            ChunkSpec::Cluster => "cluster: roles (their existence, attributes and memberships), the database \
+                 (its privileges and owner), global default privileges, and grants held by roles the baseline \
+                 does not declare"
+                .to_owned(),
+            ChunkSpec::Schemas { schemas } => format!(
+                "{} {}: the schema itself, every object in it and its default privileges",
+                if schemas.len() == 1 { "schema" } else { "schemas" },
+                schemas.join(", ")
+            ),
+            ChunkSpec::SchemaPart { schema, from: None, to } => format!(
+                "schema {schema} [-, {}): the schema itself (its privileges and owner), its functions and \
+                 default privileges, and {}",
+                to.as_deref().unwrap_or("-"),
+                match to {
+                    Some(to) => format!("its relations named before {to}"),
+                    None => "all its relations".to_owned(),
+                }
+            ),
+            ChunkSpec::SchemaPart { schema, from: Some(from), to } => format!(
+                "schema {schema} [{from}, {}): its relations named from {from}{} (their privileges, columns, \
+                 policies and owners)",
+                to.as_deref().unwrap_or("-"),
+                match to {
+                    Some(to) => format!(" up to {to}"),
+                    None => " on".to_owned(),
+                }
+            ),
+        }
+    }
+
     /// Canonical bytes, used in batch ids.
     fn canonical(&self) -> String {
         serde_json::to_string(self).expect("a ChunkSpec always serializes")
+    }
+}
+
+/// What a scan did not read: what its failed chunks cover (see
+/// [`ChunkSpec`]). Empty for a complete scan. The diff judges nothing that
+/// lies here: an object there is unknown, neither held nor missing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unread {
+    cluster: bool,
+    schemas: BTreeMap<String, UnreadSchema>,
+}
+
+/// What was not read of one schema.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct UnreadSchema {
+    /// The schema itself: its ACL and owner, functions and default
+    /// privileges (what a whole-schema chunk and the first part of a split
+    /// schema read).
+    itself: bool,
+    /// Half-open ranges of relation names (C collation, as the chunk planner
+    /// splits them); `None` bounds are open.
+    relations: Vec<(Option<String>, Option<String>)>,
+}
+
+impl Unread {
+    /// What the failed chunks among `chunks` cover.
+    pub fn of(chunks: &[ChunkOutcome]) -> Self {
+        let mut out = Self::default();
+        for c in chunks.iter().filter(|c| c.error.is_some()) {
+            match &c.chunk {
+                ChunkSpec::Cluster => out.cluster = true,
+                ChunkSpec::Schemas { schemas } => {
+                    for s in schemas {
+                        let unread = out.schemas.entry(s.clone()).or_default();
+                        unread.itself = true;
+                        unread.relations.push((None, None));
+                    }
+                }
+                ChunkSpec::SchemaPart { schema, from, to } => {
+                    let unread = out.schemas.entry(schema.clone()).or_default();
+                    unread.itself |= from.is_none();
+                    unread.relations.push((from.clone(), to.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether everything was read.
+    pub fn is_empty(&self) -> bool {
+        !self.cluster && self.schemas.is_empty()
+    }
+
+    /// Whether the cluster facts were not read: roles, memberships, the
+    /// database and its privileges, global default privileges.
+    pub fn cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// Whether `schema` itself was not read: whether it exists, its
+    /// privileges and owner, its functions and its default privileges.
+    pub fn schema(&self, schema: &str) -> bool {
+        !self.schemas.is_empty() && self.schemas.get(schema).is_some_and(|s| s.itself)
+    }
+
+    /// Whether any of `schema` was not read (itself, or some of its relations).
+    pub fn any_of_schema(&self, schema: &str) -> bool {
+        !self.schemas.is_empty() && self.schemas.contains_key(schema)
+    }
+
+    /// Whether the relation `schema.name` (its privileges, columns, policies
+    /// and owner, and whether it exists) was not read.
+    pub fn relation(&self, schema: &str, name: &str) -> bool {
+        if self.schemas.is_empty() {
+            return false;
+        }
+        // Rust compares strings byte by byte, as the C collation the ranges were planned in
+        self.schemas.get(schema).is_some_and(|s| {
+            s.relations
+                .iter()
+                .any(|(from, to)| from.as_deref().is_none_or(|f| name >= f) && to.as_deref().is_none_or(|t| name < t))
+        })
     }
 }
 
@@ -432,6 +548,16 @@ impl Snapshot {
     /// Sets `sha256` from the state.
     pub fn seal(&mut self) {
         self.sha256 = self.state.sha256();
+    }
+
+    /// What the failed chunks did not read.
+    pub fn unread(&self) -> Unread {
+        Unread::of(&self.chunks)
+    }
+
+    /// What each failed chunk leaves unjudged, in words, in chunk order.
+    pub fn not_judged(&self) -> Vec<String> {
+        self.chunks.iter().filter(|c| c.error.is_some()).map(|c| c.chunk.not_judged()).collect()
     }
 
     /// Labels of the chunks that failed.
