@@ -3,14 +3,15 @@
 //! sensitivity follow the data (partitions, inheritance, views), and a
 //! database where PUBLIC may create is refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Mask, describe, views_owner_for};
 use crate::change::Change;
-use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege};
+use crate::model::{Grant, Grantee, MAX_NAME_BYTES, ObjectClass, ObjectRef, Privilege};
 use crate::ticket::Ticket;
 
 /// A column as the catalog has it: name and type, (schema, `typname`).
@@ -337,10 +338,7 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         return Err(ActivationError::NothingGrantable { scope: describe(&grant.scope), left_out });
     }
     // one views schema for the whole ticket: a database scope may hold two tables of one name
-    let view_name = |schema: &str, table: &str| {
-        let clash = tables.iter().filter(|(_, t)| t == table).count() > 1;
-        if clash { format!("{schema}__{table}") } else { table.to_owned() }
-    };
+    let mut view_names = BTreeSet::new();
     let write = grant.path != AccessPath::ReadOnly;
     let mut usage = std::collections::BTreeSet::new();
     // what the views' owner must hold, and what runs as it
@@ -381,8 +379,9 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
             privileges.extend([Privilege::Insert, Privilege::Update, Privilege::Delete]);
         }
         if !masks.is_empty() || predicate.is_some() {
-            let name = view_name(schema, table);
-            if views.iter().any(|v| matches!(v, Change::CreateView { name: n, .. } if *n == name)) {
+            let clash = tables.iter().filter(|(_, t)| t == table).count() > 1;
+            let name = view_name(schema, table, clash, &view_names);
+            if !view_names.insert(name.clone()) {
                 return Err(ActivationError::ViewNameClash { name });
             }
             owner_usage.insert(schema.clone());
@@ -466,6 +465,32 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         out.push(Change::SetRole { role: None });
     }
     Ok(Activation { changes: out, left_out })
+}
+
+/// The name of the view over `schema.table` in the ticket's views schema: the
+/// table's own, or `schema__table` when another table of the scope has the
+/// same name. PostgreSQL cuts a name to 63 bytes, and two cut names can meet
+/// (schemas `a` and `a__b` over tables `b__b__...`), so a name that does not
+/// fit, or is `taken`, is cut shorter and ends with a digest of schema and table.
+fn view_name(schema: &str, table: &str, clash: bool, taken: &BTreeSet<String>) -> String {
+    let full = if clash { format!("{schema}__{table}") } else { table.to_owned() };
+    if full.len() <= MAX_NAME_BYTES && !taken.contains(&full) {
+        return full;
+    }
+    let mut head = String::new();
+    for c in full.chars() {
+        if head.len() + c.len_utf8() > MAX_NAME_BYTES - 11 {
+            break;
+        }
+        head.push(c);
+    }
+    (0u32..)
+        .map(|n| {
+            let digest = hex::encode(Sha256::digest(format!("{schema}\0{table}\0{n}")));
+            format!("{head}_{}", &digest[..10])
+        })
+        .find(|name| !taken.contains(name))
+        .expect("an unbounded range of digests holds a name not taken")
 }
 
 #[cfg(test)]
@@ -708,5 +733,50 @@ mod tests {
         catalog.tables.insert(("billing".into(), "customers".into()), renamed);
         let err = plan_activation(&t, &catalog).unwrap_err().to_string();
         assert!(err.contains("names column \"email\", which the table does not have"), "{err}");
+    }
+
+    #[test]
+    fn view_names_stay_within_63_bytes_and_distinct_where_postgresql_would_cut_them_alike() {
+        // a__<t> and a__b__<t> are the same once PostgreSQL cuts them to 63 bytes
+        let table = "b__".repeat(21);
+        let mut catalog = scope_catalog();
+        let cols = vec![CatalogColumn { name: "email".into(), type_name: ("pg_catalog".into(), "text".into()) }];
+        catalog.tables.insert(("a".into(), table.clone()), cols.clone());
+        catalog.tables.insert(("a__b".into(), table.clone()), cols);
+        let mut t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
+        for schema in ["a", "a__b"] {
+            let mask = [("email".to_owned(), Mask::Partial)].into();
+            t.access_mut().unwrap().masking.insert(format!("{schema}.{table}"), mask);
+        }
+        let plan = plan_activation(&t, &catalog).unwrap();
+        let views: Vec<(&str, &str)> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::CreateView { name, source_schema, source_table, .. } if *source_table == table => {
+                    Some((name.as_str(), source_schema.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(views.len(), 2, "{views:?}");
+        assert!(views.iter().all(|(name, _)| name.len() <= MAX_NAME_BYTES), "{views:?}");
+        assert_ne!(views[0].0, views[1].0, "two views, two names: {views:?}");
+        assert!(views.iter().all(|(name, schema)| name.starts_with(&format!("{schema}__b__"))), "{views:?}");
+        // each view is granted under the name it was made with
+        for (name, _) in &views {
+            let granted = plan.changes.iter().any(|c| {
+                matches!(c, Change::Grant { grant } if grant.object.name.as_str() == *name && grant.privilege == Privilege::Select)
+            });
+            assert!(granted, "{name} is granted: {:?}", plan.changes);
+        }
+        // a name that fits and is free is kept as it is
+        assert_eq!(view_name("billing", "invoices", true, &BTreeSet::new()), "billing__invoices");
+        let taken = BTreeSet::from(["billing__invoices".to_owned()]);
+        let other = view_name("billing", "invoices", true, &taken);
+        assert!(other.starts_with("billing__invoices_") && other.len() == "billing__invoices_".len() + 10, "{other}");
+        // cut on a character boundary
+        let wide = view_name("s", &"日".repeat(21), false, &BTreeSet::new());
+        assert!(wide.len() <= MAX_NAME_BYTES && wide.starts_with("日日"), "{wide}");
     }
 }

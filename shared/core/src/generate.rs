@@ -354,12 +354,33 @@ fn single_on(class: ObjectClass) -> On {
     }
 }
 
-/// A name as `name:` must spell it: quoted when it holds a double quote
-/// at both ends, since the parser strips one such pair.
+/// A name as `name:` must spell it: quoted when the parser would read it
+/// otherwise, that is when it holds a double quote at both ends (one such
+/// pair is stripped) or begins or ends with whitespace (trimmed).
 fn quote_part(s: &str) -> String {
-    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
+    let wrapped = s.len() >= 2 && s.starts_with('"') && s.ends_with('"');
+    if wrapped || s.trim() != s { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::unquote;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_with_surrounding_spaces_or_quotes_are_written_so_they_read_back() {
+        for name in [" app", "app ", "\tapp\u{3000}", "\"app\"", " \"app\" ", "\"", "\"\"", "a\"b", "plain"] {
+            assert_eq!(unquote(&quote_part(name)), name, "{name:?} is written {:?}", quote_part(name));
+        }
+        assert_eq!(quote_part("app"), "app", "a name the parser keeps is written as it is");
+        assert_eq!(quote_part("app "), "\"app \"");
+    }
+
+    proptest! {
+        #[test]
+        fn every_name_reads_back_as_written(name in "\\PC{1,20}|[ \t\"a.]{1,6}") {
+            prop_assert_eq!(unquote(&quote_part(&name)), name);
+        }
     }
 }

@@ -240,7 +240,14 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a fresh database.
     pub async fn new() -> TestDb {
-        Self::create(server().await.clone()).await
+        Self::create(server().await.clone(), "db").await
+    }
+
+    /// Creates a fresh database named `<prefix>_<suffix>`, for tests of names:
+    /// `suffix` may hold anything PostgreSQL takes in a name but NUL, in at
+    /// most 51 bytes (the prefix takes 12 of the 63).
+    pub async fn named(suffix: &str) -> TestDb {
+        Self::create(server().await.clone(), suffix).await
     }
 
     /// A fresh database on a cluster that checks passwords (scram-sha-256), for
@@ -256,13 +263,13 @@ impl TestDb {
             })
             .await
             .clone();
-        Self::create(server).await
+        Self::create(server, "db").await
     }
 
-    async fn create(server: Server) -> TestDb {
+    async fn create(server: Server, suffix: &str) -> TestDb {
         let tag: u32 = rand::rng().random();
         let prefix = format!("gwt{tag:08x}");
-        let name = format!("{prefix}_db");
+        let name = format!("{prefix}_{suffix}");
         let admin =
             connect(&server.conninfo("postgres", &server.user)).await.expect("connect to the postgres database");
         admin
