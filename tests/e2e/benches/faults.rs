@@ -362,9 +362,9 @@ async fn scan_with_postgres_stopped(stack: Arc<Stack>, cluster: &OwnCluster) -> 
     stack.register(&target, &db, "", &baseline(&db)).await;
     // the scan record appears when fanout dispatched it; stop at the first chunk done
     let store = DynamoStore::new(&stack.clients, &stack.settings);
-    let scan = eventually("the scan dispatched and a first chunk read", Duration::from_secs(120), || async {
-        let scans = scans_of(&stack, target.as_str()).await;
-        for id in scans {
+    let candidates = scans_of(&stack, &target);
+    let scan = eventually("the scan dispatched and a first chunk read", Duration::from_secs(150), || async {
+        for id in candidates.clone() {
             let r = grantwarden_core::pipeline::ScanLedger::scan(&store, &id).await.ok()??;
             if r.chunks_done > 0 && r.taken_at >= since {
                 return Some((id, r.chunks_total));
@@ -425,20 +425,14 @@ async fn scan_with_postgres_stopped(stack: Arc<Stack>, cluster: &OwnCluster) -> 
     Line { name: "PostgreSQL stopped mid-scan", figures, failures, took: started.elapsed() }
 }
 
-/// The scan ids fanout recorded for `target`.
-async fn scans_of(stack: &Stack, target: &str) -> Vec<String> {
-    let out = stack
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(&stack.settings.scans_table)
-        .send()
-        .await
-        .expect("scan the scans table");
-    out.items()
-        .iter()
-        .filter_map(|i| i.get("scan_id").and_then(|v| v.as_s().ok()).cloned())
-        .filter(|id| id.contains(target))
+/// The ids of `target`'s scans in the windows from now to three windows on.
+fn scans_of(stack: &Stack, target: &TargetId) -> Vec<String> {
+    let seconds = stack.settings.scan_window_seconds;
+    (0..4)
+        .map(|n| {
+            let at = Utc::now() + chrono::Duration::seconds(i64::from(seconds) * n);
+            grantwarden_core::snapshot::scan_id(target, &grantwarden_core::snapshot::ScanWindow::containing(at, seconds))
+        })
         .collect()
 }
 

@@ -206,7 +206,7 @@ impl OwnCluster {
 
     /// A fresh database on this cluster.
     pub async fn database(&self) -> TestDb {
-        TestDb::create(self.server.clone()).await
+        TestDb::create(self.server.clone(), "db").await
     }
 
     /// Stops the server at once (`pg_ctl stop -m immediate`): connections drop, new ones are refused.
