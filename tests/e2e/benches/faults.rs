@@ -206,16 +206,35 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
     if per_delivery.len() != fresh {
         failures.push(format!("{} delivery ids have a ticket, {fresh} were sent", per_delivery.len()));
     }
+    // and the journal: every ticket's `ticket.requested` is on its chain, once
+    let store = DynamoStore::new(&stack.clients, &stack.settings);
+    let journal = grantwarden_core::audit::AuditJournal::events(&store, target).await.unwrap_or_default();
+    let mut requested: HashMap<&str, usize> = HashMap::new();
+    for e in &journal {
+        if e.kind == grantwarden_core::audit::event::EventKind::TicketRequested {
+            *requested.entry(e.subject.as_str()).or_default() += 1;
+        }
+    }
+    let ticket_ids: BTreeSet<&str> = ids.values().flatten().map(String::as_str).collect();
+    let unjournaled = ticket_ids.iter().filter(|id| !requested.contains_key(**id)).count();
+    let twice = ticket_ids.iter().filter(|id| requested.get(**id).is_some_and(|n| *n > 1)).count();
+    if unjournaled > 0 || twice > 0 {
+        failures.push(format!(
+            "{unjournaled} tickets have no ticket.requested event, {twice} have it more than once ({} events on the chain)",
+            journal.len()
+        ));
+    }
     latencies.sort();
     let wall = started.elapsed();
     let figures = format!(
         "{total} sent ({fresh} ids), {in_flight} in flight, {:.0}/s; statuses {statuses:?}; {throttled} throttled and resent; \
-         p50 {} ms, p99 {} ms, max {} ms; {} tickets stored",
+         p50 {} ms, p99 {} ms, max {} ms; {} tickets stored, {} journal events",
         total as f64 / wall.as_secs_f64(),
         percentile(&latencies, 0.5).as_millis(),
         percentile(&latencies, 0.99).as_millis(),
         latencies.last().copied().unwrap_or_default().as_millis(),
-        per_delivery.len()
+        per_delivery.len(),
+        journal.len()
     );
     failures.truncate(10);
     Line { name: "webhooks: duplicates, malformed", figures, failures, took: wall }
@@ -363,16 +382,22 @@ async fn scan_with_postgres_stopped(stack: Arc<Stack>, cluster: &OwnCluster) -> 
     // the scan record appears when fanout dispatched it; stop at the first chunk done
     let store = DynamoStore::new(&stack.clients, &stack.settings);
     let candidates = scans_of(&stack, &target);
-    let scan = eventually("the scan dispatched and a first chunk read", Duration::from_secs(150), || async {
-        for id in candidates.clone() {
-            let r = grantwarden_core::pipeline::ScanLedger::scan(&store, &id).await.ok()??;
-            if r.chunks_done > 0 && r.taken_at >= since {
-                return Some((id, r.chunks_total));
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let scan = loop {
+        let mut found = None;
+        for id in &candidates {
+            if let Ok(Some(r)) = grantwarden_core::pipeline::ScanLedger::scan(&store, id).await
+                && r.chunks_done > 0
+            {
+                found = Some(r);
             }
         }
-        None
-    })
-    .await;
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no scan of {target} began within 150 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     cluster.stop();
     let stopped = Instant::now();
     let report = tokio::time::timeout(
@@ -380,7 +405,10 @@ async fn scan_with_postgres_stopped(stack: Arc<Stack>, cluster: &OwnCluster) -> 
         eventually("the report of the broken scan", Duration::from_secs(240), || stack.report_since(&target, since)),
     )
     .await;
-    let mut figures = format!("{} chunks; stopped after the first", scan.1);
+    let mut figures = format!("stopped with {} of {} chunks read", scan.chunks_done, scan.chunks_total);
+    if scan.chunks_done >= scan.chunks_total {
+        failures.push("the scan ended before the server stopped: nothing was stopped in the middle".into());
+    }
     match report {
         Ok(r) => {
             if r.summary.complete || r.summary.status == Status::Ok {
@@ -431,7 +459,10 @@ fn scans_of(stack: &Stack, target: &TargetId) -> Vec<String> {
     (0..4)
         .map(|n| {
             let at = Utc::now() + chrono::Duration::seconds(i64::from(seconds) * n);
-            grantwarden_core::snapshot::scan_id(target, &grantwarden_core::snapshot::ScanWindow::containing(at, seconds))
+            grantwarden_core::snapshot::scan_id(
+                target,
+                &grantwarden_core::snapshot::ScanWindow::containing(at, seconds),
+            )
         })
         .collect()
 }

@@ -234,10 +234,12 @@ impl Stack {
         self.send("POST", path, &[(signature::HEADER, sig)], body).await
     }
 
-    /// The newest report of `target` whose scan began at or after `since`.
+    /// The newest report of `target` whose scan began at or after `since`
+    /// (to the second: scan records keep whole seconds).
     pub async fn report_since(&self, target: &TargetId, since: chrono::DateTime<chrono::Utc>) -> Option<Report> {
+        use chrono::SubsecRound;
         let report: Report = self.objects().get_json(&Objects::latest_report_key(target)).await.ok()??;
-        (report.taken_at >= since).then_some(report)
+        (report.taken_at >= since.trunc_subsecs(0)).then_some(report)
     }
 }
 
