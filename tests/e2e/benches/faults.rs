@@ -183,12 +183,15 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
             _ => {}
         }
     }
+    // the first few answers that went wrong, after the counts that sum them up
+    failures.truncate(5);
+    let mut summary = Vec::new();
     if five_xx > 0 {
-        failures.push(format!("{five_xx} answers were 5xx"));
+        summary.push(format!("{five_xx} answers were 5xx"));
     }
     for (delivery, tickets) in &ids {
         if tickets.len() != 1 {
-            failures.push(format!("delivery {delivery} answered with {} ticket ids", tickets.len()));
+            summary.push(format!("delivery {delivery} answered with {} ticket ids", tickets.len()));
         }
     }
     // what DynamoDB holds: exactly one ticket per delivery id
@@ -201,10 +204,10 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
     }
     let doubled = per_delivery.values().filter(|n| **n > 1).count();
     if doubled > 0 {
-        failures.push(format!("{doubled} delivery ids have more than one ticket"));
+        summary.push(format!("{doubled} delivery ids have more than one ticket"));
     }
     if per_delivery.len() != fresh {
-        failures.push(format!("{} delivery ids have a ticket, {fresh} were sent", per_delivery.len()));
+        summary.push(format!("{} delivery ids have a ticket, {fresh} were sent", per_delivery.len()));
     }
     // and the journal: every ticket's `ticket.requested` is on its chain, once
     let store = DynamoStore::new(&stack.clients, &stack.settings);
@@ -219,7 +222,7 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
     let unjournaled = ticket_ids.iter().filter(|id| !requested.contains_key(**id)).count();
     let twice = ticket_ids.iter().filter(|id| requested.get(**id).is_some_and(|n| *n > 1)).count();
     if unjournaled > 0 || twice > 0 {
-        failures.push(format!(
+        summary.push(format!(
             "{unjournaled} tickets have no ticket.requested event, {twice} have it more than once ({} events on the chain)",
             journal.len()
         ));
@@ -236,8 +239,8 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
         per_delivery.len(),
         journal.len()
     );
-    failures.truncate(10);
-    Line { name: "webhooks: duplicates, malformed", figures, failures, took: wall }
+    summary.extend(failures);
+    Line { name: "webhooks: duplicates, malformed", figures, failures: summary, took: wall }
 }
 
 /// The delivery id of every ticket of `target`.
