@@ -168,7 +168,7 @@ fn grant_webhook(
 }
 
 #[tokio::test]
-async fn a_signed_webhook_makes_a_ticket_whose_schedule_revokes_the_grant_at_expiry() {
+async fn a_signed_webhook_makes_a_ticket_and_timers_whose_first_to_fire_revokes_the_grant_after_expiry() {
     let stack = Stack::get().await;
     let target = TargetId::new("e2e-expiry").unwrap();
     let db = TestDb::new().await;
