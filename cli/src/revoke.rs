@@ -187,6 +187,14 @@ async fn sweep(
     let ids: Vec<String> = match &args.ticket {
         Some(id) => vec![id.clone()],
         None if args.due => {
+            // first what a run that died between a ticket write and its journal left
+            let finished = grantwarden_core::outbox::recover(store, target, clock()).await?;
+            if finished.entries > 0 {
+                eprintln!(
+                    "journaled {} event(s) of {} ticket write(s) an earlier run left unfinished",
+                    finished.appended, finished.entries
+                );
+            }
             let tickets = store.tickets(Some(target)).await?;
             due(&tickets, clock()).into_iter().map(|t| t.id().to_owned()).collect()
         }

@@ -1,6 +1,7 @@
 //! Revocation and remediation through the binary: a webhook's ticket revoked
 //! by `revoke --due` after a dry run, an early end asked with `tickets revoke`,
-//! `watch --once`, and `apply` in its three modes with an excepted grant.
+//! `watch --once`, `apply` in its three modes with an excepted grant, and the
+//! journal of a ticket write whose writer died finished by the next sweep.
 
 mod common;
 
@@ -186,4 +187,58 @@ async fn apply_reports_revokes_and_converges_but_never_touches_an_excepted_grant
     let events =
         ok(&grantwarden(&["audit", "export", "--user", "grantwarden:apply", "--state", state, "--format", "json"]));
     assert!(events.contains("remediation.planned") && events.contains("remediation.applied"), "{events}");
+}
+
+/// A run that stored a ticket change and died before journaling it leaves the
+/// events in the ticket's outbox; `revoke --due` leaves them alone while their
+/// writer may still be at work, and appends them, once, when the claim has run out.
+#[tokio::test]
+async fn revoke_due_finishes_the_journal_of_a_ticket_write_whose_writer_died() {
+    use grantwarden_core::audit::event::OnTicket;
+    use grantwarden_core::audit::{AuditJournal, NewEvent};
+    use grantwarden_core::store::{TicketStore, Versioned};
+    use grantwarden_local::LocalStore;
+
+    let db = TestDb::new().await;
+    let alice = db.role("alice_tmp");
+    db.exec(&format!("CREATE SCHEMA billing; CREATE ROLE {};", db.ident("alice_tmp"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_path = dir.path().join("state.db");
+    let state = state_path.to_str().unwrap();
+    let schema = r#"{ "type": "schema", "name": "billing" }"#;
+    let a = intake(dir.path(), state, "d-a", &alice, schema, "2026-11-22T12:00:00Z", "2026-11-22T18:00:00Z");
+    {
+        let store = LocalStore::open(&state_path).unwrap();
+        let Versioned { value: t, version } = store.ticket(&a).await.unwrap().unwrap();
+        let at = "2026-11-22T12:01:00Z".parse().unwrap();
+        let approved = NewEvent::for_ticket(&t, OnTicket::Approved, "ciso@example.com", at);
+        // the write lands with its event; the writer dies before appending it
+        store.update_ticket(&t, version, &[approved]).await.unwrap();
+    }
+    let approvals = || async {
+        let store = LocalStore::open(&state_path).unwrap();
+        let events = store.events("orders-prod").await.unwrap();
+        events.iter().filter(|e| e.kind.as_str() == "ticket.approved" && e.subject == a).count()
+    };
+    let url = db.url();
+    let sweep = |at: &str| {
+        grantwarden(&["revoke", "--due", "--database", &url, "--target", "orders-prod", "--state", state, "--at", at])
+    };
+
+    let early = sweep("2026-11-22T12:05:00Z");
+    ok(&early);
+    assert_eq!(approvals().await, 0, "five minutes on, its writer may still be at work");
+    let late = sweep("2026-11-22T12:08:00Z");
+    ok(&late);
+    let said = String::from_utf8_lossy(&late.stderr);
+    assert!(said.contains("journaled 1 event(s) of 1 ticket write(s) an earlier run left unfinished"), "{said}");
+    assert_eq!(approvals().await, 1);
+    ok(&sweep("2026-11-22T12:30:00Z"));
+    assert_eq!(approvals().await, 1, "once");
+    let store = LocalStore::open(&state_path).unwrap();
+    let target = grantwarden_core::snapshot::TargetId::new("orders-prod").unwrap();
+    assert!(store.unjournaled(&target).await.unwrap().is_empty());
+    let events = store.events("orders-prod").await.unwrap();
+    let head = store.head("orders-prod").await.unwrap().unwrap();
+    grantwarden_core::audit::verify("orders-prod", &events, Some((head.0, &head.1))).expect("the chain is intact");
 }

@@ -14,7 +14,9 @@ use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Finding;
 use grantwarden_core::signature::{self, SignedRequest, sign_v1, sign_v2};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, TicketStore, Versioned};
+use grantwarden_core::store::{
+    FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, TicketStore, Unjournaled, Versioned,
+};
 use grantwarden_core::ticket::Ticket;
 use grantwarden_intake::{App, Clock, StaticKey};
 use grantwarden_local::LocalStore;
@@ -467,7 +469,7 @@ fn down<T>() -> Result<T, StoreError> {
 }
 
 impl TicketStore for DownStore {
-    async fn put_ticket(&self, _: &Ticket) -> Result<PutOutcome, StoreError> {
+    async fn put_ticket(&self, _: &Ticket, _: &[NewEvent]) -> Result<PutOutcome, StoreError> {
         down()
     }
     async fn ticket(&self, _: &str) -> Result<Option<Versioned<Ticket>>, StoreError> {
@@ -476,7 +478,16 @@ impl TicketStore for DownStore {
     async fn tickets(&self, _: Option<&TargetId>) -> Result<Vec<Ticket>, StoreError> {
         down()
     }
-    async fn update_ticket(&self, _: &Ticket, _: u64) -> Result<u64, StoreError> {
+    async fn update_ticket(&self, _: &Ticket, _: u64, _: &[NewEvent]) -> Result<u64, StoreError> {
+        down()
+    }
+    async fn unjournaled(&self, _: &TargetId) -> Result<Vec<Unjournaled>, StoreError> {
+        down()
+    }
+    async fn reclaim(&self, _: &Unjournaled, _: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+        down()
+    }
+    async fn journaled(&self, _: &Unjournaled) -> Result<(), StoreError> {
         down()
     }
 }
@@ -942,8 +953,8 @@ impl FlakyStore {
 }
 
 impl TicketStore for FlakyStore {
-    async fn put_ticket(&self, t: &Ticket) -> Result<PutOutcome, StoreError> {
-        if self.failing() { down() } else { self.inner.put_ticket(t).await }
+    async fn put_ticket(&self, t: &Ticket, events: &[NewEvent]) -> Result<PutOutcome, StoreError> {
+        if self.failing() { down() } else { self.inner.put_ticket(t, events).await }
     }
     async fn ticket(&self, id: &str) -> Result<Option<Versioned<Ticket>>, StoreError> {
         self.inner.ticket(id).await
@@ -951,8 +962,17 @@ impl TicketStore for FlakyStore {
     async fn tickets(&self, target: Option<&TargetId>) -> Result<Vec<Ticket>, StoreError> {
         self.inner.tickets(target).await
     }
-    async fn update_ticket(&self, t: &Ticket, expected: u64) -> Result<u64, StoreError> {
-        self.inner.update_ticket(t, expected).await
+    async fn update_ticket(&self, t: &Ticket, expected: u64, events: &[NewEvent]) -> Result<u64, StoreError> {
+        self.inner.update_ticket(t, expected, events).await
+    }
+    async fn unjournaled(&self, target: &TargetId) -> Result<Vec<Unjournaled>, StoreError> {
+        self.inner.unjournaled(target).await
+    }
+    async fn reclaim(&self, entry: &Unjournaled, now: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+        self.inner.reclaim(entry, now).await
+    }
+    async fn journaled(&self, entry: &Unjournaled) -> Result<(), StoreError> {
+        self.inner.journaled(entry).await
     }
 }
 

@@ -352,7 +352,8 @@ where
         .await
     }
 
-    /// Every due ticket of every target (the sparse index of open tickets),
+    /// First, per target, the journal events that writers which died left in
+    /// tickets' outboxes; then every due ticket of every target (the sparse index of open tickets),
     /// [`SWEEP_CONCURRENCY`] at a time. No revocation starts once less than
     /// [`SWEEP_RESERVE`] is left before `deadline` (the invocation's): what is
     /// left is still due, and the next sweep, a minute later, takes it.
@@ -364,6 +365,16 @@ where
         let now = self.clock.now();
         let mut ids = Vec::new();
         for target in targets {
+            // what a writer that died between a ticket write and its journal left (grantwarden_core::outbox)
+            match grantwarden_core::outbox::recover(&self.store, &target, now).await {
+                Ok(done) if done.entries > 0 => {
+                    tracing::warn!(target = %target, ?done, "sweep: finished unjournaled ticket writes")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(target = %target, error = %e, "sweep: could not finish unjournaled ticket writes; next sweep")
+                }
+            }
             let open = TicketStore::open_tickets(&self.store, &target).await.map_err(RevokeError::Store)?;
             ids.extend(due(&open, now).into_iter().map(|t| t.id().to_owned()));
         }

@@ -89,7 +89,7 @@ async fn each_trigger_revokes_through_the_function_and_the_timers_are_armed_then
     let ids: Vec<String> = names.iter().map(|n| format!("tkt-{n}")).collect();
     for (id, role) in ids.iter().zip(&roles) {
         let t = contract::active_ticket(id, TARGET, role, "billing", &[Privilege::Usage], at(0), at(60));
-        store.put_ticket(&t).await.unwrap();
+        store.put_ticket(&t, &[]).await.unwrap();
         timers.arm(&t).await.unwrap();
     }
     // armed: a lease with the expiry as TTL, and a one-time schedule at the expiry
@@ -149,7 +149,7 @@ async fn each_trigger_revokes_through_the_function_and_the_timers_are_armed_then
     let read = store.ticket(&ids[2]).await.unwrap().unwrap();
     let mut t = read.value;
     assert!(t.request_revoke("ciso@example.com", at(30), "left the team"));
-    store.update_ticket(&t, read.version).await.unwrap();
+    store.update_ticket(&t, read.version, &[]).await.unwrap();
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
     let handled = invoke(&f, Invocation::Stream(stream)).await;
     let requested: Vec<&Handled> = handled.iter().filter(|h| h.ticket_id == ids[2]).collect();
@@ -187,7 +187,10 @@ async fn a_permission_error_goes_to_the_dead_letter_queue_with_its_reason() {
     let (clients, settings) = stack("revoke-dlq", &db, Some(&weak)).await;
     let store = DynamoStore::new(&clients, &settings);
     store
-        .put_ticket(&contract::active_ticket("tkt-perm", TARGET, &r, "billing", &[Privilege::Usage], at(0), at(10)))
+        .put_ticket(
+            &contract::active_ticket("tkt-perm", TARGET, &r, "billing", &[Privilege::Usage], at(0), at(10)),
+            &[],
+        )
         .await
         .unwrap();
     let f = function(&clients, &settings, 11);
@@ -290,7 +293,7 @@ async fn remediation_from_the_queue_runs_in_one_transaction_and_holds_back_what_
     let store = DynamoStore::new(&clients, &settings);
     // alice's ticket began after the scan that found her SELECT unauthorized
     let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
-    store.put_ticket(&ticket).await.unwrap();
+    store.put_ticket(&ticket, &[]).await.unwrap();
     let request = remediation_of(&app, &alice, 0);
     let url = settings.remediation_queue_url.clone().unwrap();
     clients
@@ -358,7 +361,7 @@ async fn remediation_over_the_sqlite_store_holds_back_what_a_ticket_in_force_cov
     let dir = tempfile::tempdir().unwrap();
     let store = grantwarden_local::LocalStore::open(&dir.path().join("state.db")).unwrap();
     let ticket = contract::active_ticket("tkt-late", TARGET, &alice, "billing", &[Privilege::Select], at(5), at(60));
-    store.put_ticket(&ticket).await.unwrap();
+    store.put_ticket(&ticket, &[]).await.unwrap();
     let request = remediation_of(&app, &alice, 2);
     let batch: Invocation = serde_json::from_value(serde_json::json!({ "Records": [{
         "messageId": "m-1", "receiptHandle": "r-1", "body": serde_json::to_string(&request).unwrap(),
@@ -393,7 +396,7 @@ async fn the_three_triggers_racing_through_the_function_revoke_once() {
     let (clients, settings) = stack("revoke-race", &db, None).await;
     let store = DynamoStore::new(&clients, &settings);
     let t = contract::active_ticket("tkt-race", TARGET, &r, "billing", &[Privilege::Usage], at(0), at(10));
-    store.put_ticket(&t).await.unwrap();
+    store.put_ticket(&t, &[]).await.unwrap();
     let (a, b, c) =
         (function(&clients, &settings, 11), function(&clients, &settings, 11), function(&clients, &settings, 11));
     let ttl =
@@ -458,7 +461,7 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
     let store = DynamoStore::new(&clients, &settings);
     let t = read_only_ticket(&db, "jit");
     assert_eq!(t.status(), TicketStatus::Active);
-    store.put_ticket(&t).await.unwrap();
+    store.put_ticket(&t, &[]).await.unwrap();
 
     let f = function(&clients, &settings, 1);
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
@@ -488,7 +491,7 @@ async fn an_active_access_ticket_is_issued_into_its_own_secret_and_both_go_at_re
     let read = store.ticket(t.id()).await.unwrap().unwrap();
     let lost =
         contract::as_stored(&read.value, |t| t["history"].as_array_mut().unwrap().retain(|e| e["what"] != "issued"));
-    store.update_ticket(&lost, read.version).await.unwrap();
+    store.update_ticket(&lost, read.version, &[]).await.unwrap();
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
     let retried = invoke(&f, Invocation::Stream(stream)).await;
     assert!(retried.iter().any(|h| h.outcome == "issued"), "{retried:?}");
@@ -549,7 +552,7 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
     let grantwarden_core::ticket::Decision::Ticket(t) = route_access(&request, &registry, &open, at(0)) else {
         panic!("routed")
     };
-    store.put_ticket(&t).await.unwrap();
+    store.put_ticket(&t, &[]).await.unwrap();
     let f = function(&clients, &settings, 1);
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
     assert_eq!(invoke(&f, Invocation::Stream(stream)).await[0].outcome, "issued");
@@ -564,7 +567,7 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
     let mut renewed = read.value;
     let until = grantwarden_core::access::renew(&mut renewed, &registry, &open, at(15)).unwrap();
     assert_eq!(until, at(45));
-    store.update_ticket(&renewed, read.version).await.unwrap();
+    store.update_ticket(&renewed, read.version, &[]).await.unwrap();
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
     let outcomes: Vec<String> = invoke(&f, Invocation::Stream(stream)).await.into_iter().map(|h| h.outcome).collect();
     assert!(outcomes.contains(&"renewed".to_owned()), "{outcomes:?}");
@@ -599,7 +602,7 @@ async fn a_dry_run_function_plans_and_journals_once_and_changes_nothing() {
     settings.revoke_dry_run = true;
     let store = DynamoStore::new(&clients, &settings);
     store
-        .put_ticket(&contract::active_ticket("tkt-dry", TARGET, &r, "billing", &[Privilege::Usage], at(0), at(10)))
+        .put_ticket(&contract::active_ticket("tkt-dry", TARGET, &r, "billing", &[Privilege::Usage], at(0), at(10)), &[])
         .await
         .unwrap();
     let f = function(&clients, &settings, 11);
@@ -630,7 +633,7 @@ async fn an_access_secret_grantwarden_did_not_create_for_the_ticket_is_refused_n
     let planted = serde_json::json!({ "engine": "postgres", "host": "127.0.0.1", "port": 5432, "dbname": db.name,
         "username": t.request().role.as_str(), "password": "known-to-mallory-0123456789abcdef" });
     clients.secrets.create_secret().name(&name).secret_string(planted.to_string()).send().await.unwrap();
-    store.put_ticket(&t).await.unwrap();
+    store.put_ticket(&t, &[]).await.unwrap();
 
     let f = function(&clients, &settings, 1);
     let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
@@ -689,4 +692,33 @@ async fn access_secrets_carry_their_ticket_and_only_their_own_is_reused_or_delet
     secrets.delete("tkt-1").await.unwrap();
     assert!(clients.secrets.get_secret_value().secret_id(secrets.name("tkt-1")).send().await.is_err());
     secrets.delete("tkt-1").await.unwrap();
+}
+
+/// The sweep finishes what a writer that died between a ticket write and its
+/// journal left: not while the writer may be alive, once after its claim.
+#[tokio::test]
+async fn the_sweep_journals_what_a_dead_writer_left_in_a_tickets_outbox() {
+    use grantwarden_core::audit::NewEvent;
+    use grantwarden_core::audit::event::OnTicket;
+
+    let db = TestDb::new().await;
+    let (clients, settings) = stack("revoke-outbox", &db, None).await;
+    let store = DynamoStore::new(&clients, &settings);
+    let t = contract::active_ticket("tkt-left", TARGET, "nobody", "billing", &[Privilege::Usage], at(0), at(600));
+    let requested = NewEvent::for_ticket(&t, OnTicket::Requested, "alice@example.com", at(0));
+    // the writer's put lands with its event, and it dies before appending it
+    store.put_ticket(&t, &[requested]).await.unwrap();
+    let requested_events = || async {
+        let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+        journal.iter().filter(|e| e.kind == EventKind::TicketRequested && e.subject == "tkt-left").count()
+    };
+    let sweep = include_str!("../../../events/revoke-sweep.json");
+    assert!(invoke(&function(&clients, &settings, 5), serde_json::from_str(sweep).unwrap()).await.is_empty());
+    assert_eq!(requested_events().await, 0, "five minutes on, the writer may still be at work");
+    for _ in 0..2 {
+        assert!(invoke(&function(&clients, &settings, 7), serde_json::from_str(sweep).unwrap()).await.is_empty());
+    }
+    assert_eq!(requested_events().await, 1, "journaled once the claim ran out, and only once");
+    let target = grantwarden_core::snapshot::TargetId::new(TARGET).unwrap();
+    assert!(store.unjournaled(&target).await.unwrap().is_empty());
 }

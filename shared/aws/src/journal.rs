@@ -1,7 +1,7 @@
 //! The audit journal in DynamoDB.
 //!
 //! Table key `chain` + `seq`; each chain's head lives in the same table at
-//! `seq = 0`. An append reads the last event, seals the new one after it and
+//! `seq = 0`. An append reads the head and the last event (at once), seals the new one after it and
 //! puts it on the next seq only if that slot is free: the conditional write
 //! that serializes writers, so concurrent appenders never fork or gap a
 //! chain (the loser reads again and retries with jitter). The head then moves
@@ -185,12 +185,23 @@ impl AuditJournal for DynamoStore {
             cap: Duration::from_millis(200),
         };
         for attempt in 0..APPEND_ATTEMPTS {
-            // head first: it only moves after its event is written, so a head
-            // read before the last event can be ahead of it only if events were deleted
-            let head = self.read_head(&event.chain).await?;
-            let last = self.last_event(&event.chain).await?;
-            if let Some((head_seq, _)) = head
-                && head_seq > last.as_ref().map_or(0, |(seq, _)| *seq)
+            // both at once (one round trip, not two); a head ahead of the last
+            // event may then be a writer that appended in between, so it is read
+            // again in order before it counts: head first, as it only moves after
+            // its event is written, so a head read before the last event can be
+            // ahead of it only if events were deleted
+            let (head, last) = tokio::try_join!(self.read_head(&event.chain), self.last_event(&event.chain))?;
+            let ahead = |head: &Option<(u64, String)>, last: &Option<(u64, String)>| {
+                head.as_ref().is_some_and(|(h, _)| *h > last.as_ref().map_or(0, |(seq, _)| *seq))
+            };
+            let (head, last) = if ahead(&head, &last) {
+                let head = self.read_head(&event.chain).await?;
+                (head, self.last_event(&event.chain).await?)
+            } else {
+                (head, last)
+            };
+            if ahead(&head, &last)
+                && let Some((head_seq, _)) = head
             {
                 return Err(StoreError::Corrupt {
                     id: format!("chain {}", event.chain),

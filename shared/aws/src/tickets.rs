@@ -7,14 +7,24 @@
 //! `by_target` (every ticket of a target: the diff needs expired ones too)
 //! and `active_by_target`, sparse on `active_target`, which only tickets
 //! still pending, active or asked to end carry (what the revocation sweeper
-//! reads: a ticket leaves it once revoked or failed).
+//! reads: a ticket leaves it once revoked or failed), and so does a ticket
+//! whose outbox is not empty, so the sweep finds what a dead writer left.
+//!
+//! The outbox (`outbox`, a list of JSON strings, one per write) holds the
+//! journal events of each write until they are on the chain: a new ticket
+//! is one PutItem with its entry, an update one UpdateItem that appends its
+//! entry with `list_append` (so it never rewrites another writer's entry),
+//! and clearing or taking over an entry is conditional on that list element
+//! being exactly as read.
 
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
-use chrono::SecondsFormat;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, SecondsFormat, Utc};
+use grantwarden_core::audit::NewEvent;
 use grantwarden_core::error::StoreError;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{PutOutcome, TicketStore, Versioned};
+use grantwarden_core::store::{PutOutcome, TicketStore, Unjournaled, Versioned};
 use grantwarden_core::ticket::{Ticket, TicketStatus};
 use serde::{Deserialize, Serialize};
 
@@ -38,24 +48,69 @@ struct TicketItem {
     request_sha256: String,
     version: u64,
     ticket: Ticket,
+    /// Outbox entries ([`OutboxEntry`] as JSON), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outbox: Vec<String>,
+}
+
+/// One write's journal events, not yet on the chain.
+#[derive(Serialize, Deserialize)]
+struct OutboxEntry {
+    version: u64,
+    claimed_at: DateTime<Utc>,
+    events: Vec<NewEvent>,
+}
+
+fn is_open(status: TicketStatus) -> bool {
+    matches!(status, TicketStatus::PendingApproval | TicketStatus::Active | TicketStatus::RevokeRequested)
+}
+
+/// An outbox entry as stored.
+fn entry_json(version: u64, claimed_at: DateTime<Utc>, events: &[NewEvent]) -> String {
+    let entry = OutboxEntry { version, claimed_at, events: events.to_vec() };
+    serde_json::to_string(&entry).expect("an outbox entry always serializes")
 }
 
 impl TicketItem {
-    fn new(ticket: &Ticket, version: u64) -> Self {
-        let open = matches!(
-            ticket.status(),
-            TicketStatus::PendingApproval | TicketStatus::Active | TicketStatus::RevokeRequested
-        );
+    fn new(ticket: &Ticket, version: u64, events: &[NewEvent]) -> Self {
+        let outbox: Vec<String> = if events.is_empty() {
+            Vec::new()
+        } else {
+            vec![entry_json(version, grantwarden_core::outbox::claim_start(events), events)]
+        };
         Self {
             id: ticket.id().to_owned(),
             target: ticket.request().target.to_string(),
             status: ticket.status(),
             expires_at: ticket.expires_at().to_rfc3339_opts(SecondsFormat::Secs, true),
-            active_target: open.then(|| ticket.request().target.to_string()),
+            active_target: (is_open(ticket.status()) || !outbox.is_empty())
+                .then(|| ticket.request().target.to_string()),
             request_sha256: ticket.request_sha256().to_owned(),
             version,
             ticket: ticket.clone(),
+            outbox,
         }
+    }
+
+    /// The outbox entries, each with its position and text as stored.
+    fn entries(&self) -> Result<Vec<(usize, &str, Unjournaled)>, StoreError> {
+        self.outbox
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let entry: OutboxEntry = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                    id: format!("outbox entry {i} of ticket {}", self.id),
+                    reason: e.to_string(),
+                })?;
+                let unjournaled = Unjournaled {
+                    ticket: self.id.clone(),
+                    version: entry.version,
+                    claimed_at: entry.claimed_at,
+                    events: entry.events,
+                };
+                Ok((i, text.as_str(), unjournaled))
+            })
+            .collect()
     }
 }
 
@@ -90,8 +145,13 @@ impl DynamoStore {
 
     /// A PutItem of `ticket` at `version` that returns the stored item when
     /// the condition the caller adds fails.
-    fn put_ticket_item(&self, ticket: &Ticket, version: u64) -> Result<PutItemFluentBuilder, AwsError> {
-        let it = item::to(&format!("ticket {}", ticket.id()), &TicketItem::new(ticket, version))?;
+    fn put_ticket_item(
+        &self,
+        ticket: &Ticket,
+        version: u64,
+        events: &[NewEvent],
+    ) -> Result<PutItemFluentBuilder, AwsError> {
+        let it = item::to(&format!("ticket {}", ticket.id()), &TicketItem::new(ticket, version, events))?;
         Ok(self
             .client
             .put_item()
@@ -100,16 +160,20 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld))
     }
 
-    /// Pending and active tickets of `target` by expiry, from the sparse index
+    /// Pending and active tickets of `target`, from the sparse index
     /// (eventually consistent: the sweeper reads it every minute).
     pub async fn open_tickets(&self, target: &TargetId) -> Result<Vec<Ticket>, StoreError> {
-        self.query_tickets(target, ACTIVE_INDEX, "active_target").await
+        // the index also holds closed tickets whose outbox is not cleared yet
+        let mut open = self.query_tickets(target, ACTIVE_INDEX, "active_target").await?;
+        open.retain(|t| is_open(t.status()));
+        Ok(open)
     }
 }
 
 impl TicketStore for DynamoStore {
-    async fn put_ticket(&self, ticket: &Ticket) -> Result<PutOutcome, StoreError> {
-        let put = self.put_ticket_item(ticket, 1)?.condition_expression("attribute_not_exists(id)").send().await;
+    async fn put_ticket(&self, ticket: &Ticket, events: &[NewEvent]) -> Result<PutOutcome, StoreError> {
+        let put =
+            self.put_ticket_item(ticket, 1, events)?.condition_expression("attribute_not_exists(id)").send().await;
         match put {
             Ok(_) => Ok(PutOutcome::Created(ticket.clone())),
             Err(e) if is_condition_failure(&e) => {
@@ -164,17 +228,48 @@ impl TicketStore for DynamoStore {
         DynamoStore::open_tickets(self, target).await
     }
 
-    async fn update_ticket(&self, ticket: &Ticket, expected: u64) -> Result<u64, StoreError> {
-        let put = self
-            .put_ticket_item(ticket, expected + 1)?
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", item::n(expected))
-            .send()
-            .await;
-        match put {
+    async fn update_ticket(&self, ticket: &Ticket, expected: u64, events: &[NewEvent]) -> Result<u64, StoreError> {
+        let what = format!("ticket {}", ticket.id());
+        let mut fields = item::to(&what, &TicketItem::new(ticket, expected + 1, &[]))?;
+        fields.remove("id");
+        fields.remove("active_target");
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tickets_table)
+            .key("id", s(ticket.id()))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", item::n(expected))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut set = Vec::new();
+        for (i, (name, value)) in fields.into_iter().enumerate() {
+            set.push(format!("#f{i} = :f{i}"));
+            update = update
+                .expression_attribute_names(format!("#f{i}"), name)
+                .expression_attribute_values(format!(":f{i}"), value);
+        }
+        if !events.is_empty() {
+            let entry = entry_json(expected + 1, grantwarden_core::outbox::claim_start(events), events);
+            set.push("outbox = list_append(if_not_exists(outbox, :none), :entry)".into());
+            update = update
+                .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(":entry", AttributeValue::L(vec![s(entry)]));
+        }
+        // a closed ticket leaves the index once its outbox is cleared (`journaled`)
+        if is_open(ticket.status()) || !events.is_empty() {
+            set.push("active_target = :active".into());
+            update = update.expression_attribute_values(":active", s(ticket.request().target.as_str()));
+        }
+        let updated = update.update_expression(format!("SET {}", set.join(", "))).send().await;
+        match updated {
             Ok(_) => Ok(expected + 1),
             Err(e) if is_condition_failure(&e) => {
-                let existed = old_item(&e).is_some_and(|i| !i.is_empty());
+                let existed = match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                        c.item().is_some_and(|i| !i.is_empty())
+                    }
+                    _ => false,
+                };
                 let exists = existed || self.ticket(ticket.id()).await?.is_some();
                 Err(if exists {
                     StoreError::Stale(ticket.id().to_owned())
@@ -182,8 +277,140 @@ impl TicketStore for DynamoStore {
                     StoreError::NotFound(ticket.id().to_owned())
                 })
             }
-            Err(e) => Err(AwsError::sdk(format!("PutItem {} {}", self.tickets_table, ticket.id()), e).into()),
+            Err(e) => Err(AwsError::sdk(format!("UpdateItem {} {}", self.tickets_table, ticket.id()), e).into()),
         }
+    }
+
+    async fn unjournaled(&self, target: &TargetId) -> Result<Vec<Unjournaled>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tickets_table)
+            .index_name(ACTIVE_INDEX)
+            .key_condition_expression("active_target = :t")
+            .filter_expression("size(outbox) > :zero")
+            .expression_attribute_values(":t", s(target.as_str()))
+            .expression_attribute_values(":zero", item::n(0));
+        let items = item::query_all(query, format!("Query {}/{ACTIVE_INDEX} outboxes", self.tickets_table)).await?;
+        let mut out = Vec::new();
+        for it in items {
+            let stored: TicketItem = item::from("ticket with an outbox", it)?;
+            out.extend(stored.entries()?.into_iter().map(|(_, _, e)| e));
+        }
+        Ok(out)
+    }
+
+    async fn reclaim(&self, entry: &Unjournaled, now: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+        let Some(stored) = self.ticket_item(&entry.ticket).await? else { return Ok(None) };
+        let entries = stored.entries()?;
+        let Some((i, text, current)) =
+            entries.into_iter().find(|(_, _, e)| (e.version, e.claimed_at) == (entry.version, entry.claimed_at))
+        else {
+            return Ok(None);
+        };
+        let taken = Unjournaled { claimed_at: now, ..current };
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.tickets_table)
+            .key("id", s(&entry.ticket))
+            .update_expression(format!("SET outbox[{i}] = :taken"))
+            .condition_expression(format!("outbox[{i}] = :read"))
+            .expression_attribute_values(":taken", s(entry_json(taken.version, now, &taken.events)))
+            .expression_attribute_values(":read", s(text))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(Some(taken)),
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => {
+                Err(AwsError::sdk(format!("UpdateItem {} {} outbox", self.tickets_table, entry.ticket), e).into())
+            }
+        }
+    }
+
+    async fn journaled(&self, entry: &Unjournaled) -> Result<(), StoreError> {
+        // the writer's own entry is usually the first and the ticket still open
+        // (or with more entries): one conditional write, no read
+        let status = |st: TicketStatus| s(st.to_string());
+        let quick = self
+            .client
+            .update_item()
+            .table_name(&self.tickets_table)
+            .key("id", s(&entry.ticket))
+            .update_expression("REMOVE outbox[0]")
+            .condition_expression("outbox[0] = :mine AND (#st IN (:pending, :active, :asked) OR size(outbox) > :one)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":mine", s(entry_json(entry.version, entry.claimed_at, &entry.events)))
+            .expression_attribute_values(":pending", status(TicketStatus::PendingApproval))
+            .expression_attribute_values(":active", status(TicketStatus::Active))
+            .expression_attribute_values(":asked", status(TicketStatus::RevokeRequested))
+            .expression_attribute_values(":one", item::n(1))
+            .send()
+            .await;
+        match quick {
+            Ok(_) => return Ok(()),
+            Err(e) if is_condition_failure(&e) => {}
+            Err(e) => {
+                return Err(
+                    AwsError::sdk(format!("UpdateItem {} {} outbox", self.tickets_table, entry.ticket), e).into()
+                );
+            }
+        }
+        for _ in 0..OUTBOX_ATTEMPTS {
+            let Some(stored) = self.ticket_item(&entry.ticket).await? else { return Ok(()) };
+            let entries = stored.entries()?;
+            let Some((i, text, _)) = entries.iter().find(|(_, _, e)| e.version == entry.version) else {
+                return Ok(());
+            };
+            let left = entries.len() - 1;
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.tickets_table)
+                .key("id", s(&entry.ticket))
+                .condition_expression(format!("outbox[{i}] = :read"))
+                .expression_attribute_values(":read", s(*text));
+            // the last entry of a closed ticket: it leaves the sweep's index too
+            // (unless a write came in meanwhile: then the write decides)
+            if left == 0 && !is_open(stored.status) {
+                update = update
+                    .update_expression(format!("REMOVE outbox[{i}], active_target"))
+                    .condition_expression(format!("outbox[{i}] = :read AND version = :v"))
+                    .expression_attribute_values(":v", item::n(stored.version));
+            } else {
+                update = update.update_expression(format!("REMOVE outbox[{i}]"));
+            }
+            match update.return_values(ReturnValue::None).send().await {
+                Ok(_) => return Ok(()),
+                // another entry was cleared or added first: read again
+                Err(e) if is_condition_failure(&e) => continue,
+                Err(e) => {
+                    return Err(
+                        AwsError::sdk(format!("UpdateItem {} {} outbox", self.tickets_table, entry.ticket), e).into()
+                    );
+                }
+            }
+        }
+        Err(StoreError::Stale(format!("outbox of ticket {}", entry.ticket)))
+    }
+}
+
+/// Attempts to clear an outbox entry while other writes to the ticket keep moving it.
+const OUTBOX_ATTEMPTS: u32 = 10;
+
+impl DynamoStore {
+    async fn ticket_item(&self, id: &str) -> Result<Option<TicketItem>, StoreError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.tickets_table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("GetItem {} {id}", self.tickets_table), e))?;
+        got.item.map(|it| item::from(&format!("ticket {id}"), it).map_err(StoreError::from)).transpose()
     }
 }
 

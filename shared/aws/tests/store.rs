@@ -30,6 +30,7 @@ fn manifest(at: DateTime<Utc>, chunks: Vec<ChunkSpec>) -> ScanManifest {
 grantwarden_testkit::store_contract_tests! {
     tickets_are_idempotent_and_conflicts_are_refused(store("idem").await),
     updates_are_conditional_on_the_version_read(store("cond").await),
+    ticket_writes_keep_their_events_until_journaled(store("outbox").await),
     findings_keep_first_seen_and_close_when_gone(store("findings").await),
     incidents_keep_the_latest_update(store("incidents").await),
     the_journal_chains_and_verifies(store("journal").await),
@@ -119,4 +120,64 @@ async fn scan_records_expire_through_the_tables_ttl_attribute() {
     assert_eq!(expire_at, (manifest.taken_at + RECORD_LIFETIME).timestamp());
     // the attribute is the table's business, not the record's: it still reads back
     assert_eq!(store.scan(&manifest.scan_id).await.unwrap().unwrap().chunks_total, 1);
+}
+
+/// The sweep's index holds a ticket while it is open or its outbox is not
+/// empty: a revoked ticket stays in it until the events of its revocation are
+/// journaled, then leaves it; `open_tickets` never lists it.
+#[tokio::test]
+async fn a_closed_ticket_leaves_the_sweep_index_once_its_outbox_is_cleared() {
+    use grantwarden_core::audit::NewEvent;
+    use grantwarden_core::store::TicketStore;
+    use grantwarden_core::ticket::{Revocation, Trigger};
+
+    let (clients, settings) = tables("closed").await;
+    let store = DynamoStore::new(&clients, &settings);
+    let target = TargetId::new("orders-prod").unwrap();
+    let t = contract::ticket("d-closed", grantwarden_core::model::Privilege::Select);
+    let event = |kind: &str| NewEvent {
+        chain: "orders-prod".into(),
+        at: contract::now(),
+        kind: kind.into(),
+        actor: "grantwarden".into(),
+        subject: t.id().to_owned(),
+        target: "orders-prod".into(),
+        detail: serde_json::json!({}),
+    };
+    store.put_ticket(&t, &[]).await.unwrap();
+    let mut revoked = t.clone();
+    let revocation = Revocation {
+        trigger: Trigger::Sweeper,
+        at: contract::now(),
+        latency_ms: 0,
+        attempts: 1,
+        statements: 1,
+        kept: 0,
+        sessions_terminated: 0,
+        error: None,
+    };
+    revoked.record_revoked(revocation, "grantwarden:sweeper");
+    store.update_ticket(&revoked, 1, &[event("ticket.revoked")]).await.unwrap();
+    let in_index = || active_ids(&clients, &settings.tickets_table, "orders-prod");
+    assert_eq!(in_index().await, vec![t.id().to_owned()], "in the index while its outbox holds the revocation's event");
+    assert!(store.open_tickets(&target).await.unwrap().is_empty(), "but never listed as open");
+    let entry = store.unjournaled(&target).await.unwrap().remove(0);
+    store.journaled(&entry).await.unwrap();
+    assert!(store.unjournaled(&target).await.unwrap().is_empty());
+    assert_eq!(in_index().await, Vec::<String>::new(), "out of the index once cleared");
+}
+
+/// The ids of the tickets the sparse index of `target` holds.
+async fn active_ids(clients: &Clients, table: &str, target: &str) -> Vec<String> {
+    let page = clients
+        .dynamodb
+        .query()
+        .table_name(table)
+        .index_name(grantwarden_aws::tickets::ACTIVE_INDEX)
+        .key_condition_expression("active_target = :t")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::S(target.into()))
+        .send()
+        .await
+        .unwrap();
+    page.items().iter().map(|i| i["id"].as_s().unwrap().clone()).collect()
 }

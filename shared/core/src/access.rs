@@ -285,20 +285,20 @@ where
         NewEvent::access_turned_down(&detail, now)
     };
     match route_access(request, registry, &incidents, now) {
-        Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
-            PutOutcome::Created(t) => {
-                store.append(NewEvent::for_ticket(&t, OnTicket::Requested, &request.identity, now)).await?;
-                if t.status() == TicketStatus::Active {
-                    store.append(NewEvent::for_ticket(&t, OnTicket::Activated, "grantwarden", now)).await?;
+        Decision::Ticket(ticket) => {
+            let mut events = vec![NewEvent::for_ticket(&ticket, OnTicket::Requested, &request.identity, now)];
+            if ticket.status() == TicketStatus::Active {
+                events.push(NewEvent::for_ticket(&ticket, OnTicket::Activated, "grantwarden", now));
+            }
+            Ok(match crate::outbox::create(store, &ticket, events).await? {
+                PutOutcome::Created(t) => AccessOutcome::Created(t),
+                PutOutcome::Existing(t) => AccessOutcome::Existing(t),
+                PutOutcome::Conflict(t) => {
+                    store.append(NewEvent::for_ticket(&t, OnTicket::Conflict, "grantwarden", now)).await?;
+                    AccessOutcome::Conflict(t)
                 }
-                AccessOutcome::Created(t)
-            }
-            PutOutcome::Existing(t) => AccessOutcome::Existing(t),
-            PutOutcome::Conflict(t) => {
-                store.append(NewEvent::for_ticket(&t, OnTicket::Conflict, "grantwarden", now)).await?;
-                AccessOutcome::Conflict(t)
-            }
-        }),
+            })
+        }
         Decision::Refused { category, refusal, .. } => {
             store.append(turned_down(Some(&category), refusal.to_string())).await?;
             Ok(AccessOutcome::Refused { category, refusal })
@@ -336,12 +336,10 @@ where
         };
         let into = delivered_in.map(|s| format!("; credential in secret {s}")).unwrap_or_default();
         ticket.record_issued(format!("role {role} until {}{into}", ticket.expires_at().to_rfc3339()), now);
-        match store.update_ticket(&ticket, version).await {
-            Ok(_) => {
-                let issued = Issued { sql: sql.to_vec(), secret: delivered_in.map(str::to_owned) };
-                store.append(NewEvent::for_ticket(&ticket, OnTicket::Issued(issued), "grantwarden", now)).await?;
-                return Ok(ticket);
-            }
+        let issued = Issued { sql: sql.to_vec(), secret: delivered_in.map(str::to_owned) };
+        let events = vec![NewEvent::for_ticket(&ticket, OnTicket::Issued(issued), "grantwarden", now)];
+        match crate::outbox::update(store, &ticket, version, events).await {
+            Ok(_) => return Ok(ticket),
             Err(StoreError::Stale(_)) => continue,
             Err(e) => return Err(e),
         }

@@ -49,14 +49,8 @@ impl Outcome {
     /// The journal events this outcome records; a redelivery records none.
     pub fn events(&self, target: &str, at: DateTime<Utc>) -> Vec<NewEvent> {
         match self {
-            Outcome::Created(t) => {
-                let mut out = vec![NewEvent::for_ticket(t, OnTicket::Requested, &t.request().requested_by, at)];
-                if t.status() == crate::ticket::TicketStatus::Active {
-                    out.push(NewEvent::for_ticket(t, OnTicket::Activated, "grantwarden", at));
-                }
-                out
-            }
-            Outcome::Existing(_) => Vec::new(),
+            // journaled with the ticket, in the same write (crate::outbox)
+            Outcome::Created(_) | Outcome::Existing(_) => Vec::new(),
             Outcome::Conflict(t) => vec![NewEvent::for_ticket(t, OnTicket::Conflict, "grantwarden", at)],
             Outcome::Refused { finding, .. } => {
                 vec![NewEvent::ticket_refused(target, finding, "grantwarden", at)]
@@ -109,9 +103,20 @@ pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &
     }
 }
 
+/// The journal events of a new ticket: `ticket.requested`, and
+/// `ticket.activated` when it needs no approval.
+pub fn created_events(t: &Ticket, at: DateTime<Utc>) -> Vec<NewEvent> {
+    let mut out = vec![NewEvent::for_ticket(t, OnTicket::Requested, &t.request().requested_by, at)];
+    if t.status() == crate::ticket::TicketStatus::Active {
+        out.push(NewEvent::for_ticket(t, OnTicket::Activated, "grantwarden", at));
+    }
+    out
+}
+
 /// Routes and stores one input (with the state of the incident it names, for
-/// a category that requires an open one).
-pub async fn intake<S: TicketStore + crate::incident::IncidentStore + Sync>(
+/// a category that requires an open one): a new ticket with its journal
+/// events (see [`crate::outbox`]).
+pub async fn intake<S: TicketStore + AuditJournal + crate::incident::IncidentStore + Sync>(
     store: &S,
     registry: Result<&PolicyRegistry, String>,
     request: Result<GrantRequest, NormalizeError>,
@@ -131,11 +136,13 @@ pub async fn intake<S: TicketStore + crate::incident::IncidentStore + Sync>(
     };
     let incidents = crate::incident::known_incidents(store, request.incident_id.as_deref()).await?;
     match route(&request, registry, &incidents, now) {
-        Decision::Ticket(ticket) => Ok(match store.put_ticket(&ticket).await? {
-            PutOutcome::Created(t) => Outcome::Created(t),
-            PutOutcome::Existing(t) => Outcome::Existing(t),
-            PutOutcome::Conflict(t) => Outcome::Conflict(t),
-        }),
+        Decision::Ticket(ticket) => {
+            Ok(match crate::outbox::create(store, &ticket, created_events(&ticket, now)).await? {
+                PutOutcome::Created(t) => Outcome::Created(t),
+                PutOutcome::Existing(t) => Outcome::Existing(t),
+                PutOutcome::Conflict(t) => Outcome::Conflict(t),
+            })
+        }
         Decision::Refused { category, refusal, .. } => {
             let finding =
                 untagged_finding(Some(&request), &format!("refused by category {category}: {refusal}"), scoring);

@@ -78,6 +78,8 @@
 //! Layer 8, the use cases the CLI and the Lambdas call, and the dashboard:
 //! - [`assess`]: a snapshot against the baseline with the store's exceptions, recorded;
 //!   fail secure when the registry or the store is unusable.
+//! - [`outbox`]: a ticket write and the journal events that record it, never
+//!   one without the other (a writer that died in between is finished by the sweep).
 //! - [`ticket_flow`]: what a person asks of a ticket: approve, end early, renew break-glass.
 //! - [`remediation_flow`]: remediation planned and handed on, or run and journaled;
 //!   the `ChangeExecutor` and `RemediationQueue` ports.
@@ -116,6 +118,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod normalize;
+pub mod outbox;
 pub mod pipeline;
 pub mod policy;
 pub mod raise_alerts;

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::incident::{IncidentStore, IncidentUpdate};
 use crate::report::Finding;
 use crate::snapshot::TargetId;
-use crate::store::{FindingStore, PutOutcome, Recorded, TicketStore, Versioned};
+use crate::store::{FindingStore, PutOutcome, Recorded, TicketStore, Unjournaled, Versioned};
 use crate::ticket::Ticket;
 
 /// Everything the ports hold.
@@ -24,6 +24,7 @@ pub(crate) struct Held {
     pub findings: Vec<(TargetId, Finding)>,
     pub events: Vec<AuditEvent>,
     pub incidents: Vec<IncidentUpdate>,
+    pub outbox: Vec<Unjournaled>,
 }
 
 /// The in-memory store.
@@ -43,7 +44,7 @@ impl MemoryStore {
 }
 
 impl TicketStore for MemoryStore {
-    async fn put_ticket(&self, ticket: &Ticket) -> Result<PutOutcome, StoreError> {
+    async fn put_ticket(&self, ticket: &Ticket, events: &[NewEvent]) -> Result<PutOutcome, StoreError> {
         let mut held = self.0.lock().unwrap();
         if let Some(stored) = held.tickets.iter().find(|t| t.value.id() == ticket.id()) {
             return Ok(if stored.value.request_sha256() == ticket.request_sha256() {
@@ -53,6 +54,7 @@ impl TicketStore for MemoryStore {
             });
         }
         held.tickets.push(Versioned { value: ticket.clone(), version: 1 });
+        push_entry(&mut held, ticket, 1, events);
         Ok(PutOutcome::Created(ticket.clone()))
     }
 
@@ -66,7 +68,7 @@ impl TicketStore for MemoryStore {
         Ok(held.tickets.iter().filter(of_target).map(|t| t.value.clone()).collect())
     }
 
-    async fn update_ticket(&self, ticket: &Ticket, expected: u64) -> Result<u64, StoreError> {
+    async fn update_ticket(&self, ticket: &Ticket, expected: u64, events: &[NewEvent]) -> Result<u64, StoreError> {
         let mut held = self.0.lock().unwrap();
         let stored = held
             .tickets
@@ -77,7 +79,43 @@ impl TicketStore for MemoryStore {
             return Err(StoreError::Stale(ticket.id().to_owned()));
         }
         *stored = Versioned { value: ticket.clone(), version: expected + 1 };
+        push_entry(&mut held, ticket, expected + 1, events);
         Ok(expected + 1)
+    }
+
+    async fn unjournaled(&self, target: &TargetId) -> Result<Vec<Unjournaled>, StoreError> {
+        let held = self.0.lock().unwrap();
+        let of_target = |e: &&Unjournaled| {
+            held.tickets.iter().any(|t| t.value.id() == e.ticket && &t.value.request().target == target)
+        };
+        Ok(held.outbox.iter().filter(of_target).cloned().collect())
+    }
+
+    async fn reclaim(&self, entry: &Unjournaled, now: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+        let mut held = self.0.lock().unwrap();
+        let found = held.outbox.iter_mut().find(|e| {
+            (e.ticket.as_str(), e.version, e.claimed_at) == (entry.ticket.as_str(), entry.version, entry.claimed_at)
+        });
+        Ok(found.map(|e| {
+            e.claimed_at = now;
+            e.clone()
+        }))
+    }
+
+    async fn journaled(&self, entry: &Unjournaled) -> Result<(), StoreError> {
+        self.0
+            .lock()
+            .unwrap()
+            .outbox
+            .retain(|e| (e.ticket.as_str(), e.version) != (entry.ticket.as_str(), entry.version));
+        Ok(())
+    }
+}
+
+fn push_entry(held: &mut Held, ticket: &Ticket, version: u64, events: &[NewEvent]) {
+    if !events.is_empty() {
+        let claimed_at = crate::outbox::claim_start(events);
+        held.outbox.push(Unjournaled { ticket: ticket.id().to_owned(), version, claimed_at, events: events.to_vec() });
     }
 }
 

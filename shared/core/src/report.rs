@@ -703,6 +703,11 @@ fn sort_findings(f: &mut [Finding]) {
     });
 }
 
+/// The identity of a finding across scans: kind, grantee, privilege and object.
+pub fn finding_key(f: &Finding) -> String {
+    serde_json::to_string(&(f.kind, &f.grantee, &f.privilege, &f.object)).expect("a finding always serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -395,8 +395,16 @@ where
                 error: None,
             };
             let actor = format!("grantwarden:{trigger}");
-            let stored = match finish(store, id, retry_failed, |t| t.record_revoked(revocation.clone(), &actor)).await?
-            {
+            let revoked = Revoked {
+                trigger,
+                latency_ms,
+                plan: executed.plan.clone(),
+                sql: executed.sql.clone(),
+                sessions_terminated: executed.sessions_terminated,
+            };
+            let change = |t: &mut Ticket| t.record_revoked(revocation.clone(), &actor);
+            let events = |t: &Ticket| vec![NewEvent::for_ticket(t, OnTicket::Revoked(revoked.clone()), &actor, at)];
+            let stored = match finish(store, id, retry_failed, change, events).await? {
                 Finished::Updated(t) => t,
                 Finished::AlreadyEnded(s) => {
                     // Another trigger recorded the end first, perhaps one that found nothing left
@@ -421,14 +429,6 @@ where
                     executed.plan.created.iter().map(|o| created_finding(&stored, o)).collect();
                 store.record_findings(&stored.request().target, "revoke", &findings, at, false).await?;
             }
-            let revoked = Revoked {
-                trigger,
-                latency_ms,
-                plan: executed.plan.clone(),
-                sql: executed.sql.clone(),
-                sessions_terminated: executed.sessions_terminated,
-            };
-            store.append(NewEvent::for_ticket(&stored, OnTicket::Revoked(revoked), &actor, at)).await?;
             Ok(RevokeOutcome::Revoked { ticket: stored, executed: Box::new(executed) })
         }
         Err(error) if error.class == FailureClass::Transient => {
@@ -448,19 +448,18 @@ where
                 error: Some(error.message.clone()),
             };
             let actor = format!("grantwarden:{trigger}");
-            let stored =
-                match finish(store, id, retry_failed, |t| t.record_revocation_failed(revocation.clone(), &actor))
-                    .await?
-                {
-                    Finished::Updated(t) => t,
-                    Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
-                };
+            let failed = RevocationFailed { trigger, error: error.message.clone(), attempts: error.attempts };
+            let change = |t: &mut Ticket| t.record_revocation_failed(revocation.clone(), &actor);
+            let events =
+                |t: &Ticket| vec![NewEvent::for_ticket(t, OnTicket::RevocationFailed(failed.clone()), &actor, at)];
+            let stored = match finish(store, id, retry_failed, change, events).await? {
+                Finished::Updated(t) => t,
+                Finished::AlreadyEnded(s) => return Ok(RevokeOutcome::AlreadyEnded(s)),
+            };
             let finding = failure_finding(&stored, &error);
             store
                 .record_findings(&stored.request().target, "revoke", std::slice::from_ref(&finding), at, false)
                 .await?;
-            let failed = RevocationFailed { trigger, error: error.message.clone(), attempts: error.attempts };
-            store.append(NewEvent::for_ticket(&stored, OnTicket::RevocationFailed(failed), &actor, at)).await?;
             Ok(RevokeOutcome::Failed { ticket: stored, error })
         }
     }
@@ -488,14 +487,16 @@ enum Finished {
     AlreadyEnded(TicketStatus),
 }
 
-/// Applies `change` to the stored ticket by conditional update, reading it again
+/// Applies `change` to the stored ticket by conditional update, with the
+/// journal `events` of the changed ticket (see [`crate::outbox`]), reading it again
 /// when someone else wrote first; stops when another trigger has already ended it
 /// (a failed revocation counts as ended unless this run is the operator's retry of it).
-async fn finish<S: TicketStore + Sync>(
+async fn finish<S: TicketStore + AuditJournal + Sync>(
     store: &S,
     id: &str,
     retry_failed: bool,
     change: impl Fn(&mut Ticket),
+    events: impl Fn(&Ticket) -> Vec<NewEvent>,
 ) -> Result<Finished, StoreError> {
     for _ in 0..5 {
         let Some(Versioned { value: mut ticket, version }) = store.ticket(id).await? else {
@@ -506,7 +507,7 @@ async fn finish<S: TicketStore + Sync>(
             return Ok(Finished::AlreadyEnded(ticket.status()));
         }
         change(&mut ticket);
-        match store.update_ticket(&ticket, version).await {
+        match crate::outbox::update(store, &ticket, version, events(&ticket)).await {
             Ok(_) => return Ok(Finished::Updated(Box::new(ticket))),
             Err(StoreError::Stale(_)) => continue,
             Err(e) => return Err(e),

@@ -14,6 +14,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::audit::NewEvent;
 use crate::error::StoreError;
 use crate::finding::FindingAge;
 use crate::report::Finding;
@@ -40,16 +41,62 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
-/// Tickets: never deleted, updated only conditionally.
+/// Journal events stored with a ticket change and not yet on their chain:
+/// the ticket's outbox. A ticket and the events that record its change are
+/// written together, in one conditional write, so no change is ever stored
+/// without them; [`crate::outbox`] then puts them on the chain and clears
+/// them, and picks up what a writer that died in between left.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Unjournaled {
+    /// The ticket.
+    pub ticket: String,
+    /// The ticket version whose write carried them.
+    pub version: u64,
+    /// When whoever holds the entry took it: its writer (the events' time),
+    /// or the last recoverer to take it over. Nobody else acts on it until
+    /// [`crate::outbox::CLAIM`] later.
+    pub claimed_at: DateTime<Utc>,
+    /// The events, in the order they are to be appended.
+    pub events: Vec<NewEvent>,
+}
+
+/// Tickets: never deleted, updated only conditionally. Every write carries
+/// the journal events that record it (see [`Unjournaled`]); use the
+/// functions of [`crate::outbox`], which also put them on the chain.
 pub trait TicketStore {
-    /// Stores a new ticket unless one with its id exists.
-    fn put_ticket(&self, ticket: &Ticket) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+    /// Stores a new ticket, with `events` in its outbox, unless one with its
+    /// id exists (then nothing is written).
+    fn put_ticket(
+        &self,
+        ticket: &Ticket,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
     /// One ticket with its version.
     fn ticket(&self, id: &str) -> impl Future<Output = Result<Option<Versioned<Ticket>>, StoreError>> + Send;
     /// All tickets, or those of one target, oldest first.
     fn tickets(&self, target: Option<&TargetId>) -> impl Future<Output = Result<Vec<Ticket>, StoreError>> + Send;
-    /// Replaces a ticket if its version is still `expected`.
-    fn update_ticket(&self, ticket: &Ticket, expected: u64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Replaces a ticket if its version is still `expected`, adding `events`
+    /// to its outbox under the new version, which it returns.
+    fn update_ticket(
+        &self,
+        ticket: &Ticket,
+        expected: u64,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The outbox entries of the tickets of `target` not yet cleared, oldest
+    /// version first per ticket.
+    fn unjournaled(&self, target: &TargetId) -> impl Future<Output = Result<Vec<Unjournaled>, StoreError>> + Send;
+    /// Takes `entry` over at `now` if it is still as read (claimed at
+    /// `entry.claimed_at`): the entry as it now stands, or `None` when it was
+    /// cleared or taken over by someone else first.
+    fn reclaim(
+        &self,
+        entry: &Unjournaled,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Unjournaled>, StoreError>> + Send;
+    /// Clears one outbox entry (by ticket and version) once its events are on
+    /// the chain; a cleared or unknown entry: nothing to do.
+    fn journaled(&self, entry: &Unjournaled) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The tickets of `target` that may still need revoking (pending, active,
     /// revoke requested): what a sweep looks at. This default reads every ticket
     /// of the target; a store with an index of the open ones answers from it.
@@ -106,10 +153,7 @@ pub trait FindingStore {
     fn open_untagged(&self, target: &TargetId) -> impl Future<Output = Result<Vec<Finding>, StoreError>> + Send;
 }
 
-/// The identity of a finding across scans: kind, grantee, privilege and object.
-pub fn finding_key(f: &Finding) -> String {
-    serde_json::to_string(&(f.kind, &f.grantee, &f.privilege, &f.object)).expect("a finding always serializes")
-}
+pub use crate::report::finding_key;
 
 /// The identity of one accepted request: `<scheme>:<hex sha256 of the bytes that
 /// were authenticated>` (for a grantwarden signature, its canonical signed string;

@@ -60,16 +60,13 @@ async fn read<S: TicketStore + Sync>(store: &S, id: &str) -> Result<Versioned<Ti
 }
 
 /// Writes `ticket` back if it is still at `version` (else [`StoreError::Stale`]:
-/// someone changed it first), then journals `events`: never an event for a change
-/// that was not stored.
+/// someone changed it first) with `events`, then journals them: never an event
+/// for a change that was not stored, nor a stored change without its events.
 async fn record<S>(store: &S, ticket: &Ticket, version: u64, events: Vec<NewEvent>) -> Result<(), TicketFlowError>
 where
     S: TicketStore + AuditJournal + Sync,
 {
-    store.update_ticket(ticket, version).await?;
-    for event in events {
-        store.append(event).await?;
-    }
+    crate::outbox::update(store, ticket, version, events).await?;
     Ok(())
 }
 

@@ -28,7 +28,7 @@ use grantwarden_core::incident::{IncidentStore, IncidentUpdate};
 use grantwarden_core::report::Finding;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{
-    FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, TicketStore, Versioned, finding_key,
+    FindingStore, PutOutcome, Recorded, ReplayGuard, ReplayKey, TicketStore, Unjournaled, Versioned, finding_key,
 };
 use grantwarden_core::ticket::Ticket;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS tickets (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tickets_by_target ON tickets (target, expires_at);
+CREATE TABLE IF NOT EXISTS ticket_outbox (
+    ticket TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    claimed_at TEXT NOT NULL,
+    events TEXT NOT NULL,
+    PRIMARY KEY (ticket, version)
+);
 CREATE TABLE IF NOT EXISTS findings (
     target TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -144,7 +151,7 @@ impl LocalStore {
 }
 
 impl TicketStore for LocalStore {
-    async fn put_ticket(&self, ticket: &Ticket) -> Result<PutOutcome, StoreError> {
+    async fn put_ticket(&self, ticket: &Ticket, events: &[NewEvent]) -> Result<PutOutcome, StoreError> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
             let existing: Option<String> = tx
@@ -172,6 +179,7 @@ impl TicketStore for LocalStore {
                 ],
             )
             .map_err(unavailable)?;
+            put_entry(&tx, ticket, 1, events)?;
             tx.commit().map_err(unavailable)?;
             Ok(PutOutcome::Created(ticket.clone()))
         })
@@ -208,24 +216,105 @@ impl TicketStore for LocalStore {
         })
     }
 
-    async fn update_ticket(&self, ticket: &Ticket, expected: u64) -> Result<u64, StoreError> {
+    async fn update_ticket(&self, ticket: &Ticket, expected: u64, events: &[NewEvent]) -> Result<u64, StoreError> {
         self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
             let body = serde_json::to_string(ticket).expect("a ticket always serializes");
-            let changed = conn
+            let changed = tx
                 .execute(
                     "UPDATE tickets SET status = ?1, expires_at = ?2, version = version + 1, body = ?3 WHERE id = ?4 AND version = ?5",
                     params![ticket.status().to_string(), ticket.expires_at().to_rfc3339(), body, ticket.id(), expected as i64],
                 )
                 .map_err(unavailable)?;
             if changed == 1 {
+                put_entry(&tx, ticket, expected + 1, events)?;
+                tx.commit().map_err(unavailable)?;
                 return Ok(expected + 1);
             }
-            let exists: bool = conn
+            let exists: bool = tx
                 .query_row("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = ?1)", params![ticket.id()], |r| r.get(0))
                 .map_err(unavailable)?;
             Err(if exists { StoreError::Stale(ticket.id().to_owned()) } else { StoreError::NotFound(ticket.id().to_owned()) })
         })
     }
+
+    async fn unjournaled(&self, target: &TargetId) -> Result<Vec<Unjournaled>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT o.ticket, o.version, o.claimed_at, o.events FROM ticket_outbox o JOIN tickets t ON t.id = o.ticket
+                     WHERE t.target = ?1 ORDER BY o.ticket, o.version",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![target.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                })
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (ticket, version, claimed_at, events) = row.map_err(unavailable)?;
+                out.push(decode_entry(ticket, version, &claimed_at, &events)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn reclaim(&self, entry: &Unjournaled, now: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+        self.with(|conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE ticket_outbox SET claimed_at = ?1 WHERE ticket = ?2 AND version = ?3 AND claimed_at = ?4",
+                    params![instant(now), entry.ticket, entry.version as i64, instant(entry.claimed_at)],
+                )
+                .map_err(unavailable)?;
+            Ok((changed == 1).then(|| Unjournaled { claimed_at: now, ..entry.clone() }))
+        })
+    }
+
+    async fn journaled(&self, entry: &Unjournaled) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM ticket_outbox WHERE ticket = ?1 AND version = ?2",
+                params![entry.ticket, entry.version as i64],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+}
+
+/// An outbox time as stored: to the nanosecond, so a reclaim compares exactly.
+fn instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Stores `events` in the outbox of `ticket` at `version`, in the transaction of the ticket's write.
+fn put_entry(
+    tx: &rusqlite::Transaction<'_>,
+    ticket: &Ticket,
+    version: u64,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let claimed_at = grantwarden_core::outbox::claim_start(events);
+    let body = serde_json::to_string(events).expect("events always serialize");
+    tx.execute(
+        "INSERT INTO ticket_outbox (ticket, version, claimed_at, events) VALUES (?1, ?2, ?3, ?4)",
+        params![ticket.id(), version as i64, instant(claimed_at), body],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+fn decode_entry(ticket: String, version: i64, claimed_at: &str, events: &str) -> Result<Unjournaled, StoreError> {
+    let corrupt =
+        |reason: String| StoreError::Corrupt { id: format!("outbox of ticket {ticket} version {version}"), reason };
+    let claimed_at = DateTime::parse_from_rfc3339(claimed_at).map_err(|e| corrupt(e.to_string()))?.with_timezone(&Utc);
+    let events = serde_json::from_str(events).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Unjournaled { ticket, version: version as u64, claimed_at, events })
 }
 
 impl FindingStore for LocalStore {

@@ -58,6 +58,7 @@ async fn tickets_are_idempotent_and_conflicts_are_refused() {
 
 grantwarden_testkit::store_contract_tests! {
     updates_are_conditional_on_the_version_read(fresh().1),
+    ticket_writes_keep_their_events_until_journaled(fresh().1),
     findings_keep_first_seen_and_close_when_gone(fresh().1),
     incidents_keep_the_latest_update(fresh().1),
     the_journal_chains_and_verifies(fresh().1),
@@ -70,8 +71,8 @@ fn many_writers_on_one_file_lose_nothing() {
     on_separate_connections(&path, 8, |w, store| async move {
         for i in 0..25 {
             let t = ticket(&format!("d-{w}-{i}"), Privilege::Select);
-            assert!(matches!(store.put_ticket(&t).await.unwrap(), PutOutcome::Created(_)));
-            store.put_ticket(&t).await.unwrap();
+            assert!(matches!(store.put_ticket(&t, &[]).await.unwrap(), PutOutcome::Created(_)));
+            store.put_ticket(&t, &[]).await.unwrap();
             let target = TargetId::new("orders-prod").unwrap();
             store
                 .record_findings(

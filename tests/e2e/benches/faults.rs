@@ -110,9 +110,11 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
         c.clone_from_slice(&news);
     });
 
-    let results = futures::stream::iter(kinds.into_iter().enumerate())
-        .map(|(i, kind)| {
-            let (stack, key, prefix) = (Arc::clone(&stack), Arc::clone(&key), prefix.clone());
+    let signed: Arc<std::sync::Mutex<HashMap<usize, BTreeSet<i64>>>> = Arc::default();
+    let results = futures::stream::iter(kinds)
+        .map(|kind| {
+            let (stack, key, prefix, signed) =
+                (Arc::clone(&stack), Arc::clone(&key), prefix.clone(), Arc::clone(&signed));
             async move {
                 let (body, expect_field) = match &kind {
                     Kind::New(n) | Kind::Again(n) => (webhook(&prefix, target, *n, expires_at), None),
@@ -128,14 +130,22 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
                         (w, Some(*field))
                     }
                 };
-                // a sender signs each attempt anew; the same second twice would be a
-                // replay of the same signed request, so a redelivery is dated apart
-                let skew = match kind {
-                    Kind::Again(_) => 1 + (i % 60) as i64,
-                    _ => 0,
-                };
                 let mut throttled = 0;
                 loop {
+                    // a sender signs each attempt anew; the same body signed in the same second
+                    // twice is a replay of one signed request, so each delivery of an id gets a
+                    // second of its own (now, or the next one free)
+                    let skew = match kind {
+                        Kind::New(n) | Kind::Again(n) => {
+                            let now = Utc::now().timestamp();
+                            let mut used = signed.lock().unwrap();
+                            let seconds = used.entry(n).or_default();
+                            let t = (now..).find(|t| !seconds.contains(t)).expect("a free second");
+                            seconds.insert(t);
+                            now - t
+                        }
+                        Kind::Malformed(..) => 0,
+                    };
                     let t0 = Instant::now();
                     let answer = stack.post_signed_at(&key, "/webhooks/grants", &body, skew).await;
                     if answer.status == 429 {
@@ -150,6 +160,7 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
         .buffer_unordered(in_flight)
         .collect::<Vec<_>>()
         .await;
+    let load_wall = started.elapsed();
 
     let mut failures = Vec::new();
     let mut latencies: Vec<Duration> = Vec::with_capacity(results.len());
@@ -209,8 +220,22 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
     if per_delivery.len() != fresh {
         summary.push(format!("{} delivery ids have a ticket, {fresh} were sent", per_delivery.len()));
     }
-    // and the journal: every ticket's `ticket.requested` is on its chain, once
+    // and the journal: every ticket's `ticket.requested` is on its chain, once. A
+    // ticket whose writer timed out between its write and its journal keeps its
+    // events in its outbox; the sweep finishes them once the claim has run out
     let store = DynamoStore::new(&stack.clients, &stack.settings);
+    let load_target = TargetId::new(target).unwrap();
+    let left = TicketStore::unjournaled(&store, &load_target).await.map(|e| e.len()).unwrap_or_default();
+    let waited = Instant::now();
+    let deadline = grantwarden_core::outbox::CLAIM.to_std().unwrap() + Duration::from_secs(180);
+    let mut drained = left == 0;
+    while !drained && waited.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drained = TicketStore::unjournaled(&store, &load_target).await.is_ok_and(|e| e.is_empty());
+    }
+    if !drained {
+        summary.push(format!("{left} outbox entries left by writers that timed out were not finished by the sweep"));
+    }
     let journal = grantwarden_core::audit::AuditJournal::events(&store, target).await.unwrap_or_default();
     let mut requested: HashMap<&str, usize> = HashMap::new();
     for e in &journal {
@@ -231,13 +256,15 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
     let wall = started.elapsed();
     let figures = format!(
         "{total} sent ({fresh} ids), {in_flight} in flight, {:.0}/s; statuses {statuses:?}; {throttled} throttled and resent; \
-         p50 {} ms, p99 {} ms, max {} ms; {} tickets stored, {} journal events",
-        total as f64 / wall.as_secs_f64(),
+         p50 {} ms, p99 {} ms, max {} ms; {} tickets stored, {} journal events; {left} outbox entries left at the end \
+         of the load, finished by the sweep in {} s",
+        total as f64 / load_wall.as_secs_f64(),
         percentile(&latencies, 0.5).as_millis(),
         percentile(&latencies, 0.99).as_millis(),
         latencies.last().copied().unwrap_or_default().as_millis(),
         per_delivery.len(),
-        journal.len()
+        journal.len(),
+        waited.elapsed().as_secs()
     );
     summary.extend(failures);
     Line { name: "webhooks: duplicates, malformed", figures, failures: summary, took: wall }

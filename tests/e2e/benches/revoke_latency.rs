@@ -52,7 +52,7 @@ async fn run(db: &TestDb, n: usize, in_flight: usize) {
     let store = Arc::new(LocalStore::open(&dir.path().join("state.db")).unwrap());
     let expiry = Utc::now();
     for (i, r) in roles.iter().enumerate() {
-        store.put_ticket(&ticket(&format!("t{in_flight}-{i}"), r, expiry)).await.unwrap();
+        store.put_ticket(&ticket(&format!("t{in_flight}-{i}"), r, expiry), &[]).await.unwrap();
     }
     let timeouts = Timeouts::default();
     let executor =

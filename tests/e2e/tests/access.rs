@@ -155,7 +155,7 @@ async fn a_row_scoped_credential_reads_only_its_rows_and_is_gone_after_revocatio
     let store = LocalStore::open(&dir.path().join("state.db")).unwrap();
     let mut ended = t.clone();
     assert!(ended.request_revoke("alice@example.com", now(), "done"));
-    store.put_ticket(&ended).await.unwrap();
+    store.put_ticket(&ended, &[]).await.unwrap();
     let clock = || Utc::now();
     let outcome =
         revoke_ticket(&store, &x, t.id(), Trigger::Request, &RevokeOptions::default(), false, &clock).await.unwrap();

@@ -378,7 +378,7 @@ async fn a_scheduled_scan_reports_on_aws_what_local_mode_reports() {
     // local mode: the same database, ticket and configuration give the same findings
     let dir = tempfile::tempdir().unwrap();
     let local = LocalStore::open(&dir.path().join("state.db")).unwrap();
-    local.put_ticket(&ticket).await.unwrap();
+    local.put_ticket(&ticket, &[]).await.unwrap();
     let scanner =
         Scanner::new(&stack.db.url(), ScanOptions { target: Some(stack.target.clone()), ..ScanOptions::default() })
             .unwrap();

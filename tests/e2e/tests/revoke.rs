@@ -70,7 +70,7 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn put(&self, t: &Ticket) {
-        assert!(matches!(self.store.put_ticket(t).await.unwrap(), PutOutcome::Created(_)));
+        assert!(matches!(self.store.put_ticket(t, &[]).await.unwrap(), PutOutcome::Created(_)));
     }
 
     async fn revoke(&self, x: &Executor, id: &str, trigger: Trigger, now: i64) -> Result<RevokeOutcome, RevokeError> {

@@ -13,7 +13,7 @@ use grantwarden_core::report::{Finding, FindingObject, FindingPrivilege, ObjectT
 use grantwarden_core::request::{Action, GrantRequest, InputKind, RequestObject};
 use grantwarden_core::scoring::Severity;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::{FindingStore, PutOutcome, ReplayGuard, ReplayKey, TicketStore};
+use grantwarden_core::store::{FindingStore, PutOutcome, ReplayGuard, ReplayKey, TicketStore, Unjournaled};
 use grantwarden_core::ticket::{Decision, NewTicket, Ticket, TicketStatus, route};
 
 const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 1, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";
@@ -141,15 +141,15 @@ pub fn audit_event(n: usize) -> NewEvent {
 /// Puts are idempotent on the ticket id; the same id with another payload conflicts.
 pub async fn tickets_are_idempotent_and_conflicts_are_refused<S: TicketStore>(store: &S) {
     let t = ticket("d-1", Privilege::Select);
-    assert!(matches!(store.put_ticket(&t).await.unwrap(), PutOutcome::Created(_)));
+    assert!(matches!(store.put_ticket(&t, &[]).await.unwrap(), PutOutcome::Created(_)));
     let later = observed("d-1", Privilege::Select, now() + Duration::minutes(3));
     assert_eq!(
-        store.put_ticket(&later).await.unwrap(),
+        store.put_ticket(&later, &[]).await.unwrap(),
         PutOutcome::Existing(t.clone()),
         "a redelivery returns the stored ticket"
     );
     let changed = ticket("d-1", Privilege::Delete);
-    assert_eq!(store.put_ticket(&changed).await.unwrap(), PutOutcome::Conflict(t.clone()));
+    assert_eq!(store.put_ticket(&changed, &[]).await.unwrap(), PutOutcome::Conflict(t.clone()));
     assert_eq!(store.tickets(None).await.unwrap(), vec![t.clone()]);
     assert_eq!(store.tickets(Some(&TargetId::new("orders-prod").unwrap())).await.unwrap(), vec![t.clone()]);
     assert_eq!(store.tickets(Some(&TargetId::new("crm").unwrap())).await.unwrap(), vec![]);
@@ -158,22 +158,75 @@ pub async fn tickets_are_idempotent_and_conflicts_are_refused<S: TicketStore>(st
 /// Updates win only against the version read; unknown tickets are not found.
 pub async fn updates_are_conditional_on_the_version_read<S: TicketStore>(store: &S) {
     let t = ticket("d-2", Privilege::Insert);
-    store.put_ticket(&t).await.unwrap();
+    store.put_ticket(&t, &[]).await.unwrap();
     let read = store.ticket(t.id()).await.unwrap().unwrap();
     assert_eq!((read.version, read.value.status()), (1, TicketStatus::PendingApproval));
     let mut approved = read.value.clone();
     approved.approve("bob@example.com", now()).unwrap();
-    assert_eq!(store.update_ticket(&approved, read.version).await.unwrap(), 2);
+    assert_eq!(store.update_ticket(&approved, read.version, &[]).await.unwrap(), 2);
     // a second writer that read version 1 loses
     let mut other = read.value.clone();
     other.approve("carol@example.com", now()).unwrap();
-    assert!(matches!(store.update_ticket(&other, read.version).await, Err(StoreError::Stale(_))));
+    assert!(matches!(store.update_ticket(&other, read.version, &[]).await, Err(StoreError::Stale(_))));
     let stored = store.ticket(t.id()).await.unwrap().unwrap();
     assert_eq!((stored.version, stored.value.status()), (2, TicketStatus::Active));
     assert_eq!(stored.value, approved);
     let ghost = ticket("d-9", Privilege::Insert);
-    assert!(matches!(store.update_ticket(&ghost, 1).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.update_ticket(&ghost, 1, &[]).await, Err(StoreError::NotFound(_))));
     assert!(store.ticket(ghost.id()).await.unwrap().is_none());
+}
+
+/// A ticket event on orders-prod at `at`.
+fn ticket_event(t: &Ticket, kind: &str, at: DateTime<Utc>) -> NewEvent {
+    NewEvent {
+        chain: "orders-prod".into(),
+        at,
+        kind: kind.into(),
+        actor: "grantwarden".into(),
+        subject: t.id().to_owned(),
+        target: "orders-prod".into(),
+        detail: serde_json::json!({ "weight": 0.1, "nested": { "list": [1, "two"] } }),
+    }
+}
+
+/// Every ticket write keeps its journal events in the ticket's outbox, in the
+/// same write, until they are cleared; a reclaim takes an entry over only if
+/// it is still as read; entries are listed per target.
+pub async fn ticket_writes_keep_their_events_until_journaled<S: TicketStore>(store: &S) {
+    let target = TargetId::new("orders-prod").unwrap();
+    let t = ticket("d-3", Privilege::Select);
+    let created = [ticket_event(&t, "ticket.requested", now()), ticket_event(&t, "ticket.activated", now())];
+    assert!(matches!(store.put_ticket(&t, &created).await.unwrap(), PutOutcome::Created(_)));
+    let redelivered = [ticket_event(&t, "ticket.requested", now() + Duration::minutes(1))];
+    assert!(matches!(store.put_ticket(&t, &redelivered).await.unwrap(), PutOutcome::Existing(_)));
+    let v1 = Unjournaled { ticket: t.id().to_owned(), version: 1, claimed_at: now(), events: created.to_vec() };
+    assert_eq!(store.unjournaled(&target).await.unwrap(), vec![v1.clone()], "a redelivery adds nothing");
+
+    let later = now() + Duration::minutes(2);
+    let mut approved = t.clone();
+    approved.approve("bob@example.com", later).unwrap();
+    let approval = [ticket_event(&t, "ticket.approved", later)];
+    assert_eq!(store.update_ticket(&approved, 1, &approval).await.unwrap(), 2);
+    assert!(matches!(store.update_ticket(&approved, 1, &approval).await, Err(StoreError::Stale(_))));
+    assert_eq!(store.update_ticket(&approved, 2, &[]).await.unwrap(), 3, "a write without events");
+    let v2 = Unjournaled { ticket: t.id().to_owned(), version: 2, claimed_at: later, events: approval.to_vec() };
+    assert_eq!(store.unjournaled(&target).await.unwrap(), vec![v1.clone(), v2.clone()]);
+    assert_eq!(store.unjournaled(&TargetId::new("crm").unwrap()).await.unwrap(), vec![]);
+
+    let taken_at = now() + Duration::minutes(10);
+    let taken = store.reclaim(&v1, taken_at).await.unwrap().expect("as read: taken over");
+    assert_eq!(taken, Unjournaled { claimed_at: taken_at, ..v1.clone() });
+    assert_eq!(store.reclaim(&v1, taken_at).await.unwrap(), None, "no longer as read");
+    assert_eq!(store.unjournaled(&target).await.unwrap(), vec![taken.clone(), v2.clone()]);
+
+    store.journaled(&taken).await.unwrap();
+    assert_eq!(store.unjournaled(&target).await.unwrap(), vec![v2.clone()]);
+    store.journaled(&v2).await.unwrap();
+    store.journaled(&v2).await.unwrap();
+    assert_eq!(store.unjournaled(&target).await.unwrap(), vec![], "cleared, and clearing twice is nothing");
+    assert_eq!(store.reclaim(&v2, taken_at).await.unwrap(), None, "a cleared entry is nobody's");
+    let stored = store.ticket(t.id()).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.value), (3, approved), "the ticket itself untouched by its outbox");
 }
 
 /// Findings keep `first_seen` while open, close when a complete scan no

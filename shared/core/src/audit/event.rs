@@ -626,21 +626,21 @@ impl EventDetail for ScanEnded {
 impl NewEvent {
     /// `ticket.refused`: the untagged finding of a request its category refused, filed under `target`.
     pub fn ticket_refused(target: &str, finding: &Finding, actor: &str, at: DateTime<Utc>) -> Self {
-        let key = crate::store::finding_key(finding);
+        let key = crate::report::finding_key(finding);
         let head = Head { chain: target, target, actor, subject: &key, at };
         NewEvent::typed(head, EventKind::TicketRefused, to_detail(finding))
     }
 
     /// Intake's `finding.opened`: the untagged finding of input no route takes, filed under `target`.
     pub fn untagged_opened(target: &str, finding: &Finding, actor: &str, at: DateTime<Utc>) -> Self {
-        let key = crate::store::finding_key(finding);
+        let key = crate::report::finding_key(finding);
         let head = Head { chain: target, target, actor, subject: &key, at };
         NewEvent::typed(head, EventKind::FindingOpened, to_detail(finding))
     }
 
     /// `finding.opened` or `finding.closed` of a scan of `target`.
     pub fn scan_finding(target: &str, change: FindingChange, detail: &ScanFinding, at: DateTime<Utc>) -> Self {
-        let key = crate::store::finding_key(&detail.finding);
+        let key = crate::report::finding_key(&detail.finding);
         let kind = match change {
             FindingChange::Opened => EventKind::FindingOpened,
             FindingChange::Closed => EventKind::FindingClosed,
