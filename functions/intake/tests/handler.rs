@@ -484,7 +484,7 @@ impl TicketStore for DownStore {
     async fn unjournaled(&self, _: &TargetId) -> Result<Vec<Unjournaled>, StoreError> {
         down()
     }
-    async fn reclaim(&self, _: &Unjournaled, _: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+    async fn reclaim(&self, _: &Unjournaled, _: DateTime<Utc>, _: u64) -> Result<Option<Unjournaled>, StoreError> {
         down()
     }
     async fn journaled(&self, _: &Unjournaled) -> Result<(), StoreError> {
@@ -968,8 +968,13 @@ impl TicketStore for FlakyStore {
     async fn unjournaled(&self, target: &TargetId) -> Result<Vec<Unjournaled>, StoreError> {
         self.inner.unjournaled(target).await
     }
-    async fn reclaim(&self, entry: &Unjournaled, now: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
-        self.inner.reclaim(entry, now).await
+    async fn reclaim(
+        &self,
+        entry: &Unjournaled,
+        now: DateTime<Utc>,
+        after: u64,
+    ) -> Result<Option<Unjournaled>, StoreError> {
+        self.inner.reclaim(entry, now, after).await
     }
     async fn journaled(&self, entry: &Unjournaled) -> Result<(), StoreError> {
         self.inner.journaled(entry).await

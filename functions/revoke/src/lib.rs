@@ -242,6 +242,7 @@ where
             Invocation::Stream(e) => {
                 let mut out = Vec::new();
                 for record in &e.records {
+                    self.journal_outbox(record).await?;
                     if let Some(id) = to_issue(record)? {
                         out.push(self.issue(&id).await?);
                     } else if let Some(id) = to_extend(record)? {
@@ -284,6 +285,28 @@ where
                 Outcome::Tickets(self.sweep(deadline).await?)
             }
         })
+    }
+
+    /// The journal events a ticket write left in its outbox for this consumer of the
+    /// tickets stream (`GRANTWARDEN_JOURNAL_FROM_STREAM`): appended in stream order, one
+    /// appender per shard (grantwarden_core::outbox::journal_fresh).
+    async fn journal_outbox(&self, record: &EventRecord) -> Result<(), RevokeFnError> {
+        let ticket_change =
+            matches!(record.event_name.as_str(), "INSERT" | "MODIFY") && record.change.keys.get("ticket_id").is_none();
+        if !ticket_change || !TicketStore::journals_from_stream(&self.store) {
+            return Ok(());
+        }
+        let entries = grantwarden_aws::tickets::outbox_of(&record.change.new_image).map_err(RevokeError::Store)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let appended = grantwarden_core::outbox::journal_fresh(&self.store, entries, self.clock.now())
+            .await
+            .map_err(RevokeError::Store)?;
+        if appended > 0 {
+            tracing::info!(record = %record.event_id, appended, "ticket events journaled from the stream");
+        }
+        Ok(())
     }
 
     /// Runs one remediation request in one transaction, after holding back what a

@@ -722,3 +722,40 @@ async fn the_sweep_journals_what_a_dead_writer_left_in_a_tickets_outbox() {
     let target = grantwarden_core::snapshot::TargetId::new(TARGET).unwrap();
     assert!(store.unjournaled(&target).await.unwrap().is_empty());
 }
+
+/// With the template's GRANTWARDEN_JOURNAL_FROM_STREAM, a ticket write leaves
+/// its events in the outbox and the function appends them from the tickets
+/// stream: in stream order, once however often the records are delivered.
+#[tokio::test]
+async fn ticket_events_are_journaled_from_the_tickets_stream_once() {
+    use grantwarden_core::audit::NewEvent;
+    use grantwarden_core::audit::event::OnTicket;
+
+    let db = TestDb::new().await;
+    let (clients, mut settings) = stack("revoke-stream", &db, None).await;
+    settings.journal_from_stream = true;
+    let store = DynamoStore::new(&clients, &settings);
+    let t = contract::ticket("d-stream", Privilege::Select);
+    let requested = NewEvent::for_ticket(&t, OnTicket::Requested, "alice@example.com", at(0));
+    grantwarden_core::outbox::create(&store, &t, vec![requested]).await.unwrap();
+    let mut approved = t.clone();
+    approved.approve("ciso@example.com", at(1)).unwrap();
+    let events = grantwarden_core::intake::approval_events(&approved, "ciso@example.com", at(1));
+    grantwarden_core::outbox::update(&store, &approved, 1, events).await.unwrap();
+    let kinds = || async {
+        let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+        journal.iter().map(|e| e.kind.as_str().to_owned()).collect::<Vec<_>>()
+    };
+    assert!(kinds().await.is_empty(), "the writer appended nothing");
+
+    let f = function(&clients, &settings, 2);
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    invoke(&f, Invocation::Stream(stream)).await;
+    assert_eq!(kinds().await, ["ticket.requested", "ticket.approved", "ticket.activated"]);
+    // everything delivered again, the consumer's own writes included
+    let stream = moto::table_stream(&clients.dynamodb, &settings.tickets_table).await;
+    invoke(&f, Invocation::Stream(stream)).await;
+    assert_eq!(kinds().await.len(), 3, "once");
+    let target = grantwarden_core::snapshot::TargetId::new(TARGET).unwrap();
+    assert!(store.unjournaled(&target).await.unwrap().is_empty(), "the outbox is cleared");
+}

@@ -218,6 +218,7 @@ pub struct DynamoStore {
     scans_table: String,
     incidents_table: String,
     replay_table: String,
+    journal_from_stream: bool,
 }
 
 impl DynamoStore {
@@ -231,6 +232,7 @@ impl DynamoStore {
             scans_table: settings.scans_table.clone(),
             incidents_table: settings.incidents_table.clone(),
             replay_table: settings.replay_table.clone(),
+            journal_from_stream: settings.journal_from_stream,
         }
     }
 }

@@ -44,6 +44,11 @@ pub struct Settings {
     /// `true`, or `false`, the default: it plans and journals `remediation.planned` only,
     /// as `grantwarden apply` without `--execute`).
     pub remediation_execute: bool,
+    /// Ticket writes leave their journal events to the tickets stream's consumer
+    /// (the revoke function), one appender per shard, instead of appending them
+    /// in the request (`GRANTWARDEN_JOURNAL_FROM_STREAM`: `true`, as the template
+    /// sets it, or `false`, the default, for a store without that consumer).
+    pub journal_from_stream: bool,
     /// Prefix of the secrets a just-in-time credential is delivered in; a ticket's is
     /// `<prefix><ticket id>` (`GRANTWARDEN_ACCESS_SECRET_PREFIX`), deleted at revocation.
     pub access_secret_prefix: String,
@@ -130,6 +135,7 @@ impl Default for Settings {
             remediation_queue_url: None,
             revoke_dry_run: false,
             remediation_execute: false,
+            journal_from_stream: false,
             bucket: "grantwarden".into(),
             audit_bucket: "grantwarden-audit".into(),
             audit_retention: Retention::default(),
@@ -214,6 +220,7 @@ impl Settings {
             remediation_queue_url: opt("GRANTWARDEN_REMEDIATION_QUEUE_URL"),
             revoke_dry_run: flag("GRANTWARDEN_REVOKE_DRY_RUN")?,
             remediation_execute: flag("GRANTWARDEN_REMEDIATION_EXECUTE")?,
+            journal_from_stream: flag("GRANTWARDEN_JOURNAL_FROM_STREAM")?,
             bucket: text("GRANTWARDEN_BUCKET", d.bucket)?,
             audit_bucket: text("GRANTWARDEN_AUDIT_BUCKET", d.audit_bucket)?,
             audit_retention: Retention {

@@ -58,6 +58,8 @@ struct TicketItem {
 struct OutboxEntry {
     version: u64,
     claimed_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<u64>,
     events: Vec<NewEvent>,
 }
 
@@ -65,9 +67,36 @@ fn is_open(status: TicketStatus) -> bool {
     matches!(status, TicketStatus::PendingApproval | TicketStatus::Active | TicketStatus::RevokeRequested)
 }
 
+/// The outbox entries of ticket `id`, each with its position and text as stored.
+fn decode_outbox<'a>(id: &str, outbox: &'a [String]) -> Result<Vec<(usize, &'a str, Unjournaled)>, StoreError> {
+    outbox
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let entry: OutboxEntry = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                id: format!("outbox entry {i} of ticket {id}"),
+                reason: e.to_string(),
+            })?;
+            let unjournaled = Unjournaled {
+                ticket: id.to_owned(),
+                version: entry.version,
+                claimed_at: entry.claimed_at,
+                after: entry.after,
+                events: entry.events,
+            };
+            Ok((i, text.as_str(), unjournaled))
+        })
+        .collect()
+}
+
 /// An outbox entry as stored.
-fn entry_json(version: u64, claimed_at: DateTime<Utc>, events: &[NewEvent]) -> String {
-    let entry = OutboxEntry { version, claimed_at, events: events.to_vec() };
+fn entry_json(entry: &Unjournaled) -> String {
+    let entry = OutboxEntry {
+        version: entry.version,
+        claimed_at: entry.claimed_at,
+        after: entry.after,
+        events: entry.events.clone(),
+    };
     serde_json::to_string(&entry).expect("an outbox entry always serializes")
 }
 
@@ -76,7 +105,7 @@ impl TicketItem {
         let outbox: Vec<String> = if events.is_empty() {
             Vec::new()
         } else {
-            vec![entry_json(version, grantwarden_core::outbox::claim_start(events), events)]
+            vec![entry_json(&Unjournaled::new(ticket.id(), version, events))]
         };
         Self {
             id: ticket.id().to_owned(),
@@ -94,23 +123,7 @@ impl TicketItem {
 
     /// The outbox entries, each with its position and text as stored.
     fn entries(&self) -> Result<Vec<(usize, &str, Unjournaled)>, StoreError> {
-        self.outbox
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let entry: OutboxEntry = serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-                    id: format!("outbox entry {i} of ticket {}", self.id),
-                    reason: e.to_string(),
-                })?;
-                let unjournaled = Unjournaled {
-                    ticket: self.id.clone(),
-                    version: entry.version,
-                    claimed_at: entry.claimed_at,
-                    events: entry.events,
-                };
-                Ok((i, text.as_str(), unjournaled))
-            })
-            .collect()
+        decode_outbox(&self.id, &self.outbox)
     }
 }
 
@@ -249,7 +262,7 @@ impl TicketStore for DynamoStore {
                 .expression_attribute_values(format!(":f{i}"), value);
         }
         if !events.is_empty() {
-            let entry = entry_json(expected + 1, grantwarden_core::outbox::claim_start(events), events);
+            let entry = entry_json(&Unjournaled::new(ticket.id(), expected + 1, events));
             set.push("outbox = list_append(if_not_exists(outbox, :none), :entry)".into());
             update = update
                 .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
@@ -281,6 +294,10 @@ impl TicketStore for DynamoStore {
         }
     }
 
+    fn journals_from_stream(&self) -> bool {
+        self.journal_from_stream
+    }
+
     async fn unjournaled(&self, target: &TargetId) -> Result<Vec<Unjournaled>, StoreError> {
         let query = self
             .client
@@ -300,7 +317,12 @@ impl TicketStore for DynamoStore {
         Ok(out)
     }
 
-    async fn reclaim(&self, entry: &Unjournaled, now: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+    async fn reclaim(
+        &self,
+        entry: &Unjournaled,
+        now: DateTime<Utc>,
+        after: u64,
+    ) -> Result<Option<Unjournaled>, StoreError> {
         let Some(stored) = self.ticket_item(&entry.ticket).await? else { return Ok(None) };
         let entries = stored.entries()?;
         let Some((i, text, current)) =
@@ -308,7 +330,7 @@ impl TicketStore for DynamoStore {
         else {
             return Ok(None);
         };
-        let taken = Unjournaled { claimed_at: now, ..current };
+        let taken = Unjournaled { claimed_at: now, after: Some(after), ..current };
         let updated = self
             .client
             .update_item()
@@ -316,7 +338,7 @@ impl TicketStore for DynamoStore {
             .key("id", s(&entry.ticket))
             .update_expression(format!("SET outbox[{i}] = :taken"))
             .condition_expression(format!("outbox[{i}] = :read"))
-            .expression_attribute_values(":taken", s(entry_json(taken.version, now, &taken.events)))
+            .expression_attribute_values(":taken", s(entry_json(&taken)))
             .expression_attribute_values(":read", s(text))
             .send()
             .await;
@@ -341,7 +363,7 @@ impl TicketStore for DynamoStore {
             .update_expression("REMOVE outbox[0]")
             .condition_expression("outbox[0] = :mine AND (#st IN (:pending, :active, :asked) OR size(outbox) > :one)")
             .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":mine", s(entry_json(entry.version, entry.claimed_at, &entry.events)))
+            .expression_attribute_values(":mine", s(entry_json(entry)))
             .expression_attribute_values(":pending", status(TicketStatus::PendingApproval))
             .expression_attribute_values(":active", status(TicketStatus::Active))
             .expression_attribute_values(":asked", status(TicketStatus::RevokeRequested))
@@ -394,6 +416,17 @@ impl TicketStore for DynamoStore {
         }
         Err(StoreError::Stale(format!("outbox of ticket {}", entry.ticket)))
     }
+}
+
+/// The outbox entries a tickets-stream image (`NewImage`) holds; none for
+/// an image that is not a ticket's.
+pub fn outbox_of(image: &serde_dynamo::Item) -> Result<Vec<Unjournaled>, StoreError> {
+    let (Some(id), Some(outbox)) = (image.get("id"), image.get("outbox")) else { return Ok(Vec::new()) };
+    let id: String = serde_dynamo::from_attribute_value(id.clone())
+        .map_err(|e| StoreError::Corrupt { id: "ticket image".into(), reason: format!("id: {e}") })?;
+    let outbox: Vec<String> = serde_dynamo::from_attribute_value(outbox.clone())
+        .map_err(|e| StoreError::Corrupt { id: format!("ticket {id}"), reason: format!("outbox: {e}") })?;
+    Ok(decode_outbox(&id, &outbox)?.into_iter().map(|(_, _, e)| e).collect())
 }
 
 /// Attempts to clear an outbox entry while other writes to the ticket keep moving it.

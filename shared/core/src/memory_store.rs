@@ -91,13 +91,19 @@ impl TicketStore for MemoryStore {
         Ok(held.outbox.iter().filter(of_target).cloned().collect())
     }
 
-    async fn reclaim(&self, entry: &Unjournaled, now: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+    async fn reclaim(
+        &self,
+        entry: &Unjournaled,
+        now: DateTime<Utc>,
+        after: u64,
+    ) -> Result<Option<Unjournaled>, StoreError> {
         let mut held = self.0.lock().unwrap();
         let found = held.outbox.iter_mut().find(|e| {
             (e.ticket.as_str(), e.version, e.claimed_at) == (entry.ticket.as_str(), entry.version, entry.claimed_at)
         });
         Ok(found.map(|e| {
             e.claimed_at = now;
+            e.after = Some(after);
             e.clone()
         }))
     }
@@ -114,8 +120,7 @@ impl TicketStore for MemoryStore {
 
 fn push_entry(held: &mut Held, ticket: &Ticket, version: u64, events: &[NewEvent]) {
     if !events.is_empty() {
-        let claimed_at = crate::outbox::claim_start(events);
-        held.outbox.push(Unjournaled { ticket: ticket.id().to_owned(), version, claimed_at, events: events.to_vec() });
+        held.outbox.push(Unjournaled::new(ticket.id(), version, events));
     }
 }
 

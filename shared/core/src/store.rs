@@ -56,8 +56,26 @@ pub struct Unjournaled {
     /// or the last recoverer to take it over. Nobody else acts on it until
     /// [`crate::outbox::CLAIM`] later.
     pub claimed_at: DateTime<Utc>,
+    /// Set when a recoverer or the change-stream consumer took the entry over:
+    /// the seq of its chain's head then. Whatever of its events is on the chain
+    /// was appended after it.
+    pub after: Option<u64>,
     /// The events, in the order they are to be appended.
     pub events: Vec<NewEvent>,
+}
+
+impl Unjournaled {
+    /// The entry a write of version `version` of ticket `ticket` makes with
+    /// `events`, claimed by its writer from the events' time.
+    pub fn new(ticket: &str, version: u64, events: &[NewEvent]) -> Self {
+        let claimed_at = events.iter().map(|e| e.at).max().unwrap_or(DateTime::<Utc>::MIN_UTC);
+        Self { ticket: ticket.to_owned(), version, claimed_at, after: None, events: events.to_vec() }
+    }
+
+    /// Whether nobody took it over since its writer wrote it.
+    pub fn is_fresh(&self) -> bool {
+        self.after.is_none() && self.claimed_at == Self::new(&self.ticket, self.version, &self.events).claimed_at
+    }
 }
 
 /// Tickets: never deleted, updated only conditionally. Every write carries
@@ -87,13 +105,22 @@ pub trait TicketStore {
     /// version first per ticket.
     fn unjournaled(&self, target: &TargetId) -> impl Future<Output = Result<Vec<Unjournaled>, StoreError>> + Send;
     /// Takes `entry` over at `now` if it is still as read (claimed at
-    /// `entry.claimed_at`): the entry as it now stands, or `None` when it was
-    /// cleared or taken over by someone else first.
+    /// `entry.claimed_at`), recording `after` (its chain's head seq): the entry
+    /// as it now stands, or `None` when it was cleared or taken over by
+    /// someone else first.
     fn reclaim(
         &self,
         entry: &Unjournaled,
         now: DateTime<Utc>,
+        after: u64,
     ) -> impl Future<Output = Result<Option<Unjournaled>, StoreError>> + Send;
+    /// Whether a consumer of this store's change stream journals new outbox
+    /// entries ([`crate::outbox::journal_fresh`]; the tickets stream on AWS),
+    /// so writers leave them to it: one appender per stream shard instead of
+    /// every request racing for its chain's head. By default the writer does.
+    fn journals_from_stream(&self) -> bool {
+        false
+    }
     /// Clears one outbox entry (by ticket and version) once its events are on
     /// the chain; a cleared or unknown entry: nothing to do.
     fn journaled(&self, entry: &Unjournaled) -> impl Future<Output = Result<(), StoreError>> + Send;

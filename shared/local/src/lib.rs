@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS ticket_outbox (
     ticket TEXT NOT NULL,
     version INTEGER NOT NULL,
     claimed_at TEXT NOT NULL,
+    after_seq INTEGER,
     events TEXT NOT NULL,
     PRIMARY KEY (ticket, version)
 );
@@ -242,33 +243,46 @@ impl TicketStore for LocalStore {
         self.with(|conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT o.ticket, o.version, o.claimed_at, o.events FROM ticket_outbox o JOIN tickets t ON t.id = o.ticket
+                    "SELECT o.ticket, o.version, o.claimed_at, o.after_seq, o.events FROM ticket_outbox o JOIN tickets t ON t.id = o.ticket
                      WHERE t.target = ?1 ORDER BY o.ticket, o.version",
                 )
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map(params![target.as_str()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
                 })
                 .map_err(unavailable)?;
             let mut out = Vec::new();
             for row in rows {
-                let (ticket, version, claimed_at, events) = row.map_err(unavailable)?;
-                out.push(decode_entry(ticket, version, &claimed_at, &events)?);
+                let (ticket, version, claimed_at, after, events) = row.map_err(unavailable)?;
+                let mut entry = decode_entry(ticket, version, &claimed_at, &events)?;
+                entry.after = after.map(|a| a as u64);
+                out.push(entry);
             }
             Ok(out)
         })
     }
 
-    async fn reclaim(&self, entry: &Unjournaled, now: DateTime<Utc>) -> Result<Option<Unjournaled>, StoreError> {
+    async fn reclaim(
+        &self,
+        entry: &Unjournaled,
+        now: DateTime<Utc>,
+        after: u64,
+    ) -> Result<Option<Unjournaled>, StoreError> {
         self.with(|conn| {
             let changed = conn
                 .execute(
-                    "UPDATE ticket_outbox SET claimed_at = ?1 WHERE ticket = ?2 AND version = ?3 AND claimed_at = ?4",
-                    params![instant(now), entry.ticket, entry.version as i64, instant(entry.claimed_at)],
+                    "UPDATE ticket_outbox SET claimed_at = ?1, after_seq = ?2 WHERE ticket = ?3 AND version = ?4 AND claimed_at = ?5",
+                    params![instant(now), after as i64, entry.ticket, entry.version as i64, instant(entry.claimed_at)],
                 )
                 .map_err(unavailable)?;
-            Ok((changed == 1).then(|| Unjournaled { claimed_at: now, ..entry.clone() }))
+            Ok((changed == 1).then(|| Unjournaled { claimed_at: now, after: Some(after), ..entry.clone() }))
         })
     }
 
@@ -299,7 +313,7 @@ fn put_entry(
     if events.is_empty() {
         return Ok(());
     }
-    let claimed_at = grantwarden_core::outbox::claim_start(events);
+    let claimed_at = Unjournaled::new(ticket.id(), version, events).claimed_at;
     let body = serde_json::to_string(events).expect("events always serialize");
     tx.execute(
         "INSERT INTO ticket_outbox (ticket, version, claimed_at, events) VALUES (?1, ?2, ?3, ?4)",
@@ -314,7 +328,7 @@ fn decode_entry(ticket: String, version: i64, claimed_at: &str, events: &str) ->
         |reason: String| StoreError::Corrupt { id: format!("outbox of ticket {ticket} version {version}"), reason };
     let claimed_at = DateTime::parse_from_rfc3339(claimed_at).map_err(|e| corrupt(e.to_string()))?.with_timezone(&Utc);
     let events = serde_json::from_str(events).map_err(|e| corrupt(e.to_string()))?;
-    Ok(Unjournaled { ticket, version: version as u64, claimed_at, events })
+    Ok(Unjournaled { ticket, version: version as u64, claimed_at, after: None, events })
 }
 
 impl FindingStore for LocalStore {

@@ -199,7 +199,8 @@ pub async fn ticket_writes_keep_their_events_until_journaled<S: TicketStore>(sto
     assert!(matches!(store.put_ticket(&t, &created).await.unwrap(), PutOutcome::Created(_)));
     let redelivered = [ticket_event(&t, "ticket.requested", now() + Duration::minutes(1))];
     assert!(matches!(store.put_ticket(&t, &redelivered).await.unwrap(), PutOutcome::Existing(_)));
-    let v1 = Unjournaled { ticket: t.id().to_owned(), version: 1, claimed_at: now(), events: created.to_vec() };
+    let v1 = Unjournaled::new(t.id(), 1, &created);
+    assert_eq!((v1.claimed_at, v1.after, v1.is_fresh()), (now(), None, true));
     assert_eq!(store.unjournaled(&target).await.unwrap(), vec![v1.clone()], "a redelivery adds nothing");
 
     let later = now() + Duration::minutes(2);
@@ -209,14 +210,16 @@ pub async fn ticket_writes_keep_their_events_until_journaled<S: TicketStore>(sto
     assert_eq!(store.update_ticket(&approved, 1, &approval).await.unwrap(), 2);
     assert!(matches!(store.update_ticket(&approved, 1, &approval).await, Err(StoreError::Stale(_))));
     assert_eq!(store.update_ticket(&approved, 2, &[]).await.unwrap(), 3, "a write without events");
-    let v2 = Unjournaled { ticket: t.id().to_owned(), version: 2, claimed_at: later, events: approval.to_vec() };
+    let v2 = Unjournaled::new(t.id(), 2, &approval);
+    assert_eq!(v2.claimed_at, later);
     assert_eq!(store.unjournaled(&target).await.unwrap(), vec![v1.clone(), v2.clone()]);
     assert_eq!(store.unjournaled(&TargetId::new("crm").unwrap()).await.unwrap(), vec![]);
 
     let taken_at = now() + Duration::minutes(10);
-    let taken = store.reclaim(&v1, taken_at).await.unwrap().expect("as read: taken over");
-    assert_eq!(taken, Unjournaled { claimed_at: taken_at, ..v1.clone() });
-    assert_eq!(store.reclaim(&v1, taken_at).await.unwrap(), None, "no longer as read");
+    let taken = store.reclaim(&v1, taken_at, 7).await.unwrap().expect("as read: taken over");
+    assert_eq!(taken, Unjournaled { claimed_at: taken_at, after: Some(7), ..v1.clone() });
+    assert!(!taken.is_fresh());
+    assert_eq!(store.reclaim(&v1, taken_at, 8).await.unwrap(), None, "no longer as read");
     assert_eq!(store.unjournaled(&target).await.unwrap(), vec![taken.clone(), v2.clone()]);
 
     store.journaled(&taken).await.unwrap();
@@ -224,7 +227,7 @@ pub async fn ticket_writes_keep_their_events_until_journaled<S: TicketStore>(sto
     store.journaled(&v2).await.unwrap();
     store.journaled(&v2).await.unwrap();
     assert_eq!(store.unjournaled(&target).await.unwrap(), vec![], "cleared, and clearing twice is nothing");
-    assert_eq!(store.reclaim(&v2, taken_at).await.unwrap(), None, "a cleared entry is nobody's");
+    assert_eq!(store.reclaim(&v2, taken_at, 9).await.unwrap(), None, "a cleared entry is nobody's");
     let stored = store.ticket(t.id()).await.unwrap().unwrap();
     assert_eq!((stored.version, stored.value), (3, approved), "the ticket itself untouched by its outbox");
 }
