@@ -12,7 +12,6 @@ use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::model::Privilege;
 use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::{Ticket, TicketStatus};
-use grantwarden_postgres::session::parse_config;
 use grantwarden_revoke::{DeadLetter, Handled, Invocation, Revoke};
 use grantwarden_testkit::{TestDb, contract, moto};
 use lambda_runtime::{Context, LambdaEvent};
@@ -30,28 +29,8 @@ async fn stack(test: &str, db: &TestDb, role: Option<&str>) -> (Clients, Setting
     let mut settings =
         provision::create(&clients, &moto::unique_prefix(test)).await.expect("moto creates the resources");
     settings.targets = vec![grantwarden_core::snapshot::TargetId::new(TARGET).unwrap()];
-    let url = match role {
-        Some(r) => db.url_as(r),
-        None => db.url(),
-    };
-    let config = parse_config(&url, &Default::default()).unwrap();
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".to_owned(),
-    };
-    let secret = serde_json::json!({
-        "engine": "postgres", "host": host, "port": config.get_ports().first().copied().unwrap_or(5432),
-        "username": config.get_user().unwrap(), "dbname": db.name,
-        "password": config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default(),
-    });
-    clients
-        .secrets
-        .create_secret()
-        .name(settings.revoker_secret_id(&settings.targets[0]))
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap();
+    let secret = db.rds_secret(role, None).to_string();
+    moto::put_secret(&clients.secrets, &settings.revoker_secret_id(&settings.targets[0]), &secret).await;
     (clients, settings)
 }
 

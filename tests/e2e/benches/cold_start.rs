@@ -157,15 +157,9 @@ impl Stack {
         let target = TargetId::new(format!("{prefix}/orders")).expect("a target id");
         let mut settings = provision::create(&clients, &prefix).await.expect("moto makes the resources");
         settings.targets = vec![target.clone()];
-        let config: tokio_postgres::Config = db.url().parse().expect("a database URL");
-        let host = match &config.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
-        let secret = serde_json::json!({ "engine": "postgres", "host": host, "port": config.get_ports()[0],
-            "username": config.get_user().unwrap_or("postgres"), "password": "", "dbname": db.name });
+        let secret = db.rds_secret(None, Some("")).to_string();
         for id in [settings.target_secret_id(&target), settings.revoker_secret_id(&target)] {
-            clients.secrets.create_secret().name(id).secret_string(secret.to_string()).send().await.expect("a secret");
+            moto::put_secret(&clients.secrets, &id, &secret).await;
         }
         for (id, value) in
             [(&settings.webhook_secret_id, WEBHOOK_KEY), (&settings.audit_signing_secret_id, "cold-start-signing")]

@@ -171,25 +171,9 @@ impl Stack {
     /// secrets and its baseline. `password` is the connecting role's password.
     pub async fn register(&self, target: &TargetId, db: &TestDb, password: &str, baseline: &str) {
         assert!(self.targets.contains(&target.as_str()), "{target} is not one of the listed targets");
-        let config: tokio_postgres::Config = db.url().parse().expect("the test database's conninfo");
-        let host = match &config.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
-        let secret = serde_json::json!({
-            "engine": "postgres",
-            "host": host,
-            "port": config.get_ports()[0],
-            "username": config.get_user().expect("a user"),
-            "password": password,
-            "dbname": config.get_dbname().expect("a database"),
-        })
-        .to_string();
+        let secret = db.rds_secret(None, Some(password)).to_string();
         for id in [self.settings.target_secret_id(target), self.settings.revoker_secret_id(target)] {
-            let created = self.clients.secrets.create_secret().name(&id).secret_string(&secret).send().await;
-            if created.is_err() {
-                self.clients.secrets.put_secret_value().secret_id(&id).secret_string(&secret).send().await.unwrap();
-            }
+            grantwarden_testkit::moto::put_secret(&self.clients.secrets, &id, &secret).await;
         }
         let key = self.settings.baseline_key.replace("{target}", &grantwarden_aws::objects::key_segment(target));
         self.objects().put(&key, baseline.as_bytes().to_vec(), "application/yaml").await.unwrap();

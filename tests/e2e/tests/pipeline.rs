@@ -98,31 +98,12 @@ impl Stack {
 
     /// Writes (or rewrites) the target's RDS-style secret; `dbname` overrides the database.
     async fn put_target_secret(&self, dbname: Option<&str>) {
-        let config: tokio_postgres::Config = self.db.url().parse().unwrap();
-        let host = match &config.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
-        let secret = serde_json::json!({
-            "engine": "postgres",
-            "host": host,
-            "port": config.get_ports()[0],
-            "username": config.get_user().unwrap(),
-            "password": "",
-            "dbname": dbname.unwrap_or(config.get_dbname().unwrap()),
-        });
-        let id = self.settings.target_secret_id(&self.target);
-        let created = self.clients.secrets.create_secret().name(&id).secret_string(secret.to_string()).send().await;
-        if created.is_err() {
-            self.clients
-                .secrets
-                .put_secret_value()
-                .secret_id(&id)
-                .secret_string(secret.to_string())
-                .send()
-                .await
-                .unwrap();
+        let mut secret = self.db.rds_secret(None, Some(""));
+        if let Some(name) = dbname {
+            secret["dbname"] = name.into();
         }
+        let id = self.settings.target_secret_id(&self.target);
+        moto::put_secret(&self.clients.secrets, &id, &secret.to_string()).await;
     }
 
     fn store(&self) -> DynamoStore {

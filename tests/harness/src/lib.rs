@@ -299,6 +299,30 @@ impl TestDb {
         self.server.conninfo(&self.name, full_role_name)
     }
 
+    /// The test database as the functions read it from Secrets Manager (the
+    /// RDS secret shape): as `role` (a full role name; the superuser when
+    /// `None`), with `password` (the connection string's when `None`).
+    pub fn rds_secret(&self, role: Option<&str>, password: Option<&str>) -> serde_json::Value {
+        let url = role.map_or_else(|| self.url(), |r| self.url_as(r));
+        let config: tokio_postgres::Config = url.parse().expect("the test database's conninfo");
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "127.0.0.1".to_owned(),
+        };
+        let password = password.map(str::to_owned).unwrap_or_else(|| {
+            config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default()
+        });
+        serde_json::json!({
+            "engine": "postgres",
+            "host": host,
+            "port": config.get_ports().first().copied().unwrap_or(5432),
+            "username": config.get_user().expect("a user"),
+            "password": password,
+            "dbname": self.name,
+        })
+    }
+
     /// `ignore_roles` that hide every role but this test's own.
     pub fn ignore_others(&self) -> Vec<String> {
         vec!["*".to_owned(), format!("!{}_*", self.prefix)]

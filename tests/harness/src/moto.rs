@@ -38,6 +38,13 @@ pub fn endpoint() -> String {
     endpoint
 }
 
+/// Sets secret `id` to `value`, creating it when it does not exist yet.
+pub async fn put_secret(secrets: &aws_sdk_secretsmanager::Client, id: &str, value: &str) {
+    if secrets.create_secret().name(id).secret_string(value).send().await.is_err() {
+        secrets.put_secret_value().secret_id(id).secret_string(value).send().await.expect("the secret is written");
+    }
+}
+
 /// A lowercase name prefix no other test uses (valid for tables, buckets, queues).
 pub fn unique_prefix(test: &str) -> String {
     let n: u32 = rand::rng().random();
