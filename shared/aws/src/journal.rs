@@ -1,7 +1,7 @@
 //! The audit journal in DynamoDB.
 //!
 //! Table key `chain` + `seq`; each chain's head lives in the same table at
-//! `seq = 0`. An append reads the head and the last event (at once), seals the new one after it and
+//! `seq = 0`. An append reads the head and the last event (at once), seals the new one (or a run of them) after it and
 //! puts it on the next seq only if that slot is free: the conditional write
 //! that serializes writers, so concurrent appenders never fork or gap a
 //! chain (the loser reads again and retries with jitter). The head then moves
@@ -177,53 +177,93 @@ impl DynamoStore {
     }
 }
 
-impl AuditJournal for DynamoStore {
-    async fn append(&self, event: NewEvent) -> Result<AuditEvent, StoreError> {
+impl DynamoStore {
+    /// The head and last event of `chain`, read at once; refused when the head
+    /// is ahead of the last event (the tail was deleted). A head ahead of the
+    /// last event may be a writer that appended in between the two reads, so
+    /// it is read again in order before it counts: head first, as it only
+    /// moves after its event is written, so a head read before the last event
+    /// can be ahead of it only if events were deleted.
+    async fn tail(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let ahead = |head: &Option<(u64, String)>, last: &Option<(u64, String)>| {
+            head.as_ref().is_some_and(|(h, _)| *h > last.as_ref().map_or(0, |(seq, _)| *seq))
+        };
+        let (head, last) = tokio::try_join!(self.read_head(chain), self.last_event(chain))?;
+        if !ahead(&head, &last) {
+            return Ok(last);
+        }
+        let head = self.read_head(chain).await?;
+        let last = self.last_event(chain).await?;
+        if let Some((head_seq, _)) = head.as_ref().filter(|_| ahead(&head, &last)) {
+            return Err(StoreError::Corrupt {
+                id: format!("chain {chain}"),
+                reason: format!(
+                    "its head is at seq {head_seq} but the last event is seq {}: events were deleted; not appending",
+                    last.map_or(0, |(seq, _)| seq)
+                ),
+            });
+        }
+        Ok(last)
+    }
+
+    /// Appends `events`, all of one chain, in order: each sealed after the one
+    /// before and put on the next seq if free; the head moves once, to the last
+    /// written. A writer that took a seq first makes the rest wait (with
+    /// jitter) and go on after it.
+    async fn append_run(&self, chain: &str, events: Vec<NewEvent>) -> Result<Vec<AuditEvent>, StoreError> {
         let backoff = RetryPolicy {
             max_attempts: APPEND_ATTEMPTS,
             base: Duration::from_millis(5),
             cap: Duration::from_millis(200),
         };
+        let mut out: Vec<AuditEvent> = Vec::with_capacity(events.len());
         for attempt in 0..APPEND_ATTEMPTS {
-            // both at once (one round trip, not two); a head ahead of the last
-            // event may then be a writer that appended in between, so it is read
-            // again in order before it counts: head first, as it only moves after
-            // its event is written, so a head read before the last event can be
-            // ahead of it only if events were deleted
-            let (head, last) = tokio::try_join!(self.read_head(&event.chain), self.last_event(&event.chain))?;
-            let ahead = |head: &Option<(u64, String)>, last: &Option<(u64, String)>| {
-                head.as_ref().is_some_and(|(h, _)| *h > last.as_ref().map_or(0, |(seq, _)| *seq))
-            };
-            let (head, last) = if ahead(&head, &last) {
-                let head = self.read_head(&event.chain).await?;
-                (head, self.last_event(&event.chain).await?)
-            } else {
-                (head, last)
-            };
-            if ahead(&head, &last)
-                && let Some((head_seq, _)) = head
-            {
-                return Err(StoreError::Corrupt {
-                    id: format!("chain {}", event.chain),
-                    reason: format!(
-                        "its head is at seq {head_seq} but the last event is seq {}: events were deleted; not appending",
-                        last.map_or(0, |(seq, _)| seq)
-                    ),
-                });
+            let mut prev = self.tail(chain).await?;
+            let mut lost = None;
+            for event in &events[out.len()..] {
+                let sealed = seal(event.clone(), prev.as_ref().map(|(seq, hash)| (*seq, hash.as_str())));
+                if !self.put_event(&sealed).await? {
+                    lost = Some(sealed.seq);
+                    break;
+                }
+                prev = Some((sealed.seq, sealed.hash.clone()));
+                out.push(sealed);
             }
-            let sealed = seal(event.clone(), last.as_ref().map(|(seq, hash)| (*seq, hash.as_str())));
-            if self.put_event(&sealed).await? {
-                self.advance_head(&sealed).await?;
-                return Ok(sealed);
+            if let Some(last) = out.last() {
+                self.advance_head(last).await?;
             }
+            let Some(seq) = lost else { return Ok(out) };
             let delay = backoff.delay(attempt, &mut rand::rng());
-            tracing::debug!(chain = %event.chain, attempt, "another writer took seq {}; appending again", sealed.seq);
+            tracing::debug!(chain, attempt, "another writer took seq {seq}; appending again");
             tokio::time::sleep(delay).await;
         }
         Err(StoreError::Unavailable(format!(
-            "chain {}: the head kept moving for {APPEND_ATTEMPTS} attempts; too many concurrent writers",
-            event.chain
+            "chain {chain}: the head kept moving for {APPEND_ATTEMPTS} attempts; too many concurrent writers"
         )))
+    }
+}
+
+impl AuditJournal for DynamoStore {
+    async fn append(&self, event: NewEvent) -> Result<AuditEvent, StoreError> {
+        let chain = event.chain.clone();
+        let mut sealed = self.append_run(&chain, vec![event]).await?;
+        Ok(sealed.pop().expect("one event appended"))
+    }
+
+    /// One run per stretch of consecutive events of the same chain: the head is
+    /// read once per run, not once per event.
+    async fn append_all(&self, events: Vec<NewEvent>) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut rest = events.into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let chain = first.chain.clone();
+            let mut run = vec![first];
+            while let Some(next) = rest.next_if(|e| e.chain == chain) {
+                run.push(next);
+            }
+            out.extend(self.append_run(&chain, run).await?);
+        }
+        Ok(out)
     }
 
     async fn events_after(&self, chain: &str, after: u64) -> Result<Vec<AuditEvent>, StoreError> {

@@ -323,6 +323,28 @@ impl TicketStore for DynamoStore {
         now: DateTime<Utc>,
         after: u64,
     ) -> Result<Option<Unjournaled>, StoreError> {
+        // usually the ticket's only entry, as read: one conditional write, no read
+        let taken = Unjournaled { claimed_at: now, after: Some(after), ..entry.clone() };
+        let quick = self
+            .client
+            .update_item()
+            .table_name(&self.tickets_table)
+            .key("id", s(&entry.ticket))
+            .update_expression("SET outbox[0] = :taken")
+            .condition_expression("outbox[0] = :read")
+            .expression_attribute_values(":taken", s(entry_json(&taken)))
+            .expression_attribute_values(":read", s(entry_json(entry)))
+            .send()
+            .await;
+        match quick {
+            Ok(_) => return Ok(Some(taken)),
+            Err(e) if is_condition_failure(&e) => {}
+            Err(e) => {
+                return Err(
+                    AwsError::sdk(format!("UpdateItem {} {} outbox", self.tickets_table, entry.ticket), e).into()
+                );
+            }
+        }
         let Some(stored) = self.ticket_item(&entry.ticket).await? else { return Ok(None) };
         let entries = stored.entries()?;
         let Some((i, text, current)) =

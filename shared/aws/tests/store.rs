@@ -44,8 +44,18 @@ async fn concurrent_appenders_never_fork_or_gap_the_chain() {
     for w in 0..6 {
         let store = Arc::clone(&store);
         writers.spawn(async move {
-            for i in 0..8 {
-                store.append(contract::audit_event(w * 100 + i)).await.unwrap();
+            if w % 2 == 0 {
+                for i in 0..8 {
+                    store.append(contract::audit_event(w * 100 + i)).await.unwrap();
+                }
+            } else {
+                // runs of events, each sealed after one read of the head (another
+                // writer's event may come between two of them, never before one)
+                for run in 0..2 {
+                    let events = (0..4).map(|i| contract::audit_event(w * 100 + run * 4 + i)).collect();
+                    let sealed = store.append_all(events).await.unwrap();
+                    assert!(sealed.windows(2).all(|p| p[1].seq > p[0].seq), "a run lands in its order");
+                }
             }
         });
     }

@@ -396,6 +396,22 @@ pub async fn note_registry<J: AuditJournal + Sync>(
 pub trait AuditJournal {
     /// Appends one event at the head of its chain, atomically.
     fn append(&self, event: NewEvent) -> impl Future<Output = Result<AuditEvent, StoreError>> + Send;
+    /// Appends `events` in their order, each at the head of its chain; by
+    /// default one [`AuditJournal::append`] after another (a store may take
+    /// the head once for a run of them). On an error, those before it are
+    /// on their chain.
+    fn append_all(&self, events: Vec<NewEvent>) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                out.push(self.append(event).await?);
+            }
+            Ok(out)
+        }
+    }
     /// A chain's events in order.
     fn events(&self, chain: &str) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send {
         self.events_after(chain, 0)

@@ -75,9 +75,7 @@ where
     if entry.events.is_empty() {
         return Ok(());
     }
-    for event in &entry.events {
-        store.append(event.clone()).await?;
-    }
+    store.append_all(entry.events.clone()).await?;
     store.journaled(entry).await
 }
 
@@ -112,10 +110,7 @@ where
     let mut appended = 0;
     for entry in entries.into_iter().filter(Unjournaled::is_fresh) {
         let Some(mine) = take(store, &entry, now).await? else { continue };
-        for event in &mine.events {
-            store.append(event.clone()).await?;
-            appended += 1;
-        }
+        appended += store.append_all(mine.events.clone()).await?.len();
         store.journaled(&mine).await?;
     }
     Ok(appended)
@@ -152,14 +147,15 @@ where
             claimed_at = %entry.claimed_at,
             "finishing the journal events of a ticket write whose writer did not"
         );
+        let mut missing = Vec::new();
         for event in &mine.events {
             if on_chain(store, event, &entry).await? {
                 done.found += 1;
             } else {
-                store.append(event.clone()).await?;
-                done.appended += 1;
+                missing.push(event.clone());
             }
         }
+        done.appended += store.append_all(missing).await?.len();
         store.journaled(&mine).await?;
         done.entries += 1;
     }

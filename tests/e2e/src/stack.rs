@@ -167,6 +167,17 @@ impl Stack {
         }
     }
 
+    /// Takes `target` off `config/targets.txt`: no more scheduled scans or
+    /// sweeps of it (a load test's target, once its line is done, so its
+    /// thousands of tickets stop weighing on every minute's sweep).
+    pub async fn unlist(&self, target: &str) {
+        let key = self.settings.targets_key.clone().expect("the stack lists its targets in S3");
+        let listed = self.objects().targets(&key).await.unwrap_or_default();
+        let names: Vec<&str> = listed.iter().map(TargetId::as_str).filter(|t| *t != target).collect();
+        let body = names.join("\n") + "\n";
+        self.objects().put(&key, body.into_bytes(), "text/plain").await.expect("write the target list");
+    }
+
     /// Points `target` (one of the listed targets) at `db`: its reader's and revoker's
     /// secrets and its baseline. `password` is the connecting role's password.
     pub async fn register(&self, target: &TargetId, db: &TestDb, password: &str, baseline: &str) {
