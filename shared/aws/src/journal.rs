@@ -206,6 +206,28 @@ impl DynamoStore {
         Ok(last)
     }
 
+    /// The chain's last event as its head says, when the event at the head is
+    /// there with the head's hash: two reads by key. `None` for a new chain or
+    /// a head that does not hold (lagging, or a deleted tail): then [`Self::tail`]
+    /// finds the last event by a query.
+    async fn by_head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let Some((seq, hash)) = self.read_head(chain).await? else { return Ok(None) };
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.journal_table)
+            .key("chain", s(chain))
+            .key("seq", n(seq))
+            .projection_expression("#h")
+            .expression_attribute_names("#h", "hash")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("GetItem {} {chain}:{seq}", self.journal_table), e))?;
+        let held = got.item.and_then(|it| it.get("hash").and_then(|h| h.as_s().ok()).cloned());
+        Ok((held.as_deref() == Some(hash.as_str())).then_some((seq, hash)))
+    }
+
     /// Appends `events`, all of one chain, in order: each sealed after the one
     /// before and put on the next seq if free; the head moves once, to the last
     /// written. A writer that took a seq first makes the rest wait (with
@@ -218,7 +240,13 @@ impl DynamoStore {
         };
         let mut out: Vec<AuditEvent> = Vec::with_capacity(events.len());
         for attempt in 0..APPEND_ATTEMPTS {
-            let mut prev = self.tail(chain).await?;
+            // first after the head (reads by key); when that seq is taken, or the head
+            // does not hold, after the last event a query finds
+            let by_head = if attempt == 0 { self.by_head(chain).await? } else { None };
+            let mut prev = match by_head {
+                Some(head) => Some(head),
+                None => self.tail(chain).await?,
+            };
             let mut lost = None;
             for event in &events[out.len()..] {
                 let sealed = seal(event.clone(), prev.as_ref().map(|(seq, hash)| (*seq, hash.as_str())));

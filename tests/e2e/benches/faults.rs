@@ -224,13 +224,15 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
     // ticket's events wait in its outbox until revoke appends them from the tickets
     // stream (or, when whoever took them died, the sweep once their claim ran out)
     let store = DynamoStore::new(&stack.clients, &stack.settings);
+    // its thousands of tickets would weigh on every later minute's scan and sweep
+    stack.unlist(target).await;
     let load_target = TargetId::new(target).unwrap();
     let left = TicketStore::unjournaled(&store, &load_target).await.map(|e| e.len()).unwrap_or_default();
     let waited = Instant::now();
     let deadline = grantwarden_core::outbox::CLAIM.to_std().unwrap() + Duration::from_secs(180);
     let mut drained = left == 0;
     while !drained && waited.elapsed() < deadline {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(15)).await;
         drained = TicketStore::unjournaled(&store, &load_target).await.is_ok_and(|e| e.is_empty());
     }
     if !drained {
@@ -267,8 +269,6 @@ async fn webhooks(stack: Arc<Stack>) -> Line {
         waited.elapsed().as_secs()
     );
     summary.extend(failures);
-    // its thousands of tickets would weigh on every later minute's scan and sweep
-    stack.unlist(target).await;
     Line { name: "webhooks: duplicates, malformed", figures, failures: summary, took: wall }
 }
 
