@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use crate::tickets::{ACTIVE_INDEX, BY_TARGET_INDEX};
+use crate::tickets::{ACTIVE_INDEX, BY_TARGET_INDEX, OUTBOX_INDEX};
 use crate::{AwsError, Clients, Settings};
 
 fn key(name: &str, kind: KeyType) -> KeySchemaElement {
@@ -121,8 +121,12 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         clients,
         &s.tickets_table,
         &[("id", S, Hash)],
-        &[("target", S), ("active_target", S), ("expires_at", S)],
-        vec![index(BY_TARGET_INDEX, "target", "expires_at"), index(ACTIVE_INDEX, "active_target", "expires_at")],
+        &[("target", S), ("active_target", S), ("outbox_target", S), ("expires_at", S)],
+        vec![
+            index(BY_TARGET_INDEX, "target", "expires_at"),
+            index(ACTIVE_INDEX, "active_target", "expires_at"),
+            index(OUTBOX_INDEX, "outbox_target", "expires_at"),
+        ],
     )
     .await?;
     table(clients, &s.findings_table, &[("target", S, Hash), ("key", S, Range)], &[], vec![]).await?;

@@ -2,13 +2,14 @@
 //!
 //! Table key `id`. Writes are conditional: a new ticket only if its id is
 //! free (the delivery's idempotency key), an update only if `version` is
-//! still the one read. Two global secondary indexes, both sorted by
+//! still the one read. Three global secondary indexes, all sorted by
 //! `expires_at` (RFC 3339 in UTC, so text order is time order):
-//! `by_target` (every ticket of a target: the diff needs expired ones too)
-//! and `active_by_target`, sparse on `active_target`, which only tickets
-//! still pending, active or asked to end carry (what the revocation sweeper
-//! reads: a ticket leaves it once revoked or failed), and so does a ticket
-//! whose outbox is not empty, so the sweep finds what a dead writer left.
+//! `by_target` (every ticket of a target: the diff needs expired ones too);
+//! `active_by_target`, sparse on `active_target`, which only tickets still
+//! pending, active or asked to end carry (what the revocation sweeper reads:
+//! a ticket leaves it once revoked or failed); and `unjournaled_by_target`,
+//! sparse on `outbox_target`, which only tickets whose outbox is not empty
+//! carry (where the sweep finds what a dead appender left).
 //!
 //! The outbox (`outbox`, a list of JSON strings, one per write) holds the
 //! journal events of each write until they are on the chain: a new ticket
@@ -35,6 +36,8 @@ use crate::{AwsError, DynamoStore, is_condition_failure};
 pub const BY_TARGET_INDEX: &str = "by_target";
 /// Sparse index of pending and active tickets by target.
 pub const ACTIVE_INDEX: &str = "active_by_target";
+/// Sparse index of the tickets whose outbox holds journal events, by target.
+pub const OUTBOX_INDEX: &str = "unjournaled_by_target";
 
 /// A ticket as stored.
 #[derive(Serialize, Deserialize)]
@@ -45,6 +48,8 @@ struct TicketItem {
     expires_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     active_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outbox_target: Option<String>,
     request_sha256: String,
     version: u64,
     ticket: Ticket,
@@ -112,8 +117,8 @@ impl TicketItem {
             target: ticket.request().target.to_string(),
             status: ticket.status(),
             expires_at: ticket.expires_at().to_rfc3339_opts(SecondsFormat::Secs, true),
-            active_target: (is_open(ticket.status()) || !outbox.is_empty())
-                .then(|| ticket.request().target.to_string()),
+            active_target: is_open(ticket.status()).then(|| ticket.request().target.to_string()),
+            outbox_target: (!outbox.is_empty()).then(|| ticket.request().target.to_string()),
             request_sha256: ticket.request_sha256().to_owned(),
             version,
             ticket: ticket.clone(),
@@ -176,10 +181,7 @@ impl DynamoStore {
     /// Pending and active tickets of `target`, from the sparse index
     /// (eventually consistent: the sweeper reads it every minute).
     pub async fn open_tickets(&self, target: &TargetId) -> Result<Vec<Ticket>, StoreError> {
-        // the index also holds closed tickets whose outbox is not cleared yet
-        let mut open = self.query_tickets(target, ACTIVE_INDEX, "active_target").await?;
-        open.retain(|t| is_open(t.status()));
-        Ok(open)
+        self.query_tickets(target, ACTIVE_INDEX, "active_target").await
     }
 }
 
@@ -246,6 +248,7 @@ impl TicketStore for DynamoStore {
         let mut fields = item::to(&what, &TicketItem::new(ticket, expected + 1, &[]))?;
         fields.remove("id");
         fields.remove("active_target");
+        fields.remove("outbox_target");
         let mut update = self
             .client
             .update_item()
@@ -261,19 +264,26 @@ impl TicketStore for DynamoStore {
                 .expression_attribute_names(format!("#f{i}"), name)
                 .expression_attribute_values(format!(":f{i}"), value);
         }
+        let target = s(ticket.request().target.as_str());
         if !events.is_empty() {
             let entry = entry_json(&Unjournaled::new(ticket.id(), expected + 1, events));
             set.push("outbox = list_append(if_not_exists(outbox, :none), :entry)".into());
+            set.push("outbox_target = :target".into());
             update = update
                 .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
                 .expression_attribute_values(":entry", AttributeValue::L(vec![s(entry)]));
         }
-        // a closed ticket leaves the index once its outbox is cleared (`journaled`)
-        if is_open(ticket.status()) || !events.is_empty() {
-            set.push("active_target = :active".into());
-            update = update.expression_attribute_values(":active", s(ticket.request().target.as_str()));
+        let mut expression = format!("SET {}", set.join(", "));
+        if is_open(ticket.status()) {
+            expression = format!("{expression}, active_target = :target");
+        } else {
+            // a closed ticket leaves the sweep's index of open ones
+            expression = format!("{expression} REMOVE active_target");
         }
-        let updated = update.update_expression(format!("SET {}", set.join(", "))).send().await;
+        if is_open(ticket.status()) || !events.is_empty() {
+            update = update.expression_attribute_values(":target", target);
+        }
+        let updated = update.update_expression(expression).send().await;
         match updated {
             Ok(_) => Ok(expected + 1),
             Err(e) if is_condition_failure(&e) => {
@@ -303,12 +313,10 @@ impl TicketStore for DynamoStore {
             .client
             .query()
             .table_name(&self.tickets_table)
-            .index_name(ACTIVE_INDEX)
-            .key_condition_expression("active_target = :t")
-            .filter_expression("size(outbox) > :zero")
-            .expression_attribute_values(":t", s(target.as_str()))
-            .expression_attribute_values(":zero", item::n(0));
-        let items = item::query_all(query, format!("Query {}/{ACTIVE_INDEX} outboxes", self.tickets_table)).await?;
+            .index_name(OUTBOX_INDEX)
+            .key_condition_expression("outbox_target = :t")
+            .expression_attribute_values(":t", s(target.as_str()));
+        let items = item::query_all(query, format!("Query {}/{OUTBOX_INDEX}", self.tickets_table)).await?;
         let mut out = Vec::new();
         for it in items {
             let stored: TicketItem = item::from("ticket with an outbox", it)?;
@@ -374,21 +382,16 @@ impl TicketStore for DynamoStore {
     }
 
     async fn journaled(&self, entry: &Unjournaled) -> Result<(), StoreError> {
-        // the writer's own entry is usually the first and the ticket still open
-        // (or with more entries): one conditional write, no read
-        let status = |st: TicketStatus| s(st.to_string());
+        // usually the ticket's only entry, as its writer made it: one conditional
+        // write, no read, and the ticket leaves the index of unjournaled ones
         let quick = self
             .client
             .update_item()
             .table_name(&self.tickets_table)
             .key("id", s(&entry.ticket))
-            .update_expression("REMOVE outbox[0]")
-            .condition_expression("outbox[0] = :mine AND (#st IN (:pending, :active, :asked) OR size(outbox) > :one)")
-            .expression_attribute_names("#st", "status")
+            .update_expression("REMOVE outbox[0], outbox_target")
+            .condition_expression("outbox[0] = :mine AND size(outbox) = :one")
             .expression_attribute_values(":mine", s(entry_json(entry)))
-            .expression_attribute_values(":pending", status(TicketStatus::PendingApproval))
-            .expression_attribute_values(":active", status(TicketStatus::Active))
-            .expression_attribute_values(":asked", status(TicketStatus::RevokeRequested))
             .expression_attribute_values(":one", item::n(1))
             .send()
             .await;
@@ -407,24 +410,22 @@ impl TicketStore for DynamoStore {
             let Some((i, text, _)) = entries.iter().find(|(_, _, e)| e.version == entry.version) else {
                 return Ok(());
             };
-            let left = entries.len() - 1;
-            let mut update = self
+            // the last entry: the ticket leaves the index too, unless a write
+            // added one meanwhile (then the size differs: read again)
+            let expression = if entries.len() == 1 {
+                format!("REMOVE outbox[{i}], outbox_target")
+            } else {
+                format!("REMOVE outbox[{i}]")
+            };
+            let update = self
                 .client
                 .update_item()
                 .table_name(&self.tickets_table)
                 .key("id", s(&entry.ticket))
-                .condition_expression(format!("outbox[{i}] = :read"))
-                .expression_attribute_values(":read", s(*text));
-            // the last entry of a closed ticket: it leaves the sweep's index too
-            // (unless a write came in meanwhile: then the write decides)
-            if left == 0 && !is_open(stored.status) {
-                update = update
-                    .update_expression(format!("REMOVE outbox[{i}], active_target"))
-                    .condition_expression(format!("outbox[{i}] = :read AND version = :v"))
-                    .expression_attribute_values(":v", item::n(stored.version));
-            } else {
-                update = update.update_expression(format!("REMOVE outbox[{i}]"));
-            }
+                .update_expression(expression)
+                .condition_expression(format!("outbox[{i}] = :read AND size(outbox) = :count"))
+                .expression_attribute_values(":read", s(*text))
+                .expression_attribute_values(":count", item::n(entries.len()));
             match update.return_values(ReturnValue::None).send().await {
                 Ok(_) => return Ok(()),
                 // another entry was cleared or added first: read again

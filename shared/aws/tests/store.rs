@@ -132,16 +132,18 @@ async fn scan_records_expire_through_the_tables_ttl_attribute() {
     assert_eq!(store.scan(&manifest.scan_id).await.unwrap().unwrap().chunks_total, 1);
 }
 
-/// The sweep's index holds a ticket while it is open or its outbox is not
-/// empty: a revoked ticket stays in it until the events of its revocation are
-/// journaled, then leaves it; `open_tickets` never lists it.
+/// A ticket is in the sweep's index of open tickets while it is open, and in
+/// the index of unjournaled ones while its outbox holds events: a revoked
+/// ticket leaves the first with the write that revokes it, the second once the
+/// events of its revocation are journaled.
 #[tokio::test]
-async fn a_closed_ticket_leaves_the_sweep_index_once_its_outbox_is_cleared() {
+async fn a_ticket_is_indexed_as_open_and_as_unjournaled_while_it_is() {
+    use grantwarden_aws::tickets::{ACTIVE_INDEX, OUTBOX_INDEX};
     use grantwarden_core::audit::NewEvent;
     use grantwarden_core::store::TicketStore;
     use grantwarden_core::ticket::{Revocation, Trigger};
 
-    let (clients, settings) = tables("closed").await;
+    let (clients, settings) = tables("indexes").await;
     let store = DynamoStore::new(&clients, &settings);
     let target = TargetId::new("orders-prod").unwrap();
     let t = contract::ticket("d-closed", grantwarden_core::model::Privilege::Select);
@@ -154,7 +156,13 @@ async fn a_closed_ticket_leaves_the_sweep_index_once_its_outbox_is_cleared() {
         target: "orders-prod".into(),
         detail: serde_json::json!({}),
     };
-    store.put_ticket(&t, &[]).await.unwrap();
+    let ids = |index: &'static str| indexed(&clients, &settings.tickets_table, index, "orders-prod");
+    store.put_ticket(&t, &[event("ticket.requested")]).await.unwrap();
+    assert_eq!((ids(ACTIVE_INDEX).await, ids(OUTBOX_INDEX).await), (vec![t.id().to_owned()], vec![t.id().to_owned()]));
+    let entry = store.unjournaled(&target).await.unwrap().remove(0);
+    store.journaled(&entry).await.unwrap();
+    assert_eq!(ids(OUTBOX_INDEX).await, Vec::<String>::new(), "its only entry cleared");
+
     let mut revoked = t.clone();
     let revocation = Revocation {
         trigger: Trigger::Sweeper,
@@ -168,23 +176,25 @@ async fn a_closed_ticket_leaves_the_sweep_index_once_its_outbox_is_cleared() {
     };
     revoked.record_revoked(revocation, "grantwarden:sweeper");
     store.update_ticket(&revoked, 1, &[event("ticket.revoked")]).await.unwrap();
-    let in_index = || active_ids(&clients, &settings.tickets_table, "orders-prod");
-    assert_eq!(in_index().await, vec![t.id().to_owned()], "in the index while its outbox holds the revocation's event");
-    assert!(store.open_tickets(&target).await.unwrap().is_empty(), "but never listed as open");
+    assert_eq!(ids(ACTIVE_INDEX).await, Vec::<String>::new(), "closed: no longer open");
+    assert!(store.open_tickets(&target).await.unwrap().is_empty());
+    assert_eq!(ids(OUTBOX_INDEX).await, vec![t.id().to_owned()], "while its revocation's event waits");
     let entry = store.unjournaled(&target).await.unwrap().remove(0);
     store.journaled(&entry).await.unwrap();
     assert!(store.unjournaled(&target).await.unwrap().is_empty());
-    assert_eq!(in_index().await, Vec::<String>::new(), "out of the index once cleared");
+    assert_eq!(ids(OUTBOX_INDEX).await, Vec::<String>::new(), "out of it once cleared");
 }
 
-/// The ids of the tickets the sparse index of `target` holds.
-async fn active_ids(clients: &Clients, table: &str, target: &str) -> Vec<String> {
+/// The ids of the tickets sparse index `index` holds for `target`.
+async fn indexed(clients: &Clients, table: &str, index: &str, target: &str) -> Vec<String> {
+    let key = if index == grantwarden_aws::tickets::ACTIVE_INDEX { "active_target" } else { "outbox_target" };
     let page = clients
         .dynamodb
         .query()
         .table_name(table)
-        .index_name(grantwarden_aws::tickets::ACTIVE_INDEX)
-        .key_condition_expression("active_target = :t")
+        .index_name(index)
+        .key_condition_expression("#k = :t")
+        .expression_attribute_names("#k", key)
         .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::S(target.into()))
         .send()
         .await

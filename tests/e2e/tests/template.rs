@@ -290,7 +290,7 @@ fn the_audit_bucket_is_locked_and_both_buckets_are_private_and_encrypted() {
 
 #[test]
 fn tables_have_streams_and_only_working_state_expires() {
-    use grantwarden_aws::tickets::{ACTIVE_INDEX, BY_TARGET_INDEX};
+    use grantwarden_aws::tickets::{ACTIVE_INDEX, BY_TARGET_INDEX, OUTBOX_INDEX};
     let t = template();
     let tables = of_type(&t, "AWS::DynamoDB::Table");
     // evidence outlives everything: no TTL, kept when the stack goes
@@ -329,7 +329,7 @@ fn tables_have_streams_and_only_working_state_expires() {
         .iter()
         .filter_map(|i| i["IndexName"].as_str())
         .collect();
-    assert_eq!(indexes, BTreeSet::from([BY_TARGET_INDEX, ACTIVE_INDEX]), "the indexes the store queries");
+    assert_eq!(indexes, BTreeSet::from([BY_TARGET_INDEX, ACTIVE_INDEX, OUTBOX_INDEX]), "the indexes the store queries");
 }
 
 /// `GRANTWARDEN_*` names mentioned in the settings and each function's main.rs, by file.
