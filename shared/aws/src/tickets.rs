@@ -20,7 +20,7 @@
 
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, SecondsFormat, Utc};
 use grantwarden_core::audit::NewEvent;
 use grantwarden_core::error::StoreError;
@@ -214,16 +214,7 @@ impl TicketStore for DynamoStore {
     }
 
     async fn ticket(&self, id: &str) -> Result<Option<Versioned<Ticket>>, StoreError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.tickets_table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(format!("GetItem {} {id}", self.tickets_table), e))?;
-        got.item.map(|it| decode(id, it)).transpose()
+        Ok(self.ticket_item(id).await?.map(|stored| Versioned { value: stored.ticket, version: stored.version }))
     }
 
     async fn tickets(&self, target: Option<&TargetId>) -> Result<Vec<Ticket>, StoreError> {
@@ -333,25 +324,8 @@ impl TicketStore for DynamoStore {
     ) -> Result<Option<Unjournaled>, StoreError> {
         // usually the ticket's only entry, as read: one conditional write, no read
         let taken = Unjournaled { claimed_at: now, after: Some(after), ..entry.clone() };
-        let quick = self
-            .client
-            .update_item()
-            .table_name(&self.tickets_table)
-            .key("id", s(&entry.ticket))
-            .update_expression("SET outbox[0] = :taken")
-            .condition_expression("outbox[0] = :read")
-            .expression_attribute_values(":taken", s(entry_json(&taken)))
-            .expression_attribute_values(":read", s(entry_json(entry)))
-            .send()
-            .await;
-        match quick {
-            Ok(_) => return Ok(Some(taken)),
-            Err(e) if is_condition_failure(&e) => {}
-            Err(e) => {
-                return Err(
-                    AwsError::sdk(format!("UpdateItem {} {} outbox", self.tickets_table, entry.ticket), e).into()
-                );
-            }
+        if self.swap_entry(&entry.ticket, 0, &entry_json(entry), &taken).await? {
+            return Ok(Some(taken));
         }
         let Some(stored) = self.ticket_item(&entry.ticket).await? else { return Ok(None) };
         let entries = stored.entries()?;
@@ -361,48 +335,14 @@ impl TicketStore for DynamoStore {
             return Ok(None);
         };
         let taken = Unjournaled { claimed_at: now, after: Some(after), ..current };
-        let updated = self
-            .client
-            .update_item()
-            .table_name(&self.tickets_table)
-            .key("id", s(&entry.ticket))
-            .update_expression(format!("SET outbox[{i}] = :taken"))
-            .condition_expression(format!("outbox[{i}] = :read"))
-            .expression_attribute_values(":taken", s(entry_json(&taken)))
-            .expression_attribute_values(":read", s(text))
-            .send()
-            .await;
-        match updated {
-            Ok(_) => Ok(Some(taken)),
-            Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => {
-                Err(AwsError::sdk(format!("UpdateItem {} {} outbox", self.tickets_table, entry.ticket), e).into())
-            }
-        }
+        Ok(self.swap_entry(&entry.ticket, i, text, &taken).await?.then_some(taken))
     }
 
     async fn journaled(&self, entry: &Unjournaled) -> Result<(), StoreError> {
         // usually the ticket's only entry, as its writer made it: one conditional
         // write, no read, and the ticket leaves the index of unjournaled ones
-        let quick = self
-            .client
-            .update_item()
-            .table_name(&self.tickets_table)
-            .key("id", s(&entry.ticket))
-            .update_expression("REMOVE outbox[0], outbox_target")
-            .condition_expression("outbox[0] = :mine AND size(outbox) = :one")
-            .expression_attribute_values(":mine", s(entry_json(entry)))
-            .expression_attribute_values(":one", item::n(1))
-            .send()
-            .await;
-        match quick {
-            Ok(_) => return Ok(()),
-            Err(e) if is_condition_failure(&e) => {}
-            Err(e) => {
-                return Err(
-                    AwsError::sdk(format!("UpdateItem {} {} outbox", self.tickets_table, entry.ticket), e).into()
-                );
-            }
+        if self.remove_entry(&entry.ticket, 0, &entry_json(entry), 1).await? {
+            return Ok(());
         }
         for _ in 0..OUTBOX_ATTEMPTS {
             let Some(stored) = self.ticket_item(&entry.ticket).await? else { return Ok(()) };
@@ -410,32 +350,10 @@ impl TicketStore for DynamoStore {
             let Some((i, text, _)) = entries.iter().find(|(_, _, e)| e.version == entry.version) else {
                 return Ok(());
             };
-            // the last entry: the ticket leaves the index too, unless a write
-            // added one meanwhile (then the size differs: read again)
-            let expression = if entries.len() == 1 {
-                format!("REMOVE outbox[{i}], outbox_target")
-            } else {
-                format!("REMOVE outbox[{i}]")
-            };
-            let update = self
-                .client
-                .update_item()
-                .table_name(&self.tickets_table)
-                .key("id", s(&entry.ticket))
-                .update_expression(expression)
-                .condition_expression(format!("outbox[{i}] = :read AND size(outbox) = :count"))
-                .expression_attribute_values(":read", s(*text))
-                .expression_attribute_values(":count", item::n(entries.len()));
-            match update.return_values(ReturnValue::None).send().await {
-                Ok(_) => return Ok(()),
-                // another entry was cleared or added first: read again
-                Err(e) if is_condition_failure(&e) => continue,
-                Err(e) => {
-                    return Err(
-                        AwsError::sdk(format!("UpdateItem {} {} outbox", self.tickets_table, entry.ticket), e).into()
-                    );
-                }
+            if self.remove_entry(&entry.ticket, *i, text, entries.len()).await? {
+                return Ok(());
             }
+            // another entry was cleared or added first: read again
         }
         Err(StoreError::Stale(format!("outbox of ticket {}", entry.ticket)))
     }
@@ -456,6 +374,59 @@ pub fn outbox_of(image: &serde_dynamo::Item) -> Result<Vec<Unjournaled>, StoreEr
 const OUTBOX_ATTEMPTS: u32 = 10;
 
 impl DynamoStore {
+    /// Replaces outbox element `i` of ticket `id` with `taken` if it still
+    /// reads `read`; `false` when it does not.
+    async fn swap_entry(&self, id: &str, i: usize, read: &str, taken: &Unjournaled) -> Result<bool, StoreError> {
+        let swapped = self
+            .client
+            .update_item()
+            .table_name(&self.tickets_table)
+            .key("id", s(id))
+            .update_expression(format!("SET outbox[{i}] = :taken"))
+            .condition_expression(format!("outbox[{i}] = :read"))
+            .expression_attribute_values(":taken", s(entry_json(taken)))
+            .expression_attribute_values(":read", s(read))
+            .send()
+            .await;
+        self.outbox_written(id, swapped)
+    }
+
+    /// Removes outbox element `i` of ticket `id` if it still reads `read` and
+    /// the outbox still holds `count` entries; the last one takes the ticket out
+    /// of the index of unjournaled ones with it. `false` when the outbox moved.
+    async fn remove_entry(&self, id: &str, i: usize, read: &str, count: usize) -> Result<bool, StoreError> {
+        let expression =
+            if count == 1 { format!("REMOVE outbox[{i}], outbox_target") } else { format!("REMOVE outbox[{i}]") };
+        let removed = self
+            .client
+            .update_item()
+            .table_name(&self.tickets_table)
+            .key("id", s(id))
+            .update_expression(expression)
+            .condition_expression(format!("outbox[{i}] = :read AND size(outbox) = :count"))
+            .expression_attribute_values(":read", s(read))
+            .expression_attribute_values(":count", item::n(count))
+            .send()
+            .await;
+        self.outbox_written(id, removed)
+    }
+
+    /// Whether a conditional write to ticket `id`'s outbox took place.
+    fn outbox_written<T, R>(
+        &self,
+        id: &str,
+        written: Result<T, aws_smithy_runtime_api::client::result::SdkError<UpdateItemError, R>>,
+    ) -> Result<bool, StoreError>
+    where
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(AwsError::sdk(format!("UpdateItem {} {id} outbox", self.tickets_table), e).into()),
+        }
+    }
+
     async fn ticket_item(&self, id: &str) -> Result<Option<TicketItem>, StoreError> {
         let got = self
             .client

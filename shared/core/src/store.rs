@@ -68,13 +68,18 @@ impl Unjournaled {
     /// The entry a write of version `version` of ticket `ticket` makes with
     /// `events`, claimed by its writer from the events' time.
     pub fn new(ticket: &str, version: u64, events: &[NewEvent]) -> Self {
-        let claimed_at = events.iter().map(|e| e.at).max().unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let claimed_at = Self::writers_claim(events);
         Self { ticket: ticket.to_owned(), version, claimed_at, after: None, events: events.to_vec() }
     }
 
     /// Whether nobody took it over since its writer wrote it.
     pub fn is_fresh(&self) -> bool {
-        self.after.is_none() && self.claimed_at == Self::new(&self.ticket, self.version, &self.events).claimed_at
+        self.after.is_none() && self.claimed_at == Self::writers_claim(&self.events)
+    }
+
+    /// When a writer's claim on the entry of `events` starts: their time.
+    fn writers_claim(events: &[NewEvent]) -> DateTime<Utc> {
+        events.iter().map(|e| e.at).max().unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 }
 

@@ -313,11 +313,11 @@ fn put_entry(
     if events.is_empty() {
         return Ok(());
     }
-    let claimed_at = Unjournaled::new(ticket.id(), version, events).claimed_at;
-    let body = serde_json::to_string(events).expect("events always serialize");
+    let entry = Unjournaled::new(ticket.id(), version, events);
+    let body = serde_json::to_string(&entry.events).expect("events always serialize");
     tx.execute(
         "INSERT INTO ticket_outbox (ticket, version, claimed_at, events) VALUES (?1, ?2, ?3, ?4)",
-        params![ticket.id(), version as i64, instant(claimed_at), body],
+        params![entry.ticket, version as i64, instant(entry.claimed_at), body],
     )
     .map_err(unavailable)?;
     Ok(())
