@@ -3,6 +3,7 @@
 //! `access issue` (the credential of an approved ticket, shown once) and
 //! `incident` (an incident webhook body: break-glass needs an open one).
 
+use grantwarden_core::identity::Actor;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,6 +51,9 @@ pub enum AccessCommand {
         /// The database (the role's VALID UNTIL moves with the window).
         #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
         database: String,
+        /// Who renews (journaled as the renewal's actor).
+        #[arg(long)]
+        by: String,
     },
     /// Issue the credential of an active access ticket (once; the password is shown only now).
     Issue {
@@ -83,7 +87,13 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
     let registry = load_registry(&args.policy).map_err(anyhow::Error::msg).context("the policy registry")?;
     let store = args.state.open()?;
     grantwarden_core::audit::note_registry(&store, &registry, "grantwarden", now).await?;
-    let (ticket, created) = match request_access(&store, &request, &registry, now).await? {
+    if request.identity.trim().is_empty() {
+        println!("{}", json!({ "outcome": "invalid", "field": "identity", "error": "name the person the access is for" }));
+        return Ok(ExitCode::from(1));
+    }
+    // the local operator speaks for the person the file names
+    let requester = Actor::operator(&request.identity);
+    let (ticket, created) = match request_access(&store, &request, &requester, &registry, now).await? {
         AccessOutcome::Created(t) => (t, true),
         AccessOutcome::Existing(t) => (t, false),
         AccessOutcome::Conflict(t) => {
@@ -148,13 +158,13 @@ async fn issue(store: &LocalStore, ticket: Ticket, url: &str, now: DateTime<Utc>
 
 pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<ExitCode> {
     match command {
-        AccessCommand::Renew { id, state, policy, database } => {
+        AccessCommand::Renew { id, state, policy, database, by } => {
             let store = state.open()?;
             let registry = load_registry(&policy).map_err(anyhow::Error::msg).context("the policy registry")?;
             let timeouts = Timeouts::default();
             let executor = Executor::new(parse_config(&database, &timeouts)?, timeouts, RetryPolicy::default());
             // recorded first, then the role follows: a failure here ends access early, never late
-            let Renewed { ticket, until } = renew_break_glass(&store, &id, &registry, now).await?;
+            let Renewed { ticket, until } = renew_break_glass(&store, &id, &Actor::operator(&by), &registry, now).await?;
             let change = grantwarden_core::change::Change::SetValidUntil {
                 role: ticket.request().role.clone(),
                 valid_until: until,

@@ -1,6 +1,7 @@
 //! Exception tickets from the command line: intake, tickets, simulate, and
 //! what plan needs from the store. Wiring only: the rules live in core.
 
+use grantwarden_core::identity::{Actor, Voucher};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -221,7 +222,7 @@ pub async fn run_intake(args: IntakeArgs, now: DateTime<Utc>) -> Result<ExitCode
             .or_else(|| named_target.clone())
             .or_else(|| audit_target.clone())
             .unwrap_or_else(|| TargetId::new("unknown").expect("not empty"));
-        let outcome = intake(&store, registry.as_ref().map_err(String::clone), request, &scoring, now).await?;
+        let outcome = intake(&store, registry.as_ref().map_err(String::clone), request, &Voucher::Operator, &scoring, now).await?;
         let (line, ok) = match &outcome {
             Outcome::Created(t) => (json!({ "outcome": "created", "ticket": t }), true),
             Outcome::Existing(t) => (json!({ "outcome": "existing", "ticket": t }), true),
@@ -263,12 +264,12 @@ pub async fn run_tickets(command: TicketsCommand, now: DateTime<Utc>) -> Result<
         }
         TicketsCommand::Revoke { id, by, reason, state } => {
             let store = state.open()?;
-            let ticket = ticket_flow::request_revoke(&store, &id, &by, &reason, now).await?;
+            let ticket = ticket_flow::request_revoke(&store, &id, &Actor::operator(&by), &reason, now).await?;
             println!("{} is revoke_requested; `grantwarden revoke {}` ends it", ticket.id(), ticket.id());
         }
         TicketsCommand::Approve { id, by, state } => {
             let store = state.open()?;
-            let ticket = match ticket_flow::approve_ticket(&store, &id, &by, now).await {
+            let ticket = match ticket_flow::approve_ticket(&store, &id, &Actor::operator(&by), now).await {
                 Err(TicketFlowError::Approval(e)) => {
                     return Err(anyhow::Error::new(e).context(format!("approving {id}")));
                 }

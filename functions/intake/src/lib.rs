@@ -1,15 +1,30 @@
 //! grantwarden-intake: the HTTP face of intake (Lambda Function URL or API
 //! Gateway HTTP API, payload 2.0).
 //!
-//! Routes signed with `X-Grantwarden-Signature` v2, which binds method, path,
-//! timestamp and body (see `grantwarden_core::signature`; a GET signs the empty
-//! body):
+//! Routes:
 //! - `POST /webhooks/grants`: the grant webhook (docs/CONTRACTS.md#grant-webhook).
 //! - `POST /requests`: the generic payload, or a just-in-time access request.
-//! - `POST /requests/{ticket}/approvals`: `{"approver": "..."}`; the signing
-//!   system vouches for who the approver is.
+//! - `POST /requests/{ticket}/approvals`: an approval.
 //! - `GET /tickets/{ticket}`: the ticket with its `effective_status`.
 //! - `POST /tickets/{ticket}/revoke`, `POST /tickets/{ticket}/renew`.
+//!
+//! # Who is asking
+//! A person is never a name from a body (`grantwarden_core::identity`):
+//! - `Authorization: Bearer <token>`: an ID token of the configured OpenID
+//!   Connect issuer ([`App::with_identity_provider`]), verified by
+//!   `grantwarden_oidc`. The person is the token's; a body that names someone
+//!   else (`identity`, `approver`, `by`) is refused. Accepted on access
+//!   requests, approvals, revoke, renew and reads; grant events come from
+//!   senders only.
+//! - `X-Grantwarden-Signature` (and `X-Grantwarden-Sender: <name>`, default
+//!   `webhook`): a sender of the registry's `senders:` signs method, path,
+//!   timestamp and body (v2, see `grantwarden_core::signature`; a GET signs the
+//!   empty body) with its own key. It may send only its routes and name only its
+//!   principals; what it names is journaled as asserted by it. `webhook` (the
+//!   function's own key) sends grant events only, unless the registry says more.
+//! - A refusal for want of a recent sign-in (a dual approval, a renewal) is a
+//!   401 with `WWW-Authenticate: Bearer error="insufficient_user_authentication",
+//!   max_age=900` (RFC 9470): sign in again and retry.
 //!
 //! Legacy v1 signatures (body only) pass only with [`App::with_legacy_v1`], and
 //! then only on the first two routes, whose body names its own target. Incident
@@ -37,9 +52,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use grantwarden_core::access::{AccessOutcome, parse_request, request_access};
+use grantwarden_core::access::{AccessError, AccessOutcome, parse_request, request_access};
 use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::error::{FieldError, StoreError};
+use grantwarden_core::identity::{Actor, IdentityRefusal, SenderRoute, SenderRule, Senders, WEBHOOK_SENDER};
 use grantwarden_core::incident::{self, IncidentStore, Vendor, VendorRefusal};
 use grantwarden_core::intake::{Outcome, intake, record};
 use grantwarden_core::normalize::{self, NormalizeError};
@@ -52,7 +68,8 @@ use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, ReplayGuard, ReplayKey, TicketStore};
 use grantwarden_core::ticket::{ApprovalError, Refusal, Ticket};
 use grantwarden_core::ticket_flow::{self, Renewed, TicketFlowError};
-use lambda_http::http::header::{ALLOW, CONTENT_TYPE, LOCATION};
+use grantwarden_oidc::{LazyVerifier, TokenRefusal};
+use lambda_http::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -61,6 +78,53 @@ use tracing::Instrument;
 
 /// Bodies above this are refused before the signature is computed over them.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+/// The header naming the registry sender whose key signed the request (default `webhook`).
+pub const SENDER_HEADER: &str = "X-Grantwarden-Sender";
+
+/// The keys of the registry's senders, by the `key_secret` each names; asked
+/// on every signed request of that sender, so an implementation caches.
+pub trait SenderKeys: Send + Sync {
+    /// The key stored under `secret`.
+    fn key<'a>(
+        &'a self,
+        secret: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, KeyUnavailable>> + Send + 'a>>;
+}
+
+/// Sender keys known at startup (tests, local runs), by secret name.
+#[derive(Default)]
+pub struct StaticSenderKeys(pub std::collections::BTreeMap<String, Vec<u8>>);
+
+impl SenderKeys for StaticSenderKeys {
+    fn key<'a>(
+        &'a self,
+        secret: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, KeyUnavailable>> + Send + 'a>> {
+        let key = self.0.get(secret).cloned().ok_or_else(|| KeyUnavailable(format!("no key {secret}")));
+        Box::pin(async move { key })
+    }
+}
+
+/// Who is asking, as their credential says.
+#[derive(Debug, Clone)]
+enum Caller {
+    /// A person, by a verified token.
+    Person(Actor),
+    /// A registry sender, by its signature.
+    Sender(SenderRule),
+}
+
+impl Caller {
+    /// The person acting on `route`: the token's (a body naming another is
+    /// refused), or whom the sender names in `field`, if it may.
+    fn acting(&self, route: SenderRoute, field: &str, named: Option<&str>) -> Result<Actor, IdentityRefusal> {
+        match self {
+            Caller::Person(actor) => actor.check_named(field, named).map(|()| actor.clone()),
+            Caller::Sender(rule) => rule.assert(route, field, named),
+        }
+    }
+}
 
 pub use grantwarden_aws::{Clock, SystemClock};
 
@@ -194,9 +258,28 @@ pub enum Rejection {
     /// The ticket has already ended (or is being revoked): nothing to end.
     #[error("ticket {0} is {1}: nothing to end")]
     NotOpen(String, grantwarden_core::ticket::TicketStatus),
+    /// The identity is not accepted for this act (a sender outside its routes
+    /// or principals, a body naming another person, a sign-in too old).
+    #[error("{0}")]
+    Identity(#[from] IdentityRefusal),
+    /// The bearer token is not accepted.
+    #[error("bearer token refused: {0}")]
+    Token(TokenRefusal),
+    /// A bearer token where only senders may send, or none configured.
+    #[error("{0}")]
+    BearerNotAccepted(&'static str),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<AccessError> for Rejection {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Identity(e) => Rejection::Identity(e),
+            AccessError::Store(e) => Rejection::Store(e),
+        }
+    }
 }
 
 impl From<TicketFlowError> for Rejection {
@@ -206,6 +289,7 @@ impl From<TicketFlowError> for Rejection {
             TicketFlowError::Approval(e) => Rejection::Approval(e),
             TicketFlowError::NotOpen(id, status) => Rejection::NotOpen(id, status),
             TicketFlowError::NotRenewed { ticket, reason } => Rejection::NotRenewed(ticket, reason),
+            TicketFlowError::Identity(e) => Rejection::Identity(e),
             TicketFlowError::Store(e) => Rejection::Store(e),
         }
     }
@@ -230,6 +314,14 @@ impl Rejection {
             | Rejection::AccessUnroutable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::Key(_) | Rejection::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Approval(ApprovalError::Requester(_) | ApprovalError::Duplicate(_)) => StatusCode::FORBIDDEN,
+            Rejection::Approval(ApprovalError::SignIn(_))
+            | Rejection::Identity(IdentityRefusal::SignInTooOld { .. } | IdentityRefusal::NoSignIn(_)) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Rejection::Identity(IdentityRefusal::NobodyNamed { .. }) => StatusCode::BAD_REQUEST,
+            Rejection::Identity(_) => StatusCode::FORBIDDEN,
+            Rejection::Token(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Token(_) | Rejection::BearerNotAccepted(_) => StatusCode::UNAUTHORIZED,
             Rejection::Approval(ApprovalError::NotPending(_)) | Rejection::NotOpen(..) | Rejection::NotRenewed(..) => {
                 StatusCode::CONFLICT
             }
@@ -265,6 +357,9 @@ impl Rejection {
             }
             Rejection::Untagged(finding) => body["finding"] = json!(finding),
             Rejection::WrongMethod { allowed, .. } => body["allowed"] = json!(allowed),
+            Rejection::Identity(IdentityRefusal::NamesAnother { field, .. } | IdentityRefusal::NobodyNamed { field }) => {
+                body["field"] = json!(field)
+            }
             _ => {}
         }
         body
@@ -272,6 +367,18 @@ impl Rejection {
 
     fn into_response(self) -> Response<Body> {
         let mut response = json_response(self.status(), &self.body());
+        let challenge = match &self {
+            Rejection::Approval(ApprovalError::SignIn(_))
+            | Rejection::Identity(IdentityRefusal::SignInTooOld { .. } | IdentityRefusal::NoSignIn(_)) => {
+                Some(r#"Bearer error="insufficient_user_authentication", error_description="sign in again", max_age=900"#)
+            }
+            Rejection::Token(e) if !e.is_unavailable() => Some(r#"Bearer error="invalid_token""#),
+            Rejection::BearerNotAccepted(_) => Some("Bearer"),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         if let Rejection::WrongMethod { allowed, .. } = self {
             response.headers_mut().insert(ALLOW, HeaderValue::from_static(allowed));
         }
@@ -363,6 +470,8 @@ pub struct App<S, K> {
     max_body: usize,
     tolerance: Duration,
     timers: Option<grantwarden_aws::Timers>,
+    identity_provider: Option<Arc<LazyVerifier>>,
+    sender_keys: Option<Arc<dyn SenderKeys>>,
 }
 
 impl<S, K> App<S, K>
@@ -388,7 +497,21 @@ where
             max_body: DEFAULT_MAX_BODY,
             tolerance: signature::DEFAULT_TOLERANCE,
             timers: None,
+            identity_provider: None,
+            sender_keys: None,
         }
+    }
+
+    /// Accepts `Authorization: Bearer` tokens of this identity provider.
+    pub fn with_identity_provider(mut self, verifier: Arc<LazyVerifier>) -> Self {
+        self.identity_provider = Some(verifier);
+        self
+    }
+
+    /// Where the keys of the registry's senders other than `webhook` are read.
+    pub fn with_sender_keys(mut self, keys: Arc<dyn SenderKeys>) -> Self {
+        self.sender_keys = Some(keys);
+        self
     }
 
     /// Arms a lease and a one-time revoke schedule for every ticket that becomes active.
@@ -511,8 +634,33 @@ where
         if let Route::Incident(vendor) = route {
             return self.incident(vendor, req, body, now).await;
         }
-        let key = self.key.key().await?;
-        let v1 = if self.legacy_v1 && route.body_names_its_target() { V1Policy::Accepted } else { V1Policy::Refused };
+        let access = matches!(route, Route::Generic) && is_access_request(body);
+        if let Some(token) = bearer(req)? {
+            if matches!(route, Route::Webhook | Route::Generic) && !access {
+                return Err(Rejection::BearerNotAccepted(
+                    "grant events come from signed senders, not bearer tokens; a person asks for access with a path and a scope",
+                ));
+            }
+            let verifier = self.identity_provider.as_ref().ok_or(Rejection::BearerNotAccepted(
+                "bearer tokens are not accepted: no identity provider is configured (GRANTWARDEN_OIDC_ISSUER)",
+            ))?;
+            let person = verifier.verify(token, now, None).await.map_err(Rejection::Token)?;
+            tracing::info!(person = %person.actor.id, "bearer token verified");
+            return self.route(route, access, body, &Caller::Person(person.actor), now).await;
+        }
+        let sender = self.sender(header(req, SENDER_HEADER).as_deref().unwrap_or(WEBHOOK_SENDER))?;
+        let key = match &sender.key_secret {
+            None => self.key.key().await?,
+            Some(secret) => match &self.sender_keys {
+                Some(keys) => keys.key(secret).await?,
+                None => return Err(KeyUnavailable(format!("no sender keys configured for {}", sender.name)).into()),
+            },
+        };
+        let v1 = if self.legacy_v1 && route.body_names_its_target() && sender.name == WEBHOOK_SENDER {
+            V1Policy::Accepted
+        } else {
+            V1Policy::Refused
+        };
         let request = SignedRequest { method: req.method().as_str(), path, body };
         let verified =
             signature::verify(header(req, signature::HEADER).as_deref(), &request, &key, now, self.tolerance, v1)?;
@@ -522,17 +670,45 @@ where
         if !self.store.first_use(&verified.replay, now, verified.replay_until).await? {
             return Err(Rejection::Replayed);
         }
-        let served = match route {
-            Route::Webhook => self.intake(body, InputKind::Webhook, now).await,
-            Route::Generic if is_access_request(body) => self.access(body, now).await,
-            Route::Generic => self.intake(body, InputKind::Generic, now).await,
-            Route::Incident(_) => unreachable!("incident webhooks are served above"),
-            Route::Approve(id) => self.approve(id, body, now).await,
-            Route::Ticket(id) => self.show(id, now).await,
-            Route::Revoke(id) => self.request_revoke(id, body, now).await,
-            Route::Renew(id) => self.renew(id, now).await,
-        };
+        let served = self.route(route, access, body, &Caller::Sender(sender), now).await;
         self.release_if_failed(&verified.replay, served).await
+    }
+
+    /// The registry's sender `name`; with the registry unusable, only `webhook`
+    /// as it is by default (grant events, which are then recorded as untagged).
+    fn sender(&self, name: &str) -> Result<SenderRule, Rejection> {
+        let default = Senders::default();
+        let senders = self.registry.as_ref().map(|r| &r.senders).unwrap_or(&default);
+        Ok(senders.get(name)?.clone())
+    }
+
+    async fn route(
+        &self,
+        route: Route<'_>,
+        access: bool,
+        body: &[u8],
+        caller: &Caller,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, Rejection> {
+        match route {
+            Route::Webhook => self.intake(body, InputKind::Webhook, caller, now).await,
+            Route::Generic if access => self.access(body, caller, now).await,
+            Route::Generic => self.intake(body, InputKind::Generic, caller, now).await,
+            Route::Incident(_) => unreachable!("incident webhooks are served before any caller is known"),
+            Route::Approve(id) => self.approve(id, body, caller, now).await,
+            Route::Ticket(id) => {
+                if let Caller::Sender(rule) = caller {
+                    rule.may(SenderRoute::Read)?;
+                }
+                self.show(id, now).await
+            }
+            Route::Revoke(id) => self.request_revoke(id, body, caller, now).await,
+            Route::Renew(id) => match caller {
+                Caller::Person(person) => self.renew(id, person, now).await,
+                // a renewal needs a recent sign-in, which no sender proves
+                Caller::Sender(rule) => Err(IdentityRefusal::NoSignIn(format!("sender {}", rule.name)).into()),
+            },
+        }
     }
 
     /// A request admitted under `key` that failed on our side (5xx) is forgotten,
@@ -547,17 +723,26 @@ where
         served
     }
 
-    async fn intake(&self, body: &[u8], kind: InputKind, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+    async fn intake(&self, body: &[u8], kind: InputKind, caller: &Caller, now: DateTime<Utc>) -> Result<Reply, Rejection> {
         let ctx = normalize::Context { targets: &self.known_targets, now, audit_target: None };
         let request = match kind {
             InputKind::Generic => normalize::from_generic(body, &ctx),
             _ => normalize::from_webhook(body, &ctx),
         };
+        // the sender vouches for who asked for the grant, within its principals
+        let requester = match &request {
+            Ok(r) => caller.acting(SenderRoute::Grants, "requested_by", Some(&r.requested_by))?.vouched_by,
+            Err(_) => match caller {
+                Caller::Sender(rule) => grantwarden_core::identity::Voucher::Sender { sender: rule.name.clone() },
+                Caller::Person(p) => p.vouched_by.clone(),
+            },
+        };
         let target = filing_target(&request, body);
         let invalid = request.as_ref().err().cloned();
         let delivery_id = request.as_ref().map(|r| r.delivery_id.clone()).ok();
         let outcome =
-            intake(&self.store, self.registry.as_ref().map_err(String::clone), request, &self.scoring, now).await?;
+            intake(&self.store, self.registry.as_ref().map_err(String::clone), request, &requester, &self.scoring, now)
+                .await?;
         // fail secure: the finding is on record before the sender hears "no"
         record(&self.store, &target, &outcome, now).await?;
         match outcome {
@@ -593,8 +778,9 @@ where
         }
     }
 
-    async fn approve(&self, id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
-        let approver = approver(body)?;
+    async fn approve(&self, id: &str, body: &[u8], caller: &Caller, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        let named = approver(body)?;
+        let approver = caller.acting(SenderRoute::Approvals, "approver", named.as_deref())?;
         tracing::Span::current().record("ticket_id", id);
         // conditional on the version read: a concurrent approval makes this one stale (409)
         let ticket = ticket_flow::approve_ticket(&self.store, id, &approver, now).await?;
@@ -606,9 +792,10 @@ where
     /// A just-in-time access request: routed by the registry's access policy (with
     /// the incidents on record, for break-glass) into a ticket; the credential is
     /// issued by the revoke function once the ticket is active, never here.
-    async fn access(&self, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
+    async fn access(&self, body: &[u8], caller: &Caller, now: DateTime<Utc>) -> Result<Reply, Rejection> {
         let request =
             parse_request(body).map_err(|FieldError { field, reason }| Rejection::BadBody { field, reason })?;
+        let requester = caller.acting(SenderRoute::Requests, "identity", Some(&request.identity))?;
         if !self.known_targets.is_empty() && !self.known_targets.contains(&request.target) {
             return Err(Rejection::BadBody {
                 field: "target".into(),
@@ -616,7 +803,7 @@ where
             });
         }
         let registry = self.registry.as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
-        match request_access(&self.store, &request, registry, now).await? {
+        match request_access(&self.store, &request, &requester, registry, now).await? {
             AccessOutcome::Created(t) => {
                 tracing::Span::current().record("ticket_id", t.id());
                 if t.access().is_some_and(|a| a.review_required) {
@@ -642,10 +829,10 @@ where
 
     /// Renews a break-glass ticket while its incident stays open: a new window, the
     /// timers moved (the revoke function moves the role's VALID UNTIL on the stream).
-    async fn renew(&self, id: &str, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+    async fn renew(&self, id: &str, by: &Actor, now: DateTime<Utc>) -> Result<Reply, Rejection> {
         tracing::Span::current().record("ticket_id", id);
         let registry = self.registry.as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
-        let Renewed { ticket, until } = ticket_flow::renew_break_glass(&self.store, id, registry, now).await?;
+        let Renewed { ticket, until } = ticket_flow::renew_break_glass(&self.store, id, by, registry, now).await?;
         if let Some(timers) = &self.timers
             && let Err(e) = timers.rearm(&ticket).await
         {
@@ -697,11 +884,12 @@ where
 
     /// Asks for a ticket to end now: `revoke_requested`, which the tickets table's
     /// stream hands to the revoke function.
-    async fn request_revoke(&self, id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Reply, Rejection> {
-        let (by, reason) = revoke_request(body)?;
+    async fn request_revoke(&self, id: &str, body: &[u8], caller: &Caller, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+        let (named, reason) = revoke_request(body)?;
+        let by = caller.acting(SenderRoute::Revoke, "by", named.as_deref())?;
         tracing::Span::current().record("ticket_id", id);
         let ticket = ticket_flow::request_revoke(&self.store, id, &by, &reason, now).await?;
-        tracing::info!(by = %by, "revoke requested");
+        tracing::info!(by = %by.id, "revoke requested");
         Ok(Reply { status: StatusCode::ACCEPTED, location: None, body: ticket_json(&ticket, now) })
     }
 
@@ -732,8 +920,9 @@ fn filing_target(request: &Result<GrantRequest, NormalizeError>, body: &[u8]) ->
         .unwrap_or_else(|| TargetId::new("unknown").expect("not empty"))
 }
 
-/// Reads `{"approver": "..."}`, naming the failing field.
-fn approver(body: &[u8]) -> Result<String, Rejection> {
+/// Reads `{"approver": "..."}` (the approver may be left out, as a token says
+/// who it is), naming the failing field.
+fn approver(body: &[u8]) -> Result<Option<String>, Rejection> {
     let bad = |field: &str, reason: &str| Rejection::BadBody { field: field.to_owned(), reason: reason.to_owned() };
     let value: Value = serde_json::from_slice(body).map_err(|e| bad("body", &format!("not JSON: {e}")))?;
     let object = value.as_object().ok_or_else(|| bad("body", "must be a JSON object"))?;
@@ -741,14 +930,14 @@ fn approver(body: &[u8]) -> Result<String, Rejection> {
         return Err(bad(unknown, "unknown field; expected only approver"));
     }
     let approver = match object.get("approver") {
-        None => return Err(bad("approver", "missing")),
+        None => return Ok(None),
         Some(Value::String(s)) => s.trim(),
         Some(_) => return Err(bad("approver", "must be a string")),
     };
     if approver.is_empty() || approver.chars().any(char::is_control) {
         return Err(bad("approver", "must be a non-empty identity without control characters"));
     }
-    Ok(approver.to_owned())
+    Ok(Some(approver.to_owned()))
 }
 
 /// Whether a `/requests` body is an access request (it names a path and a scope)
@@ -758,7 +947,7 @@ fn is_access_request(body: &[u8]) -> bool {
 }
 
 /// `{"by": "...", "reason": "..."}` of a revoke request.
-fn revoke_request(body: &[u8]) -> Result<(String, String), Rejection> {
+fn revoke_request(body: &[u8]) -> Result<(Option<String>, String), Rejection> {
     let bad = |field: &str, reason: &str| Rejection::BadBody { field: field.to_owned(), reason: reason.to_owned() };
     let value: Value = serde_json::from_slice(body).map_err(|e| bad("body", &format!("not JSON: {e}")))?;
     let object = value.as_object().ok_or_else(|| bad("body", "must be a JSON object"))?;
@@ -775,7 +964,22 @@ fn revoke_request(body: &[u8]) -> Result<(String, String), Rejection> {
             Some(_) => Err(bad(field, "must be a string")),
         }
     };
-    Ok((text("by", true)?, text("reason", false)?))
+    let by = text("by", false)?;
+    Ok(((!by.is_empty()).then_some(by), text("reason", false)?))
+}
+
+/// The token of an `Authorization: Bearer` header; another scheme is refused.
+fn bearer(req: &Request) -> Result<Option<&str>, Rejection> {
+    let Some(value) = req.headers().get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| Rejection::Token(TokenRefusal::Malformed("not text".into())))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(Rejection::BearerNotAccepted("the Authorization header takes `Bearer <token>` only")),
+    }
 }
 
 /// A header's value as text; lossy, so a value that is not text fails as
@@ -826,11 +1030,11 @@ mod tests {
         };
         assert_eq!(field("nope"), "body");
         assert_eq!(field("[]"), "body");
-        assert_eq!(field("{}"), "approver");
+        assert_eq!(approver(b"{}").unwrap(), None, "a token says who approves");
         assert_eq!(field(r#"{"approver": 3}"#), "approver");
         assert_eq!(field(r#"{"approver": "  "}"#), "approver");
         assert_eq!(field(r#"{"approver": "bob@example.com", "as": "admin"}"#), "as");
-        assert_eq!(approver(br#"{"approver": " bob@example.com "}"#).unwrap(), "bob@example.com");
+        assert_eq!(approver(br#"{"approver": " bob@example.com "}"#).unwrap().as_deref(), Some("bob@example.com"));
     }
 
     #[test]

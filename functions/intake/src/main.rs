@@ -2,9 +2,9 @@
 //! into routed exception tickets (the handler is `grantwarden_intake::App`).
 //!
 //! Trigger: a Lambda Function URL (auth type NONE: every request is
-//! authenticated by its `X-Grantwarden-Signature` HMAC, or an incident webhook
-//! by its tool's own credential) or an API Gateway HTTP API with payload
-//! format 2.0 and the `$default` stage.
+//! authenticated by a bearer token of the identity provider, by the HMAC of a
+//! registry sender, or, an incident webhook, by its tool's own credential) or
+//! an API Gateway HTTP API with payload format 2.0 and the `$default` stage.
 //!
 //! Environment (see `grantwarden_aws::settings`; unset names take the
 //! defaults of infra/):
@@ -14,6 +14,12 @@
 //! - `GRANTWARDEN_WEBHOOK_LEGACY_V1`: `true` also accepts body-only v1
 //!   signatures on `/webhooks/grants` and `/requests` (a transition; default `false`)
 //! - `GRANTWARDEN_REPLAY_TABLE`: the signed requests already served (each once)
+//! - `GRANTWARDEN_OIDC_ISSUER`, `GRANTWARDEN_OIDC_CLIENT_ID`: the OpenID Connect
+//!   issuer and client id of `Authorization: Bearer` tokens (unset: none is
+//!   accepted); `GRANTWARDEN_OIDC_IDENTITY_CLAIM` (default `email`),
+//!   `GRANTWARDEN_OIDC_GROUPS_CLAIM` (default `groups`). The function fetches
+//!   the issuer's discovery document and keys over HTTPS (outbound internet, or
+//!   a NAT, from its subnet).
 //! - `GRANTWARDEN_PAGERDUTY_SECRET_ID`, `GRANTWARDEN_OPSGENIE_SECRET_ID`: the
 //!   secrets holding the PagerDuty webhook subscription's signing secret and the
 //!   Opsgenie token; unset, that tool's webhooks are refused
@@ -29,7 +35,8 @@
 //! IAM actions:
 //! - `dynamodb:PutItem`, `dynamodb:GetItem`, `dynamodb:UpdateItem`,
 //!   `dynamodb:Query` on the tickets, findings and journal tables
-//! - `secretsmanager:GetSecretValue` on the webhook secret and the PagerDuty and Opsgenie secrets
+//! - `secretsmanager:GetSecretValue` on the webhook secret, the PagerDuty and Opsgenie secrets
+//!   and the keys of the registry's senders (`grantwarden/senders/*`)
 //! - `dynamodb:PutItem`, `dynamodb:DeleteItem` on the replay table
 //! - `dynamodb:GetItem`, `dynamodb:PutItem` on the incidents table
 //! - `dynamodb:PutItem` on the leases table; `scheduler:CreateSchedule` and `DeleteSchedule` in the
@@ -45,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grantwarden_aws::{Clients, DynamoStore, Objects, SecretCache, Settings};
-use grantwarden_intake::{App, KeySource, KeyUnavailable};
+use grantwarden_intake::{App, KeySource, KeyUnavailable, SenderKeys};
 use lambda_http::{Error, service_fn};
 
 /// How long a fetched key is reused; a rotated key is picked up within this.
@@ -65,6 +72,18 @@ impl KeySource for SecretKey {
             Ok(key) => Ok(key.trim().as_bytes().to_vec()),
             Err(e) => Err(KeyUnavailable(e.to_string())),
         }
+    }
+}
+
+/// The registry senders' keys, from Secrets Manager through the cache.
+struct SecretSenderKeys(SecretCache);
+
+impl SenderKeys for SecretSenderKeys {
+    fn key<'a>(
+        &'a self,
+        secret: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, KeyUnavailable>> + Send + 'a>> {
+        Box::pin(async move { SecretKey { secrets: self.0.clone(), id: secret.to_owned() }.key().await })
     }
 }
 
@@ -119,6 +138,7 @@ async fn main() -> Result<(), Error> {
     }
     let timers = grantwarden_aws::Timers::new(&clients, &settings);
     let mut app = App::new(store, registry, key)
+        .with_sender_keys(Arc::new(SecretSenderKeys(secrets.clone())))
         .with_known_targets(targets)
         .with_scoring(scoring)
         .with_timers(timers)
@@ -127,6 +147,16 @@ async fn main() -> Result<(), Error> {
         tracing::warn!(
             "legacy v1 signatures accepted on /webhooks/grants and /requests until GRANTWARDEN_WEBHOOK_LEGACY_V1 is unset"
         );
+    }
+    if let Some(issuer) = &settings.oidc_issuer {
+        let client_id = Settings::require(&settings.oidc_client_id, "GRANTWARDEN_OIDC_CLIENT_ID")?;
+        let mut oidc = grantwarden_oidc::Settings::new(issuer, client_id);
+        oidc.identity_claim = settings.oidc_identity_claim.clone();
+        oidc.groups_claim = settings.oidc_groups_claim.clone();
+        // discovered at the first token: an unreachable provider leaves the signed routes serving
+        app = app.with_identity_provider(Arc::new(grantwarden_oidc::LazyVerifier::new(oidc)));
+    } else {
+        tracing::warn!("no GRANTWARDEN_OIDC_ISSUER: bearer tokens are refused; people act only through registry senders");
     }
     if let Some(source) = pagerduty {
         app = app.with_pagerduty(source);

@@ -85,6 +85,15 @@ pub struct Settings {
     /// `X-Grantwarden-Opsgenie-Token` (`GRANTWARDEN_OPSGENIE_SECRET_ID`); unset:
     /// Opsgenie webhooks are refused.
     pub opsgenie_secret_id: Option<String>,
+    /// The OpenID Connect issuer whose tokens name people (`GRANTWARDEN_OIDC_ISSUER`);
+    /// unset: no bearer token is accepted.
+    pub oidc_issuer: Option<String>,
+    /// The client id tokens must be for (`GRANTWARDEN_OIDC_CLIENT_ID`; required with the issuer).
+    pub oidc_client_id: Option<String>,
+    /// The claim that is a person's identity (`GRANTWARDEN_OIDC_IDENTITY_CLAIM`, default `email`).
+    pub oidc_identity_claim: String,
+    /// The claim listing a person's groups (`GRANTWARDEN_OIDC_GROUPS_CLAIM`, default `groups`).
+    pub oidc_groups_claim: String,
     /// Secret holding the Ed25519 key that signs audit digests
     /// (`GRANTWARDEN_AUDIT_SIGNING_SECRET_ID`): a PKCS#8 PEM key, or a
     /// generated string whose sha256 is the seed.
@@ -148,6 +157,10 @@ impl Default for Settings {
             replay_table: "grantwarden-replay".into(),
             pagerduty_secret_id: None,
             opsgenie_secret_id: None,
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_identity_claim: "email".into(),
+            oidc_groups_claim: "groups".into(),
             audit_signing_secret_id: "grantwarden/audit-signing-key".into(),
             targets: Vec::new(),
             targets_key: None,
@@ -245,6 +258,10 @@ impl Settings {
             replay_table: text("GRANTWARDEN_REPLAY_TABLE", d.replay_table)?,
             pagerduty_secret_id: opt("GRANTWARDEN_PAGERDUTY_SECRET_ID"),
             opsgenie_secret_id: opt("GRANTWARDEN_OPSGENIE_SECRET_ID"),
+            oidc_issuer: opt("GRANTWARDEN_OIDC_ISSUER"),
+            oidc_client_id: opt("GRANTWARDEN_OIDC_CLIENT_ID"),
+            oidc_identity_claim: text("GRANTWARDEN_OIDC_IDENTITY_CLAIM", d.oidc_identity_claim)?,
+            oidc_groups_claim: text("GRANTWARDEN_OIDC_GROUPS_CLAIM", d.oidc_groups_claim)?,
             audit_signing_secret_id: text("GRANTWARDEN_AUDIT_SIGNING_SECRET_ID", d.audit_signing_secret_id)?,
             targets: parse_targets(&get("GRANTWARDEN_TARGETS").unwrap_or_default()),
             targets_key: opt("GRANTWARDEN_TARGETS_KEY"),
@@ -296,6 +313,8 @@ impl Settings {
             ("GRANTWARDEN_SCORING_KEY", self.scoring_key.clone()),
             ("GRANTWARDEN_SCAN_WINDOW_SECONDS", self.scan_window_seconds.to_string()),
             ("GRANTWARDEN_CHUNK_MAX_RECEIVES", self.chunk_max_receives.to_string()),
+            ("GRANTWARDEN_OIDC_IDENTITY_CLAIM", self.oidc_identity_claim.clone()),
+            ("GRANTWARDEN_OIDC_GROUPS_CLAIM", self.oidc_groups_claim.clone()),
         ];
         let optional = [
             ("GRANTWARDEN_REVOKE_FUNCTION_ARN", &self.revoke_function_arn),
@@ -308,6 +327,8 @@ impl Settings {
             ("GRANTWARDEN_TARGETS_KEY", &self.targets_key),
             ("GRANTWARDEN_PAGERDUTY_SECRET_ID", &self.pagerduty_secret_id),
             ("GRANTWARDEN_OPSGENIE_SECRET_ID", &self.opsgenie_secret_id),
+            ("GRANTWARDEN_OIDC_ISSUER", &self.oidc_issuer),
+            ("GRANTWARDEN_OIDC_CLIENT_ID", &self.oidc_client_id),
         ];
         env.extend(optional.into_iter().filter_map(|(name, v)| v.clone().map(|v| (name, v))));
         // no targets is no variable (an empty one reads as no targets too)

@@ -18,6 +18,7 @@ use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Inci
 use crate::audit::event::{AccessTurnedDown, Issued, OnTicket};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::error::{FieldError, StoreError};
+use crate::identity::{Actor, IdentityRefusal};
 use crate::manifest::On;
 use crate::model::{Privilege, RoleName};
 use crate::policy::PolicyRegistry;
@@ -60,8 +61,8 @@ pub fn parse_request(body: &[u8]) -> Result<AccessRequest, FieldError> {
     if duration.is_zero() {
         return Err(FieldError::new("duration", "must be longer than zero"));
     }
-    if r.identity.trim().is_empty() || r.identity.chars().any(char::is_control) {
-        return Err(FieldError::new("identity", "a non-empty identity without control characters"));
+    if r.identity.chars().any(char::is_control) {
+        return Err(FieldError::new("identity", "an identity without control characters"));
     }
     if r.justification.trim().is_empty() {
         return Err(FieldError::new("justification", "say why"));
@@ -180,6 +181,7 @@ pub fn route_access(
             allow_public_create: policy.allow_public_create.clone(),
             connection_limit: policy.connection_limit,
             privileged_approvers: if approvals == Approvals::Dual { policy.privileged_approvers() } else { Vec::new() },
+            privileged_groups: if approvals == Approvals::Dual { policy.privileged_groups() } else { Vec::new() },
             review_required: request.path == AccessPath::BreakGlass,
             incident_id: request.incident_id.clone(),
         }),
@@ -239,6 +241,17 @@ pub fn renew(
     Ok(until)
 }
 
+/// Why an access request was not recorded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The body names another person than the one asking.
+    #[error(transparent)]
+    Identity(#[from] IdentityRefusal),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What an access request became.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AccessOutcome {
@@ -268,12 +281,16 @@ pub enum AccessOutcome {
 pub async fn request_access<S>(
     store: &S,
     request: &AccessRequest,
+    by: &Actor,
     registry: &PolicyRegistry,
     now: DateTime<Utc>,
-) -> Result<AccessOutcome, StoreError>
+) -> Result<AccessOutcome, AccessError>
 where
     S: TicketStore + AuditJournal + crate::incident::IncidentStore + Sync,
 {
+    // the credential is for whoever the voucher says is asking, never for a name in the body
+    by.check_named("identity", Some(&request.identity))?;
+    let request = &AccessRequest { identity: by.id.clone(), ..request.clone() };
     let incidents = crate::incident::known_incidents(store, request.incident_id.as_deref()).await?;
     let turned_down = |category: Option<&str>, reason: String| {
         let detail = AccessTurnedDown {
@@ -286,7 +303,8 @@ where
     };
     match route_access(request, registry, &incidents, now) {
         Decision::Ticket(ticket) => {
-            let mut events = vec![NewEvent::for_ticket(&ticket, OnTicket::Requested, &request.identity, now)];
+            let requested = NewEvent::for_ticket(&ticket, OnTicket::Requested, &by.id, now).vouched_by(&by.vouched_by);
+            let mut events = vec![requested];
             if ticket.status() == TicketStatus::Active {
                 events.push(NewEvent::for_ticket(&ticket, OnTicket::Activated, "grantwarden", now));
             }
@@ -467,12 +485,12 @@ access:
     fn dual_approval_needs_two_distinct_approvers_one_privileged_and_never_the_requester() {
         let mut t = ticket(decide(&request(AccessPath::Migration, tables(&["invoices"]), "1h", None)));
         assert_eq!((t.status(), t.approvals_required()), (TicketStatus::PendingApproval, 2));
-        assert_eq!(t.approve("alice@example.com", now()), Err(ApprovalError::Requester("alice@example.com".into())));
-        t.approve("bob@example.com", now()).unwrap();
-        assert_eq!(t.approve("Bob@example.com", now()), Err(ApprovalError::Duplicate("Bob@example.com".into())));
-        t.approve("carol@example.com", now()).unwrap();
+        assert_eq!(t.approve(&crate::identity::Actor::operator("alice@example.com"), now()), Err(ApprovalError::Requester("alice@example.com".into())));
+        t.approve(&crate::identity::Actor::operator("bob@example.com"), now()).unwrap();
+        assert_eq!(t.approve(&crate::identity::Actor::operator("Bob@example.com"), now()), Err(ApprovalError::Duplicate("bob@example.com".into())));
+        t.approve(&crate::identity::Actor::operator("carol@example.com"), now()).unwrap();
         assert_eq!(t.status(), TicketStatus::PendingApproval, "two approvals, neither security nor manager");
-        t.approve("lead@example.com", now()).unwrap();
+        t.approve(&crate::identity::Actor::operator("lead@example.com"), now()).unwrap();
         assert_eq!(t.status(), TicketStatus::Active, "a manager among them");
     }
 

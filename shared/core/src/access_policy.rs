@@ -272,9 +272,11 @@ struct SensitiveFile {
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessFile {
-    /// Privileged approvers of a dual approval, by role: `security` and `manager` only.
+    /// Privileged approvers of a dual approval, by role: `security` and `manager` only;
+    /// each a list of emails, or `{ emails: [...], groups: [...] }` (the identity
+    /// provider's `groups` claim).
     #[serde(default)]
-    approver_roles: BTreeMap<String, Vec<String>>,
+    approver_roles: BTreeMap<String, ApproverRoleFile>,
     /// Rules per path; a path not listed is not offered.
     #[schemars(with = "BTreeMap<crate::schema_format::Keys<AccessPath>, PathFile>")]
     #[serde(default)]
@@ -296,6 +298,32 @@ pub struct AccessFile {
     allow_public_create: Vec<String>,
 }
 
+/// The members of one approver role as written: emails, or emails and groups.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum ApproverRoleFile {
+    /// Emails.
+    Emails(Vec<String>),
+    /// Emails and identity-provider groups.
+    Members {
+        /// Emails.
+        #[serde(default)]
+        emails: Vec<String>,
+        /// Groups of the identity provider's `groups` claim.
+        #[serde(default)]
+        groups: Vec<String>,
+    },
+}
+
+/// Who holds an approver role: by email, or by a group of the identity provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApproverRole {
+    /// Emails, lower-cased.
+    pub emails: Vec<String>,
+    /// Groups (as the token's `groups` claim writes them).
+    pub groups: Vec<String>,
+}
+
 /// The rules of one path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PathRule {
@@ -310,7 +338,7 @@ pub struct PathRule {
 pub struct AccessPolicy {
     /// Approvers that may be the privileged one of a dual approval, by their role
     /// (`security`, `manager`).
-    pub approver_roles: BTreeMap<String, Vec<String>>,
+    pub approver_roles: BTreeMap<String, ApproverRole>,
     /// Rules per path; a path not listed is not offered.
     pub paths: BTreeMap<AccessPath, PathRule>,
     /// Sensitive schemas (globs).
@@ -356,7 +384,19 @@ impl AccessPolicy {
             ));
         }
         let dual = paths.values().any(|p| p.approvals == Approvals::Dual);
-        if dual && f.approver_roles.values().all(Vec::is_empty) {
+        let approver_roles: BTreeMap<String, ApproverRole> = f
+            .approver_roles
+            .iter()
+            .map(|(role, members)| {
+                let (emails, groups) = match members {
+                    ApproverRoleFile::Emails(emails) => (emails.clone(), Vec::new()),
+                    ApproverRoleFile::Members { emails, groups } => (emails.clone(), groups.clone()),
+                };
+                let emails = emails.iter().map(|e| e.trim().to_ascii_lowercase()).collect();
+                (role.clone(), ApproverRole { emails, groups })
+            })
+            .collect();
+        if dual && approver_roles.values().all(|r| r.emails.is_empty() && r.groups.is_empty()) {
             return Err(FieldError::new(
                 "access.approver_roles",
                 "a dual approval needs at least one security or manager approver",
@@ -383,7 +423,7 @@ impl AccessPolicy {
             })?;
         }
         Ok(Self {
-            approver_roles: f.approver_roles.clone(),
+            approver_roles,
             paths,
             sensitive_schemas,
             allow_public_create: f.allow_public_create.clone(),
@@ -412,7 +452,15 @@ impl AccessPolicy {
 
     /// Every privileged approver (any role), lower-cased.
     pub fn privileged_approvers(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.approver_roles.values().flatten().map(|a| a.to_ascii_lowercase()).collect();
+        let mut out: Vec<String> = self.approver_roles.values().flat_map(|r| r.emails.iter().cloned()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every group whose members are privileged approvers (any role).
+    pub fn privileged_groups(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.approver_roles.values().flat_map(|r| r.groups.iter().cloned()).collect();
         out.sort();
         out.dedup();
         out
@@ -448,6 +496,9 @@ pub struct AccessGrant {
     /// Approvers of whom at least one must approve (dual approval), lower-cased.
     #[serde(default)]
     pub privileged_approvers: Vec<String>,
+    /// Groups (the identity provider's) whose members count as privileged approvers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub privileged_groups: Vec<String>,
     /// A break-glass ticket is reviewed after the fact.
     #[serde(default)]
     pub review_required: bool,

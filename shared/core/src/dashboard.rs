@@ -641,6 +641,7 @@ mod tests {
                 allow_public_create: vec![],
                 connection_limit: 1,
                 privileged_approvers: vec![],
+                privileged_groups: vec![],
                 review_required: path == AccessPath::BreakGlass,
                 incident_id: Some("PD-1".into()),
             }));

@@ -105,8 +105,9 @@ pub fn untagged_finding(request: Option<&GrantRequest>, reason: &str, scoring: &
 
 /// The journal events of a new ticket: `ticket.requested`, and
 /// `ticket.activated` when it needs no approval.
-pub fn created_events(t: &Ticket, at: DateTime<Utc>) -> Vec<NewEvent> {
-    let mut out = vec![NewEvent::for_ticket(t, OnTicket::Requested, &t.request().requested_by, at)];
+pub fn created_events(t: &Ticket, requester: &crate::identity::Voucher, at: DateTime<Utc>) -> Vec<NewEvent> {
+    let requested = NewEvent::for_ticket(t, OnTicket::Requested, &t.request().requested_by, at).vouched_by(requester);
+    let mut out = vec![requested];
     if t.status() == crate::ticket::TicketStatus::Active {
         out.push(NewEvent::for_ticket(t, OnTicket::Activated, "grantwarden", at));
     }
@@ -120,6 +121,7 @@ pub async fn intake<S: TicketStore + AuditJournal + crate::incident::IncidentSto
     store: &S,
     registry: Result<&PolicyRegistry, String>,
     request: Result<GrantRequest, NormalizeError>,
+    requester: &crate::identity::Voucher,
     scoring: &ScoringConfig,
     now: DateTime<Utc>,
 ) -> Result<Outcome, StoreError> {
@@ -137,7 +139,7 @@ pub async fn intake<S: TicketStore + AuditJournal + crate::incident::IncidentSto
     let incidents = crate::incident::known_incidents(store, request.incident_id.as_deref()).await?;
     match route(&request, registry, &incidents, now) {
         Decision::Ticket(ticket) => {
-            Ok(match crate::outbox::create(store, &ticket, created_events(&ticket, now)).await? {
+            Ok(match crate::outbox::create(store, &ticket, created_events(&ticket, requester, now)).await? {
                 PutOutcome::Created(t) => Outcome::Created(t),
                 PutOutcome::Existing(t) => Outcome::Existing(t),
                 PutOutcome::Conflict(t) => Outcome::Conflict(t),
@@ -172,8 +174,9 @@ where
 
 /// The journal events of an approval: `ticket.approved`, and `ticket.activated`
 /// when it was the approval the ticket waited for.
-pub fn approval_events(ticket: &Ticket, approver: &str, now: DateTime<Utc>) -> Vec<NewEvent> {
-    let mut out = vec![NewEvent::for_ticket(ticket, OnTicket::Approved, approver, now)];
+pub fn approval_events(ticket: &Ticket, approver: &crate::identity::Actor, now: DateTime<Utc>) -> Vec<NewEvent> {
+    let approved = NewEvent::for_ticket(ticket, OnTicket::Approved, &approver.id, now).vouched_by(&approver.vouched_by);
+    let mut out = vec![approved];
     if ticket.status() == crate::ticket::TicketStatus::Active {
         out.push(NewEvent::for_ticket(ticket, OnTicket::Activated, "grantwarden", now));
     }

@@ -25,6 +25,8 @@
 //! - [`backoff`]: retry delays with full jitter.
 //!
 //! Layer 1:
+//! - [`identity`]: who is acting and who vouches for them (a verified token, a registry
+//!   sender within its routes and principals, the local operator); the recent sign-in rule.
 //! - [`names`]: names as people write them: `schema.name` with quoting, function signatures.
 //! - [`grants`]: a state's grants held object by object, each object's ACL shared.
 //! - [`manifest`]: the baseline file as written: its YAML format, read by serde.
@@ -109,6 +111,7 @@ pub mod governance_alert;
 pub mod grant_sql;
 pub mod grants;
 pub mod html;
+pub mod identity;
 pub mod incident;
 pub mod intake;
 pub mod manifest;

@@ -129,6 +129,11 @@ pub(crate) struct RegistryFile {
     /// Just-in-time access policy; without it no access request routes.
     #[serde(default)]
     access: Option<crate::access_policy::AccessFile>,
+    /// Signed senders by name: the key each signs with, what it may send and
+    /// whom it may name (`webhook`, the function's own key, sends grants only
+    /// unless listed here).
+    #[serde(default)]
+    senders: BTreeMap<String, crate::identity::SenderFile>,
 }
 
 /// An exception category.
@@ -206,6 +211,8 @@ pub struct PolicyRegistry {
     pub routes: Vec<Route>,
     /// Just-in-time access policy (`access:` section); without it no access request routes.
     pub access: Option<crate::access_policy::AccessPolicy>,
+    /// Signed senders (`senders:` section); `webhook` is always there.
+    pub senders: crate::identity::Senders,
 }
 
 /// Something a route can be matched against.
@@ -270,6 +277,7 @@ impl PolicyRegistry {
         let mut categories: BTreeMap<String, (String, Category)> = BTreeMap::new();
         let mut raw_routes: Vec<(String, usize, RouteFile)> = Vec::new();
         let mut access: Option<(String, crate::access_policy::AccessPolicy)> = None;
+        let mut senders: BTreeMap<String, (String, crate::identity::SenderFile)> = BTreeMap::new();
         for (name, text) in files.iter().copied() {
             hasher.update((name.len() as u64).to_be_bytes());
 
@@ -323,6 +331,13 @@ impl PolicyRegistry {
                 let policy =
                     crate::access_policy::AccessPolicy::from_file(a).map_err(|e| err(name, e.field, e.reason))?;
                 access = Some((name.clone(), policy));
+            }
+            for (sender, f) in &parsed.senders {
+                if let Some((other, _)) = senders.get(sender) {
+                    return Err(err(name, format!("senders.{sender}"), format!("sender {sender:?} is already in {other}")));
+                }
+                crate::identity::SenderRule::from_file(sender, f).map_err(|e| err(name, e.field, e.reason))?;
+                senders.insert(sender.clone(), (name.clone(), f.clone()));
             }
             if parsed.version.is_some() || parsed.owner.is_some() || parsed.approver.is_some() {
                 if let Some((other, _)) = &header {
@@ -399,6 +414,8 @@ impl PolicyRegistry {
             categories: categories.into_iter().map(|(k, (_, c))| (k, c)).collect(),
             routes,
             access: access.map(|(_, a)| a),
+            senders: crate::identity::Senders::from_file(&senders.into_iter().map(|(k, (_, f))| (k, f)).collect())
+                .map_err(|e| err(&header_file, e.field, e.reason))?,
         })
     }
 }

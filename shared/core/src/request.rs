@@ -116,7 +116,9 @@ pub struct GrantRequest {
 pub struct AccessRequest {
     /// The sender's id of this request (idempotency key).
     pub id: String,
-    /// Who asks: the person the credential is for.
+    /// Who asks: the person the credential is for. The verified caller, always:
+    /// a body may leave it out, and one that names someone else is refused.
+    #[serde(default)]
     pub identity: String,
     /// The database.
     pub target: TargetId,

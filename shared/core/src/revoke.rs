@@ -750,6 +750,7 @@ mod tests {
             allow_public_create: vec![],
             connection_limit: 1,
             privileged_approvers: vec![],
+            privileged_groups: vec![],
             review_required: false,
             incident_id: None,
         }));

@@ -58,6 +58,14 @@ pub struct Approval {
     pub approver: String,
     /// When.
     pub at: DateTime<Utc>,
+    /// The approver's identity-provider groups that made them a privileged
+    /// approver of this ticket, as their token said when they approved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// What established the approver's identity (absent on approvals recorded
+    /// before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vouched_by: Option<crate::identity::Voucher>,
 }
 
 /// One step of a ticket's life.
@@ -404,6 +412,9 @@ pub enum ApprovalError {
     /// Only pending tickets take approvals.
     #[error("ticket is {0}, not pending approval")]
     NotPending(TicketStatus),
+    /// One of two approvals needs a recent sign-in.
+    #[error("one of two approvals: {0}")]
+    SignIn(crate::identity::IdentityRefusal),
 }
 
 impl Ticket {
@@ -544,24 +555,39 @@ impl Ticket {
     }
 
     /// Records an approval; activates the ticket when enough distinct approvers agree.
-    pub fn approve(&mut self, approver: &str, now: DateTime<Utc>) -> Result<(), ApprovalError> {
+    ///
+    /// The requester never approves their own ticket, each person counts once,
+    /// and an approval that is one of two needs a sign-in of the last
+    /// [`crate::identity::RECENT_SIGN_IN`].
+    pub fn approve(&mut self, approver: &crate::identity::Actor, now: DateTime<Utc>) -> Result<(), ApprovalError> {
         let status = self.status_at(now);
         if status != TicketStatus::PendingApproval {
             return Err(ApprovalError::NotPending(status));
         }
-        if approver.eq_ignore_ascii_case(&self.request.requested_by)
-            || approver.eq_ignore_ascii_case(&self.request.principal)
-        {
-            return Err(ApprovalError::Requester(approver.to_owned()));
+        let id = approver.id.as_str();
+        if id.eq_ignore_ascii_case(&self.request.requested_by) || id.eq_ignore_ascii_case(&self.request.principal) {
+            return Err(ApprovalError::Requester(id.to_owned()));
         }
-        if self.approvals.iter().any(|a| a.approver.eq_ignore_ascii_case(approver)) {
-            return Err(ApprovalError::Duplicate(approver.to_owned()));
+        if self.approvals.iter().any(|a| a.approver.eq_ignore_ascii_case(id)) {
+            return Err(ApprovalError::Duplicate(id.to_owned()));
         }
-        self.approvals.push(Approval { approver: approver.to_owned(), at: now });
+        if self.approvals_required >= 2 {
+            approver.recent_sign_in(now).map_err(ApprovalError::SignIn)?;
+        }
+        let groups = match &self.access {
+            Some(a) => a.privileged_groups.iter().filter(|g| approver.groups.contains(*g)).cloned().collect(),
+            None => Vec::new(),
+        };
+        self.approvals.push(Approval {
+            approver: id.to_owned(),
+            at: now,
+            groups,
+            vouched_by: Some(approver.vouched_by.clone()),
+        });
         self.history.push(TicketEvent {
             at: now,
             what: "approved".into(),
-            actor: approver.to_owned(),
+            actor: id.to_owned(),
             detail: String::new(),
         });
         self.activate_if_approved(now);
@@ -572,10 +598,11 @@ impl Ticket {
     /// for a dual approval of access, at least one privileged (security or manager) approver.
     pub fn approvals_satisfied(&self) -> bool {
         let enough = self.approvals.len() >= usize::from(self.approvals_required);
-        let privileged = match self.access.as_ref().map(|a| &a.privileged_approvers) {
-            Some(list) if !list.is_empty() => {
-                self.approvals.iter().any(|a| list.contains(&a.approver.to_ascii_lowercase()))
-            }
+        let privileged = match &self.access {
+            Some(a) if !a.privileged_approvers.is_empty() || !a.privileged_groups.is_empty() => self
+                .approvals
+                .iter()
+                .any(|x| a.privileged_approvers.contains(&x.approver.to_ascii_lowercase()) || !x.groups.is_empty()),
             _ => true,
         };
         enough && privileged
@@ -943,15 +970,15 @@ routes:
     #[test]
     fn approvals_must_be_distinct_and_not_the_requester() {
         let mut t = ticket(route(&request("phi_claims", &[Privilege::Select], 2), &registry(), &OPEN, now()));
-        assert_eq!(t.approve("alice@example.com", now()), Err(ApprovalError::Requester("alice@example.com".into())));
-        t.approve("bob@example.com", now()).unwrap();
-        assert_eq!(t.approve("BOB@example.com", now()), Err(ApprovalError::Duplicate("BOB@example.com".into())));
+        assert_eq!(t.approve(&crate::identity::Actor::operator("alice@example.com"), now()), Err(ApprovalError::Requester("alice@example.com".into())));
+        t.approve(&crate::identity::Actor::operator("bob@example.com"), now()).unwrap();
+        assert_eq!(t.approve(&crate::identity::Actor::operator("BOB@example.com"), now()), Err(ApprovalError::Duplicate("bob@example.com".into())));
         assert_eq!(t.status, TicketStatus::PendingApproval);
-        t.approve("carol@example.com", now()).unwrap();
+        t.approve(&crate::identity::Actor::operator("carol@example.com"), now()).unwrap();
         assert_eq!(t.status, TicketStatus::Active);
         let whats: Vec<&str> = t.history.iter().map(|e| e.what.as_str()).collect();
         assert_eq!(whats, ["requested", "approved", "approved", "activated"]);
-        assert!(matches!(t.approve("dave@example.com", now()), Err(ApprovalError::NotPending(TicketStatus::Active))));
+        assert!(matches!(t.approve(&crate::identity::Actor::operator("dave@example.com"), now()), Err(ApprovalError::NotPending(TicketStatus::Active))));
     }
 
     #[test]

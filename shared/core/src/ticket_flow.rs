@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::event::{OnTicket, RevokeRequested};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::error::StoreError;
+use crate::identity::{Actor, IdentityRefusal};
 use crate::incident::{IncidentStore, known_incidents};
 use crate::policy::PolicyRegistry;
 use crate::store::{TicketStore, Versioned};
@@ -41,6 +42,9 @@ pub enum TicketFlowError {
         /// Why, in words.
         reason: String,
     },
+    /// The actor may not do this (a renewal without a recent sign-in).
+    #[error(transparent)]
+    Identity(#[from] IdentityRefusal),
     /// The store failed, or someone else changed the ticket first ([`StoreError::Stale`]).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -76,7 +80,7 @@ where
 pub async fn approve_ticket<S>(
     store: &S,
     id: &str,
-    approver: &str,
+    approver: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Ticket, TicketFlowError>
 where
@@ -95,7 +99,7 @@ where
 pub async fn request_revoke<S>(
     store: &S,
     id: &str,
-    by: &str,
+    by: &Actor,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Ticket, TicketFlowError>
@@ -103,35 +107,37 @@ where
     S: TicketStore + AuditJournal + Sync,
 {
     let Versioned { value: mut ticket, version } = read(store, id).await?;
-    if !ticket.request_revoke(by, now, reason) {
+    if !ticket.request_revoke(&by.id, now, reason) {
         return Err(TicketFlowError::NotOpen(id.to_owned(), ticket.status()));
     }
     let requested = OnTicket::RevokeRequested(RevokeRequested { reason: reason.to_owned() });
-    let event = NewEvent::for_ticket(&ticket, requested, by, now);
+    let event = NewEvent::for_ticket(&ticket, requested, &by.id, now).vouched_by(&by.vouched_by);
     record(store, &ticket, version, vec![event]).await?;
     Ok(ticket)
 }
 
-/// Renews break-glass ticket `id` while the incident it names is open (as the
-/// incidents on record say): a new window from `now`, journaled as
-/// `access.renewed`. The ticket is recorded first; moving the role's VALID
+/// Renews break-glass ticket `id` for `by` (who signed in within the last 15
+/// minutes) while the incident it names is open (as the incidents on record
+/// say): a new window from `now`, journaled as `access.renewed` by `by`. The ticket is recorded first; moving the role's VALID
 /// UNTIL (the CLI at once, the revoke Lambda on the tickets stream) and the
 /// revocation timers follow it, so a failure there ends access early, never late.
 pub async fn renew_break_glass<S>(
     store: &S,
     id: &str,
+    by: &Actor,
     registry: &PolicyRegistry,
     now: DateTime<Utc>,
 ) -> Result<Renewed, TicketFlowError>
 where
     S: TicketStore + AuditJournal + IncidentStore + Sync,
 {
+    by.recent_sign_in(now)?;
     let Versioned { value: mut ticket, version } = read(store, id).await?;
     let incident = ticket.access().and_then(|a| a.incident_id.clone());
     let incidents = known_incidents(store, incident.as_deref()).await?;
     let until = crate::access::renew(&mut ticket, registry, &incidents, now)
         .map_err(|why| TicketFlowError::NotRenewed { ticket: id.to_owned(), reason: why.to_string() })?;
-    let renewed = NewEvent::for_ticket(&ticket, OnTicket::Renewed, "grantwarden", now);
+    let renewed = NewEvent::for_ticket(&ticket, OnTicket::Renewed, &by.id, now).vouched_by(&by.vouched_by);
     record(store, &ticket, version, vec![renewed]).await?;
     Ok(Renewed { ticket, until })
 }
@@ -154,19 +160,19 @@ mod tests {
         let store = MemoryStore::default();
         let t = opened(&store, &request("r1", AccessPath::Migration, "1h", None));
         assert_eq!(t.status(), TicketStatus::PendingApproval);
-        let own = ready(approve_ticket(&store, t.id(), "alice@example.com", at(1)));
+        let own = ready(approve_ticket(&store, t.id(), &Actor::operator("alice@example.com"), at(1)));
         assert!(matches!(own, Err(TicketFlowError::Approval(ApprovalError::Requester(_)))), "{own:?}");
         assert_eq!(store.kinds("orders-prod"), ["ticket.requested"], "a refused approval journals nothing");
 
-        let approved = ready(approve_ticket(&store, t.id(), "ciso@example.com", at(1))).unwrap();
+        let approved = ready(approve_ticket(&store, t.id(), &Actor::operator("ciso@example.com"), at(1))).unwrap();
         assert_eq!(approved.status(), TicketStatus::Active);
         let stored = ready(store.ticket(t.id())).unwrap().unwrap();
         assert_eq!((stored.value, stored.version), (approved, 2));
         assert_eq!(store.kinds("orders-prod"), ["ticket.requested", "ticket.approved", "ticket.activated"]);
-        let again = ready(approve_ticket(&store, t.id(), "bob@example.com", at(2)));
+        let again = ready(approve_ticket(&store, t.id(), &Actor::operator("bob@example.com"), at(2)));
         assert!(matches!(again, Err(TicketFlowError::Approval(ApprovalError::NotPending(TicketStatus::Active)))));
         assert!(matches!(
-            ready(approve_ticket(&store, "tkt-none", "ciso@example.com", at(2))),
+            ready(approve_ticket(&store, "tkt-none", &Actor::operator("ciso@example.com"), at(2))),
             Err(TicketFlowError::UnknownTicket(id)) if id == "tkt-none"
         ));
     }
@@ -175,14 +181,14 @@ mod tests {
     fn asking_to_end_early_is_recorded_once_with_its_reason() {
         let store = MemoryStore::default();
         let t = opened(&store, &request("r1", AccessPath::ReadOnly, "1h", None));
-        let ended = ready(request_revoke(&store, t.id(), "ciso@example.com", "left the team", at(5))).unwrap();
+        let ended = ready(request_revoke(&store, t.id(), &Actor::operator("ciso@example.com"), "left the team", at(5))).unwrap();
         assert_eq!(ended.status(), TicketStatus::RevokeRequested);
         assert_eq!(ended.revoke_requested_at(), Some(at(5)));
         let events = store.chain("orders-prod");
         let asked = events.last().unwrap();
         assert_eq!((asked.kind.as_str(), asked.actor.as_str()), ("ticket.revoke_requested", "ciso@example.com"));
         assert_eq!(asked.detail["reason"], "left the team");
-        let twice = ready(request_revoke(&store, t.id(), "ciso@example.com", "again", at(6)));
+        let twice = ready(request_revoke(&store, t.id(), &Actor::operator("ciso@example.com"), "again", at(6)));
         assert!(
             matches!(twice, Err(TicketFlowError::NotOpen(_, TicketStatus::RevokeRequested))),
             "nothing to end: {twice:?}"
@@ -195,28 +201,28 @@ mod tests {
         let store = MemoryStore::default();
         let glass = request("g1", AccessPath::BreakGlass, "30m", Some("INC-7"));
         // the incident is looked up in the store by the use case itself
-        let refused = ready(request_access(&store, &glass, &registry(), at(0))).unwrap();
+        let refused = ready(request_access(&store, &glass, &Actor::operator(&glass.identity), &registry(), at(0))).unwrap();
         assert!(matches!(refused, AccessOutcome::Refused { .. }), "no incident on record: {refused:?}");
         incident(&store, IncidentStatus::Open, -10);
         let t = opened(&store, &glass);
         assert_eq!(t.status(), TicketStatus::Active);
         assert!(t.history().last().unwrap().detail.contains("review required"));
 
-        let renewed = ready(renew_break_glass(&store, t.id(), &registry(), at(20))).unwrap();
+        let renewed = ready(renew_break_glass(&store, t.id(), &Actor::operator("oncall@example.com"), &registry(), at(20))).unwrap();
         assert_eq!(renewed.until, at(50), "30 minutes from the renewal");
         assert_eq!(renewed.ticket.expires_at(), at(50));
         assert_eq!(ready(store.ticket(t.id())).unwrap().unwrap().value, renewed.ticket);
         assert_eq!(store.kinds("orders-prod").last().unwrap(), "access.renewed");
 
         incident(&store, IncidentStatus::Resolved, 25);
-        let closed = ready(renew_break_glass(&store, t.id(), &registry(), at(40)));
+        let closed = ready(renew_break_glass(&store, t.id(), &Actor::operator("oncall@example.com"), &registry(), at(40)));
         assert!(
             matches!(&closed, Err(TicketFlowError::NotRenewed { reason, .. }) if reason.contains("INC-7 is not open")),
             "{closed:?}"
         );
         assert_eq!(ready(store.ticket(t.id())).unwrap().unwrap().value.expires_at(), at(50), "unchanged");
         let read_only = opened(&store, &request("r2", AccessPath::ReadOnly, "1h", None));
-        let not_glass = ready(renew_break_glass(&store, read_only.id(), &registry(), at(1)));
+        let not_glass = ready(renew_break_glass(&store, read_only.id(), &Actor::operator("oncall@example.com"), &registry(), at(1)));
         assert!(matches!(not_glass, Err(TicketFlowError::NotRenewed { .. })), "{not_glass:?}");
     }
 }

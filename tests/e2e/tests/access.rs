@@ -181,7 +181,7 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     let scope = AccessScope::Tables { schema: "billing".into(), tables: vec!["customers".into(), "invoices".into()] };
     let mut t = ticket(&request(&db, "r-mask", AccessPath::ReadOnly, scope));
     assert_eq!(t.status(), TicketStatus::PendingApproval, "billing.customers is sensitive: one approval");
-    t.approve("bob@example.com", now()).unwrap();
+    t.approve(&grantwarden_core::identity::Actor::operator("bob@example.com"), now()).unwrap();
     assert_eq!(t.status(), TicketStatus::Active);
     let views = t.access().unwrap().views_schema.clone();
     let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();
@@ -204,8 +204,8 @@ async fn masked_columns_are_masked_and_a_migration_credential_writes_its_tables_
     let scope = AccessScope::Tables { schema: "billing".into(), tables: vec!["invoices".into(), "notes".into()] };
     let mut m = ticket(&request(&db, "r-mig", AccessPath::Migration, scope));
     assert_eq!(m.status(), TicketStatus::PendingApproval);
-    m.approve("bob@example.com", now()).unwrap();
-    m.approve("ciso@example.com", now()).unwrap();
+    m.approve(&grantwarden_core::identity::Actor::operator("bob@example.com"), now()).unwrap();
+    m.approve(&grantwarden_core::identity::Actor::operator("ciso@example.com"), now()).unwrap();
     assert_eq!(m.status(), TicketStatus::Active);
     let issued = executor(&db).activate(&m, &new_password(), false).await.unwrap();
     let me = connect(&db.url_as(&issued.role)).await.unwrap();
@@ -230,7 +230,7 @@ async fn a_schema_scope_reads_masked_tables_masked_and_never_through_a_view_that
     .await;
     let mut t =
         ticket(&request(&db, "r-schema", AccessPath::ReadOnly, AccessScope::Schema { schema: "billing".into() }));
-    t.approve("bob@example.com", now()).unwrap();
+    t.approve(&grantwarden_core::identity::Actor::operator("bob@example.com"), now()).unwrap();
     assert_eq!(t.status(), TicketStatus::Active);
     let views = t.access().unwrap().views_schema.clone();
     let issued = executor(&db).activate(&t, &new_password(), false).await.unwrap();

@@ -162,11 +162,11 @@ pub async fn updates_are_conditional_on_the_version_read<S: TicketStore>(store: 
     let read = store.ticket(t.id()).await.unwrap().unwrap();
     assert_eq!((read.version, read.value.status()), (1, TicketStatus::PendingApproval));
     let mut approved = read.value.clone();
-    approved.approve("bob@example.com", now()).unwrap();
+    approved.approve(&grantwarden_core::identity::Actor::operator("bob@example.com"), now()).unwrap();
     assert_eq!(store.update_ticket(&approved, read.version, &[]).await.unwrap(), 2);
     // a second writer that read version 1 loses
     let mut other = read.value.clone();
-    other.approve("carol@example.com", now()).unwrap();
+    other.approve(&grantwarden_core::identity::Actor::operator("carol@example.com"), now()).unwrap();
     assert!(matches!(store.update_ticket(&other, read.version, &[]).await, Err(StoreError::Stale(_))));
     let stored = store.ticket(t.id()).await.unwrap().unwrap();
     assert_eq!((stored.version, stored.value.status()), (2, TicketStatus::Active));
@@ -205,7 +205,7 @@ pub async fn ticket_writes_keep_their_events_until_journaled<S: TicketStore>(sto
 
     let later = now() + Duration::minutes(2);
     let mut approved = t.clone();
-    approved.approve("bob@example.com", later).unwrap();
+    approved.approve(&grantwarden_core::identity::Actor::operator("bob@example.com"), later).unwrap();
     let approval = [ticket_event(&t, "ticket.approved", later)];
     assert_eq!(store.update_ticket(&approved, 1, &approval).await.unwrap(), 2);
     assert!(matches!(store.update_ticket(&approved, 1, &approval).await, Err(StoreError::Stale(_))));

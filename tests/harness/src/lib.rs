@@ -15,6 +15,7 @@
 
 pub mod contract;
 pub mod moto;
+pub mod oidc;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -223,6 +223,22 @@ impl NewEvent {
     pub fn detail_as<D: EventDetail>(&self) -> Result<D, DetailError> {
         read_detail(&self.kind, &self.detail, &self.subject)
     }
+
+    /// Records what established the actor's identity (`vouched_by` in the
+    /// detail): a sender asserting a person is journaled as that sender's word.
+    pub fn vouched_by(mut self, voucher: &crate::identity::Voucher) -> Self {
+        if let serde_json::Value::Object(detail) = &mut self.detail {
+            detail.insert("vouched_by".to_owned(), to_detail(voucher));
+        }
+        self
+    }
+}
+
+impl AuditEvent {
+    /// What established the actor's identity, when the event records it.
+    pub fn vouched_by(&self) -> Option<crate::identity::Voucher> {
+        self.detail.get("vouched_by").and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
 }
 
 fn to_detail(detail: &impl Serialize) -> serde_json::Value {
