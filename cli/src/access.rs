@@ -88,7 +88,10 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
     let store = args.state.open()?;
     grantwarden_core::audit::note_registry(&store, &registry, "grantwarden", now).await?;
     if request.identity.trim().is_empty() {
-        println!("{}", json!({ "outcome": "invalid", "field": "identity", "error": "name the person the access is for" }));
+        println!(
+            "{}",
+            json!({ "outcome": "invalid", "field": "identity", "error": "name the person the access is for" })
+        );
         return Ok(ExitCode::from(1));
     }
     // the local operator speaks for the person the file names
@@ -164,7 +167,8 @@ pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<Ex
             let timeouts = Timeouts::default();
             let executor = Executor::new(parse_config(&database, &timeouts)?, timeouts, RetryPolicy::default());
             // recorded first, then the role follows: a failure here ends access early, never late
-            let Renewed { ticket, until } = renew_break_glass(&store, &id, &Actor::operator(&by), &registry, now).await?;
+            let Renewed { ticket, until } =
+                renew_break_glass(&store, &id, &Actor::operator(&by), &registry, now).await?;
             let change = grantwarden_core::change::Change::SetValidUntil {
                 role: ticket.request().role.clone(),
                 valid_until: until,

@@ -222,7 +222,9 @@ pub async fn run_intake(args: IntakeArgs, now: DateTime<Utc>) -> Result<ExitCode
             .or_else(|| named_target.clone())
             .or_else(|| audit_target.clone())
             .unwrap_or_else(|| TargetId::new("unknown").expect("not empty"));
-        let outcome = intake(&store, registry.as_ref().map_err(String::clone), request, &Voucher::Operator, &scoring, now).await?;
+        let outcome =
+            intake(&store, registry.as_ref().map_err(String::clone), request, &Voucher::Operator, &scoring, now)
+                .await?;
         let (line, ok) = match &outcome {
             Outcome::Created(t) => (json!({ "outcome": "created", "ticket": t }), true),
             Outcome::Existing(t) => (json!({ "outcome": "existing", "ticket": t }), true),

@@ -130,7 +130,22 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
 
     // renewed while the incident stays open, not after it is resolved
     let glass_ticket = json(&String::from_utf8_lossy(&glass.stdout))["ticket"].as_str().unwrap().to_owned();
-    let renew = |at: &str| run(&["access", "renew", &glass_ticket, "--policy", &policy(), "--database", &url, "--by", "oncall@example.com"], at);
+    let renew = |at: &str| {
+        run(
+            &[
+                "access",
+                "renew",
+                &glass_ticket,
+                "--policy",
+                &policy(),
+                "--database",
+                &url,
+                "--by",
+                "oncall@example.com",
+            ],
+            at,
+        )
+    };
     let renewed = json(&ok(&renew("2026-11-22T12:20:00Z")));
     assert_eq!(renewed["expires_at"], "2026-11-22T12:50:00Z", "30 minutes from the renewal");
     let resolved = write_request(

@@ -357,9 +357,9 @@ impl Rejection {
             }
             Rejection::Untagged(finding) => body["finding"] = json!(finding),
             Rejection::WrongMethod { allowed, .. } => body["allowed"] = json!(allowed),
-            Rejection::Identity(IdentityRefusal::NamesAnother { field, .. } | IdentityRefusal::NobodyNamed { field }) => {
-                body["field"] = json!(field)
-            }
+            Rejection::Identity(
+                IdentityRefusal::NamesAnother { field, .. } | IdentityRefusal::NobodyNamed { field },
+            ) => body["field"] = json!(field),
             _ => {}
         }
         body
@@ -369,9 +369,9 @@ impl Rejection {
         let mut response = json_response(self.status(), &self.body());
         let challenge = match &self {
             Rejection::Approval(ApprovalError::SignIn(_))
-            | Rejection::Identity(IdentityRefusal::SignInTooOld { .. } | IdentityRefusal::NoSignIn(_)) => {
-                Some(r#"Bearer error="insufficient_user_authentication", error_description="sign in again", max_age=900"#)
-            }
+            | Rejection::Identity(IdentityRefusal::SignInTooOld { .. } | IdentityRefusal::NoSignIn(_)) => Some(
+                r#"Bearer error="insufficient_user_authentication", error_description="sign in again", max_age=900"#,
+            ),
             Rejection::Token(e) if !e.is_unavailable() => Some(r#"Bearer error="invalid_token""#),
             Rejection::BearerNotAccepted(_) => Some("Bearer"),
             _ => None,
@@ -723,7 +723,13 @@ where
         served
     }
 
-    async fn intake(&self, body: &[u8], kind: InputKind, caller: &Caller, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+    async fn intake(
+        &self,
+        body: &[u8],
+        kind: InputKind,
+        caller: &Caller,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, Rejection> {
         let ctx = normalize::Context { targets: &self.known_targets, now, audit_target: None };
         let request = match kind {
             InputKind::Generic => normalize::from_generic(body, &ctx),
@@ -884,7 +890,13 @@ where
 
     /// Asks for a ticket to end now: `revoke_requested`, which the tickets table's
     /// stream hands to the revoke function.
-    async fn request_revoke(&self, id: &str, body: &[u8], caller: &Caller, now: DateTime<Utc>) -> Result<Reply, Rejection> {
+    async fn request_revoke(
+        &self,
+        id: &str,
+        body: &[u8],
+        caller: &Caller,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, Rejection> {
         let (named, reason) = revoke_request(body)?;
         let by = caller.acting(SenderRoute::Revoke, "by", named.as_deref())?;
         tracing::Span::current().record("ticket_id", id);

@@ -156,7 +156,9 @@ async fn main() -> Result<(), Error> {
         // discovered at the first token: an unreachable provider leaves the signed routes serving
         app = app.with_identity_provider(Arc::new(grantwarden_oidc::LazyVerifier::new(oidc)));
     } else {
-        tracing::warn!("no GRANTWARDEN_OIDC_ISSUER: bearer tokens are refused; people act only through registry senders");
+        tracing::warn!(
+            "no GRANTWARDEN_OIDC_ISSUER: bearer tokens are refused; people act only through registry senders"
+        );
     }
     if let Some(source) = pagerduty {
         app = app.with_pagerduty(source);

@@ -22,9 +22,9 @@ use grantwarden_core::store::{
 };
 use grantwarden_core::ticket::Ticket;
 use grantwarden_intake::{App, Clock, SENDER_HEADER, StaticKey, StaticSenderKeys};
+use grantwarden_local::LocalStore;
 use grantwarden_oidc::{LazyVerifier, Settings, Verifier};
 use grantwarden_testkit::oidc::{CLIENT_ID, FakeIdp};
-use grantwarden_local::LocalStore;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
@@ -393,7 +393,6 @@ async fn pending_phi_ticket_for(h: &Harness, delivery_id: &str, schema: &str) ->
     body["id"].as_str().unwrap().to_owned()
 }
 
-
 #[tokio::test]
 async fn two_distinct_approvers_activate_a_phi_ticket() {
     let h = harness().await;
@@ -714,10 +713,16 @@ async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_ope
     assert_eq!(glass.status(), StatusCode::CREATED);
     assert_eq!(json_of(&glass)["access"]["review_required"], true);
     let glass_id = json_of(&glass)["id"].as_str().unwrap().to_owned();
-    let renewed = h.app.handle(h.as_person("oncall@example.com", Method::POST, &format!("/tickets/{glass_id}/renew"), &json!({}))).await;
+    let renewed = h
+        .app
+        .handle(h.as_person("oncall@example.com", Method::POST, &format!("/tickets/{glass_id}/renew"), &json!({})))
+        .await;
     assert_eq!(renewed.status(), StatusCode::OK, "{:?}", renewed.body());
     let read_only = json_of(&created)["id"].as_str().unwrap().to_owned();
-    let refused = h.app.handle(h.as_person("oncall@example.com", Method::POST, &format!("/tickets/{read_only}/renew"), &json!({}))).await;
+    let refused = h
+        .app
+        .handle(h.as_person("oncall@example.com", Method::POST, &format!("/tickets/{read_only}/renew"), &json!({})))
+        .await;
     assert_eq!(refused.status(), StatusCode::CONFLICT, "only break-glass is renewed");
     let bad = h.app.handle(h.as_person("alice@example.com", Method::POST, "/requests", &json!({ "id": "a-4", "target": DEMO,
         "path": "read-only", "scope": { "on": "rows", "schema": "billing", "table": "t" }, "duration": "1h", "justification": "x" }))).await;
@@ -805,7 +810,10 @@ async fn an_approval_signed_for_one_ticket_is_refused_on_another() {
         async move {
             let response = h.app.handle(post("/webhooks/grants", &webhook_for(delivery, schema, &["INSERT"], 3))).await;
             let body = json_of(&response);
-            assert_eq!((body["category"].as_str(), body["status"].as_str()), (Some("soc2-ops"), Some("pending_approval")));
+            assert_eq!(
+                (body["category"].as_str(), body["status"].as_str()),
+                (Some("soc2-ops"), Some("pending_approval"))
+            );
             body["id"].as_str().unwrap().to_owned()
         }
     };
@@ -839,7 +847,8 @@ async fn a_renewal_needs_a_person_signed_in_within_the_last_15_minutes() {
     h.clock.set(at(SIGNED_AT + 10 * 60));
 
     // no sender can prove a sign-in, whatever it may send otherwise
-    let signed = h.app.handle(signed_by("servicenow", SERVICENOW_KEY, Method::POST, &path, &json!({}), SIGNED_AT + 600)).await;
+    let signed =
+        h.app.handle(signed_by("servicenow", SERVICENOW_KEY, Method::POST, &path, &json!({}), SIGNED_AT + 600)).await;
     assert_eq!(signed.status(), StatusCode::UNAUTHORIZED, "{:?}", signed.body());
     // a token whose sign-in is 16 minutes old: sign in again (RFC 9470 step-up)
     let stale = h.idp.token("oncall@example.com").issued_at(at(SIGNED_AT - 6 * 60)).signed();
@@ -852,7 +861,8 @@ async fn a_renewal_needs_a_person_signed_in_within_the_last_15_minutes() {
 
     let fresh = h.app.handle(h.as_person("oncall@example.com", Method::POST, &path, &json!({}))).await;
     assert_eq!(fresh.status(), StatusCode::OK, "{:?}", fresh.body());
-    let renewed = h.app.store().events(DEMO).await.unwrap().into_iter().find(|e| e.kind.to_string() == "access.renewed").unwrap();
+    let renewed =
+        h.app.store().events(DEMO).await.unwrap().into_iter().find(|e| e.kind.to_string() == "access.renewed").unwrap();
     assert_eq!(renewed.actor, "oncall@example.com", "the renewal is the person's");
     assert_eq!(renewed.vouched_by(), Some(Voucher::Token { issuer: h.idp.issuer.clone() }));
 }
@@ -1153,12 +1163,14 @@ async fn the_webhook_key_can_no_longer_approve_as_the_ciso() {
     let error = json_of(&forged)["error"].as_str().unwrap().to_owned();
     assert!(error.contains("sender webhook may not send approvals"), "{error}");
     // nor can it file an access request for someone, end a ticket or renew one
-    let asked = h.app.handle(post("/requests", &{
-        let mut b = access_body("w-1", "read-only", None);
-        b["identity"] = json!("ciso@example.com");
-        b
-    }))
-    .await;
+    let asked = h
+        .app
+        .handle(post("/requests", &{
+            let mut b = access_body("w-1", "read-only", None);
+            b["identity"] = json!("ciso@example.com");
+            b
+        }))
+        .await;
     assert_eq!(asked.status(), StatusCode::FORBIDDEN);
     let ended = h.app.handle(post(&format!("/tickets/{id}/revoke"), &json!({ "by": "ciso@example.com" }))).await;
     assert_eq!(ended.status(), StatusCode::FORBIDDEN);
@@ -1177,7 +1189,8 @@ async fn a_sender_names_only_its_principals_on_its_routes_with_its_own_key() {
     let unnamed = h.app.handle(servicenow(&path, &json!({}))).await;
     assert_eq!((unnamed.status(), json_of(&unnamed)["field"].as_str()), (StatusCode::BAD_REQUEST, Some("approver")));
     // a sender's own key only: the webhook key under servicenow's name is a bad signature
-    let borrowed = signed_by("servicenow", KEY, Method::POST, &path, &json!({ "approver": "bob@example.com" }), SIGNED_AT);
+    let borrowed =
+        signed_by("servicenow", KEY, Method::POST, &path, &json!({ "approver": "bob@example.com" }), SIGNED_AT);
     assert_eq!(h.app.handle(borrowed).await.status(), StatusCode::UNAUTHORIZED);
     let stranger = signed_by("jira", KEY, Method::POST, &path, &json!({ "approver": "bob@example.com" }), SIGNED_AT);
     let stranger = h.app.handle(stranger).await;
@@ -1195,12 +1208,14 @@ async fn a_sender_names_only_its_principals_on_its_routes_with_its_own_key() {
 #[tokio::test]
 async fn what_a_sender_asserts_is_journaled_as_its_word_and_what_a_token_says_as_the_issuers() {
     let h = harness_with(Ok(access_registry())).await;
-    let asked = h.app.handle(servicenow("/requests", &{
-        let mut b = access_body("sn-1", "read-only", None);
-        b["identity"] = json!("alice@example.com");
-        b
-    }))
-    .await;
+    let asked = h
+        .app
+        .handle(servicenow("/requests", &{
+            let mut b = access_body("sn-1", "read-only", None);
+            b["identity"] = json!("alice@example.com");
+            b
+        }))
+        .await;
     assert_eq!(asked.status(), StatusCode::CREATED, "{:?}", asked.body());
     let by_token = h.app.handle(h.access_request("tk-1", "bob@example.com", "read-only", None)).await;
     assert_eq!(by_token.status(), StatusCode::CREATED);
@@ -1229,7 +1244,6 @@ async fn what_a_sender_asserts_is_journaled_as_its_word_and_what_a_token_says_as
     assert_eq!(last_requested.vouched_by(), Some(Voucher::Sender { sender: "webhook".into() }));
 }
 
-
 #[tokio::test]
 async fn a_body_never_speaks_for_another_person_than_the_token() {
     let h = harness_with(Ok(access_registry())).await;
@@ -1248,7 +1262,10 @@ async fn a_body_never_speaks_for_another_person_than_the_token() {
     assert_eq!(json_of(&own)["request"]["requested_by"], "mallory@example.com");
     let id = json_of(&own)["id"].as_str().unwrap().to_owned();
     let path = format!("/tickets/{id}/revoke");
-    let as_other = h.app.handle(h.as_person("mallory@example.com", Method::POST, &path, &json!({ "by": "ciso@example.com" }))).await;
+    let as_other = h
+        .app
+        .handle(h.as_person("mallory@example.com", Method::POST, &path, &json!({ "by": "ciso@example.com" })))
+        .await;
     assert_eq!((as_other.status(), json_of(&as_other)["field"].as_str()), (StatusCode::FORBIDDEN, Some("by")));
 }
 
@@ -1287,8 +1304,9 @@ async fn forged_and_misplaced_bearer_tokens_are_401_and_record_nothing() {
 
     // without an identity provider configured, no token is accepted at all
     let dir = tempfile::tempdir().unwrap();
-    let bare = App::new(LocalStore::open(&dir.path().join("s.db")).unwrap(), Ok(access_registry()), StaticKey(KEY.to_vec()))
-        .with_clock(h.clock.clone());
+    let bare =
+        App::new(LocalStore::open(&dir.path().join("s.db")).unwrap(), Ok(access_registry()), StaticKey(KEY.to_vec()))
+            .with_clock(h.clock.clone());
     let refused = bare.handle(h.with_token(&token, Method::POST, "/requests", &body)).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(json_of(&refused)["error"].as_str().unwrap().contains("no identity provider is configured"));

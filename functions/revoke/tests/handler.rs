@@ -719,7 +719,11 @@ async fn ticket_events_are_journaled_from_the_tickets_stream_once() {
     grantwarden_core::outbox::create(&store, &t, vec![requested]).await.unwrap();
     let mut approved = t.clone();
     approved.approve(&grantwarden_core::identity::Actor::operator("ciso@example.com"), at(1)).unwrap();
-    let events = grantwarden_core::intake::approval_events(&approved, &grantwarden_core::identity::Actor::operator("ciso@example.com"), at(1));
+    let events = grantwarden_core::intake::approval_events(
+        &approved,
+        &grantwarden_core::identity::Actor::operator("ciso@example.com"),
+        at(1),
+    );
     grantwarden_core::outbox::update(&store, &approved, 1, events).await.unwrap();
     let kinds = || async {
         let journal = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();

@@ -485,9 +485,15 @@ access:
     fn dual_approval_needs_two_distinct_approvers_one_privileged_and_never_the_requester() {
         let mut t = ticket(decide(&request(AccessPath::Migration, tables(&["invoices"]), "1h", None)));
         assert_eq!((t.status(), t.approvals_required()), (TicketStatus::PendingApproval, 2));
-        assert_eq!(t.approve(&crate::identity::Actor::operator("alice@example.com"), now()), Err(ApprovalError::Requester("alice@example.com".into())));
+        assert_eq!(
+            t.approve(&crate::identity::Actor::operator("alice@example.com"), now()),
+            Err(ApprovalError::Requester("alice@example.com".into()))
+        );
         t.approve(&crate::identity::Actor::operator("bob@example.com"), now()).unwrap();
-        assert_eq!(t.approve(&crate::identity::Actor::operator("Bob@example.com"), now()), Err(ApprovalError::Duplicate("bob@example.com".into())));
+        assert_eq!(
+            t.approve(&crate::identity::Actor::operator("Bob@example.com"), now()),
+            Err(ApprovalError::Duplicate("bob@example.com".into()))
+        );
         t.approve(&crate::identity::Actor::operator("carol@example.com"), now()).unwrap();
         assert_eq!(t.status(), TicketStatus::PendingApproval, "two approvals, neither security nor manager");
         t.approve(&crate::identity::Actor::operator("lead@example.com"), now()).unwrap();

@@ -78,7 +78,12 @@ pub struct Actor {
 impl Actor {
     /// The operator of the local CLI, named by `--by`.
     pub fn operator(id: &str) -> Self {
-        Actor { id: id.trim().to_ascii_lowercase(), groups: BTreeSet::new(), signed_in_at: None, vouched_by: Voucher::Operator }
+        Actor {
+            id: id.trim().to_ascii_lowercase(),
+            groups: BTreeSet::new(),
+            signed_in_at: None,
+            vouched_by: Voucher::Operator,
+        }
     }
 
     /// A person a verified token names.
@@ -154,7 +159,9 @@ pub enum IdentityRefusal {
         field: String,
     },
     /// The body names another person than the credential.
-    #[error("{field}: the body names {named}, but {voucher} says this is {actor}; a body never speaks for another person")]
+    #[error(
+        "{field}: the body names {named}, but {voucher} says this is {actor}; a body never speaks for another person"
+    )]
     NamesAnother {
         /// The field.
         field: String,
@@ -264,9 +271,9 @@ impl SenderRule {
             .into_iter()
             .map(|p| {
                 let glob = p.trim().to_ascii_lowercase();
-                Glob::new(&glob)
-                    .map(|g| (glob.clone(), g.compile_matcher()))
-                    .map_err(|e| FieldError::new(format!("{at}.principals"), format!("invalid glob {p:?}: {}", e.kind())))
+                Glob::new(&glob).map(|g| (glob.clone(), g.compile_matcher())).map_err(|e| {
+                    FieldError::new(format!("{at}.principals"), format!("invalid glob {p:?}: {}", e.kind()))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SenderRule { name: name.to_owned(), key_secret: f.key_secret.clone(), routes, principals })
@@ -286,7 +293,12 @@ impl SenderRule {
         if !self.principals.iter().any(|(_, g)| g.is_match(&id)) {
             return Err(IdentityRefusal::PrincipalNotAllowed { sender: self.name.clone(), person: id });
         }
-        Ok(Actor { id, groups: BTreeSet::new(), signed_in_at: None, vouched_by: Voucher::Sender { sender: self.name.clone() } })
+        Ok(Actor {
+            id,
+            groups: BTreeSet::new(),
+            signed_in_at: None,
+            vouched_by: Voucher::Sender { sender: self.name.clone() },
+        })
     }
 
     /// Whether it may send `route` at all (a read names nobody).
@@ -388,7 +400,8 @@ mod tests {
         let fresh = Actor::from_token("ciso@example.com", BTreeSet::new(), at(0), "https://idp.example.com");
         assert!(fresh.recent_sign_in(at(15)).is_ok());
         assert_eq!(fresh.recent_sign_in(at(16)), Err(IdentityRefusal::SignInTooOld { minutes: 16 }));
-        let asserted = sender(&[SenderRoute::Approvals], &["*"]).assert(SenderRoute::Approvals, "approver", Some("c@x")).unwrap();
+        let asserted =
+            sender(&[SenderRoute::Approvals], &["*"]).assert(SenderRoute::Approvals, "approver", Some("c@x")).unwrap();
         assert!(matches!(asserted.recent_sign_in(at(0)), Err(IdentityRefusal::NoSignIn(_))));
         assert!(Actor::operator("ops@example.com").recent_sign_in(at(0)).is_ok());
     }

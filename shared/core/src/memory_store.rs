@@ -244,7 +244,15 @@ pub(crate) fn access_request(
 
 /// The ticket `request` opens in `store` at `at(0)`.
 pub(crate) fn opened(store: &MemoryStore, request: &crate::request::AccessRequest) -> Ticket {
-    match ready(crate::access::request_access(store, request, &crate::identity::Actor::operator(&request.identity), &registry(), at(0))).expect("the store answers") {
+    match ready(crate::access::request_access(
+        store,
+        request,
+        &crate::identity::Actor::operator(&request.identity),
+        &registry(),
+        at(0),
+    ))
+    .expect("the store answers")
+    {
         crate::access::AccessOutcome::Created(t) => t,
         other => panic!("a new ticket: {other:?}"),
     }

@@ -334,7 +334,11 @@ impl PolicyRegistry {
             }
             for (sender, f) in &parsed.senders {
                 if let Some((other, _)) = senders.get(sender) {
-                    return Err(err(name, format!("senders.{sender}"), format!("sender {sender:?} is already in {other}")));
+                    return Err(err(
+                        name,
+                        format!("senders.{sender}"),
+                        format!("sender {sender:?} is already in {other}"),
+                    ));
                 }
                 crate::identity::SenderRule::from_file(sender, f).map_err(|e| err(name, e.field, e.reason))?;
                 senders.insert(sender.clone(), (name.clone(), f.clone()));

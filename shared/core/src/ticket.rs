@@ -970,15 +970,24 @@ routes:
     #[test]
     fn approvals_must_be_distinct_and_not_the_requester() {
         let mut t = ticket(route(&request("phi_claims", &[Privilege::Select], 2), &registry(), &OPEN, now()));
-        assert_eq!(t.approve(&crate::identity::Actor::operator("alice@example.com"), now()), Err(ApprovalError::Requester("alice@example.com".into())));
+        assert_eq!(
+            t.approve(&crate::identity::Actor::operator("alice@example.com"), now()),
+            Err(ApprovalError::Requester("alice@example.com".into()))
+        );
         t.approve(&crate::identity::Actor::operator("bob@example.com"), now()).unwrap();
-        assert_eq!(t.approve(&crate::identity::Actor::operator("BOB@example.com"), now()), Err(ApprovalError::Duplicate("bob@example.com".into())));
+        assert_eq!(
+            t.approve(&crate::identity::Actor::operator("BOB@example.com"), now()),
+            Err(ApprovalError::Duplicate("bob@example.com".into()))
+        );
         assert_eq!(t.status, TicketStatus::PendingApproval);
         t.approve(&crate::identity::Actor::operator("carol@example.com"), now()).unwrap();
         assert_eq!(t.status, TicketStatus::Active);
         let whats: Vec<&str> = t.history.iter().map(|e| e.what.as_str()).collect();
         assert_eq!(whats, ["requested", "approved", "approved", "activated"]);
-        assert!(matches!(t.approve(&crate::identity::Actor::operator("dave@example.com"), now()), Err(ApprovalError::NotPending(TicketStatus::Active))));
+        assert!(matches!(
+            t.approve(&crate::identity::Actor::operator("dave@example.com"), now()),
+            Err(ApprovalError::NotPending(TicketStatus::Active))
+        ));
     }
 
     #[test]

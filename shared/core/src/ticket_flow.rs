@@ -181,7 +181,8 @@ mod tests {
     fn asking_to_end_early_is_recorded_once_with_its_reason() {
         let store = MemoryStore::default();
         let t = opened(&store, &request("r1", AccessPath::ReadOnly, "1h", None));
-        let ended = ready(request_revoke(&store, t.id(), &Actor::operator("ciso@example.com"), "left the team", at(5))).unwrap();
+        let ended = ready(request_revoke(&store, t.id(), &Actor::operator("ciso@example.com"), "left the team", at(5)))
+            .unwrap();
         assert_eq!(ended.status(), TicketStatus::RevokeRequested);
         assert_eq!(ended.revoke_requested_at(), Some(at(5)));
         let events = store.chain("orders-prod");
@@ -201,28 +202,38 @@ mod tests {
         let store = MemoryStore::default();
         let glass = request("g1", AccessPath::BreakGlass, "30m", Some("INC-7"));
         // the incident is looked up in the store by the use case itself
-        let refused = ready(request_access(&store, &glass, &Actor::operator(&glass.identity), &registry(), at(0))).unwrap();
+        let refused =
+            ready(request_access(&store, &glass, &Actor::operator(&glass.identity), &registry(), at(0))).unwrap();
         assert!(matches!(refused, AccessOutcome::Refused { .. }), "no incident on record: {refused:?}");
         incident(&store, IncidentStatus::Open, -10);
         let t = opened(&store, &glass);
         assert_eq!(t.status(), TicketStatus::Active);
         assert!(t.history().last().unwrap().detail.contains("review required"));
 
-        let renewed = ready(renew_break_glass(&store, t.id(), &Actor::operator("oncall@example.com"), &registry(), at(20))).unwrap();
+        let renewed =
+            ready(renew_break_glass(&store, t.id(), &Actor::operator("oncall@example.com"), &registry(), at(20)))
+                .unwrap();
         assert_eq!(renewed.until, at(50), "30 minutes from the renewal");
         assert_eq!(renewed.ticket.expires_at(), at(50));
         assert_eq!(ready(store.ticket(t.id())).unwrap().unwrap().value, renewed.ticket);
         assert_eq!(store.kinds("orders-prod").last().unwrap(), "access.renewed");
 
         incident(&store, IncidentStatus::Resolved, 25);
-        let closed = ready(renew_break_glass(&store, t.id(), &Actor::operator("oncall@example.com"), &registry(), at(40)));
+        let closed =
+            ready(renew_break_glass(&store, t.id(), &Actor::operator("oncall@example.com"), &registry(), at(40)));
         assert!(
             matches!(&closed, Err(TicketFlowError::NotRenewed { reason, .. }) if reason.contains("INC-7 is not open")),
             "{closed:?}"
         );
         assert_eq!(ready(store.ticket(t.id())).unwrap().unwrap().value.expires_at(), at(50), "unchanged");
         let read_only = opened(&store, &request("r2", AccessPath::ReadOnly, "1h", None));
-        let not_glass = ready(renew_break_glass(&store, read_only.id(), &Actor::operator("oncall@example.com"), &registry(), at(1)));
+        let not_glass = ready(renew_break_glass(
+            &store,
+            read_only.id(),
+            &Actor::operator("oncall@example.com"),
+            &registry(),
+            at(1),
+        ));
         assert!(matches!(not_glass, Err(TicketFlowError::NotRenewed { .. })), "{not_glass:?}");
     }
 }

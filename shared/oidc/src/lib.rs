@@ -392,20 +392,19 @@ fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
     {
         return false;
     }
-    match (&jwk.algorithm, alg) {
+    matches!(
+        (&jwk.algorithm, alg),
         (
             AlgorithmParameters::RSA(_),
             Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512,
-        ) => true,
-        (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384) => true,
-        (AlgorithmParameters::OctetKeyPair(_), Algorithm::EdDSA) => true,
-        _ => false,
-    }
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512,
+        ) | (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
+            | (AlgorithmParameters::OctetKeyPair(_), Algorithm::EdDSA)
+    )
 }
 
 /// The `alg` a header names, for the error, without trusting anything else in it.

@@ -197,6 +197,26 @@ impl Stack {
         out.secret_string().expect("a string secret").trim().as_bytes().to_vec()
     }
 
+    /// The key of registry sender `name` (the secret `grantwarden/senders/<name>`
+    /// its `key_secret` names), made on first use.
+    pub async fn sender_key(&self, name: &str) -> Vec<u8> {
+        let id = format!("grantwarden/senders/{name}");
+        if let Ok(out) = self.clients.secrets.get_secret_value().secret_id(&id).send().await {
+            return out.secret_string().expect("a string secret").trim().as_bytes().to_vec();
+        }
+        let key = format!("{name}-{:032x}", rand::random::<u128>());
+        self.clients.secrets.create_secret().name(&id).secret_string(&key).send().await.expect("the sender's secret");
+        key.into_bytes()
+    }
+
+    /// A POST signed by registry sender `sender` with `key`.
+    pub async fn post_as_sender(&self, sender: &str, key: &[u8], path: &str, body: &serde_json::Value) -> Answer {
+        let body = serde_json::to_vec(body).unwrap();
+        let t = chrono::Utc::now().timestamp();
+        let sig = signature::sign_v2(key, t, &signature::SignedRequest { method: "POST", path, body: &body }).unwrap();
+        self.send("POST", path, &[(signature::HEADER, sig), ("X-Grantwarden-Sender", sender.to_owned())], body).await
+    }
+
     /// A request to the intake API.
     pub async fn send(&self, method: &str, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
         let mut request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.intake_url));

@@ -347,7 +347,12 @@ async fn a_just_in_time_credential_is_issued_through_the_tickets_stream_and_drop
         "scope": { "on": "tables", "schema": "billing", "tables": ["invoices"] },
         "duration": "75s", "justification": "CHG-77 month-end figures",
     });
-    let created = stack.post_signed(&key, "/requests", &request).await;
+    // the webhook key names nobody but grant requesters: a person's request comes
+    // from a sender the registry lets name them (or with their own token)
+    let forged = stack.post_signed(&key, "/requests", &request).await;
+    assert_eq!(forged.status, 403, "{}", String::from_utf8_lossy(&forged.body));
+    let servicenow = stack.sender_key("servicenow").await;
+    let created = stack.post_as_sender("servicenow", &servicenow, "/requests", &request).await;
     assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
     assert_eq!(created.json()["status"], "active", "read-only is automatic: {}", created.json());
     let ticket_id = created.json()["id"].as_str().unwrap().to_owned();

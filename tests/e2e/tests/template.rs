@@ -424,7 +424,12 @@ fn intake_checks_incident_webhooks_with_each_tools_own_secret_and_serves_each_re
             .filter_map(|r| logical_id(r).map(str::to_owned))
             .collect()
     };
-    assert_eq!(resources_of("secretsmanager:GetSecretValue"), BTreeSet::from([webhook, pagerduty, opsgenie]));
+    // and the registry senders' keys, under their one prefix
+    let senders = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:grantwarden/senders/*";
+    assert_eq!(
+        resources_of("secretsmanager:GetSecretValue"),
+        BTreeSet::from([webhook, pagerduty, opsgenie, senders.to_owned()])
+    );
     for action in ["dynamodb:PutItem", "dynamodb:DeleteItem"] {
         assert!(resources_of(action).contains("ReplayTable"), "{action} on the replay table");
     }

@@ -17,8 +17,10 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const RSA_A: (&str, &str) = (include_str!("../fixtures/oidc/rsa-a.pem"), include_str!("../fixtures/oidc/rsa-a.jwk.json"));
-const RSA_B: (&str, &str) = (include_str!("../fixtures/oidc/rsa-b.pem"), include_str!("../fixtures/oidc/rsa-b.jwk.json"));
+const RSA_A: (&str, &str) =
+    (include_str!("../fixtures/oidc/rsa-a.pem"), include_str!("../fixtures/oidc/rsa-a.jwk.json"));
+const RSA_B: (&str, &str) =
+    (include_str!("../fixtures/oidc/rsa-b.pem"), include_str!("../fixtures/oidc/rsa-b.jwk.json"));
 const EC_A: (&str, &str) = (include_str!("../fixtures/oidc/ec-a.pem"), include_str!("../fixtures/oidc/ec-a.jwk.json"));
 
 /// The client id the fake provider's tokens are for.
