@@ -17,6 +17,7 @@ mod render;
 mod report;
 mod revoke;
 mod schema;
+mod serve;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -77,6 +78,8 @@ enum Command {
     Revoke(revoke::RevokeArgs),
     /// The sweeper: revoke due tickets every interval until interrupted.
     Watch(revoke::WatchArgs),
+    /// The access portal on a local port (sign-in at the OIDC provider), over the local state.
+    Serve(serve::ServeArgs),
     /// Turn drift into corrective GRANT/REVOKE SQL (dry run unless --execute); excepted grants are never touched.
     Apply(ApplyArgs),
     /// Compliance evidence: coverage, access changes, remediation, a person's evidence, the HTML dashboard.
@@ -240,6 +243,7 @@ async fn run(
         Command::Incident(args) => access::run_incident(args, now).await,
         Command::Revoke(args) => revoke::run_revoke(args, at).await,
         Command::Watch(args) => revoke::run_watch(args, at).await,
+        Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Apply(args) => revoke::run_apply(args, now).await,
         Command::Report { command } => report::run(command, now).await,
         Command::Metrics(args) => report::run_metrics(args, now).await,

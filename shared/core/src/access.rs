@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Incidents, describe};
@@ -250,6 +251,77 @@ pub enum AccessError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What the access policy would decide of a request, before it is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
+pub enum Verdict {
+    /// Active at once, no approval.
+    Automatic,
+    /// One approver, not the requester.
+    OneApprover,
+    /// Two approvers, neither the requester, one of them privileged (by email or group).
+    Dual {
+        /// The privileged approvers by email.
+        emails: Vec<String>,
+        /// The privileged groups.
+        groups: Vec<String>,
+    },
+    /// Refused, and why.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// The policy does not offer it, and why.
+    NotOffered {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Automatic => f.write_str("automatic: active as soon as it is requested"),
+            Verdict::OneApprover => f.write_str("one approval, by someone other than you"),
+            Verdict::Dual { emails, groups } => {
+                let mut who: Vec<String> = emails.clone();
+                who.extend(groups.iter().map(|g| format!("group {g}")));
+                write!(f, "two approvals, neither yours, one of them by {}", who.join(", "))
+            }
+            Verdict::Refused { reason } => write!(f, "refused: {reason}"),
+            Verdict::NotOffered { reason } => write!(f, "not offered: {reason}"),
+        }
+    }
+}
+
+/// What the policy would decide of `request` by `by` at `now`, with the
+/// incidents on record; nothing is recorded.
+pub async fn preview<S>(
+    store: &S,
+    request: &AccessRequest,
+    by: &Actor,
+    registry: &PolicyRegistry,
+    now: DateTime<Utc>,
+) -> Result<Verdict, AccessError>
+where
+    S: crate::incident::IncidentStore + Sync,
+{
+    by.check_named("identity", Some(&request.identity))?;
+    let request = &AccessRequest { identity: by.id.clone(), ..request.clone() };
+    let incidents = crate::incident::known_incidents(store, request.incident_id.as_deref()).await?;
+    Ok(match route_access(request, registry, &incidents, now) {
+        Decision::Ticket(t) if t.status() == TicketStatus::Active => Verdict::Automatic,
+        Decision::Ticket(t) => match t.access() {
+            Some(a) if t.approvals_required() >= 2 => {
+                Verdict::Dual { emails: a.privileged_approvers.clone(), groups: a.privileged_groups.clone() }
+            }
+            _ => Verdict::OneApprover,
+        },
+        Decision::Refused { refusal, .. } => Verdict::Refused { reason: refusal.to_string() },
+        Decision::Untagged { reason, .. } => Verdict::NotOffered { reason },
+    })
 }
 
 /// What an access request became.

@@ -594,6 +594,15 @@ impl Ticket {
         Ok(())
     }
 
+    /// Whether `person` may approve the ticket at `now` (what [`Ticket::approve`]
+    /// checks, but the sign-in's age): pending, not theirs, not approved by them yet.
+    pub fn may_approve(&self, person: &str, now: DateTime<Utc>) -> bool {
+        self.status_at(now) == TicketStatus::PendingApproval
+            && !person.eq_ignore_ascii_case(&self.request.requested_by)
+            && !person.eq_ignore_ascii_case(&self.request.principal)
+            && !self.approvals.iter().any(|a| a.approver.eq_ignore_ascii_case(person))
+    }
+
     /// Whether the approvals received satisfy the ticket: enough distinct approvers and,
     /// for a dual approval of access, at least one privileged (security or manager) approver.
     pub fn approvals_satisfied(&self) -> bool {

@@ -458,3 +458,112 @@ impl LazyVerifier {
         self.get().await?.verify(token, now, nonce).await
     }
 }
+
+/// A sign-in started: what the browser is sent to, and what must come back.
+///
+/// The portal keeps `state`, `nonce` and `verifier` (in an encrypted cookie)
+/// until the provider redirects back; `state` must match the callback's,
+/// `nonce` the ID token's, and `verifier` proves the code is ours (PKCE S256).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct SignIn {
+    /// Where to send the browser.
+    pub url: String,
+    /// The CSRF guard of the callback.
+    pub state: String,
+    /// What the ID token must carry.
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub verifier: String,
+}
+
+/// The code exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The token endpoint refused the code or could not be reached.
+    #[error("the identity provider refused the sign-in: {0}")]
+    Refused(String),
+    /// The ID token it returned does not verify.
+    #[error(transparent)]
+    Token(#[from] TokenRefusal),
+}
+
+/// A random URL-safe string of `bytes` random bytes.
+fn random_url_safe(bytes: usize) -> String {
+    use base64::Engine as _;
+    let raw: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+impl Verifier {
+    /// Starts a sign-in (authorization code flow with PKCE, state and nonce);
+    /// `max_age` asks the provider for a sign-in no older than that (0: a fresh one).
+    pub fn sign_in(&self, redirect_uri: &str, max_age: Option<Duration>) -> SignIn {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let (state, nonce, verifier) = (random_url_safe(24), random_url_safe(24), random_url_safe(32));
+        let challenge =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let mut url = reqwest::Url::parse(&self.discovery.authorization_endpoint)
+            .unwrap_or_else(|_| reqwest::Url::parse("http://invalid.invalid/").expect("a URL"));
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.settings.client_id)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("scope", "openid email profile")
+                .append_pair("state", &state)
+                .append_pair("nonce", &nonce)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            if let Some(age) = max_age {
+                q.append_pair("max_age", &age.as_secs().to_string());
+                if age.is_zero() {
+                    q.append_pair("prompt", "login");
+                }
+            }
+        }
+        SignIn { url: url.into(), state, nonce, verifier }
+    }
+
+    /// Exchanges the callback's code for an ID token and verifies it with the
+    /// sign-in's nonce. `client_secret` is sent (client_secret_post) when the
+    /// client has one; a public client relies on PKCE alone.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        sign_in: &SignIn,
+        redirect_uri: &str,
+        client_secret: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, ExchangeError> {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("client_id", self.settings.client_id.as_str()),
+            ("code_verifier", sign_in.verifier.as_str()),
+        ];
+        if let Some(secret) = client_secret {
+            form.push(("client_secret", secret));
+        }
+        let response = self
+            .http
+            .post(&self.discovery.token_endpoint)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| ExchangeError::Refused(format!("token endpoint unreachable: {e}")))?;
+        let status = response.status();
+        let body: serde_json::Value =
+            response.json().await.map_err(|e| ExchangeError::Refused(format!("unreadable answer: {e}")))?;
+        if !status.is_success() {
+            let error = body.get("error").and_then(|e| e.as_str()).unwrap_or("error");
+            return Err(ExchangeError::Refused(format!("{status}: {error}")));
+        }
+        let token = body
+            .get("id_token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| ExchangeError::Refused("no id_token in the answer".into()))?;
+        Ok(self.verify(token, now, Some(&sign_in.nonce)).await?)
+    }
+}

@@ -1,8 +1,12 @@
 //! A fake OpenID Connect identity provider, served over HTTP on 127.0.0.1.
 //!
 //! It answers like a real one where grantwarden talks to it: the discovery
-//! document at `/.well-known/openid-configuration` and the signing keys at
-//! `/jwks`. Tests mint tokens with [`FakeIdp::token`], signed with the
+//! document at `/.well-known/openid-configuration`, the signing keys at
+//! `/jwks`, and the authorization code flow with PKCE: `/authorize` signs the
+//! browser in as the person [`FakeIdp::sign_in_as`] names (no form: it
+//! redirects back at once with a code and the state) and `/token` exchanges a
+//! code once, for its redirect URI and client, when the code verifier hashes to
+//! the challenge, for an ID token carrying the nonce. Tests mint tokens with [`FakeIdp::token`], signed with the
 //! provider's current key (RSA, from `fixtures/oidc`, test-only keys), and can
 //! rotate the key ([`FakeIdp::rotate`]) or forge tokens the way attackers do
 //! (`alg: none`, HMAC with the public key as secret, another issuer's key).
@@ -10,9 +14,13 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use std::collections::HashMap;
+
 use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -56,6 +64,22 @@ struct Provider {
     current: usize,
     /// How many times /jwks was read.
     jwks_reads: usize,
+    /// Who the browser is signed in as (email, groups), and since when.
+    user: Option<(String, Vec<String>, DateTime<Utc>)>,
+    /// Codes not yet exchanged.
+    codes: HashMap<String, Code>,
+    /// The query of each /authorize request, in order.
+    authorizations: Vec<HashMap<String, String>>,
+}
+
+struct Code {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    nonce: String,
+    email: String,
+    groups: Vec<String>,
+    auth_time: DateTime<Utc>,
 }
 
 /// The fake provider; it stops when dropped.
@@ -83,10 +107,15 @@ impl FakeIdp {
             published: vec![Key::of(RSA_A, Algorithm::RS256), Key::of(EC_A, Algorithm::ES256)],
             current: 0,
             jwks_reads: 0,
+            user: None,
+            codes: HashMap::new(),
+            authorizations: Vec::new(),
         }));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
             .with_state(Arc::clone(&state));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -125,6 +154,18 @@ impl FakeIdp {
         let current = state.published.remove(at);
         state.published = vec![current];
         state.current = 0;
+    }
+
+    /// Signs the browser in as `email` with `groups`, at `since` (the sign-in
+    /// an `/authorize` without `max_age` or `prompt=login` reuses).
+    pub fn sign_in_as(&self, email: &str, groups: &[&str], since: DateTime<Utc>) {
+        let mut state = self.state.lock().expect("the provider's state");
+        state.user = Some((email.to_owned(), groups.iter().map(|g| g.to_string()).collect(), since));
+    }
+
+    /// The queries of the `/authorize` requests so far.
+    pub fn authorizations(&self) -> Vec<HashMap<String, String>> {
+        self.state.lock().expect("the provider's state").authorizations.clone()
     }
 
     /// How many times the signing keys were read.
@@ -246,4 +287,78 @@ async fn jwks(State(state): State<Arc<Mutex<Provider>>>) -> axum::Json<Value> {
     let mut state = state.lock().expect("the provider's state");
     state.jwks_reads += 1;
     axum::Json(json!({ "keys": state.published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() }))
+}
+
+async fn authorize(State(state): State<Arc<Mutex<Provider>>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let mut state = state.lock().expect("the provider's state");
+    state.authorizations.push(q.clone());
+    let need = |k: &str| q.get(k).cloned().filter(|v| !v.is_empty());
+    let (Some(client_id), Some(redirect_uri), Some(challenge), Some(nonce), Some(st)) =
+        (need("client_id"), need("redirect_uri"), need("code_challenge"), need("nonce"), need("state"))
+    else {
+        return (StatusCode::BAD_REQUEST, "client_id, redirect_uri, code_challenge, nonce and state are required")
+            .into_response();
+    };
+    if q.get("response_type").map(String::as_str) != Some("code")
+        || q.get("code_challenge_method").map(String::as_str) != Some("S256")
+    {
+        return (StatusCode::BAD_REQUEST, "response_type=code with S256 only").into_response();
+    }
+    let Some((email, groups, since)) = state.user.clone() else {
+        return (StatusCode::UNAUTHORIZED, "nobody is signed in at the fake provider").into_response();
+    };
+    // max_age or prompt=login: the person signs in again, now
+    let fresh = q.contains_key("max_age") || q.get("prompt").map(String::as_str) == Some("login");
+    let auth_time = if fresh { Utc::now() } else { since };
+    let code = format!("code-{:032x}", rand::random::<u128>());
+    state.codes.insert(
+        code.clone(),
+        Code { client_id, redirect_uri: redirect_uri.clone(), challenge, nonce, email, groups, auth_time },
+    );
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    let st: String = percent_encode(&st);
+    Redirect::to(&format!("{redirect_uri}{sep}code={code}&state={st}")).into_response()
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn token(State(state): State<Arc<Mutex<Provider>>>, Form(f): Form<HashMap<String, String>>) -> Response {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut state = state.lock().expect("the provider's state");
+    let refuse = |error: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response();
+    if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return refuse("unsupported_grant_type");
+    }
+    // a code is good once, whatever happens next
+    let Some(code) = f.get("code").and_then(|c| state.codes.remove(c)) else {
+        return refuse("invalid_grant");
+    };
+    let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    if f.get("client_id") != Some(&code.client_id)
+        || f.get("redirect_uri") != Some(&code.redirect_uri)
+        || challenge != code.challenge
+    {
+        return refuse("invalid_grant");
+    }
+    let key = &state.published[state.current];
+    let now = Utc::now().timestamp();
+    let claims = json!({
+        "iss": state.issuer, "sub": format!("sub-{}", code.email), "aud": code.client_id,
+        "exp": now + 3600, "iat": now, "auth_time": code.auth_time.timestamp(), "nonce": code.nonce,
+        "email": code.email, "email_verified": true, "groups": code.groups,
+    });
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    let id_token = jsonwebtoken::encode(&header, &claims, &key.encoding()).expect("a token");
+    axum::Json(json!({ "id_token": id_token, "access_token": "fake-access-token", "token_type": "Bearer", "expires_in": 3600 }))
+        .into_response()
 }

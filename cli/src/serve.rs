@@ -1,0 +1,94 @@
+//! `grantwarden serve`: the access portal on a local port, over the local
+//! state file. The same portal as the AWS function (`grantwarden-portal`):
+//! people sign in at the OpenID Connect provider, ask for access, approve, end
+//! tickets early and read what is in force.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use grantwarden_core::snapshot::TargetId;
+
+use crate::exceptions::{StateArgs, load_registry};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where to listen; anything but loopback belongs behind TLS (the session cookie is `Secure`).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The portal's URL as browsers reach it (default `http://<listen>`); the
+    /// provider sends people back to `<url>/callback`, which must be registered there.
+    #[arg(long, env = "GRANTWARDEN_PORTAL_URL")]
+    pub url: Option<String>,
+    /// The policy registry (a YAML file or a directory of them).
+    #[arg(long, env = "GRANTWARDEN_POLICY")]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// A database people may ask for (repeat for several).
+    #[arg(long = "target", required = true)]
+    pub targets: Vec<String>,
+    /// The OpenID Connect issuer people sign in at.
+    #[arg(long, env = "GRANTWARDEN_OIDC_ISSUER")]
+    pub issuer: String,
+    /// The client id the portal is registered as at the issuer.
+    #[arg(long, env = "GRANTWARDEN_OIDC_CLIENT_ID")]
+    pub client_id: String,
+    /// The client secret, for a confidential client (none: a public client, PKCE only).
+    #[arg(long, env = "GRANTWARDEN_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// The claim that is a person's identity.
+    #[arg(long, env = "GRANTWARDEN_OIDC_IDENTITY_CLAIM", default_value = "email")]
+    pub identity_claim: String,
+    /// The claim listing a person's groups.
+    #[arg(long, env = "GRANTWARDEN_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub groups_claim: String,
+    /// A file of 64 bytes or more that keys the session cookies; without it a key
+    /// is drawn at start, and every session ends when the server stops.
+    #[arg(long, env = "GRANTWARDEN_PORTAL_COOKIE_KEY_FILE")]
+    pub cookie_key_file: Option<PathBuf>,
+    /// A link to the dashboard, shown in the portal's menu.
+    #[arg(long)]
+    pub dashboard_url: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let store = args.state.open()?;
+    let registry = load_registry(&args.policy).map_err(anyhow::Error::msg).context("the policy registry")?;
+    let targets = args
+        .targets
+        .iter()
+        .map(|t| TargetId::new(t).with_context(|| format!("--target {t:?} is not a target id")))
+        .collect::<Result<_>>()?;
+    let cookie_key = match &args.cookie_key_file {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            grantwarden_portal::cookie_key(&bytes).map_err(anyhow::Error::msg).context(path.display().to_string())?
+        }
+        None => axum_extra::extract::cookie::Key::generate(),
+    };
+    let url = args.url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_owned();
+    let mut oidc = grantwarden_oidc::Settings::new(&args.issuer, &args.client_id);
+    oidc.identity_claim = args.identity_claim.clone();
+    oidc.groups_claim = args.groups_claim.clone();
+    let config = grantwarden_portal::Config {
+        base_url: url.clone(),
+        client_secret: args.client_secret.clone(),
+        cookie_key,
+        targets,
+        dashboard_url: args.dashboard_url.clone(),
+    };
+    let verifier = Arc::new(grantwarden_oidc::LazyVerifier::new(oidc));
+    let portal = Arc::new(grantwarden_portal::Portal::new(store, Ok(registry), verifier, config));
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    eprintln!("grantwarden: the portal is at {url} (sign-in returns to {url}/callback)");
+    axum::serve(listener, grantwarden_portal::router(portal))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the portal")
+}

@@ -1,0 +1,848 @@
+//! grantwarden-portal: the access portal, server-rendered HTML over axum.
+//!
+//! People sign in with the organisation's OpenID Connect provider
+//! (authorization code flow with PKCE, state and nonce; `grantwarden_oidc`),
+//! then ask for access, see their requests and what waits for their approval,
+//! approve, end a ticket early, and read the tickets in force and each
+//! request's timeline from the audit journal. Plain HTML forms: nothing needs
+//! JavaScript, and the Content-Security-Policy allows none.
+//!
+//! The acting person is always the session's (an encrypted cookie written at
+//! sign-in, [`session`]), never a form field. Every POST carries the session's
+//! CSRF token. An approval that is one of two needs a sign-in of the last 15
+//! minutes: an older session is sent to sign in again (`max_age=0`,
+//! `prompt=login`) and comes back to the request. The rules themselves (who
+//! may approve, what the policy decides, what is journaled) are
+//! `grantwarden_core`'s: the same use cases the intake API and the CLI run.
+//!
+//! Served by the portal Lambda (`src/main.rs`, behind a Function URL) and by
+//! the tests on a local port; the store is whatever implements the core's ports.
+#![deny(missing_docs)]
+
+pub mod session;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, FromRef, Path, Query, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::cookie::{Key, PrivateCookieJar};
+use chrono::{DateTime, Utc};
+use grantwarden_core::access::{AccessError, AccessOutcome, Verdict, parse_request, preview, request_access};
+use grantwarden_core::access_policy::AccessPath;
+use grantwarden_core::audit::AuditJournal;
+use grantwarden_core::incident::IncidentStore;
+use grantwarden_core::policy::PolicyRegistry;
+use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::store::TicketStore;
+use grantwarden_core::ticket::{Ticket, TicketStatus};
+use grantwarden_core::ticket_flow::{self, TicketFlowError};
+use grantwarden_oidc::LazyVerifier;
+use serde::Deserialize;
+
+use crate::session::{PendingSignIn, Session, is_local_path};
+
+/// The time source (the Lambda's clock, or a test's).
+pub use grantwarden_aws::{Clock, SystemClock};
+
+/// The portal's policy for every answer: no script, no frame, forms only to
+/// itself, styles from its own stylesheet.
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What the portal needs to know of its deployment.
+#[derive(Clone)]
+pub struct Config {
+    /// The portal's own URL, without a trailing `/` (the sign-in's redirect URI is `<base>/callback`).
+    pub base_url: String,
+    /// The OIDC client secret, for a confidential client (client_secret_post); none for a public one.
+    pub client_secret: Option<String>,
+    /// The key of the session cookies (64 bytes or more).
+    pub cookie_key: Key,
+    /// The databases one may ask for.
+    pub targets: BTreeSet<TargetId>,
+    /// A link to the dashboard, shown in the menu.
+    pub dashboard_url: Option<String>,
+}
+
+/// The portal: a store, the registry, the identity provider and the clock.
+pub struct Portal<S> {
+    store: S,
+    registry: Result<PolicyRegistry, String>,
+    oidc: Arc<LazyVerifier>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S> Portal<S> {
+    /// A portal over `store` with `registry`, signing people in at `oidc`.
+    pub fn new(store: S, registry: Result<PolicyRegistry, String>, oidc: Arc<LazyVerifier>, config: Config) -> Self {
+        Portal { store, registry, oidc, config, clock: Arc::new(SystemClock) }
+    }
+
+    /// Uses `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+/// The router's state: the portal, shared.
+pub struct AppState<S>(pub Arc<Portal<S>>);
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState(Arc::clone(&self.0))
+    }
+}
+
+impl<S> FromRef<AppState<S>> for Key {
+    fn from_ref(state: &AppState<S>) -> Key {
+        state.0.config.cookie_key.clone()
+    }
+}
+
+/// The store a portal runs on.
+pub trait PortalStore: TicketStore + AuditJournal + IncidentStore + Send + Sync + 'static {}
+impl<T: TicketStore + AuditJournal + IncidentStore + Send + Sync + 'static> PortalStore for T {}
+
+/// The portal's routes.
+pub fn router<S: PortalStore>(portal: Arc<Portal<S>>) -> Router {
+    Router::new()
+        .route("/", get(home::<S>))
+        .route("/login", get(login::<S>))
+        .route("/callback", get(callback::<S>))
+        .route("/logout", post(logout::<S>))
+        .route("/approvals", get(approvals::<S>))
+        .route("/tickets", get(tickets::<S>))
+        .route("/requests/new", get(new_request::<S>))
+        .route("/requests", post(submit_request::<S>))
+        .route("/requests/{id}", get(show::<S>))
+        .route("/requests/{id}/approve", post(approve::<S>))
+        .route("/requests/{id}/end", post(end::<S>))
+        .route("/static/portal.css", get(stylesheet))
+        .layer(axum::middleware::map_response(secure_headers))
+        .with_state(AppState(portal))
+}
+
+/// Every answer: the CSP, no sniffing, no referrer, never cached (pages name
+/// people and tickets; a credential page above all).
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn stylesheet() -> Response {
+    let mut response = include_str!("../static/portal.css").into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response
+}
+
+// ---- what every page shows ------------------------------------------------
+
+/// The menu's part of every page.
+pub struct Chrome {
+    person: Option<String>,
+    csrf: String,
+    dashboard: Option<String>,
+}
+
+impl Chrome {
+    fn of<S>(portal: &Portal<S>, session: &Session) -> Self {
+        Chrome {
+            person: Some(session.person.clone()),
+            csrf: session.csrf.clone(),
+            dashboard: portal.config.dashboard_url.clone(),
+        }
+    }
+
+    fn anonymous() -> Self {
+        Chrome { person: None, csrf: String::new(), dashboard: None }
+    }
+}
+
+/// Why a page could not be served; each becomes a page with its status.
+#[derive(Debug, thiserror::Error)]
+enum PageError {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no ticket {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("sign-in failed: {0}")]
+    SignIn(String),
+}
+
+impl PageError {
+    fn status(&self) -> StatusCode {
+        match self {
+            PageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PageError::NotFound(_) => StatusCode::NOT_FOUND,
+            PageError::Conflict(_) => StatusCode::CONFLICT,
+            PageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PageError::SignIn(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    title: String,
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "portal failed");
+        } else {
+            tracing::warn!(status = status.as_u16(), error = %self, "portal refused");
+        }
+        let title = status.canonical_reason().unwrap_or("Error").to_owned();
+        let page = ErrorPage { chrome: Chrome::anonymous(), title, message: self.to_string() };
+        (status, render(&page)).into_response()
+    }
+}
+
+impl From<grantwarden_core::error::StoreError> for PageError {
+    fn from(e: grantwarden_core::error::StoreError) -> Self {
+        match e {
+            grantwarden_core::error::StoreError::Stale(_) => {
+                PageError::Conflict("someone changed this ticket at the same moment: reload and try again".into())
+            }
+            other => PageError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<TicketFlowError> for PageError {
+    fn from(e: TicketFlowError) -> Self {
+        match e {
+            TicketFlowError::UnknownTicket(id) => PageError::NotFound(id),
+            TicketFlowError::Approval(e) => PageError::Forbidden(e.to_string()),
+            TicketFlowError::Identity(e) => PageError::Forbidden(e.to_string()),
+            TicketFlowError::NotOpen(..) | TicketFlowError::NotRenewed { .. } => PageError::Conflict(e.to_string()),
+            TicketFlowError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn render(page: &impl Template) -> Html<String> {
+    Html(page.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a template failed to render");
+        "<!doctype html><title>error</title><p>The page could not be rendered.</p>".to_owned()
+    }))
+}
+
+/// The session, or a redirect to sign in and come back to `here`.
+fn signed_in(jar: &PrivateCookieJar, now: DateTime<Utc>, here: &str) -> Result<Session, Redirect> {
+    Session::read(jar, now).ok_or_else(|| Redirect::to(&login_url(here, false)))
+}
+
+fn login_url(return_to: &str, fresh: bool) -> String {
+    let mut url = format!("/login?return_to={}", encode(return_to));
+    if fresh {
+        url.push_str("&fresh=1");
+    }
+    url
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A POST's CSRF token must be the session's.
+fn check_csrf(session: &Session, token: &str) -> Result<(), PageError> {
+    if session.csrf_matches(token) {
+        Ok(())
+    } else {
+        Err(PageError::Forbidden(
+            "this form is stale or was not made by the portal (CSRF token): reload the page".into(),
+        ))
+    }
+}
+
+// ---- signing in and out ---------------------------------------------------
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    return_to: Option<String>,
+    #[serde(default)]
+    fresh: Option<String>,
+}
+
+async fn login<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, PageError> {
+    let verifier = portal.oidc.get().await.map_err(|e| PageError::Unavailable(e.to_string()))?;
+    let return_to = q.return_to.filter(|p| is_local_path(p)).unwrap_or_else(|| "/".into());
+    // a fresh sign-in (re-authentication) asks the provider for one made now
+    let max_age = q.fresh.is_some().then_some(std::time::Duration::ZERO);
+    let sign_in = verifier.sign_in(&redirect_uri(&portal), max_age);
+    let url = sign_in.url.clone();
+    let jar = PendingSignIn { sign_in, return_to, started_at: portal.clock.now() }.write(jar);
+    Ok((jar, Redirect::to(&url)).into_response())
+}
+
+fn redirect_uri<S>(portal: &Portal<S>) -> String {
+    format!("{}/callback", portal.config.base_url)
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+async fn callback<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, PageError> {
+    let now = portal.clock.now();
+    let pending = PendingSignIn::read(&jar, now);
+    // a sign-in is used once, whatever its outcome
+    let jar = PendingSignIn::clear(jar);
+    match finish_sign_in(&portal, pending, q, now).await {
+        Ok(verified) => {
+            tracing::info!(person = %verified.actor.id, "signed in");
+            let jar = Session::start(&verified.actor, now).write(jar);
+            Ok((jar, Redirect::to(&verified.return_to)).into_response())
+        }
+        Err(e) => Ok((jar, e).into_response()),
+    }
+}
+
+/// A verified sign-in and the page to return to.
+struct SignedIn {
+    actor: grantwarden_core::identity::Actor,
+    return_to: String,
+}
+
+async fn finish_sign_in<S: PortalStore>(
+    portal: &Portal<S>,
+    pending: Option<PendingSignIn>,
+    q: CallbackQuery,
+    now: DateTime<Utc>,
+) -> Result<SignedIn, PageError> {
+    let pending = pending.ok_or_else(|| {
+        PageError::SignIn("no sign-in in progress (it may have taken over 10 minutes): start again".into())
+    })?;
+    if let Some(error) = q.error {
+        return Err(PageError::SignIn(format!("the identity provider answered {error}")));
+    }
+    let (Some(code), Some(state)) = (q.code, q.state) else {
+        return Err(PageError::SignIn("the callback carries no code".into()));
+    };
+    if state != pending.sign_in.state {
+        return Err(PageError::SignIn("the callback's state is not this sign-in's".into()));
+    }
+    let verifier = portal.oidc.get().await.map_err(|e| PageError::Unavailable(e.to_string()))?;
+    let verified = verifier
+        .exchange(&code, &pending.sign_in, &redirect_uri(portal), portal.config.client_secret.as_deref(), now)
+        .await
+        .map_err(|e| PageError::SignIn(e.to_string()))?;
+    Ok(SignedIn { actor: verified.actor, return_to: pending.return_to })
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    if let Some(session) = Session::read(&jar, portal.clock.now()) {
+        check_csrf(&session, &form.csrf)?;
+    }
+    Ok((Session::clear(jar), Redirect::to("/")).into_response())
+}
+
+// ---- pages ----------------------------------------------------------------
+
+/// One ticket as a row of a list.
+struct Row {
+    id: String,
+    target: String,
+    requester: String,
+    path: String,
+    scope: String,
+    status: String,
+    time_left: String,
+    sensitive: bool,
+    justification: String,
+    approved_by: String,
+}
+
+impl Row {
+    fn of(t: &Ticket, now: DateTime<Utc>) -> Self {
+        let (path, scope, sensitive) = match t.access() {
+            Some(a) => (
+                a.path.to_string(),
+                grantwarden_core::access_policy::describe(&a.scope),
+                !a.sensitive_tables.is_empty() || !a.sensitive_schemas.is_empty(),
+            ),
+            None => {
+                (t.category().to_owned(), format!("{:?} on {:?}", t.request().privileges, t.request().object), false)
+            }
+        };
+        Row {
+            id: t.id().to_owned(),
+            target: t.request().target.to_string(),
+            requester: t.request().requested_by.clone(),
+            path,
+            scope,
+            status: t.status_at(now).to_string(),
+            time_left: time_left(t, now),
+            sensitive,
+            justification: t.request().justification.clone().unwrap_or_default(),
+            approved_by: t.approvals().iter().map(|a| a.approver.as_str()).collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+fn time_left(t: &Ticket, now: DateTime<Utc>) -> String {
+    match t.status_at(now) {
+        TicketStatus::Active | TicketStatus::PendingApproval => {
+            let left = (t.ends_at() - now).num_minutes().max(0);
+            if left >= 60 { format!("{}h {:02}m", left / 60, left % 60) } else { format!("{left}m") }
+        }
+        _ => "ended".into(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    chrome: Chrome,
+    mine: Vec<Row>,
+}
+
+async fn home<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: PrivateCookieJar) -> Response {
+    let now = portal.clock.now();
+    let session = match signed_in(&jar, now, "/") {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let page = async {
+        let mut mine: Vec<Ticket> = portal
+            .store
+            .tickets(None)
+            .await?
+            .into_iter()
+            .filter(|t| t.request().requested_by.eq_ignore_ascii_case(&session.person))
+            .collect();
+        mine.sort_by_key(|t| std::cmp::Reverse(t.starts_at()));
+        let rows = mine.iter().map(|t| Row::of(t, now)).collect();
+        Ok::<_, PageError>(render(&HomePage { chrome: Chrome::of(&portal, &session), mine: rows }))
+    };
+    page.await.into_response()
+}
+
+#[derive(Template)]
+#[template(path = "approvals.html")]
+struct ApprovalsPage {
+    chrome: Chrome,
+    rows: Vec<Row>,
+}
+
+async fn approvals<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: PrivateCookieJar) -> Response {
+    let now = portal.clock.now();
+    let session = match signed_in(&jar, now, "/approvals") {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let page = async {
+        let rows = portal
+            .store
+            .tickets(None)
+            .await?
+            .into_iter()
+            .filter(|t| t.may_approve(&session.person, now))
+            .map(|t| Row::of(&t, now))
+            .collect();
+        Ok::<_, PageError>(render(&ApprovalsPage { chrome: Chrome::of(&portal, &session), rows }))
+    };
+    page.await.into_response()
+}
+
+#[derive(Template)]
+#[template(path = "tickets.html")]
+struct TicketsPage {
+    chrome: Chrome,
+    rows: Vec<Row>,
+}
+
+async fn tickets<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: PrivateCookieJar) -> Response {
+    let now = portal.clock.now();
+    let session = match signed_in(&jar, now, "/tickets") {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let page = async {
+        let mut rows: Vec<Ticket> =
+            portal.store.tickets(None).await?.into_iter().filter(|t| t.is_active_at(now)).collect();
+        rows.sort_by_key(|t| t.ends_at());
+        let rows = rows.iter().map(|t| Row::of(t, now)).collect();
+        Ok::<_, PageError>(render(&TicketsPage { chrome: Chrome::of(&portal, &session), rows }))
+    };
+    page.await.into_response()
+}
+
+/// One journal event of a ticket.
+struct Step {
+    at: String,
+    kind: String,
+    actor: String,
+    vouched_by: String,
+}
+
+#[derive(Template)]
+#[template(path = "ticket.html")]
+struct TicketPage {
+    chrome: Chrome,
+    id: String,
+    requester: String,
+    target: String,
+    path: String,
+    scope: String,
+    status: String,
+    expires_at: String,
+    time_left: String,
+    justification: String,
+    approvals_needed: u8,
+    approved_by: String,
+    may_approve: bool,
+    needs_recent_sign_in: bool,
+    may_end: bool,
+    timeline: Vec<Step>,
+}
+
+async fn show<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+) -> Response {
+    let now = portal.clock.now();
+    let session = match signed_in(&jar, now, &format!("/requests/{id}")) {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let page = async {
+        let ticket = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?.value;
+        let row = Row::of(&ticket, now);
+        let timeline = portal
+            .store
+            .events(ticket.request().target.as_str())
+            .await?
+            .into_iter()
+            .filter(|e| e.subject == id)
+            .map(|e| Step {
+                at: e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                kind: e.kind.to_string(),
+                vouched_by: e.vouched_by().map(|v| v.to_string()).unwrap_or_default(),
+                actor: e.actor,
+            })
+            .collect();
+        let mine = ticket.request().requested_by.eq_ignore_ascii_case(&session.person);
+        let open = matches!(ticket.status_at(now), TicketStatus::Active | TicketStatus::PendingApproval);
+        let page = TicketPage {
+            chrome: Chrome::of(&portal, &session),
+            id: row.id,
+            requester: row.requester,
+            target: row.target,
+            path: row.path,
+            scope: row.scope,
+            status: row.status,
+            expires_at: ticket.ends_at().format("%Y-%m-%d %H:%M UTC").to_string(),
+            time_left: row.time_left,
+            justification: row.justification,
+            approvals_needed: ticket.approvals_required(),
+            approved_by: row.approved_by,
+            may_approve: ticket.may_approve(&session.person, now),
+            needs_recent_sign_in: ticket.approvals_required() >= 2,
+            may_end: mine && open,
+            timeline,
+        };
+        Ok::<_, PageError>(render(&page))
+    };
+    page.await.into_response()
+}
+
+async fn approve<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let now = portal.clock.now();
+    let here = format!("/requests/{id}");
+    let session = match signed_in(&jar, now, &here) {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let done = async {
+        check_csrf(&session, &form.csrf)?;
+        let actor = session.actor();
+        match ticket_flow::approve_ticket(&portal.store, &id, &actor, now).await {
+            // one of two approvals with an old sign-in: sign in again, then come back to approve
+            Err(TicketFlowError::Approval(grantwarden_core::ticket::ApprovalError::SignIn(_))) => {
+                tracing::info!(ticket = %id, "approval needs a fresh sign-in");
+                return Ok(Redirect::to(&login_url(&here, true)).into_response());
+            }
+            other => other?,
+        };
+        tracing::info!(ticket = %id, person = %session.person, "approved in the portal");
+        Ok::<_, PageError>(Redirect::to(&here).into_response())
+    };
+    done.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+struct EndForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn end<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<EndForm>,
+) -> Response {
+    let now = portal.clock.now();
+    let here = format!("/requests/{id}");
+    let session = match signed_in(&jar, now, &here) {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let done = async {
+        check_csrf(&session, &form.csrf)?;
+        let ticket = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?.value;
+        if !ticket.request().requested_by.eq_ignore_ascii_case(&session.person) {
+            return Err(PageError::Forbidden("only the requester ends a ticket here".into()));
+        }
+        let reason = form.reason.trim().chars().filter(|c| !c.is_control()).collect::<String>();
+        ticket_flow::request_revoke(&portal.store, &id, &session.actor(), &reason, now).await?;
+        Ok(Redirect::to(&here).into_response())
+    };
+    done.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+// ---- asking for access ----------------------------------------------------
+
+/// A choice of a select.
+struct Choice {
+    value: String,
+    selected: bool,
+}
+
+fn choices<'a>(values: impl IntoIterator<Item = &'a str>, selected: &str) -> Vec<Choice> {
+    values.into_iter().map(|v| Choice { value: v.to_owned(), selected: v == selected }).collect()
+}
+
+/// The request form as filled in.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RequestForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    scope_on: String,
+    #[serde(default)]
+    schema: String,
+    #[serde(default)]
+    tables: String,
+    #[serde(default)]
+    predicate: String,
+    #[serde(default)]
+    duration: String,
+    #[serde(default)]
+    justification: String,
+    #[serde(default)]
+    incident_id: String,
+    #[serde(default)]
+    action: String,
+}
+
+impl RequestForm {
+    /// The access request body the form stands for (the person is the session's, never the form's).
+    fn body(&self) -> serde_json::Value {
+        let tables: Vec<&str> = self.tables.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+        let scope = match self.scope_on.as_str() {
+            "database" => serde_json::json!({ "on": "database" }),
+            "schema" => serde_json::json!({ "on": "schema", "schema": self.schema.trim() }),
+            "rows" => serde_json::json!({ "on": "rows", "schema": self.schema.trim(),
+                "table": tables.first().copied().unwrap_or_default(), "predicate": self.predicate.trim() }),
+            _ => serde_json::json!({ "on": "tables", "schema": self.schema.trim(), "tables": tables }),
+        };
+        let mut body = serde_json::json!({
+            "id": self.id, "target": self.target, "path": self.path, "scope": scope,
+            "duration": self.duration.trim(), "justification": self.justification.trim(),
+        });
+        if !self.incident_id.trim().is_empty() {
+            body["incident_id"] = serde_json::json!(self.incident_id.trim());
+        }
+        body
+    }
+}
+
+#[derive(Template)]
+#[template(path = "new.html")]
+struct NewPage {
+    chrome: Chrome,
+    form: RequestForm,
+    targets: Vec<Choice>,
+    paths: Vec<Choice>,
+    scopes: Vec<Choice>,
+    error: Option<String>,
+    verdict: Option<String>,
+    may_submit: bool,
+}
+
+impl NewPage {
+    fn of<S>(portal: &Portal<S>, session: &Session, form: RequestForm) -> Self {
+        let offered: Vec<String> = match &portal.registry {
+            Ok(r) => r.access.as_ref().map(|a| a.paths.keys().map(AccessPath::to_string).collect()).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        NewPage {
+            chrome: Chrome::of(portal, session),
+            targets: choices(portal.config.targets.iter().map(TargetId::as_str), &form.target),
+            paths: choices(offered.iter().map(String::as_str), &form.path),
+            scopes: choices(["tables", "schema", "database", "rows"], &form.scope_on),
+            form,
+            error: None,
+            verdict: None,
+            may_submit: false,
+        }
+    }
+}
+
+async fn new_request<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: PrivateCookieJar) -> Response {
+    let now = portal.clock.now();
+    let session = match signed_in(&jar, now, "/requests/new") {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    // the request id is the idempotency key: one per form shown, so a double submit is one request
+    let form = RequestForm {
+        id: format!("portal-{}", session::random_token()),
+        scope_on: "tables".into(),
+        ..Default::default()
+    };
+    render(&NewPage::of(&portal, &session, form)).into_response()
+}
+
+async fn submit_request<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Form(form): Form<RequestForm>,
+) -> Response {
+    let now = portal.clock.now();
+    let session = match signed_in(&jar, now, "/requests/new") {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let done = async {
+        check_csrf(&session, &form.csrf)?;
+        let registry =
+            portal.registry.as_ref().map_err(|e| PageError::Unavailable(format!("the policy registry: {e}")))?;
+        let actor = session.actor();
+        let mut page = NewPage::of(&portal, &session, form.clone());
+        let body = form.body().to_string();
+        let request = match parse_request(body.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => {
+                page.error = Some(format!("{}: {}", e.field, e.reason));
+                return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
+            }
+        };
+        if !portal.config.targets.contains(&request.target) {
+            page.error = Some(format!("target: unknown database {}", request.target));
+            return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
+        }
+        let verdict = preview(&portal.store, &request, &actor, registry, now).await.map_err(access_error)?;
+        let allowed = !matches!(verdict, Verdict::Refused { .. } | Verdict::NotOffered { .. });
+        if form.action != "submit" || !allowed {
+            page.verdict = Some(verdict.to_string());
+            page.may_submit = allowed;
+            return Ok(render(&page).into_response());
+        }
+        let ticket = match request_access(&portal.store, &request, &actor, registry, now).await.map_err(access_error)? {
+            AccessOutcome::Created(t) | AccessOutcome::Existing(t) => t,
+            AccessOutcome::Conflict(t) => {
+                return Err(PageError::Conflict(format!("this form was already used for ticket {}", t.id())));
+            }
+            AccessOutcome::Refused { refusal, .. } => {
+                page.verdict = Some(format!("refused: {refusal}"));
+                return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response());
+            }
+            AccessOutcome::Unroutable(reason) => {
+                page.verdict = Some(format!("not offered: {reason}"));
+                return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response());
+            }
+        };
+        tracing::info!(ticket = %ticket.id(), person = %session.person, "access requested in the portal");
+        Ok::<_, PageError>(Redirect::to(&format!("/requests/{}", ticket.id())).into_response())
+    };
+    done.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn access_error(e: AccessError) -> PageError {
+    match e {
+        AccessError::Identity(e) => PageError::Forbidden(e.to_string()),
+        AccessError::Store(e) => e.into(),
+    }
+}
+
+/// Reads a `Key` from at least 64 bytes (the portal's cookie key secret).
+pub fn cookie_key(bytes: &[u8]) -> Result<Key, String> {
+    Key::try_from(bytes).map_err(|_| format!("the cookie key is {} bytes; it needs 64 or more", bytes.len()))
+}
