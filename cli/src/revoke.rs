@@ -196,6 +196,10 @@ async fn sweep(
                 );
             }
             let tickets = store.tickets(Some(target)).await?;
+            // access requests nobody approved in time end unissued (nothing to revoke)
+            for t in grantwarden_core::ticket_flow::expire_pending(store, &tickets, clock()).await? {
+                eprintln!("{} expired: not approved within the registry's pending_ttl", t.id());
+            }
             due(&tickets, clock()).into_iter().map(|t| t.id().to_owned()).collect()
         }
         None => bail!("name a ticket, or pass --due"),

@@ -220,3 +220,34 @@ async fn requests_on_three_paths_issue_exactly_the_scope_and_end_with_the_window
     assert_eq!(schemas, 0, "and the views with them");
     assert!(me.query("SELECT 1", &[]).await.is_err());
 }
+
+#[tokio::test]
+async fn a_request_nobody_approves_within_pending_ttl_expires_at_the_next_sweep() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db").to_string_lossy().into_owned();
+    let url = db.url();
+    let run = |args: &[&str], at: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--state", &state, "--at", at]);
+        grantwarden(&all)
+    };
+    let body = serde_json::json!({ "id": format!("{}-slow", db.prefix), "identity": "alice@example.com",
+        "target": "orders-prod", "path": "migration", "scope": { "on": "schema", "schema": "public" },
+        "duration": "4h", "justification": "CHG-9" });
+    let file = write_request(dir.path(), "slow", body);
+    let out = json(&ok(&run(&["request", &file, "--policy", &policy()], "2026-11-22T12:00:00Z")));
+    assert_eq!(out["status"], "pending_approval", "{out}");
+    let ticket = out["ticket"].as_str().unwrap().to_owned();
+    let sweep = |at: &str| run(&["revoke", "--due", "--database", &url, "--target", "orders-prod"], at);
+    let early = sweep("2026-11-22T12:59:00Z");
+    assert!(!String::from_utf8_lossy(&early.stderr).contains("expired"), "within the hour it waits");
+    let late = sweep("2026-11-22T13:00:00Z");
+    assert!(String::from_utf8_lossy(&late.stderr).contains(&format!("{ticket} expired")), "{late:?}");
+    let shown: Value = serde_json::from_str(&ok(&run(&["tickets", "show", &ticket], "2026-11-22T13:01:00Z"))).unwrap();
+    assert_eq!(shown["status"], "expired");
+    let trail = ok(&run(&["audit", "export", "--user", &ticket, "--format", "json"], "2026-11-22T13:02:00Z"));
+    assert!(trail.contains("ticket.expired"), "{trail}");
+    let late_approval = run(&["tickets", "approve", &ticket, "--by", "ciso@example.com"], "2026-11-22T13:03:00Z");
+    assert_eq!(late_approval.status.code(), Some(1), "too late to approve");
+}

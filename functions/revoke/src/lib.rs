@@ -399,6 +399,17 @@ where
                 }
             }
             let open = TicketStore::open_tickets(&self.store, &target).await.map_err(RevokeError::Store)?;
+            // access requests nobody approved in time end unissued: journaled, nothing to revoke
+            match grantwarden_core::ticket_flow::expire_pending(&self.store, &open, now).await {
+                Ok(ended) => {
+                    for t in ended {
+                        tracing::info!(target = %target, ticket_id = %t.id(), "sweep: pending request expired unapproved");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(target = %target, error = %e, "sweep: could not expire pending requests; next sweep")
+                }
+            }
             ids.extend(due(&open, now).into_iter().map(|t| t.id().to_owned()));
         }
         let time_left = || {

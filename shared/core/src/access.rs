@@ -185,6 +185,9 @@ pub fn route_access(
             privileged_groups: if approvals == Approvals::Dual { policy.privileged_groups() } else { Vec::new() },
             review_required: request.path == AccessPath::BreakGlass,
             incident_id: request.incident_id.clone(),
+            // waiting for approvals has its own limit, within the window
+            pending_until: (approvals != Approvals::Auto)
+                .then(|| (now + chrono::Duration::from_std(policy.pending_ttl).unwrap_or_default()).min(expires_at)),
         }),
     };
     // active at once when the path needs no approval (break-glass: review required)

@@ -296,6 +296,10 @@ pub struct AccessFile {
     /// Schemas (globs) where issuing accepts that PUBLIC holds CREATE.
     #[serde(default)]
     allow_public_create: Vec<String>,
+    /// How long a request may wait for its approvals before it expires unissued (default `1h`).
+    #[schemars(schema_with = "crate::schema_format::duration")]
+    #[serde(default)]
+    pending_ttl: Option<String>,
 }
 
 /// The members of one approver role as written: emails, or emails and groups.
@@ -353,6 +357,8 @@ pub struct AccessPolicy {
     pub connection_limit: u32,
     /// Break-glass uses per month above which the metrics alert.
     pub break_glass_alert_per_month: u32,
+    /// How long a request may wait for its approvals.
+    pub pending_ttl: Duration,
 }
 
 impl AccessPolicy {
@@ -383,6 +389,18 @@ impl AccessPolicy {
                 "approver roles are security and manager: they are the ones a dual approval needs",
             ));
         }
+        let pending_ttl = match &f.pending_ttl {
+            None => Duration::from_secs(3600),
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| FieldError::new("access.pending_ttl", format!("cannot read {text:?} as a duration: {e}")))
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err(FieldError::new("access.pending_ttl", "must be longer than zero"))
+                    } else {
+                        Ok(d)
+                    }
+                })?,
+        };
         let dual = paths.values().any(|p| p.approvals == Approvals::Dual);
         let approver_roles: BTreeMap<String, ApproverRole> = f
             .approver_roles
@@ -431,6 +449,7 @@ impl AccessPolicy {
             masking: f.masking.clone(),
             connection_limit: f.connection_limit.unwrap_or(2),
             break_glass_alert_per_month: f.break_glass_alert_per_month.unwrap_or(3),
+            pending_ttl,
         })
     }
 
@@ -502,6 +521,9 @@ pub struct AccessGrant {
     /// A break-glass ticket is reviewed after the fact.
     #[serde(default)]
     pub review_required: bool,
+    /// When the request, still waiting for approvals, expires unissued (the registry's `pending_ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Its incident.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident_id: Option<String>,

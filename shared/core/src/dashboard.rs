@@ -642,6 +642,7 @@ mod tests {
                 connection_limit: 1,
                 privileged_approvers: vec![],
                 privileged_groups: vec![],
+                pending_until: None,
                 review_required: path == AccessPath::BreakGlass,
                 incident_id: Some("PD-1".into()),
             }));

@@ -751,6 +751,7 @@ mod tests {
             connection_limit: 1,
             privileged_approvers: vec![],
             privileged_groups: vec![],
+            pending_until: None,
             review_required: false,
             incident_id: None,
         }));

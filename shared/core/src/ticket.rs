@@ -539,8 +539,36 @@ impl Ticket {
     pub fn status_at(&self, now: DateTime<Utc>) -> TicketStatus {
         match self.status {
             TicketStatus::Active | TicketStatus::PendingApproval if now >= self.expires_at => TicketStatus::Expired,
+            TicketStatus::PendingApproval if self.pending_expired(now) => TicketStatus::Expired,
             s => s,
         }
+    }
+
+    /// Whether an access request still waiting for approvals at `now` is past
+    /// its `pending_until`: nothing was issued, and it is to end unissued.
+    pub fn pending_expired(&self, now: DateTime<Utc>) -> bool {
+        self.status == TicketStatus::PendingApproval
+            && self.access.as_ref().is_some_and(|a| now >= a.pending_until.unwrap_or(self.expires_at))
+    }
+
+    /// Ends an access request that was not approved in time: `expired`, with
+    /// the reason in its history. False when it is not [`Ticket::pending_expired`].
+    pub fn expire_pending(&mut self, now: DateTime<Utc>) -> bool {
+        if !self.pending_expired(now) {
+            return false;
+        }
+        let approvals = self.approvals.len();
+        self.status = TicketStatus::Expired;
+        self.history.push(TicketEvent {
+            at: now,
+            what: "expired".into(),
+            actor: "grantwarden".into(),
+            detail: format!(
+                "not approved in time: {approvals} of {} approval(s) by the registry's pending_ttl",
+                self.approvals_required
+            ),
+        });
+        true
     }
 
     /// Whether the ticket's window has ended at `now` by any road (expiry, revocation,
@@ -689,6 +717,8 @@ impl Ticket {
     /// may have been made before approval, and it must not outlive the window.
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         match self.status {
+            // an access request never approved issued nothing: it expires, it is not revoked
+            TicketStatus::PendingApproval if self.access.is_some() => false,
             TicketStatus::Active | TicketStatus::PendingApproval => now >= self.expires_at,
             TicketStatus::RevokeRequested => true,
             TicketStatus::Expired | TicketStatus::Revoked | TicketStatus::RevocationFailed => false,

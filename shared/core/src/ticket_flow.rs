@@ -142,6 +142,36 @@ where
     Ok(Renewed { ticket, until })
 }
 
+/// Ends every access request among `open` (the sweep's open tickets of a
+/// target) still waiting for approvals past its `pending_until` (the
+/// registry's `pending_ttl`): `expired`, journaled as `ticket.expired`. Nothing
+/// was issued for them, so nothing is revoked. Run by the sweep (the revoke
+/// function every minute, `grantwarden revoke --due` and `watch`); returns the
+/// tickets it ended. A ticket approved meanwhile (a concurrent change) is left
+/// as it now is.
+pub async fn expire_pending<S>(store: &S, open: &[Ticket], now: DateTime<Utc>) -> Result<Vec<Ticket>, TicketFlowError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    let mut ended = Vec::new();
+    for candidate in open {
+        if !candidate.pending_expired(now) {
+            continue;
+        }
+        let Versioned { value: mut ticket, version } = read(store, candidate.id()).await?;
+        if !ticket.expire_pending(now) {
+            continue;
+        }
+        let event = NewEvent::for_ticket(&ticket, OnTicket::Expired, "grantwarden", now);
+        match record(store, &ticket, version, vec![event]).await {
+            Ok(()) => ended.push(ticket),
+            Err(TicketFlowError::Store(StoreError::Stale(_))) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ended)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +205,32 @@ mod tests {
             ready(approve_ticket(&store, "tkt-none", &Actor::operator("ciso@example.com"), at(2))),
             Err(TicketFlowError::UnknownTicket(id)) if id == "tkt-none"
         ));
+    }
+
+    #[test]
+    fn a_request_not_approved_within_pending_ttl_expires_unissued_and_journaled_once() {
+        let store = MemoryStore::default();
+        // migration needs approval; the fixture registry's pending_ttl is the default hour
+        let t = opened(&store, &request("r1", AccessPath::Migration, "4h", None));
+        assert_eq!(t.status(), TicketStatus::PendingApproval);
+        assert_eq!(t.access().unwrap().pending_until, Some(at(60)));
+        assert!(
+            ready(expire_pending(&store, &ready(store.tickets(None)).unwrap(), at(59))).unwrap().is_empty(),
+            "not yet"
+        );
+        assert_eq!(t.status_at(at(60)), TicketStatus::Expired, "its status says so at once");
+        assert!(!t.is_due(at(300)), "nothing was issued: nothing to revoke");
+
+        let ended = ready(expire_pending(&store, &ready(store.tickets(None)).unwrap(), at(61))).unwrap();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ready(store.ticket(t.id())).unwrap().unwrap().value.status(), TicketStatus::Expired);
+        assert_eq!(store.kinds("orders-prod"), ["ticket.requested", "ticket.expired"]);
+        assert!(
+            ready(expire_pending(&store, &ready(store.tickets(None)).unwrap(), at(62))).unwrap().is_empty(),
+            "once"
+        );
+        let late = ready(approve_ticket(&store, t.id(), &Actor::operator("ciso@example.com"), at(61)));
+        assert!(matches!(late, Err(TicketFlowError::Approval(ApprovalError::NotPending(TicketStatus::Expired)))));
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn typed(e: &AuditEvent) -> serde_json::Value {
         | EventKind::TicketActivated
         | EventKind::TicketApproved
         | EventKind::TicketConflict
+        | EventKind::TicketExpired
         | EventKind::AccessRenewed => back::<TicketDetail>(e),
         EventKind::TicketRevokeRequested => ticket::<RevokeRequested>(e),
         EventKind::RevocationPlanned => ticket::<RevocationPlanned>(e),
@@ -122,7 +123,10 @@ fn the_typed_readers_read_every_event_of_the_old_journal_field_for_field() {
         assert_eq!(typed(e), e.detail, "{} ({})", e.id, e.kind);
         kinds.insert(e.kind.clone());
     }
-    assert_eq!(kinds.len(), EventKind::KNOWN.len(), "every kind is in the old journal");
+    // every kind is in the old journal, but those added after it was written
+    let newer = [EventKind::TicketExpired];
+    assert!(newer.iter().all(|k| !kinds.contains(k)));
+    assert_eq!(kinds.len() + newer.len(), EventKind::KNOWN.len(), "every older kind is in the old journal");
     // both shapes of a remediation plan, and of a finding event, read as theirs
     let planned: Vec<Remediation> = events
         .iter()

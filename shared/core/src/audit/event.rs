@@ -77,6 +77,8 @@ event_kinds! {
     TicketRefused => "ticket.refused",
     /// Someone asked for a ticket to end early ([`TicketDetail`] and [`RevokeRequested`]).
     TicketRevokeRequested => "ticket.revoke_requested",
+    /// A pending request was not approved in time and ended unissued ([`TicketDetail`]).
+    TicketExpired => "ticket.expired",
     /// A dry-run revocation: what would run ([`TicketDetail`] and [`RevocationPlanned`]).
     RevocationPlanned => "revocation.planned",
     /// A revocation ran while another trigger recorded the end first ([`TicketDetail`] and [`RevocationExecuted`]).
@@ -326,6 +328,7 @@ impl EventDetail for TicketDetail {
                 | TicketApproved
                 | TicketConflict
                 | TicketRevokeRequested
+                | TicketExpired
                 | RevocationPlanned
                 | RevocationExecuted
                 | TicketRevoked
@@ -451,6 +454,8 @@ pub enum OnTicket {
     Renewed,
     /// `ticket.revoke_requested`.
     RevokeRequested(RevokeRequested),
+    /// `ticket.expired`.
+    Expired,
     /// `revocation.planned`.
     RevocationPlanned(RevocationPlanned),
     /// `revocation.executed`.
@@ -475,6 +480,7 @@ impl OnTicket {
             OnTicket::Conflict => EventKind::TicketConflict,
             OnTicket::Renewed => EventKind::AccessRenewed,
             OnTicket::RevokeRequested(_) => EventKind::TicketRevokeRequested,
+            OnTicket::Expired => EventKind::TicketExpired,
             OnTicket::RevocationPlanned(_) => EventKind::RevocationPlanned,
             OnTicket::RevocationExecuted(_) => EventKind::RevocationExecuted,
             OnTicket::Revoked(_) => EventKind::TicketRevoked,
@@ -487,7 +493,12 @@ impl OnTicket {
     /// What the kind records beyond the ticket.
     fn extra(&self) -> Option<serde_json::Value> {
         Some(match self {
-            OnTicket::Requested | OnTicket::Activated | OnTicket::Approved | OnTicket::Conflict | OnTicket::Renewed => {
+            OnTicket::Requested
+            | OnTicket::Activated
+            | OnTicket::Approved
+            | OnTicket::Conflict
+            | OnTicket::Renewed
+            | OnTicket::Expired => {
                 return None;
             }
             OnTicket::RevokeRequested(x) => to_detail(x),
@@ -918,7 +929,7 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert_eq!(serde_json::from_value::<EventKind>(serde_json::json!(kind.as_str())).unwrap(), *kind);
         }
-        assert_eq!(EventKind::KNOWN.len(), 28);
+        assert_eq!(EventKind::KNOWN.len(), 29);
         let other: EventKind = serde_json::from_str("\"retired.kind\"").unwrap();
         assert!(matches!(other, EventKind::Other(_)));
         assert_eq!(

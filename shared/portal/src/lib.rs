@@ -15,8 +15,10 @@
 //! may approve, what the policy decides, what is journaled) are
 //! `grantwarden_core`'s: the same use cases the intake API and the CLI run.
 //!
-//! Served by the portal Lambda (`src/main.rs`, behind a Function URL) and by
-//! the tests on a local port; the store is whatever implements the core's ports.
+//! Served by `grantwarden serve` over the local state file, and by the tests
+//! on a local port; the store is whatever implements the core's ports (a
+//! Lambda of the stack will run the same router over DynamoDB). It must never
+//! take a person's identity from a request: only from the session.
 #![deny(missing_docs)]
 
 pub mod session;
