@@ -181,15 +181,7 @@ pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<Ex
             let store = state.open()?;
             let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
             let ticket = read.value;
-            if ticket.access().is_none() {
-                bail!("ticket {id} is not an access ticket");
-            }
-            if ticket.status_at(now) != TicketStatus::Active {
-                bail!("ticket {id} is {}: only an active ticket is issued", ticket.status_at(now));
-            }
-            if is_issued(&ticket) {
-                bail!("the credential of {id} was issued already; it is shown once");
-            }
+            grantwarden_core::access::issuable(&ticket, now)?;
             issue(&store, ticket, &database, now).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -7,9 +7,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
 use clap::Args;
+use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::snapshot::TargetId;
+use grantwarden_core::ticket::Ticket;
+use grantwarden_portal::{IssuedCredential, Issuer};
+use grantwarden_postgres::session::parse_config;
+use grantwarden_postgres::{Executor, Timeouts};
 
 use crate::exceptions::{StateArgs, load_registry};
 
@@ -52,6 +59,39 @@ pub struct ServeArgs {
     /// A link to the dashboard, shown in the portal's menu.
     #[arg(long)]
     pub dashboard_url: Option<String>,
+    /// `TARGET=URL`: the database of a target, as a role that may issue
+    /// credentials (as for `grantwarden access issue`); with it, a requester sees
+    /// their credential once in the portal. Repeat for several targets.
+    #[arg(long = "database", value_parser = target_url)]
+    pub databases: Vec<(TargetId, String)>,
+}
+
+fn target_url(s: &str) -> Result<(TargetId, String), String> {
+    let (target, url) = s.split_once('=').ok_or("expected TARGET=URL")?;
+    let target = TargetId::new(target).ok_or_else(|| format!("{target:?} is not a target id"))?;
+    Ok((target, url.to_owned()))
+}
+
+/// Issues a ticket's credential in its target's database, as `access issue` does.
+struct PostgresIssuer(BTreeMap<TargetId, String>);
+
+impl Issuer for PostgresIssuer {
+    fn issue<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<IssuedCredential, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let target = &ticket.request().target;
+            let url = self.0.get(target).ok_or_else(|| format!("no --database for target {target}"))?;
+            let timeouts = Timeouts::default();
+            let config = parse_config(url, &timeouts).map_err(|e| format!("the database of {target}: {e}"))?;
+            let executor = Executor::new(config.clone(), timeouts, RetryPolicy::default());
+            let password = grantwarden_postgres::activate::new_password();
+            let issued = executor.activate(ticket, &password, false).await.map_err(|e| format!("issuing: {e}"))?;
+            let (host, port, dbname) = grantwarden_postgres::session::endpoint(&config);
+            Ok(IssuedCredential { role: issued.role, password: issued.password, host, port, dbname, sql: issued.sql })
+        })
+    }
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -81,7 +121,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         dashboard_url: args.dashboard_url.clone(),
     };
     let verifier = Arc::new(grantwarden_oidc::LazyVerifier::new(oidc));
-    let portal = Arc::new(grantwarden_portal::Portal::new(store, Ok(registry), verifier, config));
+    let mut portal = grantwarden_portal::Portal::new(store, Ok(registry), verifier, config);
+    if !args.databases.is_empty() {
+        portal = portal.with_issuer(Arc::new(PostgresIssuer(args.databases.iter().cloned().collect())));
+    }
+    let portal = Arc::new(portal);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     eprintln!("grantwarden: the portal is at {url} (sign-in returns to {url}/callback)");

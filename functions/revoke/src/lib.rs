@@ -565,7 +565,8 @@ where
             let ticket = read.value;
             tracing::Span::current().record("target", ticket.request().target.as_str());
             let now = self.clock.now();
-            if ticket.access().is_none() || !ticket.is_active_at(now) || is_issued(&ticket) {
+            if let Err(why) = grantwarden_core::access::issuable(&ticket, now) {
+                tracing::info!(reason = %why, "not issued");
                 return Ok(handled("not_issued"));
             }
             let db = self.secrets.rds(&self.settings.revoker_secret_id(&ticket.request().target)).await?;

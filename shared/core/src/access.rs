@@ -408,6 +408,36 @@ pub fn is_issued(ticket: &Ticket) -> bool {
     ticket.history().iter().any(|e| e.what == "issued")
 }
 
+/// Why a ticket's credential is not issued now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotIssuable {
+    /// An exception ticket, not just-in-time access.
+    #[error("ticket {0} is not an access ticket")]
+    NotAccess(String),
+    /// Not in force (pending, ended, or not started).
+    #[error("ticket {0} is {1}: only a ticket in force is issued")]
+    NotInForce(String, TicketStatus),
+    /// Issued already: a credential is shown once.
+    #[error("the credential of {0} was issued already; it is shown once")]
+    AlreadyIssued(String),
+}
+
+/// Whether `ticket`'s credential may be issued at `now`: an access ticket in
+/// force whose credential was not issued yet (the CLI, the portal and the
+/// revoke function ask the same).
+pub fn issuable(ticket: &Ticket, now: DateTime<Utc>) -> Result<(), NotIssuable> {
+    if ticket.access().is_none() {
+        return Err(NotIssuable::NotAccess(ticket.id().to_owned()));
+    }
+    if !ticket.is_active_at(now) {
+        return Err(NotIssuable::NotInForce(ticket.id().to_owned(), ticket.status_at(now)));
+    }
+    if is_issued(ticket) {
+        return Err(NotIssuable::AlreadyIssued(ticket.id().to_owned()));
+    }
+    Ok(())
+}
+
 /// Records that ticket `id`'s credential was issued: `issued` in its history (a
 /// conditional update, read again when another write came first) and
 /// `access.issued` in the journal with the SQL as printed, never the password.

@@ -74,6 +74,33 @@ pub struct Config {
     pub dashboard_url: Option<String>,
 }
 
+/// A credential just issued: shown once, never stored.
+#[derive(Debug, Clone)]
+pub struct IssuedCredential {
+    /// The role to log in as.
+    pub role: String,
+    /// Its password.
+    pub password: String,
+    /// Where the database is.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The database.
+    pub dbname: String,
+    /// The statements that issued it, as journaled (no password in them).
+    pub sql: Vec<String>,
+}
+
+/// Issues a ticket's credential in its database (the port the portal shows
+/// credentials through; `grantwarden serve` implements it over PostgreSQL).
+pub trait Issuer: Send + Sync {
+    /// Creates the ticket's role with a new password and exactly its grants.
+    fn issue<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<IssuedCredential, String>> + Send + 'a>>;
+}
+
 /// The portal: a store, the registry, the identity provider and the clock.
 pub struct Portal<S> {
     store: S,
@@ -81,12 +108,19 @@ pub struct Portal<S> {
     oidc: Arc<LazyVerifier>,
     config: Config,
     clock: Arc<dyn Clock>,
+    issuer: Option<Arc<dyn Issuer>>,
 }
 
 impl<S> Portal<S> {
     /// A portal over `store` with `registry`, signing people in at `oidc`.
     pub fn new(store: S, registry: Result<PolicyRegistry, String>, oidc: Arc<LazyVerifier>, config: Config) -> Self {
-        Portal { store, registry, oidc, config, clock: Arc::new(SystemClock) }
+        Portal { store, registry, oidc, config, clock: Arc::new(SystemClock), issuer: None }
+    }
+
+    /// Shows a requester their credential once, issued through `issuer`.
+    pub fn with_issuer(mut self, issuer: Arc<dyn Issuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
     }
 
     /// Uses `clock` instead of the system's.
@@ -134,6 +168,7 @@ pub fn router<S: PortalStore>(portal: Arc<Portal<S>>) -> Router {
         .route("/requests/{id}", get(show::<S>))
         .route("/requests/{id}/approve", post(approve::<S>))
         .route("/requests/{id}/end", post(end::<S>))
+        .route("/requests/{id}/credential", post(credential::<S>))
         .route("/static/portal.css", get(stylesheet))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(AppState(portal))
@@ -556,6 +591,7 @@ struct TicketPage {
     may_approve: bool,
     needs_recent_sign_in: bool,
     may_end: bool,
+    may_issue: bool,
     timeline: Vec<Step>,
 }
 
@@ -603,6 +639,7 @@ async fn show<S: PortalStore>(
             may_approve: ticket.may_approve(&session.person, now),
             needs_recent_sign_in: ticket.approvals_required() >= 2,
             may_end: mine && open,
+            may_issue: mine && portal.issuer.is_some() && grantwarden_core::access::issuable(&ticket, now).is_ok(),
             timeline,
         };
         Ok::<_, PageError>(render(&page))
@@ -668,6 +705,69 @@ async fn end<S: PortalStore>(
         let reason = form.reason.trim().chars().filter(|c| !c.is_control()).collect::<String>();
         ticket_flow::request_revoke(&portal.store, &id, &session.actor(), &reason, now).await?;
         Ok(Redirect::to(&here).into_response())
+    };
+    done.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Template)]
+#[template(path = "credential.html")]
+struct CredentialPage {
+    chrome: Chrome,
+    id: String,
+    role: String,
+    password: String,
+    host: String,
+    port: u16,
+    dbname: String,
+    psql: String,
+    valid_until: String,
+}
+
+/// The requester's credential, issued now and shown this once (the page is
+/// never cached; the password is stored nowhere, the journal has the SQL).
+async fn credential<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let now = portal.clock.now();
+    let here = format!("/requests/{id}");
+    let session = match signed_in(&jar, now, &here) {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let done = async {
+        check_csrf(&session, &form.csrf)?;
+        let issuer = portal.issuer.as_ref().ok_or_else(|| {
+            PageError::Conflict(
+                "this portal does not issue credentials; ask the operator (grantwarden access issue)".into(),
+            )
+        })?;
+        let ticket = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?.value;
+        if !ticket.request().requested_by.eq_ignore_ascii_case(&session.person) {
+            return Err(PageError::Forbidden("a credential is shown only to the person it is for".into()));
+        }
+        grantwarden_core::access::issuable(&ticket, now).map_err(|e| PageError::Conflict(e.to_string()))?;
+        let issued = issuer.issue(&ticket).await.map_err(PageError::Unavailable)?;
+        let stored =
+            grantwarden_core::access::record_issued(&portal.store, &id, &issued.role, &issued.sql, None, now).await?;
+        tracing::info!(ticket = %id, person = %session.person, "credential shown in the portal");
+        let page = CredentialPage {
+            chrome: Chrome::of(&portal, &session),
+            psql: format!(
+                "psql \"host={} port={} dbname={} user={} sslmode=prefer\"",
+                issued.host, issued.port, issued.dbname, issued.role
+            ),
+            id,
+            role: issued.role,
+            password: issued.password,
+            host: issued.host,
+            port: issued.port,
+            dbname: issued.dbname,
+            valid_until: stored.expires_at().format("%Y-%m-%d %H:%M UTC").to_string(),
+        };
+        Ok::<_, PageError>(render(&page).into_response())
     };
     done.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -3,7 +3,6 @@
 //! HTTP (authorization code flow with PKCE). A small browser keeps cookies and
 //! follows redirects by hand, so each step of a sign-in is seen.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -14,9 +13,10 @@ use grantwarden_core::ticket::TicketStatus;
 use grantwarden_local::LocalStore;
 use grantwarden_oidc::{LazyVerifier, Settings, Verifier};
 use grantwarden_portal::{Config, Portal, cookie_key, router};
+use grantwarden_testkit::browser::{Browser, Page, field};
 use grantwarden_testkit::oidc::{CLIENT_ID, FakeIdp};
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::SET_COOKIE;
 
 const POLICY: &str = include_str!("../../../infra/policy.example.yaml");
 const DEMO: &str = "grantwarden-demo";
@@ -52,82 +52,14 @@ async fn site() -> Site {
     Site { base, idp, portal, _dir: dir, _server: server }
 }
 
-/// A browser: cookies by hand, redirects followed one by one.
-struct Browser {
-    http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Browser {
-    fn new() -> Self {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { http, cookies: BTreeMap::new() }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-        let request = if cookie.is_empty() { request } else { request.header(COOKIE, cookie) };
-        let response = request.send().await.unwrap();
-        for set in response.headers().get_all(SET_COOKIE) {
-            let set = set.to_str().unwrap();
-            let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() || attributes.to_ascii_lowercase().contains("max-age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        Page {
-            status: response.status(),
-            location: response.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_owned()),
-            headers: response.headers().clone(),
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> Page {
-        self.send(self.http.get(url)).await
-    }
-
-    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
-        self.send(self.http.post(url).form(form)).await
-    }
-
-    /// GETs `url` and follows redirects (portal and provider alike) to the end.
-    async fn open(&mut self, site: &Site, url: &str) -> Page {
-        let mut page = self.get(url).await;
-        for _ in 0..8 {
-            let Some(next) = page.location.clone().filter(|_| page.status.is_redirection()) else { break };
-            let next = if next.starts_with('/') { format!("{}{next}", site.base) } else { next };
-            page = self.get(&next).await;
-        }
-        page
-    }
-
-    /// Signs in at the provider as `email` and comes back to the portal's home.
-    async fn sign_in(site: &Site, email: &str, groups: &[&str]) -> Browser {
-        site.idp.sign_in_as(email, groups, Utc::now());
-        let mut browser = Browser::new();
-        let home = browser.open(site, &format!("{}/", site.base)).await;
-        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
-        assert!(home.body.contains(email), "signed in as {email}");
-        browser
-    }
-}
-
-/// The value of hidden field `name` in a page.
-fn field(body: &str, name: &str) -> String {
-    let at = body.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no field {name} in {body}"));
-    let rest = &body[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_owned()
+/// Signs in at the provider as `email` and comes back to the portal's home.
+async fn sign_in(site: &Site, email: &str, groups: &[&str]) -> Browser {
+    site.idp.sign_in_as(email, groups, Utc::now());
+    let mut browser = Browser::new();
+    let home = browser.open(&site.base, &format!("{}/", site.base)).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains(email), "signed in as {email}");
+    browser
 }
 
 /// Fills the request form (one table of billing) and presses `action`.
@@ -157,7 +89,7 @@ async fn ask(site: &Site, browser: &mut Browser, path: &str, tables: &str, actio
 #[tokio::test]
 async fn a_person_signs_in_asks_sees_the_decision_and_another_approves() {
     let site = site().await;
-    let mut alice = Browser::sign_in(&site, "alice@example.com", &[]).await;
+    let mut alice = sign_in(&site, "alice@example.com", &[]).await;
     let authorize = &site.idp.authorizations()[0];
     assert_eq!(authorize["code_challenge_method"], "S256");
     assert!(authorize.contains_key("nonce") && authorize.contains_key("state"));
@@ -181,7 +113,7 @@ async fn a_person_signs_in_asks_sees_the_decision_and_another_approves() {
     let home = alice.get(&format!("{}/", site.base)).await;
     assert!(home.body.contains(&id), "my requests list it");
 
-    let mut bob = Browser::sign_in(&site, "bob@example.com", &[]).await;
+    let mut bob = sign_in(&site, "bob@example.com", &[]).await;
     let waiting = bob.get(&format!("{}/approvals", site.base)).await;
     assert!(waiting.body.contains(&id) && waiting.body.contains("alice@example.com"), "{}", waiting.body);
     let shown = bob.get(&format!("{}{ticket_path}", site.base)).await;
@@ -203,7 +135,7 @@ async fn a_person_signs_in_asks_sees_the_decision_and_another_approves() {
 #[tokio::test]
 async fn every_refusal_changes_nothing() {
     let site = site().await;
-    let mut alice = Browser::sign_in(&site, "alice@example.com", &[]).await;
+    let mut alice = sign_in(&site, "alice@example.com", &[]).await;
     let submitted = ask(&site, &mut alice, "read-only", "customers", "submit").await;
     let ticket_path = submitted.location.unwrap();
     let id = ticket_path.trim_start_matches("/requests/").to_owned();
@@ -215,7 +147,7 @@ async fn every_refusal_changes_nothing() {
     assert_eq!(own.status, StatusCode::FORBIDDEN);
     assert!(own.body.contains("cannot approve"), "{}", own.body);
 
-    let mut bob = Browser::sign_in(&site, "bob@example.com", &[]).await;
+    let mut bob = sign_in(&site, "bob@example.com", &[]).await;
     // no CSRF token, or another session's
     let bare = bob.post(&format!("{}{ticket_path}/approve", site.base), &[]).await;
     assert_eq!(bare.status, StatusCode::FORBIDDEN);
@@ -295,27 +227,27 @@ async fn a_sign_in_is_bound_to_its_state_and_code_and_returns_only_to_the_portal
 #[tokio::test]
 async fn one_of_two_approvals_needs_a_sign_in_of_the_last_quarter_hour() {
     let site = site().await;
-    let mut alice = Browser::sign_in(&site, "alice@example.com", &[]).await;
+    let mut alice = sign_in(&site, "alice@example.com", &[]).await;
     let submitted = ask(&site, &mut alice, "migration", "invoices", "check").await;
     assert!(submitted.body.contains("two approvals, neither yours, one of them by"), "{}", submitted.body);
     assert!(submitted.body.contains("group db-security"));
     let submitted = ask(&site, &mut alice, "migration", "invoices", "submit").await;
     let ticket_path = submitted.location.unwrap();
     let id = ticket_path.trim_start_matches("/requests/").to_owned();
-    let mut bob = Browser::sign_in(&site, "bob@example.com", &[]).await;
+    let mut bob = sign_in(&site, "bob@example.com", &[]).await;
     assert_eq!(approve(&site, &mut bob, &ticket_path).await.status, StatusCode::SEE_OTHER);
 
     // carol is privileged by her group, but signed in 20 minutes ago
     site.idp.sign_in_as("carol@example.com", &["db-security"], Utc::now() - chrono::Duration::minutes(20));
     let mut carol = Browser::new();
-    carol.open(&site, &format!("{}/", site.base)).await;
+    carol.open(&site.base, &format!("{}/", site.base)).await;
     let stale = approve(&site, &mut carol, &ticket_path).await;
     assert_eq!(stale.status, StatusCode::SEE_OTHER);
     let to = stale.location.unwrap();
     assert!(to.starts_with("/login?") && to.contains("fresh=1"), "sign in again: {to}");
     assert_eq!(site.portal.store().ticket(&id).await.unwrap().unwrap().value.approvals().len(), 1, "not counted");
     // the provider is asked for a sign-in made now, and she comes back to the request
-    let back = carol.open(&site, &format!("{}{to}", site.base)).await;
+    let back = carol.open(&site.base, &format!("{}{to}", site.base)).await;
     let asked = site.idp.authorizations().last().cloned().unwrap();
     assert_eq!((asked["max_age"].as_str(), asked["prompt"].as_str()), ("0", "login"));
     assert!(back.body.contains(&id), "back on the request");

@@ -13,6 +13,7 @@
 //! running at the same time never see each other's roles as drift.
 #![deny(missing_docs)]
 
+pub mod browser;
 pub mod contract;
 pub mod moto;
 pub mod oidc;
