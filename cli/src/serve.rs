@@ -92,6 +92,30 @@ impl Issuer for PostgresIssuer {
             Ok(IssuedCredential { role: issued.role, password: issued.password, host, port, dbname, sql: issued.sql })
         })
     }
+
+    fn extend<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let executor = self.executor(&ticket.request().target)?;
+            let change = grantwarden_core::change::Change::SetValidUntil {
+                role: ticket.request().role.clone(),
+                valid_until: until,
+            };
+            executor.apply(&[change], false).await.map(|_| ()).map_err(|e| format!("moving VALID UNTIL: {e}"))
+        })
+    }
+}
+
+impl PostgresIssuer {
+    fn executor(&self, target: &TargetId) -> Result<Executor, String> {
+        let url = self.0.get(target).ok_or_else(|| format!("no --database for target {target}"))?;
+        let timeouts = Timeouts::default();
+        let config = parse_config(url, &timeouts).map_err(|e| format!("the database of {target}: {e}"))?;
+        Ok(Executor::new(config, timeouts, RetryPolicy::default()))
+    }
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {

@@ -99,6 +99,13 @@ pub trait Issuer: Send + Sync {
         &'a self,
         ticket: &'a Ticket,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<IssuedCredential, String>> + Send + 'a>>;
+
+    /// Moves the role's VALID UNTIL to the ticket's new expiry (a renewal).
+    fn extend<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+        until: DateTime<Utc>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 /// The portal: a store, the registry, the identity provider and the clock.
@@ -169,6 +176,7 @@ pub fn router<S: PortalStore>(portal: Arc<Portal<S>>) -> Router {
         .route("/requests/{id}/approve", post(approve::<S>))
         .route("/requests/{id}/end", post(end::<S>))
         .route("/requests/{id}/credential", post(credential::<S>))
+        .route("/requests/{id}/renew", post(renew::<S>))
         .route("/static/portal.css", get(stylesheet))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(AppState(portal))
@@ -592,6 +600,7 @@ struct TicketPage {
     needs_recent_sign_in: bool,
     may_end: bool,
     may_issue: bool,
+    may_renew: bool,
     timeline: Vec<Step>,
 }
 
@@ -639,6 +648,7 @@ async fn show<S: PortalStore>(
             may_approve: ticket.may_approve(&session.person, now),
             needs_recent_sign_in: ticket.approvals_required() >= 2,
             may_end: mine && open,
+            may_renew: mine && ticket.is_active_at(now) && ticket.break_glass(),
             may_issue: mine && portal.issuer.is_some() && grantwarden_core::access::issuable(&ticket, now).is_ok(),
             timeline,
         };
@@ -705,6 +715,47 @@ async fn end<S: PortalStore>(
         let reason = form.reason.trim().chars().filter(|c| !c.is_control()).collect::<String>();
         ticket_flow::request_revoke(&portal.store, &id, &session.actor(), &reason, now).await?;
         Ok(Redirect::to(&here).into_response())
+    };
+    done.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Renews the requester's break-glass ticket while its incident stays open:
+/// a sign-in of the last 15 minutes first, then the ticket (recorded first),
+/// then the role's VALID UNTIL (a failure there ends access early, never late).
+async fn renew<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let now = portal.clock.now();
+    let here = format!("/requests/{id}");
+    let session = match signed_in(&jar, now, &here) {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let done = async {
+        check_csrf(&session, &form.csrf)?;
+        let registry =
+            portal.registry.as_ref().map_err(|e| PageError::Unavailable(format!("the policy registry: {e}")))?;
+        let ticket = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?.value;
+        if !ticket.request().requested_by.eq_ignore_ascii_case(&session.person) {
+            return Err(PageError::Forbidden("only the requester renews their break-glass access".into()));
+        }
+        let renewed = match ticket_flow::renew_break_glass(&portal.store, &id, &session.actor(), registry, now).await {
+            Err(TicketFlowError::Identity(
+                grantwarden_core::identity::IdentityRefusal::SignInTooOld { .. }
+                | grantwarden_core::identity::IdentityRefusal::NoSignIn(_),
+            )) => return Ok(Redirect::to(&login_url(&here, true)).into_response()),
+            other => other?,
+        };
+        if let Some(issuer) = &portal.issuer
+            && let Err(e) = issuer.extend(&renewed.ticket, renewed.until).await
+        {
+            tracing::error!(ticket = %id, error = %e, "renewed, but the role's VALID UNTIL did not move: access ends at the old time");
+        }
+        tracing::info!(ticket = %id, until = %renewed.until, "break-glass renewed in the portal");
+        Ok::<_, PageError>(Redirect::to(&here).into_response())
     };
     done.await.unwrap_or_else(IntoResponse::into_response)
 }

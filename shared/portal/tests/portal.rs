@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::TicketStore;
@@ -261,4 +262,55 @@ async fn one_of_two_approvals_needs_a_sign_in_of_the_last_quarter_hour() {
 async fn approve(site: &Site, browser: &mut Browser, ticket_path: &str) -> Page {
     let csrf = field(&browser.get(&format!("{}{ticket_path}", site.base)).await.body, "csrf");
     browser.post(&format!("{}{ticket_path}/approve", site.base), &[("csrf", &csrf)]).await
+}
+
+#[tokio::test]
+async fn break_glass_is_renewed_by_its_requester_after_a_fresh_sign_in() {
+    use grantwarden_core::incident::{IncidentStatus, IncidentStore, IncidentUpdate};
+    let site = site().await;
+    let opened =
+        IncidentUpdate { id: "PD-9".into(), status: IncidentStatus::Open, source: "pagerduty".into(), at: Utc::now() };
+    site.portal.store().record_incident(&opened).await.unwrap();
+    // on call, signed in 20 minutes ago
+    site.idp.sign_in_as("oncall@example.com", &[], Utc::now() - chrono::Duration::minutes(20));
+    let mut oncall = Browser::new();
+    oncall.open(&site.base, &format!("{}/", site.base)).await;
+    let form = oncall.get(&format!("{}/requests/new", site.base)).await;
+    let (csrf, id) = (field(&form.body, "csrf"), field(&form.body, "id"));
+    let submitted = oncall
+        .post(
+            &format!("{}/requests", site.base),
+            &[
+                ("csrf", &csrf),
+                ("id", &id),
+                ("target", DEMO),
+                ("path", "break-glass"),
+                ("scope_on", "schema"),
+                ("schema", "billing"),
+                ("duration", "20m"),
+                ("justification", "PD-9 outage"),
+                ("incident_id", "PD-9"),
+                ("action", "submit"),
+            ],
+        )
+        .await;
+    assert_eq!(submitted.status, StatusCode::SEE_OTHER, "{}", submitted.body);
+    let ticket_path = submitted.location.unwrap();
+    let ticket = ticket_path.trim_start_matches("/requests/").to_owned();
+    let page = oncall.get(&format!("{}{ticket_path}", site.base)).await;
+    assert!(page.body.contains("Renew (while the incident is open)"), "{}", page.body);
+
+    let stale = oncall.post(&format!("{}{ticket_path}/renew", site.base), &[("csrf", &csrf)]).await;
+    let to = stale.location.unwrap();
+    assert!(to.contains("fresh=1"), "sign in again first: {to}");
+    assert!(!site.portal.store().events(DEMO).await.unwrap().iter().any(|e| e.kind.to_string() == "access.renewed"));
+    oncall.open(&site.base, &format!("{}{to}", site.base)).await;
+    let csrf = field(&oncall.get(&format!("{}/", site.base)).await.body, "csrf");
+    let renewed = oncall.post(&format!("{}{ticket_path}/renew", site.base), &[("csrf", &csrf)]).await;
+    assert_eq!(renewed.status, StatusCode::SEE_OTHER);
+    assert_eq!(renewed.location.as_deref(), Some(ticket_path.as_str()));
+    let events = site.portal.store().events(DEMO).await.unwrap();
+    let renewal =
+        events.iter().find(|e| e.kind.to_string() == "access.renewed" && e.subject == ticket).expect("renewed");
+    assert_eq!(renewal.actor, "oncall@example.com");
 }
