@@ -3,7 +3,6 @@
 //! `access issue` (the credential of an approved ticket, shown once) and
 //! `incident` (an incident webhook body: break-glass needs an open one).
 
-use grantwarden_core::identity::Actor;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +11,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use grantwarden_core::access::{AccessOutcome, is_issued, parse_request, record_issued, request_access};
 use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::identity::Actor;
 use grantwarden_core::incident::{IncidentStore, parse_incident};
 use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::{Ticket, TicketStatus};

@@ -1,7 +1,6 @@
 //! Exception tickets from the command line: intake, tickets, simulate, and
 //! what plan needs from the store. Wiring only: the rules live in core.
 
-use grantwarden_core::identity::{Actor, Voucher};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,6 +11,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_core::assess::{assess, assess_without_store};
 use grantwarden_core::baseline::Baseline;
+use grantwarden_core::identity::{Actor, Voucher};
 use grantwarden_core::intake::{Outcome, intake, record, untagged_finding};
 use grantwarden_core::normalize::{self, NormalizeError};
 use grantwarden_core::policy::PolicyRegistry;
