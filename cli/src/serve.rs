@@ -138,14 +138,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     oidc.identity_claim = args.identity_claim.clone();
     oidc.groups_claim = args.groups_claim.clone();
     let config = grantwarden_portal::Config {
-        base_url: url.clone(),
+        base_url: Some(url.clone()),
         client_secret: args.client_secret.clone(),
         cookie_key,
         targets,
         dashboard_url: args.dashboard_url.clone(),
     };
     let verifier = Arc::new(grantwarden_oidc::LazyVerifier::new(oidc));
-    let mut portal = grantwarden_portal::Portal::new(store, Ok(registry), verifier, config);
+    let mut portal = grantwarden_portal::Portal::new(store, Ok(registry), Some(verifier), config);
     if !args.databases.is_empty() {
         portal = portal.with_issuer(Arc::new(PostgresIssuer(args.databases.iter().cloned().collect())));
     }

@@ -94,6 +94,14 @@ pub struct Settings {
     pub oidc_identity_claim: String,
     /// The claim listing a person's groups (`GRANTWARDEN_OIDC_GROUPS_CLAIM`, default `groups`).
     pub oidc_groups_claim: String,
+    /// Secret holding the OIDC client secret of a confidential client
+    /// (`GRANTWARDEN_OIDC_CLIENT_SECRET_ID`); unset: a public client (PKCE).
+    pub oidc_client_secret_id: Option<String>,
+    /// Secret holding the portal's session cookie key, 64 characters or more
+    /// (`GRANTWARDEN_PORTAL_COOKIE_SECRET_ID`).
+    pub portal_cookie_secret_id: String,
+    /// The portal's URL (`GRANTWARDEN_PORTAL_URL`); unset: `https://<Host>` of each request.
+    pub portal_url: Option<String>,
     /// Secret holding the Ed25519 key that signs audit digests
     /// (`GRANTWARDEN_AUDIT_SIGNING_SECRET_ID`): a PKCS#8 PEM key, or a
     /// generated string whose sha256 is the seed.
@@ -161,6 +169,9 @@ impl Default for Settings {
             oidc_client_id: None,
             oidc_identity_claim: "email".into(),
             oidc_groups_claim: "groups".into(),
+            oidc_client_secret_id: None,
+            portal_cookie_secret_id: "grantwarden/portal-cookie-key".into(),
+            portal_url: None,
             audit_signing_secret_id: "grantwarden/audit-signing-key".into(),
             targets: Vec::new(),
             targets_key: None,
@@ -262,6 +273,9 @@ impl Settings {
             oidc_client_id: opt("GRANTWARDEN_OIDC_CLIENT_ID"),
             oidc_identity_claim: text("GRANTWARDEN_OIDC_IDENTITY_CLAIM", d.oidc_identity_claim)?,
             oidc_groups_claim: text("GRANTWARDEN_OIDC_GROUPS_CLAIM", d.oidc_groups_claim)?,
+            oidc_client_secret_id: opt("GRANTWARDEN_OIDC_CLIENT_SECRET_ID"),
+            portal_cookie_secret_id: text("GRANTWARDEN_PORTAL_COOKIE_SECRET_ID", d.portal_cookie_secret_id)?,
+            portal_url: opt("GRANTWARDEN_PORTAL_URL"),
             audit_signing_secret_id: text("GRANTWARDEN_AUDIT_SIGNING_SECRET_ID", d.audit_signing_secret_id)?,
             targets: parse_targets(&get("GRANTWARDEN_TARGETS").unwrap_or_default()),
             targets_key: opt("GRANTWARDEN_TARGETS_KEY"),
@@ -315,6 +329,7 @@ impl Settings {
             ("GRANTWARDEN_CHUNK_MAX_RECEIVES", self.chunk_max_receives.to_string()),
             ("GRANTWARDEN_OIDC_IDENTITY_CLAIM", self.oidc_identity_claim.clone()),
             ("GRANTWARDEN_OIDC_GROUPS_CLAIM", self.oidc_groups_claim.clone()),
+            ("GRANTWARDEN_PORTAL_COOKIE_SECRET_ID", self.portal_cookie_secret_id.clone()),
         ];
         let optional = [
             ("GRANTWARDEN_REVOKE_FUNCTION_ARN", &self.revoke_function_arn),
@@ -329,6 +344,8 @@ impl Settings {
             ("GRANTWARDEN_OPSGENIE_SECRET_ID", &self.opsgenie_secret_id),
             ("GRANTWARDEN_OIDC_ISSUER", &self.oidc_issuer),
             ("GRANTWARDEN_OIDC_CLIENT_ID", &self.oidc_client_id),
+            ("GRANTWARDEN_OIDC_CLIENT_SECRET_ID", &self.oidc_client_secret_id),
+            ("GRANTWARDEN_PORTAL_URL", &self.portal_url),
         ];
         env.extend(optional.into_iter().filter_map(|(name, v)| v.clone().map(|v| (name, v))));
         // no targets is no variable (an empty one reads as no targets too)

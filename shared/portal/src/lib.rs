@@ -15,10 +15,10 @@
 //! may approve, what the policy decides, what is journaled) are
 //! `grantwarden_core`'s: the same use cases the intake API and the CLI run.
 //!
-//! Served by `grantwarden serve` over the local state file, and by the tests
-//! on a local port; the store is whatever implements the core's ports (a
-//! Lambda of the stack will run the same router over DynamoDB). It must never
-//! take a person's identity from a request: only from the session.
+//! Served by `grantwarden serve` over the local state file, by the portal
+//! Lambda (`functions/portal`) over DynamoDB, and by the tests on a local
+//! port; the store is whatever implements the core's ports. It must never take
+//! a person's identity from a request: only from the session.
 #![deny(missing_docs)]
 
 pub mod session;
@@ -62,8 +62,10 @@ pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src '
 /// What the portal needs to know of its deployment.
 #[derive(Clone)]
 pub struct Config {
-    /// The portal's own URL, without a trailing `/` (the sign-in's redirect URI is `<base>/callback`).
-    pub base_url: String,
+    /// The portal's own URL, without a trailing `/` (the sign-in's redirect URI
+    /// is `<base>/callback`); `None`: `https://<Host>` of each request (a Lambda
+    /// Function URL, whose host AWS sets).
+    pub base_url: Option<String>,
     /// The OIDC client secret, for a confidential client (client_secret_post); none for a public one.
     pub client_secret: Option<String>,
     /// The key of the session cookies (64 bytes or more).
@@ -112,15 +114,21 @@ pub trait Issuer: Send + Sync {
 pub struct Portal<S> {
     store: S,
     registry: Result<PolicyRegistry, String>,
-    oidc: Arc<LazyVerifier>,
+    oidc: Option<Arc<LazyVerifier>>,
     config: Config,
     clock: Arc<dyn Clock>,
     issuer: Option<Arc<dyn Issuer>>,
 }
 
 impl<S> Portal<S> {
-    /// A portal over `store` with `registry`, signing people in at `oidc`.
-    pub fn new(store: S, registry: Result<PolicyRegistry, String>, oidc: Arc<LazyVerifier>, config: Config) -> Self {
+    /// A portal over `store` with `registry`, signing people in at `oidc` (none
+    /// configured: every sign-in answers 503 saying so).
+    pub fn new(
+        store: S,
+        registry: Result<PolicyRegistry, String>,
+        oidc: Option<Arc<LazyVerifier>>,
+        config: Config,
+    ) -> Self {
         Portal { store, registry, oidc, config, clock: Arc::new(SystemClock), issuer: None }
     }
 
@@ -351,20 +359,42 @@ struct LoginQuery {
 async fn login<S: PortalStore>(
     State(AppState(portal)): State<AppState<S>>,
     jar: PrivateCookieJar,
+    headers: axum::http::HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
-    let verifier = portal.oidc.get().await.map_err(|e| PageError::Unavailable(e.to_string()))?;
+    let verifier = verifier(&portal).await?;
     let return_to = q.return_to.filter(|p| is_local_path(p)).unwrap_or_else(|| "/".into());
     // a fresh sign-in (re-authentication) asks the provider for one made now
     let max_age = q.fresh.is_some().then_some(std::time::Duration::ZERO);
-    let sign_in = verifier.sign_in(&redirect_uri(&portal), max_age);
+    let sign_in = verifier.sign_in(&redirect_uri(&portal, &headers)?, max_age);
     let url = sign_in.url.clone();
     let jar = PendingSignIn { sign_in, return_to, started_at: portal.clock.now() }.write(jar);
     Ok((jar, Redirect::to(&url)).into_response())
 }
 
-fn redirect_uri<S>(portal: &Portal<S>) -> String {
-    format!("{}/callback", portal.config.base_url)
+/// Where the provider sends the browser back: the configured URL, else the
+/// request's host over HTTPS.
+fn redirect_uri<S>(portal: &Portal<S>, headers: &axum::http::HeaderMap) -> Result<String, PageError> {
+    if let Some(base) = &portal.config.base_url {
+        return Ok(format!("{base}/callback"));
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')))
+        .ok_or_else(|| {
+            PageError::Unavailable("the portal's URL is not configured and the request names no host".into())
+        })?;
+    Ok(format!("https://{host}/callback"))
+}
+
+async fn verifier<S>(portal: &Portal<S>) -> Result<&grantwarden_oidc::Verifier, PageError> {
+    let oidc = portal.oidc.as_ref().ok_or_else(|| {
+        PageError::Unavailable(
+            "no identity provider is configured (GRANTWARDEN_OIDC_ISSUER): nobody can sign in".into(),
+        )
+    })?;
+    oidc.get().await.map_err(|e| PageError::Unavailable(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -377,13 +407,14 @@ struct CallbackQuery {
 async fn callback<S: PortalStore>(
     State(AppState(portal)): State<AppState<S>>,
     jar: PrivateCookieJar,
+    headers: axum::http::HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, PageError> {
     let now = portal.clock.now();
     let pending = PendingSignIn::read(&jar, now);
     // a sign-in is used once, whatever its outcome
     let jar = PendingSignIn::clear(jar);
-    match finish_sign_in(&portal, pending, q, now).await {
+    match finish_sign_in(&portal, pending, q, &headers, now).await {
         Ok(verified) => {
             tracing::info!(person = %verified.actor.id, "signed in");
             let jar = Session::start(&verified.actor, now).write(jar);
@@ -403,6 +434,7 @@ async fn finish_sign_in<S: PortalStore>(
     portal: &Portal<S>,
     pending: Option<PendingSignIn>,
     q: CallbackQuery,
+    headers: &axum::http::HeaderMap,
     now: DateTime<Utc>,
 ) -> Result<SignedIn, PageError> {
     let pending = pending.ok_or_else(|| {
@@ -417,9 +449,9 @@ async fn finish_sign_in<S: PortalStore>(
     if state != pending.sign_in.state {
         return Err(PageError::SignIn("the callback's state is not this sign-in's".into()));
     }
-    let verifier = portal.oidc.get().await.map_err(|e| PageError::Unavailable(e.to_string()))?;
+    let verifier = verifier(portal).await?;
     let verified = verifier
-        .exchange(&code, &pending.sign_in, &redirect_uri(portal), portal.config.client_secret.as_deref(), now)
+        .exchange(&code, &pending.sign_in, &redirect_uri(portal, headers)?, portal.config.client_secret.as_deref(), now)
         .await
         .map_err(|e| PageError::SignIn(e.to_string()))?;
     Ok(SignedIn { actor: verified.actor, return_to: pending.return_to })

@@ -120,13 +120,13 @@ async fn a_person_signs_in_and_asks_for_access_in_chromium() {
     // localhost: a secure context, where the browser keeps the portal's Secure cookies over plain HTTP
     let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
     let config = Config {
-        base_url: base.clone(),
+        base_url: Some(base.clone()),
         client_secret: None,
         cookie_key: cookie_key(&[9u8; 64]).unwrap(),
         targets: [TargetId::new("grantwarden-demo").unwrap()].into_iter().collect(),
         dashboard_url: None,
     };
-    let portal = Arc::new(Portal::new(store, registry, Arc::new(LazyVerifier::ready(verifier)), config));
+    let portal = Arc::new(Portal::new(store, registry, Some(Arc::new(LazyVerifier::ready(verifier))), config));
     let app = router(Arc::clone(&portal));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -39,13 +39,13 @@ async fn site() -> Site {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = Config {
-        base_url: base.clone(),
+        base_url: Some(base.clone()),
         client_secret: None,
         cookie_key: cookie_key(&[7u8; 64]).unwrap(),
         targets: [TargetId::new(DEMO).unwrap()].into_iter().collect(),
         dashboard_url: Some("https://reports.example.com/dashboard.html".into()),
     };
-    let portal = Arc::new(Portal::new(store, registry, Arc::new(LazyVerifier::ready(verifier)), config));
+    let portal = Arc::new(Portal::new(store, registry, Some(Arc::new(LazyVerifier::ready(verifier))), config));
     let app = router(Arc::clone(&portal));
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -1,0 +1,76 @@
+//! The portal Lambda: `grantwarden_portal`'s router over DynamoDB, behind a
+//! Lambda Function URL (auth type NONE: people sign in at the OpenID Connect
+//! provider; the session is an encrypted cookie).
+//!
+//! Environment (see `grantwarden_aws::settings`):
+//! - `GRANTWARDEN_TICKETS_TABLE`, `GRANTWARDEN_JOURNAL_TABLE`, `GRANTWARDEN_INCIDENTS_TABLE`
+//! - `GRANTWARDEN_JOURNAL_FROM_STREAM`: `true`, the revoke function appends ticket events
+//! - `GRANTWARDEN_BUCKET`, `GRANTWARDEN_POLICY_PREFIX`: the policy registry
+//! - `GRANTWARDEN_TARGETS` or `GRANTWARDEN_TARGETS_KEY`: the databases one may ask for
+//! - `GRANTWARDEN_OIDC_ISSUER`, `GRANTWARDEN_OIDC_CLIENT_ID`, `GRANTWARDEN_OIDC_IDENTITY_CLAIM`,
+//!   `GRANTWARDEN_OIDC_GROUPS_CLAIM`; `GRANTWARDEN_OIDC_CLIENT_SECRET_ID` (a confidential client)
+//! - `GRANTWARDEN_PORTAL_COOKIE_SECRET_ID`: the session cookie key (64 characters or more)
+//! - `GRANTWARDEN_PORTAL_URL`: the portal's URL (unset: the Function URL's host)
+//! - `RUST_LOG`, and the usual `AWS_REGION` / `AWS_ENDPOINT_URL`
+//!
+//! IAM actions: `dynamodb:GetItem`, `PutItem`, `UpdateItem`, `Query` on the
+//! tickets table (and its indexes) and the journal; `dynamodb:GetItem` on the
+//! incidents table; `dynamodb:Scan` on the tickets table (the lists of the
+//! portal); `s3:ListBucket` and `s3:GetObject` on the configuration;
+//! `secretsmanager:GetSecretValue` on the cookie key (and the client secret).
+//! No PostgreSQL access: on AWS the revoke function issues credentials into
+//! their secrets, as before.
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+
+use grantwarden_aws::{Clients, DynamoStore, Objects, Settings};
+use lambda_http::Error;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    grantwarden_aws::logging::init_json();
+    let settings = Settings::from_env()?;
+    let clients = Clients::load().await;
+    let objects = Objects::new(&clients, &settings);
+    let secrets = grantwarden_aws::SecretCache::new(&clients, std::time::Duration::from_secs(300));
+
+    // an unreadable cookie key is bad configuration: fail the cold start
+    let key = secrets.string(&settings.portal_cookie_secret_id).await?;
+    let cookie_key = grantwarden_portal::cookie_key(key.trim().as_bytes())?;
+    let client_secret = match &settings.oidc_client_secret_id {
+        Some(id) => Some(secrets.string(id).await?.trim().to_owned()),
+        None => None,
+    };
+    let mut targets = settings.targets.clone();
+    if let Some(list) = &settings.targets_key {
+        targets.extend(objects.targets(list).await?);
+    }
+    let registry = objects.policy_registry().await.map_err(|e| e.to_string());
+    if let Err(why) = &registry {
+        tracing::error!(error = %why, "policy registry unusable; requests cannot be made");
+    }
+    let oidc = match &settings.oidc_issuer {
+        Some(issuer) => {
+            let client_id = Settings::require(&settings.oidc_client_id, "GRANTWARDEN_OIDC_CLIENT_ID")?;
+            let mut oidc = grantwarden_oidc::Settings::new(issuer, client_id);
+            oidc.identity_claim = settings.oidc_identity_claim.clone();
+            oidc.groups_claim = settings.oidc_groups_claim.clone();
+            Some(Arc::new(grantwarden_oidc::LazyVerifier::new(oidc)))
+        }
+        None => {
+            tracing::warn!("no GRANTWARDEN_OIDC_ISSUER: nobody can sign in to the portal");
+            None
+        }
+    };
+    let config = grantwarden_portal::Config {
+        base_url: settings.portal_url.clone().map(|u| u.trim_end_matches('/').to_owned()),
+        client_secret,
+        cookie_key,
+        targets: targets.into_iter().collect(),
+        dashboard_url: None,
+    };
+    let store = DynamoStore::new(&clients, &settings);
+    let portal = Arc::new(grantwarden_portal::Portal::new(store, registry, oidc, config));
+    lambda_http::run(grantwarden_portal::router(portal)).await
+}
