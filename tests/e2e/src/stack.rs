@@ -47,6 +47,8 @@ struct Outputs {
     parameters: BTreeMap<String, String>,
     resources: BTreeMap<String, String>,
     functions: BTreeMap<String, Function>,
+    #[serde(default)]
+    outputs: BTreeMap<String, String>,
 }
 
 /// The deployed stack.
@@ -61,6 +63,8 @@ pub struct Stack {
     pub resources: BTreeMap<String, String>,
     /// The functions, by logical id.
     pub functions: BTreeMap<String, Function>,
+    /// The stack's outputs, by key.
+    pub outputs: BTreeMap<String, String>,
     /// The functions' settings, merged from their environments.
     pub settings: Settings,
     /// Clients of the emulator.
@@ -88,6 +92,8 @@ pub struct Answer {
     pub status: u16,
     /// The body.
     pub body: Bytes,
+    /// The headers.
+    pub headers: hyper::HeaderMap,
 }
 
 impl Answer {
@@ -131,6 +137,7 @@ impl Stack {
             parameters: out.parameters,
             resources: out.resources,
             functions: out.functions,
+            outputs: out.outputs,
             settings,
             clients,
             http,
@@ -217,6 +224,24 @@ impl Stack {
         self.send("POST", path, &[(signature::HEADER, sig), ("X-Grantwarden-Sender", sender.to_owned())], body).await
     }
 
+    /// The portal's Function URL as the emulator serves it
+    /// (`<endpoint>/_aws/lambda-url/<url id>`, from the `PortalEndpoint` output).
+    pub fn portal_url(&self) -> String {
+        let url = &self.outputs["PortalEndpoint"];
+        let host = url.trim_start_matches("https://").trim_start_matches("http://");
+        let id = host.split('.').next().expect("a Function URL host");
+        format!("{}/_aws/lambda-url/{id}", self.endpoint)
+    }
+
+    /// A GET of any URL of the emulator (the portal's pages).
+    pub async fn get_url(&self, url: &str) -> Answer {
+        let request = hyper::Request::builder().uri(url).body(Full::new(Bytes::new())).unwrap();
+        let response = self.http.request(request).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let body = response.into_body().collect().await.expect("the response body").to_bytes();
+        Answer { status, body, headers }
+    }
+
     /// A request to the intake API.
     pub async fn send(&self, method: &str, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
         let mut request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.intake_url));
@@ -225,9 +250,9 @@ impl Stack {
         }
         let request = request.header("content-type", "application/json").body(Full::new(Bytes::from(body))).unwrap();
         let response = self.http.request(request).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
         let body = response.into_body().collect().await.expect("the response body").to_bytes();
-        Answer { status, body }
+        Answer { status, body, headers }
     }
 
     /// The URL of a queue of the stack, by its logical id.

@@ -450,3 +450,22 @@ async fn with_remediation_on_a_hand_made_grant_is_revoked_after_the_next_schedul
     .await;
     assert_eq!(clean.summary.unauthorized, 0, "{:?}", shape(&clean));
 }
+
+#[tokio::test]
+async fn the_portal_function_answers_behind_its_function_url() {
+    let stack = Stack::get().await;
+    let portal = stack.portal_url();
+    // its cold start read the cookie key from Secrets Manager and the registry from S3
+    let home = stack.get_url(&format!("{portal}/")).await;
+    assert_eq!(home.status, 303, "{}", String::from_utf8_lossy(&home.body));
+    assert_eq!(home.headers["location"], "/login?return_to=/", "sign in first");
+    let csp = home.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(home.headers["cache-control"], "no-store");
+    // deployed without OidcIssuer, nobody can sign in, and the page says why
+    let login = stack.get_url(&format!("{portal}/login")).await;
+    assert_eq!(login.status, 503);
+    assert!(String::from_utf8_lossy(&login.body).contains("GRANTWARDEN_OIDC_ISSUER"));
+    let css = stack.get_url(&format!("{portal}/static/portal.css")).await;
+    assert_eq!(css.status, 200);
+}
