@@ -715,13 +715,13 @@ async fn access_requests_route_by_the_access_policy_and_break_glass_needs_an_ope
     let glass_id = json_of(&glass)["id"].as_str().unwrap().to_owned();
     let renewed = h
         .app
-        .handle(h.as_person("oncall@example.com", Method::POST, &format!("/tickets/{glass_id}/renew"), &json!({})))
+        .handle(h.as_person("alice@example.com", Method::POST, &format!("/tickets/{glass_id}/renew"), &json!({})))
         .await;
     assert_eq!(renewed.status(), StatusCode::OK, "{:?}", renewed.body());
     let read_only = json_of(&created)["id"].as_str().unwrap().to_owned();
     let refused = h
         .app
-        .handle(h.as_person("oncall@example.com", Method::POST, &format!("/tickets/{read_only}/renew"), &json!({})))
+        .handle(h.as_person("alice@example.com", Method::POST, &format!("/tickets/{read_only}/renew"), &json!({})))
         .await;
     assert_eq!(refused.status(), StatusCode::CONFLICT, "only break-glass is renewed");
     let bad = h.app.handle(h.as_person("alice@example.com", Method::POST, "/requests", &json!({ "id": "a-4", "target": DEMO,
@@ -851,7 +851,7 @@ async fn a_renewal_needs_a_person_signed_in_within_the_last_15_minutes() {
         h.app.handle(signed_by("servicenow", SERVICENOW_KEY, Method::POST, &path, &json!({}), SIGNED_AT + 600)).await;
     assert_eq!(signed.status(), StatusCode::UNAUTHORIZED, "{:?}", signed.body());
     // a token whose sign-in is 16 minutes old: sign in again (RFC 9470 step-up)
-    let stale = h.idp.token("oncall@example.com").issued_at(at(SIGNED_AT - 6 * 60)).signed();
+    let stale = h.idp.token("alice@example.com").issued_at(at(SIGNED_AT - 6 * 60)).signed();
     let old = h.app.handle(h.with_token(&stale, Method::POST, &path, &json!({}))).await;
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
     let challenge = old.headers()["www-authenticate"].to_str().unwrap();
@@ -859,11 +859,15 @@ async fn a_renewal_needs_a_person_signed_in_within_the_last_15_minutes() {
     assert!(json_of(&old)["error"].as_str().unwrap().contains("16 minutes ago"));
     assert_eq!(h.app.store().ticket(&id).await.unwrap().unwrap(), before, "nothing renewed");
 
-    let fresh = h.app.handle(h.as_person("oncall@example.com", Method::POST, &path, &json!({}))).await;
+    // someone else, however fresh their sign-in, does not renew alice's access
+    let other = h.app.handle(h.as_person("bob@example.com", Method::POST, &path, &json!({}))).await;
+    assert_eq!(other.status(), StatusCode::CONFLICT);
+    assert!(json_of(&other)["error"].as_str().unwrap().contains("only its requester renews it"));
+    let fresh = h.app.handle(h.as_person("alice@example.com", Method::POST, &path, &json!({}))).await;
     assert_eq!(fresh.status(), StatusCode::OK, "{:?}", fresh.body());
     let renewed =
         h.app.store().events(DEMO).await.unwrap().into_iter().find(|e| e.kind.to_string() == "access.renewed").unwrap();
-    assert_eq!(renewed.actor, "oncall@example.com", "the renewal is the person's");
+    assert_eq!(renewed.actor, "alice@example.com", "the renewal is the person's");
     assert_eq!(renewed.vouched_by(), Some(Voucher::Token { issuer: h.idp.issuer.clone() }));
 }
 

@@ -262,6 +262,12 @@ impl SenderRule {
         if name != WEBHOOK_SENDER && f.key_secret.as_deref().is_none_or(str::is_empty) {
             return Err(FieldError::new(format!("{at}.key_secret"), "every sender but `webhook` names its own key"));
         }
+        if name == WEBHOOK_SENDER && f.key_secret.is_some() {
+            return Err(FieldError::new(
+                format!("{at}.key_secret"),
+                "`webhook` signs with the intake function's own key (GRANTWARDEN_WEBHOOK_SECRET_ID), named nowhere else",
+            ));
+        }
         let routes: BTreeSet<SenderRoute> =
             f.routes.clone().unwrap_or_else(|| vec![SenderRoute::Grants]).into_iter().collect();
         let principals = f
@@ -393,6 +399,9 @@ mod tests {
         assert!(matches!(senders.get("other"), Err(IdentityRefusal::UnknownSender(_))));
         let no_key = BTreeMap::from([("jira".to_owned(), SenderFile::default())]);
         assert_eq!(Senders::from_file(&no_key).unwrap_err().field, "senders.jira.key_secret");
+        let own_key = SenderFile { key_secret: Some("elsewhere".into()), ..SenderFile::default() };
+        let webhook_elsewhere = BTreeMap::from([(WEBHOOK_SENDER.to_owned(), own_key)]);
+        assert_eq!(Senders::from_file(&webhook_elsewhere).unwrap_err().field, "senders.webhook.key_secret");
     }
 
     #[test]

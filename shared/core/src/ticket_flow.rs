@@ -116,8 +116,8 @@ where
     Ok(ticket)
 }
 
-/// Renews break-glass ticket `id` for `by` (who signed in within the last 15
-/// minutes) while the incident it names is open (as the incidents on record
+/// Renews break-glass ticket `id` for `by` (its requester, signed in within
+/// the last 15 minutes, or the local operator) while the incident it names is open (as the incidents on record
 /// say): a new window from `now`, journaled as `access.renewed` by `by`. The ticket is recorded first; moving the role's VALID
 /// UNTIL (the CLI at once, the revoke Lambda on the tickets stream) and the
 /// revocation timers follow it, so a failure there ends access early, never late.
@@ -133,6 +133,15 @@ where
 {
     by.recent_sign_in(now)?;
     let Versioned { value: mut ticket, version } = read(store, id).await?;
+    // the person on call renews their own access; the local operator anyone's
+    if by.vouched_by != crate::identity::Voucher::Operator
+        && !by.id.eq_ignore_ascii_case(&ticket.request().requested_by)
+    {
+        return Err(TicketFlowError::NotRenewed {
+            ticket: id.to_owned(),
+            reason: format!("only its requester renews it, not {}", by.id),
+        });
+    }
     let incident = ticket.access().and_then(|a| a.incident_id.clone());
     let incidents = known_incidents(store, incident.as_deref()).await?;
     let until = crate::access::renew(&mut ticket, registry, &incidents, now)
