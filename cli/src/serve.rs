@@ -125,7 +125,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .targets
         .iter()
         .map(|t| TargetId::new(t).with_context(|| format!("--target {t:?} is not a target id")))
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let cookie_key = match &args.cookie_key_file {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -138,11 +138,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     oidc.identity_claim = args.identity_claim.clone();
     oidc.groups_claim = args.groups_claim.clone();
     let config = grantwarden_portal::Config {
-        base_url: Some(url.clone()),
         client_secret: args.client_secret.clone(),
-        cookie_key,
-        targets,
         dashboard_url: args.dashboard_url.clone(),
+        ..grantwarden_portal::Config::new(Some(url.clone()), cookie_key, targets)
     };
     let verifier = Arc::new(grantwarden_oidc::LazyVerifier::new(oidc));
     let mut portal = grantwarden_portal::Portal::new(store, Ok(registry), Some(verifier), config);

@@ -86,14 +86,10 @@ async fn with_a_database_the_requester_sees_the_credential_once_and_it_logs_in()
     let (_server, base) = serve(&idp, &state, &["--database", &database]).await;
     let mut alice = Browser::new();
     alice.open(&base, &format!("{base}/")).await;
-    let form = alice.get(&format!("{base}/requests/new")).await;
-    let (csrf, id) = (field(&form.body, "csrf"), field(&form.body, "id"));
     let submitted = alice
-        .post(
-            &format!("{base}/requests"),
+        .submit_request(
+            &base,
             &[
-                ("csrf", &csrf),
-                ("id", &id),
                 ("target", "grantwarden-demo"),
                 ("path", "read-only"),
                 ("scope_on", "tables"),
@@ -108,6 +104,7 @@ async fn with_a_database_the_requester_sees_the_credential_once_and_it_logs_in()
     assert_eq!(submitted.status, StatusCode::SEE_OTHER, "{}", submitted.body);
     let ticket_path = submitted.location.unwrap();
     let page = alice.get(&format!("{base}{ticket_path}")).await;
+    let csrf = field(&page.body, "csrf");
     assert!(page.body.contains("Show my credential (once)"), "{}", page.body);
 
     let shown = alice.post(&format!("{base}{ticket_path}/credential"), &[("csrf", &csrf)]).await;

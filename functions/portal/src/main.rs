@@ -11,15 +11,18 @@
 //!   `GRANTWARDEN_OIDC_GROUPS_CLAIM`; `GRANTWARDEN_OIDC_CLIENT_SECRET_ID` (a confidential client)
 //! - `GRANTWARDEN_PORTAL_COOKIE_SECRET_ID`: the session cookie key (64 characters or more)
 //! - `GRANTWARDEN_PORTAL_URL`: the portal's URL (unset: the Function URL's host)
+//! - `GRANTWARDEN_ACCESS_SECRET_PREFIX`: where the revoke function delivers
+//!   credentials; the portal shows each to its requester once
 //! - `RUST_LOG`, and the usual `AWS_REGION` / `AWS_ENDPOINT_URL`
 //!
 //! IAM actions: `dynamodb:GetItem`, `PutItem`, `UpdateItem`, `Query` on the
 //! tickets table (and its indexes) and the journal; `dynamodb:GetItem` on the
 //! incidents table; `dynamodb:Scan` on the tickets table (the lists of the
 //! portal); `s3:ListBucket` and `s3:GetObject` on the configuration;
-//! `secretsmanager:GetSecretValue` on the cookie key (and the client secret).
-//! No PostgreSQL access: on AWS the revoke function issues credentials into
-//! their secrets, as before.
+//! `secretsmanager:GetSecretValue` on the cookie key (and the client secret),
+//! `secretsmanager:DescribeSecret` and `GetSecretValue` on the access secrets.
+//! No PostgreSQL access: the revoke function issues credentials into their
+//! secrets, and the portal shows each once.
 #![deny(missing_docs)]
 
 use std::sync::Arc;
@@ -71,6 +74,11 @@ async fn main() -> Result<(), Error> {
         dashboard_url: None,
     };
     let store = DynamoStore::new(&clients, &settings);
-    let portal = Arc::new(grantwarden_portal::Portal::new(store, registry, oidc, config));
+    let revealer = grantwarden_portal_fn::SecretRevealer(grantwarden_aws::AccessSecrets::new(
+        &clients,
+        &settings.access_secret_prefix,
+    ));
+    let portal = grantwarden_portal::Portal::new(store, registry, oidc, config).with_revealer(Arc::new(revealer));
+    let portal = Arc::new(portal);
     lambda_http::run(grantwarden_portal::router(portal)).await
 }

@@ -247,21 +247,40 @@ impl AccessSecrets {
                         return Err(AccessSecretError::NotOurs { name, ticket: ticket_id.to_owned(), tags });
                     }
                 }
-                let out = self
-                    .client
-                    .get_secret_value()
-                    .secret_id(&name)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::sdk(format!("GetSecretValue {name}"), e))?;
-                let json = out.secret_string.ok_or_else(|| AwsError::Decode {
-                    what: format!("secret {name}"),
-                    reason: "has no string value".into(),
-                })?;
-                Ok(RdsSecret::parse(&name, &json)?)
+                self.value(&name).await
             }
             Err(e) => Err(AwsError::sdk(format!("CreateSecret {name}"), e).into()),
         }
+    }
+
+    /// The credential delivered for a ticket, if its secret is there and
+    /// grantwarden made it for that ticket (by its tags): what the portal shows
+    /// its requester once.
+    pub async fn read(&self, ticket_id: &str) -> Result<Option<RdsSecret>, AccessSecretError> {
+        let name = self.name(ticket_id);
+        match self.owner(&name, ticket_id).await? {
+            Owner::Grantwarden => {}
+            Owner::Missing => return Ok(None),
+            Owner::Other { tags } => {
+                return Err(AccessSecretError::NotOurs { name, ticket: ticket_id.to_owned(), tags });
+            }
+        }
+        self.value(&name).await.map(Some)
+    }
+
+    /// The credential in secret `name`, whose owner was checked.
+    async fn value(&self, name: &str) -> Result<RdsSecret, AccessSecretError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("GetSecretValue {name}"), e))?;
+        let json = out
+            .secret_string
+            .ok_or_else(|| AwsError::Decode { what: format!("secret {name}"), reason: "has no string value".into() })?;
+        Ok(RdsSecret::parse(name, &json)?)
     }
 
     /// Who made the secret `name`, by its tags: grantwarden for `ticket_id`, or someone else.

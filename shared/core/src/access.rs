@@ -420,6 +420,12 @@ pub enum NotIssuable {
     /// Issued already: a credential is shown once.
     #[error("the credential of {0} was issued already; it is shown once")]
     AlreadyIssued(String),
+    /// Not issued yet where another function issues it (the revoke function, on AWS).
+    #[error("the credential of {0} is being issued: try again in a few seconds")]
+    NotYetIssued(String),
+    /// Shown already.
+    #[error("the credential of {0} was shown already; it is shown once")]
+    AlreadyShown(String),
 }
 
 /// Whether `ticket`'s credential may be issued at `now`: an access ticket in
@@ -436,6 +442,40 @@ pub fn issuable(ticket: &Ticket, now: DateTime<Utc>) -> Result<(), NotIssuable> 
         return Err(NotIssuable::AlreadyIssued(ticket.id().to_owned()));
     }
     Ok(())
+}
+
+/// Whether the credential another function delivered into a secret (the revoke
+/// function, on AWS) may be shown to its requester at `now`: an access ticket
+/// in force, issued, not shown yet.
+pub fn revealable(ticket: &Ticket, now: DateTime<Utc>) -> Result<(), NotIssuable> {
+    match issuable(ticket, now) {
+        Ok(()) => Err(NotIssuable::NotYetIssued(ticket.id().to_owned())),
+        Err(NotIssuable::AlreadyIssued(_)) if ticket.credential_shown() => {
+            Err(NotIssuable::AlreadyShown(ticket.id().to_owned()))
+        }
+        Err(NotIssuable::AlreadyIssued(_)) => Ok(()),
+        Err(other) => Err(other),
+    }
+}
+
+/// Records that the credential of `ticket` (as read, at `version`) was shown to
+/// `by`: `credential_shown` in its history and `access.shown` in the journal, by
+/// a conditional update, so of two showings at once one is refused
+/// ([`StoreError::Stale`]) and its page must not show the credential.
+pub async fn record_shown<S>(
+    store: &S,
+    ticket: Versioned<Ticket>,
+    by: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Ticket, StoreError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    let Versioned { value: mut ticket, version } = ticket;
+    ticket.record_shown(&by.id, now);
+    let shown = NewEvent::for_ticket(&ticket, OnTicket::Shown, &by.id, now).vouched_by(&by.vouched_by);
+    crate::outbox::update(store, &ticket, version, vec![shown]).await?;
+    Ok(ticket)
 }
 
 /// Records that ticket `id`'s credential was issued: `issued` in its history (a

@@ -707,6 +707,21 @@ impl Ticket {
         self.history.push(TicketEvent { at: now, what: "issued".into(), actor: "grantwarden".into(), detail });
     }
 
+    /// Records that the credential delivered into its secret was shown to `person` (once).
+    pub fn record_shown(&mut self, person: &str, now: DateTime<Utc>) {
+        self.history.push(TicketEvent {
+            at: now,
+            what: "credential_shown".into(),
+            actor: person.to_owned(),
+            detail: String::new(),
+        });
+    }
+
+    /// Whether the delivered credential was shown already.
+    pub fn credential_shown(&self) -> bool {
+        self.history.iter().any(|e| e.what == "credential_shown")
+    }
+
     /// When its access had to end: the expiry, or an earlier revoke request.
     pub fn ends_at(&self) -> DateTime<Utc> {
         self.revoke_requested_at.map_or(self.expires_at, |r| r.min(self.expires_at))

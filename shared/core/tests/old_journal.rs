@@ -85,6 +85,7 @@ fn typed(e: &AuditEvent) -> serde_json::Value {
         | EventKind::TicketApproved
         | EventKind::TicketConflict
         | EventKind::TicketExpired
+        | EventKind::AccessShown
         | EventKind::AccessRenewed => back::<TicketDetail>(e),
         EventKind::TicketRevokeRequested => ticket::<RevokeRequested>(e),
         EventKind::RevocationPlanned => ticket::<RevocationPlanned>(e),
@@ -124,7 +125,7 @@ fn the_typed_readers_read_every_event_of_the_old_journal_field_for_field() {
         kinds.insert(e.kind.clone());
     }
     // every kind is in the old journal, but those added after it was written
-    let newer = [EventKind::TicketExpired];
+    let newer = [EventKind::TicketExpired, EventKind::AccessShown];
     assert!(newer.iter().all(|k| !kinds.contains(k)));
     assert_eq!(kinds.len() + newer.len(), EventKind::KNOWN.len(), "every older kind is in the old journal");
     // both shapes of a remediation plan, and of a finding event, read as theirs

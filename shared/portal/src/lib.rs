@@ -110,6 +110,29 @@ pub trait Issuer: Send + Sync {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
+/// Reads a credential another function issued and delivered (on AWS the
+/// revoke function, into the ticket's secret), to show its requester once.
+pub trait Revealer: Send + Sync {
+    /// The delivered credential of `ticket`; `None` while it is not delivered yet.
+    fn reveal<'a>(
+        &'a self,
+        ticket: &'a Ticket,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<IssuedCredential>, String>> + Send + 'a>>;
+}
+
+impl Config {
+    /// A public client (PKCE only) at `base_url` for `targets`, without a dashboard link.
+    pub fn new(base_url: Option<String>, cookie_key: Key, targets: impl IntoIterator<Item = TargetId>) -> Self {
+        Config {
+            base_url,
+            client_secret: None,
+            cookie_key,
+            targets: targets.into_iter().collect(),
+            dashboard_url: None,
+        }
+    }
+}
+
 /// The portal: a store, the registry, the identity provider and the clock.
 pub struct Portal<S> {
     store: S,
@@ -118,6 +141,7 @@ pub struct Portal<S> {
     config: Config,
     clock: Arc<dyn Clock>,
     issuer: Option<Arc<dyn Issuer>>,
+    revealer: Option<Arc<dyn Revealer>>,
 }
 
 impl<S> Portal<S> {
@@ -129,7 +153,14 @@ impl<S> Portal<S> {
         oidc: Option<Arc<LazyVerifier>>,
         config: Config,
     ) -> Self {
-        Portal { store, registry, oidc, config, clock: Arc::new(SystemClock), issuer: None }
+        Portal { store, registry, oidc, config, clock: Arc::new(SystemClock), issuer: None, revealer: None }
+    }
+
+    /// Shows a requester their credential once, as `revealer` reads it where
+    /// another function delivered it.
+    pub fn with_revealer(mut self, revealer: Arc<dyn Revealer>) -> Self {
+        self.revealer = Some(revealer);
+        self
     }
 
     /// Shows a requester their credential once, issued through `issuer`.
@@ -681,7 +712,13 @@ async fn show<S: PortalStore>(
             needs_recent_sign_in: ticket.approvals_required() >= 2,
             may_end: mine && open,
             may_renew: mine && ticket.is_active_at(now) && ticket.break_glass(),
-            may_issue: mine && portal.issuer.is_some() && grantwarden_core::access::issuable(&ticket, now).is_ok(),
+            may_issue: mine
+                && (portal.issuer.is_some() && grantwarden_core::access::issuable(&ticket, now).is_ok()
+                    || portal.revealer.is_some()
+                        && matches!(
+                            grantwarden_core::access::revealable(&ticket, now),
+                            Ok(()) | Err(grantwarden_core::access::NotIssuable::NotYetIssued(_))
+                        )),
             timeline,
         };
         Ok::<_, PageError>(render(&page))
@@ -822,19 +859,46 @@ async fn credential<S: PortalStore>(
     };
     let done = async {
         check_csrf(&session, &form.csrf)?;
-        let issuer = portal.issuer.as_ref().ok_or_else(|| {
-            PageError::Conflict(
-                "this portal does not issue credentials; ask the operator (grantwarden access issue)".into(),
-            )
-        })?;
-        let ticket = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?.value;
+        let read = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?;
+        let ticket = read.value.clone();
         if !ticket.request().requested_by.eq_ignore_ascii_case(&session.person) {
             return Err(PageError::Forbidden("a credential is shown only to the person it is for".into()));
         }
-        grantwarden_core::access::issuable(&ticket, now).map_err(|e| PageError::Conflict(e.to_string()))?;
-        let issued = issuer.issue(&ticket).await.map_err(PageError::Unavailable)?;
-        let stored =
-            grantwarden_core::access::record_issued(&portal.store, &id, &issued.role, &issued.sql, None, now).await?;
+        let conflict = |e: grantwarden_core::access::NotIssuable| PageError::Conflict(e.to_string());
+        let (issued, stored) = match (&portal.issuer, &portal.revealer) {
+            // issued here and now, as `grantwarden access issue` does
+            (Some(issuer), _) => {
+                grantwarden_core::access::issuable(&ticket, now).map_err(conflict)?;
+                let issued = issuer.issue(&ticket).await.map_err(PageError::Unavailable)?;
+                let stored =
+                    grantwarden_core::access::record_issued(&portal.store, &id, &issued.role, &issued.sql, None, now)
+                        .await?;
+                (issued, stored)
+            }
+            // delivered by another function: read, then recorded as shown before it is shown
+            (None, Some(revealer)) => {
+                grantwarden_core::access::revealable(&ticket, now).map_err(conflict)?;
+                let issued = revealer
+                    .reveal(&ticket)
+                    .await
+                    .map_err(PageError::Unavailable)?
+                    .ok_or_else(|| conflict(grantwarden_core::access::NotIssuable::NotYetIssued(id.clone())))?;
+                let stored = grantwarden_core::access::record_shown(&portal.store, read, &session.actor(), now)
+                    .await
+                    .map_err(|e| match e {
+                    grantwarden_core::error::StoreError::Stale(_) => {
+                        PageError::Conflict("the credential was shown in another window just now".into())
+                    }
+                    other => other.into(),
+                })?;
+                (issued, stored)
+            }
+            (None, None) => {
+                return Err(PageError::Conflict(
+                    "this portal does not issue credentials; ask the operator (grantwarden access issue)".into(),
+                ));
+            }
+        };
         tracing::info!(ticket = %id, person = %session.person, "credential shown in the portal");
         let page = CredentialPage {
             chrome: Chrome::of(&portal, &session),

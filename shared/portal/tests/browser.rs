@@ -119,13 +119,8 @@ async fn a_person_signs_in_and_asks_for_access_in_chromium() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     // localhost: a secure context, where the browser keeps the portal's Secure cookies over plain HTTP
     let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
-    let config = Config {
-        base_url: Some(base.clone()),
-        client_secret: None,
-        cookie_key: cookie_key(&[9u8; 64]).unwrap(),
-        targets: [TargetId::new("grantwarden-demo").unwrap()].into_iter().collect(),
-        dashboard_url: None,
-    };
+    let config =
+        Config::new(Some(base.clone()), cookie_key(&[9u8; 64]).unwrap(), [TargetId::new("grantwarden-demo").unwrap()]);
     let portal = Arc::new(Portal::new(store, registry, Some(Arc::new(LazyVerifier::ready(verifier))), config));
     let app = router(Arc::clone(&portal));
     tokio::spawn(async move {

@@ -39,11 +39,8 @@ async fn site() -> Site {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = Config {
-        base_url: Some(base.clone()),
-        client_secret: None,
-        cookie_key: cookie_key(&[7u8; 64]).unwrap(),
-        targets: [TargetId::new(DEMO).unwrap()].into_iter().collect(),
         dashboard_url: Some("https://reports.example.com/dashboard.html".into()),
+        ..Config::new(Some(base.clone()), cookie_key(&[7u8; 64]).unwrap(), [TargetId::new(DEMO).unwrap()])
     };
     let portal = Arc::new(Portal::new(store, registry, Some(Arc::new(LazyVerifier::ready(verifier))), config));
     let app = router(Arc::clone(&portal));
@@ -65,26 +62,10 @@ async fn sign_in(site: &Site, email: &str, groups: &[&str]) -> Browser {
 
 /// Fills the request form (one table of billing) and presses `action`.
 async fn ask(site: &Site, browser: &mut Browser, path: &str, tables: &str, action: &str) -> Page {
-    let form = browser.get(&format!("{}/requests/new", site.base)).await;
-    assert_eq!(form.status, StatusCode::OK);
-    let (csrf, id) = (field(&form.body, "csrf"), field(&form.body, "id"));
-    browser
-        .post(
-            &format!("{}/requests", site.base),
-            &[
-                ("csrf", &csrf),
-                ("id", &id),
-                ("target", DEMO),
-                ("path", path),
-                ("scope_on", "tables"),
-                ("schema", "billing"),
-                ("tables", tables),
-                ("duration", "2h"),
-                ("justification", "CHG-1001 <script>alert(1)</script> month-end"),
-                ("action", action),
-            ],
-        )
-        .await
+    let justification = "CHG-1001 <script>alert(1)</script> month-end";
+    let fields = [("target", DEMO), ("path", path), ("scope_on", "tables"), ("schema", "billing")];
+    let rest = [("tables", tables), ("duration", "2h"), ("justification", justification), ("action", action)];
+    browser.submit_request(&site.base, &[fields.as_slice(), rest.as_slice()].concat()).await
 }
 
 #[tokio::test]
@@ -275,14 +256,10 @@ async fn break_glass_is_renewed_by_its_requester_after_a_fresh_sign_in() {
     site.idp.sign_in_as("oncall@example.com", &[], Utc::now() - chrono::Duration::minutes(20));
     let mut oncall = Browser::new();
     oncall.open(&site.base, &format!("{}/", site.base)).await;
-    let form = oncall.get(&format!("{}/requests/new", site.base)).await;
-    let (csrf, id) = (field(&form.body, "csrf"), field(&form.body, "id"));
     let submitted = oncall
-        .post(
-            &format!("{}/requests", site.base),
+        .submit_request(
+            &site.base,
             &[
-                ("csrf", &csrf),
-                ("id", &id),
                 ("target", DEMO),
                 ("path", "break-glass"),
                 ("scope_on", "schema"),
@@ -300,6 +277,7 @@ async fn break_glass_is_renewed_by_its_requester_after_a_fresh_sign_in() {
     let page = oncall.get(&format!("{}{ticket_path}", site.base)).await;
     assert!(page.body.contains("Renew (while the incident is open)"), "{}", page.body);
 
+    let csrf = field(&page.body, "csrf");
     let stale = oncall.post(&format!("{}{ticket_path}/renew", site.base), &[("csrf", &csrf)]).await;
     let to = stale.location.unwrap();
     assert!(to.contains("fresh=1"), "sign in again first: {to}");

@@ -91,3 +91,16 @@ pub fn field(body: &str, name: &str) -> String {
     let rest = &body[at + marker.len()..];
     rest[..rest.find('"').expect("a closing quote")].to_owned()
 }
+
+impl Browser {
+    /// Opens the portal's request form at `base` and submits it with `fields`
+    /// (the form's own CSRF token and request id added).
+    pub async fn submit_request(&mut self, base: &str, fields: &[(&str, &str)]) -> Page {
+        let form = self.get(&format!("{base}/requests/new")).await;
+        assert_eq!(form.status, StatusCode::OK, "the request form: {}", form.body);
+        let (csrf, id) = (field(&form.body, "csrf"), field(&form.body, "id"));
+        let mut all = vec![("csrf", csrf.as_str()), ("id", id.as_str())];
+        all.extend_from_slice(fields);
+        self.post(&format!("{base}/requests"), &all).await
+    }
+}

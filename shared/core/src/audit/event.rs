@@ -93,6 +93,8 @@ event_kinds! {
     AccessUnroutable => "access.unroutable",
     /// A ticket's credential was issued ([`TicketDetail`] and [`Issued`]).
     AccessIssued => "access.issued",
+    /// A ticket's credential, delivered into its secret, was shown to its requester once ([`TicketDetail`]).
+    AccessShown => "access.shown",
     /// A ticket's credential could not be issued into its secret ([`TicketDetail`] and [`IssueRefused`]).
     AccessIssueRefused => "access.issue_refused",
     /// A break-glass ticket was renewed while its incident stays open ([`TicketDetail`]).
@@ -334,6 +336,7 @@ impl EventDetail for TicketDetail {
                 | TicketRevoked
                 | TicketRevocationFailed
                 | AccessIssued
+                | AccessShown
                 | AccessIssueRefused
                 | AccessRenewed
         )
@@ -456,6 +459,8 @@ pub enum OnTicket {
     RevokeRequested(RevokeRequested),
     /// `ticket.expired`.
     Expired,
+    /// `access.shown`.
+    Shown,
     /// `revocation.planned`.
     RevocationPlanned(RevocationPlanned),
     /// `revocation.executed`.
@@ -481,6 +486,7 @@ impl OnTicket {
             OnTicket::Renewed => EventKind::AccessRenewed,
             OnTicket::RevokeRequested(_) => EventKind::TicketRevokeRequested,
             OnTicket::Expired => EventKind::TicketExpired,
+            OnTicket::Shown => EventKind::AccessShown,
             OnTicket::RevocationPlanned(_) => EventKind::RevocationPlanned,
             OnTicket::RevocationExecuted(_) => EventKind::RevocationExecuted,
             OnTicket::Revoked(_) => EventKind::TicketRevoked,
@@ -498,7 +504,8 @@ impl OnTicket {
             | OnTicket::Approved
             | OnTicket::Conflict
             | OnTicket::Renewed
-            | OnTicket::Expired => {
+            | OnTicket::Expired
+            | OnTicket::Shown => {
                 return None;
             }
             OnTicket::RevokeRequested(x) => to_detail(x),
@@ -929,7 +936,7 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert_eq!(serde_json::from_value::<EventKind>(serde_json::json!(kind.as_str())).unwrap(), *kind);
         }
-        assert_eq!(EventKind::KNOWN.len(), 29);
+        assert_eq!(EventKind::KNOWN.len(), 30);
         let other: EventKind = serde_json::from_str("\"retired.kind\"").unwrap();
         assert!(matches!(other, EventKind::Other(_)));
         assert_eq!(
