@@ -667,11 +667,12 @@ where
         if verified.scheme == signature::Scheme::V1 {
             tracing::warn!("legacy v1 signature accepted; move the sender to v2");
         }
-        if !self.store.first_use(&verified.replay, now, verified.replay_until).await? {
+        let replay = verified.replay.clone().for_sender(&sender.name);
+        if !self.store.first_use(&replay, now, verified.replay_until).await? {
             return Err(Rejection::Replayed);
         }
         let served = self.route(route, access, body, &Caller::Sender(sender), now).await;
-        self.release_if_failed(&verified.replay, served).await
+        self.release_if_failed(&replay, served).await
     }
 
     /// The registry's sender `name`; with the registry unusable, only `webhook`

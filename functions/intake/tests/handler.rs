@@ -1360,3 +1360,17 @@ async fn a_dual_approval_counts_a_privileged_group_and_needs_a_recent_sign_in() 
     let own = approve(&stale, h.idp.token("alice@example.com").issued_at(now).signed()).await;
     assert_eq!(own.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_same_request_signed_by_two_senders_in_one_second_is_two_requests() {
+    let h = harness_with(Ok(access_registry())).await;
+    let mut body = access_body("same-second", "read-only", None);
+    body["identity"] = json!("alice@example.com");
+    // the webhook key may not file it: refused, and its replay record must not stop servicenow's
+    let refused = h.app.handle(post("/requests", &body)).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let filed = h.app.handle(servicenow("/requests", &body)).await;
+    assert_eq!(filed.status(), StatusCode::CREATED, "{:?}", filed.body());
+    let again = h.app.handle(servicenow("/requests", &body)).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT, "the same sender's request, once");
+}

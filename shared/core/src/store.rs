@@ -201,6 +201,14 @@ impl ReplayKey {
         Self(format!("{scheme}:{}", hex::encode(Sha256::digest(authenticated))))
     }
 
+    /// The key scoped to the registry sender whose key signed the request: the
+    /// same request signed by two senders is two requests (one refused for its
+    /// sender must not use up the other's). `webhook`'s keys read as before
+    /// senders existed, so no record kept across an upgrade is missed.
+    pub fn for_sender(self, sender: &str) -> Self {
+        if sender == crate::identity::WEBHOOK_SENDER { self } else { Self(format!("sender:{sender}/{}", self.0)) }
+    }
+
     /// The key as stored.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -86,6 +86,20 @@ impl Driver {
         self.call("GET", "/url", Value::Null).await.as_str().unwrap_or_default().to_owned()
     }
 
+    /// The page once `ready(url, source)` holds, polled for up to 15 seconds;
+    /// panics with the last URL and page otherwise.
+    async fn wait_for(&self, ready: impl Fn(&str, &str) -> bool) -> String {
+        let (mut url, mut page) = (String::new(), String::new());
+        for _ in 0..150 {
+            (url, page) = (self.url().await, self.source().await);
+            if ready(&url, &page) {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page did not come: still at {url}: {page}");
+    }
+
     async fn element(&self, css: &str) -> String {
         let found = self.call("POST", "/element", json!({ "using": "css selector", "value": css })).await;
         found[ELEMENT].as_str().unwrap_or_else(|| panic!("no {css}: {found}")).to_owned()
@@ -129,8 +143,8 @@ async fn a_person_signs_in_and_asks_for_access_in_chromium() {
 
     let browser = Driver::start().await;
     browser.open(&format!("{base}/")).await;
-    let home = browser.source().await;
-    assert!(home.contains("alice@example.com") && home.contains("My requests"), "signed in: {home}");
+    // through the provider and back: signed in on the home page
+    browser.wait_for(|_, page| page.contains("alice@example.com") && page.contains("My requests")).await;
 
     browser.open(&format!("{base}/requests/new")).await;
     browser.click("select[name=path] option[value=read-only]").await;
@@ -139,13 +153,12 @@ async fn a_person_signs_in_and_asks_for_access_in_chromium() {
     browser.type_into("input[name=duration]", "1h").await;
     browser.type_into("textarea[name=justification]", "CHG-2002 invoice check").await;
     browser.click("button[value=check]").await;
-    let decided = browser.source().await;
-    assert!(decided.contains("Policy decision"), "{decided}");
+    let decided = browser.wait_for(|_, page| page.contains("Policy decision")).await;
     assert!(decided.contains("automatic"), "read-only on invoices needs no approval: {decided}");
     browser.click("button[value=submit]").await;
-    let url = browser.url().await;
-    assert!(url.starts_with(&format!("{base}/requests/tkt-")), "on the request's page: {url}");
-    let page = browser.source().await;
+    // the POST answers 303 to the request's page; a loaded machine may still be on its way there
+    let ticket_page = format!("{base}/requests/tkt-");
+    let page = browser.wait_for(|url, _| url.starts_with(&ticket_page)).await;
     assert!(page.contains("active") && page.contains("ticket.requested"), "{page}");
     browser.close().await;
 
