@@ -134,9 +134,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         None => axum_extra::extract::cookie::Key::generate(),
     };
     let url = args.url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_owned();
-    let mut oidc = grantwarden_oidc::Settings::new(&args.issuer, &args.client_id);
-    oidc.identity_claim = args.identity_claim.clone();
-    oidc.groups_claim = args.groups_claim.clone();
+    let oidc = grantwarden_oidc::Settings::with_claims(
+        &args.issuer,
+        &args.client_id,
+        &args.identity_claim,
+        &args.groups_claim,
+    );
     let config = grantwarden_portal::Config {
         client_secret: args.client_secret.clone(),
         dashboard_url: args.dashboard_url.clone(),

@@ -148,11 +148,8 @@ async fn main() -> Result<(), Error> {
             "legacy v1 signatures accepted on /webhooks/grants and /requests until GRANTWARDEN_WEBHOOK_LEGACY_V1 is unset"
         );
     }
-    if let Some(issuer) = &settings.oidc_issuer {
-        let client_id = Settings::require(&settings.oidc_client_id, "GRANTWARDEN_OIDC_CLIENT_ID")?;
-        let mut oidc = grantwarden_oidc::Settings::new(issuer, client_id);
-        oidc.identity_claim = settings.oidc_identity_claim.clone();
-        oidc.groups_claim = settings.oidc_groups_claim.clone();
+    if let Some((issuer, client_id, identity, groups)) = settings.oidc()? {
+        let oidc = grantwarden_oidc::Settings::with_claims(issuer, client_id, identity, groups);
         // discovered at the first token: an unreachable provider leaves the signed routes serving
         app = app.with_identity_provider(Arc::new(grantwarden_oidc::LazyVerifier::new(oidc)));
     } else {

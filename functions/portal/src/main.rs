@@ -53,12 +53,9 @@ async fn main() -> Result<(), Error> {
     if let Err(why) = &registry {
         tracing::error!(error = %why, "policy registry unusable; requests cannot be made");
     }
-    let oidc = match &settings.oidc_issuer {
-        Some(issuer) => {
-            let client_id = Settings::require(&settings.oidc_client_id, "GRANTWARDEN_OIDC_CLIENT_ID")?;
-            let mut oidc = grantwarden_oidc::Settings::new(issuer, client_id);
-            oidc.identity_claim = settings.oidc_identity_claim.clone();
-            oidc.groups_claim = settings.oidc_groups_claim.clone();
+    let oidc = match settings.oidc()? {
+        Some((issuer, client_id, identity, groups)) => {
+            let oidc = grantwarden_oidc::Settings::with_claims(issuer, client_id, identity, groups);
             Some(Arc::new(grantwarden_oidc::LazyVerifier::new(oidc)))
         }
         None => {

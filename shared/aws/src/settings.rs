@@ -353,6 +353,15 @@ impl Settings {
         env
     }
 
+    /// The identity provider as configured (issuer, client id, identity claim,
+    /// groups claim), checked: a client id is required with an issuer. `None`
+    /// without an issuer.
+    pub fn oidc(&self) -> Result<Option<(&str, &str, &str, &str)>, SettingsError> {
+        let Some(issuer) = &self.oidc_issuer else { return Ok(None) };
+        let client_id = Self::require(&self.oidc_client_id, "GRANTWARDEN_OIDC_CLIENT_ID")?;
+        Ok(Some((issuer, client_id, &self.oidc_identity_claim, &self.oidc_groups_claim)))
+    }
+
     /// An optional setting a function cannot work without.
     pub fn require<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, SettingsError> {
         value.as_deref().ok_or(SettingsError { name, reason: "must be set for this function".into() })

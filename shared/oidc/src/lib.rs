@@ -75,6 +75,15 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Settings that read the identity and the groups from the named claims.
+    pub fn with_claims(issuer: &str, client_id: &str, identity_claim: &str, groups_claim: &str) -> Self {
+        Settings {
+            identity_claim: identity_claim.to_owned(),
+            groups_claim: groups_claim.to_owned(),
+            ..Self::new(issuer, client_id)
+        }
+    }
+
     /// Settings with the default claims.
     pub fn new(issuer: &str, client_id: &str) -> Self {
         Settings {
