@@ -64,6 +64,25 @@ pub struct ServeArgs {
     /// their credential once in the portal. Repeat for several targets.
     #[arg(long = "database", value_parser = target_url)]
     pub databases: Vec<(TargetId, String)>,
+    #[command(flatten)]
+    pub slack: SlackArgs,
+}
+
+/// Slack: cards and decisions (the registry's `notify:` section says where).
+#[derive(Args)]
+pub struct SlackArgs {
+    /// The Slack app's bot token (`xoxb-...`); with it, notices are delivered to Slack.
+    #[arg(long, env = "GRANTWARDEN_SLACK_BOT_TOKEN", hide_env_values = true)]
+    pub slack_token: Option<String>,
+    /// The Slack app's signing secret; with it, `<url>/slack/interactions` takes its buttons.
+    #[arg(long, env = "GRANTWARDEN_SLACK_SIGNING_SECRET", hide_env_values = true, requires = "slack_token")]
+    pub slack_signing_secret: Option<String>,
+    /// Slack's Web API.
+    #[arg(long, env = "GRANTWARDEN_SLACK_API_URL", default_value = grantwarden_slack::SLACK_API)]
+    pub slack_api: String,
+    /// Seconds between two runs of the notice queue.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub notice_interval: u64,
 }
 
 fn target_url(s: &str) -> Result<(TargetId, String), String> {
@@ -118,6 +137,40 @@ impl PostgresIssuer {
     }
 }
 
+/// The notice queue, every `interval`: the journal's new events into
+/// notices, the warnings of access about to end, then delivery to Slack (what
+/// fails waits for its retry in the state file; nothing blocks the portal).
+async fn notices(
+    portal: Arc<grantwarden_portal::Portal<grantwarden_local::LocalStore>>,
+    slack: grantwarden_slack::SlackClient,
+    registry: grantwarden_core::policy::PolicyRegistry,
+    url: String,
+    interval: std::time::Duration,
+) {
+    use grantwarden_core::notify;
+    use grantwarden_core::store::TicketStore;
+    let store = portal.store();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        let run = async {
+            notify::pump(store, store, &registry, now).await?;
+            let open = store.tickets(None).await?;
+            notify::warn_expiring(store, &open, &registry, now).await?;
+            notify::deliver(store, store, &slack, &registry, Some(&url), now, 100).await
+        };
+        match run.await {
+            Ok(done) if done != notify::Delivery::default() => {
+                tracing::info!(delivered = done.delivered, retrying = done.retrying, dead = done.dead, "notices")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the notice queue could not run; next time"),
+        }
+    }
+}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let store = args.state.open()?;
     let registry = load_registry(&args.policy).map_err(anyhow::Error::msg).context("the policy registry")?;
@@ -146,11 +199,36 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ..grantwarden_portal::Config::new(Some(url.clone()), cookie_key, targets)
     };
     let verifier = Arc::new(grantwarden_oidc::LazyVerifier::new(oidc));
+    let notify = registry.clone();
     let mut portal = grantwarden_portal::Portal::new(store, Ok(registry), Some(verifier), config);
+    let slack = args
+        .slack
+        .slack_token
+        .as_deref()
+        .map(|token| grantwarden_slack::SlackClient::new(&args.slack.slack_api, token));
+    if let (Some(client), Some(secret)) = (&slack, &args.slack.slack_signing_secret) {
+        portal = portal.with_slack(grantwarden_portal::slack::SlackApp {
+            client: client.clone(),
+            signing_secret: secret.trim().as_bytes().to_vec(),
+        });
+    }
     if !args.databases.is_empty() {
         portal = portal.with_issuer(Arc::new(PostgresIssuer(args.databases.iter().cloned().collect())));
     }
     let portal = Arc::new(portal);
+    match (slack, notify.notify.is_some()) {
+        (Some(client), true) => {
+            let interval = std::time::Duration::from_secs(args.slack.notice_interval);
+            tokio::spawn(notices(Arc::clone(&portal), client, notify, url.clone(), interval));
+        }
+        (None, true) => {
+            eprintln!("grantwarden: the registry has a notify section but no Slack token is given: nothing is posted")
+        }
+        (Some(_), false) => {
+            eprintln!("grantwarden: a Slack token but no notify section in the registry: nothing is posted")
+        }
+        (None, false) => {}
+    }
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     eprintln!("grantwarden: the portal is at {url} (sign-in returns to {url}/callback)");

@@ -322,9 +322,9 @@ impl Rejection {
             Rejection::Identity(_) => StatusCode::FORBIDDEN,
             Rejection::Token(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Token(_) | Rejection::BearerNotAccepted(_) => StatusCode::UNAUTHORIZED,
-            Rejection::Approval(ApprovalError::NotPending(_)) | Rejection::NotOpen(..) | Rejection::NotRenewed(..) => {
-                StatusCode::CONFLICT
-            }
+            Rejection::Approval(ApprovalError::NotPending(_) | ApprovalError::NotAnAccessRequest(_))
+            | Rejection::NotOpen(..)
+            | Rejection::NotRenewed(..) => StatusCode::CONFLICT,
             Rejection::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Store(StoreError::Stale(_)) => StatusCode::CONFLICT,
             Rejection::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,

@@ -50,6 +50,15 @@ pub enum Voucher {
     },
     /// The operator of the local CLI.
     Operator,
+    /// A Slack user, as a request signed with the Slack app's signing secret
+    /// says, whose email Slack verified (`users.info`). Proves no recent
+    /// sign-in: chat cannot enforce one.
+    Slack {
+        /// The workspace (team id).
+        team: String,
+        /// The Slack user id.
+        user: String,
+    },
 }
 
 impl fmt::Display for Voucher {
@@ -58,6 +67,7 @@ impl fmt::Display for Voucher {
             Voucher::Token { issuer } => write!(f, "a token of {issuer}"),
             Voucher::Sender { sender } => write!(f, "sender {sender}"),
             Voucher::Operator => f.write_str("the local operator"),
+            Voucher::Slack { team, user } => write!(f, "Slack user {user} of {team}"),
         }
     }
 }

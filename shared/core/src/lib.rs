@@ -34,6 +34,7 @@
 //!   masking, approvals, the access a ticket stands for); the `Incidents` port.
 //! - [`scoring`]: severity, score and status thresholds.
 //! - [`metrics`]: the governance figures as data; their labels and duration formatting.
+//! - [`notify_policy`]: the registry's `notify:` section: Slack channels, what may be approved there.
 //!
 //! Layer 2:
 //! - [`snapshot`]: the extracted state of one target, its chunks and ids; what a partial scan did not read.
@@ -88,6 +89,10 @@
 //! - [`raise_alerts`]: a scan's governance alerts published and journaled, once each;
 //!   the `AlertPublisher` port.
 //! - [`dashboard`]: the self-contained HTML dashboard with inline SVG charts.
+//!
+//! Layer 9, on top of the use cases:
+//! - [`notify`]: chat notices from the journal, queued and delivered with retries; the
+//!   request's card; approving and denying from chat; the `NoticeQueue` and `Chat` ports.
 //! - `memory_store` (tests only): the ports in memory, and the fixtures the use cases' tests share.
 #![deny(missing_docs)]
 
@@ -121,6 +126,8 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod normalize;
+pub mod notify;
+pub mod notify_policy;
 pub mod outbox;
 pub mod pipeline;
 pub mod policy;

@@ -25,6 +25,10 @@ pub(crate) struct Held {
     pub events: Vec<AuditEvent>,
     pub incidents: Vec<IncidentUpdate>,
     pub outbox: Vec<Unjournaled>,
+    /// Notices by key: the notice, attempts, when due, and how the last attempt was settled.
+    pub notices: Vec<(crate::notify::Queued, DateTime<Utc>, Option<crate::notify::Settled>)>,
+    pub cursors: std::collections::BTreeMap<String, u64>,
+    pub posted: Vec<(String, crate::notify::Posted)>,
 }
 
 /// The in-memory store.
@@ -192,6 +196,64 @@ impl IncidentStore for MemoryStore {
 
     async fn incident(&self, id: &str) -> Result<Option<IncidentUpdate>, StoreError> {
         Ok(self.0.lock().unwrap().incidents.iter().find(|u| u.id == id).cloned())
+    }
+}
+
+impl crate::notify::NoticeQueue for MemoryStore {
+    async fn enqueue(&self, notices: &[crate::notify::Keyed], now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut held = self.0.lock().unwrap();
+        let mut new = 0;
+        for n in notices {
+            if !held.notices.iter().any(|(q, ..)| q.key == n.key) {
+                let queued = crate::notify::Queued { key: n.key.clone(), notice: n.notice.clone(), attempts: 0 };
+                held.notices.push((queued, now, None));
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<crate::notify::Queued>, StoreError> {
+        use crate::notify::Settled;
+        let held = self.0.lock().unwrap();
+        let waiting = |s: &Option<Settled>| matches!(s, None | Some(Settled::Retry { .. }));
+        Ok(held
+            .notices
+            .iter()
+            .filter(|(_, at, s)| *at <= now && waiting(s))
+            .take(limit)
+            .map(|(q, ..)| q.clone())
+            .collect())
+    }
+
+    async fn settle(&self, key: &str, outcome: &crate::notify::Settled, _now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut held = self.0.lock().unwrap();
+        if let Some((q, at, s)) = held.notices.iter_mut().find(|(q, ..)| q.key == key) {
+            q.attempts += 1;
+            if let crate::notify::Settled::Retry { at: next, .. } = outcome {
+                *at = *next;
+            }
+            *s = Some(outcome.clone());
+        }
+        Ok(())
+    }
+
+    async fn cursor(&self, chain: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.0.lock().unwrap().cursors.get(chain).copied())
+    }
+
+    async fn advance(&self, chain: &str, seq: u64) -> Result<(), StoreError> {
+        self.0.lock().unwrap().cursors.insert(chain.to_owned(), seq);
+        Ok(())
+    }
+
+    async fn posted(&self, ticket: &str) -> Result<Vec<crate::notify::Posted>, StoreError> {
+        Ok(self.0.lock().unwrap().posted.iter().filter(|(t, _)| t == ticket).map(|(_, p)| p.clone()).collect())
+    }
+
+    async fn record_posted(&self, ticket: &str, posted: &crate::notify::Posted) -> Result<(), StoreError> {
+        self.0.lock().unwrap().posted.push((ticket.to_owned(), posted.clone()));
+        Ok(())
     }
 }
 

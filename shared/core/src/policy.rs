@@ -134,6 +134,9 @@ pub(crate) struct RegistryFile {
     /// unless listed here).
     #[serde(default)]
     senders: BTreeMap<String, crate::identity::SenderFile>,
+    /// Slack: where requests and alerts are posted, what may be approved there.
+    #[serde(default)]
+    notify: Option<crate::notify_policy::NotifyFile>,
 }
 
 /// An exception category.
@@ -213,6 +216,8 @@ pub struct PolicyRegistry {
     pub access: Option<crate::access_policy::AccessPolicy>,
     /// Signed senders (`senders:` section); `webhook` is always there.
     pub senders: crate::identity::Senders,
+    /// Slack notices and approvals (`notify:` section); without it nothing is posted.
+    pub notify: Option<crate::notify_policy::NotifyPolicy>,
 }
 
 /// Something a route can be matched against.
@@ -278,6 +283,7 @@ impl PolicyRegistry {
         let mut raw_routes: Vec<(String, usize, RouteFile)> = Vec::new();
         let mut access: Option<(String, crate::access_policy::AccessPolicy)> = None;
         let mut senders: BTreeMap<String, (String, crate::identity::SenderFile)> = BTreeMap::new();
+        let mut notify: Option<(String, crate::notify_policy::NotifyPolicy)> = None;
         for (name, text) in files.iter().copied() {
             hasher.update((name.len() as u64).to_be_bytes());
 
@@ -331,6 +337,14 @@ impl PolicyRegistry {
                 let policy =
                     crate::access_policy::AccessPolicy::from_file(a).map_err(|e| err(name, e.field, e.reason))?;
                 access = Some((name.clone(), policy));
+            }
+            if let Some(n) = &parsed.notify {
+                if let Some((other, _)) = &notify {
+                    return Err(err(name, "notify".into(), format!("the notify section is already in {other}")));
+                }
+                let policy =
+                    crate::notify_policy::NotifyPolicy::from_file(n).map_err(|e| err(name, e.field, e.reason))?;
+                notify = Some((name.clone(), policy));
             }
             for (sender, f) in &parsed.senders {
                 if let Some((other, _)) = senders.get(sender) {
@@ -410,6 +424,9 @@ impl PolicyRegistry {
                 origin: format!("{file}: {p}"),
             });
         }
+        if let Some((file, n)) = &notify {
+            check_notify_paths(n, access.as_ref().map(|(_, a)| a)).map_err(|e| err(file, e.field, e.reason))?;
+        }
         Ok(PolicyRegistry {
             id: RegistryRef { version, sha256: hex::encode(hasher.finalize()) },
             owner,
@@ -420,8 +437,42 @@ impl PolicyRegistry {
             access: access.map(|(_, a)| a),
             senders: crate::identity::Senders::from_file(&senders.into_iter().map(|(k, (_, f))| (k, f)).collect())
                 .map_err(|e| err(&header_file, e.field, e.reason))?,
+            notify: notify.map(|(_, n)| n),
         })
     }
+}
+
+/// The `notify` section names real paths, and offers a Slack button only
+/// where one approval of an ordinary request suffices: a path that needs two
+/// approvals, and break-glass, are decided in the portal, where a recent
+/// sign-in is checked.
+fn check_notify_paths(
+    notify: &crate::notify_policy::NotifyPolicy,
+    access: Option<&crate::access_policy::AccessPolicy>,
+) -> Result<(), crate::error::FieldError> {
+    use crate::access_policy::{AccessPath, Approvals};
+    for (field, name) in notify.path_names() {
+        let path: AccessPath = serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| {
+            crate::error::FieldError::new(
+                field.clone(),
+                format!("unknown access path {name:?} (read-only, read-write, migration, break-glass)"),
+            )
+        })?;
+        if field != "notify.approve_in_slack" {
+            continue;
+        }
+        let dual = access.and_then(|a| a.paths.get(&path)).is_some_and(|r| r.approvals == Approvals::Dual);
+        if path == AccessPath::BreakGlass || dual {
+            return Err(crate::error::FieldError::new(
+                field,
+                format!(
+                    "{name} is never approved in Slack: it needs two approvals or a renewal by its requester, \
+                     with a recent sign-in that chat cannot check (the portal asks for one)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for RegistryRef {

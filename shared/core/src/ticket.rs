@@ -36,6 +36,8 @@ pub enum TicketStatus {
     Revoked,
     /// Revocation failed for a reason retrying cannot fix (dead-lettered with the reason).
     RevocationFailed,
+    /// An approver turned the access request down before anything was issued.
+    Denied,
 }
 
 impl std::fmt::Display for TicketStatus {
@@ -47,6 +49,7 @@ impl std::fmt::Display for TicketStatus {
             TicketStatus::RevokeRequested => "revoke_requested",
             TicketStatus::Revoked => "revoked",
             TicketStatus::RevocationFailed => "revocation_failed",
+            TicketStatus::Denied => "denied",
         })
     }
 }
@@ -415,6 +418,10 @@ pub enum ApprovalError {
     /// One of two approvals needs a recent sign-in.
     #[error("one of two approvals: {0}")]
     SignIn(crate::identity::IdentityRefusal),
+    /// Only an access request is denied: a grant exception's grant is in
+    /// place already, so it is ended (revoked), not denied.
+    #[error("ticket {0} excepts a grant made already: end it rather than deny it")]
+    NotAnAccessRequest(String),
 }
 
 impl Ticket {
@@ -622,6 +629,31 @@ impl Ticket {
         Ok(())
     }
 
+    /// Turns a pending access request down: `denied`, nothing issued, with
+    /// `reason` in its history. The requester withdraws their own request by
+    /// ending it instead; anyone else who could approve it may deny it.
+    pub fn deny(&mut self, by: &crate::identity::Actor, now: DateTime<Utc>, reason: &str) -> Result<(), ApprovalError> {
+        let status = self.status_at(now);
+        if status != TicketStatus::PendingApproval {
+            return Err(ApprovalError::NotPending(status));
+        }
+        if self.access.is_none() {
+            return Err(ApprovalError::NotAnAccessRequest(self.id.clone()));
+        }
+        let id = by.id.as_str();
+        if id.eq_ignore_ascii_case(&self.request.requested_by) || id.eq_ignore_ascii_case(&self.request.principal) {
+            return Err(ApprovalError::Requester(id.to_owned()));
+        }
+        self.status = TicketStatus::Denied;
+        self.history.push(TicketEvent {
+            at: now,
+            what: "denied".into(),
+            actor: id.to_owned(),
+            detail: reason.to_owned(),
+        });
+        Ok(())
+    }
+
     /// Whether `person` may approve the ticket at `now` (what [`Ticket::approve`]
     /// checks, but the sign-in's age): pending, not theirs, not approved by them yet.
     pub fn may_approve(&self, person: &str, now: DateTime<Utc>) -> bool {
@@ -736,7 +768,9 @@ impl Ticket {
             TicketStatus::PendingApproval if self.access.is_some() => false,
             TicketStatus::Active | TicketStatus::PendingApproval => now >= self.expires_at,
             TicketStatus::RevokeRequested => true,
-            TicketStatus::Expired | TicketStatus::Revoked | TicketStatus::RevocationFailed => false,
+            TicketStatus::Expired | TicketStatus::Revoked | TicketStatus::RevocationFailed | TicketStatus::Denied => {
+                false
+            }
         }
     }
 

@@ -93,6 +93,27 @@ where
     Ok(ticket)
 }
 
+/// Records `by`'s refusal of pending access request `id`: `denied`, journaled
+/// as `ticket.denied` with the reason. Nothing was issued, so nothing is
+/// revoked; the requester may ask again.
+pub async fn deny_ticket<S>(
+    store: &S,
+    id: &str,
+    by: &Actor,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Ticket, TicketFlowError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    let Versioned { value: mut ticket, version } = read(store, id).await?;
+    ticket.deny(by, now, reason)?;
+    let denied = OnTicket::Denied(crate::audit::event::Denied { reason: reason.to_owned() });
+    let event = NewEvent::for_ticket(&ticket, denied, &by.id, now).vouched_by(&by.vouched_by);
+    record(store, &ticket, version, vec![event]).await?;
+    Ok(ticket)
+}
+
 /// Asks for ticket `id` to end before its expiry: `revoke_requested`, journaled
 /// as `ticket.revoke_requested` with the reason. Whatever revokes (the CLI's
 /// `revoke`/`watch`, the revoke Lambda on the tickets stream) takes it from there.

@@ -4,9 +4,9 @@
 //! finding key stays valid; and the typed readers read every event of it.
 
 use grantwarden_core::audit::event::{
-    AccessTurnedDown, AlertRaised, EventDetail, EventKind, FindingOpenedOrClosed, FindingsBulk, IssueRefused, Issued,
-    RegistryLoaded, Remediation, RevocationExecuted, RevocationFailed, RevocationPlanned, RevokeRequested, Revoked,
-    ScanEnded, ScanStarted, TicketDetail,
+    AccessTurnedDown, AlertRaised, Denied, EventDetail, EventKind, FindingOpenedOrClosed, FindingsBulk, IssueRefused,
+    Issued, RegistryLoaded, Remediation, RevocationExecuted, RevocationFailed, RevocationPlanned, RevokeRequested,
+    Revoked, ScanEnded, ScanStarted, TicketDetail,
 };
 use grantwarden_core::audit::{AuditEvent, Disagreement, verify};
 use grantwarden_core::report::Finding;
@@ -88,6 +88,7 @@ fn typed(e: &AuditEvent) -> serde_json::Value {
         | EventKind::AccessShown
         | EventKind::AccessRenewed => back::<TicketDetail>(e),
         EventKind::TicketRevokeRequested => ticket::<RevokeRequested>(e),
+        EventKind::TicketDenied => ticket::<Denied>(e),
         EventKind::RevocationPlanned => ticket::<RevocationPlanned>(e),
         EventKind::RevocationExecuted => ticket::<RevocationExecuted>(e),
         EventKind::TicketRevoked => ticket::<Revoked>(e),
@@ -125,7 +126,7 @@ fn the_typed_readers_read_every_event_of_the_old_journal_field_for_field() {
         kinds.insert(e.kind.clone());
     }
     // every kind is in the old journal, but those added after it was written
-    let newer = [EventKind::TicketExpired, EventKind::AccessShown];
+    let newer = [EventKind::TicketExpired, EventKind::AccessShown, EventKind::TicketDenied];
     assert!(newer.iter().all(|k| !kinds.contains(k)));
     assert_eq!(kinds.len() + newer.len(), EventKind::KNOWN.len(), "every older kind is in the old journal");
     // both shapes of a remediation plan, and of a finding event, read as theirs

@@ -94,7 +94,27 @@ CREATE TABLE IF NOT EXISTS journal_digests (
     body TEXT NOT NULL,
     PRIMARY KEY (chain, number)
 );
+CREATE TABLE IF NOT EXISTS notices (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    queued_at TEXT NOT NULL,
+    due_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'waiting',
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS notices_due ON notices (state, due_at);
+CREATE TABLE IF NOT EXISTS notice_cursors (chain TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chat_posts (
+    ticket TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    PRIMARY KEY (ticket, channel)
+);
 ";
+
+mod notices;
+pub use notices::NoticeRow;
 
 /// The SQLite store.
 pub struct LocalStore {

@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod session;
+pub mod slack;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::incident::IncidentStore;
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::TicketStore;
+use grantwarden_core::store::{ReplayGuard, TicketStore};
 use grantwarden_core::ticket::{Ticket, TicketStatus};
 use grantwarden_core::ticket_flow::{self, TicketFlowError};
 use grantwarden_oidc::LazyVerifier;
@@ -142,6 +143,7 @@ pub struct Portal<S> {
     clock: Arc<dyn Clock>,
     issuer: Option<Arc<dyn Issuer>>,
     revealer: Option<Arc<dyn Revealer>>,
+    slack: Option<slack::SlackApp>,
 }
 
 impl<S> Portal<S> {
@@ -153,7 +155,16 @@ impl<S> Portal<S> {
         oidc: Option<Arc<LazyVerifier>>,
         config: Config,
     ) -> Self {
-        Portal { store, registry, oidc, config, clock: Arc::new(SystemClock), issuer: None, revealer: None }
+        Portal {
+            store,
+            registry,
+            oidc,
+            config,
+            clock: Arc::new(SystemClock),
+            issuer: None,
+            revealer: None,
+            slack: None,
+        }
     }
 
     /// Shows a requester their credential once, as `revealer` reads it where
@@ -166,6 +177,12 @@ impl<S> Portal<S> {
     /// Shows a requester their credential once, issued through `issuer`.
     pub fn with_issuer(mut self, issuer: Arc<dyn Issuer>) -> Self {
         self.issuer = Some(issuer);
+        self
+    }
+
+    /// Serves `/slack/interactions`: the Approve and Deny buttons of Slack cards.
+    pub fn with_slack(mut self, slack: slack::SlackApp) -> Self {
+        self.slack = Some(slack);
         self
     }
 
@@ -197,8 +214,8 @@ impl<S> FromRef<AppState<S>> for Key {
 }
 
 /// The store a portal runs on.
-pub trait PortalStore: TicketStore + AuditJournal + IncidentStore + Send + Sync + 'static {}
-impl<T: TicketStore + AuditJournal + IncidentStore + Send + Sync + 'static> PortalStore for T {}
+pub trait PortalStore: TicketStore + AuditJournal + IncidentStore + ReplayGuard + Send + Sync + 'static {}
+impl<T: TicketStore + AuditJournal + IncidentStore + ReplayGuard + Send + Sync + 'static> PortalStore for T {}
 
 /// The portal's routes.
 pub fn router<S: PortalStore>(portal: Arc<Portal<S>>) -> Router {
@@ -213,6 +230,8 @@ pub fn router<S: PortalStore>(portal: Arc<Portal<S>>) -> Router {
         .route("/requests", post(submit_request::<S>))
         .route("/requests/{id}", get(show::<S>))
         .route("/requests/{id}/approve", post(approve::<S>))
+        .route("/requests/{id}/deny", post(deny::<S>))
+        .route("/slack/interactions", post(slack::interactions::<S>))
         .route("/requests/{id}/end", post(end::<S>))
         .route("/requests/{id}/credential", post(credential::<S>))
         .route("/requests/{id}/renew", post(renew::<S>))
@@ -660,6 +679,7 @@ struct TicketPage {
     approvals_needed: u8,
     approved_by: String,
     may_approve: bool,
+    may_deny: bool,
     needs_recent_sign_in: bool,
     may_end: bool,
     may_issue: bool,
@@ -709,6 +729,7 @@ async fn show<S: PortalStore>(
             approvals_needed: ticket.approvals_required(),
             approved_by: row.approved_by,
             may_approve: ticket.may_approve(&session.person, now),
+            may_deny: ticket.access().is_some() && ticket.may_approve(&session.person, now),
             needs_recent_sign_in: ticket.approvals_required() >= 2,
             may_end: mine && open,
             may_renew: mine && ticket.is_active_at(now) && ticket.break_glass(),
@@ -750,6 +771,29 @@ async fn approve<S: PortalStore>(
             other => other?,
         };
         tracing::info!(ticket = %id, person = %session.person, "approved in the portal");
+        Ok::<_, PageError>(Redirect::to(&here).into_response())
+    };
+    done.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Turns a pending access request down (anyone who could approve it).
+async fn deny<S: PortalStore>(
+    State(AppState(portal)): State<AppState<S>>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<EndForm>,
+) -> Response {
+    let now = portal.clock.now();
+    let here = format!("/requests/{id}");
+    let session = match signed_in(&jar, now, &here) {
+        Ok(s) => s,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let done = async {
+        check_csrf(&session, &form.csrf)?;
+        let reason = form.reason.trim().chars().filter(|c| !c.is_control()).collect::<String>();
+        ticket_flow::deny_ticket(&portal.store, &id, &session.actor(), &reason, now).await?;
+        tracing::info!(ticket = %id, person = %session.person, "denied in the portal");
         Ok::<_, PageError>(Redirect::to(&here).into_response())
     };
     done.await.unwrap_or_else(IntoResponse::into_response)

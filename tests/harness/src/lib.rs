@@ -17,6 +17,7 @@ pub mod browser;
 pub mod contract;
 pub mod moto;
 pub mod oidc;
+pub mod slack;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

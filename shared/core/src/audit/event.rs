@@ -79,6 +79,8 @@ event_kinds! {
     TicketRevokeRequested => "ticket.revoke_requested",
     /// A pending request was not approved in time and ended unissued ([`TicketDetail`]).
     TicketExpired => "ticket.expired",
+    /// An approver turned a pending access request down; nothing was issued ([`TicketDetail`] and [`Denied`]).
+    TicketDenied => "ticket.denied",
     /// A dry-run revocation: what would run ([`TicketDetail`] and [`RevocationPlanned`]).
     RevocationPlanned => "revocation.planned",
     /// A revocation ran while another trigger recorded the end first ([`TicketDetail`] and [`RevocationExecuted`]).
@@ -331,6 +333,7 @@ impl EventDetail for TicketDetail {
                 | TicketConflict
                 | TicketRevokeRequested
                 | TicketExpired
+                | TicketDenied
                 | RevocationPlanned
                 | RevocationExecuted
                 | TicketRevoked
@@ -422,6 +425,13 @@ pub struct IssueRefused {
     pub error: String,
 }
 
+/// `ticket.denied`, beyond the ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denied {
+    /// Why, as given (may be empty).
+    pub reason: String,
+}
+
 macro_rules! ticket_extra {
     ($($ty:ident => $kind:ident),* $(,)?) => {$(
         impl EventDetail for $ty {
@@ -434,6 +444,7 @@ macro_rules! ticket_extra {
 
 ticket_extra! {
     RevokeRequested => TicketRevokeRequested,
+    Denied => TicketDenied,
     RevocationPlanned => RevocationPlanned,
     RevocationExecuted => RevocationExecuted,
     Revoked => TicketRevoked,
@@ -459,6 +470,8 @@ pub enum OnTicket {
     RevokeRequested(RevokeRequested),
     /// `ticket.expired`.
     Expired,
+    /// `ticket.denied`.
+    Denied(Denied),
     /// `access.shown`.
     Shown,
     /// `revocation.planned`.
@@ -486,6 +499,7 @@ impl OnTicket {
             OnTicket::Renewed => EventKind::AccessRenewed,
             OnTicket::RevokeRequested(_) => EventKind::TicketRevokeRequested,
             OnTicket::Expired => EventKind::TicketExpired,
+            OnTicket::Denied(_) => EventKind::TicketDenied,
             OnTicket::Shown => EventKind::AccessShown,
             OnTicket::RevocationPlanned(_) => EventKind::RevocationPlanned,
             OnTicket::RevocationExecuted(_) => EventKind::RevocationExecuted,
@@ -509,6 +523,7 @@ impl OnTicket {
                 return None;
             }
             OnTicket::RevokeRequested(x) => to_detail(x),
+            OnTicket::Denied(x) => to_detail(x),
             OnTicket::RevocationPlanned(x) => to_detail(x),
             OnTicket::RevocationExecuted(x) => to_detail(x),
             OnTicket::Revoked(x) => to_detail(x),
@@ -936,7 +951,7 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert_eq!(serde_json::from_value::<EventKind>(serde_json::json!(kind.as_str())).unwrap(), *kind);
         }
-        assert_eq!(EventKind::KNOWN.len(), 30);
+        assert_eq!(EventKind::KNOWN.len(), 31);
         let other: EventKind = serde_json::from_str("\"retired.kind\"").unwrap();
         assert!(matches!(other, EventKind::Other(_)));
         assert_eq!(
