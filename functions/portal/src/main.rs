@@ -13,13 +13,18 @@
 //! - `GRANTWARDEN_PORTAL_URL`: the portal's URL (unset: the Function URL's host)
 //! - `GRANTWARDEN_ACCESS_SECRET_PREFIX`: where the revoke function delivers
 //!   credentials; the portal shows each to its requester once
+//! - `GRANTWARDEN_SLACK_SIGNING_SECRET_ID`, `GRANTWARDEN_SLACK_BOT_TOKEN_SECRET_ID`,
+//!   `GRANTWARDEN_SLACK_API_URL`: with them, `/slack/interactions` takes the
+//!   buttons of the Slack cards
 //! - `RUST_LOG`, and the usual `AWS_REGION` / `AWS_ENDPOINT_URL`
 //!
 //! IAM actions: `dynamodb:GetItem`, `PutItem`, `UpdateItem`, `Query` on the
 //! tickets table (and its indexes) and the journal; `dynamodb:GetItem` on the
 //! incidents table; `dynamodb:Scan` on the tickets table (the lists of the
 //! portal); `s3:ListBucket` and `s3:GetObject` on the configuration;
-//! `secretsmanager:GetSecretValue` on the cookie key (and the client secret),
+//! `secretsmanager:GetSecretValue` on the cookie key (and the client secret,
+//! the Slack bot token and signing secret), `dynamodb:PutItem` and
+//! `DeleteItem` on the replay table (each Slack signature accepted once),
 //! `secretsmanager:DescribeSecret` and `GetSecretValue` on the access secrets.
 //! No PostgreSQL access: the revoke function issues credentials into their
 //! secrets, and the portal shows each once.
@@ -75,7 +80,17 @@ async fn main() -> Result<(), Error> {
         &clients,
         &settings.access_secret_prefix,
     ));
-    let portal = grantwarden_portal::Portal::new(store, registry, oidc, config).with_revealer(Arc::new(revealer));
+    let mut portal = grantwarden_portal::Portal::new(store, registry, oidc, config).with_revealer(Arc::new(revealer));
+    // Slack's buttons, when the app's secrets are configured (unreadable: bad configuration)
+    if let Some(signing_id) = &settings.slack_signing_secret_id {
+        let token_id = Settings::require(&settings.slack_bot_token_secret_id, "GRANTWARDEN_SLACK_BOT_TOKEN_SECRET_ID")?;
+        let token = secrets.string(token_id).await?;
+        let signing_secret = secrets.string(signing_id).await?;
+        portal = portal.with_slack(grantwarden_portal::slack::SlackApp {
+            client: grantwarden_slack::SlackClient::new(&settings.slack_api_url, token.trim()),
+            signing_secret: signing_secret.trim().as_bytes().to_vec(),
+        });
+    }
     let portal = Arc::new(portal);
     lambda_http::run(grantwarden_portal::router(portal)).await
 }

@@ -33,6 +33,7 @@ pub mod incidents;
 pub mod journal;
 pub mod leases;
 pub mod logging;
+pub mod notices;
 pub mod objects;
 pub mod provision;
 pub mod queue;

@@ -219,7 +219,31 @@ pub async fn create(clients: &Clients, prefix: &str) -> Result<Settings, AwsErro
         .map_err(|e| AwsError::sdk("CreateQueue remediation", e))?
         .queue_url
         .unwrap_or_default();
+    let notice_dlq = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-notices-dlq"))
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateQueue notices dlq", e))?
+        .queue_url
+        .unwrap_or_default();
+    let notice_dlq_arn = queue_arn(clients, &notice_dlq).await?;
+    // a backstop past the notify function's own 12 attempts (a crash each time)
+    let redrive = serde_json::json!({ "deadLetterTargetArn": notice_dlq_arn, "maxReceiveCount": 20 });
+    let notices = clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-notices"))
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("CreateQueue notices", e))?
+        .queue_url
+        .unwrap_or_default();
     Ok(Settings {
+        notice_queue_url: Some(notices),
+        notice_dlq_url: Some(notice_dlq),
         remediation_queue_url: Some(remediation),
         chunk_queue_url: Some(queue),
         chunk_dlq_url: Some(dlq),

@@ -69,21 +69,27 @@ impl ChunkQueue {
         let Some(dlq) = &self.dlq_url else {
             return Err(AwsError::Missing("the chunk dead-letter queue (GRANTWARDEN_CHUNK_DLQ_URL)".into()));
         };
-        let reason_attr = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(reason.chars().take(1024).collect::<String>())
-            .build()
-            .map_err(|e| AwsError::Decode { what: "dead-letter reason".into(), reason: e.to_string() })?;
-        self.client
-            .send_message()
-            .queue_url(dlq)
-            .message_body(body)
-            .message_attributes("reason", reason_attr)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(format!("SendMessage {dlq}"), e))?;
-        Ok(())
+        dead_letter_to(&self.client, dlq, body, reason).await
     }
+}
+
+/// Sends `body` to the dead-letter queue at `dlq` with `reason` as its
+/// `reason` attribute (at most 1024 characters).
+pub async fn dead_letter_to(client: &aws_sdk_sqs::Client, dlq: &str, body: &str, reason: &str) -> Result<(), AwsError> {
+    let reason_attr = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(reason.chars().take(1024).collect::<String>())
+        .build()
+        .map_err(|e| AwsError::Decode { what: "dead-letter reason".into(), reason: e.to_string() })?;
+    client
+        .send_message()
+        .queue_url(dlq)
+        .message_body(body)
+        .message_attributes("reason", reason_attr)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk(format!("SendMessage {dlq}"), e))?;
+    Ok(())
 }
 
 /// The remediation queue: one message per request, read by the revoke function.

@@ -7,7 +7,8 @@
 //! when its signature can no longer be accepted anyway), the table's TTL
 //! attribute. DynamoDB deletes expired items lazily, within days, so the
 //! condition treats an expired record as absent rather than waiting for it.
-//! The table has no stream: nothing reads its changes.
+//! The table has no stream: nothing reads its changes. It holds the notify
+//! function's working records too (`crate::notices`), which expire the same way.
 
 use chrono::{DateTime, Utc};
 use grantwarden_core::error::StoreError;

@@ -102,6 +102,18 @@ pub struct Settings {
     pub portal_cookie_secret_id: String,
     /// The portal's URL (`GRANTWARDEN_PORTAL_URL`); unset: `https://<Host>` of each request.
     pub portal_url: Option<String>,
+    /// Secret holding the Slack app's bot token (`GRANTWARDEN_SLACK_BOT_TOKEN_SECRET_ID`);
+    /// unset: nothing is posted to Slack.
+    pub slack_bot_token_secret_id: Option<String>,
+    /// Secret holding the Slack app's signing secret (`GRANTWARDEN_SLACK_SIGNING_SECRET_ID`);
+    /// unset: the portal does not take Slack's buttons.
+    pub slack_signing_secret_id: Option<String>,
+    /// Slack's Web API (`GRANTWARDEN_SLACK_API_URL`, default `https://slack.com/api`).
+    pub slack_api_url: String,
+    /// The queue of chat notices (`GRANTWARDEN_NOTICE_QUEUE_URL`).
+    pub notice_queue_url: Option<String>,
+    /// Where notices that cannot be delivered are kept, with their reason (`GRANTWARDEN_NOTICE_DLQ_URL`).
+    pub notice_dlq_url: Option<String>,
     /// Secret holding the Ed25519 key that signs audit digests
     /// (`GRANTWARDEN_AUDIT_SIGNING_SECRET_ID`): a PKCS#8 PEM key, or a
     /// generated string whose sha256 is the seed.
@@ -172,6 +184,11 @@ impl Default for Settings {
             oidc_client_secret_id: None,
             portal_cookie_secret_id: "grantwarden/portal-cookie-key".into(),
             portal_url: None,
+            slack_bot_token_secret_id: None,
+            slack_signing_secret_id: None,
+            slack_api_url: "https://slack.com/api".into(),
+            notice_queue_url: None,
+            notice_dlq_url: None,
             audit_signing_secret_id: "grantwarden/audit-signing-key".into(),
             targets: Vec::new(),
             targets_key: None,
@@ -276,6 +293,11 @@ impl Settings {
             oidc_client_secret_id: opt("GRANTWARDEN_OIDC_CLIENT_SECRET_ID"),
             portal_cookie_secret_id: text("GRANTWARDEN_PORTAL_COOKIE_SECRET_ID", d.portal_cookie_secret_id)?,
             portal_url: opt("GRANTWARDEN_PORTAL_URL"),
+            slack_bot_token_secret_id: opt("GRANTWARDEN_SLACK_BOT_TOKEN_SECRET_ID"),
+            slack_signing_secret_id: opt("GRANTWARDEN_SLACK_SIGNING_SECRET_ID"),
+            slack_api_url: text("GRANTWARDEN_SLACK_API_URL", d.slack_api_url)?,
+            notice_queue_url: opt("GRANTWARDEN_NOTICE_QUEUE_URL"),
+            notice_dlq_url: opt("GRANTWARDEN_NOTICE_DLQ_URL"),
             audit_signing_secret_id: text("GRANTWARDEN_AUDIT_SIGNING_SECRET_ID", d.audit_signing_secret_id)?,
             targets: parse_targets(&get("GRANTWARDEN_TARGETS").unwrap_or_default()),
             targets_key: opt("GRANTWARDEN_TARGETS_KEY"),
@@ -330,6 +352,7 @@ impl Settings {
             ("GRANTWARDEN_OIDC_IDENTITY_CLAIM", self.oidc_identity_claim.clone()),
             ("GRANTWARDEN_OIDC_GROUPS_CLAIM", self.oidc_groups_claim.clone()),
             ("GRANTWARDEN_PORTAL_COOKIE_SECRET_ID", self.portal_cookie_secret_id.clone()),
+            ("GRANTWARDEN_SLACK_API_URL", self.slack_api_url.clone()),
         ];
         let optional = [
             ("GRANTWARDEN_REVOKE_FUNCTION_ARN", &self.revoke_function_arn),
@@ -346,6 +369,10 @@ impl Settings {
             ("GRANTWARDEN_OIDC_CLIENT_ID", &self.oidc_client_id),
             ("GRANTWARDEN_OIDC_CLIENT_SECRET_ID", &self.oidc_client_secret_id),
             ("GRANTWARDEN_PORTAL_URL", &self.portal_url),
+            ("GRANTWARDEN_SLACK_BOT_TOKEN_SECRET_ID", &self.slack_bot_token_secret_id),
+            ("GRANTWARDEN_SLACK_SIGNING_SECRET_ID", &self.slack_signing_secret_id),
+            ("GRANTWARDEN_NOTICE_QUEUE_URL", &self.notice_queue_url),
+            ("GRANTWARDEN_NOTICE_DLQ_URL", &self.notice_dlq_url),
         ];
         env.extend(optional.into_iter().filter_map(|(name, v)| v.clone().map(|v| (name, v))));
         // no targets is no variable (an empty one reads as no targets too)

@@ -554,6 +554,9 @@ pub fn requester_message(ticket: &Ticket, news: &RequesterNews, portal_url: Opti
         ticket.id()
     );
     let text = match news {
+        RequesterNews::Approved if ticket.approvals().is_empty() => {
+            format!("In force: {what}, approved automatically.")
+        }
         RequesterNews::Approved => format!("Approved: {what} by {}.", approvers_line(ticket)),
         RequesterNews::Issued => format!("Issued: the credential of {what} is ready to be shown once in the portal."),
         RequesterNews::IssueRefused { reason } => format!("Refused: {what} could not be issued: {reason}"),

@@ -100,10 +100,7 @@ impl Fixture {
     }
 
     fn body(&self, user: &str, action: &str, ticket: &str) -> String {
-        let payload = json!({ "type": "block_actions", "team": { "id": self.slack.team }, "user": { "id": user },
-            "channel": { "id": "C0DBACCESS" }, "container": { "type": "message", "message_ts": "1800000000.000001" },
-            "actions": [{ "action_id": action, "value": ticket, "type": "button" }] });
-        serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+        grantwarden_testkit::slack::click_body(&self.slack.team, user, "C0DBACCESS", action, ticket)
     }
 
     /// Posts `body` to the interactions endpoint with the given timestamp and signature.

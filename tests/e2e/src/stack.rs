@@ -27,7 +27,7 @@ use serde::Deserialize;
 /// The targets the end-to-end tests scan, listed in `config/targets.txt` before
 /// any test starts: the intake function reads that list when it starts, so a
 /// target must be listed before the first webhook.
-pub const TARGETS: &[&str] = &["e2e-scan", "e2e-expiry", "e2e-access", "e2e-remediate", "e2e-audit"];
+pub const TARGETS: &[&str] = &["e2e-scan", "e2e-expiry", "e2e-access", "e2e-remediate", "e2e-audit", "e2e-slack"];
 
 /// One deployed function.
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +240,26 @@ impl Stack {
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
         let body = response.into_body().collect().await.expect("the response body").to_bytes();
         Answer { status, body, headers }
+    }
+
+    /// A POST of `body` to any URL of the emulator (the portal's Slack endpoint) with `headers`.
+    pub async fn post_url(&self, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
+        let mut request = hyper::Request::builder().method("POST").uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
+        let response = self.http.request(request).await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let body = response.into_body().collect().await.expect("the response body").to_bytes();
+        Answer { status, body, headers }
+    }
+
+    /// The value of the stack's secret `logical` (its generated value, or what a test put there).
+    pub async fn secret(&self, logical: &str) -> String {
+        let id = self.resource(logical).to_owned();
+        let out = self.clients.secrets.get_secret_value().secret_id(&id).send().await.expect("the stack's secret");
+        out.secret_string().expect("a string secret").trim().to_owned()
     }
 
     /// A request to the intake API.

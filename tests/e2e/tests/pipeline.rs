@@ -3,14 +3,12 @@
 //! extract, the scan record's stream through diff; then the same scenario in
 //! local mode must give the same findings.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::{DateTime, Utc};
 use grantwarden_aws::{Clients, DynamoStore, Objects, SecretCache, Settings, provision};
 use grantwarden_core::assess::assess;
@@ -129,41 +127,7 @@ impl Stack {
 
     /// Takes every message off a queue (moto hands them out ten at a time) as an SQS event.
     async fn drain(&self, url: &str, expected: usize) -> SqsEvent {
-        let mut records = Vec::new();
-        for _ in 0..20 {
-            if records.len() >= expected {
-                break;
-            }
-            let out = self
-                .clients
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .unwrap();
-            for m in out.messages.unwrap_or_default() {
-                let attributes: HashMap<String, String> =
-                    m.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect();
-                let reason = m
-                    .message_attributes
-                    .unwrap_or_default()
-                    .get("reason")
-                    .and_then(|a| a.string_value.clone())
-                    .map(|r| serde_json::json!({ "reason": { "stringValue": r, "dataType": "String" } }))
-                    .unwrap_or_else(|| serde_json::json!({}));
-                records.push(serde_json::json!({
-                    "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
-                    "attributes": attributes, "messageAttributes": reason, "md5OfBody": m.md5_of_body,
-                    "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:chunks",
-                    "awsRegion": "us-east-1",
-                }));
-            }
-        }
-        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+        moto::drain(&self.clients.sqs, url, expected).await
     }
 
     /// The scans table's stream, as a Lambda stream event.

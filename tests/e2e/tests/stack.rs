@@ -469,3 +469,83 @@ async fn the_portal_function_answers_behind_its_function_url() {
     let css = stack.get_url(&format!("{portal}/static/portal.css")).await;
     assert_eq!(css.status, 200);
 }
+
+/// The Slack app on the deployed stack: a fake Slack Web API on the port the
+/// stack was deployed with (`SlackApiUrl`), accepting the bot token in the
+/// stack's `SlackBotToken` secret. A request's journal event reaches the
+/// notify function through the journal's stream, its card goes through the
+/// notice queue to Slack; a click on the card, signed with the stack's
+/// `SlackSigningSecret`, reaches the portal function's Function URL; the card
+/// is then updated and the requester told, by the same path.
+#[tokio::test]
+async fn a_request_card_reaches_slack_and_a_deny_from_its_button_updates_it() {
+    let stack = Stack::get().await;
+    assert_eq!(stack.parameter("SlackEnabled"), Some("true"), "scripts/test deploys with SlackEnabled=true");
+    let api = stack.parameter("SlackApiUrl").expect("SlackApiUrl").to_owned();
+    let addr = api.trim_start_matches("http://").trim_end_matches("/api").to_owned();
+    let slack = grantwarden_testkit::slack::FakeSlack::start_on(&addr, &stack.secret("SlackBotToken").await).await;
+    slack.add_channel("C0DBACCESS");
+    slack.add_channel("C0SECURITY");
+    slack.add_user("UALICE", "alice@example.com", true);
+    slack.add_user("UDBA", "dba-lead@example.com", true);
+    slack.add_user("UMALLORY", "mallory@example.com", true);
+
+    let target = TargetId::new("e2e-slack").unwrap();
+    let db = TestDb::new().await;
+    db.exec("CREATE SCHEMA billing; CREATE TABLE billing.customers (id int);").await;
+    stack.register(&target, &db, "", &baseline(&db, "")).await;
+    let servicenow = stack.sender_key("servicenow").await;
+    let request = serde_json::json!({
+        "id": format!("{}-slack", db.prefix), "identity": "alice@example.com", "target": target.as_str(),
+        "path": "read-only", "scope": { "on": "tables", "schema": "billing", "tables": ["customers"] },
+        "duration": "30m", "justification": "CHG-88 a customer's invoice",
+    });
+    let created = stack.post_as_sender("servicenow", &servicenow, "/requests", &request).await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(created.json()["status"], "pending_approval", "a sensitive table needs one approval");
+    let ticket = created.json()["id"].as_str().unwrap().to_owned();
+
+    let card = eventually("the request's card in Slack", Duration::from_secs(90), || async {
+        slack.messages("C0DBACCESS").into_iter().find(|m| m["blocks"].to_string().contains(&ticket))
+    })
+    .await;
+    assert!(card["blocks"].to_string().contains("grantwarden_approve"), "one approval of read-only is given in Slack");
+
+    let secret = stack.secret("SlackSigningSecret").await;
+    let click = |user: &str, action: &str| {
+        let body = grantwarden_testkit::slack::click_body(&slack.team, user, "C0DBACCESS", action, &ticket);
+        let ts = Utc::now().timestamp().to_string();
+        let signature = grantwarden_slack::sign(secret.as_bytes(), &ts, body.as_bytes());
+        let headers = vec![
+            ("content-type", "application/x-www-form-urlencoded".to_owned()),
+            ("x-slack-request-timestamp", ts),
+            ("x-slack-signature", signature),
+        ];
+        (headers, body.into_bytes())
+    };
+    let url = format!("{}/slack/interactions", stack.portal_url());
+    let (headers, body) = click("UMALLORY", "grantwarden_approve");
+    let refused = stack.post_url(&url, &headers, body).await;
+    assert_eq!(refused.status, 403, "{}", String::from_utf8_lossy(&refused.body));
+    let (headers, body) = click("UDBA", "grantwarden_deny");
+    let denied = stack.post_url(&url, &headers, body.clone()).await;
+    assert_eq!(denied.status, 200, "{}", String::from_utf8_lossy(&denied.body));
+    let replayed = stack.post_url(&url, &headers, body).await;
+    assert_eq!(replayed.status, 409, "the same signed click twice");
+
+    let store = DynamoStore::new(&stack.clients, &stack.settings);
+    let t = store.ticket(&ticket).await.unwrap().unwrap().value;
+    assert_eq!(t.status(), TicketStatus::Denied);
+    eventually("the card updated for everyone", Duration::from_secs(90), || async {
+        let card = slack.messages("C0DBACCESS").into_iter().find(|m| m["blocks"].to_string().contains(&ticket))?;
+        card["blocks"].to_string().contains("Denied by dba-lead@example.com").then_some(())
+    })
+    .await;
+    eventually("alice told", Duration::from_secs(60), || async {
+        slack
+            .calls("chat.postMessage")
+            .into_iter()
+            .find(|c| c["channel"] == "UALICE" && c["text"].as_str().is_some_and(|t| t.starts_with("Denied:")))
+    })
+    .await;
+}

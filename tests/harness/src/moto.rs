@@ -121,3 +121,50 @@ pub async fn alert_inbox(sqs: &aws_sdk_sqs::Client, sns: &aws_sdk_sns::Client, t
     sns.subscribe().topic_arn(topic).protocol("sqs").endpoint(&arn).send().await.expect("subscribed to the topic");
     inbox
 }
+
+/// Takes up to `expected` messages off the queue at `url` (moto hands them out
+/// ten at a time), as the SQS event Lambda would receive: body, receipt,
+/// system attributes (`ApproximateReceiveCount`) and the `reason` attribute of
+/// a dead letter.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, expected: usize) -> aws_lambda_events::sqs::SqsEvent {
+    use std::collections::HashMap;
+
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let mut records = Vec::new();
+    for _ in 0..20 {
+        if records.len() >= expected {
+            break;
+        }
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("moto answers ReceiveMessage");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let attributes: HashMap<String, String> =
+                m.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect();
+            let reason = m
+                .message_attributes
+                .unwrap_or_default()
+                .get("reason")
+                .and_then(|a| a.string_value.clone())
+                .map(|r| serde_json::json!({ "reason": { "stringValue": r, "dataType": "String" } }))
+                .unwrap_or_else(|| serde_json::json!({}));
+            records.push(serde_json::json!({
+                "messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
+                "attributes": attributes, "messageAttributes": reason, "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue",
+                "awsRegion": "us-east-1",
+            }));
+        }
+    }
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
+}

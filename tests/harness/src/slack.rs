@@ -50,11 +50,18 @@ impl Drop for FakeSlack {
 }
 
 impl FakeSlack {
-    /// Starts a workspace `T0GRANT` whose bot token is `xoxb-test`, with no users or channels.
+    /// Starts a workspace `T0GRANT` whose bot token is `xoxb-test`, with no
+    /// users or channels, on a free port.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        Self::start_on("127.0.0.1:0", "xoxb-test").await
+    }
+
+    /// The same on `addr` (a port the code under test was configured with
+    /// before), accepting the bot token `token`.
+    pub async fn start_on(addr: &str, token: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("the fake Slack's port is free");
         let addr: SocketAddr = listener.local_addr().expect("an address");
-        let (token, team) = ("xoxb-test".to_owned(), "T0GRANT".to_owned());
+        let (token, team) = (token.to_owned(), "T0GRANT".to_owned());
         let state = Arc::new(Mutex::new(Workspace { token: token.clone(), next_ts: 1, ..Default::default() }));
         let app = Router::new().route("/api/{method}", post(call)).with_state(Arc::clone(&state));
         let server = tokio::spawn(async move {
@@ -105,6 +112,15 @@ impl FakeSlack {
         let state = self.state.lock().expect("the workspace");
         state.messages.iter().filter(|((c, _), _)| c == channel).map(|(_, m)| m.clone()).collect()
     }
+}
+
+/// The form body Slack posts when `user` of workspace `team` presses the
+/// button `action` (its value `ticket`) on a card in `channel`.
+pub fn click_body(team: &str, user: &str, channel: &str, action: &str, ticket: &str) -> String {
+    let payload = json!({ "type": "block_actions", "team": { "id": team }, "user": { "id": user },
+        "channel": { "id": channel }, "container": { "type": "message", "message_ts": "1800000000.000001" },
+        "actions": [{ "action_id": action, "value": ticket, "type": "button" }] });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("a form body")
 }
 
 fn fail(error: &str) -> Value {
