@@ -13,6 +13,7 @@
 mod access;
 mod audit;
 mod exceptions;
+mod notices;
 mod render;
 mod report;
 mod revoke;
@@ -58,6 +59,11 @@ enum Command {
     Generate(GenerateArgs),
     /// Take a grant webhook, generic payload or pgaudit log: route it and record the ticket.
     Intake(exceptions::IntakeArgs),
+    /// The Slack notice queue `serve` delivers: what waits, what was given up and why; retry dead notices.
+    Notices {
+        #[command(subcommand)]
+        command: notices::NoticesCommand,
+    },
     /// List, show or approve exception tickets.
     Tickets {
         #[command(subcommand)]
@@ -250,6 +256,7 @@ async fn run(
         Command::Plan(args) => plan(args, now).await,
         Command::Intake(args) => exceptions::run_intake(args, now).await,
         Command::Tickets { command } => exceptions::run_tickets(command, now).await,
+        Command::Notices { command } => notices::run(command, now),
         Command::Simulate(args) => exceptions::run_simulate(args, now),
         Command::Audit { command } => audit::run(command, now).await,
         Command::Schema(args) => schema::run(args),
