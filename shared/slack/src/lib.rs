@@ -192,7 +192,10 @@ pub fn blocks(message: &Message) -> Value {
     let fields: Vec<Value> = card
         .fields
         .iter()
-        .map(|(label, value)| json!({ "type": "mrkdwn", "text": format!("*{}*\n{}", escape(label), escape(value)) }))
+        // Slack refuses a field over 2000 characters (invalid_blocks): a long justification is cut
+        .map(|(label, value)| {
+            json!({ "type": "mrkdwn", "text": truncate(&format!("*{}*\n{}", escape(label), escape(value)), FIELD_MAX) })
+        })
         .collect();
     let mut blocks =
         vec![json!({ "type": "header", "text": { "type": "plain_text", "text": truncate(&card.title, 150) } })];
@@ -204,7 +207,7 @@ pub fn blocks(message: &Message) -> Value {
     if let Some(why) = &card.approve_elsewhere {
         status.push_str(&format!("\nNo approval here: {}", escape(why)));
     }
-    blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": status } }));
+    blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": truncate(&status, SECTION_MAX) } }));
     let mut buttons = Vec::new();
     if card.approve {
         buttons.push(json!({ "type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": card.ticket,
@@ -229,6 +232,11 @@ pub fn blocks(message: &Message) -> Value {
     blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("grantwarden ticket `{}`", escape(&card.ticket)) }] }));
     Value::Array(blocks)
 }
+
+/// The longest text of a section field Slack takes.
+const FIELD_MAX: usize = 2000;
+/// The longest text of a section Slack takes.
+const SECTION_MAX: usize = 3000;
 
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -429,6 +437,25 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "payload.type");
+    }
+
+    #[test]
+    fn a_long_justification_is_cut_to_what_slack_takes() {
+        let card = grantwarden_core::notify::Card {
+            ticket: "tkt-1".into(),
+            title: "x".repeat(400),
+            fields: vec![("Justification".into(), "<".repeat(5000))],
+            status: "Waiting".into(),
+            approve: true,
+            deny: true,
+            approve_elsewhere: None,
+            link: None,
+        };
+        let blocks = blocks(&Message { text: "t".into(), card: Some(card) });
+        assert_eq!(blocks[0]["text"]["text"].as_str().unwrap().chars().count(), 150);
+        let field = blocks[1]["fields"][0]["text"].as_str().unwrap();
+        assert_eq!(field.chars().count(), FIELD_MAX);
+        assert!(field.ends_with('…'));
     }
 
     #[test]
