@@ -396,6 +396,38 @@ fn check_csrf(session: &Session, token: &str) -> Result<(), PageError> {
     }
 }
 
+/// A page for the signed-in person: `act` with the session and the time, its
+/// refusal shown as its page; without a session, a redirect to sign in and
+/// come back to `here`.
+async fn signed_in_then<S, R: IntoResponse>(
+    portal: &Portal<S>,
+    jar: &PrivateCookieJar,
+    here: &str,
+    act: impl AsyncFnOnce(Session, DateTime<Utc>) -> Result<R, PageError>,
+) -> Response {
+    let now = portal.clock.now();
+    match signed_in(jar, now, here) {
+        Ok(session) => act(session, now).await.map_or_else(IntoResponse::into_response, IntoResponse::into_response),
+        Err(redirect) => redirect.into_response(),
+    }
+}
+
+/// A form posted from `here` by the signed-in person: [`signed_in_then`],
+/// once the form's `csrf` is the session's.
+async fn posted<S, R: IntoResponse>(
+    portal: &Portal<S>,
+    jar: &PrivateCookieJar,
+    here: &str,
+    csrf: &str,
+    act: impl AsyncFnOnce(Session, DateTime<Utc>) -> Result<R, PageError>,
+) -> Response {
+    signed_in_then(portal, jar, here, async |session, now| {
+        check_csrf(&session, csrf)?;
+        act(session, now).await
+    })
+    .await
+}
+
 // ---- signing in and out ---------------------------------------------------
 
 #[derive(Deserialize)]
@@ -585,12 +617,7 @@ struct HomePage {
 }
 
 async fn home<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: PrivateCookieJar) -> Response {
-    let now = portal.clock.now();
-    let session = match signed_in(&jar, now, "/") {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let page = async {
+    signed_in_then(&portal, &jar, "/", async |session, now| {
         let mut mine: Vec<Ticket> = portal
             .store
             .tickets(None)
@@ -601,8 +628,8 @@ async fn home<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: 
         mine.sort_by_key(|t| std::cmp::Reverse(t.starts_at()));
         let rows = mine.iter().map(|t| Row::of(t, now)).collect();
         Ok::<_, PageError>(render(&HomePage { chrome: Chrome::of(&portal, &session), mine: rows }))
-    };
-    page.await.into_response()
+    })
+    .await
 }
 
 #[derive(Template)]
@@ -613,12 +640,7 @@ struct ApprovalsPage {
 }
 
 async fn approvals<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: PrivateCookieJar) -> Response {
-    let now = portal.clock.now();
-    let session = match signed_in(&jar, now, "/approvals") {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let page = async {
+    signed_in_then(&portal, &jar, "/approvals", async |session, now| {
         let rows = portal
             .store
             .tickets(None)
@@ -628,8 +650,8 @@ async fn approvals<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, 
             .map(|t| Row::of(&t, now))
             .collect();
         Ok::<_, PageError>(render(&ApprovalsPage { chrome: Chrome::of(&portal, &session), rows }))
-    };
-    page.await.into_response()
+    })
+    .await
 }
 
 #[derive(Template)]
@@ -640,19 +662,14 @@ struct TicketsPage {
 }
 
 async fn tickets<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: PrivateCookieJar) -> Response {
-    let now = portal.clock.now();
-    let session = match signed_in(&jar, now, "/tickets") {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let page = async {
+    signed_in_then(&portal, &jar, "/tickets", async |session, now| {
         let mut rows: Vec<Ticket> =
             portal.store.tickets(None).await?.into_iter().filter(|t| t.is_active_at(now)).collect();
         rows.sort_by_key(|t| t.ends_at());
         let rows = rows.iter().map(|t| Row::of(t, now)).collect();
         Ok::<_, PageError>(render(&TicketsPage { chrome: Chrome::of(&portal, &session), rows }))
-    };
-    page.await.into_response()
+    })
+    .await
 }
 
 /// One journal event of a ticket.
@@ -692,12 +709,7 @@ async fn show<S: PortalStore>(
     jar: PrivateCookieJar,
     Path(id): Path<String>,
 ) -> Response {
-    let now = portal.clock.now();
-    let session = match signed_in(&jar, now, &format!("/requests/{id}")) {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let page = async {
+    signed_in_then(&portal, &jar, &format!("/requests/{id}"), async |session, now| {
         let ticket = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?.value;
         let row = Row::of(&ticket, now);
         let timeline = portal
@@ -743,8 +755,8 @@ async fn show<S: PortalStore>(
             timeline,
         };
         Ok::<_, PageError>(render(&page))
-    };
-    page.await.into_response()
+    })
+    .await
 }
 
 async fn approve<S: PortalStore>(
@@ -753,14 +765,8 @@ async fn approve<S: PortalStore>(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let now = portal.clock.now();
     let here = format!("/requests/{id}");
-    let session = match signed_in(&jar, now, &here) {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let done = async {
-        check_csrf(&session, &form.csrf)?;
+    posted(&portal, &jar, &here, &form.csrf, async |session, now| {
         let actor = session.actor();
         match ticket_flow::approve_ticket(&portal.store, &id, &actor, now).await {
             // one of two approvals with an old sign-in: sign in again, then come back to approve
@@ -772,8 +778,8 @@ async fn approve<S: PortalStore>(
         };
         tracing::info!(ticket = %id, person = %session.person, "approved in the portal");
         Ok::<_, PageError>(Redirect::to(&here).into_response())
-    };
-    done.await.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// Turns a pending access request down (anyone who could approve it).
@@ -783,20 +789,13 @@ async fn deny<S: PortalStore>(
     Path(id): Path<String>,
     Form(form): Form<EndForm>,
 ) -> Response {
-    let now = portal.clock.now();
     let here = format!("/requests/{id}");
-    let session = match signed_in(&jar, now, &here) {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let done = async {
-        check_csrf(&session, &form.csrf)?;
-        let reason = form.reason.trim().chars().filter(|c| !c.is_control()).collect::<String>();
-        ticket_flow::deny_ticket(&portal.store, &id, &session.actor(), &reason, now).await?;
+    posted(&portal, &jar, &here, &form.csrf, async |session, now| {
+        ticket_flow::deny_ticket(&portal.store, &id, &session.actor(), &form.reason(), now).await?;
         tracing::info!(ticket = %id, person = %session.person, "denied in the portal");
         Ok::<_, PageError>(Redirect::to(&here).into_response())
-    };
-    done.await.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -807,29 +806,41 @@ struct EndForm {
     reason: String,
 }
 
+impl EndForm {
+    /// The reason as given, without control characters.
+    fn reason(&self) -> String {
+        self.reason.trim().chars().filter(|c| !c.is_control()).collect()
+    }
+}
+
+/// Ticket `id` as stored, when the signed-in person asked for it; else
+/// `refusal` (403), or 404 when there is no such ticket.
+async fn requesters<S: PortalStore>(
+    portal: &Portal<S>,
+    id: &str,
+    session: &Session,
+    refusal: &str,
+) -> Result<grantwarden_core::store::Versioned<Ticket>, PageError> {
+    let read = portal.store.ticket(id).await?.ok_or_else(|| PageError::NotFound(id.to_owned()))?;
+    if !read.value.request().requested_by.eq_ignore_ascii_case(&session.person) {
+        return Err(PageError::Forbidden(refusal.to_owned()));
+    }
+    Ok(read)
+}
+
 async fn end<S: PortalStore>(
     State(AppState(portal)): State<AppState<S>>,
     jar: PrivateCookieJar,
     Path(id): Path<String>,
     Form(form): Form<EndForm>,
 ) -> Response {
-    let now = portal.clock.now();
     let here = format!("/requests/{id}");
-    let session = match signed_in(&jar, now, &here) {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let done = async {
-        check_csrf(&session, &form.csrf)?;
-        let ticket = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?.value;
-        if !ticket.request().requested_by.eq_ignore_ascii_case(&session.person) {
-            return Err(PageError::Forbidden("only the requester ends a ticket here".into()));
-        }
-        let reason = form.reason.trim().chars().filter(|c| !c.is_control()).collect::<String>();
-        ticket_flow::request_revoke(&portal.store, &id, &session.actor(), &reason, now).await?;
+    posted(&portal, &jar, &here, &form.csrf, async |session, now| {
+        requesters(&portal, &id, &session, "only the requester ends a ticket here").await?;
+        ticket_flow::request_revoke(&portal.store, &id, &session.actor(), &form.reason(), now).await?;
         Ok(Redirect::to(&here).into_response())
-    };
-    done.await.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// Renews the requester's break-glass ticket while its incident stays open:
@@ -841,20 +852,11 @@ async fn renew<S: PortalStore>(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let now = portal.clock.now();
     let here = format!("/requests/{id}");
-    let session = match signed_in(&jar, now, &here) {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let done = async {
-        check_csrf(&session, &form.csrf)?;
+    posted(&portal, &jar, &here, &form.csrf, async |session, now| {
         let registry =
             portal.registry.as_ref().map_err(|e| PageError::Unavailable(format!("the policy registry: {e}")))?;
-        let ticket = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?.value;
-        if !ticket.request().requested_by.eq_ignore_ascii_case(&session.person) {
-            return Err(PageError::Forbidden("only the requester renews their break-glass access".into()));
-        }
+        requesters(&portal, &id, &session, "only the requester renews their break-glass access").await?;
         let renewed = match ticket_flow::renew_break_glass(&portal.store, &id, &session.actor(), registry, now).await {
             Err(TicketFlowError::Identity(
                 grantwarden_core::identity::IdentityRefusal::SignInTooOld { .. }
@@ -869,8 +871,8 @@ async fn renew<S: PortalStore>(
         }
         tracing::info!(ticket = %id, until = %renewed.until, "break-glass renewed in the portal");
         Ok::<_, PageError>(Redirect::to(&here).into_response())
-    };
-    done.await.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 #[derive(Template)]
@@ -895,19 +897,10 @@ async fn credential<S: PortalStore>(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let now = portal.clock.now();
     let here = format!("/requests/{id}");
-    let session = match signed_in(&jar, now, &here) {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let done = async {
-        check_csrf(&session, &form.csrf)?;
-        let read = portal.store.ticket(&id).await?.ok_or_else(|| PageError::NotFound(id.clone()))?;
+    posted(&portal, &jar, &here, &form.csrf, async |session, now| {
+        let read = requesters(&portal, &id, &session, "a credential is shown only to the person it is for").await?;
         let ticket = read.value.clone();
-        if !ticket.request().requested_by.eq_ignore_ascii_case(&session.person) {
-            return Err(PageError::Forbidden("a credential is shown only to the person it is for".into()));
-        }
         let conflict = |e: grantwarden_core::access::NotIssuable| PageError::Conflict(e.to_string());
         let (issued, stored) = match (&portal.issuer, &portal.revealer) {
             // issued here and now, as `grantwarden access issue` does
@@ -959,8 +952,8 @@ async fn credential<S: PortalStore>(
             valid_until: stored.expires_at().format("%Y-%m-%d %H:%M UTC").to_string(),
         };
         Ok::<_, PageError>(render(&page).into_response())
-    };
-    done.await.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 // ---- asking for access ----------------------------------------------------
@@ -1059,18 +1052,16 @@ impl NewPage {
 }
 
 async fn new_request<S: PortalStore>(State(AppState(portal)): State<AppState<S>>, jar: PrivateCookieJar) -> Response {
-    let now = portal.clock.now();
-    let session = match signed_in(&jar, now, "/requests/new") {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    // the request id is the idempotency key: one per form shown, so a double submit is one request
-    let form = RequestForm {
-        id: format!("portal-{}", session::random_token()),
-        scope_on: "tables".into(),
-        ..Default::default()
-    };
-    render(&NewPage::of(&portal, &session, form)).into_response()
+    signed_in_then(&portal, &jar, "/requests/new", async |session, _| {
+        // the request id is the idempotency key: one per form shown, so a double submit is one request
+        let form = RequestForm {
+            id: format!("portal-{}", session::random_token()),
+            scope_on: "tables".into(),
+            ..Default::default()
+        };
+        Ok(render(&NewPage::of(&portal, &session, form)))
+    })
+    .await
 }
 
 async fn submit_request<S: PortalStore>(
@@ -1078,13 +1069,7 @@ async fn submit_request<S: PortalStore>(
     jar: PrivateCookieJar,
     Form(form): Form<RequestForm>,
 ) -> Response {
-    let now = portal.clock.now();
-    let session = match signed_in(&jar, now, "/requests/new") {
-        Ok(s) => s,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let done = async {
-        check_csrf(&session, &form.csrf)?;
+    posted(&portal, &jar, "/requests/new", &form.csrf, async |session, now| {
         let registry =
             portal.registry.as_ref().map_err(|e| PageError::Unavailable(format!("the policy registry: {e}")))?;
         let actor = session.actor();
@@ -1124,8 +1109,8 @@ async fn submit_request<S: PortalStore>(
         };
         tracing::info!(ticket = %ticket.id(), person = %session.person, "access requested in the portal");
         Ok::<_, PageError>(Redirect::to(&format!("/requests/{}", ticket.id())).into_response())
-    };
-    done.await.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 fn access_error(e: AccessError) -> PageError {
