@@ -306,15 +306,17 @@ pub(crate) fn access_request(
 
 /// The ticket `request` opens in `store` at `at(0)`.
 pub(crate) fn opened(store: &MemoryStore, request: &crate::request::AccessRequest) -> Ticket {
-    match ready(crate::access::request_access(
-        store,
-        request,
-        &crate::identity::Actor::operator(&request.identity),
-        &registry(),
-        at(0),
-    ))
-    .expect("the store answers")
-    {
+    opened_under(store, request, &registry())
+}
+
+/// The ticket `request` opens in `store` at `at(0)` under `registry`.
+pub(crate) fn opened_under(
+    store: &MemoryStore,
+    request: &crate::request::AccessRequest,
+    registry: &crate::policy::PolicyRegistry,
+) -> Ticket {
+    let actor = crate::identity::Actor::operator(&request.identity);
+    match ready(crate::access::request_access(store, request, &actor, registry, at(0))).expect("the store answers") {
         crate::access::AccessOutcome::Created(t) => t,
         other => panic!("a new ticket: {other:?}"),
     }

@@ -827,7 +827,7 @@ mod tests {
     use super::*;
     use crate::access_policy::AccessPath;
     use crate::identity::Voucher;
-    use crate::memory_store::{MemoryStore, access_request as request, at, ready};
+    use crate::memory_store::{MemoryStore, access_request as request, at, opened_under, ready};
 
     const REGISTRY: &str = r#"
 version: "3.0"
@@ -865,12 +865,18 @@ notify:
     }
 
     fn open(store: &MemoryStore, id: &str, path: AccessPath) -> Ticket {
-        let req = request(id, path, "1h", None);
-        let actor = Actor::operator(&req.identity);
-        match ready(crate::access::request_access(store, &req, &actor, &registry(), at(0))).unwrap() {
-            crate::access::AccessOutcome::Created(t) => t,
-            other => panic!("a new ticket: {other:?}"),
-        }
+        opened_under(store, &request(id, path, "1h", None), &registry())
+    }
+
+    /// `email`'s `decision` on ticket `id` from Slack at `now`.
+    fn decide(
+        store: &MemoryStore,
+        id: &str,
+        email: &str,
+        decision: ChatDecision,
+        now: DateTime<Utc>,
+    ) -> Result<Ticket, ChatRefusal> {
+        ready(decide_in_chat(store, &registry(), id, &slack(email), decision, None, now))
     }
 
     /// Slack as the tests see it: every call recorded; down when told.
@@ -959,16 +965,7 @@ notify:
         assert!(card.approve && card.deny, "a single approval of read-only is given in Slack");
         assert_eq!(card.link.as_deref(), Some(format!("https://portal.example.com/requests/{}", t.id()).as_str()));
 
-        let approved = ready(decide_in_chat(
-            &store,
-            &registry(),
-            t.id(),
-            &slack("dba@example.com"),
-            ChatDecision::Approve,
-            None,
-            at(2),
-        ))
-        .unwrap();
+        let approved = decide(&store, t.id(), "dba@example.com", ChatDecision::Approve, at(2)).unwrap();
         assert_eq!(approved.status(), TicketStatus::Active);
         assert_eq!(approved.approvals()[0].vouched_by, Some(Voucher::Slack { team: "T1".into(), user: "U1".into() }));
         run(&store, &chat, at(2));
@@ -984,9 +981,8 @@ notify:
     fn a_second_click_changes_nothing_and_says_why() {
         let store = MemoryStore::default();
         let t = open(&store, "r1", AccessPath::ReadOnly);
-        let dba = slack("dba@example.com");
-        ready(decide_in_chat(&store, &registry(), t.id(), &dba, ChatDecision::Approve, None, at(1))).unwrap();
-        let again = ready(decide_in_chat(&store, &registry(), t.id(), &dba, ChatDecision::Approve, None, at(1)));
+        decide(&store, t.id(), "dba@example.com", ChatDecision::Approve, at(1)).unwrap();
+        let again = decide(&store, t.id(), "dba@example.com", ChatDecision::Approve, at(1));
         assert!(
             matches!(
                 again,
@@ -1003,25 +999,9 @@ notify:
     fn refusals_from_chat_name_their_reason() {
         let store = MemoryStore::default();
         let t = open(&store, "r1", AccessPath::ReadOnly);
-        let stranger = ready(decide_in_chat(
-            &store,
-            &registry(),
-            t.id(),
-            &slack("mallory@example.com"),
-            ChatDecision::Approve,
-            None,
-            at(1),
-        ));
+        let stranger = decide(&store, t.id(), "mallory@example.com", ChatDecision::Approve, at(1));
         assert!(matches!(stranger, Err(ChatRefusal::NotEligible { .. })), "{stranger:?}");
-        let own = ready(decide_in_chat(
-            &store,
-            &registry(),
-            t.id(),
-            &slack("alice@example.com"),
-            ChatDecision::Approve,
-            None,
-            at(1),
-        ));
+        let own = decide(&store, t.id(), "alice@example.com", ChatDecision::Approve, at(1));
         assert!(own.unwrap_err().to_string().contains("cannot approve"));
 
         let dual = open(&store, "r2", AccessPath::Migration);
@@ -1044,16 +1024,7 @@ notify:
         assert_eq!(ready(store.ticket(dual.id())).unwrap().unwrap().value.approvals().len(), 0);
 
         // denying is never an escalation: an eligible approver may deny a dual request
-        let denied = ready(decide_in_chat(
-            &store,
-            &registry(),
-            dual.id(),
-            &slack("ciso@example.com"),
-            ChatDecision::Deny,
-            None,
-            at(2),
-        ))
-        .unwrap();
+        let denied = decide(&store, dual.id(), "ciso@example.com", ChatDecision::Deny, at(2)).unwrap();
         assert_eq!(denied.status(), TicketStatus::Denied);
         assert_eq!(status_line(&denied, at(2)), "Denied by ciso@example.com: denied in Slack");
         assert!(store.kinds("orders-prod").contains(&"ticket.denied".to_owned()));
@@ -1078,8 +1049,7 @@ notify:
         // a permanent failure is not retried
         *chat.down.lock().unwrap() = Some(ChatError::Permanent("channel_not_found".into()));
         let t = ready(store.tickets(None)).unwrap().into_iter().find(|t| t.id().contains("")).unwrap();
-        ready(decide_in_chat(&store, &registry(), t.id(), &slack("dba@example.com"), ChatDecision::Deny, None, at(3)))
-            .unwrap();
+        decide(&store, t.id(), "dba@example.com", ChatDecision::Deny, at(3)).unwrap();
         let dead = run(&store, &chat, at(3));
         assert_eq!(dead.dead, 2, "{dead:?}");
         let held = store.0.lock().unwrap();
@@ -1096,16 +1066,7 @@ notify:
         let chat = FakeChat::default();
         run(&store, &chat, at(0));
         let t = open(&store, "r1", AccessPath::ReadOnly);
-        ready(decide_in_chat(
-            &store,
-            &registry(),
-            t.id(),
-            &slack("dba@example.com"),
-            ChatDecision::Approve,
-            None,
-            at(1),
-        ))
-        .unwrap();
+        decide(&store, t.id(), "dba@example.com", ChatDecision::Approve, at(1)).unwrap();
         let tickets = ready(store.tickets(None)).unwrap();
         assert_eq!(ready(warn_expiring(&store, &tickets, &registry(), at(30))).unwrap(), 0, "too early");
         assert_eq!(ready(warn_expiring(&store, &tickets, &registry(), at(51))).unwrap(), 1);
