@@ -434,13 +434,8 @@ pub fn chat_approvers(ticket: &Ticket, registry: &PolicyRegistry) -> Vec<String>
     }
     out.sort();
     out.dedup();
-    out.retain(|e| !is_requester(ticket, e));
+    out.retain(|e| !ticket.is_requester(e));
     out
-}
-
-fn is_requester(ticket: &Ticket, person: &str) -> bool {
-    person.eq_ignore_ascii_case(&ticket.request().requested_by)
-        || person.eq_ignore_ascii_case(&ticket.request().principal)
 }
 
 fn approvers_line(ticket: &Ticket) -> String {
@@ -805,7 +800,7 @@ where
         .ok_or_else(|| TicketFlowError::UnknownTicket(id.to_owned()))?
         .value;
     let eligible = chat_approvers(&ticket, registry).iter().any(|e| e.eq_ignore_ascii_case(&by.id));
-    if !eligible && !is_requester(&ticket, &by.id) {
+    if !eligible && !ticket.is_requester(&by.id) {
         return Err(ChatRefusal::NotEligible { person: by.id.clone() });
     }
     match decision {

@@ -600,7 +600,7 @@ impl Ticket {
             return Err(ApprovalError::NotPending(status));
         }
         let id = approver.id.as_str();
-        if id.eq_ignore_ascii_case(&self.request.requested_by) || id.eq_ignore_ascii_case(&self.request.principal) {
+        if self.is_requester(id) {
             return Err(ApprovalError::Requester(id.to_owned()));
         }
         if self.approvals.iter().any(|a| a.approver.eq_ignore_ascii_case(id)) {
@@ -641,7 +641,7 @@ impl Ticket {
             return Err(ApprovalError::NotAnAccessRequest(self.id.clone()));
         }
         let id = by.id.as_str();
-        if id.eq_ignore_ascii_case(&self.request.requested_by) || id.eq_ignore_ascii_case(&self.request.principal) {
+        if self.is_requester(id) {
             return Err(ApprovalError::Requester(id.to_owned()));
         }
         self.status = TicketStatus::Denied;
@@ -654,12 +654,17 @@ impl Ticket {
         Ok(())
     }
 
+    /// Whether `person` asked for the ticket or is the one it is for (case-insensitive):
+    /// never its approver.
+    pub fn is_requester(&self, person: &str) -> bool {
+        person.eq_ignore_ascii_case(&self.request.requested_by) || person.eq_ignore_ascii_case(&self.request.principal)
+    }
+
     /// Whether `person` may approve the ticket at `now` (what [`Ticket::approve`]
     /// checks, but the sign-in's age): pending, not theirs, not approved by them yet.
     pub fn may_approve(&self, person: &str, now: DateTime<Utc>) -> bool {
         self.status_at(now) == TicketStatus::PendingApproval
-            && !person.eq_ignore_ascii_case(&self.request.requested_by)
-            && !person.eq_ignore_ascii_case(&self.request.principal)
+            && !self.is_requester(person)
             && !self.approvals.iter().any(|a| a.approver.eq_ignore_ascii_case(person))
     }
 
