@@ -146,7 +146,7 @@ impl Notify {
         }
         let registry = self.registry().await?;
         let Some(policy) = &registry.notify else { return Ok(0) };
-        let queue = Sender { notify: self };
+        let queue = Received::new(self);
         let mut queued = 0;
         for record in records.records {
             if record.event_name != "INSERT" {
@@ -173,7 +173,7 @@ impl Notify {
             return Ok(0);
         }
         let tickets = self.store.tickets(None).await?;
-        let queued = notify::warn_expiring(&Sender { notify: self }, &tickets, &registry, self.clock.now()).await?;
+        let queued = notify::warn_expiring(&Received::new(self), &tickets, &registry, self.clock.now()).await?;
         if queued > 0 {
             tracing::info!(queued, "expiry warnings queued");
         }
@@ -184,7 +184,7 @@ impl Notify {
     pub async fn deliver(&self, batch: SqsEvent) -> SqsBatchResponse {
         let now = self.clock.now();
         let mut response = SqsBatchResponse::default();
-        let mut received = Received { notify: self, messages: Vec::new(), settled: Mutex::new(Vec::new()) };
+        let mut received = Received::new(self);
         for message in batch.records {
             let id = message.message_id.clone().unwrap_or_default();
             let receipt = message.receipt_handle.clone().unwrap_or_default();
@@ -273,27 +273,6 @@ fn failure(id: &str) -> BatchItemFailure {
     f
 }
 
-/// Queues notices: a record of each key first (the replay table), then the
-/// message; a failed send forgets the record, so a retry queues it.
-struct Sender<'a> {
-    notify: &'a Notify,
-}
-
-async fn send_once(notify: &Notify, notices: &[Keyed], now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let mut new = 0;
-    for n in notices {
-        if !notify.store.first_queued(&n.key, now).await? {
-            continue;
-        }
-        if let Err(e) = notify.sqs.send(n).await {
-            notify.store.unqueued(&n.key).await?;
-            return Err(e.into());
-        }
-        new += 1;
-    }
-    Ok(new)
-}
-
 /// One message of the batch.
 struct Message {
     id: String,
@@ -302,39 +281,38 @@ struct Message {
     queued: Queued,
 }
 
-/// A received batch as the core's queue: `due` is the batch, `settle` keeps
-/// each outcome for the handler to act on; the cards posted are the replay
-/// table's. There is no cursor: the journal stream is the notify function's
-/// way through the journal.
+/// The notice queue as the core sees it in one invocation: `due` is the
+/// received batch (none on the stream and the schedule), `settle` keeps each
+/// outcome for the handler to act on, `enqueue` records each key first (the
+/// replay table) then sends it, forgetting the record when the send fails so
+/// a retry queues it. The cards posted are the replay table's. There is no
+/// cursor: the journal stream is the notify function's way through the journal.
 struct Received<'a> {
     notify: &'a Notify,
     messages: Vec<Message>,
     settled: Mutex<Vec<(String, Settled)>>,
 }
 
-macro_rules! posted_records {
-    () => {
-        async fn posted(&self, ticket: &str) -> Result<Vec<Posted>, StoreError> {
-            self.notify.store.chat_posts(ticket).await
-        }
-
-        async fn record_posted(&self, ticket: &str, posted: &Posted) -> Result<(), StoreError> {
-            self.notify.store.record_chat_post(ticket, posted, self.notify.clock.now()).await
-        }
-
-        async fn cursor(&self, _chain: &str) -> Result<Option<u64>, StoreError> {
-            Ok(None)
-        }
-
-        async fn advance(&self, _chain: &str, _seq: u64) -> Result<(), StoreError> {
-            Ok(())
-        }
-    };
+impl<'a> Received<'a> {
+    fn new(notify: &'a Notify) -> Self {
+        Received { notify, messages: Vec::new(), settled: Mutex::new(Vec::new()) }
+    }
 }
 
 impl NoticeQueue for Received<'_> {
     async fn enqueue(&self, notices: &[Keyed], now: DateTime<Utc>) -> Result<usize, StoreError> {
-        send_once(self.notify, notices, now).await
+        let mut new = 0;
+        for n in notices {
+            if !self.notify.store.first_queued(&n.key, now).await? {
+                continue;
+            }
+            if let Err(e) = self.notify.sqs.send(n).await {
+                self.notify.store.unqueued(&n.key).await?;
+                return Err(e.into());
+            }
+            new += 1;
+        }
+        Ok(new)
     }
 
     async fn due(&self, _now: DateTime<Utc>, limit: usize) -> Result<Vec<Queued>, StoreError> {
@@ -346,23 +324,21 @@ impl NoticeQueue for Received<'_> {
         Ok(())
     }
 
-    posted_records!();
-}
-
-impl NoticeQueue for Sender<'_> {
-    async fn enqueue(&self, notices: &[Keyed], now: DateTime<Utc>) -> Result<usize, StoreError> {
-        send_once(self.notify, notices, now).await
+    async fn posted(&self, ticket: &str) -> Result<Vec<Posted>, StoreError> {
+        self.notify.store.chat_posts(ticket).await
     }
 
-    async fn due(&self, _now: DateTime<Utc>, _limit: usize) -> Result<Vec<Queued>, StoreError> {
-        Ok(Vec::new())
+    async fn record_posted(&self, ticket: &str, posted: &Posted) -> Result<(), StoreError> {
+        self.notify.store.record_chat_post(ticket, posted, self.notify.clock.now()).await
     }
 
-    async fn settle(&self, _key: &str, _outcome: &Settled, _now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn cursor(&self, _chain: &str) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    async fn advance(&self, _chain: &str, _seq: u64) -> Result<(), StoreError> {
         Ok(())
     }
-
-    posted_records!();
 }
 
 #[cfg(test)]
