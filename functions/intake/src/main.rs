@@ -117,10 +117,7 @@ async fn main() -> Result<(), Error> {
     let pagerduty = vendor_secret(&secrets, "PagerDuty", settings.pagerduty_secret_id.as_deref()).await?;
     let opsgenie = vendor_secret(&secrets, "Opsgenie", settings.opsgenie_secret_id.as_deref()).await?;
     let scoring = objects.scoring().await?;
-    let mut targets = settings.targets.clone();
-    if let Some(list) = &settings.targets_key {
-        targets.extend(objects.targets(list).await?);
-    }
+    let targets = objects.named_targets(&settings).await?;
     // an unusable registry is not: requests are then recorded as untagged (fail secure)
     let registry = objects.policy_registry().await.map_err(|e| e.to_string());
     if let Err(why) = &registry {

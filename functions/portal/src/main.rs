@@ -50,10 +50,7 @@ async fn main() -> Result<(), Error> {
         Some(id) => Some(secrets.string(id).await?.trim().to_owned()),
         None => None,
     };
-    let mut targets = settings.targets.clone();
-    if let Some(list) = &settings.targets_key {
-        targets.extend(objects.targets(list).await?);
-    }
+    let targets = objects.named_targets(&settings).await?;
     let registry = objects.policy_registry().await.map_err(|e| e.to_string());
     if let Err(why) = &registry {
         tracing::error!(error = %why, "policy registry unusable; requests cannot be made");

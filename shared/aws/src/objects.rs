@@ -245,6 +245,16 @@ impl Objects {
         }
     }
 
+    /// The targets people may name at start-up: `settings.targets` and those
+    /// of the list object `settings.targets_key`, when set.
+    pub async fn named_targets(&self, settings: &crate::Settings) -> Result<Vec<TargetId>, AwsError> {
+        let mut targets = settings.targets.clone();
+        if let Some(list) = &settings.targets_key {
+            targets.extend(self.targets(list).await?);
+        }
+        Ok(targets)
+    }
+
     /// Target ids listed in an object (one per line, `#` comments, or a JSON array of strings).
     pub async fn targets(&self, key: &str) -> Result<Vec<TargetId>, AwsError> {
         let name = format!("s3://{}/{key}", self.bucket);
