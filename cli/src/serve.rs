@@ -149,7 +149,10 @@ async fn notices(
 ) {
     use grantwarden_core::notify;
     use grantwarden_core::store::TicketStore;
+    // the warnings read every ticket: once a minute, as the notify function does on AWS
+    const WARN_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
     let store = portal.store();
+    let mut warned_at: Option<chrono::DateTime<chrono::Utc>> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -157,8 +160,11 @@ async fn notices(
         let now = chrono::Utc::now();
         let run = async {
             notify::pump(store, store, &registry, now).await?;
-            let open = store.tickets(None).await?;
-            notify::warn_expiring(store, &open, &registry, now).await?;
+            if warned_at.is_none_or(|at| now - at >= WARN_EVERY) {
+                let open = store.tickets(None).await?;
+                notify::warn_expiring(store, &open, &registry, now).await?;
+                warned_at = Some(now);
+            }
             notify::deliver(store, store, &slack, &registry, Some(&url), now, 100).await
         };
         match run.await {
