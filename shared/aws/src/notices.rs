@@ -91,13 +91,12 @@ impl DynamoStore {
         let mut posted = Vec::new();
         if let Some(AttributeValue::L(list)) = item.get("posted") {
             for entry in list {
-                if let AttributeValue::S(text) = entry
-                    && let Some((channel, ts)) = text.split_once(' ')
-                {
-                    let p = Posted { channel: channel.to_owned(), ts: ts.to_owned() };
-                    if !posted.contains(&p) {
-                        posted.push(p);
-                    }
+                let AttributeValue::S(text) = entry else { continue };
+                let mut parts = text.split(' ');
+                let (Some(channel), Some(ts)) = (parts.next(), parts.next()) else { continue };
+                let p = Posted { channel: channel.to_owned(), ts: ts.to_owned(), to: parts.next().map(str::to_owned) };
+                if !posted.contains(&p) {
+                    posted.push(p);
                 }
             }
         }
@@ -106,7 +105,11 @@ impl DynamoStore {
 
     /// Remembers a card posted for `ticket` (for [`POSTED_FOR`] after the last one).
     pub async fn record_chat_post(&self, ticket: &str, posted: &Posted, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let entry = AttributeValue::L(vec![s(format!("{} {}", posted.channel, posted.ts))]);
+        let mut text = format!("{} {}", posted.channel, posted.ts);
+        if let Some(to) = &posted.to {
+            text.push_str(&format!(" {to}"));
+        }
+        let entry = AttributeValue::L(vec![s(text)]);
         self.client
             .update_item()
             .table_name(&self.replay_table)

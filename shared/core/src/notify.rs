@@ -153,6 +153,9 @@ pub struct Posted {
     pub channel: String,
     /// The message's timestamp id (`ts`).
     pub ts: String,
+    /// For a direct message, the user it went to (its channel is theirs with the app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// Where notices wait, and what was posted (a state store implements it).
@@ -686,8 +689,7 @@ where
                     queue.record_posted(ticket, &p).await?;
                 }
             }
-            // (an empty ts marks a person a direct message went to; see ApproverDms)
-            for p in posted.iter().filter(|p| !p.ts.is_empty()) {
+            for p in &posted {
                 chat.update(p, &message).await?;
             }
         }
@@ -703,17 +705,12 @@ where
                     tracing::warn!(ticket = %ticket, approver = %email, "no Slack user has this approver's email");
                     continue;
                 };
-                // a direct message's channel is the user's DM channel: post
-                // to the user unless a card went there already (a retry)
-                if posted.iter().any(|p| p.channel == user) {
+                // once per approver, whatever the retries
+                if posted.iter().any(|p| p.to.as_deref() == Some(user.as_str())) {
                     continue;
                 }
-                let p = chat.post(&user, &message).await?;
+                let p = Posted { to: Some(user.clone()), ..chat.post(&user, &message).await? };
                 queue.record_posted(ticket, &p).await?;
-                // remember the user too, so a retry does not post again
-                if p.channel != user {
-                    queue.record_posted(ticket, &Posted { channel: user.clone(), ts: String::new() }).await?;
-                }
             }
         }
         Notice::Requester { ticket, news } => {
@@ -899,7 +896,7 @@ notify:
             let n = self.calls.lock().unwrap().len();
             self.answer(format!("post {channel}: {}", message.text))?;
             let channel = channel.replace('U', "D");
-            Ok(Posted { channel, ts: format!("1.{n}") })
+            Ok(Posted { channel, ts: format!("1.{n}"), to: None })
         }
         async fn update(&self, posted: &Posted, message: &Message) -> Result<(), ChatError> {
             self.answer(format!("update {}: {}", posted.channel, message.text))

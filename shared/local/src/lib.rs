@@ -109,6 +109,7 @@ CREATE TABLE IF NOT EXISTS chat_posts (
     ticket TEXT NOT NULL,
     channel TEXT NOT NULL,
     ts TEXT NOT NULL,
+    recipient TEXT,
     PRIMARY KEY (ticket, channel)
 );
 ";

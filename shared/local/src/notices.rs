@@ -158,10 +158,10 @@ impl NoticeQueue for LocalStore {
     async fn posted(&self, ticket: &str) -> Result<Vec<Posted>, StoreError> {
         self.with(|conn| {
             let mut stmt = conn
-                .prepare("SELECT channel, ts FROM chat_posts WHERE ticket = ?1 ORDER BY rowid")
+                .prepare("SELECT channel, ts, recipient FROM chat_posts WHERE ticket = ?1 ORDER BY rowid")
                 .map_err(unavailable)?;
             let rows = stmt
-                .query_map(params![ticket], |r| Ok(Posted { channel: r.get(0)?, ts: r.get(1)? }))
+                .query_map(params![ticket], |r| Ok(Posted { channel: r.get(0)?, ts: r.get(1)?, to: r.get(2)? }))
                 .map_err(unavailable)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
@@ -170,8 +170,8 @@ impl NoticeQueue for LocalStore {
     async fn record_posted(&self, ticket: &str, posted: &Posted) -> Result<(), StoreError> {
         self.with(|conn| {
             conn.execute(
-                "INSERT OR IGNORE INTO chat_posts (ticket, channel, ts) VALUES (?1, ?2, ?3)",
-                params![ticket, posted.channel, posted.ts],
+                "INSERT OR IGNORE INTO chat_posts (ticket, channel, ts, recipient) VALUES (?1, ?2, ?3, ?4)",
+                params![ticket, posted.channel, posted.ts, posted.to],
             )
             .map_err(unavailable)?;
             Ok(())

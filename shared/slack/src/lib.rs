@@ -159,6 +159,7 @@ impl Chat for SlackClient {
         Ok(Posted {
             channel: answer.get("channel").and_then(Value::as_str).unwrap_or(channel).to_owned(),
             ts: answer.get("ts").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            to: None,
         })
     }
 
