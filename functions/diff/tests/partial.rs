@@ -101,7 +101,7 @@ impl Stack {
     async fn diff(&self, at: &str, states: Vec<(ChunkSpec, Option<State>)>) -> (Handled, Report) {
         let at: DateTime<Utc> = at.parse().unwrap();
         let window = ScanWindow::containing(at, self.settings.scan_window_seconds);
-        let chunks = states.iter().map(|(c, _)| c.clone()).collect();
+        let chunks = states.iter().map(|(c, _)| (c.clone(), None)).collect();
         let manifest = ScanManifest::new(self.target.clone(), window, at, 150_000, chunks);
         self.objects.put_manifest(&manifest).await.unwrap();
         let mut record = manifest.record();

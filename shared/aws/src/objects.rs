@@ -179,16 +179,19 @@ impl Objects {
         self.put_json(&Self::batch_key(&batch.task.target, &batch.task.scan_id, &batch.task.batch_id), batch).await
     }
 
-    /// Every batch of a scan.
+    /// Every batch of a scan, [`BATCH_READS`] read at once, each decoded as
+    /// it arrives (its bytes then dropped): memory holds the decoded batches
+    /// and at most that many objects in flight.
     pub async fn batches(&self, target: &TargetId, scan_id: &str) -> Result<Vec<Batch>, AwsError> {
+        use futures::{StreamExt, TryStreamExt};
         let prefix = format!("{}batches/", Self::scan_prefix(target, scan_id));
-        let mut out = Vec::new();
-        for key in self.list(&prefix).await? {
-            if let Some(batch) = self.get_json(&key).await? {
-                out.push(batch);
-            }
-        }
-        Ok(out)
+        let keys = self.list(&prefix).await?;
+        futures::stream::iter(keys)
+            .map(|key| async move { self.get_json::<Batch>(&key).await })
+            .buffer_unordered(BATCH_READS)
+            .try_filter_map(|batch| async move { Ok(batch) })
+            .try_collect()
+            .await
     }
 
     /// Stores a report under its scan and as the target's latest.
@@ -268,6 +271,10 @@ impl Objects {
         Ok(crate::settings::parse_targets(&text))
     }
 }
+
+/// Batches a diff reads from S3 at once: enough to hide the latency of each
+/// GetObject (tens of milliseconds) behind the decoding of the others.
+pub const BATCH_READS: usize = 8;
 
 /// Why the policy registry under the prefix cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ async fn store(test: &str) -> DynamoStore {
 
 /// A scan of orders-prod taken at `at` (in the hour around it) in `chunks`.
 fn manifest(at: DateTime<Utc>, chunks: Vec<ChunkSpec>) -> ScanManifest {
+    let chunks = chunks.into_iter().map(|c| (c, None)).collect();
     ScanManifest::new(TargetId::new("orders-prod").unwrap(), ScanWindow::containing(at, 3600), at, 150_000, chunks)
 }
 
@@ -103,6 +104,65 @@ async fn each_chunk_counts_once_and_one_settler_ends_the_scan() {
     assert!(!store.finish_scan(&record.scan_id, ScanStatus::Complete, at).await.unwrap(), "only one settler ends it");
     assert_eq!(store.scan(&record.scan_id).await.unwrap().unwrap().status, ScanStatus::Incomplete);
     assert!(store.chunk_settled("scan-nope", first, &Settlement::Done).await.is_err());
+}
+
+/// The record holds counts, not the settled batch ids: a scan of more chunks
+/// than one item could list settles, each chunk once, and the record keeps
+/// the reasons of the first failures only; every failure's reason is on its
+/// marker, which expires like the record.
+#[tokio::test]
+async fn the_record_stays_small_however_many_chunks_settle() {
+    use grantwarden_aws::scans::{EXPIRE_AT, FAILURES_KEPT, marker_key};
+    let (clients, settings) = tables("many-chunks").await;
+    let store = DynamoStore::new(&clients, &settings);
+    let at = contract::now();
+    let chunks: Vec<ChunkSpec> =
+        (0..FAILURES_KEPT + 15).map(|i| ChunkSpec::Schemas { schemas: vec![format!("s{i:04}")] }).collect();
+    let manifest = manifest(at, chunks);
+    assert!(store.start_scan(&manifest.record()).await.unwrap());
+    let mut last = None;
+    for (i, task) in manifest.tasks.iter().enumerate() {
+        let how = if i % 10 == 0 { Settlement::Done } else { Settlement::Failed(format!("chunk {i}: {}", "x".repeat(600))) };
+        let Settled::Counted(r) = store.chunk_settled(&manifest.scan_id, &task.batch_id, &how).await.unwrap() else {
+            panic!("chunk {i} counts once")
+        };
+        assert_eq!(
+            store.chunk_settled(&manifest.scan_id, &task.batch_id, &how).await.unwrap(),
+            Settled::AlreadyCounted,
+            "chunk {i} redelivered"
+        );
+        last = Some(r);
+    }
+    let record = last.unwrap();
+    let failed = manifest.tasks.len() - manifest.tasks.len().div_ceil(10);
+    assert_eq!((record.chunks_done as usize, record.chunks_failed as usize), (manifest.tasks.len() - failed, failed));
+    assert_eq!(record.failures.len(), FAILURES_KEPT, "the first reasons only");
+    assert!(record.failures.values().all(|why| why.chars().count() <= 503), "each reason cut");
+    assert_eq!(record.settled(), Some(ScanStatus::Incomplete));
+
+    let get = |key: String| {
+        let clients = &clients;
+        let table = settings.scans_table.clone();
+        async move {
+            clients
+                .dynamodb
+                .get_item()
+                .table_name(table)
+                .key("scan_id", aws_sdk_dynamodb::types::AttributeValue::S(key))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .expect("the item")
+        }
+    };
+    let record_item = get(manifest.scan_id.clone()).await;
+    assert!(!record_item.contains_key("settled_batches"));
+    let last_task = manifest.tasks.last().unwrap();
+    let marker = get(marker_key(&manifest.scan_id, &last_task.batch_id)).await;
+    assert_eq!(marker["settled"].as_s().unwrap(), "failed");
+    assert!(marker["reason"].as_s().unwrap().starts_with(&format!("chunk {}:", manifest.tasks.len() - 1)));
+    assert!(marker.contains_key(EXPIRE_AT), "markers expire with the table's TTL");
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::NewEvent;
 use crate::audit::event::ScanStarted;
 use crate::error::StoreError;
-use crate::snapshot::{ChunkOutcome, ChunkSpec, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id};
+use crate::snapshot::{ChunkOutcome, ChunkSpec, OidRange, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id};
 
 /// Where a scan stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +55,9 @@ pub struct ChunkTask {
     pub chunk: ChunkSpec,
     /// `server_version_num` seen when planning (the catalog queries depend on it).
     pub server_version_num: u32,
+    /// Where the chunk's relations are in `pg_class` (none: the chunk finds them by reading it all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oids: Option<OidRange>,
 }
 
 /// The plan of one scan, kept beside its batches.
@@ -75,23 +78,25 @@ pub struct ScanManifest {
 }
 
 impl ScanManifest {
-    /// The manifest of a scan of `target` in `window`, planned at `taken_at`.
+    /// The manifest of a scan of `target` in `window`, planned at `taken_at`:
+    /// each chunk with where its relations are, when the plan knows.
     pub fn new(
         target: TargetId,
         window: ScanWindow,
         taken_at: DateTime<Utc>,
         server_version_num: u32,
-        chunks: Vec<ChunkSpec>,
+        chunks: Vec<(ChunkSpec, Option<OidRange>)>,
     ) -> Self {
         let scan_id = scan_id(&target, &window);
         let tasks = chunks
             .into_iter()
-            .map(|chunk| ChunkTask {
+            .map(|(chunk, oids)| ChunkTask {
                 target: target.clone(),
                 scan_id: scan_id.clone(),
                 batch_id: batch_id(&target, &chunk, &window),
                 chunk,
                 server_version_num,
+                oids,
             })
             .collect();
         Self { target, scan_id, window, taken_at, server_version_num, tasks }
@@ -174,8 +179,35 @@ pub struct Batch {
     pub task: ChunkTask,
     /// Attempts the extractor made.
     pub attempts: u32,
-    /// The chunk's part of the state.
+    /// The chunk's part of the state, stored with its grants grouped by ACL.
+    #[serde(with = "BatchState")]
     pub state: State,
+}
+
+/// How a batch stores its [`State`]: as the state serializes, except the
+/// grants, grouped by ACL ([`crate::grants::by_acl`]): a chunk of 2,000
+/// tables is then a few hundred kilobytes rather than tens of megabytes.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "State")]
+struct BatchState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    database: Option<crate::snapshot::Database>,
+    #[serde(default)]
+    roles: BTreeMap<crate::model::RoleName, crate::model::RoleAttributes>,
+    #[serde(default)]
+    memberships: std::collections::BTreeSet<crate::model::Membership>,
+    #[serde(default)]
+    schemas: BTreeMap<String, crate::model::RoleName>,
+    #[serde(default)]
+    relations: std::collections::BTreeSet<crate::model::Relation>,
+    #[serde(default)]
+    functions: std::collections::BTreeSet<crate::model::Function>,
+    #[serde(with = "crate::grants::by_acl")]
+    grants: crate::grants::Grants,
+    #[serde(default)]
+    default_privileges: std::collections::BTreeSet<crate::model::DefaultPrivilege>,
+    #[serde(default)]
+    policies: std::collections::BTreeSet<crate::model::RlsPolicy>,
 }
 
 /// How a chunk settled.
@@ -281,6 +313,10 @@ pub fn assemble(manifest: &ScanManifest, record: &ScanRecord, batches: Vec<Batch
                             batch_id: task.batch_id.clone(),
                         });
                     }
+                    // the record keeps the first reasons only (bounded item size)
+                    None if record.chunks_failed as usize > record.failures.len() => {
+                        "failed; its reason is on the chunk dead-letter queue and the chunk's marker".to_owned()
+                    }
                     None => "never extracted".to_owned(),
                 };
                 chunks.push(ChunkOutcome {
@@ -319,7 +355,7 @@ mod tests {
             ScanWindow::containing(at, 3600),
             at,
             150_000,
-            vec![ChunkSpec::Cluster, ChunkSpec::Schemas { schemas: vec!["a".into()] }],
+            vec![(ChunkSpec::Cluster, None), (ChunkSpec::Schemas { schemas: vec!["a".into()] }, None)],
         )
     }
 

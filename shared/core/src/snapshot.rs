@@ -294,6 +294,33 @@ impl<'a> StateIndex<'a> {
     }
 }
 
+/// Where a chunk's relations are in `pg_class`, as read when its scan was
+/// planned: the range of their oids (a superset: a packed chunk's range spans
+/// all its schemas'), so the chunk looks them up through `pg_class`'s oid
+/// index instead of reading all of `pg_class`, once per chunk, to find them.
+///
+/// A chunk that reads the planner's own snapshot sees exactly the relations
+/// planned. A chunk read later, in a snapshot of its own (a Lambda's), may
+/// find relations created since: `newer_than` is the highest oid in
+/// `pg_class` when planning, and the chunk also reads every relation of its
+/// schemas above it, so a table created between the plan and the chunk is
+/// read (and never reported missing) rather than skipped. Not covered: a
+/// relation moved into the chunk's schemas from another (`ALTER ... SET
+/// SCHEMA`) in that interval keeps its old oid and is read by the next scan,
+/// and after the cluster's oid counter wraps (four billion objects made) new
+/// oids can fall below `newer_than`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidRange {
+    /// Lowest oid (inclusive).
+    pub lo: u32,
+    /// Highest oid (inclusive).
+    pub hi: u32,
+    /// The highest oid in `pg_class` at planning, for a chunk read in a later
+    /// snapshot (none: the chunk reads the planner's snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_than: Option<u32>,
+}
+
 /// One piece of a scan. Chunks never overlap: the cluster chunk holds the
 /// cluster-wide facts, each schema belongs to exactly one chunk, and a large
 /// schema is split by relation name into half-open ranges.

@@ -13,26 +13,13 @@ use grantwarden_core::snapshot::ChunkSpec;
 /// Most schemas in one packed chunk: keeps the `= ANY($1)` lists short.
 const MAX_SCHEMAS_PER_CHUNK: usize = 256;
 
-/// The oids of the relations a chunk covers, as read in the planner's
-/// snapshot: a superset (a packed chunk's range spans its schemas'), used by
-/// a chunk that reads the same snapshot to look its relations up by
-/// pg_class's oid index instead of scanning all of pg_class once per chunk.
-/// A chunk reading a snapshot of its own cannot use it: a relation created
-/// since may have an oid outside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OidRange {
-    /// Lowest oid (inclusive).
-    pub lo: u32,
-    /// Highest oid (inclusive).
-    pub hi: u32,
-}
+pub use grantwarden_core::snapshot::OidRange;
 
-impl OidRange {
-    fn cover(range: Option<Self>, other: Option<Self>) -> Option<Self> {
-        match (range, other) {
-            (Some(a), Some(b)) => Some(Self { lo: a.lo.min(b.lo), hi: a.hi.max(b.hi) }),
-            (a, b) => a.or(b),
-        }
+/// The range covering two (none when neither has one).
+fn cover(range: Option<OidRange>, other: Option<OidRange>) -> Option<OidRange> {
+    match (range, other) {
+        (Some(a), Some(b)) => Some(OidRange { lo: a.lo.min(b.lo), hi: a.hi.max(b.hi), newer_than: a.newer_than }),
+        (a, b) => a.or(b),
     }
 }
 
@@ -71,13 +58,8 @@ impl ChunkSize {
     }
 }
 
-/// Plans the chunks of a scan, inside the caller's transaction.
-pub async fn plan_chunks(client: &Client, size: ChunkSize) -> Result<Vec<ChunkSpec>, ExtractError> {
-    Ok(plan_chunks_with_oids(client, size).await?.into_iter().map(|(c, _)| c).collect())
-}
-
-/// [`plan_chunks`], with each chunk's [`OidRange`] (none for the cluster chunk
-/// and for schemas without relations).
+/// Plans the chunks of a scan, inside the caller's transaction, each with its
+/// [`OidRange`] (none for the cluster chunk and for schemas without relations).
 pub async fn plan_chunks_with_oids(
     client: &Client,
     size: ChunkSize,
@@ -99,7 +81,7 @@ pub async fn plan_chunks_with_oids(
         let relations: i64 = row.try_get("relations").map_err(ExtractError::db("reading chunk_schemas.relations"))?;
         let lo: Option<u32> = row.try_get("min_oid").map_err(ExtractError::db("reading chunk_schemas.min_oid"))?;
         let hi: Option<u32> = row.try_get("max_oid").map_err(ExtractError::db("reading chunk_schemas.max_oid"))?;
-        let oids = lo.zip(hi).map(|(lo, hi)| OidRange { lo, hi });
+        let oids = lo.zip(hi).map(|(lo, hi)| OidRange { lo, hi, newer_than: None });
         if relations > max_relations {
             let bounds: Vec<String> = client
                 .query(include_str!("sql/chunk_bounds.sql"), &[&schema, &max_relations])
@@ -119,7 +101,7 @@ pub async fn plan_chunks_with_oids(
         }
         group.push(schema);
         group_size += relations;
-        group_oids = OidRange::cover(group_oids, oids);
+        group_oids = cover(group_oids, oids);
     }
     if !group.is_empty() {
         chunks.push((ChunkSpec::Schemas { schemas: group }, group_oids));
@@ -170,10 +152,10 @@ mod tests {
 
     #[test]
     fn a_packed_chunk_covers_the_oids_of_all_its_schemas() {
-        let r = |lo, hi| Some(OidRange { lo, hi });
-        assert_eq!(OidRange::cover(r(10, 20), r(5, 12)), r(5, 20));
-        assert_eq!(OidRange::cover(None, r(5, 12)), r(5, 12));
-        assert_eq!(OidRange::cover(r(10, 20), None), r(10, 20));
-        assert_eq!(OidRange::cover(None, None), None);
+        let r = |lo, hi| Some(OidRange { lo, hi, newer_than: None });
+        assert_eq!(cover(r(10, 20), r(5, 12)), r(5, 20));
+        assert_eq!(cover(None, r(5, 12)), r(5, 12));
+        assert_eq!(cover(r(10, 20), None), r(10, 20));
+        assert_eq!(cover(None, None), None);
     }
 }

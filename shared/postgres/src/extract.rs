@@ -281,7 +281,9 @@ impl Fetch<'_> {
         // one row per distinct ACL, its relations in parallel arrays
         let lo = self.oids.map(|r| r.lo);
         let hi = self.oids.map(|r| r.hi);
-        for row in self.query(include_str!("sql/relations.sql"), R, &[&schemas, &from, &to, &lo, &hi]).await? {
+        let newer = self.oids.and_then(|r| r.newer_than);
+        let range: [&(dyn ToSql + Sync); 6] = [&schemas, &from, &to, &lo, &hi, &newer];
+        for row in self.query(include_str!("sql/relations.sql"), R, &range).await? {
             let acl = acl(&row, R, &mut self.names)?;
             let names: Vec<&str> = column(&row, R, "names", None)?;
             let n = Some(names.len());
@@ -316,7 +318,7 @@ impl Fetch<'_> {
             }
         }
         const C: &str = "columns";
-        for row in self.query(include_str!("sql/columns.sql"), C, &[&schemas, &from, &to, &lo, &hi]).await? {
+        for row in self.query(include_str!("sql/columns.sql"), C, &range).await? {
             let schema: &str = get(&row, C, "schema")?;
             let table: &str = get(&row, C, "table_name")?;
             let column: &str = get(&row, C, "column_name")?;
@@ -331,7 +333,7 @@ impl Fetch<'_> {
             self.grant(object, acl);
         }
         const P: &str = "policies";
-        for row in self.query(include_str!("sql/policies.sql"), P, &[&schemas, &from, &to, &lo, &hi]).await? {
+        for row in self.query(include_str!("sql/policies.sql"), P, &range).await? {
             let cmd: String = get(&row, P, "cmd")?;
             let command = match cmd.as_str() {
                 "*" => "ALL",

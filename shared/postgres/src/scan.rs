@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_postgres::{Client, Config};
 use tracing::Instrument;
 
-use crate::chunks::{ChunkSize, OidRange, plan_chunks, plan_chunks_with_oids};
+use crate::chunks::{ChunkSize, OidRange, plan_chunks_with_oids};
 use crate::error::{ErrorClass, ExtractError};
 use crate::extract::fetch_chunk;
 use crate::session::{Timeouts, begin_read_only, connect, parse_config, target_from_config};
@@ -234,13 +234,27 @@ async fn server_version(client: &Client) -> Result<u32, ExtractError> {
 
 /// Plans the chunks of a scan and reads the server version, in a short
 /// read-only transaction and without exporting a snapshot: what a fan-out
-/// that hands the chunks to other processes needs.
-pub async fn plan_only(config: &Config, options: &ScanOptions) -> Result<(u32, Vec<ChunkSpec>), ExtractError> {
+/// that hands the chunks to other processes needs. Each chunk comes with
+/// where its relations are ([`OidRange`], with `newer_than` set: the chunks
+/// are read later, each in a snapshot of its own).
+pub async fn plan_only(
+    config: &Config,
+    options: &ScanOptions,
+) -> Result<(u32, Vec<(ChunkSpec, Option<OidRange>)>), ExtractError> {
     let mut op = || async {
         let client = connect(config).await.map_err(ExtractError::db("connecting"))?;
         begin_read_only(&client, &options.timeouts, None).await?;
         let version = server_version(&client).await?;
-        let chunks = plan_chunks(&client, options.chunk_size).await?;
+        let newest: Option<u32> = client
+            .query_one("SELECT pg_catalog.max(oid) FROM pg_catalog.pg_class", &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(ExtractError::db("reading the highest oid in pg_class"))?;
+        let chunks = plan_chunks_with_oids(&client, options.chunk_size)
+            .await?
+            .into_iter()
+            .map(|(chunk, oids)| (chunk, oids.map(|r| OidRange { newer_than: newest, ..r })))
+            .collect();
         client.batch_execute("ROLLBACK").await.map_err(ExtractError::db("ending the read-only transaction"))?;
         Ok((version, chunks))
     };
@@ -249,17 +263,19 @@ pub async fn plan_only(config: &Config, options: &ScanOptions) -> Result<(u32, V
 
 /// Extracts one chunk in its own read-only transaction (no shared snapshot),
 /// retrying transient failures; returns the batch and the attempts made, or
-/// the last error and the attempts made.
+/// the last error and the attempts made. `oids` is where [`plan_only`] found
+/// its relations (used only with its `newer_than`: this is a later snapshot).
 pub async fn extract_one(
     config: Arc<Config>,
     chunk: ChunkSpec,
+    oids: Option<OidRange>,
     server_version: u32,
     options: &ScanOptions,
 ) -> Result<(State, u32), (ExtractError, u32)> {
     let job = ChunkJob {
         config,
         chunk,
-        oids: None,
+        oids,
         snapshot_id: None,
         server_version,
         timeouts: options.timeouts,
@@ -343,8 +359,9 @@ impl ChunkJob {
                     return Err(e);
                 }
             }
-            // the planner's oid ranges hold in the planner's snapshot only
-            let oids = if shared.load(std::sync::atomic::Ordering::Relaxed) { self.oids } else { None };
+            // a range without `newer_than` holds in the planner's snapshot only
+            let in_plan = shared.load(std::sync::atomic::Ordering::Relaxed);
+            let oids = self.oids.filter(|r| in_plan || r.newer_than.is_some());
             let state = fetch_chunk(&client, &self.chunk, self.server_version, oids).await?;
             client.batch_execute("COMMIT").await.map_err(ExtractError::db("ending the read-only transaction"))?;
             if let Some(idle) = &self.idle {

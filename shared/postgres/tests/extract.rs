@@ -326,3 +326,60 @@ async fn extraction_does_not_wait_behind_an_exclusive_lock() {
     assert!(s.complete, "{:?}", s.failed_chunks());
     locker.batch_execute("ROLLBACK").await.unwrap();
 }
+
+/// A fan-out plans the chunks and Lambdas read them later, each in a snapshot
+/// of its own: a table made, or dropped and made again, after the plan is read
+/// by its chunk through the planned oid range, as a fresh scan reads it.
+#[tokio::test]
+async fn chunks_read_after_the_plan_find_the_tables_made_since() {
+    use std::sync::Arc;
+
+    use grantwarden_core::snapshot::State;
+    use grantwarden_postgres::session::parse_config;
+    use grantwarden_postgres::{extract_one, plan_only};
+
+    let db = TestDb::new().await;
+    let ro = db.ident("ro");
+    let mut sql = format!("CREATE ROLE {ro}; CREATE SCHEMA a; CREATE SCHEMA b;");
+    for i in 0..6 {
+        sql.push_str(&format!("CREATE TABLE a.t{i} (id int); GRANT SELECT ON a.t{i} TO {ro};"));
+        sql.push_str(&format!("CREATE TABLE b.t{i} (id int, c text); GRANT SELECT (c) ON b.t{i} TO {ro};"));
+    }
+    db.exec(&sql).await;
+    let options = ScanOptions { chunk_size: ChunkSize::Max(4), ..Default::default() };
+    let config = parse_config(&db.url(), &options.timeouts).unwrap();
+    let (version, chunks) = plan_only(&config, &options).await.unwrap();
+    let planned: Vec<_> = chunks.iter().filter_map(|(_, oids)| *oids).collect();
+    assert!(planned.len() >= 4, "every relation chunk has its range: {chunks:?}");
+    assert!(planned.iter().all(|r| r.newer_than.is_some_and(|n| n >= r.hi)), "{planned:?}");
+
+    // after the plan: a new table in the first range of a, one past the last range
+    // of b, and a table of b dropped and made again (a new oid, the same name)
+    db.exec(&format!(
+        "CREATE TABLE a.t0a (id int); GRANT SELECT ON a.t0a TO {ro};
+         CREATE TABLE b.zz (id int, c text); GRANT SELECT (c) ON b.zz TO {ro};
+         DROP TABLE b.t3; CREATE TABLE b.t3 (id int, c text); GRANT INSERT ON b.t3 TO {ro};"
+    ))
+    .await;
+    let config = Arc::new(config);
+    let mut batches = Vec::new();
+    for (chunk, oids) in chunks {
+        let (state, _) = extract_one(Arc::clone(&config), chunk, oids, version, &options).await.unwrap();
+        batches.push(state);
+    }
+    let read_late = State::merge_all(batches);
+    let fresh = scan(&db.url()).await;
+    let mine_of = |st: &State| {
+        let mut st = st.clone();
+        st.roles.retain(|r, _| r.as_str().starts_with(&db.prefix));
+        st.memberships.retain(|m| m.member.as_str().starts_with(&db.prefix));
+        st
+    };
+    assert_eq!(mine_of(&read_late), mine_of(&fresh.state));
+    let ro = role(&db.role("ro"));
+    let late = Snapshot { state: read_late, ..fresh.clone() };
+    assert_eq!(holds(&late, &ro, Privilege::Select, &table("a", "t0a")), Some(false));
+    assert_eq!(holds(&late, &ro, Privilege::Select, &ObjectRef::column("b", "zz", "c")), Some(false));
+    assert_eq!(holds(&late, &ro, Privilege::Insert, &table("b", "t3")), Some(false));
+    assert_eq!(holds(&late, &ro, Privilege::Select, &ObjectRef::column("b", "t3", "c")), None, "the dropped table's grant");
+}

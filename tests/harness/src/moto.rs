@@ -81,8 +81,19 @@ pub async fn table_stream(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> a
             .await
             .expect("a shard iterator")
             .shard_iterator;
-        let out = streams.get_records().set_shard_iterator(iterator).send().await.expect("the records");
-        for r in out.records.unwrap_or_default() {
+        // a shard's records come a page at a time, until a page is empty
+        let mut iterator = iterator;
+        let mut page = Vec::new();
+        while let Some(it) = iterator.take() {
+            let out = streams.get_records().shard_iterator(it).send().await.expect("the records");
+            let got = out.records.unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            page.extend(got);
+            iterator = out.next_shard_iterator;
+        }
+        for r in page {
             let change = r.dynamodb.expect("a change");
             let image = |i: Option<HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
                 serde_json::to_value(serde_dynamo::Item::from(i.unwrap_or_default())).expect("an image")
@@ -131,7 +142,8 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, expected: usize) -> aws
 
     use aws_sdk_sqs::types::MessageSystemAttributeName;
     let mut records = Vec::new();
-    for _ in 0..20 {
+    // an empty receive ends it early; the bound only stops a queue that never runs dry
+    for _ in 0..expected / 10 + 20 {
         if records.len() >= expected {
             break;
         }

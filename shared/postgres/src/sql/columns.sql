@@ -10,6 +10,9 @@ WHERE n.nspname = ANY($1)
   AND att.attnum > 0 AND NOT att.attisdropped AND att.attacl IS NOT NULL
   AND ($2::text IS NULL OR c.relname COLLATE "C" >= $2::text)
   AND ($3::text IS NULL OR c.relname COLLATE "C" < $3::text)
-  -- $4, $5: the chunk's oid range when it reads the planner's snapshot (NULL: none);
-  -- a range scan of pg_class_oid_index instead of a scan of all of pg_class
-  AND c.oid BETWEEN COALESCE($4::oid, 0::oid) AND COALESCE($5::oid, 4294967295::oid)
+  -- $4, $5: the chunk's planned oid range (NULL: none), a range scan of
+  -- pg_class_oid_index instead of a scan of all of pg_class; $6: the highest
+  -- oid when planning, for a chunk read in a later snapshot: relations made
+  -- since are read too (NULL: none can be, it reads the planner's snapshot)
+  AND (c.oid BETWEEN COALESCE($4::oid, 0::oid) AND COALESCE($5::oid, 4294967295::oid)
+       OR c.oid > $6::oid)
