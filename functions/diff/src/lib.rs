@@ -248,13 +248,37 @@ where
             tracing::info!(%key, "report exists; redelivered record");
             return Ok(Handled::AlreadyReported { key });
         }
+        // the configuration (parsing a large baseline takes a second) is read on
+        // another task while the batches are read and assembled on this one
+        let config = {
+            let (objects, target) = (self.objects.clone(), scan.target.clone());
+            tokio::spawn(async move {
+                let baseline = objects.baseline(&target).await;
+                let scoring = objects.scoring().await;
+                let registry = objects.policy_registry().await.map_err(|e| e.to_string());
+                (baseline, scoring, registry)
+            })
+        };
+        let started = std::time::Instant::now();
         let manifest = self.objects.manifest(&scan.target, id).await.map_err(aws)?;
         let batches = self.objects.batches(&scan.target, id).await.map_err(aws)?;
+        tracing::info!(batches = batches.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batches read");
         let snapshot =
             assemble(&manifest, scan, batches).map_err(|source| DiffError::Assemble { scan_id: id.clone(), source })?;
-        let baseline = self.objects.baseline(&scan.target).await.map_err(aws)?;
-        let scoring = self.objects.scoring().await.map_err(aws)?;
-        let registry = self.objects.policy_registry().await.map_err(|e| e.to_string());
+        tracing::info!(
+            grants = snapshot.state.grants.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot assembled"
+        );
+        let (baseline, scoring, registry) = config.await.map_err(|e| DiffError::Aws {
+            scan_id: id.clone(),
+            source: AwsError::Service {
+                op: "reading the configuration".into(),
+                message: e.to_string(),
+                retryable: true,
+            },
+        })?;
+        let (baseline, scoring) = (baseline.map_err(aws)?, scoring.map_err(aws)?);
         if let Err(why) = &registry {
             tracing::error!(error = %why, "policy registry unusable; no exception is applied");
         }
@@ -268,6 +292,7 @@ where
         )
         .await
         .map_err(|source| DiffError::Store { scan_id: id.clone(), source })?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "assessed");
         // The report is written last: it marks the scan as done, so a record delivered
         // again after any step below failed runs them again rather than never.
         let key = Objects::report_key(&report.target, &report.scan_id);

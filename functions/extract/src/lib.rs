@@ -150,7 +150,8 @@ where
             &secret.dbname,
             &self.options.timeouts,
         );
-        match extract_one(Arc::new(config), task.chunk.clone(), task.oids, task.server_version_num, &self.options).await {
+        match extract_one(Arc::new(config), task.chunk.clone(), task.oids, task.server_version_num, &self.options).await
+        {
             Ok((state, attempts)) => {
                 self.objects.put_batch(&Batch { task: task.clone(), attempts, state }).await?;
                 let settled = self.store.chunk_settled(&task.scan_id, &task.batch_id, &Settlement::Done).await?;

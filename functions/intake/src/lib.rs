@@ -459,7 +459,8 @@ impl Route<'_> {
 /// The intake handler: built once per container, shared by every event.
 pub struct App<S, K> {
     store: S,
-    registry: Result<PolicyRegistry, String>,
+    /// The registry requests are routed by (replaced when its objects change: [`App::set_registry`]).
+    registry: std::sync::RwLock<Arc<Result<PolicyRegistry, String>>>,
     key: K,
     pagerduty: Option<K>,
     opsgenie: Option<K>,
@@ -486,7 +487,7 @@ where
     pub fn new(store: S, registry: Result<PolicyRegistry, String>, key: K) -> Self {
         Self {
             store,
-            registry,
+            registry: std::sync::RwLock::new(Arc::new(registry)),
             key,
             pagerduty: None,
             opsgenie: None,
@@ -675,11 +676,23 @@ where
         self.release_if_failed(&replay, served).await
     }
 
+    /// The registry requests are routed by now.
+    pub fn registry(&self) -> Arc<Result<PolicyRegistry, String>> {
+        Arc::clone(&self.registry.read().expect("never poisoned"))
+    }
+
+    /// Routes the next requests by `registry` (read again after its objects changed);
+    /// a request already in flight finishes with the one it started with.
+    pub fn set_registry(&self, registry: Result<PolicyRegistry, String>) {
+        *self.registry.write().expect("never poisoned") = Arc::new(registry);
+    }
+
     /// The registry's sender `name`; with the registry unusable, only `webhook`
     /// as it is by default (grant events, which are then recorded as untagged).
     fn sender(&self, name: &str) -> Result<SenderRule, Rejection> {
         let default = Senders::default();
-        let senders = self.registry.as_ref().map(|r| &r.senders).unwrap_or(&default);
+        let registry = self.registry();
+        let senders = registry.as_ref().as_ref().map(|r| &r.senders).unwrap_or(&default);
         Ok(senders.get(name)?.clone())
     }
 
@@ -747,9 +760,16 @@ where
         let target = filing_target(&request, body);
         let invalid = request.as_ref().err().cloned();
         let delivery_id = request.as_ref().map(|r| r.delivery_id.clone()).ok();
-        let outcome =
-            intake(&self.store, self.registry.as_ref().map_err(String::clone), request, &requester, &self.scoring, now)
-                .await?;
+        let registry = self.registry();
+        let outcome = intake(
+            &self.store,
+            registry.as_ref().as_ref().map_err(String::clone),
+            request,
+            &requester,
+            &self.scoring,
+            now,
+        )
+        .await?;
         // fail secure: the finding is on record before the sender hears "no"
         record(&self.store, &target, &outcome, now).await?;
         match outcome {
@@ -774,7 +794,7 @@ where
             Outcome::Refused { category, refusal, finding } => {
                 Err(Rejection::Refused { delivery_id: delivery_id.unwrap_or_default(), category, refusal, finding })
             }
-            Outcome::Untagged(finding) => Err(match (invalid, &self.registry) {
+            Outcome::Untagged(finding) => Err(match (invalid, registry.as_ref()) {
                 (Some(e), _) => Rejection::Invalid(e),
                 (None, Err(why)) => {
                     tracing::error!(error = %why, "policy registry unusable");
@@ -809,7 +829,8 @@ where
                 reason: format!("unknown target {}", request.target),
             });
         }
-        let registry = self.registry.as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
+        let registry = self.registry();
+        let registry = registry.as_ref().as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
         match request_access(&self.store, &request, &requester, registry, now).await? {
             AccessOutcome::Created(t) => {
                 tracing::Span::current().record("ticket_id", t.id());
@@ -838,7 +859,8 @@ where
     /// timers moved (the revoke function moves the role's VALID UNTIL on the stream).
     async fn renew(&self, id: &str, by: &Actor, now: DateTime<Utc>) -> Result<Reply, Rejection> {
         tracing::Span::current().record("ticket_id", id);
-        let registry = self.registry.as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
+        let registry = self.registry();
+        let registry = registry.as_ref().as_ref().map_err(|_| Rejection::RegistryUnavailable)?;
         let Renewed { ticket, until } = ticket_flow::renew_break_glass(&self.store, id, by, registry, now).await?;
         if let Some(timers) = &self.timers
             && let Err(e) = timers.rearm(&ticket).await

@@ -58,6 +58,67 @@ use lambda_http::{Error, service_fn};
 /// How long a fetched key is reused; a rotated key is picked up within this.
 const KEY_TTL: Duration = Duration::from_secs(300);
 
+/// How often a warm container asks whether the policy registry changed (one
+/// listing of its prefix; its files are read again only when their keys or
+/// ETags changed): an edit routes requests within this.
+const REGISTRY_CHECK: Duration = Duration::from_secs(30);
+
+/// Keeps the handler's registry in step with its objects.
+struct RegistryWatch {
+    objects: Objects,
+    store: DynamoStore,
+    next_check: std::sync::Mutex<std::time::Instant>,
+}
+
+impl RegistryWatch {
+    /// At most every [`REGISTRY_CHECK`]: reads the registry (from cache when
+    /// unchanged) and, when it is another version or became unusable, routes
+    /// by it from now on and journals the new version. A failure to read S3
+    /// keeps the registry in use; a registry an edit broke is used as broken
+    /// (requests are then recorded as untagged: fail secure).
+    async fn refresh(&self, app: &App<DynamoStore, SecretKey>) {
+        {
+            let mut next = self.next_check.lock().expect("never poisoned");
+            let now = std::time::Instant::now();
+            if now < *next {
+                return;
+            }
+            *next = now + REGISTRY_CHECK;
+        }
+        let fresh = match self.objects.policy_registry().await {
+            Err(grantwarden_aws::objects::RegistryError::Read(e)) => {
+                tracing::warn!(error = %e, "could not check the policy registry; still routing by the one loaded");
+                return;
+            }
+            other => other.map_err(|e| e.to_string()),
+        };
+        let current = app.registry();
+        let same = match (current.as_ref(), &fresh) {
+            (Ok(a), Ok(b)) => a.id == b.id,
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        match &fresh {
+            Ok(r) => {
+                tracing::info!(version = %r.id.version, sha256 = %r.id.sha256, "policy registry changed; routing by it now");
+                if let Err(e) =
+                    grantwarden_core::audit::note_registry(&self.store, r, "grantwarden-intake", chrono::Utc::now())
+                        .await
+                {
+                    tracing::error!(error = %e, version = %r.id.version, "could not journal registry.loaded");
+                }
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "policy registry unusable; every request will be recorded as untagged");
+            }
+        }
+        app.set_registry(fresh);
+    }
+}
+
 /// A key (the webhook key, a vendor's secret), from Secrets Manager through the cache.
 struct SecretKey {
     secrets: SecretCache,
@@ -161,9 +222,17 @@ async fn main() -> Result<(), Error> {
         app = app.with_opsgenie(source);
     }
     let app = Arc::new(app);
+    let watch = Arc::new(RegistryWatch {
+        objects,
+        store: DynamoStore::new(&clients, &settings),
+        next_check: std::sync::Mutex::new(std::time::Instant::now() + REGISTRY_CHECK),
+    });
     lambda_http::run(service_fn(move |req| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(app.handle(req).await) }
+        let (app, watch) = (Arc::clone(&app), Arc::clone(&watch));
+        async move {
+            watch.refresh(&app).await;
+            Ok::<_, Infallible>(app.handle(req).await)
+        }
     }))
     .await
 }

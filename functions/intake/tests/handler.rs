@@ -341,6 +341,23 @@ async fn unusable_registry_is_503_and_the_request_is_recorded_untagged() {
     assert_eq!(h.app.store().open_untagged(&TargetId::new(DEMO).unwrap()).await.unwrap().len(), 1);
 }
 
+/// A warm container's registry is replaced when its objects change (the
+/// function's main checks them): the next request is routed by the new one,
+/// whether it fixes a broken registry or breaks a good one.
+#[tokio::test]
+async fn a_replaced_registry_routes_the_next_request() {
+    let h = harness_with(Err("s3://bucket/config/policy/: access denied".into())).await;
+    assert_eq!(h.app.handle(post("/webhooks/grants", &webhook())).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    h.app.set_registry(registry());
+    assert_eq!(h.app.registry().as_ref().as_ref().unwrap().id, registry().unwrap().id);
+    let mut w = webhook();
+    w["delivery_id"] = json!("d-after-the-edit");
+    assert_eq!(h.app.handle(post("/webhooks/grants", &w)).await.status(), StatusCode::CREATED);
+    h.app.set_registry(Err("config/policy/registry.yaml: routes[0]: unknown category".into()));
+    w["delivery_id"] = json!("d-after-a-bad-edit");
+    assert_eq!(h.app.handle(post("/webhooks/grants", &w)).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
 #[tokio::test]
 async fn unknown_target_is_400_naming_the_target_field() {
     let h = harness().await;

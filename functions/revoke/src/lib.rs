@@ -463,7 +463,7 @@ where
         let mut options = self.options.clone();
         if ticket.role_lifecycle() == grantwarden_core::ticket::RoleLifecycle::Standing {
             match self.objects.baseline(&ticket.request().target).await {
-                Ok(b) => options.baseline = Some(Arc::new(b)),
+                Ok(b) => options.baseline = Some(b),
                 Err(e) => tracing::warn!(error = %e, "no baseline: everything the ticket covers is revoked"),
             }
         }

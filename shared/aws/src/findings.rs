@@ -41,15 +41,22 @@ fn ts(at: DateTime<Utc>) -> String {
 
 impl DynamoStore {
     /// Records one finding; returns when it was first seen.
+    /// Records one finding of a scan: an update of the open item when `open`
+    /// says there is one (a put when it turns out closed since), a put of a
+    /// new item otherwise: one write per finding, not a failed update first.
     async fn record_one(
         &self,
         target: &TargetId,
         scan_id: &str,
         f: &Finding,
         at: DateTime<Utc>,
+        open: bool,
     ) -> Result<FindingAge, StoreError> {
         let key = finding_key(f);
         let what = format!("finding {target} {key}");
+        if !open {
+            return self.put_fresh(target, scan_id, f, at, key, &what).await;
+        }
         let updated = self
             .client
             .update_item()
@@ -71,29 +78,40 @@ impl DynamoStore {
                 let stored: FindingItem = item::from(&what, out.attributes.unwrap_or_default())?;
                 Ok(FindingAge { first_seen: stored.first_seen, last_seen: at })
             }
-            Err(e) if is_condition_failure(&e) => {
-                // new, or closed and back: a new life starts now
-                let fresh = FindingItem {
-                    target: target.to_string(),
-                    key: key.clone(),
-                    open: true,
-                    kind: f.kind,
-                    first_seen: at,
-                    last_seen: at,
-                    last_scan: scan_id.to_owned(),
-                    finding: f.clone(),
-                };
-                self.client
-                    .put_item()
-                    .table_name(&self.findings_table)
-                    .set_item(Some(item::to(&what, &fresh)?))
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::sdk(format!("PutItem {} {what}", self.findings_table), e))?;
-                Ok(FindingAge { first_seen: at, last_seen: at })
-            }
+            // closed since it was read: a new life starts now
+            Err(e) if is_condition_failure(&e) => self.put_fresh(target, scan_id, f, at, key, &what).await,
             Err(e) => Err(AwsError::sdk(format!("UpdateItem {} {what}", self.findings_table), e).into()),
         }
+    }
+
+    /// A finding new to the target, or closed and back: a new life starts now.
+    async fn put_fresh(
+        &self,
+        target: &TargetId,
+        scan_id: &str,
+        f: &Finding,
+        at: DateTime<Utc>,
+        key: String,
+        what: &str,
+    ) -> Result<FindingAge, StoreError> {
+        let fresh = FindingItem {
+            target: target.to_string(),
+            key,
+            open: true,
+            kind: f.kind,
+            first_seen: at,
+            last_seen: at,
+            last_scan: scan_id.to_owned(),
+            finding: f.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.findings_table)
+            .set_item(Some(item::to(what, &fresh)?))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(format!("PutItem {} {what}", self.findings_table), e))?;
+        Ok(FindingAge { first_seen: at, last_seen: at })
     }
 
     /// Open findings of a target.
@@ -127,15 +145,22 @@ impl FindingStore for DynamoStore {
         at: DateTime<Utc>,
         complete: bool,
     ) -> Result<Recorded, StoreError> {
+        // what is open already: updated in place; the rest is new (and, for a
+        // complete scan, what is open and not reported again is closed)
+        let open = self.open_findings(target).await?;
+        let open_keys: std::collections::HashSet<&str> = open.iter().map(|f| f.key.as_str()).collect();
         let ages: Vec<FindingAge> = futures::stream::iter(0..findings.len())
-            .map(|i| self.record_one(target, scan_id, &findings[i], at))
+            .map(|i| {
+                let known = open_keys.contains(finding_key(&findings[i]).as_str());
+                self.record_one(target, scan_id, &findings[i], at, known)
+            })
             .buffered(CONCURRENCY)
             .try_collect()
             .await?;
         let mut closed_findings = Vec::new();
         if complete {
             let reported: std::collections::HashSet<String> = findings.iter().map(finding_key).collect();
-            for stale in self.open_findings(target).await?.into_iter().filter(|f| !reported.contains(&f.key)) {
+            for stale in open.into_iter().filter(|f| !reported.contains(&f.key)) {
                 let closed = self
                     .client
                     .update_item()

@@ -10,6 +10,16 @@
 //! Target ids may hold `/` and `:` (`host:5432/db`); in keys they are
 //! percent-encoded so each target stays one path segment. Writes use
 //! deterministic keys, so a redelivered message overwrites its own object.
+//!
+//! Baselines and the policy registry are kept parsed with the ETags they were
+//! read at, by every clone of one [`Objects`]: a warm function reads them
+//! again only when they changed (a baseline by a conditional GET answered 304
+//! Not Modified, the registry by a listing whose keys and ETags are the same),
+//! so an edit takes effect at the next read and an unchanged 8 MB baseline is
+//! not parsed again for every scan.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
 use grantwarden_core::baseline::Baseline;
@@ -31,6 +41,26 @@ pub struct Objects {
     baseline_key: String,
     policy_prefix: String,
     scoring_key: String,
+    parsed: Parsed,
+}
+
+/// Configuration read and parsed, with the ETags it was read at (shared by clones).
+#[derive(Clone, Debug, Default)]
+struct Parsed {
+    /// Baselines by key: ETag and the baseline.
+    baselines: Arc<Mutex<HashMap<String, (String, Arc<Baseline>)>>>,
+    /// The registry and the keys and ETags of the files it was read from.
+    registry: Arc<Mutex<Option<(Vec<(String, String)>, PolicyRegistry)>>>,
+}
+
+/// An object read only if it changed.
+enum Fetched {
+    /// Not there.
+    Missing,
+    /// The ETag given still matches.
+    NotModified,
+    /// Its bytes and ETag.
+    Body(Vec<u8>, String),
 }
 
 /// A target id as one key segment.
@@ -59,6 +89,7 @@ impl Objects {
             baseline_key: settings.baseline_key.clone(),
             policy_prefix: settings.policy_prefix.clone(),
             scoring_key: settings.scoring_key.clone(),
+            parsed: Parsed::default(),
         }
     }
 
@@ -120,6 +151,50 @@ impl Objects {
         }
     }
 
+    /// An object's bytes and ETag, unless its ETag is still `known` (or there is no such key).
+    async fn get_if_changed(&self, key: &str, known: Option<&str>) -> Result<Fetched, AwsError> {
+        let op = || format!("GetObject s3://{}/{key}", self.bucket);
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_none_match(known.map(str::to_owned))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let etag = out.e_tag.clone().unwrap_or_default();
+                let bytes = out.body.collect().await.map_err(|e| AwsError::Service {
+                    op: op(),
+                    message: e.to_string(),
+                    retryable: true,
+                })?;
+                Ok(Fetched::Body(bytes.into_bytes().to_vec(), etag))
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) => Ok(Fetched::NotModified),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(Fetched::Missing),
+            Err(e) => Err(AwsError::sdk(op(), e)),
+        }
+    }
+
+    /// Every key under a prefix with its ETag, in key order.
+    async fn list_tagged(&self, prefix: &str) -> Result<Vec<(String, String)>, AwsError> {
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::sdk(format!("ListObjectsV2 s3://{}/{prefix}", self.bucket), e))?;
+            keys.extend(
+                page.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| Some((o.key?, o.e_tag.unwrap_or_default()))),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     /// Writes an object.
     pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
         self.client
@@ -153,14 +228,7 @@ impl Objects {
 
     /// Every key under a prefix, in key order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
-        let mut keys = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::sdk(format!("ListObjectsV2 s3://{}/{prefix}", self.bucket), e))?;
-            keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
-        }
-        keys.sort();
-        Ok(keys)
+        Ok(self.list_tagged(prefix).await?.into_iter().map(|(key, _)| key).collect())
     }
 
     /// Stores a scan's manifest.
@@ -210,29 +278,66 @@ impl Objects {
         })
     }
 
-    /// The baseline of a target.
-    pub async fn baseline(&self, target: &TargetId) -> Result<Baseline, AwsError> {
+    /// The baseline of a target: parsed again only when its object changed.
+    pub async fn baseline(&self, target: &TargetId) -> Result<Arc<Baseline>, AwsError> {
         let key = self.baseline_key.replace("{target}", &key_segment(target));
         let name = format!("s3://{}/{key}", self.bucket);
-        let bytes = self.get(&key).await?.ok_or_else(|| AwsError::Missing(name.clone()))?;
+        let known = self.parsed.baselines.lock().expect("never poisoned").get(&key).cloned();
+        let (bytes, etag) = match self.get_if_changed(&key, known.as_ref().map(|(etag, _)| etag.as_str())).await? {
+            Fetched::NotModified => {
+                if let Some((_, baseline)) = known {
+                    return Ok(baseline);
+                }
+                // answered 304 to no ETag: read it whole
+                match self.get_if_changed(&key, None).await? {
+                    Fetched::Body(bytes, etag) => (bytes, etag),
+                    _ => return Err(AwsError::Missing(name)),
+                }
+            }
+            Fetched::Missing => {
+                self.parsed.baselines.lock().expect("never poisoned").remove(&key);
+                return Err(AwsError::Missing(name));
+            }
+            Fetched::Body(bytes, etag) => (bytes, etag),
+        };
         let text = self.text(&key, bytes)?;
-        Baseline::from_yaml(&text, &name).map_err(|e| AwsError::Decode { what: name, reason: e.to_string() })
+        let baseline = Arc::new(
+            Baseline::from_yaml(&text, &name).map_err(|e| AwsError::Decode { what: name, reason: e.to_string() })?,
+        );
+        if !etag.is_empty() {
+            self.parsed.baselines.lock().expect("never poisoned").insert(key, (etag, Arc::clone(&baseline)));
+        }
+        Ok(baseline)
     }
 
-    /// The policy registry: every `.yaml`/`.yml` object under the policy prefix.
+    /// The policy registry: every `.yaml`/`.yml` object under the policy prefix,
+    /// read again only when the listing's keys or ETags changed.
     /// The caller decides what an unusable registry means (core fails secure).
     pub async fn policy_registry(&self) -> Result<PolicyRegistry, RegistryError> {
-        let keys = self.list(&self.policy_prefix).await?;
-        let mut files = Vec::new();
-        for key in keys.into_iter().filter(|k| k.ends_with(".yaml") || k.ends_with(".yml")) {
-            let bytes = self.get(&key).await?.unwrap_or_default();
-            let text = self.text(&key, bytes)?;
-            files.push((format!("s3://{}/{key}", self.bucket), text));
+        let files: Vec<(String, String)> = self
+            .list_tagged(&self.policy_prefix)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| k.ends_with(".yaml") || k.ends_with(".yml"))
+            .collect();
+        if let Some((read_from, registry)) = &*self.parsed.registry.lock().expect("never poisoned")
+            && *read_from == files
+            && files.iter().all(|(_, etag)| !etag.is_empty())
+        {
+            return Ok(registry.clone());
         }
-        if files.is_empty() {
+        let mut texts = Vec::new();
+        for (key, _) in &files {
+            let bytes = self.get(key).await?.unwrap_or_default();
+            let text = self.text(key, bytes)?;
+            texts.push((format!("s3://{}/{key}", self.bucket), text));
+        }
+        if texts.is_empty() {
             return Err(RegistryError::Empty { location: format!("s3://{}/{}", self.bucket, self.policy_prefix) });
         }
-        Ok(PolicyRegistry::load(&files)?)
+        let registry = PolicyRegistry::load(&texts)?;
+        *self.parsed.registry.lock().expect("never poisoned") = Some((files, registry.clone()));
+        Ok(registry)
     }
 
     /// The scoring config; the standard one when the object does not exist.

@@ -122,7 +122,8 @@ async fn the_record_stays_small_however_many_chunks_settle() {
     assert!(store.start_scan(&manifest.record()).await.unwrap());
     let mut last = None;
     for (i, task) in manifest.tasks.iter().enumerate() {
-        let how = if i % 10 == 0 { Settlement::Done } else { Settlement::Failed(format!("chunk {i}: {}", "x".repeat(600))) };
+        let how =
+            if i % 10 == 0 { Settlement::Done } else { Settlement::Failed(format!("chunk {i}: {}", "x".repeat(600))) };
         let Settled::Counted(r) = store.chunk_settled(&manifest.scan_id, &task.batch_id, &how).await.unwrap() else {
             panic!("chunk {i} counts once")
         };

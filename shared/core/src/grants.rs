@@ -583,7 +583,11 @@ mod tests {
     #[test]
     fn an_object_naming_an_acl_not_listed_is_an_error_not_a_panic() {
         #[derive(Debug, Deserialize)]
-        struct Wrapped(#[serde(with = "by_acl")] #[allow(dead_code)] Grants);
+        struct Wrapped(
+            #[serde(with = "by_acl")]
+            #[allow(dead_code)]
+            Grants,
+        );
         let json = r#"{"acls": [], "objects": [[{"class": "schema", "name": "s"}, 0]]}"#;
         let err = serde_json::from_str::<Wrapped>(json).unwrap_err();
         assert!(err.to_string().contains("objects[0] names ACL 0, of 0 listed"), "{err}");

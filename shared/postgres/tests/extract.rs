@@ -381,5 +381,9 @@ async fn chunks_read_after_the_plan_find_the_tables_made_since() {
     assert_eq!(holds(&late, &ro, Privilege::Select, &table("a", "t0a")), Some(false));
     assert_eq!(holds(&late, &ro, Privilege::Select, &ObjectRef::column("b", "zz", "c")), Some(false));
     assert_eq!(holds(&late, &ro, Privilege::Insert, &table("b", "t3")), Some(false));
-    assert_eq!(holds(&late, &ro, Privilege::Select, &ObjectRef::column("b", "t3", "c")), None, "the dropped table's grant");
+    assert_eq!(
+        holds(&late, &ro, Privilege::Select, &ObjectRef::column("b", "t3", "c")),
+        None,
+        "the dropped table's grant"
+    );
 }

@@ -17,10 +17,11 @@
 //! the AWS requests and bytes (counted by a proxy in front of moto: what went
 //! over the wire). Then the cost of one scan at the list prices below.
 //!
-//! Invocations run one at a time (Lambda gives each its own process, so a
-//! peak is one invocation's); `BENCH_EXTRACT_CONCURRENCY` runs that many
-//! extract invocations at once instead, for the wall time a deployment with
-//! that much extract concurrency would see (the peak is then the stage's).
+//! Fanout and diff invocations run one at a time (Lambda gives each its own
+//! process, so a peak is one invocation's). Extract invocations run
+//! `BENCH_EXTRACT_CONCURRENCY` at once (default 4, the template's
+//! `ExtractConcurrency`), as a deployment runs them; their peak is then that
+//! of so many at once (1 gives one invocation's).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -70,6 +71,8 @@ const SECRETS_CALL: f64 = 0.05 / 1e4;
 const MEMORY_MB: [(&str, f64); 3] = [("fanout", 512.0), ("extract", 512.0), ("diff", 1024.0)];
 /// Days a scan's manifest and batches are kept (the template's lifecycle rule on snapshots/).
 const SNAPSHOT_DAYS: f64 = 30.0;
+
+const POLICY: &str = include_str!("../../../infra/policy.example.yaml");
 
 // ------------------------------------------------------------------ memory
 
@@ -126,6 +129,11 @@ async fn measured<T>(f: impl std::future::Future<Output = T>) -> (T, Duration, u
 struct Traffic {
     /// (service, operation) -> (requests, request bytes, response bytes, DynamoDB capacity units)
     ops: BTreeMap<(String, String), (u64, u64, u64, u64)>,
+    /// Per service: the wall time at least one of its requests was in flight
+    /// (counted when its last request in flight ends).
+    busy: BTreeMap<String, Duration>,
+    /// Per service: requests in flight, and since when one has been.
+    in_flight: BTreeMap<String, (usize, Option<Instant>)>,
 }
 
 impl Traffic {
@@ -137,13 +145,42 @@ impl Traffic {
             }
         }
         ops.retain(|_, v| v.0 > 0);
-        Traffic { ops }
+        let mut busy = self.busy.clone();
+        for (k, d) in &before.busy {
+            if let Some(e) = busy.get_mut(k) {
+                *e = e.saturating_sub(*d);
+            }
+        }
+        Traffic { ops, busy, in_flight: BTreeMap::new() }
+    }
+
+    fn started(&mut self, service: &str) {
+        let e = self.in_flight.entry(service.to_owned()).or_default();
+        if e.0 == 0 {
+            e.1 = Some(Instant::now());
+        }
+        e.0 += 1;
+    }
+
+    fn ended(&mut self, service: &str) {
+        let e = self.in_flight.entry(service.to_owned()).or_default();
+        e.0 = e.0.saturating_sub(1);
+        if e.0 == 0
+            && let Some(since) = e.1.take()
+        {
+            *self.busy.entry(service.to_owned()).or_default() += since.elapsed();
+        }
+    }
+
+    fn busy(&self, service: &str) -> Duration {
+        self.busy.get(service).copied().unwrap_or_default()
     }
 
     fn sum(&self, service: &str, pick: impl Fn(&str) -> bool) -> (u64, u64, u64, u64) {
-        self.ops.iter().filter(|((s, op), _)| s == service && pick(op)).fold((0, 0, 0, 0), |a, (_, v)| {
-            (a.0 + v.0, a.1 + v.1, a.2 + v.2, a.3 + v.3)
-        })
+        self.ops
+            .iter()
+            .filter(|((s, op), _)| s == service && pick(op))
+            .fold((0, 0, 0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1, a.2 + v.2, a.3 + v.3))
     }
 
     fn requests(&self, service: &str) -> u64 {
@@ -226,7 +263,12 @@ impl Proxy {
 
 type Upstream = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
-async fn forward(req: Request<Incoming>, client: &Upstream, upstream: &str, traffic: &Mutex<Traffic>) -> Response<Full<Bytes>> {
+async fn forward(
+    req: Request<Incoming>,
+    client: &Upstream,
+    upstream: &str,
+    traffic: &Mutex<Traffic>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let (service, op) = operation(&parts, &body);
@@ -236,9 +278,12 @@ async fn forward(req: Request<Incoming>, client: &Upstream, upstream: &str, traf
         out = out.header(name, value);
     }
     let sent = body.len();
-    let response = match client.request(out.body(Full::new(body)).expect("a request")).await {
+    traffic.lock().expect("never poisoned").started(&service);
+    let response = client.request(out.body(Full::new(body)).expect("a request")).await;
+    let response = match response {
         Ok(r) => r,
         Err(e) => {
+            traffic.lock().expect("never poisoned").ended(&service);
             return Response::builder().status(502).body(Full::new(Bytes::from(e.to_string()))).expect("a response");
         }
     };
@@ -246,6 +291,7 @@ async fn forward(req: Request<Incoming>, client: &Upstream, upstream: &str, traf
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let units = if service == "dynamodb" { capacity_units(&op, sent, body.len()) } else { 0 };
     let mut t = traffic.lock().expect("never poisoned");
+    t.ended(&service);
     let e = t.ops.entry((service, op)).or_default();
     *e = (e.0 + 1, e.1 + sent as u64, e.2 + body.len() as u64, e.3 + units);
     Response::from_parts(parts, Full::new(body))
@@ -292,6 +338,8 @@ struct Stage {
     wall: Duration,
     handler_sum: Duration,
     peak: usize,
+    /// Invocations that ran at once (the peak is theirs together).
+    at_once: usize,
     traffic: Traffic,
 }
 
@@ -355,6 +403,7 @@ impl Bench {
             wall: took,
             handler_sum: took,
             peak,
+            at_once: 1,
             traffic: self.proxy.traffic().since(&before),
         };
 
@@ -368,17 +417,25 @@ impl Bench {
             .expect("extract settings");
         let mut handler_sum = Duration::ZERO;
         let mut peak = 0usize;
-        let events: Vec<SqsEvent> =
-            drained.records.into_iter().map(|r| {
+        let receipts: Vec<String> = drained.records.iter().filter_map(|r| r.receipt_handle.clone()).collect();
+        let events: Vec<SqsEvent> = drained
+            .records
+            .into_iter()
+            .map(|r| {
                 let mut one = SqsEvent::default();
                 one.records = vec![r];
                 one
-            }).collect();
+            })
+            .collect();
         if self.extract_concurrency <= 1 {
             for event in events {
                 let (response, took, p) = measured(extract.handle(lambda(event))).await;
                 let response = response.expect("infallible");
-                assert!(response.batch_item_failures.is_empty(), "no chunk is retried: {:?}", response.batch_item_failures);
+                assert!(
+                    response.batch_item_failures.is_empty(),
+                    "no chunk is retried: {:?}",
+                    response.batch_item_failures
+                );
                 handler_sum += took;
                 peak = peak.max(p);
             }
@@ -401,6 +458,20 @@ impl Bench {
             handler_sum = timed.iter().sum();
             peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
         }
+        // what Lambda's poller does after a handled message: delete it (ten at a time)
+        for ten in receipts.chunks(10) {
+            let mut delete = self.clients.sqs.delete_message_batch().queue_url(&queue);
+            for (i, receipt) in ten.iter().enumerate() {
+                delete = delete.entries(
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .expect("an entry"),
+                );
+            }
+            delete.send().await.expect("the handled messages deleted");
+        }
         let ext = Stage {
             name: "extract",
             function: "extract",
@@ -408,6 +479,7 @@ impl Bench {
             wall: stage_started.elapsed(),
             handler_sum,
             peak,
+            at_once: self.extract_concurrency.max(1),
             traffic: self.proxy.traffic().since(&before),
         };
 
@@ -433,6 +505,7 @@ impl Bench {
             wall: stage_started.elapsed(),
             handler_sum,
             peak,
+            at_once: 1,
             traffic: self.proxy.traffic().since(&before),
         };
         let end_to_end = started.elapsed();
@@ -446,22 +519,36 @@ fn mb(bytes: u64) -> f64 {
 
 fn print_stages(stages: &[Stage]) {
     println!(
-        "  {:<8} {:>7} {:>9} {:>12} {:>10} {:>14} {:>12} {:>9} {:>9}",
-        "stage", "invoc.", "wall s", "handler s", "peak MB", "S3 put/get", "S3 MB up/dn", "Dynamo", "SQS"
+        "  {:<8} {:>7} {:>9} {:>12} {:>10} {:>14} {:>12} {:>12} {:>9} {:>9}",
+        "stage",
+        "invoc.",
+        "wall s",
+        "handler s",
+        "peak MB",
+        "S3 put/get",
+        "S3 MB up/dn",
+        "Dynamo RU/WU",
+        "Dynamo s",
+        "SQS"
     );
     for s in stages {
         let (puts, up) = s.traffic.s3_puts();
         let (gets, down) = s.traffic.s3_gets();
         println!(
-            "  {:<8} {:>7} {:>9.2} {:>12.2} {:>10.1} {:>14} {:>12} {:>9} {:>9}",
+            "  {:<8} {:>7} {:>9.2} {:>12.2} {:>10} {:>14} {:>12} {:>12} {:>9.2} {:>9}",
             s.name,
             s.invocations,
             s.wall.as_secs_f64(),
             s.handler_sum.as_secs_f64(),
-            mb(s.peak as u64),
+            if s.at_once > 1 {
+                format!("{:.1} ({}x)", mb(s.peak as u64), s.at_once)
+            } else {
+                format!("{:.1}", mb(s.peak as u64))
+            },
             format!("{puts}/{gets}"),
             format!("{:.1}/{:.1}", mb(up), mb(down)),
             format!("{}r/{}w", s.traffic.dynamo_reads(), s.traffic.dynamo_writes()),
+            s.traffic.busy("dynamodb").as_secs_f64(),
             s.traffic.requests("sqs"),
         );
     }
@@ -478,12 +565,8 @@ fn print_cost(stages: &[Stage], targets: usize) {
         let billed = s.handler_sum.as_secs_f64().max(s.invocations as f64 / 1000.0);
         lambda_gbs += billed * s.memory_gb();
         requests += s.invocations as f64;
-        // what the handlers send, plus the event source's receive and delete per
-        // delivered batch (Lambda's SQS poller is billed to the account)
+        // what the handlers send, and the poller's receives and deletes (billed to the account)
         sqs += s.traffic.requests("sqs") as f64;
-        if s.function == "extract" {
-            sqs += 2.0 * s.invocations as f64;
-        }
         wru += s.traffic.dynamo_writes() as f64;
         rru += s.traffic.dynamo_reads() as f64;
         let (p, up) = s.traffic.s3_puts();
@@ -540,6 +623,31 @@ async fn put_target(bench: &Bench, target: &TargetId, dbname: &str, baseline: &[
         .expect("baseline stored");
 }
 
+/// `grantwarden generate` of `url` into `path`; with `drift`, drift made on paper: the
+/// first three lines granting DELETE left out, so those grants (a schema's
+/// tables each, a few hundred) are findings for the pipeline and plan to agree
+/// on. (Every finding is a DynamoDB item and journal events: a drift of every
+/// DELETE grant of the large catalog, 130k findings, is another benchmark.)
+fn baseline_with_drift(url: &str, path: &std::path::Path, drift: bool) -> Vec<u8> {
+    let (out, _) =
+        cli(&["generate", "--database", url, "--ignore-roles", "pg_*,postgres", "--output", path.to_str().unwrap()]);
+    assert!(out.status.success(), "generate: {}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(path).expect("the generated baseline");
+    let mut left_out = 0;
+    let edited: String = text
+        .lines()
+        .filter(|l| {
+            let drop = drift && left_out < 3 && l.contains("DELETE");
+            left_out += usize::from(drop);
+            !drop
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(edited.len() != text.len(), drift, "the catalog grants DELETE somewhere");
+    std::fs::write(path, &edited).expect("the baseline written");
+    edited.into_bytes()
+}
+
 /// The local PostgreSQL (`PGHOST`, `PGPORT`, `PGUSER`; trust authentication).
 fn pg() -> (String, u16, String) {
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
@@ -554,21 +662,34 @@ fn cli(args: &[&str]) -> (std::process::Output, Duration) {
     (out, started.elapsed())
 }
 
+impl Bench {
+    /// A stack of its own in moto for one scenario (its queues, tables and
+    /// stream hold nothing of another), with the policy registry in place
+    /// (without one the diff fails secure: an untagged finding).
+    async fn new(clients: Clients, proxy: Proxy, scenario: &str) -> Bench {
+        let prefix = moto::unique_prefix(&format!("bench-{scenario}"));
+        let settings = provision::create(&clients, &prefix).await.expect("the stack is provisioned in moto");
+        let policy_key = format!("{}registry.yaml", settings.policy_prefix);
+        Objects::new(&clients, &settings)
+            .put(&policy_key, POLICY.as_bytes().to_vec(), "application/yaml")
+            .await
+            .expect("the registry stored");
+        Bench {
+            clients,
+            proxy,
+            settings,
+            now: Utc::now(),
+            extract_concurrency: std::env::var("BENCH_EXTRACT_CONCURRENCY")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(4),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let endpoint = moto::endpoint();
-    let proxy = Proxy::start(endpoint).await;
-    let clients = Clients::for_endpoint(&proxy.url).await;
-    let prefix = moto::unique_prefix("bench-pipeline");
-    let settings = provision::create(&clients, &prefix).await.expect("the stack is provisioned in moto");
-    let now: DateTime<Utc> = Utc::now();
-    let bench = Bench {
-        clients,
-        proxy,
-        settings,
-        now,
-        extract_concurrency: std::env::var("BENCH_EXTRACT_CONCURRENCY").ok().and_then(|c| c.parse().ok()).unwrap_or(1),
-    };
     let (host, port, user) = pg();
     let pg = format!("postgres://{user}@{host}:{port}");
     let work = tempfile::tempdir().expect("a work directory");
@@ -577,41 +698,63 @@ async fn main() {
     if scenarios.contains("large") {
         let db = std::env::var("BENCH_LARGE_DB").unwrap_or_else(|_| "gwbench_large".into());
         let url = format!("{pg}/{db}");
-        let baseline = work.path().join("large.yaml");
-        let (out, _) = cli(&["generate", "--database", &url, "--ignore-roles", "pg_*,postgres", "--output", baseline.to_str().unwrap()]);
-        assert!(out.status.success(), "generate: {}", String::from_utf8_lossy(&out.stderr));
-        let plan_json = work.path().join("plan.json");
-        let (out, plan_time) = cli(&["plan", "--database", &url, "--baseline", baseline.to_str().unwrap(), "--format", "json", "--output", plan_json.to_str().unwrap()]);
-        assert!(matches!(out.status.code(), Some(0 | 2)), "plan: {}", String::from_utf8_lossy(&out.stderr));
-        let target = TargetId::new(format!("bench/{db}")).expect("a target id");
-        put_target(&bench, &target, &db, &std::fs::read(&baseline).expect("the baseline")).await;
-        let (stages, end_to_end, handled) = bench.window(std::slice::from_ref(&target)).await;
-        println!("\nlarge: one target, database {db}");
-        print_stages(&stages);
-        println!(
-            "  end to end (schedule to report) {:.2} s; grantwarden plan on the same database {:.2} s: x{:.2}",
-            end_to_end.as_secs_f64(),
-            plan_time.as_secs_f64(),
-            end_to_end.as_secs_f64() / plan_time.as_secs_f64()
-        );
-        let Some(Handled::Reported { key, .. }) = handled.iter().find(|h| matches!(h, Handled::Reported { .. })) else {
-            panic!("no report: {handled:?}");
-        };
-        let aws: Report = Objects::new(&bench.clients, &bench.settings).get_json(key).await.unwrap().expect("the report");
-        let local: Report = serde_json::from_slice(&std::fs::read(&plan_json).unwrap()).expect("plan's JSON report");
-        assert!(aws.summary.complete, "the scan is complete");
-        assert_eq!(shape(&aws), shape(&local), "the pipeline's findings are plan's");
-        println!("  report equal to plan's: {} findings", aws.findings.len());
-        print_cost(&stages, 1);
+        // twice, each in a stack of its own: the baseline as generated (no drift:
+        // the scan path alone), then with a few hundred findings to open and compare
+        for (drift, what) in [(false, "the baseline as generated, no drift"), (true, "three baseline lines left out")] {
+            let proxy = Proxy::start(endpoint.clone()).await;
+            let bench = Bench::new(Clients::for_endpoint(&proxy.url).await, proxy, "large").await;
+            let baseline = work.path().join("large.yaml");
+            let yaml = baseline_with_drift(&url, &baseline, drift);
+            let plan_json = work.path().join("plan.json");
+            let (out, plan_time) = cli(&[
+                "plan",
+                "--database",
+                &url,
+                "--baseline",
+                baseline.to_str().unwrap(),
+                "--format",
+                "json",
+                "--output",
+                plan_json.to_str().unwrap(),
+            ]);
+            assert!(matches!(out.status.code(), Some(0 | 2)), "plan: {}", String::from_utf8_lossy(&out.stderr));
+            let target = TargetId::new(format!("bench/{db}")).expect("a target id");
+            put_target(&bench, &target, &db, &yaml).await;
+            let (stages, end_to_end, handled) = bench.window(std::slice::from_ref(&target)).await;
+            println!("\nlarge: one target, database {db}; {what}");
+            print_stages(&stages);
+            println!(
+                "  end to end (schedule to report) {:.2} s; grantwarden plan on the same database {:.2} s: x{:.2}",
+                end_to_end.as_secs_f64(),
+                plan_time.as_secs_f64(),
+                end_to_end.as_secs_f64() / plan_time.as_secs_f64()
+            );
+            let Some(Handled::Reported { key, .. }) = handled.iter().find(|h| matches!(h, Handled::Reported { .. }))
+            else {
+                panic!("no report: {handled:?}");
+            };
+            let aws: Report =
+                Objects::new(&bench.clients, &bench.settings).get_json(key).await.unwrap().expect("the report");
+            let local: Report =
+                serde_json::from_slice(&std::fs::read(&plan_json).unwrap()).expect("plan's JSON report");
+            assert!(aws.summary.complete, "the scan is complete");
+            assert_eq!(aws.findings.is_empty(), !drift, "findings exactly where the baseline leaves grants out");
+            assert_eq!(shape(&aws), shape(&local), "the pipeline's findings are plan's");
+            assert_eq!(
+                (aws.summary.unauthorized, aws.summary.missing, aws.summary.status),
+                (local.summary.unauthorized, local.summary.missing, local.summary.status)
+            );
+            println!("  report equal to plan's: {} findings, status {:?}", aws.findings.len(), aws.summary.status);
+            print_cost(&stages, 1);
+        }
     }
 
     if scenarios.contains("many") {
+        let proxy = Proxy::start(endpoint.clone()).await;
+        let bench = Bench::new(Clients::for_endpoint(&proxy.url).await, proxy, "many").await;
         let n: usize = std::env::var("BENCH_TARGETS").ok().and_then(|n| n.parse().ok()).unwrap_or(500);
         let template = format!("{pg}/gwpipe_0001");
-        let baseline = work.path().join("small.yaml");
-        let (out, _) = cli(&["generate", "--database", &template, "--ignore-roles", "pg_*,postgres", "--output", baseline.to_str().unwrap()]);
-        assert!(out.status.success(), "generate: {}", String::from_utf8_lossy(&out.stderr));
-        let yaml = std::fs::read(&baseline).expect("the baseline");
+        let yaml = baseline_with_drift(&template, &work.path().join("small.yaml"), true);
         let mut targets = Vec::with_capacity(n);
         for i in 1..=n {
             let db = format!("gwpipe_{i:04}");
