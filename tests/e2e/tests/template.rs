@@ -166,6 +166,14 @@ fn the_extract_role_cannot_write_config_reports_or_tickets() {
             }
         }
     }
+    for policy in as_list(&role["Properties"]["Policies"]) {
+        for statement in as_list(&policy["PolicyDocument"]["Statement"]) {
+            if as_list(&statement["Action"]).iter().any(|a| a.as_str() == Some("dynamodb:PutItem")) {
+                let keys = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+                assert_eq!(keys, &serde_json::json!(["*/batch/*"]), "extract puts chunk markers only, never a record");
+            }
+        }
+    }
     for (action, resource) in &granted {
         if action.starts_with("dynamodb:") {
             assert!(resource.starts_with("ScansTable"), "extract touches only scan records, not {resource}");
