@@ -16,7 +16,7 @@
 //! again only when they changed (a baseline by a conditional GET answered 304
 //! Not Modified, the registry by a listing whose keys and ETags are the same),
 //! so an edit takes effect at the next read and an unchanged 8 MB baseline is
-//! not parsed again for every scan.
+//! not parsed again for every scan (the two most recently read baselines are kept).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,13 +44,25 @@ pub struct Objects {
     parsed: Parsed,
 }
 
+/// Baselines kept parsed: the most recently read. A diff container serves
+/// many targets, and the baseline of a large catalog is a few hundred MB
+/// parsed: a few keep an hourly scan of the same target from parsing it
+/// again, more would only grow the container.
+const BASELINES_KEPT: usize = 2;
+
+/// A baseline kept: its object's ETag, the baseline, and when it was last read (a count).
+type KeptBaseline = (String, Arc<Baseline>, u64);
+
+/// The registry kept: the keys and ETags of the files it was read from, and the registry.
+type KeptRegistry = (Vec<(String, String)>, PolicyRegistry);
+
 /// Configuration read and parsed, with the ETags it was read at (shared by clones).
 #[derive(Clone, Debug, Default)]
 struct Parsed {
-    /// Baselines by key: ETag and the baseline.
-    baselines: Arc<Mutex<HashMap<String, (String, Arc<Baseline>)>>>,
-    /// The registry and the keys and ETags of the files it was read from.
-    registry: Arc<Mutex<Option<(Vec<(String, String)>, PolicyRegistry)>>>,
+    /// Baselines by key.
+    baselines: Arc<Mutex<HashMap<String, KeptBaseline>>>,
+    /// The registry.
+    registry: Arc<Mutex<Option<KeptRegistry>>>,
 }
 
 /// An object read only if it changed.
@@ -282,7 +294,14 @@ impl Objects {
     pub async fn baseline(&self, target: &TargetId) -> Result<Arc<Baseline>, AwsError> {
         let key = self.baseline_key.replace("{target}", &key_segment(target));
         let name = format!("s3://{}/{key}", self.bucket);
-        let known = self.parsed.baselines.lock().expect("never poisoned").get(&key).cloned();
+        let known = {
+            let mut kept = self.parsed.baselines.lock().expect("never poisoned");
+            let latest = kept.values().map(|(_, _, n)| *n).max().unwrap_or(0);
+            kept.get_mut(&key).map(|(etag, baseline, n)| {
+                *n = latest + 1;
+                (etag.clone(), Arc::clone(baseline))
+            })
+        };
         let (bytes, etag) = match self.get_if_changed(&key, known.as_ref().map(|(etag, _)| etag.as_str())).await? {
             Fetched::NotModified => {
                 if let Some((_, baseline)) = known {
@@ -305,7 +324,13 @@ impl Objects {
             Baseline::from_yaml(&text, &name).map_err(|e| AwsError::Decode { what: name, reason: e.to_string() })?,
         );
         if !etag.is_empty() {
-            self.parsed.baselines.lock().expect("never poisoned").insert(key, (etag, Arc::clone(&baseline)));
+            let mut kept = self.parsed.baselines.lock().expect("never poisoned");
+            let latest = kept.values().map(|(_, _, n)| *n).max().unwrap_or(0);
+            kept.insert(key, (etag, Arc::clone(&baseline), latest + 1));
+            while kept.len() > BASELINES_KEPT {
+                let Some(oldest) = kept.iter().min_by_key(|(_, (_, _, n))| *n).map(|(k, _)| k.clone()) else { break };
+                kept.remove(&oldest);
+            }
         }
         Ok(baseline)
     }

@@ -34,6 +34,17 @@ async fn an_unchanged_baseline_or_registry_is_not_read_again_and_an_edit_is_seen
     let roles: Vec<&str> = edited.roles.keys().map(|r| r.as_str()).collect();
     assert_eq!(roles, ["app_rw"], "the edit is read");
 
+    // a container serving many targets keeps the two baselines read last
+    let other = |n: u32| TargetId::new(format!("db.internal:5432/other{n}")).unwrap();
+    for n in 0..2 {
+        let key = settings.baseline_key.replace("{target}", &grantwarden_aws::objects::key_segment(&other(n)));
+        objects.put(&key, baseline("app_ro"), "application/yaml").await.unwrap();
+    }
+    let recent = objects.baseline(&other(0)).await.unwrap();
+    objects.baseline(&other(1)).await.unwrap();
+    assert!(Arc::ptr_eq(&recent, &objects.baseline(&other(0)).await.unwrap()), "kept: one of the last two");
+    assert!(!Arc::ptr_eq(&edited, &objects.baseline(&target).await.unwrap()), "the oldest was let go, read anew");
+
     let policy_key = format!("{}registry.yaml", settings.policy_prefix);
     objects.put(&policy_key, POLICY.as_bytes().to_vec(), "application/yaml").await.unwrap();
     let registry = objects.policy_registry().await.unwrap();

@@ -413,6 +413,9 @@ impl Bench {
         let stage_started = Instant::now();
         let drained = moto::drain(&self.clients.sqs, &queue, chunks).await;
         assert_eq!(drained.records.len(), chunks, "every chunk message is on the queue");
+        let distinct: std::collections::BTreeSet<&str> =
+            drained.records.iter().filter_map(|r| r.message_id.as_deref()).collect();
+        assert_eq!(distinct.len(), chunks, "each chunk message taken once");
         let extract = Extract::new(&self.clients, settings.clone(), secrets.clone(), self.options(), self.clock())
             .expect("extract settings");
         let mut handler_sum = Duration::ZERO;
@@ -669,6 +672,17 @@ impl Bench {
     async fn new(clients: Clients, proxy: Proxy, scenario: &str) -> Bench {
         let prefix = moto::unique_prefix(&format!("bench-{scenario}"));
         let settings = provision::create(&clients, &prefix).await.expect("the stack is provisioned in moto");
+        // the template's visibility timeout: a message taken off the queue stays
+        // taken while the others are drained and extracted (with the emulator's
+        // 30 s, hundreds of targets' messages came round again during the drain)
+        clients
+            .sqs
+            .set_queue_attributes()
+            .queue_url(settings.chunk_queue_url.as_deref().expect("a chunk queue"))
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "720")
+            .send()
+            .await
+            .expect("the visibility timeout set");
         let policy_key = format!("{}registry.yaml", settings.policy_prefix);
         Objects::new(&clients, &settings)
             .put(&policy_key, POLICY.as_bytes().to_vec(), "application/yaml")
