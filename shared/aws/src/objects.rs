@@ -148,19 +148,11 @@ impl Objects {
 
     /// Raw bytes of an object; `None` when there is no such key.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, AwsError> {
-        let op = || format!("GetObject s3://{}/{key}", self.bucket);
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => {
-                let bytes = out.body.collect().await.map_err(|e| AwsError::Service {
-                    op: op(),
-                    message: e.to_string(),
-                    retryable: true,
-                })?;
-                Ok(Some(bytes.into_bytes().to_vec()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(AwsError::sdk(op(), e)),
-        }
+        Ok(match self.get_if_changed(key, None).await? {
+            Fetched::Body(bytes, _) => Some(bytes),
+            // no ETag named: never Not Modified
+            Fetched::Missing | Fetched::NotModified => None,
+        })
     }
 
     /// An object's bytes and ETag, unless its ETag is still `known` (or there is no such key).
@@ -184,7 +176,9 @@ impl Objects {
                 })?;
                 Ok(Fetched::Body(bytes.into_bytes().to_vec(), etag))
             }
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) => Ok(Fetched::NotModified),
+            Err(e) if known.is_some() && e.raw_response().is_some_and(|r| r.status().as_u16() == 304) => {
+                Ok(Fetched::NotModified)
+            }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(Fetched::Missing),
             Err(e) => Err(AwsError::sdk(op(), e)),
         }
@@ -302,22 +296,15 @@ impl Objects {
                 (etag.clone(), Arc::clone(baseline))
             })
         };
-        let (bytes, etag) = match self.get_if_changed(&key, known.as_ref().map(|(etag, _)| etag.as_str())).await? {
-            Fetched::NotModified => {
-                if let Some((_, baseline)) = known {
-                    return Ok(baseline);
-                }
-                // answered 304 to no ETag: read it whole
-                match self.get_if_changed(&key, None).await? {
-                    Fetched::Body(bytes, etag) => (bytes, etag),
-                    _ => return Err(AwsError::Missing(name)),
-                }
-            }
-            Fetched::Missing => {
+        let fetched = self.get_if_changed(&key, known.as_ref().map(|(etag, _)| etag.as_str())).await?;
+        let (bytes, etag) = match (fetched, known) {
+            (Fetched::Body(bytes, etag), _) => (bytes, etag),
+            (Fetched::NotModified, Some((_, baseline))) => return Ok(baseline),
+            // Not Modified comes only to a request that named an ETag
+            (Fetched::Missing | Fetched::NotModified, _) => {
                 self.parsed.baselines.lock().expect("never poisoned").remove(&key);
                 return Err(AwsError::Missing(name));
             }
-            Fetched::Body(bytes, etag) => (bytes, etag),
         };
         let text = self.text(&key, bytes)?;
         let baseline = Arc::new(
