@@ -7,33 +7,36 @@
 //! apply to its object) and builds the typed [`Baseline`] the diff consumes.
 //! Every error names the file and the path inside it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::manifest::{
     BuiltinDefaults, GrantSpec, MANIFEST_VERSION, Manifest, On, PrivilegeSpec, RoleFilter, parse_manifest,
 };
-use crate::model::{DefaultObjectType, ObjectClass, ObjectRef, Privilege, PrivilegeSet, RoleName};
+use crate::model::{DefaultObjectType, Name, ObjectClass, ObjectRef, Privilege, PrivilegeSet, RoleName};
 use crate::names::{parse_function, split_qualified, unquote};
 pub use crate::yaml::{FileError, parse_yaml};
 
-/// A resolved object reference in a baseline.
+/// A resolved object reference in a baseline. Schema, relation and column
+/// names are [`Name`]s, one copy of each per baseline: a large baseline names
+/// the same schemas, tables and columns a million times (`names:` lists).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
     /// The database (`None`: the target database, whatever its name).
     Database(Option<String>),
     /// A schema.
-    Schema(String),
+    Schema(Name),
     /// A relation of class table or sequence, by schema and name.
-    Relation(ObjectClass, String, String),
+    Relation(ObjectClass, Name, Name),
     /// Columns of a table.
-    Columns(String, String, Vec<String>),
+    Columns(Name, Name, Arc<[Name]>),
     /// A function by schema, name and argument types (as `oidvectortypes` spells them).
     Function(String, String, String),
     /// Every object of the class in a schema, resolved against the live catalog at diff time.
-    AllInSchema(ObjectClass, String),
+    AllInSchema(ObjectClass, Name),
     /// Default privileges.
     Default {
         /// Object type.
@@ -257,6 +260,7 @@ impl Baseline {
         }
         let ignore = RoleFilter::new(&m.ignore_roles).map_err(|(i, msg)| err(format!("ignore_roles[{i}]"), msg))?;
         let mut roles = BTreeMap::new();
+        let mut names = Names::default();
         for (name, spec) in &m.roles {
             let base = format!("roles.{}", path_key(name));
             let role = RoleName::new(name.clone()).map_err(|e| err(base.clone(), e.to_string()))?;
@@ -278,10 +282,11 @@ impl Baseline {
             let mut owns = Vec::new();
             for (i, o) in spec.owns.iter().enumerate() {
                 let p = format!("{base}.owns[{i}]");
-                let t = resolve_target(o.on, o.name.as_deref(), o.schema.as_deref(), &[], None, &p, &|| {
-                    format!("{p}.name")
-                })
-                .map_err(|(path, msg)| err(path, msg))?;
+                let t =
+                    resolve_target(o.on, o.name.as_deref(), o.schema.as_deref(), None, None, &p, &mut names, &|| {
+                        format!("{p}.name")
+                    })
+                    .map_err(|(path, msg)| err(path, msg))?;
                 if matches!(t, Target::Columns(..) | Target::Default { .. }) {
                     return Err(err(
                         format!("{p}.on"),
@@ -290,7 +295,8 @@ impl Baseline {
                 }
                 owns.push(t);
             }
-            let grants = resolve_grants(&spec.grants, &format!("{base}.grants")).map_err(|(p, msg)| err(p, msg))?;
+            let grants =
+                resolve_grants(&spec.grants, &format!("{base}.grants"), &mut names).map_err(|(p, msg)| err(p, msg))?;
             roles.insert(
                 role,
                 DesiredRole {
@@ -309,7 +315,8 @@ impl Baseline {
                 },
             );
         }
-        let public_grants = resolve_grants(&m.public.grants, "public.grants").map_err(|(p, msg)| err(p, msg))?;
+        let public_grants =
+            resolve_grants(&m.public.grants, "public.grants", &mut names).map_err(|(p, msg)| err(p, msg))?;
         Ok(Baseline {
             source: file.to_owned(),
             roles,
@@ -329,8 +336,28 @@ fn path_key(k: &str) -> String {
     }
 }
 
-fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, (String, String)> {
-    let mut out = Vec::with_capacity(specs.len());
+/// One copy of each name a baseline resolves (see [`Name`]).
+#[derive(Default)]
+struct Names(HashSet<Name, foldhash::fast::RandomState>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Name {
+        if let Some(kept) = self.0.get(name) {
+            return kept.clone();
+        }
+        let kept: Name = name.into();
+        self.0.insert(kept.clone());
+        kept
+    }
+}
+
+fn resolve_grants(
+    specs: &[GrantSpec],
+    base: &str,
+    names_seen: &mut Names,
+) -> Result<Vec<DesiredGrant>, (String, String)> {
+    // each of `names:` is a grant of its own: counted first, so the list is allocated once
+    let mut out = Vec::with_capacity(specs.iter().map(|g| g.names.len().max(1)).sum());
     for (i, g) in specs.iter().enumerate() {
         let p = format!("{base}[{i}]");
         if g.privileges.is_empty() {
@@ -359,14 +386,16 @@ fn resolve_grants(specs: &[GrantSpec], base: &str) -> Result<Vec<DesiredGrant>, 
         let entry = Origin::new(&p);
         // the privileges are the entry's, checked once against the class its `on` names
         let mut privileges: Option<Privileges> = None;
-        out.reserve(names.len());
+        // and so are the columns, shared by its names
+        let columns: Option<Arc<[Name]>> =
+            (!g.columns.is_empty()).then(|| g.columns.iter().map(|c| names_seen.get(c)).collect());
         for (j, name) in names.into_iter().enumerate() {
             // an error about one of `names` points at it; one about `schema` or `columns` at the grant's key
             let origin = if listed { Origin::listed(&entry, j) } else { entry.clone() };
             let target = if listed {
-                resolve_target(g.on, name, schema, &g.columns, for_role, &p, &|| origin.to_string())?
+                resolve_target(g.on, name, schema, columns.as_ref(), for_role, &p, names_seen, &|| origin.to_string())?
             } else {
-                resolve_target(g.on, name, schema, &g.columns, for_role, &p, &|| format!("{p}.name"))?
+                resolve_target(g.on, name, schema, columns.as_ref(), for_role, &p, names_seen, &|| format!("{p}.name"))?
             };
             let privileges = match privileges {
                 Some(checked) => checked,
@@ -405,20 +434,22 @@ fn checked_privileges(
 
 /// Resolves one object of a grant or ownership entry at `p`; `name_path` is
 /// where its name is (written out only for an error).
+#[allow(clippy::too_many_arguments)]
 fn resolve_target(
     on: On,
     name: Option<&str>,
     schema: Option<&str>,
-    columns: &[String],
+    columns: Option<&Arc<[Name]>>,
     for_role: Option<&str>,
     p: &str,
+    names: &mut Names,
     name_path: &dyn Fn() -> String,
 ) -> Result<Target, (String, String)> {
     let need_name = || name.ok_or_else(|| (name_path(), format!("`name` is required for on: {}", on.keyword())));
     let need_schema =
         || schema.ok_or_else(|| (format!("{p}.schema"), format!("`schema` is required for on: {}", on.keyword())));
     let no_columns = || {
-        if columns.is_empty() {
+        if columns.is_none() {
             Ok(())
         } else {
             Err((format!("{p}.columns"), "`columns` only applies to on: column".to_owned()))
@@ -475,22 +506,22 @@ fn resolve_target(
             if schema.is_some() {
                 return Err((format!("{p}.schema"), "use `name` for a schema".into()));
             }
-            Target::Schema(unquote(need_name()?))
+            Target::Schema(names.get(&unquote(need_name()?)))
         }
         On::Table => {
             let (s, n) = qualified("table")?;
-            Target::Relation(ObjectClass::Table, s, n)
+            Target::Relation(ObjectClass::Table, names.get(&s), names.get(&n))
         }
         On::Sequence => {
             let (s, n) = qualified("sequence")?;
-            Target::Relation(ObjectClass::Sequence, s, n)
+            Target::Relation(ObjectClass::Sequence, names.get(&s), names.get(&n))
         }
         On::Column => {
             let (s, n) = qualified("table")?;
-            if columns.is_empty() {
+            let Some(columns) = columns else {
                 return Err((format!("{p}.columns"), "`columns` is required for on: column".into()));
-            }
-            Target::Columns(s, n, columns.to_vec())
+            };
+            Target::Columns(names.get(&s), names.get(&n), columns.clone())
         }
         On::Function => {
             let n = need_name()?;
@@ -527,7 +558,7 @@ fn resolve_target(
                 On::AllSequencesInSchema => ObjectClass::Sequence,
                 _ => ObjectClass::Function,
             };
-            Target::AllInSchema(class, need_schema()?.to_owned())
+            Target::AllInSchema(class, names.get(need_schema()?))
         }
         _ => unreachable!("default_* handled above"),
     })
@@ -588,7 +619,7 @@ ignore_roles: ["pg_*", "rds*"]
         let yaml = "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: column, schema: s, names: [t1, t2], columns: [id, name] }\n";
         let b = Baseline::from_yaml(yaml, "baseline.yaml").unwrap();
         let grants = &b.roles[&RoleName::new("a").unwrap()].grants;
-        let columns = || vec!["id".to_owned(), "name".to_owned()];
+        let columns = || -> Arc<[Name]> { ["id".into(), "name".into()].into() };
         let origins: Vec<String> = grants.iter().map(|g| g.origin.to_string()).collect();
         let got: Vec<(&Target, &str)> = grants.iter().zip(&origins).map(|(g, o)| (&g.target, o.as_str())).collect();
         assert_eq!(
@@ -598,6 +629,11 @@ ignore_roles: ["pg_*", "rds*"]
                 (&Target::Columns("s".into(), "t2".into(), columns()), "roles.a.grants[0].names[1]"),
             ]
         );
+        // one copy of each name, and the columns once for the entry
+        let (Target::Columns(s1, _, c1), Target::Columns(s2, _, c2)) = (&grants[0].target, &grants[1].target) else {
+            unreachable!("columns, as asserted")
+        };
+        assert!(std::ptr::eq(s1.as_str(), s2.as_str()) && Arc::ptr_eq(c1, c2));
         let e = error_of(
             "version: 1\nroles:\n  a:\n    grants:\n      - { privileges: [SELECT], on: column, schema: s, names: [t1] }\n",
         );
@@ -632,7 +668,7 @@ ignore_roles: ["pg_*", "rds*"]
         assert_eq!(rw.member_of.len(), 1);
         assert_eq!(
             rw.grants[1].target,
-            Target::Columns("orders".into(), "customers".into(), vec!["id".into(), "created_at".into()])
+            Target::Columns("orders".into(), "customers".into(), ["id".into(), "created_at".into()].into())
         );
         assert!(b.ignore.ignores(&RoleName::new("pg_monitor").unwrap()));
         assert!(!b.ignore.ignores(&RoleName::new("app_rw").unwrap()));

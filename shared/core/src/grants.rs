@@ -10,11 +10,11 @@
 //!
 //! Seen from outside, [`Grants`] is still a set of [`Grant`]s keyed by object,
 //! grantee and privilege, iterated in [`Grant`] order, and it serializes
-//! exactly as that set would (a JSON array of grants), so a state's canonical
-//! JSON and its sha256 do not depend on how it is held.
+//! exactly as that set would (a JSON array of grants). Stored and hashed, it is
+//! grouped by ACL ([`by_acl`]), canonically: equal ACLs are listed once
+//! however they are shared, so a state's sha256 does not depend on how it is held.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -268,84 +268,6 @@ impl Grants {
         self.len -= 1;
         true
     }
-
-    /// Writes the JSON array `serde_json` makes of these grants, byte for
-    /// byte, much faster: a large catalog's is a gigabyte, hashed for every
-    /// snapshot. Each object's part and each shared ACL's part are serialized
-    /// once (by `serde_json`, so strings are escaped exactly alike) and copied
-    /// for every grant.
-    pub fn write_json<W: Write>(&self, out: &mut W) -> io::Result<()> {
-        // the tail of each grant's JSON after its object, per ACL shared between objects
-        let mut shared: HashMap<usize, AclTails, foldhash::fast::RandomState> = HashMap::default();
-        let mut scratch = AclTails::default();
-        let mut prefix = Vec::with_capacity(256);
-        let mut first = true;
-        out.write_all(b"[")?;
-        for (object, acl) in &self.objects {
-            prefix.clear();
-            prefix.extend_from_slice(b"{\"object\":");
-            serde_json::to_writer(&mut prefix, object).map_err(io::Error::other)?;
-            prefix.extend_from_slice(b",\"grantee\":");
-            // an ACL held by one object alone is not worth keeping
-            let tails = if Arc::strong_count(&acl.0) > 1 {
-                shared.entry(acl.id()).or_insert_with(|| AclTails::of(acl))
-            } else {
-                scratch.fill(acl);
-                &scratch
-            };
-            for tail in tails.iter() {
-                if !first {
-                    out.write_all(b",")?;
-                }
-                first = false;
-                out.write_all(&prefix)?;
-                out.write_all(tail)?;
-            }
-        }
-        out.write_all(b"]")
-    }
-}
-
-/// The JSON of each grant of an ACL after `"grantee":`: the grantee, the
-/// privilege and the grant option, and the closing brace.
-#[derive(Default)]
-struct AclTails {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl AclTails {
-    fn of(acl: &Acl) -> Self {
-        let mut tails = Self::default();
-        tails.fill(acl);
-        tails
-    }
-
-    fn fill(&mut self, acl: &Acl) {
-        self.bytes.clear();
-        self.ends.clear();
-        for e in acl.entries() {
-            let mut grantee = Vec::with_capacity(32);
-            serde_json::to_writer(&mut grantee, &e.grantee).expect("a grantee serializes to a Vec");
-            for p in e.privileges.iter() {
-                self.bytes.extend_from_slice(&grantee);
-                self.bytes.extend_from_slice(b",\"privilege\":\"");
-                // keywords are plain ASCII: nothing to escape
-                self.bytes.extend_from_slice(p.keyword().as_bytes());
-                self.bytes.extend_from_slice(if e.grantable.contains(p) {
-                    b"\",\"grantable\":true}"
-                } else {
-                    b"\",\"grantable\":false}"
-                });
-                self.ends.push(self.bytes.len());
-            }
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(self.ends.iter().copied()).map(|(s, e)| &self.bytes[s..e])
-    }
 }
 
 /// The grants of [`Grants::iter`].
@@ -446,7 +368,8 @@ impl<'de> Deserialize<'de> for Grants {
 pub mod by_acl {
     use std::collections::HashMap;
 
-    use serde::de::Error as _;
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+    use serde::de::{MapAccess, SeqAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     use super::{Acl, AclEntry, Grants};
@@ -482,33 +405,60 @@ pub mod by_acl {
         objects: Vec<(ObjectRef, usize)>,
     }
 
-    /// Writes `grants` grouped by ACL.
+    /// Writes `grants` grouped by ACL, canonically: each distinct ACL once (by
+    /// content, however its copies are shared), numbered in the order the
+    /// objects (sorted) first hold it. The same grants give the same bytes.
     pub fn serialize<S: Serializer>(grants: &Grants, s: S) -> Result<S::Ok, S::Error> {
-        let mut index: HashMap<usize, usize> = HashMap::new();
+        type Fast = foldhash::fast::RandomState;
+        // by copy first: most objects share their ACL's copy, and a copy's
+        // identity is cheaper to look up than its entries
+        let mut by_copy: HashMap<usize, usize, Fast> = HashMap::default();
+        let mut by_content: HashMap<&Acl, usize, Fast> = HashMap::default();
         let mut acls = Vec::new();
         let mut objects = Vec::with_capacity(grants.objects.len());
         for (object, acl) in &grants.objects {
-            let i = *index.entry(acl.id()).or_insert_with(|| {
-                acls.push(
-                    acl.entries()
-                        .iter()
-                        .map(|e| EntryOut {
-                            grantee: &e.grantee,
-                            privileges: e.privileges.iter().collect(),
-                            grantable: e.grantable.iter().collect(),
-                        })
-                        .collect(),
-                );
-                acls.len() - 1
+            let i = *by_copy.entry(acl.id()).or_insert_with(|| {
+                *by_content.entry(acl).or_insert_with(|| {
+                    acls.push(
+                        acl.entries()
+                            .iter()
+                            .map(|e| EntryOut {
+                                grantee: &e.grantee,
+                                privileges: e.privileges.iter().collect(),
+                                grantable: e.grantable.iter().collect(),
+                            })
+                            .collect(),
+                    );
+                    acls.len() - 1
+                })
             });
             objects.push((object, i));
         }
         Out { acls, objects }.serialize(s)
     }
 
-    /// Reads grants grouped by ACL; objects of one ACL share it again.
+    /// Reads grants grouped by ACL; objects of one ACL share it again. The
+    /// canonical form (an array of grants) is read too: batches written before
+    /// this form (by an extract of an earlier release, for a scan in flight
+    /// across a deploy) still decode.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Grants, D::Error> {
-        let In { acls, objects } = In::deserialize(d)?;
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = Grants;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("grants grouped by ACL ({\"acls\": ..., \"objects\": ...}) or an array of grants")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Grants, A::Error> {
+                grouped(In::deserialize(MapAccessDeserializer::new(map))?)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Grants, A::Error> {
+                Grants::deserialize(SeqAccessDeserializer::new(seq))
+            }
+        }
+        d.deserialize_any(Either)
+    }
+
+    fn grouped<E: serde::de::Error>(In { acls, objects }: In) -> Result<Grants, E> {
         let acls: Vec<Acl> = acls
             .into_iter()
             .map(|entries| {
@@ -526,9 +476,9 @@ pub mod by_acl {
             .collect();
         let mut out = Vec::with_capacity(objects.len());
         for (n, (object, i)) in objects.into_iter().enumerate() {
-            let acl = acls.get(i).ok_or_else(|| {
-                D::Error::custom(format!("objects[{n}] names ACL {i}, of {} listed in acls", acls.len()))
-            })?;
+            let acl = acls
+                .get(i)
+                .ok_or_else(|| E::custom(format!("objects[{n}] names ACL {i}, of {} listed in acls", acls.len())))?;
             out.push((object, acl.clone()));
         }
         Ok(Grants::from_objects(out))
@@ -591,6 +541,8 @@ mod tests {
         let json = r#"{"acls": [], "objects": [[{"class": "schema", "name": "s"}, 0]]}"#;
         let err = serde_json::from_str::<Wrapped>(json).unwrap_err();
         assert!(err.to_string().contains("objects[0] names ACL 0, of 0 listed"), "{err}");
+        let err = serde_json::from_str::<Wrapped>(r#""grants""#).unwrap_err();
+        assert!(err.to_string().contains("grouped by ACL") && err.to_string().contains("array of grants"), "{err}");
     }
 
     proptest! {
@@ -611,9 +563,6 @@ mod tests {
             }
             let json = serde_json::to_vec(&set).unwrap();
             prop_assert_eq!(&serde_json::to_vec(&collected).unwrap(), &json);
-            let mut fast = Vec::new();
-            collected.write_json(&mut fast).unwrap();
-            prop_assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(json.clone()).unwrap());
             let back: Grants = serde_json::from_slice(&json).unwrap();
             prop_assert_eq!(back, collected);
         }
@@ -627,6 +576,9 @@ mod tests {
             let Wrapped(back) = serde_json::from_str(&json).unwrap();
             prop_assert_eq!(&back, &grants);
             prop_assert_eq!(serde_json::to_vec(&back).unwrap(), serde_json::to_vec(&grants).unwrap());
+            // the canonical form, as batches were stored before this one, reads back the same
+            let Wrapped(listed) = serde_json::from_slice(&serde_json::to_vec(&grants).unwrap()).unwrap();
+            prop_assert_eq!(&listed, &grants);
         }
 
         #[test]
@@ -673,9 +625,6 @@ mod tests {
         assert_eq!(grants.objects()[0].0.name, "t", "in object order");
         assert_eq!(grants.objects()[0].1.id(), grants.objects()[1].1.id());
         assert_eq!(grants.len(), 8);
-        let mut fast = Vec::new();
-        grants.write_json(&mut fast).unwrap();
-        assert_eq!(fast, serde_json::to_vec(&grants).unwrap());
         let first = grants.iter().next().unwrap();
         assert_eq!(
             (first.grantee, first.privilege, first.grantable),

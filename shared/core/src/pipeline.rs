@@ -180,34 +180,8 @@ pub struct Batch {
     /// Attempts the extractor made.
     pub attempts: u32,
     /// The chunk's part of the state, stored with its grants grouped by ACL.
-    #[serde(with = "BatchState")]
+    #[serde(with = "crate::snapshot::Grouped")]
     pub state: State,
-}
-
-/// How a batch stores its [`State`]: as the state serializes, except the
-/// grants, grouped by ACL ([`crate::grants::by_acl`]): a chunk of 2,000
-/// tables is then a few hundred kilobytes rather than tens of megabytes.
-#[derive(Serialize, Deserialize)]
-#[serde(remote = "State")]
-struct BatchState {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    database: Option<crate::snapshot::Database>,
-    #[serde(default)]
-    roles: BTreeMap<crate::model::RoleName, crate::model::RoleAttributes>,
-    #[serde(default)]
-    memberships: std::collections::BTreeSet<crate::model::Membership>,
-    #[serde(default)]
-    schemas: BTreeMap<String, crate::model::RoleName>,
-    #[serde(default)]
-    relations: std::collections::BTreeSet<crate::model::Relation>,
-    #[serde(default)]
-    functions: std::collections::BTreeSet<crate::model::Function>,
-    #[serde(with = "crate::grants::by_acl")]
-    grants: crate::grants::Grants,
-    #[serde(default)]
-    default_privileges: std::collections::BTreeSet<crate::model::DefaultPrivilege>,
-    #[serde(default)]
-    policies: std::collections::BTreeSet<crate::model::RlsPolicy>,
 }
 
 /// How a chunk settled.
