@@ -8,19 +8,10 @@ the journal's concurrency tests rely on exactly that. So DynamoDB's JSON API
 (X-Amz-Target DynamoDB_20120810.*) runs one request at a time here; every
 other service, and DynamoDB Streams, stays concurrent.
 
-moto's TransactWriteItems deep-copies each table it names (to roll back), and
-a table refers to its stream and back: each copy is cyclic garbage, which
-CPython frees only in a full collection, and those come rarer as the heap
-grows. A scan of 500 targets (a transaction per settled chunk) took this
-server past 18 GB. So after a transaction, at most every two seconds, a full
-collection runs (under the DynamoDB lock, while no copy is alive).
-
 Usage: python moto-server.py HOST PORT   (the tools venv's python)
 """
-import gc
 import sys
 import threading
-import time
 
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -28,19 +19,11 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 _dynamodb = threading.Lock()
 
 
-_collected = [time.monotonic()]
-
-
 def serialize_dynamodb(app):
     def wrapped(environ, start_response):
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target.startswith("DynamoDB_20120810."):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_20120810."):
             with _dynamodb:
-                body = list(app(environ, start_response))
-                if target == "DynamoDB_20120810.TransactWriteItems" and time.monotonic() - _collected[0] > 2:
-                    gc.collect()
-                    _collected[0] = time.monotonic()
-                return body
+                return list(app(environ, start_response))
         return app(environ, start_response)
 
     return wrapped

@@ -570,7 +570,7 @@ pub struct Snapshot {
     pub consistent: bool,
     /// Every chunk and how it ended, in chunk order.
     pub chunks: Vec<ChunkOutcome>,
-    /// sha256 of the canonical JSON of `state`.
+    /// sha256 of `state` in its stored form ([`Grouped`]: see [`State::sha256`]).
     pub sha256: String,
     /// The privilege state.
     pub state: State,
