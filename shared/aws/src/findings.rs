@@ -40,10 +40,10 @@ fn ts(at: DateTime<Utc>) -> String {
 }
 
 impl DynamoStore {
-    /// Records one finding; returns when it was first seen.
     /// Records one finding of a scan: an update of the open item when `open`
     /// says there is one (a put when it turns out closed since), a put of a
     /// new item otherwise: one write per finding, not a failed update first.
+    /// Returns when it was first seen.
     async fn record_one(
         &self,
         target: &TargetId,

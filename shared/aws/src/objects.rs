@@ -53,6 +53,11 @@ const BASELINES_KEPT: usize = 2;
 /// A baseline kept: its object's ETag, the baseline, and when it was last read (a count).
 type KeptBaseline = (String, Arc<Baseline>, u64);
 
+/// The count a baseline read now is marked with: after every kept one's.
+fn next_use(kept: &HashMap<String, KeptBaseline>) -> u64 {
+    kept.values().map(|(_, _, n)| *n).max().unwrap_or(0) + 1
+}
+
 /// The registry kept: the keys and ETags of the files it was read from, and the registry.
 type KeptRegistry = (Vec<(String, String)>, PolicyRegistry);
 
@@ -290,9 +295,9 @@ impl Objects {
         let name = format!("s3://{}/{key}", self.bucket);
         let known = {
             let mut kept = self.parsed.baselines.lock().expect("never poisoned");
-            let latest = kept.values().map(|(_, _, n)| *n).max().unwrap_or(0);
+            let now = next_use(&kept);
             kept.get_mut(&key).map(|(etag, baseline, n)| {
-                *n = latest + 1;
+                *n = now;
                 (etag.clone(), Arc::clone(baseline))
             })
         };
@@ -312,8 +317,8 @@ impl Objects {
         );
         if !etag.is_empty() {
             let mut kept = self.parsed.baselines.lock().expect("never poisoned");
-            let latest = kept.values().map(|(_, _, n)| *n).max().unwrap_or(0);
-            kept.insert(key, (etag, Arc::clone(&baseline), latest + 1));
+            let now = next_use(&kept);
+            kept.insert(key, (etag, Arc::clone(&baseline), now));
             while kept.len() > BASELINES_KEPT {
                 let Some(oldest) = kept.iter().min_by_key(|(_, (_, _, n))| *n).map(|(k, _)| k.clone()) else { break };
                 kept.remove(&oldest);
