@@ -14,6 +14,7 @@ mod access;
 mod audit;
 mod exceptions;
 mod notices;
+mod queries;
 mod render;
 mod report;
 mod revoke;
@@ -63,6 +64,11 @@ enum Command {
     Notices {
         #[command(subcommand)]
         command: notices::NoticesCommand,
+    },
+    /// Query-level audit from pgaudit: ingest PostgreSQL logs, then ask who ran what.
+    Queries {
+        #[command(subcommand)]
+        command: queries::QueriesCommand,
     },
     /// List, show or approve exception tickets.
     Tickets {
@@ -257,6 +263,7 @@ async fn run(
         Command::Intake(args) => exceptions::run_intake(args, now).await,
         Command::Tickets { command } => exceptions::run_tickets(command, now).await,
         Command::Notices { command } => notices::run(command, now),
+        Command::Queries { command } => queries::run(command, now).await,
         Command::Simulate(args) => exceptions::run_simulate(args, now),
         Command::Audit { command } => audit::run(command, now).await,
         Command::Schema(args) => schema::run(args),

@@ -181,6 +181,7 @@ pub fn route_access(
             sensitive_tables: policy.sensitive_tables.clone(),
             allow_public_create: policy.allow_public_create.clone(),
             connection_limit: policy.connection_limit,
+            session: policy.session.clone(),
             privileged_approvers: if approvals == Approvals::Dual { policy.privileged_approvers() } else { Vec::new() },
             privileged_groups: if approvals == Approvals::Dual { policy.privileged_groups() } else { Vec::new() },
             review_required: request.path == AccessPath::BreakGlass,

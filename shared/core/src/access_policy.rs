@@ -19,6 +19,7 @@
 //!   masking: { billing.customers: { email: partial, ssn: hash } }
 //!   connection_limit: 2
 //!   break_glass_alert_per_month: 3
+//!   session: { statement_timeout: 15m, temp_file_limit: 1GB }   # crate::session_limits
 //! ```
 
 use std::collections::BTreeMap;
@@ -300,6 +301,9 @@ pub struct AccessFile {
     #[schemars(schema_with = "crate::schema_format::duration")]
     #[serde(default)]
     pending_ttl: Option<String>,
+    /// What each credential's sessions are held to: pgaudit classes logged, export limits.
+    #[serde(default)]
+    session: Option<crate::session_limits::SessionFile>,
 }
 
 /// The members of one approver role as written: emails, or emails and groups.
@@ -359,6 +363,8 @@ pub struct AccessPolicy {
     pub break_glass_alert_per_month: u32,
     /// How long a request may wait for its approvals.
     pub pending_ttl: Duration,
+    /// What each credential's sessions are held to.
+    pub session: crate::session_limits::SessionSettings,
 }
 
 impl AccessPolicy {
@@ -450,6 +456,7 @@ impl AccessPolicy {
             connection_limit: f.connection_limit.unwrap_or(2),
             break_glass_alert_per_month: f.break_glass_alert_per_month.unwrap_or(3),
             pending_ttl,
+            session: crate::session_limits::SessionSettings::from_file(f.session.as_ref())?,
         })
     }
 
@@ -512,6 +519,9 @@ pub struct AccessGrant {
     pub allow_public_create: Vec<String>,
     /// Connection limit of the role.
     pub connection_limit: u32,
+    /// What its sessions are held to (none for a ticket written before they were).
+    #[serde(default)]
+    pub session: crate::session_limits::SessionSettings,
     /// Approvers of whom at least one must approve (dual approval), lower-cased.
     #[serde(default)]
     pub privileged_approvers: Vec<String>,

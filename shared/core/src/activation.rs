@@ -52,6 +52,10 @@ pub struct ActivationCatalog {
     pub public_create_schemas: Vec<String>,
     /// PUBLIC holds CREATE on the database itself (it may create schemas).
     pub public_create_database: bool,
+    /// The session parameters a credential may be held to that the server has
+    /// (pgaudit's only when it is loaded), each with whether the issuing role
+    /// may set them on a role (superuser-only ones: a superuser or `rds_superuser`).
+    pub role_settings: BTreeMap<String, bool>,
 }
 
 /// Why a credential cannot be issued as asked.
@@ -464,6 +468,23 @@ pub fn plan_activation(ticket: &Ticket, catalog: &ActivationCatalog) -> Result<A
         out.push(usage_of(&grant.views_schema, &who));
         out.push(Change::SetRole { role: None });
     }
+    // what the sessions are held to: set where the issuing role may, and what is lost said otherwise
+    for setting in grant.session.role_settings() {
+        match catalog.role_settings.get(setting.name()) {
+            Some(true) => out.push(Change::SetRoleSetting { role: role.clone(), setting }),
+            Some(false) => left_out.push(format!(
+                "{}: only a superuser (rds_superuser on RDS) may set it and the issuing role is not one: {}",
+                setting.name(),
+                setting.lost()
+            )),
+            None => left_out.push(format!(
+                "{}: the server has no such parameter{}: {}",
+                setting.name(),
+                if setting.name().starts_with("pgaudit.") { " (pgaudit is not loaded, or older than 1.7)" } else { "" },
+                setting.lost()
+            )),
+        }
+    }
     Ok(Activation { changes: out, left_out })
 }
 
@@ -549,6 +570,67 @@ mod tests {
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no view {view}: {changes:?}"))
+    }
+
+    #[test]
+    fn session_settings_are_set_where_the_issuer_may_and_what_is_lost_is_said_otherwise() {
+        let mut t = ticket(decide(&request(AccessPath::ReadOnly, AccessScope::Database, "1h", None)));
+        t.set_status(TicketStatus::Active);
+        let mut grant = t.access().unwrap().clone();
+        grant.session.statement_timeout_ms = Some(60_000);
+        grant.session.temp_file_limit_kb = Some(1024);
+        t.set_access(Some(grant));
+        let settings = |plan: &Activation| -> Vec<String> {
+            plan.changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::SetRoleSetting { role, setting } => {
+                        Some(format!("{role} {}={}", setting.name(), setting.value()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let role = t.request().role.clone();
+        // a superuser on a server with pgaudit: everything
+        let mut catalog = scope_catalog();
+        catalog.role_settings =
+            crate::session_limits::RoleSetting::PARAMETERS.iter().map(|p| (p.to_string(), true)).collect();
+        let plan = plan_activation(&t, &catalog).unwrap();
+        assert_eq!(
+            settings(&plan),
+            [
+                format!("{role} pgaudit.log=read, write, function, role, ddl"),
+                format!("{role} pgaudit.log_rows=on"),
+                format!("{role} pgaudit.log_relation=on"),
+                format!("{role} statement_timeout=60000ms"),
+                format!("{role} temp_file_limit=1024kB"),
+            ]
+        );
+        assert!(
+            !plan.left_out.iter().any(|l| l.starts_with("pgaudit") || l.starts_with("temp_file")),
+            "{:?}",
+            plan.left_out
+        );
+        // a CREATEROLE admin: the timeouts only; the rest is said, with what it costs
+        for p in ["pgaudit.log", "pgaudit.log_rows", "pgaudit.log_relation", "temp_file_limit"] {
+            catalog.role_settings.insert(p.to_string(), false);
+        }
+        let plan = plan_activation(&t, &catalog).unwrap();
+        assert_eq!(settings(&plan), [format!("{role} statement_timeout=60000ms")]);
+        assert!(plan.left_out.iter().any(|l| l.starts_with("pgaudit.log: only a superuser (rds_superuser on RDS)")
+            && l.ends_with(
+                "the credential's statements are not audited (unless pgaudit.log is set for the whole server)"
+            )));
+        assert!(plan.left_out.iter().any(|l| l.starts_with("temp_file_limit: only a superuser")));
+        // no pgaudit on the server
+        catalog.role_settings.retain(|p, _| !p.starts_with("pgaudit."));
+        let plan = plan_activation(&t, &catalog).unwrap();
+        assert!(
+            plan.left_out
+                .iter()
+                .any(|l| l.starts_with("pgaudit.log: the server has no such parameter (pgaudit is not loaded"))
+        );
     }
 
     #[test]

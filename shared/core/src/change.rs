@@ -115,6 +115,14 @@ pub enum Change {
         /// Most concurrent sessions.
         connection_limit: u32,
     },
+    /// `ALTER ROLE role SET parameter TO value`: what a credential's sessions are
+    /// held to (pgaudit, export limits); dropped with the role.
+    SetRoleSetting {
+        /// The role.
+        role: RoleName,
+        /// The parameter (from a fixed list) and its value.
+        setting: crate::session_limits::RoleSetting,
+    },
     /// `CREATE ROLE role NOLOGIN NOSUPERUSER NOBYPASSRLS ...` and `GRANT role TO
     /// CURRENT_USER`: the owner of a ticket's views, holding only what they read.
     /// Views check the tables they read, row-level security included, as their
@@ -188,7 +196,8 @@ impl Change {
             | Change::DropRole { role }
             | Change::CreateRole { role, .. }
             | Change::CreateViewOwner { role }
-            | Change::SetValidUntil { role, .. } => Some(role),
+            | Change::SetValidUntil { role, .. }
+            | Change::SetRoleSetting { role, .. } => Some(role),
             Change::AlterOwner { to, .. } => Some(to),
             Change::CreateSchema { .. }
             | Change::SetRole { .. }

@@ -23,6 +23,9 @@
 //! - [`yaml`]: YAML inputs with errors that name file, path and line.
 //! - [`schema_format`]: JSON Schema pieces for durations, times and maps with closed keys.
 //! - [`backoff`]: retry delays with full jitter.
+//! - [`session_limits`]: what an issued credential's sessions are held to: pgaudit classes, export limits.
+//! - [`pglog`]: PostgreSQL server logs (csvlog, stderr, RDS) as records; pgaudit's entry in them.
+//! - [`statement`]: SQL statement text: redacted, normalized and hashed, scripts split, COPY read.
 //!
 //! Layer 1:
 //! - [`identity`]: who is acting and who vouches for them (a verified token, a registry
@@ -35,6 +38,7 @@
 //! - [`scoring`]: severity, score and status thresholds.
 //! - [`metrics`]: the governance figures as data; their labels and duration formatting.
 //! - [`notify_policy`]: the registry's `notify:` section: Slack channels, what may be approved there.
+//! - [`query_policy`]: the registry's `queries:` section: literals kept, sensitive tables, exports.
 //!
 //! Layer 2:
 //! - [`snapshot`]: the extracted state of one target, its chunks and ids; what a partial scan did not read.
@@ -77,6 +81,8 @@
 //! - [`governance`]: the governance rules: ticket metrics, standing credentials, break-glass use, new alerts.
 //! - [`compliance`]: coverage, access changes, remediation and per-person evidence for auditors.
 //! - [`pipeline`]: a scheduled scan as messages: chunk tasks, the scan record, batches.
+//! - [`queries`]: query-level audit: pgaudit entries as query events attributed to a person
+//!   and a ticket, the query store port, and the one ingestion, journaled by digest.
 //!
 //! Layer 8, the use cases the CLI and the Lambdas call, and the dashboard:
 //! - [`assess`]: a snapshot against the baseline with the store's exceptions, recorded;
@@ -129,8 +135,11 @@ pub mod normalize;
 pub mod notify;
 pub mod notify_policy;
 pub mod outbox;
+pub mod pglog;
 pub mod pipeline;
 pub mod policy;
+pub mod queries;
+pub mod query_policy;
 pub mod raise_alerts;
 pub mod remediate;
 pub mod remediation_flow;
@@ -141,8 +150,10 @@ pub mod revoke;
 pub mod schema;
 pub mod schema_format;
 pub mod scoring;
+pub mod session_limits;
 pub mod signature;
 pub mod snapshot;
+pub mod statement;
 pub mod store;
 pub mod ticket;
 pub mod ticket_flow;

@@ -137,6 +137,9 @@ pub(crate) struct RegistryFile {
     /// Slack: where requests and alerts are posted, what may be approved there.
     #[serde(default)]
     notify: Option<crate::notify_policy::NotifyFile>,
+    /// Query-level audit: literals kept or not, sensitive tables, what an export is.
+    #[serde(default)]
+    queries: Option<crate::query_policy::QueriesFile>,
 }
 
 /// An exception category.
@@ -218,6 +221,8 @@ pub struct PolicyRegistry {
     pub senders: crate::identity::Senders,
     /// Slack notices and approvals (`notify:` section); without it nothing is posted.
     pub notify: Option<crate::notify_policy::NotifyPolicy>,
+    /// Query-level audit (`queries:` section); its defaults without it.
+    pub queries: crate::query_policy::QueryPolicy,
 }
 
 /// Something a route can be matched against.
@@ -284,6 +289,7 @@ impl PolicyRegistry {
         let mut access: Option<(String, crate::access_policy::AccessPolicy)> = None;
         let mut senders: BTreeMap<String, (String, crate::identity::SenderFile)> = BTreeMap::new();
         let mut notify: Option<(String, crate::notify_policy::NotifyPolicy)> = None;
+        let mut queries: Option<(String, crate::query_policy::QueryPolicy)> = None;
         for (name, text) in files.iter().copied() {
             hasher.update((name.len() as u64).to_be_bytes());
 
@@ -345,6 +351,14 @@ impl PolicyRegistry {
                 let policy =
                     crate::notify_policy::NotifyPolicy::from_file(n).map_err(|e| err(name, e.field, e.reason))?;
                 notify = Some((name.clone(), policy));
+            }
+            if let Some(q) = &parsed.queries {
+                if let Some((other, _)) = &queries {
+                    return Err(err(name, "queries".into(), format!("the queries section is already in {other}")));
+                }
+                let policy =
+                    crate::query_policy::QueryPolicy::from_file(q).map_err(|e| err(name, e.field, e.reason))?;
+                queries = Some((name.clone(), policy));
             }
             for (sender, f) in &parsed.senders {
                 if let Some((other, _)) = senders.get(sender) {
@@ -438,6 +452,7 @@ impl PolicyRegistry {
             senders: crate::identity::Senders::from_file(&senders.into_iter().map(|(k, (_, f))| (k, f)).collect())
                 .map_err(|e| err(&header_file, e.field, e.reason))?,
             notify: notify.map(|(_, n)| n),
+            queries: queries.map(|(_, q)| q).unwrap_or_default(),
         })
     }
 }

@@ -749,6 +749,7 @@ mod tests {
             sensitive_tables: vec![],
             allow_public_create: vec![],
             connection_limit: 1,
+            session: Default::default(),
             privileged_approvers: vec![],
             privileged_groups: vec![],
             pending_until: None,

@@ -262,7 +262,18 @@ mod tests {
         assert_eq!(fields(SchemaKind::Baseline), ["ignore_roles", "public", "roles", "version"]);
         assert_eq!(
             fields(SchemaKind::Policy),
-            ["access", "approver", "categories", "change_history", "notify", "owner", "routes", "senders", "version"]
+            [
+                "access",
+                "approver",
+                "categories",
+                "change_history",
+                "notify",
+                "owner",
+                "queries",
+                "routes",
+                "senders",
+                "version"
+            ]
         );
         assert_eq!(
             fields(SchemaKind::Scoring),

@@ -5,8 +5,8 @@
 
 use grantwarden_core::audit::event::{
     AccessTurnedDown, AlertRaised, Denied, EventDetail, EventKind, FindingOpenedOrClosed, FindingsBulk, IssueRefused,
-    Issued, RegistryLoaded, Remediation, RevocationExecuted, RevocationFailed, RevocationPlanned, RevokeRequested,
-    Revoked, ScanEnded, ScanStarted, TicketDetail,
+    Issued, QueriesIngested, RegistryLoaded, Remediation, RevocationExecuted, RevocationFailed, RevocationPlanned,
+    RevokeRequested, Revoked, ScanEnded, ScanStarted, TicketDetail,
 };
 use grantwarden_core::audit::{AuditEvent, Disagreement, verify};
 use grantwarden_core::report::Finding;
@@ -107,6 +107,7 @@ fn typed(e: &AuditEvent) -> serde_json::Value {
         EventKind::GovernanceAlert => back::<AlertRaised>(e),
         EventKind::DigestRefused => back::<Disagreement>(e),
         EventKind::RegistryLoaded => back::<RegistryLoaded>(e),
+        EventKind::QueriesIngested => back::<QueriesIngested>(e),
         EventKind::Other(_) => panic!("{} is not a kind this build writes", e.kind),
     }
 }
@@ -126,7 +127,7 @@ fn the_typed_readers_read_every_event_of_the_old_journal_field_for_field() {
         kinds.insert(e.kind.clone());
     }
     // every kind is in the old journal, but those added after it was written
-    let newer = [EventKind::TicketExpired, EventKind::AccessShown, EventKind::TicketDenied];
+    let newer = [EventKind::TicketExpired, EventKind::AccessShown, EventKind::TicketDenied, EventKind::QueriesIngested];
     assert!(newer.iter().all(|k| !kinds.contains(k)));
     assert_eq!(kinds.len() + newer.len(), EventKind::KNOWN.len(), "every older kind is in the old journal");
     // both shapes of a remediation plan, and of a finding event, read as theirs

@@ -13,6 +13,8 @@
 //!   implementations. The journal keeps each chain's head in its own table, so
 //!   a truncated chain shows; signed digests (`grantwarden audit digest`) live
 //!   beside it. Replay records are working state: expired ones are purged.
+//! - `queries`: the [`QueryStore`](grantwarden_core::queries::QueryStore):
+//!   query events keyed by their log record, kept rejections, ingested batches.
 #![deny(missing_docs)]
 
 use std::path::Path;
@@ -105,6 +107,27 @@ CREATE TABLE IF NOT EXISTS notices (
 );
 CREATE INDEX IF NOT EXISTS notices_due ON notices (state, due_at);
 CREATE TABLE IF NOT EXISTS notice_cursors (chain TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS query_events (
+    target TEXT NOT NULL,
+    key TEXT NOT NULL,
+    at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (target, key)
+);
+CREATE INDEX IF NOT EXISTS query_events_by_time ON query_events (target, at);
+CREATE TABLE IF NOT EXISTS query_rejections (
+    target TEXT NOT NULL,
+    batch TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (target, batch, line)
+);
+CREATE TABLE IF NOT EXISTS query_batches (
+    target TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (target, sha256)
+);
 CREATE TABLE IF NOT EXISTS chat_posts (
     ticket TEXT NOT NULL,
     channel TEXT NOT NULL,
@@ -115,6 +138,7 @@ CREATE TABLE IF NOT EXISTS chat_posts (
 ";
 
 mod notices;
+mod queries;
 pub use notices::NoticeRow;
 
 /// The SQLite store.
@@ -122,7 +146,7 @@ pub struct LocalStore {
     conn: Mutex<Connection>,
 }
 
-fn unavailable(e: rusqlite::Error) -> StoreError {
+pub(crate) fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
@@ -166,7 +190,7 @@ impl LocalStore {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut conn = self.conn.lock().map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
         f(&mut conn)
     }

@@ -106,6 +106,21 @@ SELECT n.nspname::pg_catalog.text
    AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'::pg_catalog.text
  ORDER BY 1";
 
+/// The session parameters a credential may be held to that this server has,
+/// and whether the issuing role may set them on a role: a `user` parameter
+/// whoever may alter the role can; a `superuser` one (pgaudit's,
+/// `temp_file_limit`) only a superuser, or on RDS a direct member of
+/// `rds_superuser` (RDS's own rule). A parameter the server lacks (pgaudit
+/// not loaded) is not listed.
+const ROLE_SETTINGS: &str = "SELECT s.name::pg_catalog.text,
+       s.context OPERATOR(pg_catalog.=) 'user'::pg_catalog.text OR r.rolsuper
+       OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m, pg_catalog.pg_roles g
+                   WHERE m.member OPERATOR(pg_catalog.=) r.oid AND g.oid OPERATOR(pg_catalog.=) m.roleid
+                     AND g.rolname OPERATOR(pg_catalog.=) 'rds_superuser'::pg_catalog.name)
+  FROM pg_catalog.pg_settings s, pg_catalog.pg_roles r
+ WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+   AND s.name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])";
+
 /// The database's name, and whether PUBLIC may create schemas in it.
 const DATABASE: &str = "\
 SELECT d.datname::pg_catalog.text,
@@ -184,7 +199,16 @@ async fn activation_catalog(client: &Client, scope: &AccessScope) -> Result<Acti
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let names = grantwarden_core::session_limits::RoleSetting::PARAMETERS;
+    let role_settings = client
+        .query(ROLE_SETTINGS, &[&names])
+        .await
+        .map_err(Failure::db("reading which session parameters may be set"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     Ok(ActivationCatalog {
+        role_settings,
         database: database.get(0),
         public_create_database: database.get(1),
         tables,

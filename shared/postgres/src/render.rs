@@ -243,6 +243,9 @@ pub fn render(change: &Change, functions: &Functions) -> Result<Vec<String>, Ren
         Change::DropViews { owner, .. } => {
             vec![format!("DROP OWNED BY {}", role(owner)), format!("DROP ROLE IF EXISTS {}", role(owner))]
         }
+        Change::SetRoleSetting { role: r, setting } => {
+            vec![format!("ALTER ROLE {} SET {} TO {}", role(r), setting.name(), escape_literal(&setting.value()))]
+        }
         Change::SetValidUntil { role: r, valid_until } => vec![format!(
             "ALTER ROLE {} VALID UNTIL {}",
             role(r),

@@ -146,6 +146,11 @@ fn start_throwaway(url: &str, why: &str) -> Server {
 /// Starts (or reuses, when it already answers) a cluster of our own in the temp dir
 /// `name` on `port`: trust auth, or with `password` scram-sha-256 for every connection.
 fn start_cluster(name: &str, port: u16, password: Option<&str>) -> Result<Server, String> {
+    start_cluster_with(name, port, password, "")
+}
+
+/// [`start_cluster`] with more server settings (`-c name=value ...`).
+fn start_cluster_with(name: &str, port: u16, password: Option<&str>, settings: &str) -> Result<Server, String> {
     let bindir = find_bindir().ok_or("no PostgreSQL binaries are installed to start one")?;
     let dir = std::env::temp_dir().join(name);
     std::fs::create_dir_all(&dir).expect("create the cluster dir");
@@ -175,13 +180,17 @@ fn start_cluster(name: &str, port: u16, password: Option<&str>) -> Result<Server
             assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
-        pg_ctl_start(&bindir, &dir, port);
+        pg_ctl_start_with(&bindir, &dir, port, settings);
     }
     Ok(server)
 }
 
 fn pg_ctl_start(bindir: &Path, dir: &Path, port: u16) {
-    let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", dir.display());
+    pg_ctl_start_with(bindir, dir, port, "")
+}
+
+fn pg_ctl_start_with(bindir: &Path, dir: &Path, port: u16, settings: &str) {
+    let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off {settings}", dir.display());
     let (data, log) = (dir.join("data"), dir.join("server.log"));
     let out = run_pg(
         &bindir.join("pg_ctl"),
@@ -231,6 +240,23 @@ const PASSWORD: &str = "grantwarden-test-superuser";
 
 static PASSWORD_SERVER: OnceCell<Server> = OnceCell::const_new();
 
+/// Port of the cluster that loads pgaudit.
+const PGAUDIT_PORT: u16 = 55434;
+const PGAUDIT_NAME: &str = "grantwarden-testpg-pgaudit";
+
+/// The `log_line_prefix` of the pgaudit cluster's stderr log: the one README documents.
+pub const PGAUDIT_LOG_LINE_PREFIX: &str = "%m [%p] %q%u@%d %c:%l ";
+
+static PGAUDIT_SERVER: OnceCell<Server> = OnceCell::const_new();
+
+/// Where the pgaudit cluster writes its logs: the csvlog and the stderr log
+/// (the same records, both layouts), shared by every test on it: a test
+/// reads its own database's records (`--dbname`).
+pub fn pgaudit_logs() -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(PGAUDIT_NAME).join("log");
+    (dir.join("postgresql.csv"), dir.join("postgresql.log"))
+}
+
 /// A fresh database for one test, dropped with the test's roles at the end.
 pub struct TestDb {
     /// Database name.
@@ -263,6 +289,42 @@ impl TestDb {
                     .await
                     .expect("the cluster start did not panic")
                     .unwrap_or_else(|missing| panic!("a password-checking cluster is needed and {missing}"))
+            })
+            .await
+            .clone();
+        Self::create(server, "db").await
+    }
+
+    /// A fresh database on a cluster that loads pgaudit (`shared_preload_libraries`)
+    /// and logs to csvlog and stderr ([`pgaudit_logs`]), in UTC, synchronously
+    /// enough to read back: started once from the installed binaries (port
+    /// 55434). pgaudit logs nothing by default: a test sets `pgaudit.log` on
+    /// the roles it audits, as grantwarden does for its credentials.
+    pub async fn with_pgaudit() -> TestDb {
+        let server = PGAUDIT_SERVER
+            .get_or_init(|| async {
+                tokio::task::spawn_blocking(|| {
+                    let lib = find_bindir()
+                        .and_then(|b| b.parent().map(|p| p.join("lib").join("pgaudit.so")))
+                        .filter(|p| p.exists());
+                    if lib.is_none() {
+                        panic!(
+                            "pgaudit is not installed: `apt-get install postgresql-<major>-pgaudit` (scripts/test does)"
+                        );
+                    }
+                    let log = std::env::temp_dir().join(PGAUDIT_NAME).join("log");
+                    let settings = format!(
+                        "-c shared_preload_libraries=pgaudit -c logging_collector=on -c log_destination=csvlog,stderr \
+                         -c log_directory={} -c log_filename=postgresql.log -c log_file_mode=0644 \
+                         -c log_timezone=UTC -c log_rotation_age=0 -c log_rotation_size=0 -c pgaudit.log=none \
+                         -c 'log_line_prefix={PGAUDIT_LOG_LINE_PREFIX}'",
+                        log.display()
+                    );
+                    start_cluster_with(PGAUDIT_NAME, PGAUDIT_PORT, None, &settings)
+                })
+                .await
+                .expect("the cluster start did not panic")
+                .unwrap_or_else(|missing| panic!("a pgaudit cluster is needed and {missing}"))
             })
             .await
             .clone();

@@ -127,6 +127,8 @@ event_kinds! {
     DigestRefused => "audit.digest_refused",
     /// A policy registry version was put in force ([`RegistryLoaded`]).
     RegistryLoaded => "registry.loaded",
+    /// A batch of database log lines was ingested into query events ([`QueriesIngested`]).
+    QueriesIngested => "queries.ingested",
 }
 
 /// The spelling of a kind this build does not know. Only reading an event
@@ -918,6 +920,39 @@ impl EventDetail for RegistryLoaded {
     }
 }
 
+/// The detail of `queries.ingested`: one log batch, by digest. The lines stay
+/// in the query store; this event makes them tamper-evident, since the
+/// batch's sha256 is on the target's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueriesIngested {
+    /// sha256 of the batch's bytes (a file's, or its log events' messages each followed by a newline).
+    pub sha256: String,
+    /// Where it came from (a file name, or `log group/log stream`).
+    pub source: String,
+    /// Its layout (`csvlog`, `stderr`, `rds`).
+    pub format: String,
+    /// Records read.
+    pub records: u64,
+    /// Query events it holds (pgaudit entries of the target's database).
+    pub events: u64,
+    /// Of those, events not already stored (delivered before in another batch).
+    pub new_events: u64,
+    /// Records that could not be read: kept with their reason.
+    pub rejected: u64,
+    /// Records of other databases, and records that are not pgaudit entries.
+    pub skipped: u64,
+    /// Time of the first and last record read, when any was.
+    pub first_at: Option<DateTime<Utc>>,
+    /// See `first_at`.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl EventDetail for QueriesIngested {
+    fn is_detail_of(kind: &EventKind) -> bool {
+        *kind == EventKind::QueriesIngested
+    }
+}
+
 impl EventDetail for Disagreement {
     fn is_detail_of(kind: &EventKind) -> bool {
         *kind == EventKind::DigestRefused
@@ -930,6 +965,13 @@ impl NewEvent {
         let subject = format!("registry {}", detail.registry_version);
         let head = Head { chain: super::REGISTRY_CHAIN, target: "", actor, subject: &subject, at };
         NewEvent::typed(head, EventKind::RegistryLoaded, to_detail(detail))
+    }
+
+    /// `queries.ingested` on the target's chain.
+    pub fn queries_ingested(target: &str, actor: &str, detail: &QueriesIngested, at: DateTime<Utc>) -> Self {
+        let subject = format!("queries {}", detail.sha256);
+        let head = Head { chain: target, target, actor, subject: &subject, at };
+        NewEvent::typed(head, EventKind::QueriesIngested, to_detail(detail))
     }
 
     /// `audit.digest_refused` on the refused chain, with both sides' hashes.
@@ -951,7 +993,7 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert_eq!(serde_json::from_value::<EventKind>(serde_json::json!(kind.as_str())).unwrap(), *kind);
         }
-        assert_eq!(EventKind::KNOWN.len(), 31);
+        assert_eq!(EventKind::KNOWN.len(), 32);
         let other: EventKind = serde_json::from_str("\"retired.kind\"").unwrap();
         assert!(matches!(other, EventKind::Other(_)));
         assert_eq!(
