@@ -15,6 +15,7 @@ mod audit;
 mod exceptions;
 mod notices;
 mod queries;
+mod query_report;
 mod render;
 mod report;
 mod revoke;

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_core::pglog::{LogFormat, Reader};
 use grantwarden_core::queries::{IngestSource, QueryEvent, QueryFilter, QueryStore, StatementClass, ingest};
+use grantwarden_core::query_controls::{Controls, NoPublisher};
+use grantwarden_core::query_policy::QueryPolicy;
 use grantwarden_core::snapshot::TargetId;
 use sha2::Digest;
 
@@ -149,6 +151,11 @@ pub enum QueriesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The sha256 of a script as an access request names it (`script.sha256`): its statements, normalized.
+    ScriptSha256 {
+        /// The script (SQL).
+        file: PathBuf,
+    },
     /// Log records that could not be read, with why, as kept at ingestion.
     Rejected {
         /// Only this target.
@@ -179,6 +186,17 @@ pub async fn run(command: QueriesCommand, now: DateTime<Utc>) -> Result<ExitCode
             } else {
                 print!("{}", table(&events));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueriesCommand::ScriptSha256 { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let statements = grantwarden_core::statement::split_script(&text);
+            println!(
+                "{}  {} ({} statements)",
+                grantwarden_core::statement::script_sha256(&statements),
+                file.display(),
+                statements.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         QueriesCommand::Rejected { target: t, state, json } => {
@@ -222,12 +240,19 @@ fn digest(path: &Path) -> Result<(String, u64)> {
 
 async fn run_ingest(args: IngestArgs, now: DateTime<Utc>) -> Result<ExitCode> {
     let target = target(&args.target)?;
-    let keep_literals = match &args.policy {
-        Some(p) => load_registry(p).map_err(|e| anyhow::anyhow!("{e}"))?.queries.keep_literals,
-        None => false,
+    let policy = match &args.policy {
+        Some(p) => load_registry(p).map_err(|e| anyhow::anyhow!("{e}"))?.queries,
+        None => QueryPolicy::default(),
     };
     let store = args.state.open()?;
-    let mut rejected = 0;
+    let controls = Controls {
+        store: &store,
+        publisher: None::<&NoPublisher>,
+        on_export: policy.on_export,
+        actor: "grantwarden:queries",
+        now,
+    };
+    let (mut rejected, mut alerts) = (0, 0);
     for path in &args.files {
         let format = args.format.map(FormatArg::format).unwrap_or_else(|| {
             if path.extension().is_some_and(|e| e == "csv") { LogFormat::Csvlog } else { LogFormat::Stderr }
@@ -247,12 +272,15 @@ async fn run_ingest(args: IngestArgs, now: DateTime<Utc>) -> Result<ExitCode> {
             database: args.dbname.as_deref(),
             source: &source,
             actor: "grantwarden",
-            keep_literals,
+            keep_literals: policy.keep_literals,
+            export_rows: policy.export_rows,
             now,
         };
-        let done = ingest(&store, &src, &sha256, reader).await.with_context(|| format!("ingesting {source}"))?;
+        let done =
+            ingest(&store, &controls, &src, &sha256, reader).await.with_context(|| format!("ingesting {source}"))?;
         bar.finish_and_clear();
         rejected += done.batch.rejected;
+        alerts += done.alerts;
         if args.json {
             println!("{}", serde_json::to_string(&done)?);
         } else if done.delivered_before {
@@ -260,10 +288,13 @@ async fn run_ingest(args: IngestArgs, now: DateTime<Utc>) -> Result<ExitCode> {
         } else {
             let b = &done.batch;
             println!(
-                "{source}: {} records, {} query events ({} new), {} skipped, {} rejected (kept: `grantwarden queries rejected`); sha256 {} journaled on {target}",
-                b.records, b.events, b.new_events, b.skipped, b.rejected, b.sha256
+                "{source}: {} records, {} query events ({} new), {} skipped, {} rejected (kept: `grantwarden queries rejected`), {} alert(s); sha256 {} journaled on {target}",
+                b.records, b.events, b.new_events, b.skipped, b.rejected, done.alerts, b.sha256
             );
         }
+    }
+    if alerts > 0 {
+        eprintln!("{alerts} query alert(s) (exports, statements outside a ticket's path) journaled as queries.alert");
     }
     if rejected > 0 {
         eprintln!("{rejected} record(s) could not be read and were kept with their reason");

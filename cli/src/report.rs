@@ -18,6 +18,7 @@ use grantwarden_core::dashboard;
 use grantwarden_core::html::escape;
 use grantwarden_core::metrics::{Durations, hours, label};
 use grantwarden_core::model::Grantee;
+use grantwarden_core::queries::QueryStore;
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::snapshot::TargetId;
@@ -38,14 +39,14 @@ pub enum ReportFormat {
 pub struct WindowArgs {
     /// From this time (RFC 3339), inclusive.
     #[arg(long)]
-    from: Option<DateTime<Utc>>,
+    pub(crate) from: Option<DateTime<Utc>>,
     /// Up to this time, exclusive.
     #[arg(long)]
-    to: Option<DateTime<Utc>>,
+    pub(crate) to: Option<DateTime<Utc>>,
 }
 
 impl WindowArgs {
-    fn window(&self) -> Window {
+    pub(crate) fn window(&self) -> Window {
         Window { from: self.from, to: self.to }
     }
 }
@@ -105,6 +106,8 @@ pub enum ReportCommand {
         #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
         format: ReportFormat,
     },
+    #[command(flatten)]
+    Queries(crate::query_report::QueryReport),
     /// The HTML dashboard (one self-contained file with inline SVG charts).
     Dashboard {
         #[command(flatten)]
@@ -159,11 +162,23 @@ pub async fn run(command: ReportCommand, now: DateTime<Utc>) -> Result<ExitCode>
                 None => last_registry(&store).await?,
             };
             let basis = basis(Some(&store), version, now).await?;
-            let evidence =
-                Evidence::new(&user, &tickets, registry.as_ref(), &held, &events, window.window(), now, basis);
-            print!("{}", render_evidence(&evidence, format));
+            let w = window.window();
+            let queries = store
+                .query_events(&grantwarden_core::queries::QueryFilter {
+                    person: Some(user.clone()),
+                    from: w.from,
+                    to: w.to,
+                    ..Default::default()
+                })
+                .await?;
+            let export_rows =
+                registry.as_ref().map_or(grantwarden_core::query_policy::EXPORT_ROWS, |r| r.queries.export_rows);
+            let activity = grantwarden_core::query_reports::activity(&user, &queries, &tickets, export_rows);
+            let evidence = Evidence::new(&user, &tickets, registry.as_ref(), &held, &events, w, now, basis);
+            print!("{}", render_evidence(&evidence, &activity, format));
             Ok(ExitCode::SUCCESS)
         }
+        ReportCommand::Queries(report) => crate::query_report::run(report, now).await,
         ReportCommand::Dashboard { assess: plan } => {
             let (report, store) = scanned(&plan, now).await?;
             let Some(store) = store else { bail!("the dashboard reads tickets and the journal: give --state") };
@@ -190,7 +205,7 @@ async fn dashboard_html(
     Ok(dashboard::render(&dashboard::build(report, tickets, &events, &scoring.coverage, basis, now)))
 }
 
-fn open(state: &StateArgs) -> Result<LocalStore> {
+pub(crate) fn open(state: &StateArgs) -> Result<LocalStore> {
     if !state.state.exists() {
         bail!("no state store at {} (--state, GRANTWARDEN_STATE)", state.state.display());
     }
@@ -238,7 +253,7 @@ async fn registry_version(plan: &AssessArgs, store: Option<&LocalStore>) -> Resu
 }
 
 /// The version of the registry last recorded on the journal.
-async fn last_registry(store: &LocalStore) -> Result<Option<String>> {
+pub(crate) async fn last_registry(store: &LocalStore) -> Result<Option<String>> {
     let events = store.events(grantwarden_core::audit::REGISTRY_CHAIN).await?;
     Ok(events.iter().rev().find_map(|e| e.detail_as::<RegistryLoaded>().ok()).map(|loaded| loaded.registry_version))
 }
@@ -251,7 +266,11 @@ async fn all_events(store: &LocalStore) -> Result<Vec<AuditEvent>> {
     Ok(out)
 }
 
-async fn basis(store: Option<&LocalStore>, registry_version: Option<String>, now: DateTime<Utc>) -> Result<Basis> {
+pub(crate) async fn basis(
+    store: Option<&LocalStore>,
+    registry_version: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Basis> {
     let chains = match store {
         Some(s) => s.chains().await?,
         None => Vec::new(),
@@ -263,33 +282,33 @@ async fn basis(store: Option<&LocalStore>, registry_version: Option<String>, now
 }
 
 /// What the human formats are made of: sections of figures and tables.
-struct Doc {
-    title: String,
-    basis: Vec<String>,
-    sections: Vec<Section>,
+pub(crate) struct Doc {
+    pub(crate) title: String,
+    pub(crate) basis: Vec<String>,
+    pub(crate) sections: Vec<Section>,
 }
 
-struct Section {
+pub(crate) struct Section {
     heading: String,
     lines: Vec<String>,
     table: Option<(Vec<&'static str>, Vec<Vec<String>>)>,
 }
 
 impl Section {
-    fn new(heading: &str) -> Self {
+    pub(crate) fn new(heading: &str) -> Self {
         Self { heading: heading.to_owned(), lines: Vec::new(), table: None }
     }
-    fn line(mut self, l: impl Into<String>) -> Self {
+    pub(crate) fn line(mut self, l: impl Into<String>) -> Self {
         self.lines.push(l.into());
         self
     }
-    fn table(mut self, headers: Vec<&'static str>, rows: Vec<Vec<String>>) -> Self {
+    pub(crate) fn table(mut self, headers: Vec<&'static str>, rows: Vec<Vec<String>>) -> Self {
         self.table = Some((headers, rows));
         self
     }
 }
 
-fn basis_lines(b: &Basis) -> Vec<String> {
+pub(crate) fn basis_lines(b: &Basis) -> Vec<String> {
     let mut out = vec![format!(
         "Generated {} under policy registry {}.",
         b.generated_at.to_rfc3339(),
@@ -390,7 +409,7 @@ td,th{{border:1px solid #dde1e7;padding:4px 8px;text-align:left}}th{{background:
         out
     }
 
-    fn render(&self, format: ReportFormat, json: impl FnOnce() -> String) -> String {
+    pub(crate) fn render(&self, format: ReportFormat, json: impl FnOnce() -> String) -> String {
         match format {
             ReportFormat::Json => json(),
             ReportFormat::Markdown => self.markdown(),
@@ -399,7 +418,7 @@ td,th{{border:1px solid #dde1e7;padding:4px 8px;text-align:left}}th{{background:
     }
 }
 
-fn json(v: serde_json::Result<String>) -> String {
+pub(crate) fn json(v: serde_json::Result<String>) -> String {
     v.expect("a report always serializes") + "\n"
 }
 
@@ -415,7 +434,7 @@ fn plural(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
-fn window_text(w: &Window) -> String {
+pub(crate) fn window_text(w: &Window) -> String {
     match (w.from, w.to) {
         (None, None) => "all time".into(),
         (Some(f), None) => format!("since {}", f.to_rfc3339()),
@@ -571,7 +590,7 @@ fn render_remediation(target: &str, r: &RemediationReport, format: ReportFormat)
     doc.render(format, || json(serde_json::to_string_pretty(r)))
 }
 
-fn render_evidence(e: &Evidence, format: ReportFormat) -> String {
+fn render_evidence(e: &Evidence, q: &grantwarden_core::query_reports::QueryActivity, format: ReportFormat) -> String {
     let who = Section::new("Person").line(format!("{} (trail: {}).", e.user, window_text(&e.window))).line(format!(
         "Database roles: {}.",
         if e.roles.is_empty() { "none on record".to_owned() } else { e.roles.join(", ") }
@@ -635,12 +654,78 @@ fn render_evidence(e: &Evidence, format: ReportFormat) -> String {
             })
             .collect(),
     );
-    let doc = Doc {
-        title: format!("Access evidence for {}", e.user),
-        basis: basis_lines(&e.basis),
-        sections: vec![who, exceptions, grants, trail],
-    };
-    doc.render(format, || json(serde_json::to_string_pretty(e)))
+    let mut sections = vec![who, exceptions, grants, trail];
+    sections.extend(query_sections(q));
+    let doc = Doc { title: format!("Access evidence for {}", e.user), basis: basis_lines(&e.basis), sections };
+    doc.render(format, || {
+        let mut v = serde_json::to_value(e).expect("evidence always serializes");
+        v["queries"] = serde_json::to_value(q).expect("activity always serializes");
+        json(serde_json::to_string_pretty(&v))
+    })
+}
+
+/// The evidence report's query sections: activity by class, exports, each break-glass session recording.
+fn query_sections(q: &grantwarden_core::query_reports::QueryActivity) -> Vec<Section> {
+    let classes: Vec<String> = q.by_class.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    let mut out = vec![
+        Section::new("Query activity (pgaudit)")
+            .line(format!(
+                "{} statements ({}); tables: {}.",
+                q.statements,
+                if classes.is_empty() { "none ingested".to_owned() } else { classes.join(", ") },
+                if q.tables.is_empty() {
+                    "none".to_owned()
+                } else {
+                    q.tables.iter().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ))
+            .table(
+                vec!["At", "Ticket", "Table", "Export", "Statement"],
+                q.exports
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.event.at.to_rfc3339(),
+                            x.event.ticket.clone().unwrap_or_else(|| "-".into()),
+                            x.event.object.clone().unwrap_or_else(|| "-".into()),
+                            serde_json::to_value(&x.kind)
+                                .ok()
+                                .and_then(|v| v["kind"].as_str().map(str::to_owned))
+                                .unwrap_or_default(),
+                            x.event.statement.clone(),
+                        ]
+                    })
+                    .collect(),
+            ),
+    ];
+    for r in &q.break_glass {
+        out.push(
+            Section::new(&format!(
+                "Session recording: break-glass ticket {} ({} statements)",
+                r.ticket,
+                r.events.len()
+            ))
+            .line(format!("Incident: {}.", r.incident.as_deref().unwrap_or("-")))
+            .table(
+                vec!["At", "Session", "Class", "Command", "Table", "Rows", "Statement"],
+                r.events
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.at.to_rfc3339(),
+                            e.session.clone().unwrap_or_default(),
+                            e.class.as_str().to_owned(),
+                            e.command.clone(),
+                            e.object.clone().unwrap_or_else(|| "-".into()),
+                            e.rows.map(|r| r.to_string()).unwrap_or_default(),
+                            e.statement.clone(),
+                        ]
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    out
 }
 
 /// `grantwarden metrics`: the governance metrics of a target.

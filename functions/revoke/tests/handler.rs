@@ -424,6 +424,7 @@ fn read_only_ticket(db: &TestDb, id: &str) -> Ticket {
         duration: "1h".into(),
         justification: "CHG-1".into(),
         incident_id: None,
+        script: None,
     };
     match route_access(&request, &registry, &grantwarden_core::incident::KnownIncidents(vec![]), at(0)) {
         grantwarden_core::ticket::Decision::Ticket(t) => *t,
@@ -521,6 +522,7 @@ async fn a_break_glass_credential_raises_a_high_priority_alert() {
         duration: "20m".into(),
         justification: "db on fire".into(),
         incident_id: Some("PD-1".into()),
+        script: None,
     };
     let open = KnownIncidents(vec![IncidentUpdate {
         id: "PD-1".into(),

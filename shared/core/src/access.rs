@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, Incidents, describe};
+use crate::access_policy::{AccessGrant, AccessPath, AccessScope, Approvals, ApprovedScript, Incidents, describe};
 use crate::audit::event::{AccessTurnedDown, Issued, OnTicket};
 use crate::audit::{AuditJournal, NewEvent};
 use crate::error::{FieldError, StoreError};
@@ -73,7 +73,46 @@ pub fn parse_request(body: &[u8]) -> Result<AccessRequest, FieldError> {
     {
         return Err(FieldError::new("scope.tables", "name at least one table"));
     }
+    if let Some(script) = &r.script {
+        approved_script(script)?;
+    }
     Ok(r)
+}
+
+/// The largest script a request may carry; a larger one is named by its sha256.
+pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
+
+/// The script a request names, checked: its statements (none when only its
+/// sha256 is given) and its sha256. Errors name the field.
+pub fn approved_script(script: &crate::request::ScriptRef) -> Result<ApprovedScript, FieldError> {
+    let statements = match &script.text {
+        Some(text) if text.len() > MAX_SCRIPT_BYTES => {
+            return Err(FieldError::new(
+                "script.text",
+                format!("{} bytes, more than {MAX_SCRIPT_BYTES}: give its sha256 instead", text.len()),
+            ));
+        }
+        Some(text) => {
+            let statements = crate::statement::split_script(text);
+            if statements.is_empty() {
+                return Err(FieldError::new("script.text", "holds no statement"));
+            }
+            statements
+        }
+        None => Vec::new(),
+    };
+    let sha256 = match (&script.sha256, statements.is_empty()) {
+        (Some(h), _) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Err(FieldError::new("script.sha256", "64 hexadecimal digits"));
+        }
+        (Some(h), false) if !h.eq_ignore_ascii_case(&crate::statement::script_sha256(&statements)) => {
+            return Err(FieldError::new("script.sha256", "is not the sha256 of script.text"));
+        }
+        (Some(h), _) => h.to_ascii_lowercase(),
+        (None, false) => crate::statement::script_sha256(&statements),
+        (None, true) => return Err(FieldError::new("script", "give its text or its sha256")),
+    };
+    Ok(ApprovedScript { sha256, statements })
 }
 
 /// The request's duration (validated by [`parse_request`]).
@@ -182,6 +221,7 @@ pub fn route_access(
             allow_public_create: policy.allow_public_create.clone(),
             connection_limit: policy.connection_limit,
             session: policy.session.clone(),
+            script: request.script.as_ref().and_then(|s| approved_script(s).ok()),
             privileged_approvers: if approvals == Approvals::Dual { policy.privileged_approvers() } else { Vec::new() },
             privileged_groups: if approvals == Approvals::Dual { policy.privileged_groups() } else { Vec::new() },
             review_required: request.path == AccessPath::BreakGlass,
@@ -581,6 +621,7 @@ access:
             duration: duration.into(),
             justification: "CHG-1".into(),
             incident_id: incident.map(Into::into),
+            script: None,
         }
     }
 

@@ -306,6 +306,17 @@ pub struct AccessFile {
     session: Option<crate::session_limits::SessionFile>,
 }
 
+/// A script a ticket is approved to run: its sha256 and, when the request
+/// carried its text, its statements (normalized).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovedScript {
+    /// `crate::statement::script_sha256` of its statements.
+    pub sha256: String,
+    /// Its statements; empty when only the sha256 was given (the report then takes the file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<String>,
+}
+
 /// The members of one approver role as written: emails, or emails and groups.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
@@ -522,6 +533,9 @@ pub struct AccessGrant {
     /// What its sessions are held to (none for a ticket written before they were).
     #[serde(default)]
     pub session: crate::session_limits::SessionSettings,
+    /// The script it is approved to run (a migration's), when the request named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ApprovedScript>,
     /// Approvers of whom at least one must approve (dual approval), lower-cased.
     #[serde(default)]
     pub privileged_approvers: Vec<String>,

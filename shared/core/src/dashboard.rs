@@ -641,6 +641,7 @@ mod tests {
                 allow_public_create: vec![],
                 connection_limit: 1,
                 session: Default::default(),
+                script: None,
                 privileged_approvers: vec![],
                 privileged_groups: vec![],
                 pending_until: None,

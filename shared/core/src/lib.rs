@@ -99,6 +99,10 @@
 //! Layer 9, on top of the use cases:
 //! - [`notify`]: chat notices from the journal, queued and delivered with retries; the
 //!   request's card; approving and denying from chat; the `NoticeQueue` and `Chat` ports.
+//! - [`query_reports`]: the auditors' questions of query events: sensitive reads, exports,
+//!   a migration against its approved script, data changes by person.
+//! - [`query_controls`]: export controls that act: query alerts published, journaled,
+//!   and the ticket ended early when the registry says so.
 //! - `memory_store` (tests only): the ports in memory, and the fixtures the use cases' tests share.
 #![deny(missing_docs)]
 
@@ -139,7 +143,9 @@ pub mod pglog;
 pub mod pipeline;
 pub mod policy;
 pub mod queries;
+pub mod query_controls;
 pub mod query_policy;
+pub mod query_reports;
 pub mod raise_alerts;
 pub mod remediate;
 pub mod remediation_flow;

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use globset::GlobMatcher;
 use serde::{Deserialize, Serialize};
 
+use crate::access_policy::AccessPath;
 use crate::audit::event::QueriesIngested;
 use crate::audit::{AuditJournal, NewEvent};
 use crate::error::StoreError;
@@ -160,6 +161,8 @@ pub struct Ingested {
     /// The counts and digest, as journaled.
     #[serde(flatten)]
     pub batch: QueriesIngested,
+    /// Alerts raised on its events (exports, statements outside a ticket's path).
+    pub alerts: usize,
 }
 
 /// Which events a question asks about; every given condition must hold.
@@ -203,6 +206,12 @@ pub trait QueryStore {
     fn put_query_events(&self, events: &[QueryEvent]) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Keeps `rejections` (again: nothing changes).
     fn put_rejections(&self, rejections: &[KeptRejection]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Which of `keys` (of `target`) are stored.
+    fn known_keys(
+        &self,
+        target: &TargetId,
+        keys: &[String],
+    ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, StoreError>> + Send;
     /// Records the batch as ingested (again: nothing changes).
     fn finish_batch(
         &self,
@@ -228,7 +237,27 @@ pub trait QueryStore {
 /// Whose a database role is, from the target's tickets.
 #[derive(Debug, Default)]
 pub struct Attribution {
-    by_role: BTreeMap<String, Vec<(DateTime<Utc>, String, String)>>,
+    by_role: BTreeMap<String, Vec<Holder>>,
+}
+
+/// A ticket that gave a role to a person.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Holder {
+    from: DateTime<Utc>,
+    person: String,
+    ticket: String,
+    path: Option<AccessPath>,
+}
+
+/// Who ran a statement: the person, and the ticket and its access path when a ticket's credential did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Whose {
+    /// The person.
+    pub person: String,
+    /// The ticket.
+    pub ticket: Option<String>,
+    /// The ticket's access path (just-in-time access tickets only).
+    pub path: Option<AccessPath>,
 }
 
 impl Attribution {
@@ -237,11 +266,12 @@ impl Attribution {
         let mut by_role: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for t in tickets {
             let r = t.request();
-            by_role.entry(r.role.as_str().to_owned()).or_default().push((
-                r.observed_at,
-                r.principal.clone(),
-                t.id().to_owned(),
-            ));
+            by_role.entry(r.role.as_str().to_owned()).or_default().push(Holder {
+                from: r.observed_at,
+                person: r.principal.clone(),
+                ticket: t.id().to_owned(),
+                path: t.access().map(|a| a.path),
+            });
         }
         for v in by_role.values_mut() {
             v.sort();
@@ -249,17 +279,14 @@ impl Attribution {
         Attribution { by_role }
     }
 
-    /// `(person, ticket)` of `user` at `at`: the latest ticket for the role
-    /// requested by then (a role reused across tickets), else its first;
-    /// a role no ticket names is a standing role, `role:<user>`.
-    pub fn of(&self, user: Option<&str>, at: DateTime<Utc>) -> (String, Option<String>) {
-        let Some(user) = user else { return ("unknown".to_owned(), None) };
-        match self.by_role.get(user) {
-            Some(tickets) => {
-                let t = tickets.iter().rev().find(|(from, _, _)| *from <= at).unwrap_or(&tickets[0]);
-                (t.1.clone(), Some(t.2.clone()))
-            }
-            None => (format!("role:{user}"), None),
+    /// Whose `user` was at `at`: the latest ticket for the role requested by
+    /// then (a role reused across tickets), else its first; a role no ticket
+    /// names is a standing role, `role:<user>`.
+    pub fn of(&self, user: Option<&str>, at: DateTime<Utc>) -> Whose {
+        let Some(user) = user else { return Whose { person: "unknown".to_owned(), ticket: None, path: None } };
+        match self.by_role.get(user).and_then(|t| t.iter().rev().find(|h| h.from <= at).or(t.first())) {
+            Some(h) => Whose { person: h.person.clone(), ticket: Some(h.ticket.clone()), path: h.path },
+            None => Whose { person: format!("role:{user}"), ticket: None, path: None },
         }
     }
 }
@@ -277,6 +304,8 @@ pub struct IngestSource<'a> {
     pub actor: &'a str,
     /// Keep statement literals (the registry's `queries.keep_literals`).
     pub keep_literals: bool,
+    /// Rows past which a read is an export (the registry's `queries.export_rows`).
+    pub export_rows: u64,
     /// When.
     pub now: DateTime<Utc>,
 }
@@ -308,12 +337,12 @@ fn event_of(
     record: &LogRecord,
     entry: AuditEntry,
     text: String,
-) -> Result<QueryEvent, String> {
+) -> Result<(QueryEvent, Option<AccessPath>), String> {
     let class = StatementClass::parse(&entry.class).ok_or_else(|| format!("AUDIT: unknown class {:?}", entry.class))?;
-    let (person, ticket) = who.of(record.user.as_deref(), record.at);
+    let Whose { person, ticket, path } = who.of(record.user.as_deref(), record.at);
     let copy = (entry.command.eq_ignore_ascii_case("COPY")).then(|| statement::copy(&text)).flatten();
     let object = entry.object_name.clone().or_else(|| copy.as_ref().and_then(|c| c.table.clone()));
-    Ok(QueryEvent {
+    let event = QueryEvent {
         target: src.target.clone(),
         key: record.sha256.clone(),
         at: record.at,
@@ -335,7 +364,140 @@ fn event_of(
         redacted: !src.keep_literals,
         batch: batch.to_owned(),
         line: record.line,
-    })
+    };
+    Ok((event, path))
+}
+
+/// Why an event is an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExportKind {
+    /// `COPY ... TO` (STDOUT, a file, a program).
+    CopyTo {
+        /// `TO STDOUT`, `TO FILE`, `TO PROGRAM`.
+        copy: String,
+    },
+    /// One statement returned more rows than the registry's `export_rows`.
+    LargeResult {
+        /// Rows it returned.
+        rows: i64,
+    },
+    /// A session's reads of one table added up past `export_rows` (paging through it).
+    BulkRead {
+        /// Statements of the session on that table so far.
+        statements: u64,
+        /// Rows they returned together.
+        rows: i64,
+    },
+}
+
+/// The export rule, fed events one at a time in their order: COPY TO, a read
+/// past the threshold, and a session whose reads of one table add up past it
+/// (once, at the read that crossed it). What the export controls act on
+/// during ingestion and what the exports report lists are this one rule.
+#[derive(Debug)]
+pub struct ExportWatch {
+    threshold: i64,
+    per_session: BTreeMap<(Option<String>, String), (u64, i64, bool)>,
+}
+
+impl ExportWatch {
+    /// Exports past `threshold` rows (the registry's `queries.export_rows`).
+    pub fn new(threshold: u64) -> Self {
+        ExportWatch { threshold: i64::try_from(threshold).unwrap_or(i64::MAX), per_session: BTreeMap::new() }
+    }
+
+    /// Whether `e` makes an export, and why.
+    pub fn see(&mut self, e: &QueryEvent) -> Option<ExportKind> {
+        if e.class != StatementClass::Read {
+            return None;
+        }
+        if let Some(copy) = e.copy.as_deref().filter(|c| c.starts_with("TO")) {
+            return Some(ExportKind::CopyTo { copy: copy.to_owned() });
+        }
+        let rows = e.rows?;
+        if rows > self.threshold {
+            return Some(ExportKind::LargeResult { rows });
+        }
+        let object = e.object.clone()?;
+        let seen = self.per_session.entry((e.session.clone(), object)).or_default();
+        seen.0 += 1;
+        seen.1 = seen.1.saturating_add(rows);
+        if seen.1 > self.threshold && !seen.2 {
+            seen.2 = true;
+            return Some(ExportKind::BulkRead { statements: seen.0, rows: seen.1 });
+        }
+        None
+    }
+}
+
+/// What a ticket's credential did that its ticket does not allow for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "alert", rename_all = "snake_case")]
+pub enum AlertKind {
+    /// It took data out ([`ExportKind`]).
+    Export(ExportKind),
+    /// It ran a statement of a class its path does not cover (a write under read-only).
+    OutsidePath {
+        /// The ticket's path.
+        path: AccessPath,
+    },
+}
+
+/// An alert on one query event of a ticket's credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryAlert {
+    /// Why.
+    #[serde(flatten)]
+    pub kind: AlertKind,
+    /// The event.
+    pub event: QueryEvent,
+}
+
+impl QueryAlert {
+    /// The alert as one sentence.
+    pub fn describe(&self) -> String {
+        let e = &self.event;
+        let object = e.object.as_deref().unwrap_or("(no table named)");
+        let ticket = e.ticket.as_deref().unwrap_or("-");
+        match &self.kind {
+            AlertKind::Export(ExportKind::CopyTo { copy }) => {
+                format!("{} exported {object} with COPY {copy} under ticket {ticket}", e.person)
+            }
+            AlertKind::Export(ExportKind::LargeResult { rows }) => {
+                format!("{} read {rows} rows of {object} in one statement under ticket {ticket}", e.person)
+            }
+            AlertKind::Export(ExportKind::BulkRead { statements, rows }) => format!(
+                "{} read {rows} rows of {object} in {statements} statements of one session under ticket {ticket}",
+                e.person
+            ),
+            AlertKind::OutsidePath { path } => {
+                format!("{} ran {} on {object} under ticket {ticket}, whose path is {path}", e.person, e.command)
+            }
+        }
+    }
+}
+
+/// Whether a statement of `class` is outside what `path` is for.
+pub fn outside_path(path: AccessPath, class: StatementClass) -> bool {
+    path == AccessPath::ReadOnly && matches!(class, StatementClass::Write | StatementClass::Ddl | StatementClass::Role)
+}
+
+/// Who acts on alerts during ingestion (`crate::query_controls`: the journal,
+/// people, and the ticket's end); called before the events that raised them
+/// are stored, so a crash in between raises them again, never not at all.
+pub trait AlertSink {
+    /// Acts on `alerts` of `target`.
+    fn raise(&self, target: &TargetId, alerts: &[QueryAlert]) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// No controls: alerts are not acted on (a report's reading, tests).
+pub struct NoControls;
+
+impl AlertSink for NoControls {
+    async fn raise(&self, _: &TargetId, _: &[QueryAlert]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a COPY does, as events show it: `TO STDOUT`, `TO PROGRAM`, `TO FILE`, `FROM STDIN`, `FROM FILE`, ...
@@ -359,6 +521,10 @@ pub enum IngestError {
     /// The store failed; what was stored is keyed, so ingesting the batch again completes it.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Acting on an alert failed (journal, publishing, ending the ticket); the batch is not
+    /// marked ingested, so delivering it again raises the alert again.
+    #[error("acting on an export or path alert: {0}")]
+    Alerts(String),
     /// What was read is not the batch named: the file changed between hashing and reading it.
     #[error("batch {named}: what was read has sha256 {read}; the input changed while it was read (nothing journaled)")]
     Changed {
@@ -371,26 +537,30 @@ pub enum IngestError {
 
 /// Ingests one batch, whose bytes have sha256 `batch`, read by `reader`:
 /// nothing when it was ingested before; else its events stored chunk by
-/// chunk, its rejections kept, then the batch journaled by digest and marked
-/// ingested. A crash before the mark leaves keyed events and rejections, so
-/// the batch delivered again adds none of them twice; only its
-/// `queries.ingested` may then be on the chain twice, never not at all.
-pub async fn ingest<S, R>(
+/// chunk, the alerts on the new ones raised through `alerts` before their
+/// chunk is stored, its rejections kept, then the batch journaled by digest
+/// and marked ingested. A crash before the mark leaves keyed events and
+/// rejections, so the batch delivered again adds none of them twice; its
+/// alerts and its `queries.ingested` may then be raised twice, never not at all.
+pub async fn ingest<S, A, R>(
     store: &S,
+    alerts: &A,
     src: &IngestSource<'_>,
     batch: &str,
     mut reader: Reader<R>,
 ) -> Result<Ingested, IngestError>
 where
     S: QueryStore + AuditJournal + TicketStore + Sync,
+    A: AlertSink + Sync,
     R: BufRead,
 {
     if let Some(before) = store.batch(src.target, batch).await? {
-        return Ok(Ingested { target: src.target.clone(), delivered_before: true, batch: before });
+        return Ok(Ingested { target: src.target.clone(), delivered_before: true, batch: before, alerts: 0 });
     }
     let tickets = store.tickets(Some(src.target)).await?;
     let who = Attribution::from_tickets(&tickets);
     let mut last = LastStatements::default();
+    let mut watch = ExportWatch::new(src.export_rows);
     let mut counts = QueriesIngested {
         sha256: batch.to_owned(),
         source: src.source.to_owned(),
@@ -403,7 +573,8 @@ where
         first_at: None,
         last_at: None,
     };
-    let mut events = Vec::with_capacity(CHUNK);
+    let mut chunk = Chunk::default();
+    let mut raised = 0;
     let mut rejections = Vec::new();
     let keep = |rejected| KeptRejection { target: src.target.clone(), batch: batch.to_owned(), rejected };
     for item in reader.by_ref() {
@@ -431,25 +602,36 @@ where
             event_of(src, batch, &who, &record, entry, text)
         });
         match made {
-            Ok(event) => {
+            Ok((event, path)) => {
                 counts.events += 1;
-                events.push(event);
+                if event.ticket.is_some() {
+                    let export = watch.see(&event).map(AlertKind::Export);
+                    let outside =
+                        path.filter(|p| outside_path(*p, event.class)).map(|path| AlertKind::OutsidePath { path });
+                    chunk.alerts.extend(
+                        export.into_iter().chain(outside).map(|kind| QueryAlert { kind, event: event.clone() }),
+                    );
+                }
+                chunk.events.push(event);
             }
             Err(reason) => {
                 counts.rejected += 1;
                 rejections.push(keep(Rejected { line: record.line, reason, text: record.text }));
             }
         }
-        if events.len() >= CHUNK {
-            counts.new_events += store.put_query_events(&events).await?;
-            events.clear();
+        if chunk.events.len() >= CHUNK {
+            let (new, alerted) = chunk.store(store, alerts, src.target).await?;
+            counts.new_events += new;
+            raised += alerted;
         }
         if rejections.len() >= CHUNK {
             store.put_rejections(&rejections).await?;
             rejections.clear();
         }
     }
-    counts.new_events += store.put_query_events(&events).await?;
+    let (new, alerted) = chunk.store(store, alerts, src.target).await?;
+    counts.new_events += new;
+    raised += alerted;
     store.put_rejections(&rejections).await?;
     let read = reader.sha256();
     if read != batch {
@@ -457,5 +639,36 @@ where
     }
     store.append(NewEvent::queries_ingested(src.target.as_str(), src.actor, &counts, src.now)).await?;
     store.finish_batch(src.target, &counts).await?;
-    Ok(Ingested { target: src.target.clone(), delivered_before: false, batch: counts })
+    Ok(Ingested { target: src.target.clone(), delivered_before: false, batch: counts, alerts: raised })
+}
+
+/// Events read and not yet stored, with the alerts they raise.
+#[derive(Default)]
+struct Chunk {
+    events: Vec<QueryEvent>,
+    alerts: Vec<QueryAlert>,
+}
+
+impl Chunk {
+    /// Raises the alerts of events not stored before, then stores the events:
+    /// how many were new, and how many alerts were raised.
+    async fn store<S: QueryStore + Sync, A: AlertSink + Sync>(
+        &mut self,
+        store: &S,
+        alerts: &A,
+        target: &TargetId,
+    ) -> Result<(u64, usize), IngestError> {
+        let mut raised = 0;
+        if !self.alerts.is_empty() {
+            let keys: Vec<String> = self.alerts.iter().map(|a| a.event.key.clone()).collect();
+            let known = store.known_keys(target, &keys).await?;
+            self.alerts.retain(|a| !known.contains(&a.event.key));
+            alerts.raise(target, &self.alerts).await.map_err(IngestError::Alerts)?;
+            raised = self.alerts.len();
+        }
+        let new = store.put_query_events(&self.events).await?;
+        self.events.clear();
+        self.alerts.clear();
+        Ok((new, raised))
+    }
 }

@@ -133,4 +133,21 @@ pub struct AccessRequest {
     /// Incident id (required for break-glass).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident_id: Option<String>,
+    /// The script a migration is approved to run: its text, or its sha256
+    /// (`grantwarden queries script-sha256 FILE`); what the credential ran is
+    /// compared with it (`grantwarden report migration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptRef>,
+}
+
+/// An approved script, as a request names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptRef {
+    /// The script itself (at most 256 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Its sha256 ([`crate::statement::script_sha256`]); checked against `text` when both are given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }

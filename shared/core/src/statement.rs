@@ -42,6 +42,18 @@ pub fn split_script(script: &str) -> Vec<String> {
     statements
 }
 
+/// The identity of a script (an approved migration): sha256 of its statements,
+/// each normalized and followed by `;` and a newline. Layout and comments do not
+/// change it; any statement's text does.
+pub fn script_sha256(statements: &[String]) -> String {
+    let mut h = Sha256::new();
+    for s in statements {
+        h.update(normalize(s).as_bytes());
+        h.update(b";\n");
+    }
+    hex::encode(h.finalize())
+}
+
 /// A COPY statement's direction and what it reads or writes; `None` when `sql` is not a COPY.
 pub fn copy(sql: &str) -> Option<Copy> {
     let mut t = Tokens::new(sql).filter(|&(kind, _)| !matches!(kind, Kind::Space | Kind::Comment)).peekable();
@@ -419,6 +431,14 @@ mod tests {
         assert_eq!(normalize("select  'a   b'"), "select 'a   b'");
         assert_eq!(normalize("SELECT 1 -- c\n"), "SELECT 1");
         assert_eq!(normalize("select a/*c*/b, \"x  y\";; ;"), "select a b, \"x  y\"");
+    }
+
+    #[test]
+    fn a_scripts_identity_ignores_layout_and_comments_only() {
+        let a = split_script("create table a (x int);\n-- why\ninsert into a values (1);");
+        let b = split_script("create table a (x int); insert into a values (1)");
+        assert_eq!(script_sha256(&a), script_sha256(&b));
+        assert_ne!(script_sha256(&a), script_sha256(&split_script("create table a (x int); insert into a values (2)")));
     }
 
     #[test]

@@ -137,6 +137,31 @@ where
     Ok(ticket)
 }
 
+/// Ends ticket `id` early because one of grantwarden's own controls says so
+/// (an export during the ticket, with the registry's `on_export: revoke`):
+/// `revoke_requested` like [`request_revoke`], by `control` (`grantwarden:queries`),
+/// vouched by nobody. `Ok(None)` when the ticket is no longer open: already
+/// ending, ended, or revoked, so a control that fires twice changes nothing.
+pub async fn end_by_control<S>(
+    store: &S,
+    id: &str,
+    control: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Ticket>, TicketFlowError>
+where
+    S: TicketStore + AuditJournal + Sync,
+{
+    let Versioned { value: mut ticket, version } = read(store, id).await?;
+    if !ticket.request_revoke(control, now, reason) {
+        return Ok(None);
+    }
+    let requested = OnTicket::RevokeRequested(RevokeRequested { reason: reason.to_owned() });
+    let event = NewEvent::for_ticket(&ticket, requested, control, now);
+    record(store, &ticket, version, vec![event]).await?;
+    Ok(Some(ticket))
+}
+
 /// Renews break-glass ticket `id` for `by` (its requester, signed in within
 /// the last 15 minutes, or the local operator) while the incident it names is open (as the incidents on record
 /// say): a new window from `now`, journaled as `access.renewed` by `by`. The ticket is recorded first; moving the role's VALID

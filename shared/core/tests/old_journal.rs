@@ -5,8 +5,8 @@
 
 use grantwarden_core::audit::event::{
     AccessTurnedDown, AlertRaised, Denied, EventDetail, EventKind, FindingOpenedOrClosed, FindingsBulk, IssueRefused,
-    Issued, QueriesIngested, RegistryLoaded, Remediation, RevocationExecuted, RevocationFailed, RevocationPlanned,
-    RevokeRequested, Revoked, ScanEnded, ScanStarted, TicketDetail,
+    Issued, QueriesIngested, QueryAlerted, RegistryLoaded, Remediation, RevocationExecuted, RevocationFailed,
+    RevocationPlanned, RevokeRequested, Revoked, ScanEnded, ScanStarted, TicketDetail,
 };
 use grantwarden_core::audit::{AuditEvent, Disagreement, verify};
 use grantwarden_core::report::Finding;
@@ -108,6 +108,7 @@ fn typed(e: &AuditEvent) -> serde_json::Value {
         EventKind::DigestRefused => back::<Disagreement>(e),
         EventKind::RegistryLoaded => back::<RegistryLoaded>(e),
         EventKind::QueriesIngested => back::<QueriesIngested>(e),
+        EventKind::QueryAlert => back::<QueryAlerted>(e),
         EventKind::Other(_) => panic!("{} is not a kind this build writes", e.kind),
     }
 }
@@ -127,7 +128,13 @@ fn the_typed_readers_read_every_event_of_the_old_journal_field_for_field() {
         kinds.insert(e.kind.clone());
     }
     // every kind is in the old journal, but those added after it was written
-    let newer = [EventKind::TicketExpired, EventKind::AccessShown, EventKind::TicketDenied, EventKind::QueriesIngested];
+    let newer = [
+        EventKind::TicketExpired,
+        EventKind::AccessShown,
+        EventKind::TicketDenied,
+        EventKind::QueriesIngested,
+        EventKind::QueryAlert,
+    ];
     assert!(newer.iter().all(|k| !kinds.contains(k)));
     assert_eq!(kinds.len() + newer.len(), EventKind::KNOWN.len(), "every older kind is in the old journal");
     // both shapes of a remediation plan, and of a finding event, read as theirs

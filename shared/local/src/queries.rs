@@ -2,6 +2,8 @@
 //! delivered again is not stored twice; times as RFC 3339 UTC with a fixed
 //! number of digits, so they sort as text.
 
+use std::collections::BTreeSet;
+
 use chrono::SecondsFormat;
 use grantwarden_core::audit::event::QueriesIngested;
 use grantwarden_core::error::StoreError;
@@ -66,6 +68,21 @@ impl QueryStore for LocalStore {
                 }
             }
             tx.commit().map_err(unavailable)
+        })
+    }
+
+    async fn known_keys(&self, target: &TargetId, keys: &[String]) -> Result<BTreeSet<String>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT 1 FROM query_events WHERE target = ?1 AND key = ?2")
+                .map_err(unavailable)?;
+            let mut out = BTreeSet::new();
+            for k in keys {
+                if stmt.exists(params![target.as_str(), k]).map_err(unavailable)? {
+                    out.insert(k.clone());
+                }
+            }
+            Ok(out)
         })
     }
 

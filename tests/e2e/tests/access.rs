@@ -45,6 +45,7 @@ fn request(db: &TestDb, id: &str, path: AccessPath, scope: AccessScope) -> Acces
         duration: "1h".into(),
         justification: "CHG-77".into(),
         incident_id: None,
+        script: None,
     }
 }
 

@@ -129,6 +129,8 @@ event_kinds! {
     RegistryLoaded => "registry.loaded",
     /// A batch of database log lines was ingested into query events ([`QueriesIngested`]).
     QueriesIngested => "queries.ingested",
+    /// A ticket's credential exported data or ran a statement outside its path ([`QueryAlerted`]).
+    QueryAlert => "queries.alert",
 }
 
 /// The spelling of a kind this build does not know. Only reading an event
@@ -947,6 +949,26 @@ pub struct QueriesIngested {
     pub last_at: Option<DateTime<Utc>>,
 }
 
+/// The detail of `queries.alert`: what a ticket's credential did, as one
+/// sentence and as the alert (its kind and the query event), and what was done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryAlerted {
+    /// The alert as one sentence.
+    pub alert: String,
+    /// The alert: `alert` (`export`, `outside_path`), its kind's fields, and `event` (the query event).
+    pub detail: serde_json::Value,
+    /// Whether it was published (SNS on AWS).
+    pub published: bool,
+    /// Whether the ticket was ended early for it (`queries.on_export: revoke`).
+    pub ticket_ended: bool,
+}
+
+impl EventDetail for QueryAlerted {
+    fn is_detail_of(kind: &EventKind) -> bool {
+        *kind == EventKind::QueryAlert
+    }
+}
+
 impl EventDetail for QueriesIngested {
     fn is_detail_of(kind: &EventKind) -> bool {
         *kind == EventKind::QueriesIngested
@@ -974,6 +996,13 @@ impl NewEvent {
         NewEvent::typed(head, EventKind::QueriesIngested, to_detail(detail))
     }
 
+    /// `queries.alert` on the target's chain, about one query event (`key`).
+    pub fn query_alert(target: &str, actor: &str, key: &str, detail: &QueryAlerted, at: DateTime<Utc>) -> Self {
+        let subject = format!("query {key}");
+        let head = Head { chain: target, target, actor, subject: &subject, at };
+        NewEvent::typed(head, EventKind::QueryAlert, to_detail(detail))
+    }
+
     /// `audit.digest_refused` on the refused chain, with both sides' hashes.
     pub fn digest_refused(refusal: &Disagreement, at: DateTime<Utc>) -> Self {
         let subject = format!("{}:{}", refusal.chain, refusal.seq);
@@ -993,7 +1022,7 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
             assert_eq!(serde_json::from_value::<EventKind>(serde_json::json!(kind.as_str())).unwrap(), *kind);
         }
-        assert_eq!(EventKind::KNOWN.len(), 32);
+        assert_eq!(EventKind::KNOWN.len(), 33);
         let other: EventKind = serde_json::from_str("\"retired.kind\"").unwrap();
         assert!(matches!(other, EventKind::Other(_)));
         assert_eq!(
