@@ -12,11 +12,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use grantwarden_core::intake::Outcome;
 use grantwarden_core::pglog::{LogFormat, Reader};
 use grantwarden_core::queries::{IngestSource, QueryEvent, QueryFilter, QueryStore, StatementClass, ingest};
-use grantwarden_core::query_controls::{Controls, NoPublisher};
+use grantwarden_core::query_controls::{Controls, NoPublisher, role_changes};
 use grantwarden_core::query_policy::QueryPolicy;
 use grantwarden_core::snapshot::TargetId;
+use serde_json::json;
 use sha2::Digest;
 
 use crate::exceptions::{StateArgs, load_registry};
@@ -91,6 +93,35 @@ pub struct IngestArgs {
 }
 
 #[derive(Args)]
+pub struct FollowArgs {
+    /// The log file (the server's current one).
+    file: PathBuf,
+    /// The target whose log it is.
+    #[arg(long)]
+    target: String,
+    /// Only records of this database.
+    #[arg(long)]
+    dbname: Option<String>,
+    /// The layout; default `csvlog` for a `.csv` file, else `stderr`.
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Policy registry: routes the GRANTs, and its `queries:` section.
+    #[arg(long, env = "GRANTWARDEN_POLICY")]
+    policy: PathBuf,
+    #[command(flatten)]
+    state: StateArgs,
+    /// How often the file is looked at.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+    /// Read the file from its start (default: from its end, what is written from now on).
+    #[arg(long)]
+    from_start: bool,
+    /// Stop after one look (what is there now).
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Args)]
 pub struct FilterArgs {
     /// Only this target.
     #[arg(long)]
@@ -151,6 +182,9 @@ pub enum QueriesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Tail a log: each new part ingested as it is written, and each GRANT or REVOKE in it routed at once
+    /// (a grant no ticket covers is an untagged finding within seconds). Until interrupted.
+    Follow(FollowArgs),
     /// The sha256 of a script as an access request names it (`script.sha256`): its statements, normalized.
     ScriptSha256 {
         /// The script (SQL).
@@ -176,6 +210,7 @@ fn target(t: &str) -> Result<TargetId> {
 pub async fn run(command: QueriesCommand, now: DateTime<Utc>) -> Result<ExitCode> {
     match command {
         QueriesCommand::Ingest(args) => run_ingest(args, now).await,
+        QueriesCommand::Follow(args) => run_follow(args).await,
         QueriesCommand::List { filter, state, json } => {
             let store = state.open()?;
             let events = store.query_events(&filter.filter()?).await?;
@@ -254,9 +289,7 @@ async fn run_ingest(args: IngestArgs, now: DateTime<Utc>) -> Result<ExitCode> {
     };
     let (mut rejected, mut alerts) = (0, 0);
     for path in &args.files {
-        let format = args.format.map(FormatArg::format).unwrap_or_else(|| {
-            if path.extension().is_some_and(|e| e == "csv") { LogFormat::Csvlog } else { LogFormat::Stderr }
-        });
+        let format = format_of(path, args.format);
         let (sha256, len) = digest(path)?;
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let bar = indicatif::ProgressBar::new(len).with_style(
@@ -302,6 +335,111 @@ async fn run_ingest(args: IngestArgs, now: DateTime<Utc>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The layout of `path`: as given, else `csvlog` for a `.csv` file and `stderr` otherwise.
+fn format_of(path: &Path, given: Option<FormatArg>) -> LogFormat {
+    given.map(FormatArg::format).unwrap_or_else(|| {
+        if path.extension().is_some_and(|e| e == "csv") { LogFormat::Csvlog } else { LogFormat::Stderr }
+    })
+}
+
+/// How much of `bytes` is whole records: up to the last newline outside a csvlog's quotes.
+fn whole_records(bytes: &[u8], format: LogFormat) -> usize {
+    let mut quoted = false;
+    let mut end = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'"' if format == LogFormat::Csvlog => quoted = !quoted,
+            b'\n' if !quoted => end = i + 1,
+            _ => {}
+        }
+    }
+    end
+}
+
+async fn run_follow(args: FollowArgs) -> Result<ExitCode> {
+    use std::io::{Seek, SeekFrom};
+    let target = target(&args.target)?;
+    let format = format_of(&args.file, args.format);
+    let registry = load_registry(&args.policy).map_err(|e| anyhow::anyhow!("policy registry: {e}"))?;
+    let policy = &registry.queries;
+    let store = args.state.open()?;
+    let scoring = grantwarden_core::scoring::ScoringConfig::standard();
+    let mut offset = if args.from_start { 0 } else { std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0) };
+    let mut pending: Vec<u8> = Vec::new();
+    eprintln!("following {} from byte {offset}", args.file.display());
+    loop {
+        let len = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
+        if len < offset {
+            // rotated or truncated: a new file, read from its start
+            offset = 0;
+            pending.clear();
+        }
+        if len > offset {
+            let mut file = File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut fresh = Vec::new();
+            file.take(len - offset).read_to_end(&mut fresh)?;
+            offset += fresh.len() as u64;
+            pending.extend_from_slice(&fresh);
+        }
+        let whole = whole_records(&pending, format);
+        if whole > 0 {
+            let chunk: Vec<u8> = pending.drain(..whole).collect();
+            let now = Utc::now();
+            let sha256 = hex::encode(sha2::Sha256::digest(&chunk));
+            let source = format!("{}@{}", args.file.display(), offset - pending.len() as u64 - chunk.len() as u64);
+            let controls = Controls {
+                store: &store,
+                publisher: None::<&NoPublisher>,
+                on_export: policy.on_export,
+                actor: "grantwarden:queries",
+                now,
+            };
+            let src = IngestSource {
+                target: &target,
+                database: args.dbname.as_deref(),
+                source: &source,
+                actor: "grantwarden",
+                keep_literals: policy.keep_literals,
+                export_rows: policy.export_rows,
+                now,
+            };
+            let done = ingest(&store, &controls, &src, &sha256, Reader::new(chunk.as_slice(), format))
+                .await
+                .with_context(|| format!("ingesting {source}"))?;
+            let records: Vec<_> = Reader::new(chunk.as_slice(), format).filter_map(Result::ok).collect();
+            let changes =
+                role_changes(&store, Ok(&registry), &target, args.dbname.as_deref(), records, &scoring, Utc::now())
+                    .await?;
+            for c in changes {
+                let seen = Utc::now();
+                let latency_ms = (seen - c.logged_at).num_milliseconds();
+                let line = match &c.outcome {
+                    Outcome::Untagged(f) | Outcome::Refused { finding: f, .. } => {
+                        json!({ "outcome": "untagged", "delivery_id": c.delivery_id, "logged_at": c.logged_at,
+                            "seen_at": seen, "latency_ms": latency_ms, "finding": f })
+                    }
+                    Outcome::Created(t) | Outcome::Existing(t) | Outcome::Conflict(t) => {
+                        json!({ "outcome": "ticket", "delivery_id": c.delivery_id, "logged_at": c.logged_at,
+                            "seen_at": seen, "latency_ms": latency_ms, "ticket": t.id() })
+                    }
+                };
+                println!("{line}");
+            }
+            if done.batch.events > 0 || done.batch.rejected > 0 {
+                println!("{}", json!({ "outcome": "ingested", "batch": done }));
+            }
+        }
+        if args.once {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(args.interval) => {}
+        }
+    }
+}
+
 fn table(events: &[QueryEvent]) -> String {
     if events.is_empty() {
         return "no query events\n".to_owned();
@@ -330,6 +468,16 @@ fn table(events: &[QueryEvent]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use grantwarden_core::pglog::LogFormat;
+
+    #[test]
+    fn only_whole_records_are_taken_from_a_growing_log() {
+        let csv = b"a,\"x\"\nb,\"multi\nline\"\nc,\"unfinished\n";
+        assert_eq!(super::whole_records(csv, LogFormat::Csvlog), "a,\"x\"\nb,\"multi\nline\"\n".len());
+        assert_eq!(super::whole_records(b"line one\nline tw", LogFormat::Stderr), 9);
+        assert_eq!(super::whole_records(b"no newline yet", LogFormat::Rds), 0);
+    }
+
     #[test]
     fn a_bad_glob_names_the_flag() {
         let f = super::FilterArgs {

@@ -391,3 +391,70 @@ async fn the_four_questions_have_exact_answers_and_an_export_ends_the_ticket() {
     assert_eq!(evidence["queries"]["exports"].as_array().unwrap().len(), 2, "{}", evidence["queries"]);
     assert!(evidence["queries"]["statements"].as_u64().unwrap() >= 3);
 }
+
+#[tokio::test]
+async fn a_grant_made_by_hand_is_an_untagged_finding_within_seconds_through_follow() {
+    let db = TestDb::with_pgaudit().await;
+    let grantee = db.role("by_hand");
+    db.exec(&format!(
+        "CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         CREATE ROLE {grantee}; ALTER DATABASE {dbname} SET pgaudit.log = 'role';",
+        grantee = db.ident("by_hand"),
+        dbname = postgres_protocol::escape::escape_identifier(&db.name)
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db").to_string_lossy().into_owned();
+    let (csv, _) = pgaudit_logs();
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_grantwarden"))
+        .args(["queries", "follow", csv.to_str().unwrap(), "--target", "orders-prod", "--dbname", &db.name])
+        .args(["--policy", &policy(), "--state", &state, "--interval", "100ms"])
+        .env_remove("GRANTWARDEN_STATE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stderr = std::io::BufReader::new(follow.stderr.take().unwrap());
+    let mut started = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut started).unwrap();
+    assert!(started.starts_with("following"), "{started}");
+
+    // a new session, so the database's pgaudit.log applies
+    let admin = connect(&db.url()).await.unwrap();
+    let granted_at = std::time::Instant::now();
+    admin.batch_execute(&format!("GRANT SELECT ON billing.invoices TO {}", db.ident("by_hand"))).await.unwrap();
+    let untagged = loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).expect("follow reported the grant within 10 s");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["outcome"] == "untagged" {
+            break v;
+        }
+    };
+    let seen_after = granted_at.elapsed();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    eprintln!(
+        "GRANT to untagged finding: {} ms (server log time to finding: {} ms)",
+        seen_after.as_millis(),
+        untagged["latency_ms"]
+    );
+    assert!(seen_after < Duration::from_secs(5), "{seen_after:?}");
+    let finding = untagged["finding"].to_string();
+    assert!(finding.contains(&grantee) && finding.contains("invoices"), "{untagged}");
+    // recorded as an open untagged finding, and journaled
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let open: i64 = conn
+        .query_row("SELECT count(*) FROM findings WHERE open = 1 AND body LIKE ?1", [format!("%{grantee}%")], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(open, 1);
+}

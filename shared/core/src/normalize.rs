@@ -323,11 +323,11 @@ pub fn from_generic(body: &[u8], ctx: &Context) -> Result<GrantRequest, Normaliz
 /// pgaudit SESSION line, when the log line prefix names the user (`%u@%d`).
 pub fn pgaudit_session(line: &str) -> Option<(String, String)> {
     let pos = line.find("AUDIT: ")?;
-    let fields = parse_csv(&line[pos + 7..]).ok()?;
-    if fields.len() < 4 || fields[0] != "SESSION" {
+    let entry = crate::pglog::audit_entry(&line[pos..])?.ok()?;
+    if entry.audit_type != crate::pglog::AuditType::Session {
         return None;
     }
-    Some((prefix_user(&line[..pos])?, fields[3].clone()))
+    Some((prefix_user(&line[..pos])?, entry.class))
 }
 
 /// One pgaudit log line: either a GRANT/REVOKE request, or `Ok(None)` for an
@@ -337,43 +337,52 @@ pub fn from_pgaudit_line(
     line_no: usize,
     ctx: &Context,
 ) -> Result<Option<Vec<GrantRequest>>, NormalizeError> {
-    const I: InputKind = InputKind::Pgaudit;
     let id = format!("pgaudit:{line_no}");
     let Some(pos) = line.find("AUDIT: ") else { return Ok(None) };
     let prefix = &line[..pos];
-    let fields = parse_csv(&line[pos + 7..]).map_err(|r| fail(I, Some(&id), "AUDIT", r))?;
-    if fields.len() < 8 {
-        return Err(fail(
-            I,
-            Some(&id),
-            "AUDIT",
-            format!("expected at least 8 comma-separated fields, found {}", fields.len()),
-        ));
-    }
-    let (class, command, sql) = (fields[3].as_str(), fields[4].to_ascii_uppercase(), fields[7].as_str());
-    if class != "ROLE" || (command != "GRANT" && command != "REVOKE") {
+    let entry = match crate::pglog::audit_entry(&line[pos..]) {
+        Some(Ok(entry)) => entry,
+        Some(Err(reason)) => return Err(fail(InputKind::Pgaudit, Some(&id), "AUDIT", reason)),
+        None => return Ok(None),
+    };
+    from_audit_entry(&entry, leading_timestamp(prefix), prefix_user(prefix), &id, ctx)
+}
+
+/// One pgaudit entry, logged at `at` by `user` (from the log record, whatever
+/// its layout): a GRANT/REVOKE request per grantee with delivery id `id` (or
+/// `<id>.<n>`), or `Ok(None)` for an entry of another class or command.
+pub fn from_audit_entry(
+    entry: &crate::pglog::AuditEntry,
+    at: Option<DateTime<Utc>>,
+    user: Option<String>,
+    id: &str,
+    ctx: &Context,
+) -> Result<Option<Vec<GrantRequest>>, NormalizeError> {
+    const I: InputKind = InputKind::Pgaudit;
+    let command = entry.command.to_ascii_uppercase();
+    if entry.class != "ROLE" || (command != "GRANT" && command != "REVOKE") {
         return Ok(None);
     }
     let target = ctx
         .audit_target
         .cloned()
-        .ok_or_else(|| fail(I, Some(&id), "target", "pgaudit lines do not name a target: give one"))?;
-    let statement = parse_grant_sql(sql).map_err(|r| fail(I, Some(&id), "statement", r))?;
+        .ok_or_else(|| fail(I, Some(id), "target", "pgaudit lines do not name a target: give one"))?;
+    let statement = parse_grant_sql(&entry.statement).map_err(|r| fail(I, Some(id), "statement", r))?;
     let Some(statement) = statement else { return Ok(None) }; // GRANT role TO role: membership, not routed here
-    let observed_at = leading_timestamp(prefix).unwrap_or(ctx.now);
-    let requested_by = prefix_user(prefix).unwrap_or_else(|| "unknown".to_owned());
+    let observed_at = at.unwrap_or(ctx.now);
+    let requested_by = user.unwrap_or_else(|| "unknown".to_owned());
     let mut out = Vec::new();
     for (n, grantee) in statement.grantees.iter().enumerate() {
-        let role = role(I, &id, "statement.grantee", grantee)?;
+        let role = role(I, id, "statement.grantee", grantee)?;
         out.push(GrantRequest {
-            delivery_id: if statement.grantees.len() == 1 { id.clone() } else { format!("{id}.{n}") },
+            delivery_id: if statement.grantees.len() == 1 { id.to_owned() } else { format!("{id}.{n}") },
             input: I,
             source: "pgaudit".to_owned(),
             action: statement.action,
             target: target.clone(),
             principal: format!("role:{grantee}"),
             role,
-            privileges: privileges(I, &id, "statement.privileges", &statement.privileges, statement.object.on)?,
+            privileges: privileges(I, id, "statement.privileges", &statement.privileges, statement.object.on)?,
             object: statement.object.clone(),
             expires_at: None,
             justification: None,
@@ -383,41 +392,6 @@ pub fn from_pgaudit_line(
         });
     }
     Ok(Some(out))
-}
-
-/// Splits pgaudit's CSV payload (fields quoted with `"`, quotes doubled).
-fn parse_csv(s: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.trim_end().chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (false, '"') if at_start => {
-                quoted = true;
-                at_start = false;
-            }
-            (true, '"') if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (false, ',') => {
-                out.push(std::mem::take(&mut cur));
-                at_start = true;
-            }
-            (_, c) => {
-                cur.push(c);
-                at_start = false;
-            }
-        }
-    }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    out.push(cur);
-    Ok(out)
 }
 
 /// `2026-11-22 10:00:01.123 UTC ...` at the start of a log line.

@@ -418,7 +418,7 @@ pub struct AuditEntry {
 /// The pgaudit entry of a message, `None` when the message is not one.
 pub fn audit_entry(message: &str) -> Option<Result<AuditEntry, String>> {
     let payload = message.find("AUDIT: ").map(|at| &message[at + 7..])?;
-    Some(parse_audit(payload))
+    Some(parse_audit(payload.trim_end()))
 }
 
 fn parse_audit(payload: &str) -> Result<AuditEntry, String> {
@@ -426,24 +426,23 @@ fn parse_audit(payload: &str) -> Result<AuditEntry, String> {
     let mut record = csv::StringRecord::new();
     match reader.read_record(&mut record) {
         Ok(true) => {}
-        Ok(false) => return Err("AUDIT: nothing after it".into()),
-        Err(e) => return Err(format!("AUDIT: {e}")),
+        Ok(false) => return Err("nothing after it".into()),
+        Err(e) => return Err(e.to_string()),
     }
     if record.len() < 8 {
-        return Err(format!("AUDIT: expected at least 8 comma-separated fields, found {}", record.len()));
+        return Err(format!("expected at least 8 comma-separated fields, found {}", record.len()));
     }
     let audit_type = match &record[0] {
         "SESSION" => AuditType::Session,
         "OBJECT" => AuditType::Object,
-        other => return Err(format!("AUDIT: audit type {other:?} is neither SESSION nor OBJECT")),
+        other => return Err(format!("audit type {other:?} is neither SESSION nor OBJECT")),
     };
-    let number = |i: usize, name: &str| {
-        record[i].parse::<u64>().map_err(|_| format!("AUDIT: {name} {:?} is not a number", &record[i]))
-    };
+    let number =
+        |i: usize, name: &str| record[i].parse::<u64>().map_err(|_| format!("{name} {:?} is not a number", &record[i]));
     let some = |i: usize| record.get(i).filter(|s| !s.is_empty()).map(str::to_owned);
     let rows = match record.get(9) {
         None | Some("") => None,
-        Some(r) => Some(r.parse::<i64>().map_err(|_| format!("AUDIT: rows {r:?} is not a number"))?),
+        Some(r) => Some(r.parse::<i64>().map_err(|_| format!("rows {r:?} is not a number"))?),
     };
     Ok(AuditEntry {
         audit_type,
@@ -548,7 +547,7 @@ mod tests {
     fn audit_entries_that_do_not_read_say_why() {
         assert_eq!(
             audit_entry("AUDIT: SESSION,1,1,READ").unwrap().unwrap_err(),
-            "AUDIT: expected at least 8 comma-separated fields, found 4"
+            "expected at least 8 comma-separated fields, found 4"
         );
         assert!(
             audit_entry("AUDIT: SESSION,x,1,READ,SELECT,,,select 1,<none>")

@@ -597,7 +597,7 @@ where
                 continue;
             }
         };
-        let made = entry.and_then(|entry| {
+        let made = entry.map_err(|r| format!("AUDIT: {r}")).and_then(|entry| {
             let text = last.resolve(record.session.as_deref(), &entry);
             event_of(src, batch, &who, &record, entry, text)
         });

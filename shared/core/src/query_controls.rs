@@ -5,16 +5,28 @@
 //! through the existing revocation path ([`ticket_flow::end_by_control`]:
 //! `revoke_requested`, then whatever revokes takes it). The [`AlertSink`]
 //! that `crate::queries::ingest` raises alerts through, for the CLI and the
-//! queries function alike.
+//! queries function alike; and [`role_changes`], the log's GRANTs routed as
+//! they are logged (drift seen within seconds, not at the next scan).
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
 use crate::audit::event::QueryAlerted;
 use crate::audit::{AuditJournal, NewEvent};
+use crate::error::StoreError;
+use crate::identity::Voucher;
+use crate::incident::IncidentStore;
+use crate::intake::{Outcome, intake, record as record_outcome};
+use crate::normalize::{Context, from_audit_entry};
+use crate::pglog::LogRecord;
+use crate::policy::PolicyRegistry;
 use crate::queries::{AlertSink, QueryAlert};
 use crate::query_policy::OnExport;
 use crate::raise_alerts::AlertPublisher;
+use crate::scoring::ScoringConfig;
 use crate::snapshot::TargetId;
+use crate::store::FindingStore;
 use crate::store::TicketStore;
 use crate::ticket_flow;
 
@@ -84,4 +96,57 @@ where
         }
         Ok(())
     }
+}
+
+/// What one GRANT or REVOKE seen in the log became, and when the server logged it.
+#[derive(Debug)]
+pub struct RoleChange {
+    /// When the server logged the statement.
+    pub logged_at: DateTime<Utc>,
+    /// The delivery id it was routed under (`pgaudit:<record sha256, 16 digits>`).
+    pub delivery_id: String,
+    /// What routing made of it (an untagged finding for a grant no ticket covers).
+    pub outcome: Outcome,
+}
+
+/// Drift within seconds: the `ROLE` entries (GRANT, REVOKE) of the target's
+/// database among `records` go through intake as pgaudit lines do
+/// ([`crate::normalize::from_audit_entry`], [`crate::intake::intake`]): a
+/// grant no ticket covers is an untagged finding, recorded and journaled now
+/// rather than at the next scan. Delivery ids come from the records, so a
+/// record seen again routes to the same ticket or finding.
+pub async fn role_changes<S>(
+    store: &S,
+    registry: Result<&PolicyRegistry, String>,
+    target: &TargetId,
+    database: Option<&str>,
+    records: impl IntoIterator<Item = LogRecord>,
+    scoring: &ScoringConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<RoleChange>, StoreError>
+where
+    S: TicketStore + FindingStore + AuditJournal + IncidentStore + Sync,
+{
+    let targets = BTreeSet::new();
+    let ctx = Context { targets: &targets, now, audit_target: Some(target) };
+    let mut out = Vec::new();
+    for record in records {
+        if database.is_some_and(|d| record.database.as_deref() != Some(d)) {
+            continue;
+        }
+        let Some(Ok(entry)) = crate::pglog::audit_entry(&record.message) else { continue };
+        let id = format!("pgaudit:{}", &record.sha256[..16]);
+        let requests = match from_audit_entry(&entry, Some(record.at), record.user.clone(), &id, &ctx) {
+            Ok(None) => continue,
+            Ok(Some(requests)) => requests.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        for request in requests {
+            let delivery_id = request.as_ref().map(|r| r.delivery_id.clone()).unwrap_or_else(|_| id.clone());
+            let outcome = intake(store, registry.clone(), request, &Voucher::Operator, scoring, now).await?;
+            record_outcome(store, target, &outcome, now).await?;
+            out.push(RoleChange { logged_at: record.at, delivery_id, outcome });
+        }
+    }
+    Ok(out)
 }
