@@ -45,6 +45,8 @@ pub struct Dashboard {
     pub governance: Option<Governance>,
     /// What it was built from.
     pub basis: Basis,
+    /// Query activity (pgaudit), where query events were ingested.
+    pub queries: Option<crate::metrics::QueryFigures>,
 }
 
 /// The dashboard of `report`'s target: its tickets, the journal `events` of its
@@ -67,6 +69,7 @@ pub fn build(
         governance: report.governance.clone(),
         tickets,
         basis,
+        queries: None,
     }
 }
 
@@ -410,6 +413,29 @@ fn break_glass_chart(g: Option<&Governance>) -> String {
 }
 
 /// Standing credentials, over-privileged credentials and the alerts, under the figures.
+/// Query activity as a figure: statements by class, who ran most, exports and destructive statements.
+fn queries_figure(q: &crate::metrics::QueryFigures) -> String {
+    let since = q.from.map_or("all ingested".to_owned(), |f| format!("since {}", f.format("%Y-%m-%d")));
+    let mut rows: Vec<(String, String)> =
+        q.by_class.iter().map(|(c, n)| (format!("{c} statements"), n.to_string())).collect();
+    rows.push(("Exports (COPY TO, large or paged reads)".into(), q.exports.to_string()));
+    rows.push(("DELETE, UPDATE, TRUNCATE".into(), q.destructive.to_string()));
+    let mut out = format!(
+        "<figure id=\"queries\"><figcaption>Query activity (pgaudit, {})</figcaption><table class=\"metrics\"><tbody>",
+        esc(&since)
+    );
+    for (k, v) in rows {
+        let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", esc(&k), esc(&v));
+    }
+    out.push_str("</tbody></table>");
+    if !q.top_people.is_empty() {
+        let people: Vec<String> = q.top_people.iter().map(|(p, n)| format!("{p} ({n})")).collect();
+        let _ = write!(out, "<p class=\"note\">Most statements: {}</p>", esc(&people.join(", ")));
+    }
+    out.push_str("</figure>\n");
+    out
+}
+
 fn governance_table(g: &Governance) -> String {
     let mut rows = vec![("Standing login roles", g.standing_credentials.len().to_string())];
     if let Some(over) = &g.over_privileged {
@@ -566,6 +592,9 @@ pub fn render(d: &Dashboard) -> String {
         format!("{total} uses in {months} month(s); {limit}")
     });
     html.push_str(&figure("break-glass", "Break-glass uses by month", &break_glass_chart(g), &used));
+    if let Some(q) = &d.queries {
+        html.push_str(&queries_figure(q));
+    }
     let _ = write!(
         html,
         "<figure id=\"metrics\"><figcaption>Governance metrics</figcaption>{}{}</figure>\n</div>\n",
@@ -596,6 +625,7 @@ mod tests {
             tickets: vec![],
             metrics: metrics(&[], "2026-11-22T12:00:00Z".parse().unwrap()),
             governance: None,
+            queries: None,
             basis: Basis {
                 generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
                 registry_version: None,
@@ -611,6 +641,38 @@ mod tests {
         assert!(html.contains("not assessed with the ticket store"), "the break-glass chart says why it is empty");
         let namespaces = html.matches("http://www.w3.org/2000/svg").count();
         assert_eq!(html.matches("://").count(), namespaces, "no address but the SVG namespace: nothing is fetched");
+    }
+
+    #[test]
+    fn query_activity_is_shown_when_queries_were_ingested_and_escaped() {
+        let mut d = Dashboard {
+            target: "orders-prod".into(),
+            generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
+            score_history: vec![],
+            findings: vec![],
+            coverage: None,
+            tickets: vec![],
+            metrics: metrics(&[], "2026-11-22T12:00:00Z".parse().unwrap()),
+            governance: None,
+            queries: None,
+            basis: Basis {
+                generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
+                registry_version: None,
+                chain_heads: BTreeMap::new(),
+            },
+        };
+        assert!(!render(&d).contains("id=\"queries\""), "nothing ingested: no figure");
+        d.queries = Some(crate::metrics::QueryFigures {
+            from: Some("2026-10-23T12:00:00Z".parse().unwrap()),
+            by_class: BTreeMap::from([("READ".to_owned(), 7)]),
+            top_people: vec![("<b>eve</b>@example.com".to_owned(), 7)],
+            exports: 2,
+            destructive: 0,
+        });
+        let html = render(&d);
+        assert!(html.contains("Query activity (pgaudit, since 2026-10-23)"), "{html}");
+        assert!(html.contains("<tr><th>READ statements</th><td>7</td></tr>"));
+        assert!(html.contains("<td>2</td>") && html.contains("&lt;b&gt;eve&lt;/b&gt;@example.com (7)"));
     }
 
     #[test]

@@ -135,6 +135,22 @@ pub mod label {
     pub const OVER_PRIVILEGED: &str = "Over-privileged credentials (pgaudit)";
 }
 
+/// Query activity of a target over a window, for the dashboard (from
+/// `crate::query_reports::figures`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryFigures {
+    /// From.
+    pub from: Option<DateTime<Utc>>,
+    /// Statements by pgaudit class.
+    pub by_class: BTreeMap<String, u64>,
+    /// Statements by person, most first (at most 10).
+    pub top_people: Vec<(String, u64)>,
+    /// Exports (COPY TO, large and paged reads).
+    pub exports: u64,
+    /// DELETE, UPDATE and TRUNCATE statements.
+    pub destructive: u64,
+}
+
 /// A duration in seconds as people read it: `-` when there is none, seconds
 /// below two minutes, minutes below two hours, hours beyond (one decimal).
 pub fn seconds(v: Option<f64>) -> String {

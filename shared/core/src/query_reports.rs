@@ -95,6 +95,31 @@ pub fn activity(
     }
 }
 
+/// A target's query activity since `from`, for the dashboard: statements by
+/// class and by person (each once), exports, destructive statements.
+pub fn figures(events: &[QueryEvent], from: Option<DateTime<Utc>>, export_rows: u64) -> crate::metrics::QueryFigures {
+    let mut once = BTreeSet::new();
+    let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_person: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in events.iter().filter(|e| from.is_none_or(|f| e.at >= f)) {
+        if once.insert((&e.target, &e.session, e.statement_id, &e.batch)) {
+            *by_class.entry(e.class.as_str().to_owned()).or_default() += 1;
+            *by_person.entry(&e.person).or_default() += 1;
+        }
+    }
+    let mut top_people: Vec<(String, u64)> = by_person.into_iter().map(|(p, n)| (p.to_owned(), n)).collect();
+    top_people.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top_people.truncate(10);
+    let recent: Vec<QueryEvent> = events.iter().filter(|e| from.is_none_or(|f| e.at >= f)).cloned().collect();
+    crate::metrics::QueryFigures {
+        from,
+        by_class,
+        top_people,
+        exports: exports(&recent, export_rows).len() as u64,
+        destructive: data_changes(&recent, DESTRUCTIVE).iter().map(|c| c.tally.statements).sum(),
+    }
+}
+
 /// Reads of sensitive tables, by person, ticket and table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensitiveRead {
@@ -434,6 +459,20 @@ mod tests {
         assert_eq!(a.break_glass.len(), 1);
         assert_eq!((a.break_glass[0].events.len(), a.break_glass[0].incident.as_deref()), (3, Some("INC-7")));
         assert!(activity("carol@example.com", &events, &[glass], 10).break_glass.is_empty(), "not hers");
+    }
+
+    #[test]
+    fn the_dashboard_figures_count_each_statement_once() {
+        use StatementClass::{Read, Write};
+        let mut events = vec![
+            event(1, "s", Read, "COPY", "billing.customers", 0, "copy billing.customers to stdout"),
+            event(2, "s", Write, "DELETE", "public.orders", 1, "delete from public.orders"),
+        ];
+        events.push(QueryEvent { key: "again".into(), object: Some("public.items".into()), ..events[1].clone() });
+        let f = figures(&events, None, 10);
+        assert_eq!(f.by_class, BTreeMap::from([("READ".to_owned(), 1), ("WRITE".to_owned(), 1)]));
+        assert_eq!((f.top_people.clone(), f.exports), (vec![("alice@example.com".to_owned(), 2)], 1));
+        assert_eq!(f.destructive, 2, "one entry per relation: each counted in the data-changes tally");
     }
 
     #[test]
