@@ -5,7 +5,9 @@
 //! manifests, snapshot batches, reports and configuration ([`Objects`]); SQS
 //! carries extraction chunks ([`ChunkQueue`]); Secrets Manager holds target
 //! credentials and the webhook key ([`SecretCache`]); SNS carries alerts
-//! ([`Alerts`]); an Object-Lock bucket archives the journal ([`Archive`]). Every client comes from `aws-config` defaults, so
+//! ([`Alerts`]); an Object-Lock bucket archives the journal ([`Archive`]);
+//! query events are JSON lines in the data bucket ([`S3Queries`], joined with
+//! the DynamoDB store as [`QueryPipeline`]). Every client comes from `aws-config` defaults, so
 //! `AWS_ENDPOINT_URL` and `AWS_REGION` point them anywhere (moto in tests),
 //! and retries are the SDK's own standard retry mode.
 //!
@@ -18,6 +20,7 @@
 //! - [`replay`]: the signed requests already accepted (each once), with a TTL.
 //! - [`leases`]: an active ticket's lease item (TTL) and one-time revoke schedule.
 //! - [`objects`]: the S3 bucket layout.
+//! - [`queries`]: query events as partitioned JSON lines in the bucket (Athena).
 //! - [`archive`]: the Object-Lock archive of the audit journal.
 //! - [`queue`]: chunk messages and their dead-letter queue.
 //! - [`secrets`]: Secrets Manager with a TTL cache; the RDS-style target secret.
@@ -36,6 +39,7 @@ pub mod logging;
 pub mod notices;
 pub mod objects;
 pub mod provision;
+pub mod queries;
 pub mod queue;
 pub mod replay;
 pub mod scans;
@@ -54,6 +58,7 @@ pub use alerts::Alerts;
 pub use archive::Archive;
 pub use leases::Timers;
 pub use objects::Objects;
+pub use queries::{QueryPipeline, S3Queries};
 pub use queue::ChunkQueue;
 pub use secrets::{AccessSecrets, RdsSecret, SecretCache};
 pub use settings::Settings;

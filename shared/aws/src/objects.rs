@@ -6,6 +6,7 @@
 //! reports/<target>/<scan>.json                   the plan report (docs/CONTRACTS.md#report), by diff
 //! reports/<target>/latest.json                   the newest report of a target
 //! config/baselines/<target>.yaml, config/policy/*.yaml, config/scoring.yaml
+//! queries/...                                    query events, rejections, batch markers (module queries)
 //! ```
 //! Target ids may hold `/` and `:` (`host:5432/db`); in keys they are
 //! percent-encoded so each target stays one path segment. Writes use
@@ -204,6 +205,15 @@ impl Objects {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    /// Whether an object exists (a HEAD request).
+    pub async fn exists(&self, key: &str) -> Result<bool, AwsError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(AwsError::sdk(format!("HeadObject s3://{}/{key}", self.bucket), e)),
+        }
     }
 
     /// Writes an object.

@@ -559,3 +559,44 @@ fn the_revoke_role_creates_tags_reads_back_and_deletes_only_the_access_secrets()
         }
     }
 }
+
+#[test]
+fn the_queries_function_is_subscribed_only_to_a_given_log_group_and_writes_only_query_objects() {
+    let t = template();
+    let r = resources(&t);
+    // no log group, no subscription nor permission for CloudWatch Logs
+    assert_eq!(t["Parameters"]["DatabaseLogGroup"]["Default"], "");
+    for id in ["QueriesSubscription", "QueriesLogsInvoke"] {
+        assert_eq!(r[id]["Condition"], "HasDatabaseLogGroup", "{id} exists only with a log group");
+    }
+    assert_eq!(logical_id(&r["QueriesSubscription"]["Properties"]["DestinationArn"]), Some("QueriesFunction"));
+    let permission = &r["QueriesLogsInvoke"]["Properties"];
+    assert_eq!(permission["Principal"], "logs.amazonaws.com");
+    assert!(strings(&permission["SourceArn"]).iter().any(|s| s.contains("${DatabaseLogGroup}")), "{permission}");
+    let env = &r["QueriesFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(logical_id(&env["GRANTWARDEN_QUERY_TARGETS"]), Some("QueryTargets"));
+    assert_eq!(logical_id(&env["GRANTWARDEN_ALERT_TOPIC_ARN"]), Some("AlertTopic"));
+
+    let granted = granted(&t, "QueriesRole");
+    let has = |action: &str, resource: &str| granted.contains(&(action.to_owned(), resource.to_owned()));
+    assert!(has("s3:PutObject", "${DataBucket.Arn}/queries/*"), "{granted:?}");
+    assert!(has("s3:GetObject", "${DataBucket.Arn}/config/*"), "the registry");
+    assert!(has("sns:Publish", "AlertTopic"), "query alerts");
+    for (action, resource) in &granted {
+        if action == "s3:PutObject" {
+            assert!(resource.ends_with("/queries/*"), "the queries role writes {resource}");
+        }
+    }
+
+    // Athena reads what the function writes: JSON lines partitioned by target and day
+    let table = &r["QueryEventsTable"]["Properties"]["TableInput"];
+    let storage = &table["StorageDescriptor"];
+    assert_eq!(storage["SerdeInfo"]["SerializationLibrary"], "org.openx.data.jsonserde.JsonSerDe");
+    assert!(strings(&storage["Location"]).iter().any(|s| s.ends_with("/queries/events/")), "{storage}");
+    let keys: Vec<_> = as_list(&table["PartitionKeys"]).iter().map(|k| k["Name"].as_str().unwrap_or("")).collect();
+    assert_eq!(keys, ["target", "dt"]);
+    assert_eq!(table["Parameters"]["projection.target.type"], "injected");
+    assert_eq!(table["Parameters"]["projection.dt.type"], "date");
+    let template = strings(&table["Parameters"]["storage.location.template"]).join(" ");
+    assert!(template.contains("queries/events/target=${!target}/dt=${!dt}/"), "{template}");
+}
