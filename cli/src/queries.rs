@@ -43,29 +43,10 @@ impl FormatArg {
     }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ClassArg {
-    Read,
-    Write,
-    Function,
-    Role,
-    Ddl,
-    Misc,
-    MiscSet,
-}
-
-impl ClassArg {
-    fn class(self) -> StatementClass {
-        match self {
-            ClassArg::Read => StatementClass::Read,
-            ClassArg::Write => StatementClass::Write,
-            ClassArg::Function => StatementClass::Function,
-            ClassArg::Role => StatementClass::Role,
-            ClassArg::Ddl => StatementClass::Ddl,
-            ClassArg::Misc => StatementClass::Misc,
-            ClassArg::MiscSet => StatementClass::MiscSet,
-        }
-    }
+/// A statement class as pgaudit names it, in any case (`read`, `WRITE`, `misc_set`).
+fn class(s: &str) -> Result<StatementClass, String> {
+    StatementClass::parse(&s.to_ascii_uppercase())
+        .ok_or_else(|| format!("{s:?}: one of read, write, function, role, ddl, misc, misc_set"))
 }
 
 #[derive(Args)]
@@ -135,9 +116,9 @@ pub struct FilterArgs {
     /// Only objects matching this glob (`billing.*`, `public.customers`).
     #[arg(long)]
     object: Option<String>,
-    /// Only these statement classes (repeat or comma-separate).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    class: Vec<ClassArg>,
+    /// Only these statement classes: read, write, function, role, ddl, misc, misc_set (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',', value_parser = class)]
+    class: Vec<StatementClass>,
     /// Only these commands (`DELETE`, `COPY`, ...; repeat or comma-separate).
     #[arg(long, value_delimiter = ',')]
     command: Vec<String>,
@@ -160,7 +141,7 @@ impl FilterArgs {
             person: self.person.clone(),
             ticket: self.ticket.clone(),
             object,
-            classes: self.class.iter().map(|c| c.class()).collect(),
+            classes: self.class.clone(),
             commands: self.command.iter().map(|c| c.to_ascii_uppercase()).collect(),
             from: self.from,
             to: self.to,
