@@ -286,8 +286,7 @@ async fn run_ingest(args: IngestArgs, now: DateTime<Utc>) -> Result<ExitCode> {
             database: args.dbname.as_deref(),
             source: &source,
             actor: "grantwarden",
-            keep_literals: policy.keep_literals,
-            export_rows: policy.export_rows,
+            policy: &policy,
             now,
         };
         let done =
@@ -381,8 +380,7 @@ async fn run_follow(args: FollowArgs) -> Result<ExitCode> {
                 database: args.dbname.as_deref(),
                 source: &source,
                 actor: "grantwarden",
-                keep_literals: policy.keep_literals,
-                export_rows: policy.export_rows,
+                policy,
                 now,
             };
             let done = ingest(&store, &controls, &src, &sha256, Reader::new(chunk.as_slice(), format))

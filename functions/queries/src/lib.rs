@@ -256,15 +256,7 @@ impl Queries {
             actor: ACTOR,
             now,
         };
-        let src = IngestSource {
-            target,
-            database: None,
-            source,
-            actor: ACTOR,
-            keep_literals: policy.keep_literals,
-            export_rows: policy.export_rows,
-            now,
-        };
+        let src = IngestSource { target, database: None, source, actor: ACTOR, policy: &policy, now };
         let ingested = ingest(&self.pipeline, &controls, &src, batch, Reader::new(bytes, LogFormat::Rds))
             .await
             .map_err(|error| QueriesError::Ingest { batch: batch.to_owned(), source_name: source.to_owned(), error })?;

@@ -614,10 +614,10 @@ mod tests {
     use super::*;
     use crate::governance::{governance, new_alerts};
 
-    #[test]
-    fn data_is_escaped_and_every_chart_is_present_even_with_no_data() {
-        let d = Dashboard {
-            target: "<script>alert(1)</script>".into(),
+    /// A dashboard of `target` with no data at all.
+    fn empty(target: &str) -> Dashboard {
+        Dashboard {
+            target: target.into(),
             generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
             score_history: vec![],
             findings: vec![],
@@ -631,7 +631,12 @@ mod tests {
                 registry_version: None,
                 chain_heads: BTreeMap::new(),
             },
-        };
+        }
+    }
+
+    #[test]
+    fn data_is_escaped_and_every_chart_is_present_even_with_no_data() {
+        let d = empty("<script>alert(1)</script>");
         let html = render(&d);
         assert!(!html.contains("<script>alert(1)"), "target text is escaped");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -645,22 +650,7 @@ mod tests {
 
     #[test]
     fn query_activity_is_shown_when_queries_were_ingested_and_escaped() {
-        let mut d = Dashboard {
-            target: "orders-prod".into(),
-            generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
-            score_history: vec![],
-            findings: vec![],
-            coverage: None,
-            tickets: vec![],
-            metrics: metrics(&[], "2026-11-22T12:00:00Z".parse().unwrap()),
-            governance: None,
-            queries: None,
-            basis: Basis {
-                generated_at: "2026-11-22T12:00:00Z".parse().unwrap(),
-                registry_version: None,
-                chain_heads: BTreeMap::new(),
-            },
-        };
+        let mut d = empty("orders-prod");
         assert!(!render(&d).contains("id=\"queries\""), "nothing ingested: no figure");
         d.queries = Some(crate::metrics::QueryFigures {
             from: Some("2026-10-23T12:00:00Z".parse().unwrap()),

@@ -302,10 +302,8 @@ pub struct IngestSource<'a> {
     pub source: &'a str,
     /// Who ingests (journaled as the actor).
     pub actor: &'a str,
-    /// Keep statement literals (the registry's `queries.keep_literals`).
-    pub keep_literals: bool,
-    /// Rows past which a read is an export (the registry's `queries.export_rows`).
-    pub export_rows: u64,
+    /// The registry's `queries` section: literals kept or not, rows past which a read is an export.
+    pub policy: &'a crate::query_policy::QueryPolicy,
     /// When.
     pub now: DateTime<Utc>,
 }
@@ -360,8 +358,8 @@ fn event_of(
         statement_id: entry.statement_id,
         substatement_id: entry.substatement_id,
         statement_sha256: statement::sha256(&text),
-        statement: if src.keep_literals { statement::normalize(&text) } else { statement::redact(&text) },
-        redacted: !src.keep_literals,
+        statement: if src.policy.keep_literals { statement::normalize(&text) } else { statement::redact(&text) },
+        redacted: !src.policy.keep_literals,
         batch: batch.to_owned(),
         line: record.line,
     };
@@ -560,7 +558,7 @@ where
     let tickets = store.tickets(Some(src.target)).await?;
     let who = Attribution::from_tickets(&tickets);
     let mut last = LastStatements::default();
-    let mut watch = ExportWatch::new(src.export_rows);
+    let mut watch = ExportWatch::new(src.policy.export_rows);
     let mut counts = QueriesIngested {
         sha256: batch.to_owned(),
         source: src.source.to_owned(),
