@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{NaiveDate, TimeDelta};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use grantwarden_core::audit::event::QueriesIngested;
 use grantwarden_core::audit::{AuditEvent, AuditJournal, NewEvent};
 use grantwarden_core::error::StoreError;
@@ -150,7 +150,7 @@ impl QueryStore for S3Queries {
     /// A batch ingested before is caught by its marker ([`QueryStore::batch`]);
     /// only the alerts of a record delivered in two different batches (or of
     /// a batch whose ingestion failed before its marker) are raised again.
-    async fn known_keys(&self, _: &TargetId, _: &[String]) -> Result<BTreeSet<String>, StoreError> {
+    async fn known_keys(&self, _: &TargetId, _: &[(DateTime<Utc>, String)]) -> Result<BTreeSet<String>, StoreError> {
         Ok(BTreeSet::new())
     }
 
@@ -215,7 +215,7 @@ impl<S: Sync> QueryStore for QueryPipeline<S> {
     fn known_keys(
         &self,
         target: &TargetId,
-        keys: &[String],
+        keys: &[(DateTime<Utc>, String)],
     ) -> impl Future<Output = Result<BTreeSet<String>, StoreError>> + Send {
         self.queries.known_keys(target, keys)
     }

@@ -206,11 +206,11 @@ pub trait QueryStore {
     fn put_query_events(&self, events: &[QueryEvent]) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Keeps `rejections` (again: nothing changes).
     fn put_rejections(&self, rejections: &[KeptRejection]) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Which of `keys` (of `target`) are stored.
+    /// Which of the events of `target` named by their time and key are stored (their keys).
     fn known_keys(
         &self,
         target: &TargetId,
-        keys: &[String],
+        keys: &[(DateTime<Utc>, String)],
     ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, StoreError>> + Send;
     /// Records the batch as ingested (again: nothing changes).
     fn finish_batch(
@@ -658,7 +658,7 @@ impl Chunk {
     ) -> Result<(u64, usize), IngestError> {
         let mut raised = 0;
         if !self.alerts.is_empty() {
-            let keys: Vec<String> = self.alerts.iter().map(|a| a.event.key.clone()).collect();
+            let keys: Vec<_> = self.alerts.iter().map(|a| (a.event.at, a.event.key.clone())).collect();
             let known = store.known_keys(target, &keys).await?;
             self.alerts.retain(|a| !known.contains(&a.event.key));
             alerts.raise(target, &self.alerts).await.map_err(IngestError::Alerts)?;

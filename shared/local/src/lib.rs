@@ -35,8 +35,10 @@ use grantwarden_core::store::{
 use grantwarden_core::ticket::Ticket;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-/// Schema version this code writes.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version this code writes. Version 1 kept query events as JSON
+/// bodies keyed by their record's digest; opening such a store converts them
+/// ([`queries::from_v1`]).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,12 +111,28 @@ CREATE INDEX IF NOT EXISTS notices_due ON notices (state, due_at);
 CREATE TABLE IF NOT EXISTS notice_cursors (chain TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS query_events (
     target TEXT NOT NULL,
-    key TEXT NOT NULL,
-    at TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (target, key)
-);
-CREATE INDEX IF NOT EXISTS query_events_by_time ON query_events (target, at);
+    at INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    session TEXT,
+    user TEXT,
+    database TEXT,
+    person TEXT NOT NULL,
+    ticket TEXT,
+    class TEXT NOT NULL,
+    command TEXT NOT NULL,
+    object_type TEXT,
+    object TEXT,
+    copy TEXT,
+    rows INTEGER,
+    statement_id INTEGER NOT NULL,
+    substatement_id INTEGER NOT NULL,
+    statement_sha256 BLOB NOT NULL,
+    statement TEXT NOT NULL,
+    redacted INTEGER NOT NULL,
+    batch BLOB NOT NULL,
+    line INTEGER NOT NULL,
+    PRIMARY KEY (target, at, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS query_rejections (
     target TEXT NOT NULL,
     batch TEXT NOT NULL,
@@ -161,7 +179,7 @@ impl LocalStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(unavailable)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
@@ -180,6 +198,12 @@ impl LocalStore {
                 .map_err(unavailable)?;
             }
             Some(Ok(v)) if v == SCHEMA_VERSION => {}
+            Some(Ok(1)) => queries::from_v1(&mut conn).map_err(|e| match e {
+                StoreError::Unavailable(reason) => {
+                    StoreError::Unavailable(format!("converting {} from schema version 1: {reason}", path.display()))
+                }
+                other => other,
+            })?,
             Some(other) => {
                 return Err(StoreError::Unavailable(format!(
                     "{} has schema version {other:?}; this grantwarden reads {SCHEMA_VERSION}",

@@ -125,3 +125,84 @@ fn concurrent_appenders_never_fork_or_gap_the_chain() {
     let events = rt.block_on(store.events("orders-prod")).unwrap();
     assert_eq!(verify("orders-prod", &events, Some((head.0, &head.1))).unwrap_err().seq, 7);
 }
+
+fn query_event(n: u64) -> grantwarden_core::queries::QueryEvent {
+    use grantwarden_core::queries::{QueryEvent, StatementClass};
+    let sha = |s: &str| grantwarden_core::statement::sha256(s);
+    QueryEvent {
+        target: TargetId::new("orders-prod").unwrap(),
+        key: sha(&format!("record {n}")),
+        at: now() + chrono::Duration::milliseconds(n as i64),
+        session: Some("6b16598b.fa2".into()),
+        user: Some("gw_alice_0a1b2c3d4e".into()),
+        database: Some("orders".into()),
+        person: "alice@example.com".into(),
+        ticket: Some("t-1".into()),
+        class: StatementClass::Read,
+        command: "COPY".into(),
+        object_type: None,
+        object: Some("billing.invoices".into()),
+        copy: Some("TO STDOUT".into()),
+        rows: n.is_multiple_of(2).then_some(40),
+        statement_id: n,
+        substatement_id: 1,
+        statement_sha256: sha("copy billing.invoices to stdout"),
+        statement: "copy billing.invoices to stdout".into(),
+        redacted: true,
+        batch: sha("batch"),
+        line: n + 1,
+    }
+}
+
+#[test]
+fn query_events_read_back_as_written_and_a_record_stored_again_adds_nothing() {
+    use grantwarden_core::queries::{QueryFilter, QueryStore};
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let (_dir, store) = fresh();
+    let events: Vec<_> = (0..5).map(query_event).collect();
+    assert_eq!(rt.block_on(store.put_query_events(&events[..3])).unwrap(), 3);
+    assert_eq!(rt.block_on(store.put_query_events(&events)).unwrap(), 2);
+    assert_eq!(rt.block_on(store.query_events(&QueryFilter::default())).unwrap(), events);
+    let window = QueryFilter { from: Some(events[1].at), to: Some(events[3].at), ..QueryFilter::default() };
+    assert_eq!(rt.block_on(store.query_events(&window)).unwrap(), events[1..3]);
+    let asked = [(events[4].at, events[4].key.clone()), (events[4].at, query_event(9).key)];
+    let known = rt.block_on(store.known_keys(&events[0].target, &asked)).unwrap();
+    assert_eq!(known.into_iter().collect::<Vec<_>>(), [events[4].key.clone()]);
+}
+
+#[test]
+fn a_schema_version_1_store_has_its_query_events_converted_when_opened() {
+    use grantwarden_core::queries::{QueryFilter, QueryStore};
+    let (_dir, path) = created_file();
+    let events: Vec<_> = (0..3).map(query_event).collect();
+    {
+        // the layout version 1 wrote: one JSON body per event
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE query_events;
+             CREATE TABLE query_events (target TEXT NOT NULL, key TEXT NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL,
+                 PRIMARY KEY (target, key));
+             CREATE INDEX query_events_by_time ON query_events (target, at);
+             UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        for e in &events {
+            conn.execute(
+                "INSERT INTO query_events (target, key, at, body) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![e.target.as_str(), e.key, e.at.to_rfc3339(), serde_json::to_string(e).unwrap()],
+            )
+            .unwrap();
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let store = LocalStore::open(&path).unwrap();
+    assert_eq!(rt.block_on(store.query_events(&QueryFilter::default())).unwrap(), events);
+    assert_eq!(rt.block_on(store.put_query_events(&events)).unwrap(), 0, "converted events keep their identity");
+    drop(store);
+    let version: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, "2");
+    LocalStore::open(&path).expect("a converted store opens as it is");
+}
