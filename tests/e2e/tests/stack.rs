@@ -84,6 +84,27 @@ fn baseline(db: &TestDb, roles: &str) -> String {
     )
 }
 
+/// `billing.invoices`, read by role `reader` as declared, and role `other`,
+/// declared holding nothing; returns the baseline that says so.
+async fn reader_and_other(db: &TestDb, reader: &str, other: &str) -> String {
+    db.exec(&format!(
+        "CREATE ROLE {reader_}; CREATE ROLE {other_};
+         CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         GRANT USAGE ON SCHEMA billing TO {reader_}; GRANT SELECT ON billing.invoices TO {reader_};",
+        reader_ = db.ident(reader),
+        other_ = db.ident(other),
+    ))
+    .await;
+    baseline(
+        db,
+        &format!(
+            "  {reader}:\n    grants:\n      - {{ privileges: [USAGE], on: schema, name: billing }}\n      - {{ privileges: [SELECT], on: table, name: billing.invoices }}\n  {other}: {{}}\n",
+            reader = db.role(reader),
+            other = db.role(other),
+        ),
+    )
+}
+
 async fn holds(db: &TestDb, role: &str, privilege: &str, table: &str) -> bool {
     let c = db.client().await;
     let row = c
@@ -414,20 +435,7 @@ async fn with_remediation_on_a_hand_made_grant_is_revoked_after_the_next_schedul
     let target = TargetId::new("e2e-remediate").unwrap();
     let db = TestDb::new().await;
     let (ro, intruder) = (db.role("app_ro"), db.role("intruder"));
-    db.exec(&format!(
-        "CREATE ROLE {ro_}; CREATE ROLE {intruder_};
-         CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
-         GRANT USAGE ON SCHEMA billing TO {ro_}; GRANT SELECT ON billing.invoices TO {ro_};",
-        ro_ = db.ident("app_ro"),
-        intruder_ = db.ident("intruder"),
-    ))
-    .await;
-    let baseline = baseline(
-        &db,
-        &format!(
-            "  {ro}:\n    grants:\n      - {{ privileges: [USAGE], on: schema, name: billing }}\n      - {{ privileges: [SELECT], on: table, name: billing.invoices }}\n  {intruder}: {{}}\n"
-        ),
-    );
+    let baseline = reader_and_other(&db, "app_ro", "intruder").await;
     // by hand, outside any ticket
     db.exec(&format!(
         "GRANT USAGE ON SCHEMA billing TO {i}; GRANT DELETE ON billing.invoices TO {i};",
@@ -628,18 +636,7 @@ async fn a_grant_the_database_logs_is_an_untagged_finding_through_the_log_subscr
     }
     let db = TestDb::new().await;
     let (app, mallory) = (db.role("app"), db.role("mallory"));
-    db.exec(&format!(
-        "CREATE ROLE {app_}; CREATE ROLE {mallory_};
-         CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
-         GRANT USAGE ON SCHEMA billing TO {app_}; GRANT SELECT ON billing.invoices TO {app_};",
-        app_ = db.ident("app"),
-        mallory_ = db.ident("mallory"),
-    ))
-    .await;
-    let declared = format!(
-        "  {app}:\n    grants:\n      - {{ privileges: [USAGE], on: schema, name: billing }}\n      - {{ privileges: [SELECT], on: table, name: billing.invoices }}\n  {mallory}: {{}}\n"
-    );
-    stack.register(&target, &db, "", &baseline(&db, &declared)).await;
+    stack.register(&target, &db, "", &reader_and_other(&db, "app", "mallory").await).await;
 
     // the instance's log stream, as RDS makes one in the group (one per run here)
     let logs = cloudwatch_logs(&stack);
