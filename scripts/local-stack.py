@@ -6,7 +6,8 @@ scripts/local-stack that talks to the emulator (boto3, from MiniStack's venv).
     local-stack.py target  ENDPOINT STATE_DIR NAME URL BASELINE
 
 deploy uploads each function's binary (BIN_DIR/<crate>) as a provided.al2023
-zip, deploys the template as one CloudFormation stack (TemplateURL: the file
+zip, makes the database's log group when DatabaseLogGroup names one (RDS
+makes it on AWS), deploys the template as one CloudFormation stack (TemplateURL: the file
 is over the 51,200-byte TemplateBody limit), then checks the deployed state
 against the template and applies, with a printed line each, what MiniStack
 ignored. It writes STATE_DIR/outputs.json, which the end-to-end tests read.
@@ -120,6 +121,22 @@ def upload_code(s3, bin_dir):
         uris[d] = f"s3://{DEPLOY_BUCKET}/{key}"
         say(f"{name}: {len(body) / 1048576:.1f} MiB uploaded")
     return uris
+
+
+def database_log_group(endpoint, overrides):
+    """The database's log group (DatabaseLogGroup), made when it is missing, as
+    RDS makes it when an instance exports its PostgreSQL log
+    (EnableCloudwatchLogsExports): the template subscribes the queries
+    function to it and does not create it."""
+    group = overrides.get("DatabaseLogGroup")
+    if not group:
+        return
+    try:
+        client(endpoint, "logs").create_log_group(logGroupName=group)
+        say(f"log group {group} made, as the database's log export would make it")
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+            raise
 
 
 def deploy_template(endpoint, uris, overrides):
@@ -391,6 +408,7 @@ def main():
         bin_dir = sys.argv[4]
         overrides = dict(a.split("=", 1) for a in sys.argv[5:])
         uris = upload_code(client(endpoint, "s3"), bin_dir)
+        database_log_group(endpoint, overrides)
         params = deploy_template(endpoint, uris, overrides)
         ensure_deployed_state(endpoint, params)
         configure(endpoint)

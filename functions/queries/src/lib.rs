@@ -5,17 +5,19 @@
 //! newline, read as RDS-format records (`grantwarden_core::pglog`); its
 //! sha256 names it, so a delivery seen again adds nothing (the subscription
 //! delivers at least once). The log group names the target
-//! (`GRANTWARDEN_QUERY_TARGETS`). What to keep and what is an export comes
-//! from the registry's `queries` section; the rules are core's
-//! (`grantwarden_core::queries::ingest`, as `grantwarden queries ingest`
-//! runs them): events stored ([`grantwarden_aws::S3Queries`]), records that
-//! do not read kept with their reason, the batch journaled as
-//! `queries.ingested`, and exports by a ticket's credential raised through
-//! SNS and journaled as `queries.alert` (ending the ticket with
-//! `on_export: revoke`). Then each GRANT or REVOKE in the batch goes through
-//! intake (`grantwarden_core::query_controls::role_changes`, as
+//! (`GRANTWARDEN_QUERY_TARGETS`). First each GRANT or REVOKE in the batch
+//! goes through intake (`grantwarden_core::query_controls::role_changes`, as
 //! `grantwarden queries follow`): a grant no ticket covers is an untagged
-//! finding within seconds of being logged.
+//! finding within seconds of being logged. Then the batch is ingested by
+//! core's rules (`grantwarden_core::queries::ingest`, as `grantwarden
+//! queries ingest` runs them), with what to keep and what is an export from
+//! the registry's `queries` section: events stored
+//! ([`grantwarden_aws::S3Queries`]), records that do not read kept with
+//! their reason, exports by a ticket's credential raised through SNS and
+//! journaled as `queries.alert` (ending the ticket with `on_export:
+//! revoke`), and the batch journaled as `queries.ingested` and marked
+//! ingested, last: a delivery that failed part way is done again, one that
+//! was marked is neither routed nor ingested again.
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -27,8 +29,8 @@ use grantwarden_aws::{Alerts, AwsError, Clients, Clock, DynamoStore, Objects, Qu
 use grantwarden_core::error::StoreError;
 use grantwarden_core::intake::Outcome;
 use grantwarden_core::pglog::{LogFormat, Reader};
-use grantwarden_core::queries::{IngestError, IngestSource, Ingested, ingest};
-use grantwarden_core::query_controls::{Controls, role_changes};
+use grantwarden_core::queries::{IngestError, IngestSource, Ingested, QueryStore, ingest};
+use grantwarden_core::query_controls::{Controls, RoleChange, role_changes};
 use grantwarden_core::query_policy::QueryPolicy;
 use grantwarden_core::snapshot::TargetId;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -160,7 +162,7 @@ pub struct RoleChangeSeen {
 pub enum Handled {
     /// CloudWatch Logs' check that the destination is reachable: nothing to read.
     Control,
-    /// The batch ingested (or found ingested before), and its role changes routed.
+    /// The batch ingested and its role changes routed (none when it was ingested before).
     Ingested {
         /// Counts, digest, alerts.
         ingested: Ingested,
@@ -256,10 +258,40 @@ impl Queries {
             actor: ACTOR,
             now,
         };
+        let ingest_error =
+            |error| QueriesError::Ingest { batch: batch.to_owned(), source_name: source.to_owned(), error };
+
+        // The batch's marker is written last, after its role changes are routed
+        // and its entries ingested: a delivery seen before was handled whole and
+        // is not routed again (each redelivery would journal its untagged GRANTs
+        // once more), while one that failed part way is done again.
+        let delivered_before = self.pipeline.batch(target, batch).await.map_err(|e| ingest_error(e.into()))?.is_some();
+        let role_changes = if delivered_before {
+            Vec::new()
+        } else {
+            // before the entries are stored: the finding is what should not wait
+            let routed = role_changes(
+                &self.pipeline.store,
+                registry.as_ref().map_err(Clone::clone),
+                target,
+                None,
+                Reader::new(bytes, LogFormat::Rds).filter_map(Result::ok),
+                &scoring,
+                now,
+            )
+            .await
+            .map_err(|error| QueriesError::RoleChanges {
+                batch: batch.to_owned(),
+                source_name: source.to_owned(),
+                error,
+            })?;
+            self.seen(routed)
+        };
+
         let src = IngestSource { target, database: None, source, actor: ACTOR, policy: &policy, now };
         let ingested = ingest(&self.pipeline, &controls, &src, batch, Reader::new(bytes, LogFormat::Rds))
             .await
-            .map_err(|error| QueriesError::Ingest { batch: batch.to_owned(), source_name: source.to_owned(), error })?;
+            .map_err(ingest_error)?;
         let b = &ingested.batch;
         tracing::info!(
             delivered_before = ingested.delivered_before,
@@ -271,26 +303,13 @@ impl Queries {
             alerts = ingested.alerts,
             "ingested"
         );
+        Ok(Handled::Ingested { ingested, role_changes })
+    }
 
-        // routed again on a redelivery: delivery ids come from the records, so nothing is added twice
-        let records = Reader::new(bytes, LogFormat::Rds).filter_map(Result::ok);
-        let changes = role_changes(
-            &self.pipeline.store,
-            registry.as_ref().map_err(Clone::clone),
-            target,
-            None,
-            records,
-            &scoring,
-            now,
-        )
-        .await
-        .map_err(|error| QueriesError::RoleChanges {
-            batch: batch.to_owned(),
-            source_name: source.to_owned(),
-            error,
-        })?;
+    /// The role changes routed, each logged with its latency from the server's log time.
+    fn seen(&self, routed: Vec<RoleChange>) -> Vec<RoleChangeSeen> {
         let seen = self.clock.now();
-        let role_changes = changes
+        routed
             .into_iter()
             .map(|c| {
                 let (outcome, id) = match &c.outcome {
@@ -301,8 +320,7 @@ impl Queries {
                 tracing::info!(delivery_id = %c.delivery_id, outcome, detail = %id, latency_ms, "role change routed");
                 RoleChangeSeen { delivery_id: c.delivery_id, outcome, detail: id, latency_ms }
             })
-            .collect();
-        Ok(Handled::Ingested { ingested, role_changes })
+            .collect()
     }
 }
 

@@ -133,15 +133,20 @@ async fn a_delivery_is_stored_as_partitioned_json_lines_once() {
         "{untagged:?}"
     );
 
-    // delivered again: nothing new, the same keys, journaled once
-    let Handled::Ingested { ingested: again, .. } = queries.handle(delivery()).await.expect("again") else {
+    let opened = chain.iter().filter(|e| e.kind.as_str() == "finding.opened").count();
+    assert_eq!(opened, 1, "the GRANT's untagged finding journaled: {kinds:?}");
+
+    // delivered again: nothing new, the same keys, journaled once, the GRANT not routed again
+    let Handled::Ingested { ingested: again, role_changes } = queries.handle(delivery()).await.expect("again") else {
         panic!("a data message")
     };
     assert!(again.delivered_before);
+    assert!(role_changes.is_empty(), "{role_changes:?}");
     assert_eq!(keys(&clients, &settings, EVENTS_PREFIX).await, objects);
     let chain = journal.events("orders-prod").await.unwrap();
     assert_eq!(chain.iter().filter(|e| e.kind.as_str() == "queries.ingested").count(), 1);
     assert_eq!(chain.iter().filter(|e| e.kind.as_str() == "queries.alert").count(), 1);
+    assert_eq!(chain.iter().filter(|e| e.kind.as_str() == "finding.opened").count(), opened, "journaled once");
     assert_eq!(journal.open_untagged(&target()).await.unwrap().len(), untagged.len(), "the grant is one finding");
 }
 
@@ -154,4 +159,27 @@ async fn a_log_group_without_a_target_is_refused_and_not_retried() {
     assert!(err.to_string().contains(LOG_GROUP), "{err}");
     assert_eq!(Diagnostic::from(err).error_type, "Validation");
     assert!(keys(&clients, &settings, "queries/").await.is_empty(), "nothing stored");
+}
+
+#[tokio::test]
+async fn a_delivery_whose_grant_could_not_be_routed_is_done_whole_when_delivered_again() {
+    let (clients, settings, _) = stack("q-retry").await;
+    let targets = || QueryTargets::parse(&format!("{LOG_GROUP}=orders-prod")).unwrap();
+    // the findings table unreachable: the GRANT cannot be recorded, and the delivery fails
+    let broken = Settings { findings_table: format!("{}-missing", settings.findings_table), ..settings.clone() };
+    let failing = Queries::new(&clients, &broken, targets(), Arc::new(now));
+    let err = failing.handle(delivery()).await.unwrap_err();
+    assert!(matches!(err, QueriesError::RoleChanges { .. }), "{err}");
+    assert_eq!(Diagnostic::from(err).error_type, "Retryable");
+    assert!(keys(&clients, &settings, "queries/").await.is_empty(), "nothing ingested, no batch marker");
+
+    // Lambda's retry: routed and ingested, as if it were the first delivery
+    let queries = Queries::new(&clients, &settings, targets(), Arc::new(now));
+    let Handled::Ingested { ingested, role_changes } = queries.handle(delivery()).await.expect("retried") else {
+        panic!("a data message")
+    };
+    assert!(!ingested.delivered_before);
+    assert_eq!(role_changes.len(), 1, "{role_changes:?}");
+    let untagged = DynamoStore::new(&clients, &settings).open_untagged(&target()).await.unwrap();
+    assert!(untagged.iter().any(|f| f.grantee.to_string().contains("mallory")), "{untagged:?}");
 }

@@ -27,7 +27,8 @@ use serde::Deserialize;
 /// The targets the end-to-end tests scan, listed in `config/targets.txt` before
 /// any test starts: the intake function reads that list when it starts, so a
 /// target must be listed before the first webhook.
-pub const TARGETS: &[&str] = &["e2e-scan", "e2e-expiry", "e2e-access", "e2e-remediate", "e2e-audit", "e2e-slack"];
+pub const TARGETS: &[&str] =
+    &["e2e-scan", "e2e-expiry", "e2e-access", "e2e-remediate", "e2e-audit", "e2e-slack", "e2e-queries"];
 
 /// One deployed function.
 #[derive(Debug, Clone, Deserialize)]
@@ -305,7 +306,16 @@ impl Stack {
 
 /// Polls `probe` every half second until it gives a value; panics naming `what`
 /// after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(what, timeout, Duration::from_millis(500), probe).await
+}
+
+/// [`eventually`], polling every `interval` (what is timed should not wait half a second for the probe).
+pub async fn eventually_every<T, F, Fut>(what: &str, timeout: Duration, interval: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -316,6 +326,6 @@ where
             return value;
         }
         assert!(started.elapsed() < timeout, "{what}: not seen within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(interval).await;
     }
 }

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SubsecRound, Utc};
 use grantwarden_aws::DynamoStore;
 use grantwarden_core::audit::event::EventKind;
-use grantwarden_core::report::{Report, Status};
+use grantwarden_core::finding::{FindingAge, FindingKind};
+use grantwarden_core::report::{Finding, Report, Status};
 use grantwarden_core::snapshot::TargetId;
-use grantwarden_core::store::TicketStore;
+use grantwarden_core::store::{FindingStore, TicketStore};
 use grantwarden_core::ticket::{TicketStatus, Trigger};
-use grantwarden_e2e::stack::{Stack, eventually};
+use grantwarden_e2e::stack::{Stack, eventually, eventually_every};
 use grantwarden_testkit::TestDb;
 
 const SCORING: &str = "infra/scoring.yaml";
@@ -80,6 +81,27 @@ fn baseline(db: &TestDb, roles: &str) -> String {
     format!(
         "version: 1\nroles:\n{roles}public:\n  grants:\n    - {{ privileges: [USAGE], on: schema, name: public }}\nignore_roles: [{}]\n",
         ignore.join(", ")
+    )
+}
+
+/// `billing.invoices`, read by role `reader` as declared, and role `other`,
+/// declared holding nothing; returns the baseline that says so.
+async fn reader_and_other(db: &TestDb, reader: &str, other: &str) -> String {
+    db.exec(&format!(
+        "CREATE ROLE {reader_}; CREATE ROLE {other_};
+         CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
+         GRANT USAGE ON SCHEMA billing TO {reader_}; GRANT SELECT ON billing.invoices TO {reader_};",
+        reader_ = db.ident(reader),
+        other_ = db.ident(other),
+    ))
+    .await;
+    baseline(
+        db,
+        &format!(
+            "  {reader}:\n    grants:\n      - {{ privileges: [USAGE], on: schema, name: billing }}\n      - {{ privileges: [SELECT], on: table, name: billing.invoices }}\n  {other}: {{}}\n",
+            reader = db.role(reader),
+            other = db.role(other),
+        ),
     )
 }
 
@@ -413,20 +435,7 @@ async fn with_remediation_on_a_hand_made_grant_is_revoked_after_the_next_schedul
     let target = TargetId::new("e2e-remediate").unwrap();
     let db = TestDb::new().await;
     let (ro, intruder) = (db.role("app_ro"), db.role("intruder"));
-    db.exec(&format!(
-        "CREATE ROLE {ro_}; CREATE ROLE {intruder_};
-         CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int);
-         GRANT USAGE ON SCHEMA billing TO {ro_}; GRANT SELECT ON billing.invoices TO {ro_};",
-        ro_ = db.ident("app_ro"),
-        intruder_ = db.ident("intruder"),
-    ))
-    .await;
-    let baseline = baseline(
-        &db,
-        &format!(
-            "  {ro}:\n    grants:\n      - {{ privileges: [USAGE], on: schema, name: billing }}\n      - {{ privileges: [SELECT], on: table, name: billing.invoices }}\n  {intruder}: {{}}\n"
-        ),
-    );
+    let baseline = reader_and_other(&db, "app_ro", "intruder").await;
     // by hand, outside any ticket
     db.exec(&format!(
         "GRANT USAGE ON SCHEMA billing TO {i}; GRANT DELETE ON billing.invoices TO {i};",
@@ -548,4 +557,242 @@ async fn a_request_card_reaches_slack_and_a_deny_from_its_button_updates_it() {
             .find(|c| c["channel"] == "UALICE" && c["text"].as_str().is_some_and(|t| t.starts_with("Denied:")))
     })
     .await;
+}
+
+/// The database log group scripts/test deploys the stack with
+/// (`DatabaseLogGroup`, made by `scripts/local-stack` as RDS makes it when an
+/// instance exports its log), which `QueryTargets` names as the log of
+/// target `e2e-queries`.
+const DATABASE_LOG_GROUP: &str = "/aws/rds/instance/grantwarden-e2e/postgresql";
+
+/// A CloudWatch Logs client of the emulator: the test writes the database's
+/// log as RDS would (no function writes to that group).
+fn cloudwatch_logs(stack: &Stack) -> aws_sdk_cloudwatchlogs::Client {
+    use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&stack.endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "emulator"))
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(config)
+}
+
+/// A line of an RDS PostgreSQL log as the instance exports it to CloudWatch
+/// Logs (the fixed prefix `%t:%r:%u@%d:[%p]:`) holding pgaudit's `entry`.
+fn rds_audit_line(at: DateTime<Utc>, user: &str, database: &str, pid: u32, entry: &str) -> String {
+    let t = at.format("%Y-%m-%d %H:%M:%S");
+    format!("{t} UTC:10.0.1.5(51790):{user}@{database}:[{pid}]:LOG:  AUDIT: {entry}")
+}
+
+fn log_events(at: DateTime<Utc>, lines: &[String]) -> Vec<aws_sdk_cloudwatchlogs::types::InputLogEvent> {
+    lines
+        .iter()
+        .map(|line| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(at.timestamp_millis())
+                .message(line)
+                .build()
+                .expect("a log event has its time and message")
+        })
+        .collect()
+}
+
+/// `role`'s open untagged finding of `target` with its age, once it is there.
+async fn untagged_of(
+    store: &DynamoStore,
+    target: &TargetId,
+    role: &str,
+    privilege: &str,
+) -> Option<(Finding, FindingAge)> {
+    let open = store.open_with_age(target).await.ok()?;
+    open.into_iter()
+        .find(|(f, _)| f.kind == FindingKind::Untagged && f.grantee.as_str() == role && f.privilege.text() == privilege)
+}
+
+/// The CloudWatch Logs subscription on the database's log group, fired by
+/// the emulator at PutLogEvents as CloudWatch Logs fires it on AWS: a GRANT
+/// made by hand (no ticket covers it), as pgaudit logs it on RDS, becomes an
+/// untagged finding within the delivery, and the READ entries beside it
+/// query events in the data bucket; the same log events delivered again add
+/// nothing. The latency from PutLogEvents to the finding is printed: on the
+/// emulator the subscription delivers at once, on AWS CloudWatch Logs adds
+/// its own delay.
+#[tokio::test]
+async fn a_grant_the_database_logs_is_an_untagged_finding_through_the_log_subscription() {
+    use grantwarden_core::audit::AuditJournal;
+    use grantwarden_core::audit::event::QueriesIngested;
+    use grantwarden_core::queries::{QueryFilter, QueryStore};
+
+    let stack = Stack::get().await;
+    let target = TargetId::new("e2e-queries").unwrap();
+    let query_targets = format!("{DATABASE_LOG_GROUP}={target}");
+    for (name, value) in [("DatabaseLogGroup", DATABASE_LOG_GROUP), ("QueryTargets", query_targets.as_str())] {
+        assert_eq!(
+            stack.parameter(name),
+            Some(value),
+            "the query-audit scenario needs {name}={value} (scripts/test's)"
+        );
+    }
+    let db = TestDb::new().await;
+    let (app, mallory) = (db.role("app"), db.role("mallory"));
+    stack.register(&target, &db, "", &reader_and_other(&db, "app", "mallory").await).await;
+
+    // the instance's log stream, as RDS makes one in the group (one per run here)
+    let logs = cloudwatch_logs(&stack);
+    let stream = format!("{}.0", db.prefix);
+    logs.create_log_stream().log_group_name(DATABASE_LOG_GROUP).log_stream_name(&stream).send().await.unwrap();
+    let source = format!("{DATABASE_LOG_GROUP}/{stream}");
+    let put = |events: Vec<aws_sdk_cloudwatchlogs::types::InputLogEvent>| {
+        logs.put_log_events().log_group_name(DATABASE_LOG_GROUP).log_stream_name(&stream).set_log_events(Some(events))
+    };
+
+    // two reads by the application, and a GRANT by hand in another session
+    let at = Utc::now();
+    let lines = [
+        rds_audit_line(
+            at,
+            &app,
+            &db.name,
+            4242,
+            r#"SESSION,1,1,READ,SELECT,TABLE,billing.invoices,"select id from billing.invoices where id = 42",<not logged>"#,
+        ),
+        rds_audit_line(
+            at,
+            &app,
+            &db.name,
+            4242,
+            r#"SESSION,2,1,READ,SELECT,TABLE,billing.invoices,"select count(*) from billing.invoices",<not logged>"#,
+        ),
+        rds_audit_line(
+            at,
+            "postgres",
+            &db.name,
+            4343,
+            &format!(r#"SESSION,1,1,ROLE,GRANT,,,"GRANT SELECT ON TABLE billing.invoices TO {mallory}",<not logged>"#),
+        ),
+    ];
+    let store = DynamoStore::new(&stack.clients, &stack.settings);
+    let started = Instant::now();
+    put(log_events(at, &lines)).send().await.expect("PutLogEvents");
+    let (finding, age) =
+        eventually_every("the GRANT's untagged finding", Duration::from_secs(60), Duration::from_millis(20), || {
+            untagged_of(&store, &target, &mallory, "SELECT")
+        })
+        .await;
+    let (visible, visible_at) = (started.elapsed(), Utc::now());
+    eprintln!(
+        "subscription latency, the reads and the GRANT: PutLogEvents to the untagged finding visible {} ms; \
+         from the log event's timestamp to the function handling it (the finding's first_seen) {} ms, \
+         to the finding visible {} ms",
+        visible.as_millis(),
+        (age.first_seen - at).num_milliseconds(),
+        (visible_at - at).num_milliseconds(),
+    );
+    let object = serde_json::to_string(&finding.object).unwrap();
+    assert!(object.contains("billing") && object.contains("invoices"), "{object}");
+    assert!(finding.severity >= grantwarden_core::scoring::Severity::High, "{finding:?}");
+    assert!(finding.exception_id.is_none(), "no ticket covers it: {finding:?}");
+
+    // journaled: the finding, and the delivery as one batch of three entries
+    let (batch, opened) =
+        eventually("the finding and the batch on the target's chain", Duration::from_secs(30), || async {
+            let chain = AuditJournal::events(&store, target.as_str()).await.ok()?;
+            let batch = chain
+                .iter()
+                .filter(|e| e.kind == EventKind::QueriesIngested)
+                .filter_map(|e| e.detail_as::<QueriesIngested>().ok())
+                .find(|b| b.source == source)?;
+            let opened = chain
+                .iter()
+                .filter(|e| e.kind == EventKind::FindingOpened && e.detail.to_string().contains(&mallory))
+                .count();
+            Some((batch, opened))
+        })
+        .await;
+    assert_eq!(opened, 1, "the GRANT's finding journaled once");
+    assert_eq!((batch.records, batch.events, batch.rejected), (3, 3, 0), "{batch:?}");
+
+    // the entries as query events, JSON lines under the target's and the day's partition
+    let prefix = format!(
+        "queries/events/target={}/dt={}/",
+        grantwarden_aws::objects::key_segment(&target),
+        at.format("%Y-%m-%d")
+    );
+    let objects: Vec<String> =
+        stack.objects().list(&prefix).await.unwrap().into_iter().filter(|k| k.contains(&batch.sha256)).collect();
+    assert!(!objects.is_empty(), "the batch's events under {prefix}");
+    let queries = grantwarden_aws::S3Queries::new(&stack.clients, &stack.settings);
+    let filter =
+        QueryFilter { target: Some(target.clone()), from: Some(at.trunc_subsecs(0)), ..QueryFilter::default() };
+    let events: Vec<_> =
+        queries.query_events(&filter).await.unwrap().into_iter().filter(|e| e.batch == batch.sha256).collect();
+    let reads: Vec<_> = events.iter().filter(|e| e.command == "SELECT").collect();
+    assert_eq!(reads.len(), 2, "{events:?}");
+    for e in &reads {
+        assert_eq!((e.user.as_deref(), e.person.as_str()), (Some(app.as_str()), format!("role:{app}").as_str()));
+        assert_eq!((e.object.as_deref(), e.ticket.as_deref()), (Some("billing.invoices"), None));
+    }
+    assert_eq!(reads[0].statement, "select id from billing.invoices where id = ?", "literals redacted");
+    assert!(events.iter().any(|e| e.command == "GRANT" && e.user.as_deref() == Some("postgres")), "{events:?}");
+
+    // the same log events again (a subscription delivers at least once): handled, and nothing added
+    let again = Utc::now();
+    put(log_events(at, &lines)).send().await.expect("PutLogEvents again");
+    let function_log = stack.resource("QueriesLogs").to_owned();
+    eventually("the queries function's log of the redelivery", Duration::from_secs(30), || async {
+        // the emulator writes an invocation's log when it has ended
+        let out = logs
+            .filter_log_events()
+            .log_group_name(&function_log)
+            .start_time(again.timestamp_millis())
+            .send()
+            .await
+            .ok()?;
+        out.events()
+            .iter()
+            .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.message()?).ok())
+            .any(|line| line["fields"]["delivered_before"] == true && line["span"]["batch"] == batch.sha256.as_str())
+            .then_some(())
+    })
+    .await;
+    let chain = AuditJournal::events(&store, target.as_str()).await.unwrap();
+    let count = |kind: EventKind, about: &str| {
+        chain.iter().filter(|e| e.kind == kind && e.detail.to_string().contains(about)).count()
+    };
+    assert_eq!(count(EventKind::FindingOpened, &mallory), 1, "the GRANT journaled once");
+    assert_eq!(count(EventKind::QueriesIngested, &batch.sha256), 1, "the batch journaled once");
+    let (_, age_again) = untagged_of(&store, &target, &mallory, "SELECT").await.expect("still open");
+    assert_eq!(age_again.last_seen, age.last_seen, "the GRANT was not routed again");
+    let objects_again: Vec<String> =
+        stack.objects().list(&prefix).await.unwrap().into_iter().filter(|k| k.contains(&batch.sha256)).collect();
+    assert_eq!(objects_again, objects);
+
+    // a later GRANT, the function warm now
+    let at = Utc::now();
+    let grant = rds_audit_line(
+        at,
+        "postgres",
+        &db.name,
+        4343,
+        &format!(r#"SESSION,2,1,ROLE,GRANT,,,"GRANT DELETE ON TABLE billing.invoices TO {mallory}",<not logged>"#),
+    );
+    let started = Instant::now();
+    put(log_events(at, &[grant])).send().await.expect("PutLogEvents");
+    let (_, age) = eventually_every(
+        "the second GRANT's untagged finding",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || untagged_of(&store, &target, &mallory, "DELETE"),
+    )
+    .await;
+    let (visible, visible_at) = (started.elapsed(), Utc::now());
+    eprintln!(
+        "subscription latency, a later GRANT alone (the function warm): PutLogEvents to the untagged finding \
+         visible {} ms; from the log event's timestamp to the function handling it (the finding's first_seen) {} ms, \
+         to the finding visible {} ms",
+        visible.as_millis(),
+        (age.first_seen - at).num_milliseconds(),
+        (visible_at - at).num_milliseconds(),
+    );
 }
