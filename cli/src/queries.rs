@@ -15,7 +15,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use grantwarden_core::intake::Outcome;
 use grantwarden_core::pglog::{LogFormat, Reader};
 use grantwarden_core::queries::{IngestSource, QueryEvent, QueryFilter, QueryStore, StatementClass, ingest};
-use grantwarden_core::query_controls::{Controls, NoPublisher, role_changes};
+use grantwarden_core::query_controls::{Controls, NoPublisher};
 use grantwarden_core::query_policy::QueryPolicy;
 use grantwarden_core::snapshot::TargetId;
 use serde_json::json;
@@ -387,16 +387,18 @@ async fn run_follow(args: FollowArgs) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("ingesting {source}"))?;
             let records: Vec<_> = Reader::new(chunk.as_slice(), format).filter_map(Result::ok).collect();
-            let changes =
-                role_changes(&store, Ok(&registry), &target, args.dbname.as_deref(), records, &scoring, Utc::now())
-                    .await?;
+            let changes = controls
+                .role_changes(Ok(&registry), &target, args.dbname.as_deref(), records, &scoring)
+                .await
+                .with_context(|| format!("routing the GRANTs and REVOKEs of {source}"))?;
             for c in changes {
                 let seen = Utc::now();
                 let latency_ms = (seen - c.logged_at).num_milliseconds();
                 let line = match &c.outcome {
                     Outcome::Untagged(f) | Outcome::Refused { finding: f, .. } => {
                         json!({ "outcome": "untagged", "delivery_id": c.delivery_id, "logged_at": c.logged_at,
-                            "seen_at": seen, "latency_ms": latency_ms, "finding": f })
+                            "seen_at": seen, "latency_ms": latency_ms, "finding": f,
+                            "alert": c.alert.as_ref().map(|(sentence, _)| sentence) })
                     }
                     Outcome::Created(t) | Outcome::Existing(t) | Outcome::Conflict(t) => {
                         json!({ "outcome": "ticket", "delivery_id": c.delivery_id, "logged_at": c.logged_at,

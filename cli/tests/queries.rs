@@ -449,7 +449,9 @@ async fn a_grant_made_by_hand_is_an_untagged_finding_within_seconds_through_foll
     assert!(seen_after < Duration::from_secs(5), "{seen_after:?}");
     let finding = untagged["finding"].to_string();
     assert!(finding.contains(&grantee) && finding.contains("invoices"), "{untagged}");
-    // recorded as an open untagged finding, and journaled
+    let alert = untagged["alert"].as_str().unwrap_or_default();
+    assert!(alert.contains(&grantee) && alert.contains("no ticket covers it"), "{untagged}");
+    // recorded as an open untagged finding, and journaled with its alert
     let conn = rusqlite::Connection::open(&state).unwrap();
     let open: i64 = conn
         .query_row("SELECT count(*) FROM findings WHERE open = 1 AND body LIKE ?1", [format!("%{grantee}%")], |r| {
@@ -457,4 +459,13 @@ async fn a_grant_made_by_hand_is_an_untagged_finding_within_seconds_through_foll
         })
         .unwrap();
     assert_eq!(open, 1);
+    let journaled = |kind: &str| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM journal WHERE body LIKE ?1 AND body LIKE ?2",
+            [format!("%\"type\":\"{kind}\"%"), format!("%{grantee}%")],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!((journaled("finding.opened"), journaled("queries.alert")), (1, 1));
 }

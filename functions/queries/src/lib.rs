@@ -6,9 +6,10 @@
 //! sha256 names it, so a delivery seen again adds nothing (the subscription
 //! delivers at least once). The log group names the target
 //! (`GRANTWARDEN_QUERY_TARGETS`). First each GRANT or REVOKE in the batch
-//! goes through intake (`grantwarden_core::query_controls::role_changes`, as
+//! goes through intake (`grantwarden_core::query_controls::Controls::role_changes`, as
 //! `grantwarden queries follow`): a grant no ticket covers is an untagged
-//! finding within seconds of being logged. Then the batch is ingested by
+//! finding and an alert (SNS and `queries.alert`) within seconds of being
+//! logged. Then the batch is ingested by
 //! core's rules (`grantwarden_core::queries::ingest`, as `grantwarden
 //! queries ingest` runs them), with what to keep and what is an export from
 //! the registry's `queries` section: events stored
@@ -30,7 +31,7 @@ use grantwarden_core::error::StoreError;
 use grantwarden_core::intake::Outcome;
 use grantwarden_core::pglog::{LogFormat, Reader};
 use grantwarden_core::queries::{IngestError, IngestSource, Ingested, QueryStore, ingest};
-use grantwarden_core::query_controls::{Controls, RoleChange, role_changes};
+use grantwarden_core::query_controls::{Controls, RoleChange, RoutingError};
 use grantwarden_core::query_policy::QueryPolicy;
 use grantwarden_core::snapshot::TargetId;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -122,7 +123,7 @@ pub enum QueriesError {
         /// `<log group>/<log stream>`.
         source_name: String,
         /// Cause.
-        error: StoreError,
+        error: RoutingError,
     },
 }
 
@@ -133,7 +134,7 @@ impl From<QueriesError> for Diagnostic {
             QueriesError::Config { retryable, .. } => *retryable,
             QueriesError::Ingest { error: IngestError::Changed { .. }, .. } => false,
             QueriesError::Ingest { error: IngestError::Store(StoreError::Corrupt { .. }), .. }
-            | QueriesError::RoleChanges { error: StoreError::Corrupt { .. }, .. } => false,
+            | QueriesError::RoleChanges { error: RoutingError::Store(StoreError::Corrupt { .. }), .. } => false,
             QueriesError::Ingest { .. } | QueriesError::RoleChanges { .. } => true,
         };
         Diagnostic {
@@ -154,6 +155,8 @@ pub struct RoleChangeSeen {
     pub detail: String,
     /// From the server's log time to routed.
     pub latency_ms: i64,
+    /// The alert raised on it (a grant no ticket covers), published on the alert topic and journaled.
+    pub alert: Option<String>,
 }
 
 /// What a delivery did.
@@ -270,21 +273,20 @@ impl Queries {
             Vec::new()
         } else {
             // before the entries are stored: the finding is what should not wait
-            let routed = role_changes(
-                &self.pipeline.store,
-                registry.as_ref().map_err(Clone::clone),
-                target,
-                None,
-                Reader::new(bytes, LogFormat::Rds).filter_map(Result::ok),
-                &scoring,
-                now,
-            )
-            .await
-            .map_err(|error| QueriesError::RoleChanges {
-                batch: batch.to_owned(),
-                source_name: source.to_owned(),
-                error,
-            })?;
+            let routed = controls
+                .role_changes(
+                    registry.as_ref().map_err(Clone::clone),
+                    target,
+                    None,
+                    Reader::new(bytes, LogFormat::Rds).filter_map(Result::ok),
+                    &scoring,
+                )
+                .await
+                .map_err(|error| QueriesError::RoleChanges {
+                    batch: batch.to_owned(),
+                    source_name: source.to_owned(),
+                    error,
+                })?;
             self.seen(routed)
         };
 
@@ -317,8 +319,10 @@ impl Queries {
                     Outcome::Created(t) | Outcome::Existing(t) | Outcome::Conflict(t) => ("ticket", t.id().to_owned()),
                 };
                 let latency_ms = (seen - c.logged_at).num_milliseconds();
-                tracing::info!(delivery_id = %c.delivery_id, outcome, detail = %id, latency_ms, "role change routed");
-                RoleChangeSeen { delivery_id: c.delivery_id, outcome, detail: id, latency_ms }
+                let published = c.alert.as_ref().is_some_and(|(_, published)| *published);
+                tracing::info!(delivery_id = %c.delivery_id, outcome, detail = %id, latency_ms, published, "role change routed");
+                let alert = c.alert.map(|(sentence, _)| sentence);
+                RoleChangeSeen { delivery_id: c.delivery_id, outcome, detail: id, latency_ms, alert }
             })
             .collect()
     }

@@ -112,21 +112,24 @@ async fn a_delivery_is_stored_as_partitioned_json_lines_once() {
     assert_eq!((rejected[0].rejected.line, rejected[0].rejected.text.as_str()), (5, "this line is not a log record"));
     assert!(!rejected[0].rejected.reason.is_empty());
 
-    // the COPY TO by the ticket's credential: alerted on SNS and journaled
+    // the COPY TO by the ticket's credential and the GRANT made by hand: each alerted on SNS and journaled
     assert_eq!(ingested.alerts, 1);
     let journal = DynamoStore::new(&clients, &settings);
     let chain = journal.events("orders-prod").await.unwrap();
     let kinds: Vec<&str> = chain.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "queries.alert").count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "queries.alert").count(), 2, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "queries.ingested").count(), 1, "{kinds:?}");
-    let alerts = moto::drain(&clients.sqs, &inbox, 1).await;
-    assert_eq!(alerts.records.len(), 1);
-    let body = alerts.records[0].body.clone().unwrap_or_default();
-    assert!(body.contains("query alert") && body.contains("tkt-q1"), "{body}");
+    let alerts = moto::drain(&clients.sqs, &inbox, 2).await;
+    let bodies: Vec<String> = alerts.records.iter().map(|r| r.body.clone().unwrap_or_default()).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies.iter().any(|b| b.contains("query alert") && b.contains("tkt-q1")), "{bodies:?}");
+    let drift = bodies.iter().find(|b| b.contains("grantwarden drift")).expect("the GRANT alerted");
+    assert!(drift.contains("mallory") && drift.contains("no ticket covers it"), "{drift}");
 
     // the GRANT made by hand: an untagged finding, now
     assert_eq!(role_changes.len(), 1, "{role_changes:?}");
     assert_eq!(role_changes[0].outcome, "untagged");
+    assert!(role_changes[0].alert.as_deref().is_some_and(|a| a.contains("mallory")), "{role_changes:?}");
     let untagged = journal.open_untagged(&target()).await.unwrap();
     assert!(
         untagged.iter().any(|f| f.detail.contains("mallory") || f.grantee.to_string().contains("mallory")),
@@ -145,7 +148,7 @@ async fn a_delivery_is_stored_as_partitioned_json_lines_once() {
     assert_eq!(keys(&clients, &settings, EVENTS_PREFIX).await, objects);
     let chain = journal.events("orders-prod").await.unwrap();
     assert_eq!(chain.iter().filter(|e| e.kind.as_str() == "queries.ingested").count(), 1);
-    assert_eq!(chain.iter().filter(|e| e.kind.as_str() == "queries.alert").count(), 1);
+    assert_eq!(chain.iter().filter(|e| e.kind.as_str() == "queries.alert").count(), 2);
     assert_eq!(chain.iter().filter(|e| e.kind.as_str() == "finding.opened").count(), opened, "journaled once");
     assert_eq!(journal.open_untagged(&target()).await.unwrap().len(), untagged.len(), "the grant is one finding");
 }

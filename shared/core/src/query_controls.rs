@@ -5,8 +5,9 @@
 //! through the existing revocation path ([`ticket_flow::end_by_control`]:
 //! `revoke_requested`, then whatever revokes takes it). The [`AlertSink`]
 //! that `crate::queries::ingest` raises alerts through, for the CLI and the
-//! queries function alike; and [`role_changes`], the log's GRANTs routed as
-//! they are logged (drift seen within seconds, not at the next scan).
+//! queries function alike; and [`Controls::role_changes`], the log's GRANTs
+//! routed as they are logged (drift seen within seconds, not at the next
+//! scan), each grant no ticket covers an alert as well as a finding.
 
 use std::collections::BTreeSet;
 
@@ -24,6 +25,7 @@ use crate::policy::PolicyRegistry;
 use crate::queries::{AlertSink, QueryAlert};
 use crate::query_policy::OnExport;
 use crate::raise_alerts::AlertPublisher;
+use crate::report::Finding;
 use crate::scoring::ScoringConfig;
 use crate::snapshot::TargetId;
 use crate::store::FindingStore;
@@ -107,46 +109,130 @@ pub struct RoleChange {
     pub delivery_id: String,
     /// What routing made of it (an untagged finding for a grant no ticket covers).
     pub outcome: Outcome,
+    /// The alert raised on it (an untagged or refused grant): its sentence and
+    /// whether it was published.
+    pub alert: Option<(String, bool)>,
 }
 
-/// Drift within seconds: the `ROLE` entries (GRANT, REVOKE) of the target's
-/// database among `records` go through intake as pgaudit lines do
-/// ([`crate::normalize::from_audit_entry`], [`crate::intake::intake`]): a
-/// grant no ticket covers is an untagged finding, recorded and journaled now
-/// rather than at the next scan. Delivery ids come from the records, so a
-/// record seen again routes to the same ticket or finding.
-pub async fn role_changes<S>(
-    store: &S,
-    registry: Result<&PolicyRegistry, String>,
-    target: &TargetId,
-    database: Option<&str>,
-    records: impl IntoIterator<Item = LogRecord>,
-    scoring: &ScoringConfig,
-    now: DateTime<Utc>,
-) -> Result<Vec<RoleChange>, StoreError>
+/// Why routing a log's role changes stopped; what was routed before stays
+/// routed, and routing the records again routes to the same tickets and findings.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Publishing or journaling the alert on a grant no ticket covers failed.
+    #[error("alerting on {delivery_id}: {reason}")]
+    Alert {
+        /// The record's delivery id.
+        delivery_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The alert on a grant no ticket covers, as one sentence.
+fn drift_sentence(finding: &Finding, user: Option<&str>, at: DateTime<Utc>) -> String {
+    format!(
+        "{} was granted {} on {} by {} at {} and no ticket covers it ({} untagged finding)",
+        finding.grantee.as_str(),
+        finding.privilege,
+        finding.object,
+        user.unwrap_or("an unknown role"),
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        finding.severity,
+    )
+}
+
+impl<S, P> Controls<'_, S, P>
 where
     S: TicketStore + FindingStore + AuditJournal + IncidentStore + Sync,
+    P: AlertPublisher + Sync,
 {
-    let targets = BTreeSet::new();
-    let ctx = Context { targets: &targets, now, audit_target: Some(target) };
-    let mut out = Vec::new();
-    for record in records {
-        if database.is_some_and(|d| record.database.as_deref() != Some(d)) {
-            continue;
+    /// Drift within seconds: the `ROLE` entries (GRANT, REVOKE) of the
+    /// target's database among `records` go through intake as pgaudit lines
+    /// do ([`crate::normalize::from_audit_entry`], [`crate::intake::intake`]):
+    /// a grant no ticket covers is an untagged finding, recorded and journaled
+    /// now rather than at the next scan, and an alert: published (SNS on AWS),
+    /// then journaled as `queries.alert` under the record's key. Delivery ids
+    /// come from the records, so a record seen again routes to the same
+    /// ticket or finding (a caller that routes a batch seen before raises its
+    /// alerts again: the queries function routes a batch once).
+    pub async fn role_changes(
+        &self,
+        registry: Result<&PolicyRegistry, String>,
+        target: &TargetId,
+        database: Option<&str>,
+        records: impl IntoIterator<Item = LogRecord>,
+        scoring: &ScoringConfig,
+    ) -> Result<Vec<RoleChange>, RoutingError> {
+        let now = self.now;
+        let targets = BTreeSet::new();
+        let ctx = Context { targets: &targets, now, audit_target: Some(target) };
+        let mut out = Vec::new();
+        for record in records {
+            if database.is_some_and(|d| record.database.as_deref() != Some(d)) {
+                continue;
+            }
+            let Some(Ok(entry)) = crate::pglog::audit_entry(&record.message) else { continue };
+            let id = format!("pgaudit:{}", &record.sha256[..16]);
+            let requests = match from_audit_entry(&entry, Some(record.at), record.user.clone(), &id, &ctx) {
+                Ok(None) => continue,
+                Ok(Some(requests)) => requests.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            for request in requests {
+                let delivery_id = request.as_ref().map(|r| r.delivery_id.clone()).unwrap_or_else(|_| id.clone());
+                let outcome = intake(self.store, registry.clone(), request, &Voucher::Operator, scoring, now).await?;
+                record_outcome(self.store, target, &outcome, now).await?;
+                let alert = match &outcome {
+                    Outcome::Untagged(finding) | Outcome::Refused { finding, .. } => {
+                        let alerted = self.drift_alert(target, &record, &delivery_id, finding).await;
+                        Some(
+                            alerted
+                                .map_err(|reason| RoutingError::Alert { delivery_id: delivery_id.clone(), reason })?,
+                        )
+                    }
+                    _ => None,
+                };
+                out.push(RoleChange { logged_at: record.at, delivery_id, outcome, alert });
+            }
         }
-        let Some(Ok(entry)) = crate::pglog::audit_entry(&record.message) else { continue };
-        let id = format!("pgaudit:{}", &record.sha256[..16]);
-        let requests = match from_audit_entry(&entry, Some(record.at), record.user.clone(), &id, &ctx) {
-            Ok(None) => continue,
-            Ok(Some(requests)) => requests.into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(e)],
-        };
-        for request in requests {
-            let delivery_id = request.as_ref().map(|r| r.delivery_id.clone()).unwrap_or_else(|_| id.clone());
-            let outcome = intake(store, registry.clone(), request, &Voucher::Operator, scoring, now).await?;
-            record_outcome(store, target, &outcome, now).await?;
-            out.push(RoleChange { logged_at: record.at, delivery_id, outcome });
-        }
+        Ok(out)
     }
-    Ok(out)
+
+    /// Publishes and journals the alert on `finding`, made by `record`'s statement.
+    async fn drift_alert(
+        &self,
+        target: &TargetId,
+        record: &LogRecord,
+        delivery_id: &str,
+        finding: &Finding,
+    ) -> Result<(String, bool), String> {
+        let sentence = drift_sentence(finding, record.user.as_deref(), record.at);
+        let mut detail = QueryAlerted {
+            alert: sentence.clone(),
+            detail: serde_json::json!({
+                "alert": "untagged_grant",
+                "delivery_id": delivery_id,
+                "user": record.user,
+                "logged_at": record.at,
+                "finding": finding,
+            }),
+            published: false,
+            ticket_ended: false,
+        };
+        if let Some(p) = self.publisher {
+            p.publish(&format!("grantwarden drift: {sentence}"), &serde_json::to_value(&detail).unwrap_or_default())
+                .await
+                .map_err(|e| format!("publishing the alert: {e}"))?;
+            detail.published = true;
+        }
+        tracing::warn!(target = %target, delivery_id, "{sentence}");
+        self.store
+            .append(NewEvent::query_alert(target.as_str(), self.actor, &record.sha256, &detail, record.at))
+            .await
+            .map_err(|e| format!("journaling the alert: {e}"))?;
+        Ok((sentence, detail.published))
+    }
 }

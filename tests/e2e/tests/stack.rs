@@ -703,14 +703,13 @@ async fn a_grant_the_database_logs_is_an_untagged_finding_through_the_log_subscr
                 .filter(|e| e.kind == EventKind::QueriesIngested)
                 .filter_map(|e| e.detail_as::<QueriesIngested>().ok())
                 .find(|b| b.source == source)?;
-            let opened = chain
-                .iter()
-                .filter(|e| e.kind == EventKind::FindingOpened && e.detail.to_string().contains(&mallory))
-                .count();
-            Some((batch, opened))
+            let about_mallory = |kind: EventKind| {
+                chain.iter().filter(|e| e.kind == kind && e.detail.to_string().contains(&mallory)).count()
+            };
+            Some((batch, (about_mallory(EventKind::FindingOpened), about_mallory(EventKind::QueryAlert))))
         })
         .await;
-    assert_eq!(opened, 1, "the GRANT's finding journaled once");
+    assert_eq!(opened, (1, 1), "the GRANT's finding and its alert journaled once");
     assert_eq!((batch.records, batch.events, batch.rejected), (3, 3, 0), "{batch:?}");
 
     // the entries as query events, JSON lines under the target's and the day's partition
@@ -761,6 +760,7 @@ async fn a_grant_the_database_logs_is_an_untagged_finding_through_the_log_subscr
         chain.iter().filter(|e| e.kind == kind && e.detail.to_string().contains(about)).count()
     };
     assert_eq!(count(EventKind::FindingOpened, &mallory), 1, "the GRANT journaled once");
+    assert_eq!(count(EventKind::QueryAlert, &mallory), 1, "the GRANT alerted once");
     assert_eq!(count(EventKind::QueriesIngested, &batch.sha256), 1, "the batch journaled once");
     let (_, age_again) = untagged_of(&store, &target, &mallory, "SELECT").await.expect("still open");
     assert_eq!(age_again.last_seen, age.last_seen, "the GRANT was not routed again");

@@ -129,7 +129,7 @@ event_kinds! {
     RegistryLoaded => "registry.loaded",
     /// A batch of database log lines was ingested into query events ([`QueriesIngested`]).
     QueriesIngested => "queries.ingested",
-    /// A ticket's credential exported data or ran a statement outside its path ([`QueryAlerted`]).
+    /// A ticket's credential exported data or ran a statement outside its path, or a GRANT no ticket covers was logged ([`QueryAlerted`]).
     QueryAlert => "queries.alert",
 }
 
@@ -955,7 +955,7 @@ pub struct QueriesIngested {
 pub struct QueryAlerted {
     /// The alert as one sentence.
     pub alert: String,
-    /// The alert: `alert` (`export`, `outside_path`), its kind's fields, and `event` (the query event).
+    /// The alert: `alert` (`export`, `outside_path`) with its kind's fields and `event` (the query event), or `untagged_grant` with the finding.
     pub detail: serde_json::Value,
     /// Whether it was published (SNS on AWS).
     pub published: bool,
