@@ -184,11 +184,7 @@ pub async fn run(command: ReportCommand, now: DateTime<Utc>) -> Result<ExitCode>
             let Some(store) = store else { bail!("the dashboard reads tickets and the journal: give --state") };
             let scoring = scoring(&plan)?;
             let version = registry_version(&plan, Some(&store)).await?;
-            let export_rows = match &plan.policy {
-                Some(p) => load_registry(p).map_err(anyhow::Error::msg)?.queries.export_rows,
-                None => grantwarden_core::query_policy::EXPORT_ROWS,
-            };
-            let page = dashboard_html(&store, &report, &scoring, version, export_rows, now).await?;
+            let page = dashboard_html(&store, &report, &scoring, version, now).await?;
             write(&plan, &page)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -201,25 +197,12 @@ async fn dashboard_html(
     report: &Report,
     scoring: &ScoringConfig,
     version: Option<String>,
-    export_rows: u64,
     now: DateTime<Utc>,
 ) -> Result<String> {
     let basis = basis(Some(store), version, now).await?;
     let tickets = store.tickets(Some(&report.target)).await?;
     let events = store.events(report.target.as_str()).await?;
-    let mut d = dashboard::build(report, tickets, &events, &scoring.coverage, basis, now);
-    // the last 30 days of query events, where any were ingested
-    let from = now - chrono::Duration::days(30);
-    let queries = store
-        .query_events(&grantwarden_core::queries::QueryFilter {
-            target: Some(report.target.clone()),
-            from: Some(from),
-            ..Default::default()
-        })
-        .await?;
-    if !queries.is_empty() {
-        d.queries = Some(grantwarden_core::query_reports::figures(&queries, Some(from), export_rows));
-    }
+    let d = dashboard::build(report, tickets, &events, &scoring.coverage, basis, now);
     Ok(dashboard::render(&d))
 }
 

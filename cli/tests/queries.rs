@@ -390,6 +390,19 @@ async fn the_four_questions_have_exact_answers_and_an_export_ends_the_ticket() {
     let (_, evidence) = report(&["evidence", "--user", "alice@example.com", "--policy", &registry]);
     assert_eq!(evidence["queries"]["exports"].as_array().unwrap().len(), 2, "{}", evidence["queries"]);
     assert!(evidence["queries"]["statements"].as_u64().unwrap() >= 3);
+    // the batch journaled with its counts, which the dashboards (the CLI's and the diff function's) add up
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let bodies: Vec<Value> = conn
+        .prepare("SELECT body FROM journal WHERE body LIKE '%\"type\":\"queries.ingested\"%'")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+        .collect();
+    let activity = &bodies.last().expect("the batch journaled")["detail"]["activity"];
+    assert_eq!(activity["exports"], 2, "{activity}");
+    assert_eq!(activity["destructive"], 3, "dave's two deletes and one update: {activity}");
+    assert!(activity["by_person"]["alice@example.com"].as_u64().unwrap() >= 3, "{activity}");
 }
 
 #[tokio::test]

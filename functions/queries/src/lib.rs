@@ -168,7 +168,7 @@ pub enum Handled {
     /// The batch ingested and its role changes routed (none when it was ingested before).
     Ingested {
         /// Counts, digest, alerts.
-        ingested: Ingested,
+        ingested: Box<Ingested>,
         /// The GRANT and REVOKE entries routed.
         role_changes: Vec<RoleChangeSeen>,
     },
@@ -305,7 +305,7 @@ impl Queries {
             alerts = ingested.alerts,
             "ingested"
         );
-        Ok(Handled::Ingested { ingested, role_changes })
+        Ok(Handled::Ingested { ingested: Box::new(ingested), role_changes })
     }
 
     /// The role changes routed, each logged with its latency from the server's log time.

@@ -45,12 +45,15 @@ pub struct Dashboard {
     pub governance: Option<Governance>,
     /// What it was built from.
     pub basis: Basis,
-    /// Query activity (pgaudit), where query events were ingested.
+    /// Query activity (pgaudit) of the last 30 days, where query events were ingested.
     pub queries: Option<crate::metrics::QueryFigures>,
 }
 
+/// The days of query activity the dashboard shows.
+pub const QUERY_DAYS: i64 = 30;
+
 /// The dashboard of `report`'s target: its tickets, the journal `events` of its
-/// chain (score history), coverage against `targets`.
+/// chain (score history, the last [`QUERY_DAYS`] of query activity), coverage against `targets`.
 pub fn build(
     report: &crate::report::Report,
     tickets: Vec<Ticket>,
@@ -69,7 +72,7 @@ pub fn build(
         governance: report.governance.clone(),
         tickets,
         basis,
-        queries: None,
+        queries: crate::governance::query_figures(events, now - Duration::days(QUERY_DAYS)),
     }
 }
 

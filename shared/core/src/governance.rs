@@ -1,15 +1,16 @@
 //! The governance rules: the ticket metrics, standing credentials,
 //! break-glass use against the registry's monthly threshold, over-privileged
-//! credentials, and which alerts are new on a target's chain.
+//! credentials, which alerts are new on a target's chain, and the query
+//! activity journaled on it.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
 use crate::audit::AuditEvent;
-use crate::audit::event::{AlertRaised, EventKind, ScanEnded};
+use crate::audit::event::{AlertRaised, EventKind, QueriesIngested, ScanEnded};
 use crate::governance_alert::GovernanceAlert;
-use crate::metrics::{Durations, Governance, Metrics, OverPrivileged, ScorePoint};
+use crate::metrics::{ActivityCounts, Durations, Governance, Metrics, OverPrivileged, QueryFigures, ScorePoint};
 use crate::ticket::{Ticket, TicketStatus};
 
 /// Score history from a chain's `scan.completed` events.
@@ -21,6 +22,20 @@ pub fn score_history(events: &[AuditEvent]) -> Vec<ScorePoint> {
         .collect();
     out.sort_by_key(|p| p.at);
     out
+}
+
+/// Query activity of the batches ingested on the chain (`events`) whose last
+/// record is at or after `from`: their journaled counts added up; `None` when
+/// none was (no query events ingested, or only before they were counted).
+pub fn query_figures(events: &[AuditEvent], from: DateTime<Utc>) -> Option<QueryFigures> {
+    let mut sum = ActivityCounts::default();
+    for e in events.iter().filter(|e| e.kind == EventKind::QueriesIngested) {
+        let Ok(batch) = e.detail_as::<QueriesIngested>() else { continue };
+        if batch.last_at.unwrap_or(e.at) >= from {
+            sum.add(&batch.activity);
+        }
+    }
+    (!sum.is_empty()).then(|| sum.figures(Some(from)))
 }
 
 /// The governance metrics of `tickets` at `now`.
@@ -147,4 +162,57 @@ pub fn note_sessions(g: &mut Governance, tickets: &[Ticket], sessions: &[(String
         g.alerts.push(GovernanceAlert::UnusedWriteAccess { count: over.len() });
     }
     g.over_privileged = Some(over);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{NewEvent, seal};
+
+    fn ingested(sha256: &str, last_at: DateTime<Utc>, activity: ActivityCounts) -> QueriesIngested {
+        QueriesIngested {
+            sha256: sha256.to_owned(),
+            source: "postgresql.csv".into(),
+            format: "csvlog".into(),
+            records: 3,
+            events: 3,
+            new_events: 3,
+            rejected: 0,
+            skipped: 0,
+            first_at: Some(last_at),
+            last_at: Some(last_at),
+            activity,
+        }
+    }
+
+    #[test]
+    fn the_query_figures_add_up_the_batches_of_the_window_journaled_with_their_counts() {
+        let now = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z").unwrap().to_utc();
+        let counts = |person: &str, reads: u64| ActivityCounts {
+            by_class: BTreeMap::from([("READ".to_owned(), reads)]),
+            by_person: BTreeMap::from([(person.to_owned(), reads)]),
+            exports: 1,
+            destructive: 0,
+        };
+        let batches = [
+            ingested("old", now - Duration::days(40), counts("alice@example.com", 5)),
+            ingested("before-counts", now - Duration::days(1), ActivityCounts::default()),
+            ingested("a", now - Duration::days(2), counts("alice@example.com", 2)),
+            ingested("b", now - Duration::hours(1), counts("bob@example.com", 3)),
+        ];
+        let mut chain = Vec::new();
+        for b in &batches {
+            let head = chain.last().map(|e: &AuditEvent| (e.seq, e.hash.clone()));
+            let event = NewEvent::queries_ingested("orders-prod", "grantwarden", b, now);
+            chain.push(seal(event, head.as_ref().map(|(s, h)| (*s, h.as_str()))));
+        }
+        let from = now - Duration::days(30);
+        let f = query_figures(&chain, from).expect("batches of the window were counted");
+        assert_eq!(f.by_class, BTreeMap::from([("READ".to_owned(), 5)]), "the 40-day-old batch is out");
+        assert_eq!(f.top_people, [("bob@example.com".to_owned(), 3), ("alice@example.com".to_owned(), 2)]);
+        assert_eq!((f.exports, f.from), (2, Some(from)));
+        // a batch journaled before batches were counted reads, and counts nothing
+        assert_eq!(chain[1].detail_as::<QueriesIngested>().unwrap().activity, ActivityCounts::default());
+        assert!(query_figures(&chain[..2], from).is_none());
+    }
 }

@@ -135,8 +135,8 @@ pub mod label {
     pub const OVER_PRIVILEGED: &str = "Over-privileged credentials (pgaudit)";
 }
 
-/// Query activity of a target over a window, for the dashboard (from
-/// `crate::query_reports::figures`).
+/// Query activity of a target over a window, for the dashboard (from the
+/// counts journaled with each ingested batch: [`ActivityCounts::figures`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryFigures {
     /// From.
@@ -149,6 +149,54 @@ pub struct QueryFigures {
     pub exports: u64,
     /// DELETE, UPDATE and TRUNCATE statements.
     pub destructive: u64,
+}
+
+/// Query activity counted so that the counts of separate batches add up:
+/// each ingested batch's are journaled with it (`queries.ingested`), and the
+/// dashboard shows their sum over its window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityCounts {
+    /// Statements (each once, however many relations it touched) by pgaudit class.
+    pub by_class: BTreeMap<String, u64>,
+    /// Statements by person.
+    pub by_person: BTreeMap<String, u64>,
+    /// Exports (`crate::queries::ExportWatch`: COPY TO, large and paged reads).
+    pub exports: u64,
+    /// DELETE, UPDATE and TRUNCATE (`crate::queries::DESTRUCTIVE`) statements, each relation once.
+    pub destructive: u64,
+}
+
+impl ActivityCounts {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &ActivityCounts) {
+        for (class, n) in &other.by_class {
+            *self.by_class.entry(class.clone()).or_default() += n;
+        }
+        for (person, n) in &other.by_person {
+            *self.by_person.entry(person.clone()).or_default() += n;
+        }
+        self.exports += other.exports;
+        self.destructive += other.destructive;
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.by_class.is_empty() && self.exports == 0 && self.destructive == 0
+    }
+
+    /// The dashboard's figures: the ten people who ran most.
+    pub fn figures(&self, from: Option<DateTime<Utc>>) -> QueryFigures {
+        let mut top_people: Vec<(String, u64)> = self.by_person.iter().map(|(p, n)| (p.clone(), *n)).collect();
+        top_people.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top_people.truncate(10);
+        QueryFigures {
+            from,
+            by_class: self.by_class.clone(),
+            top_people,
+            exports: self.exports,
+            destructive: self.destructive,
+        }
+    }
 }
 
 /// A duration in seconds as people read it: `-` when there is none, seconds

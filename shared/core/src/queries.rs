@@ -10,8 +10,9 @@
 //! target's pgaudit entries as events (each keyed by its record's sha256, so a
 //! batch delivered again, whole or in part, adds nothing), keeps every record
 //! it could not read with its reason, and journals the batch by digest
-//! (`queries.ingested` on the target's chain). It holds at most [`CHUNK`]
-//! events and rejections in memory, whatever the batch's size.
+//! (`queries.ingested` on the target's chain, with its events counted for
+//! the dashboard: [`ActivityTally`]). It holds at most [`CHUNK`] events and
+//! rejections in memory, whatever the batch's size.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,6 +26,7 @@ use crate::access_policy::AccessPath;
 use crate::audit::event::QueriesIngested;
 use crate::audit::{AuditJournal, NewEvent};
 use crate::error::StoreError;
+use crate::metrics::ActivityCounts;
 use crate::pglog::{AuditEntry, LogRecord, Reader, Rejected};
 use crate::snapshot::TargetId;
 use crate::statement;
@@ -429,6 +431,45 @@ impl ExportWatch {
     }
 }
 
+/// The commands [`crate::query_reports::data_changes`] lists unless asked for others, and the dashboard counts.
+pub const DESTRUCTIVE: &[&str] = &["DELETE", "UPDATE", "TRUNCATE TABLE"];
+
+/// Counts [`ActivityCounts`] from events fed in their order, in memory
+/// bounded by sessions and tables, not events: a statement's events (one per relation)
+/// follow one another in its session, so each is counted once by the last
+/// statement seen in each session.
+#[derive(Debug)]
+pub struct ActivityTally {
+    /// What was counted.
+    pub counts: ActivityCounts,
+    watch: ExportWatch,
+    last: BTreeMap<(TargetId, Option<String>), (u64, String)>,
+}
+
+impl ActivityTally {
+    /// A tally whose exports are reads past `export_rows` (the registry's `queries.export_rows`).
+    pub fn new(export_rows: u64) -> Self {
+        ActivityTally { counts: ActivityCounts::default(), watch: ExportWatch::new(export_rows), last: BTreeMap::new() }
+    }
+
+    /// Counts `e`.
+    pub fn see(&mut self, e: &QueryEvent) {
+        let statement = (e.statement_id, e.batch.clone());
+        let session = (e.target.clone(), e.session.clone());
+        if self.last.get(&session) != Some(&statement) {
+            self.last.insert(session, statement);
+            *self.counts.by_class.entry(e.class.as_str().to_owned()).or_default() += 1;
+            *self.counts.by_person.entry(e.person.clone()).or_default() += 1;
+        }
+        if self.watch.see(e).is_some() {
+            self.counts.exports += 1;
+        }
+        if DESTRUCTIVE.iter().any(|c| c.eq_ignore_ascii_case(&e.command)) {
+            self.counts.destructive += 1;
+        }
+    }
+}
+
 /// What a ticket's credential did that its ticket does not allow for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "alert", rename_all = "snake_case")]
@@ -559,6 +600,7 @@ where
     let who = Attribution::from_tickets(&tickets);
     let mut last = LastStatements::default();
     let mut watch = ExportWatch::new(src.policy.export_rows);
+    let mut tally = ActivityTally::new(src.policy.export_rows);
     let mut counts = QueriesIngested {
         sha256: batch.to_owned(),
         source: src.source.to_owned(),
@@ -570,6 +612,7 @@ where
         skipped: 0,
         first_at: None,
         last_at: None,
+        activity: ActivityCounts::default(),
     };
     let mut chunk = Chunk::default();
     let mut raised = 0;
@@ -602,6 +645,7 @@ where
         match made {
             Ok((event, path)) => {
                 counts.events += 1;
+                tally.see(&event);
                 if event.ticket.is_some() {
                     let export = watch.see(&event).map(AlertKind::Export);
                     let outside =
@@ -635,6 +679,7 @@ where
     if read != batch {
         return Err(IngestError::Changed { named: batch.to_owned(), read });
     }
+    counts.activity = tally.counts;
     store.append(NewEvent::queries_ingested(src.target.as_str(), src.actor, &counts, src.now)).await?;
     store.finish_batch(src.target, &counts).await?;
     Ok(Ingested { target: src.target.clone(), delivered_before: false, batch: counts, alerts: raised })

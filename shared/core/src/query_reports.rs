@@ -95,31 +95,6 @@ pub fn activity(
     }
 }
 
-/// A target's query activity since `from`, for the dashboard: statements by
-/// class and by person (each once), exports, destructive statements.
-pub fn figures(events: &[QueryEvent], from: Option<DateTime<Utc>>, export_rows: u64) -> crate::metrics::QueryFigures {
-    let mut once = BTreeSet::new();
-    let mut by_class: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_person: BTreeMap<&str, u64> = BTreeMap::new();
-    for e in events.iter().filter(|e| from.is_none_or(|f| e.at >= f)) {
-        if once.insert((&e.target, &e.session, e.statement_id, &e.batch)) {
-            *by_class.entry(e.class.as_str().to_owned()).or_default() += 1;
-            *by_person.entry(&e.person).or_default() += 1;
-        }
-    }
-    let mut top_people: Vec<(String, u64)> = by_person.into_iter().map(|(p, n)| (p.to_owned(), n)).collect();
-    top_people.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    top_people.truncate(10);
-    let recent: Vec<QueryEvent> = events.iter().filter(|e| from.is_none_or(|f| e.at >= f)).cloned().collect();
-    crate::metrics::QueryFigures {
-        from,
-        by_class,
-        top_people,
-        exports: exports(&recent, export_rows).len() as u64,
-        destructive: data_changes(&recent, DESTRUCTIVE).iter().map(|c| c.tally.statements).sum(),
-    }
-}
-
 /// Reads of sensitive tables, by person, ticket and table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensitiveRead {
@@ -192,8 +167,7 @@ pub struct DataChange {
     pub tally: Tally,
 }
 
-/// The commands [`data_changes`] lists unless asked for others.
-pub const DESTRUCTIVE: &[&str] = &["DELETE", "UPDATE", "TRUNCATE TABLE"];
+pub use crate::queries::DESTRUCTIVE;
 
 /// Statements of `commands` (pgaudit's spelling: `DELETE`, `UPDATE`, `TRUNCATE TABLE`) by person, command and table.
 pub fn data_changes(events: &[QueryEvent], commands: &[&str]) -> Vec<DataChange> {
@@ -343,6 +317,7 @@ fn lcs(a: &[Step], b: &[Step]) -> (Vec<bool>, Vec<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queries::ActivityTally;
     use crate::snapshot::TargetId;
 
     fn event(
@@ -469,10 +444,21 @@ mod tests {
             event(2, "s", Write, "DELETE", "public.orders", 1, "delete from public.orders"),
         ];
         events.push(QueryEvent { key: "again".into(), object: Some("public.items".into()), ..events[1].clone() });
-        let f = figures(&events, None, 10);
+        let tally = |events: &[QueryEvent]| {
+            let mut t = ActivityTally::new(10);
+            events.iter().for_each(|e| t.see(e));
+            t.counts
+        };
+        let f = tally(&events).figures(None);
         assert_eq!(f.by_class, BTreeMap::from([("READ".to_owned(), 1), ("WRITE".to_owned(), 1)]));
         assert_eq!((f.top_people.clone(), f.exports), (vec![("alice@example.com".to_owned(), 2)], 1));
         assert_eq!(f.destructive, 2, "one entry per relation: each counted in the data-changes tally");
+        // two batches' counts, journaled apart, add up to what one count of both makes
+        let other = QueryEvent { batch: "b2".into(), person: "bob@example.com".into(), ..events[1].clone() };
+        let mut sum = tally(&events);
+        sum.add(&tally(std::slice::from_ref(&other)));
+        assert_eq!(sum, tally(&[events.clone(), vec![other]].concat()));
+        assert_eq!(sum.figures(None).top_people[1], ("bob@example.com".to_owned(), 1));
     }
 
     #[test]

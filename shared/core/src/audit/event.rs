@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::{AuditEvent, Disagreement, NewEvent};
 use crate::change::Change;
 use crate::finding::FindingKind;
+use crate::metrics::ActivityCounts;
 use crate::model::{Grantee, Privilege, RoleName};
 use crate::remediate::Mode;
 use crate::report::{Finding, Report, Summary};
@@ -947,6 +948,9 @@ pub struct QueriesIngested {
     pub first_at: Option<DateTime<Utc>>,
     /// See `first_at`.
     pub last_at: Option<DateTime<Utc>>,
+    /// Its events counted for the dashboard (absent from batches journaled before it was counted).
+    #[serde(default, skip_serializing_if = "ActivityCounts::is_empty")]
+    pub activity: ActivityCounts,
 }
 
 /// The detail of `queries.alert`: what a ticket's credential did, as one
