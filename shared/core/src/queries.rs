@@ -443,7 +443,18 @@ pub struct ActivityTally {
     /// What was counted.
     pub counts: ActivityCounts,
     watch: ExportWatch,
-    last: BTreeMap<(TargetId, Option<String>), (u64, String)>,
+    /// Each session's last statement: its target, number and batch.
+    last: BTreeMap<Option<String>, (TargetId, u64, String)>,
+}
+
+/// Adds one to `key`'s count, allocating the key only the first time.
+fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
 }
 
 impl ActivityTally {
@@ -454,12 +465,13 @@ impl ActivityTally {
 
     /// Counts `e`.
     pub fn see(&mut self, e: &QueryEvent) {
-        let statement = (e.statement_id, e.batch.clone());
-        let session = (e.target.clone(), e.session.clone());
-        if self.last.get(&session) != Some(&statement) {
-            self.last.insert(session, statement);
-            *self.counts.by_class.entry(e.class.as_str().to_owned()).or_default() += 1;
-            *self.counts.by_person.entry(e.person.clone()).or_default() += 1;
+        let same = |(target, id, batch): &(TargetId, u64, String)| {
+            *id == e.statement_id && *batch == e.batch && *target == e.target
+        };
+        if !self.last.get(&e.session).is_some_and(same) {
+            self.last.insert(e.session.clone(), (e.target.clone(), e.statement_id, e.batch.clone()));
+            bump(&mut self.counts.by_class, e.class.as_str());
+            bump(&mut self.counts.by_person, &e.person);
         }
         if self.watch.see(e).is_some() {
             self.counts.exports += 1;
