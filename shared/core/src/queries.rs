@@ -398,7 +398,16 @@ pub enum ExportKind {
 #[derive(Debug)]
 pub struct ExportWatch {
     threshold: i64,
-    per_session: BTreeMap<(Option<String>, String), (u64, i64, bool)>,
+    /// By session, then table.
+    per_session: BTreeMap<Option<String>, BTreeMap<String, TableReads>>,
+}
+
+/// A session's reads of one table so far.
+#[derive(Debug, Default)]
+struct TableReads {
+    statements: u64,
+    rows: i64,
+    reported: bool,
 }
 
 impl ExportWatch {
@@ -419,13 +428,21 @@ impl ExportWatch {
         if rows > self.threshold {
             return Some(ExportKind::LargeResult { rows });
         }
-        let object = e.object.clone()?;
-        let seen = self.per_session.entry((e.session.clone(), object)).or_default();
-        seen.0 += 1;
-        seen.1 = seen.1.saturating_add(rows);
-        if seen.1 > self.threshold && !seen.2 {
-            seen.2 = true;
-            return Some(ExportKind::BulkRead { statements: seen.0, rows: seen.1 });
+        let object = e.object.as_deref()?;
+        // looked up before inserting: a read allocates no key once its session and table were seen
+        if !self.per_session.contains_key(&e.session) {
+            self.per_session.insert(e.session.clone(), BTreeMap::new());
+        }
+        let tables = self.per_session.get_mut(&e.session)?;
+        if !tables.contains_key(object) {
+            tables.insert(object.to_owned(), TableReads::default());
+        }
+        let seen = tables.get_mut(object)?;
+        seen.statements += 1;
+        seen.rows = seen.rows.saturating_add(rows);
+        if seen.rows > self.threshold && !seen.reported {
+            seen.reported = true;
+            return Some(ExportKind::BulkRead { statements: seen.statements, rows: seen.rows });
         }
         None
     }

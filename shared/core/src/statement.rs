@@ -25,7 +25,7 @@ pub fn normalize(sql: &str) -> String {
 
 /// sha256 (lower-case hex) of `normalize(sql)`.
 pub fn sha256(sql: &str) -> String {
-    hex::encode(Sha256::digest(normalize(sql).as_bytes()))
+    crate::pglog::digest(normalize(sql).as_bytes())
 }
 
 /// The statements of a script, each normalized, in order, empty ones skipped (split on `;` outside literals, quoted

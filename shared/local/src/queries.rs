@@ -22,11 +22,13 @@ fn corrupt(id: String) -> impl FnOnce(serde_json::Error) -> StoreError {
 }
 
 /// A digest as stored: its 32 bytes.
-fn digest(hex_text: &str, what: &str) -> Result<Vec<u8>, StoreError> {
-    hex::decode(hex_text).ok().filter(|b| b.len() == 32).ok_or_else(|| StoreError::Corrupt {
+fn digest(hex_text: &str, what: &str) -> Result<[u8; 32], StoreError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out).map_err(|_| StoreError::Corrupt {
         id: format!("query event {what}"),
         reason: format!("{hex_text:?} is not a sha256 in hex"),
-    })
+    })?;
+    Ok(out)
 }
 
 const INSERT: &str = "INSERT INTO query_events (target, at, key, session, user, database, person, ticket, class,
