@@ -480,8 +480,8 @@ impl ActivityTally {
         ActivityTally { counts: ActivityCounts::default(), watch: ExportWatch::new(export_rows), last: BTreeMap::new() }
     }
 
-    /// Counts `e`.
-    pub fn see(&mut self, e: &QueryEvent) {
+    /// Counts `e`; whether it makes an export, and why ([`ExportWatch::see`]).
+    pub fn see(&mut self, e: &QueryEvent) -> Option<ExportKind> {
         let same = |(target, id, batch): &(TargetId, u64, String)| {
             *id == e.statement_id && *batch == e.batch && *target == e.target
         };
@@ -490,12 +490,14 @@ impl ActivityTally {
             bump(&mut self.counts.by_class, e.class.as_str());
             bump(&mut self.counts.by_person, &e.person);
         }
-        if self.watch.see(e).is_some() {
+        let export = self.watch.see(e);
+        if export.is_some() {
             self.counts.exports += 1;
         }
         if DESTRUCTIVE.iter().any(|c| c.eq_ignore_ascii_case(&e.command)) {
             self.counts.destructive += 1;
         }
+        export
     }
 }
 
@@ -628,7 +630,6 @@ where
     let tickets = store.tickets(Some(src.target)).await?;
     let who = Attribution::from_tickets(&tickets);
     let mut last = LastStatements::default();
-    let mut watch = ExportWatch::new(src.policy.export_rows);
     let mut tally = ActivityTally::new(src.policy.export_rows);
     let mut counts = QueriesIngested {
         sha256: batch.to_owned(),
@@ -674,9 +675,11 @@ where
         match made {
             Ok((event, path)) => {
                 counts.events += 1;
-                tally.see(&event);
+                // one export rule for the counts and the alerts: a session is one role's, so
+                // its events are all a ticket's or none are, and summing them all sums the ticket's
+                let export = tally.see(&event);
                 if event.ticket.is_some() {
-                    let export = watch.see(&event).map(AlertKind::Export);
+                    let export = export.map(AlertKind::Export);
                     let outside =
                         path.filter(|p| outside_path(*p, event.class)).map(|path| AlertKind::OutsidePath { path });
                     chunk.alerts.extend(

@@ -446,7 +446,9 @@ mod tests {
         events.push(QueryEvent { key: "again".into(), object: Some("public.items".into()), ..events[1].clone() });
         let tally = |events: &[QueryEvent]| {
             let mut t = ActivityTally::new(10);
-            events.iter().for_each(|e| t.see(e));
+            for e in events {
+                t.see(e);
+            }
             t.counts
         };
         let f = tally(&events).figures(None);
