@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::baseline::{Baseline, DesiredGrant, Origin, Privileges, Target};
+use crate::baseline::{Baseline, DesiredGrant, Listed, Objects, Origin, Privileges, Target};
 use crate::finding::FindingKind;
 use crate::grants::{AclEntry, GrantRef};
 use crate::manifest::BuiltinDefaults;
@@ -126,7 +126,27 @@ fn scope_of(class: ObjectClass) -> Scope {
 #[derive(Clone, Copy, Debug)]
 struct Want<'a> {
     grantable: bool,
-    origin: &'a Origin,
+    origin: Declared<'a>,
+}
+
+/// Where a wanted grant is declared: a declaration and, for a `names:`
+/// list, which of its names (the origin is spelled out only when shown).
+#[derive(Clone, Copy, Debug)]
+struct Declared<'a> {
+    declaration: &'a DesiredGrant,
+    name: Option<u32>,
+}
+
+impl Declared<'_> {
+    fn origin(&self) -> Origin {
+        self.declaration.origin_of(self.name)
+    }
+}
+
+impl std::fmt::Display for Declared<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.origin().fmt(f)
+    }
 }
 
 /// An object as the baseline and the state both name it: class, schema,
@@ -151,6 +171,8 @@ fn object_of(class: ObjectClass, schema: Option<&str>, name: &str, sub: Option<&
 struct WantEntry<'a> {
     grantee: Option<&'a RoleName>,
     declaration: &'a DesiredGrant,
+    /// Which of the declaration's `names` (`None`: it names one object).
+    name: Option<u32>,
 }
 
 impl<'a> WantEntry<'a> {
@@ -163,7 +185,11 @@ impl<'a> WantEntry<'a> {
     }
 
     fn want(&self) -> Want<'a> {
-        Want { grantable: self.declaration.grantable, origin: &self.declaration.origin }
+        Want { grantable: self.declaration.grantable, origin: self.declared() }
+    }
+
+    fn declared(&self) -> Declared<'a> {
+        Declared { declaration: self.declaration, name: self.name }
     }
 }
 
@@ -261,13 +287,24 @@ impl<'a> Wanted<'a> {
             at[i] += at[i - 1];
         }
         self.starts = at.clone();
-        let mut grouped: Vec<Option<WantEntry<'a>>> = vec![None; self.pending.len()];
-        // taken, not drained: its buffer (a million entries for a large baseline) is freed here
-        for (id, entry) in std::mem::take(&mut self.pending) {
-            grouped[at[id as usize] as usize] = Some(entry);
-            at[id as usize] += 1;
+        // each entry swapped into its object's place (an American flag sort):
+        // a million entries for a large baseline are grouped where they are,
+        // not copied into a second list
+        let pending = &mut self.pending;
+        for object in 0..objects {
+            let end = self.starts[object + 1];
+            while at[object] < end {
+                let id = pending[at[object] as usize].0 as usize;
+                if id == object {
+                    at[object] += 1;
+                } else {
+                    pending.swap(at[object] as usize, at[id] as usize);
+                    at[id] += 1;
+                }
+            }
         }
-        self.grouped = grouped.into_iter().map(|e| e.expect("every slot is filled")).collect();
+        // the ids dropped in place (the list keeps its buffer)
+        self.grouped = std::mem::take(&mut self.pending).into_iter().map(|(_, entry)| entry).collect();
         for id in 0..objects {
             let (start, end) = (self.starts[id] as usize, self.starts[id + 1] as usize);
             self.grouped[start..end].sort_by(|a, b| a.grantee.cmp(&b.grantee));
@@ -318,7 +355,7 @@ struct ObjectVerdict<'a> {
 /// One difference between an ACL and the baseline.
 enum Event<'a> {
     /// Held and declared, with another grant option.
-    GrantOption { grantee: &'a Grantee, privilege: Privilege, held: bool, origin: &'a Origin },
+    GrantOption { grantee: &'a Grantee, privilege: Privilege, held: bool, origin: Declared<'a> },
     /// One of PostgreSQL's built-in grants to PUBLIC, not declared.
     BuiltinPublic { privilege: Privilege, grantable: bool },
     /// Held, not declared.
@@ -341,8 +378,8 @@ fn want_of<'a>(
     for w in declaring {
         let o = out.get_or_insert(w.want());
         o.grantable |= w.declaration.grantable;
-        if &w.declaration.origin < o.origin {
-            o.origin = &w.declaration.origin;
+        if w.declared().origin() < o.origin.origin() {
+            o.origin = w.declared();
         }
     }
     out.expect("a wanted privilege has a declaration")
@@ -697,34 +734,51 @@ impl<'a> Differ<'a> {
     /// large baseline names millions, and the catalog's own lookups are what
     /// cost. Other objects that do not exist become missing findings here.
     fn expand(&mut self, grantee: Option<&'a RoleName>, g: &'a DesiredGrant, out: &mut Wanted<'a>) {
-        let who = || Grantee::of_role(grantee);
-        let entry = WantEntry { grantee, declaration: g };
-        let state = self.state;
+        let listed = match &g.objects {
+            Objects::One(target) => {
+                return self.expand_one(WantEntry { grantee, declaration: g, name: None }, target, out);
+            }
+            Objects::Listed(listed) => listed,
+        };
+        // each name as if declared on its own
+        for j in 0..listed.len() {
+            let entry = WantEntry { grantee, declaration: g, name: Some(j as u32) };
+            if !self.unread.is_empty() && self.unread_target(&listed.target(j)) {
+                self.not_judged += 1;
+                continue;
+            }
+            match listed {
+                Listed::Schemas(names) => self.want_schema(entry, &names[j], out),
+                Listed::Relations(_, s, names) => out.push((ObjectClass::Table, Some(s), &names[j], None), entry),
+                Listed::Columns(s, tables, cols) => {
+                    for c in cols.iter() {
+                        out.push((ObjectClass::Column, Some(s), &tables[j], Some(c)), entry);
+                    }
+                }
+                Listed::Functions(s, functions) => {
+                    let (n, args) = &functions[j];
+                    self.want_function(entry, s, n, args, out);
+                }
+            }
+        }
+    }
+
+    /// [`Differ::expand`] of a declaration that names one target.
+    fn expand_one(&mut self, entry: WantEntry<'a>, target: &'a Target, out: &mut Wanted<'a>) {
         // default privileges are compared (and counted) by `default_privileges`
-        if !matches!(g.target, Target::Default { .. }) && self.unread_target(&g.target) {
+        if !matches!(target, Target::Default { .. }) && self.unread_target(target) {
             self.not_judged += 1;
-            if !matches!(g.target, Target::AllInSchema(..)) {
+            if !matches!(target, Target::AllInSchema(..)) {
                 return;
             }
         }
-        match &g.target {
+        match target {
             Target::Database(name) => match (name.as_deref(), self.index.database()) {
                 (Some(n), Some(db)) if n != db => {} // another database: not this scan's business
                 (_, Some(db)) => out.push((ObjectClass::Database, None, db, None), entry),
                 (_, None) => {}
             },
-            Target::Schema(s) => {
-                if !state.schemas.contains_key(&**s) {
-                    return self.missing_object(
-                        &who(),
-                        g,
-                        &ObjectRef::schema(s),
-                        ObjectType::Schema,
-                        "schema does not exist",
-                    );
-                }
-                out.push((ObjectClass::Schema, None, s, None), entry);
-            }
+            Target::Schema(s) => self.want_schema(entry, s, out),
             // a relation is keyed as a table whatever its kind (see `key_of`)
             Target::Relation(_, s, n) => out.push((ObjectClass::Table, Some(s), n, None), entry),
             Target::Columns(s, t, cols) => {
@@ -732,28 +786,45 @@ impl<'a> Differ<'a> {
                     out.push((ObjectClass::Column, Some(s), t, Some(c)), entry);
                 }
             }
-            Target::Function(s, n, args) => {
-                if self.index.function(s, n, args).is_none() {
-                    let function = object_of(ObjectClass::Function, Some(s), n, Some(args));
-                    return self.missing_object(&who(), g, &function, ObjectType::Function, "function does not exist");
-                }
-                out.push((ObjectClass::Function, Some(s), n, Some(args)), entry);
-            }
+            Target::Function(s, n, args) => self.want_function(entry, s, n, args, out),
             Target::AllInSchema(class, s) => {
                 // a schema whose own chunk failed may exist: its relations that were read are covered
-                if !state.schemas.contains_key(&**s) && !self.unread.schema(s) {
-                    return self.missing_object(
-                        &who(),
-                        g,
-                        &ObjectRef::schema(s),
-                        ObjectType::Schema,
-                        "schema does not exist",
-                    );
+                if !self.state.schemas.contains_key(&**s) && !self.unread.schema(s) {
+                    return self.missing_schema(entry, s);
                 }
                 out.schema_wide.entry((*class, s)).or_default().push(entry);
             }
             Target::Default { .. } => {}
         }
+    }
+
+    /// A declaration on schema `s`, or a missing finding when it does not exist.
+    fn want_schema(&mut self, entry: WantEntry<'a>, s: &'a str, out: &mut Wanted<'a>) {
+        if !self.state.schemas.contains_key(s) {
+            return self.missing_schema(entry, s);
+        }
+        out.push((ObjectClass::Schema, None, s, None), entry);
+    }
+
+    fn missing_schema(&mut self, entry: WantEntry<'a>, s: &str) {
+        let who = Grantee::of_role(entry.grantee);
+        self.missing_object(&who, entry.declared(), &ObjectRef::schema(s), ObjectType::Schema, "schema does not exist");
+    }
+
+    /// A declaration on a function, or a missing finding when it does not exist.
+    fn want_function(&mut self, entry: WantEntry<'a>, s: &'a str, n: &'a str, args: &'a str, out: &mut Wanted<'a>) {
+        if self.index.function(s, n, args).is_none() {
+            let function = object_of(ObjectClass::Function, Some(s), n, Some(args));
+            let who = Grantee::of_role(entry.grantee);
+            return self.missing_object(
+                &who,
+                entry.declared(),
+                &function,
+                ObjectType::Function,
+                "function does not exist",
+            );
+        }
+        out.push((ObjectClass::Function, Some(s), n, Some(args)), entry);
     }
 
     /// Whether a declaration on `target` names what the scan did not read
@@ -779,13 +850,14 @@ impl<'a> Differ<'a> {
     fn missing_object(
         &mut self,
         grantee: &Grantee,
-        g: &DesiredGrant,
+        declared: Declared<'_>,
         missing: &ObjectRef,
         kind: ObjectType,
         why: &str,
     ) {
+        let g = declared.declaration;
         let object = FindingObject::of(kind, missing);
-        let class = g.target.class().unwrap_or(ObjectClass::Table);
+        let class = g.class().unwrap_or(ObjectClass::Table);
         let privileges = g.privileges.expand(|| class.acl_privileges(self.server_version));
         for p in privileges {
             self.push(
@@ -795,7 +867,7 @@ impl<'a> Differ<'a> {
                 g.grantable,
                 object.clone(),
                 scope_of(class),
-                format!("declared at {}: {why}", g.origin),
+                format!("declared at {declared}: {why}"),
             );
         }
     }
@@ -875,14 +947,14 @@ impl<'a> Differ<'a> {
             let Some(class) = class else {
                 // the relation the baseline names (or whose columns it names) does not exist
                 for w in own {
-                    let (kind, why) = match (column, w.declaration.target.class()) {
+                    let (kind, why) = match (column, w.declaration.class()) {
                         (Some(_), _) => (ObjectType::Column, "table does not exist"),
                         (None, Some(ObjectClass::Sequence)) => (ObjectType::Sequence, "object does not exist"),
                         (None, _) => (ObjectType::Table, "object does not exist"),
                     };
                     let keyed = if column.is_some() { ObjectClass::Column } else { ObjectClass::Table };
                     let missing = object_of(keyed, schema, name, column);
-                    self.missing_object(&Grantee::of_role(w.grantee), w.declaration, &missing, kind, why);
+                    self.missing_object(&Grantee::of_role(w.grantee), w.declared(), &missing, kind, why);
                 }
                 continue;
             };
@@ -1001,11 +1073,11 @@ impl<'a> Differ<'a> {
         let mut want: BTreeMap<DefaultKey, Want<'a>> = BTreeMap::new();
         let baseline = self.baseline;
         let mut add = |grantee: Grantee, g: &'a DesiredGrant| {
-            if let Target::Default { on, schema, for_role } = &g.target {
+            if let Some(Target::Default { on, schema, for_role }) = g.target() {
                 for p in g.privileges.expand(|| on.acl_privileges(self.server_version)) {
                     let w = want
                         .entry((grantee.clone(), for_role.clone(), schema.clone(), *on, p))
-                        .or_insert(Want { grantable: false, origin: &g.origin });
+                        .or_insert(Want { grantable: false, origin: Declared { declaration: g, name: None } });
                     w.grantable |= g.grantable;
                 }
             }
