@@ -523,33 +523,25 @@ fn resolve_grants(
         }
         // the privileges are the entry's, checked once against the class its `on` names
         let mut privileges: Option<Privileges> = None;
-        let mut runs = ListedRuns::default();
+        let (mut runs, mut lists) = (ListedRuns::default(), Vec::new());
         for (j, name) in g.names.iter().enumerate() {
             // an error about one of `names` points at it; one about `schema` or `columns` at the grant's key
             let target = resolve_target(g.on, Some(name), schema, columns.as_ref(), for_role, &p, names_seen, &|| {
                 Origin::listed(&origin, j).to_string()
             })?;
-            let privileges = match privileges {
-                Some(checked) => checked,
-                None => *privileges.insert(checked_privileges(&g.privileges, &target, g.on, &p)?),
-            };
-            if let Some((listed, start)) = runs.push(target) {
-                let origin = Origin::listed(&origin, start);
-                out.push(DesiredGrant {
-                    privileges,
-                    objects: Objects::Listed(listed),
-                    grantable: g.with_grant_option,
-                    origin,
-                });
+            if privileges.is_none() {
+                privileges = Some(checked_privileges(&g.privileges, &target, g.on, &p)?);
             }
+            lists.extend(runs.push(target));
         }
-        if let (Some((listed, start)), Some(privileges)) = (runs.finish(), privileges) {
-            let origin = Origin::listed(&origin, start);
+        lists.extend(runs.finish());
+        let privileges = privileges.expect("`names` is not empty here");
+        for (listed, start) in lists {
             out.push(DesiredGrant {
                 privileges,
                 objects: Objects::Listed(listed),
                 grantable: g.with_grant_option,
-                origin,
+                origin: Origin::listed(&origin, start),
             });
         }
     }
