@@ -71,12 +71,12 @@ def transact_write_items(self, transact_items):
         return _transact_write_items(self, transact_items)
     except Exception:
         for table, hash_key, range_key, item in reversed(backup):
-            if range_key is None:
-                table.items.pop(hash_key, None) if item is None else table.items.__setitem__(hash_key, item)
-            elif item is None:
-                table.items[hash_key].pop(range_key, None)
+            # a hash-only table keeps items by hash key, a table with a range key a dict per hash key
+            slot, key = (table.items, hash_key) if range_key is None else (table.items[hash_key], range_key)
+            if item is None:
+                slot.pop(key, None)
             else:
-                table.items[hash_key][range_key] = item
+                slot[key] = item
         for table, length in streams:
             del table.stream_shard.items[length:]
         raise

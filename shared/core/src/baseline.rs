@@ -146,6 +146,27 @@ impl Listed {
         }
     }
 
+    /// The list of `targets`: one schema's relations, columns or functions,
+    /// or schemas (a run [`same_run`] groups).
+    fn of(targets: &[Target]) -> Self {
+        let names = || targets.iter().filter_map(listed_name).cloned().collect();
+        match &targets[0] {
+            Target::Relation(class, s, _) => Listed::Relations(*class, s.clone(), names()),
+            Target::Columns(s, _, cols) => Listed::Columns(s.clone(), names(), cols.clone()),
+            Target::Function(s, ..) => Listed::Functions(
+                s.clone(),
+                targets
+                    .iter()
+                    .filter_map(|t| match t {
+                        Target::Function(_, n, args) => Some((n.clone(), args.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => Listed::Schemas(names()),
+        }
+    }
+
     /// The class of the objects it names.
     pub fn class(&self) -> ObjectClass {
         match self {
@@ -523,7 +544,7 @@ fn resolve_grants(
         }
         // the privileges are the entry's, checked once against the class its `on` names
         let mut privileges: Option<Privileges> = None;
-        let (mut runs, mut lists) = (ListedRuns::default(), Vec::new());
+        let mut targets = Vec::with_capacity(g.names.len());
         for (j, name) in g.names.iter().enumerate() {
             // an error about one of `names` points at it; one about `schema` or `columns` at the grant's key
             let target = resolve_target(g.on, Some(name), schema, columns.as_ref(), for_role, &p, names_seen, &|| {
@@ -532,66 +553,30 @@ fn resolve_grants(
             if privileges.is_none() {
                 privileges = Some(checked_privileges(&g.privileges, &target, g.on, &p)?);
             }
-            lists.extend(runs.push(target));
+            targets.push(target);
         }
-        lists.extend(runs.finish());
         let privileges = privileges.expect("`names` is not empty here");
-        for (listed, start) in lists {
+        // one declaration per run of names in one schema (a generated baseline
+        // gives `schema:`, so one for the entry), from its first name's index
+        let mut start = 0;
+        for run in targets.chunk_by(same_run) {
             out.push(DesiredGrant {
                 privileges,
-                objects: Objects::Listed(listed),
+                objects: Objects::Listed(Listed::of(run)),
                 grantable: g.with_grant_option,
                 origin: Origin::listed(&origin, start),
             });
+            start += run.len();
         }
     }
     Ok(out)
 }
 
-/// Gathers the targets of one `names:` entry into [`Listed`]s: one per run
-/// of names in the same schema (a generated baseline gives `schema:`, so one
-/// for the entry; names qualified each with its own schema may make more),
-/// each with the index of its first name.
-#[derive(Default)]
-struct ListedRuns {
-    /// The run's first target and its index in the list.
-    first: Option<(Target, usize)>,
-    names: Vec<Name>,
-    functions: Vec<(String, String)>,
-    /// Names seen so far.
-    seen: usize,
-}
-
-impl ListedRuns {
-    /// Adds the next name's target; returns the run it ends, if it starts another.
-    fn push(&mut self, target: Target) -> Option<(Listed, usize)> {
-        let ended = match &self.first {
-            Some((first, _)) if !same_run(first, &target) => self.finish(),
-            _ => None,
-        };
-        match &target {
-            Target::Schema(n) | Target::Relation(_, _, n) | Target::Columns(_, n, _) => self.names.push(n.clone()),
-            Target::Function(_, n, args) => self.functions.push((n.clone(), args.clone())),
-            _ => unreachable!("`names` lists schemas, relations, columns or functions"),
-        }
-        if self.first.is_none() {
-            self.first = Some((target, self.seen));
-        }
-        self.seen += 1;
-        ended
-    }
-
-    /// The run being gathered, with the index of its first name.
-    fn finish(&mut self) -> Option<(Listed, usize)> {
-        let (first, start) = self.first.take()?;
-        let names: Arc<[Name]> = std::mem::take(&mut self.names).into();
-        let listed = match first {
-            Target::Relation(class, s, _) => Listed::Relations(class, s, names),
-            Target::Columns(s, _, cols) => Listed::Columns(s, names, cols),
-            Target::Function(s, ..) => Listed::Functions(s, std::mem::take(&mut self.functions).into()),
-            _ => Listed::Schemas(names),
-        };
-        Some((listed, start))
+/// The name a `names:` entry gives a schema, relation or table of columns.
+fn listed_name(target: &Target) -> Option<&Name> {
+    match target {
+        Target::Schema(n) | Target::Relation(_, _, n) | Target::Columns(_, n, _) => Some(n),
+        _ => None,
     }
 }
 
