@@ -41,6 +41,39 @@ impl RetryPolicy {
     }
 }
 
+/// Runs `op` until it succeeds, fails with an error `transient` says will
+/// not pass, or has been tried `policy.max_attempts` times, waiting a jittered
+/// [`RetryPolicy::delay`] (through `sleep`, the caller's runtime) between
+/// tries. Gives the result with the number of attempts made.
+pub async fn retry<T, E, F, Fut, S, SleepFut>(
+    policy: &RetryPolicy,
+    what: &str,
+    transient: impl Fn(&E) -> bool,
+    sleep: S,
+    op: &mut F,
+) -> Result<(T, u32), (E, u32)>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    S: Fn(Duration) -> SleepFut,
+    SleepFut: Future<Output = ()>,
+{
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(v) => return Ok((v, attempt)),
+            Err(e) if transient(&e) && attempt < policy.max_attempts.max(1) => {
+                let delay = policy.delay(attempt - 1, &mut rand::rng());
+                tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "{what}: transient error, retrying");
+                sleep(delay).await;
+            }
+            Err(e) => return Err((e, attempt)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use crate::chunks::{ChunkSize, OidRange, plan_chunks_with_oids};
 use crate::error::{ErrorClass, ExtractError};
 use crate::extract::fetch_chunk;
 use crate::session::{Timeouts, begin_read_only, connect, parse_config, target_from_config};
-use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::backoff::{self, RetryPolicy};
 use grantwarden_core::snapshot::{ChunkOutcome, ChunkSpec, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id};
 
 /// How a scan runs.
@@ -292,19 +292,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ExtractError>>,
 {
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        match op().await {
-            Ok(v) => return Ok((v, attempt)),
-            Err(e) if e.class() == ErrorClass::Transient && attempt < policy.max_attempts.max(1) => {
-                let delay = policy.delay(attempt - 1, &mut rand::rng());
-                tracing::warn!(error = %e, attempt, delay_ms = delay.as_millis() as u64, "{what}: transient error, retrying");
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => return Err((e, attempt)),
-        }
-    }
+    backoff::retry(policy, what, |e: &ExtractError| e.class() == ErrorClass::Transient, tokio::time::sleep, op).await
 }
 
 /// Connections whose chunk ended well, for the next chunk: a new connection

@@ -15,6 +15,7 @@
 
 pub mod browser;
 pub mod contract;
+pub mod mariadb;
 pub mod moto;
 pub mod oidc;
 pub mod slack;

@@ -1,0 +1,343 @@
+//! A whole scan of one server: the accounts chunk and the database chunks,
+//! read concurrently (each on its own connection, at most `concurrency` at
+//! once), each retried on transient errors with jittered backoff, each with
+//! a deterministic batch id. The chunks are PostgreSQL's: [`ChunkSpec::Cluster`]
+//! holds accounts, roles, global privileges, proxy grants and database-level
+//! privileges (`mysql.db`, whose names may be patterns); [`ChunkSpec::Schemas`]
+//! holds a group of databases: their table, column and routine privileges and
+//! the definers of their views, routines, triggers and events.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use mysql_async::Opts;
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::catalog::{Catalog, Flavor, Server, Unreadable};
+use crate::error::{ErrorClass, ScanError};
+use crate::privilege::Privilege;
+use crate::read::{database_privileges, object_privileges, proxies, rows, trigger_definers, view_definers};
+use crate::session::{Timeouts, begin_read_only, connect, parse_url, target_from_opts};
+use crate::{mariadb, mysql8};
+use grantwarden_core::backoff::{self, RetryPolicy};
+use grantwarden_core::snapshot::{ChunkOutcome, ChunkSpec, ScanWindow, TargetId, batch_id, scan_id};
+
+/// How a scan runs.
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    /// Target id; `None` derives `host:port` from the URL.
+    pub target: Option<TargetId>,
+    /// Chunks read at once (each on its own connection).
+    pub concurrency: usize,
+    /// Databases a chunk holds at most.
+    pub databases_per_chunk: usize,
+    /// Statement, lock-wait and connect timeouts.
+    pub timeouts: Timeouts,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// Length of the window the scan id and batch ids are derived from.
+    pub window_seconds: u32,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self {
+            target: None,
+            concurrency: 4,
+            databases_per_chunk: 50,
+            timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
+            window_seconds: 60,
+        }
+    }
+}
+
+/// A complete or incomplete scan of one MySQL or MariaDB server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scan {
+    /// What was scanned.
+    pub target: TargetId,
+    /// Deterministic scan id.
+    pub scan_id: String,
+    /// When the scan started.
+    pub taken_at: DateTime<Utc>,
+    /// The server.
+    pub server: Server,
+    /// False when a chunk failed or something was unreadable
+    /// ([`Catalog::unreadable`]): the catalog is then partial and must never read as clean.
+    pub complete: bool,
+    /// Always false: the chunks read on connections of their own, and MySQL
+    /// cannot share one snapshot between connections (nor MariaDB's Aria grant
+    /// tables hold one at all).
+    pub consistent: bool,
+    /// Every chunk and how it ended, in chunk order.
+    pub chunks: Vec<ChunkOutcome>,
+    /// What the server enforces.
+    pub catalog: Catalog,
+}
+
+/// What the scanning account may see, checked when planning: the views of
+/// `information_schema` list only what it holds a privilege on.
+#[derive(Clone, Debug, Default)]
+struct Reach {
+    show_databases: bool,
+    show_view: bool,
+    trigger: bool,
+    /// MySQL 8: SHOW_ROUTINE (or global SELECT) lists every routine; EVENT every event.
+    show_routine: bool,
+    event: bool,
+}
+
+impl Reach {
+    fn of(flavor: Flavor, held: &[Privilege]) -> Self {
+        let has = |p: &Privilege| held.contains(p);
+        Reach {
+            show_databases: has(&Privilege::ShowDatabases),
+            show_view: has(&Privilege::ShowView),
+            trigger: has(&Privilege::Trigger),
+            // MariaDB's mysql.proc and mysql.event are read with SELECT on mysql.*
+            show_routine: flavor == Flavor::Mariadb
+                || has(&Privilege::Select)
+                || has(&Privilege::Dynamic("SHOW_ROUTINE".into())),
+            event: flavor == Flavor::Mariadb || has(&Privilege::Event),
+        }
+    }
+
+    /// What cannot be read, and the privilege it takes.
+    fn unreadable(&self, flavor: Flavor) -> Vec<Unreadable> {
+        let mut out = Vec::new();
+        let mut lacks = |ok: bool, what: &str, privilege: &str| {
+            if !ok {
+                out.push(Unreadable {
+                    what: what.to_owned(),
+                    why: format!("the scanning account lacks {privilege} ON *.*"),
+                });
+            }
+        };
+        lacks(self.show_databases, "databases on which no account holds a privilege", "SHOW DATABASES");
+        lacks(self.show_view, "view definers", "SHOW VIEW");
+        lacks(self.trigger, "trigger definers", "TRIGGER");
+        if flavor == Flavor::Mysql {
+            lacks(self.show_routine, "routine definers", "SHOW_ROUTINE");
+            lacks(self.event, "event definers", "EVENT");
+        }
+        out
+    }
+}
+
+/// Scans one server.
+pub struct Scanner {
+    opts: Opts,
+    options: ScanOptions,
+    target: TargetId,
+}
+
+struct Plan {
+    server: Server,
+    reach: Reach,
+    chunks: Vec<ChunkSpec>,
+}
+
+impl Scanner {
+    /// Validates the URL (`mysql://` or `mariadb://`); connects nothing yet.
+    pub fn new(url: &str, options: ScanOptions) -> Result<Self, ScanError> {
+        Ok(Self::with_opts(parse_url(url)?, options))
+    }
+
+    /// A scanner for connection options made from parts (a secret's).
+    pub fn with_opts(opts: Opts, options: ScanOptions) -> Self {
+        let target = options.target.clone().unwrap_or_else(|| target_from_opts(&opts));
+        Self { opts, options, target }
+    }
+
+    /// The target id.
+    pub fn target(&self) -> &TargetId {
+        &self.target
+    }
+
+    /// Runs a scan that started at `now`. Fails only when it cannot be planned
+    /// at all; a failed chunk gives an incomplete scan instead.
+    pub async fn scan(&self, now: DateTime<Utc>) -> Result<Scan, ScanError> {
+        let window = ScanWindow::containing(now, self.options.window_seconds);
+        let scan = scan_id(&self.target, &window);
+        let span = tracing::info_span!("scan", target = %self.target, scan_id = %scan);
+        async {
+            let transient = |e: &ScanError| e.class() == ErrorClass::Transient;
+            let (plan, _) =
+                backoff::retry(&self.options.retry, "planning", transient, tokio::time::sleep, &mut || self.plan())
+                    .await
+                    .map_err(|(e, _)| e)?;
+            tracing::info!(chunks = plan.chunks.len(), flavor = ?plan.server.flavor, "planned");
+            let (chunks, mut catalog) = self.fetch_all(&plan, &window).await;
+            catalog.unreadable.extend(plan.reach.unreadable(plan.server.flavor));
+            let complete = chunks.iter().all(|c| c.error.is_none()) && catalog.unreadable.is_empty();
+            tracing::info!(
+                complete,
+                accounts = catalog.accounts.len(),
+                grants = catalog.privileges.len(),
+                "scan finished"
+            );
+            Ok(Scan {
+                target: self.target.clone(),
+                scan_id: scan.clone(),
+                taken_at: now,
+                server: plan.server,
+                complete,
+                consistent: false,
+                chunks,
+                catalog,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Reads the server, what the scanning account may see, and every
+    /// database: those that exist and those the grant tables name (a grant on
+    /// a database not created yet is still a grant).
+    async fn plan(&self) -> Result<Plan, ScanError> {
+        let (mut conn, server) = connect(&self.opts, &self.options.timeouts).await?;
+        begin_read_only(&mut conn).await?;
+        let held = match server.flavor {
+            Flavor::Mariadb => mariadb::own_global_privileges(&mut conn).await?,
+            Flavor::Mysql => mysql8::own_global_privileges(&mut conn).await?,
+        };
+        let reach = Reach::of(server.flavor, &held);
+        const Q: &str = "listing databases";
+        // names as they are (mysql.db's patterns are read whole by the accounts chunk)
+        let sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
+             UNION SELECT Db FROM mysql.tables_priv \
+             UNION SELECT Db FROM mysql.columns_priv UNION SELECT Db FROM mysql.procs_priv";
+        let mut databases = Vec::new();
+        for row in rows(&mut conn, Q, sql, &[]).await? {
+            databases.push(crate::read::col::<String>(&row, 0, Q, "SCHEMA_NAME")?);
+        }
+        let _ = conn.query_drop("ROLLBACK").await;
+        let _ = conn.disconnect().await;
+        databases.sort();
+        databases.dedup();
+        let mut chunks = vec![ChunkSpec::Cluster];
+        chunks.extend(
+            databases
+                .chunks(self.options.databases_per_chunk.max(1))
+                .map(|group| ChunkSpec::Schemas { schemas: group.to_vec() }),
+        );
+        Ok(Plan { server, reach, chunks })
+    }
+
+    async fn fetch_all(&self, plan: &Plan, window: &ScanWindow) -> (Vec<ChunkOutcome>, Catalog) {
+        let limit = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for (i, chunk) in plan.chunks.iter().enumerate() {
+            let id = batch_id(&self.target, chunk, window);
+            let job = ChunkJob {
+                opts: self.opts.clone(),
+                chunk: chunk.clone(),
+                flavor: plan.server.flavor,
+                reach: plan.reach.clone(),
+                timeouts: self.options.timeouts,
+                retry: self.options.retry,
+            };
+            let limit = Arc::clone(&limit);
+            let span = tracing::info_span!("chunk", chunk = %chunk.label(), batch_id = %id);
+            tasks.spawn(
+                async move {
+                    let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
+                    (i, id, job.run().await)
+                }
+                .instrument(span),
+            );
+        }
+        let mut outcomes: Vec<Option<ChunkOutcome>> = vec![None; plan.chunks.len()];
+        let mut parts = Vec::with_capacity(plan.chunks.len());
+        while let Some(joined) = tasks.join_next().await {
+            let (i, batch_id, result) = joined.expect("chunk tasks do not panic");
+            let chunk = plan.chunks[i].clone();
+            outcomes[i] = Some(match result {
+                Ok((part, attempts)) => {
+                    parts.push(part);
+                    ChunkOutcome { batch_id, chunk, attempts, error: None }
+                }
+                Err((e, attempts)) => {
+                    tracing::error!(error = %e, attempts, "chunk failed");
+                    let retried = if e.class() == ErrorClass::Transient { "gave up" } else { "not retried" };
+                    let error = Some(format!("{e} ({retried} after {attempts} attempts)"));
+                    ChunkOutcome { batch_id, chunk, attempts, error }
+                }
+            });
+        }
+        let outcomes = outcomes.into_iter().map(|o| o.expect("every chunk reports")).collect();
+        (outcomes, Catalog::merge_all(parts))
+    }
+}
+
+/// Everything one chunk needs, owned, so it can run on its own task.
+struct ChunkJob {
+    opts: Opts,
+    chunk: ChunkSpec,
+    flavor: Flavor,
+    reach: Reach,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+}
+
+impl ChunkJob {
+    async fn run(&self) -> Result<(Catalog, u32), (ScanError, u32)> {
+        let transient = |e: &ScanError| e.class() == ErrorClass::Transient;
+        let what = format!("chunk {}", self.chunk.label());
+        backoff::retry(&self.retry, &what, transient, tokio::time::sleep, &mut || self.read()).await
+    }
+
+    async fn read(&self) -> Result<Catalog, ScanError> {
+        let (mut conn, _) = connect(&self.opts, &self.timeouts).await?;
+        begin_read_only(&mut conn).await?;
+        let mut out = Catalog::default();
+        match &self.chunk {
+            ChunkSpec::Cluster => {
+                match self.flavor {
+                    Flavor::Mariadb => mariadb::accounts(&mut conn, &mut out).await?,
+                    Flavor::Mysql => mysql8::accounts(&mut conn, &mut out).await?,
+                }
+                proxies(&mut conn, &mut out).await?;
+                database_privileges(&mut conn, &mut out).await?;
+            }
+            ChunkSpec::Schemas { schemas } => {
+                out.databases = existing(&mut conn, schemas).await?;
+                object_privileges(&mut conn, schemas, &mut out).await?;
+                if self.reach.show_view {
+                    view_definers(&mut conn, schemas, &mut out).await?;
+                }
+                if self.reach.trigger {
+                    trigger_definers(&mut conn, schemas, &mut out).await?;
+                }
+                match self.flavor {
+                    Flavor::Mariadb => mariadb::stored(&mut conn, schemas, &mut out).await?,
+                    Flavor::Mysql => mysql8::stored(&mut conn, schemas, &mut out).await?,
+                }
+            }
+            ChunkSpec::SchemaPart { .. } => {
+                return Err(ScanError::Unsupported("a MySQL scan has no schema parts".into()));
+            }
+        }
+        let _ = conn.query_drop("ROLLBACK").await;
+        let _ = conn.disconnect().await;
+        Ok(out)
+    }
+}
+
+/// Which of `databases` exist.
+async fn existing(
+    conn: &mut mysql_async::Conn,
+    databases: &[String],
+) -> Result<std::collections::BTreeSet<String>, ScanError> {
+    const Q: &str = "information_schema.SCHEMATA";
+    let sql = format!(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME {}",
+        crate::read::placeholders(databases.len())
+    );
+    rows(conn, Q, &sql, databases).await?.iter().map(|r| crate::read::col(r, 0, Q, "SCHEMA_NAME")).collect()
+}
