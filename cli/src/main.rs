@@ -114,6 +114,7 @@ enum Command {
 #[derive(Args)]
 struct ScanArgs {
     /// PostgreSQL connection URL or key-value string; a read-only catalog reader is enough.
+    /// `snapshot` also reads MySQL 8 and MariaDB 10.6+ (`mysql://` or `mariadb://`).
     #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
     database: String,
     /// Target id in reports (default: host:port/dbname from the connection string).
@@ -268,6 +269,7 @@ async fn run(
         Command::Simulate(args) => exceptions::run_simulate(args, now),
         Command::Audit { command } => audit::run(command, now).await,
         Command::Schema(args) => schema::run(args),
+        Command::Snapshot(args) if is_mysql(&args.database) => snapshot_mysql(&args).await,
         Command::Snapshot(args) => {
             let snapshot = scan(&args).await?;
             // streamed: the JSON of a large catalog is gigabytes, never held whole
@@ -307,6 +309,7 @@ async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Exit
 
 /// Scans the database and assesses it against the baseline (with the store's exceptions when given).
 async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
+    postgres_only(&args.scan.database)?;
     let scoring = match &args.scoring {
         Some(path) => {
             let label = path.display().to_string();
@@ -399,8 +402,61 @@ async fn scan(args: &ScanArgs) -> Result<Snapshot> {
     Ok(snapshot)
 }
 
+/// Whether `url` names a MySQL or MariaDB server.
+fn is_mysql(url: &str) -> bool {
+    url.starts_with("mysql://") || url.starts_with("mariadb://")
+}
+
+/// Refuses a MySQL or MariaDB URL by name where only PostgreSQL is read.
+fn postgres_only(url: &str) -> Result<()> {
+    if is_mysql(url) {
+        anyhow::bail!(
+            "--database: a MySQL or MariaDB server is read by `grantwarden snapshot` only; plan, generate, \
+             apply and just-in-time access support PostgreSQL so far"
+        );
+    }
+    Ok(())
+}
+
+/// `snapshot` of a MySQL or MariaDB server: its grant model as the engine
+/// keeps it (grantwarden_mysql's catalog), with the scan's chunks and sha256.
+async fn snapshot_mysql(args: &ScanArgs) -> Result<ExitCode> {
+    let target = match &args.target {
+        Some(t) => Some(TargetId::new(t.clone()).context("--target must not be empty")?),
+        None => None,
+    };
+    let options = grantwarden_mysql::ScanOptions {
+        target,
+        concurrency: usize::from(args.concurrency),
+        timeouts: grantwarden_mysql::session::Timeouts {
+            statement: Duration::from_secs(args.statement_timeout.max(1)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let scanner = grantwarden_mysql::Scanner::new(&args.database, options).context("--database")?;
+    let scan = scanner.scan(chrono::Utc::now()).await.with_context(|| format!("scanning {}", scanner.target()))?;
+    write_output_with(args.output.as_deref(), |out| {
+        serde_json::to_writer_pretty(&mut *out, &scan)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    })?;
+    if scan.complete {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("error: the scan is incomplete:");
+    for c in scan.chunks.iter().filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.chunk.label()))) {
+        eprintln!("  - {c}");
+    }
+    for u in &scan.catalog.unreadable {
+        eprintln!("  - not read: {} ({})", u.what, u.why);
+    }
+    Ok(ExitCode::from(1))
+}
+
 /// A scan without its sha256 (see [`Scanner::scan_unsealed`]).
 async fn scan_unsealed(args: &ScanArgs) -> Result<Snapshot> {
+    postgres_only(&args.database)?;
     let target = match &args.target {
         Some(t) => Some(TargetId::new(t.clone()).context("--target must not be empty")?),
         None => None,

@@ -397,6 +397,14 @@ impl Catalog {
         out
     }
 
+    /// Hex sha256 of the catalog's JSON: it depends only on what the catalog
+    /// holds (accounts are sorted, every other collection is a set).
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).expect("a catalog always serializes");
+        hex::encode(sha2::Sha256::digest(json))
+    }
+
     /// The account's attributes.
     pub fn account(&self, account: &Account) -> Option<&AccountInfo> {
         self.accounts.iter().find(|a| &a.account == account)

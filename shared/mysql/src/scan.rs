@@ -76,6 +76,8 @@ pub struct Scan {
     pub consistent: bool,
     /// Every chunk and how it ended, in chunk order.
     pub chunks: Vec<ChunkOutcome>,
+    /// Hex sha256 of the catalog's JSON (every collection in it sorted).
+    pub sha256: String,
     /// What the server enforces.
     pub catalog: Catalog,
 }
@@ -189,6 +191,7 @@ impl Scanner {
                 complete,
                 consistent: false,
                 chunks,
+                sha256: catalog.sha256(),
                 catalog,
             })
         }
