@@ -254,7 +254,8 @@ pub struct PrivilegeGrant {
     /// What (empty only when GRANT OPTION alone is held: `USAGE ... WITH GRANT OPTION`).
     pub privileges: BTreeSet<Privilege>,
     /// GRANT OPTION at this scope: the server keeps one flag per scope, which
-    /// covers every static privilege the grantee holds there.
+    /// covers every static privilege the grantee holds there. A column grant
+    /// shows its table's flag (the server keeps none per column).
     pub grantable: bool,
     /// MySQL 8's dynamic privileges held `WITH GRANT OPTION` (each has its own flag).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -412,7 +413,15 @@ impl Catalog {
 
     /// What `grantee` holds at `scope`, if anything.
     pub fn privileges_at(&self, grantee: &Account, scope: &Scope) -> Option<&PrivilegeGrant> {
-        self.privileges.iter().find(|g| &g.grantee == grantee && &g.scope == scope)
+        // grants sort by grantee, then scope: the least grant of this pair comes first
+        let least = PrivilegeGrant {
+            grantee: grantee.clone(),
+            scope: scope.clone(),
+            privileges: BTreeSet::new(),
+            grantable: false,
+            dynamic_grantable: BTreeSet::new(),
+        };
+        self.privileges.range(least..).next().filter(|g| &g.grantee == grantee && &g.scope == scope)
     }
 
     /// Adds privileges at a scope, joining what the grantee already holds there
@@ -444,9 +453,7 @@ impl Catalog {
     }
 
     fn merge_grant(&mut self, mut grant: PrivilegeGrant) {
-        if let Some(old) =
-            self.privileges.iter().find(|g| g.grantee == grant.grantee && g.scope == grant.scope).cloned()
-        {
+        if let Some(old) = self.privileges_at(&grant.grantee, &grant.scope).cloned() {
             self.privileges.remove(&old);
             grant.privileges.extend(old.privileges);
             grant.grantable |= old.grantable;

@@ -26,6 +26,7 @@
 //! - [`mariadb`]: MariaDB's `global_priv` JSON, `roles_mapping`, `mysql.proc`, `mysql.event`.
 //! - [`mysql8`]: MySQL 8's `mysql.user`, `role_edges`, `default_roles`, `global_grants`, partial revokes.
 //! - [`scan`]: the whole scan: chunks, concurrency, retries, batch ids.
+//! - [`render`]: grants, revocations, role and proxy grants as SQL, every name quoted.
 //! - [`quote`]: identifiers and strings in SQL.
 //! - [`error`]: errors and which are transient.
 #![deny(missing_docs)]
@@ -37,6 +38,7 @@ pub mod mysql8;
 pub mod privilege;
 pub mod quote;
 pub mod read;
+pub mod render;
 pub mod scan;
 pub mod session;
 

@@ -33,8 +33,11 @@ pub struct ScanOptions {
     pub target: Option<TargetId>,
     /// Chunks read at once (each on its own connection).
     pub concurrency: usize,
-    /// Databases a chunk holds at most.
-    pub databases_per_chunk: usize,
+    /// Databases a chunk holds at most; `None` spreads the databases evenly
+    /// over `concurrency` chunks (the definers of `information_schema` are read
+    /// by opening each table's definition: chunks read in parallel use the
+    /// server's cores).
+    pub databases_per_chunk: Option<usize>,
     /// Statement, lock-wait and connect timeouts.
     pub timeouts: Timeouts,
     /// Retries of transient failures.
@@ -48,7 +51,7 @@ impl Default for ScanOptions {
         Self {
             target: None,
             concurrency: 4,
-            databases_per_chunk: 50,
+            databases_per_chunk: None,
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             window_seconds: 60,
@@ -223,12 +226,13 @@ impl Scanner {
         let _ = conn.disconnect().await;
         databases.sort();
         databases.dedup();
+        let per_chunk = self
+            .options
+            .databases_per_chunk
+            .unwrap_or_else(|| databases.len().div_ceil(self.options.concurrency.max(1)))
+            .max(1);
         let mut chunks = vec![ChunkSpec::Cluster];
-        chunks.extend(
-            databases
-                .chunks(self.options.databases_per_chunk.max(1))
-                .map(|group| ChunkSpec::Schemas { schemas: group.to_vec() }),
-        );
+        chunks.extend(databases.chunks(per_chunk).map(|group| ChunkSpec::Schemas { schemas: group.to_vec() }));
         Ok(Plan { server, reach, chunks })
     }
 

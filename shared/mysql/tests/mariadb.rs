@@ -15,7 +15,7 @@ use grantwarden_testkit::mariadb::TestMaria;
 use mysql_async::prelude::Queryable;
 
 fn quiet() -> ScanOptions {
-    ScanOptions { databases_per_chunk: 1, ..ScanOptions::default() }
+    ScanOptions { databases_per_chunk: Some(1), ..ScanOptions::default() }
 }
 
 /// The part of a catalog that is this test's: its accounts, databases and definers.
@@ -279,7 +279,7 @@ async fn chunks_are_groups_of_databases_with_deterministic_batch_ids_in_a_read_o
         m.exec(&format!("CREATE DATABASE `{db}`")).await;
     }
     let now = Utc::now();
-    let options = ScanOptions { databases_per_chunk: 1, window_seconds: 3600, ..ScanOptions::default() };
+    let options = ScanOptions { databases_per_chunk: Some(1), window_seconds: 3600, ..ScanOptions::default() };
     let a = Scanner::new(&m.url(), options.clone()).unwrap().scan(now).await.unwrap();
     let b = Scanner::new(&m.url(), options.clone()).unwrap().scan(now).await.unwrap();
     assert_eq!(a.scan_id, b.scan_id);
@@ -291,7 +291,11 @@ async fn chunks_are_groups_of_databases_with_deterministic_batch_ids_in_a_read_o
     assert!(b.chunks.iter().all(|c| ids.get(&c.chunk).is_none_or(|id| id == &c.batch_id)));
     assert_eq!(ids.values().collect::<BTreeSet<_>>().len(), a.chunks.len(), "batch ids are distinct");
     assert_eq!(a.chunks[0].chunk, ChunkSpec::Cluster);
-    let a = Scanner::new(&m.url(), ScanOptions { databases_per_chunk: 2, ..options }).unwrap().scan(now).await.unwrap();
+    let a = Scanner::new(&m.url(), ScanOptions { databases_per_chunk: Some(2), ..options })
+        .unwrap()
+        .scan(now)
+        .await
+        .unwrap();
     let mut planned = BTreeSet::new();
     for c in &a.chunks {
         if let ChunkSpec::Schemas { schemas } = &c.chunk {
@@ -319,4 +323,82 @@ async fn chunks_are_groups_of_databases_with_deterministic_batch_ids_in_a_read_o
             Ok(()) => assert_eq!(write, "COMMIT", "the read-only session ran {write}"),
         }
     }
+}
+
+/// What render writes, the server takes, and the reader reads back the same,
+/// for hostile names: quotes, backticks, a backslash, and `_` and `%` in a
+/// database named literally (escaped, or the grant would cover other databases).
+#[tokio::test]
+async fn rendered_grants_and_revokes_round_trip_through_the_server() {
+    use grantwarden_mysql::render;
+    let m = TestMaria::new().await;
+    let db = m.name("d`b'x%y");
+    let (table, column) = ("t\"1".to_owned(), "c`1".to_owned());
+    let user = Account::new(&m.name("o'k\\"), "10.0.%");
+    let role = Account::new(&m.name("r`1"), "");
+    let q = grantwarden_mysql::quote::ident;
+    m.exec(&format!(
+        "CREATE DATABASE {d}; CREATE TABLE {d}.{t} ({c} INT, b INT);
+         CREATE PROCEDURE {d}.{p}() SELECT 1;
+         CREATE USER {u} IDENTIFIED BY 'pw'; CREATE ROLE {r};",
+        d = q(&db),
+        t = q(&table),
+        c = q(&column),
+        p = q("p'1"),
+        u = render::account(&user),
+        r = render::account(&role),
+    ))
+    .await;
+    let grant = |scope: Scope, ps: &[Privilege], grantable: bool| PrivilegeGrant {
+        grantee: user.clone(),
+        scope,
+        privileges: set(ps),
+        grantable,
+        dynamic_grantable: BTreeSet::new(),
+    };
+    use Privilege::*;
+    let grants = vec![
+        grant(Scope::Global, &[Process], true),
+        grant(Scope::Database { database: db.clone(), pattern: false }, &[Select, Insert], false),
+        grant(Scope::Table { database: db.clone(), table: table.clone() }, &[Select, Delete], true),
+        grant(
+            Scope::Column { database: db.clone(), table: table.clone(), column: column.clone() },
+            &[Update],
+            true, // the table's grant option covers its columns
+        ),
+        grant(Scope::Routine { database: db.clone(), name: "p'1".into(), kind: "PROCEDURE".into() }, &[Execute], false),
+    ];
+    let role_grant = RoleGrant { grantee: user.clone(), role: role.clone(), admin: true };
+    let proxy = ProxyGrant { grantee: user.clone(), proxied: Account::new(&m.name("px"), "%"), grantable: false };
+    m.exec(&format!("CREATE USER {}", render::account(&proxy.proxied))).await;
+    let mut sql: Vec<String> = Vec::new();
+    for g in &grants {
+        sql.extend(render::grant(g).unwrap());
+    }
+    sql.push(render::grant_role(&role_grant));
+    sql.push(render::grant_proxy(&proxy));
+    m.exec(&sql.join(";\n")).await;
+
+    let read = own(&Scanner::new(&m.url(), quiet()).unwrap().scan(Utc::now()).await.unwrap().catalog, &m);
+    let held: Vec<PrivilegeGrant> = read.privileges.iter().filter(|g| g.grantee == user).cloned().collect();
+    let mut want = grants.clone();
+    want.sort();
+    assert_eq!(held, want, "{sql:#?}");
+    assert!(read.roles.contains(&role_grant));
+    assert!(read.proxies.contains(&proxy));
+    // escaped, the database grant covers this database and no other
+    let pattern_db = db.replace('%', "Z");
+    assert!(read.privileges_at(&user, &Scope::Database { database: pattern_db, pattern: true }).is_none());
+
+    // narrowest first: a table's last privilege gone takes its column grants' row with it
+    let mut sql: Vec<String> = Vec::new();
+    for g in grants.iter().rev() {
+        sql.extend(render::revoke(g).unwrap());
+    }
+    sql.push(render::revoke_role(&role_grant));
+    sql.push(render::revoke_proxy(&proxy));
+    m.exec(&sql.join(";\n")).await;
+    let read = own(&Scanner::new(&m.url(), quiet()).unwrap().scan(Utc::now()).await.unwrap().catalog, &m);
+    assert!(read.privileges.iter().all(|g| g.grantee != user), "{:#?}", read.privileges);
+    assert!(!read.roles.iter().any(|r| r.grantee == user) && !read.proxies.iter().any(|p| p.grantee == user));
 }
