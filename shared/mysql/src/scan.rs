@@ -34,7 +34,7 @@ pub struct ScanOptions {
     /// Chunks read at once (each on its own connection).
     pub concurrency: usize,
     /// Databases a chunk holds at most; `None` spreads the databases evenly
-    /// over `concurrency` chunks (the definers of `information_schema` are read
+    /// over `concurrency` chunks, 1,000 at most each (the definers of `information_schema` are read
     /// by opening each table's definition: chunks read in parallel use the
     /// server's cores).
     pub databases_per_chunk: Option<usize>,
@@ -58,6 +58,9 @@ impl Default for ScanOptions {
         }
     }
 }
+
+/// The most databases a spread chunk holds (each is a parameter of its queries).
+const MAX_SPREAD: usize = 1_000;
 
 /// A complete or incomplete scan of one MySQL or MariaDB server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +232,7 @@ impl Scanner {
         let per_chunk = self
             .options
             .databases_per_chunk
-            .unwrap_or_else(|| databases.len().div_ceil(self.options.concurrency.max(1)))
+            .unwrap_or_else(|| databases.len().div_ceil(self.options.concurrency.max(1)).min(MAX_SPREAD))
             .max(1);
         let mut chunks = vec![ChunkSpec::Cluster];
         chunks.extend(databases.chunks(per_chunk).map(|group| ChunkSpec::Schemas { schemas: group.to_vec() }));
