@@ -428,10 +428,7 @@ async fn snapshot_mysql(args: &ScanArgs) -> Result<ExitCode> {
     let options = grantwarden_mysql::ScanOptions {
         target,
         concurrency: usize::from(args.concurrency),
-        timeouts: grantwarden_mysql::session::Timeouts {
-            statement: Duration::from_secs(args.statement_timeout.max(1)),
-            ..Default::default()
-        },
+        timeouts: Timeouts { statement: Duration::from_secs(args.statement_timeout.max(1)), ..Default::default() },
         ..Default::default()
     };
     let scanner = grantwarden_mysql::Scanner::new(&args.database, options).context("--database")?;

@@ -40,6 +40,28 @@ impl std::fmt::Display for TargetId {
     }
 }
 
+/// Limits every session a scan or a change opens is given, whatever the
+/// engine: how long one statement may run (PostgreSQL's `statement_timeout`,
+/// MySQL's `max_execution_time`, MariaDB's `max_statement_time`), how long it
+/// waits for a lock held by DDL before it gives up and is retried
+/// (`lock_timeout`; `lock_wait_timeout`), and how long connecting may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// No statement runs longer.
+    pub statement: std::time::Duration,
+    /// Never wait long behind DDL: give up and retry instead.
+    pub lock: std::time::Duration,
+    /// Connect timeout.
+    pub connect: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self { statement: Duration::from_secs(60), lock: Duration::from_secs(2), connect: Duration::from_secs(10) }
+    }
+}
+
 /// The database and its owner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Database {

@@ -8,35 +8,17 @@
 //! snapshots: a grant made during a scan may or may not be seen, and the next
 //! scan sees it.
 
-use std::time::Duration;
-
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::catalog::{Flavor, Server};
 use crate::error::ScanError;
 use grantwarden_core::snapshot::TargetId;
+pub use grantwarden_core::snapshot::Timeouts;
 
 /// The `sql_mode` of every session: strict, with backticks for identifiers
 /// and backslash escapes in strings.
 pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION";
-
-/// Limits applied to every session.
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    /// No statement runs longer (MariaDB `max_statement_time`, MySQL `max_execution_time`).
-    pub statement: Duration,
-    /// Never wait long behind DDL (`lock_wait_timeout`, `innodb_lock_wait_timeout`).
-    pub lock: Duration,
-    /// Connect timeout.
-    pub connect: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self { statement: Duration::from_secs(60), lock: Duration::from_secs(2), connect: Duration::from_secs(10) }
-    }
-}
 
 /// Parses `mysql://user:password@host:port/db` (or `mariadb://`, the same).
 /// The database is optional: a scan reads the whole server.

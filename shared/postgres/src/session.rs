@@ -10,30 +10,12 @@
 //! temporary objects never shadow a catalog relation; functions and operators
 //! are never looked up in it.
 
-use std::time::Duration;
-
 use postgres_protocol::escape::escape_literal;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error::ExtractError;
 use grantwarden_core::snapshot::TargetId;
-
-/// Limits applied to every extraction transaction.
-#[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
-    /// statement_timeout: no catalog query runs longer.
-    pub statement: Duration,
-    /// lock_timeout: never wait behind DDL; give up and retry instead.
-    pub lock: Duration,
-    /// Connect timeout.
-    pub connect: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self { statement: Duration::from_secs(60), lock: Duration::from_secs(2), connect: Duration::from_secs(10) }
-    }
-}
+pub use grantwarden_core::snapshot::Timeouts;
 
 /// Parses a URL (`postgres://...`) or key-value connection string.
 pub fn parse_config(url: &str, timeouts: &Timeouts) -> Result<Config, ExtractError> {
