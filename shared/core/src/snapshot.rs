@@ -575,6 +575,26 @@ pub struct ChunkOutcome {
     pub error: Option<String>,
 }
 
+impl ChunkOutcome {
+    /// A chunk that failed after `attempts`: the error, and whether it was
+    /// retried until the retries ran out (`transient`) or not retried at all.
+    pub fn failed(
+        batch_id: String,
+        chunk: ChunkSpec,
+        attempts: u32,
+        error: &dyn std::fmt::Display,
+        transient: bool,
+    ) -> Self {
+        let retried = if transient { "gave up" } else { "not retried" };
+        ChunkOutcome {
+            batch_id,
+            chunk,
+            attempts,
+            error: Some(format!("{error} ({retried} after {attempts} attempts)")),
+        }
+    }
+}
+
 /// A complete or incomplete scan of one target.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {

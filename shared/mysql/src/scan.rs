@@ -274,9 +274,7 @@ impl Scanner {
                 }
                 Err((e, attempts)) => {
                     tracing::error!(error = %e, attempts, "chunk failed");
-                    let retried = if e.class() == ErrorClass::Transient { "gave up" } else { "not retried" };
-                    let error = Some(format!("{e} ({retried} after {attempts} attempts)"));
-                    ChunkOutcome { batch_id, chunk, attempts, error }
+                    ChunkOutcome::failed(batch_id, chunk, attempts, &e, e.class() == ErrorClass::Transient)
                 }
             });
         }

@@ -202,13 +202,7 @@ impl Scanner {
                 Err((e, attempts)) => {
                     tracing::error!(error = %e, attempts, "chunk failed");
                     progress.chunk_done(&chunk, false);
-                    let retried = if e.class() == ErrorClass::Transient { "gave up" } else { "not retried" };
-                    ChunkOutcome {
-                        batch_id,
-                        chunk,
-                        attempts,
-                        error: Some(format!("{e} ({retried} after {attempts} attempts)")),
-                    }
+                    ChunkOutcome::failed(batch_id, chunk, attempts, &e, e.class() == ErrorClass::Transient)
                 }
             };
             outcomes[i] = Some(outcome);
