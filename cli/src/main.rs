@@ -34,7 +34,7 @@ use grantwarden_core::baseline::Baseline;
 use grantwarden_core::manifest::RoleFilter;
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
-use grantwarden_core::snapshot::{ChunkSpec, Snapshot, TargetId};
+use grantwarden_core::snapshot::{ChunkOutcome, ChunkSpec, Snapshot, TargetId};
 use grantwarden_postgres::{ChunkSize, Progress, ScanOptions, Scanner, Timeouts};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -442,7 +442,7 @@ async fn snapshot_mysql(args: &ScanArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("error: the scan is incomplete:");
-    for c in scan.chunks.iter().filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.chunk.label()))) {
+    for c in scan.chunks.iter().filter_map(ChunkOutcome::failure) {
         eprintln!("  - {c}");
     }
     for u in &scan.catalog.unreadable {

@@ -576,6 +576,11 @@ pub struct ChunkOutcome {
 }
 
 impl ChunkOutcome {
+    /// `label: error` when the chunk failed.
+    pub fn failure(&self) -> Option<String> {
+        self.error.as_ref().map(|e| format!("{}: {e}", self.chunk.label()))
+    }
+
     /// A chunk that failed after `attempts`: the error, and whether it was
     /// retried until the retries ran out (`transient`) or not retried at all.
     pub fn failed(
@@ -636,7 +641,7 @@ impl Snapshot {
 
     /// Labels of the chunks that failed.
     pub fn failed_chunks(&self) -> Vec<String> {
-        self.chunks.iter().filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.chunk.label()))).collect()
+        self.chunks.iter().filter_map(ChunkOutcome::failure).collect()
     }
 }
 

@@ -164,21 +164,12 @@ pub(crate) async fn proxies(conn: &mut Conn, out: &mut Catalog) -> Result<(), Sc
 /// View definers (`information_schema.VIEWS`, which lists a view only to an
 /// account with SHOW VIEW on it: the scanner checks it holds SHOW VIEW on `*.*`).
 pub(crate) async fn view_definers(conn: &mut Conn, databases: &[String], out: &mut Catalog) -> Result<(), ScanError> {
-    const Q: &str = "information_schema.VIEWS";
     let sql = format!(
-        "SELECT TABLE_SCHEMA, TABLE_NAME, DEFINER, SECURITY_TYPE FROM information_schema.VIEWS WHERE TABLE_SCHEMA {}",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, 'VIEW', DEFINER, SECURITY_TYPE FROM information_schema.VIEWS \
+         WHERE TABLE_SCHEMA {}",
         placeholders(databases.len())
     );
-    for row in rows(conn, Q, &sql, databases).await? {
-        out.definers.insert(Definer {
-            kind: StoredKind::View,
-            database: col(&row, 0, Q, "TABLE_SCHEMA")?,
-            name: col(&row, 1, Q, "TABLE_NAME")?,
-            definer: Account::from_definer(&col::<String>(&row, 2, Q, "DEFINER")?),
-            runs_as_definer: col::<String>(&row, 3, Q, "SECURITY_TYPE")?.eq_ignore_ascii_case("DEFINER"),
-        });
-    }
-    Ok(())
+    stored_definers(conn, "information_schema.VIEWS", &sql, databases, out).await
 }
 
 /// Trigger definers (`information_schema.TRIGGERS`: listed only to an account
@@ -188,26 +179,18 @@ pub(crate) async fn trigger_definers(
     databases: &[String],
     out: &mut Catalog,
 ) -> Result<(), ScanError> {
-    const Q: &str = "information_schema.TRIGGERS";
     let sql = format!(
-        "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA {}",
+        "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, 'TRIGGER', DEFINER, NULL FROM information_schema.TRIGGERS \
+         WHERE TRIGGER_SCHEMA {}",
         placeholders(databases.len())
     );
-    for row in rows(conn, Q, &sql, databases).await? {
-        out.definers.insert(Definer {
-            kind: StoredKind::Trigger,
-            database: col(&row, 0, Q, "TRIGGER_SCHEMA")?,
-            name: col(&row, 1, Q, "TRIGGER_NAME")?,
-            definer: Account::from_definer(&col::<String>(&row, 2, Q, "DEFINER")?),
-            runs_as_definer: true,
-        });
-    }
-    Ok(())
+    stored_definers(conn, "information_schema.TRIGGERS", &sql, databases, out).await
 }
 
-/// Routine and event definers from a query that returns, per object: schema,
-/// name, kind (`PROCEDURE`, `FUNCTION`, `PACKAGE`...; `EVENT` for events),
-/// definer and security type (NULL for events).
+/// Definers from a query that returns, per object: schema, name, kind
+/// (`VIEW`, `TRIGGER`, `EVENT`, or a routine's `PROCEDURE`, `FUNCTION`,
+/// `PACKAGE`...), definer and security type (NULL for triggers and events,
+/// which always run as their definer).
 pub(crate) async fn stored_definers(
     conn: &mut Conn,
     what: &'static str,
@@ -217,6 +200,8 @@ pub(crate) async fn stored_definers(
 ) -> Result<(), ScanError> {
     for row in rows(conn, what, sql, databases).await? {
         let kind = match col::<String>(&row, 2, what, "type")?.to_ascii_uppercase().as_str() {
+            "VIEW" => StoredKind::View,
+            "TRIGGER" => StoredKind::Trigger,
             "FUNCTION" => StoredKind::Function,
             "EVENT" => StoredKind::Event,
             _ => StoredKind::Procedure,
@@ -227,7 +212,7 @@ pub(crate) async fn stored_definers(
             database: col(&row, 0, what, "schema")?,
             name: col(&row, 1, what, "name")?,
             definer: Account::from_definer(&col::<String>(&row, 3, what, "definer")?),
-            runs_as_definer: kind == StoredKind::Event || security.is_none_or(|s| s.eq_ignore_ascii_case("DEFINER")),
+            runs_as_definer: security.is_none_or(|s| s.eq_ignore_ascii_case("DEFINER")),
         });
     }
     Ok(())
