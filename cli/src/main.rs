@@ -114,7 +114,7 @@ enum Command {
 #[derive(Args)]
 struct ScanArgs {
     /// PostgreSQL connection URL or key-value string; a read-only catalog reader is enough.
-    /// `snapshot` also reads MySQL 8 and MariaDB 10.6+ (`mysql://` or `mariadb://`).
+    /// `snapshot`, `generate` and `plan` also read MySQL 8 and MariaDB 10.6+ (`mysql://` or `mariadb://`).
     #[arg(long, env = "GRANTWARDEN_DATABASE_URL", hide_env_values = true)]
     database: String,
     /// Target id in reports (default: host:port/dbname from the connection string).
@@ -183,6 +183,10 @@ struct GenerateArgs {
     /// Roles to leave out (globs; `!glob` re-includes). Repeat or separate with commas.
     #[arg(long, value_delimiter = ',', default_values_t = ["pg_*".to_owned()])]
     ignore_roles: Vec<String>,
+    /// MySQL and MariaDB: accounts to leave out, as globs of `user@host` (`!glob` re-includes).
+    /// The engine's own accounts (`mariadb.sys@localhost`...) are always left out.
+    #[arg(long, value_delimiter = ',')]
+    ignore_accounts: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -280,6 +284,7 @@ async fn run(
             })?;
             Ok(if snapshot.complete { ExitCode::SUCCESS } else { incomplete(&snapshot) })
         }
+        Command::Generate(args) if is_mysql(&args.scan.database) => generate_mysql(&args).await,
         Command::Generate(args) => {
             let ignore = RoleFilter::new(&args.ignore_roles)
                 .map_err(|(i, msg)| anyhow::anyhow!("--ignore-roles[{i}]: {msg}"))?;
@@ -309,7 +314,6 @@ async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Exit
 
 /// Scans the database and assesses it against the baseline (with the store's exceptions when given).
 async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
-    postgres_only(&args.scan.database)?;
     let scoring = match &args.scoring {
         Some(path) => {
             let label = path.display().to_string();
@@ -318,6 +322,9 @@ async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> R
         }
         None => ScoringConfig::standard(),
     };
+    if is_mysql(&args.scan.database) {
+        return plan_report_mysql(args, &scoring).await;
+    }
     // The baseline is read while the catalog is: a generated baseline of a large
     // catalog is a hundred megabytes of YAML, as long to read as the catalog itself.
     // A baseline that cannot be read stops the scan at once.
@@ -327,7 +334,16 @@ async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> R
         tokio::task::spawn_blocking(move || -> Result<Baseline> {
             let label = path.display().to_string();
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading baseline {label}"))?;
-            let baseline = Baseline::from_yaml(&text, &label)?;
+            let baseline = Baseline::from_yaml(&text, &label).map_err(|e| {
+                // a MySQL baseline fails PostgreSQL's format at its first key: say what it is instead
+                match grantwarden_core::mysql_baseline::engine_of(&text) {
+                    Some(engine) if engine != "postgresql" => anyhow::anyhow!(
+                        "{label}: is a baseline for `engine: {engine}`, and --database is a PostgreSQL server: plan \
+                         it with a PostgreSQL baseline"
+                    ),
+                    _ => e.into(),
+                }
+            })?;
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "baseline read");
             Ok(baseline)
         })
@@ -408,11 +424,11 @@ fn is_mysql(url: &str) -> bool {
 }
 
 /// Refuses a MySQL or MariaDB URL by name where only PostgreSQL is read.
-fn postgres_only(url: &str) -> Result<()> {
+pub(crate) fn postgres_only(url: &str) -> Result<()> {
     if is_mysql(url) {
         anyhow::bail!(
-            "--database: a MySQL or MariaDB server is read by `grantwarden snapshot` only; plan, generate, \
-             apply and just-in-time access support PostgreSQL so far"
+            "--database: a MySQL or MariaDB server is read by `grantwarden snapshot`, `generate` and `plan`; \
+             apply, revocation and just-in-time access change PostgreSQL only so far"
         );
     }
     Ok(())
@@ -421,6 +437,32 @@ fn postgres_only(url: &str) -> Result<()> {
 /// `snapshot` of a MySQL or MariaDB server: its grant model as the engine
 /// keeps it (grantwarden_mysql's catalog), with the scan's chunks and sha256.
 async fn snapshot_mysql(args: &ScanArgs) -> Result<ExitCode> {
+    let scan = scan_mysql(args).await?;
+    write_output_with(args.output.as_deref(), |out| {
+        serde_json::to_writer_pretty(&mut *out, &scan)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    })?;
+    if scan.complete {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(incomplete_mysql(&scan))
+}
+
+/// Says why a MySQL or MariaDB scan is incomplete: exit 1.
+fn incomplete_mysql(scan: &grantwarden_mysql::Scan) -> ExitCode {
+    eprintln!("error: the scan is incomplete:");
+    for c in scan.chunks.iter().filter_map(ChunkOutcome::failure) {
+        eprintln!("  - {c}");
+    }
+    for u in &scan.catalog.unreadable {
+        eprintln!("  - not read: {} ({})", u.what, u.why);
+    }
+    ExitCode::from(1)
+}
+
+/// A scan of the MySQL or MariaDB server `args` names.
+async fn scan_mysql(args: &ScanArgs) -> Result<grantwarden_mysql::Scan> {
     let target = match &args.target {
         Some(t) => Some(TargetId::new(t.clone()).context("--target must not be empty")?),
         None => None,
@@ -432,23 +474,44 @@ async fn snapshot_mysql(args: &ScanArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let scanner = grantwarden_mysql::Scanner::new(&args.database, options).context("--database")?;
-    let scan = scanner.scan(chrono::Utc::now()).await.with_context(|| format!("scanning {}", scanner.target()))?;
-    write_output_with(args.output.as_deref(), |out| {
-        serde_json::to_writer_pretty(&mut *out, &scan)?;
-        out.write_all(b"\n")?;
-        Ok(())
-    })?;
-    if scan.complete {
-        return Ok(ExitCode::SUCCESS);
+    scanner.scan(chrono::Utc::now()).await.with_context(|| format!("scanning {}", scanner.target()))
+}
+
+/// The report of a MySQL or MariaDB server against its baseline (`engine: mariadb` or `mysql`).
+async fn plan_report_mysql(args: &AssessArgs, scoring: &ScoringConfig) -> Result<Report> {
+    if args.state.is_some() {
+        anyhow::bail!(
+            "--state: exceptions and the findings store cover PostgreSQL targets so far; plan a MySQL or MariaDB \
+             server without --state"
+        );
     }
-    eprintln!("error: the scan is incomplete:");
-    for c in scan.chunks.iter().filter_map(ChunkOutcome::failure) {
-        eprintln!("  - {c}");
+    let label = args.baseline.display().to_string();
+    let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
+    if grantwarden_core::mysql_baseline::engine_of(&text).is_none() {
+        anyhow::bail!(
+            "{label}: names no `engine:`, so it is a PostgreSQL baseline, and --database is a MySQL or MariaDB \
+             server: plan it with a baseline of `engine: mariadb` or `engine: mysql` (grantwarden generate writes one)"
+        );
     }
-    for u in &scan.catalog.unreadable {
-        eprintln!("  - not read: {} ({})", u.what, u.why);
+    let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label)?;
+    let scan = scan_mysql(&args.scan).await?;
+    Ok(grantwarden_core::mysql_plan::plan(&baseline, &scan, scoring)?)
+}
+
+/// The baseline of a MySQL or MariaDB server: exit 1, writing nothing, when the scan is incomplete.
+async fn generate_mysql(args: &GenerateArgs) -> Result<ExitCode> {
+    use grantwarden_core::mysql_baseline::{Engine, generate};
+    let ignore =
+        RoleFilter::new(&args.ignore_accounts).map_err(|(i, msg)| anyhow::anyhow!("--ignore-accounts[{i}]: {msg}"))?;
+    let scan = scan_mysql(&args.scan).await?;
+    if !scan.complete {
+        return Ok(incomplete_mysql(&scan));
     }
-    Ok(ExitCode::from(1))
+    let manifest = generate(&scan.catalog, Engine::of(scan.server.flavor), &ignore);
+    let yaml = serde_saphyr::to_string(&manifest).context("writing the baseline as YAML")?;
+    let header = generated_header(&scan.target, &scan.sha256);
+    write_output(args.scan.output.as_deref(), &format!("{header}{yaml}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A scan without its sha256 (see [`Scanner::scan_unsealed`]).

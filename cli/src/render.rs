@@ -12,8 +12,10 @@ const OBSERVATIONS_SHOWN: usize = 15;
 
 fn summary_line(r: &Report) -> String {
     let s = &r.summary;
+    // exposures are MySQL's and MariaDB's: a PostgreSQL report's line is as it was
+    let exposure = if s.exposure > 0 { format!(", {} exposure", s.exposure) } else { String::new() };
     format!(
-        "{} unauthorized, {} missing, {} orphaned, {} excepted, {} expired_exception, {} untagged | score {} | exception weight {} | status {}",
+        "{} unauthorized, {} missing, {} orphaned, {} excepted, {} expired_exception, {} untagged{exposure} | score {} | exception weight {} | status {}",
         s.unauthorized,
         s.missing,
         s.orphaned,
@@ -246,6 +248,7 @@ mod tests {
                 excepted: 0,
                 expired_exception: 0,
                 untagged: 0,
+                exposure: 0,
                 score: 4.0,
                 exception_weight: 0.0,
                 status: if complete {

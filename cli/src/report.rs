@@ -17,7 +17,6 @@ use grantwarden_core::compliance::{AccessChanges, Basis, CoverageReport, Evidenc
 use grantwarden_core::dashboard;
 use grantwarden_core::html::escape;
 use grantwarden_core::metrics::{Durations, hours, label};
-use grantwarden_core::model::Grantee;
 use grantwarden_core::queries::QueryStore;
 use grantwarden_core::report::Report;
 use grantwarden_core::scoring::ScoringConfig;
@@ -618,10 +617,7 @@ fn render_evidence(e: &Evidence, q: &grantwarden_core::query_reports::QueryActiv
     let mut grants_rows = Vec::new();
     for (target, grants) in &e.grants {
         for g in grants {
-            let grantee = match &g.grantee {
-                Grantee::Public => "PUBLIC".to_owned(),
-                Grantee::Role(r) => r.to_string(),
-            };
+            let grantee = g.grantee.as_str().to_owned();
             grants_rows.push(vec![
                 target.clone(),
                 grantee,

@@ -296,6 +296,7 @@ fn text(v: &serde_json::Value) -> String {
 /// Plans the database against the baseline and turns the findings into
 /// corrective SQL; runs it only with `--execute`. Excepted grants are never touched.
 pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<ExitCode> {
+    crate::postgres_only(&args.assess.scan.database)?;
     let report = crate::plan_report(&args.assess, now).await?;
     if !report.summary.complete {
         bail!("the scan is incomplete: nothing is applied from a partial view");

@@ -346,13 +346,7 @@ impl Baseline {
 
     /// Validates a parsed manifest.
     pub fn resolve(m: &Manifest, file: &str) -> Result<Self, FileError> {
-        let err = |path: String, message: String| FileError {
-            file: file.to_owned(),
-            path,
-            message,
-            line: None,
-            column: None,
-        };
+        let err = |path: String, message: String| FileError::at(file, path, message);
         if m.version != MANIFEST_VERSION {
             return Err(err(
                 "version".into(),

@@ -541,6 +541,8 @@ impl<'a> Differ<'a> {
             Grantee::Role(r) if self.baseline.ignore.ignores(r) => Verdict::Skip,
             Grantee::Role(r) if !self.state.roles.contains_key(r) => Verdict::Skip,
             Grantee::Role(_) => Verdict::Finding(FindingKind::Orphaned),
+            // a PostgreSQL state holds no MySQL account
+            Grantee::Account(_) => Verdict::Skip,
         }
     }
 

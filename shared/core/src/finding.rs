@@ -22,19 +22,25 @@ pub enum FindingKind {
     ExpiredException,
     /// Could not be routed to any policy.
     Untagged,
+    /// Held as declared (or as nothing declares), but dangerous as it stands:
+    /// on MySQL and MariaDB an anonymous or passwordless account, a privileged
+    /// account reachable from any host, a definer's rights lent to callers.
+    /// Scored, but not drift: the baseline cannot make it safe.
+    Exposure,
     /// Shown for context, never scored (PUBLIC's built-in defaults, superusers).
     Observed,
 }
 
 impl FindingKind {
     /// The kinds counted in the summary, in contract order.
-    pub const COUNTED: [FindingKind; 6] = [
+    pub const COUNTED: [FindingKind; 7] = [
         FindingKind::Unauthorized,
         FindingKind::Missing,
         FindingKind::Orphaned,
         FindingKind::Excepted,
         FindingKind::ExpiredException,
         FindingKind::Untagged,
+        FindingKind::Exposure,
     ];
 
     /// The contract spelling.
@@ -46,13 +52,14 @@ impl FindingKind {
             FindingKind::Excepted => "excepted",
             FindingKind::ExpiredException => "expired_exception",
             FindingKind::Untagged => "untagged",
+            FindingKind::Exposure => "exposure",
             FindingKind::Observed => "observed",
         }
     }
 
     /// Whether this kind is drift (plan exits 2).
     pub fn is_drift(self) -> bool {
-        !matches!(self, FindingKind::Excepted | FindingKind::Observed)
+        !matches!(self, FindingKind::Excepted | FindingKind::Exposure | FindingKind::Observed)
     }
 }
 

@@ -65,6 +65,8 @@ pub fn generate(state: &State, ignore: &RoleFilter) -> Manifest {
                     spec.grants.extend(specs);
                 }
             }
+            // a PostgreSQL state holds no MySQL account
+            Grantee::Account(_) => {}
         }
     }
     for (grantee, specs) in default_privileges(state) {
@@ -75,6 +77,8 @@ pub fn generate(state: &State, ignore: &RoleFilter) -> Manifest {
                     spec.grants.extend(specs);
                 }
             }
+            // a PostgreSQL state holds no MySQL account
+            Grantee::Account(_) => {}
         }
     }
     Manifest { version: crate::manifest::MANIFEST_VERSION, roles, public, ignore_roles: ignore.patterns().to_vec() }

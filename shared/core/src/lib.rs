@@ -16,6 +16,10 @@
 //!
 //! Leaves (they import nothing of this crate):
 //! - [`model`]: roles, grantees, privileges, objects and grants; PUBLIC's built-in defaults.
+//! - [`mysql`]: MySQL's and MariaDB's grant model: accounts, privileges by level, roles, definers.
+//! - [`mysql_scan`]: a whole scan of a MySQL or MariaDB server.
+//! - [`mysql_baseline`]: the MySQL and MariaDB baseline (`engine: mariadb` or `mysql`) and `generate`'s writing of one.
+//! - [`mysql_plan`]: a MySQL or MariaDB server against its baseline: drift and exposures as the report's findings.
 //! - [`error`]: the errors many modules share: a store that failed, an input field that is wrong.
 //! - [`finding`]: a finding's kind and its age in the store, before any report holds it.
 //! - [`governance_alert`]: a governance alert as a typed value (a sentence on the wire).
@@ -134,6 +138,10 @@ pub mod manifest;
 mod memory_store;
 pub mod metrics;
 pub mod model;
+pub mod mysql;
+pub mod mysql_baseline;
+pub mod mysql_plan;
+pub mod mysql_scan;
 pub mod names;
 pub mod normalize;
 pub mod notify;

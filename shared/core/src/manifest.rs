@@ -44,12 +44,12 @@ fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: 
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-fn is_false(b: &bool) -> bool {
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
 /// Writes a list in YAML's flow style (`[a, b]`); other formats see a plain list.
-fn flow_seq<S: Serializer, T: Serialize>(list: &[T], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn flow_seq<S: Serializer, T: Serialize>(list: &[T], s: S) -> Result<S::Ok, S::Error> {
     serde_saphyr::FlowSeq(list).serialize(s)
 }
 
@@ -57,7 +57,7 @@ fn flow_seq<S: Serializer, T: Serialize>(list: &[T], s: S) -> Result<S::Ok, S::E
 /// are written: `- { privileges: [USAGE], on: schema, name: orders }`. A
 /// generated baseline of a large catalog stays a fraction of the size (and
 /// of the parsing) it takes in block style.
-fn flow_maps<S: Serializer, T: Serialize>(list: &[T], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn flow_maps<S: Serializer, T: Serialize>(list: &[T], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(list.iter().map(serde_saphyr::FlowMap))
 }
 
@@ -368,9 +368,14 @@ impl RoleFilter {
 
     /// Whether the role is ignored.
     pub fn ignores(&self, role: &RoleName) -> bool {
+        self.ignores_name(role.as_str())
+    }
+
+    /// Whether a name is ignored (a MySQL account's as `user@host`).
+    pub fn ignores_name(&self, name: &str) -> bool {
         let mut ignored = false;
         for (negate, m) in &self.patterns {
-            if m.is_match(role.as_str()) {
+            if m.is_match(name) {
                 ignored = !negate;
             }
         }

@@ -240,13 +240,98 @@ impl<'de> Deserialize<'de> for RoleName {
     }
 }
 
-/// Who holds a privilege: a role, or every role (`PUBLIC`, grantee oid 0).
+/// Who holds a privilege: a role, or every role (`PUBLIC`, grantee oid 0);
+/// on MySQL and MariaDB, an account or role (`'user'@'host'`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Grantee {
     /// The PUBLIC pseudo-role.
     Public,
     /// A real role.
     Role(RoleName),
+    /// A MySQL or MariaDB account or role.
+    Account(AccountGrantee),
+}
+
+/// A MySQL or MariaDB account or role as a grantee: its user and host, and
+/// how SQL writes it (`'app'@'10.0.%'`, a MariaDB role `'reporting'@''`),
+/// which is how a report spells it and reads it back.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountGrantee {
+    text: Name,
+    user: Name,
+    host: Name,
+}
+
+impl AccountGrantee {
+    /// The account `user`@`host`.
+    pub fn new(user: &str, host: &str) -> Self {
+        let text = format!("{}@{}", mysql_string(user), mysql_string(host));
+        Self { text: text.into(), user: user.into(), host: host.into() }
+    }
+
+    /// The account `text` writes as [`AccountGrantee::as_str`] does, or none
+    /// when it is anything else (a bare name, a missing quote, text after the host).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (user, rest) = parse_mysql_string(text)?;
+        let (host, rest) = parse_mysql_string(rest.strip_prefix('@')?)?;
+        rest.is_empty().then(|| Self::new(&user, &host))
+    }
+
+    /// The user name (empty: an anonymous account).
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The host or host pattern (empty: a MariaDB role).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// As SQL writes it: `'user'@'host'`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A MySQL or MariaDB string literal in single quotes: a quote doubled, a
+/// backslash escaped, NUL written as `\0` (for a session whose `sql_mode`
+/// holds no `NO_BACKSLASH_ESCAPES`, as grantwarden's sessions set it).
+pub fn mysql_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// One literal as [`mysql_string`] writes it at the start of `text`: its value and what follows.
+fn parse_mysql_string(text: &str) -> Option<(String, &str)> {
+    let body = text.strip_prefix('\'')?;
+    let mut chars = body.char_indices();
+    let mut out = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\'' if body[i + 1..].starts_with('\'') => {
+                out.push('\'');
+                chars.next();
+            }
+            '\'' => return Some((out, &body[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                '\\' => out.push('\\'),
+                '0' => out.push('\0'),
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 impl Grantee {
@@ -255,18 +340,24 @@ impl Grantee {
         role.map_or(Grantee::Public, |r| Grantee::Role(r.clone()))
     }
 
-    /// The name as written: the role's, or `PUBLIC`.
+    /// The grantee the MySQL or MariaDB account `user`@`host` is.
+    pub fn account(user: &str, host: &str) -> Self {
+        Grantee::Account(AccountGrantee::new(user, host))
+    }
+
+    /// The name as written: the role's, `PUBLIC`, or an account's `'user'@'host'`.
     pub fn as_str(&self) -> &str {
         match self {
             Grantee::Public => "PUBLIC",
             Grantee::Role(r) => r.as_str(),
+            Grantee::Account(a) => a.as_str(),
         }
     }
 
-    /// The role, unless this is PUBLIC.
+    /// The PostgreSQL role, unless this is PUBLIC or a MySQL account.
     pub fn role(&self) -> Option<&RoleName> {
         match self {
-            Grantee::Public => None,
+            Grantee::Public | Grantee::Account(_) => None,
             Grantee::Role(r) => Some(r),
         }
     }
@@ -289,6 +380,10 @@ impl<'de> Deserialize<'de> for Grantee {
         let s = String::deserialize(d)?;
         if s == "PUBLIC" {
             return Ok(Grantee::Public);
+        }
+        // only what SQL writes as an account reads as one: two quoted strings joined by `@`
+        if let Some(account) = AccountGrantee::parse(&s) {
+            return Ok(Grantee::Account(account));
         }
         RoleName::new(s).map(Grantee::Role).map_err(serde::de::Error::custom)
     }
@@ -348,7 +443,8 @@ pub enum Privilege {
     RowLevelSecurity,
 }
 
-/// How dangerous a privilege is, in increasing order.
+/// How dangerous a privilege is, in increasing order (of either engine's
+/// privileges: severity means the same for both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrivilegeClass {
@@ -1096,6 +1192,23 @@ mod tests {
                 let set: PrivilegeSet = class.acl_privileges(version).into_iter().collect();
                 assert_eq!(class.acl_privilege_set(version), set, "{class:?} {version}");
             }
+        }
+    }
+
+    #[test]
+    fn an_account_reads_back_as_written_and_nothing_else_reads_as_one() {
+        for (user, host) in
+            [("app", "10.0.%"), ("", "localhost"), ("reporting", ""), ("o'k\\@x", "h'@'"), ("a\0b", "%")]
+        {
+            let account = AccountGrantee::new(user, host);
+            assert_eq!(AccountGrantee::parse(account.as_str()), Some(account.clone()));
+            let json = serde_json::to_string(&Grantee::Account(account.clone())).unwrap();
+            assert_eq!(serde_json::from_str::<Grantee>(&json).unwrap(), Grantee::Account(account));
+        }
+        assert_eq!(AccountGrantee::new("o'k", "%").as_str(), "'o''k'@'%'");
+        for text in ["app", "'app'", "'app'@", "'app'@'%'x", "app@'%'", "'a\\q'@'%'", "'app'@'%"] {
+            assert_eq!(AccountGrantee::parse(text), None, "{text}");
+            assert!(!matches!(serde_json::from_value::<Grantee>(text.into()), Ok(Grantee::Account(_))), "{text}");
         }
     }
 

@@ -270,13 +270,7 @@ impl PolicyRegistry {
     /// Loads a registry from `(file name, text)` pairs; the caller reads the files
     /// (a directory: every `*.yaml`/`*.yml` in it).
     pub fn load(files: &[(String, String)]) -> Result<Self, FileError> {
-        let err = |file: &str, path: String, message: String| FileError {
-            file: file.to_owned(),
-            path,
-            message,
-            line: None,
-            column: None,
-        };
+        let err = |file: &str, path: String, message: String| FileError::at(file, path, message);
         let mut files: Vec<&(String, String)> = files.iter().collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
         if files.is_empty() {

@@ -67,6 +67,13 @@ pub fn remediate(findings: &[Finding], mode: Mode) -> Remediation {
                 out.skip(f, "untagged input: names a request, not a held grant; route or reject it".into());
                 continue;
             }
+            FindingKind::Exposure => {
+                out.skip(
+                    f,
+                    "an exposure of the account or object itself, not a grant to change: fix it by hand".into(),
+                );
+                continue;
+            }
             FindingKind::Observed => continue,
         };
         if wanted && mode == Mode::RevokeUnauthorized {
@@ -160,7 +167,7 @@ pub fn without_excepted(
             Grantee::Role(role) => {
                 !tickets.iter().any(|t| t.is_active_at(now) && t.covers(target, role, grant.privilege, &grant.object))
             }
-            Grantee::Public => true,
+            Grantee::Public | Grantee::Account(_) => true,
         },
         _ => true,
     })
@@ -185,6 +192,9 @@ fn role_of(f: &Finding) -> Result<RoleName, String> {
     match &f.grantee {
         Grantee::Role(r) => Ok(r.clone()),
         Grantee::Public => Err("PUBLIC is not a role".into()),
+        Grantee::Account(a) => {
+            Err(format!("{} is a MySQL or MariaDB account: apply changes PostgreSQL only", a.as_str()))
+        }
     }
 }
 

@@ -46,9 +46,19 @@ pub enum ObjectType {
     Aggregate,
     /// A role (for memberships, attributes and existence).
     Role,
+    /// MySQL and MariaDB: the whole server (`ON *.*`).
+    Global,
+    /// MySQL and MariaDB: every database a wildcard pattern matches (`ON `app\_%`.*`).
+    DatabasePattern,
+    /// MySQL and MariaDB: an account or role (for role grants, proxies, attributes and existence).
+    Account,
+    /// MySQL and MariaDB: a trigger (runs as its definer).
+    Trigger,
+    /// MySQL and MariaDB: a scheduled event (runs as its definer).
+    Event,
 }
 
-const OBJECT_TYPES: [(ObjectType, &str); 13] = [
+const OBJECT_TYPES: [(ObjectType, &str); 18] = [
     (ObjectType::Database, "database"),
     (ObjectType::Schema, "schema"),
     (ObjectType::Table, "table"),
@@ -62,6 +72,11 @@ const OBJECT_TYPES: [(ObjectType, &str); 13] = [
     (ObjectType::Procedure, "procedure"),
     (ObjectType::Aggregate, "aggregate"),
     (ObjectType::Role, "role"),
+    (ObjectType::Global, "global"),
+    (ObjectType::DatabasePattern, "database_pattern"),
+    (ObjectType::Account, "account"),
+    (ObjectType::Trigger, "trigger"),
+    (ObjectType::Event, "event"),
 ];
 
 impl ObjectType {
@@ -79,17 +94,20 @@ impl ObjectType {
     /// The class GRANT and REVOKE name it by.
     pub fn class(self) -> ObjectClass {
         match self {
-            ObjectType::Database => ObjectClass::Database,
-            ObjectType::Schema => ObjectClass::Schema,
+            ObjectType::Database | ObjectType::Global => ObjectClass::Database,
+            ObjectType::Schema | ObjectType::DatabasePattern => ObjectClass::Schema,
             ObjectType::Table
             | ObjectType::View
             | ObjectType::MaterializedView
             | ObjectType::ForeignTable
-            | ObjectType::PartitionedTable => ObjectClass::Table,
+            | ObjectType::PartitionedTable
+            | ObjectType::Trigger => ObjectClass::Table,
             ObjectType::Sequence => ObjectClass::Sequence,
             ObjectType::Column => ObjectClass::Column,
-            ObjectType::Function | ObjectType::Procedure | ObjectType::Aggregate => ObjectClass::Function,
-            ObjectType::Role => ObjectClass::Role,
+            ObjectType::Function | ObjectType::Procedure | ObjectType::Aggregate | ObjectType::Event => {
+                ObjectClass::Function
+            }
+            ObjectType::Role | ObjectType::Account => ObjectClass::Role,
         }
     }
 
@@ -350,7 +368,16 @@ impl std::fmt::Display for FindingObject {
         if let Some(s) = w.schema {
             write!(f, "{}.", display_ident(s))?;
         }
-        if let FindingObject::DefaultPrivileges { .. } = self {
+        // these names are written as they are: `tables`, `*.*`, a pattern, `'app'@'%'`
+        let as_written = matches!(
+            self,
+            FindingObject::DefaultPrivileges { .. }
+                | FindingObject::Object {
+                    kind: ObjectType::Global | ObjectType::DatabasePattern | ObjectType::Account,
+                    ..
+                }
+        );
+        if as_written {
             f.write_str(w.name)?;
         } else {
             f.write_str(&display_ident(w.name))?;
@@ -378,6 +405,10 @@ pub enum FindingPrivilege {
     /// not exactly one: written joined by `,`. Build it with
     /// [`FindingPrivilege::requested`].
     Requested(Vec<Privilege>),
+    /// A MySQL or MariaDB privilege (`FILE`, `SELECT`, a MySQL 8 dynamic one).
+    /// Its keyword reads back as PostgreSQL's privilege where the two share
+    /// one (`SELECT`): the text is the same.
+    Mysql(crate::mysql::privilege::Privilege),
     /// Input that could not be read names none: `unknown`.
     Unknown,
 }
@@ -396,6 +427,7 @@ impl FindingPrivilege {
         match self {
             FindingPrivilege::One(p) => p.keyword().into(),
             FindingPrivilege::Requested(ps) => ps.iter().map(|p| p.keyword()).collect::<Vec<_>>().join(",").into(),
+            FindingPrivilege::Mysql(p) => p.keyword().to_owned().into(),
             FindingPrivilege::Unknown => "unknown".into(),
         }
     }
@@ -423,7 +455,12 @@ impl<'de> Deserialize<'de> for FindingPrivilege {
             several if several.contains(',') => {
                 several.split(',').map(parse).collect::<Result<_, _>>().map(FindingPrivilege::Requested)
             }
-            one => parse(one).map(FindingPrivilege::One),
+            one => match one.parse::<Privilege>() {
+                Ok(p) => Ok(FindingPrivilege::One(p)),
+                Err(_) => crate::mysql::privilege::Privilege::from_report(one)
+                    .map(FindingPrivilege::Mysql)
+                    .ok_or_else(|| parse(one).unwrap_err()),
+            },
         }
     }
 }
@@ -493,6 +530,9 @@ pub struct Summary {
     pub expired_exception: usize,
     /// untagged count.
     pub untagged: usize,
+    /// exposure count (MySQL and MariaDB).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exposure: usize,
     /// Sum of finding scores.
     pub score: f64,
     /// Sum of the scores of excepted findings.
@@ -542,6 +582,25 @@ impl Coverage {
     }
 }
 
+/// What a report says of the scan it judged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanFacts {
+    /// Target.
+    pub target: TargetId,
+    /// Scan id.
+    pub scan_id: String,
+    /// When the scan started.
+    pub taken_at: DateTime<Utc>,
+    /// sha256 of what was read.
+    pub sha256: String,
+    /// Every chunk was read.
+    pub complete: bool,
+    /// The chunks that failed, with why.
+    pub failed_chunks: Vec<String>,
+    /// What the failed chunks (or what could not be read) leave unjudged.
+    pub not_judged: Vec<String>,
+}
+
 /// A plan report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -575,20 +634,40 @@ impl Report {
     /// Assembles a report: sorts findings, counts, sums and sets the status.
     pub fn build(
         snapshot: &Snapshot,
+        findings: Vec<Finding>,
+        observations: Vec<Finding>,
+        scoring: &ScoringConfig,
+    ) -> Self {
+        let scan = ScanFacts {
+            target: snapshot.target.clone(),
+            scan_id: snapshot.scan_id.clone(),
+            taken_at: snapshot.taken_at,
+            sha256: snapshot.sha256.clone(),
+            complete: snapshot.complete,
+            failed_chunks: snapshot.failed_chunks(),
+            not_judged: snapshot.not_judged(),
+        };
+        Self::of_scan(scan, findings, observations, scoring)
+    }
+
+    /// [`Report::build`] for a scan described by its facts alone (a MySQL or
+    /// MariaDB scan is no [`Snapshot`]).
+    pub fn of_scan(
+        scan: ScanFacts,
         mut findings: Vec<Finding>,
         mut observations: Vec<Finding>,
         scoring: &ScoringConfig,
     ) -> Self {
         sort_findings(&mut findings);
         sort_findings(&mut observations);
-        let mut summary = summarize(&findings, snapshot.complete, scoring);
-        summary.failed_chunks = snapshot.failed_chunks();
-        summary.not_judged = snapshot.not_judged();
+        let mut summary = summarize(&findings, scan.complete, scoring);
+        summary.failed_chunks = scan.failed_chunks;
+        summary.not_judged = scan.not_judged;
         Report {
-            target: snapshot.target.clone(),
-            scan_id: snapshot.scan_id.clone(),
-            taken_at: snapshot.taken_at,
-            snapshot_sha256: snapshot.sha256.clone(),
+            target: scan.target,
+            scan_id: scan.scan_id,
+            taken_at: scan.taken_at,
+            snapshot_sha256: scan.sha256,
             summary,
             findings,
             observations,
@@ -677,6 +756,7 @@ fn summarize(findings: &[Finding], complete: bool, scoring: &ScoringConfig) -> S
         excepted: count(FindingKind::Excepted),
         expired_exception: count(FindingKind::ExpiredException),
         untagged: count(FindingKind::Untagged),
+        exposure: count(FindingKind::Exposure),
         score,
         exception_weight,
         status,

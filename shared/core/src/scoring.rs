@@ -77,11 +77,22 @@ pub struct KindWeights {
     /// untagged
     #[schemars(range(min = 0))]
     pub untagged: f64,
+    /// exposure (MySQL and MariaDB: anonymous, passwordless or any-host privileged accounts, lent definer rights)
+    #[schemars(range(min = 0))]
+    pub exposure: f64,
 }
 
 impl Default for KindWeights {
     fn default() -> Self {
-        Self { unauthorized: 1.0, missing: 0.5, orphaned: 1.0, excepted: 1.0, expired_exception: 2.0, untagged: 1.0 }
+        Self {
+            unauthorized: 1.0,
+            missing: 0.5,
+            orphaned: 1.0,
+            excepted: 1.0,
+            expired_exception: 2.0,
+            untagged: 1.0,
+            exposure: 1.0,
+        }
     }
 }
 
@@ -257,13 +268,7 @@ impl ScoringConfig {
     /// of zero or more, and factors and thresholds above zero.
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, FileError> {
         let config: ScoringConfig = parse_yaml(text, file)?;
-        let err = |path: &str, message: String| FileError {
-            file: file.to_owned(),
-            path: path.to_owned(),
-            message,
-            line: None,
-            column: None,
-        };
+        let err = |path: &str, message: String| FileError::at(file, path, message);
         let k = &config.kind;
         let c = &config.class;
         let s = &config.scope;
@@ -273,6 +278,7 @@ impl ScoringConfig {
             ("kind.orphaned", k.orphaned),
             ("kind.expired_exception", k.expired_exception),
             ("kind.untagged", k.untagged),
+            ("kind.exposure", k.exposure),
             ("class.read", c.read),
             ("class.write", c.write),
             ("class.ddl", c.ddl),
@@ -369,6 +375,7 @@ impl ScoringConfig {
             FindingKind::Excepted => self.kind.excepted,
             FindingKind::ExpiredException => self.kind.expired_exception,
             FindingKind::Untagged => self.kind.untagged,
+            FindingKind::Exposure => self.kind.exposure,
             FindingKind::Observed => return 0.0,
         };
         let class = match f.class {

@@ -22,6 +22,14 @@ pub struct FileError {
     pub column: Option<u64>,
 }
 
+impl FileError {
+    /// An error at `path` in `file` that no line locates: what a check after
+    /// parsing finds (a name unqualified, a privilege its object does not take).
+    pub fn at(file: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
+        FileError { file: file.to_owned(), path: path.into(), message: message.into(), line: None, column: None }
+    }
+}
+
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.file)?;

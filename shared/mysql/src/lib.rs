@@ -19,28 +19,28 @@
 //! incomplete. Password hashes are never read: only whether one is set.
 //!
 //! # Layout
-//! - [`privilege`]: the privileges and the grant tables' three encodings of them.
-//! - [`catalog`]: accounts, privileges by level, roles, proxies, definers.
+//! - [`privilege`], [`catalog`], [`quote`]: the model this reads into, which is
+//!   core's (`grantwarden_core::mysql`): the privileges and the grant tables'
+//!   encodings of them; accounts, privileges by level, roles, proxies, definers;
+//!   quoting.
 //! - [`session`]: URLs, the session's settings and its read-only transaction.
 //! - [`read`]: the reads both engines share.
 //! - [`mariadb`]: MariaDB's `global_priv` JSON, `roles_mapping`, `mysql.proc`, `mysql.event`.
 //! - [`mysql8`]: MySQL 8's `mysql.user`, `role_edges`, `default_roles`, `global_grants`, partial revokes.
 //! - [`scan`]: the whole scan: chunks, concurrency, retries, batch ids.
 //! - [`render`]: grants, revocations, role and proxy grants as SQL, every name quoted.
-//! - [`quote`]: identifiers and strings in SQL.
 //! - [`error`]: errors and which are transient.
 #![deny(missing_docs)]
 
-pub mod catalog;
 pub mod error;
 pub mod mariadb;
 pub mod mysql8;
-pub mod privilege;
-pub mod quote;
 pub mod read;
 pub mod render;
 pub mod scan;
 pub mod session;
+
+pub use grantwarden_core::mysql::{catalog, privilege, quote};
 
 pub use catalog::{Account, Catalog, Flavor, Scope};
 pub use error::{ErrorClass, ScanError};

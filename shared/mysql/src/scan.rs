@@ -12,7 +12,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use mysql_async::Opts;
 use mysql_async::prelude::Queryable;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -24,6 +23,7 @@ use crate::read::{database_privileges, object_privileges, proxies, rows, trigger
 use crate::session::{Timeouts, begin_read_only, connect, parse_url, target_from_opts};
 use crate::{mariadb, mysql8};
 use grantwarden_core::backoff::{self, RetryPolicy};
+pub use grantwarden_core::mysql_scan::Scan;
 use grantwarden_core::snapshot::{ChunkOutcome, ChunkSpec, ScanWindow, TargetId, batch_id, scan_id};
 
 /// How a scan runs.
@@ -61,32 +61,6 @@ impl Default for ScanOptions {
 
 /// The most databases a spread chunk holds (each is a parameter of its queries).
 const MAX_SPREAD: usize = 1_000;
-
-/// A complete or incomplete scan of one MySQL or MariaDB server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Scan {
-    /// What was scanned.
-    pub target: TargetId,
-    /// Deterministic scan id.
-    pub scan_id: String,
-    /// When the scan started.
-    pub taken_at: DateTime<Utc>,
-    /// The server.
-    pub server: Server,
-    /// False when a chunk failed or something was unreadable
-    /// ([`Catalog::unreadable`]): the catalog is then partial and must never read as clean.
-    pub complete: bool,
-    /// Always false: the chunks read on connections of their own, and MySQL
-    /// cannot share one snapshot between connections (nor MariaDB's Aria grant
-    /// tables hold one at all).
-    pub consistent: bool,
-    /// Every chunk and how it ended, in chunk order.
-    pub chunks: Vec<ChunkOutcome>,
-    /// Hex sha256 of the catalog's JSON (every collection in it sorted).
-    pub sha256: String,
-    /// What the server enforces.
-    pub catalog: Catalog,
-}
 
 /// What the scanning account may see, checked when planning: the views of
 /// `information_schema` list only what it holds a privilege on.

@@ -38,10 +38,14 @@ fn role(r: &RoleName) -> String {
     ident(r.as_str())
 }
 
-fn grantee(g: &Grantee) -> String {
+fn grantee(g: &Grantee) -> Result<String, RenderError> {
     match g {
-        Grantee::Public => "PUBLIC".to_owned(),
-        Grantee::Role(r) => role(r),
+        Grantee::Public => Ok("PUBLIC".to_owned()),
+        Grantee::Role(r) => Ok(role(r)),
+        Grantee::Account(a) => Err(RenderError {
+            what: a.as_str().to_owned(),
+            reason: "a MySQL or MariaDB account is no PostgreSQL grantee".into(),
+        }),
     }
 }
 
@@ -139,12 +143,12 @@ pub fn render(change: &Change, functions: &Functions) -> Result<Vec<String>, Ren
     Ok(match change {
         Change::Grant { grant } => {
             let option = if grant.grantable { " WITH GRANT OPTION" } else { "" };
-            vec![format!("GRANT {} TO {}{option}", on_object(grant, functions)?, grantee(&grant.grantee))]
+            vec![format!("GRANT {} TO {}{option}", on_object(grant, functions)?, grantee(&grant.grantee)?)]
         }
         Change::Revoke { grant, cascade, option_only } => {
             let option = if *option_only { "GRANT OPTION FOR " } else { "" };
             let cascade = if *cascade { " CASCADE" } else { "" };
-            vec![format!("REVOKE {option}{} FROM {}{cascade}", on_object(grant, functions)?, grantee(&grant.grantee))]
+            vec![format!("REVOKE {option}{} FROM {}{cascade}", on_object(grant, functions)?, grantee(&grant.grantee)?)]
         }
         Change::GrantMembership { role: r, member, admin } => {
             let option = if *admin { " WITH ADMIN OPTION" } else { "" };
@@ -165,7 +169,7 @@ pub fn render(change: &Change, functions: &Functions) -> Result<Vec<String>, Ren
                 role(for_role),
                 privilege.keyword(),
                 object_type.sql_keyword(),
-                grantee(to)
+                grantee(to)?
             )]
         }
         Change::TerminateSessions { role: r } => vec![terminate_sessions_sql(r)],

@@ -2,12 +2,13 @@
 //! the three encodings the grant tables store them in: MariaDB's
 //! `global_priv.access` bitmask, the `Y`/`N` columns of `mysql.user` and
 //! `mysql.db`, and the `SET` columns of `tables_priv`, `columns_priv` and
-//! `procs_priv`. GRANT OPTION is not a privilege here: every grant carries it
-//! as its `grantable` flag, as it does in PostgreSQL's model.
+//! `procs_priv`. A grant carries GRANT OPTION as its `grantable` flag, as in
+//! PostgreSQL's model; [`Privilege::GrantOption`] is how a finding names that
+//! flag (MySQL keeps one per scope, and a plan reports it once per scope).
 
 use std::fmt;
 
-use grantwarden_core::model::PrivilegeClass;
+use crate::model::PrivilegeClass;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! privileges {
@@ -73,6 +74,7 @@ privileges! {
     CreateRole = "CREATE ROLE" => Admin;
     DropRole = "DROP ROLE" => Admin;
     Proxy = "PROXY" => Admin;
+    GrantOption = "GRANT OPTION" => Admin;
 }
 
 impl Privilege {
@@ -103,6 +105,61 @@ impl Privilege {
             .find(|(_, k, _)| *k == upper)
             .map(|(p, ..)| p.clone())
             .unwrap_or_else(|| Privilege::Dynamic(upper.to_owned()))
+    }
+
+    /// A privilege as a report spells it: a static one's keyword exactly, or
+    /// a MySQL 8 dynamic one (capitals, digits and `_`, holding a `_`:
+    /// `BACKUP_ADMIN`); none for any other word.
+    pub fn from_report(word: &str) -> Option<Privilege> {
+        if let Some((p, ..)) = STATIC.iter().find(|(_, k, _)| *k == word) {
+            return Some(p.clone());
+        }
+        let dynamic =
+            word.contains('_') && word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        dynamic.then(|| Privilege::Dynamic(word.to_owned()))
+    }
+
+    /// Whether the server accepts this privilege at `scope`'s level (`GRANT
+    /// FILE ON db.*` is refused; a column takes SELECT, INSERT, UPDATE and
+    /// REFERENCES). Every privilege is accepted globally.
+    pub fn accepted_at(&self, scope: &super::catalog::Scope) -> bool {
+        use super::catalog::Scope;
+        use Privilege::*;
+        let table = matches!(
+            self,
+            Select
+                | Insert
+                | Update
+                | Delete
+                | Create
+                | Drop
+                | References
+                | Index
+                | Alter
+                | CreateView
+                | ShowView
+                | Trigger
+                | DeleteHistory
+        );
+        match scope {
+            Scope::Global => *self != GrantOption,
+            Scope::Database { .. } => {
+                table
+                    || matches!(
+                        self,
+                        CreateTemporaryTables
+                            | LockTables
+                            | Execute
+                            | CreateRoutine
+                            | AlterRoutine
+                            | Event
+                            | ShowCreateRoutine
+                    )
+            }
+            Scope::Table { .. } => table,
+            Scope::Column { .. } => matches!(self, Select | Insert | Update | References),
+            Scope::Routine { .. } => matches!(self, Execute | AlterRoutine),
+        }
     }
 
     /// The risk class (the same scale as PostgreSQL's privileges): reading,

@@ -1,5 +1,5 @@
 //! Quoting for MySQL and MariaDB SQL. Every session grantwarden opens sets
-//! `sql_mode` itself ([`crate::session::SQL_MODE`]): no `ANSI_QUOTES` (double
+//! `sql_mode` itself (grantwarden-mysql's `session::SQL_MODE`): no `ANSI_QUOTES` (double
 //! quotes are strings, identifiers take backticks) and no
 //! `NO_BACKSLASH_ESCAPES` (a backslash in a string escapes), which is what
 //! these functions assume.
@@ -10,21 +10,9 @@ pub fn ident(name: &str) -> String {
 }
 
 /// A string literal in single quotes: a quote doubled, a backslash escaped,
-/// NUL written as `\0`.
-pub fn string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
+/// NUL written as `\0` (one function with the report's spelling of an
+/// account, [`crate::model::AccountGrantee`]).
+pub use crate::model::mysql_string as string;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::privilege::Privilege;
+use super::privilege::Privilege;
 
 /// Which server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +55,11 @@ impl Account {
         }
     }
 
+    /// `user@host` unquoted, as `ignore_accounts` globs match it.
+    pub fn user_at_host(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+
     /// Whether the host matches any client (`%`): reachable from anywhere the
     /// server listens.
     pub fn any_host(&self) -> bool {
@@ -65,7 +70,7 @@ impl Account {
 impl fmt::Display for Account {
     /// `'user'@'host'` with quotes doubled, as SQL names an account.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", crate::quote::string(&self.user), crate::quote::string(&self.host))
+        write!(f, "{}@{}", super::quote::string(&self.user), super::quote::string(&self.host))
     }
 }
 

@@ -1,0 +1,13 @@
+//! MySQL's and MariaDB's grant model, beside PostgreSQL's ([`crate::model`]):
+//! what the reader (grantwarden-mysql) fills. What a MySQL baseline declares
+//! is [`crate::mysql_baseline`], the plan that compares the two into the
+//! same report, scored on the same scale, [`crate::mysql_plan`], and a whole
+//! scan [`crate::mysql_scan`].
+//!
+//! - [`privilege`]: the privileges and the grant tables' three encodings of them.
+//! - [`catalog`]: accounts, privileges by level, roles, proxies, definers.
+//! - [`quote`]: identifiers and strings in SQL.
+
+pub mod catalog;
+pub mod privilege;
+pub mod quote;

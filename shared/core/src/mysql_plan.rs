@@ -1,0 +1,927 @@
+//! The plan of a MySQL or MariaDB server: what it holds against what its
+//! baseline declares, as the same report PostgreSQL's plan writes
+//! (docs/CONTRACTS.md#report), scored on the same scale.
+//!
+//! - Drift, as for PostgreSQL: a privilege, role grant or proxy held but not
+//!   declared is `unauthorized` (`orphaned` when its account is not declared
+//!   at all), one declared but not held `missing`. An account's GRANT OPTION
+//!   at a scope is one finding (`GRANT OPTION`), as MySQL keeps one flag per
+//!   scope; each MySQL 8 dynamic privilege keeps its own.
+//! - Exposures, whatever the baseline says (kind `exposure`, scored, not
+//!   drift): an anonymous account, an account that logs in with no password,
+//!   an account that holds administrative global privileges (itself or
+//!   through its roles) and logs in from any host, a stored object that runs
+//!   with such an account's rights (`SQL SECURITY DEFINER` views and
+//!   routines, triggers, events), and a definer that does not exist.
+//!
+//! Scopes map onto the scoring's: `*.*` is the cluster, a database pattern a
+//! database (it names many), a database a schema, a table or routine an
+//! object, a column a column. FILE, SUPER, PROCESS, SHUTDOWN, CREATE USER and
+//! every dynamic privilege are administrative, so held globally they are
+//! critical, as is GRANT OPTION on `*.*`.
+//!
+//! What a failed chunk did not read is not judged: the `cluster` chunk holds
+//! accounts, roles, proxies, global and database privileges; a database
+//! chunk its databases' table, column and routine privileges and definers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::finding::FindingKind;
+use crate::model::{Grantee, ObjectRef, Privilege as Pg, PrivilegeClass};
+use crate::mysql::catalog::{Account, AccountInfo, Catalog, Definer, PrivilegeGrant, Scope, StoredKind};
+use crate::mysql::privilege::Privilege;
+use crate::mysql_baseline::{Baseline, Desired, DesiredAccount, Engine, is_system_account};
+use crate::mysql_scan::Scan;
+use crate::report::{Coverage, Finding, FindingObject, FindingPrivilege, ObjectType, Report};
+use crate::scoring::{Facts, Scope as Reach, ScoringConfig};
+use crate::snapshot::ChunkSpec;
+
+/// A baseline of one engine planned against the other's server.
+#[derive(Debug, thiserror::Error)]
+#[error("the baseline is for {baseline}, and {target} is {server}: plan it with a {server} baseline")]
+pub struct EngineMismatch {
+    baseline: &'static str,
+    target: String,
+    server: &'static str,
+}
+
+/// The report of `scan` against `baseline`.
+pub fn plan(baseline: &Baseline, scan: &Scan, scoring: &ScoringConfig) -> Result<Report, EngineMismatch> {
+    let engine = Engine::of(scan.server.flavor);
+    if engine != baseline.engine {
+        return Err(EngineMismatch {
+            baseline: baseline.engine.as_str(),
+            target: scan.target.to_string(),
+            server: engine.as_str(),
+        });
+    }
+    let mut p = Planner::new(baseline, &scan.catalog, scan, scoring);
+    p.accounts();
+    p.privileges();
+    p.exposures();
+    p.definers();
+    let coverage = p.coverage;
+    Ok(Report::of_scan(scan.facts(), p.findings, p.observations, scoring).with_coverage(coverage))
+}
+
+/// What the scan read, so that nothing it missed is reported.
+struct Judged {
+    /// The cluster chunk was read: accounts, roles, proxies, global and database privileges.
+    cluster: bool,
+    /// Databases whose chunk failed.
+    unread: BTreeSet<String>,
+}
+
+impl Judged {
+    fn of(scan: &Scan) -> Self {
+        let mut judged = Judged { cluster: true, unread: BTreeSet::new() };
+        for c in scan.chunks.iter().filter(|c| c.error.is_some()) {
+            match &c.chunk {
+                ChunkSpec::Cluster => judged.cluster = false,
+                ChunkSpec::Schemas { schemas } => judged.unread.extend(schemas.iter().cloned()),
+                ChunkSpec::SchemaPart { schema, .. } => {
+                    judged.unread.insert(schema.clone());
+                }
+            }
+        }
+        judged
+    }
+
+    fn scope(&self, scope: &Scope) -> bool {
+        match scope {
+            Scope::Global | Scope::Database { .. } => self.cluster,
+            Scope::Table { database, .. } | Scope::Column { database, .. } | Scope::Routine { database, .. } => {
+                !self.unread.contains(database)
+            }
+        }
+    }
+}
+
+/// Whose grants a plan judges.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Declared by the baseline.
+    Declared,
+    /// Neither declared nor ignored.
+    Undeclared,
+    /// Ignored, or one of the engine's own accounts.
+    LeftAlone,
+}
+
+struct Planner<'a> {
+    baseline: &'a Baseline,
+    catalog: &'a Catalog,
+    /// The accounts and roles that exist.
+    present: BTreeSet<&'a Account>,
+    judged: Judged,
+    scoring: &'a ScoringConfig,
+    findings: Vec<Finding>,
+    observations: Vec<Finding>,
+    coverage: Coverage,
+}
+
+/// The scoring's reach of a scope.
+fn reach(scope: &Scope) -> Reach {
+    match scope {
+        Scope::Global => Reach::Cluster,
+        Scope::Database { pattern: true, .. } => Reach::Database,
+        Scope::Database { pattern: false, .. } => Reach::Schema,
+        Scope::Table { .. } | Scope::Routine { .. } => Reach::Object,
+        Scope::Column { .. } => Reach::Column,
+    }
+}
+
+fn object(kind: ObjectType, schema: Option<&str>, name: &str, column: Option<&str>) -> FindingObject {
+    let object = ObjectRef {
+        class: kind.class(),
+        schema: schema.map(Into::into),
+        name: name.into(),
+        column: column.map(Into::into),
+        args: None,
+    };
+    FindingObject::of(kind, &object)
+}
+
+/// The report's object of a scope: `global *.*`, `database shop`, `table shop.orders`...
+pub fn scope_object(scope: &Scope) -> FindingObject {
+    match scope {
+        Scope::Global => object(ObjectType::Global, None, "*.*", None),
+        Scope::Database { database, pattern: false } => object(ObjectType::Database, None, database, None),
+        Scope::Database { database, pattern: true } => object(ObjectType::DatabasePattern, None, database, None),
+        Scope::Table { database, table } => object(ObjectType::Table, Some(database), table, None),
+        Scope::Column { database, table, column } => object(ObjectType::Column, Some(database), table, Some(column)),
+        Scope::Routine { database, name, kind } => {
+            let kind = if kind == "FUNCTION" { ObjectType::Function } else { ObjectType::Procedure };
+            object(kind, Some(database), name, None)
+        }
+    }
+}
+
+/// The report's grantee an account or role is.
+fn grantee_of(a: &Account) -> Grantee {
+    Grantee::account(&a.user, &a.host)
+}
+
+/// The report's object of an account or role.
+pub fn account_object(account: &Account) -> FindingObject {
+    object(ObjectType::Account, None, &account.to_string(), None)
+}
+
+fn stored_object(d: &Definer) -> FindingObject {
+    let kind = match d.kind {
+        StoredKind::View => ObjectType::View,
+        StoredKind::Procedure => ObjectType::Procedure,
+        StoredKind::Function => ObjectType::Function,
+        StoredKind::Trigger => ObjectType::Trigger,
+        StoredKind::Event => ObjectType::Event,
+    };
+    object(kind, Some(&d.database), &d.name, None)
+}
+
+/// The words of a list of privileges: `FILE, SUPER`.
+fn words<'p>(ps: impl IntoIterator<Item = &'p Privilege>) -> String {
+    ps.into_iter().map(Privilege::keyword).collect::<Vec<_>>().join(", ")
+}
+
+/// One pair of accounts of a relation, held against declared (see `Planner::edges`).
+struct Edge<'a> {
+    grantee: &'a Account,
+    other: &'a Account,
+    held: Option<bool>,
+    declared: Option<bool>,
+    standing: Standing,
+}
+
+/// What one account holds at one scope, and what it should.
+type Pair<'a> = (Option<&'a PrivilegeGrant>, Option<&'a Desired>);
+
+/// One finding's facts before it is scored.
+struct Raw {
+    kind: FindingKind,
+    grantee: Grantee,
+    privilege: FindingPrivilege,
+    class: PrivilegeClass,
+    reach: Reach,
+    grantable: bool,
+    object: FindingObject,
+    detail: String,
+}
+
+impl<'a> Planner<'a> {
+    fn new(baseline: &'a Baseline, catalog: &'a Catalog, scan: &Scan, scoring: &'a ScoringConfig) -> Self {
+        Planner {
+            baseline,
+            catalog,
+            present: catalog.accounts.iter().map(|i| &i.account).collect(),
+            judged: Judged::of(scan),
+            scoring,
+            findings: Vec::new(),
+            observations: Vec::new(),
+            coverage: Coverage::default(),
+        }
+    }
+
+    fn standing(&self, a: &Account) -> Standing {
+        if is_system_account(a) || self.baseline.ignore.ignores_name(&a.user_at_host()) {
+            Standing::LeftAlone
+        } else if self.baseline.accounts.contains_key(a) {
+            Standing::Declared
+        } else {
+            Standing::Undeclared
+        }
+    }
+
+    fn push(&mut self, r: Raw) {
+        let facts = Facts { kind: r.kind, class: r.class, scope: r.reach, grantable: r.grantable, public: false };
+        let finding = Finding {
+            kind: r.kind,
+            severity: self.scoring.severity(facts),
+            score: self.scoring.score(facts),
+            grantee: r.grantee,
+            privilege: r.privilege,
+            grantable: r.grantable,
+            object: r.object,
+            exception_id: None,
+            detail: r.detail,
+        };
+        if r.kind == FindingKind::Observed {
+            self.observations.push(finding);
+        } else {
+            self.findings.push(finding);
+        }
+    }
+
+    /// Counts one held privilege (a role grant, a proxy) in the coverage.
+    fn count(&mut self, declared: bool) {
+        self.coverage.held += 1;
+        if declared {
+            self.coverage.baseline += 1;
+        } else {
+            self.coverage.drift += 1;
+        }
+    }
+
+    /// Existence, login, roles and proxies of every account; the engine's own accounts are observed.
+    fn accounts(&mut self) {
+        if !self.judged.cluster {
+            return;
+        }
+        let catalog = self.catalog;
+        for info in &catalog.accounts {
+            let a = &info.account;
+            let grantee = grantee_of(a);
+            match self.standing(a) {
+                Standing::LeftAlone => {
+                    if is_system_account(a) {
+                        self.push(Raw {
+                            kind: FindingKind::Observed,
+                            grantee,
+                            privilege: FindingPrivilege::One(Pg::Role),
+                            class: PrivilegeClass::Read,
+                            reach: Reach::Cluster,
+                            grantable: false,
+                            object: account_object(a),
+                            detail: "the engine's own account (it owns system views and routines); its grants are \
+                                     not judged"
+                                .into(),
+                        });
+                    }
+                    continue;
+                }
+                Standing::Undeclared => self.push(Raw {
+                    kind: FindingKind::Orphaned,
+                    grantee,
+                    privilege: FindingPrivilege::One(Pg::Role),
+                    class: if logs_in(info) { PrivilegeClass::Write } else { PrivilegeClass::Read },
+                    reach: Reach::Cluster,
+                    grantable: false,
+                    object: account_object(a),
+                    detail: format!(
+                        "{} the baseline neither declares nor ignores",
+                        if info.is_role { "a role" } else { "an account" }
+                    ),
+                }),
+                Standing::Declared => {
+                    let desired = &self.baseline.accounts[a];
+                    let expected = !desired.role && !desired.locked;
+                    let held = logs_in(info);
+                    if held != expected {
+                        let kind = if held { FindingKind::Unauthorized } else { FindingKind::Missing };
+                        let detail = match (held, desired.role, info.is_role) {
+                            (true, true, _) => "can log in; the baseline declares a role".to_owned(),
+                            (true, false, _) => "is unlocked; the baseline declares it locked".to_owned(),
+                            (false, _, true) => "is a role; the baseline declares an account that logs in".to_owned(),
+                            (false, _, false) => "is locked; the baseline declares it unlocked".to_owned(),
+                        };
+                        self.push(Raw {
+                            kind,
+                            grantee,
+                            privilege: FindingPrivilege::One(Pg::Login),
+                            class: PrivilegeClass::Write,
+                            reach: Reach::Cluster,
+                            grantable: false,
+                            object: account_object(a),
+                            detail,
+                        });
+                    }
+                }
+            }
+        }
+        // declared, not there
+        for (a, desired) in &self.baseline.accounts {
+            if self.standing(a) == Standing::Declared && !self.present.contains(a) {
+                self.push(Raw {
+                    kind: FindingKind::Missing,
+                    grantee: grantee_of(a),
+                    privilege: FindingPrivilege::One(Pg::Role),
+                    class: PrivilegeClass::Write,
+                    reach: Reach::Cluster,
+                    grantable: false,
+                    object: account_object(a),
+                    detail: format!("declared at {}, and does not exist", desired.origin),
+                });
+            }
+        }
+        self.role_grants();
+        self.proxies();
+    }
+
+    /// A relation between two accounts (a role grant and its admin option, a
+    /// proxy and its grant option), held against declared: each pair with
+    /// what is held and declared and its grantee's standing, counted in the
+    /// coverage; the pairs of accounts left alone are left out.
+    fn edges(
+        &mut self,
+        held: BTreeMap<(&'a Account, &'a Account), bool>,
+        declared: impl Fn(&'a DesiredAccount) -> &'a BTreeMap<Account, bool>,
+    ) -> Vec<Edge<'a>> {
+        let baseline = self.baseline;
+        let declared: BTreeMap<(&Account, &Account), bool> = baseline
+            .accounts
+            .iter()
+            .flat_map(|(a, d)| declared(d).iter().map(move |(other, option)| ((a, other), *option)))
+            .collect();
+        let keys: BTreeSet<(&Account, &Account)> = held.keys().chain(declared.keys()).copied().collect();
+        let mut out = Vec::new();
+        for (grantee, other) in keys {
+            let standing = self.standing(grantee);
+            if standing == Standing::LeftAlone {
+                continue;
+            }
+            let (held, declared) = (held.get(&(grantee, other)).copied(), declared.get(&(grantee, other)).copied());
+            if held.is_some() {
+                self.count(declared.is_some());
+            }
+            out.push(Edge { grantee, other, held, declared, standing });
+        }
+        out
+    }
+
+    fn role_grants(&mut self) {
+        let held = self.catalog.roles.iter().map(|r| ((&r.grantee, &r.role), r.admin)).collect();
+        for Edge { grantee, other: role, held: h, declared: d, standing } in self.edges(held, |d| &d.roles) {
+            let finding = |kind, grantable, detail: String| Raw {
+                kind,
+                grantee: grantee_of(grantee),
+                privilege: FindingPrivilege::One(Pg::Member),
+                class: if grantable { PrivilegeClass::Admin } else { PrivilegeClass::Write },
+                reach: Reach::Object,
+                grantable,
+                object: account_object(role),
+                detail,
+            };
+            let raw = match (h, d) {
+                (Some(admin), None) => Some(finding(
+                    if standing == Standing::Undeclared { FindingKind::Orphaned } else { FindingKind::Unauthorized },
+                    admin,
+                    format!("holds role {role}{}", if admin { " WITH ADMIN OPTION" } else { "" }),
+                )),
+                (None, Some(admin)) => Some(finding(FindingKind::Missing, admin, format!("lacks role {role}"))),
+                (Some(true), Some(false)) => Some(finding(
+                    FindingKind::Unauthorized,
+                    true,
+                    format!("holds role {role} WITH ADMIN OPTION; the baseline declares it without"),
+                )),
+                (Some(false), Some(true)) => Some(finding(
+                    FindingKind::Missing,
+                    true,
+                    format!("holds role {role} without the ADMIN OPTION the baseline declares"),
+                )),
+                _ => None,
+            };
+            if let Some(r) = raw {
+                self.push(r);
+            }
+        }
+    }
+
+    fn proxies(&mut self) {
+        let held = self.catalog.proxies.iter().map(|p| ((&p.grantee, &p.proxied), p.grantable)).collect();
+        for Edge { grantee, other: proxied, held: h, declared: d, standing } in self.edges(held, |d| &d.proxies) {
+            let kind = match (h, d) {
+                (Some(_), None) if standing == Standing::Undeclared => FindingKind::Orphaned,
+                (Some(_), None) => FindingKind::Unauthorized,
+                (None, Some(_)) => FindingKind::Missing,
+                (Some(true), Some(false)) => FindingKind::Unauthorized,
+                (Some(false), Some(true)) => FindingKind::Missing,
+                _ => continue,
+            };
+            let grantable = h.unwrap_or(false) || d.unwrap_or(false);
+            self.push(Raw {
+                kind,
+                grantee: grantee_of(grantee),
+                privilege: FindingPrivilege::Mysql(Privilege::Proxy),
+                class: PrivilegeClass::Admin,
+                // an empty user proxies every user at the host
+                reach: if proxied.user.is_empty() { Reach::Cluster } else { Reach::Object },
+                grantable,
+                object: account_object(proxied),
+                detail: format!("may log in as {proxied}"),
+            });
+        }
+    }
+
+    /// Privileges at every scope, held against declared.
+    fn privileges(&mut self) {
+        let none = Desired::default();
+        let mut pairs: BTreeMap<(&Account, &Scope), Pair> = BTreeMap::new();
+        for g in &self.catalog.privileges {
+            pairs.entry((&g.grantee, &g.scope)).or_default().0 = Some(g);
+        }
+        for (a, d) in &self.baseline.accounts {
+            for (scope, desired) in &d.grants {
+                pairs.entry((a, scope)).or_default().1 = Some(desired);
+            }
+        }
+        for ((account, scope), (held, desired)) in pairs {
+            let standing = self.standing(account);
+            if standing == Standing::LeftAlone || !self.judged.scope(scope) {
+                continue;
+            }
+            let empty = PrivilegeGrant {
+                grantee: account.clone(),
+                scope: scope.clone(),
+                privileges: BTreeSet::new(),
+                grantable: false,
+                dynamic_grantable: BTreeSet::new(),
+            };
+            let held = held.unwrap_or(&empty);
+            let declared = desired.unwrap_or(&none);
+            let extra =
+                if standing == Standing::Undeclared { FindingKind::Orphaned } else { FindingKind::Unauthorized };
+            let grantee = grantee_of(account);
+            let at = desired.map(|d| format!(" (declared at {})", d.origin)).unwrap_or_default();
+            for p in &held.privileges {
+                self.count(declared.privileges.contains(p));
+            }
+            let changes = held
+                .privileges
+                .difference(&declared.privileges)
+                .map(|p| (extra, p, held.dynamic_grantable.contains(p), format!("holds {p} on {}", scope_text(scope))))
+                .chain(declared.privileges.difference(&held.privileges).map(|p| {
+                    (FindingKind::Missing, p, declared.dynamic_grantable.contains(p), format!("lacks {p}{at}"))
+                }))
+                // a dynamic privilege held by both, with its own grant option on one side only
+                .chain(held.dynamic_grantable.symmetric_difference(&declared.dynamic_grantable).filter_map(|p| {
+                    let both = held.privileges.contains(p) && declared.privileges.contains(p);
+                    let kind = if held.dynamic_grantable.contains(p) { extra } else { FindingKind::Missing };
+                    both.then(|| (kind, p, true, format!("{p} WITH GRANT OPTION differs from the baseline{at}")))
+                }))
+                .map(|(kind, p, grantable, detail)| Raw {
+                    kind,
+                    grantee: grantee.clone(),
+                    privilege: FindingPrivilege::Mysql(p.clone()),
+                    class: p.class(),
+                    reach: reach(scope),
+                    grantable,
+                    object: scope_object(scope),
+                    detail,
+                })
+                .collect::<Vec<_>>();
+            for r in changes {
+                self.push(r);
+            }
+            // a column's grant option is its table's, judged there
+            let column = matches!(scope, Scope::Column { .. });
+            if held.grantable != declared.grantable && !column {
+                let (kind, detail) = if held.grantable {
+                    (extra, format!("may grant what it holds on {}", scope_text(scope)))
+                } else {
+                    (FindingKind::Missing, format!("lacks GRANT OPTION{at}"))
+                };
+                self.push(Raw {
+                    kind,
+                    grantee,
+                    privilege: FindingPrivilege::Mysql(Privilege::GrantOption),
+                    class: PrivilegeClass::Admin,
+                    reach: reach(scope),
+                    grantable: false,
+                    object: scope_object(scope),
+                    detail,
+                });
+            }
+        }
+    }
+
+    /// The administrative global privileges `a` holds, itself or through the roles granted to it (any of
+    /// which it may `SET ROLE` to), with GRANT OPTION on `*.*` among them.
+    fn admin_privileges(&self, a: &Account) -> BTreeSet<Privilege> {
+        let mut seen = BTreeSet::from([a]);
+        let mut queue = vec![a];
+        let mut out = BTreeSet::new();
+        while let Some(next) = queue.pop() {
+            if let Some(g) = self.catalog.privileges_at(next, &Scope::Global) {
+                out.extend(g.privileges.iter().filter(|p| p.class() == PrivilegeClass::Admin).cloned());
+                if g.grantable {
+                    out.insert(Privilege::GrantOption);
+                }
+            }
+            for r in self.catalog.roles.iter().filter(|r| &r.grantee == next) {
+                if seen.insert(&r.role) {
+                    queue.push(&r.role);
+                }
+            }
+        }
+        out
+    }
+
+    /// Anonymous and passwordless accounts, and administrators reachable from any host.
+    fn exposures(&mut self) {
+        if !self.judged.cluster {
+            return;
+        }
+        for info in &self.catalog.accounts {
+            let a = &info.account;
+            if self.standing(a) == Standing::LeftAlone {
+                continue;
+            }
+            let exposure = |privilege, class, detail: String| Raw {
+                kind: FindingKind::Exposure,
+                grantee: grantee_of(a),
+                privilege: FindingPrivilege::One(privilege),
+                class,
+                reach: Reach::Cluster,
+                grantable: false,
+                object: account_object(a),
+                detail,
+            };
+            let mut raws = Vec::new();
+            if info.anonymous() && !info.locked {
+                raws.push(exposure(
+                    Pg::Role,
+                    PrivilegeClass::Write,
+                    format!(
+                        "an anonymous account: any user name that matches no other account logs in from {} as it",
+                        host_text(a)
+                    ),
+                ));
+            }
+            if info.passwordless() {
+                raws.push(exposure(Pg::Login, PrivilegeClass::Write, "logs in with no password".into()));
+            }
+            let admin = self.admin_privileges(a);
+            if a.any_host() && logs_in(info) && !admin.is_empty() {
+                raws.push(exposure(
+                    Pg::Login,
+                    PrivilegeClass::Admin,
+                    format!("holds {} on *.* and logs in from any host (`%`)", words(&admin)),
+                ));
+            }
+            for r in raws {
+                self.push(r);
+            }
+        }
+    }
+
+    /// Stored objects that lend an administrator's rights to whoever runs
+    /// them, and definers that do not exist.
+    fn definers(&mut self) {
+        for d in &self.catalog.definers {
+            if self.judged.unread.contains(&d.database) || !d.runs_as_definer {
+                continue;
+            }
+            let what = match d.kind {
+                StoredKind::View => "a SQL SECURITY DEFINER view",
+                StoredKind::Procedure => "a SQL SECURITY DEFINER procedure",
+                StoredKind::Function => "a SQL SECURITY DEFINER function",
+                StoredKind::Trigger => "a trigger (triggers run as their definer)",
+                StoredKind::Event => "an event (events run as their definer)",
+            };
+            let exposure = |class, detail: String| Raw {
+                kind: FindingKind::Exposure,
+                grantee: grantee_of(&d.definer),
+                privilege: FindingPrivilege::One(Pg::Owner),
+                class,
+                reach: Reach::Object,
+                grantable: false,
+                object: stored_object(d),
+                detail,
+            };
+            let raw = if self.judged.cluster && !self.present.contains(&d.definer) {
+                // a MariaDB role definer has no host; roles are accounts in the catalog too
+                Some(exposure(
+                    PrivilegeClass::Ddl,
+                    format!(
+                        "{what} whose definer {} does not exist: whoever creates that account gets its rights",
+                        d.definer
+                    ),
+                ))
+            } else if is_system_account(&d.definer) {
+                None
+            } else {
+                let admin = self.admin_privileges(&d.definer);
+                (!admin.is_empty()).then(|| {
+                    exposure(
+                        PrivilegeClass::Admin,
+                        format!(
+                            "{what} that runs with the rights of {}, who holds {} on *.*",
+                            d.definer,
+                            words(&admin)
+                        ),
+                    )
+                })
+            };
+            if let Some(r) = raw {
+                self.push(r);
+            }
+        }
+    }
+}
+
+/// Whether anyone may log in as the account: not a role, not locked.
+fn logs_in(info: &AccountInfo) -> bool {
+    !info.is_role && !info.locked
+}
+
+fn host_text(a: &Account) -> String {
+    if a.any_host() { "any host".into() } else { format!("host {}", crate::mysql::quote::string(&a.host)) }
+}
+
+/// A scope as `SHOW GRANTS` writes it, for details.
+fn scope_text(scope: &Scope) -> String {
+    use crate::mysql::quote::ident;
+    match scope {
+        Scope::Global => "*.*".into(),
+        Scope::Database { database, .. } => format!("{}.*", ident(database)),
+        Scope::Table { database, table } => format!("{}.{}", ident(database), ident(table)),
+        Scope::Column { database, table, column } => {
+            format!("{}.{} ({})", ident(database), ident(table), ident(column))
+        }
+        Scope::Routine { database, name, kind } => format!("{kind} {}.{}", ident(database), ident(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::catalog::{Authentication, Flavor, RoleGrant, Server};
+    use crate::mysql_baseline::generate;
+    use crate::scoring::Severity;
+    use crate::snapshot::{ChunkOutcome, TargetId};
+
+    fn info(user: &str, host: &str, auth: Authentication) -> AccountInfo {
+        AccountInfo {
+            account: Account::new(user, host),
+            is_role: matches!(auth, Authentication::None),
+            authentication: vec![auth],
+            locked: false,
+            password_expired: false,
+            password_lifetime_days: None,
+            max_user_connections: 0,
+        }
+    }
+
+    fn password() -> Authentication {
+        Authentication::Password { plugin: "mysql_native_password".into(), set: true }
+    }
+
+    fn scan_of(catalog: Catalog, failed: &[ChunkSpec]) -> Scan {
+        let chunks = [ChunkSpec::Cluster, ChunkSpec::Schemas { schemas: vec!["shop".into()] }]
+            .into_iter()
+            .map(|chunk| ChunkOutcome {
+                batch_id: "b".into(),
+                error: failed.contains(&chunk).then(|| "connection lost".to_owned()),
+                chunk,
+                attempts: 1,
+            })
+            .collect();
+        Scan {
+            target: TargetId::new("maria").unwrap(),
+            scan_id: "s".into(),
+            taken_at: "2026-12-07T00:00:00Z".parse().unwrap(),
+            server: Server { flavor: Flavor::Mariadb, version: "10.11.19-MariaDB".into() },
+            complete: failed.is_empty(),
+            consistent: false,
+            chunks,
+            sha256: catalog.sha256(),
+            catalog,
+        }
+    }
+
+    /// A server: an application account, a reporting role, an administrator,
+    /// and a view that runs as the administrator.
+    fn server() -> Catalog {
+        let app = Account::new("app", "10.0.%");
+        let mut c = Catalog {
+            accounts: vec![
+                info("app", "10.0.%", password()),
+                info("reporting", "", Authentication::None),
+                info("dba", "localhost", Authentication::Socket { plugin: "unix_socket".into() }),
+                info("mariadb.sys", "localhost", password()),
+            ],
+            ..Catalog::default()
+        };
+        let shop = Scope::Database { database: "shop".into(), pattern: false };
+        c.add_privileges(app.clone(), shop, vec![Privilege::Select, Privilege::Insert], false);
+        let orders = Scope::Table { database: "shop".into(), table: "orders".into() };
+        c.add_privileges(Account::new("reporting", ""), orders, vec![Privilege::Select], false);
+        c.add_privileges(Account::new("dba", "localhost"), Scope::Global, vec![Privilege::Super], true);
+        c.roles.insert(RoleGrant { grantee: app, role: Account::new("reporting", ""), admin: false });
+        c.definers.insert(Definer {
+            kind: StoredKind::View,
+            database: "shop".into(),
+            name: "totals".into(),
+            definer: Account::new("dba", "localhost"),
+            runs_as_definer: true,
+        });
+        c
+    }
+
+    fn baseline_of(catalog: &Catalog) -> Baseline {
+        let manifest = generate(catalog, Engine::Mariadb, &crate::manifest::RoleFilter::default());
+        let yaml = serde_saphyr::to_string(&manifest).unwrap();
+        Baseline::from_yaml(&yaml, "generated.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    }
+
+    fn summary(r: &Report) -> Vec<(FindingKind, Severity, String, String, String)> {
+        r.findings
+            .iter()
+            .map(|f| (f.kind, f.severity, f.grantee.to_string(), f.privilege.text().into_owned(), f.object.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_generated_baseline_plans_with_no_drift_and_exposures_stay() {
+        let catalog = server();
+        let report = plan(&baseline_of(&catalog), &scan_of(catalog, &[]), &ScoringConfig::standard()).unwrap();
+        assert!(!report.has_drift(), "{:#?}", summary(&report));
+        // SUPER and GRANT OPTION on *.*, lent by a view: an exposure whatever the baseline says
+        assert_eq!(
+            summary(&report),
+            [(
+                FindingKind::Exposure,
+                Severity::Critical,
+                "'dba'@'localhost'".into(),
+                "OWNER".into(),
+                "view shop.totals".into()
+            )]
+        );
+        assert_eq!(report.summary.exposure, 1);
+        assert_eq!(report.observations.len(), 1, "mariadb.sys is observed, not judged");
+        assert_eq!(report.summary.coverage.drift, 0);
+        assert_eq!(report.summary.coverage.held, report.summary.coverage.baseline);
+    }
+
+    #[test]
+    fn administrative_drift_is_critical_and_exposures_are_found() {
+        let before = server();
+        let baseline = baseline_of(&before);
+        let mut after = before;
+        let app = Account::new("app", "10.0.%");
+        after.add_privileges(app.clone(), Scope::Global, vec![Privilege::File], true);
+        after.privileges.retain(|g| g.grantee.user != "reporting");
+        after.roles.insert(RoleGrant { grantee: app, role: Account::new("reporting", ""), admin: true });
+        after.accounts.push(info("", "localhost", password()));
+        after.accounts.push(info("ops", "%", Authentication::Password { plugin: "ed25519".into(), set: false }));
+        after.roles.insert(RoleGrant {
+            grantee: Account::new("ops", "%"),
+            role: Account::new("dba", "localhost"),
+            admin: false,
+        });
+        let report = plan(&baseline, &scan_of(after, &[]), &ScoringConfig::standard()).unwrap();
+        let found = summary(&report);
+        let has = |kind, severity: Severity, grantee: &str, privilege: &str, object: &str| {
+            assert!(
+                found.iter().any(|f| f == &(kind, severity, grantee.into(), privilege.into(), object.into())),
+                "{kind:?} {severity} {grantee} {privilege} {object} in {found:#?}"
+            );
+        };
+        use FindingKind::*;
+        has(Unauthorized, Severity::Critical, "'app'@'10.0.%'", "FILE", "global *.*");
+        has(Unauthorized, Severity::Critical, "'app'@'10.0.%'", "GRANT OPTION", "global *.*");
+        has(Unauthorized, Severity::Critical, "'app'@'10.0.%'", "MEMBER", "account 'reporting'@''");
+        has(Missing, Severity::Low, "'reporting'@''", "SELECT", "table shop.orders");
+        has(Orphaned, Severity::High, "''@'localhost'", "ROLE", "account ''@'localhost'");
+        has(Exposure, Severity::High, "''@'localhost'", "ROLE", "account ''@'localhost'");
+        has(Exposure, Severity::High, "'ops'@'%'", "LOGIN", "account 'ops'@'%'");
+        // through its role: SUPER and GRANT OPTION from anywhere
+        has(Exposure, Severity::Critical, "'ops'@'%'", "LOGIN", "account 'ops'@'%'");
+        let any_host = report.findings.iter().find(|f| f.detail.contains("from any host")).unwrap();
+        assert_eq!(any_host.detail, "holds SUPER, GRANT OPTION on *.* and logs in from any host (`%`)");
+        assert_eq!(report.summary.status, crate::report::Status::Alert);
+        // a report of a MySQL plan reads back as the same JSON
+        let json = serde_json::to_string(&report).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        assert!(matches!(back.findings[0].grantee, Grantee::Account(_)));
+    }
+
+    #[test]
+    fn what_a_failed_chunk_held_is_not_judged() {
+        let catalog = server();
+        let baseline = baseline_of(&catalog);
+        // the database chunk failed: shop's table privileges and definers were not read
+        let mut partial = catalog.clone();
+        partial.privileges.retain(|g| g.scope.database() != Some("shop") || matches!(g.scope, Scope::Database { .. }));
+        partial.definers.clear();
+        let failed = ChunkSpec::Schemas { schemas: vec!["shop".into()] };
+        let report = plan(&baseline, &scan_of(partial, &[failed]), &ScoringConfig::standard()).unwrap();
+        assert!(report.findings.is_empty(), "{:#?}", summary(&report));
+        assert!(!report.summary.complete);
+        assert!(report.summary.not_judged.iter().any(|n| n.contains("shop")), "{:?}", report.summary.not_judged);
+        // the cluster chunk failed: no account, role or global privilege was read
+        let mut partial = catalog;
+        partial.accounts.clear();
+        partial.roles.clear();
+        partial.privileges.retain(|g| matches!(g.scope, Scope::Table { .. }));
+        let report = plan(&baseline, &scan_of(partial, &[ChunkSpec::Cluster]), &ScoringConfig::standard()).unwrap();
+        let judged: Vec<_> = summary(&report).into_iter().filter(|f| f.0 != FindingKind::Exposure).collect();
+        assert!(judged.is_empty(), "{judged:#?}");
+    }
+
+    #[test]
+    fn hostile_names_round_trip_through_a_generated_baseline() {
+        let names = ["o'k", "a`b", "back\\slash", "per%cent", "under_score", "ünï", "sp ace", "yes", "null", "*"];
+        let mut c = Catalog::default();
+        for (i, n) in names.iter().enumerate() {
+            let host = if i % 2 == 0 { "10.0.%" } else { n };
+            c.accounts.push(info(n, host, password()));
+            let account = Account::new(n, host);
+            c.add_privileges(
+                account.clone(),
+                Scope::Database { database: n.to_string(), pattern: false },
+                vec![Privilege::Select],
+                false,
+            );
+            c.add_privileges(
+                account.clone(),
+                Scope::Database { database: format!("{n}\\_x%"), pattern: true },
+                vec![Privilege::Insert],
+                i % 3 == 0,
+            );
+            c.add_privileges(
+                account.clone(),
+                Scope::Table { database: n.to_string(), table: n.to_string() },
+                vec![Privilege::Update],
+                true,
+            );
+            let column = Scope::Column { database: n.to_string(), table: n.to_string(), column: n.to_string() };
+            c.add_privileges(account.clone(), column, vec![Privilege::Select, Privilege::References], false);
+            let routine = Scope::Routine { database: n.to_string(), name: n.to_string(), kind: "FUNCTION".into() };
+            c.add_privileges(account.clone(), routine, vec![Privilege::Execute], false);
+            c.proxies.insert(crate::mysql::catalog::ProxyGrant {
+                grantee: account,
+                proxied: Account::new(n, "%"),
+                grantable: false,
+            });
+        }
+        let report = plan(&baseline_of(&c), &scan_of(c, &[]), &ScoringConfig::standard()).unwrap();
+        assert!(!report.has_drift(), "{:#?}", summary(&report));
+    }
+
+    #[test]
+    fn mysql_dynamic_privileges_keep_their_own_grant_option_through_a_baseline() {
+        let mut c = Catalog { accounts: vec![info("ops", "10.%", password())], ..Catalog::default() };
+        let ops = Account::new("ops", "10.%");
+        c.add_privileges(ops.clone(), Scope::Global, vec![Privilege::Process], false);
+        c.add_dynamic(ops.clone(), Privilege::Dynamic("BACKUP_ADMIN".into()), true);
+        c.add_dynamic(ops.clone(), Privilege::Dynamic("XA_RECOVER_ADMIN".into()), false);
+        let manifest = generate(&c, Engine::Mysql, &crate::manifest::RoleFilter::default());
+        let yaml = serde_saphyr::to_string(&manifest).unwrap();
+        let baseline = Baseline::from_yaml(&yaml, "mysql.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let mut scan = scan_of(c.clone(), &[]);
+        scan.server.flavor = Flavor::Mysql;
+        let report = plan(&baseline, &scan, &ScoringConfig::standard()).unwrap();
+        assert!(!report.has_drift(), "{:#?}\n{yaml}", summary(&report));
+        // the grant option of one dynamic privilege is its own: taking it is drift on that privilege alone
+        let mut without = c;
+        without.privileges.clear();
+        without.add_privileges(ops.clone(), Scope::Global, vec![Privilege::Process], false);
+        without.add_dynamic(ops.clone(), Privilege::Dynamic("BACKUP_ADMIN".into()), false);
+        without.add_dynamic(ops, Privilege::Dynamic("XA_RECOVER_ADMIN".into()), false);
+        scan.catalog = without;
+        let report = plan(&baseline, &scan, &ScoringConfig::standard()).unwrap();
+        let found: Vec<_> =
+            report.findings.iter().map(|f| (f.kind, f.privilege.text().into_owned(), f.grantable)).collect();
+        assert_eq!(found, [(FindingKind::Missing, "BACKUP_ADMIN".to_owned(), true)]);
+    }
+
+    #[test]
+    fn a_baseline_of_the_other_engine_is_refused() {
+        let catalog = server();
+        let mut scan = scan_of(catalog.clone(), &[]);
+        scan.server.flavor = Flavor::Mysql;
+        let e = plan(&baseline_of(&catalog), &scan, &ScoringConfig::standard()).unwrap_err();
+        assert_eq!(e.to_string(), "the baseline is for mariadb, and maria is mysql: plan it with a mysql baseline");
+    }
+}
