@@ -1,5 +1,5 @@
 //! `grantwarden schema <kind>`: the JSON Schema of a hand-written YAML input
-//! (baseline, policy registry, scoring config), as checked in under
+//! (baseline, policy registry, scoring config, MySQL and MariaDB baseline), as checked in under
 //! docs/schemas/ for editors to complete and validate those files.
 
 use std::io::Write;
@@ -25,6 +25,8 @@ enum Kind {
     Policy,
     /// The scoring config.
     Scoring,
+    /// The MySQL and MariaDB baseline.
+    MysqlBaseline,
 }
 
 impl From<Kind> for SchemaKind {
@@ -33,6 +35,7 @@ impl From<Kind> for SchemaKind {
             Kind::Baseline => SchemaKind::Baseline,
             Kind::Policy => SchemaKind::Policy,
             Kind::Scoring => SchemaKind::Scoring,
+            Kind::MysqlBaseline => SchemaKind::MysqlBaseline,
         }
     }
 }

@@ -53,6 +53,9 @@ fn loads(kind: SchemaKind, text: &str) -> Result<(), String> {
         SchemaKind::Baseline => Baseline::from_yaml(text, "sample.yaml").map(drop),
         SchemaKind::Policy => PolicyRegistry::load(&[("sample.yaml".into(), text.into())]).map(drop),
         SchemaKind::Scoring => ScoringConfig::from_yaml(text, "sample.yaml").map(drop),
+        SchemaKind::MysqlBaseline => {
+            grantwarden_core::mysql_baseline::Baseline::from_yaml(text, "sample.yaml").map(drop)
+        }
     }
     .map_err(|e| e.to_string())
 }
@@ -91,6 +94,7 @@ fn kind_by_keys(doc: &Value) -> Option<SchemaKind> {
             SchemaKind::Scoring => {
                 &["kind", "class", "scope", "grant_option_factor", "public_factor", "age", "thresholds", "coverage"]
             }
+            SchemaKind::MysqlBaseline => &["version", "engine", "accounts", "ignore_accounts"],
         }
     };
     let mut best = SchemaKind::ALL.map(|kind| (keys.iter().filter(|k| of(kind).contains(k)).count(), kind));
@@ -206,6 +210,8 @@ fn every_file_of_a_kind_in_the_repository_is_valid_against_its_schema() {
         ("infra/baseline.example.yaml", SchemaKind::Baseline),
         ("infra/policy.example.yaml", SchemaKind::Policy),
         ("infra/scoring.yaml", SchemaKind::Scoring),
+        ("infra/mysql-baseline.example.yaml", SchemaKind::MysqlBaseline),
+        ("docs/CONTRACTS.md:", SchemaKind::MysqlBaseline),
         ("README.md:", SchemaKind::Baseline),
         ("common::billing_baseline", SchemaKind::Baseline),
     ] {

@@ -39,13 +39,14 @@ use crate::yaml::{FileError, parse_yaml};
 pub const VERSION: u32 = 1;
 
 /// Which engine a baseline is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// MariaDB 10.6 and later.
     Mariadb,
     /// MySQL 8 (and Aurora MySQL 3, `aurora-mysql`).
     #[serde(alias = "aurora-mysql")]
+    #[schemars(rename = "mysql")]
     Mysql,
 }
 
@@ -77,10 +78,11 @@ impl Engine {
 }
 
 /// The baseline file as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Format version; must be 1.
+    #[schemars(extend("const" = 1))]
     pub version: u32,
     /// `mariadb` or `mysql`: a baseline is for one engine, and a plan of the other's server is refused.
     pub engine: Engine,
@@ -93,7 +95,7 @@ pub struct Manifest {
 }
 
 /// A declared account or role.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSpec {
     /// User name (empty: an anonymous account, which the plan always reports).
@@ -120,7 +122,7 @@ pub struct AccountSpec {
 }
 
 /// A role granted to an account or role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSpec {
     /// The role's name.
@@ -134,7 +136,7 @@ pub struct RoleSpec {
 }
 
 /// `GRANT PROXY ON 'user'@'host'`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySpec {
     /// The proxied account's user (empty: any user at the host).
@@ -147,7 +149,7 @@ pub struct ProxySpec {
 }
 
 /// The level a grant is at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum On {
     /// `ON *.*`.
@@ -184,7 +186,7 @@ impl On {
 }
 
 /// Privileges at one level.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
     /// The level.

@@ -777,6 +777,8 @@ mod tests {
             )]
         );
         assert_eq!(report.summary.exposure, 1);
+        // a critical exposure alerts as critical drift does, though it is no drift
+        assert_eq!(report.summary.status, crate::report::Status::Alert);
         assert_eq!(report.observations.len(), 1, "mariadb.sys is observed, not judged");
         assert_eq!(report.summary.coverage.drift, 0);
         assert_eq!(report.summary.coverage.held, report.summary.coverage.baseline);

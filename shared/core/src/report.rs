@@ -732,7 +732,9 @@ fn summarize(findings: &[Finding], complete: bool, scoring: &ScoringConfig) -> S
     let count = |k: FindingKind| findings.iter().filter(|f| f.kind == k).count();
     let score = round2(findings.iter().map(|f| f.score).sum());
     let exception_weight = round2(findings.iter().filter(|f| f.kind == FindingKind::Excepted).map(|f| f.score).sum());
-    let drift: Vec<&Finding> = findings.iter().filter(|f| f.kind.is_drift()).collect();
+    // drift, and the exposures a baseline cannot make safe, raise the status alike
+    let drift: Vec<&Finding> =
+        findings.iter().filter(|f| f.kind.is_drift() || f.kind == FindingKind::Exposure).collect();
     let t = &scoring.thresholds;
     let alert = score >= t.alert_score
         || exception_weight >= t.alert_exception_weight

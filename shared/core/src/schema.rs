@@ -1,6 +1,6 @@
 //! JSON Schemas of the YAML files people write by hand: the baseline
-//! manifest, the policy registry and the scoring config (their contracts are
-//! in docs/CONTRACTS.md).
+//! manifest (PostgreSQL's, and MySQL's and MariaDB's), the policy registry
+//! and the scoring config (their contracts are in docs/CONTRACTS.md).
 //!
 //! Each schema is generated from the types that file is deserialized into,
 //! so it follows the parser: serde's attributes (`rename`, `default`,
@@ -44,11 +44,14 @@ pub enum SchemaKind {
     Policy,
     /// The scoring config (`plan --scoring`).
     Scoring,
+    /// The MySQL and MariaDB baseline (`plan --baseline` of a `mysql://` or `mariadb://` target).
+    MysqlBaseline,
 }
 
 impl SchemaKind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [SchemaKind; 3] = [SchemaKind::Baseline, SchemaKind::Policy, SchemaKind::Scoring];
+    pub const ALL: [SchemaKind; 4] =
+        [SchemaKind::Baseline, SchemaKind::Policy, SchemaKind::Scoring, SchemaKind::MysqlBaseline];
 
     /// The kind's name, as `grantwarden schema <name>` takes it.
     pub fn name(self) -> &'static str {
@@ -56,6 +59,7 @@ impl SchemaKind {
             SchemaKind::Baseline => "baseline",
             SchemaKind::Policy => "policy",
             SchemaKind::Scoring => "scoring",
+            SchemaKind::MysqlBaseline => "mysql-baseline",
         }
     }
 
@@ -69,6 +73,7 @@ impl SchemaKind {
             SchemaKind::Baseline => "grantwarden baseline manifest",
             SchemaKind::Policy => "grantwarden policy registry file",
             SchemaKind::Scoring => "grantwarden scoring config",
+            SchemaKind::MysqlBaseline => "grantwarden MySQL and MariaDB baseline",
         }
     }
 
@@ -88,6 +93,11 @@ impl SchemaKind {
                 "Weights and thresholds of finding scores and report status; omitted keys keep the built-in \
                  defaults (infra/scoring.yaml)."
             }
+            SchemaKind::MysqlBaseline => {
+                "The desired privilege state of one MySQL 8 or MariaDB server: its engine, the accounts and roles \
+                 with their roles, proxies and grants by level, and accounts to leave alone. \
+                 Example: infra/mysql-baseline.example.yaml."
+            }
         }
     }
 }
@@ -100,7 +110,7 @@ impl fmt::Display for SchemaKind {
 
 /// A name that is no [`SchemaKind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown schema kind {0:?}: expected baseline, policy or scoring")]
+#[error("unknown schema kind {0:?}: expected baseline, policy, scoring or mysql-baseline")]
 pub struct UnknownSchemaKind(pub String);
 
 impl FromStr for SchemaKind {
@@ -118,6 +128,7 @@ pub fn for_kind(kind: SchemaKind) -> serde_json::Value {
         SchemaKind::Baseline => generator.into_root_schema_for::<Manifest>(),
         SchemaKind::Policy => generator.into_root_schema_for::<RegistryFile>(),
         SchemaKind::Scoring => generator.into_root_schema_for::<ScoringConfig>(),
+        SchemaKind::MysqlBaseline => generator.into_root_schema_for::<crate::mysql_baseline::Manifest>(),
     };
     schema.insert("title".into(), kind.title().into());
     schema.insert("description".into(), kind.description().into());
@@ -260,6 +271,7 @@ mod tests {
             keys
         };
         assert_eq!(fields(SchemaKind::Baseline), ["ignore_roles", "public", "roles", "version"]);
+        assert_eq!(fields(SchemaKind::MysqlBaseline), ["accounts", "engine", "ignore_accounts", "version"]);
         assert_eq!(
             fields(SchemaKind::Policy),
             [
