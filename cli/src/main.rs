@@ -337,7 +337,7 @@ async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> R
             let baseline = Baseline::from_yaml(&text, &label).map_err(|e| {
                 // a MySQL baseline fails PostgreSQL's format at its first key: say what it is instead
                 match grantwarden_core::mysql_baseline::engine_of(&text) {
-                    Some(engine) if engine != "postgresql" => anyhow::anyhow!(
+                    Ok(Some(engine)) if engine != "postgresql" => anyhow::anyhow!(
                         "{label}: is a baseline for `engine: {engine}`, and --database is a PostgreSQL server: plan \
                          it with a PostgreSQL baseline"
                     ),
@@ -487,7 +487,8 @@ async fn plan_report_mysql(args: &AssessArgs, scoring: &ScoringConfig) -> Result
     }
     let label = args.baseline.display().to_string();
     let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
-    if grantwarden_core::mysql_baseline::engine_of(&text).is_none() {
+    // a file that is no YAML map goes on to the parser, whose error names the line
+    if grantwarden_core::mysql_baseline::engine_of(&text) == Ok(None) {
         anyhow::bail!(
             "{label}: names no `engine:`, so it is a PostgreSQL baseline, and --database is a MySQL or MariaDB \
              server: plan it with a baseline of `engine: mariadb` or `engine: mysql` (grantwarden generate writes one)"

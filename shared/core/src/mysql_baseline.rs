@@ -259,11 +259,13 @@ struct EngineOnly {
     engine: Option<String>,
 }
 
-/// The engine a baseline names (`None`: none, a PostgreSQL baseline), read
-/// before its format is known: a plan of the other engine's server is refused
-/// with this rather than with the other format's first error.
-pub fn engine_of(text: &str) -> Option<String> {
-    serde_saphyr::from_str::<EngineOnly>(text).ok().and_then(|e| e.engine)
+/// The engine a baseline names, read before its format is known: a plan of
+/// the other engine's server is refused with this rather than with the other
+/// format's first error. `Ok(None)`: a map with no `engine:`, a PostgreSQL
+/// baseline; `Err(())`: not such a map at all (its own parser says why).
+#[allow(clippy::result_unit_err)]
+pub fn engine_of(text: &str) -> Result<Option<String>, ()> {
+    serde_saphyr::from_str::<EngineOnly>(text).map(|e| e.engine).map_err(drop)
 }
 
 impl Baseline {
@@ -609,7 +611,8 @@ mod tests {
             assert_eq!((e.file.as_str(), e.path.as_str()), ("b.yaml", path), "{e}");
             assert!(e.message.contains(message), "{e}");
         }
-        assert_eq!(engine_of("version: 1\nroles: {}\n"), None);
-        assert_eq!(engine_of("version: 1\nengine: mariadb\naccounts: 3\n").as_deref(), Some("mariadb"));
+        assert_eq!(engine_of("version: 1\nroles: {}\n"), Ok(None));
+        assert_eq!(engine_of("version: 1\nengine: mariadb\naccounts: 3\n"), Ok(Some("mariadb".into())));
+        assert_eq!(engine_of("version: 1\nengine: [mariadb\n"), Err(()), "not YAML: its parser says why");
     }
 }

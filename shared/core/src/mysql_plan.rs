@@ -12,7 +12,9 @@
 //!   an account that holds administrative global privileges (itself or
 //!   through its roles) and logs in from any host, a stored object that runs
 //!   with such an account's rights (`SQL SECURITY DEFINER` views and
-//!   routines, triggers, events), and a definer that does not exist.
+//!   routines, triggers, events), a definer that does not exist, and a
+//!   database grant whose `_` wildcard sits beside a database of that very
+//!   name (meant for `app_db`, it covers `appxdb` too).
 //!
 //! Scopes map onto the scoring's: `*.*` is the cluster, a database pattern a
 //! database (it names many), a database a schema, a table or routine an
@@ -591,6 +593,43 @@ impl<'a> Planner<'a> {
                 self.push(r);
             }
         }
+        self.patterns_that_look_literal();
+    }
+
+    /// A database grant whose name holds an unescaped `_` (and no `%`) next
+    /// to a database of that very name: meant for that database, it covers
+    /// every database that name matches with `_` as any one character
+    /// (`app_db` also covers `appxdb`, which anyone who may create a
+    /// database can make).
+    fn patterns_that_look_literal(&mut self) {
+        let catalog = self.catalog;
+        for g in &catalog.privileges {
+            let Scope::Database { database, pattern: true } = &g.scope else { continue };
+            let literal = crate::mysql::catalog::unescape(database);
+            if literal.contains('%') || !catalog.databases.contains(&literal) {
+                continue;
+            }
+            if self.standing(&g.grantee) == Standing::LeftAlone {
+                continue;
+            }
+            let worst = g.privileges.iter().max_by_key(|p| p.class()).cloned();
+            let privilege = worst.unwrap_or(Privilege::GrantOption);
+            self.push(Raw {
+                kind: FindingKind::Exposure,
+                grantee: grantee_of(&g.grantee),
+                class: privilege.class(),
+                privilege: FindingPrivilege::Mysql(privilege),
+                reach: Reach::Database,
+                grantable: g.grantable,
+                object: scope_object(&g.scope),
+                detail: format!(
+                    "a grant on {} is a pattern: its `_` matches any character, so beside {literal} it covers \
+                     every database named like it; {} names {literal} alone",
+                    scope_text(&g.scope),
+                    crate::mysql::quote::ident(&literal.replace('_', "\\_")),
+                ),
+            });
+        }
     }
 
     /// Stored objects that lend an administrator's rights to whoever runs
@@ -916,6 +955,33 @@ mod tests {
         let found: Vec<_> =
             report.findings.iter().map(|f| (f.kind, f.privilege.text().into_owned(), f.grantable)).collect();
         assert_eq!(found, [(FindingKind::Missing, "BACKUP_ADMIN".to_owned(), true)]);
+    }
+
+    #[test]
+    fn a_pattern_beside_a_database_of_its_name_is_an_exposure_even_when_declared() {
+        let mut c = server();
+        c.databases.extend(["app_db".to_owned(), "shop".to_owned()]);
+        let app = Account::new("app", "10.0.%");
+        let pattern = |database: &str| Scope::Database { database: database.into(), pattern: true };
+        // meant for app_db, covers appxdb too; `app\_%` and `tmp_%` are patterns meant as such
+        c.add_privileges(app.clone(), pattern("app_db"), vec![Privilege::Select, Privilege::Delete], false);
+        c.add_privileges(app.clone(), pattern("app\\_%"), vec![Privilege::Select], false);
+        c.add_privileges(app, pattern("tmp_"), vec![Privilege::Select], false);
+        let report = plan(&baseline_of(&c), &scan_of(c, &[]), &ScoringConfig::standard()).unwrap();
+        let patterns: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.object.type_name() == "database_pattern")
+            .map(|f| (f.kind, f.severity, f.privilege.text().into_owned(), f.object.to_string()))
+            .collect();
+        assert_eq!(
+            patterns,
+            [(FindingKind::Exposure, Severity::High, "DELETE".into(), "database_pattern app_db".into())],
+            "{:#?}",
+            report.findings
+        );
+        let detail = &report.findings.iter().find(|f| f.object.type_name() == "database_pattern").unwrap().detail;
+        assert!(detail.ends_with("`app\\_db` names app_db alone"), "{detail}");
     }
 
     #[test]
