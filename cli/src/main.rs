@@ -487,14 +487,18 @@ async fn plan_report_mysql(args: &AssessArgs, scoring: &ScoringConfig) -> Result
     }
     let label = args.baseline.display().to_string();
     let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
-    // a file that is no YAML map goes on to the parser, whose error names the line
-    if grantwarden_core::mysql_baseline::engine_of(&text) == Ok(None) {
-        anyhow::bail!(
-            "{label}: names no `engine:`, so it is a PostgreSQL baseline, and --database is a MySQL or MariaDB \
-             server: plan it with a baseline of `engine: mariadb` or `engine: mysql` (grantwarden generate writes one)"
-        );
-    }
-    let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label)?;
+    let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label).map_err(|e| {
+        // a PostgreSQL baseline fails this format at its first key: say what it is instead (a
+        // file that is no YAML map keeps its parser's error, which names the line)
+        match grantwarden_core::mysql_baseline::engine_of(&text) {
+            Ok(None) => anyhow::anyhow!(
+                "{label}: names no `engine:`, so it is a PostgreSQL baseline, and --database is a MySQL or MariaDB \
+                 server: plan it with a baseline of `engine: mariadb` or `engine: mysql` (grantwarden generate \
+                 writes one)"
+            ),
+            _ => e.into(),
+        }
+    })?;
     let scan = scan_mysql(&args.scan).await?;
     Ok(grantwarden_core::mysql_plan::plan(&baseline, &scan, scoring)?)
 }

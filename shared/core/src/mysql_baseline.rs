@@ -172,16 +172,24 @@ pub enum On {
     PackageBody,
 }
 
+/// The routine levels and the kind the grant tables spell each with.
+const ROUTINES: [(On, &str); 4] = [
+    (On::Procedure, "PROCEDURE"),
+    (On::Function, "FUNCTION"),
+    (On::Package, "PACKAGE"),
+    (On::PackageBody, "PACKAGE BODY"),
+];
+
 impl On {
     /// The routine kind as the grant tables spell it, for routine levels.
     fn routine_kind(self) -> Option<&'static str> {
-        Some(match self {
-            On::Procedure => "PROCEDURE",
-            On::Function => "FUNCTION",
-            On::Package => "PACKAGE",
-            On::PackageBody => "PACKAGE BODY",
-            _ => return None,
-        })
+        ROUTINES.iter().find(|(on, _)| *on == self).map(|(_, kind)| *kind)
+    }
+
+    /// The routine level of a kind as the grant tables spell it (a kind
+    /// this does not know is read as a procedure's).
+    fn of_routine_kind(kind: &str) -> On {
+        ROUTINES.iter().find(|(_, k)| *k == kind).map_or(On::Procedure, |(on, _)| *on)
     }
 }
 
@@ -435,9 +443,7 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
         let a = &info.account;
         let is_role_host = info.is_role && a.host == engine.role_host();
         let roles = catalog
-            .roles
-            .iter()
-            .filter(|r| &r.grantee == a)
+            .roles_of(a)
             .map(|r| RoleSpec {
                 role: r.role.user.clone(),
                 host: (r.role.host != engine.role_host()).then(|| r.role.host.clone()),
@@ -445,9 +451,7 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
             })
             .collect();
         let proxies = catalog
-            .proxies
-            .iter()
-            .filter(|p| &p.grantee == a)
+            .proxies_of(a)
             .map(|p| ProxySpec {
                 user: p.proxied.user.clone(),
                 host: p.proxied.host.clone(),
@@ -455,8 +459,9 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
             })
             .collect();
         let mut grants = Vec::new();
-        let mut columns: BTreeMap<(String, String, Vec<Privilege>, bool), Vec<String>> = BTreeMap::new();
-        for g in catalog.privileges.iter().filter(|g| &g.grantee == a) {
+        // columns of one table with the same privileges: one entry
+        let mut columns: BTreeMap<(String, String, Vec<Privilege>), Vec<String>> = BTreeMap::new();
+        for g in catalog.privileges_of(a) {
             let privileges: Vec<Privilege> = g.privileges.iter().cloned().collect();
             let words = |ps: &[Privilege]| ps.iter().map(|p| p.keyword().to_owned()).collect::<Vec<_>>();
             let spec = |on, database: Option<&str>, table: Option<&str>, routine: Option<&str>| GrantSpec {
@@ -476,14 +481,17 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
                     let statics: Vec<Privilege> = privileges.iter().filter(|p| !dynamic(p)).cloned().collect();
                     let (with, plain): (Vec<Privilege>, Vec<Privilege>) =
                         privileges.iter().filter(dynamic).cloned().partition(|p| g.dynamic_grantable.contains(p));
+                    let mut global = |list: &[Privilege], grant_option| {
+                        let spec = spec(On::Global, None, None, None);
+                        grants.push(GrantSpec { privileges: words(list), grant_option, ..spec });
+                    };
                     // the static entry also stands for the flag alone (`USAGE ... WITH GRANT OPTION`)
-                    let static_entry = !statics.is_empty() || g.grantable;
-                    for (list, grant_option, kept) in
-                        [(statics, g.grantable, static_entry), (plain, false, false), (with, true, false)]
-                    {
-                        if kept || !list.is_empty() {
-                            let global = spec(On::Global, None, None, None);
-                            grants.push(GrantSpec { privileges: words(&list), grant_option, ..global });
+                    if !statics.is_empty() || g.grantable {
+                        global(&statics, g.grantable);
+                    }
+                    for (list, grant_option) in [(plain, false), (with, true)] {
+                        if !list.is_empty() {
+                            global(&list, grant_option);
                         }
                     }
                 }
@@ -493,24 +501,14 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
                 }
                 Scope::Table { database, table } => grants.push(spec(On::Table, Some(database), Some(table), None)),
                 Scope::Column { database, table, column } => {
-                    // a column's grant option is its table's: it is declared on the table
-                    columns
-                        .entry((database.clone(), table.clone(), privileges, false))
-                        .or_default()
-                        .push(column.clone());
+                    columns.entry((database.clone(), table.clone(), privileges)).or_default().push(column.clone());
                 }
                 Scope::Routine { database, name, kind } => {
-                    let on = match kind.as_str() {
-                        "FUNCTION" => On::Function,
-                        "PACKAGE" => On::Package,
-                        "PACKAGE BODY" => On::PackageBody,
-                        _ => On::Procedure,
-                    };
-                    grants.push(spec(on, Some(database), None, Some(name)));
+                    grants.push(spec(On::of_routine_kind(kind), Some(database), None, Some(name)));
                 }
             }
         }
-        for ((database, table, privileges, grant_option), cols) in columns {
+        for ((database, table, privileges), cols) in columns {
             grants.push(GrantSpec {
                 on: On::Column,
                 database: Some(database),
@@ -518,7 +516,8 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
                 columns: cols,
                 routine: None,
                 privileges: privileges.iter().map(|p| p.keyword().to_owned()).collect(),
-                grant_option,
+                // a column's grant option is its table's, declared on the table
+                grant_option: false,
             });
         }
         accounts.push(AccountSpec {

@@ -538,7 +538,7 @@ impl<'a> Planner<'a> {
                     out.insert(Privilege::GrantOption);
                 }
             }
-            for r in self.catalog.roles.iter().filter(|r| &r.grantee == next) {
+            for r in self.catalog.roles_of(next) {
                 if seen.insert(&r.role) {
                     queue.push(&r.role);
                 }
@@ -581,13 +581,15 @@ impl<'a> Planner<'a> {
             if info.passwordless() {
                 raws.push(exposure(Pg::Login, PrivilegeClass::Write, "logs in with no password".into()));
             }
-            let admin = self.admin_privileges(a);
-            if a.any_host() && logs_in(info) && !admin.is_empty() {
-                raws.push(exposure(
-                    Pg::Login,
-                    PrivilegeClass::Admin,
-                    format!("holds {} on *.* and logs in from any host (`%`)", words(&admin)),
-                ));
+            if a.any_host() && logs_in(info) {
+                let admin = self.admin_privileges(a);
+                if !admin.is_empty() {
+                    raws.push(exposure(
+                        Pg::Login,
+                        PrivilegeClass::Admin,
+                        format!("holds {} on *.* and logs in from any host (`%`)", words(&admin)),
+                    ));
+                }
             }
             for r in raws {
                 self.push(r);

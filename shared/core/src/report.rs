@@ -457,9 +457,9 @@ impl<'de> Deserialize<'de> for FindingPrivilege {
             }
             one => match one.parse::<Privilege>() {
                 Ok(p) => Ok(FindingPrivilege::One(p)),
-                Err(_) => crate::mysql::privilege::Privilege::from_report(one)
+                Err(e) => crate::mysql::privilege::Privilege::from_report(one)
                     .map(FindingPrivilege::Mysql)
-                    .ok_or_else(|| parse(one).unwrap_err()),
+                    .ok_or_else(|| serde::de::Error::custom(e)),
             },
         }
     }

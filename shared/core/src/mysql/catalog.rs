@@ -429,6 +429,30 @@ impl Catalog {
         self.privileges.range(least..).next().filter(|g| &g.grantee == grantee && &g.scope == scope)
     }
 
+    /// Every grant `grantee` holds, at every scope (grants sort by grantee first).
+    pub fn privileges_of<'c>(&'c self, grantee: &'c Account) -> impl Iterator<Item = &'c PrivilegeGrant> + 'c {
+        let least = PrivilegeGrant {
+            grantee: grantee.clone(),
+            scope: Scope::Global,
+            privileges: BTreeSet::new(),
+            grantable: false,
+            dynamic_grantable: BTreeSet::new(),
+        };
+        self.privileges.range(least..).take_while(move |g| &g.grantee == grantee)
+    }
+
+    /// The roles granted to `grantee` (role grants sort by grantee first).
+    pub fn roles_of<'c>(&'c self, grantee: &'c Account) -> impl Iterator<Item = &'c RoleGrant> + 'c {
+        let least = RoleGrant { grantee: grantee.clone(), role: Account::new("", ""), admin: false };
+        self.roles.range(least..).take_while(move |r| &r.grantee == grantee)
+    }
+
+    /// The accounts `grantee` may proxy (proxy grants sort by grantee first).
+    pub fn proxies_of<'c>(&'c self, grantee: &'c Account) -> impl Iterator<Item = &'c ProxyGrant> + 'c {
+        let least = ProxyGrant { grantee: grantee.clone(), proxied: Account::new("", ""), grantable: false };
+        self.proxies.range(least..).take_while(move |p| &p.grantee == grantee)
+    }
+
     /// Adds privileges at a scope, joining what the grantee already holds there
     /// (a global grant read from `global_priv` and MySQL 8's dynamic ones).
     pub fn add_privileges(&mut self, grantee: Account, scope: Scope, privileges: Vec<Privilege>, grantable: bool) {
