@@ -139,6 +139,7 @@ pub async fn run_request(args: RequestArgs, now: DateTime<Utc>) -> Result<ExitCo
 
 /// Issues the credential, records that it was (never the password), and prints it once.
 async fn issue(store: &LocalStore, ticket: Ticket, url: &str, now: DateTime<Utc>) -> Result<()> {
+    crate::postgres_only(url)?;
     let timeouts = Timeouts::default();
     let config = parse_config(url, &timeouts)?;
     let executor = Executor::new(config.clone(), timeouts, RetryPolicy::default());
@@ -165,6 +166,7 @@ pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<Ex
             let store = state.open()?;
             let registry = load_registry(&policy).map_err(anyhow::Error::msg).context("the policy registry")?;
             let timeouts = Timeouts::default();
+            crate::postgres_only(&database)?;
             let executor = Executor::new(parse_config(&database, &timeouts)?, timeouts, RetryPolicy::default());
             // recorded first, then the role follows: a failure here ends access early, never late
             let Renewed { ticket, until } =

@@ -171,7 +171,8 @@ struct ApplyArgs {
     /// report: print only; revoke-unauthorized: revoke what is held and not wanted; converge: also grant what is missing.
     #[arg(long, value_enum, default_value_t = revoke::ApplyMode::Report)]
     mode: revoke::ApplyMode,
-    /// Run the SQL (in one transaction). Without it, the plan is printed and audited only.
+    /// Run the SQL (on PostgreSQL in one transaction; on MySQL and MariaDB statement by statement, then
+    /// checked against the grant tables read again). Without it, the plan is printed and audited only.
     #[arg(long)]
     execute: bool,
 }
@@ -314,15 +315,14 @@ async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Exit
 
 /// Scans the database and assesses it against the baseline (with the store's exceptions when given).
 async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
-    let scoring = match &args.scoring {
-        Some(path) => {
-            let label = path.display().to_string();
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading scoring config {label}"))?;
-            ScoringConfig::from_yaml(&text, &label)?
-        }
-        None => ScoringConfig::standard(),
-    };
+    let scoring = scoring_of(args)?;
     if is_mysql(&args.scan.database) {
+        if args.state.is_some() {
+            anyhow::bail!(
+                "--state: exceptions and the findings store cover PostgreSQL targets so far; plan a MySQL or \
+                 MariaDB server without --state"
+            );
+        }
         return plan_report_mysql(args, &scoring).await;
     }
     // The baseline is read while the catalog is: a generated baseline of a large
@@ -419,7 +419,7 @@ async fn scan(args: &ScanArgs) -> Result<Snapshot> {
 }
 
 /// Whether `url` names a MySQL or MariaDB server.
-fn is_mysql(url: &str) -> bool {
+pub(crate) fn is_mysql(url: &str) -> bool {
     url.starts_with("mysql://") || url.starts_with("mariadb://")
 }
 
@@ -427,8 +427,8 @@ fn is_mysql(url: &str) -> bool {
 pub(crate) fn postgres_only(url: &str) -> Result<()> {
     if is_mysql(url) {
         anyhow::bail!(
-            "--database: a MySQL or MariaDB server is read by `grantwarden snapshot`, `generate` and `plan`; \
-             apply, revocation and just-in-time access change PostgreSQL only so far"
+            "--database: a MySQL or MariaDB server is read by `grantwarden snapshot`, `generate` and `plan`, and \
+             changed by `apply`; revocation and just-in-time access change PostgreSQL only so far"
         );
     }
     Ok(())
@@ -461,30 +461,50 @@ fn incomplete_mysql(scan: &grantwarden_mysql::Scan) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// A scan of the MySQL or MariaDB server `args` names.
-async fn scan_mysql(args: &ScanArgs) -> Result<grantwarden_mysql::Scan> {
+/// How the MySQL or MariaDB server `args` names is read.
+pub(crate) fn mysql_scan_options(args: &ScanArgs) -> Result<grantwarden_mysql::ScanOptions> {
     let target = match &args.target {
         Some(t) => Some(TargetId::new(t.clone()).context("--target must not be empty")?),
         None => None,
     };
-    let options = grantwarden_mysql::ScanOptions {
+    Ok(grantwarden_mysql::ScanOptions {
         target,
         concurrency: usize::from(args.concurrency),
         timeouts: Timeouts { statement: Duration::from_secs(args.statement_timeout.max(1)), ..Default::default() },
         ..Default::default()
-    };
-    let scanner = grantwarden_mysql::Scanner::new(&args.database, options).context("--database")?;
+    })
+}
+
+/// A scan of the MySQL or MariaDB server `args` names.
+async fn scan_mysql(args: &ScanArgs) -> Result<grantwarden_mysql::Scan> {
+    let scanner = grantwarden_mysql::Scanner::new(&args.database, mysql_scan_options(args)?).context("--database")?;
     scanner.scan(chrono::Utc::now()).await.with_context(|| format!("scanning {}", scanner.target()))
 }
 
 /// The report of a MySQL or MariaDB server against its baseline (`engine: mariadb` or `mysql`).
-async fn plan_report_mysql(args: &AssessArgs, scoring: &ScoringConfig) -> Result<Report> {
-    if args.state.is_some() {
-        anyhow::bail!(
-            "--state: exceptions and the findings store cover PostgreSQL targets so far; plan a MySQL or MariaDB \
-             server without --state"
-        );
+/// `apply`'s report: PostgreSQL's as `plan` writes it; a MySQL or MariaDB
+/// server's without exceptions (its `--state` holds the tickets and journal
+/// `apply` reads and writes, and no exception covers a MySQL target yet).
+pub(crate) async fn apply_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
+    if is_mysql(&args.scan.database) {
+        return plan_report_mysql(args, &scoring_of(args)?).await;
     }
+    plan_report(args, now).await
+}
+
+/// The scoring `--scoring` names, or the standard one.
+fn scoring_of(args: &AssessArgs) -> Result<ScoringConfig> {
+    Ok(match &args.scoring {
+        Some(path) => {
+            let label = path.display().to_string();
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading scoring config {label}"))?;
+            ScoringConfig::from_yaml(&text, &label)?
+        }
+        None => ScoringConfig::standard(),
+    })
+}
+
+async fn plan_report_mysql(args: &AssessArgs, scoring: &ScoringConfig) -> Result<Report> {
     let label = args.baseline.display().to_string();
     let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
     let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label).map_err(|e| {

@@ -51,6 +51,7 @@ pub struct ExecArgs {
 
 impl ExecArgs {
     fn executor(&self) -> Result<(Executor, TargetId)> {
+        crate::postgres_only(&self.database)?;
         let timeouts = Timeouts {
             statement: Duration::from_secs(self.statement_timeout.max(1)),
             lock: Duration::from_millis(self.lock_timeout_ms.max(1)),
@@ -149,16 +150,16 @@ pub enum ApplyMode {
 
 /// Revokes one ticket or every due ticket; exit 1 when any failed.
 pub async fn run_revoke(args: RevokeArgs, at: Option<DateTime<Utc>>) -> Result<ExitCode> {
-    let store = args.exec.state.open()?;
     let (executor, target) = args.exec.executor()?;
+    let store = args.exec.state.open()?;
     let ok = sweep(&store, &executor, &target, &args, Trigger::Operator, at).await?;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// The sweeper loop: every interval, revoke what is due.
 pub async fn run_watch(args: WatchArgs, at: Option<DateTime<Utc>>) -> Result<ExitCode> {
-    let store = args.revoke.exec.state.open()?;
     let (executor, target) = args.revoke.exec.executor()?;
+    let store = args.revoke.exec.state.open()?;
     let mut revoke = args.revoke.clone();
     revoke.due = true;
     revoke.ticket = None;
@@ -296,8 +297,8 @@ fn text(v: &serde_json::Value) -> String {
 /// Plans the database against the baseline and turns the findings into
 /// corrective SQL; runs it only with `--execute`. Excepted grants are never touched.
 pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<ExitCode> {
-    crate::postgres_only(&args.assess.scan.database)?;
-    let report = crate::plan_report(&args.assess, now).await?;
+    let mysql = crate::is_mysql(&args.assess.scan.database);
+    let report = crate::apply_report(&args.assess, now).await?;
     if !report.summary.complete {
         bail!("the scan is incomplete: nothing is applied from a partial view");
     }
@@ -315,26 +316,33 @@ pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<Exi
         statement_timeout: args.assess.scan.statement_timeout,
         attempts: 5,
     };
-    let (executor, target) = exec.executor()?;
     let execute = args.execute && mode != Mode::Report;
     // The report may have been planned without the store's exceptions (no
     // --state, an unreadable registry): the tickets in force are read here
     // again, and a revoke one of them covers is held back. Without them nothing
     // is executed, since an excepted grant must never be touched.
     let store = exec.state.open().context("opening the state store (its tickets decide what is excepted)")?;
-    let run = RemediationRun {
-        target: &target,
+    let run = |target| RemediationRun {
+        target,
         scan_id: &report.scan_id,
         snapshot_sha256: &report.snapshot_sha256,
         mode,
-        changes: plan.changes,
+        changes: plan.changes.clone(),
         skipped: SkippedFindings::Listed(plan.skipped.clone()),
         dry_run: !execute,
         // run by hand: nobody delivers it again, a transient failure is a failure
         on_transient: OnTransient::Fail,
         actor: "grantwarden:apply",
     };
-    let outcome = run_remediation(&store, &executor, run, &|| now).await?;
+    let (outcome, target) = if mysql {
+        let opts = grantwarden_mysql::session::parse_url(&exec.database).context("--database")?;
+        let options = crate::mysql_scan_options(&args.assess.scan)?;
+        let executor = grantwarden_mysql::apply::Executor::new(opts, options);
+        (run_remediation(&store, &executor, run(&report.target), &|| now).await?, report.target.clone())
+    } else {
+        let (executor, target) = exec.executor()?;
+        (run_remediation(&store, &executor, run(&target), &|| now).await?, target)
+    };
     let (changes, held_back) = (outcome.changes, outcome.held_back);
     let applied = outcome.result.map_err(|e| anyhow::anyhow!("applying the remediation: {e}"))?;
     let verb = if execute { "applied" } else { "would run (dry run; --execute to apply)" };

@@ -2,7 +2,8 @@
 //! (scripts/mariadb): the grant model as the engine keeps it, with its
 //! sha256; an account short of the documented grants gets an incomplete scan
 //! and exit 1; a generated baseline plans back with no drift, and new power is
-//! critical drift; a baseline of the other engine is refused; the commands
+//! critical drift; a baseline of the other engine is refused; `apply` puts
+//! drift right, revokes first, and a plan afterwards finds none; the commands
 //! that do not change MySQL yet say so instead of failing on the URL.
 
 use std::process::{Command, Output};
@@ -17,7 +18,7 @@ fn grantwarden(args: &[&str]) -> Output {
 }
 
 #[tokio::test]
-async fn snapshot_reads_a_mariadb_server_and_apply_says_it_cannot_yet() {
+async fn snapshot_reads_a_mariadb_server_and_revoke_says_it_cannot_yet() {
     let m = TestMaria::new().await;
     let (app, user, reader) = (m.name("app"), m.name("user"), m.name("reader"));
     m.exec(&format!(
@@ -45,10 +46,10 @@ async fn snapshot_reads_a_mariadb_server_and_apply_says_it_cannot_yet() {
     let scan: Scan = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!scan.complete);
 
-    let out = grantwarden(&["apply", "--database", &m.url(), "--baseline", "/nonexistent.yaml"]);
+    let out = grantwarden(&["revoke", "--due", "--database", &m.url(), "--state", "/nonexistent/state.db"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("apply, revocation and just-in-time access change PostgreSQL only so far"), "{stderr}");
+    assert!(stderr.contains("revocation and just-in-time access change PostgreSQL only so far"), "{stderr}");
 }
 
 fn stdout(out: &Output) -> String {
@@ -139,4 +140,108 @@ async fn a_generated_baseline_plans_clean_and_new_power_is_critical_drift() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is a baseline for `engine: mariadb`, and --database is a PostgreSQL server"), "{stderr}");
+}
+
+#[tokio::test]
+async fn apply_puts_drift_right_revokes_first_and_a_plan_afterwards_finds_none() {
+    let m = TestMaria::new().await;
+    let (shop, app, ops, role, stray) =
+        (m.name("shop"), m.name("app"), m.name("ops"), m.name("reporting"), m.name("stray"));
+    let esc_shop = shop.replace('_', "\\_");
+    m.exec(&format!(
+        "CREATE DATABASE `{shop}`; CREATE TABLE `{shop}`.orders (id INT, email TEXT);
+         CREATE PROCEDURE `{shop}`.refund() SELECT 1;
+         CREATE USER '{app}'@'10.0.%' IDENTIFIED BY 'pw-app';
+         GRANT SELECT ON `{esc_shop}`.* TO '{app}'@'10.0.%';
+         GRANT SELECT (id) ON `{shop}`.orders TO '{app}'@'10.0.%';
+         GRANT EXECUTE ON PROCEDURE `{shop}`.refund TO '{app}'@'10.0.%';
+         CREATE ROLE '{role}'; GRANT SELECT ON `{shop}`.orders TO '{role}'; GRANT '{role}' TO '{app}'@'10.0.%';
+         CREATE USER '{ops}'@'localhost' IDENTIFIED BY 'pw-ops' ACCOUNT LOCK;"
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("maria.yaml");
+    let baseline = baseline.to_str().unwrap();
+    let state = dir.path().join("state.db");
+    let state = state.to_str().unwrap();
+    let ignore = format!("*,!{p}*,!*@{p}*", p = m.prefix());
+    let out = grantwarden(&["generate", "--database", &m.url(), "--ignore-accounts", &ignore, "-o", baseline]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    m.exec(&format!(
+        "GRANT FILE ON *.* TO '{app}'@'10.0.%' WITH GRANT OPTION;
+         GRANT UPDATE (email) ON `{shop}`.orders TO '{app}'@'10.0.%';
+         REVOKE EXECUTE ON PROCEDURE `{shop}`.refund FROM '{app}'@'10.0.%';
+         REVOKE '{role}' FROM '{app}'@'10.0.%';
+         GRANT PROXY ON '{ops}'@'localhost' TO '{app}'@'10.0.%';
+         ALTER USER '{ops}'@'localhost' ACCOUNT UNLOCK;
+         GRANT DELETE ON `{shop}`.orders TO '{role}';
+         CREATE USER '{stray}'@'%' IDENTIFIED BY 'pw-stray';"
+    ))
+    .await;
+    let plan = || {
+        let out = grantwarden(&["plan", "--database", &m.url(), "--baseline", baseline, "--format", "json"]);
+        let report: Report = serde_json::from_str(&stdout(&out)).unwrap();
+        let own: Vec<(String, String, String)> = report
+            .findings
+            .iter()
+            .filter(|f| f.grantee.as_str().contains(m.prefix()) && f.kind.is_drift())
+            .map(|f| (f.kind.as_str().into(), f.privilege.text().into(), f.object.to_string()))
+            .collect();
+        (out.status.code(), own)
+    };
+    let (code, before) = plan();
+    assert_eq!(code, Some(2));
+    assert_eq!(before.len(), 9, "{before:#?}");
+    let url = m.url();
+    let apply = |mode: &str, execute: bool| {
+        let mut args = vec!["apply", "--database", &url, "--baseline", baseline, "--state", state, "--mode", mode];
+        if execute {
+            args.push("--execute");
+        }
+        let out = grantwarden(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // report mode prints what converge would run, and runs nothing
+    let printed = apply("report", true);
+    let to_app = format!("'{app}'@'10.0.%'");
+    for sql in [
+        format!("REVOKE FILE ON *.* FROM {to_app};"),
+        format!("REVOKE GRANT OPTION ON *.* FROM {to_app};"),
+        format!("REVOKE UPDATE (`email`) ON `{shop}`.`orders` FROM {to_app};"),
+        format!("REVOKE PROXY ON '{ops}'@'localhost' FROM {to_app};"),
+        format!("REVOKE DELETE ON `{shop}`.`orders` FROM '{role}';"),
+        format!("ALTER USER '{ops}'@'localhost' ACCOUNT LOCK;"),
+        format!("GRANT EXECUTE ON PROCEDURE `{shop}`.`refund` TO {to_app};"),
+        format!("GRANT '{role}' TO {to_app};"),
+    ] {
+        assert!(printed.contains(&sql), "{sql} in {printed}");
+    }
+    assert!(printed.contains("DROP USER by hand"), "{printed}");
+    assert_eq!(plan().1, before, "report mode changed nothing");
+
+    // revoke-unauthorized takes away and locks; what is missing stays missing
+    let printed = apply("revoke-unauthorized", true);
+    assert!(printed.contains("6 change(s) applied"), "{printed}");
+    assert!(!printed.contains("GRANT EXECUTE"), "{printed}");
+    let (_, left) = plan();
+    let mut kinds: Vec<(&str, &str)> = left.iter().map(|(k, p, _)| (k.as_str(), p.as_str())).collect();
+    kinds.sort();
+    assert_eq!(kinds, [("missing", "EXECUTE"), ("missing", "MEMBER"), ("orphaned", "ROLE")], "{left:#?}");
+
+    // converge grants what is missing; the stray account is a person's to drop
+    apply("converge", true);
+    m.exec(&format!("DROP USER '{stray}'@'%'")).await;
+    let (code, left) = plan();
+    assert_eq!((code, left), (Some(0), Vec::new()));
+
+    // applying again changes nothing; each run is journaled, with its changes
+    let again = apply("converge", true);
+    assert!(again.contains("0 change(s)"), "{again}");
+    let out = grantwarden(&["audit", "export", "--user", "grantwarden:apply", "--state", state, "--format", "json"]);
+    let events = stdout(&out);
+    assert_eq!(events.matches("remediation.applied").count(), 3, "{events}");
+    assert!(events.contains("remediation.planned") && events.contains("\"change\": \"mysql\""), "{events}");
 }

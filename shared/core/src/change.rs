@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{DefaultObjectType, Grant, Grantee, ObjectRef, Privilege, RelationKind, RoleName};
+use crate::mysql::change::MysqlChange;
 
 /// One change, in the order it must run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,10 +181,17 @@ pub enum Change {
         /// Their schema.
         schema: String,
     },
+    /// A change to a MySQL or MariaDB server (grantwarden-mysql renders and
+    /// runs it; shared/postgres refuses it).
+    Mysql {
+        /// The change.
+        mysql: MysqlChange,
+    },
 }
 
 impl Change {
-    /// The role the change is about (the grantee, member or role altered); `None` for PUBLIC.
+    /// The role the change is about (the grantee, member or role altered); `None` for PUBLIC
+    /// and for a MySQL change (its account: [`MysqlChange::account`]).
     pub fn role(&self) -> Option<&RoleName> {
         match self {
             Change::Grant { grant } | Change::Revoke { grant, .. } => grant.grantee.role(),
@@ -202,7 +210,8 @@ impl Change {
             Change::CreateSchema { .. }
             | Change::SetRole { .. }
             | Change::CreateView { .. }
-            | Change::DropViews { .. } => None,
+            | Change::DropViews { .. }
+            | Change::Mysql { .. } => None,
         }
     }
 }

@@ -376,6 +376,13 @@ fn puts_right(remediation: &Remediation, finding: &Finding) -> bool {
                 && o.name.as_str() == w.name()
                 && o.column.as_deref() == w.column()
         }
+        // the change remediation makes of that finding, either way
+        Change::Mysql { mysql } => match &finding.grantee {
+            Grantee::Account(a) => [true, false]
+                .into_iter()
+                .any(|wanted| crate::remediate::mysql_change_for(finding, a, wanted).is_ok_and(|c| c == *mysql)),
+            Grantee::Role(_) | Grantee::Public => false,
+        },
         _ => false,
     })
 }

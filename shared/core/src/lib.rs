@@ -16,7 +16,7 @@
 //!
 //! Leaves (they import nothing of this crate):
 //! - [`model`]: roles, grantees, privileges, objects and grants; PUBLIC's built-in defaults.
-//! - [`mysql`]: MySQL's and MariaDB's grant model: accounts, privileges by level, roles, definers.
+//! - [`mysql`]: MySQL's and MariaDB's grant model: accounts, privileges by level, roles, definers; a change as data.
 //! - [`mysql_scan`]: a whole scan of a MySQL or MariaDB server.
 //! - [`mysql_baseline`]: the MySQL and MariaDB baseline (`engine: mariadb` or `mysql`) and `generate`'s writing of one.
 //! - [`mysql_plan`]: a MySQL or MariaDB server against its baseline: drift and exposures as the report's findings.
@@ -48,7 +48,7 @@
 //! - [`snapshot`]: the extracted state of one target, its chunks and ids; what a partial scan did not read.
 //! - [`baseline`]: the baseline resolved and typed, as the diff reads it.
 //! - [`policy`]: the policy registry: exception categories and routes.
-//! - [`change`]: privilege changes as data, for shared/postgres to render and run.
+//! - [`change`]: privilege changes as data, for shared/postgres (or, a MySQL change, grantwarden-mysql) to render and run.
 //!
 //! Layer 3:
 //! - [`request`]: the grant request every input is normalized into.
@@ -64,7 +64,7 @@
 //! - [`store`]: the ports a state store implements (tickets, findings, replay records).
 //! - [`diff`]: reality versus baseline, classified into findings.
 //! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
-//! - [`remediate`]: findings into corrective GRANT and REVOKE changes.
+//! - [`remediate`]: findings (of either engine) into corrective GRANT and REVOKE changes.
 //! - [`activation`]: the plan that issues a just-in-time credential; masking and sensitivity follow the data.
 //! - [`revocation`]: the revocation plan as data: what ending a ticket runs, keeps and found.
 //!

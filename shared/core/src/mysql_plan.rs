@@ -146,17 +146,7 @@ fn object(kind: ObjectType, schema: Option<&str>, name: &str, column: Option<&st
 
 /// The report's object of a scope: `global *.*`, `database shop`, `table shop.orders`...
 pub fn scope_object(scope: &Scope) -> FindingObject {
-    match scope {
-        Scope::Global => object(ObjectType::Global, None, "*.*", None),
-        Scope::Database { database, pattern: false } => object(ObjectType::Database, None, database, None),
-        Scope::Database { database, pattern: true } => object(ObjectType::DatabasePattern, None, database, None),
-        Scope::Table { database, table } => object(ObjectType::Table, Some(database), table, None),
-        Scope::Column { database, table, column } => object(ObjectType::Column, Some(database), table, Some(column)),
-        Scope::Routine { database, name, kind } => {
-            let kind = if kind == "FUNCTION" { ObjectType::Function } else { ObjectType::Procedure };
-            object(kind, Some(database), name, None)
-        }
-    }
+    FindingObject::of_mysql_scope(scope)
 }
 
 /// The report's grantee an account or role is.
@@ -429,6 +419,15 @@ impl<'a> Planner<'a> {
                 _ => continue,
             };
             let grantable = h.unwrap_or(false) || d.unwrap_or(false);
+            let detail = match (h, d) {
+                (Some(true), Some(false)) => {
+                    format!("may log in as {proxied} WITH GRANT OPTION; the baseline declares it without")
+                }
+                (Some(false), Some(true)) => {
+                    format!("may log in as {proxied} without the GRANT OPTION the baseline declares")
+                }
+                _ => format!("may log in as {proxied}"),
+            };
             self.push(Raw {
                 kind,
                 grantee: grantee_of(grantee),
@@ -438,7 +437,7 @@ impl<'a> Planner<'a> {
                 reach: if proxied.user.is_empty() { Reach::Cluster } else { Reach::Object },
                 grantable,
                 object: account_object(proxied),
-                detail: format!("may log in as {proxied}"),
+                detail,
             });
         }
     }
@@ -823,6 +822,76 @@ mod tests {
         assert_eq!(report.observations.len(), 1, "mariadb.sys is observed, not judged");
         assert_eq!(report.summary.coverage.drift, 0);
         assert_eq!(report.summary.coverage.held, report.summary.coverage.baseline);
+    }
+
+    #[test]
+    fn remediation_of_drift_is_what_the_baseline_holds_and_option_differences_are_left_to_a_person() {
+        use crate::mysql::catalog::ProxyGrant;
+        use crate::mysql::change::MysqlChange;
+        use crate::remediate::{Mode, remediate};
+        let mut before = server();
+        let (app, reporting) = (Account::new("app", "10.0.%"), Account::new("reporting", ""));
+        let package = Scope::Routine { database: "shop".into(), name: "billing".into(), kind: "PACKAGE BODY".into() };
+        before.add_privileges(app.clone(), package.clone(), vec![Privilege::Execute], false);
+        before.accounts.push(AccountInfo { locked: true, ..info("ops", "localhost", password()) });
+        before.proxies.insert(ProxyGrant {
+            grantee: app.clone(),
+            proxied: Account::new("ops", "localhost"),
+            grantable: false,
+        });
+        let baseline = baseline_of(&before);
+        let mut after = before.clone();
+        let column = Scope::Column { database: "shop".into(), table: "orders".into(), column: "email".into() };
+        after.add_privileges(app.clone(), Scope::Global, vec![Privilege::File], true);
+        after.add_privileges(app.clone(), column, vec![Privilege::Update], false);
+        after.privileges.retain(|g| !(g.grantee == reporting || g.scope == package));
+        after.roles.clear();
+        after.roles.insert(RoleGrant {
+            grantee: Account::new("dba", "localhost"),
+            role: reporting.clone(),
+            admin: false,
+        });
+        after.proxies =
+            [ProxyGrant { grantee: app.clone(), proxied: Account::new("ops", "localhost"), grantable: true }].into();
+        after.accounts.iter_mut().filter(|a| a.account.user == "ops").for_each(|a| a.locked = false);
+        after.accounts.push(info("stray", "%", password()));
+        let report = plan(&baseline, &scan_of(after.clone(), &[]), &ScoringConfig::standard()).unwrap();
+        let fix = remediate(&report.findings, Mode::Converge);
+        let changes: Vec<&MysqlChange> = fix
+            .changes
+            .iter()
+            .map(|c| match c {
+                crate::change::Change::Mysql { mysql } => mysql,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // each change is needed now and holds on the server the baseline was generated from
+        for c in &changes {
+            assert!(!c.holds_in(&after), "{c} is needed");
+            assert!(c.holds_in(&before), "{c} is what the baseline holds");
+        }
+        let words: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            words,
+            [
+                // an account's column revokes first, then what else takes away; grants last
+                "revoke UPDATE on column shop.orders.email from 'app'@'10.0.%'",
+                "revoke FILE on *.* from 'app'@'10.0.%'",
+                "revoke GRANT OPTION on *.* from 'app'@'10.0.%'",
+                "revoke role 'reporting'@'' from 'dba'@'localhost'",
+                "lock 'ops'@'localhost'",
+                "grant EXECUTE on package body shop.billing to 'app'@'10.0.%'",
+                "grant role 'reporting'@'' to 'app'@'10.0.%'",
+                "grant SELECT on table shop.orders to 'reporting'@''",
+            ]
+            .map(String::from),
+            "{:#?}",
+            fix.skipped
+        );
+        let reasons: Vec<&str> = fix.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert!(reasons.iter().any(|r| r.starts_with("the proxy's GRANT OPTION differs")), "{reasons:#?}");
+        assert!(reasons.iter().any(|r| r.contains("DROP USER by hand")), "{reasons:#?}");
+        assert!(reasons.iter().any(|r| r.starts_with("an exposure")), "{reasons:#?}");
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! active ticket is never touched, and what cannot be put right by a GRANT or
 //! REVOKE (ownership, a role that should not exist, VALID UNTIL, membership
 //! options) is listed for a person, with the reason.
+//!
+//! A MySQL or MariaDB finding (its grantee an account) becomes a
+//! [`Change::Mysql`]: a privilege at its scope granted or revoked, GRANT
+//! OPTION at a scope, a role or proxy granted or revoked, an account locked
+//! (or unlocked, in `converge`). Accounts are neither created nor dropped,
+//! and an admin or grant option that differs on a role or proxy is for a
+//! person, as on PostgreSQL.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +20,10 @@ use chrono::{DateTime, Utc};
 
 use crate::change::Change;
 use crate::finding::FindingKind;
-use crate::model::{Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::model::{AccountGrantee, Grant, Grantee, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::mysql::catalog::{Account, PrivilegeGrant, ProxyGrant, RoleGrant, Scope};
+use crate::mysql::change::MysqlChange;
+use crate::mysql::privilege::Privilege as MysqlPrivilege;
 use crate::report::{Finding, FindingObject, FindingPrivilege, Report};
 use crate::snapshot::TargetId;
 use crate::ticket::Ticket;
@@ -179,13 +189,13 @@ impl Remediation {
     }
 }
 
-/// Stable order: by role, then change.
+/// Stable order: by role (a MySQL change: by account, column revokes first), then change.
 fn order(c: &Change) -> String {
-    format!(
-        "{}\u{0}{}",
-        c.role().map(RoleName::as_str).unwrap_or("PUBLIC"),
-        serde_json::to_string(c).unwrap_or_default()
-    )
+    let json = serde_json::to_string(c).unwrap_or_default();
+    match c {
+        Change::Mysql { mysql } => format!("{}\u{0}{}\u{0}{json}", mysql.account(), mysql.rank()),
+        c => format!("{}\u{0}{json}", c.role().map(RoleName::as_str).unwrap_or("PUBLIC")),
+    }
 }
 
 fn role_of(f: &Finding) -> Result<RoleName, String> {
@@ -200,6 +210,9 @@ fn role_of(f: &Finding) -> Result<RoleName, String> {
 
 /// The change for one finding: a GRANT when `wanted`, else a REVOKE.
 fn change_for(f: &Finding, wanted: bool) -> Result<Change, String> {
+    if let Grantee::Account(account) = &f.grantee {
+        return mysql_change_for(f, account, wanted).map(|mysql| Change::Mysql { mysql });
+    }
     let privilege = match &f.privilege {
         FindingPrivilege::One(p) => *p,
         // untagged input and failed revocations name a request's privileges: never a change
@@ -274,6 +287,77 @@ fn change_for(f: &Finding, wanted: bool) -> Result<Change, String> {
     let option_only = f.detail.starts_with("held WITH GRANT OPTION");
     let grant = Grant { object, grantee, privilege, grantable: f.grantable };
     Ok(if wanted { Change::Grant { grant } } else { Change::Revoke { cascade: f.grantable, option_only, grant } })
+}
+
+/// The change that puts a MySQL or MariaDB finding right (`wanted`: what it
+/// names should be held), or why there is none.
+pub fn mysql_change_for(f: &Finding, grantee: &AccountGrantee, wanted: bool) -> Result<MysqlChange, String> {
+    let grantee = Account::new(grantee.user(), grantee.host());
+    let other = || {
+        let name = f.object.name();
+        AccountGrantee::parse(name)
+            .map(|a| Account::new(a.user(), a.host()))
+            .ok_or_else(|| format!("{name:?} names no account"))
+    };
+    let scope = || {
+        f.object
+            .mysql_scope()
+            .ok_or_else(|| format!("no GRANT or REVOKE for objects of type {:?}", f.object.type_name()))
+    };
+    let privilege = match &f.privilege {
+        FindingPrivilege::Mysql(p) => p.clone(),
+        FindingPrivilege::One(Privilege::Role) => {
+            return Err(if wanted {
+                "the account does not exist: create it by hand (its password and authentication are not \
+                 grantwarden's to choose)"
+                    .into()
+            } else {
+                "an account the baseline does not know: review it, then DROP USER by hand".into()
+            });
+        }
+        FindingPrivilege::One(Privilege::Login) => {
+            return match (wanted, f.detail.starts_with("is unlocked"), f.detail.starts_with("is locked")) {
+                (false, true, _) => Ok(MysqlChange::Lock { account: grantee }),
+                (true, _, true) => Ok(MysqlChange::Unlock { account: grantee }),
+                _ => Err("an account where the baseline declares a role, or the reverse: change it by hand".into()),
+            };
+        }
+        FindingPrivilege::One(Privilege::Member) => {
+            if f.detail.contains("; the baseline declares it without") {
+                return Err("the ADMIN OPTION differs, not the role grant: change it by hand".into());
+            }
+            let grant = RoleGrant { grantee, role: other()?, admin: wanted && f.grantable };
+            return Ok(if wanted { MysqlChange::GrantRole { grant } } else { MysqlChange::RevokeRole { grant } });
+        }
+        other => return Err(format!("unknown privilege {:?}", other.text())),
+    };
+    if privilege == MysqlPrivilege::Proxy {
+        if f.detail.contains("; the baseline declares it without") {
+            return Err("the proxy's GRANT OPTION differs, not the proxy: change it by hand".into());
+        }
+        let grant = ProxyGrant { grantee, proxied: other()?, grantable: wanted && f.grantable };
+        return Ok(if wanted { MysqlChange::GrantProxy { grant } } else { MysqlChange::RevokeProxy { grant } });
+    }
+    let scope = scope()?;
+    let option_only = privilege == MysqlPrivilege::GrantOption;
+    if option_only && matches!(scope, Scope::Column { .. }) {
+        return Err("a column's GRANT OPTION is its table's: judged and changed there".into());
+    }
+    let dynamic_option = f.detail.contains("WITH GRANT OPTION differs");
+    if dynamic_option && !wanted {
+        return Err(format!("{privilege}'s own GRANT OPTION: REVOKE {privilege} and grant it again without, by hand"));
+    }
+    let mut grant = PrivilegeGrant {
+        grantee,
+        scope,
+        privileges: if option_only { Default::default() } else { [privilege.clone()].into() },
+        grantable: option_only,
+        dynamic_grantable: Default::default(),
+    };
+    if wanted && f.grantable && matches!(privilege, MysqlPrivilege::Dynamic(_)) {
+        grant.dynamic_grantable.insert(privilege);
+    }
+    Ok(if wanted { MysqlChange::Grant { grant } } else { MysqlChange::Revoke { grant } })
 }
 
 /// The findings remediation left for a person, as the caller knows them: each

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::finding::{FindingAge, FindingKind};
 use crate::manifest::On;
 use crate::model::{DefaultObjectType, Grantee, Name, ObjectClass, ObjectRef, Privilege, RelationKind, RoleName};
+use crate::mysql::catalog::Scope as MysqlScope;
 use crate::request::RequestObject;
 use crate::scoring::{ScoringConfig, Severity, round2};
 use crate::snapshot::{Snapshot, TargetId};
@@ -56,9 +57,13 @@ pub enum ObjectType {
     Trigger,
     /// MySQL and MariaDB: a scheduled event (runs as its definer).
     Event,
+    /// MariaDB: a package (Oracle mode's `CREATE PACKAGE`).
+    Package,
+    /// MariaDB: a package's body.
+    PackageBody,
 }
 
-const OBJECT_TYPES: [(ObjectType, &str); 18] = [
+const OBJECT_TYPES: [(ObjectType, &str); 20] = [
     (ObjectType::Database, "database"),
     (ObjectType::Schema, "schema"),
     (ObjectType::Table, "table"),
@@ -77,6 +82,8 @@ const OBJECT_TYPES: [(ObjectType, &str); 18] = [
     (ObjectType::Account, "account"),
     (ObjectType::Trigger, "trigger"),
     (ObjectType::Event, "event"),
+    (ObjectType::Package, "package"),
+    (ObjectType::PackageBody, "package_body"),
 ];
 
 impl ObjectType {
@@ -104,9 +111,12 @@ impl ObjectType {
             | ObjectType::Trigger => ObjectClass::Table,
             ObjectType::Sequence => ObjectClass::Sequence,
             ObjectType::Column => ObjectClass::Column,
-            ObjectType::Function | ObjectType::Procedure | ObjectType::Aggregate | ObjectType::Event => {
-                ObjectClass::Function
-            }
+            ObjectType::Function
+            | ObjectType::Procedure
+            | ObjectType::Aggregate
+            | ObjectType::Event
+            | ObjectType::Package
+            | ObjectType::PackageBody => ObjectClass::Function,
             ObjectType::Role | ObjectType::Account => ObjectClass::Role,
         }
     }
@@ -142,6 +152,14 @@ impl std::fmt::Display for ObjectType {
         f.write_str(self.as_str())
     }
 }
+
+/// A MySQL or MariaDB routine's type and the word its grants name it by.
+const ROUTINE_TYPES: [(ObjectType, &str); 4] = [
+    (ObjectType::Procedure, "PROCEDURE"),
+    (ObjectType::Function, "FUNCTION"),
+    (ObjectType::Package, "PACKAGE"),
+    (ObjectType::PackageBody, "PACKAGE BODY"),
+];
 
 /// The object of a finding. On the wire it is the contract's
 /// `{ type, schema, name, column, for_role?, arguments? }`.
@@ -185,6 +203,57 @@ impl FindingObject {
     /// and is still a sequence).
     pub fn of(kind: ObjectType, object: &ObjectRef) -> Self {
         FindingObject::Object { kind, object: ObjectRef { class: kind.class(), ..object.clone() } }
+    }
+
+    /// The object of a MySQL or MariaDB scope: `global *.*`, `database shop`,
+    /// `database_pattern app\_%`, `table shop.orders`, `column shop.orders.total`,
+    /// `procedure shop.refund`...; [`FindingObject::mysql_scope`] reads it back.
+    pub fn of_mysql_scope(scope: &MysqlScope) -> Self {
+        let (kind, schema, name, column) = match scope {
+            MysqlScope::Global => (ObjectType::Global, None, "*.*", None),
+            MysqlScope::Database { database, pattern: false } => (ObjectType::Database, None, database.as_str(), None),
+            MysqlScope::Database { database, pattern: true } => {
+                (ObjectType::DatabasePattern, None, database.as_str(), None)
+            }
+            MysqlScope::Table { database, table } => (ObjectType::Table, Some(database), table.as_str(), None),
+            MysqlScope::Column { database, table, column } => {
+                (ObjectType::Column, Some(database), table.as_str(), Some(column))
+            }
+            MysqlScope::Routine { database, name, kind } => {
+                let kind = ROUTINE_TYPES.iter().find(|(_, k)| k == kind).map_or(ObjectType::Procedure, |(t, _)| *t);
+                (kind, Some(database), name.as_str(), None)
+            }
+        };
+        let object = ObjectRef {
+            class: kind.class(),
+            schema: schema.map(|s| Name::from(s.as_str())),
+            name: name.into(),
+            column: column.map(|c| Name::from(c.as_str())),
+            args: None,
+        };
+        FindingObject::Object { kind, object }
+    }
+
+    /// The MySQL or MariaDB scope this object is ([`FindingObject::of_mysql_scope`]), if it is one.
+    pub fn mysql_scope(&self) -> Option<MysqlScope> {
+        let FindingObject::Object { kind, object } = self else { return None };
+        let name = object.name.as_str().to_owned();
+        let database = || object.schema.as_ref().map(|s| s.as_str().to_owned());
+        Some(match kind {
+            ObjectType::Global if name == "*.*" => MysqlScope::Global,
+            ObjectType::Database => MysqlScope::Database { database: name, pattern: false },
+            ObjectType::DatabasePattern => MysqlScope::Database { database: name, pattern: true },
+            ObjectType::Table => MysqlScope::Table { database: database()?, table: name },
+            ObjectType::Column => MysqlScope::Column {
+                database: database()?,
+                table: name,
+                column: object.column.as_ref()?.as_str().to_owned(),
+            },
+            routine => {
+                let (_, kind) = ROUTINE_TYPES.iter().find(|(t, _)| t == routine)?;
+                MysqlScope::Routine { database: database()?, name, kind: (*kind).to_owned() }
+            }
+        })
     }
 
     /// The object of a request (or a ticket's), as its `on` names it.

@@ -1,5 +1,6 @@
 //! grantwarden-mysql: reads the privilege state MySQL 8 and MariaDB (10.6 and
-//! later) enforce, from their grant tables, read-only.
+//! later) enforce, from their grant tables, read-only; and runs remediation
+//! ([`apply`]), on its own connection, only when asked.
 //!
 //! What the scanning account needs, and nothing more:
 //!
@@ -28,10 +29,12 @@
 //! - [`mariadb`]: MariaDB's `global_priv` JSON, `roles_mapping`, `mysql.proc`, `mysql.event`.
 //! - [`mysql8`]: MySQL 8's `mysql.user`, `role_edges`, `default_roles`, `global_grants`, partial revokes.
 //! - [`scan`]: the whole scan: chunks, concurrency, retries, batch ids.
-//! - [`render`]: grants, revocations, role and proxy grants as SQL, every name quoted.
+//! - [`render`]: grants, revocations, role and proxy grants, account locks as SQL, every name quoted.
+//! - [`apply`]: remediation run statement by statement and checked against the grant tables read again.
 //! - [`error`]: errors and which are transient.
 #![deny(missing_docs)]
 
+pub mod apply;
 pub mod error;
 pub mod mariadb;
 pub mod mysql8;

@@ -10,6 +10,7 @@ use crate::catalog::{Account, PrivilegeGrant, ProxyGrant, RoleGrant, Scope};
 use crate::error::ScanError;
 use crate::privilege::Privilege;
 use crate::quote::{ident, string};
+use grantwarden_core::mysql::change::MysqlChange;
 
 /// `'user'@'host'`, or a MariaDB role (`'name'`, no host).
 pub fn account(a: &Account) -> String {
@@ -143,6 +144,25 @@ pub fn revoke_proxy(g: &ProxyGrant) -> String {
     format!("REVOKE PROXY ON {} FROM {}", account(&g.proxied), account(&g.grantee))
 }
 
+/// `ALTER USER account ACCOUNT LOCK` (or `UNLOCK`).
+pub fn lock(account: &Account, locked: bool) -> String {
+    format!("ALTER USER {} ACCOUNT {}", self::account(account), if locked { "LOCK" } else { "UNLOCK" })
+}
+
+/// The statements of one change, in the order they run.
+pub fn change(change: &MysqlChange) -> Result<Vec<String>, ScanError> {
+    Ok(match change {
+        MysqlChange::Grant { grant: g } => grant(g)?,
+        MysqlChange::Revoke { grant: g } => revoke(g)?,
+        MysqlChange::GrantRole { grant } => vec![grant_role(grant)],
+        MysqlChange::RevokeRole { grant } => vec![revoke_role(grant)],
+        MysqlChange::GrantProxy { grant } => vec![grant_proxy(grant)],
+        MysqlChange::RevokeProxy { grant } => vec![revoke_proxy(grant)],
+        MysqlChange::Lock { account } => vec![lock(account, true)],
+        MysqlChange::Unlock { account } => vec![lock(account, false)],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +215,9 @@ mod tests {
         assert!(grant(&g(Scope::Global, &[Privilege::Dynamic("X ON *.* TO".into())], false)).is_err());
         let role = RoleGrant { grantee: Account::new("u", "%"), role: Account::new("r\\1", ""), admin: true };
         assert_eq!(grant_role(&role), "GRANT 'r\\\\1' TO 'u'@'%' WITH ADMIN OPTION");
+        assert_eq!(
+            change(&MysqlChange::Lock { account: Account::new("o'k", "%") }).unwrap(),
+            ["ALTER USER 'o''k'@'%' ACCOUNT LOCK"]
+        );
     }
 }

@@ -402,3 +402,100 @@ async fn rendered_grants_and_revokes_round_trip_through_the_server() {
     assert!(read.privileges.iter().all(|g| g.grantee != user), "{:#?}", read.privileges);
     assert!(!read.roles.iter().any(|r| r.grantee == user) && !read.proxies.iter().any(|p| p.grantee == user));
 }
+
+#[tokio::test]
+async fn remediation_runs_statement_by_statement_and_is_checked_against_the_grant_tables() {
+    use grantwarden_core::change::Change;
+    use grantwarden_core::mysql::change::MysqlChange;
+    use grantwarden_core::remediation_flow::ChangeExecutor;
+    use grantwarden_core::revoke::FailureClass;
+    use grantwarden_mysql::apply::Executor;
+    use grantwarden_mysql::render;
+    let m = TestMaria::new().await;
+    let db = m.name("shop");
+    let user = Account::new(&m.name("app"), "%");
+    let role = Account::new(&m.name("reporting"), "");
+    m.exec(&format!(
+        "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.orders (id INT, email TEXT);
+         CREATE USER {u} IDENTIFIED BY 'pw'; CREATE ROLE {r};
+         GRANT SELECT, DELETE ON `{db}`.orders TO {u} WITH GRANT OPTION; GRANT {r} TO {u};",
+        u = render::account(&user),
+        r = render::account(&role),
+    ))
+    .await;
+    let orders = Scope::Table { database: db.clone(), table: "orders".into() };
+    let pg = |ps: &[Privilege], grantable: bool, scope: &Scope| PrivilegeGrant {
+        grantee: user.clone(),
+        scope: scope.clone(),
+        privileges: set(ps),
+        grantable,
+        dynamic_grantable: BTreeSet::new(),
+    };
+    let c = |mysql: MysqlChange| Change::Mysql { mysql };
+    let changes = vec![
+        c(MysqlChange::Revoke { grant: pg(&[Privilege::Delete], true, &orders) }),
+        c(MysqlChange::RevokeRole { grant: RoleGrant { grantee: user.clone(), role: role.clone(), admin: false } }),
+        c(MysqlChange::Lock { account: user.clone() }),
+        // nothing to take: noted, not failed
+        c(MysqlChange::Revoke {
+            grant: pg(&[Privilege::Select], false, &Scope::Database { database: m.name("nodb"), pattern: false }),
+        }),
+        c(MysqlChange::Revoke {
+            grant: pg(&[Privilege::Update], false, &Scope::Table { database: db.clone(), table: "gone".into() }),
+        }),
+        c(MysqlChange::Grant {
+            grant: pg(
+                &[Privilege::Select],
+                false,
+                &Scope::Column { database: db.clone(), table: "orders".into(), column: "email".into() },
+            ),
+        }),
+    ];
+    let executor = Executor::new(grantwarden_mysql::session::parse_url(&m.url()).unwrap(), quiet());
+
+    let dry = executor.apply(&changes, true).await.unwrap();
+    assert_eq!(dry.sql.len(), 7, "{:#?}", dry.sql);
+    assert_eq!(dry.sql[0], format!("REVOKE DELETE ON `{db}`.`orders` FROM {}", render::account(&user)));
+    let read = || async { own(&Scanner::new(&m.url(), quiet()).unwrap().scan(Utc::now()).await.unwrap().catalog, &m) };
+    assert!(read().await.roles.iter().any(|r| r.grantee == user), "a dry run changes nothing");
+
+    let applied = executor.apply(&changes, false).await.unwrap();
+    assert_eq!(applied.sql.len(), 5, "{:#?}", applied.sql);
+    assert_eq!(applied.skipped.len(), 2, "{:#?}", applied.skipped);
+    assert!(
+        applied.skipped[0].starts_with("revoke SELECT on database ") && applied.skipped[0].contains("no longer held"),
+        "{:#?}",
+        applied.skipped
+    );
+    let after = read().await;
+    assert_eq!(
+        after.privileges_at(&user, &orders).map(|g| (g.privileges.clone(), g.grantable)),
+        Some((set(&[Privilege::Select]), false))
+    );
+    assert!(!after.roles.iter().any(|r| r.grantee == user));
+    assert!(after.account(&user).unwrap().locked);
+
+    // a statement that fails for good stops the run, and the error says what ran before it
+    let failing = vec![
+        c(MysqlChange::Unlock { account: user.clone() }),
+        c(MysqlChange::Grant {
+            grant: pg(&[Privilege::Select], false, &Scope::Table { database: db.clone(), table: "missing".into() }),
+        }),
+        c(MysqlChange::Grant { grant: pg(&[Privilege::Insert], false, &orders) }),
+    ];
+    let e = executor.apply(&failing, false).await.unwrap_err();
+    assert_eq!(e.class, FailureClass::Permanent);
+    assert!(
+        e.message.contains("doesn't exist")
+            && e.message.contains("1 statement(s) ran before it and stay applied: ALTER USER"),
+        "{}",
+        e.message
+    );
+    let after = read().await;
+    assert!(!after.account(&user).unwrap().locked);
+    assert!(!after.privileges_at(&user, &orders).unwrap().privileges.contains(&Privilege::Insert));
+
+    // a PostgreSQL change is not this executor's
+    let pg_change = Change::DropRole { role: grantwarden_core::model::RoleName::new("x").unwrap() };
+    assert!(executor.apply(&[pg_change], true).await.unwrap_err().message.contains("no MySQL or MariaDB change"));
+}

@@ -255,6 +255,12 @@ pub fn render(change: &Change, functions: &Functions) -> Result<Vec<String>, Ren
             role(r),
             escape_literal(&valid_until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         )],
+        Change::Mysql { mysql } => {
+            return Err(RenderError {
+                what: mysql.to_string(),
+                reason: "a MySQL or MariaDB change, not PostgreSQL's".into(),
+            });
+        }
     })
 }
 

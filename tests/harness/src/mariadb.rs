@@ -76,9 +76,14 @@ impl TestMaria {
         format!("mysql://{}:{}@{}:{}/", enc(user), enc(password), opts.ip_or_hostname(), opts.tcp_port())
     }
 
-    /// A root connection.
+    /// A root connection over TCP, as the code under test connects: the
+    /// account is `root@127.0.0.1` (a socket would make it `root@localhost`,
+    /// another account, and the roles it creates would be another's to grant).
     pub async fn conn(&self) -> Conn {
-        Conn::from_url(&self.url).await.expect("connect to MariaDB as root")
+        let opts = Opts::from_url(&self.url).expect("the server URL");
+        Conn::new(mysql_async::OptsBuilder::from_opts(opts).prefer_socket(false))
+            .await
+            .expect("connect to MariaDB as root")
     }
 
     /// Runs statements (`;`-separated) as root; panics with the SQL on failure.

@@ -7,7 +7,9 @@
 //! - [`privilege`]: the privileges and the grant tables' three encodings of them.
 //! - [`catalog`]: accounts, privileges by level, roles, proxies, definers.
 //! - [`quote`]: identifiers and strings in SQL.
+//! - [`change`]: a change to the grants, as data, and the check that it took effect.
 
 pub mod catalog;
+pub mod change;
 pub mod privilege;
 pub mod quote;
