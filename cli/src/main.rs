@@ -317,13 +317,12 @@ async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Exit
 async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
     let scoring = scoring_of(args)?;
     if is_mysql(&args.scan.database) {
-        if args.state.is_some() {
+        if args.policy.is_some() {
             anyhow::bail!(
-                "--state: exceptions and the findings store cover PostgreSQL targets so far; plan a MySQL or \
-                 MariaDB server without --state"
+                "--policy: exceptions cover PostgreSQL targets so far; plan a MySQL or MariaDB server without it"
             );
         }
-        return plan_report_mysql(args, &scoring).await;
+        return plan_report_mysql(args, &scoring, args.state.as_deref(), now).await;
     }
     // The baseline is read while the catalog is: a generated baseline of a large
     // catalog is a hundred megabytes of YAML, as long to read as the catalog itself.
@@ -481,17 +480,6 @@ async fn scan_mysql(args: &ScanArgs) -> Result<grantwarden_mysql::Scan> {
     scanner.scan(chrono::Utc::now()).await.with_context(|| format!("scanning {}", scanner.target()))
 }
 
-/// The report of a MySQL or MariaDB server against its baseline (`engine: mariadb` or `mysql`).
-/// `apply`'s report: PostgreSQL's as `plan` writes it; a MySQL or MariaDB
-/// server's without exceptions (its `--state` holds the tickets and journal
-/// `apply` reads and writes, and no exception covers a MySQL target yet).
-pub(crate) async fn apply_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
-    if is_mysql(&args.scan.database) {
-        return plan_report_mysql(args, &scoring_of(args)?).await;
-    }
-    plan_report(args, now).await
-}
-
 /// The scoring `--scoring` names, or the standard one.
 fn scoring_of(args: &AssessArgs) -> Result<ScoringConfig> {
     Ok(match &args.scoring {
@@ -504,7 +492,15 @@ fn scoring_of(args: &AssessArgs) -> Result<ScoringConfig> {
     })
 }
 
-async fn plan_report_mysql(args: &AssessArgs, scoring: &ScoringConfig) -> Result<Report> {
+/// The report of a MySQL or MariaDB server against its baseline; with a
+/// state store, recorded there as PostgreSQL's are (findings with their age,
+/// the scan journaled).
+async fn plan_report_mysql(
+    args: &AssessArgs,
+    scoring: &ScoringConfig,
+    state: Option<&std::path::Path>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Report> {
     let label = args.baseline.display().to_string();
     let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
     let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label).map_err(|e| {
@@ -520,7 +516,10 @@ async fn plan_report_mysql(args: &AssessArgs, scoring: &ScoringConfig) -> Result
         }
     })?;
     let scan = scan_mysql(&args.scan).await?;
-    Ok(grantwarden_core::mysql_plan::plan(&baseline, &scan, scoring)?)
+    let Some(state) = state else { return Ok(grantwarden_core::mysql_plan::plan(&baseline, &scan, scoring)?) };
+    let store = grantwarden_local::LocalStore::open(state)
+        .with_context(|| format!("opening the state store {}", state.display()))?;
+    Ok(grantwarden_core::assess::assess_mysql(&store, &baseline, &scan, scoring, now).await?)
 }
 
 /// The baseline of a MySQL or MariaDB server: exit 1, writing nothing, when the scan is incomplete.

@@ -298,7 +298,7 @@ fn text(v: &serde_json::Value) -> String {
 /// corrective SQL; runs it only with `--execute`. Excepted grants are never touched.
 pub async fn run_apply(args: crate::ApplyArgs, now: DateTime<Utc>) -> Result<ExitCode> {
     let mysql = crate::is_mysql(&args.assess.scan.database);
-    let report = crate::apply_report(&args.assess, now).await?;
+    let report = crate::plan_report(&args.assess, now).await?;
     if !report.summary.complete {
         bail!("the scan is incomplete: nothing is applied from a partial view");
     }

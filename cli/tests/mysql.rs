@@ -179,8 +179,9 @@ async fn apply_puts_drift_right_revokes_first_and_a_plan_afterwards_finds_none()
          CREATE USER '{stray}'@'%' IDENTIFIED BY 'pw-stray';"
     ))
     .await;
+    let url = m.url();
     let plan = || {
-        let out = grantwarden(&["plan", "--database", &m.url(), "--baseline", baseline, "--format", "json"]);
+        let out = grantwarden(&["plan", "--database", &url, "--baseline", baseline, "--format", "json"]);
         let report: Report = serde_json::from_str(&stdout(&out)).unwrap();
         let own: Vec<(String, String, String)> = report
             .findings
@@ -193,9 +194,39 @@ async fn apply_puts_drift_right_revokes_first_and_a_plan_afterwards_finds_none()
     let (code, before) = plan();
     assert_eq!(code, Some(2));
     assert_eq!(before.len(), 9, "{before:#?}");
-    let url = m.url();
+    // with a state store the plan is recorded: findings with their age, the scan journaled; the dashboard reads it
+    let target = "maria-apply";
+    let recorded = |command: &[&str], more: &[&str]| {
+        let mut args = command.to_vec();
+        args.extend(["--database", &url, "--baseline", baseline, "--state", state, "--target", target]);
+        args.extend(more);
+        grantwarden(&args)
+    };
+    let out = recorded(&["plan"], &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.governance.is_some());
+    let page = dir.path().join("dashboard.html");
+    let out = recorded(&["report", "dashboard"], &["-o", page.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(target) && html.contains("9 findings"), "the dashboard shows the drift: {html}");
+    let out = grantwarden(&["plan", "--database", &url, "--baseline", baseline, "--policy", baseline]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--policy: exceptions cover PostgreSQL targets so far"));
     let apply = |mode: &str, execute: bool| {
-        let mut args = vec!["apply", "--database", &url, "--baseline", baseline, "--state", state, "--mode", mode];
+        let mut args = vec![
+            "apply",
+            "--database",
+            &url,
+            "--baseline",
+            baseline,
+            "--state",
+            state,
+            "--target",
+            target,
+            "--mode",
+            mode,
+        ];
         if execute {
             args.push("--execute");
         }
@@ -237,6 +268,15 @@ async fn apply_puts_drift_right_revokes_first_and_a_plan_afterwards_finds_none()
     let (code, left) = plan();
     assert_eq!((code, left), (Some(0), Vec::new()));
 
+    // the recorded plan closes what apply put right, and the remediation report says who did
+    let out = recorded(&["plan"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = grantwarden(&["report", "remediation", "--state", state, "--target", target]);
+    let text = stdout(&out);
+    assert!(text.contains("9 drift findings opened, 9 resolved"), "{text}");
+    assert!(text.contains("| remediation applied by grantwarden | 8 |"), "{text}");
+    assert!(text.contains("| a change outside grantwarden | 1 |"), "the stray account, dropped by hand: {text}");
+
     // applying again changes nothing; each run is journaled, with its changes
     let again = apply("converge", true);
     assert!(again.contains("0 change(s)"), "{again}");
@@ -244,4 +284,9 @@ async fn apply_puts_drift_right_revokes_first_and_a_plan_afterwards_finds_none()
     let events = stdout(&out);
     assert_eq!(events.matches("remediation.applied").count(), 3, "{events}");
     assert!(events.contains("remediation.planned") && events.contains("\"change\": \"mysql\""), "{events}");
+    let out = grantwarden(&["audit", "export", "--user", target, "--state", state, "--format", "json"]);
+    let journal = stdout(&out);
+    for kind in ["finding.opened", "finding.closed", "scan.completed"] {
+        assert!(journal.contains(kind), "{kind} journaled");
+    }
 }

@@ -6,6 +6,10 @@
 //! Fail secure: a registry that cannot be read, or a store that cannot be
 //! opened ([`assess_without_store`]), applies no exception and adds an
 //! untagged finding that says why.
+//!
+//! A MySQL or MariaDB scan ([`assess_mysql`]) is recorded the same way, its
+//! findings with their age and the scan journaled; no exception applies to it
+//! yet (tickets name PostgreSQL roles).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +21,9 @@ use crate::baseline::Baseline;
 use crate::diff::{Exceptions, diff_with_exceptions};
 use crate::error::StoreError;
 use crate::intake::untagged_finding;
+use crate::mysql_baseline::Baseline as MysqlBaseline;
+use crate::mysql_plan::EngineMismatch;
+use crate::mysql_scan::Scan as MysqlScan;
 use crate::policy::PolicyRegistry;
 use crate::report::{Finding, Report};
 use crate::scoring::ScoringConfig;
@@ -68,12 +75,64 @@ where
     let logins: Vec<String> =
         snapshot.state.roles.iter().filter(|(_, a)| a.login).map(|(r, _)| r.to_string()).collect();
     report.governance = Some(crate::governance::governance(&tickets, &logins, threshold, now));
-    // A partial scan records nothing: what it did not read may hold what an
-    // open finding is about (so it closes none), and what it read is not the
-    // whole (so it opens none). Its findings are in the report, unweighed by
-    // age, and its end is journaled as `scan.incomplete`.
-    if snapshot.complete {
-        let recorded = store.record_findings(&snapshot.target, &snapshot.scan_id, &report.findings, now, true).await?;
+    record(store, &mut report, snapshot.complete, registry_version.as_deref(), scoring, now).await?;
+    Ok(report)
+}
+
+/// Why a MySQL or MariaDB scan was not assessed.
+#[derive(Debug, thiserror::Error)]
+pub enum MysqlAssessError {
+    /// The baseline is for the other engine: nothing was recorded.
+    #[error(transparent)]
+    Engine(#[from] EngineMismatch),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Plans a MySQL or MariaDB `scan` against its `baseline`
+/// ([`crate::mysql_plan::plan`]) and records it as [`assess`] records a
+/// PostgreSQL snapshot: findings with their age, opened and closed ones
+/// journaled, then the scan's event; a partial scan records no finding. The
+/// governance figures count the target's tickets and the accounts that log in.
+pub async fn assess_mysql<S>(
+    store: &S,
+    baseline: &MysqlBaseline,
+    scan: &MysqlScan,
+    scoring: &ScoringConfig,
+    now: DateTime<Utc>,
+) -> Result<Report, MysqlAssessError>
+where
+    S: TicketStore + FindingStore + AuditJournal + Sync,
+{
+    let mut report = crate::mysql_plan::plan(baseline, scan, scoring)?;
+    let tickets = store.tickets(Some(&scan.target)).await?;
+    let logins: Vec<String> =
+        scan.catalog.accounts.iter().filter(|a| !a.is_role && !a.locked).map(|a| a.account.to_string()).collect();
+    report.governance = Some(crate::governance::governance(&tickets, &logins, None, now));
+    record(store, &mut report, scan.complete, None, scoring, now).await?;
+    Ok(report)
+}
+
+/// Records a report's findings with their age and journals the findings
+/// opened and closed, then the scan's event. A partial scan records nothing:
+/// what it did not read may hold what an open finding is about (so it closes
+/// none), and what it read is not the whole (so it opens none). Its findings
+/// are in the report, unweighed by age, and its end is journaled as
+/// `scan.incomplete`.
+async fn record<S>(
+    store: &S,
+    report: &mut Report,
+    complete: bool,
+    registry_version: Option<&str>,
+    scoring: &ScoringConfig,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError>
+where
+    S: FindingStore + AuditJournal + Sync,
+{
+    if complete {
+        let recorded = store.record_findings(&report.target, &report.scan_id, &report.findings, now, true).await?;
         report.weigh_by_age(&recorded.ages, now, scoring);
         let opened: Vec<&Finding> = report
             .findings
@@ -83,12 +142,12 @@ where
             .map(|(f, _)| f)
             .collect();
         let closed: Vec<&Finding> = recorded.closed.iter().collect();
-        for event in finding_events(&report, registry_version.as_deref(), &opened, &closed, now) {
+        for event in finding_events(report, registry_version, &opened, &closed, now) {
             store.append(event).await?;
         }
     }
-    store.append(NewEvent::for_scan(&report, registry_version.as_deref(), now)).await?;
-    Ok(report)
+    store.append(NewEvent::for_scan(report, registry_version, now)).await?;
+    Ok(())
 }
 
 /// The assessment when the store cannot be opened at all: fail secure. No

@@ -92,6 +92,29 @@ pub struct Manifest {
     /// Globs of `user@host` to leave alone; `!glob` re-includes (last match wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_accounts: Vec<String>,
+    /// Exposures reviewed and accepted, each with its reason: the plan still
+    /// lists them, as observations with the reason, neither scored nor raising
+    /// the status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted_exposures: Vec<AcceptedExposure>,
+}
+
+/// Exposures a person reviewed and accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedExposure {
+    /// The account the exposure is about, as a glob of `user@host`: the
+    /// definer of a definer-rights object, else the account itself.
+    pub account: String,
+    /// Globs of `database.name`: the views, routines, triggers and events
+    /// whose definer is `account` (or, for a `database_pattern` exposure, the
+    /// pattern). Left out, the entry accepts the account's own exposures (an
+    /// anonymous or passwordless account, an administrator reachable from any
+    /// host) and no object's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+    /// Why it is accepted, as the report shows it (required).
+    pub reason: String,
 }
 
 /// A declared account or role.
@@ -258,6 +281,32 @@ pub struct Baseline {
     pub accounts: BTreeMap<Account, DesiredAccount>,
     /// Accounts left alone.
     pub ignore: RoleFilter,
+    /// Exposures accepted, in the order written.
+    pub accepted: Vec<Accepted>,
+}
+
+/// One `accepted_exposures` entry, resolved.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    account: RoleFilter,
+    objects: Option<RoleFilter>,
+    /// Why.
+    pub reason: String,
+    /// Where it was declared, e.g. `accepted_exposures[0]`.
+    pub origin: String,
+}
+
+impl Accepted {
+    /// Whether this entry accepts an exposure of `account`, about `object`
+    /// (`database.name`, or a database pattern) or about the account itself (`None`).
+    pub fn covers(&self, account: &Account, object: Option<&str>) -> bool {
+        self.account.ignores_name(&account.user_at_host())
+            && match (&self.objects, object) {
+                (Some(globs), Some(object)) => globs.ignores_name(object),
+                (None, None) => true,
+                _ => false,
+            }
+    }
 }
 
 /// The first words of a baseline, read to tell which engine it is for.
@@ -334,7 +383,34 @@ impl Baseline {
                 return Err(err(origin, format!("account {account} is declared twice")));
             }
         }
-        Ok(Baseline { engine: m.engine, accounts, ignore })
+        let mut accepted = Vec::with_capacity(m.accepted_exposures.len());
+        for (i, a) in m.accepted_exposures.iter().enumerate() {
+            let origin = format!("accepted_exposures[{i}]");
+            if a.reason.trim().is_empty() {
+                return Err(err(format!("{origin}.reason"), "say why the exposure is accepted".into()));
+            }
+            // globs that accept: a `!` (which re-includes in ignore_accounts) would mean nothing
+            let glob = |pattern: &String, path: String| {
+                if pattern.starts_with('!') {
+                    return Err(err(path, format!("{pattern:?}: a glob of what to accept; `!` means nothing here")));
+                }
+                RoleFilter::new(std::slice::from_ref(pattern)).map(|_| ()).map_err(|(_, msg)| err(path, msg))
+            };
+            glob(&a.account, format!("{origin}.account"))?;
+            for (j, o) in a.objects.iter().enumerate() {
+                glob(o, format!("{origin}.objects[{j}]"))?;
+            }
+            let compile = |patterns: &[String]| RoleFilter::new(patterns).expect("each glob compiled above");
+            let account = compile(std::slice::from_ref(&a.account));
+            let objects = (!a.objects.is_empty()).then(|| compile(&a.objects));
+            accepted.push(Accepted { account, objects, reason: a.reason.trim().to_owned(), origin });
+        }
+        Ok(Baseline { engine: m.engine, accounts, ignore, accepted })
+    }
+
+    /// The entry that accepts an exposure of `account` about `object` (see [`Accepted::covers`]), if any.
+    pub fn accepted(&self, account: &Account, object: Option<&str>) -> Option<&Accepted> {
+        self.accepted.iter().find(|a| a.covers(account, object))
     }
 }
 
@@ -530,7 +606,13 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
             grants,
         });
     }
-    Manifest { version: VERSION, engine, accounts, ignore_accounts: ignore.patterns().to_vec() }
+    Manifest {
+        version: VERSION,
+        engine,
+        accounts,
+        ignore_accounts: ignore.patterns().to_vec(),
+        accepted_exposures: Vec::new(),
+    }
 }
 
 /// The engines' own accounts, which own their system views and routines and

@@ -32,7 +32,7 @@ use crate::finding::FindingKind;
 use crate::model::{Grantee, ObjectRef, Privilege as Pg, PrivilegeClass};
 use crate::mysql::catalog::{Account, AccountInfo, Catalog, Definer, PrivilegeGrant, Scope, StoredKind};
 use crate::mysql::privilege::Privilege;
-use crate::mysql_baseline::{Baseline, Desired, DesiredAccount, Engine, is_system_account};
+use crate::mysql_baseline::{Accepted, Baseline, Desired, DesiredAccount, Engine, is_system_account};
 use crate::mysql_scan::Scan;
 use crate::report::{Coverage, Finding, FindingObject, FindingPrivilege, ObjectType, Report};
 use crate::scoring::{Facts, Scope as Reach, ScoringConfig};
@@ -223,7 +223,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn push(&mut self, r: Raw) {
+    fn push(&mut self, mut r: Raw) {
+        if r.kind == FindingKind::Exposure
+            && let Some(accepted) = self.accepted(&r)
+        {
+            r.kind = FindingKind::Observed;
+            r.detail = format!("{} (accepted at {}: {})", r.detail, accepted.origin, accepted.reason);
+        }
         let facts = Facts { kind: r.kind, class: r.class, scope: r.reach, grantable: r.grantable, public: false };
         let finding = Finding {
             kind: r.kind,
@@ -241,6 +247,21 @@ impl<'a> Planner<'a> {
         } else {
             self.findings.push(finding);
         }
+    }
+
+    /// The baseline's entry that accepts exposure `r`: by its account and its
+    /// object (`database.name`, a database pattern), or the account's own.
+    fn accepted(&self, r: &Raw) -> Option<&'a Accepted> {
+        let Grantee::Account(a) = &r.grantee else { return None };
+        let object = match &r.object {
+            FindingObject::Object { kind: ObjectType::Account, .. } => None,
+            FindingObject::Object { object, .. } => Some(match &object.schema {
+                Some(schema) => format!("{}.{}", schema.as_str(), object.name.as_str()),
+                None => object.name.as_str().to_owned(),
+            }),
+            _ => return None,
+        };
+        self.baseline.accepted(&Account::new(a.user(), a.host()), object.as_deref())
     }
 
     /// Counts one held privilege (a role grant, a proxy) in the coverage.
@@ -825,6 +846,54 @@ mod tests {
     }
 
     #[test]
+    fn an_accepted_exposure_stays_in_the_report_as_an_observation_with_its_reason() {
+        let catalog = server();
+        let generated = generate(&catalog, Engine::Mariadb, &crate::manifest::RoleFilter::default());
+        let yaml = serde_saphyr::to_string(&generated).unwrap();
+        let with = |entries: &str| {
+            let text = format!("{yaml}accepted_exposures:\n{entries}");
+            Baseline::from_yaml(&text, "b.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+        };
+        let scan = scan_of(catalog, &[]);
+        // the view's definer and database match: observed with the reason, no longer scored
+        let accepted = with("  - { account: 'dba@*', objects: ['shop.tot*'], reason: reviewed in CHG-42 }\n");
+        let report = plan(&accepted, &scan, &ScoringConfig::standard()).unwrap();
+        assert!(summary(&report).is_empty(), "{:#?}", summary(&report));
+        assert_eq!(report.summary.exposure, 0);
+        assert_ne!(report.summary.status, crate::report::Status::Alert);
+        let observed = report.observations.iter().find(|f| f.object.to_string() == "view shop.totals").unwrap();
+        assert!(
+            observed.detail.ends_with("(accepted at accepted_exposures[0]: reviewed in CHG-42)"),
+            "{}",
+            observed.detail
+        );
+        // another object, or the account's own exposures only: still an exposure
+        for entries in [
+            "  - { account: 'dba@*', objects: ['billing.*'], reason: other views }\n",
+            "  - { account: 'dba@localhost', reason: the account itself }\n",
+            "  - { account: 'app@*', objects: ['shop.*'], reason: another definer }\n",
+        ] {
+            let report = plan(&with(entries), &scan, &ScoringConfig::standard()).unwrap();
+            assert_eq!(report.summary.exposure, 1, "{entries}");
+        }
+        // each entry says why, and its globs accept
+        for (entries, path, message) in [
+            ("  - { account: 'dba@*', reason: ' ' }\n", "accepted_exposures[0].reason", "say why"),
+            ("  - { account: '!dba@*', reason: x }\n", "accepted_exposures[0].account", "`!` means nothing"),
+            (
+                "  - { account: 'dba@*', objects: ['a', 'b[' ], reason: x }\n",
+                "accepted_exposures[0].objects[1]",
+                "invalid glob",
+            ),
+        ] {
+            let text = format!("{yaml}accepted_exposures:\n{entries}");
+            let e = Baseline::from_yaml(&text, "b.yaml").unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.message.contains(message), "{e}");
+        }
+    }
+
+    #[test]
     fn remediation_of_drift_is_what_the_baseline_holds_and_option_differences_are_left_to_a_person() {
         use crate::mysql::catalog::ProxyGrant;
         use crate::mysql::change::MysqlChange;
@@ -888,6 +957,9 @@ mod tests {
             "{:#?}",
             fix.skipped
         );
+        // as a journal or a queue reads them back (`SELECT` then names PostgreSQL's): the same changes
+        let read_back: Vec<Finding> = serde_json::from_str(&serde_json::to_string(&report.findings).unwrap()).unwrap();
+        assert_eq!(remediate(&read_back, Mode::Converge).changes, fix.changes);
         let reasons: Vec<&str> = fix.skipped.iter().map(|s| s.reason.as_str()).collect();
         assert!(reasons.iter().any(|r| r.starts_with("the proxy's GRANT OPTION differs")), "{reasons:#?}");
         assert!(reasons.iter().any(|r| r.contains("DROP USER by hand")), "{reasons:#?}");

@@ -329,7 +329,11 @@ pub fn mysql_change_for(f: &Finding, grantee: &AccountGrantee, wanted: bool) -> 
             let grant = RoleGrant { grantee, role: other()?, admin: wanted && f.grantable };
             return Ok(if wanted { MysqlChange::GrantRole { grant } } else { MysqlChange::RevokeRole { grant } });
         }
-        other => return Err(format!("unknown privilege {:?}", other.text())),
+        // a finding read back from JSON names a privilege both engines spell alike
+        // (`SELECT`, `EXECUTE`) as PostgreSQL's: the word is the same
+        other => {
+            MysqlPrivilege::from_report(&other.text()).ok_or_else(|| format!("unknown privilege {:?}", other.text()))?
+        }
     };
     if privilege == MysqlPrivilege::Proxy {
         if f.detail.contains("; the baseline declares it without") {

@@ -271,7 +271,10 @@ mod tests {
             keys
         };
         assert_eq!(fields(SchemaKind::Baseline), ["ignore_roles", "public", "roles", "version"]);
-        assert_eq!(fields(SchemaKind::MysqlBaseline), ["accounts", "engine", "ignore_accounts", "version"]);
+        assert_eq!(
+            fields(SchemaKind::MysqlBaseline),
+            ["accepted_exposures", "accounts", "engine", "ignore_accounts", "version"]
+        );
         assert_eq!(
             fields(SchemaKind::Policy),
             [
