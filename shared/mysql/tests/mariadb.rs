@@ -412,13 +412,16 @@ async fn remediation_runs_statement_by_statement_and_is_checked_against_the_gran
     use grantwarden_mysql::apply::Executor;
     use grantwarden_mysql::render;
     let m = TestMaria::new().await;
-    let db = m.name("shop");
-    let user = Account::new(&m.name("app"), "%");
-    let role = Account::new(&m.name("reporting"), "");
+    // names that need the engine's quoting: backticks, quotes, backslashes, a wildcard
+    let db = m.name("sh`o'p_1");
+    let user = Account::new(&m.name("a'p\\p"), "%");
+    let role = Account::new(&m.name("re`port"), "");
+    let q = grantwarden_mysql::quote::ident;
     m.exec(&format!(
-        "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.orders (id INT, email TEXT);
+        "CREATE DATABASE {d}; CREATE TABLE {d}.orders (id INT, email TEXT);
          CREATE USER {u} IDENTIFIED BY 'pw'; CREATE ROLE {r};
-         GRANT SELECT, DELETE ON `{db}`.orders TO {u} WITH GRANT OPTION; GRANT {r} TO {u};",
+         GRANT SELECT, DELETE ON {d}.orders TO {u} WITH GRANT OPTION; GRANT {r} TO {u};",
+        d = q(&db),
         u = render::account(&user),
         r = render::account(&role),
     ))
@@ -455,7 +458,7 @@ async fn remediation_runs_statement_by_statement_and_is_checked_against_the_gran
 
     let dry = executor.apply(&changes, true).await.unwrap();
     assert_eq!(dry.sql.len(), 7, "{:#?}", dry.sql);
-    assert_eq!(dry.sql[0], format!("REVOKE DELETE ON `{db}`.`orders` FROM {}", render::account(&user)));
+    assert_eq!(dry.sql[0], format!("REVOKE DELETE ON {}.`orders` FROM {}", q(&db), render::account(&user)));
     let read = || async { own(&Scanner::new(&m.url(), quiet()).unwrap().scan(Utc::now()).await.unwrap().catalog, &m) };
     assert!(read().await.roles.iter().any(|r| r.grantee == user), "a dry run changes nothing");
 
