@@ -390,19 +390,18 @@ impl Baseline {
                 return Err(err(format!("{origin}.reason"), "say why the exposure is accepted".into()));
             }
             // globs that accept: a `!` (which re-includes in ignore_accounts) would mean nothing
-            let glob = |pattern: &String, path: String| {
-                if pattern.starts_with('!') {
-                    return Err(err(path, format!("{pattern:?}: a glob of what to accept; `!` means nothing here")));
+            let globs = |patterns: &[String], path: &dyn Fn(usize) -> String| {
+                if let Some(j) = patterns.iter().position(|p| p.starts_with('!')) {
+                    let message = format!("{:?}: a glob of what to accept; `!` means nothing here", patterns[j]);
+                    return Err(err(path(j), message));
                 }
-                RoleFilter::new(std::slice::from_ref(pattern)).map(|_| ()).map_err(|(_, msg)| err(path, msg))
+                RoleFilter::new(patterns).map_err(|(j, msg)| err(path(j), msg))
             };
-            glob(&a.account, format!("{origin}.account"))?;
-            for (j, o) in a.objects.iter().enumerate() {
-                glob(o, format!("{origin}.objects[{j}]"))?;
-            }
-            let compile = |patterns: &[String]| RoleFilter::new(patterns).expect("each glob compiled above");
-            let account = compile(std::slice::from_ref(&a.account));
-            let objects = (!a.objects.is_empty()).then(|| compile(&a.objects));
+            let account = globs(std::slice::from_ref(&a.account), &|_| format!("{origin}.account"))?;
+            let objects = match a.objects.is_empty() {
+                true => None,
+                false => Some(globs(&a.objects, &|j| format!("{origin}.objects[{j}]"))?),
+            };
             accepted.push(Accepted { account, objects, reason: a.reason.trim().to_owned(), origin });
         }
         Ok(Baseline { engine: m.engine, accounts, ignore, accepted })

@@ -111,7 +111,8 @@ impl ChangeExecutor for Executor {
             let mut tries = 0u32;
             loop {
                 tries += 1;
-                attempts += 1;
+                // as PostgreSQL's counts its transaction's: the most tries one statement took
+                attempts = attempts.max(tries);
                 let result = match conn.as_mut() {
                     Some(c) => run(c, sql).await,
                     None => match connect(&self.opts, &self.options.timeouts).await {
