@@ -142,6 +142,21 @@ pub struct AccountSpec {
     /// What it may do, by level.
     #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "flow_maps")]
     pub grants: Vec<GrantSpec>,
+    /// MySQL 8's partial revokes (`partial_revokes=ON`): privileges it holds
+    /// `on: global` and not in these databases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "flow_maps")]
+    pub revokes: Vec<RevokeSpec>,
+}
+
+/// A partial revoke: global privileges taken back in one database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSpec {
+    /// The database (its name, never a pattern).
+    pub database: String,
+    /// The privileges, each declared `on: global` for the account.
+    #[serde(serialize_with = "flow_seq")]
+    pub privileges: Vec<String>,
 }
 
 /// A role granted to an account or role.
@@ -268,6 +283,8 @@ pub struct DesiredAccount {
     pub proxies: BTreeMap<Account, bool>,
     /// Privileges by scope.
     pub grants: BTreeMap<Scope, Desired>,
+    /// MySQL 8's partial revokes: by database, the global privileges it does not hold there.
+    pub revokes: BTreeMap<String, BTreeSet<Privilege>>,
     /// Where it was declared, e.g. `accounts[2]`.
     pub origin: String,
 }
@@ -377,6 +394,38 @@ impl Baseline {
                     d.privileges.extend(declared.privileges);
                     d.grantable |= declared.grantable;
                     d.dynamic_grantable.extend(declared.dynamic_grantable);
+                }
+            }
+            for (j, r) in spec.revokes.iter().enumerate() {
+                let at = format!("{origin}.revokes[{j}]");
+                if m.engine != Engine::Mysql {
+                    return Err(err(at, "partial revokes are MySQL 8's; MariaDB has none".into()));
+                }
+                if r.database.is_empty() {
+                    return Err(err(format!("{at}.database"), "names no database".into()));
+                }
+                let global = desired.grants.get(&Scope::Global).map(|d| &d.privileges);
+                let mut revoked = BTreeSet::new();
+                for (k, word) in r.privileges.iter().enumerate() {
+                    let path = format!("{at}.privileges[{k}]");
+                    let p = Privilege::from_report(&word.trim().to_ascii_uppercase())
+                        .ok_or_else(|| err(path.clone(), format!("unknown privilege {word:?}")))?;
+                    if !global.is_some_and(|g| g.contains(&p)) {
+                        return Err(err(
+                            path,
+                            format!(
+                                "{p} is revoked in {:?} only from a grant `on: global`, which declares none",
+                                r.database
+                            ),
+                        ));
+                    }
+                    revoked.insert(p);
+                }
+                if revoked.is_empty() {
+                    return Err(err(format!("{at}.privileges"), "names no privilege".into()));
+                }
+                if desired.revokes.insert(r.database.clone(), revoked).is_some() {
+                    return Err(err(format!("{at}.database"), format!("{:?} is listed twice", r.database)));
                 }
             }
             if accounts.insert(account.clone(), desired).is_some() {
@@ -595,6 +644,15 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
                 grant_option: false,
             });
         }
+        let revokes = catalog
+            .partial_revokes
+            .iter()
+            .filter(|r| r.account == *a)
+            .map(|r| RevokeSpec {
+                database: r.database.clone(),
+                privileges: r.privileges.iter().map(|p| p.keyword().to_owned()).collect(),
+            })
+            .collect();
         accounts.push(AccountSpec {
             user: a.user.clone(),
             host: (!is_role_host).then(|| a.host.clone()),
@@ -603,6 +661,7 @@ pub fn generate(catalog: &Catalog, engine: Engine, ignore: &RoleFilter) -> Manif
             roles,
             proxies,
             grants,
+            revokes,
         });
     }
     Manifest {

@@ -15,6 +15,9 @@
 //!   routines, triggers, events), a definer that does not exist, and a
 //!   database grant whose `_` wildcard sits beside a database of that very
 //!   name (meant for `app_db`, it covers `appxdb` too).
+//! - MySQL 8's partial revokes of declared accounts: one held and not
+//!   declared is `missing` (the account lacks in that database what `*.*`
+//!   grants), one declared and gone `unauthorized`.
 //!
 //! Scopes map onto the scoring's: `*.*` is the cluster, a database pattern a
 //! database (it names many), a database a schema, a table or routine an
@@ -357,6 +360,59 @@ impl<'a> Planner<'a> {
         }
         self.role_grants();
         self.proxies();
+        self.partial_revokes();
+    }
+
+    /// MySQL 8's partial revokes of declared accounts, held against declared:
+    /// one held and not declared takes away what the baseline grants there
+    /// (`missing`); one declared and not held leaves the database open
+    /// through `*.*` (`unauthorized`). An undeclared account's are not judged:
+    /// it is orphaned whole.
+    fn partial_revokes(&mut self) {
+        let catalog = self.catalog;
+        type Revoked<'p> = BTreeSet<&'p Privilege>;
+        let mut pairs: BTreeMap<(&Account, &str), (Revoked, Revoked)> = BTreeMap::new();
+        for r in &catalog.partial_revokes {
+            pairs.entry((&r.account, &r.database)).or_default().0.extend(&r.privileges);
+        }
+        for (a, d) in &self.baseline.accounts {
+            for (database, privileges) in &d.revokes {
+                pairs.entry((a, database)).or_default().1.extend(privileges);
+            }
+        }
+        for ((account, database), (held, declared)) in pairs {
+            if self.standing(account) != Standing::Declared {
+                continue;
+            }
+            let scope = Scope::Database { database: database.to_owned(), pattern: false };
+            let findings: Vec<Raw> = held
+                .difference(&declared)
+                .map(|p| {
+                    let detail =
+                        format!("lacks {p} in {database}: a partial revoke of its `*.*` grant the baseline does not declare");
+                    (FindingKind::Missing, *p, detail)
+                })
+                .chain(declared.difference(&held).map(|p| {
+                    let detail = format!(
+                        "holds {p} in {database} through `*.*`: the baseline declares a partial revoke there, and it is gone"
+                    );
+                    (FindingKind::Unauthorized, *p, detail)
+                }))
+                .map(|(kind, p, detail)| Raw {
+                    kind,
+                    grantee: grantee_of(account),
+                    privilege: FindingPrivilege::Mysql(p.clone()),
+                    class: p.class(),
+                    reach: reach(&scope),
+                    grantable: false,
+                    object: scope_object(&scope),
+                    detail,
+                })
+                .collect();
+            for r in findings {
+                self.push(r);
+            }
+        }
     }
 
     /// A relation between two accounts (a role grant and its admin option, a
@@ -843,6 +899,58 @@ mod tests {
         assert_eq!(report.observations.len(), 1, "mariadb.sys is observed, not judged");
         assert_eq!(report.summary.coverage.drift, 0);
         assert_eq!(report.summary.coverage.held, report.summary.coverage.baseline);
+    }
+
+    #[test]
+    fn mysql_8_partial_revokes_round_trip_and_either_change_is_drift_left_to_a_person() {
+        use crate::mysql::catalog::PartialRevoke;
+        use crate::remediate::{Mode, remediate};
+        let ops = Account::new("ops", "%");
+        let mut before = Catalog { accounts: vec![info("ops", "%", password())], ..Catalog::default() };
+        before.add_privileges(ops.clone(), Scope::Global, vec![Privilege::Select, Privilege::Insert], false);
+        let revoke = |database: &str, ps: &[Privilege]| PartialRevoke {
+            account: ops.clone(),
+            database: database.into(),
+            privileges: ps.iter().cloned().collect(),
+        };
+        before.partial_revokes.insert(revoke("mysql", &[Privilege::Select, Privilege::Insert]));
+        let generated = generate(&before, Engine::Mysql, &crate::manifest::RoleFilter::default());
+        let yaml = serde_saphyr::to_string(&generated).unwrap();
+        assert!(yaml.contains("revokes: [{database: mysql, privileges: [SELECT, INSERT]}]"), "{yaml}");
+        let baseline = Baseline::from_yaml(&yaml, "generated.yaml").unwrap();
+        let mysql8 = |catalog: Catalog| {
+            let mut scan = scan_of(catalog, &[]);
+            scan.server = Server { flavor: Flavor::Mysql, version: "8.0.36".into() };
+            scan
+        };
+        let report = plan(&baseline, &mysql8(before.clone()), &ScoringConfig::standard()).unwrap();
+        assert!(!report.has_drift(), "{:#?}", summary(&report));
+
+        // the revoke of INSERT lifted, another added in `hr`
+        let mut after = before.clone();
+        after.partial_revokes = [revoke("mysql", &[Privilege::Select]), revoke("hr", &[Privilege::Select])].into();
+        let report = plan(&baseline, &mysql8(after), &ScoringConfig::standard()).unwrap();
+        let found = summary(&report);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        let ops_at = |kind, severity, privilege: &str, object: &str| {
+            (kind, severity, "'ops'@'%'".to_owned(), privilege.to_owned(), object.to_owned())
+        };
+        // the report puts the worse first
+        assert_eq!(found[0], ops_at(FindingKind::Unauthorized, Severity::Medium, "INSERT", "database mysql"));
+        assert_eq!(found[1], ops_at(FindingKind::Missing, Severity::Low, "SELECT", "database hr"));
+        let fix = remediate(&report.findings, Mode::Converge);
+        assert!(fix.changes.is_empty(), "{:#?}", fix.changes);
+        assert!(fix.skipped.iter().all(|s| s.reason.starts_with("a MySQL 8 partial revoke differs")));
+
+        // declared only where the engine has them, and only of what `*.*` grants
+        let mariadb = yaml.replace("engine: mysql", "engine: mariadb");
+        let e = Baseline::from_yaml(&mariadb, "b.yaml").unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("accounts[0].revokes[0]", "partial revokes are MySQL 8's; MariaDB has none")
+        );
+        let e = Baseline::from_yaml(&yaml.replace("[SELECT, INSERT]}]", "[SELECT, DELETE]}]"), "b.yaml").unwrap_err();
+        assert_eq!(e.path, "accounts[0].revokes[0].privileges[1]", "{e}");
     }
 
     #[test]

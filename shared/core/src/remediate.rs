@@ -335,6 +335,12 @@ pub fn mysql_change_for(f: &Finding, grantee: &AccountGrantee, wanted: bool) -> 
             MysqlPrivilege::from_report(&other.text()).ok_or_else(|| format!("unknown privilege {:?}", other.text()))?
         }
     };
+    if f.detail.contains("a partial revoke") {
+        return Err(format!(
+            "a MySQL 8 partial revoke differs: with partial_revokes=ON, REVOKE {privilege} ON the database (or GRANT it, \
+             to lift the revoke) by hand"
+        ));
+    }
     if privilege == MysqlPrivilege::Proxy {
         if f.detail.contains("; the baseline declares it without") {
             return Err("the proxy's GRANT OPTION differs, not the proxy: change it by hand".into());
