@@ -1177,8 +1177,40 @@ mod tests {
                 grantable: false,
             });
         }
-        let report = plan(&baseline_of(&c), &scan_of(c, &[]), &ScoringConfig::standard()).unwrap();
+        let baseline = baseline_of(&c);
+        let report = plan(&baseline, &scan_of(c.clone(), &[]), &ScoringConfig::standard()).unwrap();
         assert!(!report.has_drift(), "{:#?}", summary(&report));
+
+        // every grant gone, then every grant undeclared: remediation names each object and account back,
+        // as a journal reads the findings back
+        use crate::mysql::change::MysqlChange;
+        use crate::remediate::{Mode, remediate};
+        let bare = Catalog { accounts: c.accounts.clone(), ..Catalog::default() };
+        let changes = |baseline: &Baseline, held: &Catalog| -> Vec<MysqlChange> {
+            let report = plan(baseline, &scan_of(held.clone(), &[]), &ScoringConfig::standard()).unwrap();
+            let read_back: Vec<Finding> =
+                serde_json::from_str(&serde_json::to_string(&report.findings).unwrap()).unwrap();
+            let fix = remediate(&read_back, Mode::Converge);
+            assert!(fix.skipped.is_empty(), "{:#?}", fix.skipped);
+            fix.changes
+                .into_iter()
+                .map(|c| match c {
+                    crate::change::Change::Mysql { mysql } => mysql,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let grants = changes(&baseline, &bare);
+        assert!(grants.len() >= names.len() * 5, "{grants:#?}");
+        for g in &grants {
+            assert!(!g.holds_in(&bare) && g.holds_in(&c), "{g}");
+        }
+        let accounts_only = baseline_of(&bare);
+        let revokes = changes(&accounts_only, &c);
+        assert!(revokes.len() >= names.len() * 5, "{revokes:#?}");
+        for r in &revokes {
+            assert!(r.takes_away() && !r.holds_in(&c) && r.holds_in(&bare), "{r}");
+        }
     }
 
     #[test]
