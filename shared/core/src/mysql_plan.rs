@@ -147,11 +147,6 @@ fn object(kind: ObjectType, schema: Option<&str>, name: &str, column: Option<&st
     FindingObject::of(kind, &object)
 }
 
-/// The report's object of a scope: `global *.*`, `database shop`, `table shop.orders`...
-pub fn scope_object(scope: &Scope) -> FindingObject {
-    FindingObject::of_mysql_scope(scope)
-}
-
 /// The report's grantee an account or role is.
 fn grantee_of(a: &Account) -> Grantee {
     Grantee::account(&a.user, &a.host)
@@ -405,7 +400,7 @@ impl<'a> Planner<'a> {
                     class: p.class(),
                     reach: reach(&scope),
                     grantable: false,
-                    object: scope_object(&scope),
+                    object: FindingObject::of_mysql_scope(&scope),
                     detail,
                 })
                 .collect();
@@ -572,7 +567,7 @@ impl<'a> Planner<'a> {
                     class: p.class(),
                     reach: reach(scope),
                     grantable,
-                    object: scope_object(scope),
+                    object: FindingObject::of_mysql_scope(scope),
                     detail,
                 })
                 .collect::<Vec<_>>();
@@ -594,7 +589,7 @@ impl<'a> Planner<'a> {
                     class: PrivilegeClass::Admin,
                     reach: reach(scope),
                     grantable: false,
-                    object: scope_object(scope),
+                    object: FindingObject::of_mysql_scope(scope),
                     detail,
                 });
             }
@@ -699,7 +694,7 @@ impl<'a> Planner<'a> {
                 privilege: FindingPrivilege::Mysql(privilege),
                 reach: Reach::Database,
                 grantable: g.grantable,
-                object: scope_object(&g.scope),
+                object: FindingObject::of_mysql_scope(&g.scope),
                 detail: format!(
                     "a grant on {} is a pattern: its `_` matches any character, so beside {literal} it covers \
                      every database named like it; {} names {literal} alone",

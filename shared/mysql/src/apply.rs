@@ -177,10 +177,11 @@ async fn verify(
     changes.dedup();
     let mut wrong = Vec::new();
     for change in changes {
+        let database = change.chunk_database();
         let failed = scan.chunks.iter().filter(|c| c.error.is_some()).find(|c| match &c.chunk {
             ChunkSpec::Cluster => true,
-            ChunkSpec::Schemas { schemas } => schemas.iter().any(|s| change.databases().contains(s.as_str())),
-            ChunkSpec::SchemaPart { schema, .. } => change.databases().contains(schema.as_str()),
+            ChunkSpec::Schemas { schemas } => schemas.iter().any(|s| database == Some(s.as_str())),
+            ChunkSpec::SchemaPart { schema, .. } => database == Some(schema.as_str()),
         });
         if let Some(chunk) = failed.and_then(|c| c.failure()) {
             return Err(unverified(format!("the chunk {chunk}")));

@@ -9,7 +9,6 @@
 //! one is the check afterwards: the server's grant tables are read again and
 //! each change must show there ([`MysqlChange::holds_in`]).
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -129,17 +128,18 @@ impl MysqlChange {
         }
     }
 
-    /// The databases whose grants the check after the change must read (none:
-    /// the server-wide grant tables are enough).
-    pub fn databases(&self) -> BTreeSet<&str> {
+    /// The database whose chunk holds the grant this change is about (none:
+    /// the server-wide grant tables, the cluster chunk, hold it): what the
+    /// check after the change must have read.
+    pub fn chunk_database(&self) -> Option<&str> {
         match self {
             MysqlChange::Grant { grant } | MysqlChange::Revoke { grant } => match &grant.scope {
                 Scope::Table { database, .. } | Scope::Column { database, .. } | Scope::Routine { database, .. } => {
-                    BTreeSet::from([database.as_str()])
+                    Some(database)
                 }
-                Scope::Global | Scope::Database { .. } => BTreeSet::new(),
+                Scope::Global | Scope::Database { .. } => None,
             },
-            _ => BTreeSet::new(),
+            _ => None,
         }
     }
 }
@@ -187,6 +187,8 @@ fn scope_words(scope: &Scope) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::mysql::catalog::AccountInfo;
     use crate::mysql::privilege::Privilege;
@@ -231,7 +233,7 @@ mod tests {
         assert!(MysqlChange::Lock { account: Account::new("app", "%") }.holds_in(&catalog));
         assert!(!MysqlChange::Unlock { account: Account::new("app", "%") }.holds_in(&catalog));
         assert_eq!(revoke_update.to_string(), "revoke UPDATE on table shop.orders from 'app'@'%'");
-        assert_eq!(revoke_update.databases(), BTreeSet::from(["shop"]));
+        assert_eq!(revoke_update.chunk_database(), Some("shop"));
     }
 
     #[test]
