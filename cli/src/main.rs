@@ -335,12 +335,9 @@ async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> R
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading baseline {label}"))?;
             let baseline = Baseline::from_yaml(&text, &label).map_err(|e| {
                 // a MySQL baseline fails PostgreSQL's format at its first key: say what it is instead
-                match grantwarden_core::mysql_baseline::engine_of(&text) {
-                    Ok(Some(engine)) if engine != "postgresql" => anyhow::anyhow!(
-                        "{label}: is a baseline for `engine: {engine}`, and --database is a PostgreSQL server: plan \
-                         it with a PostgreSQL baseline"
-                    ),
-                    _ => e.into(),
+                match grantwarden_core::mysql_baseline::for_other_engine(&text, &label, "--database", false) {
+                    Some(why) => anyhow::anyhow!(why),
+                    None => e.into(),
                 }
             })?;
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "baseline read");
@@ -506,13 +503,9 @@ async fn plan_report_mysql(
     let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label).map_err(|e| {
         // a PostgreSQL baseline fails this format at its first key: say what it is instead (a
         // file that is no YAML map keeps its parser's error, which names the line)
-        match grantwarden_core::mysql_baseline::engine_of(&text) {
-            Ok(None) => anyhow::anyhow!(
-                "{label}: names no `engine:`, so it is a PostgreSQL baseline, and --database is a MySQL or MariaDB \
-                 server: plan it with a baseline of `engine: mariadb` or `engine: mysql` (grantwarden generate \
-                 writes one)"
-            ),
-            _ => e.into(),
+        match grantwarden_core::mysql_baseline::for_other_engine(&text, &label, "--database", true) {
+            Some(why) => anyhow::anyhow!(why),
+            None => e.into(),
         }
     })?;
     let scan = scan_mysql(&args.scan).await?;

@@ -1,6 +1,9 @@
 //! Diff: when a scan record turns complete or incomplete, merge its batches,
 //! assess them against the baseline with the target's exceptions, store the
-//! report and findings, and alert past the thresholds.
+//! report and findings, and alert past the thresholds. A MySQL or MariaDB
+//! scan (its manifest names the server) is planned against the target's
+//! MySQL baseline (`engine: mariadb` or `engine: mysql`) as `grantwarden plan`
+//! plans it; no exception applies to it yet (tickets name PostgreSQL roles).
 //!
 //! An incomplete scan (a chunk failed for good) is assessed on what was read:
 //! its report says so, no finding is opened or closed, no remediation is
@@ -19,10 +22,10 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use grantwarden_aws::queue::SqsRemediationQueue;
 use grantwarden_aws::settings::SettingsError;
 use grantwarden_aws::{Alerts, AwsError, Clients, Clock, DynamoStore, Objects, Settings};
-use grantwarden_core::assess::assess;
+use grantwarden_core::assess::{MysqlAssessError, assess, assess_mysql};
 use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::error::StoreError;
-use grantwarden_core::pipeline::{AssembleError, ScanRecord, ScanStatus, assemble};
+use grantwarden_core::pipeline::{AssembleError, ScanRecord, ScanStatus, assemble, assemble_mysql};
 use grantwarden_core::raise_alerts::{RaiseError, raise_governance_alerts};
 use grantwarden_core::remediate::Mode;
 use grantwarden_core::remediation_flow::{PlanError, plan_remediation};
@@ -58,6 +61,14 @@ pub enum DiffError {
         /// Cause.
         source: StoreError,
     },
+    /// The baseline is for the other MySQL engine (MariaDB's against MySQL's server, or the reverse).
+    #[error("scan {scan_id}: {reason}")]
+    Baseline {
+        /// The scan.
+        scan_id: String,
+        /// Why.
+        reason: String,
+    },
     /// The batches do not make a snapshot.
     #[error("scan {scan_id}: {source}")]
     Assemble {
@@ -71,7 +82,7 @@ pub enum DiffError {
 impl From<DiffError> for Diagnostic {
     fn from(e: DiffError) -> Self {
         let error_type = match &e {
-            DiffError::Record { .. } | DiffError::Assemble { .. } => "Validation",
+            DiffError::Record { .. } | DiffError::Assemble { .. } | DiffError::Baseline { .. } => "Validation",
             DiffError::Aws { source, .. } if !source.is_retryable() => "Validation",
             _ => "Retryable",
         };
@@ -111,6 +122,18 @@ pub struct Diff<S = DynamoStore> {
     alerts: Option<Alerts>,
     remediation: Option<(Mode, SqsRemediationQueue)>,
     clock: Arc<dyn Clock>,
+}
+
+/// What a scan read: a PostgreSQL snapshot, or a MySQL or MariaDB scan.
+enum Read {
+    Postgres(grantwarden_core::snapshot::Snapshot),
+    Mysql(grantwarden_core::mysql_scan::Scan),
+}
+
+/// The baseline read for the engine a scan's manifest names.
+enum TargetBaseline {
+    Postgres(Arc<grantwarden_core::baseline::Baseline>),
+    Mysql(Arc<grantwarden_core::mysql_baseline::Baseline>),
 }
 
 /// The scan record a stream record ends, if it ends one.
@@ -239,7 +262,8 @@ where
         Ok(out)
     }
 
-    /// Assesses one ended scan.
+    /// Assesses one ended scan: a PostgreSQL snapshot with the target's
+    /// exceptions, or a MySQL or MariaDB scan (its manifest names the server).
     pub async fn report(&self, scan: &ScanRecord) -> Result<Handled, DiffError> {
         let id = &scan.scan_id;
         let aws = |source| DiffError::Aws { scan_id: id.clone(), source };
@@ -248,28 +272,33 @@ where
             tracing::info!(%key, "report exists; redelivered record");
             return Ok(Handled::AlreadyReported { key });
         }
+        let started = std::time::Instant::now();
+        let manifest = self.objects.manifest(&scan.target, id).await.map_err(aws)?;
+        let mysql = manifest.mysql.is_some();
         // the configuration (parsing a large baseline takes a second) is read on
         // another task while the batches are read and assembled on this one
         let config = {
             let (objects, target) = (self.objects.clone(), scan.target.clone());
             tokio::spawn(async move {
-                let baseline = objects.baseline(&target).await;
+                let baseline = if mysql {
+                    objects.mysql_baseline(&target).await.map(TargetBaseline::Mysql)
+                } else {
+                    objects.baseline(&target).await.map(TargetBaseline::Postgres)
+                };
                 let scoring = objects.scoring().await;
                 let registry = objects.policy_registry().await.map_err(|e| e.to_string());
                 (baseline, scoring, registry)
             })
         };
-        let started = std::time::Instant::now();
-        let manifest = self.objects.manifest(&scan.target, id).await.map_err(aws)?;
         let batches = self.objects.batches(&scan.target, id).await.map_err(aws)?;
         tracing::info!(batches = batches.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batches read");
-        let snapshot =
-            assemble(&manifest, scan, batches).map_err(|source| DiffError::Assemble { scan_id: id.clone(), source })?;
-        tracing::info!(
-            grants = snapshot.state.grants.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "snapshot assembled"
-        );
+        let assembly = |source| DiffError::Assemble { scan_id: id.clone(), source };
+        let read = if mysql {
+            Read::Mysql(assemble_mysql(&manifest, scan, batches).map_err(assembly)?)
+        } else {
+            Read::Postgres(assemble(&manifest, scan, batches).map_err(assembly)?)
+        };
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "snapshot assembled");
         let (baseline, scoring, registry) = config.await.map_err(|e| DiffError::Aws {
             scan_id: id.clone(),
             source: AwsError::Service {
@@ -282,16 +311,28 @@ where
         if let Err(why) = &registry {
             tracing::error!(error = %why, "policy registry unusable; no exception is applied");
         }
-        let report: Report = assess(
-            &self.store,
-            &baseline,
-            &snapshot,
-            &scoring,
-            Some(registry.as_ref().map_err(String::clone)),
-            self.clock.now(),
-        )
-        .await
-        .map_err(|source| DiffError::Store { scan_id: id.clone(), source })?;
+        let store = |source| DiffError::Store { scan_id: id.clone(), source };
+        let now = self.clock.now();
+        let report: Report = match (read, baseline) {
+            (Read::Postgres(snapshot), TargetBaseline::Postgres(baseline)) => {
+                let registry = Some(registry.as_ref().map_err(String::clone));
+                assess(&self.store, &baseline, &snapshot, &scoring, registry, now).await.map_err(store)?
+            }
+            // exceptions (tickets) name PostgreSQL roles so far: none applies to a MySQL account
+            (Read::Mysql(scan), TargetBaseline::Mysql(baseline)) => {
+                assess_mysql(&self.store, &baseline, &scan, &scoring, now).await.map_err(|e| match e {
+                    MysqlAssessError::Store(source) => store(source),
+                    MysqlAssessError::Engine(e) => DiffError::Baseline { scan_id: id.clone(), reason: e.to_string() },
+                })?
+            }
+            // the baseline is read for the engine the manifest names, so these never meet
+            (Read::Postgres(_), TargetBaseline::Mysql(_)) | (Read::Mysql(_), TargetBaseline::Postgres(_)) => {
+                return Err(DiffError::Baseline {
+                    scan_id: id.clone(),
+                    reason: "the baseline read is for another engine than the scan's".into(),
+                });
+            }
+        };
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "assessed");
         // The report is written last: it marks the scan as done, so a record delivered
         // again after any step below failed runs them again rather than never.

@@ -108,7 +108,7 @@ impl Stack {
         for (task, (_, state)) in manifest.tasks.iter().zip(states) {
             match state {
                 Some(state) => {
-                    self.objects.put_batch(&Batch { task: task.clone(), attempts: 1, state }).await.unwrap();
+                    self.objects.put_batch(&Batch::postgres(task.clone(), 1, state)).await.unwrap();
                     record.chunks_done += 1;
                 }
                 None => {

@@ -7,14 +7,16 @@
 //! once for permanent errors (permission denied, unknown database, a bad
 //! message), the message is parked on the dead-letter queue with its reason
 //! and the chunk is counted as failed, so the scan still ends, as incomplete.
-//! Whoever settles the last chunk ends the scan.
+//! Whoever settles the last chunk ends the scan. The target secret's `engine`
+//! picks the reader: PostgreSQL's catalogs, or MySQL's and MariaDB's grant
+//! tables (a batch then holds a catalog part).
 #![deny(missing_docs)]
 
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use grantwarden_aws::settings::SettingsError;
-use grantwarden_aws::{AwsError, ChunkQueue, Clients, Clock, DynamoStore, Objects, SecretCache, Settings};
+use grantwarden_aws::{AwsError, ChunkQueue, Clients, Clock, DbEngine, DynamoStore, Objects, SecretCache, Settings};
 use grantwarden_core::error::StoreError;
 use grantwarden_core::pipeline::{Batch, ChunkTask, ScanLedger, Settled, Settlement};
 use grantwarden_postgres::session::config_from_parts;
@@ -56,6 +58,7 @@ pub struct Extract<S = DynamoStore> {
     secrets: SecretCache,
     settings: Arc<Settings>,
     options: ScanOptions,
+    mysql: grantwarden_mysql::ScanOptions,
     clock: Arc<dyn Clock>,
 }
 
@@ -75,6 +78,7 @@ impl Extract<DynamoStore> {
             objects: Objects::new(clients, &settings),
             queue: ChunkQueue::new(&clients.sqs, queue_url, Some(dlq_url)),
             secrets,
+            mysql: grantwarden_mysql::ScanOptions::with_limits(options.timeouts, options.retry, options.concurrency),
             options,
             clock,
             settings: Arc::new(settings),
@@ -95,6 +99,7 @@ where
             secrets: self.secrets,
             settings: self.settings,
             options: self.options,
+            mysql: self.mysql,
             clock: self.clock,
         }
     }
@@ -142,27 +147,52 @@ where
             Err(e) if e.is_retryable() && !last_chance => return Err(e.into()),
             Err(e) => return self.give_up(task, body, &format!("target secret {secret_id}: {e}")).await,
         };
-        let config = config_from_parts(
-            &secret.host,
-            secret.port,
-            &secret.username,
-            &secret.password,
-            &secret.dbname,
-            &self.options.timeouts,
-        );
-        match extract_one(Arc::new(config), task.chunk.clone(), task.oids, task.server_version_num, &self.options).await
-        {
-            Ok((state, attempts)) => {
-                self.objects.put_batch(&Batch { task: task.clone(), attempts, state }).await?;
+        let read = match secret.engine() {
+            DbEngine::Postgres => {
+                let config = config_from_parts(
+                    &secret.host,
+                    secret.port,
+                    &secret.username,
+                    &secret.password,
+                    &secret.dbname,
+                    &self.options.timeouts,
+                );
+                let oids = task.oids;
+                match extract_one(Arc::new(config), task.chunk.clone(), oids, task.server_version_num, &self.options)
+                    .await
+                {
+                    Ok((state, attempts)) => Ok(Batch::postgres(task.clone(), attempts, state)),
+                    Err((e, attempts)) => Err((e.to_string(), e.class() == ErrorClass::Transient, attempts)),
+                }
+            }
+            DbEngine::Mysql => {
+                let opts = grantwarden_mysql::session::opts_from_parts(
+                    &secret.host,
+                    secret.port,
+                    &secret.username,
+                    &secret.password,
+                    None,
+                );
+                match grantwarden_mysql::scan::extract_chunk(&opts, &task.chunk, &self.mysql).await {
+                    Ok((catalog, attempts)) => Ok(Batch::mysql(task.clone(), attempts, catalog)),
+                    Err((e, attempts)) => {
+                        Err((e.to_string(), e.class() == grantwarden_mysql::ErrorClass::Transient, attempts))
+                    }
+                }
+            }
+        };
+        match read {
+            Ok(batch) => {
+                self.objects.put_batch(&batch).await?;
                 let settled = self.store.chunk_settled(&task.scan_id, &task.batch_id, &Settlement::Done).await?;
                 self.end_if_last(task, &settled).await?;
                 Ok(if settled == Settled::AlreadyCounted { Handled::Duplicate } else { Handled::Extracted })
             }
-            Err((e, attempts)) if e.class() == ErrorClass::Transient && !last_chance => {
+            Err((e, true, attempts)) if !last_chance => {
                 Err(Retry::Database(format!("{e} ({attempts} attempts)"), receives))
             }
-            Err((e, attempts)) => {
-                let how = if e.class() == ErrorClass::Transient { "gave up" } else { "not retried" };
+            Err((e, transient, attempts)) => {
+                let how = if transient { "gave up" } else { "not retried" };
                 let why = format!("{}: {e} ({how} after {attempts} attempts, receive {receives})", task.chunk.label());
                 self.give_up(task, body, &why).await
             }

@@ -11,6 +11,8 @@
 //! GetQueueAttributes on the chunk queue); secretsmanager:GetSecretValue on `<secret prefix>*`.
 //! PostgreSQL: a login role that can read the system catalogs; every query runs in a
 //! READ ONLY transaction, so a role without any write privilege is the right one.
+//! MySQL and MariaDB (the secret's `engine`): the scanning account of
+//! `grantwarden-mysql` (SELECT on `mysql.*`, SHOW DATABASES, SHOW VIEW, TRIGGER).
 #![deny(missing_docs)]
 
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! Fan-out: on each scheduled event, plan every target's scan and send one
-//! SQS message per chunk.
+//! SQS message per chunk. The target secret's `engine` picks the planner:
+//! PostgreSQL's (`postgres`, `aurora-postgresql`), or MySQL's and MariaDB's
+//! (`mysql`, `mariadb`, `aurora-mysql`: one chunk of accounts, then groups of
+//! databases).
 //!
 //! Per target: the scan id comes from the target and the schedule window of
 //! the event's time, so a retried or duplicated schedule finds its scan
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use futures::StreamExt;
 use grantwarden_aws::settings::SettingsError;
-use grantwarden_aws::{AwsError, ChunkQueue, Clients, Clock, DynamoStore, Objects, SecretCache, Settings};
+use grantwarden_aws::{AwsError, ChunkQueue, Clients, Clock, DbEngine, DynamoStore, Objects, SecretCache, Settings};
 use grantwarden_core::audit::AuditJournal;
 use grantwarden_core::error::StoreError;
 use grantwarden_core::pipeline::{ScanLedger, ScanManifest};
@@ -87,6 +90,8 @@ enum TargetError {
     Secret(AwsError),
     #[error("planning the chunks: {0}")]
     Plan(ExtractError),
+    #[error("planning the chunks of a MySQL or MariaDB server: {0}")]
+    PlanMysql(grantwarden_mysql::ScanError),
     #[error("{0}")]
     Aws(#[from] AwsError),
     #[error("{0}")]
@@ -103,6 +108,7 @@ pub struct Fanout<S = DynamoStore> {
     secrets: SecretCache,
     settings: Arc<Settings>,
     options: ScanOptions,
+    mysql: grantwarden_mysql::ScanOptions,
     clock: Arc<dyn Clock>,
 }
 
@@ -121,6 +127,7 @@ impl Fanout<DynamoStore> {
             objects: Objects::new(clients, &settings),
             queue: ChunkQueue::new(&clients.sqs, queue_url, settings.chunk_dlq_url.as_deref()),
             secrets,
+            mysql: grantwarden_mysql::ScanOptions::with_limits(options.timeouts, options.retry, options.concurrency),
             options,
             clock,
             settings: Arc::new(settings),
@@ -141,6 +148,7 @@ where
             secrets: self.secrets,
             settings: self.settings,
             options: self.options,
+            mysql: self.mysql,
             clock: self.clock,
         }
     }
@@ -207,16 +215,32 @@ where
             None => {
                 let secret =
                     self.secrets.rds(&self.settings.target_secret_id(target)).await.map_err(TargetError::Secret)?;
-                let config = config_from_parts(
-                    &secret.host,
-                    secret.port,
-                    &secret.username,
-                    &secret.password,
-                    &secret.dbname,
-                    &self.options.timeouts,
-                );
-                let (version, chunks) = plan_only(&config, &self.options).await.map_err(TargetError::Plan)?;
-                let manifest = ScanManifest::new(target.clone(), *window, at, version, chunks);
+                let manifest = match secret.engine() {
+                    DbEngine::Postgres => {
+                        let config = config_from_parts(
+                            &secret.host,
+                            secret.port,
+                            &secret.username,
+                            &secret.password,
+                            &secret.dbname,
+                            &self.options.timeouts,
+                        );
+                        let (version, chunks) = plan_only(&config, &self.options).await.map_err(TargetError::Plan)?;
+                        ScanManifest::new(target.clone(), *window, at, version, chunks)
+                    }
+                    DbEngine::Mysql => {
+                        let opts = grantwarden_mysql::session::opts_from_parts(
+                            &secret.host,
+                            secret.port,
+                            &secret.username,
+                            &secret.password,
+                            None,
+                        );
+                        let (server, chunks) =
+                            grantwarden_mysql::scan::plan(&opts, &self.mysql).await.map_err(TargetError::PlanMysql)?;
+                        ScanManifest::of_mysql(target.clone(), *window, at, server, chunks)
+                    }
+                };
                 self.objects.put_manifest(&manifest).await?;
                 if self.store.start_scan(&manifest.record()).await? {
                     self.store.append(manifest.started_event(at)).await?;

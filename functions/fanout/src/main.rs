@@ -10,6 +10,8 @@
 //! the targets key); sqs:SendMessage on the chunk queue; secretsmanager:GetSecretValue on
 //! `<secret prefix>*`.
 //! PostgreSQL: a login role that can read the system catalogs (any role can; no grants needed).
+//! MySQL and MariaDB (the secret's `engine`): the scanning account of `grantwarden-mysql`;
+//! planning lists `information_schema.SCHEMATA` and the databases the grant tables name.
 #![deny(missing_docs)]
 
 use std::sync::Arc;

@@ -14,8 +14,14 @@
 //! a ticket active now covers, runs the rest in one transaction, and journals
 //! `remediation.applied` (or `.failed`, dead-lettered with the reason).
 //!
+//! Remediation runs through the executor of the target's engine (its revoking
+//! secret's `engine`): PostgreSQL's in one transaction, MySQL's and MariaDB's
+//! statement by statement, checked against the grant tables read again.
+//!
 //! Each revocation runs `grantwarden_core::revoke::revoke_ticket` with the
-//! target's revoking role (its own secret) through the PostgreSQL executor.
+//! target's revoking role (its own secret) through the PostgreSQL executor;
+//! tickets name PostgreSQL roles, and a MySQL target's secret is refused by
+//! name for them.
 //! A permanent failure leaves the ticket `revocation_failed` (with a finding
 //! and an audit event) and goes to the dead-letter queue with its reason; a
 //! transient one fails the invocation as Retryable, so the stream or the
@@ -32,15 +38,20 @@ use futures::StreamExt;
 use grantwarden_aws::leases::{Lease, ScheduledRevoke};
 use grantwarden_aws::secrets::AccessSecretError;
 use grantwarden_aws::{
-    AccessSecrets, AwsError, Clients, Clock, DynamoStore, Objects, RdsSecret, SecretCache, Settings, Timers,
+    AccessSecrets, AwsError, Clients, Clock, DbEngine, DynamoStore, Objects, RdsSecret, SecretCache, Settings, Timers,
 };
 use grantwarden_core::access::{is_issued, record_issued};
 use grantwarden_core::audit::event::{IssueRefused, OnTicket};
 use grantwarden_core::audit::{AuditJournal, NewEvent};
 use grantwarden_core::backoff::RetryPolicy;
+use grantwarden_core::change::Change;
 use grantwarden_core::remediate::{RemediationRequest, SkippedFindings};
-use grantwarden_core::remediation_flow::{OnTransient, RemediationError, RemediationRun, run_remediation};
-use grantwarden_core::revoke::{FailureClass, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket};
+use grantwarden_core::remediation_flow::{
+    Applied, ChangeExecutor, OnTransient, RemediationError, RemediationRun, run_remediation,
+};
+use grantwarden_core::revoke::{
+    ExecError, FailureClass, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket,
+};
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, TicketStore};
 use grantwarden_core::ticket::{Ticket, TicketStatus, Trigger};
@@ -50,6 +61,21 @@ use grantwarden_postgres::{Executor, Timeouts};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
+
+/// A target's remediation executor, of its engine.
+enum AnyExecutor {
+    Postgres(Box<Executor>),
+    Mysql(grantwarden_mysql::apply::Executor),
+}
+
+impl ChangeExecutor for AnyExecutor {
+    async fn apply(&self, changes: &[Change], dry_run: bool) -> Result<Applied, ExecError> {
+        match self {
+            AnyExecutor::Postgres(x) => x.apply(changes, dry_run).await,
+            AnyExecutor::Mysql(x) => x.apply(changes, dry_run).await,
+        }
+    }
+}
 
 /// Why an invocation failed.
 #[derive(Debug, thiserror::Error)]
@@ -327,7 +353,7 @@ where
         };
         let span = tracing::info_span!("remediate", target = %request.target, scan_id = %request.scan_id);
         async {
-            let executor = self.executor(&request.target).await?;
+            let executor = self.remediation_executor(&request.target).await?;
             // like `grantwarden apply`: planned and journaled until execution is turned on
             let dry_run = self.settings.revoke_dry_run || !self.settings.remediation_execute;
             let run = RemediationRun {
@@ -442,8 +468,11 @@ where
         }
     }
 
+    /// The executor that ends or issues a ticket's access: PostgreSQL's (a
+    /// ticket names a PostgreSQL role; a MySQL target's secret is refused by name).
     async fn executor(&self, target: &TargetId) -> Result<Executor, AwsError> {
-        let secret = self.secrets.rds(&self.settings.revoker_secret_id(target)).await?;
+        let id = self.settings.revoker_secret_id(target);
+        let secret = self.secrets.postgres(&id, "a ticket's access (issuing, renewing, revoking)").await?;
         let config = config_from_parts(
             &secret.host,
             secret.port,
@@ -453,6 +482,27 @@ where
             &self.timeouts,
         );
         Ok(Executor::new(config, self.timeouts, self.retry))
+    }
+
+    /// The executor of drift remediation on `target`: the target's revoking
+    /// secret's `engine` picks PostgreSQL's (one transaction) or MySQL's and
+    /// MariaDB's (statement by statement, checked against the grant tables).
+    async fn remediation_executor(&self, target: &TargetId) -> Result<AnyExecutor, AwsError> {
+        let secret = self.secrets.rds(&self.settings.revoker_secret_id(target)).await?;
+        Ok(match secret.engine() {
+            DbEngine::Postgres => AnyExecutor::Postgres(Box::new(self.executor(target).await?)),
+            DbEngine::Mysql => {
+                let opts = grantwarden_mysql::session::opts_from_parts(
+                    &secret.host,
+                    secret.port,
+                    &secret.username,
+                    &secret.password,
+                    None,
+                );
+                let options = grantwarden_mysql::ScanOptions::with_limits(self.timeouts, self.retry, 4);
+                AnyExecutor::Mysql(grantwarden_mysql::apply::Executor::new(opts, options))
+            }
+        })
     }
 
     /// The options for ending `ticket`: a standing role's with the target's
@@ -569,7 +619,10 @@ where
                 tracing::info!(reason = %why, "not issued");
                 return Ok(handled("not_issued"));
             }
-            let db = self.secrets.rds(&self.settings.revoker_secret_id(&ticket.request().target)).await?;
+            let db = self
+                .secrets
+                .postgres(&self.settings.revoker_secret_id(&ticket.request().target), "just-in-time access")
+                .await?;
             let fresh = RdsSecret {
                 username: ticket.request().role.to_string(),
                 password: new_password(),
@@ -634,10 +687,7 @@ where
         };
         let ticket = read.value;
         let executor = self.executor(&ticket.request().target).await?;
-        let change = grantwarden_core::change::Change::SetValidUntil {
-            role: ticket.request().role.clone(),
-            valid_until: ticket.expires_at(),
-        };
+        let change = Change::SetValidUntil { role: ticket.request().role.clone(), valid_until: ticket.expires_at() };
         executor.apply(&[change], false).await.map_err(|e| match e.class {
             FailureClass::Transient => {
                 RevokeFnError::Transient { what: format!("renewing ticket {id}"), message: e.message }

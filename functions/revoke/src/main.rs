@@ -20,7 +20,9 @@
 //! PostgreSQL: the revoking role of each target (its own secret): owner of the
 //! objects it revokes on (or superuser / rds_superuser), CREATEROLE for short-lived
 //! roles and their views' owners, CREATE on the database (the views' schemas),
-//! pg_signal_backend to end sessions (docs/SECURITY.md).
+//! pg_signal_backend to end sessions (docs/SECURITY.md). MySQL and MariaDB
+//! (remediation only): the account `grantwarden apply` runs as (GRANT OPTION on
+//! what it changes, ADMIN OPTION on the roles, CREATE USER to lock accounts).
 #![deny(missing_docs)]
 
 use std::sync::Arc;

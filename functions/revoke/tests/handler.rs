@@ -744,3 +744,28 @@ async fn ticket_events_are_journaled_from_the_tickets_stream_once() {
     let target = grantwarden_core::snapshot::TargetId::new(TARGET).unwrap();
     assert!(store.unjournaled(&target).await.unwrap().is_empty(), "the outbox is cleared");
 }
+
+#[tokio::test]
+async fn a_ticket_on_a_mysql_target_is_refused_by_name_and_nothing_changes() {
+    // tickets name PostgreSQL roles: a MySQL or MariaDB target's secret is refused before any connection
+    let clients = Clients::for_endpoint(&moto::endpoint()).await;
+    let mut settings = provision::create(&clients, &moto::unique_prefix("revoke-mysql")).await.unwrap();
+    settings.targets = vec![grantwarden_core::snapshot::TargetId::new(TARGET).unwrap()];
+    let secret = r#"{"engine":"mariadb","host":"127.0.0.1","port":3306,"username":"gw_revoker","password":"pw"}"#;
+    moto::put_secret(&clients.secrets, &settings.revoker_secret_id(&settings.targets[0]), secret).await;
+    let store = DynamoStore::new(&clients, &settings);
+    let t = contract::active_ticket("tkt-maria", TARGET, "app_tmp", "shop", &[Privilege::Select], at(0), at(60));
+    store.put_ticket(&t, &[]).await.unwrap();
+    let f = function(&clients, &settings, 61);
+    let payload: Invocation =
+        serde_json::from_value(serde_json::json!({ "ticket_id": "tkt-maria", "trigger": "schedule" })).unwrap();
+    let err = f.invoke(LambdaEvent::new(payload, Context::default())).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(r#"field engine: "mariadb" is a MySQL or MariaDB server, and a ticket's access (issuing, renewing, revoking) is built for PostgreSQL targets only"#),
+        "{message}"
+    );
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "Validation", "not retried as if it could pass");
+    assert_eq!(stored(&store, "tkt-maria").await.status(), TicketStatus::Active, "nothing was done to the ticket");
+}

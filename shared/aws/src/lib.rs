@@ -60,7 +60,7 @@ pub use leases::Timers;
 pub use objects::Objects;
 pub use queries::{QueryPipeline, S3Queries};
 pub use queue::ChunkQueue;
-pub use secrets::{AccessSecrets, RdsSecret, SecretCache};
+pub use secrets::{AccessSecrets, DbEngine, RdsSecret, SecretCache};
 pub use settings::Settings;
 
 /// Every client grantwarden uses, built once per process (per Lambda container).

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
 use grantwarden_core::baseline::Baseline;
+use grantwarden_core::mysql_baseline::Baseline as MysqlBaseline;
 use grantwarden_core::pipeline::{Batch, ScanManifest};
 use grantwarden_core::policy::PolicyRegistry;
 use grantwarden_core::report::Report;
@@ -51,8 +52,17 @@ pub struct Objects {
 /// again, more would only grow the container.
 const BASELINES_KEPT: usize = 2;
 
+/// A target's baseline, of the engine its target is.
+#[derive(Clone, Debug)]
+enum TargetBaseline {
+    /// A PostgreSQL target's.
+    Postgres(Arc<Baseline>),
+    /// A MySQL or MariaDB server's (`engine: mariadb` or `engine: mysql`).
+    Mysql(Arc<MysqlBaseline>),
+}
+
 /// A baseline kept: its object's ETag, the baseline, and when it was last read (a count).
-type KeptBaseline = (String, Arc<Baseline>, u64);
+type KeptBaseline = (String, TargetBaseline, u64);
 
 /// The count a baseline read now is marked with: after every kept one's.
 fn next_use(kept: &HashMap<String, KeptBaseline>) -> u64 {
@@ -299,16 +309,45 @@ impl Objects {
         })
     }
 
-    /// The baseline of a target: parsed again only when its object changed.
+    /// The baseline of a PostgreSQL target: parsed again only when its object changed.
     pub async fn baseline(&self, target: &TargetId) -> Result<Arc<Baseline>, AwsError> {
+        let kept = |b: &TargetBaseline| match b {
+            TargetBaseline::Postgres(b) => Some(Arc::clone(b)),
+            TargetBaseline::Mysql(_) => None,
+        };
+        self.kept_baseline(target, false, TargetBaseline::Postgres, kept, Baseline::from_yaml).await
+    }
+
+    /// The baseline of a MySQL or MariaDB target, kept as PostgreSQL's are.
+    pub async fn mysql_baseline(&self, target: &TargetId) -> Result<Arc<MysqlBaseline>, AwsError> {
+        let kept = |b: &TargetBaseline| match b {
+            TargetBaseline::Mysql(b) => Some(Arc::clone(b)),
+            TargetBaseline::Postgres(_) => None,
+        };
+        self.kept_baseline(target, true, TargetBaseline::Mysql, kept, MysqlBaseline::from_yaml).await
+    }
+
+    /// The baseline of a target, parsed by `parse` in the format of its
+    /// engine (a MySQL or MariaDB server's when `mysql`); parsed again only
+    /// when its object changed. A file for the other engine is an error that
+    /// says so. `wrap` and `kept` put it in the cache and take it out.
+    async fn kept_baseline<T>(
+        &self,
+        target: &TargetId,
+        mysql: bool,
+        wrap: fn(Arc<T>) -> TargetBaseline,
+        kept: impl Fn(&TargetBaseline) -> Option<Arc<T>>,
+        parse: fn(&str, &str) -> Result<T, grantwarden_core::yaml::FileError>,
+    ) -> Result<Arc<T>, AwsError> {
         let key = self.baseline_key.replace("{target}", &key_segment(target));
         let name = format!("s3://{}/{key}", self.bucket);
         let known = {
-            let mut kept = self.parsed.baselines.lock().expect("never poisoned");
-            let now = next_use(&kept);
-            kept.get_mut(&key).map(|(etag, baseline, n)| {
+            let mut cache = self.parsed.baselines.lock().expect("never poisoned");
+            let now = next_use(&cache);
+            cache.get_mut(&key).and_then(|(etag, baseline, n)| {
+                let baseline = kept(baseline)?;
                 *n = now;
-                (etag.clone(), Arc::clone(baseline))
+                Some((etag.clone(), baseline))
             })
         };
         let fetched = self.get_if_changed(&key, known.as_ref().map(|(etag, _)| etag.as_str())).await?;
@@ -322,16 +361,19 @@ impl Objects {
             }
         };
         let text = self.text(&key, bytes)?;
-        let baseline = Arc::new(
-            Baseline::from_yaml(&text, &name).map_err(|e| AwsError::Decode { what: name, reason: e.to_string() })?,
-        );
+        let baseline = Arc::new(parse(&text, &name).map_err(|e| {
+            let target = format!("target {target}");
+            let reason = grantwarden_core::mysql_baseline::for_other_engine(&text, &name, &target, mysql)
+                .unwrap_or_else(|| e.to_string());
+            AwsError::Decode { what: name.clone(), reason }
+        })?);
         if !etag.is_empty() {
-            let mut kept = self.parsed.baselines.lock().expect("never poisoned");
-            let now = next_use(&kept);
-            kept.insert(key, (etag, Arc::clone(&baseline), now));
-            while kept.len() > BASELINES_KEPT {
-                let Some(oldest) = kept.iter().min_by_key(|(_, (_, _, n))| *n).map(|(k, _)| k.clone()) else { break };
-                kept.remove(&oldest);
+            let mut cache = self.parsed.baselines.lock().expect("never poisoned");
+            let now = next_use(&cache);
+            cache.insert(key, (etag, wrap(Arc::clone(&baseline)), now));
+            while cache.len() > BASELINES_KEPT {
+                let Some(oldest) = cache.iter().min_by_key(|(_, (_, _, n))| *n).map(|(k, _)| k.clone()) else { break };
+                cache.remove(&oldest);
             }
         }
         Ok(baseline)

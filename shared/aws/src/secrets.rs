@@ -63,12 +63,49 @@ impl SecretCache {
     pub async fn rds(&self, id: &str) -> Result<RdsSecret, AwsError> {
         RdsSecret::parse(id, &self.string(id).await?)
     }
+
+    /// A target's RDS-style credentials, which must be PostgreSQL's: `what`
+    /// (say, `just-in-time access`) is built for PostgreSQL only.
+    pub async fn postgres(&self, id: &str, what: &str) -> Result<RdsSecret, AwsError> {
+        let secret = self.rds(id).await?;
+        match secret.engine() {
+            DbEngine::Postgres => Ok(secret),
+            DbEngine::Mysql => Err(AwsError::Decode {
+                what: format!("secret {id}"),
+                reason: format!(
+                    "field engine: {:?} is a MySQL or MariaDB server, and {what} is built for PostgreSQL targets only",
+                    secret.engine
+                ),
+            }),
+        }
+    }
+}
+
+/// Which reader and executor a target's secret calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbEngine {
+    /// `postgres`, `postgresql`, `aurora-postgresql`.
+    Postgres,
+    /// `mysql`, `mariadb`, `aurora-mysql` (and `aurora`, Aurora MySQL's first engine name).
+    Mysql,
+}
+
+impl DbEngine {
+    /// The engine an RDS secret's `engine` names, if grantwarden reads it.
+    pub fn of(engine: &str) -> Option<Self> {
+        match engine {
+            "postgres" | "postgresql" | "aurora-postgresql" => Some(DbEngine::Postgres),
+            "mysql" | "mariadb" | "aurora-mysql" | "aurora" => Some(DbEngine::Mysql),
+            _ => None,
+        }
+    }
 }
 
 /// The JSON an RDS-managed (or hand-made) database secret holds.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 pub struct RdsSecret {
-    /// `postgres` (also `aurora-postgresql`).
+    /// `postgres` (also `postgresql`, `aurora-postgresql`), or `mysql`,
+    /// `mariadb`, `aurora-mysql` ([`DbEngine::of`]).
     pub engine: String,
     /// Host name.
     pub host: String,
@@ -80,7 +117,10 @@ pub struct RdsSecret {
     /// Its password; may be empty where trust or IAM auth is used.
     #[serde(default)]
     pub password: String,
-    /// Database name.
+    /// Database name: the one a PostgreSQL secret connects to (required);
+    /// a MySQL or MariaDB scan reads the whole server, and RDS's MySQL
+    /// secrets often have none.
+    #[serde(default)]
     pub dbname: String,
 }
 
@@ -126,13 +166,23 @@ impl RdsSecret {
                 _ => format!("not valid JSON (line {}, column {})", e.inner().line(), e.inner().column()),
             },
         })?;
-        if !matches!(secret.engine.as_str(), "postgres" | "postgresql" | "aurora-postgresql") {
-            return Err(AwsError::Decode {
-                what: format!("secret {id}"),
-                reason: format!("field engine: {:?} is not PostgreSQL", secret.engine),
-            });
+        let refuse = |reason: String| Err(AwsError::Decode { what: format!("secret {id}"), reason });
+        match DbEngine::of(&secret.engine) {
+            None => refuse(format!(
+                "field engine: {:?} is neither PostgreSQL (postgres, aurora-postgresql) nor MySQL or MariaDB (mysql, \
+                 mariadb, aurora-mysql)",
+                secret.engine
+            )),
+            Some(DbEngine::Postgres) if secret.dbname.is_empty() => {
+                refuse("field dbname: missing; a PostgreSQL secret names the database to connect to".to_owned())
+            }
+            Some(_) => Ok(secret),
         }
-        Ok(secret)
+    }
+
+    /// Which reader and executor the secret calls for (checked by [`RdsSecret::parse`]).
+    pub fn engine(&self) -> DbEngine {
+        DbEngine::of(&self.engine).unwrap_or(DbEngine::Postgres)
     }
 }
 
@@ -354,9 +404,29 @@ mod tests {
                 .to_string();
         assert!(err.contains("username"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
-        let err = RdsSecret::parse("t", r#"{"engine":"mysql","host":"db","port":3306,"username":"u","dbname":"x"}"#)
+        let err =
+            RdsSecret::parse("t", r#"{"engine":"oracle-ee","host":"db","port":1521,"username":"u","dbname":"x"}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("field engine: \"oracle-ee\" is neither"), "{err}");
+        let err = RdsSecret::parse("t", r#"{"engine":"postgres","host":"db","port":5432,"username":"u"}"#)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("engine"), "{err}");
+        assert!(err.contains("field dbname: missing"), "{err}");
+    }
+
+    #[test]
+    fn mysql_and_mariadb_secrets_need_no_database() {
+        for engine in ["mysql", "mariadb", "aurora-mysql"] {
+            let json = format!(r#"{{"engine":"{engine}","host":"db","port":3306,"username":"u","password":"p"}}"#);
+            let s = RdsSecret::parse("t", &json).unwrap();
+            assert_eq!((s.engine(), s.dbname.as_str()), (DbEngine::Mysql, ""));
+        }
+        let s = RdsSecret::parse(
+            "t",
+            r#"{"engine":"aurora-postgresql","host":"db","port":5432,"username":"u","dbname":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.engine(), DbEngine::Postgres);
     }
 }

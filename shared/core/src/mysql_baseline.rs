@@ -342,6 +342,27 @@ pub fn engine_of(text: &str) -> Result<Option<String>, ()> {
     serde_saphyr::from_str::<EngineOnly>(text).map(|e| e.engine).map_err(drop)
 }
 
+/// Why the baseline file `file` (holding `text`) does not fit its target,
+/// when it was written for the other engine: `target` names the target as
+/// the caller knows it (`--database`, `target orders-prod`), `mysql_target`
+/// says whether it is a MySQL or MariaDB server. `None` when the file names
+/// the target's engine (or is no map at all): its own parser's error says
+/// what is wrong with it then. Called only once a parse failed, so a large
+/// PostgreSQL baseline is never read twice on the way to success.
+pub fn for_other_engine(text: &str, file: &str, target: &str, mysql_target: bool) -> Option<String> {
+    match (engine_of(text), mysql_target) {
+        (Ok(None), true) => Some(format!(
+            "{file}: names no `engine:`, so it is a PostgreSQL baseline, and {target} is a MySQL or MariaDB server: \
+             plan it with a baseline of `engine: mariadb` or `engine: mysql` (grantwarden generate writes one)"
+        )),
+        (Ok(Some(engine)), false) if engine != "postgresql" => Some(format!(
+            "{file}: is a baseline for `engine: {engine}`, and {target} is a PostgreSQL server: plan it with a \
+             PostgreSQL baseline"
+        )),
+        _ => None,
+    }
+}
+
 impl Baseline {
     /// Reads and resolves a baseline file; every error names `file` and the path in it.
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, FileError> {

@@ -36,6 +36,32 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// The scan made of `chunks`' outcomes and the `catalog` merged from the
+    /// chunks that were read: complete only when every chunk was read and
+    /// nothing was unreadable to the scanning account. The CLI's scan and the
+    /// AWS pipeline's assembly of batches both make it here.
+    pub fn new(
+        target: TargetId,
+        scan_id: String,
+        taken_at: DateTime<Utc>,
+        server: Server,
+        chunks: Vec<ChunkOutcome>,
+        catalog: Catalog,
+    ) -> Self {
+        let complete = chunks.iter().all(|c| c.error.is_none()) && catalog.unreadable.is_empty();
+        Scan {
+            target,
+            scan_id,
+            taken_at,
+            server,
+            complete,
+            consistent: false,
+            chunks,
+            sha256: catalog.sha256(),
+            catalog,
+        }
+    }
+
     /// What a report says of this scan: a failed chunk, and each thing the
     /// scanning account could not read, is named as not judged.
     pub fn facts(&self) -> ScanFacts {

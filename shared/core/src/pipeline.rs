@@ -4,7 +4,10 @@
 //! [`ScanManifest`]; each chunk travels as a [`ChunkTask`]; an extractor turns
 //! it into a [`Batch`] and settles the chunk on the record; whoever settles the
 //! last chunk ends the scan; the diff then [`assemble`]s the batches into the
-//! same [`Snapshot`] a local scan gives. Every id is deterministic, so a
+//! same [`Snapshot`] a local scan gives. A MySQL or MariaDB target runs the
+//! same messages: its manifest names the server ([`ScanManifest::mysql`]), its
+//! batches hold catalog parts, and [`assemble_mysql`] makes the same
+//! [`MysqlScan`] the CLI's scan gives. Every id is deterministic, so a
 //! retried schedule or a redelivered message never starts or counts anything
 //! twice. The ledger port ([`ScanLedger`]) keeps the record; its
 //! implementations must make `chunk_settled` idempotent per batch.
@@ -18,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::audit::NewEvent;
 use crate::audit::event::ScanStarted;
 use crate::error::StoreError;
+use crate::mysql::catalog::{Catalog, Server};
+use crate::mysql_scan::Scan as MysqlScan;
 use crate::snapshot::{ChunkOutcome, ChunkSpec, OidRange, ScanWindow, Snapshot, State, TargetId, batch_id, scan_id};
 
 /// Where a scan stands.
@@ -53,7 +58,8 @@ pub struct ChunkTask {
     pub batch_id: String,
     /// What to read.
     pub chunk: ChunkSpec,
-    /// `server_version_num` seen when planning (the catalog queries depend on it).
+    /// `server_version_num` seen when planning (the catalog queries depend on
+    /// it); a MySQL or MariaDB server's version as one number ([`Server::version_num`]).
     pub server_version_num: u32,
     /// Where the chunk's relations are in `pg_class` (none: the chunk finds them by reading it all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +81,9 @@ pub struct ScanManifest {
     pub server_version_num: u32,
     /// Every chunk, in plan order.
     pub tasks: Vec<ChunkTask>,
+    /// The MySQL or MariaDB server planned; none for PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<Server>,
 }
 
 impl ScanManifest {
@@ -99,7 +108,21 @@ impl ScanManifest {
                 oids,
             })
             .collect();
-        Self { target, scan_id, window, taken_at, server_version_num, tasks }
+        Self { target, scan_id, window, taken_at, server_version_num, tasks, mysql: None }
+    }
+
+    /// The manifest of a scan of the MySQL or MariaDB `server` of `target` in
+    /// `window`, planned at `taken_at` (chunks from `grantwarden_mysql::scan::plan`).
+    pub fn of_mysql(
+        target: TargetId,
+        window: ScanWindow,
+        taken_at: DateTime<Utc>,
+        server: Server,
+        chunks: Vec<ChunkSpec>,
+    ) -> Self {
+        let version = server.version_num();
+        let manifest = Self::new(target, window, taken_at, version, chunks.into_iter().map(|c| (c, None)).collect());
+        Self { mysql: Some(server), ..manifest }
     }
 
     /// The journal event of a started scan.
@@ -179,9 +202,25 @@ pub struct Batch {
     pub task: ChunkTask,
     /// Attempts the extractor made.
     pub attempts: u32,
-    /// The chunk's part of the state, stored with its grants grouped by ACL.
+    /// The chunk's part of the state, stored with its grants grouped by ACL
+    /// (empty in a MySQL or MariaDB batch).
     #[serde(with = "crate::snapshot::Grouped")]
     pub state: State,
+    /// A MySQL or MariaDB chunk's part of the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<Catalog>,
+}
+
+impl Batch {
+    /// A PostgreSQL chunk's batch.
+    pub fn postgres(task: ChunkTask, attempts: u32, state: State) -> Self {
+        Batch { task, attempts, state, mysql: None }
+    }
+
+    /// A MySQL or MariaDB chunk's batch.
+    pub fn mysql(task: ChunkTask, attempts: u32, catalog: Catalog) -> Self {
+        Batch { task, attempts, state: State::default(), mysql: Some(catalog) }
+    }
 }
 
 /// How a chunk settled.
@@ -239,6 +278,17 @@ pub enum AssembleError {
         /// The scan being assembled.
         expected: String,
     },
+    /// A batch of the other engine than its manifest's (the target's secret
+    /// changed engine between fan-out and extract).
+    #[error("batch {batch_id} holds a {found} chunk, and the scan's manifest plans a {expected} server")]
+    Engine {
+        /// The batch.
+        batch_id: String,
+        /// What the batch holds.
+        found: &'static str,
+        /// What the manifest plans.
+        expected: &'static str,
+    },
     /// The record says a chunk was extracted but its batch is missing.
     #[error("chunk {chunk} (batch {batch_id}) was counted as extracted but its batch is missing")]
     MissingBatch {
@@ -254,6 +304,58 @@ pub enum AssembleError {
 /// "never extracted"); the snapshot is then incomplete. Chunks never share a
 /// database snapshot across Lambdas, so `consistent` is false.
 pub fn assemble(manifest: &ScanManifest, record: &ScanRecord, batches: Vec<Batch>) -> Result<Snapshot, AssembleError> {
+    let (chunks, parts) = settle(manifest, record, batches, |batch| match batch.mysql {
+        None => Ok(batch.state),
+        Some(_) => Err(("MySQL", "PostgreSQL")),
+    })?;
+    let complete = chunks.iter().all(|c| c.error.is_none());
+    let state = State::merge_all(parts);
+    Ok(Snapshot {
+        target: manifest.target.clone(),
+        scan_id: manifest.scan_id.clone(),
+        taken_at: manifest.taken_at,
+        server_version_num: manifest.server_version_num,
+        complete,
+        consistent: false,
+        chunks,
+        sha256: state.sha256(),
+        state,
+    })
+}
+
+/// Merges the batches of a settled scan of a MySQL or MariaDB server into the
+/// scan `grantwarden_mysql`'s scanner gives ([`MysqlScan::new`]), as
+/// [`assemble`] does a PostgreSQL snapshot's. A manifest of a PostgreSQL
+/// server, or a batch of one, is an [`AssembleError::Engine`].
+pub fn assemble_mysql(
+    manifest: &ScanManifest,
+    record: &ScanRecord,
+    batches: Vec<Batch>,
+) -> Result<MysqlScan, AssembleError> {
+    let Some(server) = &manifest.mysql else {
+        let batch_id = manifest.tasks.first().map(|t| t.batch_id.clone()).unwrap_or_default();
+        return Err(AssembleError::Engine { batch_id, found: "MySQL", expected: "PostgreSQL" });
+    };
+    let (chunks, parts) = settle(manifest, record, batches, |batch| batch.mysql.ok_or(("PostgreSQL", "MySQL")))?;
+    Ok(MysqlScan::new(
+        manifest.target.clone(),
+        manifest.scan_id.clone(),
+        manifest.taken_at,
+        server.clone(),
+        chunks,
+        Catalog::merge_all(parts),
+    ))
+}
+
+/// Each planned chunk's outcome, in plan order, and the parts `part` takes
+/// out of the batches read (or the engines, found and expected, of a batch
+/// that is not the manifest's).
+fn settle<P>(
+    manifest: &ScanManifest,
+    record: &ScanRecord,
+    batches: Vec<Batch>,
+    part: impl Fn(Batch) -> Result<P, (&'static str, &'static str)>,
+) -> Result<(Vec<ChunkOutcome>, Vec<P>), AssembleError> {
     let mut by_id: BTreeMap<String, Batch> = BTreeMap::new();
     for b in batches {
         if b.task.scan_id != manifest.scan_id {
@@ -265,7 +367,7 @@ pub fn assemble(manifest: &ScanManifest, record: &ScanRecord, batches: Vec<Batch
         }
         by_id.insert(b.task.batch_id.clone(), b);
     }
-    let mut batches = Vec::with_capacity(manifest.tasks.len());
+    let mut parts = Vec::with_capacity(manifest.tasks.len());
     let mut chunks = Vec::with_capacity(manifest.tasks.len());
     for task in &manifest.tasks {
         match by_id.remove(&task.batch_id) {
@@ -276,7 +378,12 @@ pub fn assemble(manifest: &ScanManifest, record: &ScanRecord, batches: Vec<Batch
                     attempts: batch.attempts,
                     error: None,
                 });
-                batches.push(batch.state);
+                let batch_id = task.batch_id.clone();
+                parts.push(part(batch).map_err(|(found, expected)| AssembleError::Engine {
+                    batch_id,
+                    found,
+                    expected,
+                })?);
             }
             None => {
                 let error = match record.failures.get(&task.batch_id) {
@@ -302,19 +409,7 @@ pub fn assemble(manifest: &ScanManifest, record: &ScanRecord, batches: Vec<Batch
             }
         }
     }
-    let complete = chunks.iter().all(|c| c.error.is_none());
-    let state = State::merge_all(batches);
-    Ok(Snapshot {
-        target: manifest.target.clone(),
-        scan_id: manifest.scan_id.clone(),
-        taken_at: manifest.taken_at,
-        server_version_num: manifest.server_version_num,
-        complete,
-        consistent: false,
-        chunks,
-        sha256: state.sha256(),
-        state,
-    })
+    Ok((chunks, parts))
 }
 
 #[cfg(test)]
@@ -336,7 +431,7 @@ mod tests {
     fn batch(m: &ScanManifest, i: usize, schema: &str) -> Batch {
         let mut state = State::default();
         state.schemas.insert(schema.into(), RoleName::new("owner").unwrap());
-        Batch { task: m.tasks[i].clone(), attempts: 1, state }
+        Batch::postgres(m.tasks[i].clone(), 1, state)
     }
 
     #[test]
@@ -390,5 +485,78 @@ mod tests {
         record.status = ScanStatus::Complete;
         let err = assemble(&m, &record, vec![batch(&m, 0, "x")]).unwrap_err();
         assert!(matches!(err, AssembleError::MissingBatch { .. }), "{err}");
+    }
+
+    fn mysql_manifest() -> ScanManifest {
+        let at: DateTime<Utc> = "2026-11-25T10:15:00Z".parse().unwrap();
+        let server = Server { flavor: crate::mysql::catalog::Flavor::Mariadb, version: "10.11.19-MariaDB".into() };
+        let chunks = vec![ChunkSpec::Cluster, ChunkSpec::Schemas { schemas: vec!["shop".into()] }];
+        ScanManifest::of_mysql(
+            TargetId::new("shop-prod").unwrap(),
+            ScanWindow::containing(at, 3600),
+            at,
+            server,
+            chunks,
+        )
+    }
+
+    fn mysql_batch(m: &ScanManifest, i: usize, database: &str, unreadable: bool) -> Batch {
+        let mut catalog = Catalog::default();
+        catalog.databases.insert(database.into());
+        if unreadable {
+            catalog.unreadable.insert(crate::mysql::catalog::Unreadable {
+                what: "view definers".into(),
+                why: "the scanning account lacks SHOW VIEW ON *.*".into(),
+            });
+        }
+        Batch::mysql(m.tasks[i].clone(), 2, catalog)
+    }
+
+    #[test]
+    fn a_mysql_scan_assembles_as_the_scanner_makes_it() {
+        let m = mysql_manifest();
+        assert_eq!(m.server_version_num, 101_119);
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<ScanManifest>(&json).unwrap(), m, "the server survives the S3 round trip");
+        let mut record = m.record();
+        record.status = ScanStatus::Complete;
+        let batches = vec![mysql_batch(&m, 1, "shop", false), mysql_batch(&m, 0, "mysql", false)];
+        let scan = assemble_mysql(&m, &record, batches.clone()).unwrap();
+        assert!(scan.complete && !scan.consistent);
+        assert_eq!(scan.chunks.iter().map(|c| c.attempts).collect::<Vec<_>>(), vec![2, 2], "plan order");
+        assert_eq!(scan.catalog.databases.len(), 2);
+        assert_eq!(scan.sha256, scan.catalog.sha256());
+        let json = serde_json::to_string(&batches[0]).unwrap();
+        assert_eq!(serde_json::from_str::<Batch>(&json).unwrap(), batches[0]);
+
+        // what the scanning account could not read makes it incomplete, as the scanner's
+        let scan = assemble_mysql(&m, &record, vec![mysql_batch(&m, 0, "mysql", true), batches[0].clone()]).unwrap();
+        assert!(!scan.complete);
+        assert!(scan.facts().not_judged.iter().any(|n| n.contains("view definers")), "{:?}", scan.facts());
+
+        // a chunk that failed for good: incomplete, with its reason
+        let mut record = m.record();
+        record.status = ScanStatus::Incomplete;
+        record.failures.insert(m.tasks[1].batch_id.clone(), "Access denied for user".into());
+        let scan = assemble_mysql(&m, &record, vec![mysql_batch(&m, 0, "mysql", false)]).unwrap();
+        assert!(!scan.complete);
+        assert_eq!(scan.facts().failed_chunks, vec!["schema shop: Access denied for user".to_owned()]);
+    }
+
+    #[test]
+    fn batches_of_the_other_engine_are_refused() {
+        let (pg, my) = (manifest(), mysql_manifest());
+        let mut record = my.record();
+        record.status = ScanStatus::Complete;
+        let mut foreign = batch(&pg, 0, "x");
+        foreign.task = my.tasks[0].clone();
+        let err = assemble_mysql(&my, &record, vec![foreign, mysql_batch(&my, 1, "shop", false)]).unwrap_err();
+        assert!(matches!(err, AssembleError::Engine { found: "PostgreSQL", expected: "MySQL", .. }), "{err}");
+        let err = assemble(&my, &record, vec![mysql_batch(&my, 0, "mysql", false)]).unwrap_err();
+        assert!(err.to_string().contains("holds a MySQL chunk"), "{err}");
+        let mut record = pg.record();
+        record.status = ScanStatus::Complete;
+        let err = assemble_mysql(&pg, &record, vec![]).unwrap_err();
+        assert!(err.to_string().contains("plans a PostgreSQL server"), "{err}");
     }
 }

@@ -28,7 +28,8 @@
 //! - [`read`]: the reads both engines share.
 //! - [`mariadb`]: MariaDB's `global_priv` JSON, `roles_mapping`, `mysql.proc`, `mysql.event`.
 //! - [`mysql8`]: MySQL 8's `mysql.user`, `role_edges`, `default_roles`, `global_grants`, partial revokes.
-//! - [`scan`]: the whole scan: chunks, concurrency, retries, batch ids.
+//! - [`scan`]: the whole scan: chunks, concurrency, retries, batch ids; and its
+//!   two halves the AWS pipeline runs apart ([`scan::plan`], [`scan::extract_chunk`]).
 //! - [`render`]: grants, revocations, role and proxy grants, account locks as SQL, every name quoted.
 //! - [`apply`]: remediation run statement by statement and checked against the grant tables read again.
 //! - [`error`]: errors and which are transient.

@@ -6,6 +6,10 @@
 //! privileges (`mysql.db`, whose names may be patterns); [`ChunkSpec::Schemas`]
 //! holds a group of databases: their table, column and routine privileges and
 //! the definers of their views, routines, triggers and events.
+//!
+//! [`plan`] and [`extract_chunk`] are the two halves the AWS pipeline runs
+//! apart (fan-out plans, one extract invocation reads each chunk); a
+//! [`Scanner`] runs both in one process.
 
 use std::sync::Arc;
 
@@ -59,11 +63,20 @@ impl Default for ScanOptions {
     }
 }
 
+impl ScanOptions {
+    /// Options with these limits and the rest default: the AWS functions set
+    /// their limits once and read both engines with them.
+    pub fn with_limits(timeouts: Timeouts, retry: RetryPolicy, concurrency: usize) -> Self {
+        Self { timeouts, retry, concurrency, ..Self::default() }
+    }
+}
+
 /// The most databases a spread chunk holds (each is a parameter of its queries).
 const MAX_SPREAD: usize = 1_000;
 
-/// What the scanning account may see, checked when planning: the views of
-/// `information_schema` list only what it holds a privilege on.
+/// What the scanning account may see, checked by each chunk on its own
+/// connection: the views of `information_schema` list only what it holds a
+/// privilege on.
 #[derive(Clone, Debug, Default)]
 struct Reach {
     show_databases: bool,
@@ -118,12 +131,6 @@ pub struct Scanner {
     target: TargetId,
 }
 
-struct Plan {
-    server: Server,
-    reach: Reach,
-    chunks: Vec<ChunkSpec>,
-}
-
 impl Scanner {
     /// Validates the URL (`mysql://` or `mariadb://`); connects nothing yet.
     pub fn new(url: &str, options: ScanOptions) -> Result<Self, ScanError> {
@@ -148,99 +155,43 @@ impl Scanner {
         let scan = scan_id(&self.target, &window);
         let span = tracing::info_span!("scan", target = %self.target, scan_id = %scan);
         async {
-            let transient = |e: &ScanError| e.class() == ErrorClass::Transient;
-            let (plan, _) =
-                backoff::retry(&self.options.retry, "planning", transient, tokio::time::sleep, &mut || self.plan())
-                    .await
-                    .map_err(|(e, _)| e)?;
-            tracing::info!(chunks = plan.chunks.len(), flavor = ?plan.server.flavor, "planned");
-            let (chunks, mut catalog) = self.fetch_all(&plan, &window).await;
-            catalog.unreadable.extend(plan.reach.unreadable(plan.server.flavor));
-            let complete = chunks.iter().all(|c| c.error.is_none()) && catalog.unreadable.is_empty();
+            let (server, chunks) = plan(&self.opts, &self.options).await?;
+            tracing::info!(chunks = chunks.len(), flavor = ?server.flavor, "planned");
+            let (chunks, catalog) = self.fetch_all(chunks, &window).await;
+            let scan = Scan::new(self.target.clone(), scan, now, server, chunks, catalog);
             tracing::info!(
-                complete,
-                accounts = catalog.accounts.len(),
-                grants = catalog.privileges.len(),
+                complete = scan.complete,
+                accounts = scan.catalog.accounts.len(),
+                grants = scan.catalog.privileges.len(),
                 "scan finished"
             );
-            Ok(Scan {
-                target: self.target.clone(),
-                scan_id: scan.clone(),
-                taken_at: now,
-                server: plan.server,
-                complete,
-                consistent: false,
-                chunks,
-                sha256: catalog.sha256(),
-                catalog,
-            })
+            Ok(scan)
         }
         .instrument(span)
         .await
     }
 
-    /// Reads the server, what the scanning account may see, and every
-    /// database: those that exist and those the grant tables name (a grant on
-    /// a database not created yet is still a grant).
-    async fn plan(&self) -> Result<Plan, ScanError> {
-        let (mut conn, server) = connect(&self.opts, &self.options.timeouts).await?;
-        begin_read_only(&mut conn).await?;
-        let held = match server.flavor {
-            Flavor::Mariadb => mariadb::own_global_privileges(&mut conn).await?,
-            Flavor::Mysql => mysql8::own_global_privileges(&mut conn).await?,
-        };
-        let reach = Reach::of(server.flavor, &held);
-        const Q: &str = "listing databases";
-        // names as they are (mysql.db's patterns are read whole by the accounts chunk)
-        let sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
-             UNION SELECT Db FROM mysql.tables_priv \
-             UNION SELECT Db FROM mysql.columns_priv UNION SELECT Db FROM mysql.procs_priv";
-        let mut databases = Vec::new();
-        for row in rows(&mut conn, Q, sql, &[]).await? {
-            databases.push(crate::read::col::<String>(&row, 0, Q, "SCHEMA_NAME")?);
-        }
-        let _ = conn.query_drop("ROLLBACK").await;
-        let _ = conn.disconnect().await;
-        databases.sort();
-        databases.dedup();
-        let per_chunk = self
-            .options
-            .databases_per_chunk
-            .unwrap_or_else(|| databases.len().div_ceil(self.options.concurrency.max(1)).min(MAX_SPREAD))
-            .max(1);
-        let mut chunks = vec![ChunkSpec::Cluster];
-        chunks.extend(databases.chunks(per_chunk).map(|group| ChunkSpec::Schemas { schemas: group.to_vec() }));
-        Ok(Plan { server, reach, chunks })
-    }
-
-    async fn fetch_all(&self, plan: &Plan, window: &ScanWindow) -> (Vec<ChunkOutcome>, Catalog) {
+    async fn fetch_all(&self, plan: Vec<ChunkSpec>, window: &ScanWindow) -> (Vec<ChunkOutcome>, Catalog) {
         let limit = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = JoinSet::new();
-        for (i, chunk) in plan.chunks.iter().enumerate() {
+        for (i, chunk) in plan.iter().enumerate() {
             let id = batch_id(&self.target, chunk, window);
-            let job = ChunkJob {
-                opts: self.opts.clone(),
-                chunk: chunk.clone(),
-                flavor: plan.server.flavor,
-                reach: plan.reach.clone(),
-                timeouts: self.options.timeouts,
-                retry: self.options.retry,
-            };
+            let (opts, chunk, options) = (self.opts.clone(), chunk.clone(), self.options.clone());
             let limit = Arc::clone(&limit);
             let span = tracing::info_span!("chunk", chunk = %chunk.label(), batch_id = %id);
             tasks.spawn(
                 async move {
                     let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
-                    (i, id, job.run().await)
+                    (i, id, extract_chunk(&opts, &chunk, &options).await)
                 }
                 .instrument(span),
             );
         }
-        let mut outcomes: Vec<Option<ChunkOutcome>> = vec![None; plan.chunks.len()];
-        let mut parts = Vec::with_capacity(plan.chunks.len());
+        let mut outcomes: Vec<Option<ChunkOutcome>> = vec![None; plan.len()];
+        let mut parts = Vec::with_capacity(plan.len());
         while let Some(joined) = tasks.join_next().await {
             let (i, batch_id, result) = joined.expect("chunk tasks do not panic");
-            let chunk = plan.chunks[i].clone();
+            let chunk = plan[i].clone();
             outcomes[i] = Some(match result {
                 Ok((part, attempts)) => {
                     parts.push(part);
@@ -257,58 +208,106 @@ impl Scanner {
     }
 }
 
-/// Everything one chunk needs, owned, so it can run on its own task.
-struct ChunkJob {
-    opts: Opts,
-    chunk: ChunkSpec,
-    flavor: Flavor,
-    reach: Reach,
-    timeouts: Timeouts,
-    retry: RetryPolicy,
-}
-
-impl ChunkJob {
-    async fn run(&self) -> Result<(Catalog, u32), (ScanError, u32)> {
-        let transient = |e: &ScanError| e.class() == ErrorClass::Transient;
-        let what = format!("chunk {}", self.chunk.label());
-        backoff::retry(&self.retry, &what, transient, tokio::time::sleep, &mut || self.read()).await
-    }
-
-    async fn read(&self) -> Result<Catalog, ScanError> {
-        let (mut conn, _) = connect(&self.opts, &self.timeouts).await?;
+/// Plans a scan of the server `opts` names, retrying transient failures: the
+/// server, and the chunks to read. [`ChunkSpec::Cluster`] first, then every
+/// database, those that exist and those the grant tables name (a grant on a
+/// database not created yet is still a grant), in groups of
+/// [`ScanOptions::databases_per_chunk`]. The scan of the CLI runs the chunks
+/// itself; the AWS pipeline's fan-out sends one message per chunk.
+pub async fn plan(opts: &Opts, options: &ScanOptions) -> Result<(Server, Vec<ChunkSpec>), ScanError> {
+    let transient = |e: &ScanError| e.class() == ErrorClass::Transient;
+    let read = || async {
+        let (mut conn, server) = connect(opts, &options.timeouts).await?;
         begin_read_only(&mut conn).await?;
-        let mut out = Catalog::default();
-        match &self.chunk {
-            ChunkSpec::Cluster => {
-                match self.flavor {
-                    Flavor::Mariadb => mariadb::accounts(&mut conn, &mut out).await?,
-                    Flavor::Mysql => mysql8::accounts(&mut conn, &mut out).await?,
-                }
-                proxies(&mut conn, &mut out).await?;
-                database_privileges(&mut conn, &mut out).await?;
-            }
-            ChunkSpec::Schemas { schemas } => {
-                out.databases = existing(&mut conn, schemas).await?;
-                object_privileges(&mut conn, schemas, &mut out).await?;
-                if self.reach.show_view {
-                    view_definers(&mut conn, schemas, &mut out).await?;
-                }
-                if self.reach.trigger {
-                    trigger_definers(&mut conn, schemas, &mut out).await?;
-                }
-                match self.flavor {
-                    Flavor::Mariadb => mariadb::stored(&mut conn, schemas, &mut out).await?,
-                    Flavor::Mysql => mysql8::stored(&mut conn, schemas, &mut out).await?,
-                }
-            }
-            ChunkSpec::SchemaPart { .. } => {
-                return Err(ScanError::Unsupported("a MySQL scan has no schema parts".into()));
-            }
+        const Q: &str = "listing databases";
+        // names as they are (mysql.db's patterns are read whole by the accounts chunk)
+        let sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
+             UNION SELECT Db FROM mysql.tables_priv \
+             UNION SELECT Db FROM mysql.columns_priv UNION SELECT Db FROM mysql.procs_priv";
+        let mut databases = Vec::new();
+        for row in rows(&mut conn, Q, sql, &[]).await? {
+            databases.push(crate::read::col::<String>(&row, 0, Q, "SCHEMA_NAME")?);
         }
         let _ = conn.query_drop("ROLLBACK").await;
         let _ = conn.disconnect().await;
-        Ok(out)
+        Ok::<_, ScanError>((server, databases))
+    };
+    let ((server, mut databases), _) =
+        backoff::retry(&options.retry, "planning", transient, tokio::time::sleep, &mut || read())
+            .await
+            .map_err(|(e, _)| e)?;
+    databases.sort();
+    databases.dedup();
+    let per_chunk = options
+        .databases_per_chunk
+        .unwrap_or_else(|| databases.len().div_ceil(options.concurrency.max(1)).min(MAX_SPREAD))
+        .max(1);
+    let mut chunks = vec![ChunkSpec::Cluster];
+    chunks.extend(databases.chunks(per_chunk).map(|group| ChunkSpec::Schemas { schemas: group.to_vec() }));
+    Ok((server, chunks))
+}
+
+/// Reads one chunk of the server `opts` names, on a connection of its own in
+/// a read-only transaction, retrying transient failures; the catalog part and
+/// the attempts made, or the last error and the attempts. Each chunk asks
+/// what the scanning account may see, reads what it can and records what it
+/// cannot ([`Catalog::unreadable`]).
+pub async fn extract_chunk(
+    opts: &Opts,
+    chunk: &ChunkSpec,
+    options: &ScanOptions,
+) -> Result<(Catalog, u32), (ScanError, u32)> {
+    let transient = |e: &ScanError| e.class() == ErrorClass::Transient;
+    let what = format!("chunk {}", chunk.label());
+    backoff::retry(&options.retry, &what, transient, tokio::time::sleep, &mut || {
+        read_chunk(opts, chunk, &options.timeouts)
+    })
+    .await
+}
+
+async fn read_chunk(opts: &Opts, chunk: &ChunkSpec, timeouts: &Timeouts) -> Result<Catalog, ScanError> {
+    let (mut conn, server) = connect(opts, timeouts).await?;
+    begin_read_only(&mut conn).await?;
+    let flavor = server.flavor;
+    let held = match flavor {
+        Flavor::Mariadb => mariadb::own_global_privileges(&mut conn).await?,
+        Flavor::Mysql => mysql8::own_global_privileges(&mut conn).await?,
+    };
+    let reach = Reach::of(flavor, &held);
+    let mut out = Catalog::default();
+    match chunk {
+        ChunkSpec::Cluster => {
+            match flavor {
+                Flavor::Mariadb => mariadb::accounts(&mut conn, &mut out).await?,
+                Flavor::Mysql => mysql8::accounts(&mut conn, &mut out).await?,
+            }
+            proxies(&mut conn, &mut out).await?;
+            database_privileges(&mut conn, &mut out).await?;
+        }
+        ChunkSpec::Schemas { schemas } => {
+            out.databases = existing(&mut conn, schemas).await?;
+            object_privileges(&mut conn, schemas, &mut out).await?;
+            if reach.show_view {
+                view_definers(&mut conn, schemas, &mut out).await?;
+            }
+            if reach.trigger {
+                trigger_definers(&mut conn, schemas, &mut out).await?;
+            }
+            match flavor {
+                Flavor::Mariadb => mariadb::stored(&mut conn, schemas, &mut out).await?,
+                Flavor::Mysql => mysql8::stored(&mut conn, schemas, &mut out).await?,
+            }
+        }
+        ChunkSpec::SchemaPart { .. } => {
+            return Err(ScanError::Unsupported("a MySQL scan has no schema parts".into()));
+        }
     }
+    // every chunk says it (the same entries, merged into one): a scan whose
+    // accounts chunk failed still says what its database chunks could not read
+    out.unreadable.extend(reach.unreadable(flavor));
+    let _ = conn.query_drop("ROLLBACK").await;
+    let _ = conn.disconnect().await;
+    Ok(out)
 }
 
 /// Which of `databases` exist.

@@ -29,6 +29,20 @@ pub struct Server {
     pub version: String,
 }
 
+impl Server {
+    /// The version as one number, `major * 10000 + minor * 100 + patch`, as
+    /// the servers write it in versioned comments (`10.11.19` is 101119,
+    /// `8.0.36` is 80036); 0 when `VERSION()` does not start with one.
+    pub fn version_num(&self) -> u32 {
+        let numbers = self.version.split(|c: char| !c.is_ascii_digit() && c != '.').next().unwrap_or_default();
+        let mut parts = numbers.split('.').map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), Some(minor), patch) => major * 10_000 + minor.min(99) * 100 + patch.unwrap_or(0).min(99),
+            _ => 0,
+        }
+    }
+}
+
 /// An account or a role: `'user'@'host'`. A MariaDB role has an empty host;
 /// an anonymous account an empty user. The host is a pattern (`%`,
 /// `10.0.%`, `app-_.example.com`) or a literal name or address.
@@ -505,6 +519,16 @@ mod tests {
         assert!(is_pattern("a\\\\_b"), "an escaped backslash leaves the _ a wildcard");
         assert_eq!(unescape("app\\_db"), "app_db");
         assert_eq!(unescape("a\\%b\\\\c\\d"), "a%b\\c\\d");
+    }
+
+    #[test]
+    fn a_version_is_one_number() {
+        let num = |v: &str| Server { flavor: Flavor::Mariadb, version: v.into() }.version_num();
+        assert_eq!(num("10.11.19-MariaDB-0+deb12u1"), 101_119);
+        assert_eq!(num("8.0.36"), 80_036);
+        assert_eq!(num("8.0.mysql_aurora.3.05.2"), 80_000);
+        assert_eq!(num("11.4"), 110_400);
+        assert_eq!(num("unknown"), 0);
     }
 
     #[test]
