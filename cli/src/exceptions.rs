@@ -401,10 +401,17 @@ pub async fn report_with_state(
             return Ok(assess_without_store(baseline, snapshot, scoring, &e, now));
         }
     };
+    let registry = registry_of(policy);
+    let registry = registry.as_ref().map(|r| r.as_ref().map_err(String::clone));
+    Ok(assess(&store, baseline, snapshot, scoring, registry, now).await?)
+}
+
+/// The registry `--policy` names, if any; one that cannot be loaded is said
+/// on stderr, and the assessment then applies no exception (fail secure).
+pub fn registry_of(policy: Option<&Path>) -> Option<Result<PolicyRegistry, String>> {
     let registry = policy.map(load_registry);
     if let Some(Err(why)) = &registry {
         eprintln!("error: policy registry: {why}; no exception is applied");
     }
-    let registry = registry.as_ref().map(|r| r.as_ref().map_err(String::clone));
-    Ok(assess(&store, baseline, snapshot, scoring, registry, now).await?)
+    registry
 }

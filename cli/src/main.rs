@@ -317,11 +317,6 @@ async fn plan(args: PlanArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Exit
 async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> Result<Report> {
     let scoring = scoring_of(args)?;
     if is_mysql(&args.scan.database) {
-        if args.policy.is_some() {
-            anyhow::bail!(
-                "--policy: exceptions cover PostgreSQL targets so far; plan a MySQL or MariaDB server without it"
-            );
-        }
         return plan_report_mysql(args, &scoring, args.state.as_deref(), now).await;
     }
     // The baseline is read while the catalog is: a generated baseline of a large
@@ -512,7 +507,9 @@ async fn plan_report_mysql(
     let Some(state) = state else { return Ok(grantwarden_core::mysql_plan::plan(&baseline, &scan, scoring)?) };
     let store = grantwarden_local::LocalStore::open(state)
         .with_context(|| format!("opening the state store {}", state.display()))?;
-    Ok(grantwarden_core::assess::assess_mysql(&store, &baseline, &scan, scoring, now).await?)
+    let registry = exceptions::registry_of(args.policy.as_deref());
+    let registry = registry.as_ref().map(|r| r.as_ref().map_err(String::clone));
+    Ok(grantwarden_core::assess::assess_mysql(&store, &baseline, &scan, scoring, registry, now).await?)
 }
 
 /// The baseline of a MySQL or MariaDB server: exit 1, writing nothing, when the scan is incomplete.

@@ -4,7 +4,8 @@
 //! and exit 1; a generated baseline plans back with no drift, and new power is
 //! critical drift; a baseline of the other engine is refused; `apply` puts
 //! drift right, revokes first, and a plan afterwards finds none; the commands
-//! that do not change MySQL yet say so instead of failing on the URL.
+//! that do not change MySQL yet say so instead of failing on the URL; a
+//! ticket that names an account excepts its grant, and apply leaves it.
 
 use std::process::{Command, Output};
 
@@ -211,8 +212,6 @@ async fn apply_puts_drift_right_revokes_first_and_a_plan_afterwards_finds_none()
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains(target) && html.contains("9 findings"), "the dashboard shows the drift: {html}");
-    let out = grantwarden(&["plan", "--database", &url, "--baseline", baseline, "--policy", baseline]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--policy: exceptions cover PostgreSQL targets so far"));
     let apply = |mode: &str, execute: bool| {
         let mut args = vec![
             "apply",
@@ -289,4 +288,67 @@ async fn apply_puts_drift_right_revokes_first_and_a_plan_afterwards_finds_none()
     for kind in ["finding.opened", "finding.closed", "scan.completed"] {
         assert!(journal.contains(kind), "{kind} journaled");
     }
+}
+
+#[tokio::test]
+async fn a_ticket_naming_an_account_excepts_its_grant_and_apply_leaves_it_in_force() {
+    let m = TestMaria::new().await;
+    let (shop, app) = (m.name("shop"), m.name("app"));
+    m.exec(&format!(
+        "CREATE DATABASE `{shop}`; CREATE TABLE `{shop}`.orders (id INT);
+         CREATE USER '{app}'@'10.0.%' IDENTIFIED BY 'pw-app';"
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (baseline, state, request) = (path("maria.yaml"), path("state.db"), path("grant.json"));
+    let ignore = format!("*,!{p}*,!*@{p}*", p = m.prefix());
+    let out = grantwarden(&["generate", "--database", &m.url(), "--ignore-accounts", &ignore, "-o", &baseline]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    m.exec(&format!("GRANT SELECT, DELETE ON `{shop}`.orders TO '{app}'@'10.0.%';")).await;
+    // the provisioning system's grant event names the account as a report writes it
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/policy.example.yaml");
+    let (target, expires) = ("maria-tickets", (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339());
+    let event = serde_json::json!({
+        "delivery_id": format!("d-{app}"), "source": "okta-workflows", "target": target,
+        "principal": "contractor@example.com", "role": format!("'{app}'@'10.0.%'"),
+        "privileges": ["SELECT"], "object": { "type": "table", "name": format!("{shop}.orders") },
+        "justification": "INC-4411 reconciliation", "requested_by": "contractor@example.com", "expires_at": expires
+    });
+    std::fs::write(&request, event.to_string()).unwrap();
+    let out = grantwarden(&["intake", &request, "--policy", policy, "--state", &state]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = m.url();
+    let assessed = |command: &str, more: &[&str]| {
+        let mut args = vec![command, "--database", &url, "--baseline", &baseline, "--state", &state];
+        args.extend(["--target", target, "--policy", policy]);
+        args.extend(more);
+        grantwarden(&args)
+    };
+    let out = assessed("plan", &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "DELETE is drift: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    let own: Vec<(String, String, bool)> = report
+        .findings
+        .iter()
+        .filter(|f| f.grantee.as_str().contains(m.prefix()))
+        .map(|f| (f.kind.as_str().to_owned(), f.privilege.text().into_owned(), f.exception_id.is_some()))
+        .collect();
+    assert_eq!(
+        own,
+        [("unauthorized".to_owned(), "DELETE".to_owned(), false), ("excepted".to_owned(), "SELECT".to_owned(), true)],
+        "{:#?}",
+        report.findings
+    );
+    // remediation takes DELETE away and leaves the ticket's SELECT while it is in force
+    let out = assessed("apply", &["--mode", "revoke-unauthorized", "--execute"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("1 change(s) applied") && printed.contains("REVOKE DELETE"), "{printed}");
+    assert!(!printed.contains("REVOKE SELECT"), "{printed}");
+    let out = assessed("plan", &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "only the excepted grant is left: {}", String::from_utf8_lossy(&out.stdout));
+    // without the store's tickets the same grant is drift
+    let out = grantwarden(&["plan", "--database", &url, "--baseline", &baseline, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
 }

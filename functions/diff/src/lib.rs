@@ -3,7 +3,7 @@
 //! report and findings, and alert past the thresholds. A MySQL or MariaDB
 //! scan (its manifest names the server) is planned against the target's
 //! MySQL baseline (`engine: mariadb` or `engine: mysql`) as `grantwarden plan`
-//! plans it; no exception applies to it yet (tickets name PostgreSQL roles).
+//! plans it, the target's tickets (naming accounts) laid over it.
 //!
 //! An incomplete scan (a chunk failed for good) is assessed on what was read:
 //! its report says so, no finding is opened or closed, no remediation is
@@ -318,9 +318,9 @@ where
                 let registry = Some(registry.as_ref().map_err(String::clone));
                 assess(&self.store, &baseline, &snapshot, &scoring, registry, now).await.map_err(store)?
             }
-            // exceptions (tickets) name PostgreSQL roles so far: none applies to a MySQL account
             (Read::Mysql(scan), TargetBaseline::Mysql(baseline)) => {
-                assess_mysql(&self.store, &baseline, &scan, &scoring, now).await.map_err(|e| match e {
+                let registry = Some(registry.as_ref().map_err(String::clone));
+                assess_mysql(&self.store, &baseline, &scan, &scoring, registry, now).await.map_err(|e| match e {
                     MysqlAssessError::Store(source) => store(source),
                     MysqlAssessError::Engine(e) => DiffError::Baseline { scan_id: id.clone(), reason: e.to_string() },
                 })?

@@ -7,9 +7,10 @@
 //! opened ([`assess_without_store`]), applies no exception and adds an
 //! untagged finding that says why.
 //!
-//! A MySQL or MariaDB scan ([`assess_mysql`]) is recorded the same way, its
-//! findings with their age and the scan journaled; no exception applies to it
-//! yet (tickets name PostgreSQL roles).
+//! A MySQL or MariaDB scan ([`assess_mysql`]) is assessed and recorded the
+//! same way: the target's tickets (naming accounts, `Ticket::covers_mysql`)
+//! laid over it, untagged findings added, findings with their age, the scan
+//! journaled.
 
 use std::collections::BTreeMap;
 
@@ -51,25 +52,8 @@ pub async fn assess<S>(
 where
     S: TicketStore + FindingStore + AuditJournal + Sync,
 {
-    let mut untagged = store.open_untagged(&snapshot.target).await?;
-    let mut tickets = store.tickets(Some(&snapshot.target)).await?;
-    let mut registry_version = None;
-    let threshold = match &registry {
-        Some(Ok(r)) => r.access.as_ref().map(|a| a.break_glass_alert_per_month),
-        _ => None,
-    };
-    match registry {
-        Some(Err(why)) => {
-            tickets.clear();
-            let reason = format!("policy registry unusable, exceptions not applied: {why}");
-            untagged.push(untagged_finding(None, &reason, scoring));
-        }
-        Some(Ok(registry)) => {
-            crate::audit::note_registry(store, registry, "grantwarden", now).await?;
-            registry_version = Some(registry.id.version.clone());
-        }
-        None => {}
-    }
+    let Laid { tickets, untagged, registry_version, threshold } =
+        lay_exceptions(store, &snapshot.target, registry, scoring, now).await?;
     let exceptions = Exceptions { tickets: &tickets, now, untagged: &untagged };
     let mut report = diff_with_exceptions(baseline, snapshot, scoring, &exceptions);
     let logins: Vec<String> =
@@ -90,28 +74,80 @@ pub enum MysqlAssessError {
     Store(#[from] StoreError),
 }
 
-/// Plans a MySQL or MariaDB `scan` against its `baseline`
-/// ([`crate::mysql_plan::plan`]) and records it as [`assess`] records a
-/// PostgreSQL snapshot: findings with their age, opened and closed ones
-/// journaled, then the scan's event; a partial scan records no finding. The
-/// governance figures count the target's tickets and the accounts that log in.
+/// Plans a MySQL or MariaDB `scan` against its `baseline` with the target's
+/// tickets and open untagged findings as exceptions
+/// ([`crate::mysql_plan::plan_with_exceptions`]), and records it as
+/// [`assess`] records a PostgreSQL snapshot: findings with their age, opened
+/// and closed ones journaled, then the scan's event; a partial scan records
+/// no finding. The registry counts as for [`assess`] (an unusable one applies
+/// no ticket). The governance figures count the target's tickets and the
+/// accounts that log in.
 pub async fn assess_mysql<S>(
     store: &S,
     baseline: &MysqlBaseline,
     scan: &MysqlScan,
     scoring: &ScoringConfig,
+    registry: RegistryInput<'_>,
     now: DateTime<Utc>,
 ) -> Result<Report, MysqlAssessError>
 where
     S: TicketStore + FindingStore + AuditJournal + Sync,
 {
-    let mut report = crate::mysql_plan::plan(baseline, scan, scoring)?;
-    let tickets = store.tickets(Some(&scan.target)).await?;
+    // before anything is journaled
+    crate::mysql_plan::check_engine(baseline, scan)?;
+    let Laid { tickets, untagged, registry_version, threshold } =
+        lay_exceptions(store, &scan.target, registry, scoring, now).await?;
+    let exceptions = Exceptions { tickets: &tickets, now, untagged: &untagged };
+    let mut report = crate::mysql_plan::plan_with_exceptions(baseline, scan, scoring, &exceptions)?;
     let logins: Vec<String> =
         scan.catalog.accounts.iter().filter(|a| !a.is_role && !a.locked).map(|a| a.account.to_string()).collect();
-    report.governance = Some(crate::governance::governance(&tickets, &logins, None, now));
-    record(store, &mut report, scan.complete, None, scoring, now).await?;
+    report.governance = Some(crate::governance::governance(&tickets, &logins, threshold, now));
+    record(store, &mut report, scan.complete, registry_version.as_deref(), scoring, now).await?;
     Ok(report)
+}
+
+/// The exceptions of a target as the store and the registry give them.
+struct Laid {
+    tickets: Vec<crate::ticket::Ticket>,
+    untagged: Vec<Finding>,
+    registry_version: Option<String>,
+    threshold: Option<u32>,
+}
+
+/// The target's tickets and open untagged findings, and what the registry
+/// says: its version (noted in the journal when new) and the break-glass
+/// alert threshold. Fail secure: a registry that cannot be read applies no
+/// ticket and adds an untagged finding that says why.
+async fn lay_exceptions<S>(
+    store: &S,
+    target: &crate::snapshot::TargetId,
+    registry: RegistryInput<'_>,
+    scoring: &ScoringConfig,
+    now: DateTime<Utc>,
+) -> Result<Laid, StoreError>
+where
+    S: TicketStore + FindingStore + AuditJournal + Sync,
+{
+    let mut untagged = store.open_untagged(target).await?;
+    let mut tickets = store.tickets(Some(target)).await?;
+    let mut registry_version = None;
+    let threshold = match &registry {
+        Some(Ok(r)) => r.access.as_ref().map(|a| a.break_glass_alert_per_month),
+        _ => None,
+    };
+    match registry {
+        Some(Err(why)) => {
+            tickets.clear();
+            let reason = format!("policy registry unusable, exceptions not applied: {why}");
+            untagged.push(untagged_finding(None, &reason, scoring));
+        }
+        Some(Ok(registry)) => {
+            crate::audit::note_registry(store, registry, "grantwarden", now).await?;
+            registry_version = Some(registry.id.version.clone());
+        }
+        None => {}
+    }
+    Ok(Laid { tickets, untagged, registry_version, threshold })
 }
 
 /// Records a report's findings with their age and journals the findings

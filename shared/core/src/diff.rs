@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::baseline::{Baseline, DesiredGrant, Listed, Objects, Origin, Privileges, Target};
+pub use crate::exception::Exceptions;
 use crate::finding::FindingKind;
 use crate::grants::{AclEntry, GrantRef};
 use crate::manifest::BuiltinDefaults;
@@ -33,28 +34,10 @@ use crate::model::{
 use crate::report::{Coverage, Finding, FindingObject, FindingPrivilege, ObjectType, Report};
 use crate::scoring::{Facts, Scope, ScoringConfig, round2};
 use crate::snapshot::{Snapshot, State, StateIndex, TargetId, Unread};
-use crate::ticket::Ticket;
-use chrono::{DateTime, Utc};
 
 /// Compares a snapshot with a baseline and builds the report.
 pub fn diff(baseline: &Baseline, snapshot: &Snapshot, scoring: &ScoringConfig) -> Report {
-    diff_with_exceptions(
-        baseline,
-        snapshot,
-        scoring,
-        &Exceptions { tickets: &[], now: snapshot.taken_at, untagged: &[] },
-    )
-}
-
-/// Exception tickets laid over the diff, at a point in time.
-#[derive(Clone, Copy)]
-pub struct Exceptions<'a> {
-    /// Every ticket of the target, whatever its status.
-    pub tickets: &'a [Ticket],
-    /// When to judge them (normally the scan time).
-    pub now: DateTime<Utc>,
-    /// Open untagged findings recorded at intake: they stay in every report until resolved.
-    pub untagged: &'a [Finding],
+    diff_with_exceptions(baseline, snapshot, scoring, &Exceptions::none(snapshot.taken_at))
 }
 
 /// [`diff`] with exceptions: a grant the baseline does not allow is `excepted`
@@ -1035,31 +1018,9 @@ impl<'a> Differ<'a> {
 
     /// Lays the exception tickets over an unwanted grant; true when one covers it.
     fn overlay(&mut self, g: GrantRef, role: &RoleName, object: &FindingObject, scope: Scope) -> bool {
-        let now = self.exceptions.now;
-        let covering: Vec<&Ticket> =
-            self.exceptions.tickets.iter().filter(|t| t.covers(self.target, role, g.privilege, g.object)).collect();
-        let active = covering.iter().filter(|t| t.is_active_at(now)).max_by_key(|t| t.expires_at());
-        let ended = || covering.iter().filter(|t| t.has_ended_at(now)).max_by_key(|t| t.expires_at());
-        let (kind, t, factor, detail) = if let Some(t) = active {
-            let detail = format!(
-                "authorized exception: ticket {} ({}, registry {}) until {}",
-                t.id(),
-                t.category(),
-                t.registry().version,
-                t.expires_at().to_rfc3339()
-            );
-            (FindingKind::Excepted, t, t.weight_factor(), detail)
-        } else if let Some(t) = ended() {
-            let detail = format!(
-                "TTL breach: ticket {} {} at {} and the grant is still held",
-                t.id(),
-                t.status_at(now),
-                t.expires_at().to_rfc3339()
-            );
-            (FindingKind::ExpiredException, t, 1.0, detail)
-        } else {
-            return false;
-        };
+        let target = self.target;
+        let Some(o) = self.exceptions.overlay(|t| t.covers(target, role, g.privilege, g.object)) else { return false };
+        let (kind, t, factor, detail) = (o.kind, o.ticket, o.factor, o.detail);
         let mut finding = self.finding(kind, g.grantee, g.privilege, g.grantable, object.clone(), scope, detail);
         finding.score = round2(finding.score * factor);
         finding.exception_id = Some(t.id().to_owned());

@@ -63,6 +63,7 @@
 //! Layer 5:
 //! - [`store`]: the ports a state store implements (tickets, findings, replay records).
 //! - [`diff`]: reality versus baseline, classified into findings.
+//! - [`exception`]: exception tickets laid over a plan of either engine (`Exceptions::overlay`).
 //! - [`normalize`]: webhooks, pgaudit lines and generic payloads into one grant request.
 //! - [`remediate`]: findings (of either engine) into corrective GRANT and REVOKE changes.
 //! - [`activation`]: the plan that issues a just-in-time credential; masking and sensitivity follow the data.
@@ -123,6 +124,7 @@ pub mod dashboard;
 pub mod diff;
 pub mod digest;
 pub mod error;
+pub mod exception;
 pub mod finding;
 pub mod generate;
 pub mod governance;

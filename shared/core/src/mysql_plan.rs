@@ -31,6 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::exception::{Exceptions, Overlay};
 use crate::finding::FindingKind;
 use crate::model::{Grantee, ObjectRef, Privilege as Pg, PrivilegeClass};
 use crate::mysql::catalog::{Account, AccountInfo, Catalog, Definer, PrivilegeGrant, Scope, StoredKind};
@@ -38,8 +39,8 @@ use crate::mysql::privilege::Privilege;
 use crate::mysql_baseline::{Accepted, Baseline, Desired, DesiredAccount, Engine, is_system_account};
 use crate::mysql_scan::Scan;
 use crate::report::{Coverage, Finding, FindingObject, FindingPrivilege, ObjectType, Report};
-use crate::scoring::{Facts, Scope as Reach, ScoringConfig};
-use crate::snapshot::ChunkSpec;
+use crate::scoring::{Facts, Scope as Reach, ScoringConfig, round2};
+use crate::snapshot::{ChunkSpec, TargetId};
 
 /// A baseline of one engine planned against the other's server.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +51,8 @@ pub struct EngineMismatch {
     server: &'static str,
 }
 
-/// The report of `scan` against `baseline`.
-pub fn plan(baseline: &Baseline, scan: &Scan, scoring: &ScoringConfig) -> Result<Report, EngineMismatch> {
+/// Whether `baseline` is for the engine of `scan`'s server.
+pub fn check_engine(baseline: &Baseline, scan: &Scan) -> Result<(), EngineMismatch> {
     let engine = Engine::of(scan.server.flavor);
     if engine != baseline.engine {
         return Err(EngineMismatch {
@@ -60,11 +61,29 @@ pub fn plan(baseline: &Baseline, scan: &Scan, scoring: &ScoringConfig) -> Result
             server: engine.as_str(),
         });
     }
-    let mut p = Planner::new(baseline, &scan.catalog, scan, scoring);
+    Ok(())
+}
+
+/// The report of `scan` against `baseline`, with no exception.
+pub fn plan(baseline: &Baseline, scan: &Scan, scoring: &ScoringConfig) -> Result<Report, EngineMismatch> {
+    plan_with_exceptions(baseline, scan, scoring, &Exceptions::none(scan.taken_at))
+}
+
+/// The report of `scan` against `baseline`, the `exceptions`' tickets laid
+/// over the privileges held and not declared, and their untagged findings added.
+pub fn plan_with_exceptions(
+    baseline: &Baseline,
+    scan: &Scan,
+    scoring: &ScoringConfig,
+    exceptions: &Exceptions,
+) -> Result<Report, EngineMismatch> {
+    check_engine(baseline, scan)?;
+    let mut p = Planner::new(baseline, &scan.catalog, scan, scoring, *exceptions);
     p.accounts();
     p.privileges();
     p.exposures();
     p.definers();
+    p.findings.extend(exceptions.untagged.iter().cloned());
     let coverage = p.coverage;
     Ok(Report::of_scan(scan.facts(), p.findings, p.observations, scoring).with_coverage(coverage))
 }
@@ -120,6 +139,8 @@ struct Planner<'a> {
     present: BTreeSet<&'a Account>,
     judged: Judged,
     scoring: &'a ScoringConfig,
+    target: &'a TargetId,
+    exceptions: Exceptions<'a>,
     findings: Vec<Finding>,
     observations: Vec<Finding>,
     coverage: Coverage,
@@ -198,13 +219,21 @@ struct Raw {
 }
 
 impl<'a> Planner<'a> {
-    fn new(baseline: &'a Baseline, catalog: &'a Catalog, scan: &Scan, scoring: &'a ScoringConfig) -> Self {
+    fn new(
+        baseline: &'a Baseline,
+        catalog: &'a Catalog,
+        scan: &'a Scan,
+        scoring: &'a ScoringConfig,
+        exceptions: Exceptions<'a>,
+    ) -> Self {
         Planner {
             baseline,
             catalog,
             present: catalog.accounts.iter().map(|i| &i.account).collect(),
             judged: Judged::of(scan),
             scoring,
+            target: &scan.target,
+            exceptions,
             findings: Vec::new(),
             observations: Vec::new(),
             coverage: Coverage::default(),
@@ -544,13 +573,30 @@ impl<'a> Planner<'a> {
                 if standing == Standing::Undeclared { FindingKind::Orphaned } else { FindingKind::Unauthorized };
             let grantee = grantee_of(account);
             let at = desired.map(|d| format!(" (declared at {})", d.origin)).unwrap_or_default();
+            // what the tickets make of each privilege held and not declared
+            let target = self.target;
+            let overlays: BTreeMap<&Privilege, Overlay> = held
+                .privileges
+                .difference(&declared.privileges)
+                .filter_map(|p| Some((p, self.exceptions.overlay(|t| t.covers_mysql(target, account, p, scope))?)))
+                .collect();
             for p in &held.privileges {
-                self.count(declared.privileges.contains(p));
+                self.coverage.held += 1;
+                match overlays.get(p) {
+                    _ if declared.privileges.contains(p) => self.coverage.baseline += 1,
+                    Some(o) if o.kind == FindingKind::Excepted => self.coverage.exceptions += 1,
+                    _ => self.coverage.drift += 1,
+                }
             }
             let changes = held
                 .privileges
                 .difference(&declared.privileges)
-                .map(|p| (extra, p, held.dynamic_grantable.contains(p), format!("holds {p} on {}", scope_text(scope))))
+                .map(|p| match overlays.get(p) {
+                    Some(o) => (o.kind, p, held.dynamic_grantable.contains(p), o.detail.clone()),
+                    None => {
+                        (extra, p, held.dynamic_grantable.contains(p), format!("holds {p} on {}", scope_text(scope)))
+                    }
+                })
                 .chain(declared.privileges.difference(&held.privileges).map(|p| {
                     (FindingKind::Missing, p, declared.dynamic_grantable.contains(p), format!("lacks {p}{at}"))
                 }))
@@ -572,7 +618,17 @@ impl<'a> Planner<'a> {
                 })
                 .collect::<Vec<_>>();
             for r in changes {
+                let overlay = match (&r.privilege, r.kind) {
+                    (FindingPrivilege::Mysql(p), FindingKind::Excepted | FindingKind::ExpiredException) => {
+                        overlays.get(p).map(|o| (o.ticket.id().to_owned(), o.factor))
+                    }
+                    _ => None,
+                };
                 self.push(r);
+                if let (Some((ticket, factor)), Some(f)) = (overlay, self.findings.last_mut()) {
+                    f.exception_id = Some(ticket);
+                    f.score = round2(f.score * factor);
+                }
             }
             // a column's grant option is its table's, judged there
             let column = matches!(scope, Scope::Column { .. });
@@ -790,6 +846,8 @@ mod tests {
     use crate::mysql_baseline::generate;
     use crate::scoring::Severity;
     use crate::snapshot::{ChunkOutcome, TargetId};
+    use crate::ticket::Ticket;
+    use chrono::{DateTime, Utc};
 
     fn info(user: &str, host: &str, auth: Authentication) -> AccountInfo {
         AccountInfo {
@@ -1269,5 +1327,101 @@ mod tests {
         scan.server.flavor = Flavor::Mysql;
         let e = plan(&baseline_of(&catalog), &scan, &ScoringConfig::standard()).unwrap_err();
         assert_eq!(e.to_string(), "the baseline is for mariadb, and maria is mysql: plan it with a mysql baseline");
+    }
+
+    /// A ticket of target `maria` for `role` (an account as people write it) holding
+    /// `privileges` on `on` `schema`.`name`, from `start` for `hours` hours.
+    fn ticket(role: &str, privileges: &[Pg], object: (crate::manifest::On, Option<&str>, &str), hours: i64) -> Ticket {
+        use crate::request::{Action, GrantRequest, InputKind, RequestObject};
+        let registry = crate::policy::PolicyRegistry::load(&[(
+            "r.yaml".into(),
+            "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 0, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n".into(),
+        )])
+        .unwrap();
+        let start: DateTime<Utc> = "2026-12-06T22:00:00Z".parse().unwrap();
+        let (on, schema, name) = object;
+        let req = GrantRequest {
+            delivery_id: format!("d-{role}-{name}-{hours}"),
+            input: InputKind::Webhook,
+            source: "okta".into(),
+            action: Action::Grant,
+            target: TargetId::new("maria").unwrap(),
+            principal: "alice@example.com".into(),
+            role: crate::model::RoleName::new(role).unwrap(),
+            privileges: privileges.to_vec(),
+            object: RequestObject { on, schema: schema.map(str::to_owned), name: Some(name.into()), columns: vec![] },
+            expires_at: Some(start + chrono::Duration::hours(hours)),
+            justification: None,
+            requested_by: "alice@example.com".into(),
+            incident_id: None,
+            observed_at: start,
+        };
+        match crate::ticket::route(&req, &registry, &crate::incident::KnownIncidents(vec![]), start) {
+            crate::ticket::Decision::Ticket(t) => *t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tickets_naming_an_account_except_what_they_cover_and_an_ended_one_is_a_ttl_breach() {
+        use crate::manifest::On;
+        let catalog = server();
+        let baseline = baseline_of(&catalog);
+        let mut drifted = catalog.clone();
+        let shop = |table: &str| Scope::Table { database: "shop".into(), table: table.into() };
+        let app = Account::new("app", "10.0.%");
+        drifted.add_privileges(app.clone(), shop("orders"), vec![Privilege::Update, Privilege::Delete], false);
+        drifted.add_privileges(app.clone(), shop("refunds"), vec![Privilege::Select], false);
+        drifted.add_privileges(app.clone(), Scope::Global, vec![Privilege::Select], false);
+        let scan = scan_of(drifted, &[]);
+        let active = ticket("'app'@'10.0.%'", &[Pg::Update], (On::Table, Some("shop"), "orders"), 4);
+        let ended = ticket("app@10.0.%", &[Pg::Select], (On::Schema, None, "shop"), 1);
+        let stranger = ticket("app@%", &[Pg::Delete], (On::Table, Some("shop"), "orders"), 4);
+        let tickets = [active.clone(), ended.clone(), stranger];
+        let now = scan.taken_at;
+        let exceptions = Exceptions { tickets: &tickets, now, untagged: &[] };
+        let report = plan_with_exceptions(&baseline, &scan, &ScoringConfig::standard(), &exceptions).unwrap();
+        let of = |privilege: &str, object: &str| {
+            report
+                .findings
+                .iter()
+                .find(|f| f.privilege.text() == privilege && f.object.to_string() == object)
+                .map(|f| (f.kind, f.exception_id.clone(), f.detail.clone()))
+                .unwrap_or_else(|| panic!("{privilege} on {object}: {:#?}", summary(&report)))
+        };
+        let (kind, id, detail) = of("UPDATE", "table shop.orders");
+        assert_eq!((kind, id.as_deref()), (FindingKind::Excepted, Some(active.id())), "{detail}");
+        assert!(detail.starts_with("authorized exception: ticket"), "{detail}");
+        let (kind, id, detail) = of("SELECT", "table shop.refunds");
+        assert_eq!((kind, id.as_deref()), (FindingKind::ExpiredException, Some(ended.id())), "{detail}");
+        assert!(detail.starts_with("TTL breach"), "{detail}");
+        // another account's ticket, and a global privilege (which no ticket covers), stay drift
+        assert_eq!(of("DELETE", "table shop.orders").0, FindingKind::Unauthorized);
+        assert_eq!(of("SELECT", "global *.*").0, FindingKind::Unauthorized);
+        let excepted = report.findings.iter().find(|f| f.kind == FindingKind::Excepted).unwrap();
+        assert!(excepted.score > 0.0 && report.summary.coverage.exceptions == 1, "{:?}", report.summary.coverage);
+
+        // remediation leaves the excepted grant alone, and holds back a revoke a ticket in force covers
+        use crate::remediate::{Mode, remediate, without_excepted};
+        let planned = remediate(&report.findings, Mode::RevokeUnauthorized);
+        let revokes: Vec<String> = planned.changes.iter().map(|c| format!("{c:?}")).collect();
+        assert!(!revokes.iter().any(|c| c.contains("Update")), "{revokes:#?}");
+        let mut update = drifted_revoke(&app, shop("orders"), Privilege::Update);
+        let (run, held) = without_excepted(vec![update.clone()], &scan.target, &tickets, now);
+        assert_eq!((run.len(), held.len()), (0, 1));
+        update = drifted_revoke(&app, shop("orders"), Privilege::Delete);
+        let (run, _) = without_excepted(vec![update], &scan.target, &tickets, now);
+        assert_eq!(run.len(), 1, "another account's ticket holds nothing back");
+    }
+
+    fn drifted_revoke(account: &Account, scope: Scope, p: Privilege) -> crate::change::Change {
+        let grant = PrivilegeGrant {
+            grantee: account.clone(),
+            scope,
+            privileges: [p].into(),
+            grantable: false,
+            dynamic_grantable: BTreeSet::new(),
+        };
+        crate::change::Change::Mysql { mysql: crate::mysql::change::MysqlChange::Revoke { grant } }
     }
 }

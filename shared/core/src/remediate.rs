@@ -179,6 +179,9 @@ pub fn without_excepted(
             }
             Grantee::Public | Grantee::Account(_) => true,
         },
+        Change::Mysql { mysql: MysqlChange::Revoke { grant } } => !grant.privileges.iter().any(|p| {
+            tickets.iter().any(|t| t.is_active_at(now) && t.covers_mysql(target, &grant.grantee, p, &grant.scope))
+        }),
         _ => true,
     })
 }

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::On;
 use crate::model::{ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::mysql::catalog::{Account as MysqlAccount, Scope as MysqlScope};
+use crate::mysql::privilege::Privilege as MysqlPrivilege;
 use crate::policy::{Category, ExcessTtl, PolicyRegistry, RegistryRef, RouteInput};
 use crate::request::{Action, GrantRequest};
 use crate::snapshot::TargetId;
@@ -863,6 +865,68 @@ impl Ticket {
             On::AllSequencesInSchema => object.class == ObjectClass::Sequence && same_schema(&o.schema),
             On::AllFunctionsInSchema => object.class == ObjectClass::Function && same_schema(&o.schema),
             _ => false,
+        }
+    }
+
+    /// The MySQL or MariaDB account the request names ([`MysqlAccount::parse`]:
+    /// `user@host`, or `'user'@'host'` as a report writes it).
+    pub fn mysql_account(&self) -> MysqlAccount {
+        MysqlAccount::parse(self.request.role.as_str())
+    }
+
+    /// Whether this ticket covers `privilege` held by the MySQL or MariaDB
+    /// `account` at `scope` of `target`. The request names the account as
+    /// its role ([`Ticket::mysql_account`]), the privilege by its keyword
+    /// (SELECT, INSERT, UPDATE, DELETE, REFERENCES, TRIGGER, EXECUTE, CREATE:
+    /// the privileges both engines name alike), and the scope as its object,
+    /// a MySQL database being a schema: `database` or `schema` NAME covers
+    /// that database's own privileges (`ON name.*`, never a pattern), and
+    /// `schema` also its tables, columns and routines; `table` (`db.table`)
+    /// the table and its columns; `column` those columns; `function`
+    /// (`db.name()`) that routine; `all_tables_in_schema` every table and
+    /// column of the database. A global privilege is never covered.
+    pub fn covers_mysql(
+        &self,
+        target: &TargetId,
+        account: &MysqlAccount,
+        privilege: &MysqlPrivilege,
+        scope: &MysqlScope,
+    ) -> bool {
+        let r = &self.request;
+        if &r.target != target
+            || !r.privileges.iter().any(|p| p.keyword().eq_ignore_ascii_case(privilege.keyword()))
+            || &self.mysql_account() != account
+        {
+            return false;
+        }
+        let o = &r.object;
+        let name = o.name.as_deref();
+        let in_database = |db: &str| match o.on {
+            On::Schema => name == Some(db),
+            On::AllTablesInSchema => o.schema.as_deref() == Some(db),
+            _ => false,
+        };
+        let same_table = |db: &str, table: &str| o.schema.as_deref() == Some(db) && name == Some(table);
+        match scope {
+            MysqlScope::Global => false,
+            MysqlScope::Database { database, pattern } => {
+                !pattern && matches!(o.on, On::Database | On::Schema) && name == Some(database.as_str())
+            }
+            MysqlScope::Table { database, table } => {
+                (o.on == On::Table && same_table(database, table)) || in_database(database)
+            }
+            MysqlScope::Column { database, table, column } => {
+                (o.on == On::Table && same_table(database, table))
+                    || (o.on == On::Column && same_table(database, table) && o.columns.iter().any(|c| c == column))
+                    || in_database(database)
+            }
+            MysqlScope::Routine { database, name: routine, .. } => {
+                let wanted = name.and_then(crate::names::parse_function);
+                (o.on == On::Function
+                    && o.schema.as_deref() == Some(database.as_str())
+                    && wanted.is_some_and(|f| f.schema.is_none() && f.name == *routine && f.args.is_empty()))
+                    || (o.on == On::Schema && name == Some(database.as_str()))
+            }
         }
     }
 

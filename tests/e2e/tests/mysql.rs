@@ -2,7 +2,8 @@
 //! MariaDB: the target secret's `engine` picks the reader in fan-out and
 //! extract, the diff plans the assembled scan against the target's MySQL
 //! baseline exactly as `grantwarden plan` does, and the revoke function puts
-//! the drift right with MariaDB's executor. A PostgreSQL baseline for the
+//! the drift right with MariaDB's executor; a ticket that names the role
+//! excepts its grant on AWS as locally, and remediation leaves it. A PostgreSQL baseline for the
 //! target, and a scanning account that may not read the grant tables, are
 //! refused by name.
 
@@ -14,13 +15,16 @@ use aws_lambda_events::sqs::SqsEvent;
 use chrono::{DateTime, Utc};
 use grantwarden_aws::{Clients, DynamoStore, Objects, SecretCache, Settings, provision};
 use grantwarden_core::audit::AuditJournal;
+use grantwarden_core::exception::Exceptions;
 use grantwarden_core::manifest::RoleFilter;
 use grantwarden_core::mysql_baseline::{Baseline, Engine, generate};
+use grantwarden_core::mysql_plan::plan_with_exceptions;
 use grantwarden_core::pipeline::{ScanLedger, ScanStatus};
 use grantwarden_core::remediate::{Mode, RemediationRequest};
 use grantwarden_core::report::{Report, Status};
 use grantwarden_core::scoring::ScoringConfig;
 use grantwarden_core::snapshot::{ScanWindow, TargetId, scan_id};
+use grantwarden_core::store::TicketStore;
 use grantwarden_diff::{Diff, Handled};
 use grantwarden_extract::Extract;
 use grantwarden_fanout::Fanout;
@@ -31,6 +35,8 @@ use grantwarden_testkit::moto;
 use lambda_runtime::{Context, LambdaEvent};
 
 const SCORING: &str = include_str!("../../../infra/scoring.yaml");
+/// One category that needs no approval, so a ticket is in force at once.
+const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 0, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";
 const SCHEDULE: &str = include_str!("../../../events/fanout-schedule.json");
 
 /// Five minutes into the schedule window of events/fanout-schedule.json.
@@ -145,6 +151,40 @@ impl Stack {
     }
 }
 
+/// A ticket in force for two hours from a minute before [`now`]: DELETE on `table` (`db.table`) for `account`.
+fn ticket(target: &TargetId, account: &str, table: &str) -> grantwarden_core::ticket::Ticket {
+    use grantwarden_core::request::{Action, GrantRequest, InputKind, RequestObject};
+    let registry =
+        grantwarden_core::policy::PolicyRegistry::load(&[("registry.yaml".into(), REGISTRY.into())]).unwrap();
+    let (schema, name) = table.split_once('.').unwrap();
+    let request = GrantRequest {
+        delivery_id: format!("d-{account}"),
+        input: InputKind::Webhook,
+        source: "okta-workflows".into(),
+        action: Action::Grant,
+        target: target.clone(),
+        principal: "alice@example.com".into(),
+        role: grantwarden_core::model::RoleName::new(account).unwrap(),
+        privileges: vec![grantwarden_core::model::Privilege::Delete],
+        object: RequestObject {
+            on: grantwarden_core::manifest::On::Table,
+            schema: Some(schema.into()),
+            name: Some(name.into()),
+            columns: vec![],
+        },
+        expires_at: Some(now() + chrono::Duration::hours(2)),
+        justification: Some("INC-7 cleanup".into()),
+        requested_by: "alice@example.com".into(),
+        incident_id: None,
+        observed_at: now() - chrono::Duration::minutes(1),
+    };
+    let known = grantwarden_core::incident::KnownIncidents(vec![]);
+    match grantwarden_core::ticket::route(&request, &registry, &known, now() - chrono::Duration::minutes(1)) {
+        grantwarden_core::ticket::Decision::Ticket(t) => *t,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// This test's findings (the server is shared), without their age-weighted score.
 fn own(report: &Report, prefix: &str) -> Vec<String> {
     report
@@ -201,6 +241,15 @@ async fn a_mariadb_target_is_scanned_planned_and_put_right_on_aws_as_the_cli_doe
         "{err}"
     );
 
+    // a ticket in force names the role (a MariaDB role: no host) and excepts its DELETE
+    stack
+        .objects()
+        .put(&format!("{}registry.yaml", stack.settings.policy_prefix), REGISTRY.into(), "application/yaml")
+        .await
+        .unwrap();
+    let ticket = ticket(&stack.target, &role, &format!("{shop}.orders"));
+    store.put_ticket(&ticket, &[]).await.unwrap();
+
     // with its MariaDB baseline: the report `grantwarden plan` gives of the same server
     stack.put_baseline(&yaml).await;
     let handled = diff.handle(lambda(stream.clone())).await.unwrap();
@@ -212,10 +261,16 @@ async fn a_mariadb_target_is_scanned_planned_and_put_right_on_aws_as_the_cli_doe
     let aws: Report = stack.objects().get_json(key).await.unwrap().unwrap();
     assert!(aws.summary.complete);
     let scoring = ScoringConfig::from_yaml(SCORING, "scoring.yaml").unwrap();
-    let local = grantwarden_core::mysql_plan::plan(&baseline, &stack.local_scan().await, &scoring).unwrap();
+    let tickets = [ticket.clone()];
+    let exceptions = Exceptions { tickets: &tickets, now: now(), untagged: &[] };
+    let local = plan_with_exceptions(&baseline, &stack.local_scan().await, &scoring, &exceptions).unwrap();
     let found = own(&aws, m.prefix());
     assert_eq!(found, own(&local, m.prefix()));
     assert_eq!(found.len(), 5, "FILE, its GRANT OPTION, the role's DELETE, the lost SELECT, the stray: {found:#?}");
+    let excepted: Vec<&grantwarden_core::report::Finding> =
+        aws.findings.iter().filter(|f| f.exception_id.is_some()).collect();
+    assert_eq!(excepted.len(), 1, "{found:#?}");
+    assert_eq!((excepted[0].kind.as_str(), excepted[0].privilege.text()), ("excepted", "DELETE".into()));
     assert!(aws.governance.is_some());
     let page = stack.objects().get(&Objects::dashboard_key(&stack.target)).await.unwrap().expect("a dashboard");
     assert!(String::from_utf8(page).unwrap().contains(stack.target.as_str()));
@@ -228,8 +283,8 @@ async fn a_mariadb_target_is_scanned_planned_and_put_right_on_aws_as_the_cli_doe
     let remediation = stack.drain(&url, 1).await;
     assert_eq!(remediation.records.len(), 1);
     let request: RemediationRequest = serde_json::from_str(remediation.records[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!(request.changes.len(), 4, "{:#?}", request.changes);
-    assert_eq!(request.skipped, 1, "the stray account is a person's to drop");
+    assert_eq!(request.changes.len(), 3, "the excepted DELETE is not among them: {:#?}", request.changes);
+    assert_eq!(request.skipped, 2, "the stray account is a person's to drop, the excepted DELETE the ticket's");
     let settings = Settings { remediation_execute: true, ..stack.settings.clone() };
     let revoke = grantwarden_revoke::Revoke::new(&stack.clients, &settings, Arc::new(now)).unwrap();
     let records: Vec<serde_json::Value> = remediation
@@ -249,10 +304,10 @@ async fn a_mariadb_target_is_scanned_planned_and_put_right_on_aws_as_the_cli_doe
     let applied = store.events(stack.target.as_str()).await.unwrap();
     let applied = applied.iter().find(|e| e.kind.as_str() == "remediation.applied").expect("remediation.applied");
     assert!(applied.detail.to_string().contains("REVOKE FILE ON *.*"), "{}", applied.detail);
-    let after = grantwarden_core::mysql_plan::plan(&baseline, &stack.local_scan().await, &scoring).unwrap();
+    let after = plan_with_exceptions(&baseline, &stack.local_scan().await, &scoring, &exceptions).unwrap();
     let left = own(&after, m.prefix());
-    assert_eq!(left.len(), 1, "only the stray account is left: {left:#?}");
-    assert!(left[0].contains(&stray), "{left:?}");
+    assert_eq!(left.len(), 2, "the stray account, and the grant the ticket keeps: {left:#?}");
+    assert!(left.iter().any(|f| f.contains(&stray)) && left.iter().any(|f| f.starts_with("Excepted")), "{left:?}");
 }
 
 /// The diff's report of a scan that ended: incomplete, with what it could not judge.

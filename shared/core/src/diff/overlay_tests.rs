@@ -7,7 +7,8 @@ use crate::model::{Grant, RelationKind, RoleAttributes};
 use crate::policy::PolicyRegistry;
 use crate::report::Status;
 use crate::request::{Action, GrantRequest, InputKind, RequestObject};
-use crate::ticket::{Decision, route};
+use crate::ticket::{Decision, Ticket, route};
+use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
 const REGISTRY: &str = "version: \"1\"\nowner: a@x.io\napprover: b@x.io\ncategories:\n  ops: { framework: SOC2, max_ttl: 24h, approvals: 0, weight_factor: 0.25 }\nroutes:\n  - { match: {}, category: ops }\n";

@@ -69,6 +69,42 @@ impl Account {
         }
     }
 
+    /// An account as people write it: `user@host` (split at the last `@`, a
+    /// MariaDB role without one), or quoted as MySQL prints it and a report
+    /// names it (`'app'@'10.0.%'`, backticks or double quotes too, a doubled
+    /// quote inside a quoted part being one).
+    pub fn parse(text: &str) -> Self {
+        /// A quoted part at the start of `s`: its text and what follows it.
+        fn quoted(s: &str) -> Option<(String, &str)> {
+            let q = s.chars().next().filter(|c| matches!(c, '\'' | '`' | '"'))?;
+            let mut out = String::new();
+            let mut chars = s[1..].char_indices().peekable();
+            while let Some((i, c)) = chars.next() {
+                if c != q {
+                    out.push(c);
+                } else if chars.peek().is_some_and(|(_, n)| *n == q) {
+                    out.push(q);
+                    chars.next();
+                } else {
+                    return Some((out, &s[1 + i + 1..]));
+                }
+            }
+            None
+        }
+        if let Some((user, rest)) = quoted(text) {
+            match rest.strip_prefix('@') {
+                Some(host) => match quoted(host) {
+                    Some((host, "")) => return Self::new(&user, &host),
+                    None if !host.is_empty() => return Self::new(&user, host),
+                    _ => {}
+                },
+                None if rest.is_empty() => return Self::new(&user, ""),
+                None => {}
+            }
+        }
+        Self::from_definer(text)
+    }
+
     /// `user@host` unquoted, as `ignore_accounts` globs match it.
     pub fn user_at_host(&self) -> String {
         format!("{}@{}", self.user, self.host)
@@ -519,6 +555,18 @@ mod tests {
         assert!(is_pattern("a\\\\_b"), "an escaped backslash leaves the _ a wildcard");
         assert_eq!(unescape("app\\_db"), "app_db");
         assert_eq!(unescape("a\\%b\\\\c\\d"), "a%b\\c\\d");
+    }
+
+    #[test]
+    fn accounts_parse_as_people_write_them() {
+        assert_eq!(Account::parse("app@10.0.%"), Account::new("app", "10.0.%"));
+        assert_eq!(Account::parse("'app'@'10.0.%'"), Account::new("app", "10.0.%"));
+        assert_eq!(Account::parse("`o``k`@\"%\""), Account::new("o`k", "%"));
+        assert_eq!(Account::parse("'it''s'@localhost"), Account::new("it's", "localhost"));
+        assert_eq!(Account::parse("'a@b'@'%'"), Account::new("a@b", "%"));
+        assert_eq!(Account::parse("reporting"), Account::new("reporting", ""));
+        assert_eq!(Account::parse("'reporting'"), Account::new("reporting", ""));
+        assert_eq!(Account::parse("'unclosed@%"), Account::new("'unclosed", "%"), "not quoted: split as written");
     }
 
     #[test]
