@@ -163,10 +163,10 @@ async fn issue(store: &LocalStore, ticket: Ticket, url: &str, now: DateTime<Utc>
 pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<ExitCode> {
     match command {
         AccessCommand::Renew { id, state, policy, database, by } => {
+            crate::postgres_only(&database)?;
             let store = state.open()?;
             let registry = load_registry(&policy).map_err(anyhow::Error::msg).context("the policy registry")?;
             let timeouts = Timeouts::default();
-            crate::postgres_only(&database)?;
             let executor = Executor::new(parse_config(&database, &timeouts)?, timeouts, RetryPolicy::default());
             // recorded first, then the role follows: a failure here ends access early, never late
             let Renewed { ticket, until } =
@@ -180,6 +180,8 @@ pub async fn run_access(command: AccessCommand, now: DateTime<Utc>) -> Result<Ex
             Ok(ExitCode::SUCCESS)
         }
         AccessCommand::Issue { id, state, database } => {
+            // refused before anything is read: a MySQL credential cannot be issued yet
+            crate::postgres_only(&database)?;
             let store = state.open()?;
             let Some(read) = store.ticket(&id).await? else { bail!("no ticket {id}") };
             let ticket = read.value;

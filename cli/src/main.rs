@@ -418,8 +418,9 @@ pub(crate) fn is_mysql(url: &str) -> bool {
 pub(crate) fn postgres_only(url: &str) -> Result<()> {
     if is_mysql(url) {
         anyhow::bail!(
-            "--database: a MySQL or MariaDB server is read by `grantwarden snapshot`, `generate` and `plan`, and \
-             changed by `apply`; revocation and just-in-time access change PostgreSQL only so far"
+            "--database: a MySQL or MariaDB server is read by `grantwarden snapshot`, `generate` and `plan`, \
+             changed by `apply`, and its tickets ended by `revoke` and `watch`; just-in-time access (`access`, \
+             `request --database`) issues PostgreSQL credentials only so far"
         );
     }
     Ok(())

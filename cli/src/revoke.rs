@@ -1,6 +1,7 @@
 //! Ending access from the command line: `revoke` (due tickets or one ticket),
 //! `watch` (the sweeper loop) and `apply` (drift remediation). Wiring only:
-//! the plans come from core, the SQL and its transaction from shared/postgres.
+//! the plans come from core, the SQL and its transaction from shared/postgres
+//! (from shared/mysql for a `mysql://` or `mariadb://` URL).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,10 +13,16 @@ use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::change::Change;
+use grantwarden_core::model::RoleName;
+use grantwarden_core::mysql_baseline::for_other_engine;
 use grantwarden_core::remediate::SkippedFindings;
 use grantwarden_core::remediate::{Mode, remediate};
 use grantwarden_core::remediation_flow::{OnTransient, RemediationRun, run_remediation};
-use grantwarden_core::revoke::{RevokeError, RevokeOptions, RevokeOutcome, SessionPolicy, due, revoke_ticket};
+use grantwarden_core::revocation::RevocationPlan;
+use grantwarden_core::revoke::{
+    ExecError, Executed, Held, PrivilegeExecutor, RevokeError, RevokeOptions, RevokeOutcome, SessionPolicy, due,
+    revoke_ticket,
+};
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::TicketStore;
 use grantwarden_core::ticket::Trigger;
@@ -49,7 +56,52 @@ pub struct ExecArgs {
     pub attempts: u32,
 }
 
+/// The revoker of the target's engine: PostgreSQL's executor, or MySQL's and MariaDB's.
+enum Revoker {
+    Postgres(Box<Executor>),
+    Mysql(grantwarden_mysql::revoke::Revoker),
+}
+
+impl PrivilegeExecutor for Revoker {
+    async fn revoke(
+        &self,
+        role: &RoleName,
+        planner: &(dyn Fn(&Held) -> RevocationPlan + Sync),
+        dry_run: bool,
+        clock: &(dyn Fn() -> DateTime<Utc> + Sync),
+    ) -> Result<Executed, ExecError> {
+        match self {
+            Revoker::Postgres(x) => x.revoke(role, planner, dry_run, clock).await,
+            Revoker::Mysql(x) => x.revoke(role, planner, dry_run, clock).await,
+        }
+    }
+}
+
 impl ExecArgs {
+    /// The revoker of `--database`'s engine (a `mysql://` or `mariadb://` URL: MySQL's).
+    fn revoker(&self) -> Result<(Revoker, TargetId)> {
+        if !crate::is_mysql(&self.database) {
+            let (executor, target) = self.executor()?;
+            return Ok((Revoker::Postgres(Box::new(executor)), target));
+        }
+        let opts = grantwarden_mysql::session::parse_url(&self.database).context("--database")?;
+        let target = match &self.target {
+            Some(t) => TargetId::new(t.clone()).context("--target must not be empty")?,
+            None => grantwarden_mysql::session::target_from_opts(&opts),
+        };
+        let options = grantwarden_mysql::ScanOptions {
+            target: Some(target.clone()),
+            timeouts: Timeouts {
+                statement: Duration::from_secs(self.statement_timeout.max(1)),
+                lock: Duration::from_millis(self.lock_timeout_ms.max(1)),
+                ..Timeouts::default()
+            },
+            retry: RetryPolicy { max_attempts: self.attempts, ..RetryPolicy::default() },
+            ..Default::default()
+        };
+        Ok((Revoker::Mysql(grantwarden_mysql::revoke::Revoker::new(opts, options)), target))
+    }
+
     fn executor(&self) -> Result<(Executor, TargetId)> {
         crate::postgres_only(&self.database)?;
         let timeouts = Timeouts {
@@ -107,22 +159,34 @@ pub struct RevokeArgs {
 }
 
 impl RevokeArgs {
-    fn options(&self) -> Result<RevokeOptions> {
-        Ok(RevokeOptions {
+    /// How revocation behaves; `--baseline` is read in the format of the
+    /// target's engine (a MySQL baseline for a MySQL or MariaDB server).
+    fn options(&self, mysql: bool) -> Result<RevokeOptions> {
+        let mut options = RevokeOptions {
             sessions: match self.sessions {
                 Sessions::Always => SessionPolicy::Always,
                 Sessions::ShortLived => SessionPolicy::ShortLived,
                 Sessions::Never => SessionPolicy::Never,
             },
-            baseline: match &self.baseline {
-                None => None,
-                Some(path) => {
-                    let label = path.display().to_string();
-                    let text = std::fs::read_to_string(path).with_context(|| format!("reading baseline {label}"))?;
-                    Some(std::sync::Arc::new(grantwarden_core::baseline::Baseline::from_yaml(&text, &label)?))
-                }
-            },
-        })
+            ..RevokeOptions::default()
+        };
+        if let Some(path) = &self.baseline {
+            let label = path.display().to_string();
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading baseline {label}"))?;
+            let other =
+                |e: grantwarden_core::yaml::FileError| match for_other_engine(&text, &label, "--database", mysql) {
+                    Some(why) => anyhow::anyhow!(why),
+                    None => e.into(),
+                };
+            if mysql {
+                let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label).map_err(other)?;
+                options.mysql_baseline = Some(std::sync::Arc::new(baseline));
+            } else {
+                let baseline = grantwarden_core::baseline::Baseline::from_yaml(&text, &label).map_err(other)?;
+                options.baseline = Some(std::sync::Arc::new(baseline));
+            }
+        }
+        Ok(options)
     }
 }
 
@@ -150,7 +214,7 @@ pub enum ApplyMode {
 
 /// Revokes one ticket or every due ticket; exit 1 when any failed.
 pub async fn run_revoke(args: RevokeArgs, at: Option<DateTime<Utc>>) -> Result<ExitCode> {
-    let (executor, target) = args.exec.executor()?;
+    let (executor, target) = args.exec.revoker()?;
     let store = args.exec.state.open()?;
     let ok = sweep(&store, &executor, &target, &args, Trigger::Operator, at).await?;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -158,7 +222,7 @@ pub async fn run_revoke(args: RevokeArgs, at: Option<DateTime<Utc>>) -> Result<E
 
 /// The sweeper loop: every interval, revoke what is due.
 pub async fn run_watch(args: WatchArgs, at: Option<DateTime<Utc>>) -> Result<ExitCode> {
-    let (executor, target) = args.revoke.exec.executor()?;
+    let (executor, target) = args.revoke.exec.revoker()?;
     let store = args.revoke.exec.state.open()?;
     let mut revoke = args.revoke.clone();
     revoke.due = true;
@@ -177,14 +241,14 @@ pub async fn run_watch(args: WatchArgs, at: Option<DateTime<Utc>>) -> Result<Exi
 
 async fn sweep(
     store: &LocalStore,
-    executor: &Executor,
+    executor: &Revoker,
     target: &TargetId,
     args: &RevokeArgs,
     trigger: Trigger,
     at: Option<DateTime<Utc>>,
 ) -> Result<bool> {
     let clock = || at.unwrap_or_else(Utc::now);
-    let options = args.options()?;
+    let options = args.options(matches!(executor, Revoker::Mysql(_)))?;
     let ids: Vec<String> = match &args.ticket {
         Some(id) => vec![id.clone()],
         None if args.due => {
@@ -238,13 +302,13 @@ fn describe(id: &str, outcome: Result<RevokeOutcome, RevokeError>) -> (serde_jso
             let r = ticket.revocation();
             (
                 json!({ "ticket": id, "outcome": "revoked", "latency_ms": r.map(|r| r.latency_ms),
-                        "kept": executed.plan.kept, "sessions_terminated": executed.sessions_terminated,
+                        "kept": kept(&executed.plan), "sessions_terminated": executed.sessions_terminated,
                         "attempts": executed.attempts, "sql": executed.sql, "note": executed.plan.nothing_because }),
                 false,
             )
         }
         Ok(RevokeOutcome::DryRun(executed)) => (
-            json!({ "ticket": id, "outcome": "dry_run", "kept": executed.plan.kept, "sql": executed.sql,
+            json!({ "ticket": id, "outcome": "dry_run", "kept": kept(&executed.plan), "sql": executed.sql,
                     "note": executed.plan.nothing_because }),
             false,
         ),
@@ -260,6 +324,21 @@ fn describe(id: &str, outcome: Result<RevokeOutcome, RevokeError>) -> (serde_jso
         ),
         Err(e) => (json!({ "ticket": id, "outcome": "error", "error": format!("{e:#}") }), true),
     }
+}
+
+/// What a plan leaves in place, of either engine: `{privilege, on, reason}`
+/// (and the grant as the plan has it).
+fn kept(plan: &RevocationPlan) -> Vec<serde_json::Value> {
+    let pg = plan.kept.iter().map(|k| {
+        json!({ "privilege": k.grant.privilege.keyword(), "on": k.grant.object.name.as_str(), "reason": k.reason,
+                "grant": k.grant })
+    });
+    let mysql = plan.kept_mysql.iter().map(|k| {
+        let privileges: Vec<String> = k.grant.privileges.iter().map(ToString::to_string).collect();
+        let on = grantwarden_core::report::FindingObject::of_mysql_scope(&k.grant.scope).to_string();
+        json!({ "privilege": privileges.join(", "), "on": on, "reason": k.reason, "grant": k.grant })
+    });
+    pg.chain(mysql).collect()
 }
 
 fn text(v: &serde_json::Value) -> String {
@@ -282,8 +361,8 @@ fn text(v: &serde_json::Value) -> String {
     for k in v["kept"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "\n  -- kept {} on {}: {}",
-            k["grant"]["privilege"].as_str().unwrap_or_default(),
-            k["grant"]["object"]["name"].as_str().unwrap_or_default(),
+            k["privilege"].as_str().unwrap_or_default(),
+            k["on"].as_str().unwrap_or_default(),
             k["reason"].as_str().unwrap_or_default()
         ));
     }

@@ -19,7 +19,7 @@ fn grantwarden(args: &[&str]) -> Output {
 }
 
 #[tokio::test]
-async fn snapshot_reads_a_mariadb_server_and_revoke_says_it_cannot_yet() {
+async fn snapshot_reads_a_mariadb_server_and_access_says_it_cannot_yet() {
     let m = TestMaria::new().await;
     let (app, user, reader) = (m.name("app"), m.name("user"), m.name("reader"));
     m.exec(&format!(
@@ -47,10 +47,10 @@ async fn snapshot_reads_a_mariadb_server_and_revoke_says_it_cannot_yet() {
     let scan: Scan = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!scan.complete);
 
-    let out = grantwarden(&["revoke", "--due", "--database", &m.url(), "--state", "/nonexistent/state.db"]);
+    let out = grantwarden(&["access", "issue", "t-1", "--database", &m.url(), "--state", "/nonexistent/state.db"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("revocation and just-in-time access change PostgreSQL only so far"), "{stderr}");
+    assert!(stderr.contains("just-in-time access (`access`, `request --database`) issues PostgreSQL"), "{stderr}");
 }
 
 fn stdout(out: &Output) -> String {
@@ -351,4 +351,100 @@ async fn a_ticket_naming_an_account_excepts_its_grant_and_apply_leaves_it_in_for
     // without the store's tickets the same grant is drift
     let out = grantwarden(&["plan", "--database", &url, "--baseline", &baseline, "--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn an_ended_ticket_is_revoked_from_its_account_what_another_covers_stays_and_its_session_ends() {
+    use mysql_async::prelude::Queryable;
+    let m = TestMaria::new().await;
+    let (shop, app) = (m.name("shop"), m.name("app"));
+    m.exec(&format!(
+        "CREATE DATABASE `{shop}`; CREATE TABLE `{shop}`.orders (id INT);
+         CREATE USER '{app}'@'%' IDENTIFIED BY 'pw-app';"
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (baseline, state) = (path("maria.yaml"), path("state.db"));
+    let ignore = format!("*,!{p}*,!*@{p}*", p = m.prefix());
+    let out = grantwarden(&["generate", "--database", &m.url(), "--ignore-accounts", &ignore, "-o", &baseline]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // the provisioning system grants, and tells grantwarden with two grant events
+    m.exec(&format!("GRANT SELECT, INSERT ON `{shop}`.orders TO '{app}'@'%';")).await;
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/policy.example.yaml");
+    let target = "maria-revoke";
+    let intake = |delivery: &str, privileges: &[&str], object: serde_json::Value| {
+        let expires = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+        let event = serde_json::json!({
+            "delivery_id": delivery, "source": "okta-workflows", "target": target,
+            "principal": "contractor@example.com", "role": format!("{app}@%"), "privileges": privileges,
+            "object": object, "justification": "INC-4411", "requested_by": "contractor@example.com",
+            "expires_at": expires
+        });
+        let file = path(&format!("{delivery}.json"));
+        std::fs::write(&file, event.to_string()).unwrap();
+        let out = grantwarden(&["intake", &file, "--policy", policy, "--state", &state]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["ticket"]["id"].as_str().unwrap().to_owned()
+    };
+    // SELECT and INSERT on the table (one approval), and SELECT on the whole database (read-only: none)
+    let table = intake(
+        "d-table",
+        &["SELECT", "INSERT"],
+        serde_json::json!({ "type": "table", "name": format!("{shop}.orders") }),
+    );
+    let database = intake("d-db", &["SELECT"], serde_json::json!({ "type": "schema", "name": shop }));
+    let run = |args: &[&str]| {
+        let out = grantwarden(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["tickets", "approve", &table, "--by", "lead@example.com", "--state", &state]);
+    let url = m.url();
+    let revoke = |ticket: &str| {
+        let args =
+            ["revoke", ticket, "--database", &url, "--state", &state, "--target", target, "--baseline", &baseline];
+        run(&args)
+    };
+    let grants = || async {
+        let mut conn = m.conn().await;
+        let rows: Vec<String> = conn.query(format!("SHOW GRANTS FOR '{app}'@'%'")).await.unwrap();
+        rows.into_iter().filter(|g| g.contains("orders")).collect::<Vec<_>>()
+    };
+
+    // not due while in force
+    assert!(revoke(&table).contains("not_due"));
+    // the account's open session
+    let mut session = mysql_async::Conn::from_url(m.url_as(&app, "pw-app")).await.unwrap();
+    let one: Option<u8> = session.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+
+    // the table's ticket ends early: INSERT goes, SELECT stays (the database's ticket covers it)
+    run(&["tickets", "revoke", &table, "--by", "contractor@example.com", "--state", &state]);
+    let printed = revoke(&table);
+    assert!(printed.contains(&format!("{table} revoked")), "{printed}");
+    assert!(printed.contains(&format!("REVOKE INSERT ON `{shop}`.`orders` FROM '{app}'@'%'")), "{printed}");
+    assert!(
+        printed.contains(&format!("-- kept SELECT on table {shop}.orders: still covered by ticket {database}")),
+        "{printed}"
+    );
+    assert!(printed.contains("1 session(s) ended") && printed.contains("KILL CONNECTION"), "{printed}");
+    assert_eq!(grants().await, [format!("GRANT SELECT ON `{shop}`.`orders` TO `{app}`@`%`")]);
+    assert!(session.query_drop("SELECT 1").await.is_err(), "the session was ended");
+    // a second run finds it ended
+    assert!(revoke(&table).contains("already_ended"), "idempotent");
+
+    // the database's ticket ends: SELECT goes too; the account stays (grantwarden did not create it)
+    run(&["tickets", "revoke", &database, "--by", "contractor@example.com", "--state", &state]);
+    let printed = revoke(&database);
+    assert!(printed.contains(&format!("REVOKE SELECT ON `{shop}`.`orders` FROM '{app}'@'%'")), "{printed}");
+    assert!(printed.contains("0 session(s) ended"), "{printed}");
+    assert!(grants().await.is_empty());
+    let out = grantwarden(&["tickets", "show", &database, "--state", &state]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"revoked\""), "{}", String::from_utf8_lossy(&out.stdout));
+    // the plan with the store: what the tickets granted is gone, nothing is left to except
+    let out =
+        grantwarden(&["plan", "--database", &url, "--baseline", &baseline, "--state", &state, "--target", target]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -19,9 +19,11 @@
 //! statement by statement, checked against the grant tables read again.
 //!
 //! Each revocation runs `grantwarden_core::revoke::revoke_ticket` with the
-//! target's revoking role (its own secret) through the PostgreSQL executor;
-//! tickets name PostgreSQL roles, and a MySQL target's secret is refused by
-//! name for them.
+//! target's revoking role (its own secret) through the executor of its
+//! engine: on MySQL and MariaDB what the ticket covers is revoked from the
+//! account it names and the account's sessions are ended. Issuing and
+//! renewing a just-in-time credential are PostgreSQL's only: a MySQL target's
+//! secret is refused by name for them.
 //! A permanent failure leaves the ticket `revocation_failed` (with a finding
 //! and an audit event) and goes to the dead-letter queue with its reason; a
 //! transient one fails the invocation as Retryable, so the stream or the
@@ -50,7 +52,7 @@ use grantwarden_core::remediation_flow::{
     Applied, ChangeExecutor, OnTransient, RemediationError, RemediationRun, run_remediation,
 };
 use grantwarden_core::revoke::{
-    ExecError, FailureClass, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket,
+    ExecError, FailureClass, PrivilegeExecutor, RevokeError, RevokeOptions, RevokeOutcome, due, revoke_ticket,
 };
 use grantwarden_core::snapshot::TargetId;
 use grantwarden_core::store::{FindingStore, TicketStore};
@@ -62,17 +64,32 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-/// A target's remediation executor, of its engine.
+/// A target's executor, of its engine: remediation and revocation.
 enum AnyExecutor {
-    Postgres(Box<Executor>),
-    Mysql(grantwarden_mysql::apply::Executor),
+    Postgres(Executor),
+    Mysql { apply: grantwarden_mysql::apply::Executor, revoke: grantwarden_mysql::revoke::Revoker },
 }
 
 impl ChangeExecutor for AnyExecutor {
     async fn apply(&self, changes: &[Change], dry_run: bool) -> Result<Applied, ExecError> {
         match self {
             AnyExecutor::Postgres(x) => x.apply(changes, dry_run).await,
-            AnyExecutor::Mysql(x) => x.apply(changes, dry_run).await,
+            AnyExecutor::Mysql { apply, .. } => apply.apply(changes, dry_run).await,
+        }
+    }
+}
+
+impl PrivilegeExecutor for AnyExecutor {
+    async fn revoke(
+        &self,
+        role: &grantwarden_core::model::RoleName,
+        planner: &(dyn Fn(&grantwarden_core::revoke::Held) -> grantwarden_core::revocation::RevocationPlan + Sync),
+        dry_run: bool,
+        clock: &(dyn Fn() -> chrono::DateTime<chrono::Utc> + Sync),
+    ) -> Result<grantwarden_core::revoke::Executed, ExecError> {
+        match self {
+            AnyExecutor::Postgres(x) => x.revoke(role, planner, dry_run, clock).await,
+            AnyExecutor::Mysql { revoke, .. } => revoke.revoke(role, planner, dry_run, clock).await,
         }
     }
 }
@@ -353,7 +370,7 @@ where
         };
         let span = tracing::info_span!("remediate", target = %request.target, scan_id = %request.scan_id);
         async {
-            let executor = self.remediation_executor(&request.target).await?;
+            let executor = self.engine_executor(&request.target).await?;
             // like `grantwarden apply`: planned and journaled until execution is turned on
             let dry_run = self.settings.revoke_dry_run || !self.settings.remediation_execute;
             let run = RemediationRun {
@@ -468,11 +485,12 @@ where
         }
     }
 
-    /// The executor that ends or issues a ticket's access: PostgreSQL's (a
-    /// ticket names a PostgreSQL role; a MySQL target's secret is refused by name).
+    /// The target's PostgreSQL executor: it issues and renews just-in-time
+    /// credentials (a MySQL target's secret is refused by name for them), and
+    /// revokes and remediates on a PostgreSQL target ([`Revoke::engine_executor`]).
     async fn executor(&self, target: &TargetId) -> Result<Executor, AwsError> {
         let id = self.settings.revoker_secret_id(target);
-        let secret = self.secrets.postgres(&id, "a ticket's access (issuing, renewing, revoking)").await?;
+        let secret = self.secrets.postgres(&id, "just-in-time access (issuing, renewing a credential)").await?;
         let config = config_from_parts(
             &secret.host,
             secret.port,
@@ -484,13 +502,14 @@ where
         Ok(Executor::new(config, self.timeouts, self.retry))
     }
 
-    /// The executor of drift remediation on `target`: the target's revoking
-    /// secret's `engine` picks PostgreSQL's (one transaction) or MySQL's and
-    /// MariaDB's (statement by statement, checked against the grant tables).
-    async fn remediation_executor(&self, target: &TargetId) -> Result<AnyExecutor, AwsError> {
+    /// The executor of drift remediation and revocation on `target`: the
+    /// target's revoking secret's `engine` picks PostgreSQL's (one
+    /// transaction) or MySQL's and MariaDB's (statement by statement, checked
+    /// against the grant tables; a revocation's sessions ended with KILL CONNECTION).
+    async fn engine_executor(&self, target: &TargetId) -> Result<AnyExecutor, AwsError> {
         let secret = self.secrets.rds(&self.settings.revoker_secret_id(target)).await?;
         Ok(match secret.engine() {
-            DbEngine::Postgres => AnyExecutor::Postgres(Box::new(self.executor(target).await?)),
+            DbEngine::Postgres => AnyExecutor::Postgres(self.executor(target).await?),
             DbEngine::Mysql => {
                 let opts = grantwarden_mysql::session::opts_from_parts(
                     &secret.host,
@@ -500,7 +519,10 @@ where
                     None,
                 );
                 let options = grantwarden_mysql::ScanOptions::with_limits(self.timeouts, self.retry, 4);
-                AnyExecutor::Mysql(grantwarden_mysql::apply::Executor::new(opts, options))
+                AnyExecutor::Mysql {
+                    apply: grantwarden_mysql::apply::Executor::new(opts.clone(), options.clone()),
+                    revoke: grantwarden_mysql::revoke::Revoker::new(opts, options),
+                }
             }
         })
     }
@@ -509,12 +531,17 @@ where
     /// baseline, so what it declares stays. A baseline that cannot be read does
     /// not hold the revocation up: the end of access comes first, and what went
     /// too far shows as missing drift in the next scan.
-    async fn options_for(&self, ticket: &Ticket) -> RevokeOptions {
+    async fn options_for(&self, ticket: &Ticket, mysql: bool) -> RevokeOptions {
         let mut options = self.options.clone();
         if ticket.role_lifecycle() == grantwarden_core::ticket::RoleLifecycle::Standing {
-            match self.objects.baseline(&ticket.request().target).await {
-                Ok(b) => options.baseline = Some(b),
-                Err(e) => tracing::warn!(error = %e, "no baseline: everything the ticket covers is revoked"),
+            let target = &ticket.request().target;
+            let read = if mysql {
+                self.objects.mysql_baseline(target).await.map(|b| options.mysql_baseline = Some(b))
+            } else {
+                self.objects.baseline(target).await.map(|b| options.baseline = Some(b))
+            };
+            if let Err(e) = read {
+                tracing::warn!(error = %e, "no baseline: everything the ticket covers is revoked");
             }
         }
         options
@@ -528,8 +555,8 @@ where
             };
             let ticket: Ticket = read.value;
             tracing::Span::current().record("target", ticket.request().target.as_str());
-            let executor = self.executor(&ticket.request().target).await?;
-            let options = self.options_for(&ticket).await;
+            let executor = self.engine_executor(&ticket.request().target).await?;
+            let options = self.options_for(&ticket, matches!(executor, AnyExecutor::Mysql { .. })).await;
             let clock = || self.clock.now();
             let dry_run = self.settings.revoke_dry_run;
             let outcome = revoke_ticket(&self.store, &executor, id, trigger, &options, dry_run, &clock).await?;

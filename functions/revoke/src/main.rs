@@ -24,6 +24,8 @@
 //! (remediation only): the account `grantwarden apply` runs as (GRANT OPTION on
 //! what it changes, ADMIN OPTION on the roles, CREATE USER to lock accounts).
 #![deny(missing_docs)]
+// the futures of a revocation on either engine nest deeper than the default allows
+#![recursion_limit = "256"]
 
 use std::sync::Arc;
 

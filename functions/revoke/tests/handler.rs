@@ -746,26 +746,43 @@ async fn ticket_events_are_journaled_from_the_tickets_stream_once() {
 }
 
 #[tokio::test]
-async fn a_ticket_on_a_mysql_target_is_refused_by_name_and_nothing_changes() {
-    // tickets name PostgreSQL roles: a MySQL or MariaDB target's secret is refused before any connection
+async fn a_ticket_on_a_mariadb_target_is_revoked_from_its_account_through_the_function() {
+    use mysql_async::prelude::Queryable;
+    let m = grantwarden_testkit::mariadb::TestMaria::new().await;
+    let (shop, app) = (m.name("shop"), m.name("app"));
+    m.exec(&format!(
+        "CREATE DATABASE `{shop}`; CREATE TABLE `{shop}`.t (a INT);
+         CREATE USER '{app}'@'%' IDENTIFIED BY 'pw'; GRANT SELECT, DELETE ON `{shop}`.t TO '{app}'@'%';"
+    ))
+    .await;
     let clients = Clients::for_endpoint(&moto::endpoint()).await;
-    let mut settings = provision::create(&clients, &moto::unique_prefix("revoke-mysql")).await.unwrap();
+    let mut settings = provision::create(&clients, &moto::unique_prefix("revoke-maria")).await.unwrap();
     settings.targets = vec![grantwarden_core::snapshot::TargetId::new(TARGET).unwrap()];
-    let secret = r#"{"engine":"mariadb","host":"127.0.0.1","port":3306,"username":"gw_revoker","password":"pw"}"#;
-    moto::put_secret(&clients.secrets, &settings.revoker_secret_id(&settings.targets[0]), secret).await;
+    let port: u16 = m.url().rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
+    // as RDS writes a MariaDB secret: no dbname
+    let secret = serde_json::json!({ "engine": "mariadb", "host": "127.0.0.1", "port": port, "username": "root" });
+    moto::put_secret(&clients.secrets, &settings.revoker_secret_id(&settings.targets[0]), &secret.to_string()).await;
     let store = DynamoStore::new(&clients, &settings);
-    let t = contract::active_ticket("tkt-maria", TARGET, "app_tmp", "shop", &[Privilege::Select], at(0), at(60));
+    let role = format!("'{app}'@'%'");
+    let t = contract::active_ticket("tkt-maria", TARGET, &role, &shop, &[Privilege::Select], at(0), at(60));
     store.put_ticket(&t, &[]).await.unwrap();
+    let mut session = mysql_async::Conn::from_url(m.url_as(&app, "pw")).await.unwrap();
+    session.query_drop("SELECT 1").await.unwrap();
+
     let f = function(&clients, &settings, 61);
     let payload: Invocation =
         serde_json::from_value(serde_json::json!({ "ticket_id": "tkt-maria", "trigger": "schedule" })).unwrap();
-    let err = f.invoke(LambdaEvent::new(payload, Context::default())).await.unwrap_err();
-    let message = err.to_string();
-    assert!(
-        message.contains(r#"field engine: "mariadb" is a MySQL or MariaDB server, and a ticket's access (issuing, renewing, revoking) is built for PostgreSQL targets only"#),
-        "{message}"
-    );
-    let diagnostic: lambda_runtime::Diagnostic = err.into();
-    assert_eq!(diagnostic.error_type, "Validation", "not retried as if it could pass");
-    assert_eq!(stored(&store, "tkt-maria").await.status(), TicketStatus::Active, "nothing was done to the ticket");
+    let handled = invoke(&f, payload).await;
+    assert_eq!(handled[0].outcome, "revoked", "{handled:?}");
+    let mut conn = m.conn().await;
+    let grants: Vec<String> = conn.query(format!("SHOW GRANTS FOR '{app}'@'%'")).await.unwrap();
+    let on_t: Vec<&String> = grants.iter().filter(|g| g.contains(&shop)).collect();
+    assert_eq!(on_t, [&format!("GRANT DELETE ON `{shop}`.`t` TO `{app}`@`%`")], "DELETE was never the ticket's");
+    assert!(session.query_drop("SELECT 1").await.is_err(), "the account's session was ended");
+    let stored = stored(&store, "tkt-maria").await;
+    assert_eq!(stored.status(), TicketStatus::Revoked);
+    assert_eq!(stored.revocation().unwrap().sessions_terminated, 1);
+    let events = grantwarden_core::audit::AuditJournal::events(&store, TARGET).await.unwrap();
+    let revoked = events.iter().find(|e| e.kind == EventKind::TicketRevoked).expect("ticket.revoked journaled");
+    assert!(revoked.detail.to_string().contains("KILL CONNECTION"), "{}", revoked.detail);
 }

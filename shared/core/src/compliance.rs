@@ -803,6 +803,7 @@ mod tests {
             transaction: Vec::new(),
             after_commit: Vec::new(),
             kept: Vec::new(),
+            kept_mysql: Vec::new(),
             nothing_because: None,
             created: Vec::new(),
         };

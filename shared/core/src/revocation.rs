@@ -65,6 +65,15 @@ pub struct Kept {
     pub reason: String,
 }
 
+/// A MySQL or MariaDB privilege that stays, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptMysql {
+    /// The account, the scope and the privilege (one).
+    pub grant: crate::mysql::catalog::PrivilegeGrant,
+    /// Why it stays.
+    pub reason: String,
+}
+
 /// What ending one ticket does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationPlan {
@@ -80,6 +89,9 @@ pub struct RevocationPlan {
     pub after_commit: Vec<Change>,
     /// Privileges left in place.
     pub kept: Vec<Kept>,
+    /// A MySQL or MariaDB account's privileges left in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_mysql: Vec<KeptMysql>,
     /// In words, when there is nothing to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nothing_because: Option<String>,
@@ -98,5 +110,10 @@ impl RevocationPlan {
     /// Nothing to run.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Privileges left in place, of either engine.
+    pub fn kept_len(&self) -> usize {
+        self.kept.len() + self.kept_mysql.len()
     }
 }

@@ -30,8 +30,12 @@ use crate::change::Change;
 use crate::error::StoreError;
 use crate::finding::FindingKind;
 use crate::model::{Grant, Grantee, Name, ObjectClass, ObjectRef, Privilege, RoleName};
+use crate::mysql::catalog::PrivilegeGrant as MysqlGrant;
+use crate::mysql::change::MysqlChange;
+use crate::mysql::privilege::Privilege as MysqlPrivilege;
+use crate::mysql_baseline::Baseline as MysqlBaseline;
 use crate::report::{Finding, FindingObject, FindingPrivilege, ObjectType};
-use crate::revocation::{Kept, Owned, OwnedKind, RevocationPlan};
+use crate::revocation::{Kept, KeptMysql, Owned, OwnedKind, RevocationPlan};
 use crate::scoring::Severity;
 use crate::store::{FindingStore, TicketStore, Versioned};
 use crate::ticket::{Revocation, RoleLifecycle, Ticket, TicketStatus, Trigger};
@@ -55,6 +59,10 @@ pub struct Held {
     /// What it owns in this database.
     #[serde(default)]
     pub owned: Vec<Owned>,
+    /// On a MySQL or MariaDB server: the privileges the ticket's account holds,
+    /// as the grant tables say when the revocation reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<Vec<MysqlGrant>>,
 }
 
 /// Whether open sessions of the role are ended after the commit.
@@ -78,6 +86,8 @@ pub struct RevokeOptions {
     /// The target's baseline, when at hand: a standing role keeps what it declares
     /// (the ticket did not grant that), even where the ticket's scope covers it.
     pub baseline: Option<std::sync::Arc<Baseline>>,
+    /// A MySQL or MariaDB target's baseline, kept to the same rule.
+    pub mysql_baseline: Option<std::sync::Arc<MysqlBaseline>>,
 }
 
 /// Other tickets of the same target and role that are still in force at `now`.
@@ -104,9 +114,13 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
         transaction: Vec::new(),
         after_commit: Vec::new(),
         kept: Vec::new(),
+        kept_mysql: Vec::new(),
         nothing_because: None,
         created: Vec::new(),
     };
+    if let Some(grants) = &held.mysql {
+        return plan_mysql_revocation(ticket, held.exists, grants, others, options, plan);
+    }
     if !held.exists {
         // an access ticket's views outlive a role dropped by hand: they go all the same
         if let Some(access) = &ticket.access()
@@ -141,15 +155,7 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
             continue;
         }
         if let Some(other) = others.iter().find(|o| o.covers(target, &role, g.privilege, &g.object)) {
-            plan.kept.push(Kept {
-                grant: g.clone(),
-                reason: format!(
-                    "still covered by ticket {} ({}) until {}",
-                    other.id(),
-                    other.category(),
-                    other.expires_at().to_rfc3339()
-                ),
-            });
+            plan.kept.push(Kept { grant: g.clone(), reason: still_covered(other) });
             continue;
         }
         // a column privilege also shows as the table's when granted on the table; both go
@@ -205,14 +211,86 @@ pub fn plan_revocation(ticket: &Ticket, held: &Held, others: &[&Ticket], options
     if drop_role {
         plan.after_commit.push(Change::DropRole { role: role.clone() });
     }
+    explain_nothing(&mut plan, &role);
+    plan
+}
+
+/// The plan that ends `ticket` on a MySQL or MariaDB server: of the
+/// privileges its account holds (`grants`), each the ticket covers
+/// ([`Ticket::covers_mysql`]) is revoked unless the baseline declares it for
+/// the account (standing access) or another ticket in force covers it (kept,
+/// with the reason). The account itself stays: grantwarden did not create it.
+/// Its sessions are ended after the commit as `options.sessions` says (a
+/// standing account: only with `always`, and only when something was revoked).
+fn plan_mysql_revocation(
+    ticket: &Ticket,
+    exists: bool,
+    grants: &[MysqlGrant],
+    others: &[&Ticket],
+    options: &RevokeOptions,
+    mut plan: RevocationPlan,
+) -> RevocationPlan {
+    let account = ticket.mysql_account();
+    let target = &ticket.request().target;
+    if !exists {
+        plan.nothing_because = Some(format!("account {account} does not exist: nothing left to revoke"));
+        return plan;
+    }
+    let one = |g: &MysqlGrant, p: &MysqlPrivilege| MysqlGrant {
+        grantee: g.grantee.clone(),
+        scope: g.scope.clone(),
+        privileges: [p.clone()].into(),
+        grantable: false,
+        dynamic_grantable: Default::default(),
+    };
+    for g in grants.iter().filter(|g| g.grantee == account) {
+        let mut revoke = std::collections::BTreeSet::new();
+        for p in g.privileges.iter().filter(|p| ticket.covers_mysql(target, &account, p, &g.scope)) {
+            let declared = options.mysql_baseline.as_ref().and_then(|b| {
+                b.accounts.get(&account)?.grants.get(&g.scope).filter(|d| d.privileges.contains(p)).map(|d| &d.origin)
+            });
+            if let Some(origin) = declared {
+                let reason = format!("declared in the baseline ({origin}): standing access, not the ticket's");
+                plan.kept_mysql.push(KeptMysql { grant: one(g, p), reason });
+            } else if let Some(other) = others.iter().find(|o| o.covers_mysql(target, &account, p, &g.scope)) {
+                plan.kept_mysql.push(KeptMysql { grant: one(g, p), reason: still_covered(other) });
+            } else {
+                revoke.insert(p.clone());
+            }
+        }
+        if !revoke.is_empty() {
+            let grant = MysqlGrant {
+                grantee: g.grantee.clone(),
+                scope: g.scope.clone(),
+                privileges: revoke,
+                grantable: false,
+                dynamic_grantable: Default::default(),
+            };
+            plan.transaction.push(Change::Mysql { mysql: MysqlChange::Revoke { grant } });
+        }
+    }
+    if options.sessions == SessionPolicy::Always && !plan.transaction.is_empty() {
+        plan.after_commit.push(Change::TerminateSessions { role: plan.role.clone() });
+    }
+    explain_nothing(&mut plan, &account);
+    plan
+}
+
+/// Says why a plan with nothing to run has nothing: `grantee` holds nothing
+/// the ticket covers, or keeps all of it.
+fn explain_nothing(plan: &mut RevocationPlan, grantee: &dyn std::fmt::Display) {
     if plan.is_empty() {
-        plan.nothing_because = Some(if plan.kept.is_empty() {
-            format!("{role} holds nothing this ticket covers: already revoked")
+        plan.nothing_because = Some(if plan.kept_len() == 0 {
+            format!("{grantee} holds nothing this ticket covers: already revoked")
         } else {
-            format!("everything this ticket covers that {role} holds stays: see kept")
+            format!("everything this ticket covers that {grantee} holds stays: see kept")
         });
     }
-    plan
+}
+
+/// Why a privilege another ticket in force covers stays.
+fn still_covered(other: &Ticket) -> String {
+    format!("still covered by ticket {} ({}) until {}", other.id(), other.category(), other.expires_at().to_rfc3339())
 }
 
 /// Whether retrying can help.
@@ -390,7 +468,7 @@ where
                 latency_ms,
                 attempts: executed.attempts,
                 statements: executed.plan.len(),
-                kept: executed.plan.kept.len(),
+                kept: executed.plan.kept_len(),
                 sessions_terminated: executed.sessions_terminated,
                 error: None,
             };
@@ -637,7 +715,7 @@ mod tests {
     }
 
     fn held(grants: Vec<Grant>) -> Held {
-        Held { exists: true, login: true, grants, member_of: vec![], databases: vec![], owned: vec![] }
+        Held { exists: true, login: true, grants, member_of: vec![], databases: vec![], owned: vec![], mysql: None }
     }
 
     fn revoked(plan: &RevocationPlan) -> Vec<String> {
@@ -832,5 +910,72 @@ mod tests {
         assert_eq!(ids, ["b", "a"], "b's window ended at its request, before a's expiry");
         let early: Vec<&str> = due(&all, at(0)).iter().map(|t| t.id()).collect();
         assert_eq!(early, ["b"], "an early-end request is due at once");
+    }
+
+    #[test]
+    fn a_mysql_account_loses_what_the_ticket_covers_unless_the_baseline_or_another_ticket_holds_it() {
+        use crate::mysql::catalog::{Account, Scope};
+        use crate::mysql::privilege::Privilege as My;
+        let account = Account::new("app", "10.0.%");
+        let with_account = |mut t: Ticket| {
+            t.request_mut().role = RoleName::new("'app'@'10.0.%'").unwrap();
+            t
+        };
+        let ending = with_account(ticket("t1", On::Schema, None, "shop", &[Privilege::Select, Privilege::Insert], 1));
+        let other = with_account(ticket("t2", On::Table, Some("shop"), "orders", &[Privilege::Insert], 8));
+        let grants = vec![
+            MysqlGrant {
+                grantee: account.clone(),
+                scope: Scope::Table { database: "shop".into(), table: "orders".into() },
+                privileges: [My::Select, My::Insert, My::Delete].into(),
+                grantable: false,
+                dynamic_grantable: Default::default(),
+            },
+            MysqlGrant {
+                grantee: account.clone(),
+                scope: Scope::Database { database: "shop".into(), pattern: false },
+                privileges: [My::Select].into(),
+                grantable: false,
+                dynamic_grantable: Default::default(),
+            },
+            MysqlGrant {
+                grantee: Account::new("app", "%"),
+                scope: Scope::Database { database: "shop".into(), pattern: false },
+                privileges: [My::Select].into(),
+                grantable: false,
+                dynamic_grantable: Default::default(),
+            },
+        ];
+        let baseline = crate::mysql_baseline::Baseline::from_yaml(
+            "version: 1\nengine: mariadb\naccounts:\n  - user: app\n    host: 10.0.%\n    grants:\n      - { privileges: [SELECT], on: database, database: shop }\n",
+            "maria.yaml",
+        )
+        .unwrap();
+        let options = RevokeOptions { mysql_baseline: Some(std::sync::Arc::new(baseline)), ..RevokeOptions::default() };
+        let held = Held { exists: true, mysql: Some(grants), ..Held::default() };
+        let plan = plan_revocation(&ending, &held, &[&other], &options);
+        // SELECT on the table goes; INSERT stays (t2); DELETE was never the ticket's; the
+        // database's SELECT is the baseline's; another account with the same user is not this one
+        let revoked: Vec<String> = plan.transaction.iter().map(|c| format!("{c:?}")).collect();
+        assert_eq!(revoked.len(), 1, "{revoked:#?}");
+        assert!(revoked[0].contains("Select") && revoked[0].contains("orders") && !revoked[0].contains("Delete"));
+        let reasons: Vec<&str> = plan.kept_mysql.iter().map(|k| k.reason.as_str()).collect();
+        assert_eq!(plan.kept_len(), 2, "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.starts_with("still covered by ticket t2")), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.starts_with("declared in the baseline (accounts[0].grants[0])")),
+            "{reasons:?}"
+        );
+        assert_eq!(plan.after_commit, [Change::TerminateSessions { role: ending.request().role.clone() }]);
+
+        let never = RevokeOptions { sessions: SessionPolicy::Never, ..options.clone() };
+        assert!(plan_revocation(&ending, &held, &[&other], &never).after_commit.is_empty());
+        let gone = Held { exists: false, mysql: Some(vec![]), ..Held::default() };
+        let plan = plan_revocation(&ending, &gone, &[], &options);
+        assert!(plan.is_empty());
+        assert_eq!(
+            plan.nothing_because.as_deref(),
+            Some("account 'app'@'10.0.%' does not exist: nothing left to revoke")
+        );
     }
 }

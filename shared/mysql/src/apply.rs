@@ -64,11 +64,11 @@ fn statements(changes: &[Change]) -> Result<Vec<(&MysqlChange, String)>, ExecErr
     Ok(out)
 }
 
-fn permanent(message: String, attempts: u32) -> ExecError {
+pub(crate) fn permanent(message: String, attempts: u32) -> ExecError {
     ExecError { class: FailureClass::Permanent, message, attempts }
 }
 
-fn failure(e: &ScanError, message: String, attempts: u32) -> ExecError {
+pub(crate) fn failure(e: &ScanError, message: String, attempts: u32) -> ExecError {
     let class = match e.class() {
         ErrorClass::Transient => FailureClass::Transient,
         ErrorClass::Permanent => FailureClass::Permanent,

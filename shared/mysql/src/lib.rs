@@ -32,6 +32,7 @@
 //!   two halves the AWS pipeline runs apart ([`scan::plan`], [`scan::extract_chunk`]).
 //! - [`render`]: grants, revocations, role and proxy grants, account locks as SQL, every name quoted.
 //! - [`apply`]: remediation run statement by statement and checked against the grant tables read again.
+//! - [`revoke`]: a ticket's end: what it covers revoked from its account, checked, its sessions ended.
 //! - [`error`]: errors and which are transient.
 #![deny(missing_docs)]
 
@@ -41,6 +42,7 @@ pub mod mariadb;
 pub mod mysql8;
 pub mod read;
 pub mod render;
+pub mod revoke;
 pub mod scan;
 pub mod session;
 

@@ -619,7 +619,7 @@ async fn read_held(client: &Client, role: &RoleName) -> Result<Held, Failure> {
         };
         owned.push(Owned { kind, schema: r.get(2), name: r.get(3), arguments: r.get(4) });
     }
-    Ok(Held { exists: true, login, grants, member_of, databases, owned })
+    Ok(Held { exists: true, login, grants, member_of, databases, owned, mysql: None })
 }
 
 /// Fails when a REVOKE left its privilege in place: PostgreSQL only warns when the
