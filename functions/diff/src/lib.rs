@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
+use grantwarden_aws::objects::TargetBaseline;
 use grantwarden_aws::queue::SqsRemediationQueue;
 use grantwarden_aws::settings::SettingsError;
 use grantwarden_aws::{Alerts, AwsError, Clients, Clock, DynamoStore, Objects, Settings};
@@ -128,12 +129,6 @@ pub struct Diff<S = DynamoStore> {
 enum Read {
     Postgres(grantwarden_core::snapshot::Snapshot),
     Mysql(grantwarden_core::mysql_scan::Scan),
-}
-
-/// The baseline read for the engine a scan's manifest names.
-enum TargetBaseline {
-    Postgres(Arc<grantwarden_core::baseline::Baseline>),
-    Mysql(Arc<grantwarden_core::mysql_baseline::Baseline>),
 }
 
 /// The scan record a stream record ends, if it ends one.
@@ -280,11 +275,7 @@ where
         let config = {
             let (objects, target) = (self.objects.clone(), scan.target.clone());
             tokio::spawn(async move {
-                let baseline = if mysql {
-                    objects.mysql_baseline(&target).await.map(TargetBaseline::Mysql)
-                } else {
-                    objects.baseline(&target).await.map(TargetBaseline::Postgres)
-                };
+                let baseline = objects.target_baseline(&target, mysql).await;
                 let scoring = objects.scoring().await;
                 let registry = objects.policy_registry().await.map_err(|e| e.to_string());
                 (baseline, scoring, registry)
@@ -298,7 +289,11 @@ where
         } else {
             Read::Postgres(assemble(&manifest, scan, batches).map_err(assembly)?)
         };
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "snapshot assembled");
+        let grants = match &read {
+            Read::Postgres(snapshot) => snapshot.state.grants.len(),
+            Read::Mysql(scan) => scan.catalog.privileges.len(),
+        };
+        tracing::info!(grants, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot assembled");
         let (baseline, scoring, registry) = config.await.map_err(|e| DiffError::Aws {
             scan_id: id.clone(),
             source: AwsError::Service {

@@ -54,7 +54,7 @@ const BASELINES_KEPT: usize = 2;
 
 /// A target's baseline, of the engine its target is.
 #[derive(Clone, Debug)]
-enum TargetBaseline {
+pub enum TargetBaseline {
     /// A PostgreSQL target's.
     Postgres(Arc<Baseline>),
     /// A MySQL or MariaDB server's (`engine: mariadb` or `engine: mysql`).
@@ -306,6 +306,15 @@ impl Objects {
         String::from_utf8(bytes).map_err(|_| AwsError::Decode {
             what: format!("s3://{}/{key}", self.bucket),
             reason: "not UTF-8 text".into(),
+        })
+    }
+
+    /// The baseline of a target of either engine (a MySQL or MariaDB server's when `mysql`).
+    pub async fn target_baseline(&self, target: &TargetId, mysql: bool) -> Result<TargetBaseline, AwsError> {
+        Ok(if mysql {
+            TargetBaseline::Mysql(self.mysql_baseline(target).await?)
+        } else {
+            TargetBaseline::Postgres(self.baseline(target).await?)
         })
     }
 

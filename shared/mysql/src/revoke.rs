@@ -2,8 +2,8 @@
 //! covers comes away from the account it names ([`Revoker`], core's
 //! `PrivilegeExecutor`, driven by `grantwarden_core::revoke::revoke_ticket`).
 //!
-//! The grant tables are read first (a scan: the account's privileges at every
-//! scope), core plans from what the account holds now (reference counting:
+//! The grant tables are read first (every chunk of a scan: the account's
+//! privileges at every scope), core plans from what the account holds now (reference counting:
 //! what another ticket in force or the baseline covers stays), the REVOKEs run
 //! statement by statement with [`crate::apply::Executor`] and are checked
 //! against the grant tables read again, and then the account's open sessions
@@ -20,14 +20,14 @@ use grantwarden_core::change::Change;
 use grantwarden_core::model::RoleName;
 use grantwarden_core::remediation_flow::ChangeExecutor;
 use grantwarden_core::revocation::RevocationPlan;
-use grantwarden_core::revoke::{ExecError, Executed, FailureClass, Held, PrivilegeExecutor};
+use grantwarden_core::revoke::{ExecError, Executed, Held, PrivilegeExecutor};
 use mysql_async::Opts;
 use mysql_async::prelude::Queryable;
 
 use crate::apply::{Executor, failure, permanent};
-use crate::catalog::Account;
+use crate::catalog::{Account, Catalog};
 use crate::error::ScanError;
-use crate::scan::{ScanOptions, Scanner};
+use crate::scan::{ScanOptions, extract_chunk, plan};
 use crate::session::connect;
 
 /// Ends tickets' access on one server.
@@ -44,22 +44,24 @@ impl Revoker {
         Self { opts, options }
     }
 
-    /// What `account` holds, as the grant tables say now. A scan that could
-    /// not read a chunk is an error: what it missed may be what the ticket covers.
-    async fn held(&self, account: &Account, now: DateTime<Utc>) -> Result<Held, ExecError> {
-        let scan = Scanner::with_opts(self.opts.clone(), self.options.clone())
-            .scan(now)
+    /// What `account` holds, as the grant tables say now: every chunk of a
+    /// scan read (each retried on transient errors); a chunk that cannot be
+    /// read fails the revocation with its own error's class, since what it
+    /// missed may be what the ticket covers.
+    async fn held(&self, account: &Account) -> Result<Held, ExecError> {
+        let (_, chunks) = plan(&self.opts, &self.options)
             .await
             .map_err(|e| failure(&e, format!("reading the grant tables: {e}"), 1))?;
-        if let Some(chunk) = scan.chunks.iter().find_map(|c| c.failure()) {
-            return Err(ExecError {
-                class: FailureClass::Transient,
-                message: format!("reading the grant tables: the chunk {chunk}"),
-                attempts: 1,
-            });
+        let mut parts = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            let (part, _) = extract_chunk(&self.opts, chunk, &self.options).await.map_err(|(e, attempts)| {
+                failure(&e, format!("reading the grant tables, chunk {}: {e}", chunk.label()), attempts)
+            })?;
+            parts.push(part);
         }
-        let exists = scan.catalog.accounts.iter().any(|a| &a.account == account);
-        let grants = scan.catalog.privileges.iter().filter(|g| &g.grantee == account).cloned().collect();
+        let catalog = Catalog::merge_all(parts);
+        let exists = catalog.accounts.iter().any(|a| &a.account == account);
+        let grants = catalog.privileges.iter().filter(|g| &g.grantee == account).cloned().collect();
         Ok(Held { exists, mysql: Some(grants), ..Held::default() })
     }
 
@@ -104,7 +106,7 @@ impl PrivilegeExecutor for Revoker {
         clock: &(dyn Fn() -> DateTime<Utc> + Sync),
     ) -> Result<Executed, ExecError> {
         let account = Account::parse(role.as_str());
-        let held = self.held(&account, clock()).await?;
+        let held = self.held(&account).await?;
         let plan = planner(&held);
         let applied = Executor::new(self.opts.clone(), self.options.clone()).apply(&plan.transaction, dry_run).await?;
         let committed_at = (!dry_run).then(clock);
