@@ -326,15 +326,7 @@ async fn plan_report(args: &AssessArgs, now: chrono::DateTime<chrono::Utc>) -> R
     let started = std::time::Instant::now();
     let read_baseline = async move {
         tokio::task::spawn_blocking(move || -> Result<Baseline> {
-            let label = path.display().to_string();
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading baseline {label}"))?;
-            let baseline = Baseline::from_yaml(&text, &label).map_err(|e| {
-                // a MySQL baseline fails PostgreSQL's format at its first key: say what it is instead
-                match grantwarden_core::mysql_baseline::for_other_engine(&text, &label, "--database", false) {
-                    Some(why) => anyhow::anyhow!(why),
-                    None => e.into(),
-                }
-            })?;
+            let baseline = read_baseline(&path, false, Baseline::from_yaml)?;
             tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "baseline read");
             Ok(baseline)
         })
@@ -485,6 +477,26 @@ fn scoring_of(args: &AssessArgs) -> Result<ScoringConfig> {
     })
 }
 
+/// Reads the baseline file `path` with `parse`, the format of `--database`'s
+/// engine (a MySQL or MariaDB server's when `mysql`). A baseline of the other
+/// engine fails the format at its first key: the error then says what it is
+/// instead (a file that is no YAML map keeps its parser's error, which names
+/// the line).
+pub(crate) fn read_baseline<T>(
+    path: &std::path::Path,
+    mysql: bool,
+    parse: fn(&str, &str) -> Result<T, grantwarden_core::yaml::FileError>,
+) -> Result<T> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading baseline {label}"))?;
+    parse(&text, &label).map_err(|e| {
+        match grantwarden_core::mysql_baseline::for_other_engine(&text, &label, "--database", mysql) {
+            Some(why) => anyhow::anyhow!(why),
+            None => e.into(),
+        }
+    })
+}
+
 /// The report of a MySQL or MariaDB server against its baseline; with a
 /// state store, recorded there as PostgreSQL's are (findings with their age,
 /// the scan journaled).
@@ -494,16 +506,7 @@ async fn plan_report_mysql(
     state: Option<&std::path::Path>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Report> {
-    let label = args.baseline.display().to_string();
-    let text = std::fs::read_to_string(&args.baseline).with_context(|| format!("reading baseline {label}"))?;
-    let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label).map_err(|e| {
-        // a PostgreSQL baseline fails this format at its first key: say what it is instead (a
-        // file that is no YAML map keeps its parser's error, which names the line)
-        match grantwarden_core::mysql_baseline::for_other_engine(&text, &label, "--database", true) {
-            Some(why) => anyhow::anyhow!(why),
-            None => e.into(),
-        }
-    })?;
+    let baseline = read_baseline(&args.baseline, true, grantwarden_core::mysql_baseline::Baseline::from_yaml)?;
     let scan = scan_mysql(&args.scan).await?;
     let Some(state) = state else { return Ok(grantwarden_core::mysql_plan::plan(&baseline, &scan, scoring)?) };
     let store = grantwarden_local::LocalStore::open(state)

@@ -14,7 +14,6 @@ use futures::StreamExt;
 use grantwarden_core::backoff::RetryPolicy;
 use grantwarden_core::change::Change;
 use grantwarden_core::model::RoleName;
-use grantwarden_core::mysql_baseline::for_other_engine;
 use grantwarden_core::remediate::SkippedFindings;
 use grantwarden_core::remediate::{Mode, remediate};
 use grantwarden_core::remediation_flow::{OnTransient, RemediationRun, run_remediation};
@@ -171,18 +170,11 @@ impl RevokeArgs {
             ..RevokeOptions::default()
         };
         if let Some(path) = &self.baseline {
-            let label = path.display().to_string();
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading baseline {label}"))?;
-            let other =
-                |e: grantwarden_core::yaml::FileError| match for_other_engine(&text, &label, "--database", mysql) {
-                    Some(why) => anyhow::anyhow!(why),
-                    None => e.into(),
-                };
             if mysql {
-                let baseline = grantwarden_core::mysql_baseline::Baseline::from_yaml(&text, &label).map_err(other)?;
+                let baseline = crate::read_baseline(path, true, grantwarden_core::mysql_baseline::Baseline::from_yaml)?;
                 options.mysql_baseline = Some(std::sync::Arc::new(baseline));
             } else {
-                let baseline = grantwarden_core::baseline::Baseline::from_yaml(&text, &label).map_err(other)?;
+                let baseline = crate::read_baseline(path, false, grantwarden_core::baseline::Baseline::from_yaml)?;
                 options.baseline = Some(std::sync::Arc::new(baseline));
             }
         }

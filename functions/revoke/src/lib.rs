@@ -38,6 +38,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 use grantwarden_aws::leases::{Lease, ScheduledRevoke};
+use grantwarden_aws::objects::TargetBaseline;
 use grantwarden_aws::secrets::AccessSecretError;
 use grantwarden_aws::{
     AccessSecrets, AwsError, Clients, Clock, DbEngine, DynamoStore, Objects, RdsSecret, SecretCache, Settings, Timers,
@@ -485,12 +486,16 @@ where
         }
     }
 
-    /// The target's PostgreSQL executor: it issues and renews just-in-time
-    /// credentials (a MySQL target's secret is refused by name for them), and
-    /// revokes and remediates on a PostgreSQL target ([`Revoke::engine_executor`]).
+    /// The target's PostgreSQL executor, which issues and renews just-in-time
+    /// credentials: a MySQL target's secret is refused by name for them.
     async fn executor(&self, target: &TargetId) -> Result<Executor, AwsError> {
         let id = self.settings.revoker_secret_id(target);
         let secret = self.secrets.postgres(&id, "just-in-time access (issuing, renewing a credential)").await?;
+        Ok(self.postgres_executor(&secret))
+    }
+
+    /// PostgreSQL's executor with the credentials of `secret`.
+    fn postgres_executor(&self, secret: &RdsSecret) -> Executor {
         let config = config_from_parts(
             &secret.host,
             secret.port,
@@ -499,7 +504,7 @@ where
             &secret.dbname,
             &self.timeouts,
         );
-        Ok(Executor::new(config, self.timeouts, self.retry))
+        Executor::new(config, self.timeouts, self.retry)
     }
 
     /// The executor of drift remediation and revocation on `target`: the
@@ -509,7 +514,7 @@ where
     async fn engine_executor(&self, target: &TargetId) -> Result<AnyExecutor, AwsError> {
         let secret = self.secrets.rds(&self.settings.revoker_secret_id(target)).await?;
         Ok(match secret.engine() {
-            DbEngine::Postgres => AnyExecutor::Postgres(self.executor(target).await?),
+            DbEngine::Postgres => AnyExecutor::Postgres(self.postgres_executor(&secret)),
             DbEngine::Mysql => {
                 let opts = grantwarden_mysql::session::opts_from_parts(
                     &secret.host,
@@ -534,14 +539,10 @@ where
     async fn options_for(&self, ticket: &Ticket, mysql: bool) -> RevokeOptions {
         let mut options = self.options.clone();
         if ticket.role_lifecycle() == grantwarden_core::ticket::RoleLifecycle::Standing {
-            let target = &ticket.request().target;
-            let read = if mysql {
-                self.objects.mysql_baseline(target).await.map(|b| options.mysql_baseline = Some(b))
-            } else {
-                self.objects.baseline(target).await.map(|b| options.baseline = Some(b))
-            };
-            if let Err(e) = read {
-                tracing::warn!(error = %e, "no baseline: everything the ticket covers is revoked");
+            match self.objects.target_baseline(&ticket.request().target, mysql).await {
+                Ok(TargetBaseline::Postgres(b)) => options.baseline = Some(b),
+                Ok(TargetBaseline::Mysql(b)) => options.mysql_baseline = Some(b),
+                Err(e) => tracing::warn!(error = %e, "no baseline: everything the ticket covers is revoked"),
             }
         }
         options
